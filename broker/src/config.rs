@@ -1,0 +1,177 @@
+//! The broker's configuration: a TOML file (see `deploy/broker.toml` for every
+//! key with its default), `APOGEE_BROKER_...` environment overrides, and the
+//! command-line flags `main.rs` applies on top. Unknown keys are rejected.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What this broker process is in its broker group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    AsyncMaster,
+    SyncMaster,
+    Slave,
+}
+
+/// When a send is acknowledged relative to the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlushPolicy {
+    /// After a group-commit fdatasync that covers the record.
+    Sync,
+    /// After the write; a flusher syncs every `async_flush_interval_ms`.
+    Async,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    pub cluster_name: String,
+    pub broker_name: String,
+    pub broker_id: i64,
+    pub role: Role,
+    pub listen: String,
+    /// host:port published to the NameServers; empty = derived from `listen`.
+    pub advertise: String,
+    pub nameservers: Vec<String>,
+    pub data_dir: PathBuf,
+    pub auto_create_topics: bool,
+    pub default_queue_count: i32,
+    pub max_body_bytes: usize,
+    pub register_interval_secs: u64,
+    pub heartbeat_interval_secs: u64,
+    pub store: StoreSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    pub flush: FlushPolicy,
+    pub async_flush_interval_ms: u64,
+    pub segment_bytes: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            flush: FlushPolicy::Async,
+            async_flush_interval_ms: 500,
+            segment_bytes: 1 << 30,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            role: Role::AsyncMaster,
+            listen: format!("0.0.0.0:{}", apogee_proto::names::DEFAULT_BROKER_PORT),
+            advertise: String::new(),
+            nameservers: vec![format!(
+                "127.0.0.1:{}",
+                apogee_proto::names::DEFAULT_NAMESERVER_PORT
+            )],
+            data_dir: PathBuf::from("./apogee-data/broker"),
+            auto_create_topics: false,
+            default_queue_count: 8,
+            max_body_bytes: apogee_proto::limits::DEFAULT_MAX_BODY_BYTES,
+            register_interval_secs: 30,
+            heartbeat_interval_secs: 10,
+            store: StoreSection::default(),
+        }
+    }
+}
+
+/// A configuration that parses but cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid broker config: {0}")]
+pub struct InvalidConfig(pub String);
+
+impl BrokerConfig {
+    /// Checks the values that serde cannot.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let bad = |m: String| Err(InvalidConfig(m));
+        if self.broker_name.is_empty() || self.cluster_name.is_empty() {
+            return bad("cluster_name and broker_name must be set".into());
+        }
+        if self.broker_id < 0 {
+            return bad("broker_id must be >= 0".into());
+        }
+        if (self.broker_id == 0) == (self.role == Role::Slave) {
+            return bad("broker_id 0 is the master; slaves need broker_id > 0 and role = \"slave\"".into());
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(format!("listen {:?} is not an ip:port", self.listen));
+        }
+        if self.nameservers.is_empty() {
+            return bad("at least one nameserver is required".into());
+        }
+        if !(1..=apogee_proto::limits::MAX_QUEUES_PER_TOPIC).contains(&self.default_queue_count) {
+            return bad("default_queue_count must be within 1..=1024".into());
+        }
+        if self.max_body_bytes == 0 || self.max_body_bytes > apogee_proto::limits::MAX_BATCH_BYTES {
+            return bad(format!(
+                "max_body_bytes must be within 1..={}",
+                apogee_proto::limits::MAX_BATCH_BYTES
+            ));
+        }
+        if self.store.segment_bytes < 65536 {
+            return bad("store.segment_bytes must be at least 65536".into());
+        }
+        if self.register_interval_secs == 0 || self.heartbeat_interval_secs == 0 {
+            return bad("register and heartbeat intervals must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The endpoint clients and NameServers should use to reach this broker.
+    pub fn advertised_endpoint(&self) -> String {
+        if !self.advertise.is_empty() {
+            return self.advertise.clone();
+        }
+        match self.listen.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+            _ => self.listen.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_config_parses_and_matches_defaults() {
+        let text = include_str!("../../deploy/broker.toml");
+        let parsed: BrokerConfig = toml::from_str(text).expect("deploy/broker.toml parses");
+        parsed.validate().expect("valid");
+        assert_eq!(parsed, BrokerConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<BrokerConfig>("brokr_name = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("brokr_name"), "{err}");
+        let err = toml::from_str::<BrokerConfig>("[store]\nflsh = \"sync\"").unwrap_err();
+        assert!(err.to_string().contains("flsh"), "{err}");
+    }
+
+    #[test]
+    fn master_and_slave_ids_must_match_roles() {
+        let mut c = BrokerConfig::default();
+        c.broker_id = 1;
+        assert!(c.validate().is_err());
+        c.role = Role::Slave;
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn unspecified_listen_address_advertises_loopback() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.advertised_endpoint(), "127.0.0.1:10911");
+    }
+}

@@ -1,0 +1,123 @@
+//! Consume engine tests over a real store in a temporary directory.
+
+use super::*;
+use crate::store::{MessageStore, NewMessage, StoreConfig};
+use apogee_proto::ApogeeError;
+use std::sync::Arc;
+
+fn message(topic: &str, queue_id: u32, tag: Option<&str>, body: &str) -> NewMessage {
+    NewMessage {
+        topic: topic.into(),
+        queue_id,
+        message_id: apogee_proto::message_id::new_message_id(),
+        tag: tag.map(str::to_string),
+        keys: vec![],
+        message_group: None,
+        message_type: 1,
+        born_timestamp_ms: 0,
+        born_host: "127.0.0.1".into(),
+        delivery_timestamp_ms: None,
+        reconsume_times: 0,
+        properties: vec![],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+async fn store_with(dir: &std::path::Path, msgs: Vec<NewMessage>) -> Arc<MessageStore> {
+    let store = MessageStore::open(StoreConfig::new(dir)).unwrap();
+    store.append(msgs).await.unwrap();
+    store
+}
+
+fn bodies(d: &[Delivery]) -> Vec<String> {
+    d.iter().map(|d| String::from_utf8(d.message.msg.body.clone()).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn each_message_goes_to_one_receiver_of_a_group_and_to_every_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = (0..10).map(|i| message("t", i % 2, None, &format!("m{i}"))).collect();
+    let store = store_with(dir.path(), msgs).await;
+    let engine = ConsumeEngine::open(store).unwrap();
+    let all = TagFilter::All;
+    let first = engine.pop("g", "t", &[0, 1], &all, 6, 30_000, 1_000).unwrap();
+    let second = engine.pop("g", "t", &[1, 0], &all, 6, 30_000, 1_000).unwrap();
+    assert_eq!(first.len() + second.len(), 10);
+    let mut seen: Vec<String> = bodies(&first).into_iter().chain(bodies(&second)).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 10, "no message twice within the group");
+    let other = engine.pop("other", "t", &[0, 1], &all, 32, 30_000, 1_000).unwrap();
+    assert_eq!(other.len(), 10, "another group sees everything");
+}
+
+#[tokio::test]
+async fn unacked_delivery_comes_back_after_its_invisible_time_with_attempt_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), vec![message("t", 0, None, "a")]).await;
+    let engine = ConsumeEngine::open(store).unwrap();
+    let d = engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 10_000).unwrap();
+    assert_eq!(d[0].attempt, 1);
+    assert!(engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 14_999).unwrap().is_empty());
+    let again = engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 15_000).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2);
+    // The first handle is stale now; the new one acks.
+    let stale = engine.ack("g", "t", &d[0].receipt_handle).unwrap_err();
+    assert!(matches!(stale, ApogeeError::InvalidReceiptHandle(_)));
+    engine.ack("g", "t", &again[0].receipt_handle).unwrap();
+    assert!(engine.ack("g", "t", &again[0].receipt_handle).is_err(), "double ack is refused");
+    assert!(engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 100_000).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn acked_progress_and_inflight_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = (0..3).map(|i| message("t", 0, None, &format!("m{i}"))).collect();
+    let store = store_with(dir.path(), msgs).await;
+    let engine = ConsumeEngine::open(store.clone()).unwrap();
+    let d = engine.pop("g", "t", &[0], &TagFilter::All, 2, 5_000, 0).unwrap();
+    engine.ack("g", "t", &d[0].receipt_handle).unwrap();
+    let handle = d[1].receipt_handle.clone();
+    drop(engine);
+    store.shutdown();
+    drop(store);
+
+    let store = MessageStore::open(StoreConfig::new(dir.path())).unwrap();
+    let engine = ConsumeEngine::open(store).unwrap();
+    // The in-flight delivery's handle still works after the restart.
+    engine.ack("g", "t", &handle).unwrap();
+    let rest = engine.pop("g", "t", &[0], &TagFilter::All, 10, 5_000, 1).unwrap();
+    assert_eq!(bodies(&rest), vec!["m2"]);
+}
+
+#[tokio::test]
+async fn handles_of_another_group_or_topic_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), vec![message("t", 0, None, "a")]).await;
+    let engine = ConsumeEngine::open(store).unwrap();
+    let d = engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 0).unwrap();
+    assert!(engine.ack("g2", "t", &d[0].receipt_handle).is_err());
+    assert!(engine.ack("g", "t2", &d[0].receipt_handle).is_err());
+    assert!(engine.change_invisible("g2", "t", &d[0].receipt_handle, 5_000, 0).is_err());
+    let fresh = engine.change_invisible("g", "t", &d[0].receipt_handle, 5_000, 0).unwrap();
+    assert!(engine.ack("g", "t", &d[0].receipt_handle).is_err(), "old handle is stale after a change");
+    engine.ack("g", "t", &fresh).unwrap();
+}
+
+#[tokio::test]
+async fn tag_filter_skips_other_tags_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = vec![
+        message("t", 0, Some("A"), "a1"),
+        message("t", 0, Some("B"), "b1"),
+        message("t", 0, None, "none"),
+        message("t", 0, Some("A"), "a2"),
+    ];
+    let store = store_with(dir.path(), msgs).await;
+    let engine = ConsumeEngine::open(store).unwrap();
+    let only_a = TagFilter::parse("A").unwrap();
+    let d = engine.pop("g", "t", &[0], &only_a, 10, 5_000, 0).unwrap();
+    assert_eq!(bodies(&d), vec!["a1", "a2"]);
+    assert!(engine.pop("g", "t", &[0], &TagFilter::All, 10, 5_000, 0).unwrap().is_empty());
+}

@@ -1,0 +1,88 @@
+//! `apogee.cluster.v1.Admin` on a broker: topic operations applied to this
+//! broker group (the NameServer fans cluster-wide requests out to here).
+
+use crate::server::Broker;
+use crate::topics::normalize;
+use apogee_proto::cluster::{self, admin_server::Admin};
+use apogee_proto::{names, ApogeeError};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct AdminServer {
+    broker: Arc<Broker>,
+}
+
+impl AdminServer {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        AdminServer { broker }
+    }
+
+    fn checked(&self, topic: Option<cluster::TopicConfig>) -> Result<cluster::TopicConfig, ApogeeError> {
+        let topic = topic.ok_or_else(|| ApogeeError::BadRequest("topic is required".into()))?;
+        if names::is_system_topic(&topic.name) {
+            return Err(ApogeeError::Forbidden(format!("{} is a system topic", topic.name)));
+        }
+        normalize(topic, self.broker.config.default_queue_count)
+    }
+
+    fn me(&self) -> Vec<String> {
+        vec![self.broker.config.broker_name.clone()]
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminServer {
+    async fn create_topic(
+        &self,
+        req: Request<cluster::CreateTopicRequest>,
+    ) -> Result<Response<cluster::CreateTopicResponse>, Status> {
+        let config = self.checked(req.into_inner().topic)?;
+        tracing::info!(topic = %config.name, queues = config.queue_count, "creating topic");
+        self.broker.topics.create(config)?;
+        Ok(Response::new(cluster::CreateTopicResponse { broker_names: self.me() }))
+    }
+
+    async fn update_topic(
+        &self,
+        req: Request<cluster::UpdateTopicRequest>,
+    ) -> Result<Response<cluster::UpdateTopicResponse>, Status> {
+        let config = self.checked(req.into_inner().topic)?;
+        tracing::info!(topic = %config.name, queues = config.queue_count, "updating topic");
+        self.broker.topics.update(config)?;
+        Ok(Response::new(cluster::UpdateTopicResponse { broker_names: self.me() }))
+    }
+
+    async fn delete_topic(
+        &self,
+        req: Request<cluster::DeleteTopicRequest>,
+    ) -> Result<Response<cluster::DeleteTopicResponse>, Status> {
+        let topic = req.into_inner().topic;
+        if names::is_system_topic(&topic) {
+            return Err(ApogeeError::Forbidden(format!("{topic} is a system topic")).into());
+        }
+        tracing::info!(topic = %topic, "deleting topic");
+        self.broker.topics.delete(&topic)?;
+        self.broker.consume.forget_topic(&topic)?;
+        self.broker
+            .store
+            .purge_topic(&topic)
+            .map_err(|e| ApogeeError::Internal(format!("purging topic {topic}: {e}")))?;
+        Ok(Response::new(cluster::DeleteTopicResponse { broker_names: self.me() }))
+    }
+
+    async fn list_topics(
+        &self,
+        req: Request<cluster::ListTopicsRequest>,
+    ) -> Result<Response<cluster::ListTopicsResponse>, Status> {
+        let include_system = req.into_inner().include_system;
+        let topics = self
+            .broker
+            .topics
+            .list()
+            .into_iter()
+            .filter(|t| include_system || !names::is_system_topic(&t.name))
+            .map(|config| cluster::TopicSummary { config: Some(config), broker_names: self.me() })
+            .collect();
+        Ok(Response::new(cluster::ListTopicsResponse { topics }))
+    }
+}

@@ -1,0 +1,168 @@
+//! The broker's gRPC services.
+//!
+//! - [`MessagingServer`]: every RPC of `apache.rocketmq.v2.MessagingService`
+//!   (send in [`send`], pop-style consumption in [`receive`], offset-based
+//!   consumption in [`offsets`], Telemetry in [`telemetry`]).
+//! - [`admin::AdminServer`]: the typed `apogee.cluster.v1.Admin` operations
+//!   applied to this broker.
+//!
+//! v2 responses carry their outcome in a `Status` inside the body; the gRPC
+//! status is only non-OK for transport-level problems.
+
+pub mod admin;
+pub mod convert;
+pub mod offsets;
+pub mod receive;
+pub mod send;
+pub mod telemetry;
+
+use crate::server::Broker;
+use apogee_proto::error::ok_status;
+use apogee_proto::v2::{self, messaging_service_server::MessagingService};
+use apogee_proto::ApogeeError;
+use futures::Stream;
+use std::pin::Pin;
+use std::sync::Arc;
+use tonic::{Request, Response, Status, Streaming};
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn stream_of<T: Send + 'static>(items: Vec<T>) -> ResponseStream<T> {
+    Box::pin(futures::stream::iter(items.into_iter().map(Ok)))
+}
+
+fn peer_host<T>(req: &Request<T>) -> String {
+    req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
+fn not_implemented(what: &str) -> v2::Status {
+    ApogeeError::NotImplemented(format!("{what} is not supported by this broker yet")).to_status()
+}
+
+pub struct MessagingServer {
+    broker: Arc<Broker>,
+}
+
+impl MessagingServer {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        MessagingServer { broker }
+    }
+}
+
+#[tonic::async_trait]
+impl MessagingService for MessagingServer {
+    async fn query_route(&self, req: Request<v2::QueryRouteRequest>) -> Result<Response<v2::QueryRouteResponse>, Status> {
+        Ok(Response::new(self.broker.nameservers.query_route(req.into_inner()).await))
+    }
+
+    async fn heartbeat(&self, _req: Request<v2::HeartbeatRequest>) -> Result<Response<v2::HeartbeatResponse>, Status> {
+        Ok(Response::new(v2::HeartbeatResponse { status: Some(ok_status()) }))
+    }
+
+    async fn send_message(&self, req: Request<v2::SendMessageRequest>) -> Result<Response<v2::SendMessageResponse>, Status> {
+        let peer = peer_host(&req);
+        Ok(Response::new(send::send_message(&self.broker, req.into_inner(), &peer).await))
+    }
+
+    async fn query_assignment(
+        &self,
+        req: Request<v2::QueryAssignmentRequest>,
+    ) -> Result<Response<v2::QueryAssignmentResponse>, Status> {
+        Ok(Response::new(self.broker.nameservers.query_assignment(req.into_inner()).await))
+    }
+
+    type ReceiveMessageStream = ResponseStream<v2::ReceiveMessageResponse>;
+
+    async fn receive_message(
+        &self,
+        req: Request<v2::ReceiveMessageRequest>,
+    ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
+        let responses = match receive::plan_receive(&self.broker, req.get_ref()) {
+            Ok(plan) => receive::receive(&self.broker, plan).await,
+            Err(e) => vec![v2::ReceiveMessageResponse {
+                content: Some(v2::receive_message_response::Content::Status(e.to_status())),
+            }],
+        };
+        Ok(Response::new(stream_of(responses)))
+    }
+
+    async fn ack_message(&self, req: Request<v2::AckMessageRequest>) -> Result<Response<v2::AckMessageResponse>, Status> {
+        Ok(Response::new(receive::ack(&self.broker, req.into_inner())))
+    }
+
+    async fn forward_message_to_dead_letter_queue(
+        &self,
+        _req: Request<v2::ForwardMessageToDeadLetterQueueRequest>,
+    ) -> Result<Response<v2::ForwardMessageToDeadLetterQueueResponse>, Status> {
+        Ok(Response::new(v2::ForwardMessageToDeadLetterQueueResponse {
+            status: Some(not_implemented("ForwardMessageToDeadLetterQueue (dead-letter queues)")),
+        }))
+    }
+
+    type PullMessageStream = ResponseStream<v2::PullMessageResponse>;
+
+    async fn pull_message(&self, req: Request<v2::PullMessageRequest>) -> Result<Response<Self::PullMessageStream>, Status> {
+        Ok(Response::new(stream_of(offsets::pull(&self.broker, req.into_inner()).await)))
+    }
+
+    async fn update_offset(&self, req: Request<v2::UpdateOffsetRequest>) -> Result<Response<v2::UpdateOffsetResponse>, Status> {
+        Ok(Response::new(offsets::update_offset(&self.broker, req.into_inner())))
+    }
+
+    async fn get_offset(&self, req: Request<v2::GetOffsetRequest>) -> Result<Response<v2::GetOffsetResponse>, Status> {
+        Ok(Response::new(offsets::get_offset(&self.broker, req.into_inner())))
+    }
+
+    async fn query_offset(&self, req: Request<v2::QueryOffsetRequest>) -> Result<Response<v2::QueryOffsetResponse>, Status> {
+        Ok(Response::new(offsets::query_offset(&self.broker, req.into_inner())))
+    }
+
+    async fn end_transaction(
+        &self,
+        _req: Request<v2::EndTransactionRequest>,
+    ) -> Result<Response<v2::EndTransactionResponse>, Status> {
+        Ok(Response::new(v2::EndTransactionResponse { status: Some(not_implemented("EndTransaction (transactions)")) }))
+    }
+
+    type TelemetryStream = ResponseStream<v2::TelemetryCommand>;
+
+    async fn telemetry(
+        &self,
+        req: Request<Streaming<v2::TelemetryCommand>>,
+    ) -> Result<Response<Self::TelemetryStream>, Status> {
+        Ok(Response::new(telemetry::serve(self.broker.limits.clone(), req.into_inner())))
+    }
+
+    async fn notify_client_termination(
+        &self,
+        _req: Request<v2::NotifyClientTerminationRequest>,
+    ) -> Result<Response<v2::NotifyClientTerminationResponse>, Status> {
+        Ok(Response::new(v2::NotifyClientTerminationResponse { status: Some(ok_status()) }))
+    }
+
+    async fn change_invisible_duration(
+        &self,
+        req: Request<v2::ChangeInvisibleDurationRequest>,
+    ) -> Result<Response<v2::ChangeInvisibleDurationResponse>, Status> {
+        Ok(Response::new(receive::change_invisible(&self.broker, req.into_inner())))
+    }
+
+    async fn recall_message(
+        &self,
+        _req: Request<v2::RecallMessageRequest>,
+    ) -> Result<Response<v2::RecallMessageResponse>, Status> {
+        Ok(Response::new(v2::RecallMessageResponse {
+            status: Some(not_implemented("RecallMessage (recalling delayed messages)")),
+            ..Default::default()
+        }))
+    }
+
+    async fn sync_lite_subscription(
+        &self,
+        _req: Request<v2::SyncLiteSubscriptionRequest>,
+    ) -> Result<Response<v2::SyncLiteSubscriptionResponse>, Status> {
+        Ok(Response::new(v2::SyncLiteSubscriptionResponse {
+            status: Some(not_implemented("SyncLiteSubscription (lite topics)")),
+        }))
+    }
+}

@@ -1,0 +1,174 @@
+//! SendMessage: validate every message of a request, then append them all to
+//! the commit log in one batch. A request with one bad message is refused as
+//! a whole with that message's status; nothing of it is stored.
+
+use super::convert::to_new_message;
+use crate::server::Broker;
+use apogee_proto::error::ok_status;
+use apogee_proto::v2::{self, MessageType, Permission};
+use apogee_proto::{limits, message_id, names, ApogeeError};
+
+/// Checks one message; returns its topic, queue and store record.
+fn validate(broker: &Broker, m: &v2::Message, peer: &str) -> Result<crate::store::NewMessage, ApogeeError> {
+    let topic = m.topic.as_ref().map(|t| t.name.as_str()).unwrap_or_default();
+    limits::validate_topic(topic)?;
+    if names::is_system_topic(topic) {
+        return Err(ApogeeError::Forbidden(format!("topic {topic} is a system topic; clients cannot write it")));
+    }
+    let sp = m
+        .system_properties
+        .as_ref()
+        .ok_or_else(|| ApogeeError::BadRequest("message has no system properties".into()))?;
+    if !message_id::is_acceptable_message_id(&sp.message_id) {
+        return Err(ApogeeError::IllegalMessageId(format!(
+            "message id {:?} must be 1 to {} letters, digits, '-' or '_'",
+            sp.message_id,
+            message_id::MAX_MESSAGE_ID_LEN
+        )));
+    }
+    limits::validate_body(m.body.len(), broker.config.max_body_bytes)?;
+    if let Some(tag) = sp.tag.as_deref() {
+        limits::validate_tag(tag)?;
+    }
+    for key in &sp.keys {
+        limits::validate_key(key)?;
+    }
+    if m.user_properties.len() > limits::MAX_PROPERTY_COUNT {
+        return Err(ApogeeError::MessagePropertiesTooLarge(format!(
+            "{} user properties, the limit is {}",
+            m.user_properties.len(),
+            limits::MAX_PROPERTY_COUNT
+        )));
+    }
+    let props_bytes: usize = m.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + sp.keys.iter().map(String::len).sum::<usize>()
+        + sp.tag.as_ref().map_or(0, String::len);
+    if props_bytes > limits::MAX_PROPERTIES_BYTES {
+        return Err(ApogeeError::MessagePropertiesTooLarge(format!(
+            "{props_bytes} bytes of properties, keys and tag; the limit is {}",
+            limits::MAX_PROPERTIES_BYTES
+        )));
+    }
+    if let Some(k) = m.user_properties.keys().find(|k| k.is_empty() || k.chars().any(char::is_control)) {
+        return Err(ApogeeError::IllegalProperty(format!("property key {k:?} is empty or has control characters")));
+    }
+
+    let message_type = MessageType::try_from(sp.message_type).unwrap_or(MessageType::Unspecified);
+    match message_type {
+        MessageType::Transaction => {
+            return Err(ApogeeError::NotImplemented(
+                "transactional (half) messages are not supported by this broker yet".into(),
+            ))
+        }
+        MessageType::Delay => {
+            return Err(ApogeeError::NotImplemented("delayed delivery is not supported by this broker yet".into()))
+        }
+        _ if sp.delivery_timestamp.is_some() => {
+            return Err(ApogeeError::NotImplemented(
+                "a delivery timestamp asks for delayed delivery, which this broker does not support yet".into(),
+            ))
+        }
+        _ => {}
+    }
+
+    let config = broker
+        .topics
+        .for_send(topic, broker.config.auto_create_topics, broker.config.default_queue_count)?;
+    if config.permission == Permission::Read as i32 || config.permission == Permission::None as i32 {
+        return Err(ApogeeError::Forbidden(format!("topic {topic} is not writable on this broker")));
+    }
+    let effective_type = if message_type == MessageType::Unspecified { MessageType::Normal } else { message_type };
+    if !config.message_types.contains(&(effective_type as i32)) {
+        return Err(ApogeeError::MessageTypeConflict(format!(
+            "topic {topic} does not accept {} messages",
+            effective_type.as_str_name()
+        )));
+    }
+    if message_type == MessageType::Fifo && sp.message_group.as_deref().unwrap_or("").is_empty() {
+        return Err(ApogeeError::IllegalMessageGroup("FIFO messages need a message group".into()));
+    }
+    let queue_id = sp.queue_id;
+    if queue_id < 0 || queue_id >= config.queue_count {
+        return Err(ApogeeError::BadRequest(format!(
+            "queue {queue_id} does not exist; topic {topic} has {} queues on this broker",
+            config.queue_count
+        )));
+    }
+    let mut record = to_new_message(m, topic, queue_id as u32, peer);
+    record.message_type = effective_type as u8;
+    Ok(record)
+}
+
+fn refuse_all(messages: &[v2::Message], e: &ApogeeError) -> v2::SendMessageResponse {
+    let status = e.to_status();
+    v2::SendMessageResponse {
+        status: Some(status.clone()),
+        entries: messages
+            .iter()
+            .map(|m| v2::SendResultEntry {
+                status: Some(status.clone()),
+                message_id: m.system_properties.as_ref().map(|s| s.message_id.clone()).unwrap_or_default(),
+                transaction_id: String::new(),
+                offset: 0,
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+pub async fn send_message(broker: &Broker, req: v2::SendMessageRequest, peer: &str) -> v2::SendMessageResponse {
+    let messages = req.messages;
+    if messages.is_empty() {
+        return refuse_all(&messages, &ApogeeError::BadRequest("no messages in the request".into()));
+    }
+    if messages.len() > limits::MAX_BATCH_MESSAGES {
+        let e = ApogeeError::PayloadTooLarge(format!(
+            "{} messages in one request, the limit is {}",
+            messages.len(),
+            limits::MAX_BATCH_MESSAGES
+        ));
+        return refuse_all(&messages, &e);
+    }
+    let total: usize = messages.iter().map(|m| m.body.len()).sum();
+    if total > limits::MAX_BATCH_BYTES {
+        let e = ApogeeError::PayloadTooLarge(format!(
+            "{total} bytes of bodies in one request, the limit is {}",
+            limits::MAX_BATCH_BYTES
+        ));
+        return refuse_all(&messages, &e);
+    }
+    let mut records = Vec::with_capacity(messages.len());
+    for m in &messages {
+        match validate(broker, m, peer) {
+            Ok(r) => records.push(r),
+            Err(e) => return refuse_all(&messages, &e),
+        }
+    }
+    let ids: Vec<String> = records.iter().map(|r| r.message_id.clone()).collect();
+    match broker.store.append(records).await {
+        Ok(results) => {
+            v2::SendMessageResponse {
+                status: Some(ok_status()),
+                entries: ids
+                    .into_iter()
+                    .zip(results)
+                    .map(|(message_id, r)| v2::SendResultEntry {
+                        status: Some(ok_status()),
+                        message_id,
+                        transaction_id: String::new(),
+                        offset: r.queue_offset as i64,
+                        ..Default::default()
+                    })
+                    .collect(),
+            }
+        }
+        Err(crate::store::StoreError::MessageTooLarge { size, max }) => refuse_all(
+            &messages,
+            &ApogeeError::PayloadTooLarge(format!("a record of {size} bytes exceeds the store limit of {max} bytes")),
+        ),
+        Err(e) => {
+            tracing::error!("append failed: {e}");
+            refuse_all(&messages, &ApogeeError::Internal(format!("could not store the messages: {e}")))
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! apogee-broker: a RocketMQ-style broker.
+//!
+//! - [`store`]: the commit log (segment files, the truth) and its RocksDB
+//!   index (consume queues, ids, keys, offsets, configs), with recovery.
+//! - [`topics`]: the topics this broker group hosts.
+//! - [`consume`]: consumer groups' progress (pop / ack / invisible time).
+//! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
+//! - [`registration`]: registration with the NameServers.
+//! - [`server`]: wiring it together; [`config`]: the configuration.
+
+pub mod config;
+pub mod consume;
+pub mod grpc;
+pub mod registration;
+pub mod server;
+pub mod store;
+pub mod topics;
+
+pub use config::BrokerConfig;
+pub use server::{serve, Broker, BrokerError};

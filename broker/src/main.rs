@@ -1,0 +1,137 @@
+//! `apogee-broker`: runs one broker, or with `--standalone` a NameServer and
+//! a broker in one process on the default loopback ports: the quickest way
+//! to a working Apogee.
+
+use anyhow::{bail, Context};
+use apogee_broker::config::BrokerConfig;
+use apogee_nameserver::NameServerConfig;
+use apogee_proto::names::{DEFAULT_BROKER_PORT, DEFAULT_NAMESERVER_PORT};
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "apogee-broker", version, about = "Apogee broker (RocketMQ 5 protocol)")]
+struct Args {
+    /// TOML config file (see deploy/broker.toml); APOGEE_BROKER_* variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Load and check the config, print it, and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Also run a NameServer in this process, on 127.0.0.1:9876 with the broker on 127.0.0.1:10911.
+    #[arg(long)]
+    standalone: bool,
+    /// Data directory (standalone default: ./apogee-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (overrides `listen`).
+    #[arg(long)]
+    listen: Option<String>,
+    /// NameServer address; repeat for several (overrides `nameservers`).
+    #[arg(long = "nameserver")]
+    nameservers: Vec<String>,
+    /// Broker group name (overrides `broker_name`).
+    #[arg(long)]
+    broker_name: Option<String>,
+}
+
+fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
+    let mut config: BrokerConfig =
+        apogee_nameserver::config_file::load(args.config.as_deref(), "BROKER").context("loading broker config")?;
+    if args.standalone {
+        config.listen = format!("127.0.0.1:{DEFAULT_BROKER_PORT}");
+        config.nameservers = vec![format!("127.0.0.1:{DEFAULT_NAMESERVER_PORT}")];
+        config.data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("./apogee-data")).join("broker");
+    } else if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = &args.listen {
+        config.listen = l.clone();
+    }
+    if !args.nameservers.is_empty() {
+        config.nameservers = args.nameservers.clone();
+    }
+    if let Some(n) = &args.broker_name {
+        config.broker_name = n.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = match load(&args) {
+        Ok(c) => c,
+        Err(e) if args.check_config => {
+            eprintln!("config error: {e:#}");
+            std::process::exit(2);
+        }
+        Err(e) => return Err(e),
+    };
+    if args.check_config {
+        println!("config OK\n\n{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut nameserver = None;
+    if args.standalone {
+        let ns_config = NameServerConfig {
+            listen: format!("127.0.0.1:{DEFAULT_NAMESERVER_PORT}"),
+            ..NameServerConfig::default()
+        };
+        let listener = tokio::net::TcpListener::bind(&ns_config.listen)
+            .await
+            .with_context(|| format!("binding the nameserver to {}", ns_config.listen))?;
+        let mut rx = stop_rx.clone();
+        nameserver = Some(tokio::spawn(apogee_nameserver::serve(ns_config, listener, async move {
+            let _ = rx.changed().await;
+        })));
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding the broker to {}", config.listen))?;
+    let mut rx = stop_rx.clone();
+    let mut broker = tokio::spawn(apogee_broker::serve(config, listener, async move {
+        let _ = rx.changed().await;
+    }));
+    // Run until a signal, or until the broker stops by itself (a failure).
+    let result = tokio::select! {
+        _ = shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            broker.await?
+        }
+        r = &mut broker => {
+            let _ = stop_tx.send(true);
+            r?
+        }
+    };
+    if let Some(ns) = nameserver {
+        ns.await??;
+    }
+    if let Err(e) = result {
+        bail!("broker failed: {e}");
+    }
+    Ok(())
+}

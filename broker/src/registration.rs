@@ -1,0 +1,146 @@
+//! The broker's link to its NameServers: it registers (with its topics and
+//! data version) with every configured NameServer, sends light heartbeats in
+//! between, registers again at once when its topics change or a NameServer
+//! asks, and unregisters on shutdown. It also forwards the route queries
+//! clients send to the broker (QueryRoute, QueryAssignment) to a NameServer.
+
+use crate::config::{BrokerConfig, Role};
+use crate::topics::TopicTable;
+use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole};
+use apogee_proto::v2::{self, messaging_service_client::MessagingServiceClient};
+use apogee_proto::ApogeeError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+
+const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct NameServerLink {
+    config: BrokerConfig,
+    channels: Vec<(String, Channel)>,
+}
+
+fn channel(addr: &str) -> Result<Channel, ApogeeError> {
+    let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| ApogeeError::BadRequest(format!("nameserver address {addr:?}: {e}")))?
+        .connect_timeout(RPC_TIMEOUT)
+        .timeout(RPC_TIMEOUT)
+        .connect_lazy())
+}
+
+impl NameServerLink {
+    pub fn new(config: &BrokerConfig) -> Result<Self, ApogeeError> {
+        let channels = config
+            .nameservers
+            .iter()
+            .map(|a| Ok((a.clone(), channel(a)?)))
+            .collect::<Result<_, ApogeeError>>()?;
+        Ok(NameServerLink { config: config.clone(), channels })
+    }
+
+    fn registration(&self, topics: &TopicTable) -> cluster::RegisterBrokerRequest {
+        cluster::RegisterBrokerRequest {
+            cluster_name: self.config.cluster_name.clone(),
+            broker_name: self.config.broker_name.clone(),
+            broker_id: self.config.broker_id,
+            endpoint: self.config.advertised_endpoint(),
+            role: match self.config.role {
+                Role::AsyncMaster => BrokerRole::AsyncMaster,
+                Role::SyncMaster => BrokerRole::SyncMaster,
+                Role::Slave => BrokerRole::Slave,
+            } as i32,
+            topics: topics.list(),
+            data_version: topics.data_version(),
+        }
+    }
+
+    async fn register_one(&self, channel: &Channel, topics: &TopicTable) -> Result<(), tonic::Status> {
+        RegistryClient::new(channel.clone()).register_broker(self.registration(topics)).await?;
+        Ok(())
+    }
+
+    /// Registers with every NameServer once (failures are logged).
+    pub async fn register_all(&self, topics: &TopicTable) {
+        for (addr, ch) in &self.channels {
+            match self.register_one(ch, topics).await {
+                Ok(()) => tracing::debug!(nameserver = %addr, "registered"),
+                Err(e) => tracing::warn!(nameserver = %addr, "registration failed: {}", e.message()),
+            }
+        }
+    }
+
+    async fn heartbeat_all(&self, topics: &TopicTable) {
+        for (addr, ch) in &self.channels {
+            let req = cluster::BrokerHeartbeatRequest {
+                cluster_name: self.config.cluster_name.clone(),
+                broker_name: self.config.broker_name.clone(),
+                broker_id: self.config.broker_id,
+                data_version: topics.data_version(),
+            };
+            match RegistryClient::new(ch.clone()).broker_heartbeat(req).await {
+                Ok(r) if r.get_ref().register_required => {
+                    if let Err(e) = self.register_one(ch, topics).await {
+                        tracing::warn!(nameserver = %addr, "registration failed: {}", e.message());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(nameserver = %addr, "heartbeat failed: {}", e.message()),
+            }
+        }
+    }
+
+    async fn unregister_all(&self) {
+        for (addr, ch) in &self.channels {
+            let req = cluster::UnregisterBrokerRequest {
+                cluster_name: self.config.cluster_name.clone(),
+                broker_name: self.config.broker_name.clone(),
+                broker_id: self.config.broker_id,
+            };
+            if let Err(e) = RegistryClient::new(ch.clone()).unregister_broker(req).await {
+                tracing::warn!(nameserver = %addr, "unregister failed: {}", e.message());
+            }
+        }
+    }
+
+    /// Keeps the registration fresh until `shutdown` turns true, then unregisters.
+    pub async fn run(self: Arc<Self>, topics: Arc<TopicTable>, mut shutdown: watch::Receiver<bool>) {
+        let mut register = tokio::time::interval(Duration::from_secs(self.config.register_interval_secs));
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(self.config.heartbeat_interval_secs));
+        heartbeat.tick().await;
+        loop {
+            let changed = topics.changed().notified();
+            tokio::select! {
+                _ = register.tick() => self.register_all(&topics).await,
+                _ = heartbeat.tick() => self.heartbeat_all(&topics).await,
+                _ = changed => self.register_all(&topics).await,
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.unregister_all().await;
+    }
+
+    /// Asks the NameServers in turn; the first answer wins.
+    pub async fn query_route(&self, req: v2::QueryRouteRequest) -> v2::QueryRouteResponse {
+        let mut last = ApogeeError::Unavailable("no nameserver configured".into());
+        for (addr, ch) in &self.channels {
+            match MessagingServiceClient::new(ch.clone()).query_route(req.clone()).await {
+                Ok(r) => return r.into_inner(),
+                Err(e) => last = ApogeeError::Unavailable(format!("nameserver {addr}: {}", e.message())),
+            }
+        }
+        v2::QueryRouteResponse { status: Some(last.to_status()), message_queues: vec![] }
+    }
+
+    pub async fn query_assignment(&self, req: v2::QueryAssignmentRequest) -> v2::QueryAssignmentResponse {
+        let mut last = ApogeeError::Unavailable("no nameserver configured".into());
+        for (addr, ch) in &self.channels {
+            match MessagingServiceClient::new(ch.clone()).query_assignment(req.clone()).await {
+                Ok(r) => return r.into_inner(),
+                Err(e) => last = ApogeeError::Unavailable(format!("nameserver {addr}: {}", e.message())),
+            }
+        }
+        v2::QueryAssignmentResponse { status: Some(last.to_status()), assignments: vec![] }
+    }
+}

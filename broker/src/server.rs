@@ -1,0 +1,132 @@
+//! Assembles a broker: opens the store (recovering it), loads topics and
+//! consume state, and serves the v2 MessagingService, the Admin service and
+//! gRPC health on one listener while keeping its NameServer registration
+//! fresh. Shutdown ends long polls, unregisters, stops the server and
+//! flushes the store.
+
+use crate::config::{BrokerConfig, FlushPolicy};
+use crate::consume::ConsumeEngine;
+use crate::grpc::{admin::AdminServer, MessagingServer};
+use crate::registration::NameServerLink;
+use crate::store::{FlushMode, MessageStore, StoreConfig, StoreError};
+use crate::topics::TopicTable;
+use apogee_proto::cluster::admin_server::AdminServer as AdminService;
+use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
+use apogee_proto::settings::ServerLimits;
+use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
+use apogee_proto::ApogeeError;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::InvalidConfig),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setup(#[from] ApogeeError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Everything a request handler needs.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub store: Arc<MessageStore>,
+    pub topics: Arc<TopicTable>,
+    pub consume: ConsumeEngine,
+    pub limits: ServerLimits,
+    pub nameservers: Arc<NameServerLink>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Broker {
+    /// Whether the broker is shutting down (long polls return at once).
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+fn store_config(config: &BrokerConfig) -> StoreConfig {
+    StoreConfig {
+        data_dir: config.data_dir.clone(),
+        segment_size: config.store.segment_bytes,
+        flush_mode: match config.store.flush {
+            FlushPolicy::Sync => FlushMode::Sync,
+            FlushPolicy::Async => FlushMode::Async,
+        },
+        async_flush_interval: Duration::from_millis(config.store.async_flush_interval_ms),
+        // Room for the record header, properties and keys around the body,
+        // within one segment (tests use tiny segments).
+        max_record_size: (config.max_body_bytes + 2 * apogee_proto::limits::MAX_PROPERTIES_BYTES + 4096)
+            .min(config.store.segment_bytes as usize),
+    }
+}
+
+/// Runs a broker on `listener` until `shutdown` completes.
+pub async fn serve(
+    config: BrokerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BrokerError> {
+    config.validate()?;
+    let store_cfg = store_config(&config);
+    let store = tokio::task::spawn_blocking(move || MessageStore::open(store_cfg)).await??;
+    let topics = Arc::new(TopicTable::load(store.kv())?);
+    let consume = ConsumeEngine::open(store.clone())?;
+    let nameservers = Arc::new(NameServerLink::new(&config)?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limits = ServerLimits { max_body_bytes: config.max_body_bytes, ..ServerLimits::default() };
+    let broker = Arc::new(Broker {
+        config: config.clone(),
+        store: store.clone(),
+        topics: topics.clone(),
+        consume,
+        limits,
+        nameservers: nameservers.clone(),
+        shutdown: stop_rx.clone(),
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<MessagingServiceServer<MessagingServer>>()
+        .await;
+    let registration = tokio::spawn(nameservers.run(topics.clone(), stop_rx.clone()));
+
+    let addr = listener.local_addr().map_err(|e| ApogeeError::Internal(e.to_string()))?;
+    tracing::info!(
+        "broker {} (cluster {}, id {}) listening on {addr}, advertised as {}",
+        config.broker_name,
+        config.cluster_name,
+        config.broker_id,
+        config.advertised_endpoint()
+    );
+    let mut stop_wait = stop_rx.clone();
+    let result = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(
+            MessagingServiceServer::new(MessagingServer::new(broker.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(AdminService::new(AdminServer::new(broker.clone())).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stop_wait.changed() => {}
+            }
+            tracing::info!("broker shutting down");
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = registration.await;
+    store.shutdown();
+    tracing::info!("broker stopped");
+    result.map_err(BrokerError::from)
+}

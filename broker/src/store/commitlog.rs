@@ -1,0 +1,273 @@
+//! The commit log: append-only segment files, the truth the index is derived from.
+//!
+//! Segments live under `data_dir/commitlog/`, each named by its base log offset as 20
+//! zero-padded digits (`00000000000000000000`, ...). A record never spans two segments: the
+//! writer rolls to a new segment when the next record would not fit in `segment_size`.
+//! Segments are not padded, so the next segment's base is the previous base plus the previous
+//! length, and log offsets are contiguous across segments. A segment is fdatasync'ed when it is
+//! sealed by a roll, so only the last segment can hold unsynced bytes.
+//!
+//! Reads use `pread` and need no lock besides a short one on the segment map. Only the writer
+//! thread appends, rolls or truncates.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::record::{self, StoredMessage};
+use super::StoreError;
+
+/// Digits in a segment file name.
+pub const SEGMENT_NAME_DIGITS: usize = 20;
+
+/// File name of the segment whose first byte is at log offset `base`.
+pub fn segment_file_name(base: u64) -> String {
+    format!("{base:0width$}", width = SEGMENT_NAME_DIGITS)
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    (name.len() == SEGMENT_NAME_DIGITS && name.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| name.parse().ok())
+        .flatten()
+}
+
+/// One segment file.
+pub struct Segment {
+    base: u64,
+    path: PathBuf,
+    file: File,
+    /// Bytes written (and visible to readers).
+    len: AtomicU64,
+}
+
+impl Segment {
+    fn open(path: PathBuf, base: u64) -> Result<Self, StoreError> {
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let len = file.metadata()?.len();
+        Ok(Segment { base, path, file, len: AtomicU64::new(len) })
+    }
+
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Log offset just past the segment's last byte.
+    pub fn end(&self) -> u64 {
+        self.base + self.len()
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads exactly `buf.len()` bytes at file position `pos`.
+    pub(crate) fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, pos)
+    }
+
+    /// Appends `bytes` at the current end (writer thread only).
+    pub(crate) fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let len = self.len();
+        self.file.write_all_at(bytes, len)?;
+        self.len.store(len + bytes.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn sync_data(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Cuts the file to `len` bytes and syncs it (recovery only).
+    pub(crate) fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)?;
+        self.file.sync_all()?;
+        self.len.store(len, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The segments of the log plus its end and flushed offsets.
+pub struct CommitLog {
+    dir: PathBuf,
+    segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    end: AtomicU64,
+    flushed: AtomicU64,
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl CommitLog {
+    /// Opens the segments in `dir` (creating the directory and a first empty segment if needed)
+    /// and checks that sealed segments are contiguous. Content is validated by recovery.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let mut segments = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(base) = name.to_str().and_then(parse_segment_name) else {
+                tracing::warn!(file = ?entry.path(), "ignoring a file that is not a commit-log segment");
+                continue;
+            };
+            segments.insert(base, Arc::new(Segment::open(entry.path(), base)?));
+        }
+        if segments.is_empty() {
+            let path = dir.join(segment_file_name(0));
+            OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+            sync_dir(dir)?;
+            segments.insert(0, Arc::new(Segment::open(path, 0)?));
+        }
+        let mut prev: Option<&Arc<Segment>> = None;
+        for seg in segments.values() {
+            if let Some(p) = prev {
+                if p.end() != seg.base() {
+                    return Err(StoreError::Corrupt {
+                        offset: p.end().min(seg.base()),
+                        reason: format!(
+                            "segment {} ends at log offset {} but the next segment starts at {} \
+                             (a segment is missing, truncated or too long)",
+                            p.path().display(),
+                            p.end(),
+                            seg.base()
+                        ),
+                    });
+                }
+            }
+            prev = Some(seg);
+        }
+        let end = prev.map_or(0, |s| s.end());
+        Ok(CommitLog {
+            dir: dir.to_path_buf(),
+            segments: RwLock::new(segments),
+            end: AtomicU64::new(end),
+            flushed: AtomicU64::new(0),
+        })
+    }
+
+    /// First log offset still present.
+    pub fn start_offset(&self) -> u64 {
+        self.segments.read().values().next().map_or(0, |s| s.base())
+    }
+    /// Log offset just past the last written record.
+    pub fn end_offset(&self) -> u64 {
+        self.end.load(Ordering::Acquire)
+    }
+    /// Everything below this offset is known to be on stable storage.
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_end(&self, end: u64) {
+        self.end.store(end, Ordering::Release);
+    }
+    pub(crate) fn mark_flushed(&self, offset: u64) {
+        self.flushed.fetch_max(offset, Ordering::AcqRel);
+    }
+
+    /// All segments, oldest first.
+    pub fn segments(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().values().cloned().collect()
+    }
+
+    /// The segment being appended to.
+    pub(crate) fn last_segment(&self) -> Result<Arc<Segment>, StoreError> {
+        self.segments
+            .read()
+            .values()
+            .next_back()
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt { offset: 0, reason: "the commit log has no segment".into() })
+    }
+
+    fn segment_for(&self, offset: u64) -> Result<Arc<Segment>, StoreError> {
+        let segs = self.segments.read();
+        let out_of_range = || StoreError::OffsetOutOfRange {
+            offset,
+            start: segs.values().next().map_or(0, |s| s.base()),
+            end: self.end_offset(),
+        };
+        let seg = segs.range(..=offset).next_back().map(|(_, s)| s).ok_or_else(out_of_range)?;
+        if offset >= seg.end() {
+            return Err(out_of_range());
+        }
+        Ok(seg.clone())
+    }
+
+    /// Reads `len` bytes at `offset`; the range must lie inside one segment and below the end.
+    pub fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
+        let seg = self.segment_for(offset)?;
+        let end = offset.saturating_add(u64::from(len));
+        if end > self.end_offset() {
+            return Err(StoreError::OffsetOutOfRange { offset: end, start: self.start_offset(), end: self.end_offset() });
+        }
+        if end > seg.end() {
+            return Err(StoreError::Corrupt {
+                offset,
+                reason: format!("a read of {len} bytes runs past the end of segment {}", seg.path().display()),
+            });
+        }
+        let mut buf = vec![0u8; len as usize];
+        seg.read_exact_at(&mut buf, offset - seg.base())?;
+        Ok(buf)
+    }
+
+    /// Reads and validates the record of `size` bytes at `offset`.
+    pub fn read_record(&self, offset: u64, size: u32) -> Result<StoredMessage, StoreError> {
+        let bytes = self.read(offset, size)?;
+        record::decode(&bytes, offset)
+    }
+
+    /// Raw log bytes from `offset`, at most `max` and never past the end of its segment
+    /// (replication streams these). Empty at the end of the log.
+    pub fn read_bytes(&self, offset: u64, max: usize) -> Result<Vec<u8>, StoreError> {
+        if offset == self.end_offset() {
+            return Ok(Vec::new());
+        }
+        let seg = self.segment_for(offset)?;
+        let avail = seg.end().min(self.end_offset()).saturating_sub(offset);
+        let n = avail.min(max as u64) as usize;
+        let mut buf = vec![0u8; n];
+        seg.read_exact_at(&mut buf, offset - seg.base())?;
+        Ok(buf)
+    }
+
+    /// Seals the last segment (fdatasync) and starts a new one at the log end (writer only).
+    pub(crate) fn roll(&self) -> Result<Arc<Segment>, StoreError> {
+        let last = self.last_segment()?;
+        last.sync_data()?;
+        self.mark_flushed(last.end());
+        let base = last.end();
+        let path = self.dir.join(segment_file_name(base));
+        OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        sync_dir(&self.dir)?;
+        let seg = Arc::new(Segment::open(path, base)?);
+        self.segments.write().insert(base, seg.clone());
+        tracing::debug!(base, "commit log rolled to a new segment");
+        Ok(seg)
+    }
+
+    /// Truncates the last segment at log offset `at` (recovery only).
+    pub(crate) fn truncate_last(&self, at: u64) -> Result<(), StoreError> {
+        let last = self.last_segment()?;
+        if at < last.base() || at > last.end() {
+            return Err(StoreError::Corrupt {
+                offset: at,
+                reason: format!("cannot truncate outside the last segment {}", last.path().display()),
+            });
+        }
+        last.truncate(at - last.base())?;
+        self.set_end(at);
+        Ok(())
+    }
+}

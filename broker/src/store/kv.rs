@@ -1,0 +1,324 @@
+//! The key-value layer under the index: a small trait, the RocksDB engine and an in-memory twin.
+//!
+//! One database per broker holds every subsystem's tables, one column family per [`Cf`].
+//! Keys sort bytewise, so callers encode integers big-endian and fixed-width. A [`KvBatch`] is
+//! applied atomically. Writes go through RocksDB's WAL without a sync; [`KvStore::flush`] syncs.
+//! (The store itself never relies on the index being durable: it rebuilds it from the log.)
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::path::Path;
+
+use parking_lot::Mutex;
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, DB};
+
+use super::StoreError;
+
+/// A column family. Each has a fixed name in RocksDB (see [`Cf::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cf {
+    ConsumeQueue,
+    QueueHead,
+    MessageId,
+    MessageKey,
+    ConsumerOffset,
+    ConsumeState,
+    TopicConfig,
+    GroupConfig,
+    Checkpoint,
+    Transaction,
+    Schedule,
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 12] = [
+        Cf::ConsumeQueue,
+        Cf::QueueHead,
+        Cf::MessageId,
+        Cf::MessageKey,
+        Cf::ConsumerOffset,
+        Cf::ConsumeState,
+        Cf::TopicConfig,
+        Cf::GroupConfig,
+        Cf::Checkpoint,
+        Cf::Transaction,
+        Cf::Schedule,
+        Cf::Meta,
+    ];
+
+    /// The RocksDB column family name. Never change one: it names data on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::ConsumeQueue => "consume_queue",
+            Cf::QueueHead => "queue_head",
+            Cf::MessageId => "message_id",
+            Cf::MessageKey => "message_key",
+            Cf::ConsumerOffset => "consumer_offset",
+            Cf::ConsumeState => "consume_state",
+            Cf::TopicConfig => "topic_config",
+            Cf::GroupConfig => "group_config",
+            Cf::Checkpoint => "checkpoint",
+            Cf::Transaction => "transaction",
+            Cf::Schedule => "schedule",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+    DeleteRange(Cf, Vec<u8>, Vec<u8>),
+}
+
+/// Writes applied together, in order, atomically by [`KvStore::write`].
+#[derive(Clone, Debug, Default)]
+pub struct KvBatch {
+    ops: Vec<Op>,
+}
+
+impl KvBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, cf: Cf, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.ops.push(Op::Put(cf, key.as_ref().to_vec(), value.as_ref().to_vec()));
+    }
+    pub fn delete(&mut self, cf: Cf, key: impl AsRef<[u8]>) {
+        self.ops.push(Op::Delete(cf, key.as_ref().to_vec()));
+    }
+    /// Deletes every key in `[from, to)`.
+    pub fn delete_range(&mut self, cf: Cf, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) {
+        self.ops.push(Op::DeleteRange(cf, from.as_ref().to_vec(), to.as_ref().to_vec()));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (empty = no such key,
+/// i.e. unbounded). Use it as the exclusive end of a prefix scan.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    Vec::new()
+}
+
+/// The index database as other subsystems see it.
+pub trait KvStore: Send + Sync {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Applies the whole batch atomically.
+    fn write(&self, batch: KvBatch) -> Result<(), StoreError>;
+    /// Entries with `from <= key < to`, ascending, at most `limit`. An empty `to` means no upper
+    /// bound; for a prefix scan pass `to = prefix_end(prefix)`.
+    fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// The entry with the greatest key in `[from, to)` (empty `to`: no upper bound).
+    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+fn rocks_err(e: rocksdb::Error) -> StoreError {
+    StoreError::Index(e.into_string())
+}
+
+/// The real engine: RocksDB with one column family per [`Cf`], LZ4-compressed.
+pub struct RocksKv {
+    db: DB,
+}
+
+impl RocksKv {
+    /// Opens or creates the database at `path` with all column families.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(4);
+        // Column families this version does not know (written by a newer one) must be listed to
+        // open the database; keep them.
+        let mut names: Vec<String> = Cf::ALL.iter().map(|c| c.name().to_string()).collect();
+        if let Ok(existing) = DB::list_cf(&opts, path) {
+            for n in existing {
+                if n != "default" && !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        let cfs = names.into_iter().map(|n| {
+            let mut o = Options::default();
+            o.set_compression_type(DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(n, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(rocks_err)?;
+        Ok(Self { db })
+    }
+
+    fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StoreError::Index(format!("column family {} missing", cf.name())))
+    }
+
+    fn bounded(from: &[u8], to: &[u8]) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(from.to_vec());
+        if !to.is_empty() {
+            ro.set_iterate_upper_bound(to.to_vec());
+        }
+        ro
+    }
+}
+
+impl KvStore for RocksKv {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(rocks_err)
+    }
+
+    fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                Op::Put(cf, k, v) => wb.put_cf(self.cf(cf)?, k, v),
+                Op::Delete(cf, k) => wb.delete_cf(self.cf(cf)?, k),
+                Op::DeleteRange(cf, from, to) => {
+                    if to.is_empty() {
+                        // Unbounded: RocksDB needs an end key, so end at the last existing key.
+                        if let Some((last, _)) = self.last_in(cf, &from, &[])? {
+                            wb.delete_range_cf(self.cf(cf)?, &from, &last);
+                            wb.delete_cf(self.cf(cf)?, &last);
+                        }
+                    } else if from < to {
+                        wb.delete_range_cf(self.cf(cf)?, from, to);
+                    }
+                }
+            }
+        }
+        self.db.write(wb).map_err(rocks_err)
+    }
+
+    fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 || (!to.is_empty() && from >= to) {
+            return Ok(out);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, Self::bounded(from, to));
+        it.seek(from);
+        while out.len() < limit {
+            match (it.key(), it.value()) {
+                (Some(k), Some(v)) => out.push((k.to_vec(), v.to_vec())),
+                _ => break,
+            }
+            it.next();
+        }
+        it.status().map_err(rocks_err)?;
+        Ok(out)
+    }
+
+    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        if !to.is_empty() && from >= to {
+            return Ok(None);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, Self::bounded(from, to));
+        it.seek_to_last();
+        let found = match (it.key(), it.value()) {
+            (Some(k), Some(v)) if k >= from && (to.is_empty() || k < to) => Some((k.to_vec(), v.to_vec())),
+            _ => None,
+        };
+        it.status().map_err(rocks_err)?;
+        Ok(found)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(rocks_err)
+    }
+}
+
+/// In-memory [`KvStore`] for unit tests: a `BTreeMap` per [`Cf`] behind one mutex.
+#[derive(Default)]
+pub struct MemKv {
+    maps: Mutex<HashMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl MemKv {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn range_of<'a>(from: &'a [u8], to: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    let hi = if to.is_empty() { Bound::Unbounded } else { Bound::Excluded(to) };
+    (Bound::Included(from), hi)
+}
+
+impl KvStore for MemKv {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.maps.lock().get(&cf).and_then(|m| m.get(key).cloned()))
+    }
+
+    fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
+        let mut maps = self.maps.lock();
+        for op in batch.ops {
+            match op {
+                Op::Put(cf, k, v) => {
+                    maps.entry(cf).or_default().insert(k, v);
+                }
+                Op::Delete(cf, k) => {
+                    maps.entry(cf).or_default().remove(&k);
+                }
+                Op::DeleteRange(cf, from, to) => {
+                    if to.is_empty() || from < to {
+                        let m = maps.entry(cf).or_default();
+                        let doomed: Vec<Vec<u8>> = m
+                            .range::<[u8], _>(range_of(&from, &to))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for k in doomed {
+                            m.remove(&k);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        if !to.is_empty() && from >= to {
+            return Ok(Vec::new());
+        }
+        let maps = self.maps.lock();
+        let Some(m) = maps.get(&cf) else { return Ok(Vec::new()) };
+        Ok(m.range::<[u8], _>(range_of(from, to))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        if !to.is_empty() && from >= to {
+            return Ok(None);
+        }
+        let maps = self.maps.lock();
+        let Some(m) = maps.get(&cf) else { return Ok(None) };
+        Ok(m.range::<[u8], _>(range_of(from, to))
+            .next_back()
+            .map(|(k, v)| (k.clone(), v.clone())))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

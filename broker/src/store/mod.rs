@@ -1,0 +1,428 @@
+//! The broker's storage engine: the commit log and the RocksDB index derived from it.
+//!
+//! The store owns:
+//! - the **commit log** (`data_dir/commitlog/`): append-only segment files holding one
+//!   self-checking record per message. The log is the truth.
+//! - the **index** (`data_dir/index/`, one RocksDB database): consume queues, queue heads,
+//!   message-id and key lookups and the dispatch checkpoint. It is derived from the log and
+//!   rebuilt from it at open when it lags; entries never point past the log's end. Other
+//!   subsystems keep their own column families in the same database ([`MessageStore::kv`]).
+//! - the **writer thread** (group commit) and, with [`FlushMode::Async`], the flusher thread.
+//!
+//! Files: [`record`] (on-disk format), [`commitlog`] (segments), [`kv`] (key-value layer),
+//! [`index`] (keys and dispatch), `writer` (group commit, flusher), `recovery` (open-time checks).
+
+pub mod commitlog;
+pub mod index;
+pub mod kv;
+pub mod record;
+mod recovery;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_recovery;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, Notify};
+
+pub use commitlog::{segment_file_name, CommitLog, SEGMENT_NAME_DIGITS};
+pub use index::{tag_hash, QueueEntry};
+pub use kv::{prefix_end, Cf, KvBatch, KvStore, MemKv, RocksKv};
+pub use record::{NewMessage, StoredMessage};
+
+use kv::Cf as C;
+use writer::{Command, Writer};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Damage in the middle of the log: the broker refuses to start.
+    #[error("commit log corrupt at log offset {offset}: {reason}")]
+    Corrupt { offset: u64, reason: String },
+    #[error("index error: {0}")]
+    Index(String),
+    #[error("record of {size} bytes exceeds the limit of {max} bytes")]
+    MessageTooLarge { size: usize, max: usize },
+    /// A field does not fit the record format (e.g. a string over 65535 bytes).
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// The log offset is not (or no longer) in the log.
+    #[error("log offset {offset} is outside the commit log [{start}, {end})")]
+    OffsetOutOfRange { offset: u64, start: u64, end: u64 },
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    /// A write or fdatasync failed earlier; the store accepts no more writes until restarted.
+    #[error("the store stopped accepting writes: {0}")]
+    Failed(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// When an append is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushMode {
+    /// After a group-commit fdatasync that covers the records.
+    Sync,
+    /// After the write; a flusher thread fdatasyncs every `async_flush_interval`.
+    Async,
+}
+
+pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 30;
+pub const DEFAULT_ASYNC_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// Room for a 4 MiB body plus headers, properties and keys.
+pub const DEFAULT_MAX_RECORD_SIZE: usize = 4 * 1024 * 1024 + 256 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The store puts `commitlog/` and `index/` (RocksDB) under it.
+    pub data_dir: PathBuf,
+    /// Segment file size (default 1 GiB); must hold at least one record of `max_record_size`.
+    pub segment_size: u64,
+    pub flush_mode: FlushMode,
+    /// Default 500 ms.
+    pub async_flush_interval: Duration,
+    /// Bigger records are rejected with [`StoreError::MessageTooLarge`].
+    pub max_record_size: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for everything but the data directory (Sync flush).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            flush_mode: FlushMode::Sync,
+            async_flush_interval: DEFAULT_ASYNC_FLUSH_INTERVAL,
+            max_record_size: DEFAULT_MAX_RECORD_SIZE,
+        }
+    }
+
+    fn validate(&self) -> Result<(), StoreError> {
+        if self.max_record_size < record::MIN_RECORD_LEN {
+            return Err(StoreError::Config(format!(
+                "max_record_size {} is below the smallest record ({} bytes)",
+                self.max_record_size,
+                record::MIN_RECORD_LEN
+            )));
+        }
+        if (self.max_record_size as u64) > self.segment_size || self.max_record_size > u32::MAX as usize {
+            return Err(StoreError::Config(format!(
+                "max_record_size {} must fit in segment_size {} (and in 4 GiB)",
+                self.max_record_size, self.segment_size
+            )));
+        }
+        if self.async_flush_interval.is_zero() {
+            return Err(StoreError::Config("async_flush_interval must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Where an appended message landed.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendResult {
+    pub queue_offset: u64,
+    pub log_offset: u64,
+    pub store_timestamp_ms: i64,
+}
+
+/// State shared by the store handle, the writer and the flusher.
+pub(crate) struct Shared {
+    pub(crate) config: StoreConfig,
+    pub(crate) log: CommitLog,
+    pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) appended: Notify,
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.lock().clone()
+    }
+    pub(crate) fn set_failed(&self, reason: String) {
+        self.failure.lock().get_or_insert(reason);
+    }
+}
+
+/// The commit log, its index and the writer thread. Cheap reads from any thread; appends are
+/// funnelled through the writer.
+pub struct MessageStore {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    flusher: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+}
+
+impl MessageStore {
+    /// Opens (creating if needed) the log and the RocksDB index, and runs recovery.
+    pub fn open(config: StoreConfig) -> Result<Arc<MessageStore>, StoreError> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let kv = RocksKv::open(config.data_dir.join("index"))?;
+        Self::open_with_kv(config, Arc::new(kv))
+    }
+
+    /// Like [`open`](Self::open) over a given index database (e.g. [`MemKv`] in tests).
+    pub fn open_with_kv(config: StoreConfig, kv: Arc<dyn KvStore>) -> Result<Arc<MessageStore>, StoreError> {
+        config.validate()?;
+        let log = CommitLog::open(&config.data_dir.join("commitlog"))?;
+        let recovered = recovery::recover(&log, kv.as_ref())?;
+        tracing::info!(
+            log_start = log.start_offset(),
+            log_end = log.end_offset(),
+            segments = log.segments().len(),
+            "message store opened"
+        );
+        let flush_mode = config.flush_mode;
+        let shared = Arc::new(Shared { config, log, kv, appended: Notify::new(), failure: Mutex::new(None) });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(shared.clone(), recovered.heads, recovered.last_store_ts);
+        let writer = std::thread::Builder::new()
+            .name("apogee-store-writer".into())
+            .spawn(move || writer.run(rx))?;
+        let flusher = if flush_mode == FlushMode::Async {
+            let (stop_tx, stop_rx) = mpsc::channel();
+            let s = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("apogee-store-flusher".into())
+                .spawn(move || writer::run_flusher(s, stop_rx))?;
+            Some((stop_tx, handle))
+        } else {
+            None
+        };
+        Ok(Arc::new(MessageStore {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            flusher: Mutex::new(flusher),
+        }))
+    }
+
+    /// Appends a batch (all messages of one send request); its records are contiguous in the
+    /// log. Returns once the records are written, fdatasync'ed under [`FlushMode::Sync`], and
+    /// indexed. Dropping the future does not cancel the append.
+    pub async fn append(&self, msgs: Vec<NewMessage>) -> Result<Vec<AppendResult>, StoreError> {
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        {
+            let tx = self.tx.lock();
+            let tx = tx.as_ref().ok_or(StoreError::Closed)?;
+            tx.send(Command::Append { msgs, reply }).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Up to `max_count` consecutive messages of a queue from the first entry at or after
+    /// `from_offset` (no tag filtering). Stops before the bodies exceed `max_bytes`, but returns
+    /// at least one message when there is one.
+    pub fn read_queue(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        from_offset: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for e in self.queue_entries(topic, queue_id, from_offset, max_count)? {
+            let m = self.read_at(e.log_offset, e.size)?;
+            if m.msg.topic != topic || m.msg.queue_id != queue_id || m.queue_offset != e.queue_offset {
+                return Err(StoreError::Index(format!(
+                    "consume-queue entry {topic}/{queue_id}@{} points at a record of {}/{}@{}",
+                    e.queue_offset, m.msg.topic, m.msg.queue_id, m.queue_offset
+                )));
+            }
+            bytes += m.msg.body.len();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    /// Just the consume-queue entries (cheap: no log reads), consecutive from the first entry
+    /// at or after `from_offset`.
+    pub fn queue_entries(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        from_offset: u64,
+        max_count: usize,
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        let prefix = index::queue_key(topic, queue_id);
+        let from = index::cq_key(topic, queue_id, from_offset);
+        let rows = self.shared.kv.scan(C::ConsumeQueue, &from, &prefix_end(&prefix), max_count)?;
+        let mut out: Vec<QueueEntry> = Vec::with_capacity(rows.len());
+        for (k, v) in rows {
+            let e = QueueEntry::decode(&k, &v)?;
+            if out.last().is_some_and(|p| p.queue_offset + 1 != e.queue_offset) {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Reads and validates the record of `size` bytes at `log_offset`.
+    pub fn read_at(&self, log_offset: u64, size: u32) -> Result<StoredMessage, StoreError> {
+        self.shared.log.read_record(log_offset, size)
+    }
+
+    /// (min offset still readable, next offset to be assigned); (0, 0) for an unknown queue.
+    pub fn queue_bounds(&self, topic: &str, queue_id: u32) -> Result<(u64, u64), StoreError> {
+        let key = index::queue_key(topic, queue_id);
+        let Some(head) = self.shared.kv.get(C::QueueHead, &key)? else { return Ok((0, 0)) };
+        let next = index::u64_value(&head)?;
+        let first = self.shared.kv.scan(C::ConsumeQueue, &key, &prefix_end(&key), 1)?;
+        let min = match first.first() {
+            Some((k, _)) => index::trailing_u64(k).unwrap_or(next).min(next),
+            None => next,
+        };
+        Ok((min, next))
+    }
+
+    /// First queue offset whose store time is >= `ts_ms` (the next offset if none).
+    pub fn queue_offset_for_time(&self, topic: &str, queue_id: u32, ts_ms: i64) -> Result<u64, StoreError> {
+        let (mut lo, mut hi) = self.queue_bounds(topic, queue_id)?;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let key = index::cq_key(topic, queue_id, mid);
+            let Some(v) = self.shared.kv.get(C::ConsumeQueue, &key)? else {
+                return Err(StoreError::Index(format!("consume queue {topic}/{queue_id} has no entry {mid}")));
+            };
+            if QueueEntry::decode(&key, &v)?.store_timestamp_ms >= ts_ms {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Reads index hits, skipping ones whose log range is gone or whose record does not match.
+    fn read_hits(
+        &self,
+        rows: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
+        max: usize,
+        matches: impl Fn(&StoredMessage) -> bool,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in rows {
+            if out.len() >= max {
+                break;
+            }
+            let (Some(off), Ok(size)) = (index::trailing_u64(&k), <[u8; 4]>::try_from(v.as_slice())) else {
+                return Err(StoreError::Index(format!("malformed lookup entry {k:02x?}")));
+            };
+            match self.read_at(off, u32::from_be_bytes(size)) {
+                Ok(m) if matches(&m) => out.push(m),
+                Ok(_) | Err(StoreError::OffsetOutOfRange { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest stored message with this id.
+    pub fn lookup_by_id(&self, message_id: &str) -> Result<Option<StoredMessage>, StoreError> {
+        let mut all = self.lookup_all_by_id(message_id, usize::MAX)?;
+        Ok(all.pop())
+    }
+
+    /// Every stored message with this id (a resend or retry keeps the id), oldest first.
+    pub fn lookup_all_by_id(&self, message_id: &str, max: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let p = index::id_prefix(message_id);
+        let rows = self.shared.kv.scan(C::MessageId, &p, &prefix_end(&p), 1024)?;
+        let mut hits = self.read_hits(rows.into_iter().rev(), max, |m| m.msg.message_id == message_id)?;
+        hits.reverse();
+        Ok(hits)
+    }
+
+    /// Up to `max` messages of `topic` carrying `key`, oldest first.
+    pub fn lookup_by_key(&self, topic: &str, key: &str, max: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let p = index::key_prefix(topic, key);
+        let rows = self.shared.kv.scan(C::MessageKey, &p, &prefix_end(&p), max.saturating_mul(2).max(16))?;
+        self.read_hits(rows.into_iter(), max, |m| m.msg.topic == topic && m.msg.keys.iter().any(|k| k == key))
+    }
+
+    /// Notified (`notify_waiters`) after every batch becomes readable.
+    pub fn appended(&self) -> &Notify {
+        &self.shared.appended
+    }
+
+    /// The shared index database, for other subsystems' column families.
+    pub fn kv(&self) -> Arc<dyn KvStore> {
+        self.shared.kv.clone()
+    }
+
+    /// Log offset just past the last written record.
+    pub fn log_end_offset(&self) -> u64 {
+        self.shared.log.end_offset()
+    }
+
+    /// First log offset still present.
+    pub fn log_start_offset(&self) -> u64 {
+        self.shared.log.start_offset()
+    }
+
+    /// Everything below this log offset is on stable storage.
+    pub fn flushed_offset(&self) -> u64 {
+        self.shared.log.flushed_offset()
+    }
+
+    /// Raw log bytes from `log_offset` (at most `max`, never across a segment end), for
+    /// replication. Empty at the end of the log.
+    pub fn read_log_bytes(&self, log_offset: u64, max: usize) -> Result<Vec<u8>, StoreError> {
+        self.shared.log.read_bytes(log_offset, max)
+    }
+
+    /// Deletes the topic's consume queues, queue heads and key entries (topic delete); the topic
+    /// then restarts at queue offset 0. Message-id entries stay (they are global and checked on
+    /// lookup). Serialized with appends on the writer thread; blocks until done.
+    pub fn purge_topic(&self, topic: &str) -> Result<(), StoreError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        {
+            let tx = self.tx.lock();
+            let tx = tx.as_ref().ok_or(StoreError::Closed)?;
+            tx.send(Command::PurgeTopic { topic: topic.to_string(), reply })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Flushes and stops the writer; further appends get [`StoreError::Closed`]. Idempotent.
+    pub fn shutdown(&self) {
+        if let Some((stop, handle)) = self.flusher.lock().take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        if let Some(tx) = self.tx.lock().take() {
+            let _ = tx.send(Command::Shutdown);
+        }
+        if let Some(handle) = self.writer.lock().take() {
+            if handle.join().is_err() {
+                tracing::error!("the store writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

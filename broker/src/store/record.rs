@@ -1,0 +1,333 @@
+//! The on-disk record: one per message in the commit log.
+//!
+//! A record is self-describing and self-checking. All integers are big-endian.
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  total_len           u32, length of the whole record including this field
+//!      4     4  magic               u32, 0x4150_4731 ("APG1"; the format version lives here)
+//!      8     4  crc32               u32, CRC-32 (IEEE, crc32fast) of bytes [12, total_len)
+//!     12     4  queue_id            u32
+//!     16     8  queue_offset        u64, assigned by the store
+//!     24     8  born_timestamp_ms   i64
+//!     32     8  store_timestamp_ms  i64, assigned by the store
+//!     40     8  delivery_ts_ms      i64, 0 unless flag DELIVERY_TS
+//!     48     4  reconsume_times     u32
+//!     52     4  body_crc32          u32, CRC-32 of the body alone
+//!     56     1  message_type        u8, apache.rocketmq.v2.MessageType value as sent
+//!     57     1  flags               u8, bit 0 TAG, bit 1 DELIVERY_TS, bit 2 GROUP (other bits 0)
+//!     58        topic               u16 len + UTF-8
+//!               message_id          u16 len + UTF-8
+//!               tag                 u16 len + UTF-8 (len 0 when absent; flag TAG tells)
+//!               keys                u16 count, then per key: u16 len + UTF-8
+//!               message_group       u16 len + UTF-8 (len 0 when absent; flag GROUP tells)
+//!               born_host           u16 len + UTF-8
+//!               properties          u16 count, then per pair: u16 len + key, u32 len + value
+//!               body                u32 len + bytes
+//! ```
+//!
+//! The fields must consume exactly `total_len` bytes. A record never spans two segments.
+//! The smallest possible record is [`MIN_RECORD_LEN`] bytes.
+
+use super::StoreError;
+
+/// Magic number of format version 1 ("APG1").
+pub const MAGIC: u32 = 0x4150_4731;
+/// Length, magic and CRC: what must be read to know a record's size.
+pub const HEADER_LEN: usize = 12;
+/// Header plus the fixed-width fields.
+const FIXED_LEN: usize = 58;
+/// A record with every string empty and no keys, properties or body.
+pub const MIN_RECORD_LEN: usize = FIXED_LEN + 2 * 5 + 2 + 2 + 4;
+
+const FLAG_TAG: u8 = 1;
+const FLAG_DELIVERY_TS: u8 = 2;
+const FLAG_GROUP: u8 = 4;
+
+/// A message to append. queue offset and store time are assigned by the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMessage {
+    pub topic: String,
+    pub queue_id: u32,
+    pub message_id: String,
+    pub tag: Option<String>,
+    pub keys: Vec<String>,
+    pub message_group: Option<String>,
+    /// apache.rocketmq.v2.MessageType value, stored as-is.
+    pub message_type: u8,
+    pub born_timestamp_ms: i64,
+    pub born_host: String,
+    pub delivery_timestamp_ms: Option<i64>,
+    /// How many times it was delivered before (retries), 0 normally.
+    pub reconsume_times: u32,
+    /// User properties, order kept.
+    pub properties: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A message read back: everything in [`NewMessage`] plus what the store assigned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub msg: NewMessage,
+    pub queue_offset: u64,
+    pub log_offset: u64,
+    pub record_size: u32,
+    pub store_timestamp_ms: i64,
+    pub body_crc32: u32,
+}
+
+fn invalid(what: &str, len: usize, max: usize) -> StoreError {
+    StoreError::InvalidMessage(format!("{what} is {len} bytes/items, the record format allows {max}"))
+}
+
+fn str16_len(what: &str, s: &str) -> Result<usize, StoreError> {
+    if s.len() > u16::MAX as usize {
+        return Err(invalid(what, s.len(), u16::MAX as usize));
+    }
+    Ok(2 + s.len())
+}
+
+/// Exact encoded size of `msg`, or an error when a field does not fit the format.
+pub fn encoded_len(msg: &NewMessage) -> Result<usize, StoreError> {
+    let mut n = FIXED_LEN;
+    n += str16_len("topic", &msg.topic)?;
+    n += str16_len("message id", &msg.message_id)?;
+    n += str16_len("tag", msg.tag.as_deref().unwrap_or(""))?;
+    if msg.keys.len() > u16::MAX as usize {
+        return Err(invalid("key count", msg.keys.len(), u16::MAX as usize));
+    }
+    n += 2;
+    for k in &msg.keys {
+        n += str16_len("key", k)?;
+    }
+    n += str16_len("message group", msg.message_group.as_deref().unwrap_or(""))?;
+    n += str16_len("born host", &msg.born_host)?;
+    if msg.properties.len() > u16::MAX as usize {
+        return Err(invalid("property count", msg.properties.len(), u16::MAX as usize));
+    }
+    n += 2;
+    for (k, v) in &msg.properties {
+        n += str16_len("property name", k)?;
+        n += 4 + v.len();
+    }
+    n += 4 + msg.body.len();
+    Ok(n)
+}
+
+fn put_str16(buf: &mut Vec<u8>, s: &str) {
+    // Lengths were checked by `encoded_len`.
+    buf.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Appends the record for `msg` to `buf`; returns its size.
+///
+/// Fails with [`StoreError::MessageTooLarge`] above `max_record_size` and with
+/// [`StoreError::InvalidMessage`] when a field does not fit the format; `buf` is then unchanged.
+pub fn encode_into(
+    buf: &mut Vec<u8>,
+    msg: &NewMessage,
+    queue_offset: u64,
+    store_timestamp_ms: i64,
+    max_record_size: usize,
+) -> Result<u32, StoreError> {
+    let len = encoded_len(msg)?;
+    if len > max_record_size || len > u32::MAX as usize {
+        return Err(StoreError::MessageTooLarge {
+            size: len,
+            max: max_record_size.min(u32::MAX as usize),
+        });
+    }
+    let start = buf.len();
+    buf.reserve(len);
+    let mut flags = 0u8;
+    if msg.tag.is_some() {
+        flags |= FLAG_TAG;
+    }
+    if msg.delivery_timestamp_ms.is_some() {
+        flags |= FLAG_DELIVERY_TS;
+    }
+    if msg.message_group.is_some() {
+        flags |= FLAG_GROUP;
+    }
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    buf.extend_from_slice(&MAGIC.to_be_bytes());
+    buf.extend_from_slice(&[0u8; 4]); // CRC, filled in below
+    buf.extend_from_slice(&msg.queue_id.to_be_bytes());
+    buf.extend_from_slice(&queue_offset.to_be_bytes());
+    buf.extend_from_slice(&msg.born_timestamp_ms.to_be_bytes());
+    buf.extend_from_slice(&store_timestamp_ms.to_be_bytes());
+    buf.extend_from_slice(&msg.delivery_timestamp_ms.unwrap_or(0).to_be_bytes());
+    buf.extend_from_slice(&msg.reconsume_times.to_be_bytes());
+    buf.extend_from_slice(&crc32fast::hash(&msg.body).to_be_bytes());
+    buf.push(msg.message_type);
+    buf.push(flags);
+    put_str16(buf, &msg.topic);
+    put_str16(buf, &msg.message_id);
+    put_str16(buf, msg.tag.as_deref().unwrap_or(""));
+    buf.extend_from_slice(&(msg.keys.len() as u16).to_be_bytes());
+    for k in &msg.keys {
+        put_str16(buf, k);
+    }
+    put_str16(buf, msg.message_group.as_deref().unwrap_or(""));
+    put_str16(buf, &msg.born_host);
+    buf.extend_from_slice(&(msg.properties.len() as u16).to_be_bytes());
+    for (k, v) in &msg.properties {
+        put_str16(buf, k);
+        buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        buf.extend_from_slice(v.as_bytes());
+    }
+    buf.extend_from_slice(&(msg.body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&msg.body);
+    debug_assert_eq!(buf.len() - start, len);
+    let crc = crc32fast::hash(&buf[start + HEADER_LEN..]);
+    buf[start + 8..start + 12].copy_from_slice(&crc.to_be_bytes());
+    Ok(len as u32)
+}
+
+/// Checks a record header; returns the record's total length.
+/// `room` is how many bytes the log holds from the record's start; the length must fit in it.
+pub fn check_header(header: &[u8], room: u64) -> Result<u32, String> {
+    if header.len() < HEADER_LEN {
+        return Err(format!("only {} bytes left, a record header needs {HEADER_LEN}", header.len()));
+    }
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let magic = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if magic != MAGIC {
+        return Err(format!("bad magic {magic:#010x}"));
+    }
+    if (len as usize) < MIN_RECORD_LEN {
+        return Err(format!("record length {len} is below the minimum {MIN_RECORD_LEN}"));
+    }
+    if u64::from(len) > room {
+        return Err(format!("record length {len} runs past the end of the segment ({room} bytes left)"));
+    }
+    Ok(len)
+}
+
+/// Checks length, magic and CRC of a complete record (`bytes` is exactly one record).
+pub fn verify(bytes: &[u8]) -> Result<(), String> {
+    let len = check_header(bytes, bytes.len() as u64)?;
+    if len as usize != bytes.len() {
+        return Err(format!("record length {len} but {} bytes given", bytes.len()));
+    }
+    let stored = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let actual = crc32fast::hash(&bytes[HEADER_LEN..]);
+    if stored != actual {
+        return Err(format!("CRC mismatch (stored {stored:#010x}, computed {actual:#010x})"));
+    }
+    Ok(())
+}
+
+/// A bounds-checked reader over one record's bytes.
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len());
+        let end = end.ok_or_else(|| format!("field of {n} bytes at {} overruns the record", self.pos))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.arr::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_be_bytes(self.arr()?))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_be_bytes(self.arr()?))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(self.arr()?))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(self.arr()?))
+    }
+    fn string(&mut self, len: usize) -> Result<String, String> {
+        let b = self.take(len)?;
+        String::from_utf8(b.to_vec()).map_err(|_| format!("invalid UTF-8 in a string at {}", self.pos - len))
+    }
+    fn str16(&mut self) -> Result<String, String> {
+        let n = self.u16()? as usize;
+        self.string(n)
+    }
+}
+
+/// Decodes and validates one complete record read from `log_offset`.
+pub fn decode(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, StoreError> {
+    decode_inner(bytes, log_offset).map_err(|reason| StoreError::Corrupt { offset: log_offset, reason })
+}
+
+fn decode_inner(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, String> {
+    verify(bytes)?;
+    let mut c = Cursor { b: bytes, pos: HEADER_LEN };
+    let queue_id = c.u32()?;
+    let queue_offset = c.u64()?;
+    let born_timestamp_ms = c.i64()?;
+    let store_timestamp_ms = c.i64()?;
+    let delivery_ts = c.i64()?;
+    let reconsume_times = c.u32()?;
+    let body_crc32 = c.u32()?;
+    let message_type = c.u8()?;
+    let flags = c.u8()?;
+    if flags & !(FLAG_TAG | FLAG_DELIVERY_TS | FLAG_GROUP) != 0 {
+        return Err(format!("unknown flags {flags:#04x}"));
+    }
+    let topic = c.str16()?;
+    let message_id = c.str16()?;
+    let tag = c.str16()?;
+    let key_count = c.u16()?;
+    let mut keys = Vec::with_capacity(key_count as usize);
+    for _ in 0..key_count {
+        keys.push(c.str16()?);
+    }
+    let group = c.str16()?;
+    let born_host = c.str16()?;
+    let prop_count = c.u16()?;
+    let mut properties = Vec::with_capacity(prop_count as usize);
+    for _ in 0..prop_count {
+        let k = c.str16()?;
+        let vlen = c.u32()? as usize;
+        properties.push((k, c.string(vlen)?));
+    }
+    let body_len = c.u32()? as usize;
+    let body = c.take(body_len)?.to_vec();
+    if c.pos != bytes.len() {
+        return Err(format!("{} unused bytes at the end of the record", bytes.len() - c.pos));
+    }
+    if crc32fast::hash(&body) != body_crc32 {
+        return Err("body CRC mismatch".to_string());
+    }
+    Ok(StoredMessage {
+        msg: NewMessage {
+            topic,
+            queue_id,
+            message_id,
+            tag: (flags & FLAG_TAG != 0).then_some(tag),
+            keys,
+            message_group: (flags & FLAG_GROUP != 0).then_some(group),
+            message_type,
+            born_timestamp_ms,
+            born_host,
+            delivery_timestamp_ms: (flags & FLAG_DELIVERY_TS != 0).then_some(delivery_ts),
+            reconsume_times,
+            properties,
+            body,
+        },
+        queue_offset,
+        log_offset,
+        record_size: bytes.len() as u32,
+        store_timestamp_ms,
+        body_crc32,
+    })
+}

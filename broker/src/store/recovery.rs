@@ -1,0 +1,289 @@
+//! Recovery at open: make the log self-consistent, then make the index agree with it.
+//!
+//! 1. Read the checkpoints: `dispatched` (the index is complete below it) and `flushed` (the
+//!    log was known durable below it; recorded lazily, so it may lag, never lead).
+//! 2. Validate every record (length, magic, CRC, fields) from the lower of the checkpoint and
+//!    the last segment's base to the end of the log, re-dispatching those at or past the
+//!    checkpoint. The last segment is always scanned whole, so damage there is found at every
+//!    start, not only after a crash.
+//! 3. On damage at offset `p`:
+//!    - in a sealed (non-last) segment: [`StoreError::Corrupt`]; sealed segments were synced;
+//!    - in the last segment, if a valid record follows `p` and `p` is below the flushed
+//!      checkpoint: [`StoreError::Corrupt`] (the broker must not start on a damaged log);
+//!    - otherwise it is a torn tail (an interrupted write, or unsynced pages lost with an
+//!      async flush): truncate the segment at `p`, fsync, and log a warning.
+//! 4. If the index is ahead of the recovered end (its checkpoint is past it: the log tail was
+//!    lost after the index was written), delete the consume-queue, id and key entries at or
+//!    past the end and move queue heads back, so no entry points past the log.
+//! 5. Record `dispatched = flushed = end` after syncing the last segment.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use super::commitlog::{CommitLog, Segment};
+use super::index::{self, QueueEntry, CK_DISPATCHED, CK_FLUSHED};
+use super::kv::{prefix_end, Cf, KvBatch, KvStore};
+use super::record::{self, HEADER_LEN, MAGIC};
+use super::writer::Heads;
+use super::StoreError;
+
+/// Records per index batch while re-dispatching.
+const REDISPATCH_BATCH: usize = 4096;
+/// Entries per page while pruning.
+const PRUNE_PAGE: usize = 10_000;
+
+/// What the writer needs to continue where the log ends.
+pub(crate) struct Recovered {
+    pub heads: Heads,
+    pub last_store_ts: i64,
+}
+
+fn get_u64(kv: &dyn KvStore, cf: Cf, key: &[u8]) -> Result<Option<u64>, StoreError> {
+    kv.get(cf, key)?.map(|v| index::u64_value(&v)).transpose()
+}
+
+pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, StoreError> {
+    let checkpoint = get_u64(kv, Cf::Checkpoint, CK_DISPATCHED)?.unwrap_or(0);
+    let flushed_mark = get_u64(kv, Cf::Checkpoint, CK_FLUSHED)?.unwrap_or(0);
+    let mut heads = load_heads(kv)?;
+    let segments = log.segments();
+    let last = segments.last().cloned().ok_or_else(|| StoreError::Corrupt {
+        offset: 0,
+        reason: "the commit log has no segment".into(),
+    })?;
+    let scan_from = checkpoint.max(log.start_offset()).min(last.base());
+    let mut state = Scan { kv, checkpoint, batch: KvBatch::new(), queued: 0, heads: &mut heads, last_ts: 0 };
+    let mut redispatched = 0u64;
+    for seg in segments.iter().filter(|s| s.end() > scan_from || Arc::ptr_eq(s, &last)) {
+        let is_last = Arc::ptr_eq(seg, &last);
+        let start = scan_from.saturating_sub(seg.base());
+        let Some((p, reason)) = scan_segment(seg, start, &mut state, &mut redispatched)? else { continue };
+        if !is_last {
+            return Err(StoreError::Corrupt {
+                offset: p,
+                reason: format!("{reason}, in sealed segment {}", seg.path().display()),
+            });
+        }
+        if let Some(q) = find_valid_record(seg, p - seg.base() + 1)? {
+            if p < flushed_mark {
+                return Err(StoreError::Corrupt {
+                    offset: p,
+                    reason: format!(
+                        "{reason}, in segment {}, yet a valid record follows at log offset {} and \
+                         the log was flushed up to {flushed_mark}",
+                        seg.path().display(),
+                        seg.base() + q
+                    ),
+                });
+            }
+        }
+        tracing::warn!(
+            offset = p,
+            dropped_bytes = seg.end() - p,
+            segment = %seg.path().display(),
+            "torn tail in the commit log ({reason}); truncating at the last whole record"
+        );
+        log.truncate_last(p)?;
+    }
+    state.commit()?;
+    let last_ts = state.last_ts;
+    let end = last.end();
+    log.set_end(end);
+    if redispatched > 0 {
+        tracing::info!(records = redispatched, from = checkpoint, to = end, "re-dispatched the log tail into the index");
+    }
+    if checkpoint > end {
+        prune(kv, end, &mut heads)?;
+    }
+    last.sync_data()?;
+    log.mark_flushed(end);
+    let mut batch = KvBatch::new();
+    index::put_checkpoint(&mut batch, end);
+    index::put_flushed(&mut batch, end);
+    kv.write(batch)?;
+    Ok(Recovered { heads, last_store_ts: last_ts })
+}
+
+fn load_heads(kv: &dyn KvStore) -> Result<Heads, StoreError> {
+    let mut heads = Heads::new();
+    let mut from = Vec::new();
+    loop {
+        let page = kv.scan(Cf::QueueHead, &from, &[], PRUNE_PAGE)?;
+        let Some((last_key, _)) = page.last() else { break };
+        from = last_key.clone();
+        from.push(0);
+        for (k, v) in &page {
+            let (topic, qid) = index::decode_queue_key(k)
+                .ok_or_else(|| StoreError::Index(format!("malformed queue-head key {k:02x?}")))?;
+            heads.entry(topic).or_default().insert(qid, index::u64_value(v)?);
+        }
+        if page.len() < PRUNE_PAGE {
+            break;
+        }
+    }
+    Ok(heads)
+}
+
+/// Re-dispatch state shared across segments.
+struct Scan<'a> {
+    kv: &'a dyn KvStore,
+    checkpoint: u64,
+    batch: KvBatch,
+    queued: usize,
+    heads: &'a mut Heads,
+    last_ts: i64,
+}
+
+impl Scan<'_> {
+    /// Notes a valid record; re-dispatches it when the index lacks it. True if re-dispatched.
+    fn record(&mut self, m: &record::StoredMessage) -> Result<bool, StoreError> {
+        self.last_ts = self.last_ts.max(m.store_timestamp_ms);
+        if m.log_offset < self.checkpoint {
+            return Ok(false);
+        }
+        index::dispatch(&mut self.batch, &m.msg, m.queue_offset, m.log_offset, m.record_size, m.store_timestamp_ms);
+        let head = self.heads.entry(m.msg.topic.clone()).or_default().entry(m.msg.queue_id).or_insert(0);
+        if *head <= m.queue_offset {
+            *head = m.queue_offset + 1;
+            index::put_head(&mut self.batch, &m.msg.topic, m.msg.queue_id, *head);
+        }
+        self.checkpoint = m.log_offset + u64::from(m.record_size);
+        self.queued += 1;
+        if self.queued >= REDISPATCH_BATCH {
+            self.commit()?;
+        }
+        Ok(true)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if self.queued > 0 {
+            let mut batch = std::mem::take(&mut self.batch);
+            index::put_checkpoint(&mut batch, self.checkpoint);
+            self.kv.write(batch)?;
+            self.queued = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Validates records of `seg` from file position `start` to its end. Returns the log offset
+/// and reason of the first damage, or None when the segment ends on a record boundary.
+fn scan_segment(
+    seg: &Segment,
+    start: u64,
+    state: &mut Scan<'_>,
+    count: &mut u64,
+) -> Result<Option<(u64, String)>, StoreError> {
+    let len = seg.len();
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(seg.path())?);
+    reader.seek(SeekFrom::Start(start))?;
+    let mut pos = start;
+    let mut rec = Vec::new();
+    while pos < len {
+        let room = len - pos;
+        let at = seg.base() + pos;
+        if room < HEADER_LEN as u64 {
+            return Ok(Some((at, format!("a partial record header of {room} bytes"))));
+        }
+        let mut header = [0u8; HEADER_LEN];
+        reader.read_exact(&mut header)?;
+        let size = match record::check_header(&header, room) {
+            Ok(size) => size,
+            Err(reason) => return Ok(Some((at, reason))),
+        };
+        rec.clear();
+        rec.extend_from_slice(&header);
+        rec.resize(size as usize, 0);
+        reader.read_exact(&mut rec[HEADER_LEN..])?;
+        let m = match record::decode(&rec, at) {
+            Ok(m) => m,
+            Err(StoreError::Corrupt { reason, .. }) => return Ok(Some((at, reason))),
+            Err(e) => return Err(e),
+        };
+        *count += u64::from(state.record(&m)?);
+        pos += u64::from(size);
+    }
+    Ok(None)
+}
+
+/// File position of the first whole, valid record starting at or after `from`, if any.
+fn find_valid_record(seg: &Segment, from: u64) -> Result<Option<u64>, StoreError> {
+    const CHUNK: u64 = 1 << 20;
+    let len = seg.len();
+    let magic = MAGIC.to_be_bytes();
+    let mut pos = from;
+    let mut buf = Vec::new();
+    while pos + HEADER_LEN as u64 <= len {
+        let n = CHUNK.min(len - pos);
+        buf.resize(n as usize, 0);
+        seg.read_exact_at(&mut buf, pos)?;
+        for i in 0..=(buf.len() - HEADER_LEN) {
+            if buf[i + 4..i + 8] != magic {
+                continue;
+            }
+            let at = pos + i as u64;
+            let Ok(size) = record::check_header(&buf[i..i + HEADER_LEN], len - at) else { continue };
+            let mut rec = vec![0u8; size as usize];
+            seg.read_exact_at(&mut rec, at)?;
+            if record::verify(&rec).is_ok() {
+                return Ok(Some(at));
+            }
+        }
+        if pos + n >= len {
+            break;
+        }
+        pos += n - (HEADER_LEN as u64 - 1);
+    }
+    Ok(None)
+}
+
+/// Removes index entries at or past `end` and moves queue heads back accordingly.
+fn prune(kv: &dyn KvStore, end: u64, heads: &mut Heads) -> Result<(), StoreError> {
+    let mut batch = KvBatch::new();
+    let mut removed = 0usize;
+    for (topic, queues) in heads.iter_mut() {
+        for (&qid, head) in queues.iter_mut() {
+            let prefix = index::queue_key(topic, qid);
+            let mut upper = prefix_end(&prefix);
+            let mut new_head = *head;
+            while let Some((k, v)) = kv.last_in(Cf::ConsumeQueue, &prefix, &upper)? {
+                let e = QueueEntry::decode(&k, &v)?;
+                if e.log_offset < end {
+                    break;
+                }
+                batch.delete(Cf::ConsumeQueue, &k);
+                new_head = e.queue_offset;
+                removed += 1;
+                upper = k;
+            }
+            if new_head != *head {
+                *head = new_head;
+                index::put_head(&mut batch, topic, qid, new_head);
+            }
+        }
+    }
+    kv.write(std::mem::take(&mut batch))?;
+    for cf in [Cf::MessageId, Cf::MessageKey] {
+        let mut from = Vec::new();
+        loop {
+            let page = kv.scan(cf, &from, &[], PRUNE_PAGE)?;
+            for (k, _) in &page {
+                if index::trailing_u64(k).is_some_and(|off| off >= end) {
+                    batch.delete(cf, k);
+                    removed += 1;
+                }
+            }
+            kv.write(std::mem::take(&mut batch))?;
+            match page.last() {
+                Some((k, _)) if page.len() == PRUNE_PAGE => {
+                    from = k.clone();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+    }
+    tracing::warn!(entries = removed, log_end = end, "the index was ahead of the commit log; pruned entries past the end");
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! Recovery tests: torn tails, corruption, an index ahead of or missing from the log.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use super::tests::{append_one, config, msg};
+use super::*;
+
+/// What was appended: message, where it landed, its record size.
+struct Written {
+    msg: NewMessage,
+    at: AppendResult,
+    size: u64,
+}
+
+/// Appends `n` messages over 3 queues of topic "X"; returns them after a clean shutdown.
+async fn build_log(dir: &Path, n: usize, segment_size: u64) -> Vec<Written> {
+    let store = MessageStore::open(StoreConfig { segment_size, ..config(dir) }).unwrap();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let m = NewMessage { body: vec![(i % 256) as u8; 100 + (i * 131) % 2500], ..msg("X", (i % 3) as u32, i) };
+        let at = append_one(&store, m.clone()).await;
+        let size = record::encoded_len(&m).unwrap() as u64;
+        out.push(Written { msg: m, at, size });
+    }
+    store.shutdown();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("commitlog")).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+fn base_of(path: &Path) -> u64 {
+    path.file_name().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+fn flip_byte(path: &Path, pos: u64) {
+    let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, pos).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], pos).unwrap();
+}
+
+/// Checks that the reopened store holds exactly the records ending at or before `end`.
+fn check_holds_exactly(store: &MessageStore, written: &[Written], end: u64) {
+    assert_eq!(store.log_end_offset(), end);
+    for q in 0..3u32 {
+        let expect: Vec<&Written> =
+            written.iter().filter(|w| w.msg.queue_id == q && w.at.log_offset + w.size <= end).collect();
+        assert_eq!(store.queue_bounds("X", q).unwrap(), (0, expect.len() as u64), "queue {q}");
+        let got = store.read_queue("X", q, 0, 10_000, usize::MAX).unwrap();
+        assert_eq!(got.len(), expect.len(), "queue {q}");
+        for (g, w) in got.iter().zip(&expect) {
+            assert_eq!((&g.msg, g.log_offset), (&w.msg, w.at.log_offset));
+        }
+    }
+    for w in written {
+        let kept = w.at.log_offset + w.size <= end;
+        assert_eq!(store.lookup_by_id(&w.msg.message_id).unwrap().is_some(), kept);
+        assert_eq!(store.lookup_by_key("X", &w.msg.keys[0], 5).unwrap().len(), usize::from(kept));
+    }
+    let kv = store.kv();
+    for cf in [Cf::ConsumeQueue, Cf::MessageId, Cf::MessageKey] {
+        for (k, v) in kv.scan(cf, b"", &[], usize::MAX).unwrap() {
+            let off = if cf == Cf::ConsumeQueue { index::u64_value(&v[..8]).unwrap() } else { index::trailing_u64(&k).unwrap() };
+            assert!(off < end, "{cf:?} entry points past the log end");
+        }
+    }
+}
+
+#[tokio::test]
+async fn torn_tail_is_truncated_at_the_last_whole_record() {
+    let base = tempfile::tempdir().unwrap();
+    let written = build_log(base.path(), 120, 64 * 1024).await;
+    let segs = segment_files(base.path());
+    assert!(segs.len() >= 2, "the test wants a sealed segment too");
+    let last = segs.last().unwrap();
+    let last_base = base_of(last);
+    let last_len = std::fs::metadata(last).unwrap().len();
+    let mut rng = StdRng::seed_from_u64(0xA90_6EE);
+    let boundaries: Vec<u64> = written.iter().map(|w| w.at.log_offset + w.size).filter(|&e| e > last_base).collect();
+    for round in 0..60 {
+        let cut = match round {
+            0 => 0,
+            1 => last_len - 1,
+            2 => boundaries[boundaries.len() / 2] - last_base,
+            3 => boundaries[0] - last_base + 1,
+            _ => rng.gen_range(0..last_len),
+        };
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), work.path());
+        let seg = segment_files(work.path()).pop().unwrap();
+        OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut).unwrap();
+        let expected_end = written
+            .iter()
+            .map(|w| w.at.log_offset + w.size)
+            .filter(|&e| e <= last_base + cut)
+            .max()
+            .unwrap_or(0)
+            .max(last_base);
+        let store = MessageStore::open(config(work.path()))
+            .unwrap_or_else(|e| panic!("round {round}, cut {cut}: open failed: {e}"));
+        check_holds_exactly(&store, &written, expected_end);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), expected_end - last_base, "file truncated");
+        let next = store.queue_bounds("X", 1).unwrap().1;
+        let r = append_one(&store, msg("X", 1, 10_000)).await;
+        assert_eq!((r.log_offset, r.queue_offset), (expected_end, next), "round {round}");
+        store.shutdown();
+        // And it stays that way.
+        let store = MessageStore::open(config(work.path())).unwrap();
+        assert_eq!(store.read_queue("X", 1, next, 10, usize::MAX).unwrap()[0].msg, msg("X", 1, 10_000));
+    }
+}
+
+#[tokio::test]
+async fn zero_filled_tail_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = build_log(dir.path(), 10, 1 << 20).await;
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    OpenOptions::new().write(true).open(&seg).unwrap().set_len(len + 5000).unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    check_holds_exactly(&store, &written, len);
+}
+
+#[tokio::test]
+async fn damage_in_the_middle_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let written = build_log(base.path(), 30, 1 << 20).await;
+    let victim = &written[3];
+    // length, magic, CRC, fixed fields, topic, body, last byte of the record
+    for delta in [1, 5, 9, 20, 60, victim.size / 2, victim.size - 1] {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), work.path());
+        let seg = segment_files(work.path()).pop().unwrap();
+        flip_byte(&seg, victim.at.log_offset + delta);
+        match MessageStore::open(config(work.path())) {
+            Err(StoreError::Corrupt { offset, reason }) => {
+                assert_eq!(offset, victim.at.log_offset, "delta {delta}: {reason}");
+                assert!(reason.contains("valid record follows"), "{reason}");
+            }
+            Err(e) => panic!("delta {delta}: expected Corrupt, got {e}"),
+            Ok(_) => panic!("delta {delta}: a damaged log was opened"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn damage_in_a_sealed_segment_is_found_by_reads_and_rebuilds() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = build_log(dir.path(), 60, 64 * 1024).await;
+    let first = &segment_files(dir.path())[0];
+    let victim = &written[2];
+    flip_byte(first, victim.at.log_offset + victim.size - 3);
+    {
+        // The index covers the sealed segment: open succeeds, the read detects the damage.
+        let store = MessageStore::open(config(dir.path())).unwrap();
+        let err = store.read_queue("X", victim.msg.queue_id, victim.at.queue_offset, 1, usize::MAX).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { offset, .. } if offset == victim.at.log_offset), "{err}");
+    }
+    // Rebuilding the index scans the whole log and refuses the damage.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    match MessageStore::open(config(dir.path())) {
+        Err(StoreError::Corrupt { offset, reason }) => {
+            assert_eq!(offset, victim.at.log_offset);
+            assert!(reason.contains("sealed segment"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn damage_past_the_flushed_mark_counts_as_torn() {
+    let base = tempfile::tempdir().unwrap();
+    let written = build_log(base.path(), 30, 1 << 20).await;
+    // Pretend only the first 10 records were known durable (async flush, then power loss
+    // with out-of-order writeback): damage after that point is a lost unsynced write.
+    let mark = written[10].at.log_offset;
+    {
+        let kv = RocksKv::open(base.path().join("index")).unwrap();
+        let mut b = KvBatch::new();
+        index::put_flushed(&mut b, mark);
+        kv.write(b).unwrap();
+    }
+    let victim = &written[20];
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(base.path(), work.path());
+    flip_byte(&segment_files(work.path()).pop().unwrap(), victim.at.log_offset + 30);
+    let store = MessageStore::open(config(work.path())).unwrap();
+    check_holds_exactly(&store, &written, victim.at.log_offset);
+    drop(store);
+    // The same damage below the mark is refused.
+    let victim = &written[5];
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(base.path(), work.path());
+    flip_byte(&segment_files(work.path()).pop().unwrap(), victim.at.log_offset + 30);
+    assert!(matches!(MessageStore::open(config(work.path())), Err(StoreError::Corrupt { .. })));
+}
+
+#[tokio::test]
+async fn index_ahead_of_the_log_is_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = build_log(dir.path(), 120, 64 * 1024).await;
+    // Lose the last segment entirely and the last 5 records of the one before, on a record
+    // boundary, after the index recorded them.
+    let segs = segment_files(dir.path());
+    let last = segs.last().unwrap();
+    let prev = &segs[segs.len() - 2];
+    std::fs::remove_file(last).unwrap();
+    let in_prev: Vec<&Written> = written.iter().filter(|w| w.at.log_offset >= base_of(prev) && w.at.log_offset < base_of(last)).collect();
+    let end = in_prev[in_prev.len() - 5].at.log_offset;
+    OpenOptions::new().write(true).open(prev).unwrap().set_len(end - base_of(prev)).unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    check_holds_exactly(&store, &written, end);
+    let next = store.queue_bounds("X", 2).unwrap().1;
+    let r = append_one(&store, msg("X", 2, 5000)).await;
+    assert_eq!((r.log_offset, r.queue_offset), (end, next));
+}
+
+#[tokio::test]
+async fn missing_index_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = build_log(dir.path(), 90, 64 * 1024).await;
+    let end = written.last().map(|w| w.at.log_offset + w.size).unwrap();
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    check_holds_exactly(&store, &written, end);
+    let r = append_one(&store, msg("X", 0, 777)).await;
+    assert_eq!((r.log_offset, r.queue_offset), (end, 30));
+    assert!(r.store_timestamp_ms >= written.last().unwrap().at.store_timestamp_ms);
+}
+
+#[tokio::test]
+async fn index_behind_the_log_is_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = build_log(dir.path(), 40, 1 << 20).await;
+    let end = written.last().map(|w| w.at.log_offset + w.size).unwrap();
+    // Roll the index back: forget the last 15 records (as if RocksDB lost its WAL tail).
+    {
+        let kv = RocksKv::open(dir.path().join("index")).unwrap();
+        let cut = written[25].at.log_offset;
+        let mut b = KvBatch::new();
+        for w in &written[25..] {
+            b.delete(Cf::ConsumeQueue, index::cq_key("X", w.msg.queue_id, w.at.queue_offset));
+        }
+        for q in 0..3u32 {
+            let n = written[..25].iter().filter(|w| w.msg.queue_id == q).count() as u64;
+            index::put_head(&mut b, "X", q, n);
+        }
+        index::put_checkpoint(&mut b, cut);
+        kv.write(b).unwrap();
+    }
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    check_holds_exactly(&store, &written, end);
+}

@@ -1,0 +1,294 @@
+//! The group-commit writer thread and the async flusher thread.
+//!
+//! Every mutation of the log and of the store's own index entries happens on one dedicated
+//! thread, fed by a channel. The writer takes the first waiting command, drains whatever else
+//! is already queued (up to a bound) into one group, and then:
+//!
+//! 1. assigns queue offsets from the in-memory queue heads and one store timestamp (never
+//!    going backwards) and encodes every record into one buffer, rolling to a new segment
+//!    when a record does not fit (a roll fdatasyncs the sealed segment);
+//! 2. writes the buffer, and under [`FlushMode::Sync`] fdatasyncs once for the whole group;
+//! 3. writes ONE index batch (consume queue, ids, keys, queue heads, checkpoint);
+//! 4. answers the callers and wakes long-polling readers.
+//!
+//! The records of one request are contiguous. A request that fails validation is answered at
+//! once and takes no part in the group. An I/O or index failure poisons the store: the writer
+//! answers this and every later append with an error, because the state of a file after a
+//! failed write or fdatasync cannot be trusted; a restart recovers from the log.
+//!
+//! Under [`FlushMode::Async`] a flusher thread fdatasyncs the last segment every
+//! `async_flush_interval` and records the flushed offset.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use super::index;
+use super::kv::{prefix_end, Cf, KvBatch};
+use super::record::{self, NewMessage};
+use super::{AppendResult, FlushMode, Shared, StoreError};
+
+/// Next queue offset per topic and queue id.
+pub(crate) type Heads = HashMap<String, HashMap<u32, u64>>;
+
+pub(crate) type AppendReply = oneshot::Sender<Result<Vec<AppendResult>, StoreError>>;
+
+pub(crate) enum Command {
+    Append { msgs: Vec<NewMessage>, reply: AppendReply },
+    PurgeTopic { topic: String, reply: SyncSender<Result<(), StoreError>> },
+    Shutdown,
+}
+
+/// Bounds on one group, so a burst cannot build an unbounded buffer.
+const MAX_GROUP_REQUESTS: usize = 1024;
+const MAX_GROUP_BYTES: usize = 32 << 20;
+
+struct Request {
+    msgs: Vec<NewMessage>,
+    sizes: Vec<u32>,
+    reply: AppendReply,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    heads: Heads,
+    last_store_ts: i64,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn approx_size(msgs: &[NewMessage]) -> usize {
+    msgs.iter().map(|m| m.body.len() + 256).sum()
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>, heads: Heads, last_store_ts: i64) -> Self {
+        Writer { shared, heads, last_store_ts }
+    }
+
+    /// The thread body: runs until `Shutdown` or until every sender is gone.
+    pub(crate) fn run(mut self, rx: Receiver<Command>) {
+        let mut pending: Option<Command> = None;
+        loop {
+            let cmd = match pending.take() {
+                Some(c) => c,
+                None => match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                },
+            };
+            match cmd {
+                Command::Append { msgs, reply } => {
+                    let mut bytes = approx_size(&msgs);
+                    let mut group = vec![(msgs, reply)];
+                    while group.len() < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES {
+                        match rx.try_recv() {
+                            Ok(Command::Append { msgs, reply }) => {
+                                bytes += approx_size(&msgs);
+                                group.push((msgs, reply));
+                            }
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.append_group(group);
+                }
+                Command::PurgeTopic { topic, reply } => {
+                    let _ = reply.send(self.purge(&topic));
+                }
+                Command::Shutdown => break,
+            }
+        }
+        self.close();
+        // Dropping `rx` drops the reply senders of anything still queued: those callers get
+        // StoreError::Closed.
+    }
+
+    fn append_group(&mut self, group: Vec<(Vec<NewMessage>, AppendReply)>) {
+        if let Some(reason) = self.shared.failure() {
+            for (_, reply) in group {
+                let _ = reply.send(Err(StoreError::Failed(reason.clone())));
+            }
+            return;
+        }
+        let max = self.shared.config.max_record_size;
+        let mut reqs = Vec::with_capacity(group.len());
+        for (msgs, reply) in group {
+            let sizes: Result<Vec<u32>, StoreError> = msgs
+                .iter()
+                .map(|m| {
+                    let size = record::encoded_len(m)?;
+                    if size > max {
+                        return Err(StoreError::MessageTooLarge { size, max });
+                    }
+                    Ok(size as u32)
+                })
+                .collect();
+            match sizes {
+                Ok(sizes) => reqs.push(Request { msgs, sizes, reply }),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+        if reqs.is_empty() {
+            return;
+        }
+        match self.write_group(&reqs) {
+            Ok(results) => {
+                for (req, res) in reqs.into_iter().zip(results) {
+                    let _ = req.reply.send(Ok(res));
+                }
+                self.shared.appended.notify_waiters();
+            }
+            Err(e) => {
+                let reason = format!("append failed, the store accepts no more writes: {e}");
+                tracing::error!("{reason}");
+                self.shared.set_failed(reason.clone());
+                for req in reqs {
+                    let _ = req.reply.send(Err(StoreError::Failed(reason.clone())));
+                }
+            }
+        }
+    }
+
+    fn next_queue_offset(&self, new_heads: &mut Heads, topic: &str, queue_id: u32) -> u64 {
+        let lookup = |h: &Heads| h.get(topic).and_then(|q| q.get(&queue_id)).copied();
+        let cur = lookup(new_heads).or_else(|| lookup(&self.heads)).unwrap_or(0);
+        match new_heads.get_mut(topic) {
+            Some(q) => {
+                q.insert(queue_id, cur + 1);
+            }
+            None => {
+                new_heads.insert(topic.to_string(), HashMap::from([(queue_id, cur + 1)]));
+            }
+        }
+        cur
+    }
+
+    /// Writes, syncs and indexes a group of validated requests; one result list per request.
+    fn write_group(&mut self, reqs: &[Request]) -> Result<Vec<Vec<AppendResult>>, StoreError> {
+        let shared = self.shared.clone();
+        let (cfg, log) = (&shared.config, &shared.log);
+        let store_ts = now_ms().max(self.last_store_ts);
+        let mut seg = log.last_segment()?;
+        let total: u64 = reqs.iter().flat_map(|r| r.sizes.iter()).map(|&s| u64::from(s)).sum();
+        let mut buf = Vec::with_capacity(total.min(cfg.segment_size) as usize);
+        let mut batch = KvBatch::new();
+        let mut new_heads = Heads::new();
+        let mut all = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let mut results = Vec::with_capacity(req.msgs.len());
+            for (msg, &size) in req.msgs.iter().zip(&req.sizes) {
+                let used = seg.len() + buf.len() as u64;
+                if used > 0 && used + u64::from(size) > cfg.segment_size {
+                    seg.append(&buf)?;
+                    buf.clear();
+                    seg = log.roll()?;
+                }
+                let log_offset = seg.end() + buf.len() as u64;
+                let queue_offset = self.next_queue_offset(&mut new_heads, &msg.topic, msg.queue_id);
+                let written = record::encode_into(&mut buf, msg, queue_offset, store_ts, cfg.max_record_size)?;
+                if written != size {
+                    return Err(StoreError::Index(format!("record size changed while encoding ({size} -> {written})")));
+                }
+                index::dispatch(&mut batch, msg, queue_offset, log_offset, size, store_ts);
+                results.push(AppendResult { queue_offset, log_offset, store_timestamp_ms: store_ts });
+            }
+            all.push(results);
+        }
+        seg.append(&buf)?;
+        let end = seg.end();
+        log.set_end(end);
+        if cfg.flush_mode == FlushMode::Sync {
+            seg.sync_data()?;
+            log.mark_flushed(end);
+            index::put_flushed(&mut batch, end);
+        }
+        for (topic, queues) in &new_heads {
+            for (&queue_id, &next) in queues {
+                index::put_head(&mut batch, topic, queue_id, next);
+            }
+        }
+        index::put_checkpoint(&mut batch, end);
+        shared.kv.write(batch)?;
+        for (topic, queues) in new_heads {
+            self.heads.entry(topic).or_default().extend(queues);
+        }
+        self.last_store_ts = store_ts;
+        Ok(all)
+    }
+
+    fn purge(&mut self, topic: &str) -> Result<(), StoreError> {
+        let from = index::topic_prefix(topic);
+        let to = prefix_end(&from);
+        let mut batch = KvBatch::new();
+        for cf in [Cf::ConsumeQueue, Cf::QueueHead, Cf::MessageKey] {
+            batch.delete_range(cf, &from, &to);
+        }
+        self.shared.kv.write(batch)?;
+        self.heads.remove(topic);
+        tracing::info!(topic, "purged the topic's consume queues and key index");
+        Ok(())
+    }
+
+    /// Final fdatasync and index flush.
+    fn close(&mut self) {
+        let log = &self.shared.log;
+        let end = log.end_offset();
+        let synced = log.last_segment().and_then(|s| s.sync_data().map_err(StoreError::from));
+        match synced {
+            Ok(()) => {
+                log.mark_flushed(end);
+                let mut batch = KvBatch::new();
+                index::put_flushed(&mut batch, end);
+                if let Err(e) = self.shared.kv.write(batch) {
+                    tracing::warn!(error = %e, "could not record the flushed offset at shutdown");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "fdatasync of the commit log failed at shutdown"),
+        }
+        if let Err(e) = self.shared.kv.flush() {
+            tracing::warn!(error = %e, "could not flush the index at shutdown");
+        }
+    }
+}
+
+/// The async flusher: fdatasyncs every interval until `stop` fires or is dropped.
+pub(crate) fn run_flusher(shared: Arc<Shared>, stop: Receiver<()>) {
+    let interval = shared.config.async_flush_interval;
+    loop {
+        let stopping = !matches!(stop.recv_timeout(interval), Err(RecvTimeoutError::Timeout));
+        if let Err(e) = flush_once(&shared) {
+            let reason = format!("periodic fdatasync failed, the store accepts no more writes: {e}");
+            tracing::error!("{reason}");
+            shared.set_failed(reason);
+            break;
+        }
+        if stopping {
+            break;
+        }
+    }
+}
+
+fn flush_once(shared: &Shared) -> Result<(), StoreError> {
+    let log = &shared.log;
+    // Read the end first: bytes below it are in the last segment or in sealed (synced) ones.
+    let end = log.end_offset();
+    if end <= log.flushed_offset() {
+        return Ok(());
+    }
+    log.last_segment()?.sync_data()?;
+    log.mark_flushed(end);
+    let mut batch = KvBatch::new();
+    index::put_flushed(&mut batch, end);
+    shared.kv.write(batch)
+}

@@ -1,0 +1,217 @@
+//! The topics this broker group hosts: their configs, persisted in the
+//! index database (column family `TopicConfig`), and the data version the
+//! broker reports to the NameServers. Any change wakes the registration task
+//! so NameServers learn it at once.
+
+use crate::store::{Cf, KvBatch, KvStore};
+use apogee_proto::cluster::TopicConfig;
+use apogee_proto::v2::{MessageType, Permission};
+use apogee_proto::{limits, names, ApogeeError};
+use parking_lot::RwLock;
+use prost::Message as _;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+const DATA_VERSION_KEY: &[u8] = b"topics/data_version";
+
+pub struct TopicTable {
+    kv: Arc<dyn KvStore>,
+    topics: RwLock<BTreeMap<String, TopicConfig>>,
+    data_version: AtomicI64,
+    changed: Notify,
+}
+
+/// Fills in the defaults of a topic config and checks its values.
+pub fn normalize(mut config: TopicConfig, default_queues: i32) -> Result<TopicConfig, ApogeeError> {
+    limits::validate_topic(&config.name)?;
+    if config.queue_count == 0 {
+        config.queue_count = default_queues;
+    }
+    if !(1..=limits::MAX_QUEUES_PER_TOPIC).contains(&config.queue_count) {
+        return Err(ApogeeError::BadRequest(format!(
+            "queue count {} is outside 1..={}",
+            config.queue_count,
+            limits::MAX_QUEUES_PER_TOPIC
+        )));
+    }
+    if config.permission == Permission::Unspecified as i32 {
+        config.permission = Permission::ReadWrite as i32;
+    }
+    if config.message_types.is_empty() {
+        config.message_types = vec![MessageType::Normal as i32];
+    }
+    Ok(config)
+}
+
+impl TopicTable {
+    /// Loads the persisted topics.
+    pub fn load(kv: Arc<dyn KvStore>) -> Result<Self, ApogeeError> {
+        let internal = |e: crate::store::StoreError| ApogeeError::Internal(e.to_string());
+        let mut topics = BTreeMap::new();
+        for (key, value) in kv.scan(Cf::TopicConfig, b"", &[0xff], usize::MAX).map_err(internal)? {
+            let config = TopicConfig::decode(value.as_slice())
+                .map_err(|e| ApogeeError::Internal(format!("topic config {key:?}: {e}")))?;
+            topics.insert(config.name.clone(), config);
+        }
+        let version = kv
+            .get(Cf::Meta, DATA_VERSION_KEY)
+            .map_err(internal)?
+            .and_then(|v| v.try_into().ok().map(i64::from_be_bytes))
+            .unwrap_or(0);
+        Ok(TopicTable {
+            kv,
+            topics: RwLock::new(topics),
+            data_version: AtomicI64::new(version),
+            changed: Notify::new(),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<TopicConfig> {
+        self.topics.read().get(name).cloned()
+    }
+
+    pub fn list(&self) -> Vec<TopicConfig> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    pub fn data_version(&self) -> i64 {
+        self.data_version.load(Ordering::SeqCst)
+    }
+
+    /// Woken after every change.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    fn persist(&self, name: &str, config: Option<&TopicConfig>) -> Result<(), ApogeeError> {
+        let version = self.data_version.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut batch = KvBatch::new();
+        match config {
+            Some(c) => batch.put(Cf::TopicConfig, name.as_bytes(), c.encode_to_vec()),
+            None => batch.delete(Cf::TopicConfig, name.as_bytes()),
+        }
+        batch.put(Cf::Meta, DATA_VERSION_KEY, version.to_be_bytes());
+        self.kv
+            .write(batch)
+            .map_err(|e| ApogeeError::Internal(format!("persisting topic {name}: {e}")))?;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Creates a topic; fails if it exists.
+    pub fn create(&self, config: TopicConfig) -> Result<TopicConfig, ApogeeError> {
+        let mut topics = self.topics.write();
+        if topics.contains_key(&config.name) {
+            return Err(ApogeeError::AlreadyExists(format!("topic {}", config.name)));
+        }
+        self.persist(&config.name, Some(&config))?;
+        topics.insert(config.name.clone(), config.clone());
+        Ok(config)
+    }
+
+    /// Replaces an existing topic's config. Queues are never taken away from
+    /// a topic that holds messages in them: the queue count may only grow.
+    pub fn update(&self, config: TopicConfig) -> Result<TopicConfig, ApogeeError> {
+        let mut topics = self.topics.write();
+        let Some(old) = topics.get(&config.name) else {
+            return Err(ApogeeError::TopicNotFound(config.name));
+        };
+        if config.queue_count < old.queue_count {
+            return Err(ApogeeError::BadRequest(format!(
+                "topic {} has {} queues; shrinking to {} would strand their messages",
+                config.name, old.queue_count, config.queue_count
+            )));
+        }
+        self.persist(&config.name, Some(&config))?;
+        topics.insert(config.name.clone(), config.clone());
+        Ok(config)
+    }
+
+    pub fn delete(&self, name: &str) -> Result<(), ApogeeError> {
+        let mut topics = self.topics.write();
+        if !topics.contains_key(name) {
+            return Err(ApogeeError::TopicNotFound(name.to_string()));
+        }
+        self.persist(name, None)?;
+        topics.remove(name);
+        Ok(())
+    }
+
+    /// The topic a producer writes to, created on the fly when `auto_create`.
+    pub fn for_send(
+        &self,
+        name: &str,
+        auto_create: bool,
+        default_queues: i32,
+    ) -> Result<TopicConfig, ApogeeError> {
+        if let Some(c) = self.get(name) {
+            return Ok(c);
+        }
+        if !auto_create || names::is_system_topic(name) {
+            return Err(ApogeeError::TopicNotFound(name.to_string()));
+        }
+        let config = normalize(
+            TopicConfig {
+                name: name.to_string(),
+                ..Default::default()
+            },
+            default_queues,
+        )?;
+        match self.create(config) {
+            Ok(c) => Ok(c),
+            // Another sender created it in between.
+            Err(_) => self.get(name).ok_or_else(|| ApogeeError::TopicNotFound(name.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemKv;
+
+    fn table() -> (Arc<dyn KvStore>, TopicTable) {
+        let kv: Arc<dyn KvStore> = Arc::new(MemKv::default());
+        let t = TopicTable::load(kv.clone()).unwrap();
+        (kv, t)
+    }
+
+    #[test]
+    fn topics_survive_reload_and_bump_the_data_version() {
+        let (kv, t) = table();
+        let c = normalize(TopicConfig { name: "orders".into(), ..Default::default() }, 8).unwrap();
+        t.create(c).unwrap();
+        assert_eq!(t.data_version(), 1);
+        let again = TopicTable::load(kv).unwrap();
+        assert_eq!(again.get("orders").unwrap().queue_count, 8);
+        assert_eq!(again.data_version(), 1);
+    }
+
+    #[test]
+    fn create_twice_fails_and_queues_never_shrink() {
+        let (_, t) = table();
+        let c = normalize(TopicConfig { name: "t".into(), queue_count: 4, ..Default::default() }, 8).unwrap();
+        t.create(c.clone()).unwrap();
+        assert!(t.create(c.clone()).is_err());
+        let smaller = TopicConfig { queue_count: 2, ..c };
+        assert!(t.update(smaller).is_err());
+    }
+
+    #[test]
+    fn auto_create_only_when_enabled_and_never_for_system_topics() {
+        let (_, t) = table();
+        assert!(matches!(t.for_send("x", false, 8), Err(ApogeeError::TopicNotFound(_))));
+        assert_eq!(t.for_send("x", true, 8).unwrap().queue_count, 8);
+        assert!(t.for_send("%RETRY%g", true, 8).is_err());
+    }
+
+    #[test]
+    fn invalid_queue_counts_are_refused() {
+        let big = TopicConfig { name: "t".into(), queue_count: 5000, ..Default::default() };
+        assert!(normalize(big, 8).is_err());
+        let bad = TopicConfig { name: "bad name".into(), ..Default::default() };
+        assert_eq!(normalize(bad, 8).unwrap_err().code() as i32, 40002);
+    }
+}

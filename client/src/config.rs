@@ -1,0 +1,158 @@
+//! Client configuration: where the NameServers are, how long a request may
+//! take, how often a send is attempted, the namespace and the client id that
+//! identifies this process to the servers (`x-mq-client-id`).
+
+use std::time::Duration;
+
+/// Settings shared by [`crate::Producer`] and [`crate::SimpleConsumer`].
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// NameServer addresses as `host:port`; tried in turn for routes.
+    pub nameservers: Vec<String>,
+    /// Deadline of one unary request (a long-polling receive gets this on
+    /// top of its polling time).
+    pub request_timeout: Duration,
+    /// Attempts for one send, the first one included.
+    pub max_attempts: u32,
+    /// Resource namespace put on every topic and group.
+    pub namespace: String,
+    /// Identifies this client to the servers; generated as
+    /// `hostname-pid-uuid` by default.
+    pub client_id: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            nameservers: vec![format!(
+                "127.0.0.1:{}",
+                apogee_proto::names::DEFAULT_NAMESERVER_PORT
+            )],
+            request_timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            namespace: String::new(),
+            client_id: generate_client_id(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A default configuration pointing at the given NameServer(s)
+    /// (`host:port`, several separated by `;` or `,`).
+    pub fn new(nameservers: impl AsRef<str>) -> Self {
+        ClientConfig::default().with_nameservers(nameservers)
+    }
+
+    /// Replaces the NameServer list (`host:port`, separated by `;` or `,`).
+    pub fn with_nameservers(mut self, nameservers: impl AsRef<str>) -> Self {
+        self.nameservers = nameservers
+            .as_ref()
+            .split([';', ','])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        self
+    }
+
+    /// Sets the per-request deadline.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets how many attempts a send makes (at least one).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Sets the resource namespace.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Overrides the generated client id.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+
+    /// Checks the configuration before any connection is made.
+    pub fn validate(&self) -> Result<(), crate::ClientError> {
+        use crate::ClientError::Config;
+        if self.nameservers.is_empty() {
+            return Err(Config("no nameserver address configured".into()));
+        }
+        for ns in &self.nameservers {
+            crate::transport::parse_host_port(ns)?;
+        }
+        if self.request_timeout.is_zero() {
+            return Err(Config("request timeout must be positive".into()));
+        }
+        if self.max_attempts == 0 {
+            return Err(Config("max attempts must be at least 1".into()));
+        }
+        if self.client_id.is_empty() || !self.client_id.is_ascii() {
+            return Err(Config("client id must be non-empty ASCII".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The local host name, best effort (`localhost` when unknown).
+pub(crate) fn hostname() -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty() && h.is_ascii())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
+    .clone()
+}
+
+/// A fresh `hostname-pid-uuid` client id.
+pub fn generate_client_id() -> String {
+    format!(
+        "{}-{}-{}",
+        hostname(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = ClientConfig::default();
+        assert_eq!(c.nameservers, vec!["127.0.0.1:9876".to_string()]);
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_attempts, 3);
+        assert!(c.namespace.is_empty());
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn client_ids_are_unique_and_carry_the_pid() {
+        let a = generate_client_id();
+        let b = generate_client_id();
+        assert_ne!(a, b);
+        assert!(a.contains(&format!("-{}-", std::process::id())));
+    }
+
+    #[test]
+    fn nameserver_lists_are_split_and_validated() {
+        let c = ClientConfig::new("a:1; b:2,c:3");
+        assert_eq!(c.nameservers, vec!["a:1", "b:2", "c:3"]);
+        assert!(ClientConfig::new("").validate().is_err());
+        assert!(ClientConfig::new("nohostport").validate().is_err());
+        assert!(ClientConfig::default().with_max_attempts(0).validate().is_err());
+    }
+}

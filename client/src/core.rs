@@ -1,0 +1,233 @@
+//! The state every client shares: configuration, connections, the route
+//! cache, telemetry sessions and the heartbeat task; plus the unary-call
+//! helper that applies metadata and deadlines and opens a telemetry session
+//! on the first use of an endpoint.
+
+use crate::route::{Route, RouteCache};
+use crate::telemetry::{build_settings, Role, Sessions};
+use crate::transport::{request, to_endpoints, Connections, MessagingClient};
+use crate::{ClientConfig, ClientError, Result};
+use apogee_proto::v2;
+use parking_lot::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::task::AbortHandle;
+
+/// How often the client sends Heartbeat to the endpoints it uses.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Slack added to a gRPC deadline before the local timer gives up.
+const LOCAL_SLACK: Duration = Duration::from_millis(500);
+
+pub(crate) struct Core {
+    pub(crate) config: ClientConfig,
+    pub(crate) role: Role,
+    conns: Connections,
+    pub(crate) routes: RouteCache,
+    refresh: tokio::sync::Mutex<()>,
+    pub(crate) sessions: Sessions,
+    topics: Mutex<Vec<String>>,
+    heartbeat: Mutex<Option<AbortHandle>>,
+}
+
+impl Core {
+    /// Builds the core and starts its heartbeat task.
+    pub(crate) fn start(config: ClientConfig, role: Role) -> Result<Arc<Core>> {
+        config.validate()?;
+        let core = Arc::new(Core {
+            conns: Connections::new(config.request_timeout),
+            config,
+            role,
+            routes: RouteCache::default(),
+            refresh: tokio::sync::Mutex::new(()),
+            sessions: Sessions::new(),
+            topics: Mutex::new(Vec::new()),
+            heartbeat: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&core);
+        let task = tokio::spawn(heartbeat_loop(weak));
+        *core.heartbeat.lock() = Some(task.abort_handle());
+        Ok(core)
+    }
+
+    /// A resource (topic or group) in the configured namespace.
+    pub(crate) fn resource(&self, name: &str) -> v2::Resource {
+        v2::Resource {
+            resource_namespace: self.config.namespace.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    fn settings(&self) -> v2::Settings {
+        build_settings(&self.config, &self.role, &self.topics.lock())
+    }
+
+    /// Records a topic a producer uses; new ones are announced on the
+    /// open telemetry streams.
+    pub(crate) fn note_topic(&self, topic: &str) {
+        {
+            let mut topics = self.topics.lock();
+            if topics.iter().any(|t| t == topic) {
+                return;
+            }
+            topics.push(topic.to_string());
+        }
+        self.sessions.broadcast(self.settings());
+    }
+
+    /// Opens the endpoint's telemetry session if needed and returns its stub.
+    pub(crate) async fn client(&self, addr: &str) -> Result<MessagingClient> {
+        self.sessions
+            .ensure(addr, || self.conns.client(addr), &self.config, || self.settings())
+            .await;
+        self.conns.client(addr)
+    }
+
+    /// One unary call to `addr` with metadata and the given deadline.
+    pub(crate) async fn call<Req, Resp, F, Fut>(
+        &self,
+        addr: &str,
+        message: Req,
+        timeout: Duration,
+        f: F,
+    ) -> Result<Resp>
+    where
+        F: FnOnce(MessagingClient, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let client = self.client(addr).await?;
+        let req = request(&self.config, message, timeout);
+        let resp = tokio::time::timeout(timeout + LOCAL_SLACK, f(client, req)).await??;
+        Ok(resp.into_inner())
+    }
+
+    /// The route of a topic: cached while fresh, fetched otherwise. A stale
+    /// route is still used when the NameServers cannot be reached.
+    pub(crate) async fn route(&self, topic: &str) -> Result<Arc<Route>> {
+        if let Some((route, true)) = self.routes.get(topic) {
+            return Ok(route);
+        }
+        let _guard = self.refresh.lock().await;
+        let stale = match self.routes.get(topic) {
+            Some((route, true)) => return Ok(route),
+            Some((route, false)) => Some(route),
+            None => None,
+        };
+        match self.fetch_route(topic).await {
+            Ok(route) => Ok(route),
+            Err(e) if e.is_retryable() && stale.is_some() => {
+                tracing::warn!(topic, error = %e, "route refresh failed, using the cached route");
+                Ok(stale.unwrap_or_default())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Asks each NameServer in turn; the first answer wins. When all fail, a
+    /// server status is preferred over a transport error.
+    async fn fetch_route(&self, topic: &str) -> Result<Arc<Route>> {
+        let mut server_err = None;
+        let mut other_err = None;
+        for ns in &self.config.nameservers {
+            let req = v2::QueryRouteRequest {
+                topic: Some(self.resource(topic)),
+                endpoints: Some(to_endpoints(ns)?),
+            };
+            let res = self
+                .call(ns, req, self.config.request_timeout, |mut c, r| async move {
+                    c.query_route(r).await
+                })
+                .await
+                .and_then(|resp: v2::QueryRouteResponse| {
+                    ClientError::check(resp.status.as_ref())?;
+                    Ok(resp.message_queues)
+                });
+            match res {
+                Ok(queues) if !queues.is_empty() => {
+                    return Ok(self.routes.put(Route {
+                        topic: topic.to_string(),
+                        queues,
+                    }));
+                }
+                Ok(_) => {
+                    server_err = Some(ClientError::NoRoute(format!(
+                        "nameserver {ns} returned no queue for topic {topic}"
+                    )))
+                }
+                Err(e @ ClientError::Server(_)) => server_err = Some(e),
+                Err(e) => {
+                    tracing::debug!(nameserver = %ns, error = %e, "query route failed");
+                    other_err = Some(e)
+                }
+            }
+        }
+        Err(server_err
+            .or(other_err)
+            .unwrap_or_else(|| ClientError::Config("no nameserver configured".into())))
+    }
+
+    fn group(&self) -> Option<v2::Resource> {
+        match &self.role {
+            Role::SimpleConsumer { group, .. } => Some(self.resource(group)),
+            Role::Producer => None,
+        }
+    }
+
+    /// Sends one Heartbeat to every endpoint with an open session.
+    async fn heartbeat_once(&self) {
+        for addr in self.sessions.open_endpoints() {
+            let req = v2::HeartbeatRequest {
+                group: self.group(),
+                client_type: self.role.client_type() as i32,
+            };
+            let res = self
+                .call(&addr, req, self.config.request_timeout, |mut c, r| async move {
+                    c.heartbeat(r).await
+                })
+                .await
+                .and_then(|r: v2::HeartbeatResponse| ClientError::check(r.status.as_ref()));
+            if let Err(e) = res {
+                tracing::debug!(endpoint = %addr, error = %e, "heartbeat failed");
+            }
+        }
+    }
+
+    /// Tells the servers this client is going away and closes its streams.
+    pub(crate) async fn shutdown(&self) {
+        if let Some(h) = self.heartbeat.lock().take() {
+            h.abort();
+        }
+        let calls = self
+            .sessions
+            .open_endpoints().into_iter().map(|addr| async move {
+            let req = v2::NotifyClientTerminationRequest { group: self.group() };
+            let _ = self
+                .call(&addr, req, self.config.request_timeout, |mut c, r| async move {
+                    c.notify_client_termination(r).await
+                })
+                .await;
+        });
+        futures::future::join_all(calls).await;
+        self.sessions.close_all();
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.lock().take() {
+            h.abort();
+        }
+    }
+}
+
+async fn heartbeat_loop(core: Weak<Core>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(core) = core.upgrade() else { return };
+        core.heartbeat_once().await;
+    }
+}

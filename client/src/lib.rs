@@ -1,0 +1,36 @@
+//! apogee-client: Apogee's Rust client, speaking the RocketMQ 5 gRPC
+//! protocol (`apache.rocketmq.v2`) to NameServers (routes, settings) and
+//! brokers (send, receive, ack).
+//!
+//! - [`Producer`]: sends single messages and same-topic batches, picking
+//!   writable queues round-robin and retrying on another broker.
+//! - [`SimpleConsumer`]: receives, acks and changes the invisible duration
+//!   of messages for a consumer group.
+//! - [`ClientConfig`] and [`ClientError`]: configuration and errors.
+//! - [`transport`]: channels, request metadata and address helpers, also
+//!   useful for other gRPC services (the admin CLI uses them).
+//!
+//! ```no_run
+//! # async fn demo() -> apogee_client::Result<()> {
+//! use apogee_client::{ClientConfig, Message, Producer};
+//! let producer = Producer::connect(ClientConfig::new("127.0.0.1:9876")).await?;
+//! let receipt = producer.send(Message::builder("orders", "hello").tag("new").build()).await?;
+//! println!("{} stored at offset {}", receipt.message_id, receipt.offset);
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod consumer;
+mod core;
+pub mod error;
+mod message;
+mod producer;
+pub mod route;
+mod telemetry;
+pub mod transport;
+
+pub use config::ClientConfig;
+pub use consumer::SimpleConsumer;
+pub use error::{ClientError, Result};
+pub use message::{FilterExpression, FilterKind, Message, MessageBuilder, ReceivedMessage};
+pub use producer::{Producer, SendReceipt};

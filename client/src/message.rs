@@ -1,0 +1,386 @@
+//! Messages: what a producer sends ([`Message`] and its builder, local
+//! validation, conversion to the protocol's `Message`) and what a consumer
+//! receives ([`ReceivedMessage`], converted from the protocol's `Message`),
+//! plus subscription filters.
+
+use apogee_proto::{limits, names, time, v2, ApogeeError};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A message to send.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Message {
+    pub topic: String,
+    pub body: Vec<u8>,
+    pub tag: Option<String>,
+    pub keys: Vec<String>,
+    pub properties: HashMap<String, String>,
+    /// Ordering key: makes it a FIFO message.
+    pub message_group: Option<String>,
+    /// Earliest delivery time: makes it a delayed message.
+    pub delivery_timestamp: Option<SystemTime>,
+}
+
+impl Message {
+    /// A plain message.
+    pub fn new(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Message {
+            topic: topic.into(),
+            body: body.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Starts a builder.
+    pub fn builder(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> MessageBuilder {
+        MessageBuilder(Message::new(topic, body))
+    }
+
+    /// The protocol message type implied by the message's fields.
+    pub fn message_type(&self) -> v2::MessageType {
+        if self.message_group.is_some() {
+            v2::MessageType::Fifo
+        } else if self.delivery_timestamp.is_some() {
+            v2::MessageType::Delay
+        } else {
+            v2::MessageType::Normal
+        }
+    }
+
+    /// Checks the message against the shared limits before it is sent.
+    pub fn validate(&self, max_body: usize) -> Result<(), ApogeeError> {
+        limits::validate_topic(&self.topic)?;
+        if names::is_system_topic(&self.topic) {
+            return Err(ApogeeError::IllegalTopic(format!(
+                "{} is a system topic and cannot be written by clients",
+                self.topic
+            )));
+        }
+        limits::validate_body(self.body.len(), max_body)?;
+        let mut props_bytes = 0;
+        if let Some(tag) = &self.tag {
+            limits::validate_tag(tag)?;
+            props_bytes += tag.len();
+        }
+        for key in &self.keys {
+            limits::validate_key(key)?;
+            props_bytes += key.len();
+        }
+        if self.properties.len() > limits::MAX_PROPERTY_COUNT {
+            return Err(ApogeeError::MessagePropertiesTooLarge(format!(
+                "{} properties, the limit is {}",
+                self.properties.len(),
+                limits::MAX_PROPERTY_COUNT
+            )));
+        }
+        for (k, v) in &self.properties {
+            if k.trim().is_empty() || k.chars().any(char::is_control) {
+                return Err(ApogeeError::IllegalProperty(format!(
+                    "property key {k:?} is blank or has control characters"
+                )));
+            }
+            props_bytes += k.len() + v.len();
+        }
+        if props_bytes > limits::MAX_PROPERTIES_BYTES {
+            return Err(ApogeeError::MessagePropertiesTooLarge(format!(
+                "tag, keys and properties take {props_bytes} bytes, the limit is {}",
+                limits::MAX_PROPERTIES_BYTES
+            )));
+        }
+        if let Some(group) = &self.message_group {
+            if group.trim().is_empty()
+                || group.len() > limits::MAX_KEY_LEN
+                || group.chars().any(char::is_control)
+            {
+                return Err(ApogeeError::IllegalMessageGroup(format!(
+                    "message group {group:?} must be non-blank, at most {} characters",
+                    limits::MAX_KEY_LEN
+                )));
+            }
+            if self.delivery_timestamp.is_some() {
+                return Err(ApogeeError::MessageTypeConflict(
+                    "a message cannot have both a message group and a delivery time".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The protocol message, with the system properties a producer sets.
+    pub(crate) fn to_v2(
+        &self,
+        namespace: &str,
+        message_id: &str,
+        queue_id: i32,
+        born_host: &str,
+    ) -> v2::Message {
+        v2::Message {
+            topic: Some(v2::Resource {
+                resource_namespace: namespace.to_string(),
+                name: self.topic.clone(),
+            }),
+            user_properties: self.properties.clone(),
+            system_properties: Some(v2::SystemProperties {
+                tag: self.tag.clone(),
+                keys: self.keys.clone(),
+                message_id: message_id.to_string(),
+                body_encoding: v2::Encoding::Identity as i32,
+                message_type: self.message_type() as i32,
+                born_timestamp: Some(time::timestamp(time::now_ms())),
+                born_host: born_host.to_string(),
+                delivery_timestamp: self
+                    .delivery_timestamp
+                    .map(|t| time::timestamp(system_time_ms(t))),
+                queue_id,
+                message_group: self.message_group.clone(),
+                ..Default::default()
+            }),
+            body: self.body.clone(),
+        }
+    }
+}
+
+fn system_time_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Builds a [`Message`].
+#[derive(Clone, Debug)]
+pub struct MessageBuilder(Message);
+
+impl MessageBuilder {
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.0.tag = Some(tag.into());
+        self
+    }
+
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.0.keys.push(key.into());
+        self
+    }
+
+    pub fn keys<I: IntoIterator<Item = S>, S: Into<String>>(mut self, keys: I) -> Self {
+        self.0.keys.extend(keys.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.0.properties.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn message_group(mut self, group: impl Into<String>) -> Self {
+        self.0.message_group = Some(group.into());
+        self
+    }
+
+    pub fn delivery_timestamp(mut self, at: SystemTime) -> Self {
+        self.0.delivery_timestamp = Some(at);
+        self
+    }
+
+    /// Delivers the message `delay` from now.
+    pub fn delay(self, delay: Duration) -> Self {
+        self.delivery_timestamp(SystemTime::now() + delay)
+    }
+
+    pub fn build(self) -> Message {
+        self.0
+    }
+}
+
+/// Language of a subscription filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    /// `*` or tags separated by `||`.
+    Tag,
+    /// An SQL92 expression over properties.
+    Sql92,
+}
+
+/// A subscription filter; the default accepts every tag (`TAG "*"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterExpression {
+    pub kind: FilterKind,
+    pub expression: String,
+}
+
+impl Default for FilterExpression {
+    fn default() -> Self {
+        FilterExpression::tag("*")
+    }
+}
+
+impl FilterExpression {
+    pub fn tag(expression: impl Into<String>) -> Self {
+        FilterExpression {
+            kind: FilterKind::Tag,
+            expression: expression.into(),
+        }
+    }
+
+    pub fn sql92(expression: impl Into<String>) -> Self {
+        FilterExpression {
+            kind: FilterKind::Sql92,
+            expression: expression.into(),
+        }
+    }
+
+    pub(crate) fn to_v2(&self) -> v2::FilterExpression {
+        v2::FilterExpression {
+            r#type: match self.kind {
+                FilterKind::Tag => v2::FilterType::Tag,
+                FilterKind::Sql92 => v2::FilterType::Sql,
+            } as i32,
+            expression: self.expression.clone(),
+        }
+    }
+}
+
+/// A message handed out by a broker; ack it (or change its invisible
+/// duration) with its receipt handle, at the broker it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedMessage {
+    pub topic: String,
+    pub message_id: String,
+    pub body: Vec<u8>,
+    pub tag: Option<String>,
+    pub keys: Vec<String>,
+    pub properties: HashMap<String, String>,
+    pub message_group: Option<String>,
+    pub queue_id: i32,
+    pub queue_offset: i64,
+    pub delivery_attempt: i32,
+    pub receipt_handle: String,
+    pub born_timestamp_ms: i64,
+    pub store_timestamp_ms: i64,
+    /// Broker group the message came from.
+    pub broker_name: String,
+    /// `host:port` of the broker the message came from (acks go there).
+    pub endpoint: String,
+}
+
+impl ReceivedMessage {
+    /// Converts a received protocol message.
+    pub(crate) fn from_v2(m: v2::Message, broker_name: &str, endpoint: &str) -> Self {
+        let sp = m.system_properties.unwrap_or_default();
+        ReceivedMessage {
+            topic: m.topic.map(|t| t.name).unwrap_or_default(),
+            message_id: sp.message_id,
+            body: m.body,
+            tag: sp.tag,
+            keys: sp.keys,
+            properties: m.user_properties,
+            message_group: sp.message_group,
+            queue_id: sp.queue_id,
+            queue_offset: sp.queue_offset.unwrap_or(-1),
+            delivery_attempt: sp.delivery_attempt.unwrap_or(1),
+            receipt_handle: sp.receipt_handle.unwrap_or_default(),
+            born_timestamp_ms: sp.born_timestamp.as_ref().map(time::timestamp_ms).unwrap_or(0),
+            store_timestamp_ms: sp.store_timestamp.as_ref().map(time::timestamp_ms).unwrap_or(0),
+            broker_name: broker_name.to_string(),
+            endpoint: endpoint.to_string(),
+        }
+    }
+
+    /// The body as UTF-8, with invalid sequences replaced.
+    pub fn body_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_sets_every_field_and_type() {
+        let m = Message::builder("T", "hi")
+            .tag("A")
+            .key("k1")
+            .keys(["k2"])
+            .property("p", "v")
+            .build();
+        assert_eq!(m.keys, vec!["k1", "k2"]);
+        assert_eq!(m.message_type(), v2::MessageType::Normal);
+        assert!(m.validate(1024).is_ok());
+        let fifo = Message::builder("T", "x").message_group("g").build();
+        assert_eq!(fifo.message_type(), v2::MessageType::Fifo);
+        let delayed = Message::builder("T", "x").delay(Duration::from_secs(5)).build();
+        assert_eq!(delayed.message_type(), v2::MessageType::Delay);
+    }
+
+    #[test]
+    fn validation_rejects_bad_messages() {
+        let code = |m: Message| m.validate(4).unwrap_err().code() as i32;
+        assert_eq!(code(Message::new("T", "")), 41302);
+        assert_eq!(code(Message::new("T", "12345")), 41301);
+        assert_eq!(code(Message::new("bad topic", "1")), 40002);
+        assert_eq!(code(Message::new("%RETRY%g", "1")), 40002);
+        assert_eq!(code(Message::builder("T", "1").tag("a|b").build()), 40004);
+        assert_eq!(code(Message::builder("T", "1").key(" ").build()), 40005);
+        assert_eq!(code(Message::builder("T", "1").message_group("").build()), 40006);
+        let both = Message::builder("T", "1")
+            .message_group("g")
+            .delay(Duration::from_secs(1))
+            .build();
+        assert_eq!(code(both), 40014);
+    }
+
+    #[test]
+    fn conversion_to_protocol_sets_system_properties() {
+        let m = Message::builder("T", "body").tag("A").key("k").build();
+        let v = m.to_v2("ns", "ID1", 3, "host");
+        let sp = v.system_properties.unwrap();
+        assert_eq!(v.topic.unwrap().resource_namespace, "ns");
+        assert_eq!(sp.message_id, "ID1");
+        assert_eq!(sp.queue_id, 3);
+        assert_eq!(sp.message_type, v2::MessageType::Normal as i32);
+        assert_eq!(sp.born_host, "host");
+        assert!(sp.born_timestamp.is_some());
+        assert_eq!(sp.tag.as_deref(), Some("A"));
+        assert_eq!(v.body, b"body");
+    }
+
+    #[test]
+    fn conversion_from_protocol_keeps_the_receipt() {
+        let v = v2::Message {
+            topic: Some(v2::Resource {
+                resource_namespace: String::new(),
+                name: "T".into(),
+            }),
+            user_properties: HashMap::from([("p".to_string(), "v".to_string())]),
+            system_properties: Some(v2::SystemProperties {
+                message_id: "ID".into(),
+                receipt_handle: Some("RH".into()),
+                queue_id: 2,
+                queue_offset: Some(7),
+                delivery_attempt: Some(3),
+                store_timestamp: Some(time::timestamp(1_000)),
+                born_timestamp: Some(time::timestamp(500)),
+                ..Default::default()
+            }),
+            body: b"x".to_vec(),
+        };
+        let r = ReceivedMessage::from_v2(v, "broker-a", "h:1");
+        assert_eq!(
+            (r.queue_id, r.queue_offset, r.delivery_attempt),
+            (2, 7, 3)
+        );
+        assert_eq!(r.receipt_handle, "RH");
+        assert_eq!((r.born_timestamp_ms, r.store_timestamp_ms), (500, 1_000));
+        assert_eq!(r.endpoint, "h:1");
+        assert_eq!(r.properties["p"], "v");
+        assert_eq!(r.body_lossy(), "x");
+    }
+
+    #[test]
+    fn default_filter_accepts_every_tag() {
+        let f = FilterExpression::default().to_v2();
+        assert_eq!(f.r#type, v2::FilterType::Tag as i32);
+        assert_eq!(f.expression, "*");
+        assert_eq!(FilterExpression::sql92("a > 1").to_v2().r#type, v2::FilterType::Sql as i32);
+    }
+}

@@ -1,0 +1,295 @@
+//! The producer: validates messages locally, picks a writable queue
+//! round-robin (by message group for FIFO messages), sends one message or
+//! one same-topic batch per SendMessage request, and retries on another
+//! broker after transport failures and retryable server codes.
+
+use crate::core::Core;
+use crate::message::Message;
+use crate::route::{broker_name, queue_endpoint, select_queue};
+use crate::telemetry::Role;
+use crate::{ClientConfig, ClientError, Result};
+use apogee_proto::message_id::new_message_id;
+use apogee_proto::{limits, v2, ApogeeError};
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a sent message was stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendReceipt {
+    pub message_id: String,
+    pub queue_id: i32,
+    /// Offset of the message in its queue.
+    pub offset: i64,
+    /// Broker group that stored the message.
+    pub broker_name: String,
+}
+
+/// Sends messages. Cheap to clone; clones share connections and routes.
+#[derive(Clone)]
+pub struct Producer {
+    core: Arc<Core>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Producer {
+    /// Creates a producer. Connections are made on first use.
+    pub async fn connect(config: ClientConfig) -> Result<Producer> {
+        Ok(Producer {
+            core: Core::start(config, Role::Producer)?,
+            next: Arc::new(AtomicUsize::new(rand::random::<u16>() as usize)),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.core.config
+    }
+
+    /// Largest body the servers accept (learned over Telemetry).
+    pub fn max_body_size(&self) -> usize {
+        self.core.sessions.body_limit.get()
+    }
+
+    /// Sends one message.
+    pub async fn send(&self, message: Message) -> Result<SendReceipt> {
+        let mut receipts = self.send_batch(vec![message]).await?;
+        receipts
+            .pop()
+            .ok_or_else(|| ClientError::Transport("no send result".into()))
+    }
+
+    /// Sends messages of one topic as one request to one queue.
+    pub async fn send_batch(&self, messages: Vec<Message>) -> Result<Vec<SendReceipt>> {
+        let topic = check_batch(&messages, self.max_body_size())?;
+        self.core.note_topic(&topic);
+        let ids: Vec<String> = messages.iter().map(|_| new_message_id()).collect();
+        let fifo_key = messages[0].message_group.as_ref().map(|g| {
+            let mut h = DefaultHasher::new();
+            g.hash(&mut h);
+            h.finish() as usize
+        });
+        let start = fifo_key.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed));
+        let born_host = crate::config::hostname();
+        let attempts = self.core.config.max_attempts.max(1);
+        let mut avoid: Vec<String> = Vec::new();
+        let mut attempt = 0;
+        loop {
+            let route = self.core.route(&topic).await?;
+            let writable = route.writable_queues();
+            let pos = if fifo_key.is_some() { start } else { start + attempt as usize };
+            let queue = select_queue(&writable, pos, &avoid)
+                .ok_or_else(|| ClientError::NoRoute(format!("topic {topic} has no writable queue")))?;
+            let broker = broker_name(queue).to_string();
+            let result = self.send_to(queue, &messages, &ids, &born_host).await;
+            attempt += 1;
+            match result {
+                Ok(receipts) => return Ok(receipts),
+                Err(e) if e.is_retryable() && attempt < attempts => {
+                    tracing::debug!(topic, broker, attempt, error = %e, "send failed, retrying");
+                    self.core.routes.invalidate(&topic);
+                    if !avoid.contains(&broker) {
+                        avoid.push(broker);
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => {
+                    if e.is_retryable() {
+                        self.core.routes.invalidate(&topic);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn send_to(
+        &self,
+        queue: &v2::MessageQueue,
+        messages: &[Message],
+        ids: &[String],
+        born_host: &str,
+    ) -> Result<Vec<SendReceipt>> {
+        let addr = queue_endpoint(queue)
+            .ok_or_else(|| ClientError::NoRoute("queue without endpoint".into()))?;
+        let ns = &self.core.config.namespace;
+        let req = v2::SendMessageRequest {
+            messages: messages
+                .iter()
+                .zip(ids)
+                .map(|(m, id)| m.to_v2(ns, id, queue.id, born_host))
+                .collect(),
+        };
+        let resp = self
+            .core
+            .call(&addr, req, self.core.config.request_timeout, |mut c, r| async move {
+                c.send_message(r).await
+            })
+            .await?;
+        receipts(resp, ids, queue.id, broker_name(queue))
+    }
+
+    /// Notifies the servers and closes the telemetry streams.
+    pub async fn shutdown(self) {
+        self.core.shutdown().await;
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((10u64 << attempt.min(6)).min(1000))
+}
+
+/// Checks a batch locally; returns its topic.
+pub(crate) fn check_batch(messages: &[Message], max_body: usize) -> Result<String> {
+    let first = messages
+        .first()
+        .ok_or_else(|| ClientError::Config("nothing to send: the batch is empty".into()))?;
+    if messages.len() > limits::MAX_BATCH_MESSAGES {
+        return Err(ApogeeError::PayloadTooLarge(format!(
+            "{} messages in one batch, the limit is {}",
+            messages.len(),
+            limits::MAX_BATCH_MESSAGES
+        ))
+        .into());
+    }
+    let mut total = 0usize;
+    for m in messages {
+        if m.topic != first.topic {
+            return Err(ClientError::Config(format!(
+                "a batch must have one topic, found {} and {}",
+                first.topic, m.topic
+            )));
+        }
+        if m.message_group != first.message_group {
+            return Err(ClientError::Config(
+                "a batch must have one message group (or none)".into(),
+            ));
+        }
+        m.validate(max_body)?;
+        total += m.body.len()
+            + m.properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    }
+    if total > limits::MAX_BATCH_BYTES {
+        return Err(ApogeeError::PayloadTooLarge(format!(
+            "the batch has {total} bytes, the limit is {}",
+            limits::MAX_BATCH_BYTES
+        ))
+        .into());
+    }
+    Ok(first.topic.clone())
+}
+
+/// Turns a SendMessage response into one receipt per sent message.
+pub(crate) fn receipts(
+    resp: v2::SendMessageResponse,
+    ids: &[String],
+    queue_id: i32,
+    broker: &str,
+) -> Result<Vec<SendReceipt>> {
+    ClientError::check(resp.status.as_ref())?;
+    if resp.entries.len() != ids.len() {
+        return Err(ClientError::Transport(format!(
+            "broker {broker} returned {} results for {} messages",
+            resp.entries.len(),
+            ids.len()
+        )));
+    }
+    resp.entries
+        .into_iter()
+        .zip(ids)
+        .map(|(entry, id)| {
+            if let Some(status) = &entry.status {
+                ClientError::check(Some(status))?;
+            }
+            Ok(SendReceipt {
+                message_id: if entry.message_id.is_empty() {
+                    id.clone()
+                } else {
+                    entry.message_id
+                },
+                queue_id,
+                offset: entry.offset,
+                broker_name: broker.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apogee_proto::error::ok_status;
+
+    fn entry(id: &str, offset: i64, status: v2::Status) -> v2::SendResultEntry {
+        v2::SendResultEntry {
+            status: Some(status),
+            message_id: id.into(),
+            offset,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn receipts_follow_request_order() {
+        let resp = v2::SendMessageResponse {
+            status: Some(ok_status()),
+            entries: vec![entry("A", 10, ok_status()), entry("", 11, ok_status())],
+        };
+        let ids = vec!["A".to_string(), "B".to_string()];
+        let r = receipts(resp, &ids, 3, "broker-a").unwrap();
+        assert_eq!(r[0].offset, 10);
+        assert_eq!(r[1].message_id, "B");
+        assert_eq!((r[1].queue_id, r[1].broker_name.as_str()), (3, "broker-a"));
+    }
+
+    #[test]
+    fn failed_statuses_and_short_answers_are_errors() {
+        let bad = ApogeeError::TooManyRequests("slow down".into()).to_status();
+        let resp = v2::SendMessageResponse {
+            status: Some(bad.clone()),
+            entries: vec![],
+        };
+        let e = receipts(resp, &["A".to_string()], 0, "b").unwrap_err();
+        assert!(e.is_retryable());
+        let resp = v2::SendMessageResponse {
+            status: Some(ok_status()),
+            entries: vec![],
+        };
+        assert!(matches!(
+            receipts(resp, &["A".to_string()], 0, "b"),
+            Err(ClientError::Transport(_))
+        ));
+        let resp = v2::SendMessageResponse {
+            status: Some(v2::Status {
+                code: v2::Code::MultipleResults as i32,
+                message: String::new(),
+            }),
+            entries: vec![entry("A", 1, ApogeeError::IllegalTopic("x".into()).to_status())],
+        };
+        let e = receipts(resp, &["A".to_string()], 0, "b").unwrap_err();
+        assert_eq!(e.code(), Some(v2::Code::IllegalTopic));
+    }
+
+    #[test]
+    fn batches_are_checked_before_sending() {
+        assert!(matches!(check_batch(&[], 10), Err(ClientError::Config(_))));
+        let mixed = [Message::new("A", "1"), Message::new("B", "1")];
+        assert!(matches!(check_batch(&mixed, 10), Err(ClientError::Config(_))));
+        let empty_body = [Message::new("A", "1"), Message::new("A", "")];
+        assert_eq!(
+            check_batch(&empty_body, 10).unwrap_err().code(),
+            Some(v2::Code::MessageBodyEmpty)
+        );
+        let ok = [Message::new("A", "1"), Message::new("A", "2")];
+        assert_eq!(check_batch(&ok, 10).unwrap(), "A");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(20));
+        assert!(backoff(3) > backoff(2));
+        assert_eq!(backoff(30), Duration::from_millis(640));
+    }
+}

@@ -1,0 +1,246 @@
+//! Topic routes: the queues a NameServer reports for a topic, the choices a
+//! client makes from them (writable queues for a producer, one endpoint per
+//! broker group for a consumer), and a per-topic cache that is refreshed
+//! when older than [`ROUTE_TTL`] or after a failure.
+
+use crate::transport::endpoint_addr;
+use apogee_proto::v2::{self, Permission};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a fetched route is used before it is fetched again.
+pub const ROUTE_TTL: Duration = Duration::from_secs(30);
+
+/// The queues of one topic.
+#[derive(Clone, Debug, Default)]
+pub struct Route {
+    pub topic: String,
+    pub queues: Vec<v2::MessageQueue>,
+}
+
+/// One broker group a consumer can receive from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokerTarget {
+    /// Broker group name.
+    pub broker_name: String,
+    /// `host:port` of the member to talk to.
+    pub endpoint: String,
+    /// The broker as the route describes it.
+    pub broker: v2::Broker,
+}
+
+fn can_write(q: &v2::MessageQueue) -> bool {
+    matches!(
+        Permission::try_from(q.permission),
+        Ok(Permission::Write | Permission::ReadWrite)
+    )
+}
+
+fn can_read(q: &v2::MessageQueue) -> bool {
+    matches!(
+        Permission::try_from(q.permission),
+        Ok(Permission::Read | Permission::ReadWrite)
+    )
+}
+
+/// Broker group name of a queue ("" when the route omits it).
+pub fn broker_name(q: &v2::MessageQueue) -> &str {
+    q.broker.as_ref().map(|b| b.name.as_str()).unwrap_or("")
+}
+
+/// `host:port` of a queue's broker.
+pub fn queue_endpoint(q: &v2::MessageQueue) -> Option<String> {
+    q.broker
+        .as_ref()
+        .and_then(|b| b.endpoints.as_ref())
+        .and_then(endpoint_addr)
+}
+
+impl Route {
+    /// Queues a producer may send to: writable, on a master, with an endpoint.
+    pub fn writable_queues(&self) -> Vec<v2::MessageQueue> {
+        self.queues
+            .iter()
+            .filter(|q| can_write(q))
+            .filter(|q| q.broker.as_ref().is_some_and(|b| b.id == 0))
+            .filter(|q| queue_endpoint(q).is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// One member per broker group that has a readable queue, preferring the
+    /// master (lowest broker id); sorted by broker name.
+    pub fn readable_brokers(&self) -> Vec<BrokerTarget> {
+        let mut best: HashMap<&str, (&v2::Broker, String)> = HashMap::new();
+        for q in self.queues.iter().filter(|q| can_read(q)) {
+            let (Some(b), Some(ep)) = (q.broker.as_ref(), queue_endpoint(q)) else {
+                continue;
+            };
+            match best.get(b.name.as_str()) {
+                Some((cur, _)) if cur.id <= b.id => {}
+                _ => {
+                    best.insert(b.name.as_str(), (b, ep));
+                }
+            }
+        }
+        let mut out: Vec<BrokerTarget> = best
+            .into_iter()
+            .map(|(name, (b, ep))| BrokerTarget {
+                broker_name: name.to_string(),
+                endpoint: ep,
+                broker: b.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
+        out
+    }
+}
+
+/// Picks the queue at `start` (round-robin position) or the next one whose
+/// broker is not in `avoid`; falls back to the one at `start` when every
+/// broker is to be avoided. `None` only for an empty list.
+pub fn select_queue<'a>(
+    queues: &'a [v2::MessageQueue],
+    start: usize,
+    avoid: &[String],
+) -> Option<&'a v2::MessageQueue> {
+    if queues.is_empty() {
+        return None;
+    }
+    let n = queues.len();
+    (0..n)
+        .map(|i| &queues[(start + i) % n])
+        .find(|q| !avoid.iter().any(|a| a == broker_name(q)))
+        .or_else(|| Some(&queues[start % n]))
+}
+
+/// A cached route and when it was fetched (`None` once marked stale).
+type CacheEntry = (Arc<Route>, Option<Instant>);
+
+/// Per-topic route cache.
+#[derive(Default)]
+pub(crate) struct RouteCache {
+    entries: Mutex<HashMap<String, CacheEntry>>,
+}
+
+impl RouteCache {
+    /// The cached route and whether it is still fresh.
+    pub(crate) fn get(&self, topic: &str) -> Option<(Arc<Route>, bool)> {
+        self.entries
+            .lock()
+            .get(topic)
+            .map(|(r, at)| (r.clone(), at.is_some_and(|t| t.elapsed() < ROUTE_TTL)))
+    }
+
+    pub(crate) fn put(&self, route: Route) -> Arc<Route> {
+        let route = Arc::new(route);
+        self.entries
+            .lock()
+            .insert(route.topic.clone(), (route.clone(), Some(Instant::now())));
+        route
+    }
+
+    /// Marks a topic's route as stale so the next use fetches it again (the
+    /// old one stays usable if the fetch fails).
+    pub(crate) fn invalidate(&self, topic: &str) {
+        if let Some((_, at)) = self.entries.lock().get_mut(topic) {
+            *at = None;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn queue(broker: &str, id: i32, broker_id: i32, perm: Permission) -> v2::MessageQueue {
+        v2::MessageQueue {
+            topic: Some(v2::Resource {
+                resource_namespace: String::new(),
+                name: "T".into(),
+            }),
+            id,
+            permission: perm as i32,
+            broker: Some(v2::Broker {
+                name: broker.into(),
+                id: broker_id,
+                endpoints: crate::transport::to_endpoints(&format!(
+                    "{broker}.local:{}",
+                    10911 + broker_id
+                ))
+                .ok(),
+            }),
+            accept_message_types: vec![v2::MessageType::Normal as i32],
+        }
+    }
+
+    fn route() -> Route {
+        Route {
+            topic: "T".into(),
+            queues: vec![
+                queue("a", 0, 0, Permission::ReadWrite),
+                queue("a", 1, 0, Permission::ReadWrite),
+                queue("b", 0, 0, Permission::Read),
+                queue("c", 0, 1, Permission::ReadWrite),
+                queue("c", 0, 2, Permission::ReadWrite),
+                queue("d", 0, 0, Permission::Write),
+            ],
+        }
+    }
+
+    #[test]
+    fn writable_queues_are_on_masters_with_write_permission() {
+        let w = route().writable_queues();
+        let names: Vec<(&str, i32)> = w.iter().map(|q| (broker_name(q), q.id)).collect();
+        assert_eq!(names, vec![("a", 0), ("a", 1), ("d", 0)]);
+    }
+
+    #[test]
+    fn readable_brokers_pick_one_member_per_group() {
+        let r = route().readable_brokers();
+        let got: Vec<(&str, i32, &str)> = r
+            .iter()
+            .map(|t| (t.broker_name.as_str(), t.broker.id, t.endpoint.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", 0, "a.local:10911"),
+                ("b", 0, "b.local:10911"),
+                ("c", 1, "c.local:10912"),
+            ]
+        );
+    }
+
+    #[test]
+    fn selection_is_round_robin_and_avoids_failed_brokers() {
+        let w = route().writable_queues();
+        let picks: Vec<(String, i32)> = (0..4)
+            .map(|i| {
+                let q = select_queue(&w, i, &[]).unwrap();
+                (broker_name(q).to_string(), q.id)
+            })
+            .collect();
+        assert_eq!(
+            picks,
+            vec![("a".into(), 0), ("a".into(), 1), ("d".into(), 0), ("a".into(), 0)]
+        );
+        let q = select_queue(&w, 0, &["a".to_string()]).unwrap();
+        assert_eq!(broker_name(q), "d");
+        let q = select_queue(&w, 1, &["a".to_string(), "d".to_string()]).unwrap();
+        assert_eq!((broker_name(q), q.id), ("a", 1));
+        assert!(select_queue(&[], 0, &[]).is_none());
+    }
+
+    #[test]
+    fn cache_invalidation_makes_routes_stale() {
+        let cache = RouteCache::default();
+        cache.put(route());
+        assert!(cache.get("T").unwrap().1);
+        cache.invalidate("T");
+        assert!(!cache.get("T").unwrap().1);
+        assert!(cache.get("U").is_none());
+    }
+}

@@ -1,0 +1,239 @@
+//! The connection layer: one lazily connected tonic `Channel` per endpoint
+//! (cached for the client's lifetime), the request metadata every RocketMQ 5
+//! client sends, per-request deadlines, and conversions between `host:port`
+//! strings and the protocol's `Endpoints`.
+
+use crate::{ClientConfig, ClientError, Result};
+use apogee_proto::{limits, v2};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Channel, Endpoint};
+
+/// Version this client reports in `x-mq-client-version` and its user agent.
+pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The client stub type used for every v2 call.
+pub type MessagingClient = v2::messaging_service_client::MessagingServiceClient<Channel>;
+
+/// Splits `host:port` (IPv6 hosts in brackets) and checks the port.
+pub fn parse_host_port(addr: &str) -> Result<(String, u16)> {
+    let bad = || ClientError::Config(format!("invalid address {addr:?}, expected host:port"));
+    let (host, port) = addr.trim().rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The protocol's `Endpoints` for a `host:port` address.
+pub fn to_endpoints(addr: &str) -> Result<v2::Endpoints> {
+    let (host, port) = parse_host_port(addr)?;
+    let scheme = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => v2::AddressScheme::IPv4,
+        Ok(IpAddr::V6(_)) => v2::AddressScheme::IPv6,
+        Err(_) => v2::AddressScheme::DomainName,
+    };
+    Ok(v2::Endpoints {
+        scheme: scheme as i32,
+        addresses: vec![v2::Address {
+            host,
+            port: i32::from(port),
+        }],
+    })
+}
+
+/// The `host:port` to dial for an `Endpoints` (its first address).
+pub fn endpoint_addr(endpoints: &v2::Endpoints) -> Option<String> {
+    let a = endpoints.addresses.first()?;
+    if a.host.is_empty() || a.port <= 0 {
+        return None;
+    }
+    if a.host.contains(':') {
+        Some(format!("[{}]:{}", a.host, a.port))
+    } else {
+        Some(format!("{}:{}", a.host, a.port))
+    }
+}
+
+/// A lazily connected channel to `host:port`, for any gRPC service.
+pub fn connect_channel(addr: &str, connect_timeout: Duration) -> Result<Channel> {
+    let (host, port) = parse_host_port(addr)?;
+    let url = if host.contains(':') {
+        format!("http://[{host}]:{port}")
+    } else {
+        format!("http://{host}:{port}")
+    };
+    let endpoint = Endpoint::from_shared(url)
+        .map_err(|e| ClientError::Config(format!("invalid address {addr:?}: {e}")))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .http2_adaptive_window(true);
+    Ok(endpoint.connect_lazy())
+}
+
+/// The metadata headers one request carries.
+pub fn request_metadata(config: &ClientConfig) -> MetadataMap {
+    let mut md = MetadataMap::new();
+    let mut put = |key: &'static str, value: &str| {
+        if let Ok(v) = AsciiMetadataValue::try_from(value) {
+            md.insert(key, v);
+        }
+    };
+    put("x-mq-client-id", &config.client_id);
+    put("x-mq-language", "RUST");
+    put("x-mq-protocol", "v2");
+    put("x-mq-client-version", CLIENT_VERSION);
+    put("x-mq-request-id", &uuid::Uuid::new_v4().to_string());
+    put("x-mq-date-time", &date_time_now());
+    if !config.namespace.is_empty() {
+        put("x-mq-namespace", &config.namespace);
+    }
+    md
+}
+
+/// Wraps a message into a request with metadata and a deadline.
+pub fn request<T>(config: &ClientConfig, message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    *req.metadata_mut() = request_metadata(config);
+    req.set_timeout(timeout);
+    req
+}
+
+/// UTC now as `yyyyMMdd'T'HHmmss'Z'` (the `x-mq-date-time` format).
+fn date_time_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    format_date_time(secs)
+}
+
+/// Formats Unix seconds as `yyyyMMdd'T'HHmmss'Z'` in UTC.
+pub(crate) fn format_date_time(unix_secs: i64) -> String {
+    let days = unix_secs.div_euclid(86_400);
+    let rem = unix_secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// One cached channel per endpoint address.
+pub(crate) struct Connections {
+    connect_timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Connections {
+    pub(crate) fn new(connect_timeout: Duration) -> Self {
+        Connections {
+            connect_timeout,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The v2 client stub for `addr`, creating its channel on first use.
+    pub(crate) fn client(&self, addr: &str) -> Result<MessagingClient> {
+        let channel = {
+            let mut map = self.channels.lock();
+            match map.get(addr) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = connect_channel(addr, self.connect_timeout)?;
+                    map.insert(addr.to_string(), c.clone());
+                    c
+                }
+            }
+        };
+        Ok(MessagingClient::new(channel)
+            .max_decoding_message_size(limits::MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(limits::MAX_GRPC_MESSAGE_BYTES))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_parsing() {
+        assert_eq!(parse_host_port("127.0.0.1:9876").unwrap(), ("127.0.0.1".into(), 9876));
+        assert_eq!(parse_host_port("[::1]:10911").unwrap(), ("::1".into(), 10911));
+        assert!(parse_host_port("localhost").is_err());
+        assert!(parse_host_port(":1").is_err());
+        assert!(parse_host_port("h:0").is_err());
+        assert!(parse_host_port("h:99999").is_err());
+    }
+
+    #[test]
+    fn endpoints_round_trip_with_schemes() {
+        let e = to_endpoints("10.0.0.1:10911").unwrap();
+        assert_eq!(e.scheme, v2::AddressScheme::IPv4 as i32);
+        assert_eq!(endpoint_addr(&e).unwrap(), "10.0.0.1:10911");
+        let e = to_endpoints("broker-a.local:10911").unwrap();
+        assert_eq!(e.scheme, v2::AddressScheme::DomainName as i32);
+        let e = to_endpoints("[::1]:1").unwrap();
+        assert_eq!(e.scheme, v2::AddressScheme::IPv6 as i32);
+        assert_eq!(endpoint_addr(&e).unwrap(), "[::1]:1");
+        assert_eq!(endpoint_addr(&v2::Endpoints::default()), None);
+    }
+
+    #[test]
+    fn metadata_carries_the_official_headers() {
+        let config = ClientConfig::default()
+            .with_client_id("host-1-abc")
+            .with_namespace("ns");
+        let md = request_metadata(&config);
+        assert_eq!(md.get("x-mq-client-id").unwrap(), "host-1-abc");
+        assert_eq!(md.get("x-mq-language").unwrap(), "RUST");
+        assert_eq!(md.get("x-mq-protocol").unwrap(), "v2");
+        assert_eq!(md.get("x-mq-client-version").unwrap(), CLIENT_VERSION);
+        assert_eq!(md.get("x-mq-namespace").unwrap(), "ns");
+        let id1 = md.get("x-mq-request-id").unwrap().to_str().unwrap().to_string();
+        let id2 = request_metadata(&config)
+            .get("x-mq-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_ne!(id1, id2);
+        let no_ns = request_metadata(&ClientConfig::default());
+        assert!(no_ns.get("x-mq-namespace").is_none());
+    }
+
+    #[test]
+    fn date_time_header_format() {
+        assert_eq!(format_date_time(0), "19700101T000000Z");
+        assert_eq!(format_date_time(1_700_000_000), "20231114T221320Z");
+        assert_eq!(format_date_time(951_782_400), "20000229T000000Z");
+    }
+
+    #[test]
+    fn requests_carry_a_deadline() {
+        let req = request(&ClientConfig::default(), (), Duration::from_millis(1500));
+        assert_eq!(req.metadata().get("grpc-timeout").unwrap(), "1500000u");
+    }
+}

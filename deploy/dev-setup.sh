@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the system packages Apogee's build needs on Debian/Ubuntu, when
+# they are missing: a C++ compiler and clang/libclang (RocksDB is built from
+# source by the rocksdb crate). protoc is not needed: the build brings its own.
+set -euo pipefail
+
+missing=()
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "dev-setup: installing ${missing[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,187 @@
+//! The NameServer's configuration: its keys, defaults and validation. Loading
+//! (TOML file + `APOGEE_NAMESERVER_*` environment overrides) is done by the
+//! shared [`crate::config_file`] loader. Every key is documented in
+//! `deploy/nameserver.toml`.
+
+use crate::config_file::{self, ConfigError};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+
+/// Environment prefix of NameServer overrides (`APOGEE_NAMESERVER_<KEY>`).
+pub const ENV_PREFIX: &str = "NAMESERVER";
+
+/// Everything a NameServer process can be configured with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NameServerConfig {
+    /// host:port the gRPC server listens on.
+    pub listen: String,
+    /// A broker that sent no register or heartbeat for this long is dropped.
+    pub broker_expiry_secs: u64,
+    /// How often the expiry scan runs.
+    pub expiry_scan_interval_secs: u64,
+    /// Largest message body, told to producers in the Telemetry settings.
+    pub max_body_bytes: usize,
+    /// Log filter used when RUST_LOG is not set (e.g. "info", "debug").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+impl Default for NameServerConfig {
+    fn default() -> Self {
+        NameServerConfig {
+            listen: format!("0.0.0.0:{}", apogee_proto::names::DEFAULT_NAMESERVER_PORT),
+            broker_expiry_secs: 120,
+            expiry_scan_interval_secs: 5,
+            max_body_bytes: apogee_proto::limits::DEFAULT_MAX_BODY_BYTES,
+            log_level: None,
+        }
+    }
+}
+
+impl NameServerConfig {
+    /// Loads the config from an optional file plus `APOGEE_NAMESERVER_*`
+    /// environment overrides, and validates it.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let config: NameServerConfig = config_file::load(path, ENV_PREFIX)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and formats that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        match self.listen.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return invalid(format!("listen = {:?} is not host:port", self.listen)),
+        }
+        if self.broker_expiry_secs == 0 {
+            return invalid("broker_expiry_secs must be at least 1".into());
+        }
+        if self.expiry_scan_interval_secs == 0 {
+            return invalid("expiry_scan_interval_secs must be at least 1".into());
+        }
+        let max = apogee_proto::limits::MAX_BATCH_BYTES;
+        if self.max_body_bytes == 0 || self.max_body_bytes > max {
+            return invalid(format!(
+                "max_body_bytes = {} must be between 1 and {max}",
+                self.max_body_bytes
+            ));
+        }
+        if let Some(level) = &self.log_level {
+            if level.trim().is_empty() {
+                return invalid("log_level must not be empty when set".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::broker_expiry_secs`] as a duration.
+    pub fn broker_expiry(&self) -> Duration {
+        Duration::from_secs(self.broker_expiry_secs)
+    }
+
+    /// [`Self::expiry_scan_interval_secs`] as a duration.
+    pub fn expiry_scan_interval(&self) -> Duration {
+        Duration::from_secs(self.expiry_scan_interval_secs)
+    }
+
+    /// The effective config as TOML (what `--check-config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEPLOY_DEFAULTS: &str = include_str!("../../deploy/nameserver.toml");
+
+    #[test]
+    fn defaults_follow_rocketmq() {
+        let c = NameServerConfig::default();
+        assert_eq!(c.listen, "0.0.0.0:9876");
+        assert_eq!(c.broker_expiry_secs, 120);
+        assert_eq!(c.expiry_scan_interval_secs, 5);
+        assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn deploy_file_parses_and_matches_defaults() {
+        let parsed: NameServerConfig =
+            toml::from_str(DEPLOY_DEFAULTS).expect("deploy/nameserver.toml");
+        let defaults = NameServerConfig::default();
+        assert_eq!(parsed.listen, defaults.listen);
+        assert_eq!(parsed.broker_expiry_secs, defaults.broker_expiry_secs);
+        assert_eq!(
+            parsed.expiry_scan_interval_secs,
+            defaults.expiry_scan_interval_secs
+        );
+        assert_eq!(parsed.max_body_bytes, defaults.max_body_bytes);
+        parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn deploy_file_documents_every_key() {
+        let c = NameServerConfig {
+            log_level: Some("info".into()),
+            ..Default::default()
+        };
+        let rendered: toml::Table = toml::from_str(&c.to_toml()).unwrap();
+        for key in rendered.keys() {
+            assert!(
+                DEPLOY_DEFAULTS.contains(&format!("{key} =")),
+                "deploy/nameserver.toml does not document `{key}`"
+            );
+        }
+    }
+
+    #[test]
+    fn env_overrides_apply_to_nameserver_keys() {
+        let c: NameServerConfig = config_file::load_with_env(
+            None,
+            ENV_PREFIX,
+            [(
+                "APOGEE_NAMESERVER_BROKER_EXPIRY_SECS".to_string(),
+                "30".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.broker_expiry_secs, 30);
+    }
+
+    #[test]
+    fn effective_config_round_trips_through_toml() {
+        let c = NameServerConfig::default();
+        let back: NameServerConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        let bad = [
+            NameServerConfig {
+                listen: "nowhere".into(),
+                ..Default::default()
+            },
+            NameServerConfig {
+                broker_expiry_secs: 0,
+                ..Default::default()
+            },
+            NameServerConfig {
+                expiry_scan_interval_secs: 0,
+                ..Default::default()
+            },
+            NameServerConfig {
+                max_body_bytes: 0,
+                ..Default::default()
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The clients' access point: `apache.rocketmq.v2.MessagingService` on the
+//! NameServer, so a RocketMQ 5 client configured with a NameServer address
+//! works. Serves QueryRoute, QueryAssignment, Heartbeat, Telemetry (settings
+//! exchange) and NotifyClientTermination from the broker table; every
+//! message-level RPC answers NOT_IMPLEMENTED pointing at the brokers.
+//!
+//! As the protocol requires, results travel as a `Status` in the response
+//! body; the gRPC status stays OK.
+
+use super::route;
+use crate::registry::Registry;
+use apogee_proto::error::ok_status;
+use apogee_proto::settings::{settings_reply, ServerLimits};
+use apogee_proto::v2::messaging_service_server::MessagingService;
+use apogee_proto::v2::telemetry_command::Command;
+use apogee_proto::v2::{self, *};
+use apogee_proto::{limits, ApogeeError};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The MessagingService of the NameServer.
+#[derive(Clone, Debug)]
+pub struct AccessPoint {
+    registry: Arc<Registry>,
+    limits: ServerLimits,
+    closing: Arc<watch::Sender<bool>>,
+}
+
+impl AccessPoint {
+    pub fn new(registry: Arc<Registry>, limits: ServerLimits) -> Self {
+        AccessPoint {
+            registry,
+            limits,
+            closing: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Ends every open Telemetry stream (and every one opened later), so a
+    /// graceful shutdown does not wait for clients to hang up.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+}
+
+/// The status of an RPC only brokers serve.
+fn broker_only(rpc: &str) -> v2::Status {
+    ApogeeError::NotImplemented(format!(
+        "{rpc} is served by brokers; use the endpoints from QueryRoute"
+    ))
+    .to_status()
+}
+
+fn client_id<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get("x-mq-client-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// The topic of a request, checked; the error is the status to answer.
+fn requested_topic(topic: Option<Resource>) -> Result<Resource, v2::Status> {
+    let topic =
+        topic.ok_or_else(|| ApogeeError::IllegalTopic("topic is required".into()).to_status())?;
+    limits::validate_topic(&topic.name).map_err(|e| e.to_status())?;
+    Ok(topic)
+}
+
+type Single<T> = tokio_stream::Once<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl MessagingService for AccessPoint {
+    async fn query_route(
+        &self,
+        request: Request<QueryRouteRequest>,
+    ) -> Result<Response<QueryRouteResponse>, Status> {
+        let topic = match requested_topic(request.into_inner().topic) {
+            Ok(t) => t,
+            Err(status) => {
+                return Ok(Response::new(QueryRouteResponse {
+                    status: Some(status),
+                    message_queues: vec![],
+                }))
+            }
+        };
+        let message_queues = route::message_queues(&self.registry.route(&topic.name), &topic);
+        let status = if message_queues.is_empty() {
+            ApogeeError::TopicNotFound(topic.name.clone()).to_status()
+        } else {
+            ok_status()
+        };
+        Ok(Response::new(QueryRouteResponse {
+            status: Some(status),
+            message_queues,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        tracing::trace!(client = %client_id(&request), "client heartbeat");
+        Ok(Response::new(HeartbeatResponse {
+            status: Some(ok_status()),
+        }))
+    }
+
+    async fn send_message(
+        &self,
+        _request: Request<SendMessageRequest>,
+    ) -> Result<Response<SendMessageResponse>, Status> {
+        Ok(Response::new(SendMessageResponse {
+            status: Some(broker_only("SendMessage")),
+            entries: vec![],
+        }))
+    }
+
+    async fn query_assignment(
+        &self,
+        request: Request<QueryAssignmentRequest>,
+    ) -> Result<Response<QueryAssignmentResponse>, Status> {
+        let topic = match requested_topic(request.into_inner().topic) {
+            Ok(t) => t,
+            Err(status) => {
+                return Ok(Response::new(QueryAssignmentResponse {
+                    status: Some(status),
+                    assignments: vec![],
+                }))
+            }
+        };
+        let assignments = route::assignments(&self.registry.route(&topic.name), &topic);
+        let status = if assignments.is_empty() {
+            ApogeeError::TopicNotFound(topic.name.clone()).to_status()
+        } else {
+            ok_status()
+        };
+        Ok(Response::new(QueryAssignmentResponse {
+            status: Some(status),
+            assignments,
+        }))
+    }
+
+    type ReceiveMessageStream = Single<ReceiveMessageResponse>;
+
+    async fn receive_message(
+        &self,
+        _request: Request<ReceiveMessageRequest>,
+    ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
+        Ok(Response::new(tokio_stream::once(Ok(
+            ReceiveMessageResponse {
+                content: Some(receive_message_response::Content::Status(broker_only(
+                    "ReceiveMessage",
+                ))),
+            },
+        ))))
+    }
+
+    async fn ack_message(
+        &self,
+        _request: Request<AckMessageRequest>,
+    ) -> Result<Response<AckMessageResponse>, Status> {
+        Ok(Response::new(AckMessageResponse {
+            status: Some(broker_only("AckMessage")),
+            entries: vec![],
+        }))
+    }
+
+    async fn forward_message_to_dead_letter_queue(
+        &self,
+        _request: Request<ForwardMessageToDeadLetterQueueRequest>,
+    ) -> Result<Response<ForwardMessageToDeadLetterQueueResponse>, Status> {
+        Ok(Response::new(ForwardMessageToDeadLetterQueueResponse {
+            status: Some(broker_only("ForwardMessageToDeadLetterQueue")),
+        }))
+    }
+
+    type PullMessageStream = Single<PullMessageResponse>;
+
+    async fn pull_message(
+        &self,
+        _request: Request<PullMessageRequest>,
+    ) -> Result<Response<Self::PullMessageStream>, Status> {
+        Ok(Response::new(tokio_stream::once(Ok(PullMessageResponse {
+            content: Some(pull_message_response::Content::Status(broker_only(
+                "PullMessage",
+            ))),
+        }))))
+    }
+
+    async fn update_offset(
+        &self,
+        _request: Request<UpdateOffsetRequest>,
+    ) -> Result<Response<UpdateOffsetResponse>, Status> {
+        Ok(Response::new(UpdateOffsetResponse {
+            status: Some(broker_only("UpdateOffset")),
+        }))
+    }
+
+    async fn get_offset(
+        &self,
+        _request: Request<GetOffsetRequest>,
+    ) -> Result<Response<GetOffsetResponse>, Status> {
+        Ok(Response::new(GetOffsetResponse {
+            status: Some(broker_only("GetOffset")),
+            offset: 0,
+        }))
+    }
+
+    async fn query_offset(
+        &self,
+        _request: Request<QueryOffsetRequest>,
+    ) -> Result<Response<QueryOffsetResponse>, Status> {
+        Ok(Response::new(QueryOffsetResponse {
+            status: Some(broker_only("QueryOffset")),
+            offset: 0,
+        }))
+    }
+
+    async fn end_transaction(
+        &self,
+        _request: Request<EndTransactionRequest>,
+    ) -> Result<Response<EndTransactionResponse>, Status> {
+        Ok(Response::new(EndTransactionResponse {
+            status: Some(broker_only("EndTransaction")),
+        }))
+    }
+
+    type TelemetryStream = ReceiverStream<Result<TelemetryCommand, Status>>;
+
+    async fn telemetry(
+        &self,
+        request: Request<Streaming<TelemetryCommand>>,
+    ) -> Result<Response<Self::TelemetryStream>, Status> {
+        let client = client_id(&request);
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let limits = self.limits.clone();
+        let mut closing = self.closing.subscribe();
+        tokio::spawn(async move {
+            tracing::debug!(%client, "telemetry stream opened");
+            loop {
+                let command = tokio::select! {
+                    command = inbound.message() => command,
+                    _ = closing.wait_for(|closing| *closing) => break,
+                };
+                match command {
+                    Ok(Some(TelemetryCommand {
+                        command: Some(Command::Settings(settings)),
+                        ..
+                    })) => {
+                        let reply = TelemetryCommand {
+                            status: Some(ok_status()),
+                            command: Some(Command::Settings(settings_reply(&settings, &limits))),
+                        };
+                        if tx.send(Ok(reply)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Some(other)) => {
+                        tracing::trace!(%client, ?other, "ignoring telemetry command");
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(%client, error = %e, "telemetry stream failed");
+                        break;
+                    }
+                }
+            }
+            tracing::debug!(%client, "telemetry stream closed");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn notify_client_termination(
+        &self,
+        request: Request<NotifyClientTerminationRequest>,
+    ) -> Result<Response<NotifyClientTerminationResponse>, Status> {
+        tracing::debug!(client = %client_id(&request), "client terminated");
+        Ok(Response::new(NotifyClientTerminationResponse {
+            status: Some(ok_status()),
+        }))
+    }
+
+    async fn change_invisible_duration(
+        &self,
+        _request: Request<ChangeInvisibleDurationRequest>,
+    ) -> Result<Response<ChangeInvisibleDurationResponse>, Status> {
+        Ok(Response::new(ChangeInvisibleDurationResponse {
+            status: Some(broker_only("ChangeInvisibleDuration")),
+            receipt_handle: String::new(),
+        }))
+    }
+
+    async fn recall_message(
+        &self,
+        _request: Request<RecallMessageRequest>,
+    ) -> Result<Response<RecallMessageResponse>, Status> {
+        Ok(Response::new(RecallMessageResponse {
+            status: Some(broker_only("RecallMessage")),
+            message_id: String::new(),
+        }))
+    }
+
+    async fn sync_lite_subscription(
+        &self,
+        _request: Request<SyncLiteSubscriptionRequest>,
+    ) -> Result<Response<SyncLiteSubscriptionResponse>, Status> {
+        Ok(Response::new(SyncLiteSubscriptionResponse {
+            status: Some(broker_only("SyncLiteSubscription")),
+        }))
+    }
+}

@@ -1,0 +1,244 @@
+//! `apogee.cluster.v1.Registry` over the broker table: brokers register,
+//! heartbeat and unregister here; tools read routes and cluster info. Input is
+//! validated here (names, ids, endpoints, topic configs) so the table only
+//! ever holds well-formed entries.
+
+use crate::endpoint;
+use crate::registry::Registry;
+use apogee_proto::cluster::registry_server::Registry as RegistryRpc;
+use apogee_proto::cluster::{
+    BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRole, GetClusterInfoRequest,
+    GetClusterInfoResponse, GetRouteRequest, GetRouteResponse, RegisterBrokerRequest,
+    RegisterBrokerResponse, TopicConfig, UnregisterBrokerRequest, UnregisterBrokerResponse,
+};
+use apogee_proto::{limits, ApogeeError};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The Registry gRPC service.
+#[derive(Clone, Debug)]
+pub struct RegistryService {
+    registry: Arc<Registry>,
+}
+
+impl RegistryService {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        RegistryService { registry }
+    }
+}
+
+/// Checks a broker's cluster name, broker name and id.
+pub(crate) fn validate_identity(
+    cluster: &str,
+    broker_name: &str,
+    broker_id: i64,
+) -> Result<(), Status> {
+    let name_ok = |s: &str| {
+        !s.is_empty() && s.len() <= 255 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if !name_ok(cluster) {
+        return Err(Status::invalid_argument(format!(
+            "cluster_name {cluster:?} must be non-empty, without spaces"
+        )));
+    }
+    if !name_ok(broker_name) {
+        return Err(Status::invalid_argument(format!(
+            "broker_name {broker_name:?} must be non-empty, without spaces"
+        )));
+    }
+    if broker_id < 0 {
+        return Err(Status::invalid_argument(format!(
+            "broker_id {broker_id} must be 0 (master) or more (slave)"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_topic_config(t: &TopicConfig) -> Result<(), Status> {
+    limits::validate_topic(&t.name)?;
+    if !(1..=limits::MAX_QUEUES_PER_TOPIC).contains(&t.queue_count) {
+        return Err(Status::invalid_argument(format!(
+            "topic {} has queue_count {}, expected 1..={}",
+            t.name,
+            t.queue_count,
+            limits::MAX_QUEUES_PER_TOPIC
+        )));
+    }
+    Ok(())
+}
+
+fn validate_register(req: &RegisterBrokerRequest) -> Result<(), Status> {
+    validate_identity(&req.cluster_name, &req.broker_name, req.broker_id)?;
+    endpoint::parse(&req.endpoint).map_err(Status::invalid_argument)?;
+    let role = BrokerRole::try_from(req.role)
+        .map_err(|_| Status::invalid_argument(format!("unknown broker role {}", req.role)))?;
+    match (req.broker_id, role) {
+        (0, BrokerRole::Slave) => {
+            return Err(Status::invalid_argument(
+                "broker_id 0 is the master; a SLAVE needs an id > 0",
+            ))
+        }
+        (id, BrokerRole::AsyncMaster | BrokerRole::SyncMaster) if id > 0 => {
+            return Err(Status::invalid_argument(format!(
+                "broker_id {id} is a slave id; a master has id 0"
+            )))
+        }
+        _ => {}
+    }
+    for t in &req.topics {
+        validate_topic_config(t)?;
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl RegistryRpc for RegistryService {
+    async fn register_broker(
+        &self,
+        request: Request<RegisterBrokerRequest>,
+    ) -> Result<Response<RegisterBrokerResponse>, Status> {
+        let req = request.into_inner();
+        validate_register(&req)?;
+        let registered = self.registry.register(&req);
+        if registered.is_new {
+            tracing::info!(
+                cluster = %req.cluster_name,
+                broker_name = %req.broker_name,
+                broker_id = req.broker_id,
+                endpoint = %req.endpoint,
+                topics = req.topics.len(),
+                data_version = req.data_version,
+                "broker registered"
+            );
+        } else {
+            tracing::debug!(
+                cluster = %req.cluster_name,
+                broker_name = %req.broker_name,
+                broker_id = req.broker_id,
+                topics = req.topics.len(),
+                data_version = req.data_version,
+                "broker re-registered"
+            );
+        }
+        Ok(Response::new(RegisterBrokerResponse {
+            master_endpoint: registered.master_endpoint.unwrap_or_default(),
+        }))
+    }
+
+    async fn broker_heartbeat(
+        &self,
+        request: Request<BrokerHeartbeatRequest>,
+    ) -> Result<Response<BrokerHeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        validate_identity(&req.cluster_name, &req.broker_name, req.broker_id)?;
+        let register_required = self.registry.heartbeat(
+            &req.cluster_name,
+            &req.broker_name,
+            req.broker_id,
+            req.data_version,
+        );
+        if register_required {
+            tracing::debug!(
+                cluster = %req.cluster_name,
+                broker_name = %req.broker_name,
+                broker_id = req.broker_id,
+                "heartbeat from unknown broker or changed data version: asking for a register"
+            );
+        }
+        Ok(Response::new(BrokerHeartbeatResponse { register_required }))
+    }
+
+    async fn unregister_broker(
+        &self,
+        request: Request<UnregisterBrokerRequest>,
+    ) -> Result<Response<UnregisterBrokerResponse>, Status> {
+        let req = request.into_inner();
+        validate_identity(&req.cluster_name, &req.broker_name, req.broker_id)?;
+        if self
+            .registry
+            .unregister(&req.cluster_name, &req.broker_name, req.broker_id)
+        {
+            tracing::info!(
+                cluster = %req.cluster_name,
+                broker_name = %req.broker_name,
+                broker_id = req.broker_id,
+                "broker unregistered"
+            );
+        }
+        Ok(Response::new(UnregisterBrokerResponse {}))
+    }
+
+    async fn get_route(
+        &self,
+        request: Request<GetRouteRequest>,
+    ) -> Result<Response<GetRouteResponse>, Status> {
+        let topic = request.into_inner().topic;
+        limits::validate_topic(&topic)?;
+        let placements: Vec<_> = self
+            .registry
+            .route(&topic)
+            .iter()
+            .map(|p| p.to_proto())
+            .collect();
+        if placements.is_empty() {
+            return Err(ApogeeError::TopicNotFound(topic).into());
+        }
+        Ok(Response::new(GetRouteResponse { topic, placements }))
+    }
+
+    async fn get_cluster_info(
+        &self,
+        _request: Request<GetClusterInfoRequest>,
+    ) -> Result<Response<GetClusterInfoResponse>, Status> {
+        Ok(Response::new(GetClusterInfoResponse {
+            groups: self.registry.cluster_info(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> RegisterBrokerRequest {
+        RegisterBrokerRequest {
+            cluster_name: "c".into(),
+            broker_name: "b".into(),
+            broker_id: 0,
+            endpoint: "127.0.0.1:10911".into(),
+            role: BrokerRole::AsyncMaster as i32,
+            topics: vec![TopicConfig {
+                name: "t".into(),
+                queue_count: 4,
+                permission: 0,
+                message_types: vec![],
+            }],
+            data_version: 1,
+        }
+    }
+
+    #[test]
+    fn register_validation() {
+        assert!(validate_register(&req()).is_ok());
+        let cases: [fn(&mut RegisterBrokerRequest); 8] = [
+            |r| r.cluster_name.clear(),
+            |r| r.broker_name = "a b".into(),
+            |r| r.broker_id = -1,
+            |r| r.endpoint = "nowhere".into(),
+            |r| r.role = BrokerRole::Slave as i32,
+            |r| r.role = 42,
+            |r| r.topics[0].name.clear(),
+            |r| r.topics[0].queue_count = 0,
+        ];
+        for (i, mutate) in cases.iter().enumerate() {
+            let mut r = req();
+            mutate(&mut r);
+            let err = validate_register(&r).unwrap_err();
+            assert_eq!(
+                err.code(),
+                tonic::Code::InvalidArgument,
+                "case {i}: {err:?}"
+            );
+        }
+    }
+}

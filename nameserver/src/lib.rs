@@ -1,0 +1,99 @@
+//! apogee-nameserver: the NameServer as a library, so the `apogee-nameserver`
+//! binary and the broker's `--standalone` mode run the same code.
+//!
+//! - [`config`]: the NameServer's config; [`config_file`]: the TOML + env
+//!   loader every Apogee process uses.
+//! - [`registry`]: the broker table (membership, expiry, routes).
+//! - [`grpc`]: the Registry, Admin and client access-point services.
+//! - [`serve`]: runs all of it on a listener until a shutdown future fires.
+//!
+//! No global state: no global tracing subscriber, no statics.
+
+pub mod config;
+pub mod config_file;
+pub mod endpoint;
+mod expiry;
+pub mod grpc;
+pub mod registry;
+
+pub use config::NameServerConfig;
+pub use config_file::ConfigError;
+
+use apogee_proto::cluster::admin_server::AdminServer;
+use apogee_proto::cluster::registry_server::RegistryServer;
+use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
+use apogee_proto::settings::ServerLimits;
+use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
+use registry::Registry;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Why the NameServer could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum NameServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the NameServer on `listener` until `shutdown` completes, then shuts
+/// down gracefully (open Telemetry streams are ended so clients reconnect
+/// elsewhere). The config's `listen` is not used: the caller binds.
+pub async fn serve(
+    config: NameServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NameServerError> {
+    config.validate()?;
+    let registry = Arc::new(Registry::new(config.broker_expiry()));
+    let limits = ServerLimits {
+        max_body_bytes: config.max_body_bytes,
+        ..ServerLimits::default()
+    };
+    let access_point = grpc::AccessPoint::new(registry.clone(), limits);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<RegistryServer<grpc::RegistryService>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServer<grpc::AdminService>>()
+        .await;
+    health_reporter
+        .set_serving::<MessagingServiceServer<grpc::AccessPoint>>()
+        .await;
+
+    let expiry_task = expiry::spawn(registry.clone(), config.expiry_scan_interval());
+
+    let closer = access_point.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("nameserver shutting down");
+        health_reporter
+            .set_not_serving::<MessagingServiceServer<grpc::AccessPoint>>()
+            .await;
+        closer.close_streams();
+    };
+
+    let result = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(
+            RegistryServer::new(grpc::RegistryService::new(registry.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            AdminServer::new(grpc::AdminService::new(registry.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            MessagingServiceServer::new(access_point)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await;
+    expiry_task.abort();
+    result.map_err(NameServerError::from)
+}

@@ -1,0 +1,107 @@
+//! The `apogee-nameserver` binary: parses the command line, loads the config,
+//! sets up logging, binds the listener and runs [`apogee_nameserver::serve`]
+//! until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use apogee_nameserver::NameServerConfig;
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// Apogee NameServer: broker registry, topic routes and the clients' access point.
+#[derive(Debug, Parser)]
+#[command(name = "apogee-nameserver", version)]
+struct Args {
+    /// TOML config file (see deploy/nameserver.toml); defaults apply without one.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// host:port to listen on; overrides the config file and APOGEE_NAMESERVER_LISTEN.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Load and validate the config, print the effective config and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn load_config(args: &Args) -> Result<NameServerConfig, apogee_nameserver::ConfigError> {
+    let mut config = NameServerConfig::load(args.config.as_deref())?;
+    if let Some(listen) = &args.listen {
+        config.listen = listen.clone();
+        config.validate()?;
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("config OK");
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(config.log_level.as_deref().unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(config: NameServerConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr().context("listener address")?;
+    tracing::info!("nameserver listening on {addr}");
+    apogee_nameserver::serve(config, listener, shutdown_signal()).await?;
+    tracing::info!("nameserver stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received SIGINT"),
+        _ = term => tracing::info!("received SIGTERM"),
+    }
+}

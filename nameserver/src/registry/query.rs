@@ -1,0 +1,198 @@
+//! The read side of the broker table (routes, cluster info, topic lists,
+//! admin target lookup) and the topic changes applied to it right after a
+//! successful admin fan-out. Queries only ever show live members (heard from
+//! within the expiry window), even before the expiry scan drops the others.
+
+use super::{GroupKey, Member, Registry};
+use apogee_proto::cluster::{BrokerGroup, BrokerMember, TopicConfig};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// One broker group hosting a topic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    pub group: GroupKey,
+    /// The topic's config on this group (the master's when it has one).
+    pub config: TopicConfig,
+    /// The group's live members, lowest broker id (the master, 0) first.
+    pub members: Vec<BrokerMember>,
+}
+
+impl Placement {
+    /// The live master, if any.
+    pub fn master(&self) -> Option<&BrokerMember> {
+        self.members.iter().find(|m| m.broker_id == 0)
+    }
+
+    /// The live slave with the lowest id, if any.
+    pub fn first_slave(&self) -> Option<&BrokerMember> {
+        self.members.iter().find(|m| m.broker_id > 0)
+    }
+
+    /// As the cluster protocol's `TopicPlacement`.
+    pub fn to_proto(&self) -> apogee_proto::cluster::TopicPlacement {
+        apogee_proto::cluster::TopicPlacement {
+            group: Some(BrokerGroup {
+                cluster_name: self.group.cluster.clone(),
+                broker_name: self.group.broker_name.clone(),
+                members: self.members.clone(),
+            }),
+            config: Some(self.config.clone()),
+        }
+    }
+}
+
+/// A topic across the cluster, for topic lists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicListing {
+    /// The config on the first hosting group (by cluster and broker name).
+    pub config: TopicConfig,
+    /// Every broker group hosting the topic, sorted, without duplicates.
+    pub broker_names: Vec<String>,
+}
+
+/// A broker group as an admin operation sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminTarget {
+    pub group: GroupKey,
+    /// Endpoint of the live master, if any.
+    pub master_endpoint: Option<String>,
+    /// Whether a live member hosts the topic asked about.
+    pub hosts_topic: bool,
+}
+
+fn member_proto(id: i64, m: &Member) -> BrokerMember {
+    BrokerMember {
+        broker_id: id,
+        endpoint: m.endpoint.clone(),
+        role: m.role as i32,
+        last_seen_ms: m.last_seen_ms,
+        data_version: m.data_version,
+        topic_count: m.topics.len().min(i32::MAX as usize) as i32,
+    }
+}
+
+impl Registry {
+    /// Where `topic` lives: one placement per broker group with a live
+    /// member hosting it, ordered by cluster and broker name.
+    pub fn route(&self, topic: &str) -> Vec<Placement> {
+        self.route_at(topic, Instant::now())
+    }
+
+    pub(crate) fn route_at(&self, topic: &str, now: Instant) -> Vec<Placement> {
+        let groups = self.groups.read();
+        let mut out = Vec::new();
+        for (key, group) in groups.iter() {
+            let live: Vec<(&i64, &Member)> = group
+                .members
+                .iter()
+                .filter(|(_, m)| self.is_live(m, now))
+                .collect();
+            // BTreeMap order: the master (id 0) comes first when present.
+            let Some(config) = live.iter().find_map(|(_, m)| m.topics.get(topic)) else {
+                continue;
+            };
+            out.push(Placement {
+                group: key.clone(),
+                config: config.clone(),
+                members: live.iter().map(|(id, m)| member_proto(**id, m)).collect(),
+            });
+        }
+        out
+    }
+
+    /// Every broker group with its live members.
+    pub fn cluster_info(&self) -> Vec<BrokerGroup> {
+        let now = Instant::now();
+        let groups = self.groups.read();
+        groups
+            .iter()
+            .filter_map(|(key, group)| {
+                let members: Vec<BrokerMember> = group
+                    .members
+                    .iter()
+                    .filter(|(_, m)| self.is_live(m, now))
+                    .map(|(id, m)| member_proto(*id, m))
+                    .collect();
+                (!members.is_empty()).then(|| BrokerGroup {
+                    cluster_name: key.cluster.clone(),
+                    broker_name: key.broker_name.clone(),
+                    members,
+                })
+            })
+            .collect()
+    }
+
+    /// Every topic hosted by a live member, by name.
+    pub fn topics(&self) -> BTreeMap<String, TopicListing> {
+        let now = Instant::now();
+        let groups = self.groups.read();
+        let mut out: BTreeMap<String, TopicListing> = BTreeMap::new();
+        for (key, group) in groups.iter() {
+            for m in group.members.values().filter(|m| self.is_live(m, now)) {
+                for (name, config) in &m.topics {
+                    let listing = out.entry(name.clone()).or_insert_with(|| TopicListing {
+                        config: config.clone(),
+                        broker_names: Vec::new(),
+                    });
+                    if !listing.broker_names.contains(&key.broker_name) {
+                        listing.broker_names.push(key.broker_name.clone());
+                    }
+                }
+            }
+        }
+        for listing in out.values_mut() {
+            listing.broker_names.sort();
+        }
+        out
+    }
+
+    /// Every broker group with at least one live member, with its live master
+    /// (if any) and whether it hosts `topic`.
+    pub fn admin_targets(&self, topic: &str) -> Vec<AdminTarget> {
+        let now = Instant::now();
+        let groups = self.groups.read();
+        groups
+            .iter()
+            .filter_map(|(key, group)| {
+                let mut any_live = false;
+                let mut hosts_topic = false;
+                let mut master_endpoint = None;
+                for (id, m) in group.members.iter().filter(|(_, m)| self.is_live(m, now)) {
+                    any_live = true;
+                    hosts_topic |= m.topics.contains_key(topic);
+                    if *id == 0 {
+                        master_endpoint = Some(m.endpoint.clone());
+                    }
+                }
+                any_live.then(|| AdminTarget {
+                    group: key.clone(),
+                    master_endpoint,
+                    hosts_topic,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that a group now hosts `config` (created or updated through
+    /// an admin fan-out), on every member so routes see it at once.
+    pub fn upsert_topic(&self, group: &GroupKey, config: &TopicConfig) {
+        let mut groups = self.groups.write();
+        if let Some(g) = groups.get_mut(group) {
+            for m in g.members.values_mut() {
+                m.topics.insert(config.name.clone(), config.clone());
+            }
+        }
+    }
+
+    /// Records that a group no longer hosts `topic` (deleted through an admin
+    /// fan-out).
+    pub fn remove_topic(&self, group: &GroupKey, topic: &str) {
+        let mut groups = self.groups.write();
+        if let Some(g) = groups.get_mut(group) {
+            for m in g.members.values_mut() {
+                m.topics.remove(topic);
+            }
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! End-to-end tests of `apogee_nameserver::serve` in-process: brokers
+//! register over gRPC, clients query routes and exchange Telemetry settings,
+//! topic administration fans out to a fake broker's Admin service, and the
+//! server shuts down even with a Telemetry stream open.
+
+use apogee_nameserver::{serve, NameServerConfig};
+use apogee_proto::cluster::admin_client::AdminClient;
+use apogee_proto::cluster::admin_server::{Admin, AdminServer};
+use apogee_proto::cluster::registry_client::RegistryClient;
+use apogee_proto::cluster::*;
+use apogee_proto::v2::messaging_service_client::MessagingServiceClient;
+use apogee_proto::v2::telemetry_command::Command;
+use apogee_proto::v2::{self, Code, Permission};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+struct Running {
+    addr: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), apogee_nameserver::NameServerError>>,
+}
+
+impl Running {
+    async fn start() -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(NameServerConfig::default(), listener, async {
+            let _ = rx.await;
+        }));
+        Running {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        let uri = format!("http://{}", self.addr);
+        for _ in 0..50 {
+            if let Ok(c) = Channel::from_shared(uri.clone()).unwrap().connect().await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("nameserver did not come up on {}", self.addr);
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("nameserver shut down in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn register(
+    broker: &str,
+    id: i64,
+    endpoint: &str,
+    topics: Vec<TopicConfig>,
+) -> RegisterBrokerRequest {
+    RegisterBrokerRequest {
+        cluster_name: "DefaultCluster".into(),
+        broker_name: broker.into(),
+        broker_id: id,
+        endpoint: endpoint.into(),
+        role: if id == 0 {
+            BrokerRole::AsyncMaster
+        } else {
+            BrokerRole::Slave
+        } as i32,
+        topics,
+        data_version: 1,
+    }
+}
+
+fn topic(name: &str, queues: i32) -> TopicConfig {
+    TopicConfig {
+        name: name.into(),
+        queue_count: queues,
+        permission: Permission::ReadWrite as i32,
+        message_types: vec![v2::MessageType::Normal as i32],
+    }
+}
+
+fn resource(name: &str) -> Option<v2::Resource> {
+    Some(v2::Resource {
+        resource_namespace: String::new(),
+        name: name.into(),
+    })
+}
+
+#[tokio::test]
+async fn registered_broker_shows_up_in_query_route() {
+    let ns = Running::start().await;
+    let ch = ns.channel().await;
+    let mut registry = RegistryClient::new(ch.clone());
+    let mut client = MessagingServiceClient::new(ch);
+
+    let route = client
+        .query_route(v2::QueryRouteRequest {
+            topic: resource("orders"),
+            endpoints: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(route.status.unwrap().code, Code::TopicNotFound as i32);
+
+    registry
+        .register_broker(register(
+            "b1",
+            0,
+            "127.0.0.1:10911",
+            vec![topic("orders", 2)],
+        ))
+        .await
+        .unwrap();
+    registry
+        .register_broker(register(
+            "b2",
+            0,
+            "localhost:10921",
+            vec![topic("orders", 1)],
+        ))
+        .await
+        .unwrap();
+
+    let route = client
+        .query_route(v2::QueryRouteRequest {
+            topic: resource("orders"),
+            endpoints: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(route.status.unwrap().code, Code::Ok as i32);
+    assert_eq!(route.message_queues.len(), 3);
+    assert!(route.message_queues.iter().any(|q| q.id == 0));
+
+    let assignment = client
+        .query_assignment(v2::QueryAssignmentRequest {
+            topic: resource("orders"),
+            group: resource("g"),
+            endpoints: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(assignment.status.unwrap().code, Code::Ok as i32);
+    assert_eq!(assignment.assignments.len(), 2);
+
+    let hb = registry
+        .broker_heartbeat(BrokerHeartbeatRequest {
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "b1".into(),
+            broker_id: 0,
+            data_version: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(hb.register_required);
+
+    let err = registry
+        .register_broker(register("b3", 0, "no-port", vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    let info = registry
+        .get_cluster_info(GetClusterInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.groups.len(), 2);
+
+    let send = client
+        .send_message(v2::SendMessageRequest { messages: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(send.status.unwrap().code, Code::NotImplemented as i32);
+
+    let mut receive = client
+        .receive_message(v2::ReceiveMessageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = receive.next().await.unwrap().unwrap();
+    assert!(matches!(
+        first.content,
+        Some(v2::receive_message_response::Content::Status(ref s)) if s.code == Code::NotImplemented as i32
+    ));
+    assert!(receive.next().await.is_none());
+
+    ns.stop().await;
+}
+
+#[tokio::test]
+async fn telemetry_answers_settings_and_shutdown_ends_the_stream() {
+    let ns = Running::start().await;
+    let mut client = MessagingServiceClient::new(ns.channel().await);
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let settings = v2::Settings {
+        client_type: Some(v2::ClientType::Producer as i32),
+        pub_sub: Some(v2::settings::PubSub::Publishing(v2::Publishing::default())),
+        ..Default::default()
+    };
+    tx.send(v2::TelemetryCommand {
+        status: None,
+        command: Some(Command::Settings(settings.clone())),
+    })
+    .await
+    .unwrap();
+    let mut replies = client
+        .telemetry(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.next().await.unwrap().unwrap();
+    assert_eq!(reply.status.unwrap().code, Code::Ok as i32);
+    let Some(Command::Settings(s)) = reply.command else {
+        panic!("settings expected")
+    };
+    let Some(v2::settings::PubSub::Publishing(p)) = s.pub_sub else {
+        panic!("publishing expected")
+    };
+    assert_eq!(p.max_body_size, 4 * 1024 * 1024);
+    assert!(s.backoff_policy.is_some());
+
+    // A second settings update is answered on the same stream.
+    tx.send(v2::TelemetryCommand {
+        status: None,
+        command: Some(Command::Settings(settings)),
+    })
+    .await
+    .unwrap();
+    assert!(replies.next().await.unwrap().is_ok());
+
+    // Shutdown completes although the client keeps its side open.
+    ns.stop().await;
+    let end = tokio::time::timeout(Duration::from_secs(5), replies.next())
+        .await
+        .expect("stream ended");
+    assert!(end.is_none() || end.unwrap().is_err());
+    drop(tx);
+}
+
+/// A broker's Admin service that records what it was asked.
+#[derive(Default, Clone)]
+struct FakeBroker {
+    created: Arc<Mutex<Vec<TopicConfig>>>,
+    deleted: Arc<Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl Admin for FakeBroker {
+    async fn create_topic(
+        &self,
+        r: Request<CreateTopicRequest>,
+    ) -> Result<Response<CreateTopicResponse>, Status> {
+        let r = r.into_inner();
+        assert!(r.broker_names.is_empty());
+        self.created.lock().unwrap().push(r.topic.unwrap());
+        Ok(Response::new(CreateTopicResponse {
+            broker_names: vec![],
+        }))
+    }
+    async fn update_topic(
+        &self,
+        _r: Request<UpdateTopicRequest>,
+    ) -> Result<Response<UpdateTopicResponse>, Status> {
+        Ok(Response::new(UpdateTopicResponse {
+            broker_names: vec![],
+        }))
+    }
+    async fn delete_topic(
+        &self,
+        r: Request<DeleteTopicRequest>,
+    ) -> Result<Response<DeleteTopicResponse>, Status> {
+        self.deleted.lock().unwrap().push(r.into_inner().topic);
+        Ok(Response::new(DeleteTopicResponse {
+            broker_names: vec![],
+        }))
+    }
+    async fn list_topics(
+        &self,
+        _r: Request<ListTopicsRequest>,
+    ) -> Result<Response<ListTopicsResponse>, Status> {
+        Ok(Response::new(ListTopicsResponse { topics: vec![] }))
+    }
+}
+
+#[tokio::test]
+async fn create_topic_fans_out_to_the_master_and_updates_routes() {
+    let broker = FakeBroker::default();
+    let broker_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker_addr = broker_listener.local_addr().unwrap().to_string();
+    let (broker_stop, broker_stopped) = oneshot::channel::<()>();
+    let broker_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AdminServer::new(broker.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(broker_listener),
+                async {
+                    let _ = broker_stopped.await;
+                },
+            ),
+    );
+
+    let ns = Running::start().await;
+    let ch = ns.channel().await;
+    let mut registry = RegistryClient::new(ch.clone());
+    let mut admin = AdminClient::new(ch.clone());
+    let mut client = MessagingServiceClient::new(ch);
+
+    let err = admin
+        .create_topic(CreateTopicRequest {
+            topic: Some(topic("orders", 0)),
+            broker_names: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+
+    registry
+        .register_broker(register("b1", 0, &broker_addr, vec![]))
+        .await
+        .unwrap();
+    let created = admin
+        .create_topic(CreateTopicRequest {
+            topic: Some(TopicConfig {
+                name: "orders".into(),
+                ..Default::default()
+            }),
+            broker_names: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.broker_names, vec!["b1".to_string()]);
+    let sent = broker.created.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].queue_count, 8);
+
+    let route = client
+        .query_route(v2::QueryRouteRequest {
+            topic: resource("orders"),
+            endpoints: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(route.message_queues.len(), 8);
+
+    let again = admin
+        .create_topic(CreateTopicRequest {
+            topic: Some(topic("orders", 4)),
+            broker_names: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::AlreadyExists);
+
+    let system = admin
+        .create_topic(CreateTopicRequest {
+            topic: Some(topic("%DLQ%g", 1)),
+            broker_names: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(system.code(), tonic::Code::PermissionDenied);
+
+    let listed = admin
+        .list_topics(ListTopicsRequest {
+            include_system: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.topics.len(), 1);
+
+    admin
+        .delete_topic(DeleteTopicRequest {
+            topic: "orders".into(),
+            broker_names: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        broker.deleted.lock().unwrap().as_slice(),
+        ["orders".to_string()]
+    );
+    let missing = admin
+        .delete_topic(DeleteTopicRequest {
+            topic: "orders".into(),
+            broker_names: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    ns.stop().await;
+    let _ = broker_stop.send(());
+    broker_task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn health_reports_serving() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let ns = Running::start().await;
+    let mut health = HealthClient::new(ns.channel().await);
+    for service in [
+        "",
+        "apache.rocketmq.v2.MessagingService",
+        "apogee.cluster.v1.Registry",
+    ] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, 1, "{service}");
+    }
+    ns.stop().await;
+}

@@ -1,0 +1,263 @@
+//! The internal error type shared by every Apogee process, and the one place
+//! where it is mapped to the RocketMQ protocol's `Code` (for `v2` responses,
+//! which carry a `Status` in the body) and to `tonic::Status` (for the
+//! cluster-internal services, which use gRPC status codes).
+
+use crate::v2::{self, Code};
+
+/// Everything that can go wrong with a request, named for what the client did
+/// or what the server could not do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApogeeError {
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("illegal topic: {0}")]
+    IllegalTopic(String),
+    #[error("illegal consumer group: {0}")]
+    IllegalConsumerGroup(String),
+    #[error("illegal message tag: {0}")]
+    IllegalTag(String),
+    #[error("illegal message key: {0}")]
+    IllegalKey(String),
+    #[error("illegal message group: {0}")]
+    IllegalMessageGroup(String),
+    #[error("illegal message property: {0}")]
+    IllegalProperty(String),
+    #[error("illegal message id: {0}")]
+    IllegalMessageId(String),
+    #[error("illegal filter expression: {0}")]
+    IllegalFilterExpression(String),
+    #[error("illegal invisible duration: {0}")]
+    IllegalInvisibleTime(String),
+    #[error("illegal long-polling time: {0}")]
+    IllegalPollingTime(String),
+    #[error("illegal delivery time: {0}")]
+    IllegalDeliveryTime(String),
+    #[error("illegal offset: {0}")]
+    IllegalOffset(String),
+    #[error("invalid receipt handle: {0}")]
+    InvalidReceiptHandle(String),
+    #[error("message type not allowed: {0}")]
+    MessageTypeConflict(String),
+    #[error("client id is required (x-mq-client-id header)")]
+    ClientIdRequired,
+    #[error("topic not found: {0}")]
+    TopicNotFound(String),
+    #[error("consumer group not found: {0}")]
+    ConsumerGroupNotFound(String),
+    #[error("message not found: {0}")]
+    MessageNotFound(String),
+    #[error("offset not found: {0}")]
+    OffsetNotFound(String),
+    #[error("message body is empty")]
+    MessageBodyEmpty,
+    #[error("message body of {size} bytes exceeds the limit of {limit} bytes")]
+    MessageBodyTooLarge { size: usize, limit: usize },
+    #[error("message properties too large: {0}")]
+    MessagePropertiesTooLarge(String),
+    #[error("request too large: {0}")]
+    PayloadTooLarge(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("too many requests: {0}")]
+    TooManyRequests(String),
+    #[error("request timed out: {0}")]
+    RequestTimeout(String),
+    #[error("not persisted in time: {0}")]
+    MasterPersistenceTimeout(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApogeeError {
+    /// The protocol code a RocketMQ 5 client sees for this error.
+    pub fn code(&self) -> Code {
+        use ApogeeError::*;
+        match self {
+            BadRequest(_) => Code::BadRequest,
+            IllegalTopic(_) => Code::IllegalTopic,
+            IllegalConsumerGroup(_) => Code::IllegalConsumerGroup,
+            IllegalTag(_) => Code::IllegalMessageTag,
+            IllegalKey(_) => Code::IllegalMessageKey,
+            IllegalMessageGroup(_) => Code::IllegalMessageGroup,
+            IllegalProperty(_) => Code::IllegalMessagePropertyKey,
+            IllegalMessageId(_) => Code::IllegalMessageId,
+            IllegalFilterExpression(_) => Code::IllegalFilterExpression,
+            IllegalInvisibleTime(_) => Code::IllegalInvisibleTime,
+            IllegalPollingTime(_) => Code::IllegalPollingTime,
+            IllegalDeliveryTime(_) => Code::IllegalDeliveryTime,
+            IllegalOffset(_) => Code::IllegalOffset,
+            InvalidReceiptHandle(_) => Code::InvalidReceiptHandle,
+            MessageTypeConflict(_) => Code::MessagePropertyConflictWithType,
+            ClientIdRequired => Code::ClientIdRequired,
+            TopicNotFound(_) => Code::TopicNotFound,
+            ConsumerGroupNotFound(_) => Code::ConsumerGroupNotFound,
+            MessageNotFound(_) => Code::MessageNotFound,
+            OffsetNotFound(_) => Code::OffsetNotFound,
+            MessageBodyEmpty => Code::MessageBodyEmpty,
+            MessageBodyTooLarge { .. } => Code::MessageBodyTooLarge,
+            MessagePropertiesTooLarge(_) => Code::MessagePropertiesTooLarge,
+            PayloadTooLarge(_) => Code::PayloadTooLarge,
+            Forbidden(_) => Code::Forbidden,
+            AlreadyExists(_) => Code::BadRequest,
+            NotImplemented(_) => Code::NotImplemented,
+            Unsupported(_) => Code::Unsupported,
+            TooManyRequests(_) => Code::TooManyRequests,
+            RequestTimeout(_) => Code::RequestTimeout,
+            MasterPersistenceTimeout(_) => Code::MasterPersistenceTimeout,
+            Unavailable(_) => Code::HaNotAvailable,
+            Internal(_) => Code::InternalError,
+        }
+    }
+
+    /// The `Status` carried in the body of a `v2` response.
+    pub fn to_status(&self) -> v2::Status {
+        v2::Status {
+            code: self.code() as i32,
+            message: self.to_string(),
+        }
+    }
+
+    /// Rebuilds an error from a `v2` status received from a server; `None`
+    /// when the status is OK (or the code is unknown and means success).
+    pub fn from_status(status: &v2::Status) -> Option<ApogeeError> {
+        use ApogeeError::*;
+        let code = Code::try_from(status.code).unwrap_or(Code::InternalError);
+        let m = status.message.clone();
+        Some(match code {
+            Code::Ok | Code::MultipleResults => return None,
+            Code::IllegalTopic => IllegalTopic(m),
+            Code::IllegalConsumerGroup => IllegalConsumerGroup(m),
+            Code::IllegalMessageTag => IllegalTag(m),
+            Code::IllegalMessageKey => IllegalKey(m),
+            Code::IllegalMessageGroup => IllegalMessageGroup(m),
+            Code::IllegalMessagePropertyKey => IllegalProperty(m),
+            Code::IllegalMessageId => IllegalMessageId(m),
+            Code::IllegalFilterExpression => IllegalFilterExpression(m),
+            Code::IllegalInvisibleTime => IllegalInvisibleTime(m),
+            Code::IllegalPollingTime => IllegalPollingTime(m),
+            Code::IllegalDeliveryTime => IllegalDeliveryTime(m),
+            Code::IllegalOffset => IllegalOffset(m),
+            Code::InvalidReceiptHandle => InvalidReceiptHandle(m),
+            Code::MessagePropertyConflictWithType => MessageTypeConflict(m),
+            Code::ClientIdRequired => ClientIdRequired,
+            Code::TopicNotFound => TopicNotFound(m),
+            Code::ConsumerGroupNotFound => ConsumerGroupNotFound(m),
+            Code::MessageNotFound => MessageNotFound(m),
+            Code::OffsetNotFound => OffsetNotFound(m),
+            Code::MessageBodyEmpty => MessageBodyEmpty,
+            Code::MessageBodyTooLarge => MessageBodyTooLarge { size: 0, limit: 0 },
+            Code::MessagePropertiesTooLarge => MessagePropertiesTooLarge(m),
+            Code::PayloadTooLarge => PayloadTooLarge(m),
+            Code::Forbidden | Code::Unauthorized => Forbidden(m),
+            Code::NotImplemented => NotImplemented(m),
+            Code::Unsupported | Code::VersionUnsupported => Unsupported(m),
+            Code::TooManyRequests => TooManyRequests(m),
+            Code::RequestTimeout | Code::ProxyTimeout => RequestTimeout(m),
+            Code::MasterPersistenceTimeout | Code::SlavePersistenceTimeout => {
+                MasterPersistenceTimeout(m)
+            }
+            Code::HaNotAvailable => Unavailable(m),
+            c if (40000..50000).contains(&(c as i32)) => BadRequest(m),
+            _ => Internal(m),
+        })
+    }
+
+    /// Whether a client may retry the same request (on another broker).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ApogeeError::TooManyRequests(_)
+                | ApogeeError::RequestTimeout(_)
+                | ApogeeError::MasterPersistenceTimeout(_)
+                | ApogeeError::Unavailable(_)
+                | ApogeeError::Internal(_)
+        )
+    }
+}
+
+/// The OK status of a `v2` response.
+pub fn ok_status() -> v2::Status {
+    v2::Status {
+        code: Code::Ok as i32,
+        message: "OK".to_string(),
+    }
+}
+
+impl From<ApogeeError> for tonic::Status {
+    fn from(e: ApogeeError) -> Self {
+        use ApogeeError::*;
+        let msg = e.to_string();
+        match e {
+            TopicNotFound(_) | ConsumerGroupNotFound(_) | MessageNotFound(_) | OffsetNotFound(_) => {
+                tonic::Status::not_found(msg)
+            }
+            Forbidden(_) => tonic::Status::permission_denied(msg),
+            AlreadyExists(_) => tonic::Status::already_exists(msg),
+            NotImplemented(_) | Unsupported(_) => tonic::Status::unimplemented(msg),
+            TooManyRequests(_) => tonic::Status::resource_exhausted(msg),
+            RequestTimeout(_) | MasterPersistenceTimeout(_) => tonic::Status::deadline_exceeded(msg),
+            Unavailable(_) => tonic::Status::unavailable(msg),
+            Internal(_) => tonic::Status::internal(msg),
+            _ => tonic::Status::invalid_argument(msg),
+        }
+    }
+}
+
+impl From<tonic::Status> for ApogeeError {
+    fn from(s: tonic::Status) -> Self {
+        use tonic::Code as G;
+        let m = s.message().to_string();
+        match s.code() {
+            G::NotFound => ApogeeError::TopicNotFound(m),
+            G::AlreadyExists => ApogeeError::AlreadyExists(m),
+            G::InvalidArgument | G::FailedPrecondition | G::OutOfRange => {
+                ApogeeError::BadRequest(m)
+            }
+            G::PermissionDenied | G::Unauthenticated => ApogeeError::Forbidden(m),
+            G::Unimplemented => ApogeeError::NotImplemented(m),
+            G::ResourceExhausted => ApogeeError::TooManyRequests(m),
+            G::DeadlineExceeded => ApogeeError::RequestTimeout(m),
+            G::Unavailable => ApogeeError::Unavailable(m),
+            _ => ApogeeError::Internal(m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_round_trips_through_its_protocol_status() {
+        let cases = [
+            ApogeeError::IllegalTopic("x".into()),
+            ApogeeError::TopicNotFound("t".into()),
+            ApogeeError::InvalidReceiptHandle("h".into()),
+            ApogeeError::MessageBodyEmpty,
+            ApogeeError::NotImplemented("EndTransaction".into()),
+            ApogeeError::Forbidden("system topic".into()),
+        ];
+        for e in cases {
+            let back = ApogeeError::from_status(&e.to_status()).expect("error status");
+            assert_eq!(back.code(), e.code(), "{e}");
+        }
+        assert!(ApogeeError::from_status(&ok_status()).is_none());
+    }
+
+    #[test]
+    fn size_errors_use_their_specific_codes() {
+        let e = ApogeeError::MessageBodyTooLarge { size: 5, limit: 4 };
+        assert_eq!(e.code() as i32, 41301);
+        assert_eq!(ApogeeError::MessageBodyEmpty.code() as i32, 41302);
+        assert_eq!(ApogeeError::InvalidReceiptHandle(String::new()).code() as i32, 40013);
+    }
+}

@@ -1,0 +1,44 @@
+//! apogee-proto: the one crate that owns Apogee's wire protocols.
+//!
+//! - [`v2`]: the RocketMQ 5 client protocol (`apache.rocketmq.v2`), generated
+//!   from our own .proto files under `proto/apache/rocketmq/v2/`.
+//! - [`cluster`]: Apogee's cluster-internal protocol (`apogee.cluster.v1`):
+//!   registry, admin and replication.
+//! - [`error`]: the internal error type and its single mapping to the
+//!   protocol's `Code` and to `tonic::Status`.
+//! - [`limits`] and [`names`]: the limits and naming rules every process
+//!   shares (topic and group names, body sizes, system topics).
+//! - [`message_id`]: RocketMQ-style 17-byte message ids.
+//! - [`time`]: conversions between protobuf time types and Rust ones.
+
+/// Generated code, nested as its protobuf packages are (the cluster
+/// protocol refers to v2 types by their package path).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod generated {
+    pub mod apache {
+        pub mod rocketmq {
+            pub mod v2 {
+                tonic::include_proto!("apache.rocketmq.v2");
+            }
+        }
+    }
+    pub mod apogee {
+        pub mod cluster {
+            pub mod v1 {
+                tonic::include_proto!("apogee.cluster.v1");
+            }
+        }
+    }
+}
+
+pub use generated::apache::rocketmq::v2;
+pub use generated::apogee::cluster::v1 as cluster;
+
+pub mod error;
+pub mod limits;
+pub mod message_id;
+pub mod names;
+pub mod settings;
+pub mod time;
+
+pub use error::ApogeeError;

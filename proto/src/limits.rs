@@ -1,0 +1,162 @@
+//! Limits and naming rules shared by the NameServer, the broker and the
+//! clients. Every limit is a named constant here; the broker's config may
+//! lower or raise the configurable ones (body size) within these bounds.
+
+use crate::ApogeeError;
+
+/// Longest topic name (RocketMQ's rule).
+pub const MAX_TOPIC_NAME_LEN: usize = 127;
+/// Longest consumer or producer group name (RocketMQ's rule).
+pub const MAX_GROUP_NAME_LEN: usize = 120;
+/// Default largest message body, configurable per broker.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Most messages in one SendMessage request.
+pub const MAX_BATCH_MESSAGES: usize = 1024;
+/// Most bytes (bodies and properties) in one SendMessage request.
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Largest total size of a message's user properties, keys and tag.
+pub const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
+/// Most user properties on one message.
+pub const MAX_PROPERTY_COUNT: usize = 128;
+/// Longest tag.
+pub const MAX_TAG_LEN: usize = 255;
+/// Longest single message key.
+pub const MAX_KEY_LEN: usize = 255;
+/// Most queues a topic may have on one broker group.
+pub const MAX_QUEUES_PER_TOPIC: i32 = 1024;
+/// Shortest and longest invisible duration a consumer may ask for.
+pub const MIN_INVISIBLE_MS: i64 = 1_000;
+pub const MAX_INVISIBLE_MS: i64 = 12 * 3600 * 1000;
+/// Longest long-polling wait a consumer may ask for.
+pub const MAX_LONG_POLLING_MS: i64 = 30_000;
+/// Most messages one ReceiveMessage returns.
+pub const MAX_RECEIVE_BATCH: i32 = 64;
+/// gRPC frame limit the servers accept (a full batch plus framing).
+pub const MAX_GRPC_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + 1024 * 1024;
+
+fn name_chars_ok(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+}
+
+/// A topic name matches `^[%|a-zA-Z0-9_-]+$` and has at most 127 characters.
+pub fn validate_topic(name: &str) -> Result<(), ApogeeError> {
+    if name.is_empty() {
+        return Err(ApogeeError::IllegalTopic("topic name is empty".into()));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(ApogeeError::IllegalTopic(format!(
+            "topic name has {} characters, the limit is {MAX_TOPIC_NAME_LEN}",
+            name.len()
+        )));
+    }
+    if !name_chars_ok(name) {
+        return Err(ApogeeError::IllegalTopic(format!(
+            "topic name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// A group name follows the topic character rule and has at most 120 characters.
+pub fn validate_group(name: &str) -> Result<(), ApogeeError> {
+    if name.is_empty() {
+        return Err(ApogeeError::IllegalConsumerGroup("group name is empty".into()));
+    }
+    if name.len() > MAX_GROUP_NAME_LEN {
+        return Err(ApogeeError::IllegalConsumerGroup(format!(
+            "group name has {} characters, the limit is {MAX_GROUP_NAME_LEN}",
+            name.len()
+        )));
+    }
+    if !name_chars_ok(name) {
+        return Err(ApogeeError::IllegalConsumerGroup(format!(
+            "group name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// A tag is non-blank, has no '|' (the filter separator) and at most 255 characters.
+pub fn validate_tag(tag: &str) -> Result<(), ApogeeError> {
+    if tag.trim().is_empty() {
+        return Err(ApogeeError::IllegalTag("tag is blank".into()));
+    }
+    if tag.len() > MAX_TAG_LEN {
+        return Err(ApogeeError::IllegalTag(format!(
+            "tag has {} characters, the limit is {MAX_TAG_LEN}",
+            tag.len()
+        )));
+    }
+    if tag.contains('|') || tag.chars().any(char::is_control) {
+        return Err(ApogeeError::IllegalTag(format!(
+            "tag {tag:?} contains '|' or a control character"
+        )));
+    }
+    Ok(())
+}
+
+/// A key is non-blank, has no control characters and at most 255 characters.
+pub fn validate_key(key: &str) -> Result<(), ApogeeError> {
+    if key.trim().is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+        return Err(ApogeeError::IllegalKey(format!(
+            "key {key:?} must be non-blank, at most {MAX_KEY_LEN} characters, without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A body is non-empty and at most `limit` bytes.
+pub fn validate_body(len: usize, limit: usize) -> Result<(), ApogeeError> {
+    if len == 0 {
+        return Err(ApogeeError::MessageBodyEmpty);
+    }
+    if len > limit {
+        return Err(ApogeeError::MessageBodyTooLarge { size: len, limit });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_rocketmq_rule() {
+        assert!(validate_topic("Orders_2024-eu|%x").is_ok());
+        assert!(validate_topic(&"a".repeat(127)).is_ok());
+        assert!(validate_topic(&"a".repeat(128)).is_err());
+        assert!(validate_topic("").is_err());
+        assert!(validate_topic("has space").is_err());
+        assert!(validate_topic("dot.ted").is_err());
+        assert!(validate_topic("ünicode").is_err());
+    }
+
+    #[test]
+    fn group_names_allow_at_most_120_characters() {
+        assert!(validate_group(&"g".repeat(120)).is_ok());
+        let e = validate_group(&"g".repeat(121)).unwrap_err();
+        assert_eq!(e.code() as i32, 40003);
+        assert!(validate_group("bad/group").is_err());
+    }
+
+    #[test]
+    fn bodies_must_be_non_empty_and_within_limit() {
+        assert_eq!(validate_body(0, 10), Err(ApogeeError::MessageBodyEmpty));
+        assert!(validate_body(10, 10).is_ok());
+        assert!(matches!(
+            validate_body(11, 10),
+            Err(ApogeeError::MessageBodyTooLarge { size: 11, limit: 10 })
+        ));
+    }
+
+    #[test]
+    fn tags_and_keys_are_checked() {
+        assert!(validate_tag("TagA").is_ok());
+        assert!(validate_tag("a||b").is_err());
+        assert!(validate_tag("  ").is_err());
+        assert!(validate_key("order-1").is_ok());
+        assert!(validate_key("").is_err());
+        assert!(validate_key(&"k".repeat(256)).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! apogee-tests: the harness the integration tests under `tests/` use to run
+//! real Apogee processes.
+//!
+//! - [`bins`]: finds the `apogee-nameserver`, `apogee-broker` and `apogee`
+//!   binaries next to the test executable (or in `APOGEE_BIN_DIR`).
+//! - [`process`]: one child process with its output captured to a log file,
+//!   killed on drop and its log printed when the test is failing.
+//! - [`cluster`]: a NameServer plus broker groups on free loopback ports with
+//!   temporary data dirs; kill -9 and restart brokers; create topics.
+//! - [`rpc`]: raw gRPC clients and small helpers (send, pull, receive, ack)
+//!   for tests that must talk to a server directly.
+//! - [`cli`]: runs the `apogee` CLI and captures its output and exit code.
+//! - [`commitlog`]: an independent reader of the commit-log record framing,
+//!   to compute which records survive a cut.
+
+pub mod bins;
+pub mod cli;
+pub mod cluster;
+pub mod commitlog;
+pub mod process;
+pub mod rpc;
+
+pub use cli::CliOutput;
+pub use cluster::{BrokerSpec, Cluster, ClusterBuilder};

@@ -1,0 +1,196 @@
+//! One server process under test.
+//!
+//! stdout and stderr go to one log file (appended to across restarts, with a
+//! marker line per start). The child is killed with SIGKILL when the handle is
+//! dropped, and on Linux also when the test process dies (PR_SET_PDEATHSIG),
+//! so no server outlives its test. When the handle is dropped while the test
+//! is panicking, the log is printed to stderr.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Largest tail of a log printed on failure.
+const MAX_PRINTED_LOG: usize = 64 * 1024;
+
+/// A spawned server with its command line kept for restarts.
+pub struct ManagedProcess {
+    label: String,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl ManagedProcess {
+    /// Starts `program` with `args` and extra environment, logging to `log`.
+    pub fn spawn(
+        label: impl Into<String>,
+        program: PathBuf,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+    ) -> ManagedProcess {
+        let mut p = ManagedProcess {
+            label: label.into(),
+            program,
+            args,
+            env,
+            log,
+            child: None,
+            starts: 0,
+        };
+        p.start();
+        p
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Starts the process again with the same command line (after [`kill`]).
+    ///
+    /// [`kill`]: ManagedProcess::kill
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.label);
+        self.starts += 1;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("cannot open log {}: {e}", self.log.display()));
+        let _ = writeln!(
+            file,
+            "===== start #{} of {}: {} {}",
+            self.starts,
+            self.label,
+            self.program.display(),
+            self.args.join(" ")
+        );
+        let err: File = file.try_clone().expect("cloning the log file handle");
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err));
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            // Only async-signal-safe work here: one prctl.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({}): {e}", self.label, self.program.display()));
+        self.child = Some(child);
+    }
+
+    /// SIGKILLs the process (on unix `Child::kill` is SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Panics with the log when the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                panic!(
+                    "{} exited unexpectedly ({status}); its log:\n{}",
+                    self.label,
+                    self.log_tail()
+                );
+            }
+        }
+    }
+
+    /// Waits until `addr` accepts TCP connections, failing early if the
+    /// process exits.
+    pub fn wait_for_port(&mut self, addr: SocketAddr, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.assert_running();
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not accept connections on {addr} within {timeout:?}; its log:\n{}",
+                self.label,
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The end of the log, bounded in size.
+    pub fn log_tail(&self) -> String {
+        let text = self.log_text();
+        if text.len() <= MAX_PRINTED_LOG {
+            return text;
+        }
+        let mut cut = text.len() - MAX_PRINTED_LOG;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        format!("[... {} bytes omitted ...]\n{}", cut, &text[cut..])
+    }
+}
+
+impl Drop for ManagedProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "\n----- log of {} ({}) -----\n{}\n----- end of log of {} -----",
+                self.label,
+                self.log.display(),
+                self.log_tail(),
+                self.label
+            );
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}

@@ -1,0 +1,207 @@
+//! Raw gRPC access to the servers, for tests that must see exactly what a
+//! server answers (the client library validates some inputs locally).
+//!
+//! Clients allow 64 MiB messages both ways so oversized requests reach the
+//! server. Helpers build NORMAL messages with fresh ids and wrap SendMessage,
+//! PullMessage (a whole queue), ReceiveMessage and AckMessage.
+
+use apogee_proto::cluster::admin_client::AdminClient;
+use apogee_proto::cluster::registry_client::RegistryClient;
+use apogee_proto::v2::messaging_service_client::MessagingServiceClient;
+use apogee_proto::v2::{self, pull_message_response, receive_message_response};
+use apogee_proto::{message_id, time};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest gRPC message our raw clients send or accept.
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// A lazily connecting channel to `host:port`.
+pub fn channel(addr: &str) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid endpoint")
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(40))
+        .connect_lazy()
+}
+
+pub fn messaging(addr: &str) -> MessagingServiceClient<Channel> {
+    MessagingServiceClient::new(channel(addr))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+pub fn admin(addr: &str) -> AdminClient<Channel> {
+    AdminClient::new(channel(addr))
+}
+
+pub fn registry(addr: &str) -> RegistryClient<Channel> {
+    RegistryClient::new(channel(addr))
+}
+
+pub fn resource(name: &str) -> Option<v2::Resource> {
+    Some(v2::Resource { resource_namespace: String::new(), name: name.to_string() })
+}
+
+/// The code of an optional status (0 when absent).
+pub fn code(status: Option<&v2::Status>) -> i32 {
+    status.map(|s| s.code).unwrap_or(0)
+}
+
+/// A human-readable code name for assertion messages.
+pub fn code_name(code: i32) -> String {
+    v2::Code::try_from(code)
+        .map(|c| c.as_str_name().to_string())
+        .unwrap_or_else(|_| format!("unknown code {code}"))
+}
+
+/// A NORMAL message with a fresh id for `queue_id` of `topic`.
+pub fn message(topic: &str, queue_id: i32, body: impl Into<Vec<u8>>) -> v2::Message {
+    v2::Message {
+        topic: resource(topic),
+        user_properties: Default::default(),
+        system_properties: Some(v2::SystemProperties {
+            message_id: message_id::new_message_id(),
+            message_type: v2::MessageType::Normal as i32,
+            body_encoding: v2::Encoding::Identity as i32,
+            born_timestamp: Some(time::timestamp(time::now_ms())),
+            born_host: "apogee-tests".into(),
+            queue_id,
+            ..Default::default()
+        }),
+        body: body.into(),
+    }
+}
+
+/// The message id a message carries.
+pub fn id_of(m: &v2::Message) -> String {
+    m.system_properties.as_ref().map(|s| s.message_id.clone()).unwrap_or_default()
+}
+
+/// SendMessage; panics on a transport error.
+pub async fn send(client: &mut MessagingServiceClient<Channel>, messages: Vec<v2::Message>) -> v2::SendMessageResponse {
+    client
+        .send_message(v2::SendMessageRequest { messages })
+        .await
+        .expect("SendMessage transport error")
+        .into_inner()
+}
+
+/// Reads a whole queue with PullMessage from offset 0; returns the messages
+/// in the order served. Panics on any status but OK / MESSAGE_NOT_FOUND.
+pub async fn pull_queue(
+    client: &mut MessagingServiceClient<Channel>,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+) -> Vec<v2::Message> {
+    let mut out = Vec::new();
+    let mut offset = 0i64;
+    loop {
+        let req = v2::PullMessageRequest {
+            group: resource(group),
+            message_queue: Some(v2::MessageQueue {
+                topic: resource(topic),
+                id: queue_id,
+                permission: v2::Permission::ReadWrite as i32,
+                broker: None,
+                accept_message_types: vec![],
+            }),
+            offset,
+            batch_size: 64,
+            filter_expression: Some(v2::FilterExpression { r#type: v2::FilterType::Tag as i32, expression: "*".into() }),
+            long_polling_timeout: Some(time::duration(Duration::ZERO)),
+        };
+        let mut stream = client.pull_message(req).await.expect("PullMessage transport error").into_inner();
+        let (mut got, mut next, mut status) = (0, None, None);
+        while let Some(item) = stream.message().await.expect("PullMessage stream error") {
+            match item.content {
+                Some(pull_message_response::Content::Message(m)) => {
+                    got += 1;
+                    out.push(m);
+                }
+                Some(pull_message_response::Content::NextOffset(n)) => next = Some(n),
+                Some(pull_message_response::Content::Status(s)) => status = Some(s),
+                None => {}
+            }
+        }
+        let c = code(status.as_ref());
+        if c == v2::Code::MessageNotFound as i32 {
+            return out;
+        }
+        assert_eq!(c, v2::Code::Ok as i32, "PullMessage {topic}/{queue_id}@{offset}: {status:?}");
+        let next = next.expect("PullMessage answered OK without a next offset");
+        assert!(next > offset || got == 0, "PullMessage did not advance from {offset}");
+        if next <= offset {
+            return out;
+        }
+        offset = next;
+    }
+}
+
+/// One ReceiveMessage: the messages and the final status.
+pub async fn receive(
+    client: &mut MessagingServiceClient<Channel>,
+    group: &str,
+    topic: &str,
+    batch: i32,
+    invisible: Option<prost_types::Duration>,
+    wait: Duration,
+) -> (Vec<v2::Message>, Option<v2::Status>) {
+    let req = v2::ReceiveMessageRequest {
+        group: resource(group),
+        message_queue: Some(v2::MessageQueue {
+            topic: resource(topic),
+            id: 0,
+            permission: v2::Permission::ReadWrite as i32,
+            broker: None,
+            accept_message_types: vec![],
+        }),
+        filter_expression: Some(v2::FilterExpression { r#type: v2::FilterType::Tag as i32, expression: "*".into() }),
+        batch_size: batch,
+        invisible_duration: invisible,
+        auto_renew: false,
+        long_polling_timeout: Some(time::duration(wait)),
+        attempt_id: None,
+    };
+    let mut stream = client.receive_message(req).await.expect("ReceiveMessage transport error").into_inner();
+    let (mut messages, mut status) = (Vec::new(), None);
+    while let Some(item) = stream.message().await.expect("ReceiveMessage stream error") {
+        match item.content {
+            Some(receive_message_response::Content::Message(m)) => messages.push(m),
+            Some(receive_message_response::Content::Status(s)) => status = Some(s),
+            _ => {}
+        }
+    }
+    (messages, status)
+}
+
+/// The receipt handle a received message carries.
+pub fn handle_of(m: &v2::Message) -> String {
+    m.system_properties
+        .as_ref()
+        .and_then(|s| s.receipt_handle.clone())
+        .unwrap_or_default()
+}
+
+/// AckMessage for (message id, receipt handle) pairs.
+pub async fn ack(
+    client: &mut MessagingServiceClient<Channel>,
+    group: &str,
+    topic: &str,
+    entries: &[(String, String)],
+) -> v2::AckMessageResponse {
+    let req = v2::AckMessageRequest {
+        group: resource(group),
+        topic: resource(topic),
+        entries: entries
+            .iter()
+            .map(|(id, handle)| v2::AckMessageEntry {
+                message_id: id.clone(),
+                receipt_handle: handle.clone(),
+                lite_topic: None,
+            })
+            .collect(),
+    };
+    client.ack_message(req).await.expect("AckMessage transport error").into_inner()
+}
