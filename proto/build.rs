@@ -19,9 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     let includes = [manifest_dir.clone(), protoc_bin_vendored::include_path()?];
 
-    let paths = |files: &[&str]| -> Vec<PathBuf> {
-        files.iter().map(|f| manifest_dir.join(f)).collect()
-    };
+    let paths =
+        |files: &[&str]| -> Vec<PathBuf> { files.iter().map(|f| manifest_dir.join(f)).collect() };
 
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=apache");

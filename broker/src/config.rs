@@ -102,7 +102,9 @@ impl BrokerConfig {
             return bad("broker_id must be >= 0".into());
         }
         if (self.broker_id == 0) == (self.role == Role::Slave) {
-            return bad("broker_id 0 is the master; slaves need broker_id > 0 and role = \"slave\"".into());
+            return bad(
+                "broker_id 0 is the master; slaves need broker_id > 0 and role = \"slave\"".into(),
+            );
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad(format!("listen {:?} is not an ip:port", self.listen));
@@ -162,11 +164,16 @@ mod tests {
 
     #[test]
     fn master_and_slave_ids_must_match_roles() {
-        let mut c = BrokerConfig::default();
-        c.broker_id = 1;
-        assert!(c.validate().is_err());
-        c.role = Role::Slave;
-        assert!(c.validate().is_ok());
+        let slave_id_as_master = BrokerConfig {
+            broker_id: 1,
+            ..BrokerConfig::default()
+        };
+        assert!(slave_id_as_master.validate().is_err());
+        let slave = BrokerConfig {
+            role: Role::Slave,
+            ..slave_id_as_master
+        };
+        assert!(slave.validate().is_ok());
     }
 
     #[test]

@@ -10,7 +10,11 @@ use clap::Parser;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "apogee-broker", version, about = "Apogee broker (RocketMQ 5 protocol)")]
+#[command(
+    name = "apogee-broker",
+    version,
+    about = "Apogee broker (RocketMQ 5 protocol)"
+)]
 struct Args {
     /// TOML config file (see deploy/broker.toml); APOGEE_BROKER_* variables override it.
     #[arg(long)]
@@ -37,11 +41,16 @@ struct Args {
 
 fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
     let mut config: BrokerConfig =
-        apogee_nameserver::config_file::load(args.config.as_deref(), "BROKER").context("loading broker config")?;
+        apogee_nameserver::config_file::load(args.config.as_deref(), "BROKER")
+            .context("loading broker config")?;
     if args.standalone {
         config.listen = format!("127.0.0.1:{DEFAULT_BROKER_PORT}");
         config.nameservers = vec![format!("127.0.0.1:{DEFAULT_NAMESERVER_PORT}")];
-        config.data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("./apogee-data")).join("broker");
+        config.data_dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./apogee-data"))
+            .join("broker");
     } else if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
     }
@@ -105,9 +114,13 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the nameserver to {}", ns_config.listen))?;
         let mut rx = stop_rx.clone();
-        nameserver = Some(tokio::spawn(apogee_nameserver::serve(ns_config, listener, async move {
-            let _ = rx.changed().await;
-        })));
+        nameserver = Some(tokio::spawn(apogee_nameserver::serve(
+            ns_config,
+            listener,
+            async move {
+                let _ = rx.changed().await;
+            },
+        )));
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -22,7 +22,11 @@ pub struct NameServerLink {
 }
 
 fn channel(addr: &str) -> Result<Channel, ApogeeError> {
-    let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
     Ok(Endpoint::from_shared(uri)
         .map_err(|e| ApogeeError::BadRequest(format!("nameserver address {addr:?}: {e}")))?
         .connect_timeout(RPC_TIMEOUT)
@@ -37,7 +41,10 @@ impl NameServerLink {
             .iter()
             .map(|a| Ok((a.clone(), channel(a)?)))
             .collect::<Result<_, ApogeeError>>()?;
-        Ok(NameServerLink { config: config.clone(), channels })
+        Ok(NameServerLink {
+            config: config.clone(),
+            channels,
+        })
     }
 
     fn registration(&self, topics: &TopicTable) -> cluster::RegisterBrokerRequest {
@@ -56,8 +63,14 @@ impl NameServerLink {
         }
     }
 
-    async fn register_one(&self, channel: &Channel, topics: &TopicTable) -> Result<(), tonic::Status> {
-        RegistryClient::new(channel.clone()).register_broker(self.registration(topics)).await?;
+    async fn register_one(
+        &self,
+        channel: &Channel,
+        topics: &TopicTable,
+    ) -> Result<(), tonic::Status> {
+        RegistryClient::new(channel.clone())
+            .register_broker(self.registration(topics))
+            .await?;
         Ok(())
     }
 
@@ -66,7 +79,9 @@ impl NameServerLink {
         for (addr, ch) in &self.channels {
             match self.register_one(ch, topics).await {
                 Ok(()) => tracing::debug!(nameserver = %addr, "registered"),
-                Err(e) => tracing::warn!(nameserver = %addr, "registration failed: {}", e.message()),
+                Err(e) => {
+                    tracing::warn!(nameserver = %addr, "registration failed: {}", e.message())
+                }
             }
         }
     }
@@ -105,9 +120,15 @@ impl NameServerLink {
     }
 
     /// Keeps the registration fresh until `shutdown` turns true, then unregisters.
-    pub async fn run(self: Arc<Self>, topics: Arc<TopicTable>, mut shutdown: watch::Receiver<bool>) {
-        let mut register = tokio::time::interval(Duration::from_secs(self.config.register_interval_secs));
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(self.config.heartbeat_interval_secs));
+    pub async fn run(
+        self: Arc<Self>,
+        topics: Arc<TopicTable>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut register =
+            tokio::time::interval(Duration::from_secs(self.config.register_interval_secs));
+        let mut heartbeat =
+            tokio::time::interval(Duration::from_secs(self.config.heartbeat_interval_secs));
         heartbeat.tick().await;
         loop {
             let changed = topics.changed().notified();
@@ -125,22 +146,41 @@ impl NameServerLink {
     pub async fn query_route(&self, req: v2::QueryRouteRequest) -> v2::QueryRouteResponse {
         let mut last = ApogeeError::Unavailable("no nameserver configured".into());
         for (addr, ch) in &self.channels {
-            match MessagingServiceClient::new(ch.clone()).query_route(req.clone()).await {
+            match MessagingServiceClient::new(ch.clone())
+                .query_route(req.clone())
+                .await
+            {
                 Ok(r) => return r.into_inner(),
-                Err(e) => last = ApogeeError::Unavailable(format!("nameserver {addr}: {}", e.message())),
+                Err(e) => {
+                    last = ApogeeError::Unavailable(format!("nameserver {addr}: {}", e.message()))
+                }
             }
         }
-        v2::QueryRouteResponse { status: Some(last.to_status()), message_queues: vec![] }
+        v2::QueryRouteResponse {
+            status: Some(last.to_status()),
+            message_queues: vec![],
+        }
     }
 
-    pub async fn query_assignment(&self, req: v2::QueryAssignmentRequest) -> v2::QueryAssignmentResponse {
+    pub async fn query_assignment(
+        &self,
+        req: v2::QueryAssignmentRequest,
+    ) -> v2::QueryAssignmentResponse {
         let mut last = ApogeeError::Unavailable("no nameserver configured".into());
         for (addr, ch) in &self.channels {
-            match MessagingServiceClient::new(ch.clone()).query_assignment(req.clone()).await {
+            match MessagingServiceClient::new(ch.clone())
+                .query_assignment(req.clone())
+                .await
+            {
                 Ok(r) => return r.into_inner(),
-                Err(e) => last = ApogeeError::Unavailable(format!("nameserver {addr}: {}", e.message())),
+                Err(e) => {
+                    last = ApogeeError::Unavailable(format!("nameserver {addr}: {}", e.message()))
+                }
             }
         }
-        v2::QueryAssignmentResponse { status: Some(last.to_status()), assignments: vec![] }
+        v2::QueryAssignmentResponse {
+            status: Some(last.to_status()),
+            assignments: vec![],
+        }
     }
 }

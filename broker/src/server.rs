@@ -64,7 +64,9 @@ fn store_config(config: &BrokerConfig) -> StoreConfig {
         async_flush_interval: Duration::from_millis(config.store.async_flush_interval_ms),
         // Room for the record header, properties and keys around the body,
         // within one segment (tests use tiny segments).
-        max_record_size: (config.max_body_bytes + 2 * apogee_proto::limits::MAX_PROPERTIES_BYTES + 4096)
+        max_record_size: (config.max_body_bytes
+            + 2 * apogee_proto::limits::MAX_PROPERTIES_BYTES
+            + 4096)
             .min(config.store.segment_bytes as usize),
     }
 }
@@ -82,7 +84,10 @@ pub async fn serve(
     let consume = ConsumeEngine::open(store.clone())?;
     let nameservers = Arc::new(NameServerLink::new(&config)?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let limits = ServerLimits { max_body_bytes: config.max_body_bytes, ..ServerLimits::default() };
+    let limits = ServerLimits {
+        max_body_bytes: config.max_body_bytes,
+        ..ServerLimits::default()
+    };
     let broker = Arc::new(Broker {
         config: config.clone(),
         store: store.clone(),
@@ -99,7 +104,9 @@ pub async fn serve(
         .await;
     let registration = tokio::spawn(nameservers.run(topics.clone(), stop_rx.clone()));
 
-    let addr = listener.local_addr().map_err(|e| ApogeeError::Internal(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ApogeeError::Internal(e.to_string()))?;
     tracing::info!(
         "broker {} (cluster {}, id {}) listening on {addr}, advertised as {}",
         config.broker_name,
@@ -115,15 +122,21 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .add_service(AdminService::new(AdminServer::new(broker.clone())).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = stop_wait.changed() => {}
-            }
-            tracing::info!("broker shutting down");
-            let _ = stop_tx.send(true);
-        })
+        .add_service(
+            AdminService::new(AdminServer::new(broker.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = stop_wait.changed() => {}
+                }
+                tracing::info!("broker shutting down");
+                let _ = stop_tx.send(true);
+            },
+        )
         .await;
     let _ = registration.await;
     store.shutdown();

@@ -50,7 +50,10 @@ impl TopicTable {
     pub fn load(kv: Arc<dyn KvStore>) -> Result<Self, ApogeeError> {
         let internal = |e: crate::store::StoreError| ApogeeError::Internal(e.to_string());
         let mut topics = BTreeMap::new();
-        for (key, value) in kv.scan(Cf::TopicConfig, b"", &[0xff], usize::MAX).map_err(internal)? {
+        for (key, value) in kv
+            .scan(Cf::TopicConfig, b"", &[0xff], usize::MAX)
+            .map_err(internal)?
+        {
             let config = TopicConfig::decode(value.as_slice())
                 .map_err(|e| ApogeeError::Internal(format!("topic config {key:?}: {e}")))?;
             topics.insert(config.name.clone(), config);
@@ -162,7 +165,9 @@ impl TopicTable {
         match self.create(config) {
             Ok(c) => Ok(c),
             // Another sender created it in between.
-            Err(_) => self.get(name).ok_or_else(|| ApogeeError::TopicNotFound(name.to_string())),
+            Err(_) => self
+                .get(name)
+                .ok_or_else(|| ApogeeError::TopicNotFound(name.to_string())),
         }
     }
 }
@@ -181,7 +186,14 @@ mod tests {
     #[test]
     fn topics_survive_reload_and_bump_the_data_version() {
         let (kv, t) = table();
-        let c = normalize(TopicConfig { name: "orders".into(), ..Default::default() }, 8).unwrap();
+        let c = normalize(
+            TopicConfig {
+                name: "orders".into(),
+                ..Default::default()
+            },
+            8,
+        )
+        .unwrap();
         t.create(c).unwrap();
         assert_eq!(t.data_version(), 1);
         let again = TopicTable::load(kv).unwrap();
@@ -192,26 +204,47 @@ mod tests {
     #[test]
     fn create_twice_fails_and_queues_never_shrink() {
         let (_, t) = table();
-        let c = normalize(TopicConfig { name: "t".into(), queue_count: 4, ..Default::default() }, 8).unwrap();
+        let c = normalize(
+            TopicConfig {
+                name: "t".into(),
+                queue_count: 4,
+                ..Default::default()
+            },
+            8,
+        )
+        .unwrap();
         t.create(c.clone()).unwrap();
         assert!(t.create(c.clone()).is_err());
-        let smaller = TopicConfig { queue_count: 2, ..c };
+        let smaller = TopicConfig {
+            queue_count: 2,
+            ..c
+        };
         assert!(t.update(smaller).is_err());
     }
 
     #[test]
     fn auto_create_only_when_enabled_and_never_for_system_topics() {
         let (_, t) = table();
-        assert!(matches!(t.for_send("x", false, 8), Err(ApogeeError::TopicNotFound(_))));
+        assert!(matches!(
+            t.for_send("x", false, 8),
+            Err(ApogeeError::TopicNotFound(_))
+        ));
         assert_eq!(t.for_send("x", true, 8).unwrap().queue_count, 8);
         assert!(t.for_send("%RETRY%g", true, 8).is_err());
     }
 
     #[test]
     fn invalid_queue_counts_are_refused() {
-        let big = TopicConfig { name: "t".into(), queue_count: 5000, ..Default::default() };
+        let big = TopicConfig {
+            name: "t".into(),
+            queue_count: 5000,
+            ..Default::default()
+        };
         assert!(normalize(big, 8).is_err());
-        let bad = TopicConfig { name: "bad name".into(), ..Default::default() };
+        let bad = TopicConfig {
+            name: "bad name".into(),
+            ..Default::default()
+        };
         assert_eq!(normalize(bad, 8).unwrap_err().code() as i32, 40002);
     }
 }

@@ -153,6 +153,9 @@ mod tests {
         assert_eq!(c.nameservers, vec!["a:1", "b:2", "c:3"]);
         assert!(ClientConfig::new("").validate().is_err());
         assert!(ClientConfig::new("nohostport").validate().is_err());
-        assert!(ClientConfig::default().with_max_attempts(0).validate().is_err());
+        assert!(ClientConfig::default()
+            .with_max_attempts(0)
+            .validate()
+            .is_err());
     }
 }

@@ -40,7 +40,9 @@ impl SimpleConsumer {
         let group = group.into();
         limits::validate_group(&group)?;
         if subscriptions.is_empty() {
-            return Err(ClientError::Config("subscribe to at least one topic".into()));
+            return Err(ClientError::Config(
+                "subscribe to at least one topic".into(),
+            ));
         }
         for (topic, filter) in &subscriptions {
             limits::validate_topic(topic)?;
@@ -95,7 +97,9 @@ impl SimpleConsumer {
         let route = self.core.route(topic).await?;
         let targets = route.readable_brokers();
         if targets.is_empty() {
-            return Err(ClientError::NoRoute(format!("topic {topic} has no readable queue")));
+            return Err(ClientError::NoRoute(format!(
+                "topic {topic} has no readable queue"
+            )));
         }
         let ask = Ask {
             topic,
@@ -120,7 +124,8 @@ impl SimpleConsumer {
             errors.clear();
             let polls = targets.iter().map(|t| self.receive_from(t, &ask, wait));
             let mut all = Vec::new();
-            for (target, (messages, err)) in targets.iter().zip(futures::future::join_all(polls).await)
+            for (target, (messages, err)) in
+                targets.iter().zip(futures::future::join_all(polls).await)
             {
                 all.extend(messages);
                 if let Some(e) = err {
@@ -219,10 +224,12 @@ impl SimpleConsumer {
                 .or_default()
                 .push(i);
         }
-        let calls = groups.into_iter().map(|((endpoint, topic), idx)| async move {
-            let batch: Vec<&ReceivedMessage> = idx.iter().map(|&i| &messages[i]).collect();
-            (idx, self.ack_at(endpoint, topic, &batch).await)
-        });
+        let calls = groups
+            .into_iter()
+            .map(|((endpoint, topic), idx)| async move {
+                let batch: Vec<&ReceivedMessage> = idx.iter().map(|&i| &messages[i]).collect();
+                (idx, self.ack_at(endpoint, topic, &batch).await)
+            });
         let mut results: Vec<Option<Result<()>>> = vec![None; messages.len()];
         for (idx, res) in futures::future::join_all(calls).await {
             for (i, r) in idx.into_iter().zip(res) {
@@ -235,7 +242,12 @@ impl SimpleConsumer {
             .collect()
     }
 
-    async fn ack_at(&self, endpoint: &str, topic: &str, batch: &[&ReceivedMessage]) -> Vec<Result<()>> {
+    async fn ack_at(
+        &self,
+        endpoint: &str,
+        topic: &str,
+        batch: &[&ReceivedMessage],
+    ) -> Vec<Result<()>> {
         let req = v2::AckMessageRequest {
             group: Some(self.core.resource(&self.group)),
             topic: Some(self.core.resource(topic)),
@@ -250,9 +262,12 @@ impl SimpleConsumer {
         };
         let res = self
             .core
-            .call(endpoint, req, self.core.config.request_timeout, |mut c, r| async move {
-                c.ack_message(r).await
-            })
+            .call(
+                endpoint,
+                req,
+                self.core.config.request_timeout,
+                |mut c, r| async move { c.ack_message(r).await },
+            )
             .await;
         match res {
             Ok(resp) => ack_results(resp, batch),
@@ -279,13 +294,18 @@ impl SimpleConsumer {
         };
         let resp = self
             .core
-            .call(&message.endpoint, req, self.core.config.request_timeout, |mut c, r| async move {
-                c.change_invisible_duration(r).await
-            })
+            .call(
+                &message.endpoint,
+                req,
+                self.core.config.request_timeout,
+                |mut c, r| async move { c.change_invisible_duration(r).await },
+            )
             .await?;
         ClientError::check(resp.status.as_ref())?;
         if resp.receipt_handle.is_empty() {
-            return Err(ClientError::Transport("no receipt handle in the answer".into()));
+            return Err(ClientError::Transport(
+                "no receipt handle in the answer".into(),
+            ));
         }
         Ok(resp.receipt_handle)
     }
@@ -354,7 +374,11 @@ fn ack_results(resp: v2::AckMessageResponse, batch: &[&ReceivedMessage]) -> Vec<
     batch
         .iter()
         .map(|m| {
-            match resp.entries.iter().find(|e| e.receipt_handle == m.receipt_handle) {
+            match resp
+                .entries
+                .iter()
+                .find(|e| e.receipt_handle == m.receipt_handle)
+            {
                 Some(e) => ClientError::check(e.status.as_ref()),
                 None if top.is_err() => top.clone(),
                 None => Err(ClientError::Transport(format!(
@@ -401,12 +425,18 @@ mod tests {
             status: Some(ok_status()),
             entries: vec![
                 ack_entry("a", ok_status()),
-                ack_entry("b", ApogeeError::InvalidReceiptHandle("b".into()).to_status()),
+                ack_entry(
+                    "b",
+                    ApogeeError::InvalidReceiptHandle("b".into()).to_status(),
+                ),
             ],
         };
         let r = ack_results(resp, &[&a, &b]);
         assert!(r[0].is_ok());
-        assert_eq!(r[1].as_ref().unwrap_err().code(), Some(v2::Code::InvalidReceiptHandle));
+        assert_eq!(
+            r[1].as_ref().unwrap_err().code(),
+            Some(v2::Code::InvalidReceiptHandle)
+        );
     }
 
     #[test]

@@ -79,7 +79,12 @@ impl Core {
     /// Opens the endpoint's telemetry session if needed and returns its stub.
     pub(crate) async fn client(&self, addr: &str) -> Result<MessagingClient> {
         self.sessions
-            .ensure(addr, || self.conns.client(addr), &self.config, || self.settings())
+            .ensure(
+                addr,
+                || self.conns.client(addr),
+                &self.config,
+                || self.settings(),
+            )
             .await;
         self.conns.client(addr)
     }
@@ -135,9 +140,12 @@ impl Core {
                 endpoints: Some(to_endpoints(ns)?),
             };
             let res = self
-                .call(ns, req, self.config.request_timeout, |mut c, r| async move {
-                    c.query_route(r).await
-                })
+                .call(
+                    ns,
+                    req,
+                    self.config.request_timeout,
+                    |mut c, r| async move { c.query_route(r).await },
+                )
                 .await
                 .and_then(|resp: v2::QueryRouteResponse| {
                     ClientError::check(resp.status.as_ref())?;
@@ -182,9 +190,12 @@ impl Core {
                 client_type: self.role.client_type() as i32,
             };
             let res = self
-                .call(&addr, req, self.config.request_timeout, |mut c, r| async move {
-                    c.heartbeat(r).await
-                })
+                .call(
+                    &addr,
+                    req,
+                    self.config.request_timeout,
+                    |mut c, r| async move { c.heartbeat(r).await },
+                )
                 .await
                 .and_then(|r: v2::HeartbeatResponse| ClientError::check(r.status.as_ref()));
             if let Err(e) = res {
@@ -200,14 +211,21 @@ impl Core {
         }
         let calls = self
             .sessions
-            .open_endpoints().into_iter().map(|addr| async move {
-            let req = v2::NotifyClientTerminationRequest { group: self.group() };
-            let _ = self
-                .call(&addr, req, self.config.request_timeout, |mut c, r| async move {
-                    c.notify_client_termination(r).await
-                })
-                .await;
-        });
+            .open_endpoints()
+            .into_iter()
+            .map(|addr| async move {
+                let req = v2::NotifyClientTerminationRequest {
+                    group: self.group(),
+                };
+                let _ = self
+                    .call(
+                        &addr,
+                        req,
+                        self.config.request_timeout,
+                        |mut c, r| async move { c.notify_client_termination(r).await },
+                    )
+                    .await;
+            });
         futures::future::join_all(calls).await;
         self.sessions.close_all();
     }

@@ -278,8 +278,16 @@ impl ReceivedMessage {
             queue_offset: sp.queue_offset.unwrap_or(-1),
             delivery_attempt: sp.delivery_attempt.unwrap_or(1),
             receipt_handle: sp.receipt_handle.unwrap_or_default(),
-            born_timestamp_ms: sp.born_timestamp.as_ref().map(time::timestamp_ms).unwrap_or(0),
-            store_timestamp_ms: sp.store_timestamp.as_ref().map(time::timestamp_ms).unwrap_or(0),
+            born_timestamp_ms: sp
+                .born_timestamp
+                .as_ref()
+                .map(time::timestamp_ms)
+                .unwrap_or(0),
+            store_timestamp_ms: sp
+                .store_timestamp
+                .as_ref()
+                .map(time::timestamp_ms)
+                .unwrap_or(0),
             broker_name: broker_name.to_string(),
             endpoint: endpoint.to_string(),
         }
@@ -308,7 +316,9 @@ mod tests {
         assert!(m.validate(1024).is_ok());
         let fifo = Message::builder("T", "x").message_group("g").build();
         assert_eq!(fifo.message_type(), v2::MessageType::Fifo);
-        let delayed = Message::builder("T", "x").delay(Duration::from_secs(5)).build();
+        let delayed = Message::builder("T", "x")
+            .delay(Duration::from_secs(5))
+            .build();
         assert_eq!(delayed.message_type(), v2::MessageType::Delay);
     }
 
@@ -321,7 +331,10 @@ mod tests {
         assert_eq!(code(Message::new("%RETRY%g", "1")), 40002);
         assert_eq!(code(Message::builder("T", "1").tag("a|b").build()), 40004);
         assert_eq!(code(Message::builder("T", "1").key(" ").build()), 40005);
-        assert_eq!(code(Message::builder("T", "1").message_group("").build()), 40006);
+        assert_eq!(
+            code(Message::builder("T", "1").message_group("").build()),
+            40006
+        );
         let both = Message::builder("T", "1")
             .message_group("g")
             .delay(Duration::from_secs(1))
@@ -365,10 +378,7 @@ mod tests {
             body: b"x".to_vec(),
         };
         let r = ReceivedMessage::from_v2(v, "broker-a", "h:1");
-        assert_eq!(
-            (r.queue_id, r.queue_offset, r.delivery_attempt),
-            (2, 7, 3)
-        );
+        assert_eq!((r.queue_id, r.queue_offset, r.delivery_attempt), (2, 7, 3));
         assert_eq!(r.receipt_handle, "RH");
         assert_eq!((r.born_timestamp_ms, r.store_timestamp_ms), (500, 1_000));
         assert_eq!(r.endpoint, "h:1");
@@ -381,6 +391,9 @@ mod tests {
         let f = FilterExpression::default().to_v2();
         assert_eq!(f.r#type, v2::FilterType::Tag as i32);
         assert_eq!(f.expression, "*");
-        assert_eq!(FilterExpression::sql92("a > 1").to_v2().r#type, v2::FilterType::Sql as i32);
+        assert_eq!(
+            FilterExpression::sql92("a > 1").to_v2().r#type,
+            v2::FilterType::Sql as i32
+        );
     }
 }

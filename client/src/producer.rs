@@ -79,9 +79,14 @@ impl Producer {
         loop {
             let route = self.core.route(&topic).await?;
             let writable = route.writable_queues();
-            let pos = if fifo_key.is_some() { start } else { start + attempt as usize };
-            let queue = select_queue(&writable, pos, &avoid)
-                .ok_or_else(|| ClientError::NoRoute(format!("topic {topic} has no writable queue")))?;
+            let pos = if fifo_key.is_some() {
+                start
+            } else {
+                start + attempt as usize
+            };
+            let queue = select_queue(&writable, pos, &avoid).ok_or_else(|| {
+                ClientError::NoRoute(format!("topic {topic} has no writable queue"))
+            })?;
             let broker = broker_name(queue).to_string();
             let result = self.send_to(queue, &messages, &ids, &born_host).await;
             attempt += 1;
@@ -124,9 +129,12 @@ impl Producer {
         };
         let resp = self
             .core
-            .call(&addr, req, self.core.config.request_timeout, |mut c, r| async move {
-                c.send_message(r).await
-            })
+            .call(
+                &addr,
+                req,
+                self.core.config.request_timeout,
+                |mut c, r| async move { c.send_message(r).await },
+            )
             .await?;
         receipts(resp, ids, queue.id, broker_name(queue))
     }
@@ -169,7 +177,10 @@ pub(crate) fn check_batch(messages: &[Message], max_body: usize) -> Result<Strin
         }
         m.validate(max_body)?;
         total += m.body.len()
-            + m.properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            + m.properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
     }
     if total > limits::MAX_BATCH_BYTES {
         return Err(ApogeeError::PayloadTooLarge(format!(
@@ -266,7 +277,11 @@ mod tests {
                 code: v2::Code::MultipleResults as i32,
                 message: String::new(),
             }),
-            entries: vec![entry("A", 1, ApogeeError::IllegalTopic("x".into()).to_status())],
+            entries: vec![entry(
+                "A",
+                1,
+                ApogeeError::IllegalTopic("x".into()).to_status(),
+            )],
         };
         let e = receipts(resp, &["A".to_string()], 0, "b").unwrap_err();
         assert_eq!(e.code(), Some(v2::Code::IllegalTopic));
@@ -276,7 +291,10 @@ mod tests {
     fn batches_are_checked_before_sending() {
         assert!(matches!(check_batch(&[], 10), Err(ClientError::Config(_))));
         let mixed = [Message::new("A", "1"), Message::new("B", "1")];
-        assert!(matches!(check_batch(&mixed, 10), Err(ClientError::Config(_))));
+        assert!(matches!(
+            check_batch(&mixed, 10),
+            Err(ClientError::Config(_))
+        ));
         let empty_body = [Message::new("A", "1"), Message::new("A", "")];
         assert_eq!(
             check_batch(&empty_body, 10).unwrap_err().code(),

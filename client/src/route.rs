@@ -155,7 +155,12 @@ impl RouteCache {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn queue(broker: &str, id: i32, broker_id: i32, perm: Permission) -> v2::MessageQueue {
+    pub(crate) fn queue(
+        broker: &str,
+        id: i32,
+        broker_id: i32,
+        perm: Permission,
+    ) -> v2::MessageQueue {
         v2::MessageQueue {
             topic: Some(v2::Resource {
                 resource_namespace: String::new(),
@@ -225,7 +230,12 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(
             picks,
-            vec![("a".into(), 0), ("a".into(), 1), ("d".into(), 0), ("a".into(), 0)]
+            vec![
+                ("a".into(), 0),
+                ("a".into(), 1),
+                ("d".into(), 0),
+                ("a".into(), 0)
+            ]
         );
         let q = select_queue(&w, 0, &["a".to_string()]).unwrap();
         assert_eq!(broker_name(q), "d");

@@ -49,7 +49,11 @@ fn resource(config: &ClientConfig, name: &str) -> v2::Resource {
 }
 
 /// The Settings a client sends over Telemetry.
-pub(crate) fn build_settings(config: &ClientConfig, role: &Role, topics: &[String]) -> v2::Settings {
+pub(crate) fn build_settings(
+    config: &ClientConfig,
+    role: &Role,
+    topics: &[String],
+) -> v2::Settings {
     let pub_sub = match role {
         Role::Producer => PubSub::Publishing(v2::Publishing {
             topics: topics.iter().map(|t| resource(config, t)).collect(),
@@ -247,7 +251,11 @@ impl Sessions {
         }
         match &first.command {
             Some(Command::Settings(s)) => self.body_limit.learn(s),
-            other => tracing::debug!(endpoint = addr, ?other, "telemetry: first reply is not settings"),
+            other => tracing::debug!(
+                endpoint = addr,
+                ?other,
+                "telemetry: first reply is not settings"
+            ),
         }
         *slot.tx.lock() = Some(tx.clone());
         let slots = self.slots.clone();
@@ -318,14 +326,18 @@ async fn handle_command(
             status: Some(apogee_proto::error::ok_status()),
             command: Some(Command::ThreadStackTrace(v2::ThreadStackTrace {
                 nonce: c.nonce,
-                thread_stack_trace: Some("thread stacks are not available from the Rust client".into()),
+                thread_stack_trace: Some(
+                    "thread stacks are not available from the Rust client".into(),
+                ),
             })),
         }),
         Some(Command::VerifyMessageCommand(c)) => Some(v2::TelemetryCommand {
             status: Some(
                 apogee_proto::ApogeeError::Unsupported("message verification".into()).to_status(),
             ),
-            command: Some(Command::VerifyMessageResult(v2::VerifyMessageResult { nonce: c.nonce })),
+            command: Some(Command::VerifyMessageResult(v2::VerifyMessageResult {
+                nonce: c.nonce,
+            })),
         }),
         Some(Command::RecoverOrphanedTransactionCommand(c)) => {
             tracing::warn!(
@@ -353,12 +365,18 @@ mod tests {
         let config = ClientConfig::new("127.0.0.1:9876").with_namespace("ns");
         let s = build_settings(&config, &Role::Producer, &["T".to_string()]);
         assert_eq!(s.client_type, Some(v2::ClientType::Producer as i32));
-        assert_eq!(s.user_agent.as_ref().unwrap().language, v2::Language::Rust as i32);
+        assert_eq!(
+            s.user_agent.as_ref().unwrap().language,
+            v2::Language::Rust as i32
+        );
         assert_eq!(
             crate::transport::endpoint_addr(s.access_point.as_ref().unwrap()).unwrap(),
             "127.0.0.1:9876"
         );
-        assert_eq!(apogee_proto::time::duration_ms(s.request_timeout.as_ref().unwrap()), 5000);
+        assert_eq!(
+            apogee_proto::time::duration_ms(s.request_timeout.as_ref().unwrap()),
+            5000
+        );
         let Some(PubSub::Publishing(p)) = s.pub_sub else {
             panic!("publishing expected")
         };

@@ -180,8 +180,14 @@ mod tests {
 
     #[test]
     fn host_port_parsing() {
-        assert_eq!(parse_host_port("127.0.0.1:9876").unwrap(), ("127.0.0.1".into(), 9876));
-        assert_eq!(parse_host_port("[::1]:10911").unwrap(), ("::1".into(), 10911));
+        assert_eq!(
+            parse_host_port("127.0.0.1:9876").unwrap(),
+            ("127.0.0.1".into(), 9876)
+        );
+        assert_eq!(
+            parse_host_port("[::1]:10911").unwrap(),
+            ("::1".into(), 10911)
+        );
         assert!(parse_host_port("localhost").is_err());
         assert!(parse_host_port(":1").is_err());
         assert!(parse_host_port("h:0").is_err());
@@ -212,7 +218,12 @@ mod tests {
         assert_eq!(md.get("x-mq-protocol").unwrap(), "v2");
         assert_eq!(md.get("x-mq-client-version").unwrap(), CLIENT_VERSION);
         assert_eq!(md.get("x-mq-namespace").unwrap(), "ns");
-        let id1 = md.get("x-mq-request-id").unwrap().to_str().unwrap().to_string();
+        let id1 = md
+            .get("x-mq-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         let id2 = request_metadata(&config)
             .get("x-mq-request-id")
             .unwrap()

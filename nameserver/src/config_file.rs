@@ -164,9 +164,12 @@ fn insert(table: &mut Table, path: &[String], value: Value) -> Result<(), String
 }
 
 fn deserialize<T: DeserializeOwned>(table: &Table) -> Result<T, String> {
-    Value::Table(table.clone())
-        .try_into::<T>()
-        .map_err(|e| e.to_string().trim().to_string())
+    Value::Table(table.clone()).try_into::<T>().map_err(|e| {
+        e.to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
 }
 
 #[cfg(test)]

@@ -197,14 +197,17 @@ impl From<ApogeeError> for tonic::Status {
         use ApogeeError::*;
         let msg = e.to_string();
         match e {
-            TopicNotFound(_) | ConsumerGroupNotFound(_) | MessageNotFound(_) | OffsetNotFound(_) => {
-                tonic::Status::not_found(msg)
-            }
+            TopicNotFound(_)
+            | ConsumerGroupNotFound(_)
+            | MessageNotFound(_)
+            | OffsetNotFound(_) => tonic::Status::not_found(msg),
             Forbidden(_) => tonic::Status::permission_denied(msg),
             AlreadyExists(_) => tonic::Status::already_exists(msg),
             NotImplemented(_) | Unsupported(_) => tonic::Status::unimplemented(msg),
             TooManyRequests(_) => tonic::Status::resource_exhausted(msg),
-            RequestTimeout(_) | MasterPersistenceTimeout(_) => tonic::Status::deadline_exceeded(msg),
+            RequestTimeout(_) | MasterPersistenceTimeout(_) => {
+                tonic::Status::deadline_exceeded(msg)
+            }
             Unavailable(_) => tonic::Status::unavailable(msg),
             Internal(_) => tonic::Status::internal(msg),
             _ => tonic::Status::invalid_argument(msg),
@@ -258,6 +261,9 @@ mod tests {
         let e = ApogeeError::MessageBodyTooLarge { size: 5, limit: 4 };
         assert_eq!(e.code() as i32, 41301);
         assert_eq!(ApogeeError::MessageBodyEmpty.code() as i32, 41302);
-        assert_eq!(ApogeeError::InvalidReceiptHandle(String::new()).code() as i32, 40013);
+        assert_eq!(
+            ApogeeError::InvalidReceiptHandle(String::new()).code() as i32,
+            40013
+        );
     }
 }

@@ -27,7 +27,7 @@ pub const MAX_QUEUES_PER_TOPIC: i32 = 1024;
 /// Shortest and longest invisible duration a consumer may ask for.
 pub const MIN_INVISIBLE_MS: i64 = 1_000;
 pub const MAX_INVISIBLE_MS: i64 = 12 * 3600 * 1000;
-/// Longest long-polling wait a consumer may ask for.
+/// Longest long-polling wait the server grants (longer asks are shortened).
 pub const MAX_LONG_POLLING_MS: i64 = 30_000;
 /// Most messages one ReceiveMessage returns.
 pub const MAX_RECEIVE_BATCH: i32 = 64;
@@ -61,7 +61,9 @@ pub fn validate_topic(name: &str) -> Result<(), ApogeeError> {
 /// A group name follows the topic character rule and has at most 120 characters.
 pub fn validate_group(name: &str) -> Result<(), ApogeeError> {
     if name.is_empty() {
-        return Err(ApogeeError::IllegalConsumerGroup("group name is empty".into()));
+        return Err(ApogeeError::IllegalConsumerGroup(
+            "group name is empty".into(),
+        ));
     }
     if name.len() > MAX_GROUP_NAME_LEN {
         return Err(ApogeeError::IllegalConsumerGroup(format!(
@@ -146,7 +148,10 @@ mod tests {
         assert!(validate_body(10, 10).is_ok());
         assert!(matches!(
             validate_body(11, 10),
-            Err(ApogeeError::MessageBodyTooLarge { size: 11, limit: 10 })
+            Err(ApogeeError::MessageBodyTooLarge {
+                size: 11,
+                limit: 10
+            })
         ));
     }
 

@@ -50,7 +50,9 @@ pub fn new_message_id() -> String {
 pub fn is_acceptable_message_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_MESSAGE_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

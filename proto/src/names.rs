@@ -18,7 +18,13 @@ pub const RETRY_PREFIX: &str = "%RETRY%";
 pub const DLQ_PREFIX: &str = "%DLQ%";
 
 /// Prefixes that mark a topic as internal.
-const SYSTEM_PREFIXES: [&str; 5] = ["RMQ_SYS_", "rmq_sys_", RETRY_PREFIX, DLQ_PREFIX, "SCHEDULE_TOPIC_"];
+const SYSTEM_PREFIXES: [&str; 5] = [
+    "RMQ_SYS_",
+    "rmq_sys_",
+    RETRY_PREFIX,
+    DLQ_PREFIX,
+    "SCHEDULE_TOPIC_",
+];
 
 /// Whether a topic is internal: created and written by the broker only.
 pub fn is_system_topic(topic: &str) -> bool {

@@ -37,11 +37,13 @@ impl Default for ServerLimits {
 fn backoff(max_attempts: i32, initial: Duration, max: Duration) -> RetryPolicy {
     RetryPolicy {
         max_attempts,
-        strategy: Some(retry_policy::Strategy::ExponentialBackoff(ExponentialBackoff {
-            initial: Some(duration(initial)),
-            max: Some(duration(max)),
-            multiplier: 2.0,
-        })),
+        strategy: Some(retry_policy::Strategy::ExponentialBackoff(
+            ExponentialBackoff {
+                initial: Some(duration(initial)),
+                max: Some(duration(max)),
+                multiplier: 2.0,
+            },
+        )),
     }
 }
 

@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn conversions_round_trip() {
-        assert_eq!(timestamp_ms(&timestamp(1_700_000_000_123)), 1_700_000_000_123);
+        assert_eq!(
+            timestamp_ms(&timestamp(1_700_000_000_123)),
+            1_700_000_000_123
+        );
         assert_eq!(duration_ms(&duration(Duration::from_millis(1500))), 1500);
     }
 }

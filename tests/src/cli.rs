@@ -20,20 +20,33 @@ pub struct CliOutput {
 impl CliOutput {
     /// Panics with everything printed unless the exit code is 0.
     pub fn success(self) -> CliOutput {
-        assert_eq!(self.code, 0, "`apogee {}` failed:\n{self}", self.args.join(" "));
+        assert_eq!(
+            self.code,
+            0,
+            "`apogee {}` failed:\n{self}",
+            self.args.join(" ")
+        );
         self
     }
 
     /// Parses stdout as JSON, panicking with the output when it is not.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("`apogee {}` did not print JSON ({e}):\n{self}", self.args.join(" ")))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "`apogee {}` did not print JSON ({e}):\n{self}",
+                self.args.join(" ")
+            )
+        })
     }
 }
 
 impl std::fmt::Display for CliOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -62,7 +75,9 @@ pub fn run(args: &[&str]) -> CliOutput {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let read = |f: &tempfile::NamedTempFile| String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned();
+    let read = |f: &tempfile::NamedTempFile| {
+        String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned()
+    };
     CliOutput {
         args: args.iter().map(|s| s.to_string()).collect(),
         code: status.and_then(|s| s.code()).unwrap_or(-1),

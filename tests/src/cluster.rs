@@ -24,7 +24,9 @@ use crate::bins;
 use crate::cli::{self, CliOutput};
 use crate::process::{free_port, ManagedProcess};
 use crate::rpc;
-use apogee_proto::cluster::{CreateTopicRequest, GetClusterInfoRequest, GetRouteRequest, TopicConfig};
+use apogee_proto::cluster::{
+    CreateTopicRequest, GetClusterInfoRequest, GetRouteRequest, TopicConfig,
+};
 use apogee_proto::time::now_ms;
 use apogee_proto::v2;
 use std::net::SocketAddr;
@@ -49,12 +51,18 @@ pub struct BrokerSpec {
 
 impl BrokerSpec {
     pub fn new(name: impl Into<String>) -> Self {
-        BrokerSpec { name: name.into(), env: Vec::new(), data_dir: None, port: None }
+        BrokerSpec {
+            name: name.into(),
+            env: Vec::new(),
+            data_dir: None,
+            port: None,
+        }
     }
 
     /// Sets `APOGEE_BROKER_<key>` (e.g. `env("STORE__FLUSH", "sync")`).
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.env.push((format!("APOGEE_BROKER_{key}"), value.into()));
+        self.env
+            .push((format!("APOGEE_BROKER_{key}"), value.into()));
         self
     }
 
@@ -98,7 +106,10 @@ impl ClusterBuilder {
 
     /// Starts the NameServer, then every broker, and waits until all are up.
     pub async fn start(self) -> Cluster {
-        let root = tempfile::Builder::new().prefix("apogee-test-").tempdir().expect("creating a temp dir");
+        let root = tempfile::Builder::new()
+            .prefix("apogee-test-")
+            .tempdir()
+            .expect("creating a temp dir");
         let ns_port = free_port();
         let ns_addr = format!("127.0.0.1:{ns_port}");
         let mut nameserver = ManagedProcess::spawn(
@@ -109,7 +120,13 @@ impl ClusterBuilder {
             root.path().join("nameserver.log"),
         );
         wait_for_port(&mut nameserver, &ns_addr).await;
-        let mut cluster = Cluster { brokers: Vec::new(), nameserver, ns_addr, started: 0, root };
+        let mut cluster = Cluster {
+            brokers: Vec::new(),
+            nameserver,
+            ns_addr,
+            started: 0,
+            root,
+        };
         cluster.wait_nameserver().await;
         for spec in self.brokers {
             cluster.add_broker(spec).await;
@@ -133,7 +150,11 @@ async fn wait_for_port(p: &mut ManagedProcess, addr: &str) {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         p.assert_running();
-        let attempt = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(sock)).await;
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(sock),
+        )
+        .await;
         if matches!(attempt, Ok(Ok(_))) {
             return;
         }
@@ -186,11 +207,18 @@ impl Cluster {
         let mut registry = rpc::registry(&self.ns_addr);
         loop {
             self.nameserver.assert_running();
-            let r = tokio::time::timeout(Duration::from_secs(2), registry.get_cluster_info(GetClusterInfoRequest {})).await;
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                registry.get_cluster_info(GetClusterInfoRequest {}),
+            )
+            .await;
             if matches!(r, Ok(Ok(_))) {
                 return;
             }
-            assert!(Instant::now() < deadline, "nameserver never answered GetClusterInfo: {r:?}");
+            assert!(
+                Instant::now() < deadline,
+                "nameserver never answered GetClusterInfo: {r:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -204,7 +232,12 @@ impl Cluster {
         );
         self.started += 1;
         let (data_dir, log) = match &spec.data_dir {
-            Some(d) => (d.clone(), self.root.path().join(format!("{}-{}.log", spec.name, self.started))),
+            Some(d) => (
+                d.clone(),
+                self.root
+                    .path()
+                    .join(format!("{}-{}.log", spec.name, self.started)),
+            ),
             None => {
                 let dir = self.root.path().join(&spec.name);
                 (dir.join("data"), dir.join("broker.log"))
@@ -223,8 +256,19 @@ impl Cluster {
             spec.name.clone(),
         ];
         let since = now_ms();
-        let process = ManagedProcess::spawn(format!("broker {}", spec.name), bins::bin(bins::BROKER), args, spec.env, log);
-        self.brokers.push(Broker { name: spec.name.clone(), addr, data_dir, process });
+        let process = ManagedProcess::spawn(
+            format!("broker {}", spec.name),
+            bins::bin(bins::BROKER),
+            args,
+            spec.env,
+            log,
+        );
+        self.brokers.push(Broker {
+            name: spec.name.clone(),
+            addr,
+            data_dir,
+            process,
+        });
         self.wait_broker(&spec.name, since).await;
         self.broker(&spec.name)
     }
@@ -239,26 +283,44 @@ impl Cluster {
         let mut client = rpc::messaging(&addr);
         loop {
             broker.process.assert_running();
-            let req = v2::HeartbeatRequest { group: None, client_type: v2::ClientType::Producer as i32 };
+            let req = v2::HeartbeatRequest {
+                group: None,
+                client_type: v2::ClientType::Producer as i32,
+            };
             let r = tokio::time::timeout(Duration::from_secs(5), client.heartbeat(req)).await;
-            if matches!(&r, Ok(Ok(resp)) if rpc::code(resp.get_ref().status.as_ref()) == v2::Code::Ok as i32) {
+            if matches!(&r, Ok(Ok(resp)) if rpc::code(resp.get_ref().status.as_ref()) == v2::Code::Ok as i32)
+            {
                 break;
             }
-            assert!(Instant::now() < deadline, "broker {name} never answered a Heartbeat: {r:?}\n{}", broker.process.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "broker {name} never answered a Heartbeat: {r:?}\n{}",
+                broker.process.log_tail()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Registered with the NameServer since this start.
         let mut registry = rpc::registry(&ns);
         loop {
             broker.process.assert_running();
-            let info = registry.get_cluster_info(GetClusterInfoRequest {}).await.expect("GetClusterInfo").into_inner();
+            let info = registry
+                .get_cluster_info(GetClusterInfoRequest {})
+                .await
+                .expect("GetClusterInfo")
+                .into_inner();
             let registered = info.groups.iter().any(|g| {
-                g.broker_name == name && g.members.iter().any(|m| m.endpoint == addr && m.last_seen_ms >= since_ms)
+                g.broker_name == name
+                    && g.members
+                        .iter()
+                        .any(|m| m.endpoint == addr && m.last_seen_ms >= since_ms)
             });
             if registered {
                 return;
             }
-            assert!(Instant::now() < deadline, "broker {name} never registered with the nameserver: {info:?}");
+            assert!(
+                Instant::now() < deadline,
+                "broker {name} never registered with the nameserver: {info:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -277,7 +339,11 @@ impl Cluster {
 
     /// Kills a broker and forgets it (its directory stays until the end).
     pub fn remove_broker(&mut self, name: &str) {
-        let i = self.brokers.iter().position(|b| b.name == name).unwrap_or_else(|| panic!("no broker named {name}"));
+        let i = self
+            .brokers
+            .iter()
+            .position(|b| b.name == name)
+            .unwrap_or_else(|| panic!("no broker named {name}"));
         self.brokers.remove(i);
     }
 
@@ -290,7 +356,12 @@ impl Cluster {
     /// Like [`Cluster::create_topic`], restricted to some broker groups.
     pub async fn create_topic_on(&self, topic: &str, queues: i32, brokers: &[&str]) -> Vec<String> {
         let req = CreateTopicRequest {
-            topic: Some(TopicConfig { name: topic.into(), queue_count: queues, permission: 0, message_types: vec![] }),
+            topic: Some(TopicConfig {
+                name: topic.into(),
+                queue_count: queues,
+                permission: 0,
+                message_types: vec![],
+            }),
             broker_names: brokers.iter().map(|b| b.to_string()).collect(),
         };
         let created = rpc::admin(&self.ns_addr)
@@ -299,12 +370,17 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("CreateTopic {topic}: {e}"))
             .into_inner()
             .broker_names;
-        assert!(!created.is_empty(), "CreateTopic {topic} placed it on no broker group");
+        assert!(
+            !created.is_empty(),
+            "CreateTopic {topic} placed it on no broker group"
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut registry = rpc::registry(&self.ns_addr);
         loop {
             let route = registry
-                .get_route(GetRouteRequest { topic: topic.into() })
+                .get_route(GetRouteRequest {
+                    topic: topic.into(),
+                })
                 .await
                 .map(|r| r.into_inner());
             let ready = route.as_ref().is_ok_and(|r| {
@@ -318,7 +394,10 @@ impl Cluster {
             if ready {
                 return created;
             }
-            assert!(Instant::now() < deadline, "route of {topic} never listed {created:?}: {route:?}");
+            assert!(
+                Instant::now() < deadline,
+                "route of {topic} never listed {created:?}: {route:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -47,14 +47,18 @@ pub fn parse_segment(bytes: &[u8]) -> Vec<RecordInfo> {
         assert!(bytes.len() - pos >= 12, "truncated header at {pos}");
         let len = be_u32(bytes, pos) as usize;
         assert_eq!(be_u32(bytes, pos + 4), MAGIC, "bad magic at {pos}");
-        assert!(len >= 58 && pos + len <= bytes.len(), "bad record length {len} at {pos}");
+        assert!(
+            len >= 58 && pos + len <= bytes.len(),
+            "bad record length {len} at {pos}"
+        );
         let rec = &bytes[pos..pos + len];
         assert_eq!(crc32(&rec[12..]), be_u32(rec, 8), "CRC mismatch at {pos}");
         let topic_len = be_u16(rec, 58) as usize;
         let topic = String::from_utf8(rec[60..60 + topic_len].to_vec()).expect("topic is UTF-8");
         let id_at = 60 + topic_len;
         let id_len = be_u16(rec, id_at) as usize;
-        let message_id = String::from_utf8(rec[id_at + 2..id_at + 2 + id_len].to_vec()).expect("id is UTF-8");
+        let message_id =
+            String::from_utf8(rec[id_at + 2..id_at + 2 + id_len].to_vec()).expect("id is UTF-8");
         out.push(RecordInfo {
             pos: pos as u64,
             len: len as u64,
@@ -74,7 +78,11 @@ pub fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -99,7 +107,9 @@ pub fn segments(data_dir: &Path) -> Vec<(u64, PathBuf)> {
 /// Copies a directory tree (files and directories only).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display())) {
+    for entry in
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()))
+    {
         let entry = entry.expect("dir entry");
         let target = to.join(entry.file_name());
         let kind = entry.file_type().expect("file type");

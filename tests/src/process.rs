@@ -97,9 +97,13 @@ impl ManagedProcess {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({}): {e}", self.label, self.program.display()));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({}): {e}",
+                self.label,
+                self.program.display()
+            )
+        });
         self.child = Some(child);
     }
 

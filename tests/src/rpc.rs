@@ -40,7 +40,10 @@ pub fn registry(addr: &str) -> RegistryClient<Channel> {
 }
 
 pub fn resource(name: &str) -> Option<v2::Resource> {
-    Some(v2::Resource { resource_namespace: String::new(), name: name.to_string() })
+    Some(v2::Resource {
+        resource_namespace: String::new(),
+        name: name.to_string(),
+    })
 }
 
 /// The code of an optional status (0 when absent).
@@ -75,11 +78,17 @@ pub fn message(topic: &str, queue_id: i32, body: impl Into<Vec<u8>>) -> v2::Mess
 
 /// The message id a message carries.
 pub fn id_of(m: &v2::Message) -> String {
-    m.system_properties.as_ref().map(|s| s.message_id.clone()).unwrap_or_default()
+    m.system_properties
+        .as_ref()
+        .map(|s| s.message_id.clone())
+        .unwrap_or_default()
 }
 
 /// SendMessage; panics on a transport error.
-pub async fn send(client: &mut MessagingServiceClient<Channel>, messages: Vec<v2::Message>) -> v2::SendMessageResponse {
+pub async fn send(
+    client: &mut MessagingServiceClient<Channel>,
+    messages: Vec<v2::Message>,
+) -> v2::SendMessageResponse {
     client
         .send_message(v2::SendMessageRequest { messages })
         .await
@@ -109,10 +118,17 @@ pub async fn pull_queue(
             }),
             offset,
             batch_size: 64,
-            filter_expression: Some(v2::FilterExpression { r#type: v2::FilterType::Tag as i32, expression: "*".into() }),
+            filter_expression: Some(v2::FilterExpression {
+                r#type: v2::FilterType::Tag as i32,
+                expression: "*".into(),
+            }),
             long_polling_timeout: Some(time::duration(Duration::ZERO)),
         };
-        let mut stream = client.pull_message(req).await.expect("PullMessage transport error").into_inner();
+        let mut stream = client
+            .pull_message(req)
+            .await
+            .expect("PullMessage transport error")
+            .into_inner();
         let (mut got, mut next, mut status) = (0, None, None);
         while let Some(item) = stream.message().await.expect("PullMessage stream error") {
             match item.content {
@@ -129,9 +145,16 @@ pub async fn pull_queue(
         if c == v2::Code::MessageNotFound as i32 {
             return out;
         }
-        assert_eq!(c, v2::Code::Ok as i32, "PullMessage {topic}/{queue_id}@{offset}: {status:?}");
+        assert_eq!(
+            c,
+            v2::Code::Ok as i32,
+            "PullMessage {topic}/{queue_id}@{offset}: {status:?}"
+        );
         let next = next.expect("PullMessage answered OK without a next offset");
-        assert!(next > offset || got == 0, "PullMessage did not advance from {offset}");
+        assert!(
+            next > offset || got == 0,
+            "PullMessage did not advance from {offset}"
+        );
         if next <= offset {
             return out;
         }
@@ -157,14 +180,21 @@ pub async fn receive(
             broker: None,
             accept_message_types: vec![],
         }),
-        filter_expression: Some(v2::FilterExpression { r#type: v2::FilterType::Tag as i32, expression: "*".into() }),
+        filter_expression: Some(v2::FilterExpression {
+            r#type: v2::FilterType::Tag as i32,
+            expression: "*".into(),
+        }),
         batch_size: batch,
         invisible_duration: invisible,
         auto_renew: false,
         long_polling_timeout: Some(time::duration(wait)),
         attempt_id: None,
     };
-    let mut stream = client.receive_message(req).await.expect("ReceiveMessage transport error").into_inner();
+    let mut stream = client
+        .receive_message(req)
+        .await
+        .expect("ReceiveMessage transport error")
+        .into_inner();
     let (mut messages, mut status) = (Vec::new(), None);
     while let Some(item) = stream.message().await.expect("ReceiveMessage stream error") {
         match item.content {
@@ -203,5 +233,9 @@ pub async fn ack(
             })
             .collect(),
     };
-    client.ack_message(req).await.expect("AckMessage transport error").into_inner()
+    client
+        .ack_message(req)
+        .await
+        .expect("AckMessage transport error")
+        .into_inner()
 }

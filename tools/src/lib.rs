@@ -1,1 +1,17 @@
-//! placeholder
+//! apogee-tools: the admin library behind the `apogee` CLI.
+//!
+//! - [`admin`]: topic and cluster administration over a NameServer's
+//!   Registry and Admin services.
+//! - [`messaging`]: `send` and `consume` over the client library.
+//! - [`bench`]: the produce benchmark.
+//! - [`output`]: tables and JSON.
+//! - [`cli`]: the clap definitions and the command dispatcher.
+
+pub mod admin;
+pub mod bench;
+pub mod cli;
+pub mod error;
+pub mod messaging;
+pub mod output;
+
+pub use error::{ToolError, ToolResult};

@@ -1,1 +1,7 @@
-fn main() {}
+//! The `apogee` binary: parses arguments, runs the command, prints
+//! `error: ...` on failure and exits 1 (2 for usage errors, from clap).
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(apogee_tools::cli::main_with_args(std::env::args_os()).await)
+}

@@ -15,7 +15,9 @@ pub enum TagFilter {
 
 impl TagFilter {
     pub fn from_expression(e: Option<&FilterExpression>) -> Result<TagFilter, ApogeeError> {
-        let Some(e) = e else { return Ok(TagFilter::All) };
+        let Some(e) = e else {
+            return Ok(TagFilter::All);
+        };
         if e.r#type == FilterType::Sql as i32 {
             return Err(ApogeeError::IllegalFilterExpression(
                 "SQL92 filter expressions are not supported; use tag expressions".into(),
@@ -33,7 +35,9 @@ impl TagFilter {
         for t in text.split("||") {
             let t = t.trim();
             if t.is_empty() {
-                return Err(ApogeeError::IllegalFilterExpression(format!("empty tag in {text:?}")));
+                return Err(ApogeeError::IllegalFilterExpression(format!(
+                    "empty tag in {text:?}"
+                )));
             }
             if t == "*" {
                 return Ok(TagFilter::All);
@@ -77,7 +81,13 @@ mod tests {
 
     #[test]
     fn sql_filters_are_refused() {
-        let e = FilterExpression { r#type: FilterType::Sql as i32, expression: "a > 1".into() };
-        assert_eq!(TagFilter::from_expression(Some(&e)).unwrap_err().code() as i32, 40010);
+        let e = FilterExpression {
+            r#type: FilterType::Sql as i32,
+            expression: "a > 1".into(),
+        };
+        assert_eq!(
+            TagFilter::from_expression(Some(&e)).unwrap_err().code() as i32,
+            40010
+        );
     }
 }

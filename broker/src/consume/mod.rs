@@ -16,7 +16,7 @@ pub mod state;
 
 pub use filter::TagFilter;
 pub use receipt::{Receipt, ReceiptSigner};
-pub use state::{ConsumeEngine, Delivery};
+pub use state::{ConsumeEngine, Delivery, PopRequest};
 
 #[cfg(test)]
 mod tests;

@@ -75,7 +75,9 @@ impl ReceiptSigner {
         if text.len() > MAX_HANDLE_LEN {
             return Err(invalid("receipt handle is too long"));
         }
-        let (payload_hex, mac_hex) = text.split_once('.').ok_or_else(|| invalid("malformed receipt handle"))?;
+        let (payload_hex, mac_hex) = text
+            .split_once('.')
+            .ok_or_else(|| invalid("malformed receipt handle"))?;
         let payload = hex::decode(payload_hex).map_err(|_| invalid("malformed receipt handle"))?;
         let mac = hex::decode(mac_hex).map_err(|_| invalid("malformed receipt handle"))?;
         if mac.len() != MAC_LEN || !constant_time_eq(&mac, &self.mac(&payload)) {
@@ -120,7 +122,13 @@ fn parse_payload(p: &[u8]) -> Option<Receipt> {
     }
     let group = strings.pop()?;
     let topic = strings.pop()?;
-    Some(Receipt { topic, group, queue_id, queue_offset, nonce })
+    Some(Receipt {
+        topic,
+        group,
+        queue_id,
+        queue_offset,
+        nonce,
+    })
 }
 
 #[cfg(test)]
@@ -128,7 +136,13 @@ mod tests {
     use super::*;
 
     fn sample() -> Receipt {
-        Receipt { topic: "orders".into(), group: "g1".into(), queue_id: 3, queue_offset: 42, nonce: 7 }
+        Receipt {
+            topic: "orders".into(),
+            group: "g1".into(),
+            queue_id: 3,
+            queue_offset: 42,
+            nonce: 7,
+        }
     }
 
     #[test]
@@ -154,7 +168,9 @@ mod tests {
         // Flip one payload nibble: the signature no longer matches.
         let mut bytes = text.into_bytes();
         bytes[3] = if bytes[3] == b'0' { b'1' } else { b'0' };
-        assert!(s.decode(std::str::from_utf8(&bytes).unwrap(), "g1").is_err());
+        assert!(s
+            .decode(std::str::from_utf8(&bytes).unwrap(), "g1")
+            .is_err());
         for junk in ["", "abc", "zz.zz", ".", &"a".repeat(2000)] {
             assert!(s.decode(junk, "g1").is_err(), "{junk}");
         }

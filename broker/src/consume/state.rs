@@ -101,8 +101,24 @@ struct QueueState {
 
 impl QueueState {
     fn committed(&self) -> u64 {
-        self.inflight.keys().next().copied().unwrap_or(self.pop_offset)
+        self.inflight
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.pop_offset)
     }
+}
+
+/// What a consumer asks to pop.
+#[derive(Clone, Copy, Debug)]
+pub struct PopRequest<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    /// Queues to pop from, in this order.
+    pub queue_ids: &'a [u32],
+    pub filter: &'a TagFilter,
+    pub max: usize,
+    pub invisible_ms: i64,
 }
 
 /// One message handed to a consumer.
@@ -141,8 +157,13 @@ impl ConsumeEngine {
             }
         };
         let mut queues: HashMap<QueueKey, QueueState> = HashMap::new();
-        for (key, value) in kv.scan(Cf::ConsumeState, b"", &[0xff], usize::MAX).map_err(internal)? {
-            let Some((&kind, rest)) = key.split_first() else { continue };
+        for (key, value) in kv
+            .scan(Cf::ConsumeState, b"", &[0xff], usize::MAX)
+            .map_err(internal)?
+        {
+            let Some((&kind, rest)) = key.split_first() else {
+                continue;
+            };
             let Some((qk, tail)) = QueueKey::parse(rest) else {
                 tracing::warn!("skipping unreadable consume-state key {key:?}");
                 continue;
@@ -155,7 +176,10 @@ impl ConsumeEngine {
                     }
                 }
                 b'i' => {
-                    let (Ok(off), Some(inf)) = (tail.try_into().map(u64::from_be_bytes), Inflight::decode(&value)) else {
+                    let (Ok(off), Some(inf)) = (
+                        tail.try_into().map(u64::from_be_bytes),
+                        Inflight::decode(&value),
+                    ) else {
                         continue;
                     };
                     state.inflight.insert(off, inf);
@@ -182,23 +206,30 @@ impl ConsumeEngine {
     }
 
     fn persist_queue(batch: &mut KvBatch, key: &QueueKey, state: &QueueState) {
-        batch.put(Cf::ConsumeState, key.pop_key(), state.pop_offset.to_be_bytes());
-        batch.put(Cf::ConsumerOffset, key.prefix(), state.committed().to_be_bytes());
+        batch.put(
+            Cf::ConsumeState,
+            key.pop_key(),
+            state.pop_offset.to_be_bytes(),
+        );
+        batch.put(
+            Cf::ConsumerOffset,
+            key.prefix(),
+            state.committed().to_be_bytes(),
+        );
     }
 
     /// Hands out up to `max` messages of `topic` to `group` from the given
     /// queues, in that order: first deliveries whose invisible time is over
     /// (attempt + 1), then new messages matching `filter`.
-    pub fn pop(
-        &self,
-        group: &str,
-        topic: &str,
-        queue_ids: &[u32],
-        filter: &TagFilter,
-        max: usize,
-        invisible_ms: i64,
-        now_ms: i64,
-    ) -> Result<Vec<Delivery>, ApogeeError> {
+    pub fn pop(&self, req: &PopRequest<'_>, now_ms: i64) -> Result<Vec<Delivery>, ApogeeError> {
+        let PopRequest {
+            group,
+            topic,
+            queue_ids,
+            filter,
+            max,
+            invisible_ms,
+        } = *req;
         let mut out = Vec::new();
         let mut batch = KvBatch::new();
         let mut queues = self.queues.lock();
@@ -206,9 +237,16 @@ impl ConsumeEngine {
             if out.len() >= max {
                 break;
             }
-            let key = QueueKey { group: group.into(), topic: topic.into(), queue_id };
+            let key = QueueKey {
+                group: group.into(),
+                topic: topic.into(),
+                queue_id,
+            };
             let (min, next) = self.store.queue_bounds(topic, queue_id).map_err(internal)?;
-            let state = queues.entry(key.clone()).or_insert_with(|| QueueState { pop_offset: min, ..Default::default() });
+            let state = queues.entry(key.clone()).or_insert_with(|| QueueState {
+                pop_offset: min,
+                ..Default::default()
+            });
             let before = (state.pop_offset, state.inflight.len());
 
             // Redeliveries first, oldest offset first.
@@ -259,9 +297,17 @@ impl ConsumeEngine {
                     if !filter.matches(message.msg.tag.as_deref()) {
                         continue;
                     }
-                    let f = Inflight { visible_at_ms: now_ms + invisible_ms, attempt: 1, nonce: rand::random() };
+                    let f = Inflight {
+                        visible_at_ms: now_ms + invisible_ms,
+                        attempt: 1,
+                        nonce: rand::random(),
+                    };
                     state.inflight.insert(e.queue_offset, f);
-                    batch.put(Cf::ConsumeState, key.inflight_key(e.queue_offset), f.encode());
+                    batch.put(
+                        Cf::ConsumeState,
+                        key.inflight_key(e.queue_offset),
+                        f.encode(),
+                    );
                     out.push(self.delivery(&key, message, f, invisible_ms));
                 }
             }
@@ -275,12 +321,26 @@ impl ConsumeEngine {
         Ok(out)
     }
 
-    fn read_one(&self, topic: &str, queue_id: u32, offset: u64) -> Result<Option<StoredMessage>, ApogeeError> {
-        let mut v = self.store.read_queue(topic, queue_id, offset, 1, usize::MAX).map_err(internal)?;
+    fn read_one(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+    ) -> Result<Option<StoredMessage>, ApogeeError> {
+        let mut v = self
+            .store
+            .read_queue(topic, queue_id, offset, 1, usize::MAX)
+            .map_err(internal)?;
         Ok(v.pop().filter(|m| m.queue_offset == offset))
     }
 
-    fn delivery(&self, key: &QueueKey, message: StoredMessage, f: Inflight, invisible_ms: i64) -> Delivery {
+    fn delivery(
+        &self,
+        key: &QueueKey,
+        message: StoredMessage,
+        f: Inflight,
+        invisible_ms: i64,
+    ) -> Delivery {
         Delivery {
             receipt_handle: self.handle(key, message.queue_offset, f.nonce),
             attempt: f.attempt + message.msg.reconsume_times,
@@ -305,10 +365,15 @@ impl ConsumeEngine {
                 r.topic
             )));
         }
-        let key = QueueKey { group: r.group.clone(), topic: r.topic.clone(), queue_id: r.queue_id };
+        let key = QueueKey {
+            group: r.group.clone(),
+            topic: r.topic.clone(),
+            queue_id: r.queue_id,
+        };
         let stale = || {
             ApogeeError::InvalidReceiptHandle(
-                "receipt handle is stale: the message was already acknowledged or delivered again".into(),
+                "receipt handle is stale: the message was already acknowledged or delivered again"
+                    .into(),
             )
         };
         let state = queues.get_mut(&key).ok_or_else(stale)?;
@@ -341,11 +406,18 @@ impl ConsumeEngine {
     ) -> Result<String, ApogeeError> {
         let mut queues = self.queues.lock();
         let (key, r, state) = Self::current(&mut queues, &self.signer, group, topic, handle)?;
-        let f = state.inflight.get_mut(&r.queue_offset).expect("checked by current");
+        let f = state
+            .inflight
+            .get_mut(&r.queue_offset)
+            .expect("checked by current");
         f.visible_at_ms = now_ms + invisible_ms;
         f.nonce = rand::random();
         let mut batch = KvBatch::new();
-        batch.put(Cf::ConsumeState, key.inflight_key(r.queue_offset), f.encode());
+        batch.put(
+            Cf::ConsumeState,
+            key.inflight_key(r.queue_offset),
+            f.encode(),
+        );
         let nonce = f.nonce;
         self.kv.write(batch).map_err(internal)?;
         Ok(self.handle(&key, r.queue_offset, nonce))
@@ -384,5 +456,10 @@ impl ConsumeEngine {
 /// Key of a consumer offset in `Cf::ConsumerOffset` (shared with the
 /// offset RPCs so both read and write the same entries).
 pub fn consumer_offset_key(group: &str, topic: &str, queue_id: u32) -> Vec<u8> {
-    QueueKey { group: group.into(), topic: topic.into(), queue_id }.prefix()
+    QueueKey {
+        group: group.into(),
+        topic: topic.into(),
+        queue_id,
+    }
+    .prefix()
 }

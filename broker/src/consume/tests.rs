@@ -29,25 +29,53 @@ async fn store_with(dir: &std::path::Path, msgs: Vec<NewMessage>) -> Arc<Message
     store
 }
 
+fn pr<'a>(
+    group: &'a str,
+    topic: &'a str,
+    queue_ids: &'a [u32],
+    filter: &'a TagFilter,
+    max: usize,
+    invisible_ms: i64,
+) -> PopRequest<'a> {
+    PopRequest {
+        group,
+        topic,
+        queue_ids,
+        filter,
+        max,
+        invisible_ms,
+    }
+}
+
 fn bodies(d: &[Delivery]) -> Vec<String> {
-    d.iter().map(|d| String::from_utf8(d.message.msg.body.clone()).unwrap()).collect()
+    d.iter()
+        .map(|d| String::from_utf8(d.message.msg.body.clone()).unwrap())
+        .collect()
 }
 
 #[tokio::test]
 async fn each_message_goes_to_one_receiver_of_a_group_and_to_every_group() {
     let dir = tempfile::tempdir().unwrap();
-    let msgs = (0..10).map(|i| message("t", i % 2, None, &format!("m{i}"))).collect();
+    let msgs = (0..10)
+        .map(|i| message("t", i % 2, None, &format!("m{i}")))
+        .collect();
     let store = store_with(dir.path(), msgs).await;
     let engine = ConsumeEngine::open(store).unwrap();
     let all = TagFilter::All;
-    let first = engine.pop("g", "t", &[0, 1], &all, 6, 30_000, 1_000).unwrap();
-    let second = engine.pop("g", "t", &[1, 0], &all, 6, 30_000, 1_000).unwrap();
+    let first = engine
+        .pop(&pr("g", "t", &[0, 1], &all, 6, 30_000), 1_000)
+        .unwrap();
+    let second = engine
+        .pop(&pr("g", "t", &[1, 0], &all, 6, 30_000), 1_000)
+        .unwrap();
     assert_eq!(first.len() + second.len(), 10);
     let mut seen: Vec<String> = bodies(&first).into_iter().chain(bodies(&second)).collect();
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 10, "no message twice within the group");
-    let other = engine.pop("other", "t", &[0, 1], &all, 32, 30_000, 1_000).unwrap();
+    let other = engine
+        .pop(&pr("other", "t", &[0, 1], &all, 32, 30_000), 1_000)
+        .unwrap();
     assert_eq!(other.len(), 10, "another group sees everything");
 }
 
@@ -56,27 +84,44 @@ async fn unacked_delivery_comes_back_after_its_invisible_time_with_attempt_2() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with(dir.path(), vec![message("t", 0, None, "a")]).await;
     let engine = ConsumeEngine::open(store).unwrap();
-    let d = engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 10_000).unwrap();
+    let d = engine
+        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 10_000)
+        .unwrap();
     assert_eq!(d[0].attempt, 1);
-    assert!(engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 14_999).unwrap().is_empty());
-    let again = engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 15_000).unwrap();
+    assert!(engine
+        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 14_999)
+        .unwrap()
+        .is_empty());
+    let again = engine
+        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 15_000)
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 2);
     // The first handle is stale now; the new one acks.
     let stale = engine.ack("g", "t", &d[0].receipt_handle).unwrap_err();
     assert!(matches!(stale, ApogeeError::InvalidReceiptHandle(_)));
     engine.ack("g", "t", &again[0].receipt_handle).unwrap();
-    assert!(engine.ack("g", "t", &again[0].receipt_handle).is_err(), "double ack is refused");
-    assert!(engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 100_000).unwrap().is_empty());
+    assert!(
+        engine.ack("g", "t", &again[0].receipt_handle).is_err(),
+        "double ack is refused"
+    );
+    assert!(engine
+        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 100_000)
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
 async fn acked_progress_and_inflight_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let msgs = (0..3).map(|i| message("t", 0, None, &format!("m{i}"))).collect();
+    let msgs = (0..3)
+        .map(|i| message("t", 0, None, &format!("m{i}")))
+        .collect();
     let store = store_with(dir.path(), msgs).await;
     let engine = ConsumeEngine::open(store.clone()).unwrap();
-    let d = engine.pop("g", "t", &[0], &TagFilter::All, 2, 5_000, 0).unwrap();
+    let d = engine
+        .pop(&pr("g", "t", &[0], &TagFilter::All, 2, 5_000), 0)
+        .unwrap();
     engine.ack("g", "t", &d[0].receipt_handle).unwrap();
     let handle = d[1].receipt_handle.clone();
     drop(engine);
@@ -87,7 +132,9 @@ async fn acked_progress_and_inflight_survive_reopen() {
     let engine = ConsumeEngine::open(store).unwrap();
     // The in-flight delivery's handle still works after the restart.
     engine.ack("g", "t", &handle).unwrap();
-    let rest = engine.pop("g", "t", &[0], &TagFilter::All, 10, 5_000, 1).unwrap();
+    let rest = engine
+        .pop(&pr("g", "t", &[0], &TagFilter::All, 10, 5_000), 1)
+        .unwrap();
     assert_eq!(bodies(&rest), vec!["m2"]);
 }
 
@@ -96,12 +143,21 @@ async fn handles_of_another_group_or_topic_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with(dir.path(), vec![message("t", 0, None, "a")]).await;
     let engine = ConsumeEngine::open(store).unwrap();
-    let d = engine.pop("g", "t", &[0], &TagFilter::All, 1, 5_000, 0).unwrap();
+    let d = engine
+        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 0)
+        .unwrap();
     assert!(engine.ack("g2", "t", &d[0].receipt_handle).is_err());
     assert!(engine.ack("g", "t2", &d[0].receipt_handle).is_err());
-    assert!(engine.change_invisible("g2", "t", &d[0].receipt_handle, 5_000, 0).is_err());
-    let fresh = engine.change_invisible("g", "t", &d[0].receipt_handle, 5_000, 0).unwrap();
-    assert!(engine.ack("g", "t", &d[0].receipt_handle).is_err(), "old handle is stale after a change");
+    assert!(engine
+        .change_invisible("g2", "t", &d[0].receipt_handle, 5_000, 0)
+        .is_err());
+    let fresh = engine
+        .change_invisible("g", "t", &d[0].receipt_handle, 5_000, 0)
+        .unwrap();
+    assert!(
+        engine.ack("g", "t", &d[0].receipt_handle).is_err(),
+        "old handle is stale after a change"
+    );
     engine.ack("g", "t", &fresh).unwrap();
 }
 
@@ -117,7 +173,12 @@ async fn tag_filter_skips_other_tags_for_good() {
     let store = store_with(dir.path(), msgs).await;
     let engine = ConsumeEngine::open(store).unwrap();
     let only_a = TagFilter::parse("A").unwrap();
-    let d = engine.pop("g", "t", &[0], &only_a, 10, 5_000, 0).unwrap();
+    let d = engine
+        .pop(&pr("g", "t", &[0], &only_a, 10, 5_000), 0)
+        .unwrap();
     assert_eq!(bodies(&d), vec!["a1", "a2"]);
-    assert!(engine.pop("g", "t", &[0], &TagFilter::All, 10, 5_000, 0).unwrap().is_empty());
+    assert!(engine
+        .pop(&pr("g", "t", &[0], &TagFilter::All, 10, 5_000), 0)
+        .unwrap()
+        .is_empty());
 }

@@ -17,10 +17,16 @@ impl AdminServer {
         AdminServer { broker }
     }
 
-    fn checked(&self, topic: Option<cluster::TopicConfig>) -> Result<cluster::TopicConfig, ApogeeError> {
+    fn checked(
+        &self,
+        topic: Option<cluster::TopicConfig>,
+    ) -> Result<cluster::TopicConfig, ApogeeError> {
         let topic = topic.ok_or_else(|| ApogeeError::BadRequest("topic is required".into()))?;
         if names::is_system_topic(&topic.name) {
-            return Err(ApogeeError::Forbidden(format!("{} is a system topic", topic.name)));
+            return Err(ApogeeError::Forbidden(format!(
+                "{} is a system topic",
+                topic.name
+            )));
         }
         normalize(topic, self.broker.config.default_queue_count)
     }
@@ -39,7 +45,9 @@ impl Admin for AdminServer {
         let config = self.checked(req.into_inner().topic)?;
         tracing::info!(topic = %config.name, queues = config.queue_count, "creating topic");
         self.broker.topics.create(config)?;
-        Ok(Response::new(cluster::CreateTopicResponse { broker_names: self.me() }))
+        Ok(Response::new(cluster::CreateTopicResponse {
+            broker_names: self.me(),
+        }))
     }
 
     async fn update_topic(
@@ -49,7 +57,9 @@ impl Admin for AdminServer {
         let config = self.checked(req.into_inner().topic)?;
         tracing::info!(topic = %config.name, queues = config.queue_count, "updating topic");
         self.broker.topics.update(config)?;
-        Ok(Response::new(cluster::UpdateTopicResponse { broker_names: self.me() }))
+        Ok(Response::new(cluster::UpdateTopicResponse {
+            broker_names: self.me(),
+        }))
     }
 
     async fn delete_topic(
@@ -63,11 +73,15 @@ impl Admin for AdminServer {
         tracing::info!(topic = %topic, "deleting topic");
         self.broker.topics.delete(&topic)?;
         self.broker.consume.forget_topic(&topic)?;
-        self.broker
-            .store
-            .purge_topic(&topic)
+        let store = self.broker.store.clone();
+        let name = topic.clone();
+        tokio::task::spawn_blocking(move || store.purge_topic(&name))
+            .await
+            .map_err(|e| ApogeeError::Internal(e.to_string()))?
             .map_err(|e| ApogeeError::Internal(format!("purging topic {topic}: {e}")))?;
-        Ok(Response::new(cluster::DeleteTopicResponse { broker_names: self.me() }))
+        Ok(Response::new(cluster::DeleteTopicResponse {
+            broker_names: self.me(),
+        }))
     }
 
     async fn list_topics(
@@ -81,7 +95,10 @@ impl Admin for AdminServer {
             .list()
             .into_iter()
             .filter(|t| include_system || !names::is_system_topic(&t.name))
-            .map(|config| cluster::TopicSummary { config: Some(config), broker_names: self.me() })
+            .map(|config| cluster::TopicSummary {
+                config: Some(config),
+                broker_names: self.me(),
+            })
             .collect();
         Ok(Response::new(cluster::ListTopicsResponse { topics }))
     }

@@ -7,9 +7,18 @@ use apogee_proto::v2::{self, DigestType, Encoding, MessageType};
 use std::time::Duration;
 
 /// The store record for a validated v2 message.
-pub fn to_new_message(m: &v2::Message, topic: &str, queue_id: u32, born_host_fallback: &str) -> NewMessage {
+pub fn to_new_message(
+    m: &v2::Message,
+    topic: &str,
+    queue_id: u32,
+    born_host_fallback: &str,
+) -> NewMessage {
     let sp = m.system_properties.clone().unwrap_or_default();
-    let born_host = if sp.born_host.is_empty() { born_host_fallback.to_string() } else { sp.born_host };
+    let born_host = if sp.born_host.is_empty() {
+        born_host_fallback.to_string()
+    } else {
+        sp.born_host
+    };
     NewMessage {
         topic: topic.to_string(),
         queue_id,
@@ -18,12 +27,20 @@ pub fn to_new_message(m: &v2::Message, topic: &str, queue_id: u32, born_host_fal
         keys: sp.keys,
         message_group: sp.message_group.filter(|g| !g.is_empty()),
         message_type: u8::try_from(sp.message_type).unwrap_or(MessageType::Normal as u8),
-        born_timestamp_ms: sp.born_timestamp.as_ref().map(timestamp_ms).unwrap_or_else(apogee_proto::time::now_ms),
+        born_timestamp_ms: sp
+            .born_timestamp
+            .as_ref()
+            .map(timestamp_ms)
+            .unwrap_or_else(apogee_proto::time::now_ms),
         born_host,
         delivery_timestamp_ms: sp.delivery_timestamp.as_ref().map(timestamp_ms),
         reconsume_times: 0,
         properties: {
-            let mut p: Vec<(String, String)> = m.user_properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut p: Vec<(String, String)> = m
+                .user_properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             p.sort();
             p
         },
@@ -76,7 +93,9 @@ pub fn delivery_to_v2(d: &Delivery, namespace: &str, store_host: &str) -> v2::Me
     if let Some(sp) = m.system_properties.as_mut() {
         sp.receipt_handle = Some(d.receipt_handle.clone());
         sp.delivery_attempt = Some(d.attempt as i32);
-        sp.invisible_duration = Some(duration(Duration::from_millis(d.invisible_ms.max(0) as u64)));
+        sp.invisible_duration = Some(duration(
+            Duration::from_millis(d.invisible_ms.max(0) as u64),
+        ));
     }
     m
 }

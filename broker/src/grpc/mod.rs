@@ -32,7 +32,26 @@ fn stream_of<T: Send + 'static>(items: Vec<T>) -> ResponseStream<T> {
 }
 
 fn peer_host<T>(req: &Request<T>) -> String {
-    req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+    req.remote_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// Milliseconds left before the client's gRPC deadline (`grpc-timeout`
+/// header: an integer and a unit H, M, S, m, u or n), if it sent one.
+fn deadline_ms<T>(req: &Request<T>) -> Option<i64> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: i64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => n.saturating_mul(3_600_000),
+        "M" => n.saturating_mul(60_000),
+        "S" => n.saturating_mul(1_000),
+        "m" => n,
+        "u" => n / 1_000,
+        "n" => n / 1_000_000,
+        _ => return None,
+    })
 }
 
 fn not_implemented(what: &str) -> v2::Status {
@@ -51,24 +70,44 @@ impl MessagingServer {
 
 #[tonic::async_trait]
 impl MessagingService for MessagingServer {
-    async fn query_route(&self, req: Request<v2::QueryRouteRequest>) -> Result<Response<v2::QueryRouteResponse>, Status> {
-        Ok(Response::new(self.broker.nameservers.query_route(req.into_inner()).await))
+    async fn query_route(
+        &self,
+        req: Request<v2::QueryRouteRequest>,
+    ) -> Result<Response<v2::QueryRouteResponse>, Status> {
+        Ok(Response::new(
+            self.broker.nameservers.query_route(req.into_inner()).await,
+        ))
     }
 
-    async fn heartbeat(&self, _req: Request<v2::HeartbeatRequest>) -> Result<Response<v2::HeartbeatResponse>, Status> {
-        Ok(Response::new(v2::HeartbeatResponse { status: Some(ok_status()) }))
+    async fn heartbeat(
+        &self,
+        _req: Request<v2::HeartbeatRequest>,
+    ) -> Result<Response<v2::HeartbeatResponse>, Status> {
+        Ok(Response::new(v2::HeartbeatResponse {
+            status: Some(ok_status()),
+        }))
     }
 
-    async fn send_message(&self, req: Request<v2::SendMessageRequest>) -> Result<Response<v2::SendMessageResponse>, Status> {
+    async fn send_message(
+        &self,
+        req: Request<v2::SendMessageRequest>,
+    ) -> Result<Response<v2::SendMessageResponse>, Status> {
         let peer = peer_host(&req);
-        Ok(Response::new(send::send_message(&self.broker, req.into_inner(), &peer).await))
+        Ok(Response::new(
+            send::send_message(&self.broker, req.into_inner(), &peer).await,
+        ))
     }
 
     async fn query_assignment(
         &self,
         req: Request<v2::QueryAssignmentRequest>,
     ) -> Result<Response<v2::QueryAssignmentResponse>, Status> {
-        Ok(Response::new(self.broker.nameservers.query_assignment(req.into_inner()).await))
+        Ok(Response::new(
+            self.broker
+                .nameservers
+                .query_assignment(req.into_inner())
+                .await,
+        ))
     }
 
     type ReceiveMessageStream = ResponseStream<v2::ReceiveMessageResponse>;
@@ -77,7 +116,8 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
-        let responses = match receive::plan_receive(&self.broker, req.get_ref()) {
+        let responses = match receive::plan_receive(&self.broker, req.get_ref(), deadline_ms(&req))
+        {
             Ok(plan) => receive::receive(&self.broker, plan).await,
             Err(e) => vec![v2::ReceiveMessageResponse {
                 content: Some(v2::receive_message_response::Content::Status(e.to_status())),
@@ -86,7 +126,10 @@ impl MessagingService for MessagingServer {
         Ok(Response::new(stream_of(responses)))
     }
 
-    async fn ack_message(&self, req: Request<v2::AckMessageRequest>) -> Result<Response<v2::AckMessageResponse>, Status> {
+    async fn ack_message(
+        &self,
+        req: Request<v2::AckMessageRequest>,
+    ) -> Result<Response<v2::AckMessageResponse>, Status> {
         Ok(Response::new(receive::ack(&self.broker, req.into_inner())))
     }
 
@@ -95,33 +138,61 @@ impl MessagingService for MessagingServer {
         _req: Request<v2::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<Response<v2::ForwardMessageToDeadLetterQueueResponse>, Status> {
         Ok(Response::new(v2::ForwardMessageToDeadLetterQueueResponse {
-            status: Some(not_implemented("ForwardMessageToDeadLetterQueue (dead-letter queues)")),
+            status: Some(not_implemented(
+                "ForwardMessageToDeadLetterQueue (dead-letter queues)",
+            )),
         }))
     }
 
     type PullMessageStream = ResponseStream<v2::PullMessageResponse>;
 
-    async fn pull_message(&self, req: Request<v2::PullMessageRequest>) -> Result<Response<Self::PullMessageStream>, Status> {
-        Ok(Response::new(stream_of(offsets::pull(&self.broker, req.into_inner()).await)))
+    async fn pull_message(
+        &self,
+        req: Request<v2::PullMessageRequest>,
+    ) -> Result<Response<Self::PullMessageStream>, Status> {
+        let deadline = deadline_ms(&req);
+        Ok(Response::new(stream_of(
+            offsets::pull(&self.broker, req.into_inner(), deadline).await,
+        )))
     }
 
-    async fn update_offset(&self, req: Request<v2::UpdateOffsetRequest>) -> Result<Response<v2::UpdateOffsetResponse>, Status> {
-        Ok(Response::new(offsets::update_offset(&self.broker, req.into_inner())))
+    async fn update_offset(
+        &self,
+        req: Request<v2::UpdateOffsetRequest>,
+    ) -> Result<Response<v2::UpdateOffsetResponse>, Status> {
+        Ok(Response::new(offsets::update_offset(
+            &self.broker,
+            req.into_inner(),
+        )))
     }
 
-    async fn get_offset(&self, req: Request<v2::GetOffsetRequest>) -> Result<Response<v2::GetOffsetResponse>, Status> {
-        Ok(Response::new(offsets::get_offset(&self.broker, req.into_inner())))
+    async fn get_offset(
+        &self,
+        req: Request<v2::GetOffsetRequest>,
+    ) -> Result<Response<v2::GetOffsetResponse>, Status> {
+        Ok(Response::new(offsets::get_offset(
+            &self.broker,
+            req.into_inner(),
+        )))
     }
 
-    async fn query_offset(&self, req: Request<v2::QueryOffsetRequest>) -> Result<Response<v2::QueryOffsetResponse>, Status> {
-        Ok(Response::new(offsets::query_offset(&self.broker, req.into_inner())))
+    async fn query_offset(
+        &self,
+        req: Request<v2::QueryOffsetRequest>,
+    ) -> Result<Response<v2::QueryOffsetResponse>, Status> {
+        Ok(Response::new(offsets::query_offset(
+            &self.broker,
+            req.into_inner(),
+        )))
     }
 
     async fn end_transaction(
         &self,
         _req: Request<v2::EndTransactionRequest>,
     ) -> Result<Response<v2::EndTransactionResponse>, Status> {
-        Ok(Response::new(v2::EndTransactionResponse { status: Some(not_implemented("EndTransaction (transactions)")) }))
+        Ok(Response::new(v2::EndTransactionResponse {
+            status: Some(not_implemented("EndTransaction (transactions)")),
+        }))
     }
 
     type TelemetryStream = ResponseStream<v2::TelemetryCommand>;
@@ -130,21 +201,29 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<Streaming<v2::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        Ok(Response::new(telemetry::serve(self.broker.limits.clone(), req.into_inner())))
+        Ok(Response::new(telemetry::serve(
+            self.broker.limits.clone(),
+            req.into_inner(),
+        )))
     }
 
     async fn notify_client_termination(
         &self,
         _req: Request<v2::NotifyClientTerminationRequest>,
     ) -> Result<Response<v2::NotifyClientTerminationResponse>, Status> {
-        Ok(Response::new(v2::NotifyClientTerminationResponse { status: Some(ok_status()) }))
+        Ok(Response::new(v2::NotifyClientTerminationResponse {
+            status: Some(ok_status()),
+        }))
     }
 
     async fn change_invisible_duration(
         &self,
         req: Request<v2::ChangeInvisibleDurationRequest>,
     ) -> Result<Response<v2::ChangeInvisibleDurationResponse>, Status> {
-        Ok(Response::new(receive::change_invisible(&self.broker, req.into_inner())))
+        Ok(Response::new(receive::change_invisible(
+            &self.broker,
+            req.into_inner(),
+        )))
     }
 
     async fn recall_message(
@@ -152,7 +231,9 @@ impl MessagingService for MessagingServer {
         _req: Request<v2::RecallMessageRequest>,
     ) -> Result<Response<v2::RecallMessageResponse>, Status> {
         Ok(Response::new(v2::RecallMessageResponse {
-            status: Some(not_implemented("RecallMessage (recalling delayed messages)")),
+            status: Some(not_implemented(
+                "RecallMessage (recalling delayed messages)",
+            )),
             ..Default::default()
         }))
     }
@@ -164,5 +245,49 @@ impl MessagingService for MessagingServer {
         Ok(Response::new(v2::SyncLiteSubscriptionResponse {
             status: Some(not_implemented("SyncLiteSubscription (lite topics)")),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header_is_read_in_every_unit() {
+        let with = |v: &str| {
+            let mut r = Request::new(());
+            r.metadata_mut().insert("grpc-timeout", v.parse().unwrap());
+            deadline_ms(&r)
+        };
+        assert_eq!(with("43000m"), Some(43_000));
+        assert_eq!(with("5S"), Some(5_000));
+        assert_eq!(with("2M"), Some(120_000));
+        assert_eq!(with("1500000u"), Some(1_500));
+        assert_eq!(with("bogus"), None);
+        assert_eq!(deadline_ms(&Request::new(())), None);
+    }
+
+    #[test]
+    fn long_polling_is_capped_by_the_maximum_and_the_client_deadline() {
+        let d = |ms: u64| apogee_proto::time::duration(std::time::Duration::from_millis(ms));
+        assert_eq!(
+            receive::long_polling_ms(Some(&d(40_000)), None).unwrap(),
+            30_000
+        );
+        assert_eq!(
+            receive::long_polling_ms(Some(&d(20_000)), Some(10_000)).unwrap(),
+            9_500
+        );
+        assert_eq!(receive::long_polling_ms(None, None).unwrap(), 0);
+        let negative = prost_types::Duration {
+            seconds: -1,
+            nanos: 0,
+        };
+        assert_eq!(
+            receive::long_polling_ms(Some(&negative), None)
+                .unwrap_err()
+                .code() as i32,
+            40018
+        );
     }
 }

@@ -7,7 +7,7 @@ use crate::consume::{state::consumer_offset_key, TagFilter};
 use crate::server::Broker;
 use crate::store::{Cf, KvBatch};
 use apogee_proto::error::ok_status;
-use apogee_proto::time::{duration_ms, timestamp_ms};
+use apogee_proto::time::timestamp_ms;
 use apogee_proto::v2::{self, pull_message_response::Content, QueryOffsetPolicy};
 use apogee_proto::{limits, ApogeeError};
 use std::time::Duration;
@@ -19,9 +19,16 @@ fn internal(e: crate::store::StoreError) -> ApogeeError {
 /// Topic name and queue id of a request's queue, checked against the topic.
 fn queue_of(broker: &Broker, mq: Option<&v2::MessageQueue>) -> Result<(String, u32), ApogeeError> {
     let mq = mq.ok_or_else(|| ApogeeError::BadRequest("message_queue is required".into()))?;
-    let topic = mq.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+    let topic = mq
+        .topic
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
     limits::validate_topic(&topic)?;
-    let config = broker.topics.get(&topic).ok_or_else(|| ApogeeError::TopicNotFound(topic.clone()))?;
+    let config = broker
+        .topics
+        .get(&topic)
+        .ok_or_else(|| ApogeeError::TopicNotFound(topic.clone()))?;
     if mq.id < 0 || mq.id >= config.queue_count {
         return Err(ApogeeError::BadRequest(format!(
             "queue {} does not exist; topic {topic} has {} queues",
@@ -37,19 +44,29 @@ fn group_of(g: Option<&v2::Resource>) -> Result<String, ApogeeError> {
     Ok(group)
 }
 
-pub async fn pull(broker: &Broker, req: v2::PullMessageRequest) -> Vec<v2::PullMessageResponse> {
-    let status = |s: v2::Status| v2::PullMessageResponse { content: Some(Content::Status(s)) };
+pub async fn pull(
+    broker: &Broker,
+    req: v2::PullMessageRequest,
+    deadline_ms: Option<i64>,
+) -> Vec<v2::PullMessageResponse> {
+    let status = |s: v2::Status| v2::PullMessageResponse {
+        content: Some(Content::Status(s)),
+    };
     let plan = (|| {
         group_of(req.group.as_ref())?;
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
         let filter = TagFilter::from_expression(req.filter_expression.as_ref())?;
-        let batch = if req.batch_size <= 0 { 32 } else { req.batch_size.min(limits::MAX_RECEIVE_BATCH) } as usize;
-        let wait = req.long_polling_timeout.as_ref().map(duration_ms).unwrap_or(0);
-        if !(0..=limits::MAX_LONG_POLLING_MS).contains(&wait) {
-            return Err(ApogeeError::IllegalPollingTime(format!("{wait} ms is out of range")));
-        }
+        let batch = if req.batch_size <= 0 {
+            32
+        } else {
+            req.batch_size.min(limits::MAX_RECEIVE_BATCH)
+        } as usize;
+        let wait = super::receive::long_polling_ms(req.long_polling_timeout.as_ref(), deadline_ms)?;
         if req.offset < 0 {
-            return Err(ApogeeError::IllegalOffset(format!("offset {} is negative", req.offset)));
+            return Err(ApogeeError::IllegalOffset(format!(
+                "offset {} is negative",
+                req.offset
+            )));
         }
         Ok((topic, queue, filter, batch, wait))
     })();
@@ -75,14 +92,23 @@ pub async fn pull(broker: &Broker, req: v2::PullMessageRequest) -> Vec<v2::PullM
         };
         let offset = req.offset as u64;
         if offset > next {
-            return vec![status(ApogeeError::IllegalOffset(format!("offset {offset} is beyond the queue end {next}")).to_status())];
+            return vec![status(
+                ApogeeError::IllegalOffset(format!(
+                    "offset {offset} is beyond the queue end {next}"
+                ))
+                .to_status(),
+            )];
         }
         let from = offset.max(min);
         if from < next {
-            let messages = match broker.store.read_queue(&topic, queue, from, batch, limits::MAX_BATCH_BYTES) {
-                Ok(m) => m,
-                Err(e) => return vec![status(internal(e).to_status())],
-            };
+            let messages =
+                match broker
+                    .store
+                    .read_queue(&topic, queue, from, batch, limits::MAX_BATCH_BYTES)
+                {
+                    Ok(m) => m,
+                    Err(e) => return vec![status(internal(e).to_status())],
+                };
             let next_offset = messages.last().map(|m| m.queue_offset + 1).unwrap_or(from);
             let mut out: Vec<_> = messages
                 .iter()
@@ -91,15 +117,22 @@ pub async fn pull(broker: &Broker, req: v2::PullMessageRequest) -> Vec<v2::PullM
                     content: Some(Content::Message(to_v2_message(m, &namespace, &store_host))),
                 })
                 .collect();
-            out.push(v2::PullMessageResponse { content: Some(Content::NextOffset(next_offset as i64)) });
+            out.push(v2::PullMessageResponse {
+                content: Some(Content::NextOffset(next_offset as i64)),
+            });
             out.push(status(ok_status()));
             return out;
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() || broker.shutting_down() {
             return vec![
-                v2::PullMessageResponse { content: Some(Content::NextOffset(from as i64)) },
-                status(ApogeeError::MessageNotFound("no message at or after the offset".into()).to_status()),
+                v2::PullMessageResponse {
+                    content: Some(Content::NextOffset(from as i64)),
+                },
+                status(
+                    ApogeeError::MessageNotFound("no message at or after the offset".into())
+                        .to_status(),
+                ),
             ];
         }
         let _ = tokio::time::timeout(left, appended).await;
@@ -112,13 +145,26 @@ pub fn update_offset(broker: &Broker, req: v2::UpdateOffsetRequest) -> v2::Updat
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
         let (_, next) = broker.store.queue_bounds(&topic, queue).map_err(internal)?;
         if req.offset < 0 || req.offset as u64 > next {
-            return Err(ApogeeError::IllegalOffset(format!("offset {} is outside 0..={next}", req.offset)));
+            return Err(ApogeeError::IllegalOffset(format!(
+                "offset {} is outside 0..={next}",
+                req.offset
+            )));
         }
         let mut b = KvBatch::new();
-        b.put(Cf::ConsumerOffset, consumer_offset_key(&group, &topic, queue), (req.offset as u64).to_be_bytes());
+        b.put(
+            Cf::ConsumerOffset,
+            consumer_offset_key(&group, &topic, queue),
+            (req.offset as u64).to_be_bytes(),
+        );
         broker.store.kv().write(b).map_err(internal)
     })();
-    v2::UpdateOffsetResponse { status: Some(result.map(|_| ok_status()).unwrap_or_else(|e| e.to_status())) }
+    v2::UpdateOffsetResponse {
+        status: Some(
+            result
+                .map(|_| ok_status())
+                .unwrap_or_else(|e| e.to_status()),
+        ),
+    }
 }
 
 pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetResponse {
@@ -128,15 +174,28 @@ pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetRe
         let stored = broker
             .store
             .kv()
-            .get(Cf::ConsumerOffset, &consumer_offset_key(&group, &topic, queue))
+            .get(
+                Cf::ConsumerOffset,
+                &consumer_offset_key(&group, &topic, queue),
+            )
             .map_err(internal)?;
         stored
             .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
-            .ok_or_else(|| ApogeeError::OffsetNotFound(format!("group {group} has no offset for {topic} queue {queue}")))
+            .ok_or_else(|| {
+                ApogeeError::OffsetNotFound(format!(
+                    "group {group} has no offset for {topic} queue {queue}"
+                ))
+            })
     })();
     match result {
-        Ok(o) => v2::GetOffsetResponse { status: Some(ok_status()), offset: o as i64 },
-        Err(e) => v2::GetOffsetResponse { status: Some(e.to_status()), offset: 0 },
+        Ok(o) => v2::GetOffsetResponse {
+            status: Some(ok_status()),
+            offset: o as i64,
+        },
+        Err(e) => v2::GetOffsetResponse {
+            status: Some(e.to_status()),
+            offset: 0,
+        },
     }
 }
 
@@ -144,21 +203,30 @@ pub fn query_offset(broker: &Broker, req: v2::QueryOffsetRequest) -> v2::QueryOf
     let result = (|| {
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
         let (min, next) = broker.store.queue_bounds(&topic, queue).map_err(internal)?;
-        match QueryOffsetPolicy::try_from(req.query_offset_policy).unwrap_or(QueryOffsetPolicy::Beginning) {
+        match QueryOffsetPolicy::try_from(req.query_offset_policy)
+            .unwrap_or(QueryOffsetPolicy::Beginning)
+        {
             QueryOffsetPolicy::Beginning => Ok(min),
             QueryOffsetPolicy::End => Ok(next),
             QueryOffsetPolicy::Timestamp => {
-                let ts = req
-                    .timestamp
-                    .as_ref()
-                    .map(timestamp_ms)
-                    .ok_or_else(|| ApogeeError::BadRequest("timestamp policy needs a timestamp".into()))?;
-                broker.store.queue_offset_for_time(&topic, queue, ts).map_err(internal)
+                let ts = req.timestamp.as_ref().map(timestamp_ms).ok_or_else(|| {
+                    ApogeeError::BadRequest("timestamp policy needs a timestamp".into())
+                })?;
+                broker
+                    .store
+                    .queue_offset_for_time(&topic, queue, ts)
+                    .map_err(internal)
             }
         }
     })();
     match result {
-        Ok(o) => v2::QueryOffsetResponse { status: Some(ok_status()), offset: o as i64 },
-        Err(e) => v2::QueryOffsetResponse { status: Some(e.to_status()), offset: 0 },
+        Ok(o) => v2::QueryOffsetResponse {
+            status: Some(ok_status()),
+            offset: o as i64,
+        },
+        Err(e) => v2::QueryOffsetResponse {
+            status: Some(e.to_status()),
+            offset: 0,
+        },
     }
 }

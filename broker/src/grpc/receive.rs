@@ -2,7 +2,7 @@
 //! the consumer side of the v2 protocol over the consume engine.
 
 use super::convert::delivery_to_v2;
-use crate::consume::TagFilter;
+use crate::consume::{PopRequest, TagFilter};
 use crate::server::Broker;
 use apogee_proto::error::ok_status;
 use apogee_proto::time::{duration_ms, now_ms};
@@ -26,8 +26,18 @@ pub struct ReceivePlan {
 /// Default batch when the client leaves it 0.
 const DEFAULT_RECEIVE_BATCH: i32 = 32;
 
-pub fn plan_receive(broker: &Broker, req: &v2::ReceiveMessageRequest) -> Result<ReceivePlan, ApogeeError> {
-    let group = req.group.as_ref().map(|g| g.name.clone()).unwrap_or_default();
+/// Validates a receive request. `deadline_ms` is the time the client's
+/// gRPC deadline leaves (if it sent one): long polling ends well before it.
+pub fn plan_receive(
+    broker: &Broker,
+    req: &v2::ReceiveMessageRequest,
+    deadline_ms: Option<i64>,
+) -> Result<ReceivePlan, ApogeeError> {
+    let group = req
+        .group
+        .as_ref()
+        .map(|g| g.name.clone())
+        .unwrap_or_default();
     limits::validate_group(&group)?;
     let mq = req
         .message_queue
@@ -39,11 +49,19 @@ pub fn plan_receive(broker: &Broker, req: &v2::ReceiveMessageRequest) -> Result<
         .topics
         .get(&topic_res.name)
         .ok_or_else(|| ApogeeError::TopicNotFound(topic_res.name.clone()))?;
-    if config.permission == Permission::Write as i32 || config.permission == Permission::None as i32 {
-        return Err(ApogeeError::Forbidden(format!("topic {} is not readable on this broker", topic_res.name)));
+    if config.permission == Permission::Write as i32 || config.permission == Permission::None as i32
+    {
+        return Err(ApogeeError::Forbidden(format!(
+            "topic {} is not readable on this broker",
+            topic_res.name
+        )));
     }
     let filter = TagFilter::from_expression(req.filter_expression.as_ref())?;
-    let batch = if req.batch_size == 0 { DEFAULT_RECEIVE_BATCH } else { req.batch_size };
+    let batch = if req.batch_size == 0 {
+        DEFAULT_RECEIVE_BATCH
+    } else {
+        req.batch_size
+    };
     if !(1..=limits::MAX_RECEIVE_BATCH).contains(&batch) {
         return Err(ApogeeError::BadRequest(format!(
             "batch size {batch} is outside 1..={}",
@@ -54,7 +72,9 @@ pub fn plan_receive(broker: &Broker, req: &v2::ReceiveMessageRequest) -> Result<
         .invisible_duration
         .as_ref()
         .map(duration_ms)
-        .ok_or_else(|| ApogeeError::IllegalInvisibleTime("invisible_duration is required".into()))?;
+        .ok_or_else(|| {
+            ApogeeError::IllegalInvisibleTime("invisible_duration is required".into())
+        })?;
     if !(limits::MIN_INVISIBLE_MS..=limits::MAX_INVISIBLE_MS).contains(&invisible_ms) {
         return Err(ApogeeError::IllegalInvisibleTime(format!(
             "{invisible_ms} ms is outside {}..={} ms",
@@ -62,15 +82,13 @@ pub fn plan_receive(broker: &Broker, req: &v2::ReceiveMessageRequest) -> Result<
             limits::MAX_INVISIBLE_MS
         )));
     }
-    let long_polling_ms = req.long_polling_timeout.as_ref().map(duration_ms).unwrap_or(0);
-    if !(0..=limits::MAX_LONG_POLLING_MS).contains(&long_polling_ms) {
-        return Err(ApogeeError::IllegalPollingTime(format!(
-            "{long_polling_ms} ms is outside 0..={} ms",
-            limits::MAX_LONG_POLLING_MS
-        )));
-    }
+    let long_polling_ms = long_polling_ms(req.long_polling_timeout.as_ref(), deadline_ms)?;
     let count = config.queue_count.max(0) as u32;
-    let first = if (0..config.queue_count).contains(&mq.id) { mq.id as u32 } else { 0 };
+    let first = if (0..config.queue_count).contains(&mq.id) {
+        mq.id as u32
+    } else {
+        0
+    };
     let queues = (0..count).map(|i| (first + i) % count).collect();
     Ok(ReceivePlan {
         group,
@@ -82,6 +100,27 @@ pub fn plan_receive(broker: &Broker, req: &v2::ReceiveMessageRequest) -> Result<
         invisible_ms,
         long_polling_ms,
     })
+}
+
+/// How long a request may long-poll: what the client asked for, shortened
+/// to the server's maximum and to the client's gRPC deadline less a margin
+/// (the answer must reach the client before it gives up). Negative is refused.
+pub fn long_polling_ms(
+    asked: Option<&prost_types::Duration>,
+    deadline_ms: Option<i64>,
+) -> Result<i64, ApogeeError> {
+    const DEADLINE_MARGIN_MS: i64 = 500;
+    let asked = asked.map(duration_ms).unwrap_or(0);
+    if asked < 0 {
+        return Err(ApogeeError::IllegalPollingTime(format!(
+            "long-polling time {asked} ms is negative"
+        )));
+    }
+    let mut granted = asked.min(limits::MAX_LONG_POLLING_MS);
+    if let Some(d) = deadline_ms {
+        granted = granted.min((d - DEADLINE_MARGIN_MS).max(0));
+    }
+    Ok(granted)
 }
 
 /// Pops for a plan, waiting up to its long-polling time for messages to
@@ -96,22 +135,26 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
         tokio::pin!(appended);
         appended.as_mut().enable();
         let now = now_ms();
-        let popped = broker.consume.pop(
-            &plan.group,
-            &plan.topic,
-            &plan.queues,
-            &plan.filter,
-            plan.batch,
-            plan.invisible_ms,
-            now,
-        );
+        let request = PopRequest {
+            group: &plan.group,
+            topic: &plan.topic,
+            queue_ids: &plan.queues,
+            filter: &plan.filter,
+            max: plan.batch,
+            invisible_ms: plan.invisible_ms,
+        };
+        let popped = broker.consume.pop(&request, now);
         match popped {
             Err(e) => return vec![status_response(e.to_status())],
             Ok(d) if !d.is_empty() => {
                 let mut out: Vec<_> = d
                     .iter()
                     .map(|d| v2::ReceiveMessageResponse {
-                        content: Some(Content::Message(delivery_to_v2(d, &plan.namespace, &store_host))),
+                        content: Some(Content::Message(delivery_to_v2(
+                            d,
+                            &plan.namespace,
+                            &store_host,
+                        ))),
                     })
                     .collect();
                 out.push(status_response(ok_status()));
@@ -122,7 +165,8 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() || broker.shutting_down() {
             return vec![status_response(
-                ApogeeError::MessageNotFound("no new message within the long-polling time".into()).to_status(),
+                ApogeeError::MessageNotFound("no new message within the long-polling time".into())
+                    .to_status(),
             )];
         }
         // Wake for an append, a redelivery coming due, or the deadline.
@@ -135,10 +179,15 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
 }
 
 fn status_response(status: v2::Status) -> v2::ReceiveMessageResponse {
-    v2::ReceiveMessageResponse { content: Some(Content::Status(status)) }
+    v2::ReceiveMessageResponse {
+        content: Some(Content::Status(status)),
+    }
 }
 
-fn group_and_topic(group: Option<&v2::Resource>, topic: Option<&v2::Resource>) -> Result<(String, String), ApogeeError> {
+fn group_and_topic(
+    group: Option<&v2::Resource>,
+    topic: Option<&v2::Resource>,
+) -> Result<(String, String), ApogeeError> {
     let group = group.map(|g| g.name.clone()).unwrap_or_default();
     limits::validate_group(&group)?;
     let topic = topic.map(|t| t.name.clone()).unwrap_or_default();
@@ -161,12 +210,18 @@ pub fn ack(broker: &Broker, req: v2::AckMessageRequest) -> v2::AckMessageRespons
         Ok(gt) => gt,
         Err(e) => {
             let s = e.to_status();
-            return v2::AckMessageResponse { status: Some(s.clone()), entries: entries_of(&s) };
+            return v2::AckMessageResponse {
+                status: Some(s.clone()),
+                entries: entries_of(&s),
+            };
         }
     };
     if req.entries.is_empty() {
         let s = ApogeeError::BadRequest("no entries to acknowledge".into()).to_status();
-        return v2::AckMessageResponse { status: Some(s), entries: vec![] };
+        return v2::AckMessageResponse {
+            status: Some(s),
+            entries: vec![],
+        };
     }
     let entries: Vec<v2::AckMessageResultEntry> = req
         .entries
@@ -174,40 +229,65 @@ pub fn ack(broker: &Broker, req: v2::AckMessageRequest) -> v2::AckMessageRespons
         .map(|e| v2::AckMessageResultEntry {
             message_id: e.message_id.clone(),
             receipt_handle: e.receipt_handle.clone(),
-            status: Some(match broker.consume.ack(&group, &topic, &e.receipt_handle) {
-                Ok(()) => ok_status(),
-                Err(err) => err.to_status(),
-            }),
+            status: Some(
+                match broker.consume.ack(&group, &topic, &e.receipt_handle) {
+                    Ok(()) => ok_status(),
+                    Err(err) => err.to_status(),
+                },
+            ),
         })
         .collect();
-    v2::AckMessageResponse { status: Some(overall(entries.iter().filter_map(|e| e.status.as_ref()))), entries }
+    v2::AckMessageResponse {
+        status: Some(overall(entries.iter().filter_map(|e| e.status.as_ref()))),
+        entries,
+    }
 }
 
 /// One status for many: the common one, or MULTIPLE_RESULTS when they differ.
 fn overall<'a>(mut statuses: impl Iterator<Item = &'a v2::Status>) -> v2::Status {
-    let Some(first) = statuses.next() else { return ok_status() };
+    let Some(first) = statuses.next() else {
+        return ok_status();
+    };
     if statuses.all(|s| s.code == first.code) {
         first.clone()
     } else {
-        v2::Status { code: v2::Code::MultipleResults as i32, message: "entries have different results".into() }
+        v2::Status {
+            code: v2::Code::MultipleResults as i32,
+            message: "entries have different results".into(),
+        }
     }
 }
 
-pub fn change_invisible(broker: &Broker, req: v2::ChangeInvisibleDurationRequest) -> v2::ChangeInvisibleDurationResponse {
+pub fn change_invisible(
+    broker: &Broker,
+    req: v2::ChangeInvisibleDurationRequest,
+) -> v2::ChangeInvisibleDurationResponse {
     let result = (|| {
         let (group, topic) = group_and_topic(req.group.as_ref(), req.topic.as_ref())?;
         let ms = req
             .invisible_duration
             .as_ref()
             .map(duration_ms)
-            .ok_or_else(|| ApogeeError::IllegalInvisibleTime("invisible_duration is required".into()))?;
+            .ok_or_else(|| {
+                ApogeeError::IllegalInvisibleTime("invisible_duration is required".into())
+            })?;
         if !(limits::MIN_INVISIBLE_MS..=limits::MAX_INVISIBLE_MS).contains(&ms) {
-            return Err(ApogeeError::IllegalInvisibleTime(format!("{ms} ms is out of range")));
+            return Err(ApogeeError::IllegalInvisibleTime(format!(
+                "{ms} ms is out of range"
+            )));
         }
-        broker.consume.change_invisible(&group, &topic, &req.receipt_handle, ms, now_ms())
+        broker
+            .consume
+            .change_invisible(&group, &topic, &req.receipt_handle, ms, now_ms())
     })();
     match result {
-        Ok(handle) => v2::ChangeInvisibleDurationResponse { status: Some(ok_status()), receipt_handle: handle },
-        Err(e) => v2::ChangeInvisibleDurationResponse { status: Some(e.to_status()), receipt_handle: String::new() },
+        Ok(handle) => v2::ChangeInvisibleDurationResponse {
+            status: Some(ok_status()),
+            receipt_handle: handle,
+        },
+        Err(e) => v2::ChangeInvisibleDurationResponse {
+            status: Some(e.to_status()),
+            receipt_handle: String::new(),
+        },
     }
 }

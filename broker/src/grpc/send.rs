@@ -9,11 +9,21 @@ use apogee_proto::v2::{self, MessageType, Permission};
 use apogee_proto::{limits, message_id, names, ApogeeError};
 
 /// Checks one message; returns its topic, queue and store record.
-fn validate(broker: &Broker, m: &v2::Message, peer: &str) -> Result<crate::store::NewMessage, ApogeeError> {
-    let topic = m.topic.as_ref().map(|t| t.name.as_str()).unwrap_or_default();
+fn validate(
+    broker: &Broker,
+    m: &v2::Message,
+    peer: &str,
+) -> Result<crate::store::NewMessage, ApogeeError> {
+    let topic = m
+        .topic
+        .as_ref()
+        .map(|t| t.name.as_str())
+        .unwrap_or_default();
     limits::validate_topic(topic)?;
     if names::is_system_topic(topic) {
-        return Err(ApogeeError::Forbidden(format!("topic {topic} is a system topic; clients cannot write it")));
+        return Err(ApogeeError::Forbidden(format!(
+            "topic {topic} is a system topic; clients cannot write it"
+        )));
     }
     let sp = m
         .system_properties
@@ -40,7 +50,11 @@ fn validate(broker: &Broker, m: &v2::Message, peer: &str) -> Result<crate::store
             limits::MAX_PROPERTY_COUNT
         )));
     }
-    let props_bytes: usize = m.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+    let props_bytes: usize = m
+        .user_properties
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum::<usize>()
         + sp.keys.iter().map(String::len).sum::<usize>()
         + sp.tag.as_ref().map_or(0, String::len);
     if props_bytes > limits::MAX_PROPERTIES_BYTES {
@@ -49,8 +63,14 @@ fn validate(broker: &Broker, m: &v2::Message, peer: &str) -> Result<crate::store
             limits::MAX_PROPERTIES_BYTES
         )));
     }
-    if let Some(k) = m.user_properties.keys().find(|k| k.is_empty() || k.chars().any(char::is_control)) {
-        return Err(ApogeeError::IllegalProperty(format!("property key {k:?} is empty or has control characters")));
+    if let Some(k) = m
+        .user_properties
+        .keys()
+        .find(|k| k.is_empty() || k.chars().any(char::is_control))
+    {
+        return Err(ApogeeError::IllegalProperty(format!(
+            "property key {k:?} is empty or has control characters"
+        )));
     }
 
     let message_type = MessageType::try_from(sp.message_type).unwrap_or(MessageType::Unspecified);
@@ -71,13 +91,22 @@ fn validate(broker: &Broker, m: &v2::Message, peer: &str) -> Result<crate::store
         _ => {}
     }
 
-    let config = broker
-        .topics
-        .for_send(topic, broker.config.auto_create_topics, broker.config.default_queue_count)?;
-    if config.permission == Permission::Read as i32 || config.permission == Permission::None as i32 {
-        return Err(ApogeeError::Forbidden(format!("topic {topic} is not writable on this broker")));
+    let config = broker.topics.for_send(
+        topic,
+        broker.config.auto_create_topics,
+        broker.config.default_queue_count,
+    )?;
+    if config.permission == Permission::Read as i32 || config.permission == Permission::None as i32
+    {
+        return Err(ApogeeError::Forbidden(format!(
+            "topic {topic} is not writable on this broker"
+        )));
     }
-    let effective_type = if message_type == MessageType::Unspecified { MessageType::Normal } else { message_type };
+    let effective_type = if message_type == MessageType::Unspecified {
+        MessageType::Normal
+    } else {
+        message_type
+    };
     if !config.message_types.contains(&(effective_type as i32)) {
         return Err(ApogeeError::MessageTypeConflict(format!(
             "topic {topic} does not accept {} messages",
@@ -85,7 +114,9 @@ fn validate(broker: &Broker, m: &v2::Message, peer: &str) -> Result<crate::store
         )));
     }
     if message_type == MessageType::Fifo && sp.message_group.as_deref().unwrap_or("").is_empty() {
-        return Err(ApogeeError::IllegalMessageGroup("FIFO messages need a message group".into()));
+        return Err(ApogeeError::IllegalMessageGroup(
+            "FIFO messages need a message group".into(),
+        ));
     }
     let queue_id = sp.queue_id;
     if queue_id < 0 || queue_id >= config.queue_count {
@@ -107,7 +138,11 @@ fn refuse_all(messages: &[v2::Message], e: &ApogeeError) -> v2::SendMessageRespo
             .iter()
             .map(|m| v2::SendResultEntry {
                 status: Some(status.clone()),
-                message_id: m.system_properties.as_ref().map(|s| s.message_id.clone()).unwrap_or_default(),
+                message_id: m
+                    .system_properties
+                    .as_ref()
+                    .map(|s| s.message_id.clone())
+                    .unwrap_or_default(),
                 transaction_id: String::new(),
                 offset: 0,
                 ..Default::default()
@@ -116,10 +151,17 @@ fn refuse_all(messages: &[v2::Message], e: &ApogeeError) -> v2::SendMessageRespo
     }
 }
 
-pub async fn send_message(broker: &Broker, req: v2::SendMessageRequest, peer: &str) -> v2::SendMessageResponse {
+pub async fn send_message(
+    broker: &Broker,
+    req: v2::SendMessageRequest,
+    peer: &str,
+) -> v2::SendMessageResponse {
     let messages = req.messages;
     if messages.is_empty() {
-        return refuse_all(&messages, &ApogeeError::BadRequest("no messages in the request".into()));
+        return refuse_all(
+            &messages,
+            &ApogeeError::BadRequest("no messages in the request".into()),
+        );
     }
     if messages.len() > limits::MAX_BATCH_MESSAGES {
         let e = ApogeeError::PayloadTooLarge(format!(
@@ -146,29 +188,32 @@ pub async fn send_message(broker: &Broker, req: v2::SendMessageRequest, peer: &s
     }
     let ids: Vec<String> = records.iter().map(|r| r.message_id.clone()).collect();
     match broker.store.append(records).await {
-        Ok(results) => {
-            v2::SendMessageResponse {
-                status: Some(ok_status()),
-                entries: ids
-                    .into_iter()
-                    .zip(results)
-                    .map(|(message_id, r)| v2::SendResultEntry {
-                        status: Some(ok_status()),
-                        message_id,
-                        transaction_id: String::new(),
-                        offset: r.queue_offset as i64,
-                        ..Default::default()
-                    })
-                    .collect(),
-            }
-        }
+        Ok(results) => v2::SendMessageResponse {
+            status: Some(ok_status()),
+            entries: ids
+                .into_iter()
+                .zip(results)
+                .map(|(message_id, r)| v2::SendResultEntry {
+                    status: Some(ok_status()),
+                    message_id,
+                    transaction_id: String::new(),
+                    offset: r.queue_offset as i64,
+                    ..Default::default()
+                })
+                .collect(),
+        },
         Err(crate::store::StoreError::MessageTooLarge { size, max }) => refuse_all(
             &messages,
-            &ApogeeError::PayloadTooLarge(format!("a record of {size} bytes exceeds the store limit of {max} bytes")),
+            &ApogeeError::PayloadTooLarge(format!(
+                "a record of {size} bytes exceeds the store limit of {max} bytes"
+            )),
         ),
         Err(e) => {
             tracing::error!("append failed: {e}");
-            refuse_all(&messages, &ApogeeError::Internal(format!("could not store the messages: {e}")))
+            refuse_all(
+                &messages,
+                &ApogeeError::Internal(format!("could not store the messages: {e}")),
+            )
         }
     }
 }

@@ -10,7 +10,10 @@ use apogee_proto::v2::{telemetry_command::Command, TelemetryCommand};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
-pub fn serve(limits: ServerLimits, mut inbound: Streaming<TelemetryCommand>) -> ResponseStream<TelemetryCommand> {
+pub fn serve(
+    limits: ServerLimits,
+    mut inbound: Streaming<TelemetryCommand>,
+) -> ResponseStream<TelemetryCommand> {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
         while let Some(Ok(cmd)) = inbound.next().await {

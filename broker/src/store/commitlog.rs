@@ -49,7 +49,12 @@ impl Segment {
     fn open(path: PathBuf, base: u64) -> Result<Self, StoreError> {
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let len = file.metadata()?.len();
-        Ok(Segment { base, path, file, len: AtomicU64::new(len) })
+        Ok(Segment {
+            base,
+            path,
+            file,
+            len: AtomicU64::new(len),
+        })
     }
 
     pub fn base(&self) -> u64 {
@@ -124,7 +129,11 @@ impl CommitLog {
         }
         if segments.is_empty() {
             let path = dir.join(segment_file_name(0));
-            OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
             sync_dir(dir)?;
             segments.insert(0, Arc::new(Segment::open(path, 0)?));
         }
@@ -187,7 +196,10 @@ impl CommitLog {
             .values()
             .next_back()
             .cloned()
-            .ok_or_else(|| StoreError::Corrupt { offset: 0, reason: "the commit log has no segment".into() })
+            .ok_or_else(|| StoreError::Corrupt {
+                offset: 0,
+                reason: "the commit log has no segment".into(),
+            })
     }
 
     fn segment_for(&self, offset: u64) -> Result<Arc<Segment>, StoreError> {
@@ -197,7 +209,11 @@ impl CommitLog {
             start: segs.values().next().map_or(0, |s| s.base()),
             end: self.end_offset(),
         };
-        let seg = segs.range(..=offset).next_back().map(|(_, s)| s).ok_or_else(out_of_range)?;
+        let seg = segs
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| s)
+            .ok_or_else(out_of_range)?;
         if offset >= seg.end() {
             return Err(out_of_range());
         }
@@ -209,12 +225,19 @@ impl CommitLog {
         let seg = self.segment_for(offset)?;
         let end = offset.saturating_add(u64::from(len));
         if end > self.end_offset() {
-            return Err(StoreError::OffsetOutOfRange { offset: end, start: self.start_offset(), end: self.end_offset() });
+            return Err(StoreError::OffsetOutOfRange {
+                offset: end,
+                start: self.start_offset(),
+                end: self.end_offset(),
+            });
         }
         if end > seg.end() {
             return Err(StoreError::Corrupt {
                 offset,
-                reason: format!("a read of {len} bytes runs past the end of segment {}", seg.path().display()),
+                reason: format!(
+                    "a read of {len} bytes runs past the end of segment {}",
+                    seg.path().display()
+                ),
             });
         }
         let mut buf = vec![0u8; len as usize];
@@ -249,7 +272,11 @@ impl CommitLog {
         self.mark_flushed(last.end());
         let base = last.end();
         let path = self.dir.join(segment_file_name(base));
-        OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         sync_dir(&self.dir)?;
         let seg = Arc::new(Segment::open(path, base)?);
         self.segments.write().insert(base, seg.clone());
@@ -263,7 +290,10 @@ impl CommitLog {
         if at < last.base() || at > last.end() {
             return Err(StoreError::Corrupt {
                 offset: at,
-                reason: format!("cannot truncate outside the last segment {}", last.path().display()),
+                reason: format!(
+                    "cannot truncate outside the last segment {}",
+                    last.path().display()
+                ),
             });
         }
         last.truncate(at - last.base())?;

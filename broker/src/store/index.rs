@@ -104,9 +104,9 @@ pub(crate) fn decode_queue_key(key: &[u8]) -> Option<(String, u32)> {
 }
 
 pub(crate) fn u64_value(v: &[u8]) -> Result<u64, StoreError> {
-    let a: [u8; 8] = v
-        .try_into()
-        .map_err(|_| StoreError::Index(format!("expected an 8-byte value, found {} bytes", v.len())))?;
+    let a: [u8; 8] = v.try_into().map_err(|_| {
+        StoreError::Index(format!("expected an 8-byte value, found {} bytes", v.len()))
+    })?;
     Ok(u64::from_be_bytes(a))
 }
 
@@ -122,7 +122,12 @@ impl QueueEntry {
 
     /// Decodes a `ConsumeQueue` key and value.
     pub(crate) fn decode(key: &[u8], v: &[u8]) -> Result<Self, StoreError> {
-        let bad = || StoreError::Index(format!("malformed consume-queue entry ({} byte value)", v.len()));
+        let bad = || {
+            StoreError::Index(format!(
+                "malformed consume-queue entry ({} byte value)",
+                v.len()
+            ))
+        };
         let queue_offset = trailing_u64(key).ok_or_else(bad)?;
         if v.len() != 28 {
             return Err(bad());
@@ -155,7 +160,11 @@ pub(crate) fn dispatch(
         tag_hash: msg.tag.as_deref().map_or(0, tag_hash),
         store_timestamp_ms,
     };
-    batch.put(Cf::ConsumeQueue, cq_key(&msg.topic, msg.queue_id, queue_offset), entry.value());
+    batch.put(
+        Cf::ConsumeQueue,
+        cq_key(&msg.topic, msg.queue_id, queue_offset),
+        entry.value(),
+    );
     let size_v = size.to_be_bytes();
     if !msg.message_id.is_empty() {
         let mut k = id_prefix(&msg.message_id);
@@ -173,7 +182,11 @@ pub(crate) fn dispatch(
 }
 
 pub(crate) fn put_head(batch: &mut KvBatch, topic: &str, queue_id: u32, next_offset: u64) {
-    batch.put(Cf::QueueHead, queue_key(topic, queue_id), next_offset.to_be_bytes());
+    batch.put(
+        Cf::QueueHead,
+        queue_key(topic, queue_id),
+        next_offset.to_be_bytes(),
+    );
 }
 
 pub(crate) fn put_checkpoint(batch: &mut KvBatch, dispatched_to: u64) {

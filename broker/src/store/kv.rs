@@ -10,7 +10,9 @@ use std::ops::Bound;
 use std::path::Path;
 
 use parking_lot::Mutex;
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, DB};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, DB,
+};
 
 use super::StoreError;
 
@@ -84,14 +86,19 @@ impl KvBatch {
         Self::default()
     }
     pub fn put(&mut self, cf: Cf, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.ops.push(Op::Put(cf, key.as_ref().to_vec(), value.as_ref().to_vec()));
+        self.ops
+            .push(Op::Put(cf, key.as_ref().to_vec(), value.as_ref().to_vec()));
     }
     pub fn delete(&mut self, cf: Cf, key: impl AsRef<[u8]>) {
         self.ops.push(Op::Delete(cf, key.as_ref().to_vec()));
     }
     /// Deletes every key in `[from, to)`.
     pub fn delete_range(&mut self, cf: Cf, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) {
-        self.ops.push(Op::DeleteRange(cf, from.as_ref().to_vec(), to.as_ref().to_vec()));
+        self.ops.push(Op::DeleteRange(
+            cf,
+            from.as_ref().to_vec(),
+            to.as_ref().to_vec(),
+        ));
     }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
@@ -115,6 +122,11 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     Vec::new()
 }
 
+/// A key and its value.
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
+type Table = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// The index database as other subsystems see it.
 pub trait KvStore: Send + Sync {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
@@ -122,9 +134,10 @@ pub trait KvStore: Send + Sync {
     fn write(&self, batch: KvBatch) -> Result<(), StoreError>;
     /// Entries with `from <= key < to`, ascending, at most `limit`. An empty `to` means no upper
     /// bound; for a prefix scan pass `to = prefix_end(prefix)`.
-    fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize)
+        -> Result<Vec<KvPair>, StoreError>;
     /// The entry with the greatest key in `[from, to)` (empty `to`: no upper bound).
-    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<KvPair>, StoreError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -209,12 +222,20 @@ impl KvStore for RocksKv {
         self.db.write(wb).map_err(rocks_err)
     }
 
-    fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
         let mut out = Vec::new();
         if limit == 0 || (!to.is_empty() && from >= to) {
             return Ok(out);
         }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, Self::bounded(from, to));
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(self.cf(cf)?, Self::bounded(from, to));
         it.seek(from);
         while out.len() < limit {
             match (it.key(), it.value()) {
@@ -227,14 +248,18 @@ impl KvStore for RocksKv {
         Ok(out)
     }
 
-    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<KvPair>, StoreError> {
         if !to.is_empty() && from >= to {
             return Ok(None);
         }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, Self::bounded(from, to));
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(self.cf(cf)?, Self::bounded(from, to));
         it.seek_to_last();
         let found = match (it.key(), it.value()) {
-            (Some(k), Some(v)) if k >= from && (to.is_empty() || k < to) => Some((k.to_vec(), v.to_vec())),
+            (Some(k), Some(v)) if k >= from && (to.is_empty() || k < to) => {
+                Some((k.to_vec(), v.to_vec()))
+            }
             _ => None,
         };
         it.status().map_err(rocks_err)?;
@@ -249,7 +274,7 @@ impl KvStore for RocksKv {
 /// In-memory [`KvStore`] for unit tests: a `BTreeMap` per [`Cf`] behind one mutex.
 #[derive(Default)]
 pub struct MemKv {
-    maps: Mutex<HashMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    maps: Mutex<HashMap<Cf, Table>>,
 }
 
 impl MemKv {
@@ -259,7 +284,11 @@ impl MemKv {
 }
 
 fn range_of<'a>(from: &'a [u8], to: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
-    let hi = if to.is_empty() { Bound::Unbounded } else { Bound::Excluded(to) };
+    let hi = if to.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Excluded(to)
+    };
     (Bound::Included(from), hi)
 }
 
@@ -295,24 +324,34 @@ impl KvStore for MemKv {
         Ok(())
     }
 
-    fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
         if !to.is_empty() && from >= to {
             return Ok(Vec::new());
         }
         let maps = self.maps.lock();
-        let Some(m) = maps.get(&cf) else { return Ok(Vec::new()) };
+        let Some(m) = maps.get(&cf) else {
+            return Ok(Vec::new());
+        };
         Ok(m.range::<[u8], _>(range_of(from, to))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
 
-    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<KvPair>, StoreError> {
         if !to.is_empty() && from >= to {
             return Ok(None);
         }
         let maps = self.maps.lock();
-        let Some(m) = maps.get(&cf) else { return Ok(None) };
+        let Some(m) = maps.get(&cf) else {
+            return Ok(None);
+        };
         Ok(m.range::<[u8], _>(range_of(from, to))
             .next_back()
             .map(|(k, v)| (k.clone(), v.clone())))

@@ -35,7 +35,7 @@ use tokio::sync::{oneshot, Notify};
 
 pub use commitlog::{segment_file_name, CommitLog, SEGMENT_NAME_DIGITS};
 pub use index::{tag_hash, QueueEntry};
-pub use kv::{prefix_end, Cf, KvBatch, KvStore, MemKv, RocksKv};
+pub use kv::{prefix_end, Cf, KvBatch, KvPair, KvStore, MemKv, RocksKv};
 pub use record::{NewMessage, StoredMessage};
 
 use kv::Cf as C;
@@ -115,14 +115,18 @@ impl StoreConfig {
                 record::MIN_RECORD_LEN
             )));
         }
-        if (self.max_record_size as u64) > self.segment_size || self.max_record_size > u32::MAX as usize {
+        if (self.max_record_size as u64) > self.segment_size
+            || self.max_record_size > u32::MAX as usize
+        {
             return Err(StoreError::Config(format!(
                 "max_record_size {} must fit in segment_size {} (and in 4 GiB)",
                 self.max_record_size, self.segment_size
             )));
         }
         if self.async_flush_interval.is_zero() {
-            return Err(StoreError::Config("async_flush_interval must be positive".into()));
+            return Err(StoreError::Config(
+                "async_flush_interval must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -173,7 +177,10 @@ impl MessageStore {
     }
 
     /// Like [`open`](Self::open) over a given index database (e.g. [`MemKv`] in tests).
-    pub fn open_with_kv(config: StoreConfig, kv: Arc<dyn KvStore>) -> Result<Arc<MessageStore>, StoreError> {
+    pub fn open_with_kv(
+        config: StoreConfig,
+        kv: Arc<dyn KvStore>,
+    ) -> Result<Arc<MessageStore>, StoreError> {
         config.validate()?;
         let log = CommitLog::open(&config.data_dir.join("commitlog"))?;
         let recovered = recovery::recover(&log, kv.as_ref())?;
@@ -184,7 +191,13 @@ impl MessageStore {
             "message store opened"
         );
         let flush_mode = config.flush_mode;
-        let shared = Arc::new(Shared { config, log, kv, appended: Notify::new(), failure: Mutex::new(None) });
+        let shared = Arc::new(Shared {
+            config,
+            log,
+            kv,
+            appended: Notify::new(),
+            failure: Mutex::new(None),
+        });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(shared.clone(), recovered.heads, recovered.last_store_ts);
         let writer = std::thread::Builder::new()
@@ -219,7 +232,8 @@ impl MessageStore {
         {
             let tx = self.tx.lock();
             let tx = tx.as_ref().ok_or(StoreError::Closed)?;
-            tx.send(Command::Append { msgs, reply }).map_err(|_| StoreError::Closed)?;
+            tx.send(Command::Append { msgs, reply })
+                .map_err(|_| StoreError::Closed)?;
         }
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -239,7 +253,10 @@ impl MessageStore {
         let mut bytes = 0usize;
         for e in self.queue_entries(topic, queue_id, from_offset, max_count)? {
             let m = self.read_at(e.log_offset, e.size)?;
-            if m.msg.topic != topic || m.msg.queue_id != queue_id || m.queue_offset != e.queue_offset {
+            if m.msg.topic != topic
+                || m.msg.queue_id != queue_id
+                || m.queue_offset != e.queue_offset
+            {
                 return Err(StoreError::Index(format!(
                     "consume-queue entry {topic}/{queue_id}@{} points at a record of {}/{}@{}",
                     e.queue_offset, m.msg.topic, m.msg.queue_id, m.queue_offset
@@ -265,11 +282,17 @@ impl MessageStore {
     ) -> Result<Vec<QueueEntry>, StoreError> {
         let prefix = index::queue_key(topic, queue_id);
         let from = index::cq_key(topic, queue_id, from_offset);
-        let rows = self.shared.kv.scan(C::ConsumeQueue, &from, &prefix_end(&prefix), max_count)?;
+        let rows = self
+            .shared
+            .kv
+            .scan(C::ConsumeQueue, &from, &prefix_end(&prefix), max_count)?;
         let mut out: Vec<QueueEntry> = Vec::with_capacity(rows.len());
         for (k, v) in rows {
             let e = QueueEntry::decode(&k, &v)?;
-            if out.last().is_some_and(|p| p.queue_offset + 1 != e.queue_offset) {
+            if out
+                .last()
+                .is_some_and(|p| p.queue_offset + 1 != e.queue_offset)
+            {
                 break;
             }
             out.push(e);
@@ -285,9 +308,14 @@ impl MessageStore {
     /// (min offset still readable, next offset to be assigned); (0, 0) for an unknown queue.
     pub fn queue_bounds(&self, topic: &str, queue_id: u32) -> Result<(u64, u64), StoreError> {
         let key = index::queue_key(topic, queue_id);
-        let Some(head) = self.shared.kv.get(C::QueueHead, &key)? else { return Ok((0, 0)) };
+        let Some(head) = self.shared.kv.get(C::QueueHead, &key)? else {
+            return Ok((0, 0));
+        };
         let next = index::u64_value(&head)?;
-        let first = self.shared.kv.scan(C::ConsumeQueue, &key, &prefix_end(&key), 1)?;
+        let first = self
+            .shared
+            .kv
+            .scan(C::ConsumeQueue, &key, &prefix_end(&key), 1)?;
         let min = match first.first() {
             Some((k, _)) => index::trailing_u64(k).unwrap_or(next).min(next),
             None => next,
@@ -296,13 +324,20 @@ impl MessageStore {
     }
 
     /// First queue offset whose store time is >= `ts_ms` (the next offset if none).
-    pub fn queue_offset_for_time(&self, topic: &str, queue_id: u32, ts_ms: i64) -> Result<u64, StoreError> {
+    pub fn queue_offset_for_time(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        ts_ms: i64,
+    ) -> Result<u64, StoreError> {
         let (mut lo, mut hi) = self.queue_bounds(topic, queue_id)?;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let key = index::cq_key(topic, queue_id, mid);
             let Some(v) = self.shared.kv.get(C::ConsumeQueue, &key)? else {
-                return Err(StoreError::Index(format!("consume queue {topic}/{queue_id} has no entry {mid}")));
+                return Err(StoreError::Index(format!(
+                    "consume queue {topic}/{queue_id} has no entry {mid}"
+                )));
             };
             if QueueEntry::decode(&key, &v)?.store_timestamp_ms >= ts_ms {
                 hi = mid;
@@ -325,8 +360,12 @@ impl MessageStore {
             if out.len() >= max {
                 break;
             }
-            let (Some(off), Ok(size)) = (index::trailing_u64(&k), <[u8; 4]>::try_from(v.as_slice())) else {
-                return Err(StoreError::Index(format!("malformed lookup entry {k:02x?}")));
+            let (Some(off), Ok(size)) =
+                (index::trailing_u64(&k), <[u8; 4]>::try_from(v.as_slice()))
+            else {
+                return Err(StoreError::Index(format!(
+                    "malformed lookup entry {k:02x?}"
+                )));
             };
             match self.read_at(off, u32::from_be_bytes(size)) {
                 Ok(m) if matches(&m) => out.push(m),
@@ -344,19 +383,40 @@ impl MessageStore {
     }
 
     /// Every stored message with this id (a resend or retry keeps the id), oldest first.
-    pub fn lookup_all_by_id(&self, message_id: &str, max: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    pub fn lookup_all_by_id(
+        &self,
+        message_id: &str,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let p = index::id_prefix(message_id);
-        let rows = self.shared.kv.scan(C::MessageId, &p, &prefix_end(&p), 1024)?;
-        let mut hits = self.read_hits(rows.into_iter().rev(), max, |m| m.msg.message_id == message_id)?;
+        let rows = self
+            .shared
+            .kv
+            .scan(C::MessageId, &p, &prefix_end(&p), 1024)?;
+        let mut hits = self.read_hits(rows.into_iter().rev(), max, |m| {
+            m.msg.message_id == message_id
+        })?;
         hits.reverse();
         Ok(hits)
     }
 
     /// Up to `max` messages of `topic` carrying `key`, oldest first.
-    pub fn lookup_by_key(&self, topic: &str, key: &str, max: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    pub fn lookup_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let p = index::key_prefix(topic, key);
-        let rows = self.shared.kv.scan(C::MessageKey, &p, &prefix_end(&p), max.saturating_mul(2).max(16))?;
-        self.read_hits(rows.into_iter(), max, |m| m.msg.topic == topic && m.msg.keys.iter().any(|k| k == key))
+        let rows = self.shared.kv.scan(
+            C::MessageKey,
+            &p,
+            &prefix_end(&p),
+            max.saturating_mul(2).max(16),
+        )?;
+        self.read_hits(rows.into_iter(), max, |m| {
+            m.msg.topic == topic && m.msg.keys.iter().any(|k| k == key)
+        })
     }
 
     /// Notified (`notify_waiters`) after every batch becomes readable.
@@ -398,13 +458,18 @@ impl MessageStore {
         {
             let tx = self.tx.lock();
             let tx = tx.as_ref().ok_or(StoreError::Closed)?;
-            tx.send(Command::PurgeTopic { topic: topic.to_string(), reply })
-                .map_err(|_| StoreError::Closed)?;
+            tx.send(Command::PurgeTopic {
+                topic: topic.to_string(),
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
         }
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Flushes and stops the writer; further appends get [`StoreError::Closed`]. Idempotent.
+    /// Reads keep working. The index database closes when the last handle to it (this store
+    /// and the [`kv`](Self::kv) clones) is dropped; reopening the same directory needs that.
     pub fn shutdown(&self) {
         if let Some((stop, handle)) = self.flusher.lock().take() {
             drop(stop);

@@ -77,7 +77,9 @@ pub struct StoredMessage {
 }
 
 fn invalid(what: &str, len: usize, max: usize) -> StoreError {
-    StoreError::InvalidMessage(format!("{what} is {len} bytes/items, the record format allows {max}"))
+    StoreError::InvalidMessage(format!(
+        "{what} is {len} bytes/items, the record format allows {max}"
+    ))
 }
 
 fn str16_len(what: &str, s: &str) -> Result<usize, StoreError> {
@@ -103,7 +105,11 @@ pub fn encoded_len(msg: &NewMessage) -> Result<usize, StoreError> {
     n += str16_len("message group", msg.message_group.as_deref().unwrap_or(""))?;
     n += str16_len("born host", &msg.born_host)?;
     if msg.properties.len() > u16::MAX as usize {
-        return Err(invalid("property count", msg.properties.len(), u16::MAX as usize));
+        return Err(invalid(
+            "property count",
+            msg.properties.len(),
+            u16::MAX as usize,
+        ));
     }
     n += 2;
     for (k, v) in &msg.properties {
@@ -189,7 +195,10 @@ pub fn encode_into(
 /// `room` is how many bytes the log holds from the record's start; the length must fit in it.
 pub fn check_header(header: &[u8], room: u64) -> Result<u32, String> {
     if header.len() < HEADER_LEN {
-        return Err(format!("only {} bytes left, a record header needs {HEADER_LEN}", header.len()));
+        return Err(format!(
+            "only {} bytes left, a record header needs {HEADER_LEN}",
+            header.len()
+        ));
     }
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     let magic = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
@@ -197,10 +206,14 @@ pub fn check_header(header: &[u8], room: u64) -> Result<u32, String> {
         return Err(format!("bad magic {magic:#010x}"));
     }
     if (len as usize) < MIN_RECORD_LEN {
-        return Err(format!("record length {len} is below the minimum {MIN_RECORD_LEN}"));
+        return Err(format!(
+            "record length {len} is below the minimum {MIN_RECORD_LEN}"
+        ));
     }
     if u64::from(len) > room {
-        return Err(format!("record length {len} runs past the end of the segment ({room} bytes left)"));
+        return Err(format!(
+            "record length {len} runs past the end of the segment ({room} bytes left)"
+        ));
     }
     Ok(len)
 }
@@ -209,12 +222,17 @@ pub fn check_header(header: &[u8], room: u64) -> Result<u32, String> {
 pub fn verify(bytes: &[u8]) -> Result<(), String> {
     let len = check_header(bytes, bytes.len() as u64)?;
     if len as usize != bytes.len() {
-        return Err(format!("record length {len} but {} bytes given", bytes.len()));
+        return Err(format!(
+            "record length {len} but {} bytes given",
+            bytes.len()
+        ));
     }
     let stored = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     let actual = crc32fast::hash(&bytes[HEADER_LEN..]);
     if stored != actual {
-        return Err(format!("CRC mismatch (stored {stored:#010x}, computed {actual:#010x})"));
+        return Err(format!(
+            "CRC mismatch (stored {stored:#010x}, computed {actual:#010x})"
+        ));
     }
     Ok(())
 }
@@ -228,7 +246,8 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len());
-        let end = end.ok_or_else(|| format!("field of {n} bytes at {} overruns the record", self.pos))?;
+        let end =
+            end.ok_or_else(|| format!("field of {n} bytes at {} overruns the record", self.pos))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -255,7 +274,8 @@ impl<'a> Cursor<'a> {
     }
     fn string(&mut self, len: usize) -> Result<String, String> {
         let b = self.take(len)?;
-        String::from_utf8(b.to_vec()).map_err(|_| format!("invalid UTF-8 in a string at {}", self.pos - len))
+        String::from_utf8(b.to_vec())
+            .map_err(|_| format!("invalid UTF-8 in a string at {}", self.pos - len))
     }
     fn str16(&mut self) -> Result<String, String> {
         let n = self.u16()? as usize;
@@ -265,12 +285,18 @@ impl<'a> Cursor<'a> {
 
 /// Decodes and validates one complete record read from `log_offset`.
 pub fn decode(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, StoreError> {
-    decode_inner(bytes, log_offset).map_err(|reason| StoreError::Corrupt { offset: log_offset, reason })
+    decode_inner(bytes, log_offset).map_err(|reason| StoreError::Corrupt {
+        offset: log_offset,
+        reason,
+    })
 }
 
 fn decode_inner(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, String> {
     verify(bytes)?;
-    let mut c = Cursor { b: bytes, pos: HEADER_LEN };
+    let mut c = Cursor {
+        b: bytes,
+        pos: HEADER_LEN,
+    };
     let queue_id = c.u32()?;
     let queue_offset = c.u64()?;
     let born_timestamp_ms = c.i64()?;
@@ -303,7 +329,10 @@ fn decode_inner(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, String> 
     let body_len = c.u32()? as usize;
     let body = c.take(body_len)?.to_vec();
     if c.pos != bytes.len() {
-        return Err(format!("{} unused bytes at the end of the record", bytes.len() - c.pos));
+        return Err(format!(
+            "{} unused bytes at the end of the record",
+            bytes.len() - c.pos
+        ));
     }
     if crc32fast::hash(&body) != body_crc32 {
         return Err("body CRC mismatch".to_string());

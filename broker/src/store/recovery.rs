@@ -48,17 +48,32 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
     let flushed_mark = get_u64(kv, Cf::Checkpoint, CK_FLUSHED)?.unwrap_or(0);
     let mut heads = load_heads(kv)?;
     let segments = log.segments();
-    let last = segments.last().cloned().ok_or_else(|| StoreError::Corrupt {
-        offset: 0,
-        reason: "the commit log has no segment".into(),
-    })?;
+    let last = segments
+        .last()
+        .cloned()
+        .ok_or_else(|| StoreError::Corrupt {
+            offset: 0,
+            reason: "the commit log has no segment".into(),
+        })?;
     let scan_from = checkpoint.max(log.start_offset()).min(last.base());
-    let mut state = Scan { kv, checkpoint, batch: KvBatch::new(), queued: 0, heads: &mut heads, last_ts: 0 };
+    let mut state = Scan {
+        kv,
+        checkpoint,
+        batch: KvBatch::new(),
+        queued: 0,
+        heads: &mut heads,
+        last_ts: 0,
+    };
     let mut redispatched = 0u64;
-    for seg in segments.iter().filter(|s| s.end() > scan_from || Arc::ptr_eq(s, &last)) {
+    for seg in segments
+        .iter()
+        .filter(|s| s.end() > scan_from || Arc::ptr_eq(s, &last))
+    {
         let is_last = Arc::ptr_eq(seg, &last);
         let start = scan_from.saturating_sub(seg.base());
-        let Some((p, reason)) = scan_segment(seg, start, &mut state, &mut redispatched)? else { continue };
+        let Some((p, reason)) = scan_segment(seg, start, &mut state, &mut redispatched)? else {
+            continue;
+        };
         if !is_last {
             return Err(StoreError::Corrupt {
                 offset: p,
@@ -91,7 +106,12 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
     let end = last.end();
     log.set_end(end);
     if redispatched > 0 {
-        tracing::info!(records = redispatched, from = checkpoint, to = end, "re-dispatched the log tail into the index");
+        tracing::info!(
+            records = redispatched,
+            from = checkpoint,
+            to = end,
+            "re-dispatched the log tail into the index"
+        );
     }
     if checkpoint > end {
         prune(kv, end, &mut heads)?;
@@ -102,7 +122,10 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
     index::put_checkpoint(&mut batch, end);
     index::put_flushed(&mut batch, end);
     kv.write(batch)?;
-    Ok(Recovered { heads, last_store_ts: last_ts })
+    Ok(Recovered {
+        heads,
+        last_store_ts: last_ts,
+    })
 }
 
 fn load_heads(kv: &dyn KvStore) -> Result<Heads, StoreError> {
@@ -110,13 +133,18 @@ fn load_heads(kv: &dyn KvStore) -> Result<Heads, StoreError> {
     let mut from = Vec::new();
     loop {
         let page = kv.scan(Cf::QueueHead, &from, &[], PRUNE_PAGE)?;
-        let Some((last_key, _)) = page.last() else { break };
+        let Some((last_key, _)) = page.last() else {
+            break;
+        };
         from = last_key.clone();
         from.push(0);
         for (k, v) in &page {
             let (topic, qid) = index::decode_queue_key(k)
                 .ok_or_else(|| StoreError::Index(format!("malformed queue-head key {k:02x?}")))?;
-            heads.entry(topic).or_default().insert(qid, index::u64_value(v)?);
+            heads
+                .entry(topic)
+                .or_default()
+                .insert(qid, index::u64_value(v)?);
         }
         if page.len() < PRUNE_PAGE {
             break;
@@ -142,8 +170,20 @@ impl Scan<'_> {
         if m.log_offset < self.checkpoint {
             return Ok(false);
         }
-        index::dispatch(&mut self.batch, &m.msg, m.queue_offset, m.log_offset, m.record_size, m.store_timestamp_ms);
-        let head = self.heads.entry(m.msg.topic.clone()).or_default().entry(m.msg.queue_id).or_insert(0);
+        index::dispatch(
+            &mut self.batch,
+            &m.msg,
+            m.queue_offset,
+            m.log_offset,
+            m.record_size,
+            m.store_timestamp_ms,
+        );
+        let head = self
+            .heads
+            .entry(m.msg.topic.clone())
+            .or_default()
+            .entry(m.msg.queue_id)
+            .or_insert(0);
         if *head <= m.queue_offset {
             *head = m.queue_offset + 1;
             index::put_head(&mut self.batch, &m.msg.topic, m.msg.queue_id, *head);
@@ -184,7 +224,10 @@ fn scan_segment(
         let room = len - pos;
         let at = seg.base() + pos;
         if room < HEADER_LEN as u64 {
-            return Ok(Some((at, format!("a partial record header of {room} bytes"))));
+            return Ok(Some((
+                at,
+                format!("a partial record header of {room} bytes"),
+            )));
         }
         let mut header = [0u8; HEADER_LEN];
         reader.read_exact(&mut header)?;
@@ -223,7 +266,9 @@ fn find_valid_record(seg: &Segment, from: u64) -> Result<Option<u64>, StoreError
                 continue;
             }
             let at = pos + i as u64;
-            let Ok(size) = record::check_header(&buf[i..i + HEADER_LEN], len - at) else { continue };
+            let Ok(size) = record::check_header(&buf[i..i + HEADER_LEN], len - at) else {
+                continue;
+            };
             let mut rec = vec![0u8; size as usize];
             seg.read_exact_at(&mut rec, at)?;
             if record::verify(&rec).is_ok() {
@@ -284,6 +329,10 @@ fn prune(kv: &dyn KvStore, end: u64, heads: &mut Heads) -> Result<(), StoreError
             }
         }
     }
-    tracing::warn!(entries = removed, log_end = end, "the index was ahead of the commit log; pruned entries past the end");
+    tracing::warn!(
+        entries = removed,
+        log_end = end,
+        "the index was ahead of the commit log; pruned entries past the end"
+    );
     Ok(())
 }

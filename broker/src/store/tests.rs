@@ -13,13 +13,13 @@ pub(super) fn msg(topic: &str, queue_id: u32, n: usize) -> NewMessage {
         topic: topic.to_string(),
         queue_id,
         message_id: format!("ID-{topic}-{queue_id}-{n:06}"),
-        tag: (n % 3 != 0).then(|| format!("tag{}", n % 5)),
+        tag: (!n.is_multiple_of(3)).then(|| format!("tag{}", n % 5)),
         keys: vec![format!("key-{n}"), "shared".to_string()],
-        message_group: (n % 4 == 0).then(|| "group-a".to_string()),
+        message_group: n.is_multiple_of(4).then(|| "group-a".to_string()),
         message_type: (n % 5) as u8,
         born_timestamp_ms: 1_700_000_000_000 + n as i64,
         born_host: "10.0.0.1:1234".to_string(),
-        delivery_timestamp_ms: (n % 7 == 0).then_some(1_800_000_000_000),
+        delivery_timestamp_ms: n.is_multiple_of(7).then_some(1_800_000_000_000),
         reconsume_times: (n % 2) as u32,
         properties: vec![("b".into(), format!("v{n}")), ("a".into(), String::new())],
         body: format!("body-{n}-").repeat(1 + n % 40).into_bytes(),
@@ -27,7 +27,11 @@ pub(super) fn msg(topic: &str, queue_id: u32, n: usize) -> NewMessage {
 }
 
 pub(super) fn config(dir: &Path) -> StoreConfig {
-    StoreConfig { segment_size: 64 * 1024, max_record_size: 32 * 1024, ..StoreConfig::new(dir) }
+    StoreConfig {
+        segment_size: 64 * 1024,
+        max_record_size: 32 * 1024,
+        ..StoreConfig::new(dir)
+    }
 }
 
 pub(super) async fn append_one(store: &MessageStore, m: NewMessage) -> AppendResult {
@@ -44,26 +48,52 @@ fn record_encode_decode_round_trip() {
         assert_eq!(size as usize, record::encoded_len(&m).unwrap());
         let back = record::decode(&buf[5..], 1000).unwrap();
         assert_eq!(back.msg, m);
-        assert_eq!((back.queue_offset, back.log_offset, back.store_timestamp_ms), (42 + n as u64, 1000, 99));
+        assert_eq!(
+            (back.queue_offset, back.log_offset, back.store_timestamp_ms),
+            (42 + n as u64, 1000, 99)
+        );
         assert_eq!(back.body_crc32, crc32fast::hash(&m.body));
         // Every single-byte change is detected.
         let mut bad = buf[5..].to_vec();
         let i = (n * 7) % bad.len();
         bad[i] ^= 0x40;
-        assert!(record::decode(&bad, 1000).is_err(), "flip at {i} undetected");
+        assert!(
+            record::decode(&bad, 1000).is_err(),
+            "flip at {i} undetected"
+        );
     }
-    let empty = NewMessage { keys: vec![], properties: vec![], body: vec![], ..msg("", 0, 0) };
-    let empty = NewMessage { message_id: String::new(), born_host: String::new(), tag: None, message_group: None, ..empty };
+    let empty = NewMessage {
+        keys: vec![],
+        properties: vec![],
+        body: vec![],
+        ..msg("", 0, 0)
+    };
+    let empty = NewMessage {
+        message_id: String::new(),
+        born_host: String::new(),
+        tag: None,
+        message_group: None,
+        ..empty
+    };
     assert_eq!(record::encoded_len(&empty).unwrap(), record::MIN_RECORD_LEN);
 }
 
 #[test]
 fn oversized_fields_are_rejected() {
-    let m = NewMessage { body: vec![0; 2000], ..msg("T", 0, 1) };
+    let m = NewMessage {
+        body: vec![0; 2000],
+        ..msg("T", 0, 1)
+    };
     let err = record::encode_into(&mut Vec::new(), &m, 0, 0, 1000).unwrap_err();
     assert!(matches!(err, StoreError::MessageTooLarge { max: 1000, .. }));
-    let m = NewMessage { topic: "x".repeat(70_000), ..msg("T", 0, 1) };
-    assert!(matches!(record::encoded_len(&m), Err(StoreError::InvalidMessage(_))));
+    let m = NewMessage {
+        topic: "x".repeat(70_000),
+        ..msg("T", 0, 1)
+    };
+    assert!(matches!(
+        record::encoded_len(&m),
+        Err(StoreError::InvalidMessage(_))
+    ));
 }
 
 #[test]
@@ -80,7 +110,10 @@ async fn append_read_round_trip() {
     assert_eq!(store.queue_bounds("T", 0).unwrap(), (0, 0));
     let batch: Vec<_> = (0..5).map(|n| msg("T", 0, n)).collect();
     let res = store.append(batch.clone()).await.unwrap();
-    assert_eq!(res.iter().map(|r| r.queue_offset).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        res.iter().map(|r| r.queue_offset).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     assert_eq!(res[0].log_offset, 0);
     let other = append_one(&store, msg("U", 7, 9)).await;
     assert_eq!(other.queue_offset, 0);
@@ -92,16 +125,31 @@ async fn append_read_round_trip() {
     assert_eq!(read.len(), 5);
     for (i, (m, r)) in read.iter().zip(&res).enumerate() {
         assert_eq!(m.msg, batch[i]);
-        assert_eq!((m.queue_offset, m.log_offset, m.store_timestamp_ms), (r.queue_offset, r.log_offset, r.store_timestamp_ms));
+        assert_eq!(
+            (m.queue_offset, m.log_offset, m.store_timestamp_ms),
+            (r.queue_offset, r.log_offset, r.store_timestamp_ms)
+        );
         // Records of one call are contiguous.
         if i > 0 {
-            assert_eq!(m.log_offset, read[i - 1].log_offset + u64::from(read[i - 1].record_size));
+            assert_eq!(
+                m.log_offset,
+                read[i - 1].log_offset + u64::from(read[i - 1].record_size)
+            );
         }
     }
-    assert_eq!(read[4].log_offset + u64::from(read[4].record_size), other.log_offset);
-    assert_eq!(store.read_queue("T", 0, 3, 100, usize::MAX).unwrap().len(), 2);
+    assert_eq!(
+        read[4].log_offset + u64::from(read[4].record_size),
+        other.log_offset
+    );
+    assert_eq!(
+        store.read_queue("T", 0, 3, 100, usize::MAX).unwrap().len(),
+        2
+    );
     assert_eq!(store.read_queue("T", 0, 1, 2, usize::MAX).unwrap().len(), 2);
-    assert_eq!(store.read_queue("T", 0, 5, 100, usize::MAX).unwrap().len(), 0);
+    assert_eq!(
+        store.read_queue("T", 0, 5, 100, usize::MAX).unwrap().len(),
+        0
+    );
     // max_bytes: at least one, then stop before exceeding.
     assert_eq!(store.read_queue("T", 0, 0, 100, 1).unwrap().len(), 1);
     let two = read[0].msg.body.len() + read[1].msg.body.len();
@@ -111,14 +159,33 @@ async fn append_read_round_trip() {
     assert_eq!(entries.len(), 3);
     assert_eq!(entries[0].queue_offset, 1);
     assert_eq!(entries[0].log_offset, res[1].log_offset);
-    assert_eq!(entries[0].tag_hash, batch[1].tag.as_deref().map_or(0, tag_hash));
+    assert_eq!(
+        entries[0].tag_hash,
+        batch[1].tag.as_deref().map_or(0, tag_hash)
+    );
     assert_eq!(entries[0].size, read[1].record_size);
-    assert_eq!(store.read_at(entries[2].log_offset, entries[2].size).unwrap().msg, batch[3]);
-    assert!(matches!(store.read_at(store.log_end_offset(), 100), Err(StoreError::OffsetOutOfRange { .. })));
+    assert_eq!(
+        store
+            .read_at(entries[2].log_offset, entries[2].size)
+            .unwrap()
+            .msg,
+        batch[3]
+    );
+    assert!(matches!(
+        store.read_at(store.log_end_offset(), 100),
+        Err(StoreError::OffsetOutOfRange { .. })
+    ));
     store.shutdown();
-    assert!(matches!(store.append(vec![msg("T", 0, 1)]).await, Err(StoreError::Closed)));
+    assert!(matches!(
+        store.append(vec![msg("T", 0, 1)]).await,
+        Err(StoreError::Closed)
+    ));
     assert!(matches!(store.purge_topic("T"), Err(StoreError::Closed)));
-    assert_eq!(store.read_queue("T", 0, 0, 100, usize::MAX).unwrap().len(), 5, "reads still work");
+    assert_eq!(
+        store.read_queue("T", 0, 0, 100, usize::MAX).unwrap().len(),
+        5,
+        "reads still work"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +199,9 @@ async fn concurrent_appends_get_distinct_contiguous_offsets() {
             let mut out = Vec::new();
             for i in 0..20usize {
                 let n = 1 + (t + i) % 3;
-                let batch: Vec<_> = (0..n).map(|k| msg("C", (t % 2) as u32, t * 1000 + i * 10 + k)).collect();
+                let batch: Vec<_> = (0..n)
+                    .map(|k| msg("C", (t % 2) as u32, t * 1000 + i * 10 + k))
+                    .collect();
                 out.push((batch.clone(), store.append(batch).await.unwrap()));
             }
             out
@@ -145,15 +214,27 @@ async fn concurrent_appends_get_distinct_contiguous_offsets() {
             for (k, r) in res.iter().enumerate() {
                 per_queue[batch[k].queue_id as usize].push(r.queue_offset);
                 if k > 0 {
-                    assert_eq!(r.queue_offset, res[k - 1].queue_offset + 1, "a batch's queue offsets are consecutive");
+                    assert_eq!(
+                        r.queue_offset,
+                        res[k - 1].queue_offset + 1,
+                        "a batch's queue offsets are consecutive"
+                    );
                     assert!(r.log_offset > res[k - 1].log_offset);
                 }
-                let m = store.read_queue("C", batch[k].queue_id, r.queue_offset, 1, usize::MAX).unwrap();
+                let m = store
+                    .read_queue("C", batch[k].queue_id, r.queue_offset, 1, usize::MAX)
+                    .unwrap();
                 assert_eq!(m[0].msg, batch[k]);
                 assert_eq!(m[0].log_offset, r.log_offset);
                 if k > 0 {
-                    let p = store.read_queue("C", batch[k].queue_id, r.queue_offset - 1, 1, usize::MAX).unwrap();
-                    assert_eq!(p[0].log_offset + u64::from(p[0].record_size), r.log_offset, "contiguous in the log");
+                    let p = store
+                        .read_queue("C", batch[k].queue_id, r.queue_offset - 1, 1, usize::MAX)
+                        .unwrap();
+                    assert_eq!(
+                        p[0].log_offset + u64::from(p[0].record_size),
+                        r.log_offset,
+                        "contiguous in the log"
+                    );
                 }
             }
         }
@@ -161,7 +242,11 @@ async fn concurrent_appends_get_distinct_contiguous_offsets() {
     for (q, offsets) in per_queue.iter_mut().enumerate() {
         offsets.sort_unstable();
         let n = offsets.len() as u64;
-        assert_eq!(*offsets, (0..n).collect::<Vec<_>>(), "queue {q} offsets distinct and gap-free");
+        assert_eq!(
+            *offsets,
+            (0..n).collect::<Vec<_>>(),
+            "queue {q} offsets distinct and gap-free"
+        );
         assert_eq!(store.queue_bounds("C", q as u32).unwrap(), (0, n));
     }
 }
@@ -172,19 +257,38 @@ async fn segments_roll_and_reads_cross_them() {
     let store = MessageStore::open(config(dir.path())).unwrap();
     let mut all = Vec::new();
     for n in 0..300 {
-        let m = NewMessage { body: vec![(n % 251) as u8; 500 + (n * 37) % 3000], ..msg("R", (n % 3) as u32, n) };
+        let m = NewMessage {
+            body: vec![(n % 251) as u8; 500 + (n * 37) % 3000],
+            ..msg("R", (n % 3) as u32, n)
+        };
         all.push((m.clone(), append_one(&store, m).await));
     }
     let segs = store.shared.log.segments();
-    assert!(segs.len() > 3, "expected several segments, got {}", segs.len());
+    assert!(
+        segs.len() > 3,
+        "expected several segments, got {}",
+        segs.len()
+    );
     for w in segs.windows(2) {
-        assert_eq!(w[0].base() + w[0].len(), w[1].base(), "not padded, contiguous");
+        assert_eq!(
+            w[0].base() + w[0].len(),
+            w[1].base(),
+            "not padded, contiguous"
+        );
         assert!(w[0].len() <= 64 * 1024);
-        let name = w[1].path().file_name().unwrap().to_str().unwrap().to_string();
+        let name = w[1]
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         assert_eq!(name, format!("{:020}", w[1].base()));
     }
     for (m, r) in &all {
-        let got = store.read_queue("R", m.queue_id, r.queue_offset, 1, usize::MAX).unwrap();
+        let got = store
+            .read_queue("R", m.queue_id, r.queue_offset, 1, usize::MAX)
+            .unwrap();
         assert_eq!(got[0].msg, *m);
         assert_eq!(got[0].log_offset, r.log_offset);
     }
@@ -193,7 +297,10 @@ async fn segments_roll_and_reads_cross_them() {
     // Raw bytes never cross a segment end.
     let bytes = store.read_log_bytes(segs[1].base() - 10, 1 << 20).unwrap();
     assert_eq!(bytes.len(), 10);
-    assert!(store.read_log_bytes(store.log_end_offset(), 10).unwrap().is_empty());
+    assert!(store
+        .read_log_bytes(store.log_end_offset(), 10)
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -210,9 +317,18 @@ async fn reopen_after_clean_shutdown_keeps_everything_and_continues() {
     }
     let store = MessageStore::open(config(dir.path())).unwrap();
     for (m, r) in &expected {
-        let got = store.read_queue("P", m.queue_id, r.queue_offset, 1, usize::MAX).unwrap();
+        let got = store
+            .read_queue("P", m.queue_id, r.queue_offset, 1, usize::MAX)
+            .unwrap();
         assert_eq!(got[0].msg, *m);
-        assert_eq!(store.lookup_by_id(&m.message_id).unwrap().unwrap().log_offset, r.log_offset);
+        assert_eq!(
+            store
+                .lookup_by_id(&m.message_id)
+                .unwrap()
+                .unwrap()
+                .log_offset,
+            r.log_offset
+        );
     }
     assert_eq!(store.queue_bounds("P", 0).unwrap(), (0, 60));
     let end = store.log_end_offset();
@@ -229,18 +345,54 @@ async fn lookups_by_id_key_and_time() {
     let a = append_one(&store, msg("L", 0, 1)).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let b = append_one(&store, msg("L", 0, 2)).await;
-    let resent = append_one(&store, NewMessage { queue_id: 1, ..msg("L", 0, 1) }).await;
-    assert_eq!(store.lookup_by_id("ID-L-0-000001").unwrap().unwrap().log_offset, resent.log_offset);
-    assert_eq!(store.lookup_all_by_id("ID-L-0-000001", 10).unwrap().len(), 2);
+    let resent = append_one(
+        &store,
+        NewMessage {
+            queue_id: 1,
+            ..msg("L", 0, 1)
+        },
+    )
+    .await;
+    assert_eq!(
+        store
+            .lookup_by_id("ID-L-0-000001")
+            .unwrap()
+            .unwrap()
+            .log_offset,
+        resent.log_offset
+    );
+    assert_eq!(
+        store.lookup_all_by_id("ID-L-0-000001", 10).unwrap().len(),
+        2
+    );
     assert!(store.lookup_by_id("nope").unwrap().is_none());
     let hits = store.lookup_by_key("L", "shared", 10).unwrap();
-    assert_eq!(hits.iter().map(|m| m.log_offset).collect::<Vec<_>>(), vec![a.log_offset, b.log_offset, resent.log_offset]);
+    assert_eq!(
+        hits.iter().map(|m| m.log_offset).collect::<Vec<_>>(),
+        vec![a.log_offset, b.log_offset, resent.log_offset]
+    );
     assert_eq!(store.lookup_by_key("L", "shared", 2).unwrap().len(), 2);
-    assert_eq!(store.lookup_by_key("L", "key-2", 10).unwrap()[0].log_offset, b.log_offset);
-    assert!(store.lookup_by_key("Other", "shared", 10).unwrap().is_empty());
+    assert_eq!(
+        store.lookup_by_key("L", "key-2", 10).unwrap()[0].log_offset,
+        b.log_offset
+    );
+    assert!(store
+        .lookup_by_key("Other", "shared", 10)
+        .unwrap()
+        .is_empty());
     assert_eq!(store.queue_offset_for_time("L", 0, 0).unwrap(), 0);
-    assert_eq!(store.queue_offset_for_time("L", 0, a.store_timestamp_ms + 1).unwrap(), 1);
-    assert_eq!(store.queue_offset_for_time("L", 0, b.store_timestamp_ms).unwrap(), 1);
+    assert_eq!(
+        store
+            .queue_offset_for_time("L", 0, a.store_timestamp_ms + 1)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .queue_offset_for_time("L", 0, b.store_timestamp_ms)
+            .unwrap(),
+        1
+    );
     assert_eq!(store.queue_offset_for_time("L", 0, i64::MAX).unwrap(), 2);
     assert_eq!(store.queue_offset_for_time("nope", 0, 0).unwrap(), 0);
 }
@@ -255,8 +407,14 @@ async fn purge_topic_resets_its_queues_only() {
     }
     store.purge_topic("Gone").unwrap();
     assert_eq!(store.queue_bounds("Gone", 0).unwrap(), (0, 0));
-    assert!(store.read_queue("Gone", 0, 0, 10, usize::MAX).unwrap().is_empty());
-    assert!(store.lookup_by_key("Gone", "shared", 10).unwrap().is_empty());
+    assert!(store
+        .read_queue("Gone", 0, 0, 10, usize::MAX)
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .lookup_by_key("Gone", "shared", 10)
+        .unwrap()
+        .is_empty());
     assert_eq!(store.queue_bounds("Gone2", 0).unwrap(), (0, 5));
     assert_eq!(append_one(&store, msg("Gone", 0, 9)).await.queue_offset, 0);
 }
@@ -265,8 +423,14 @@ async fn purge_topic_resets_its_queues_only() {
 async fn invalid_request_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    let big = NewMessage { body: vec![1; 40 * 1024], ..msg("B", 0, 1) };
-    let (bad, good) = tokio::join!(store.append(vec![msg("B", 0, 0), big]), store.append(vec![msg("B", 0, 2)]));
+    let big = NewMessage {
+        body: vec![1; 40 * 1024],
+        ..msg("B", 0, 1)
+    };
+    let (bad, good) = tokio::join!(
+        store.append(vec![msg("B", 0, 0), big]),
+        store.append(vec![msg("B", 0, 2)])
+    );
     assert!(matches!(bad, Err(StoreError::MessageTooLarge { .. })));
     assert_eq!(good.unwrap()[0].queue_offset, 0);
     assert_eq!(store.queue_bounds("B", 0).unwrap(), (0, 1));
@@ -281,7 +445,9 @@ async fn appended_wakes_waiters() {
     tokio::pin!(notified);
     notified.as_mut().enable();
     append_one(&store, msg("N", 0, 0)).await;
-    tokio::time::timeout(Duration::from_secs(5), notified).await.expect("woken");
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("woken");
 }
 
 #[tokio::test]
@@ -307,8 +473,14 @@ async fn async_flush_catches_up() {
 #[test]
 fn bad_config_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig { segment_size: 1024, ..config(dir.path()) };
-    assert!(matches!(MessageStore::open(cfg), Err(StoreError::Config(_))));
+    let cfg = StoreConfig {
+        segment_size: 1024,
+        ..config(dir.path())
+    };
+    assert!(matches!(
+        MessageStore::open(cfg),
+        Err(StoreError::Config(_))
+    ));
 }
 
 /// The KvStore contract, run against both engines.
@@ -316,31 +488,59 @@ fn kv_contract(kv: &dyn KvStore) {
     let mut b = KvBatch::new();
     assert!(b.is_empty());
     for i in 0u32..10 {
-        b.put(Cf::ConsumeQueue, [b"q".as_slice(), &i.to_be_bytes()].concat(), i.to_be_bytes());
+        b.put(
+            Cf::ConsumeQueue,
+            [b"q".as_slice(), &i.to_be_bytes()].concat(),
+            i.to_be_bytes(),
+        );
     }
     b.put(Cf::ConsumeQueue, b"p", b"before");
     b.put(Cf::ConsumeQueue, b"r", b"after");
     b.put(Cf::Meta, b"q\0\0\0\x01", b"other cf");
-    b.delete(Cf::ConsumeQueue, [b"q".as_slice(), &3u32.to_be_bytes()].concat());
+    b.delete(
+        Cf::ConsumeQueue,
+        [b"q".as_slice(), &3u32.to_be_bytes()].concat(),
+    );
     assert!(!b.is_empty());
     kv.write(b).unwrap();
 
     let k = |i: u32| [b"q".as_slice(), &i.to_be_bytes()].concat();
-    assert_eq!(kv.get(Cf::ConsumeQueue, &k(2)).unwrap(), Some(2u32.to_be_bytes().to_vec()));
+    assert_eq!(
+        kv.get(Cf::ConsumeQueue, &k(2)).unwrap(),
+        Some(2u32.to_be_bytes().to_vec())
+    );
     assert_eq!(kv.get(Cf::ConsumeQueue, &k(3)).unwrap(), None);
     assert_eq!(kv.get(Cf::Meta, &k(2)).unwrap(), None);
     let end = prefix_end(b"q");
     assert_eq!(end, b"r");
     let all = kv.scan(Cf::ConsumeQueue, b"q", &end, 100).unwrap();
-    assert_eq!(all.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), [0, 1, 2, 4, 5, 6, 7, 8, 9].map(k).to_vec());
+    assert_eq!(
+        all.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        [0, 1, 2, 4, 5, 6, 7, 8, 9].map(k).to_vec()
+    );
     assert_eq!(kv.scan(Cf::ConsumeQueue, &k(5), &end, 2).unwrap().len(), 2);
-    assert_eq!(kv.scan(Cf::ConsumeQueue, &k(5), &k(5), 10).unwrap().len(), 0);
+    assert_eq!(
+        kv.scan(Cf::ConsumeQueue, &k(5), &k(5), 10).unwrap().len(),
+        0
+    );
     assert_eq!(kv.scan(Cf::ConsumeQueue, b"", &[], 100).unwrap().len(), 11);
     assert_eq!(kv.scan(Cf::ConsumeQueue, b"q", &[], 100).unwrap().len(), 10);
     assert_eq!(kv.scan(Cf::Schedule, b"", &[], 100).unwrap().len(), 0);
-    assert_eq!(kv.last_in(Cf::ConsumeQueue, b"q", &end).unwrap().unwrap().0, k(9));
-    assert_eq!(kv.last_in(Cf::ConsumeQueue, b"q", &k(4)).unwrap().unwrap().0, k(2));
-    assert_eq!(kv.last_in(Cf::ConsumeQueue, b"q", &[]).unwrap().unwrap().0, b"r");
+    assert_eq!(
+        kv.last_in(Cf::ConsumeQueue, b"q", &end).unwrap().unwrap().0,
+        k(9)
+    );
+    assert_eq!(
+        kv.last_in(Cf::ConsumeQueue, b"q", &k(4))
+            .unwrap()
+            .unwrap()
+            .0,
+        k(2)
+    );
+    assert_eq!(
+        kv.last_in(Cf::ConsumeQueue, b"q", &[]).unwrap().unwrap().0,
+        b"r"
+    );
     assert_eq!(kv.last_in(Cf::ConsumeQueue, &k(4), &k(4)).unwrap(), None);
     assert_eq!(kv.last_in(Cf::ConsumeQueue, b"s", &[]).unwrap(), None);
     assert_eq!(kv.last_in(Cf::ConsumeQueue, b"a", b"b").unwrap(), None);
@@ -350,11 +550,18 @@ fn kv_contract(kv: &dyn KvStore) {
     b.put(Cf::ConsumeQueue, k(5), b"re-put after the range delete");
     kv.write(b).unwrap();
     let left = kv.scan(Cf::ConsumeQueue, b"q", &end, 100).unwrap();
-    assert_eq!(left.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), [0, 1, 5, 7, 8, 9].map(k).to_vec());
+    assert_eq!(
+        left.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        [0, 1, 5, 7, 8, 9].map(k).to_vec()
+    );
     let mut b = KvBatch::new();
     b.delete_range(Cf::ConsumeQueue, k(8), Vec::new());
     kv.write(b).unwrap();
-    assert_eq!(kv.scan(Cf::ConsumeQueue, b"", &[], 100).unwrap().len(), 5, "p, q0, q1, q5, q7");
+    assert_eq!(
+        kv.scan(Cf::ConsumeQueue, b"", &[], 100).unwrap().len(),
+        5,
+        "p, q0, q1, q5, q7"
+    );
     assert_eq!(kv.get(Cf::Meta, &k(1)).unwrap(), Some(b"other cf".to_vec()));
     kv.flush().unwrap();
 }
@@ -369,7 +576,10 @@ fn kv_contract_rocks_and_persistence() {
     let dir = tempfile::tempdir().unwrap();
     kv_contract(&RocksKv::open(dir.path()).unwrap());
     let kv: Arc<dyn KvStore> = Arc::new(RocksKv::open(dir.path()).unwrap());
-    assert_eq!(kv.get(Cf::Meta, b"q\0\0\0\x01").unwrap(), Some(b"other cf".to_vec()));
+    assert_eq!(
+        kv.get(Cf::Meta, b"q\0\0\0\x01").unwrap(),
+        Some(b"other cf".to_vec())
+    );
 }
 
 #[tokio::test]

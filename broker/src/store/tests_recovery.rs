@@ -18,10 +18,17 @@ struct Written {
 
 /// Appends `n` messages over 3 queues of topic "X"; returns them after a clean shutdown.
 async fn build_log(dir: &Path, n: usize, segment_size: u64) -> Vec<Written> {
-    let store = MessageStore::open(StoreConfig { segment_size, ..config(dir) }).unwrap();
+    let store = MessageStore::open(StoreConfig {
+        segment_size,
+        ..config(dir)
+    })
+    .unwrap();
     let mut out = Vec::new();
     for i in 0..n {
-        let m = NewMessage { body: vec![(i % 256) as u8; 100 + (i * 131) % 2500], ..msg("X", (i % 3) as u32, i) };
+        let m = NewMessage {
+            body: vec![(i % 256) as u8; 100 + (i * 131) % 2500],
+            ..msg("X", (i % 3) as u32, i)
+        };
         let at = append_one(&store, m.clone()).await;
         let size = record::encoded_len(&m).unwrap() as u64;
         out.push(Written { msg: m, at, size });
@@ -44,7 +51,10 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("commitlog")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("commitlog"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v
 }
@@ -54,7 +64,11 @@ fn base_of(path: &Path) -> u64 {
 }
 
 fn flip_byte(path: &Path, pos: u64) {
-    let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut b = [0u8];
     f.read_exact_at(&mut b, pos).unwrap();
     f.write_all_at(&[b[0] ^ 0x5a], pos).unwrap();
@@ -64,9 +78,15 @@ fn flip_byte(path: &Path, pos: u64) {
 fn check_holds_exactly(store: &MessageStore, written: &[Written], end: u64) {
     assert_eq!(store.log_end_offset(), end);
     for q in 0..3u32 {
-        let expect: Vec<&Written> =
-            written.iter().filter(|w| w.msg.queue_id == q && w.at.log_offset + w.size <= end).collect();
-        assert_eq!(store.queue_bounds("X", q).unwrap(), (0, expect.len() as u64), "queue {q}");
+        let expect: Vec<&Written> = written
+            .iter()
+            .filter(|w| w.msg.queue_id == q && w.at.log_offset + w.size <= end)
+            .collect();
+        assert_eq!(
+            store.queue_bounds("X", q).unwrap(),
+            (0, expect.len() as u64),
+            "queue {q}"
+        );
         let got = store.read_queue("X", q, 0, 10_000, usize::MAX).unwrap();
         assert_eq!(got.len(), expect.len(), "queue {q}");
         for (g, w) in got.iter().zip(&expect) {
@@ -75,13 +95,23 @@ fn check_holds_exactly(store: &MessageStore, written: &[Written], end: u64) {
     }
     for w in written {
         let kept = w.at.log_offset + w.size <= end;
-        assert_eq!(store.lookup_by_id(&w.msg.message_id).unwrap().is_some(), kept);
-        assert_eq!(store.lookup_by_key("X", &w.msg.keys[0], 5).unwrap().len(), usize::from(kept));
+        assert_eq!(
+            store.lookup_by_id(&w.msg.message_id).unwrap().is_some(),
+            kept
+        );
+        assert_eq!(
+            store.lookup_by_key("X", &w.msg.keys[0], 5).unwrap().len(),
+            usize::from(kept)
+        );
     }
     let kv = store.kv();
     for cf in [Cf::ConsumeQueue, Cf::MessageId, Cf::MessageKey] {
         for (k, v) in kv.scan(cf, b"", &[], usize::MAX).unwrap() {
-            let off = if cf == Cf::ConsumeQueue { index::u64_value(&v[..8]).unwrap() } else { index::trailing_u64(&k).unwrap() };
+            let off = if cf == Cf::ConsumeQueue {
+                index::u64_value(&v[..8]).unwrap()
+            } else {
+                index::trailing_u64(&k).unwrap()
+            };
             assert!(off < end, "{cf:?} entry points past the log end");
         }
     }
@@ -97,7 +127,11 @@ async fn torn_tail_is_truncated_at_the_last_whole_record() {
     let last_base = base_of(last);
     let last_len = std::fs::metadata(last).unwrap().len();
     let mut rng = StdRng::seed_from_u64(0xA90_6EE);
-    let boundaries: Vec<u64> = written.iter().map(|w| w.at.log_offset + w.size).filter(|&e| e > last_base).collect();
+    let boundaries: Vec<u64> = written
+        .iter()
+        .map(|w| w.at.log_offset + w.size)
+        .filter(|&e| e > last_base)
+        .collect();
     for round in 0..60 {
         let cut = match round {
             0 => 0,
@@ -109,7 +143,12 @@ async fn torn_tail_is_truncated_at_the_last_whole_record() {
         let work = tempfile::tempdir().unwrap();
         copy_dir(base.path(), work.path());
         let seg = segment_files(work.path()).pop().unwrap();
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
         let expected_end = written
             .iter()
             .map(|w| w.at.log_offset + w.size)
@@ -120,14 +159,25 @@ async fn torn_tail_is_truncated_at_the_last_whole_record() {
         let store = MessageStore::open(config(work.path()))
             .unwrap_or_else(|e| panic!("round {round}, cut {cut}: open failed: {e}"));
         check_holds_exactly(&store, &written, expected_end);
-        assert_eq!(std::fs::metadata(&seg).unwrap().len(), expected_end - last_base, "file truncated");
+        assert_eq!(
+            std::fs::metadata(&seg).unwrap().len(),
+            expected_end - last_base,
+            "file truncated"
+        );
         let next = store.queue_bounds("X", 1).unwrap().1;
         let r = append_one(&store, msg("X", 1, 10_000)).await;
-        assert_eq!((r.log_offset, r.queue_offset), (expected_end, next), "round {round}");
-        store.shutdown();
-        // And it stays that way.
+        assert_eq!(
+            (r.log_offset, r.queue_offset),
+            (expected_end, next),
+            "round {round}"
+        );
+        drop(store); // shuts down and closes RocksDB
+                     // And it stays that way.
         let store = MessageStore::open(config(work.path())).unwrap();
-        assert_eq!(store.read_queue("X", 1, next, 10, usize::MAX).unwrap()[0].msg, msg("X", 1, 10_000));
+        assert_eq!(
+            store.read_queue("X", 1, next, 10, usize::MAX).unwrap()[0].msg,
+            msg("X", 1, 10_000)
+        );
     }
 }
 
@@ -137,7 +187,12 @@ async fn zero_filled_tail_is_truncated() {
     let written = build_log(dir.path(), 10, 1 << 20).await;
     let seg = segment_files(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
-    OpenOptions::new().write(true).open(&seg).unwrap().set_len(len + 5000).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len + 5000)
+        .unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     check_holds_exactly(&store, &written, len);
 }
@@ -174,8 +229,19 @@ async fn damage_in_a_sealed_segment_is_found_by_reads_and_rebuilds() {
     {
         // The index covers the sealed segment: open succeeds, the read detects the damage.
         let store = MessageStore::open(config(dir.path())).unwrap();
-        let err = store.read_queue("X", victim.msg.queue_id, victim.at.queue_offset, 1, usize::MAX).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { offset, .. } if offset == victim.at.log_offset), "{err}");
+        let err = store
+            .read_queue(
+                "X",
+                victim.msg.queue_id,
+                victim.at.queue_offset,
+                1,
+                usize::MAX,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt { offset, .. } if offset == victim.at.log_offset),
+            "{err}"
+        );
     }
     // Rebuilding the index scans the whole log and refuses the damage.
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
@@ -204,7 +270,10 @@ async fn damage_past_the_flushed_mark_counts_as_torn() {
     let victim = &written[20];
     let work = tempfile::tempdir().unwrap();
     copy_dir(base.path(), work.path());
-    flip_byte(&segment_files(work.path()).pop().unwrap(), victim.at.log_offset + 30);
+    flip_byte(
+        &segment_files(work.path()).pop().unwrap(),
+        victim.at.log_offset + 30,
+    );
     let store = MessageStore::open(config(work.path())).unwrap();
     check_holds_exactly(&store, &written, victim.at.log_offset);
     drop(store);
@@ -212,8 +281,14 @@ async fn damage_past_the_flushed_mark_counts_as_torn() {
     let victim = &written[5];
     let work = tempfile::tempdir().unwrap();
     copy_dir(base.path(), work.path());
-    flip_byte(&segment_files(work.path()).pop().unwrap(), victim.at.log_offset + 30);
-    assert!(matches!(MessageStore::open(config(work.path())), Err(StoreError::Corrupt { .. })));
+    flip_byte(
+        &segment_files(work.path()).pop().unwrap(),
+        victim.at.log_offset + 30,
+    );
+    assert!(matches!(
+        MessageStore::open(config(work.path())),
+        Err(StoreError::Corrupt { .. })
+    ));
 }
 
 #[tokio::test]
@@ -226,9 +301,17 @@ async fn index_ahead_of_the_log_is_pruned() {
     let last = segs.last().unwrap();
     let prev = &segs[segs.len() - 2];
     std::fs::remove_file(last).unwrap();
-    let in_prev: Vec<&Written> = written.iter().filter(|w| w.at.log_offset >= base_of(prev) && w.at.log_offset < base_of(last)).collect();
+    let in_prev: Vec<&Written> = written
+        .iter()
+        .filter(|w| w.at.log_offset >= base_of(prev) && w.at.log_offset < base_of(last))
+        .collect();
     let end = in_prev[in_prev.len() - 5].at.log_offset;
-    OpenOptions::new().write(true).open(prev).unwrap().set_len(end - base_of(prev)).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(prev)
+        .unwrap()
+        .set_len(end - base_of(prev))
+        .unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     check_holds_exactly(&store, &written, end);
     let next = store.queue_bounds("X", 2).unwrap().1;
@@ -260,7 +343,10 @@ async fn index_behind_the_log_is_completed() {
         let cut = written[25].at.log_offset;
         let mut b = KvBatch::new();
         for w in &written[25..] {
-            b.delete(Cf::ConsumeQueue, index::cq_key("X", w.msg.queue_id, w.at.queue_offset));
+            b.delete(
+                Cf::ConsumeQueue,
+                index::cq_key("X", w.msg.queue_id, w.at.queue_offset),
+            );
         }
         for q in 0..3u32 {
             let n = written[..25].iter().filter(|w| w.msg.queue_id == q).count() as u64;

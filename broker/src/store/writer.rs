@@ -37,8 +37,14 @@ pub(crate) type Heads = HashMap<String, HashMap<u32, u64>>;
 pub(crate) type AppendReply = oneshot::Sender<Result<Vec<AppendResult>, StoreError>>;
 
 pub(crate) enum Command {
-    Append { msgs: Vec<NewMessage>, reply: AppendReply },
-    PurgeTopic { topic: String, reply: SyncSender<Result<(), StoreError>> },
+    Append {
+        msgs: Vec<NewMessage>,
+        reply: AppendReply,
+    },
+    PurgeTopic {
+        topic: String,
+        reply: SyncSender<Result<(), StoreError>>,
+    },
     Shutdown,
 }
 
@@ -59,7 +65,9 @@ pub(crate) struct Writer {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn approx_size(msgs: &[NewMessage]) -> usize {
@@ -68,7 +76,11 @@ fn approx_size(msgs: &[NewMessage]) -> usize {
 
 impl Writer {
     pub(crate) fn new(shared: Arc<Shared>, heads: Heads, last_store_ts: i64) -> Self {
-        Writer { shared, heads, last_store_ts }
+        Writer {
+            shared,
+            heads,
+            last_store_ts,
+        }
     }
 
     /// The thread body: runs until `Shutdown` or until every sender is gone.
@@ -162,7 +174,9 @@ impl Writer {
 
     fn next_queue_offset(&self, new_heads: &mut Heads, topic: &str, queue_id: u32) -> u64 {
         let lookup = |h: &Heads| h.get(topic).and_then(|q| q.get(&queue_id)).copied();
-        let cur = lookup(new_heads).or_else(|| lookup(&self.heads)).unwrap_or(0);
+        let cur = lookup(new_heads)
+            .or_else(|| lookup(&self.heads))
+            .unwrap_or(0);
         match new_heads.get_mut(topic) {
             Some(q) => {
                 q.insert(queue_id, cur + 1);
@@ -180,7 +194,11 @@ impl Writer {
         let (cfg, log) = (&shared.config, &shared.log);
         let store_ts = now_ms().max(self.last_store_ts);
         let mut seg = log.last_segment()?;
-        let total: u64 = reqs.iter().flat_map(|r| r.sizes.iter()).map(|&s| u64::from(s)).sum();
+        let total: u64 = reqs
+            .iter()
+            .flat_map(|r| r.sizes.iter())
+            .map(|&s| u64::from(s))
+            .sum();
         let mut buf = Vec::with_capacity(total.min(cfg.segment_size) as usize);
         let mut batch = KvBatch::new();
         let mut new_heads = Heads::new();
@@ -196,12 +214,24 @@ impl Writer {
                 }
                 let log_offset = seg.end() + buf.len() as u64;
                 let queue_offset = self.next_queue_offset(&mut new_heads, &msg.topic, msg.queue_id);
-                let written = record::encode_into(&mut buf, msg, queue_offset, store_ts, cfg.max_record_size)?;
+                let written = record::encode_into(
+                    &mut buf,
+                    msg,
+                    queue_offset,
+                    store_ts,
+                    cfg.max_record_size,
+                )?;
                 if written != size {
-                    return Err(StoreError::Index(format!("record size changed while encoding ({size} -> {written})")));
+                    return Err(StoreError::Index(format!(
+                        "record size changed while encoding ({size} -> {written})"
+                    )));
                 }
                 index::dispatch(&mut batch, msg, queue_offset, log_offset, size, store_ts);
-                results.push(AppendResult { queue_offset, log_offset, store_timestamp_ms: store_ts });
+                results.push(AppendResult {
+                    queue_offset,
+                    log_offset,
+                    store_timestamp_ms: store_ts,
+                });
             }
             all.push(results);
         }
@@ -244,7 +274,9 @@ impl Writer {
     fn close(&mut self) {
         let log = &self.shared.log;
         let end = log.end_offset();
-        let synced = log.last_segment().and_then(|s| s.sync_data().map_err(StoreError::from));
+        let synced = log
+            .last_segment()
+            .and_then(|s| s.sync_data().map_err(StoreError::from));
         match synced {
             Ok(()) => {
                 log.mark_flushed(end);
@@ -268,7 +300,8 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, stop: Receiver<()>) {
     loop {
         let stopping = !matches!(stop.recv_timeout(interval), Err(RecvTimeoutError::Timeout));
         if let Err(e) = flush_once(&shared) {
-            let reason = format!("periodic fdatasync failed, the store accepts no more writes: {e}");
+            let reason =
+                format!("periodic fdatasync failed, the store accepts no more writes: {e}");
             tracing::error!("{reason}");
             shared.set_failed(reason);
             break;

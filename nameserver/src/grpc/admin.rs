@@ -212,9 +212,7 @@ async fn connect(endpoint: &str) -> Result<AdminClient<Channel>, Status> {
 }
 
 /// Sends the operation to every target's master concurrently. Returns the
-/// groups that applied it, or an error naming the ones that failed (the
-/// successful ones are still returned inside the error path by the caller
-/// applying `applied` first).
+/// groups that applied it and the ones that failed, with their errors.
 async fn fan_out<F, Fut>(targets: Vec<Target>, call: F) -> (Vec<GroupKey>, Vec<(Target, Status)>)
 where
     F: Fn(AdminClient<Channel>) -> Fut,

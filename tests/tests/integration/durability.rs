@@ -1,0 +1,321 @@
+//! Durability: what a broker keeps across SIGKILL, and how it recovers a
+//! commit log whose last segment was cut at an arbitrary byte.
+
+use apogee_client::{Message, Producer};
+use apogee_proto::v2::{self, Code};
+use apogee_tests::commitlog::{self, RecordInfo};
+use apogee_tests::{process::free_port, rpc, BrokerSpec, Cluster};
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// (message id, queue offset, body) of every message a queue serves, in order.
+async fn read_queue(addr: &str, topic: &str, queue: i32) -> Vec<(String, i64, Vec<u8>)> {
+    let mut client = rpc::messaging(addr);
+    rpc::pull_queue(&mut client, "verify-group", topic, queue)
+        .await
+        .into_iter()
+        .map(|m| {
+            let offset = m
+                .system_properties
+                .as_ref()
+                .and_then(|s| s.queue_offset)
+                .unwrap_or(-1);
+            (rpc::id_of(&m), offset, m.body)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_flush_broker_killed_keeps_every_acknowledged_message() {
+    let mut cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a").env("STORE__FLUSH", "sync"))
+        .start()
+        .await;
+    let topic = "durable";
+    let queues = 4;
+    cluster.create_topic(topic, queues).await;
+    // One attempt per send: a retried send could legitimately store twice.
+    let config = cluster
+        .client_config()
+        .with_max_attempts(1)
+        .with_request_timeout(Duration::from_secs(3));
+    let producer = Producer::connect(config).await.expect("producer");
+
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let (producer, acked, stop) = (producer.clone(), acked.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut seq, mut failures) = (0u64, 0u64);
+            while !stop.load(Ordering::SeqCst) {
+                let body = format!("p{t}-{seq}");
+                seq += 1;
+                match producer.send(Message::new(topic, body.clone())).await {
+                    Ok(r) => acked.lock().unwrap().push((r, body)),
+                    Err(_) => {
+                        failures += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            failures
+        }));
+    }
+    // Let a good number of sends complete, then pull the plug mid-flight.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 600 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} sends acknowledged in 60 s",
+            acked.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.kill_broker("broker-a");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut failures = 0;
+    for t in tasks {
+        failures += t.await.expect("producer task panicked");
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    cluster.restart_broker("broker-a").await;
+
+    let addr = cluster.broker("broker-a").addr.clone();
+    let mut stored: HashMap<String, (i32, i64, Vec<u8>)> = HashMap::new();
+    let mut ends = Vec::new();
+    for q in 0..queues {
+        let messages = read_queue(&addr, topic, q).await;
+        for (i, (id, offset, body)) in messages.iter().enumerate() {
+            assert_eq!(
+                *offset, i as i64,
+                "queue {q}: offsets must run 0, 1, 2, ... in order; got {offset} at position {i}"
+            );
+            let previous = stored.insert(id.clone(), (q, *offset, body.clone()));
+            assert!(
+                previous.is_none(),
+                "message {id} is stored twice: {previous:?} and queue {q} offset {offset}"
+            );
+        }
+        ends.push(messages.len() as i64);
+    }
+    for (receipt, body) in &acked {
+        let found = stored.get(&receipt.message_id);
+        let (q, offset, stored_body) = found.unwrap_or_else(|| {
+            panic!(
+                "acknowledged message {} ({body}) at queue {} offset {} was lost",
+                receipt.message_id, receipt.queue_id, receipt.offset
+            )
+        });
+        assert_eq!(
+            (*q, *offset),
+            (receipt.queue_id, receipt.offset),
+            "message {} moved",
+            receipt.message_id
+        );
+        assert_eq!(
+            stored_body,
+            body.as_bytes(),
+            "message {} has another body",
+            receipt.message_id
+        );
+    }
+    println!(
+        "{} sends acknowledged, {failures} failed, {} stored after the restart ({} stored but never acknowledged)",
+        acked.len(),
+        stored.len(),
+        stored.len() - acked.len()
+    );
+
+    // The broker keeps working where each queue ended.
+    let producer = Producer::connect(cluster.client_config())
+        .await
+        .expect("producer");
+    let r = producer
+        .send(Message::new(topic, "after restart"))
+        .await
+        .expect("send after restart");
+    assert_eq!(
+        r.offset, ends[r.queue_id as usize],
+        "a new send must land at the end of queue {}",
+        r.queue_id
+    );
+}
+
+/// A message body of `len` bytes, printable.
+fn body(rng: &mut impl Rng, len: usize) -> Vec<u8> {
+    (0..len).map(|_| rng.gen_range(b'a'..=b'z')).collect()
+}
+
+/// One truncation case: copy the data dir, cut the last segment at `cut`,
+/// start a broker on the copy and check what it serves.
+struct TornCase<'a> {
+    src: &'a std::path::Path,
+    last_path_rel: std::path::PathBuf,
+    sealed: &'a [RecordInfo],
+    last: &'a [RecordInfo],
+    topic: &'a str,
+    queues: i32,
+}
+
+impl TornCase<'_> {
+    async fn run(&self, cluster: &mut Cluster, case: usize, cut: u64, port: u16) {
+        let dir = cluster.dir().join(format!("case-{case}"));
+        commitlog::copy_dir(self.src, &dir);
+        let seg = dir.join(&self.last_path_rel);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let whole: Vec<&RecordInfo> = self.last.iter().filter(|r| r.end() <= cut).collect();
+        let boundary = whole.last().map(|r| r.end()).unwrap_or(0);
+
+        let name = "torn";
+        let spec = BrokerSpec::new(name)
+            .env("STORE__SEGMENT_BYTES", "65536")
+            .data_dir(&dir)
+            .port(port);
+        let addr = cluster.add_broker(spec).await.addr.clone();
+        let len = std::fs::metadata(&seg).unwrap().len();
+        assert_eq!(
+            len, boundary,
+            "case {case}: cut at {cut}, the segment should be truncated to the last whole record"
+        );
+
+        let mut expected: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+        for r in self.sealed.iter().chain(whole.iter().copied()) {
+            expected
+                .entry(r.queue_id as i32)
+                .or_default()
+                .push(&r.message_id);
+        }
+        for q in 0..self.queues {
+            let got: Vec<String> = read_queue(&addr, self.topic, q)
+                .await
+                .into_iter()
+                .map(|(id, _, _)| id)
+                .collect();
+            let want = expected.get(&q).cloned().unwrap_or_default();
+            assert_eq!(got, want, "case {case}: cut at {cut} (boundary {boundary}): queue {q} serves the wrong messages");
+        }
+        let mut client = rpc::messaging(&addr);
+        let m = rpc::message(self.topic, 0, format!("after cut {cut}"));
+        let id = rpc::id_of(&m);
+        let resp = rpc::send(&mut client, vec![m]).await;
+        assert_eq!(
+            rpc::code(resp.status.as_ref()),
+            Code::Ok as i32,
+            "case {case}: send after recovery: {resp:?}"
+        );
+        let next = expected.get(&0).map_or(0, Vec::len) as i64;
+        assert_eq!(
+            resp.entries[0].offset, next,
+            "case {case}: the new message must get the next offset of queue 0"
+        );
+        let q0 = read_queue(&addr, self.topic, 0).await;
+        assert_eq!(
+            q0.last().map(|(i, o, _)| (i.as_str(), *o)),
+            Some((id.as_str(), next)),
+            "case {case}: the new message is not readable"
+        );
+        cluster.remove_broker(name);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_tail_recovers_to_last_whole_record() {
+    let seed: u64 = std::env::var("APOGEE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!(
+        "torn_tail_recovers_to_last_whole_record: seed {seed} (set APOGEE_TEST_SEED to replay)"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut cluster = Cluster::builder()
+        .broker(BrokerSpec::new("torn-src").env("STORE__SEGMENT_BYTES", "65536"))
+        .start()
+        .await;
+    let (topic, queues) = ("torn", 2);
+    cluster.create_topic(topic, queues).await;
+    let src = cluster.broker("torn-src").data_dir.clone();
+    let addr = cluster.broker("torn-src").addr.clone();
+
+    // Fill until there are a few sealed segments and a well-filled last one.
+    let mut client = rpc::messaging(&addr);
+    let mut sent = 0;
+    loop {
+        let batch: Vec<v2::Message> = (0..8)
+            .map(|i| {
+                let len = rng.gen_range(20..1500);
+                rpc::message(topic, (sent / 8 + i) % queues, body(&mut rng, len))
+            })
+            .collect();
+        let resp = rpc::send(&mut client, batch).await;
+        assert_eq!(
+            rpc::code(resp.status.as_ref()),
+            Code::Ok as i32,
+            "fill send: {resp:?}"
+        );
+        sent += 8;
+        let segs = commitlog::segments(&src);
+        let last_len = std::fs::metadata(&segs.last().unwrap().1).unwrap().len();
+        if (sent >= 300 && segs.len() >= 3 && last_len >= 40_000) || sent >= 4_000 {
+            break;
+        }
+    }
+    cluster.kill_broker("torn-src");
+
+    let segs = commitlog::segments(&src);
+    assert!(segs.len() >= 2, "64 KiB segments should roll: {segs:?}");
+    let mut sealed = Vec::new();
+    for (_, path) in &segs[..segs.len() - 1] {
+        sealed.extend(commitlog::parse_segment(&std::fs::read(path).unwrap()));
+    }
+    let (_, last_path) = segs.last().unwrap();
+    let last_bytes = std::fs::read(last_path).unwrap();
+    let last = commitlog::parse_segment(&last_bytes);
+    let total = sealed.len() + last.len();
+    assert_eq!(
+        total, sent as usize,
+        "the log should hold every message sent"
+    );
+    assert!(
+        sealed.iter().chain(&last).all(|r| r.topic == topic),
+        "only test messages are expected in the log"
+    );
+    println!(
+        "{sent} messages in {} segments; the last has {} records, {} bytes",
+        segs.len(),
+        last.len(),
+        last_bytes.len()
+    );
+
+    let len = last_bytes.len() as u64;
+    let mid = &last[last.len() / 2];
+    let mut cuts = vec![0, 5, mid.pos, mid.pos + 1, mid.end() - 1, len - 1, len];
+    while cuts.len() < 57 {
+        cuts.push(rng.gen_range(0..=len));
+    }
+    let case = TornCase {
+        src: &src,
+        last_path_rel: last_path.strip_prefix(&src).unwrap().to_path_buf(),
+        sealed: &sealed,
+        last: &last,
+        topic,
+        queues,
+    };
+    let port = free_port();
+    let started = Instant::now();
+    for (i, cut) in cuts.iter().enumerate() {
+        case.run(&mut cluster, i, *cut, port).await;
+    }
+    println!("{} truncation cases in {:?}", cuts.len(), started.elapsed());
+}

@@ -1,0 +1,105 @@
+//! RocketMQ's official Rust client (`rocketmq` 5.0.0), configured with the
+//! NameServer as its access point, sends, receives and acks through Apogee.
+//! Options are the client's defaults (as in its examples) apart from the
+//! address, TLS off and the topics to prefetch.
+
+use apogee_tests::{BrokerSpec, Cluster};
+use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
+use rocketmq::model::common::{FilterExpression, FilterType};
+use rocketmq::model::message::MessageBuilder;
+use rocketmq::{Producer, SimpleConsumer};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "official";
+
+fn client_option(cluster: &Cluster) -> ClientOption {
+    let mut option = ClientOption::default();
+    option.set_access_url(cluster.ns_addr());
+    option.set_enable_tls(false);
+    option
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_rocketmq_client_sends_and_receives_through_nameserver() {
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    cluster.create_topic(TOPIC, 4).await;
+
+    let mut producer_option = ProducerOption::default();
+    producer_option.set_topics(vec![TOPIC]);
+    let mut producer =
+        Producer::new(producer_option, client_option(&cluster)).expect("official producer");
+    producer
+        .start()
+        .await
+        .expect("official producer start (QueryRoute through the nameserver)");
+    let mut sent = BTreeSet::new();
+    for i in 0..10 {
+        let message = MessageBuilder::builder()
+            .set_topic(TOPIC)
+            .set_tag("official-tag")
+            .set_keys(vec![format!("key-{i}")])
+            .set_body(format!("official-{i}").into_bytes())
+            .build()
+            .expect("message");
+        let receipt = producer
+            .send(message)
+            .await
+            .unwrap_or_else(|e| panic!("official send {i}: {e:?}"));
+        assert!(
+            !receipt.message_id().is_empty(),
+            "send receipt without message id"
+        );
+        assert!(
+            sent.insert(receipt.message_id().to_string()),
+            "duplicate message id {}",
+            receipt.message_id()
+        );
+    }
+
+    let mut consumer_option = SimpleConsumerOption::default();
+    consumer_option.set_topics(vec![TOPIC]);
+    consumer_option.set_consumer_group("official-group");
+    let mut consumer =
+        SimpleConsumer::new(consumer_option, client_option(&cluster)).expect("official consumer");
+    consumer.start().await.expect("official consumer start");
+    let filter = FilterExpression::new(FilterType::Tag, "official-tag");
+    let mut received = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received.len() < sent.len() && Instant::now() < deadline {
+        let messages = consumer
+            .receive_with(TOPIC, &filter, 16, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("official receive: {e:?}"));
+        for m in messages {
+            assert_eq!(m.topic(), TOPIC);
+            assert_eq!(m.tag(), Some("official-tag"));
+            assert!(m.body().starts_with(b"official-"), "body {:?}", m.body());
+            assert_eq!(m.delivery_attempt(), 1);
+            consumer
+                .ack(&m)
+                .await
+                .unwrap_or_else(|e| panic!("official ack of {}: {e:?}", m.message_id()));
+            assert!(
+                received.insert(m.message_id().to_string()),
+                "{} received twice",
+                m.message_id()
+            );
+        }
+    }
+    assert_eq!(
+        received, sent,
+        "the official consumer must receive exactly what the official producer sent"
+    );
+    producer
+        .shutdown()
+        .await
+        .expect("official producer shutdown");
+    consumer
+        .shutdown()
+        .await
+        .expect("official consumer shutdown");
+}

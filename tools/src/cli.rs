@@ -1,0 +1,465 @@
+//! The `apogee` command line: clap definitions and the dispatcher that runs
+//! a parsed command and writes its output.
+
+use crate::admin::{Admin, Perm, TopicType};
+use crate::bench::{self, BenchSpec};
+use crate::error::{ToolError, ToolResult};
+use crate::messaging::{self, ConsumeSpec, SendSpec};
+use crate::output::{render_list, render_one, Format};
+use apogee_client::ClientConfig;
+use apogee_proto::limits;
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::time::Duration;
+
+/// Apogee admin CLI: topics, cluster, send, consume and benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "apogee", version, about, propagate_version = true)]
+pub struct Cli {
+    /// NameServer address (host:port; several separated by ';').
+    #[arg(
+        long,
+        global = true,
+        env = "APOGEE_NAMESERVER",
+        default_value = "127.0.0.1:9876",
+        value_name = "ADDR"
+    )]
+    pub nameserver: String,
+
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    /// Per-request timeout in seconds.
+    #[arg(long, global = true, default_value_t = 5, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, update, list, inspect and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Inspect the cluster's brokers.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Send messages.
+    Send(SendArgs),
+    /// Receive, print and acknowledge messages.
+    Consume(ConsumeArgs),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic on every broker group (or the given ones).
+    Create {
+        name: String,
+        /// Queues per broker group.
+        #[arg(long, default_value_t = 8, value_parser = queue_count)]
+        queues: i32,
+        /// Broker group to create the topic on (repeatable; default all).
+        #[arg(long = "broker", value_name = "NAME")]
+        brokers: Vec<String>,
+        /// Message type the topic accepts (repeatable; default normal).
+        #[arg(long = "type", value_enum, value_name = "TYPE")]
+        types: Vec<TopicType>,
+    },
+    /// Change a topic's queue count or permission.
+    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
+    Update {
+        name: String,
+        /// New queue count per broker group.
+        #[arg(long, value_parser = queue_count, group = "change")]
+        queues: Option<i32>,
+        /// New permission.
+        #[arg(long, value_enum, group = "change")]
+        perm: Option<Perm>,
+    },
+    /// List topics.
+    List {
+        /// Include internal topics (retry, dead-letter, half messages).
+        #[arg(long)]
+        system: bool,
+    },
+    /// Show the broker groups hosting a topic.
+    Route { name: String },
+    /// Delete a topic from every broker group.
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// List every registered broker.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[arg(long)]
+    pub topic: String,
+    /// Message body (UTF-8 text).
+    #[arg(long)]
+    pub body: String,
+    /// How many copies to send.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Message key (repeatable).
+    #[arg(long = "key", value_name = "KEY")]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[arg(long)]
+    pub topic: String,
+    /// Consumer group.
+    #[arg(long)]
+    pub group: String,
+    /// Stop after this many messages.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max: u32,
+    /// Stop after this many seconds without a new message.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub wait: u64,
+    /// Seconds a received message stays hidden from other consumers.
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = invisible_secs)]
+    pub invisible: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Measure produce throughput and latency.
+    Produce(BenchProduceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchProduceArgs {
+    #[arg(long)]
+    pub topic: String,
+    /// Separate gRPC connections (one producer each).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: u32,
+    /// Sends in flight per connection.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub inflight: u32,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 1024, value_name = "BYTES", value_parser = body_size)]
+    pub size: usize,
+    /// Messages per request.
+    #[arg(long, default_value_t = 1, value_parser = batch_size)]
+    pub batch: u32,
+    /// Run time in seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: u64,
+}
+
+fn ranged<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    s: &str,
+    lo: T,
+    hi: T,
+) -> Result<T, String> {
+    let v: T = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v < lo || v > hi {
+        return Err(format!("must be between {lo} and {hi}"));
+    }
+    Ok(v)
+}
+
+fn queue_count(s: &str) -> Result<i32, String> {
+    ranged(s, 1, limits::MAX_QUEUES_PER_TOPIC)
+}
+
+fn invisible_secs(s: &str) -> Result<u64, String> {
+    ranged(
+        s,
+        limits::MIN_INVISIBLE_MS as u64 / 1000,
+        limits::MAX_INVISIBLE_MS as u64 / 1000,
+    )
+}
+
+fn body_size(s: &str) -> Result<usize, String> {
+    ranged(s, 1, limits::DEFAULT_MAX_BODY_BYTES)
+}
+
+fn batch_size(s: &str) -> Result<u32, String> {
+    ranged(s, 1, limits::MAX_BATCH_MESSAGES as u32)
+}
+
+impl Cli {
+    fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(&self.nameserver).with_request_timeout(Duration::from_secs(self.timeout))
+    }
+
+    fn admin(&self) -> ToolResult<Admin> {
+        Admin::connect(&self.nameserver, Duration::from_secs(self.timeout))
+    }
+}
+
+/// Runs a parsed command, writing results to `out`.
+pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
+    let f = cli.output;
+    let text = match &cli.command {
+        Command::Topic(cmd) => {
+            let admin = cli.admin()?;
+            match cmd {
+                TopicCommand::Create {
+                    name,
+                    queues,
+                    brokers,
+                    types,
+                } => render_one(
+                    &admin
+                        .create_topic(name, *queues, brokers.clone(), types)
+                        .await?,
+                    f,
+                ),
+                TopicCommand::Update { name, queues, perm } => {
+                    render_one(&admin.update_topic(name, *queues, *perm).await?, f)
+                }
+                TopicCommand::List { system } => render_list(&admin.list_topics(*system).await?, f),
+                TopicCommand::Route { name } => render_list(&admin.topic_route(name).await?, f),
+                TopicCommand::Delete { name } => render_one(&admin.delete_topic(name).await?, f),
+            }
+        }
+        Command::Cluster(ClusterCommand::List) => {
+            render_list(&cli.admin()?.cluster_info().await?, f)
+        }
+        Command::Send(a) => {
+            let spec = SendSpec {
+                topic: a.topic.clone(),
+                body: a.body.clone(),
+                count: a.count,
+                tag: a.tag.clone(),
+                keys: a.keys.clone(),
+            };
+            let (rows, error) = messaging::send(cli.client_config(), &spec).await;
+            if !rows.is_empty() || error.is_none() {
+                out.write_all(render_list(&rows, f).as_bytes())?;
+            }
+            return match error {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
+        Command::Consume(a) => {
+            let spec = ConsumeSpec {
+                topic: a.topic.clone(),
+                group: a.group.clone(),
+                max: a.max,
+                wait: Duration::from_secs(a.wait),
+                invisible: Duration::from_secs(a.invisible),
+            };
+            messaging::consume(cli.client_config(), &spec, &mut *out, f).await?;
+            return Ok(());
+        }
+        Command::Bench(BenchCommand::Produce(a)) => {
+            let spec = BenchSpec {
+                topic: a.topic.clone(),
+                connections: a.connections,
+                inflight: a.inflight,
+                size: a.size,
+                batch: a.batch,
+                duration: Duration::from_secs(a.duration),
+            };
+            let report = bench::run(cli.client_config(), &spec).await?;
+            if let Some(e) = &report.first_error {
+                eprintln!(
+                    "warning: {} requests failed; first error: {e}",
+                    report.errors
+                );
+            }
+            render_one(&report, f)
+        }
+    };
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Parses the arguments (exiting on usage errors), runs the command and
+/// returns the process exit code; errors are printed as `error: ...`.
+pub async fn main_with_args<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(cli, &mut out).await {
+        Ok(()) => 0,
+        Err(ToolError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("apogee").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn topic_create_defaults_and_repeats() {
+        let cli = parse(&[
+            "topic", "create", "T", "--broker", "b1", "--broker", "b2", "--type", "fifo",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, Format::Table);
+        assert_eq!(cli.timeout, 5);
+        match cli.command {
+            Command::Topic(TopicCommand::Create {
+                name,
+                queues,
+                brokers,
+                types,
+            }) => {
+                assert_eq!(name, "T");
+                assert_eq!(queues, 8);
+                assert_eq!(brokers, vec!["b1", "b2"]);
+                assert_eq!(types, vec![TopicType::Fifo]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn global_options_work_after_the_subcommand() {
+        let cli = parse(&[
+            "topic",
+            "list",
+            "--system",
+            "-o",
+            "json",
+            "--nameserver",
+            "h:1",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, Format::Json);
+        assert_eq!(cli.nameserver, "h:1");
+        assert!(matches!(
+            cli.command,
+            Command::Topic(TopicCommand::List { system: true })
+        ));
+    }
+
+    #[test]
+    fn update_needs_a_change_and_valid_values() {
+        let e = parse(&["topic", "update", "T"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(e.exit_code(), 2);
+        let cli = parse(&["topic", "update", "T", "--perm", "r"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Topic(TopicCommand::Update {
+                queues: None,
+                perm: Some(Perm::R),
+                ..
+            })
+        ));
+        assert!(parse(&["topic", "update", "T", "--perm", "x"]).is_err());
+        assert!(parse(&["topic", "update", "T", "--queues", "0"]).is_err());
+        assert!(parse(&["topic", "create", "T", "--queues", "2000"]).is_err());
+        assert!(parse(&["topic", "create", "T", "--type", "lite"]).is_err());
+    }
+
+    #[test]
+    fn send_and_consume_defaults() {
+        let cli = parse(&[
+            "send", "--topic", "T", "--body", "hi", "--key", "a", "--key", "b",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Send(a) => {
+                assert_eq!(
+                    (a.count, a.tag, a.keys),
+                    (1, None, vec!["a".into(), "b".into()])
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["consume", "--topic", "T", "--group", "G"]).unwrap();
+        match cli.command {
+            Command::Consume(a) => assert_eq!((a.max, a.wait, a.invisible), (32, 5, 30)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(&["consume", "--topic", "T"]).is_err());
+        assert!(parse(&[
+            "consume",
+            "--topic",
+            "T",
+            "--group",
+            "G",
+            "--invisible",
+            "0"
+        ])
+        .is_err());
+        assert!(parse(&["send", "--topic", "T"]).is_err());
+    }
+
+    #[test]
+    fn bench_defaults() {
+        let cli = parse(&["bench", "produce", "--topic", "T", "-o", "json"]).unwrap();
+        match cli.command {
+            Command::Bench(BenchCommand::Produce(a)) => {
+                assert_eq!(
+                    (a.connections, a.inflight, a.size, a.batch, a.duration),
+                    (4, 16, 1024, 1, 10)
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(&["bench", "produce", "--topic", "T", "--batch", "0"]).is_err());
+    }
+
+    #[test]
+    fn nameserver_comes_from_the_environment() {
+        // Only this test touches the variable.
+        std::env::set_var("APOGEE_NAMESERVER", "env-host:9876");
+        let cli = parse(&["cluster", "list"]);
+        std::env::remove_var("APOGEE_NAMESERVER");
+        assert_eq!(cli.unwrap().nameserver, "env-host:9876");
+    }
+
+    #[test]
+    fn unknown_commands_are_usage_errors() {
+        let e = parse(&["frobnicate"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = parse(&["-o", "xml", "cluster", "list"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+    }
+
+    #[tokio::test]
+    async fn unreachable_nameserver_is_a_runtime_error() {
+        let cli = parse(&[
+            "--nameserver",
+            "127.0.0.1:1",
+            "--timeout",
+            "2",
+            "cluster",
+            "list",
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        let e = run(cli, &mut out).await.unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+    }
+}

@@ -1,0 +1,72 @@
+//! The tool's error type and how each kind maps to an exit code: 1 for
+//! server and transport errors, 2 for usage errors.
+
+use apogee_client::ClientError;
+
+/// What a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// From the client library (servers, transport, local validation).
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// A cluster-protocol call failed; the text is already user-facing.
+    #[error("{0}")]
+    Server(String),
+    /// The arguments are inconsistent in a way clap cannot check.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing the output failed.
+    #[error("output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ToolError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ToolError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Maps a gRPC status from a cluster service to a user-facing error;
+    /// `topic` names the topic when NOT_FOUND should read "topic not found".
+    pub fn from_status(status: tonic::Status, nameserver: &str, topic: Option<&str>) -> Self {
+        use tonic::Code;
+        let msg = status.message();
+        ToolError::Server(match status.code() {
+            Code::NotFound => match topic {
+                Some(t) => format!("topic not found: {t}"),
+                None if msg.is_empty() => "not found".to_string(),
+                None => msg.to_string(),
+            },
+            Code::Unavailable => format!("cannot reach nameserver {nameserver}: {msg}"),
+            Code::DeadlineExceeded => format!("nameserver {nameserver} did not answer in time"),
+            Code::Unimplemented => {
+                format!("nameserver {nameserver} does not support this operation: {msg}")
+            }
+            code if msg.is_empty() => format!("request failed: {code:?}"),
+            _ => msg.to_string(),
+        })
+    }
+}
+
+/// Result of a command.
+pub type ToolResult<T> = Result<T, ToolError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_become_readable_errors() {
+        let e = ToolError::from_status(tonic::Status::not_found("x"), "ns:1", Some("T"));
+        assert_eq!(e.to_string(), "topic not found: T");
+        assert_eq!(e.exit_code(), 1);
+        let e = ToolError::from_status(tonic::Status::unavailable("refused"), "ns:1", None);
+        assert_eq!(e.to_string(), "cannot reach nameserver ns:1: refused");
+        let e = ToolError::from_status(tonic::Status::invalid_argument("bad queues"), "ns:1", None);
+        assert_eq!(e.to_string(), "bad queues");
+        assert_eq!(ToolError::Usage("x".into()).exit_code(), 2);
+    }
+}
