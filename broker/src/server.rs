@@ -51,6 +51,25 @@ impl Broker {
     pub fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
+
+    /// Waits for `appended` (an armed notification of the store's appends),
+    /// at most `max`, and not past the start of a shutdown.
+    pub async fn wait_for_append(
+        &self,
+        appended: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        max: Duration,
+    ) {
+        let mut closing = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::timeout(max, appended) => {}
+            _ = closing.wait_for(|c| *c) => {}
+        }
+    }
+
+    /// Turns true when the broker starts shutting down (ends Telemetry streams).
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
 }
 
 fn store_config(config: &BrokerConfig) -> StoreConfig {

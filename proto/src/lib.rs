@@ -39,6 +39,7 @@ pub mod limits;
 pub mod message_id;
 pub mod names;
 pub mod settings;
+pub mod telemetry;
 pub mod time;
 
 pub use error::ApogeeError;

@@ -4,7 +4,7 @@
 //!   Registry and Admin services.
 //! - [`messaging`]: `send` and `consume` over the client library.
 //! - [`bench`]: the produce benchmark.
-//! - [`output`]: tables and JSON.
+//! - [`output`]: tables and JSON; [`views`]: the admin result rows.
 //! - [`cli`]: the clap definitions and the command dispatcher.
 
 pub mod admin;
@@ -13,5 +13,6 @@ pub mod cli;
 pub mod error;
 pub mod messaging;
 pub mod output;
+pub mod views;
 
 pub use error::{ToolError, ToolResult};

@@ -142,6 +142,7 @@ impl TableRow for ConsumedRow {
     fn cells(&self) -> Vec<String> {
         vec![
             self.message_id.clone(),
+            self.broker.clone(),
             self.queue_id.to_string(),
             self.offset.to_string(),
             self.delivery_attempt.to_string(),
@@ -157,7 +158,7 @@ impl TableRow for ConsumedRow {
 }
 
 /// Minimum column widths of the streamed consume table.
-const CONSUME_WIDTHS: [usize; 6] = [34, 5, 8, 7, 8, 8];
+const CONSUME_WIDTHS: [usize; 7] = [34, 8, 5, 8, 7, 8, 8];
 
 /// What `consume` asks for.
 #[derive(Clone, Debug)]
@@ -277,7 +278,7 @@ mod tests {
         };
         assert_eq!(
             row.cells(),
-            vec!["ID", "1", "5", "2", "-", "-", "line1\\nline2"]
+            vec!["ID", "b", "1", "5", "2", "-", "-", "line1\\nline2"]
         );
         let v = serde_json::to_value(&row).unwrap();
         assert_eq!(v["body"], "line1\nline2");

@@ -2,7 +2,8 @@
 //!
 //! - [`MessagingServer`]: every RPC of `apache.rocketmq.v2.MessagingService`
 //!   (send in [`send`], pop-style consumption in [`receive`], offset-based
-//!   consumption in [`offsets`], Telemetry in [`telemetry`]).
+//!   consumption in [`offsets`]; Telemetry is the shared session of
+//!   `apogee_proto::telemetry`).
 //! - [`admin::AdminServer`]: the typed `apogee.cluster.v1.Admin` operations
 //!   applied to this broker.
 //!
@@ -14,7 +15,6 @@ pub mod convert;
 pub mod offsets;
 pub mod receive;
 pub mod send;
-pub mod telemetry;
 
 use crate::server::Broker;
 use apogee_proto::error::ok_status;
@@ -201,9 +201,14 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<Streaming<v2::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        Ok(Response::new(telemetry::serve(
-            self.broker.limits.clone(),
-            req.into_inner(),
+        let client = apogee_proto::telemetry::client_id(&req);
+        Ok(Response::new(Box::pin(
+            apogee_proto::telemetry::serve_session(
+                client,
+                req.into_inner(),
+                self.broker.limits.clone(),
+                self.broker.closing(),
+            ),
         )))
     }
 

@@ -135,7 +135,7 @@ pub async fn pull(
                 ),
             ];
         }
-        let _ = tokio::time::timeout(left, appended).await;
+        broker.wait_for_append(appended, left).await;
     }
 }
 

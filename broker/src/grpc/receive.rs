@@ -174,7 +174,7 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
         if let Some(at) = broker.consume.next_redelivery_ms(&plan.group, &plan.topic) {
             wait = wait.min(Duration::from_millis((at - now).max(1) as u64));
         }
-        let _ = tokio::time::timeout(wait, appended).await;
+        broker.wait_for_append(appended, wait).await;
     }
 }
 

@@ -10,13 +10,13 @@
 use super::route;
 use crate::registry::Registry;
 use apogee_proto::error::ok_status;
-use apogee_proto::settings::{settings_reply, ServerLimits};
+use apogee_proto::settings::ServerLimits;
+use apogee_proto::telemetry::{client_id, serve_session};
 use apogee_proto::v2::messaging_service_server::MessagingService;
-use apogee_proto::v2::telemetry_command::Command;
 use apogee_proto::v2::{self, *};
 use apogee_proto::{limits, ApogeeError};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -50,15 +50,6 @@ fn broker_only(rpc: &str) -> v2::Status {
         "{rpc} is served by brokers; use the endpoints from QueryRoute"
     ))
     .to_status()
-}
-
-fn client_id<T>(request: &Request<T>) -> String {
-    request
-        .metadata()
-        .get("x-mq-client-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string()
 }
 
 /// The topic of a request, checked; the error is the status to answer.
@@ -235,43 +226,12 @@ impl MessagingService for AccessPoint {
         request: Request<Streaming<TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
         let client = client_id(&request);
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(4);
-        let limits = self.limits.clone();
-        let mut closing = self.closing.subscribe();
-        tokio::spawn(async move {
-            tracing::debug!(%client, "telemetry stream opened");
-            loop {
-                let command = tokio::select! {
-                    command = inbound.message() => command,
-                    _ = closing.wait_for(|closing| *closing) => break,
-                };
-                match command {
-                    Ok(Some(TelemetryCommand {
-                        command: Some(Command::Settings(settings)),
-                        ..
-                    })) => {
-                        let reply = TelemetryCommand {
-                            status: Some(ok_status()),
-                            command: Some(Command::Settings(settings_reply(&settings, &limits))),
-                        };
-                        if tx.send(Ok(reply)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(Some(other)) => {
-                        tracing::trace!(%client, ?other, "ignoring telemetry command");
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(%client, error = %e, "telemetry stream failed");
-                        break;
-                    }
-                }
-            }
-            tracing::debug!(%client, "telemetry stream closed");
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(serve_session(
+            client,
+            request.into_inner(),
+            self.limits.clone(),
+            self.closing.subscribe(),
+        )))
     }
 
     async fn notify_client_termination(
