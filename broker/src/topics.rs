@@ -5,8 +5,7 @@
 
 use crate::store::{Cf, KvBatch, KvStore};
 use apogee_proto::cluster::TopicConfig;
-use apogee_proto::v2::{MessageType, Permission};
-use apogee_proto::{limits, names, ApogeeError};
+use apogee_proto::{names, ApogeeError};
 use parking_lot::RwLock;
 use prost::Message as _;
 use std::collections::BTreeMap;
@@ -23,27 +22,7 @@ pub struct TopicTable {
     changed: Notify,
 }
 
-/// Fills in the defaults of a topic config and checks its values.
-pub fn normalize(mut config: TopicConfig, default_queues: i32) -> Result<TopicConfig, ApogeeError> {
-    limits::validate_topic(&config.name)?;
-    if config.queue_count == 0 {
-        config.queue_count = default_queues;
-    }
-    if !(1..=limits::MAX_QUEUES_PER_TOPIC).contains(&config.queue_count) {
-        return Err(ApogeeError::BadRequest(format!(
-            "queue count {} is outside 1..={}",
-            config.queue_count,
-            limits::MAX_QUEUES_PER_TOPIC
-        )));
-    }
-    if config.permission == Permission::Unspecified as i32 {
-        config.permission = Permission::ReadWrite as i32;
-    }
-    if config.message_types.is_empty() {
-        config.message_types = vec![MessageType::Normal as i32];
-    }
-    Ok(config)
-}
+pub use apogee_proto::limits::normalize_topic as normalize;
 
 impl TopicTable {
     /// Loads the persisted topics.
@@ -231,20 +210,5 @@ mod tests {
         ));
         assert_eq!(t.for_send("x", true, 8).unwrap().queue_count, 8);
         assert!(t.for_send("%RETRY%g", true, 8).is_err());
-    }
-
-    #[test]
-    fn invalid_queue_counts_are_refused() {
-        let big = TopicConfig {
-            name: "t".into(),
-            queue_count: 5000,
-            ..Default::default()
-        };
-        assert!(normalize(big, 8).is_err());
-        let bad = TopicConfig {
-            name: "bad name".into(),
-            ..Default::default()
-        };
-        assert_eq!(normalize(bad, 8).unwrap_err().code() as i32, 40002);
     }
 }

@@ -119,6 +119,52 @@ pub fn validate_body(len: usize, limit: usize) -> Result<(), ApogeeError> {
     Ok(())
 }
 
+/// Fills in the defaults of a topic config (queue count, read-write
+/// permission, NORMAL messages) and checks every value. The NameServer and
+/// the broker both apply it, so a topic means the same everywhere.
+pub fn normalize_topic(
+    mut t: crate::cluster::TopicConfig,
+    default_queue_count: i32,
+) -> Result<crate::cluster::TopicConfig, ApogeeError> {
+    use crate::v2::{MessageType, Permission};
+    validate_topic(&t.name)?;
+    if t.queue_count == 0 {
+        t.queue_count = default_queue_count;
+    }
+    if !(1..=MAX_QUEUES_PER_TOPIC).contains(&t.queue_count) {
+        return Err(ApogeeError::BadRequest(format!(
+            "queue count {} is outside 1..={MAX_QUEUES_PER_TOPIC}",
+            t.queue_count
+        )));
+    }
+    match Permission::try_from(t.permission) {
+        Ok(Permission::Unspecified) => t.permission = Permission::ReadWrite as i32,
+        Ok(_) => {}
+        Err(_) => {
+            return Err(ApogeeError::BadRequest(format!(
+                "unknown permission {}",
+                t.permission
+            )))
+        }
+    }
+    if t.message_types.is_empty() {
+        t.message_types = vec![MessageType::Normal as i32];
+    }
+    if let Some(bad) = t.message_types.iter().find(|&&mt| {
+        matches!(
+            MessageType::try_from(mt),
+            Ok(MessageType::Unspecified) | Err(_)
+        )
+    }) {
+        return Err(ApogeeError::BadRequest(format!(
+            "invalid message type {bad}"
+        )));
+    }
+    t.message_types.sort_unstable();
+    t.message_types.dedup();
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +199,43 @@ mod tests {
                 limit: 10
             })
         ));
+    }
+
+    #[test]
+    fn topic_configs_get_defaults_and_bad_values_are_refused() {
+        use crate::cluster::TopicConfig;
+        let t = normalize_topic(
+            TopicConfig {
+                name: "t".into(),
+                ..Default::default()
+            },
+            8,
+        )
+        .unwrap();
+        assert_eq!(
+            (t.queue_count, t.permission, t.message_types.clone()),
+            (8, 6, vec![1])
+        );
+        let too_many = TopicConfig {
+            name: "t".into(),
+            queue_count: 1025,
+            ..Default::default()
+        };
+        assert!(normalize_topic(too_many, 8).is_err());
+        let bad_type = TopicConfig {
+            name: "t".into(),
+            message_types: vec![0],
+            ..Default::default()
+        };
+        assert!(normalize_topic(bad_type, 8).is_err());
+        let bad_name = TopicConfig {
+            name: "a b".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            normalize_topic(bad_name, 8).unwrap_err().code() as i32,
+            40002
+        );
     }
 
     #[test]

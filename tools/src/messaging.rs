@@ -131,6 +131,7 @@ impl TableRow for ConsumedRow {
     fn headers() -> Vec<&'static str> {
         vec![
             "MESSAGE ID",
+            "BROKER",
             "QUEUE",
             "OFFSET",
             "ATTEMPT",
@@ -280,6 +281,9 @@ mod tests {
             row.cells(),
             vec!["ID", "b", "1", "5", "2", "-", "-", "line1\\nline2"]
         );
+        assert_eq!(ConsumedRow::headers().len(), row.cells().len());
+        assert_eq!(CONSUME_WIDTHS.len() + 1, ConsumedRow::headers().len());
+        assert_eq!(ConsumedRow::headers()[1], "BROKER");
         let v = serde_json::to_value(&row).unwrap();
         assert_eq!(v["body"], "line1\nline2");
         assert!(v["tag"].is_null());

@@ -319,6 +319,24 @@ mod tests {
     }
 
     #[test]
+    fn every_row_has_one_cell_per_header() {
+        let t = info(&cluster::TopicConfig::default(), vec!["b".into()]);
+        assert_eq!(TopicInfo::headers().len(), t.cells().len());
+        let d = TopicDeleted {
+            topic: "T".into(),
+            brokers: vec![],
+        };
+        assert_eq!(TopicDeleted::headers().len(), d.cells().len());
+        let rows = broker_rows(
+            &cluster::GetClusterInfoResponse {
+                groups: vec![group("b")],
+            },
+            0,
+        );
+        assert_eq!(BrokerRow::headers().len(), rows[0].cells().len());
+    }
+
+    #[test]
     fn names_and_durations_are_short() {
         assert_eq!(perm_name(Permission::Read as i32), "r");
         assert_eq!(perm_name(99), "-");

@@ -13,7 +13,6 @@ use apogee_proto::cluster::{
     ListTopicsRequest, ListTopicsResponse, TopicConfig, TopicSummary, UpdateTopicRequest,
     UpdateTopicResponse,
 };
-use apogee_proto::v2::{MessageType, Permission};
 use apogee_proto::{limits, names, ApogeeError};
 use std::future::Future;
 use std::sync::Arc;
@@ -78,44 +77,10 @@ fn check_user_topic(name: &str) -> Result<(), Status> {
 /// Validates a topic config and fills in the defaults (8 queues, READ_WRITE,
 /// NORMAL messages).
 pub(crate) fn normalize_topic(topic: Option<TopicConfig>) -> Result<TopicConfig, Status> {
-    let mut t = topic.ok_or_else(|| Status::invalid_argument("topic is required"))?;
+    let t = topic.ok_or_else(|| Status::invalid_argument("topic is required"))?;
     check_user_topic(&t.name)?;
-    if t.queue_count == 0 {
-        t.queue_count = DEFAULT_QUEUE_COUNT;
-    }
-    if !(1..=limits::MAX_QUEUES_PER_TOPIC).contains(&t.queue_count) {
-        return Err(Status::invalid_argument(format!(
-            "queue_count {} is out of range 1..={}",
-            t.queue_count,
-            limits::MAX_QUEUES_PER_TOPIC
-        )));
-    }
-    match Permission::try_from(t.permission) {
-        Ok(Permission::Unspecified) => t.permission = Permission::ReadWrite as i32,
-        Ok(_) => {}
-        Err(_) => {
-            return Err(Status::invalid_argument(format!(
-                "unknown permission {}",
-                t.permission
-            )))
-        }
-    }
-    if t.message_types.is_empty() {
-        t.message_types = vec![MessageType::Normal as i32];
-    }
-    for &mt in &t.message_types {
-        match MessageType::try_from(mt) {
-            Ok(MessageType::Unspecified) | Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "invalid message type {mt}"
-                )))
-            }
-            Ok(_) => {}
-        }
-    }
-    t.message_types.sort_unstable();
-    t.message_types.dedup();
-    Ok(t)
+    limits::normalize_topic(t, DEFAULT_QUEUE_COUNT)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// The broker groups an operation goes to. `requested` are broker names
@@ -376,6 +341,7 @@ impl Admin for AdminService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use apogee_proto::v2::{MessageType, Permission};
 
     fn target(name: &str, master: bool, hosts: bool) -> AdminTarget {
         AdminTarget {

@@ -195,12 +195,15 @@ impl TornCase<'_> {
                 .or_default()
                 .push(&r.message_id);
         }
-        for q in 0..self.queues {
-            let got: Vec<String> = read_queue(&addr, self.topic, q)
-                .await
-                .into_iter()
-                .map(|(id, _, _)| id)
-                .collect();
+        // Read the queues concurrently (the broker is a debug build; this halves the wait).
+        let reads = (0..self.queues).map(|q| read_queue(&addr, self.topic, q));
+        for (q, got) in futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let q = q as i32;
+            let got: Vec<String> = got.into_iter().map(|(id, _, _)| id).collect();
             let want = expected.get(&q).cloned().unwrap_or_default();
             assert_eq!(got, want, "case {case}: cut at {cut} (boundary {boundary}): queue {q} serves the wrong messages");
         }
