@@ -214,7 +214,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             (t.queue_count, t.permission, t.message_types.clone()),
-            (8, 6, vec![1])
+            (
+                8,
+                crate::v2::Permission::ReadWrite as i32,
+                vec![crate::v2::MessageType::Normal as i32]
+            )
         );
         let too_many = TopicConfig {
             name: "t".into(),
