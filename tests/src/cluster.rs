@@ -230,6 +230,42 @@ impl Cluster {
             "a broker named {} is already part of the cluster",
             spec.name
         );
+        let since = now_ms();
+        let (process, addr, data_dir) = self.spawn_broker(&spec);
+        self.brokers.push(Broker {
+            name: spec.name.clone(),
+            addr,
+            data_dir,
+            process,
+        });
+        self.wait_broker(&spec.name, since).await;
+        self.broker(&spec.name)
+    }
+
+    /// Starts a broker that must refuse to start: waits for it to exit and
+    /// returns its exit status and log. Panics if it keeps running.
+    pub async fn broker_start_failure(
+        &mut self,
+        spec: BrokerSpec,
+    ) -> (std::process::ExitStatus, String) {
+        let (mut process, _, _) = self.spawn_broker(&spec);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = process.wait_exit(Duration::ZERO) {
+                return (status, process.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker {} kept running; it should have refused to start. Its log:\n{}",
+                spec.name,
+                process.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Spawns a broker process for `spec`; returns it with its address and data dir.
+    fn spawn_broker(&mut self, spec: &BrokerSpec) -> (ManagedProcess, String, PathBuf) {
         self.started += 1;
         let (data_dir, log) = match &spec.data_dir {
             Some(d) => (
@@ -255,22 +291,14 @@ impl Cluster {
             "--broker-name".into(),
             spec.name.clone(),
         ];
-        let since = now_ms();
         let process = ManagedProcess::spawn(
             format!("broker {}", spec.name),
             bins::bin(bins::BROKER),
             args,
-            spec.env,
+            spec.env.clone(),
             log,
         );
-        self.brokers.push(Broker {
-            name: spec.name.clone(),
-            addr,
-            data_dir,
-            process,
-        });
-        self.wait_broker(&spec.name, since).await;
-        self.broker(&spec.name)
+        (process, addr, data_dir)
     }
 
     async fn wait_broker(&mut self, name: &str, since_ms: i64) {

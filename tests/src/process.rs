@@ -82,6 +82,8 @@ impl ManagedProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err));
+        // Plain logs in the files (tracing-subscriber honours NO_COLOR).
+        cmd.env("NO_COLOR", "1");
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
@@ -133,6 +135,23 @@ impl ManagedProcess {
                     self.log_tail()
                 );
             }
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; `None` if it
+    /// is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -197,12 +197,19 @@ pub async fn receive(
         .into_inner();
     let (mut messages, mut status) = (Vec::new(), None);
     while let Some(item) = stream.message().await.expect("ReceiveMessage stream error") {
+        // The protocol: messages, then exactly one status, last.
+        assert!(
+            status.is_none(),
+            "ReceiveMessage sent {:?} after its status {status:?}",
+            item.content
+        );
         match item.content {
             Some(receive_message_response::Content::Message(m)) => messages.push(m),
             Some(receive_message_response::Content::Status(s)) => status = Some(s),
             _ => {}
         }
     }
+    assert!(status.is_some(), "ReceiveMessage ended without a status");
     (messages, status)
 }
 

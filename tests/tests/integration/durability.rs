@@ -1,10 +1,11 @@
-//! Durability: what a broker keeps across SIGKILL, and how it recovers a
-//! commit log whose last segment was cut at an arbitrary byte.
+//! Durability: what a broker keeps across SIGKILL, how it recovers a commit
+//! log whose last segment was cut at an arbitrary byte, and that it refuses
+//! to start on damage that is not a torn tail.
 
 use apogee_client::{Message, Producer};
 use apogee_proto::v2::{self, Code};
 use apogee_tests::commitlog::{self, RecordInfo};
-use apogee_tests::{process::free_port, rpc, BrokerSpec, Cluster};
+use apogee_tests::{bins, rpc, BrokerSpec, Cluster};
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,19 @@ async fn read_queue(addr: &str, topic: &str, queue: i32) -> Vec<(String, i64, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sync_flush_broker_killed_keeps_every_acknowledged_message() {
+    // The override really selects sync flush (a SIGKILL keeps the page cache,
+    // so the crash alone cannot tell sync from async flushing).
+    let checked = std::process::Command::new(bins::bin(bins::BROKER))
+        .arg("--check-config")
+        .env("APOGEE_BROKER_STORE__FLUSH", "sync")
+        .output()
+        .expect("apogee-broker --check-config");
+    let printed = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success() && printed.contains("flush = \"sync\""),
+        "--check-config: {printed}"
+    );
+
     let mut cluster = Cluster::builder()
         .broker(BrokerSpec::new("broker-a").env("STORE__FLUSH", "sync"))
         .start()
@@ -163,7 +177,7 @@ struct TornCase<'a> {
 }
 
 impl TornCase<'_> {
-    async fn run(&self, cluster: &mut Cluster, case: usize, cut: u64, port: u16) {
+    async fn run(&self, cluster: &mut Cluster, case: usize, cut: u64) {
         let dir = cluster.dir().join(format!("case-{case}"));
         commitlog::copy_dir(self.src, &dir);
         let seg = dir.join(&self.last_path_rel);
@@ -179,8 +193,7 @@ impl TornCase<'_> {
         let name = "torn";
         let spec = BrokerSpec::new(name)
             .env("STORE__SEGMENT_BYTES", "65536")
-            .data_dir(&dir)
-            .port(port);
+            .data_dir(&dir);
         let addr = cluster.add_broker(spec).await.addr.clone();
         let len = std::fs::metadata(&seg).unwrap().len();
         assert_eq!(
@@ -315,10 +328,82 @@ async fn torn_tail_recovers_to_last_whole_record() {
         topic,
         queues,
     };
-    let port = free_port();
+    // A fresh port per case: re-binding one port dozens of times could race
+    // with an outgoing connection that picked it as its ephemeral port.
     let started = Instant::now();
     for (i, cut) in cuts.iter().enumerate() {
-        case.run(&mut cluster, i, *cut, port).await;
+        case.run(&mut cluster, i, *cut).await;
     }
     println!("{} truncation cases in {:?}", cuts.len(), started.elapsed());
+}
+
+#[tokio::test]
+async fn damage_before_the_flushed_end_stops_the_broker_with_a_clear_error() {
+    let spec = || {
+        BrokerSpec::new("damaged")
+            .env("STORE__FLUSH", "sync")
+            .env("STORE__SEGMENT_BYTES", "65536")
+    };
+    let mut cluster = Cluster::builder().broker(spec()).start().await;
+    let topic = "damaged";
+    cluster.create_topic(topic, 1).await;
+    let addr = cluster.broker("damaged").addr.clone();
+    let mut client = rpc::messaging(&addr);
+    let mut sent = Vec::new();
+    // Two segments, the last with a few records.
+    for i in 0..130 {
+        let m = rpc::message(topic, 0, vec![b'a' + (i % 26) as u8; 600]);
+        sent.push(rpc::id_of(&m));
+        let resp = rpc::send(&mut client, vec![m]).await;
+        assert_eq!(rpc::code(resp.status.as_ref()), Code::Ok as i32, "{resp:?}");
+    }
+    cluster.kill_broker("damaged");
+    let data_dir = cluster.broker("damaged").data_dir.clone();
+    let segs = commitlog::segments(&data_dir);
+    let (base, last_path) = segs.last().unwrap().clone();
+    let original = std::fs::read(&last_path).unwrap();
+    let records = commitlog::parse_segment(&original);
+    assert!(
+        segs.len() >= 2 && records.len() >= 3,
+        "{} segments, {} records in the last",
+        segs.len(),
+        records.len()
+    );
+
+    // Flip one body byte of the second record of the last segment: acknowledged
+    // (fsynced) records follow it, so this is damage, not a torn write.
+    let mut damaged = original.clone();
+    let at = (records[1].end() - 10) as usize;
+    damaged[at] ^= 0x55;
+    std::fs::write(&last_path, &damaged).unwrap();
+    let (status, log) = cluster
+        .broker_start_failure(spec().data_dir(&data_dir))
+        .await;
+    assert!(
+        !status.success(),
+        "the broker must fail on a damaged log:\n{log}"
+    );
+    let offset = (base + records[1].pos).to_string();
+    assert!(
+        log.contains("corrupt") && log.contains(&offset),
+        "the error must say the log is corrupt at log offset {offset}:\n{log}"
+    );
+    assert_eq!(
+        std::fs::read(&last_path).unwrap(),
+        damaged,
+        "refusing to start must leave the log untouched"
+    );
+
+    // Repaired, the broker starts and serves everything.
+    std::fs::write(&last_path, &original).unwrap();
+    cluster.restart_broker("damaged").await;
+    let served: Vec<String> = read_queue(&addr, topic, 0)
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(
+        served, sent,
+        "after the repair every message must be served in order"
+    );
 }

@@ -6,7 +6,8 @@
 //! - [`delivery`]: every message reaches every group exactly once; groups
 //!   share work; unacked messages come back after their invisible duration.
 //! - [`durability`]: SIGKILL with sync flush loses nothing acknowledged; a
-//!   torn commit-log tail is cut back to the last whole record.
+//!   torn commit-log tail is cut back to the last whole record; damage before
+//!   the flushed end stops the broker with a clear error.
 //! - [`bad_input`]: invalid requests get their specific status codes.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
