@@ -1,7 +1,8 @@
 //! Locating the binaries under test.
 //!
-//! A test executable lives in `target/<profile>/deps/`; `cargo build --bins`
-//! puts the binaries in `target/<profile>/`, its grandparent's child. The
+//! A test executable lives in `target/<profile>/deps/`; `cargo test --workspace`
+//! builds the binaries (the broker, nameserver and tools packages have
+//! integration tests of their own) into `target/<profile>/`, its grandparent. The
 //! `APOGEE_BIN_DIR` environment variable overrides the directory.
 
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.is_file(),
-        "{} not found: run `cargo build --bins` first (or set APOGEE_BIN_DIR)",
+        "{} not found: run the tests with `cargo test --workspace`, which builds every binary (or set APOGEE_BIN_DIR)",
         path.display()
     );
     path

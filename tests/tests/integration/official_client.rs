@@ -95,7 +95,8 @@ async fn official_rocketmq_client_sends_and_receives_through_nameserver() {
         "the official consumer must receive exactly what the official producer sent"
     );
     // An empty long poll ends with MESSAGE_NOT_FOUND before the client's
-    // deadline, which the official client reads as "no message".
+    // deadline (long polling + request timeout; a later answer would be a
+    // DEADLINE_EXCEEDED error), which the official client reads as "no message".
     let mut short_poll = client_option(&cluster);
     short_poll.set_long_polling_timeout(Duration::from_secs(2));
     let mut idle_option = SimpleConsumerOption::default();
@@ -103,7 +104,6 @@ async fn official_rocketmq_client_sends_and_receives_through_nameserver() {
     idle_option.set_consumer_group("official-group");
     let mut idle = SimpleConsumer::new(idle_option, short_poll).expect("official consumer");
     idle.start().await.expect("official consumer start");
-    let polled_at = Instant::now();
     let nothing = idle
         .receive(TOPIC, &filter)
         .await
@@ -112,11 +112,6 @@ async fn official_rocketmq_client_sends_and_receives_through_nameserver() {
         nothing.is_empty(),
         "acked messages came back: {} of them",
         nothing.len()
-    );
-    assert!(
-        polled_at.elapsed() < Duration::from_secs(2),
-        "the empty long poll outlived the client's 2 s deadline: {:?}",
-        polled_at.elapsed()
     );
     idle.shutdown().await.expect("official consumer shutdown");
     producer

@@ -1,0 +1,37 @@
+//! The `apogee` binary's exit codes, run as a process: usage errors exit 2,
+//! an unreachable NameServer exits 1 with `error:` on stderr.
+//!
+//! Living in the tools package also makes `cargo test --workspace` build the
+//! `apogee` binary that the integration tests in `tests/` run.
+
+use std::process::Command;
+
+fn apogee() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_apogee"));
+    c.env_remove("APOGEE_NAMESERVER");
+    c
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    let out = apogee().arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn unreachable_nameserver_exits_1_with_an_error_line() {
+    // Port 1 on loopback: nothing listens there.
+    let out = apogee()
+        .args([
+            "--nameserver",
+            "127.0.0.1:1",
+            "--timeout",
+            "2",
+            "topic",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"));
+}
