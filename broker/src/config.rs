@@ -42,6 +42,36 @@ pub struct BrokerConfig {
     pub register_interval_secs: u64,
     pub heartbeat_interval_secs: u64,
     pub store: StoreSection,
+    pub transaction: TransactionSection,
+}
+
+/// Transactional (half) messages and their check-backs (RocketMQ's defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionSection {
+    /// First check-back this long after the half message was stored (unless the message
+    /// sets its own orphaned-transaction-recovery duration).
+    pub check_delay_ms: u64,
+    /// Then one every this often while the outcome stays unknown.
+    pub check_interval_ms: u64,
+    /// Checks made before the half message is parked for an operator.
+    pub max_checks: u32,
+    /// Queues of the internal half-message topic.
+    pub half_queues: u32,
+    /// How often the broker looks for due check-backs.
+    pub scan_interval_ms: u64,
+}
+
+impl Default for TransactionSection {
+    fn default() -> Self {
+        TransactionSection {
+            check_delay_ms: 6_000,
+            check_interval_ms: 30_000,
+            max_checks: 15,
+            half_queues: 8,
+            scan_interval_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +112,7 @@ impl Default for BrokerConfig {
             register_interval_secs: 30,
             heartbeat_interval_secs: 10,
             store: StoreSection::default(),
+            transaction: TransactionSection::default(),
         }
     }
 }
@@ -126,6 +157,15 @@ impl BrokerConfig {
         }
         if self.register_interval_secs == 0 || self.heartbeat_interval_secs == 0 {
             return bad("register and heartbeat intervals must be > 0".into());
+        }
+        let t = &self.transaction;
+        if t.check_interval_ms == 0 || t.scan_interval_ms == 0 {
+            return bad(
+                "transaction.check_interval_ms and transaction.scan_interval_ms must be > 0".into(),
+            );
+        }
+        if !(1..=1024).contains(&t.half_queues) {
+            return bad("transaction.half_queues must be within 1..=1024".into());
         }
         Ok(())
     }

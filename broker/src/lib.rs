@@ -15,6 +15,7 @@ pub mod registration;
 pub mod server;
 pub mod store;
 pub mod topics;
+pub mod txn;
 
 pub use config::BrokerConfig;
 pub use server::{serve, Broker, BrokerError};

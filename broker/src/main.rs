@@ -111,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
             listen: format!("127.0.0.1:{DEFAULT_NAMESERVER_PORT}"),
             ..NameServerConfig::default()
         };
-        let listener = tokio::net::TcpListener::bind(&ns_config.listen)
+        let listener = apogee_proto::net::Listener::bind(&ns_config.listen)
             .await
             .with_context(|| format!("binding the nameserver to {}", ns_config.listen))?;
         let mut rx = stop_rx.clone();
@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
             },
         )));
     }
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    let listener = apogee_proto::net::Listener::bind(&config.listen)
         .await
         .with_context(|| format!("binding the broker to {}", config.listen))?;
     let mut rx = stop_rx.clone();

@@ -2,7 +2,8 @@
 //! data version) with every configured NameServer, sends light heartbeats in
 //! between, registers again at once when its topics change or a NameServer
 //! asks, and unregisters on shutdown. It also forwards the route queries
-//! clients send to the broker (QueryRoute, QueryAssignment) to a NameServer.
+//! clients send to the broker (QueryRoute, QueryAssignment) to a NameServer,
+//! and relays transaction check-backs through the NameServers.
 
 use crate::config::{BrokerConfig, Role};
 use crate::topics::TopicTable;
@@ -142,23 +143,50 @@ impl NameServerLink {
         self.unregister_all().await;
     }
 
-    /// Asks the NameServers in turn; the first answer wins.
-    pub async fn query_route(&self, req: v2::QueryRouteRequest) -> v2::QueryRouteResponse {
-        let mut last = ApogeeError::Unavailable("no nameserver configured".into());
+    /// Asks the NameServers in turn until `accept` takes an answer; returns it, or the last
+    /// transport error.
+    async fn ask_each<T, F, Fut>(
+        &self,
+        call: F,
+        accept: impl Fn(&T) -> bool,
+    ) -> Result<Option<T>, ApogeeError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut last = Err(ApogeeError::Unavailable("no nameserver configured".into()));
         for (addr, ch) in &self.channels {
-            match MessagingServiceClient::new(ch.clone())
-                .query_route(req.clone())
-                .await
-            {
-                Ok(r) => return r.into_inner(),
+            match call(ch.clone()).await {
+                Ok(r) if accept(r.get_ref()) => return Ok(Some(r.into_inner())),
+                Ok(_) => last = Ok(None),
                 Err(e) => {
-                    last = ApogeeError::Unavailable(format!("nameserver {addr}: {}", e.message()))
+                    last = Err(ApogeeError::Unavailable(format!(
+                        "nameserver {addr}: {}",
+                        e.message()
+                    )))
                 }
             }
         }
-        v2::QueryRouteResponse {
-            status: Some(last.to_status()),
-            message_queues: vec![],
+        last
+    }
+
+    /// Asks the NameServers in turn; the first answer wins.
+    pub async fn query_route(&self, req: v2::QueryRouteRequest) -> v2::QueryRouteResponse {
+        let answer = self
+            .ask_each(
+                |ch| {
+                    let req = req.clone();
+                    async move { MessagingServiceClient::new(ch).query_route(req).await }
+                },
+                |_| true,
+            )
+            .await;
+        match answer {
+            Ok(Some(r)) => r,
+            other => v2::QueryRouteResponse {
+                status: Some(failure_status(&other)),
+                message_queues: vec![],
+            },
         }
     }
 
@@ -166,21 +194,50 @@ impl NameServerLink {
         &self,
         req: v2::QueryAssignmentRequest,
     ) -> v2::QueryAssignmentResponse {
-        let mut last = ApogeeError::Unavailable("no nameserver configured".into());
-        for (addr, ch) in &self.channels {
-            match MessagingServiceClient::new(ch.clone())
-                .query_assignment(req.clone())
-                .await
-            {
-                Ok(r) => return r.into_inner(),
-                Err(e) => {
-                    last = ApogeeError::Unavailable(format!("nameserver {addr}: {}", e.message()))
-                }
+        let answer = self
+            .ask_each(
+                |ch| {
+                    let req = req.clone();
+                    async move { MessagingServiceClient::new(ch).query_assignment(req).await }
+                },
+                |_| true,
+            )
+            .await;
+        match answer {
+            Ok(Some(r)) => r,
+            other => v2::QueryAssignmentResponse {
+                status: Some(failure_status(&other)),
+                assignments: vec![],
+            },
+        }
+    }
+
+    /// Asks the NameServers in turn to push a transaction check-back to a producer connected
+    /// to them; returns the client reached.
+    pub async fn relay_check_back(&self, req: cluster::RelayCheckBackRequest) -> Option<String> {
+        let answer = self
+            .ask_each(
+                |ch| {
+                    let req = req.clone();
+                    async move { RegistryClient::new(ch).relay_check_back(req).await }
+                },
+                |r: &cluster::RelayCheckBackResponse| !r.delivered_to.is_empty(),
+            )
+            .await;
+        match answer {
+            Ok(r) => r.map(|r| r.delivered_to),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not relay a check-back");
+                None
             }
         }
-        v2::QueryAssignmentResponse {
-            status: Some(last.to_status()),
-            assignments: vec![],
-        }
+    }
+}
+
+/// The status to answer when no NameServer gave an answer.
+fn failure_status<T>(answer: &Result<Option<T>, ApogeeError>) -> v2::Status {
+    match answer {
+        Err(e) => e.to_status(),
+        Ok(_) => ApogeeError::Unavailable("no nameserver answered".into()).to_status(),
     }
 }

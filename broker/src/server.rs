@@ -10,15 +10,17 @@ use crate::grpc::{admin::AdminServer, MessagingServer};
 use crate::registration::NameServerLink;
 use crate::store::{FlushMode, MessageStore, StoreConfig, StoreError};
 use crate::topics::TopicTable;
+use crate::txn::Transactions;
 use apogee_proto::cluster::admin_server::AdminServer as AdminService;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
+use apogee_proto::net::Listener;
 use apogee_proto::settings::ServerLimits;
+use apogee_proto::telemetry::Sessions;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
 use apogee_proto::ApogeeError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,9 @@ pub struct Broker {
     pub consume: ConsumeEngine,
     pub limits: ServerLimits,
     pub nameservers: Arc<NameServerLink>,
+    /// Live Telemetry sessions (check-backs are pushed through them).
+    pub sessions: Arc<Sessions>,
+    pub txns: Arc<Transactions>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -93,7 +98,7 @@ fn store_config(config: &BrokerConfig) -> StoreConfig {
 /// Runs a broker on `listener` until `shutdown` completes.
 pub async fn serve(
     config: BrokerConfig,
-    listener: TcpListener,
+    listener: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     config.validate()?;
@@ -107,6 +112,18 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
         ..ServerLimits::default()
     };
+    let sessions = Sessions::new();
+    let txns = Transactions::new(
+        store.clone(),
+        topics.clone(),
+        sessions.clone(),
+        Some(nameservers.clone()),
+        config.transaction.clone(),
+        config.broker_name.clone(),
+    );
+    let checker = txns
+        .clone()
+        .spawn_checker(config.advertised_endpoint(), stop_rx.clone());
     let broker = Arc::new(Broker {
         config: config.clone(),
         store: store.clone(),
@@ -114,6 +131,8 @@ pub async fn serve(
         consume,
         limits,
         nameservers: nameservers.clone(),
+        sessions,
+        txns,
         shutdown: stop_rx.clone(),
     });
 
@@ -145,19 +164,17 @@ pub async fn serve(
             AdminService::new(AdminServer::new(broker.clone()))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = stop_wait.changed() => {}
-                }
-                tracing::info!("broker shutting down");
-                let _ = stop_tx.send(true);
-            },
-        )
+        .serve_with_incoming_shutdown(listener.incoming(), async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stop_wait.changed() => {}
+            }
+            tracing::info!("broker shutting down");
+            let _ = stop_tx.send(true);
+        })
         .await;
     let _ = registration.await;
+    let _ = checker.await;
     store.shutdown();
     tracing::info!("broker stopped");
     result.map_err(BrokerError::from)

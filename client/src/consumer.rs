@@ -61,7 +61,7 @@ impl SimpleConsumer {
                 .collect(),
         };
         Ok(SimpleConsumer {
-            core: Core::start(config, role)?,
+            core: Core::start(config, role, None)?,
             group,
             filters: Arc::new(subscriptions.into_iter().collect()),
             next: Arc::new(AtomicUsize::new(rand::random::<u16>() as usize)),

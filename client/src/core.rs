@@ -5,6 +5,7 @@
 
 use crate::route::{Route, RouteCache};
 use crate::telemetry::{build_settings, Role, Sessions};
+use crate::transaction::TransactionChecker;
 use crate::transport::{request, to_endpoints, Connections, MessagingClient};
 use crate::{ClientConfig, ClientError, Result};
 use apogee_proto::v2;
@@ -32,8 +33,13 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// Builds the core and starts its heartbeat task.
-    pub(crate) fn start(config: ClientConfig, role: Role) -> Result<Arc<Core>> {
+    /// Builds the core and starts its heartbeat task; `checker` answers
+    /// transaction check-backs arriving on the telemetry streams.
+    pub(crate) fn start(
+        config: ClientConfig,
+        role: Role,
+        checker: Option<Arc<dyn TransactionChecker>>,
+    ) -> Result<Arc<Core>> {
         config.validate()?;
         let core = Arc::new(Core {
             conns: Connections::new(config.request_timeout),
@@ -41,7 +47,7 @@ impl Core {
             role,
             routes: RouteCache::default(),
             refresh: tokio::sync::Mutex::new(()),
-            sessions: Sessions::new(),
+            sessions: Sessions::new(checker),
             topics: Mutex::new(Vec::new()),
             heartbeat: Mutex::new(None),
         });
@@ -61,6 +67,11 @@ impl Core {
 
     fn settings(&self) -> v2::Settings {
         build_settings(&self.config, &self.role, &self.topics.lock())
+    }
+
+    /// The topics a producer declares in its settings.
+    pub(crate) fn topics(&self) -> Vec<String> {
+        self.topics.lock().clone()
     }
 
     /// Records a topic a producer uses; new ones are announced on the
@@ -87,6 +98,23 @@ impl Core {
             )
             .await;
         self.conns.client(addr)
+    }
+
+    /// Opens a telemetry session to every broker a producer may send the
+    /// topic's messages to, so their check-backs can reach this client.
+    pub(crate) async fn open_sessions(&self, topic: &str) -> Result<()> {
+        let route = self.route(topic).await?;
+        let mut endpoints: Vec<String> = route
+            .writable_queues()
+            .iter()
+            .filter_map(crate::route::queue_endpoint)
+            .collect();
+        endpoints.sort();
+        endpoints.dedup();
+        for addr in endpoints {
+            self.client(&addr).await?;
+        }
+        Ok(())
     }
 
     /// One unary call to `addr` with metadata and the given deadline.
@@ -182,8 +210,17 @@ impl Core {
         }
     }
 
-    /// Sends one Heartbeat to every endpoint with an open session.
+    /// Sends one Heartbeat to every endpoint with an open session; a
+    /// producer with a transaction checker first reopens the sessions to
+    /// the brokers of its topics (a broker restart ends them).
     async fn heartbeat_once(&self) {
+        if self.sessions.has_checker() {
+            for topic in self.topics() {
+                if let Err(e) = self.open_sessions(&topic).await {
+                    tracing::debug!(topic, error = %e, "cannot open sessions for the topic");
+                }
+            }
+        }
         for addr in self.sessions.open_endpoints() {
             let req = v2::HeartbeatRequest {
                 group: self.group(),

@@ -4,6 +4,10 @@
 //!
 //! - [`Producer`]: sends single messages and same-topic batches, picking
 //!   writable queues round-robin and retrying on another broker.
+//! - [`Transaction`]: a transactional send (one half message, then commit
+//!   or rollback); a [`TransactionChecker`] registered with
+//!   [`ProducerBuilder::transaction_checker`] answers the brokers'
+//!   check-backs. See [`transaction`].
 //! - [`SimpleConsumer`]: receives, acks and changes the invisible duration
 //!   of messages for a consumer group.
 //! - [`ClientConfig`] and [`ClientError`]: configuration and errors.
@@ -27,10 +31,14 @@ mod message;
 mod producer;
 pub mod route;
 mod telemetry;
+pub mod transaction;
 pub mod transport;
 
 pub use config::ClientConfig;
 pub use consumer::SimpleConsumer;
 pub use error::{ClientError, Result};
 pub use message::{FilterExpression, FilterKind, Message, MessageBuilder, ReceivedMessage};
-pub use producer::{Producer, SendReceipt};
+pub use producer::{Producer, ProducerBuilder, SendReceipt};
+pub use transaction::{
+    Transaction, TransactionCheck, TransactionChecker, TransactionReceipt, TransactionResolution,
+};

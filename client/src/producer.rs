@@ -2,14 +2,22 @@
 //! round-robin (by message group for FIFO messages), sends one message or
 //! one same-topic batch per SendMessage request, and retries on another
 //! broker after transport failures and retryable server codes.
+//!
+//! A producer built with [`ProducerBuilder`] declares its topics up front
+//! (they are announced in its Telemetry settings, with every topic it later
+//! sends to) and may carry a [`TransactionChecker`] that answers the
+//! brokers' transaction check-backs; see [`crate::transaction`].
 
 use crate::core::Core;
 use crate::message::Message;
 use crate::route::{broker_name, queue_endpoint, select_queue};
 use crate::telemetry::Role;
+use crate::transaction::{
+    end_request, Transaction, TransactionChecker, TransactionReceipt, TransactionResolution,
+};
 use crate::{ClientConfig, ClientError, Result};
 use apogee_proto::message_id::new_message_id;
-use apogee_proto::{limits, v2, ApogeeError};
+use apogee_proto::{limits, time::duration, v2, ApogeeError};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +35,74 @@ pub struct SendReceipt {
     pub broker_name: String,
 }
 
+/// One stored message of a request: its receipt, its transaction id (empty
+/// unless it is a half message) and the endpoint of the broker that stored it.
+struct Stored {
+    receipt: SendReceipt,
+    transaction_id: String,
+    endpoint: String,
+}
+
+/// How the messages of one request are sent.
+#[derive(Clone, Copy, Debug, Default)]
+struct SendKind {
+    /// As half messages (message type TRANSACTION).
+    transaction: bool,
+    /// First check-back delay asked for a half message.
+    check_delay: Option<Duration>,
+}
+
+/// Configures a [`Producer`]: the topics it declares and its transaction
+/// checker.
+pub struct ProducerBuilder {
+    config: ClientConfig,
+    topics: Vec<String>,
+    checker: Option<Arc<dyn TransactionChecker>>,
+}
+
+impl ProducerBuilder {
+    /// Declares a topic the producer sends to. Declared topics are
+    /// announced in the Telemetry settings from the start (brokers look a
+    /// producer up by topic for transaction check-backs), and `connect`
+    /// fetches their routes and opens a session to each of their brokers.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Declares several topics (see [`ProducerBuilder::topic`]).
+    pub fn topics<I: IntoIterator<Item = S>, S: Into<String>>(mut self, topics: I) -> Self {
+        self.topics.extend(topics.into_iter().map(Into::into));
+        self
+    }
+
+    /// Answers the brokers' transaction check-backs with `checker`. The
+    /// producer then also keeps sessions open to the brokers of its topics.
+    pub fn transaction_checker(mut self, checker: impl TransactionChecker + 'static) -> Self {
+        self.checker = Some(Arc::new(checker));
+        self
+    }
+
+    /// Creates the producer; with declared topics, fails when one of them
+    /// has no route.
+    pub async fn connect(self) -> Result<Producer> {
+        for topic in &self.topics {
+            limits::validate_topic(topic)?;
+        }
+        let core = Core::start(self.config, Role::Producer, self.checker)?;
+        for topic in &self.topics {
+            core.note_topic(topic);
+        }
+        for topic in &self.topics {
+            core.open_sessions(topic).await?;
+        }
+        Ok(Producer {
+            core,
+            next: Arc::new(AtomicUsize::new(rand::random::<u16>() as usize)),
+        })
+    }
+}
+
 /// Sends messages. Cheap to clone; clones share connections and routes.
 #[derive(Clone)]
 pub struct Producer {
@@ -37,9 +113,109 @@ pub struct Producer {
 impl Producer {
     /// Creates a producer. Connections are made on first use.
     pub async fn connect(config: ClientConfig) -> Result<Producer> {
-        Ok(Producer {
-            core: Core::start(config, Role::Producer)?,
-            next: Arc::new(AtomicUsize::new(rand::random::<u16>() as usize)),
+        Producer::builder(config).connect().await
+    }
+
+    /// Starts configuring a producer (declared topics, transaction checker).
+    pub fn builder(config: ClientConfig) -> ProducerBuilder {
+        ProducerBuilder {
+            config,
+            topics: Vec::new(),
+            checker: None,
+        }
+    }
+
+    /// The topics announced in the Telemetry settings: the declared ones
+    /// and every topic sent to since.
+    pub fn topics(&self) -> Vec<String> {
+        self.core.topics()
+    }
+
+    /// Starts a transaction (one half message, then commit or rollback).
+    pub fn begin_transaction(&self) -> Transaction {
+        Transaction::new(self.clone())
+    }
+
+    /// Ends a transaction with EndTransaction (source `SOURCE_CLIENT`) at
+    /// the broker that stored its half message, falling back to the
+    /// NameServers (which forward it) when that broker cannot be reached.
+    /// `Unknown` sends nothing: the broker's check-back decides later.
+    pub async fn end_transaction(
+        &self,
+        receipt: &TransactionReceipt,
+        resolution: TransactionResolution,
+    ) -> Result<()> {
+        if resolution == TransactionResolution::Unknown {
+            return Ok(());
+        }
+        let req = end_request(
+            self.core.resource(&receipt.topic),
+            &receipt.message_id,
+            &receipt.transaction_id,
+            resolution,
+            v2::TransactionSource::SourceClient,
+        );
+        let mut targets = vec![receipt.endpoint.clone()];
+        for ns in &self.core.config.nameservers {
+            if !targets.contains(ns) {
+                targets.push(ns.clone());
+            }
+        }
+        let mut first_err = None;
+        for addr in targets.iter().filter(|a| !a.is_empty()) {
+            let res = self
+                .core
+                .call(
+                    addr,
+                    req.clone(),
+                    self.core.config.request_timeout,
+                    |mut c, r| async move { c.end_transaction(r).await },
+                )
+                .await
+                .and_then(|r: v2::EndTransactionResponse| ClientError::check(r.status.as_ref()));
+            match res {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(endpoint = %addr, error = %e, "end transaction failed");
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_err.unwrap_or_else(|| ClientError::NoRoute("no endpoint to end at".into())))
+    }
+
+    /// Sends one half message (see [`Transaction::send`]).
+    pub(crate) async fn send_half(
+        &self,
+        message: Message,
+        check_delay: Option<Duration>,
+    ) -> Result<TransactionReceipt> {
+        let topic = message.topic.clone();
+        let kind = SendKind {
+            transaction: true,
+            check_delay,
+        };
+        let stored = self
+            .send_kind(vec![message], kind)
+            .await?
+            .pop()
+            .ok_or_else(|| ClientError::Transport("no send result".into()))?;
+        if stored.transaction_id.is_empty() {
+            return Err(ClientError::Transport(format!(
+                "broker {} stored message {} without a transaction id (is {topic} a transaction topic?)",
+                stored.receipt.broker_name, stored.receipt.message_id
+            )));
+        }
+        let r = stored.receipt;
+        Ok(TransactionReceipt {
+            topic,
+            message_id: r.message_id,
+            transaction_id: stored.transaction_id,
+            queue_id: r.queue_id,
+            offset: r.offset,
+            broker_name: r.broker_name,
+            endpoint: stored.endpoint,
         })
     }
 
@@ -63,6 +239,11 @@ impl Producer {
 
     /// Sends messages of one topic as one request to one queue.
     pub async fn send_batch(&self, messages: Vec<Message>) -> Result<Vec<SendReceipt>> {
+        let stored = self.send_kind(messages, SendKind::default()).await?;
+        Ok(stored.into_iter().map(|s| s.receipt).collect())
+    }
+
+    async fn send_kind(&self, messages: Vec<Message>, kind: SendKind) -> Result<Vec<Stored>> {
         let topic = check_batch(&messages, self.max_body_size())?;
         self.core.note_topic(&topic);
         let ids: Vec<String> = messages.iter().map(|_| new_message_id()).collect();
@@ -88,7 +269,7 @@ impl Producer {
                 ClientError::NoRoute(format!("topic {topic} has no writable queue"))
             })?;
             let broker = broker_name(queue).to_string();
-            let result = self.send_to(queue, &messages, &ids, &born_host).await;
+            let result = self.send_to(queue, &messages, &ids, &born_host, kind).await;
             attempt += 1;
             match result {
                 Ok(receipts) => return Ok(receipts),
@@ -116,7 +297,8 @@ impl Producer {
         messages: &[Message],
         ids: &[String],
         born_host: &str,
-    ) -> Result<Vec<SendReceipt>> {
+        kind: SendKind,
+    ) -> Result<Vec<Stored>> {
         let addr = queue_endpoint(queue)
             .ok_or_else(|| ClientError::NoRoute("queue without endpoint".into()))?;
         let ns = &self.core.config.namespace;
@@ -124,7 +306,14 @@ impl Producer {
             messages: messages
                 .iter()
                 .zip(ids)
-                .map(|(m, id)| m.to_v2(ns, id, queue.id, born_host))
+                .map(|(m, id)| {
+                    let mut v = m.to_v2(ns, id, queue.id, born_host);
+                    if let (true, Some(sp)) = (kind.transaction, v.system_properties.as_mut()) {
+                        sp.message_type = v2::MessageType::Transaction as i32;
+                        sp.orphaned_transaction_recovery_duration = kind.check_delay.map(duration);
+                    }
+                    v
+                })
                 .collect(),
         };
         let resp = self
@@ -136,7 +325,15 @@ impl Producer {
                 |mut c, r| async move { c.send_message(r).await },
             )
             .await?;
-        receipts(resp, ids, queue.id, broker_name(queue))
+        let receipts = receipts(resp, ids, queue.id, broker_name(queue))?;
+        Ok(receipts
+            .into_iter()
+            .map(|(receipt, transaction_id)| Stored {
+                receipt,
+                transaction_id,
+                endpoint: addr.clone(),
+            })
+            .collect())
     }
 
     /// Notifies the servers and closes the telemetry streams.
@@ -192,13 +389,14 @@ pub(crate) fn check_batch(messages: &[Message], max_body: usize) -> Result<Strin
     Ok(first.topic.clone())
 }
 
-/// Turns a SendMessage response into one receipt per sent message.
+/// Turns a SendMessage response into one receipt (and transaction id,
+/// empty for plain messages) per sent message.
 pub(crate) fn receipts(
     resp: v2::SendMessageResponse,
     ids: &[String],
     queue_id: i32,
     broker: &str,
-) -> Result<Vec<SendReceipt>> {
+) -> Result<Vec<(SendReceipt, String)>> {
     ClientError::check(resp.status.as_ref())?;
     if resp.entries.len() != ids.len() {
         return Err(ClientError::Transport(format!(
@@ -214,7 +412,7 @@ pub(crate) fn receipts(
             if let Some(status) = &entry.status {
                 ClientError::check(Some(status))?;
             }
-            Ok(SendReceipt {
+            let receipt = SendReceipt {
                 message_id: if entry.message_id.is_empty() {
                     id.clone()
                 } else {
@@ -223,7 +421,8 @@ pub(crate) fn receipts(
                 queue_id,
                 offset: entry.offset,
                 broker_name: broker.to_string(),
-            })
+            };
+            Ok((receipt, entry.transaction_id))
         })
         .collect()
 }
@@ -250,9 +449,13 @@ mod tests {
         };
         let ids = vec!["A".to_string(), "B".to_string()];
         let r = receipts(resp, &ids, 3, "broker-a").unwrap();
-        assert_eq!(r[0].offset, 10);
-        assert_eq!(r[1].message_id, "B");
-        assert_eq!((r[1].queue_id, r[1].broker_name.as_str()), (3, "broker-a"));
+        assert_eq!(r[0].0.offset, 10);
+        assert_eq!(r[1].0.message_id, "B");
+        assert_eq!(
+            (r[1].0.queue_id, r[1].0.broker_name.as_str()),
+            (3, "broker-a")
+        );
+        assert_eq!(r[1].1, "");
     }
 
     #[test]

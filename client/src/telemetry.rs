@@ -4,8 +4,11 @@
 //! waits for the server's settings (keeping `publishing.max_body_size`), and
 //! then keeps the stream open in a background task that answers the
 //! server's commands. A stream that ends is reopened on the next use; one
-//! that could not be opened is retried after [`RETRY_AFTER`].
+//! that could not be opened is retried after [`RETRY_AFTER`]. Transaction
+//! check-backs go to the client's [`TransactionChecker`] (if any), whose
+//! answer is sent to the endpoint of the stream that asked.
 
+use crate::transaction::{CheckResponder, TransactionChecker};
 use crate::transport::{request_metadata, to_endpoints, MessagingClient, CLIENT_VERSION};
 use crate::{ClientConfig, ClientError, Result};
 use apogee_proto::time::duration;
@@ -164,14 +167,21 @@ type SlotMap = Arc<Mutex<HashMap<String, Arc<Slot>>>>;
 pub(crate) struct Sessions {
     slots: SlotMap,
     pub(crate) body_limit: Arc<BodyLimit>,
+    checker: Option<Arc<dyn TransactionChecker>>,
 }
 
 impl Sessions {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(checker: Option<Arc<dyn TransactionChecker>>) -> Self {
         Sessions {
             slots: Arc::new(Mutex::new(HashMap::new())),
             body_limit: Arc::new(BodyLimit::default()),
+            checker,
         }
+    }
+
+    /// Whether transaction check-backs are answered.
+    pub(crate) fn has_checker(&self) -> bool {
+        self.checker.is_some()
     }
 
     /// Endpoints with an open stream.
@@ -237,6 +247,12 @@ impl Sessions {
         tx.send(hello)
             .await
             .map_err(|_| ClientError::Transport("telemetry channel closed".into()))?;
+        let responder = self.checker.as_ref().map(|checker| CheckResponder {
+            checker: checker.clone(),
+            client: client.clone(),
+            config: config.clone(),
+            endpoint: addr.to_string(),
+        });
         let mut req = tonic::Request::new(ReceiverStream::new(rx));
         *req.metadata_mut() = request_metadata(config);
         let wait = config.request_timeout;
@@ -265,7 +281,7 @@ impl Sessions {
         let task = tokio::spawn(async move {
             loop {
                 match stream.message().await {
-                    Ok(Some(cmd)) => handle_command(cmd, &tx, &limit).await,
+                    Ok(Some(cmd)) => handle_command(cmd, &tx, &limit, responder.as_ref()).await,
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(endpoint = %key, error = %e, "telemetry stream ended");
@@ -316,6 +332,7 @@ async fn handle_command(
     cmd: v2::TelemetryCommand,
     tx: &mpsc::Sender<v2::TelemetryCommand>,
     limit: &BodyLimit,
+    responder: Option<&CheckResponder>,
 ) {
     let reply = match cmd.command {
         Some(Command::Settings(s)) => {
@@ -340,10 +357,13 @@ async fn handle_command(
             })),
         }),
         Some(Command::RecoverOrphanedTransactionCommand(c)) => {
-            tracing::warn!(
-                transaction_id = %c.transaction_id,
-                "transaction check received, but this client has no transaction checker"
-            );
+            match responder {
+                Some(r) => r.spawn(c),
+                None => tracing::warn!(
+                    transaction_id = %c.transaction_id,
+                    "transaction check received, but this client has no transaction checker"
+                ),
+            }
             None
         }
         other => {

@@ -22,13 +22,12 @@ pub use config_file::ConfigError;
 use apogee_proto::cluster::admin_server::AdminServer;
 use apogee_proto::cluster::registry_server::RegistryServer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
+use apogee_proto::net::Listener;
 use apogee_proto::settings::ServerLimits;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
 use registry::Registry;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Why the NameServer could not run.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +43,7 @@ pub enum NameServerError {
 /// elsewhere). The config's `listen` is not used: the caller binds.
 pub async fn serve(
     config: NameServerConfig,
-    listener: TcpListener,
+    listener: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NameServerError> {
     config.validate()?;
@@ -53,7 +52,8 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
         ..ServerLimits::default()
     };
-    let access_point = grpc::AccessPoint::new(registry.clone(), limits);
+    let sessions = apogee_proto::telemetry::Sessions::new();
+    let access_point = grpc::AccessPoint::new(registry.clone(), limits, sessions.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -81,7 +81,7 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(
-            RegistryServer::new(grpc::RegistryService::new(registry.clone()))
+            RegistryServer::new(grpc::RegistryService::new(registry.clone(), sessions))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
@@ -92,7 +92,7 @@ pub async fn serve(
             MessagingServiceServer::new(access_point)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .serve_with_incoming_shutdown(listener.incoming(), signal)
         .await;
     expiry_task.abort();
     result.map_err(NameServerError::from)

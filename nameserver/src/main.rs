@@ -68,7 +68,7 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run(config: NameServerConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    let listener = apogee_proto::net::Listener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("listener address")?;

@@ -30,7 +30,7 @@ impl Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(NameServerConfig::default(), listener, async {
+        let task = tokio::spawn(serve(NameServerConfig::default(), listener.into(), async {
             let _ = rx.await;
         }));
         Running {
@@ -96,6 +96,45 @@ fn resource(name: &str) -> Option<v2::Resource> {
         resource_namespace: String::new(),
         name: name.into(),
     })
+}
+
+#[tokio::test]
+async fn accepted_connections_have_nodelay_and_keepalive() {
+    let listener = apogee_proto::net::Listener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let seen_tx = Mutex::new(seen_tx);
+    let listener = listener.with_accept_hook(Arc::new(move |s: &tokio::net::TcpStream| {
+        let keepalive = socket2::SockRef::from(s).keepalive().unwrap();
+        let _ = seen_tx
+            .lock()
+            .unwrap()
+            .send((s.nodelay().unwrap(), keepalive));
+    }));
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(NameServerConfig::default(), listener, async {
+        let _ = rx.await;
+    }));
+    let mut client = MessagingServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client
+        .heartbeat(v2::HeartbeatRequest::default())
+        .await
+        .unwrap();
+    let (nodelay, keepalive) = seen_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        nodelay,
+        "the NameServer accepted a connection without TCP_NODELAY"
+    );
+    assert!(
+        keepalive,
+        "the NameServer accepted a connection without keepalive"
+    );
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -261,6 +300,7 @@ async fn telemetry_answers_settings_and_shutdown_ends_the_stream() {
 struct FakeBroker {
     created: Arc<Mutex<Vec<TopicConfig>>>,
     deleted: Arc<Mutex<Vec<String>>>,
+    resolved: Arc<Mutex<Vec<(String, bool)>>>,
 }
 
 #[tonic::async_trait]
@@ -298,6 +338,34 @@ impl Admin for FakeBroker {
         _r: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
         Ok(Response::new(ListTopicsResponse { topics: vec![] }))
+    }
+    async fn list_transactions(
+        &self,
+        _r: Request<ListTransactionsRequest>,
+    ) -> Result<Response<ListTransactionsResponse>, Status> {
+        Ok(Response::new(ListTransactionsResponse {
+            transactions: vec![TransactionInfo {
+                transaction_id: "T1-from-the-fake".into(),
+                broker_name: "b1".into(),
+                ..Default::default()
+            }],
+        }))
+    }
+    async fn resolve_transaction(
+        &self,
+        r: Request<ResolveTransactionRequest>,
+    ) -> Result<Response<ResolveTransactionResponse>, Status> {
+        let r = r.into_inner();
+        self.resolved
+            .lock()
+            .unwrap()
+            .push((r.transaction_id.clone(), r.commit));
+        Ok(Response::new(ResolveTransactionResponse {
+            transaction: Some(TransactionInfo {
+                transaction_id: r.transaction_id,
+                ..Default::default()
+            }),
+        }))
     }
 }
 
@@ -409,6 +477,51 @@ async fn create_topic_fans_out_to_the_master_and_updates_routes() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    // Transactions: listing asks every master; a resolve goes to the group its id names.
+    let listed = admin
+        .list_transactions(ListTransactionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.transactions.len(), 1);
+    let id = apogee_proto::txn_id::new_transaction_id("b1");
+    admin
+        .resolve_transaction(ResolveTransactionRequest {
+            transaction_id: id.clone(),
+            commit: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(broker.resolved.lock().unwrap().as_slice(), [(id, true)]);
+    let elsewhere = admin
+        .resolve_transaction(ResolveTransactionRequest {
+            transaction_id: apogee_proto::txn_id::new_transaction_id("gone"),
+            commit: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code(), tonic::Code::Unavailable);
+    let bad = admin
+        .resolve_transaction(ResolveTransactionRequest {
+            transaction_id: "not-an-id".into(),
+            commit: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let forwarded = client
+        .end_transaction(v2::EndTransactionRequest {
+            transaction_id: "not-an-id".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        forwarded.status.unwrap().code,
+        Code::InvalidTransactionId as i32
+    );
 
     ns.stop().await;
     let _ = broker_stop.send(());

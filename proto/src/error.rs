@@ -35,6 +35,10 @@ pub enum ApogeeError {
     IllegalDeliveryTime(String),
     #[error("illegal offset: {0}")]
     IllegalOffset(String),
+    #[error("invalid transaction id: {0}")]
+    InvalidTransactionId(String),
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
     #[error("invalid receipt handle: {0}")]
     InvalidReceiptHandle(String),
     #[error("message type not allowed: {0}")]
@@ -96,6 +100,8 @@ impl ApogeeError {
             IllegalDeliveryTime(_) => Code::IllegalDeliveryTime,
             IllegalOffset(_) => Code::IllegalOffset,
             InvalidReceiptHandle(_) => Code::InvalidReceiptHandle,
+            InvalidTransactionId(_) => Code::InvalidTransactionId,
+            PreconditionFailed(_) => Code::PreconditionFailed,
             MessageTypeConflict(_) => Code::MessagePropertyConflictWithType,
             ClientIdRequired => Code::ClientIdRequired,
             TopicNotFound(_) => Code::TopicNotFound,
@@ -147,6 +153,8 @@ impl ApogeeError {
             Code::IllegalDeliveryTime => IllegalDeliveryTime(m),
             Code::IllegalOffset => IllegalOffset(m),
             Code::InvalidReceiptHandle => InvalidReceiptHandle(m),
+            Code::InvalidTransactionId => InvalidTransactionId(m),
+            Code::PreconditionFailed => PreconditionFailed(m),
             Code::MessagePropertyConflictWithType => MessageTypeConflict(m),
             Code::ClientIdRequired => ClientIdRequired,
             Code::TopicNotFound => TopicNotFound(m),
@@ -203,6 +211,7 @@ impl From<ApogeeError> for tonic::Status {
             | OffsetNotFound(_) => tonic::Status::not_found(msg),
             Forbidden(_) => tonic::Status::permission_denied(msg),
             AlreadyExists(_) => tonic::Status::already_exists(msg),
+            PreconditionFailed(_) => tonic::Status::failed_precondition(msg),
             NotImplemented(_) | Unsupported(_) => tonic::Status::unimplemented(msg),
             TooManyRequests(_) => tonic::Status::resource_exhausted(msg),
             RequestTimeout(_) | MasterPersistenceTimeout(_) => {
@@ -222,9 +231,8 @@ impl From<tonic::Status> for ApogeeError {
         match s.code() {
             G::NotFound => ApogeeError::TopicNotFound(m),
             G::AlreadyExists => ApogeeError::AlreadyExists(m),
-            G::InvalidArgument | G::FailedPrecondition | G::OutOfRange => {
-                ApogeeError::BadRequest(m)
-            }
+            G::InvalidArgument | G::OutOfRange => ApogeeError::BadRequest(m),
+            G::FailedPrecondition => ApogeeError::PreconditionFailed(m),
             G::PermissionDenied | G::Unauthenticated => ApogeeError::Forbidden(m),
             G::Unimplemented => ApogeeError::NotImplemented(m),
             G::ResourceExhausted => ApogeeError::TooManyRequests(m),
@@ -248,6 +256,8 @@ mod tests {
             ApogeeError::MessageBodyEmpty,
             ApogeeError::NotImplemented("EndTransaction".into()),
             ApogeeError::Forbidden("system topic".into()),
+            ApogeeError::InvalidTransactionId("unknown".into()),
+            ApogeeError::PreconditionFailed("rolled back".into()),
         ];
         for e in cases {
             let back = ApogeeError::from_status(&e.to_status()).expect("error status");

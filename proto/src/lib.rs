@@ -38,8 +38,10 @@ pub mod error;
 pub mod limits;
 pub mod message_id;
 pub mod names;
+pub mod net;
 pub mod settings;
 pub mod telemetry;
 pub mod time;
+pub mod txn_id;
 
 pub use error::ApogeeError;

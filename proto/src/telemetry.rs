@@ -1,24 +1,206 @@
-//! The server side of a Telemetry stream, shared by the NameServer and the
-//! broker. Every official client opens Telemetry first and sends its
-//! Settings; the server answers each Settings with [`settings_reply`] and
-//! keeps the stream open until the client hangs up or the server closes
-//! (`closing` turns true), so a graceful shutdown never waits on clients.
+//! The server side of Telemetry streams, shared by the NameServer and the
+//! broker, and the registry of the live sessions.
+//!
+//! Every official client opens Telemetry first and sends its Settings; the
+//! server answers each Settings with [`settings_reply`] and keeps the stream
+//! open until the client hangs up or the server closes (`closing` turns
+//! true), so a graceful shutdown never waits on clients.
+//!
+//! [`Sessions`] owns the live streams: client id -> the stream's sender, the
+//! client's kind, the topics it declared (or has sent to) and its group. The
+//! broker uses it to push commands to a client, such as the
+//! RecoverOrphanedTransactionCommand of a transaction check-back, which the
+//! RocketMQ 5 protocol addresses by topic (it has no producer group).
 
 use crate::error::ok_status;
 use crate::settings::{settings_reply, ServerLimits};
-use crate::v2::{telemetry_command::Command, TelemetryCommand};
+use crate::v2::{self, settings::PubSub, telemetry_command::Command, ClientType, TelemetryCommand};
+use parking_lot::RwLock;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-/// Runs one Telemetry session in a task; returns the outbound stream.
+/// The sending half of a Telemetry stream.
+pub type Outbound = mpsc::Sender<Result<TelemetryCommand, Status>>;
+
+/// What a live session's client declared about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub client_id: String,
+    pub kind: ClientType,
+    /// Topics declared in its Settings (producers) or subscribed to
+    /// (consumers), plus the topics it has sent to.
+    pub topics: BTreeSet<String>,
+    /// The consumer group, for consumers.
+    pub group: Option<String>,
+}
+
+struct Entry {
+    /// Tells this stream from a later one of the same client.
+    serial: u64,
+    info: SessionInfo,
+    outbound: Outbound,
+}
+
+/// The live Telemetry sessions of one server, by client id (a client has one
+/// stream per server; a newer stream replaces an older one).
+#[derive(Default)]
+pub struct Sessions {
+    by_client: RwLock<HashMap<String, Entry>>,
+    serials: AtomicU64,
+}
+
+impl Sessions {
+    pub fn new() -> Arc<Sessions> {
+        Arc::new(Sessions::default())
+    }
+
+    /// A serial for a new stream (see [`update`](Self::update)).
+    pub fn next_serial(&self) -> u64 {
+        self.serials.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers (or refreshes, on a later Settings) the stream `serial` of `client_id`.
+    pub fn update(
+        &self,
+        serial: u64,
+        settings: &v2::Settings,
+        client_id: &str,
+        outbound: &Outbound,
+    ) {
+        let kind = settings
+            .client_type
+            .and_then(|t| ClientType::try_from(t).ok())
+            .unwrap_or(ClientType::Unspecified);
+        let (declared, group): (BTreeSet<String>, _) = match &settings.pub_sub {
+            Some(PubSub::Publishing(p)) => {
+                (p.topics.iter().map(|t| t.name.clone()).collect(), None)
+            }
+            Some(PubSub::Subscription(s)) => (
+                s.subscriptions
+                    .iter()
+                    .filter_map(|e| e.topic.as_ref().map(|t| t.name.clone()))
+                    .collect(),
+                s.group.as_ref().map(|g| g.name.clone()),
+            ),
+            None => (BTreeSet::new(), None),
+        };
+        let mut map = self.by_client.write();
+        let topics = match map.get(client_id) {
+            // Keep the topics it has sent to over a settings update.
+            Some(e) if e.serial == serial => e.info.topics.union(&declared).cloned().collect(),
+            _ => declared,
+        };
+        map.insert(
+            client_id.to_string(),
+            Entry {
+                serial,
+                info: SessionInfo {
+                    client_id: client_id.to_string(),
+                    kind,
+                    topics,
+                    group,
+                },
+                outbound: outbound.clone(),
+            },
+        );
+    }
+
+    fn remove(&self, client_id: &str, serial: u64) {
+        let mut map = self.by_client.write();
+        if map.get(client_id).is_some_and(|e| e.serial == serial) {
+            map.remove(client_id);
+        }
+    }
+
+    /// Records that `client_id` sent to `topic` (a producer that sends to a
+    /// topic is a candidate for its check-backs, declared or not).
+    pub fn note_sent_topic(&self, client_id: &str, topic: &str) {
+        if self
+            .by_client
+            .read()
+            .get(client_id)
+            .is_none_or(|e| e.info.topics.contains(topic))
+        {
+            return;
+        }
+        if let Some(e) = self.by_client.write().get_mut(client_id) {
+            e.info.topics.insert(topic.to_string());
+        }
+    }
+
+    /// Live producers that declared or sent to `topic`; `preferred` first
+    /// when it is one of them.
+    pub fn producers_of(&self, topic: &str, preferred: &str) -> Vec<String> {
+        let map = self.by_client.read();
+        let mut out: Vec<String> = map
+            .values()
+            .filter(|e| e.info.kind == ClientType::Producer && e.info.topics.contains(topic))
+            .map(|e| e.info.client_id.clone())
+            .collect();
+        out.sort_by_key(|id| (id != preferred, id.clone()));
+        out
+    }
+
+    /// Pushes `command` on the client's stream; false when the client has no
+    /// live session or its stream is full or closed.
+    pub fn push(&self, client_id: &str, command: Command) -> bool {
+        let Some(outbound) = self
+            .by_client
+            .read()
+            .get(client_id)
+            .map(|e| e.outbound.clone())
+        else {
+            return false;
+        };
+        outbound
+            .try_send(Ok(TelemetryCommand {
+                status: Some(ok_status()),
+                command: Some(command),
+            }))
+            .is_ok()
+    }
+
+    /// Pushes `command` to a live producer of `topic` (`preferred` first); returns the client
+    /// it reached, None when no producer of the topic took it.
+    pub fn push_to_producer_of(
+        &self,
+        topic: &str,
+        preferred: &str,
+        command: Command,
+    ) -> Option<String> {
+        self.producers_of(topic, preferred)
+            .into_iter()
+            .find(|client| self.push(client, command.clone()))
+    }
+
+    /// Every live session.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let mut all: Vec<SessionInfo> = self
+            .by_client
+            .read()
+            .values()
+            .map(|e| e.info.clone())
+            .collect();
+        all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        all
+    }
+}
+
+/// Runs one Telemetry session in a task, registered in `sessions` while it
+/// lives; returns the outbound stream.
 pub fn serve_session(
     client_id: String,
     mut inbound: Streaming<TelemetryCommand>,
     limits: ServerLimits,
+    sessions: Arc<Sessions>,
     mut closing: watch::Receiver<bool>,
 ) -> ReceiverStream<Result<TelemetryCommand, Status>> {
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, rx) = mpsc::channel(64);
+    let serial = sessions.next_serial();
     tokio::spawn(async move {
         tracing::debug!(client = %client_id, "telemetry stream opened");
         loop {
@@ -31,6 +213,7 @@ pub fn serve_session(
                     command: Some(Command::Settings(settings)),
                     ..
                 })) => {
+                    sessions.update(serial, &settings, &client_id, &tx);
                     let reply = TelemetryCommand {
                         status: Some(ok_status()),
                         command: Some(Command::Settings(settings_reply(&settings, &limits))),
@@ -49,6 +232,7 @@ pub fn serve_session(
                 }
             }
         }
+        sessions.remove(&client_id, serial);
         tracing::debug!(client = %client_id, "telemetry stream closed");
     });
     ReceiverStream::new(rx)
@@ -62,4 +246,57 @@ pub fn client_id<T>(request: &tonic::Request<T>) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn producer_settings(topics: &[&str]) -> v2::Settings {
+        v2::Settings {
+            client_type: Some(ClientType::Producer as i32),
+            pub_sub: Some(PubSub::Publishing(v2::Publishing {
+                topics: topics
+                    .iter()
+                    .map(|t| v2::Resource {
+                        name: t.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn producers_are_found_by_declared_or_sent_topic_preferred_first() {
+        let sessions = Sessions::new();
+        let (tx_a, mut rx_a) = mpsc::channel(4);
+        let (tx_b, _rx_b) = mpsc::channel(4);
+        sessions.update(1, &producer_settings(&["orders"]), "a", &tx_a);
+        sessions.update(2, &producer_settings(&[]), "b", &tx_b);
+        assert_eq!(sessions.producers_of("orders", "zzz"), vec!["a"]);
+        assert!(sessions.producers_of("payments", "a").is_empty());
+        sessions.note_sent_topic("b", "orders");
+        assert_eq!(sessions.producers_of("orders", "b"), vec!["b", "a"]);
+        // A settings update keeps the topics the client sent to.
+        sessions.update(2, &producer_settings(&["x"]), "b", &tx_b);
+        assert_eq!(sessions.producers_of("orders", "a"), vec!["a", "b"]);
+        assert!(sessions.push("a", Command::Settings(v2::Settings::default())));
+        assert!(rx_a.try_recv().is_ok());
+        assert!(!sessions.push("nobody", Command::Settings(v2::Settings::default())));
+    }
+
+    #[test]
+    fn an_old_stream_closing_does_not_remove_the_newer_one() {
+        let sessions = Sessions::new();
+        let (tx, _rx) = mpsc::channel(4);
+        sessions.update(1, &producer_settings(&["t"]), "c", &tx);
+        sessions.update(2, &producer_settings(&["t"]), "c", &tx);
+        sessions.remove("c", 1);
+        assert_eq!(sessions.list().len(), 1);
+        sessions.remove("c", 2);
+        assert!(sessions.list().is_empty());
+    }
 }

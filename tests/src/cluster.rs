@@ -383,12 +383,33 @@ impl Cluster {
 
     /// Like [`Cluster::create_topic`], restricted to some broker groups.
     pub async fn create_topic_on(&self, topic: &str, queues: i32, brokers: &[&str]) -> Vec<String> {
+        self.create_typed_topic_on(topic, queues, &[], brokers)
+            .await
+    }
+
+    /// Creates a topic accepting `types` (empty: NORMAL) on every broker group.
+    pub async fn create_typed_topic(
+        &self,
+        topic: &str,
+        queues: i32,
+        types: &[v2::MessageType],
+    ) -> Vec<String> {
+        self.create_typed_topic_on(topic, queues, types, &[]).await
+    }
+
+    async fn create_typed_topic_on(
+        &self,
+        topic: &str,
+        queues: i32,
+        types: &[v2::MessageType],
+        brokers: &[&str],
+    ) -> Vec<String> {
         let req = CreateTopicRequest {
             topic: Some(TopicConfig {
                 name: topic.into(),
                 queue_count: queues,
                 permission: 0,
-                message_types: vec![],
+                message_types: types.iter().map(|&t| t as i32).collect(),
             }),
             broker_names: brokers.iter().map(|b| b.to_string()).collect(),
         };

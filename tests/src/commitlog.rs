@@ -1,13 +1,13 @@
 //! A small, independent reader of the commit log's framing (see
 //! `broker/src/store/record.rs`): big-endian `total_len` (u32, whole record),
-//! magic "APG1", CRC-32 of bytes 12.., queue id (u32 at 12), queue offset
+//! magic "APG2" (the version written; "APG1" before internal properties), CRC-32 of bytes 12.., queue id (u32 at 12), queue offset
 //! (u64 at 16), then at 58 the topic and message id as u16-length strings.
 //! Segments are files named by their 20-digit base offset under
 //! `<data dir>/commitlog/`; records never span segments.
 
 use std::path::{Path, PathBuf};
 
-pub const MAGIC: u32 = 0x4150_4731;
+pub const MAGIC: u32 = 0x4150_4732;
 
 /// One record of a segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]

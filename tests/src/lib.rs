@@ -10,6 +10,8 @@
 //! - [`rpc`]: raw gRPC clients and small helpers (send, pull, receive, ack)
 //!   for tests that must talk to a server directly.
 //! - [`cli`]: runs the `apogee` CLI and captures its output and exit code.
+//! - [`telemetry`]: a raw producer session that answers transaction check-backs.
+//! - [`wait`]: `wait_until`, the one polling helper.
 //! - [`commitlog`]: an independent reader of the commit-log record framing,
 //!   to compute which records survive a cut.
 
@@ -19,6 +21,9 @@ pub mod cluster;
 pub mod commitlog;
 pub mod process;
 pub mod rpc;
+pub mod telemetry;
+pub mod wait;
 
 pub use cli::CliOutput;
 pub use cluster::{BrokerSpec, Cluster, ClusterBuilder};
+pub use wait::wait_until;

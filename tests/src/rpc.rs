@@ -246,3 +246,86 @@ pub async fn ack(
         .expect("AckMessage transport error")
         .into_inner()
 }
+
+/// A TRANSACTION message with a fresh id for `queue_id` of `topic`.
+pub fn txn_message(topic: &str, queue_id: i32, body: impl Into<Vec<u8>>) -> v2::Message {
+    let mut m = message(topic, queue_id, body);
+    if let Some(sp) = m.system_properties.as_mut() {
+        sp.message_type = v2::MessageType::Transaction as i32;
+    }
+    m
+}
+
+/// Sends one TRANSACTION message; returns (message id, transaction id). Panics unless OK.
+pub async fn send_half(
+    client: &mut MessagingServiceClient<Channel>,
+    message: v2::Message,
+) -> (String, String) {
+    let r = send(client, vec![message]).await;
+    assert_eq!(
+        code(r.status.as_ref()),
+        v2::Code::Ok as i32,
+        "half send: {r:?}"
+    );
+    let e = &r.entries[0];
+    assert!(!e.transaction_id.is_empty(), "no transaction id: {r:?}");
+    (e.message_id.clone(), e.transaction_id.clone())
+}
+
+/// EndTransaction from the producer; returns the status code.
+pub async fn end_transaction(
+    client: &mut MessagingServiceClient<Channel>,
+    topic: &str,
+    ids: &(String, String),
+    resolution: v2::TransactionResolution,
+) -> i32 {
+    let r = client
+        .end_transaction(v2::EndTransactionRequest {
+            topic: resource(topic),
+            message_id: ids.0.clone(),
+            transaction_id: ids.1.clone(),
+            resolution: resolution as i32,
+            source: v2::TransactionSource::SourceClient as i32,
+            trace_context: String::new(),
+        })
+        .await
+        .expect("EndTransaction transport error")
+        .into_inner();
+    code(r.status.as_ref())
+}
+
+/// Receives and acks everything `group` gets from `topic` until a receive of `quiet` brings
+/// nothing; returns the messages in the order received.
+pub async fn drain(
+    client: &mut MessagingServiceClient<Channel>,
+    group: &str,
+    topic: &str,
+    quiet: Duration,
+) -> Vec<v2::Message> {
+    let mut all = Vec::new();
+    loop {
+        let (messages, status) = receive(
+            client,
+            group,
+            topic,
+            32,
+            Some(time::duration(Duration::from_secs(30))),
+            quiet,
+        )
+        .await;
+        if messages.is_empty() {
+            let c = code(status.as_ref());
+            assert_eq!(c, v2::Code::MessageNotFound as i32, "receive: {status:?}");
+            return all;
+        }
+        let entries: Vec<(String, String)> =
+            messages.iter().map(|m| (id_of(m), handle_of(m))).collect();
+        let acked = ack(client, group, topic, &entries).await;
+        assert_eq!(
+            code(acked.status.as_ref()),
+            v2::Code::Ok as i32,
+            "ack: {acked:?}"
+        );
+        all.extend(messages);
+    }
+}

@@ -1,6 +1,7 @@
 //! The admin library behind `apogee topic ...` and `apogee cluster ...`:
 //! typed calls to a NameServer's Registry and Admin services, returning
-//! serializable result rows.
+//! serializable result rows. The transaction calls (`apogee txn ...`) live
+//! in [`crate::txn`].
 
 use crate::error::{ToolError, ToolResult};
 use crate::views::info;
@@ -38,15 +39,23 @@ pub enum TopicType {
     Fifo,
     Delay,
     Transaction,
+    /// Normal, delay and transaction messages.
+    Mixed,
 }
 
 impl TopicType {
-    pub fn to_proto(self) -> MessageType {
+    /// The protocol message types this name stands for.
+    pub fn to_proto(self) -> &'static [MessageType] {
         match self {
-            TopicType::Normal => MessageType::Normal,
-            TopicType::Fifo => MessageType::Fifo,
-            TopicType::Delay => MessageType::Delay,
-            TopicType::Transaction => MessageType::Transaction,
+            TopicType::Normal => &[MessageType::Normal],
+            TopicType::Fifo => &[MessageType::Fifo],
+            TopicType::Delay => &[MessageType::Delay],
+            TopicType::Transaction => &[MessageType::Transaction],
+            TopicType::Mixed => &[
+                MessageType::Normal,
+                MessageType::Delay,
+                MessageType::Transaction,
+            ],
         }
     }
 }
@@ -60,7 +69,7 @@ pub struct Admin {
     nameserver: String,
     config: ClientConfig,
     registry: RegistryClient<Channel>,
-    admin: AdminClient<Channel>,
+    pub(crate) admin: AdminClient<Channel>,
 }
 
 impl Admin {
@@ -82,11 +91,11 @@ impl Admin {
         })
     }
 
-    fn req<T>(&self, message: T) -> tonic::Request<T> {
+    pub(crate) fn req<T>(&self, message: T) -> tonic::Request<T> {
         request(&self.config, message, self.config.request_timeout)
     }
 
-    fn err(&self, topic: Option<&str>) -> impl Fn(tonic::Status) -> ToolError + '_ {
+    pub(crate) fn err(&self, topic: Option<&str>) -> impl Fn(tonic::Status) -> ToolError + '_ {
         let topic = topic.map(str::to_string);
         move |s| ToolError::from_status(s, &self.nameserver, topic.as_deref())
     }
@@ -111,7 +120,11 @@ impl Admin {
                 limits::MAX_QUEUES_PER_TOPIC
             )));
         }
-        let mut message_types: Vec<i32> = types.iter().map(|t| t.to_proto() as i32).collect();
+        let mut message_types: Vec<i32> = types
+            .iter()
+            .flat_map(|t| t.to_proto())
+            .map(|m| *m as i32)
+            .collect();
         message_types.sort_unstable();
         message_types.dedup();
         let topic = cluster::TopicConfig {
@@ -237,5 +250,23 @@ impl Admin {
             .map_err(self.err(None))?
             .into_inner();
         Ok(broker_rows(&resp, now_ms()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_topics_accept_normal_delay_and_transaction() {
+        assert_eq!(
+            TopicType::Mixed.to_proto(),
+            &[
+                MessageType::Normal,
+                MessageType::Delay,
+                MessageType::Transaction
+            ]
+        );
+        assert_eq!(TopicType::Fifo.to_proto(), &[MessageType::Fifo]);
     }
 }

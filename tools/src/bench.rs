@@ -3,7 +3,8 @@
 //! Opens C producers (each with its own gRPC connections), keeps I sends in
 //! flight on each for the run's duration, and reports throughput and
 //! latency percentiles of the requests (a batch counts once for latency and
-//! N times for throughput). Latencies are kept as microseconds in a vector
+//! N times for throughput). With `--transaction` one operation is a half
+//! send followed by its commit, timed as a whole. Latencies are kept as microseconds in a vector
 //! that is sorted once at the end.
 
 use crate::error::{ToolError, ToolResult};
@@ -21,6 +22,8 @@ pub struct BenchSpec {
     pub size: usize,
     pub batch: u32,
     pub duration: Duration,
+    /// Each operation is a transaction: half send, then commit.
+    pub transaction: bool,
 }
 
 /// The result of a run.
@@ -47,6 +50,8 @@ pub struct BenchReport {
     pub inflight: u32,
     pub size: usize,
     pub batch: u32,
+    /// Whether each operation was a half send plus its commit.
+    pub transaction: bool,
 }
 
 impl TableRow for BenchReport {
@@ -124,11 +129,35 @@ struct TaskStats {
     first_error: Option<String>,
 }
 
+/// One measured operation: the batch as one request, or (transactional)
+/// one half send and its commit. Returns the messages stored.
+async fn operation(
+    producer: &Producer,
+    batch: &[Message],
+    transaction: bool,
+) -> apogee_client::Result<usize> {
+    if transaction {
+        let mut txn = producer.begin_transaction();
+        txn.send(batch[0].clone()).await?;
+        txn.commit().await?;
+        Ok(1)
+    } else if batch.len() == 1 {
+        producer.send(batch[0].clone()).await.map(|_| 1)
+    } else {
+        producer.send_batch(batch.to_vec()).await.map(|r| r.len())
+    }
+}
+
 /// Runs the benchmark.
 pub async fn run(config: ClientConfig, spec: &BenchSpec) -> ToolResult<BenchReport> {
     if spec.connections == 0 || spec.inflight == 0 || spec.batch == 0 || spec.size == 0 {
         return Err(ToolError::Usage(
             "connections, inflight, batch and size must be at least 1".into(),
+        ));
+    }
+    if spec.transaction && spec.batch > 1 {
+        return Err(ToolError::Usage(
+            "a transaction carries one message: --transaction needs --batch 1".into(),
         ));
     }
     let body = vec![b'x'; spec.size];
@@ -140,8 +169,11 @@ pub async fn run(config: ClientConfig, spec: &BenchSpec) -> ToolResult<BenchRepo
     // telemetry are in place before the clock starts.
     let mut producers = Vec::new();
     for _ in 0..spec.connections {
-        let producer = Producer::connect(config.clone()).await?;
-        producer.send_batch(batch.clone()).await?;
+        let producer = Producer::builder(config.clone())
+            .topic(&spec.topic)
+            .connect()
+            .await?;
+        operation(&producer, &batch, spec.transaction).await?;
         producers.push(producer);
     }
 
@@ -152,16 +184,12 @@ pub async fn run(config: ClientConfig, spec: &BenchSpec) -> ToolResult<BenchRepo
         for _ in 0..spec.inflight {
             let producer = producer.clone();
             let batch = batch.clone();
+            let transaction = spec.transaction;
             tasks.push(tokio::spawn(async move {
                 let mut stats = TaskStats::default();
                 while Instant::now() < deadline {
                     let t0 = Instant::now();
-                    let res = if batch.len() == 1 {
-                        producer.send(batch[0].clone()).await.map(|_| 1)
-                    } else {
-                        producer.send_batch(batch.clone()).await.map(|r| r.len())
-                    };
-                    match res {
+                    match operation(&producer, &batch, transaction).await {
                         Ok(n) => {
                             stats.latencies.record(t0.elapsed());
                             stats.messages += n as u64;
@@ -216,6 +244,7 @@ fn report(spec: &BenchSpec, mut total: TaskStats, elapsed: Duration) -> BenchRep
         inflight: spec.inflight,
         size: spec.size,
         batch: spec.batch,
+        transaction: spec.transaction,
     }
 }
 
@@ -248,6 +277,7 @@ mod tests {
             size: 1000,
             batch: 1,
             duration: Duration::from_secs(2),
+            transaction: true,
         };
         let mut stats = TaskStats {
             messages: 4,
@@ -272,5 +302,6 @@ mod tests {
         }
         assert_eq!(v["p50_ms"], 2.0);
         assert_eq!(v["errors"], 0);
+        assert_eq!(v["transaction"], true);
     }
 }

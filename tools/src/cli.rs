@@ -4,15 +4,16 @@
 use crate::admin::{Admin, Perm, TopicType};
 use crate::bench::{self, BenchSpec};
 use crate::error::{ToolError, ToolResult};
-use crate::messaging::{self, ConsumeSpec, SendSpec};
-use crate::output::{render_list, render_one, Format};
+use crate::messaging::{self, ConsumeSpec, SendSpec, TxnEnd};
+use crate::output::{render_list, render_one, Format, TableRow};
 use apogee_client::ClientConfig;
 use apogee_proto::limits;
 use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
 use std::io::Write;
 use std::time::Duration;
 
-/// Apogee admin CLI: topics, cluster, send, consume and benchmarks.
+/// Apogee admin CLI: topics, cluster, transactions, send, consume and benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "apogee", version, about, propagate_version = true)]
 pub struct Cli {
@@ -47,6 +48,9 @@ pub enum Command {
     /// Inspect the cluster's brokers.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// List, commit and roll back transactions (half messages).
+    #[command(subcommand)]
+    Txn(TxnCommand),
     /// Send messages.
     Send(SendArgs),
     /// Receive, print and acknowledge messages.
@@ -95,6 +99,32 @@ pub enum TopicCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TxnCommand {
+    /// List transactions of every broker group, oldest first.
+    List {
+        /// Only transactions without an outcome (pending and parked).
+        #[arg(long)]
+        pending: bool,
+        /// Only transactions of this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Show at most this many.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+    },
+    /// Commit (publish) a pending or parked transaction.
+    Commit {
+        /// Transaction id.
+        id: String,
+    },
+    /// Roll back (discard) a pending or parked transaction.
+    Rollback {
+        /// Transaction id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// List every registered broker.
     List,
@@ -115,6 +145,10 @@ pub struct SendArgs {
     /// Message key (repeatable).
     #[arg(long = "key", value_name = "KEY")]
     pub keys: Vec<String>,
+    /// Send each copy as a transaction and commit it, roll it back, or
+    /// leave it open (printing its transaction id).
+    #[arg(long, value_enum, value_name = "END")]
+    pub transaction: Option<TxnEnd>,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +195,10 @@ pub struct BenchProduceArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub duration: u64,
+    /// Send transactions: each operation is a half send plus its commit
+    /// (needs --batch 1 and a transaction topic).
+    #[arg(long)]
+    pub transaction: bool,
 }
 
 fn ranged<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
@@ -205,6 +243,24 @@ impl Cli {
     }
 }
 
+/// Writes the rows that succeeded (unless there are none because the
+/// first operation failed), then returns the failure.
+fn write_partial<T: TableRow + Serialize, W: Write>(
+    out: &mut W,
+    rows: &[T],
+    error: Option<ToolError>,
+    f: Format,
+) -> ToolResult<()> {
+    if !rows.is_empty() || error.is_none() {
+        out.write_all(render_list(rows, f).as_bytes())?;
+        out.flush()?;
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// Runs a parsed command, writing results to `out`.
 pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
     let f = cli.output;
@@ -234,6 +290,27 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         Command::Cluster(ClusterCommand::List) => {
             render_list(&cli.admin()?.cluster_info().await?, f)
         }
+        Command::Txn(cmd) => {
+            let admin = cli.admin()?;
+            match cmd {
+                TxnCommand::List {
+                    pending,
+                    topic,
+                    limit,
+                } => render_list(
+                    &admin
+                        .list_transactions(*pending, topic.as_deref(), *limit)
+                        .await?,
+                    f,
+                ),
+                TxnCommand::Commit { id } => {
+                    render_one(&admin.resolve_transaction(id, true).await?, f)
+                }
+                TxnCommand::Rollback { id } => {
+                    render_one(&admin.resolve_transaction(id, false).await?, f)
+                }
+            }
+        }
         Command::Send(a) => {
             let spec = SendSpec {
                 topic: a.topic.clone(),
@@ -242,13 +319,16 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                 tag: a.tag.clone(),
                 keys: a.keys.clone(),
             };
-            let (rows, error) = messaging::send(cli.client_config(), &spec).await;
-            if !rows.is_empty() || error.is_none() {
-                out.write_all(render_list(&rows, f).as_bytes())?;
-            }
-            return match error {
-                Some(e) => Err(e),
-                None => Ok(()),
+            let config = cli.client_config();
+            return match a.transaction {
+                None => {
+                    let (rows, error) = messaging::send(config, &spec).await;
+                    write_partial(out, &rows, error, f)
+                }
+                Some(end) => {
+                    let (rows, error) = messaging::send_transactional(config, &spec, end).await;
+                    write_partial(out, &rows, error, f)
+                }
             };
         }
         Command::Consume(a) => {
@@ -270,6 +350,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                 size: a.size,
                 batch: a.batch,
                 duration: Duration::from_secs(a.duration),
+                transaction: a.transaction,
             };
             let report = bench::run(cli.client_config(), &spec).await?;
             if let Some(e) = &report.first_error {
@@ -427,6 +508,116 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(parse(&["bench", "produce", "--topic", "T", "--batch", "0"]).is_err());
+    }
+
+    #[test]
+    fn txn_commands_parse() {
+        let cli = parse(&[
+            "txn",
+            "list",
+            "--pending",
+            "--topic",
+            "T",
+            "--limit",
+            "5",
+            "-o",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, Format::Json);
+        match cli.command {
+            Command::Txn(TxnCommand::List {
+                pending,
+                topic,
+                limit,
+            }) => assert_eq!(
+                (pending, topic.as_deref(), limit),
+                (true, Some("T"), Some(5))
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["txn", "list"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Txn(TxnCommand::List {
+                pending: false,
+                topic: None,
+                limit: None
+            })
+        ));
+        let cli = parse(&["txn", "commit", "X1"]).unwrap();
+        assert!(matches!(cli.command, Command::Txn(TxnCommand::Commit { id }) if id == "X1"));
+        let cli = parse(&["txn", "rollback", "X2"]).unwrap();
+        assert!(matches!(cli.command, Command::Txn(TxnCommand::Rollback { id }) if id == "X2"));
+        assert!(parse(&["txn", "commit"]).is_err());
+        assert!(parse(&["txn", "list", "--limit", "0"]).is_err());
+    }
+
+    #[test]
+    fn transactional_send_bench_and_mixed_topics_parse() {
+        let cli = parse(&[
+            "send",
+            "--topic",
+            "T",
+            "--body",
+            "b",
+            "--transaction",
+            "open",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Send(a) => assert_eq!(a.transaction, Some(TxnEnd::Open)),
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["send", "--topic", "T", "--body", "b"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Send(SendArgs {
+                transaction: None,
+                ..
+            })
+        ));
+        assert!(parse(&[
+            "send",
+            "--topic",
+            "T",
+            "--body",
+            "b",
+            "--transaction",
+            "maybe"
+        ])
+        .is_err());
+        let cli = parse(&["bench", "produce", "--topic", "T", "--transaction"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Bench(BenchCommand::Produce(BenchProduceArgs {
+                transaction: true,
+                ..
+            }))
+        ));
+        let cli = parse(&["topic", "create", "T", "--type", "mixed"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Topic(TopicCommand::Create { types, .. }) if types == vec![TopicType::Mixed]
+        ));
+    }
+
+    #[tokio::test]
+    async fn transactional_bench_needs_single_message_batches() {
+        let cli = parse(&[
+            "--nameserver",
+            "127.0.0.1:1",
+            "bench",
+            "produce",
+            "--topic",
+            "T",
+            "--transaction",
+            "--batch",
+            "2",
+        ])
+        .unwrap();
+        let e = run(cli, &mut Vec::new()).await.unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
     }
 
     #[test]

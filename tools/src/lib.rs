@@ -2,8 +2,10 @@
 //!
 //! - [`admin`]: topic and cluster administration over a NameServer's
 //!   Registry and Admin services.
-//! - [`messaging`]: `send` and `consume` over the client library.
-//! - [`bench`]: the produce benchmark.
+//! - [`txn`]: listing and resolving transactions (`apogee txn ...`).
+//! - [`messaging`]: `send` (plain and transactional) and `consume` over the
+//!   client library.
+//! - [`bench`]: the produce benchmark (plain or transactional).
 //! - [`output`]: tables and JSON; [`views`]: the admin result rows.
 //! - [`cli`]: the clap definitions and the command dispatcher.
 
@@ -13,6 +15,7 @@ pub mod cli;
 pub mod error;
 pub mod messaging;
 pub mod output;
+pub mod txn;
 pub mod views;
 
 pub use error::{ToolError, ToolResult};

@@ -1,5 +1,7 @@
 //! `apogee send` and `apogee consume`: thin commands over the client
-//! library's Producer and SimpleConsumer.
+//! library's Producer and SimpleConsumer. `send --transaction` sends each
+//! copy as its own transaction (a half message) and commits it, rolls it
+//! back or leaves it open.
 //!
 //! `consume` prints each batch before it acknowledges it, so it never acks
 //! a message it did not print; messages beyond `--max` are left unacked and
@@ -8,10 +10,12 @@
 use crate::error::{ToolError, ToolResult};
 use crate::output::{one_line, Format, StreamWriter, TableRow};
 use apogee_client::{
-    ClientConfig, FilterExpression, Message, Producer, ReceivedMessage, SimpleConsumer,
+    ClientConfig, FilterExpression, Message, Producer, ReceivedMessage, SendReceipt,
+    SimpleConsumer, TransactionReceipt,
 };
 use futures::StreamExt;
 use serde::Serialize;
+use std::future::Future;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -55,6 +59,116 @@ pub struct SendSpec {
     pub keys: Vec<String>,
 }
 
+impl From<SendReceipt> for SendRow {
+    fn from(r: SendReceipt) -> Self {
+        SendRow {
+            message_id: r.message_id,
+            queue_id: r.queue_id,
+            offset: r.offset,
+            broker: r.broker_name,
+        }
+    }
+}
+
+/// How `send --transaction` ends each transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TxnEnd {
+    Commit,
+    Rollback,
+    /// Leave it open: the broker's check-back (or `apogee txn`) decides.
+    Open,
+}
+
+impl TxnEnd {
+    /// The transaction's state afterwards, named as `apogee txn list` does.
+    pub fn state(self) -> &'static str {
+        match self {
+            TxnEnd::Commit => "COMMITTED",
+            TxnEnd::Rollback => "ROLLED_BACK",
+            TxnEnd::Open => "PENDING",
+        }
+    }
+}
+
+/// One message sent in its own transaction.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TxnSendRow {
+    pub message_id: String,
+    pub transaction_id: String,
+    /// COMMITTED, ROLLED_BACK or PENDING.
+    pub state: String,
+    pub queue_id: i32,
+    /// Offset of the half message.
+    pub offset: i64,
+    pub broker: String,
+}
+
+impl TableRow for TxnSendRow {
+    fn headers() -> Vec<&'static str> {
+        vec![
+            "MESSAGE ID",
+            "TRANSACTION ID",
+            "STATE",
+            "QUEUE",
+            "OFFSET",
+            "BROKER",
+        ]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.message_id.clone(),
+            self.transaction_id.clone(),
+            self.state.clone(),
+            self.queue_id.to_string(),
+            self.offset.to_string(),
+            self.broker.clone(),
+        ]
+    }
+}
+
+impl TxnSendRow {
+    fn new(r: TransactionReceipt, end: TxnEnd) -> Self {
+        TxnSendRow {
+            message_id: r.message_id,
+            transaction_id: r.transaction_id,
+            state: end.state().to_string(),
+            queue_id: r.queue_id,
+            offset: r.offset,
+            broker: r.broker_name,
+        }
+    }
+}
+
+fn build_message(spec: &SendSpec) -> Message {
+    let mut builder =
+        Message::builder(spec.topic.clone(), spec.body.clone()).keys(spec.keys.clone());
+    if let Some(tag) = &spec.tag {
+        builder = builder.tag(tag.clone());
+    }
+    builder.build()
+}
+
+/// Runs `op` `count` times, [`SEND_CONCURRENCY`] at once; returns the
+/// results that succeeded (in order, up to the first failure) and that
+/// failure.
+async fn send_each<R, F, Fut>(count: u32, op: F) -> (Vec<R>, Option<ToolError>)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ToolResult<R>>,
+{
+    let mut results = futures::stream::iter(0..count)
+        .map(|_| op())
+        .buffered(SEND_CONCURRENCY);
+    let mut rows = Vec::new();
+    while let Some(res) = results.next().await {
+        match res {
+            Ok(r) => rows.push(r),
+            Err(e) => return (rows, Some(e)),
+        }
+    }
+    (rows, None)
+}
+
 /// Sends `count` copies of the message; returns the receipts of the sends
 /// that succeeded (in order, up to the first failure) and that failure.
 pub async fn send(config: ClientConfig, spec: &SendSpec) -> (Vec<SendRow>, Option<ToolError>) {
@@ -62,38 +176,59 @@ pub async fn send(config: ClientConfig, spec: &SendSpec) -> (Vec<SendRow>, Optio
         Ok(p) => p,
         Err(e) => return (Vec::new(), Some(e.into())),
     };
-    let mut builder =
-        Message::builder(spec.topic.clone(), spec.body.clone()).keys(spec.keys.clone());
-    if let Some(tag) = &spec.tag {
-        builder = builder.tag(tag.clone());
-    }
-    let message = builder.build();
-    let mut results = futures::stream::iter(0..spec.count)
-        .map(|_| {
-            let producer = producer.clone();
-            let message = message.clone();
-            async move { producer.send(message).await }
-        })
-        .buffered(SEND_CONCURRENCY);
-    let mut rows = Vec::new();
-    let mut error = None;
-    while let Some(res) = results.next().await {
-        match res {
-            Ok(r) => rows.push(SendRow {
-                message_id: r.message_id,
-                queue_id: r.queue_id,
-                offset: r.offset,
-                broker: r.broker_name,
-            }),
-            Err(e) => {
-                error = Some(e.into());
-                break;
-            }
-        }
-    }
-    drop(results);
+    let message = build_message(spec);
+    let out = send_each(spec.count, || {
+        let producer = producer.clone();
+        let message = message.clone();
+        async move { Ok(SendRow::from(producer.send(message).await?)) }
+    })
+    .await;
     producer.shutdown().await;
-    (rows, error)
+    out
+}
+
+/// Sends `count` copies of the message, each in its own transaction, and
+/// ends each as `end` says; returns the rows of the transactions that went
+/// through (in order, up to the first failure) and that failure. A failed
+/// commit or rollback names the transaction left open.
+pub async fn send_transactional(
+    config: ClientConfig,
+    spec: &SendSpec,
+    end: TxnEnd,
+) -> (Vec<TxnSendRow>, Option<ToolError>) {
+    let producer = match Producer::builder(config).topic(&spec.topic).connect().await {
+        Ok(p) => p,
+        Err(e) => return (Vec::new(), Some(e.into())),
+    };
+    let message = build_message(spec);
+    let out = send_each(spec.count, || {
+        let mut txn = producer.begin_transaction();
+        let message = message.clone();
+        async move {
+            let receipt = txn.send(message).await?;
+            let ended = match end {
+                TxnEnd::Commit => txn.commit().await,
+                TxnEnd::Rollback => txn.rollback().await,
+                TxnEnd::Open => Ok(()),
+            };
+            if let Err(e) = ended {
+                let verb = if end == TxnEnd::Commit {
+                    "commit"
+                } else {
+                    "rollback"
+                };
+                return Err(ToolError::Server(format!(
+                    "message {} was sent as transaction {}, but its {verb} failed: {e}; \
+                     end it with `apogee txn {verb} {}`",
+                    receipt.message_id, receipt.transaction_id, receipt.transaction_id
+                )));
+            }
+            Ok(TxnSendRow::new(receipt, end))
+        }
+    })
+    .await;
+    producer.shutdown().await;
+    out
 }
 
 /// One consumed message.
@@ -262,6 +397,32 @@ mod tests {
         assert_eq!(v[0]["queue_id"], 2);
         assert_eq!(v[0]["offset"], 17);
         assert_eq!(v[0]["broker"], "broker-a");
+    }
+
+    #[test]
+    fn transactional_send_rows_carry_the_transaction() {
+        let receipt = TransactionReceipt {
+            topic: "T".into(),
+            message_id: "01AB".into(),
+            transaction_id: "TX1".into(),
+            queue_id: 1,
+            offset: 4,
+            broker_name: "broker-a".into(),
+            endpoint: "h:1".into(),
+        };
+        let rows = vec![TxnSendRow::new(receipt, TxnEnd::Open)];
+        assert_eq!(
+            render_list(&rows, Format::Table),
+            "MESSAGE ID  TRANSACTION ID  STATE    QUEUE  OFFSET  BROKER\n\
+             01AB        TX1             PENDING  1      4       broker-a\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&render_list(&rows, Format::Json)).unwrap();
+        assert_eq!(v[0]["transaction_id"], "TX1");
+        assert_eq!(v[0]["state"], "PENDING");
+        assert_eq!(v[0]["message_id"], "01AB");
+        assert_eq!(v[0]["broker"], "broker-a");
+        assert_eq!(TxnEnd::Commit.state(), "COMMITTED");
+        assert_eq!(TxnEnd::Rollback.state(), "ROLLED_BACK");
     }
 
     #[test]

@@ -19,6 +19,7 @@ fn message(topic: &str, queue_id: u32, tag: Option<&str>, body: &str) -> NewMess
         delivery_timestamp_ms: None,
         reconsume_times: 0,
         properties: vec![],
+        internal: vec![],
         body: body.as_bytes().to_vec(),
     }
 }

@@ -1,8 +1,10 @@
 //! `apogee.cluster.v1.Admin` on a broker: topic operations applied to this
-//! broker group (the NameServer fans cluster-wide requests out to here).
+//! broker group (the NameServer fans cluster-wide requests out to here), and
+//! the listing and operator resolution of this broker's transactions.
 
 use crate::server::Broker;
 use crate::topics::normalize;
+use crate::txn::{EndRequest, Resolution, ResolvedBy};
 use apogee_proto::cluster::{self, admin_server::Admin};
 use apogee_proto::{names, ApogeeError};
 use std::sync::Arc;
@@ -101,5 +103,47 @@ impl Admin for AdminServer {
             })
             .collect();
         Ok(Response::new(cluster::ListTopicsResponse { topics }))
+    }
+
+    async fn list_transactions(
+        &self,
+        req: Request<cluster::ListTransactionsRequest>,
+    ) -> Result<Response<cluster::ListTransactionsResponse>, Status> {
+        let req = req.into_inner();
+        let txns = self.broker.txns.clone();
+        let transactions = tokio::task::spawn_blocking(move || {
+            txns.list(req.unresolved_only, &req.topic, req.limit as usize)
+        })
+        .await
+        .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+        Ok(Response::new(cluster::ListTransactionsResponse {
+            transactions,
+        }))
+    }
+
+    async fn resolve_transaction(
+        &self,
+        req: Request<cluster::ResolveTransactionRequest>,
+    ) -> Result<Response<cluster::ResolveTransactionResponse>, Status> {
+        let req = req.into_inner();
+        tracing::info!(txn = %req.transaction_id, commit = req.commit, "operator resolves a transaction");
+        let transaction = self
+            .broker
+            .txns
+            .end(EndRequest {
+                transaction_id: &req.transaction_id,
+                topic: "",
+                message_id: "",
+                resolution: if req.commit {
+                    Resolution::Commit
+                } else {
+                    Resolution::Rollback
+                },
+                by: ResolvedBy::Operator,
+            })
+            .await?;
+        Ok(Response::new(cluster::ResolveTransactionResponse {
+            transaction: Some(transaction),
+        }))
     }
 }

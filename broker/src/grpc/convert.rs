@@ -44,6 +44,7 @@ pub fn to_new_message(
             p.sort();
             p
         },
+        internal: Vec::new(),
         body: m.body.clone(),
     }
 }

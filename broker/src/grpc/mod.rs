@@ -2,8 +2,8 @@
 //!
 //! - [`MessagingServer`]: every RPC of `apache.rocketmq.v2.MessagingService`
 //!   (send in [`send`], pop-style consumption in [`receive`], offset-based
-//!   consumption in [`offsets`]; Telemetry is the shared session of
-//!   `apogee_proto::telemetry`).
+//!   consumption in [`offsets`], EndTransaction in [`end_transaction`];
+//!   Telemetry is the shared session of `apogee_proto::telemetry`).
 //! - [`admin::AdminServer`]: the typed `apogee.cluster.v1.Admin` operations
 //!   applied to this broker.
 //!
@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod convert;
+pub mod end_transaction;
 pub mod offsets;
 pub mod receive;
 pub mod send;
@@ -93,8 +94,9 @@ impl MessagingService for MessagingServer {
         req: Request<v2::SendMessageRequest>,
     ) -> Result<Response<v2::SendMessageResponse>, Status> {
         let peer = peer_host(&req);
+        let client = apogee_proto::telemetry::client_id(&req);
         Ok(Response::new(
-            send::send_message(&self.broker, req.into_inner(), &peer).await,
+            send::send_message(&self.broker, req.into_inner(), &peer, &client).await,
         ))
     }
 
@@ -188,10 +190,14 @@ impl MessagingService for MessagingServer {
 
     async fn end_transaction(
         &self,
-        _req: Request<v2::EndTransactionRequest>,
+        req: Request<v2::EndTransactionRequest>,
     ) -> Result<Response<v2::EndTransactionResponse>, Status> {
+        let status = match end_transaction::end(&self.broker, req.into_inner()).await {
+            Ok(()) => ok_status(),
+            Err(e) => e.to_status(),
+        };
         Ok(Response::new(v2::EndTransactionResponse {
-            status: Some(not_implemented("EndTransaction (transactions)")),
+            status: Some(status),
         }))
     }
 
@@ -207,6 +213,7 @@ impl MessagingService for MessagingServer {
                 client,
                 req.into_inner(),
                 self.broker.limits.clone(),
+                self.broker.sessions.clone(),
                 self.broker.closing(),
             ),
         )))

@@ -75,11 +75,12 @@ fn validate(
 
     let message_type = MessageType::try_from(sp.message_type).unwrap_or(MessageType::Unspecified);
     match message_type {
-        MessageType::Transaction => {
-            return Err(ApogeeError::NotImplemented(
-                "transactional (half) messages are not supported by this broker yet".into(),
+        MessageType::Transaction if sp.delivery_timestamp.is_some() => {
+            return Err(ApogeeError::MessageTypeConflict(
+                "a transactional message cannot have a delivery timestamp".into(),
             ))
         }
+        MessageType::Transaction => {}
         MessageType::Delay => {
             return Err(ApogeeError::NotImplemented("delayed delivery is not supported by this broker yet".into()))
         }
@@ -151,10 +152,13 @@ fn refuse_all(messages: &[v2::Message], e: &ApogeeError) -> v2::SendMessageRespo
     }
 }
 
+/// Stores the messages of one SendMessage request. A TRANSACTION message (which must be
+/// sent alone) is stored as a half message and answered with its transaction id.
 pub async fn send_message(
     broker: &Broker,
     req: v2::SendMessageRequest,
     peer: &str,
+    client_id: &str,
 ) -> v2::SendMessageResponse {
     let messages = req.messages;
     if messages.is_empty() {
@@ -186,7 +190,32 @@ pub async fn send_message(
             Err(e) => return refuse_all(&messages, &e),
         }
     }
+    if let Some(first) = records.first() {
+        broker.sessions.note_sent_topic(client_id, &first.topic);
+    }
     let ids: Vec<String> = records.iter().map(|r| r.message_id.clone()).collect();
+    let is_txn = |r: &crate::store::NewMessage| r.message_type == MessageType::Transaction as u8;
+    let mut transaction_id = String::new();
+    if records.iter().any(is_txn) {
+        if records.len() > 1 {
+            let e = ApogeeError::BadRequest(
+                "a transactional message must be sent alone, not in a batch".into(),
+            );
+            return refuse_all(&messages, &e);
+        }
+        let first_check = messages[0]
+            .system_properties
+            .as_ref()
+            .and_then(|sp| sp.orphaned_transaction_recovery_duration.as_ref())
+            .map(apogee_proto::time::duration_ms)
+            .filter(|&ms| ms > 0)
+            .map(|ms| std::time::Duration::from_millis(ms as u64));
+        let (half, id) = broker
+            .txns
+            .half_record(records.remove(0), client_id, first_check);
+        records.push(half);
+        transaction_id = id;
+    }
     match broker.store.append(records).await {
         Ok(results) => v2::SendMessageResponse {
             status: Some(ok_status()),
@@ -196,7 +225,7 @@ pub async fn send_message(
                 .map(|(message_id, r)| v2::SendResultEntry {
                     status: Some(ok_status()),
                     message_id,
-                    transaction_id: String::new(),
+                    transaction_id: transaction_id.clone(),
                     offset: r.queue_offset as i64,
                     ..Default::default()
                 })

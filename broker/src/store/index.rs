@@ -13,6 +13,7 @@
 //! | `MessageKey` | topic, key, log offset u64 | size u32 |
 //! | `Checkpoint` | `store.dispatched` | log offset u64 up to which the index is complete |
 //! | `Checkpoint` | `store.flushed` | log offset u64 known durable (may lag) |
+//! | `Transaction` | see [`super::txn_index`] | |
 //!
 //! A message id may occur more than once (a resend keeps its id), hence the log offset in the
 //! `MessageId` key; lookups take the newest entry whose record really carries that id.
@@ -178,6 +179,9 @@ pub(crate) fn dispatch(
         let mut k = key_prefix(&msg.topic, key);
         k.extend_from_slice(&log_offset.to_be_bytes());
         batch.put(Cf::MessageKey, k, size_v);
+    }
+    if !msg.internal.is_empty() {
+        super::txn_index::dispatch(batch, msg, log_offset, size, store_timestamp_ms);
     }
 }
 

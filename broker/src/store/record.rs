@@ -5,7 +5,8 @@
 //! ```text
 //! offset  size  field
 //!      0     4  total_len           u32, length of the whole record including this field
-//!      4     4  magic               u32, 0x4150_4731 ("APG1"; the format version lives here)
+//!      4     4  magic               u32, "APG2" (0x4150_4732); "APG1" records are still read
+//!                                   (the format version lives here)
 //!      8     4  crc32               u32, CRC-32 (IEEE, crc32fast) of bytes [12, total_len)
 //!     12     4  queue_id            u32
 //!     16     8  queue_offset        u64, assigned by the store
@@ -23,21 +24,47 @@
 //!               message_group       u16 len + UTF-8 (len 0 when absent; flag GROUP tells)
 //!               born_host           u16 len + UTF-8
 //!               properties          u16 count, then per pair: u16 len + key, u32 len + value
+//!               internal properties u16 count, pairs as above (version 2 only; see below)
 //!               body                u32 len + bytes
 //! ```
+//!
+//! Version 2 ("APG2") added the internal properties: broker-owned facts about a record that
+//! clients never see, e.g. the real topic of a half message or the transaction a commit ends
+//! (keys in [`internal`]). A version 1 record reads as one with none. Writers write version 2.
 //!
 //! The fields must consume exactly `total_len` bytes. A record never spans two segments.
 //! The smallest possible record is [`MIN_RECORD_LEN`] bytes.
 
 use super::StoreError;
 
-/// Magic number of format version 1 ("APG1").
-pub const MAGIC: u32 = 0x4150_4731;
+/// Magic number of format version 1 ("APG1"): no internal properties.
+pub const MAGIC_V1: u32 = 0x4150_4731;
+/// Magic number of format version 2 ("APG2"), the one written.
+pub const MAGIC: u32 = 0x4150_4732;
+
+/// Keys of the internal properties the broker writes (see the module doc).
+pub mod internal {
+    /// Transaction id: on a half message, on the commit that publishes it, on its op records.
+    pub const TXN_ID: &str = "txn.id";
+    /// A half message's real topic and queue.
+    pub const REAL_TOPIC: &str = "txn.real_topic";
+    pub const REAL_QUEUE: &str = "txn.real_queue";
+    /// Client id of the producer that sent the half message.
+    pub const PRODUCER: &str = "txn.producer";
+    /// When the next check-back is due (ms since the epoch).
+    pub const CHECK_AT: &str = "txn.check_at";
+    /// Check-backs made so far (on a check op record).
+    pub const CHECKS: &str = "txn.checks";
+    /// On a transaction op record: `rollback`, `check` or `park`.
+    pub const TXN_OP: &str = "txn.op";
+    /// Who ended a transaction: `producer`, `check` or `operator`.
+    pub const TXN_BY: &str = "txn.by";
+}
 /// Length, magic and CRC: what must be read to know a record's size.
 pub const HEADER_LEN: usize = 12;
 /// Header plus the fixed-width fields.
 const FIXED_LEN: usize = 58;
-/// A record with every string empty and no keys, properties or body.
+/// A version 1 record with every string empty and no keys, properties or body.
 pub const MIN_RECORD_LEN: usize = FIXED_LEN + 2 * 5 + 2 + 2 + 4;
 
 const FLAG_TAG: u8 = 1;
@@ -62,7 +89,19 @@ pub struct NewMessage {
     pub reconsume_times: u32,
     /// User properties, order kept.
     pub properties: Vec<(String, String)>,
+    /// Broker-internal properties (keys in [`internal`]); never shown to clients.
+    pub internal: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl NewMessage {
+    /// The value of internal property `key`.
+    pub fn internal(&self, key: &str) -> Option<&str> {
+        self.internal
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A message read back: everything in [`NewMessage`] plus what the store assigned.
@@ -104,20 +143,39 @@ pub fn encoded_len(msg: &NewMessage) -> Result<usize, StoreError> {
     }
     n += str16_len("message group", msg.message_group.as_deref().unwrap_or(""))?;
     n += str16_len("born host", &msg.born_host)?;
-    if msg.properties.len() > u16::MAX as usize {
-        return Err(invalid(
-            "property count",
-            msg.properties.len(),
-            u16::MAX as usize,
-        ));
-    }
-    n += 2;
-    for (k, v) in &msg.properties {
-        n += str16_len("property name", k)?;
-        n += 4 + v.len();
-    }
+    n += pairs_len(&msg.properties, "property count", "property name")?;
+    n += pairs_len(
+        &msg.internal,
+        "internal property count",
+        "internal property name",
+    )?;
     n += 4 + msg.body.len();
     Ok(n)
+}
+
+fn pairs_len(
+    pairs: &[(String, String)],
+    what_count: &str,
+    what_name: &str,
+) -> Result<usize, StoreError> {
+    if pairs.len() > u16::MAX as usize {
+        return Err(invalid(what_count, pairs.len(), u16::MAX as usize));
+    }
+    let mut n = 2;
+    for (k, v) in pairs {
+        n += str16_len(what_name, k)?;
+        n += 4 + v.len();
+    }
+    Ok(n)
+}
+
+fn put_pairs(buf: &mut Vec<u8>, pairs: &[(String, String)]) {
+    buf.extend_from_slice(&(pairs.len() as u16).to_be_bytes());
+    for (k, v) in pairs {
+        put_str16(buf, k);
+        buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        buf.extend_from_slice(v.as_bytes());
+    }
 }
 
 fn put_str16(buf: &mut Vec<u8>, s: &str) {
@@ -177,12 +235,8 @@ pub fn encode_into(
     }
     put_str16(buf, msg.message_group.as_deref().unwrap_or(""));
     put_str16(buf, &msg.born_host);
-    buf.extend_from_slice(&(msg.properties.len() as u16).to_be_bytes());
-    for (k, v) in &msg.properties {
-        put_str16(buf, k);
-        buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
-        buf.extend_from_slice(v.as_bytes());
-    }
+    put_pairs(buf, &msg.properties);
+    put_pairs(buf, &msg.internal);
     buf.extend_from_slice(&(msg.body.len() as u32).to_be_bytes());
     buf.extend_from_slice(&msg.body);
     debug_assert_eq!(buf.len() - start, len);
@@ -202,7 +256,7 @@ pub fn check_header(header: &[u8], room: u64) -> Result<u32, String> {
     }
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     let magic = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if magic != MAGIC {
+    if magic != MAGIC && magic != MAGIC_V1 {
         return Err(format!("bad magic {magic:#010x}"));
     }
     if (len as usize) < MIN_RECORD_LEN {
@@ -281,6 +335,16 @@ impl<'a> Cursor<'a> {
         let n = self.u16()? as usize;
         self.string(n)
     }
+    fn pairs(&mut self) -> Result<Vec<(String, String)>, String> {
+        let count = self.u16()?;
+        let mut pairs = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let k = self.str16()?;
+            let vlen = self.u32()? as usize;
+            pairs.push((k, self.string(vlen)?));
+        }
+        Ok(pairs)
+    }
 }
 
 /// Decodes and validates one complete record read from `log_offset`.
@@ -293,6 +357,7 @@ pub fn decode(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, StoreError
 
 fn decode_inner(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, String> {
     verify(bytes)?;
+    let version2 = bytes[4..8] == MAGIC.to_be_bytes();
     let mut c = Cursor {
         b: bytes,
         pos: HEADER_LEN,
@@ -319,13 +384,8 @@ fn decode_inner(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, String> 
     }
     let group = c.str16()?;
     let born_host = c.str16()?;
-    let prop_count = c.u16()?;
-    let mut properties = Vec::with_capacity(prop_count as usize);
-    for _ in 0..prop_count {
-        let k = c.str16()?;
-        let vlen = c.u32()? as usize;
-        properties.push((k, c.string(vlen)?));
-    }
+    let properties = c.pairs()?;
+    let internal = if version2 { c.pairs()? } else { Vec::new() };
     let body_len = c.u32()? as usize;
     let body = c.take(body_len)?.to_vec();
     if c.pos != bytes.len() {
@@ -351,6 +411,7 @@ fn decode_inner(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, String> 
             delivery_timestamp_ms: (flags & FLAG_DELIVERY_TS != 0).then_some(delivery_ts),
             reconsume_times,
             properties,
+            internal,
             body,
         },
         queue_offset,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use super::commitlog::{CommitLog, Segment};
 use super::index::{self, QueueEntry, CK_DISPATCHED, CK_FLUSHED};
 use super::kv::{prefix_end, Cf, KvBatch, KvStore};
-use super::record::{self, HEADER_LEN, MAGIC};
+use super::record::{self, HEADER_LEN, MAGIC, MAGIC_V1};
 use super::writer::Heads;
 use super::StoreError;
 
@@ -254,7 +254,7 @@ fn scan_segment(
 fn find_valid_record(seg: &Segment, from: u64) -> Result<Option<u64>, StoreError> {
     const CHUNK: u64 = 1 << 20;
     let len = seg.len();
-    let magic = MAGIC.to_be_bytes();
+    let magics = [MAGIC.to_be_bytes(), MAGIC_V1.to_be_bytes()];
     let mut pos = from;
     let mut buf = Vec::new();
     while pos + HEADER_LEN as u64 <= len {
@@ -262,7 +262,7 @@ fn find_valid_record(seg: &Segment, from: u64) -> Result<Option<u64>, StoreError
         buf.resize(n as usize, 0);
         seg.read_exact_at(&mut buf, pos)?;
         for i in 0..=(buf.len() - HEADER_LEN) {
-            if buf[i + 4..i + 8] != magic {
+            if !magics.iter().any(|m| buf[i + 4..i + 8] == m[..]) {
                 continue;
             }
             let at = pos + i as u64;

@@ -22,6 +22,11 @@ pub(super) fn msg(topic: &str, queue_id: u32, n: usize) -> NewMessage {
         delivery_timestamp_ms: n.is_multiple_of(7).then_some(1_800_000_000_000),
         reconsume_times: (n % 2) as u32,
         properties: vec![("b".into(), format!("v{n}")), ("a".into(), String::new())],
+        internal: if n.is_multiple_of(6) {
+            vec![("txn.id".into(), format!("T{n}"))]
+        } else {
+            vec![]
+        },
         body: format!("body-{n}-").repeat(1 + n % 40).into_bytes(),
     }
 }
@@ -65,6 +70,7 @@ fn record_encode_decode_round_trip() {
     let empty = NewMessage {
         keys: vec![],
         properties: vec![],
+        internal: vec![],
         body: vec![],
         ..msg("", 0, 0)
     };
@@ -75,7 +81,32 @@ fn record_encode_decode_round_trip() {
         message_group: None,
         ..empty
     };
-    assert_eq!(record::encoded_len(&empty).unwrap(), record::MIN_RECORD_LEN);
+    // Version 2 adds the internal-property count to the smallest version 1 record.
+    assert_eq!(
+        record::encoded_len(&empty).unwrap(),
+        record::MIN_RECORD_LEN + 2
+    );
+}
+
+#[test]
+fn version_1_records_still_decode_with_no_internal_properties() {
+    let m = NewMessage {
+        internal: vec![],
+        ..msg("Old", 2, 5)
+    };
+    let mut v2 = Vec::new();
+    let len = record::encode_into(&mut v2, &m, 9, 1234, usize::MAX).unwrap() as usize;
+    // A version 1 record is the same without the internal-property count (the two bytes
+    // before the body's length), with magic APG1.
+    let body_at = len - 4 - m.body.len();
+    let mut v1 = [&v2[..body_at - 2], &v2[body_at..]].concat();
+    v1[..4].copy_from_slice(&((len - 2) as u32).to_be_bytes());
+    v1[4..8].copy_from_slice(&record::MAGIC_V1.to_be_bytes());
+    let crc = crc32fast::hash(&v1[12..]);
+    v1[8..12].copy_from_slice(&crc.to_be_bytes());
+    let back = record::decode(&v1, 77).unwrap();
+    assert_eq!(back.msg, m);
+    assert_eq!((back.queue_offset, back.store_timestamp_ms), (9, 1234));
 }
 
 #[test]

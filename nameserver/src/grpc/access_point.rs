@@ -1,17 +1,19 @@
 //! The clients' access point: `apache.rocketmq.v2.MessagingService` on the
 //! NameServer, so a RocketMQ 5 client configured with a NameServer address
 //! works. Serves QueryRoute, QueryAssignment, Heartbeat, Telemetry (settings
-//! exchange) and NotifyClientTermination from the broker table; every
+//! exchange) and NotifyClientTermination from the broker table, forwards
+//! EndTransaction to the broker holding the transaction; every other
 //! message-level RPC answers NOT_IMPLEMENTED pointing at the brokers.
 //!
 //! As the protocol requires, results travel as a `Status` in the response
 //! body; the gRPC status stays OK.
 
 use super::route;
+use super::transactions::{self, BrokerChannels};
 use crate::registry::Registry;
 use apogee_proto::error::ok_status;
 use apogee_proto::settings::ServerLimits;
-use apogee_proto::telemetry::{client_id, serve_session};
+use apogee_proto::telemetry::{client_id, serve_session, Sessions};
 use apogee_proto::v2::messaging_service_server::MessagingService;
 use apogee_proto::v2::{self, *};
 use apogee_proto::{limits, ApogeeError};
@@ -21,18 +23,22 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The MessagingService of the NameServer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AccessPoint {
     registry: Arc<Registry>,
     limits: ServerLimits,
+    sessions: Arc<Sessions>,
+    channels: Arc<BrokerChannels>,
     closing: Arc<watch::Sender<bool>>,
 }
 
 impl AccessPoint {
-    pub fn new(registry: Arc<Registry>, limits: ServerLimits) -> Self {
+    pub fn new(registry: Arc<Registry>, limits: ServerLimits, sessions: Arc<Sessions>) -> Self {
         AccessPoint {
             registry,
             limits,
+            sessions,
+            channels: Arc::default(),
             closing: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -212,11 +218,15 @@ impl MessagingService for AccessPoint {
 
     async fn end_transaction(
         &self,
-        _request: Request<EndTransactionRequest>,
+        request: Request<EndTransactionRequest>,
     ) -> Result<Response<EndTransactionResponse>, Status> {
-        Ok(Response::new(EndTransactionResponse {
-            status: Some(broker_only("EndTransaction")),
-        }))
+        let forwarded =
+            transactions::forward_end(&self.registry, &self.channels, request.into_inner()).await;
+        Ok(Response::new(forwarded.unwrap_or_else(|e| {
+            EndTransactionResponse {
+                status: Some(e.to_status()),
+            }
+        })))
     }
 
     type TelemetryStream = ReceiverStream<Result<TelemetryCommand, Status>>;
@@ -230,6 +240,7 @@ impl MessagingService for AccessPoint {
             client,
             request.into_inner(),
             self.limits.clone(),
+            self.sessions.clone(),
             self.closing.subscribe(),
         )))
     }

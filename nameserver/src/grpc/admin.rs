@@ -2,16 +2,18 @@
 //! picks the broker groups it concerns, fans it out to each group's master
 //! (which serves the same Admin service and applies it locally), then updates
 //! the broker table so routes reflect the change at once. ListTopics is
-//! answered from the table.
+//! answered from the table; transactions are routed by [`transactions`].
 
+use super::transactions::{self, BrokerChannels};
 use crate::endpoint;
 use crate::registry::{AdminTarget, GroupKey, Registry};
 use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::cluster::admin_server::Admin;
 use apogee_proto::cluster::{
     CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
-    ListTopicsRequest, ListTopicsResponse, TopicConfig, TopicSummary, UpdateTopicRequest,
-    UpdateTopicResponse,
+    ListTopicsRequest, ListTopicsResponse, ListTransactionsRequest, ListTransactionsResponse,
+    ResolveTransactionRequest, ResolveTransactionResponse, TopicConfig, TopicSummary,
+    UpdateTopicRequest, UpdateTopicResponse,
 };
 use apogee_proto::{limits, names, ApogeeError};
 use std::future::Future;
@@ -28,14 +30,18 @@ const FANOUT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FANOUT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The Admin gRPC service of the NameServer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AdminService {
     registry: Arc<Registry>,
+    channels: Arc<BrokerChannels>,
 }
 
 impl AdminService {
     pub fn new(registry: Arc<Registry>) -> Self {
-        AdminService { registry }
+        AdminService {
+            registry,
+            channels: Arc::default(),
+        }
     }
 }
 
@@ -335,6 +341,24 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(ListTopicsResponse { topics }))
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<ListTransactionsRequest>,
+    ) -> Result<Response<ListTransactionsResponse>, Status> {
+        let transactions =
+            transactions::list(&self.registry, &self.channels, request.into_inner()).await?;
+        Ok(Response::new(ListTransactionsResponse { transactions }))
+    }
+
+    async fn resolve_transaction(
+        &self,
+        request: Request<ResolveTransactionRequest>,
+    ) -> Result<Response<ResolveTransactionResponse>, Status> {
+        Ok(Response::new(
+            transactions::resolve(&self.registry, &self.channels, request.into_inner()).await?,
+        ))
     }
 }
 

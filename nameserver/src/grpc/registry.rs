@@ -1,7 +1,8 @@
 //! `apogee.cluster.v1.Registry` over the broker table: brokers register,
 //! heartbeat and unregister here; tools read routes and cluster info. Input is
 //! validated here (names, ids, endpoints, topic configs) so the table only
-//! ever holds well-formed entries.
+//! ever holds well-formed entries. Brokers also relay transaction check-backs
+//! through it to producers whose Telemetry stream is open with this NameServer.
 
 use crate::endpoint;
 use crate::registry::Registry;
@@ -9,21 +10,26 @@ use apogee_proto::cluster::registry_server::Registry as RegistryRpc;
 use apogee_proto::cluster::{
     BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRole, GetClusterInfoRequest,
     GetClusterInfoResponse, GetRouteRequest, GetRouteResponse, RegisterBrokerRequest,
-    RegisterBrokerResponse, TopicConfig, UnregisterBrokerRequest, UnregisterBrokerResponse,
+    RegisterBrokerResponse, RelayCheckBackRequest, RelayCheckBackResponse, TopicConfig,
+    UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
+use apogee_proto::telemetry::Sessions;
+use apogee_proto::v2::{telemetry_command::Command, RecoverOrphanedTransactionCommand};
 use apogee_proto::{limits, ApogeeError};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// The Registry gRPC service.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RegistryService {
     registry: Arc<Registry>,
+    /// The clients' live Telemetry sessions (check-backs are relayed through them).
+    sessions: Arc<Sessions>,
 }
 
 impl RegistryService {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        RegistryService { registry }
+    pub fn new(registry: Arc<Registry>, sessions: Arc<Sessions>) -> Self {
+        RegistryService { registry, sessions }
     }
 }
 
@@ -193,6 +199,25 @@ impl RegistryRpc for RegistryService {
         Ok(Response::new(GetClusterInfoResponse {
             groups: self.registry.cluster_info(),
         }))
+    }
+
+    async fn relay_check_back(
+        &self,
+        request: Request<RelayCheckBackRequest>,
+    ) -> Result<Response<RelayCheckBackResponse>, Status> {
+        let req = request.into_inner();
+        limits::validate_topic(&req.topic)?;
+        let command =
+            Command::RecoverOrphanedTransactionCommand(RecoverOrphanedTransactionCommand {
+                message: req.message,
+                transaction_id: req.transaction_id.clone(),
+            });
+        let delivered_to = self
+            .sessions
+            .push_to_producer_of(&req.topic, &req.preferred_producer, command)
+            .unwrap_or_default();
+        tracing::debug!(txn = %req.transaction_id, client = %delivered_to, "check-back relayed");
+        Ok(Response::new(RelayCheckBackResponse { delivered_to }))
     }
 }
 

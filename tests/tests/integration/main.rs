@@ -11,9 +11,12 @@
 //! - [`bad_input`]: invalid requests get their specific status codes.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
+//! - [`transactions`]: half messages, commit/rollback, check-backs, parking,
+//!   forwarding through the NameServer, crash safety.
 
 mod bad_input;
 mod cli;
 mod delivery;
 mod durability;
 mod official_client;
+mod transactions;

@@ -123,3 +123,95 @@ async fn official_rocketmq_client_sends_and_receives_through_nameserver() {
         .await
         .expect("official consumer shutdown");
 }
+
+/// The official transactional producer: a committed message is received once, a rolled-back
+/// one never, and a transaction left open is decided by the producer's TransactionChecker
+/// when the broker checks back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_transactional_producer_commits_rolls_back_and_answers_check_backs() {
+    use rocketmq::model::transaction::{Transaction, TransactionResolution};
+    use std::sync::{Arc, Mutex};
+    const TXN_TOPIC: &str = "official-txn";
+    let cluster = Cluster::builder()
+        .broker(
+            BrokerSpec::new("broker-a")
+                .env("TRANSACTION__CHECK_DELAY_MS", "1000")
+                .env("TRANSACTION__CHECK_INTERVAL_MS", "1000")
+                .env("TRANSACTION__SCAN_INTERVAL_MS", "100"),
+        )
+        .start()
+        .await;
+    cluster
+        .create_typed_topic(TXN_TOPIC, 4, &[apogee_proto::v2::MessageType::Transaction])
+        .await;
+    let checked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = checked.clone();
+    let mut producer_option = ProducerOption::default();
+    producer_option.set_topics(vec![TXN_TOPIC]);
+    let mut producer = Producer::new_transaction_producer(
+        producer_option,
+        client_option(&cluster),
+        Box::new(move |transaction_id, _message| {
+            seen.lock().unwrap().push(transaction_id);
+            TransactionResolution::COMMIT
+        }),
+    )
+    .expect("official transactional producer");
+    producer.start().await.expect("official producer start");
+    let message = |body: &str| {
+        MessageBuilder::transaction_message_builder(TXN_TOPIC, body.as_bytes().to_vec())
+            .build()
+            .expect("message")
+    };
+    let committed = producer
+        .send_transaction_message(message("committed"))
+        .await
+        .expect("half send");
+    let committed_id = committed.message_id().to_string();
+    assert!(!committed.transaction_id().is_empty());
+    committed.commit().await.expect("commit");
+    let rolled_back = producer
+        .send_transaction_message(message("rolled back"))
+        .await
+        .expect("half send");
+    rolled_back.rollback().await.expect("rollback");
+    let open = producer
+        .send_transaction_message(message("left open"))
+        .await
+        .expect("half send");
+    let (open_id, open_txn) = (
+        open.message_id().to_string(),
+        open.transaction_id().to_string(),
+    );
+    drop(open);
+
+    let mut consumer_option = SimpleConsumerOption::default();
+    consumer_option.set_topics(vec![TXN_TOPIC]);
+    consumer_option.set_consumer_group("official-txn-group");
+    let mut consumer =
+        SimpleConsumer::new(consumer_option, client_option(&cluster)).expect("official consumer");
+    consumer.start().await.expect("official consumer start");
+    let filter = FilterExpression::new(FilterType::Tag, "*");
+    let mut received = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received.len() < 2 && Instant::now() < deadline {
+        for m in consumer
+            .receive_with(TXN_TOPIC, &filter, 16, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("official receive: {e:?}"))
+        {
+            consumer.ack(&m).await.expect("ack");
+            assert!(
+                received.insert(m.message_id().to_string()),
+                "received twice"
+            );
+        }
+    }
+    assert_eq!(received, BTreeSet::from([committed_id, open_id]));
+    assert!(
+        checked.lock().unwrap().contains(&open_txn),
+        "the open transaction was decided by the checker"
+    );
+    producer.shutdown().await.expect("shutdown");
+    consumer.shutdown().await.expect("shutdown");
+}

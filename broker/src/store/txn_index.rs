@@ -1,0 +1,247 @@
+//! Transaction facts derived from the commit log, in the `Transaction` column family.
+//!
+//! The log is the truth for transactions too: a half message, each check-back, a park, a
+//! rollback and a commit are records (see `crate::txn`), and dispatch turns each into puts of
+//! this column family in the same index batch as the record's other entries. So the state is
+//! rebuilt by recovery like every other index entry, and nothing here is read while
+//! dispatching (a group may hold a half message and records about it).
+//!
+//! | key | value (first byte: version 1) |
+//! |---|---|
+//! | `h` + txn id | half message: log offset u64, size u32, store ts i64 |
+//! | `o` + txn id | outcome: u8 (1 committed, 2 rolled back, 3 parked), at ts i64 |
+//! | `n` + txn id | checks: count u32, next check due ts i64 |
+//! | `d` + due ts u64 + txn id | (empty) the check-back schedule |
+//!
+//! A `d` entry is stale once its transaction has an outcome or a later `n`; readers skip
+//! and delete such entries.
+
+use super::kv::{Cf, KvBatch, KvStore};
+use super::record::{internal, NewMessage};
+use super::StoreError;
+use apogee_proto::names;
+
+const VERSION: u8 = 1;
+
+/// What ended a transaction (or parked it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Committed = 1,
+    RolledBack = 2,
+    Parked = 3,
+}
+
+/// Where a half message sits in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HalfRef {
+    pub log_offset: u64,
+    pub size: u32,
+    pub store_timestamp_ms: i64,
+}
+
+/// Check-backs made so far and when the next one is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checks {
+    pub count: u32,
+    pub next_due_ms: i64,
+}
+
+/// Everything the index knows of one transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnFacts {
+    pub half: HalfRef,
+    pub outcome: Option<(Outcome, i64)>,
+    pub checks: Checks,
+}
+
+/// The record kinds of the transaction op topic.
+pub mod op {
+    pub const ROLLBACK: &str = "rollback";
+    pub const CHECK: &str = "check";
+    pub const PARK: &str = "park";
+}
+
+fn key(kind: u8, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(kind);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn due_key(due_ms: i64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + id.len());
+    k.push(b'd');
+    k.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn put_checks(batch: &mut KvBatch, id: &str, checks: Checks) {
+    let mut v = vec![VERSION];
+    v.extend_from_slice(&checks.count.to_be_bytes());
+    v.extend_from_slice(&checks.next_due_ms.to_be_bytes());
+    batch.put(Cf::Transaction, key(b'n', id), v);
+    batch.put(Cf::Transaction, due_key(checks.next_due_ms, id), b"");
+}
+
+fn put_outcome(batch: &mut KvBatch, id: &str, outcome: Outcome, at_ms: i64) {
+    let mut v = vec![VERSION, outcome as u8];
+    v.extend_from_slice(&at_ms.to_be_bytes());
+    batch.put(Cf::Transaction, key(b'o', id), v);
+}
+
+fn int_prop(msg: &NewMessage, name: &str) -> i64 {
+    msg.internal(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Adds the transaction entries of one record, if it carries a transaction id.
+pub(crate) fn dispatch(
+    batch: &mut KvBatch,
+    msg: &NewMessage,
+    log_offset: u64,
+    size: u32,
+    store_timestamp_ms: i64,
+) {
+    let Some(id) = msg.internal(internal::TXN_ID) else {
+        return;
+    };
+    match msg.topic.as_str() {
+        names::HALF_TOPIC => {
+            let mut v = vec![VERSION];
+            v.extend_from_slice(&log_offset.to_be_bytes());
+            v.extend_from_slice(&size.to_be_bytes());
+            v.extend_from_slice(&store_timestamp_ms.to_be_bytes());
+            batch.put(Cf::Transaction, key(b'h', id), v);
+            let next_due_ms = int_prop(msg, internal::CHECK_AT);
+            put_checks(
+                batch,
+                id,
+                Checks {
+                    count: 0,
+                    next_due_ms,
+                },
+            );
+        }
+        names::HALF_OUTCOME_TOPIC => match msg.internal(internal::TXN_OP) {
+            Some(op::ROLLBACK) => put_outcome(batch, id, Outcome::RolledBack, store_timestamp_ms),
+            Some(op::PARK) => put_outcome(batch, id, Outcome::Parked, store_timestamp_ms),
+            Some(op::CHECK) => {
+                let checks = Checks {
+                    count: int_prop(msg, internal::CHECKS) as u32,
+                    next_due_ms: int_prop(msg, internal::CHECK_AT),
+                };
+                put_checks(batch, id, checks);
+            }
+            other => tracing::warn!(txn = id, ?other, "unknown transaction op record ignored"),
+        },
+        // The published message of a commit carries its transaction id.
+        _ => put_outcome(batch, id, Outcome::Committed, store_timestamp_ms),
+    }
+}
+
+fn bad(what: &str, id: &str) -> StoreError {
+    StoreError::Index(format!("malformed transaction {what} entry for {id}"))
+}
+
+fn be<const N: usize>(v: &[u8], at: usize) -> Option<[u8; N]> {
+    v.get(at..at + N)?.try_into().ok()
+}
+
+/// The facts of transaction `id`, or None when no half message has that id.
+pub fn load(kv: &dyn KvStore, id: &str) -> Result<Option<TxnFacts>, StoreError> {
+    let Some(h) = kv.get(Cf::Transaction, &key(b'h', id))? else {
+        return Ok(None);
+    };
+    if h.first() != Some(&VERSION) {
+        return Err(bad("half", id));
+    }
+    let half = (|| {
+        Some(HalfRef {
+            log_offset: u64::from_be_bytes(be(&h, 1)?),
+            size: u32::from_be_bytes(be(&h, 9)?),
+            store_timestamp_ms: i64::from_be_bytes(be(&h, 13)?),
+        })
+    })()
+    .ok_or_else(|| bad("half", id))?;
+    let outcome = match kv.get(Cf::Transaction, &key(b'o', id))? {
+        None => None,
+        Some(o) => {
+            let parsed = (|| {
+                let kind = match (o.first()?, o.get(1)?) {
+                    (&VERSION, 1) => Outcome::Committed,
+                    (&VERSION, 2) => Outcome::RolledBack,
+                    (&VERSION, 3) => Outcome::Parked,
+                    _ => return None,
+                };
+                Some((kind, i64::from_be_bytes(be(&o, 2)?)))
+            })();
+            Some(parsed.ok_or_else(|| bad("outcome", id))?)
+        }
+    };
+    let checks = match kv.get(Cf::Transaction, &key(b'n', id))? {
+        None => Checks {
+            count: 0,
+            next_due_ms: 0,
+        },
+        Some(n) if n.first() == Some(&VERSION) => (|| {
+            Some(Checks {
+                count: u32::from_be_bytes(be(&n, 1)?),
+                next_due_ms: i64::from_be_bytes(be(&n, 5)?),
+            })
+        })()
+        .ok_or_else(|| bad("checks", id))?,
+        Some(_) => return Err(bad("checks", id)),
+    };
+    Ok(Some(TxnFacts {
+        half,
+        outcome,
+        checks,
+    }))
+}
+
+/// Up to `max` transactions whose check is due at or before `now_ms`, oldest due first:
+/// (due ts, txn id). Stale schedule entries (resolved, or superseded by a later check) are
+/// deleted on the way and not returned.
+pub fn due(kv: &dyn KvStore, now_ms: i64, max: usize) -> Result<Vec<(i64, String)>, StoreError> {
+    let from = [b'd'];
+    let to = due_key(now_ms.saturating_add(1), "");
+    let rows = kv.scan(Cf::Transaction, &from, &to, max)?;
+    let mut out = Vec::new();
+    let mut stale = KvBatch::new();
+    for (k, _) in rows {
+        let (Some(ts), Some(id)) = (be::<8>(&k, 1), k.get(9..)) else {
+            stale.delete(Cf::Transaction, k);
+            continue;
+        };
+        let due_ms = u64::from_be_bytes(ts) as i64;
+        let id = String::from_utf8_lossy(id).into_owned();
+        match load(kv, &id)? {
+            Some(f) if f.outcome.is_none() && f.checks.next_due_ms.max(0) == due_ms => {
+                out.push((due_ms, id));
+            }
+            _ => stale.delete(Cf::Transaction, k),
+        }
+    }
+    if !stale.is_empty() {
+        kv.write(stale)?;
+    }
+    Ok(out)
+}
+
+/// Every transaction id with a half message, in id order, from `after` (exclusive), at most
+/// `max`.
+pub fn ids(kv: &dyn KvStore, after: Option<&str>, max: usize) -> Result<Vec<String>, StoreError> {
+    let from = match after {
+        Some(a) => {
+            let mut k = key(b'h', a);
+            k.push(0);
+            k
+        }
+        None => vec![b'h'],
+    };
+    let rows = kv.scan(Cf::Transaction, &from, &[b'h' + 1], max)?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, _)| String::from_utf8_lossy(&k[1..]).into_owned())
+        .collect())
+}

@@ -1,0 +1,360 @@
+//! Transactional messages: half messages, their outcome, check-backs and parking.
+//!
+//! Every step is a commit-log record, so the state survives crashes, is rebuilt by recovery,
+//! and will reach slaves with the log (the index side is `store::txn_index`):
+//!
+//! - **half message**: a TRANSACTION send is stored in [`names::HALF_TOPIC`] (queue chosen by
+//!   transaction id over `transaction.half_queues` queues) with internal properties naming
+//!   its real topic and queue, the producer and when the first check-back is due. Consumers
+//!   cannot read system topics.
+//! - **commit**: ONE record, the message published in its real topic with its original id,
+//!   keys, tag and properties, carrying the transaction id; dispatching it records the outcome
+//!   in the same index batch. Publication and outcome are one record, so a crash can never
+//!   separate them.
+//! - **rollback / check / park**: small records in [`names::HALF_OUTCOME_TOPIC`].
+//!
+//! Concurrent EndTransactions for one transaction are serialised by a striped lock (a
+//! transaction maps to one of [`LOCK_STRIPES`] async mutexes), held across "read the outcome,
+//! append the record"; different transactions proceed in parallel. A repeated outcome is
+//! answered OK without a second record; the opposite outcome is refused with
+//! PRECONDITION_FAILED. The check-back loop is in [`checker`].
+
+pub mod checker;
+
+use crate::config::TransactionSection;
+use crate::registration::NameServerLink;
+use crate::store::record::internal;
+use crate::store::txn_index::{self, op, Outcome, TxnFacts};
+use crate::store::{MessageStore, NewMessage, StoredMessage};
+use crate::topics::TopicTable;
+use apogee_proto::cluster::{TransactionInfo, TransactionState};
+use apogee_proto::telemetry::Sessions;
+use apogee_proto::{names, txn_id, ApogeeError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Number of locks transactions are spread over.
+pub const LOCK_STRIPES: usize = 64;
+/// Default and largest number of transactions one list returns.
+pub const DEFAULT_LIST_LIMIT: usize = 1000;
+pub const MAX_LIST_LIMIT: usize = 100_000;
+
+/// What an EndTransaction asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Commit,
+    Rollback,
+    /// "Still unknown" (a check-back answer): nothing changes.
+    Unknown,
+}
+
+/// Who resolves a transaction (recorded with the outcome, shown in logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResolvedBy {
+    Producer,
+    CheckBack,
+    Operator,
+}
+
+impl ResolvedBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            ResolvedBy::Producer => "producer",
+            ResolvedBy::CheckBack => "check",
+            ResolvedBy::Operator => "operator",
+        }
+    }
+}
+
+/// An EndTransaction (or an operator's resolve) to apply.
+#[derive(Clone, Debug)]
+pub struct EndRequest<'a> {
+    pub transaction_id: &'a str,
+    /// The real topic the client names; checked when not empty.
+    pub topic: &'a str,
+    /// The message id the client names; checked when not empty.
+    pub message_id: &'a str,
+    pub resolution: Resolution,
+    pub by: ResolvedBy,
+}
+
+/// The transactions of one broker.
+pub struct Transactions {
+    store: Arc<MessageStore>,
+    topics: Arc<TopicTable>,
+    sessions: Arc<Sessions>,
+    /// NameServers to relay check-backs through when no producer is connected here.
+    relay: Option<Arc<NameServerLink>>,
+    config: TransactionSection,
+    broker_name: String,
+    locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+fn store_err(e: crate::store::StoreError) -> ApogeeError {
+    ApogeeError::Internal(e.to_string())
+}
+
+impl Transactions {
+    pub fn new(
+        store: Arc<MessageStore>,
+        topics: Arc<TopicTable>,
+        sessions: Arc<Sessions>,
+        relay: Option<Arc<NameServerLink>>,
+        config: TransactionSection,
+        broker_name: String,
+    ) -> Arc<Transactions> {
+        Arc::new(Transactions {
+            store,
+            topics,
+            sessions,
+            relay,
+            config,
+            broker_name,
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        })
+    }
+
+    fn lock_for(&self, id: &str) -> &tokio::sync::Mutex<()> {
+        let h = store_index_hash(id);
+        &self.locks[(h % LOCK_STRIPES as u64) as usize]
+    }
+
+    /// Turns a validated TRANSACTION message into its half record; returns it with its new
+    /// transaction id. `first_check` overrides the configured first check-back delay (the
+    /// message's orphaned-transaction-recovery duration).
+    pub fn half_record(
+        &self,
+        mut msg: NewMessage,
+        producer: &str,
+        first_check: Option<Duration>,
+    ) -> (NewMessage, String) {
+        let id = txn_id::new_transaction_id(&self.broker_name);
+        let delay = first_check.unwrap_or(Duration::from_millis(self.config.check_delay_ms));
+        let check_at = apogee_proto::time::now_ms() + delay.as_millis() as i64;
+        msg.internal = vec![
+            (internal::TXN_ID.into(), id.clone()),
+            (internal::REAL_TOPIC.into(), std::mem::take(&mut msg.topic)),
+            (internal::REAL_QUEUE.into(), msg.queue_id.to_string()),
+            (internal::PRODUCER.into(), producer.to_string()),
+            (internal::CHECK_AT.into(), check_at.to_string()),
+        ];
+        msg.topic = names::HALF_TOPIC.to_string();
+        msg.queue_id = (store_index_hash(&id) % u64::from(self.config.half_queues)) as u32;
+        (msg, id)
+    }
+
+    fn facts(&self, id: &str) -> Result<(TxnFacts, StoredMessage), ApogeeError> {
+        let unknown = || {
+            ApogeeError::InvalidTransactionId(format!(
+                "{id:?} is not a transaction of broker {}",
+                self.broker_name
+            ))
+        };
+        if txn_id::broker_of(id) != Some(self.broker_name.as_str()) {
+            return Err(unknown());
+        }
+        let facts = txn_index::load(self.store.kv().as_ref(), id)
+            .map_err(store_err)?
+            .ok_or_else(unknown)?;
+        let half = self
+            .store
+            .read_at(facts.half.log_offset, facts.half.size)
+            .map_err(store_err)?;
+        Ok((facts, half))
+    }
+
+    /// Applies an EndTransaction; returns the transaction as it stands afterwards.
+    #[tracing::instrument(skip_all, fields(txn = req.transaction_id, by = req.by.as_str()))]
+    pub async fn end(&self, req: EndRequest<'_>) -> Result<TransactionInfo, ApogeeError> {
+        let id = req.transaction_id;
+        let (_, half) = self.facts(id)?;
+        let real_topic = half.msg.internal(internal::REAL_TOPIC).unwrap_or_default();
+        if !req.topic.is_empty() && req.topic != real_topic {
+            return Err(ApogeeError::InvalidTransactionId(format!(
+                "transaction {id} belongs to topic {real_topic}, not {}",
+                req.topic
+            )));
+        }
+        if !req.message_id.is_empty() && req.message_id != half.msg.message_id {
+            return Err(ApogeeError::InvalidTransactionId(format!(
+                "transaction {id} is message {}, not {}",
+                half.msg.message_id, req.message_id
+            )));
+        }
+        let _serial = self.lock_for(id).lock().await;
+        // Read again under the lock: another request may have ended it meanwhile.
+        let (facts, half) = self.facts(id)?;
+        let current = facts.outcome.map(|(o, _)| o);
+        let record = match (current, req.resolution) {
+            (_, Resolution::Unknown) => None,
+            (Some(Outcome::Committed), Resolution::Commit)
+            | (Some(Outcome::RolledBack), Resolution::Rollback) => None,
+            (Some(Outcome::Committed), Resolution::Rollback) => {
+                return Err(ApogeeError::PreconditionFailed(format!(
+                    "transaction {id} was already committed; it cannot be rolled back"
+                )))
+            }
+            (Some(Outcome::RolledBack), Resolution::Commit) => {
+                return Err(ApogeeError::PreconditionFailed(format!(
+                    "transaction {id} was already rolled back; it cannot be committed"
+                )))
+            }
+            (None | Some(Outcome::Parked), Resolution::Commit) => {
+                Some(self.commit_record(&half, id, req.by)?)
+            }
+            (None | Some(Outcome::Parked), Resolution::Rollback) => {
+                Some(op_record(id, op::ROLLBACK, req.by, &[]))
+            }
+        };
+        if let Some(record) = record {
+            self.store.append(vec![record]).await.map_err(store_err)?;
+            tracing::debug!(resolution = ?req.resolution, "transaction ended");
+        }
+        let (facts, half) = self.facts(id)?;
+        Ok(self.info(id, &facts, &half))
+    }
+
+    /// The message a commit publishes: the half message in its real topic and queue.
+    fn commit_record(
+        &self,
+        half: &StoredMessage,
+        id: &str,
+        by: ResolvedBy,
+    ) -> Result<NewMessage, ApogeeError> {
+        let topic = half
+            .msg
+            .internal(internal::REAL_TOPIC)
+            .unwrap_or_default()
+            .to_string();
+        let config = self.topics.get(&topic).ok_or_else(|| {
+            ApogeeError::TopicNotFound(format!("{topic} (the topic of transaction {id})"))
+        })?;
+        let queue: u32 = half
+            .msg
+            .internal(internal::REAL_QUEUE)
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(0);
+        let mut msg = half.msg.clone();
+        msg.topic = topic;
+        // The topic may have been recreated with fewer queues since.
+        msg.queue_id = queue % config.queue_count.max(1) as u32;
+        msg.internal = vec![
+            (internal::TXN_ID.into(), id.to_string()),
+            (internal::TXN_BY.into(), by.as_str().into()),
+        ];
+        Ok(msg)
+    }
+
+    /// The admin view of a transaction.
+    fn info(&self, id: &str, facts: &TxnFacts, half: &StoredMessage) -> TransactionInfo {
+        let state = match facts.outcome.map(|(o, _)| o) {
+            None => TransactionState::Pending,
+            Some(Outcome::Committed) => TransactionState::Committed,
+            Some(Outcome::RolledBack) => TransactionState::RolledBack,
+            Some(Outcome::Parked) => TransactionState::Parked,
+        };
+        TransactionInfo {
+            transaction_id: id.to_string(),
+            topic: half
+                .msg
+                .internal(internal::REAL_TOPIC)
+                .unwrap_or_default()
+                .to_string(),
+            message_id: half.msg.message_id.clone(),
+            producer: half
+                .msg
+                .internal(internal::PRODUCER)
+                .unwrap_or_default()
+                .to_string(),
+            store_timestamp_ms: facts.half.store_timestamp_ms,
+            checks: facts.checks.count,
+            state: state as i32,
+            broker_name: self.broker_name.clone(),
+            next_check_ms: if state == TransactionState::Pending {
+                facts.checks.next_due_ms
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Transactions in id order; `unresolved_only` keeps pending and parked ones.
+    pub fn list(
+        &self,
+        unresolved_only: bool,
+        topic: &str,
+        limit: usize,
+    ) -> Result<Vec<TransactionInfo>, ApogeeError> {
+        let limit = match limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        let kv = self.store.kv();
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let ids = txn_index::ids(kv.as_ref(), after.as_deref(), 512).map_err(store_err)?;
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            for id in ids {
+                let (facts, half) = self.facts(&id)?;
+                let unresolved = matches!(facts.outcome, None | Some((Outcome::Parked, _)));
+                if unresolved_only && !unresolved {
+                    continue;
+                }
+                let info = self.info(&id, &facts, &half);
+                if !topic.is_empty() && info.topic != topic {
+                    continue;
+                }
+                out.push(info);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            after = Some(last);
+        }
+        Ok(out)
+    }
+
+    /// Live producers are told about transactions through this registry.
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+}
+
+/// A record of the transaction op topic.
+fn op_record(id: &str, kind: &str, by: ResolvedBy, extra: &[(&str, String)]) -> NewMessage {
+    let mut internal = vec![
+        (internal::TXN_ID.to_string(), id.to_string()),
+        (internal::TXN_OP.to_string(), kind.to_string()),
+        (internal::TXN_BY.to_string(), by.as_str().to_string()),
+    ];
+    internal.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    NewMessage {
+        topic: names::HALF_OUTCOME_TOPIC.to_string(),
+        queue_id: 0,
+        message_id: String::new(),
+        tag: None,
+        keys: Vec::new(),
+        message_group: None,
+        message_type: 0,
+        born_timestamp_ms: apogee_proto::time::now_ms(),
+        born_host: String::new(),
+        delivery_timestamp_ms: None,
+        reconsume_times: 0,
+        properties: Vec::new(),
+        internal,
+        body: Vec::new(),
+    }
+}
+
+/// A stable hash of a transaction id (FNV-1a, the store's tag hash).
+fn store_index_hash(id: &str) -> u64 {
+    crate::store::tag_hash(id)
+}
+
+#[cfg(test)]
+mod tests;

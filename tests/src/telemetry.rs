@@ -1,0 +1,119 @@
+//! A raw producer Telemetry session, for tests of transaction check-backs: it declares its
+//! topics as an official producer does, records every RecoverOrphanedTransactionCommand it is
+//! sent and answers each with EndTransaction (source SERVER_CHECK) on the same endpoint.
+
+use crate::rpc;
+use apogee_proto::v2::{self, telemetry_command::Command};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+/// What a producer session answers to a check-back.
+pub type Checker =
+    Arc<dyn Fn(&v2::RecoverOrphanedTransactionCommand) -> v2::TransactionResolution + Send + Sync>;
+
+/// One check-back as the producer saw it.
+#[derive(Clone, Debug)]
+pub struct CheckBack {
+    pub transaction_id: String,
+    pub message: v2::Message,
+    /// The status of the EndTransaction that answered it.
+    pub answer_code: i32,
+}
+
+/// A live producer session; dropping it closes the stream.
+pub struct ProducerSession {
+    pub client_id: String,
+    checks: Arc<Mutex<Vec<CheckBack>>>,
+    _outbound: mpsc::Sender<v2::TelemetryCommand>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProducerSession {
+    /// Opens Telemetry to `addr` as producer `client_id` of `topics`, waits for the settings
+    /// reply, then answers check-backs with `checker` in the background.
+    pub async fn open(addr: &str, client_id: &str, topics: &[&str], checker: Checker) -> Self {
+        let (tx, rx) = mpsc::channel(16);
+        let settings = v2::Settings {
+            client_type: Some(v2::ClientType::Producer as i32),
+            pub_sub: Some(v2::settings::PubSub::Publishing(v2::Publishing {
+                topics: topics.iter().filter_map(|t| rpc::resource(t)).collect(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        tx.send(v2::TelemetryCommand {
+            status: None,
+            command: Some(Command::Settings(settings)),
+        })
+        .await
+        .unwrap();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        request
+            .metadata_mut()
+            .insert("x-mq-client-id", client_id.parse().unwrap());
+        let mut client = rpc::messaging(addr);
+        let mut inbound = client
+            .telemetry(request)
+            .await
+            .expect("Telemetry opens")
+            .into_inner();
+        let first = inbound
+            .next()
+            .await
+            .expect("settings reply")
+            .expect("settings reply");
+        assert!(
+            matches!(first.command, Some(Command::Settings(_))),
+            "{first:?}"
+        );
+        let checks = Arc::new(Mutex::new(Vec::new()));
+        let seen = checks.clone();
+        let answer_addr = addr.to_string();
+        let task = tokio::spawn(async move {
+            let mut answers = rpc::messaging(&answer_addr);
+            while let Some(Ok(cmd)) = inbound.next().await {
+                let Some(Command::RecoverOrphanedTransactionCommand(check)) = cmd.command else {
+                    continue;
+                };
+                let resolution = checker(&check);
+                let message = check.message.clone().unwrap_or_default();
+                let answer = answers
+                    .end_transaction(v2::EndTransactionRequest {
+                        topic: message.topic.clone(),
+                        message_id: rpc::id_of(&message),
+                        transaction_id: check.transaction_id.clone(),
+                        resolution: resolution as i32,
+                        source: v2::TransactionSource::SourceServerCheck as i32,
+                        trace_context: String::new(),
+                    })
+                    .await
+                    .map(|r| rpc::code(r.get_ref().status.as_ref()))
+                    .unwrap_or(-1);
+                seen.lock().unwrap().push(CheckBack {
+                    transaction_id: check.transaction_id,
+                    message,
+                    answer_code: answer,
+                });
+            }
+        });
+        ProducerSession {
+            client_id: client_id.to_string(),
+            checks,
+            _outbound: tx,
+            task,
+        }
+    }
+
+    /// The check-backs received so far.
+    pub fn checks(&self) -> Vec<CheckBack> {
+        self.checks.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ProducerSession {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

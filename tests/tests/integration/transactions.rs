@@ -1,0 +1,450 @@
+//! Transactional messages against real processes: a half message is seen by consumers if and
+//! only if its transaction commits, whoever ends it (the producer, a check-back answer, an
+//! operator), through a broker or a NameServer, across SIGKILL, with racing and replayed
+//! EndTransactions.
+
+use apogee_proto::v2::{self, Code, MessageType, TransactionResolution as R};
+use apogee_tests::rpc::{self, drain, end_transaction, send_half, txn_message};
+use apogee_tests::telemetry::{Checker, ProducerSession};
+use apogee_tests::{wait_until, BrokerSpec, Cluster};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOPIC: &str = "payments";
+const QUIET: Duration = Duration::from_secs(2);
+
+/// A broker whose check-backs come fast: first after 1 s, then every `interval_ms`.
+fn fast_checks(name: &str, interval_ms: u64, max_checks: u32) -> BrokerSpec {
+    BrokerSpec::new(name)
+        .env("TRANSACTION__CHECK_DELAY_MS", "1000")
+        .env("TRANSACTION__CHECK_INTERVAL_MS", interval_ms.to_string())
+        .env("TRANSACTION__MAX_CHECKS", max_checks.to_string())
+        .env("TRANSACTION__SCAN_INTERVAL_MS", "100")
+}
+
+async fn cluster_with(spec: BrokerSpec) -> Cluster {
+    let cluster = Cluster::builder().broker(spec).start().await;
+    cluster
+        .create_typed_topic(TOPIC, 4, &[MessageType::Normal, MessageType::Transaction])
+        .await;
+    cluster
+}
+
+fn answering(resolution: R) -> Checker {
+    Arc::new(move |_| resolution)
+}
+
+fn ids(messages: &[v2::Message]) -> BTreeSet<String> {
+    messages.iter().map(rpc::id_of).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_is_delivered_once_per_group_with_original_fields_and_rollback_never() {
+    let cluster = cluster_with(BrokerSpec::new("broker-a")).await;
+    let broker = cluster.broker("broker-a").addr.clone();
+    let mut client = rpc::messaging(&broker);
+
+    let mut m = txn_message(TOPIC, 2, "charge 42");
+    let sp = m.system_properties.as_mut().unwrap();
+    sp.tag = Some("card".into());
+    sp.keys = vec!["order-7".into(), "customer-3".into()];
+    m.user_properties.insert("amount".into(), "42".into());
+    let committed = send_half(&mut client, m.clone()).await;
+    let rolled_back = send_half(&mut client, txn_message(TOPIC, 1, "refund")).await;
+
+    // Nothing is visible before the outcome.
+    assert!(drain(&mut client, "billing", TOPIC, QUIET).await.is_empty());
+
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &committed, R::Commit).await,
+        Code::Ok as i32
+    );
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &rolled_back, R::Rollback).await,
+        Code::Ok as i32
+    );
+    // Replays answer OK; the opposite outcome is refused; nothing is delivered twice.
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &committed, R::Commit).await,
+        Code::Ok as i32
+    );
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &rolled_back, R::Commit).await,
+        Code::PreconditionFailed as i32,
+        "a commit after a rollback must be refused"
+    );
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &committed, R::Rollback).await,
+        Code::PreconditionFailed as i32
+    );
+    let forged = (committed.0.clone(), format!("{}0", committed.1));
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &forged, R::Commit).await,
+        Code::InvalidTransactionId as i32
+    );
+    assert_eq!(
+        end_transaction(&mut client, "other", &committed, R::Commit).await,
+        Code::InvalidTransactionId as i32,
+        "a mismatching topic is an invalid transaction"
+    );
+
+    for group in ["billing", "audit"] {
+        let got = drain(&mut client, group, TOPIC, QUIET).await;
+        assert_eq!(got.len(), 1, "group {group} got {got:?}");
+        let m = &got[0];
+        let sp = m.system_properties.as_ref().unwrap();
+        assert_eq!(sp.message_id, committed.0);
+        assert_eq!(sp.tag.as_deref(), Some("card"));
+        assert_eq!(
+            sp.keys,
+            vec!["order-7".to_string(), "customer-3".to_string()]
+        );
+        assert_eq!(sp.queue_id, 2);
+        assert_eq!(
+            m.user_properties.get("amount").map(String::as_str),
+            Some("42")
+        );
+        assert_eq!(m.body, b"charge 42");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_transaction_sent_to_the_nameserver_is_forwarded_to_the_broker() {
+    let cluster = cluster_with(BrokerSpec::new("broker-a")).await;
+    let mut broker = rpc::messaging(&cluster.broker("broker-a").addr);
+    let mut nameserver = rpc::messaging(cluster.ns_addr());
+    let half = send_half(&mut broker, txn_message(TOPIC, 0, "via ns")).await;
+    let rolled = send_half(&mut broker, txn_message(TOPIC, 0, "via ns, rolled back")).await;
+    assert_eq!(
+        end_transaction(&mut nameserver, TOPIC, &half, R::Commit).await,
+        Code::Ok as i32
+    );
+    assert_eq!(
+        end_transaction(&mut nameserver, TOPIC, &rolled, R::Rollback).await,
+        Code::Ok as i32
+    );
+    assert_eq!(
+        end_transaction(&mut nameserver, TOPIC, &rolled, R::Commit).await,
+        Code::PreconditionFailed as i32,
+        "the broker's answer comes back through the NameServer"
+    );
+    let not_ours = (half.0.clone(), "7F0000010000ABCD".to_string());
+    assert_eq!(
+        end_transaction(&mut nameserver, TOPIC, &not_ours, R::Commit).await,
+        Code::InvalidTransactionId as i32
+    );
+    let got = drain(&mut broker, "g", TOPIC, QUIET).await;
+    assert_eq!(ids(&got), BTreeSet::from([half.0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_and_replayed_end_transactions_deliver_at_most_once() {
+    let cluster = cluster_with(BrokerSpec::new("broker-a")).await;
+    let addr = cluster.broker("broker-a").addr.clone();
+    let mut client = rpc::messaging(&addr);
+    let half = send_half(&mut client, txn_message(TOPIC, 0, "race")).await;
+    let calls = (0..20).map(|i| {
+        let mut c = rpc::messaging(&addr);
+        let half = half.clone();
+        tokio::spawn(async move {
+            let r = if i % 2 == 0 { R::Commit } else { R::Rollback };
+            (r, end_transaction(&mut c, TOPIC, &half, r).await)
+        })
+    });
+    let results: Vec<(R, i32)> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let winners: BTreeSet<i32> = results
+        .iter()
+        .filter(|(_, c)| *c == Code::Ok as i32)
+        .map(|(r, _)| *r as i32)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one outcome won: {results:?}");
+    assert!(results
+        .iter()
+        .all(|(_, c)| *c == Code::Ok as i32 || *c == Code::PreconditionFailed as i32));
+    let committed = winners.contains(&(R::Commit as i32));
+    let got = drain(&mut client, "g", TOPIC, QUIET).await;
+    assert_eq!(got.len(), usize::from(committed), "{results:?}");
+    let listed = cluster.cli(&["-o", "json", "txn", "list"]).success().json();
+    let state = listed[0]["state"].as_str().unwrap().to_string();
+    assert_eq!(
+        state,
+        if committed {
+            "COMMITTED"
+        } else {
+            "ROLLED_BACK"
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_that_died_is_replaced_by_one_whose_check_back_decides() {
+    let cluster = cluster_with(fast_checks("broker-a", 500, 15)).await;
+    let addr = cluster.broker("broker-a").addr.clone();
+    // A producer process sends half messages and exits without ending them.
+    let open_commit = cluster
+        .cli(&[
+            "-o",
+            "json",
+            "send",
+            "--topic",
+            TOPIC,
+            "--body",
+            "c",
+            "--transaction",
+            "open",
+        ])
+        .success()
+        .json();
+    let open_rollback = cluster
+        .cli(&[
+            "-o",
+            "json",
+            "send",
+            "--topic",
+            TOPIC,
+            "--body",
+            "r",
+            "--transaction",
+            "open",
+        ])
+        .success()
+        .json();
+    let txn_of = |v: &serde_json::Value| {
+        let e = if v.is_array() { &v[0] } else { v };
+        e["transaction_id"]
+            .as_str()
+            .expect("transaction_id in JSON")
+            .to_string()
+    };
+    let (commit_txn, rollback_txn) = (txn_of(&open_commit), txn_of(&open_rollback));
+    // A new producer of the topic decides by transaction id.
+    let decide_commit = commit_txn.clone();
+    let producer = ProducerSession::open(
+        &addr,
+        "new-producer",
+        &[TOPIC],
+        Arc::new(move |c: &v2::RecoverOrphanedTransactionCommand| {
+            if c.transaction_id == decide_commit {
+                R::Commit
+            } else {
+                R::Rollback
+            }
+        }),
+    )
+    .await;
+    let mut client = rpc::messaging(&addr);
+    let got = wait_until(Duration::from_secs(30), "the committed check-back", || {
+        let mut client = client.clone();
+        async move {
+            let got = drain(&mut client, "g", TOPIC, Duration::from_millis(500)).await;
+            if got.is_empty() {
+                Err("nothing yet".to_string())
+            } else {
+                Ok(got)
+            }
+        }
+    })
+    .await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(rpc::id_of(&got[0]), open_commit_id(&open_commit));
+    let want = BTreeSet::from([commit_txn.clone(), rollback_txn.clone()]);
+    let (producer, want) = (&producer, &want);
+    wait_until(
+        Duration::from_secs(10),
+        "both check-backs answered",
+        || async move {
+            let answered: BTreeSet<String> = producer
+                .checks()
+                .into_iter()
+                .filter(|c| c.answer_code == Code::Ok as i32)
+                .map(|c| c.transaction_id)
+                .collect();
+            if answered == *want {
+                Ok(())
+            } else {
+                Err(format!("{answered:?}"))
+            }
+        },
+    )
+    .await;
+    // The rolled-back one never comes, and neither does a second copy.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(drain(&mut client, "g", TOPIC, QUIET).await.is_empty());
+}
+
+fn open_commit_id(v: &serde_json::Value) -> String {
+    let e = if v.is_array() { &v[0] } else { v };
+    e["message_id"]
+        .as_str()
+        .expect("message_id in JSON")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_unknown_is_checked_max_times_then_parked_until_an_operator_commits() {
+    let cluster = cluster_with(fast_checks("broker-a", 300, 3)).await;
+    let addr = cluster.broker("broker-a").addr.clone();
+    let producer =
+        ProducerSession::open(&addr, "undecided", &[TOPIC], answering(R::Unspecified)).await;
+    let mut client = rpc::messaging(&addr);
+    let half = send_half(&mut client, txn_message(TOPIC, 0, "parked")).await;
+    let c = &cluster;
+    let parked = wait_until(
+        Duration::from_secs(30),
+        "the message to be parked",
+        || async move {
+            let listed = c
+                .cli(&["-o", "json", "txn", "list", "--pending"])
+                .success()
+                .json();
+            match listed.as_array().and_then(|a| a.first()) {
+                Some(t) if t["state"] == "PARKED" => Ok(t.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(parked["transaction_id"], half.1.as_str());
+    assert_eq!(parked["checks"], 3);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let checks = producer.checks();
+    assert_eq!(
+        checks.len(),
+        3,
+        "exactly max_checks check-backs: {checks:?}"
+    );
+    assert!(checks.iter().all(|c| c.transaction_id == half.1));
+    assert!(
+        drain(&mut client, "g", TOPIC, QUIET).await.is_empty(),
+        "parked is not delivered"
+    );
+    let table = cluster.cli(&["txn", "list"]).success();
+    assert!(
+        table.stdout.contains(&half.1) && table.stdout.contains("PARKED"),
+        "{}",
+        table.stdout
+    );
+
+    cluster.cli(&["txn", "commit", &half.1]).success();
+    let got = drain(&mut client, "g", TOPIC, QUIET).await;
+    assert_eq!(ids(&got), BTreeSet::from([half.0.clone()]));
+    // Committing again changes nothing; rolling back is refused with a non-zero exit.
+    cluster.cli(&["txn", "commit", &half.1]).success();
+    let refused = cluster.cli(&["txn", "rollback", &half.1]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(drain(&mut client, "g", TOPIC, QUIET).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_survive_sigkill_and_pending_ones_are_still_checked() {
+    let spec = fast_checks("broker-a", 500, 15).env("STORE__FLUSH", "sync");
+    let mut cluster = cluster_with(spec).await;
+    let addr = cluster.broker("broker-a").addr.clone();
+    let mut client = rpc::messaging(&addr);
+    let committed = send_half(&mut client, txn_message(TOPIC, 0, "committed")).await;
+    let rolled_back = send_half(&mut client, txn_message(TOPIC, 1, "rolled back")).await;
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &committed, R::Commit).await,
+        Code::Ok as i32
+    );
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &rolled_back, R::Rollback).await,
+        Code::Ok as i32
+    );
+    let mut pending = Vec::new();
+    for i in 0..5 {
+        pending.push(
+            send_half(
+                &mut client,
+                txn_message(TOPIC, i % 4, format!("pending {i}")),
+            )
+            .await,
+        );
+    }
+    cluster.kill_broker("broker-a");
+    cluster.restart_broker("broker-a").await;
+
+    let mut client = rpc::messaging(&addr);
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &committed, R::Commit).await,
+        Code::Ok as i32
+    );
+    assert_eq!(
+        end_transaction(&mut client, TOPIC, &rolled_back, R::Commit).await,
+        Code::PreconditionFailed as i32,
+        "the rollback survived the crash"
+    );
+    let before = drain(&mut client, "g", TOPIC, QUIET).await;
+    assert_eq!(ids(&before), BTreeSet::from([committed.0.clone()]));
+    // The pending ones are still checked after the restart.
+    let producer =
+        ProducerSession::open(&addr, "after-crash", &[TOPIC], answering(R::Commit)).await;
+    let want: BTreeSet<String> = pending.iter().map(|p| p.0.clone()).collect();
+    let seen = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    wait_until(
+        Duration::from_secs(30),
+        "pending transactions committed by check-back",
+        || {
+            let (mut client, seen, want) = (client.clone(), seen.clone(), want.clone());
+            async move {
+                let got = drain(&mut client, "g", TOPIC, Duration::from_millis(300)).await;
+                let mut seen = seen.lock().unwrap();
+                for m in got {
+                    assert!(
+                        seen.insert(rpc::id_of(&m)),
+                        "delivered twice: {}",
+                        rpc::id_of(&m)
+                    );
+                }
+                if *seen == want {
+                    Ok(())
+                } else {
+                    Err(format!("{} of {}", seen.len(), want.len()))
+                }
+            }
+        },
+    )
+    .await;
+    assert!(producer.checks().len() >= pending.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_transactions_half_committed_are_seen_exactly_once() {
+    let cluster = cluster_with(BrokerSpec::new("broker-a")).await;
+    let addr = cluster.broker("broker-a").addr.clone();
+    let tasks = (0..8).map(|worker| {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let mut client = rpc::messaging(&addr);
+            let mut committed = Vec::new();
+            for i in 0..125 {
+                let n = worker * 125 + i;
+                let half =
+                    send_half(&mut client, txn_message(TOPIC, n % 4, format!("txn {n}"))).await;
+                let r = if n % 2 == 0 { R::Commit } else { R::Rollback };
+                assert_eq!(
+                    end_transaction(&mut client, TOPIC, &half, r).await,
+                    Code::Ok as i32
+                );
+                if r == R::Commit {
+                    committed.push(half.0);
+                }
+            }
+            committed
+        })
+    });
+    let mut want = BTreeSet::new();
+    for t in futures::future::join_all(tasks).await {
+        want.extend(t.unwrap());
+    }
+    assert_eq!(want.len(), 500);
+    let mut client = rpc::messaging(&addr);
+    let got = drain(&mut client, "g", TOPIC, QUIET).await;
+    assert_eq!(got.len(), 500, "each committed message exactly once");
+    assert_eq!(ids(&got), want);
+}
