@@ -203,9 +203,9 @@ async fn bad_input_gets_specific_status_codes_and_broker_keeps_serving() {
     txn.system_properties.as_mut().unwrap().message_type = v2::MessageType::Transaction as i32;
     send_expect(
         &mut client,
-        "TRANSACTION message",
+        "TRANSACTION message to a topic that accepts only NORMAL",
         txn,
-        Code::NotImplemented,
+        Code::MessagePropertyConflictWithType,
     )
     .await;
     let mut delay = rpc::message(TOPIC, 0, "later");
@@ -227,7 +227,11 @@ async fn bad_input_gets_specific_status_codes_and_broker_keeps_serving() {
         .await
         .expect("EndTransaction transport error")
         .into_inner();
-    assert_code("EndTransaction", end.status.as_ref(), Code::NotImplemented);
+    assert_code(
+        "EndTransaction of an unknown transaction",
+        end.status.as_ref(),
+        Code::InvalidTransactionId,
+    );
     assert_serving(&mut client, "EndTransaction").await;
 
     // --- Consumer group names and invisible durations ---

@@ -7,6 +7,7 @@ use apogee_proto::v2::{self, Code, MessageType, TransactionResolution as R};
 use apogee_tests::rpc::{self, drain, end_transaction, send_half, txn_message};
 use apogee_tests::telemetry::{Checker, ProducerSession};
 use apogee_tests::{wait_until, BrokerSpec, Cluster};
+use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,62 +183,41 @@ async fn racing_and_replayed_end_transactions_deliver_at_most_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_producer_that_died_is_replaced_by_one_whose_check_back_decides() {
+async fn a_producer_that_died_is_replaced_by_one_whose_checker_decides() {
+    use apogee_client::{Producer, TransactionCheck, TransactionResolution};
     let cluster = cluster_with(fast_checks("broker-a", 500, 15)).await;
     let addr = cluster.broker("broker-a").addr.clone();
     // A producer process sends half messages and exits without ending them.
-    let open_commit = cluster
-        .cli(&[
-            "-o",
-            "json",
-            "send",
-            "--topic",
-            TOPIC,
-            "--body",
-            "c",
-            "--transaction",
-            "open",
-        ])
-        .success()
-        .json();
-    let open_rollback = cluster
-        .cli(&[
-            "-o",
-            "json",
-            "send",
-            "--topic",
-            TOPIC,
-            "--body",
-            "r",
-            "--transaction",
-            "open",
-        ])
-        .success()
-        .json();
-    let txn_of = |v: &serde_json::Value| {
-        let e = if v.is_array() { &v[0] } else { v };
-        e["transaction_id"]
-            .as_str()
-            .expect("transaction_id in JSON")
-            .to_string()
+    let open = |body: &str| {
+        let out = cluster
+            .cli(&["-o", "json", "send", "--topic", TOPIC, "--body", body, "--transaction", "open"])
+            .success()
+            .json();
+        let e = &out[0];
+        (
+            e["message_id"].as_str().expect("message_id").to_string(),
+            e["transaction_id"].as_str().expect("transaction_id").to_string(),
+        )
     };
-    let (commit_txn, rollback_txn) = (txn_of(&open_commit), txn_of(&open_rollback));
-    // A new producer of the topic decides by transaction id.
-    let decide_commit = commit_txn.clone();
-    let producer = ProducerSession::open(
-        &addr,
-        "new-producer",
-        &[TOPIC],
-        Arc::new(move |c: &v2::RecoverOrphanedTransactionCommand| {
-            if c.transaction_id == decide_commit {
-                R::Commit
+    let (to_commit, to_roll_back) = (open("decided later: commit"), open("decided later: roll back"));
+    // A new apogee-client producer of the topic, whose checker decides by transaction id.
+    let commit_txn = to_commit.1.clone();
+    let asked = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let seen = asked.clone();
+    let producer = Producer::builder(cluster.client_config())
+        .topic(TOPIC)
+        .transaction_checker(move |check: &TransactionCheck| {
+            seen.lock().unwrap().insert(check.transaction_id.clone());
+            if check.transaction_id == commit_txn {
+                TransactionResolution::Commit
             } else {
-                R::Rollback
+                TransactionResolution::Rollback
             }
-        }),
-    )
-    .await;
-    let mut client = rpc::messaging(&addr);
+        })
+        .connect()
+        .await
+        .expect("transactional producer");
+    let client = rpc::messaging(&addr);
     let got = wait_until(Duration::from_secs(30), "the committed check-back", || {
         let mut client = client.clone();
         async move {
@@ -250,39 +230,40 @@ async fn a_producer_that_died_is_replaced_by_one_whose_check_back_decides() {
         }
     })
     .await;
-    assert_eq!(got.len(), 1);
-    assert_eq!(rpc::id_of(&got[0]), open_commit_id(&open_commit));
-    let want = BTreeSet::from([commit_txn.clone(), rollback_txn.clone()]);
-    let (producer, want) = (&producer, &want);
-    wait_until(
-        Duration::from_secs(10),
-        "both check-backs answered",
-        || async move {
-            let answered: BTreeSet<String> = producer
-                .checks()
-                .into_iter()
-                .filter(|c| c.answer_code == Code::Ok as i32)
-                .map(|c| c.transaction_id)
-                .collect();
-            if answered == *want {
-                Ok(())
-            } else {
-                Err(format!("{answered:?}"))
-            }
-        },
-    )
+    assert_eq!(ids(&got), BTreeSet::from([to_commit.0.clone()]));
+    let want = BTreeSet::from([to_commit.1.clone(), to_roll_back.1.clone()]);
+    let (asked_ref, want) = (&asked, &want);
+    wait_until(Duration::from_secs(10), "both check-backs asked", || async move {
+        let asked = asked_ref.lock().unwrap().clone();
+        if asked == *want {
+            Ok(())
+        } else {
+            Err(format!("{asked:?}"))
+        }
+    })
     .await;
+    let listed = cluster.cli(&["-o", "json", "txn", "list"]).success().json();
+    let state_of = |txn: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["transaction_id"] == txn)
+            .map(|t| t["state"].as_str().unwrap().to_string())
+    };
+    wait_until(Duration::from_secs(10), "the rollback answer applied", || async {
+        let listed = cluster.cli(&["-o", "json", "txn", "list"]).success().json();
+        match listed.as_array().unwrap().iter().find(|t| t["transaction_id"] == to_roll_back.1.as_str()) {
+            Some(t) if t["state"] == "ROLLED_BACK" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(state_of(&to_commit.1).as_deref(), Some("COMMITTED"));
     // The rolled-back one never comes, and neither does a second copy.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut client = client.clone();
     assert!(drain(&mut client, "g", TOPIC, QUIET).await.is_empty());
-}
-
-fn open_commit_id(v: &serde_json::Value) -> String {
-    let e = if v.is_array() { &v[0] } else { v };
-    e["message_id"]
-        .as_str()
-        .expect("message_id in JSON")
-        .to_string()
+    drop(producer);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,31 +398,33 @@ async fn outcomes_survive_sigkill_and_pending_ones_are_still_checked() {
 async fn a_thousand_concurrent_transactions_half_committed_are_seen_exactly_once() {
     let cluster = cluster_with(BrokerSpec::new("broker-a")).await;
     let addr = cluster.broker("broker-a").addr.clone();
-    let tasks = (0..8).map(|worker| {
-        let addr = addr.clone();
-        tokio::spawn(async move {
+    // All 1,000 are open at once: every half message is sent before any is ended, then the
+    // commits and rollbacks race each other, 50 at a time.
+    let halves = futures::stream::iter(0..1000)
+        .map(|n| {
             let mut client = rpc::messaging(&addr);
-            let mut committed = Vec::new();
-            for i in 0..125 {
-                let n = worker * 125 + i;
-                let half =
-                    send_half(&mut client, txn_message(TOPIC, n % 4, format!("txn {n}"))).await;
-                let r = if n % 2 == 0 { R::Commit } else { R::Rollback };
-                assert_eq!(
-                    end_transaction(&mut client, TOPIC, &half, r).await,
-                    Code::Ok as i32
-                );
-                if r == R::Commit {
-                    committed.push(half.0);
-                }
-            }
-            committed
+            async move { (n, send_half(&mut client, txn_message(TOPIC, n % 4, format!("txn {n}"))).await) }
         })
-    });
-    let mut want = BTreeSet::new();
-    for t in futures::future::join_all(tasks).await {
-        want.extend(t.unwrap());
-    }
+        .buffer_unordered(50)
+        .collect::<Vec<_>>()
+        .await;
+    let ended = futures::stream::iter(halves)
+        .map(|(n, half)| {
+            let mut client = rpc::messaging(&addr);
+            async move {
+                let r = if n % 2 == 0 { R::Commit } else { R::Rollback };
+                assert_eq!(end_transaction(&mut client, TOPIC, &half, r).await, Code::Ok as i32);
+                (r, half.0)
+            }
+        })
+        .buffer_unordered(50)
+        .collect::<Vec<_>>()
+        .await;
+    let want: BTreeSet<String> = ended
+        .into_iter()
+        .filter(|(r, _)| *r == R::Commit)
+        .map(|(_, id)| id)
+        .collect();
     assert_eq!(want.len(), 500);
     let mut client = rpc::messaging(&addr);
     let got = drain(&mut client, "g", TOPIC, QUIET).await;
