@@ -190,16 +190,32 @@ async fn a_producer_that_died_is_replaced_by_one_whose_checker_decides() {
     // A producer process sends half messages and exits without ending them.
     let open = |body: &str| {
         let out = cluster
-            .cli(&["-o", "json", "send", "--topic", TOPIC, "--body", body, "--transaction", "open"])
+            .cli(&[
+                "-o",
+                "json",
+                "send",
+                "--topic",
+                TOPIC,
+                "--body",
+                body,
+                "--transaction",
+                "open",
+            ])
             .success()
             .json();
         let e = &out[0];
         (
             e["message_id"].as_str().expect("message_id").to_string(),
-            e["transaction_id"].as_str().expect("transaction_id").to_string(),
+            e["transaction_id"]
+                .as_str()
+                .expect("transaction_id")
+                .to_string(),
         )
     };
-    let (to_commit, to_roll_back) = (open("decided later: commit"), open("decided later: roll back"));
+    let (to_commit, to_roll_back) = (
+        open("decided later: commit"),
+        open("decided later: roll back"),
+    );
     // A new apogee-client producer of the topic, whose checker decides by transaction id.
     let commit_txn = to_commit.1.clone();
     let asked = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
@@ -233,14 +249,18 @@ async fn a_producer_that_died_is_replaced_by_one_whose_checker_decides() {
     assert_eq!(ids(&got), BTreeSet::from([to_commit.0.clone()]));
     let want = BTreeSet::from([to_commit.1.clone(), to_roll_back.1.clone()]);
     let (asked_ref, want) = (&asked, &want);
-    wait_until(Duration::from_secs(10), "both check-backs asked", || async move {
-        let asked = asked_ref.lock().unwrap().clone();
-        if asked == *want {
-            Ok(())
-        } else {
-            Err(format!("{asked:?}"))
-        }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "both check-backs asked",
+        || async move {
+            let asked = asked_ref.lock().unwrap().clone();
+            if asked == *want {
+                Ok(())
+            } else {
+                Err(format!("{asked:?}"))
+            }
+        },
+    )
     .await;
     let listed = cluster.cli(&["-o", "json", "txn", "list"]).success().json();
     let state_of = |txn: &str| {
@@ -251,13 +271,22 @@ async fn a_producer_that_died_is_replaced_by_one_whose_checker_decides() {
             .find(|t| t["transaction_id"] == txn)
             .map(|t| t["state"].as_str().unwrap().to_string())
     };
-    wait_until(Duration::from_secs(10), "the rollback answer applied", || async {
-        let listed = cluster.cli(&["-o", "json", "txn", "list"]).success().json();
-        match listed.as_array().unwrap().iter().find(|t| t["transaction_id"] == to_roll_back.1.as_str()) {
-            Some(t) if t["state"] == "ROLLED_BACK" => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the rollback answer applied",
+        || async {
+            let listed = cluster.cli(&["-o", "json", "txn", "list"]).success().json();
+            match listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["transaction_id"] == to_roll_back.1.as_str())
+            {
+                Some(t) if t["state"] == "ROLLED_BACK" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await;
     assert_eq!(state_of(&to_commit.1).as_deref(), Some("COMMITTED"));
     // The rolled-back one never comes, and neither does a second copy.
@@ -403,7 +432,12 @@ async fn a_thousand_concurrent_transactions_half_committed_are_seen_exactly_once
     let halves = futures::stream::iter(0..1000)
         .map(|n| {
             let mut client = rpc::messaging(&addr);
-            async move { (n, send_half(&mut client, txn_message(TOPIC, n % 4, format!("txn {n}"))).await) }
+            async move {
+                (
+                    n,
+                    send_half(&mut client, txn_message(TOPIC, n % 4, format!("txn {n}"))).await,
+                )
+            }
         })
         .buffer_unordered(50)
         .collect::<Vec<_>>()
@@ -413,7 +447,10 @@ async fn a_thousand_concurrent_transactions_half_committed_are_seen_exactly_once
             let mut client = rpc::messaging(&addr);
             async move {
                 let r = if n % 2 == 0 { R::Commit } else { R::Rollback };
-                assert_eq!(end_transaction(&mut client, TOPIC, &half, r).await, Code::Ok as i32);
+                assert_eq!(
+                    end_transaction(&mut client, TOPIC, &half, r).await,
+                    Code::Ok as i32
+                );
                 (r, half.0)
             }
         })
