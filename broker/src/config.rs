@@ -43,6 +43,28 @@ pub struct BrokerConfig {
     pub heartbeat_interval_secs: u64,
     pub store: StoreSection,
     pub transaction: TransactionSection,
+    pub schedule: ScheduleSection,
+}
+
+/// Scheduled (DELAY) messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSection {
+    /// Latest delivery time accepted, as a delay from now (7 days).
+    pub max_delay_ms: u64,
+    /// Longest the delivery loop sleeps before it looks at the due index again. It normally
+    /// sleeps until the next due time and is woken by earlier new messages; this bounds how
+    /// late a wall-clock change is noticed.
+    pub scan_interval_ms: u64,
+}
+
+impl Default for ScheduleSection {
+    fn default() -> Self {
+        ScheduleSection {
+            max_delay_ms: 7 * 24 * 3600 * 1000,
+            scan_interval_ms: 1_000,
+        }
+    }
 }
 
 /// Transactional (half) messages and their check-backs (RocketMQ's defaults).
@@ -113,6 +135,7 @@ impl Default for BrokerConfig {
             heartbeat_interval_secs: 10,
             store: StoreSection::default(),
             transaction: TransactionSection::default(),
+            schedule: ScheduleSection::default(),
         }
     }
 }
@@ -166,6 +189,9 @@ impl BrokerConfig {
         }
         if !(1..=1024).contains(&t.half_queues) {
             return bad("transaction.half_queues must be within 1..=1024".into());
+        }
+        if self.schedule.scan_interval_ms == 0 || self.schedule.max_delay_ms == 0 {
+            return bad("schedule.scan_interval_ms and schedule.max_delay_ms must be > 0".into());
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //!   index (consume queues, ids, keys, offsets, configs), with recovery.
 //! - [`topics`]: the topics this broker group hosts.
 //! - [`consume`]: consumer groups' progress (pop / ack / invisible time).
+//! - [`txn`]: transactional (half) messages; [`schedule`]: scheduled delivery.
 //! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
 //! - [`registration`]: registration with the NameServers.
 //! - [`server`]: wiring it together; [`config`]: the configuration.
@@ -12,6 +13,7 @@ pub mod config;
 pub mod consume;
 pub mod grpc;
 pub mod registration;
+pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod topics;

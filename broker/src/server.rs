@@ -8,6 +8,7 @@ use crate::config::{BrokerConfig, FlushPolicy};
 use crate::consume::ConsumeEngine;
 use crate::grpc::{admin::AdminServer, MessagingServer};
 use crate::registration::NameServerLink;
+use crate::schedule::Schedule;
 use crate::store::{FlushMode, MessageStore, StoreConfig, StoreError};
 use crate::topics::TopicTable;
 use crate::txn::Transactions;
@@ -48,6 +49,7 @@ pub struct Broker {
     /// Live Telemetry sessions (check-backs are pushed through them).
     pub sessions: Arc<Sessions>,
     pub txns: Arc<Transactions>,
+    pub schedule: Arc<Schedule>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -124,6 +126,16 @@ pub async fn serve(
     let checker = txns
         .clone()
         .spawn_checker(config.advertised_endpoint(), stop_rx.clone());
+    let schedule = Schedule::new(
+        store.clone(),
+        topics.clone(),
+        config.schedule.clone(),
+        config.broker_name.clone(),
+        crate::schedule::wall_clock(),
+    );
+    // Slaves hold copies: only the master publishes what comes due.
+    let delivery = (config.role != crate::config::Role::Slave)
+        .then(|| schedule.clone().spawn_delivery(stop_rx.clone()));
     let broker = Arc::new(Broker {
         config: config.clone(),
         store: store.clone(),
@@ -133,6 +145,7 @@ pub async fn serve(
         nameservers: nameservers.clone(),
         sessions,
         txns,
+        schedule,
         shutdown: stop_rx.clone(),
     });
 
@@ -175,6 +188,9 @@ pub async fn serve(
         .await;
     let _ = registration.await;
     let _ = checker.await;
+    if let Some(delivery) = delivery {
+        let _ = delivery.await;
+    }
     store.shutdown();
     tracing::info!("broker stopped");
     result.map_err(BrokerError::from)

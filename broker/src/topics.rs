@@ -151,6 +151,32 @@ impl TopicTable {
     }
 }
 
+/// For unit tests: a store in `dir` whose topic table holds topic `orders` (4 queues)
+/// accepting messages of type `message_type`.
+#[cfg(test)]
+pub(crate) fn test_store_with_orders(
+    dir: &std::path::Path,
+    message_type: apogee_proto::v2::MessageType,
+) -> (Arc<crate::store::MessageStore>, Arc<TopicTable>) {
+    let store =
+        crate::store::MessageStore::open(crate::store::StoreConfig::new(dir)).expect("store");
+    let topics = Arc::new(TopicTable::load(store.kv()).expect("topics"));
+    if topics.get("orders").is_none() {
+        let orders = normalize(
+            TopicConfig {
+                name: "orders".into(),
+                queue_count: 4,
+                message_types: vec![message_type as i32],
+                ..Default::default()
+            },
+            8,
+        )
+        .expect("valid topic");
+        topics.create(orders).expect("topic created");
+    }
+    (store, topics)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

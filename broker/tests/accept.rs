@@ -5,7 +5,6 @@
 use apogee_broker::config::BrokerConfig;
 use apogee_proto::net::Listener;
 use apogee_proto::v2::{self, messaging_service_client::MessagingServiceClient};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 #[tokio::test]
@@ -13,15 +12,8 @@ async fn broker_accepted_connections_have_nodelay_and_keepalive() {
     let dir = tempfile::tempdir().unwrap();
     let listener = Listener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (seen_tx, seen_rx) = mpsc::channel();
-    let seen_tx = Mutex::new(seen_tx);
-    let listener = listener.with_accept_hook(Arc::new(move |s: &tokio::net::TcpStream| {
-        let keepalive = socket2::SockRef::from(s).keepalive().unwrap();
-        let _ = seen_tx
-            .lock()
-            .unwrap()
-            .send((s.nodelay().unwrap(), keepalive));
-    }));
+    let (hook, seen_rx) = apogee_proto::net::reporting_hook();
+    let listener = listener.with_accept_hook(hook);
     let config = BrokerConfig {
         data_dir: dir.path().to_path_buf(),
         listen: addr.to_string(),

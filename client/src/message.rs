@@ -3,7 +3,7 @@
 //! receives ([`ReceivedMessage`], converted from the protocol's `Message`),
 //! plus subscription filters.
 
-use apogee_proto::{limits, names, time, v2, ApogeeError};
+use apogee_proto::{delay_level, limits, names, time, v2, ApogeeError};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -150,6 +150,13 @@ fn system_time_ms(t: SystemTime) -> i64 {
 #[derive(Clone, Debug)]
 pub struct MessageBuilder(Message);
 
+impl From<Message> for MessageBuilder {
+    /// Continues building from an existing message.
+    fn from(m: Message) -> Self {
+        MessageBuilder(m)
+    }
+}
+
 impl MessageBuilder {
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.0.tag = Some(tag.into());
@@ -176,14 +183,27 @@ impl MessageBuilder {
         self
     }
 
-    pub fn delivery_timestamp(mut self, at: SystemTime) -> Self {
+    /// Delivers the message at `at` (a scheduled message, type DELAY); a time in the past
+    /// means at once. The broker refuses times beyond its maximum delay (7 days by default).
+    pub fn deliver_at(mut self, at: SystemTime) -> Self {
         self.0.delivery_timestamp = Some(at);
         self
     }
 
     /// Delivers the message `delay` from now.
-    pub fn delay(self, delay: Duration) -> Self {
-        self.delivery_timestamp(SystemTime::now() + delay)
+    pub fn deliver_after(self, delay: Duration) -> Self {
+        self.deliver_at(SystemTime::now() + delay)
+    }
+
+    /// Delivers the message after one of the 18 classic delay levels (1 = 1 s ... 18 = 2 h,
+    /// see `apogee_proto::delay_level`). As in RocketMQ 4.x, level 0 means no delay and levels
+    /// above 18 mean 18.
+    pub fn delay_level(self, level: u32) -> Self {
+        let top = delay_level::LEVELS_SECS.len() as u32;
+        match delay_level::delay_of(level.min(top)) {
+            Some(delay) => self.deliver_after(delay),
+            None => self,
+        }
     }
 
     pub fn build(self) -> Message {
@@ -317,9 +337,27 @@ mod tests {
         let fifo = Message::builder("T", "x").message_group("g").build();
         assert_eq!(fifo.message_type(), v2::MessageType::Fifo);
         let delayed = Message::builder("T", "x")
-            .delay(Duration::from_secs(5))
+            .deliver_after(Duration::from_secs(5))
             .build();
         assert_eq!(delayed.message_type(), v2::MessageType::Delay);
+    }
+
+    #[test]
+    fn delay_levels_are_a_shorthand_for_delays() {
+        let at = |level| {
+            let m = Message::builder("T", "x").delay_level(level).build();
+            m.delivery_timestamp.map(|t| {
+                t.duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    .round() as u64
+            })
+        };
+        assert_eq!(at(0), None);
+        assert_eq!(at(1), Some(1));
+        assert_eq!(at(4), Some(30));
+        assert_eq!(at(18), Some(7200));
+        assert_eq!(at(99), Some(7200));
     }
 
     #[test]
@@ -337,7 +375,7 @@ mod tests {
         );
         let both = Message::builder("T", "1")
             .message_group("g")
-            .delay(Duration::from_secs(1))
+            .deliver_after(Duration::from_secs(1))
             .build();
         assert_eq!(code(both), 40014);
     }

@@ -33,6 +33,9 @@ pub struct SendReceipt {
     pub offset: i64,
     /// Broker group that stored the message.
     pub broker_name: String,
+    /// For a scheduled (delayed) message: what [`Producer::recall`] takes to cancel it before
+    /// its time; empty otherwise.
+    pub recall_handle: String,
 }
 
 /// One stored message of a request: its receipt, its transaction id (empty
@@ -161,28 +164,62 @@ impl Producer {
                 targets.push(ns.clone());
             }
         }
+        self.first_answer(&targets, req, |mut c, r| async move {
+            c.end_transaction(r).await
+        })
+        .await
+        .map(|_: v2::EndTransactionResponse| ())
+    }
+
+    /// Cancels a scheduled message before its time, through the NameServers (which forward it
+    /// to the broker holding it); returns its message id. A message already delivered is
+    /// refused with PRECONDITION_FAILED, an unknown handle with MESSAGE_NOT_FOUND.
+    pub async fn recall(&self, topic: &str, recall_handle: &str) -> Result<String> {
+        let req = v2::RecallMessageRequest {
+            topic: Some(self.core.resource(topic)),
+            recall_handle: recall_handle.to_string(),
+        };
+        let nameservers = self.core.config.nameservers.clone();
+        let resp: v2::RecallMessageResponse = self
+            .first_answer(&nameservers, req, |mut c, r| async move {
+                c.recall_message(r).await
+            })
+            .await?;
+        Ok(resp.message_id)
+    }
+
+    /// Sends `req` to the first of `targets` that answers; a retryable failure moves on to the
+    /// next one. The answer's status must be OK.
+    async fn first_answer<Req, Resp, F, Fut>(
+        &self,
+        targets: &[String],
+        req: Req,
+        call: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone,
+        Resp: HasStatus,
+        F: Fn(crate::transport::MessagingClient, tonic::Request<Req>) -> Fut,
+        Fut:
+            std::future::Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
         let mut first_err = None;
         for addr in targets.iter().filter(|a| !a.is_empty()) {
             let res = self
                 .core
-                .call(
-                    addr,
-                    req.clone(),
-                    self.core.config.request_timeout,
-                    |mut c, r| async move { c.end_transaction(r).await },
-                )
+                .call(addr, req.clone(), self.core.config.request_timeout, &call)
                 .await
-                .and_then(|r: v2::EndTransactionResponse| ClientError::check(r.status.as_ref()));
+                .and_then(|r: Resp| ClientError::check(r.status()).map(|()| r));
             match res {
-                Ok(()) => return Ok(()),
+                Ok(r) => return Ok(r),
                 Err(e) if e.is_retryable() => {
-                    tracing::debug!(endpoint = %addr, error = %e, "end transaction failed");
+                    tracing::debug!(endpoint = %addr, error = %e, "call failed, trying the next endpoint");
                     first_err.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(first_err.unwrap_or_else(|| ClientError::NoRoute("no endpoint to end at".into())))
+        Err(first_err.unwrap_or_else(|| ClientError::NoRoute("no endpoint to call".into())))
     }
 
     /// Sends one half message (see [`Transaction::send`]).
@@ -421,6 +458,7 @@ pub(crate) fn receipts(
                 queue_id,
                 offset: entry.offset,
                 broker_name: broker.to_string(),
+                recall_handle: entry.recall_handle,
             };
             Ok((receipt, entry.transaction_id))
         })
@@ -512,5 +550,22 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(20));
         assert!(backoff(3) > backoff(2));
         assert_eq!(backoff(30), Duration::from_millis(640));
+    }
+}
+
+/// A response that carries its outcome in a status.
+trait HasStatus {
+    fn status(&self) -> Option<&v2::Status>;
+}
+
+impl HasStatus for v2::EndTransactionResponse {
+    fn status(&self) -> Option<&v2::Status> {
+        self.status.as_ref()
+    }
+}
+
+impl HasStatus for v2::RecallMessageResponse {
+    fn status(&self) -> Option<&v2::Status> {
+        self.status.as_ref()
     }
 }

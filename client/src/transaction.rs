@@ -382,7 +382,7 @@ mod tests {
             Some(v2::Code::MessagePropertyConflictWithType)
         );
         let delayed = Message::builder("T", "x")
-            .delay(Duration::from_secs(1))
+            .deliver_after(Duration::from_secs(1))
             .build();
         assert!(check_transactional(&delayed).is_err());
     }

@@ -104,15 +104,8 @@ async fn accepted_connections_have_nodelay_and_keepalive() {
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
-    let seen_tx = Mutex::new(seen_tx);
-    let listener = listener.with_accept_hook(Arc::new(move |s: &tokio::net::TcpStream| {
-        let keepalive = socket2::SockRef::from(s).keepalive().unwrap();
-        let _ = seen_tx
-            .lock()
-            .unwrap()
-            .send((s.nodelay().unwrap(), keepalive));
-    }));
+    let (hook, seen_rx) = apogee_proto::net::reporting_hook();
+    let listener = listener.with_accept_hook(hook);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(NameServerConfig::default(), listener, async {
         let _ = rx.await;
@@ -366,6 +359,12 @@ impl Admin for FakeBroker {
                 ..Default::default()
             }),
         }))
+    }
+    async fn list_scheduled(
+        &self,
+        _r: Request<apogee_proto::cluster::ListScheduledRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ListScheduledResponse>, Status> {
+        Ok(Response::new(Default::default()))
     }
 }
 

@@ -10,6 +10,8 @@
 //!   shares (topic and group names, body sizes, system topics).
 //! - [`message_id`]: RocketMQ-style 17-byte message ids.
 //! - [`time`]: conversions between protobuf time types and Rust ones.
+//! - [`routed_id`] and [`txn_id`]: ids that name the broker group holding their subject.
+//! - [`delay_level`]: the 18 classic delay levels.
 
 /// Generated code, nested as its protobuf packages are (the cluster
 /// protocol refers to v2 types by their package path).
@@ -34,11 +36,13 @@ pub mod generated {
 pub use generated::apache::rocketmq::v2;
 pub use generated::apogee::cluster::v1 as cluster;
 
+pub mod delay_level;
 pub mod error;
 pub mod limits;
 pub mod message_id;
 pub mod names;
 pub mod net;
+pub mod routed_id;
 pub mod settings;
 pub mod telemetry;
 pub mod time;

@@ -84,6 +84,27 @@ pub fn tune_accepted(stream: &TcpStream) {
     }
 }
 
+/// (TCP_NODELAY, SO_KEEPALIVE) as an accepted socket has them.
+pub fn nodelay_and_keepalive(stream: &TcpStream) -> io::Result<(bool, bool)> {
+    Ok((
+        stream.nodelay()?,
+        socket2::SockRef::from(stream).keepalive()?,
+    ))
+}
+
+/// An accept hook that reports [`nodelay_and_keepalive`] of every accepted socket on the
+/// returned channel: how tests check what a running server really applied.
+pub fn reporting_hook() -> (AcceptHook, std::sync::mpsc::Receiver<(bool, bool)>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let hook: AcceptHook = Arc::new(move |s: &TcpStream| {
+        if let (Ok(seen), Ok(tx)) = (nodelay_and_keepalive(s), tx.lock()) {
+            let _ = tx.send(seen);
+        }
+    });
+    (hook, rx)
+}
+
 /// Accepted connections with their options set; see [`Listener::incoming`].
 pub struct Incoming {
     listener: TcpListener,

@@ -1,25 +1,18 @@
 //! Transaction ids. A transaction id names the broker group that holds the
 //! half message, so any NameServer can route an EndTransaction (or an
 //! operator's resolve) to it without keeping state:
-//! `T1-<32 hex digits of randomness>-<broker name>`.
+//! `T1-<32 hex digits of randomness>-<broker name>` (a [`crate::routed_id`]).
 
-const PREFIX: &str = "T1-";
-const RANDOM_HEX: usize = 32;
+use crate::routed_id::{self, TRANSACTION};
 
 /// A new transaction id for a half message stored by `broker_name`.
 pub fn new_transaction_id(broker_name: &str) -> String {
-    format!("{PREFIX}{:032x}-{broker_name}", rand::random::<u128>())
+    routed_id::new_id(TRANSACTION, broker_name)
 }
 
 /// The broker group named in `transaction_id`, if it is one of ours.
 pub fn broker_of(transaction_id: &str) -> Option<&str> {
-    let rest = transaction_id.strip_prefix(PREFIX)?;
-    let (random, name) = (rest.get(..RANDOM_HEX)?, rest.get(RANDOM_HEX..)?);
-    if !random.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let name = name.strip_prefix('-')?;
-    (!name.is_empty()).then_some(name)
+    routed_id::broker_of(TRANSACTION, transaction_id)
 }
 
 #[cfg(test)]

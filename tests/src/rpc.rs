@@ -329,3 +329,42 @@ pub async fn drain(
         all.extend(messages);
     }
 }
+
+/// A DELAY message with a fresh id for `queue_id` of `topic`, due at `due_ms`.
+pub fn delay_message(
+    topic: &str,
+    queue_id: i32,
+    body: impl Into<Vec<u8>>,
+    due_ms: i64,
+) -> v2::Message {
+    let mut m = message(topic, queue_id, body);
+    if let Some(sp) = m.system_properties.as_mut() {
+        sp.message_type = v2::MessageType::Delay as i32;
+        sp.delivery_timestamp = Some(time::timestamp(due_ms));
+    }
+    m
+}
+
+/// The delivery timestamp a message carries (ms), 0 when none.
+pub fn delivery_ms(m: &v2::Message) -> i64 {
+    m.system_properties
+        .as_ref()
+        .and_then(|s| s.delivery_timestamp.as_ref())
+        .map_or(0, time::timestamp_ms)
+}
+
+/// RecallMessage; returns the response. Panics on a transport error.
+pub async fn recall(
+    client: &mut MessagingServiceClient<Channel>,
+    topic: &str,
+    handle: &str,
+) -> v2::RecallMessageResponse {
+    client
+        .recall_message(v2::RecallMessageRequest {
+            topic: resource(topic),
+            recall_handle: handle.to_string(),
+        })
+        .await
+        .expect("RecallMessage transport error")
+        .into_inner()
+}

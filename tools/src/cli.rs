@@ -6,14 +6,16 @@ use crate::bench::{self, BenchSpec};
 use crate::error::{ToolError, ToolResult};
 use crate::messaging::{self, ConsumeSpec, SendSpec, TxnEnd};
 use crate::output::{render_list, render_one, Format, TableRow};
+use crate::schedule::{self, Delivery};
 use apogee_client::ClientConfig;
 use apogee_proto::limits;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-/// Apogee admin CLI: topics, cluster, transactions, send, consume and benchmarks.
+/// Apogee admin CLI: topics, cluster, transactions, scheduled messages, send, consume and
+/// benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "apogee", version, about, propagate_version = true)]
 pub struct Cli {
@@ -51,7 +53,13 @@ pub enum Command {
     /// List, commit and roll back transactions (half messages).
     #[command(subcommand)]
     Txn(TxnCommand),
-    /// Send messages.
+    /// Recall scheduled messages.
+    #[command(subcommand)]
+    Message(MessageCommand),
+    /// Inspect scheduled (delayed) messages.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Send messages (now, or scheduled with --delay, --deliver-at or --delay-level).
     Send(SendArgs),
     /// Receive, print and acknowledge messages.
     Consume(ConsumeArgs),
@@ -125,12 +133,40 @@ pub enum TxnCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum MessageCommand {
+    /// Cancel a scheduled message before its time (through the NameServer).
+    Recall {
+        /// The topic the message was sent to.
+        #[arg(long)]
+        topic: String,
+        /// The recall handle printed by `apogee send --delay ...`.
+        handle: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Scheduled messages waiting for their time, earliest due first.
+    List {
+        /// Only messages of this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Show at most this many.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+    },
+    /// Each broker group's counters: waiting, delivered, recalled, lateness.
+    Stats,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// List every registered broker.
     List,
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("when").multiple(false))]
 pub struct SendArgs {
     #[arg(long)]
     pub topic: String,
@@ -149,6 +185,29 @@ pub struct SendArgs {
     /// leave it open (printing its transaction id).
     #[arg(long, value_enum, value_name = "END")]
     pub transaction: Option<TxnEnd>,
+    /// Deliver this long after the send (e.g. 30s, 5m, 2h, 1500ms, 1d).
+    #[arg(long, value_parser = schedule::parse_delay, group = "when",
+          conflicts_with = "transaction")]
+    pub delay: Option<Duration>,
+    /// Deliver at this time (RFC 3339, e.g. 2026-11-22T09:00:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = schedule::parse_time, group = "when",
+          conflicts_with = "transaction")]
+    pub deliver_at: Option<SystemTime>,
+    /// Deliver after a classic delay level: 1=1s 2=5s 3=10s 4=30s 5..14=1m..10m 15=20m
+    /// 16=30m 17=1h 18=2h.
+    #[arg(long, value_name = "N", value_parser = schedule::parse_level, group = "when",
+          conflicts_with = "transaction")]
+    pub delay_level: Option<u32>,
+}
+
+impl SendArgs {
+    /// When the messages are delivered, if scheduled.
+    pub fn delivery(&self) -> Option<Delivery> {
+        self.delay
+            .map(Delivery::After)
+            .or(self.deliver_at.map(Delivery::At))
+            .or(self.delay_level.map(Delivery::Level))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +370,19 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                 }
             }
         }
+        Command::Message(MessageCommand::Recall { topic, handle }) => render_one(
+            &schedule::recall(cli.client_config(), topic, handle).await?,
+            f,
+        ),
+        Command::Schedule(ScheduleCommand::List { topic, limit }) => render_list(
+            &cli.admin()?
+                .list_scheduled(topic.as_deref(), *limit)
+                .await?,
+            f,
+        ),
+        Command::Schedule(ScheduleCommand::Stats) => {
+            render_list(&cli.admin()?.schedule_stats().await?, f)
+        }
         Command::Send(a) => {
             let spec = SendSpec {
                 topic: a.topic.clone(),
@@ -321,10 +393,16 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
             };
             let config = cli.client_config();
             return match a.transaction {
-                None => {
-                    let (rows, error) = messaging::send(config, &spec).await;
-                    write_partial(out, &rows, error, f)
-                }
+                None => match a.delivery() {
+                    None => {
+                        let (rows, error) = messaging::send(config, &spec).await;
+                        write_partial(out, &rows, error, f)
+                    }
+                    Some(when) => {
+                        let (rows, error) = schedule::send_scheduled(config, &spec, when).await;
+                        write_partial(out, &rows, error, f)
+                    }
+                },
                 Some(end) => {
                     let (rows, error) = messaging::send_transactional(config, &spec, end).await;
                     write_partial(out, &rows, error, f)
@@ -594,6 +672,52 @@ mod tests {
                 transaction: true,
                 ..
             }))
+        ));
+        let cli = parse(&["send", "--topic", "T", "--body", "b", "--delay", "30s"]).unwrap();
+        match cli.command {
+            Command::Send(a) => {
+                assert_eq!(a.delivery(), Some(Delivery::After(Duration::from_secs(30))))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["send", "--topic", "T", "--body", "b", "--delay-level", "3"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Send(a) if a.delivery() == Some(Delivery::Level(3)))
+        );
+        let both = [
+            "send",
+            "--topic",
+            "T",
+            "--body",
+            "b",
+            "--delay",
+            "1s",
+            "--delay-level",
+            "3",
+        ];
+        assert!(parse(&both).is_err());
+        let txn = [
+            "send",
+            "--topic",
+            "T",
+            "--body",
+            "b",
+            "--delay",
+            "1s",
+            "--transaction",
+            "commit",
+        ];
+        assert!(parse(&txn).is_err());
+        assert!(parse(&["send", "--topic", "T", "--body", "b", "--delay-level", "19"]).is_err());
+        let cli = parse(&["message", "recall", "--topic", "T", "R1-x"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Message(MessageCommand::Recall { topic, handle }) if topic == "T" && handle == "R1-x"
+        ));
+        let cli = parse(&["schedule", "list", "--topic", "T"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Schedule(ScheduleCommand::List { topic: Some(t), limit: None }) if t == "T"
         ));
         let cli = parse(&["topic", "create", "T", "--type", "mixed"]).unwrap();
         assert!(matches!(

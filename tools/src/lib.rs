@@ -3,6 +3,7 @@
 //! - [`admin`]: topic and cluster administration over a NameServer's
 //!   Registry and Admin services.
 //! - [`txn`]: listing and resolving transactions (`apogee txn ...`).
+//! - [`schedule`]: scheduled sends, `message recall` and `schedule list`.
 //! - [`messaging`]: `send` (plain and transactional) and `consume` over the
 //!   client library.
 //! - [`bench`]: the produce benchmark (plain or transactional).
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod error;
 pub mod messaging;
 pub mod output;
+pub mod schedule;
 pub mod txn;
 pub mod views;
 

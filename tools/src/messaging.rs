@@ -139,7 +139,7 @@ impl TxnSendRow {
     }
 }
 
-fn build_message(spec: &SendSpec) -> Message {
+pub(crate) fn build_message(spec: &SendSpec) -> Message {
     let mut builder =
         Message::builder(spec.topic.clone(), spec.body.clone()).keys(spec.keys.clone());
     if let Some(tag) = &spec.tag {
@@ -151,7 +151,7 @@ fn build_message(spec: &SendSpec) -> Message {
 /// Runs `op` `count` times, [`SEND_CONCURRENCY`] at once; returns the
 /// results that succeeded (in order, up to the first failure) and that
 /// failure.
-async fn send_each<R, F, Fut>(count: u32, op: F) -> (Vec<R>, Option<ToolError>)
+pub(crate) async fn send_each<R, F, Fut>(count: u32, op: F) -> (Vec<R>, Option<ToolError>)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = ToolResult<R>>,

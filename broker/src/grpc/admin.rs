@@ -1,6 +1,7 @@
 //! `apogee.cluster.v1.Admin` on a broker: topic operations applied to this
 //! broker group (the NameServer fans cluster-wide requests out to here), and
-//! the listing and operator resolution of this broker's transactions.
+//! the listing and operator resolution of this broker's transactions, and the listing of its
+//! scheduled messages.
 
 use crate::server::Broker;
 use crate::topics::normalize;
@@ -144,6 +145,22 @@ impl Admin for AdminServer {
             .await?;
         Ok(Response::new(cluster::ResolveTransactionResponse {
             transaction: Some(transaction),
+        }))
+    }
+
+    async fn list_scheduled(
+        &self,
+        req: Request<cluster::ListScheduledRequest>,
+    ) -> Result<Response<cluster::ListScheduledResponse>, Status> {
+        let req = req.into_inner();
+        let schedule = self.broker.schedule.clone();
+        let messages =
+            tokio::task::spawn_blocking(move || schedule.list(&req.topic, req.limit as usize))
+                .await
+                .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+        Ok(Response::new(cluster::ListScheduledResponse {
+            messages,
+            stats: vec![self.broker.schedule.stats()],
         }))
     }
 }

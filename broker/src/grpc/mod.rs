@@ -2,7 +2,8 @@
 //!
 //! - [`MessagingServer`]: every RPC of `apache.rocketmq.v2.MessagingService`
 //!   (send in [`send`], pop-style consumption in [`receive`], offset-based
-//!   consumption in [`offsets`], EndTransaction in [`end_transaction`];
+//!   consumption in [`offsets`], EndTransaction in [`end_transaction`],
+//!   RecallMessage in `crate::schedule`;
 //!   Telemetry is the shared session of `apogee_proto::telemetry`).
 //! - [`admin::AdminServer`]: the typed `apogee.cluster.v1.Admin` operations
 //!   applied to this broker.
@@ -240,13 +241,20 @@ impl MessagingService for MessagingServer {
 
     async fn recall_message(
         &self,
-        _req: Request<v2::RecallMessageRequest>,
+        req: Request<v2::RecallMessageRequest>,
     ) -> Result<Response<v2::RecallMessageResponse>, Status> {
-        Ok(Response::new(v2::RecallMessageResponse {
-            status: Some(not_implemented(
-                "RecallMessage (recalling delayed messages)",
-            )),
-            ..Default::default()
+        let req = req.into_inner();
+        let topic = req.topic.as_ref().map_or("", |t| t.name.as_str());
+        let recalled = self.broker.schedule.recall(topic, &req.recall_handle).await;
+        Ok(Response::new(match recalled {
+            Ok(message_id) => v2::RecallMessageResponse {
+                status: Some(ok_status()),
+                message_id,
+            },
+            Err(e) => v2::RecallMessageResponse {
+                status: Some(e.to_status()),
+                message_id: String::new(),
+            },
         }))
     }
 

@@ -73,21 +73,27 @@ fn validate(
         )));
     }
 
-    let message_type = MessageType::try_from(sp.message_type).unwrap_or(MessageType::Unspecified);
+    let message_type = match MessageType::try_from(sp.message_type) {
+        // A client that names no type but sets a delivery time means DELAY.
+        Ok(MessageType::Unspecified) | Err(_) if sp.delivery_timestamp.is_some() => {
+            MessageType::Delay
+        }
+        Ok(t) => t,
+        Err(_) => MessageType::Unspecified,
+    };
     match message_type {
-        MessageType::Transaction if sp.delivery_timestamp.is_some() => {
-            return Err(ApogeeError::MessageTypeConflict(
-                "a transactional message cannot have a delivery timestamp".into(),
+        MessageType::Delay if sp.delivery_timestamp.is_none() => {
+            return Err(ApogeeError::IllegalDeliveryTime(
+                "a DELAY message needs a delivery timestamp".into(),
             ))
         }
-        MessageType::Transaction => {}
-        MessageType::Delay => {
-            return Err(ApogeeError::NotImplemented("delayed delivery is not supported by this broker yet".into()))
-        }
-        _ if sp.delivery_timestamp.is_some() => {
-            return Err(ApogeeError::NotImplemented(
-                "a delivery timestamp asks for delayed delivery, which this broker does not support yet".into(),
-            ))
+        MessageType::Delay => {}
+        // As RocketMQ 5: only DELAY messages have a delivery time.
+        t if sp.delivery_timestamp.is_some() => {
+            return Err(ApogeeError::MessageTypeConflict(format!(
+                "a {} message cannot have a delivery timestamp; send it as DELAY",
+                t.as_str_name()
+            )))
         }
         _ => {}
     }
@@ -128,6 +134,9 @@ fn validate(
     }
     let mut record = to_new_message(m, topic, queue_id as u32, peer);
     record.message_type = effective_type as u8;
+    if message_type == MessageType::Delay {
+        broker.schedule.check_delivery_time(&record)?;
+    }
     Ok(record)
 }
 
@@ -153,7 +162,8 @@ fn refuse_all(messages: &[v2::Message], e: &ApogeeError) -> v2::SendMessageRespo
 }
 
 /// Stores the messages of one SendMessage request. A TRANSACTION message (which must be
-/// sent alone) is stored as a half message and answered with its transaction id.
+/// sent alone) is stored as a half message and answered with its transaction id; a DELAY
+/// message waits in the schedule topic and is answered with its recall handle.
 pub async fn send_message(
     broker: &Broker,
     req: v2::SendMessageRequest,
@@ -216,21 +226,33 @@ pub async fn send_message(
         records.push(half);
         transaction_id = id;
     }
+    let mut recall_handles = vec![String::new(); records.len()];
+    let mut due = Vec::new();
+    for (record, handle) in records.iter_mut().zip(&mut recall_handles) {
+        if record.message_type == MessageType::Delay as u8 {
+            due.push(record.delivery_timestamp_ms.unwrap_or(0));
+            *handle = broker.schedule.to_waiting(record);
+        }
+    }
     match broker.store.append(records).await {
-        Ok(results) => v2::SendMessageResponse {
-            status: Some(ok_status()),
-            entries: ids
-                .into_iter()
-                .zip(results)
-                .map(|(message_id, r)| v2::SendResultEntry {
-                    status: Some(ok_status()),
-                    message_id,
-                    transaction_id: transaction_id.clone(),
-                    offset: r.queue_offset as i64,
-                    ..Default::default()
-                })
-                .collect(),
-        },
+        Ok(results) => {
+            broker.schedule.stored(due);
+            v2::SendMessageResponse {
+                status: Some(ok_status()),
+                entries: ids
+                    .into_iter()
+                    .zip(results)
+                    .zip(recall_handles)
+                    .map(|((message_id, r), recall_handle)| v2::SendResultEntry {
+                        status: Some(ok_status()),
+                        message_id,
+                        transaction_id: transaction_id.clone(),
+                        offset: r.queue_offset as i64,
+                        recall_handle,
+                    })
+                    .collect(),
+            }
+        }
         Err(crate::store::StoreError::MessageTooLarge { size, max }) => refuse_all(
             &messages,
             &ApogeeError::PayloadTooLarge(format!(

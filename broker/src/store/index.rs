@@ -14,6 +14,7 @@
 //! | `Checkpoint` | `store.dispatched` | log offset u64 up to which the index is complete |
 //! | `Checkpoint` | `store.flushed` | log offset u64 known durable (may lag) |
 //! | `Transaction` | see [`super::txn_index`] | |
+//! | `Schedule` | see [`super::schedule_index`] | |
 //!
 //! A message id may occur more than once (a resend keeps its id), hence the log offset in the
 //! `MessageId` key; lookups take the newest entry whose record really carries that id.
@@ -182,6 +183,7 @@ pub(crate) fn dispatch(
     }
     if !msg.internal.is_empty() {
         super::txn_index::dispatch(batch, msg, log_offset, size, store_timestamp_ms);
+        super::schedule_index::dispatch(batch, msg, log_offset, size, store_timestamp_ms);
     }
 }
 

@@ -17,6 +17,7 @@ pub mod index;
 pub mod kv;
 pub mod record;
 mod recovery;
+pub mod schedule_index;
 pub mod txn_index;
 mod writer;
 

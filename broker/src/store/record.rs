@@ -59,6 +59,16 @@ pub mod internal {
     pub const TXN_OP: &str = "txn.op";
     /// Who ended a transaction: `producer`, `check` or `operator`.
     pub const TXN_BY: &str = "txn.by";
+    /// Scheduled delivery (the recall handle): on a waiting message, on the message it
+    /// publishes, on its op records.
+    pub const SCHED_ID: &str = "sched.id";
+    /// A waiting message's real topic and queue.
+    pub const SCHED_TOPIC: &str = "sched.real_topic";
+    pub const SCHED_QUEUE: &str = "sched.real_queue";
+    /// When it is due (ms since the epoch); also on what ends its wait.
+    pub const SCHED_DUE: &str = "sched.due";
+    /// On a schedule op record: `recall` or `drop`.
+    pub const SCHED_OP: &str = "sched.op";
 }
 /// Length, magic and CRC: what must be read to know a record's size.
 pub const HEADER_LEN: usize = 12;
@@ -95,6 +105,27 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// A broker-internal record of a system topic (queue 0): no body, only internal
+    /// properties (e.g. a transaction or schedule op).
+    pub fn op_record(topic: &str, internal: Vec<(String, String)>) -> NewMessage {
+        NewMessage {
+            topic: topic.to_string(),
+            queue_id: 0,
+            message_id: String::new(),
+            tag: None,
+            keys: Vec::new(),
+            message_group: None,
+            message_type: 0,
+            born_timestamp_ms: apogee_proto::time::now_ms(),
+            born_host: String::new(),
+            delivery_timestamp_ms: None,
+            reconsume_times: 0,
+            properties: Vec::new(),
+            internal,
+            body: Vec::new(),
+        }
+    }
+
     /// The value of internal property `key`.
     pub fn internal(&self, key: &str) -> Option<&str> {
         self.internal

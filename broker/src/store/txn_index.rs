@@ -61,14 +61,14 @@ pub mod op {
     pub const PARK: &str = "park";
 }
 
-fn key(kind: u8, id: &str) -> Vec<u8> {
+pub(super) fn key(kind: u8, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
     k.push(kind);
     k.extend_from_slice(id.as_bytes());
     k
 }
 
-fn due_key(due_ms: i64, id: &str) -> Vec<u8> {
+pub(super) fn due_key(due_ms: i64, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + id.len());
     k.push(b'd');
     k.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
@@ -90,7 +90,7 @@ fn put_outcome(batch: &mut KvBatch, id: &str, outcome: Outcome, at_ms: i64) {
     batch.put(Cf::Transaction, key(b'o', id), v);
 }
 
-fn int_prop(msg: &NewMessage, name: &str) -> i64 {
+pub(super) fn int_prop(msg: &NewMessage, name: &str) -> i64 {
     msg.internal(name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
@@ -143,7 +143,7 @@ fn bad(what: &str, id: &str) -> StoreError {
     StoreError::Index(format!("malformed transaction {what} entry for {id}"))
 }
 
-fn be<const N: usize>(v: &[u8], at: usize) -> Option<[u8; N]> {
+pub(super) fn be<const N: usize>(v: &[u8], at: usize) -> Option<[u8; N]> {
     v.get(at..at + N)?.try_into().ok()
 }
 

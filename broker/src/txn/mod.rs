@@ -169,7 +169,9 @@ impl Transactions {
     #[tracing::instrument(skip_all, fields(txn = req.transaction_id, by = req.by.as_str()))]
     pub async fn end(&self, req: EndRequest<'_>) -> Result<TransactionInfo, ApogeeError> {
         let id = req.transaction_id;
-        let (_, half) = self.facts(id)?;
+        let _serial = self.lock_for(id).lock().await;
+        // Read under the lock: another request may be ending it at the same time.
+        let (mut facts, half) = self.facts(id)?;
         let real_topic = half.msg.internal(internal::REAL_TOPIC).unwrap_or_default();
         if !req.topic.is_empty() && req.topic != real_topic {
             return Err(ApogeeError::InvalidTransactionId(format!(
@@ -183,14 +185,12 @@ impl Transactions {
                 half.msg.message_id, req.message_id
             )));
         }
-        let _serial = self.lock_for(id).lock().await;
-        // Read again under the lock: another request may have ended it meanwhile.
-        let (facts, half) = self.facts(id)?;
         let current = facts.outcome.map(|(o, _)| o);
-        let record = match (current, req.resolution) {
-            (_, Resolution::Unknown) => None,
+        let now = apogee_proto::time::now_ms();
+        let (record, outcome) = match (current, req.resolution) {
+            (_, Resolution::Unknown) => (None, facts.outcome),
             (Some(Outcome::Committed), Resolution::Commit)
-            | (Some(Outcome::RolledBack), Resolution::Rollback) => None,
+            | (Some(Outcome::RolledBack), Resolution::Rollback) => (None, facts.outcome),
             (Some(Outcome::Committed), Resolution::Rollback) => {
                 return Err(ApogeeError::PreconditionFailed(format!(
                     "transaction {id} was already committed; it cannot be rolled back"
@@ -201,18 +201,20 @@ impl Transactions {
                     "transaction {id} was already rolled back; it cannot be committed"
                 )))
             }
-            (None | Some(Outcome::Parked), Resolution::Commit) => {
-                Some(self.commit_record(&half, id, req.by)?)
-            }
-            (None | Some(Outcome::Parked), Resolution::Rollback) => {
-                Some(op_record(id, op::ROLLBACK, req.by, &[]))
-            }
+            (None | Some(Outcome::Parked), Resolution::Commit) => (
+                Some(self.commit_record(&half, id, req.by)?),
+                Some((Outcome::Committed, now)),
+            ),
+            (None | Some(Outcome::Parked), Resolution::Rollback) => (
+                Some(op_record(id, op::ROLLBACK, req.by, &[])),
+                Some((Outcome::RolledBack, now)),
+            ),
         };
         if let Some(record) = record {
             self.store.append(vec![record]).await.map_err(store_err)?;
             tracing::debug!(resolution = ?req.resolution, "transaction ended");
         }
-        let (facts, half) = self.facts(id)?;
+        facts.outcome = outcome;
         Ok(self.info(id, &facts, &half))
     }
 
@@ -333,22 +335,7 @@ fn op_record(id: &str, kind: &str, by: ResolvedBy, extra: &[(&str, String)]) -> 
         (internal::TXN_BY.to_string(), by.as_str().to_string()),
     ];
     internal.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    NewMessage {
-        topic: names::HALF_OUTCOME_TOPIC.to_string(),
-        queue_id: 0,
-        message_id: String::new(),
-        tag: None,
-        keys: Vec::new(),
-        message_group: None,
-        message_type: 0,
-        born_timestamp_ms: apogee_proto::time::now_ms(),
-        born_host: String::new(),
-        delivery_timestamp_ms: None,
-        reconsume_times: 0,
-        properties: Vec::new(),
-        internal,
-        body: Vec::new(),
-    }
+    NewMessage::op_record(names::HALF_OUTCOME_TOPIC, internal)
 }
 
 /// A stable hash of a transaction id (FNV-1a, the store's tag hash).

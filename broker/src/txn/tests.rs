@@ -1,8 +1,6 @@
 //! Unit tests of transactions over a real store (commit log + RocksDB in a temp dir).
 
 use super::*;
-use crate::store::StoreConfig;
-use apogee_proto::cluster::TopicConfig;
 use apogee_proto::v2::{self, settings::PubSub, MessageType};
 use tokio::sync::mpsc;
 
@@ -14,21 +12,8 @@ struct Fixture {
 }
 
 fn fixture_in(dir: tempfile::TempDir, config: TransactionSection) -> Fixture {
-    let store = MessageStore::open(StoreConfig::new(dir.path())).unwrap();
-    let topics = Arc::new(TopicTable::load(store.kv()).unwrap());
-    if topics.get("orders").is_none() {
-        let orders = crate::topics::normalize(
-            TopicConfig {
-                name: "orders".into(),
-                queue_count: 4,
-                message_types: vec![MessageType::Transaction as i32],
-                ..Default::default()
-            },
-            8,
-        )
-        .unwrap();
-        topics.create(orders).unwrap();
-    }
+    let (store, topics) =
+        crate::topics::test_store_with_orders(dir.path(), MessageType::Transaction);
     let sessions = Sessions::new();
     let txns = Transactions::new(
         store.clone(),
@@ -126,6 +111,31 @@ async fn a_half_message_is_invisible_until_commit_then_published_once_as_sent() 
     // The opposite outcome is refused.
     let err = f.end(&txn, Resolution::Rollback).await.unwrap_err();
     assert!(matches!(err, ApogeeError::PreconditionFailed(_)), "{err}");
+}
+
+#[tokio::test]
+async fn the_messages_own_recovery_duration_sets_the_first_check() {
+    let f = fixture(TransactionSection::default());
+    let before = apogee_proto::time::now_ms();
+    let (half, txn) = f
+        .txns
+        .half_record(message("D"), "p", Some(Duration::from_secs(600)));
+    f.store.append(vec![half]).await.unwrap();
+    let listed = f.txns.list(true, "orders", 0).unwrap();
+    assert_eq!(listed[0].transaction_id, txn);
+    let due = listed[0].next_check_ms - before;
+    assert!(
+        (600_000..605_000).contains(&due),
+        "first check due in {due} ms"
+    );
+    let default = f.half("E").await;
+    let listed = f.txns.list(true, "orders", 0).unwrap();
+    let e = listed.iter().find(|t| t.transaction_id == default).unwrap();
+    let due = e.next_check_ms - before;
+    assert!(
+        (6_000..11_000).contains(&due),
+        "default first check due in {due} ms"
+    );
 }
 
 #[tokio::test]

@@ -2,14 +2,16 @@
 //! NameServer, so a RocketMQ 5 client configured with a NameServer address
 //! works. Serves QueryRoute, QueryAssignment, Heartbeat, Telemetry (settings
 //! exchange) and NotifyClientTermination from the broker table, forwards
-//! EndTransaction to the broker holding the transaction; every other
+//! EndTransaction and RecallMessage to the broker holding the transaction or
+//! scheduled message; every other
 //! message-level RPC answers NOT_IMPLEMENTED pointing at the brokers.
 //!
 //! As the protocol requires, results travel as a `Status` in the response
 //! body; the gRPC status stays OK.
 
+use super::brokers::BrokerChannels;
 use super::route;
-use super::transactions::{self, BrokerChannels};
+use super::{schedule, transactions};
 use crate::registry::Registry;
 use apogee_proto::error::ok_status;
 use apogee_proto::settings::ServerLimits;
@@ -267,12 +269,16 @@ impl MessagingService for AccessPoint {
 
     async fn recall_message(
         &self,
-        _request: Request<RecallMessageRequest>,
+        request: Request<RecallMessageRequest>,
     ) -> Result<Response<RecallMessageResponse>, Status> {
-        Ok(Response::new(RecallMessageResponse {
-            status: Some(broker_only("RecallMessage")),
-            message_id: String::new(),
-        }))
+        let forwarded =
+            schedule::forward_recall(&self.registry, &self.channels, request.into_inner()).await;
+        Ok(Response::new(forwarded.unwrap_or_else(|e| {
+            RecallMessageResponse {
+                status: Some(e.to_status()),
+                message_id: String::new(),
+            }
+        })))
     }
 
     async fn sync_lite_subscription(

@@ -2,18 +2,20 @@
 //! picks the broker groups it concerns, fans it out to each group's master
 //! (which serves the same Admin service and applies it locally), then updates
 //! the broker table so routes reflect the change at once. ListTopics is
-//! answered from the table; transactions are routed by [`transactions`].
+//! answered from the table; transactions are routed by [`transactions`], scheduled messages
+//! by [`schedule`].
 
-use super::transactions::{self, BrokerChannels};
+use super::brokers::BrokerChannels;
+use super::{schedule, transactions};
 use crate::endpoint;
 use crate::registry::{AdminTarget, GroupKey, Registry};
 use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::cluster::admin_server::Admin;
 use apogee_proto::cluster::{
     CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
-    ListTopicsRequest, ListTopicsResponse, ListTransactionsRequest, ListTransactionsResponse,
-    ResolveTransactionRequest, ResolveTransactionResponse, TopicConfig, TopicSummary,
-    UpdateTopicRequest, UpdateTopicResponse,
+    ListScheduledRequest, ListScheduledResponse, ListTopicsRequest, ListTopicsResponse,
+    ListTransactionsRequest, ListTransactionsResponse, ResolveTransactionRequest,
+    ResolveTransactionResponse, TopicConfig, TopicSummary, UpdateTopicRequest, UpdateTopicResponse,
 };
 use apogee_proto::{limits, names, ApogeeError};
 use std::future::Future;
@@ -358,6 +360,15 @@ impl Admin for AdminService {
     ) -> Result<Response<ResolveTransactionResponse>, Status> {
         Ok(Response::new(
             transactions::resolve(&self.registry, &self.channels, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_scheduled(
+        &self,
+        request: Request<ListScheduledRequest>,
+    ) -> Result<Response<ListScheduledResponse>, Status> {
+        Ok(Response::new(
+            schedule::list(&self.registry, &self.channels, request.into_inner()).await?,
         ))
     }
 }

@@ -2,12 +2,15 @@
 //! heartbeat), [`admin`] (topic administration fanned out to brokers) and
 //! [`access_point`] (the RocketMQ 5 clients' MessagingService subset), plus
 //! [`route`], which turns the broker table into protocol queues, and
-//! [`transactions`], which routes transaction calls to the broker holding them.
+//! [`transactions`] and [`schedule`], which route transaction and scheduled-message calls to
+//! the broker holding them (over [`brokers`]).
 
 pub mod access_point;
 pub mod admin;
+pub mod brokers;
 pub mod registry;
 pub mod route;
+pub mod schedule;
 pub mod transactions;
 
 pub use access_point::AccessPoint;

@@ -212,7 +212,24 @@ async fn bad_input_gets_specific_status_codes_and_broker_keeps_serving() {
     let sp = delay.system_properties.as_mut().unwrap();
     sp.message_type = v2::MessageType::Delay as i32;
     sp.delivery_timestamp = Some(timestamp(now_ms() + 60_000));
-    send_expect(&mut client, "DELAY message", delay, Code::NotImplemented).await;
+    send_expect(
+        &mut client,
+        "DELAY message to a topic that accepts only NORMAL",
+        delay,
+        Code::MessagePropertyConflictWithType,
+    )
+    .await;
+    // As RocketMQ 5: only a DELAY message may carry a delivery time.
+    let mut timed = rpc::message(TOPIC, 0, "later");
+    timed.system_properties.as_mut().unwrap().delivery_timestamp =
+        Some(timestamp(now_ms() + 60_000));
+    send_expect(
+        &mut client,
+        "NORMAL message with a delivery timestamp",
+        timed,
+        Code::MessagePropertyConflictWithType,
+    )
+    .await;
 
     // --- Transactions ---
     let end = client

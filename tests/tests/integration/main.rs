@@ -11,6 +11,8 @@
 //! - [`bad_input`]: invalid requests get their specific status codes.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
+//! - [`schedule`]: delayed messages delivered once on time (also across
+//!   SIGKILL), limits, recall, the official client's delay send.
 //! - [`transactions`]: half messages, commit/rollback, check-backs, parking,
 //!   forwarding through the NameServer, crash safety.
 
@@ -19,4 +21,5 @@ mod cli;
 mod delivery;
 mod durability;
 mod official_client;
+mod schedule;
 mod transactions;

@@ -3,6 +3,7 @@
 //! operator), through a broker or a NameServer, across SIGKILL, with racing and replayed
 //! EndTransactions.
 
+use apogee_proto::v2::messaging_service_client::MessagingServiceClient;
 use apogee_proto::v2::{self, Code, MessageType, TransactionResolution as R};
 use apogee_tests::rpc::{self, drain, end_transaction, send_half, txn_message};
 use apogee_tests::telemetry::{Checker, ProducerSession};
@@ -11,6 +12,7 @@ use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::transport::Channel;
 
 const TOPIC: &str = "payments";
 const QUIET: Duration = Duration::from_secs(2);
@@ -30,6 +32,24 @@ async fn cluster_with(spec: BrokerSpec) -> Cluster {
         .create_typed_topic(TOPIC, 4, &[MessageType::Normal, MessageType::Transaction])
         .await;
     cluster
+}
+
+/// EndTransaction, which must answer `want`.
+async fn expect_end(
+    client: &mut MessagingServiceClient<Channel>,
+    topic: &str,
+    ids: &(String, String),
+    resolution: R,
+    want: Code,
+) {
+    let got = end_transaction(client, topic, ids, resolution).await;
+    assert_eq!(
+        got,
+        want as i32,
+        "{resolution:?} of {ids:?} on {topic}: expected {}, got {}",
+        want.as_str_name(),
+        rpc::code_name(got)
+    );
 }
 
 fn answering(resolution: R) -> Checker {
@@ -57,38 +77,43 @@ async fn commit_is_delivered_once_per_group_with_original_fields_and_rollback_ne
     // Nothing is visible before the outcome.
     assert!(drain(&mut client, "billing", TOPIC, QUIET).await.is_empty());
 
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &committed, R::Commit).await,
-        Code::Ok as i32
-    );
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &rolled_back, R::Rollback).await,
-        Code::Ok as i32
-    );
+    expect_end(&mut client, TOPIC, &committed, R::Commit, Code::Ok).await;
+    expect_end(&mut client, TOPIC, &rolled_back, R::Rollback, Code::Ok).await;
     // Replays answer OK; the opposite outcome is refused; nothing is delivered twice.
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &committed, R::Commit).await,
-        Code::Ok as i32
-    );
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &rolled_back, R::Commit).await,
-        Code::PreconditionFailed as i32,
-        "a commit after a rollback must be refused"
-    );
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &committed, R::Rollback).await,
-        Code::PreconditionFailed as i32
-    );
+    expect_end(&mut client, TOPIC, &committed, R::Commit, Code::Ok).await;
+    expect_end(
+        &mut client,
+        TOPIC,
+        &rolled_back,
+        R::Commit,
+        Code::PreconditionFailed,
+    )
+    .await;
+    expect_end(
+        &mut client,
+        TOPIC,
+        &committed,
+        R::Rollback,
+        Code::PreconditionFailed,
+    )
+    .await;
     let forged = (committed.0.clone(), format!("{}0", committed.1));
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &forged, R::Commit).await,
-        Code::InvalidTransactionId as i32
-    );
-    assert_eq!(
-        end_transaction(&mut client, "other", &committed, R::Commit).await,
-        Code::InvalidTransactionId as i32,
-        "a mismatching topic is an invalid transaction"
-    );
+    expect_end(
+        &mut client,
+        TOPIC,
+        &forged,
+        R::Commit,
+        Code::InvalidTransactionId,
+    )
+    .await;
+    expect_end(
+        &mut client,
+        "other",
+        &committed,
+        R::Commit,
+        Code::InvalidTransactionId,
+    )
+    .await;
 
     for group in ["billing", "audit"] {
         let got = drain(&mut client, group, TOPIC, QUIET).await;
@@ -117,24 +142,25 @@ async fn end_transaction_sent_to_the_nameserver_is_forwarded_to_the_broker() {
     let mut nameserver = rpc::messaging(cluster.ns_addr());
     let half = send_half(&mut broker, txn_message(TOPIC, 0, "via ns")).await;
     let rolled = send_half(&mut broker, txn_message(TOPIC, 0, "via ns, rolled back")).await;
-    assert_eq!(
-        end_transaction(&mut nameserver, TOPIC, &half, R::Commit).await,
-        Code::Ok as i32
-    );
-    assert_eq!(
-        end_transaction(&mut nameserver, TOPIC, &rolled, R::Rollback).await,
-        Code::Ok as i32
-    );
-    assert_eq!(
-        end_transaction(&mut nameserver, TOPIC, &rolled, R::Commit).await,
-        Code::PreconditionFailed as i32,
-        "the broker's answer comes back through the NameServer"
-    );
+    expect_end(&mut nameserver, TOPIC, &half, R::Commit, Code::Ok).await;
+    expect_end(&mut nameserver, TOPIC, &rolled, R::Rollback, Code::Ok).await;
+    expect_end(
+        &mut nameserver,
+        TOPIC,
+        &rolled,
+        R::Commit,
+        Code::PreconditionFailed,
+    )
+    .await;
     let not_ours = (half.0.clone(), "7F0000010000ABCD".to_string());
-    assert_eq!(
-        end_transaction(&mut nameserver, TOPIC, &not_ours, R::Commit).await,
-        Code::InvalidTransactionId as i32
-    );
+    expect_end(
+        &mut nameserver,
+        TOPIC,
+        &not_ours,
+        R::Commit,
+        Code::InvalidTransactionId,
+    )
+    .await;
     let got = drain(&mut broker, "g", TOPIC, QUIET).await;
     assert_eq!(ids(&got), BTreeSet::from([half.0]));
 }
@@ -358,14 +384,8 @@ async fn outcomes_survive_sigkill_and_pending_ones_are_still_checked() {
     let mut client = rpc::messaging(&addr);
     let committed = send_half(&mut client, txn_message(TOPIC, 0, "committed")).await;
     let rolled_back = send_half(&mut client, txn_message(TOPIC, 1, "rolled back")).await;
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &committed, R::Commit).await,
-        Code::Ok as i32
-    );
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &rolled_back, R::Rollback).await,
-        Code::Ok as i32
-    );
+    expect_end(&mut client, TOPIC, &committed, R::Commit, Code::Ok).await;
+    expect_end(&mut client, TOPIC, &rolled_back, R::Rollback, Code::Ok).await;
     let mut pending = Vec::new();
     for i in 0..5 {
         pending.push(
@@ -380,15 +400,15 @@ async fn outcomes_survive_sigkill_and_pending_ones_are_still_checked() {
     cluster.restart_broker("broker-a").await;
 
     let mut client = rpc::messaging(&addr);
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &committed, R::Commit).await,
-        Code::Ok as i32
-    );
-    assert_eq!(
-        end_transaction(&mut client, TOPIC, &rolled_back, R::Commit).await,
-        Code::PreconditionFailed as i32,
-        "the rollback survived the crash"
-    );
+    expect_end(&mut client, TOPIC, &committed, R::Commit, Code::Ok).await;
+    expect_end(
+        &mut client,
+        TOPIC,
+        &rolled_back,
+        R::Commit,
+        Code::PreconditionFailed,
+    )
+    .await;
     let before = drain(&mut client, "g", TOPIC, QUIET).await;
     assert_eq!(ids(&before), BTreeSet::from([committed.0.clone()]));
     // The pending ones are still checked after the restart.
