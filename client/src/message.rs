@@ -276,6 +276,8 @@ pub struct ReceivedMessage {
     pub receipt_handle: String,
     pub born_timestamp_ms: i64,
     pub store_timestamp_ms: i64,
+    /// The delivery time a scheduled message asked for.
+    pub delivery_timestamp_ms: Option<i64>,
     /// Broker group the message came from.
     pub broker_name: String,
     /// `host:port` of the broker the message came from (acks go there).
@@ -308,6 +310,7 @@ impl ReceivedMessage {
                 .as_ref()
                 .map(time::timestamp_ms)
                 .unwrap_or(0),
+            delivery_timestamp_ms: sp.delivery_timestamp.as_ref().map(time::timestamp_ms),
             broker_name: broker_name.to_string(),
             endpoint: endpoint.to_string(),
         }

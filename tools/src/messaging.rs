@@ -244,6 +244,10 @@ pub struct ConsumedRow {
     /// The body as UTF-8 (invalid sequences replaced).
     pub body: String,
     pub broker: String,
+    /// When the broker stored it (for a scheduled message: when it was published).
+    pub store_timestamp_ms: i64,
+    /// The delivery time a scheduled message asked for.
+    pub delivery_timestamp_ms: Option<i64>,
 }
 
 impl From<&ReceivedMessage> for ConsumedRow {
@@ -258,6 +262,8 @@ impl From<&ReceivedMessage> for ConsumedRow {
             keys: m.keys.clone(),
             body: m.body_lossy().into_owned(),
             broker: m.broker_name.clone(),
+            store_timestamp_ms: m.store_timestamp_ms,
+            delivery_timestamp_ms: m.delivery_timestamp_ms,
         }
     }
 }
@@ -437,6 +443,8 @@ mod tests {
             keys: vec![],
             body: "line1\nline2".into(),
             broker: "b".into(),
+            store_timestamp_ms: 0,
+            delivery_timestamp_ms: None,
         };
         assert_eq!(
             row.cells(),
