@@ -465,6 +465,23 @@ pub(crate) fn receipts(
         .collect()
 }
 
+/// A response that carries its outcome in a status.
+trait HasStatus {
+    fn status(&self) -> Option<&v2::Status>;
+}
+
+impl HasStatus for v2::EndTransactionResponse {
+    fn status(&self) -> Option<&v2::Status> {
+        self.status.as_ref()
+    }
+}
+
+impl HasStatus for v2::RecallMessageResponse {
+    fn status(&self) -> Option<&v2::Status> {
+        self.status.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,22 +567,5 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(20));
         assert!(backoff(3) > backoff(2));
         assert_eq!(backoff(30), Duration::from_millis(640));
-    }
-}
-
-/// A response that carries its outcome in a status.
-trait HasStatus {
-    fn status(&self) -> Option<&v2::Status>;
-}
-
-impl HasStatus for v2::EndTransactionResponse {
-    fn status(&self) -> Option<&v2::Status> {
-        self.status.as_ref()
-    }
-}
-
-impl HasStatus for v2::RecallMessageResponse {
-    fn status(&self) -> Option<&v2::Status> {
-        self.status.as_ref()
     }
 }

@@ -427,8 +427,7 @@ async fn official_client_delay_message_arrives_after_its_time() {
     );
     producer.shutdown().await.expect("shutdown");
     Arc::try_unwrap(consumer)
-        .ok()
-        .expect("one owner")
+        .unwrap_or_else(|_| panic!("one owner"))
         .into_inner()
         .shutdown()
         .await
