@@ -44,6 +44,32 @@ pub struct BrokerConfig {
     pub store: StoreSection,
     pub transaction: TransactionSection,
     pub schedule: ScheduleSection,
+    pub consume: ConsumeSection,
+}
+
+/// Consumer groups and deliveries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumeSection {
+    /// A group nobody created is created with the defaults on first use; false refuses
+    /// its receives with CONSUMER_GROUP_NOT_FOUND.
+    pub auto_create_groups: bool,
+    /// Receives with `auto_renew` (push consumers) keep their messages invisible until
+    /// acknowledged or nacked, but no longer than this; then they are delivered again.
+    pub max_auto_renew_ms: u64,
+    /// Invisible time of one auto-renew period: the broker renews in-flight messages of
+    /// auto-renew receives this long at a time.
+    pub auto_renew_period_ms: u64,
+}
+
+impl Default for ConsumeSection {
+    fn default() -> Self {
+        ConsumeSection {
+            auto_create_groups: true,
+            max_auto_renew_ms: 30 * 60 * 1000,
+            auto_renew_period_ms: 30_000,
+        }
+    }
 }
 
 /// Scheduled (DELAY) messages.
@@ -136,6 +162,7 @@ impl Default for BrokerConfig {
             store: StoreSection::default(),
             transaction: TransactionSection::default(),
             schedule: ScheduleSection::default(),
+            consume: ConsumeSection::default(),
         }
     }
 }

@@ -2,15 +2,18 @@
 //!
 //! - [`store`]: the commit log (segment files, the truth) and its RocksDB
 //!   index (consume queues, ids, keys, offsets, configs), with recovery.
-//! - [`topics`]: the topics this broker group hosts.
+//! - [`topics`]: the topics this broker group hosts; [`groups`]: its consumer groups.
 //! - [`consume`]: consumer groups' progress (pop / ack / invisible time).
 //! - [`txn`]: transactional (half) messages; [`schedule`]: scheduled delivery.
+//! - [`dead_letters`]: a group's dead-letter topic, read and resent by operators.
 //! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
 //! - [`registration`]: registration with the NameServers.
 //! - [`server`]: wiring it together; [`config`]: the configuration.
 
 pub mod config;
 pub mod consume;
+pub mod dead_letters;
+pub mod groups;
 pub mod grpc;
 pub mod registration;
 pub mod schedule;

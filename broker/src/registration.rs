@@ -1,11 +1,12 @@
-//! The broker's link to its NameServers: it registers (with its topics and
-//! data version) with every configured NameServer, sends light heartbeats in
-//! between, registers again at once when its topics change or a NameServer
-//! asks, and unregisters on shutdown. It also forwards the route queries
+//! The broker's link to its NameServers: it registers (with its topics, its
+//! consumer groups and data version) with every configured NameServer, sends
+//! light heartbeats in between, registers again at once when its topics or
+//! groups change or a NameServer asks, and unregisters on shutdown. It also forwards the route queries
 //! clients send to the broker (QueryRoute, QueryAssignment) to a NameServer,
 //! and relays transaction check-backs through the NameServers.
 
 use crate::config::{BrokerConfig, Role};
+use crate::groups::GroupTable;
 use crate::topics::TopicTable;
 use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole};
 use apogee_proto::v2::{self, messaging_service_client::MessagingServiceClient};
@@ -48,7 +49,11 @@ impl NameServerLink {
         })
     }
 
-    fn registration(&self, topics: &TopicTable) -> cluster::RegisterBrokerRequest {
+    fn registration(
+        &self,
+        topics: &TopicTable,
+        groups: &GroupTable,
+    ) -> cluster::RegisterBrokerRequest {
         cluster::RegisterBrokerRequest {
             cluster_name: self.config.cluster_name.clone(),
             broker_name: self.config.broker_name.clone(),
@@ -60,7 +65,12 @@ impl NameServerLink {
                 Role::Slave => BrokerRole::Slave,
             } as i32,
             topics: topics.list(),
-            data_version: topics.data_version(),
+            data_version: data_version(topics, groups),
+            groups: groups
+                .list()
+                .iter()
+                .map(|g| cluster::GroupConfig::from(g.as_ref()))
+                .collect(),
         }
     }
 
@@ -68,17 +78,18 @@ impl NameServerLink {
         &self,
         channel: &Channel,
         topics: &TopicTable,
+        groups: &GroupTable,
     ) -> Result<(), tonic::Status> {
         RegistryClient::new(channel.clone())
-            .register_broker(self.registration(topics))
+            .register_broker(self.registration(topics, groups))
             .await?;
         Ok(())
     }
 
     /// Registers with every NameServer once (failures are logged).
-    pub async fn register_all(&self, topics: &TopicTable) {
+    pub async fn register_all(&self, topics: &TopicTable, groups: &GroupTable) {
         for (addr, ch) in &self.channels {
-            match self.register_one(ch, topics).await {
+            match self.register_one(ch, topics, groups).await {
                 Ok(()) => tracing::debug!(nameserver = %addr, "registered"),
                 Err(e) => {
                     tracing::warn!(nameserver = %addr, "registration failed: {}", e.message())
@@ -87,17 +98,17 @@ impl NameServerLink {
         }
     }
 
-    async fn heartbeat_all(&self, topics: &TopicTable) {
+    async fn heartbeat_all(&self, topics: &TopicTable, groups: &GroupTable) {
         for (addr, ch) in &self.channels {
             let req = cluster::BrokerHeartbeatRequest {
                 cluster_name: self.config.cluster_name.clone(),
                 broker_name: self.config.broker_name.clone(),
                 broker_id: self.config.broker_id,
-                data_version: topics.data_version(),
+                data_version: data_version(topics, groups),
             };
             match RegistryClient::new(ch.clone()).broker_heartbeat(req).await {
                 Ok(r) if r.get_ref().register_required => {
-                    if let Err(e) = self.register_one(ch, topics).await {
+                    if let Err(e) = self.register_one(ch, topics, groups).await {
                         tracing::warn!(nameserver = %addr, "registration failed: {}", e.message());
                     }
                 }
@@ -124,6 +135,7 @@ impl NameServerLink {
     pub async fn run(
         self: Arc<Self>,
         topics: Arc<TopicTable>,
+        groups: Arc<GroupTable>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut register =
@@ -133,10 +145,12 @@ impl NameServerLink {
         heartbeat.tick().await;
         loop {
             let changed = topics.changed().notified();
+            let groups_changed = groups.changed().notified();
             tokio::select! {
-                _ = register.tick() => self.register_all(&topics).await,
-                _ = heartbeat.tick() => self.heartbeat_all(&topics).await,
-                _ = changed => self.register_all(&topics).await,
+                _ = register.tick() => self.register_all(&topics, &groups).await,
+                _ = heartbeat.tick() => self.heartbeat_all(&topics, &groups).await,
+                _ = changed => self.register_all(&topics, &groups).await,
+                _ = groups_changed => self.register_all(&topics, &groups).await,
                 _ = shutdown.changed() => break,
             }
         }
@@ -232,6 +246,12 @@ impl NameServerLink {
             }
         }
     }
+}
+
+/// The version a NameServer compares: it grows with every topic or group change (both
+/// counters are persisted and only grow).
+fn data_version(topics: &TopicTable, groups: &GroupTable) -> i64 {
+    topics.data_version().saturating_add(groups.data_version())
 }
 
 /// The status to answer when no NameServer gave an answer.

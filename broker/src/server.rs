@@ -6,6 +6,7 @@
 
 use crate::config::{BrokerConfig, FlushPolicy};
 use crate::consume::ConsumeEngine;
+use crate::groups::GroupTable;
 use crate::grpc::{admin::AdminServer, MessagingServer};
 use crate::registration::NameServerLink;
 use crate::schedule::Schedule;
@@ -43,6 +44,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub store: Arc<MessageStore>,
     pub topics: Arc<TopicTable>,
+    /// Consumer groups' configs.
+    pub groups: Arc<GroupTable>,
     pub consume: ConsumeEngine,
     pub limits: ServerLimits,
     pub nameservers: Arc<NameServerLink>,
@@ -107,6 +110,10 @@ pub async fn serve(
     let store_cfg = store_config(&config);
     let store = tokio::task::spawn_blocking(move || MessageStore::open(store_cfg)).await??;
     let topics = Arc::new(TopicTable::load(store.kv())?);
+    let groups = Arc::new(GroupTable::load(
+        store.kv(),
+        config.consume.auto_create_groups,
+    )?);
     let consume = ConsumeEngine::open(store.clone())?;
     let nameservers = Arc::new(NameServerLink::new(&config)?);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -140,6 +147,7 @@ pub async fn serve(
         config: config.clone(),
         store: store.clone(),
         topics: topics.clone(),
+        groups: groups.clone(),
         consume,
         limits,
         nameservers: nameservers.clone(),
@@ -153,7 +161,11 @@ pub async fn serve(
     health
         .set_serving::<MessagingServiceServer<MessagingServer>>()
         .await;
-    let registration = tokio::spawn(nameservers.run(topics.clone(), stop_rx.clone()));
+    let registration =
+        tokio::spawn(nameservers.run(topics.clone(), groups.clone(), stop_rx.clone()));
+    // Renewals and dead letters: the master's work (a slave's state follows it).
+    let consume_task = (config.role != crate::config::Role::Slave)
+        .then(|| crate::consume::background::spawn(broker.clone(), stop_rx.clone()));
 
     let addr = listener
         .local_addr()
@@ -188,8 +200,8 @@ pub async fn serve(
         .await;
     let _ = registration.await;
     let _ = checker.await;
-    if let Some(delivery) = delivery {
-        let _ = delivery.await;
+    for task in [delivery, consume_task].into_iter().flatten() {
+        let _ = task.await;
     }
     store.shutdown();
     tracing::info!("broker stopped");

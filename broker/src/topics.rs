@@ -121,6 +121,32 @@ impl TopicTable {
         Ok(())
     }
 
+    /// A topic only the broker writes (a group's dead-letter topic), created
+    /// with `queues` queues if missing; consumers read it like any topic.
+    pub fn ensure_system_topic(&self, name: &str, queues: i32) -> Result<TopicConfig, ApogeeError> {
+        if let Some(c) = self.get(name) {
+            return Ok(c);
+        }
+        let config = normalize(
+            TopicConfig {
+                name: name.to_string(),
+                queue_count: queues,
+                message_types: vec![
+                    apogee_proto::v2::MessageType::Normal as i32,
+                    apogee_proto::v2::MessageType::Fifo as i32,
+                ],
+                ..Default::default()
+            },
+            queues,
+        )?;
+        match self.create(config) {
+            Ok(c) => Ok(c),
+            Err(_) => self
+                .get(name)
+                .ok_or_else(|| ApogeeError::TopicNotFound(name.to_string())),
+        }
+    }
+
     /// The topic a producer writes to, created on the fly when `auto_create`.
     pub fn for_send(
         &self,

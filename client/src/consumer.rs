@@ -37,7 +37,17 @@ impl SimpleConsumer {
         group: impl Into<String>,
         subscriptions: Vec<(String, FilterExpression)>,
     ) -> Result<SimpleConsumer> {
-        let group = group.into();
+        SimpleConsumer::connect_as(config, group.into(), subscriptions, false)
+    }
+
+    /// Creates the consumer, declaring itself a push consumer when `push`
+    /// (the push consumer is built on this one).
+    pub(crate) fn connect_as(
+        config: ClientConfig,
+        group: String,
+        subscriptions: Vec<(String, FilterExpression)>,
+        push: bool,
+    ) -> Result<SimpleConsumer> {
         limits::validate_group(&group)?;
         if subscriptions.is_empty() {
             return Err(ClientError::Config(
@@ -53,12 +63,20 @@ impl SimpleConsumer {
                 .into());
             }
         }
-        let role = Role::SimpleConsumer {
-            group: group.clone(),
-            subscriptions: subscriptions
-                .iter()
-                .map(|(t, f)| (t.clone(), f.to_v2()))
-                .collect(),
+        let declared = subscriptions
+            .iter()
+            .map(|(t, f)| (t.clone(), f.to_v2()))
+            .collect();
+        let role = if push {
+            Role::PushConsumer {
+                group: group.clone(),
+                subscriptions: declared,
+            }
+        } else {
+            Role::SimpleConsumer {
+                group: group.clone(),
+                subscriptions: declared,
+            }
         };
         Ok(SimpleConsumer {
             core: Core::start(config, role, None)?,
@@ -141,6 +159,40 @@ impl SimpleConsumer {
             return Err(errors.swap_remove(0));
         }
         Ok(Vec::new())
+    }
+
+    /// The shared client state (for the push consumer).
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// One ReceiveMessage of up to `batch` messages of a subscribed topic
+    /// against one broker group, long-polling for `wait`; returns what
+    /// arrived and the error, if any (the route is marked stale after a
+    /// retryable one).
+    pub(crate) async fn receive_once(
+        &self,
+        target: &BrokerTarget,
+        topic: &str,
+        batch: u32,
+        invisible_duration: Duration,
+        wait: Duration,
+    ) -> (Vec<ReceivedMessage>, Option<ClientError>) {
+        let Some(filter) = self.filters.get(topic) else {
+            let e = ClientError::Config(format!("topic {topic} is not subscribed"));
+            return (Vec::new(), Some(e));
+        };
+        let ask = Ask {
+            topic,
+            filter: filter.to_v2(),
+            batch: batch.clamp(1, limits::MAX_RECEIVE_BATCH as u32) as i32,
+            invisible: invisible_duration,
+        };
+        let (messages, err) = self.receive_from(target, &ask, wait).await;
+        if let Some(e) = &err {
+            self.note_failure(topic, target, e);
+        }
+        (messages, err)
     }
 
     fn note_failure(&self, topic: &str, target: &BrokerTarget, e: &ClientError) {

@@ -205,7 +205,9 @@ impl Core {
 
     fn group(&self) -> Option<v2::Resource> {
         match &self.role {
-            Role::SimpleConsumer { group, .. } => Some(self.resource(group)),
+            Role::SimpleConsumer { group, .. } | Role::PushConsumer { group, .. } => {
+                Some(self.resource(group))
+            }
             Role::Producer => None,
         }
     }

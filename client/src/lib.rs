@@ -10,6 +10,10 @@
 //!   check-backs. See [`transaction`].
 //! - [`SimpleConsumer`]: receives, acks and changes the invisible duration
 //!   of messages for a consumer group.
+//! - [`PushConsumer`]: hands each message of its subscriptions to a
+//!   listener with bounded concurrency; acks on success, nacks with the
+//!   group's backoff on failure, renews invisibility for slow handlers,
+//!   keeps message-group order in FIFO mode, and shuts down gracefully.
 //! - [`ClientConfig`] and [`ClientError`]: configuration and errors.
 //! - [`transport`]: channels, request metadata and address helpers, also
 //!   useful for other gRPC services (the admin CLI uses them).
@@ -29,6 +33,7 @@ mod core;
 pub mod error;
 mod message;
 mod producer;
+mod push_consumer;
 pub mod route;
 mod telemetry;
 pub mod transaction;
@@ -39,6 +44,7 @@ pub use consumer::SimpleConsumer;
 pub use error::{ClientError, Result};
 pub use message::{FilterExpression, FilterKind, Message, MessageBuilder, ReceivedMessage};
 pub use producer::{Producer, ProducerBuilder, SendReceipt};
+pub use push_consumer::{BackoffPolicy, ConsumeResult, PushConsumer, PushConsumerBuilder};
 pub use transaction::{
     Transaction, TransactionCheck, TransactionChecker, TransactionReceipt, TransactionResolution,
 };

@@ -1,7 +1,8 @@
 //! The producer: validates messages locally, picks a writable queue
 //! round-robin (by message group for FIFO messages), sends one message or
 //! one same-topic batch per SendMessage request, and retries on another
-//! broker after transport failures and retryable server codes.
+//! broker after transport failures and retryable server codes (a FIFO
+//! message is retried on its message group's queue: see `fifo_queue`).
 //!
 //! A producer built with [`ProducerBuilder`] declares its topics up front
 //! (they are announced in its Telemetry settings, with every topic it later
@@ -18,8 +19,6 @@ use crate::transaction::{
 use crate::{ClientConfig, ClientError, Result};
 use apogee_proto::message_id::new_message_id;
 use apogee_proto::{limits, time::duration, v2, ApogeeError};
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,12 +283,8 @@ impl Producer {
         let topic = check_batch(&messages, self.max_body_size())?;
         self.core.note_topic(&topic);
         let ids: Vec<String> = messages.iter().map(|_| new_message_id()).collect();
-        let fifo_key = messages[0].message_group.as_ref().map(|g| {
-            let mut h = DefaultHasher::new();
-            g.hash(&mut h);
-            h.finish() as usize
-        });
-        let start = fifo_key.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed));
+        let message_group = messages[0].message_group.clone();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let born_host = crate::config::hostname();
         let attempts = self.core.config.max_attempts.max(1);
         let mut avoid: Vec<String> = Vec::new();
@@ -297,14 +292,11 @@ impl Producer {
         loop {
             let route = self.core.route(&topic).await?;
             let writable = route.writable_queues();
-            let pos = if fifo_key.is_some() {
-                start
-            } else {
-                start + attempt as usize
-            };
-            let queue = select_queue(&writable, pos, &avoid).ok_or_else(|| {
-                ClientError::NoRoute(format!("topic {topic} has no writable queue"))
-            })?;
+            let queue = match &message_group {
+                Some(group) => fifo_queue(&writable, group),
+                None => select_queue(&writable, start + attempt as usize, &avoid),
+            }
+            .ok_or_else(|| ClientError::NoRoute(format!("topic {topic} has no writable queue")))?;
             let broker = broker_name(queue).to_string();
             let result = self.send_to(queue, &messages, &ids, &born_host, kind).await;
             attempt += 1;
@@ -377,6 +369,30 @@ impl Producer {
     pub async fn shutdown(self) {
         self.core.shutdown().await;
     }
+}
+
+/// The queue every FIFO message of `group` goes to while the writable queues
+/// stay the same: a stable hash of the group (the same in every process and
+/// build) over the queues sorted by broker name and queue id. Retries go to
+/// the same queue, so one message group never spreads over two queues.
+pub(crate) fn fifo_queue<'a>(
+    queues: &'a [v2::MessageQueue],
+    group: &str,
+) -> Option<&'a v2::MessageQueue> {
+    let mut sorted: Vec<&v2::MessageQueue> = queues.iter().collect();
+    sorted.sort_by(|a, b| (broker_name(a), a.id).cmp(&(broker_name(b), b.id)));
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len() as u64;
+    Some(sorted[(fnv1a(group.as_bytes()) % n) as usize])
+}
+
+/// 64-bit FNV-1a: a hash whose value does not depend on the Rust release.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -560,6 +576,35 @@ mod tests {
         );
         let ok = [Message::new("A", "1"), Message::new("A", "2")];
         assert_eq!(check_batch(&ok, 10).unwrap(), "A");
+    }
+
+    #[test]
+    fn fifo_messages_of_one_group_go_to_one_queue() {
+        use crate::route::tests::queue;
+        use v2::Permission::ReadWrite;
+        let queues = vec![
+            queue("b", 1, 0, ReadWrite),
+            queue("a", 0, 0, ReadWrite),
+            queue("b", 0, 0, ReadWrite),
+            queue("a", 1, 0, ReadWrite),
+        ];
+        let mut shuffled = queues.clone();
+        shuffled.reverse();
+        let place = |qs: &[v2::MessageQueue], g: &str| {
+            let q = fifo_queue(qs, g).unwrap();
+            (broker_name(q).to_string(), q.id)
+        };
+        let mut used = std::collections::BTreeSet::new();
+        for i in 0..64 {
+            let g = format!("order-{i}");
+            let first = place(&queues, &g);
+            assert_eq!(place(&queues, &g), first, "same group, same queue");
+            assert_eq!(place(&shuffled, &g), first, "route order does not matter");
+            used.insert(first);
+        }
+        assert_eq!(used.len(), 4, "groups spread over every queue: {used:?}");
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c, "the hash is FNV-1a");
+        assert!(fifo_queue(&[], "g").is_none());
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub(crate) enum Role {
         group: String,
         subscriptions: Vec<(String, v2::FilterExpression)>,
     },
+    PushConsumer {
+        group: String,
+        subscriptions: Vec<(String, v2::FilterExpression)>,
+    },
 }
 
 impl Role {
@@ -40,6 +44,7 @@ impl Role {
         match self {
             Role::Producer => v2::ClientType::Producer,
             Role::SimpleConsumer { .. } => v2::ClientType::SimpleConsumer,
+            Role::PushConsumer { .. } => v2::ClientType::PushConsumer,
         }
     }
 }
@@ -64,6 +69,10 @@ pub(crate) fn build_settings(
             validate_message_type: true,
         }),
         Role::SimpleConsumer {
+            group,
+            subscriptions,
+        }
+        | Role::PushConsumer {
             group,
             subscriptions,
         } => PubSub::Subscription(v2::Subscription {
@@ -167,6 +176,9 @@ type SlotMap = Arc<Mutex<HashMap<String, Arc<Slot>>>>;
 pub(crate) struct Sessions {
     slots: SlotMap,
     pub(crate) body_limit: Arc<BodyLimit>,
+    /// The latest Settings any server sent (consumers read their group's
+    /// retry policy and FIFO flag from it).
+    pub(crate) server_settings: Arc<Mutex<Option<v2::Settings>>>,
     checker: Option<Arc<dyn TransactionChecker>>,
 }
 
@@ -175,6 +187,7 @@ impl Sessions {
         Sessions {
             slots: Arc::new(Mutex::new(HashMap::new())),
             body_limit: Arc::new(BodyLimit::default()),
+            server_settings: Arc::new(Mutex::new(None)),
             checker,
         }
     }
@@ -266,7 +279,10 @@ impl Sessions {
             ClientError::check(Some(status))?;
         }
         match &first.command {
-            Some(Command::Settings(s)) => self.body_limit.learn(s),
+            Some(Command::Settings(s)) => {
+                self.body_limit.learn(s);
+                *self.server_settings.lock() = Some(s.clone());
+            }
             other => tracing::debug!(
                 endpoint = addr,
                 ?other,
@@ -276,12 +292,15 @@ impl Sessions {
         *slot.tx.lock() = Some(tx.clone());
         let slots = self.slots.clone();
         let limit = self.body_limit.clone();
+        let learned = self.server_settings.clone();
         let key = addr.to_string();
         let me = slot.clone();
         let task = tokio::spawn(async move {
             loop {
                 match stream.message().await {
-                    Ok(Some(cmd)) => handle_command(cmd, &tx, &limit, responder.as_ref()).await,
+                    Ok(Some(cmd)) => {
+                        handle_command(cmd, &tx, &limit, &learned, responder.as_ref()).await
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(endpoint = %key, error = %e, "telemetry stream ended");
@@ -332,11 +351,13 @@ async fn handle_command(
     cmd: v2::TelemetryCommand,
     tx: &mpsc::Sender<v2::TelemetryCommand>,
     limit: &BodyLimit,
+    learned: &Mutex<Option<v2::Settings>>,
     responder: Option<&CheckResponder>,
 ) {
     let reply = match cmd.command {
         Some(Command::Settings(s)) => {
             limit.learn(&s);
+            *learned.lock() = Some(s);
             None
         }
         Some(Command::PrintThreadStackTraceCommand(c)) => Some(v2::TelemetryCommand {
@@ -421,6 +442,33 @@ mod tests {
         let f = sub.subscriptions[0].expression.as_ref().unwrap();
         assert_eq!(f.r#type, v2::FilterType::Tag as i32);
         assert_eq!(f.expression, "*");
+    }
+
+    #[tokio::test]
+    async fn push_consumers_declare_their_type_and_keep_the_servers_settings() {
+        let role = Role::PushConsumer {
+            group: "G".into(),
+            subscriptions: vec![("T".into(), crate::FilterExpression::default().to_v2())],
+        };
+        let s = build_settings(&ClientConfig::default(), &role, &[]);
+        assert_eq!(s.client_type, Some(v2::ClientType::PushConsumer as i32));
+        assert!(matches!(s.pub_sub, Some(PubSub::Subscription(_))));
+
+        let (tx, _rx) = mpsc::channel(1);
+        let learned = Mutex::new(None);
+        let pushed = v2::Settings {
+            backoff_policy: Some(v2::RetryPolicy {
+                max_attempts: 3,
+                strategy: None,
+            }),
+            ..Default::default()
+        };
+        let cmd = v2::TelemetryCommand {
+            status: None,
+            command: Some(Command::Settings(pushed.clone())),
+        };
+        handle_command(cmd, &tx, &BodyLimit::default(), &learned, None).await;
+        assert_eq!(learned.lock().as_ref(), Some(&pushed));
     }
 
     #[test]

@@ -81,11 +81,14 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(
-            RegistryServer::new(grpc::RegistryService::new(registry.clone(), sessions))
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            RegistryServer::new(grpc::RegistryService::new(
+                registry.clone(),
+                sessions.clone(),
+            ))
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
-            AdminServer::new(grpc::AdminService::new(registry.clone()))
+            AdminServer::new(grpc::AdminService::new(registry.clone()).with_sessions(sessions))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(

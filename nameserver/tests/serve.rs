@@ -79,6 +79,7 @@ fn register(
         } as i32,
         topics,
         data_version: 1,
+        groups: vec![],
     }
 }
 
@@ -294,6 +295,7 @@ struct FakeBroker {
     created: Arc<Mutex<Vec<TopicConfig>>>,
     deleted: Arc<Mutex<Vec<String>>>,
     resolved: Arc<Mutex<Vec<(String, bool)>>>,
+    groups: Arc<Mutex<Vec<apogee_proto::cluster::GroupConfig>>>,
 }
 
 #[tonic::async_trait]
@@ -365,6 +367,73 @@ impl Admin for FakeBroker {
         _r: Request<apogee_proto::cluster::ListScheduledRequest>,
     ) -> Result<Response<apogee_proto::cluster::ListScheduledResponse>, Status> {
         Ok(Response::new(Default::default()))
+    }
+    // Message query and dead letters are covered by the integration tests with real brokers.
+    async fn get_message(
+        &self,
+        _r: Request<apogee_proto::cluster::GetMessageRequest>,
+    ) -> Result<Response<apogee_proto::cluster::GetMessageResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+    async fn find_messages(
+        &self,
+        _r: Request<apogee_proto::cluster::FindMessagesRequest>,
+    ) -> Result<Response<apogee_proto::cluster::FindMessagesResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+    async fn read_queue(
+        &self,
+        _r: Request<apogee_proto::cluster::ReadQueueRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ReadQueueResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+    async fn list_dead_letters(
+        &self,
+        _r: Request<apogee_proto::cluster::ListDeadLettersRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ListDeadLettersResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+    async fn resend_dead_letters(
+        &self,
+        _r: Request<apogee_proto::cluster::ResendDeadLettersRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ResendDeadLettersResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+    async fn create_group(
+        &self,
+        r: Request<apogee_proto::cluster::CreateGroupRequest>,
+    ) -> Result<Response<apogee_proto::cluster::CreateGroupResponse>, Status> {
+        let group = r.into_inner().group;
+        self.groups.lock().unwrap().extend(group.clone());
+        Ok(Response::new(apogee_proto::cluster::CreateGroupResponse {
+            group,
+            broker_names: vec![],
+        }))
+    }
+    // The other group operations are covered by the integration tests with real brokers.
+    async fn update_group(
+        &self,
+        _r: Request<apogee_proto::cluster::UpdateGroupRequest>,
+    ) -> Result<Response<apogee_proto::cluster::UpdateGroupResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+    async fn delete_group(
+        &self,
+        _r: Request<apogee_proto::cluster::DeleteGroupRequest>,
+    ) -> Result<Response<apogee_proto::cluster::DeleteGroupResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+    async fn list_groups(
+        &self,
+        _r: Request<apogee_proto::cluster::ListGroupsRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ListGroupsResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+    async fn describe_group(
+        &self,
+        _r: Request<apogee_proto::cluster::DescribeGroupRequest>,
+    ) -> Result<Response<apogee_proto::cluster::DescribeGroupResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
     }
 }
 
@@ -521,6 +590,37 @@ async fn create_topic_fans_out_to_the_master_and_updates_routes() {
         forwarded.status.unwrap().code,
         Code::InvalidTransactionId as i32
     );
+
+    // Groups: a create reaches the master with the defaults filled in and is listed at once.
+    let created = admin
+        .create_group(apogee_proto::cluster::CreateGroupRequest {
+            group: Some(apogee_proto::cluster::GroupConfig {
+                name: "g1".into(),
+                fifo: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.broker_names, vec!["b1".to_string()]);
+    let sent = broker.groups.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].max_delivery_attempts, sent[0].fifo), (16, true));
+    let listed = admin
+        .list_groups(apogee_proto::cluster::ListGroupsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.groups.len(), 1);
+    assert_eq!(listed.groups[0].broker_names, vec!["b1".to_string()]);
+    let again = admin
+        .create_group(apogee_proto::cluster::CreateGroupRequest {
+            group: sent.first().cloned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::AlreadyExists);
 
     ns.stop().await;
     let _ = broker_stop.send(());

@@ -12,6 +12,8 @@
 //! - [`time`]: conversions between protobuf time types and Rust ones.
 //! - [`routed_id`] and [`txn_id`]: ids that name the broker group holding their subject.
 //! - [`delay_level`]: the 18 classic delay levels.
+//! - [`group`]: consumer-group configuration (delivery attempts, backoff, FIFO);
+//!   [`group_convert`]: its wire form.
 
 /// Generated code, nested as its protobuf packages are (the cluster
 /// protocol refers to v2 types by their package path).
@@ -38,6 +40,8 @@ pub use generated::apogee::cluster::v1 as cluster;
 
 pub mod delay_level;
 pub mod error;
+pub mod group;
+pub mod group_convert;
 pub mod limits;
 pub mod message_id;
 pub mod names;

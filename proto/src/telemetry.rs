@@ -10,11 +10,17 @@
 //! client's kind, the topics it declared (or has sent to) and its group. The
 //! broker uses it to push commands to a client, such as the
 //! RecoverOrphanedTransactionCommand of a transaction check-back, which the
-//! RocketMQ 5 protocol addresses by topic (it has no producer group).
+//! RocketMQ 5 protocol addresses by topic (it has no producer group). The
+//! admin's group description lists the live clients of a consumer group.
+//!
+//! A consumer's Settings reply carries its group's config, found through the
+//! server's [`GroupLookup`].
 
 use crate::error::ok_status;
-use crate::settings::{settings_reply, ServerLimits};
+use crate::group::GroupConfig;
+use crate::settings::{language_of, settings_reply, ServerLimits};
 use crate::v2::{self, settings::PubSub, telemetry_command::Command, ClientType, TelemetryCommand};
+use crate::ApogeeError;
 use parking_lot::RwLock;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +42,36 @@ pub struct SessionInfo {
     pub topics: BTreeSet<String>,
     /// The consumer group, for consumers.
     pub group: Option<String>,
+    /// The client's language and version, from its user agent.
+    pub language: v2::Language,
+    pub version: String,
+}
+
+impl SessionInfo {
+    /// As a group description lists the client; `at` names the server its session is open with.
+    pub fn to_group_client(&self, at: &str) -> crate::cluster::GroupClient {
+        crate::cluster::GroupClient {
+            client_id: self.client_id.clone(),
+            language: match self.language {
+                v2::Language::Unspecified => String::new(),
+                l => l.as_str_name().to_string(),
+            },
+            version: self.version.clone(),
+            topics: self.topics.iter().cloned().collect(),
+            connected_to: vec![at.to_string()],
+        }
+    }
+}
+
+/// How a server finds a consumer group's config for the Settings reply:
+/// `Ok(None)` when it does not know the group (the reply carries the
+/// defaults), an error when the group may not consume.
+pub type GroupLookup =
+    Arc<dyn Fn(&str) -> Result<Option<Arc<GroupConfig>>, ApogeeError> + Send + Sync>;
+
+/// A [`GroupLookup`] that knows no group.
+pub fn no_groups() -> GroupLookup {
+    Arc::new(|_| Ok(None))
 }
 
 struct Entry {
@@ -103,6 +139,12 @@ impl Sessions {
                     kind,
                     topics,
                     group,
+                    language: language_of(settings),
+                    version: settings
+                        .user_agent
+                        .as_ref()
+                        .map(|ua| ua.version.clone())
+                        .unwrap_or_default(),
                 },
                 outbound: outbound.clone(),
             },
@@ -177,6 +219,19 @@ impl Sessions {
             .find(|client| self.push(client, command.clone()))
     }
 
+    /// The live sessions of consumers of `group`, by client id.
+    pub fn clients_of_group(&self, group: &str) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = self
+            .by_client
+            .read()
+            .values()
+            .filter(|e| e.info.group.as_deref() == Some(group))
+            .map(|e| e.info.clone())
+            .collect();
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        out
+    }
+
     /// Every live session.
     pub fn list(&self) -> Vec<SessionInfo> {
         let mut all: Vec<SessionInfo> = self
@@ -190,13 +245,41 @@ impl Sessions {
     }
 }
 
+/// The reply to a client's Settings: a consumer's carries its group's config;
+/// a group that may not consume gets its error status (with the default
+/// settings, so the client does not wait for them).
+fn reply_to(
+    settings: &v2::Settings,
+    limits: &ServerLimits,
+    groups: &GroupLookup,
+) -> TelemetryCommand {
+    let group = match &settings.pub_sub {
+        Some(PubSub::Subscription(s)) => s.group.as_ref().map(|g| g.name.as_str()),
+        _ => None,
+    };
+    let (status, config) = match group.map(|g| groups(g)) {
+        Some(Err(e)) => (e.to_status(), None),
+        Some(Ok(config)) => (ok_status(), config),
+        None => (ok_status(), None),
+    };
+    TelemetryCommand {
+        status: Some(status),
+        command: Some(Command::Settings(settings_reply(
+            settings,
+            limits,
+            config.as_deref(),
+        ))),
+    }
+}
+
 /// Runs one Telemetry session in a task, registered in `sessions` while it
-/// lives; returns the outbound stream.
+/// lives; returns the outbound stream. `groups` finds consumers' group configs.
 pub fn serve_session(
     client_id: String,
     mut inbound: Streaming<TelemetryCommand>,
     limits: ServerLimits,
     sessions: Arc<Sessions>,
+    groups: GroupLookup,
     mut closing: watch::Receiver<bool>,
 ) -> ReceiverStream<Result<TelemetryCommand, Status>> {
     let (tx, rx) = mpsc::channel(64);
@@ -214,10 +297,7 @@ pub fn serve_session(
                     ..
                 })) => {
                     sessions.update(serial, &settings, &client_id, &tx);
-                    let reply = TelemetryCommand {
-                        status: Some(ok_status()),
-                        command: Some(Command::Settings(settings_reply(&settings, &limits))),
-                    };
+                    let reply = reply_to(&settings, &limits, &groups);
                     if tx.send(Ok(reply)).await.is_err() {
                         break;
                     }
@@ -286,6 +366,64 @@ mod tests {
         assert!(sessions.push("a", Command::Settings(v2::Settings::default())));
         assert!(rx_a.try_recv().is_ok());
         assert!(!sessions.push("nobody", Command::Settings(v2::Settings::default())));
+    }
+
+    #[test]
+    fn consumers_are_listed_by_group_and_get_their_groups_settings() {
+        let sessions = Sessions::new();
+        let (tx, _rx) = mpsc::channel(4);
+        let consumer = |group: &str| v2::Settings {
+            client_type: Some(ClientType::SimpleConsumer as i32),
+            user_agent: Some(v2::Ua {
+                language: v2::Language::Java as i32,
+                version: "5.0.7".into(),
+                ..Default::default()
+            }),
+            pub_sub: Some(PubSub::Subscription(v2::Subscription {
+                group: Some(v2::Resource {
+                    name: group.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        sessions.update(1, &consumer("g1"), "c1", &tx);
+        sessions.update(2, &consumer("g2"), "c2", &tx);
+        sessions.update(3, &producer_settings(&["t"]), "p", &tx);
+        let g1 = sessions.clients_of_group("g1");
+        assert_eq!(g1.len(), 1);
+        assert_eq!(
+            (
+                g1[0].client_id.as_str(),
+                g1[0].language,
+                g1[0].version.as_str()
+            ),
+            ("c1", v2::Language::Java, "5.0.7")
+        );
+
+        let fifo: GroupLookup = Arc::new(|name| match name {
+            "g1" => Ok(Some(Arc::new(GroupConfig {
+                fifo: true,
+                max_delivery_attempts: 3,
+                ..GroupConfig::with_defaults("g1")
+            }))),
+            _ => Err(ApogeeError::ConsumerGroupNotFound(name.into())),
+        });
+        let limits = ServerLimits::default();
+        let reply = reply_to(&consumer("g1"), &limits, &fifo);
+        assert_eq!(reply.status.as_ref().unwrap().code, v2::Code::Ok as i32);
+        let Some(Command::Settings(s)) = reply.command else {
+            panic!("settings expected")
+        };
+        assert_eq!(s.backoff_policy.unwrap().max_attempts, 3);
+        assert!(matches!(s.pub_sub, Some(PubSub::Subscription(sub)) if sub.fifo == Some(true)));
+        let refused = reply_to(&consumer("nope"), &limits, &fifo);
+        assert_eq!(
+            refused.status.unwrap().code,
+            v2::Code::ConsumerGroupNotFound as i32
+        );
+        assert!(matches!(refused.command, Some(Command::Settings(_))));
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! a parsed command and writes its output.
 
 use crate::admin::{Admin, Perm, TopicType};
-use crate::bench::{self, BenchSpec};
+use crate::bench;
+pub use crate::bench::{BenchCommand, BenchConsumeArgs, BenchProduceArgs};
 use crate::error::{ToolError, ToolResult};
+use crate::message_query;
 use crate::messaging::{self, ConsumeSpec, SendSpec, TxnEnd};
 use crate::output::{render_list, render_one, Format, TableRow};
 use crate::schedule::{self, Delivery};
-use apogee_client::ClientConfig;
+use apogee_client::{ClientConfig, FilterExpression};
 use apogee_proto::limits;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -53,9 +55,15 @@ pub enum Command {
     /// List, commit and roll back transactions (half messages).
     #[command(subcommand)]
     Txn(TxnCommand),
-    /// Recall scheduled messages.
+    /// Look messages up (by id, key or queue offset) and recall scheduled ones.
     #[command(subcommand)]
     Message(MessageCommand),
+    /// A consumer group's dead letters: list them, resend them to their topics.
+    #[command(subcommand)]
+    Dlq(crate::dlq::DlqCommand),
+    /// Create, update, list, describe (offsets, lag, clients) and delete consumer groups.
+    #[command(subcommand)]
+    Group(crate::group::GroupCommand),
     /// Inspect scheduled (delayed) messages.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -142,6 +150,12 @@ pub enum MessageCommand {
         /// The recall handle printed by `apogee send --delay ...`.
         handle: String,
     },
+    /// Every stored record of a message id, from every broker group.
+    Get(crate::message_query::GetArgs),
+    /// Messages of a topic carrying a key.
+    Find(crate::message_query::FindArgs),
+    /// Consecutive messages of one queue from an offset.
+    Print(crate::message_query::PrintArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,38 +240,13 @@ pub struct ConsumeArgs {
     /// Seconds a received message stays hidden from other consumers.
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = invisible_secs)]
     pub invisible: u64,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Measure produce throughput and latency.
-    Produce(BenchProduceArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct BenchProduceArgs {
-    #[arg(long)]
-    pub topic: String,
-    /// Separate gRPC connections (one producer each).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub connections: u32,
-    /// Sends in flight per connection.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub inflight: u32,
-    /// Body size in bytes.
-    #[arg(long, default_value_t = 1024, value_name = "BYTES", value_parser = body_size)]
-    pub size: usize,
-    /// Messages per request.
-    #[arg(long, default_value_t = 1, value_parser = batch_size)]
-    pub batch: u32,
-    /// Run time in seconds.
-    #[arg(long, default_value_t = 10, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub duration: u64,
-    /// Send transactions: each operation is a half send plus its commit
-    /// (needs --batch 1 and a transaction topic).
-    #[arg(long)]
-    pub transaction: bool,
+    /// Only messages with these tags (`TagA || TagB`); the default takes all.
+    #[arg(long, value_name = "EXPR", conflicts_with = "sql")]
+    pub tag: Option<String>,
+    /// Only messages this SQL92 filter selects, evaluated on the broker over
+    /// user properties and `TAGS`, e.g. "region = 'eu' AND amount > 100".
+    #[arg(long, value_name = "EXPR")]
+    pub sql: Option<String>,
 }
 
 fn ranged<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
@@ -282,14 +271,6 @@ fn invisible_secs(s: &str) -> Result<u64, String> {
         limits::MIN_INVISIBLE_MS as u64 / 1000,
         limits::MAX_INVISIBLE_MS as u64 / 1000,
     )
-}
-
-fn body_size(s: &str) -> Result<usize, String> {
-    ranged(s, 1, limits::DEFAULT_MAX_BODY_BYTES)
-}
-
-fn batch_size(s: &str) -> Result<u32, String> {
-    ranged(s, 1, limits::MAX_BATCH_MESSAGES as u32)
 }
 
 impl Cli {
@@ -374,6 +355,15 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
             &schedule::recall(cli.client_config(), topic, handle).await?,
             f,
         ),
+        Command::Message(MessageCommand::Get(a)) => message_query::get(&cli.admin()?, a, f).await?,
+        Command::Message(MessageCommand::Find(a)) => {
+            message_query::find(&cli.admin()?, a, f).await?
+        }
+        Command::Message(MessageCommand::Print(a)) => {
+            message_query::print(&cli.admin()?, a, f).await?
+        }
+        Command::Dlq(cmd) => return crate::dlq::run(&cli.admin()?, cmd, f, out).await,
+        Command::Group(cmd) => crate::group::run(&cli.admin()?, cmd, f).await?,
         Command::Schedule(ScheduleCommand::List { topic, limit }) => render_list(
             &cli.admin()?
                 .list_scheduled(topic.as_deref(), *limit)
@@ -416,29 +406,16 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                 max: a.max,
                 wait: Duration::from_secs(a.wait),
                 invisible: Duration::from_secs(a.invisible),
+                filter: match (&a.sql, &a.tag) {
+                    (Some(sql), _) => FilterExpression::sql92(sql.clone()),
+                    (None, Some(tag)) => FilterExpression::tag(tag.clone()),
+                    (None, None) => FilterExpression::default(),
+                },
             };
             messaging::consume(cli.client_config(), &spec, &mut *out, f).await?;
             return Ok(());
         }
-        Command::Bench(BenchCommand::Produce(a)) => {
-            let spec = BenchSpec {
-                topic: a.topic.clone(),
-                connections: a.connections,
-                inflight: a.inflight,
-                size: a.size,
-                batch: a.batch,
-                duration: Duration::from_secs(a.duration),
-                transaction: a.transaction,
-            };
-            let report = bench::run(cli.client_config(), &spec).await?;
-            if let Some(e) = &report.first_error {
-                eprintln!(
-                    "warning: {} requests failed; first error: {e}",
-                    report.errors
-                );
-            }
-            render_one(&report, f)
-        }
+        Command::Bench(cmd) => bench::run_command(cli.client_config(), cmd, f).await?,
     };
     out.write_all(text.as_bytes())?;
     out.flush()?;
@@ -556,9 +533,21 @@ mod tests {
         }
         let cli = parse(&["consume", "--topic", "T", "--group", "G"]).unwrap();
         match cli.command {
-            Command::Consume(a) => assert_eq!((a.max, a.wait, a.invisible), (32, 5, 30)),
+            Command::Consume(a) => {
+                assert_eq!((a.max, a.wait, a.invisible), (32, 5, 30));
+                assert_eq!((a.tag, a.sql), (None, None));
+            }
             other => panic!("unexpected {other:?}"),
         }
+        let cli = parse(&["consume", "--topic", "T", "--group", "G", "--sql", "a > 1"]).unwrap();
+        match cli.command {
+            Command::Consume(a) => assert_eq!(a.sql.as_deref(), Some("a > 1")),
+            other => panic!("unexpected {other:?}"),
+        }
+        let both = [
+            "consume", "--topic", "T", "--group", "G", "--sql", "a > 1", "--tag", "A",
+        ];
+        assert!(parse(&both).is_err(), "--tag and --sql exclude each other");
         assert!(parse(&["consume", "--topic", "T"]).is_err());
         assert!(parse(&[
             "consume",
@@ -580,7 +569,7 @@ mod tests {
             Command::Bench(BenchCommand::Produce(a)) => {
                 assert_eq!(
                     (a.connections, a.inflight, a.size, a.batch, a.duration),
-                    (4, 16, 1024, 1, 10)
+                    (4, 16, 1024, 1, None)
                 );
             }
             other => panic!("unexpected {other:?}"),

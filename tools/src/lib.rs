@@ -4,16 +4,21 @@
 //!   Registry and Admin services.
 //! - [`txn`]: listing and resolving transactions (`apogee txn ...`).
 //! - [`schedule`]: scheduled sends, `message recall` and `schedule list`.
+//! - [`message_query`]: `message get|find|print`; [`dlq`]: `dlq list|resend`.
+//! - [`group`]: consumer groups (`group create|update|delete|list|describe`).
 //! - [`messaging`]: `send` (plain and transactional) and `consume` over the
 //!   client library.
-//! - [`bench`]: the produce benchmark (plain or transactional).
+//! - [`bench`]: `apogee bench produce` and `bench consume` load generators.
 //! - [`output`]: tables and JSON; [`views`]: the admin result rows.
 //! - [`cli`]: the clap definitions and the command dispatcher.
 
 pub mod admin;
 pub mod bench;
 pub mod cli;
+pub mod dlq;
 pub mod error;
+pub mod group;
+pub mod message_query;
 pub mod messaging;
 pub mod output;
 pub mod schedule;

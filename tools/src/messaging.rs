@@ -310,6 +310,8 @@ pub struct ConsumeSpec {
     pub max: u32,
     pub wait: Duration,
     pub invisible: Duration,
+    /// Tag expression or SQL92 filter, evaluated on the broker.
+    pub filter: FilterExpression,
 }
 
 /// Receives, prints and then acks up to `max` messages; stops after
@@ -323,7 +325,7 @@ pub async fn consume<W: Write>(
     let consumer = SimpleConsumer::connect(
         config,
         spec.group.clone(),
-        vec![(spec.topic.clone(), FilterExpression::default())],
+        vec![(spec.topic.clone(), spec.filter.clone())],
     )
     .await?;
     let mut writer =

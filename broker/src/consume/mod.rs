@@ -2,21 +2,31 @@
 //! acknowledged (RocketMQ 5 "pop" semantics, used by SimpleConsumer and by
 //! push consumers alike).
 //!
-//! - [`state`]: per (group, topic, queue) the next offset to hand out and the
-//!   deliveries in flight, each invisible to the group until acked or until
-//!   its invisible duration ends, when it is delivered again with its
-//!   delivery attempt raised. Persisted in the index database, so acked
-//!   progress and in-flight deliveries survive restarts.
+//! - [`state`]: the consume engine. Per (group, topic, queue) the next offset
+//!   to hand out and the deliveries in flight, each invisible to the group
+//!   until acked or until its invisible time and the group's backoff are
+//!   over, when it is delivered again with its attempt raised. FIFO groups
+//!   get one message per message group at a time, in queue order. Persisted
+//!   in the index database ([`keys`]), so progress and in-flight deliveries
+//!   survive restarts.
+//! - [`dead_letter`]: deliveries past the group's attempts go to `%DLQ%<group>`.
+//! - [`background`]: the task that renews auto-renew deliveries and
+//!   dead-letters expired ones.
 //! - [`receipt`]: signed receipt handles naming one delivery.
-//! - [`filter`]: tag filters.
+//! - [`filter`]: tag and SQL92 filters.
 
+pub mod background;
+pub mod dead_letter;
 pub mod filter;
+pub mod keys;
 pub mod receipt;
 pub mod state;
 
-pub use filter::TagFilter;
+pub use filter::MessageFilter;
 pub use receipt::{Receipt, ReceiptSigner};
-pub use state::{ConsumeEngine, Delivery, PopRequest};
+pub use state::{ConsumeEngine, Delivery, Expired, PopRequest, QueueProgress};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_groups;

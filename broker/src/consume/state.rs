@@ -1,102 +1,43 @@
-//! The consume state of every (consumer group, topic, queue) on this broker,
-//! and the pop / ack / change-invisible-duration operations on it.
+//! The consume engine: the state of every (consumer group, topic, queue) on
+//! this broker and the pop / ack / change-invisible-duration operations on it.
 //!
-//! In the index database (column family `ConsumeState`):
-//! - `p` group 0 topic 0 queue(be32) -> next queue offset to hand out
-//! - `i` group 0 topic 0 queue(be32) offset(be64) -> visible-at ms (be64),
-//!   delivery attempt (be32), nonce (be64): one delivery in flight
+//! Each queue of each group has its own lock, so groups and queues never
+//! wait for each other; a map from key to queue is locked only to find or add
+//! one. What is persisted, and how, is in [`super::keys`].
 //!
-//! and in `ConsumerOffset`: group 0 topic 0 queue(be32) -> the committed
-//! offset (everything below it is acknowledged), which offset queries and
-//! lag read. A new group starts at the earliest offset still stored.
+//! A delivery not acknowledged within its invisible time comes back after
+//! the group's backoff for that attempt, with the attempt raised; one that
+//! used up the group's delivery attempts is left to the dead-letter task
+//! ([`super::dead_letter`]). For a FIFO group, a message whose message group
+//! already has a delivery in flight waits (an entry with attempt 0) until that
+//! one is acknowledged or dead-lettered.
 
-use super::filter::TagFilter;
+use super::filter::MessageFilter;
+use super::keys::{message_group_hash, Inflight, QueueKey};
 use super::receipt::{Receipt, ReceiptSigner};
 use crate::store::{Cf, KvBatch, KvStore, MessageStore, StoreError, StoredMessage};
+use apogee_proto::group::GroupConfig;
 use apogee_proto::ApogeeError;
-use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 const SECRET_KEY: &[u8] = b"consume/receipt_secret";
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct QueueKey {
-    group: String,
-    topic: String,
-    queue_id: u32,
-}
-
-impl QueueKey {
-    fn prefix(&self) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.group.len() + self.topic.len() + 6);
-        k.extend_from_slice(self.group.as_bytes());
-        k.push(0);
-        k.extend_from_slice(self.topic.as_bytes());
-        k.push(0);
-        k.extend_from_slice(&self.queue_id.to_be_bytes());
-        k
-    }
-
-    fn pop_key(&self) -> Vec<u8> {
-        let mut k = vec![b'p'];
-        k.extend(self.prefix());
-        k
-    }
-
-    fn inflight_key(&self, offset: u64) -> Vec<u8> {
-        let mut k = vec![b'i'];
-        k.extend(self.prefix());
-        k.extend_from_slice(&offset.to_be_bytes());
-        k
-    }
-
-    /// Parses `group 0 topic 0 queue(be32)` and returns the rest.
-    fn parse(bytes: &[u8]) -> Option<(QueueKey, &[u8])> {
-        let g = bytes.iter().position(|b| *b == 0)?;
-        let rest = &bytes[g + 1..];
-        let t = rest.iter().position(|b| *b == 0)?;
-        let q = rest.get(t + 1..t + 5)?;
-        Some((
-            QueueKey {
-                group: String::from_utf8(bytes[..g].to_vec()).ok()?,
-                topic: String::from_utf8(rest[..t].to_vec()).ok()?,
-                queue_id: u32::from_be_bytes(q.try_into().ok()?),
-            },
-            &rest[t + 5..],
-        ))
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Inflight {
-    visible_at_ms: i64,
-    attempt: u32,
-    nonce: u64,
-}
-
-impl Inflight {
-    fn encode(&self) -> [u8; 20] {
-        let mut v = [0u8; 20];
-        v[..8].copy_from_slice(&self.visible_at_ms.to_be_bytes());
-        v[8..12].copy_from_slice(&self.attempt.to_be_bytes());
-        v[12..].copy_from_slice(&self.nonce.to_be_bytes());
-        v
-    }
-
-    fn decode(v: &[u8]) -> Option<Inflight> {
-        Some(Inflight {
-            visible_at_ms: i64::from_be_bytes(v.get(..8)?.try_into().ok()?),
-            attempt: u32::from_be_bytes(v.get(8..12)?.try_into().ok()?),
-            nonce: u64::from_be_bytes(v.get(12..20)?.try_into().ok()?),
-        })
-    }
-}
+/// Most FIFO messages one queue of a group keeps waiting for their message
+/// group's turn; past it the queue is not scanned further until some finish.
+pub const MAX_FIFO_WAITING_PER_QUEUE: usize = 4096;
+/// How long a receive's `attempt_id` is remembered.
+const ATTEMPT_ID_TTL_MS: i64 = 5 * 60 * 1000;
+/// Most remembered attempt ids (the oldest are dropped first).
+const MAX_ATTEMPT_IDS: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct QueueState {
+    /// Next queue offset not yet looked at.
     pop_offset: u64,
     inflight: BTreeMap<u64, Inflight>,
+    last_consume_ms: Option<i64>,
 }
 
 impl QueueState {
@@ -112,13 +53,17 @@ impl QueueState {
 /// What a consumer asks to pop.
 #[derive(Clone, Copy, Debug)]
 pub struct PopRequest<'a> {
-    pub group: &'a str,
+    pub group: &'a GroupConfig,
     pub topic: &'a str,
     /// Queues to pop from, in this order.
     pub queue_ids: &'a [u32],
-    pub filter: &'a TagFilter,
+    pub filter: &'a MessageFilter,
     pub max: usize,
     pub invisible_ms: i64,
+    /// Auto-renew receive (push consumers): renew the invisible time until then.
+    pub renew_until_ms: Option<i64>,
+    /// The client's id of this receive: a repeat gets the same deliveries.
+    pub attempt_id: Option<&'a str>,
 }
 
 /// One message handed to a consumer.
@@ -131,14 +76,50 @@ pub struct Delivery {
     pub invisible_ms: i64,
 }
 
+/// The progress of one queue of a group (for `apogee group describe`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueProgress {
+    pub topic: String,
+    pub queue_id: u32,
+    /// Everything below is acknowledged.
+    pub consumer_offset: u64,
+    /// Next offset not yet handed out or looked at.
+    pub pop_offset: u64,
+    /// Deliveries in flight (FIFO messages waiting their turn not counted).
+    pub inflight: usize,
+    pub last_consume_ms: Option<i64>,
+}
+
+/// A delivery that used up its group's attempts, for the dead-letter task.
+#[derive(Clone, Debug)]
+pub struct Expired {
+    pub key: QueueKey,
+    pub queue_offset: u64,
+    pub attempt: u32,
+    pub nonce: u64,
+}
+
+struct RememberedReceive {
+    at_ms: i64,
+    /// (queue, offset, nonce) of each delivery, in order.
+    deliveries: Vec<(u32, u64, u64)>,
+}
+
+type SharedQueue = Arc<Mutex<QueueState>>;
+
 pub struct ConsumeEngine {
     store: Arc<MessageStore>,
     kv: Arc<dyn KvStore>,
     signer: ReceiptSigner,
-    queues: Mutex<HashMap<QueueKey, QueueState>>,
+    queues: RwLock<HashMap<QueueKey, SharedQueue>>,
+    attempts: Mutex<HashMap<(String, String, String), RememberedReceive>>,
+    /// Woken by acks, nacks and dead letters: FIFO message groups may go on.
+    changed: Notify,
+    /// Woken when a pop passes over deliveries that used up their attempts.
+    expired: Notify,
 }
 
-fn internal(e: StoreError) -> ApogeeError {
+pub(super) fn internal(e: StoreError) -> ApogeeError {
     ApogeeError::Internal(e.to_string())
 }
 
@@ -180,6 +161,7 @@ impl ConsumeEngine {
                         tail.try_into().map(u64::from_be_bytes),
                         Inflight::decode(&value),
                     ) else {
+                        tracing::warn!("skipping unreadable in-flight entry {key:?}");
                         continue;
                     };
                     state.inflight.insert(off, inf);
@@ -191,8 +173,56 @@ impl ConsumeEngine {
             store,
             kv,
             signer: ReceiptSigner::new(secret),
-            queues: Mutex::new(queues),
+            queues: RwLock::new(
+                queues
+                    .into_iter()
+                    .map(|(k, s)| (k, Arc::new(Mutex::new(s))))
+                    .collect(),
+            ),
+            attempts: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            expired: Notify::new(),
         })
+    }
+
+    /// Woken by acks, nacks and dead letters.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    /// Woken when deliveries that used up their attempts were seen.
+    pub fn expired(&self) -> &Notify {
+        &self.expired
+    }
+
+    fn existing(&self, key: &QueueKey) -> Option<SharedQueue> {
+        self.queues.read().get(key).cloned()
+    }
+
+    fn queue(&self, key: &QueueKey, start: u64) -> SharedQueue {
+        if let Some(q) = self.existing(key) {
+            return q;
+        }
+        self.queues
+            .write()
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(QueueState {
+                    pop_offset: start,
+                    ..Default::default()
+                }))
+            })
+            .clone()
+    }
+
+    /// Queues matching `pred`, for scans that look at many.
+    fn matching(&self, pred: impl Fn(&QueueKey) -> bool) -> Vec<(QueueKey, SharedQueue)> {
+        self.queues
+            .read()
+            .iter()
+            .filter(|(k, _)| pred(k))
+            .map(|(k, q)| (k.clone(), q.clone()))
+            .collect()
     }
 
     fn handle(&self, key: &QueueKey, offset: u64, nonce: u64) -> String {
@@ -218,110 +248,130 @@ impl ConsumeEngine {
         );
     }
 
-    /// Hands out up to `max` messages of `topic` to `group` from the given
-    /// queues, in that order: first deliveries whose invisible time is over
-    /// (attempt + 1), then new messages matching `filter`.
+    /// Hands out up to `max` messages of `topic` to the group from the given
+    /// queues, in that order: first deliveries due again (attempt + 1), then
+    /// new messages matching the filter. A repeated `attempt_id` gets the
+    /// deliveries of the first receive back, without a new attempt.
     pub fn pop(&self, req: &PopRequest<'_>, now_ms: i64) -> Result<Vec<Delivery>, ApogeeError> {
-        let PopRequest {
-            group,
-            topic,
-            queue_ids,
-            filter,
-            max,
-            invisible_ms,
-        } = *req;
+        if let Some(id) = req.attempt_id {
+            if let Some(again) = self.repeat(req, id, now_ms)? {
+                return Ok(again);
+            }
+        }
         let mut out = Vec::new();
-        let mut batch = KvBatch::new();
-        let mut queues = self.queues.lock();
-        for &queue_id in queue_ids {
-            if out.len() >= max {
+        for &queue_id in req.queue_ids {
+            if out.len() >= req.max {
                 break;
             }
-            let key = QueueKey {
-                group: group.into(),
-                topic: topic.into(),
-                queue_id,
-            };
-            let (min, next) = self.store.queue_bounds(topic, queue_id).map_err(internal)?;
-            let state = queues.entry(key.clone()).or_insert_with(|| QueueState {
-                pop_offset: min,
-                ..Default::default()
-            });
+            let key = QueueKey::new(&req.group.name, req.topic, queue_id);
+            let (min, next) = self
+                .store
+                .queue_bounds(req.topic, queue_id)
+                .map_err(internal)?;
+            let queue = self.queue(&key, min);
+            let mut state = queue.lock();
+            let mut batch = KvBatch::new();
             let before = (state.pop_offset, state.inflight.len());
-
-            // Redeliveries first, oldest offset first.
-            let due: Vec<u64> = state
-                .inflight
-                .iter()
-                .filter(|(_, f)| f.visible_at_ms <= now_ms)
-                .map(|(o, _)| *o)
-                .take(max - out.len())
-                .collect();
-            for offset in due {
-                let Some(message) = self.read_one(topic, queue_id, offset)? else {
-                    // Gone from the store (retention): nothing to redeliver.
-                    state.inflight.remove(&offset);
-                    batch.delete(Cf::ConsumeState, key.inflight_key(offset));
-                    continue;
-                };
-                let f = state.inflight.get_mut(&offset).expect("listed above");
-                f.attempt += 1;
-                f.nonce = rand::random();
-                f.visible_at_ms = now_ms + invisible_ms;
-                batch.put(Cf::ConsumeState, key.inflight_key(offset), f.encode());
-                out.push(self.delivery(&key, message, *f, invisible_ms));
-            }
-
-            // New messages.
+            let mut pop = QueuePop {
+                engine: self,
+                req,
+                key: &key,
+                now_ms,
+                batch: &mut batch,
+                out: &mut out,
+            };
+            pop.due_again(&mut state)?;
             if state.pop_offset < min {
                 state.pop_offset = min;
             }
-            while out.len() < max && state.pop_offset < next {
-                let want = (max - out.len()).max(1);
-                let entries = self
-                    .store
-                    .queue_entries(topic, queue_id, state.pop_offset, want.max(32))
-                    .map_err(internal)?;
-                if entries.is_empty() {
-                    break;
-                }
-                for e in entries {
-                    if out.len() >= max {
-                        break;
-                    }
-                    state.pop_offset = e.queue_offset + 1;
-                    if !filter.may_match_hash(e.tag_hash) {
-                        continue;
-                    }
-                    let message = self.store.read_at(e.log_offset, e.size).map_err(internal)?;
-                    if !filter.matches(message.msg.tag.as_deref()) {
-                        continue;
-                    }
-                    let f = Inflight {
-                        visible_at_ms: now_ms + invisible_ms,
-                        attempt: 1,
-                        nonce: rand::random(),
-                    };
-                    state.inflight.insert(e.queue_offset, f);
-                    batch.put(
-                        Cf::ConsumeState,
-                        key.inflight_key(e.queue_offset),
-                        f.encode(),
-                    );
-                    out.push(self.delivery(&key, message, f, invisible_ms));
-                }
-            }
+            pop.new_messages(&mut state, next)?;
             if before != (state.pop_offset, state.inflight.len()) || !batch.is_empty() {
-                Self::persist_queue(&mut batch, &key, state);
+                Self::persist_queue(&mut batch, &key, &state);
+            }
+            if !batch.is_empty() {
+                self.kv.write(batch).map_err(internal)?;
             }
         }
-        if !batch.is_empty() {
-            self.kv.write(batch).map_err(internal)?;
+        if let (Some(id), false) = (req.attempt_id, out.is_empty()) {
+            self.remember(req, id, &out, now_ms);
         }
         Ok(out)
     }
 
-    fn read_one(
+    fn remember(&self, req: &PopRequest<'_>, id: &str, out: &[Delivery], now_ms: i64) {
+        let deliveries = out
+            .iter()
+            .filter_map(|d| {
+                let r = self
+                    .signer
+                    .decode(&d.receipt_handle, &req.group.name)
+                    .ok()?;
+                Some((r.queue_id, r.queue_offset, r.nonce))
+            })
+            .collect();
+        let mut attempts = self.attempts.lock();
+        if attempts.len() >= MAX_ATTEMPT_IDS {
+            attempts.retain(|_, r| now_ms - r.at_ms < ATTEMPT_ID_TTL_MS);
+            if attempts.len() >= MAX_ATTEMPT_IDS {
+                let oldest = attempts
+                    .iter()
+                    .min_by_key(|(_, r)| r.at_ms)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    attempts.remove(&k);
+                }
+            }
+        }
+        attempts.insert(
+            (
+                req.group.name.clone(),
+                req.topic.to_string(),
+                id.to_string(),
+            ),
+            RememberedReceive {
+                at_ms: now_ms,
+                deliveries,
+            },
+        );
+    }
+
+    /// The deliveries of an earlier receive with the same attempt id that
+    /// are still in flight with the same nonce; None if there is no such receive.
+    fn repeat(
+        &self,
+        req: &PopRequest<'_>,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<Delivery>>, ApogeeError> {
+        let remembered = {
+            let attempts = self.attempts.lock();
+            match attempts.get(&(
+                req.group.name.clone(),
+                req.topic.to_string(),
+                id.to_string(),
+            )) {
+                Some(r) if now_ms - r.at_ms < ATTEMPT_ID_TTL_MS => r.deliveries.clone(),
+                _ => return Ok(None),
+            }
+        };
+        let mut out = Vec::new();
+        for (queue_id, offset, nonce) in remembered {
+            let key = QueueKey::new(&req.group.name, req.topic, queue_id);
+            let Some(queue) = self.existing(&key) else {
+                continue;
+            };
+            let f = match queue.lock().inflight.get(&offset) {
+                Some(f) if f.nonce == nonce => *f,
+                _ => continue,
+            };
+            if let Some(message) = self.read_one(req.topic, queue_id, offset)? {
+                out.push(self.delivery(&key, message, f, req.invisible_ms));
+            }
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    pub(super) fn read_one(
         &self,
         topic: &str,
         queue_id: u32,
@@ -349,53 +399,45 @@ impl ConsumeEngine {
         }
     }
 
-    /// Resolves a handle to its queue and in-flight entry, refusing forged,
-    /// foreign and stale handles.
-    fn current<'a>(
-        queues: &'a mut HashMap<QueueKey, QueueState>,
-        signer: &ReceiptSigner,
+    /// Resolves a handle to its queue, refusing forged and foreign handles.
+    fn resolve(
+        &self,
         group: &str,
         topic: &str,
         handle: &str,
-    ) -> Result<(QueueKey, Receipt, &'a mut QueueState), ApogeeError> {
-        let r = signer.decode(handle, group)?;
+    ) -> Result<(QueueKey, Receipt, SharedQueue), ApogeeError> {
+        let r = self.signer.decode(handle, group)?;
         if r.topic != topic {
             return Err(ApogeeError::InvalidReceiptHandle(format!(
                 "receipt handle is for topic {:?}, not {topic:?}",
                 r.topic
             )));
         }
-        let key = QueueKey {
-            group: r.group.clone(),
-            topic: r.topic.clone(),
-            queue_id: r.queue_id,
-        };
-        let stale = || {
-            ApogeeError::InvalidReceiptHandle(
-                "receipt handle is stale: the message was already acknowledged or delivered again"
-                    .into(),
-            )
-        };
-        let state = queues.get_mut(&key).ok_or_else(stale)?;
-        match state.inflight.get(&r.queue_offset) {
-            Some(f) if f.nonce == r.nonce => Ok((key, r, state)),
-            _ => Err(stale()),
-        }
+        let key = QueueKey::new(&r.group, &r.topic, r.queue_id);
+        let queue = self.existing(&key).ok_or_else(stale)?;
+        Ok((key, r, queue))
     }
 
     /// Acknowledges one delivery.
     pub fn ack(&self, group: &str, topic: &str, handle: &str) -> Result<(), ApogeeError> {
-        let mut queues = self.queues.lock();
-        let (key, r, state) = Self::current(&mut queues, &self.signer, group, topic, handle)?;
+        let (key, r, queue) = self.resolve(group, topic, handle)?;
+        let mut state = queue.lock();
+        match state.inflight.get(&r.queue_offset) {
+            Some(f) if f.nonce == r.nonce && !f.is_waiting() => {}
+            _ => return Err(stale()),
+        }
         state.inflight.remove(&r.queue_offset);
         let mut batch = KvBatch::new();
         batch.delete(Cf::ConsumeState, key.inflight_key(r.queue_offset));
-        Self::persist_queue(&mut batch, &key, state);
-        self.kv.write(batch).map_err(internal)
+        Self::persist_queue(&mut batch, &key, &state);
+        self.kv.write(batch).map_err(internal)?;
+        drop(state);
+        self.changed.notify_waiters();
+        Ok(())
     }
 
-    /// Sets a delivery's remaining invisible time; returns the new handle
-    /// (the old one becomes stale).
+    /// Sets a delivery's remaining invisible time (ends any auto-renewal);
+    /// returns the new handle (the old one becomes stale).
     pub fn change_invisible(
         &self,
         group: &str,
@@ -404,13 +446,14 @@ impl ConsumeEngine {
         invisible_ms: i64,
         now_ms: i64,
     ) -> Result<String, ApogeeError> {
-        let mut queues = self.queues.lock();
-        let (key, r, state) = Self::current(&mut queues, &self.signer, group, topic, handle)?;
-        let f = state
-            .inflight
-            .get_mut(&r.queue_offset)
-            .expect("checked by current");
+        let (key, r, queue) = self.resolve(group, topic, handle)?;
+        let mut state = queue.lock();
+        let f = match state.inflight.get_mut(&r.queue_offset) {
+            Some(f) if f.nonce == r.nonce && !f.is_waiting() => f,
+            _ => return Err(stale()),
+        };
         f.visible_at_ms = now_ms + invisible_ms;
+        f.renew_until_ms = 0;
         f.nonce = rand::random();
         let mut batch = KvBatch::new();
         batch.put(
@@ -420,31 +463,177 @@ impl ConsumeEngine {
         );
         let nonce = f.nonce;
         self.kv.write(batch).map_err(internal)?;
+        drop(state);
+        self.changed.notify_waiters();
         Ok(self.handle(&key, r.queue_offset, nonce))
     }
 
-    /// The earliest time an in-flight delivery of `group` on `topic`
-    /// becomes visible again (long polling wakes up then).
-    pub fn next_redelivery_ms(&self, group: &str, topic: &str) -> Option<i64> {
-        let queues = self.queues.lock();
-        queues
+    /// The delivery a valid handle names (for ForwardMessageToDeadLetterQueue).
+    pub fn expired_by_handle(
+        &self,
+        group: &str,
+        topic: &str,
+        handle: &str,
+    ) -> Result<Expired, ApogeeError> {
+        let (key, r, queue) = self.resolve(group, topic, handle)?;
+        let state = queue.lock();
+        match state.inflight.get(&r.queue_offset) {
+            Some(f) if f.nonce == r.nonce && !f.is_waiting() => Ok(Expired {
+                queue_offset: r.queue_offset,
+                attempt: f.attempt,
+                nonce: f.nonce,
+                key,
+            }),
+            _ => Err(stale()),
+        }
+    }
+
+    /// Deliveries whose invisible time is over and that used up their
+    /// group's attempts (`max_attempts` gives a group's maximum).
+    pub fn expired_deliveries(
+        &self,
+        now_ms: i64,
+        max_attempts: impl Fn(&str) -> u32,
+    ) -> Vec<Expired> {
+        let mut out = Vec::new();
+        for (key, queue) in self.matching(|_| true) {
+            let max = max_attempts(&key.group);
+            let state = queue.lock();
+            for (off, f) in &state.inflight {
+                if !f.is_waiting() && f.visible_at_ms <= now_ms && f.attempt >= max {
+                    out.push(Expired {
+                        key: key.clone(),
+                        queue_offset: *off,
+                        attempt: f.attempt,
+                        nonce: f.nonce,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes a delivery that was written to the dead-letter topic, if it
+    /// is still the same delivery (an ack may have come in between).
+    pub fn finish_dead_letter(&self, e: &Expired) -> Result<bool, ApogeeError> {
+        let Some(queue) = self.existing(&e.key) else {
+            return Ok(false);
+        };
+        let mut state = queue.lock();
+        match state.inflight.get(&e.queue_offset) {
+            Some(f) if f.nonce == e.nonce => {}
+            _ => return Ok(false),
+        }
+        state.inflight.remove(&e.queue_offset);
+        let mut batch = KvBatch::new();
+        batch.delete(Cf::ConsumeState, e.key.inflight_key(e.queue_offset));
+        Self::persist_queue(&mut batch, &e.key, &state);
+        self.kv.write(batch).map_err(internal)?;
+        drop(state);
+        self.changed.notify_waiters();
+        Ok(true)
+    }
+
+    /// Pushes the invisible time of auto-renew deliveries that end within
+    /// half a period to `now + period_ms` (never past their renewal limit).
+    pub fn renew(&self, now_ms: i64, period_ms: i64) -> Result<usize, ApogeeError> {
+        let mut renewed = 0;
+        for (key, queue) in self.matching(|_| true) {
+            let mut state = queue.lock();
+            let mut batch = KvBatch::new();
+            for (off, f) in state.inflight.iter_mut() {
+                if f.is_waiting() || f.renew_until_ms <= now_ms {
+                    continue;
+                }
+                if f.visible_at_ms - now_ms > period_ms / 2 {
+                    continue;
+                }
+                let next = (now_ms + period_ms).min(f.renew_until_ms);
+                if next > f.visible_at_ms {
+                    f.visible_at_ms = next;
+                    batch.put(Cf::ConsumeState, key.inflight_key(*off), f.encode());
+                    renewed += 1;
+                }
+            }
+            if !batch.is_empty() {
+                self.kv.write(batch).map_err(internal)?;
+            }
+        }
+        Ok(renewed)
+    }
+
+    /// The earliest time a delivery of `group` on `topic` may be handed out
+    /// again (long polling wakes up then); deliveries past their attempts are
+    /// the dead-letter task's.
+    pub fn next_redelivery_ms(&self, group: &GroupConfig, topic: &str) -> Option<i64> {
+        self.matching(|k| k.group == group.name && k.topic == topic)
             .iter()
-            .filter(|(k, _)| k.group == group && k.topic == topic)
-            .flat_map(|(_, s)| s.inflight.values().map(|f| f.visible_at_ms))
+            .filter_map(|(_, q)| {
+                q.lock()
+                    .inflight
+                    .values()
+                    .filter(|f| !f.is_waiting() && f.attempt < group.max_delivery_attempts)
+                    .map(|f| f.visible_at_ms)
+                    .min()
+            })
             .min()
+    }
+
+    /// Progress of every queue `group` has consumed from.
+    pub fn group_progress(&self, group: &str) -> Vec<QueueProgress> {
+        let mut out: Vec<QueueProgress> = self
+            .matching(|k| k.group == group)
+            .into_iter()
+            .map(|(k, q)| {
+                let s = q.lock();
+                QueueProgress {
+                    consumer_offset: s.committed(),
+                    pop_offset: s.pop_offset,
+                    inflight: s.inflight.values().filter(|f| !f.is_waiting()).count(),
+                    last_consume_ms: s.last_consume_ms,
+                    topic: k.topic,
+                    queue_id: k.queue_id,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
+        out
+    }
+
+    /// Delivery attempts so far of one message, per group that has it in flight.
+    pub fn attempts_of(&self, topic: &str, queue_id: u32, queue_offset: u64) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .matching(|k| k.topic == topic && k.queue_id == queue_id)
+            .into_iter()
+            .filter_map(|(k, q)| {
+                let f = q.lock().inflight.get(&queue_offset).copied()?;
+                (!f.is_waiting()).then_some((k.group, f.attempt))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Drops all consume state of a deleted topic.
     pub fn forget_topic(&self, topic: &str) -> Result<(), ApogeeError> {
-        let mut queues = self.queues.lock();
+        self.forget(|k| k.topic == topic)
+    }
+
+    /// Drops all consume state of a deleted group.
+    pub fn forget_group(&self, group: &str) -> Result<(), ApogeeError> {
+        self.forget(|k| k.group == group)
+    }
+
+    fn forget(&self, pred: impl Fn(&QueueKey) -> bool) -> Result<(), ApogeeError> {
+        let mut queues = self.queues.write();
         let mut batch = KvBatch::new();
-        queues.retain(|k, s| {
-            if k.topic != topic {
+        queues.retain(|k, q| {
+            if !pred(k) {
                 return true;
             }
             batch.delete(Cf::ConsumeState, k.pop_key());
             batch.delete(Cf::ConsumerOffset, k.prefix());
-            for off in s.inflight.keys() {
+            for off in q.lock().inflight.keys() {
                 batch.delete(Cf::ConsumeState, k.inflight_key(*off));
             }
             false
@@ -453,13 +642,174 @@ impl ConsumeEngine {
     }
 }
 
-/// Key of a consumer offset in `Cf::ConsumerOffset` (shared with the
-/// offset RPCs so both read and write the same entries).
-pub fn consumer_offset_key(group: &str, topic: &str, queue_id: u32) -> Vec<u8> {
-    QueueKey {
-        group: group.into(),
-        topic: topic.into(),
-        queue_id,
+fn stale() -> ApogeeError {
+    ApogeeError::InvalidReceiptHandle(
+        "receipt handle is stale: the message was already acknowledged or delivered again".into(),
+    )
+}
+
+/// One queue's part of a pop, under that queue's lock.
+struct QueuePop<'p, 'r> {
+    engine: &'p ConsumeEngine,
+    req: &'p PopRequest<'r>,
+    key: &'p QueueKey,
+    now_ms: i64,
+    batch: &'p mut KvBatch,
+    out: &'p mut Vec<Delivery>,
+}
+
+impl QueuePop<'_, '_> {
+    fn room(&self) -> bool {
+        self.out.len() < self.req.max
     }
-    .prefix()
+
+    /// Where a delivery made now becomes visible again: after the invisible
+    /// time plus, unless the broker renews it, the group's backoff.
+    fn next_visible(&self, attempt: u32) -> i64 {
+        let backoff = match self.req.renew_until_ms {
+            Some(_) => 0,
+            None => self.req.group.retry.backoff_ms(attempt) as i64,
+        };
+        self.now_ms + self.req.invisible_ms + backoff
+    }
+
+    /// Hands out `f` (attempt raised) and records it.
+    fn hand_out(&mut self, message: StoredMessage, f: &mut Inflight) {
+        f.attempt += 1;
+        f.nonce = rand::random();
+        f.visible_at_ms = self.next_visible(f.attempt);
+        f.renew_until_ms = self.req.renew_until_ms.unwrap_or(0);
+        self.batch.put(
+            Cf::ConsumeState,
+            self.key.inflight_key(message.queue_offset),
+            f.encode(),
+        );
+        let d = self
+            .engine
+            .delivery(self.key, message, *f, self.req.invisible_ms);
+        self.out.push(d);
+    }
+
+    /// Deliveries due again and, for FIFO groups, waiting messages whose
+    /// message group is free, oldest offset first.
+    fn due_again(&mut self, state: &mut QueueState) -> Result<(), ApogeeError> {
+        let fifo = self.req.group.fifo;
+        let max_attempts = self.req.group.max_delivery_attempts;
+        // Message groups with a delivery in flight (FIFO only).
+        let mut busy: HashSet<u64> = if fifo {
+            state
+                .inflight
+                .values()
+                .filter(|f| !f.is_waiting() && f.message_group != 0)
+                .map(|f| f.message_group)
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let candidates: Vec<(u64, Inflight)> = state
+            .inflight
+            .iter()
+            .filter(|(_, f)| f.is_waiting() || f.visible_at_ms <= self.now_ms)
+            .map(|(o, f)| (*o, *f))
+            .collect();
+        for (offset, f) in candidates {
+            if !self.room() {
+                break;
+            }
+            if !f.is_waiting() && f.attempt >= max_attempts {
+                self.engine.expired.notify_one();
+                continue;
+            }
+            if f.is_waiting() && fifo && f.message_group != 0 {
+                if busy.contains(&f.message_group) {
+                    continue;
+                }
+                busy.insert(f.message_group);
+            }
+            let Some(message) = self
+                .engine
+                .read_one(self.req.topic, self.key.queue_id, offset)?
+            else {
+                // Gone from the store (retention): nothing to deliver.
+                state.inflight.remove(&offset);
+                self.batch
+                    .delete(Cf::ConsumeState, self.key.inflight_key(offset));
+                continue;
+            };
+            let entry = state.inflight.get_mut(&offset).expect("listed above");
+            self.hand_out(message, entry);
+            state.last_consume_ms = Some(self.now_ms);
+        }
+        Ok(())
+    }
+
+    /// New messages from the queue's pop offset up to `next`.
+    fn new_messages(&mut self, state: &mut QueueState, next: u64) -> Result<(), ApogeeError> {
+        let fifo = self.req.group.fifo;
+        let mut busy: HashSet<u64> = if fifo {
+            state
+                .inflight
+                .values()
+                .filter(|f| f.message_group != 0)
+                .map(|f| f.message_group)
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut waiting = state.inflight.values().filter(|f| f.is_waiting()).count();
+        while self.room() && state.pop_offset < next && waiting < MAX_FIFO_WAITING_PER_QUEUE {
+            let want = (self.req.max - self.out.len()).max(32);
+            let entries = self
+                .engine
+                .store
+                .queue_entries(self.req.topic, self.key.queue_id, state.pop_offset, want)
+                .map_err(internal)?;
+            if entries.is_empty() {
+                break;
+            }
+            for e in entries {
+                if !self.room() || waiting >= MAX_FIFO_WAITING_PER_QUEUE {
+                    break;
+                }
+                state.pop_offset = e.queue_offset + 1;
+                if !self.req.filter.may_match_hash(e.tag_hash) {
+                    continue;
+                }
+                let message = self
+                    .engine
+                    .store
+                    .read_at(e.log_offset, e.size)
+                    .map_err(internal)?;
+                if !self.req.filter.matches(&message.msg) {
+                    continue;
+                }
+                let group = match (&message.msg.message_group, fifo) {
+                    (Some(g), true) => message_group_hash(g),
+                    _ => 0,
+                };
+                let mut f = Inflight {
+                    visible_at_ms: 0,
+                    attempt: 0,
+                    nonce: 0,
+                    renew_until_ms: 0,
+                    message_group: group,
+                };
+                if group != 0 && !busy.insert(group) {
+                    // Its message group has one in flight or waiting: wait behind it.
+                    state.inflight.insert(e.queue_offset, f);
+                    self.batch.put(
+                        Cf::ConsumeState,
+                        self.key.inflight_key(e.queue_offset),
+                        f.encode(),
+                    );
+                    waiting += 1;
+                    continue;
+                }
+                self.hand_out(message, &mut f);
+                state.inflight.insert(e.queue_offset, f);
+                state.last_consume_ms = Some(self.now_ms);
+            }
+        }
+        Ok(())
+    }
 }

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::store::{MessageStore, NewMessage, StoreConfig};
+use apogee_proto::group::{GroupConfig, RetryPolicy};
+use apogee_proto::v2::{FilterExpression, FilterType};
 use apogee_proto::ApogeeError;
 use std::sync::Arc;
 
@@ -30,21 +32,45 @@ async fn store_with(dir: &std::path::Path, msgs: Vec<NewMessage>) -> Arc<Message
     store
 }
 
+/// A group with a 1 s backoff for every attempt, `max` attempts, FIFO or not.
+fn group(name: &str, max: u32, fifo: bool) -> &'static GroupConfig {
+    Box::leak(Box::new(GroupConfig {
+        max_delivery_attempts: max,
+        retry: RetryPolicy::Custom(vec![1_000]),
+        fifo,
+        ..GroupConfig::with_defaults(name)
+    }))
+}
+
+fn all() -> MessageFilter {
+    MessageFilter::from_expression(None).unwrap()
+}
+
+fn tags(expression: &str) -> MessageFilter {
+    MessageFilter::from_expression(Some(&FilterExpression {
+        r#type: FilterType::Tag as i32,
+        expression: expression.into(),
+    }))
+    .unwrap()
+}
+
 fn pr<'a>(
-    group: &'a str,
+    group_name: &'a str,
     topic: &'a str,
     queue_ids: &'a [u32],
-    filter: &'a TagFilter,
+    filter: &'a MessageFilter,
     max: usize,
     invisible_ms: i64,
 ) -> PopRequest<'a> {
     PopRequest {
-        group,
+        group: group(group_name, 16, false),
         topic,
         queue_ids,
         filter,
         max,
         invisible_ms,
+        renew_until_ms: None,
+        attempt_id: None,
     }
 }
 
@@ -62,7 +88,7 @@ async fn each_message_goes_to_one_receiver_of_a_group_and_to_every_group() {
         .collect();
     let store = store_with(dir.path(), msgs).await;
     let engine = ConsumeEngine::open(store).unwrap();
-    let all = TagFilter::All;
+    let all = all();
     let first = engine
         .pop(&pr("g", "t", &[0, 1], &all, 6, 30_000), 1_000)
         .unwrap();
@@ -81,20 +107,23 @@ async fn each_message_goes_to_one_receiver_of_a_group_and_to_every_group() {
 }
 
 #[tokio::test]
-async fn unacked_delivery_comes_back_after_its_invisible_time_with_attempt_2() {
+async fn unacked_delivery_comes_back_after_invisible_time_and_backoff_with_attempt_2() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with(dir.path(), vec![message("t", 0, None, "a")]).await;
     let engine = ConsumeEngine::open(store).unwrap();
     let d = engine
-        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 10_000)
+        .pop(&pr("g", "t", &[0], &all(), 1, 5_000), 10_000)
         .unwrap();
     assert_eq!(d[0].attempt, 1);
-    assert!(engine
-        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 14_999)
-        .unwrap()
-        .is_empty());
+    assert!(
+        engine
+            .pop(&pr("g", "t", &[0], &all(), 1, 5_000), 15_999)
+            .unwrap()
+            .is_empty(),
+        "invisible for 5 s, then the group's 1 s backoff"
+    );
     let again = engine
-        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 15_000)
+        .pop(&pr("g", "t", &[0], &all(), 1, 5_000), 16_000)
         .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 2);
@@ -107,7 +136,7 @@ async fn unacked_delivery_comes_back_after_its_invisible_time_with_attempt_2() {
         "double ack is refused"
     );
     assert!(engine
-        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 100_000)
+        .pop(&pr("g", "t", &[0], &all(), 1, 5_000), 100_000)
         .unwrap()
         .is_empty());
 }
@@ -121,7 +150,7 @@ async fn acked_progress_and_inflight_survive_reopen() {
     let store = store_with(dir.path(), msgs).await;
     let engine = ConsumeEngine::open(store.clone()).unwrap();
     let d = engine
-        .pop(&pr("g", "t", &[0], &TagFilter::All, 2, 5_000), 0)
+        .pop(&pr("g", "t", &[0], &all(), 2, 5_000), 0)
         .unwrap();
     engine.ack("g", "t", &d[0].receipt_handle).unwrap();
     let handle = d[1].receipt_handle.clone();
@@ -134,7 +163,7 @@ async fn acked_progress_and_inflight_survive_reopen() {
     // The in-flight delivery's handle still works after the restart.
     engine.ack("g", "t", &handle).unwrap();
     let rest = engine
-        .pop(&pr("g", "t", &[0], &TagFilter::All, 10, 5_000), 1)
+        .pop(&pr("g", "t", &[0], &all(), 10, 5_000), 1)
         .unwrap();
     assert_eq!(bodies(&rest), vec!["m2"]);
 }
@@ -145,7 +174,7 @@ async fn handles_of_another_group_or_topic_are_refused() {
     let store = store_with(dir.path(), vec![message("t", 0, None, "a")]).await;
     let engine = ConsumeEngine::open(store).unwrap();
     let d = engine
-        .pop(&pr("g", "t", &[0], &TagFilter::All, 1, 5_000), 0)
+        .pop(&pr("g", "t", &[0], &all(), 1, 5_000), 0)
         .unwrap();
     assert!(engine.ack("g2", "t", &d[0].receipt_handle).is_err());
     assert!(engine.ack("g", "t2", &d[0].receipt_handle).is_err());
@@ -173,13 +202,13 @@ async fn tag_filter_skips_other_tags_for_good() {
     ];
     let store = store_with(dir.path(), msgs).await;
     let engine = ConsumeEngine::open(store).unwrap();
-    let only_a = TagFilter::parse("A").unwrap();
+    let only_a = tags("A");
     let d = engine
         .pop(&pr("g", "t", &[0], &only_a, 10, 5_000), 0)
         .unwrap();
     assert_eq!(bodies(&d), vec!["a1", "a2"]);
     assert!(engine
-        .pop(&pr("g", "t", &[0], &TagFilter::All, 10, 5_000), 0)
+        .pop(&pr("g", "t", &[0], &all(), 10, 5_000), 0)
         .unwrap()
         .is_empty());
 }

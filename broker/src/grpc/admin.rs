@@ -3,6 +3,7 @@
 //! the listing and operator resolution of this broker's transactions, and the listing of its
 //! scheduled messages.
 
+use super::{admin_groups, admin_messages};
 use crate::server::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
@@ -162,5 +163,92 @@ impl Admin for AdminServer {
             messages,
             stats: vec![self.broker.schedule.stats()],
         }))
+    }
+
+    async fn get_message(
+        &self,
+        req: Request<cluster::GetMessageRequest>,
+    ) -> Result<Response<cluster::GetMessageResponse>, Status> {
+        let r = admin_messages::get_message(&self.broker, req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn find_messages(
+        &self,
+        req: Request<cluster::FindMessagesRequest>,
+    ) -> Result<Response<cluster::FindMessagesResponse>, Status> {
+        let r = admin_messages::find_messages(&self.broker, req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn read_queue(
+        &self,
+        req: Request<cluster::ReadQueueRequest>,
+    ) -> Result<Response<cluster::ReadQueueResponse>, Status> {
+        let r = admin_messages::read_queue(&self.broker, req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        req: Request<cluster::ListDeadLettersRequest>,
+    ) -> Result<Response<cluster::ListDeadLettersResponse>, Status> {
+        let r = admin_messages::list_dead_letters(&self.broker, req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn resend_dead_letters(
+        &self,
+        req: Request<cluster::ResendDeadLettersRequest>,
+    ) -> Result<Response<cluster::ResendDeadLettersResponse>, Status> {
+        let r = admin_messages::resend_dead_letters(&self.broker, req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn create_group(
+        &self,
+        req: Request<cluster::CreateGroupRequest>,
+    ) -> Result<Response<cluster::CreateGroupResponse>, Status> {
+        Ok(Response::new(admin_groups::create(
+            &self.broker,
+            req.into_inner(),
+        )?))
+    }
+
+    async fn update_group(
+        &self,
+        req: Request<cluster::UpdateGroupRequest>,
+    ) -> Result<Response<cluster::UpdateGroupResponse>, Status> {
+        Ok(Response::new(admin_groups::update(
+            &self.broker,
+            req.into_inner(),
+        )?))
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<cluster::DeleteGroupRequest>,
+    ) -> Result<Response<cluster::DeleteGroupResponse>, Status> {
+        Ok(Response::new(admin_groups::delete(
+            &self.broker,
+            req.into_inner(),
+        )?))
+    }
+
+    async fn list_groups(
+        &self,
+        _req: Request<cluster::ListGroupsRequest>,
+    ) -> Result<Response<cluster::ListGroupsResponse>, Status> {
+        Ok(Response::new(admin_groups::list(&self.broker)))
+    }
+
+    async fn describe_group(
+        &self,
+        req: Request<cluster::DescribeGroupRequest>,
+    ) -> Result<Response<cluster::DescribeGroupResponse>, Status> {
+        Ok(Response::new(admin_groups::describe(
+            &self.broker,
+            req.into_inner(),
+        )?))
     }
 }

@@ -1,9 +1,11 @@
 //! Conversions between the v2 wire messages and the store's records.
 
 use crate::consume::Delivery;
+use crate::store::record::internal;
 use crate::store::{NewMessage, StoredMessage};
 use apogee_proto::time::{duration, timestamp, timestamp_ms};
 use apogee_proto::v2::{self, DigestType, Encoding, MessageType};
+use md5::{Digest as _, Md5};
 use std::time::Duration;
 
 /// The store record for a validated v2 message.
@@ -44,16 +46,37 @@ pub fn to_new_message(
             p.sort();
             p
         },
-        internal: Vec::new(),
+        internal: match Encoding::try_from(sp.body_encoding) {
+            Ok(Encoding::Gzip) => vec![(internal::BODY_ENCODING.to_string(), GZIP.to_string())],
+            _ => Vec::new(),
+        },
         body: m.body.clone(),
     }
 }
 
-/// CRC32 of the body as the Java client computes it: upper-case hex, no padding.
+/// The value of `internal::BODY_ENCODING` for a gzip-compressed body.
+const GZIP: &str = "gzip";
+
+/// The body's encoding as the producer declared it.
+pub fn body_encoding(m: &NewMessage) -> Encoding {
+    let gzip = m
+        .internal
+        .iter()
+        .any(|(k, v)| k == internal::BODY_ENCODING && v == GZIP);
+    if gzip {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
+}
+
+/// MD5 of the body (as stored, so compressed if it was sent compressed), in
+/// upper-case hex: the one digest text every official client reads alike
+/// (their CRC32 texts differ: padded, unpadded, decimal).
 fn body_digest(s: &StoredMessage) -> v2::Digest {
     v2::Digest {
-        r#type: DigestType::Crc32 as i32,
-        checksum: format!("{:X}", s.body_crc32),
+        r#type: DigestType::Md5 as i32,
+        checksum: hex::encode_upper(Md5::digest(&s.msg.body)),
     }
 }
 
@@ -71,7 +94,7 @@ pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2
             keys: m.keys.clone(),
             message_id: m.message_id.clone(),
             body_digest: Some(body_digest(s)),
-            body_encoding: Encoding::Identity as i32,
+            body_encoding: body_encoding(m) as i32,
             message_type: i32::from(m.message_type),
             born_timestamp: Some(timestamp(m.born_timestamp_ms)),
             born_host: m.born_host.clone(),

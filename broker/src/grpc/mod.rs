@@ -6,12 +6,15 @@
 //!   RecallMessage in `crate::schedule`;
 //!   Telemetry is the shared session of `apogee_proto::telemetry`).
 //! - [`admin::AdminServer`]: the typed `apogee.cluster.v1.Admin` operations
-//!   applied to this broker.
+//!   applied to this broker (message query and dead letters in [`admin_messages`],
+//!   consumer groups in [`admin_groups`]).
 //!
 //! v2 responses carry their outcome in a `Status` inside the body; the gRPC
 //! status is only non-OK for transport-level problems.
 
 pub mod admin;
+pub mod admin_groups;
+pub mod admin_messages;
 pub mod convert;
 pub mod end_transaction;
 pub mod offsets;
@@ -68,6 +71,13 @@ impl MessagingServer {
     pub fn new(broker: Arc<Broker>) -> Self {
         MessagingServer { broker }
     }
+
+    /// Consumers' Settings replies carry their group's config (created on first use, or
+    /// refused, as `consume.auto_create_groups` says).
+    fn group_lookup(&self) -> apogee_proto::telemetry::GroupLookup {
+        let broker = self.broker.clone();
+        Arc::new(move |group| broker.groups.resolve(group).map(Some))
+    }
 }
 
 #[tonic::async_trait]
@@ -83,10 +93,19 @@ impl MessagingService for MessagingServer {
 
     async fn heartbeat(
         &self,
-        _req: Request<v2::HeartbeatRequest>,
+        req: Request<v2::HeartbeatRequest>,
     ) -> Result<Response<v2::HeartbeatResponse>, Status> {
+        // A consumer's heartbeat names its group: an unknown one is created or refused.
+        let group = req.get_ref().group.as_ref().map(|g| g.name.as_str());
+        let status = match group.filter(|g| !g.is_empty()) {
+            Some(g) => match self.broker.groups.resolve(g) {
+                Ok(_) => ok_status(),
+                Err(e) => e.to_status(),
+            },
+            None => ok_status(),
+        };
         Ok(Response::new(v2::HeartbeatResponse {
-            status: Some(ok_status()),
+            status: Some(status),
         }))
     }
 
@@ -138,13 +157,11 @@ impl MessagingService for MessagingServer {
 
     async fn forward_message_to_dead_letter_queue(
         &self,
-        _req: Request<v2::ForwardMessageToDeadLetterQueueRequest>,
+        req: Request<v2::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<Response<v2::ForwardMessageToDeadLetterQueueResponse>, Status> {
-        Ok(Response::new(v2::ForwardMessageToDeadLetterQueueResponse {
-            status: Some(not_implemented(
-                "ForwardMessageToDeadLetterQueue (dead-letter queues)",
-            )),
-        }))
+        Ok(Response::new(
+            receive::forward_to_dead_letter(&self.broker, req.into_inner()).await,
+        ))
     }
 
     type PullMessageStream = ResponseStream<v2::PullMessageResponse>;
@@ -215,6 +232,7 @@ impl MessagingService for MessagingServer {
                 req.into_inner(),
                 self.broker.limits.clone(),
                 self.broker.sessions.clone(),
+                self.group_lookup(),
                 self.broker.closing(),
             ),
         )))

@@ -3,7 +3,7 @@
 //! queue) and QueryOffset (beginning, end or by timestamp).
 
 use super::convert::to_v2_message;
-use crate::consume::{state::consumer_offset_key, TagFilter};
+use crate::consume::{keys::consumer_offset_key, MessageFilter};
 use crate::server::Broker;
 use crate::store::{Cf, KvBatch};
 use apogee_proto::error::ok_status;
@@ -55,7 +55,7 @@ pub async fn pull(
     let plan = (|| {
         group_of(req.group.as_ref())?;
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
-        let filter = TagFilter::from_expression(req.filter_expression.as_ref())?;
+        let filter = MessageFilter::from_expression(req.filter_expression.as_ref())?;
         let batch = if req.batch_size <= 0 {
             32
         } else {
@@ -112,7 +112,7 @@ pub async fn pull(
             let next_offset = messages.last().map(|m| m.queue_offset + 1).unwrap_or(from);
             let mut out: Vec<_> = messages
                 .iter()
-                .filter(|m| filter.matches(m.msg.tag.as_deref()))
+                .filter(|m| filter.matches(&m.msg))
                 .map(|m| v2::PullMessageResponse {
                     content: Some(Content::Message(to_v2_message(m, &namespace, &store_host))),
                 })

@@ -2,24 +2,31 @@
 //! the consumer side of the v2 protocol over the consume engine.
 
 use super::convert::delivery_to_v2;
-use crate::consume::{PopRequest, TagFilter};
+use crate::consume::{MessageFilter, PopRequest};
 use crate::server::Broker;
 use apogee_proto::error::ok_status;
+use apogee_proto::group::GroupConfig;
 use apogee_proto::time::{duration_ms, now_ms};
 use apogee_proto::v2::{self, receive_message_response::Content, Permission};
 use apogee_proto::{limits, ApogeeError};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A validated receive request.
 pub struct ReceivePlan {
     pub group: String,
+    pub group_config: Arc<GroupConfig>,
     pub topic: String,
     pub namespace: String,
     /// Queues to pop from, the requested one first.
     pub queues: Vec<u32>,
-    pub filter: TagFilter,
+    pub filter: MessageFilter,
     pub batch: usize,
     pub invisible_ms: i64,
+    /// Auto-renew receive (push consumers): the broker renews the invisible
+    /// time until acked or nacked, at most this long.
+    pub auto_renew_ms: Option<i64>,
+    pub attempt_id: Option<String>,
     pub long_polling_ms: i64,
 }
 
@@ -56,7 +63,8 @@ pub fn plan_receive(
             topic_res.name
         )));
     }
-    let filter = TagFilter::from_expression(req.filter_expression.as_ref())?;
+    let group_config = broker.groups.resolve(&group)?;
+    let filter = MessageFilter::from_expression(req.filter_expression.as_ref())?;
     let batch = if req.batch_size == 0 {
         DEFAULT_RECEIVE_BATCH
     } else {
@@ -68,13 +76,20 @@ pub fn plan_receive(
             limits::MAX_RECEIVE_BATCH
         )));
     }
-    let invisible_ms = req
-        .invisible_duration
-        .as_ref()
-        .map(duration_ms)
-        .ok_or_else(|| {
-            ApogeeError::IllegalInvisibleTime("invisible_duration is required".into())
-        })?;
+    // Push consumers ask the broker to keep their messages invisible until
+    // they answer (`auto_renew`) and send no invisible duration.
+    let auto_renew_ms = req
+        .auto_renew
+        .then_some(broker.config.consume.max_auto_renew_ms as i64);
+    let invisible_ms = match (req.invisible_duration.as_ref(), auto_renew_ms) {
+        (Some(d), _) => duration_ms(d),
+        (None, Some(_)) => broker.config.consume.auto_renew_period_ms as i64,
+        (None, None) => {
+            return Err(ApogeeError::IllegalInvisibleTime(
+                "invisible_duration is required unless auto_renew is set".into(),
+            ))
+        }
+    };
     if !(limits::MIN_INVISIBLE_MS..=limits::MAX_INVISIBLE_MS).contains(&invisible_ms) {
         return Err(ApogeeError::IllegalInvisibleTime(format!(
             "{invisible_ms} ms is outside {}..={} ms",
@@ -92,12 +107,15 @@ pub fn plan_receive(
     let queues = (0..count).map(|i| (first + i) % count).collect();
     Ok(ReceivePlan {
         group,
+        group_config,
         topic: topic_res.name,
         namespace: topic_res.resource_namespace,
         queues,
         filter,
         batch: batch as usize,
         invisible_ms,
+        auto_renew_ms,
+        attempt_id: req.attempt_id.clone().filter(|a| !a.is_empty()),
         long_polling_ms,
     })
 }
@@ -130,18 +148,24 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
     let deadline = tokio::time::Instant::now() + Duration::from_millis(plan.long_polling_ms as u64);
     let store_host = broker.config.advertised_endpoint();
     loop {
-        // Register interest before looking, so an append in between wakes us.
+        // Register interest before looking, so an append (or an ack that
+        // frees a FIFO message group) in between wakes us.
         let appended = broker.store.appended().notified();
         tokio::pin!(appended);
         appended.as_mut().enable();
+        let changed = broker.consume.changed().notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let now = now_ms();
         let request = PopRequest {
-            group: &plan.group,
+            group: &plan.group_config,
             topic: &plan.topic,
             queue_ids: &plan.queues,
             filter: &plan.filter,
             max: plan.batch,
             invisible_ms: plan.invisible_ms,
+            renew_until_ms: plan.auto_renew_ms.map(|ms| now + ms),
+            attempt_id: plan.attempt_id.as_deref(),
         };
         let popped = broker.consume.pop(&request, now);
         match popped {
@@ -171,10 +195,16 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
         }
         // Wake for an append, a redelivery coming due, or the deadline.
         let mut wait = left;
-        if let Some(at) = broker.consume.next_redelivery_ms(&plan.group, &plan.topic) {
+        if let Some(at) = broker
+            .consume
+            .next_redelivery_ms(&plan.group_config, &plan.topic)
+        {
             wait = wait.min(Duration::from_millis((at - now).max(1) as u64));
         }
-        broker.wait_for_append(appended, wait).await;
+        tokio::select! {
+            _ = broker.wait_for_append(appended, wait) => {}
+            _ = changed => {}
+        }
     }
 }
 
@@ -289,5 +319,55 @@ pub fn change_invisible(
             status: Some(e.to_status()),
             receipt_handle: String::new(),
         },
+    }
+}
+
+/// ForwardMessageToDeadLetterQueue: a consumer (the FIFO push consumers)
+/// gives up on a delivery. OK once the dead letter is stored, also when it
+/// was stored by an earlier call (Java's FIFO consumer repeats the call
+/// until it gets OK).
+pub async fn forward_to_dead_letter(
+    broker: &Broker,
+    req: v2::ForwardMessageToDeadLetterQueueRequest,
+) -> v2::ForwardMessageToDeadLetterQueueResponse {
+    let result = async {
+        let (group, topic) = group_and_topic(req.group.as_ref(), req.topic.as_ref())?;
+        match broker
+            .consume
+            .expired_by_handle(&group, &topic, &req.receipt_handle)
+        {
+            Ok(e) => {
+                crate::consume::dead_letter::dead_letter(
+                    &broker.store,
+                    &broker.topics,
+                    &broker.consume,
+                    &e,
+                )
+                .await?;
+                Ok(())
+            }
+            Err(ApogeeError::InvalidReceiptHandle(why)) => {
+                let dlq = apogee_proto::names::dlq_topic(&group);
+                let stored = broker
+                    .store
+                    .lookup_all_by_id(&req.message_id, 64)
+                    .map_err(|e| ApogeeError::Internal(e.to_string()))?
+                    .iter()
+                    .any(|m| m.msg.topic == dlq);
+                if stored {
+                    Ok(())
+                } else {
+                    Err(ApogeeError::InvalidReceiptHandle(why))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+    .await;
+    v2::ForwardMessageToDeadLetterQueueResponse {
+        status: Some(match result {
+            Ok(()) => ok_status(),
+            Err(e) => e.to_status(),
+        }),
     }
 }

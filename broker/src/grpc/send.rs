@@ -5,7 +5,7 @@
 use super::convert::to_new_message;
 use crate::server::Broker;
 use apogee_proto::error::ok_status;
-use apogee_proto::v2::{self, MessageType, Permission};
+use apogee_proto::v2::{self, Encoding, MessageType, Permission};
 use apogee_proto::{limits, message_id, names, ApogeeError};
 
 /// Checks one message; returns its topic, queue and store record.
@@ -75,12 +75,24 @@ fn validate(
 
     let message_type = match MessageType::try_from(sp.message_type) {
         // A client that names no type but sets a delivery time means DELAY.
-        Ok(MessageType::Unspecified) | Err(_) if sp.delivery_timestamp.is_some() => {
-            MessageType::Delay
-        }
+        Ok(MessageType::Unspecified) if sp.delivery_timestamp.is_some() => MessageType::Delay,
         Ok(t) => t,
-        Err(_) => MessageType::Unspecified,
+        Err(_) => {
+            return Err(ApogeeError::BadRequest(format!(
+                "unknown message type {}",
+                sp.message_type
+            )))
+        }
     };
+    match Encoding::try_from(sp.body_encoding) {
+        Ok(Encoding::Unspecified | Encoding::Identity | Encoding::Gzip) => {}
+        Err(_) => {
+            return Err(ApogeeError::BadRequest(format!(
+                "unknown body encoding {}",
+                sp.body_encoding
+            )))
+        }
+    }
     match message_type {
         MessageType::Delay if sp.delivery_timestamp.is_none() => {
             return Err(ApogeeError::IllegalDeliveryTime(

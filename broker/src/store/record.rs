@@ -69,6 +69,17 @@ pub mod internal {
     pub const SCHED_DUE: &str = "sched.due";
     /// On a schedule op record: `recall` or `drop`.
     pub const SCHED_OP: &str = "sched.op";
+    /// A dead letter's origin: the consumer group, its topic, queue and queue offset,
+    /// and the delivery attempts it had.
+    pub const DLQ_GROUP: &str = "dlq.group";
+    pub const DLQ_TOPIC: &str = "dlq.topic";
+    pub const DLQ_QUEUE: &str = "dlq.queue";
+    pub const DLQ_OFFSET: &str = "dlq.offset";
+    pub const DLQ_ATTEMPTS: &str = "dlq.attempts";
+    /// When a dead letter was resent to its topic (ms since the epoch), on the resent copy.
+    pub const DLQ_RESENT_AT: &str = "dlq.resent_at";
+    /// The body's encoding as the producer declared it (`gzip`); absent means identity.
+    pub const BODY_ENCODING: &str = "body.encoding";
 }
 /// Length, magic and CRC: what must be read to know a record's size.
 pub const HEADER_LEN: usize = 12;

@@ -45,6 +45,18 @@ impl AccessPoint {
         }
     }
 
+    /// Consumers' Settings replies carry their group's config as the brokers registered it
+    /// (the defaults for a group no broker holds yet).
+    fn group_lookup(&self) -> apogee_proto::telemetry::GroupLookup {
+        let registry = self.registry.clone();
+        Arc::new(move |group| {
+            Ok(registry
+                .group(group)
+                .and_then(|wire| apogee_proto::group::GroupConfig::try_from(&wire).ok())
+                .map(Arc::new))
+        })
+    }
+
     /// Ends every open Telemetry stream (and every one opened later), so a
     /// graceful shutdown does not wait for clients to hang up.
     pub fn close_streams(&self) {
@@ -243,6 +255,7 @@ impl MessagingService for AccessPoint {
             request.into_inner(),
             self.limits.clone(),
             self.sessions.clone(),
+            self.group_lookup(),
             self.closing.subscribe(),
         )))
     }

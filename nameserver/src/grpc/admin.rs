@@ -3,12 +3,14 @@
 //! (which serves the same Admin service and applies it locally), then updates
 //! the broker table so routes reflect the change at once. ListTopics is
 //! answered from the table; transactions are routed by [`transactions`], scheduled messages
-//! by [`schedule`].
+//! by [`schedule`], message query and dead letters by [`admin_messages`], consumer groups by
+//! [`admin_groups`].
 
 use super::brokers::BrokerChannels;
-use super::{schedule, transactions};
+use super::{admin_groups, admin_messages, schedule, transactions};
 use crate::endpoint;
 use crate::registry::{AdminTarget, GroupKey, Registry};
+use apogee_proto::cluster as cl;
 use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::cluster::admin_server::Admin;
 use apogee_proto::cluster::{
@@ -17,6 +19,12 @@ use apogee_proto::cluster::{
     ListTransactionsRequest, ListTransactionsResponse, ResolveTransactionRequest,
     ResolveTransactionResponse, TopicConfig, TopicSummary, UpdateTopicRequest, UpdateTopicResponse,
 };
+use apogee_proto::cluster::{
+    FindMessagesRequest, FindMessagesResponse, GetMessageRequest, GetMessageResponse,
+    ListDeadLettersRequest, ListDeadLettersResponse, ReadQueueRequest, ReadQueueResponse,
+    ResendDeadLettersRequest, ResendDeadLettersResponse,
+};
+use apogee_proto::telemetry::Sessions;
 use apogee_proto::{limits, names, ApogeeError};
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +44,8 @@ const FANOUT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct AdminService {
     registry: Arc<Registry>,
     channels: Arc<BrokerChannels>,
+    /// Clients' Telemetry sessions with this NameServer (listed by DescribeGroup).
+    sessions: Arc<Sessions>,
 }
 
 impl AdminService {
@@ -43,7 +53,14 @@ impl AdminService {
         AdminService {
             registry,
             channels: Arc::default(),
+            sessions: Sessions::new(),
         }
+    }
+
+    /// Lists the clients of `sessions` in group descriptions.
+    pub fn with_sessions(mut self, sessions: Arc<Sessions>) -> Self {
+        self.sessions = sessions;
+        self
     }
 }
 
@@ -370,6 +387,91 @@ impl Admin for AdminService {
         Ok(Response::new(
             schedule::list(&self.registry, &self.channels, request.into_inner()).await?,
         ))
+    }
+
+    async fn get_message(
+        &self,
+        request: Request<GetMessageRequest>,
+    ) -> Result<Response<GetMessageResponse>, Status> {
+        let r = admin_messages::get_message(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
+    }
+
+    async fn find_messages(
+        &self,
+        request: Request<FindMessagesRequest>,
+    ) -> Result<Response<FindMessagesResponse>, Status> {
+        let r = admin_messages::find_messages(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
+    }
+
+    async fn read_queue(
+        &self,
+        request: Request<ReadQueueRequest>,
+    ) -> Result<Response<ReadQueueResponse>, Status> {
+        let r = admin_messages::read_queue(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<ListDeadLettersRequest>,
+    ) -> Result<Response<ListDeadLettersResponse>, Status> {
+        let r =
+            admin_messages::list_dead_letters(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
+    }
+
+    async fn resend_dead_letters(
+        &self,
+        request: Request<ResendDeadLettersRequest>,
+    ) -> Result<Response<ResendDeadLettersResponse>, Status> {
+        let r = admin_messages::resend_dead_letters(
+            &self.registry,
+            &self.channels,
+            request.into_inner(),
+        );
+        Ok(Response::new(r.await?))
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<cl::CreateGroupRequest>,
+    ) -> Result<Response<cl::CreateGroupResponse>, Status> {
+        let r = admin_groups::create(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
+    }
+
+    async fn update_group(
+        &self,
+        request: Request<cl::UpdateGroupRequest>,
+    ) -> Result<Response<cl::UpdateGroupResponse>, Status> {
+        let r = admin_groups::update(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<cl::DeleteGroupRequest>,
+    ) -> Result<Response<cl::DeleteGroupResponse>, Status> {
+        let r = admin_groups::delete(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<cl::ListGroupsRequest>,
+    ) -> Result<Response<cl::ListGroupsResponse>, Status> {
+        Ok(Response::new(admin_groups::list(&self.registry)))
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<cl::DescribeGroupRequest>,
+    ) -> Result<Response<cl::DescribeGroupResponse>, Status> {
+        let req = request.into_inner();
+        let r = admin_groups::describe(&self.registry, &self.channels, &self.sessions, req);
+        Ok(Response::new(r.await?))
     }
 }
 

@@ -4,7 +4,7 @@
 //! the answers".
 
 use crate::endpoint;
-use crate::registry::Registry;
+use crate::registry::{GroupKey, Registry};
 use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::v2::messaging_service_client::MessagingServiceClient;
 use apogee_proto::{limits, ApogeeError};
@@ -73,6 +73,36 @@ pub fn master_of(registry: &Registry, broker: &str, what: &str) -> Result<String
         })
 }
 
+/// Calls `call` on every live master's Admin service at once; returns each broker group with
+/// its answer.
+pub async fn each_master<T, F, Fut>(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    call: F,
+) -> Vec<(GroupKey, Result<T, Status>)>
+where
+    F: Fn(AdminClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let masters: Vec<(GroupKey, String)> = registry
+        .admin_targets("")
+        .into_iter()
+        .filter_map(|t| t.master_endpoint.map(|e| (t.group, e)))
+        .collect();
+    let calls = masters.into_iter().map(|(name, endpoint)| {
+        let client = channels.admin(&endpoint);
+        let call = &call;
+        async move {
+            let result = match client {
+                Ok(client) => call(client).await.map(tonic::Response::into_inner),
+                Err(e) => Err(e.into()),
+            };
+            (name, result)
+        }
+    });
+    futures::future::join_all(calls).await
+}
+
 /// Calls `call` on every live master's Admin service at once and collects the answers. Fails
 /// naming the groups that could not answer (`what` says what was asked), so an operator never
 /// mistakes a partial answer for the whole.
@@ -86,28 +116,12 @@ where
     F: Fn(AdminClient<Channel>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, Status>>,
 {
-    let masters: Vec<(String, String)> = registry
-        .admin_targets("")
-        .into_iter()
-        .filter_map(|t| t.master_endpoint.map(|e| (t.group.broker_name, e)))
-        .collect();
-    let calls = masters.iter().map(|(name, endpoint)| {
-        let client = channels.admin(endpoint);
-        let call = &call;
-        async move {
-            let result = match client {
-                Ok(client) => call(client).await.map(tonic::Response::into_inner),
-                Err(e) => Err(e.into()),
-            };
-            (name, result)
-        }
-    });
     let mut all = Vec::new();
     let mut failed = Vec::new();
-    for (name, result) in futures::future::join_all(calls).await {
+    for (name, result) in each_master(registry, channels, call).await {
         match result {
             Ok(r) => all.push(r),
-            Err(e) => failed.push(format!("{name}: {}", e.message())),
+            Err(e) => failed.push(format!("{}: {}", name.broker_name, e.message())),
         }
     }
     if !failed.is_empty() {

@@ -3,10 +3,14 @@
 //! [`access_point`] (the RocketMQ 5 clients' MessagingService subset), plus
 //! [`route`], which turns the broker table into protocol queues, and
 //! [`transactions`] and [`schedule`], which route transaction and scheduled-message calls to
-//! the broker holding them (over [`brokers`]).
+//! the broker holding them (over [`brokers`]); [`admin_messages`] answers message queries and
+//! dead-letter operations by asking the brokers, [`admin_groups`] fans consumer-group
+//! operations out to them.
 
 pub mod access_point;
 pub mod admin;
+pub mod admin_groups;
+pub mod admin_messages;
 pub mod brokers;
 pub mod registry;
 pub mod route;

@@ -1,6 +1,6 @@
 //! `apogee.cluster.v1.Registry` over the broker table: brokers register,
 //! heartbeat and unregister here; tools read routes and cluster info. Input is
-//! validated here (names, ids, endpoints, topic configs) so the table only
+//! validated here (names, ids, endpoints, topic and group configs) so the table only
 //! ever holds well-formed entries. Brokers also relay transaction check-backs
 //! through it to producers whose Telemetry stream is open with this NameServer.
 
@@ -93,6 +93,10 @@ fn validate_register(req: &RegisterBrokerRequest) -> Result<(), Status> {
     }
     for t in &req.topics {
         validate_topic_config(t)?;
+    }
+    for g in &req.groups {
+        apogee_proto::group::GroupConfig::try_from(g)
+            .map_err(|e| Status::invalid_argument(format!("group {}: {e}", g.name)))?;
     }
     Ok(())
 }
@@ -239,6 +243,7 @@ mod tests {
                 message_types: vec![],
             }],
             data_version: 1,
+            groups: vec![],
         }
     }
 

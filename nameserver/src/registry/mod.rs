@@ -3,18 +3,20 @@
 //! they were last heard from. This module owns membership (register,
 //! heartbeat, unregister, expiry); [`query`] owns the read side (routes,
 //! cluster info, topic lists) and the topic changes applied after an admin
-//! fan-out.
+//! fan-out; [`groups`] the consumer-group configs brokers register.
 //!
 //! Thread-safe behind a `parking_lot::RwLock`; no I/O, no async. Time is
 //! passed in (`*_at` methods) so expiry is testable without sleeping.
 
+mod groups;
 mod query;
 #[cfg(test)]
 mod tests;
 
+pub use groups::GroupListing;
 pub use query::{AdminTarget, Placement, TopicListing};
 
-use apogee_proto::cluster::{BrokerRole, RegisterBrokerRequest, TopicConfig};
+use apogee_proto::cluster::{BrokerRole, GroupConfig, RegisterBrokerRequest, TopicConfig};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -47,6 +49,8 @@ struct Member {
     endpoint: String,
     role: BrokerRole,
     topics: BTreeMap<String, TopicConfig>,
+    /// Consumer-group configs, by name.
+    groups: BTreeMap<String, GroupConfig>,
     data_version: i64,
     last_seen: Instant,
     last_seen_ms: i64,
@@ -114,6 +118,11 @@ impl Registry {
                 .topics
                 .iter()
                 .map(|t| (t.name.clone(), t.clone()))
+                .collect(),
+            groups: req
+                .groups
+                .iter()
+                .map(|g| (g.name.clone(), g.clone()))
                 .collect(),
             data_version: req.data_version,
             last_seen: now,

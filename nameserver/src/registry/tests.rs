@@ -33,6 +33,7 @@ fn req(
         },
         topics: topics.to_vec(),
         data_version: version,
+        groups: vec![],
     }
 }
 

@@ -281,7 +281,7 @@ async fn two_consumers_in_one_group_share_without_duplicates() {
 }
 
 #[tokio::test]
-async fn unacked_message_returns_after_invisible_duration_with_attempt_2() {
+async fn unacked_message_returns_after_invisible_duration_and_backoff_with_attempt_2() {
     let cluster = Cluster::builder()
         .broker(BrokerSpec::new("broker-a"))
         .start()
@@ -339,9 +339,11 @@ async fn unacked_message_returns_after_invisible_duration_with_attempt_2() {
         "the unacked message should come back: {second:?}"
     );
     let second = &second[0];
+    // The default retry policy waits 1 s after a failed first attempt.
+    let due = invisible + Duration::from_secs(1);
     assert!(
-        waited >= invisible - Duration::from_millis(50),
-        "came back after {waited:?}, before {invisible:?}"
+        waited >= due - Duration::from_millis(50),
+        "came back after {waited:?}, before {due:?} (invisible time + first backoff)"
     );
     assert_eq!(second.message_id, sent.message_id);
     assert_eq!(second.body, b"come back");

@@ -11,6 +11,19 @@
 //! - [`bad_input`]: invalid requests get their specific status codes.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
+//! - [`consumer_groups`]: retries with the group's backoff, FIFO message groups,
+//!   auto-renew receives, forwarding to the dead-letter queue, body encoding and digest.
+//! - [`dead_letters`]: a message never acked ends in `%DLQ%<group>` with its id and
+//!   properties, is read there, listed and resent by `apogee dlq`, and resent only once.
+//! - [`filters`]: SQL92 property filters select exactly their messages per
+//!   group (receive and pull), tag filters alongside, malformed ones refused.
+//! - [`groups`]: `apogee group create|update|list|describe|delete` through the
+//!   NameServer, the lag a known workload leaves, refusing unknown groups without
+//!   auto-creation, and the group's config in consumers' Settings replies.
+//! - [`push_consumer`]: the Rust push consumer: concurrency, graceful shutdown,
+//!   retries with rising attempts, invisibility renewal, FIFO order.
+//! - [`query`]: `apogee message get|find|print` by id, key and queue range, with the
+//!   delivery attempts of groups holding a message; clear errors for unknown ones.
 //! - [`schedule`]: delayed messages delivered once on time (also across
 //!   SIGKILL), limits, recall, the official client's delay send.
 //! - [`transactions`]: half messages, commit/rollback, check-backs, parking,
@@ -18,8 +31,14 @@
 
 mod bad_input;
 mod cli;
+mod consumer_groups;
+mod dead_letters;
 mod delivery;
 mod durability;
+mod filters;
+mod groups;
 mod official_client;
+mod push_consumer;
+mod query;
 mod schedule;
 mod transactions;

@@ -215,3 +215,86 @@ async fn official_transactional_producer_commits_rolls_back_and_answers_check_ba
     producer.shutdown().await.expect("shutdown");
     consumer.shutdown().await.expect("shutdown");
 }
+
+/// The official FIFO producer (queue chosen by message group) and the official
+/// SimpleConsumer in a FIFO group: each message group arrives in send order,
+/// one message at a time, while earlier ones are not yet acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_fifo_producer_and_simple_consumer_keep_message_group_order() {
+    const FIFO_TOPIC: &str = "official-fifo";
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    cluster
+        .create_typed_topic(FIFO_TOPIC, 4, &[apogee_proto::v2::MessageType::Fifo])
+        .await;
+    cluster
+        .cli(&["group", "create", "official-fifo-group", "--fifo", "true"])
+        .success();
+
+    let mut producer_option = ProducerOption::default();
+    producer_option.set_topics(vec![FIFO_TOPIC]);
+    let mut producer =
+        Producer::new(producer_option, client_option(&cluster)).expect("official producer");
+    producer.start().await.expect("official producer start");
+    const PER_GROUP: usize = 20;
+    for seq in 0..PER_GROUP {
+        for group in ["g1", "g2", "g3"] {
+            let message = MessageBuilder::fifo_message_builder(
+                FIFO_TOPIC,
+                format!("{group}:{seq}").into_bytes(),
+                group,
+            )
+            .build()
+            .expect("fifo message");
+            producer
+                .send(message)
+                .await
+                .unwrap_or_else(|e| panic!("official FIFO send {group}:{seq}: {e:?}"));
+        }
+    }
+
+    let mut consumer_option = SimpleConsumerOption::default();
+    consumer_option.set_topics(vec![FIFO_TOPIC]);
+    consumer_option.set_consumer_group("official-fifo-group");
+    let mut consumer =
+        SimpleConsumer::new(consumer_option, client_option(&cluster)).expect("official consumer");
+    consumer.start().await.expect("official consumer start");
+    let filter = FilterExpression::new(FilterType::Tag, "*");
+    let mut order: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while order.values().map(Vec::len).sum::<usize>() < 3 * PER_GROUP && Instant::now() < deadline {
+        let messages = consumer
+            .receive_with(FIFO_TOPIC, &filter, 16, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("official receive: {e:?}"));
+        let mut groups_in_batch = BTreeSet::new();
+        for m in &messages {
+            let group = m
+                .message_group()
+                .expect("a FIFO message keeps its group")
+                .to_string();
+            assert!(
+                groups_in_batch.insert(group.clone()),
+                "two messages of {group} handed out at once"
+            );
+            let body = String::from_utf8(m.body().to_vec()).unwrap();
+            let (g, seq) = body.split_once(':').unwrap();
+            assert_eq!(g, group);
+            order.entry(group).or_default().push(seq.parse().unwrap());
+        }
+        for m in messages {
+            consumer.ack(&m).await.expect("official ack");
+        }
+    }
+    for group in ["g1", "g2", "g3"] {
+        assert_eq!(
+            order.get(group).cloned().unwrap_or_default(),
+            (0..PER_GROUP).collect::<Vec<_>>(),
+            "{group} out of order"
+        );
+    }
+    producer.shutdown().await.expect("producer shutdown");
+    consumer.shutdown().await.expect("consumer shutdown");
+}

@@ -1,0 +1,135 @@
+//! The consumer-group operations of `apogee.cluster.v1.Admin` on a broker:
+//! create, update, delete and list this broker group's group configs
+//! ([`crate::groups`]), and describe a group's progress here: per queue the
+//! broker offset, the committed (consumer) offset, the lag, what is in flight
+//! and when the group last consumed, plus the group's clients with a live
+//! Telemetry session to this broker.
+
+use crate::server::Broker;
+use apogee_proto::cluster::{
+    self, CreateGroupRequest, CreateGroupResponse, DeleteGroupRequest, DeleteGroupResponse,
+    DescribeGroupRequest, DescribeGroupResponse, GroupQueueProgress, GroupSummary,
+    ListGroupsResponse, UpdateGroupRequest, UpdateGroupResponse,
+};
+use apogee_proto::group::GroupConfig;
+use apogee_proto::{limits, ApogeeError};
+
+fn me(broker: &Broker) -> Vec<String> {
+    vec![broker.config.broker_name.clone()]
+}
+
+/// The config a request carries, validated (defaults filled in).
+fn checked(group: Option<&cluster::GroupConfig>) -> Result<GroupConfig, ApogeeError> {
+    let wire = group.ok_or_else(|| ApogeeError::BadRequest("group is required".into()))?;
+    GroupConfig::try_from(wire)
+}
+
+pub fn create(
+    broker: &Broker,
+    req: CreateGroupRequest,
+) -> Result<CreateGroupResponse, ApogeeError> {
+    let config = checked(req.group.as_ref())?;
+    tracing::info!(group = %config.name, "creating consumer group");
+    let created = broker.groups.create(config)?;
+    Ok(CreateGroupResponse {
+        group: Some(created.as_ref().into()),
+        broker_names: me(broker),
+    })
+}
+
+pub fn update(
+    broker: &Broker,
+    req: UpdateGroupRequest,
+) -> Result<UpdateGroupResponse, ApogeeError> {
+    let config = checked(req.group.as_ref())?;
+    tracing::info!(group = %config.name, "updating consumer group");
+    let updated = broker.groups.update(config)?;
+    Ok(UpdateGroupResponse {
+        group: Some(updated.as_ref().into()),
+        broker_names: me(broker),
+    })
+}
+
+/// Deletes the group's config and its progress (offsets, in-flight deliveries).
+pub fn delete(
+    broker: &Broker,
+    req: DeleteGroupRequest,
+) -> Result<DeleteGroupResponse, ApogeeError> {
+    limits::validate_group(&req.group)?;
+    let had_progress = !broker.consume.group_progress(&req.group).is_empty();
+    let had_config = match broker.groups.delete(&req.group) {
+        Ok(()) => true,
+        Err(ApogeeError::ConsumerGroupNotFound(_)) => false,
+        Err(e) => return Err(e),
+    };
+    if !had_config && !had_progress {
+        return Err(ApogeeError::ConsumerGroupNotFound(req.group));
+    }
+    tracing::info!(group = %req.group, "deleting consumer group");
+    broker.consume.forget_group(&req.group)?;
+    Ok(DeleteGroupResponse {
+        broker_names: me(broker),
+    })
+}
+
+pub fn list(broker: &Broker) -> ListGroupsResponse {
+    ListGroupsResponse {
+        groups: broker
+            .groups
+            .list()
+            .iter()
+            .map(|g| GroupSummary {
+                config: Some(g.as_ref().into()),
+                broker_names: me(broker),
+            })
+            .collect(),
+    }
+}
+
+pub fn describe(
+    broker: &Broker,
+    req: DescribeGroupRequest,
+) -> Result<DescribeGroupResponse, ApogeeError> {
+    limits::validate_group(&req.group)?;
+    let config = broker.groups.get(&req.group);
+    let progress = broker.consume.group_progress(&req.group);
+    if config.is_none() && progress.is_empty() {
+        return Err(ApogeeError::ConsumerGroupNotFound(req.group));
+    }
+    let name = &broker.config.broker_name;
+    let mut queues = Vec::with_capacity(progress.len());
+    for p in progress {
+        let (_, next) = broker
+            .store
+            .queue_bounds(&p.topic, p.queue_id)
+            .map_err(|e| ApogeeError::Internal(format!("queue {}/{}: {e}", p.topic, p.queue_id)))?;
+        queues.push(GroupQueueProgress {
+            broker_offset: next,
+            lag: next.saturating_sub(p.consumer_offset),
+            consumer_offset: p.consumer_offset,
+            pop_offset: p.pop_offset,
+            inflight: p.inflight as u64,
+            last_consume_ms: p.last_consume_ms.unwrap_or(0),
+            broker_name: name.clone(),
+            topic: p.topic,
+            queue_id: p.queue_id,
+        });
+    }
+    queues.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
+    let clients = broker
+        .sessions
+        .clients_of_group(&req.group)
+        .iter()
+        .map(|s| s.to_group_client(name))
+        .collect();
+    Ok(DescribeGroupResponse {
+        config: Some(match config {
+            Some(c) => c.as_ref().into(),
+            // Progress without a config: consumed before configs existed.
+            None => (&GroupConfig::with_defaults(&req.group)).into(),
+        }),
+        queues,
+        clients,
+        broker_names: me(broker),
+    })
+}

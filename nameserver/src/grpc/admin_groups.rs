@@ -1,0 +1,339 @@
+//! Consumer groups seen from a NameServer: create, update and delete are
+//! validated here, fanned out to every broker group's live master (over
+//! [`super::brokers`]), then applied to the broker table so `ListGroups`
+//! (answered from the configs brokers register) shows them at once.
+//! `DescribeGroup` asks every master for the group's progress there and adds
+//! the group's clients whose Telemetry session is open with this NameServer.
+
+use super::brokers::{each_master, BrokerChannels};
+use crate::registry::{GroupKey, Registry};
+use apogee_proto::cluster::{
+    self, CreateGroupRequest, CreateGroupResponse, DeleteGroupRequest, DeleteGroupResponse,
+    DescribeGroupRequest, DescribeGroupResponse, GroupClient, GroupSummary, ListGroupsResponse,
+    UpdateGroupRequest, UpdateGroupResponse,
+};
+use apogee_proto::group::GroupConfig;
+use apogee_proto::telemetry::Sessions;
+use apogee_proto::{limits, ApogeeError};
+use std::collections::BTreeMap;
+use tonic::{Code, Status};
+
+/// What a client's session with this NameServer is listed as.
+const HERE: &str = "nameserver";
+
+/// The config a request carries, validated, with the defaults filled in.
+fn checked(group: Option<&cluster::GroupConfig>) -> Result<cluster::GroupConfig, Status> {
+    let wire = group.ok_or_else(|| Status::invalid_argument("group is required"))?;
+    let config = GroupConfig::try_from(wire)?;
+    Ok((&config).into())
+}
+
+/// Splits a fan-out's answers into the broker groups that applied it and one
+/// error naming every failure (and where it did apply), if any failed.
+/// Answers `tolerated` (NOT_FOUND for a delete) count as neither.
+fn outcome<T>(
+    what: &str,
+    answers: Vec<(GroupKey, Result<T, Status>)>,
+    tolerated: Option<Code>,
+) -> (Vec<(GroupKey, T)>, Option<Status>) {
+    let mut applied = Vec::new();
+    let mut failed: Vec<(GroupKey, Status)> = Vec::new();
+    for (key, answer) in answers {
+        match answer {
+            Ok(r) => applied.push((key, r)),
+            Err(e) if Some(e.code()) == tolerated => {}
+            Err(e) => failed.push((key, e)),
+        }
+    }
+    applied.sort_by(|a, b| a.0.cmp(&b.0));
+    let Some((_, first)) = failed.first() else {
+        return (applied, None);
+    };
+    let code = first.code();
+    let mut message = format!(
+        "{what} failed on {}",
+        failed
+            .iter()
+            .map(|(k, e)| format!("{}: {}", k.broker_name, e.message()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    if !applied.is_empty() {
+        let names: Vec<&str> = applied
+            .iter()
+            .map(|(k, _)| k.broker_name.as_str())
+            .collect();
+        message.push_str(&format!("; applied on {}", names.join(", ")));
+    }
+    tracing::warn!("{message}");
+    (applied, Some(Status::new(code, message)))
+}
+
+fn broker_names(applied: &[(GroupKey, impl Sized)]) -> Vec<String> {
+    let mut names: Vec<String> = applied.iter().map(|(k, _)| k.broker_name.clone()).collect();
+    names.dedup();
+    names
+}
+
+fn no_master() -> Status {
+    Status::unavailable("no broker group has a live master")
+}
+
+pub async fn create(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: CreateGroupRequest,
+) -> Result<CreateGroupResponse, Status> {
+    let config = checked(req.group.as_ref())?;
+    if registry.group(&config.name).is_some() {
+        return Err(Status::already_exists(format!(
+            "consumer group {} already exists; change it with UpdateGroup",
+            config.name
+        )));
+    }
+    let answers = each_master(registry, channels, |mut c| {
+        let r = CreateGroupRequest {
+            group: Some(config.clone()),
+        };
+        async move { c.create_group(r).await }
+    })
+    .await;
+    if answers.is_empty() {
+        return Err(no_master());
+    }
+    let what = format!("CreateGroup of {}", config.name);
+    let (applied, error) = outcome(&what, answers, None);
+    for (key, _) in &applied {
+        registry.upsert_group(key, &config);
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(CreateGroupResponse {
+        broker_names: broker_names(&applied),
+        group: Some(config),
+    })
+}
+
+pub async fn update(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: UpdateGroupRequest,
+) -> Result<UpdateGroupResponse, Status> {
+    let config = checked(req.group.as_ref())?;
+    if registry.group(&config.name).is_none() {
+        return Err(ApogeeError::ConsumerGroupNotFound(config.name).into());
+    }
+    // Every master gets the config, also one that does not hold the group yet.
+    let answers = each_master(registry, channels, |mut c| {
+        let r = UpdateGroupRequest {
+            group: Some(config.clone()),
+        };
+        async move { c.update_group(r).await }
+    })
+    .await;
+    if answers.is_empty() {
+        return Err(no_master());
+    }
+    let what = format!("UpdateGroup of {}", config.name);
+    let (applied, error) = outcome(&what, answers, None);
+    for (key, _) in &applied {
+        registry.upsert_group(key, &config);
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(UpdateGroupResponse {
+        broker_names: broker_names(&applied),
+        group: Some(config),
+    })
+}
+
+pub async fn delete(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: DeleteGroupRequest,
+) -> Result<DeleteGroupResponse, Status> {
+    limits::validate_group(&req.group)?;
+    let answers = each_master(registry, channels, |mut c| {
+        let r = req.clone();
+        async move { c.delete_group(r).await }
+    })
+    .await;
+    let what = format!("DeleteGroup of {}", req.group);
+    let (applied, error) = outcome(&what, answers, Some(Code::NotFound));
+    for (key, _) in &applied {
+        registry.remove_group(key, &req.group);
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if applied.is_empty() {
+        return Err(ApogeeError::ConsumerGroupNotFound(req.group).into());
+    }
+    Ok(DeleteGroupResponse {
+        broker_names: broker_names(&applied),
+    })
+}
+
+pub fn list(registry: &Registry) -> ListGroupsResponse {
+    ListGroupsResponse {
+        groups: registry
+            .groups()
+            .into_values()
+            .map(|l| GroupSummary {
+                config: Some(l.config),
+                broker_names: l.broker_names,
+            })
+            .collect(),
+    }
+}
+
+pub async fn describe(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    sessions: &Sessions,
+    req: DescribeGroupRequest,
+) -> Result<DescribeGroupResponse, Status> {
+    limits::validate_group(&req.group)?;
+    let answers = each_master(registry, channels, |mut c| {
+        let r = req.clone();
+        async move { c.describe_group(r).await }
+    })
+    .await;
+    let what = format!("DescribeGroup of {}", req.group);
+    let (found, error) = outcome(&what, answers, Some(Code::NotFound));
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let local: Vec<GroupClient> = sessions
+        .clients_of_group(&req.group)
+        .iter()
+        .map(|s| s.to_group_client(HERE))
+        .collect();
+    if found.is_empty() {
+        return Err(ApogeeError::ConsumerGroupNotFound(req.group).into());
+    }
+    Ok(merge(found.into_iter().map(|(_, r)| r).collect(), local))
+}
+
+/// One description from the brokers' (each for its own queues and clients)
+/// and the clients connected to this NameServer.
+fn merge(answers: Vec<DescribeGroupResponse>, local: Vec<GroupClient>) -> DescribeGroupResponse {
+    let mut merged = DescribeGroupResponse::default();
+    let mut clients: BTreeMap<String, GroupClient> = BTreeMap::new();
+    for a in answers {
+        if merged.config.is_none() {
+            merged.config = a.config;
+        }
+        merged.queues.extend(a.queues);
+        merged.broker_names.extend(a.broker_names);
+        for c in a.clients {
+            add_client(&mut clients, c);
+        }
+    }
+    for c in local {
+        add_client(&mut clients, c);
+    }
+    merged.queues.sort_by(|a, b| {
+        (&a.topic, &a.broker_name, a.queue_id).cmp(&(&b.topic, &b.broker_name, b.queue_id))
+    });
+    merged.broker_names.sort();
+    merged.broker_names.dedup();
+    merged.clients = clients.into_values().collect();
+    merged
+}
+
+/// Adds a client, merging where it is connected when it is already listed.
+fn add_client(clients: &mut BTreeMap<String, GroupClient>, c: GroupClient) {
+    match clients.get_mut(&c.client_id) {
+        Some(known) => {
+            for at in c.connected_to {
+                if !known.connected_to.contains(&at) {
+                    known.connected_to.push(at);
+                }
+            }
+            known.connected_to.sort();
+        }
+        None => {
+            clients.insert(c.client_id.clone(), c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apogee_proto::cluster::GroupQueueProgress;
+
+    fn key(name: &str) -> GroupKey {
+        GroupKey::new("c", name)
+    }
+
+    #[test]
+    fn outcomes_name_failures_and_tolerate_not_found() {
+        let answers = vec![
+            (key("b2"), Ok(2)),
+            (key("b1"), Ok(1)),
+            (key("b3"), Err(Status::not_found("no such group"))),
+        ];
+        let (applied, error) = outcome("x", answers, Some(Code::NotFound));
+        assert!(error.is_none());
+        assert_eq!(broker_names(&applied), ["b1", "b2"]);
+
+        let answers = vec![
+            (key("b1"), Ok(1)),
+            (key("b2"), Err(Status::unavailable("down"))),
+        ];
+        let (applied, error) = outcome("CreateGroup of g", answers, None);
+        let e = error.unwrap();
+        assert_eq!(e.code(), Code::Unavailable);
+        assert!(e.message().contains("b2: down"), "{}", e.message());
+        assert!(e.message().contains("applied on b1"), "{}", e.message());
+        assert_eq!(applied.len(), 1);
+    }
+
+    #[test]
+    fn descriptions_merge_queues_and_clients() {
+        let client = |id: &str, at: &str| GroupClient {
+            client_id: id.into(),
+            connected_to: vec![at.into()],
+            ..Default::default()
+        };
+        let queue = |broker: &str, q: u32| GroupQueueProgress {
+            topic: "t".into(),
+            queue_id: q,
+            broker_name: broker.into(),
+            ..Default::default()
+        };
+        let a = DescribeGroupResponse {
+            config: Some(cluster::GroupConfig {
+                name: "g".into(),
+                ..Default::default()
+            }),
+            queues: vec![queue("b2", 0)],
+            clients: vec![client("c1", "b2")],
+            broker_names: vec!["b2".into()],
+        };
+        let b = DescribeGroupResponse {
+            config: None,
+            queues: vec![queue("b1", 1), queue("b1", 0)],
+            clients: vec![client("c1", "b1"), client("c2", "b1")],
+            broker_names: vec!["b1".into()],
+        };
+        let m = merge(vec![a, b], vec![client("c1", HERE)]);
+        assert_eq!(m.config.unwrap().name, "g");
+        let order: Vec<(String, u32)> = m
+            .queues
+            .iter()
+            .map(|q| (q.broker_name.clone(), q.queue_id))
+            .collect();
+        assert_eq!(
+            order,
+            [("b1".into(), 0), ("b1".into(), 1), ("b2".into(), 0)]
+        );
+        assert_eq!(m.clients.len(), 2);
+        assert_eq!(m.clients[0].connected_to, ["b1", "b2", HERE]);
+        assert_eq!(m.broker_names, ["b1", "b2"]);
+    }
+}

@@ -1,0 +1,347 @@
+//! Message query and dead letters seen from a NameServer, which keeps no message state: a
+//! message id does not name its broker group, so a lookup by id asks every group's master and
+//! merges; key searches and queue reads ask the groups hosting the topic (a queue read may
+//! name one group, since queue ids are per group); a consumer group's dead letters may be on
+//! any group, so listing and resending ask every master.
+
+use super::brokers::{ask_every_master, BrokerChannels};
+use crate::registry::Registry;
+use apogee_proto::cluster::admin_client::AdminClient;
+use apogee_proto::cluster::{
+    FindMessagesRequest, FindMessagesResponse, GetMessageRequest, GetMessageResponse,
+    ListDeadLettersRequest, ListDeadLettersResponse, MessageView, ReadQueueRequest,
+    ReadQueueResponse, ResendDeadLettersRequest, ResendDeadLettersResponse,
+};
+use apogee_proto::{names, ApogeeError};
+use std::future::Future;
+use tonic::transport::Channel;
+use tonic::Status;
+
+/// (broker name, master endpoint) of the groups a call goes to.
+type Targets = Vec<(String, String)>;
+
+/// The live masters of the groups hosting `topic` (only the group `only` when given). A
+/// system topic (e.g. a dead-letter topic) that no group reports is asked of every master.
+fn hosting(registry: &Registry, topic: &str, only: Option<&str>) -> Result<Targets, ApogeeError> {
+    let all = registry.admin_targets(topic);
+    if let Some(name) = only {
+        let Some(t) = all.iter().find(|t| t.group.broker_name == name) else {
+            return Err(ApogeeError::BadRequest(format!(
+                "broker group {name} is not registered"
+            )));
+        };
+        if !t.hosts_topic && !names::is_system_topic(topic) {
+            return Err(ApogeeError::TopicNotFound(format!(
+                "{topic} (not on broker group {name})"
+            )));
+        }
+        let endpoint = t.master_endpoint.clone().ok_or_else(|| {
+            ApogeeError::Unavailable(format!("broker group {name} has no live master"))
+        })?;
+        return Ok(vec![(name.to_string(), endpoint)]);
+    }
+    let hosts: Vec<_> = all.iter().filter(|t| t.hosts_topic).collect();
+    let chosen = if hosts.is_empty() {
+        if !names::is_system_topic(topic) {
+            return Err(ApogeeError::TopicNotFound(topic.to_string()));
+        }
+        // As when asking every master: the groups that have one.
+        all.iter().filter(|t| t.master_endpoint.is_some()).collect()
+    } else {
+        hosts
+    };
+    let missing: Vec<String> = chosen
+        .iter()
+        .filter(|t| t.master_endpoint.is_none())
+        .map(|t| t.group.broker_name.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApogeeError::Unavailable(format!(
+            "broker group(s) {} hosting {topic} have no live master",
+            missing.join(", ")
+        )));
+    }
+    Ok(chosen
+        .into_iter()
+        .filter_map(|t| {
+            t.master_endpoint
+                .clone()
+                .map(|e| (t.group.broker_name.clone(), e))
+        })
+        .collect())
+}
+
+/// Calls `call` on each target's Admin service at once; fails naming every group that could
+/// not answer (`what` says what was asked), so a partial answer is never taken for the whole.
+async fn ask<T, F, Fut>(
+    targets: Targets,
+    channels: &BrokerChannels,
+    what: &str,
+    call: F,
+) -> Result<Vec<T>, Status>
+where
+    F: Fn(AdminClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let calls = targets.iter().map(|(name, endpoint)| {
+        let client = channels.admin(endpoint);
+        let call = &call;
+        async move {
+            let result = match client {
+                Ok(client) => call(client).await.map(tonic::Response::into_inner),
+                Err(e) => Err(e.into()),
+            };
+            (name, result)
+        }
+    });
+    let mut all = Vec::new();
+    let mut failed: Vec<(String, Status)> = Vec::new();
+    for (name, result) in futures::future::join_all(calls).await {
+        match result {
+            Ok(r) => all.push(r),
+            Err(e) => failed.push((name.clone(), e)),
+        }
+    }
+    match failed.as_slice() {
+        [] => Ok(all),
+        // One group asked and it refused: its own status (e.g. a bad queue id).
+        [(name, e)] if targets.len() == 1 => {
+            Err(Status::new(e.code(), format!("{name}: {}", e.message())))
+        }
+        _ => {
+            let text: Vec<String> = failed
+                .iter()
+                .map(|(n, e)| format!("{n}: {}", e.message()))
+                .collect();
+            Err(Status::unavailable(format!(
+                "could not {what} on {}",
+                text.join("; ")
+            )))
+        }
+    }
+}
+
+fn sort_views(views: &mut [MessageView]) {
+    views.sort_by(|a, b| {
+        (a.store_timestamp_ms, &a.broker_name, a.log_offset).cmp(&(
+            b.store_timestamp_ms,
+            &b.broker_name,
+            b.log_offset,
+        ))
+    });
+}
+
+/// Every stored record with the id, from every broker group; NOT_FOUND when none has one.
+pub async fn get_message(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: GetMessageRequest,
+) -> Result<GetMessageResponse, Status> {
+    if req.message_id.trim().is_empty() {
+        return Err(ApogeeError::BadRequest("a message id is required".into()).into());
+    }
+    let answers = ask_every_master(registry, channels, "look the message up", |mut c| {
+        let req = req.clone();
+        async move { c.get_message(req).await }
+    })
+    .await?;
+    let mut messages: Vec<MessageView> = answers.into_iter().flat_map(|a| a.messages).collect();
+    if messages.is_empty() {
+        return Err(ApogeeError::MessageNotFound(format!(
+            "no broker group stores a message with id {}",
+            req.message_id
+        ))
+        .into());
+    }
+    sort_views(&mut messages);
+    Ok(GetMessageResponse { messages })
+}
+
+/// Messages of the topic carrying the key, from every group hosting the topic, oldest first.
+pub async fn find_messages(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: FindMessagesRequest,
+) -> Result<FindMessagesResponse, Status> {
+    let targets = hosting(registry, &req.topic, None)?;
+    let answers = ask(targets, channels, "search the key", |mut c| {
+        let req = req.clone();
+        async move { c.find_messages(req).await }
+    })
+    .await?;
+    let mut messages: Vec<MessageView> = answers.into_iter().flat_map(|a| a.messages).collect();
+    sort_views(&mut messages);
+    Ok(FindMessagesResponse { messages })
+}
+
+/// A range of one queue, of the named group or of every group hosting the topic.
+pub async fn read_queue(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: ReadQueueRequest,
+) -> Result<ReadQueueResponse, Status> {
+    let only = Some(req.broker_name.as_str()).filter(|b| !b.is_empty());
+    let targets = hosting(registry, &req.topic, only)?;
+    let answers = ask(targets, channels, "read the queue", |mut c| {
+        let req = ReadQueueRequest {
+            broker_name: String::new(),
+            ..req.clone()
+        };
+        async move { c.read_queue(req).await }
+    })
+    .await?;
+    let mut merged = ReadQueueResponse::default();
+    for a in answers {
+        merged.messages.extend(a.messages);
+        merged.bounds.extend(a.bounds);
+    }
+    merged
+        .messages
+        .sort_by(|a, b| (&a.broker_name, a.queue_offset).cmp(&(&b.broker_name, b.queue_offset)));
+    merged
+        .bounds
+        .sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
+    Ok(merged)
+}
+
+/// The group's dead letters on every broker group, oldest first.
+pub async fn list_dead_letters(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: ListDeadLettersRequest,
+) -> Result<ListDeadLettersResponse, Status> {
+    let answers = ask_every_master(registry, channels, "list the dead letters", |mut c| {
+        let req = req.clone();
+        async move { c.list_dead_letters(req).await }
+    })
+    .await?;
+    let mut dead_letters: Vec<_> = answers.into_iter().flat_map(|a| a.dead_letters).collect();
+    let key = |d: &apogee_proto::cluster::DeadLetter| {
+        d.message
+            .as_ref()
+            .map(|m| (m.store_timestamp_ms, m.broker_name.clone(), m.log_offset))
+            .unwrap_or_default()
+    };
+    dead_letters.sort_by_key(key);
+    Ok(ListDeadLettersResponse { dead_letters })
+}
+
+/// Resends on every broker group; NOT_FOUND when an id was given and no group has it.
+/// Repeating a resend is harmless (already resent ones are reported, not written), so an
+/// error from one group can be answered by asking again.
+pub async fn resend_dead_letters(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: ResendDeadLettersRequest,
+) -> Result<ResendDeadLettersResponse, Status> {
+    let answers = ask_every_master(registry, channels, "resend the dead letters", |mut c| {
+        let req = req.clone();
+        async move { c.resend_dead_letters(req).await }
+    })
+    .await?;
+    let results: Vec<_> = answers.into_iter().flat_map(|a| a.results).collect();
+    if results.is_empty() && !req.message_id.is_empty() {
+        return Err(ApogeeError::MessageNotFound(format!(
+            "consumer group {} has no dead letter with id {}",
+            req.group, req.message_id
+        ))
+        .into());
+    }
+    Ok(ResendDeadLettersResponse { results })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(ts: i64, broker: &str, off: i64) -> MessageView {
+        MessageView {
+            store_timestamp_ms: ts,
+            broker_name: broker.into(),
+            log_offset: off,
+            ..Default::default()
+        }
+    }
+
+    fn register(reg: &Registry, broker: &str, id: i64, topics: &[&str]) {
+        use apogee_proto::cluster::{BrokerRole, RegisterBrokerRequest, TopicConfig};
+        reg.register(&RegisterBrokerRequest {
+            cluster_name: "c".into(),
+            broker_name: broker.into(),
+            broker_id: id,
+            endpoint: format!("{broker}-{id}:10911"),
+            role: if id == 0 {
+                BrokerRole::AsyncMaster as i32
+            } else {
+                BrokerRole::Slave as i32
+            },
+            topics: topics
+                .iter()
+                .map(|t| TopicConfig {
+                    name: t.to_string(),
+                    queue_count: 2,
+                    ..Default::default()
+                })
+                .collect(),
+            data_version: 1,
+            ..Default::default()
+        });
+    }
+
+    fn names_of(t: &Targets) -> Vec<&str> {
+        t.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn queue_reads_go_to_the_groups_hosting_the_topic() {
+        let reg = Registry::new(std::time::Duration::from_secs(120));
+        register(&reg, "b1", 0, &["t"]);
+        register(&reg, "b2", 0, &[]);
+        register(&reg, "b3", 0, &["t"]);
+        assert_eq!(names_of(&hosting(&reg, "t", None).unwrap()), ["b1", "b3"]);
+        let only = hosting(&reg, "t", Some("b3")).unwrap();
+        assert_eq!(only, [("b3".to_string(), "b3-0:10911".to_string())]);
+        assert!(matches!(
+            hosting(&reg, "t", Some("b2")),
+            Err(ApogeeError::TopicNotFound(_))
+        ));
+        assert!(matches!(
+            hosting(&reg, "t", Some("nope")),
+            Err(ApogeeError::BadRequest(_))
+        ));
+        assert!(matches!(
+            hosting(&reg, "gone", None),
+            Err(ApogeeError::TopicNotFound(_))
+        ));
+        // A dead-letter topic nobody reports: every group with a master is asked.
+        let dlq = hosting(&reg, "%DLQ%g", None).unwrap();
+        assert_eq!(names_of(&dlq), ["b1", "b2", "b3"]);
+        // b4 hosts the topic but has only a slave: no partial answer without it.
+        register(&reg, "b4", 1, &["t"]);
+        assert!(matches!(
+            hosting(&reg, "t", None),
+            Err(ApogeeError::Unavailable(_))
+        ));
+        assert!(matches!(
+            hosting(&reg, "t", Some("b4")),
+            Err(ApogeeError::Unavailable(_))
+        ));
+        assert_eq!(names_of(&hosting(&reg, "%DLQ%g", None).unwrap()).len(), 3);
+    }
+
+    #[test]
+    fn views_sort_by_store_time_then_broker_then_log_offset() {
+        let mut v = vec![
+            view(2, "a", 0),
+            view(1, "b", 5),
+            view(1, "a", 9),
+            view(1, "a", 3),
+        ];
+        sort_views(&mut v);
+        let got: Vec<(i64, &str, i64)> = v
+            .iter()
+            .map(|m| (m.store_timestamp_ms, m.broker_name.as_str(), m.log_offset))
+            .collect();
+        assert_eq!(got, [(1, "a", 3), (1, "a", 9), (1, "b", 5), (2, "a", 0)]);
+    }
+}

@@ -1,0 +1,672 @@
+//! The admin library behind `apogee group create|update|delete|list|describe`:
+//! consumer groups as configured objects (max delivery attempts, retry
+//! backoff, FIFO), managed through a NameServer, which applies them on every
+//! broker group's master. `describe` shows per queue the broker offset, the
+//! group's committed offset, the lag (messages not yet acknowledged), what is
+//! in flight and when the group last consumed, and the group's live clients.
+
+use crate::admin::Admin;
+use crate::error::{ToolError, ToolResult};
+use crate::message_query::rfc3339;
+use crate::output::{render_list, Format, Table, TableRow};
+use crate::schedule::parse_delay;
+use apogee_proto::cluster;
+use apogee_proto::group::{GroupConfig, RetryPolicy, MAX_DELIVERY_ATTEMPTS};
+use apogee_proto::group_convert::{retry_from_proto, retry_to_proto};
+use apogee_proto::limits;
+use serde::Serialize;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum GroupCommand {
+    /// Create a consumer group on every broker group (unset settings take the defaults:
+    /// 16 attempts, RocketMQ's 1s 5s 10s 30s 1m ... 2h backoff, not FIFO).
+    Create {
+        name: String,
+        #[command(flatten)]
+        settings: GroupSettings,
+    },
+    /// Change a group's settings, keeping the ones not given.
+    Update {
+        name: String,
+        #[command(flatten)]
+        settings: GroupSettings,
+    },
+    /// Delete a group: its config, offsets and in-flight deliveries.
+    Delete { name: String },
+    /// List every consumer group.
+    List,
+    /// A group's settings, its progress per queue (offsets, lag, in flight, last consume
+    /// time) and its connected clients.
+    Describe { name: String },
+}
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GroupSettings {
+    /// Deliveries before a message goes to the group's dead-letter topic %DLQ%<group>.
+    #[arg(long, value_name = "N", value_parser = max_attempts)]
+    pub max_attempts: Option<u32>,
+    /// Exponential backoff between deliveries: INITIAL,MAX[,MULTIPLIER] (e.g. 1s,5m or
+    /// 500ms,1m,1.5; the multiplier defaults to 2).
+    #[arg(long, value_name = "INITIAL,MAX[,MULT]", value_parser = parse_exponential,
+          conflicts_with = "retry_custom")]
+    pub retry_exponential: Option<RetryPolicy>,
+    /// Backoff before each redelivery, one step per attempt, the last repeating
+    /// (e.g. 1s,5s,30s,2m).
+    #[arg(long, value_name = "STEPS", value_parser = parse_custom)]
+    pub retry_custom: Option<RetryPolicy>,
+    /// Hand out the messages of one message group one at a time, in order.
+    #[arg(long, value_name = "true|false")]
+    pub fifo: Option<bool>,
+}
+
+impl GroupSettings {
+    fn is_empty(&self) -> bool {
+        self.max_attempts.is_none()
+            && self.retry_exponential.is_none()
+            && self.retry_custom.is_none()
+            && self.fifo.is_none()
+    }
+
+    fn retry(&self) -> Option<&RetryPolicy> {
+        self.retry_exponential
+            .as_ref()
+            .or(self.retry_custom.as_ref())
+    }
+}
+
+fn max_attempts(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !(1..=MAX_DELIVERY_ATTEMPTS).contains(&n) {
+        return Err(format!("must be between 1 and {MAX_DELIVERY_ATTEMPTS}"));
+    }
+    Ok(n)
+}
+
+fn ms_of(s: &str) -> Result<u64, String> {
+    Ok(parse_delay(s.trim())?.as_millis() as u64)
+}
+
+/// `INITIAL,MAX[,MULTIPLIER]`.
+pub fn parse_exponential(s: &str) -> Result<RetryPolicy, String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return Err(format!(
+            "{s:?}: expected INITIAL,MAX[,MULTIPLIER], e.g. 1s,5m,2"
+        ));
+    }
+    let multiplier = match parts.get(2) {
+        Some(m) => m
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("multiplier {m:?} is not a number"))?,
+        None => 2.0,
+    };
+    let policy = RetryPolicy::Exponential {
+        initial_ms: ms_of(parts[0])?,
+        max_ms: ms_of(parts[1])?,
+        multiplier,
+    };
+    policy.validate().map_err(|e| e.to_string())?;
+    Ok(policy)
+}
+
+/// A comma-separated list of durations.
+pub fn parse_custom(s: &str) -> Result<RetryPolicy, String> {
+    let steps = s.split(',').map(ms_of).collect::<Result<Vec<_>, _>>()?;
+    let policy = RetryPolicy::Custom(steps);
+    policy.validate().map_err(|e| e.to_string())?;
+    Ok(policy)
+}
+
+/// "500ms", "1s", "1m30s", "2h": a duration as compactly as it is exact.
+pub fn format_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let (h, m, s) = (ms / 3_600_000, (ms / 60_000) % 60, (ms / 1000) % 60);
+    let mut out = String::new();
+    for (v, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if v > 0 {
+            out.push_str(&format!("{v}{unit}"));
+        }
+    }
+    out
+}
+
+/// A retry policy as JSON shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum RetryView {
+    Exponential {
+        initial_ms: u64,
+        max_ms: u64,
+        multiplier: f64,
+    },
+    Custom {
+        steps_ms: Vec<u64>,
+    },
+}
+
+impl From<&RetryPolicy> for RetryView {
+    fn from(r: &RetryPolicy) -> Self {
+        match r {
+            RetryPolicy::Exponential {
+                initial_ms,
+                max_ms,
+                multiplier,
+            } => RetryView::Exponential {
+                initial_ms: *initial_ms,
+                max_ms: *max_ms,
+                multiplier: *multiplier,
+            },
+            RetryPolicy::Custom(steps) => RetryView::Custom {
+                steps_ms: steps.clone(),
+            },
+        }
+    }
+}
+
+impl RetryView {
+    /// "exponential 1s..5m x2", "custom 1s,5s,10s" (long lists shortened).
+    pub fn cell(&self) -> String {
+        match self {
+            RetryView::Exponential {
+                initial_ms,
+                max_ms,
+                multiplier,
+            } => format!(
+                "exponential {}..{} x{multiplier}",
+                format_ms(*initial_ms),
+                format_ms(*max_ms)
+            ),
+            RetryView::Custom { steps_ms } if steps_ms.len() > 6 => format!(
+                "custom {},...,{} ({} steps)",
+                steps_ms[..4]
+                    .iter()
+                    .map(|s| format_ms(*s))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                format_ms(steps_ms[steps_ms.len() - 1]),
+                steps_ms.len()
+            ),
+            RetryView::Custom { steps_ms } => format!(
+                "custom {}",
+                steps_ms
+                    .iter()
+                    .map(|s| format_ms(*s))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+}
+
+/// A group as created, updated or listed.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GroupRow {
+    pub group: String,
+    pub max_delivery_attempts: u32,
+    pub retry: RetryView,
+    pub fifo: bool,
+    /// Broker groups holding the group.
+    pub brokers: Vec<String>,
+}
+
+impl TableRow for GroupRow {
+    fn headers() -> Vec<&'static str> {
+        vec!["GROUP", "MAX ATTEMPTS", "RETRY", "FIFO", "BROKERS"]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.group.clone(),
+            self.max_delivery_attempts.to_string(),
+            self.retry.cell(),
+            self.fifo.to_string(),
+            self.brokers.join(","),
+        ]
+    }
+}
+
+/// A row from a config off the wire (the defaults where it leaves fields unset).
+pub fn group_row(wire: &cluster::GroupConfig, brokers: Vec<String>) -> GroupRow {
+    let retry = wire
+        .retry
+        .as_ref()
+        .map(retry_from_proto)
+        .unwrap_or_default();
+    GroupRow {
+        group: wire.name.clone(),
+        max_delivery_attempts: match wire.max_delivery_attempts {
+            0 => apogee_proto::group::DEFAULT_MAX_DELIVERY_ATTEMPTS,
+            n => n,
+        },
+        retry: (&retry).into(),
+        fifo: wire.fifo,
+        brokers,
+    }
+}
+
+/// A deleted group.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GroupDeleted {
+    pub group: String,
+    pub brokers: Vec<String>,
+}
+
+impl TableRow for GroupDeleted {
+    fn headers() -> Vec<&'static str> {
+        vec!["GROUP", "DELETED FROM"]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![self.group.clone(), self.brokers.join(",")]
+    }
+}
+
+/// A group's progress in one queue.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct QueueRow {
+    pub topic: String,
+    pub queue_id: u32,
+    pub broker: String,
+    pub broker_offset: u64,
+    pub consumer_offset: u64,
+    pub pop_offset: u64,
+    pub lag: u64,
+    pub inflight: u64,
+    /// Ms since the epoch; null when the group never consumed here.
+    pub last_consume_ms: Option<i64>,
+}
+
+impl TableRow for QueueRow {
+    fn headers() -> Vec<&'static str> {
+        vec![
+            "TOPIC",
+            "QUEUE",
+            "BROKER",
+            "BROKER OFFSET",
+            "CONSUMER OFFSET",
+            "LAG",
+            "INFLIGHT",
+            "LAST CONSUME",
+        ]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.topic.clone(),
+            self.queue_id.to_string(),
+            self.broker.clone(),
+            self.broker_offset.to_string(),
+            self.consumer_offset.to_string(),
+            self.lag.to_string(),
+            self.inflight.to_string(),
+            self.last_consume_ms.map_or("-".into(), rfc3339),
+        ]
+    }
+}
+
+/// A live client of the group.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub language: String,
+    pub version: String,
+    pub topics: Vec<String>,
+    /// Broker groups (or "nameserver") its Telemetry sessions are open with.
+    pub connected_to: Vec<String>,
+}
+
+impl TableRow for ClientRow {
+    fn headers() -> Vec<&'static str> {
+        vec!["CLIENT", "LANGUAGE", "VERSION", "TOPICS", "CONNECTED TO"]
+    }
+    fn cells(&self) -> Vec<String> {
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".into()
+            } else {
+                s.to_string()
+            }
+        };
+        vec![
+            self.client_id.clone(),
+            dash(&self.language),
+            dash(&self.version),
+            self.topics.join(","),
+            self.connected_to.join(","),
+        ]
+    }
+}
+
+/// What `group describe` shows.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GroupDescription {
+    #[serde(flatten)]
+    pub group: GroupRow,
+    /// Sums over the queues.
+    pub lag: u64,
+    pub inflight: u64,
+    pub queues: Vec<QueueRow>,
+    pub clients: Vec<ClientRow>,
+}
+
+pub fn description(resp: cluster::DescribeGroupResponse) -> GroupDescription {
+    let queues: Vec<QueueRow> = resp
+        .queues
+        .into_iter()
+        .map(|q| QueueRow {
+            topic: q.topic,
+            queue_id: q.queue_id,
+            broker: q.broker_name,
+            broker_offset: q.broker_offset,
+            consumer_offset: q.consumer_offset,
+            pop_offset: q.pop_offset,
+            lag: q.lag,
+            inflight: q.inflight,
+            last_consume_ms: (q.last_consume_ms > 0).then_some(q.last_consume_ms),
+        })
+        .collect();
+    GroupDescription {
+        group: group_row(&resp.config.unwrap_or_default(), resp.broker_names),
+        lag: queues.iter().map(|q| q.lag).sum(),
+        inflight: queues.iter().map(|q| q.inflight).sum(),
+        queues,
+        clients: resp
+            .clients
+            .into_iter()
+            .map(|c| ClientRow {
+                client_id: c.client_id,
+                language: c.language,
+                version: c.version,
+                topics: c.topics,
+                connected_to: c.connected_to,
+            })
+            .collect(),
+    }
+}
+
+/// The description as text: the group's settings, its queues with a total line, its clients;
+/// or one JSON object.
+pub fn render_description(d: &GroupDescription, f: Format) -> String {
+    if f == Format::Json {
+        let mut text =
+            serde_json::to_string_pretty(d).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        text.push('\n');
+        return text;
+    }
+    let mut out = render_list(std::slice::from_ref(&d.group), f);
+    out.push('\n');
+    let mut queues = Table::new(QueueRow::headers());
+    for q in &d.queues {
+        queues.push(q.cells());
+    }
+    let mut total = vec![String::new(); QueueRow::headers().len()];
+    total[0] = "TOTAL".into();
+    total[5] = d.lag.to_string();
+    total[6] = d.inflight.to_string();
+    queues.push(total);
+    out.push_str(&queues.render());
+    out.push('\n');
+    if d.clients.is_empty() {
+        out.push_str("no connected clients\n");
+    } else {
+        out.push_str(&render_list(&d.clients, f));
+    }
+    out
+}
+
+fn check_name(name: &str) -> ToolResult<()> {
+    limits::validate_group(name).map_err(|e| ToolError::Usage(e.to_string()))
+}
+
+/// The wire config for `create`: the flags given, the defaults for the rest.
+fn new_config(name: &str, s: &GroupSettings) -> ToolResult<cluster::GroupConfig> {
+    let config = GroupConfig {
+        name: name.to_string(),
+        max_delivery_attempts: s
+            .max_attempts
+            .unwrap_or(apogee_proto::group::DEFAULT_MAX_DELIVERY_ATTEMPTS),
+        retry: s.retry().cloned().unwrap_or_default(),
+        fifo: s.fifo.unwrap_or(false),
+    };
+    config
+        .validate()
+        .map_err(|e| ToolError::Usage(e.to_string()))?;
+    Ok((&config).into())
+}
+
+/// `current` with the flags given applied.
+fn changed_config(
+    current: &cluster::GroupConfig,
+    s: &GroupSettings,
+) -> ToolResult<cluster::GroupConfig> {
+    let mut wire = current.clone();
+    if let Some(n) = s.max_attempts {
+        wire.max_delivery_attempts = n;
+    }
+    if let Some(r) = s.retry() {
+        wire.retry = Some(retry_to_proto(r));
+    }
+    if let Some(fifo) = s.fifo {
+        wire.fifo = fifo;
+    }
+    let config = GroupConfig::try_from(&wire).map_err(|e| ToolError::Usage(e.to_string()))?;
+    Ok((&config).into())
+}
+
+impl Admin {
+    async fn group_listings(&self) -> ToolResult<Vec<cluster::GroupSummary>> {
+        let resp = self
+            .admin
+            .clone()
+            .list_groups(self.req(cluster::ListGroupsRequest {}))
+            .await
+            .map_err(self.err(None))?
+            .into_inner();
+        Ok(resp.groups)
+    }
+}
+
+/// Runs a `group` command; returns what to print.
+pub async fn run(admin: &Admin, cmd: &GroupCommand, f: Format) -> ToolResult<String> {
+    match cmd {
+        GroupCommand::Create { name, settings } => {
+            check_name(name)?;
+            let group = new_config(name, settings)?;
+            let resp = admin
+                .admin
+                .clone()
+                .create_group(admin.req(cluster::CreateGroupRequest { group: Some(group) }))
+                .await
+                .map_err(admin.err(None))?
+                .into_inner();
+            let row = group_row(&resp.group.unwrap_or_default(), resp.broker_names);
+            Ok(crate::output::render_one(&row, f))
+        }
+        GroupCommand::Update { name, settings } => {
+            check_name(name)?;
+            if settings.is_empty() {
+                return Err(ToolError::Usage(
+                    "nothing to change: give --max-attempts, --retry-exponential, --retry-custom or --fifo".into(),
+                ));
+            }
+            let current = admin
+                .group_listings()
+                .await?
+                .into_iter()
+                .find_map(|g| g.config.filter(|c| &c.name == name))
+                .ok_or_else(|| ToolError::Server(format!("consumer group not found: {name}")))?;
+            let group = changed_config(&current, settings)?;
+            let resp = admin
+                .admin
+                .clone()
+                .update_group(admin.req(cluster::UpdateGroupRequest { group: Some(group) }))
+                .await
+                .map_err(admin.err(None))?
+                .into_inner();
+            let row = group_row(&resp.group.unwrap_or_default(), resp.broker_names);
+            Ok(crate::output::render_one(&row, f))
+        }
+        GroupCommand::Delete { name } => {
+            check_name(name)?;
+            let resp = admin
+                .admin
+                .clone()
+                .delete_group(admin.req(cluster::DeleteGroupRequest {
+                    group: name.clone(),
+                }))
+                .await
+                .map_err(admin.err(None))?
+                .into_inner();
+            let row = GroupDeleted {
+                group: name.clone(),
+                brokers: resp.broker_names,
+            };
+            Ok(crate::output::render_one(&row, f))
+        }
+        GroupCommand::List => {
+            let mut rows: Vec<GroupRow> = admin
+                .group_listings()
+                .await?
+                .into_iter()
+                .map(|g| group_row(&g.config.unwrap_or_default(), g.broker_names))
+                .collect();
+            rows.sort_by(|a, b| a.group.cmp(&b.group));
+            Ok(render_list(&rows, f))
+        }
+        GroupCommand::Describe { name } => {
+            check_name(name)?;
+            let resp = admin
+                .admin
+                .clone()
+                .describe_group(admin.req(cluster::DescribeGroupRequest {
+                    group: name.clone(),
+                }))
+                .await
+                .map_err(admin.err(None))?
+                .into_inner();
+            Ok(render_description(&description(resp), f))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_flags_parse_durations() {
+        assert_eq!(
+            parse_exponential("500ms,1m").unwrap(),
+            RetryPolicy::Exponential {
+                initial_ms: 500,
+                max_ms: 60_000,
+                multiplier: 2.0
+            }
+        );
+        assert_eq!(
+            parse_exponential("1s, 30s, 1.5").unwrap(),
+            RetryPolicy::Exponential {
+                initial_ms: 1_000,
+                max_ms: 30_000,
+                multiplier: 1.5
+            }
+        );
+        assert!(parse_exponential("1s").is_err());
+        assert!(parse_exponential("10s,1s").is_err(), "initial above max");
+        assert!(parse_exponential("1s,5s,x").is_err());
+        assert_eq!(
+            parse_custom("1s,5s,2m").unwrap(),
+            RetryPolicy::Custom(vec![1_000, 5_000, 120_000])
+        );
+        assert!(parse_custom("1s,,2s").is_err());
+        assert!(parse_custom("5").is_err(), "a unit is required");
+        assert!(max_attempts("0").is_err());
+        assert_eq!(max_attempts("16"), Ok(16));
+    }
+
+    #[test]
+    fn durations_print_compactly() {
+        assert_eq!(format_ms(500), "500ms");
+        assert_eq!(format_ms(1_000), "1s");
+        assert_eq!(format_ms(90_000), "1m30s");
+        assert_eq!(format_ms(7_200_000), "2h");
+    }
+
+    #[test]
+    fn updates_keep_what_is_not_given() {
+        let current = new_config(
+            "g",
+            &GroupSettings {
+                fifo: Some(true),
+                retry_custom: Some(RetryPolicy::Custom(vec![1_000])),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let changed = changed_config(
+            &current,
+            &GroupSettings {
+                max_attempts: Some(3),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(changed.max_delivery_attempts, 3);
+        assert!(changed.fifo);
+        assert_eq!(changed.retry, current.retry);
+    }
+
+    #[test]
+    fn rows_render_as_table_and_json() {
+        let row = group_row(
+            &cluster::GroupConfig {
+                name: "g".into(),
+                ..Default::default()
+            },
+            vec!["b1".into()],
+        );
+        assert_eq!(
+            render_list(std::slice::from_ref(&row), Format::Table),
+            "GROUP  MAX ATTEMPTS  RETRY                                   FIFO   BROKERS\n\
+             g      16            custom 1s,5s,10s,30s,...,2h (18 steps)  false  b1\n"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&crate::output::render_one(&row, Format::Json)).unwrap();
+        assert_eq!(v["retry"]["type"], "custom");
+        assert_eq!(v["retry"]["steps_ms"].as_array().unwrap().len(), 18);
+        assert_eq!(v["max_delivery_attempts"], 16);
+
+        let d = description(cluster::DescribeGroupResponse {
+            config: Some(cluster::GroupConfig {
+                name: "g".into(),
+                ..Default::default()
+            }),
+            queues: vec![cluster::GroupQueueProgress {
+                topic: "t".into(),
+                broker_name: "b1".into(),
+                broker_offset: 50,
+                consumer_offset: 20,
+                pop_offset: 25,
+                lag: 30,
+                inflight: 5,
+                ..Default::default()
+            }],
+            clients: vec![],
+            broker_names: vec!["b1".into()],
+        });
+        let v: serde_json::Value =
+            serde_json::from_str(&render_description(&d, Format::Json)).unwrap();
+        assert_eq!(
+            (v["lag"].as_u64(), v["inflight"].as_u64()),
+            (Some(30), Some(5))
+        );
+        assert_eq!(v["group"], "g");
+        assert_eq!(v["queues"][0]["last_consume_ms"], serde_json::Value::Null);
+        let text = render_description(&d, Format::Table);
+        assert!(text.contains("TOTAL"), "{text}");
+        assert!(text.contains("no connected clients"), "{text}");
+    }
+}
