@@ -19,7 +19,7 @@ use crate::store::{Cf, KvBatch, KvStore, MessageStore, StoreError, StoredMessage
 use apogee_proto::group::GroupConfig;
 use apogee_proto::ApogeeError;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -36,17 +36,55 @@ const MAX_ATTEMPT_IDS: usize = 10_000;
 struct QueueState {
     /// Next queue offset not yet looked at.
     pop_offset: u64,
+    /// Deliveries in flight (attempt >= 1), by queue offset.
     inflight: BTreeMap<u64, Inflight>,
+    /// FIFO messages waiting for their message group's turn: offsets per
+    /// message group, so a pop looks at each group once, not at every
+    /// waiting message.
+    waiting: HashMap<u64, BTreeSet<u64>>,
+    waiting_count: usize,
     last_consume_ms: Option<i64>,
 }
 
 impl QueueState {
+    /// Everything below is acknowledged.
     fn committed(&self) -> u64 {
-        self.inflight
-            .keys()
-            .next()
-            .copied()
+        let waiting = self
+            .waiting
+            .values()
+            .filter_map(|o| o.first().copied())
+            .min();
+        [self.inflight.keys().next().copied(), waiting]
+            .into_iter()
+            .flatten()
+            .min()
             .unwrap_or(self.pop_offset)
+    }
+
+    fn add_waiting(&mut self, offset: u64, group: u64) {
+        if self.waiting.entry(group).or_default().insert(offset) {
+            self.waiting_count += 1;
+        }
+    }
+
+    fn remove_waiting(&mut self, offset: u64, group: u64) {
+        if let Some(offsets) = self.waiting.get_mut(&group) {
+            if offsets.remove(&offset) {
+                self.waiting_count -= 1;
+            }
+            if offsets.is_empty() {
+                self.waiting.remove(&group);
+            }
+        }
+    }
+
+    /// Message groups with a delivery in flight.
+    fn busy_groups(&self) -> HashSet<u64> {
+        self.inflight
+            .values()
+            .filter(|f| f.message_group != 0)
+            .map(|f| f.message_group)
+            .collect()
     }
 }
 
@@ -164,7 +202,11 @@ impl ConsumeEngine {
                         tracing::warn!("skipping unreadable in-flight entry {key:?}");
                         continue;
                     };
-                    state.inflight.insert(off, inf);
+                    if inf.is_waiting() {
+                        state.add_waiting(off, inf.message_group);
+                    } else {
+                        state.inflight.insert(off, inf);
+                    }
                 }
                 _ => {}
             }
@@ -271,7 +313,7 @@ impl ConsumeEngine {
             let queue = self.queue(&key, min);
             let mut state = queue.lock();
             let mut batch = KvBatch::new();
-            let before = (state.pop_offset, state.inflight.len());
+            let before = (state.pop_offset, state.inflight.len(), state.waiting_count);
             let mut pop = QueuePop {
                 engine: self,
                 req,
@@ -285,7 +327,9 @@ impl ConsumeEngine {
                 state.pop_offset = min;
             }
             pop.new_messages(&mut state, next)?;
-            if before != (state.pop_offset, state.inflight.len()) || !batch.is_empty() {
+            if before != (state.pop_offset, state.inflight.len(), state.waiting_count)
+                || !batch.is_empty()
+            {
                 Self::persist_queue(&mut batch, &key, &state);
             }
             if !batch.is_empty() {
@@ -423,7 +467,7 @@ impl ConsumeEngine {
         let (key, r, queue) = self.resolve(group, topic, handle)?;
         let mut state = queue.lock();
         match state.inflight.get(&r.queue_offset) {
-            Some(f) if f.nonce == r.nonce && !f.is_waiting() => {}
+            Some(f) if f.nonce == r.nonce => {}
             _ => return Err(stale()),
         }
         state.inflight.remove(&r.queue_offset);
@@ -449,7 +493,7 @@ impl ConsumeEngine {
         let (key, r, queue) = self.resolve(group, topic, handle)?;
         let mut state = queue.lock();
         let f = match state.inflight.get_mut(&r.queue_offset) {
-            Some(f) if f.nonce == r.nonce && !f.is_waiting() => f,
+            Some(f) if f.nonce == r.nonce => f,
             _ => return Err(stale()),
         };
         f.visible_at_ms = now_ms + invisible_ms;
@@ -478,7 +522,7 @@ impl ConsumeEngine {
         let (key, r, queue) = self.resolve(group, topic, handle)?;
         let state = queue.lock();
         match state.inflight.get(&r.queue_offset) {
-            Some(f) if f.nonce == r.nonce && !f.is_waiting() => Ok(Expired {
+            Some(f) if f.nonce == r.nonce => Ok(Expired {
                 queue_offset: r.queue_offset,
                 attempt: f.attempt,
                 nonce: f.nonce,
@@ -500,7 +544,7 @@ impl ConsumeEngine {
             let max = max_attempts(&key.group);
             let state = queue.lock();
             for (off, f) in &state.inflight {
-                if !f.is_waiting() && f.visible_at_ms <= now_ms && f.attempt >= max {
+                if f.visible_at_ms <= now_ms && f.attempt >= max {
                     out.push(Expired {
                         key: key.clone(),
                         queue_offset: *off,
@@ -542,7 +586,7 @@ impl ConsumeEngine {
             let mut state = queue.lock();
             let mut batch = KvBatch::new();
             for (off, f) in state.inflight.iter_mut() {
-                if f.is_waiting() || f.renew_until_ms <= now_ms {
+                if f.renew_until_ms <= now_ms {
                     continue;
                 }
                 if f.visible_at_ms - now_ms > period_ms / 2 {
@@ -572,7 +616,7 @@ impl ConsumeEngine {
                 q.lock()
                     .inflight
                     .values()
-                    .filter(|f| !f.is_waiting() && f.attempt < group.max_delivery_attempts)
+                    .filter(|f| f.attempt < group.max_delivery_attempts)
                     .map(|f| f.visible_at_ms)
                     .min()
             })
@@ -589,7 +633,7 @@ impl ConsumeEngine {
                 QueueProgress {
                     consumer_offset: s.committed(),
                     pop_offset: s.pop_offset,
-                    inflight: s.inflight.values().filter(|f| !f.is_waiting()).count(),
+                    inflight: s.inflight.len(),
                     last_consume_ms: s.last_consume_ms,
                     topic: k.topic,
                     queue_id: k.queue_id,
@@ -607,7 +651,7 @@ impl ConsumeEngine {
             .into_iter()
             .filter_map(|(k, q)| {
                 let f = q.lock().inflight.get(&queue_offset).copied()?;
-                (!f.is_waiting()).then_some((k.group, f.attempt))
+                Some((k.group, f.attempt))
             })
             .collect();
         out.sort();
@@ -633,7 +677,9 @@ impl ConsumeEngine {
             }
             batch.delete(Cf::ConsumeState, k.pop_key());
             batch.delete(Cf::ConsumerOffset, k.prefix());
-            for off in q.lock().inflight.keys() {
+            let state = q.lock();
+            let waiting = state.waiting.values().flatten();
+            for off in state.inflight.keys().chain(waiting) {
                 batch.delete(Cf::ConsumeState, k.inflight_key(*off));
             }
             false
@@ -690,74 +736,105 @@ impl QueuePop<'_, '_> {
         self.out.push(d);
     }
 
-    /// Deliveries due again and, for FIFO groups, waiting messages whose
-    /// message group is free, oldest offset first.
+    /// Deliveries due again, then (FIFO groups) the first waiting message
+    /// of each message group with nothing in flight, oldest offset first.
     fn due_again(&mut self, state: &mut QueueState) -> Result<(), ApogeeError> {
-        let fifo = self.req.group.fifo;
         let max_attempts = self.req.group.max_delivery_attempts;
-        // Message groups with a delivery in flight (FIFO only).
-        let mut busy: HashSet<u64> = if fifo {
-            state
-                .inflight
-                .values()
-                .filter(|f| !f.is_waiting() && f.message_group != 0)
-                .map(|f| f.message_group)
-                .collect()
-        } else {
-            HashSet::new()
-        };
-        let candidates: Vec<(u64, Inflight)> = state
+        let due: Vec<u64> = state
             .inflight
             .iter()
-            .filter(|(_, f)| f.is_waiting() || f.visible_at_ms <= self.now_ms)
-            .map(|(o, f)| (*o, *f))
+            .filter(|(_, f)| f.visible_at_ms <= self.now_ms)
+            .map(|(o, _)| *o)
             .collect();
-        for (offset, f) in candidates {
+        for offset in due {
             if !self.room() {
-                break;
+                return Ok(());
             }
-            if !f.is_waiting() && f.attempt >= max_attempts {
+            let mut f = state.inflight[&offset];
+            if f.attempt >= max_attempts {
                 self.engine.expired.notify_one();
                 continue;
             }
-            if f.is_waiting() && fifo && f.message_group != 0 {
-                if busy.contains(&f.message_group) {
-                    continue;
-                }
-                busy.insert(f.message_group);
-            }
-            let Some(message) = self
+            match self
                 .engine
                 .read_one(self.req.topic, self.key.queue_id, offset)?
-            else {
-                // Gone from the store (retention): nothing to deliver.
-                state.inflight.remove(&offset);
-                self.batch
-                    .delete(Cf::ConsumeState, self.key.inflight_key(offset));
-                continue;
-            };
-            let entry = state.inflight.get_mut(&offset).expect("listed above");
-            self.hand_out(message, entry);
-            state.last_consume_ms = Some(self.now_ms);
+            {
+                Some(message) => {
+                    self.hand_out(message, &mut f);
+                    state.inflight.insert(offset, f);
+                    state.last_consume_ms = Some(self.now_ms);
+                }
+                None => self.gone(state, offset),
+            }
+        }
+        if state.waiting_count == 0 {
+            return Ok(());
+        }
+        // Heads of free message groups; a group that is no longer FIFO lets all go.
+        let busy = state.busy_groups();
+        let mut ready: Vec<(u64, u64)> = state
+            .waiting
+            .iter()
+            .filter(|(g, _)| !self.req.group.fifo || !busy.contains(g))
+            .flat_map(|(g, offsets)| {
+                let take = if self.req.group.fifo {
+                    1
+                } else {
+                    offsets.len()
+                };
+                offsets.iter().take(take).map(move |o| (*o, *g))
+            })
+            .collect();
+        ready.sort_unstable();
+        for (offset, group) in ready {
+            if !self.room() {
+                break;
+            }
+            state.remove_waiting(offset, group);
+            match self
+                .engine
+                .read_one(self.req.topic, self.key.queue_id, offset)?
+            {
+                Some(message) => {
+                    let mut f = Inflight {
+                        visible_at_ms: 0,
+                        attempt: 0,
+                        nonce: 0,
+                        renew_until_ms: 0,
+                        message_group: group,
+                    };
+                    self.hand_out(message, &mut f);
+                    state.inflight.insert(offset, f);
+                    state.last_consume_ms = Some(self.now_ms);
+                }
+                None => self.gone(state, offset),
+            }
         }
         Ok(())
+    }
+
+    /// Forgets an entry whose message is gone from the store (retention).
+    fn gone(&mut self, state: &mut QueueState, offset: u64) {
+        state.inflight.remove(&offset);
+        self.batch
+            .delete(Cf::ConsumeState, self.key.inflight_key(offset));
     }
 
     /// New messages from the queue's pop offset up to `next`.
     fn new_messages(&mut self, state: &mut QueueState, next: u64) -> Result<(), ApogeeError> {
         let fifo = self.req.group.fifo;
+        // Message groups with one in flight or waiting: new ones queue behind.
         let mut busy: HashSet<u64> = if fifo {
-            state
-                .inflight
-                .values()
-                .filter(|f| f.message_group != 0)
-                .map(|f| f.message_group)
-                .collect()
+            let mut b = state.busy_groups();
+            b.extend(state.waiting.keys());
+            b
         } else {
             HashSet::new()
         };
-        let mut waiting = state.inflight.values().filter(|f| f.is_waiting()).count();
-        while self.room() && state.pop_offset < next && waiting < MAX_FIFO_WAITING_PER_QUEUE {
+        while self.room()
+            && state.pop_offset < next
+            && state.waiting_count < MAX_FIFO_WAITING_PER_QUEUE
+        {
             let want = (self.req.max - self.out.len()).max(32);
             let entries = self
                 .engine
@@ -768,7 +845,7 @@ impl QueuePop<'_, '_> {
                 break;
             }
             for e in entries {
-                if !self.room() || waiting >= MAX_FIFO_WAITING_PER_QUEUE {
+                if !self.room() || state.waiting_count >= MAX_FIFO_WAITING_PER_QUEUE {
                     break;
                 }
                 state.pop_offset = e.queue_offset + 1;
@@ -796,13 +873,12 @@ impl QueuePop<'_, '_> {
                 };
                 if group != 0 && !busy.insert(group) {
                     // Its message group has one in flight or waiting: wait behind it.
-                    state.inflight.insert(e.queue_offset, f);
+                    state.add_waiting(e.queue_offset, group);
                     self.batch.put(
                         Cf::ConsumeState,
                         self.key.inflight_key(e.queue_offset),
                         f.encode(),
                     );
-                    waiting += 1;
                     continue;
                 }
                 self.hand_out(message, &mut f);

@@ -255,3 +255,39 @@ async fn auto_renew_keeps_a_delivery_invisible_until_its_limit() {
     assert_eq!(again.len(), 1, "back after the renewal limit");
     assert_eq!(again[0].attempt, 2);
 }
+
+#[tokio::test]
+async fn fifo_waiting_messages_and_progress_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = (0..4)
+        .map(|i| message(0, Some("A"), &format!("a{i}")))
+        .collect();
+    let (store, engine) = engine_with(dir.path(), msgs).await;
+    let g = GroupConfig {
+        fifo: true,
+        ..GroupConfig::with_defaults("g")
+    };
+    let first = pop(&engine, &g, 32, 10_000, 0);
+    assert_eq!(bodies(&first), ["a0"]);
+    assert_eq!(engine.group_progress("g")[0].consumer_offset, 0);
+    drop(engine);
+    store.shutdown();
+    drop(store);
+
+    let store = MessageStore::open(StoreConfig::new(dir.path())).unwrap();
+    let engine = ConsumeEngine::open(store).unwrap();
+    assert!(
+        pop(&engine, &g, 32, 10_000, 1).is_empty(),
+        "a0 is still in flight"
+    );
+    engine.ack("g", "t", &first[0].receipt_handle).unwrap();
+    let mut order = Vec::new();
+    for now in 2..10 {
+        for d in pop(&engine, &g, 32, 10_000, now) {
+            order.push(bodies(std::slice::from_ref(&d)).remove(0));
+            engine.ack("g", "t", &d.receipt_handle).unwrap();
+        }
+    }
+    assert_eq!(order, ["a1", "a2", "a3"]);
+    assert_eq!(engine.group_progress("g")[0].consumer_offset, 4);
+}
