@@ -139,11 +139,15 @@ impl TopicTable {
             },
             queues,
         )?;
+        self.create_or_get(config)
+    }
+
+    /// Creates `config`'s topic, or returns the one another caller created in between.
+    fn create_or_get(&self, config: TopicConfig) -> Result<TopicConfig, ApogeeError> {
+        let name = config.name.clone();
         match self.create(config) {
             Ok(c) => Ok(c),
-            Err(_) => self
-                .get(name)
-                .ok_or_else(|| ApogeeError::TopicNotFound(name.to_string())),
+            Err(_) => self.get(&name).ok_or(ApogeeError::TopicNotFound(name)),
         }
     }
 
@@ -167,13 +171,7 @@ impl TopicTable {
             },
             default_queues,
         )?;
-        match self.create(config) {
-            Ok(c) => Ok(c),
-            // Another sender created it in between.
-            Err(_) => self
-                .get(name)
-                .ok_or_else(|| ApogeeError::TopicNotFound(name.to_string())),
-        }
+        self.create_or_get(config)
     }
 }
 

@@ -1,4 +1,5 @@
-//! A raw producer Telemetry session, for tests of transaction check-backs: it declares its
+//! Raw Telemetry sessions: [`RawSession`] opens one with any Settings and keeps it open;
+//! [`ProducerSession`], for tests of transaction check-backs, declares its
 //! topics as an official producer does, records every RecoverOrphanedTransactionCommand it is
 //! sent and answers each with EndTransaction (source SERVER_CHECK) on the same endpoint.
 
@@ -22,6 +23,48 @@ pub struct CheckBack {
     pub answer_code: i32,
 }
 
+/// A raw Telemetry stream after its first reply.
+pub struct RawSession {
+    /// The server's first answer (its Settings reply).
+    pub first: v2::TelemetryCommand,
+    /// Keeps the stream open; dropping it ends the session.
+    pub outbound: mpsc::Sender<v2::TelemetryCommand>,
+    pub inbound: tonic::Streaming<v2::TelemetryCommand>,
+}
+
+impl RawSession {
+    /// Opens Telemetry to `addr` as `client_id`, sends `settings` and waits (at most 10 s)
+    /// for the first reply.
+    pub async fn open(addr: &str, client_id: &str, settings: v2::Settings) -> RawSession {
+        let (tx, rx) = mpsc::channel(16);
+        tx.send(v2::TelemetryCommand {
+            status: None,
+            command: Some(Command::Settings(settings)),
+        })
+        .await
+        .unwrap();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        request
+            .metadata_mut()
+            .insert("x-mq-client-id", client_id.parse().unwrap());
+        let mut inbound = rpc::messaging(addr)
+            .telemetry(request)
+            .await
+            .expect("Telemetry opens")
+            .into_inner();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), inbound.next())
+            .await
+            .expect("a first Telemetry reply in time")
+            .expect("a first Telemetry reply")
+            .expect("a first Telemetry reply");
+        RawSession {
+            first,
+            outbound: tx,
+            inbound,
+        }
+    }
+}
+
 /// A live producer session; dropping it closes the stream.
 pub struct ProducerSession {
     pub client_id: String,
@@ -34,7 +77,6 @@ impl ProducerSession {
     /// Opens Telemetry to `addr` as producer `client_id` of `topics`, waits for the settings
     /// reply, then answers check-backs with `checker` in the background.
     pub async fn open(addr: &str, client_id: &str, topics: &[&str], checker: Checker) -> Self {
-        let (tx, rx) = mpsc::channel(16);
         let settings = v2::Settings {
             client_type: Some(v2::ClientType::Producer as i32),
             pub_sub: Some(v2::settings::PubSub::Publishing(v2::Publishing {
@@ -43,27 +85,11 @@ impl ProducerSession {
             })),
             ..Default::default()
         };
-        tx.send(v2::TelemetryCommand {
-            status: None,
-            command: Some(Command::Settings(settings)),
-        })
-        .await
-        .unwrap();
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        request
-            .metadata_mut()
-            .insert("x-mq-client-id", client_id.parse().unwrap());
-        let mut client = rpc::messaging(addr);
-        let mut inbound = client
-            .telemetry(request)
-            .await
-            .expect("Telemetry opens")
-            .into_inner();
-        let first = inbound
-            .next()
-            .await
-            .expect("settings reply")
-            .expect("settings reply");
+        let RawSession {
+            first,
+            outbound: tx,
+            mut inbound,
+        } = RawSession::open(addr, client_id, settings).await;
         assert!(
             matches!(first.command, Some(Command::Settings(_))),
             "{first:?}"

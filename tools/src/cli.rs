@@ -249,7 +249,8 @@ pub struct ConsumeArgs {
     pub sql: Option<String>,
 }
 
-fn ranged<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+/// Parses a number within `lo..=hi` (shared by every numeric flag).
+pub(crate) fn ranged<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
     s: &str,
     lo: T,
     hi: T,

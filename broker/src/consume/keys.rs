@@ -96,6 +96,18 @@ pub struct Inflight {
 }
 
 impl Inflight {
+    /// A message that has not been handed out yet (a FIFO message waiting
+    /// for its message group's turn, or one about to be handed out).
+    pub fn not_handed_out(message_group: u64) -> Inflight {
+        Inflight {
+            visible_at_ms: 0,
+            attempt: 0,
+            nonce: 0,
+            renew_until_ms: 0,
+            message_group,
+        }
+    }
+
     pub fn is_waiting(&self) -> bool {
         self.attempt == 0
     }

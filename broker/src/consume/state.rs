@@ -796,13 +796,7 @@ impl QueuePop<'_, '_> {
                 .read_one(self.req.topic, self.key.queue_id, offset)?
             {
                 Some(message) => {
-                    let mut f = Inflight {
-                        visible_at_ms: 0,
-                        attempt: 0,
-                        nonce: 0,
-                        renew_until_ms: 0,
-                        message_group: group,
-                    };
+                    let mut f = Inflight::not_handed_out(group);
                     self.hand_out(message, &mut f);
                     state.inflight.insert(offset, f);
                     state.last_consume_ms = Some(self.now_ms);
@@ -864,13 +858,7 @@ impl QueuePop<'_, '_> {
                     (Some(g), true) => message_group_hash(g),
                     _ => 0,
                 };
-                let mut f = Inflight {
-                    visible_at_ms: 0,
-                    attempt: 0,
-                    nonce: 0,
-                    renew_until_ms: 0,
-                    message_group: group,
-                };
+                let mut f = Inflight::not_handed_out(group);
                 if group != 0 && !busy.insert(group) {
                     // Its message group has one in flight or waiting: wait behind it.
                     state.add_waiting(e.queue_offset, group);

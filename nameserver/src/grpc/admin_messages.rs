@@ -4,7 +4,7 @@
 //! name one group, since queue ids are per group); a consumer group's dead letters may be on
 //! any group, so listing and resending ask every master.
 
-use super::brokers::{ask_every_master, BrokerChannels};
+use super::brokers::{ask_every_master, call_each, BrokerChannels};
 use crate::registry::Registry;
 use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::cluster::{
@@ -83,31 +83,19 @@ where
     F: Fn(AdminClient<Channel>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, Status>>,
 {
-    let calls = targets.iter().map(|(name, endpoint)| {
-        let client = channels.admin(endpoint);
-        let call = &call;
-        async move {
-            let result = match client {
-                Ok(client) => call(client).await.map(tonic::Response::into_inner),
-                Err(e) => Err(e.into()),
-            };
-            (name, result)
-        }
-    });
+    let asked = targets.len();
     let mut all = Vec::new();
     let mut failed: Vec<(String, Status)> = Vec::new();
-    for (name, result) in futures::future::join_all(calls).await {
+    for (name, result) in call_each(targets, channels, call).await {
         match result {
             Ok(r) => all.push(r),
-            Err(e) => failed.push((name.clone(), e)),
+            Err(e) => failed.push((name, e)),
         }
     }
     match failed.as_slice() {
         [] => Ok(all),
         // One group asked and it refused: its own status (e.g. a bad queue id).
-        [(name, e)] if targets.len() == 1 => {
-            Err(Status::new(e.code(), format!("{name}: {}", e.message())))
-        }
+        [(name, e)] if asked == 1 => Err(Status::new(e.code(), format!("{name}: {}", e.message()))),
         _ => {
             let text: Vec<String> = failed
                 .iter()

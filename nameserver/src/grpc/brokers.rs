@@ -89,7 +89,21 @@ where
         .into_iter()
         .filter_map(|t| t.master_endpoint.map(|e| (t.group, e)))
         .collect();
-    let calls = masters.into_iter().map(|(name, endpoint)| {
+    call_each(masters, channels, call).await
+}
+
+/// Calls `call` on the Admin service of each `(name, endpoint)` at once; returns each name
+/// with its answer.
+pub async fn call_each<K, T, F, Fut>(
+    targets: Vec<(K, String)>,
+    channels: &BrokerChannels,
+    call: F,
+) -> Vec<(K, Result<T, Status>)>
+where
+    F: Fn(AdminClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let calls = targets.into_iter().map(|(name, endpoint)| {
         let client = channels.admin(&endpoint);
         let call = &call;
         async move {

@@ -9,39 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// A consumer group across the cluster, for group lists.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GroupListing {
-    /// The config on the first broker group holding it (by cluster and broker
-    /// name; the master's when it has one).
-    pub config: GroupConfig,
-    /// Every broker group holding the group, sorted, without duplicates.
-    pub broker_names: Vec<String>,
-}
+pub type GroupListing = super::query::Listing<GroupConfig>;
 
 impl Registry {
     /// Every consumer group a live member holds, by name.
     pub fn groups(&self) -> BTreeMap<String, GroupListing> {
-        let now = Instant::now();
-        let groups = self.groups.read();
-        let mut out: BTreeMap<String, GroupListing> = BTreeMap::new();
-        for (key, group) in groups.iter() {
-            // BTreeMap order: the master (id 0) first.
-            for m in group.members.values().filter(|m| self.is_live(m, now)) {
-                for (name, config) in &m.groups {
-                    let listing = out.entry(name.clone()).or_insert_with(|| GroupListing {
-                        config: config.clone(),
-                        broker_names: Vec::new(),
-                    });
-                    if !listing.broker_names.contains(&key.broker_name) {
-                        listing.broker_names.push(key.broker_name.clone());
-                    }
-                }
-            }
-        }
-        for listing in out.values_mut() {
-            listing.broker_names.sort();
-        }
-        out
+        self.listings(|m| &m.groups)
     }
 
     /// The config of consumer group `name` as the first live member holding it has it.

@@ -42,14 +42,18 @@ impl Placement {
     }
 }
 
-/// A topic across the cluster, for topic lists.
+/// A config (topic or consumer group) across the cluster, for lists.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TopicListing {
-    /// The config on the first hosting group (by cluster and broker name).
-    pub config: TopicConfig,
-    /// Every broker group hosting the topic, sorted, without duplicates.
+pub struct Listing<C> {
+    /// The config on the first broker group holding it (by cluster and broker name; the
+    /// master's when it has one).
+    pub config: C,
+    /// Every broker group holding it, sorted, without duplicates.
     pub broker_names: Vec<String>,
 }
+
+/// A topic across the cluster, for topic lists.
+pub type TopicListing = Listing<TopicConfig>;
 
 /// A broker group as an admin operation sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,13 +129,22 @@ impl Registry {
 
     /// Every topic hosted by a live member, by name.
     pub fn topics(&self) -> BTreeMap<String, TopicListing> {
+        self.listings(|m| &m.topics)
+    }
+
+    /// What live members hold in one of their config maps (`of`), by name.
+    pub(super) fn listings<C: Clone>(
+        &self,
+        of: impl Fn(&Member) -> &BTreeMap<String, C>,
+    ) -> BTreeMap<String, Listing<C>> {
         let now = Instant::now();
         let groups = self.groups.read();
-        let mut out: BTreeMap<String, TopicListing> = BTreeMap::new();
+        let mut out: BTreeMap<String, Listing<C>> = BTreeMap::new();
         for (key, group) in groups.iter() {
+            // BTreeMap order: the master (id 0) first.
             for m in group.members.values().filter(|m| self.is_live(m, now)) {
-                for (name, config) in &m.topics {
-                    let listing = out.entry(name.clone()).or_insert_with(|| TopicListing {
+                for (name, config) in of(m) {
+                    let listing = out.entry(name.clone()).or_insert_with(|| Listing {
                         config: config.clone(),
                         broker_names: Vec::new(),
                     });

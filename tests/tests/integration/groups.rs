@@ -7,12 +7,10 @@ use apogee_proto::time;
 use apogee_proto::v2::{
     self, retry_policy::Strategy, settings::PubSub, telemetry_command::Command,
 };
+use apogee_tests::telemetry::RawSession;
 use apogee_tests::{rpc, wait_until, BrokerSpec, CliOutput, Cluster};
 use serde_json::Value;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -228,21 +226,14 @@ async fn receive_exactly(addr: &str, group: &str, topic: &str, count: usize) -> 
     got
 }
 
-/// A consumer's raw Telemetry session: the Settings reply, and the stream kept open.
-struct ConsumerSession {
-    reply: v2::TelemetryCommand,
-    _outbound: mpsc::Sender<v2::TelemetryCommand>,
-    _inbound: tonic::Streaming<v2::TelemetryCommand>,
-}
-
+/// A consumer's raw Telemetry session: the Settings reply (`first`), and the stream kept open.
 async fn consumer_session(
     addr: &str,
     client_id: &str,
     group: &str,
     topic: &str,
     language: v2::Language,
-) -> ConsumerSession {
-    let (tx, rx) = mpsc::channel(4);
+) -> RawSession {
     let settings = v2::Settings {
         client_type: Some(v2::ClientType::PushConsumer as i32),
         user_agent: Some(v2::Ua {
@@ -263,31 +254,7 @@ async fn consumer_session(
         })),
         ..Default::default()
     };
-    tx.send(v2::TelemetryCommand {
-        status: None,
-        command: Some(Command::Settings(settings)),
-    })
-    .await
-    .unwrap();
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    request
-        .metadata_mut()
-        .insert("x-mq-client-id", client_id.parse().unwrap());
-    let mut inbound = rpc::messaging(addr)
-        .telemetry(request)
-        .await
-        .expect("Telemetry opens")
-        .into_inner();
-    let reply = tokio::time::timeout(WAIT, inbound.next())
-        .await
-        .expect("a settings reply in time")
-        .expect("a settings reply")
-        .expect("a settings reply");
-    ConsumerSession {
-        reply,
-        _outbound: tx,
-        _inbound: inbound,
-    }
+    RawSession::open(addr, client_id, settings).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +406,7 @@ async fn unknown_groups_are_refused_without_auto_create() {
     )
     .await;
     assert_eq!(
-        rpc::code(session.reply.status.as_ref()),
+        rpc::code(session.first.status.as_ref()),
         v2::Code::ConsumerGroupNotFound as i32
     );
     assert!(find(&listed(&cluster), "stranger-g").is_none());
@@ -452,13 +419,13 @@ async fn unknown_groups_are_refused_without_auto_create() {
 }
 
 /// The subscription and backoff policy of a Settings reply.
-fn consumer_reply(session: &ConsumerSession) -> (v2::Subscription, v2::RetryPolicy) {
+fn consumer_reply(session: &RawSession) -> (v2::Subscription, v2::RetryPolicy) {
     assert_eq!(
-        rpc::code(session.reply.status.as_ref()),
+        rpc::code(session.first.status.as_ref()),
         v2::Code::Ok as i32
     );
-    let Some(Command::Settings(s)) = &session.reply.command else {
-        panic!("settings expected: {:?}", session.reply)
+    let Some(Command::Settings(s)) = &session.first.command else {
+        panic!("settings expected: {:?}", session.first)
     };
     let Some(PubSub::Subscription(sub)) = &s.pub_sub else {
         panic!("subscription expected: {s:?}")

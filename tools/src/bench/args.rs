@@ -3,6 +3,7 @@
 
 use super::consume::ConsumeSpec;
 use super::produce::BenchSpec;
+use crate::cli::ranged;
 use crate::error::{ToolError, ToolResult};
 use crate::schedule::parse_delay;
 use apogee_proto::limits;
@@ -148,18 +149,6 @@ fn run_limit(duration: Option<Duration>, count: Option<u64>) -> Option<Duration>
         (None, Some(_)) => None,
         (None, None) => Some(DEFAULT_RUN),
     }
-}
-
-fn ranged<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
-    s: &str,
-    lo: T,
-    hi: T,
-) -> Result<T, String> {
-    let v: T = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if v < lo || v > hi {
-        return Err(format!("must be between {lo} and {hi}"));
-    }
-    Ok(v)
 }
 
 fn body_size(s: &str) -> Result<usize, String> {
