@@ -123,7 +123,7 @@ impl SimpleConsumer {
             topic,
             filter: filter.to_v2(),
             batch: max_messages as i32,
-            invisible: invisible_duration,
+            invisible: Some(invisible_duration),
         };
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut errors = Vec::new();
@@ -175,7 +175,7 @@ impl SimpleConsumer {
         target: &BrokerTarget,
         topic: &str,
         batch: u32,
-        invisible_duration: Duration,
+        invisible_duration: Option<Duration>,
         wait: Duration,
     ) -> (Vec<ReceivedMessage>, Option<ClientError>) {
         let Some(filter) = self.filters.get(topic) else {
@@ -222,8 +222,8 @@ impl SimpleConsumer {
             }),
             filter_expression: Some(ask.filter.clone()),
             batch_size: ask.batch,
-            invisible_duration: Some(duration(ask.invisible)),
-            auto_renew: false,
+            invisible_duration: ask.invisible.map(duration),
+            auto_renew: ask.invisible.is_none(),
             long_polling_timeout: Some(duration(long_poll)),
             attempt_id: Some(uuid::Uuid::new_v4().to_string()),
         };
@@ -373,7 +373,9 @@ struct Ask<'a> {
     topic: &'a str,
     filter: v2::FilterExpression,
     batch: i32,
-    invisible: Duration,
+    /// None: the broker keeps the messages invisible until acked or nacked
+    /// (`auto_renew`, what push consumers ask for).
+    invisible: Option<Duration>,
 }
 
 fn check_invisible(d: Duration) -> Result<()> {

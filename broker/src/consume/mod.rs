@@ -12,10 +12,12 @@
 //! - [`dead_letter`]: deliveries past the group's attempts go to `%DLQ%<group>`.
 //! - [`background`]: the task that renews auto-renew deliveries and
 //!   dead-letters expired ones.
+//! - [`clients`]: which clients are alive (auto-renew deliveries follow them).
 //! - [`receipt`]: signed receipt handles naming one delivery.
 //! - [`filter`]: tag and SQL92 filters.
 
 pub mod background;
+pub mod clients;
 pub mod dead_letter;
 pub mod filter;
 pub mod keys;

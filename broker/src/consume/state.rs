@@ -12,6 +12,7 @@
 //! already has a delivery in flight waits (an entry with attempt 0) until that
 //! one is acknowledged or dead-lettered.
 
+use super::clients::Clients;
 use super::filter::MessageFilter;
 use super::keys::{message_group_hash, Inflight, QueueKey};
 use super::receipt::{Receipt, ReceiptSigner};
@@ -43,6 +44,8 @@ struct QueueState {
     /// waiting message.
     waiting: HashMap<u64, BTreeSet<u64>>,
     waiting_count: usize,
+    /// The client that received each auto-renew delivery (renewed while it is alive).
+    owners: HashMap<u64, Arc<str>>,
     last_consume_ms: Option<i64>,
 }
 
@@ -102,6 +105,8 @@ pub struct PopRequest<'a> {
     pub renew_until_ms: Option<i64>,
     /// The client's id of this receive: a repeat gets the same deliveries.
     pub attempt_id: Option<&'a str>,
+    /// The receiving client (`x-mq-client-id`), owner of auto-renew deliveries.
+    pub client_id: &'a str,
 }
 
 /// One message handed to a consumer.
@@ -155,6 +160,7 @@ pub struct ConsumeEngine {
     changed: Notify,
     /// Woken when a pop passes over deliveries that used up their attempts.
     expired: Notify,
+    clients: Clients,
 }
 
 pub(super) fn internal(e: StoreError) -> ApogeeError {
@@ -224,12 +230,18 @@ impl ConsumeEngine {
             attempts: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             expired: Notify::new(),
+            clients: Clients::default(),
         })
     }
 
     /// Woken by acks, nacks and dead letters.
     pub fn changed(&self) -> &Notify {
         &self.changed
+    }
+
+    /// Which clients are alive (auto-renew deliveries are renewed for them only).
+    pub fn clients(&self) -> &Clients {
+        &self.clients
     }
 
     /// Woken when deliveries that used up their attempts were seen.
@@ -471,6 +483,7 @@ impl ConsumeEngine {
             _ => return Err(stale()),
         }
         state.inflight.remove(&r.queue_offset);
+        state.owners.remove(&r.queue_offset);
         let mut batch = KvBatch::new();
         batch.delete(Cf::ConsumeState, key.inflight_key(r.queue_offset));
         Self::persist_queue(&mut batch, &key, &state);
@@ -499,6 +512,7 @@ impl ConsumeEngine {
         f.visible_at_ms = now_ms + invisible_ms;
         f.renew_until_ms = 0;
         f.nonce = rand::random();
+        let offset = r.queue_offset;
         let mut batch = KvBatch::new();
         batch.put(
             Cf::ConsumeState,
@@ -506,6 +520,7 @@ impl ConsumeEngine {
             f.encode(),
         );
         let nonce = f.nonce;
+        state.owners.remove(&offset);
         self.kv.write(batch).map_err(internal)?;
         drop(state);
         self.changed.notify_waiters();
@@ -569,6 +584,7 @@ impl ConsumeEngine {
             _ => return Ok(false),
         }
         state.inflight.remove(&e.queue_offset);
+        state.owners.remove(&e.queue_offset);
         let mut batch = KvBatch::new();
         batch.delete(Cf::ConsumeState, e.key.inflight_key(e.queue_offset));
         Self::persist_queue(&mut batch, &e.key, &state);
@@ -579,14 +595,27 @@ impl ConsumeEngine {
     }
 
     /// Pushes the invisible time of auto-renew deliveries that end within
-    /// half a period to `now + period_ms` (never past their renewal limit).
+    /// half a period to `now + period_ms` (never past their renewal limit);
+    /// ends the renewal of deliveries whose client is gone, so they come
+    /// back at the end of their current period.
     pub fn renew(&self, now_ms: i64, period_ms: i64) -> Result<usize, ApogeeError> {
         let mut renewed = 0;
         for (key, queue) in self.matching(|_| true) {
-            let mut state = queue.lock();
+            let mut guard = queue.lock();
+            let state = &mut *guard;
             let mut batch = KvBatch::new();
             for (off, f) in state.inflight.iter_mut() {
                 if f.renew_until_ms <= now_ms {
+                    continue;
+                }
+                let owner_gone = state
+                    .owners
+                    .get(off)
+                    .is_some_and(|c| !self.clients.alive(c, now_ms));
+                if owner_gone {
+                    f.renew_until_ms = now_ms;
+                    state.owners.remove(off);
+                    batch.put(Cf::ConsumeState, key.inflight_key(*off), f.encode());
                     continue;
                 }
                 if f.visible_at_ms - now_ms > period_ms / 2 {
@@ -720,19 +749,25 @@ impl QueuePop<'_, '_> {
     }
 
     /// Hands out `f` (attempt raised) and records it.
-    fn hand_out(&mut self, message: StoredMessage, f: &mut Inflight) {
+    /// Hands out `f` (attempt raised) and records it in `state`.
+    fn hand_out(&mut self, state: &mut QueueState, message: StoredMessage, mut f: Inflight) {
+        let offset = message.queue_offset;
         f.attempt += 1;
         f.nonce = rand::random();
         f.visible_at_ms = self.next_visible(f.attempt);
         f.renew_until_ms = self.req.renew_until_ms.unwrap_or(0);
-        self.batch.put(
-            Cf::ConsumeState,
-            self.key.inflight_key(message.queue_offset),
-            f.encode(),
-        );
+        self.batch
+            .put(Cf::ConsumeState, self.key.inflight_key(offset), f.encode());
+        state.inflight.insert(offset, f);
+        if f.renew_until_ms > 0 {
+            state.owners.insert(offset, Arc::from(self.req.client_id));
+        } else {
+            state.owners.remove(&offset);
+        }
+        state.last_consume_ms = Some(self.now_ms);
         let d = self
             .engine
-            .delivery(self.key, message, *f, self.req.invisible_ms);
+            .delivery(self.key, message, f, self.req.invisible_ms);
         self.out.push(d);
     }
 
@@ -750,7 +785,7 @@ impl QueuePop<'_, '_> {
             if !self.room() {
                 return Ok(());
             }
-            let mut f = state.inflight[&offset];
+            let f = state.inflight[&offset];
             if f.attempt >= max_attempts {
                 self.engine.expired.notify_one();
                 continue;
@@ -759,11 +794,7 @@ impl QueuePop<'_, '_> {
                 .engine
                 .read_one(self.req.topic, self.key.queue_id, offset)?
             {
-                Some(message) => {
-                    self.hand_out(message, &mut f);
-                    state.inflight.insert(offset, f);
-                    state.last_consume_ms = Some(self.now_ms);
-                }
+                Some(message) => self.hand_out(state, message, f),
                 None => self.gone(state, offset),
             }
         }
@@ -795,12 +826,7 @@ impl QueuePop<'_, '_> {
                 .engine
                 .read_one(self.req.topic, self.key.queue_id, offset)?
             {
-                Some(message) => {
-                    let mut f = Inflight::not_handed_out(group);
-                    self.hand_out(message, &mut f);
-                    state.inflight.insert(offset, f);
-                    state.last_consume_ms = Some(self.now_ms);
-                }
+                Some(message) => self.hand_out(state, message, Inflight::not_handed_out(group)),
                 None => self.gone(state, offset),
             }
         }
@@ -858,7 +884,7 @@ impl QueuePop<'_, '_> {
                     (Some(g), true) => message_group_hash(g),
                     _ => 0,
                 };
-                let mut f = Inflight::not_handed_out(group);
+                let f = Inflight::not_handed_out(group);
                 if group != 0 && !busy.insert(group) {
                     // Its message group has one in flight or waiting: wait behind it.
                     state.add_waiting(e.queue_offset, group);
@@ -869,9 +895,7 @@ impl QueuePop<'_, '_> {
                     );
                     continue;
                 }
-                self.hand_out(message, &mut f);
-                state.inflight.insert(e.queue_offset, f);
-                state.last_consume_ms = Some(self.now_ms);
+                self.hand_out(state, message, f);
             }
         }
         Ok(())

@@ -71,6 +71,7 @@ fn pr<'a>(
         invisible_ms,
         renew_until_ms: None,
         attempt_id: None,
+        client_id: "test-client",
     }
 }
 

@@ -57,6 +57,7 @@ fn pop(
                 invisible_ms,
                 renew_until_ms: None,
                 attempt_id: None,
+                client_id: "test-client",
             },
             now_ms,
         )
@@ -209,6 +210,7 @@ async fn a_repeated_attempt_id_gets_the_same_deliveries_without_a_new_attempt() 
         invisible_ms: 10_000,
         renew_until_ms: None,
         attempt_id: Some(id),
+        client_id: "test-client",
     };
     let first = engine.pop(&req("x"), 0).unwrap();
     let again = engine.pop(&req("x"), 5).unwrap();
@@ -239,6 +241,7 @@ async fn auto_renew_keeps_a_delivery_invisible_until_its_limit() {
         invisible_ms: 1_000,
         renew_until_ms: Some(5_000),
         attempt_id: None,
+        client_id: "test-client",
     };
     let d = engine.pop(&req, 0).unwrap();
     assert_eq!(d.len(), 1);
@@ -290,4 +293,37 @@ async fn fifo_waiting_messages_and_progress_survive_a_reopen() {
     }
     assert_eq!(order, ["a1", "a2", "a3"]);
     assert_eq!(engine.group_progress("g")[0].consumer_offset, 4);
+}
+
+#[tokio::test]
+async fn auto_renew_stops_when_the_receiving_client_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, engine) = engine_with(dir.path(), vec![message(0, None, "a")]).await;
+    let g = GroupConfig::with_defaults("g");
+    let all = MessageFilter::from_expression(None).unwrap();
+    let req = PopRequest {
+        group: &g,
+        topic: "t",
+        queue_ids: &[0],
+        filter: &all,
+        max: 1,
+        invisible_ms: 1_000,
+        renew_until_ms: Some(600_000),
+        attempt_id: None,
+        client_id: "leaver",
+    };
+    engine.clients().seen("leaver", 0);
+    assert_eq!(engine.pop(&req, 0).unwrap().len(), 1);
+    engine.renew(600, 1_000).unwrap();
+    assert!(
+        pop(&engine, &g, 1, 1_000, 1_500).is_empty(),
+        "renewed while alive"
+    );
+    // The client says goodbye: no more renewals; back after the current period.
+    engine.clients().gone("leaver", 1_550);
+    engine.renew(1_600, 1_000).unwrap();
+    engine.renew(2_000, 1_000).unwrap();
+    let back = pop(&engine, &g, 1, 1_000, 1_600 + 1_000);
+    assert_eq!(back.len(), 1, "back one period after its client left");
+    assert_eq!(back[0].attempt, 2);
 }

@@ -23,6 +23,7 @@ pub mod send;
 
 use crate::server::Broker;
 use apogee_proto::error::ok_status;
+use apogee_proto::time::now_ms;
 use apogee_proto::v2::{self, messaging_service_server::MessagingService};
 use apogee_proto::ApogeeError;
 use futures::Stream;
@@ -78,6 +79,13 @@ impl MessagingServer {
         let broker = self.broker.clone();
         Arc::new(move |group| broker.groups.resolve(group).map(Some))
     }
+
+    /// Notes that the request's client is alive; returns its id.
+    fn seen<T>(&self, req: &Request<T>) -> String {
+        let client = apogee_proto::telemetry::client_id(req);
+        self.broker.consume.clients().seen(&client, now_ms());
+        client
+    }
 }
 
 #[tonic::async_trait]
@@ -95,6 +103,7 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::HeartbeatRequest>,
     ) -> Result<Response<v2::HeartbeatResponse>, Status> {
+        self.seen(&req);
         // A consumer's heartbeat names its group: an unknown one is created or refused.
         let group = req.get_ref().group.as_ref().map(|g| g.name.as_str());
         let status = match group.filter(|g| !g.is_empty()) {
@@ -138,13 +147,14 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
-        let responses = match receive::plan_receive(&self.broker, req.get_ref(), deadline_ms(&req))
-        {
-            Ok(plan) => receive::receive(&self.broker, plan).await,
-            Err(e) => vec![v2::ReceiveMessageResponse {
-                content: Some(v2::receive_message_response::Content::Status(e.to_status())),
-            }],
-        };
+        let client = self.seen(&req);
+        let responses =
+            match receive::plan_receive(&self.broker, req.get_ref(), client, deadline_ms(&req)) {
+                Ok(plan) => receive::receive(&self.broker, plan).await,
+                Err(e) => vec![v2::ReceiveMessageResponse {
+                    content: Some(v2::receive_message_response::Content::Status(e.to_status())),
+                }],
+            };
         Ok(Response::new(stream_of(responses)))
     }
 
@@ -152,6 +162,7 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::AckMessageRequest>,
     ) -> Result<Response<v2::AckMessageResponse>, Status> {
+        self.seen(&req);
         Ok(Response::new(receive::ack(&self.broker, req.into_inner())))
     }
 
@@ -240,8 +251,11 @@ impl MessagingService for MessagingServer {
 
     async fn notify_client_termination(
         &self,
-        _req: Request<v2::NotifyClientTerminationRequest>,
+        req: Request<v2::NotifyClientTerminationRequest>,
     ) -> Result<Response<v2::NotifyClientTerminationResponse>, Status> {
+        // Its auto-renew deliveries are not renewed any more: they come back.
+        let client = apogee_proto::telemetry::client_id(&req);
+        self.broker.consume.clients().gone(&client, now_ms());
         Ok(Response::new(v2::NotifyClientTerminationResponse {
             status: Some(ok_status()),
         }))
@@ -251,6 +265,7 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::ChangeInvisibleDurationRequest>,
     ) -> Result<Response<v2::ChangeInvisibleDurationResponse>, Status> {
+        self.seen(&req);
         Ok(Response::new(receive::change_invisible(
             &self.broker,
             req.into_inner(),

@@ -27,6 +27,8 @@ pub struct ReceivePlan {
     /// time until acked or nacked, at most this long.
     pub auto_renew_ms: Option<i64>,
     pub attempt_id: Option<String>,
+    /// The receiving client (`x-mq-client-id`).
+    pub client_id: String,
     pub long_polling_ms: i64,
 }
 
@@ -38,6 +40,7 @@ const DEFAULT_RECEIVE_BATCH: i32 = 32;
 pub fn plan_receive(
     broker: &Broker,
     req: &v2::ReceiveMessageRequest,
+    client_id: String,
     deadline_ms: Option<i64>,
 ) -> Result<ReceivePlan, ApogeeError> {
     let group = req
@@ -116,6 +119,7 @@ pub fn plan_receive(
         invisible_ms,
         auto_renew_ms,
         attempt_id: req.attempt_id.clone().filter(|a| !a.is_empty()),
+        client_id,
         long_polling_ms,
     })
 }
@@ -166,6 +170,7 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
             invisible_ms: plan.invisible_ms,
             renew_until_ms: plan.auto_renew_ms.map(|ms| now + ms),
             attempt_id: plan.attempt_id.as_deref(),
+            client_id: &plan.client_id,
         };
         let popped = broker.consume.pop(&request, now);
         match popped {

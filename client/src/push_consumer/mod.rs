@@ -12,8 +12,12 @@
 //!   the listener, acks on [`ConsumeResult::Success`], and on
 //!   [`ConsumeResult::Failure`] (or a panic) nacks with
 //!   ChangeInvisibleDuration set to the group's backoff for that delivery
-//!   attempt (from the servers' Settings, see `settings`). While a message
-//!   is held longer than about 2/3 of its invisible duration, its
+//!   attempt (from the servers' Settings, see `settings`). By default the
+//!   receives ask the broker to keep messages invisible until they are
+//!   acked or nacked (`auto_renew`, as the official push consumers do; the
+//!   broker bounds it by its `consume.max_auto_renew_ms`). With
+//!   [`PushConsumerBuilder::invisible_duration`] the consumer renews instead:
+//!   while a message is held longer than about 2/3 of that duration, its
 //!   invisibility is renewed, and the newest receipt handle is used.
 //! - **FIFO** (forced with [`PushConsumerBuilder::fifo`] or learned from the
 //!   Settings at start): the messages of one message group reach the
@@ -53,8 +57,6 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 /// Default number of messages handled at once.
 pub const DEFAULT_CONCURRENCY: usize = 16;
-/// Default invisible duration of received messages (renewed while held).
-pub const DEFAULT_INVISIBLE_DURATION: Duration = Duration::from_secs(30);
 /// Default bound on how long shutdown waits for running handlers.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -75,7 +77,8 @@ pub struct PushConsumerBuilder {
     group: String,
     subscriptions: Vec<(String, FilterExpression)>,
     concurrency: usize,
-    invisible: Duration,
+    /// None: the broker renews (`auto_renew`).
+    invisible: Option<Duration>,
     fifo: bool,
     shutdown_timeout: Duration,
     listener: Option<Listener>,
@@ -98,10 +101,11 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// How long a received message stays hidden from other consumers
-    /// (default 30 s); renewed while its handler runs longer.
+    /// Receive with this invisible duration and renew it from the client
+    /// while a handler runs longer, instead of the default: the broker keeps
+    /// messages invisible until they are acked or nacked (`auto_renew`).
     pub fn invisible_duration(mut self, d: Duration) -> Self {
-        self.invisible = d;
+        self.invisible = Some(d);
         self
     }
 
@@ -138,7 +142,9 @@ impl PushConsumerBuilder {
         if self.concurrency == 0 {
             return Err(ClientError::Config("concurrency must be at least 1".into()));
         }
-        let ms = self.invisible.as_millis() as i64;
+        let ms = self
+            .invisible
+            .map_or(limits::MIN_INVISIBLE_MS, |d| d.as_millis() as i64);
         if !(limits::MIN_INVISIBLE_MS..=limits::MAX_INVISIBLE_MS).contains(&ms) {
             return Err(ApogeeError::IllegalInvisibleTime(format!(
                 "{ms} ms is outside {}..={} ms",
@@ -198,7 +204,7 @@ impl PushConsumer {
             group: group.into(),
             subscriptions: Vec::new(),
             concurrency: DEFAULT_CONCURRENCY,
-            invisible: DEFAULT_INVISIBLE_DURATION,
+            invisible: None,
             fifo: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             listener: None,
@@ -269,7 +275,8 @@ pub(crate) struct Shared {
     listener: Listener,
     slots: Slots,
     order: FifoOrder,
-    invisible: Duration,
+    /// None: the broker renews (`auto_renew`).
+    invisible: Option<Duration>,
     fifo: bool,
     stop: watch::Sender<bool>,
     /// Running message tasks, by number (the first field numbers them).

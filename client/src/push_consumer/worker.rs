@@ -191,19 +191,24 @@ async fn forward_to_dlq(shared: &Shared, lease: &mut Lease, attempt: u32, max: u
 /// A held message: its newest receipt handle and when to renew it.
 pub(super) struct Lease {
     pub(super) message: ReceivedMessage,
-    invisible: Duration,
+    /// None: the broker renews; the client never does.
+    invisible: Option<Duration>,
     renew_at: Instant,
     expires: Instant,
 }
 
 impl Lease {
-    fn new(message: ReceivedMessage, invisible: Duration) -> Lease {
+    fn new(message: ReceivedMessage, invisible: Option<Duration>) -> Lease {
         let now = Instant::now();
+        let (renew_at, expires) = match invisible {
+            Some(d) => (now + renew_after(d), now + d),
+            None => (now + NEVER, now + NEVER),
+        };
         Lease {
             message,
             invisible,
-            renew_at: now + renew_after(invisible),
-            expires: now + invisible,
+            renew_at,
+            expires,
         }
     }
 
@@ -220,16 +225,20 @@ impl Lease {
     }
 
     async fn renew(&mut self, shared: &Shared) {
+        let Some(invisible) = self.invisible else {
+            self.renew_at = Instant::now() + NEVER;
+            return;
+        };
         let res = shared
             .consumer
-            .change_invisible_duration(&self.message, self.invisible)
+            .change_invisible_duration(&self.message, invisible)
             .await;
         let now = Instant::now();
         match res {
             Ok(handle) => {
                 self.message.receipt_handle = handle;
-                self.expires = now + self.invisible;
-                self.renew_at = now + renew_after(self.invisible);
+                self.expires = now + invisible;
+                self.renew_at = now + renew_after(invisible);
             }
             Err(e) if now + RETRY_GAP < self.expires => {
                 tracing::debug!(message_id = %self.message.message_id, error = %e, "renewal failed, retrying");
@@ -238,11 +247,14 @@ impl Lease {
             Err(e) => {
                 tracing::warn!(message_id = %self.message.message_id, error = %e,
                     "cannot renew the message's invisibility; it may be delivered again");
-                self.renew_at = now + Duration::from_secs(365 * 24 * 3600);
+                self.renew_at = now + NEVER;
             }
         }
     }
 }
+
+/// "Not in this process's lifetime", for timers that must not fire.
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// When a lease of `invisible` is renewed: after 2/3 of it.
 pub(super) fn renew_after(invisible: Duration) -> Duration {

@@ -232,8 +232,21 @@ fn receive_request(
 }
 
 async fn receive_raw(addr: &str, req: v2::ReceiveMessageRequest) -> (Vec<v2::Message>, i32) {
+    receive_as(addr, "raw-client", req).await
+}
+
+/// A receive carrying `client_id` in `x-mq-client-id`, as clients send it.
+async fn receive_as(
+    addr: &str,
+    client_id: &str,
+    req: v2::ReceiveMessageRequest,
+) -> (Vec<v2::Message>, i32) {
+    let mut request = tonic::Request::new(req);
+    request
+        .metadata_mut()
+        .insert("x-mq-client-id", client_id.parse().unwrap());
     let mut stream = rpc::messaging(addr)
-        .receive_message(req)
+        .receive_message(request)
         .await
         .expect("ReceiveMessage")
         .into_inner();
@@ -313,6 +326,58 @@ async fn auto_renew_receives_keep_messages_until_acked_within_the_operator_bound
     // Without auto_renew, an invisible duration is still required.
     let (_, code) = receive_raw(&addr, receive_request("push", "renew-topic", None, false)).await;
     assert_eq!(code, Code::IllegalInvisibleTime as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_renew_deliveries_come_back_soon_after_their_client_terminates() {
+    // Renewal periods of 1 s, a bound of 10 minutes: only the client's
+    // termination can bring the message back within the test.
+    let cluster = one_broker(&[
+        ("CONSUME__AUTO_RENEW_PERIOD_MS", "1000"),
+        ("CONSUME__MAX_AUTO_RENEW_MS", "600000"),
+    ])
+    .await;
+    cluster.create_topic("leave-topic", 1).await;
+    let addr = cluster.broker("b1").addr.clone();
+    let mut client = rpc::messaging(&addr);
+    rpc::send(&mut client, vec![rpc::message("leave-topic", 0, "orphan")]).await;
+    let (got, _) = receive_as(
+        &addr,
+        "leaver",
+        receive_request("push", "leave-topic", None, true),
+    )
+    .await;
+    assert_eq!(got.len(), 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (none, _) = receive_raw(
+        &addr,
+        receive_request("push", "leave-topic", Some(Duration::from_secs(30)), false),
+    )
+    .await;
+    assert!(none.is_empty(), "renewed while its client is there");
+    let mut bye = tonic::Request::new(v2::NotifyClientTerminationRequest {
+        group: rpc::resource("push"),
+    });
+    bye.metadata_mut()
+        .insert("x-mq-client-id", "leaver".parse().unwrap());
+    client.notify_client_termination(bye).await.unwrap();
+    let back = wait_until(Duration::from_secs(15), "the orphan back", || {
+        let addr = addr.clone();
+        async move {
+            let (m, _) = receive_raw(
+                &addr,
+                receive_request("push", "leave-topic", Some(Duration::from_secs(30)), false),
+            )
+            .await;
+            if m.is_empty() {
+                Err("nothing yet".into())
+            } else {
+                Ok(m)
+            }
+        }
+    })
+    .await;
+    assert_eq!(back[0].body, b"orphan");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -302,9 +302,20 @@ async fn failed_deliveries_come_back_with_rising_attempts_after_the_backoff() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_slow_handler_keeps_its_message_invisible_and_acks_it() {
+async fn a_slow_handler_keeps_its_message_invisible_by_client_renewals_and_acks_it() {
+    slow_handler_keeps_its_message(true).await;
+}
+
+/// The default: receives with `auto_renew`, the broker renews (here every second, so a
+/// handler of 7 s needs several renewals) until the ack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_handler_keeps_its_message_invisible_by_broker_renewals_and_acks_it() {
+    slow_handler_keeps_its_message(false).await;
+}
+
+async fn slow_handler_keeps_its_message(client_renews: bool) {
     let cluster = Cluster::builder()
-        .broker(BrokerSpec::new("broker-a"))
+        .broker(BrokerSpec::new("broker-a").env("CONSUME__AUTO_RENEW_PERIOD_MS", "1000"))
         .start()
         .await;
     let topic = "push-slow";
@@ -313,16 +324,16 @@ async fn a_slow_handler_keeps_its_message_invisible_and_acks_it() {
     let producer = Producer::connect(cluster.client_config()).await.unwrap();
     let sent = Arc::new(send_numbered(&producer, topic, 1).await);
     let log = Log::default();
-    // Held for 3.5 times the invisible duration: without renewals the
-    // message would come back (to this consumer, which has free slots)
-    // while its first handler still runs.
-    let consumer = PushConsumer::builder(cluster.client_config(), group)
+    // Held for 3.5 times the invisible duration (client renewals) or 7 renewal
+    // periods (broker renewals): without renewals the message would come back
+    // (to this consumer, which has free slots) while its first handler still runs.
+    let mut builder = PushConsumer::builder(cluster.client_config(), group)
         .subscribe(topic, FilterExpression::default())
-        .invisible_duration(Duration::from_secs(2))
-        .listener(log.listener("A", Duration::from_secs(7), sent.clone()))
-        .start()
-        .await
-        .expect("push consumer starts");
+        .listener(log.listener("A", Duration::from_secs(7), sent.clone()));
+    if client_renews {
+        builder = builder.invisible_duration(Duration::from_secs(2));
+    }
+    let consumer = builder.start().await.expect("push consumer starts");
     wait_all_handled(&log, 1).await;
     consumer.shutdown().await;
     let calls = log.snapshot();
