@@ -174,6 +174,11 @@ async fn each_group_receives_exactly_what_its_filter_selects() {
         let got_set: BTreeSet<usize> = got.iter().copied().collect();
         assert_eq!(got.len(), got_set.len(), "group {group}: duplicates");
         assert_eq!(got_set, want, "group {group}: received != selected");
+        // Filtered-out messages count as consumed: the group has no lag left.
+        let out = cluster
+            .cli(&["-o", "json", "group", "describe", group])
+            .success();
+        assert_eq!(out.json()["lag"], 0, "group {group}: {out}");
     }
 
     // `apogee consume --sql` takes the same filter.
