@@ -62,16 +62,13 @@ impl Broker {
         *self.shutdown.borrow()
     }
 
-    /// Waits for `appended` (an armed notification of the store's appends),
-    /// at most `max`, and not past the start of a shutdown.
-    pub async fn wait_for_append(
-        &self,
-        appended: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
-        max: Duration,
-    ) {
+    /// Waits until entries reach a queue of `watch` (made with
+    /// `store.watch_queues` before the caller looked), at most `max`, and not
+    /// past the start of a shutdown.
+    pub async fn wait_for_append(&self, watch: &crate::store::QueueWatch<'_>, max: Duration) {
         let mut closing = self.shutdown.clone();
         tokio::select! {
-            _ = tokio::time::timeout(max, appended) => {}
+            _ = tokio::time::timeout(max, watch.appended()) => {}
             _ = closing.wait_for(|c| *c) => {}
         }
     }

@@ -82,10 +82,9 @@ pub async fn pull(
         .unwrap_or_default();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait as u64);
     let store_host = broker.config.advertised_endpoint();
+    // Watch the queue before looking, so an append in between wakes the wait.
+    let watch = broker.store.watch_queues(&topic, &[queue]);
     loop {
-        let appended = broker.store.appended().notified();
-        tokio::pin!(appended);
-        appended.as_mut().enable();
         let (min, next) = match broker.store.queue_bounds(&topic, queue) {
             Ok(b) => b,
             Err(e) => return vec![status(internal(e).to_status())],
@@ -135,7 +134,7 @@ pub async fn pull(
                 ),
             ];
         }
-        broker.wait_for_append(appended, left).await;
+        broker.wait_for_append(&watch, left).await;
     }
 }
 

@@ -151,12 +151,10 @@ pub fn long_polling_ms(
 pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessageResponse> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(plan.long_polling_ms as u64);
     let store_host = broker.config.advertised_endpoint();
+    // Register interest before looking, so an append to a queue of the plan
+    // (or an ack that frees a FIFO message group) in between wakes us.
+    let watch = broker.store.watch_queues(&plan.topic, &plan.queues);
     loop {
-        // Register interest before looking, so an append (or an ack that
-        // frees a FIFO message group) in between wakes us.
-        let appended = broker.store.appended().notified();
-        tokio::pin!(appended);
-        appended.as_mut().enable();
         let changed = broker.consume.changed().notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
@@ -198,7 +196,8 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
                     .to_status(),
             )];
         }
-        // Wake for an append, a redelivery coming due, or the deadline.
+        // Wake for an append to one of the plan's queues, an ack or nack, a
+        // redelivery coming due, the deadline or a shutdown.
         let mut wait = left;
         if let Some(at) = broker
             .consume
@@ -207,7 +206,7 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
             wait = wait.min(Duration::from_millis((at - now).max(1) as u64));
         }
         tokio::select! {
-            _ = broker.wait_for_append(appended, wait) => {}
+            _ = broker.wait_for_append(&watch, wait) => {}
             _ = changed => {}
         }
     }

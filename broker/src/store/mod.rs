@@ -10,7 +10,8 @@
 //! - the **writer thread** (group commit) and, with [`FlushMode::Async`], the flusher thread.
 //!
 //! Files: [`record`] (on-disk format), [`commitlog`] (segments), [`kv`] (key-value layer),
-//! [`index`] (keys and dispatch), `writer` (group commit, flusher), `recovery` (open-time checks).
+//! [`index`] (keys and dispatch), `writer` (group commit, flusher), `recovery` (open-time checks),
+//! [`wakeups`] (per-queue wake-ups of long-polling readers).
 
 pub mod commitlog;
 pub mod index;
@@ -19,6 +20,7 @@ pub mod record;
 mod recovery;
 pub mod schedule_index;
 pub mod txn_index;
+pub mod wakeups;
 mod writer;
 
 #[cfg(test)]
@@ -33,12 +35,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 pub use commitlog::{segment_file_name, CommitLog, SEGMENT_NAME_DIGITS};
 pub use index::{tag_hash, QueueEntry};
 pub use kv::{prefix_end, Cf, KvBatch, KvPair, KvStore, MemKv, RocksKv};
 pub use record::{NewMessage, StoredMessage};
+pub use wakeups::{QueueWatch, Wakeups};
 
 use kv::Cf as C;
 use writer::{Command, Writer};
@@ -147,7 +150,7 @@ pub(crate) struct Shared {
     pub(crate) config: StoreConfig,
     pub(crate) log: CommitLog,
     pub(crate) kv: Arc<dyn KvStore>,
-    pub(crate) appended: Notify,
+    pub(crate) wakeups: Wakeups,
     failure: Mutex<Option<String>>,
 }
 
@@ -197,7 +200,7 @@ impl MessageStore {
             config,
             log,
             kv,
-            appended: Notify::new(),
+            wakeups: Wakeups::new(),
             failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
@@ -421,9 +424,10 @@ impl MessageStore {
         })
     }
 
-    /// Notified (`notify_waiters`) after every batch becomes readable.
-    pub fn appended(&self) -> &Notify {
-        &self.shared.appended
+    /// Registers interest in `queue_ids` of `topic`: the watch wakes once entries appended to
+    /// one of them are readable. Make it before reading the queues so no append is missed.
+    pub fn watch_queues(&self, topic: &str, queue_ids: &[u32]) -> QueueWatch<'_> {
+        self.shared.wakeups.watch(topic, queue_ids)
     }
 
     /// The shared index database, for other subsystems' column families.

@@ -469,16 +469,17 @@ async fn invalid_request_fails_alone() {
 }
 
 #[tokio::test]
-async fn appended_wakes_waiters() {
+async fn appends_wake_only_watchers_of_their_queue() {
+    use futures::FutureExt;
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    let notified = store.appended().notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    append_one(&store, msg("N", 0, 0)).await;
-    tokio::time::timeout(Duration::from_secs(5), notified)
-        .await
-        .expect("woken");
+    let watch = store.watch_queues("N", &[0]);
+    append_one(&store, msg("N", 1, 0)).await;
+    append_one(&store, msg("M", 0, 0)).await;
+    assert!(watch.appended().now_or_never().is_none());
+    append_one(&store, msg("N", 0, 1)).await;
+    // The append returns after the wake-up: the permit is there already.
+    assert!(watch.appended().now_or_never().is_some());
 }
 
 #[tokio::test]

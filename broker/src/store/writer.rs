@@ -9,7 +9,7 @@
 //!    when a record does not fit (a roll fdatasyncs the sealed segment);
 //! 2. writes the buffer, and under [`FlushMode::Sync`] fdatasyncs once for the whole group;
 //! 3. writes ONE index batch (consume queue, ids, keys, queue heads, checkpoint);
-//! 4. answers the callers and wakes long-polling readers.
+//! 4. wakes the long-polling readers of the queues that got entries, and answers the callers.
 //!
 //! The records of one request are contiguous. A request that fails validation is answered at
 //! once and takes no part in the group. An I/O or index failure poisons the store: the writer
@@ -159,7 +159,6 @@ impl Writer {
                 for (req, res) in reqs.into_iter().zip(results) {
                     let _ = req.reply.send(Ok(res));
                 }
-                self.shared.appended.notify_waiters();
             }
             Err(e) => {
                 let reason = format!("append failed, the store accepts no more writes: {e}");
@@ -250,6 +249,10 @@ impl Writer {
         }
         index::put_checkpoint(&mut batch, end);
         shared.kv.write(batch)?;
+        let touched = new_heads
+            .iter()
+            .flat_map(|(t, qs)| qs.keys().map(move |&q| (t.as_str(), q)));
+        shared.wakeups.notify(touched);
         for (topic, queues) in new_heads {
             self.heads.entry(topic).or_default().extend(queues);
         }
