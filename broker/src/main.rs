@@ -105,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The in-process NameServer stops after the broker, so the broker can unregister from it.
+    let (ns_stop_tx, ns_stop_rx) = tokio::sync::watch::channel(false);
     let mut nameserver = None;
     if args.standalone {
         let ns_config = NameServerConfig {
@@ -114,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         let listener = apogee_proto::net::Listener::bind(&ns_config.listen)
             .await
             .with_context(|| format!("binding the nameserver to {}", ns_config.listen))?;
-        let mut rx = stop_rx.clone();
+        let mut rx = ns_stop_rx.clone();
         nameserver = Some(tokio::spawn(apogee_nameserver::serve(
             ns_config,
             listener,
@@ -141,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
             r?
         }
     };
+    let _ = ns_stop_tx.send(true);
     if let Some(ns) = nameserver {
         ns.await??;
     }
