@@ -82,8 +82,25 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Errors end in one line on stderr (no backtrace): exit 2 for a bad config, 1 otherwise.
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -93,11 +110,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = match load(&args) {
         Ok(c) => c,
-        Err(e) if args.check_config => {
+        Err(e) => {
             eprintln!("config error: {e:#}");
             std::process::exit(2);
         }
-        Err(e) => return Err(e),
     };
     if args.check_config {
         println!("config OK\n\n{}", toml::to_string_pretty(&config)?);

@@ -66,6 +66,9 @@ pub enum StoreError {
     OffsetOutOfRange { offset: u64, start: u64, end: u64 },
     #[error("invalid store configuration: {0}")]
     Config(String),
+    /// The data directory cannot be used (missing permission, another broker holds it, ...).
+    #[error("data dir {}: {reason}", dir.display())]
+    DataDir { dir: PathBuf, reason: String },
     /// A write or fdatasync failed earlier; the store accepts no more writes until restarted.
     #[error("the store stopped accepting writes: {0}")]
     Failed(String),
@@ -176,8 +179,18 @@ impl MessageStore {
     /// Opens (creating if needed) the log and the RocksDB index, and runs recovery.
     pub fn open(config: StoreConfig) -> Result<Arc<MessageStore>, StoreError> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir)?;
-        let kv = RocksKv::open(config.data_dir.join("index"))?;
+        let data_dir = |reason: String| StoreError::DataDir {
+            dir: config.data_dir.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| data_dir(format!("cannot create it: {e}")))?;
+        let kv = RocksKv::open(config.data_dir.join("index")).map_err(|e| match e {
+            StoreError::Index(m) if m.contains("lock") && m.contains("unavailable") => {
+                data_dir("in use by another broker process (its index lock is held)".into())
+            }
+            other => other,
+        })?;
         Self::open_with_kv(config, Arc::new(kv))
     }
 

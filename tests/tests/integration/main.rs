@@ -26,6 +26,7 @@
 //!   delivery attempts of groups holding a message; clear errors for unknown ones.
 //! - [`schedule`]: delayed messages delivered once on time (also across
 //!   SIGKILL), limits, recall, the official client's delay send.
+//! - [`startup`]: start-up failures end in one clear line (a data dir in use).
 //! - [`transactions`]: half messages, commit/rollback, check-backs, parking,
 //!   forwarding through the NameServer, crash safety.
 
@@ -41,4 +42,5 @@ mod official_client;
 mod push_consumer;
 mod query;
 mod schedule;
+mod startup;
 mod transactions;

@@ -1,0 +1,66 @@
+//! `apogee-broker` start-up failures: one clear line on stderr that names the problem and
+//! the data dir, no backtrace even with RUST_BACKTRACE set, exit status 1.
+
+use apogee_tests::{bins, wait_until};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn broker(data_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(bins::bin(bins::BROKER));
+    c.env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1")
+        .arg("--data-dir")
+        .arg(data_dir)
+        // Any free port; no NameServer is needed to start (registration retries).
+        .args(["--listen", "127.0.0.1:0", "--nameserver", "127.0.0.1:1"]);
+    c
+}
+
+/// Kills the first broker when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_data_dir_in_use_by_another_broker_is_refused_in_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first_log = dir.path().join("first.log");
+    let log = std::fs::File::create(&first_log).unwrap();
+    let _first = Running(
+        broker(&data)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    // The first broker holds the data dir once its store is open.
+    wait_until(Duration::from_secs(60), "the first broker's store", || {
+        let text = std::fs::read_to_string(&first_log).unwrap_or_default();
+        async move {
+            if text.contains("message store opened") {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        }
+    })
+    .await;
+
+    let out = broker(&data).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ")
+            && last.contains("in use by another broker")
+            && last.contains(&data.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("acktrace"), "{stderr}");
+}
