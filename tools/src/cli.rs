@@ -74,6 +74,9 @@ pub enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Broker configuration: import a RocketMQ broker.conf.
+    #[command(subcommand)]
+    Config(crate::config_import::ConfigCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -417,6 +420,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
             return Ok(());
         }
         Command::Bench(cmd) => bench::run_command(cli.client_config(), cmd, f).await?,
+        Command::Config(cmd) => return crate::config_import::run(cmd, f, out),
     };
     out.write_all(text.as_bytes())?;
     out.flush()?;

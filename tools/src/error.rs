@@ -1,5 +1,5 @@
 //! The tool's error type and how each kind maps to an exit code: 1 for
-//! server and transport errors, 2 for usage errors.
+//! server, transport and input-file errors, 2 for usage errors.
 
 use apogee_client::ClientError;
 
@@ -15,6 +15,9 @@ pub enum ToolError {
     /// The arguments are inconsistent in a way clap cannot check.
     #[error("{0}")]
     Usage(String),
+    /// A local input (a file the command reads or writes) is unusable; the text names it.
+    #[error("{0}")]
+    Input(String),
     /// Writing the output failed.
     #[error("output: {0}")]
     Io(#[from] std::io::Error),

@@ -9,12 +9,14 @@
 //! - [`messaging`]: `send` (plain and transactional) and `consume` over the
 //!   client library.
 //! - [`bench`]: `apogee bench produce` and `bench consume` load generators.
+//! - [`config_import`]: `config import`, a RocketMQ broker.conf into broker TOML.
 //! - [`output`]: tables and JSON; [`views`]: the admin result rows.
 //! - [`cli`]: the clap definitions and the command dispatcher.
 
 pub mod admin;
 pub mod bench;
 pub mod cli;
+pub mod config_import;
 pub mod dlq;
 pub mod error;
 pub mod group;

@@ -11,6 +11,8 @@
 //! - [`bad_input`]: invalid requests get their specific status codes.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
+//! - [`config_import`]: `apogee config import` turns a RocketMQ broker.conf into a
+//!   TOML `apogee-broker --check-config` accepts; bad values exit 1 naming key and line.
 //! - [`consumer_groups`]: retries with the group's backoff, FIFO message groups,
 //!   auto-renew receives, forwarding to the dead-letter queue, body encoding and digest.
 //! - [`dead_letters`]: a message never acked ends in `%DLQ%<group>` with its id and
@@ -32,6 +34,7 @@
 
 mod bad_input;
 mod cli;
+mod config_import;
 mod consumer_groups;
 mod dead_letters;
 mod delivery;
