@@ -125,7 +125,7 @@ pub enum TxnCommand {
         #[arg(long)]
         pending: bool,
         /// Only transactions of this topic.
-        #[arg(long)]
+        #[arg(long, value_parser = topic_name)]
         topic: Option<String>,
         /// Show at most this many.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -148,7 +148,7 @@ pub enum MessageCommand {
     /// Cancel a scheduled message before its time (through the NameServer).
     Recall {
         /// The topic the message was sent to.
-        #[arg(long)]
+        #[arg(long, value_parser = topic_name)]
         topic: String,
         /// The recall handle printed by `apogee send --delay ...`.
         handle: String,
@@ -166,7 +166,7 @@ pub enum ScheduleCommand {
     /// Scheduled messages waiting for their time, earliest due first.
     List {
         /// Only messages of this topic.
-        #[arg(long)]
+        #[arg(long, value_parser = topic_name)]
         topic: Option<String>,
         /// Show at most this many.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -185,7 +185,7 @@ pub enum ClusterCommand {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("when").multiple(false))]
 pub struct SendArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Message body (UTF-8 text).
     #[arg(long)]
@@ -229,10 +229,10 @@ impl SendArgs {
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Consumer group.
-    #[arg(long)]
+    #[arg(long, value_parser = group_name)]
     pub group: String,
     /// Stop after this many messages.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
@@ -250,6 +250,20 @@ pub struct ConsumeArgs {
     /// user properties and `TAGS`, e.g. "region = 'eu' AND amount > 100".
     #[arg(long, value_name = "EXPR")]
     pub sql: Option<String>,
+}
+
+/// A topic name as the servers accept it: a bad one is a usage error (exit 2) before any call.
+pub(crate) fn topic_name(s: &str) -> Result<String, String> {
+    limits::validate_topic(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A consumer group name as the servers accept it (a bad one is a usage error, exit 2).
+pub(crate) fn group_name(s: &str) -> Result<String, String> {
+    limits::validate_group(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a number within `lo..=hi` (shared by every numeric flag).
@@ -751,6 +765,14 @@ mod tests {
     fn unknown_commands_are_usage_errors() {
         let e = parse(&["frobnicate"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
+        // Bad names are usage errors alike, for topics and for groups.
+        for args in [
+            ["consume", "--topic", "bad topic", "--group", "g"],
+            ["consume", "--topic", "t", "--group", "bad group"],
+        ] {
+            let e = parse(&args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
         let e = parse(&["-o", "xml", "cluster", "list"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidValue);
     }

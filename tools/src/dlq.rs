@@ -5,6 +5,7 @@
 //! and not written again, so a resend that failed halfway can simply be repeated.
 
 use crate::admin::Admin;
+use crate::cli::group_name;
 use crate::error::{ToolError, ToolResult};
 use crate::message_query::{body_text, dash, rfc3339, short_body};
 use crate::output::{render_list, Format, TableRow};
@@ -18,7 +19,7 @@ pub enum DlqCommand {
     /// A group's dead letters, oldest first.
     List {
         /// Consumer group.
-        #[arg(long)]
+        #[arg(long, value_parser = group_name)]
         group: String,
         /// Also print each body (UTF-8 text, or hex when it is not UTF-8).
         #[arg(long)]
@@ -31,7 +32,7 @@ pub enum DlqCommand {
     /// again); ones resent before are reported and not written twice.
     Resend {
         /// Consumer group.
-        #[arg(long)]
+        #[arg(long, value_parser = group_name)]
         group: String,
         /// Only the dead letter(s) with this message id (default: all of the group).
         #[arg(long)]

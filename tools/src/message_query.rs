@@ -7,6 +7,7 @@
 //! as stored, so as hex.
 
 use crate::admin::Admin;
+use crate::cli::topic_name;
 use crate::error::{ToolError, ToolResult};
 use crate::output::{one_line, render_list, Format, TableRow};
 use apogee_proto::cluster::{self, admin_client::AdminClient};
@@ -29,7 +30,7 @@ pub struct GetArgs {
 /// `apogee message find`.
 #[derive(Debug, clap::Args)]
 pub struct FindArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Message key.
     #[arg(long)]
@@ -42,7 +43,7 @@ pub struct FindArgs {
 /// `apogee message print`.
 #[derive(Debug, clap::Args)]
 pub struct PrintArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Queue id (queue ids are per broker group).
     #[arg(long)]

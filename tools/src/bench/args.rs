@@ -4,6 +4,7 @@
 use super::consume::ConsumeSpec;
 use super::produce::BenchSpec;
 use crate::cli::ranged;
+use crate::cli::{group_name, topic_name};
 use crate::error::{ToolError, ToolResult};
 use crate::schedule::parse_delay;
 use apogee_proto::limits;
@@ -24,7 +25,7 @@ pub enum BenchCommand {
 #[derive(Debug, Args)]
 pub struct BenchProduceArgs {
     /// Topic to send to.
-    #[arg(long)]
+    #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Separate gRPC connections (one producer each).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -94,10 +95,10 @@ impl BenchProduceArgs {
 #[derive(Debug, Args)]
 pub struct BenchConsumeArgs {
     /// Topic to receive from.
-    #[arg(long)]
+    #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Consumer group.
-    #[arg(long)]
+    #[arg(long, value_parser = group_name)]
     pub group: String,
     /// Concurrent simple consumers (each with its own connections).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
