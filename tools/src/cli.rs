@@ -184,12 +184,19 @@ pub enum ClusterCommand {
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("when").multiple(false))]
+#[command(group = clap::ArgGroup::new("payload").required(true).multiple(false))]
 pub struct SendArgs {
     #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Message body (UTF-8 text).
-    #[arg(long)]
-    pub body: String,
+    #[arg(long, group = "payload")]
+    pub body: Option<String>,
+    /// Read the body from this file, as bytes ("-": standard input).
+    #[arg(long, value_name = "PATH", group = "payload")]
+    pub body_file: Option<std::path::PathBuf>,
+    /// User property KEY=VALUE (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = property)]
+    pub properties: Vec<(String, String)>,
     /// How many copies to send.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub count: u32,
@@ -218,6 +225,25 @@ pub struct SendArgs {
 }
 
 impl SendArgs {
+    /// The body: `--body` as UTF-8, or the bytes of `--body-file` (or of standard input).
+    pub fn body_bytes(&self) -> ToolResult<Vec<u8>> {
+        use std::io::Read;
+        match (&self.body, &self.body_file) {
+            (Some(text), _) => Ok(text.clone().into_bytes()),
+            (None, Some(path)) if path.as_os_str() == "-" => {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .map_err(|e| ToolError::Input(format!("reading the body from stdin: {e}")))?;
+                Ok(buf)
+            }
+            (None, Some(path)) => std::fs::read(path).map_err(|e| {
+                ToolError::Input(format!("reading the body from {}: {e}", path.display()))
+            }),
+            (None, None) => Err(ToolError::Usage("give --body or --body-file".into())),
+        }
+    }
+
     /// When the messages are delivered, if scheduled.
     pub fn delivery(&self) -> Option<Delivery> {
         self.delay
@@ -250,6 +276,14 @@ pub struct ConsumeArgs {
     /// user properties and `TAGS`, e.g. "region = 'eu' AND amount > 100".
     #[arg(long, value_name = "EXPR")]
     pub sql: Option<String>,
+}
+
+/// `KEY=VALUE` of `--property` (the key non-empty; the value may contain `=`).
+fn property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 /// A topic name as the servers accept it: a bad one is a usage error (exit 2) before any call.
@@ -394,7 +428,8 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         Command::Send(a) => {
             let spec = SendSpec {
                 topic: a.topic.clone(),
-                body: a.body.clone(),
+                body: a.body_bytes()?,
+                properties: a.properties.clone(),
                 count: a.count,
                 tag: a.tag.clone(),
                 keys: a.keys.clone(),
@@ -759,6 +794,40 @@ mod tests {
         let cli = parse(&["cluster", "list"]);
         std::env::remove_var("APOGEE_NAMESERVER");
         assert_eq!(cli.unwrap().nameserver, "env-host:9876");
+    }
+
+    #[test]
+    fn send_takes_properties_and_a_body_file() {
+        let path = std::env::temp_dir().join(format!("apogee-body-{}.bin", std::process::id()));
+        std::fs::write(&path, [0u8, 159, 146, 150]).unwrap();
+        let cli = parse(&[
+            "send",
+            "--topic",
+            "t",
+            "--body-file",
+            path.to_str().unwrap(),
+            "--property",
+            "region=eu",
+            "--property",
+            "expr=a=b",
+        ])
+        .unwrap();
+        let Command::Send(a) = cli.command else {
+            panic!("not a send")
+        };
+        assert_eq!(a.body_bytes().unwrap(), vec![0u8, 159, 146, 150]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            a.properties,
+            vec![
+                ("region".into(), "eu".into()),
+                ("expr".into(), "a=b".into())
+            ]
+        );
+        // One body source, exactly.
+        assert!(parse(&["send", "--topic", "t"]).is_err());
+        assert!(parse(&["send", "--topic", "t", "--body", "x", "--body-file", "f"]).is_err());
+        assert!(parse(&["send", "--topic", "t", "--body", "x", "--property", "=v"]).is_err());
     }
 
     #[test]

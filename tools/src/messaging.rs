@@ -53,7 +53,8 @@ impl TableRow for SendRow {
 #[derive(Clone, Debug)]
 pub struct SendSpec {
     pub topic: String,
-    pub body: String,
+    pub body: Vec<u8>,
+    pub properties: Vec<(String, String)>,
     pub count: u32,
     pub tag: Option<String>,
     pub keys: Vec<String>,
@@ -144,6 +145,9 @@ pub(crate) fn build_message(spec: &SendSpec) -> Message {
         Message::builder(spec.topic.clone(), spec.body.clone()).keys(spec.keys.clone());
     if let Some(tag) = &spec.tag {
         builder = builder.tag(tag.clone());
+    }
+    for (k, v) in &spec.properties {
+        builder = builder.property(k.clone(), v.clone());
     }
     builder.build()
 }
@@ -241,6 +245,8 @@ pub struct ConsumedRow {
     pub delivery_attempt: i32,
     pub tag: Option<String>,
     pub keys: Vec<String>,
+    /// User properties, by key.
+    pub properties: std::collections::BTreeMap<String, String>,
     /// The body as UTF-8 (invalid sequences replaced).
     pub body: String,
     pub broker: String,
@@ -260,6 +266,11 @@ impl From<&ReceivedMessage> for ConsumedRow {
             delivery_attempt: m.delivery_attempt,
             tag: m.tag.clone(),
             keys: m.keys.clone(),
+            properties: m
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             body: m.body_lossy().into_owned(),
             broker: m.broker_name.clone(),
             store_timestamp_ms: m.store_timestamp_ms,
@@ -278,6 +289,7 @@ impl TableRow for ConsumedRow {
             "ATTEMPT",
             "TAG",
             "KEYS",
+            "PROPERTIES",
             "BODY",
         ]
     }
@@ -294,13 +306,24 @@ impl TableRow for ConsumedRow {
             } else {
                 one_line(&self.keys.join(","))
             },
-            one_line(&self.body),
+            if self.properties.is_empty() {
+                "-".to_string()
+            } else {
+                let p: Vec<String> = self
+                    .properties
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                one_line(&p.join(","))
+            },
+            // A preview: a large or binary body must not flood the terminal (JSON has it whole).
+            crate::message_query::short_body(&self.body),
         ]
     }
 }
 
 /// Minimum column widths of the streamed consume table.
-const CONSUME_WIDTHS: [usize; 7] = [34, 8, 5, 8, 7, 8, 8];
+const CONSUME_WIDTHS: [usize; 8] = [34, 8, 5, 8, 7, 8, 8, 10];
 
 /// What `consume` asks for.
 #[derive(Clone, Debug)]
@@ -443,6 +466,7 @@ mod tests {
             delivery_attempt: 2,
             tag: None,
             keys: vec![],
+            properties: Default::default(),
             body: "line1\nline2".into(),
             broker: "b".into(),
             store_timestamp_ms: 0,
@@ -450,7 +474,31 @@ mod tests {
         };
         assert_eq!(
             row.cells(),
-            vec!["ID", "b", "1", "5", "2", "-", "-", "line1\\nline2"]
+            vec!["ID", "b", "1", "5", "2", "-", "-", "-", "line1\\nline2"]
+        );
+        // Properties in the table; a long body only as a preview there, whole in JSON.
+        let big = ConsumedRow {
+            properties: [("a".into(), "1".into()), ("b".into(), "x=y".into())].into(),
+            body: "z".repeat(10_000),
+            ..row.clone()
+        };
+        let cells = big.cells();
+        assert_eq!(cells[7], "a=1,b=x=y");
+        assert!(
+            cells[8].len() < 200 && cells[8].ends_with("..."),
+            "{}",
+            cells[8]
+        );
+        assert_eq!(
+            serde_json::to_value(&big).unwrap()["body"]
+                .as_str()
+                .unwrap()
+                .len(),
+            10_000
+        );
+        assert_eq!(
+            serde_json::to_value(&big).unwrap()["properties"]["b"],
+            "x=y"
         );
         assert_eq!(ConsumedRow::headers().len(), row.cells().len());
         assert_eq!(CONSUME_WIDTHS.len() + 1, ConsumedRow::headers().len());
