@@ -64,6 +64,29 @@ fn pop(
         .unwrap()
 }
 
+/// An auto-renew receive of one message of queue 0 by `client`, renewed until `renew_until_ms`.
+fn auto_renew_pop(
+    engine: &ConsumeEngine,
+    group: &GroupConfig,
+    client: &str,
+    renew_until_ms: i64,
+    now_ms: i64,
+) -> Vec<Delivery> {
+    let all = MessageFilter::from_expression(None).unwrap();
+    let req = PopRequest {
+        group,
+        topic: "t",
+        queue_ids: &[0],
+        filter: &all,
+        max: 1,
+        invisible_ms: 1_000,
+        renew_until_ms: Some(renew_until_ms),
+        attempt_id: None,
+        client_id: client,
+    };
+    engine.pop(&req, now_ms).unwrap()
+}
+
 fn bodies(d: &[Delivery]) -> Vec<String> {
     d.iter()
         .map(|d| String::from_utf8(d.message.msg.body.clone()).unwrap())
@@ -231,19 +254,7 @@ async fn auto_renew_keeps_a_delivery_invisible_until_its_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, engine) = engine_with(dir.path(), vec![message(0, None, "a")]).await;
     let g = GroupConfig::with_defaults("g");
-    let all = MessageFilter::from_expression(None).unwrap();
-    let req = PopRequest {
-        group: &g,
-        topic: "t",
-        queue_ids: &[0],
-        filter: &all,
-        max: 1,
-        invisible_ms: 1_000,
-        renew_until_ms: Some(5_000),
-        attempt_id: None,
-        client_id: "test-client",
-    };
-    let d = engine.pop(&req, 0).unwrap();
+    let d = auto_renew_pop(&engine, &g, "test-client", 5_000, 0);
     assert_eq!(d.len(), 1);
     // Renewed while it runs: never visible before the limit.
     for now in (400..5_000).step_by(400) {
@@ -300,20 +311,8 @@ async fn auto_renew_stops_when_the_receiving_client_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, engine) = engine_with(dir.path(), vec![message(0, None, "a")]).await;
     let g = GroupConfig::with_defaults("g");
-    let all = MessageFilter::from_expression(None).unwrap();
-    let req = PopRequest {
-        group: &g,
-        topic: "t",
-        queue_ids: &[0],
-        filter: &all,
-        max: 1,
-        invisible_ms: 1_000,
-        renew_until_ms: Some(600_000),
-        attempt_id: None,
-        client_id: "leaver",
-    };
     engine.clients().seen("leaver", 0);
-    assert_eq!(engine.pop(&req, 0).unwrap().len(), 1);
+    assert_eq!(auto_renew_pop(&engine, &g, "leaver", 600_000, 0).len(), 1);
     engine.renew(600, 1_000).unwrap();
     assert!(
         pop(&engine, &g, 1, 1_000, 1_500).is_empty(),

@@ -206,6 +206,25 @@ async fn fifo_message_groups_are_handed_out_in_send_order_to_two_consumers_one_f
     }
 }
 
+/// Receives (30 s invisible) until something comes back to `group`, within `timeout`.
+async fn received_again(
+    addr: &str,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Vec<v2::Message> {
+    wait_until(timeout, "a message back", || async move {
+        let req = receive_request(group, topic, Some(Duration::from_secs(30)), false);
+        let (m, _) = receive_raw(addr, req).await;
+        if m.is_empty() {
+            Err("nothing yet".into())
+        } else {
+            Ok(m)
+        }
+    })
+    .await
+}
+
 /// A raw receive request for queue 0 of `topic`.
 fn receive_request(
     group: &str,
@@ -297,26 +316,7 @@ async fn auto_renew_receives_keep_messages_until_acked_within_the_operator_bound
     .await;
     assert_eq!(rpc::code(r.status.as_ref()), Code::Ok as i32);
     // The other one comes back once the operator's bound (6 s) is over.
-    let back = wait_until(
-        Duration::from_secs(20),
-        "the abandoned message back",
-        || {
-            let addr = addr.clone();
-            async move {
-                let (m, _) = receive_raw(
-                    &addr,
-                    receive_request("push", "renew-topic", Some(Duration::from_secs(30)), false),
-                )
-                .await;
-                if m.is_empty() {
-                    Err("nothing yet".into())
-                } else {
-                    Ok(m)
-                }
-            }
-        },
-    )
-    .await;
+    let back = received_again(&addr, "push", "renew-topic", Duration::from_secs(20)).await;
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].body, b"abandoned");
     assert_eq!(
@@ -361,22 +361,7 @@ async fn auto_renew_deliveries_come_back_soon_after_their_client_terminates() {
     bye.metadata_mut()
         .insert("x-mq-client-id", "leaver".parse().unwrap());
     client.notify_client_termination(bye).await.unwrap();
-    let back = wait_until(Duration::from_secs(15), "the orphan back", || {
-        let addr = addr.clone();
-        async move {
-            let (m, _) = receive_raw(
-                &addr,
-                receive_request("push", "leave-topic", Some(Duration::from_secs(30)), false),
-            )
-            .await;
-            if m.is_empty() {
-                Err("nothing yet".into())
-            } else {
-                Ok(m)
-            }
-        }
-    })
-    .await;
+    let back = received_again(&addr, "push", "leave-topic", Duration::from_secs(15)).await;
     assert_eq!(back[0].body, b"orphan");
 }
 
