@@ -5,7 +5,7 @@
 //! messages back within one renewal period instead of after the operator's
 //! whole auto-renew bound.
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use std::collections::HashMap;
 
 /// A client silent this long is taken for gone.
@@ -14,6 +14,8 @@ pub const ALIVE_MS: i64 = 30_000;
 const FORGET_MS: i64 = 10 * 60 * 1000;
 /// Prune the table when it grows past this many clients.
 const PRUNE_AT: usize = 10_000;
+/// A request this soon after the last recorded one changes nothing worth a write lock.
+const REFRESH_MS: i64 = 1_000;
 
 #[derive(Clone, Copy, Debug)]
 struct Seen {
@@ -23,13 +25,22 @@ struct Seen {
 
 #[derive(Default)]
 pub struct Clients {
-    seen: Mutex<HashMap<String, Seen>>,
+    seen: RwLock<HashMap<String, Seen>>,
 }
 
 impl Clients {
-    /// Notes a request from `client_id` at `now_ms`.
+    /// Notes a request from `client_id` at `now_ms`. Called on every receive and
+    /// ack: a shared lock only, unless the record is a second old.
     pub fn seen(&self, client_id: &str, now_ms: i64) {
-        let mut seen = self.seen.lock();
+        let fresh = self
+            .seen
+            .read()
+            .get(client_id)
+            .is_some_and(|s| !s.gone && now_ms - s.last_ms < REFRESH_MS);
+        if fresh {
+            return;
+        }
+        let mut seen = self.seen.write();
         if seen.len() >= PRUNE_AT {
             seen.retain(|_, s| now_ms - s.last_ms < FORGET_MS);
         }
@@ -44,7 +55,7 @@ impl Clients {
 
     /// Notes that `client_id` announced its termination.
     pub fn gone(&self, client_id: &str, now_ms: i64) {
-        self.seen.lock().insert(
+        self.seen.write().insert(
             client_id.to_string(),
             Seen {
                 last_ms: now_ms,
@@ -56,7 +67,7 @@ impl Clients {
     /// Whether deliveries of `client_id` should still be renewed (a client
     /// never seen, e.g. after a broker restart, counts as alive).
     pub fn alive(&self, client_id: &str, now_ms: i64) -> bool {
-        match self.seen.lock().get(client_id) {
+        match self.seen.read().get(client_id) {
             Some(s) => !s.gone && now_ms - s.last_ms <= ALIVE_MS,
             None => true,
         }

@@ -9,6 +9,7 @@
 //!   get one message per message group at a time, in queue order. Persisted
 //!   in the index database ([`keys`]), so progress and in-flight deliveries
 //!   survive restarts.
+//! - `queue`: one queue's state and its part of a pop (retries, FIFO turns).
 //! - [`dead_letter`]: deliveries past the group's attempts go to `%DLQ%<group>`.
 //! - [`background`]: the task that renews auto-renew deliveries and
 //!   dead-letters expired ones.
@@ -21,6 +22,7 @@ pub mod clients;
 pub mod dead_letter;
 pub mod filter;
 pub mod keys;
+mod queue;
 pub mod receipt;
 pub mod state;
 

@@ -14,82 +14,22 @@
 
 use super::clients::Clients;
 use super::filter::MessageFilter;
-use super::keys::{message_group_hash, Inflight, QueueKey};
+use super::keys::{Inflight, QueueKey};
+use super::queue::{QueuePop, QueueState};
 use super::receipt::{Receipt, ReceiptSigner};
 use crate::store::{Cf, KvBatch, KvStore, MessageStore, StoreError, StoredMessage};
 use apogee_proto::group::GroupConfig;
 use apogee_proto::ApogeeError;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
 const SECRET_KEY: &[u8] = b"consume/receipt_secret";
-/// Most FIFO messages one queue of a group keeps waiting for their message
-/// group's turn; past it the queue is not scanned further until some finish.
-pub const MAX_FIFO_WAITING_PER_QUEUE: usize = 4096;
 /// How long a receive's `attempt_id` is remembered.
 const ATTEMPT_ID_TTL_MS: i64 = 5 * 60 * 1000;
 /// Most remembered attempt ids (the oldest are dropped first).
 const MAX_ATTEMPT_IDS: usize = 10_000;
-
-#[derive(Debug, Default)]
-struct QueueState {
-    /// Next queue offset not yet looked at.
-    pop_offset: u64,
-    /// Deliveries in flight (attempt >= 1), by queue offset.
-    inflight: BTreeMap<u64, Inflight>,
-    /// FIFO messages waiting for their message group's turn: offsets per
-    /// message group, so a pop looks at each group once, not at every
-    /// waiting message.
-    waiting: HashMap<u64, BTreeSet<u64>>,
-    waiting_count: usize,
-    /// The client that received each auto-renew delivery (renewed while it is alive).
-    owners: HashMap<u64, Arc<str>>,
-    last_consume_ms: Option<i64>,
-}
-
-impl QueueState {
-    /// Everything below is acknowledged.
-    fn committed(&self) -> u64 {
-        let waiting = self
-            .waiting
-            .values()
-            .filter_map(|o| o.first().copied())
-            .min();
-        [self.inflight.keys().next().copied(), waiting]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(self.pop_offset)
-    }
-
-    fn add_waiting(&mut self, offset: u64, group: u64) {
-        if self.waiting.entry(group).or_default().insert(offset) {
-            self.waiting_count += 1;
-        }
-    }
-
-    fn remove_waiting(&mut self, offset: u64, group: u64) {
-        if let Some(offsets) = self.waiting.get_mut(&group) {
-            if offsets.remove(&offset) {
-                self.waiting_count -= 1;
-            }
-            if offsets.is_empty() {
-                self.waiting.remove(&group);
-            }
-        }
-    }
-
-    /// Message groups with a delivery in flight.
-    fn busy_groups(&self) -> HashSet<u64> {
-        self.inflight
-            .values()
-            .filter(|f| f.message_group != 0)
-            .map(|f| f.message_group)
-            .collect()
-    }
-}
 
 /// What a consumer asks to pop.
 #[derive(Clone, Copy, Debug)]
@@ -151,7 +91,7 @@ struct RememberedReceive {
 type SharedQueue = Arc<Mutex<QueueState>>;
 
 pub struct ConsumeEngine {
-    store: Arc<MessageStore>,
+    pub(super) store: Arc<MessageStore>,
     kv: Arc<dyn KvStore>,
     signer: ReceiptSigner,
     queues: RwLock<HashMap<QueueKey, SharedQueue>>,
@@ -159,7 +99,7 @@ pub struct ConsumeEngine {
     /// Woken by acks, nacks and dead letters: FIFO message groups may go on.
     changed: Notify,
     /// Woken when a pop passes over deliveries that used up their attempts.
-    expired: Notify,
+    pub(super) expired: Notify,
     clients: Clients,
 }
 
@@ -440,7 +380,7 @@ impl ConsumeEngine {
         Ok(v.pop().filter(|m| m.queue_offset == offset))
     }
 
-    fn delivery(
+    pub(super) fn delivery(
         &self,
         key: &QueueKey,
         message: StoredMessage,
@@ -721,183 +661,4 @@ fn stale() -> ApogeeError {
     ApogeeError::InvalidReceiptHandle(
         "receipt handle is stale: the message was already acknowledged or delivered again".into(),
     )
-}
-
-/// One queue's part of a pop, under that queue's lock.
-struct QueuePop<'p, 'r> {
-    engine: &'p ConsumeEngine,
-    req: &'p PopRequest<'r>,
-    key: &'p QueueKey,
-    now_ms: i64,
-    batch: &'p mut KvBatch,
-    out: &'p mut Vec<Delivery>,
-}
-
-impl QueuePop<'_, '_> {
-    fn room(&self) -> bool {
-        self.out.len() < self.req.max
-    }
-
-    /// Where a delivery made now becomes visible again: after the invisible
-    /// time plus, unless the broker renews it, the group's backoff.
-    fn next_visible(&self, attempt: u32) -> i64 {
-        let backoff = match self.req.renew_until_ms {
-            Some(_) => 0,
-            None => self.req.group.retry.backoff_ms(attempt) as i64,
-        };
-        self.now_ms + self.req.invisible_ms + backoff
-    }
-
-    /// Hands out `f` (attempt raised) and records it.
-    /// Hands out `f` (attempt raised) and records it in `state`.
-    fn hand_out(&mut self, state: &mut QueueState, message: StoredMessage, mut f: Inflight) {
-        let offset = message.queue_offset;
-        f.attempt += 1;
-        f.nonce = rand::random();
-        f.visible_at_ms = self.next_visible(f.attempt);
-        f.renew_until_ms = self.req.renew_until_ms.unwrap_or(0);
-        self.batch
-            .put(Cf::ConsumeState, self.key.inflight_key(offset), f.encode());
-        state.inflight.insert(offset, f);
-        if f.renew_until_ms > 0 {
-            state.owners.insert(offset, Arc::from(self.req.client_id));
-        } else {
-            state.owners.remove(&offset);
-        }
-        state.last_consume_ms = Some(self.now_ms);
-        let d = self
-            .engine
-            .delivery(self.key, message, f, self.req.invisible_ms);
-        self.out.push(d);
-    }
-
-    /// Deliveries due again, then (FIFO groups) the first waiting message
-    /// of each message group with nothing in flight, oldest offset first.
-    fn due_again(&mut self, state: &mut QueueState) -> Result<(), ApogeeError> {
-        let max_attempts = self.req.group.max_delivery_attempts;
-        let due: Vec<u64> = state
-            .inflight
-            .iter()
-            .filter(|(_, f)| f.visible_at_ms <= self.now_ms)
-            .map(|(o, _)| *o)
-            .collect();
-        for offset in due {
-            if !self.room() {
-                return Ok(());
-            }
-            let f = state.inflight[&offset];
-            if f.attempt >= max_attempts {
-                self.engine.expired.notify_one();
-                continue;
-            }
-            match self
-                .engine
-                .read_one(self.req.topic, self.key.queue_id, offset)?
-            {
-                Some(message) => self.hand_out(state, message, f),
-                None => self.gone(state, offset),
-            }
-        }
-        if state.waiting_count == 0 {
-            return Ok(());
-        }
-        // Heads of free message groups; a group that is no longer FIFO lets all go.
-        let busy = state.busy_groups();
-        let mut ready: Vec<(u64, u64)> = state
-            .waiting
-            .iter()
-            .filter(|(g, _)| !self.req.group.fifo || !busy.contains(g))
-            .flat_map(|(g, offsets)| {
-                let take = if self.req.group.fifo {
-                    1
-                } else {
-                    offsets.len()
-                };
-                offsets.iter().take(take).map(move |o| (*o, *g))
-            })
-            .collect();
-        ready.sort_unstable();
-        for (offset, group) in ready {
-            if !self.room() {
-                break;
-            }
-            state.remove_waiting(offset, group);
-            match self
-                .engine
-                .read_one(self.req.topic, self.key.queue_id, offset)?
-            {
-                Some(message) => self.hand_out(state, message, Inflight::not_handed_out(group)),
-                None => self.gone(state, offset),
-            }
-        }
-        Ok(())
-    }
-
-    /// Forgets an entry whose message is gone from the store (retention).
-    fn gone(&mut self, state: &mut QueueState, offset: u64) {
-        state.inflight.remove(&offset);
-        self.batch
-            .delete(Cf::ConsumeState, self.key.inflight_key(offset));
-    }
-
-    /// New messages from the queue's pop offset up to `next`.
-    fn new_messages(&mut self, state: &mut QueueState, next: u64) -> Result<(), ApogeeError> {
-        let fifo = self.req.group.fifo;
-        // Message groups with one in flight or waiting: new ones queue behind.
-        let mut busy: HashSet<u64> = if fifo {
-            let mut b = state.busy_groups();
-            b.extend(state.waiting.keys());
-            b
-        } else {
-            HashSet::new()
-        };
-        while self.room()
-            && state.pop_offset < next
-            && state.waiting_count < MAX_FIFO_WAITING_PER_QUEUE
-        {
-            let want = (self.req.max - self.out.len()).max(32);
-            let entries = self
-                .engine
-                .store
-                .queue_entries(self.req.topic, self.key.queue_id, state.pop_offset, want)
-                .map_err(internal)?;
-            if entries.is_empty() {
-                break;
-            }
-            for e in entries {
-                if !self.room() || state.waiting_count >= MAX_FIFO_WAITING_PER_QUEUE {
-                    break;
-                }
-                state.pop_offset = e.queue_offset + 1;
-                if !self.req.filter.may_match_hash(e.tag_hash) {
-                    continue;
-                }
-                let message = self
-                    .engine
-                    .store
-                    .read_at(e.log_offset, e.size)
-                    .map_err(internal)?;
-                if !self.req.filter.matches(&message.msg) {
-                    continue;
-                }
-                let group = match (&message.msg.message_group, fifo) {
-                    (Some(g), true) => message_group_hash(g),
-                    _ => 0,
-                };
-                let f = Inflight::not_handed_out(group);
-                if group != 0 && !busy.insert(group) {
-                    // Its message group has one in flight or waiting: wait behind it.
-                    state.add_waiting(e.queue_offset, group);
-                    self.batch.put(
-                        Cf::ConsumeState,
-                        self.key.inflight_key(e.queue_offset),
-                        f.encode(),
-                    );
-                    continue;
-                }
-                self.hand_out(state, message, f);
-            }
-        }
-        Ok(())
-    }
 }

@@ -280,20 +280,32 @@ async fn receive_as(
     (messages, code)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn auto_renew_receives_keep_messages_until_acked_within_the_operator_bound() {
+/// A broker renewing auto-renew deliveries every second, at most `max_auto_renew_ms`, with
+/// one-queue `topic` holding `bodies`; returns it and its address.
+async fn renewing_broker(
+    max_auto_renew_ms: &str,
+    topic: &str,
+    bodies: &[&str],
+) -> (Cluster, String) {
     let cluster = one_broker(&[
         ("CONSUME__AUTO_RENEW_PERIOD_MS", "1000"),
-        ("CONSUME__MAX_AUTO_RENEW_MS", "6000"),
+        ("CONSUME__MAX_AUTO_RENEW_MS", max_auto_renew_ms),
     ])
     .await;
-    cluster.create_topic("renew-topic", 1).await;
+    cluster.create_topic(topic, 1).await;
     let addr = cluster.broker("b1").addr.clone();
     let mut client = rpc::messaging(&addr);
-    for body in ["acked", "abandoned"] {
-        let r = rpc::send(&mut client, vec![rpc::message("renew-topic", 0, body)]).await;
+    for body in bodies {
+        let r = rpc::send(&mut client, vec![rpc::message(topic, 0, *body)]).await;
         assert_eq!(rpc::code(r.status.as_ref()), Code::Ok as i32);
     }
+    (cluster, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_renew_receives_keep_messages_until_acked_within_the_operator_bound() {
+    let (_cluster, addr) = renewing_broker("6000", "renew-topic", &["acked", "abandoned"]).await;
+    let mut client = rpc::messaging(&addr);
     // The official push consumers' receive: auto_renew, no invisible duration.
     let (got, code) = receive_raw(&addr, receive_request("push", "renew-topic", None, true)).await;
     assert_eq!(code, Code::Ok as i32);
@@ -332,15 +344,8 @@ async fn auto_renew_receives_keep_messages_until_acked_within_the_operator_bound
 async fn auto_renew_deliveries_come_back_soon_after_their_client_terminates() {
     // Renewal periods of 1 s, a bound of 10 minutes: only the client's
     // termination can bring the message back within the test.
-    let cluster = one_broker(&[
-        ("CONSUME__AUTO_RENEW_PERIOD_MS", "1000"),
-        ("CONSUME__MAX_AUTO_RENEW_MS", "600000"),
-    ])
-    .await;
-    cluster.create_topic("leave-topic", 1).await;
-    let addr = cluster.broker("b1").addr.clone();
+    let (_cluster, addr) = renewing_broker("600000", "leave-topic", &["orphan"]).await;
     let mut client = rpc::messaging(&addr);
-    rpc::send(&mut client, vec![rpc::message("leave-topic", 0, "orphan")]).await;
     let (got, _) = receive_as(
         &addr,
         "leaver",
