@@ -45,6 +45,44 @@ pub struct BrokerConfig {
     pub transaction: TransactionSection,
     pub schedule: ScheduleSection,
     pub consume: ConsumeSection,
+    pub replication: ReplicationSection,
+}
+
+/// Master/slave replication of the commit log and the consume state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationSection {
+    /// A slave's master (host:port of its gRPC listener). Empty: the group's
+    /// master as registered with the NameServers (broker id 0, same broker name).
+    pub master: String,
+    /// SYNC_MASTER: longest a send waits for an in-sync slave to confirm it;
+    /// then it is answered SLAVE_PERSISTENCE_TIMEOUT (the message is stored).
+    pub sync_timeout_ms: u64,
+    /// A slave more than this many bytes behind the master's log end is out of sync.
+    pub max_lag_bytes: u64,
+    /// Most log bytes per message on the replication stream (one record is
+    /// always sent whole, even when larger).
+    pub chunk_bytes: usize,
+    /// A master that has had slaves holds receives back this long after it
+    /// starts, unless a slave reconnects and hands back the consume state it
+    /// served while the master was away; so acknowledged messages are not
+    /// delivered again.
+    pub handback_wait_ms: u64,
+    /// A slave's pause between attempts to reach its master.
+    pub reconnect_ms: u64,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        ReplicationSection {
+            master: String::new(),
+            sync_timeout_ms: 3_000,
+            max_lag_bytes: 256 << 20,
+            chunk_bytes: 1 << 20,
+            handback_wait_ms: 10_000,
+            reconnect_ms: 1_000,
+        }
+    }
 }
 
 /// Consumer groups and deliveries.
@@ -163,6 +201,7 @@ impl Default for BrokerConfig {
             transaction: TransactionSection::default(),
             schedule: ScheduleSection::default(),
             consume: ConsumeSection::default(),
+            replication: ReplicationSection::default(),
         }
     }
 }
@@ -219,6 +258,32 @@ impl BrokerConfig {
         }
         if self.schedule.scan_interval_ms == 0 || self.schedule.max_delay_ms == 0 {
             return bad("schedule.scan_interval_ms and schedule.max_delay_ms must be > 0".into());
+        }
+        let r = &self.replication;
+        if r.sync_timeout_ms == 0 || r.reconnect_ms == 0 {
+            return bad(
+                "replication.sync_timeout_ms and replication.reconnect_ms must be > 0".into(),
+            );
+        }
+        if !(4096..=apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES / 2).contains(&r.chunk_bytes) {
+            return bad(format!(
+                "replication.chunk_bytes must be within 4096..={}",
+                apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES / 2
+            ));
+        }
+        if !r.master.is_empty() {
+            if self.role != Role::Slave {
+                return bad(format!(
+                    "replication.master is set ({:?}) but this broker is not a slave",
+                    r.master
+                ));
+            }
+            if r.master == self.advertised_endpoint() {
+                return bad(format!(
+                    "replication.master {:?} is this broker's own address",
+                    r.master
+                ));
+            }
         }
         Ok(())
     }

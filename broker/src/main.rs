@@ -63,6 +63,12 @@ fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
     if let Some(n) = &args.broker_name {
         config.broker_name = n.clone();
     }
+    if args.standalone && config.role == apogee_broker::config::Role::Slave {
+        anyhow::bail!(
+            "role = \"slave\" cannot run --standalone: a standalone broker is alone in its \
+             group, so it has no master to replicate from"
+        );
+    }
     config.validate()?;
     Ok(config)
 }

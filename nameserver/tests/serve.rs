@@ -300,6 +300,12 @@ struct FakeBroker {
 
 #[tonic::async_trait]
 impl Admin for FakeBroker {
+    async fn get_broker_status(
+        &self,
+        _r: Request<GetBrokerStatusRequest>,
+    ) -> Result<Response<GetBrokerStatusResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
     async fn create_topic(
         &self,
         r: Request<CreateTopicRequest>,

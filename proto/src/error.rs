@@ -77,6 +77,12 @@ pub enum ApogeeError {
     MasterPersistenceTimeout(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// SYNC_MASTER: stored on the master, but no slave was in sync to take it.
+    #[error("stored on the master, not replicated: {0}")]
+    NotReplicated(String),
+    /// SYNC_MASTER: stored on the master; the in-sync slave did not confirm it in time.
+    #[error("stored on the master, the slave did not confirm in time: {0}")]
+    SlavePersistenceTimeout(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -119,7 +125,8 @@ impl ApogeeError {
             TooManyRequests(_) => Code::TooManyRequests,
             RequestTimeout(_) => Code::RequestTimeout,
             MasterPersistenceTimeout(_) => Code::MasterPersistenceTimeout,
-            Unavailable(_) => Code::HaNotAvailable,
+            Unavailable(_) | NotReplicated(_) => Code::HaNotAvailable,
+            SlavePersistenceTimeout(_) => Code::SlavePersistenceTimeout,
             Internal(_) => Code::InternalError,
         }
     }
@@ -170,9 +177,8 @@ impl ApogeeError {
             Code::Unsupported | Code::VersionUnsupported => Unsupported(m),
             Code::TooManyRequests => TooManyRequests(m),
             Code::RequestTimeout | Code::ProxyTimeout => RequestTimeout(m),
-            Code::MasterPersistenceTimeout | Code::SlavePersistenceTimeout => {
-                MasterPersistenceTimeout(m)
-            }
+            Code::MasterPersistenceTimeout => MasterPersistenceTimeout(m),
+            Code::SlavePersistenceTimeout => SlavePersistenceTimeout(m),
             Code::HaNotAvailable => Unavailable(m),
             c if (40000..50000).contains(&(c as i32)) => BadRequest(m),
             _ => Internal(m),
@@ -214,10 +220,10 @@ impl From<ApogeeError> for tonic::Status {
             PreconditionFailed(_) => tonic::Status::failed_precondition(msg),
             NotImplemented(_) | Unsupported(_) => tonic::Status::unimplemented(msg),
             TooManyRequests(_) => tonic::Status::resource_exhausted(msg),
-            RequestTimeout(_) | MasterPersistenceTimeout(_) => {
+            RequestTimeout(_) | MasterPersistenceTimeout(_) | SlavePersistenceTimeout(_) => {
                 tonic::Status::deadline_exceeded(msg)
             }
-            Unavailable(_) => tonic::Status::unavailable(msg),
+            Unavailable(_) | NotReplicated(_) => tonic::Status::unavailable(msg),
             Internal(_) => tonic::Status::internal(msg),
             _ => tonic::Status::invalid_argument(msg),
         }
@@ -258,6 +264,8 @@ mod tests {
             ApogeeError::Forbidden("system topic".into()),
             ApogeeError::InvalidTransactionId("unknown".into()),
             ApogeeError::PreconditionFailed("rolled back".into()),
+            ApogeeError::NotReplicated("no slave in sync".into()),
+            ApogeeError::SlavePersistenceTimeout("3 s".into()),
         ];
         for e in cases {
             let back = ApogeeError::from_status(&e.to_status()).expect("error status");
@@ -274,6 +282,14 @@ mod tests {
         assert_eq!(
             ApogeeError::InvalidReceiptHandle(String::new()).code() as i32,
             40013
+        );
+        assert_eq!(
+            ApogeeError::NotReplicated(String::new()).code() as i32,
+            50002
+        );
+        assert_eq!(
+            ApogeeError::SlavePersistenceTimeout(String::new()).code() as i32,
+            50402
         );
     }
 }

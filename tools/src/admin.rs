@@ -240,16 +240,21 @@ impl Admin {
         Ok(route_rows(&self.get_route(name).await?))
     }
 
-    /// Every registered broker process.
-    pub async fn cluster_info(&self) -> ToolResult<Vec<BrokerRow>> {
-        let resp = self
+    /// The NameServer's broker groups and their members.
+    pub async fn get_cluster_info(&self) -> ToolResult<cluster::GetClusterInfoResponse> {
+        Ok(self
             .registry
             .clone()
             .get_cluster_info(self.req(cluster::GetClusterInfoRequest {}))
             .await
             .map_err(self.err(None))?
-            .into_inner();
-        Ok(broker_rows(&resp, now_ms()))
+            .into_inner())
+    }
+
+    /// Every registered broker process, as the NameServer knows it (the replication view
+    /// that asks each broker too is [`Admin::cluster_list`]).
+    pub async fn cluster_info(&self) -> ToolResult<Vec<BrokerRow>> {
+        Ok(broker_rows(&self.get_cluster_info().await?, now_ms()))
     }
 }
 

@@ -16,8 +16,8 @@ use serde::Serialize;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-/// Apogee admin CLI: topics, cluster, transactions, scheduled messages, send, consume and
-/// benchmarks.
+/// Apogee admin CLI: topics, cluster and brokers, transactions, scheduled messages, send,
+/// consume and benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "apogee", version, about, propagate_version = true)]
 pub struct Cli {
@@ -52,6 +52,9 @@ pub enum Command {
     /// Inspect the cluster's brokers.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Ask one broker directly (its role, log and replication state).
+    #[command(subcommand)]
+    Broker(crate::broker_status::BrokerCommand),
     /// List, commit and roll back transactions (half messages).
     #[command(subcommand)]
     Txn(TxnCommand),
@@ -178,7 +181,8 @@ pub enum ScheduleCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// List every registered broker.
+    /// List every registered broker with its log end, replication lag and in-sync state
+    /// (each broker is asked; one that does not answer shows as unreachable).
     List,
 }
 
@@ -331,7 +335,11 @@ impl Cli {
     }
 
     fn admin(&self) -> ToolResult<Admin> {
-        Admin::connect(&self.nameserver, Duration::from_secs(self.timeout))
+        Admin::connect(&self.nameserver, self.request_timeout())
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
     }
 }
 
@@ -380,8 +388,9 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
             }
         }
         Command::Cluster(ClusterCommand::List) => {
-            render_list(&cli.admin()?.cluster_info().await?, f)
+            crate::broker_status::cluster_list(&cli.admin()?, cli.request_timeout(), f).await?
         }
+        Command::Broker(cmd) => crate::broker_status::run(cmd, cli.request_timeout(), f).await?,
         Command::Txn(cmd) => {
             let admin = cli.admin()?;
             match cmd {

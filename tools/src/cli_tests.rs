@@ -361,3 +361,21 @@ async fn unreachable_nameserver_is_a_runtime_error() {
     assert_eq!(e.exit_code(), 1);
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
 }
+
+#[tokio::test]
+async fn broker_status_takes_a_broker_address() {
+    let cli = parse(&["broker", "status", "127.0.0.1:1", "-o", "json"]).unwrap();
+    assert_eq!(cli.output, Format::Json);
+    let Command::Broker(crate::broker_status::BrokerCommand::Status { addr }) = &cli.command else {
+        panic!("not broker status: {:?}", cli.command)
+    };
+    assert_eq!(addr, "127.0.0.1:1");
+    // A broker that does not answer is a runtime error naming it.
+    let e = run(cli, &mut Vec::new()).await.unwrap_err();
+    assert_eq!(e.exit_code(), 1);
+    assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+    // The address is required and must be host:port.
+    for args in [&["broker", "status"][..], &["broker", "status", "nohost"]] {
+        assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+    }
+}

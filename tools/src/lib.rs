@@ -2,6 +2,8 @@
 //!
 //! - [`admin`]: topic and cluster administration over a NameServer's
 //!   Registry and Admin services.
+//! - [`broker_status`]: `broker status` and the replication columns of `cluster list`,
+//!   asked of the brokers; [`replication_view`]: their rows.
 //! - [`txn`]: listing and resolving transactions (`apogee txn ...`).
 //! - [`schedule`]: scheduled sends, `message recall` and `schedule list`.
 //! - [`message_query`]: `message get|find|print`; [`dlq`]: `dlq list|resend`.
@@ -15,6 +17,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod broker_status;
 pub mod cli;
 pub mod config_import;
 pub mod dlq;
@@ -23,6 +26,7 @@ pub mod group;
 pub mod message_query;
 pub mod messaging;
 pub mod output;
+pub mod replication_view;
 pub mod schedule;
 pub mod txn;
 pub mod views;

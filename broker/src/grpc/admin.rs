@@ -1,9 +1,10 @@
 //! `apogee.cluster.v1.Admin` on a broker: topic operations applied to this
 //! broker group (the NameServer fans cluster-wide requests out to here), and
 //! the listing and operator resolution of this broker's transactions, and the listing of its
-//! scheduled messages.
+//! scheduled messages. GetBrokerStatus (this broker's log and replication state) is built in
+//! [`admin_status`].
 
-use super::{admin_groups, admin_messages};
+use super::{admin_groups, admin_messages, admin_status};
 use crate::server::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
@@ -42,6 +43,15 @@ impl AdminServer {
 
 #[tonic::async_trait]
 impl Admin for AdminServer {
+    async fn get_broker_status(
+        &self,
+        _req: Request<cluster::GetBrokerStatusRequest>,
+    ) -> Result<Response<cluster::GetBrokerStatusResponse>, Status> {
+        Ok(Response::new(cluster::GetBrokerStatusResponse {
+            status: Some(admin_status::broker_status(&self.broker)),
+        }))
+    }
+
     async fn create_topic(
         &self,
         req: Request<cluster::CreateTopicRequest>,

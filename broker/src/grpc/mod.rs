@@ -7,7 +7,7 @@
 //!   Telemetry is the shared session of `apogee_proto::telemetry`).
 //! - [`admin::AdminServer`]: the typed `apogee.cluster.v1.Admin` operations
 //!   applied to this broker (message query and dead letters in [`admin_messages`],
-//!   consumer groups in [`admin_groups`]).
+//!   consumer groups in [`admin_groups`], GetBrokerStatus in [`admin_status`]).
 //!
 //! v2 responses carry their outcome in a `Status` inside the body; the gRPC
 //! status is only non-OK for transport-level problems.
@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod admin_groups;
 pub mod admin_messages;
+pub mod admin_status;
 pub mod convert;
 pub mod end_transaction;
 pub mod offsets;

@@ -4,7 +4,7 @@
 //! the broker table so routes reflect the change at once. ListTopics is
 //! answered from the table; transactions are routed by [`transactions`], scheduled messages
 //! by [`schedule`], message query and dead letters by [`admin_messages`], consumer groups by
-//! [`admin_groups`].
+//! [`admin_groups`]. GetBrokerStatus is refused: brokers answer it themselves.
 
 use super::brokers::BrokerChannels;
 use super::{admin_groups, admin_messages, schedule, transactions};
@@ -261,8 +261,24 @@ fn outcome(
     Err(Status::new(code, message))
 }
 
+/// A NameServer keeps no broker's log or replication state: GetBrokerStatus is for brokers.
+fn broker_status_refused() -> ApogeeError {
+    ApogeeError::Unsupported(
+        "a NameServer has no broker status; ask a broker directly: \
+         `apogee broker status <broker addr>` (the addresses are in `apogee cluster list`)"
+            .into(),
+    )
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    async fn get_broker_status(
+        &self,
+        _request: Request<cl::GetBrokerStatusRequest>,
+    ) -> Result<Response<cl::GetBrokerStatusResponse>, Status> {
+        Err(broker_status_refused().into())
+    }
+
     async fn create_topic(
         &self,
         request: Request<CreateTopicRequest>,
@@ -486,6 +502,21 @@ mod tests {
             master_endpoint: master.then(|| format!("{name}:10911")),
             hosts_topic: hosts,
         }
+    }
+
+    #[tokio::test]
+    async fn broker_status_points_at_the_brokers() {
+        let service = AdminService::new(Arc::new(Registry::new(Duration::from_secs(30))));
+        let err = service
+            .get_broker_status(Request::new(cl::GetBrokerStatusRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented);
+        assert!(
+            err.message().contains("apogee broker status"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]

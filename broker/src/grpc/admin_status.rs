@@ -1,0 +1,211 @@
+//! `Admin.GetBrokerStatus` on a broker: who this broker is (cluster, name, id, role,
+//! endpoint, version, start time), where its commit log starts, ends and is flushed to, how
+//! many topics and consumer groups it holds, and its replication state: a master's table of
+//! slaves, or a slave's link to its master (both kept by `crate::replication`).
+
+use crate::config::{BrokerConfig, Role};
+use crate::server::Broker;
+use apogee_proto::cluster::{BrokerRole, BrokerStatus, SlaveStatus};
+
+/// The commit log's offsets as the status shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub start: u64,
+    pub end: u64,
+    pub flushed: u64,
+}
+
+/// A slave's link to its master as the status shows it (the fields of
+/// `crate::replication::MasterLink`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkView {
+    /// The master's endpoint ("" while not known).
+    pub endpoint: String,
+    pub connected: bool,
+    /// The master's log end as last heard.
+    pub master_end_offset: u64,
+    /// Unix ms of the last message from the master (0: never).
+    pub last_contact_ms: i64,
+}
+
+/// The protocol's name for a configured role.
+pub fn broker_role(role: Role) -> BrokerRole {
+    match role {
+        Role::AsyncMaster => BrokerRole::AsyncMaster,
+        Role::SyncMaster => BrokerRole::SyncMaster,
+        Role::Slave => BrokerRole::Slave,
+    }
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+fn clamp_i32(n: usize) -> i32 {
+    n.min(i32::MAX as usize) as i32
+}
+
+/// Everything but the replication state: identity, version, start time, log offsets, counts.
+pub fn base_status(
+    config: &BrokerConfig,
+    started_at_ms: i64,
+    log: LogOffsets,
+    topic_count: usize,
+    group_count: usize,
+) -> BrokerStatus {
+    BrokerStatus {
+        cluster_name: config.cluster_name.clone(),
+        broker_name: config.broker_name.clone(),
+        broker_id: config.broker_id,
+        role: broker_role(config.role) as i32,
+        endpoint: config.advertised_endpoint(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at_ms,
+        log_start_offset: clamp_i64(log.start),
+        log_end_offset: clamp_i64(log.end),
+        flushed_offset: clamp_i64(log.flushed),
+        topic_count: clamp_i32(topic_count),
+        group_count: clamp_i32(group_count),
+        nameservers: config.nameservers.clone(),
+        ..BrokerStatus::default()
+    }
+}
+
+/// Adds a master's slaves and a slave's link to its master. The slave's lag is the master's
+/// log end as last heard minus its own log end (never below 0: the master's end may be stale).
+pub fn set_replication(
+    status: &mut BrokerStatus,
+    slaves: Vec<SlaveStatus>,
+    link: Option<LinkView>,
+) {
+    status.slaves = slaves;
+    if let Some(link) = link {
+        let own_end = status.log_end_offset.max(0) as u64;
+        status.master_endpoint = link.endpoint;
+        status.master_connected = link.connected;
+        status.master_end_offset = clamp_i64(link.master_end_offset);
+        status.lag_bytes = clamp_i64(link.master_end_offset.saturating_sub(own_end));
+        status.last_master_contact_ms = link.last_contact_ms;
+    }
+}
+
+/// This broker's status now.
+pub fn broker_status(broker: &Broker) -> BrokerStatus {
+    let store = &broker.store;
+    let log = LogOffsets {
+        start: store.log_start_offset(),
+        end: store.log_end_offset(),
+        flushed: store.flushed_offset(),
+    };
+    // REPLICATION: `Broker::started_at_ms` and `Broker::replication` come with the
+    // replication wiring; until then the start time is 0 and there is no replication state.
+    // Once they land, these three lines become:
+    //     let started_at_ms = broker.started_at_ms;
+    //     let slaves = broker.replication.slaves();
+    //     let link = broker.replication.master_link().map(|l| LinkView {
+    //         endpoint: l.endpoint,
+    //         connected: l.connected,
+    //         master_end_offset: l.master_end_offset,
+    //         last_contact_ms: l.last_contact_ms,
+    //     });
+    let started_at_ms = 0;
+    let slaves = Vec::new();
+    let link: Option<LinkView> = None;
+    let mut status = base_status(
+        &broker.config,
+        started_at_ms,
+        log,
+        broker.topics.list().len(),
+        broker.groups.list().len(),
+    );
+    set_replication(&mut status, slaves, link);
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(role: Role, id: i64) -> BrokerConfig {
+        BrokerConfig {
+            cluster_name: "c1".into(),
+            broker_name: "broker-a".into(),
+            broker_id: id,
+            role,
+            listen: "0.0.0.0:10911".into(),
+            nameservers: vec!["ns1:9876".into(), "ns2:9876".into()],
+            ..BrokerConfig::default()
+        }
+    }
+
+    fn offsets() -> LogOffsets {
+        LogOffsets {
+            start: 0,
+            end: 4_096,
+            flushed: 2_048,
+        }
+    }
+
+    #[test]
+    fn status_names_the_broker_and_its_log() {
+        let s = base_status(&config(Role::SyncMaster, 0), 1_700, offsets(), 5, 2);
+        assert_eq!(s.cluster_name, "c1");
+        assert_eq!(s.broker_name, "broker-a");
+        assert_eq!(s.broker_id, 0);
+        assert_eq!(s.role, BrokerRole::SyncMaster as i32);
+        assert_eq!(s.endpoint, "127.0.0.1:10911");
+        assert_eq!(s.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(s.started_at_ms, 1_700);
+        assert_eq!(
+            (s.log_start_offset, s.log_end_offset, s.flushed_offset),
+            (0, 4_096, 2_048)
+        );
+        assert_eq!((s.topic_count, s.group_count), (5, 2));
+        assert_eq!(s.nameservers, vec!["ns1:9876", "ns2:9876"]);
+    }
+
+    #[test]
+    fn a_master_lists_its_slaves() {
+        let mut s = base_status(&config(Role::AsyncMaster, 0), 0, offsets(), 0, 0);
+        let slave = SlaveStatus {
+            broker_id: 1,
+            endpoint: "h:10921".into(),
+            connected: true,
+            written_offset: 4_000,
+            lag_bytes: 96,
+            ..SlaveStatus::default()
+        };
+        set_replication(&mut s, vec![slave.clone()], None);
+        assert_eq!(s.slaves, vec![slave]);
+        assert_eq!(s.master_endpoint, "");
+        assert_eq!(s.lag_bytes, 0);
+    }
+
+    #[test]
+    fn a_slave_lag_is_the_master_end_minus_its_own() {
+        let mut s = base_status(&config(Role::Slave, 1), 0, offsets(), 0, 0);
+        let link = LinkView {
+            endpoint: "m:10911".into(),
+            connected: true,
+            master_end_offset: 10_000,
+            last_contact_ms: 99,
+        };
+        set_replication(&mut s, Vec::new(), Some(link.clone()));
+        assert_eq!(s.role, BrokerRole::Slave as i32);
+        assert_eq!(s.master_endpoint, "m:10911");
+        assert!(s.master_connected);
+        assert_eq!(s.master_end_offset, 10_000);
+        assert_eq!(s.lag_bytes, 10_000 - 4_096);
+        assert_eq!(s.last_master_contact_ms, 99);
+        // A master end heard before the slave caught up is not a negative lag.
+        let mut s = base_status(&config(Role::Slave, 1), 0, offsets(), 0, 0);
+        let stale = LinkView {
+            master_end_offset: 1_000,
+            connected: false,
+            ..link
+        };
+        set_replication(&mut s, Vec::new(), Some(stale));
+        assert_eq!(s.lag_bytes, 0);
+        assert!(!s.master_connected);
+    }
+}
