@@ -18,7 +18,7 @@
 //! "check, append", so two concurrent resends of one dead letter write one copy.
 
 use crate::store::record::internal;
-use crate::store::{AppendResult, MessageStore, NewMessage, StoreError, StoredMessage};
+use crate::store::{AppendResult, MessageStore, NewMessage, StoredMessage};
 use crate::topics::TopicTable;
 use apogee_proto::{names, time::now_ms, ApogeeError};
 use std::sync::Arc;
@@ -67,10 +67,6 @@ pub enum Outcome {
     Resent(Resent),
     AlreadyResent(Resent),
     Failed(String),
-}
-
-fn store_err(e: StoreError) -> ApogeeError {
-    ApogeeError::Internal(e.to_string())
 }
 
 /// Runs blocking store reads off the async threads.
@@ -156,7 +152,7 @@ fn with_resent_state(store: &MessageStore, mut d: DeadLetter) -> Result<DeadLett
     }
     let records = store
         .lookup_all_by_id(&d.record.msg.message_id, MAX_ID_RECORDS)
-        .map_err(store_err)?;
+        .map_err(ApogeeError::from)?;
     d.resent = find_resend(&records, d.record.log_offset);
     Ok(d)
 }
@@ -172,7 +168,7 @@ fn page(
     let topic = names::dlq_topic(group);
     store
         .read_queue(&topic, DLQ_QUEUE_ID, from, max.min(PAGE), PAGE_BYTES)
-        .map_err(store_err)?
+        .map_err(ApogeeError::from)?
         .into_iter()
         .map(|r| with_resent_state(store, DeadLetter::from_record(group, r)))
         .collect()
@@ -204,7 +200,7 @@ pub fn with_id(
     let topic = names::dlq_topic(group);
     let records = store
         .lookup_all_by_id(message_id, MAX_ID_RECORDS)
-        .map_err(store_err)?;
+        .map_err(ApogeeError::from)?;
     Ok(records
         .iter()
         .filter(|r| r.msg.topic == topic)
@@ -260,7 +256,10 @@ async fn resend_page(
         };
         out.push((d, outcome));
     }
-    let results: Vec<AppendResult> = store.append(copies).await.map_err(store_err)?;
+    let results: Vec<AppendResult> = store
+        .append_internal(copies)
+        .await
+        .map_err(ApogeeError::from)?;
     for ((i, queue_id), r) in pending.into_iter().zip(results) {
         let (d, outcome) = &mut out[i];
         tracing::info!(

@@ -81,6 +81,16 @@ impl GroupTable {
         })
     }
 
+    /// Re-reads the table from the index (a slave after replicated changes).
+    pub fn reload(&self) -> Result<(), ApogeeError> {
+        let fresh = Self::load(self.kv.clone(), self.auto_create)?;
+        *self.groups.write() = fresh.groups.into_inner();
+        self.data_version
+            .store(fresh.data_version.into_inner(), Ordering::SeqCst);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<GroupConfig>> {
         self.groups.read().get(name).cloned()
     }

@@ -8,6 +8,7 @@
 //! - [`dead_letters`]: a group's dead-letter topic, read and resent by operators.
 //! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
 //! - [`registration`]: registration with the NameServers.
+//! - [`replication`]: master/slave replication of the log and the consume state.
 //! - [`server`]: wiring it together; [`config`]: the configuration.
 
 pub mod config;
@@ -16,6 +17,7 @@ pub mod dead_letters;
 pub mod groups;
 pub mod grpc;
 pub mod registration;
+pub mod replication;
 pub mod schedule;
 pub mod server;
 pub mod store;

@@ -1,9 +1,21 @@
 //! The broker's link to its NameServers: it registers (with its topics, its
 //! consumer groups and data version) with every configured NameServer, sends
 //! light heartbeats in between, registers again at once when its topics or
-//! groups change or a NameServer asks, and unregisters on shutdown. It also forwards the route queries
-//! clients send to the broker (QueryRoute, QueryAssignment) to a NameServer,
-//! and relays transaction check-backs through the NameServers.
+//! groups change or a NameServer asks (a restarted one knows nothing, so its
+//! first heartbeat answer asks), and unregisters on shutdown. Every NameServer
+//! is talked to at the same time, so a dead one delays none of the others.
+//!
+//! At start, before serving, the broker registers once with every NameServer it
+//! can reach: one that refuses because another live process holds this broker
+//! id stops the start ([`RegistrationRefused`]); unreachable ones do not (the
+//! loop keeps trying them). A refusal later on is logged, and that NameServer
+//! gets full registrations instead of heartbeats until it accepts one (a
+//! heartbeat carries no endpoint, so it would keep the other process's entry
+//! alive).
+//!
+//! It also forwards the route queries clients send to the broker (QueryRoute,
+//! QueryAssignment) to a NameServer, and relays transaction check-backs through
+//! the NameServers.
 
 use crate::config::{BrokerConfig, Role};
 use crate::groups::GroupTable;
@@ -11,6 +23,8 @@ use crate::topics::TopicTable;
 use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole};
 use apogee_proto::v2::{self, messaging_service_client::MessagingServiceClient};
 use apogee_proto::ApogeeError;
+use futures::future::join_all;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -18,9 +32,37 @@ use tonic::transport::{Channel, Endpoint};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A NameServer refused to register this broker: another live process holds its
+/// broker id (the NameServer's reason names both endpoints).
+#[derive(Debug, thiserror::Error)]
+#[error("nameserver {nameserver} refused to register this broker: {reason}")]
+pub struct RegistrationRefused {
+    pub nameserver: String,
+    pub reason: String,
+}
+
+/// One configured NameServer.
+struct NameServer {
+    addr: String,
+    channel: Channel,
+    /// Its last registration answer was a refusal (a clash of broker ids).
+    refused: AtomicBool,
+    /// Its last call failed (logged once per outage, not per heartbeat).
+    failing: AtomicBool,
+}
+
+/// What one registration attempt came to.
+enum Outcome {
+    Accepted,
+    /// Refused for a clash of broker ids, with the NameServer's reason.
+    Refused(String),
+    /// Not answered, or refused for another reason (logged).
+    Failed,
+}
+
 pub struct NameServerLink {
     config: BrokerConfig,
-    channels: Vec<(String, Channel)>,
+    nameservers: Vec<NameServer>,
 }
 
 fn channel(addr: &str) -> Result<Channel, ApogeeError> {
@@ -38,14 +80,21 @@ fn channel(addr: &str) -> Result<Channel, ApogeeError> {
 
 impl NameServerLink {
     pub fn new(config: &BrokerConfig) -> Result<Self, ApogeeError> {
-        let channels = config
+        let nameservers = config
             .nameservers
             .iter()
-            .map(|a| Ok((a.clone(), channel(a)?)))
+            .map(|a| {
+                Ok(NameServer {
+                    addr: a.clone(),
+                    channel: channel(a)?,
+                    refused: AtomicBool::new(false),
+                    failing: AtomicBool::new(false),
+                })
+            })
             .collect::<Result<_, ApogeeError>>()?;
         Ok(NameServerLink {
             config: config.clone(),
-            channels,
+            nameservers,
         })
     }
 
@@ -74,61 +123,158 @@ impl NameServerLink {
         }
     }
 
+    /// Registers with one NameServer; logs what happened and remembers a refusal.
     async fn register_one(
         &self,
-        channel: &Channel,
+        ns: &NameServer,
         topics: &TopicTable,
         groups: &GroupTable,
-    ) -> Result<(), tonic::Status> {
-        RegistryClient::new(channel.clone())
-            .register_broker(self.registration(topics, groups))
-            .await?;
-        Ok(())
+    ) -> Outcome {
+        let mut client = RegistryClient::new(ns.channel.clone());
+        let call = client.register_broker(self.registration(topics, groups));
+        let status = match call.await {
+            Ok(_) => {
+                if ns.refused.swap(false, Ordering::Relaxed) {
+                    tracing::info!(nameserver = %ns.addr, "registration accepted again");
+                }
+                self.reached(ns);
+                return Outcome::Accepted;
+            }
+            Err(status) => status,
+        };
+        if status.code() == tonic::Code::AlreadyExists {
+            self.reached(ns);
+            if ns.refused.swap(true, Ordering::Relaxed) {
+                tracing::debug!(nameserver = %ns.addr, "registration refused: {}", status.message());
+            } else {
+                tracing::error!(nameserver = %ns.addr, "registration refused: {}", status.message());
+            }
+            return Outcome::Refused(status.message().to_string());
+        }
+        self.failed(ns, "registration", &status);
+        Outcome::Failed
     }
 
-    /// Registers with every NameServer once (failures are logged).
+    /// Notes a NameServer answered (logging its return after an outage).
+    fn reached(&self, ns: &NameServer) {
+        if ns.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(nameserver = %ns.addr, "nameserver reachable again");
+        }
+    }
+
+    /// Logs a failed call: a warning when a NameServer starts failing, then quietly.
+    fn failed(&self, ns: &NameServer, what: &str, status: &tonic::Status) {
+        if ns.failing.swap(true, Ordering::Relaxed) {
+            tracing::debug!(nameserver = %ns.addr, "{what} failed: {}", status.message());
+        } else {
+            tracing::warn!(nameserver = %ns.addr, "{what} failed: {}", status.message());
+        }
+    }
+
+    /// Registers with every NameServer once, all at once (failures are logged).
     pub async fn register_all(&self, topics: &TopicTable, groups: &GroupTable) {
-        for (addr, ch) in &self.channels {
-            match self.register_one(ch, topics, groups).await {
-                Ok(()) => tracing::debug!(nameserver = %addr, "registered"),
-                Err(e) => {
-                    tracing::warn!(nameserver = %addr, "registration failed: {}", e.message())
+        join_all(
+            self.nameservers
+                .iter()
+                .map(|ns| self.register_one(ns, topics, groups)),
+        )
+        .await;
+    }
+
+    /// The registration at start, before the broker serves: once with every
+    /// NameServer, all at once. A refusal for a clash of broker ids is an error
+    /// (after taking back the registrations other NameServers accepted, which
+    /// would hide the other process there); unreachable NameServers are not.
+    pub async fn register_at_start(
+        &self,
+        topics: &TopicTable,
+        groups: &GroupTable,
+    ) -> Result<(), RegistrationRefused> {
+        let outcomes = join_all(
+            self.nameservers
+                .iter()
+                .map(|ns| self.register_one(ns, topics, groups)),
+        )
+        .await;
+        let refusal = self
+            .nameservers
+            .iter()
+            .zip(&outcomes)
+            .find_map(|(ns, o)| match o {
+                Outcome::Refused(reason) => Some(RegistrationRefused {
+                    nameserver: ns.addr.clone(),
+                    reason: reason.clone(),
+                }),
+                _ => None,
+            });
+        let Some(refusal) = refusal else {
+            return Ok(());
+        };
+        let accepted = self
+            .nameservers
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, Outcome::Accepted))
+            .map(|(ns, _)| self.unregister_one(ns));
+        join_all(accepted).await;
+        Err(refusal)
+    }
+
+    /// One heartbeat, or a full registration when the NameServer asks for one or
+    /// refused the last.
+    async fn heartbeat_one(&self, ns: &NameServer, topics: &TopicTable, groups: &GroupTable) {
+        if ns.refused.load(Ordering::Relaxed) {
+            self.register_one(ns, topics, groups).await;
+            return;
+        }
+        let req = cluster::BrokerHeartbeatRequest {
+            cluster_name: self.config.cluster_name.clone(),
+            broker_name: self.config.broker_name.clone(),
+            broker_id: self.config.broker_id,
+            data_version: data_version(topics, groups),
+        };
+        let mut client = RegistryClient::new(ns.channel.clone());
+        match client.broker_heartbeat(req).await {
+            Ok(r) => {
+                self.reached(ns);
+                if r.get_ref().register_required {
+                    tracing::debug!(nameserver = %ns.addr, "the nameserver asks for a registration");
+                    self.register_one(ns, topics, groups).await;
                 }
             }
+            Err(status) => self.failed(ns, "heartbeat", &status),
         }
     }
 
     async fn heartbeat_all(&self, topics: &TopicTable, groups: &GroupTable) {
-        for (addr, ch) in &self.channels {
-            let req = cluster::BrokerHeartbeatRequest {
-                cluster_name: self.config.cluster_name.clone(),
-                broker_name: self.config.broker_name.clone(),
-                broker_id: self.config.broker_id,
-                data_version: data_version(topics, groups),
-            };
-            match RegistryClient::new(ch.clone()).broker_heartbeat(req).await {
-                Ok(r) if r.get_ref().register_required => {
-                    if let Err(e) = self.register_one(ch, topics, groups).await {
-                        tracing::warn!(nameserver = %addr, "registration failed: {}", e.message());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(nameserver = %addr, "heartbeat failed: {}", e.message()),
-            }
+        join_all(
+            self.nameservers
+                .iter()
+                .map(|ns| self.heartbeat_one(ns, topics, groups)),
+        )
+        .await;
+    }
+
+    async fn unregister_one(&self, ns: &NameServer) {
+        let req = cluster::UnregisterBrokerRequest {
+            cluster_name: self.config.cluster_name.clone(),
+            broker_name: self.config.broker_name.clone(),
+            broker_id: self.config.broker_id,
+        };
+        let mut client = RegistryClient::new(ns.channel.clone());
+        if let Err(e) = client.unregister_broker(req).await {
+            tracing::warn!(nameserver = %ns.addr, "unregister failed: {}", e.message());
         }
     }
 
+    /// Unregisters from every NameServer except those that refused this broker: there
+    /// the entry is the other process's (an unregister names no endpoint).
     async fn unregister_all(&self) {
-        for (addr, ch) in &self.channels {
-            let req = cluster::UnregisterBrokerRequest {
-                cluster_name: self.config.cluster_name.clone(),
-                broker_name: self.config.broker_name.clone(),
-                broker_id: self.config.broker_id,
-            };
-            if let Err(e) = RegistryClient::new(ch.clone()).unregister_broker(req).await {
-                tracing::warn!(nameserver = %addr, "unregister failed: {}", e.message());
-            }
-        }
+        let registered = self
+            .nameservers
+            .iter()
+            .filter(|ns| !ns.refused.load(Ordering::Relaxed));
+        join_all(registered.map(|ns| self.unregister_one(ns))).await;
     }
 
     /// Keeps the registration fresh until `shutdown` turns true, then unregisters.
@@ -142,6 +288,9 @@ impl NameServerLink {
             tokio::time::interval(Duration::from_secs(self.config.register_interval_secs));
         let mut heartbeat =
             tokio::time::interval(Duration::from_secs(self.config.heartbeat_interval_secs));
+        // A slow round is not made up for with a burst of them.
+        register.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
         loop {
             let changed = topics.changed().notified();
@@ -169,8 +318,9 @@ impl NameServerLink {
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = Err(ApogeeError::Unavailable("no nameserver configured".into()));
-        for (addr, ch) in &self.channels {
-            match call(ch.clone()).await {
+        for ns in &self.nameservers {
+            let addr = &ns.addr;
+            match call(ns.channel.clone()).await {
                 Ok(r) if accept(r.get_ref()) => return Ok(Some(r.into_inner())),
                 Ok(_) => last = Ok(None),
                 Err(e) => {

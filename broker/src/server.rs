@@ -4,16 +4,20 @@
 //! fresh. Shutdown ends long polls, unregisters, stops the server and
 //! flushes the store.
 
-use crate::config::{BrokerConfig, FlushPolicy};
+use crate::config::{BrokerConfig, FlushPolicy, Role};
 use crate::consume::ConsumeEngine;
 use crate::groups::GroupTable;
 use crate::grpc::{admin::AdminServer, MessagingServer};
 use crate::registration::NameServerLink;
+use crate::replication::journal::JournaledKv;
+use crate::replication::state::StateTargets;
+use crate::replication::{Replication, ReplicationService};
 use crate::schedule::Schedule;
 use crate::store::{FlushMode, MessageStore, StoreConfig, StoreError};
 use crate::topics::TopicTable;
 use crate::txn::Transactions;
 use apogee_proto::cluster::admin_server::AdminServer as AdminService;
+use apogee_proto::cluster::replication_server::ReplicationServer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use apogee_proto::net::Listener;
 use apogee_proto::settings::ServerLimits;
@@ -37,6 +41,9 @@ pub enum BrokerError {
     Transport(#[from] tonic::transport::Error),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// A NameServer refused the registration at start (another live process has this broker id).
+    #[error(transparent)]
+    Registration(#[from] crate::registration::RegistrationRefused),
 }
 
 /// Everything a request handler needs.
@@ -46,13 +53,18 @@ pub struct Broker {
     pub topics: Arc<TopicTable>,
     /// Consumer groups' configs.
     pub groups: Arc<GroupTable>,
-    pub consume: ConsumeEngine,
+    pub consume: Arc<ConsumeEngine>,
     pub limits: ServerLimits,
     pub nameservers: Arc<NameServerLink>,
     /// Live Telemetry sessions (check-backs are pushed through them).
     pub sessions: Arc<Sessions>,
     pub txns: Arc<Transactions>,
     pub schedule: Arc<Schedule>,
+    /// The index database with its journal of replicated writes.
+    pub journal: Arc<JournaledKv>,
+    pub replication: Arc<Replication>,
+    /// Unix ms when this broker started.
+    pub started_at_ms: i64,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -70,6 +82,16 @@ impl Broker {
         tokio::select! {
             _ = tokio::time::timeout(max, watch.appended()) => {}
             _ = closing.wait_for(|c| *c) => {}
+        }
+    }
+
+    /// What replicated state is applied to (on a slave) or adopted into (a handback).
+    pub fn state_targets(&self) -> StateTargets {
+        StateTargets {
+            journal: self.journal.clone(),
+            consume: self.consume.clone(),
+            topics: self.topics.clone(),
+            groups: self.groups.clone(),
         }
     }
 
@@ -94,6 +116,9 @@ fn store_config(config: &BrokerConfig) -> StoreConfig {
             + 2 * apogee_proto::limits::MAX_PROPERTIES_BYTES
             + 4096)
             .min(config.store.segment_bytes as usize),
+        replica: config.role == Role::Slave,
+        sync_replicas: config.role == Role::SyncMaster,
+        replica_timeout: Duration::from_millis(config.replication.sync_timeout_ms),
     }
 }
 
@@ -105,14 +130,26 @@ pub async fn serve(
 ) -> Result<(), BrokerError> {
     config.validate()?;
     let store_cfg = store_config(&config);
-    let store = tokio::task::spawn_blocking(move || MessageStore::open(store_cfg)).await??;
+    let started_at_ms = apogee_proto::time::now_ms();
+    let store = tokio::task::spawn_blocking(move || {
+        let mut journal = None;
+        let store = MessageStore::open_wrapped(store_cfg, |kv| {
+            let j = Arc::new(JournaledKv::new(kv));
+            journal = Some(j.clone());
+            j
+        })?;
+        Ok::<_, StoreError>((store, journal.expect("the store wraps its index")))
+    })
+    .await??;
+    let (store, journal) = store;
     let topics = Arc::new(TopicTable::load(store.kv())?);
     let groups = Arc::new(GroupTable::load(
         store.kv(),
         config.consume.auto_create_groups,
     )?);
-    let consume = ConsumeEngine::open(store.clone())?;
+    let consume = Arc::new(ConsumeEngine::open(store.clone())?);
     let nameservers = Arc::new(NameServerLink::new(&config)?);
+    nameservers.register_at_start(&topics, &groups).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = ServerLimits {
         max_body_bytes: config.max_body_bytes,
@@ -127,9 +164,11 @@ pub async fn serve(
         config.transaction.clone(),
         config.broker_name.clone(),
     );
-    let checker = txns
-        .clone()
-        .spawn_checker(config.advertised_endpoint(), stop_rx.clone());
+    // Slaves hold copies: only the master checks transactions back.
+    let checker = (config.role != Role::Slave).then(|| {
+        txns.clone()
+            .spawn_checker(config.advertised_endpoint(), stop_rx.clone())
+    });
     let schedule = Schedule::new(
         store.clone(),
         topics.clone(),
@@ -138,8 +177,11 @@ pub async fn serve(
         crate::schedule::wall_clock(),
     );
     // Slaves hold copies: only the master publishes what comes due.
-    let delivery = (config.role != crate::config::Role::Slave)
-        .then(|| schedule.clone().spawn_delivery(stop_rx.clone()));
+    let delivery =
+        (config.role != Role::Slave).then(|| schedule.clone().spawn_delivery(stop_rx.clone()));
+    // A slave counts its master as away until it is connected: what it serves is handed back.
+    journal.set_master_away(config.role == Role::Slave);
+    let replication = Replication::new(&config, store.clone());
     let broker = Arc::new(Broker {
         config: config.clone(),
         store: store.clone(),
@@ -151,6 +193,9 @@ pub async fn serve(
         sessions,
         txns,
         schedule,
+        journal: journal.clone(),
+        replication: replication.clone(),
+        started_at_ms,
         shutdown: stop_rx.clone(),
     });
 
@@ -161,8 +206,10 @@ pub async fn serve(
     let registration =
         tokio::spawn(nameservers.run(topics.clone(), groups.clone(), stop_rx.clone()));
     // Renewals and dead letters: the master's work (a slave's state follows it).
-    let consume_task = (config.role != crate::config::Role::Slave)
+    let consume_task = (config.role != Role::Slave)
         .then(|| crate::consume::background::spawn(broker.clone(), stop_rx.clone()));
+
+    let replicating = replication.spawn(broker.clone(), stop_rx.clone());
 
     let addr = listener
         .local_addr()
@@ -186,6 +233,11 @@ pub async fn serve(
             AdminService::new(AdminServer::new(broker.clone()))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
+        .add_service(
+            ReplicationServer::new(ReplicationService::new(broker.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(listener.incoming(), async move {
             tokio::select! {
                 _ = shutdown => {}
@@ -196,8 +248,8 @@ pub async fn serve(
         })
         .await;
     let _ = registration.await;
-    let _ = checker.await;
-    for task in [delivery, consume_task].into_iter().flatten() {
+    let _ = replicating.await;
+    for task in [checker, delivery, consume_task].into_iter().flatten() {
         let _ = task.await;
     }
     store.shutdown();

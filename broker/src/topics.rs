@@ -50,6 +50,16 @@ impl TopicTable {
         })
     }
 
+    /// Re-reads the table from the index (a slave after replicated changes).
+    pub fn reload(&self) -> Result<(), ApogeeError> {
+        let fresh = Self::load(self.kv.clone())?;
+        *self.topics.write() = fresh.topics.into_inner();
+        self.data_version
+            .store(fresh.data_version.into_inner(), Ordering::SeqCst);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<TopicConfig> {
         self.topics.read().get(name).cloned()
     }

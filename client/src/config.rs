@@ -7,7 +7,9 @@ use std::time::Duration;
 /// Settings shared by [`crate::Producer`] and [`crate::SimpleConsumer`].
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// NameServer addresses as `host:port`; tried in turn for routes.
+    /// NameServer addresses as `host:port`; asked in turn for routes, the one
+    /// that answered last first and one that could not be reached last (for a
+    /// few seconds). While none answers, routes already fetched stay in use.
     pub nameservers: Vec<String>,
     /// Deadline of one unary request (a long-polling receive gets this on
     /// top of its polling time).

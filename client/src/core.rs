@@ -1,9 +1,12 @@
-//! The state every client shares: configuration, connections, the route
-//! cache, telemetry sessions and the heartbeat task; plus the unary-call
-//! helper that applies metadata and deadlines and opens a telemetry session
-//! on the first use of an endpoint.
+//! The state every client shares: configuration, connections, the access
+//! points and the route cache, telemetry sessions and the heartbeat task; plus
+//! the unary-call helper that applies metadata and deadlines and opens a
+//! telemetry session on the first use of an endpoint. Routes come from the
+//! NameServers (failing over between them); while none can give one, the
+//! cached route is used.
 
-use crate::route::{Route, RouteCache};
+use crate::access_point::AccessPoints;
+use crate::route::{Freshness, Route, RouteCache, REFRESH_RETRY};
 use crate::telemetry::{build_settings, Role, Sessions};
 use crate::transaction::TransactionChecker;
 use crate::transport::{request, to_endpoints, Connections, MessagingClient};
@@ -25,6 +28,7 @@ pub(crate) struct Core {
     pub(crate) config: ClientConfig,
     pub(crate) role: Role,
     conns: Connections,
+    access_points: AccessPoints,
     pub(crate) routes: RouteCache,
     refresh: tokio::sync::Mutex<()>,
     pub(crate) sessions: Sessions,
@@ -43,6 +47,7 @@ impl Core {
         config.validate()?;
         let core = Arc::new(Core {
             conns: Connections::new(config.request_timeout),
+            access_points: AccessPoints::new(config.nameservers.clone()),
             config,
             role,
             routes: RouteCache::default(),
@@ -135,34 +140,42 @@ impl Core {
         Ok(resp.into_inner())
     }
 
-    /// The route of a topic: cached while fresh, fetched otherwise. A stale
-    /// route is still used when the NameServers cannot be reached.
+    /// The route of a topic: cached while fresh, fetched otherwise. When the
+    /// fetch fails (no NameServer reachable, or the ones reached do not know the
+    /// topic yet, as after a restart) a cached route is used as it is and the
+    /// fetch is tried again [`REFRESH_RETRY`] later.
     pub(crate) async fn route(&self, topic: &str) -> Result<Arc<Route>> {
-        if let Some((route, true)) = self.routes.get(topic) {
+        if let Some((route, Freshness::Fresh | Freshness::RetryLater)) = self.routes.get(topic) {
             return Ok(route);
         }
         let _guard = self.refresh.lock().await;
-        let stale = match self.routes.get(topic) {
-            Some((route, true)) => return Ok(route),
-            Some((route, false)) => Some(route),
+        let cached = match self.routes.get(topic) {
+            Some((route, Freshness::Fresh | Freshness::RetryLater)) => return Ok(route),
+            Some((route, Freshness::Stale)) => Some(route),
             None => None,
         };
-        match self.fetch_route(topic).await {
-            Ok(route) => Ok(route),
-            Err(e) if e.is_retryable() && stale.is_some() => {
-                tracing::warn!(topic, error = %e, "route refresh failed, using the cached route");
-                Ok(stale.unwrap_or_default())
+        match (self.fetch_route(topic).await, cached) {
+            (Ok(route), _) => Ok(route),
+            (Err(e @ ClientError::Config(_)), _) | (Err(e), None) => Err(e),
+            (Err(e), Some(route)) => {
+                self.routes.refresh_failed(topic);
+                tracing::warn!(
+                    topic,
+                    error = %e,
+                    "route refresh failed; using the cached route, retrying in {REFRESH_RETRY:?}"
+                );
+                Ok(route)
             }
-            Err(e) => Err(e),
         }
     }
 
-    /// Asks each NameServer in turn; the first answer wins. When all fail, a
-    /// server status is preferred over a transport error.
+    /// Asks the NameServers in turn (the one that answered last first, ones that
+    /// could not be reached last); the first route wins. When all fail, a server
+    /// status is preferred over a transport error.
     async fn fetch_route(&self, topic: &str) -> Result<Arc<Route>> {
         let mut server_err = None;
         let mut other_err = None;
-        for ns in &self.config.nameservers {
+        for ns in self.access_points.order() {
             let req = v2::QueryRouteRequest {
                 topic: Some(self.resource(topic)),
                 endpoints: Some(to_endpoints(ns)?),
@@ -181,6 +194,7 @@ impl Core {
                 });
             match res {
                 Ok(queues) if !queues.is_empty() => {
+                    self.access_points.answered(ns);
                     return Ok(self.routes.put(Route {
                         topic: topic.to_string(),
                         queues,
@@ -194,6 +208,7 @@ impl Core {
                 Err(e @ ClientError::Server(_)) => server_err = Some(e),
                 Err(e) => {
                     tracing::debug!(nameserver = %ns, error = %e, "query route failed");
+                    self.access_points.unreachable(ns);
                     other_err = Some(e)
                 }
             }

@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access_point;
 pub mod config;
 mod consumer;
 mod core;

@@ -1,7 +1,10 @@
 //! Topic routes: the queues a NameServer reports for a topic, the choices a
 //! client makes from them (writable queues for a producer, one endpoint per
 //! broker group for a consumer), and a per-topic cache that is refreshed
-//! when older than [`ROUTE_TTL`] or after a failure.
+//! when older than [`ROUTE_TTL`] or after a failure. A refresh that fails
+//! (every NameServer down, or one restarted that knows nothing yet) keeps the
+//! cached route in use and is tried again [`REFRESH_RETRY`] later, so sends
+//! and receives go on against the brokers the client already knows.
 
 use crate::transport::endpoint_addr;
 use apogee_proto::v2::{self, Permission};
@@ -12,6 +15,10 @@ use std::time::{Duration, Instant};
 
 /// How long a fetched route is used before it is fetched again.
 pub const ROUTE_TTL: Duration = Duration::from_secs(30);
+
+/// How long a cached route is used as it is after a refresh failed, before
+/// the next refresh is tried.
+pub const REFRESH_RETRY: Duration = Duration::from_secs(2);
 
 /// The queues of one topic.
 #[derive(Clone, Debug, Default)]
@@ -116,8 +123,36 @@ pub fn select_queue<'a>(
         .or_else(|| Some(&queues[start % n]))
 }
 
-/// A cached route and when it was fetched (`None` once marked stale).
-type CacheEntry = (Arc<Route>, Option<Instant>);
+/// A cached route with when it was fetched (`None` once marked stale) and
+/// when a refresh may be tried again after one failed.
+struct CacheEntry {
+    route: Arc<Route>,
+    fetched: Option<Instant>,
+    retry_at: Option<Instant>,
+}
+
+impl CacheEntry {
+    fn freshness(&self, now: Instant) -> Freshness {
+        if self.fetched.is_some_and(|t| now < t + ROUTE_TTL) {
+            Freshness::Fresh
+        } else if self.retry_at.is_some_and(|t| now < t) {
+            Freshness::RetryLater
+        } else {
+            Freshness::Stale
+        }
+    }
+}
+
+/// What a cached route is good for right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// Fetched within [`ROUTE_TTL`] and not marked stale: use it.
+    Fresh,
+    /// Due for a refresh: fetch it, and fall back to it if that fails.
+    Stale,
+    /// Due, but a refresh failed less than [`REFRESH_RETRY`] ago: use it as it is.
+    RetryLater,
+}
 
 /// Per-topic route cache.
 #[derive(Default)]
@@ -126,27 +161,39 @@ pub(crate) struct RouteCache {
 }
 
 impl RouteCache {
-    /// The cached route and whether it is still fresh.
-    pub(crate) fn get(&self, topic: &str) -> Option<(Arc<Route>, bool)> {
+    /// The cached route and what it is good for.
+    pub(crate) fn get(&self, topic: &str) -> Option<(Arc<Route>, Freshness)> {
+        let now = Instant::now();
         self.entries
             .lock()
             .get(topic)
-            .map(|(r, at)| (r.clone(), at.is_some_and(|t| t.elapsed() < ROUTE_TTL)))
+            .map(|e| (e.route.clone(), e.freshness(now)))
     }
 
     pub(crate) fn put(&self, route: Route) -> Arc<Route> {
         let route = Arc::new(route);
-        self.entries
-            .lock()
-            .insert(route.topic.clone(), (route.clone(), Some(Instant::now())));
+        let entry = CacheEntry {
+            route: route.clone(),
+            fetched: Some(Instant::now()),
+            retry_at: None,
+        };
+        self.entries.lock().insert(route.topic.clone(), entry);
         route
     }
 
     /// Marks a topic's route as stale so the next use fetches it again (the
     /// old one stays usable if the fetch fails).
     pub(crate) fn invalidate(&self, topic: &str) {
-        if let Some((_, at)) = self.entries.lock().get_mut(topic) {
-            *at = None;
+        if let Some(e) = self.entries.lock().get_mut(topic) {
+            e.fetched = None;
+        }
+    }
+
+    /// Records that refreshing a topic's route failed: the cached route is used
+    /// as it is for [`REFRESH_RETRY`].
+    pub(crate) fn refresh_failed(&self, topic: &str) {
+        if let Some(e) = self.entries.lock().get_mut(topic) {
+            e.retry_at = Some(Instant::now() + REFRESH_RETRY);
         }
     }
 }
@@ -248,9 +295,45 @@ pub(crate) mod tests {
     fn cache_invalidation_makes_routes_stale() {
         let cache = RouteCache::default();
         cache.put(route());
-        assert!(cache.get("T").unwrap().1);
+        assert_eq!(cache.get("T").unwrap().1, Freshness::Fresh);
         cache.invalidate("T");
-        assert!(!cache.get("T").unwrap().1);
+        assert_eq!(cache.get("T").unwrap().1, Freshness::Stale);
         assert!(cache.get("U").is_none());
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_route_until_the_retry() {
+        let cache = RouteCache::default();
+        cache.put(route());
+        cache.invalidate("T");
+        cache.refresh_failed("T");
+        let (kept, state) = cache.get("T").unwrap();
+        assert_eq!(state, Freshness::RetryLater);
+        assert_eq!(kept.queues.len(), route().queues.len());
+        // A fetched route clears the failure.
+        cache.put(route());
+        assert_eq!(cache.get("T").unwrap().1, Freshness::Fresh);
+        // Failing for a topic never cached records nothing.
+        cache.refresh_failed("U");
+        assert!(cache.get("U").is_none());
+    }
+
+    #[test]
+    fn freshness_follows_the_fetch_time_and_the_retry_time() {
+        let t0 = Instant::now();
+        let mut e = CacheEntry {
+            route: Arc::new(route()),
+            fetched: Some(t0),
+            retry_at: None,
+        };
+        assert_eq!(e.freshness(t0 + ROUTE_TTL / 2), Freshness::Fresh);
+        assert_eq!(e.freshness(t0 + ROUTE_TTL), Freshness::Stale);
+        let failed = t0 + ROUTE_TTL;
+        e.retry_at = Some(failed + REFRESH_RETRY);
+        assert_eq!(
+            e.freshness(failed + REFRESH_RETRY / 2),
+            Freshness::RetryLater
+        );
+        assert_eq!(e.freshness(failed + REFRESH_RETRY), Freshness::Stale);
     }
 }

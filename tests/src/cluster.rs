@@ -1,34 +1,50 @@
-//! A NameServer and broker groups as real processes on free loopback ports.
+//! NameServers and broker groups as real processes on free loopback ports.
 //!
 //! ```no_run
 //! # async fn demo() {
 //! use apogee_tests::{BrokerSpec, Cluster};
 //! let mut cluster = Cluster::builder()
+//!     .nameservers(2)
 //!     .broker(BrokerSpec::new("broker-a").env("STORE__FLUSH", "sync"))
-//!     .broker(BrokerSpec::new("broker-b"))
+//!     .broker(BrokerSpec::member("group-b", 0).role("sync_master"))
+//!     .broker(BrokerSpec::member("group-b", 1))
 //!     .start()
 //!     .await;
 //! cluster.create_topic("orders", 4).await;
 //! cluster.kill_broker("broker-a");
 //! cluster.restart_broker("broker-a").await;
+//! cluster.pause_broker("group-b-1");
+//! cluster.resume_broker("group-b-1");
+//! cluster.kill_nameserver(0);
+//! cluster.restart_nameserver(0).await;
 //! # }
 //! ```
 //!
-//! Everything lives in one temporary directory: `nameserver.log`, and per
-//! broker `<name>/data` and `<name>/broker.log` (a broker started with its
-//! own data dir logs to `<name>-<n>.log`). A broker counts as started once
-//! its port accepts connections, it answers a Heartbeat, and the NameServer's
-//! cluster info shows it registered since it was (re)started.
+//! Everything lives in one temporary directory: `nameserver.log` (and
+//! `nameserver-<i>.log` for the others), and per broker `<name>/data` and
+//! `<name>/broker.log` (a broker started with its own data dir logs to
+//! `<name>-<n>.log`). Brokers are given every NameServer. A broker counts as
+//! started once its port accepts connections, it answers a Heartbeat, and
+//! every running NameServer's cluster info shows it registered since it was
+//! (re)started; none of that is master-only, so slaves start the same way.
+//!
+//! - [`spec`]: how to start a broker and the handle of a started one.
+//! - [`nameservers`]: the NameServer processes, killed and restarted.
+//! - [`topics`]: topics created through the Admin service; the CLI.
+
+mod nameservers;
+mod spec;
+mod topics;
+
+pub use spec::{Broker, BrokerSpec};
 
 use crate::bins;
-use crate::cli::{self, CliOutput};
 use crate::process::{free_port, ManagedProcess};
 use crate::rpc;
-use apogee_proto::cluster::{
-    CreateTopicRequest, GetClusterInfoRequest, GetRouteRequest, TopicConfig,
-};
+use apogee_proto::cluster::GetClusterInfoRequest;
 use apogee_proto::time::now_ms;
 use apogee_proto::v2;
+use nameservers::NameServer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,97 +53,62 @@ use tempfile::TempDir;
 /// How long a server may take to come up (debug builds, cold RocksDB).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How to start one broker.
-#[derive(Clone, Debug)]
-pub struct BrokerSpec {
-    pub name: String,
-    /// Extra `APOGEE_BROKER_<KEY>` variables, given without the prefix.
-    pub env: Vec<(String, String)>,
-    /// Data directory; default `<cluster dir>/<name>/data`.
-    pub data_dir: Option<PathBuf>,
-    /// Port; default a free one.
-    pub port: Option<u16>,
-}
-
-impl BrokerSpec {
-    pub fn new(name: impl Into<String>) -> Self {
-        BrokerSpec {
-            name: name.into(),
-            env: Vec::new(),
-            data_dir: None,
-            port: None,
-        }
-    }
-
-    /// Sets `APOGEE_BROKER_<key>` (e.g. `env("STORE__FLUSH", "sync")`).
-    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.env
-            .push((format!("APOGEE_BROKER_{key}"), value.into()));
-        self
-    }
-
-    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = Some(dir.into());
-        self
-    }
-
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
-        self
-    }
-}
-
-/// A running (or killed) broker process.
-pub struct Broker {
-    pub name: String,
-    /// `127.0.0.1:port`, as registered with the NameServer.
-    pub addr: String,
-    pub data_dir: PathBuf,
-    process: ManagedProcess,
-}
-
-impl Broker {
-    pub fn process(&mut self) -> &mut ManagedProcess {
-        &mut self.process
-    }
-}
-
-/// Collects broker specs, then starts everything.
-#[derive(Default)]
+/// Collects the NameServer count and broker specs, then starts everything.
 pub struct ClusterBuilder {
+    nameservers: usize,
+    nameserver_env: Vec<(String, String)>,
     brokers: Vec<BrokerSpec>,
 }
 
+impl Default for ClusterBuilder {
+    fn default() -> Self {
+        ClusterBuilder {
+            nameservers: 1,
+            nameserver_env: Vec::new(),
+            brokers: Vec::new(),
+        }
+    }
+}
+
 impl ClusterBuilder {
+    /// Runs `n` NameServers (default 1; at least 1).
+    pub fn nameservers(mut self, n: usize) -> Self {
+        assert!(n >= 1, "a cluster needs at least one NameServer");
+        self.nameservers = n;
+        self
+    }
+
+    /// Sets `APOGEE_NAMESERVER_<key>` on every NameServer.
+    pub fn nameserver_env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.nameserver_env
+            .push((format!("APOGEE_NAMESERVER_{key}"), value.into()));
+        self
+    }
+
     pub fn broker(mut self, spec: BrokerSpec) -> Self {
         self.brokers.push(spec);
         self
     }
 
-    /// Starts the NameServer, then every broker, and waits until all are up.
+    /// Starts the NameServers, then every broker in order, and waits until all are up.
     pub async fn start(self) -> Cluster {
         let root = tempfile::Builder::new()
             .prefix("apogee-test-")
             .tempdir()
             .expect("creating a temp dir");
-        let ns_port = free_port();
-        let ns_addr = format!("127.0.0.1:{ns_port}");
-        let mut nameserver = ManagedProcess::spawn(
-            "nameserver",
-            bins::bin(bins::NAMESERVER),
-            vec!["--listen".into(), ns_addr.clone()],
-            vec![],
-            root.path().join("nameserver.log"),
-        );
-        wait_for_port(&mut nameserver, &ns_addr).await;
+        let mut nameservers: Vec<NameServer> = (0..self.nameservers)
+            .map(|i| NameServer::spawn(root.path(), i, &self.nameserver_env))
+            .collect();
+        for ns in &mut nameservers {
+            ns.wait_ready().await;
+        }
         let mut cluster = Cluster {
             brokers: Vec::new(),
-            nameserver,
-            ns_addr,
+            nameservers,
+            removed: Vec::new(),
             started: 0,
             root,
         };
-        cluster.wait_nameserver().await;
         for spec in self.brokers {
             cluster.add_broker(spec).await;
         }
@@ -139,8 +120,9 @@ impl ClusterBuilder {
 pub struct Cluster {
     // Field order is drop order: processes die before their directory goes.
     brokers: Vec<Broker>,
-    nameserver: ManagedProcess,
-    ns_addr: String,
+    nameservers: Vec<NameServer>,
+    /// (broker name, broker id, address) of removed brokers.
+    removed: Vec<(String, i64, String)>,
     started: u32,
     root: TempDir,
 }
@@ -173,19 +155,9 @@ impl Cluster {
         ClusterBuilder::default()
     }
 
-    /// The NameServer's `127.0.0.1:port`.
-    pub fn ns_addr(&self) -> &str {
-        &self.ns_addr
-    }
-
     /// The cluster's temporary directory (for test scratch files too).
     pub fn dir(&self) -> &Path {
         self.root.path()
-    }
-
-    /// An apogee-client configuration pointing at the NameServer.
-    pub fn client_config(&self) -> apogee_client::ClientConfig {
-        apogee_client::ClientConfig::new(&self.ns_addr)
     }
 
     pub fn broker(&self, name: &str) -> &Broker {
@@ -195,32 +167,21 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no broker named {name}"))
     }
 
+    /// A broker's `127.0.0.1:port`.
+    pub fn broker_addr(&self, name: &str) -> &str {
+        &self.broker(name).addr
+    }
+
+    /// Everything a broker logged so far (across restarts).
+    pub fn broker_log(&self, name: &str) -> String {
+        self.broker(name).log()
+    }
+
     fn broker_mut(&mut self, name: &str) -> &mut Broker {
         self.brokers
             .iter_mut()
             .find(|b| b.name == name)
             .unwrap_or_else(|| panic!("no broker named {name}"))
-    }
-
-    async fn wait_nameserver(&mut self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut registry = rpc::registry(&self.ns_addr);
-        loop {
-            self.nameserver.assert_running();
-            let r = tokio::time::timeout(
-                Duration::from_secs(2),
-                registry.get_cluster_info(GetClusterInfoRequest {}),
-            )
-            .await;
-            if matches!(r, Ok(Ok(_))) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nameserver never answered GetClusterInfo: {r:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Starts a broker and waits until it serves and is registered.
@@ -234,6 +195,8 @@ impl Cluster {
         let (process, addr, data_dir) = self.spawn_broker(&spec);
         self.brokers.push(Broker {
             name: spec.name.clone(),
+            broker_name: spec.broker_name.clone(),
+            broker_id: spec.broker_id.unwrap_or(0),
             addr,
             data_dir,
             process,
@@ -264,7 +227,25 @@ impl Cluster {
         }
     }
 
-    /// Spawns a broker process for `spec`; returns it with its address and data dir.
+    /// The address of a killed or removed broker with this identity: the same broker
+    /// starting again gets it back, so the NameServers see it restart rather than a
+    /// second process claiming a live broker id (which they refuse).
+    fn address_of_stopped(&mut self, broker_name: &str, broker_id: i64) -> Option<String> {
+        let stopped = self.brokers.iter_mut().find_map(|b| {
+            (b.broker_name == broker_name && b.broker_id == broker_id && !b.process.is_running())
+                .then(|| b.addr.clone())
+        });
+        stopped.or_else(|| {
+            self.removed
+                .iter()
+                .rev()
+                .find(|(name, id, _)| name == broker_name && *id == broker_id)
+                .map(|(_, _, addr)| addr.clone())
+        })
+    }
+
+    /// Spawns a broker process for `spec` with every NameServer (`--nameserver`
+    /// repeated); returns it with its address and data dir.
     fn spawn_broker(&mut self, spec: &BrokerSpec) -> (ManagedProcess, String, PathBuf) {
         self.started += 1;
         let (data_dir, log) = match &spec.data_dir {
@@ -280,31 +261,38 @@ impl Cluster {
             }
         };
         std::fs::create_dir_all(&data_dir).expect("creating the broker data dir");
-        let addr = format!("127.0.0.1:{}", spec.port.unwrap_or_else(free_port));
-        let args = vec![
-            "--listen".into(),
-            addr.clone(),
-            "--nameserver".into(),
-            self.ns_addr.clone(),
+        let addr = match spec.port {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => self
+                .address_of_stopped(&spec.broker_name, spec.broker_id.unwrap_or(0))
+                .unwrap_or_else(|| format!("127.0.0.1:{}", free_port())),
+        };
+        let mut args = vec!["--listen".into(), addr.clone()];
+        for ns in self.ns_addrs() {
+            args.push("--nameserver".into());
+            args.push(ns);
+        }
+        args.extend([
             "--data-dir".into(),
             data_dir.display().to_string(),
             "--broker-name".into(),
-            spec.name.clone(),
-        ];
+            spec.broker_name.clone(),
+        ]);
         let process = ManagedProcess::spawn(
             format!("broker {}", spec.name),
             bins::bin(bins::BROKER),
             args,
-            spec.env.clone(),
+            spec.process_env(),
             log,
         );
         (process, addr, data_dir)
     }
 
     async fn wait_broker(&mut self, name: &str, since_ms: i64) {
-        let ns = self.ns_addr.clone();
+        let nameservers = self.live_ns_addrs();
         let broker = self.broker_mut(name);
         let addr = broker.addr.clone();
+        let group = broker.broker_name.clone();
         wait_for_port(&mut broker.process, &addr).await;
         let deadline = Instant::now() + START_TIMEOUT;
         // Serving: a Heartbeat is answered (the port is bound before the store opens).
@@ -327,29 +315,31 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // Registered with the NameServer since this start.
-        let mut registry = rpc::registry(&ns);
-        loop {
-            broker.process.assert_running();
-            let info = registry
-                .get_cluster_info(GetClusterInfoRequest {})
-                .await
-                .expect("GetClusterInfo")
-                .into_inner();
-            let registered = info.groups.iter().any(|g| {
-                g.broker_name == name
-                    && g.members
-                        .iter()
-                        .any(|m| m.endpoint == addr && m.last_seen_ms >= since_ms)
-            });
-            if registered {
-                return;
+        // Registered with every running NameServer since this start.
+        for ns in nameservers {
+            let mut registry = rpc::registry(&ns);
+            loop {
+                broker.process.assert_running();
+                let info = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    registry.get_cluster_info(GetClusterInfoRequest {}),
+                )
+                .await;
+                let registered = matches!(&info, Ok(Ok(info)) if info.get_ref().groups.iter().any(|g| {
+                    g.broker_name == group
+                        && g.members
+                            .iter()
+                            .any(|m| m.endpoint == addr && m.last_seen_ms >= since_ms)
+                }));
+                if registered {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "broker {name} never registered with the nameserver {ns}: {info:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(
-                Instant::now() < deadline,
-                "broker {name} never registered with the nameserver: {info:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -365,96 +355,30 @@ impl Cluster {
         self.wait_broker(name, since).await;
     }
 
-    /// Kills a broker and forgets it (its directory stays until the end).
+    /// SIGSTOPs a broker: it keeps its port and registration entry but answers
+    /// nothing (requests to it hang) until [`Cluster::resume_broker`].
+    #[cfg(unix)]
+    pub fn pause_broker(&mut self, name: &str) {
+        self.broker_mut(name).process.pause();
+    }
+
+    /// SIGCONTs a broker stopped by [`Cluster::pause_broker`].
+    #[cfg(unix)]
+    pub fn resume_broker(&mut self, name: &str) {
+        self.broker_mut(name).process.resume();
+    }
+
+    /// Kills a broker and forgets it (its directory stays until the end). A broker
+    /// added later with the same broker name and id (and no port of its own) gets
+    /// its address.
     pub fn remove_broker(&mut self, name: &str) {
         let i = self
             .brokers
             .iter()
             .position(|b| b.name == name)
             .unwrap_or_else(|| panic!("no broker named {name}"));
-        self.brokers.remove(i);
-    }
-
-    /// Creates a topic on every broker group through the NameServer's Admin
-    /// service and waits until its route lists every group's queues.
-    pub async fn create_topic(&self, topic: &str, queues: i32) -> Vec<String> {
-        self.create_topic_on(topic, queues, &[]).await
-    }
-
-    /// Like [`Cluster::create_topic`], restricted to some broker groups.
-    pub async fn create_topic_on(&self, topic: &str, queues: i32, brokers: &[&str]) -> Vec<String> {
-        self.create_typed_topic_on(topic, queues, &[], brokers)
-            .await
-    }
-
-    /// Creates a topic accepting `types` (empty: NORMAL) on every broker group.
-    pub async fn create_typed_topic(
-        &self,
-        topic: &str,
-        queues: i32,
-        types: &[v2::MessageType],
-    ) -> Vec<String> {
-        self.create_typed_topic_on(topic, queues, types, &[]).await
-    }
-
-    async fn create_typed_topic_on(
-        &self,
-        topic: &str,
-        queues: i32,
-        types: &[v2::MessageType],
-        brokers: &[&str],
-    ) -> Vec<String> {
-        let req = CreateTopicRequest {
-            topic: Some(TopicConfig {
-                name: topic.into(),
-                queue_count: queues,
-                permission: 0,
-                message_types: types.iter().map(|&t| t as i32).collect(),
-            }),
-            broker_names: brokers.iter().map(|b| b.to_string()).collect(),
-        };
-        let created = rpc::admin(&self.ns_addr)
-            .create_topic(req)
-            .await
-            .unwrap_or_else(|e| panic!("CreateTopic {topic}: {e}"))
-            .into_inner()
-            .broker_names;
-        assert!(
-            !created.is_empty(),
-            "CreateTopic {topic} placed it on no broker group"
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut registry = rpc::registry(&self.ns_addr);
-        loop {
-            let route = registry
-                .get_route(GetRouteRequest {
-                    topic: topic.into(),
-                })
-                .await
-                .map(|r| r.into_inner());
-            let ready = route.as_ref().is_ok_and(|r| {
-                created.iter().all(|b| {
-                    r.placements.iter().any(|p| {
-                        p.group.as_ref().is_some_and(|g| &g.broker_name == b)
-                            && p.config.as_ref().is_some_and(|c| c.queue_count == queues)
-                    })
-                })
-            });
-            if ready {
-                return created;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "route of {topic} never listed {created:?}: {route:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Runs the `apogee` CLI against this cluster's NameServer.
-    pub fn cli(&self, args: &[&str]) -> CliOutput {
-        let mut full = vec!["--nameserver", self.ns_addr.as_str()];
-        full.extend_from_slice(args);
-        cli::run(&full)
+        let b = self.brokers.remove(i);
+        self.removed
+            .push((b.broker_name.clone(), b.broker_id, b.addr.clone()));
     }
 }

@@ -4,9 +4,11 @@
 //! - [`bins`]: finds the `apogee-nameserver`, `apogee-broker` and `apogee`
 //!   binaries next to the test executable (or in `APOGEE_BIN_DIR`).
 //! - [`process`]: one child process with its output captured to a log file,
-//!   killed on drop and its log printed when the test is failing.
-//! - [`cluster`]: a NameServer plus broker groups on free loopback ports with
-//!   temporary data dirs; kill -9 and restart brokers; create topics.
+//!   paused and resumed by signal, killed on drop and its log printed when the
+//!   test is failing.
+//! - [`cluster`]: NameServers plus broker groups (masters and slaves) on free
+//!   loopback ports with temporary data dirs; SIGKILL and restart brokers and
+//!   NameServers, SIGSTOP/SIGCONT brokers; create topics.
 //! - [`rpc`]: raw gRPC clients and small helpers (send, pull, receive, ack)
 //!   for tests that must talk to a server directly.
 //! - [`cli`]: runs the `apogee` CLI and captures its output and exit code.
@@ -25,5 +27,5 @@ pub mod telemetry;
 pub mod wait;
 
 pub use cli::CliOutput;
-pub use cluster::{BrokerSpec, Cluster, ClusterBuilder};
+pub use cluster::{Broker, BrokerSpec, Cluster, ClusterBuilder};
 pub use wait::wait_until;

@@ -1,9 +1,10 @@
 //! One server process under test.
 //!
 //! stdout and stderr go to one log file (appended to across restarts, with a
-//! marker line per start). The child is killed with SIGKILL when the handle is
-//! dropped, and on Linux also when the test process dies (PR_SET_PDEATHSIG),
-//! so no server outlives its test. When the handle is dropped while the test
+//! marker line per start). It can be paused (SIGSTOP) and resumed (SIGCONT).
+//! The child is killed with SIGKILL when the handle is dropped, and on Linux
+//! also when the test process dies (PR_SET_PDEATHSIG), so no server outlives
+//! its test. When the handle is dropped while the test
 //! is panicking, the log is printed to stderr.
 
 use std::fs::{File, OpenOptions};
@@ -109,12 +110,52 @@ impl ManagedProcess {
         self.child = Some(child);
     }
 
-    /// SIGKILLs the process (on unix `Child::kill` is SIGKILL) and reaps it.
+    /// SIGKILLs the process (on unix `Child::kill` is SIGKILL, which also ends a
+    /// stopped process) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The operating-system id of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOPs the process: it keeps its sockets and files but runs no
+    /// code (connections to it hang) until [`resume`].
+    ///
+    /// [`resume`]: ManagedProcess::resume
+    #[cfg(unix)]
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP, "SIGSTOP");
+    }
+
+    /// SIGCONTs a process stopped by [`pause`].
+    ///
+    /// [`pause`]: ManagedProcess::pause
+    #[cfg(unix)]
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT, "SIGCONT");
+    }
+
+    #[cfg(unix)]
+    fn signal(&mut self, signal: libc::c_int, name: &str) {
+        self.assert_running();
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("{} is not running: cannot send {name}", self.label));
+        // SAFETY: kill(2) with a pid this handle spawned and has not reaped yet.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "sending {name} to {} (pid {pid}): {}",
+            self.label,
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Whether the process is running.
@@ -216,4 +257,53 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("binding 127.0.0.1:0")
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The scheduler state letter of a process (`T` when stopped).
+    fn state(pid: u32) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
+        // "pid (comm) S ...": the state follows the last ')'.
+        let rest = &stat[stat.rfind(')').expect("comm") + 1..];
+        rest.trim_start().chars().next().expect("state")
+    }
+
+    /// Waits until the process is stopped (`true`) or not (signals land asynchronously).
+    async fn wait_stopped(pid: u32, stopped: bool) {
+        crate::wait_until(Duration::from_secs(10), "the process state", || async {
+            let s = state(pid);
+            if (s == 'T') == stopped {
+                Ok(())
+            } else {
+                Err(format!("state {s}"))
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn pause_stops_resume_continues_and_kill_ends_a_stopped_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = ManagedProcess::spawn(
+            "sleeper",
+            PathBuf::from("sleep"),
+            vec!["600".into()],
+            vec![],
+            dir.path().join("sleep.log"),
+        );
+        let pid = p.pid().unwrap();
+        p.pause();
+        wait_stopped(pid, true).await;
+        p.resume();
+        wait_stopped(pid, false).await;
+        p.pause();
+        wait_stopped(pid, true).await;
+        p.kill();
+        assert!(!p.is_running());
+        assert_eq!(p.pid(), None);
+        assert!(p.log_text().contains("start #1 of sleeper"));
+    }
 }

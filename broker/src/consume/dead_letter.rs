@@ -32,7 +32,7 @@ pub async fn dead_letter(
     topics.ensure_system_topic(&dlq, 1)?;
     if !already_stored(store, &dlq, &message)? {
         store
-            .append(vec![copy_for(&dlq, &message, e)])
+            .append_internal(vec![copy_for(&dlq, &message, e)])
             .await
             .map_err(internal)?;
         tracing::info!(

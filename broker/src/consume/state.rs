@@ -93,7 +93,8 @@ type SharedQueue = Arc<Mutex<QueueState>>;
 pub struct ConsumeEngine {
     pub(super) store: Arc<MessageStore>,
     kv: Arc<dyn KvStore>,
-    signer: ReceiptSigner,
+    /// Swapped when a slave takes its master's secret (`reload_all`).
+    signer: RwLock<ReceiptSigner>,
     queues: RwLock<HashMap<QueueKey, SharedQueue>>,
     attempts: Mutex<HashMap<(String, String, String), RememberedReceive>>,
     /// Woken by acks, nacks and dead letters: FIFO message groups may go on.
@@ -121,46 +122,11 @@ impl ConsumeEngine {
                 s
             }
         };
-        let mut queues: HashMap<QueueKey, QueueState> = HashMap::new();
-        for (key, value) in kv
-            .scan(Cf::ConsumeState, b"", &[0xff], usize::MAX)
-            .map_err(internal)?
-        {
-            let Some((&kind, rest)) = key.split_first() else {
-                continue;
-            };
-            let Some((qk, tail)) = QueueKey::parse(rest) else {
-                tracing::warn!("skipping unreadable consume-state key {key:?}");
-                continue;
-            };
-            let state = queues.entry(qk).or_default();
-            match kind {
-                b'p' => {
-                    if let Ok(v) = value.as_slice().try_into() {
-                        state.pop_offset = u64::from_be_bytes(v);
-                    }
-                }
-                b'i' => {
-                    let (Ok(off), Some(inf)) = (
-                        tail.try_into().map(u64::from_be_bytes),
-                        Inflight::decode(&value),
-                    ) else {
-                        tracing::warn!("skipping unreadable in-flight entry {key:?}");
-                        continue;
-                    };
-                    if inf.is_waiting() {
-                        state.add_waiting(off, inf.message_group);
-                    } else {
-                        state.inflight.insert(off, inf);
-                    }
-                }
-                _ => {}
-            }
-        }
+        let queues = load_rows(kv.as_ref(), b"", &[0xff])?;
         Ok(ConsumeEngine {
             store,
             kv,
-            signer: ReceiptSigner::new(secret),
+            signer: RwLock::new(ReceiptSigner::new(secret)),
             queues: RwLock::new(
                 queues
                     .into_iter()
@@ -172,6 +138,61 @@ impl ConsumeEngine {
             expired: Notify::new(),
             clients: Clients::default(),
         })
+    }
+
+    /// Re-reads the given queues from the index (replicated or handed-back state), replacing
+    /// their in-memory state under each queue's own lock.
+    pub fn reload_queues(&self, keys: &[QueueKey]) -> Result<(), ApogeeError> {
+        for key in keys {
+            let mut from = vec![b'i'];
+            from.extend(key.prefix());
+            let to = crate::store::prefix_end(&from);
+            let mut rows = load_rows(self.kv.as_ref(), &from, &to)?;
+            let mut state = rows.remove(key).unwrap_or_default();
+            if let Some(v) = self
+                .kv
+                .get(Cf::ConsumeState, &key.pop_key())
+                .map_err(internal)?
+            {
+                if let Ok(v) = v.as_slice().try_into() {
+                    state.pop_offset = u64::from_be_bytes(v);
+                }
+            }
+            match self.existing(key) {
+                Some(q) => *q.lock() = state,
+                None => {
+                    self.queues
+                        .write()
+                        .insert(key.clone(), Arc::new(Mutex::new(state)));
+                }
+            }
+        }
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Re-reads every queue and the receipt secret (a slave after a snapshot of its master).
+    pub fn reload_all(&self) -> Result<(), ApogeeError> {
+        if let Some(s) = self.kv.get(Cf::Meta, SECRET_KEY).map_err(internal)? {
+            if let Ok(secret) = <[u8; 32]>::try_from(s.as_slice()) {
+                *self.signer.write() = ReceiptSigner::new(secret);
+            }
+        }
+        let mut fresh = load_rows(self.kv.as_ref(), b"", &[0xff])?;
+        let known: Vec<QueueKey> = self.queues.read().keys().cloned().collect();
+        for key in known {
+            let state = fresh.remove(&key).unwrap_or_default();
+            if let Some(q) = self.existing(&key) {
+                *q.lock() = state;
+            }
+        }
+        let mut queues = self.queues.write();
+        for (key, state) in fresh {
+            queues.insert(key, Arc::new(Mutex::new(state)));
+        }
+        drop(queues);
+        self.changed.notify_waiters();
+        Ok(())
     }
 
     /// Woken by acks, nacks and dead letters.
@@ -220,7 +241,7 @@ impl ConsumeEngine {
     }
 
     fn handle(&self, key: &QueueKey, offset: u64, nonce: u64) -> String {
-        self.signer.encode(&Receipt {
+        self.signer.read().encode(&Receipt {
             topic: key.topic.clone(),
             group: key.group.clone(),
             queue_id: key.queue_id,
@@ -300,6 +321,7 @@ impl ConsumeEngine {
             .filter_map(|d| {
                 let r = self
                     .signer
+                    .read()
                     .decode(&d.receipt_handle, &req.group.name)
                     .ok()?;
                 Some((r.queue_id, r.queue_offset, r.nonce))
@@ -402,7 +424,7 @@ impl ConsumeEngine {
         topic: &str,
         handle: &str,
     ) -> Result<(QueueKey, Receipt, SharedQueue), ApogeeError> {
-        let r = self.signer.decode(handle, group)?;
+        let r = self.signer.read().decode(handle, group)?;
         if r.topic != topic {
             return Err(ApogeeError::InvalidReceiptHandle(format!(
                 "receipt handle is for topic {:?}, not {topic:?}",
@@ -655,6 +677,51 @@ impl ConsumeEngine {
         });
         self.kv.write(batch).map_err(internal)
     }
+}
+
+/// Decodes the consume-state rows in `[from, to)`: pop offsets and in-flight / waiting entries.
+fn load_rows(
+    kv: &dyn KvStore,
+    from: &[u8],
+    to: &[u8],
+) -> Result<HashMap<QueueKey, QueueState>, ApogeeError> {
+    let mut queues: HashMap<QueueKey, QueueState> = HashMap::new();
+    for (key, value) in kv
+        .scan(Cf::ConsumeState, from, to, usize::MAX)
+        .map_err(internal)?
+    {
+        let Some((&kind, rest)) = key.split_first() else {
+            continue;
+        };
+        let Some((qk, tail)) = QueueKey::parse(rest) else {
+            tracing::warn!("skipping unreadable consume-state key {key:?}");
+            continue;
+        };
+        let state = queues.entry(qk).or_default();
+        match kind {
+            b'p' => {
+                if let Ok(v) = value.as_slice().try_into() {
+                    state.pop_offset = u64::from_be_bytes(v);
+                }
+            }
+            b'i' => {
+                let (Ok(off), Some(inf)) = (
+                    tail.try_into().map(u64::from_be_bytes),
+                    Inflight::decode(&value),
+                ) else {
+                    tracing::warn!("skipping unreadable in-flight entry {key:?}");
+                    continue;
+                };
+                if inf.is_waiting() {
+                    state.add_waiting(off, inf.message_group);
+                } else {
+                    state.inflight.insert(off, inf);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(queues)
 }
 
 fn stale() -> ApogeeError {

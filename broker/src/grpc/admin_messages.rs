@@ -23,10 +23,6 @@ const DEFAULT_DLQ_LIMIT: usize = 1000;
 /// Body bytes of one answer beyond which a queue read stops (it returns at least one).
 const MAX_ANSWER_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-fn store_err(e: crate::store::StoreError) -> ApogeeError {
-    ApogeeError::Internal(e.to_string())
-}
-
 fn bounded(asked: u32, default: usize, max: usize) -> usize {
     match asked {
         0 => default,
@@ -89,7 +85,7 @@ pub async fn get_message(
     let records = blocking(move || {
         store
             .lookup_all_by_id(&req.message_id, MAX_ID_RECORDS)
-            .map_err(store_err)
+            .map_err(ApogeeError::from)
     })
     .await?;
     Ok(cluster::GetMessageResponse {
@@ -109,7 +105,7 @@ pub async fn find_messages(
     let records = blocking(move || {
         store
             .lookup_by_key(&req.topic, &req.key, limit)
-            .map_err(store_err)
+            .map_err(ApogeeError::from)
     })
     .await?;
     Ok(cluster::FindMessagesResponse {
@@ -143,11 +139,11 @@ pub async fn read_queue(
     let (records, (min, next)) = blocking(move || {
         let bounds = store
             .queue_bounds(&req.topic, req.queue_id)
-            .map_err(store_err)?;
+            .map_err(ApogeeError::from)?;
         let from = req.from_offset.max(bounds.0);
         let records = store
             .read_queue(&req.topic, req.queue_id, from, count, MAX_ANSWER_BODY_BYTES)
-            .map_err(store_err)?;
+            .map_err(ApogeeError::from)?;
         Ok((records, bounds))
     })
     .await?;

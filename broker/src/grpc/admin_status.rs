@@ -97,20 +97,14 @@ pub fn broker_status(broker: &Broker) -> BrokerStatus {
         end: store.log_end_offset(),
         flushed: store.flushed_offset(),
     };
-    // REPLICATION: `Broker::started_at_ms` and `Broker::replication` come with the
-    // replication wiring; until then the start time is 0 and there is no replication state.
-    // Once they land, these three lines become:
-    //     let started_at_ms = broker.started_at_ms;
-    //     let slaves = broker.replication.slaves();
-    //     let link = broker.replication.master_link().map(|l| LinkView {
-    //         endpoint: l.endpoint,
-    //         connected: l.connected,
-    //         master_end_offset: l.master_end_offset,
-    //         last_contact_ms: l.last_contact_ms,
-    //     });
-    let started_at_ms = 0;
-    let slaves = Vec::new();
-    let link: Option<LinkView> = None;
+    let started_at_ms = broker.started_at_ms;
+    let slaves = broker.replication.slaves();
+    let link = broker.replication.master_link().map(|l| LinkView {
+        endpoint: l.endpoint,
+        connected: l.connected,
+        master_end_offset: l.master_end_offset,
+        last_contact_ms: l.last_contact_ms,
+    });
     let mut status = base_status(
         &broker.config,
         started_at_ms,

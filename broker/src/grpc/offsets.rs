@@ -12,10 +12,6 @@ use apogee_proto::v2::{self, pull_message_response::Content, QueryOffsetPolicy};
 use apogee_proto::{limits, ApogeeError};
 use std::time::Duration;
 
-fn internal(e: crate::store::StoreError) -> ApogeeError {
-    ApogeeError::Internal(e.to_string())
-}
-
 /// Topic name and queue id of a request's queue, checked against the topic.
 fn queue_of(broker: &Broker, mq: Option<&v2::MessageQueue>) -> Result<(String, u32), ApogeeError> {
     let mq = mq.ok_or_else(|| ApogeeError::BadRequest("message_queue is required".into()))?;
@@ -87,7 +83,7 @@ pub async fn pull(
     loop {
         let (min, next) = match broker.store.queue_bounds(&topic, queue) {
             Ok(b) => b,
-            Err(e) => return vec![status(internal(e).to_status())],
+            Err(e) => return vec![status(ApogeeError::from(e).to_status())],
         };
         let offset = req.offset as u64;
         if offset > next {
@@ -106,7 +102,7 @@ pub async fn pull(
                     .read_queue(&topic, queue, from, batch, limits::MAX_BATCH_BYTES)
                 {
                     Ok(m) => m,
-                    Err(e) => return vec![status(internal(e).to_status())],
+                    Err(e) => return vec![status(ApogeeError::from(e).to_status())],
                 };
             let next_offset = messages.last().map(|m| m.queue_offset + 1).unwrap_or(from);
             let mut out: Vec<_> = messages
@@ -142,7 +138,10 @@ pub fn update_offset(broker: &Broker, req: v2::UpdateOffsetRequest) -> v2::Updat
     let result = (|| {
         let group = group_of(req.group.as_ref())?;
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
-        let (_, next) = broker.store.queue_bounds(&topic, queue).map_err(internal)?;
+        let (_, next) = broker
+            .store
+            .queue_bounds(&topic, queue)
+            .map_err(ApogeeError::from)?;
         if req.offset < 0 || req.offset as u64 > next {
             return Err(ApogeeError::IllegalOffset(format!(
                 "offset {} is outside 0..={next}",
@@ -155,7 +154,7 @@ pub fn update_offset(broker: &Broker, req: v2::UpdateOffsetRequest) -> v2::Updat
             consumer_offset_key(&group, &topic, queue),
             (req.offset as u64).to_be_bytes(),
         );
-        broker.store.kv().write(b).map_err(internal)
+        broker.store.kv().write(b).map_err(ApogeeError::from)
     })();
     v2::UpdateOffsetResponse {
         status: Some(
@@ -177,7 +176,7 @@ pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetRe
                 Cf::ConsumerOffset,
                 &consumer_offset_key(&group, &topic, queue),
             )
-            .map_err(internal)?;
+            .map_err(ApogeeError::from)?;
         stored
             .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
             .ok_or_else(|| {
@@ -201,7 +200,10 @@ pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetRe
 pub fn query_offset(broker: &Broker, req: v2::QueryOffsetRequest) -> v2::QueryOffsetResponse {
     let result = (|| {
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
-        let (min, next) = broker.store.queue_bounds(&topic, queue).map_err(internal)?;
+        let (min, next) = broker
+            .store
+            .queue_bounds(&topic, queue)
+            .map_err(ApogeeError::from)?;
         match QueryOffsetPolicy::try_from(req.query_offset_policy)
             .unwrap_or(QueryOffsetPolicy::Beginning)
         {
@@ -214,7 +216,7 @@ pub fn query_offset(broker: &Broker, req: v2::QueryOffsetRequest) -> v2::QueryOf
                 broker
                     .store
                     .queue_offset_for_time(&topic, queue, ts)
-                    .map_err(internal)
+                    .map_err(ApogeeError::from)
             }
         }
     })();

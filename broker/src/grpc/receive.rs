@@ -151,6 +151,18 @@ pub fn long_polling_ms(
 pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessageResponse> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(plan.long_polling_ms as u64);
     let store_host = broker.config.advertised_endpoint();
+    // A restarted master first takes back what a slave served while it was away.
+    if broker.replication.handback_pending() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !broker.replication.wait_handback(left).await {
+            return vec![status_response(
+                ApogeeError::MessageNotFound(
+                    "this master is waiting for its slave's consume state after a restart".into(),
+                )
+                .to_status(),
+            )];
+        }
+    }
     // Register interest before looking, so an append to a queue of the plan
     // (or an ack that frees a FIFO message group) in between wakes us.
     let watch = broker.store.watch_queues(&plan.topic, &plan.queues);

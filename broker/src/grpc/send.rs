@@ -183,6 +183,14 @@ pub async fn send_message(
     client_id: &str,
 ) -> v2::SendMessageResponse {
     let messages = req.messages;
+    if broker.config.role == crate::config::Role::Slave {
+        let e = ApogeeError::Forbidden(format!(
+            "broker {} id {} is a slave and takes no sends; send to the master (broker id 0) of \
+             its group",
+            broker.config.broker_name, broker.config.broker_id
+        ));
+        return refuse_all(&messages, &e);
+    }
     if messages.is_empty() {
         return refuse_all(
             &messages,
@@ -246,37 +254,52 @@ pub async fn send_message(
             *handle = broker.schedule.to_waiting(record);
         }
     }
-    match broker.store.append(records).await {
-        Ok(results) => {
-            broker.schedule.stored(due);
-            v2::SendMessageResponse {
-                status: Some(ok_status()),
-                entries: ids
-                    .into_iter()
-                    .zip(results)
-                    .zip(recall_handles)
-                    .map(|((message_id, r), recall_handle)| v2::SendResultEntry {
-                        status: Some(ok_status()),
-                        message_id,
-                        transaction_id: transaction_id.clone(),
-                        offset: r.queue_offset as i64,
-                        recall_handle,
-                    })
-                    .collect(),
-            }
+    let (results, status) = match broker.store.append(records).await {
+        Ok(results) => (results, ok_status()),
+        // SYNC_MASTER: stored here, but no slave confirmed it (docs/REPLICATION.md).
+        Err(crate::store::StoreError::NotReplicated {
+            results,
+            timed_out,
+            reason,
+        }) => {
+            let e = if timed_out {
+                ApogeeError::SlavePersistenceTimeout(reason)
+            } else {
+                ApogeeError::NotReplicated(reason)
+            };
+            (results, e.to_status())
         }
-        Err(crate::store::StoreError::MessageTooLarge { size, max }) => refuse_all(
-            &messages,
-            &ApogeeError::PayloadTooLarge(format!(
-                "a record of {size} bytes exceeds the store limit of {max} bytes"
-            )),
-        ),
-        Err(e) => {
-            tracing::error!("append failed: {e}");
-            refuse_all(
+        Err(crate::store::StoreError::MessageTooLarge { size, max }) => {
+            return refuse_all(
                 &messages,
-                &ApogeeError::Internal(format!("could not store the messages: {e}")),
+                &ApogeeError::PayloadTooLarge(format!(
+                    "a record of {size} bytes exceeds the store limit of {max} bytes"
+                )),
             )
         }
+        Err(e) => {
+            tracing::error!("append failed: {e}");
+            return refuse_all(
+                &messages,
+                &ApogeeError::Internal(format!("could not store the messages: {e}")),
+            );
+        }
+    };
+    // The records are stored (and indexed) even when not replicated: they will be delivered.
+    broker.schedule.stored(due);
+    v2::SendMessageResponse {
+        status: Some(status.clone()),
+        entries: ids
+            .into_iter()
+            .zip(results)
+            .zip(recall_handles)
+            .map(|((message_id, r), recall_handle)| v2::SendResultEntry {
+                status: Some(status.clone()),
+                message_id,
+                transaction_id: transaction_id.clone(),
+                offset: r.queue_offset as i64,
+                recall_handle,
+            })
+            .collect(),
     }
 }

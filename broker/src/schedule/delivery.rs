@@ -11,7 +11,7 @@
 //! same batch that indexed its publication); one that jumps forward delivers early by at most
 //! the jump.
 
-use super::{op_record, store_err, Schedule};
+use super::{op_record, Schedule};
 use crate::store::record::internal;
 use crate::store::schedule_index::{self, op, DueEntry};
 use crate::store::NewMessage;
@@ -95,7 +95,7 @@ impl Schedule {
             Ok(due) => due,
             Err(e) => {
                 self.low_water_ms.fetch_min(from, Ordering::SeqCst);
-                return Err(store_err(e));
+                return Err(ApogeeError::from(e));
             }
         };
         // A full pass leaves nothing due up to now; a truncated one resumes at its last entry.
@@ -106,7 +106,8 @@ impl Schedule {
         let mut records = Vec::with_capacity(due.len());
         let mut ready_at = Vec::with_capacity(due.len());
         for entry in &due {
-            let Some(facts) = schedule_index::load(kv.as_ref(), &entry.id).map_err(store_err)?
+            let Some(facts) =
+                schedule_index::load(kv.as_ref(), &entry.id).map_err(ApogeeError::from)?
             else {
                 continue;
             };
@@ -116,7 +117,7 @@ impl Schedule {
             let waiting = self
                 .store
                 .read_at(facts.waiting.log_offset, facts.waiting.size)
-                .map_err(store_err)?;
+                .map_err(ApogeeError::from)?;
             records.push(self.publication(waiting.msg, entry));
             // A message sent with a past time became deliverable when it was stored.
             ready_at.push(entry.due_ms.max(facts.waiting.store_timestamp_ms));
@@ -129,9 +130,9 @@ impl Schedule {
             .iter()
             .map(|r| r.internal(internal::SCHED_OP) == Some(op::DROP))
             .collect();
-        if let Err(e) = self.store.append(records).await {
+        if let Err(e) = self.store.append_internal(records).await {
             self.low_water_ms.fetch_min(from, Ordering::SeqCst);
-            return Err(store_err(e));
+            return Err(ApogeeError::from(e));
         }
         self.low_water_ms.fetch_min(next_from, Ordering::SeqCst);
         let published_at = self.now_ms();

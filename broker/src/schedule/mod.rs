@@ -87,10 +87,6 @@ pub struct Schedule {
     stats: Stats,
 }
 
-fn store_err(e: crate::store::StoreError) -> ApogeeError {
-    ApogeeError::Internal(e.to_string())
-}
-
 impl Schedule {
     pub fn new(
         store: Arc<MessageStore>,
@@ -195,12 +191,12 @@ impl Schedule {
         let _serial = self.serial.lock().await;
         let kv = self.store.kv();
         let facts = schedule_index::load(kv.as_ref(), handle)
-            .map_err(store_err)?
+            .map_err(ApogeeError::from)?
             .ok_or_else(not_found)?;
         let waiting = self
             .store
             .read_at(facts.waiting.log_offset, facts.waiting.size)
-            .map_err(store_err)?;
+            .map_err(ApogeeError::from)?;
         let real_topic = waiting.msg.internal(internal::SCHED_TOPIC).unwrap_or("");
         if !topic.is_empty() && topic != real_topic {
             return Err(not_found());
@@ -221,7 +217,10 @@ impl Schedule {
             None => {}
         }
         let record = op_record(handle, op::RECALL, facts.waiting.due_ms);
-        self.store.append(vec![record]).await.map_err(store_err)?;
+        self.store
+            .append_internal(vec![record])
+            .await
+            .map_err(ApogeeError::from)?;
         self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
         self.stats.recalled.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(message_id, "scheduled message recalled");
@@ -235,17 +234,19 @@ impl Schedule {
             n => n.min(MAX_LIST_LIMIT),
         };
         let kv = self.store.kv();
-        let entries =
-            schedule_index::waiting(kv.as_ref(), 0, None, topic, limit).map_err(store_err)?;
+        let entries = schedule_index::waiting(kv.as_ref(), 0, None, topic, limit)
+            .map_err(ApogeeError::from)?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
-            let Some(facts) = schedule_index::load(kv.as_ref(), &e.id).map_err(store_err)? else {
+            let Some(facts) =
+                schedule_index::load(kv.as_ref(), &e.id).map_err(ApogeeError::from)?
+            else {
                 continue;
             };
             let waiting = self
                 .store
                 .read_at(facts.waiting.log_offset, facts.waiting.size)
-                .map_err(store_err)?;
+                .map_err(ApogeeError::from)?;
             out.push(ScheduledInfo {
                 recall_handle: e.id,
                 topic: e.topic,

@@ -284,6 +284,44 @@ impl CommitLog {
         Ok(seg)
     }
 
+    /// Cuts the log back to log offset `at` (a slave dropping records its master never
+    /// wrote): deletes every segment starting at or after `at`, truncates the one holding it.
+    /// When `at` is not inside the log (or at its very start) the log restarts empty at `at`.
+    /// Writer thread only.
+    pub(crate) fn cut_back(&self, at: u64) -> Result<(), StoreError> {
+        let mut segs = self.segments.write();
+        let start = segs.values().next().map_or(0, |s| s.base());
+        if at <= start || at > self.end_offset() {
+            for seg in segs.values() {
+                std::fs::remove_file(seg.path())?;
+            }
+            segs.clear();
+            let path = self.dir.join(segment_file_name(at));
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            segs.insert(at, Arc::new(Segment::open(path, at)?));
+        } else {
+            let doomed: Vec<u64> = segs.range(at..).map(|(b, _)| *b).collect();
+            for base in doomed {
+                if let Some(seg) = segs.remove(&base) {
+                    std::fs::remove_file(seg.path())?;
+                }
+            }
+            match segs.values().next_back() {
+                Some(last) => last.truncate(at - last.base())?,
+                None => unreachable!("at > start keeps the first segment"),
+            }
+            // A cut exactly at a segment end leaves that segment whole and last.
+        }
+        sync_dir(&self.dir)?;
+        self.set_end(at);
+        self.flushed.store(at, Ordering::Release);
+        Ok(())
+    }
+
     /// Truncates the last segment at log offset `at` (recovery only).
     pub(crate) fn truncate_last(&self, at: u64) -> Result<(), StoreError> {
         let last = self.last_segment()?;

@@ -187,6 +187,32 @@ pub(crate) fn dispatch(
     }
 }
 
+/// Dispatches one stored record (read back from the log: recovery, or a slave's replicated
+/// bytes) and moves its queue head when the record is past it. The one copy of this logic.
+pub(crate) fn dispatch_stored(
+    batch: &mut KvBatch,
+    heads: &mut super::writer::Heads,
+    m: &super::record::StoredMessage,
+) {
+    dispatch(
+        batch,
+        &m.msg,
+        m.queue_offset,
+        m.log_offset,
+        m.record_size,
+        m.store_timestamp_ms,
+    );
+    let head = heads
+        .entry(m.msg.topic.clone())
+        .or_default()
+        .entry(m.msg.queue_id)
+        .or_insert(0);
+    if *head <= m.queue_offset {
+        *head = m.queue_offset + 1;
+        put_head(batch, &m.msg.topic, m.msg.queue_id, *head);
+    }
+}
+
 pub(crate) fn put_head(batch: &mut KvBatch, topic: &str, queue_id: u32, next_offset: u64) {
     batch.put(
         Cf::QueueHead,

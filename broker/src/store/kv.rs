@@ -68,6 +68,22 @@ impl Cf {
     }
 }
 
+impl Cf {
+    /// The column family with this on-disk name.
+    pub fn from_name(name: &str) -> Option<Cf> {
+        Cf::ALL.into_iter().find(|cf| cf.name() == name)
+    }
+}
+
+/// One operation of a [`KvBatch`], borrowed (see [`KvBatch::ops`]).
+#[derive(Clone, Copy, Debug)]
+pub enum KvOp<'a> {
+    Put(Cf, &'a [u8], &'a [u8]),
+    Delete(Cf, &'a [u8]),
+    /// Keys in `[from, to)`; an empty `to` is unbounded.
+    DeleteRange(Cf, &'a [u8], &'a [u8]),
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Put(Cf, Vec<u8>, Vec<u8>),
@@ -102,6 +118,14 @@ impl KvBatch {
     }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+    /// The operations, in order.
+    pub fn ops(&self) -> impl Iterator<Item = KvOp<'_>> {
+        self.ops.iter().map(|op| match op {
+            Op::Put(cf, k, v) => KvOp::Put(*cf, k, v),
+            Op::Delete(cf, k) => KvOp::Delete(*cf, k),
+            Op::DeleteRange(cf, f, t) => KvOp::DeleteRange(*cf, f, t),
+        })
     }
     /// Number of operations.
     pub fn len(&self) -> usize {

@@ -18,6 +18,7 @@ pub mod index;
 pub mod kv;
 pub mod record;
 mod recovery;
+mod replica_log;
 pub mod schedule_index;
 pub mod txn_index;
 pub mod wakeups;
@@ -27,6 +28,8 @@ mod writer;
 mod tests;
 #[cfg(test)]
 mod tests_recovery;
+#[cfg(test)]
+mod tests_replica;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -39,8 +42,9 @@ use tokio::sync::oneshot;
 
 pub use commitlog::{segment_file_name, CommitLog, SEGMENT_NAME_DIGITS};
 pub use index::{tag_hash, QueueEntry};
-pub use kv::{prefix_end, Cf, KvBatch, KvPair, KvStore, MemKv, RocksKv};
+pub use kv::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
 pub use record::{NewMessage, StoredMessage};
+pub use replica_log::{LogSlice, RecordMark, ReplicaAppend};
 pub use wakeups::{QueueWatch, Wakeups};
 
 use kv::Cf as C;
@@ -74,6 +78,37 @@ pub enum StoreError {
     Failed(String),
     #[error("the store is closed")]
     Closed,
+    /// This store is a slave's copy: only its master's records are written to it.
+    #[error("this broker is a slave: {0}")]
+    Replica(String),
+    /// SYNC_MASTER: the records ARE stored (and indexed) here, but no slave confirmed them.
+    #[error("stored on this broker but not replicated: {reason}")]
+    NotReplicated {
+        results: Vec<AppendResult>,
+        /// A slave was in sync but did not confirm in time (else none was in sync).
+        timed_out: bool,
+        reason: String,
+    },
+}
+
+/// The one mapping of store errors to what a client or operator sees.
+impl From<StoreError> for apogee_proto::ApogeeError {
+    fn from(e: StoreError) -> Self {
+        use apogee_proto::ApogeeError as A;
+        match e {
+            StoreError::Replica(_) => A::Forbidden(e.to_string()),
+            StoreError::NotReplicated {
+                timed_out: true,
+                reason,
+                ..
+            } => A::SlavePersistenceTimeout(reason),
+            StoreError::NotReplicated { reason, .. } => A::NotReplicated(reason),
+            StoreError::MessageTooLarge { size, max } => A::PayloadTooLarge(format!(
+                "a record of {size} bytes exceeds the store limit of {max} bytes"
+            )),
+            other => A::Internal(other.to_string()),
+        }
+    }
 }
 
 /// When an append is acknowledged.
@@ -101,6 +136,12 @@ pub struct StoreConfig {
     pub async_flush_interval: Duration,
     /// Bigger records are rejected with [`StoreError::MessageTooLarge`].
     pub max_record_size: usize,
+    /// A slave's copy: `append` is refused, only replicated bytes are written.
+    pub replica: bool,
+    /// SYNC_MASTER: an append is answered once a slave has it ([`MessageStore::set_replicated`]).
+    pub sync_replicas: bool,
+    /// How long a SYNC_MASTER append waits for a slave (then [`StoreError::NotReplicated`]).
+    pub replica_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -112,6 +153,9 @@ impl StoreConfig {
             flush_mode: FlushMode::Sync,
             async_flush_interval: DEFAULT_ASYNC_FLUSH_INTERVAL,
             max_record_size: DEFAULT_MAX_RECORD_SIZE,
+            replica: false,
+            sync_replicas: false,
+            replica_timeout: Duration::from_secs(3),
         }
     }
 
@@ -154,6 +198,10 @@ pub(crate) struct Shared {
     pub(crate) log: CommitLog,
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) wakeups: Wakeups,
+    /// SYNC_MASTER appends waiting for a slave.
+    pub(crate) replicas: replica_log::ReplicaWaits,
+    /// The log end, for the replication streamers.
+    pub(crate) end_watch: tokio::sync::watch::Sender<u64>,
     failure: Mutex<Option<String>>,
 }
 
@@ -173,11 +221,21 @@ pub struct MessageStore {
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    replica_timer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl MessageStore {
     /// Opens (creating if needed) the log and the RocksDB index, and runs recovery.
     pub fn open(config: StoreConfig) -> Result<Arc<MessageStore>, StoreError> {
+        Self::open_wrapped(config, |kv| kv)
+    }
+
+    /// Like [`open`](Self::open), with the RocksDB index passed through `wrap` first (the
+    /// store and every user of [`kv`](Self::kv) see the wrapped one).
+    pub fn open_wrapped(
+        config: StoreConfig,
+        wrap: impl FnOnce(Arc<dyn KvStore>) -> Arc<dyn KvStore>,
+    ) -> Result<Arc<MessageStore>, StoreError> {
         config.validate()?;
         let data_dir = |reason: String| StoreError::DataDir {
             dir: config.data_dir.clone(),
@@ -191,7 +249,7 @@ impl MessageStore {
             }
             other => other,
         })?;
-        Self::open_with_kv(config, Arc::new(kv))
+        Self::open_with_kv(config, wrap(Arc::new(kv)))
     }
 
     /// Like [`open`](Self::open) over a given index database (e.g. [`MemKv`] in tests).
@@ -209,11 +267,15 @@ impl MessageStore {
             "message store opened"
         );
         let flush_mode = config.flush_mode;
+        let sync_replicas = config.sync_replicas;
+        let end = log.end_offset();
         let shared = Arc::new(Shared {
             config,
             log,
             kv,
             wakeups: Wakeups::new(),
+            replicas: replica_log::ReplicaWaits::default(),
+            end_watch: tokio::sync::watch::channel(end).0,
             failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
@@ -231,11 +293,22 @@ impl MessageStore {
         } else {
             None
         };
+        let replica_timer = if sync_replicas {
+            let (stop_tx, stop_rx) = mpsc::channel();
+            let s = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("apogee-store-replica-timer".into())
+                .spawn(move || replica_log::run_replica_timer(s, stop_rx))?;
+            Some((stop_tx, handle))
+        } else {
+            None
+        };
         Ok(Arc::new(MessageStore {
             shared,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             flusher: Mutex::new(flusher),
+            replica_timer: Mutex::new(replica_timer),
         }))
     }
 
@@ -246,14 +319,38 @@ impl MessageStore {
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
+        self.refuse_on_replica()?;
         let (reply, rx) = oneshot::channel();
-        {
-            let tx = self.tx.lock();
-            let tx = tx.as_ref().ok_or(StoreError::Closed)?;
-            tx.send(Command::Append { msgs, reply })
-                .map_err(|_| StoreError::Closed)?;
-        }
+        self.send_command(Command::Append { msgs, reply })?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`append`](Self::append) for the broker's own records (dead letters, due scheduled
+    /// messages, transaction ops): stored on this broker is enough, so "not replicated" counts
+    /// as stored; those records reach the slaves with the rest of the log.
+    pub async fn append_internal(
+        &self,
+        msgs: Vec<NewMessage>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        match self.append(msgs).await {
+            Err(StoreError::NotReplicated { results, .. }) => Ok(results),
+            other => other,
+        }
+    }
+
+    fn refuse_on_replica(&self) -> Result<(), StoreError> {
+        if self.shared.config.replica {
+            return Err(StoreError::Replica(
+                "its log only takes its master's records".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn send_command(&self, cmd: Command) -> Result<(), StoreError> {
+        let tx = self.tx.lock();
+        let tx = tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(cmd).map_err(|_| StoreError::Closed)
     }
 
     /// Up to `max_count` consecutive messages of a queue from the first entry at or after
@@ -473,6 +570,7 @@ impl MessageStore {
     /// then restarts at queue offset 0. Message-id entries stay (they are global and checked on
     /// lookup). Serialized with appends on the writer thread; blocks until done.
     pub fn purge_topic(&self, topic: &str) -> Result<(), StoreError> {
+        self.refuse_on_replica()?;
         let (reply, rx) = mpsc::sync_channel(1);
         {
             let tx = self.tx.lock();
@@ -497,10 +595,16 @@ impl MessageStore {
         if let Some(tx) = self.tx.lock().take() {
             let _ = tx.send(Command::Shutdown);
         }
+
         if let Some(handle) = self.writer.lock().take() {
             if handle.join().is_err() {
                 tracing::error!("the store writer thread panicked");
             }
+        }
+        // After the writer: it registers no more waits, and the timer answers the rest.
+        if let Some((stop, handle)) = self.replica_timer.lock().take() {
+            drop(stop);
+            let _ = handle.join();
         }
     }
 }

@@ -170,24 +170,7 @@ impl Scan<'_> {
         if m.log_offset < self.checkpoint {
             return Ok(false);
         }
-        index::dispatch(
-            &mut self.batch,
-            &m.msg,
-            m.queue_offset,
-            m.log_offset,
-            m.record_size,
-            m.store_timestamp_ms,
-        );
-        let head = self
-            .heads
-            .entry(m.msg.topic.clone())
-            .or_default()
-            .entry(m.msg.queue_id)
-            .or_insert(0);
-        if *head <= m.queue_offset {
-            *head = m.queue_offset + 1;
-            index::put_head(&mut self.batch, &m.msg.topic, m.msg.queue_id, *head);
-        }
+        index::dispatch_stored(&mut self.batch, self.heads, m);
         self.checkpoint = m.log_offset + u64::from(m.record_size);
         self.queued += 1;
         if self.queued >= REDISPATCH_BATCH {

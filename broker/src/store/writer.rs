@@ -45,6 +45,18 @@ pub(crate) enum Command {
         topic: String,
         reply: SyncSender<Result<(), StoreError>>,
     },
+    /// A slave writing its master's bytes (`replica_log.rs`).
+    AppendReplicated {
+        offset: u64,
+        segment_base: u64,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<super::ReplicaAppend, StoreError>>,
+    },
+    /// A slave cutting its log back to the common prefix with its master.
+    CutBack {
+        to: u64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     Shutdown,
 }
 
@@ -59,9 +71,9 @@ struct Request {
 }
 
 pub(crate) struct Writer {
-    shared: Arc<Shared>,
-    heads: Heads,
-    last_store_ts: i64,
+    pub(super) shared: Arc<Shared>,
+    pub(super) heads: Heads,
+    pub(super) last_store_ts: i64,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -116,6 +128,23 @@ impl Writer {
                 Command::PurgeTopic { topic, reply } => {
                     let _ = reply.send(self.purge(&topic));
                 }
+                Command::AppendReplicated {
+                    offset,
+                    segment_base,
+                    bytes,
+                    reply,
+                } => {
+                    let result = self.append_replicated(offset, segment_base, &bytes);
+                    if let Err(e @ (StoreError::Io(_) | StoreError::Index(_))) = &result {
+                        let reason = format!("replicated append failed: {e}");
+                        tracing::error!("{reason}");
+                        self.shared.set_failed(reason);
+                    }
+                    let _ = reply.send(result);
+                }
+                Command::CutBack { to, reply } => {
+                    let _ = reply.send(self.cut_back(to));
+                }
                 Command::Shutdown => break,
             }
         }
@@ -156,8 +185,18 @@ impl Writer {
         }
         match self.write_group(&reqs) {
             Ok(results) => {
+                let cfg = &self.shared.config;
                 for (req, res) in reqs.into_iter().zip(results) {
-                    let _ = req.reply.send(Ok(res));
+                    if cfg.sync_replicas {
+                        // SYNC_MASTER: answered once a slave has the bytes (`replica_log.rs`).
+                        let end = res.last().map_or(0, |r| r.log_offset)
+                            + u64::from(req.sizes.last().copied().unwrap_or(0));
+                        self.shared
+                            .replicas
+                            .register(end, res, req.reply, cfg.replica_timeout);
+                    } else {
+                        let _ = req.reply.send(Ok(res));
+                    }
                 }
             }
             Err(e) => {
@@ -253,6 +292,7 @@ impl Writer {
             .iter()
             .flat_map(|(t, qs)| qs.keys().map(move |&q| (t.as_str(), q)));
         shared.wakeups.notify(touched);
+        shared.end_watch.send_replace(end);
         for (topic, queues) in new_heads {
             self.heads.entry(topic).or_default().extend(queues);
         }

@@ -19,6 +19,7 @@ use crate::grpc::convert::to_v2_message;
 use crate::store::record::internal;
 use crate::store::txn_index::{self, op};
 use apogee_proto::v2::{telemetry_command::Command, RecoverOrphanedTransactionCommand};
+use apogee_proto::ApogeeError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -51,7 +52,7 @@ impl Transactions {
     pub async fn check_due(&self, store_host: &str) -> Result<usize, apogee_proto::ApogeeError> {
         let now = apogee_proto::time::now_ms();
         let due = txn_index::due(self.store.kv().as_ref(), now, MAX_PER_SCAN)
-            .map_err(super::store_err)?;
+            .map_err(ApogeeError::from)?;
         let count = due.len();
         for (due_ms, id) in due {
             self.check_one(&id, due_ms, store_host).await?;
@@ -74,9 +75,9 @@ impl Transactions {
         if facts.checks.count >= self.config.max_checks {
             let park = op_record(id, op::PARK, ResolvedBy::CheckBack, &[]);
             self.store
-                .append(vec![park])
+                .append_internal(vec![park])
                 .await
-                .map_err(super::store_err)?;
+                .map_err(ApogeeError::from)?;
             tracing::warn!(
                 checks = facts.checks.count,
                 "transaction parked: no outcome after the last check-back; \
@@ -96,9 +97,9 @@ impl Transactions {
             ],
         );
         self.store
-            .append(vec![check])
+            .append_internal(vec![check])
             .await
-            .map_err(super::store_err)?;
+            .map_err(ApogeeError::from)?;
 
         let topic = half.msg.internal(internal::REAL_TOPIC).unwrap_or_default();
         let producer = half.msg.internal(internal::PRODUCER).unwrap_or_default();

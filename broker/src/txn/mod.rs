@@ -90,10 +90,6 @@ pub struct Transactions {
     locks: Vec<tokio::sync::Mutex<()>>,
 }
 
-fn store_err(e: crate::store::StoreError) -> ApogeeError {
-    ApogeeError::Internal(e.to_string())
-}
-
 impl Transactions {
     pub fn new(
         store: Arc<MessageStore>,
@@ -156,12 +152,12 @@ impl Transactions {
             return Err(unknown());
         }
         let facts = txn_index::load(self.store.kv().as_ref(), id)
-            .map_err(store_err)?
+            .map_err(ApogeeError::from)?
             .ok_or_else(unknown)?;
         let half = self
             .store
             .read_at(facts.half.log_offset, facts.half.size)
-            .map_err(store_err)?;
+            .map_err(ApogeeError::from)?;
         Ok((facts, half))
     }
 
@@ -211,7 +207,10 @@ impl Transactions {
             ),
         };
         if let Some(record) = record {
-            self.store.append(vec![record]).await.map_err(store_err)?;
+            self.store
+                .append_internal(vec![record])
+                .await
+                .map_err(ApogeeError::from)?;
             tracing::debug!(resolution = ?req.resolution, "transaction ended");
         }
         facts.outcome = outcome;
@@ -297,7 +296,8 @@ impl Transactions {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let ids = txn_index::ids(kv.as_ref(), after.as_deref(), 512).map_err(store_err)?;
+            let ids =
+                txn_index::ids(kv.as_ref(), after.as_deref(), 512).map_err(ApogeeError::from)?;
             let Some(last) = ids.last().cloned() else {
                 break;
             };

@@ -273,7 +273,8 @@ mod tests {
                 .collect(),
             data_version: 1,
             ..Default::default()
-        });
+        })
+        .unwrap();
     }
 
     fn names_of(t: &Targets) -> Vec<&str> {

@@ -1,7 +1,8 @@
 //! `apogee.cluster.v1.Registry` over the broker table: brokers register,
 //! heartbeat and unregister here; tools read routes and cluster info. Input is
 //! validated here (names, ids, endpoints, topic and group configs) so the table only
-//! ever holds well-formed entries. Brokers also relay transaction check-backs
+//! ever holds well-formed entries; a broker id held by another live endpoint is refused
+//! (ALREADY_EXISTS). Brokers also relay transaction check-backs
 //! through it to producers whose Telemetry stream is open with this NameServer.
 
 use crate::endpoint;
@@ -109,7 +110,15 @@ impl RegistryRpc for RegistryService {
     ) -> Result<Response<RegisterBrokerResponse>, Status> {
         let req = request.into_inner();
         validate_register(&req)?;
-        let registered = self.registry.register(&req);
+        let registered = self.registry.register(&req).inspect_err(|e| {
+            tracing::warn!(
+                cluster = %req.cluster_name,
+                broker_name = %req.broker_name,
+                broker_id = req.broker_id,
+                endpoint = %req.endpoint,
+                "registration refused: {e}"
+            )
+        })?;
         if registered.is_new {
             tracing::info!(
                 cluster = %req.cluster_name,

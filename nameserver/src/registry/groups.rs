@@ -74,7 +74,8 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
-        });
+        })
+        .unwrap();
     }
 
     #[test]

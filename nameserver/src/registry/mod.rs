@@ -1,7 +1,7 @@
 //! The broker table: which broker groups exist, which members (master id 0,
 //! slaves id > 0) each has, where they listen, which topics they host and when
 //! they were last heard from. This module owns membership (register,
-//! heartbeat, unregister, expiry); [`query`] owns the read side (routes,
+//! heartbeat, unregister, expiry; one live process per broker id); [`query`] owns the read side (routes,
 //! cluster info, topic lists) and the topic changes applied after an admin
 //! fan-out; [`groups`] the consumer-group configs brokers register.
 //!
@@ -17,6 +17,7 @@ pub use groups::GroupListing;
 pub use query::{AdminTarget, Placement, TopicListing};
 
 use apogee_proto::cluster::{BrokerRole, GroupConfig, RegisterBrokerRequest, TopicConfig};
+use apogee_proto::ApogeeError;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -67,7 +68,8 @@ pub struct Registered {
     /// The group's live master endpoint, for a slave; `None` for a master or
     /// when the master is not known.
     pub master_endpoint: Option<String>,
-    /// Whether this member was not in the table before.
+    /// Whether this member was not in the table before (or was, from another
+    /// endpoint that had gone silent).
     pub is_new: bool,
 }
 
@@ -104,11 +106,20 @@ impl Registry {
 
     /// Registers (or re-registers) a broker with its full topic set. The
     /// request must already be validated (see `grpc::registry`).
-    pub fn register(&self, req: &RegisterBrokerRequest) -> Registered {
+    ///
+    /// A broker id of a group is one process: while a live member holds it
+    /// from another endpoint, the registration is refused with
+    /// [`ApogeeError::AlreadyExists`] naming both endpoints. The same endpoint
+    /// registering again is that broker (restarted or refreshing): accepted.
+    pub fn register(&self, req: &RegisterBrokerRequest) -> Result<Registered, ApogeeError> {
         self.register_at(req, Instant::now())
     }
 
-    pub(crate) fn register_at(&self, req: &RegisterBrokerRequest, now: Instant) -> Registered {
+    pub(crate) fn register_at(
+        &self,
+        req: &RegisterBrokerRequest,
+        now: Instant,
+    ) -> Result<Registered, ApogeeError> {
         let key = GroupKey::new(&req.cluster_name, &req.broker_name);
         let role = effective_role(req.broker_id, req.role);
         let member = Member {
@@ -129,8 +140,23 @@ impl Registry {
             last_seen_ms: apogee_proto::time::now_ms(),
         };
         let mut groups = self.groups.write();
+        let holder = groups
+            .get(&key)
+            .and_then(|g| g.members.get(&req.broker_id))
+            .filter(|m| m.endpoint != req.endpoint && self.is_live(m, now));
+        if let Some(holder) = holder {
+            return Err(ApogeeError::AlreadyExists(format!(
+                "broker {key} id {} is already registered from {} (heard from {} ms ago); \
+                 refusing the registration from {}",
+                req.broker_id,
+                holder.endpoint,
+                now.saturating_duration_since(holder.last_seen).as_millis(),
+                req.endpoint
+            )));
+        }
         let group = groups.entry(key).or_default();
-        let is_new = group.members.insert(req.broker_id, member).is_none();
+        let previous = group.members.insert(req.broker_id, member);
+        let is_new = previous.is_none_or(|p| p.endpoint != req.endpoint);
         let master_endpoint = if req.broker_id == 0 {
             None
         } else {
@@ -140,10 +166,10 @@ impl Registry {
                 .filter(|m| self.is_live(m, now))
                 .map(|m| m.endpoint.clone())
         };
-        Registered {
+        Ok(Registered {
             master_endpoint,
             is_new,
-        }
+        })
     }
 
     /// Records a heartbeat. Returns `true` (register required) when the

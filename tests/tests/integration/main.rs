@@ -9,6 +9,9 @@
 //!   torn commit-log tail is cut back to the last whole record; damage before
 //!   the flushed end stops the broker with a clear error.
 //! - [`bad_input`]: invalid requests get their specific status codes.
+//! - [`nameserver_loss`]: with every NameServer down for 30 s clients keep
+//!   producing and consuming and brokers register again when they return; one of
+//!   two down goes unnoticed; a broker id held by a live broker is refused at start.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
 //! - [`config_import`]: `apogee config import` turns a RocketMQ broker.conf into a
@@ -26,6 +29,9 @@
 //!   retries with rising attempts, invisibility renewal, FIFO order.
 //! - [`query`]: `apogee message get|find|print` by id, key and queue range, with the
 //!   delivery attempts of groups holding a message; clear errors for unknown ones.
+//! - [`replication`]: SYNC and ASYNC masters with slaves killed (SIGKILL) and paused
+//!   (SIGSTOP), masters killed mid-load, acks on a slave while its master is down, and a
+//!   slave with records its master never wrote.
 //! - [`schedule`]: delayed messages delivered once on time (also across
 //!   SIGKILL), limits, recall, the official client's delay send.
 //! - [`startup`]: start-up failures end in one clear line (a data dir in use).
@@ -41,9 +47,11 @@ mod delivery;
 mod durability;
 mod filters;
 mod groups;
+mod nameserver_loss;
 mod official_client;
 mod push_consumer;
 mod query;
+mod replication;
 mod schedule;
 mod startup;
 mod transactions;

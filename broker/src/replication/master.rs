@@ -1,0 +1,421 @@
+//! The master's side of a replication session.
+//!
+//! 1. The slave's Hello names its broker group and id (checked against ours) and its log end
+//!    with the record that ends there. The handback it carries (consume state it served while
+//!    we were away) is adopted first. We answer Welcome: our log bounds and whether its last
+//!    record is one we wrote (same offset, size and CRC).
+//! 2. Probes: the slave looks for the longest common prefix after a mismatch.
+//! 3. Start: the slave's log ends at a record boundary of ours; two streamers begin: the log
+//!    (whole records from that offset, waiting on the store's log end when caught up, with a
+//!    heartbeat every second) and the replicated state (a snapshot, then every change).
+//! 4. Reports move the slave's entry in [`Replication`](super::Replication), which feeds
+//!    SYNC_MASTER acknowledgements.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apogee_proto::cluster::{
+    master_message, replication_server, slave_message, LogChunk, MasterHeartbeat, MasterMessage,
+    ProbeResult, RecordMark as WireMark, SlaveHello, SlaveMessage, StateBatch, Welcome,
+};
+use apogee_proto::time::now_ms;
+use apogee_proto::ApogeeError;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::state;
+use crate::config::Role;
+use crate::server::Broker;
+use crate::store::{MessageStore, RecordMark};
+
+/// Messages buffered towards one slave (each at most `replication.chunk_bytes` of log).
+const OUTBOUND_BUFFER: usize = 16;
+/// A caught-up master sends a heartbeat this often.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// State operations per snapshot batch.
+const SNAPSHOT_BATCH: usize = 4096;
+
+type Outbound = mpsc::Sender<Result<MasterMessage, Status>>;
+
+/// The `Replication` gRPC service of a broker.
+pub struct ReplicationService {
+    broker: Arc<Broker>,
+}
+
+impl ReplicationService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        ReplicationService { broker }
+    }
+}
+
+pub(super) fn to_wire(m: RecordMark) -> WireMark {
+    WireMark {
+        offset: m.offset as i64,
+        size: m.size,
+        crc: m.crc,
+    }
+}
+
+pub(super) fn from_wire(m: &WireMark) -> Option<RecordMark> {
+    (m.offset >= 0).then_some(RecordMark {
+        offset: m.offset as u64,
+        size: m.size,
+        crc: m.crc,
+    })
+}
+
+/// Does our log hold exactly this record?
+async fn holds(store: &Arc<MessageStore>, mark: RecordMark) -> Result<bool, ApogeeError> {
+    let s = store.clone();
+    let found = tokio::task::spawn_blocking(move || s.record_mark_at(mark.offset))
+        .await
+        .map_err(|e| ApogeeError::Internal(e.to_string()))?
+        .map_err(ApogeeError::from)?;
+    Ok(found == Some(mark))
+}
+
+/// Whether a slave with this Hello may start streaming at its log end.
+async fn last_record_matches(
+    store: &Arc<MessageStore>,
+    hello: &SlaveHello,
+) -> Result<bool, ApogeeError> {
+    let (start, end) = (store.log_start_offset(), store.log_end_offset());
+    let slave_end = hello.log_end_offset.max(0) as u64;
+    match hello.last_record.as_ref().and_then(from_wire) {
+        // An empty slave log: it starts wherever our log starts.
+        None => Ok(hello.log_end_offset == hello.log_start_offset),
+        Some(mark) => Ok(slave_end >= start
+            && slave_end <= end
+            && mark.offset + u64::from(mark.size) == slave_end
+            && holds(store, mark).await?),
+    }
+}
+
+fn check_hello(broker: &Broker, hello: &SlaveHello) -> Result<(), ApogeeError> {
+    let cfg = &broker.config;
+    if cfg.role == Role::Slave {
+        return Err(ApogeeError::PreconditionFailed(format!(
+            "broker {} id {} is a slave; replicate from the group's master (broker id 0)",
+            cfg.broker_name, cfg.broker_id
+        )));
+    }
+    if hello.cluster_name != cfg.cluster_name || hello.broker_name != cfg.broker_name {
+        return Err(ApogeeError::Forbidden(format!(
+            "this is the master of {}/{}; a slave of {}/{} cannot replicate from it",
+            cfg.cluster_name, cfg.broker_name, hello.cluster_name, hello.broker_name
+        )));
+    }
+    if hello.broker_id <= 0 {
+        return Err(ApogeeError::BadRequest(format!(
+            "a slave needs a broker id > 0, not {}",
+            hello.broker_id
+        )));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl replication_server::Replication for ReplicationService {
+    type ReplicateStream =
+        Pin<Box<dyn futures::Stream<Item = Result<MasterMessage, Status>> + Send + 'static>>;
+
+    async fn replicate(
+        &self,
+        request: Request<Streaming<SlaveMessage>>,
+    ) -> Result<Response<Self::ReplicateStream>, Status> {
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(SlaveMessage {
+                kind: Some(slave_message::Kind::Hello(h)),
+            }) => h,
+            _ => {
+                return Err(ApogeeError::BadRequest(
+                    "a replication session starts with a Hello".into(),
+                )
+                .into())
+            }
+        };
+        check_hello(&self.broker, &hello)?;
+        let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
+        let broker = self.broker.clone();
+        let span = tracing::info_span!(
+            "replication",
+            slave = hello.broker_id,
+            endpoint = %hello.endpoint
+        );
+        tokio::spawn(
+            async move {
+                let rep = broker.replication.clone();
+                let id = hello.broker_id;
+                let session = rep.slave_connected(id, &hello.endpoint);
+                tracing::info!(slave_log_end = hello.log_end_offset, "slave connected");
+                let mut streamers = Streamers::default();
+                let result =
+                    serve(&broker, hello, session, &mut inbound, &tx, &mut streamers).await;
+                streamers.stop();
+                rep.slave_disconnected(id, session);
+                match result {
+                    Ok(()) => tracing::info!("slave disconnected"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "replication session ended");
+                        let _ = tx.send(Err(e.into())).await;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// The two streaming tasks of a session; stopped when the session ends.
+#[derive(Default)]
+struct Streamers(Vec<JoinHandle<()>>);
+
+impl Streamers {
+    fn stop(&mut self) {
+        for t in self.0.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+async fn send(tx: &Outbound, kind: master_message::Kind) -> Result<(), ApogeeError> {
+    tx.send(Ok(MasterMessage { kind: Some(kind) }))
+        .await
+        .map_err(|_| ApogeeError::Unavailable("the slave went away".into()))
+}
+
+async fn serve(
+    broker: &Arc<Broker>,
+    hello: SlaveHello,
+    session: u64,
+    inbound: &mut Streaming<SlaveMessage>,
+    tx: &Outbound,
+    streamers: &mut Streamers,
+) -> Result<(), ApogeeError> {
+    let store = &broker.store;
+    let rep = &broker.replication;
+    let handback_applied = if hello.handback.is_empty() {
+        0
+    } else {
+        let n = state::adopt_handback(&broker.state_targets(), &hello.handback)?;
+        tracing::info!(
+            rows = n,
+            "adopted the consume state the slave served while we were away"
+        );
+        n
+    };
+    rep.open_gate();
+    let matches = last_record_matches(store, &hello).await?;
+    if !matches {
+        tracing::warn!(
+            slave_log_end = hello.log_end_offset,
+            master_log_end = store.log_end_offset(),
+            "the slave's log does not end on a record of ours; it looks for the common prefix"
+        );
+    }
+    send(
+        tx,
+        master_message::Kind::Welcome(Welcome {
+            log_start_offset: store.log_start_offset() as i64,
+            log_end_offset: store.log_end_offset() as i64,
+            last_record_matches: matches,
+            handback_applied: handback_applied as u64,
+        }),
+    )
+    .await?;
+    let id = hello.broker_id;
+    loop {
+        let msg = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(status) => {
+                return Err(ApogeeError::Unavailable(format!(
+                    "the slave's stream broke: {}",
+                    status.message()
+                )))
+            }
+        };
+        match msg.kind {
+            Some(slave_message::Kind::Probe(p)) => {
+                let Some(wire) = p.record else {
+                    return Err(ApogeeError::BadRequest("a probe without a record".into()));
+                };
+                let found = match from_wire(&wire) {
+                    Some(mark) => holds(store, mark).await?,
+                    None => false,
+                };
+                send(
+                    tx,
+                    master_message::Kind::Probe(ProbeResult {
+                        record: Some(wire),
+                        matches: found,
+                    }),
+                )
+                .await?;
+            }
+            Some(slave_message::Kind::Start(s)) => {
+                if !streamers.0.is_empty() {
+                    return Err(ApogeeError::BadRequest("Start sent twice".into()));
+                }
+                let from = check_start(store, s.offset).await?;
+                tracing::info!(from, "streaming the log to the slave");
+                streamers.0.push(tokio::spawn(
+                    stream_log(broker.clone(), from, tx.clone()).in_current_span(),
+                ));
+                streamers.0.push(tokio::spawn(
+                    stream_state(broker.clone(), tx.clone()).in_current_span(),
+                ));
+            }
+            Some(slave_message::Kind::Report(r)) => {
+                rep.slave_report(
+                    id,
+                    session,
+                    r.written_offset.max(0) as u64,
+                    r.synced_offset.max(0) as u64,
+                );
+            }
+            Some(slave_message::Kind::Hello(_)) | None => {
+                return Err(ApogeeError::BadRequest(
+                    "unexpected message in a replication session".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// A slave may start at our log start, our log end, or any record boundary in between.
+async fn check_start(store: &Arc<MessageStore>, offset: i64) -> Result<u64, ApogeeError> {
+    let (start, end) = (store.log_start_offset(), store.log_end_offset());
+    let off = u64::try_from(offset).unwrap_or(u64::MAX);
+    let boundary = off == start || off == end || {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.record_mark_at(off))
+            .await
+            .map_err(|e| ApogeeError::Internal(e.to_string()))?
+            .map_err(ApogeeError::from)?
+            .is_some()
+    };
+    if off < start || off > end || !boundary {
+        return Err(ApogeeError::PreconditionFailed(format!(
+            "log offset {offset} is not a record boundary of the master's log [{start}, {end}]"
+        )));
+    }
+    Ok(off)
+}
+
+/// Streams whole records from `offset` for as long as the slave listens.
+async fn stream_log(broker: Arc<Broker>, mut offset: u64, tx: Outbound) {
+    let store = broker.store.clone();
+    let chunk = broker.config.replication.chunk_bytes;
+    let mut end = store.log_end_watch();
+    loop {
+        end.borrow_and_update();
+        let s = store.clone();
+        let slice = match tokio::task::spawn_blocking(move || s.read_records(offset, chunk)).await {
+            Ok(Ok(slice)) => slice,
+            Ok(Err(e)) => {
+                tracing::error!(offset, error = %e, "cannot read the log for the slave");
+                let _ = tx.send(Err(ApogeeError::from(e).into())).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        match slice {
+            Some(s) => {
+                let len = s.bytes.len() as u64;
+                let msg = master_message::Kind::Chunk(LogChunk {
+                    offset: s.offset as i64,
+                    segment_base: s.segment_base as i64,
+                    data: s.bytes,
+                    master_end_offset: store.log_end_offset() as i64,
+                });
+                if send(&tx, msg).await.is_err() {
+                    return;
+                }
+                offset += len;
+            }
+            None => {
+                tokio::select! {
+                    changed = end.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(HEARTBEAT) => {
+                        let hb = master_message::Kind::Heartbeat(MasterHeartbeat {
+                            master_end_offset: store.log_end_offset() as i64,
+                            now_ms: now_ms(),
+                        });
+                        if send(&tx, hb).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Streams the replicated state: a snapshot, then every change; a new snapshot when the
+/// slave fell so far behind that changes were dropped.
+async fn stream_state(broker: Arc<Broker>, tx: Outbound) {
+    let journal = broker.journal.clone();
+    loop {
+        let mut changes = journal.subscribe();
+        let j = journal.clone();
+        let batches = match tokio::task::spawn_blocking(move || j.snapshot(SNAPSHOT_BATCH)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot snapshot the replicated state");
+                let _ = tx.send(Err(ApogeeError::from(e).into())).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        let last = batches.len().saturating_sub(1);
+        if batches.is_empty() {
+            let empty = StateBatch {
+                snapshot_begin: true,
+                snapshot_end: true,
+                ops: Vec::new(),
+            };
+            if send(&tx, master_message::Kind::State(empty)).await.is_err() {
+                return;
+            }
+        }
+        for (i, ops) in batches.into_iter().enumerate() {
+            let batch = StateBatch {
+                snapshot_begin: i == 0,
+                snapshot_end: i == last,
+                ops,
+            };
+            if send(&tx, master_message::Kind::State(batch)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match changes.recv().await {
+                Ok(ops) => {
+                    let batch = StateBatch {
+                        snapshot_begin: false,
+                        snapshot_end: false,
+                        ops: ops.as_ref().clone(),
+                    };
+                    if send(&tx, master_message::Kind::State(batch)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        dropped = n,
+                        "the slave fell behind on state changes; sending a new snapshot"
+                    );
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The slave's side: find the master, agree on a common log, then apply what it streams.
+//!
+//! Each attempt: look up the master (configured, or the group's broker id 0 in the
+//! NameServers' cluster info), open `Replicate`, send Hello with our log end, its last record
+//! and the handback (consume state we changed while the master was away). If the master does
+//! not hold our last record, binary-search the common prefix with probes (first over segment
+//! starts, then over the records of one segment), truncate to it (logged as a warning) and
+//! rebuild the derived index. Then Start at our log end and apply chunks (byte for byte,
+//! indexed by recovery's dispatch) and state batches, reporting written and synced offsets
+//! after every chunk and every second. Any failure ends the attempt; the next one starts after
+//! `replication.reconnect_ms`. While not connected, the master counts as away: consume
+//! changes made here are kept for the handback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apogee_proto::cluster::{
+    master_message, registry_client::RegistryClient, replication_client::ReplicationClient,
+    slave_message, GetClusterInfoRequest, MasterMessage, Probe, SlaveHello, SlaveMessage,
+    SlaveReport, Start,
+};
+use apogee_proto::time::now_ms;
+use apogee_proto::ApogeeError;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tonic::Streaming;
+use tracing::Instrument;
+
+use super::master::{from_wire, to_wire};
+use super::state;
+use crate::server::Broker;
+use crate::store::{MessageStore, RecordMark};
+
+const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// A master silent this long (it heartbeats every second) is taken as gone.
+const MASTER_SILENCE: Duration = Duration::from_secs(10);
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+type SlaveTx = mpsc::Sender<SlaveMessage>;
+
+fn err(e: impl std::fmt::Display) -> ApogeeError {
+    ApogeeError::Unavailable(e.to_string())
+}
+
+/// The replication loop of a slave, until shutdown.
+pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let rep = broker.replication.clone();
+    let pause = Duration::from_millis(broker.config.replication.reconnect_ms);
+    let mut last_error = String::new();
+    loop {
+        let attempt = async {
+            let master = find_master(&broker).await?;
+            rep.update_link(|l| l.endpoint = master.clone());
+            let span = tracing::info_span!("replication", master = %master);
+            session(&broker, &master).instrument(span).await
+        };
+        let result = tokio::select! {
+            r = attempt => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        rep.update_link(|l| l.connected = false);
+        broker.journal.set_master_away(true);
+        if let Err(e) = result {
+            let text = e.to_string();
+            if text != last_error {
+                tracing::warn!(error = %text, "replication from the master stopped; retrying");
+                last_error = text;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
+/// The master's endpoint: configured, or the live broker id 0 of our group per the NameServers.
+async fn find_master(broker: &Broker) -> Result<String, ApogeeError> {
+    let cfg = &broker.config;
+    if !cfg.replication.master.is_empty() {
+        return Ok(cfg.replication.master.clone());
+    }
+    for ns in &cfg.nameservers {
+        let uri = if ns.contains("://") {
+            ns.clone()
+        } else {
+            format!("http://{ns}")
+        };
+        let Ok(endpoint) = Endpoint::from_shared(uri) else {
+            continue;
+        };
+        let Ok(channel) = endpoint
+            .connect_timeout(RPC_TIMEOUT)
+            .timeout(RPC_TIMEOUT)
+            .connect()
+            .await
+        else {
+            continue;
+        };
+        let Ok(info) = RegistryClient::new(channel)
+            .get_cluster_info(GetClusterInfoRequest {})
+            .await
+        else {
+            continue;
+        };
+        let master = info
+            .into_inner()
+            .groups
+            .into_iter()
+            .filter(|g| g.cluster_name == cfg.cluster_name && g.broker_name == cfg.broker_name)
+            .flat_map(|g| g.members)
+            .find(|m| m.broker_id == 0);
+        if let Some(m) = master {
+            return Ok(m.endpoint);
+        }
+    }
+    Err(ApogeeError::Unavailable(format!(
+        "no NameServer knows a live master of broker group {}/{}",
+        cfg.cluster_name, cfg.broker_name
+    )))
+}
+
+/// Reads the next message from the master, bounded by [`MASTER_SILENCE`].
+async fn next(inbound: &mut Streaming<MasterMessage>) -> Result<master_message::Kind, ApogeeError> {
+    match tokio::time::timeout(MASTER_SILENCE, inbound.message()).await {
+        Err(_) => Err(err("the master went silent")),
+        Ok(Err(status)) => Err(ApogeeError::from(status)),
+        Ok(Ok(None)) => Err(err("the master closed the stream")),
+        Ok(Ok(Some(MasterMessage { kind: Some(k) }))) => Ok(k),
+        Ok(Ok(Some(_))) => Err(err("an empty message from the master")),
+    }
+}
+
+async fn send(tx: &SlaveTx, kind: slave_message::Kind) -> Result<(), ApogeeError> {
+    tx.send(SlaveMessage { kind: Some(kind) })
+        .await
+        .map_err(|_| err("the stream to the master closed"))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApogeeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApogeeError::Internal(e.to_string()))?
+        .map_err(ApogeeError::from)
+}
+
+async fn session(broker: &Arc<Broker>, master: &str) -> Result<(), ApogeeError> {
+    let cfg = &broker.config;
+    let store = broker.store.clone();
+    let channel = Endpoint::from_shared(format!("http://{master}"))
+        .map_err(err)?
+        .connect_timeout(RPC_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| err(format!("cannot reach the master at {master}: {e}")))?;
+    let handback = {
+        let j = broker.journal.clone();
+        blocking(move || j.take_handback()).await?
+    };
+    let hello = SlaveHello {
+        cluster_name: cfg.cluster_name.clone(),
+        broker_name: cfg.broker_name.clone(),
+        broker_id: cfg.broker_id,
+        endpoint: cfg.advertised_endpoint(),
+        log_start_offset: store.log_start_offset() as i64,
+        log_end_offset: store.log_end_offset() as i64,
+        last_record: store.last_record().map(to_wire),
+        handback,
+    };
+    let handed_back = !hello.handback.is_empty();
+    let (tx, rx) = mpsc::channel::<SlaveMessage>(64);
+    send(&tx, slave_message::Kind::Hello(hello)).await?;
+    let mut inbound = ReplicationClient::new(channel)
+        .max_decoding_message_size(apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES)
+        .replicate(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let welcome = match next(&mut inbound).await? {
+        master_message::Kind::Welcome(w) => w,
+        _ => return Err(err("the master did not answer Hello with Welcome")),
+    };
+    if handed_back {
+        let j = broker.journal.clone();
+        blocking(move || j.clear_handback()).await?;
+        tracing::info!(
+            rows = welcome.handback_applied,
+            "handed the consume state served while the master was away back to it"
+        );
+    }
+    broker.journal.set_master_away(false);
+    let master_start = welcome.log_start_offset.max(0) as u64;
+    if !welcome.last_record_matches {
+        let prefix = common_prefix(&store, &tx, &mut inbound).await?;
+        let end = store.log_end_offset();
+        let to = if prefix == 0 && store.last_record().is_some() {
+            master_start
+        } else {
+            prefix.max(master_start)
+        };
+        tracing::warn!(
+            our_log_end = end,
+            common_prefix = prefix,
+            truncate_to = to,
+            dropped_bytes = end.saturating_sub(to),
+            "our log holds records the master never wrote; truncating to the common prefix"
+        );
+        store
+            .truncate_replica(to)
+            .await
+            .map_err(ApogeeError::from)?;
+    }
+    let from = if store.last_record().is_none() {
+        master_start
+    } else {
+        store.log_end_offset()
+    };
+    send(
+        &tx,
+        slave_message::Kind::Start(Start {
+            offset: from as i64,
+        }),
+    )
+    .await?;
+    broker.replication.update_link(|l| {
+        l.connected = true;
+        l.master_end_offset = welcome.log_end_offset.max(0) as u64;
+        l.last_contact_ms = now_ms();
+    });
+    tracing::info!(
+        from,
+        master_log_end = welcome.log_end_offset,
+        "replicating from the master"
+    );
+    apply_stream(broker, &tx, &mut inbound).await
+}
+
+/// Applies chunks and state until the stream breaks.
+async fn apply_stream(
+    broker: &Arc<Broker>,
+    tx: &SlaveTx,
+    inbound: &mut Streaming<MasterMessage>,
+) -> Result<(), ApogeeError> {
+    let store = &broker.store;
+    let rep = &broker.replication;
+    let targets = broker.state_targets();
+    let mut report_tick = tokio::time::interval(REPORT_INTERVAL);
+    loop {
+        let kind = tokio::select! {
+            k = next(inbound) => k?,
+            _ = report_tick.tick() => {
+                report(tx, store.log_end_offset(), store.flushed_offset()).await?;
+                continue;
+            }
+        };
+        let now = now_ms();
+        match kind {
+            master_message::Kind::Chunk(c) => {
+                let (offset, base) = (c.offset.max(0) as u64, c.segment_base.max(0) as u64);
+                let done = store
+                    .append_replicated(offset, base, c.data)
+                    .await
+                    .map_err(ApogeeError::from)?;
+                rep.update_link(|l| {
+                    l.master_end_offset = c.master_end_offset.max(0) as u64;
+                    l.last_contact_ms = now;
+                });
+                report(tx, done.written, done.flushed).await?;
+            }
+            master_message::Kind::State(batch) => {
+                let t = targets.clone();
+                tokio::task::spawn_blocking(move || state::apply_batch(&t, &batch))
+                    .await
+                    .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+                rep.update_link(|l| l.last_contact_ms = now);
+            }
+            master_message::Kind::Heartbeat(h) => {
+                rep.update_link(|l| {
+                    l.master_end_offset = h.master_end_offset.max(0) as u64;
+                    l.last_contact_ms = now;
+                });
+            }
+            master_message::Kind::Welcome(_) | master_message::Kind::Probe(_) => {
+                return Err(err("unexpected message from the master while streaming"));
+            }
+        }
+    }
+}
+
+async fn report(tx: &SlaveTx, written: u64, synced: u64) -> Result<(), ApogeeError> {
+    send(
+        tx,
+        slave_message::Kind::Report(SlaveReport {
+            written_offset: written as i64,
+            synced_offset: synced as i64,
+        }),
+    )
+    .await
+}
+
+/// Asks the master whether it holds `mark`.
+async fn probe(
+    tx: &SlaveTx,
+    inbound: &mut Streaming<MasterMessage>,
+    mark: RecordMark,
+) -> Result<bool, ApogeeError> {
+    send(
+        tx,
+        slave_message::Kind::Probe(Probe {
+            record: Some(to_wire(mark)),
+        }),
+    )
+    .await?;
+    match next(inbound).await? {
+        master_message::Kind::Probe(r) if r.record.as_ref().and_then(from_wire) == Some(mark) => {
+            Ok(r.matches)
+        }
+        _ => Err(err("the master did not answer a probe")),
+    }
+}
+
+/// The end of the longest prefix of our log that the master also holds (0 if none).
+/// Assumes the logs agree up to one point and differ after it, so "the master holds record
+/// r" is true for a prefix of our records: binary search over segment starts, then over the
+/// records of the last segment that starts in agreement.
+async fn common_prefix(
+    store: &Arc<MessageStore>,
+    tx: &SlaveTx,
+    inbound: &mut Streaming<MasterMessage>,
+) -> Result<u64, ApogeeError> {
+    let bases = store.segment_bases();
+    let mut firsts = Vec::with_capacity(bases.len());
+    for base in bases {
+        let s = store.clone();
+        if let Some(m) = blocking(move || s.record_mark_at(base)).await? {
+            firsts.push(m);
+        }
+    }
+    let Some(seg) = last_true(&firsts, tx, inbound).await? else {
+        return Ok(0);
+    };
+    let s = store.clone();
+    let base = seg.offset;
+    let records = blocking(move || s.segment_records(base)).await?;
+    let last = last_true(&records, tx, inbound).await?.unwrap_or(seg);
+    Ok(last.offset + u64::from(last.size))
+}
+
+/// The last mark the master holds, assuming it holds a prefix of `marks`.
+async fn last_true(
+    marks: &[RecordMark],
+    tx: &SlaveTx,
+    inbound: &mut Streaming<MasterMessage>,
+) -> Result<Option<RecordMark>, ApogeeError> {
+    // Invariant: marks[..lo] are held, marks[hi..] are not.
+    let (mut lo, mut hi) = (0usize, marks.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if probe(tx, inbound, marks[mid]).await? {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo.checked_sub(1).map(|i| marks[i]))
+}

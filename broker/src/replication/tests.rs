@@ -1,0 +1,147 @@
+//! Unit tests of the master's view of its slaves: in-sync rules, lag, the handback gate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::store::{MemKv, NewMessage, StoreConfig};
+
+fn store(dir: &std::path::Path) -> Arc<MessageStore> {
+    let cfg = StoreConfig {
+        segment_size: 1 << 20,
+        max_record_size: 64 * 1024,
+        ..StoreConfig::new(dir)
+    };
+    MessageStore::open_with_kv(cfg, Arc::new(MemKv::new())).expect("store")
+}
+
+async fn append(store: &MessageStore, n: usize) {
+    let msgs = (0..n)
+        .map(|i| {
+            let mut m = NewMessage::op_record("T", Vec::new());
+            m.message_id = format!("ID{i}");
+            m.body = vec![7u8; 100];
+            m
+        })
+        .collect();
+    store.append(msgs).await.expect("append");
+}
+
+fn config(max_lag_bytes: u64) -> BrokerConfig {
+    BrokerConfig {
+        role: Role::SyncMaster,
+        replication: ReplicationSection {
+            max_lag_bytes,
+            sync_timeout_ms: 3_000,
+            ..ReplicationSection::default()
+        },
+        ..BrokerConfig::default()
+    }
+}
+
+fn status(rep: &Replication, id: i64) -> SlaveStatus {
+    rep.slaves()
+        .into_iter()
+        .find(|s| s.broker_id == id)
+        .expect("slave listed")
+}
+
+#[tokio::test]
+async fn a_slave_is_in_sync_while_it_keeps_up_and_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let rep = Replication::new(&config(1 << 20), store.clone());
+    let session = rep.slave_connected(1, "10.0.0.2:10911");
+    append(&store, 10).await;
+    let end = store.log_end_offset();
+
+    // Behind, but it just connected (progress is recent): in sync, lag in bytes shown.
+    rep.slave_report(1, session, end / 2, end / 2);
+    let s = status(&rep, 1);
+    assert!(s.in_sync && s.connected);
+    assert_eq!(s.lag_bytes as u64, end - end / 2);
+
+    // Everything written: in sync, no lag.
+    rep.slave_report(1, session, end, end);
+    let s = status(&rep, 1);
+    assert!(s.in_sync);
+    assert_eq!((s.lag_bytes, s.lag_ms), (0, 0));
+
+    // A report of an old session changes nothing.
+    rep.slave_report(1, session + 100, 0, 0);
+    assert_eq!(status(&rep, 1).written_offset as u64, end);
+
+    rep.slave_disconnected(1, session);
+    let s = status(&rep, 1);
+    assert!(!s.connected && !s.in_sync);
+}
+
+#[tokio::test]
+async fn a_slave_behind_without_progress_or_too_far_behind_is_out_of_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let rep = Replication::new(&config(500), store.clone());
+    let session = rep.slave_connected(1, "s1");
+    append(&store, 20).await;
+    let end = store.log_end_offset();
+
+    // More than max_lag_bytes behind.
+    rep.slave_report(1, session, 0, 0);
+    assert!(!status(&rep, 1).in_sync);
+
+    // Within the lag bound, but nothing confirmed for longer than the sync timeout.
+    rep.slave_report(1, session, end - 100, end - 100);
+    assert!(status(&rep, 1).in_sync);
+    rep.slaves.lock().get_mut(&1).unwrap().last_progress_ms -= 10_000;
+    assert!(!status(&rep, 1).in_sync);
+
+    // Catching up brings it back.
+    rep.slave_report(1, session, end, end);
+    assert!(status(&rep, 1).in_sync);
+}
+
+#[tokio::test]
+async fn lag_in_time_counts_from_when_the_log_passed_the_slave() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let rep = Replication::new(&config(1 << 20), store.clone());
+    append(&store, 1).await;
+    let first_end = store.log_end_offset();
+    rep.note_log_end(1_000);
+    append(&store, 1).await;
+    rep.note_log_end(5_000);
+    let end = store.log_end_offset();
+    // A slave with nothing: the log passed it at 1,000.
+    assert_eq!(rep.lag_ms(0, end, 9_000), 8_000);
+    // A slave with the first record: the log passed it at 5,000.
+    assert_eq!(rep.lag_ms(first_end, end, 9_000), 4_000);
+    assert_eq!(rep.lag_ms(end, end, 9_000), 0);
+}
+
+#[tokio::test]
+async fn a_master_that_had_slaves_waits_for_a_handback_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let rep = Replication::new(&config(1 << 20), store.clone());
+    assert!(
+        !rep.handback_pending(),
+        "a master that never had slaves serves at once"
+    );
+    rep.slave_connected(1, "s1");
+
+    // "Restart": a new Replication over the same store.
+    let rep = Replication::new(&config(1 << 20), store.clone());
+    assert!(rep.handback_pending());
+    assert!(!rep.wait_handback(Duration::from_millis(20)).await);
+    rep.open_gate();
+    assert!(!rep.handback_pending());
+    assert!(rep.wait_handback(Duration::from_millis(20)).await);
+
+    // A slave never holds receives back.
+    let slave = BrokerConfig {
+        role: Role::Slave,
+        broker_id: 1,
+        ..config(1 << 20)
+    };
+    assert!(!Replication::new(&slave, store).handback_pending());
+}

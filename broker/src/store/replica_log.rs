@@ -1,0 +1,456 @@
+//! What replication needs from the store, on both sides.
+//!
+//! Master side: whole records to stream ([`MessageStore::read_records`]), record marks to
+//! check a slave's log against ours ([`MessageStore::record_mark_at`]), and the SYNC_MASTER
+//! wait ([`ReplicaWaits`]): the writer registers each request under the log offset its
+//! records end at and goes on; the request is answered when a slave reported that offset
+//! written ([`MessageStore::set_replicated`]), at once with "not replicated" when no slave is
+//! in sync, or after the timeout.
+//!
+//! Slave side: [`MessageStore::append_replicated`] writes the master's bytes as they are (same
+//! offsets, same segment rolls) after checking every record, and indexes them with recovery's
+//! dispatch; [`MessageStore::truncate_replica`] cuts the log back to a common prefix and
+//! rebuilds the derived index from what remains.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::index;
+use super::kv::{Cf, KvBatch};
+use super::record::{self, HEADER_LEN};
+use super::writer::{AppendReply, Command, Writer};
+use super::{AppendResult, FlushMode, MessageStore, StoreError};
+
+/// Whole records of one segment, as the master streams them.
+#[derive(Clone, Debug)]
+pub struct LogSlice {
+    pub offset: u64,
+    pub segment_base: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// One record of the log: where it starts, its length and its CRC field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordMark {
+    pub offset: u64,
+    pub size: u32,
+    pub crc: u32,
+}
+
+/// Where a replicated append left the slave's log.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaAppend {
+    pub written: u64,
+    pub flushed: u64,
+}
+
+/// Index tables derived from the log (rebuilt after a truncation). The others are replicated.
+const DERIVED: [Cf; 7] = [
+    Cf::ConsumeQueue,
+    Cf::QueueHead,
+    Cf::MessageId,
+    Cf::MessageKey,
+    Cf::Transaction,
+    Cf::Schedule,
+    Cf::Checkpoint,
+];
+
+struct Waiting {
+    results: Vec<AppendResult>,
+    reply: AppendReply,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct WaitState {
+    replicated: u64,
+    in_sync: bool,
+    waiting: BTreeMap<u64, Vec<Waiting>>,
+}
+
+/// SYNC_MASTER requests waiting for a slave, keyed by the log offset they end at.
+#[derive(Default)]
+pub(crate) struct ReplicaWaits {
+    state: Mutex<WaitState>,
+}
+
+impl ReplicaWaits {
+    /// Answers `reply` once the slaves have `end`, or with NotReplicated.
+    pub(crate) fn register(
+        &self,
+        end: u64,
+        results: Vec<AppendResult>,
+        reply: AppendReply,
+        timeout: Duration,
+    ) {
+        let mut st = self.state.lock();
+        if st.replicated >= end {
+            drop(st);
+            let _ = reply.send(Ok(results));
+        } else if !st.in_sync {
+            drop(st);
+            let _ = reply.send(Err(StoreError::NotReplicated {
+                results,
+                timed_out: false,
+                reason: "no slave is in sync".into(),
+            }));
+        } else {
+            st.waiting.entry(end).or_default().push(Waiting {
+                results,
+                reply,
+                deadline: Instant::now() + timeout,
+            });
+        }
+    }
+
+    fn set_replicated(&self, offset: u64) {
+        let done = {
+            let mut st = self.state.lock();
+            st.replicated = st.replicated.max(offset);
+            let rest = st.waiting.split_off(&(offset + 1));
+            std::mem::replace(&mut st.waiting, rest)
+        };
+        for w in done.into_values().flatten() {
+            let _ = w.reply.send(Ok(w.results));
+        }
+    }
+
+    fn set_in_sync(&self, in_sync: bool) {
+        self.state.lock().in_sync = in_sync;
+    }
+
+    /// Answers the requests whose wait ran out; with `all`, every one still waiting.
+    fn expire(&self, timeout: Duration, all: bool) {
+        let now = Instant::now();
+        let expired: Vec<Waiting> = {
+            let mut st = self.state.lock();
+            let mut out = Vec::new();
+            st.waiting.retain(|_, ws| {
+                let (gone, keep): (Vec<_>, Vec<_>) =
+                    ws.drain(..).partition(|w| all || w.deadline <= now);
+                out.extend(gone);
+                *ws = keep;
+                !ws.is_empty()
+            });
+            out
+        };
+        for w in expired {
+            let _ = w.reply.send(Err(StoreError::NotReplicated {
+                results: w.results,
+                timed_out: true,
+                reason: format!("no slave confirmed it within {} ms", timeout.as_millis()),
+            }));
+        }
+    }
+}
+
+/// Expires SYNC_MASTER waits until `stop` fires or is dropped; then answers the rest.
+pub(crate) fn run_replica_timer(shared: std::sync::Arc<super::Shared>, stop: mpsc::Receiver<()>) {
+    let timeout = shared.config.replica_timeout;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(20)) {
+        shared.replicas.expire(timeout, false);
+    }
+    shared.replicas.expire(timeout, true);
+}
+
+impl MessageStore {
+    /// Master: slaves have written everything below `offset` (monotonic).
+    pub fn set_replicated(&self, offset: u64) {
+        self.shared.replicas.set_replicated(offset);
+    }
+
+    /// Master: whether a slave is in sync; when none is, SYNC_MASTER sends do not wait.
+    pub fn set_replica_in_sync(&self, in_sync: bool) {
+        self.shared.replicas.set_in_sync(in_sync);
+    }
+
+    /// Changes whenever the log end advances (or is cut back).
+    pub fn log_end_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.end_watch.subscribe()
+    }
+
+    /// Whole records from `offset` (at least one, even when larger than `max_bytes`), never
+    /// across a segment end. None at the log end.
+    pub fn read_records(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Option<LogSlice>, StoreError> {
+        let log = &self.shared.log;
+        if offset == log.end_offset() {
+            return Ok(None);
+        }
+        let bytes = log.read_bytes(offset, max_bytes.max(HEADER_LEN))?;
+        let seg_base = log
+            .segments()
+            .iter()
+            .rev()
+            .find(|s| s.base() <= offset)
+            .map_or(0, |s| s.base());
+        let mut cut = 0usize;
+        while cut + HEADER_LEN <= bytes.len() {
+            let len = u32::from_be_bytes(bytes[cut..cut + 4].try_into().expect("4 bytes")) as usize;
+            if len < record::MIN_RECORD_LEN {
+                return Err(StoreError::Corrupt {
+                    offset: offset + cut as u64,
+                    reason: format!("record length {len} while reading for a slave"),
+                });
+            }
+            if cut + len > bytes.len() {
+                break;
+            }
+            cut += len;
+        }
+        if cut == 0 {
+            // One record larger than max_bytes: send it whole.
+            let len = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"));
+            let whole = log.read(offset, len)?;
+            return Ok(Some(LogSlice {
+                offset,
+                segment_base: seg_base,
+                bytes: whole,
+            }));
+        }
+        let mut bytes = bytes;
+        bytes.truncate(cut);
+        Ok(Some(LogSlice {
+            offset,
+            segment_base: seg_base,
+            bytes,
+        }))
+    }
+
+    /// The mark of the whole, CRC-valid record starting exactly at `offset`, if there is one.
+    pub fn record_mark_at(&self, offset: u64) -> Result<Option<RecordMark>, StoreError> {
+        let log = &self.shared.log;
+        if offset < log.start_offset() || offset + HEADER_LEN as u64 > log.end_offset() {
+            return Ok(None);
+        }
+        let header = match log.read(offset, HEADER_LEN as u32) {
+            Ok(h) => h,
+            Err(StoreError::OffsetOutOfRange { .. } | StoreError::Corrupt { .. }) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let room = log.end_offset() - offset;
+        let Ok(size) = record::check_header(&header, room) else {
+            return Ok(None);
+        };
+        let rec = match log.read(offset, size) {
+            Ok(r) => r,
+            Err(StoreError::OffsetOutOfRange { .. } | StoreError::Corrupt { .. }) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        if record::verify(&rec).is_err() {
+            return Ok(None);
+        }
+        Ok(Some(RecordMark {
+            offset,
+            size,
+            crc: u32::from_be_bytes(rec[8..12].try_into().expect("4 bytes")),
+        }))
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.shared
+            .log
+            .segments()
+            .iter()
+            .map(|s| s.base())
+            .collect()
+    }
+
+    /// Every record of the segment starting at `base` (headers only; a slave's search for the
+    /// common prefix). Stops at the first header that does not parse.
+    pub fn segment_records(&self, base: u64) -> Result<Vec<RecordMark>, StoreError> {
+        let Some(seg) = self
+            .shared
+            .log
+            .segments()
+            .into_iter()
+            .find(|s| s.base() == base)
+        else {
+            return Ok(Vec::new());
+        };
+        let len = seg.len();
+        let mut out = Vec::new();
+        let mut pos = 0u64;
+        let mut header = [0u8; HEADER_LEN];
+        while pos + HEADER_LEN as u64 <= len {
+            seg.read_exact_at(&mut header, pos)?;
+            let Ok(size) = record::check_header(&header, len - pos) else {
+                break;
+            };
+            out.push(RecordMark {
+                offset: base + pos,
+                size,
+                crc: u32::from_be_bytes(header[8..12].try_into().expect("4 bytes")),
+            });
+            pos += u64::from(size);
+        }
+        Ok(out)
+    }
+
+    /// The record that ends at the log end (None for an empty log).
+    pub fn last_record(&self) -> Option<RecordMark> {
+        let bases = self.segment_bases();
+        for base in bases.into_iter().rev() {
+            match self.segment_records(base) {
+                Ok(marks) if !marks.is_empty() => return marks.last().copied(),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the last record");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Slave: appends the master's bytes at `offset` (must be our log end). See the module doc.
+    pub async fn append_replicated(
+        &self,
+        offset: u64,
+        segment_base: u64,
+        bytes: Vec<u8>,
+    ) -> Result<ReplicaAppend, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send_command(Command::AppendReplicated {
+            offset,
+            segment_base,
+            bytes,
+            reply,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Slave: cuts the log back to `to` and rebuilds the derived index; returns the new end.
+    pub async fn truncate_replica(&self, to: u64) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send_command(Command::CutBack { to, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Writer {
+    /// Writer thread: the slave's append (see [`MessageStore::append_replicated`]).
+    pub(super) fn append_replicated(
+        &mut self,
+        offset: u64,
+        segment_base: u64,
+        bytes: &[u8],
+    ) -> Result<ReplicaAppend, StoreError> {
+        if let Some(reason) = self.shared.failure() {
+            return Err(StoreError::Failed(reason));
+        }
+        let shared = self.shared.clone();
+        let log = &shared.log;
+        let end = log.end_offset();
+        let mut seg = log.last_segment()?;
+        let empty = end == log.start_offset() && seg.is_empty();
+        if offset != end {
+            if !(empty && offset == segment_base) {
+                return Err(StoreError::Replica(format!(
+                    "the master sent records at log offset {offset}, but this log ends at {end}"
+                )));
+            }
+            // A new slave starts at the master's oldest retained segment.
+            log.cut_back(offset)?;
+            seg = log.last_segment()?;
+        }
+        if segment_base > seg.base() {
+            if segment_base != offset {
+                return Err(StoreError::Replica(format!(
+                    "the master's segment {segment_base} does not start at our log end {offset}"
+                )));
+            }
+            if !seg.is_empty() {
+                seg = log.roll()?;
+            }
+        } else if segment_base < seg.base() {
+            return Err(StoreError::Replica(format!(
+                "the master's segment {segment_base} is older than our last segment {}",
+                seg.base()
+            )));
+        }
+        // Check every record before writing any.
+        let mut msgs = Vec::new();
+        let mut pos = 0usize;
+        while pos < bytes.len() {
+            let room = (bytes.len() - pos) as u64;
+            if room < HEADER_LEN as u64 {
+                return Err(StoreError::Replica(
+                    "a partial record from the master".into(),
+                ));
+            }
+            let size = record::check_header(&bytes[pos..pos + HEADER_LEN], room)
+                .map_err(|r| StoreError::Replica(format!("a bad record from the master: {r}")))?
+                as usize;
+            let m = record::decode(&bytes[pos..pos + size], offset + pos as u64)?;
+            msgs.push(m);
+            pos += size;
+        }
+        seg.append(bytes)?;
+        let new_end = seg.end();
+        log.set_end(new_end);
+        let mut batch = KvBatch::new();
+        if shared.config.flush_mode == FlushMode::Sync {
+            seg.sync_data()?;
+            log.mark_flushed(new_end);
+            index::put_flushed(&mut batch, new_end);
+        }
+        let mut touched: Vec<(String, u32)> = Vec::new();
+        for m in &msgs {
+            index::dispatch_stored(&mut batch, &mut self.heads, m);
+            self.last_store_ts = self.last_store_ts.max(m.store_timestamp_ms);
+            if !touched
+                .iter()
+                .any(|(t, q)| *t == m.msg.topic && *q == m.msg.queue_id)
+            {
+                touched.push((m.msg.topic.clone(), m.msg.queue_id));
+            }
+        }
+        index::put_checkpoint(&mut batch, new_end);
+        shared.kv.write(batch)?;
+        shared
+            .wakeups
+            .notify(touched.iter().map(|(t, q)| (t.as_str(), *q)));
+        shared.end_watch.send_replace(new_end);
+        Ok(ReplicaAppend {
+            written: new_end,
+            flushed: log.flushed_offset(),
+        })
+    }
+
+    /// Writer thread: cut back to `to`, then rebuild the derived index from the log.
+    pub(super) fn cut_back(&mut self, to: u64) -> Result<u64, StoreError> {
+        let shared = self.shared.clone();
+        let before = shared.log.end_offset();
+        shared.log.cut_back(to)?;
+        let mut batch = KvBatch::new();
+        for cf in DERIVED {
+            batch.delete_range(cf, b"", b"");
+        }
+        shared.kv.write(batch)?;
+        let recovered = super::recovery::recover(&shared.log, shared.kv.as_ref())?;
+        self.heads = recovered.heads;
+        self.last_store_ts = recovered.last_store_ts;
+        let end = shared.log.end_offset();
+        shared.end_watch.send_replace(end);
+        tracing::warn!(
+            from = before,
+            to = end,
+            dropped_bytes = before.saturating_sub(end),
+            "cut the commit log back and rebuilt the index from it"
+        );
+        Ok(end)
+    }
+}

@@ -1,0 +1,140 @@
+//! The cluster's NameServer processes: starting them, waiting until they
+//! answer, SIGKILLing and restarting them on the same port, and the
+//! addresses clients, brokers and admin calls use.
+
+use super::{wait_for_port, Cluster, START_TIMEOUT};
+use crate::bins;
+use crate::process::{free_port, ManagedProcess};
+use crate::rpc;
+use apogee_proto::cluster::GetClusterInfoRequest;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One NameServer process.
+pub(crate) struct NameServer {
+    pub(crate) addr: String,
+    pub(crate) process: ManagedProcess,
+    /// Whether it was killed (and not restarted since).
+    pub(crate) down: bool,
+}
+
+impl NameServer {
+    /// Spawns NameServer number `i` of `n` on a free port, logging to
+    /// `nameserver.log` (the first) or `nameserver-<i>.log`.
+    pub(crate) fn spawn(dir: &Path, i: usize, env: &[(String, String)]) -> NameServer {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let (label, log) = if i == 0 {
+            ("nameserver".to_string(), dir.join("nameserver.log"))
+        } else {
+            (
+                format!("nameserver {i}"),
+                dir.join(format!("nameserver-{i}.log")),
+            )
+        };
+        let process = ManagedProcess::spawn(
+            label,
+            bins::bin(bins::NAMESERVER),
+            vec!["--listen".into(), addr.clone()],
+            env.to_vec(),
+            log,
+        );
+        NameServer {
+            addr,
+            process,
+            down: false,
+        }
+    }
+
+    /// Waits until it accepts connections and answers GetClusterInfo.
+    pub(crate) async fn wait_ready(&mut self) {
+        wait_for_port(&mut self.process, &self.addr).await;
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut registry = rpc::registry(&self.addr);
+        loop {
+            self.process.assert_running();
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                registry.get_cluster_info(GetClusterInfoRequest {}),
+            )
+            .await;
+            if matches!(r, Ok(Ok(_))) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never answered GetClusterInfo: {r:?}",
+                self.process.label()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Cluster {
+    /// The first NameServer's `127.0.0.1:port`.
+    pub fn ns_addr(&self) -> &str {
+        &self.nameservers[0].addr
+    }
+
+    /// Every NameServer's `127.0.0.1:port`, running or not, in start order.
+    pub fn ns_addrs(&self) -> Vec<String> {
+        self.nameservers.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// The NameServers not killed, in start order.
+    pub fn live_ns_addrs(&self) -> Vec<String> {
+        self.nameservers
+            .iter()
+            .filter(|n| !n.down)
+            .map(|n| n.addr.clone())
+            .collect()
+    }
+
+    /// The NameServer admin calls and the CLI go to: the first one running.
+    pub(crate) fn admin_ns(&self) -> &str {
+        self.nameservers
+            .iter()
+            .find(|n| !n.down)
+            .map(|n| n.addr.as_str())
+            .expect("every NameServer of the cluster is down")
+    }
+
+    /// An apogee-client configuration with every NameServer as an access point.
+    pub fn client_config(&self) -> apogee_client::ClientConfig {
+        apogee_client::ClientConfig::new(self.ns_addrs().join(","))
+    }
+
+    /// Everything NameServer `i` logged so far (across restarts).
+    pub fn nameserver_log(&self, i: usize) -> String {
+        self.nameserver(i).process.log_text()
+    }
+
+    fn nameserver(&self, i: usize) -> &NameServer {
+        self.nameservers
+            .get(i)
+            .unwrap_or_else(|| panic!("no NameServer #{i}"))
+    }
+
+    fn nameserver_mut(&mut self, i: usize) -> &mut NameServer {
+        self.nameservers
+            .get_mut(i)
+            .unwrap_or_else(|| panic!("no NameServer #{i}"))
+    }
+
+    /// SIGKILLs NameServer `i` (it forgets every registration).
+    pub fn kill_nameserver(&mut self, i: usize) {
+        let ns = self.nameserver_mut(i);
+        ns.process.kill();
+        ns.down = true;
+    }
+
+    /// Starts a killed NameServer again on the same port and waits until it answers
+    /// (it knows no broker until they register again).
+    pub async fn restart_nameserver(&mut self, i: usize) {
+        let ns = self.nameserver_mut(i);
+        assert!(ns.down, "NameServer #{i} is running");
+        ns.process.start();
+        ns.wait_ready().await;
+        ns.down = false;
+    }
+}

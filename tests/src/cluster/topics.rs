@@ -1,0 +1,104 @@
+//! Topics through the NameServer's Admin service (created on broker groups,
+//! then waited for in every running NameServer's routes) and the `apogee`
+//! CLI pointed at the cluster.
+
+use super::Cluster;
+use crate::cli::{self, CliOutput};
+use crate::rpc;
+use apogee_proto::cluster::{CreateTopicRequest, GetRouteRequest, TopicConfig};
+use apogee_proto::v2;
+use std::time::{Duration, Instant};
+
+impl Cluster {
+    /// Creates a topic on every broker group through the NameServer's Admin
+    /// service and waits until its route lists every group's queues.
+    pub async fn create_topic(&self, topic: &str, queues: i32) -> Vec<String> {
+        self.create_topic_on(topic, queues, &[]).await
+    }
+
+    /// Like [`Cluster::create_topic`], restricted to some broker groups.
+    pub async fn create_topic_on(&self, topic: &str, queues: i32, brokers: &[&str]) -> Vec<String> {
+        self.create_typed_topic_on(topic, queues, &[], brokers)
+            .await
+    }
+
+    /// Creates a topic accepting `types` (empty: NORMAL) on every broker group.
+    pub async fn create_typed_topic(
+        &self,
+        topic: &str,
+        queues: i32,
+        types: &[v2::MessageType],
+    ) -> Vec<String> {
+        self.create_typed_topic_on(topic, queues, types, &[]).await
+    }
+
+    async fn create_typed_topic_on(
+        &self,
+        topic: &str,
+        queues: i32,
+        types: &[v2::MessageType],
+        brokers: &[&str],
+    ) -> Vec<String> {
+        let req = CreateTopicRequest {
+            topic: Some(TopicConfig {
+                name: topic.into(),
+                queue_count: queues,
+                permission: 0,
+                message_types: types.iter().map(|&t| t as i32).collect(),
+            }),
+            broker_names: brokers.iter().map(|b| b.to_string()).collect(),
+        };
+        let created = rpc::admin(self.admin_ns())
+            .create_topic(req)
+            .await
+            .unwrap_or_else(|e| panic!("CreateTopic {topic}: {e}"))
+            .into_inner()
+            .broker_names;
+        assert!(
+            !created.is_empty(),
+            "CreateTopic {topic} placed it on no broker group"
+        );
+        // The other NameServers learn it when the brokers register their new topic.
+        for ns in self.live_ns_addrs() {
+            wait_route(&ns, topic, queues, &created).await;
+        }
+        created
+    }
+
+    /// Runs the `apogee` CLI against this cluster's (first running) NameServer.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        let mut full = vec!["--nameserver", self.admin_ns()];
+        full.extend_from_slice(args);
+        cli::run(&full)
+    }
+}
+
+/// Waits until `ns` routes `topic` to every group of `created` with `queues` queues.
+async fn wait_route(ns: &str, topic: &str, queues: i32, created: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut registry = rpc::registry(ns);
+    loop {
+        let route = registry
+            .get_route(GetRouteRequest {
+                topic: topic.into(),
+            })
+            .await
+            .map(|r| r.into_inner());
+        let ready = route.as_ref().is_ok_and(|r| {
+            created.iter().all(|b| {
+                r.placements.iter().any(|p| {
+                    p.group.as_ref().is_some_and(|g| &g.broker_name == b)
+                        && p.config.as_ref().is_some_and(|c| c.queue_count == queues)
+                })
+            })
+        });
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nameserver {ns}: route of {topic} never listed {created:?}: {route:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
