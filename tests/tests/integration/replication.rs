@@ -476,3 +476,82 @@ async fn a_slave_with_records_the_master_never_wrote_truncates_and_catches_up() 
     let expected: HashSet<String> = common.union(&after).cloned().collect();
     assert_eq!(served, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_master_gone_consumers_read_from_the_slave_and_producers_use_other_groups() {
+    use apogee_client::{FilterExpression, Message, Producer, SimpleConsumer};
+    let mut cluster = Cluster::builder()
+        .nameserver_env("BROKER_EXPIRY_SECS", "3")
+        .broker(member("rg", 0, "async_master"))
+        .broker(member("rg", 1, "slave"))
+        .broker(member("other", 0, "async_master"))
+        .start()
+        .await;
+    cluster.create_topic(TOPIC, QUEUES).await;
+    let (master, slave) = (info(&cluster, "rg-0").0, info(&cluster, "rg-1").0);
+    let mut client = rpc::messaging(&master);
+    let mut expected = HashSet::new();
+    for n in 0..40 {
+        let m = rpc::message(TOPIC, n % QUEUES, format!("on-rg-{n}"));
+        expected.insert(rpc::id_of(&m));
+        let r = rpc::send(&mut client, vec![m]).await;
+        assert_eq!(rpc::code(r.status.as_ref()), Code::Ok as i32);
+    }
+    wait_caught_up(&master, &slave).await;
+    cluster.kill_broker("rg-0");
+    let registry = rpc::registry(cluster.ns_addr());
+    wait_until(
+        Duration::from_secs(60),
+        "the NameServer to drop rg's master",
+        || {
+            let mut r = registry.clone();
+            async move {
+                let info = r
+                    .get_cluster_info(apogee_proto::cluster::GetClusterInfoRequest {})
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner();
+                let rg = info.groups.iter().find(|g| g.broker_name == "rg");
+                match rg {
+                    Some(g) if g.members.iter().all(|m| m.broker_id != 0) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+
+    // Producers get the other group's queues only.
+    let producer = Producer::connect(cluster.client_config())
+        .await
+        .expect("producer");
+    for n in 0..20 {
+        let r = producer
+            .send(Message::new(TOPIC, format!("on-other-{n}")))
+            .await
+            .expect("send with rg's master gone");
+        assert_eq!(r.broker_name, "other");
+        expected.insert(r.message_id);
+    }
+    // Consumers read both groups: rg from its slave.
+    let subscription = vec![(TOPIC.to_string(), FilterExpression::default())];
+    let consumer = SimpleConsumer::connect(cluster.client_config(), "via-routes", subscription)
+        .await
+        .expect("consumer");
+    let mut got = HashSet::new();
+    let mut from_rg = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < expected.len() && Instant::now() < deadline {
+        let batch = consumer
+            .receive(TOPIC, 32, Duration::from_secs(30), Duration::from_secs(1))
+            .await
+            .expect("receive");
+        for m in &batch {
+            consumer.ack(m).await.expect("ack on the slave");
+            from_rg += usize::from(m.broker_name == "rg");
+            got.insert(m.message_id.clone());
+        }
+    }
+    assert_eq!(got, expected);
+    assert_eq!(from_rg, 40, "rg's messages come from its slave");
+}
