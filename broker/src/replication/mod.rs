@@ -8,7 +8,7 @@
 //! This module owns what both sides share:
 //! - the master's table of slaves: offsets each slave reported written and synced, whether it
 //!   is in sync, its lag in bytes and in time. Every report moves the store's replicated
-//!   offset and in-sync flag, which a SYNC_MASTER's commit stage waits on (`store::stage`);
+//!   offset and in-sync flag, which SYNC_MASTER sends wait on (`store/replica_log.rs`);
 //! - a slave's view of its master link (for status and the handback);
 //! - the handback gate: a restarted master that has had slaves holds receives back until a
 //!   slave has handed back the consume state it served while the master was away, or
