@@ -20,6 +20,7 @@ pub mod record;
 mod recovery;
 mod replica_log;
 pub mod schedule_index;
+mod syncer;
 pub mod txn_index;
 pub mod wakeups;
 mod writer;
@@ -198,6 +199,8 @@ pub(crate) struct Shared {
     pub(crate) log: CommitLog,
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) wakeups: Wakeups,
+    /// SYNC flush: appends waiting for an fdatasync.
+    pub(crate) flush_waits: syncer::FlushWaits,
     /// SYNC_MASTER appends waiting for a slave.
     pub(crate) replicas: replica_log::ReplicaWaits,
     /// The log end, for the replication streamers.
@@ -222,6 +225,7 @@ pub struct MessageStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     replica_timer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl MessageStore {
@@ -274,12 +278,28 @@ impl MessageStore {
             log,
             kv,
             wakeups: Wakeups::new(),
+            flush_waits: syncer::FlushWaits::default(),
             replicas: replica_log::ReplicaWaits::default(),
             end_watch: tokio::sync::watch::channel(end).0,
             failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(shared.clone(), recovered.heads, recovered.last_store_ts);
+        let (kick, syncer) = if flush_mode == FlushMode::Sync {
+            let (kick, kicks) = mpsc::channel();
+            let s = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("apogee-store-sync".into())
+                .spawn(move || syncer::run_syncer(s, kicks))?;
+            (Some(kick), Some(handle))
+        } else {
+            (None, None)
+        };
+        let writer = Writer::new(
+            shared.clone(),
+            recovered.heads,
+            recovered.last_store_ts,
+            kick,
+        );
         let writer = std::thread::Builder::new()
             .name("apogee-store-writer".into())
             .spawn(move || writer.run(rx))?;
@@ -309,6 +329,7 @@ impl MessageStore {
             writer: Mutex::new(Some(writer)),
             flusher: Mutex::new(flusher),
             replica_timer: Mutex::new(replica_timer),
+            syncer: Mutex::new(syncer),
         }))
     }
 
@@ -600,6 +621,10 @@ impl MessageStore {
             if handle.join().is_err() {
                 tracing::error!("the store writer thread panicked");
             }
+        }
+        // After the writer (which owns the sync thread's kicks): its last pass answers the rest.
+        if let Some(handle) = self.syncer.lock().take() {
+            let _ = handle.join();
         }
         // After the writer: it registers no more waits, and the timer answers the rest.
         if let Some((stop, handle)) = self.replica_timer.lock().take() {

@@ -7,16 +7,19 @@
 //! 1. assigns queue offsets from the in-memory queue heads and one store timestamp (never
 //!    going backwards) and encodes every record into one buffer, rolling to a new segment
 //!    when a record does not fit (a roll fdatasyncs the sealed segment);
-//! 2. writes the buffer, and under [`FlushMode::Sync`] fdatasyncs once for the whole group;
+//! 2. writes the buffer;
 //! 3. writes ONE index batch (consume queue, ids, keys, queue heads, checkpoint);
-//! 4. wakes the long-polling readers of the queues that got entries, and answers the callers.
+//! 4. wakes the long-polling readers of the queues that got entries, and answers the callers
+//!    or hands them to what they wait for: under [`FlushMode::Sync`](super::FlushMode::Sync) the sync thread
+//!    (`syncer.rs`: it fdatasyncs while the writer goes on with the next group), on a
+//!    SYNC_MASTER a slave's confirmation (`replica_log.rs`).
 //!
 //! The records of one request are contiguous. A request that fails validation is answered at
 //! once and takes no part in the group. An I/O or index failure poisons the store: the writer
 //! answers this and every later append with an error, because the state of a file after a
 //! failed write or fdatasync cannot be trusted; a restart recovers from the log.
 //!
-//! Under [`FlushMode::Async`] a flusher thread fdatasyncs the last segment every
+//! Under [`FlushMode::Async`](super::FlushMode::Async) a flusher thread fdatasyncs the last segment every
 //! `async_flush_interval` and records the flushed offset.
 
 use std::collections::HashMap;
@@ -29,7 +32,7 @@ use tokio::sync::oneshot;
 use super::index;
 use super::kv::{prefix_end, Cf, KvBatch};
 use super::record::{self, NewMessage};
-use super::{AppendResult, FlushMode, Shared, StoreError};
+use super::{AppendResult, Shared, StoreError};
 
 /// Next queue offset per topic and queue id.
 pub(crate) type Heads = HashMap<String, HashMap<u32, u64>>;
@@ -74,6 +77,8 @@ pub(crate) struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) heads: Heads,
     pub(super) last_store_ts: i64,
+    /// FlushMode::Sync: wakes the sync thread (`syncer.rs`) after a group.
+    kick: Option<std::sync::mpsc::Sender<()>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -87,11 +92,17 @@ fn approx_size(msgs: &[NewMessage]) -> usize {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, heads: Heads, last_store_ts: i64) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        heads: Heads,
+        last_store_ts: i64,
+        kick: Option<std::sync::mpsc::Sender<()>>,
+    ) -> Self {
         Writer {
             shared,
             heads,
             last_store_ts,
+            kick,
         }
     }
 
@@ -187,10 +198,14 @@ impl Writer {
             Ok(results) => {
                 let cfg = &self.shared.config;
                 for (req, res) in reqs.into_iter().zip(results) {
-                    if cfg.sync_replicas {
+                    let end = res.last().map_or(0, |r| r.log_offset)
+                        + u64::from(req.sizes.last().copied().unwrap_or(0));
+                    if let Some(kick) = &self.kick {
+                        // SYNC flush: answered by the sync thread (`syncer.rs`).
+                        self.shared.flush_waits.register(end, res, req.reply);
+                        let _ = kick.send(());
+                    } else if cfg.sync_replicas {
                         // SYNC_MASTER: answered once a slave has the bytes (`replica_log.rs`).
-                        let end = res.last().map_or(0, |r| r.log_offset)
-                            + u64::from(req.sizes.last().copied().unwrap_or(0));
                         self.shared
                             .replicas
                             .register(end, res, req.reply, cfg.replica_timeout);
@@ -276,11 +291,6 @@ impl Writer {
         seg.append(&buf)?;
         let end = seg.end();
         log.set_end(end);
-        if cfg.flush_mode == FlushMode::Sync {
-            seg.sync_data()?;
-            log.mark_flushed(end);
-            index::put_flushed(&mut batch, end);
-        }
         for (topic, queues) in &new_heads {
             for (&queue_id, &next) in queues {
                 index::put_head(&mut batch, topic, queue_id, next);
@@ -355,7 +365,7 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, stop: Receiver<()>) {
     }
 }
 
-fn flush_once(shared: &Shared) -> Result<(), StoreError> {
+pub(crate) fn flush_once(shared: &Shared) -> Result<(), StoreError> {
     let log = &shared.log;
     // Read the end first: bytes below it are in the last segment or in sealed (synced) ones.
     let end = log.end_offset();
