@@ -80,6 +80,11 @@ pub enum Command {
     /// Broker configuration: import a RocketMQ broker.conf.
     #[command(subcommand)]
     Config(crate::config_import::ConfigCommand),
+    /// Print a shell completion script (e.g. `apogee completions bash > /etc/bash_completion.d/apogee`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -479,6 +484,11 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         }
         Command::Bench(cmd) => bench::run_command(cli.client_config(), cmd, f).await?,
         Command::Config(cmd) => return crate::config_import::run(cmd, f, out),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "apogee", out);
+            return Ok(());
+        }
     };
     out.write_all(text.as_bytes())?;
     out.flush()?;

@@ -379,3 +379,17 @@ async fn broker_status_takes_a_broker_address() {
         assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
     }
 }
+
+#[tokio::test]
+async fn completions_cover_every_command_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let cli = parse(&["completions", shell]).unwrap();
+        let mut out = Vec::new();
+        run(cli, &mut out).await.unwrap();
+        let script = String::from_utf8(out).unwrap();
+        for word in ["apogee", "cluster", "broker", "dlq", "completions"] {
+            assert!(script.contains(word), "{shell} script lacks {word}");
+        }
+    }
+    assert_eq!(parse(&["completions", "tcsh"]).unwrap_err().exit_code(), 2);
+}
