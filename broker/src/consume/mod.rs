@@ -14,6 +14,8 @@
 //! - [`background`]: the task that renews auto-renew deliveries and
 //!   dead-letters expired ones.
 //! - [`clients`]: which clients are alive (auto-renew deliveries follow them).
+//! - `reload`: re-reading queues and the receipt secret from the index (a slave following
+//!   its master's replicated state, a master adopting a slave's handback).
 //! - [`receipt`]: signed receipt handles naming one delivery.
 //! - [`filter`]: tag and SQL92 filters.
 
@@ -24,6 +26,7 @@ pub mod filter;
 pub mod keys;
 mod queue;
 pub mod receipt;
+mod reload;
 pub mod state;
 
 pub use filter::MessageFilter;

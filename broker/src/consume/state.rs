@@ -17,6 +17,7 @@ use super::filter::MessageFilter;
 use super::keys::{Inflight, QueueKey};
 use super::queue::{QueuePop, QueueState};
 use super::receipt::{Receipt, ReceiptSigner};
+use super::reload::load_rows;
 use crate::store::{Cf, KvBatch, KvStore, MessageStore, StoreError, StoredMessage};
 use apogee_proto::group::GroupConfig;
 use apogee_proto::ApogeeError;
@@ -25,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-const SECRET_KEY: &[u8] = b"consume/receipt_secret";
+pub(super) const SECRET_KEY: &[u8] = b"consume/receipt_secret";
 /// How long a receive's `attempt_id` is remembered.
 const ATTEMPT_ID_TTL_MS: i64 = 5 * 60 * 1000;
 /// Most remembered attempt ids (the oldest are dropped first).
@@ -88,17 +89,17 @@ struct RememberedReceive {
     deliveries: Vec<(u32, u64, u64)>,
 }
 
-type SharedQueue = Arc<Mutex<QueueState>>;
+pub(super) type SharedQueue = Arc<Mutex<QueueState>>;
 
 pub struct ConsumeEngine {
     pub(super) store: Arc<MessageStore>,
-    kv: Arc<dyn KvStore>,
-    /// Swapped when a slave takes its master's secret (`reload_all`).
-    signer: RwLock<ReceiptSigner>,
-    queues: RwLock<HashMap<QueueKey, SharedQueue>>,
+    pub(super) kv: Arc<dyn KvStore>,
+    /// Swapped when a slave takes its master's secret (`reload_secret`).
+    pub(super) signer: RwLock<ReceiptSigner>,
+    pub(super) queues: RwLock<HashMap<QueueKey, SharedQueue>>,
     attempts: Mutex<HashMap<(String, String, String), RememberedReceive>>,
     /// Woken by acks, nacks and dead letters: FIFO message groups may go on.
-    changed: Notify,
+    pub(super) changed: Notify,
     /// Woken when a pop passes over deliveries that used up their attempts.
     pub(super) expired: Notify,
     clients: Clients,
@@ -140,61 +141,6 @@ impl ConsumeEngine {
         })
     }
 
-    /// Re-reads the given queues from the index (replicated or handed-back state), replacing
-    /// their in-memory state under each queue's own lock.
-    pub fn reload_queues(&self, keys: &[QueueKey]) -> Result<(), ApogeeError> {
-        for key in keys {
-            let mut from = vec![b'i'];
-            from.extend(key.prefix());
-            let to = crate::store::prefix_end(&from);
-            let mut rows = load_rows(self.kv.as_ref(), &from, &to)?;
-            let mut state = rows.remove(key).unwrap_or_default();
-            if let Some(v) = self
-                .kv
-                .get(Cf::ConsumeState, &key.pop_key())
-                .map_err(internal)?
-            {
-                if let Ok(v) = v.as_slice().try_into() {
-                    state.pop_offset = u64::from_be_bytes(v);
-                }
-            }
-            match self.existing(key) {
-                Some(q) => *q.lock() = state,
-                None => {
-                    self.queues
-                        .write()
-                        .insert(key.clone(), Arc::new(Mutex::new(state)));
-                }
-            }
-        }
-        self.changed.notify_waiters();
-        Ok(())
-    }
-
-    /// Re-reads every queue and the receipt secret (a slave after a snapshot of its master).
-    pub fn reload_all(&self) -> Result<(), ApogeeError> {
-        if let Some(s) = self.kv.get(Cf::Meta, SECRET_KEY).map_err(internal)? {
-            if let Ok(secret) = <[u8; 32]>::try_from(s.as_slice()) {
-                *self.signer.write() = ReceiptSigner::new(secret);
-            }
-        }
-        let mut fresh = load_rows(self.kv.as_ref(), b"", &[0xff])?;
-        let known: Vec<QueueKey> = self.queues.read().keys().cloned().collect();
-        for key in known {
-            let state = fresh.remove(&key).unwrap_or_default();
-            if let Some(q) = self.existing(&key) {
-                *q.lock() = state;
-            }
-        }
-        let mut queues = self.queues.write();
-        for (key, state) in fresh {
-            queues.insert(key, Arc::new(Mutex::new(state)));
-        }
-        drop(queues);
-        self.changed.notify_waiters();
-        Ok(())
-    }
-
     /// Woken by acks, nacks and dead letters.
     pub fn changed(&self) -> &Notify {
         &self.changed
@@ -210,11 +156,11 @@ impl ConsumeEngine {
         &self.expired
     }
 
-    fn existing(&self, key: &QueueKey) -> Option<SharedQueue> {
+    pub(super) fn existing(&self, key: &QueueKey) -> Option<SharedQueue> {
         self.queues.read().get(key).cloned()
     }
 
-    fn queue(&self, key: &QueueKey, start: u64) -> SharedQueue {
+    pub(super) fn queue(&self, key: &QueueKey, start: u64) -> SharedQueue {
         if let Some(q) = self.existing(key) {
             return q;
         }
@@ -677,51 +623,6 @@ impl ConsumeEngine {
         });
         self.kv.write(batch).map_err(internal)
     }
-}
-
-/// Decodes the consume-state rows in `[from, to)`: pop offsets and in-flight / waiting entries.
-fn load_rows(
-    kv: &dyn KvStore,
-    from: &[u8],
-    to: &[u8],
-) -> Result<HashMap<QueueKey, QueueState>, ApogeeError> {
-    let mut queues: HashMap<QueueKey, QueueState> = HashMap::new();
-    for (key, value) in kv
-        .scan(Cf::ConsumeState, from, to, usize::MAX)
-        .map_err(internal)?
-    {
-        let Some((&kind, rest)) = key.split_first() else {
-            continue;
-        };
-        let Some((qk, tail)) = QueueKey::parse(rest) else {
-            tracing::warn!("skipping unreadable consume-state key {key:?}");
-            continue;
-        };
-        let state = queues.entry(qk).or_default();
-        match kind {
-            b'p' => {
-                if let Ok(v) = value.as_slice().try_into() {
-                    state.pop_offset = u64::from_be_bytes(v);
-                }
-            }
-            b'i' => {
-                let (Ok(off), Some(inf)) = (
-                    tail.try_into().map(u64::from_be_bytes),
-                    Inflight::decode(&value),
-                ) else {
-                    tracing::warn!("skipping unreadable in-flight entry {key:?}");
-                    continue;
-                };
-                if inf.is_waiting() {
-                    state.add_waiting(off, inf.message_group);
-                } else {
-                    state.inflight.insert(off, inf);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(queues)
 }
 
 fn stale() -> ApogeeError {

@@ -3,15 +3,18 @@
 //! Some state is not derived from the log and must travel beside it so a slave can serve
 //! consumers where its master left off: consumer offsets, consume state (pop offsets,
 //! in-flight and waiting entries), topic and group configs, and the `meta` keys that are not
-//! `local.` (the receipt secret, data versions). [`JournaledKv`] wraps the broker's index
-//! database: every write goes to it unchanged, and the part of a batch on replicated keys is
-//! published, after the write, to the masters' replication sessions. Callers serialise the
-//! writes of one key under their own locks, so the journal's order per key is the database's.
+//! `local.` (the receipt secret, data versions); see [`crate::store::kv::replicated`].
+//! [`JournaledKv`] wraps the broker's index database: every write goes to it unchanged, and
+//! the part of a batch on replicated keys is published, after the write, to the master's
+//! replication sessions. Callers serialise the writes of one key under their own locks, so
+//! the journal's order per key is the database's.
 //!
-//! On a slave cut off from its master, the same wrapper notes which consume queues the
-//! broker changed itself (persisted as `local.handback.*` keys in `meta`), for the handback.
+//! On a slave, [`JournaledKv::apply`] writes the master's state without publishing it. While
+//! the slave's master is away, the wrapper notes which consume queues the broker changed
+//! itself (persisted as `local.handback.*` keys in `meta`, so a restart keeps them): the
+//! handback that a returning master adopts ([`JournaledKv::take_handback`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -20,16 +23,17 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::consume::keys::QueueKey;
+use crate::store::kv::{replicated, LOCAL_META_PREFIX};
 use crate::store::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, StoreError};
 
 /// State batches buffered per session before a slow slave needs a new snapshot.
 const JOURNAL_CAPACITY: usize = 4096;
-/// Meta keys with this prefix belong to this broker alone.
-const LOCAL_PREFIX: &[u8] = b"local.";
 /// `meta` keys marking the consume queues to hand back (followed by the queue prefix).
 const HANDBACK_PREFIX: &[u8] = b"local.handback.";
-/// Tables whose rows replicate (`meta` only outside `local.`).
-const REPLICATED: [Cf; 5] = [
+/// Rows read per scan while paging through a table.
+const SCAN_PAGE: usize = 4096;
+/// Tables that hold replicated rows (`meta` only outside `local.`).
+const REPLICATED_TABLES: [Cf; 5] = [
     Cf::ConsumerOffset,
     Cf::ConsumeState,
     Cf::TopicConfig,
@@ -37,16 +41,20 @@ const REPLICATED: [Cf; 5] = [
     Cf::Meta,
 ];
 
-/// Whether a row of `cf` at `key` is replicated to slaves.
-pub fn replicated(cf: Cf, key: &[u8]) -> bool {
-    match cf {
-        Cf::ConsumerOffset | Cf::ConsumeState | Cf::TopicConfig | Cf::GroupConfig => true,
-        Cf::Meta => !key.starts_with(LOCAL_PREFIX),
-        _ => false,
-    }
+/// What an applied batch of replicated ops changed, for the in-memory tables to follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyEffects {
+    /// Consume queues with changed rows (consume state or consumer offset), sorted.
+    pub queues: Vec<QueueKey>,
+    /// A range delete spanned more than one queue: every queue must be re-read.
+    pub all_queues: bool,
+    pub topics: bool,
+    pub groups: bool,
+    /// `meta` keys changed (the receipt secret, the topic and group data versions).
+    pub meta: bool,
 }
 
-/// The consume queue a consume-state or consumer-offset row belongs to.
+/// The consume queue a consume-state or consumer-offset key belongs to.
 fn queue_of(cf: Cf, key: &[u8]) -> Option<QueueKey> {
     let rest = match cf {
         Cf::ConsumeState => key.get(1..)?,
@@ -54,6 +62,41 @@ fn queue_of(cf: Cf, key: &[u8]) -> Option<QueueKey> {
         _ => return None,
     };
     QueueKey::parse(rest).map(|(q, _)| q)
+}
+
+/// The one queue whose rows `[from, to)` of `cf` stay within, if they do.
+fn queue_of_range(cf: Cf, from: &[u8], to: &[u8]) -> Option<QueueKey> {
+    let q = queue_of(cf, from)?;
+    let mut rows = match cf {
+        Cf::ConsumeState => vec![from[0]],
+        _ => Vec::new(),
+    };
+    rows.extend(q.prefix());
+    (!to.is_empty() && to <= prefix_end(&rows).as_slice()).then_some(q)
+}
+
+/// Whether `[from, to)` of `meta` reaches into this broker's own `local.` keys.
+fn touches_local(from: &[u8], to: &[u8]) -> bool {
+    from < prefix_end(LOCAL_META_PREFIX).as_slice() && (to.is_empty() || to > LOCAL_META_PREFIX)
+}
+
+/// The parts of `[from, to)` of `meta` outside the `local.` keys.
+fn meta_ranges_outside_local(from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let local_end = prefix_end(LOCAL_META_PREFIX);
+    let mut parts = Vec::new();
+    let below_to = if to.is_empty() || to > LOCAL_META_PREFIX {
+        LOCAL_META_PREFIX
+    } else {
+        to
+    };
+    if from < below_to {
+        parts.push((from.to_vec(), below_to.to_vec()));
+    }
+    let above_from = from.max(local_end.as_slice());
+    if to.is_empty() || above_from < to {
+        parts.push((above_from.to_vec(), to.to_vec()));
+    }
+    parts
 }
 
 fn op(kind: Kind, cf: Cf, key: &[u8], value: &[u8], end: &[u8]) -> StateOp {
@@ -66,13 +109,33 @@ fn op(kind: Kind, cf: Cf, key: &[u8], value: &[u8], end: &[u8]) -> StateOp {
     }
 }
 
+fn refused(o: &StateOp, why: &str) -> StoreError {
+    StoreError::Index(format!(
+        "replicated state op on table {:?} (key {:02x?}): {why}",
+        o.table, o.key
+    ))
+}
+
+/// The consume queues a slave changed itself while its master was away.
+#[derive(Default)]
+struct Handback {
+    /// Queue -> number of the last change noted to it.
+    touched: BTreeMap<QueueKey, u64>,
+    /// Changes noted so far (numbers the entries of `touched`).
+    seq: u64,
+    /// `seq` when the last handback was taken: entries up to it were handed back.
+    taken: Option<u64>,
+    /// Whether the markers persisted by an earlier run are merged into `touched`.
+    loaded: bool,
+}
+
 /// The index database with its journal of replicated writes.
 pub struct JournaledKv {
     inner: Arc<dyn KvStore>,
     changes: broadcast::Sender<Arc<Vec<StateOp>>>,
     /// A slave whose master is away notes the queues it changes.
     away: AtomicBool,
-    touched: Mutex<BTreeSet<QueueKey>>,
+    handback: Mutex<Handback>,
 }
 
 impl JournaledKv {
@@ -81,28 +144,32 @@ impl JournaledKv {
             inner,
             changes: broadcast::channel(JOURNAL_CAPACITY).0,
             away: AtomicBool::new(false),
-            touched: Mutex::new(BTreeSet::new()),
+            handback: Mutex::new(Handback::default()),
         }
     }
 
-    /// Every replicated write from now on.
+    /// Every replicated write from now on, one message per written batch.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<StateOp>>> {
         self.changes.subscribe()
     }
 
-    /// Every replicated row, as PUTs, in batches of at most `max_ops`.
-    pub fn snapshot(&self, max_ops: usize) -> Result<Vec<Vec<StateOp>>, StoreError> {
+    /// Every replicated row, as PUTs, in batches of at most `max_ops_per_batch`.
+    pub fn snapshot(&self, max_ops_per_batch: usize) -> Result<Vec<Vec<StateOp>>, StoreError> {
+        let max = max_ops_per_batch.max(1);
         let mut out: Vec<Vec<StateOp>> = Vec::new();
         let mut cur = Vec::new();
-        for cf in REPLICATED {
-            for (k, v) in self.scan_all(cf)? {
-                if !replicated(cf, &k) {
-                    continue;
-                }
-                cur.push(op(Kind::Put, cf, &k, &v, &[]));
-                if cur.len() >= max_ops {
-                    out.push(std::mem::take(&mut cur));
-                }
+        for cf in REPLICATED_TABLES {
+            let ranges = match cf {
+                Cf::Meta => meta_ranges_outside_local(b"", b""),
+                _ => vec![(Vec::new(), Vec::new())],
+            };
+            for (from, to) in ranges {
+                self.for_each_row(cf, &from, &to, |k, v| {
+                    cur.push(op(Kind::Put, cf, &k, &v, &[]));
+                    if cur.len() >= max {
+                        out.push(std::mem::take(&mut cur));
+                    }
+                })?;
             }
         }
         if !cur.is_empty() {
@@ -111,149 +178,255 @@ impl JournaledKv {
         Ok(out)
     }
 
-    fn scan_all(&self, cf: Cf) -> Result<Vec<KvPair>, StoreError> {
-        const PAGE: usize = 10_000;
-        let mut all = Vec::new();
-        let mut from = Vec::new();
+    /// Calls `f` with every row of `cf` in `[from, to)` (empty `to`: no bound), page by page.
+    fn for_each_row(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        mut f: impl FnMut(Vec<u8>, Vec<u8>),
+    ) -> Result<(), StoreError> {
+        let mut from = from.to_vec();
         loop {
-            let page = self.inner.scan(cf, &from, &[], PAGE)?;
-            let full = page.len() == PAGE;
+            let page: Vec<KvPair> = self.inner.scan(cf, &from, to, SCAN_PAGE)?;
+            let full = page.len() == SCAN_PAGE;
             if let Some((k, _)) = page.last() {
                 from = k.clone();
                 from.push(0);
             }
-            all.extend(page);
+            for (k, v) in page {
+                f(k, v);
+            }
             if !full {
-                return Ok(all);
+                return Ok(());
             }
         }
     }
 
-    /// Slave: drops every replicated row (before a snapshot).
+    /// Slave: drops every replicated row (before applying a snapshot of its master).
     pub fn clear_replicated(&self) -> Result<(), StoreError> {
         let mut batch = KvBatch::new();
-        for cf in [
-            Cf::ConsumerOffset,
-            Cf::ConsumeState,
-            Cf::TopicConfig,
-            Cf::GroupConfig,
-        ] {
-            batch.delete_range(cf, b"", b"");
-        }
-        for (k, _) in self.scan_all(Cf::Meta)? {
-            if replicated(Cf::Meta, &k) {
-                batch.delete(Cf::Meta, &k);
+        for cf in REPLICATED_TABLES {
+            match cf {
+                Cf::Meta => {
+                    for (from, to) in meta_ranges_outside_local(b"", b"") {
+                        batch.delete_range(cf, from, to);
+                    }
+                }
+                _ => batch.delete_range(cf, b"", b""),
             }
         }
         self.inner.write(batch)
     }
 
-    /// Slave: applies the master's writes (not journaled, not noted for a handback).
-    /// Returns the consume queues touched and whether topic or group configs changed.
-    pub fn apply(&self, ops: &[StateOp]) -> Result<(Vec<QueueKey>, bool), StoreError> {
-        let (batch, queues, configs) = to_batch(ops)?;
+    /// Slave: applies its master's ops in one batch, neither published nor noted for a
+    /// handback. Ops on tables (or `meta` keys) that do not replicate are refused, and then
+    /// nothing is applied.
+    pub fn apply(&self, ops: &[StateOp]) -> Result<ApplyEffects, StoreError> {
+        let (batch, effects) = to_batch(ops)?;
         self.inner.write(batch)?;
-        Ok((queues, configs))
+        Ok(effects)
     }
 
-    /// Master: adopts a slave's handback; journaled like any write, so slaves follow.
-    pub fn adopt(&self, ops: &[StateOp]) -> Result<Vec<QueueKey>, StoreError> {
-        let (batch, queues, _) = to_batch(ops)?;
+    /// Master: adopts a slave's handback in one batch, published like any write so the
+    /// other slaves follow. Refuses what [`apply`](Self::apply) refuses.
+    pub fn adopt(&self, ops: &[StateOp]) -> Result<ApplyEffects, StoreError> {
+        let (batch, effects) = to_batch(ops)?;
         self.write(batch)?;
-        Ok(queues)
+        Ok(effects)
     }
 
-    /// Slave: whether its master is away (consume changes are then noted for the handback).
+    /// Slave: whether its master is away. While it is, the consume queues this broker
+    /// changes itself are noted for the handback.
     pub fn set_master_away(&self, away: bool) {
         self.away.store(away, Ordering::SeqCst);
     }
 
-    /// Slave: the state of every consume queue it changed while its master was away: per
-    /// queue, deletes of all its rows followed by its current rows.
+    /// Whether consume changes are noted for a handback.
+    pub fn master_away(&self) -> bool {
+        self.away.load(Ordering::SeqCst)
+    }
+
+    /// Slave: the state of every consume queue it changed while its master was away (this
+    /// run or an earlier one): per queue, the deletes of all its rows (pop offset, in-flight
+    /// and waiting entries, consumer offset) followed by PUTs of its current rows. Empty
+    /// when there is nothing to hand back. Call [`clear_handback`](Self::clear_handback) once
+    /// the master took it; changes noted after this call stay for the next handback.
     pub fn take_handback(&self) -> Result<Vec<StateOp>, StoreError> {
-        let mut queues: BTreeSet<QueueKey> = self.touched.lock().clone();
-        let marks = self.inner.scan(
-            Cf::Meta,
-            HANDBACK_PREFIX,
-            &prefix_end(HANDBACK_PREFIX),
-            usize::MAX,
-        )?;
-        for (k, _) in marks {
-            if let Some((q, _)) = QueueKey::parse(&k[HANDBACK_PREFIX.len()..]) {
-                queues.insert(q);
+        // Held while reading: the rows handed back are those of the changes up to `taken`.
+        let mut h = self.handback.lock();
+        if !h.loaded {
+            let marks = self.inner.scan(
+                Cf::Meta,
+                HANDBACK_PREFIX,
+                &prefix_end(HANDBACK_PREFIX),
+                usize::MAX,
+            )?;
+            for (k, _) in marks {
+                if let Some((q, _)) = QueueKey::parse(&k[HANDBACK_PREFIX.len()..]) {
+                    h.touched.entry(q).or_insert(0);
+                }
             }
+            h.loaded = true;
         }
+        h.taken = Some(h.seq);
         let mut ops = Vec::new();
-        for q in queues {
-            let prefix = q.prefix();
-            let mut inflight = vec![b'i'];
-            inflight.extend(&prefix);
-            ops.push(op(Kind::Delete, Cf::ConsumeState, &q.pop_key(), &[], &[]));
-            ops.push(op(
-                Kind::DeleteRange,
-                Cf::ConsumeState,
-                &inflight,
-                &[],
-                &prefix_end(&inflight),
-            ));
-            ops.push(op(Kind::Delete, Cf::ConsumerOffset, &prefix, &[], &[]));
-            if let Some(v) = self.inner.get(Cf::ConsumeState, &q.pop_key())? {
-                ops.push(op(Kind::Put, Cf::ConsumeState, &q.pop_key(), &v, &[]));
-            }
-            let end = prefix_end(&inflight);
-            for (k, v) in self
-                .inner
-                .scan(Cf::ConsumeState, &inflight, &end, usize::MAX)?
-            {
-                ops.push(op(Kind::Put, Cf::ConsumeState, &k, &v, &[]));
-            }
-            if let Some(v) = self.inner.get(Cf::ConsumerOffset, &prefix)? {
-                ops.push(op(Kind::Put, Cf::ConsumerOffset, &prefix, &v, &[]));
-            }
+        for q in h.touched.keys() {
+            self.queue_rows(q, &mut ops)?;
         }
         Ok(ops)
     }
 
-    /// Slave: the master took the handback.
+    /// The ops that replace a queue's rows on the master with ours.
+    fn queue_rows(&self, q: &QueueKey, ops: &mut Vec<StateOp>) -> Result<(), StoreError> {
+        let prefix = q.prefix();
+        let pop = q.pop_key();
+        let mut inflight = vec![b'i'];
+        inflight.extend(&prefix);
+        let inflight_end = prefix_end(&inflight);
+        ops.push(op(Kind::Delete, Cf::ConsumeState, &pop, &[], &[]));
+        ops.push(op(
+            Kind::DeleteRange,
+            Cf::ConsumeState,
+            &inflight,
+            &[],
+            &inflight_end,
+        ));
+        ops.push(op(Kind::Delete, Cf::ConsumerOffset, &prefix, &[], &[]));
+        if let Some(v) = self.inner.get(Cf::ConsumeState, &pop)? {
+            ops.push(op(Kind::Put, Cf::ConsumeState, &pop, &v, &[]));
+        }
+        self.for_each_row(Cf::ConsumeState, &inflight, &inflight_end, |k, v| {
+            ops.push(op(Kind::Put, Cf::ConsumeState, &k, &v, &[]));
+        })?;
+        if let Some(v) = self.inner.get(Cf::ConsumerOffset, &prefix)? {
+            ops.push(op(Kind::Put, Cf::ConsumerOffset, &prefix, &v, &[]));
+        }
+        Ok(())
+    }
+
+    /// Slave: the master took the last handback; forgets the queues it covered (those
+    /// changed again since stay noted).
     pub fn clear_handback(&self) -> Result<(), StoreError> {
-        self.touched.lock().clear();
+        let mut h = self.handback.lock();
+        let Some(taken) = h.taken.take() else {
+            return Ok(());
+        };
+        let done: Vec<QueueKey> = h
+            .touched
+            .iter()
+            .filter(|&(_, &seq)| seq <= taken)
+            .map(|(q, _)| q.clone())
+            .collect();
         let mut batch = KvBatch::new();
-        batch.delete_range(Cf::Meta, HANDBACK_PREFIX, prefix_end(HANDBACK_PREFIX));
+        for q in &done {
+            batch.delete(Cf::Meta, handback_key(q));
+        }
+        // Under the lock: a queue noted again from now on writes its marker after this.
+        self.inner.write(batch)?;
+        for q in done {
+            h.touched.remove(&q);
+        }
+        Ok(())
+    }
+
+    /// Notes the queues `batch` changes for the handback (adding their markers to it), and
+    /// writes it while no handback is being taken.
+    fn write_noting(&self, mut batch: KvBatch) -> Result<(), StoreError> {
+        let mut noted = BTreeSet::new();
+        for o in batch.ops() {
+            let q = match o {
+                KvOp::Put(cf, k, _) | KvOp::Delete(cf, k) => queue_of(cf, k),
+                KvOp::DeleteRange(cf, from, to) => queue_of_range(cf, from, to),
+            };
+            noted.extend(q);
+        }
+        if noted.is_empty() {
+            return self.inner.write(batch);
+        }
+        let mut h = self.handback.lock();
+        for q in noted {
+            h.seq += 1;
+            let seq = h.seq;
+            if h.touched.insert(q.clone(), seq).is_none() {
+                batch.put(Cf::Meta, handback_key(&q), [1u8]);
+            }
+        }
         self.inner.write(batch)
     }
 }
 
-/// A batch of replicated ops; refuses ops on tables that do not replicate.
-fn to_batch(ops: &[StateOp]) -> Result<(KvBatch, Vec<QueueKey>, bool), StoreError> {
+fn handback_key(q: &QueueKey) -> Vec<u8> {
+    let mut k = HANDBACK_PREFIX.to_vec();
+    k.extend(q.prefix());
+    k
+}
+
+/// A batch of replicated ops and what it changes; refuses ops that do not replicate.
+fn to_batch(ops: &[StateOp]) -> Result<(KvBatch, ApplyEffects), StoreError> {
     let mut batch = KvBatch::new();
     let mut queues = BTreeSet::new();
-    let mut configs = false;
+    let mut fx = ApplyEffects::default();
     for o in ops {
-        let cf = Cf::from_name(&o.table)
-            .filter(|&cf| replicated(cf, &o.key))
-            .ok_or_else(|| {
-                StoreError::Index(format!(
-                    "replicated state names table {:?} (key {:02x?}), which does not replicate",
-                    o.table, o.key
-                ))
-            })?;
+        let cf = Cf::from_name(&o.table).ok_or_else(|| refused(o, "no such table"))?;
+        if !replicated(cf, &o.key) {
+            return Err(refused(o, "the table or key does not replicate"));
+        }
         match Kind::try_from(o.kind) {
-            Ok(Kind::Put) => batch.put(cf, &o.key, &o.value),
-            Ok(Kind::Delete) => batch.delete(cf, &o.key),
-            Ok(Kind::DeleteRange) => batch.delete_range(cf, &o.key, &o.end),
-            _ => {
-                return Err(StoreError::Index(format!(
-                    "unknown replicated state op {}",
-                    o.kind
-                )))
+            Ok(Kind::Put) => {
+                batch.put(cf, &o.key, &o.value);
+                queues.extend(queue_of(cf, &o.key));
             }
+            Ok(Kind::Delete) => {
+                batch.delete(cf, &o.key);
+                queues.extend(queue_of(cf, &o.key));
+            }
+            Ok(Kind::DeleteRange) => {
+                if cf == Cf::Meta && touches_local(&o.key, &o.end) {
+                    return Err(refused(o, "the range covers local meta keys"));
+                }
+                batch.delete_range(cf, &o.key, &o.end);
+                if matches!(cf, Cf::ConsumeState | Cf::ConsumerOffset) {
+                    match queue_of_range(cf, &o.key, &o.end) {
+                        Some(q) => {
+                            queues.insert(q);
+                        }
+                        None => fx.all_queues = true,
+                    }
+                }
+            }
+            _ => return Err(refused(o, &format!("unknown op kind {}", o.kind))),
         }
-        if let Some(q) = queue_of(cf, &o.key) {
-            queues.insert(q);
+        match cf {
+            Cf::TopicConfig => fx.topics = true,
+            Cf::GroupConfig => fx.groups = true,
+            Cf::Meta => fx.meta = true,
+            _ => {}
         }
-        configs |= matches!(cf, Cf::TopicConfig | Cf::GroupConfig);
     }
-    Ok((batch, queues.into_iter().collect(), configs))
+    fx.queues = queues.into_iter().collect();
+    Ok((batch, fx))
+}
+
+/// The replicated part of `batch`, as ops (`meta` range deletes without the `local.` keys).
+fn replicated_ops(batch: &KvBatch) -> Vec<StateOp> {
+    let mut ops = Vec::new();
+    for o in batch.ops() {
+        match o {
+            KvOp::Put(cf, k, v) if replicated(cf, k) => ops.push(op(Kind::Put, cf, k, v, &[])),
+            KvOp::Delete(cf, k) if replicated(cf, k) => ops.push(op(Kind::Delete, cf, k, &[], &[])),
+            KvOp::DeleteRange(Cf::Meta, from, to) => {
+                for (f, t) in meta_ranges_outside_local(from, to) {
+                    ops.push(op(Kind::DeleteRange, Cf::Meta, &f, &[], &t));
+                }
+            }
+            KvOp::DeleteRange(cf, from, to) if replicated(cf, from) => {
+                ops.push(op(Kind::DeleteRange, cf, from, &[], to))
+            }
+            _ => {}
+        }
+    }
+    ops
 }
 
 impl KvStore for JournaledKv {
@@ -261,47 +434,24 @@ impl KvStore for JournaledKv {
         self.inner.get(cf, key)
     }
 
-    fn write(&self, mut batch: KvBatch) -> Result<(), StoreError> {
+    fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
         let listening = self.changes.receiver_count() > 0;
         let away = self.away.load(Ordering::Relaxed);
         if !listening && !away {
             return self.inner.write(batch);
         }
-        let mut ops = Vec::new();
-        let mut noted = Vec::new();
-        for o in batch.ops() {
-            let (cf, key) = match o {
-                KvOp::Put(cf, k, _) | KvOp::Delete(cf, k) | KvOp::DeleteRange(cf, k, _) => (cf, k),
-            };
-            if !replicated(cf, key) {
-                continue;
-            }
-            if away {
-                if let Some(q) = queue_of(cf, key) {
-                    noted.push(q);
-                }
-            }
-            if listening {
-                ops.push(match o {
-                    KvOp::Put(cf, k, v) => op(Kind::Put, cf, k, v, &[]),
-                    KvOp::Delete(cf, k) => op(Kind::Delete, cf, k, &[], &[]),
-                    KvOp::DeleteRange(cf, f, t) => op(Kind::DeleteRange, cf, f, &[], t),
-                });
-            }
+        let ops = if listening {
+            replicated_ops(&batch)
+        } else {
+            Vec::new()
+        };
+        if away {
+            self.write_noting(batch)?;
+        } else {
+            self.inner.write(batch)?;
         }
-        if !noted.is_empty() {
-            let mut touched = self.touched.lock();
-            for q in noted {
-                if !touched.contains(&q) {
-                    let mut k = HANDBACK_PREFIX.to_vec();
-                    k.extend(q.prefix());
-                    batch.put(Cf::Meta, k, [1u8]);
-                    touched.insert(q);
-                }
-            }
-        }
-        self.inner.write(batch)?;
         if !ops.is_empty() {
+            // No receiver left since the check: nothing to do.
             let _ = self.changes.send(Arc::new(ops));
         }
         Ok(())
@@ -325,3 +475,7 @@ impl KvStore for JournaledKv {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+#[path = "tests_journal.rs"]
+mod tests;

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use apogee_proto::cluster::{StateBatch, StateOp};
 use apogee_proto::ApogeeError;
 
-use super::journal::JournaledKv;
+use super::journal::{ApplyEffects, JournaledKv};
 use crate::consume::ConsumeEngine;
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
 
-/// What replicated state lands in.
+/// What replicated state lands in (see `Broker::state_targets`).
 #[derive(Clone)]
 pub struct StateTargets {
     pub journal: Arc<JournaledKv>,
@@ -25,12 +25,13 @@ pub struct StateTargets {
     pub groups: Arc<GroupTable>,
 }
 
-/// Slave: applies one batch from the master.
+/// Slave: applies one batch from the master. The first batch of a snapshot first drops every
+/// replicated row; after its last one, every table is re-read.
 pub fn apply_batch(t: &StateTargets, batch: &StateBatch) -> Result<(), ApogeeError> {
     if batch.snapshot_begin {
         t.journal.clear_replicated().map_err(ApogeeError::from)?;
     }
-    let (queues, configs) = t.journal.apply(&batch.ops).map_err(ApogeeError::from)?;
+    let fx = t.journal.apply(&batch.ops).map_err(ApogeeError::from)?;
     if batch.snapshot_end {
         t.consume.reload_all()?;
         t.topics.reload()?;
@@ -38,19 +39,243 @@ pub fn apply_batch(t: &StateTargets, batch: &StateBatch) -> Result<(), ApogeeErr
         tracing::info!("applied the master's state snapshot");
         return Ok(());
     }
-    if !queues.is_empty() {
-        t.consume.reload_queues(&queues)?;
+    follow(t, &fx)
+}
+
+/// Makes the in-memory tables follow what an applied batch changed.
+fn follow(t: &StateTargets, fx: &ApplyEffects) -> Result<(), ApogeeError> {
+    if fx.all_queues {
+        t.consume.reload_all()?;
+    } else {
+        if !fx.queues.is_empty() {
+            t.consume.reload_queues(&fx.queues)?;
+        }
+        if fx.meta {
+            t.consume.reload_secret()?;
+        }
     }
-    if configs {
+    // The data versions live in `meta`, usually beside the configs they count.
+    if fx.topics || fx.meta {
         t.topics.reload()?;
+    }
+    if fx.groups || fx.meta {
         t.groups.reload()?;
     }
     Ok(())
 }
 
-/// Master: adopts the consume state a slave served while we were away; returns rows applied.
+/// Master: adopts the consume state a slave served while this master was away (published
+/// to the journal like any write, so other slaves follow); returns the number of ops applied.
 pub fn adopt_handback(t: &StateTargets, ops: &[StateOp]) -> Result<usize, ApogeeError> {
-    let queues = t.journal.adopt(ops).map_err(ApogeeError::from)?;
-    t.consume.reload_queues(&queues)?;
+    let fx = t.journal.adopt(ops).map_err(ApogeeError::from)?;
+    follow(t, &fx)?;
     Ok(ops.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consume::{Delivery, MessageFilter, PopRequest};
+    use crate::store::{KvStore, MemKv, MessageStore, NewMessage, StoreConfig};
+    use apogee_proto::cluster::TopicConfig;
+    use apogee_proto::group::GroupConfig;
+
+    /// One broker: a store over a journaled in-memory index, and its tables.
+    struct Side {
+        _dir: tempfile::TempDir,
+        t: StateTargets,
+    }
+
+    fn message(i: usize) -> NewMessage {
+        NewMessage {
+            topic: "t".into(),
+            queue_id: 0,
+            message_id: format!("ID{i}"),
+            tag: None,
+            keys: vec![],
+            message_group: None,
+            message_type: 1,
+            born_timestamp_ms: 0,
+            born_host: "127.0.0.1".into(),
+            delivery_timestamp_ms: None,
+            reconsume_times: 0,
+            properties: vec![],
+            internal: vec![],
+            body: format!("m{i}").into_bytes(),
+        }
+    }
+
+    /// A broker whose log holds the same 5 messages as every other one made here.
+    async fn side() -> Side {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(JournaledKv::new(Arc::new(MemKv::new())));
+        let store =
+            MessageStore::open_with_kv(StoreConfig::new(dir.path()), journal.clone()).unwrap();
+        store.append((0..5).map(message).collect()).await.unwrap();
+        let t = StateTargets {
+            topics: Arc::new(TopicTable::load(store.kv()).unwrap()),
+            groups: Arc::new(GroupTable::load(store.kv(), true).unwrap()),
+            consume: Arc::new(ConsumeEngine::open(store).unwrap()),
+            journal,
+        };
+        Side { _dir: dir, t }
+    }
+
+    fn pop(s: &Side, max: usize) -> Vec<Delivery> {
+        let group: &'static GroupConfig = Box::leak(Box::new(GroupConfig::with_defaults("g")));
+        let filter = MessageFilter::from_expression(None).unwrap();
+        let req = PopRequest {
+            group,
+            topic: "t",
+            queue_ids: &[0],
+            filter: &filter,
+            max,
+            invisible_ms: 60_000,
+            renew_until_ms: None,
+            attempt_id: None,
+            client_id: "c",
+        };
+        s.t.consume.pop(&req, 1_000).unwrap()
+    }
+
+    /// (consumer offset, pop offset, in flight) of group g's queue t/0.
+    fn progress(s: &Side) -> Option<(u64, u64, usize)> {
+        let p = s.t.consume.group_progress("g");
+        p.first()
+            .map(|q| (q.consumer_offset, q.pop_offset, q.inflight))
+    }
+
+    /// The master's snapshot as its replication session sends it.
+    fn copy_snapshot(master: &Side, slave: &Side) {
+        let batches = master.t.journal.snapshot(2).unwrap();
+        let last = batches.len() - 1;
+        for (i, ops) in batches.into_iter().enumerate() {
+            let batch = StateBatch {
+                snapshot_begin: i == 0,
+                snapshot_end: i == last,
+                ops,
+            };
+            apply_batch(&slave.t, &batch).unwrap();
+        }
+    }
+
+    fn forward(rx: &mut tokio::sync::broadcast::Receiver<Arc<Vec<StateOp>>>, slave: &Side) {
+        while let Ok(ops) = rx.try_recv() {
+            let batch = StateBatch {
+                snapshot_begin: false,
+                snapshot_end: false,
+                ops: ops.as_ref().clone(),
+            };
+            apply_batch(&slave.t, &batch).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slave_serves_acks_of_deliveries_its_master_made() {
+        let (master, slave) = (side().await, side().await);
+        let first = pop(&master, 2);
+        assert_eq!(first.len(), 2);
+        assert!(
+            slave
+                .t
+                .consume
+                .ack("g", "t", &first[0].receipt_handle)
+                .is_err(),
+            "another broker's secret"
+        );
+
+        let mut rx = master.t.journal.subscribe();
+        copy_snapshot(&master, &slave);
+        assert_eq!(progress(&slave), progress(&master));
+
+        // Changes after the snapshot follow through the journal.
+        let later = pop(&master, 1);
+        master
+            .t
+            .consume
+            .ack("g", "t", &first[1].receipt_handle)
+            .unwrap();
+        master
+            .t
+            .topics
+            .create(TopicConfig {
+                name: "new-topic".into(),
+                queue_count: 2,
+                ..TopicConfig::default()
+            })
+            .unwrap();
+        forward(&mut rx, &slave);
+        assert_eq!(progress(&slave), Some((0, 3, 2)));
+        assert_eq!(progress(&slave), progress(&master));
+        assert!(slave.t.topics.get("new-topic").is_some());
+        assert_eq!(
+            slave.t.topics.data_version(),
+            master.t.topics.data_version()
+        );
+
+        // The slave knows the master's deliveries: acks work, acked ones are stale.
+        let c = &slave.t.consume;
+        assert!(c.ack("g", "t", &first[1].receipt_handle).is_err());
+        c.ack("g", "t", &first[0].receipt_handle).unwrap();
+        c.ack("g", "t", &later[0].receipt_handle).unwrap();
+        assert_eq!(progress(&slave), Some((3, 3, 0)));
+    }
+
+    #[tokio::test]
+    async fn a_queue_deleted_on_the_master_is_dropped_on_the_slave() {
+        let (master, slave) = (side().await, side().await);
+        pop(&master, 1);
+        let mut rx = master.t.journal.subscribe();
+        copy_snapshot(&master, &slave);
+        assert!(progress(&slave).is_some());
+        master.t.consume.forget_group("g").unwrap();
+        forward(&mut rx, &slave);
+        assert_eq!(progress(&slave), None);
+    }
+
+    #[tokio::test]
+    async fn a_slave_hands_back_what_it_served_and_the_master_adopts_it() {
+        let (master, slave) = (side().await, side().await);
+        let d = pop(&master, 3);
+        copy_snapshot(&master, &slave);
+
+        // The master goes away; consumers ack two of its deliveries on the slave.
+        slave.t.journal.set_master_away(true);
+        let c = &slave.t.consume;
+        c.ack("g", "t", &d[0].receipt_handle).unwrap();
+        c.ack("g", "t", &d[1].receipt_handle).unwrap();
+        assert_eq!(progress(&slave), Some((2, 3, 1)));
+
+        // It comes back (restarted, with what it had), and adopts the slave's state.
+        let handback = slave.t.journal.take_handback().unwrap();
+        assert!(!handback.is_empty());
+        let mut other_slaves = master.t.journal.subscribe();
+        let n = adopt_handback(&master.t, &handback).unwrap();
+        assert_eq!(n, handback.len());
+        slave.t.journal.clear_handback().unwrap();
+        slave.t.journal.set_master_away(false);
+        assert!(slave.t.journal.take_handback().unwrap().is_empty());
+
+        assert_eq!(progress(&master), Some((2, 3, 1)));
+        let m = &master.t.consume;
+        assert!(
+            m.ack("g", "t", &d[0].receipt_handle).is_err(),
+            "acked on the slave"
+        );
+        m.ack("g", "t", &d[2].receipt_handle).unwrap();
+        assert_eq!(
+            *other_slaves.try_recv().unwrap(),
+            handback,
+            "other slaves follow the adopted state"
+        );
+        let offset = master
+            .t
+            .journal
+            .get(
+                crate::store::Cf::ConsumerOffset,
+                &crate::consume::keys::consumer_offset_key("g", "t", 0),
+            )
+            .unwrap();
+        assert_eq!(offset, Some(3u64.to_be_bytes().to_vec()));
+    }
 }

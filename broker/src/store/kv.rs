@@ -75,6 +75,26 @@ impl Cf {
     }
 }
 
+/// `meta` keys starting with this belong to this broker alone: they never replicate.
+pub const LOCAL_META_PREFIX: &[u8] = b"local.";
+
+/// Whether a row of `cf` at `key` travels to slaves on the replication stream: the state that
+/// is not derived from the log (consumer offsets, consume state, topic and group configs) and
+/// the `meta` keys outside [`LOCAL_META_PREFIX`] (the receipt secret, data versions).
+pub fn replicated(cf: Cf, key: &[u8]) -> bool {
+    match cf {
+        Cf::ConsumerOffset | Cf::ConsumeState | Cf::TopicConfig | Cf::GroupConfig => true,
+        Cf::Meta => !key.starts_with(LOCAL_META_PREFIX),
+        Cf::ConsumeQueue
+        | Cf::QueueHead
+        | Cf::MessageId
+        | Cf::MessageKey
+        | Cf::Checkpoint
+        | Cf::Transaction
+        | Cf::Schedule => false,
+    }
+}
+
 /// One operation of a [`KvBatch`], borrowed (see [`KvBatch::ops`]).
 #[derive(Clone, Copy, Debug)]
 pub enum KvOp<'a> {
