@@ -166,6 +166,14 @@ pub struct StoreSection {
     pub flush: FlushPolicy,
     pub async_flush_interval_ms: u64,
     pub segment_bytes: u64,
+    /// Sealed segments last written longer ago than this are deleted.
+    pub retention_hours: u64,
+    /// Above this used fraction of the disk the oldest segments go, whatever their age.
+    pub disk_clean_ratio: f64,
+    /// At or above this used fraction of the disk sends are refused.
+    pub disk_refuse_ratio: f64,
+    /// Milliseconds between retention passes (and disk checks).
+    pub retention_check_ms: u64,
 }
 
 impl Default for StoreSection {
@@ -174,6 +182,10 @@ impl Default for StoreSection {
             flush: FlushPolicy::Async,
             async_flush_interval_ms: 500,
             segment_bytes: 1 << 30,
+            retention_hours: 72,
+            disk_clean_ratio: 0.75,
+            disk_refuse_ratio: 0.90,
+            retention_check_ms: 1000,
         }
     }
 }
@@ -240,6 +252,18 @@ impl BrokerConfig {
                 "max_body_bytes must be within 1..={}",
                 apogee_proto::limits::MAX_BATCH_BYTES
             ));
+        }
+        let ratio_ok = |r: f64| r > 0.0 && r <= 1.0;
+        if !ratio_ok(self.store.disk_clean_ratio) || !ratio_ok(self.store.disk_refuse_ratio) {
+            return bad(format!(
+                "store.disk_clean_ratio ({}) and store.disk_refuse_ratio ({}) must be in (0, 1]",
+                self.store.disk_clean_ratio, self.store.disk_refuse_ratio
+            ));
+        }
+        if self.store.retention_hours == 0 || self.store.retention_check_ms == 0 {
+            return bad(
+                "store.retention_hours and store.retention_check_ms must be positive".into(),
+            );
         }
         if self.store.segment_bytes < 65536 {
             return bad("store.segment_bytes must be at least 65536".into());

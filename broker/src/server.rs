@@ -13,7 +13,7 @@ use crate::replication::journal::JournaledKv;
 use crate::replication::state::StateTargets;
 use crate::replication::{Replication, ReplicationService};
 use crate::schedule::Schedule;
-use crate::store::{FlushMode, MessageStore, StoreConfig, StoreError};
+use crate::store::{FlushMode, MessageStore, RetentionPolicy, StoreConfig, StoreError};
 use crate::topics::TopicTable;
 use crate::txn::Transactions;
 use apogee_proto::cluster::admin_server::AdminServer as AdminService;
@@ -119,6 +119,12 @@ fn store_config(config: &BrokerConfig) -> StoreConfig {
         replica: config.role == Role::Slave,
         sync_replicas: config.role == Role::SyncMaster,
         replica_timeout: Duration::from_millis(config.replication.sync_timeout_ms),
+        retention: RetentionPolicy {
+            max_age: Duration::from_secs(config.store.retention_hours.saturating_mul(3600)),
+            clean_ratio: config.store.disk_clean_ratio,
+            refuse_ratio: config.store.disk_refuse_ratio,
+            check_interval: Duration::from_millis(config.store.retention_check_ms),
+        },
     }
 }
 
@@ -143,6 +149,9 @@ pub async fn serve(
     .await??;
     let (store, journal) = store;
     let topics = Arc::new(TopicTable::load(store.kv())?);
+    if let (Some(found), false) = (store.index_rebuild(), config.role == Role::Slave) {
+        topics.restore_from_log(found)?;
+    }
     let groups = Arc::new(GroupTable::load(
         store.kv(),
         config.consume.auto_create_groups,

@@ -152,6 +152,48 @@ impl TopicTable {
         self.create_or_get(config)
     }
 
+    /// After the index was rebuilt from the commit log (its directory lost), recreates the
+    /// topics found in the log that have no config: as many queues as the log shows, the
+    /// message types seen, default permission. Dead-letter topics come back as broker-owned;
+    /// other internal topics are recreated by their owners. Returns the recreated names.
+    pub fn restore_from_log(
+        &self,
+        found: &crate::store::IndexRebuild,
+    ) -> Result<Vec<String>, ApogeeError> {
+        let mut restored = Vec::new();
+        for (name, (max_qid, types)) in &found.topics {
+            if self.get(name).is_some() {
+                continue;
+            }
+            let queues = (*max_qid as i32).saturating_add(1);
+            if name.starts_with(names::DLQ_PREFIX) {
+                self.ensure_system_topic(name, queues)?;
+            } else if names::is_system_topic(name) {
+                continue;
+            } else {
+                let config = normalize(
+                    TopicConfig {
+                        name: name.clone(),
+                        queue_count: queues,
+                        message_types: types.iter().map(|&t| i32::from(t)).collect(),
+                        ..Default::default()
+                    },
+                    queues,
+                )?;
+                self.create_or_get(config)?;
+            }
+            restored.push(name.clone());
+        }
+        if !restored.is_empty() {
+            tracing::warn!(
+                topics = ?restored,
+                "recreated topics from the rebuilt index (queue counts and message types as \
+                 found in the log, default permission); check them with `apogee topic list`"
+            );
+        }
+        Ok(restored)
+    }
+
     /// Creates `config`'s topic, or returns the one another caller created in between.
     fn create_or_get(&self, config: TopicConfig) -> Result<TopicConfig, ApogeeError> {
         let name = config.name.clone();

@@ -83,6 +83,9 @@ pub enum ApogeeError {
     /// SYNC_MASTER: stored on the master; the in-sync slave did not confirm it in time.
     #[error("stored on the master, the slave did not confirm in time: {0}")]
     SlavePersistenceTimeout(String),
+    /// The broker's disk is full (or above its refuse ratio): sends are refused, reads work.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -127,6 +130,7 @@ impl ApogeeError {
             MasterPersistenceTimeout(_) => Code::MasterPersistenceTimeout,
             Unavailable(_) | NotReplicated(_) => Code::HaNotAvailable,
             SlavePersistenceTimeout(_) => Code::SlavePersistenceTimeout,
+            StorageFull(_) => Code::InternalServerError,
             Internal(_) => Code::InternalError,
         }
     }
@@ -180,6 +184,7 @@ impl ApogeeError {
             Code::MasterPersistenceTimeout => MasterPersistenceTimeout(m),
             Code::SlavePersistenceTimeout => SlavePersistenceTimeout(m),
             Code::HaNotAvailable => Unavailable(m),
+            Code::InternalServerError => StorageFull(m),
             c if (40000..50000).contains(&(c as i32)) => BadRequest(m),
             _ => Internal(m),
         })
@@ -193,6 +198,7 @@ impl ApogeeError {
                 | ApogeeError::RequestTimeout(_)
                 | ApogeeError::MasterPersistenceTimeout(_)
                 | ApogeeError::Unavailable(_)
+                | ApogeeError::StorageFull(_)
                 | ApogeeError::Internal(_)
         )
     }
@@ -219,7 +225,7 @@ impl From<ApogeeError> for tonic::Status {
             AlreadyExists(_) => tonic::Status::already_exists(msg),
             PreconditionFailed(_) => tonic::Status::failed_precondition(msg),
             NotImplemented(_) | Unsupported(_) => tonic::Status::unimplemented(msg),
-            TooManyRequests(_) => tonic::Status::resource_exhausted(msg),
+            TooManyRequests(_) | StorageFull(_) => tonic::Status::resource_exhausted(msg),
             RequestTimeout(_) | MasterPersistenceTimeout(_) | SlavePersistenceTimeout(_) => {
                 tonic::Status::deadline_exceeded(msg)
             }

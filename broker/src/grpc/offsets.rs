@@ -177,8 +177,15 @@ pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetRe
                 &consumer_offset_key(&group, &topic, queue),
             )
             .map_err(ApogeeError::from)?;
+        // An offset behind the oldest stored message (retention deleted what it pointed
+        // at) has moved up to it.
+        let (min, _) = broker
+            .store
+            .queue_bounds(&topic, queue)
+            .map_err(ApogeeError::from)?;
         stored
             .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+            .map(|o| o.max(min))
             .ok_or_else(|| {
                 ApogeeError::OffsetNotFound(format!(
                     "group {group} has no offset for {topic} queue {queue}"

@@ -269,20 +269,13 @@ pub async fn send_message(
             };
             (results, e.to_status())
         }
-        Err(crate::store::StoreError::MessageTooLarge { size, max }) => {
-            return refuse_all(
-                &messages,
-                &ApogeeError::PayloadTooLarge(format!(
-                    "a record of {size} bytes exceeds the store limit of {max} bytes"
-                )),
-            )
-        }
         Err(e) => {
-            tracing::error!("append failed: {e}");
-            return refuse_all(
-                &messages,
-                &ApogeeError::Internal(format!("could not store the messages: {e}")),
-            );
+            // Too large, storage full, a failed store: one mapping (`StoreError` -> protocol).
+            let e = ApogeeError::from(e);
+            if matches!(e, ApogeeError::Internal(_)) {
+                tracing::error!("append failed: {e}");
+            }
+            return refuse_all(&messages, &e);
         }
     };
     // The records are stored (and indexed) even when not replicated: they will be delivered.

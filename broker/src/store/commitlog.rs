@@ -87,6 +87,11 @@ impl Segment {
         Ok(())
     }
 
+    /// When the file was last written.
+    pub fn modified(&self) -> std::io::Result<std::time::SystemTime> {
+        self.file.metadata()?.modified()
+    }
+
     pub(crate) fn sync_data(&self) -> std::io::Result<()> {
         self.file.sync_data()
     }
@@ -320,6 +325,65 @@ impl CommitLog {
         self.set_end(at);
         self.flushed.store(at, Ordering::Release);
         Ok(())
+    }
+
+    /// Undoes a failed group append (writer only): drops every segment that starts after
+    /// `at` and cuts the segment holding `at` back to it, so bytes a failed write left
+    /// behind are gone before the next write. The log end never moved past `at`.
+    pub(crate) fn discard_from(&self, at: u64) -> Result<(), StoreError> {
+        let mut segs = self.segments.write();
+        let later: Vec<u64> = segs.range(at + 1..).map(|(b, _)| *b).collect();
+        for base in &later {
+            if let Some(seg) = segs.remove(base) {
+                std::fs::remove_file(seg.path())?;
+            }
+        }
+        let last = segs
+            .values()
+            .next_back()
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt {
+                offset: at,
+                reason: "the commit log has no segment".into(),
+            })?;
+        drop(segs);
+        last.truncate(at.saturating_sub(last.base()))?;
+        if !later.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        self.set_end(at);
+        self.flushed.fetch_min(at, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Deletes the oldest segments that end at or below `upto` (never the last one);
+    /// returns (base, bytes) of each deleted segment. Readers holding a segment keep reading
+    /// it until they drop it. Writer thread only (it serialises with rolls and cut-backs).
+    pub(crate) fn delete_segments_below(&self, upto: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut segs = self.segments.write();
+        let last_base = segs.keys().next_back().copied().unwrap_or(0);
+        let doomed: Vec<u64> = segs
+            .iter()
+            .take_while(|(b, s)| **b < last_base && s.end() <= upto)
+            .map(|(b, _)| *b)
+            .collect();
+        let mut out = Vec::with_capacity(doomed.len());
+        for base in doomed {
+            if let Some(seg) = segs.remove(&base) {
+                std::fs::remove_file(seg.path())?;
+                out.push((base, seg.len()));
+            }
+        }
+        drop(segs);
+        if !out.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(out)
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Truncates the last segment at log offset `at` (recovery only).

@@ -147,7 +147,7 @@ impl QueueEntry {
 
 /// Adds the consume-queue, message-id and message-key entries of one record to `batch`.
 /// Queue heads and the checkpoint are the caller's (one per batch, not per record).
-pub(crate) fn dispatch(
+pub fn dispatch(
     batch: &mut KvBatch,
     msg: &NewMessage,
     queue_offset: u64,

@@ -18,7 +18,9 @@ pub mod index;
 pub mod kv;
 pub mod record;
 mod recovery;
+pub use recovery::IndexRebuild;
 mod replica_log;
+pub mod retention;
 pub mod schedule_index;
 mod syncer;
 pub mod txn_index;
@@ -31,6 +33,8 @@ mod tests;
 mod tests_recovery;
 #[cfg(test)]
 mod tests_replica;
+#[cfg(test)]
+mod tests_retention;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -46,6 +50,7 @@ pub use index::{tag_hash, QueueEntry};
 pub use kv::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
 pub use record::{NewMessage, StoredMessage};
 pub use replica_log::{LogSlice, RecordMark, ReplicaAppend};
+pub use retention::{DiskSpace, RetentionPass, RetentionPolicy};
 pub use wakeups::{QueueWatch, Wakeups};
 
 use kv::Cf as C;
@@ -79,6 +84,10 @@ pub enum StoreError {
     Failed(String),
     #[error("the store is closed")]
     Closed,
+    /// No room for the records (the disk is full, or above the refuse ratio). Nothing of the
+    /// refused request is stored; reads keep working and appends resume when space returns.
+    #[error("{0}")]
+    StorageFull(String),
     /// This store is a slave's copy: only its master's records are written to it.
     #[error("this broker is a slave: {0}")]
     Replica(String),
@@ -104,6 +113,7 @@ impl From<StoreError> for apogee_proto::ApogeeError {
                 ..
             } => A::SlavePersistenceTimeout(reason),
             StoreError::NotReplicated { reason, .. } => A::NotReplicated(reason),
+            StoreError::StorageFull(reason) => A::StorageFull(reason),
             StoreError::MessageTooLarge { size, max } => A::PayloadTooLarge(format!(
                 "a record of {size} bytes exceeds the store limit of {max} bytes"
             )),
@@ -143,6 +153,8 @@ pub struct StoreConfig {
     pub sync_replicas: bool,
     /// How long a SYNC_MASTER append waits for a slave (then [`StoreError::NotReplicated`]).
     pub replica_timeout: Duration,
+    /// Segment deletion and the disk-space limits ([`retention`]).
+    pub retention: RetentionPolicy,
 }
 
 impl StoreConfig {
@@ -157,6 +169,7 @@ impl StoreConfig {
             replica: false,
             sync_replicas: false,
             replica_timeout: Duration::from_secs(3),
+            retention: RetentionPolicy::default(),
         }
     }
 
@@ -176,6 +189,7 @@ impl StoreConfig {
                 self.max_record_size, self.segment_size
             )));
         }
+        self.retention.validate()?;
         if self.async_flush_interval.is_zero() {
             return Err(StoreError::Config(
                 "async_flush_interval must be positive".into(),
@@ -206,6 +220,8 @@ pub(crate) struct Shared {
     /// The log end, for the replication streamers.
     pub(crate) end_watch: tokio::sync::watch::Sender<u64>,
     failure: Mutex<Option<String>>,
+    /// Why appends are refused for lack of space, while they are ([`retention`]).
+    storage_full: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -214,6 +230,9 @@ impl Shared {
     }
     pub(crate) fn set_failed(&self, reason: String) {
         self.failure.lock().get_or_insert(reason);
+    }
+    pub(crate) fn storage_full(&self) -> Option<String> {
+        self.storage_full.lock().clone()
     }
 }
 
@@ -226,6 +245,8 @@ pub struct MessageStore {
     flusher: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     replica_timer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     syncer: Mutex<Option<JoinHandle<()>>>,
+    rebuilt: Option<IndexRebuild>,
+    retention: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl MessageStore {
@@ -282,6 +303,7 @@ impl MessageStore {
             replicas: replica_log::ReplicaWaits::default(),
             end_watch: tokio::sync::watch::channel(end).0,
             failure: Mutex::new(None),
+            storage_full: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
         let (kick, syncer) = if flush_mode == FlushMode::Sync {
@@ -294,6 +316,7 @@ impl MessageStore {
         } else {
             (None, None)
         };
+        let rebuilt = recovered.rebuilt;
         let writer = Writer::new(
             shared.clone(),
             recovered.heads,
@@ -323,8 +346,18 @@ impl MessageStore {
         } else {
             None
         };
+        let retention = {
+            let (stop_tx, stop_rx) = mpsc::channel();
+            let (s, tx) = (shared.clone(), tx.clone());
+            let handle = std::thread::Builder::new()
+                .name("apogee-store-retention".into())
+                .spawn(move || retention::run_retention(s, tx, stop_rx))?;
+            (stop_tx, handle)
+        };
         Ok(Arc::new(MessageStore {
             shared,
+            rebuilt,
+            retention: Mutex::new(Some(retention)),
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             flusher: Mutex::new(flusher),
@@ -341,6 +374,9 @@ impl MessageStore {
             return Ok(Vec::new());
         }
         self.refuse_on_replica()?;
+        if let Some(reason) = self.shared.storage_full() {
+            return Err(StoreError::StorageFull(reason));
+        }
         let (reply, rx) = oneshot::channel();
         self.send_command(Command::Append { msgs, reply })?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -357,6 +393,11 @@ impl MessageStore {
             Err(StoreError::NotReplicated { results, .. }) => Ok(results),
             other => other,
         }
+    }
+
+    /// What this open rebuilt, when it found an empty index beside a non-empty log.
+    pub fn index_rebuild(&self) -> Option<&IndexRebuild> {
+        self.rebuilt.as_ref()
     }
 
     fn refuse_on_replica(&self) -> Result<(), StoreError> {
@@ -388,7 +429,15 @@ impl MessageStore {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         for e in self.queue_entries(topic, queue_id, from_offset, max_count)? {
-            let m = self.read_at(e.log_offset, e.size)?;
+            let m = match self.read_at(e.log_offset, e.size) {
+                Ok(m) => m,
+                // Its segment was deleted by retention after the entry was read: the queue
+                // now starts later, and so does this read.
+                Err(StoreError::OffsetOutOfRange { offset, start, .. }) if offset < start => {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
             if m.msg.topic != topic
                 || m.msg.queue_id != queue_id
                 || m.queue_offset != e.queue_offset
@@ -609,6 +658,11 @@ impl MessageStore {
     /// Reads keep working. The index database closes when the last handle to it (this store
     /// and the [`kv`](Self::kv) clones) is dropped; reopening the same directory needs that.
     pub fn shutdown(&self) {
+        // First: it holds a sender of writer commands.
+        if let Some((stop, handle)) = self.retention.lock().take() {
+            drop(stop);
+            let _ = handle.join();
+        }
         if let Some((stop, handle)) = self.flusher.lock().take() {
             drop(stop);
             let _ = handle.join();

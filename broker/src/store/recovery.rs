@@ -37,6 +37,17 @@ const PRUNE_PAGE: usize = 10_000;
 pub(crate) struct Recovered {
     pub heads: Heads,
     pub last_store_ts: i64,
+    /// Set when the index was empty (lost or deleted) and was rebuilt from a non-empty log.
+    pub rebuilt: Option<IndexRebuild>,
+}
+
+/// What a rebuild of the whole index found in the log: enough for the broker to recreate the
+/// topics (their configs lived only in the index).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IndexRebuild {
+    pub records: u64,
+    /// Per topic: the highest queue id holding records and the message types seen.
+    pub topics: std::collections::BTreeMap<String, (u32, std::collections::BTreeSet<u8>)>,
 }
 
 fn get_u64(kv: &dyn KvStore, cf: Cf, key: &[u8]) -> Result<Option<u64>, StoreError> {
@@ -56,6 +67,18 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
             reason: "the commit log has no segment".into(),
         })?;
     let scan_from = checkpoint.max(log.start_offset()).min(last.base());
+    let from_scratch = checkpoint == 0 && heads.is_empty() && log.end_offset() > log.start_offset();
+    if from_scratch {
+        tracing::warn!(
+            log_start = log.start_offset(),
+            log_end = log.end_offset(),
+            segments = segments.len(),
+            "the index is empty but the commit log is not (index directory lost or deleted): \
+             rebuilding it from the log. Queue offsets come back as they were; consumer \
+             offsets, in-flight and retry state, topic and group configs, and pending \
+             transaction and schedule state lived only in the index and are LOST"
+        );
+    }
     let mut state = Scan {
         kv,
         checkpoint,
@@ -63,13 +86,25 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
         queued: 0,
         heads: &mut heads,
         last_ts: 0,
+        rebuild: from_scratch.then(IndexRebuild::default),
     };
     let mut redispatched = 0u64;
-    for seg in segments
+    let total = segments.len();
+    for (i, seg) in segments
         .iter()
-        .filter(|s| s.end() > scan_from || Arc::ptr_eq(s, &last))
+        .enumerate()
+        .filter(|(_, s)| s.end() > scan_from || Arc::ptr_eq(s, &last))
     {
         let is_last = Arc::ptr_eq(seg, &last);
+        if from_scratch {
+            tracing::info!(
+                segment = i + 1,
+                of = total,
+                base = seg.base(),
+                records_so_far = redispatched,
+                "rebuilding the index from the commit log"
+            );
+        }
         let start = scan_from.saturating_sub(seg.base());
         let Some((p, reason)) = scan_segment(seg, start, &mut state, &mut redispatched)? else {
             continue;
@@ -103,6 +138,10 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
     }
     state.commit()?;
     let last_ts = state.last_ts;
+    let rebuilt = state.rebuild.take().map(|mut r| {
+        r.records = redispatched;
+        r
+    });
     let end = last.end();
     log.set_end(end);
     if redispatched > 0 {
@@ -122,9 +161,17 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
     index::put_checkpoint(&mut batch, end);
     index::put_flushed(&mut batch, end);
     kv.write(batch)?;
+    if let Some(r) = &rebuilt {
+        tracing::info!(
+            records = r.records,
+            topics = r.topics.len(),
+            "index rebuilt from the commit log"
+        );
+    }
     Ok(Recovered {
         heads,
         last_store_ts: last_ts,
+        rebuilt,
     })
 }
 
@@ -161,6 +208,7 @@ struct Scan<'a> {
     queued: usize,
     heads: &'a mut Heads,
     last_ts: i64,
+    rebuild: Option<IndexRebuild>,
 }
 
 impl Scan<'_> {
@@ -171,6 +219,11 @@ impl Scan<'_> {
             return Ok(false);
         }
         index::dispatch_stored(&mut self.batch, self.heads, m);
+        if let Some(r) = &mut self.rebuild {
+            let (max_qid, types) = r.topics.entry(m.msg.topic.clone()).or_default();
+            *max_qid = (*max_qid).max(m.msg.queue_id);
+            types.insert(m.msg.message_type);
+        }
         self.checkpoint = m.log_offset + u64::from(m.record_size);
         self.queued += 1;
         if self.queued >= REDISPATCH_BATCH {

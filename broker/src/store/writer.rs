@@ -15,9 +15,12 @@
 //!    SYNC_MASTER a slave's confirmation (`replica_log.rs`).
 //!
 //! The records of one request are contiguous. A request that fails validation is answered at
-//! once and takes no part in the group. An I/O or index failure poisons the store: the writer
-//! answers this and every later append with an error, because the state of a file after a
-//! failed write or fdatasync cannot be trusted; a restart recovers from the log.
+//! once and takes no part in the group. A write that fails for lack of space (ENOSPC, EDQUOT)
+//! is undone: the log is cut back to where the group began, its requests are refused with
+//! [`StoreError::StorageFull`], and the next group tries again. Any other I/O or index failure
+//! poisons the store: the writer answers this and every later append with an error, because
+//! the state of a file after a failed fdatasync cannot be trusted; a restart recovers from the
+//! log.
 //!
 //! Under [`FlushMode::Async`](super::FlushMode::Async) a flusher thread fdatasyncs the last segment every
 //! `async_flush_interval` and records the flushed offset.
@@ -32,6 +35,7 @@ use tokio::sync::oneshot;
 use super::index;
 use super::kv::{prefix_end, Cf, KvBatch};
 use super::record::{self, NewMessage};
+use super::retention;
 use super::{AppendResult, Shared, StoreError};
 
 /// Next queue offset per topic and queue id.
@@ -54,6 +58,11 @@ pub(crate) enum Command {
         segment_base: u64,
         bytes: Vec<u8>,
         reply: oneshot::Sender<Result<super::ReplicaAppend, StoreError>>,
+    },
+    /// Retention: delete the oldest segments ending at or below `upto` (`retention.rs`).
+    DeleteSegments {
+        upto: u64,
+        reply: SyncSender<Result<Vec<(u64, u64)>, StoreError>>,
     },
     /// A slave cutting its log back to the common prefix with its master.
     CutBack {
@@ -153,6 +162,9 @@ impl Writer {
                     }
                     let _ = reply.send(result);
                 }
+                Command::DeleteSegments { upto, reply } => {
+                    let _ = reply.send(self.shared.log.delete_segments_below(upto));
+                }
                 Command::CutBack { to, reply } => {
                     let _ = reply.send(self.cut_back(to));
                 }
@@ -194,6 +206,7 @@ impl Writer {
         if reqs.is_empty() {
             return;
         }
+        let start = self.shared.log.end_offset();
         match self.write_group(&reqs) {
             Ok(results) => {
                 let cfg = &self.shared.config;
@@ -211,6 +224,33 @@ impl Writer {
                             .register(end, res, req.reply, cfg.replica_timeout);
                     } else {
                         let _ = req.reply.send(Ok(res));
+                    }
+                }
+            }
+            Err(StoreError::Io(e)) if retention::is_out_of_space(&e) => {
+                // Nothing of the group was indexed or answered: cut the log back to where the
+                // group began, refuse its requests, and let the next group try again.
+                let reason = format!(
+                    "no space left on the disk holding {} ({e}); the send was not stored",
+                    self.shared.log.dir().display()
+                );
+                match self.shared.log.discard_from(start) {
+                    Ok(()) => {
+                        tracing::warn!("{reason}");
+                        for req in reqs {
+                            let _ = req.reply.send(Err(StoreError::StorageFull(reason.clone())));
+                        }
+                    }
+                    Err(e2) => {
+                        let reason = format!(
+                            "{reason}; undoing the partial write failed too ({e2}), the store \
+                             accepts no more writes"
+                        );
+                        tracing::error!("{reason}");
+                        self.shared.set_failed(reason.clone());
+                        for req in reqs {
+                            let _ = req.reply.send(Err(StoreError::Failed(reason.clone())));
+                        }
                     }
                 }
             }

@@ -78,10 +78,19 @@ impl BrokerSpec {
     /// The process environment: group, id and role first, then the extra variables
     /// (which win when they set the same key).
     pub(crate) fn process_env(&self) -> Vec<(String, String)> {
-        let mut env = vec![(
-            "APOGEE_BROKER_BROKER_NAME".to_string(),
-            self.broker_name.clone(),
-        )];
+        let mut env = vec![
+            (
+                "APOGEE_BROKER_BROKER_NAME".to_string(),
+                self.broker_name.clone(),
+            ),
+            // Whatever the machine's disk holds, tests never lose segments to the disk
+            // ratio or get sends refused by it; the retention tests set their own.
+            ("APOGEE_BROKER_STORE__DISK_CLEAN_RATIO".into(), "1.0".into()),
+            (
+                "APOGEE_BROKER_STORE__DISK_REFUSE_RATIO".into(),
+                "1.0".into(),
+            ),
+        ];
         if let Some(id) = self.broker_id {
             env.push(("APOGEE_BROKER_BROKER_ID".into(), id.to_string()));
         }

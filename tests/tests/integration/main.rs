@@ -54,4 +54,5 @@ mod query;
 mod replication;
 mod schedule;
 mod startup;
+mod store_limits;
 mod transactions;

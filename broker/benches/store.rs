@@ -1,0 +1,103 @@
+//! Store micro-benchmarks: record encode and decode, index dispatch, and commit-log appends
+//! through the writer thread (ASYNC flush, in-memory index: the log write path alone).
+//!
+//! `cargo bench -p apogee-broker --bench store`; figures and how they compare: docs/PERFORMANCE.md.
+
+use std::sync::Arc;
+
+use apogee_broker::store::{
+    index, record, FlushMode, KvBatch, MemKv, MessageStore, NewMessage, StoreConfig,
+};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+fn message(n: usize, body: usize) -> NewMessage {
+    NewMessage {
+        topic: "bench".into(),
+        queue_id: (n % 8) as u32,
+        message_id: format!("01ABCDEF{n:024}"),
+        tag: Some("tag-a".into()),
+        keys: vec![format!("order-{n}")],
+        message_group: None,
+        message_type: 1,
+        born_timestamp_ms: 1_700_000_000_000,
+        born_host: "10.0.0.1:50000".into(),
+        delivery_timestamp_ms: None,
+        reconsume_times: 0,
+        properties: vec![("trace".into(), "on".into())],
+        internal: vec![],
+        body: vec![0x5a; body],
+    }
+}
+
+fn codec(c: &mut Criterion) {
+    let m = message(1, 1024);
+    let size = record::encoded_len(&m).unwrap();
+    let mut g = c.benchmark_group("record");
+    g.throughput(Throughput::Bytes(size as u64));
+    g.bench_function("encode_1KiB", |b| {
+        let mut buf = Vec::with_capacity(size);
+        b.iter(|| {
+            buf.clear();
+            record::encode_into(&mut buf, &m, 42, 1_700_000_000_123, usize::MAX).unwrap()
+        })
+    });
+    let mut buf = Vec::new();
+    record::encode_into(&mut buf, &m, 42, 1_700_000_000_123, usize::MAX).unwrap();
+    g.bench_function("decode_1KiB", |b| {
+        b.iter(|| record::decode(&buf, 4096).unwrap())
+    });
+    g.finish();
+}
+
+fn dispatch(c: &mut Criterion) {
+    let msgs: Vec<NewMessage> = (0..32).map(|n| message(n, 16)).collect();
+    let mut g = c.benchmark_group("index");
+    g.throughput(Throughput::Elements(msgs.len() as u64));
+    g.bench_function("dispatch_32_records", |b| {
+        b.iter(|| {
+            let mut batch = KvBatch::new();
+            for (i, m) in msgs.iter().enumerate() {
+                index::dispatch(
+                    &mut batch,
+                    m,
+                    i as u64,
+                    4096 * i as u64,
+                    1200,
+                    1_700_000_000_000,
+                );
+            }
+            batch
+        })
+    });
+    g.finish();
+}
+
+fn append(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        flush_mode: FlushMode::Async,
+        segment_size: 64 << 20,
+        ..StoreConfig::new(dir.path())
+    };
+    let store = MessageStore::open_with_kv(config, Arc::new(MemKv::new())).unwrap();
+    let mut g = c.benchmark_group("commit_log");
+    for batch in [1usize, 32] {
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_function(format!("append_{batch}x1KiB"), |b| {
+            b.iter_batched(
+                || (0..batch).map(|n| message(n, 1024)).collect::<Vec<_>>(),
+                |msgs| rt.block_on(store.append(msgs)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+    store.shutdown();
+}
+
+criterion_group!(benches, codec, dispatch, append);
+criterion_main!(benches);

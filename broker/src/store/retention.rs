@@ -1,0 +1,340 @@
+//! Retention: deleting whole old segments, and refusing sends while the disk is nearly full.
+//!
+//! A background thread (`apogee-store-retention`) runs one pass every `check_interval`:
+//!
+//! 1. It measures the file system of the commit log (`statvfs`). At or above `refuse_ratio`
+//!    the store refuses appends with [`StoreError::StorageFull`] (reads keep working); below
+//!    it, appends are taken again without a restart.
+//! 2. It picks the oldest sealed segments (never the one being written) that are either
+//!    older than `max_age` (by the file's modification time, the time of its last write, as
+//!    RocketMQ's `fileReservedTime`) or, oldest first, as many as it takes to bring the disk
+//!    below `clean_ratio`.
+//! 3. It prunes the index entries that point into them: consume-queue entries (queue by
+//!    queue, from the front), message-id and key lookups. A queue's first readable offset is
+//!    its first remaining entry, so receives and pulls below it start there.
+//! 4. The writer thread deletes the files (so deletion never races a roll or a cut-back).
+//!
+//! [`MessageStore::enforce_retention`] is one pass with the clock and the disk figures passed
+//! in; the thread passes the real ones, tests inject theirs.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::index::{self, QueueEntry};
+use super::kv::{prefix_end, Cf, KvBatch, KvStore};
+use super::writer::Command;
+use super::{MessageStore, Shared, StoreError};
+
+/// Entries read per page while pruning.
+const PAGE: usize = 10_000;
+
+/// When segments go and when sends are refused.
+#[derive(Clone, Debug)]
+pub struct RetentionPolicy {
+    /// Sealed segments whose last write is older than this are deleted (default 72 h).
+    pub max_age: Duration,
+    /// Above this used fraction of the disk, the oldest sealed segments are deleted whatever
+    /// their age (default 0.75).
+    pub clean_ratio: f64,
+    /// At or above this used fraction, sends are refused (default 0.90).
+    pub refuse_ratio: f64,
+    /// Time between passes (default 1 s: one `statvfs` and a directory's metadata).
+    pub check_interval: Duration,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            max_age: Duration::from_secs(72 * 3600),
+            clean_ratio: 0.75,
+            refuse_ratio: 0.90,
+            check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetentionPolicy {
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        let ok = |r: f64| r > 0.0 && r <= 1.0;
+        if !ok(self.clean_ratio) || !ok(self.refuse_ratio) {
+            return Err(StoreError::Config(format!(
+                "disk ratios must be in (0, 1]: clean {} refuse {}",
+                self.clean_ratio, self.refuse_ratio
+            )));
+        }
+        if self.max_age.is_zero() || self.check_interval.is_zero() {
+            return Err(StoreError::Config(
+                "retention age and check interval must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Space on the file system holding the commit log, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Used by anyone (total minus free).
+    pub used: u64,
+    /// Free for an unprivileged writer.
+    pub available: u64,
+}
+
+impl DiskSpace {
+    /// Measures the file system holding `path`.
+    pub fn of(path: &std::path::Path) -> std::io::Result<DiskSpace> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let frsize = st.f_frsize as u64;
+        Ok(DiskSpace {
+            used: (st.f_blocks as u64).saturating_sub(st.f_bfree as u64) * frsize,
+            available: st.f_bavail as u64 * frsize,
+        })
+    }
+
+    /// Used fraction as `df` shows it: used / (used + available).
+    pub fn used_ratio(&self) -> f64 {
+        Self::ratio(self.used, self.available)
+    }
+
+    fn ratio(used: u64, available: u64) -> f64 {
+        let total = used.saturating_add(available);
+        if total == 0 {
+            return 0.0;
+        }
+        used as f64 / total as f64
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RetentionPass {
+    /// (base log offset, bytes) of each deleted segment, oldest first.
+    pub deleted: Vec<(u64, u64)>,
+    /// The first log offset still stored after the pass.
+    pub log_start: u64,
+    /// Whether sends are being refused.
+    pub refusing: bool,
+}
+
+impl MessageStore {
+    /// One retention pass as of `now` with the disk as `disk` describes.
+    pub fn enforce_retention(
+        &self,
+        now: SystemTime,
+        disk: DiskSpace,
+    ) -> Result<RetentionPass, StoreError> {
+        let tx = self.tx.lock().clone().ok_or(StoreError::Closed)?;
+        enforce(&self.shared, &tx, now, disk)
+    }
+}
+
+fn enforce(
+    shared: &Shared,
+    tx: &mpsc::Sender<Command>,
+    now: SystemTime,
+    disk: DiskSpace,
+) -> Result<RetentionPass, StoreError> {
+    let policy = &shared.config.retention;
+    let ratio = disk.used_ratio();
+    let refusing = ratio >= policy.refuse_ratio;
+    shared.set_storage_full(refusing.then(|| {
+        format!(
+            "the disk holding {} is {:.1}% full; sends are refused at {:.1}% and taken again \
+                 below it (old segments are deleted above {:.1}%)",
+            shared.log.dir().display(),
+            ratio * 100.0,
+            policy.refuse_ratio * 100.0,
+            policy.clean_ratio * 100.0
+        )
+    }));
+    let segments = shared.log.segments();
+    let sealed = &segments[..segments.len().saturating_sub(1)];
+    let mut upto = shared.log.start_offset();
+    let (mut freed, mut by_age, mut by_disk) = (0u64, 0usize, 0usize);
+    for seg in sealed {
+        let age = seg
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
+        let disk_over = DiskSpace::ratio(disk.used.saturating_sub(freed), disk.available + freed)
+            > policy.clean_ratio;
+        if age >= policy.max_age {
+            by_age += 1;
+        } else if disk_over {
+            by_disk += 1;
+        } else {
+            break;
+        }
+        upto = seg.end();
+        freed += seg.len();
+    }
+    if by_age + by_disk == 0 {
+        return Ok(RetentionPass {
+            deleted: Vec::new(),
+            log_start: shared.log.start_offset(),
+            refusing,
+        });
+    }
+    let pruned = prune_below(shared.kv.as_ref(), upto)?;
+    let (reply, rx) = mpsc::sync_channel(1);
+    tx.send(Command::DeleteSegments { upto, reply })
+        .map_err(|_| StoreError::Closed)?;
+    let deleted = rx.recv().map_err(|_| StoreError::Closed)??;
+    let log_start = shared.log.start_offset();
+    tracing::info!(
+        segments = deleted.len(),
+        bytes = deleted.iter().map(|d| d.1).sum::<u64>(),
+        expired = by_age,
+        for_disk_space = by_disk,
+        disk_used_pct = format_args!("{:.1}", ratio * 100.0),
+        queue_entries_pruned = pruned.queue_entries,
+        lookups_pruned = pruned.lookups,
+        log_start,
+        "retention deleted old commit-log segments"
+    );
+    Ok(RetentionPass {
+        deleted,
+        log_start,
+        refusing,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Pruned {
+    queue_entries: u64,
+    lookups: u64,
+}
+
+/// Removes index entries pointing below log offset `upto`.
+fn prune_below(kv: &dyn KvStore, upto: u64) -> Result<Pruned, StoreError> {
+    let mut pruned = Pruned::default();
+    // Consume queues: log offsets grow with queue offsets, so each queue loses a prefix.
+    let mut from = Vec::new();
+    loop {
+        let heads = kv.scan(Cf::QueueHead, &from, &[], PAGE)?;
+        for (queue, head) in &heads {
+            let next = index::u64_value(head)?;
+            let cut = first_kept(kv, queue, upto)?.unwrap_or(next);
+            let mut first = queue.clone();
+            first.extend_from_slice(&0u64.to_be_bytes());
+            let mut end = queue.clone();
+            end.extend_from_slice(&cut.to_be_bytes());
+            let present = kv.scan(Cf::ConsumeQueue, &first, &end, 1)?;
+            if let Some((k, _)) = present.first() {
+                let low = index::trailing_u64(k).unwrap_or(cut);
+                pruned.queue_entries += cut.saturating_sub(low);
+                let mut batch = KvBatch::new();
+                batch.delete_range(Cf::ConsumeQueue, &first, &end);
+                kv.write(batch)?;
+            }
+        }
+        match heads.last() {
+            Some((k, _)) if heads.len() == PAGE => {
+                from = k.clone();
+                from.push(0);
+            }
+            _ => break,
+        }
+    }
+    // Id and key lookups end with the log offset; they are spread over the key space.
+    for cf in [Cf::MessageId, Cf::MessageKey] {
+        let mut from = Vec::new();
+        loop {
+            let page = kv.scan(cf, &from, &[], PAGE)?;
+            let mut batch = KvBatch::new();
+            for (k, _) in &page {
+                if index::trailing_u64(k).is_some_and(|off| off < upto) {
+                    batch.delete(cf, k);
+                    pruned.lookups += 1;
+                }
+            }
+            if !batch.is_empty() {
+                kv.write(batch)?;
+            }
+            match page.last() {
+                Some((k, _)) if page.len() == PAGE => {
+                    from = k.clone();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(pruned)
+}
+
+/// The first queue offset of `queue` whose record lies at or past `upto`.
+fn first_kept(kv: &dyn KvStore, queue: &[u8], upto: u64) -> Result<Option<u64>, StoreError> {
+    let end = prefix_end(queue);
+    let mut from = queue.to_vec();
+    loop {
+        let page = kv.scan(Cf::ConsumeQueue, &from, &end, PAGE)?;
+        for (k, v) in &page {
+            let e = QueueEntry::decode(k, v)?;
+            if e.log_offset >= upto {
+                return Ok(Some(e.queue_offset));
+            }
+        }
+        match page.last() {
+            Some((k, _)) if page.len() == PAGE => {
+                from = k.clone();
+                from.push(0);
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// The thread body: a pass every `check_interval` until `stop` fires or is dropped.
+pub(crate) fn run_retention(
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+    stop: mpsc::Receiver<()>,
+) {
+    let interval = shared.config.retention.check_interval;
+    let mut last_error: Option<String> = None;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+        let result = DiskSpace::of(shared.log.dir())
+            .map_err(StoreError::from)
+            .and_then(|disk| enforce(&shared, &tx, SystemTime::now(), disk));
+        match result {
+            Ok(_) => last_error = None,
+            Err(e) => {
+                let e = e.to_string();
+                if last_error.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, "retention pass failed");
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Sets or clears the reason appends are refused for lack of space (logs changes).
+    pub(crate) fn set_storage_full(&self, reason: Option<String>) {
+        let mut full = self.storage_full.lock();
+        match (&*full, &reason) {
+            (None, Some(r)) => tracing::warn!("refusing sends: {r}"),
+            (Some(_), None) => {
+                tracing::info!("disk space is back below the limit; taking sends again")
+            }
+            _ => {}
+        }
+        *full = reason;
+    }
+}
+
+/// Whether an I/O error means the file system is out of space.
+pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}

@@ -1,0 +1,178 @@
+//! Retention: deletion by age and by disk ratio with an injected clock and disk figures, and
+//! the refusal of sends above the refuse ratio.
+
+use std::time::{Duration, SystemTime};
+
+use super::tests::{append_one, config, msg};
+use super::*;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Fills two queues until the log has at least `segments` segments; returns every result.
+async fn fill(store: &MessageStore, segments: usize) -> Vec<(u32, AppendResult, String)> {
+    let mut out = Vec::new();
+    let mut n = 0;
+    while store.shared.log.segments().len() < segments {
+        let m = msg("R", (n % 2) as u32, n);
+        let id = m.message_id.clone();
+        out.push(((n % 2) as u32, append_one(store, m).await, id));
+        n += 1;
+    }
+    out
+}
+
+fn set_segment_ages(store: &MessageStore, now: SystemTime, ages: &[Duration]) {
+    for (seg, age) in store.shared.log.segments().iter().zip(ages) {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(seg.path())
+            .unwrap();
+        f.set_modified(now - *age).unwrap();
+    }
+}
+
+const ROOMY: DiskSpace = DiskSpace {
+    used: 10,
+    available: 90,
+};
+
+#[tokio::test]
+async fn expired_segments_go_with_their_index_entries_and_nothing_newer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    let written = fill(&store, 5).await;
+    let now = SystemTime::now();
+    // Two segments older than 72 h, then younger ones (the last is never deleted anyway).
+    set_segment_ages(&store, now, &[100 * HOUR, 73 * HOUR, 71 * HOUR, HOUR, HOUR]);
+    let bases = store.segment_bases();
+
+    let pass = store.enforce_retention(now, ROOMY).unwrap();
+    assert_eq!(
+        pass.deleted.iter().map(|d| d.0).collect::<Vec<_>>(),
+        bases[..2]
+    );
+    assert_eq!(pass.log_start, bases[2]);
+    assert!(!pass.refusing);
+    assert!(!dir
+        .path()
+        .join("commitlog")
+        .join(segment_file_name(bases[0]))
+        .exists());
+
+    for q in 0..2u32 {
+        let kept: Vec<_> = written
+            .iter()
+            .filter(|(qid, r, _)| *qid == q && r.log_offset >= bases[2])
+            .collect();
+        let (min, next) = store.queue_bounds("R", q).unwrap();
+        assert_eq!(
+            min, kept[0].1.queue_offset,
+            "queue {q} starts at its first kept message"
+        );
+        assert_eq!(next, kept.last().unwrap().1.queue_offset + 1);
+        // A read from offset 0 answers from the first message still stored.
+        let read = store.read_queue("R", q, 0, usize::MAX, usize::MAX).unwrap();
+        assert_eq!(read.len(), kept.len());
+        for (m, (_, r, id)) in read.iter().zip(&kept) {
+            assert_eq!((m.queue_offset, &m.msg.message_id), (r.queue_offset, id));
+        }
+    }
+    let (_, _, gone) = &written[0];
+    assert!(store.lookup_by_id(gone).unwrap().is_none());
+    assert!(store.queue_entries("R", 0, 0, 1).unwrap()[0].log_offset >= bases[2]);
+    let (_, _, last) = written.last().unwrap();
+    assert!(store.lookup_by_id(last).unwrap().is_some());
+
+    // Nothing more is due; a reopen keeps the same bounds and log start.
+    assert!(store
+        .enforce_retention(now, ROOMY)
+        .unwrap()
+        .deleted
+        .is_empty());
+    let bounds = store.queue_bounds("R", 1).unwrap();
+    store.shutdown();
+    drop(store);
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    assert_eq!(store.queue_bounds("R", 1).unwrap(), bounds);
+    assert_eq!(store.segment_bases()[0], bases[2]);
+}
+
+#[tokio::test]
+async fn a_full_disk_deletes_the_oldest_segments_until_below_the_clean_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    fill(&store, 5).await;
+    let now = SystemTime::now();
+    let segs = store.shared.log.segments();
+    let (s0, s1) = (segs[0].len(), segs[1].len());
+    // All young. Deleting the first segment leaves the disk above 75%, the second below.
+    let total = 100 * (s0 + s1);
+    let used = total * 3 / 4 + s0 + s1 / 2;
+    let disk = DiskSpace {
+        used,
+        available: total - used,
+    };
+    let pass = store.enforce_retention(now, disk).unwrap();
+    assert_eq!(
+        pass.deleted,
+        vec![(segs[0].base(), s0), (segs[1].base(), s1)]
+    );
+    assert!(!pass.refusing);
+
+    // However full the disk, the segment being written stays.
+    let full = DiskSpace {
+        used: 99 << 30,
+        available: 1 << 30,
+    };
+    let pass = store.enforce_retention(now, full).unwrap();
+    assert_eq!(store.segment_bases(), vec![segs[4].base()]);
+    assert_eq!(pass.deleted.len(), 2);
+}
+
+#[tokio::test]
+async fn sends_are_refused_above_the_refuse_ratio_and_taken_again_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    let first = append_one(&store, msg("F", 0, 1)).await;
+    let now = SystemTime::now();
+    let pass = store
+        .enforce_retention(
+            now,
+            DiskSpace {
+                used: 91,
+                available: 9,
+            },
+        )
+        .unwrap();
+    assert!(pass.refusing);
+    let refused = store.append(vec![msg("F", 0, 2)]).await.unwrap_err();
+    assert!(matches!(refused, StoreError::StorageFull(_)), "{refused}");
+    assert_eq!(
+        apogee_proto::ApogeeError::from(refused).code(),
+        apogee_proto::v2::Code::InternalServerError
+    );
+    // Reads keep working, and nothing of the refused send is stored.
+    assert_eq!(store.queue_bounds("F", 0).unwrap(), (0, 1));
+    assert_eq!(
+        store.read_queue("F", 0, 0, 10, usize::MAX).unwrap()[0].log_offset,
+        first.log_offset
+    );
+    assert!(!store.enforce_retention(now, ROOMY).unwrap().refusing);
+    assert_eq!(append_one(&store, msg("F", 0, 3)).await.queue_offset, 1);
+}
+
+#[test]
+fn disk_ratio_is_used_over_used_plus_available() {
+    let d = DiskSpace {
+        used: 30,
+        available: 10,
+    };
+    assert!((d.used_ratio() - 0.75).abs() < 1e-9);
+    let empty = DiskSpace {
+        used: 0,
+        available: 0,
+    };
+    assert_eq!(empty.used_ratio(), 0.0);
+    let here = DiskSpace::of(std::path::Path::new(".")).unwrap();
+    assert!(here.used + here.available > 0);
+}
