@@ -26,8 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=apache");
     println!("cargo:rerun-if-changed=apogee");
 
-    // Pass 1: the RocketMQ 5 client protocol -> apache.rocketmq.v2.rs
+    // Pass 1: the RocketMQ 5 client protocol -> apache.rocketmq.v2.rs. Message bodies are
+    // `bytes::Bytes`: decoded as a slice of the request buffer and shared, never copied, on
+    // their way to the commit log and back out to consumers.
     tonic_prost_build::configure()
+        .bytes(".apache.rocketmq.v2.Message.body")
         .build_server(true)
         .build_client(true)
         .compile_protos(

@@ -25,7 +25,7 @@ fn message(n: usize, body: usize) -> NewMessage {
         reconsume_times: 0,
         properties: vec![("trace".into(), "on".into())],
         internal: vec![],
-        body: vec![0x5a; body],
+        body: vec![0x5a; body].into(),
     }
 }
 

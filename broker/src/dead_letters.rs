@@ -346,7 +346,7 @@ mod tests {
                 (internal::DLQ_OFFSET.into(), offset.to_string()),
                 (internal::DLQ_ATTEMPTS.into(), "3".into()),
             ],
-            body: b"order 7".to_vec(),
+            body: b"order 7".to_vec().into(),
         }
     }
 
@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(m.tag.as_deref(), Some("paid"));
         assert_eq!(m.keys, ["order-7"]);
         assert_eq!(m.properties, [("amount".to_string(), "42".to_string())]);
-        assert_eq!(m.body, b"order 7");
+        assert_eq!(&m.body[..], b"order 7");
         assert_eq!(m.internal(internal::BODY_ENCODING), Some("gzip"));
         assert_eq!(
             m.internal(internal::DLQ_RESENT_AT),

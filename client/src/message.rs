@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
     pub topic: String,
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
     pub tag: Option<String>,
     pub keys: Vec<String>,
     pub properties: HashMap<String, String>,
@@ -26,7 +26,7 @@ impl Message {
     pub fn new(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
         Message {
             topic: topic.into(),
-            body: body.into(),
+            body: bytes::Bytes::from(body.into()),
             ..Default::default()
         }
     }
@@ -265,7 +265,7 @@ impl FilterExpression {
 pub struct ReceivedMessage {
     pub topic: String,
     pub message_id: String,
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
     pub tag: Option<String>,
     pub keys: Vec<String>,
     pub properties: HashMap<String, String>,
@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(sp.born_host, "host");
         assert!(sp.born_timestamp.is_some());
         assert_eq!(sp.tag.as_deref(), Some("A"));
-        assert_eq!(v.body, b"body");
+        assert_eq!(&v.body[..], b"body");
     }
 
     #[test]
@@ -416,7 +416,7 @@ mod tests {
                 born_timestamp: Some(time::timestamp(500)),
                 ..Default::default()
             }),
-            body: b"x".to_vec(),
+            body: bytes::Bytes::from_static(b"x"),
         };
         let r = ReceivedMessage::from_v2(v, "broker-a", "h:1");
         assert_eq!((r.queue_id, r.queue_offset, r.delivery_attempt), (2, 7, 3));

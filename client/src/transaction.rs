@@ -314,7 +314,7 @@ mod tests {
                     tag: Some("A".into()),
                     ..Default::default()
                 }),
-                body: b"order-1".to_vec(),
+                body: bytes::Bytes::from_static(b"order-1"),
             }),
             transaction_id: txn.into(),
         }
@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(check.message.message_id, "M1");
         assert_eq!(check.message.topic, "T");
         assert_eq!(check.message.endpoint, "h:1");
-        assert_eq!(check.message.body, b"order-1");
+        assert_eq!(&check.message.body[..], b"order-1");
         assert_eq!(check.message.tag.as_deref(), Some("A"));
     }
 

@@ -268,7 +268,7 @@ fn check_command(txn: &str, body: &str) -> v2::TelemetryCommand {
                         message_type: v2::MessageType::Transaction as i32,
                         ..Default::default()
                     }),
-                    body: body.as_bytes().to_vec(),
+                    body: body.as_bytes().to_vec().into(),
                 }),
                 transaction_id: txn.into(),
             },
@@ -354,7 +354,7 @@ async fn new_topics_are_announced_on_first_use() {
 #[tokio::test]
 async fn check_backs_are_answered_by_the_checker() {
     let fake = start_fake().await;
-    let checker = |c: &TransactionCheck| match c.message.body.as_slice() {
+    let checker = |c: &TransactionCheck| match &c.message.body[..] {
         b"yes" => TransactionResolution::Commit,
         b"no" => TransactionResolution::Rollback,
         _ => TransactionResolution::Unknown,

@@ -72,7 +72,7 @@ pub fn message(topic: &str, queue_id: i32, body: impl Into<Vec<u8>>) -> v2::Mess
             queue_id,
             ..Default::default()
         }),
-        body: body.into(),
+        body: bytes::Bytes::from(body.into()),
     }
 }
 

@@ -71,8 +71,8 @@ pub struct ImportError {
     pub message: String,
 }
 
-const NO_RETENTION: &str =
-    "no Apogee equivalent yet: commit-log retention is not built (every segment is kept)";
+const NO_DELETE_HOUR: &str =
+    "no Apogee equivalent: expired segments are deleted by any retention pass, not at a set hour";
 const NO_EQUIVALENT: &str = "no Apogee equivalent";
 
 /// The mapped keys, serialized in `deploy/broker.toml` order; absent keys keep Apogee's
@@ -107,11 +107,18 @@ struct StoreToml {
     flush: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     segment_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention_hours: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disk_clean_ratio: Option<f64>,
 }
 
 impl StoreToml {
     fn is_empty(&self) -> bool {
-        self.flush.is_none() && self.segment_bytes.is_none()
+        self.flush.is_none()
+            && self.segment_bytes.is_none()
+            && self.retention_hours.is_none()
+            && self.disk_clean_ratio.is_none()
     }
 }
 
@@ -264,6 +271,22 @@ pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
                     .ok_or_else(|| bad("expected a size in bytes of at least 65536".into()))?;
                 cfg.store.segment_bytes = Some(n);
             }
+            "fileReservedTime" => {
+                let n = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| bad("expected a number of hours of at least 1".into()))?;
+                cfg.store.retention_hours = Some(n);
+            }
+            "diskMaxUsedSpaceRatio" => {
+                let pct = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| bad("expected a percentage within 1..=100".into()))?;
+                cfg.store.disk_clean_ratio = Some(f64::from(pct) / 100.0);
+            }
             "maxMessageSize" => {
                 let max = apogee_proto::limits::MAX_BATCH_BYTES as u64;
                 let n = v
@@ -282,7 +305,7 @@ pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
             }
             key => {
                 let reason = match key {
-                    "fileReservedTime" | "deleteWhen" | "diskMaxUsedSpaceRatio" => NO_RETENTION,
+                    "deleteWhen" => NO_DELETE_HOUR,
                     _ => NO_EQUIVALENT,
                 };
                 ignored.retain(|i| i.key != key);
@@ -521,7 +544,9 @@ sendMessageThreadPoolNums=16
         let store = t["store"].as_table().unwrap();
         assert_eq!(store["flush"].as_str(), Some("sync"));
         assert_eq!(store["segment_bytes"].as_integer(), Some(1048576));
-        assert_eq!(store.len(), 2, "only mapped keys: {store:?}");
+        assert_eq!(store["retention_hours"].as_integer(), Some(48));
+        assert_eq!(store["disk_clean_ratio"].as_float(), Some(0.88));
+        assert_eq!(store.len(), 4, "only mapped keys: {store:?}");
         assert_eq!(t.len(), 10, "only mapped keys: {t:?}");
     }
 
@@ -537,7 +562,7 @@ sendMessageThreadPoolNums=16
         assert!(
             header[1].contains("brokerClusterName") && header[1].contains("autoCreateTopicEnable")
         );
-        assert_eq!(imported.mapped.len(), 11);
+        assert_eq!(imported.mapped.len(), 13);
         assert_eq!(imported.mapped[0], "brokerClusterName");
     }
 
@@ -553,7 +578,7 @@ sendMessageThreadPoolNums=16
     }
 
     #[test]
-    fn unknown_and_retention_keys_are_ignored_with_reasons() {
+    fn unknown_keys_are_ignored_with_reasons_and_retention_keys_mapped() {
         let imported = import(SAMPLE, "broker.conf").unwrap();
         let reasons: Vec<(&str, &str)> = imported
             .ignored
@@ -563,13 +588,13 @@ sendMessageThreadPoolNums=16
         assert_eq!(
             reasons,
             vec![
-                ("deleteWhen", NO_RETENTION),
-                ("fileReservedTime", NO_RETENTION),
-                ("diskMaxUsedSpaceRatio", NO_RETENTION),
+                ("deleteWhen", NO_DELETE_HOUR),
                 ("sendMessageThreadPoolNums", NO_EQUIVALENT),
             ]
         );
         let t: toml::Table = toml::from_str(&imported.toml).unwrap();
+        assert_eq!(t["store"]["retention_hours"].as_integer(), Some(48));
+        assert_eq!(t["store"]["disk_clean_ratio"].as_float(), Some(0.88));
         assert!(!imported.toml.contains("sendMessageThreadPoolNums = "));
         assert!(t.get("sendMessageThreadPoolNums").is_none());
     }
@@ -646,7 +671,7 @@ sendMessageThreadPoolNums=16
             "{s}"
         );
         assert!(
-            s.ends_with("wrote out.toml: 11 keys mapped, 4 ignored\n"),
+            s.ends_with("wrote out.toml: 13 keys mapped, 2 ignored\n"),
             "{s}"
         );
     }

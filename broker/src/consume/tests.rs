@@ -22,7 +22,7 @@ fn message(topic: &str, queue_id: u32, tag: Option<&str>, body: &str) -> NewMess
         reconsume_times: 0,
         properties: vec![],
         internal: vec![],
-        body: body.as_bytes().to_vec(),
+        body: body.as_bytes().to_vec().into(),
     }
 }
 
@@ -77,7 +77,7 @@ fn pr<'a>(
 
 fn bodies(d: &[Delivery]) -> Vec<String> {
     d.iter()
-        .map(|d| String::from_utf8(d.message.msg.body.clone()).unwrap())
+        .map(|d| String::from_utf8(d.message.msg.body.to_vec()).unwrap())
         .collect()
 }
 

@@ -24,7 +24,7 @@ fn message(queue_id: u32, group: Option<&str>, body: &str) -> NewMessage {
         reconsume_times: 0,
         properties: vec![("p".into(), "v".into())],
         internal: vec![],
-        body: body.as_bytes().to_vec(),
+        body: body.as_bytes().to_vec().into(),
     }
 }
 
@@ -89,7 +89,7 @@ fn auto_renew_pop(
 
 fn bodies(d: &[Delivery]) -> Vec<String> {
     d.iter()
-        .map(|d| String::from_utf8(d.message.msg.body.clone()).unwrap())
+        .map(|d| String::from_utf8(d.message.msg.body.to_vec()).unwrap())
         .collect()
 }
 
@@ -151,7 +151,7 @@ async fn redeliveries_follow_the_backoff_then_the_message_expires_at_max_attempt
             &original.msg.properties
         )
     );
-    assert_eq!(copy.body, b"a");
+    assert_eq!(&copy.body[..], b"a");
     let origin = |k: &str| {
         copy.internal
             .iter()

@@ -48,7 +48,7 @@ pub fn view(broker: &Broker, m: &StoredMessage) -> cluster::MessageView {
         tag: msg.tag.clone().unwrap_or_default(),
         keys: msg.keys.clone(),
         user_properties: msg.properties.iter().cloned().collect(),
-        body: msg.body.clone(),
+        body: msg.body.to_vec(),
         store_timestamp_ms: m.store_timestamp_ms,
         born_timestamp_ms: msg.born_timestamp_ms,
         delivery_attempts,

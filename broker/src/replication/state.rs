@@ -101,7 +101,7 @@ mod tests {
             reconsume_times: 0,
             properties: vec![],
             internal: vec![],
-            body: format!("m{i}").into_bytes(),
+            body: format!("m{i}").into_bytes().into(),
         }
     }
 

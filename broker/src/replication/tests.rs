@@ -20,7 +20,7 @@ async fn append(store: &MessageStore, n: usize) {
         .map(|i| {
             let mut m = NewMessage::op_record("T", Vec::new());
             m.message_id = format!("ID{i}");
-            m.body = vec![7u8; 100];
+            m.body = vec![7u8; 100].into();
             m
         })
         .collect();

@@ -53,7 +53,7 @@ fn message(id: &str, due_ms: i64) -> NewMessage {
         reconsume_times: 0,
         properties: vec![("amount".into(), "42".into())],
         internal: vec![],
-        body: b"cancel order 1 if unpaid".to_vec(),
+        body: b"cancel order 1 if unpaid".to_vec().into(),
     }
 }
 

@@ -253,7 +253,7 @@ impl CommitLog {
     /// Reads and validates the record of `size` bytes at `offset`.
     pub fn read_record(&self, offset: u64, size: u32) -> Result<StoredMessage, StoreError> {
         let bytes = self.read(offset, size)?;
-        record::decode(&bytes, offset)
+        record::decode_shared(bytes.into(), offset)
     }
 
     /// Raw log bytes from `offset`, at most `max` and never past the end of its segment

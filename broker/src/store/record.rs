@@ -36,6 +36,7 @@
 //! The smallest possible record is [`MIN_RECORD_LEN`] bytes.
 
 use super::StoreError;
+use bytes::Bytes;
 
 /// Magic number of format version 1 ("APG1"): no internal properties.
 pub const MAGIC_V1: u32 = 0x4150_4731;
@@ -112,7 +113,9 @@ pub struct NewMessage {
     pub properties: Vec<(String, String)>,
     /// Broker-internal properties (keys in [`internal`]); never shown to clients.
     pub internal: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// Shared, not copied: from the decoded request to the log write, and from a log read
+    /// out to the consumer.
+    pub body: Bytes,
 }
 
 impl NewMessage {
@@ -133,7 +136,7 @@ impl NewMessage {
             reconsume_times: 0,
             properties: Vec::new(),
             internal,
-            body: Vec::new(),
+            body: Bytes::new(),
         }
     }
 
@@ -389,15 +392,30 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes and validates one complete record read from `log_offset`.
+/// Decodes and validates one complete record read from `log_offset` (the body is copied out
+/// of `bytes`; [`decode_shared`] avoids that).
 pub fn decode(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, StoreError> {
-    decode_inner(bytes, log_offset).map_err(|reason| StoreError::Corrupt {
+    decode_inner(bytes, log_offset, |r| Bytes::copy_from_slice(&bytes[r])).map_err(|reason| {
+        StoreError::Corrupt {
+            offset: log_offset,
+            reason,
+        }
+    })
+}
+
+/// Like [`decode`], with the body a slice of `bytes` (no copy).
+pub fn decode_shared(bytes: Bytes, log_offset: u64) -> Result<StoredMessage, StoreError> {
+    decode_inner(&bytes, log_offset, |r| bytes.slice(r)).map_err(|reason| StoreError::Corrupt {
         offset: log_offset,
         reason,
     })
 }
 
-fn decode_inner(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, String> {
+fn decode_inner(
+    bytes: &[u8],
+    log_offset: u64,
+    body_of: impl FnOnce(std::ops::Range<usize>) -> Bytes,
+) -> Result<StoredMessage, String> {
     verify(bytes)?;
     let version2 = bytes[4..8] == MAGIC.to_be_bytes();
     let mut c = Cursor {
@@ -429,16 +447,18 @@ fn decode_inner(bytes: &[u8], log_offset: u64) -> Result<StoredMessage, String> 
     let properties = c.pairs()?;
     let internal = if version2 { c.pairs()? } else { Vec::new() };
     let body_len = c.u32()? as usize;
-    let body = c.take(body_len)?.to_vec();
+    let body_start = c.pos;
+    let body_crc = crc32fast::hash(c.take(body_len)?);
     if c.pos != bytes.len() {
         return Err(format!(
             "{} unused bytes at the end of the record",
             bytes.len() - c.pos
         ));
     }
-    if crc32fast::hash(&body) != body_crc32 {
+    if body_crc != body_crc32 {
         return Err("body CRC mismatch".to_string());
     }
+    let body = body_of(body_start..body_start + body_len);
     Ok(StoredMessage {
         msg: NewMessage {
             topic,

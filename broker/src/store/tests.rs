@@ -27,7 +27,7 @@ pub(super) fn msg(topic: &str, queue_id: u32, n: usize) -> NewMessage {
         } else {
             vec![]
         },
-        body: format!("body-{n}-").repeat(1 + n % 40).into_bytes(),
+        body: format!("body-{n}-").repeat(1 + n % 40).into_bytes().into(),
     }
 }
 
@@ -71,7 +71,7 @@ fn record_encode_decode_round_trip() {
         keys: vec![],
         properties: vec![],
         internal: vec![],
-        body: vec![],
+        body: vec![].into(),
         ..msg("", 0, 0)
     };
     let empty = NewMessage {
@@ -112,7 +112,7 @@ fn version_1_records_still_decode_with_no_internal_properties() {
 #[test]
 fn oversized_fields_are_rejected() {
     let m = NewMessage {
-        body: vec![0; 2000],
+        body: vec![0; 2000].into(),
         ..msg("T", 0, 1)
     };
     let err = record::encode_into(&mut Vec::new(), &m, 0, 0, 1000).unwrap_err();
@@ -289,7 +289,7 @@ async fn segments_roll_and_reads_cross_them() {
     let mut all = Vec::new();
     for n in 0..300 {
         let m = NewMessage {
-            body: vec![(n % 251) as u8; 500 + (n * 37) % 3000],
+            body: vec![(n % 251) as u8; 500 + (n * 37) % 3000].into(),
             ..msg("R", (n % 3) as u32, n)
         };
         all.push((m.clone(), append_one(&store, m).await));
@@ -455,7 +455,7 @@ async fn invalid_request_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     let big = NewMessage {
-        body: vec![1; 40 * 1024],
+        body: vec![1; 40 * 1024].into(),
         ..msg("B", 0, 1)
     };
     let (bad, good) = tokio::join!(

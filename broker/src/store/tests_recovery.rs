@@ -26,7 +26,7 @@ async fn build_log(dir: &Path, n: usize, segment_size: u64) -> Vec<Written> {
     let mut out = Vec::new();
     for i in 0..n {
         let m = NewMessage {
-            body: vec![(i % 256) as u8; 100 + (i * 131) % 2500],
+            body: vec![(i % 256) as u8; 100 + (i * 131) % 2500].into(),
             ..msg("X", (i % 3) as u32, i)
         };
         let at = append_one(&store, m.clone()).await;

@@ -50,7 +50,7 @@ fn message(id: &str) -> NewMessage {
         reconsume_times: 0,
         properties: vec![("amount".into(), "42".into())],
         internal: vec![],
-        body: b"pay order 1".to_vec(),
+        body: b"pay order 1".to_vec().into(),
     }
 }
 

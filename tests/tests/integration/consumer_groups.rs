@@ -318,7 +318,7 @@ async fn auto_renew_receives_keep_messages_until_acked_within_the_operator_bound
     )
     .await;
     assert!(again.is_empty(), "renewed messages were handed out again");
-    let acked = got.iter().find(|m| m.body == b"acked").unwrap();
+    let acked = got.iter().find(|m| m.body[..] == b"acked"[..]).unwrap();
     let r = rpc::ack(
         &mut client,
         "push",
@@ -330,7 +330,7 @@ async fn auto_renew_receives_keep_messages_until_acked_within_the_operator_bound
     // The other one comes back once the operator's bound (6 s) is over.
     let back = received_again(&addr, "push", "renew-topic", Duration::from_secs(20)).await;
     assert_eq!(back.len(), 1);
-    assert_eq!(back[0].body, b"abandoned");
+    assert_eq!(&back[0].body[..], b"abandoned");
     assert_eq!(
         back[0].system_properties.as_ref().unwrap().delivery_attempt,
         Some(2)
@@ -367,7 +367,7 @@ async fn auto_renew_deliveries_come_back_soon_after_their_client_terminates() {
         .insert("x-mq-client-id", "leaver".parse().unwrap());
     client.notify_client_termination(bye).await.unwrap();
     let back = received_again(&addr, "push", "leave-topic", Duration::from_secs(15)).await;
-    assert_eq!(back[0].body, b"orphan");
+    assert_eq!(&back[0].body[..], b"orphan");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -499,7 +499,7 @@ async fn forward_to_dead_letter_queue_stores_once_and_answers_ok_when_repeated()
         dead[0].user_properties.get("k").map(String::as_str),
         Some("v")
     );
-    assert_eq!(dead[0].body, b"give up");
+    assert_eq!(&dead[0].body[..], b"give up");
     let (again, _) = receive_raw(
         &addr,
         receive_request(

@@ -346,7 +346,7 @@ async fn unacked_message_returns_after_invisible_duration_and_backoff_with_attem
         "came back after {waited:?}, before {due:?} (invisible time + first backoff)"
     );
     assert_eq!(second.message_id, sent.message_id);
-    assert_eq!(second.body, b"come back");
+    assert_eq!(&second.body[..], b"come back");
     assert_eq!(second.delivery_attempt, 2);
     assert_ne!(
         second.receipt_handle, first.receipt_handle,

@@ -24,7 +24,7 @@ async fn read_queue(addr: &str, topic: &str, queue: i32) -> Vec<(String, i64, Ve
                 .as_ref()
                 .and_then(|s| s.queue_offset)
                 .unwrap_or(-1);
-            (rpc::id_of(&m), offset, m.body)
+            (rpc::id_of(&m), offset, m.body.to_vec())
         })
         .collect()
 }

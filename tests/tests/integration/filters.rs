@@ -228,7 +228,7 @@ async fn pull_applies_sql_filters_too() {
     let mut got = BTreeSet::new();
     for queue in 0..QUEUES {
         for m in pull_filtered(&mut client, group, queue, &filter.expression).await {
-            let body = String::from_utf8(m.body).expect("utf-8 body");
+            let body = String::from_utf8(m.body.to_vec()).expect("utf-8 body");
             assert!(got.insert(bodies[&body]), "{body} pulled twice");
         }
     }

@@ -23,7 +23,7 @@ async fn served(addr: &str, topic: &str, queues: i32) -> Vec<Vec<(String, i64, V
                         .as_ref()
                         .and_then(|s| s.queue_offset)
                         .unwrap_or(-1);
-                    (rpc::id_of(&m), offset, m.body)
+                    (rpc::id_of(&m), offset, m.body.to_vec())
                 })
                 .collect(),
         );

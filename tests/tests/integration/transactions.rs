@@ -131,7 +131,7 @@ async fn commit_is_delivered_once_per_group_with_original_fields_and_rollback_ne
             m.user_properties.get("amount").map(String::as_str),
             Some("42")
         );
-        assert_eq!(m.body, b"charge 42");
+        assert_eq!(&m.body[..], b"charge 42");
     }
 }
 
