@@ -2,6 +2,11 @@
 //! sets up logging, binds the listener and runs [`apogee_nameserver::serve`]
 //! until SIGINT or SIGTERM.
 
+/// mimalloc: the glibc allocator was a sixth of the CPU profile of the send path
+/// (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use apogee_nameserver::NameServerConfig;
 use clap::Parser;

@@ -630,6 +630,11 @@ impl MessageStore {
         self.shared.log.flushed_offset()
     }
 
+    /// fdatasyncs of the commit log since open.
+    pub fn sync_count(&self) -> u64 {
+        self.shared.log.sync_count()
+    }
+
     /// Raw log bytes from `log_offset` (at most `max`, never across a segment end), for
     /// replication. Empty at the end of the log.
     pub fn read_log_bytes(&self, log_offset: u64, max: usize) -> Result<Vec<u8>, StoreError> {

@@ -624,3 +624,35 @@ async fn store_over_mem_kv() {
     }
     assert_eq!(store.queue_bounds("M", 0).unwrap(), (0, 10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_flush_group_commit_takes_far_fewer_fdatasyncs_than_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(StoreConfig {
+        flush_mode: FlushMode::Sync,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let before = store.sync_count();
+    // 64 concurrent senders, 10 sends each: every send waits for an fdatasync covering it.
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    append_one(&store, msg("G", t % 4, t as usize * 10 + i)).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let syncs = store.sync_count() - before;
+    assert!(syncs > 0);
+    assert!(
+        syncs * 4 <= 640,
+        "{syncs} fdatasyncs for 640 sends: group commit is not grouping"
+    );
+    assert_eq!(store.flushed_offset(), store.log_end_offset());
+}

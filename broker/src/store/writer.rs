@@ -412,7 +412,7 @@ pub(crate) fn flush_once(shared: &Shared) -> Result<(), StoreError> {
     if end <= log.flushed_offset() {
         return Ok(());
     }
-    log.last_segment()?.sync_data()?;
+    log.sync_last()?;
     log.mark_flushed(end);
     let mut batch = KvBatch::new();
     index::put_flushed(&mut batch, end);

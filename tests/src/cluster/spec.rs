@@ -122,6 +122,13 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The process id of the running broker.
+    pub fn pid(&self) -> u32 {
+        self.process.pid().expect("the broker is running")
+    }
+}
+
+impl Broker {
     pub fn process(&mut self) -> &mut ManagedProcess {
         &mut self.process
     }

@@ -39,6 +39,7 @@
 //!   forwarding through the NameServer, crash safety.
 
 mod bad_input;
+mod bench;
 mod cli;
 mod config_import;
 mod consumer_groups;

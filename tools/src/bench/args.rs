@@ -2,7 +2,9 @@
 //! and their conversion to run specs (checks clap cannot express are made there).
 
 use super::consume::ConsumeSpec;
+use super::e2e::E2eSpec;
 use super::produce::BenchSpec;
+use super::produce::STAMP_LEN;
 use crate::cli::ranged;
 use crate::cli::{group_name, topic_name};
 use crate::error::{ToolError, ToolResult};
@@ -20,6 +22,16 @@ pub enum BenchCommand {
     Produce(BenchProduceArgs),
     /// Measure receive+ack throughput, redeliveries and the lateness of scheduled messages.
     Consume(BenchConsumeArgs),
+    /// Produce at a set rate while a group receives: send-to-receive latency.
+    E2e(BenchE2eArgs),
+}
+
+/// Flags every workload takes.
+#[derive(Debug, Args)]
+pub struct BenchCommon {
+    /// Also report this local broker process's CPU seconds over the run and its memory (RSS).
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +78,13 @@ pub struct BenchProduceArgs {
     /// connections x in-flight requests allow).
     #[arg(long, value_name = "MSG/S", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: Option<u32>,
+    /// Spread the load round-robin over N topics named <TOPIC>-0 .. <TOPIC>-(N-1), which
+    /// must exist (`apogee topic create`).
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub topics: u32,
+    #[command(flatten)]
+    pub common: BenchCommon,
 }
 
 impl BenchProduceArgs {
@@ -88,6 +107,8 @@ impl BenchProduceArgs {
             delay_spread: self.delay_spread.unwrap_or_default(),
             message_groups: self.message_groups.unwrap_or(0),
             rate: self.rate,
+            stamp: None,
+            topics: self.topics,
         })
     }
 }
@@ -123,6 +144,59 @@ pub struct BenchConsumeArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub idle: u64,
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchE2eArgs {
+    /// Topic to send to and receive from.
+    #[arg(long, value_parser = topic_name)]
+    pub topic: String,
+    /// Consumer group that receives (created on first use when the broker allows it).
+    #[arg(long, default_value = "bench-e2e", value_parser = group_name)]
+    pub group: String,
+    /// Total messages per second sent.
+    #[arg(long, default_value_t = 5000, value_name = "MSG/S",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: u32,
+    /// Concurrent simple consumers.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub consumers: u32,
+    /// Producer connections.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: u32,
+    /// Sends in flight per connection (enough to keep up with the rate).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub inflight: u32,
+    /// Body size in bytes (at least 16: the run id and send time).
+    #[arg(long, default_value_t = 1024, value_name = "BYTES", value_parser = body_size)]
+    pub size: usize,
+    /// Sending time (the consumers go on 3 s longer for the last messages).
+    #[arg(long, value_name = "DURATION", value_parser = run_time)]
+    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
+
+impl BenchE2eArgs {
+    pub fn spec(&self) -> ToolResult<E2eSpec> {
+        if self.size < STAMP_LEN {
+            return Err(ToolError::Usage(format!(
+                "--size must be at least {STAMP_LEN}: each body carries the run id and send time"
+            )));
+        }
+        Ok(E2eSpec {
+            topic: self.topic.clone(),
+            group: self.group.clone(),
+            consumers: self.consumers,
+            connections: self.connections,
+            inflight: self.inflight,
+            size: self.size,
+            rate: self.rate,
+            duration: self.duration.unwrap_or(DEFAULT_RUN),
+        })
+    }
 }
 
 impl BenchConsumeArgs {
@@ -138,6 +212,7 @@ impl BenchConsumeArgs {
             wait: Duration::from_secs(self.wait),
             idle: (self.duration.is_none() && self.count.is_some())
                 .then(|| Duration::from_secs(self.idle)),
+            stamp: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! delivery timestamp. That is the end-to-end figure a user sees: the broker's publication
 //! delay plus the consumer's wake-up and transfer.
 
+use super::produce::read_stamp;
 use super::samples::Samples;
 use crate::error::{ToolError, ToolResult};
 use crate::output::TableRow;
@@ -15,7 +16,7 @@ use apogee_client::{ClientConfig, FilterExpression, SimpleConsumer};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Shortest long poll worth asking for near the end of a timed run.
 const MIN_WAIT: Duration = Duration::from_millis(50);
@@ -39,6 +40,8 @@ pub struct ConsumeSpec {
     pub wait: Duration,
     /// Stop after this long without a new message (None: never).
     pub idle: Option<Duration>,
+    /// `bench e2e`: the run id whose stamped bodies give send-to-receive latencies.
+    pub stamp: Option<u64>,
 }
 
 /// The result of a run.
@@ -69,6 +72,8 @@ pub struct ConsumeReport {
     pub consumers: u32,
     pub batch: u32,
     pub count: Option<u64>,
+    /// With `--broker-pid`: the broker's CPU time over the run and its memory at the end.
+    pub broker: Option<super::broker_usage::BrokerUsage>,
 }
 
 impl TableRow for ConsumeReport {
@@ -82,6 +87,8 @@ impl TableRow for ConsumeReport {
             "LATE P50 MS",
             "LATE P99 MS",
             "LATE MAX MS",
+            "BROKER CPU S",
+            "BROKER RSS MIB",
         ]
     }
     fn cells(&self) -> Vec<String> {
@@ -94,6 +101,8 @@ impl TableRow for ConsumeReport {
             format!("{:.1}", self.lateness_p50_ms),
             format!("{:.1}", self.lateness_p99_ms),
             format!("{:.1}", self.lateness_max_ms),
+            super::broker_usage::cell(self.broker.as_ref().map(|b| b.cpu_secs), 1),
+            super::broker_usage::cell(self.broker.as_ref().map(|b| b.rss_mib), 0),
         ]
     }
 }
@@ -108,6 +117,8 @@ struct TaskStats {
     ack_errors: u64,
     first_error: Option<String>,
     lateness: Samples,
+    /// `bench e2e`: send-to-receive times of this run's first deliveries.
+    e2e: Samples,
 }
 
 impl TaskStats {
@@ -115,13 +126,19 @@ impl TaskStats {
         self.first_error.get_or_insert_with(|| e.to_string());
     }
 
-    /// Counts a received batch, given as (delivery attempt, delivery timestamp ms) per
-    /// message; `at_us` is the wall clock when the receive returned.
-    fn received(&mut self, deliveries: impl IntoIterator<Item = (i32, Option<i64>)>, at_us: i64) {
-        for (attempt, delivery_ms) in deliveries {
+    /// Counts a received batch, given as (delivery attempt, delivery timestamp ms, send time
+    /// µs of a stamped body) per message; `at_us` is the wall clock when the receive returned.
+    fn received(
+        &mut self,
+        deliveries: impl IntoIterator<Item = (i32, Option<i64>, Option<i64>)>,
+        at_us: i64,
+    ) {
+        for (attempt, delivery_ms, sent_us) in deliveries {
             self.received += 1;
             if attempt > 1 {
                 self.redeliveries += 1;
+            } else if let Some(sent) = sent_us {
+                self.e2e.record_us(at_us - sent);
             } else if let Some(ts) = delivery_ms {
                 self.lateness.record_us(at_us - ts.saturating_mul(1000));
             }
@@ -138,6 +155,7 @@ impl TaskStats {
             self.first_error = o.first_error;
         }
         self.lateness.merge(o.lateness);
+        self.e2e.merge(o.e2e);
     }
 }
 
@@ -156,12 +174,6 @@ impl Shared {
     fn since_start_us(&self) -> u64 {
         self.started.elapsed().as_micros() as u64
     }
-}
-
-fn wall_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// How long the next receive may wait, or None when the run is over.
@@ -209,11 +221,12 @@ async fn consume_loop(
         if messages.is_empty() {
             continue;
         }
-        let at_us = wall_us();
+        let at_us = super::wall_us();
         stats.received(
-            messages
-                .iter()
-                .map(|m| (m.delivery_attempt, m.delivery_timestamp_ms)),
+            messages.iter().map(|m| {
+                let sent = spec.stamp.and_then(|id| read_stamp(&m.body, id));
+                (m.delivery_attempt, m.delivery_timestamp_ms, sent)
+            }),
             at_us,
         );
         shared
@@ -247,6 +260,14 @@ async fn consume_loop(
 
 /// Runs the benchmark.
 pub async fn run(config: ClientConfig, spec: &ConsumeSpec) -> ToolResult<ConsumeReport> {
+    run_with_latencies(config, spec).await.map(|(r, _)| r)
+}
+
+/// Like [`run`], also returning the send-to-receive samples of stamped bodies (sorted).
+pub(super) async fn run_with_latencies(
+    config: ClientConfig,
+    spec: &ConsumeSpec,
+) -> ToolResult<(ConsumeReport, Samples)> {
     if spec.consumers == 0 || spec.batch == 0 {
         return Err(ToolError::Usage(
             "consumers and batch must be at least 1".into(),
@@ -286,7 +307,9 @@ pub async fn run(config: ClientConfig, spec: &ConsumeSpec) -> ToolResult<Consume
         u64::MAX => shared.started.elapsed(),
         us => Duration::from_micros(us),
     };
-    Ok(report(spec, total, measured))
+    let mut e2e = std::mem::take(&mut total.e2e);
+    e2e.sort();
+    Ok((report(spec, total, measured), e2e))
 }
 
 fn report(spec: &ConsumeSpec, mut total: TaskStats, measured: Duration) -> ConsumeReport {
@@ -311,6 +334,7 @@ fn report(spec: &ConsumeSpec, mut total: TaskStats, measured: Duration) -> Consu
         consumers: spec.consumers,
         batch: spec.batch,
         count: spec.count,
+        broker: None,
     }
 }
 
@@ -329,6 +353,7 @@ mod tests {
             invisible: Duration::from_secs(30),
             wait: Duration::from_secs(5),
             idle: None,
+            stamp: None,
         }
     }
 
@@ -348,15 +373,20 @@ mod tests {
         let at_us = 10_000_000; // 10 s after the epoch
         s.received(
             [
-                (1, Some(9_990)),  // 10 ms late
-                (1, Some(9_700)),  // 300 ms late
-                (1, Some(10_002)), // 2 ms early
-                (2, Some(5_000)),  // a redelivery: not a lateness sample
-                (1, None),         // not scheduled
+                (1, Some(9_990), None),     // 10 ms late
+                (1, Some(9_700), None),     // 300 ms late
+                (1, Some(10_002), None),    // 2 ms early
+                (2, Some(5_000), None),     // a redelivery: not a lateness sample
+                (1, None, None),            // not scheduled
+                (1, None, Some(9_996_000)), // stamped: 4 ms send to receive
+                (2, None, Some(9_000_000)), // stamped, redelivered: not a sample
             ],
             at_us,
         );
-        assert_eq!((s.received, s.redeliveries), (5, 1));
+        assert_eq!((s.received, s.redeliveries), (7, 2));
+        assert_eq!(s.e2e.len(), 1);
+        s.e2e.sort();
+        assert_eq!(s.e2e.percentile_ms(50.0), 4.0);
         s.acked = 5;
         let r = report(&spec(), s, Duration::from_secs(2));
         assert_eq!(r.scheduled, 3);

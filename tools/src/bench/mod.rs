@@ -5,20 +5,67 @@
 //!   reports throughput and request latency.
 //! - [`consume`]: C simple consumers receive and ack; reports throughput, redeliveries and
 //!   the lateness of scheduled messages.
+//! - [`e2e`]: producers at a set rate and a consuming group at once; send-to-receive latency.
 //! - [`samples`]: latency / lateness samples and their percentiles.
+//! - [`broker_usage`]: `--broker-pid`, the broker's CPU seconds and memory over a run.
+//!
+//! While a run goes on and stderr is a terminal, one line on stderr shows its progress.
 
 pub mod args;
+pub mod broker_usage;
 pub mod consume;
+pub mod e2e;
 pub mod produce;
 pub mod samples;
 
-pub use args::{BenchCommand, BenchConsumeArgs, BenchProduceArgs};
+pub use args::{BenchCommand, BenchConsumeArgs, BenchE2eArgs, BenchProduceArgs};
 pub use consume::{ConsumeReport, ConsumeSpec};
 pub use produce::{BenchReport, BenchSpec};
 
 use crate::error::ToolResult;
 use crate::output::{render_one, Format};
 use apogee_client::ClientConfig;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock microseconds since the epoch.
+pub(crate) fn wall_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Prints "elapsed, messages, msg/s" on one stderr line every second while the run goes on,
+/// when stderr is a terminal (never into pipes or test output). Abort the handle to stop.
+fn progress(done: Arc<AtomicU64>, what: &'static str) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let started = Instant::now();
+        let mut last = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = done.load(Ordering::Relaxed);
+            eprint!(
+                "\r{:>5.0} s  {now:>10} {what}  {:>8} msg/s ",
+                started.elapsed().as_secs_f64(),
+                now - last
+            );
+            let _ = std::io::stderr().flush();
+            last = now;
+        }
+    }))
+}
+
+fn end_progress(ticker: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(t) = ticker {
+        t.abort();
+        eprint!("\r\x1b[2K");
+    }
+}
 
 /// Runs a bench command; returns its rendered report (failures of single requests are
 /// counted in the report and the first one is printed to stderr).
@@ -27,9 +74,21 @@ pub async fn run_command(
     cmd: &BenchCommand,
     f: Format,
 ) -> ToolResult<String> {
+    let start_ticks = |pid: Option<u32>| pid.map(broker_usage::cpu_ticks).transpose();
+    let usage = |pid: Option<u32>, ticks: Option<u64>| match (pid, ticks) {
+        (Some(pid), Some(t)) => broker_usage::finish(pid, t).map(Some),
+        _ => Ok(None),
+    };
     match cmd {
         BenchCommand::Produce(a) => {
-            let report = produce::run(config, &a.spec()?).await?;
+            let pid = a.common.broker_pid;
+            let ticks = start_ticks(pid)?;
+            let sent = Arc::new(AtomicU64::new(0));
+            let ticker = progress(sent.clone(), "sent");
+            let report = produce::run_counted(config, &a.spec()?, sent).await;
+            end_progress(ticker);
+            let mut report = report?;
+            report.broker = usage(pid, ticks)?;
             if let Some(e) = &report.first_error {
                 eprintln!(
                     "warning: {} requests failed; first error: {e}",
@@ -39,11 +98,31 @@ pub async fn run_command(
             Ok(render_one(&report, f))
         }
         BenchCommand::Consume(a) => {
-            let report = consume::run(config, &a.spec()).await?;
+            let pid = a.common.broker_pid;
+            let ticks = start_ticks(pid)?;
+            let mut report = consume::run(config, &a.spec()).await?;
+            report.broker = usage(pid, ticks)?;
             if let Some(e) = &report.first_error {
                 eprintln!(
                     "warning: {} receives and {} acks failed; first error: {e}",
                     report.receive_errors, report.ack_errors
+                );
+            }
+            Ok(render_one(&report, f))
+        }
+        BenchCommand::E2e(a) => {
+            let pid = a.common.broker_pid;
+            let ticks = start_ticks(pid)?;
+            let sent = Arc::new(AtomicU64::new(0));
+            let ticker = progress(sent.clone(), "sent");
+            let report = e2e::run(config, &a.spec()?, sent).await;
+            end_progress(ticker);
+            let mut report = report?;
+            report.broker = usage(pid, ticks)?;
+            if let Some(e) = &report.first_error {
+                eprintln!(
+                    "warning: {} requests failed; first error: {e}",
+                    report.errors
                 );
             }
             Ok(render_one(&report, f))

@@ -40,6 +40,39 @@ pub struct BenchSpec {
     pub message_groups: u32,
     /// Total messages per second, at most.
     pub rate: Option<u32>,
+    /// `bench e2e`: each body starts with this run id and its send time ([`stamp_body`]).
+    pub stamp: Option<u64>,
+    /// Spread the operations round-robin over this many topics, `<topic>-0` ..
+    /// `<topic>-(N-1)` (1: just `topic`).
+    pub topics: u32,
+}
+
+impl BenchSpec {
+    /// The topics the run sends to.
+    pub fn topic_names(&self) -> Vec<String> {
+        if self.topics <= 1 {
+            return vec![self.topic.clone()];
+        }
+        (0..self.topics)
+            .map(|i| format!("{}-{i}", self.topic))
+            .collect()
+    }
+}
+
+/// Bytes of the stamp at the start of a `bench e2e` body: run id, then the send time in
+/// microseconds since the epoch (both big-endian u64).
+pub const STAMP_LEN: usize = 16;
+
+/// Writes the stamp into the first [`STAMP_LEN`] bytes of `body`.
+pub fn stamp_body(body: &mut [u8], run_id: u64, sent_us: i64) {
+    body[..8].copy_from_slice(&run_id.to_be_bytes());
+    body[8..16].copy_from_slice(&sent_us.to_be_bytes());
+}
+
+/// The send time of a body stamped by the run `run_id` (None for other bodies).
+pub fn read_stamp(body: &[u8], run_id: u64) -> Option<i64> {
+    let id = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
+    (id == run_id).then(|| i64::from_be_bytes(body[8..16].try_into().unwrap_or_default()))
 }
 
 impl BenchSpec {
@@ -60,6 +93,7 @@ pub struct BenchReport {
     /// Body megabytes (10^6 bytes) per second.
     pub mb_per_sec: f64,
     pub p50_ms: f64,
+    pub p90_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
@@ -90,12 +124,24 @@ pub struct BenchReport {
     pub message_groups: u32,
     /// The rate limit, if any (msg/s).
     pub rate: Option<u32>,
+    /// With `--broker-pid`: the broker's CPU time over the run and its memory at the end.
+    pub broker: Option<super::broker_usage::BrokerUsage>,
 }
 
 impl TableRow for BenchReport {
     fn headers() -> Vec<&'static str> {
         vec![
-            "MSG/S", "MB/S", "P50 MS", "P99 MS", "P99.9 MS", "MAX MS", "MESSAGES", "ERRORS",
+            "MSG/S",
+            "MB/S",
+            "P50 MS",
+            "P90 MS",
+            "P99 MS",
+            "P99.9 MS",
+            "MAX MS",
+            "MESSAGES",
+            "ERRORS",
+            "BROKER CPU S",
+            "BROKER RSS MIB",
         ]
     }
     fn cells(&self) -> Vec<String> {
@@ -103,11 +149,14 @@ impl TableRow for BenchReport {
             format!("{:.0}", self.msgs_per_sec),
             format!("{:.2}", self.mb_per_sec),
             format!("{:.2}", self.p50_ms),
+            format!("{:.2}", self.p90_ms),
             format!("{:.2}", self.p99_ms),
             format!("{:.2}", self.p999_ms),
             format!("{:.2}", self.max_ms),
             self.messages.to_string(),
             self.errors.to_string(),
+            super::broker_usage::cell(self.broker.as_ref().map(|b| b.cpu_secs), 1),
+            super::broker_usage::cell(self.broker.as_ref().map(|b| b.rss_mib), 0),
         ]
     }
 }
@@ -146,11 +195,12 @@ impl Budget {
 /// Builds the messages of each operation: the body, and per request a message group or per
 /// message a due time.
 struct Maker {
-    topic: String,
+    topics: Arc<Vec<String>>,
     body: Vec<u8>,
     delay: Option<Duration>,
     spread: Duration,
     groups: u32,
+    stamp: Option<u64>,
     /// Operations started by every task (picks the message group, round-robin).
     ops: Arc<AtomicU64>,
     rng: SplitMix,
@@ -159,11 +209,12 @@ struct Maker {
 impl Maker {
     fn new(spec: &BenchSpec, ops: Arc<AtomicU64>, seed: u64) -> Self {
         Maker {
-            topic: spec.topic.clone(),
+            topics: Arc::new(spec.topic_names()),
             body: vec![b'x'; spec.size],
             delay: spec.delay,
             spread: spec.delay_spread,
             groups: spec.message_groups,
+            stamp: spec.stamp,
             ops,
             rng: SplitMix::new(seed),
         }
@@ -171,10 +222,15 @@ impl Maker {
 
     fn batch(&mut self, n: u32) -> Vec<Message> {
         let op = self.ops.fetch_add(1, Ordering::Relaxed);
+        let topic = &self.topics[(op % self.topics.len() as u64) as usize];
         let group = (self.groups > 0).then(|| format!("g{}", op % self.groups as u64));
         (0..n)
             .map(|_| {
-                let mut b = Message::builder(self.topic.clone(), self.body.clone());
+                let mut body = self.body.clone();
+                if let Some(run_id) = self.stamp {
+                    stamp_body(&mut body, run_id, super::wall_us());
+                }
+                let mut b = Message::builder(topic.clone(), body);
                 if let Some(g) = &group {
                     b = b.message_group(g.clone());
                 }
@@ -228,11 +284,25 @@ fn check(spec: &BenchSpec) -> ToolResult<()> {
     if spec.rate == Some(0) {
         return Err(ToolError::Usage("the rate must be at least 1".into()));
     }
+    if spec.stamp.is_some() && spec.size < STAMP_LEN {
+        return Err(ToolError::Usage(format!(
+            "end-to-end bodies carry a {STAMP_LEN}-byte stamp: --size must be at least {STAMP_LEN}"
+        )));
+    }
     Ok(())
 }
 
 /// Runs the benchmark.
 pub async fn run(config: ClientConfig, spec: &BenchSpec) -> ToolResult<BenchReport> {
+    run_counted(config, spec, Arc::new(AtomicU64::new(0))).await
+}
+
+/// Like [`run`], adding each stored message to `sent` as it goes (for progress displays).
+pub async fn run_counted(
+    config: ClientConfig,
+    spec: &BenchSpec,
+    sent: Arc<AtomicU64>,
+) -> ToolResult<BenchReport> {
     check(spec)?;
     let budget = Arc::new(Budget::new(spec.count));
     let ops = Arc::new(AtomicU64::new(0));
@@ -243,8 +313,9 @@ pub async fn run(config: ClientConfig, spec: &BenchSpec) -> ToolResult<BenchRepo
     let mut producers = Vec::new();
     let mut warmup_messages = 0u64;
     for i in 0..spec.connections {
+        // Declared topics: their routes are fetched before the clock starts.
         let producer = Producer::builder(config.clone())
-            .topic(&spec.topic)
+            .topics(spec.topic_names())
             .connect()
             .await?;
         let n = budget.take(per_op);
@@ -270,6 +341,7 @@ pub async fn run(config: ClientConfig, spec: &BenchSpec) -> ToolResult<BenchRepo
             let budget = budget.clone();
             let mut maker = Maker::new(spec, ops.clone(), task_no as u64);
             let transaction = spec.transaction;
+            let sent = sent.clone();
             // Stagger the paced tasks over one interval.
             let mut next =
                 interval.map(|iv| started + iv.mul_f64(task_no as f64 / tasks_total as f64));
@@ -298,6 +370,7 @@ pub async fn run(config: ClientConfig, spec: &BenchSpec) -> ToolResult<BenchRepo
                         Ok(n) => {
                             stats.latencies.record(t0.elapsed());
                             stats.messages += n as u64;
+                            sent.fetch_add(n as u64, Ordering::Relaxed);
                         }
                         Err(e) => {
                             stats.errors += 1;
@@ -338,6 +411,7 @@ fn report(spec: &BenchSpec, mut total: TaskStats, elapsed: Duration) -> BenchRep
         msgs_per_sec: total.messages as f64 / secs,
         mb_per_sec: (total.messages as f64 * spec.size as f64) / 1e6 / secs,
         p50_ms: l.percentile_ms(50.0),
+        p90_ms: l.percentile_ms(90.0),
         p99_ms: l.percentile_ms(99.0),
         p999_ms: l.percentile_ms(99.9),
         max_ms: l.percentile_ms(100.0),
@@ -358,6 +432,7 @@ fn report(spec: &BenchSpec, mut total: TaskStats, elapsed: Duration) -> BenchRep
         delay_spread_ms: spec.delay_spread.as_millis() as u64,
         message_groups: spec.message_groups,
         rate: spec.rate,
+        broker: None,
     }
 }
 
@@ -380,6 +455,8 @@ mod tests {
             delay_spread: Duration::ZERO,
             message_groups: 0,
             rate: None,
+            stamp: None,
+            topics: 1,
         }
     }
 
@@ -400,6 +477,7 @@ mod tests {
             "msgs_per_sec",
             "mb_per_sec",
             "p50_ms",
+            "p90_ms",
             "p99_ms",
             "p999_ms",
             "errors",
@@ -413,6 +491,22 @@ mod tests {
         assert_eq!(v["errors"], 0);
         assert_eq!(v["transaction"], true);
         assert_eq!(v["delay_ms"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn stamps_round_trip_and_other_runs_are_not_read() {
+        let mut body = vec![b'x'; 40];
+        stamp_body(&mut body, 77, 1_700_000_000_123_456);
+        assert_eq!(read_stamp(&body, 77), Some(1_700_000_000_123_456));
+        assert_eq!(read_stamp(&body, 78), None);
+        assert_eq!(read_stamp(b"short", 77), None);
+        let mut small = spec();
+        small.transaction = false;
+        small.stamp = Some(1);
+        small.size = 15;
+        assert!(check(&small).is_err());
+        small.size = 16;
+        assert!(check(&small).is_ok());
     }
 
     #[test]
