@@ -340,6 +340,12 @@ impl Admin for FakeBroker {
     ) -> Result<Response<ListTopicsResponse>, Status> {
         Ok(Response::new(ListTopicsResponse { topics: vec![] }))
     }
+    async fn topic_status(
+        &self,
+        _r: Request<apogee_proto::cluster::TopicStatusRequest>,
+    ) -> Result<Response<apogee_proto::cluster::TopicStatusResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
     async fn list_transactions(
         &self,
         _r: Request<ListTransactionsRequest>,

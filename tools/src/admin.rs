@@ -60,7 +60,7 @@ impl TopicType {
     }
 }
 
-fn check_topic_name(name: &str) -> ToolResult<()> {
+pub(crate) fn check_topic_name(name: &str) -> ToolResult<()> {
     limits::validate_topic(name).map_err(|e| ToolError::Usage(e.to_string()))
 }
 

@@ -121,6 +121,8 @@ pub enum TopicCommand {
     },
     /// Show the broker groups hosting a topic.
     Route { name: String },
+    /// Per queue on every broker group: first and next offset, messages, last store time.
+    Status { name: String },
     /// Delete a topic from every broker group.
     Delete { name: String },
 }
@@ -389,6 +391,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                 }
                 TopicCommand::List { system } => render_list(&admin.list_topics(*system).await?, f),
                 TopicCommand::Route { name } => render_list(&admin.topic_route(name).await?, f),
+                TopicCommand::Status { name } => render_list(&admin.topic_status(name).await?, f),
                 TopicCommand::Delete { name } => render_one(&admin.delete_topic(name).await?, f),
             }
         }

@@ -28,6 +28,7 @@ pub mod messaging;
 pub mod output;
 pub mod replication_view;
 pub mod schedule;
+pub mod topic_status;
 pub mod txn;
 pub mod views;
 

@@ -9,7 +9,7 @@ use crate::server::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
 use apogee_proto::cluster::{self, admin_server::Admin};
-use apogee_proto::{names, ApogeeError};
+use apogee_proto::{limits, names, ApogeeError};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -115,6 +115,42 @@ impl Admin for AdminServer {
             })
             .collect();
         Ok(Response::new(cluster::ListTopicsResponse { topics }))
+    }
+
+    async fn topic_status(
+        &self,
+        req: Request<cluster::TopicStatusRequest>,
+    ) -> Result<Response<cluster::TopicStatusResponse>, Status> {
+        let topic = req.into_inner().topic;
+        limits::validate_topic(&topic)?;
+        let config = self
+            .broker
+            .topics
+            .get(&topic)
+            .ok_or_else(|| ApogeeError::TopicNotFound(topic.clone()))?;
+        let store = &self.broker.store;
+        let mut queues = Vec::with_capacity(config.queue_count.max(0) as usize);
+        for queue_id in 0..config.queue_count.max(0) as u32 {
+            let (min, max) = store
+                .queue_bounds(&topic, queue_id)
+                .map_err(ApogeeError::from)?;
+            let last_store_ms = match max.checked_sub(1) {
+                Some(last) if last >= min => store
+                    .queue_entries(&topic, queue_id, last, 1)
+                    .map_err(ApogeeError::from)?
+                    .first()
+                    .map_or(0, |e| e.store_timestamp_ms),
+                _ => 0,
+            };
+            queues.push(cluster::QueueStatus {
+                broker_name: self.broker.config.broker_name.clone(),
+                queue_id,
+                min_offset: min,
+                max_offset: max,
+                last_store_ms,
+            });
+        }
+        Ok(Response::new(cluster::TopicStatusResponse { queues }))
     }
 
     async fn list_transactions(

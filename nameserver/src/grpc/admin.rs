@@ -481,6 +481,14 @@ impl Admin for AdminService {
         Ok(Response::new(admin_groups::list(&self.registry)))
     }
 
+    async fn topic_status(
+        &self,
+        request: Request<cl::TopicStatusRequest>,
+    ) -> Result<Response<cl::TopicStatusResponse>, Status> {
+        let r = super::admin_topics::status(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
+    }
+
     async fn describe_group(
         &self,
         request: Request<cl::DescribeGroupRequest>,

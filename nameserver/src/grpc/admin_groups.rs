@@ -31,7 +31,7 @@ fn checked(group: Option<&cluster::GroupConfig>) -> Result<cluster::GroupConfig,
 /// Splits a fan-out's answers into the broker groups that applied it and one
 /// error naming every failure (and where it did apply), if any failed.
 /// Answers `tolerated` (NOT_FOUND for a delete) count as neither.
-fn outcome<T>(
+pub(super) fn outcome<T>(
     what: &str,
     answers: Vec<(GroupKey, Result<T, Status>)>,
     tolerated: Option<Code>,

@@ -291,3 +291,52 @@ async fn cli_commands_print_tables_and_json() {
     let out = cluster.cli(&["send", "--topic", "cli-topic"]);
     assert_eq!(out.code, 2, "send without --body is a usage error:\n{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_status_lists_every_queue_of_every_broker_group_with_offsets() {
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .broker(BrokerSpec::new("broker-b"))
+        .start()
+        .await;
+    let cli = |args: &[&str]| cluster.cli(args);
+    cli(&["topic", "create", "status-topic", "--queues", "2"]).success();
+    cli(&[
+        "send",
+        "--topic",
+        "status-topic",
+        "--body",
+        "x",
+        "--count",
+        "6",
+    ])
+    .success();
+
+    let out = cli(&["-o", "json", "topic", "status", "status-topic"]).success();
+    let queues = array(&out);
+    assert_eq!(queues.len(), 4, "2 broker groups x 2 queues:\n{out}");
+    let total: u64 = queues.iter().map(|q| q["messages"].as_u64().unwrap()).sum();
+    assert_eq!(total, 6, "{out}");
+    for q in &queues {
+        let (min, max) = (q["min_offset"].as_u64(), q["max_offset"].as_u64());
+        assert_eq!(min, Some(0), "{out}");
+        assert_eq!(max, q["messages"].as_u64(), "{out}");
+        assert_eq!(q["last_store_time"].is_string(), max > Some(0), "{out}");
+    }
+    let brokers: BTreeSet<String> = queues
+        .iter()
+        .map(|q| q["broker"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(brokers.len(), 2, "{out}");
+
+    let out = cli(&["topic", "status", "status-topic"]).success();
+    let rows = assert_header(
+        &out,
+        &["BROKER", "QUEUE", "MIN OFFSET", "MAX OFFSET", "MESSAGES"],
+    );
+    assert_eq!(rows.len(), 4, "{out}");
+
+    let missing = cli(&["topic", "status", "no-such-topic"]);
+    assert_eq!(missing.code, 1, "{missing}");
+    assert!(missing.stderr.contains("no-such-topic"), "{missing}");
+}

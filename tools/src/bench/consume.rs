@@ -162,7 +162,7 @@ impl TaskStats {
 /// State the consumer tasks share.
 struct Shared {
     started: Instant,
-    acked: AtomicU64,
+    acked: Arc<AtomicU64>,
     stop: AtomicBool,
     /// Microseconds from the start to the ack that reached the count (u64::MAX: not yet).
     done_us: AtomicU64,
@@ -260,13 +260,17 @@ async fn consume_loop(
 
 /// Runs the benchmark.
 pub async fn run(config: ClientConfig, spec: &ConsumeSpec) -> ToolResult<ConsumeReport> {
-    run_with_latencies(config, spec).await.map(|(r, _)| r)
+    run_with_latencies(config, spec, Arc::new(AtomicU64::new(0)))
+        .await
+        .map(|(r, _)| r)
 }
 
-/// Like [`run`], also returning the send-to-receive samples of stamped bodies (sorted).
+/// Like [`run`], adding acknowledged messages to `acked` as it goes (progress displays) and
+/// also returning the send-to-receive samples of stamped bodies (sorted).
 pub(super) async fn run_with_latencies(
     config: ClientConfig,
     spec: &ConsumeSpec,
+    acked: Arc<AtomicU64>,
 ) -> ToolResult<(ConsumeReport, Samples)> {
     if spec.consumers == 0 || spec.batch == 0 {
         return Err(ToolError::Usage(
@@ -283,7 +287,7 @@ pub(super) async fn run_with_latencies(
     }
     let shared = Arc::new(Shared {
         started: Instant::now(),
-        acked: AtomicU64::new(0),
+        acked,
         stop: AtomicBool::new(false),
         done_us: AtomicU64::new(u64::MAX),
         progress_us: AtomicU64::new(0),
@@ -360,7 +364,7 @@ mod tests {
     fn shared() -> Shared {
         Shared {
             started: Instant::now(),
-            acked: AtomicU64::new(0),
+            acked: Arc::new(AtomicU64::new(0)),
             stop: AtomicBool::new(false),
             done_us: AtomicU64::new(u64::MAX),
             progress_us: AtomicU64::new(0),

@@ -152,7 +152,8 @@ pub async fn run(
     };
     let consumers = {
         let config = config.clone();
-        tokio::spawn(async move { consume::run_with_latencies(config, &consume_spec).await })
+        let acked = Arc::new(AtomicU64::new(0));
+        tokio::spawn(async move { consume::run_with_latencies(config, &consume_spec, acked).await })
     };
     tokio::time::sleep(CONNECT).await;
     let produced = produce::run_counted(config, &produce_spec, sent).await?;

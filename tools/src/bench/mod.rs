@@ -100,7 +100,11 @@ pub async fn run_command(
         BenchCommand::Consume(a) => {
             let pid = a.common.broker_pid;
             let ticks = start_ticks(pid)?;
-            let mut report = consume::run(config, &a.spec()).await?;
+            let acked = Arc::new(AtomicU64::new(0));
+            let ticker = progress(acked.clone(), "acked");
+            let report = consume::run_with_latencies(config, &a.spec(), acked).await;
+            end_progress(ticker);
+            let mut report = report?.0;
             report.broker = usage(pid, ticks)?;
             if let Some(e) = &report.first_error {
                 eprintln!(
