@@ -84,6 +84,24 @@ pub fn id_of(m: &v2::Message) -> String {
         .unwrap_or_default()
 }
 
+/// (message id, queue offset, body) of every message a queue serves, in order (pulled with
+/// the group `verify-group`, which commits nothing).
+pub async fn queue_contents(addr: &str, topic: &str, queue: i32) -> Vec<(String, i64, Vec<u8>)> {
+    let mut client = messaging(addr);
+    pull_queue(&mut client, "verify-group", topic, queue)
+        .await
+        .into_iter()
+        .map(|m| {
+            let offset = m
+                .system_properties
+                .as_ref()
+                .and_then(|s| s.queue_offset)
+                .unwrap_or(-1);
+            (id_of(&m), offset, m.body.to_vec())
+        })
+        .collect()
+}
+
 /// SendMessage; panics on a transport error.
 pub async fn send(
     client: &mut MessagingServiceClient<Channel>,

@@ -12,23 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// (message id, queue offset, body) of every message a queue serves, in order.
-async fn read_queue(addr: &str, topic: &str, queue: i32) -> Vec<(String, i64, Vec<u8>)> {
-    let mut client = rpc::messaging(addr);
-    rpc::pull_queue(&mut client, "verify-group", topic, queue)
-        .await
-        .into_iter()
-        .map(|m| {
-            let offset = m
-                .system_properties
-                .as_ref()
-                .and_then(|s| s.queue_offset)
-                .unwrap_or(-1);
-            (rpc::id_of(&m), offset, m.body.to_vec())
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sync_flush_broker_killed_keeps_every_acknowledged_message() {
     // The override really selects sync flush (a SIGKILL keeps the page cache,
@@ -103,7 +86,7 @@ async fn sync_flush_broker_killed_keeps_every_acknowledged_message() {
     let mut stored: HashMap<String, (i32, i64, Vec<u8>)> = HashMap::new();
     let mut ends = Vec::new();
     for q in 0..queues {
-        let messages = read_queue(&addr, topic, q).await;
+        let messages = rpc::queue_contents(&addr, topic, q).await;
         for (i, (id, offset, body)) in messages.iter().enumerate() {
             assert_eq!(
                 *offset, i as i64,
@@ -209,7 +192,7 @@ impl TornCase<'_> {
                 .push(&r.message_id);
         }
         // Read the queues concurrently (the broker is a debug build; this halves the wait).
-        let reads = (0..self.queues).map(|q| read_queue(&addr, self.topic, q));
+        let reads = (0..self.queues).map(|q| rpc::queue_contents(&addr, self.topic, q));
         for (q, got) in futures::future::join_all(reads)
             .await
             .into_iter()
@@ -234,7 +217,7 @@ impl TornCase<'_> {
             resp.entries[0].offset, next,
             "case {case}: the new message must get the next offset of queue 0"
         );
-        let q0 = read_queue(&addr, self.topic, 0).await;
+        let q0 = rpc::queue_contents(&addr, self.topic, 0).await;
         assert_eq!(
             q0.last().map(|(i, o, _)| (i.as_str(), *o)),
             Some((id.as_str(), next)),
@@ -397,7 +380,7 @@ async fn damage_before_the_flushed_end_stops_the_broker_with_a_clear_error() {
     // Repaired, the broker starts and serves everything.
     std::fs::write(&last_path, &original).unwrap();
     cluster.restart_broker("damaged").await;
-    let served: Vec<String> = read_queue(&addr, topic, 0)
+    let served: Vec<String> = rpc::queue_contents(&addr, topic, 0)
         .await
         .into_iter()
         .map(|(id, _, _)| id)

@@ -74,21 +74,14 @@ pub async fn run_command(
     cmd: &BenchCommand,
     f: Format,
 ) -> ToolResult<String> {
-    let start_ticks = |pid: Option<u32>| pid.map(broker_usage::cpu_ticks).transpose();
-    let usage = |pid: Option<u32>, ticks: Option<u64>| match (pid, ticks) {
-        (Some(pid), Some(t)) => broker_usage::finish(pid, t).map(Some),
-        _ => Ok(None),
-    };
     match cmd {
         BenchCommand::Produce(a) => {
-            let pid = a.common.broker_pid;
-            let ticks = start_ticks(pid)?;
-            let sent = Arc::new(AtomicU64::new(0));
-            let ticker = progress(sent.clone(), "sent");
-            let report = produce::run_counted(config, &a.spec()?, sent).await;
-            end_progress(ticker);
-            let mut report = report?;
-            report.broker = usage(pid, ticks)?;
+            let spec = a.spec()?;
+            let (mut report, broker) = measured(a.common.broker_pid, "sent", |sent| {
+                produce::run_counted(config, &spec, sent)
+            })
+            .await?;
+            report.broker = broker;
             if let Some(e) = &report.first_error {
                 eprintln!(
                     "warning: {} requests failed; first error: {e}",
@@ -98,14 +91,12 @@ pub async fn run_command(
             Ok(render_one(&report, f))
         }
         BenchCommand::Consume(a) => {
-            let pid = a.common.broker_pid;
-            let ticks = start_ticks(pid)?;
-            let acked = Arc::new(AtomicU64::new(0));
-            let ticker = progress(acked.clone(), "acked");
-            let report = consume::run_with_latencies(config, &a.spec(), acked).await;
-            end_progress(ticker);
-            let mut report = report?.0;
-            report.broker = usage(pid, ticks)?;
+            let spec = a.spec();
+            let ((mut report, _), broker) = measured(a.common.broker_pid, "acked", |acked| {
+                consume::run_with_latencies(config, &spec, acked)
+            })
+            .await?;
+            report.broker = broker;
             if let Some(e) = &report.first_error {
                 eprintln!(
                     "warning: {} receives and {} acks failed; first error: {e}",
@@ -115,14 +106,12 @@ pub async fn run_command(
             Ok(render_one(&report, f))
         }
         BenchCommand::E2e(a) => {
-            let pid = a.common.broker_pid;
-            let ticks = start_ticks(pid)?;
-            let sent = Arc::new(AtomicU64::new(0));
-            let ticker = progress(sent.clone(), "sent");
-            let report = e2e::run(config, &a.spec()?, sent).await;
-            end_progress(ticker);
-            let mut report = report?;
-            report.broker = usage(pid, ticks)?;
+            let spec = a.spec()?;
+            let (mut report, broker) = measured(a.common.broker_pid, "sent", |sent| {
+                e2e::run(config, &spec, sent)
+            })
+            .await?;
+            report.broker = broker;
             if let Some(e) = &report.first_error {
                 eprintln!(
                     "warning: {} requests failed; first error: {e}",
@@ -132,4 +121,26 @@ pub async fn run_command(
             Ok(render_one(&report, f))
         }
     }
+}
+
+/// Runs one workload with its progress line and, given a broker PID, the broker's usage.
+async fn measured<R, Fut>(
+    broker_pid: Option<u32>,
+    what: &'static str,
+    run: impl FnOnce(Arc<AtomicU64>) -> Fut,
+) -> ToolResult<(R, Option<broker_usage::BrokerUsage>)>
+where
+    Fut: std::future::Future<Output = ToolResult<R>>,
+{
+    let ticks = broker_pid.map(broker_usage::cpu_ticks).transpose()?;
+    let count = Arc::new(AtomicU64::new(0));
+    let ticker = progress(count.clone(), what);
+    let result = run(count).await;
+    end_progress(ticker);
+    let result = result?;
+    let usage = match (broker_pid, ticks) {
+        (Some(pid), Some(t)) => Some(broker_usage::finish(pid, t)?),
+        _ => None,
+    };
+    Ok((result, usage))
 }
