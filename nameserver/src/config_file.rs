@@ -76,15 +76,21 @@ where
     let mut overrides = env_overrides(env_prefix, env)?;
     overrides.sort_by(|a, b| a.var.cmp(&b.var));
     for o in overrides {
-        insert(&mut table, &o.path, o.value).map_err(|message| ConfigError::Env {
+        let env_err = |message| ConfigError::Env {
             var: o.var.clone(),
             message,
-        })?;
+        };
+        let as_list = list_of(&o.value);
+        insert(&mut table, &o.path, o.value).map_err(env_err)?;
         // Check after every override so an error names the variable at fault.
-        deserialize::<T>(&table).map_err(|message| ConfigError::Env {
-            var: o.var.clone(),
-            message,
-        })?;
+        if let Err(message) = deserialize::<T>(&table) {
+            // A plain `a,b,c` for a list key: the same value as a list of strings.
+            let Some(list) = as_list else {
+                return Err(env_err(message));
+            };
+            insert(&mut table, &o.path, list).map_err(env_err)?;
+            deserialize::<T>(&table).map_err(|_| env_err(message))?;
+        }
     }
     deserialize(&table).map_err(ConfigError::Invalid)
 }
@@ -129,6 +135,20 @@ where
         });
     }
     Ok(out)
+}
+
+/// A string value as a list of its comma-separated, trimmed, non-empty parts.
+fn list_of(value: &Value) -> Option<Value> {
+    let Value::String(raw) = value else {
+        return None;
+    };
+    let parts = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| Value::String(p.to_string()))
+        .collect();
+    Some(Value::Array(parts))
 }
 
 /// A TOML value if `raw` is one, otherwise the string itself.
@@ -255,6 +275,33 @@ mod tests {
                 segment_bytes: 1024
             }
         );
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Lists {
+        nameservers: Vec<String>,
+        port: u16,
+    }
+
+    #[test]
+    fn a_plain_comma_separated_value_sets_a_list() {
+        let load = |v: &str| {
+            load_with_env::<Lists, _>(None, "TEST", env(&[("APOGEE_TEST_NAMESERVERS", v)]))
+        };
+        assert_eq!(
+            load("ns1:9876, ns2:9876").unwrap().nameservers,
+            vec!["ns1:9876", "ns2:9876"]
+        );
+        assert_eq!(load("ns1:9876").unwrap().nameservers, vec!["ns1:9876"]);
+        assert_eq!(
+            load("[\"a:1\", \"b:2\"]").unwrap().nameservers,
+            vec!["a:1", "b:2"]
+        );
+        // Not a list key: the error names the variable, as before.
+        let err = load_with_env::<Lists, _>(None, "TEST", env(&[("APOGEE_TEST_PORT", "a,b")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("APOGEE_TEST_PORT"), "{err}");
     }
 
     #[test]
