@@ -50,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(
             &paths(&[
                 "apogee/cluster/v1/registry.proto",
+                "apogee/cluster/v1/operations.proto",
                 "apogee/cluster/v1/admin.proto",
                 "apogee/cluster/v1/replication.proto",
             ]),

@@ -34,6 +34,14 @@ pub struct BrokerConfig {
     pub listen: String,
     /// host:port published to the NameServers; empty = derived from `listen`.
     pub advertise: String,
+    /// host:port of the HTTP operations endpoint (`/metrics`, `/healthz`,
+    /// `/readyz`); empty = none.
+    pub http_listen: String,
+    /// Log filter when RUST_LOG is not set (tracing's EnvFilter syntax).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Log lines as text or as JSON objects.
+    pub log_format: apogee_nameserver::logging::LogFormat,
     pub nameservers: Vec<String>,
     pub data_dir: PathBuf,
     pub auto_create_topics: bool,
@@ -199,6 +207,9 @@ impl Default for BrokerConfig {
             role: Role::AsyncMaster,
             listen: format!("0.0.0.0:{}", apogee_proto::names::DEFAULT_BROKER_PORT),
             advertise: String::new(),
+            http_listen: format!("0.0.0.0:{}", apogee_proto::names::DEFAULT_BROKER_HTTP_PORT),
+            log_level: None,
+            log_format: apogee_nameserver::logging::LogFormat::Text,
             nameservers: vec![format!(
                 "127.0.0.1:{}",
                 apogee_proto::names::DEFAULT_NAMESERVER_PORT
@@ -240,6 +251,13 @@ impl BrokerConfig {
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad(format!("listen {:?} is not an ip:port", self.listen));
+        }
+        if !self.http_listen.is_empty() && self.http_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(format!(
+                "http_listen {:?} is not an ip:port (or \"\" for no HTTP endpoint)",
+                self.http_listen
+            ));
         }
         if self.nameservers.is_empty() {
             return bad("at least one nameserver is required".into());

@@ -16,7 +16,7 @@ use apogee_proto::ApogeeError;
 use parking_lot::RwLock;
 use prost::Message as _;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -26,7 +26,8 @@ const VALUE_V1: u8 = 1;
 
 pub struct GroupTable {
     kv: Arc<dyn KvStore>,
-    auto_create: bool,
+    /// `consume.auto_create_groups`, changeable at runtime.
+    auto_create: AtomicBool,
     groups: RwLock<BTreeMap<String, Arc<GroupConfig>>>,
     data_version: AtomicI64,
     changed: Notify,
@@ -74,7 +75,7 @@ impl GroupTable {
             .unwrap_or(0);
         Ok(GroupTable {
             kv,
-            auto_create,
+            auto_create: AtomicBool::new(auto_create),
             groups: RwLock::new(groups),
             data_version: AtomicI64::new(version),
             changed: Notify::new(),
@@ -83,7 +84,7 @@ impl GroupTable {
 
     /// Re-reads the table from the index (a slave after replicated changes).
     pub fn reload(&self) -> Result<(), ApogeeError> {
-        let fresh = Self::load(self.kv.clone(), self.auto_create)?;
+        let fresh = Self::load(self.kv.clone(), self.auto_creates())?;
         *self.groups.write() = fresh.groups.into_inner();
         self.data_version
             .store(fresh.data_version.into_inner(), Ordering::SeqCst);
@@ -109,13 +110,23 @@ impl GroupTable {
         &self.changed
     }
 
+    /// Whether unknown groups are created on first use.
+    pub fn auto_creates(&self) -> bool {
+        self.auto_create.load(Ordering::Relaxed)
+    }
+
+    /// Turns creation on first use on or off (a runtime setting).
+    pub fn set_auto_create(&self, on: bool) {
+        self.auto_create.store(on, Ordering::Relaxed);
+    }
+
     /// The config of a group a consumer uses: created with the defaults when
     /// it is unknown and auto-creation is on, refused otherwise.
     pub fn resolve(&self, name: &str) -> Result<Arc<GroupConfig>, ApogeeError> {
         if let Some(g) = self.get(name) {
             return Ok(g);
         }
-        if !self.auto_create {
+        if !self.auto_creates() {
             return Err(ApogeeError::ConsumerGroupNotFound(format!(
                 "consumer group {name} does not exist and this broker does not create groups on first use"
             )));

@@ -7,8 +7,10 @@
 //! - [`txn`]: transactional (half) messages; [`schedule`]: scheduled delivery.
 //! - [`dead_letters`]: a group's dead-letter topic, read and resent by operators.
 //! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
+//! - [`metrics`]: the Prometheus metrics and readiness of the operations endpoint.
 //! - [`registration`]: registration with the NameServers.
 //! - [`replication`]: master/slave replication of the log and the consume state.
+//! - [`runtime_config`]: the allow-list of settings changed while running.
 //! - [`server`]: wiring it together; [`config`]: the configuration.
 
 pub mod config;
@@ -16,8 +18,10 @@ pub mod consume;
 pub mod dead_letters;
 pub mod groups;
 pub mod grpc;
+pub mod metrics;
 pub mod registration;
 pub mod replication;
+pub mod runtime_config;
 pub mod schedule;
 pub mod server;
 pub mod store;

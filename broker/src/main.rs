@@ -10,7 +10,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::{bail, Context};
 use apogee_broker::config::BrokerConfig;
 use apogee_nameserver::NameServerConfig;
-use apogee_proto::names::{DEFAULT_BROKER_PORT, DEFAULT_NAMESERVER_PORT};
+use apogee_proto::names::{
+    DEFAULT_BROKER_HTTP_PORT, DEFAULT_BROKER_PORT, DEFAULT_NAMESERVER_HTTP_PORT,
+    DEFAULT_NAMESERVER_PORT,
+};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -50,6 +53,10 @@ fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
             .context("loading broker config")?;
     if args.standalone {
         config.listen = format!("127.0.0.1:{DEFAULT_BROKER_PORT}");
+        // On loopback like the rest of standalone, unless set otherwise.
+        if config.http_listen == BrokerConfig::default().http_listen {
+            config.http_listen = format!("127.0.0.1:{DEFAULT_BROKER_HTTP_PORT}");
+        }
         config.nameservers = vec![format!("127.0.0.1:{DEFAULT_NAMESERVER_PORT}")];
         config.data_dir = args
             .data_dir
@@ -76,6 +83,17 @@ fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
     }
     config.validate()?;
     Ok(config)
+}
+
+/// Binds an HTTP operations endpoint ("" = none), naming the setting when it cannot.
+async fn bind_ops(addr: &str) -> anyhow::Result<Option<apogee_proto::ops::OpsListener>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let listener = apogee_proto::ops::OpsListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the HTTP endpoint to {addr} (http_listen)"))?;
+    Ok(Some(listener))
 }
 
 async fn shutdown_signal() {
@@ -112,12 +130,6 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     let args = Args::parse();
     let config = match load(&args) {
         Ok(c) => c,
@@ -130,6 +142,11 @@ async fn run() -> anyhow::Result<()> {
         println!("config OK\n\n{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
+    if let Err(e) = apogee_nameserver::logging::init(config.log_level.as_deref(), config.log_format)
+    {
+        eprintln!("config error: {e}");
+        std::process::exit(2);
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // The in-process NameServer stops after the broker, so the broker can unregister from it.
@@ -138,15 +155,23 @@ async fn run() -> anyhow::Result<()> {
     if args.standalone {
         let ns_config = NameServerConfig {
             listen: format!("127.0.0.1:{DEFAULT_NAMESERVER_PORT}"),
+            http_listen: format!("127.0.0.1:{DEFAULT_NAMESERVER_HTTP_PORT}"),
             ..NameServerConfig::default()
         };
         let listener = apogee_proto::net::Listener::bind(&ns_config.listen)
             .await
             .with_context(|| format!("binding the nameserver to {}", ns_config.listen))?;
+        let ops = bind_ops(&ns_config.http_listen).await?;
+        tracing::info!(
+            "standalone nameserver on {} (gRPC), metrics and health on http://{}",
+            ns_config.listen,
+            ns_config.http_listen
+        );
         let mut rx = ns_stop_rx.clone();
         nameserver = Some(tokio::spawn(apogee_nameserver::serve(
             ns_config,
             listener,
+            ops,
             async move {
                 let _ = rx.changed().await;
             },
@@ -155,8 +180,9 @@ async fn run() -> anyhow::Result<()> {
     let listener = apogee_proto::net::Listener::bind(&config.listen)
         .await
         .with_context(|| format!("binding the broker to {}", config.listen))?;
+    let ops = bind_ops(&config.http_listen).await?;
     let mut rx = stop_rx.clone();
-    let mut broker = tokio::spawn(apogee_broker::serve(config, listener, async move {
+    let mut broker = tokio::spawn(apogee_broker::serve(config, listener, ops, async move {
         let _ = rx.changed().await;
     }));
     // Run until a signal, or until the broker stops by itself (a failure).

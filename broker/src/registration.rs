@@ -49,6 +49,8 @@ struct NameServer {
     refused: AtomicBool,
     /// Its last call failed (logged once per outage, not per heartbeat).
     failing: AtomicBool,
+    /// It accepted a registration (and no unregister since).
+    registered: AtomicBool,
 }
 
 /// What one registration attempt came to.
@@ -89,6 +91,7 @@ impl NameServerLink {
                     channel: channel(a)?,
                     refused: AtomicBool::new(false),
                     failing: AtomicBool::new(false),
+                    registered: AtomicBool::new(false),
                 })
             })
             .collect::<Result<_, ApogeeError>>()?;
@@ -134,6 +137,7 @@ impl NameServerLink {
         let call = client.register_broker(self.registration(topics, groups));
         let status = match call.await {
             Ok(_) => {
+                ns.registered.store(true, Ordering::Relaxed);
                 if ns.refused.swap(false, Ordering::Relaxed) {
                     tracing::info!(nameserver = %ns.addr, "registration accepted again");
                 }
@@ -169,6 +173,16 @@ impl NameServerLink {
         } else {
             tracing::warn!(nameserver = %ns.addr, "{what} failed: {}", status.message());
         }
+    }
+
+    /// Whether at least one NameServer holds this broker's registration and
+    /// answered the last call (readiness).
+    pub fn registered_anywhere(&self) -> bool {
+        self.nameservers.iter().any(|ns| {
+            ns.registered.load(Ordering::Relaxed)
+                && !ns.failing.load(Ordering::Relaxed)
+                && !ns.refused.load(Ordering::Relaxed)
+        })
     }
 
     /// Registers with every NameServer once, all at once (failures are logged).
@@ -261,6 +275,7 @@ impl NameServerLink {
             broker_name: self.config.broker_name.clone(),
             broker_id: self.config.broker_id,
         };
+        ns.registered.store(false, Ordering::Relaxed);
         let mut client = RegistryClient::new(ns.channel.clone());
         if let Err(e) = client.unregister_broker(req).await {
             tracing::warn!(nameserver = %ns.addr, "unregister failed: {}", e.message());

@@ -8,6 +8,7 @@ use crate::config::{BrokerConfig, FlushPolicy, Role};
 use crate::consume::ConsumeEngine;
 use crate::groups::GroupTable;
 use crate::grpc::{admin::AdminServer, MessagingServer};
+use crate::metrics::{BrokerMetrics, BrokerOps};
 use crate::registration::NameServerLink;
 use crate::replication::journal::JournaledKv;
 use crate::replication::state::StateTargets;
@@ -20,6 +21,7 @@ use apogee_proto::cluster::admin_server::AdminServer as AdminService;
 use apogee_proto::cluster::replication_server::ReplicationServer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use apogee_proto::net::Listener;
+use apogee_proto::ops::{OpsListener, OpsSlot, RpcMetricsLayer};
 use apogee_proto::settings::ServerLimits;
 use apogee_proto::telemetry::Sessions;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
@@ -65,6 +67,7 @@ pub struct Broker {
     pub replication: Arc<Replication>,
     /// Unix ms when this broker started.
     pub started_at_ms: i64,
+    pub metrics: Arc<BrokerMetrics>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -128,13 +131,32 @@ fn store_config(config: &BrokerConfig) -> StoreConfig {
     }
 }
 
-/// Runs a broker on `listener` until `shutdown` completes.
+/// Runs a broker on `listener` until `shutdown` completes, with its
+/// operations endpoint (metrics, health) on `ops` when given: that one serves
+/// `/healthz` from the start, and `/readyz` and `/metrics` once the store is open.
 pub async fn serve(
     config: BrokerConfig,
     listener: Listener,
+    ops: Option<OpsListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     config.validate()?;
+    let ops_addr = ops
+        .as_ref()
+        .and_then(|o| o.local_addr().ok())
+        .map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
+    let (ops_stop, mut ops_stopped) = watch::channel(false);
+    let ops_slot = OpsSlot::default();
+    let ops_task = ops.map(|ops| {
+        tokio::spawn(apogee_proto::ops::serve(
+            ops,
+            ops_slot.clone(),
+            async move {
+                let _ = ops_stopped.wait_for(|s| *s).await;
+            },
+        ))
+    });
+    let metrics = BrokerMetrics::new(&config);
     let store_cfg = store_config(&config);
     let started_at_ms = apogee_proto::time::now_ms();
     let store = tokio::task::spawn_blocking(move || {
@@ -149,6 +171,7 @@ pub async fn serve(
     .await??;
     let (store, journal) = store;
     let topics = Arc::new(TopicTable::load(store.kv())?);
+    topics.set_auto_create(config.auto_create_topics);
     if let (Some(found), false) = (store.index_rebuild(), config.role == Role::Slave) {
         topics.restore_from_log(found)?;
     }
@@ -205,8 +228,12 @@ pub async fn serve(
         journal: journal.clone(),
         replication: replication.clone(),
         started_at_ms,
+        metrics: metrics.clone(),
         shutdown: stop_rx.clone(),
     });
+    crate::runtime_config::restore(&broker)?;
+    metrics.register_transactions(&broker.txns.outcomes);
+    ops_slot.set(Arc::new(BrokerOps(broker.clone())));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -224,14 +251,20 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| ApogeeError::Internal(e.to_string()))?;
     tracing::info!(
-        "broker {} (cluster {}, id {}) listening on {addr}, advertised as {}",
+        "broker {} {} (cluster {}, id {}, {:?}) listening on {addr} (gRPC), advertised as {}; \
+         metrics and health on {ops_addr}; data in {}; nameservers {}",
         config.broker_name,
+        env!("CARGO_PKG_VERSION"),
         config.cluster_name,
         config.broker_id,
-        config.advertised_endpoint()
+        config.role,
+        config.advertised_endpoint(),
+        config.data_dir.display(),
+        config.nameservers.join(", ")
     );
     let mut stop_wait = stop_rx.clone();
     let result = tonic::transport::Server::builder()
+        .layer(RpcMetricsLayer::new(metrics.rpc_latency.clone()))
         .add_service(health_service)
         .add_service(
             MessagingServiceServer::new(MessagingServer::new(broker.clone()))
@@ -262,6 +295,10 @@ pub async fn serve(
         let _ = task.await;
     }
     store.shutdown();
+    let _ = ops_stop.send(true);
+    if let Some(task) = ops_task {
+        let _ = task.await;
+    }
     tracing::info!("broker stopped");
     result.map_err(BrokerError::from)
 }

@@ -9,7 +9,7 @@ use apogee_proto::{names, ApogeeError};
 use parking_lot::RwLock;
 use prost::Message as _;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -20,6 +20,8 @@ pub struct TopicTable {
     topics: RwLock<BTreeMap<String, TopicConfig>>,
     data_version: AtomicI64,
     changed: Notify,
+    /// `auto_create_topics`: a send to an unknown topic creates it (off until set).
+    auto_create: AtomicBool,
 }
 
 pub use apogee_proto::limits::normalize_topic as normalize;
@@ -47,7 +49,18 @@ impl TopicTable {
             topics: RwLock::new(topics),
             data_version: AtomicI64::new(version),
             changed: Notify::new(),
+            auto_create: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a send to an unknown topic creates it.
+    pub fn auto_creates(&self) -> bool {
+        self.auto_create.load(Ordering::Relaxed)
+    }
+
+    /// Turns creation on first send on or off (the config, and a runtime setting).
+    pub fn set_auto_create(&self, on: bool) {
+        self.auto_create.store(on, Ordering::Relaxed);
     }
 
     /// Re-reads the table from the index (a slave after replicated changes).

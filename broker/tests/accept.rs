@@ -22,7 +22,7 @@ async fn broker_accepted_connections_have_nodelay_and_keepalive() {
         ..BrokerConfig::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(apogee_broker::serve(config, listener, async {
+    let task = tokio::spawn(apogee_broker::serve(config, listener, None, async {
         let _ = stop_rx.await;
     }));
     let mut client = None;

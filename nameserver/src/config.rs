@@ -17,6 +17,8 @@ pub const ENV_PREFIX: &str = "NAMESERVER";
 pub struct NameServerConfig {
     /// host:port the gRPC server listens on.
     pub listen: String,
+    /// host:port of the HTTP operations endpoint (metrics, health); empty = none.
+    pub http_listen: String,
     /// A broker that sent no register or heartbeat for this long is dropped.
     pub broker_expiry_secs: u64,
     /// How often the expiry scan runs.
@@ -26,16 +28,23 @@ pub struct NameServerConfig {
     /// Log filter used when RUST_LOG is not set (e.g. "info", "debug").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// Log lines as text or as JSON objects.
+    pub log_format: crate::logging::LogFormat,
 }
 
 impl Default for NameServerConfig {
     fn default() -> Self {
         NameServerConfig {
             listen: format!("0.0.0.0:{}", apogee_proto::names::DEFAULT_NAMESERVER_PORT),
+            http_listen: format!(
+                "0.0.0.0:{}",
+                apogee_proto::names::DEFAULT_NAMESERVER_HTTP_PORT
+            ),
             broker_expiry_secs: 120,
             expiry_scan_interval_secs: 5,
             max_body_bytes: apogee_proto::limits::DEFAULT_MAX_BODY_BYTES,
             log_level: None,
+            log_format: crate::logging::LogFormat::Text,
         }
     }
 }
@@ -55,6 +64,13 @@ impl NameServerConfig {
         match self.listen.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
             _ => return invalid(format!("listen = {:?} is not host:port", self.listen)),
+        }
+        if !self.http_listen.is_empty() && self.http_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return invalid(format!(
+                "http_listen = {:?} is not ip:port (or \"\" for no HTTP endpoint)",
+                self.http_listen
+            ));
         }
         if self.broker_expiry_secs == 0 {
             return invalid("broker_expiry_secs must be at least 1".into());

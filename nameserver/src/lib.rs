@@ -5,6 +5,8 @@
 //!   loader every Apogee process uses.
 //! - [`registry`]: the broker table (membership, expiry, routes).
 //! - [`grpc`]: the Registry, Admin and client access-point services.
+//! - [`metrics`]: its Prometheus metrics and readiness (the HTTP endpoint).
+//! - [`logging`]: the log set-up every server binary shares (text or JSON).
 //! - [`serve`]: runs all of it on a listener until a shutdown future fires.
 //!
 //! No global state: no global tracing subscriber, no statics.
@@ -14,6 +16,8 @@ pub mod config_file;
 pub mod endpoint;
 mod expiry;
 pub mod grpc;
+pub mod logging;
+pub mod metrics;
 pub mod registry;
 
 pub use config::NameServerConfig;
@@ -23,10 +27,12 @@ use apogee_proto::cluster::admin_server::AdminServer;
 use apogee_proto::cluster::registry_server::RegistryServer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use apogee_proto::net::Listener;
+use apogee_proto::ops::{OpsListener, OpsSlot, RpcMetricsLayer};
 use apogee_proto::settings::ServerLimits;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
 use registry::Registry;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Why the NameServer could not run.
@@ -36,17 +42,25 @@ pub enum NameServerError {
     Config(#[from] ConfigError),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
-/// Serves the NameServer on `listener` until `shutdown` completes, then shuts
-/// down gracefully (open Telemetry streams are ended so clients reconnect
-/// elsewhere). The config's `listen` is not used: the caller binds.
+/// Serves the NameServer on `listener` (and its operations endpoint on `ops`
+/// when given) until `shutdown` completes, then shuts down gracefully (open
+/// Telemetry streams are ended so clients reconnect elsewhere). The config's
+/// `listen` and `http_listen` are not used: the caller binds.
 pub async fn serve(
     config: NameServerConfig,
     listener: Listener,
+    ops: Option<OpsListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NameServerError> {
     config.validate()?;
+    let node_id = listener
+        .local_addr()
+        .map_or_else(|_| config.listen.clone(), |a| a.to_string());
+    let metrics = Arc::new(metrics::NameServerMetrics::new(&node_id)?);
     let registry = Arc::new(Registry::new(config.broker_expiry()));
     let limits = ServerLimits {
         max_body_bytes: config.max_body_bytes,
@@ -68,9 +82,25 @@ pub async fn serve(
 
     let expiry_task = expiry::spawn(registry.clone(), config.expiry_scan_interval());
 
+    let closing = Arc::new(AtomicBool::new(false));
+    let (ops_stop, mut ops_stopped) = tokio::sync::watch::channel(false);
+    let ops_task = ops.map(|ops| {
+        let slot = OpsSlot::default();
+        slot.set(Arc::new(metrics::NameServerOps {
+            metrics: metrics.clone(),
+            registry: registry.clone(),
+            sessions: sessions.clone(),
+            closing: closing.clone(),
+        }));
+        tokio::spawn(apogee_proto::ops::serve(ops, slot, async move {
+            let _ = ops_stopped.wait_for(|s| *s).await;
+        }))
+    });
+
     let closer = access_point.clone();
     let signal = async move {
         shutdown.await;
+        closing.store(true, Ordering::Relaxed);
         tracing::info!("nameserver shutting down");
         health_reporter
             .set_not_serving::<MessagingServiceServer<grpc::AccessPoint>>()
@@ -79,6 +109,7 @@ pub async fn serve(
     };
 
     let result = tonic::transport::Server::builder()
+        .layer(RpcMetricsLayer::new(metrics.rpc_latency.clone()))
         .add_service(health_service)
         .add_service(
             RegistryServer::new(grpc::RegistryService::new(
@@ -98,5 +129,9 @@ pub async fn serve(
         .serve_with_incoming_shutdown(listener.incoming(), signal)
         .await;
     expiry_task.abort();
+    let _ = ops_stop.send(true);
+    if let Some(task) = ops_task {
+        let _ = task.await;
+    }
     result.map_err(NameServerError::from)
 }

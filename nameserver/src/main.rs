@@ -12,7 +12,6 @@ use apogee_nameserver::NameServerConfig;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 /// Apogee NameServer: broker registry, topic routes and the clients' access point.
 #[derive(Debug, Parser)]
@@ -53,13 +52,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(config.log_level.as_deref().unwrap_or("info")))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    if let Err(e) = apogee_nameserver::logging::init(config.log_level.as_deref(), config.log_format)
+    {
+        eprintln!("config error: {e}");
+        return ExitCode::from(2);
+    }
 
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,8 +74,23 @@ async fn run(config: NameServerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("listener address")?;
-    tracing::info!("nameserver listening on {addr}");
-    apogee_nameserver::serve(config, listener, shutdown_signal()).await?;
+    let ops = match config.http_listen.as_str() {
+        "" => None,
+        http => Some(
+            apogee_proto::ops::OpsListener::bind(http)
+                .await
+                .with_context(|| format!("cannot listen on {http} (http_listen)"))?,
+        ),
+    };
+    let http = ops
+        .as_ref()
+        .and_then(|o| o.local_addr().ok())
+        .map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
+    tracing::info!(
+        "nameserver {} listening on {addr} (gRPC); metrics and health on {http}",
+        env!("CARGO_PKG_VERSION")
+    );
+    apogee_nameserver::serve(config, listener, ops, shutdown_signal()).await?;
     tracing::info!("nameserver stopped");
     Ok(())
 }

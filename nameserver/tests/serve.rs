@@ -30,9 +30,14 @@ impl Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(NameServerConfig::default(), listener.into(), async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(serve(
+            NameServerConfig::default(),
+            listener.into(),
+            None,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Running {
             addr,
             stop: Some(tx),
@@ -108,7 +113,7 @@ async fn accepted_connections_have_nodelay_and_keepalive() {
     let (hook, seen_rx) = apogee_proto::net::reporting_hook();
     let listener = listener.with_accept_hook(hook);
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(NameServerConfig::default(), listener, async {
+    let task = tokio::spawn(serve(NameServerConfig::default(), listener, None, async {
         let _ = rx.await;
     }));
     let mut client = MessagingServiceClient::connect(format!("http://{addr}"))
@@ -445,6 +450,34 @@ impl Admin for FakeBroker {
         &self,
         _r: Request<apogee_proto::cluster::DescribeGroupRequest>,
     ) -> Result<Response<apogee_proto::cluster::DescribeGroupResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn reset_group_offset(
+        &self,
+        _r: Request<apogee_proto::cluster::ResetGroupOffsetRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ResetGroupOffsetResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn list_clients(
+        &self,
+        _r: Request<apogee_proto::cluster::ListClientsRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ListClientsResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn get_broker_config(
+        &self,
+        _r: Request<apogee_proto::cluster::GetBrokerConfigRequest>,
+    ) -> Result<Response<apogee_proto::cluster::GetBrokerConfigResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn update_broker_config(
+        &self,
+        _r: Request<apogee_proto::cluster::UpdateBrokerConfigRequest>,
+    ) -> Result<Response<apogee_proto::cluster::UpdateBrokerConfigResponse>, Status> {
         Err(Status::unimplemented("fake broker"))
     }
 }

@@ -12,6 +12,8 @@
 //! - [`time`]: conversions between protobuf time types and Rust ones.
 //! - [`routed_id`] and [`txn_id`]: ids that name the broker group holding their subject.
 //! - [`delay_level`]: the 18 classic delay levels.
+//! - `ops` (feature `ops`, for the servers): the HTTP endpoint with Prometheus
+//!   metrics, liveness and readiness, and the layer timing gRPC calls.
 //! - [`group`]: consumer-group configuration (delivery attempts, backoff, FIFO);
 //!   [`group_convert`]: its wire form.
 
@@ -46,6 +48,8 @@ pub mod limits;
 pub mod message_id;
 pub mod names;
 pub mod net;
+#[cfg(feature = "ops")]
+pub mod ops;
 pub mod routed_id;
 pub mod settings;
 pub mod telemetry;

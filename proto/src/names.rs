@@ -5,6 +5,10 @@
 pub const DEFAULT_NAMESERVER_PORT: u16 = 9876;
 /// Default broker gRPC port (RocketMQ's).
 pub const DEFAULT_BROKER_PORT: u16 = 10911;
+/// Default port of the NameServer's HTTP operations endpoint (metrics, health).
+pub const DEFAULT_NAMESERVER_HTTP_PORT: u16 = 5556;
+/// Default port of the broker's HTTP operations endpoint (RocketMQ's Prometheus exporter port).
+pub const DEFAULT_BROKER_HTTP_PORT: u16 = 5557;
 
 /// Where transactional half messages wait for their outcome.
 pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";

@@ -45,9 +45,35 @@ pub struct SessionInfo {
     /// The client's language and version, from its user agent.
     pub language: v2::Language,
     pub version: String,
+    /// The remote address (ip:port) of its Telemetry stream ("" when unknown).
+    pub address: String,
 }
 
 impl SessionInfo {
+    /// As the clients list shows it; `at` names the server its session is open with.
+    pub fn to_connected_client(&self, at: &str) -> crate::cluster::ConnectedClient {
+        crate::cluster::ConnectedClient {
+            client_id: self.client_id.clone(),
+            kind: match self.kind {
+                ClientType::Producer => "producer",
+                ClientType::PushConsumer => "push_consumer",
+                ClientType::SimpleConsumer => "simple_consumer",
+                ClientType::PullConsumer => "pull_consumer",
+                _ => "unspecified",
+            }
+            .to_string(),
+            language: match self.language {
+                v2::Language::Unspecified => String::new(),
+                l => l.as_str_name().to_string(),
+            },
+            version: self.version.clone(),
+            address: self.address.clone(),
+            group: self.group.clone().unwrap_or_default(),
+            topics: self.topics.iter().cloned().collect(),
+            connected_to: vec![at.to_string()],
+        }
+    }
+
     /// As a group description lists the client; `at` names the server its session is open with.
     pub fn to_group_client(&self, at: &str) -> crate::cluster::GroupClient {
         crate::cluster::GroupClient {
@@ -105,6 +131,7 @@ impl Sessions {
         serial: u64,
         settings: &v2::Settings,
         client_id: &str,
+        address: &str,
         outbound: &Outbound,
     ) {
         let kind = settings
@@ -145,6 +172,7 @@ impl Sessions {
                         .as_ref()
                         .map(|ua| ua.version.clone())
                         .unwrap_or_default(),
+                    address: address.to_string(),
                 },
                 outbound: outbound.clone(),
             },
@@ -276,6 +304,7 @@ fn reply_to(
 /// lives; returns the outbound stream. `groups` finds consumers' group configs.
 pub fn serve_session(
     client_id: String,
+    address: String,
     mut inbound: Streaming<TelemetryCommand>,
     limits: ServerLimits,
     sessions: Arc<Sessions>,
@@ -296,7 +325,7 @@ pub fn serve_session(
                     command: Some(Command::Settings(settings)),
                     ..
                 })) => {
-                    sessions.update(serial, &settings, &client_id, &tx);
+                    sessions.update(serial, &settings, &client_id, &address, &tx);
                     let reply = reply_to(&settings, &limits, &groups);
                     if tx.send(Ok(reply)).await.is_err() {
                         break;
@@ -316,6 +345,14 @@ pub fn serve_session(
         tracing::debug!(client = %client_id, "telemetry stream closed");
     });
     ReceiverStream::new(rx)
+}
+
+/// The remote address (ip:port) a request came from, or "" when unknown.
+pub fn peer_address<T>(request: &tonic::Request<T>) -> String {
+    request
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
 }
 
 /// The client id a request carries in its `x-mq-client-id` header, or "-".
@@ -354,14 +391,20 @@ mod tests {
         let sessions = Sessions::new();
         let (tx_a, mut rx_a) = mpsc::channel(4);
         let (tx_b, _rx_b) = mpsc::channel(4);
-        sessions.update(1, &producer_settings(&["orders"]), "a", &tx_a);
-        sessions.update(2, &producer_settings(&[]), "b", &tx_b);
+        sessions.update(
+            1,
+            &producer_settings(&["orders"]),
+            "a",
+            "127.0.0.1:1",
+            &tx_a,
+        );
+        sessions.update(2, &producer_settings(&[]), "b", "127.0.0.1:1", &tx_b);
         assert_eq!(sessions.producers_of("orders", "zzz"), vec!["a"]);
         assert!(sessions.producers_of("payments", "a").is_empty());
         sessions.note_sent_topic("b", "orders");
         assert_eq!(sessions.producers_of("orders", "b"), vec!["b", "a"]);
         // A settings update keeps the topics the client sent to.
-        sessions.update(2, &producer_settings(&["x"]), "b", &tx_b);
+        sessions.update(2, &producer_settings(&["x"]), "b", "127.0.0.1:1", &tx_b);
         assert_eq!(sessions.producers_of("orders", "a"), vec!["a", "b"]);
         assert!(sessions.push("a", Command::Settings(v2::Settings::default())));
         assert!(rx_a.try_recv().is_ok());
@@ -388,9 +431,9 @@ mod tests {
             })),
             ..Default::default()
         };
-        sessions.update(1, &consumer("g1"), "c1", &tx);
-        sessions.update(2, &consumer("g2"), "c2", &tx);
-        sessions.update(3, &producer_settings(&["t"]), "p", &tx);
+        sessions.update(1, &consumer("g1"), "c1", "127.0.0.1:1", &tx);
+        sessions.update(2, &consumer("g2"), "c2", "127.0.0.1:1", &tx);
+        sessions.update(3, &producer_settings(&["t"]), "p", "127.0.0.1:1", &tx);
         let g1 = sessions.clients_of_group("g1");
         assert_eq!(g1.len(), 1);
         assert_eq!(
@@ -430,8 +473,8 @@ mod tests {
     fn an_old_stream_closing_does_not_remove_the_newer_one() {
         let sessions = Sessions::new();
         let (tx, _rx) = mpsc::channel(4);
-        sessions.update(1, &producer_settings(&["t"]), "c", &tx);
-        sessions.update(2, &producer_settings(&["t"]), "c", &tx);
+        sessions.update(1, &producer_settings(&["t"]), "c", "127.0.0.1:1", &tx);
+        sessions.update(2, &producer_settings(&["t"]), "c", "127.0.0.1:1", &tx);
         sessions.remove("c", 1);
         assert_eq!(sessions.list().len(), 1);
         sessions.remove("c", 2);

@@ -168,6 +168,11 @@ impl Cluster {
     }
 
     /// A broker's `127.0.0.1:port`.
+    /// `127.0.0.1:port` of a broker's HTTP endpoint (metrics, health).
+    pub fn broker_http_addr(&self, name: &str) -> &str {
+        &self.broker(name).http_addr
+    }
+
     pub fn broker_addr(&self, name: &str) -> &str {
         &self.broker(name).addr
     }
@@ -192,12 +197,13 @@ impl Cluster {
             spec.name
         );
         let since = now_ms();
-        let (process, addr, data_dir) = self.spawn_broker(&spec);
+        let (process, addr, data_dir, http_addr) = self.spawn_broker(&spec);
         self.brokers.push(Broker {
             name: spec.name.clone(),
             broker_name: spec.broker_name.clone(),
             broker_id: spec.broker_id.unwrap_or(0),
             addr,
+            http_addr,
             data_dir,
             process,
         });
@@ -211,7 +217,7 @@ impl Cluster {
         &mut self,
         spec: BrokerSpec,
     ) -> (std::process::ExitStatus, String) {
-        let (mut process, _, _) = self.spawn_broker(&spec);
+        let (mut process, _, _, _) = self.spawn_broker(&spec);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = process.wait_exit(Duration::ZERO) {
@@ -245,8 +251,9 @@ impl Cluster {
     }
 
     /// Spawns a broker process for `spec` with every NameServer (`--nameserver`
-    /// repeated); returns it with its address and data dir.
-    fn spawn_broker(&mut self, spec: &BrokerSpec) -> (ManagedProcess, String, PathBuf) {
+    /// repeated) and its HTTP endpoint on a free port; returns it with its address,
+    /// data dir and HTTP address.
+    fn spawn_broker(&mut self, spec: &BrokerSpec) -> (ManagedProcess, String, PathBuf, String) {
         self.started += 1;
         let (data_dir, log) = match &spec.data_dir {
             Some(d) => (
@@ -278,14 +285,17 @@ impl Cluster {
             "--broker-name".into(),
             spec.broker_name.clone(),
         ]);
+        let http_addr = format!("127.0.0.1:{}", free_port());
+        let mut env = vec![("APOGEE_BROKER_HTTP_LISTEN".to_string(), http_addr.clone())];
+        env.extend(spec.process_env());
         let process = ManagedProcess::spawn(
             format!("broker {}", spec.name),
             bins::bin(bins::BROKER),
             args,
-            spec.process_env(),
+            env,
             log,
         );
-        (process, addr, data_dir)
+        (process, addr, data_dir, http_addr)
     }
 
     async fn wait_broker(&mut self, name: &str, since_ms: i64) {
@@ -346,6 +356,16 @@ impl Cluster {
     /// SIGKILLs a broker (no shutdown, no unregister).
     pub fn kill_broker(&mut self, name: &str) {
         self.broker_mut(name).process.kill();
+    }
+
+    /// SIGTERMs a broker and waits (at most 30 s) for it to exit; returns its exit status.
+    #[cfg(unix)]
+    pub fn terminate_broker(&mut self, name: &str) -> std::process::ExitStatus {
+        let process = &mut self.broker_mut(name).process;
+        process.terminate();
+        process
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("broker {name} still runs 30 s after SIGTERM"))
     }
 
     /// Starts a killed broker again on the same port and data dir.

@@ -11,6 +11,7 @@
 //!   NameServers, SIGSTOP/SIGCONT brokers; create topics.
 //! - [`rpc`]: raw gRPC clients and small helpers (send, pull, receive, ack)
 //!   for tests that must talk to a server directly.
+//! - [`http`]: a plain HTTP GET for the metrics and health endpoints.
 //! - [`cli`]: runs the `apogee` CLI and captures its output and exit code.
 //! - [`telemetry`]: a raw producer session that answers transaction check-backs.
 //! - [`wait`]: `wait_until`, the one polling helper.
@@ -21,6 +22,7 @@ pub mod bins;
 pub mod cli;
 pub mod cluster;
 pub mod commitlog;
+pub mod http;
 pub mod process;
 pub mod rpc;
 pub mod telemetry;

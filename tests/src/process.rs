@@ -133,6 +133,14 @@ impl ManagedProcess {
         self.signal(libc::SIGSTOP, "SIGSTOP");
     }
 
+    /// SIGTERMs the process (a graceful shutdown); see [`wait_exit`] for its end.
+    ///
+    /// [`wait_exit`]: ManagedProcess::wait_exit
+    #[cfg(unix)]
+    pub fn terminate(&mut self) {
+        self.signal(libc::SIGTERM, "SIGTERM");
+    }
+
     /// SIGCONTs a process stopped by [`pause`].
     ///
     /// [`pause`]: ManagedProcess::pause

@@ -386,3 +386,48 @@ pub async fn recall(
         .expect("RecallMessage transport error")
         .into_inner()
 }
+
+/// Sends `count` NORMAL messages (bodies `m-0`, `m-1`, ...) to queue 0 of `topic`, ten per
+/// request; panics unless each send is OK.
+pub async fn send_numbered(addr: &str, topic: &str, count: usize) {
+    let mut client = messaging(addr);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(10) {
+        let messages = chunk
+            .iter()
+            .map(|i| message(topic, 0, format!("m-{i}")))
+            .collect();
+        let resp = send(&mut client, messages).await;
+        assert_eq!(code(resp.status.as_ref()), v2::Code::Ok as i32, "{resp:?}");
+    }
+}
+
+/// Receives exactly `count` messages for `group` (in several receives if need be), each
+/// invisible for 300 s; panics when a receive brings nothing.
+pub async fn receive_exactly(
+    addr: &str,
+    group: &str,
+    topic: &str,
+    count: usize,
+) -> Vec<v2::Message> {
+    let mut client = messaging(addr);
+    let mut got = Vec::new();
+    while got.len() < count {
+        let (messages, status) = receive(
+            &mut client,
+            group,
+            topic,
+            (count - got.len()) as i32,
+            Some(time::duration(Duration::from_secs(300))),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(
+            !messages.is_empty(),
+            "no message after {} of {count}: {status:?}",
+            got.len()
+        );
+        got.extend(messages);
+    }
+    assert_eq!(got.len(), count);
+    got
+}

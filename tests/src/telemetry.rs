@@ -33,6 +33,39 @@ pub struct RawSession {
 }
 
 impl RawSession {
+    /// A push consumer's session of `group` subscribed to all of `topic`, with `language`
+    /// and version 5.0.0 in its user agent.
+    pub async fn consumer(
+        addr: &str,
+        client_id: &str,
+        group: &str,
+        topic: &str,
+        language: v2::Language,
+    ) -> RawSession {
+        use v2::settings::PubSub;
+        let settings = v2::Settings {
+            client_type: Some(v2::ClientType::PushConsumer as i32),
+            user_agent: Some(v2::Ua {
+                language: language as i32,
+                version: "5.0.0".into(),
+                ..Default::default()
+            }),
+            pub_sub: Some(PubSub::Subscription(v2::Subscription {
+                group: rpc::resource(group),
+                subscriptions: vec![v2::SubscriptionEntry {
+                    topic: rpc::resource(topic),
+                    expression: Some(v2::FilterExpression {
+                        r#type: v2::FilterType::Tag as i32,
+                        expression: "*".into(),
+                    }),
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        RawSession::open(addr, client_id, settings).await
+    }
+
     /// Opens Telemetry to `addr` as `client_id`, sends `settings` and waits (at most 10 s)
     /// for the first reply.
     pub async fn open(addr: &str, client_id: &str, settings: v2::Settings) -> RawSession {

@@ -26,10 +26,13 @@ pub enum BrokerCommand {
         #[arg(value_parser = broker_addr, value_name = "ADDR")]
         addr: String,
     },
+    /// A broker's effective config and the settings it can change while running.
+    #[command(subcommand)]
+    Config(crate::broker_config::ConfigCommand),
 }
 
 /// A `host:port` (a bad one is a usage error, exit 2).
-fn broker_addr(s: &str) -> Result<String, String> {
+pub(crate) fn broker_addr(s: &str) -> Result<String, String> {
     parse_host_port(s)
         .map(|_| s.trim().to_string())
         .map_err(|e| e.to_string())
@@ -111,6 +114,7 @@ pub async fn run(cmd: &BrokerCommand, timeout: Duration, f: Format) -> ToolResul
                 .map_err(ToolError::Server)?;
             Ok(render_status(&StatusView::new(&status, now_ms()), f))
         }
+        BrokerCommand::Config(cmd) => crate::broker_config::run(cmd, timeout, f).await,
     }
 }
 

@@ -70,6 +70,9 @@ pub enum Command {
     /// Inspect scheduled (delayed) messages.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Producers and consumers connected to the cluster.
+    #[command(subcommand)]
+    Clients(crate::clients::ClientsCommand),
     /// Send messages (now, or scheduled with --delay, --deliver-at or --delay-level).
     Send(SendArgs),
     /// Receive, print and acknowledge messages.
@@ -433,6 +436,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         }
         Command::Dlq(cmd) => return crate::dlq::run(&cli.admin()?, cmd, f, out).await,
         Command::Group(cmd) => crate::group::run(&cli.admin()?, cmd, f).await?,
+        Command::Clients(cmd) => crate::clients::run(&cli.admin()?, cmd, f).await?,
         Command::Schedule(ScheduleCommand::List { topic, limit }) => render_list(
             &cli.admin()?
                 .list_scheduled(topic.as_deref(), *limit)
@@ -505,7 +509,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::parse_from(args);
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let cli = Cli::parse_from(expand_mqadmin_alias(args));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match run(cli, &mut out).await {
@@ -517,6 +522,66 @@ where
             e.exit_code()
         }
     }
+}
+
+/// RocketMQ mqadmin command names and the Apogee commands they stand for. They are
+/// accepted in place of the command (hidden from the help); the flags are Apogee's.
+pub const MQADMIN_ALIASES: [(&str, &[&str]); 20] = [
+    ("updateTopic", &["topic", "create"]),
+    ("deleteTopic", &["topic", "delete"]),
+    ("topicList", &["topic", "list"]),
+    ("topicRoute", &["topic", "route"]),
+    ("topicStatus", &["topic", "status"]),
+    ("clusterList", &["cluster", "list"]),
+    ("brokerStatus", &["broker", "status"]),
+    ("getBrokerConfig", &["broker", "config", "get"]),
+    ("updateBrokerConfig", &["broker", "config", "set"]),
+    ("updateSubGroup", &["group", "create"]),
+    ("deleteSubGroup", &["group", "delete"]),
+    ("consumerProgress", &["group", "describe"]),
+    ("resetOffsetByTime", &["group", "reset-offset"]),
+    ("consumerConnection", &["clients", "list"]),
+    ("producerConnection", &["clients", "list"]),
+    ("queryMsgById", &["message", "get"]),
+    ("queryMsgByKey", &["message", "find"]),
+    ("queryMsgByOffset", &["message", "print"]),
+    ("sendMessage", &["send"]),
+    ("consumeMessage", &["consume"]),
+];
+
+/// Replaces an mqadmin command name standing where the command goes (the first argument
+/// that is not an option or an option's value) with the Apogee command.
+fn expand_mqadmin_alias(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let commands: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let mut out = Vec::with_capacity(args.len() + 2);
+    let mut args = args.into_iter();
+    out.extend(args.next());
+    let mut expanded = false;
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        if expanded || text == "--" {
+            out.push(arg);
+            continue;
+        }
+        if let Some((_, with)) = MQADMIN_ALIASES.iter().find(|(name, _)| *name == text) {
+            out.extend(with.iter().map(std::ffi::OsString::from));
+            expanded = true;
+            continue;
+        }
+        // An Apogee command name: no alias follows.
+        expanded = commands.contains(&text);
+        // A global option taking a value in the next argument.
+        let takes_value = ["--nameserver", "-o", "--output", "--timeout"].contains(&text.as_str());
+        out.push(arg);
+        if takes_value {
+            out.extend(args.next());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -393,3 +393,61 @@ async fn completions_cover_every_command_for_each_shell() {
     }
     assert_eq!(parse(&["completions", "tcsh"]).unwrap_err().exit_code(), 2);
 }
+
+fn expanded(args: &[&str]) -> Vec<String> {
+    super::expand_mqadmin_alias(args.iter().map(Into::into).collect())
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn mqadmin_names_stand_for_apogee_commands_only_where_the_command_goes() {
+    assert_eq!(
+        expanded(&["apogee", "topicList"]),
+        ["apogee", "topic", "list"]
+    );
+    assert_eq!(
+        expanded(&[
+            "apogee",
+            "--nameserver",
+            "ns:9876",
+            "-o",
+            "json",
+            "resetOffsetByTime",
+            "g"
+        ]),
+        [
+            "apogee",
+            "--nameserver",
+            "ns:9876",
+            "-o",
+            "json",
+            "group",
+            "reset-offset",
+            "g"
+        ]
+    );
+    // A topic that happens to be named like an mqadmin command stays a topic.
+    assert_eq!(
+        expanded(&["apogee", "topic", "create", "topicList"]),
+        ["apogee", "topic", "create", "topicList"]
+    );
+    // So does an option's value.
+    assert_eq!(
+        expanded(&["apogee", "--nameserver", "clusterList", "topic", "list"]),
+        ["apogee", "--nameserver", "clusterList", "topic", "list"]
+    );
+    // Every alias names a command the CLI has.
+    for (name, with) in super::MQADMIN_ALIASES {
+        let mut args = vec!["apogee"];
+        args.extend(with.iter().copied());
+        args.push("--help");
+        let err = Cli::try_parse_from(&args).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::DisplayHelp,
+            "{name}: {err}"
+        );
+    }
+}

@@ -38,6 +38,9 @@ pub enum GroupCommand {
     /// A group's settings, its progress per queue (offsets, lag, in flight, last consume
     /// time) and its connected clients.
     Describe { name: String },
+    /// Move the group's offsets on a topic to the earliest or latest message or to a time;
+    /// prints the per-queue plan, and applies it with --execute.
+    ResetOffset(crate::reset_offset::ResetOffsetArgs),
 }
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -472,6 +475,7 @@ impl Admin {
 /// Runs a `group` command; returns what to print.
 pub async fn run(admin: &Admin, cmd: &GroupCommand, f: Format) -> ToolResult<String> {
     match cmd {
+        GroupCommand::ResetOffset(args) => crate::reset_offset::run(admin, args, f).await,
         GroupCommand::Create { name, settings } => {
             check_name(name)?;
             let group = new_config(name, settings)?;

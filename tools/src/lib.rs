@@ -4,6 +4,9 @@
 //!   Registry and Admin services.
 //! - [`broker_status`]: `broker status` and the replication columns of `cluster list`,
 //!   asked of the brokers; [`replication_view`]: their rows.
+//! - [`broker_config`]: `broker config get|set`, asked of a broker.
+//! - [`clients`]: `clients list`, the connected producers and consumers.
+//! - [`reset_offset`]: `group reset-offset` (a dry-run plan unless `--execute`).
 //! - [`txn`]: listing and resolving transactions (`apogee txn ...`).
 //! - [`schedule`]: scheduled sends, `message recall` and `schedule list`.
 //! - [`message_query`]: `message get|find|print`; [`dlq`]: `dlq list|resend`.
@@ -17,8 +20,10 @@
 
 pub mod admin;
 pub mod bench;
+pub mod broker_config;
 pub mod broker_status;
 pub mod cli;
+pub mod clients;
 pub mod config_import;
 pub mod dlq;
 pub mod error;
@@ -27,6 +32,7 @@ pub mod message_query;
 pub mod messaging;
 pub mod output;
 pub mod replication_view;
+pub mod reset_offset;
 pub mod schedule;
 pub mod topic_status;
 pub mod txn;

@@ -35,13 +35,13 @@ pub fn spawn(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) -> tokio::tas
                     .unwrap_or(DEFAULT_MAX_DELIVERY_ATTEMPTS)
             });
             for e in expired {
-                if let Err(err) =
-                    dead_letter(&broker.store, &broker.topics, &broker.consume, &e).await
-                {
-                    tracing::warn!(
+                match dead_letter(&broker.store, &broker.topics, &broker.consume, &e).await {
+                    Ok(true) => broker.metrics.dead_lettered(&e.key.topic, &e.key.group),
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(
                         group = %e.key.group, topic = %e.key.topic,
                         "dead-lettering offset {} of queue {}: {err}", e.queue_offset, e.key.queue_id
-                    );
+                    ),
                 }
             }
         }

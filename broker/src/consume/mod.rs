@@ -16,6 +16,7 @@
 //! - [`clients`]: which clients are alive (auto-renew deliveries follow them).
 //! - `reload`: re-reading queues and the receipt secret from the index (a slave following
 //!   its master's replicated state, a master adopting a slave's handback).
+//! - [`reset`]: moving a group's position in a queue (reset-offset).
 //! - [`receipt`]: signed receipt handles naming one delivery.
 //! - [`filter`]: tag and SQL92 filters.
 
@@ -27,6 +28,7 @@ pub mod keys;
 mod queue;
 pub mod receipt;
 mod reload;
+pub mod reset;
 pub mod state;
 
 pub use filter::MessageFilter;

@@ -196,7 +196,7 @@ impl ConsumeEngine {
         })
     }
 
-    fn persist_queue(batch: &mut KvBatch, key: &QueueKey, state: &QueueState) {
+    pub(super) fn persist_queue(batch: &mut KvBatch, key: &QueueKey, state: &QueueState) {
         batch.put(
             Cf::ConsumeState,
             key.pop_key(),
@@ -563,22 +563,35 @@ impl ConsumeEngine {
     /// Progress of every queue `group` has consumed from.
     pub fn group_progress(&self, group: &str) -> Vec<QueueProgress> {
         let mut out: Vec<QueueProgress> = self
-            .matching(|k| k.group == group)
+            .progress_of(|k| k.group == group)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
+        out
+    }
+
+    /// The progress of every queue of every group, with its group (unordered; for metrics).
+    pub fn all_progress(&self) -> Vec<(String, QueueProgress)> {
+        self.progress_of(|_| true)
+    }
+
+    fn progress_of(&self, pred: impl Fn(&QueueKey) -> bool) -> Vec<(String, QueueProgress)> {
+        self.matching(pred)
             .into_iter()
             .map(|(k, q)| {
                 let s = q.lock();
-                QueueProgress {
+                let progress = QueueProgress {
                     consumer_offset: s.committed(),
                     pop_offset: s.pop_offset,
                     inflight: s.inflight.len(),
                     last_consume_ms: s.last_consume_ms,
                     topic: k.topic,
                     queue_id: k.queue_id,
-                }
+                };
+                (k.group, progress)
             })
-            .collect();
-        out.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
-        out
+            .collect()
     }
 
     /// Delivery attempts so far of one message, per group that has it in flight.

@@ -4,7 +4,7 @@
 //! scheduled messages. GetBrokerStatus (this broker's log and replication state) is built in
 //! [`admin_status`].
 
-use super::{admin_groups, admin_messages, admin_status};
+use super::{admin_groups, admin_messages, admin_ops, admin_status};
 use crate::server::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
@@ -296,5 +296,36 @@ impl Admin for AdminServer {
             &self.broker,
             req.into_inner(),
         )?))
+    }
+
+    async fn reset_group_offset(
+        &self,
+        req: Request<cluster::ResetGroupOffsetRequest>,
+    ) -> Result<Response<cluster::ResetGroupOffsetResponse>, Status> {
+        let r = admin_ops::reset_offset(&self.broker, req.into_inner())?;
+        Ok(Response::new(r))
+    }
+
+    async fn list_clients(
+        &self,
+        _req: Request<cluster::ListClientsRequest>,
+    ) -> Result<Response<cluster::ListClientsResponse>, Status> {
+        Ok(Response::new(admin_ops::list_clients(&self.broker)))
+    }
+
+    async fn get_broker_config(
+        &self,
+        _req: Request<cluster::GetBrokerConfigRequest>,
+    ) -> Result<Response<cluster::GetBrokerConfigResponse>, Status> {
+        Ok(Response::new(admin_ops::get_config(&self.broker)?))
+    }
+
+    async fn update_broker_config(
+        &self,
+        req: Request<cluster::UpdateBrokerConfigRequest>,
+    ) -> Result<Response<cluster::UpdateBrokerConfigResponse>, Status> {
+        let req = req.into_inner();
+        tracing::info!(key = %req.key, value = %req.value, "operator changes a runtime setting");
+        Ok(Response::new(admin_ops::update_config(&self.broker, req)?))
     }
 }

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod admin_groups;
 pub mod admin_messages;
+pub mod admin_ops;
 pub mod admin_status;
 pub mod convert;
 pub mod end_transaction;
@@ -238,9 +239,11 @@ impl MessagingService for MessagingServer {
         req: Request<Streaming<v2::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
         let client = apogee_proto::telemetry::client_id(&req);
+        let address = apogee_proto::telemetry::peer_address(&req);
         Ok(Response::new(Box::pin(
             apogee_proto::telemetry::serve_session(
                 client,
+                address,
                 req.into_inner(),
                 self.broker.limits.clone(),
                 self.broker.sessions.clone(),

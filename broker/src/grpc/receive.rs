@@ -186,6 +186,10 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
         match popped {
             Err(e) => return vec![status_response(e.to_status())],
             Ok(d) if !d.is_empty() => {
+                let bytes = d.iter().map(|d| d.message.msg.body.len()).sum();
+                broker
+                    .metrics
+                    .delivered(&plan.topic, &plan.group_config.name, d.len(), bytes);
                 let mut out: Vec<_> = d
                     .iter()
                     .map(|d| v2::ReceiveMessageResponse {
@@ -353,13 +357,16 @@ pub async fn forward_to_dead_letter(
             .expired_by_handle(&group, &topic, &req.receipt_handle)
         {
             Ok(e) => {
-                crate::consume::dead_letter::dead_letter(
+                let moved = crate::consume::dead_letter::dead_letter(
                     &broker.store,
                     &broker.topics,
                     &broker.consume,
                     &e,
                 )
                 .await?;
+                if moved {
+                    broker.metrics.dead_lettered(&e.key.topic, &e.key.group);
+                }
                 Ok(())
             }
             Err(ApogeeError::InvalidReceiptHandle(why)) => {

@@ -112,7 +112,7 @@ fn validate(
 
     let config = broker.topics.for_send(
         topic,
-        broker.config.auto_create_topics,
+        broker.topics.auto_creates(),
         broker.config.default_queue_count,
     )?;
     if config.permission == Permission::Read as i32 || config.permission == Permission::None as i32
@@ -176,6 +176,21 @@ fn refuse_all(messages: &[v2::Message], e: &ApogeeError) -> v2::SendMessageRespo
 /// Stores the messages of one SendMessage request. A TRANSACTION message (which must be
 /// sent alone) is stored as a half message and answered with its transaction id; a DELAY
 /// message waits in the schedule topic and is answered with its recall handle.
+/// Counts a stored request (its messages share one topic and type) in the metrics.
+fn count_stored(broker: &Broker, messages: &[v2::Message]) {
+    let Some(first) = messages.first() else {
+        return;
+    };
+    let topic = first.topic.as_ref().map_or("", |t| t.name.as_str());
+    let message_type = first
+        .system_properties
+        .as_ref()
+        .and_then(|sp| MessageType::try_from(sp.message_type).ok())
+        .unwrap_or(MessageType::Normal);
+    let sizes = messages.iter().map(|m| m.body.len());
+    broker.metrics.stored(topic, message_type, sizes);
+}
+
 pub async fn send_message(
     broker: &Broker,
     req: v2::SendMessageRequest,
@@ -280,6 +295,7 @@ pub async fn send_message(
     };
     // The records are stored (and indexed) even when not replicated: they will be delivered.
     broker.schedule.stored(due);
+    count_stored(broker, &messages);
     v2::SendMessageResponse {
         status: Some(status.clone()),
         entries: ids

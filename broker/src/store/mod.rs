@@ -222,6 +222,9 @@ pub(crate) struct Shared {
     failure: Mutex<Option<String>>,
     /// Why appends are refused for lack of space, while they are ([`retention`]).
     storage_full: Mutex<Option<String>>,
+    /// The retention policy in force: `config.retention` at open, changed at runtime by
+    /// [`MessageStore::set_retention`].
+    pub(crate) retention: Mutex<RetentionPolicy>,
 }
 
 impl Shared {
@@ -295,6 +298,7 @@ impl MessageStore {
         let sync_replicas = config.sync_replicas;
         let end = log.end_offset();
         let shared = Arc::new(Shared {
+            retention: Mutex::new(config.retention.clone()),
             config,
             log,
             kv,

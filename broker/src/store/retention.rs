@@ -125,6 +125,18 @@ pub struct RetentionPass {
 }
 
 impl MessageStore {
+    /// The retention policy in force.
+    pub fn retention(&self) -> RetentionPolicy {
+        self.shared.retention.lock().clone()
+    }
+
+    /// Changes the retention policy (the age and the ratios; the next pass uses it).
+    pub fn set_retention(&self, policy: RetentionPolicy) -> Result<(), StoreError> {
+        policy.validate()?;
+        *self.shared.retention.lock() = policy;
+        Ok(())
+    }
+
     /// One retention pass as of `now` with the disk as `disk` describes.
     pub fn enforce_retention(
         &self,
@@ -142,7 +154,7 @@ fn enforce(
     now: SystemTime,
     disk: DiskSpace,
 ) -> Result<RetentionPass, StoreError> {
-    let policy = &shared.config.retention;
+    let policy = shared.retention.lock().clone();
     let ratio = disk.used_ratio();
     let refusing = ratio >= policy.refuse_ratio;
     shared.set_storage_full(refusing.then(|| {

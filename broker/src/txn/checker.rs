@@ -72,7 +72,7 @@ impl Transactions {
         if facts.outcome.is_some() || facts.checks.next_due_ms.max(0) != due_ms {
             return Ok(()); // resolved or rescheduled meanwhile
         }
-        if facts.checks.count >= self.config.max_checks {
+        if facts.checks.count >= self.max_checks() {
             let park = op_record(id, op::PARK, ResolvedBy::CheckBack, &[]);
             self.store
                 .append_internal(vec![park])

@@ -30,6 +30,7 @@ use crate::topics::TopicTable;
 use apogee_proto::cluster::{TransactionInfo, TransactionState};
 use apogee_proto::telemetry::Sessions;
 use apogee_proto::{names, txn_id, ApogeeError};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +89,10 @@ pub struct Transactions {
     config: TransactionSection,
     broker_name: String,
     locks: Vec<tokio::sync::Mutex<()>>,
+    /// Commits and rollbacks by topic, for the metrics.
+    pub outcomes: crate::metrics::TxnOutcomes,
+    /// `transaction.max_checks`, changeable at runtime.
+    max_checks: AtomicU32,
 }
 
 impl Transactions {
@@ -104,12 +109,25 @@ impl Transactions {
             topics,
             sessions,
             relay,
-            config,
             broker_name,
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            outcomes: Default::default(),
+            max_checks: AtomicU32::new(config.max_checks),
+            config,
         })
+    }
+
+    /// Check-backs made before a half message is parked.
+    pub fn max_checks(&self) -> u32 {
+        self.max_checks.load(Ordering::Relaxed)
+    }
+
+    /// Changes `max_checks` (a runtime setting; transactions past it are parked at their
+    /// next due check).
+    pub fn set_max_checks(&self, n: u32) {
+        self.max_checks.store(n, Ordering::Relaxed);
     }
 
     fn lock_for(&self, id: &str) -> &tokio::sync::Mutex<()> {
@@ -212,6 +230,8 @@ impl Transactions {
                 .await
                 .map_err(ApogeeError::from)?;
             tracing::debug!(resolution = ?req.resolution, "transaction ended");
+            let committed = matches!(outcome, Some((Outcome::Committed, _)));
+            self.outcomes.ended(real_topic, committed);
         }
         facts.outcome = outcome;
         Ok(self.info(id, &facts, &half))

@@ -232,6 +232,7 @@ async fn due_transactions_are_checked_with_a_producer_then_parked_after_max_chec
         f.sessions.next_serial(),
         &producer_settings("orders"),
         "p-2",
+        "127.0.0.1:1",
         &tx,
     );
     let txn = f.half("MSG-C").await;

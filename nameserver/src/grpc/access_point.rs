@@ -250,8 +250,10 @@ impl MessagingService for AccessPoint {
         request: Request<Streaming<TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
         let client = client_id(&request);
+        let address = apogee_proto::telemetry::peer_address(&request);
         Ok(Response::new(serve_session(
             client,
+            address,
             request.into_inner(),
             self.limits.clone(),
             self.sessions.clone(),

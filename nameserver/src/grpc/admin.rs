@@ -7,7 +7,7 @@
 //! [`admin_groups`]. GetBrokerStatus is refused: brokers answer it themselves.
 
 use super::brokers::BrokerChannels;
-use super::{admin_groups, admin_messages, schedule, transactions};
+use super::{admin_groups, admin_messages, admin_ops, schedule, transactions};
 use crate::endpoint;
 use crate::registry::{AdminTarget, GroupKey, Registry};
 use apogee_proto::cluster as cl;
@@ -496,6 +496,41 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let r = admin_groups::describe(&self.registry, &self.channels, &self.sessions, req);
         Ok(Response::new(r.await?))
+    }
+
+    async fn reset_group_offset(
+        &self,
+        request: Request<cl::ResetGroupOffsetRequest>,
+    ) -> Result<Response<cl::ResetGroupOffsetResponse>, Status> {
+        let req = request.into_inner();
+        let r = admin_ops::reset_offset(&self.registry, &self.channels, req);
+        Ok(Response::new(r.await?))
+    }
+
+    async fn list_clients(
+        &self,
+        _request: Request<cl::ListClientsRequest>,
+    ) -> Result<Response<cl::ListClientsResponse>, Status> {
+        let r = admin_ops::list_clients(&self.registry, &self.channels, &self.sessions);
+        Ok(Response::new(r.await?))
+    }
+
+    async fn get_broker_config(
+        &self,
+        _request: Request<cl::GetBrokerConfigRequest>,
+    ) -> Result<Response<cl::GetBrokerConfigResponse>, Status> {
+        Err(Status::unimplemented(
+            "a NameServer has no broker config: ask the broker (apogee broker config get <broker address>)",
+        ))
+    }
+
+    async fn update_broker_config(
+        &self,
+        _request: Request<cl::UpdateBrokerConfigRequest>,
+    ) -> Result<Response<cl::UpdateBrokerConfigResponse>, Status> {
+        Err(Status::unimplemented(
+            "a NameServer has no broker config: ask the broker (apogee broker config set <broker address> KEY VALUE)",
+        ))
     }
 }
 

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use tonic::{Code, Status};
 
 /// What a client's session with this NameServer is listed as.
-const HERE: &str = "nameserver";
+pub(super) const HERE: &str = "nameserver";
 
 /// The config a request carries, validated, with the defaults filled in.
 fn checked(group: Option<&cluster::GroupConfig>) -> Result<cluster::GroupConfig, Status> {

@@ -11,6 +11,7 @@ pub mod access_point;
 pub mod admin;
 pub mod admin_groups;
 pub mod admin_messages;
+pub mod admin_ops;
 pub mod admin_topics;
 pub mod brokers;
 pub mod registry;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// One NameServer process.
 pub(crate) struct NameServer {
     pub(crate) addr: String,
+    /// Its HTTP endpoint (metrics, health).
+    pub(crate) http_addr: String,
     pub(crate) process: ManagedProcess,
     /// Whether it was killed (and not restarted since).
     pub(crate) down: bool,
@@ -31,15 +33,25 @@ impl NameServer {
                 dir.join(format!("nameserver-{i}.log")),
             )
         };
+        let http_addr = format!("127.0.0.1:{}", free_port());
+        let mut env = env.to_vec();
+        env.insert(
+            0,
+            (
+                "APOGEE_NAMESERVER_HTTP_LISTEN".to_string(),
+                http_addr.clone(),
+            ),
+        );
         let process = ManagedProcess::spawn(
             label,
             bins::bin(bins::NAMESERVER),
             vec!["--listen".into(), addr.clone()],
-            env.to_vec(),
+            env,
             log,
         );
         NameServer {
             addr,
+            http_addr,
             process,
             down: false,
         }
@@ -105,6 +117,11 @@ impl Cluster {
     }
 
     /// Everything NameServer `i` logged so far (across restarts).
+    /// `127.0.0.1:port` of NameServer `i`'s HTTP endpoint (metrics, health).
+    pub fn nameserver_http_addr(&self, i: usize) -> &str {
+        &self.nameserver(i).http_addr
+    }
+
     pub fn nameserver_log(&self, i: usize) -> String {
         self.nameserver(i).process.log_text()
     }

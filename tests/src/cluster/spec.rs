@@ -117,6 +117,8 @@ pub struct Broker {
     pub broker_id: i64,
     /// `127.0.0.1:port`, as registered with the NameServers.
     pub addr: String,
+    /// `127.0.0.1:port` of its HTTP endpoint (metrics, health).
+    pub http_addr: String,
     pub data_dir: PathBuf,
     pub(crate) process: ManagedProcess,
 }

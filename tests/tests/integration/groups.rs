@@ -184,79 +184,6 @@ async fn groups_are_created_updated_listed_and_deleted_through_the_nameserver() 
     assert_eq!(gone.code, 1, "{gone}");
 }
 
-/// Sends `count` NORMAL messages to queue 0 of `topic`.
-async fn send_messages(addr: &str, topic: &str, count: usize) {
-    let mut client = rpc::messaging(addr);
-    for chunk in (0..count).collect::<Vec<_>>().chunks(10) {
-        let messages = chunk
-            .iter()
-            .map(|i| rpc::message(topic, 0, format!("m-{i}")))
-            .collect();
-        let resp = rpc::send(&mut client, messages).await;
-        assert_eq!(
-            rpc::code(resp.status.as_ref()),
-            v2::Code::Ok as i32,
-            "{resp:?}"
-        );
-    }
-}
-
-/// Receives exactly `count` messages for `group` (in several receives if need be).
-async fn receive_exactly(addr: &str, group: &str, topic: &str, count: usize) -> Vec<v2::Message> {
-    let mut client = rpc::messaging(addr);
-    let mut got = Vec::new();
-    while got.len() < count {
-        let (messages, status) = rpc::receive(
-            &mut client,
-            group,
-            topic,
-            (count - got.len()) as i32,
-            Some(time::duration(Duration::from_secs(300))),
-            Duration::from_secs(5),
-        )
-        .await;
-        assert!(
-            !messages.is_empty(),
-            "no message after {} of {count}: {status:?}",
-            got.len()
-        );
-        got.extend(messages);
-    }
-    assert_eq!(got.len(), count);
-    got
-}
-
-/// A consumer's raw Telemetry session: the Settings reply (`first`), and the stream kept open.
-async fn consumer_session(
-    addr: &str,
-    client_id: &str,
-    group: &str,
-    topic: &str,
-    language: v2::Language,
-) -> RawSession {
-    let settings = v2::Settings {
-        client_type: Some(v2::ClientType::PushConsumer as i32),
-        user_agent: Some(v2::Ua {
-            language: language as i32,
-            version: "5.0.0".into(),
-            ..Default::default()
-        }),
-        pub_sub: Some(PubSub::Subscription(v2::Subscription {
-            group: rpc::resource(group),
-            subscriptions: vec![v2::SubscriptionEntry {
-                topic: rpc::resource(topic),
-                expression: Some(v2::FilterExpression {
-                    r#type: v2::FilterType::Tag as i32,
-                    expression: "*".into(),
-                }),
-            }],
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
-    RawSession::open(addr, client_id, settings).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_shows_the_lag_a_known_workload_leaves() {
     let cluster = Cluster::builder()
@@ -267,8 +194,8 @@ async fn describe_shows_the_lag_a_known_workload_leaves() {
     cluster.create_topic("lag-topic", 1).await;
 
     // 50 sent, 20 received and acknowledged, 5 received and left unacknowledged.
-    send_messages(&addr, "lag-topic", 50).await;
-    let first = receive_exactly(&addr, "lag-g", "lag-topic", 20).await;
+    rpc::send_numbered(&addr, "lag-topic", 50).await;
+    let first = rpc::receive_exactly(&addr, "lag-g", "lag-topic", 20).await;
     let entries: Vec<(String, String)> = first
         .iter()
         .map(|m| (rpc::id_of(m), rpc::handle_of(m)))
@@ -279,8 +206,8 @@ async fn describe_shows_the_lag_a_known_workload_leaves() {
         v2::Code::Ok as i32,
         "{acked:?}"
     );
-    receive_exactly(&addr, "lag-g", "lag-topic", 5).await;
-    let _session = consumer_session(
+    rpc::receive_exactly(&addr, "lag-g", "lag-topic", 5).await;
+    let _session = RawSession::consumer(
         &addr,
         "lag-client-1",
         "lag-g",
@@ -397,7 +324,7 @@ async fn unknown_groups_are_refused_without_auto_create() {
         rpc::code(beat.status.as_ref()),
         v2::Code::ConsumerGroupNotFound as i32
     );
-    let session = consumer_session(
+    let session = RawSession::consumer(
         &addr,
         "stranger-client",
         "stranger-g",
@@ -413,7 +340,7 @@ async fn unknown_groups_are_refused_without_auto_create() {
 
     // Once created, the group consumes.
     cluster.cli(&["group", "create", "known-g"]).success();
-    send_messages(&addr, "strict-topic", 1).await;
+    rpc::send_numbered(&addr, "strict-topic", 1).await;
     let (messages, status) = receive("known-g").await;
     assert_eq!(messages.len(), 1, "{status:?}");
 }
@@ -466,17 +393,18 @@ async fn settings_replies_carry_the_groups_config() {
         .success();
 
     // Java gets the group's own (customized) policy, Python whole seconds, Node exponential.
-    let java = consumer_session(&addr, "c-java", "fifo-g", "fifo-topic", v2::Language::Java).await;
+    let java =
+        RawSession::consumer(&addr, "c-java", "fifo-g", "fifo-topic", v2::Language::Java).await;
     let (sub, policy) = consumer_reply(&java);
     assert_eq!(sub.fifo, Some(true));
     assert_eq!(policy.max_attempts, 4);
     assert_eq!(steps_ms(&policy), [1_500, 5_000]);
     let python =
-        consumer_session(&addr, "c-py", "fifo-g", "fifo-topic", v2::Language::Python).await;
+        RawSession::consumer(&addr, "c-py", "fifo-g", "fifo-topic", v2::Language::Python).await;
     let (sub, policy) = consumer_reply(&python);
     assert_eq!((sub.fifo, policy.max_attempts), (Some(true), 4));
     assert_eq!(steps_ms(&policy), [2_000, 5_000]);
-    let node = consumer_session(
+    let node = RawSession::consumer(
         &addr,
         "c-node",
         "fifo-g",
@@ -491,7 +419,7 @@ async fn settings_replies_carry_the_groups_config() {
     );
 
     // The NameServer answers with the config the broker registered.
-    let ns = consumer_session(
+    let ns = RawSession::consumer(
         cluster.ns_addr(),
         "c-ns",
         "fifo-g",

@@ -12,7 +12,11 @@
 //! - [`nameserver_loss`]: with every NameServer down for 30 s clients keep
 //!   producing and consuming and brokers register again when they return; one of
 //!   two down goes unnoticed; a broker id held by a live broker is refused at start.
+//! - [`lifecycle`]: SIGTERM under load: nothing acknowledged lost, out of the routes at once.
+//! - [`metrics`]: `/metrics` after a known workload; `/healthz` and `/readyz`.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
+//! - [`operations`]: `group reset-offset`, `clients list`, `broker config get|set`,
+//!   mqadmin's command names.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
 //! - [`config_import`]: `apogee config import` turns a RocketMQ broker.conf into a
 //!   TOML `apogee-broker --check-config` accepts; bad values exit 1 naming key and line.
@@ -48,8 +52,11 @@ mod delivery;
 mod durability;
 mod filters;
 mod groups;
+mod lifecycle;
+mod metrics;
 mod nameserver_loss;
 mod official_client;
+mod operations;
 mod push_consumer;
 mod query;
 mod replication;

@@ -9,6 +9,7 @@ fn broker(data_dir: &std::path::Path) -> Command {
     let mut c = Command::new(bins::bin(bins::BROKER));
     c.env_remove("RUST_LOG")
         .env("RUST_BACKTRACE", "1")
+        .env("APOGEE_BROKER_HTTP_LISTEN", "127.0.0.1:0")
         .arg("--data-dir")
         .arg(data_dir)
         // Any free port; no NameServer is needed to start (registration retries).

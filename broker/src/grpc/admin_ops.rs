@@ -1,0 +1,107 @@
+//! The operations part of `apogee.cluster.v1.Admin` on a broker: moving a
+//! consumer group's offsets on a topic here (a dry-run plan unless asked to
+//! execute), the clients with a Telemetry session to this broker, and its
+//! effective config with the runtime settings ([`crate::runtime_config`]).
+
+use crate::server::Broker;
+use apogee_proto::cluster::{
+    reset_group_offset_request::To, GetBrokerConfigResponse, ListClientsResponse, QueueReset,
+    ResetGroupOffsetRequest, ResetGroupOffsetResponse, UpdateBrokerConfigRequest,
+    UpdateBrokerConfigResponse,
+};
+use apogee_proto::{limits, ApogeeError};
+
+pub fn reset_offset(
+    broker: &Broker,
+    req: ResetGroupOffsetRequest,
+) -> Result<ResetGroupOffsetResponse, ApogeeError> {
+    limits::validate_group(&req.group)?;
+    limits::validate_topic(&req.topic)?;
+    let to = req.to.ok_or_else(|| {
+        ApogeeError::BadRequest("say where to: earliest, latest or a time".into())
+    })?;
+    let topic = broker
+        .topics
+        .get(&req.topic)
+        .ok_or_else(|| ApogeeError::TopicNotFound(req.topic.clone()))?;
+    let store_err = |e: crate::store::StoreError| ApogeeError::Internal(e.to_string());
+    let mut queues = Vec::with_capacity(topic.queue_count.max(0) as usize);
+    for queue_id in 0..topic.queue_count.max(0) as u32 {
+        let (min, next) = broker
+            .store
+            .queue_bounds(&req.topic, queue_id)
+            .map_err(store_err)?;
+        let new_offset = match to {
+            To::Earliest(_) => min,
+            To::Latest(_) => next,
+            To::TimestampMs(ts) => broker
+                .store
+                .queue_offset_for_time(&req.topic, queue_id, ts)
+                .map_err(store_err)?
+                .clamp(min, next),
+        };
+        let before = broker
+            .consume
+            .position(&req.group, &req.topic, queue_id, min);
+        queues.push(QueueReset {
+            broker_name: broker.config.broker_name.clone(),
+            queue_id,
+            current_offset: before.committed,
+            new_offset,
+            inflight: before.inflight,
+        });
+    }
+    if req.execute {
+        for q in &queues {
+            broker
+                .consume
+                .reset_queue(&req.group, &req.topic, q.queue_id, q.new_offset)?;
+        }
+        tracing::info!(
+            group = %req.group, topic = %req.topic, ?to,
+            "reset the group's offsets on {} queues", queues.len()
+        );
+    }
+    Ok(ResetGroupOffsetResponse {
+        queues,
+        executed: req.execute,
+    })
+}
+
+pub fn list_clients(broker: &Broker) -> ListClientsResponse {
+    let c = &broker.config;
+    let at = if c.broker_id == 0 {
+        c.broker_name.clone()
+    } else {
+        format!("{}#{}", c.broker_name, c.broker_id)
+    };
+    ListClientsResponse {
+        clients: broker
+            .sessions
+            .list()
+            .iter()
+            .map(|s| s.to_connected_client(&at))
+            .collect(),
+    }
+}
+
+pub fn get_config(broker: &Broker) -> Result<GetBrokerConfigResponse, ApogeeError> {
+    let effective = crate::runtime_config::effective(broker);
+    let toml = toml::to_string_pretty(&effective)
+        .map_err(|e| ApogeeError::Internal(format!("rendering the config: {e}")))?;
+    Ok(GetBrokerConfigResponse {
+        toml,
+        runtime: crate::runtime_config::settings(broker)?,
+    })
+}
+
+pub fn update_config(
+    broker: &Broker,
+    req: UpdateBrokerConfigRequest,
+) -> Result<UpdateBrokerConfigResponse, ApogeeError> {
+    let (setting, previous) = crate::runtime_config::update(broker, &req.key, &req.value)?;
+    Ok(UpdateBrokerConfigResponse {
+        setting: Some(setting),
+        previous,
+    })
+}

@@ -1,0 +1,448 @@
+//! The broker's Prometheus metrics, served on `/metrics` of its operations
+//! endpoint (`apogee_proto::ops`). RocketMQ 5's names and labels where it has
+//! them (so its dashboards and alerts work), `apogee_*` where it has none.
+//!
+//! Counters are bumped where things happen (send, receive, pull, dead
+//! letters, transaction outcomes); gauges are read from live state when
+//! scraped ([`BrokerOps`]), so they are never stale and cost nothing between
+//! scrapes. Every series carries the constant labels `cluster`, `node_type`
+//! ("broker"), `node_id` (the broker group) and `broker_id`.
+
+use crate::server::Broker;
+use crate::store::DiskSpace;
+use apogee_proto::ops::{ClientGauges, OpsSource};
+use apogee_proto::v2;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Buckets of `rocketmq_message_size` (bytes), as RocketMQ reports it: 1 KiB,
+/// 4 KiB, 512 KiB, 1, 2 and 4 MiB.
+const MESSAGE_SIZE_BUCKETS: [f64; 6] = [
+    1024.0,
+    4096.0,
+    524_288.0,
+    1_048_576.0,
+    2_097_152.0,
+    4_194_304.0,
+];
+
+/// Transactions looked at per scrape for the half-message gauges.
+pub const MAX_HALF_SCAN: usize = 10_000;
+
+/// Every metric of one broker.
+pub struct BrokerMetrics {
+    registry: Registry,
+    scraping: parking_lot::Mutex<()>,
+    /// `rocketmq_rpc_latency`, fed by `apogee_proto::ops::RpcMetricsLayer`.
+    pub rpc_latency: HistogramVec,
+    messages_in: IntCounterVec,
+    throughput_in: IntCounterVec,
+    message_size: HistogramVec,
+    messages_out: IntCounterVec,
+    throughput_out: IntCounterVec,
+    dead_lettered: IntCounterVec,
+    gauges: Gauges,
+}
+
+/// What is read from live state at each scrape.
+struct Gauges {
+    topics: IntGauge,
+    groups: IntGauge,
+    lag_messages: IntGaugeVec,
+    lag_latency: IntGaugeVec,
+    inflight: IntGaugeVec,
+    ready: IntGaugeVec,
+    half_messages: IntGaugeVec,
+    parked: IntGaugeVec,
+    scheduled: IntGauge,
+    storage_size: IntGauge,
+    disk_free: IntGauge,
+    disk_used_ratio: prometheus::Gauge,
+    flush_behind: IntGauge,
+    replication_lag: IntGaugeVec,
+    clients: ClientGauges,
+}
+
+/// Registers `metric` and hands it back (metric names are constants: a clash is a bug).
+fn registered<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, metric: M) -> M {
+    r.register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    registered(r, IntGauge::new(name, help).expect("valid metric"))
+}
+
+impl BrokerMetrics {
+    pub fn new(config: &crate::config::BrokerConfig) -> Arc<BrokerMetrics> {
+        let labels = HashMap::from([
+            ("cluster".to_string(), config.cluster_name.clone()),
+            ("node_type".to_string(), "broker".to_string()),
+            ("node_id".to_string(), config.broker_name.clone()),
+            ("broker_id".to_string(), config.broker_id.to_string()),
+        ]);
+        let r = Registry::new_custom(None, Some(labels)).expect("valid constant labels");
+        let topic_type = ["topic", "message_type"];
+        let topic_group = ["topic", "consumer_group"];
+        let gauges = Gauges {
+            topics: gauge(&r, "rocketmq_topic_number", "Topics on this broker."),
+            groups: gauge(
+                &r,
+                "rocketmq_consumer_group_number",
+                "Consumer groups on this broker.",
+            ),
+            lag_messages: gauge_vec(
+                &r,
+                "rocketmq_consumer_lag_messages",
+                "Messages stored but not yet acknowledged by the group.",
+                &topic_group,
+            ),
+            lag_latency: gauge_vec(
+                &r,
+                "rocketmq_consumer_lag_latency",
+                "Age of the oldest message the group has not acknowledged, in milliseconds.",
+                &topic_group,
+            ),
+            inflight: gauge_vec(
+                &r,
+                "rocketmq_consumer_inflight_messages",
+                "Messages received by the group and not yet acknowledged.",
+                &topic_group,
+            ),
+            ready: gauge_vec(
+                &r,
+                "rocketmq_consumer_ready_messages",
+                "Messages ready to be delivered to the group (lag minus in flight).",
+                &topic_group,
+            ),
+            half_messages: gauge_vec(
+                &r,
+                "rocketmq_half_messages",
+                "Transactional half messages waiting for their outcome.",
+                &["topic"],
+            ),
+            parked: gauge_vec(
+                &r,
+                "apogee_parked_transactions",
+                "Transactions parked after their last check-back, waiting for an operator.",
+                &["topic"],
+            ),
+            scheduled: gauge(
+                &r,
+                "rocketmq_timing_messages",
+                "Scheduled (delayed) messages waiting for their delivery time.",
+            ),
+            storage_size: gauge(
+                &r,
+                "rocketmq_storage_size",
+                "Bytes of the commit log on disk (log end minus log start).",
+            ),
+            disk_free: gauge(
+                &r,
+                "apogee_storage_disk_free_bytes",
+                "Bytes available on the commit log's file system.",
+            ),
+            disk_used_ratio: registered(
+                &r,
+                prometheus::Gauge::new(
+                    "apogee_storage_disk_used_ratio",
+                    "Used fraction of the commit log's file system, as retention measures it.",
+                )
+                .expect("valid metric"),
+            ),
+            flush_behind: gauge(
+                &r,
+                "rocketmq_storage_flush_behind_bytes",
+                "Bytes written to the commit log but not yet synced to disk.",
+            ),
+            replication_lag: gauge_vec(
+                &r,
+                "apogee_replication_lag_bytes",
+                "A master: bytes each slave is behind. A slave: bytes behind its master.",
+                &["peer"],
+            ),
+            clients: ClientGauges::new(&r).expect("valid metric"),
+        };
+        Arc::new(BrokerMetrics {
+            rpc_latency: apogee_proto::ops::rpc_latency(&r).expect("valid metric"),
+            messages_in: counter(
+                &r,
+                "rocketmq_messages_in_total",
+                "Messages sent to this broker and stored.",
+                &topic_type,
+            ),
+            throughput_in: counter(
+                &r,
+                "rocketmq_throughput_in_total",
+                "Body bytes of the messages stored.",
+                &topic_type,
+            ),
+            message_size: registered(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "rocketmq_message_size",
+                        "Body sizes of the messages stored, in bytes.",
+                    )
+                    .buckets(MESSAGE_SIZE_BUCKETS.to_vec()),
+                    &topic_type,
+                )
+                .expect("valid metric"),
+            ),
+            messages_out: counter(
+                &r,
+                "rocketmq_messages_out_total",
+                "Messages delivered to consumers (receives and pulls; redeliveries count again).",
+                &topic_group,
+            ),
+            throughput_out: counter(
+                &r,
+                "rocketmq_throughput_out_total",
+                "Body bytes of the messages delivered.",
+                &topic_group,
+            ),
+            dead_lettered: counter(
+                &r,
+                "rocketmq_send_to_dlq_messages_total",
+                "Messages moved to a dead-letter topic.",
+                &topic_group,
+            ),
+            gauges,
+            registry: r,
+            scraping: parking_lot::Mutex::new(()),
+        })
+    }
+
+    /// A send request stored: its messages (one topic) by their body sizes.
+    pub fn stored(
+        &self,
+        topic: &str,
+        message_type: v2::MessageType,
+        body_sizes: impl IntoIterator<Item = usize>,
+    ) {
+        let labels = [topic, message_type_label(message_type)];
+        let sizes = self.message_size.with_label_values(&labels);
+        let (mut count, mut total) = (0u64, 0u64);
+        for s in body_sizes {
+            sizes.observe(s as f64);
+            count += 1;
+            total += s as u64;
+        }
+        self.messages_in.with_label_values(&labels).inc_by(count);
+        self.throughput_in.with_label_values(&labels).inc_by(total);
+    }
+
+    /// Messages delivered to `group` from `topic`.
+    pub fn delivered(&self, topic: &str, group: &str, count: usize, bytes: usize) {
+        if count == 0 {
+            return;
+        }
+        let labels = [topic, group];
+        self.messages_out
+            .with_label_values(&labels)
+            .inc_by(count as u64);
+        self.throughput_out
+            .with_label_values(&labels)
+            .inc_by(bytes as u64);
+    }
+
+    /// A message of `topic` dead-lettered for `group`.
+    pub fn dead_lettered(&self, topic: &str, group: &str) {
+        self.dead_lettered.with_label_values(&[topic, group]).inc();
+    }
+
+    /// Exposes the transaction outcome counters `crate::txn` keeps.
+    pub fn register_transactions(&self, outcomes: &TxnOutcomes) {
+        registered(&self.registry, outcomes.commits.clone());
+        registered(&self.registry, outcomes.rollbacks.clone());
+    }
+
+    /// Reads every gauge from the broker's state.
+    fn refresh(&self, broker: &Broker) {
+        let g = &self.gauges;
+        g.topics.set(broker.topics.list().len() as i64);
+        g.groups.set(broker.groups.list().len() as i64);
+        self.refresh_consumers(broker);
+        self.refresh_transactions(broker);
+        g.scheduled
+            .set(broker.schedule.stats().waiting.min(i64::MAX as u64) as i64);
+        let store = &broker.store;
+        let end = store.log_end_offset();
+        g.storage_size
+            .set(end.saturating_sub(store.log_start_offset()) as i64);
+        g.flush_behind
+            .set(end.saturating_sub(store.flushed_offset()) as i64);
+        if let Ok(disk) = DiskSpace::of(&broker.config.data_dir) {
+            g.disk_free.set(disk.available.min(i64::MAX as u64) as i64);
+            g.disk_used_ratio.set(disk.used_ratio());
+        }
+        g.replication_lag.reset();
+        for s in broker.replication.slaves() {
+            g.replication_lag
+                .with_label_values(&[&format!("slave-{}", s.broker_id)])
+                .set(s.lag_bytes);
+        }
+        if let Some(link) = broker.replication.master_link() {
+            g.replication_lag
+                .with_label_values(&["master"])
+                .set(link.master_end_offset.saturating_sub(end) as i64);
+        }
+        g.clients.refresh(&broker.sessions);
+    }
+
+    /// Lag, lag latency, in flight and ready per (topic, group).
+    fn refresh_consumers(&self, broker: &Broker) {
+        let g = &self.gauges;
+        let now = apogee_proto::time::now_ms();
+        #[derive(Default)]
+        struct Sums {
+            lag: u64,
+            inflight: u64,
+            oldest_ms: Option<i64>,
+        }
+        let mut sums: HashMap<(String, String), Sums> = HashMap::new();
+        for (group, p) in broker.consume.all_progress() {
+            let Ok((_, next)) = broker.store.queue_bounds(&p.topic, p.queue_id) else {
+                continue;
+            };
+            let lag = next.saturating_sub(p.consumer_offset);
+            let oldest = if lag > 0 {
+                broker
+                    .store
+                    .queue_entries(&p.topic, p.queue_id, p.consumer_offset, 1)
+                    .ok()
+                    .and_then(|e| e.first().map(|e| e.store_timestamp_ms))
+            } else {
+                None
+            };
+            let s = sums.entry((p.topic, group)).or_default();
+            s.lag += lag;
+            s.inflight += p.inflight as u64;
+            s.oldest_ms = match (s.oldest_ms, oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        for v in [&g.lag_messages, &g.lag_latency, &g.inflight, &g.ready] {
+            v.reset();
+        }
+        for ((topic, group), s) in sums {
+            let labels = [topic.as_str(), group.as_str()];
+            g.lag_messages.with_label_values(&labels).set(s.lag as i64);
+            g.inflight.with_label_values(&labels).set(s.inflight as i64);
+            g.ready
+                .with_label_values(&labels)
+                .set(s.lag.saturating_sub(s.inflight) as i64);
+            g.lag_latency
+                .with_label_values(&labels)
+                .set(s.oldest_ms.map_or(0, |t| (now - t).max(0)));
+        }
+    }
+
+    /// Pending and parked transactions per topic (at most [`MAX_HALF_SCAN`] looked at).
+    fn refresh_transactions(&self, broker: &Broker) {
+        let g = &self.gauges;
+        g.half_messages.reset();
+        g.parked.reset();
+        let Ok(open) = broker.txns.list(true, "", MAX_HALF_SCAN) else {
+            return;
+        };
+        for t in open {
+            let parked = t.state == apogee_proto::cluster::TransactionState::Parked as i32;
+            let v = if parked { &g.parked } else { &g.half_messages };
+            v.with_label_values(&[&t.topic]).inc();
+        }
+    }
+}
+
+/// Transactions committed and rolled back, by topic (`rocketmq_commit_messages_total`,
+/// `rocketmq_rollback_messages_total`): counted by `crate::txn` where an outcome is
+/// recorded, exposed once [`BrokerMetrics::register_transactions`] is called.
+pub struct TxnOutcomes {
+    commits: IntCounterVec,
+    rollbacks: IntCounterVec,
+}
+
+impl Default for TxnOutcomes {
+    fn default() -> Self {
+        let vec = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["topic"]).expect("valid metric")
+        };
+        TxnOutcomes {
+            commits: vec("rocketmq_commit_messages_total", "Transactions committed."),
+            rollbacks: vec(
+                "rocketmq_rollback_messages_total",
+                "Transactions rolled back.",
+            ),
+        }
+    }
+}
+
+impl TxnOutcomes {
+    /// A transaction of `topic` committed (true) or rolled back (false).
+    pub fn ended(&self, topic: &str, committed: bool) {
+        let c = if committed {
+            &self.commits
+        } else {
+            &self.rollbacks
+        };
+        c.with_label_values(&[topic]).inc();
+    }
+}
+
+/// RocketMQ's `message_type` label values.
+fn message_type_label(t: v2::MessageType) -> &'static str {
+    match t {
+        v2::MessageType::Fifo => "fifo",
+        v2::MessageType::Delay => "delay",
+        v2::MessageType::Transaction => "transaction",
+        _ => "normal",
+    }
+}
+
+/// The broker as its operations endpoint sees it.
+pub struct BrokerOps(pub Arc<Broker>);
+
+impl OpsSource for BrokerOps {
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let metrics = &self.0.metrics;
+        // One scrape at a time: a refresh resets the gauge families it fills.
+        let _one = metrics.scraping.lock();
+        metrics.refresh(&self.0);
+        metrics.registry.gather()
+    }
+
+    /// Ready: the store is recovered (it is, once there is a `Broker`), the broker is
+    /// registered with at least one NameServer, and it is not shutting down.
+    fn readiness(&self) -> Result<(), String> {
+        let broker = &self.0;
+        if broker.shutting_down() {
+            return Err("shutting down".into());
+        }
+        if !broker.nameservers.registered_anywhere() {
+            return Err(format!(
+                "not registered with any NameServer yet ({})",
+                broker.config.nameservers.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}

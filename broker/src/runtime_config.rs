@@ -1,0 +1,220 @@
+//! The settings an operator may change while the broker runs
+//! (`apogee broker config set`, RocketMQ's `updateBrokerConfig`): a fixed
+//! allow-list of typed values, each applied to the part that owns it. Nothing
+//! that takes a path, an address or a command is on it, and no key outside it
+//! can be set.
+//!
+//! A change is kept in the index (`Meta/runtime_config`, a version byte then
+//! JSON of key -> value) and applied again at every start, over the config
+//! file, with a log line naming each; `apogee broker config get` shows which
+//! settings are overridden.
+
+use crate::config::BrokerConfig;
+use crate::server::Broker;
+use crate::store::{Cf, KvBatch, KvStore, RetentionPolicy};
+use apogee_proto::cluster::RuntimeSetting;
+use apogee_proto::ApogeeError;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const KEY: &[u8] = b"runtime_config";
+/// The first byte of the stored value: the layout that follows.
+const VALUE_V1: u8 = 1;
+
+/// Every runtime setting: key and what it does.
+pub const SETTINGS: [(&str, &str); 6] = [
+    (
+        "auto_create_topics",
+        "A send to an unknown topic creates it with default_queue_count queues.",
+    ),
+    (
+        "consume.auto_create_groups",
+        "A receive by an unknown consumer group creates the group with the defaults.",
+    ),
+    (
+        "store.retention_hours",
+        "Sealed commit-log segments last written longer ago than this are deleted (>= 1).",
+    ),
+    (
+        "store.disk_clean_ratio",
+        "Above this used fraction of the disk the oldest segments are deleted (0 < r <= 1).",
+    ),
+    (
+        "store.disk_refuse_ratio",
+        "At or above this used fraction of the disk sends are refused (0 < r <= 1).",
+    ),
+    (
+        "transaction.max_checks",
+        "Check-backs of a transaction before it is parked for an operator (>= 1).",
+    ),
+];
+
+fn bad(key: &str, value: &str, what: &str) -> ApogeeError {
+    ApogeeError::BadRequest(format!("{key} = {value:?}: {what}"))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ApogeeError> {
+    value
+        .parse()
+        .map_err(|_| bad(key, value, "expected true or false"))
+}
+
+fn parse_ratio(key: &str, value: &str) -> Result<f64, ApogeeError> {
+    match value.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err(bad(key, value, "expected a number in (0, 1]")),
+    }
+}
+
+fn parse_positive(key: &str, value: &str) -> Result<u64, ApogeeError> {
+    match value.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(bad(key, value, "expected a whole number >= 1")),
+    }
+}
+
+/// The current value of `key`, as the config file writes it.
+pub fn current(broker: &Broker, key: &str) -> Result<String, ApogeeError> {
+    let retention = broker.store.retention();
+    Ok(match key {
+        "auto_create_topics" => broker.topics.auto_creates().to_string(),
+        "consume.auto_create_groups" => broker.groups.auto_creates().to_string(),
+        "store.retention_hours" => (retention.max_age.as_secs() / 3600).to_string(),
+        "store.disk_clean_ratio" => retention.clean_ratio.to_string(),
+        "store.disk_refuse_ratio" => retention.refuse_ratio.to_string(),
+        "transaction.max_checks" => broker.txns.max_checks().to_string(),
+        _ => return Err(unknown(key)),
+    })
+}
+
+fn unknown(key: &str) -> ApogeeError {
+    let keys: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
+    ApogeeError::BadRequest(format!(
+        "{key:?} cannot be changed at runtime; these can: {}",
+        keys.join(", ")
+    ))
+}
+
+/// Validates `value` for `key` and applies it to its owner (not kept).
+fn apply(broker: &Broker, key: &str, value: &str) -> Result<(), ApogeeError> {
+    let retention = |change: &dyn Fn(&mut RetentionPolicy)| {
+        let mut policy = broker.store.retention();
+        change(&mut policy);
+        broker
+            .store
+            .set_retention(policy)
+            .map_err(|e| bad(key, value, &e.to_string()))
+    };
+    match key {
+        "auto_create_topics" => broker.topics.set_auto_create(parse_bool(key, value)?),
+        "consume.auto_create_groups" => broker.groups.set_auto_create(parse_bool(key, value)?),
+        "store.retention_hours" => {
+            let hours = parse_positive(key, value)?;
+            let age = Duration::from_secs(hours.saturating_mul(3600));
+            retention(&|p| p.max_age = age)?;
+        }
+        "store.disk_clean_ratio" => {
+            let r = parse_ratio(key, value)?;
+            retention(&|p| p.clean_ratio = r)?;
+        }
+        "store.disk_refuse_ratio" => {
+            let r = parse_ratio(key, value)?;
+            retention(&|p| p.refuse_ratio = r)?;
+        }
+        "transaction.max_checks" => {
+            let n = parse_positive(key, value)?;
+            let n = u32::try_from(n).map_err(|_| bad(key, value, "too large"))?;
+            broker.txns.set_max_checks(n);
+        }
+        _ => return Err(unknown(key)),
+    }
+    Ok(())
+}
+
+/// The overrides kept in the index.
+fn load(kv: &dyn KvStore) -> Result<BTreeMap<String, String>, ApogeeError> {
+    let Some(raw) = kv
+        .get(Cf::Meta, KEY)
+        .map_err(|e| ApogeeError::Internal(e.to_string()))?
+    else {
+        return Ok(BTreeMap::new());
+    };
+    match raw.split_first() {
+        Some((&VALUE_V1, json)) => serde_json::from_slice(json)
+            .map_err(|e| ApogeeError::Internal(format!("stored runtime config: {e}"))),
+        _ => Err(ApogeeError::Internal(
+            "stored runtime config has an unknown version".into(),
+        )),
+    }
+}
+
+fn save(kv: &dyn KvStore, overrides: &BTreeMap<String, String>) -> Result<(), ApogeeError> {
+    let mut value = vec![VALUE_V1];
+    value.extend(serde_json::to_vec(overrides).expect("a map of strings serializes"));
+    let mut batch = KvBatch::new();
+    batch.put(Cf::Meta, KEY, value);
+    kv.write(batch)
+        .map_err(|e| ApogeeError::Internal(e.to_string()))
+}
+
+/// At start: applies the kept overrides over the config file, logging each. One that no
+/// longer applies (a setting removed, a value now invalid) is logged and skipped.
+pub fn restore(broker: &Broker) -> Result<(), ApogeeError> {
+    for (key, value) in load(broker.store.kv().as_ref())? {
+        match apply(broker, &key, &value) {
+            Ok(()) => tracing::info!("runtime setting {key} = {value} (changed at runtime)"),
+            Err(e) => tracing::warn!("ignoring the kept runtime setting {key}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Changes one setting and keeps it; returns it with its previous value.
+pub fn update(
+    broker: &Broker,
+    key: &str,
+    value: &str,
+) -> Result<(RuntimeSetting, String), ApogeeError> {
+    let previous = current(broker, key)?;
+    let value = value.trim();
+    apply(broker, key, value)?;
+    let kv = broker.store.kv();
+    let mut overrides = load(kv.as_ref())?;
+    overrides.insert(key.to_string(), current(broker, key)?);
+    save(kv.as_ref(), &overrides)?;
+    tracing::info!("runtime setting {key} changed from {previous} to {value}");
+    let setting = settings(broker)?
+        .into_iter()
+        .find(|s| s.key == key)
+        .expect("an applied key is listed");
+    Ok((setting, previous))
+}
+
+/// Every runtime setting with its current value.
+pub fn settings(broker: &Broker) -> Result<Vec<RuntimeSetting>, ApogeeError> {
+    let overrides = load(broker.store.kv().as_ref())?;
+    SETTINGS
+        .iter()
+        .map(|(key, description)| {
+            Ok(RuntimeSetting {
+                key: key.to_string(),
+                value: current(broker, key)?,
+                description: description.to_string(),
+                overridden: overrides.contains_key(*key),
+            })
+        })
+        .collect()
+}
+
+/// The configuration in force: the file's, with the runtime settings' current values.
+pub fn effective(broker: &Broker) -> BrokerConfig {
+    let mut c = broker.config.clone();
+    let retention = broker.store.retention();
+    c.auto_create_topics = broker.topics.auto_creates();
+    c.consume.auto_create_groups = broker.groups.auto_creates();
+    c.store.retention_hours = retention.max_age.as_secs() / 3600;
+    c.store.disk_clean_ratio = retention.clean_ratio;
+    c.store.disk_refuse_ratio = retention.refuse_ratio;
+    c.transaction.max_checks = broker.txns.max_checks();
+    c
+}

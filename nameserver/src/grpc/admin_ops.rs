@@ -1,0 +1,93 @@
+//! The operations part of the Admin service on a NameServer: a group's offset
+//! reset fanned out to every broker group hosting the topic (a group that does
+//! not host it answers NOT_FOUND and is left out), and the clients list merged
+//! from every master's sessions and this NameServer's own. A broker's config
+//! is asked of the broker itself.
+
+use super::admin_groups::{outcome, HERE};
+use super::brokers::{each_master, BrokerChannels};
+use crate::registry::Registry;
+use apogee_proto::cluster::{
+    ConnectedClient, ListClientsRequest, ListClientsResponse, ResetGroupOffsetRequest,
+    ResetGroupOffsetResponse,
+};
+use apogee_proto::telemetry::Sessions;
+use apogee_proto::{limits, ApogeeError};
+use std::collections::BTreeMap;
+use tonic::{Code, Status};
+
+pub async fn reset_offset(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: ResetGroupOffsetRequest,
+) -> Result<ResetGroupOffsetResponse, Status> {
+    limits::validate_group(&req.group)?;
+    limits::validate_topic(&req.topic)?;
+    let answers = each_master(registry, channels, |mut c| {
+        let r = req.clone();
+        async move { c.reset_group_offset(r).await }
+    })
+    .await;
+    let what = format!("ResetGroupOffset of {} on {}", req.group, req.topic);
+    let (found, error) = outcome(&what, answers, Some(Code::NotFound));
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if found.is_empty() {
+        return Err(ApogeeError::TopicNotFound(req.topic).into());
+    }
+    let mut queues: Vec<_> = found.into_iter().flat_map(|(_, r)| r.queues).collect();
+    queues.sort_by(|a, b| (&a.broker_name, a.queue_id).cmp(&(&b.broker_name, b.queue_id)));
+    Ok(ResetGroupOffsetResponse {
+        queues,
+        executed: req.execute,
+    })
+}
+
+pub async fn list_clients(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    sessions: &Sessions,
+) -> Result<ListClientsResponse, Status> {
+    let answers = each_master(registry, channels, |mut c| async move {
+        c.list_clients(ListClientsRequest {}).await
+    })
+    .await;
+    let (found, error) = outcome("ListClients", answers, None);
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let mut clients: BTreeMap<String, ConnectedClient> = BTreeMap::new();
+    let local = sessions.list();
+    let all = found
+        .into_iter()
+        .flat_map(|(_, r)| r.clients)
+        .chain(local.iter().map(|s| s.to_connected_client(HERE)));
+    for c in all {
+        match clients.get_mut(&c.client_id) {
+            Some(known) => {
+                for at in c.connected_to {
+                    if !known.connected_to.contains(&at) {
+                        known.connected_to.push(at);
+                    }
+                }
+                known.connected_to.sort();
+                for t in c.topics {
+                    if !known.topics.contains(&t) {
+                        known.topics.push(t);
+                    }
+                }
+                known.topics.sort();
+                if known.address.is_empty() {
+                    known.address = c.address;
+                }
+            }
+            None => {
+                clients.insert(c.client_id.clone(), c);
+            }
+        }
+    }
+    Ok(ListClientsResponse {
+        clients: clients.into_values().collect(),
+    })
+}

@@ -1,0 +1,99 @@
+//! The NameServer's Prometheus metrics and readiness, served on its
+//! operations endpoint (`apogee_proto::ops`): gRPC latency per method, the
+//! live brokers by cluster and role, the topics they host, and the clients
+//! with a Telemetry session here. Gauges are read from the registry at each
+//! scrape. Every series carries `node_type="nameserver"` and `node_id` (the
+//! listen address).
+
+use crate::registry::Registry as BrokerRegistry;
+use apogee_proto::cluster::BrokerRole;
+use apogee_proto::ops::{ClientGauges, OpsSource};
+use apogee_proto::telemetry::Sessions;
+use prometheus::{HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub struct NameServerMetrics {
+    registry: Registry,
+    pub rpc_latency: HistogramVec,
+    brokers: IntGaugeVec,
+    topics: IntGauge,
+    clients: ClientGauges,
+    scraping: parking_lot::Mutex<()>,
+}
+
+impl NameServerMetrics {
+    pub fn new(node_id: &str) -> prometheus::Result<NameServerMetrics> {
+        let labels = HashMap::from([
+            ("node_type".to_string(), "nameserver".to_string()),
+            ("node_id".to_string(), node_id.to_string()),
+        ]);
+        let registry = Registry::new_custom(None, Some(labels))?;
+        let brokers = IntGaugeVec::new(
+            Opts::new(
+                "apogee_nameserver_brokers",
+                "Live brokers registered here, by cluster and role.",
+            ),
+            &["cluster", "role"],
+        )?;
+        registry.register(Box::new(brokers.clone()))?;
+        let topics = IntGauge::new(
+            "apogee_nameserver_topics",
+            "Topics hosted by the live brokers registered here.",
+        )?;
+        registry.register(Box::new(topics.clone()))?;
+        Ok(NameServerMetrics {
+            rpc_latency: apogee_proto::ops::rpc_latency(&registry)?,
+            clients: ClientGauges::new(&registry)?,
+            brokers,
+            topics,
+            registry,
+            scraping: parking_lot::Mutex::new(()),
+        })
+    }
+}
+
+/// The NameServer as its operations endpoint sees it.
+pub struct NameServerOps {
+    pub metrics: Arc<NameServerMetrics>,
+    pub registry: Arc<BrokerRegistry>,
+    pub sessions: Arc<Sessions>,
+    /// Set when the NameServer starts shutting down (it is then not ready).
+    pub closing: Arc<AtomicBool>,
+}
+
+fn role_label(role: i32) -> &'static str {
+    match BrokerRole::try_from(role) {
+        Ok(BrokerRole::SyncMaster) => "sync_master",
+        Ok(BrokerRole::AsyncMaster) => "async_master",
+        Ok(BrokerRole::Slave) => "slave",
+        _ => "unknown",
+    }
+}
+
+impl OpsSource for NameServerOps {
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let m = &self.metrics;
+        let _one = m.scraping.lock();
+        m.brokers.reset();
+        for group in self.registry.cluster_info() {
+            for member in &group.members {
+                m.brokers
+                    .with_label_values(&[group.cluster_name.as_str(), role_label(member.role)])
+                    .inc();
+            }
+        }
+        m.topics.set(self.registry.topics().len() as i64);
+        m.clients.refresh(&self.sessions);
+        m.registry.gather()
+    }
+
+    /// A NameServer is ready as soon as it serves (it holds no state to recover).
+    fn readiness(&self) -> Result<(), String> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err("shutting down".into());
+        }
+        Ok(())
+    }
+}

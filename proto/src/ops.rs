@@ -1,0 +1,377 @@
+//! The operations endpoint every server runs beside its gRPC listener, over
+//! plain HTTP/1.1:
+//!
+//! - `GET /metrics`: Prometheus text exposition (format 0.0.4) of the
+//!   server's registry, gauges that are read from live state refreshed first;
+//! - `GET /healthz`: 200 while the process serves (liveness; also during a
+//!   long recovery, so an orchestrator does not kill a broker rebuilding its index);
+//! - `GET /readyz`: 200 once the server is ready for traffic, else 503 with
+//!   the reason (readiness).
+//!
+//! The listener is bound before the server starts (so a port clash fails at
+//! once) and serves from the first moment; the server plugs its
+//! [`OpsSource`] into the [`OpsSlot`] when it has one. Also the gRPC request
+//! layer [`RpcMetricsLayer`] that times every call into a histogram.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use parking_lot::RwLock;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+/// What a server exposes on its operations endpoint.
+pub trait OpsSource: Send + Sync + 'static {
+    /// The metric families to expose, scrape-time gauges refreshed first.
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily>;
+    /// `Ok` when the server is ready for traffic, else why not.
+    fn readiness(&self) -> Result<(), String>;
+}
+
+/// Where a server plugs its [`OpsSource`] in once it has one; until then
+/// `/readyz` answers "starting" and `/metrics` 503.
+#[derive(Clone, Default)]
+pub struct OpsSlot(Arc<RwLock<Option<Arc<dyn OpsSource>>>>);
+
+impl OpsSlot {
+    pub fn set(&self, source: Arc<dyn OpsSource>) {
+        *self.0.write() = Some(source);
+    }
+
+    fn get(&self) -> Option<Arc<dyn OpsSource>> {
+        self.0.read().clone()
+    }
+}
+
+/// A bound operations listener (bind first, so a clash fails before the server starts).
+pub struct OpsListener {
+    inner: TcpListener,
+}
+
+impl OpsListener {
+    pub async fn bind(addr: &str) -> std::io::Result<OpsListener> {
+        Ok(OpsListener {
+            inner: TcpListener::bind(addr).await?,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` completes.
+pub async fn serve(
+    listener: OpsListener,
+    slot: OpsSlot,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(slot);
+    axum::serve(listener.inner, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The content type of the Prometheus text format.
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn metrics(State(slot): State<OpsSlot>) -> Response {
+    let Some(source) = slot.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    };
+    // Gauges read live state (locks, RocksDB reads): off the async threads.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let families = source.gather();
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&families, &mut out).map(|_| out)
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn readyz(State(slot): State<OpsSlot>) -> Response {
+    match slot.get().map(|s| s.readiness()) {
+        Some(Ok(())) => (StatusCode::OK, "ready\n".to_string()).into_response(),
+        Some(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string()).into_response(),
+    }
+}
+
+/// Buckets of `rocketmq_rpc_latency`, in milliseconds.
+pub const RPC_LATENCY_BUCKETS_MS: [f64; 13] = [
+    0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0, 1000.0, 3000.0, 10000.0,
+];
+
+/// `rocketmq_rpc_latency{protocol_type, request_code, response_code}` (ms): the
+/// time from a request's arrival to its response headers, by gRPC method and
+/// gRPC status. Streams (Telemetry) are not timed: they last as long as the client.
+pub fn rpc_latency(registry: &Registry) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(
+        HistogramOpts::new(
+            "rocketmq_rpc_latency",
+            "Time to answer a gRPC request, by method and gRPC status, in milliseconds.",
+        )
+        .buckets(RPC_LATENCY_BUCKETS_MS.to_vec()),
+        &["protocol_type", "request_code", "response_code"],
+    )?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+/// `rocketmq_producer_connections{language, version}` and
+/// `rocketmq_consumer_connections{consumer_group, language, version}`: the
+/// clients with a live Telemetry session to this server, read at each scrape.
+pub struct ClientGauges {
+    producers: prometheus::IntGaugeVec,
+    consumers: prometheus::IntGaugeVec,
+}
+
+impl ClientGauges {
+    pub fn new(registry: &Registry) -> prometheus::Result<ClientGauges> {
+        let producers = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "rocketmq_producer_connections",
+                "Producers with a live Telemetry session to this server.",
+            ),
+            &["language", "version"],
+        )?;
+        let consumers = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "rocketmq_consumer_connections",
+                "Consumers with a live Telemetry session to this server.",
+            ),
+            &["consumer_group", "language", "version"],
+        )?;
+        registry.register(Box::new(producers.clone()))?;
+        registry.register(Box::new(consumers.clone()))?;
+        Ok(ClientGauges {
+            producers,
+            consumers,
+        })
+    }
+
+    /// Counts the live sessions again.
+    pub fn refresh(&self, sessions: &crate::telemetry::Sessions) {
+        use crate::v2::{ClientType, Language};
+        self.producers.reset();
+        self.consumers.reset();
+        for s in sessions.list() {
+            let language = match s.language {
+                Language::Unspecified => "",
+                l => l.as_str_name(),
+            };
+            match (s.kind, &s.group) {
+                (ClientType::Producer, _) => self
+                    .producers
+                    .with_label_values(&[language, &s.version])
+                    .inc(),
+                (_, Some(group)) => self
+                    .consumers
+                    .with_label_values(&[group.as_str(), language, &s.version])
+                    .inc(),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A tower layer timing each gRPC call into [`rpc_latency`].
+#[derive(Clone)]
+pub struct RpcMetricsLayer {
+    latency: HistogramVec,
+}
+
+impl RpcMetricsLayer {
+    pub fn new(latency: HistogramVec) -> Self {
+        RpcMetricsLayer { latency }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+    fn layer(&self, inner: S) -> RpcMetrics<S> {
+        RpcMetrics {
+            inner,
+            latency: self.latency.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcMetrics<S> {
+    inner: S,
+    latency: HistogramVec,
+}
+
+/// The method of a gRPC path (`/apache.rocketmq.v2.MessagingService/SendMessage`
+/// -> `SendMessage`); `None` for the long-lived Telemetry stream.
+fn timed_method(path: &str) -> Option<&str> {
+    let method = path.rsplit('/').next().filter(|m| !m.is_empty())?;
+    (method != "Telemetry" && method != "Replicate").then_some(method)
+}
+
+/// The gRPC status a response carries in its headers (an error answered
+/// trailers-only); a response without one is answered OK or in its trailers.
+fn status_name<B>(response: &axum::http::Response<B>) -> &'static str {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+        tonic::Code::Internal => "INTERNAL",
+        _ => "OTHER",
+    }
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<axum::http::Request<ReqBody>> for RpcMetrics<S>
+where
+    S: tower_service::Service<
+        axum::http::Request<ReqBody>,
+        Response = axum::http::Response<ResBody>,
+    >,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<ReqBody>) -> Self::Future {
+        let method = timed_method(request.uri().path()).map(str::to_owned);
+        let latency = self.latency.clone();
+        let started = Instant::now();
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let result = call.await;
+            if let (Some(method), Ok(response)) = (method, &result) {
+                latency
+                    .with_label_values(&["grpc", &method, status_name(response)])
+                    .observe(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_named_by_the_last_path_segment_and_streams_are_not_timed() {
+        assert_eq!(
+            timed_method("/apache.rocketmq.v2.MessagingService/SendMessage"),
+            Some("SendMessage")
+        );
+        assert_eq!(
+            timed_method("/apache.rocketmq.v2.MessagingService/Telemetry"),
+            None
+        );
+        assert_eq!(timed_method("/"), None);
+    }
+
+    #[test]
+    fn a_trailers_only_error_is_labelled_with_its_status() {
+        let ok = axum::http::Response::new(());
+        assert_eq!(status_name(&ok), "OK");
+        let mut err = axum::http::Response::new(());
+        err.headers_mut()
+            .insert("grpc-status", "5".parse().unwrap());
+        assert_eq!(status_name(&err), "NOT_FOUND");
+    }
+
+    struct Fixed(Registry, Result<(), String>);
+    impl OpsSource for Fixed {
+        fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+            self.0.gather()
+        }
+        fn readiness(&self) -> Result<(), String> {
+            self.1.clone()
+        }
+    }
+
+    async fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let status = out[9..12].parse().unwrap();
+        (status, out)
+    }
+
+    #[tokio::test]
+    async fn endpoints_answer_before_and_after_the_server_plugs_in() {
+        let listener = OpsListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let slot = OpsSlot::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, slot.clone(), async move {
+            let _ = stopped.await;
+        }));
+        assert_eq!(get_text(addr, "/healthz").await.0, 200);
+        let (code, body) = get_text(addr, "/readyz").await;
+        assert_eq!(code, 503);
+        assert!(body.ends_with("starting\n"), "{body}");
+        assert_eq!(get_text(addr, "/metrics").await.0, 503);
+
+        let registry = Registry::new();
+        let c = prometheus::IntCounter::new("apogee_test_total", "a test counter").unwrap();
+        registry.register(Box::new(c.clone())).unwrap();
+        c.inc_by(7);
+        slot.set(Arc::new(Fixed(registry, Err("not registered yet".into()))));
+        let (code, body) = get_text(addr, "/readyz").await;
+        assert_eq!(code, 503);
+        assert!(body.ends_with("not registered yet\n"), "{body}");
+        let (code, body) = get_text(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(
+            body.contains("\r\n\r\n# HELP apogee_test_total a test counter"),
+            "{body}"
+        );
+        assert!(body.contains("\napogee_test_total 7\n"), "{body}");
+        assert!(body.contains("text/plain; version=0.0.4"), "{body}");
+        assert_eq!(get_text(addr, "/nothing").await.0, 404);
+
+        slot.set(Arc::new(Fixed(Registry::new(), Ok(()))));
+        assert_eq!(get_text(addr, "/readyz").await.0, 200);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,102 @@
+//! Graceful shutdown: a broker SIGTERMed while it takes sends finishes what it accepted,
+//! loses no acknowledged message, unregisters (it is gone from the routes the moment the
+//! process is gone) and exits 0.
+
+use apogee_proto::cluster::GetRouteRequest;
+use apogee_proto::v2;
+use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Sends batches of 4 to `topic` on `addr` until a send fails; records the acknowledged ids.
+async fn send_until_refused(addr: String, topic: &'static str, acked: Arc<Mutex<Vec<String>>>) {
+    let mut client = rpc::messaging(&addr);
+    for round in 0u64.. {
+        let messages: Vec<v2::Message> = (0..4)
+            .map(|i| rpc::message(topic, (round % 2) as i32, format!("r{round}-{i}")))
+            .collect();
+        let ids: Vec<String> = messages.iter().map(rpc::id_of).collect();
+        let request = v2::SendMessageRequest { messages };
+        let answer = tokio::time::timeout(Duration::from_secs(10), client.send_message(request));
+        match answer.await {
+            Ok(Ok(r)) if rpc::code(r.get_ref().status.as_ref()) == v2::Code::Ok as i32 => {
+                acked.lock().unwrap().extend(ids)
+            }
+            _ => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_loses_no_acknowledged_message_and_leaves_the_routes_at_once() {
+    let mut cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .broker(BrokerSpec::new("broker-b"))
+        .start()
+        .await;
+    cluster.create_topic("term-t", 2).await;
+    let addr = cluster.broker_addr("broker-a").to_string();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(send_until_refused(addr.clone(), "term-t", acked.clone())))
+        .collect();
+    wait_until(Duration::from_secs(20), "sends to be acknowledged", || {
+        let n = acked.lock().unwrap().len();
+        async move {
+            if n >= 400 {
+                Ok(())
+            } else {
+                Err(format!("{n} acknowledged"))
+            }
+        }
+    })
+    .await;
+
+    let status = cluster.terminate_broker("broker-a");
+    assert!(status.success(), "exit status {status} after SIGTERM");
+    // At once: the NameServer's route no longer has broker-a (it unregistered before exiting).
+    let route = rpc::registry(cluster.ns_addr())
+        .get_route(GetRouteRequest {
+            topic: "term-t".into(),
+        })
+        .await
+        .expect("GetRoute")
+        .into_inner();
+    let groups: Vec<String> = route
+        .placements
+        .iter()
+        .filter_map(|p| p.group.as_ref().map(|g| g.broker_name.clone()))
+        .collect();
+    assert_eq!(groups, ["broker-b"], "{route:?}");
+    for s in senders {
+        tokio::time::timeout(Duration::from_secs(30), s)
+            .await
+            .expect("the senders stop once the broker is gone")
+            .unwrap();
+    }
+    let log = cluster.broker_log("broker-a");
+    assert!(log.contains("broker stopped"), "{log}");
+    assert!(!log.contains("unregister failed"), "{log}");
+
+    // Every acknowledged message is there after a restart.
+    cluster.restart_broker("broker-a").await;
+    let mut stored = HashSet::new();
+    for queue in 0..2 {
+        stored.extend(
+            rpc::queue_contents(&addr, "term-t", queue)
+                .await
+                .into_iter()
+                .map(|(id, _, _)| id),
+        );
+    }
+    let acked = acked.lock().unwrap().clone();
+    let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged messages missing, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+}

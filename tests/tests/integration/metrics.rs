@@ -1,0 +1,249 @@
+//! The operations endpoints: `/metrics` of a broker and a NameServer scraped
+//! after a known workload (counters, lag and in-flight equal what the workload
+//! did; the exposition parses with a Prometheus text parser apart from the
+//! servers' encoder), and `/healthz` and `/readyz` over the lifetime of a broker.
+
+use apogee_proto::v2;
+use apogee_tests::{http, rpc, wait_until, BrokerSpec, Cluster};
+use prometheus_parse::{Scrape, Value};
+use std::collections::HashSet;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Scrapes and parses `/metrics` of `addr`.
+async fn scrape(addr: &str) -> Scrape {
+    let (status, body) = http::get(addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("the exposition parses")
+}
+
+/// The value of the sample of `metric` whose labels include all of `labels`.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+            Value::Summary(_) => f64::NAN,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_a_known_workload_equal_what_it_did() {
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    let addr = cluster.broker_addr("broker-a").to_string();
+    let http = cluster.broker_http_addr("broker-a").to_string();
+    cluster.create_topic("metrics-t", 1).await;
+    cluster
+        .create_typed_topic("metrics-txn", 1, &[v2::MessageType::Transaction])
+        .await;
+
+    // 50 messages (bodies "m-0".."m-49": 140 bytes in all) in 5 requests; 20 received
+    // and acknowledged, 5 more received and left in flight.
+    rpc::send_numbered(&addr, "metrics-t", 50).await;
+    let first = rpc::receive_exactly(&addr, "metrics-g", "metrics-t", 20).await;
+    let entries: Vec<(String, String)> = first
+        .iter()
+        .map(|m| (rpc::id_of(m), rpc::handle_of(m)))
+        .collect();
+    let acked = rpc::ack(
+        &mut rpc::messaging(&addr),
+        "metrics-g",
+        "metrics-t",
+        &entries,
+    )
+    .await;
+    assert_eq!(rpc::code(acked.status.as_ref()), v2::Code::Ok as i32);
+    rpc::receive_exactly(&addr, "metrics-g", "metrics-t", 5).await;
+    // Three transactions: one committed, one rolled back, one left open.
+    let mut client = rpc::messaging(&addr);
+    let half = || rpc::txn_message("metrics-txn", 0, "t");
+    let commit = rpc::send_half(&mut client, half()).await;
+    let rollback = rpc::send_half(&mut client, half()).await;
+    rpc::send_half(&mut client, half()).await;
+    use v2::TransactionResolution::{Commit, Rollback};
+    let ok = v2::Code::Ok as i32;
+    assert_eq!(
+        rpc::end_transaction(&mut client, "metrics-txn", &commit, Commit).await,
+        ok
+    );
+    assert_eq!(
+        rpc::end_transaction(&mut client, "metrics-txn", &rollback, Rollback).await,
+        ok
+    );
+
+    let s = scrape(&http).await;
+    let t = [("topic", "metrics-t"), ("message_type", "normal")];
+    assert_eq!(value(&s, "rocketmq_messages_in_total", &t), Some(50.0));
+    let body_bytes: usize = (0..50).map(|i| format!("m-{i}").len()).sum();
+    assert_eq!(
+        value(&s, "rocketmq_throughput_in_total", &t),
+        Some(body_bytes as f64)
+    );
+    assert_eq!(value(&s, "rocketmq_message_size_count", &t), Some(50.0));
+    let tg = [("topic", "metrics-t"), ("consumer_group", "metrics-g")];
+    assert_eq!(value(&s, "rocketmq_messages_out_total", &tg), Some(25.0));
+    assert_eq!(value(&s, "rocketmq_consumer_lag_messages", &tg), Some(30.0));
+    assert_eq!(
+        value(&s, "rocketmq_consumer_inflight_messages", &tg),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(&s, "rocketmq_consumer_ready_messages", &tg),
+        Some(25.0)
+    );
+    let lag_ms = value(&s, "rocketmq_consumer_lag_latency", &tg).expect("lag latency");
+    assert!(lag_ms >= 0.0, "lag latency {lag_ms}");
+    let txn = [("topic", "metrics-txn"), ("message_type", "transaction")];
+    assert_eq!(value(&s, "rocketmq_messages_in_total", &txn), Some(3.0));
+    let by_topic = [("topic", "metrics-txn")];
+    assert_eq!(
+        value(&s, "rocketmq_commit_messages_total", &by_topic),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&s, "rocketmq_rollback_messages_total", &by_topic),
+        Some(1.0)
+    );
+    assert_eq!(value(&s, "rocketmq_half_messages", &by_topic), Some(1.0));
+    // Five requests for the normal messages, three for the half messages.
+    let sends = [("protocol_type", "grpc"), ("request_code", "SendMessage")];
+    assert_eq!(value(&s, "rocketmq_rpc_latency_count", &sends), Some(8.0));
+    let node = [
+        ("cluster", "DefaultCluster"),
+        ("node_type", "broker"),
+        ("node_id", "broker-a"),
+    ];
+    assert!(value(&s, "rocketmq_topic_number", &node).unwrap() >= 2.0);
+    assert!(value(&s, "rocketmq_storage_size", &node).unwrap() > 0.0);
+    assert!(value(&s, "apogee_storage_disk_free_bytes", &node).unwrap() > 0.0);
+
+    // The NameServer: one live broker, the topics it hosts, its own request latency.
+    let ns_http = cluster.nameserver_http_addr(0).to_string();
+    let ns = wait_until(WAIT, "the nameserver to count the broker", || async {
+        let s = scrape(&ns_http).await;
+        match value(&s, "apogee_nameserver_brokers", &[("role", "async_master")]) {
+            Some(1.0) => Ok(s),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        value(
+            &ns,
+            "apogee_nameserver_topics",
+            &[("node_type", "nameserver")]
+        )
+        .unwrap()
+            >= 2.0
+    );
+    let registers = [("request_code", "RegisterBroker"), ("response_code", "OK")];
+    assert!(value(&ns, "rocketmq_rpc_latency_count", &registers).unwrap() >= 1.0);
+
+    // Every metric the shipped Grafana dashboard queries is one the servers expose.
+    let exposed: HashSet<&str> = s
+        .samples
+        .iter()
+        .chain(&ns.samples)
+        .map(|x| x.metric.as_str())
+        .collect();
+    for name in dashboard_metrics() {
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        assert!(
+            exposed.contains(name.as_str())
+                || exposed.contains(base)
+                || SERIES_AFTER_EVENTS.contains(&base),
+            "the dashboard queries {name}, which no server exposes"
+        );
+    }
+}
+
+/// Metrics whose series exist only once something happened that the workload above does not
+/// do (a dead letter, a parked transaction, a slave, a client session).
+const SERIES_AFTER_EVENTS: [&str; 5] = [
+    "rocketmq_send_to_dlq_messages_total",
+    "apogee_parked_transactions",
+    "apogee_replication_lag_bytes",
+    "rocketmq_producer_connections",
+    "rocketmq_consumer_connections",
+];
+
+/// The metric names in the expressions of `deploy/grafana/apogee-dashboard.json`.
+fn dashboard_metrics() -> HashSet<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/apogee-dashboard.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the dashboard file");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut names = HashSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("an expression");
+            let mut word = String::new();
+            for c in expr.chars().chain([' ']) {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    word.push(c);
+                    continue;
+                }
+                if word.starts_with("rocketmq_") || word.starts_with("apogee_") {
+                    names.insert(std::mem::take(&mut word));
+                }
+                word.clear();
+            }
+        }
+    }
+    assert!(names.len() >= 15, "only {names:?} in the dashboard");
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_up_at_once_and_ready_once_registered_until_shutdown() {
+    let mut cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    let http = cluster.broker_http_addr("broker-a").to_string();
+    assert_eq!(
+        http::get(&http, "/healthz").await,
+        (200, "ok\n".to_string())
+    );
+    // The harness waits for the registration: ready.
+    assert_eq!(
+        http::get(&http, "/readyz").await,
+        (200, "ready\n".to_string())
+    );
+    let ns_http = cluster.nameserver_http_addr(0).to_string();
+    assert_eq!(http::get(&ns_http, "/readyz").await.0, 200);
+    assert_eq!(http::get(&ns_http, "/healthz").await.0, 200);
+    assert_eq!(http::get(&http, "/nothing-here").await.0, 404);
+
+    // Without its NameServer the broker serves but is not ready, and says why.
+    cluster.kill_nameserver(0);
+    let why = wait_until(WAIT, "readyz to turn 503", || async {
+        match http::get(&http, "/readyz").await {
+            (503, body) => Ok(body),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(why.contains("not registered with any NameServer"), "{why}");
+    assert_eq!(http::get(&http, "/healthz").await.0, 200);
+    cluster.restart_nameserver(0).await;
+    wait_until(WAIT, "readyz to be 200 again", || async {
+        match http::get(&http, "/readyz").await {
+            (200, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
