@@ -100,3 +100,31 @@ async fn sigterm_under_load_loses_no_acknowledged_message_and_leaves_the_routes_
         &missing[..missing.len().min(5)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_the_start_up_facts() {
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a").env("LOG_FORMAT", "json"))
+        .start()
+        .await;
+    let log = cluster.broker_log("broker-a");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let started = events
+        .iter()
+        .find(|e| {
+            e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("listening on"))
+        })
+        .unwrap_or_else(|| panic!("no start-up line in:\n{log}"));
+    assert_eq!(started["level"], "INFO", "{started}");
+    let message = started["fields"]["message"].as_str().unwrap();
+    for fact in ["broker-a", "gRPC", "metrics and health on http://127.0.0.1:", "data in", "nameservers"] {
+        assert!(message.contains(fact), "{fact} missing: {message}");
+    }
+    assert!(started["timestamp"].is_string(), "{started}");
+}

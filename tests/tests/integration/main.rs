@@ -24,6 +24,8 @@
 //!   auto-renew receives, forwarding to the dead-letter queue, body encoding and digest.
 //! - [`dead_letters`]: a message never acked ends in `%DLQ%<group>` with its id and
 //!   properties, is read there, listed and resent by `apogee dlq`, and resent only once.
+//! - [`deploy_kit`]: `deploy/local-cluster.sh` start, serve and stop; the systemd units;
+//!   the compose file and Helm chart where docker and helm are installed.
 //! - [`filters`]: SQL92 property filters select exactly their messages per
 //!   group (receive and pull), tag filters alongside, malformed ones refused.
 //! - [`groups`]: `apogee group create|update|list|describe|delete` through the
@@ -49,6 +51,7 @@ mod config_import;
 mod consumer_groups;
 mod dead_letters;
 mod delivery;
+mod deploy_kit;
 mod durability;
 mod filters;
 mod groups;
