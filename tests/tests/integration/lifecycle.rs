@@ -123,7 +123,13 @@ async fn json_logs_are_one_object_per_line_with_the_start_up_facts() {
         .unwrap_or_else(|| panic!("no start-up line in:\n{log}"));
     assert_eq!(started["level"], "INFO", "{started}");
     let message = started["fields"]["message"].as_str().unwrap();
-    for fact in ["broker-a", "gRPC", "metrics and health on http://127.0.0.1:", "data in", "nameservers"] {
+    for fact in [
+        "broker-a",
+        "gRPC",
+        "metrics and health on http://127.0.0.1:",
+        "data in",
+        "nameservers",
+    ] {
         assert!(message.contains(fact), "{fact} missing: {message}");
     }
     assert!(started["timestamp"].is_string(), "{started}");
