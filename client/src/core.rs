@@ -209,7 +209,17 @@ impl Core {
                 Err(e) => {
                     tracing::debug!(nameserver = %ns, error = %e, "query route failed");
                     self.access_points.unreachable(ns);
-                    other_err = Some(e)
+                    // Name the NameServer: with several, the error says which one failed how.
+                    other_err = Some(match e {
+                        ClientError::Transport(m) => {
+                            ClientError::Transport(format!("cannot reach nameserver {ns}: {m}"))
+                        }
+                        ClientError::Timeout => ClientError::Transport(format!(
+                            "nameserver {ns} did not answer within {:?}",
+                            self.config.request_timeout
+                        )),
+                        e => e,
+                    })
                 }
             }
         }

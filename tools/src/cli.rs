@@ -290,6 +290,13 @@ pub struct ConsumeArgs {
     /// user properties and `TAGS`, e.g. "region = 'eu' AND amount > 100".
     #[arg(long, value_name = "EXPR")]
     pub sql: Option<String>,
+    /// How bodies are printed: text (UTF-8, or hex when not valid UTF-8), hex or base64.
+    /// Tables show a preview; JSON the whole body.
+    #[arg(long, value_enum, default_value_t = crate::messaging::BodyFormat::Text)]
+    pub body_format: crate::messaging::BodyFormat,
+    /// Also write each whole body, as received, to DIR/<message id>.body.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 /// `KEY=VALUE` of `--property` (the key non-empty; the value may contain `=`).
@@ -485,7 +492,17 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                     (None, Some(tag)) => FilterExpression::tag(tag.clone()),
                     (None, None) => FilterExpression::default(),
                 },
+                body_format: a.body_format,
+                out_dir: a.out_dir.clone(),
             };
+            if let Some(dir) = &spec.out_dir {
+                if !dir.is_dir() {
+                    return Err(ToolError::Usage(format!(
+                        "--out-dir {}: not a directory",
+                        dir.display()
+                    )));
+                }
+            }
             messaging::consume(cli.client_config(), &spec, &mut *out, f).await?;
             return Ok(());
         }

@@ -45,6 +45,11 @@ impl ToolError {
             },
             Code::Unavailable => format!("cannot reach nameserver {nameserver}: {msg}"),
             Code::DeadlineExceeded => format!("nameserver {nameserver} did not answer in time"),
+            // A broker serves no registry: the usual cause is --nameserver naming a broker.
+            Code::Unimplemented if msg.is_empty() => format!(
+                "{nameserver} does not serve this operation: is it a broker? --nameserver takes \
+                 a NameServer's address (default 127.0.0.1:9876)"
+            ),
             Code::Unimplemented => {
                 format!("nameserver {nameserver} does not support this operation: {msg}")
             }
@@ -71,5 +76,9 @@ mod tests {
         let e = ToolError::from_status(tonic::Status::invalid_argument("bad queues"), "ns:1", None);
         assert_eq!(e.to_string(), "bad queues");
         assert_eq!(ToolError::Usage("x".into()).exit_code(), 2);
+        let e = ToolError::from_status(tonic::Status::unimplemented(""), "b:10911", None);
+        assert!(e
+            .to_string()
+            .starts_with("b:10911 does not serve this operation: is it a broker?"));
     }
 }

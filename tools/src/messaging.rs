@@ -247,8 +247,15 @@ pub struct ConsumedRow {
     pub keys: Vec<String>,
     /// User properties, by key.
     pub properties: std::collections::BTreeMap<String, String>,
-    /// The body as UTF-8 (invalid sequences replaced).
+    /// The body in `body_format`: never a lossy decoding.
     pub body: String,
+    /// "utf8" (the body is valid UTF-8 text), "hex" or "base64".
+    pub body_format: &'static str,
+    /// Body bytes.
+    pub body_size: usize,
+    /// Where the whole body was written (`--out-dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_file: Option<String>,
     pub broker: String,
     /// When the broker stored it (for a scheduled message: when it was published).
     pub store_timestamp_ms: i64,
@@ -256,9 +263,40 @@ pub struct ConsumedRow {
     pub delivery_timestamp_ms: Option<i64>,
 }
 
-impl From<&ReceivedMessage> for ConsumedRow {
-    fn from(m: &ReceivedMessage) -> Self {
+/// How `consume` writes bodies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BodyFormat {
+    /// UTF-8 text when the body is valid UTF-8, else hex.
+    #[default]
+    Text,
+    /// Always lower-case hex.
+    Hex,
+    /// Always base64 (standard alphabet, padded).
+    Base64,
+}
+
+impl BodyFormat {
+    /// The body in this format, with the format's name.
+    pub fn render(self, body: &[u8]) -> (String, &'static str) {
+        match self {
+            BodyFormat::Text => crate::message_query::body_text(body),
+            BodyFormat::Hex => (body.iter().map(|b| format!("{b:02x}")).collect(), "hex"),
+            BodyFormat::Base64 => (
+                base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, body),
+                "base64",
+            ),
+        }
+    }
+}
+
+impl ConsumedRow {
+    pub fn new(m: &ReceivedMessage, format: BodyFormat) -> Self {
+        let (body, body_format) = format.render(&m.body);
         ConsumedRow {
+            body,
+            body_format,
+            body_size: m.body.len(),
+            body_file: None,
             message_id: m.message_id.clone(),
             topic: m.topic.clone(),
             queue_id: m.queue_id,
@@ -271,7 +309,6 @@ impl From<&ReceivedMessage> for ConsumedRow {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            body: m.body_lossy().into_owned(),
             broker: m.broker_name.clone(),
             store_timestamp_ms: m.store_timestamp_ms,
             delivery_timestamp_ms: m.delivery_timestamp_ms,
@@ -335,6 +372,10 @@ pub struct ConsumeSpec {
     pub invisible: Duration,
     /// Tag expression or SQL92 filter, evaluated on the broker.
     pub filter: FilterExpression,
+    /// How bodies are printed.
+    pub body_format: BodyFormat,
+    /// Write each whole body to `<dir>/<message id>.body`.
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 /// Receives, prints and then acks up to `max` messages; stops after
@@ -388,7 +429,15 @@ async fn consume_loop<W: Write>(
         let take = messages.len().min((spec.max - printed) as usize);
         let shown = &messages[..take];
         for m in shown {
-            writer.item(&ConsumedRow::from(m))?;
+            let mut row = ConsumedRow::new(m, spec.body_format);
+            if let Some(dir) = &spec.out_dir {
+                let path = dir.join(format!("{}.body", m.message_id));
+                std::fs::write(&path, &m.body).map_err(|e| {
+                    ToolError::Input(format!("writing the body to {}: {e}", path.display()))
+                })?;
+                row.body_file = Some(path.display().to_string());
+            }
+            writer.item(&row)?;
         }
         printed += take as u32;
         for (m, res) in shown.iter().zip(consumer.ack_many(shown).await) {
@@ -468,6 +517,9 @@ mod tests {
             keys: vec![],
             properties: Default::default(),
             body: "line1\nline2".into(),
+            body_format: "utf8",
+            body_size: 11,
+            body_file: None,
             broker: "b".into(),
             store_timestamp_ms: 0,
             delivery_timestamp_ms: None,
@@ -506,5 +558,17 @@ mod tests {
         let v = serde_json::to_value(&row).unwrap();
         assert_eq!(v["body"], "line1\nline2");
         assert!(v["tag"].is_null());
+    }
+
+    #[test]
+    fn binary_bodies_are_never_decoded_lossily() {
+        let binary = [0xff, 0x00, 0x41];
+        assert_eq!(BodyFormat::Text.render(&binary), ("ff0041".into(), "hex"));
+        assert_eq!(BodyFormat::Text.render(b"ok"), ("ok".into(), "utf8"));
+        assert_eq!(BodyFormat::Hex.render(b"ok"), ("6f6b".into(), "hex"));
+        assert_eq!(
+            BodyFormat::Base64.render(&binary),
+            ("/wBB".into(), "base64")
+        );
     }
 }

@@ -35,3 +35,23 @@ fn unreachable_nameserver_exits_1_with_an_error_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"));
 }
+
+#[test]
+fn send_and_consume_name_the_nameserver_they_cannot_reach() {
+    for args in [
+        &["send", "--topic", "t", "--body", "x"][..],
+        &["consume", "--topic", "t", "--group", "g", "--wait", "1"][..],
+    ] {
+        let out = apogee()
+            .args(["--nameserver", "127.0.0.1:1", "--timeout", "2"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach nameserver 127.0.0.1:1"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
