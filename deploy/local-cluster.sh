@@ -87,6 +87,29 @@ wait_port() {
   return 1
 }
 
+# Whether GET /readyz on 127.0.0.1:port answers 200.
+ready() {
+  local reply
+  reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+    printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
+    head -n 1 <&3) 2>/dev/null)" || return 1
+  [[ "$reply" == *" 200 "* ]]
+}
+
+# Waits until a process is ready (at most 60 s): a broker once its store is open and a
+# NameServer holds its registration.
+wait_ready() {
+  local name="$1" port="$2"
+  for _ in $(seq 1 600); do
+    ready "$port" && return 0
+    pid_of "$name" >/dev/null || break
+    sleep 0.1
+  done
+  echo "local-cluster: $name is not ready (GET http://127.0.0.1:$port/readyz); the end of its log:" >&2
+  tail -n 20 "$dir/$name/log" >&2 || true
+  return 1
+}
+
 start_one() {
   local name="$1" kind="$2" port="$3" group="${4:-}" id="${5:-}"
   local http=$((port + 100)) pdir="$dir/$1"
@@ -124,6 +147,11 @@ start() {
     # shellcheck disable=SC2086
     set -- $p
     wait_port "$1" "$3" || die "$1 did not start"
+  done
+  for p in "${processes[@]}"; do
+    # shellcheck disable=SC2086
+    set -- $p
+    wait_ready "$1" "$(($3 + 100))" || die "$1 did not get ready"
   done
   echo "Apogee local cluster $cluster_name is up (data and logs in $dir):"
   for p in "${processes[@]}"; do

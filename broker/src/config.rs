@@ -54,6 +54,7 @@ pub struct BrokerConfig {
     pub schedule: ScheduleSection,
     pub consume: ConsumeSection,
     pub replication: ReplicationSection,
+    pub limits: crate::quotas::LimitsSection,
 }
 
 /// Master/slave replication of the commit log and the consume state.
@@ -225,6 +226,7 @@ impl Default for BrokerConfig {
             schedule: ScheduleSection::default(),
             consume: ConsumeSection::default(),
             replication: ReplicationSection::default(),
+            limits: crate::quotas::LimitsSection::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`dead_letters`]: a group's dead-letter topic, read and resent by operators.
 //! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
 //! - [`metrics`]: the Prometheus metrics and readiness of the operations endpoint.
+//! - [`quotas`]: send rates per client and topic, the cap on waiting receives.
 //! - [`registration`]: registration with the NameServers.
 //! - [`replication`]: master/slave replication of the log and the consume state.
 //! - [`runtime_config`]: the allow-list of settings changed while running.
@@ -19,6 +20,7 @@ pub mod dead_letters;
 pub mod groups;
 pub mod grpc;
 pub mod metrics;
+pub mod quotas;
 pub mod registration;
 pub mod replication;
 pub mod runtime_config;

@@ -68,6 +68,8 @@ pub struct Broker {
     /// Unix ms when this broker started.
     pub started_at_ms: i64,
     pub metrics: Arc<BrokerMetrics>,
+    /// Send rates and the cap on waiting receives.
+    pub quotas: crate::quotas::Quotas,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -229,6 +231,7 @@ pub async fn serve(
         replication: replication.clone(),
         started_at_ms,
         metrics: metrics.clone(),
+        quotas: crate::quotas::Quotas::new(&config.limits),
         shutdown: stop_rx.clone(),
     });
     crate::runtime_config::restore(&broker)?;

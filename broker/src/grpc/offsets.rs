@@ -76,6 +76,10 @@ pub async fn pull(
         .and_then(|m| m.topic.as_ref())
         .map(|t| t.resource_namespace.clone())
         .unwrap_or_default();
+    let _place = match broker.quotas.long_poll() {
+        Ok(p) => p,
+        Err(e) => return vec![status(e.to_status())],
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait as u64);
     let store_host = broker.config.advertised_endpoint();
     // Watch the queue before looking, so an append in between wakes the wait.

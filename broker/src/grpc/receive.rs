@@ -149,6 +149,10 @@ pub fn long_polling_ms(
 /// arrive or for in-flight ones to become visible again. Returns the whole
 /// stream of responses: the messages, then exactly one status.
 pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessageResponse> {
+    let _place = match broker.quotas.long_poll() {
+        Ok(p) => p,
+        Err(e) => return vec![status_response(e.to_status())],
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(plan.long_polling_ms as u64);
     let store_host = broker.config.advertised_endpoint();
     // A restarted master first takes back what a slave served while it was away.

@@ -228,6 +228,10 @@ pub async fn send_message(
         ));
         return refuse_all(&messages, &e);
     }
+    let topic = messages[0].topic.as_ref().map_or("", |t| t.name.as_str());
+    if let Err(e) = broker.quotas.admit_send(client_id, topic, messages.len()) {
+        return refuse_all(&messages, &e);
+    }
     let mut records = Vec::with_capacity(messages.len());
     for m in &messages {
         match validate(broker, m, peer) {

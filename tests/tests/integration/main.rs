@@ -35,6 +35,7 @@
 //!   retries with rising attempts, invisibility renewal, FIFO order.
 //! - [`query`]: `apogee message get|find|print` by id, key and queue range, with the
 //!   delivery attempts of groups holding a message; clear errors for unknown ones.
+//! - [`quotas`]: a client over its send quota gets TOO_MANY_REQUESTS, another does not.
 //! - [`replication`]: SYNC and ASYNC masters with slaves killed (SIGKILL) and paused
 //!   (SIGSTOP), masters killed mid-load, acks on a slave while its master is down, and a
 //!   slave with records its master never wrote.
@@ -62,6 +63,7 @@ mod official_client;
 mod operations;
 mod push_consumer;
 mod query;
+mod quotas;
 mod replication;
 mod schedule;
 mod startup;
