@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
 # A local Apogee cluster on loopback: two NameServers and two broker groups
-# (broker-a and broker-b), each a master (broker id 0) and a slave (broker id 1).
+# (broker-a and broker-b), each a master (broker id 0, async_master) and a slave
+# (broker id 1, slave). The slaves find their masters through the NameServers.
 #
-#   deploy/local-cluster.sh start    start all six processes, wait until they serve, print addresses
+#   deploy/local-cluster.sh start    start the six processes, wait until each serves, print addresses
 #   deploy/local-cluster.sh status   each process running or stopped (exit 0 all run, 3 otherwise)
-#   deploy/local-cluster.sh stop     SIGTERM each (graceful), SIGKILL after 20 s
+#   deploy/local-cluster.sh stop     SIGTERM (slaves, then masters, then NameServers), SIGKILL
+#                                    after 20 s; exit 0, also when nothing runs
 #
 # Settings (environment):
-#   APOGEE_CLUSTER_DIR        data, logs and pid files (default ./local-cluster)
-#   APOGEE_CLUSTER_BASE_PORT  first port (default 20000): NameServers base+0 and +1, brokers
-#                             base+10, +11 (broker-a master, slave), +20, +21 (broker-b);
-#                             HTTP endpoints (metrics, health) those plus 100
-#   APOGEE_BIN_DIR            where apogee-nameserver and apogee-broker are (default: the
-#                             repository's target/release, then target/debug, then PATH)
+#   APOGEE_CLUSTER_DIR        data, logs and pid files, one folder per process
+#                             (default ./local-cluster); stop keeps the data, remove the
+#                             folder to start afresh
+#   APOGEE_CLUSTER_BASE_PORT  first port (default 20000): gRPC of the NameServers base+0 and
+#                             base+1, of broker-a master and slave base+10 and base+11, of
+#                             broker-b base+20 and base+21; each process's HTTP endpoint
+#                             (/metrics, /healthz, /readyz) its gRPC port + 100
+#   APOGEE_BIN_DIR            the folder holding apogee-nameserver and apogee-broker
+#                             (default: target/release, then target/debug of this repository,
+#                             then PATH)
+# Other APOGEE_NAMESERVER_* and APOGEE_BROKER_* variables reach every process as usual.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${APOGEE_CLUSTER_DIR:-./local-cluster}"
 base="${APOGEE_CLUSTER_BASE_PORT:-20000}"
 cluster_name="LocalCluster"
+http_offset=100
+start_timeout=60 # seconds each process may take to listen, and again to get ready
+stop_timeout=20  # seconds between SIGTERM and SIGKILL
 
-# name  kind  grpc-port  extra (broker: group id)
+die() {
+  echo "local-cluster: $*" >&2
+  exit 1
+}
+
+if ! [[ "$base" =~ ^[0-9]+$ ]] || ((base < 1024 || base + 21 + http_offset > 65535)); then
+  die "APOGEE_CLUSTER_BASE_PORT=$base: want a number from 1024 to $((65535 - 21 - http_offset))"
+fi
+
+# name, kind, gRPC port, broker group, broker id
 processes=(
   "nameserver-0 nameserver $((base + 0))"
   "nameserver-1 nameserver $((base + 1))"
@@ -31,183 +50,256 @@ processes=(
 )
 nameservers="127.0.0.1:$((base + 0));127.0.0.1:$((base + 1))"
 
-die() {
-  echo "local-cluster: $*" >&2
-  exit 1
+# An absolute path, so what is printed works from anywhere.
+absolute_dir() {
+  if [ -d "$dir" ]; then
+    dir="$(cd "$dir" && pwd)"
+  fi
 }
 
-find_bin() {
-  local name="$1" d
-  for d in ${APOGEE_BIN_DIR:+"$APOGEE_BIN_DIR"} "$root/target/release" "$root/target/debug"; do
-    if [ -x "$d/$name" ]; then
-      echo "$d/$name"
+# The folder holding both server binaries.
+find_bins() {
+  local d b
+  if [ -n "${APOGEE_BIN_DIR:-}" ]; then
+    for b in apogee-nameserver apogee-broker; do
+      [ -x "$APOGEE_BIN_DIR/$b" ] || die "$b not found in $APOGEE_BIN_DIR (APOGEE_BIN_DIR)"
+    done
+    nameserver_bin="$APOGEE_BIN_DIR/apogee-nameserver"
+    broker_bin="$APOGEE_BIN_DIR/apogee-broker"
+    return
+  fi
+  for d in "$root/target/release" "$root/target/debug"; do
+    if [ -x "$d/apogee-nameserver" ] && [ -x "$d/apogee-broker" ]; then
+      nameserver_bin="$d/apogee-nameserver"
+      broker_bin="$d/apogee-broker"
       return
     fi
   done
-  if command -v "$name" >/dev/null 2>&1; then
-    command -v "$name"
+  if nameserver_bin="$(command -v apogee-nameserver)" && broker_bin="$(command -v apogee-broker)"; then
     return
   fi
-  die "cannot find $name (looked in ${APOGEE_BIN_DIR:-\$APOGEE_BIN_DIR unset}, $root/target/release, $root/target/debug and PATH); build it with: cargo build --release --bins"
+  die "apogee-nameserver and apogee-broker not found in APOGEE_BIN_DIR (unset), $root/target/release, $root/target/debug or PATH: build them with cargo build --release --bins"
 }
 
-# Whether a process runs (an exited one not yet reaped by its parent does not).
-alive() {
+# Whether a process runs: it exists and is not a zombie (exited, not yet reaped).
+running() {
   kill -0 "$1" 2>/dev/null || return 1
-  local state
-  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || echo R)"
-  [ "$state" != Z ]
+  if [ -r "/proc/$1/stat" ]; then
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }" # the state follows the command name, which is in parentheses
+    [ "${stat%% *}" != Z ] || return 1
+  fi
+  return 0
 }
 
+# Prints the pid of a process of the cluster if it runs. Where /proc tells, the pid must
+# also be an apogee server, so a pid file left from before a reboot never names another
+# program.
 pid_of() {
-  local file="$dir/$1/pid"
+  local file="$dir/$1/pid" pid cmd
   [ -f "$file" ] || return 1
-  local pid
   pid="$(cat "$file")"
-  alive "$pid" || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  running "$pid" || return 1
+  if [ -r "/proc/$pid/cmdline" ]; then
+    cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmd" == *apogee-* ]] || return 1
+  fi
   echo "$pid"
 }
 
-# Waits until host:port accepts TCP connections (at most 60 s); shows the log tail if not.
-wait_port() {
-  local name="$1" port="$2" i
-  for i in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    if ! pid_of "$name" >/dev/null; then
-      echo "local-cluster: $name exited; the end of its log:" >&2
-      tail -n 20 "$dir/$name/log" >&2 || true
+# Whether something accepts TCP connections on 127.0.0.1:port.
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Whether GET /readyz on 127.0.0.1:port answers 200 (within 5 s).
+ready() {
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$1"
+    printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+    IFS=' ' read -r -t 5 _ code _ <&3
+    [ "$code" = 200 ]
+  ) 2>/dev/null
+}
+
+show_log() {
+  echo "local-cluster: the end of $dir/$1/log:" >&2
+  tail -n 20 "$dir/$1/log" >&2 || true
+}
+
+# Fails, showing the log, unless `check port` succeeds within start_timeout seconds while
+# the process runs.
+wait_for() {
+  local name="$1" check="$2" port="$3" what="$4" pid i
+  pid="$(cat "$dir/$name/pid")"
+  for ((i = 0; i < start_timeout * 10; i++)); do
+    "$check" "$port" && return 0
+    if ! running "$pid"; then
+      echo "local-cluster: $name (pid $pid) exited before it $what" >&2
+      show_log "$name"
       return 1
     fi
     sleep 0.1
   done
-  echo "local-cluster: $name does not listen on $port after 60 s; the end of its log:" >&2
-  tail -n 20 "$dir/$name/log" >&2 || true
+  echo "local-cluster: $name (pid $pid) still not $what after $start_timeout s" >&2
+  show_log "$name"
   return 1
 }
 
-# Whether GET /readyz on 127.0.0.1:port answers 200.
-ready() {
-  local reply
-  reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
-    printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
-    head -n 1 <&3) 2>/dev/null)" || return 1
-  [[ "$reply" == *" 200 "* ]]
-}
-
-# Waits until a process is ready (at most 60 s): a broker once its store is open and a
-# NameServer holds its registration.
-wait_ready() {
-  local name="$1" port="$2"
-  for _ in $(seq 1 600); do
-    ready "$port" && return 0
-    pid_of "$name" >/dev/null || break
-    sleep 0.1
-  done
-  echo "local-cluster: $name is not ready (GET http://127.0.0.1:$port/readyz); the end of its log:" >&2
-  tail -n 20 "$dir/$name/log" >&2 || true
-  return 1
-}
-
+# Starts one process in the background unless it runs; sets launched to 1 if it started it.
 start_one() {
   local name="$1" kind="$2" port="$3" group="${4:-}" id="${5:-}"
-  local http=$((port + 100)) pdir="$dir/$1"
-  mkdir -p "$pdir"
-  if pid_of "$name" >/dev/null; then
-    echo "$name already runs (pid $(pid_of "$name"))"
+  local http=$((port + http_offset)) pdir="$dir/$1" pid p
+  launched=0
+  if pid="$(pid_of "$name")"; then
+    echo "$name already runs (pid $pid)"
     return
   fi
+  for p in "$port" "$http"; do
+    if port_open "$p"; then
+      die "port $p (for $name) is taken by another program: stop it, or move the cluster with APOGEE_CLUSTER_BASE_PORT"
+    fi
+  done
+  mkdir -p "$pdir"
+  echo "--- $(date '+%Y-%m-%d %H:%M:%S') local-cluster.sh start ---" >>"$pdir/log"
   if [ "$kind" = nameserver ]; then
     APOGEE_NAMESERVER_HTTP_LISTEN="127.0.0.1:$http" \
-      nohup "$nameserver_bin" --listen "127.0.0.1:$port" >"$pdir/log" 2>&1 &
+      nohup "$nameserver_bin" --listen "127.0.0.1:$port" >>"$pdir/log" 2>&1 </dev/null &
   else
     local role=async_master
     [ "$id" = 0 ] || role=slave
-    APOGEE_BROKER_HTTP_LISTEN="127.0.0.1:$http" \
-      APOGEE_BROKER_CLUSTER_NAME="$cluster_name" \
+    APOGEE_BROKER_CLUSTER_NAME="$cluster_name" \
       APOGEE_BROKER_BROKER_ID="$id" \
       APOGEE_BROKER_ROLE="$role" \
+      APOGEE_BROKER_HTTP_LISTEN="127.0.0.1:$http" \
       nohup "$broker_bin" --listen "127.0.0.1:$port" \
       --nameserver "127.0.0.1:$((base + 0))" --nameserver "127.0.0.1:$((base + 1))" \
-      --data-dir "$pdir/data" --broker-name "$group" >"$pdir/log" 2>&1 &
+      --data-dir "$pdir/data" --broker-name "$group" >>"$pdir/log" 2>&1 </dev/null &
   fi
   echo $! >"$pdir/pid"
+  launched=1
+}
+
+describe() {
+  local name="$1" kind="$2" port="$3" group="${4:-}" id="${5:-}"
+  case "$kind" in
+    nameserver) echo "NameServer" ;;
+    *) if [ "$id" = 0 ]; then echo "master of $group"; else echo "slave of $group"; fi ;;
+  esac
 }
 
 start() {
-  nameserver_bin="$(find_bin apogee-nameserver)"
-  broker_bin="$(find_bin apogee-broker)"
+  find_bins
   mkdir -p "$dir"
-  local p
+  absolute_dir
+  local p started=0
+  # In order, each waited for before the next: the NameServers before the brokers, a
+  # master before its slave.
   for p in "${processes[@]}"; do
     # shellcheck disable=SC2086 # the fields are meant to split
+    set -- $p
+    # shellcheck disable=SC2086
     start_one $p
-    # Masters before their slaves, NameServers before everything: wait for each port.
-    # shellcheck disable=SC2086
-    set -- $p
-    wait_port "$1" "$3" || die "$1 did not start"
+    if [ "$launched" = 1 ]; then
+      started=$((started + 1))
+      wait_for "$1" port_open "$3" "listened on 127.0.0.1:$3" ||
+        die "$1 did not start; $0 stop stops the others"
+    fi
   done
+  # Ready: a NameServer serves; a broker has recovered its store and is registered.
   for p in "${processes[@]}"; do
     # shellcheck disable=SC2086
     set -- $p
-    wait_ready "$1" "$(($3 + 100))" || die "$1 did not get ready"
+    wait_for "$1" ready "$(($3 + http_offset))" "ready (GET http://127.0.0.1:$(($3 + http_offset))/readyz)" ||
+      die "$1 did not get ready; $0 stop stops the others"
   done
-  echo "Apogee local cluster $cluster_name is up (data and logs in $dir):"
+  if [ "$started" = 0 ]; then
+    echo "The local cluster $cluster_name already runs (data and logs in $dir):"
+  else
+    echo "The local cluster $cluster_name is up (data and logs in $dir):"
+  fi
   for p in "${processes[@]}"; do
     # shellcheck disable=SC2086
     set -- $p
-    printf '  %-13s gRPC 127.0.0.1:%s  metrics/health http://127.0.0.1:%s  pid %s\n' \
-      "$1" "$3" "$(($3 + 100))" "$(pid_of "$1")"
+    # shellcheck disable=SC2086
+    printf '  %-13s gRPC 127.0.0.1:%-6s HTTP 127.0.0.1:%-6s pid %-8s %s\n' \
+      "$1" "$3" "$(($3 + http_offset))" "$(pid_of "$1" || echo '?')" "$(describe $p)"
   done
   echo "NameServers: $nameservers"
+  echo "Each HTTP address serves /metrics (Prometheus), /healthz and /readyz."
+  echo "Point the apogee CLI and clients at the NameServers:"
   echo "  export APOGEE_NAMESERVER='$nameservers'"
 }
 
-stop() {
-  local pid pids=()
-  # Slaves first, then masters, then NameServers: each broker can still unregister.
-  for ((i = ${#processes[@]} - 1; i >= 0; i--)); do
-    # shellcheck disable=SC2086
-    set -- ${processes[$i]}
-    if pid="$(pid_of "$1")"; then
+# SIGTERM to the named processes at once, then waits for all; SIGKILL to any still
+# running after stop_timeout seconds. Removes their pid files.
+stop_tier() {
+  local name pid i stopping=()
+  for name in "$@"; do
+    if pid="$(pid_of "$name")"; then
       kill -TERM "$pid" 2>/dev/null || true
-      pids+=("$1:$pid")
-      # Wait for this one before the next (brokers unregister from the NameServers).
-      for _ in $(seq 1 200); do
-        alive "$pid" || break
-        sleep 0.1
-      done
-      if alive "$pid"; then
-        echo "local-cluster: $1 still runs 20 s after SIGTERM; killing it" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-      fi
-      echo "stopped $1"
+      stopping+=("$name:$pid")
     fi
-    rm -f "$dir/$1/pid"
   done
-  [ ${#pids[@]} -gt 0 ] || echo "nothing runs"
+  for ((i = 0; i < stop_timeout * 10; i++)); do
+    local left=0 entry
+    for entry in ${stopping[@]+"${stopping[@]}"}; do
+      running "${entry#*:}" && left=1
+    done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for entry in ${stopping[@]+"${stopping[@]}"}; do
+    name="${entry%%:*}" pid="${entry#*:}"
+    if running "$pid"; then
+      echo "local-cluster: $name (pid $pid) still runs $stop_timeout s after SIGTERM: SIGKILL" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    echo "stopped $name"
+    stopped=$((stopped + 1))
+  done
+  for name in "$@"; do
+    rm -f "$dir/$name/pid"
+  done
+}
+
+stop() {
+  absolute_dir
+  stopped=0
+  # Brokers unregister from the NameServers as they stop, so those stop last.
+  stop_tier broker-a-1 broker-b-1
+  stop_tier broker-a-0 broker-b-0
+  stop_tier nameserver-0 nameserver-1
+  if [ "$stopped" = 0 ]; then
+    echo "nothing runs (pid files in $dir)"
+  fi
 }
 
 status() {
-  local p all=0
+  absolute_dir
+  local p pid code=0
   for p in "${processes[@]}"; do
     # shellcheck disable=SC2086
     set -- $p
     if pid="$(pid_of "$1")"; then
-      printf '%-13s running  pid %-8s gRPC 127.0.0.1:%s\n' "$1" "$pid" "$3"
+      # shellcheck disable=SC2086
+      printf '%-13s running  pid %-8s gRPC 127.0.0.1:%-6s HTTP 127.0.0.1:%-6s %s\n' \
+        "$1" "$pid" "$3" "$(($3 + http_offset))" "$(describe $p)"
     else
       printf '%-13s stopped\n' "$1"
-      all=3
+      code=3
     fi
   done
-  return "$all"
+  return "$code"
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
+  -h | --help | help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     echo "usage: $0 start|stop|status" >&2
     exit 2

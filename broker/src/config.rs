@@ -55,6 +55,7 @@ pub struct BrokerConfig {
     pub consume: ConsumeSection,
     pub replication: ReplicationSection,
     pub limits: crate::quotas::LimitsSection,
+    pub security: apogee_nameserver::config::SecuritySection,
 }
 
 /// Master/slave replication of the commit log and the consume state.
@@ -206,9 +207,12 @@ impl Default for BrokerConfig {
             broker_name: "broker-a".into(),
             broker_id: 0,
             role: Role::AsyncMaster,
-            listen: format!("0.0.0.0:{}", apogee_proto::names::DEFAULT_BROKER_PORT),
+            listen: format!("127.0.0.1:{}", apogee_proto::names::DEFAULT_BROKER_PORT),
             advertise: String::new(),
-            http_listen: format!("0.0.0.0:{}", apogee_proto::names::DEFAULT_BROKER_HTTP_PORT),
+            http_listen: format!(
+                "127.0.0.1:{}",
+                apogee_proto::names::DEFAULT_BROKER_HTTP_PORT
+            ),
             log_level: None,
             log_format: apogee_nameserver::logging::LogFormat::Text,
             nameservers: vec![format!(
@@ -227,6 +231,7 @@ impl Default for BrokerConfig {
             consume: ConsumeSection::default(),
             replication: ReplicationSection::default(),
             limits: crate::quotas::LimitsSection::default(),
+            security: Default::default(),
         }
     }
 }
@@ -260,6 +265,11 @@ impl BrokerConfig {
                 "http_listen {:?} is not an ip:port (or \"\" for no HTTP endpoint)",
                 self.http_listen
             ));
+        }
+        for (key, addr) in [("listen", &self.listen), ("http_listen", &self.http_listen)] {
+            self.security
+                .check_exposure(key, addr, "APOGEE_BROKER_SECURITY__ALLOW_ANONYMOUS")
+                .or_else(bad)?;
         }
         if self.nameservers.is_empty() {
             return bad("at least one nameserver is required".into());
@@ -380,7 +390,33 @@ mod tests {
 
     #[test]
     fn unspecified_listen_address_advertises_loopback() {
-        let c = BrokerConfig::default();
+        let c = BrokerConfig {
+            listen: "0.0.0.0:10911".into(),
+            ..BrokerConfig::default()
+        };
         assert_eq!(c.advertised_endpoint(), "127.0.0.1:10911");
+    }
+
+    #[test]
+    fn a_non_loopback_listen_needs_allow_anonymous() {
+        for (listen, http) in [
+            ("0.0.0.0:10911", "127.0.0.1:5557"),
+            ("127.0.0.1:10911", "0.0.0.0:5557"),
+        ] {
+            let open = BrokerConfig {
+                listen: listen.into(),
+                http_listen: http.into(),
+                ..BrokerConfig::default()
+            };
+            let err = open.validate().unwrap_err().to_string();
+            assert!(err.contains("reachable from other hosts"), "{err}");
+            assert!(
+                err.contains("APOGEE_BROKER_SECURITY__ALLOW_ANONYMOUS"),
+                "{err}"
+            );
+            let mut allowed = open.clone();
+            allowed.security.allow_anonymous = true;
+            assert!(allowed.validate().is_ok());
+        }
     }
 }

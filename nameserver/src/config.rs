@@ -30,14 +30,50 @@ pub struct NameServerConfig {
     pub log_level: Option<String>,
     /// Log lines as text or as JSON objects.
     pub log_format: crate::logging::LogFormat,
+    pub security: SecuritySection,
+}
+
+/// The `[security]` section every server has.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Serve non-loopback addresses without authentication. Off: a server that would be
+    /// reachable from other hosts refuses to start.
+    pub allow_anonymous: bool,
+}
+
+impl SecuritySection {
+    /// Refuses a listen address reachable from other hosts unless anonymous access is
+    /// allowed; `key` names the setting and `env` the variable that allows it.
+    pub fn check_exposure(&self, key: &str, addr: &str, env: &str) -> Result<(), String> {
+        if self.allow_anonymous || addr.is_empty() || is_loopback(addr) {
+            return Ok(());
+        }
+        Err(format!(
+            "{key} = {addr:?} is reachable from other hosts, and Apogee checks no credentials \
+             (authentication is not built yet; see docs/SECURITY.md): anyone who can reach it \
+             could send, read and delete messages and change topics. Listen on 127.0.0.1, or \
+             accept this with `security.allow_anonymous = true` (or {env}=true)"
+        ))
+    }
+}
+
+/// Whether a host:port listens on loopback only.
+pub fn is_loopback(addr: &str) -> bool {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => addr
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
 }
 
 impl Default for NameServerConfig {
     fn default() -> Self {
         NameServerConfig {
-            listen: format!("0.0.0.0:{}", apogee_proto::names::DEFAULT_NAMESERVER_PORT),
+            listen: format!("127.0.0.1:{}", apogee_proto::names::DEFAULT_NAMESERVER_PORT),
             http_listen: format!(
-                "0.0.0.0:{}",
+                "127.0.0.1:{}",
                 apogee_proto::names::DEFAULT_NAMESERVER_HTTP_PORT
             ),
             broker_expiry_secs: 120,
@@ -45,6 +81,7 @@ impl Default for NameServerConfig {
             max_body_bytes: apogee_proto::limits::DEFAULT_MAX_BODY_BYTES,
             log_level: None,
             log_format: crate::logging::LogFormat::Text,
+            security: SecuritySection::default(),
         }
     }
 }
@@ -71,6 +108,11 @@ impl NameServerConfig {
                 "http_listen = {:?} is not ip:port (or \"\" for no HTTP endpoint)",
                 self.http_listen
             ));
+        }
+        for (key, addr) in [("listen", &self.listen), ("http_listen", &self.http_listen)] {
+            self.security
+                .check_exposure(key, addr, "APOGEE_NAMESERVER_SECURITY__ALLOW_ANONYMOUS")
+                .or_else(invalid)?;
         }
         if self.broker_expiry_secs == 0 {
             return invalid("broker_expiry_secs must be at least 1".into());
@@ -118,7 +160,7 @@ mod tests {
     #[test]
     fn defaults_follow_rocketmq() {
         let c = NameServerConfig::default();
-        assert_eq!(c.listen, "0.0.0.0:9876");
+        assert_eq!(c.listen, "127.0.0.1:9876");
         assert_eq!(c.broker_expiry_secs, 120);
         assert_eq!(c.expiry_scan_interval_secs, 5);
         assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
@@ -141,17 +183,49 @@ mod tests {
     }
 
     #[test]
+    fn a_non_loopback_listen_needs_allow_anonymous() {
+        let open = NameServerConfig {
+            listen: "0.0.0.0:9876".into(),
+            ..Default::default()
+        };
+        let err = open.validate().unwrap_err().to_string();
+        assert!(err.contains("reachable from other hosts"), "{err}");
+        assert!(
+            err.contains("APOGEE_NAMESERVER_SECURITY__ALLOW_ANONYMOUS"),
+            "{err}"
+        );
+        let allowed = NameServerConfig {
+            security: SecuritySection {
+                allow_anonymous: true,
+            },
+            ..open
+        };
+        assert!(allowed.validate().is_ok());
+        assert!(is_loopback("127.0.0.1:1") && is_loopback("[::1]:1") && is_loopback("localhost:1"));
+        assert!(!is_loopback("10.0.0.1:1") && !is_loopback("ns1:9876"));
+    }
+
+    #[test]
     fn deploy_file_documents_every_key() {
         let c = NameServerConfig {
             log_level: Some("info".into()),
             ..Default::default()
         };
         let rendered: toml::Table = toml::from_str(&c.to_toml()).unwrap();
-        for key in rendered.keys() {
-            assert!(
-                DEPLOY_DEFAULTS.contains(&format!("{key} =")),
-                "deploy/nameserver.toml does not document `{key}`"
-            );
+        for (key, value) in &rendered {
+            let keys: Vec<String> = match value.as_table() {
+                Some(section) => {
+                    assert!(DEPLOY_DEFAULTS.contains(&format!("[{key}]")), "no [{key}]");
+                    section.keys().map(|k| format!("{k} =")).collect()
+                }
+                None => vec![format!("{key} =")],
+            };
+            for k in keys {
+                assert!(
+                    DEPLOY_DEFAULTS.contains(&k),
+                    "deploy/nameserver.toml does not document `{k}`"
+                );
+            }
         }
     }
 

@@ -99,6 +99,15 @@ struct BrokerToml {
     max_body_bytes: Option<u64>,
     #[serde(skip_serializing_if = "StoreToml::is_empty")]
     store: StoreToml,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security: Option<SecurityToml>,
+}
+
+/// A RocketMQ broker listens on every address and, without ACLs, takes anyone: the imported
+/// config says so explicitly (Apogee refuses that unless told).
+#[derive(Debug, Serialize)]
+struct SecurityToml {
+    allow_anonymous: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -260,6 +269,9 @@ pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
                     .filter(|p| *p > 0)
                     .ok_or_else(|| bad("expected a port number 1..=65535".into()))?;
                 cfg.listen = Some(format!("0.0.0.0:{port}"));
+                cfg.security = Some(SecurityToml {
+                    allow_anonymous: true,
+                });
             }
             "namesrvAddr" => cfg.nameservers = Some(nameservers(v).map_err(bad)?),
             "storePathRootDir" => cfg.data_dir = Some(non_empty(v).map_err(bad)?),
@@ -332,6 +344,12 @@ pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
     } else {
         header.push_str(&format!("# Mapped keys: {}.\n", mapped.join(", ")));
         header.push_str("# Every other key has its default (see deploy/broker.toml).\n");
+    }
+    if cfg.security.is_some() {
+        header.push_str(
+            "# listenPort: listens on every address and, like a RocketMQ broker without ACLs,\n\
+             # takes anyone (security.allow_anonymous); see docs/SECURITY.md before exposing it.\n",
+        );
     }
     if !ignored.is_empty() {
         let keys: Vec<&str> = ignored.iter().map(|i| i.key.as_str()).collect();
@@ -531,6 +549,7 @@ sendMessageThreadPoolNums=16
         assert_eq!(t["broker_id"].as_integer(), Some(0));
         assert_eq!(t["role"].as_str(), Some("sync_master"));
         assert_eq!(t["listen"].as_str(), Some("0.0.0.0:30911"));
+        assert_eq!(t["security"]["allow_anonymous"].as_bool(), Some(true));
         let ns: Vec<&str> = t["nameservers"]
             .as_array()
             .unwrap()
@@ -547,7 +566,8 @@ sendMessageThreadPoolNums=16
         assert_eq!(store["retention_hours"].as_integer(), Some(48));
         assert_eq!(store["disk_clean_ratio"].as_float(), Some(0.88));
         assert_eq!(store.len(), 4, "only mapped keys: {store:?}");
-        assert_eq!(t.len(), 10, "only mapped keys: {t:?}");
+        // The mapped keys, and the security section listenPort brings.
+        assert_eq!(t.len(), 11, "only mapped keys: {t:?}");
     }
 
     #[test]

@@ -6,6 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn broker(data_dir: &std::path::Path) -> Command {
+    broker_on(data_dir, "127.0.0.1:0")
+}
+
+fn broker_on(data_dir: &std::path::Path, listen: &str) -> Command {
     let mut c = Command::new(bins::bin(bins::BROKER));
     c.env_remove("RUST_LOG")
         .env("RUST_BACKTRACE", "1")
@@ -13,7 +17,7 @@ fn broker(data_dir: &std::path::Path) -> Command {
         .arg("--data-dir")
         .arg(data_dir)
         // Any free port; no NameServer is needed to start (registration retries).
-        .args(["--listen", "127.0.0.1:0", "--nameserver", "127.0.0.1:1"]);
+        .args(["--listen", listen, "--nameserver", "127.0.0.1:1"]);
     c
 }
 
@@ -64,4 +68,75 @@ async fn a_data_dir_in_use_by_another_broker_is_refused_in_one_clear_line() {
         "{stderr}"
     );
     assert!(!stderr.contains("acktrace"), "{stderr}");
+}
+
+/// A NameServer on port 0 of `listen_ip`, with the environment given.
+fn nameserver(listen_ip: &str) -> Command {
+    let mut c = Command::new(bins::bin(bins::NAMESERVER));
+    c.env_remove("RUST_LOG")
+        .env("APOGEE_NAMESERVER_HTTP_LISTEN", "127.0.0.1:0")
+        .args(["--listen", &format!("{listen_ip}:0")]);
+    c
+}
+
+#[tokio::test]
+async fn a_non_loopback_listen_without_authentication_refuses_to_start_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    // The broker: refused before anything is bound or opened, saying how to fix it.
+    let out = broker_on(&dir.path().join("data"), "0.0.0.0:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("reachable from other hosts"), "{stderr}");
+    assert!(
+        stderr.contains("security.allow_anonymous = true"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+    // Allowed: it starts (and is stopped here once its store is open).
+    let log_path = dir.path().join("allowed.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _allowed = Running(
+        broker_on(&dir.path().join("data"), "0.0.0.0:0")
+            .env("APOGEE_BROKER_SECURITY__ALLOW_ANONYMOUS", "true")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "the allowed broker to start",
+        || {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            async move {
+                if text.contains("message store opened") {
+                    Ok(())
+                } else {
+                    Err(text)
+                }
+            }
+        },
+    )
+    .await;
+
+    // The NameServer the same way.
+    let out = nameserver("0.0.0.0").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("APOGEE_NAMESERVER_SECURITY__ALLOW_ANONYMOUS"),
+        "{stderr}"
+    );
+    let out = nameserver("0.0.0.0")
+        .env("APOGEE_NAMESERVER_SECURITY__ALLOW_ANONYMOUS", "true")
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
