@@ -1,7 +1,9 @@
 //! Abuse limits of one broker: send rates per client and per topic (token
 //! buckets; a send over quota gets TOO_MANY_REQUESTS, which the official
 //! producers back off on) and a cap on the long polls (receives and pulls
-//! waiting for messages) held at once. Every limit is off at 0.
+//! waiting for messages) held at once. Every limit is off at 0. (The cap on
+//! connections per client address is applied where connections are
+//! accepted, `apogee_proto::net`.)
 //!
 //! Buckets live in maps split into shards by key, each behind its own lock,
 //! so senders do not all queue on one lock; a map prunes buckets idle for a
@@ -26,6 +28,9 @@ pub struct LimitsSection {
     pub send_rate_per_topic: u32,
     /// Receives and pulls waiting for messages at once; more are refused at once; 0: no limit.
     pub max_long_polls: usize,
+    /// Connections one client IP address may hold open at once; more are closed when
+    /// accepted; 0: no limit.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for LimitsSection {
@@ -34,6 +39,7 @@ impl Default for LimitsSection {
             send_rate_per_client: 0,
             send_rate_per_topic: 0,
             max_long_polls: 10_000,
+            max_connections_per_address: 1024,
         }
     }
 }
@@ -204,6 +210,7 @@ mod tests {
             send_rate_per_client: 3,
             send_rate_per_topic: 5,
             max_long_polls: 0,
+            max_connections_per_address: 0,
         });
         for _ in 0..3 {
             q.admit_send("a", "t", 1).unwrap();
@@ -224,6 +231,7 @@ mod tests {
             send_rate_per_client: 0,
             send_rate_per_topic: 0,
             max_long_polls: 0,
+            max_connections_per_address: 0,
         });
         for _ in 0..10_000 {
             q.admit_send("a", "t", 64).unwrap();

@@ -283,14 +283,19 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(listener.incoming(), async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = stop_wait.changed() => {}
-            }
-            tracing::info!("broker shutting down");
-            let _ = stop_tx.send(true);
-        })
+        .serve_with_incoming_shutdown(
+            listener
+                .with_connection_cap(config.limits.max_connections_per_address)
+                .incoming(),
+            async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = stop_wait.changed() => {}
+                }
+                tracing::info!("broker shutting down");
+                let _ = stop_tx.send(true);
+            },
+        )
         .await;
     let _ = registration.await;
     let _ = replicating.await;

@@ -126,7 +126,12 @@ pub async fn serve(
             MessagingServiceServer::new(access_point)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(listener.incoming(), signal)
+        .serve_with_incoming_shutdown(
+            listener
+                .with_connection_cap(config.max_connections_per_address)
+                .incoming(),
+            signal,
+        )
         .await;
     expiry_task.abort();
     let _ = ops_stop.send(true);

@@ -11,9 +11,15 @@
 //! - TCP keepalive ([`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`],
 //!   [`KEEPALIVE_RETRIES`]): a peer that vanished without a FIN (host down,
 //!   cable cut) is noticed and its streams and long polls are released.
+//!
+//! It also caps the connections one client address may hold open at once
+//! ([`Listener::with_connection_cap`]): one over the cap is closed as soon as
+//! it is accepted (a client cannot exhaust the server's file descriptors).
 
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,12 +42,20 @@ pub type AcceptHook = Arc<dyn Fn(&TcpStream) + Send + Sync>;
 pub struct Listener {
     inner: TcpListener,
     hook: Option<AcceptHook>,
+    /// Most connections open at once per client IP address (0: no cap).
+    cap: usize,
 }
 
 impl Listener {
     /// Binds `addr` (e.g. "127.0.0.1:9876").
     pub async fn bind(addr: &str) -> io::Result<Listener> {
         Ok(Listener::from(TcpListener::bind(addr).await?))
+    }
+
+    /// Caps the connections one client IP address may hold open at once (0: no cap).
+    pub fn with_connection_cap(mut self, per_address: usize) -> Listener {
+        self.cap = per_address;
+        self
     }
 
     /// Adds a hook that sees each accepted socket.
@@ -59,13 +73,19 @@ impl Listener {
         Incoming {
             listener: self.inner,
             hook: self.hook,
+            cap: self.cap,
+            open: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 }
 
 impl From<TcpListener> for Listener {
     fn from(inner: TcpListener) -> Listener {
-        Listener { inner, hook: None }
+        Listener {
+            inner,
+            hook: None,
+            cap: 0,
+        }
     }
 }
 
@@ -105,27 +125,146 @@ pub fn reporting_hook() -> (AcceptHook, std::sync::mpsc::Receiver<(bool, bool)>)
     (hook, rx)
 }
 
+/// Connections open per client address.
+type OpenCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// A connection's place in its address's count.
+struct Slot {
+    ip: IpAddr,
+    open: OpenCounts,
+}
+
 /// Accepted connections with their options set; see [`Listener::incoming`].
 pub struct Incoming {
     listener: TcpListener,
     hook: Option<AcceptHook>,
+    cap: usize,
+    open: OpenCounts,
+}
+
+/// An accepted connection; it counts against its client address's cap until dropped.
+pub struct Accepted {
+    stream: TcpStream,
+    slot: Option<Slot>,
+}
+
+impl Accepted {
+    /// The socket.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let mut open = slot.open.lock();
+            if let Some(n) = open.get_mut(&slot.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&slot.ip);
+                }
+            }
+        }
+    }
+}
+
+impl Incoming {
+    /// Takes a place for a connection from `peer` (`Ok(None)`: no cap to count against);
+    /// `Err` when its address is at the cap.
+    fn admit(&self, peer: SocketAddr) -> Result<Option<Slot>, ()> {
+        if self.cap == 0 {
+            return Ok(None);
+        }
+        let mut open = self.open.lock();
+        let n = open.entry(peer.ip()).or_insert(0);
+        if *n >= self.cap {
+            return Err(());
+        }
+        *n += 1;
+        Ok(Some(Slot {
+            ip: peer.ip(),
+            open: self.open.clone(),
+        }))
+    }
 }
 
 impl tokio_stream::Stream for Incoming {
-    type Item = io::Result<TcpStream>;
+    type Item = io::Result<Accepted>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.listener.poll_accept(cx) {
-            Poll::Ready(Ok((stream, _peer))) => {
-                tune_accepted(&stream);
-                if let Some(hook) = &self.hook {
-                    hook(&stream);
+        loop {
+            match self.listener.poll_accept(cx) {
+                Poll::Ready(Ok((stream, peer))) => {
+                    let Ok(slot) = self.admit(peer) else {
+                        tracing::warn!(
+                            %peer,
+                            "closing a connection: {} holds its maximum of {} open connections",
+                            peer.ip(),
+                            self.cap
+                        );
+                        drop(stream);
+                        continue;
+                    };
+                    tune_accepted(&stream);
+                    if let Some(hook) = &self.hook {
+                        hook(&stream);
+                    }
+                    return Poll::Ready(Some(Ok(Accepted { stream, slot })));
                 }
-                Poll::Ready(Some(Ok(stream)))
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+impl tokio::io::AsyncRead for Accepted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Accepted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// The peer address of a request, as for a plain TCP stream.
+impl tonic::transport::server::Connected for Accepted {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
     }
 }
 
@@ -141,8 +280,9 @@ mod tests {
         let mut incoming = listener.incoming();
         let _client = TcpStream::connect(addr).await.unwrap();
         let accepted = incoming.next().await.unwrap().unwrap();
+        let accepted = accepted.stream();
         assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is off");
-        let sock = socket2::SockRef::from(&accepted);
+        let sock = socket2::SockRef::from(accepted);
         assert!(sock.keepalive().unwrap(), "SO_KEEPALIVE is off");
         assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
         assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
@@ -158,5 +298,41 @@ mod tests {
         let _client = TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         assert!(!accepted.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_address_at_its_cap_has_further_connections_closed_until_one_ends() {
+        use std::time::Duration;
+        use tokio::io::AsyncReadExt;
+        let listener = Listener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .with_connection_cap(2);
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = listener.incoming();
+        let _c1 = TcpStream::connect(addr).await.unwrap();
+        let a1 = incoming.next().await.unwrap().unwrap();
+        let _c2 = TcpStream::connect(addr).await.unwrap();
+        let _a2 = incoming.next().await.unwrap().unwrap();
+        // A third is closed by the listener as soon as it accepts it: the client reads EOF,
+        // and the stream yields nothing.
+        let mut c3 = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::select! {
+                _ = incoming.next() => panic!("a connection beyond the cap was handed out"),
+                read = c3.read(&mut buf) => read,
+            }
+        })
+        .await
+        .expect("the connection over the cap is closed");
+        assert!(matches!(outcome, Ok(0) | Err(_)), "{outcome:?}");
+        // One ends: a place comes back.
+        drop(a1);
+        let _c4 = TcpStream::connect(addr).await.unwrap();
+        let a4 = tokio::time::timeout(Duration::from_secs(10), incoming.next())
+            .await
+            .expect("a place came back");
+        assert!(matches!(a4, Some(Ok(_))));
     }
 }

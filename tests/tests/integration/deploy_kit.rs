@@ -1,14 +1,28 @@
 //! The deploy kit in `deploy/`: `local-cluster.sh` starts two NameServers and two broker
-//! groups (master + slave each), serves a send and a receive through each group and stops
-//! cleanly; the systemd units pass `systemd-analyze verify`; the compose file and the Helm
-//! chart pass `docker compose config` and `helm lint` where those tools are installed (the
-//! test says SKIPPED where they are not).
+//! groups (a master and a slave each), serves a send and a receive through each group and
+//! stops cleanly; the systemd units pass `systemd-analyze verify`; the compose file and the
+//! Helm chart pass `docker compose config` and `helm lint` where those tools are installed
+//! (the test prints SKIPPED where they are not).
 
-use apogee_tests::{bins, cli, wait_until};
+use apogee_tests::{bins, cli, http, process::free_port, wait_until, CliOutput};
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
+
+/// The script's processes: name and gRPC port (as an offset of the base port).
+const PROCESSES: [(&str, u16); 6] = [
+    ("nameserver-0", 0),
+    ("nameserver-1", 1),
+    ("broker-a-0", 10),
+    ("broker-a-1", 11),
+    ("broker-b-0", 20),
+    ("broker-b-1", 21),
+];
+
+/// What the script adds to a gRPC port for the process's HTTP port.
+const HTTP_OFFSET: u16 = 100;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,7 +31,8 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn tool_present(program: &str, args: &[&str]) -> bool {
+/// Whether `program args` runs and exits 0.
+fn tool_works(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
         .output()
@@ -33,29 +48,44 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// A first port such that it and the next 121 are free: the script's ports are offsets of it.
-/// Drawn below the ephemeral range, where the harness's free ports never are.
+/// A base port for the script such that all twelve of its ports (gRPC and HTTP) are free
+/// now. Bases are drawn from 20000..30000, below Linux's ephemeral range (32768 and up) from
+/// which the OS hands out the free ports every other test binds, so no cluster of another
+/// test can take them meanwhile. The blocks are 140 ports apart (a block spans 122), and
+/// where the search starts comes from a port the OS just handed out, so two runs at once
+/// most likely try different blocks first.
 fn free_base_port() -> u16 {
-    let offsets = [0, 1, 10, 11, 20, 21];
-    for attempt in 0..200u16 {
-        let base = 20_000 + (std::process::id() as u16 % 50) * 200 + attempt * 13 % 9_000;
-        let free = offsets
-            .iter()
-            .chain(&[100, 101, 110, 111, 120, 121])
-            .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok());
-        if free {
+    const BLOCKS: u16 = 70;
+    let start = free_port() % BLOCKS;
+    for i in 0..BLOCKS {
+        let base = 20_000 + (start + i) % BLOCKS * 140;
+        let all_free = PROCESSES.iter().all(|(_, offset)| {
+            [base + offset, base + offset + HTTP_OFFSET]
+                .iter()
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        });
+        if all_free {
             return base;
         }
     }
-    panic!("no free block of ports for the local cluster");
+    panic!("no block of free ports in 20000..30000 for deploy/local-cluster.sh");
 }
 
+/// A cluster started by `deploy/local-cluster.sh` in a temporary folder; stopped by the
+/// script on drop, also when the test fails.
 struct LocalCluster {
     dir: tempfile::TempDir,
     base: u16,
 }
 
 impl LocalCluster {
+    fn new() -> Self {
+        LocalCluster {
+            dir: tempfile::tempdir().unwrap(),
+            base: free_base_port(),
+        }
+    }
+
     fn run(&self, verb: &str) -> Output {
         Command::new(repo().join("deploy/local-cluster.sh"))
             .arg(verb)
@@ -66,19 +96,30 @@ impl LocalCluster {
             .expect("running deploy/local-cluster.sh")
     }
 
+    /// The pids in the script's pid files.
     fn pids(&self) -> Vec<u32> {
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
-            let pid_file = entry.unwrap().path().join("pid");
-            if let Ok(pid) = std::fs::read_to_string(pid_file) {
-                pids.push(pid.trim().parse().unwrap());
-            }
-        }
-        pids
+        PROCESSES
+            .iter()
+            .filter_map(|(name, _)| {
+                std::fs::read_to_string(self.dir.path().join(name).join("pid")).ok()
+            })
+            .map(|pid| pid.trim().parse().expect("a pid file holds a number"))
+            .collect()
     }
 
     fn nameservers(&self) -> String {
         format!("127.0.0.1:{};127.0.0.1:{}", self.base, self.base + 1)
+    }
+
+    fn cli(&self, args: &[&str]) -> CliOutput {
+        let ns = self.nameservers();
+        let mut full = vec!["--nameserver", ns.as_str()];
+        full.extend_from_slice(args);
+        cli::run(&full)
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name).join("log")).unwrap_or_default()
     }
 }
 
@@ -88,19 +129,41 @@ impl Drop for LocalCluster {
     }
 }
 
-/// Whether a process runs (a zombie does not).
+/// Whether a process runs (a zombie, exited but not yet reaped, does not).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.split_whitespace().nth(2) != Some("Z"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
         .unwrap_or(false)
+}
+
+/// Broker groups by name, each with its members' (id, role, endpoint).
+type Groups = BTreeMap<String, BTreeSet<(i64, String, String)>>;
+
+/// The broker groups `cluster list -o json` printed; an error while a slave is not in sync.
+fn members(listed: &CliOutput) -> Result<Groups, String> {
+    let rows: Value = serde_json::from_str(&listed.stdout).map_err(|e| format!("{e}: {listed}"))?;
+    let mut groups = Groups::new();
+    for r in rows.as_array().ok_or_else(|| listed.to_string())? {
+        // A slave counts once it has caught up with its master.
+        if r["role"] == "slave" && r["in_sync"] != true {
+            return Err(format!("a slave not in sync yet: {r}"));
+        }
+        groups
+            .entry(r["broker"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .insert((
+                r["id"].as_i64().unwrap_or(-1),
+                r["role"].as_str().unwrap_or_default().to_string(),
+                r["endpoint"].as_str().unwrap_or_default().to_string(),
+            ));
+    }
+    Ok(groups)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_cluster_script_starts_serves_each_group_and_stops_cleanly() {
-    let lc = LocalCluster {
-        dir: tempfile::tempdir().unwrap(),
-        base: free_base_port(),
-    };
+    let lc = LocalCluster::new();
     let started = lc.run("start");
     assert!(started.status.success(), "{}", text(&started));
     let out = String::from_utf8_lossy(&started.stdout).into_owned();
@@ -111,84 +174,125 @@ async fn local_cluster_script_starts_serves_each_group_and_stops_cleanly() {
     let status = lc.run("status");
     assert!(status.status.success(), "{}", text(&status));
     let again = lc.run("start");
+    assert!(again.status.success(), "{}", text(&again));
     assert!(
-        String::from_utf8_lossy(&again.stdout).contains("nameserver-0 already runs"),
+        String::from_utf8_lossy(&again.stdout).contains("already runs"),
         "{}",
         text(&again)
     );
-
-    // Both groups registered with a master and an in-sync slave.
-    let ns = lc.nameservers();
-    let cli = |args: &[&str]| {
-        let mut full = vec!["--nameserver", ns.as_str()];
-        full.extend_from_slice(args);
-        cli::run(&full)
-    };
-    wait_until(Duration::from_secs(30), "both groups to register", || {
-        let listed = cli(&["-o", "json", "cluster", "list"]);
-        async move {
-            let rows = serde_json::from_str::<Value>(&listed.stdout).map_err(|e| e.to_string())?;
-            let members: Vec<(String, String)> = rows
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| (r["broker"].to_string(), r["role"].to_string()))
-                .collect();
-            if members.len() == 4
-                && members.iter().filter(|(_, r)| r.contains("slave")).count() == 2
-            {
-                Ok(())
-            } else {
-                Err(listed.to_string())
-            }
-        }
-    })
-    .await;
-
-    // A send and a receive through each group.
-    cli(&["topic", "create", "kit-t", "--queues", "2"]).success();
-    let sent = cli(&[
-        "-o", "json", "send", "--topic", "kit-t", "--body", "hi", "--count", "8",
-    ])
-    .success();
-    let sent = sent.json();
-    let groups_sent: std::collections::BTreeSet<String> = sent
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["broker"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(groups_sent.len(), 2, "{sent}");
-    let got = cli(&[
-        "-o", "json", "consume", "--topic", "kit-t", "--group", "kit-g", "--max", "8", "--wait",
-        "10",
-    ])
-    .success();
-    let got = got.json();
-    let rows = got.as_array().unwrap();
-    assert_eq!(rows.len(), 8, "{got}");
-    let groups_got: std::collections::BTreeSet<String> = rows
-        .iter()
-        .map(|r| r["broker"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(groups_got, groups_sent, "{got}");
-
-    // Stop: every process gone, unregistered first, status says stopped.
     let pids = lc.pids();
     assert_eq!(pids.len(), 6, "{pids:?}");
+
+    // Every process serves its HTTP endpoint at its gRPC port + 100, as the script prints.
+    for (name, offset) in PROCESSES {
+        let addr = format!("127.0.0.1:{}", lc.base + offset + HTTP_OFFSET);
+        assert!(out.contains(&addr), "{name}'s {addr} not printed: {out}");
+        let (code, body) = http::get(&addr, "/readyz").await;
+        assert_eq!(code, 200, "{name} /readyz: {body}");
+        let (code, _) = http::get(&addr, "/metrics").await;
+        assert_eq!(code, 200, "{name} /metrics");
+    }
+
+    // Each group: its master (id 0) and its slave (id 1) on the script's ports, the slave in sync.
+    let want: Groups = ["broker-a", "broker-b"]
+        .iter()
+        .map(|group| {
+            let port = |id: u16| {
+                let (_, offset) = PROCESSES
+                    .iter()
+                    .find(|(n, _)| *n == format!("{group}-{id}"))
+                    .unwrap();
+                format!("127.0.0.1:{}", lc.base + offset)
+            };
+            let group_members = BTreeSet::from([
+                (0, "async-master".to_string(), port(0)),
+                (1, "slave".to_string(), port(1)),
+            ]);
+            (group.to_string(), group_members)
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(30),
+        "each group listed with its master and its slave in sync",
+        || {
+            let listed = lc.cli(&["-o", "json", "cluster", "list"]);
+            let want = want.clone();
+            async move {
+                let got = members(&listed)?;
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("{got:?}"))
+                }
+            }
+        },
+    )
+    .await;
+
+    // A topic on both groups, a send and a receive through each.
+    let created = lc
+        .cli(&["-o", "json", "topic", "create", "kit-t", "--queues", "2"])
+        .success();
+    for group in ["broker-a", "broker-b"] {
+        assert!(created.stdout.contains(group), "{created}");
+    }
+    let sent = lc
+        .cli(&[
+            "-o", "json", "send", "--topic", "kit-t", "--body", "hi", "--count", "8",
+        ])
+        .success()
+        .json();
+    let sent_by_group: BTreeMap<String, usize> =
+        sent.as_array()
+            .unwrap()
+            .iter()
+            .fold(BTreeMap::new(), |mut m, r| {
+                *m.entry(r["broker"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+                m
+            });
+    assert_eq!(
+        sent_by_group.keys().collect::<Vec<_>>(),
+        ["broker-a", "broker-b"],
+        "{sent}"
+    );
+    let got = lc
+        .cli(&[
+            "-o", "json", "consume", "--topic", "kit-t", "--group", "kit-g", "--max", "8",
+            "--wait", "10",
+        ])
+        .success()
+        .json();
+    let rows = got.as_array().unwrap();
+    assert!(rows.iter().all(|r| r["body"] == "hi"), "{got}");
+    let got_by_group: BTreeMap<String, usize> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r["broker"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        m
+    });
+    assert_eq!(got_by_group, sent_by_group, "{got}");
+
+    // Stop: exit 0, every process gone (brokers unregistered first), status exits 3, and a
+    // second stop finds nothing to stop.
     let stopped = lc.run("stop");
     assert!(stopped.status.success(), "{}", text(&stopped));
-    assert!(pids.iter().all(|p| !alive(*p)), "still running: {pids:?}");
+    let running: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(running.is_empty(), "still running after stop: {running:?}");
+    assert!(lc.pids().is_empty(), "pid files left: {:?}", lc.pids());
     let status = lc.run("status");
     assert_eq!(status.status.code(), Some(3), "{}", text(&status));
-    let a0 = std::fs::read_to_string(lc.dir.path().join("broker-a-0/log")).unwrap();
-    assert!(a0.contains("broker stopped"), "{a0}");
-    assert!(!a0.contains("unregister failed"), "{a0}");
+    let again = lc.run("stop");
+    assert!(again.status.success(), "{}", text(&again));
+    for name in ["broker-a-0", "broker-a-1", "broker-b-0", "broker-b-1"] {
+        let log = lc.log(name);
+        assert!(log.contains("broker stopped"), "{name}: {log}");
+        assert!(!log.contains("unregister failed"), "{name}: {log}");
+    }
 }
 
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
-    if !tool_present("systemd-analyze", &["--version"]) {
+    if !tool_works("systemd-analyze", &["--version"]) {
         println!("SKIPPED: systemd-analyze not installed");
         return;
     }
@@ -198,9 +302,9 @@ fn systemd_units_pass_systemd_analyze_verify() {
         ("apogee-nameserver.service", "apogee-nameserver.service"),
         ("apogee-broker@.service", "apogee-broker@broker-a.service"),
     ] {
-        let text_of = std::fs::read_to_string(repo().join("deploy/systemd").join(unit)).unwrap();
+        let unit_text = std::fs::read_to_string(repo().join("deploy/systemd").join(unit)).unwrap();
         // The units name the installed binaries; verify them against the built ones.
-        let local = text_of.replace("/usr/local/bin/", &format!("{}/", bin_dir.display()));
+        let local = unit_text.replace("/usr/local/bin/", &format!("{}/", bin_dir.display()));
         let path = dir.path().join(as_name);
         std::fs::write(&path, local).unwrap();
         let out = Command::new("systemd-analyze")
@@ -220,10 +324,10 @@ fn systemd_units_pass_systemd_analyze_verify() {
 #[test]
 fn compose_file_and_helm_chart_are_valid_where_the_tools_exist() {
     let compose = repo().join("deploy/docker/compose.yaml");
-    // Compose v2 (the docker plugin) or v1 (docker-compose).
-    let checker: Option<(&str, &[&str])> = if tool_present("docker", &["compose", "version"]) {
+    // Compose v2 (the docker plugin), else v1 (docker-compose).
+    let checker: Option<(&str, &[&str])> = if tool_works("docker", &["compose", "version"]) {
         Some(("docker", &["compose"]))
-    } else if tool_present("docker-compose", &["version"]) {
+    } else if tool_works("docker-compose", &["version"]) {
         Some(("docker-compose", &[]))
     } else {
         None
@@ -234,20 +338,49 @@ fn compose_file_and_helm_chart_are_valid_where_the_tools_exist() {
                 .args(sub)
                 .arg("-f")
                 .arg(&compose)
-                .args(["config", "--quiet"])
+                .args(["config", "--services"])
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{program} config: {}", text(&out));
+            let services: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            let want: BTreeSet<String> = PROCESSES.iter().map(|(n, _)| n.to_string()).collect();
+            assert_eq!(services, want, "{}", text(&out));
         }
-        None => println!("SKIPPED: docker compose not installed"),
+        None if tool_works("docker", &["--version"]) => {
+            println!("SKIPPED: docker compose not installed (docker has no compose plugin)")
+        }
+        None => println!("SKIPPED: docker not installed"),
     }
-    if tool_present("helm", &["version"]) {
+
+    if tool_works("helm", &["version"]) {
+        let chart = repo().join("deploy/helm/apogee");
         let out = Command::new("helm")
             .arg("lint")
-            .arg(repo().join("deploy/helm/apogee"))
+            .arg(&chart)
             .output()
             .unwrap();
         assert!(out.status.success(), "helm lint: {}", text(&out));
+        let out = Command::new("helm")
+            .args(["template", "t"])
+            .arg(&chart)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "helm template: {}", text(&out));
+        let rendered = String::from_utf8_lossy(&out.stdout);
+        // Two NameServers as Deployments, the two broker groups as StatefulSets.
+        assert_eq!(
+            rendered.matches("kind: Deployment").count(),
+            2,
+            "{rendered}"
+        );
+        assert_eq!(
+            rendered.matches("kind: StatefulSet").count(),
+            2,
+            "{rendered}"
+        );
     } else {
         println!("SKIPPED: helm not installed");
     }

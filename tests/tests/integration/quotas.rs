@@ -1,9 +1,10 @@
 //! Abuse limits: a client over its send quota gets TOO_MANY_REQUESTS (and nothing of a
-//! refused send is stored) while another client sends on unaffected.
+//! refused send is stored) while another client sends on unaffected; connections beyond the
+//! per-address cap are closed, and places come back when connections end.
 
 use apogee_proto::v2;
-use apogee_tests::{rpc, BrokerSpec, Cluster};
-use std::time::Instant;
+use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
+use std::time::{Duration, Instant};
 
 /// One single-message send as `client`; returns the status code.
 async fn send_as(addr: &str, client: &str, body: &str) -> i32 {
@@ -55,4 +56,59 @@ async fn a_client_over_its_send_quota_gets_too_many_requests_and_another_is_unaf
     // Exactly the accepted sends are stored.
     let stored = rpc::queue_contents(&addr, "quota-t", 0).await;
     assert_eq!(stored.len() as u32, accepted + 3, "{stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_per_address_cap_are_closed_and_places_come_back() {
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a").env("LIMITS__MAX_CONNECTIONS_PER_ADDRESS", "4"))
+        .start()
+        .await;
+    let addr = cluster.broker_addr("broker-a").to_string();
+    // Eight idle connections from this address: at most four stay open (fewer when the
+    // NameServer holds one too), the rest are closed as soon as they are accepted.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let closed = wait_until(Duration::from_secs(20), "connections over the cap to close", || {
+        let closed = held
+            .iter()
+            .filter(|s| {
+                let mut buf = [0u8; 1];
+                !matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            })
+            .count();
+        async move {
+            if closed >= 4 {
+                Ok(closed)
+            } else {
+                Err(format!("{closed} of 8 closed"))
+            }
+        }
+    })
+    .await;
+    assert!(closed <= 8);
+    assert!(cluster
+        .broker_log("broker-a")
+        .contains("holds its maximum of 4 open connections"));
+    // Once they are gone, a client gets in again.
+    drop(held);
+    wait_until(
+        Duration::from_secs(20),
+        "a new connection to be served",
+        || {
+            let addr = addr.clone();
+            async move {
+                let r = rpc::messaging(&addr)
+                    .query_route(v2::QueryRouteRequest {
+                        topic: rpc::resource("nothing-here"),
+                        endpoints: None,
+                    })
+                    .await;
+                r.map(|_| ()).map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await;
 }

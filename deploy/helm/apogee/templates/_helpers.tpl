@@ -1,6 +1,11 @@
-{{/* The name prefix of every object. */}}
+{{/* The name prefix of every object: the release name, with "-apogee" unless it says
+     apogee already (helm install apogee ... names the NameServers apogee-nameserver-N). */}}
 {{- define "apogee.fullname" -}}
+{{- if contains "apogee" .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
 {{- printf "%s-apogee" .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Labels that select this release's pods (a component label is added per kind). */}}
