@@ -403,13 +403,11 @@ async fn binary_bodies_round_trip_through_files_and_are_never_printed_lossily() 
     assert_eq!(std::fs::read(file).unwrap(), body);
 
     // The default text format: UTF-8 when valid, hex when not; tables show a preview only.
-    cluster
-        .cli(&["send", "--topic", "bin-topic", "--body-file", &input_arg])
-        .success();
-    let out = cluster
-        .cli(&[
-            "-o",
-            "json",
+    let send_and_consume_one = |format: &[&str]| {
+        cluster
+            .cli(&["send", "--topic", "bin-topic", "--body-file", &input_arg])
+            .success();
+        let consume = [
             "consume",
             "--topic",
             "bin-topic",
@@ -417,30 +415,17 @@ async fn binary_bodies_round_trip_through_files_and_are_never_printed_lossily() 
             "bin-g",
             "--max",
             "1",
-            "--wait",
-            "5",
-        ])
-        .success();
+        ];
+        cluster
+            .cli(&[format, &consume[..], &["--wait", "5"]].concat())
+            .success()
+    };
+    let out = send_and_consume_one(&["-o", "json"]);
     let row = &array(&out)[0];
     assert_eq!(row["body_format"], "hex");
     assert_eq!(row["body"].as_str().unwrap().len(), 140_000);
     assert!(row["body"].as_str().unwrap().starts_with("000102"));
-    cluster
-        .cli(&["send", "--topic", "bin-topic", "--body-file", &input_arg])
-        .success();
-    let table = cluster
-        .cli(&[
-            "consume",
-            "--topic",
-            "bin-topic",
-            "--group",
-            "bin-g",
-            "--max",
-            "1",
-            "--wait",
-            "5",
-        ])
-        .success();
+    let table = send_and_consume_one(&[]);
     assert!(
         table.stdout.len() < 2_000,
         "a preview, not the body:\n{table}"
