@@ -31,6 +31,9 @@ pub struct LimitsSection {
     /// Connections one client IP address may hold open at once; more are closed when
     /// accepted; 0: no limit.
     pub max_connections_per_address: usize,
+    /// Telemetry sessions (clients) from one IP address; more are refused with
+    /// TOO_MANY_REQUESTS; 0: no limit.
+    pub max_sessions_per_address: usize,
 }
 
 impl Default for LimitsSection {
@@ -40,6 +43,7 @@ impl Default for LimitsSection {
             send_rate_per_topic: 0,
             max_long_polls: 10_000,
             max_connections_per_address: 1024,
+            max_sessions_per_address: 1024,
         }
     }
 }
@@ -211,6 +215,7 @@ mod tests {
             send_rate_per_topic: 5,
             max_long_polls: 0,
             max_connections_per_address: 0,
+            max_sessions_per_address: 0,
         });
         for _ in 0..3 {
             q.admit_send("a", "t", 1).unwrap();
@@ -232,6 +237,7 @@ mod tests {
             send_rate_per_topic: 0,
             max_long_polls: 0,
             max_connections_per_address: 0,
+            max_sessions_per_address: 0,
         });
         for _ in 0..10_000 {
             q.admit_send("a", "t", 64).unwrap();

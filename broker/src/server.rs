@@ -189,7 +189,7 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
         ..ServerLimits::default()
     };
-    let sessions = Sessions::new();
+    let sessions = Sessions::with_cap(config.limits.max_sessions_per_address);
     let txns = Transactions::new(
         store.clone(),
         topics.clone(),
@@ -271,7 +271,9 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(
             MessagingServiceServer::new(MessagingServer::new(broker.clone()))
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_decoding_message_size(apogee_proto::limits::max_request_bytes(
+                    config.max_body_bytes,
+                ))
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(

@@ -27,6 +27,8 @@ pub struct NameServerConfig {
     pub max_body_bytes: usize,
     /// Connections one client IP address may hold open at once (0: no limit).
     pub max_connections_per_address: usize,
+    /// Telemetry sessions (clients) from one IP address (0: no limit).
+    pub max_sessions_per_address: usize,
     /// Log filter used when RUST_LOG is not set (e.g. "info", "debug").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
@@ -82,6 +84,7 @@ impl Default for NameServerConfig {
             expiry_scan_interval_secs: 5,
             max_body_bytes: apogee_proto::limits::DEFAULT_MAX_BODY_BYTES,
             max_connections_per_address: 1024,
+            max_sessions_per_address: 1024,
             log_level: None,
             log_format: crate::logging::LogFormat::Text,
             security: SecuritySection::default(),

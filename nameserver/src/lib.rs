@@ -66,7 +66,7 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
         ..ServerLimits::default()
     };
-    let sessions = apogee_proto::telemetry::Sessions::new();
+    let sessions = apogee_proto::telemetry::Sessions::with_cap(config.max_sessions_per_address);
     let access_point = grpc::AccessPoint::new(registry.clone(), limits, sessions.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -31,8 +31,20 @@ pub const MAX_INVISIBLE_MS: i64 = 12 * 3600 * 1000;
 pub const MAX_LONG_POLLING_MS: i64 = 30_000;
 /// Most messages one ReceiveMessage returns.
 pub const MAX_RECEIVE_BATCH: i32 = 64;
+/// Room for everything around the bodies in one request (ids, properties, framing).
+pub const REQUEST_OVERHEAD_BYTES: usize = 1024 * 1024;
 /// gRPC frame limit the servers accept (a full batch plus framing).
-pub const MAX_GRPC_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + 1024 * 1024;
+pub const MAX_GRPC_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + REQUEST_OVERHEAD_BYTES;
+
+/// The largest client request a server with this body limit decodes: as many bodies as a
+/// batch may hold at `max_body_bytes` each (at most [`MAX_BATCH_BYTES`]) plus the overhead.
+/// A larger request is refused from its length prefix, before it is buffered.
+pub fn max_request_bytes(max_body_bytes: usize) -> usize {
+    max_body_bytes
+        .saturating_mul(MAX_BATCH_MESSAGES)
+        .min(MAX_BATCH_BYTES)
+        + REQUEST_OVERHEAD_BYTES
+}
 
 fn name_chars_ok(name: &str) -> bool {
     name.bytes()
@@ -168,6 +180,19 @@ pub fn normalize_topic(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_limit_follows_the_body_limit_up_to_a_full_batch() {
+        assert_eq!(
+            max_request_bytes(DEFAULT_MAX_BODY_BYTES),
+            MAX_GRPC_MESSAGE_BYTES
+        );
+        assert_eq!(
+            max_request_bytes(1024),
+            1024 * 1024 + REQUEST_OVERHEAD_BYTES
+        );
+        assert_eq!(max_request_bytes(usize::MAX), MAX_GRPC_MESSAGE_BYTES);
+    }
 
     #[test]
     fn topic_names_follow_rocketmq_rule() {

@@ -113,11 +113,22 @@ struct Entry {
 pub struct Sessions {
     by_client: RwLock<HashMap<String, Entry>>,
     serials: AtomicU64,
+    /// Most sessions from one client IP address (0: no cap).
+    max_per_address: usize,
 }
 
 impl Sessions {
     pub fn new() -> Arc<Sessions> {
         Arc::new(Sessions::default())
+    }
+
+    /// Sessions that admit at most `max_per_address` sessions from one client IP address
+    /// (0: no cap); a client over it is refused with TOO_MANY_REQUESTS.
+    pub fn with_cap(max_per_address: usize) -> Arc<Sessions> {
+        Arc::new(Sessions {
+            max_per_address,
+            ..Sessions::default()
+        })
     }
 
     /// A serial for a new stream (see [`update`](Self::update)).
@@ -133,7 +144,7 @@ impl Sessions {
         client_id: &str,
         address: &str,
         outbound: &Outbound,
-    ) {
+    ) -> Result<(), ApogeeError> {
         let kind = settings
             .client_type
             .and_then(|t| ClientType::try_from(t).ok())
@@ -152,6 +163,19 @@ impl Sessions {
             None => (BTreeSet::new(), None),
         };
         let mut map = self.by_client.write();
+        if self.max_per_address > 0 && !map.contains_key(client_id) {
+            let ip = ip_of(address);
+            let from_there = map
+                .values()
+                .filter(|e| ip_of(&e.info.address) == ip)
+                .count();
+            if !ip.is_empty() && from_there >= self.max_per_address {
+                return Err(ApogeeError::TooManyRequests(format!(
+                    "{ip} holds its maximum of {} Telemetry sessions",
+                    self.max_per_address
+                )));
+            }
+        }
         let topics = match map.get(client_id) {
             // Keep the topics it has sent to over a settings update.
             Some(e) if e.serial == serial => e.info.topics.union(&declared).cloned().collect(),
@@ -177,6 +201,7 @@ impl Sessions {
                 outbound: outbound.clone(),
             },
         );
+        Ok(())
     }
 
     fn remove(&self, client_id: &str, serial: u64) {
@@ -325,7 +350,15 @@ pub fn serve_session(
                     command: Some(Command::Settings(settings)),
                     ..
                 })) => {
-                    sessions.update(serial, &settings, &client_id, &address, &tx);
+                    if let Err(e) = sessions.update(serial, &settings, &client_id, &address, &tx) {
+                        tracing::warn!(client = %client_id, %address, "telemetry refused: {e}");
+                        let refusal = TelemetryCommand {
+                            status: Some(e.to_status()),
+                            command: None,
+                        };
+                        let _ = tx.send(Ok(refusal)).await;
+                        break;
+                    }
                     let reply = reply_to(&settings, &limits, &groups);
                     if tx.send(Ok(reply)).await.is_err() {
                         break;
@@ -345,6 +378,15 @@ pub fn serve_session(
         tracing::debug!(client = %client_id, "telemetry stream closed");
     });
     ReceiverStream::new(rx)
+}
+
+/// The IP part of an ip:port address ("" stays "").
+fn ip_of(address: &str) -> &str {
+    address
+        .rsplit_once(':')
+        .map_or(address, |(ip, _)| ip)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
 }
 
 /// The remote address (ip:port) a request came from, or "" when unknown.
@@ -391,20 +433,26 @@ mod tests {
         let sessions = Sessions::new();
         let (tx_a, mut rx_a) = mpsc::channel(4);
         let (tx_b, _rx_b) = mpsc::channel(4);
-        sessions.update(
-            1,
-            &producer_settings(&["orders"]),
-            "a",
-            "127.0.0.1:1",
-            &tx_a,
-        );
-        sessions.update(2, &producer_settings(&[]), "b", "127.0.0.1:1", &tx_b);
+        sessions
+            .update(
+                1,
+                &producer_settings(&["orders"]),
+                "a",
+                "127.0.0.1:1",
+                &tx_a,
+            )
+            .unwrap();
+        sessions
+            .update(2, &producer_settings(&[]), "b", "127.0.0.1:1", &tx_b)
+            .unwrap();
         assert_eq!(sessions.producers_of("orders", "zzz"), vec!["a"]);
         assert!(sessions.producers_of("payments", "a").is_empty());
         sessions.note_sent_topic("b", "orders");
         assert_eq!(sessions.producers_of("orders", "b"), vec!["b", "a"]);
         // A settings update keeps the topics the client sent to.
-        sessions.update(2, &producer_settings(&["x"]), "b", "127.0.0.1:1", &tx_b);
+        sessions
+            .update(2, &producer_settings(&["x"]), "b", "127.0.0.1:1", &tx_b)
+            .unwrap();
         assert_eq!(sessions.producers_of("orders", "a"), vec!["a", "b"]);
         assert!(sessions.push("a", Command::Settings(v2::Settings::default())));
         assert!(rx_a.try_recv().is_ok());
@@ -431,9 +479,15 @@ mod tests {
             })),
             ..Default::default()
         };
-        sessions.update(1, &consumer("g1"), "c1", "127.0.0.1:1", &tx);
-        sessions.update(2, &consumer("g2"), "c2", "127.0.0.1:1", &tx);
-        sessions.update(3, &producer_settings(&["t"]), "p", "127.0.0.1:1", &tx);
+        sessions
+            .update(1, &consumer("g1"), "c1", "127.0.0.1:1", &tx)
+            .unwrap();
+        sessions
+            .update(2, &consumer("g2"), "c2", "127.0.0.1:1", &tx)
+            .unwrap();
+        sessions
+            .update(3, &producer_settings(&["t"]), "p", "127.0.0.1:1", &tx)
+            .unwrap();
         let g1 = sessions.clients_of_group("g1");
         assert_eq!(g1.len(), 1);
         assert_eq!(
@@ -473,11 +527,40 @@ mod tests {
     fn an_old_stream_closing_does_not_remove_the_newer_one() {
         let sessions = Sessions::new();
         let (tx, _rx) = mpsc::channel(4);
-        sessions.update(1, &producer_settings(&["t"]), "c", "127.0.0.1:1", &tx);
-        sessions.update(2, &producer_settings(&["t"]), "c", "127.0.0.1:1", &tx);
+        sessions
+            .update(1, &producer_settings(&["t"]), "c", "127.0.0.1:1", &tx)
+            .unwrap();
+        sessions
+            .update(2, &producer_settings(&["t"]), "c", "127.0.0.1:1", &tx)
+            .unwrap();
         sessions.remove("c", 1);
         assert_eq!(sessions.list().len(), 1);
         sessions.remove("c", 2);
         assert!(sessions.list().is_empty());
+    }
+
+    #[test]
+    fn sessions_from_one_address_are_capped_and_a_known_client_may_refresh() {
+        let sessions = Sessions::with_cap(2);
+        let (tx, _rx) = mpsc::channel(4);
+        let settings = producer_settings(&["t"]);
+        sessions
+            .update(1, &settings, "a", "10.0.0.1:1000", &tx)
+            .unwrap();
+        sessions
+            .update(2, &settings, "b", "10.0.0.1:1001", &tx)
+            .unwrap();
+        let e = sessions
+            .update(3, &settings, "c", "10.0.0.1:1002", &tx)
+            .unwrap_err();
+        assert!(matches!(e, ApogeeError::TooManyRequests(_)), "{e}");
+        // Another address, and a refresh of a known client, are not counted against it.
+        sessions
+            .update(4, &settings, "d", "10.0.0.2:1000", &tx)
+            .unwrap();
+        sessions
+            .update(1, &settings, "a", "10.0.0.1:1000", &tx)
+            .unwrap();
+        assert_eq!(ip_of("[::1]:5"), "::1");
     }
 }

@@ -228,13 +228,15 @@ async fn due_transactions_are_checked_with_a_producer_then_parked_after_max_chec
     };
     let f = fixture(config);
     let (tx, mut rx) = mpsc::channel(16);
-    f.sessions.update(
-        f.sessions.next_serial(),
-        &producer_settings("orders"),
-        "p-2",
-        "127.0.0.1:1",
-        &tx,
-    );
+    f.sessions
+        .update(
+            f.sessions.next_serial(),
+            &producer_settings("orders"),
+            "p-2",
+            "127.0.0.1:1",
+            &tx,
+        )
+        .unwrap();
     let txn = f.half("MSG-C").await;
     let mut checks = 0;
     for _ in 0..10 {

@@ -1,8 +1,11 @@
 //! Abuse limits: a client over its send quota gets TOO_MANY_REQUESTS (and nothing of a
 //! refused send is stored) while another client sends on unaffected; connections beyond the
-//! per-address cap are closed, and places come back when connections end.
+//! per-address cap are closed, and places come back when connections end; Telemetry sessions
+//! beyond the per-address cap are refused; a request larger than the body limit allows is
+//! refused from its length prefix.
 
 use apogee_proto::v2;
+use apogee_tests::telemetry::RawSession;
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
 use std::time::{Duration, Instant};
 
@@ -110,5 +113,78 @@ async fn connections_beyond_the_per_address_cap_are_closed_and_places_come_back(
             }
         },
     )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_larger_than_the_body_limit_allows_is_refused_before_it_is_buffered() {
+    // 1 KiB bodies: requests up to 1024 x 1 KiB plus 1 MiB of overhead are decoded.
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a").env("MAX_BODY_BYTES", "1024"))
+        .start()
+        .await;
+    let addr = cluster.broker_addr("broker-a").to_string();
+    cluster.create_topic("size-t", 1).await;
+    // Within the frame limit but over the body limit: decoded, then refused per message.
+    let small = rpc::send(
+        &mut rpc::messaging(&addr),
+        vec![rpc::message("size-t", 0, vec![b'x'; 2048])],
+    )
+    .await;
+    assert_eq!(
+        rpc::code(small.status.as_ref()),
+        v2::Code::MessageBodyTooLarge as i32
+    );
+    // Over the frame limit: refused by gRPC from the length prefix.
+    let huge = rpc::messaging(&addr)
+        .send_message(v2::SendMessageRequest {
+            messages: vec![rpc::message("size-t", 0, vec![b'x'; 3 << 20])],
+        })
+        .await
+        .expect_err("a 3 MiB request to a broker with 1 KiB bodies");
+    assert_eq!(huge.code(), tonic::Code::OutOfRange, "{huge:?}");
+    // The broker serves on; nothing was stored.
+    assert!(rpc::queue_contents(&addr, "size-t", 0).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_sessions_beyond_the_per_address_cap_get_too_many_requests() {
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a").env("LIMITS__MAX_SESSIONS_PER_ADDRESS", "2"))
+        .start()
+        .await;
+    let addr = cluster.broker_addr("broker-a").to_string();
+    let java = v2::Language::Java;
+    let first = RawSession::consumer(&addr, "s-1", "sess-g", "sess-t", java).await;
+    let second = RawSession::consumer(&addr, "s-2", "sess-g", "sess-t", java).await;
+    for s in [&first, &second] {
+        assert!(
+            matches!(
+                s.first.command,
+                Some(v2::telemetry_command::Command::Settings(_))
+            ),
+            "{:?}",
+            s.first
+        );
+    }
+    let third = RawSession::consumer(&addr, "s-3", "sess-g", "sess-t", java).await;
+    assert_eq!(
+        rpc::code(third.first.status.as_ref()),
+        v2::Code::TooManyRequests as i32,
+        "{:?}",
+        third.first
+    );
+    // A session that ends gives its place back.
+    drop(first);
+    wait_until(Duration::from_secs(20), "a place for a new session", || {
+        let addr = addr.clone();
+        async move {
+            let s = RawSession::consumer(&addr, "s-4", "sess-g", "sess-t", java).await;
+            match s.first.command {
+                Some(v2::telemetry_command::Command::Settings(_)) => Ok(()),
+                _ => Err(format!("{:?}", s.first)),
+            }
+        }
+    })
     .await;
 }
