@@ -271,6 +271,7 @@ impl BrokerConfig {
                 .check_exposure(key, addr, "APOGEE_BROKER_SECURITY__ALLOW_ANONYMOUS")
                 .or_else(bad)?;
         }
+        self.security.cluster_secret().map(|_| ()).or_else(bad)?;
         if self.nameservers.is_empty() {
             return bad("at least one nameserver is required".into());
         }

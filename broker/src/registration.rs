@@ -21,6 +21,7 @@ use crate::config::{BrokerConfig, Role};
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
 use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole};
+use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::v2::{self, messaging_service_client::MessagingServiceClient};
 use apogee_proto::ApogeeError;
 use futures::future::join_all;
@@ -65,6 +66,8 @@ enum Outcome {
 pub struct NameServerLink {
     config: BrokerConfig,
     nameservers: Vec<NameServer>,
+    /// Proves this broker belongs to the cluster (`apogee_proto::cluster_auth`).
+    secret: Option<ClusterSecret>,
 }
 
 fn channel(addr: &str) -> Result<Channel, ApogeeError> {
@@ -95,10 +98,24 @@ impl NameServerLink {
                 })
             })
             .collect::<Result<_, ApogeeError>>()?;
+        let secret = config
+            .security
+            .cluster_secret()
+            .map_err(ApogeeError::BadRequest)?;
         Ok(NameServerLink {
             config: config.clone(),
             nameservers,
+            secret,
         })
+    }
+
+    /// A request to a NameServer, with the cluster proof when there is a secret.
+    fn signed<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(secret) = &self.secret {
+            secret.sign(&mut request);
+        }
+        request
     }
 
     fn registration(
@@ -134,7 +151,7 @@ impl NameServerLink {
         groups: &GroupTable,
     ) -> Outcome {
         let mut client = RegistryClient::new(ns.channel.clone());
-        let call = client.register_broker(self.registration(topics, groups));
+        let call = client.register_broker(self.signed(self.registration(topics, groups)));
         let status = match call.await {
             Ok(_) => {
                 ns.registered.store(true, Ordering::Relaxed);
@@ -248,7 +265,7 @@ impl NameServerLink {
             data_version: data_version(topics, groups),
         };
         let mut client = RegistryClient::new(ns.channel.clone());
-        match client.broker_heartbeat(req).await {
+        match client.broker_heartbeat(self.signed(req)).await {
             Ok(r) => {
                 self.reached(ns);
                 if r.get_ref().register_required {
@@ -277,7 +294,7 @@ impl NameServerLink {
         };
         ns.registered.store(false, Ordering::Relaxed);
         let mut client = RegistryClient::new(ns.channel.clone());
-        if let Err(e) = client.unregister_broker(req).await {
+        if let Err(e) = client.unregister_broker(self.signed(req)).await {
             tracing::warn!(nameserver = %ns.addr, "unregister failed: {}", e.message());
         }
     }
@@ -397,7 +414,7 @@ impl NameServerLink {
         let answer = self
             .ask_each(
                 |ch| {
-                    let req = req.clone();
+                    let req = self.signed(req.clone());
                     async move { RegistryClient::new(ch).relay_check_back(req).await }
                 },
                 |r: &cluster::RelayCheckBackResponse| !r.delivered_to.is_empty(),

@@ -215,7 +215,11 @@ pub async fn serve(
         (config.role != Role::Slave).then(|| schedule.clone().spawn_delivery(stop_rx.clone()));
     // A slave counts its master as away until it is connected: what it serves is handed back.
     journal.set_master_away(config.role == Role::Slave);
-    let replication = Replication::new(&config, store.clone());
+    let cluster_secret = config
+        .security
+        .cluster_secret()
+        .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))?;
+    let replication = Replication::new(&config, store.clone(), cluster_secret);
     let broker = Arc::new(Broker {
         config: config.clone(),
         store: store.clone(),

@@ -44,9 +44,26 @@ pub struct SecuritySection {
     /// Serve non-loopback addresses without authentication. Off: a server that would be
     /// reachable from other hosts refuses to start.
     pub allow_anonymous: bool,
+    /// A file holding the cluster's shared secret ("": none). With it, a NameServer takes
+    /// registrations and a master opens replication streams only from brokers proving it,
+    /// and a broker proves it on its own registrations and replication.
+    pub cluster_secret_file: String,
 }
 
 impl SecuritySection {
+    /// The cluster secret, when a file is configured; errors name the file.
+    pub fn cluster_secret(
+        &self,
+    ) -> Result<Option<apogee_proto::cluster_auth::ClusterSecret>, String> {
+        if self.cluster_secret_file.is_empty() {
+            return Ok(None);
+        }
+        apogee_proto::cluster_auth::ClusterSecret::from_file(std::path::Path::new(
+            &self.cluster_secret_file,
+        ))
+        .map(Some)
+    }
+
     /// Refuses a listen address reachable from other hosts unless anonymous access is
     /// allowed; `key` names the setting and `env` the variable that allows it.
     pub fn check_exposure(&self, key: &str, addr: &str, env: &str) -> Result<(), String> {
@@ -120,6 +137,10 @@ impl NameServerConfig {
                 .check_exposure(key, addr, "APOGEE_NAMESERVER_SECURITY__ALLOW_ANONYMOUS")
                 .or_else(invalid)?;
         }
+        self.security
+            .cluster_secret()
+            .map(|_| ())
+            .or_else(invalid)?;
         if self.broker_expiry_secs == 0 {
             return invalid("broker_expiry_secs must be at least 1".into());
         }
@@ -203,6 +224,7 @@ mod tests {
         let allowed = NameServerConfig {
             security: SecuritySection {
                 allow_anonymous: true,
+                ..SecuritySection::default()
             },
             ..open
         };

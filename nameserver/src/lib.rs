@@ -61,6 +61,10 @@ pub async fn serve(
         .local_addr()
         .map_or_else(|_| config.listen.clone(), |a| a.to_string());
     let metrics = Arc::new(metrics::NameServerMetrics::new(&node_id)?);
+    let cluster_secret = config
+        .security
+        .cluster_secret()
+        .map_err(ConfigError::Invalid)?;
     let registry = Arc::new(Registry::new(config.broker_expiry()));
     let limits = ServerLimits {
         max_body_bytes: config.max_body_bytes,
@@ -112,10 +116,10 @@ pub async fn serve(
         .layer(RpcMetricsLayer::new(metrics.rpc_latency.clone()))
         .add_service(health_service)
         .add_service(
-            RegistryServer::new(grpc::RegistryService::new(
-                registry.clone(),
-                sessions.clone(),
-            ))
+            RegistryServer::new(
+                grpc::RegistryService::new(registry.clone(), sessions.clone())
+                    .with_cluster_secret(cluster_secret),
+            )
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(

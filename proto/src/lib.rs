@@ -6,6 +6,7 @@
 //!   registry, admin and replication.
 //! - [`error`]: the internal error type and its single mapping to the
 //!   protocol's `Code` and to `tonic::Status`.
+//! - [`cluster_auth`]: the shared-secret proof brokers and slaves give NameServers and masters.
 //! - [`limits`] and [`names`]: the limits and naming rules every process
 //!   shares (topic and group names, body sizes, system topics).
 //! - [`message_id`]: RocketMQ-style 17-byte message ids.
@@ -40,6 +41,7 @@ pub mod generated {
 pub use generated::apache::rocketmq::v2;
 pub use generated::apogee::cluster::v1 as cluster;
 
+pub mod cluster_auth;
 pub mod delay_level;
 pub mod error;
 pub mod group;

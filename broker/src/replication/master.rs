@@ -127,6 +127,11 @@ impl replication_server::Replication for ReplicationService {
         &self,
         request: Request<Streaming<SlaveMessage>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
+        apogee_proto::cluster_auth::check(
+            self.broker.replication.secret.as_ref(),
+            &request,
+            "replication stream",
+        )?;
         let mut inbound = request.into_inner();
         let hello = match inbound.message().await? {
             Some(SlaveMessage {

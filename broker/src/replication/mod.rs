@@ -82,10 +82,16 @@ pub struct Replication {
     /// True while receives must wait for a slave's handback.
     gate_closed: watch::Sender<bool>,
     gate_deadline: tokio::time::Instant,
+    /// The cluster secret: a master asks slaves to prove it, a slave proves it.
+    pub secret: Option<apogee_proto::cluster_auth::ClusterSecret>,
 }
 
 impl Replication {
-    pub fn new(config: &BrokerConfig, store: Arc<MessageStore>) -> Arc<Self> {
+    pub fn new(
+        config: &BrokerConfig,
+        store: Arc<MessageStore>,
+        secret: Option<apogee_proto::cluster_auth::ClusterSecret>,
+    ) -> Arc<Self> {
         let had_slaves = config.role != Role::Slave
             && matches!(store.kv().get(Cf::Meta, HAD_SLAVES_KEY), Ok(Some(_)));
         let wait = Duration::from_millis(config.replication.handback_wait_ms);
@@ -104,6 +110,7 @@ impl Replication {
             slaves: Mutex::new(BTreeMap::new()),
             next_session: Mutex::new(0),
             log_times: Mutex::new(VecDeque::new()),
+            secret,
             link: Mutex::new(MasterLink {
                 endpoint: config.replication.master.clone(),
                 ..MasterLink::default()

@@ -174,9 +174,13 @@ async fn session(broker: &Arc<Broker>, master: &str) -> Result<(), ApogeeError> 
     let handed_back = !hello.handback.is_empty();
     let (tx, rx) = mpsc::channel::<SlaveMessage>(64);
     send(&tx, slave_message::Kind::Hello(hello)).await?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(secret) = &broker.replication.secret {
+        secret.sign(&mut request);
+    }
     let mut inbound = ReplicationClient::new(channel)
         .max_decoding_message_size(apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES)
-        .replicate(ReceiverStream::new(rx))
+        .replicate(request)
         .await?
         .into_inner();
     let welcome = match next(&mut inbound).await? {

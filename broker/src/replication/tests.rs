@@ -50,7 +50,7 @@ fn status(rep: &Replication, id: i64) -> SlaveStatus {
 async fn a_slave_is_in_sync_while_it_keeps_up_and_connected() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
-    let rep = Replication::new(&config(1 << 20), store.clone());
+    let rep = Replication::new(&config(1 << 20), store.clone(), None);
     let session = rep.slave_connected(1, "10.0.0.2:10911");
     append(&store, 10).await;
     let end = store.log_end_offset();
@@ -80,7 +80,7 @@ async fn a_slave_is_in_sync_while_it_keeps_up_and_connected() {
 async fn a_slave_behind_without_progress_or_too_far_behind_is_out_of_sync() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
-    let rep = Replication::new(&config(500), store.clone());
+    let rep = Replication::new(&config(500), store.clone(), None);
     let session = rep.slave_connected(1, "s1");
     append(&store, 20).await;
     let end = store.log_end_offset();
@@ -104,7 +104,7 @@ async fn a_slave_behind_without_progress_or_too_far_behind_is_out_of_sync() {
 async fn lag_in_time_counts_from_when_the_log_passed_the_slave() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
-    let rep = Replication::new(&config(1 << 20), store.clone());
+    let rep = Replication::new(&config(1 << 20), store.clone(), None);
     append(&store, 1).await;
     let first_end = store.log_end_offset();
     rep.note_log_end(1_000);
@@ -122,7 +122,7 @@ async fn lag_in_time_counts_from_when_the_log_passed_the_slave() {
 async fn a_master_that_had_slaves_waits_for_a_handback_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
-    let rep = Replication::new(&config(1 << 20), store.clone());
+    let rep = Replication::new(&config(1 << 20), store.clone(), None);
     assert!(
         !rep.handback_pending(),
         "a master that never had slaves serves at once"
@@ -130,7 +130,7 @@ async fn a_master_that_had_slaves_waits_for_a_handback_after_a_restart() {
     rep.slave_connected(1, "s1");
 
     // "Restart": a new Replication over the same store.
-    let rep = Replication::new(&config(1 << 20), store.clone());
+    let rep = Replication::new(&config(1 << 20), store.clone(), None);
     assert!(rep.handback_pending());
     assert!(!rep.wait_handback(Duration::from_millis(20)).await);
     rep.open_gate();
@@ -143,5 +143,5 @@ async fn a_master_that_had_slaves_waits_for_a_handback_after_a_restart() {
         broker_id: 1,
         ..config(1 << 20)
     };
-    assert!(!Replication::new(&slave, store).handback_pending());
+    assert!(!Replication::new(&slave, store, None).handback_pending());
 }

@@ -14,6 +14,7 @@ use apogee_proto::cluster::{
     RegisterBrokerResponse, RelayCheckBackRequest, RelayCheckBackResponse, TopicConfig,
     UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
+use apogee_proto::cluster_auth::{self, ClusterSecret};
 use apogee_proto::telemetry::Sessions;
 use apogee_proto::v2::{telemetry_command::Command, RecoverOrphanedTransactionCommand};
 use apogee_proto::{limits, ApogeeError};
@@ -26,11 +27,24 @@ pub struct RegistryService {
     registry: Arc<Registry>,
     /// The clients' live Telemetry sessions (check-backs are relayed through them).
     sessions: Arc<Sessions>,
+    /// With a cluster secret, brokers must prove it to register, heartbeat, unregister and
+    /// relay check-backs (`apogee_proto::cluster_auth`).
+    secret: Option<ClusterSecret>,
 }
 
 impl RegistryService {
     pub fn new(registry: Arc<Registry>, sessions: Arc<Sessions>) -> Self {
-        RegistryService { registry, sessions }
+        RegistryService {
+            registry,
+            sessions,
+            secret: None,
+        }
+    }
+
+    /// Requires brokers to prove the cluster secret.
+    pub fn with_cluster_secret(mut self, secret: Option<ClusterSecret>) -> Self {
+        self.secret = secret;
+        self
     }
 }
 
@@ -108,6 +122,7 @@ impl RegistryRpc for RegistryService {
         &self,
         request: Request<RegisterBrokerRequest>,
     ) -> Result<Response<RegisterBrokerResponse>, Status> {
+        cluster_auth::check(self.secret.as_ref(), &request, "broker registration")?;
         let req = request.into_inner();
         validate_register(&req)?;
         let registered = self.registry.register(&req).inspect_err(|e| {
@@ -148,6 +163,7 @@ impl RegistryRpc for RegistryService {
         &self,
         request: Request<BrokerHeartbeatRequest>,
     ) -> Result<Response<BrokerHeartbeatResponse>, Status> {
+        cluster_auth::check(self.secret.as_ref(), &request, "broker heartbeat")?;
         let req = request.into_inner();
         validate_identity(&req.cluster_name, &req.broker_name, req.broker_id)?;
         let register_required = self.registry.heartbeat(
@@ -171,6 +187,7 @@ impl RegistryRpc for RegistryService {
         &self,
         request: Request<UnregisterBrokerRequest>,
     ) -> Result<Response<UnregisterBrokerResponse>, Status> {
+        cluster_auth::check(self.secret.as_ref(), &request, "broker unregistration")?;
         let req = request.into_inner();
         validate_identity(&req.cluster_name, &req.broker_name, req.broker_id)?;
         if self
@@ -218,6 +235,7 @@ impl RegistryRpc for RegistryService {
         &self,
         request: Request<RelayCheckBackRequest>,
     ) -> Result<Response<RelayCheckBackResponse>, Status> {
+        cluster_auth::check(self.secret.as_ref(), &request, "check-back relay")?;
         let req = request.into_inner();
         limits::validate_topic(&req.topic)?;
         let command =

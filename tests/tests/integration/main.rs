@@ -17,6 +17,8 @@
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
 //! - [`operations`]: `group reset-offset`, `clients list`, `broker config get|set`,
 //!   mqadmin's command names.
+//! - [`cluster_trust`]: the cluster secret: a broker without it cannot register, a fake
+//!   slave cannot open the replication stream.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
 //! - [`config_import`]: `apogee config import` turns a RocketMQ broker.conf into a
 //!   TOML `apogee-broker --check-config` accepts; bad values exit 1 naming key and line.
@@ -48,6 +50,7 @@
 mod bad_input;
 mod bench;
 mod cli;
+mod cluster_trust;
 mod config_import;
 mod consumer_groups;
 mod dead_letters;
