@@ -9,7 +9,8 @@ use prometheus_parse::{Scrape, Value};
 use std::collections::HashSet;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(20);
+/// Long enough for a heartbeat round (10 s) plus its timeout (3 s) on a loaded machine.
+const WAIT: Duration = Duration::from_secs(40);
 
 /// Scrapes and parses `/metrics` of `addr`.
 async fn scrape(addr: &str) -> Scrape {
