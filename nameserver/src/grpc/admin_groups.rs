@@ -244,17 +244,20 @@ fn merge(answers: Vec<DescribeGroupResponse>, local: Vec<GroupClient>) -> Descri
     merged
 }
 
+/// Adds what `more` has that `known` lacks, and sorts it (a client's places or topics).
+pub(super) fn union_into(known: &mut Vec<String>, more: Vec<String>) {
+    for item in more {
+        if !known.contains(&item) {
+            known.push(item);
+        }
+    }
+    known.sort();
+}
+
 /// Adds a client, merging where it is connected when it is already listed.
 fn add_client(clients: &mut BTreeMap<String, GroupClient>, c: GroupClient) {
     match clients.get_mut(&c.client_id) {
-        Some(known) => {
-            for at in c.connected_to {
-                if !known.connected_to.contains(&at) {
-                    known.connected_to.push(at);
-                }
-            }
-            known.connected_to.sort();
-        }
+        Some(known) => union_into(&mut known.connected_to, c.connected_to),
         None => {
             clients.insert(c.client_id.clone(), c);
         }

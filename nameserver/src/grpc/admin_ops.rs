@@ -4,7 +4,7 @@
 //! from every master's sessions and this NameServer's own. A broker's config
 //! is asked of the broker itself.
 
-use super::admin_groups::{outcome, HERE};
+use super::admin_groups::{outcome, union_into, HERE};
 use super::brokers::{each_master, BrokerChannels};
 use crate::registry::Registry;
 use apogee_proto::cluster::{
@@ -66,18 +66,8 @@ pub async fn list_clients(
     for c in all {
         match clients.get_mut(&c.client_id) {
             Some(known) => {
-                for at in c.connected_to {
-                    if !known.connected_to.contains(&at) {
-                        known.connected_to.push(at);
-                    }
-                }
-                known.connected_to.sort();
-                for t in c.topics {
-                    if !known.topics.contains(&t) {
-                        known.topics.push(t);
-                    }
-                }
-                known.topics.sort();
+                union_into(&mut known.connected_to, c.connected_to);
+                union_into(&mut known.topics, c.topics);
                 if known.address.is_empty() {
                     known.address = c.address;
                 }

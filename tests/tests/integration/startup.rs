@@ -21,7 +21,35 @@ fn broker_on(data_dir: &std::path::Path, listen: &str) -> Command {
     c
 }
 
-/// Kills the first broker when the test ends, however it ends.
+/// Spawns `broker` logging to `log` and waits until its store is open.
+async fn started(mut broker: Command, log: &std::path::Path) -> Running {
+    let file = std::fs::File::create(log).unwrap();
+    let running = Running(
+        broker
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "the broker's store to open",
+        || {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            async move {
+                if text.contains("message store opened") {
+                    Ok(())
+                } else {
+                    Err(text)
+                }
+            }
+        },
+    )
+    .await;
+    running
+}
+
+/// Kills a broker when the test ends, however it ends.
 struct Running(Child);
 
 impl Drop for Running {
@@ -35,27 +63,8 @@ impl Drop for Running {
 async fn a_data_dir_in_use_by_another_broker_is_refused_in_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let first_log = dir.path().join("first.log");
-    let log = std::fs::File::create(&first_log).unwrap();
-    let _first = Running(
-        broker(&data)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    );
     // The first broker holds the data dir once its store is open.
-    wait_until(Duration::from_secs(60), "the first broker's store", || {
-        let text = std::fs::read_to_string(&first_log).unwrap_or_default();
-        async move {
-            if text.contains("message store opened") {
-                Ok(())
-            } else {
-                Err(text)
-            }
-        }
-    })
-    .await;
+    let _first = started(broker(&data), &dir.path().join("first.log")).await;
 
     let out = broker(&data).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -95,31 +104,9 @@ async fn a_non_loopback_listen_without_authentication_refuses_to_start_unless_al
     );
     assert!(!dir.path().join("data").exists(), "nothing was created");
     // Allowed: it starts (and is stopped here once its store is open).
-    let log_path = dir.path().join("allowed.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let _allowed = Running(
-        broker_on(&dir.path().join("data"), "0.0.0.0:0")
-            .env("APOGEE_BROKER_SECURITY__ALLOW_ANONYMOUS", "true")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    );
-    wait_until(
-        Duration::from_secs(60),
-        "the allowed broker to start",
-        || {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            async move {
-                if text.contains("message store opened") {
-                    Ok(())
-                } else {
-                    Err(text)
-                }
-            }
-        },
-    )
-    .await;
+    let mut allowed = broker_on(&dir.path().join("data"), "0.0.0.0:0");
+    allowed.env("APOGEE_BROKER_SECURITY__ALLOW_ANONYMOUS", "true");
+    let _allowed = started(allowed, &dir.path().join("allowed.log")).await;
 
     // The NameServer the same way.
     let out = nameserver("0.0.0.0").output().unwrap();
