@@ -10,10 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::{bail, Context};
 use apogee_broker::config::BrokerConfig;
 use apogee_nameserver::NameServerConfig;
-use apogee_proto::names::{
-    DEFAULT_BROKER_HTTP_PORT, DEFAULT_BROKER_PORT, DEFAULT_NAMESERVER_HTTP_PORT,
-    DEFAULT_NAMESERVER_PORT,
-};
+use apogee_proto::names::{DEFAULT_BROKER_PORT, DEFAULT_NAMESERVER_PORT};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -53,10 +50,6 @@ fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
             .context("loading broker config")?;
     if args.standalone {
         config.listen = format!("127.0.0.1:{DEFAULT_BROKER_PORT}");
-        // On loopback like the rest of standalone, unless set otherwise.
-        if config.http_listen == BrokerConfig::default().http_listen {
-            config.http_listen = format!("127.0.0.1:{DEFAULT_BROKER_HTTP_PORT}");
-        }
         config.nameservers = vec![format!("127.0.0.1:{DEFAULT_NAMESERVER_PORT}")];
         config.data_dir = args
             .data_dir
@@ -155,7 +148,6 @@ async fn run() -> anyhow::Result<()> {
     if args.standalone {
         let ns_config = NameServerConfig {
             listen: format!("127.0.0.1:{DEFAULT_NAMESERVER_PORT}"),
-            http_listen: format!("127.0.0.1:{DEFAULT_NAMESERVER_HTTP_PORT}"),
             ..NameServerConfig::default()
         };
         let listener = apogee_proto::net::Listener::bind(&ns_config.listen)

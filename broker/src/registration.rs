@@ -84,7 +84,8 @@ fn channel(addr: &str) -> Result<Channel, ApogeeError> {
 }
 
 impl NameServerLink {
-    pub fn new(config: &BrokerConfig) -> Result<Self, ApogeeError> {
+    /// The link to `config`'s NameServers, proving `secret` (the cluster secret) when set.
+    pub fn new(config: &BrokerConfig, secret: Option<ClusterSecret>) -> Result<Self, ApogeeError> {
         let nameservers = config
             .nameservers
             .iter()
@@ -98,10 +99,6 @@ impl NameServerLink {
                 })
             })
             .collect::<Result<_, ApogeeError>>()?;
-        let secret = config
-            .security
-            .cluster_secret()
-            .map_err(ApogeeError::BadRequest)?;
         Ok(NameServerLink {
             config: config.clone(),
             nameservers,

@@ -21,7 +21,7 @@ use apogee_proto::cluster::admin_server::AdminServer as AdminService;
 use apogee_proto::cluster::replication_server::ReplicationServer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use apogee_proto::net::Listener;
-use apogee_proto::ops::{OpsListener, OpsSlot, RpcMetricsLayer};
+use apogee_proto::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
 use apogee_proto::settings::ServerLimits;
 use apogee_proto::telemetry::Sessions;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
@@ -147,17 +147,8 @@ pub async fn serve(
         .as_ref()
         .and_then(|o| o.local_addr().ok())
         .map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
-    let (ops_stop, mut ops_stopped) = watch::channel(false);
     let ops_slot = OpsSlot::default();
-    let ops_task = ops.map(|ops| {
-        tokio::spawn(apogee_proto::ops::serve(
-            ops,
-            ops_slot.clone(),
-            async move {
-                let _ = ops_stopped.wait_for(|s| *s).await;
-            },
-        ))
-    });
+    let ops_server = OpsServer::start(ops, ops_slot.clone());
     let metrics = BrokerMetrics::new(&config);
     let store_cfg = store_config(&config);
     let started_at_ms = apogee_proto::time::now_ms();
@@ -182,7 +173,11 @@ pub async fn serve(
         config.consume.auto_create_groups,
     )?);
     let consume = Arc::new(ConsumeEngine::open(store.clone())?);
-    let nameservers = Arc::new(NameServerLink::new(&config)?);
+    let cluster_secret = config
+        .security
+        .cluster_secret()
+        .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))?;
+    let nameservers = Arc::new(NameServerLink::new(&config, cluster_secret.clone())?);
     nameservers.register_at_start(&topics, &groups).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = ServerLimits {
@@ -215,10 +210,6 @@ pub async fn serve(
         (config.role != Role::Slave).then(|| schedule.clone().spawn_delivery(stop_rx.clone()));
     // A slave counts its master as away until it is connected: what it serves is handed back.
     journal.set_master_away(config.role == Role::Slave);
-    let cluster_secret = config
-        .security
-        .cluster_secret()
-        .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))?;
     let replication = Replication::new(&config, store.clone(), cluster_secret);
     let broker = Arc::new(Broker {
         config: config.clone(),
@@ -309,10 +300,7 @@ pub async fn serve(
         let _ = task.await;
     }
     store.shutdown();
-    let _ = ops_stop.send(true);
-    if let Some(task) = ops_task {
-        let _ = task.await;
-    }
+    ops_server.stop().await;
     tracing::info!("broker stopped");
     result.map_err(BrokerError::from)
 }

@@ -27,7 +27,7 @@ use apogee_proto::cluster::admin_server::AdminServer;
 use apogee_proto::cluster::registry_server::RegistryServer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use apogee_proto::net::Listener;
-use apogee_proto::ops::{OpsListener, OpsSlot, RpcMetricsLayer};
+use apogee_proto::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
 use apogee_proto::settings::ServerLimits;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
 use registry::Registry;
@@ -87,19 +87,14 @@ pub async fn serve(
     let expiry_task = expiry::spawn(registry.clone(), config.expiry_scan_interval());
 
     let closing = Arc::new(AtomicBool::new(false));
-    let (ops_stop, mut ops_stopped) = tokio::sync::watch::channel(false);
-    let ops_task = ops.map(|ops| {
-        let slot = OpsSlot::default();
-        slot.set(Arc::new(metrics::NameServerOps {
-            metrics: metrics.clone(),
-            registry: registry.clone(),
-            sessions: sessions.clone(),
-            closing: closing.clone(),
-        }));
-        tokio::spawn(apogee_proto::ops::serve(ops, slot, async move {
-            let _ = ops_stopped.wait_for(|s| *s).await;
-        }))
-    });
+    let ops_slot = OpsSlot::default();
+    ops_slot.set(Arc::new(metrics::NameServerOps {
+        metrics: metrics.clone(),
+        registry: registry.clone(),
+        sessions: sessions.clone(),
+        closing: closing.clone(),
+    }));
+    let ops_server = OpsServer::start(ops, ops_slot);
 
     let closer = access_point.clone();
     let signal = async move {
@@ -138,9 +133,6 @@ pub async fn serve(
         )
         .await;
     expiry_task.abort();
-    let _ = ops_stop.send(true);
-    if let Some(task) = ops_task {
-        let _ = task.await;
-    }
+    ops_server.stop().await;
     result.map_err(NameServerError::from)
 }

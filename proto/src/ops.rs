@@ -84,6 +84,34 @@ pub async fn serve(
         .await
 }
 
+/// The operations endpoint of a running server (or none, with no listener).
+pub struct OpsServer {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl OpsServer {
+    /// Serves `slot` on `listener`, when there is one, until [`OpsServer::stop`].
+    pub fn start(listener: Option<OpsListener>, slot: OpsSlot) -> OpsServer {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = listener.map(|listener| {
+            tokio::spawn(serve(listener, slot, async move {
+                // Also when the handle is dropped without stop (a failed start).
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
+        OpsServer { stop, task }
+    }
+
+    /// Stops serving and waits for the endpoint to close.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
+    }
+}
+
 /// The content type of the Prometheus text format.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 

@@ -109,13 +109,14 @@ pub async fn pull(
                     Err(e) => return vec![status(ApogeeError::from(e).to_status())],
                 };
             let next_offset = messages.last().map(|m| m.queue_offset + 1).unwrap_or(from);
+            let matching: Vec<_> = messages.iter().filter(|m| filter.matches(&m.msg)).collect();
             let group = req.group.as_ref().map_or("", |g| g.name.as_str());
-            let matching = messages.iter().filter(|m| filter.matches(&m.msg));
-            let (count, bytes) = matching.fold((0, 0), |(n, b), m| (n + 1, b + m.msg.body.len()));
-            broker.metrics.delivered(&topic, group, count, bytes);
-            let mut out: Vec<_> = messages
-                .iter()
-                .filter(|m| filter.matches(&m.msg))
+            let bytes = matching.iter().map(|m| m.msg.body.len()).sum();
+            broker
+                .metrics
+                .delivered(&topic, group, matching.len(), bytes);
+            let mut out: Vec<_> = matching
+                .into_iter()
                 .map(|m| v2::PullMessageResponse {
                     content: Some(Content::Message(to_v2_message(m, &namespace, &store_host))),
                 })

@@ -173,9 +173,6 @@ fn refuse_all(messages: &[v2::Message], e: &ApogeeError) -> v2::SendMessageRespo
     }
 }
 
-/// Stores the messages of one SendMessage request. A TRANSACTION message (which must be
-/// sent alone) is stored as a half message and answered with its transaction id; a DELAY
-/// message waits in the schedule topic and is answered with its recall handle.
 /// Counts a stored request (its messages share one topic and type) in the metrics.
 fn count_stored(broker: &Broker, messages: &[v2::Message]) {
     let Some(first) = messages.first() else {
@@ -191,6 +188,9 @@ fn count_stored(broker: &Broker, messages: &[v2::Message]) {
     broker.metrics.stored(topic, message_type, sizes);
 }
 
+/// Stores the messages of one SendMessage request. A TRANSACTION message (which must be
+/// sent alone) is stored as a half message and answered with its transaction id; a DELAY
+/// message waits in the schedule topic and is answered with its recall handle.
 pub async fn send_message(
     broker: &Broker,
     req: v2::SendMessageRequest,

@@ -5,7 +5,7 @@
 use apogee_proto::cluster::replication_client::ReplicationClient;
 use apogee_proto::cluster::{
     slave_message, BrokerRole, GetClusterInfoRequest, RegisterBrokerRequest, SlaveHello,
-    SlaveMessage,
+    SlaveMessage, TopicStatusRequest,
 };
 use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_tests::{bins, rpc, wait_until, BrokerSpec, Cluster};
@@ -45,17 +45,23 @@ async fn only_brokers_with_the_cluster_secret_register_and_replicate() {
     // The members with the secret registered and replicate.
     cluster.create_topic("trust-t", 1).await;
     rpc::send_numbered(&master, "trust-t", 3).await;
+    // The slave's queue (its topic config arrives with the replicated state) reaches 3.
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         "the slave to hold the messages",
         || {
             let slave = slave.clone();
             async move {
-                let n = rpc::queue_contents(&slave, "trust-t", 0).await.len();
-                if n == 3 {
-                    Ok(())
-                } else {
-                    Err(format!("{n} of 3"))
+                let status = rpc::admin(&slave)
+                    .topic_status(TopicStatusRequest {
+                        topic: "trust-t".into(),
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner();
+                match status.queues.first().map(|q| q.max_offset) {
+                    Some(3) => Ok(()),
+                    other => Err(format!("the slave's queue ends at {other:?}")),
                 }
             }
         },
