@@ -56,6 +56,7 @@ pub struct BrokerConfig {
     pub replication: ReplicationSection,
     pub limits: crate::quotas::LimitsSection,
     pub security: apogee_nameserver::config::SecuritySection,
+    pub tls: apogee_nameserver::tls_config::TlsSection,
 }
 
 /// Master/slave replication of the commit log and the consume state.
@@ -232,6 +233,7 @@ impl Default for BrokerConfig {
             replication: ReplicationSection::default(),
             limits: crate::quotas::LimitsSection::default(),
             security: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -272,6 +274,8 @@ impl BrokerConfig {
                 .or_else(bad)?;
         }
         self.security.cluster_secret().map(|_| ()).or_else(bad)?;
+        self.security.check_authentication().or_else(bad)?;
+        self.tls.validate().or_else(bad)?;
         if self.nameservers.is_empty() {
             return bad("at least one nameserver is required".into());
         }

@@ -14,6 +14,7 @@
 //! - [`runtime_config`]: the allow-list of settings changed while running.
 //! - [`server`]: wiring it together; [`config`]: the configuration.
 
+pub mod access;
 pub mod config;
 pub mod consume;
 pub mod dead_letters;

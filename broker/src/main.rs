@@ -148,6 +148,10 @@ async fn run() -> anyhow::Result<()> {
     if args.standalone {
         let ns_config = NameServerConfig {
             listen: format!("127.0.0.1:{DEFAULT_NAMESERVER_PORT}"),
+            // The same trust and credentials as the broker beside it.
+            security: config.security.clone(),
+            // The broker's TLS too: it connects to this NameServer with it.
+            tls: config.tls.clone(),
             ..NameServerConfig::default()
         };
         let listener = apogee_proto::net::Listener::bind(&ns_config.listen)

@@ -17,11 +17,13 @@
 //! QueryAssignment) to a NameServer, and relays transaction check-backs through
 //! the NameServers.
 
+use crate::access::AccessTable;
 use crate::config::{BrokerConfig, Role};
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
 use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole};
 use apogee_proto::cluster_auth::ClusterSecret;
+use apogee_proto::tls::ClientTls;
 use apogee_proto::v2::{self, messaging_service_client::MessagingServiceClient};
 use apogee_proto::ApogeeError;
 use futures::future::join_all;
@@ -29,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -68,16 +70,14 @@ pub struct NameServerLink {
     nameservers: Vec<NameServer>,
     /// Proves this broker belongs to the cluster (`apogee_proto::cluster_auth`).
     secret: Option<ClusterSecret>,
+    /// Users and ACL entries, registered with the topics and groups.
+    access: Option<Arc<AccessTable>>,
 }
 
-fn channel(addr: &str) -> Result<Channel, ApogeeError> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)
-        .map_err(|e| ApogeeError::BadRequest(format!("nameserver address {addr:?}: {e}")))?
+/// A channel to a NameServer, over TLS with `tls`.
+fn channel(addr: &str, tls: Option<&ClientTls>) -> Result<Channel, ApogeeError> {
+    Ok(apogee_proto::tls::endpoint(addr, tls)
+        .map_err(|e| ApogeeError::BadRequest(format!("nameserver {e}")))?
         .connect_timeout(RPC_TIMEOUT)
         .timeout(RPC_TIMEOUT)
         .connect_lazy())
@@ -86,13 +86,14 @@ fn channel(addr: &str) -> Result<Channel, ApogeeError> {
 impl NameServerLink {
     /// The link to `config`'s NameServers, proving `secret` (the cluster secret) when set.
     pub fn new(config: &BrokerConfig, secret: Option<ClusterSecret>) -> Result<Self, ApogeeError> {
+        let tls = config.tls.client_tls().map_err(ApogeeError::BadRequest)?;
         let nameservers = config
             .nameservers
             .iter()
             .map(|a| {
                 Ok(NameServer {
                     addr: a.clone(),
-                    channel: channel(a)?,
+                    channel: channel(a, tls.as_ref())?,
                     refused: AtomicBool::new(false),
                     failing: AtomicBool::new(false),
                     registered: AtomicBool::new(false),
@@ -103,7 +104,19 @@ impl NameServerLink {
             config: config.clone(),
             nameservers,
             secret,
+            access: None,
         })
+    }
+
+    /// Registers `access`'s users and ACL entries too (and re-registers when they change).
+    pub fn with_access(mut self, access: Arc<AccessTable>) -> Self {
+        self.access = Some(access);
+        self
+    }
+
+    fn data_version(&self, topics: &TopicTable, groups: &GroupTable) -> i64 {
+        let access = self.access.as_ref().map_or(0, |a| a.data_version());
+        data_version(topics, groups).saturating_add(access)
     }
 
     /// A request to a NameServer, with the cluster proof when there is a secret.
@@ -120,6 +133,11 @@ impl NameServerLink {
         topics: &TopicTable,
         groups: &GroupTable,
     ) -> cluster::RegisterBrokerRequest {
+        let access = self
+            .access
+            .as_ref()
+            .map(|a| a.snapshot())
+            .unwrap_or_default();
         cluster::RegisterBrokerRequest {
             cluster_name: self.config.cluster_name.clone(),
             broker_name: self.config.broker_name.clone(),
@@ -131,12 +149,14 @@ impl NameServerLink {
                 Role::Slave => BrokerRole::Slave,
             } as i32,
             topics: topics.list(),
-            data_version: data_version(topics, groups),
+            data_version: self.data_version(topics, groups),
             groups: groups
                 .list()
                 .iter()
                 .map(|g| cluster::GroupConfig::from(g.as_ref()))
                 .collect(),
+            users: access.all_users().cloned().collect(),
+            acls: access.all_acls().cloned().collect(),
         }
     }
 
@@ -259,7 +279,7 @@ impl NameServerLink {
             cluster_name: self.config.cluster_name.clone(),
             broker_name: self.config.broker_name.clone(),
             broker_id: self.config.broker_id,
-            data_version: data_version(topics, groups),
+            data_version: self.data_version(topics, groups),
         };
         let mut client = RegistryClient::new(ns.channel.clone());
         match client.broker_heartbeat(self.signed(req)).await {
@@ -324,11 +344,18 @@ impl NameServerLink {
         loop {
             let changed = topics.changed().notified();
             let groups_changed = groups.changed().notified();
+            let access_changed = async {
+                match &self.access {
+                    Some(a) => a.changed().notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = register.tick() => self.register_all(&topics, &groups).await,
                 _ = heartbeat.tick() => self.heartbeat_all(&topics, &groups).await,
                 _ = changed => self.register_all(&topics, &groups).await,
                 _ = groups_changed => self.register_all(&topics, &groups).await,
+                _ = access_changed => self.register_all(&topics, &groups).await,
                 _ = shutdown.changed() => break,
             }
         }
@@ -368,7 +395,7 @@ impl NameServerLink {
         let answer = self
             .ask_each(
                 |ch| {
-                    let req = req.clone();
+                    let req = self.signed(req.clone());
                     async move { MessagingServiceClient::new(ch).query_route(req).await }
                 },
                 |_| true,
@@ -390,7 +417,7 @@ impl NameServerLink {
         let answer = self
             .ask_each(
                 |ch| {
-                    let req = req.clone();
+                    let req = self.signed(req.clone());
                     async move { MessagingServiceClient::new(ch).query_assignment(req).await }
                 },
                 |_| true,

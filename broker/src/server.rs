@@ -55,6 +55,8 @@ pub struct Broker {
     pub topics: Arc<TopicTable>,
     /// Consumer groups' configs.
     pub groups: Arc<GroupTable>,
+    /// Users and ACL entries (the guard's directory follows them).
+    pub access: Arc<crate::access::AccessTable>,
     pub consume: Arc<ConsumeEngine>,
     pub limits: ServerLimits,
     pub nameservers: Arc<NameServerLink>,
@@ -97,6 +99,7 @@ impl Broker {
             consume: self.consume.clone(),
             topics: self.topics.clone(),
             groups: self.groups.clone(),
+            access: self.access.clone(),
         }
     }
 
@@ -143,12 +146,27 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     config.validate()?;
+    let server_tls = config
+        .tls
+        .server_tls()
+        .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))?;
+    let scheme = if server_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let ops_addr = ops
         .as_ref()
         .and_then(|o| o.local_addr().ok())
-        .map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
+        .map_or_else(|| "off".to_string(), |a| format!("{scheme}://{a}"));
     let ops_slot = OpsSlot::default();
-    let ops_server = OpsServer::start(ops, ops_slot.clone());
+    let ops_server = OpsServer::start(
+        ops.map(|o| o.with_tls(server_tls.clone())),
+        ops_slot.clone(),
+    );
+    let tls_reloader = server_tls
+        .as_ref()
+        .map(|tls| tls.spawn_reloader(config.tls.reload_interval()));
     let metrics = BrokerMetrics::new(&config);
     let store_cfg = store_config(&config);
     let started_at_ms = apogee_proto::time::now_ms();
@@ -177,7 +195,19 @@ pub async fn serve(
         .security
         .cluster_secret()
         .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))?;
-    let nameservers = Arc::new(NameServerLink::new(&config, cluster_secret.clone())?);
+    let auth = config
+        .security
+        .auth_layer(cluster_secret.clone())
+        .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))?;
+    let access = Arc::new(crate::access::AccessTable::load(
+        store.kv(),
+        cluster_secret
+            .as_ref()
+            .map(apogee_proto::auth::acl::SecretSeal::new),
+        auth.directory(),
+    )?);
+    let nameservers =
+        Arc::new(NameServerLink::new(&config, cluster_secret.clone())?.with_access(access.clone()));
     nameservers.register_at_start(&topics, &groups).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = ServerLimits {
@@ -216,6 +246,7 @@ pub async fn serve(
         store: store.clone(),
         topics: topics.clone(),
         groups: groups.clone(),
+        access,
         consume,
         limits,
         nameservers: nameservers.clone(),
@@ -261,8 +292,12 @@ pub async fn serve(
         config.nameservers.join(", ")
     );
     let mut stop_wait = stop_rx.clone();
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .layer(RpcMetricsLayer::new(metrics.rpc_latency.clone()))
+        .layer(apogee_proto::cluster_mtls::ClientCertLayer::new(
+            config.tls.cluster_mtls,
+        ))
+        .layer(auth)
         .add_service(health_service)
         .add_service(
             MessagingServiceServer::new(MessagingServer::new(broker.clone()))
@@ -279,21 +314,22 @@ pub async fn serve(
             ReplicationServer::new(ReplicationService::new(broker.clone()))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(
-            listener
-                .with_connection_cap(config.limits.max_connections_per_address)
-                .incoming(),
-            async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = stop_wait.changed() => {}
-                }
-                tracing::info!("broker shutting down");
-                let _ = stop_tx.send(true);
-            },
-        )
-        .await;
+        );
+    let listener = listener
+        .with_connection_cap(config.limits.max_connections_per_address)
+        .with_tls(server_tls);
+    let result = apogee_proto::net::serve(router, listener, async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop_wait.changed() => {}
+        }
+        tracing::info!("broker shutting down");
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    if let Some(task) = tls_reloader {
+        task.abort();
+    }
     let _ = registration.await;
     let _ = replicating.await;
     for task in [checker, delivery, consume_task].into_iter().flatten() {

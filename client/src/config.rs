@@ -1,6 +1,6 @@
 //! Client configuration: where the NameServers are, how long a request may
 //! take, how often a send is attempted, the namespace and the client id that
-//! identifies this process to the servers (`x-mq-client-id`).
+//! identifies this process to the servers (`x-mq-client-id`), and TLS.
 
 use std::time::Duration;
 
@@ -21,6 +21,12 @@ pub struct ClientConfig {
     /// Identifies this client to the servers; generated as
     /// `hostname-pid-uuid` by default.
     pub client_id: String,
+    /// Access key and secret key every request is signed with (`MQv2-HMAC-SHA1`, as the
+    /// official clients do); `None`: unsigned requests.
+    pub credentials: Option<apogee_proto::auth::Credentials>,
+    /// TLS to every server (the CA trusted, the client certificate presented, if any);
+    /// `None`: plain text.
+    pub tls: Option<apogee_proto::tls::ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -34,6 +40,8 @@ impl Default for ClientConfig {
             max_attempts: 3,
             namespace: String::new(),
             client_id: generate_client_id(),
+            credentials: None,
+            tls: None,
         }
     }
 }
@@ -78,6 +86,20 @@ impl ClientConfig {
     /// Overrides the generated client id.
     pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = client_id.into();
+        self
+    }
+
+    /// Signs every request with these credentials.
+    pub fn with_credentials(mut self, credentials: apogee_proto::auth::Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Talks TLS to every server, trusting and presenting what `tls` says (see
+    /// [`apogee_proto::tls::ClientTls`]: a CA file or the system's roots, and an optional
+    /// client certificate).
+    pub fn with_tls(mut self, tls: apogee_proto::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 

@@ -46,7 +46,7 @@ impl Core {
     ) -> Result<Arc<Core>> {
         config.validate()?;
         let core = Arc::new(Core {
-            conns: Connections::new(config.request_timeout),
+            conns: Connections::new(config.request_timeout, config.tls.clone()),
             access_points: AccessPoints::new(config.nameservers.clone()),
             config,
             role,

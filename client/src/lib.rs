@@ -14,7 +14,8 @@
 //!   listener with bounded concurrency; acks on success, nacks with the
 //!   group's backoff on failure, renews invisibility for slow handlers,
 //!   keeps message-group order in FIFO mode, and shuts down gracefully.
-//! - [`ClientConfig`] and [`ClientError`]: configuration and errors.
+//! - [`ClientConfig`] and [`ClientError`]: configuration and errors; [`ClientTls`]: TLS to
+//!   the servers (`ClientConfig::with_tls`).
 //! - [`transport`]: channels, request metadata and address helpers, also
 //!   useful for other gRPC services (the admin CLI uses them).
 //!
@@ -40,6 +41,7 @@ mod telemetry;
 pub mod transaction;
 pub mod transport;
 
+pub use apogee_proto::tls::ClientTls;
 pub use config::ClientConfig;
 pub use consumer::SimpleConsumer;
 pub use error::{ClientError, Result};

@@ -1,16 +1,17 @@
 //! The connection layer: one lazily connected tonic `Channel` per endpoint
-//! (cached for the client's lifetime), the request metadata every RocketMQ 5
-//! client sends, per-request deadlines, and conversions between `host:port`
-//! strings and the protocol's `Endpoints`.
+//! (cached for the client's lifetime; TLS when the config has it), the request metadata
+//! every RocketMQ 5 client sends, per-request deadlines, and conversions between
+//! `host:port` strings and the protocol's `Endpoints`.
 
 use crate::{ClientConfig, ClientError, Result};
+use apogee_proto::tls::ClientTls;
 use apogee_proto::{limits, v2};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Version this client reports in `x-mq-client-version` and its user agent.
 pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -63,16 +64,20 @@ pub fn endpoint_addr(endpoints: &v2::Endpoints) -> Option<String> {
     }
 }
 
-/// A lazily connected channel to `host:port`, for any gRPC service.
-pub fn connect_channel(addr: &str, connect_timeout: Duration) -> Result<Channel> {
+/// A lazily connected channel to `host:port`, for any gRPC service; over TLS with `tls`.
+pub fn connect_channel(
+    addr: &str,
+    connect_timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Channel> {
     let (host, port) = parse_host_port(addr)?;
-    let url = if host.contains(':') {
-        format!("http://[{host}]:{port}")
+    let host_port = if host.contains(':') {
+        format!("[{host}]:{port}")
     } else {
-        format!("http://{host}:{port}")
+        format!("{host}:{port}")
     };
-    let endpoint = Endpoint::from_shared(url)
-        .map_err(|e| ClientError::Config(format!("invalid address {addr:?}: {e}")))?
+    let endpoint = apogee_proto::tls::endpoint(&host_port, tls)
+        .map_err(|e| ClientError::Config(format!("invalid {e}")))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -98,6 +103,9 @@ pub fn request_metadata(config: &ClientConfig) -> MetadataMap {
     put("x-mq-date-time", &date_time_now());
     if !config.namespace.is_empty() {
         put("x-mq-namespace", &config.namespace);
+    }
+    if let Some(credentials) = &config.credentials {
+        credentials.sign(&mut md);
     }
     md
 }
@@ -144,13 +152,15 @@ pub(crate) fn format_date_time(unix_secs: i64) -> String {
 /// One cached channel per endpoint address.
 pub(crate) struct Connections {
     connect_timeout: Duration,
+    tls: Option<ClientTls>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Connections {
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
+    pub(crate) fn new(connect_timeout: Duration, tls: Option<ClientTls>) -> Self {
         Connections {
             connect_timeout,
+            tls,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -162,7 +172,7 @@ impl Connections {
             match map.get(addr) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = connect_channel(addr, self.connect_timeout)?;
+                    let c = connect_channel(addr, self.connect_timeout, self.tls.as_ref())?;
                     map.insert(addr.to_string(), c.clone());
                     c
                 }
@@ -233,6 +243,23 @@ mod tests {
         assert_ne!(id1, id2);
         let no_ns = request_metadata(&ClientConfig::default());
         assert!(no_ns.get("x-mq-namespace").is_none());
+    }
+
+    #[test]
+    fn credentials_sign_the_date_time_header() {
+        use apogee_proto::auth::signature;
+        let credentials = apogee_proto::auth::Credentials::new("app", "app-secret").unwrap();
+        let md = request_metadata(&ClientConfig::default().with_credentials(credentials));
+        let date_time = md.get("x-mq-date-time").unwrap().to_str().unwrap();
+        let header = md.get("authorization").unwrap().to_str().unwrap();
+        let parsed = signature::parse_authorization(header).unwrap();
+        assert_eq!(parsed.access_key, "app");
+        let now = signature::parse_date_time(date_time).unwrap();
+        let skew = Duration::from_secs(1);
+        assert!(signature::verify(&parsed, b"app-secret", date_time, now, skew).is_ok());
+        assert!(request_metadata(&ClientConfig::default())
+            .get("authorization")
+            .is_none());
     }
 
     #[test]

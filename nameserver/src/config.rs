@@ -35,10 +35,11 @@ pub struct NameServerConfig {
     /// Log lines as text or as JSON objects.
     pub log_format: crate::logging::LogFormat,
     pub security: SecuritySection,
+    pub tls: crate::tls_config::TlsSection,
 }
 
 /// The `[security]` section every server has.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecuritySection {
     /// Serve non-loopback addresses without authentication. Off: a server that would be
@@ -48,6 +49,28 @@ pub struct SecuritySection {
     /// registrations and a master opens replication streams only from brokers proving it,
     /// and a broker proves it on its own registrations and replication.
     pub cluster_secret_file: String,
+    /// Check the credentials of every call (`MQv2-HMAC-SHA1`, what the official clients send
+    /// when given an access key); see [`crate::auth`].
+    pub authentication: bool,
+    /// The bootstrap admin's access key (required with `authentication`).
+    pub admin_access_key: String,
+    /// A file holding the bootstrap admin's secret key (required with `authentication`).
+    pub admin_secret_file: String,
+    /// How far a request's `x-mq-date-time` may be from this server's clock.
+    pub auth_max_skew_secs: u64,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        SecuritySection {
+            allow_anonymous: false,
+            cluster_secret_file: String::new(),
+            authentication: false,
+            admin_access_key: String::new(),
+            admin_secret_file: String::new(),
+            auth_max_skew_secs: 900,
+        }
+    }
 }
 
 impl SecuritySection {
@@ -67,14 +90,14 @@ impl SecuritySection {
     /// Refuses a listen address reachable from other hosts unless anonymous access is
     /// allowed; `key` names the setting and `env` the variable that allows it.
     pub fn check_exposure(&self, key: &str, addr: &str, env: &str) -> Result<(), String> {
-        if self.allow_anonymous || addr.is_empty() || is_loopback(addr) {
+        if self.allow_anonymous || self.authentication || addr.is_empty() || is_loopback(addr) {
             return Ok(());
         }
         Err(format!(
-            "{key} = {addr:?} is reachable from other hosts, and Apogee checks no credentials \
-             (authentication is not built yet; see docs/SECURITY.md): anyone who can reach it \
-             could send, read and delete messages and change topics. Listen on 127.0.0.1, or \
-             accept this with `security.allow_anonymous = true` (or {env}=true)"
+            "{key} = {addr:?} is reachable from other hosts, and this server checks no \
+             credentials: anyone who can reach it could send, read and delete messages and \
+             change topics. Turn on `security.authentication` (see docs/SECURITY.md), listen on \
+             127.0.0.1, or accept this with `security.allow_anonymous = true` (or {env}=true)"
         ))
     }
 }
@@ -105,6 +128,7 @@ impl Default for NameServerConfig {
             log_level: None,
             log_format: crate::logging::LogFormat::Text,
             security: SecuritySection::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -141,6 +165,8 @@ impl NameServerConfig {
             .cluster_secret()
             .map(|_| ())
             .or_else(invalid)?;
+        self.security.check_authentication().or_else(invalid)?;
+        self.tls.validate().or_else(invalid)?;
         if self.broker_expiry_secs == 0 {
             return invalid("broker_expiry_secs must be at least 1".into());
         }

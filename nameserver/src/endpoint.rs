@@ -79,11 +79,6 @@ pub fn to_endpoints(endpoint: &str) -> Option<Endpoints> {
     parse(endpoint).ok().map(|hp| hp.to_endpoints())
 }
 
-/// The URI a gRPC channel dials for an endpoint.
-pub fn uri(endpoint: &str) -> String {
-    format!("http://{endpoint}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

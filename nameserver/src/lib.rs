@@ -1,8 +1,9 @@
 //! apogee-nameserver: the NameServer as a library, so the `apogee-nameserver`
 //! binary and the broker's `--standalone` mode run the same code.
 //!
+//! - [`auth`]: client authentication as configured in `[security]` (both servers).
 //! - [`config`]: the NameServer's config; [`config_file`]: the TOML + env
-//!   loader every Apogee process uses.
+//!   loader every Apogee process uses; [`tls_config`]: the `[tls]` section both servers have.
 //! - [`registry`]: the broker table (membership, expiry, routes).
 //! - [`grpc`]: the Registry, Admin and client access-point services.
 //! - [`metrics`]: its Prometheus metrics and readiness (the HTTP endpoint).
@@ -11,6 +12,8 @@
 //!
 //! No global state: no global tracing subscriber, no statics.
 
+pub mod access;
+pub mod auth;
 pub mod config;
 pub mod config_file;
 pub mod endpoint;
@@ -19,12 +22,14 @@ pub mod grpc;
 pub mod logging;
 pub mod metrics;
 pub mod registry;
+pub mod tls_config;
 
 pub use config::NameServerConfig;
 pub use config_file::ConfigError;
 
 use apogee_proto::cluster::admin_server::AdminServer;
 use apogee_proto::cluster::registry_server::RegistryServer;
+use apogee_proto::cluster_mtls::ClientCertLayer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use apogee_proto::net::Listener;
 use apogee_proto::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
@@ -71,7 +76,24 @@ pub async fn serve(
         ..ServerLimits::default()
     };
     let sessions = apogee_proto::telemetry::Sessions::with_cap(config.max_sessions_per_address);
-    let access_point = grpc::AccessPoint::new(registry.clone(), limits, sessions.clone());
+    let server_tls = config.tls.server_tls().map_err(ConfigError::Invalid)?;
+    let broker_tls = config.tls.client_tls().map_err(ConfigError::Invalid)?;
+    let broker_channels = Arc::new(grpc::BrokerChannels::new(
+        cluster_secret.clone(),
+        broker_tls,
+    ));
+    let access_point = grpc::AccessPoint::new(registry.clone(), limits, sessions.clone())
+        .with_broker_channels(broker_channels.clone());
+    let auth = config
+        .security
+        .auth_layer(cluster_secret.clone())
+        .map_err(ConfigError::Invalid)?;
+    let access = Arc::new(access::AccessBook::new(
+        cluster_secret
+            .as_ref()
+            .map(apogee_proto::auth::acl::SecretSeal::new),
+        auth.directory(),
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -94,7 +116,10 @@ pub async fn serve(
         sessions: sessions.clone(),
         closing: closing.clone(),
     }));
-    let ops_server = OpsServer::start(ops, ops_slot);
+    let ops_server = OpsServer::start(ops.map(|o| o.with_tls(server_tls.clone())), ops_slot);
+    let tls_reloader = server_tls
+        .as_ref()
+        .map(|tls| tls.spawn_reloader(config.tls.reload_interval()));
 
     let closer = access_point.clone();
     let signal = async move {
@@ -107,32 +132,40 @@ pub async fn serve(
         closer.close_streams();
     };
 
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .layer(RpcMetricsLayer::new(metrics.rpc_latency.clone()))
+        .layer(ClientCertLayer::new(config.tls.cluster_mtls))
+        .layer(auth)
         .add_service(health_service)
         .add_service(
             RegistryServer::new(
                 grpc::RegistryService::new(registry.clone(), sessions.clone())
-                    .with_cluster_secret(cluster_secret),
+                    .with_cluster_secret(cluster_secret.clone())
+                    .with_access(access.clone(), broker_channels.clone()),
             )
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
-            AdminServer::new(grpc::AdminService::new(registry.clone()).with_sessions(sessions))
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            AdminServer::new(
+                grpc::AdminService::new(registry.clone())
+                    .with_sessions(sessions)
+                    .with_broker_channels(broker_channels)
+                    .with_access(access),
+            )
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
             MessagingServiceServer::new(access_point)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(
-            listener
-                .with_connection_cap(config.max_connections_per_address)
-                .incoming(),
-            signal,
-        )
-        .await;
+        );
+    let listener = listener
+        .with_connection_cap(config.max_connections_per_address)
+        .with_tls(server_tls);
+    let result = apogee_proto::net::serve(router, listener, signal).await;
     expiry_task.abort();
+    if let Some(task) = tls_reloader {
+        task.abort();
+    }
     ops_server.stop().await;
     result.map_err(NameServerError::from)
 }

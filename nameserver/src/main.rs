@@ -82,10 +82,13 @@ async fn run(config: NameServerConfig) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {http} (http_listen)"))?,
         ),
     };
-    let http = ops
-        .as_ref()
-        .and_then(|o| o.local_addr().ok())
-        .map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
+    let http = ops.as_ref().and_then(|o| o.local_addr().ok()).map_or_else(
+        || "off".to_string(),
+        |a| match config.tls.enabled() {
+            true => format!("https://{a}"),
+            false => format!("http://{a}"),
+        },
+    );
     tracing::info!(
         "nameserver {} listening on {addr} (gRPC); metrics and health on {http}",
         env!("CARGO_PKG_VERSION")

@@ -85,6 +85,7 @@ fn register(
         topics,
         data_version: 1,
         groups: vec![],
+        ..Default::default()
     }
 }
 
@@ -478,6 +479,62 @@ impl Admin for FakeBroker {
         &self,
         _r: Request<apogee_proto::cluster::UpdateBrokerConfigRequest>,
     ) -> Result<Response<apogee_proto::cluster::UpdateBrokerConfigResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn create_user(
+        &self,
+        _r: Request<apogee_proto::cluster::CreateUserRequest>,
+    ) -> Result<Response<apogee_proto::cluster::AccessChangeResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn update_user(
+        &self,
+        _r: Request<apogee_proto::cluster::UpdateUserRequest>,
+    ) -> Result<Response<apogee_proto::cluster::AccessChangeResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn delete_user(
+        &self,
+        _r: Request<apogee_proto::cluster::DeleteUserRequest>,
+    ) -> Result<Response<apogee_proto::cluster::AccessChangeResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn list_users(
+        &self,
+        _r: Request<apogee_proto::cluster::ListUsersRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ListUsersResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn grant(
+        &self,
+        _r: Request<apogee_proto::cluster::GrantRequest>,
+    ) -> Result<Response<apogee_proto::cluster::AccessChangeResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn revoke(
+        &self,
+        _r: Request<apogee_proto::cluster::RevokeRequest>,
+    ) -> Result<Response<apogee_proto::cluster::AccessChangeResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn list_acls(
+        &self,
+        _r: Request<apogee_proto::cluster::ListAclsRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ListAclsResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+
+    async fn apply_access(
+        &self,
+        _r: Request<apogee_proto::cluster::ApplyAccessRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ApplyAccessResponse>, Status> {
         Err(Status::unimplemented("fake broker"))
     }
 }

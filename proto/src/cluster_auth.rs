@@ -57,6 +57,12 @@ impl ClusterSecret {
         ClusterSecret::new(trimmed).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// A 32-byte key for `label`'s use, derived from the secret (HMAC-SHA256 of the label keyed
+    /// with the secret): each use gets its own key, and none reveals the secret.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        mac(&self.0, label).finalize().into_bytes().into()
+    }
+
     /// The proof for a call made at `now_ms`.
     pub fn proof(&self, now_ms: i64) -> String {
         let time = now_ms.to_string();

@@ -61,6 +61,9 @@ pub enum ApogeeError {
     MessagePropertiesTooLarge(String),
     #[error("request too large: {0}")]
     PayloadTooLarge(String),
+    /// Missing, malformed or wrong credentials (v2 UNAUTHORIZED, gRPC UNAUTHENTICATED).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("already exists: {0}")]
@@ -121,6 +124,7 @@ impl ApogeeError {
             MessageBodyTooLarge { .. } => Code::MessageBodyTooLarge,
             MessagePropertiesTooLarge(_) => Code::MessagePropertiesTooLarge,
             PayloadTooLarge(_) => Code::PayloadTooLarge,
+            Unauthorized(_) => Code::Unauthorized,
             Forbidden(_) => Code::Forbidden,
             AlreadyExists(_) => Code::BadRequest,
             NotImplemented(_) => Code::NotImplemented,
@@ -176,7 +180,8 @@ impl ApogeeError {
             Code::MessageBodyTooLarge => MessageBodyTooLarge { size: 0, limit: 0 },
             Code::MessagePropertiesTooLarge => MessagePropertiesTooLarge(m),
             Code::PayloadTooLarge => PayloadTooLarge(m),
-            Code::Forbidden | Code::Unauthorized => Forbidden(m),
+            Code::Unauthorized => Unauthorized(m),
+            Code::Forbidden => Forbidden(m),
             Code::NotImplemented => NotImplemented(m),
             Code::Unsupported | Code::VersionUnsupported => Unsupported(m),
             Code::TooManyRequests => TooManyRequests(m),
@@ -221,6 +226,7 @@ impl From<ApogeeError> for tonic::Status {
             | ConsumerGroupNotFound(_)
             | MessageNotFound(_)
             | OffsetNotFound(_) => tonic::Status::not_found(msg),
+            Unauthorized(_) => tonic::Status::unauthenticated(msg),
             Forbidden(_) => tonic::Status::permission_denied(msg),
             AlreadyExists(_) => tonic::Status::already_exists(msg),
             PreconditionFailed(_) => tonic::Status::failed_precondition(msg),
@@ -245,7 +251,8 @@ impl From<tonic::Status> for ApogeeError {
             G::AlreadyExists => ApogeeError::AlreadyExists(m),
             G::InvalidArgument | G::OutOfRange => ApogeeError::BadRequest(m),
             G::FailedPrecondition => ApogeeError::PreconditionFailed(m),
-            G::PermissionDenied | G::Unauthenticated => ApogeeError::Forbidden(m),
+            G::Unauthenticated => ApogeeError::Unauthorized(m),
+            G::PermissionDenied => ApogeeError::Forbidden(m),
             G::Unimplemented => ApogeeError::NotImplemented(m),
             G::ResourceExhausted => ApogeeError::TooManyRequests(m),
             G::DeadlineExceeded => ApogeeError::RequestTimeout(m),
@@ -268,6 +275,7 @@ mod tests {
             ApogeeError::MessageBodyEmpty,
             ApogeeError::NotImplemented("EndTransaction".into()),
             ApogeeError::Forbidden("system topic".into()),
+            ApogeeError::Unauthorized("unknown access key".into()),
             ApogeeError::InvalidTransactionId("unknown".into()),
             ApogeeError::PreconditionFailed("rolled back".into()),
             ApogeeError::NotReplicated("no slave in sync".into()),
@@ -278,6 +286,18 @@ mod tests {
             assert_eq!(back.code(), e.code(), "{e}");
         }
         assert!(ApogeeError::from_status(&ok_status()).is_none());
+    }
+
+    #[test]
+    fn credential_errors_are_unauthorized_and_permissions_forbidden() {
+        let e = ApogeeError::Unauthorized("bad signature".into());
+        assert_eq!(e.code() as i32, 40100);
+        assert_eq!(tonic::Status::from(e).code(), tonic::Code::Unauthenticated);
+        let e = ApogeeError::Forbidden("not an admin".into());
+        assert_eq!(e.code() as i32, 40300);
+        assert_eq!(tonic::Status::from(e).code(), tonic::Code::PermissionDenied);
+        let back = ApogeeError::from(tonic::Status::unauthenticated("x"));
+        assert_eq!(back, ApogeeError::Unauthorized("x".into()));
     }
 
     #[test]

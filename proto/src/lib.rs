@@ -6,7 +6,12 @@
 //!   registry, admin and replication.
 //! - [`error`]: the internal error type and its single mapping to the
 //!   protocol's `Code` and to `tonic::Status`.
-//! - [`cluster_auth`]: the shared-secret proof brokers and slaves give NameServers and masters.
+//! - [`cluster_auth`]: the shared-secret proof brokers and slaves give NameServers and masters;
+//!   [`cluster_mtls`]: the same calls refused without a verified client certificate.
+//! - [`tls`]: certificates and keys from PEM files, the servers' reloadable TLS, outbound
+//!   channels with or without TLS; [`net`]: accepting connections (TLS handshakes included).
+//! - [`auth`]: client authentication (the `MQv2-HMAC-SHA1` signature, the known access keys,
+//!   and, with feature `ops`, the guard both servers put in front of their services).
 //! - [`limits`] and [`names`]: the limits and naming rules every process
 //!   shares (topic and group names, body sizes, system topics).
 //! - [`message_id`]: RocketMQ-style 17-byte message ids.
@@ -41,7 +46,9 @@ pub mod generated {
 pub use generated::apache::rocketmq::v2;
 pub use generated::apogee::cluster::v1 as cluster;
 
+pub mod auth;
 pub mod cluster_auth;
+pub mod cluster_mtls;
 pub mod delay_level;
 pub mod error;
 pub mod group;
@@ -56,6 +63,7 @@ pub mod routed_id;
 pub mod settings;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod txn_id;
 
 pub use error::ApogeeError;

@@ -15,17 +15,30 @@
 //! It also caps the connections one client address may hold open at once
 //! ([`Listener::with_connection_cap`]): one over the cap is closed as soon as
 //! it is accepted (a client cannot exhaust the server's file descriptors).
+//!
+//! With TLS ([`Listener::with_tls`]) every accepted connection does its handshake in a
+//! task of its own ([`TlsIncoming`]), bounded by [`crate::tls::HANDSHAKE_TIMEOUT`], so a
+//! slow or broken client never holds up the others; a connection is handed to the server
+//! once its handshake is done, still counted against its address's cap. [`serve`] runs a
+//! tonic router on a listener, with TLS or without; handlers read the peer's address with
+//! `request.remote_addr()` either way, and its verified certificate with
+//! `request.peer_certs()`.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tonic::codegen::http;
 
+use crate::tls::{Protocol, ServerTls};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
 
 /// Idle time before the first keepalive probe.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
@@ -44,6 +57,8 @@ pub struct Listener {
     hook: Option<AcceptHook>,
     /// Most connections open at once per client IP address (0: no cap).
     cap: usize,
+    /// Serve TLS with this.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Listener {
@@ -55,6 +70,12 @@ impl Listener {
     /// Caps the connections one client IP address may hold open at once (0: no cap).
     pub fn with_connection_cap(mut self, per_address: usize) -> Listener {
         self.cap = per_address;
+        self
+    }
+
+    /// Serves TLS with `tls` (none: plain text).
+    pub fn with_tls(mut self, tls: Option<Arc<ServerTls>>) -> Listener {
+        self.tls = tls;
         self
     }
 
@@ -85,6 +106,7 @@ impl From<TcpListener> for Listener {
             inner,
             hook: None,
             cap: 0,
+            tls: None,
         }
     }
 }
@@ -259,6 +281,123 @@ impl tokio::io::AsyncWrite for Accepted {
     }
 }
 
+impl Incoming {
+    /// These connections after a TLS handshake with `tls`, for a listener of `protocol`.
+    pub fn tls(self, tls: Arc<ServerTls>, protocol: Protocol) -> TlsIncoming {
+        TlsIncoming {
+            inner: self,
+            tls,
+            protocol,
+            handshakes: JoinSet::new(),
+            accepting: true,
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Accepted connections that completed their TLS handshake; see [`Incoming::tls`].
+pub struct TlsIncoming {
+    inner: Incoming,
+    tls: Arc<ServerTls>,
+    protocol: Protocol,
+    /// Handshakes under way, each in its own task.
+    handshakes: JoinSet<Option<TlsStream<Accepted>>>,
+    /// The listener has not ended.
+    accepting: bool,
+}
+
+impl TlsIncoming {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// One connection's handshake, with the acceptor current when it was accepted; `None`
+/// (logged) when it fails or takes longer than the handshake timeout.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    conn: Accepted,
+) -> Option<TlsStream<Accepted>> {
+    let peer = conn.stream().peer_addr().ok();
+    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+impl tokio_stream::Stream for TlsIncoming {
+    type Item = io::Result<TlsStream<Accepted>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        // Take every connection waiting, starting its handshake.
+        while this.accepting {
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(conn))) => {
+                    let acceptor = this.tls.acceptor(this.protocol);
+                    this.handshakes.spawn(handshake(acceptor, conn));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => this.accepting = false,
+                Poll::Pending => break,
+            }
+        }
+        // Hand out a connection whose handshake is done.
+        loop {
+            return match this.handshakes.poll_join_next(cx) {
+                Poll::Ready(Some(Ok(Some(stream)))) => Poll::Ready(Some(Ok(stream))),
+                // Failed, timed out (logged) or its task panicked: the next one.
+                Poll::Ready(Some(_)) => continue,
+                Poll::Ready(None) if this.accepting => Poll::Pending,
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+/// Serves `router` on `listener` (TLS when it has it) until `signal` completes.
+pub async fn serve<L, ResBody>(
+    router: tonic::transport::server::Router<L>,
+    listener: Listener,
+    signal: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error>
+where
+    L: tower_layer::Layer<tonic::service::Routes>,
+    L::Service: tower_service::Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    <L::Service as tower_service::Service<http::Request<tonic::body::Body>>>::Future: Send,
+    <L::Service as tower_service::Service<http::Request<tonic::body::Body>>>::Error:
+        Into<tonic::codegen::StdError> + Send,
+    ResBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<tonic::codegen::StdError>,
+{
+    let tls = listener.tls.clone();
+    let incoming = listener.incoming();
+    match tls {
+        None => router.serve_with_incoming_shutdown(incoming, signal).await,
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(incoming.tls(tls, Protocol::Grpc), signal)
+                .await
+        }
+    }
+}
+
 /// The peer address of a request, as for a plain TCP stream.
 impl tonic::transport::server::Connected for Accepted {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
@@ -298,6 +437,100 @@ mod tests {
         let _client = TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         assert!(!accepted.nodelay().unwrap());
+    }
+
+    /// A server certificate for 127.0.0.1 (self-signed) as files in `dir`, and its DER.
+    fn tls_files(dir: &std::path::Path) -> (crate::tls::ServerTlsFiles, Vec<u8>) {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert_file = dir.join("server.pem");
+        let key_file = dir.join("server.key");
+        std::fs::write(&cert_file, made.cert.pem()).unwrap();
+        std::fs::write(&key_file, made.key_pair.serialize_pem()).unwrap();
+        let files = crate::tls::ServerTlsFiles {
+            cert_file,
+            key_file,
+            client_ca_file: None,
+        };
+        (files, made.cert.der().to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_stalled_handshake_does_not_hold_up_the_next_connection() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (files, der) = tls_files(dir.path());
+        let tls = ServerTls::load(files).unwrap();
+        let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = listener.incoming().tls(tls, Protocol::Grpc);
+        // The first client connects and never sends its hello; the second completes its
+        // handshake, and is handed out while the first still waits.
+        let _stalled = TcpStream::connect(addr).await.unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.into()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let client = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let ip = rustls_pki_types::ServerName::from(addr.ip());
+            let mut tls = connector.connect(ip, tcp).await.unwrap();
+            tls.write_all(b"x").await.unwrap();
+            tls
+        };
+        let (served, _client) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(5), incoming.next()),
+            client
+        );
+        let served = served
+            .expect("the second connection is served")
+            .unwrap()
+            .unwrap();
+        assert!(
+            served.get_ref().0.stream().nodelay().unwrap(),
+            "TCP_NODELAY is off"
+        );
+        let peer = tonic::transport::server::Connected::connect_info(&served);
+        assert!(peer.get_ref().remote_addr().is_some(), "no peer address");
+        assert!(
+            peer.peer_certs().is_none(),
+            "no client certificate was presented"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_client_gets_no_connection_from_a_tls_listener() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let (files, _) = tls_files(dir.path());
+        let listener = Listener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .with_tls(Some(ServerTls::load(files).unwrap()));
+        let addr = listener.local_addr().unwrap();
+        let tls = listener.tls.clone().unwrap();
+        let mut incoming = listener.incoming().tls(tls, Protocol::Grpc);
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        plain
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::select! {
+                _ = incoming.next() => panic!("a plain-text connection was handed out"),
+                read = plain.read_to_end(&mut buf) => read,
+            }
+        })
+        .await
+        .expect("the plain-text connection is closed");
+        // The server answers with a TLS alert at most, then closes.
+        assert!(outcome.is_err() || !buf.starts_with(b"HTTP"), "{buf:?}");
     }
 
     #[tokio::test]

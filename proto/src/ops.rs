@@ -1,5 +1,5 @@
 //! The operations endpoint every server runs beside its gRPC listener, over
-//! plain HTTP/1.1:
+//! HTTP/1.1 (inside TLS when the server has TLS, [`OpsListener::with_tls`]):
 //!
 //! - `GET /metrics`: Prometheus text exposition (format 0.0.4) of the
 //!   server's registry, gauges that are read from live state refreshed first;
@@ -54,13 +54,21 @@ impl OpsSlot {
 /// A bound operations listener (bind first, so a clash fails before the server starts).
 pub struct OpsListener {
     inner: TcpListener,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl OpsListener {
     pub async fn bind(addr: &str) -> std::io::Result<OpsListener> {
         Ok(OpsListener {
             inner: TcpListener::bind(addr).await?,
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS with `tls` (none: plain HTTP).
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::ServerTls>>) -> OpsListener {
+        self.tls = tls;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -79,9 +87,52 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(slot);
-    axum::serve(listener.inner, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match listener.tls {
+        None => {
+            axum::serve(listener.inner, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            let incoming = crate::net::Listener::from(listener.inner)
+                .incoming()
+                .tls(tls, crate::tls::Protocol::Http);
+            axum::serve(TlsConnections(incoming), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// The operations endpoint's connections after their TLS handshakes.
+struct TlsConnections(crate::net::TlsIncoming);
+
+impl axum::serve::Listener for TlsConnections {
+    type Io = tokio_rustls::server::TlsStream<crate::net::Accepted>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use tokio_stream::StreamExt;
+        loop {
+            match self.0.next().await {
+                Some(Ok(stream)) => {
+                    let peer = stream.get_ref().0.stream().peer_addr();
+                    let peer = peer.unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    return (stream, peer);
+                }
+                Some(Err(e)) => {
+                    // As axum does for a plain listener: out of file descriptors and the like.
+                    tracing::warn!("operations endpoint: accepting a connection failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
 }
 
 /// The operations endpoint of a running server (or none, with no listener).

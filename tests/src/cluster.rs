@@ -31,6 +31,16 @@
 //! - [`spec`]: how to start a broker and the handle of a started one.
 //! - [`nameservers`]: the NameServer processes, killed and restarted.
 //! - [`topics`]: topics created through the Admin service; the CLI.
+//!
+//! With [`ClusterBuilder::tls`] every server serves TLS with a certificate of a test CA
+//! ([`crate::certs`], made in `<dir>/certs`) and connects to the others with it; the
+//! harness's own clients (readiness checks, topic creation, the CLI, [`Cluster::client_config`])
+//! use it too. [`ClusterBuilder::cluster_mtls`] adds mutual TLS for cluster-internal calls.
+//!
+//! With [`ClusterBuilder::authentication`] every server checks credentials, with a cluster
+//! secret and the harness's admin ([`rpc::ADMIN_ACCESS_KEY`]); the harness signs its own
+//! calls (they always are: servers without authentication ignore the header), and
+//! [`Cluster::client_config`] and [`Cluster::cli`] carry the admin's credentials.
 
 mod nameservers;
 mod spec;
@@ -39,8 +49,10 @@ mod topics;
 pub use spec::{Broker, BrokerSpec};
 
 use crate::bins;
+use crate::certs::TestCerts;
 use crate::process::{free_port, ManagedProcess};
 use crate::rpc;
+use apogee_client::ClientTls;
 use apogee_proto::cluster::GetClusterInfoRequest;
 use apogee_proto::time::now_ms;
 use apogee_proto::v2;
@@ -58,6 +70,16 @@ pub struct ClusterBuilder {
     nameservers: usize,
     nameserver_env: Vec<(String, String)>,
     brokers: Vec<BrokerSpec>,
+    tls: TlsSetup,
+    authentication: bool,
+}
+
+/// Whether the servers serve TLS, and check client certificates on cluster calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TlsSetup {
+    Off,
+    On,
+    ClusterMtls,
 }
 
 impl Default for ClusterBuilder {
@@ -66,6 +88,8 @@ impl Default for ClusterBuilder {
             nameservers: 1,
             nameserver_env: Vec::new(),
             brokers: Vec::new(),
+            tls: TlsSetup::Off,
+            authentication: false,
         }
     }
 }
@@ -90,23 +114,67 @@ impl ClusterBuilder {
         self
     }
 
+    /// Every server serves TLS (and connects to the others with it).
+    pub fn tls(mut self) -> Self {
+        self.tls = TlsSetup::On;
+        self
+    }
+
+    /// TLS, and cluster-internal calls only from callers with a client certificate of the
+    /// test CA (`tls.cluster_mtls`); the brokers present the server certificate.
+    pub fn cluster_mtls(mut self) -> Self {
+        self.tls = TlsSetup::ClusterMtls;
+        self
+    }
+
+    /// Every server checks the credentials of every call (`security.authentication`, with a
+    /// cluster secret and the harness's admin as the bootstrap admin).
+    pub fn authentication(mut self) -> Self {
+        self.authentication = true;
+        self
+    }
+
     /// Starts the NameServers, then every broker in order, and waits until all are up.
     pub async fn start(self) -> Cluster {
         let root = tempfile::Builder::new()
             .prefix("apogee-test-")
             .tempdir()
             .expect("creating a temp dir");
+        let certs =
+            (self.tls != TlsSetup::Off).then(|| TestCerts::create(&root.path().join("certs")));
+        let tls = TlsEnv {
+            certs,
+            cluster_mtls: self.tls == TlsSetup::ClusterMtls,
+        };
+        let security = if self.authentication {
+            let secret = root.path().join("cluster.secret");
+            std::fs::write(&secret, "a-cluster-secret-of-the-harness").expect("cluster secret");
+            rpc::admin_security_env(root.path(), &secret.display().to_string())
+        } else {
+            Vec::new()
+        };
+        let prefixed = |server: &'static str| {
+            security
+                .iter()
+                .map(move |(k, v)| (format!("APOGEE_{server}_{k}"), v.clone()))
+        };
+        let mut ns_env = tls.env("NAMESERVER");
+        ns_env.extend(prefixed("NAMESERVER"));
+        ns_env.extend(self.nameserver_env);
         let mut nameservers: Vec<NameServer> = (0..self.nameservers)
-            .map(|i| NameServer::spawn(root.path(), i, &self.nameserver_env))
+            .map(|i| NameServer::spawn(root.path(), i, &ns_env, tls.client()))
             .collect();
         for ns in &mut nameservers {
             ns.wait_ready().await;
         }
+        let broker_security = prefixed("BROKER").collect();
         let mut cluster = Cluster {
             brokers: Vec::new(),
             nameservers,
             removed: Vec::new(),
             started: 0,
+            tls,
+            broker_security,
             root,
         };
         for spec in self.brokers {
@@ -124,7 +192,43 @@ pub struct Cluster {
     /// (broker name, broker id, address) of removed brokers.
     removed: Vec<(String, i64, String)>,
     started: u32,
+    tls: TlsEnv,
+    /// The brokers' `[security]` overrides of an authenticating cluster (else empty).
+    broker_security: Vec<(String, String)>,
     root: TempDir,
+}
+
+/// The cluster's TLS: the test certificates, and whether cluster calls need one.
+struct TlsEnv {
+    certs: Option<TestCerts>,
+    cluster_mtls: bool,
+}
+
+impl TlsEnv {
+    /// The `[tls]` overrides of a server (`APOGEE_<server>_TLS__*`).
+    fn env(&self, server: &str) -> Vec<(String, String)> {
+        let Some(certs) = &self.certs else {
+            return Vec::new();
+        };
+        let path = |p: &Path| p.display().to_string();
+        let mut env = vec![
+            ("CERT_FILE", path(&certs.server.cert)),
+            ("KEY_FILE", path(&certs.server.key)),
+            ("CA_FILE", path(&certs.ca_file)),
+        ];
+        if self.cluster_mtls {
+            env.push(("CLIENT_CA_FILE", path(&certs.ca_file)));
+            env.push(("CLUSTER_MTLS", "true".into()));
+        }
+        env.into_iter()
+            .map(|(k, v)| (format!("APOGEE_{server}_TLS__{k}"), v))
+            .collect()
+    }
+
+    /// TLS trusting the test CA (none: plain text).
+    fn client(&self) -> Option<ClientTls> {
+        self.certs.as_ref().map(TestCerts::client_tls)
+    }
 }
 
 async fn wait_for_port(p: &mut ManagedProcess, addr: &str) {
@@ -158,6 +262,21 @@ impl Cluster {
     /// The cluster's temporary directory (for test scratch files too).
     pub fn dir(&self) -> &Path {
         self.root.path()
+    }
+
+    /// The test certificates of a TLS cluster.
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.tls.certs.as_ref()
+    }
+
+    /// Whether the servers check credentials ([`ClusterBuilder::authentication`]).
+    pub fn authenticates(&self) -> bool {
+        !self.broker_security.is_empty()
+    }
+
+    /// TLS trusting the cluster's CA, for clients of a TLS cluster (none: plain text).
+    pub fn client_tls(&self) -> Option<ClientTls> {
+        self.tls.client()
     }
 
     pub fn broker(&self, name: &str) -> &Broker {
@@ -287,6 +406,8 @@ impl Cluster {
         ]);
         let http_addr = format!("127.0.0.1:{}", free_port());
         let mut env = vec![("APOGEE_BROKER_HTTP_LISTEN".to_string(), http_addr.clone())];
+        env.extend(self.tls.env("BROKER"));
+        env.extend(self.broker_security.iter().cloned());
         env.extend(spec.process_env());
         let process = ManagedProcess::spawn(
             format!("broker {}", spec.name),
@@ -300,20 +421,23 @@ impl Cluster {
 
     async fn wait_broker(&mut self, name: &str, since_ms: i64) {
         let nameservers = self.live_ns_addrs();
+        let tls = self.client_tls();
         let broker = self.broker_mut(name);
         let addr = broker.addr.clone();
         let group = broker.broker_name.clone();
         wait_for_port(&mut broker.process, &addr).await;
         let deadline = Instant::now() + START_TIMEOUT;
         // Serving: a Heartbeat is answered (the port is bound before the store opens).
-        let mut client = rpc::messaging(&addr);
+        let mut client = rpc::messaging_with(&addr, tls.as_ref());
         loop {
             broker.process.assert_running();
             let req = v2::HeartbeatRequest {
                 group: None,
                 client_type: v2::ClientType::Producer as i32,
             };
-            let r = tokio::time::timeout(Duration::from_secs(5), client.heartbeat(req)).await;
+            let r =
+                tokio::time::timeout(Duration::from_secs(5), client.heartbeat(rpc::signed(req)))
+                    .await;
             if matches!(&r, Ok(Ok(resp)) if rpc::code(resp.get_ref().status.as_ref()) == v2::Code::Ok as i32)
             {
                 break;
@@ -327,12 +451,12 @@ impl Cluster {
         }
         // Registered with every running NameServer since this start.
         for ns in nameservers {
-            let mut registry = rpc::registry(&ns);
+            let mut registry = rpc::registry_with(&ns, tls.as_ref());
             loop {
                 broker.process.assert_running();
                 let info = tokio::time::timeout(
                     Duration::from_secs(5),
-                    registry.get_cluster_info(GetClusterInfoRequest {}),
+                    registry.get_cluster_info(rpc::signed(GetClusterInfoRequest {})),
                 )
                 .await;
                 let registered = matches!(&info, Ok(Ok(info)) if info.get_ref().groups.iter().any(|g| {

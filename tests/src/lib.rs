@@ -13,12 +13,16 @@
 //!   for tests that must talk to a server directly.
 //! - [`http`]: a plain HTTP GET for the metrics and health endpoints.
 //! - [`cli`]: runs the `apogee` CLI and captures its output and exit code.
+//! - [`access`]: raw messaging calls and the CLI signed as a user other than the admin.
+//! - [`certs`]: a test CA with server and client certificates, for TLS clusters.
 //! - [`telemetry`]: a raw producer session that answers transaction check-backs.
 //! - [`wait`]: `wait_until`, the one polling helper.
 //! - [`commitlog`]: an independent reader of the commit-log record framing,
 //!   to compute which records survive a cut.
 
+pub mod access;
 pub mod bins;
+pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod commitlog;

@@ -141,6 +141,12 @@ impl ManagedProcess {
         self.signal(libc::SIGTERM, "SIGTERM");
     }
 
+    /// SIGHUPs the process (a server with TLS reloads its certificate).
+    #[cfg(unix)]
+    pub fn hangup(&mut self) {
+        self.signal(libc::SIGHUP, "SIGHUP");
+    }
+
     /// SIGCONTs a process stopped by [`pause`].
     ///
     /// [`pause`]: ManagedProcess::pause

@@ -2,23 +2,72 @@
 //! server answers (the client library validates some inputs locally).
 //!
 //! Clients allow 64 MiB messages both ways so oversized requests reach the
-//! server. Helpers build NORMAL messages with fresh ids and wrap SendMessage,
-//! PullMessage (a whole queue), ReceiveMessage and AckMessage.
+//! server. The `*_with` forms take the TLS of a TLS cluster
+//! ([`crate::Cluster::client_tls`]). Helpers build NORMAL messages with fresh ids and wrap
+//! SendMessage, PullMessage (a whole queue), ReceiveMessage and AckMessage.
 
+use apogee_client::ClientTls;
 use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::cluster::registry_client::RegistryClient;
 use apogee_proto::v2::messaging_service_client::MessagingServiceClient;
 use apogee_proto::v2::{self, pull_message_response, receive_message_response};
 use apogee_proto::{message_id, time};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Largest gRPC message our raw clients send or accept.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// The admin credentials the harness signs its own calls with: servers started with
+/// `security.authentication` and this admin (see [`admin_security_env`]) admit them, the
+/// others ignore the header.
+pub const ADMIN_ACCESS_KEY: &str = "harness-admin";
+pub const ADMIN_SECRET_KEY: &str = "harness-admin-secret";
+
+/// The harness's admin credentials.
+pub fn admin_credentials() -> apogee_proto::auth::Credentials {
+    apogee_proto::auth::Credentials::new(ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY)
+        .expect("valid credentials")
+}
+
+/// `message` as a request signed with the harness's admin credentials.
+pub fn signed<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    admin_credentials().sign(request.metadata_mut());
+    request
+}
+
+/// The `[security]` environment overrides (without the `APOGEE_<SERVER>_` prefix) that turn
+/// authentication on with the harness's admin, whose secret is written into `dir`, and the
+/// cluster secret `cluster_secret_file`.
+pub fn admin_security_env(
+    dir: &std::path::Path,
+    cluster_secret_file: &str,
+) -> Vec<(String, String)> {
+    let secret = dir.join("harness-admin.secret");
+    std::fs::write(&secret, ADMIN_SECRET_KEY).expect("writing the admin secret");
+    [
+        ("SECURITY__AUTHENTICATION", "true".to_string()),
+        ("SECURITY__ADMIN_ACCESS_KEY", ADMIN_ACCESS_KEY.to_string()),
+        ("SECURITY__ADMIN_SECRET_FILE", secret.display().to_string()),
+        (
+            "SECURITY__CLUSTER_SECRET_FILE",
+            cluster_secret_file.to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// A lazily connecting channel to `host:port`.
 pub fn channel(addr: &str) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
+    channel_with(addr, None)
+}
+
+/// A lazily connecting channel to `host:port`, over TLS with `tls`.
+pub fn channel_with(addr: &str, tls: Option<&ClientTls>) -> Channel {
+    apogee_proto::tls::endpoint(addr, tls)
         .expect("valid endpoint")
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(40))
@@ -26,17 +75,29 @@ pub fn channel(addr: &str) -> Channel {
 }
 
 pub fn messaging(addr: &str) -> MessagingServiceClient<Channel> {
-    MessagingServiceClient::new(channel(addr))
+    messaging_with(addr, None)
+}
+
+pub fn messaging_with(addr: &str, tls: Option<&ClientTls>) -> MessagingServiceClient<Channel> {
+    MessagingServiceClient::new(channel_with(addr, tls))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
 pub fn admin(addr: &str) -> AdminClient<Channel> {
-    AdminClient::new(channel(addr))
+    admin_with(addr, None)
+}
+
+pub fn admin_with(addr: &str, tls: Option<&ClientTls>) -> AdminClient<Channel> {
+    AdminClient::new(channel_with(addr, tls))
 }
 
 pub fn registry(addr: &str) -> RegistryClient<Channel> {
-    RegistryClient::new(channel(addr))
+    registry_with(addr, None)
+}
+
+pub fn registry_with(addr: &str, tls: Option<&ClientTls>) -> RegistryClient<Channel> {
+    RegistryClient::new(channel_with(addr, tls))
 }
 
 pub fn resource(name: &str) -> Option<v2::Resource> {

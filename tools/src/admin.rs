@@ -67,7 +67,7 @@ pub(crate) fn check_topic_name(name: &str) -> ToolResult<()> {
 /// A connection to one NameServer's Registry and Admin services.
 pub struct Admin {
     nameserver: String,
-    config: ClientConfig,
+    pub(crate) config: ClientConfig,
     registry: RegistryClient<Channel>,
     pub(crate) admin: AdminClient<Channel>,
 }
@@ -75,20 +75,34 @@ pub struct Admin {
 impl Admin {
     /// Prepares a connection to `nameserver` (`host:port`); it is made on
     /// the first call.
-    pub fn connect(nameserver: &str, timeout: Duration) -> ToolResult<Admin> {
-        let config = ClientConfig::new(nameserver).with_request_timeout(timeout);
+    pub fn connect(
+        nameserver: &str,
+        timeout: Duration,
+        tls: Option<apogee_client::ClientTls>,
+    ) -> ToolResult<Admin> {
+        let mut config = ClientConfig::new(nameserver).with_request_timeout(timeout);
+        config.tls = tls;
         let first = config
             .nameservers
             .first()
             .cloned()
             .ok_or_else(|| ToolError::Usage("no nameserver address given".into()))?;
-        let channel = connect_channel(&first, timeout)?;
+        let channel = connect_channel(&first, timeout, config.tls.as_ref())?;
         Ok(Admin {
             nameserver: first,
             registry: RegistryClient::new(channel.clone()),
             admin: AdminClient::new(channel),
             config,
         })
+    }
+
+    /// Signs every call with `credentials` (none: unsigned).
+    pub fn with_credentials(
+        mut self,
+        credentials: Option<apogee_proto::auth::Credentials>,
+    ) -> Self {
+        self.config.credentials = credentials;
+        self
     }
 
     pub(crate) fn req<T>(&self, message: T) -> tonic::Request<T> {

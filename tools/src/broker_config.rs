@@ -10,7 +10,6 @@ use apogee_client::transport::{connect_channel, request};
 use apogee_client::ClientConfig;
 use apogee_proto::cluster::{self, admin_client::AdminClient};
 use serde::Serialize;
-use std::time::Duration;
 use tonic::transport::Channel;
 
 #[derive(Debug, clap::Subcommand)]
@@ -92,21 +91,18 @@ struct FullConfig {
     runtime: Vec<SettingRow>,
 }
 
-fn client(addr: &str, timeout: Duration) -> ToolResult<AdminClient<Channel>> {
-    Ok(AdminClient::new(connect_channel(addr, timeout)?))
+fn client(addr: &str, config: &ClientConfig) -> ToolResult<AdminClient<Channel>> {
+    let channel = connect_channel(addr, config.request_timeout, config.tls.as_ref())?;
+    Ok(AdminClient::new(channel))
 }
 
-/// Runs `apogee broker config ...`.
-pub async fn run(cmd: &ConfigCommand, timeout: Duration, f: Format) -> ToolResult<String> {
-    let config = ClientConfig::default();
+/// Runs `apogee broker config ...` with the timeout and credentials of `config`.
+pub async fn run(cmd: &ConfigCommand, config: &ClientConfig, f: Format) -> ToolResult<String> {
+    let timeout = config.request_timeout;
     match cmd {
         ConfigCommand::Get { addr, full } => {
-            let resp = client(addr, timeout)?
-                .get_broker_config(request(
-                    &config,
-                    cluster::GetBrokerConfigRequest {},
-                    timeout,
-                ))
+            let resp = client(addr, config)?
+                .get_broker_config(request(config, cluster::GetBrokerConfigRequest {}, timeout))
                 .await
                 .map_err(|s| ToolError::Server(status_error(addr, &s)))?
                 .into_inner();
@@ -128,8 +124,8 @@ pub async fn run(cmd: &ConfigCommand, timeout: Duration, f: Format) -> ToolResul
                 key: key.clone(),
                 value: value.clone(),
             };
-            let resp = client(addr, timeout)?
-                .update_broker_config(request(&config, req, timeout))
+            let resp = client(addr, config)?
+                .update_broker_config(request(config, req, timeout))
                 .await
                 .map_err(|s| ToolError::Server(status_error(addr, &s)))?
                 .into_inner();

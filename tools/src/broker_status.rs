@@ -53,16 +53,17 @@ pub fn status_error(addr: &str, status: &tonic::Status) -> String {
     }
 }
 
-/// Asks the broker at `addr` for its status, within `timeout` (connecting included).
-pub async fn fetch_status(addr: &str, timeout: Duration) -> Result<BrokerStatus, String> {
-    let channel = connect_channel(addr, timeout).map_err(|e| e.to_string())?;
-    let config = ClientConfig::default();
+/// Asks the broker at `addr` for its status, within `timeout` (connecting included), with
+/// the metadata (credentials) of `config`.
+pub async fn fetch_status(
+    addr: &str,
+    config: &ClientConfig,
+    timeout: Duration,
+) -> Result<BrokerStatus, String> {
+    let channel = connect_channel(addr, timeout, config.tls.as_ref()).map_err(|e| e.to_string())?;
     let mut client = AdminClient::new(channel);
-    let call = client.get_broker_status(request(
-        &config,
-        cluster::GetBrokerStatusRequest {},
-        timeout,
-    ));
+    let call =
+        client.get_broker_status(request(config, cluster::GetBrokerStatusRequest {}, timeout));
     match tokio::time::timeout(timeout, call).await {
         Err(_) => Err(format!("broker {addr} did not answer in time")),
         Ok(Err(status)) => Err(status_error(addr, &status)),
@@ -74,14 +75,18 @@ pub async fn fetch_status(addr: &str, timeout: Duration) -> Result<BrokerStatus,
 }
 
 /// Every member's status, asked all at once; a member without an endpoint is not asked.
-pub async fn probe_members(info: &cluster::GetClusterInfoResponse, timeout: Duration) -> Probes {
+pub async fn probe_members(
+    info: &cluster::GetClusterInfoResponse,
+    config: &ClientConfig,
+    timeout: Duration,
+) -> Probes {
     let asks = info.groups.iter().flat_map(|g| {
         g.members
             .iter()
             .filter(|m| !m.endpoint.is_empty())
             .map(move |m| async move {
                 let key = (g.cluster_name.clone(), g.broker_name.clone(), m.broker_id);
-                (key, fetch_status(&m.endpoint, timeout).await)
+                (key, fetch_status(&m.endpoint, config, timeout).await)
             })
     });
     futures::future::join_all(asks).await.into_iter().collect()
@@ -92,7 +97,7 @@ impl Admin {
     /// each member is asked for at most `member_timeout`.
     pub async fn cluster_list(&self, member_timeout: Duration) -> ToolResult<Vec<ClusterRow>> {
         let info = self.get_cluster_info().await?;
-        let probes = probe_members(&info, member_timeout).await;
+        let probes = probe_members(&info, &self.config, member_timeout).await;
         Ok(cluster_rows(&info, &probes, now_ms()))
     }
 }
@@ -105,16 +110,17 @@ pub async fn cluster_list(admin: &Admin, timeout: Duration, f: Format) -> ToolRe
     Ok(render_list(&rows, f))
 }
 
-/// Runs `apogee broker ...`.
-pub async fn run(cmd: &BrokerCommand, timeout: Duration, f: Format) -> ToolResult<String> {
+/// Runs `apogee broker ...` with the timeout and credentials of `config`.
+pub async fn run(cmd: &BrokerCommand, config: &ClientConfig, f: Format) -> ToolResult<String> {
+    let timeout = config.request_timeout;
     match cmd {
         BrokerCommand::Status { addr } => {
-            let status = fetch_status(addr, timeout)
+            let status = fetch_status(addr, config, timeout)
                 .await
                 .map_err(ToolError::Server)?;
             Ok(render_status(&StatusView::new(&status, now_ms()), f))
         }
-        BrokerCommand::Config(cmd) => crate::broker_config::run(cmd, timeout, f).await,
+        BrokerCommand::Config(cmd) => crate::broker_config::run(cmd, config, f).await,
     }
 }
 
@@ -147,9 +153,13 @@ mod tests {
     #[tokio::test]
     async fn a_broker_that_does_not_answer_is_an_error_not_a_hang() {
         // Port 1 on the loopback refuses connections.
-        let e = fetch_status("127.0.0.1:1", Duration::from_secs(2))
-            .await
-            .unwrap_err();
+        let e = fetch_status(
+            "127.0.0.1:1",
+            &ClientConfig::default(),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
         assert!(e.contains("127.0.0.1:1"), "{e}");
     }
 
@@ -167,7 +177,7 @@ mod tests {
                 members: vec![member(0, "127.0.0.1:1"), member(1, "")],
             }],
         };
-        let probes = probe_members(&info, Duration::from_secs(2)).await;
+        let probes = probe_members(&info, &ClientConfig::default(), Duration::from_secs(2)).await;
         assert_eq!(probes.len(), 1);
         assert!(probes[&("c".to_string(), "b".to_string(), 0)].is_err());
     }

@@ -40,6 +40,12 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
 
+    #[command(flatten)]
+    pub credentials: crate::credentials::CredentialArgs,
+
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -70,6 +76,12 @@ pub enum Command {
     /// Inspect scheduled (delayed) messages.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Create, update, list and delete users (access keys with a secret and a role).
+    #[command(subcommand)]
+    User(crate::access::UserCommand),
+    /// Grant, revoke and list users' permissions on topics and groups.
+    #[command(subcommand)]
+    Acl(crate::access::AclCommand),
     /// Producers and consumers connected to the cluster.
     #[command(subcommand)]
     Clients(crate::clients::ClientsCommand),
@@ -348,11 +360,27 @@ fn invisible_secs(s: &str) -> Result<u64, String> {
 
 impl Cli {
     fn client_config(&self) -> ClientConfig {
-        ClientConfig::new(&self.nameserver).with_request_timeout(Duration::from_secs(self.timeout))
+        let mut config = ClientConfig::new(&self.nameserver)
+            .with_request_timeout(Duration::from_secs(self.timeout));
+        config.tls = self.tls.resolve().ok().flatten();
+        match self.credentials() {
+            Some(c) => config.with_credentials(c),
+            None => config,
+        }
+    }
+
+    /// The credentials given (checked by [`run`] before any command).
+    fn credentials(&self) -> Option<apogee_proto::auth::Credentials> {
+        self.credentials.resolve().ok().flatten()
     }
 
     fn admin(&self) -> ToolResult<Admin> {
-        Admin::connect(&self.nameserver, self.request_timeout())
+        Admin::connect(
+            &self.nameserver,
+            self.request_timeout(),
+            self.tls.resolve().ok().flatten(),
+        )
+        .map(|a| a.with_credentials(self.credentials()))
     }
 
     fn request_timeout(&self) -> Duration {
@@ -380,6 +408,8 @@ fn write_partial<T: TableRow + Serialize, W: Write>(
 
 /// Runs a parsed command, writing results to `out`.
 pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
+    cli.credentials.resolve().map_err(ToolError::Usage)?;
+    cli.tls.resolve().map_err(ToolError::Usage)?;
     let f = cli.output;
     let text = match &cli.command {
         Command::Topic(cmd) => {
@@ -408,7 +438,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         Command::Cluster(ClusterCommand::List) => {
             crate::broker_status::cluster_list(&cli.admin()?, cli.request_timeout(), f).await?
         }
-        Command::Broker(cmd) => crate::broker_status::run(cmd, cli.request_timeout(), f).await?,
+        Command::Broker(cmd) => crate::broker_status::run(cmd, &cli.client_config(), f).await?,
         Command::Txn(cmd) => {
             let admin = cli.admin()?;
             match cmd {
@@ -444,6 +474,8 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         Command::Dlq(cmd) => return crate::dlq::run(&cli.admin()?, cmd, f, out).await,
         Command::Group(cmd) => crate::group::run(&cli.admin()?, cmd, f).await?,
         Command::Clients(cmd) => crate::clients::run(&cli.admin()?, cmd, f).await?,
+        Command::User(cmd) => crate::access::run_user(&cli.admin()?, cmd, f).await?,
+        Command::Acl(cmd) => crate::access::run_acl(&cli.admin()?, cmd, f).await?,
         Command::Schedule(ScheduleCommand::List { topic, limit }) => render_list(
             &cli.admin()?
                 .list_scheduled(topic.as_deref(), *limit)
@@ -592,7 +624,8 @@ fn expand_mqadmin_alias(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
         // An Apogee command name: no alias follows.
         expanded = commands.contains(&text);
         // A global option taking a value in the next argument.
-        let takes_value = ["--nameserver", "-o", "--output", "--timeout"].contains(&text.as_str());
+        let takes_value = ["--nameserver", "-o", "--output", "--timeout"].contains(&text.as_str())
+            || crate::tls_args::VALUE_FLAGS.contains(&text.as_str());
         out.push(arg);
         if takes_value {
             out.extend(args.next());

@@ -11,13 +11,18 @@
 //! - [`schedule`]: scheduled sends, `message recall` and `schedule list`.
 //! - [`message_query`]: `message get|find|print`; [`dlq`]: `dlq list|resend`.
 //! - [`group`]: consumer groups (`group create|update|delete|list|describe`).
+//! - [`access`]: users and ACL entries (`user create|update|delete|list`,
+//!   `acl grant|revoke|list`).
 //! - [`messaging`]: `send` (plain and transactional) and `consume` over the
 //!   client library.
 //! - [`bench`]: `apogee bench produce` and `bench consume` load generators.
 //! - [`config_import`]: `config import`, a RocketMQ broker.conf into broker TOML.
 //! - [`output`]: tables and JSON; [`views`]: the admin result rows.
+//! - [`credentials`]: the global credential flags every request is signed with.
+//! - [`tls_args`]: the global TLS flags every connection uses.
 //! - [`cli`]: the clap definitions and the command dispatcher.
 
+pub mod access;
 pub mod admin;
 pub mod bench;
 pub mod broker_config;
@@ -25,6 +30,7 @@ pub mod broker_status;
 pub mod cli;
 pub mod clients;
 pub mod config_import;
+pub mod credentials;
 pub mod dlq;
 pub mod error;
 pub mod group;
@@ -34,6 +40,7 @@ pub mod output;
 pub mod replication_view;
 pub mod reset_offset;
 pub mod schedule;
+pub mod tls_args;
 pub mod topic_status;
 pub mod txn;
 pub mod views;

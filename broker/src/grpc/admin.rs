@@ -4,7 +4,7 @@
 //! scheduled messages. GetBrokerStatus (this broker's log and replication state) is built in
 //! [`admin_status`].
 
-use super::{admin_groups, admin_messages, admin_ops, admin_status};
+use super::{admin_access, admin_groups, admin_messages, admin_ops, admin_status};
 use crate::server::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
@@ -327,5 +327,67 @@ impl Admin for AdminServer {
         let req = req.into_inner();
         tracing::info!(key = %req.key, value = %req.value, "operator changes a runtime setting");
         Ok(Response::new(admin_ops::update_config(&self.broker, req)?))
+    }
+
+    async fn create_user(
+        &self,
+        _req: Request<cluster::CreateUserRequest>,
+    ) -> Result<Response<cluster::AccessChangeResponse>, Status> {
+        Err(admin_access::on_a_nameserver("CreateUser"))
+    }
+
+    async fn update_user(
+        &self,
+        _req: Request<cluster::UpdateUserRequest>,
+    ) -> Result<Response<cluster::AccessChangeResponse>, Status> {
+        Err(admin_access::on_a_nameserver("UpdateUser"))
+    }
+
+    async fn delete_user(
+        &self,
+        _req: Request<cluster::DeleteUserRequest>,
+    ) -> Result<Response<cluster::AccessChangeResponse>, Status> {
+        Err(admin_access::on_a_nameserver("DeleteUser"))
+    }
+
+    async fn list_users(
+        &self,
+        _req: Request<cluster::ListUsersRequest>,
+    ) -> Result<Response<cluster::ListUsersResponse>, Status> {
+        Ok(Response::new(admin_access::list_users(&self.broker)))
+    }
+
+    async fn grant(
+        &self,
+        _req: Request<cluster::GrantRequest>,
+    ) -> Result<Response<cluster::AccessChangeResponse>, Status> {
+        Err(admin_access::on_a_nameserver("Grant"))
+    }
+
+    async fn revoke(
+        &self,
+        _req: Request<cluster::RevokeRequest>,
+    ) -> Result<Response<cluster::AccessChangeResponse>, Status> {
+        Err(admin_access::on_a_nameserver("Revoke"))
+    }
+
+    async fn list_acls(
+        &self,
+        req: Request<cluster::ListAclsRequest>,
+    ) -> Result<Response<cluster::ListAclsResponse>, Status> {
+        Ok(Response::new(admin_access::list_acls(
+            &self.broker,
+            req.get_ref(),
+        )))
+    }
+
+    async fn apply_access(
+        &self,
+        req: Request<cluster::ApplyAccessRequest>,
+    ) -> Result<Response<cluster::ApplyAccessResponse>, Status> {
+        Ok(Response::new(admin_access::apply(
+            &self.broker,
+            req.into_inner(),
+        )?))
     }
 }

@@ -7,12 +7,14 @@
 //!   Telemetry is the shared session of `apogee_proto::telemetry`).
 //! - [`admin::AdminServer`]: the typed `apogee.cluster.v1.Admin` operations
 //!   applied to this broker (message query and dead letters in [`admin_messages`],
-//!   consumer groups in [`admin_groups`], GetBrokerStatus in [`admin_status`]).
+//!   consumer groups in [`admin_groups`], GetBrokerStatus in [`admin_status`], users and
+//!   ACL entries in [`admin_access`]).
 //!
 //! v2 responses carry their outcome in a `Status` inside the body; the gRPC
 //! status is only non-OK for transport-level problems.
 
 pub mod admin;
+pub mod admin_access;
 pub mod admin_groups;
 pub mod admin_messages;
 pub mod admin_ops;
@@ -24,6 +26,7 @@ pub mod receive;
 pub mod send;
 
 use crate::server::Broker;
+use apogee_proto::auth::guarded::check;
 use apogee_proto::error::ok_status;
 use apogee_proto::time::now_ms;
 use apogee_proto::v2::{self, messaging_service_server::MessagingService};
@@ -60,6 +63,19 @@ fn deadline_ms<T>(req: &Request<T>) -> Option<i64> {
         "n" => n / 1_000_000,
         _ => return None,
     })
+}
+
+/// A unary response refusing the call with `e`'s status (field `status` of every v2 response).
+macro_rules! refuse {
+    ($response:ident, $e:expr) => {{
+        // Some responses have more fields than the status, some do not.
+        #[allow(clippy::needless_update)]
+        let response = v2::$response {
+            status: Some($e.to_status()),
+            ..Default::default()
+        };
+        return Ok(Response::new(response));
+    }};
 }
 
 fn not_implemented(what: &str) -> v2::Status {
@@ -124,6 +140,9 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::SendMessageRequest>,
     ) -> Result<Response<v2::SendMessageResponse>, Status> {
+        if let Err(e) = check(&req) {
+            refuse!(SendMessageResponse, e);
+        }
         let peer = peer_host(&req);
         let client = apogee_proto::telemetry::client_id(&req);
         Ok(Response::new(
@@ -150,6 +169,11 @@ impl MessagingService for MessagingServer {
         req: Request<v2::ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
         let client = self.seen(&req);
+        if let Err(e) = check(&req) {
+            return Ok(Response::new(stream_of(vec![v2::ReceiveMessageResponse {
+                content: Some(v2::receive_message_response::Content::Status(e.to_status())),
+            }])));
+        }
         let responses =
             match receive::plan_receive(&self.broker, req.get_ref(), client, deadline_ms(&req)) {
                 Ok(plan) => receive::receive(&self.broker, plan).await,
@@ -165,6 +189,9 @@ impl MessagingService for MessagingServer {
         req: Request<v2::AckMessageRequest>,
     ) -> Result<Response<v2::AckMessageResponse>, Status> {
         self.seen(&req);
+        if let Err(e) = check(&req) {
+            refuse!(AckMessageResponse, e);
+        }
         Ok(Response::new(receive::ack(&self.broker, req.into_inner())))
     }
 
@@ -172,6 +199,9 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<Response<v2::ForwardMessageToDeadLetterQueueResponse>, Status> {
+        if let Err(e) = check(&req) {
+            refuse!(ForwardMessageToDeadLetterQueueResponse, e);
+        }
         Ok(Response::new(
             receive::forward_to_dead_letter(&self.broker, req.into_inner()).await,
         ))
@@ -183,6 +213,11 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::PullMessageRequest>,
     ) -> Result<Response<Self::PullMessageStream>, Status> {
+        if let Err(e) = check(&req) {
+            return Ok(Response::new(stream_of(vec![v2::PullMessageResponse {
+                content: Some(v2::pull_message_response::Content::Status(e.to_status())),
+            }])));
+        }
         let deadline = deadline_ms(&req);
         Ok(Response::new(stream_of(
             offsets::pull(&self.broker, req.into_inner(), deadline).await,
@@ -193,6 +228,9 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::UpdateOffsetRequest>,
     ) -> Result<Response<v2::UpdateOffsetResponse>, Status> {
+        if let Err(e) = check(&req) {
+            refuse!(UpdateOffsetResponse, e);
+        }
         Ok(Response::new(offsets::update_offset(
             &self.broker,
             req.into_inner(),
@@ -203,6 +241,9 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::GetOffsetRequest>,
     ) -> Result<Response<v2::GetOffsetResponse>, Status> {
+        if let Err(e) = check(&req) {
+            refuse!(GetOffsetResponse, e);
+        }
         Ok(Response::new(offsets::get_offset(
             &self.broker,
             req.into_inner(),
@@ -213,6 +254,9 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::QueryOffsetRequest>,
     ) -> Result<Response<v2::QueryOffsetResponse>, Status> {
+        if let Err(e) = check(&req) {
+            refuse!(QueryOffsetResponse, e);
+        }
         Ok(Response::new(offsets::query_offset(
             &self.broker,
             req.into_inner(),
@@ -223,6 +267,9 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::EndTransactionRequest>,
     ) -> Result<Response<v2::EndTransactionResponse>, Status> {
+        if let Err(e) = check(&req) {
+            refuse!(EndTransactionResponse, e);
+        }
         let status = match end_transaction::end(&self.broker, req.into_inner()).await {
             Ok(()) => ok_status(),
             Err(e) => e.to_status(),
@@ -269,6 +316,9 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::ChangeInvisibleDurationRequest>,
     ) -> Result<Response<v2::ChangeInvisibleDurationResponse>, Status> {
+        if let Err(e) = check(&req) {
+            refuse!(ChangeInvisibleDurationResponse, e);
+        }
         self.seen(&req);
         Ok(Response::new(receive::change_invisible(
             &self.broker,
@@ -280,6 +330,9 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::RecallMessageRequest>,
     ) -> Result<Response<v2::RecallMessageResponse>, Status> {
+        if let Err(e) = check(&req) {
+            refuse!(RecallMessageResponse, e);
+        }
         let req = req.into_inner();
         let topic = req.topic.as_ref().map_or("", |t| t.name.as_str());
         let recalled = self.broker.schedule.recall(topic, &req.recall_handle).await;

@@ -23,7 +23,6 @@ use apogee_proto::time::now_ms;
 use apogee_proto::ApogeeError;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 use tonic::Streaming;
 use tracing::Instrument;
 
@@ -81,13 +80,9 @@ async fn find_master(broker: &Broker) -> Result<String, ApogeeError> {
     if !cfg.replication.master.is_empty() {
         return Ok(cfg.replication.master.clone());
     }
+    let tls = cfg.tls.client_tls().map_err(err)?;
     for ns in &cfg.nameservers {
-        let uri = if ns.contains("://") {
-            ns.clone()
-        } else {
-            format!("http://{ns}")
-        };
-        let Ok(endpoint) = Endpoint::from_shared(uri) else {
+        let Ok(endpoint) = apogee_proto::tls::endpoint(ns, tls.as_ref()) else {
             continue;
         };
         let Ok(channel) = endpoint
@@ -98,10 +93,11 @@ async fn find_master(broker: &Broker) -> Result<String, ApogeeError> {
         else {
             continue;
         };
-        let Ok(info) = RegistryClient::new(channel)
-            .get_cluster_info(GetClusterInfoRequest {})
-            .await
-        else {
+        let mut request = tonic::Request::new(GetClusterInfoRequest {});
+        if let Some(secret) = &broker.replication.secret {
+            secret.sign(&mut request);
+        }
+        let Ok(info) = RegistryClient::new(channel).get_cluster_info(request).await else {
             continue;
         };
         let master = info
@@ -150,7 +146,8 @@ async fn blocking<T: Send + 'static>(
 async fn session(broker: &Arc<Broker>, master: &str) -> Result<(), ApogeeError> {
     let cfg = &broker.config;
     let store = broker.store.clone();
-    let channel = Endpoint::from_shared(format!("http://{master}"))
+    let tls = cfg.tls.client_tls().map_err(err)?;
+    let channel = apogee_proto::tls::endpoint(master, tls.as_ref())
         .map_err(err)?
         .connect_timeout(RPC_TIMEOUT)
         .tcp_nodelay(true)

@@ -12,6 +12,7 @@ use apogee_proto::cluster::{StateBatch, StateOp};
 use apogee_proto::ApogeeError;
 
 use super::journal::{ApplyEffects, JournaledKv};
+use crate::access::AccessTable;
 use crate::consume::ConsumeEngine;
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
@@ -23,6 +24,7 @@ pub struct StateTargets {
     pub consume: Arc<ConsumeEngine>,
     pub topics: Arc<TopicTable>,
     pub groups: Arc<GroupTable>,
+    pub access: Arc<AccessTable>,
 }
 
 /// Slave: applies one batch from the master. The first batch of a snapshot first drops every
@@ -36,6 +38,7 @@ pub fn apply_batch(t: &StateTargets, batch: &StateBatch) -> Result<(), ApogeeErr
         t.consume.reload_all()?;
         t.topics.reload()?;
         t.groups.reload()?;
+        t.access.reload()?;
         tracing::info!("applied the master's state snapshot");
         return Ok(());
     }
@@ -60,6 +63,10 @@ fn follow(t: &StateTargets, fx: &ApplyEffects) -> Result<(), ApogeeError> {
     }
     if fx.groups || fx.meta {
         t.groups.reload()?;
+    }
+    // Users and ACL entries live in `meta` too.
+    if fx.meta {
+        t.access.reload()?;
     }
     Ok(())
 }
@@ -115,6 +122,7 @@ mod tests {
         let t = StateTargets {
             topics: Arc::new(TopicTable::load(store.kv()).unwrap()),
             groups: Arc::new(GroupTable::load(store.kv(), true).unwrap()),
+            access: Arc::new(AccessTable::load(store.kv(), None, None).unwrap()),
             consume: Arc::new(ConsumeEngine::open(store).unwrap()),
             journal,
         };

@@ -3,7 +3,8 @@
 //! works. Serves QueryRoute, QueryAssignment, Heartbeat, Telemetry (settings
 //! exchange) and NotifyClientTermination from the broker table, forwards
 //! EndTransaction and RecallMessage to the broker holding the transaction or
-//! scheduled message; every other
+//! scheduled message (after checking the caller's PUB permission on the topic: the broker sees
+//! the NameServer's cluster proof, not the caller); every other
 //! message-level RPC answers NOT_IMPLEMENTED pointing at the brokers.
 //!
 //! As the protocol requires, results travel as a `Status` in the response
@@ -13,6 +14,7 @@ use super::brokers::BrokerChannels;
 use super::route;
 use super::{schedule, transactions};
 use crate::registry::Registry;
+use apogee_proto::auth::guarded::check;
 use apogee_proto::error::ok_status;
 use apogee_proto::settings::ServerLimits;
 use apogee_proto::telemetry::{client_id, serve_session, Sessions};
@@ -43,6 +45,13 @@ impl AccessPoint {
             channels: Arc::default(),
             closing: Arc::new(watch::Sender::new(false)),
         }
+    }
+
+    /// Calls brokers (forwarded calls) through `channels` (the server's one set: signed with the
+    /// cluster proof, over TLS when configured).
+    pub fn with_broker_channels(mut self, channels: Arc<BrokerChannels>) -> Self {
+        self.channels = channels;
+        self
     }
 
     /// Consumers' Settings replies carry their group's config as the brokers registered it
@@ -234,6 +243,12 @@ impl MessagingService for AccessPoint {
         &self,
         request: Request<EndTransactionRequest>,
     ) -> Result<Response<EndTransactionResponse>, Status> {
+        // Forwarded with the cluster proof: the caller's permission is checked here.
+        if let Err(e) = check(&request) {
+            return Ok(Response::new(EndTransactionResponse {
+                status: Some(e.to_status()),
+            }));
+        }
         let forwarded =
             transactions::forward_end(&self.registry, &self.channels, request.into_inner()).await;
         Ok(Response::new(forwarded.unwrap_or_else(|e| {
@@ -286,6 +301,12 @@ impl MessagingService for AccessPoint {
         &self,
         request: Request<RecallMessageRequest>,
     ) -> Result<Response<RecallMessageResponse>, Status> {
+        if let Err(e) = check(&request) {
+            return Ok(Response::new(RecallMessageResponse {
+                status: Some(e.to_status()),
+                message_id: String::new(),
+            }));
+        }
         let forwarded =
             schedule::forward_recall(&self.registry, &self.channels, request.into_inner()).await;
         Ok(Response::new(forwarded.unwrap_or_else(|e| {

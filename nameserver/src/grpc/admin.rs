@@ -4,12 +4,13 @@
 //! the broker table so routes reflect the change at once. ListTopics is
 //! answered from the table; transactions are routed by [`transactions`], scheduled messages
 //! by [`schedule`], message query and dead letters by [`admin_messages`], consumer groups by
-//! [`admin_groups`]. GetBrokerStatus is refused: brokers answer it themselves.
+//! [`admin_groups`], users and ACL entries by [`admin_access`]. GetBrokerStatus is refused: brokers answer it themselves.
 
 use super::brokers::BrokerChannels;
-use super::{admin_groups, admin_messages, admin_ops, schedule, transactions};
-use crate::endpoint;
+use super::{admin_access, admin_groups, admin_messages, admin_ops, schedule, transactions};
+use crate::access::AccessBook;
 use crate::registry::{AdminTarget, GroupKey, Registry};
+use apogee_proto::auth::cluster_calls::SignedChannel;
 use apogee_proto::cluster as cl;
 use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::cluster::admin_server::Admin;
@@ -29,7 +30,6 @@ use apogee_proto::{limits, names, ApogeeError};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// Queue count of a topic created without one (RocketMQ's default).
@@ -46,6 +46,8 @@ pub struct AdminService {
     channels: Arc<BrokerChannels>,
     /// Clients' Telemetry sessions with this NameServer (listed by DescribeGroup).
     sessions: Arc<Sessions>,
+    /// Users and ACL entries (changed through the brokers, see [`admin_access`]).
+    access: Arc<AccessBook>,
 }
 
 impl AdminService {
@@ -54,7 +56,29 @@ impl AdminService {
             registry,
             channels: Arc::default(),
             sessions: Sessions::new(),
+            access: Arc::default(),
         }
+    }
+
+    /// Keeps users and ACL entries in `access` (the guard's directory follows it).
+    pub fn with_access(mut self, access: Arc<AccessBook>) -> Self {
+        self.access = access;
+        self
+    }
+
+    fn access_admin(&self) -> admin_access::AccessAdmin<'_> {
+        admin_access::AccessAdmin {
+            registry: &self.registry,
+            channels: &self.channels,
+            book: &self.access,
+        }
+    }
+
+    /// Calls brokers (fan-outs) through `channels` (the server's one set: signed with the
+    /// cluster proof, over TLS when configured).
+    pub fn with_broker_channels(mut self, channels: Arc<BrokerChannels>) -> Self {
+        self.channels = channels;
+        self
     }
 
     /// Lists the clients of `sessions` in group descriptions.
@@ -190,28 +214,36 @@ fn select_targets(
         .collect())
 }
 
-async fn connect(endpoint: &str) -> Result<AdminClient<Channel>, Status> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint::uri(endpoint))
-        .map_err(|e| Status::internal(format!("bad broker endpoint {endpoint}: {e}")))?
+async fn connect(
+    channels: &BrokerChannels,
+    endpoint: &str,
+) -> Result<AdminClient<SignedChannel>, Status> {
+    let channel = channels
+        .endpoint(endpoint)?
         .connect_timeout(FANOUT_CONNECT_TIMEOUT)
         .timeout(FANOUT_REQUEST_TIMEOUT)
         .connect()
         .await
         .map_err(|e| Status::unavailable(format!("cannot connect to {endpoint}: {e}")))?;
-    Ok(AdminClient::new(channel).max_decoding_message_size(limits::MAX_GRPC_MESSAGE_BYTES))
+    Ok(AdminClient::new(channels.signer().wrap(channel))
+        .max_decoding_message_size(limits::MAX_GRPC_MESSAGE_BYTES))
 }
 
 /// Sends the operation to every target's master concurrently. Returns the
 /// groups that applied it and the ones that failed, with their errors.
-async fn fan_out<F, Fut>(targets: Vec<Target>, call: F) -> (Vec<GroupKey>, Vec<(Target, Status)>)
+async fn fan_out<F, Fut>(
+    channels: &BrokerChannels,
+    targets: Vec<Target>,
+    call: F,
+) -> (Vec<GroupKey>, Vec<(Target, Status)>)
 where
-    F: Fn(AdminClient<Channel>) -> Fut,
+    F: Fn(AdminClient<SignedChannel>) -> Fut,
     Fut: Future<Output = Result<(), Status>>,
 {
     let calls = targets.into_iter().map(|target| {
         let call = &call;
         async move {
-            let result = match connect(&target.endpoint).await {
+            let result = match connect(channels, &target.endpoint).await {
                 Ok(client) => call(client).await,
                 Err(e) => Err(e),
             };
@@ -291,7 +323,7 @@ impl Admin for AdminService {
             &topic.name,
             Op::Create,
         )?;
-        let (applied, failed) = fan_out(targets, |mut client| {
+        let (applied, failed) = fan_out(&self.channels, targets, |mut client| {
             let request = CreateTopicRequest {
                 topic: Some(topic.clone()),
                 broker_names: Vec::new(),
@@ -318,7 +350,7 @@ impl Admin for AdminService {
             &topic.name,
             Op::Update,
         )?;
-        let (applied, failed) = fan_out(targets, |mut client| {
+        let (applied, failed) = fan_out(&self.channels, targets, |mut client| {
             let request = UpdateTopicRequest {
                 topic: Some(topic.clone()),
                 broker_names: Vec::new(),
@@ -345,7 +377,7 @@ impl Admin for AdminService {
             &req.topic,
             Op::Delete,
         )?;
-        let (applied, failed) = fan_out(targets, |mut client| {
+        let (applied, failed) = fan_out(&self.channels, targets, |mut client| {
             let request = DeleteTopicRequest {
                 topic: req.topic.clone(),
                 broker_names: Vec::new(),
@@ -530,6 +562,71 @@ impl Admin for AdminService {
     ) -> Result<Response<cl::UpdateBrokerConfigResponse>, Status> {
         Err(Status::unimplemented(
             "a NameServer has no broker config: ask the broker (apogee broker config set <broker address> KEY VALUE)",
+        ))
+    }
+
+    async fn create_user(
+        &self,
+        request: Request<cl::CreateUserRequest>,
+    ) -> Result<Response<cl::AccessChangeResponse>, Status> {
+        let r = self.access_admin().create_user(request.into_inner()).await;
+        Ok(Response::new(r?))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<cl::UpdateUserRequest>,
+    ) -> Result<Response<cl::AccessChangeResponse>, Status> {
+        let r = self.access_admin().update_user(request.into_inner()).await;
+        Ok(Response::new(r?))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<cl::DeleteUserRequest>,
+    ) -> Result<Response<cl::AccessChangeResponse>, Status> {
+        let r = self.access_admin().delete_user(request.into_inner()).await;
+        Ok(Response::new(r?))
+    }
+
+    async fn list_users(
+        &self,
+        _request: Request<cl::ListUsersRequest>,
+    ) -> Result<Response<cl::ListUsersResponse>, Status> {
+        Ok(Response::new(self.access_admin().list_users()))
+    }
+
+    async fn grant(
+        &self,
+        request: Request<cl::GrantRequest>,
+    ) -> Result<Response<cl::AccessChangeResponse>, Status> {
+        let r = self.access_admin().grant(request.into_inner()).await;
+        Ok(Response::new(r?))
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<cl::RevokeRequest>,
+    ) -> Result<Response<cl::AccessChangeResponse>, Status> {
+        let r = self.access_admin().revoke(request.into_inner()).await;
+        Ok(Response::new(r?))
+    }
+
+    async fn list_acls(
+        &self,
+        request: Request<cl::ListAclsRequest>,
+    ) -> Result<Response<cl::ListAclsResponse>, Status> {
+        Ok(Response::new(
+            self.access_admin().list_acls(request.get_ref()),
+        ))
+    }
+
+    async fn apply_access(
+        &self,
+        _request: Request<cl::ApplyAccessRequest>,
+    ) -> Result<Response<cl::ApplyAccessResponse>, Status> {
+        Err(Status::unimplemented(
+            "brokers take ApplyAccess; change users on a NameServer with CreateUser, Grant, ...",
         ))
     }
 }

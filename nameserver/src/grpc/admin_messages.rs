@@ -6,6 +6,7 @@
 
 use super::brokers::{ask_every_master, call_each, BrokerChannels};
 use crate::registry::Registry;
+use apogee_proto::auth::cluster_calls::SignedChannel;
 use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::cluster::{
     FindMessagesRequest, FindMessagesResponse, GetMessageRequest, GetMessageResponse,
@@ -14,7 +15,6 @@ use apogee_proto::cluster::{
 };
 use apogee_proto::{names, ApogeeError};
 use std::future::Future;
-use tonic::transport::Channel;
 use tonic::Status;
 
 /// (broker name, master endpoint) of the groups a call goes to.
@@ -80,7 +80,7 @@ async fn ask<T, F, Fut>(
     call: F,
 ) -> Result<Vec<T>, Status>
 where
-    F: Fn(AdminClient<Channel>) -> Fut,
+    F: Fn(AdminClient<SignedChannel>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, Status>>,
 {
     let asked = targets.len();

@@ -3,16 +3,17 @@
 //! (`apogee_proto::routed_id`: transaction ids, recall handles), and "ask every master, merge
 //! the answers".
 
-use crate::endpoint;
 use crate::registry::{GroupKey, Registry};
+use apogee_proto::auth::cluster_calls::{ClusterSigner, SignedChannel};
 use apogee_proto::cluster::admin_client::AdminClient;
+use apogee_proto::tls::{self, ClientTls};
 use apogee_proto::v2::messaging_service_client::MessagingServiceClient;
 use apogee_proto::{limits, ApogeeError};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
 /// How long a forwarded call may take.
@@ -23,17 +24,39 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub struct BrokerChannels {
     by_endpoint: Mutex<HashMap<String, Channel>>,
+    /// Signs every call with the cluster proof (brokers checking credentials admit it).
+    signer: ClusterSigner,
+    /// TLS to the brokers (`tls.ca_file`, and this server's certificate with
+    /// `tls.cluster_mtls`); none: plain text.
+    tls: Option<ClientTls>,
 }
 
 impl BrokerChannels {
+    /// Channels whose calls carry the proof of `secret` (none without one), over TLS with
+    /// `tls` (none: plain text).
+    pub fn new(
+        secret: Option<apogee_proto::cluster_auth::ClusterSecret>,
+        tls: Option<ClientTls>,
+    ) -> Self {
+        BrokerChannels {
+            signer: ClusterSigner::new(secret),
+            tls,
+            ..BrokerChannels::default()
+        }
+    }
+
+    /// The endpoint of a broker, with this server's TLS settings.
+    pub fn endpoint(&self, broker_endpoint: &str) -> Result<Endpoint, ApogeeError> {
+        tls::endpoint(broker_endpoint, self.tls.as_ref())
+            .map_err(|e| ApogeeError::Internal(format!("bad broker endpoint: {e}")))
+    }
+
     pub fn channel(&self, broker_endpoint: &str) -> Result<Channel, ApogeeError> {
         if let Some(c) = self.by_endpoint.lock().get(broker_endpoint) {
             return Ok(c.clone());
         }
-        let channel = tonic::transport::Endpoint::from_shared(endpoint::uri(broker_endpoint))
-            .map_err(|e| {
-                ApogeeError::Internal(format!("bad broker endpoint {broker_endpoint}: {e}"))
-            })?
+        let channel = self
+            .endpoint(broker_endpoint)?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(FORWARD_TIMEOUT)
             .tcp_nodelay(true)
@@ -44,17 +67,24 @@ impl BrokerChannels {
         Ok(channel)
     }
 
+    /// What signs the calls of these channels.
+    pub fn signer(&self) -> &ClusterSigner {
+        &self.signer
+    }
+
     /// The MessagingService of a broker.
     pub fn messaging(
         &self,
         endpoint: &str,
-    ) -> Result<MessagingServiceClient<Channel>, ApogeeError> {
-        Ok(MessagingServiceClient::new(self.channel(endpoint)?))
+    ) -> Result<MessagingServiceClient<SignedChannel>, ApogeeError> {
+        Ok(MessagingServiceClient::new(
+            self.signer.wrap(self.channel(endpoint)?),
+        ))
     }
 
     /// The Admin service of a broker.
-    pub fn admin(&self, endpoint: &str) -> Result<AdminClient<Channel>, ApogeeError> {
-        Ok(AdminClient::new(self.channel(endpoint)?)
+    pub fn admin(&self, endpoint: &str) -> Result<AdminClient<SignedChannel>, ApogeeError> {
+        Ok(AdminClient::new(self.signer.wrap(self.channel(endpoint)?))
             .max_decoding_message_size(limits::MAX_GRPC_MESSAGE_BYTES))
     }
 }
@@ -81,7 +111,7 @@ pub async fn each_master<T, F, Fut>(
     call: F,
 ) -> Vec<(GroupKey, Result<T, Status>)>
 where
-    F: Fn(AdminClient<Channel>) -> Fut,
+    F: Fn(AdminClient<SignedChannel>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, Status>>,
 {
     let masters: Vec<(GroupKey, String)> = registry
@@ -100,7 +130,7 @@ pub async fn call_each<K, T, F, Fut>(
     call: F,
 ) -> Vec<(K, Result<T, Status>)>
 where
-    F: Fn(AdminClient<Channel>) -> Fut,
+    F: Fn(AdminClient<SignedChannel>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, Status>>,
 {
     let calls = targets.into_iter().map(|(name, endpoint)| {
@@ -127,7 +157,7 @@ pub async fn ask_every_master<T, F, Fut>(
     call: F,
 ) -> Result<Vec<T>, Status>
 where
-    F: Fn(AdminClient<Channel>) -> Fut,
+    F: Fn(AdminClient<SignedChannel>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, Status>>,
 {
     let mut all = Vec::new();

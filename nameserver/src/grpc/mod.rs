@@ -9,6 +9,7 @@
 
 pub mod access_point;
 pub mod admin;
+pub mod admin_access;
 pub mod admin_groups;
 pub mod admin_messages;
 pub mod admin_ops;
@@ -21,4 +22,5 @@ pub mod transactions;
 
 pub use access_point::AccessPoint;
 pub use admin::AdminService;
+pub use brokers::BrokerChannels;
 pub use registry::RegistryService;

@@ -3,16 +3,20 @@
 //! validated here (names, ids, endpoints, topic and group configs) so the table only
 //! ever holds well-formed entries; a broker id held by another live endpoint is refused
 //! (ALREADY_EXISTS). Brokers also relay transaction check-backs
-//! through it to producers whose Telemetry stream is open with this NameServer.
+//! through it to producers whose Telemetry stream is open with this NameServer. Registrations
+//! carry the brokers' users and ACL entries, merged into the [`AccessBook`]; a master lacking
+//! some of what the book knows is sent them.
 
+use super::brokers::BrokerChannels;
+use crate::access::AccessBook;
 use crate::endpoint;
 use crate::registry::Registry;
 use apogee_proto::cluster::registry_server::Registry as RegistryRpc;
 use apogee_proto::cluster::{
-    BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRole, GetClusterInfoRequest,
-    GetClusterInfoResponse, GetRouteRequest, GetRouteResponse, RegisterBrokerRequest,
-    RegisterBrokerResponse, RelayCheckBackRequest, RelayCheckBackResponse, TopicConfig,
-    UnregisterBrokerRequest, UnregisterBrokerResponse,
+    ApplyAccessRequest, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRole,
+    GetClusterInfoRequest, GetClusterInfoResponse, GetRouteRequest, GetRouteResponse,
+    RegisterBrokerRequest, RegisterBrokerResponse, RelayCheckBackRequest, RelayCheckBackResponse,
+    TopicConfig, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use apogee_proto::cluster_auth::{self, ClusterSecret};
 use apogee_proto::telemetry::Sessions;
@@ -30,6 +34,10 @@ pub struct RegistryService {
     /// With a cluster secret, brokers must prove it to register, heartbeat, unregister and
     /// relay check-backs (`apogee_proto::cluster_auth`).
     secret: Option<ClusterSecret>,
+    /// Learns the users and ACL entries brokers register.
+    access: Arc<AccessBook>,
+    /// Sends a master the users and entries it lacks (none: it is not sent them).
+    channels: Option<Arc<BrokerChannels>>,
 }
 
 impl RegistryService {
@@ -38,7 +46,54 @@ impl RegistryService {
             registry,
             sessions,
             secret: None,
+            access: Arc::default(),
+            channels: None,
         }
+    }
+
+    /// Merges the users and ACL entries of every registration into `access`, and sends a
+    /// registering master what it lacks of them through `channels`.
+    pub fn with_access(mut self, access: Arc<AccessBook>, channels: Arc<BrokerChannels>) -> Self {
+        self.access = access;
+        self.channels = Some(channels);
+        self
+    }
+
+    /// Sends a registering master the users and ACL entries it lacks (in the background: the
+    /// registration does not wait; a failure is logged, and the next registration tries again).
+    fn catch_up(&self, req: &RegisterBrokerRequest) {
+        let Some(channels) = &self.channels else {
+            return;
+        };
+        if req.role == BrokerRole::Slave as i32 {
+            return;
+        }
+        let (users, acls) = self.access.missing_from(&req.users, &req.acls);
+        if users.is_empty() && acls.is_empty() {
+            return;
+        }
+        let broker = format!("{}-{}", req.broker_name, req.broker_id);
+        let client = channels.admin(&req.endpoint);
+        tokio::spawn(async move {
+            let (n_users, n_acls) = (users.len(), acls.len());
+            let sent = match client {
+                Ok(mut c) => c
+                    .apply_access(ApplyAccessRequest { users, acls })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.message().to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match sent {
+                Ok(()) => tracing::info!(
+                    broker,
+                    users = n_users,
+                    acls = n_acls,
+                    "sent a master the users and ACL entries it lacked"
+                ),
+                Err(e) => tracing::warn!(broker, "could not send users and ACL entries: {e}"),
+            }
+        });
     }
 
     /// Requires brokers to prove the cluster secret.
@@ -134,6 +189,8 @@ impl RegistryRpc for RegistryService {
                 "registration refused: {e}"
             )
         })?;
+        self.access.merge(req.users.clone(), req.acls.clone());
+        self.catch_up(&req);
         if registered.is_new {
             tracing::info!(
                 cluster = %req.cluster_name,
@@ -271,6 +328,7 @@ mod tests {
             }],
             data_version: 1,
             groups: vec![],
+            ..Default::default()
         }
     }
 

@@ -74,6 +74,7 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         })
         .unwrap();
     }

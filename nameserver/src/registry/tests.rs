@@ -34,6 +34,7 @@ fn req(
         topics: topics.to_vec(),
         data_version: version,
         groups: vec![],
+        ..Default::default()
     }
 }
 

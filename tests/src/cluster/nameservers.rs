@@ -18,12 +18,19 @@ pub(crate) struct NameServer {
     pub(crate) process: ManagedProcess,
     /// Whether it was killed (and not restarted since).
     pub(crate) down: bool,
+    /// TLS trusting the cluster's CA (none: plain text).
+    pub(crate) tls: Option<apogee_client::ClientTls>,
 }
 
 impl NameServer {
     /// Spawns NameServer number `i` of `n` on a free port, logging to
     /// `nameserver.log` (the first) or `nameserver-<i>.log`.
-    pub(crate) fn spawn(dir: &Path, i: usize, env: &[(String, String)]) -> NameServer {
+    pub(crate) fn spawn(
+        dir: &Path,
+        i: usize,
+        env: &[(String, String)],
+        tls: Option<apogee_client::ClientTls>,
+    ) -> NameServer {
         let addr = format!("127.0.0.1:{}", free_port());
         let (label, log) = if i == 0 {
             ("nameserver".to_string(), dir.join("nameserver.log"))
@@ -54,6 +61,7 @@ impl NameServer {
             http_addr,
             process,
             down: false,
+            tls,
         }
     }
 
@@ -61,12 +69,12 @@ impl NameServer {
     pub(crate) async fn wait_ready(&mut self) {
         wait_for_port(&mut self.process, &self.addr).await;
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut registry = rpc::registry(&self.addr);
+        let mut registry = rpc::registry_with(&self.addr, self.tls.as_ref());
         loop {
             self.process.assert_running();
             let r = tokio::time::timeout(
                 Duration::from_secs(2),
-                registry.get_cluster_info(GetClusterInfoRequest {}),
+                registry.get_cluster_info(rpc::signed(GetClusterInfoRequest {})),
             )
             .await;
             if matches!(r, Ok(Ok(_))) {
@@ -113,7 +121,12 @@ impl Cluster {
 
     /// An apogee-client configuration with every NameServer as an access point.
     pub fn client_config(&self) -> apogee_client::ClientConfig {
-        apogee_client::ClientConfig::new(self.ns_addrs().join(","))
+        let mut config = apogee_client::ClientConfig::new(self.ns_addrs().join(","));
+        config.tls = self.client_tls();
+        if self.authenticates() {
+            config = config.with_credentials(rpc::admin_credentials());
+        }
+        config
     }
 
     /// Everything NameServer `i` logged so far (across restarts).
@@ -136,6 +149,12 @@ impl Cluster {
         self.nameservers
             .get_mut(i)
             .unwrap_or_else(|| panic!("no NameServer #{i}"))
+    }
+
+    /// SIGHUPs NameServer `i` (with TLS, it reloads its certificate).
+    #[cfg(unix)]
+    pub fn hangup_nameserver(&mut self, i: usize) {
+        self.nameserver_mut(i).process.hangup();
     }
 
     /// SIGKILLs NameServer `i` (it forgets every registration).

@@ -48,8 +48,9 @@ impl Cluster {
             }),
             broker_names: brokers.iter().map(|b| b.to_string()).collect(),
         };
-        let created = rpc::admin(self.admin_ns())
-            .create_topic(req)
+        let tls = self.client_tls();
+        let created = rpc::admin_with(self.admin_ns(), tls.as_ref())
+            .create_topic(rpc::signed(req))
             .await
             .unwrap_or_else(|e| panic!("CreateTopic {topic}: {e}"))
             .into_inner()
@@ -60,7 +61,7 @@ impl Cluster {
         );
         // The other NameServers learn it when the brokers register their new topic.
         for ns in self.live_ns_addrs() {
-            wait_route(&ns, topic, queues, &created).await;
+            wait_route(&ns, tls.as_ref(), topic, queues, &created).await;
         }
         created
     }
@@ -68,20 +69,38 @@ impl Cluster {
     /// Runs the `apogee` CLI against this cluster's (first running) NameServer.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
         let mut full = vec!["--nameserver", self.admin_ns()];
+        let ca_file = self.certs().map(|c| c.ca_file.display().to_string());
+        if let Some(ca) = &ca_file {
+            full.extend(["--tls", "--tls-ca-file", ca.as_str()]);
+        }
+        if self.authenticates() {
+            full.extend([
+                "--access-key",
+                rpc::ADMIN_ACCESS_KEY,
+                "--secret-key",
+                rpc::ADMIN_SECRET_KEY,
+            ]);
+        }
         full.extend_from_slice(args);
         cli::run(&full)
     }
 }
 
 /// Waits until `ns` routes `topic` to every group of `created` with `queues` queues.
-async fn wait_route(ns: &str, topic: &str, queues: i32, created: &[String]) {
+async fn wait_route(
+    ns: &str,
+    tls: Option<&apogee_client::ClientTls>,
+    topic: &str,
+    queues: i32,
+    created: &[String],
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut registry = rpc::registry(ns);
+    let mut registry = rpc::registry_with(ns, tls);
     loop {
         let route = registry
-            .get_route(GetRouteRequest {
+            .get_route(rpc::signed(GetRouteRequest {
                 topic: topic.into(),
-            })
+            }))
             .await
             .map(|r| r.into_inner());
         let ready = route.as_ref().is_ok_and(|r| {

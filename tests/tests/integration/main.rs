@@ -8,6 +8,10 @@
 //! - [`durability`]: SIGKILL with sync flush loses nothing acknowledged; a
 //!   torn commit-log tail is cut back to the last whole record; damage before
 //!   the flushed end stops the broker with a clear error.
+//! - [`acl`]: authorization: users and ACL entries (allow, deny, prefixes) enforced on a
+//!   master, its slave and the NameServer; kept across broker and NameServer restarts.
+//! - [`auth`]: authentication: the official client, apogee-client and the CLI with
+//!   credentials; wrong, unknown, missing and stale credentials refused, storing nothing.
 //! - [`bad_input`]: invalid requests get their specific status codes.
 //! - [`nameserver_loss`]: with every NameServer down for 30 s clients keep
 //!   producing and consuming and brokers register again when they return; one of
@@ -44,9 +48,13 @@
 //! - [`schedule`]: delayed messages delivered once on time (also across
 //!   SIGKILL), limits, recall, the official client's delay send.
 //! - [`startup`]: start-up failures end in one clear line (a data dir in use).
+//! - [`tls`]: TLS on every listener: apogee-client and the official client over TLS, plain
+//!   text refused, the CLI with `--tls`, certificate reload, mutual TLS for cluster calls.
 //! - [`transactions`]: half messages, commit/rollback, check-backs, parking,
 //!   forwarding through the NameServer, crash safety.
 
+mod acl;
+mod auth;
 mod bad_input;
 mod bench;
 mod cli;
@@ -63,6 +71,7 @@ mod lifecycle;
 mod metrics;
 mod nameserver_loss;
 mod official_client;
+mod official_roundtrip;
 mod operations;
 mod push_consumer;
 mod query;
@@ -71,4 +80,5 @@ mod replication;
 mod schedule;
 mod startup;
 mod store_limits;
+mod tls;
 mod transactions;

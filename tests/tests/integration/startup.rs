@@ -127,3 +127,43 @@ async fn a_non_loopback_listen_without_authentication_refuses_to_start_unless_al
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn authentication_allows_a_non_loopback_listen_and_needs_its_admin_and_cluster_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin.secret");
+    std::fs::write(&admin, "an-admin-secret\n").unwrap();
+    let cluster = dir.path().join("cluster.secret");
+    std::fs::write(&cluster, "a-cluster-secret-of-16-bytes-or-more").unwrap();
+    let with_auth = |admin_file: &std::path::Path| {
+        let mut c = nameserver("0.0.0.0");
+        c.env("APOGEE_NAMESERVER_SECURITY__AUTHENTICATION", "true")
+            .env("APOGEE_NAMESERVER_SECURITY__ADMIN_ACCESS_KEY", "root")
+            .env("APOGEE_NAMESERVER_SECURITY__ADMIN_SECRET_FILE", admin_file)
+            .env("APOGEE_NAMESERVER_SECURITY__CLUSTER_SECRET_FILE", &cluster)
+            .arg("--check-config");
+        c
+    };
+    // The refusal names authentication as a fix.
+    let out = nameserver("0.0.0.0").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("security.authentication"), "{stderr}");
+    // With authentication, no allow_anonymous is needed.
+    let out = with_auth(&admin).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout.contains("an-admin-secret"),
+        "the printed config never shows the secret: {stdout}"
+    );
+    // Its admin's secret file must exist; the error names it.
+    let missing = dir.path().join("no-such.secret");
+    let out = with_auth(&missing).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no-such.secret"), "{stderr}");
+}

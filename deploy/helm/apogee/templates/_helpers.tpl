@@ -38,6 +38,73 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- join "," $list -}}
 {{- end -}}
 
+{{/* The security settings of a server, as environment variables: apogee.securityEnv (list $
+     "NAMESERVER") or (list $ "BROKER"). Files come from the Secrets apogee.securityVolumes
+     mounts. */}}
+{{- define "apogee.securityEnv" -}}
+{{- $v := (index . 0).Values -}}
+{{- $server := index . 1 -}}
+{{- if $v.auth.enabled }}
+{{- if not $v.clusterSecret.existingSecret }}
+{{- fail "auth.enabled needs clusterSecret.existingSecret: the servers call each other with the cluster proof" }}
+{{- end }}
+{{- if not $v.auth.existingSecret }}
+{{- fail "auth.enabled needs auth.existingSecret: the Secret holding the admin's secret key under admin.secret" }}
+{{- end }}
+- { name: APOGEE_{{ $server }}_SECURITY__AUTHENTICATION, value: "true" }
+- { name: APOGEE_{{ $server }}_SECURITY__ADMIN_ACCESS_KEY, value: {{ $v.auth.adminAccessKey | quote }} }
+- { name: APOGEE_{{ $server }}_SECURITY__ADMIN_SECRET_FILE, value: /etc/apogee/admin/admin.secret }
+{{- else }}
+# Pods listen on their network without authentication (docs/SECURITY.md): restrict access
+# with NetworkPolicies, or set auth.enabled.
+- { name: APOGEE_{{ $server }}_SECURITY__ALLOW_ANONYMOUS, value: "true" }
+{{- end }}
+{{- if $v.clusterSecret.existingSecret }}
+- { name: APOGEE_{{ $server }}_SECURITY__CLUSTER_SECRET_FILE, value: /etc/apogee/secret/cluster.secret }
+{{- end }}
+{{- if $v.tls.existingSecret }}
+- { name: APOGEE_{{ $server }}_TLS__CERT_FILE, value: /etc/apogee/tls/tls.crt }
+- { name: APOGEE_{{ $server }}_TLS__KEY_FILE, value: /etc/apogee/tls/tls.key }
+- { name: APOGEE_{{ $server }}_TLS__CA_FILE, value: /etc/apogee/tls/ca.crt }
+{{- end }}
+{{- end -}}
+
+{{/* The mounts of the Secrets apogee.securityEnv names (empty without any). */}}
+{{- define "apogee.securityMounts" -}}
+{{- $v := .Values -}}
+{{- if $v.clusterSecret.existingSecret }}
+- { name: cluster-secret, mountPath: /etc/apogee/secret, readOnly: true }
+{{- end }}
+{{- if $v.auth.enabled }}
+- { name: admin-secret, mountPath: /etc/apogee/admin, readOnly: true }
+{{- end }}
+{{- if $v.tls.existingSecret }}
+- { name: tls, mountPath: /etc/apogee/tls, readOnly: true }
+{{- end }}
+{{- end -}}
+
+{{/* The volumes of those Secrets: readable by the pods' group (fsGroup) only. */}}
+{{- define "apogee.securityVolumes" -}}
+{{- $v := .Values -}}
+{{- if $v.clusterSecret.existingSecret }}
+- name: cluster-secret
+  secret: { secretName: {{ $v.clusterSecret.existingSecret | quote }}, defaultMode: 0440 }
+{{- end }}
+{{- if $v.auth.enabled }}
+- name: admin-secret
+  secret: { secretName: {{ $v.auth.existingSecret | quote }}, defaultMode: 0440 }
+{{- end }}
+{{- if $v.tls.existingSecret }}
+- name: tls
+  secret: { secretName: {{ $v.tls.existingSecret | quote }}, defaultMode: 0440 }
+{{- end }}
+{{- end -}}
+
+{{/* The scheme of the HTTP endpoint (probes, scrapes): HTTPS with TLS. */}}
+{{- define "apogee.httpScheme" -}}
+{{- if .Values.tls.existingSecret }}HTTPS{{ else }}HTTP{{ end -}}
+{{- end -}}
+
 {{/* The image, its tag defaulting to the chart's appVersion. */}}
 {{- define "apogee.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
