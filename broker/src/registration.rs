@@ -27,7 +27,7 @@ use apogee_proto::tls::ClientTls;
 use apogee_proto::v2::{self, messaging_service_client::MessagingServiceClient};
 use apogee_proto::ApogeeError;
 use futures::future::join_all;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -72,6 +72,9 @@ pub struct NameServerLink {
     secret: Option<ClusterSecret>,
     /// Users and ACL entries, registered with the topics and groups.
     access: Option<Arc<AccessTable>>,
+    /// The data version of the last registration sent: when the tables' version moves past
+    /// it, the broker registers again.
+    sent_version: AtomicI64,
 }
 
 /// A channel to a NameServer, over TLS with `tls`.
@@ -105,6 +108,7 @@ impl NameServerLink {
             nameservers,
             secret,
             access: None,
+            sent_version: AtomicI64::new(-1),
         })
     }
 
@@ -133,6 +137,9 @@ impl NameServerLink {
         topics: &TopicTable,
         groups: &GroupTable,
     ) -> cluster::RegisterBrokerRequest {
+        // Read before the tables: a change made while they are read is registered again.
+        let data_version = self.data_version(topics, groups);
+        self.sent_version.store(data_version, Ordering::SeqCst);
         let access = self
             .access
             .as_ref()
@@ -149,7 +156,7 @@ impl NameServerLink {
                 Role::Slave => BrokerRole::Slave,
             } as i32,
             topics: topics.list(),
-            data_version: self.data_version(topics, groups),
+            data_version,
             groups: groups
                 .list()
                 .iter()
@@ -340,8 +347,12 @@ impl NameServerLink {
         // A slow round is not made up for with a burst of them.
         register.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The start registered already: the first rounds come one interval later.
+        register.tick().await;
         heartbeat.tick().await;
         loop {
+            // Armed before the version is compared, so a change made while a registration
+            // is on its way wakes the next round instead of waiting for a heartbeat.
             let changed = topics.changed().notified();
             let groups_changed = groups.changed().notified();
             let access_changed = async {
@@ -350,12 +361,15 @@ impl NameServerLink {
                     None => std::future::pending().await,
                 }
             };
+            if self.data_version(&topics, &groups) != self.sent_version.load(Ordering::SeqCst) {
+                self.register_all(&topics, &groups).await;
+            }
             tokio::select! {
                 _ = register.tick() => self.register_all(&topics, &groups).await,
                 _ = heartbeat.tick() => self.heartbeat_all(&topics, &groups).await,
-                _ = changed => self.register_all(&topics, &groups).await,
-                _ = groups_changed => self.register_all(&topics, &groups).await,
-                _ = access_changed => self.register_all(&topics, &groups).await,
+                _ = changed => {}
+                _ = groups_changed => {}
+                _ = access_changed => {}
                 _ = shutdown.changed() => break,
             }
         }
@@ -467,3 +481,7 @@ fn failure_status<T>(answer: &Result<Option<T>, ApogeeError>) -> v2::Status {
         Ok(_) => ApogeeError::Unavailable("no nameserver answered".into()).to_status(),
     }
 }
+
+#[cfg(test)]
+#[path = "registration_tests.rs"]
+mod tests;
