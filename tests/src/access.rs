@@ -5,7 +5,7 @@ use crate::cli::{self, CliOutput};
 use crate::rpc;
 use apogee_proto::auth::Credentials;
 use apogee_proto::time;
-use apogee_proto::v2::{self, receive_message_response};
+use apogee_proto::v2;
 use std::time::Duration;
 
 /// `message` as a request signed with `user`'s credentials.
@@ -37,39 +37,13 @@ pub async fn receive_as(
     topic: &str,
     wait: Duration,
 ) -> (Vec<v2::Message>, i32) {
-    let request = v2::ReceiveMessageRequest {
-        group: rpc::resource(group),
-        message_queue: Some(v2::MessageQueue {
-            topic: rpc::resource(topic),
-            id: 0,
-            permission: v2::Permission::ReadWrite as i32,
-            broker: None,
-            accept_message_types: vec![],
-        }),
-        filter_expression: Some(v2::FilterExpression {
-            r#type: v2::FilterType::Tag as i32,
-            expression: "*".into(),
-        }),
-        batch_size: 32,
-        invisible_duration: Some(time::duration(Duration::from_secs(30))),
-        auto_renew: false,
-        long_polling_timeout: Some(time::duration(wait)),
-        attempt_id: None,
-    };
-    let mut stream = rpc::messaging(addr)
+    let invisible = Some(time::duration(Duration::from_secs(30)));
+    let request = rpc::receive_request(group, topic, 32, invisible, wait);
+    let answer = rpc::messaging(addr)
         .receive_message(signed_as(user, request))
-        .await
-        .expect("ReceiveMessage transport error")
-        .into_inner();
-    let (mut messages, mut code) = (Vec::new(), -1);
-    while let Some(item) = stream.message().await.expect("ReceiveMessage stream error") {
-        match item.content {
-            Some(receive_message_response::Content::Message(m)) => messages.push(m),
-            Some(receive_message_response::Content::Status(s)) => code = s.code,
-            _ => {}
-        }
-    }
-    (messages, code)
+        .await;
+    let (messages, status) = rpc::receive_contents(answer).await;
+    (messages, status.map_or(-1, |s| s.code))
 }
 
 /// PullMessage of queue 0 of `topic` from offset 0 for `group` on the broker at `addr` as

@@ -241,16 +241,15 @@ pub async fn pull_queue(
     }
 }
 
-/// One ReceiveMessage: the messages and the final status.
-pub async fn receive(
-    client: &mut MessagingServiceClient<Channel>,
+/// A ReceiveMessage of queue 0 of `topic` for `group`, every tag, waiting at most `wait`.
+pub fn receive_request(
     group: &str,
     topic: &str,
     batch: i32,
     invisible: Option<prost_types::Duration>,
     wait: Duration,
-) -> (Vec<v2::Message>, Option<v2::Status>) {
-    let req = v2::ReceiveMessageRequest {
+) -> v2::ReceiveMessageRequest {
+    v2::ReceiveMessageRequest {
         group: resource(group),
         message_queue: Some(v2::MessageQueue {
             topic: resource(topic),
@@ -268,15 +267,32 @@ pub async fn receive(
         auto_renew: false,
         long_polling_timeout: Some(time::duration(wait)),
         attempt_id: None,
-    };
-    let mut stream = client
-        .receive_message(req)
-        .await
-        .expect("ReceiveMessage transport error")
-        .into_inner();
+    }
+}
+
+/// One ReceiveMessage: the messages and the final status.
+pub async fn receive(
+    client: &mut MessagingServiceClient<Channel>,
+    group: &str,
+    topic: &str,
+    batch: i32,
+    invisible: Option<prost_types::Duration>,
+    wait: Duration,
+) -> (Vec<v2::Message>, Option<v2::Status>) {
+    let req = receive_request(group, topic, batch, invisible, wait);
+    let (messages, status) = receive_contents(client.receive_message(req).await).await;
+    assert!(status.is_some(), "ReceiveMessage ended without a status");
+    (messages, status)
+}
+
+/// What a ReceiveMessage call answered: its messages and its status, checking the protocol's
+/// shape on the way (messages, then exactly one status, last).
+pub async fn receive_contents(
+    answer: Result<tonic::Response<tonic::Streaming<v2::ReceiveMessageResponse>>, tonic::Status>,
+) -> (Vec<v2::Message>, Option<v2::Status>) {
+    let mut stream = answer.expect("ReceiveMessage transport error").into_inner();
     let (mut messages, mut status) = (Vec::new(), None);
     while let Some(item) = stream.message().await.expect("ReceiveMessage stream error") {
-        // The protocol: messages, then exactly one status, last.
         assert!(
             status.is_none(),
             "ReceiveMessage sent {:?} after its status {status:?}",
@@ -288,7 +304,6 @@ pub async fn receive(
             _ => {}
         }
     }
-    assert!(status.is_some(), "ReceiveMessage ended without a status");
     (messages, status)
 }
 

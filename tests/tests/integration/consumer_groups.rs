@@ -264,20 +264,9 @@ async fn receive_as(
     request
         .metadata_mut()
         .insert("x-mq-client-id", client_id.parse().unwrap());
-    let mut stream = rpc::messaging(addr)
-        .receive_message(request)
-        .await
-        .expect("ReceiveMessage")
-        .into_inner();
-    let (mut messages, mut code) = (Vec::new(), -1);
-    while let Some(item) = stream.message().await.expect("receive stream") {
-        match item.content {
-            Some(v2::receive_message_response::Content::Message(m)) => messages.push(m),
-            Some(v2::receive_message_response::Content::Status(s)) => code = s.code,
-            _ => {}
-        }
-    }
-    (messages, code)
+    let answer = rpc::messaging(addr).receive_message(request).await;
+    let (messages, status) = rpc::receive_contents(answer).await;
+    (messages, status.map_or(-1, |s| s.code))
 }
 
 /// A broker renewing auto-renew deliveries every second, at most `max_auto_renew_ms`, with
