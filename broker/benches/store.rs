@@ -1,5 +1,5 @@
 //! Store micro-benchmarks: record encode and decode, index dispatch, and commit-log appends
-//! through the writer thread (ASYNC flush, in-memory index: the log write path alone).
+//! through the write queue (ASYNC flush, in-memory index: the log write path alone).
 //!
 //! `cargo bench -p apogee-broker --bench store`; figures and how they compare: docs/PERFORMANCE.md.
 

@@ -79,7 +79,7 @@ impl Segment {
         self.file.read_exact_at(buf, pos)
     }
 
-    /// Appends `bytes` at the current end (writer thread only).
+    /// Appends `bytes` at the current end (only by the write queue's leader).
     pub(crate) fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
         let len = self.len();
         self.file.write_all_at(bytes, len)?;

@@ -7,10 +7,13 @@
 //!   message-id and key lookups and the dispatch checkpoint. It is derived from the log and
 //!   rebuilt from it at open when it lags; entries never point past the log's end. Other
 //!   subsystems keep their own column families in the same database ([`MessageStore::kv`]).
-//! - the **writer thread** (group commit) and, with [`FlushMode::Async`], the flusher thread.
+//! - the **write queue** and its writer (group commit: a send writes on its own task when the
+//!   store is idle, the writer thread drains under load) and, with [`FlushMode::Async`], the
+//!   flusher thread.
 //!
 //! Files: [`record`] (on-disk format), [`commitlog`] (segments), [`kv`] (key-value layer),
-//! [`index`] (keys and dispatch), `writer` (group commit, flusher), `recovery` (open-time checks),
+//! [`index`] (keys and dispatch), `write_queue` (who writes: leader/follower group commit),
+//! `writer` (group commit, flusher), `recovery` (open-time checks),
 //! [`wakeups`] (per-queue wake-ups of long-polling readers).
 
 pub mod commitlog;
@@ -25,6 +28,7 @@ pub mod schedule_index;
 mod syncer;
 pub mod txn_index;
 pub mod wakeups;
+mod write_queue;
 mod writer;
 
 #[cfg(test)]
@@ -35,6 +39,8 @@ mod tests_recovery;
 mod tests_replica;
 #[cfg(test)]
 mod tests_retention;
+#[cfg(test)]
+mod tests_write_queue;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -54,6 +60,7 @@ pub use retention::{DiskSpace, RetentionPass, RetentionPolicy};
 pub use wakeups::{QueueWatch, Wakeups};
 
 use kv::Cf as C;
+use write_queue::WriteQueue;
 use writer::{Command, Writer};
 
 /// Errors of the store.
@@ -239,11 +246,11 @@ impl Shared {
     }
 }
 
-/// The commit log, its index and the writer thread. Cheap reads from any thread; appends are
-/// funnelled through the writer.
+/// The commit log, its index and the writer. Cheap reads from any thread; appends are
+/// funnelled through the write queue.
 pub struct MessageStore {
     shared: Arc<Shared>,
-    tx: Mutex<Option<mpsc::Sender<Command>>>,
+    writes: Arc<WriteQueue>,
     writer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     replica_timer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
@@ -309,7 +316,6 @@ impl MessageStore {
             failure: Mutex::new(None),
             storage_full: Mutex::new(None),
         });
-        let (tx, rx) = mpsc::channel();
         let (kick, syncer) = if flush_mode == FlushMode::Sync {
             let (kick, kicks) = mpsc::channel();
             let s = shared.clone();
@@ -327,9 +333,13 @@ impl MessageStore {
             recovered.last_store_ts,
             kick,
         );
-        let writer = std::thread::Builder::new()
-            .name("apogee-store-writer".into())
-            .spawn(move || writer.run(rx))?;
+        let writes = WriteQueue::new(writer);
+        let writer = {
+            let w = writes.clone();
+            std::thread::Builder::new()
+                .name("apogee-store-writer".into())
+                .spawn(move || w.run_thread())?
+        };
         let flusher = if flush_mode == FlushMode::Async {
             let (stop_tx, stop_rx) = mpsc::channel();
             let s = shared.clone();
@@ -352,17 +362,17 @@ impl MessageStore {
         };
         let retention = {
             let (stop_tx, stop_rx) = mpsc::channel();
-            let (s, tx) = (shared.clone(), tx.clone());
+            let (s, w) = (shared.clone(), writes.clone());
             let handle = std::thread::Builder::new()
                 .name("apogee-store-retention".into())
-                .spawn(move || retention::run_retention(s, tx, stop_rx))?;
+                .spawn(move || retention::run_retention(s, w, stop_rx))?;
             (stop_tx, handle)
         };
         Ok(Arc::new(MessageStore {
             shared,
             rebuilt,
             retention: Mutex::new(Some(retention)),
-            tx: Mutex::new(Some(tx)),
+            writes,
             writer: Mutex::new(Some(writer)),
             flusher: Mutex::new(flusher),
             replica_timer: Mutex::new(replica_timer),
@@ -372,7 +382,9 @@ impl MessageStore {
 
     /// Appends a batch (all messages of one send request); its records are contiguous in the
     /// log. Returns once the records are written, fdatasync'ed under [`FlushMode::Sync`], and
-    /// indexed. Dropping the future does not cancel the append.
+    /// indexed. Dropping the future does not cancel the append. When no other write is under
+    /// way, the records are written on the calling thread before the first await (a few
+    /// microseconds of blocking file and RocksDB writes; see `write_queue.rs`).
     pub async fn append(&self, msgs: Vec<NewMessage>) -> Result<Vec<AppendResult>, StoreError> {
         if msgs.is_empty() {
             return Ok(Vec::new());
@@ -382,7 +394,7 @@ impl MessageStore {
             return Err(StoreError::StorageFull(reason));
         }
         let (reply, rx) = oneshot::channel();
-        self.send_command(Command::Append { msgs, reply })?;
+        self.writes.append(msgs, reply)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -414,9 +426,7 @@ impl MessageStore {
     }
 
     pub(crate) fn send_command(&self, cmd: Command) -> Result<(), StoreError> {
-        let tx = self.tx.lock();
-        let tx = tx.as_ref().ok_or(StoreError::Closed)?;
-        tx.send(cmd).map_err(|_| StoreError::Closed)
+        self.writes.submit(cmd)
     }
 
     /// Up to `max_count` consecutive messages of a queue from the first entry at or after
@@ -651,15 +661,10 @@ impl MessageStore {
     pub fn purge_topic(&self, topic: &str) -> Result<(), StoreError> {
         self.refuse_on_replica()?;
         let (reply, rx) = mpsc::sync_channel(1);
-        {
-            let tx = self.tx.lock();
-            let tx = tx.as_ref().ok_or(StoreError::Closed)?;
-            tx.send(Command::PurgeTopic {
-                topic: topic.to_string(),
-                reply,
-            })
-            .map_err(|_| StoreError::Closed)?;
-        }
+        self.send_command(Command::PurgeTopic {
+            topic: topic.to_string(),
+            reply,
+        })?;
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -667,7 +672,7 @@ impl MessageStore {
     /// Reads keep working. The index database closes when the last handle to it (this store
     /// and the [`kv`](Self::kv) clones) is dropped; reopening the same directory needs that.
     pub fn shutdown(&self) {
-        // First: it holds a sender of writer commands.
+        // First: it submits writer commands.
         if let Some((stop, handle)) = self.retention.lock().take() {
             drop(stop);
             let _ = handle.join();
@@ -676,9 +681,7 @@ impl MessageStore {
             drop(stop);
             let _ = handle.join();
         }
-        if let Some(tx) = self.tx.lock().take() {
-            let _ = tx.send(Command::Shutdown);
-        }
+        self.writes.close();
 
         if let Some(handle) = self.writer.lock().take() {
             if handle.join().is_err() {

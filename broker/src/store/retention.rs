@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use super::index::{self, QueueEntry};
 use super::kv::{prefix_end, Cf, KvBatch, KvStore};
+use super::write_queue::WriteQueue;
 use super::writer::Command;
 use super::{MessageStore, Shared, StoreError};
 
@@ -143,14 +144,13 @@ impl MessageStore {
         now: SystemTime,
         disk: DiskSpace,
     ) -> Result<RetentionPass, StoreError> {
-        let tx = self.tx.lock().clone().ok_or(StoreError::Closed)?;
-        enforce(&self.shared, &tx, now, disk)
+        enforce(&self.shared, &self.writes, now, disk)
     }
 }
 
 fn enforce(
     shared: &Shared,
-    tx: &mpsc::Sender<Command>,
+    writes: &WriteQueue,
     now: SystemTime,
     disk: DiskSpace,
 ) -> Result<RetentionPass, StoreError> {
@@ -198,8 +198,7 @@ fn enforce(
     }
     let pruned = prune_below(shared.kv.as_ref(), upto)?;
     let (reply, rx) = mpsc::sync_channel(1);
-    tx.send(Command::DeleteSegments { upto, reply })
-        .map_err(|_| StoreError::Closed)?;
+    writes.submit(Command::DeleteSegments { upto, reply })?;
     let deleted = rx.recv().map_err(|_| StoreError::Closed)??;
     let log_start = shared.log.start_offset();
     tracing::info!(
@@ -309,7 +308,7 @@ fn first_kept(kv: &dyn KvStore, queue: &[u8], upto: u64) -> Result<Option<u64>, 
 /// The thread body: a pass every `check_interval` until `stop` fires or is dropped.
 pub(crate) fn run_retention(
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Command>,
+    writes: Arc<WriteQueue>,
     stop: mpsc::Receiver<()>,
 ) {
     let interval = shared.config.retention.check_interval;
@@ -317,7 +316,7 @@ pub(crate) fn run_retention(
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
         let result = DiskSpace::of(shared.log.dir())
             .map_err(StoreError::from)
-            .and_then(|disk| enforce(&shared, &tx, SystemTime::now(), disk));
+            .and_then(|disk| enforce(&shared, &writes, SystemTime::now(), disk));
         match result {
             Ok(_) => last_error = None,
             Err(e) => {

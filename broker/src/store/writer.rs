@@ -1,8 +1,9 @@
-//! The group-commit writer thread and the async flusher thread.
+//! The group-commit writer and the async flusher thread.
 //!
-//! Every mutation of the log and of the store's own index entries happens on one dedicated
-//! thread, fed by a channel. The writer takes the first waiting command, drains whatever else
-//! is already queued (up to a bound) into one group, and then:
+//! Every mutation of the log and of the store's own index entries is run by the [`Writer`],
+//! one group or command at a time, by whoever leads the write queue (`write_queue.rs`: a send
+//! on its own task when the broker is idle, else the writer thread). For one group of appends
+//! it:
 //!
 //! 1. assigns queue offsets from the in-memory queue heads and one store timestamp (never
 //!    going backwards) and encodes every record into one buffer, rolling to a new segment
@@ -36,6 +37,7 @@ use super::index;
 use super::kv::{prefix_end, Cf, KvBatch};
 use super::record::{self, NewMessage};
 use super::retention;
+use super::write_queue::Group;
 use super::{AppendResult, Shared, StoreError};
 
 /// Next queue offset per topic and queue id.
@@ -72,10 +74,6 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// Bounds on one group, so a burst cannot build an unbounded buffer.
-const MAX_GROUP_REQUESTS: usize = 1024;
-const MAX_GROUP_BYTES: usize = 32 << 20;
-
 struct Request {
     msgs: Vec<NewMessage>,
     sizes: Vec<u32>,
@@ -96,10 +94,6 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn approx_size(msgs: &[NewMessage]) -> usize {
-    msgs.iter().map(|m| m.body.len() + 256).sum()
-}
-
 impl Writer {
     pub(crate) fn new(
         shared: Arc<Shared>,
@@ -115,68 +109,45 @@ impl Writer {
         }
     }
 
-    /// The thread body: runs until `Shutdown` or until every sender is gone.
-    pub(crate) fn run(mut self, rx: Receiver<Command>) {
-        let mut pending: Option<Command> = None;
-        loop {
-            let cmd = match pending.take() {
-                Some(c) => c,
-                None => match rx.recv() {
-                    Ok(c) => c,
-                    Err(_) => break,
-                },
-            };
-            match cmd {
-                Command::Append { msgs, reply } => {
-                    let mut bytes = approx_size(&msgs);
-                    let mut group = vec![(msgs, reply)];
-                    while group.len() < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES {
-                        match rx.try_recv() {
-                            Ok(Command::Append { msgs, reply }) => {
-                                bytes += approx_size(&msgs);
-                                group.push((msgs, reply));
-                            }
-                            Ok(other) => {
-                                pending = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.append_group(group);
-                }
-                Command::PurgeTopic { topic, reply } => {
-                    let _ = reply.send(self.purge(&topic));
-                }
-                Command::AppendReplicated {
-                    offset,
-                    segment_base,
-                    bytes,
-                    reply,
-                } => {
-                    let result = self.append_replicated(offset, segment_base, &bytes);
-                    if let Err(e @ (StoreError::Io(_) | StoreError::Index(_))) = &result {
-                        let reason = format!("replicated append failed: {e}");
-                        tracing::error!("{reason}");
-                        self.shared.set_failed(reason);
-                    }
-                    let _ = reply.send(result);
-                }
-                Command::DeleteSegments { upto, reply } => {
-                    let _ = reply.send(self.shared.log.delete_segments_below(upto));
-                }
-                Command::CutBack { to, reply } => {
-                    let _ = reply.send(self.cut_back(to));
-                }
-                Command::Shutdown => break,
-            }
-        }
-        self.close();
-        // Dropping `rx` drops the reply senders of anything still queued: those callers get
-        // StoreError::Closed.
+    /// Whether writing about `bytes` more would start a new segment (which first fdatasyncs the
+    /// full one: work for the writer thread, not for a send's task).
+    pub(crate) fn would_roll(&self, bytes: usize) -> bool {
+        let used = self.shared.log.last_segment().map_or(0, |s| s.len());
+        used + bytes as u64 > self.shared.config.segment_size
     }
 
-    fn append_group(&mut self, group: Vec<(Vec<NewMessage>, AppendReply)>) {
+    /// Runs a command other than an append (see `write_queue.rs`).
+    pub(crate) fn run_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Append { msgs, reply } => self.append_group(vec![(msgs, reply)]),
+            Command::PurgeTopic { topic, reply } => {
+                let _ = reply.send(self.purge(&topic));
+            }
+            Command::AppendReplicated {
+                offset,
+                segment_base,
+                bytes,
+                reply,
+            } => {
+                let result = self.append_replicated(offset, segment_base, &bytes);
+                if let Err(e @ (StoreError::Io(_) | StoreError::Index(_))) = &result {
+                    let reason = format!("replicated append failed: {e}");
+                    tracing::error!("{reason}");
+                    self.shared.set_failed(reason);
+                }
+                let _ = reply.send(result);
+            }
+            Command::DeleteSegments { upto, reply } => {
+                let _ = reply.send(self.shared.log.delete_segments_below(upto));
+            }
+            Command::CutBack { to, reply } => {
+                let _ = reply.send(self.cut_back(to));
+            }
+            Command::Shutdown => self.close(),
+        }
+    }
+
+    pub(crate) fn append_group(&mut self, group: Group) {
         if let Some(reason) = self.shared.failure() {
             for (_, reply) in group {
                 let _ = reply.send(Err(StoreError::Failed(reason.clone())));
@@ -363,8 +334,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Final fdatasync and index flush.
-    fn close(&mut self) {
+    /// Final fdatasync and index flush; the writer takes no more work after it.
+    pub(crate) fn close(&mut self) {
         let log = &self.shared.log;
         let end = log.end_offset();
         let synced = log
@@ -384,6 +355,8 @@ impl Writer {
         if let Err(e) = self.shared.kv.flush() {
             tracing::warn!(error = %e, "could not flush the index at shutdown");
         }
+        // Ends the sync thread: its last pass answers whatever still waits for a sync.
+        self.kick = None;
     }
 }
 
