@@ -184,10 +184,9 @@ impl Writer {
                 for (req, res) in reqs.into_iter().zip(results) {
                     let end = res.last().map_or(0, |r| r.log_offset)
                         + u64::from(req.sizes.last().copied().unwrap_or(0));
-                    if let Some(kick) = &self.kick {
+                    if self.kick.is_some() {
                         // SYNC flush: answered by the sync thread (`syncer.rs`).
                         self.shared.flush_waits.register(end, res, req.reply);
-                        let _ = kick.send(());
                     } else if cfg.sync_replicas {
                         // SYNC_MASTER: answered once a slave has the bytes (`replica_log.rs`).
                         self.shared
@@ -196,6 +195,10 @@ impl Writer {
                     } else {
                         let _ = req.reply.send(Ok(res));
                     }
+                }
+                if let Some(kick) = &self.kick {
+                    // One wake-up of the sync thread for the whole group.
+                    let _ = kick.send(());
                 }
             }
             Err(StoreError::Io(e)) if retention::is_out_of_space(&e) => {
