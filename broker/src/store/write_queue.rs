@@ -8,16 +8,19 @@
 //!   on its own task. A lone send on an idle broker is written and answered with no thread
 //!   hand-off at all.
 //! - When that group is done and more commands are waiting, the sender hands leadership to
-//!   the writer thread (`apogee-store-writer`), which drains the queue group by group until it
-//!   is empty. Under load the writer thread stays the leader and sends only queue, so a send's
-//!   task never runs more than one group, and mostly none.
+//!   the writer thread (`apogee-store-writer`), which drains the queue group by group for as
+//!   long as commands keep arriving while it writes; once the queue runs empty the next send
+//!   leads again. A send's task never runs more than one group.
 //! - Every other command (topic purge, a slave's replicated append, segment deletion, cut-back,
-//!   shutdown) is run by the writer thread, in queue order with the appends around it.
+//!   shutdown) is run by the writer thread, in queue order with the appends around it, and so
+//!   is a group that would start a new segment (a roll fdatasyncs the full one).
 //!
-//! A group that would start a new segment (a roll fdatasyncs the full one) is left to the
-//! writer thread too. Leadership is released by a guard, so a panicking group cannot leave the queue without a
-//! leader. Whoever leads holds the writer's lock, which no one else takes: the lock only makes
-//! that exclusion visible to the compiler.
+//! Only the leader writes, so at most one runtime worker is ever inside a write (a `pwrite`
+//! and one RocksDB batch); a send that finds a leader, however long that leader is held up (a
+//! RocksDB write stall, say), only queues and waits without blocking. Leadership is released
+//! by a guard, so a panicking group cannot leave the queue without a leader. Whoever leads
+//! holds the writer's lock, which no one else takes: the lock only makes that exclusion
+//! visible to the compiler.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
