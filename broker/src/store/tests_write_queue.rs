@@ -40,6 +40,16 @@ fn a_send_that_would_start_a_new_segment_is_left_to_the_writer_thread() {
     let store = MessageStore::open(async_config(dir.path())).unwrap();
     let first = store.shared.log.segments().len();
     for n in 0..1000 {
+        // Each send starts with no one leading (the writer thread gives the lead back once
+        // its queue is empty), so it either writes inline or counts a hand-off.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !store.writes.is_idle() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer thread kept the lead"
+            );
+            std::thread::yield_now();
+        }
         let (segments, handoffs) = (
             store.shared.log.segments().len(),
             store.writes.roll_handoffs(),

@@ -167,6 +167,12 @@ impl WriteQueue {
         Ok(())
     }
 
+    /// No one leads: the next send writes its own group.
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.queue.lock().leader == Leader::None
+    }
+
     /// Groups a sender left to the writer thread because they would start a segment.
     #[cfg(test)]
     pub(crate) fn roll_handoffs(&self) -> u64 {
