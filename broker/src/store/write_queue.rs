@@ -68,8 +68,9 @@ fn approx_size(msgs: &[NewMessage]) -> usize {
     msgs.iter().map(|m| m.body.len() + 256).sum()
 }
 
-/// Takes the appends at the front of the queue, within the group bounds.
-fn take_group(cmds: &mut VecDeque<Command>) -> Group {
+/// Takes the appends at the front of the queue, within the group bounds; returns them with
+/// their estimated size.
+fn take_group(cmds: &mut VecDeque<Command>) -> (Group, usize) {
     let mut group = Vec::new();
     let mut bytes = 0;
     while group.len() < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES {
@@ -85,7 +86,7 @@ fn take_group(cmds: &mut VecDeque<Command>) -> Group {
             None => break,
         }
     }
-    group
+    (group, bytes)
 }
 
 /// Releases a caller's leadership: to no one when the queue is empty, else to the thread.
@@ -151,8 +152,7 @@ impl WriteQueue {
             q.leader = Leader::Caller;
         }
         let _lead = CallerLead(self);
-        let group = take_group(&mut self.queue.lock().cmds);
-        let bytes = group.iter().map(|(m, _)| approx_size(m)).sum();
+        let (group, bytes) = take_group(&mut self.queue.lock().cmds);
         let mut writer = self.writer.lock();
         if writer.would_roll(bytes) {
             // A roll fdatasyncs the full segment: leave it to the writer thread.
@@ -161,7 +161,7 @@ impl WriteQueue {
             for (msgs, reply) in group.into_iter().rev() {
                 q.cmds.push_front(Command::Append { msgs, reply });
             }
-        } else if !group.is_empty() {
+        } else {
             writer.append_group(group);
         }
         Ok(())
@@ -180,11 +180,11 @@ impl WriteQueue {
     }
 
     /// Stops taking commands; the writer thread runs what is queued, then closes the writer
-    /// and ends. Returns false when already closed.
-    pub(crate) fn close(&self) -> bool {
+    /// and ends. Idempotent.
+    pub(crate) fn close(&self) {
         let mut q = self.queue.lock();
         if q.closed {
-            return false;
+            return;
         }
         q.cmds.push_back(Command::Shutdown);
         q.closed = true;
@@ -192,7 +192,6 @@ impl WriteQueue {
             q.leader = Leader::Thread;
             self.thread_wake.notify_one();
         }
-        true
     }
 
     /// The writer thread's body: leads whenever leadership is handed to it, until shutdown.
@@ -205,7 +204,7 @@ impl WriteQueue {
             match q.cmds.front() {
                 None => q.leader = Leader::None,
                 Some(Command::Append { .. }) => {
-                    let group = take_group(&mut q.cmds);
+                    let (group, _) = take_group(&mut q.cmds);
                     drop(q);
                     self.writer.lock().append_group(group);
                     q = self.queue.lock();
@@ -213,11 +212,11 @@ impl WriteQueue {
                 Some(_) => {
                     let cmd = q.cmds.pop_front().expect("front exists");
                     drop(q);
-                    if matches!(cmd, Command::Shutdown) {
-                        self.writer.lock().close();
+                    let last = matches!(cmd, Command::Shutdown);
+                    self.writer.lock().run_command(cmd);
+                    if last {
                         return;
                     }
-                    self.writer.lock().run_command(cmd);
                     q = self.queue.lock();
                 }
             }

@@ -116,7 +116,8 @@ impl Writer {
         used + bytes as u64 > self.shared.config.segment_size
     }
 
-    /// Runs a command other than an append (see `write_queue.rs`).
+    /// Runs one command; the write queue (`write_queue.rs`) sends appends in groups to
+    /// [`append_group`](Self::append_group) instead.
     pub(crate) fn run_command(&mut self, cmd: Command) {
         match cmd {
             Command::Append { msgs, reply } => self.append_group(vec![(msgs, reply)]),
