@@ -177,6 +177,8 @@ pub struct StoreSection {
     pub flush: FlushPolicy,
     pub async_flush_interval_ms: u64,
     pub segment_bytes: u64,
+    /// Zeros kept written ahead of the last record (0: off; capped at `segment_bytes`).
+    pub preallocate_bytes: u64,
     /// Sealed segments last written longer ago than this are deleted.
     pub retention_hours: u64,
     /// Above this used fraction of the disk the oldest segments go, whatever their age.
@@ -193,6 +195,7 @@ impl Default for StoreSection {
             flush: FlushPolicy::Async,
             async_flush_interval_ms: 500,
             segment_bytes: 1 << 30,
+            preallocate_bytes: crate::store::DEFAULT_PREALLOCATE_BYTES,
             retention_hours: 72,
             disk_clean_ratio: 0.75,
             disk_refuse_ratio: 0.90,

@@ -3,7 +3,9 @@
 //! magic "APG2" (the version written; "APG1" before internal properties), CRC-32 of bytes 12.., queue id (u32 at 12), queue offset
 //! (u64 at 16), then at 58 the topic and message id as u16-length strings.
 //! Segments are files named by their 20-digit base offset under
-//! `<data dir>/commitlog/`; records never span segments.
+//! `<data dir>/commitlog/`; records never span segments. The last segment's
+//! file may go on in zeros after its last record (preallocation); a sealed
+//! segment ends with its last record.
 
 use std::path::{Path, PathBuf};
 
@@ -38,12 +40,21 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
 }
 
-/// Parses every record of a whole (untruncated) segment; panics on anything
-/// that is not a complete, CRC-valid record.
+/// Bytes of a segment file up to the end of its records: without the zeros
+/// that may follow them in the last segment.
+pub fn records_len(bytes: &[u8]) -> usize {
+    parse_segment(bytes).last().map_or(0, |r| r.end() as usize)
+}
+
+/// Parses every record of a whole (untruncated) segment, up to a tail of
+/// zeros; panics on anything else that is not a complete, CRC-valid record.
 pub fn parse_segment(bytes: &[u8]) -> Vec<RecordInfo> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
+        if bytes[pos..].iter().all(|&b| b == 0) {
+            break;
+        }
         assert!(bytes.len() - pos >= 12, "truncated header at {pos}");
         let len = be_u32(bytes, pos) as usize;
         assert_eq!(be_u32(bytes, pos + 4), MAGIC, "bad magic at {pos}");

@@ -7,6 +7,8 @@
 //!    checkpoint. The last segment is always scanned whole, so damage there is found at every
 //!    start, not only after a crash.
 //! 3. On damage at offset `p`:
+//!    - in the last segment, when only zeros follow `p`: the preallocated tail, not damage;
+//!      the records end at `p` and appends continue there;
 //!    - in a sealed (non-last) segment: [`StoreError::Corrupt`]; sealed segments were synced;
 //!    - in the last segment, if a valid record follows `p` and `p` is below the flushed
 //!      checkpoint: [`StoreError::Corrupt`] (the broker must not start on a damaged log);
@@ -109,6 +111,11 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
         let Some((p, reason)) = scan_segment(seg, start, &mut state, &mut redispatched)? else {
             continue;
         };
+        if is_last && seg.zeros_from(p - seg.base())? {
+            // The unused preallocated tail (`commitlog.rs`): the records end here, cleanly.
+            seg.set_records_end(p - seg.base());
+            continue;
+        }
         if !is_last {
             return Err(StoreError::Corrupt {
                 offset: p,

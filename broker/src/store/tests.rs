@@ -307,6 +307,9 @@ async fn segments_roll_and_reads_cross_them() {
             "not padded, contiguous"
         );
         assert!(w[0].len() <= 64 * 1024);
+        // Sealed: the preallocated zeros are cut off.
+        let on_disk = std::fs::metadata(w[0].path()).unwrap().len();
+        assert_eq!(on_disk, w[0].len(), "sealed segment file length");
         let name = w[1]
             .path()
             .file_name()
@@ -323,6 +326,9 @@ async fn segments_roll_and_reads_cross_them() {
         assert_eq!(got[0].msg, *m);
         assert_eq!(got[0].log_offset, r.log_offset);
     }
+    let last = segs.last().unwrap();
+    let on_disk = std::fs::metadata(last.path()).unwrap().len();
+    assert!(on_disk > last.len(), "the last segment is preallocated");
     let q0 = store.read_queue("R", 0, 0, 1000, usize::MAX).unwrap();
     assert_eq!(q0.len(), 100);
     // Raw bytes never cross a segment end.

@@ -125,6 +125,7 @@ async fn torn_tail_is_truncated_at_the_last_whole_record() {
     assert!(segs.len() >= 2, "the test wants a sealed segment too");
     let last = segs.last().unwrap();
     let last_base = base_of(last);
+    // The file is preallocated: zeros follow the last record.
     let last_len = std::fs::metadata(last).unwrap().len();
     let mut rng = StdRng::seed_from_u64(0xA90_6EE);
     let boundaries: Vec<u64> = written
@@ -132,13 +133,18 @@ async fn torn_tail_is_truncated_at_the_last_whole_record() {
         .map(|w| w.at.log_offset + w.size)
         .filter(|&e| e > last_base)
         .collect();
+    let records_end = boundaries.last().unwrap() - last_base;
+    let original = std::fs::read(last).unwrap();
+    assert!(last_len > records_end, "zeros follow the records");
     for round in 0..60 {
         let cut = match round {
             0 => 0,
-            1 => last_len - 1,
+            1 => records_end - 1,
             2 => boundaries[boundaries.len() / 2] - last_base,
             3 => boundaries[0] - last_base + 1,
-            _ => rng.gen_range(0..last_len),
+            4 => last_len,
+            5 => records_end + 1,
+            _ => rng.gen_range(0..=last_len),
         };
         let work = tempfile::tempdir().unwrap();
         copy_dir(base.path(), work.path());
@@ -159,10 +165,18 @@ async fn torn_tail_is_truncated_at_the_last_whole_record() {
         let store = MessageStore::open(config(work.path()))
             .unwrap_or_else(|e| panic!("round {round}, cut {cut}: open failed: {e}"));
         check_holds_exactly(&store, &written, expected_end);
+        // A torn record is cut off; a tail of zeros after the last whole record (the
+        // preallocation, or a torn record's first bytes that happen to be zero) is kept.
+        let tail = (expected_end - last_base) as usize..cut as usize;
+        let file_len = if original[tail].iter().all(|&b| b == 0) {
+            cut
+        } else {
+            expected_end - last_base
+        };
         assert_eq!(
             std::fs::metadata(&seg).unwrap().len(),
-            expected_end - last_base,
-            "file truncated"
+            file_len,
+            "round {round}, cut {cut}: file length"
         );
         let next = store.queue_bounds("X", 1).unwrap().1;
         let r = append_one(&store, msg("X", 1, 10_000)).await;
@@ -182,11 +196,15 @@ async fn torn_tail_is_truncated_at_the_last_whole_record() {
 }
 
 #[tokio::test]
-async fn zero_filled_tail_is_truncated() {
+async fn a_zero_filled_tail_ends_the_log_and_appends_continue_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let written = build_log(dir.path(), 10, 1 << 20).await;
+    let records_end = written.iter().map(|w| w.at.log_offset + w.size).max();
+    let records_end = records_end.unwrap();
     let seg = segment_files(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
+    assert!(len > records_end, "preallocated: {len} <= {records_end}");
+    // More zeros than the store itself wrote: still the end, not damage.
     OpenOptions::new()
         .write(true)
         .open(&seg)
@@ -194,7 +212,37 @@ async fn zero_filled_tail_is_truncated() {
         .set_len(len + 5000)
         .unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    check_holds_exactly(&store, &written, len);
+    check_holds_exactly(&store, &written, records_end);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len + 5000, "kept");
+    let next = store.queue_bounds("X", 1).unwrap().1;
+    let r = append_one(&store, msg("X", 1, 10_000)).await;
+    assert_eq!((r.log_offset, r.queue_offset), (records_end, next));
+    drop(store);
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    assert_eq!(
+        store.read_queue("X", 1, next, 10, usize::MAX).unwrap()[0].msg,
+        msg("X", 1, 10_000)
+    );
+    assert!(store.log_end_offset() > records_end);
+}
+
+#[tokio::test]
+async fn without_preallocation_segment_files_hold_exactly_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(StoreConfig {
+        preallocate_bytes: 0,
+        ..config(dir.path())
+    })
+    .unwrap();
+    for i in 0..50 {
+        append_one(&store, msg("X", 0, i)).await;
+    }
+    let end = store.log_end_offset();
+    let on_disk: u64 = segment_files(dir.path())
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(on_disk, end);
 }
 
 #[tokio::test]
