@@ -3,7 +3,8 @@
 //! The writer writes and indexes a group, registers each request here under the log offset
 //! its records end at, kicks this thread and takes the next group at once. This thread
 //! fdatasyncs the last segment (reading the log end first: bytes below it are in the last
-//! segment or in sealed segments, which a roll already synced), moves the flushed offset and
+//! segment or in sealed segments, which a roll already synced), moves the flushed offset (the
+//! writer records it in the index with its next group; this thread writes nothing there) and
 //! answers every request it covers; on a SYNC_MASTER it hands them on to the wait for a slave
 //! (`replica_log.rs`), so local flush and slave confirmation are two conditions of one wait.
 //! A failed fdatasync poisons the store and fails every waiting request.
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::writer::{flush_once, AppendReply};
+use super::writer::{sync_log, AppendReply};
 use super::{AppendResult, Shared, StoreError};
 
 type Waiting = (Vec<AppendResult>, AppendReply);
@@ -63,7 +64,7 @@ pub(crate) fn run_syncer(shared: Arc<Shared>, kicks: Receiver<()>) {
     loop {
         let closing = kicks.recv().is_err();
         while kicks.try_recv().is_ok() {}
-        if let Err(e) = flush_once(&shared) {
+        if let Err(e) = sync_log(&shared) {
             let reason = format!("fdatasync failed, the store accepts no more writes: {e}");
             tracing::error!("{reason}");
             shared.set_failed(reason.clone());

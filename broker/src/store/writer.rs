@@ -312,6 +312,9 @@ impl Writer {
             }
         }
         index::put_checkpoint(&mut batch, end);
+        // The flushed mark may lag the log (recovery only needs it never to lead): each
+        // group records the latest one, so the sync thread writes nothing to the index.
+        index::put_flushed(&mut batch, log.flushed_offset());
         shared.kv.write(batch)?;
         let touched = new_heads
             .iter()
@@ -382,16 +385,28 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, stop: Receiver<()>) {
     }
 }
 
+/// fdatasyncs what was written since the last sync and records the flushed offset in the index
+/// (the async flusher; the sync thread uses [`sync_log`] and leaves the recording to the
+/// writer's next group).
 pub(crate) fn flush_once(shared: &Shared) -> Result<(), StoreError> {
+    if let Some(end) = sync_log(shared)? {
+        let mut batch = KvBatch::new();
+        index::put_flushed(&mut batch, end);
+        shared.kv.write(batch)?;
+    }
+    Ok(())
+}
+
+/// fdatasyncs the log if anything was written since the last sync and moves the flushed
+/// offset (in memory); returns the new flushed offset.
+pub(crate) fn sync_log(shared: &Shared) -> Result<Option<u64>, StoreError> {
     let log = &shared.log;
     // Read the end first: bytes below it are in the last segment or in sealed (synced) ones.
     let end = log.end_offset();
     if end <= log.flushed_offset() {
-        return Ok(());
+        return Ok(None);
     }
     log.sync_last()?;
     log.mark_flushed(end);
-    let mut batch = KvBatch::new();
-    index::put_flushed(&mut batch, end);
-    shared.kv.write(batch)
+    Ok(Some(end))
 }
