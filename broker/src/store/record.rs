@@ -336,6 +336,14 @@ pub fn verify(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The store timestamp of a record that passed [`verify`] (a fixed field, read without
+/// decoding the rest).
+pub fn store_timestamp(bytes: &[u8]) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[32..40]);
+    i64::from_be_bytes(b)
+}
+
 /// A bounds-checked reader over one record's bytes.
 struct Cursor<'a> {
     b: &'a [u8],
