@@ -55,10 +55,6 @@ pub struct Preallocation {
     pub limit: u64,
 }
 
-impl Preallocation {
-    pub const OFF: Preallocation = Preallocation { ahead: 0, limit: 0 };
-}
-
 /// Zeros written per `pwrite` while preallocating.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
