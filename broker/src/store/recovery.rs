@@ -219,12 +219,9 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    /// Notes a valid record; re-dispatches it when the index lacks it. True if re-dispatched.
-    fn record(&mut self, m: &record::StoredMessage) -> Result<bool, StoreError> {
+    /// Re-dispatches a valid record the index lacks (one at or past the checkpoint).
+    fn redispatch(&mut self, m: &record::StoredMessage) -> Result<(), StoreError> {
         self.last_ts = self.last_ts.max(m.store_timestamp_ms);
-        if m.log_offset < self.checkpoint {
-            return Ok(false);
-        }
         index::dispatch_stored(&mut self.batch, self.heads, m);
         if let Some(r) = &mut self.rebuild {
             let (max_qid, types) = r.topics.entry(m.msg.topic.clone()).or_default();
@@ -236,7 +233,7 @@ impl Scan<'_> {
         if self.queued >= REDISPATCH_BATCH {
             self.commit()?;
         }
-        Ok(true)
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
@@ -297,7 +294,8 @@ fn scan_segment(
             Err(StoreError::Corrupt { reason, .. }) => return Ok(Some((at, reason))),
             Err(e) => return Err(e),
         };
-        *count += u64::from(state.record(&m)?);
+        state.redispatch(&m)?;
+        *count += 1;
         pos += u64::from(size);
     }
     Ok(None)
