@@ -113,19 +113,19 @@ impl Segment {
         let end = len + bytes.len() as u64;
         self.file.write_all_at(bytes, len)?;
         self.len.store(end, Ordering::Release);
-        let filled = self.filled.load(Ordering::Relaxed).max(end);
-        self.filled.store(filled, Ordering::Relaxed);
+        let mut filled = self.filled.load(Ordering::Relaxed).max(end);
         let Preallocation { ahead, limit } = self.prealloc;
         if ahead > 0 && end + ahead / 2 > filled && filled < limit {
-            self.fill_zeros(filled, (end + ahead).min(limit))?;
+            filled = self.fill_zeros(filled, (end + ahead).min(limit))?;
         }
+        self.filled.store(filled, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Writes zeros over `[from, to)` of the file. Running out of space only stops the
-    /// preallocation (the records are written; the next record's own write reports a full
-    /// disk); any other error is the caller's.
-    fn fill_zeros(&self, from: u64, to: u64) -> std::io::Result<()> {
+    /// Writes zeros over `[from, to)` of the file; returns where they end. Running out of
+    /// space only stops the preallocation early (the records are written; the next record's
+    /// own write reports a full disk); any other error is the caller's.
+    fn fill_zeros(&self, from: u64, to: u64) -> std::io::Result<u64> {
         let mut pos = from;
         while pos < to {
             let n = (to - pos).min(ZEROS.len() as u64) as usize;
@@ -137,9 +137,8 @@ impl Segment {
                 }
                 Err(e) => return Err(e),
             }
-            self.filled.store(pos, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(pos)
     }
 
     /// Whether every byte of the file from position `pos` to its end is zero (the unused
@@ -151,7 +150,7 @@ impl Segment {
         while at < file_len {
             let n = (file_len - at).min(buf.len() as u64) as usize;
             self.file.read_exact_at(&mut buf[..n], at)?;
-            if buf[..n].iter().any(|&b| b != 0) {
+            if buf[..n] != ZEROS[..n] {
                 return Ok(false);
             }
             at += n as u64;
