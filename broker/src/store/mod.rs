@@ -393,8 +393,9 @@ impl MessageStore {
     /// Appends a batch (all messages of one send request); its records are contiguous in the
     /// log. Returns once the records are written, fdatasync'ed under [`FlushMode::Sync`], and
     /// indexed. Dropping the future does not cancel the append. When no other write is under
-    /// way, the records are written on the calling thread before the first await (a few
-    /// microseconds of blocking file and RocksDB writes; see `write_queue.rs`).
+    /// way, the records are written on the calling thread (a few microseconds of blocking file
+    /// and RocksDB writes; see `write_queue.rs`): before the first await when no other send is
+    /// in flight, else after one yield that lets the sends runnable beside it join the group.
     pub async fn append(&self, msgs: Vec<NewMessage>) -> Result<Vec<AppendResult>, StoreError> {
         if msgs.is_empty() {
             return Ok(Vec::new());
@@ -403,8 +404,16 @@ impl MessageStore {
         if let Some(reason) = self.shared.storage_full() {
             return Err(StoreError::StorageFull(reason));
         }
+        let in_flight = self.writes.enter();
         let (reply, rx) = oneshot::channel();
-        self.writes.append(msgs, reply)?;
+        if let Some(lead) = self.writes.append(msgs, reply)? {
+            if in_flight.has_company() {
+                // Let the sends that are ready to run on this worker queue up behind this one
+                // first: they share its write. A lone send does not wait.
+                tokio::task::yield_now().await;
+            }
+            self.writes.write_group(lead);
+        }
         rx.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -152,3 +152,33 @@ async fn shutdown_answers_what_was_queued_and_refuses_what_comes_after() {
     let reopened = MessageStore::open(async_config(dir.path())).unwrap();
     assert_eq!(reopened.queue_bounds("S", 0).unwrap(), (0, answered_ok));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn sends_arriving_while_others_wait_for_a_sync_share_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(StoreConfig {
+        flush_mode: FlushMode::Sync,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let before = store.writes.groups_written();
+    // All 32 are runnable at once on the one worker. The first writes alone and waits for
+    // its fdatasync; the next finds it under way, yields, and writes the rest in its group.
+    let tasks: Vec<_> = (0..32)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(vec![msg("Y", 0, n)]).await })
+        })
+        .collect();
+    let mut offsets = HashSet::new();
+    for t in tasks {
+        let r = t.await.unwrap().expect("append");
+        assert!(offsets.insert(r[0].queue_offset));
+    }
+    assert_eq!(offsets.len(), 32);
+    let groups = store.writes.groups_written() - before;
+    assert!(
+        groups <= 4,
+        "32 sends runnable together were written in {groups} groups"
+    );
+}

@@ -6,7 +6,9 @@
 //! - A send that finds no leader becomes the leader itself. It takes one group (its own
 //!   request and whatever appends queued up behind it, up to the group bounds) and writes it
 //!   on its own task. A lone send on an idle broker is written and answered with no thread
-//!   hand-off at all.
+//!   hand-off at all. When other sends are under way (waiting for an fdatasync, say), the
+//!   leader first yields once to the runtime, so that the sends already runnable on its
+//!   worker queue up behind it and share its write instead of each writing alone.
 //! - When that group is done and more commands are waiting, the sender hands leadership to
 //!   the writer thread (`apogee-store-writer`), which drains the queue group by group for as
 //!   long as commands keep arriving while it writes; once the queue runs empty the next send
@@ -23,7 +25,7 @@
 //! visible to the compiler.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -59,6 +61,27 @@ pub(crate) struct WriteQueue {
     writer: Mutex<Writer>,
     /// Groups a sender left to the writer thread because they would start a segment.
     roll_handoffs: AtomicU64,
+    /// Sends between [`enter`](WriteQueue::enter) and their answer.
+    in_flight: AtomicUsize,
+    /// Append groups written, by senders and by the writer thread.
+    groups: AtomicU64,
+}
+
+/// One send under way, counted until it is dropped.
+pub(crate) struct InFlight<'a>(&'a WriteQueue);
+
+impl InFlight<'_> {
+    /// Whether other sends are under way too, so that waiting a moment before writing can let
+    /// some of them join this group.
+    pub(crate) fn has_company(&self) -> bool {
+        self.0.in_flight.load(Ordering::Relaxed) > 1
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// An append group: the requests' messages and where to answer each.
@@ -90,7 +113,7 @@ fn take_group(cmds: &mut VecDeque<Command>) -> (Group, usize) {
 }
 
 /// Releases a caller's leadership: to no one when the queue is empty, else to the thread.
-struct CallerLead<'a>(&'a WriteQueue);
+pub(crate) struct CallerLead<'a>(&'a WriteQueue);
 
 impl Drop for CallerLead<'_> {
     fn drop(&mut self) {
@@ -115,6 +138,8 @@ impl WriteQueue {
             thread_wake: Condvar::new(),
             writer: Mutex::new(writer),
             roll_handoffs: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            groups: AtomicU64::new(0),
         })
     }
 
@@ -137,21 +162,31 @@ impl WriteQueue {
         Ok(())
     }
 
-    /// Queues an append; when no one is writing, writes one group on the calling thread
-    /// before returning. The answer comes through `reply` either way.
+    /// Counts a send as under way until the returned guard is dropped.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// Queues an append. When no one is writing, the caller becomes the leader: it gets the
+    /// lead back and must pass it to [`write_group`](Self::write_group) (dropping it instead
+    /// hands what is queued to the writer thread). The answer comes through `reply` either way.
     pub(crate) fn append(
         &self,
         msgs: Vec<NewMessage>,
         reply: AppendReply,
-    ) -> Result<(), StoreError> {
-        {
-            let mut q = self.push(Command::Append { msgs, reply })?;
-            if q.leader != Leader::None {
-                return Ok(());
-            }
-            q.leader = Leader::Caller;
+    ) -> Result<Option<CallerLead<'_>>, StoreError> {
+        let mut q = self.push(Command::Append { msgs, reply })?;
+        if q.leader != Leader::None {
+            return Ok(None);
         }
-        let _lead = CallerLead(self);
+        q.leader = Leader::Caller;
+        Ok(Some(CallerLead(self)))
+    }
+
+    /// Writes one group (the leader's own request and whatever queued up behind it) on the
+    /// calling thread, then gives the lead up.
+    pub(crate) fn write_group(&self, lead: CallerLead<'_>) {
         let (group, bytes) = take_group(&mut self.queue.lock().cmds);
         let mut writer = self.writer.lock();
         if writer.would_roll(bytes) {
@@ -162,9 +197,11 @@ impl WriteQueue {
                 q.cmds.push_front(Command::Append { msgs, reply });
             }
         } else {
+            self.groups.fetch_add(1, Ordering::Relaxed);
             writer.append_group(group);
         }
-        Ok(())
+        drop(writer);
+        drop(lead);
     }
 
     /// No one leads: the next send writes its own group.
@@ -177,6 +214,12 @@ impl WriteQueue {
     #[cfg(test)]
     pub(crate) fn roll_handoffs(&self) -> u64 {
         self.roll_handoffs.load(Ordering::Relaxed)
+    }
+
+    /// Append groups written since open.
+    #[cfg(test)]
+    pub(crate) fn groups_written(&self) -> u64 {
+        self.groups.load(Ordering::Relaxed)
     }
 
     /// Stops taking commands; the writer thread runs what is queued, then closes the writer
@@ -206,6 +249,7 @@ impl WriteQueue {
                 Some(Command::Append { .. }) => {
                     let (group, _) = take_group(&mut q.cmds);
                     drop(q);
+                    self.groups.fetch_add(1, Ordering::Relaxed);
                     self.writer.lock().append_group(group);
                     q = self.queue.lock();
                 }
