@@ -7,8 +7,11 @@ use crate::{ClientConfig, ClientError, Result};
 use apogee_proto::tls::ClientTls;
 use apogee_proto::{limits, v2};
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::Channel;
@@ -89,7 +92,7 @@ pub fn connect_channel(
 
 /// The metadata headers one request carries.
 pub fn request_metadata(config: &ClientConfig) -> MetadataMap {
-    let mut md = MetadataMap::new();
+    let mut md = MetadataMap::with_capacity(8);
     let mut put = |key: &'static str, value: &str| {
         if let Ok(v) = AsciiMetadataValue::try_from(value) {
             md.insert(key, v);
@@ -99,15 +102,24 @@ pub fn request_metadata(config: &ClientConfig) -> MetadataMap {
     put("x-mq-language", "RUST");
     put("x-mq-protocol", "v2");
     put("x-mq-client-version", CLIENT_VERSION);
-    put("x-mq-request-id", &uuid::Uuid::new_v4().to_string());
-    put("x-mq-date-time", &date_time_now());
+    put("x-mq-request-id", &request_id().to_string());
     if !config.namespace.is_empty() {
         put("x-mq-namespace", &config.namespace);
     }
+    md.insert("x-mq-date-time", date_time_now());
     if let Some(credentials) = &config.credentials {
         credentials.sign(&mut md);
     }
     md
+}
+
+/// A request id unique in this process and, with a random base drawn once, across
+/// processes: no system call per request, unlike a fresh v4 UUID.
+fn request_id() -> uuid::Uuid {
+    static BASE: OnceLock<u128> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| uuid::Uuid::new_v4().as_u128());
+    uuid::Uuid::from_u128(base.wrapping_add(u128::from(NEXT.fetch_add(1, Ordering::Relaxed))))
 }
 
 /// Wraps a message into a request with metadata and a deadline.
@@ -118,13 +130,25 @@ pub fn request<T>(config: &ClientConfig, message: T, timeout: Duration) -> tonic
     req
 }
 
-/// UTC now as `yyyyMMdd'T'HHmmss'Z'` (the `x-mq-date-time` format).
-fn date_time_now() -> String {
+/// UTC now as `yyyyMMdd'T'HHmmss'Z'` (the `x-mq-date-time` format); formatted once a second
+/// per thread, shared after that.
+fn date_time_now() -> AsciiMetadataValue {
+    thread_local! {
+        static LAST: RefCell<Option<(i64, AsciiMetadataValue)>> = const { RefCell::new(None) };
+    }
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    format_date_time(secs)
+    LAST.with_borrow_mut(|last| match last {
+        Some((at, value)) if *at == secs => value.clone(),
+        _ => {
+            let value = AsciiMetadataValue::try_from(format_date_time(secs))
+                .expect("digits, 'T' and 'Z' are ASCII");
+            *last = Some((secs, value.clone()));
+            value
+        }
+    })
 }
 
 /// Formats Unix seconds as `yyyyMMdd'T'HHmmss'Z'` in UTC.
@@ -241,6 +265,9 @@ mod tests {
             .unwrap()
             .to_string();
         assert_ne!(id1, id2);
+        let date_time = md.get("x-mq-date-time").unwrap().to_str().unwrap();
+        assert_eq!(date_time.len(), 16, "{date_time}");
+        assert_eq!((&date_time[8..9], &date_time[15..]), ("T", "Z"));
         let no_ns = request_metadata(&ClientConfig::default());
         assert!(no_ns.get("x-mq-namespace").is_none());
     }
