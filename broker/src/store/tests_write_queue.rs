@@ -182,3 +182,35 @@ async fn sends_arriving_while_others_wait_for_a_sync_share_one_write() {
         "32 sends runnable together were written in {groups} groups"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_leader_dropped_while_it_yields_leaves_its_append_to_the_writer_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(async_config(dir.path())).unwrap();
+    // Another send under way: the next leader yields before it writes.
+    let other = store.writes.enter();
+    let mut append = Box::pin(store.append(vec![msg("D", 0, 0)]));
+    assert!(
+        (&mut append).now_or_never().is_none(),
+        "the leader yields before writing"
+    );
+    drop(append);
+    drop(other);
+    // Dropping the future did not cancel the append, and the queue has a leader again: the
+    // next send is stored after it.
+    let next = match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.append(vec![msg("D", 0, 1)]),
+    )
+    .await
+    {
+        Ok(answer) => answer.expect("append"),
+        Err(_) => {
+            // Keep the store open: closing it would wait on the stranded queue as well.
+            std::mem::forget(store.clone());
+            panic!("the queue was left without a leader");
+        }
+    };
+    assert_eq!(next[0].queue_offset, 1);
+    assert_eq!(store.queue_bounds("D", 0).unwrap(), (0, 2));
+}
