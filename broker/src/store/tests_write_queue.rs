@@ -156,11 +156,9 @@ async fn shutdown_answers_what_was_queued_and_refuses_what_comes_after() {
 #[tokio::test(flavor = "current_thread")]
 async fn sends_arriving_while_others_wait_for_a_sync_share_one_write() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MessageStore::open(StoreConfig {
-        flush_mode: FlushMode::Sync,
-        ..config(dir.path())
-    })
-    .unwrap();
+    // `config` keeps the default SYNC flush: every send waits for an fdatasync.
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    assert_eq!(store.shared.config.flush_mode, FlushMode::Sync);
     let before = store.writes.groups_written();
     // All 32 are runnable at once on the one worker. The first writes alone and waits for
     // its fdatasync; the next finds it under way, yields, and writes the rest in its group.

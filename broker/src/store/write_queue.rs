@@ -186,7 +186,7 @@ impl WriteQueue {
 
     /// Writes one group (the leader's own request and whatever queued up behind it) on the
     /// calling thread, then gives the lead up.
-    pub(crate) fn write_group(&self, lead: CallerLead<'_>) {
+    pub(crate) fn write_group(&self, _lead: CallerLead<'_>) {
         let (group, bytes) = take_group(&mut self.queue.lock().cmds);
         let mut writer = self.writer.lock();
         if writer.would_roll(bytes) {
@@ -200,8 +200,6 @@ impl WriteQueue {
             self.groups.fetch_add(1, Ordering::Relaxed);
             writer.append_group(group);
         }
-        drop(writer);
-        drop(lead);
     }
 
     /// No one leads: the next send writes its own group.
