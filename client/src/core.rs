@@ -195,10 +195,7 @@ impl Core {
             match res {
                 Ok(queues) if !queues.is_empty() => {
                     self.access_points.answered(ns);
-                    return Ok(self.routes.put(Route {
-                        topic: topic.to_string(),
-                        queues,
-                    }));
+                    return Ok(self.routes.put(Route::new(topic, queues)));
                 }
                 Ok(_) => {
                     server_err = Some(ClientError::NoRoute(format!(

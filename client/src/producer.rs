@@ -293,8 +293,8 @@ impl Producer {
             let route = self.core.route(&topic).await?;
             let writable = route.writable_queues();
             let queue = match &message_group {
-                Some(group) => fifo_queue(&writable, group),
-                None => select_queue(&writable, start + attempt as usize, &avoid),
+                Some(group) => fifo_queue(writable, group),
+                None => select_queue(writable, start + attempt as usize, &avoid),
             }
             .ok_or_else(|| ClientError::NoRoute(format!("topic {topic} has no writable queue")))?;
             let broker = broker_name(queue).to_string();

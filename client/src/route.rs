@@ -25,6 +25,9 @@ pub const REFRESH_RETRY: Duration = Duration::from_secs(2);
 pub struct Route {
     pub topic: String,
     pub queues: Vec<v2::MessageQueue>,
+    /// The queues a producer may send to, chosen once when the route is fetched (every send
+    /// picks from them).
+    writable: Vec<v2::MessageQueue>,
 }
 
 /// One broker group a consumer can receive from.
@@ -66,15 +69,25 @@ pub fn queue_endpoint(q: &v2::MessageQueue) -> Option<String> {
 }
 
 impl Route {
-    /// Queues a producer may send to: writable, on a master, with an endpoint.
-    pub fn writable_queues(&self) -> Vec<v2::MessageQueue> {
-        self.queues
+    /// The route of `topic` over `queues`.
+    pub fn new(topic: impl Into<String>, queues: Vec<v2::MessageQueue>) -> Route {
+        let writable = queues
             .iter()
             .filter(|q| can_write(q))
             .filter(|q| q.broker.as_ref().is_some_and(|b| b.id == 0))
             .filter(|q| queue_endpoint(q).is_some())
             .cloned()
-            .collect()
+            .collect();
+        Route {
+            topic: topic.into(),
+            queues,
+            writable,
+        }
+    }
+
+    /// Queues a producer may send to: writable, on a master, with an endpoint.
+    pub fn writable_queues(&self) -> &[v2::MessageQueue] {
+        &self.writable
     }
 
     /// One member per broker group that has a readable queue, preferring the
@@ -229,9 +242,9 @@ pub(crate) mod tests {
     }
 
     fn route() -> Route {
-        Route {
-            topic: "T".into(),
-            queues: vec![
+        Route::new(
+            "T",
+            vec![
                 queue("a", 0, 0, Permission::ReadWrite),
                 queue("a", 1, 0, Permission::ReadWrite),
                 queue("b", 0, 0, Permission::Read),
@@ -239,12 +252,13 @@ pub(crate) mod tests {
                 queue("c", 0, 2, Permission::ReadWrite),
                 queue("d", 0, 0, Permission::Write),
             ],
-        }
+        )
     }
 
     #[test]
     fn writable_queues_are_on_masters_with_write_permission() {
-        let w = route().writable_queues();
+        let route = route();
+        let w = route.writable_queues();
         let names: Vec<(&str, i32)> = w.iter().map(|q| (broker_name(q), q.id)).collect();
         assert_eq!(names, vec![("a", 0), ("a", 1), ("d", 0)]);
     }
@@ -268,10 +282,11 @@ pub(crate) mod tests {
 
     #[test]
     fn selection_is_round_robin_and_avoids_failed_brokers() {
-        let w = route().writable_queues();
+        let route = route();
+        let w = route.writable_queues();
         let picks: Vec<(String, i32)> = (0..4)
             .map(|i| {
-                let q = select_queue(&w, i, &[]).unwrap();
+                let q = select_queue(w, i, &[]).unwrap();
                 (broker_name(q).to_string(), q.id)
             })
             .collect();
@@ -284,9 +299,9 @@ pub(crate) mod tests {
                 ("a".into(), 0)
             ]
         );
-        let q = select_queue(&w, 0, &["a".to_string()]).unwrap();
+        let q = select_queue(w, 0, &["a".to_string()]).unwrap();
         assert_eq!(broker_name(q), "d");
-        let q = select_queue(&w, 1, &["a".to_string(), "d".to_string()]).unwrap();
+        let q = select_queue(w, 1, &["a".to_string(), "d".to_string()]).unwrap();
         assert_eq!((broker_name(q), q.id), ("a", 1));
         assert!(select_queue(&[], 0, &[]).is_none());
     }

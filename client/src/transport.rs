@@ -99,13 +99,20 @@ pub fn request_metadata(config: &ClientConfig) -> MetadataMap {
         }
     };
     put("x-mq-client-id", &config.client_id);
-    put("x-mq-language", "RUST");
-    put("x-mq-protocol", "v2");
-    put("x-mq-client-version", CLIENT_VERSION);
-    put("x-mq-request-id", &request_id().to_string());
+    let mut id = uuid::Uuid::encode_buffer();
+    put(
+        "x-mq-request-id",
+        request_id().hyphenated().encode_lower(&mut id),
+    );
     if !config.namespace.is_empty() {
         put("x-mq-namespace", &config.namespace);
     }
+    md.insert("x-mq-language", AsciiMetadataValue::from_static("RUST"));
+    md.insert("x-mq-protocol", AsciiMetadataValue::from_static("v2"));
+    md.insert(
+        "x-mq-client-version",
+        AsciiMetadataValue::from_static(CLIENT_VERSION),
+    );
     md.insert("x-mq-date-time", date_time_now());
     if let Some(credentials) = &config.credentials {
         credentials.sign(&mut md);
