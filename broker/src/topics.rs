@@ -17,7 +17,8 @@ const DATA_VERSION_KEY: &[u8] = b"topics/data_version";
 
 pub struct TopicTable {
     kv: Arc<dyn KvStore>,
-    topics: RwLock<BTreeMap<String, TopicConfig>>,
+    /// Shared configs: a send reads its topic's without copying it.
+    topics: RwLock<BTreeMap<String, Arc<TopicConfig>>>,
     data_version: AtomicI64,
     changed: Notify,
     /// `auto_create_topics`: a send to an unknown topic creates it (off until set).
@@ -37,7 +38,7 @@ impl TopicTable {
         {
             let config = TopicConfig::decode(value.as_slice())
                 .map_err(|e| ApogeeError::Internal(format!("topic config {key:?}: {e}")))?;
-            topics.insert(config.name.clone(), config);
+            topics.insert(config.name.clone(), Arc::new(config));
         }
         let version = kv
             .get(Cf::Meta, DATA_VERSION_KEY)
@@ -74,11 +75,16 @@ impl TopicTable {
     }
 
     pub fn get(&self, name: &str) -> Option<TopicConfig> {
+        self.get_shared(name).map(Arc::unwrap_or_clone)
+    }
+
+    /// The topic's config as the table holds it (no copy).
+    pub fn get_shared(&self, name: &str) -> Option<Arc<TopicConfig>> {
         self.topics.read().get(name).cloned()
     }
 
     pub fn list(&self) -> Vec<TopicConfig> {
-        self.topics.read().values().cloned().collect()
+        self.topics.read().values().map(|c| (**c).clone()).collect()
     }
 
     pub fn data_version(&self) -> i64 {
@@ -112,7 +118,7 @@ impl TopicTable {
             return Err(ApogeeError::AlreadyExists(format!("topic {}", config.name)));
         }
         self.persist(&config.name, Some(&config))?;
-        topics.insert(config.name.clone(), config.clone());
+        topics.insert(config.name.clone(), Arc::new(config.clone()));
         Ok(config)
     }
 
@@ -130,7 +136,7 @@ impl TopicTable {
             )));
         }
         self.persist(&config.name, Some(&config))?;
-        topics.insert(config.name.clone(), config.clone());
+        topics.insert(config.name.clone(), Arc::new(config.clone()));
         Ok(config)
     }
 
@@ -222,8 +228,8 @@ impl TopicTable {
         name: &str,
         auto_create: bool,
         default_queues: i32,
-    ) -> Result<TopicConfig, ApogeeError> {
-        if let Some(c) = self.get(name) {
+    ) -> Result<Arc<TopicConfig>, ApogeeError> {
+        if let Some(c) = self.get_shared(name) {
             return Ok(c);
         }
         if !auto_create || names::is_system_topic(name) {
@@ -236,7 +242,7 @@ impl TopicTable {
             },
             default_queues,
         )?;
-        self.create_or_get(config)
+        self.create_or_get(config).map(Arc::new)
     }
 }
 

@@ -8,21 +8,19 @@ use apogee_proto::v2::{self, DigestType, Encoding, MessageType};
 use md5::{Digest as _, Md5};
 use std::time::Duration;
 
-/// The store record for a validated v2 message.
-pub fn to_new_message(
-    m: &v2::Message,
-    topic: &str,
-    queue_id: u32,
-    born_host_fallback: &str,
-) -> NewMessage {
-    let sp = m.system_properties.clone().unwrap_or_default();
+/// The store record for a validated v2 message, moving its fields (body, properties, ids)
+/// into the record without copying them.
+pub fn into_new_message(m: v2::Message, queue_id: u32, born_host_fallback: &str) -> NewMessage {
+    let sp = m.system_properties.unwrap_or_default();
     let born_host = if sp.born_host.is_empty() {
         born_host_fallback.to_string()
     } else {
         sp.born_host
     };
+    let mut properties: Vec<(String, String)> = m.user_properties.into_iter().collect();
+    properties.sort_unstable();
     NewMessage {
-        topic: topic.to_string(),
+        topic: m.topic.map(|t| t.name).unwrap_or_default(),
         queue_id,
         message_id: sp.message_id,
         tag: sp.tag.filter(|t| !t.is_empty()),
@@ -37,20 +35,12 @@ pub fn to_new_message(
         born_host,
         delivery_timestamp_ms: sp.delivery_timestamp.as_ref().map(timestamp_ms),
         reconsume_times: 0,
-        properties: {
-            let mut p: Vec<(String, String)> = m
-                .user_properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            p.sort();
-            p
-        },
+        properties,
         internal: match Encoding::try_from(sp.body_encoding) {
             Ok(Encoding::Gzip) => vec![(internal::BODY_ENCODING.to_string(), GZIP.to_string())],
             _ => Vec::new(),
         },
-        body: m.body.clone(),
+        body: m.body,
     }
 }
 

@@ -2,18 +2,20 @@
 //! the commit log in one batch. A request with one bad message is refused as
 //! a whole with that message's status; nothing of it is stored.
 
-use super::convert::to_new_message;
+use super::convert::into_new_message;
 use crate::server::Broker;
 use apogee_proto::error::ok_status;
 use apogee_proto::v2::{self, Encoding, MessageType, Permission};
 use apogee_proto::{limits, message_id, names, ApogeeError};
 
-/// Checks one message; returns its topic, queue and store record.
-fn validate(
-    broker: &Broker,
-    m: &v2::Message,
-    peer: &str,
-) -> Result<crate::store::NewMessage, ApogeeError> {
+/// Where a valid message goes and what it is stored as.
+struct Checked {
+    queue_id: u32,
+    message_type: MessageType,
+}
+
+/// Checks one message (reading it, copying nothing); returns its queue and stored type.
+fn validate(broker: &Broker, m: &v2::Message) -> Result<Checked, ApogeeError> {
     let topic = m
         .topic
         .as_ref()
@@ -144,27 +146,35 @@ fn validate(
             config.queue_count
         )));
     }
-    let mut record = to_new_message(m, topic, queue_id as u32, peer);
-    record.message_type = effective_type as u8;
-    if message_type == MessageType::Delay {
-        broker.schedule.check_delivery_time(&record)?;
-    }
-    Ok(record)
+    Ok(Checked {
+        queue_id: queue_id as u32,
+        message_type: effective_type,
+    })
 }
 
-fn refuse_all(messages: &[v2::Message], e: &ApogeeError) -> v2::SendMessageResponse {
+/// The message ids of a request, for refusing it.
+fn ids_of(messages: &[v2::Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            m.system_properties
+                .as_ref()
+                .map(|s| s.message_id.clone())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The answer refusing a whole request (the messages with `ids`) with `e`.
+fn refuse_all(ids: Vec<String>, e: &ApogeeError) -> v2::SendMessageResponse {
     let status = e.to_status();
     v2::SendMessageResponse {
         status: Some(status.clone()),
-        entries: messages
-            .iter()
-            .map(|m| v2::SendResultEntry {
+        entries: ids
+            .into_iter()
+            .map(|message_id| v2::SendResultEntry {
                 status: Some(status.clone()),
-                message_id: m
-                    .system_properties
-                    .as_ref()
-                    .map(|s| s.message_id.clone())
-                    .unwrap_or_default(),
+                message_id,
                 transaction_id: String::new(),
                 offset: 0,
                 ..Default::default()
@@ -173,19 +183,34 @@ fn refuse_all(messages: &[v2::Message], e: &ApogeeError) -> v2::SendMessageRespo
     }
 }
 
-/// Counts a stored request (its messages share one topic and type) in the metrics.
-fn count_stored(broker: &Broker, messages: &[v2::Message]) {
-    let Some(first) = messages.first() else {
-        return;
-    };
-    let topic = first.topic.as_ref().map_or("", |t| t.name.as_str());
-    let message_type = first
-        .system_properties
-        .as_ref()
-        .and_then(|sp| MessageType::try_from(sp.message_type).ok())
-        .unwrap_or(MessageType::Normal);
-    let sizes = messages.iter().map(|m| m.body.len());
-    broker.metrics.stored(topic, message_type, sizes);
+/// What the metrics count of a stored request: its topic, its first message's declared
+/// type (a request's messages share both) and the body sizes.
+struct Counted {
+    topic: String,
+    message_type: MessageType,
+    sizes: Vec<usize>,
+}
+
+impl Counted {
+    fn of(messages: &[v2::Message]) -> Counted {
+        let first = messages.first();
+        Counted {
+            topic: first
+                .and_then(|m| m.topic.as_ref())
+                .map_or_else(String::new, |t| t.name.clone()),
+            message_type: first
+                .and_then(|m| m.system_properties.as_ref())
+                .and_then(|sp| MessageType::try_from(sp.message_type).ok())
+                .unwrap_or(MessageType::Normal),
+            sizes: messages.iter().map(|m| m.body.len()).collect(),
+        }
+    }
+
+    fn record(self, broker: &Broker) {
+        broker
+            .metrics
+            .stored(&self.topic, self.message_type, self.sizes);
+    }
 }
 
 /// Stores the messages of one SendMessage request. A TRANSACTION message (which must be
@@ -204,11 +229,11 @@ pub async fn send_message(
              its group",
             broker.config.broker_name, broker.config.broker_id
         ));
-        return refuse_all(&messages, &e);
+        return refuse_all(ids_of(&messages), &e);
     }
     if messages.is_empty() {
         return refuse_all(
-            &messages,
+            Vec::new(),
             &ApogeeError::BadRequest("no messages in the request".into()),
         );
     }
@@ -218,7 +243,7 @@ pub async fn send_message(
             messages.len(),
             limits::MAX_BATCH_MESSAGES
         ));
-        return refuse_all(&messages, &e);
+        return refuse_all(ids_of(&messages), &e);
     }
     let total: usize = messages.iter().map(|m| m.body.len()).sum();
     if total > limits::MAX_BATCH_BYTES {
@@ -226,39 +251,55 @@ pub async fn send_message(
             "{total} bytes of bodies in one request, the limit is {}",
             limits::MAX_BATCH_BYTES
         ));
-        return refuse_all(&messages, &e);
+        return refuse_all(ids_of(&messages), &e);
     }
     let topic = messages[0].topic.as_ref().map_or("", |t| t.name.as_str());
     if let Err(e) = broker.quotas.admit_send(client_id, topic, messages.len()) {
-        return refuse_all(&messages, &e);
+        return refuse_all(ids_of(&messages), &e);
     }
-    let mut records = Vec::with_capacity(messages.len());
+    let mut checked = Vec::with_capacity(messages.len());
     for m in &messages {
-        match validate(broker, m, peer) {
-            Ok(r) => records.push(r),
-            Err(e) => return refuse_all(&messages, &e),
+        match validate(broker, m) {
+            Ok(c) => checked.push(c),
+            Err(e) => return refuse_all(ids_of(&messages), &e),
         }
     }
-    if let Some(first) = records.first() {
-        broker.sessions.note_sent_topic(client_id, &first.topic);
+    let is_txn = |c: &Checked| c.message_type == MessageType::Transaction;
+    if checked.len() > 1 && checked.iter().any(is_txn) {
+        let e = ApogeeError::BadRequest(
+            "a transactional message must be sent alone, not in a batch".into(),
+        );
+        return refuse_all(ids_of(&messages), &e);
     }
+    broker.sessions.note_sent_topic(client_id, topic);
+    let first_check = messages[0]
+        .system_properties
+        .as_ref()
+        .and_then(|sp| sp.orphaned_transaction_recovery_duration.as_ref())
+        .map(apogee_proto::time::duration_ms)
+        .filter(|&ms| ms > 0)
+        .map(|ms| std::time::Duration::from_millis(ms as u64));
+    let counted = Counted::of(&messages);
+    // Valid: the messages become records, their bodies, properties and ids moved, not copied.
+    let mut records: Vec<_> = messages
+        .into_iter()
+        .zip(&checked)
+        .map(|(m, c)| {
+            let mut record = into_new_message(m, c.queue_id, peer);
+            record.message_type = c.message_type as u8;
+            record
+        })
+        .collect();
     let ids: Vec<String> = records.iter().map(|r| r.message_id.clone()).collect();
-    let is_txn = |r: &crate::store::NewMessage| r.message_type == MessageType::Transaction as u8;
-    let mut transaction_id = String::new();
-    if records.iter().any(is_txn) {
-        if records.len() > 1 {
-            let e = ApogeeError::BadRequest(
-                "a transactional message must be sent alone, not in a batch".into(),
-            );
-            return refuse_all(&messages, &e);
+    for record in &records {
+        if record.message_type == MessageType::Delay as u8 {
+            if let Err(e) = broker.schedule.check_delivery_time(record) {
+                return refuse_all(ids, &e);
+            }
         }
-        let first_check = messages[0]
-            .system_properties
-            .as_ref()
-            .and_then(|sp| sp.orphaned_transaction_recovery_duration.as_ref())
-            .map(apogee_proto::time::duration_ms)
-            .filter(|&ms| ms > 0)
-            .map(|ms| std::time::Duration::from_millis(ms as u64));
+    }
+    let mut transaction_id = String::new();
+    if checked.first().is_some_and(is_txn) {
         let (half, id) = broker
             .txns
             .half_record(records.remove(0), client_id, first_check);
@@ -294,12 +335,12 @@ pub async fn send_message(
             if matches!(e, ApogeeError::Internal(_)) {
                 tracing::error!("append failed: {e}");
             }
-            return refuse_all(&messages, &e);
+            return refuse_all(ids, &e);
         }
     };
     // The records are stored (and indexed) even when not replicated: they will be delivered.
     broker.schedule.stored(due);
-    count_stored(broker, &messages);
+    counted.record(broker);
     v2::SendMessageResponse {
         status: Some(status.clone()),
         entries: ids
