@@ -24,7 +24,9 @@ pub const REFRESH_RETRY: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug, Default)]
 pub struct Route {
     pub topic: String,
-    pub queues: Vec<v2::MessageQueue>,
+    /// Every queue the NameServer reported; private, so [`Route::writable_queues`], derived
+    /// from it in [`Route::new`], always agrees with it.
+    queues: Vec<v2::MessageQueue>,
     /// The queues a producer may send to, chosen once when the route is fetched (every send
     /// picks from them).
     writable: Vec<v2::MessageQueue>,
