@@ -63,17 +63,27 @@ pub fn topic_prefix(topic: &str) -> Vec<u8> {
     k
 }
 
+fn write_queue_key(k: &mut Vec<u8>, topic: &str, queue_id: u32) {
+    put_str16(k, topic);
+    k.extend_from_slice(&queue_id.to_be_bytes());
+}
+
 /// Key of a queue in `QueueHead`, and prefix of its `ConsumeQueue` entries.
 pub fn queue_key(topic: &str, queue_id: u32) -> Vec<u8> {
-    let mut k = topic_prefix(topic);
-    k.extend_from_slice(&queue_id.to_be_bytes());
+    let mut k = Vec::with_capacity(2 + topic.len() + 12);
+    write_queue_key(&mut k, topic, queue_id);
     k
+}
+
+fn write_cq_key(k: &mut Vec<u8>, topic: &str, queue_id: u32, queue_offset: u64) {
+    write_queue_key(k, topic, queue_id);
+    k.extend_from_slice(&queue_offset.to_be_bytes());
 }
 
 /// Key of one `ConsumeQueue` entry.
 pub fn cq_key(topic: &str, queue_id: u32, queue_offset: u64) -> Vec<u8> {
-    let mut k = queue_key(topic, queue_id);
-    k.extend_from_slice(&queue_offset.to_be_bytes());
+    let mut k = Vec::with_capacity(2 + topic.len() + 12);
+    write_cq_key(&mut k, topic, queue_id, queue_offset);
     k
 }
 
@@ -84,10 +94,15 @@ pub fn id_prefix(message_id: &str) -> Vec<u8> {
     k
 }
 
+fn write_key_prefix(k: &mut Vec<u8>, topic: &str, key: &str) {
+    put_str16(k, topic);
+    put_str16(k, key);
+}
+
 /// Prefix of a (topic, key)'s entries in `MessageKey`.
 pub fn key_prefix(topic: &str, key: &str) -> Vec<u8> {
-    let mut k = topic_prefix(topic);
-    put_str16(&mut k, key);
+    let mut k = Vec::with_capacity(4 + topic.len() + key.len() + 8);
+    write_key_prefix(&mut k, topic, key);
     k
 }
 
@@ -162,24 +177,36 @@ pub fn dispatch(
         tag_hash: msg.tag.as_deref().map_or(0, tag_hash),
         store_timestamp_ms,
     };
-    batch.put(
+    // Keys are written straight into the batch (no key built apart and copied in).
+    batch.put_built(
         Cf::ConsumeQueue,
-        cq_key(&msg.topic, msg.queue_id, queue_offset),
-        entry.value(),
+        |k| write_cq_key(k, &msg.topic, msg.queue_id, queue_offset),
+        &entry.value(),
     );
     let size_v = size.to_be_bytes();
+    let log_offset_be = log_offset.to_be_bytes();
     if !msg.message_id.is_empty() {
-        let mut k = id_prefix(&msg.message_id);
-        k.extend_from_slice(&log_offset.to_be_bytes());
-        batch.put(Cf::MessageId, k, size_v);
+        batch.put_built(
+            Cf::MessageId,
+            |k| {
+                put_str16(k, &msg.message_id);
+                k.extend_from_slice(&log_offset_be);
+            },
+            &size_v,
+        );
     }
     for (i, key) in msg.keys.iter().enumerate() {
         if key.is_empty() || msg.keys[..i].contains(key) {
             continue;
         }
-        let mut k = key_prefix(&msg.topic, key);
-        k.extend_from_slice(&log_offset.to_be_bytes());
-        batch.put(Cf::MessageKey, k, size_v);
+        batch.put_built(
+            Cf::MessageKey,
+            |k| {
+                write_key_prefix(k, &msg.topic, key);
+                k.extend_from_slice(&log_offset_be);
+            },
+            &size_v,
+        );
     }
     if !msg.internal.is_empty() {
         super::txn_index::dispatch(batch, msg, log_offset, size, store_timestamp_ms);
@@ -214,10 +241,10 @@ pub(crate) fn dispatch_stored(
 }
 
 pub(crate) fn put_head(batch: &mut KvBatch, topic: &str, queue_id: u32, next_offset: u64) {
-    batch.put(
+    batch.put_built(
         Cf::QueueHead,
-        queue_key(topic, queue_id),
-        next_offset.to_be_bytes(),
+        |k| write_queue_key(k, topic, queue_id),
+        &next_offset.to_be_bytes(),
     );
 }
 

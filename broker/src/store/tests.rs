@@ -521,6 +521,31 @@ fn bad_config_is_rejected() {
     ));
 }
 
+/// A batch gives back each operation's own key and value, in order, wherever it sits in the
+/// shared buffer (empty values, keys written in place, range ends).
+#[test]
+fn kv_batch_keeps_each_operation_apart() {
+    let mut b = KvBatch::with_capacity(1, 4);
+    b.put(Cf::Meta, b"k1", b"");
+    b.put_built(Cf::QueueHead, |k| k.extend_from_slice(b"built"), b"v2");
+    b.delete(Cf::ConsumeQueue, b"gone");
+    b.delete_range(Cf::MessageId, b"from", b"to");
+    b.put(Cf::Meta, b"", b"empty key");
+    assert_eq!(b.len(), 5);
+    let ops: Vec<String> = b.ops().map(|o| format!("{o:?}")).collect();
+    let expect: Vec<String> = [
+        KvOp::Put(Cf::Meta, b"k1", b""),
+        KvOp::Put(Cf::QueueHead, b"built", b"v2"),
+        KvOp::Delete(Cf::ConsumeQueue, b"gone"),
+        KvOp::DeleteRange(Cf::MessageId, b"from", b"to"),
+        KvOp::Put(Cf::Meta, b"", b"empty key"),
+    ]
+    .iter()
+    .map(|o| format!("{o:?}"))
+    .collect();
+    assert_eq!(ops, expect);
+}
+
 /// The KvStore contract, run against both engines.
 fn kv_contract(kv: &dyn KvStore) {
     let mut b = KvBatch::new();

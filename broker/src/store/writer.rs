@@ -268,7 +268,10 @@ impl Writer {
             .map(|&s| u64::from(s))
             .sum();
         let mut buf = Vec::with_capacity(total.min(cfg.segment_size) as usize);
-        let mut batch = KvBatch::new();
+        // Room for the usual two entries a message (queue and id; ~100 bytes of keys and
+        // values), the queue heads and the checkpoints: one allocation each, not one a key.
+        let records: usize = reqs.iter().map(|r| r.msgs.len()).sum();
+        let mut batch = KvBatch::with_capacity(2 * records + 8, 100 * records + 64);
         let mut new_heads = Heads::new();
         let mut all = Vec::with_capacity(reqs.len());
         for req in reqs {
