@@ -551,18 +551,25 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
     Ok(())
 }
 
-/// Parses the arguments (exiting on usage errors), runs the command and
-/// returns the process exit code; errors are printed as `error: ...`.
-pub async fn main_with_args<I, T>(args: I) -> u8
+/// Parses the arguments (exiting on usage errors), runs the command on a runtime suited to
+/// it ([`runtime_for`]) and returns the process exit code; errors are printed as `error: ...`.
+pub fn main_with_args<I, T>(args: I) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
     let cli = Cli::parse_from(expand_mqadmin_alias(args));
+    let runtime = match runtime_for(&cli.command).build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return 1;
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match run(cli, &mut out).await {
+    match runtime.block_on(run(cli, &mut out)) {
         Ok(()) => 0,
         Err(ToolError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
@@ -571,6 +578,25 @@ where
             e.exit_code()
         }
     }
+}
+
+/// tokio's multi-threaded runtime; for a bench with more than one request in flight, without
+/// its LIFO slot. With the slot, a task woken by the running one runs next: every send woke
+/// the connection's task, which wrote that send's frames alone (2.0 socket writes a send at
+/// 4 x 16). Without it the connection's task runs after the sends already ready and writes
+/// their frames together (1.2 writes a send). One request in flight has nothing to write
+/// together and would pay a wake-up of the other worker for every task it schedules
+/// (docs/PERFORMANCE.md, "The bench client's runtime").
+pub fn runtime_for(command: &Command) -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    #[cfg(tokio_unstable)]
+    if let Command::Bench(bench) = command {
+        if bench.requests_in_flight() > 1 {
+            builder.disable_lifo_slot();
+        }
+    }
+    builder
 }
 
 /// RocketMQ mqadmin command names and the Apogee commands they stand for. They are

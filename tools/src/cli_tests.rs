@@ -132,6 +132,44 @@ fn bench_defaults() {
     assert!(parse(&["bench", "produce", "--topic", "T", "--batch", "0"]).is_err());
 }
 
+/// The bench's runtime turns off the LIFO slot by how many requests a workload keeps in
+/// flight: connections x in-flight for sends, one receive per consumer.
+#[test]
+fn bench_requests_in_flight() {
+    let in_flight = |args: &[&str]| match parse(args).unwrap().command {
+        Command::Bench(b) => b.requests_in_flight(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let produce = ["bench", "produce", "--topic", "T"];
+    assert_eq!(in_flight(&produce), 64);
+    let one = [&produce[..], &["--connections", "1", "--inflight", "1"]].concat();
+    assert_eq!(in_flight(&one), 1);
+    let e2e = [
+        "bench",
+        "e2e",
+        "--topic",
+        "T",
+        "--rate",
+        "10",
+        "--connections",
+        "2",
+        "--inflight",
+        "3",
+    ];
+    assert_eq!(in_flight(&e2e), 6);
+    let consume = [
+        "bench",
+        "consume",
+        "--topic",
+        "T",
+        "--group",
+        "G",
+        "--consumers",
+        "5",
+    ];
+    assert_eq!(in_flight(&consume), 5);
+}
+
 #[test]
 fn txn_commands_parse() {
     let cli = parse(&[

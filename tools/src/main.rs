@@ -6,7 +6,6 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(apogee_tools::cli::main_with_args(std::env::args_os()).await)
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(apogee_tools::cli::main_with_args(std::env::args_os()))
 }

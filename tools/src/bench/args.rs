@@ -26,6 +26,17 @@ pub enum BenchCommand {
     E2e(BenchE2eArgs),
 }
 
+impl BenchCommand {
+    /// How many requests the workload keeps in flight at most.
+    pub fn requests_in_flight(&self) -> u64 {
+        match self {
+            BenchCommand::Produce(a) => u64::from(a.connections) * u64::from(a.inflight),
+            BenchCommand::Consume(a) => u64::from(a.consumers),
+            BenchCommand::E2e(a) => u64::from(a.connections) * u64::from(a.inflight),
+        }
+    }
+}
+
 /// Flags every workload takes.
 #[derive(Debug, Args)]
 pub struct BenchCommon {
