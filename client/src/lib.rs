@@ -32,6 +32,7 @@ mod access_point;
 pub mod config;
 mod consumer;
 mod core;
+pub mod end_on_data;
 pub mod error;
 mod message;
 mod producer;

@@ -16,11 +16,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::Channel;
 
+use crate::end_on_data::EndingChannel;
+
 /// Version this client reports in `x-mq-client-version` and its user agent.
 pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The client stub type used for every v2 call.
-pub type MessagingClient = v2::messaging_service_client::MessagingServiceClient<Channel>;
+/// The client stub type used for every v2 call (over a channel whose unary requests take two
+/// HTTP/2 frames, not three: [`EndingChannel`]).
+pub type MessagingClient = v2::messaging_service_client::MessagingServiceClient<EndingChannel>;
 
 /// Splits `host:port` (IPv6 hosts in brackets) and checks the port.
 pub fn parse_host_port(addr: &str) -> Result<(String, u16)> {
@@ -209,7 +212,7 @@ impl Connections {
                 }
             }
         };
-        Ok(MessagingClient::new(channel)
+        Ok(MessagingClient::new(EndingChannel::new(channel))
             .max_decoding_message_size(limits::MAX_GRPC_MESSAGE_BYTES)
             .max_encoding_message_size(limits::MAX_GRPC_MESSAGE_BYTES))
     }
