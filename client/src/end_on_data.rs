@@ -6,7 +6,7 @@
 //! DATA that only carries END_STREAM. With one call in flight each frame leaves in its own
 //! socket write and the server wakes for it. [`EndOnData`] looks one frame ahead when a body
 //! yields data: when nothing follows, that DATA frame carries END_STREAM itself, and the call
-//! takes two frames (docs/PERFORMANCE.md, "The client's request frames").
+//! takes two frames (docs/PERFORMANCE.md, "A unary request ends on its message").
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -586,7 +586,7 @@ where
 /// 4 x 16). Without it the connection's task runs after the sends already ready and writes
 /// their frames together (1.2 writes a send). One request in flight has nothing to write
 /// together and would pay a wake-up of the other worker for every task it schedules
-/// (docs/PERFORMANCE.md, "The bench client's runtime").
+/// (docs/PERFORMANCE.md, "The bench client writes the sends ready together at once").
 pub fn runtime_for(command: &Command) -> tokio::runtime::Builder {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
