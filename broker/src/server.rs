@@ -30,6 +30,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tower_layer::Layer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -39,8 +40,6 @@ pub enum BrokerError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Setup(#[from] ApogeeError),
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     /// A NameServer refused the registration at start (another live process has this broker id).
@@ -293,13 +292,7 @@ pub async fn serve(
         config.nameservers.join(", ")
     );
     let mut stop_wait = stop_rx.clone();
-    let router = tonic::transport::Server::builder()
-        .layer(RpcMetricsLayer::new(metrics.rpc_latency.clone()))
-        .layer(apogee_proto::cluster_mtls::ClientCertLayer::new(
-            config.tls.cluster_mtls,
-        ))
-        .layer(auth)
-        .add_service(health_service)
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(
             MessagingServiceServer::new(MessagingServer::new(broker.clone()))
                 .max_decoding_message_size(apogee_proto::limits::max_request_bytes(
@@ -315,11 +308,17 @@ pub async fn serve(
             ReplicationServer::new(ReplicationService::new(broker.clone()))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
-        );
+        )
+        .prepare();
+    // Outermost first: metrics see every call, then the client-certificate check, then auth.
+    let service = RpcMetricsLayer::new(metrics.rpc_latency.clone()).layer(
+        apogee_proto::cluster_mtls::ClientCertLayer::new(config.tls.cluster_mtls)
+            .layer(auth.layer(routes)),
+    );
     let listener = listener
         .with_connection_cap(config.limits.max_connections_per_address)
         .with_tls(server_tls);
-    let result = apogee_proto::net::serve(router, listener, async move {
+    apogee_proto::serve::serve(service, listener, async move {
         tokio::select! {
             _ = shutdown => {}
             _ = stop_wait.changed() => {}
@@ -339,5 +338,5 @@ pub async fn serve(
     store.shutdown();
     ops_server.stop().await;
     tracing::info!("broker stopped");
-    result.map_err(BrokerError::from)
+    Ok(())
 }

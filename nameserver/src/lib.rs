@@ -39,14 +39,13 @@ use registry::Registry;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tower_layer::Layer;
 
 /// Why the NameServer could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum NameServerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -132,11 +131,7 @@ pub async fn serve(
         closer.close_streams();
     };
 
-    let router = tonic::transport::Server::builder()
-        .layer(RpcMetricsLayer::new(metrics.rpc_latency.clone()))
-        .layer(ClientCertLayer::new(config.tls.cluster_mtls))
-        .layer(auth)
-        .add_service(health_service)
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(
             RegistryServer::new(
                 grpc::RegistryService::new(registry.clone(), sessions.clone())
@@ -157,15 +152,19 @@ pub async fn serve(
         .add_service(
             MessagingServiceServer::new(access_point)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
-        );
+        )
+        .prepare();
+    // Outermost first: metrics see every call, then the client-certificate check, then auth.
+    let service = RpcMetricsLayer::new(metrics.rpc_latency.clone())
+        .layer(ClientCertLayer::new(config.tls.cluster_mtls).layer(auth.layer(routes)));
     let listener = listener
         .with_connection_cap(config.max_connections_per_address)
         .with_tls(server_tls);
-    let result = apogee_proto::net::serve(router, listener, signal).await;
+    apogee_proto::serve::serve(service, listener, signal).await;
     expiry_task.abort();
     if let Some(task) = tls_reloader {
         task.abort();
     }
     ops_server.stop().await;
-    result.map_err(NameServerError::from)
+    Ok(())
 }

@@ -60,6 +60,7 @@ pub mod net;
 #[cfg(feature = "ops")]
 pub mod ops;
 pub mod routed_id;
+pub mod serve;
 pub mod settings;
 pub mod telemetry;
 pub mod time;

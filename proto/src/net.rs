@@ -19,21 +19,17 @@
 //! With TLS ([`Listener::with_tls`]) every accepted connection does its handshake in a
 //! task of its own ([`TlsIncoming`]), bounded by [`crate::tls::HANDSHAKE_TIMEOUT`], so a
 //! slow or broken client never holds up the others; a connection is handed to the server
-//! once its handshake is done, still counted against its address's cap. [`serve`] runs a
-//! tonic router on a listener, with TLS or without; handlers read the peer's address with
-//! `request.remote_addr()` either way, and its verified certificate with
-//! `request.peer_certs()`.
+//! once its handshake is done, still counted against its address's cap.
+//! [`crate::serve::serve`] serves on a listener, with TLS or without.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tonic::codegen::http;
 
 use crate::tls::{Protocol, ServerTls};
 use tokio::net::{TcpListener, TcpStream};
@@ -83,6 +79,11 @@ impl Listener {
     pub fn with_accept_hook(mut self, hook: AcceptHook) -> Listener {
         self.hook = Some(hook);
         self
+    }
+
+    /// The TLS it serves, if any.
+    pub(crate) fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -364,36 +365,6 @@ impl tokio_stream::Stream for TlsIncoming {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             };
-        }
-    }
-}
-
-/// Serves `router` on `listener` (TLS when it has it) until `signal` completes.
-pub async fn serve<L, ResBody>(
-    router: tonic::transport::server::Router<L>,
-    listener: Listener,
-    signal: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error>
-where
-    L: tower_layer::Layer<tonic::service::Routes>,
-    L::Service: tower_service::Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>
-        + Clone
-        + Send
-        + 'static,
-    <L::Service as tower_service::Service<http::Request<tonic::body::Body>>>::Future: Send,
-    <L::Service as tower_service::Service<http::Request<tonic::body::Body>>>::Error:
-        Into<tonic::codegen::StdError> + Send,
-    ResBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
-    ResBody::Error: Into<tonic::codegen::StdError>,
-{
-    let tls = listener.tls.clone();
-    let incoming = listener.incoming();
-    match tls {
-        None => router.serve_with_incoming_shutdown(incoming, signal).await,
-        Some(tls) => {
-            router
-                .serve_with_incoming_shutdown(incoming.tls(tls, Protocol::Grpc), signal)
-                .await
         }
     }
 }
