@@ -580,21 +580,30 @@ where
     }
 }
 
-/// tokio's multi-threaded runtime; for a bench with more than one request in flight, without
-/// its LIFO slot. With the slot, a task woken by the running one runs next: every send woke
-/// the connection's task, which wrote that send's frames alone (2.0 socket writes a send at
-/// 4 x 16). Without it the connection's task runs after the sends already ready and writes
-/// their frames together (1.2 writes a send). One request in flight has nothing to write
-/// together and would pay a wake-up of the other worker for every task it schedules
-/// (docs/PERFORMANCE.md, "The bench client writes the sends ready together at once").
+/// The runtime a command runs on. A bench with one request in flight is one loop waiting
+/// on one reply at a time: it runs on a single-threaded runtime, where the tasks it wakes
+/// (the connection's, the reply's) run on the same thread instead of waking the other worker
+/// (client CPU 111 -> 77 µs a send at 1 x 1). A bench with more in flight runs on tokio's
+/// multi-threaded runtime without its LIFO slot: with the slot, a task woken by the running
+/// one runs next, so every send woke the connection's task, which wrote that send's frames
+/// alone (2.0 socket writes a send at 4 x 16); without it the connection's task runs after
+/// the sends already ready and writes their frames together (1.2 writes a send). Everything
+/// else runs on the multi-threaded runtime as it comes (docs/PERFORMANCE.md, "The bench
+/// client's runtime").
 pub fn runtime_for(command: &Command) -> tokio::runtime::Builder {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let in_flight = match command {
+        Command::Bench(bench) => Some(bench.requests_in_flight()),
+        _ => None,
+    };
+    let mut builder = if in_flight == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     builder.enable_all();
     #[cfg(tokio_unstable)]
-    if let Command::Bench(bench) = command {
-        if bench.requests_in_flight() > 1 {
-            builder.disable_lifo_slot();
-        }
+    if in_flight.is_some_and(|n| n > 1) {
+        builder.disable_lifo_slot();
     }
     builder
 }

@@ -156,7 +156,8 @@ fn bench_requests_in_flight() {
         "--inflight",
         "3",
     ];
-    assert_eq!(in_flight(&e2e), 6);
+    // Six sends and the receiving consumers (two by default): never a single loop.
+    assert_eq!(in_flight(&e2e), 8);
     let consume = [
         "bench",
         "consume",
@@ -168,6 +169,23 @@ fn bench_requests_in_flight() {
         "5",
     ];
     assert_eq!(in_flight(&consume), 5);
+}
+
+#[test]
+fn a_bench_with_one_request_in_flight_runs_on_one_thread() {
+    let flavor = |args: &[&str]| {
+        let cli = parse(args).unwrap();
+        let runtime = runtime_for(&cli.command).build().unwrap();
+        runtime.handle().runtime_flavor()
+    };
+    let produce = ["bench", "produce", "--topic", "T"];
+    let one = [&produce[..], &["--connections", "1", "--inflight", "1"]].concat();
+    assert_eq!(flavor(&one), tokio::runtime::RuntimeFlavor::CurrentThread);
+    assert_eq!(flavor(&produce), tokio::runtime::RuntimeFlavor::MultiThread);
+    assert_eq!(
+        flavor(&["topic", "list"]),
+        tokio::runtime::RuntimeFlavor::MultiThread
+    );
 }
 
 #[test]

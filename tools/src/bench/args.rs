@@ -32,7 +32,9 @@ impl BenchCommand {
         match self {
             BenchCommand::Produce(a) => u64::from(a.connections) * u64::from(a.inflight),
             BenchCommand::Consume(a) => u64::from(a.consumers),
-            BenchCommand::E2e(a) => u64::from(a.connections) * u64::from(a.inflight),
+            BenchCommand::E2e(a) => {
+                u64::from(a.connections) * u64::from(a.inflight) + u64::from(a.consumers)
+            }
         }
     }
 }
