@@ -22,17 +22,18 @@ pub struct Message {
 }
 
 impl Message {
-    /// A plain message.
-    pub fn new(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+    /// A plain message. The body is taken as it is (a `Vec<u8>`, a `String` or shared
+    /// [`bytes::Bytes`]), not copied.
+    pub fn new(topic: impl Into<String>, body: impl Into<bytes::Bytes>) -> Self {
         Message {
             topic: topic.into(),
-            body: bytes::Bytes::from(body.into()),
+            body: body.into(),
             ..Default::default()
         }
     }
 
     /// Starts a builder.
-    pub fn builder(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> MessageBuilder {
+    pub fn builder(topic: impl Into<String>, body: impl Into<bytes::Bytes>) -> MessageBuilder {
         MessageBuilder(Message::new(topic, body))
     }
 
@@ -106,13 +107,15 @@ impl Message {
         Ok(())
     }
 
-    /// The protocol message, with the system properties a producer sets.
+    /// The protocol message, with the system properties a producer sets (`born_ms`: when the
+    /// request is built, one clock read for all of its messages).
     pub(crate) fn to_v2(
         &self,
         namespace: &str,
         message_id: &str,
         queue_id: i32,
         born_host: &str,
+        born_ms: i64,
     ) -> v2::Message {
         v2::Message {
             topic: Some(v2::Resource {
@@ -126,7 +129,7 @@ impl Message {
                 message_id: message_id.to_string(),
                 body_encoding: v2::Encoding::Identity as i32,
                 message_type: self.message_type() as i32,
-                born_timestamp: Some(time::timestamp(time::now_ms())),
+                born_timestamp: Some(time::timestamp(born_ms)),
                 born_host: born_host.to_string(),
                 delivery_timestamp: self
                     .delivery_timestamp
@@ -386,14 +389,17 @@ mod tests {
     #[test]
     fn conversion_to_protocol_sets_system_properties() {
         let m = Message::builder("T", "body").tag("A").key("k").build();
-        let v = m.to_v2("ns", "ID1", 3, "host");
+        let v = m.to_v2("ns", "ID1", 3, "host", 1_700_000_000_123);
         let sp = v.system_properties.unwrap();
         assert_eq!(v.topic.unwrap().resource_namespace, "ns");
         assert_eq!(sp.message_id, "ID1");
         assert_eq!(sp.queue_id, 3);
         assert_eq!(sp.message_type, v2::MessageType::Normal as i32);
         assert_eq!(sp.born_host, "host");
-        assert!(sp.born_timestamp.is_some());
+        assert_eq!(
+            sp.born_timestamp.map(|t| (t.seconds, t.nanos)),
+            Some((1_700_000_000, 123_000_000))
+        );
         assert_eq!(sp.tag.as_deref(), Some("A"));
         assert_eq!(&v.body[..], b"body");
     }

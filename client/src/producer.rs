@@ -17,7 +17,7 @@ use crate::transaction::{
     end_request, Transaction, TransactionChecker, TransactionReceipt, TransactionResolution,
 };
 use crate::{ClientConfig, ClientError, Result};
-use apogee_proto::message_id::new_message_id;
+use apogee_proto::message_id::new_message_ids;
 use apogee_proto::{limits, time::duration, v2, ApogeeError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -282,7 +282,7 @@ impl Producer {
     async fn send_kind(&self, messages: Vec<Message>, kind: SendKind) -> Result<Vec<Stored>> {
         let topic = check_batch(&messages, self.max_body_size())?;
         self.core.note_topic(&topic);
-        let ids: Vec<String> = messages.iter().map(|_| new_message_id()).collect();
+        let ids = new_message_ids(messages.len());
         let message_group = messages[0].message_group.clone();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let born_host = crate::config::hostname();
@@ -331,12 +331,13 @@ impl Producer {
         let addr = queue_endpoint(queue)
             .ok_or_else(|| ClientError::NoRoute("queue without endpoint".into()))?;
         let ns = &self.core.config.namespace;
+        let born_ms = apogee_proto::time::now_ms();
         let req = v2::SendMessageRequest {
             messages: messages
                 .iter()
                 .zip(ids)
                 .map(|(m, id)| {
-                    let mut v = m.to_v2(ns, id, queue.id, born_host);
+                    let mut v = m.to_v2(ns, id, queue.id, born_host, born_ms);
                     if let (true, Some(sp)) = (kind.transaction, v.system_properties.as_mut()) {
                         sp.message_type = v2::MessageType::Transaction as i32;
                         sp.orphaned_transaction_recovery_duration = kind.check_delay.map(duration);

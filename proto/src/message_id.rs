@@ -31,18 +31,39 @@ fn host_prefix() -> &'static [u8; 8] {
 
 /// A new, process-unique message id.
 pub fn new_message_id() -> String {
-    let secs = SystemTime::now()
+    message_id_at(epoch_secs())
+}
+
+/// `n` new, process-unique message ids (one clock read for all of them: a batch's ids).
+pub fn new_message_ids(n: usize) -> Vec<String> {
+    let secs = epoch_secs();
+    (0..n).map(|_| message_id_at(secs)).collect()
+}
+
+/// Seconds since the id epoch, now.
+fn epoch_secs() -> u32 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(ID_EPOCH_SECS)
-        .saturating_sub(ID_EPOCH_SECS) as u32;
+        .saturating_sub(ID_EPOCH_SECS) as u32
+}
+
+/// The next id of this process, stamped with `secs`.
+fn message_id_at(secs: u32) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     let mut raw = [0u8; 17];
     raw[0] = 0x01;
     raw[1..9].copy_from_slice(host_prefix());
     raw[9..13].copy_from_slice(&secs.to_be_bytes());
     raw[13..17].copy_from_slice(&seq.to_be_bytes());
-    hex::encode_upper(raw)
+    let mut id = String::with_capacity(MESSAGE_ID_HEX_LEN);
+    for b in raw {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    id
 }
 
 /// Whether a client-supplied id is acceptable: 1 to 128 ASCII letters,
@@ -69,5 +90,24 @@ mod tests {
         assert!(is_acceptable_message_id(&a));
         assert!(!is_acceptable_message_id(""));
         assert!(!is_acceptable_message_id("has space"));
+    }
+
+    #[test]
+    fn a_batch_of_ids_is_distinct_upper_hex_of_the_same_layout() {
+        let ids = new_message_ids(3);
+        assert_eq!(ids.len(), 3);
+        for id in &ids {
+            assert_eq!(id.len(), MESSAGE_ID_HEX_LEN);
+            assert!(id.starts_with("01"));
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
+            // Host and process (bytes 1..9) and time (9..13) are shared; the sequence differs.
+            assert_eq!(id[2..26], ids[0][2..26]);
+        }
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[1], ids[2]);
+        let raw = hex::decode(&ids[0]).unwrap();
+        assert_eq!(&raw[1..9], host_prefix());
     }
 }
