@@ -33,7 +33,7 @@ async fn send_numbered(producer: &Producer, topic: &str, count: usize) -> HashMa
                 let bodies: Vec<String> = (start..(start + 100).min(count))
                     .map(|i| format!("msg-{i}"))
                     .collect();
-                let messages = bodies.iter().map(|b| Message::new(&topic, b.as_str()));
+                let messages = bodies.iter().map(|b| Message::new(&topic, b.clone()));
                 let receipts = producer
                     .send_batch(messages.collect())
                     .await
