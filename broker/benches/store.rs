@@ -3,6 +3,7 @@
 //!
 //! `cargo bench -p apogee-broker --bench store`; figures and how they compare: docs/PERFORMANCE.md.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use apogee_broker::store::{
@@ -78,6 +79,56 @@ fn dispatch(c: &mut Criterion) {
             next += msgs.len() as u64;
         })
     });
+    g.finish();
+    spread(c);
+}
+
+/// Groups of 16 records (a group at T1's 4 x 16 in flight), each record on a queue picked by
+/// a fixed pseudo-random walk over 8 or 10,000 queues (1,250 topics x 8, as in T5), written to
+/// RocksDB with per-queue growing offsets: what spreading the load costs the index.
+fn spread(c: &mut Criterion) {
+    const GROUP: usize = 16;
+    let mut g = c.benchmark_group("index_spread");
+    g.throughput(Throughput::Elements(GROUP as u64));
+    for queues in [8usize, 10_000] {
+        let mut templates: Vec<NewMessage> = (0..queues)
+            .map(|q| NewMessage {
+                topic: if queues == 8 {
+                    "bench".into()
+                } else {
+                    format!("many-{}", q / 8)
+                },
+                queue_id: (q % 8) as u32,
+                tag: None,
+                keys: vec![],
+                properties: vec![],
+                ..message(q, 16)
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let kv = RocksKv::open(dir.path()).unwrap();
+        let mut offsets = vec![0u64; queues];
+        let (mut seed, mut log) = (0x9e37_79b9_7f4a_7c15u64, 0u64);
+        g.bench_function(format!("write_{GROUP}_records_over_{queues}_queues"), |b| {
+            b.iter(|| {
+                let mut batch = KvBatch::new();
+                for _ in 0..GROUP {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let q = (seed % queues as u64) as usize;
+                    // Ids grow with time, as a client's do, whatever the queue.
+                    let m = &mut templates[q];
+                    m.message_id.clear();
+                    write!(m.message_id, "01ABCDEF{log:024}").unwrap();
+                    index::dispatch(&mut batch, m, offsets[q], log, 1200, 0);
+                    offsets[q] += 1;
+                    log += 1200;
+                }
+                kv.write(batch).unwrap();
+            })
+        });
+    }
     g.finish();
 }
 

@@ -179,6 +179,9 @@ pub struct StoreSection {
     pub segment_bytes: u64,
     /// Zeros kept written ahead of the last record (0: off; capped at `segment_bytes`).
     pub preallocate_bytes: u64,
+    /// The newest flushed bytes of the commit log left in the page cache (0: all, the kernel's
+    /// choice).
+    pub cached_tail_bytes: u64,
     /// Sealed segments last written longer ago than this are deleted.
     pub retention_hours: u64,
     /// Above this used fraction of the disk the oldest segments go, whatever their age.
@@ -196,6 +199,7 @@ impl Default for StoreSection {
             async_flush_interval_ms: 500,
             segment_bytes: 1 << 30,
             preallocate_bytes: crate::store::DEFAULT_PREALLOCATE_BYTES,
+            cached_tail_bytes: crate::store::DEFAULT_CACHED_TAIL_BYTES,
             retention_hours: 72,
             disk_clean_ratio: 0.75,
             disk_refuse_ratio: 0.90,

@@ -113,6 +113,7 @@ fn store_config(config: &BrokerConfig) -> StoreConfig {
         data_dir: config.data_dir.clone(),
         segment_size: config.store.segment_bytes,
         preallocate_bytes: config.store.preallocate_bytes,
+        cached_tail_bytes: config.store.cached_tail_bytes,
         flush_mode: match config.store.flush {
             FlushPolicy::Sync => FlushMode::Sync,
             FlushPolicy::Async => FlushMode::Async,

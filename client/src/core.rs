@@ -12,7 +12,8 @@ use crate::transaction::TransactionChecker;
 use crate::transport::{request, to_endpoints, Connections, MessagingClient};
 use crate::{ClientConfig, ClientError, Result};
 use apogee_proto::v2;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -32,8 +33,15 @@ pub(crate) struct Core {
     pub(crate) routes: RouteCache,
     refresh: tokio::sync::Mutex<()>,
     pub(crate) sessions: Sessions,
-    topics: Mutex<Vec<String>>,
+    topics: RwLock<Topics>,
     heartbeat: Mutex<Option<AbortHandle>>,
+}
+
+/// The topics a producer has used, in the order of first use (as its settings list them).
+#[derive(Default)]
+struct Topics {
+    names: Vec<String>,
+    known: HashSet<String>,
 }
 
 impl Core {
@@ -53,7 +61,7 @@ impl Core {
             routes: RouteCache::default(),
             refresh: tokio::sync::Mutex::new(()),
             sessions: Sessions::new(checker),
-            topics: Mutex::new(Vec::new()),
+            topics: RwLock::new(Topics::default()),
             heartbeat: Mutex::new(None),
         });
         let weak = Arc::downgrade(&core);
@@ -71,23 +79,27 @@ impl Core {
     }
 
     fn settings(&self) -> v2::Settings {
-        build_settings(&self.config, &self.role, &self.topics.lock())
+        build_settings(&self.config, &self.role, &self.topics.read().names)
     }
 
     /// The topics a producer declares in its settings.
     pub(crate) fn topics(&self) -> Vec<String> {
-        self.topics.lock().clone()
+        self.topics.read().names.clone()
     }
 
     /// Records a topic a producer uses; new ones are announced on the
-    /// open telemetry streams.
+    /// open telemetry streams. Called on every send: a known topic costs one
+    /// hash lookup under a shared lock.
     pub(crate) fn note_topic(&self, topic: &str) {
+        if self.topics.read().known.contains(topic) {
+            return;
+        }
         {
-            let mut topics = self.topics.lock();
-            if topics.iter().any(|t| t == topic) {
+            let mut topics = self.topics.write();
+            if !topics.known.insert(topic.to_string()) {
                 return;
             }
-            topics.push(topic.to_string());
+            topics.names.push(topic.to_string());
         }
         self.sessions.broadcast(self.settings());
     }

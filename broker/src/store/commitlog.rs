@@ -16,6 +16,15 @@
 //! so only the last segment can end in zeros; recovery takes an all-zero tail after the last
 //! record as the end of the log (a record never starts with a zero length).
 //!
+//! **Page cache.** Only the newest `cached_tail` bytes of the log are left in the OS page
+//! cache: each time a sync moves the flushed offset, the flushed bytes older than that are
+//! dropped from it (`posix_fadvise(DONTNEED)`, in steps of at least [`MIN_DROP_STEP`]). The
+//! page cache the broker fills stays bounded, and the kernel hands the pages it frees back
+//! out for the next writes: warm pages, instead of fresh ones that, on a virtual machine whose
+//! free memory is reported back to the host, each cost a host fault on first touch. Readers
+//! further behind read from the disk (with the kernel's read-ahead). Flushed pages are clean,
+//! so dropping them writes nothing; 0 leaves the page cache to the kernel.
+//!
 //! Reads use `pread` and need no lock besides a short one on the segment map. Only the writer
 //! thread appends, rolls or truncates.
 
@@ -26,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::record::{self, StoredMessage};
 use super::StoreError;
@@ -54,6 +63,14 @@ pub struct Preallocation {
     /// A segment's file never grows past this by zeros alone (the segment size).
     pub limit: u64,
 }
+
+/// The page cache is trimmed in steps of at least this many bytes (module doc), and of at
+/// most [`MAX_DROP_STEP`] (an eighth of the cached tail in between).
+pub const MIN_DROP_STEP: u64 = 64 << 10;
+const MAX_DROP_STEP: u64 = 4 << 20;
+/// Each trimming starts this far before where the last one ended, so that a page or large
+/// folio the last one covered only in part (and so kept) goes now.
+pub const DROP_OVERLAP: u64 = 2 << 20;
 
 /// Zeros written per `pwrite` while preallocating.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
@@ -182,6 +199,25 @@ impl Segment {
         Ok(())
     }
 
+    /// Asks the kernel to drop the cached pages of file positions `[from, to)`, or from `from`
+    /// to the end of the file when `to` is `None` (advice: a failure only leaves them cached).
+    /// The kernel keeps a page (or a large folio) that the range covers only in part.
+    fn drop_cached(&self, from: u64, to: Option<u64>) {
+        use std::os::fd::AsRawFd;
+        let len = to.map_or(0, |to| to.saturating_sub(from)); // 0: to the end of the file
+        let (Ok(start), Ok(len)) = (i64::try_from(from), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is ours and
+        // open for as long as `self` lives.
+        let rc = unsafe {
+            libc::posix_fadvise(self.file.as_raw_fd(), start, len, libc::POSIX_FADV_DONTNEED)
+        };
+        if rc != 0 {
+            tracing::debug!(segment = %self.path.display(), errno = rc, "posix_fadvise failed");
+        }
+    }
+
     /// Makes the segment's records durable and its file exactly their length (a roll seals
     /// the last segment before the next one exists, so only the last can end in zeros).
     fn seal(&self) -> std::io::Result<()> {
@@ -204,6 +240,11 @@ pub struct CommitLog {
     /// shows as far fewer syncs than appends).
     syncs: AtomicU64,
     prealloc: Preallocation,
+    /// Flushed bytes older than the newest this-many are dropped from the page cache (0: off).
+    cached_tail: u64,
+    /// Log offset below which the page cache has been trimmed; the lock keeps two syncing
+    /// threads from trimming at once (the second skips its turn).
+    uncached_to: Mutex<u64>,
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -214,7 +255,7 @@ impl CommitLog {
     /// Opens the segments in `dir` (creating the directory and a first empty segment if needed)
     /// and checks that sealed segments are contiguous. Content is validated by recovery, which
     /// also finds where the records of the last segment end.
-    pub fn open(dir: &Path, prealloc: Preallocation) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, prealloc: Preallocation, cached_tail: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let mut segments = BTreeMap::new();
         for entry in std::fs::read_dir(dir)? {
@@ -262,6 +303,8 @@ impl CommitLog {
             flushed: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             prealloc,
+            cached_tail,
+            uncached_to: Mutex::new(0),
         })
     }
 
@@ -293,8 +336,45 @@ impl CommitLog {
         Ok(())
     }
 
+    /// Moves the flushed offset (after an fdatasync that covers `offset`) and trims the page
+    /// cache behind it.
     pub(crate) fn mark_flushed(&self, offset: u64) {
         self.flushed.fetch_max(offset, Ordering::AcqRel);
+        self.drop_cached_behind(offset);
+    }
+
+    /// Drops the flushed bytes older than the newest `cached_tail` from the page cache (module
+    /// doc), once at least a step of them has gathered.
+    fn drop_cached_behind(&self, flushed: u64) {
+        if self.cached_tail == 0 {
+            return;
+        }
+        let to = flushed.saturating_sub(self.cached_tail);
+        let step = (self.cached_tail / 8).clamp(MIN_DROP_STEP, MAX_DROP_STEP);
+        let Some(mut uncached_to) = self.uncached_to.try_lock() else {
+            return;
+        };
+        let from = *uncached_to;
+        if to < from.saturating_add(step) {
+            return;
+        }
+        let segments: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .range(..to)
+            .rev()
+            .map(|(_, s)| s)
+            .take_while(|s| s.end() > from.saturating_sub(DROP_OVERLAP))
+            .cloned()
+            .collect();
+        let start = from.saturating_sub(DROP_OVERLAP);
+        for seg in segments.iter().filter(|s| s.end() > start) {
+            let base = seg.base();
+            // A segment wholly behind goes to its end, its last partial page included.
+            let until = (to < seg.end()).then(|| to - base);
+            seg.drop_cached(start.max(base) - base, until);
+        }
+        *uncached_to = to;
     }
 
     /// All segments, oldest first.

@@ -34,6 +34,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_page_cache;
+#[cfg(test)]
 mod tests_recovery;
 #[cfg(test)]
 mod tests_replica;
@@ -142,6 +144,8 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 30;
 pub const DEFAULT_ASYNC_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 /// Zeros kept ahead of the last record (`commitlog.rs`, preallocation).
 pub const DEFAULT_PREALLOCATE_BYTES: u64 = 4 << 20;
+/// Flushed log bytes left in the page cache (`commitlog.rs`, page cache).
+pub const DEFAULT_CACHED_TAIL_BYTES: u64 = 512 << 20;
 /// Room for a 4 MiB body plus headers, properties and keys.
 pub const DEFAULT_MAX_RECORD_SIZE: usize = 4 * 1024 * 1024 + 256 * 1024;
 
@@ -154,6 +158,9 @@ pub struct StoreConfig {
     /// Zeros kept written ahead of the last record so that an fdatasync flushes data, not a
     /// growing file's metadata (default 4 MiB; 0 turns it off).
     pub preallocate_bytes: u64,
+    /// The newest bytes of the log left in the page cache once flushed (`commitlog.rs`, page
+    /// cache; default 512 MiB; 0 leaves the page cache to the kernel).
+    pub cached_tail_bytes: u64,
     pub flush_mode: FlushMode,
     /// Default 500 ms.
     pub async_flush_interval: Duration,
@@ -176,6 +183,7 @@ impl StoreConfig {
             data_dir: data_dir.into(),
             segment_size: DEFAULT_SEGMENT_SIZE,
             preallocate_bytes: DEFAULT_PREALLOCATE_BYTES,
+            cached_tail_bytes: DEFAULT_CACHED_TAIL_BYTES,
             flush_mode: FlushMode::Sync,
             async_flush_interval: DEFAULT_ASYNC_FLUSH_INTERVAL,
             max_record_size: DEFAULT_MAX_RECORD_SIZE,
@@ -303,7 +311,11 @@ impl MessageStore {
             ahead: config.preallocate_bytes,
             limit: config.segment_size,
         };
-        let log = CommitLog::open(&config.data_dir.join("commitlog"), prealloc)?;
+        let log = CommitLog::open(
+            &config.data_dir.join("commitlog"),
+            prealloc,
+            config.cached_tail_bytes,
+        )?;
         let recovered = recovery::recover(&log, kv.as_ref())?;
         tracing::info!(
             log_start = log.start_offset(),
