@@ -132,6 +132,7 @@ where
     let shared = Arc::new(ConnectionWakeups::default());
     let mut builder = hyper::server::conn::http2::Builder::new(StreamSpawner(shared.clone()));
     builder.timer(hyper_util::rt::TokioTimer::new());
+    builder.max_frame_size(crate::limits::HTTP2_MAX_FRAME_BYTES);
     let mut conn = pin!(builder.serve_connection(hyper_util::rt::TokioIo::new(io), service));
     let mut stopping = pin!(stop.changed());
     let mut stop_seen = false;
@@ -358,6 +359,55 @@ mod tests {
         assert!(in_time.get("grpc-status").is_none(), "{in_time:?}");
         let no_deadline = call_with_timeout(Duration::from_millis(200), None).await;
         assert!(no_deadline.get("grpc-status").is_none(), "{no_deadline:?}");
+    }
+
+    /// The server's first SETTINGS frame after an HTTP/2 client preface, as (id, value) pairs.
+    async fn server_settings(addr: std::net::SocketAddr) -> Vec<(u16, u32)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap(); // empty SETTINGS
+        let mut header = [0u8; 9];
+        tcp.read_exact(&mut header).await.unwrap();
+        assert_eq!(
+            header[3], 4,
+            "the server's first frame is SETTINGS: {header:?}"
+        );
+        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload).await.unwrap();
+        payload
+            .chunks(6)
+            .map(|c| {
+                (
+                    u16::from_be_bytes([c[0], c[1]]),
+                    u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn servers_accept_http2_frames_up_to_the_frame_limit() {
+        let listener = crate::net::Listener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(
+            Slow {
+                delay: Duration::ZERO,
+            },
+            listener,
+            std::future::pending(),
+        ));
+        let settings = server_settings(addr).await;
+        server.abort();
+        // SETTINGS_MAX_FRAME_SIZE (0x5), raised from HTTP/2's 16 KiB.
+        assert!(
+            settings.contains(&(0x5, crate::limits::HTTP2_MAX_FRAME_BYTES)),
+            "{settings:?}"
+        );
+        assert!(crate::limits::HTTP2_MAX_FRAME_BYTES > 16 * 1024);
     }
 
     fn parse(text: &str) -> Option<Duration> {
