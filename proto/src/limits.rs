@@ -39,6 +39,8 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + REQUEST_OVERHEAD_BYT
 /// default is 16 KiB). A batch of 32 1 KiB messages then arrives in one frame instead of
 /// three, and the client writes it with one syscall (PERFORMANCE.md: T3 +5 %).
 pub const HTTP2_MAX_FRAME_BYTES: u32 = 256 * 1024;
+// HTTP/2 allows 16 KiB to 16 MiB - 1.
+const _: () = assert!(HTTP2_MAX_FRAME_BYTES >= 16 * 1024 && HTTP2_MAX_FRAME_BYTES < 1 << 24);
 
 /// The largest client request a server with this body limit decodes: as many bodies as a
 /// batch may hold at `max_body_bytes` each (at most [`MAX_BATCH_BYTES`]) plus the overhead.
