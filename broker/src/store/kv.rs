@@ -251,15 +251,31 @@ pub struct RocksKv {
     db: DB,
 }
 
+/// Most bytes of write-ahead log RocksDB keeps: past it, the column families that still hold
+/// the oldest log's writes in their memtables are flushed, so the log can go. Without a bound
+/// RocksDB allows four times all memtables (12 column families x 2 x 64 MiB: 6 GiB), and a
+/// column family written little but often (checkpoints, queue heads) keeps every log alive
+/// until then; a start after a crash replays all of it.
+pub const MAX_WAL_BYTES: u64 = 256 << 20;
+
 impl RocksKv {
     /// Opens or creates the database at `path` with all column families.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_wal_bound(path, MAX_WAL_BYTES)
+    }
+
+    /// [`open`](Self::open) with another write-ahead log bound (0: RocksDB's own default).
+    pub(crate) fn open_with_wal_bound(
+        path: impl AsRef<Path>,
+        max_wal_bytes: u64,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
+        opts.set_max_total_wal_size(max_wal_bytes);
         // Column families this version does not know (written by a newer one) must be listed to
         // open the database; keep them.
         let mut names: Vec<String> = Cf::ALL.iter().map(|c| c.name().to_string()).collect();

@@ -645,6 +645,59 @@ fn kv_contract_rocks_and_persistence() {
     );
 }
 
+/// Bytes of the write-ahead log files in a RocksDB directory.
+fn wal_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// Writes about 16 MiB of consume-queue entries, each batch with a checkpoint (a column
+/// family written often but little), and returns the write-ahead log left once it is at most
+/// 2 MiB or `settle` has passed. RocksDB checks the bound on a write and deletes old log files
+/// once their flushes end in the background, so a checkpoint keeps being written meanwhile,
+/// as the broker's writes do.
+fn wal_left_after_16_mib(max_wal_bytes: u64, settle: Duration) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = RocksKv::open_with_wal_bound(dir.path(), max_wal_bytes).unwrap();
+    let value = vec![7u8; 1024];
+    for i in 0..4096u64 {
+        let mut batch = KvBatch::new();
+        for j in 0..4u64 {
+            batch.put(Cf::ConsumeQueue, (i * 4 + j).to_be_bytes(), &value);
+        }
+        index::put_checkpoint(&mut batch, i);
+        kv.write(batch).unwrap();
+    }
+    let deadline = std::time::Instant::now() + settle;
+    while wal_bytes(dir.path()) > 2 << 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        let mut batch = KvBatch::new();
+        index::put_checkpoint(&mut batch, 4096);
+        kv.write(batch).unwrap();
+    }
+    wal_bytes(dir.path())
+}
+
+#[test]
+fn the_index_write_ahead_log_stays_within_its_bound() {
+    // Bounded at 1 MiB: flushes let the old logs go (the file being written may pass it).
+    let bounded = wal_left_after_16_mib(1 << 20, Duration::from_secs(10));
+    assert!(
+        bounded <= 2 << 20,
+        "{bounded} bytes of WAL over a 1 MiB bound"
+    );
+    // RocksDB's own default keeps all of it (no memtable filled up).
+    let unbounded = wal_left_after_16_mib(0, Duration::ZERO);
+    assert!(
+        unbounded > 16 << 20,
+        "{unbounded} bytes of WAL without a bound"
+    );
+}
+
 #[tokio::test]
 async fn store_over_mem_kv() {
     let dir = tempfile::tempdir().unwrap();
