@@ -80,7 +80,6 @@ fn dispatch(c: &mut Criterion) {
         })
     });
     g.finish();
-    spread(c);
 }
 
 /// Groups of 16 records (a group at T1's 4 x 16 in flight), each record on a queue picked by
@@ -159,5 +158,5 @@ fn append(c: &mut Criterion) {
     store.shutdown();
 }
 
-criterion_group!(benches, codec, dispatch, append);
+criterion_group!(benches, codec, dispatch, spread, append);
 criterion_main!(benches);

@@ -358,17 +358,18 @@ impl CommitLog {
         if to < from.saturating_add(step) {
             return;
         }
+        // Start a little before the last trimming ended (pages it covered only in part).
+        let start = from.saturating_sub(DROP_OVERLAP);
         let segments: Vec<Arc<Segment>> = self
             .segments
             .read()
             .range(..to)
             .rev()
             .map(|(_, s)| s)
-            .take_while(|s| s.end() > from.saturating_sub(DROP_OVERLAP))
+            .take_while(|s| s.end() > start)
             .cloned()
             .collect();
-        let start = from.saturating_sub(DROP_OVERLAP);
-        for seg in segments.iter().filter(|s| s.end() > start) {
+        for seg in segments {
             let base = seg.base();
             // A segment wholly behind goes to its end, its last partial page included.
             let until = (to < seg.end()).then(|| to - base);
