@@ -8,7 +8,7 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `ConsumeQueue` | topic, queue id u32, queue offset u64 | log offset u64, size u32, tag hash u64, store ts i64 |
-//! | `QueueHead` | topic, queue id u32 | next queue offset u64 |
+//! | `QueueHead` | topic, queue id u32 | next queue offset u64, a floor (see below) |
 //! | `MessageId` | message id, log offset u64 | size u32 |
 //! | `MessageKey` | topic, key, log offset u64 | size u32 |
 //! | `Checkpoint` | `store.dispatched` | log offset u64 up to which the index is complete |
@@ -16,10 +16,17 @@
 //! | `Transaction` | see [`super::txn_index`] | |
 //! | `Schedule` | see [`super::schedule_index`] | |
 //!
+//! A queue's `QueueHead` row is written with its first record and whenever entries are
+//! removed (retention, recovery's pruning), not with every group: its next offset is the
+//! larger of the row and one past the queue's last `ConsumeQueue` entry ([`next_offset`]).
+//! Writing it per group put one more key a message into RocksDB's memtable when sends spread
+//! over thousands of queues. The row also lists the queues, so a queue emptied by retention
+//! keeps its next offset.
+//!
 //! A message id may occur more than once (a resend keeps its id), hence the log offset in the
 //! `MessageId` key; lookups take the newest entry whose record really carries that id.
 
-use super::kv::{Cf, KvBatch};
+use super::kv::{prefix_end, Cf, KvBatch, KvStore};
 use super::record::NewMessage;
 use super::StoreError;
 
@@ -118,6 +125,16 @@ pub(crate) fn decode_queue_key(key: &[u8]) -> Option<(String, u32)> {
     let topic = std::str::from_utf8(key.get(2..2 + len)?).ok()?.to_string();
     let qid: [u8; 4] = key.get(2 + len..)?.try_into().ok()?;
     Some((topic, u32::from_be_bytes(qid)))
+}
+
+/// The next offset of the queue whose `QueueHead` key is `queue` and whose row says `floor`:
+/// one past its last consume-queue entry when that is higher.
+pub(crate) fn next_offset(kv: &dyn KvStore, queue: &[u8], floor: u64) -> Result<u64, StoreError> {
+    let last = kv.last_in(Cf::ConsumeQueue, queue, &prefix_end(queue))?;
+    Ok(match last.and_then(|(k, _)| trailing_u64(&k)) {
+        Some(offset) => floor.max(offset + 1),
+        None => floor,
+    })
 }
 
 pub(crate) fn u64_value(v: &[u8]) -> Result<u64, StoreError> {
@@ -229,14 +246,14 @@ pub(crate) fn dispatch_stored(
         m.record_size,
         m.store_timestamp_ms,
     );
-    let head = heads
-        .entry(m.msg.topic.clone())
-        .or_default()
-        .entry(m.msg.queue_id)
-        .or_insert(0);
-    if *head <= m.queue_offset {
-        *head = m.queue_offset + 1;
-        put_head(batch, &m.msg.topic, m.msg.queue_id, *head);
+    let queues = heads.entry(m.msg.topic.clone()).or_default();
+    match queues.get_mut(&m.msg.queue_id) {
+        Some(head) => *head = (*head).max(m.queue_offset + 1),
+        None => {
+            // A queue's first record writes its row (see the module doc).
+            queues.insert(m.msg.queue_id, m.queue_offset + 1);
+            put_head(batch, &m.msg.topic, m.msg.queue_id, m.queue_offset + 1);
+        }
     }
 }
 

@@ -538,10 +538,10 @@ impl MessageStore {
     /// (min offset still readable, next offset to be assigned); (0, 0) for an unknown queue.
     pub fn queue_bounds(&self, topic: &str, queue_id: u32) -> Result<(u64, u64), StoreError> {
         let key = index::queue_key(topic, queue_id);
-        let Some(head) = self.shared.kv.get(C::QueueHead, &key)? else {
+        let Some(row) = self.shared.kv.get(C::QueueHead, &key)? else {
             return Ok((0, 0));
         };
-        let next = index::u64_value(&head)?;
+        let next = index::next_offset(self.shared.kv.as_ref(), &key, index::u64_value(&row)?)?;
         let first = self
             .shared
             .kv

@@ -195,10 +195,8 @@ fn load_heads(kv: &dyn KvStore) -> Result<Heads, StoreError> {
         for (k, v) in &page {
             let (topic, qid) = index::decode_queue_key(k)
                 .ok_or_else(|| StoreError::Index(format!("malformed queue-head key {k:02x?}")))?;
-            heads
-                .entry(topic)
-                .or_default()
-                .insert(qid, index::u64_value(v)?);
+            let next = index::next_offset(kv, k, index::u64_value(v)?)?;
+            heads.entry(topic).or_default().insert(qid, next);
         }
         if page.len() < PRUNE_PAGE {
             break;

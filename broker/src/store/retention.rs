@@ -232,9 +232,11 @@ fn prune_below(kv: &dyn KvStore, upto: u64) -> Result<Pruned, StoreError> {
     let mut from = Vec::new();
     loop {
         let heads = kv.scan(Cf::QueueHead, &from, &[], PAGE)?;
-        for (queue, head) in &heads {
-            let next = index::u64_value(head)?;
-            let cut = first_kept(kv, queue, upto)?.unwrap_or(next);
+        for (queue, row) in &heads {
+            let floor = index::u64_value(row)?;
+            let next = index::next_offset(kv, queue, floor)?;
+            let kept = first_kept(kv, queue, upto)?;
+            let cut = kept.unwrap_or(next);
             let mut first = queue.clone();
             first.extend_from_slice(&0u64.to_be_bytes());
             let mut end = queue.clone();
@@ -245,6 +247,10 @@ fn prune_below(kv: &dyn KvStore, upto: u64) -> Result<Pruned, StoreError> {
                 pruned.queue_entries += cut.saturating_sub(low);
                 let mut batch = KvBatch::new();
                 batch.delete_range(Cf::ConsumeQueue, &first, &end);
+                if kept.is_none() && next > floor {
+                    // Every entry goes: the row alone keeps the queue's next offset.
+                    batch.put(Cf::QueueHead, queue, next.to_be_bytes());
+                }
                 kv.write(batch)?;
             }
         }

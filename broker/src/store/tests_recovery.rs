@@ -406,3 +406,29 @@ async fn index_behind_the_log_is_completed() {
     let store = MessageStore::open(config(dir.path())).unwrap();
     check_holds_exactly(&store, &written, end);
 }
+
+#[tokio::test]
+async fn a_queue_row_is_written_once_and_next_offsets_come_from_the_consume_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    for i in 0..40 {
+        append_one(&store, msg("H", (i % 2) as u32, i)).await;
+    }
+    for q in 0..2u32 {
+        // The row still holds what the queue's first record wrote.
+        let row = store
+            .shared
+            .kv
+            .get(Cf::QueueHead, &index::queue_key("H", q))
+            .unwrap()
+            .unwrap();
+        assert_eq!(index::u64_value(&row).unwrap(), 1);
+        assert_eq!(store.queue_bounds("H", q).unwrap(), (0, 20));
+    }
+    store.shutdown();
+    drop(store);
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    assert_eq!(store.queue_bounds("H", 1).unwrap(), (0, 20));
+    assert_eq!(append_one(&store, msg("H", 1, 99)).await.queue_offset, 20);
+    assert_eq!(append_one(&store, msg("H", 0, 100)).await.queue_offset, 20);
+}

@@ -98,6 +98,30 @@ async fn expired_segments_go_with_their_index_entries_and_nothing_newer() {
 }
 
 #[tokio::test]
+async fn a_queue_whose_every_entry_expires_keeps_its_next_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    for n in 0..3 {
+        append_one(&store, msg("E", 0, n)).await;
+    }
+    fill(&store, 4).await;
+    let now = SystemTime::now();
+    set_segment_ages(&store, now, &[100 * HOUR, HOUR, HOUR, HOUR]);
+    let pass = store.enforce_retention(now, ROOMY).unwrap();
+    assert_eq!(pass.deleted.len(), 1);
+    assert_eq!(store.queue_bounds("E", 0).unwrap(), (3, 3));
+    assert!(store
+        .read_queue("E", 0, 0, 10, usize::MAX)
+        .unwrap()
+        .is_empty());
+    store.shutdown();
+    drop(store);
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    assert_eq!(store.queue_bounds("E", 0).unwrap(), (3, 3));
+    assert_eq!(append_one(&store, msg("E", 0, 9)).await.queue_offset, 3);
+}
+
+#[tokio::test]
 async fn a_full_disk_deletes_the_oldest_segments_until_below_the_clean_ratio() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();

@@ -309,9 +309,14 @@ impl Writer {
         seg.append(&buf)?;
         let end = seg.end();
         log.set_end(end);
+        // A queue's row is written with its first record only (`index.rs`): later groups
+        // move its next offset with their consume-queue entries alone.
         for (topic, queues) in &new_heads {
+            let known = self.heads.get(topic);
             for (&queue_id, &next) in queues {
-                index::put_head(&mut batch, topic, queue_id, next);
+                if known.is_none_or(|q| !q.contains_key(&queue_id)) {
+                    index::put_head(&mut batch, topic, queue_id, next);
+                }
             }
         }
         index::put_checkpoint(&mut batch, end);
