@@ -9,7 +9,8 @@
 //!    going backwards) and encodes every record into one buffer, rolling to a new segment
 //!    when a record does not fit (a roll fdatasyncs the sealed segment);
 //! 2. writes the buffer;
-//! 3. writes ONE index batch (consume queue, ids, keys, queue heads, checkpoint);
+//! 3. writes ONE index batch (consume queue, ids, keys, the head row of a queue new to it,
+//!    checkpoint);
 //! 4. wakes the long-polling readers of the queues that got entries, and answers the callers
 //!    or hands them to what they wait for: under [`FlushMode::Sync`](super::FlushMode::Sync) the sync thread
 //!    (`syncer.rs`: it fdatasyncs while the writer goes on with the next group), on a
