@@ -241,11 +241,12 @@ impl Writer {
         }
     }
 
-    fn next_queue_offset(&self, new_heads: &mut Heads, topic: &str, queue_id: u32) -> u64 {
+    /// The queue offset of the group's next record on (topic, queue), and whether the queue is
+    /// new (no record before it: its head row goes into the group's batch, `index.rs`).
+    fn next_queue_offset(&self, new_heads: &mut Heads, topic: &str, queue_id: u32) -> (u64, bool) {
         let lookup = |h: &Heads| h.get(topic).and_then(|q| q.get(&queue_id)).copied();
-        let cur = lookup(new_heads)
-            .or_else(|| lookup(&self.heads))
-            .unwrap_or(0);
+        let known = lookup(new_heads).or_else(|| lookup(&self.heads));
+        let cur = known.unwrap_or(0);
         match new_heads.get_mut(topic) {
             Some(q) => {
                 q.insert(queue_id, cur + 1);
@@ -254,7 +255,7 @@ impl Writer {
                 new_heads.insert(topic.to_string(), HashMap::from([(queue_id, cur + 1)]));
             }
         }
-        cur
+        (cur, known.is_none())
     }
 
     /// Writes, syncs and indexes a group of validated requests; one result list per request.
@@ -285,7 +286,8 @@ impl Writer {
                     seg = log.roll()?;
                 }
                 let log_offset = seg.end() + buf.len() as u64;
-                let queue_offset = self.next_queue_offset(&mut new_heads, &msg.topic, msg.queue_id);
+                let (queue_offset, new_queue) =
+                    self.next_queue_offset(&mut new_heads, &msg.topic, msg.queue_id);
                 let written = record::encode_into(
                     &mut buf,
                     msg,
@@ -299,6 +301,10 @@ impl Writer {
                     )));
                 }
                 index::dispatch(&mut batch, msg, queue_offset, log_offset, size, store_ts);
+                if new_queue {
+                    // Later records move the queue's next offset by their entries alone.
+                    index::put_head(&mut batch, &msg.topic, msg.queue_id, queue_offset + 1);
+                }
                 results.push(AppendResult {
                     queue_offset,
                     log_offset,
@@ -310,16 +316,6 @@ impl Writer {
         seg.append(&buf)?;
         let end = seg.end();
         log.set_end(end);
-        // A queue's row is written with its first record only (`index.rs`): later groups
-        // move its next offset with their consume-queue entries alone.
-        for (topic, queues) in &new_heads {
-            let known = self.heads.get(topic);
-            for (&queue_id, &next) in queues {
-                if known.is_none_or(|q| !q.contains_key(&queue_id)) {
-                    index::put_head(&mut batch, topic, queue_id, next);
-                }
-            }
-        }
         index::put_checkpoint(&mut batch, end);
         // The flushed mark may lag the log (recovery only needs it never to lead): each
         // group records the latest one, so the sync thread writes nothing to the index.
