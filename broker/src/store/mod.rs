@@ -246,6 +246,12 @@ pub(crate) struct Shared {
     /// The retention policy in force: `config.retention` at open, changed at runtime by
     /// [`MessageStore::set_retention`].
     pub(crate) retention: Mutex<RetentionPolicy>,
+    /// Taken by whatever removes or rewrites consume-queue entries and queue-head rows other
+    /// than by appending: retention's pruning (one queue at a time), a topic purge and a
+    /// slave's cut-back. Appends need not take it, because pruning never touches a queue at or
+    /// past the next offset it read. The value counts the cut-backs (each rebuilds the whole
+    /// index), so a retention pass that began before one can tell and start again.
+    pub(crate) index_epoch: Mutex<u64>,
 }
 
 impl Shared {
@@ -337,6 +343,7 @@ impl MessageStore {
             end_watch: tokio::sync::watch::channel(end).0,
             failure: Mutex::new(None),
             storage_full: Mutex::new(None),
+            index_epoch: Mutex::new(0),
         });
         let (kick, syncer) = if flush_mode == FlushMode::Sync {
             let (kick, kicks) = mpsc::channel();

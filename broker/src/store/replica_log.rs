@@ -433,6 +433,8 @@ impl Writer {
     /// Writer thread: cut back to `to`, then rebuild the derived index from the log.
     pub(super) fn cut_back(&mut self, to: u64) -> Result<u64, StoreError> {
         let shared = self.shared.clone();
+        let mut epoch = shared.index_epoch.lock();
+        *epoch += 1;
         let before = shared.log.end_offset();
         shared.log.cut_back(to)?;
         let mut batch = KvBatch::new();

@@ -14,12 +14,18 @@
 //!    its first remaining entry, so receives and pulls below it start there.
 //! 4. The writer thread deletes the files (so deletion never races a roll or a cut-back).
 //!
+//! Pruning runs beside appends, which only add entries past a queue's end. Each queue's step
+//! holds [`Shared::index_epoch`], the lock a topic purge and a slave's cut-back take, and a pass
+//! during which a cut-back rebuilt the index deletes nothing (the next pass starts again).
+//!
 //! [`MessageStore::enforce_retention`] is one pass with the clock and the disk figures passed
 //! in; the thread passes the real ones, tests inject theirs.
 
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
 
 use super::index::{self, QueueEntry};
 use super::kv::{prefix_end, Cf, KvBatch, KvStore};
@@ -196,9 +202,17 @@ fn enforce(
             refusing,
         });
     }
-    let pruned = prune_below(shared.kv.as_ref(), upto)?;
+    let epoch = *shared.index_epoch.lock();
+    let Some(pruned) = prune_below(shared.kv.as_ref(), upto, &shared.index_epoch, epoch)? else {
+        tracing::info!("the index was rebuilt during the retention pass; the next pass redoes it");
+        return Ok(RetentionPass {
+            deleted: Vec::new(),
+            log_start: shared.log.start_offset(),
+            refusing,
+        });
+    };
     let (reply, rx) = mpsc::sync_channel(1);
-    writes.submit(Command::DeleteSegments { upto, reply })?;
+    writes.submit(Command::DeleteSegments { upto, epoch, reply })?;
     let deleted = rx.recv().map_err(|_| StoreError::Closed)??;
     let log_start = shared.log.start_offset();
     tracing::info!(
@@ -220,20 +234,35 @@ fn enforce(
 }
 
 #[derive(Debug, Default)]
-struct Pruned {
+pub(super) struct Pruned {
     queue_entries: u64,
     lookups: u64,
 }
 
-/// Removes index entries pointing below log offset `upto`.
-fn prune_below(kv: &dyn KvStore, upto: u64) -> Result<Pruned, StoreError> {
+/// Removes index entries pointing below log offset `upto`, each queue's under `rewrites` (see
+/// [`Shared::index_epoch`]), so that a topic purged and re-created meanwhile never loses its new
+/// entries to a cut computed before. `None` when a cut-back rebuilt the index since `epoch`.
+pub(super) fn prune_below(
+    kv: &dyn KvStore,
+    upto: u64,
+    rewrites: &Mutex<u64>,
+    epoch: u64,
+) -> Result<Option<Pruned>, StoreError> {
     let mut pruned = Pruned::default();
     // Consume queues: log offsets grow with queue offsets, so each queue loses a prefix.
     let mut from = Vec::new();
     loop {
         let heads = kv.scan(Cf::QueueHead, &from, &[], PAGE)?;
-        for (queue, row) in &heads {
-            let floor = index::u64_value(row)?;
+        for (queue, _) in &heads {
+            let rewriting = rewrites.lock();
+            if *rewriting != epoch {
+                return Ok(None);
+            }
+            // Read again under the lock: the queue may have been purged since the scan.
+            let Some(row) = kv.get(Cf::QueueHead, queue)? else {
+                continue;
+            };
+            let floor = index::u64_value(&row)?;
             let next = index::next_offset(kv, queue, floor)?;
             let kept = first_kept(kv, queue, upto)?;
             let cut = kept.unwrap_or(next);
@@ -262,7 +291,9 @@ fn prune_below(kv: &dyn KvStore, upto: u64) -> Result<Pruned, StoreError> {
             _ => break,
         }
     }
-    // Id and key lookups end with the log offset; they are spread over the key space.
+    // Id and key lookups end with the log offset; they are spread over the key space. A stale
+    // page only deletes lookups below `upto`, which nothing writes again but a cut-back (the
+    // epoch check before the segments go covers that).
     for cf in [Cf::MessageId, Cf::MessageKey] {
         let mut from = Vec::new();
         loop {
@@ -286,7 +317,7 @@ fn prune_below(kv: &dyn KvStore, upto: u64) -> Result<Pruned, StoreError> {
             }
         }
     }
-    Ok(pruned)
+    Ok(Some(pruned))
 }
 
 /// The first queue offset of `queue` whose record lies at or past `upto`.

@@ -1,9 +1,13 @@
 //! Retention: deletion by age and by disk ratio with an injected clock and disk figures, and
 //! the refusal of sends above the refuse ratio.
 
+use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, SystemTime};
 
+use super::kv::{Cf, KvBatch, KvPair, KvStore};
+use super::retention::prune_below;
 use super::tests::{append_one, config, msg};
+use super::writer::Command;
 use super::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -119,6 +123,128 @@ async fn a_queue_whose_every_entry_expires_keeps_its_next_offset() {
     let store = MessageStore::open(config(dir.path())).unwrap();
     assert_eq!(store.queue_bounds("E", 0).unwrap(), (3, 3));
     assert_eq!(append_one(&store, msg("E", 0, 9)).await.queue_offset, 3);
+}
+
+/// The store's index, holding its first write until the test lets it go.
+struct FirstWriteWaits {
+    inner: Arc<dyn KvStore>,
+    reached: mpsc::SyncSender<()>,
+    resume: parking_lot::Mutex<mpsc::Receiver<()>>,
+    once: Once,
+}
+
+impl KvStore for FirstWriteWaits {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(cf, key)
+    }
+    fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
+        self.once.call_once(|| {
+            self.reached.send(()).unwrap();
+            self.resume.lock().recv().unwrap();
+        });
+        self.inner.write(batch)
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        self.inner.scan(cf, from, to, limit)
+    }
+    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<KvPair>, StoreError> {
+        self.inner.last_in(cf, from, to)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_purged_and_refilled_while_retention_prunes_it_keeps_its_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MessageStore::open(config(dir.path())).unwrap());
+    for n in 0..3 {
+        append_one(&store, msg("P", 0, n)).await;
+    }
+    fill(&store, 3).await;
+    // Pruning below the second segment removes all of P's entries, 0..3, in its first write.
+    let upto = store.segment_bases()[1];
+    let (reached, at_write) = mpsc::sync_channel(0);
+    let (resume, resumed) = mpsc::sync_channel(0);
+    let kv = FirstWriteWaits {
+        inner: store.shared.kv.clone(),
+        reached,
+        resume: parking_lot::Mutex::new(resumed),
+        once: Once::new(),
+    };
+    let shared = store.shared.clone();
+    let pruner = std::thread::spawn(move || prune_below(&kv, upto, &shared.index_epoch, 0));
+    at_write.recv().unwrap();
+
+    // The topic is deleted and re-created, and two messages sent to it, while P's step waits.
+    let refill = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            tokio::task::block_in_place(|| store.purge_topic("P")).unwrap();
+            let a = append_one(&store, msg("P", 0, 10)).await;
+            let b = append_one(&store, msg("P", 0, 11)).await;
+            (a.queue_offset, b.queue_offset)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !refill.is_finished(),
+        "the purge waits for the queue step under way"
+    );
+    resume.send(()).unwrap();
+    assert!(pruner.join().unwrap().unwrap().is_some());
+    assert_eq!(refill.await.unwrap(), (0, 1));
+
+    let ids = |store: &MessageStore| -> Vec<String> {
+        let read = store.read_queue("P", 0, 0, 10, usize::MAX).unwrap();
+        read.into_iter().map(|m| m.msg.message_id).collect()
+    };
+    let new_ids = vec!["ID-P-0-000010".to_string(), "ID-P-0-000011".to_string()];
+    assert_eq!(store.queue_bounds("P", 0).unwrap(), (0, 2));
+    assert_eq!(ids(&store), new_ids);
+    store.shutdown();
+    drop(store);
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    assert_eq!(store.queue_bounds("P", 0).unwrap(), (0, 2));
+    assert_eq!(ids(&store), new_ids);
+}
+
+#[tokio::test]
+async fn a_pass_overtaken_by_an_index_rebuild_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    fill(&store, 3).await;
+    let now = SystemTime::now();
+    set_segment_ages(&store, now, &[100 * HOUR, HOUR, HOUR]);
+    let bases = store.segment_bases();
+    // A cut-back moved the epoch past the one this pass read.
+    *store.shared.index_epoch.lock() += 1;
+    let kv = store.shared.kv.as_ref();
+    assert!(prune_below(kv, bases[1], &store.shared.index_epoch, 0)
+        .unwrap()
+        .is_none());
+    let (reply, rx) = mpsc::sync_channel(1);
+    store
+        .writes
+        .submit(Command::DeleteSegments {
+            upto: bases[1],
+            epoch: 0,
+            reply,
+        })
+        .unwrap();
+    assert!(rx.recv().unwrap().unwrap().is_empty());
+    assert_eq!(store.segment_bases(), bases);
+    // The next pass reads the new epoch and deletes the expired segment.
+    let pass = store.enforce_retention(now, ROOMY).unwrap();
+    assert_eq!(pass.deleted.len(), 1);
+    assert_eq!(store.segment_bases(), bases[1..]);
 }
 
 #[tokio::test]

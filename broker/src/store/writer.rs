@@ -63,8 +63,11 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<super::ReplicaAppend, StoreError>>,
     },
     /// Retention: delete the oldest segments ending at or below `upto` (`retention.rs`).
+    /// Nothing is deleted when the index was rebuilt since the pass read `epoch` (the rebuild
+    /// may have indexed those segments again).
     DeleteSegments {
         upto: u64,
+        epoch: u64,
         reply: SyncSender<Result<Vec<(u64, u64)>, StoreError>>,
     },
     /// A slave cutting its log back to the common prefix with its master.
@@ -139,8 +142,13 @@ impl Writer {
                 }
                 let _ = reply.send(result);
             }
-            Command::DeleteSegments { upto, reply } => {
-                let _ = reply.send(self.shared.log.delete_segments_below(upto));
+            Command::DeleteSegments { upto, epoch, reply } => {
+                let result = if *self.shared.index_epoch.lock() == epoch {
+                    self.shared.log.delete_segments_below(upto)
+                } else {
+                    Ok(Vec::new())
+                };
+                let _ = reply.send(result);
             }
             Command::CutBack { to, reply } => {
                 let _ = reply.send(self.cut_back(to));
@@ -340,6 +348,7 @@ impl Writer {
         for cf in [Cf::ConsumeQueue, Cf::QueueHead, Cf::MessageKey] {
             batch.delete_range(cf, &from, &to);
         }
+        let _rewriting = self.shared.index_epoch.lock();
         self.shared.kv.write(batch)?;
         self.heads.remove(topic);
         tracing::info!(topic, "purged the topic's consume queues and key index");
