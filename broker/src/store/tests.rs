@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apogee_tests::wait_until;
+
 use super::*;
 
 pub(super) fn msg(topic: &str, queue_id: u32, n: usize) -> NewMessage {
@@ -499,13 +501,17 @@ async fn async_flush_catches_up() {
     let store = MessageStore::open(cfg).unwrap();
     append_one(&store, msg("A", 0, 0)).await;
     let end = store.log_end_offset();
-    for _ in 0..250 {
-        if store.flushed_offset() == end {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(store.flushed_offset(), end);
+    wait_until(
+        Duration::from_secs(5),
+        "the flusher to reach the log end",
+        || async {
+            match store.flushed_offset() {
+                f if f == end => Ok(()),
+                f => Err(format!("flushed {f} of {end}")),
+            }
+        },
+    )
+    .await;
 }
 
 #[test]
@@ -656,11 +662,11 @@ fn wal_bytes(dir: &Path) -> u64 {
 }
 
 /// Writes about 16 MiB of consume-queue entries, each batch with a checkpoint (a column
-/// family written often but little), and returns the write-ahead log left once it is at most
-/// 2 MiB or `settle` has passed. RocksDB checks the bound on a write and deletes old log files
-/// once their flushes end in the background, so a checkpoint keeps being written meanwhile,
-/// as the broker's writes do.
-fn wal_left_after_16_mib(max_wal_bytes: u64, settle: Duration) -> u64 {
+/// family written often but little), then, unless `settle` is zero, waits up to `settle` for
+/// the write-ahead log to be at most 2 MiB; returns its size. RocksDB checks the bound on a
+/// write and deletes old log files once their flushes end in the background, so a checkpoint
+/// keeps being written meanwhile, as the broker's writes do.
+async fn wal_left_after_16_mib(max_wal_bytes: u64, settle: Duration) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let kv = RocksKv::open_with_wal_bound(dir.path(), max_wal_bytes).unwrap();
     let value = vec![7u8; 1024];
@@ -672,26 +678,31 @@ fn wal_left_after_16_mib(max_wal_bytes: u64, settle: Duration) -> u64 {
         index::put_checkpoint(&mut batch, i);
         kv.write(batch).unwrap();
     }
-    let deadline = std::time::Instant::now() + settle;
-    while wal_bytes(dir.path()) > 2 << 20 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        let mut batch = KvBatch::new();
-        index::put_checkpoint(&mut batch, 4096);
-        kv.write(batch).unwrap();
+    if !settle.is_zero() {
+        wait_until(settle, "the index WAL to shrink to 2 MiB", || async {
+            let mut batch = KvBatch::new();
+            index::put_checkpoint(&mut batch, 4096);
+            kv.write(batch).unwrap();
+            match wal_bytes(dir.path()) {
+                b if b <= 2 << 20 => Ok(()),
+                b => Err(format!("{b} bytes of WAL")),
+            }
+        })
+        .await;
     }
     wal_bytes(dir.path())
 }
 
-#[test]
-fn the_index_write_ahead_log_stays_within_its_bound() {
+#[tokio::test]
+async fn the_index_write_ahead_log_stays_within_its_bound() {
     // Bounded at 1 MiB: flushes let the old logs go (the file being written may pass it).
-    let bounded = wal_left_after_16_mib(1 << 20, Duration::from_secs(10));
+    let bounded = wal_left_after_16_mib(1 << 20, Duration::from_secs(10)).await;
     assert!(
         bounded <= 2 << 20,
         "{bounded} bytes of WAL over a 1 MiB bound"
     );
     // RocksDB's own default keeps all of it (no memtable filled up).
-    let unbounded = wal_left_after_16_mib(0, Duration::ZERO);
+    let unbounded = wal_left_after_16_mib(0, Duration::ZERO).await;
     assert!(
         unbounded > 16 << 20,
         "{unbounded} bytes of WAL without a bound"

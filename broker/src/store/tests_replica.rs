@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apogee_tests::wait_until;
+
 use super::tests::{config, msg};
 use super::*;
 
@@ -244,9 +246,13 @@ async fn sync_master_appends_wait_for_a_slave_or_say_not_replicated() {
     let before = store.log_end_offset();
     let s2 = store.clone();
     let pending = tokio::spawn(async move { s2.append(vec![msg("T", 0, 2)]).await });
-    while store.log_end_offset() == before {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_until(Duration::from_secs(5), "the send to be written", || async {
+        match store.log_end_offset() {
+            end if end > before => Ok(()),
+            end => Err(format!("log end {end}")),
+        }
+    })
+    .await;
     store.set_replicated(store.log_end_offset());
     let r = pending.await.unwrap();
     assert!(r.is_ok(), "{r:?}");
