@@ -245,6 +245,13 @@ pub struct CommitLog {
     /// Log offset below which the page cache has been trimmed; the lock keeps two syncing
     /// threads from trimming at once (the second skips its turn).
     uncached_to: Mutex<u64>,
+    /// Held from reading the end to moving the flushed offset ([`sync_to_end`](Self::sync_to_end)),
+    /// and by [`discard_from`](Self::discard_from): a sync cannot mark flushed an end that a
+    /// discard has cut back meanwhile.
+    sync_lock: Mutex<()>,
+    /// Tests: runs between a sync's fdatasync and its move of the flushed offset.
+    #[cfg(test)]
+    pub(crate) before_mark: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -305,6 +312,9 @@ impl CommitLog {
             prealloc,
             cached_tail,
             uncached_to: Mutex::new(0),
+            sync_lock: Mutex::new(()),
+            #[cfg(test)]
+            before_mark: Mutex::new(None),
         })
     }
 
@@ -334,6 +344,27 @@ impl CommitLog {
         self.last_segment()?.sync_data()?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// fdatasyncs the log if anything was written since the last sync and moves the flushed
+    /// offset (in memory); returns the new flushed offset.
+    pub(crate) fn sync_to_end(&self) -> Result<Option<u64>, StoreError> {
+        let _sync = self.sync_lock.lock();
+        // Read the end first: bytes below it are in the last segment or in sealed (synced) ones.
+        let end = self.end_offset();
+        if end <= self.flushed_offset() {
+            return Ok(None);
+        }
+        self.sync_last()?;
+        #[cfg(test)]
+        {
+            let hook = self.before_mark.lock().clone();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
+        self.mark_flushed(end);
+        Ok(Some(end))
     }
 
     /// Moves the flushed offset (after an fdatasync that covers `offset`) and trims the page
@@ -522,6 +553,7 @@ impl CommitLog {
     /// `at` and cuts the segment holding `at` back to it, so bytes a failed write left
     /// behind are gone before the next write. The log end never moved past `at`.
     pub(crate) fn discard_from(&self, at: u64) -> Result<(), StoreError> {
+        let _no_sync = self.sync_lock.lock();
         let mut segs = self.segments.write();
         let later: Vec<u64> = segs.range(at + 1..).map(|(b, _)| *b).collect();
         for base in &later {

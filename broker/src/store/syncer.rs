@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::writer::{sync_log, AppendReply};
+use super::writer::AppendReply;
 use super::{AppendResult, Shared, StoreError};
 
 type Waiting = (Vec<AppendResult>, AppendReply);
@@ -64,7 +64,7 @@ pub(crate) fn run_syncer(shared: Arc<Shared>, kicks: Receiver<()>) {
     loop {
         let closing = kicks.recv().is_err();
         while kicks.try_recv().is_ok() {}
-        if let Err(e) = sync_log(&shared) {
+        if let Err(e) = shared.log.sync_to_end() {
             let reason = format!("fdatasync failed, the store accepts no more writes: {e}");
             tracing::error!("{reason}");
             shared.set_failed(reason.clone());

@@ -1,5 +1,6 @@
-//! Retention: deletion by age and by disk ratio with an injected clock and disk figures, and
-//! the refusal of sends above the refuse ratio.
+//! Retention: deletion by age and by disk ratio with an injected clock and disk figures, the
+//! refusal of sends above the refuse ratio, and the flushed offset across the cut-back that
+//! follows a write which met a full disk.
 
 use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, SystemTime};
@@ -325,4 +326,60 @@ fn disk_ratio_is_used_over_used_plus_available() {
     assert_eq!(empty.used_ratio(), 0.0);
     let here = DiskSpace::of(std::path::Path::new(".")).unwrap();
     assert!(here.used + here.available > 0);
+}
+
+/// A write that meets a full disk is cut back (`CommitLog::discard_from`) while the sync thread
+/// or the flusher may be syncing the end that write had reached. The sync must not mark that
+/// end flushed after the cut-back: the next records, written over the cut, would then count as
+/// flushed without an fdatasync, and a SYNC_FLUSH send would be answered before they are
+/// durable. A hook holds a sync between its fdatasync and its mark while the cut-back runs.
+#[test]
+fn a_sync_under_way_never_marks_flushed_what_a_cut_back_removed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Barrier;
+
+    let dir = tempfile::tempdir().unwrap();
+    let no_zeros = commitlog::Preallocation { ahead: 0, limit: 0 };
+    let log = Arc::new(CommitLog::open(&dir.path().join("commitlog"), no_zeros, 0).unwrap());
+    log.last_segment().unwrap().append(&[7u8; 4096]).unwrap();
+    log.set_end(4096);
+
+    let (synced, go) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let hook = {
+        let (synced, go) = (synced.clone(), go.clone());
+        move || {
+            synced.wait();
+            go.wait();
+        }
+    };
+    *log.before_mark.lock() = Some(Arc::new(hook));
+    let syncing = {
+        let log = log.clone();
+        std::thread::spawn(move || log.sync_to_end().unwrap())
+    };
+    synced.wait(); // the fdatasync of 0..4096 is done, its mark not yet made
+    *log.before_mark.lock() = None;
+    let cut = Arc::new(AtomicBool::new(false));
+    let cutting = {
+        let (log, cut) = (log.clone(), cut.clone());
+        std::thread::spawn(move || {
+            log.discard_from(0).unwrap();
+            cut.store(true, Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let cut_while_syncing = cut.load(Ordering::SeqCst);
+    go.wait();
+    assert_eq!(syncing.join().unwrap(), Some(4096));
+    cutting.join().unwrap();
+    assert!(
+        !cut_while_syncing,
+        "the cut-back ran while a sync was under way"
+    );
+    assert_eq!(log.end_offset(), 0);
+    assert_eq!(
+        log.flushed_offset(),
+        0,
+        "a sync marked flushed what the cut-back removed"
+    );
 }

@@ -400,27 +400,13 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, stop: Receiver<()>) {
 }
 
 /// fdatasyncs what was written since the last sync and records the flushed offset in the index
-/// (the async flusher; the sync thread uses [`sync_log`] and leaves the recording to the
+/// (the async flusher; the sync thread uses [`CommitLog::sync_to_end`](super::commitlog::CommitLog::sync_to_end) and leaves the recording to the
 /// writer's next group).
 pub(crate) fn flush_once(shared: &Shared) -> Result<(), StoreError> {
-    if let Some(end) = sync_log(shared)? {
+    if let Some(end) = shared.log.sync_to_end()? {
         let mut batch = KvBatch::new();
         index::put_flushed(&mut batch, end);
         shared.kv.write(batch)?;
     }
     Ok(())
-}
-
-/// fdatasyncs the log if anything was written since the last sync and moves the flushed
-/// offset (in memory); returns the new flushed offset.
-pub(crate) fn sync_log(shared: &Shared) -> Result<Option<u64>, StoreError> {
-    let log = &shared.log;
-    // Read the end first: bytes below it are in the last segment or in sealed (synced) ones.
-    let end = log.end_offset();
-    if end <= log.flushed_offset() {
-        return Ok(None);
-    }
-    log.sync_last()?;
-    log.mark_flushed(end);
-    Ok(Some(end))
 }
