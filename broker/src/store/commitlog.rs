@@ -246,8 +246,8 @@ pub struct CommitLog {
     /// threads from trimming at once (the second skips its turn).
     uncached_to: Mutex<u64>,
     /// Held from reading the end to moving the flushed offset ([`sync_to_end`](Self::sync_to_end)),
-    /// and by [`discard_from`](Self::discard_from): a sync cannot mark flushed an end that a
-    /// discard has cut back meanwhile.
+    /// and by [`discard_from`](Self::discard_from) and [`cut_back`](Self::cut_back): a sync
+    /// cannot mark flushed an end that was cut back meanwhile.
     sync_lock: Mutex<()>,
     /// Tests: runs between a sync's fdatasync and its move of the flushed offset.
     #[cfg(test)]
@@ -516,6 +516,7 @@ impl CommitLog {
     /// When `at` is not inside the log (or at its very start) the log restarts empty at `at`.
     /// Writer thread only.
     pub(crate) fn cut_back(&self, at: u64) -> Result<(), StoreError> {
+        let _no_sync = self.sync_lock.lock();
         let mut segs = self.segments.write();
         let start = segs.values().next().map_or(0, |s| s.base());
         if at <= start || at > self.end_offset() {

@@ -328,13 +328,10 @@ fn disk_ratio_is_used_over_used_plus_available() {
     assert!(here.used + here.available > 0);
 }
 
-/// A write that meets a full disk is cut back (`CommitLog::discard_from`) while the sync thread
-/// or the flusher may be syncing the end that write had reached. The sync must not mark that
-/// end flushed after the cut-back: the next records, written over the cut, would then count as
-/// flushed without an fdatasync, and a SYNC_FLUSH send would be answered before they are
-/// durable. A hook holds a sync between its fdatasync and its mark while the cut-back runs.
-#[test]
-fn a_sync_under_way_never_marks_flushed_what_a_cut_back_removed() {
+/// Holds a sync of the log's first 4,096 bytes between its fdatasync and its mark while `cut`
+/// cuts the log back to 0 on another thread; returns whether the cut ran meanwhile, and the
+/// log's end and flushed offset once both are done.
+fn cut_during_a_sync(cut: fn(&CommitLog)) -> (bool, u64, u64) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Barrier;
 
@@ -359,27 +356,46 @@ fn a_sync_under_way_never_marks_flushed_what_a_cut_back_removed() {
     };
     synced.wait(); // the fdatasync of 0..4096 is done, its mark not yet made
     *log.before_mark.lock() = None;
-    let cut = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
     let cutting = {
-        let (log, cut) = (log.clone(), cut.clone());
+        let (log, done) = (log.clone(), done.clone());
         std::thread::spawn(move || {
-            log.discard_from(0).unwrap();
-            cut.store(true, Ordering::SeqCst);
+            cut(&log);
+            done.store(true, Ordering::SeqCst);
         })
     };
     std::thread::sleep(Duration::from_millis(200));
-    let cut_while_syncing = cut.load(Ordering::SeqCst);
+    let cut_while_syncing = done.load(Ordering::SeqCst);
     go.wait();
     assert_eq!(syncing.join().unwrap(), Some(4096));
     cutting.join().unwrap();
-    assert!(
-        !cut_while_syncing,
-        "the cut-back ran while a sync was under way"
-    );
-    assert_eq!(log.end_offset(), 0);
+    (cut_while_syncing, log.end_offset(), log.flushed_offset())
+}
+
+/// A write that meets a full disk is cut back (`CommitLog::discard_from`) while the sync thread
+/// or the flusher may be syncing the end that write had reached. The sync must not mark that
+/// end flushed after the cut: the next records, written over it, would then count as flushed
+/// without an fdatasync, and a SYNC_FLUSH send would be answered before they are durable.
+#[test]
+fn a_sync_under_way_never_marks_flushed_what_a_cut_back_removed() {
+    let (cut_while_syncing, end, flushed) = cut_during_a_sync(|log| log.discard_from(0).unwrap());
+    assert!(!cut_while_syncing, "the cut ran while a sync was under way");
     assert_eq!(
-        log.flushed_offset(),
-        0,
-        "a sync marked flushed what the cut-back removed"
+        (end, flushed),
+        (0, 0),
+        "a sync marked flushed what the cut removed"
+    );
+}
+
+/// The same for a slave cutting its log back to what its master has (`CommitLog::cut_back`),
+/// beside its flusher.
+#[test]
+fn a_sync_under_way_never_marks_flushed_what_a_slave_cut_back() {
+    let (cut_while_syncing, end, flushed) = cut_during_a_sync(|log| log.cut_back(0).unwrap());
+    assert!(!cut_while_syncing, "the cut ran while a sync was under way");
+    assert_eq!(
+        (end, flushed),
+        (0, 0),
+        "a sync marked flushed what the cut removed"
     );
 }
