@@ -245,9 +245,9 @@ pub struct CommitLog {
     /// Log offset below which the page cache has been trimmed; the lock keeps two syncing
     /// threads from trimming at once (the second skips its turn).
     uncached_to: Mutex<u64>,
-    /// Held from reading the end to moving the flushed offset ([`sync_to_end`](Self::sync_to_end)),
-    /// and by [`discard_from`](Self::discard_from) and [`cut_back`](Self::cut_back): a sync
-    /// cannot mark flushed an end that was cut back meanwhile.
+    /// Held by [`sync_to_end`](Self::sync_to_end) from reading the end to moving the flushed
+    /// offset, and by [`discard_from`](Self::discard_from) and [`cut_back`](Self::cut_back):
+    /// a sync cannot mark flushed an end that was cut back meanwhile.
     sync_lock: Mutex<()>,
     /// Tests: runs between a sync's fdatasync and its move of the flushed offset.
     #[cfg(test)]

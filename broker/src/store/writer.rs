@@ -400,8 +400,10 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, stop: Receiver<()>) {
 }
 
 /// fdatasyncs what was written since the last sync and records the flushed offset in the index
-/// (the async flusher; the sync thread uses [`CommitLog::sync_to_end`](super::commitlog::CommitLog::sync_to_end) and leaves the recording to the
-/// writer's next group).
+/// (the async flusher; the sync thread calls [`CommitLog::sync_to_end`] alone and leaves the
+/// recording to the writer's next group).
+///
+/// [`CommitLog::sync_to_end`]: super::commitlog::CommitLog::sync_to_end
 pub(crate) fn flush_once(shared: &Shared) -> Result<(), StoreError> {
     if let Some(end) = shared.log.sync_to_end()? {
         let mut batch = KvBatch::new();
