@@ -265,12 +265,37 @@ impl Drop for ManagedProcess {
     }
 }
 
-/// A loopback port that was free a moment ago (bound to port 0, then released).
+/// Where the ports [`free_port`] hands out come from: below Linux's ephemeral range
+/// (32768 and up by default, `/proc/sys/net/ipv4/ip_local_port_range`), so neither a
+/// port 0 bind nor an outgoing connection of any process can take one between the
+/// moment it is handed out and the moment its server binds it. `deploy_kit` draws its
+/// blocks from 20000..30000, above this range.
+pub const TEST_PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// The next port [`free_port`] tries, as an offset into [`TEST_PORTS`].
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// A loopback port for a server under test: free now (a bind to it succeeded) and never
+/// handed out before by this process, so two servers of one test run never get the same
+/// port. Ports come from [`TEST_PORTS`], in turn from a start that depends on the process
+/// id, so two test binaries run at once most likely use different ports first.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0")
+    use std::sync::atomic::Ordering;
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let _ = NEXT_PORT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT_PORT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = TEST_PORTS.start + offset as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORTS:?}");
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -296,6 +321,25 @@ mod tests {
             }
         })
         .await;
+    }
+
+    #[test]
+    fn free_ports_are_bindable_distinct_and_outside_the_ephemeral_range() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .expect("reading the ephemeral port range");
+        let first_ephemeral: u16 = range
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the range's first port");
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+        for p in ports {
+            assert!(p < first_ephemeral, "{p} is in the ephemeral range");
+            assert!(TEST_PORTS.contains(&p));
+            std::net::TcpListener::bind(("127.0.0.1", p)).expect("binding a handed-out port");
+        }
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! Helm chart pass `docker compose config` and `helm lint` where those tools are installed
 //! (the test prints SKIPPED where they are not).
 
-use apogee_tests::{bins, cli, http, process::free_port, wait_until, CliOutput};
+use apogee_tests::{bins, cli, http, wait_until, CliOutput};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -49,14 +49,14 @@ fn text(o: &Output) -> String {
 }
 
 /// A base port for the script such that all twelve of its ports (gRPC and HTTP) are free
-/// now. Bases are drawn from 20000..30000, below Linux's ephemeral range (32768 and up) from
-/// which the OS hands out the free ports every other test binds, so no cluster of another
-/// test can take them meanwhile. The blocks are 140 ports apart (a block spans 122), and
-/// where the search starts comes from a port the OS just handed out, so two runs at once
+/// now. Bases are drawn from 20000..30000, below Linux's ephemeral range (32768 and up) and
+/// above the ports the harness hands the other tests' servers (`process::TEST_PORTS`), so no
+/// cluster of another test can take them meanwhile. The blocks are 140 ports apart (a block
+/// spans 122), and where the search starts comes from the process id, so two runs at once
 /// most likely try different blocks first.
 fn free_base_port() -> u16 {
     const BLOCKS: u16 = 70;
-    let start = free_port() % BLOCKS;
+    let start = (std::process::id() % u32::from(BLOCKS)) as u16;
     for i in 0..BLOCKS {
         let base = 20_000 + (start + i) % BLOCKS * 140;
         let all_free = PROCESSES.iter().all(|(_, offset)| {
