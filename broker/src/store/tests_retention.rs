@@ -329,9 +329,9 @@ fn disk_ratio_is_used_over_used_plus_available() {
 }
 
 /// Holds a sync of the log's first 4,096 bytes between its fdatasync and its mark while `cut`
-/// cuts the log back to 0 on another thread; returns whether the cut ran meanwhile, and the
-/// log's end and flushed offset once both are done.
-fn cut_during_a_sync(cut: fn(&CommitLog)) -> (bool, u64, u64) {
+/// cuts the log back to 0 on another thread, and checks that the cut waited for the sync and
+/// that nothing stays marked flushed on the empty log.
+fn assert_a_cut_waits_for_a_sync_under_way(cut: fn(&CommitLog)) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Barrier;
 
@@ -369,7 +369,12 @@ fn cut_during_a_sync(cut: fn(&CommitLog)) -> (bool, u64, u64) {
     go.wait();
     assert_eq!(syncing.join().unwrap(), Some(4096));
     cutting.join().unwrap();
-    (cut_while_syncing, log.end_offset(), log.flushed_offset())
+    assert!(!cut_while_syncing, "the cut ran while a sync was under way");
+    assert_eq!(
+        (log.end_offset(), log.flushed_offset()),
+        (0, 0),
+        "a sync marked flushed what the cut removed"
+    );
 }
 
 /// A write that meets a full disk is cut back (`CommitLog::discard_from`) while the sync thread
@@ -378,24 +383,12 @@ fn cut_during_a_sync(cut: fn(&CommitLog)) -> (bool, u64, u64) {
 /// without an fdatasync, and a SYNC_FLUSH send would be answered before they are durable.
 #[test]
 fn a_sync_under_way_never_marks_flushed_what_a_cut_back_removed() {
-    let (cut_while_syncing, end, flushed) = cut_during_a_sync(|log| log.discard_from(0).unwrap());
-    assert!(!cut_while_syncing, "the cut ran while a sync was under way");
-    assert_eq!(
-        (end, flushed),
-        (0, 0),
-        "a sync marked flushed what the cut removed"
-    );
+    assert_a_cut_waits_for_a_sync_under_way(|log| log.discard_from(0).unwrap());
 }
 
 /// The same for a slave cutting its log back to what its master has (`CommitLog::cut_back`),
 /// beside its flusher.
 #[test]
 fn a_sync_under_way_never_marks_flushed_what_a_slave_cut_back() {
-    let (cut_while_syncing, end, flushed) = cut_during_a_sync(|log| log.cut_back(0).unwrap());
-    assert!(!cut_while_syncing, "the cut ran while a sync was under way");
-    assert_eq!(
-        (end, flushed),
-        (0, 0),
-        "a sync marked flushed what the cut removed"
-    );
+    assert_a_cut_waits_for_a_sync_under_way(|log| log.cut_back(0).unwrap());
 }
