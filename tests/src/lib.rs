@@ -19,6 +19,8 @@
 //! - [`wait`]: `wait_until`, the one polling helper.
 //! - [`commitlog`]: an independent reader of the commit-log record framing,
 //!   to compute which records survive a cut.
+//! - [`rocketmq_store`]: a small store in RocketMQ's layout and format, for
+//!   the tests that check Apogee refuses to open one.
 
 pub mod access;
 pub mod bins;
@@ -28,6 +30,7 @@ pub mod cluster;
 pub mod commitlog;
 pub mod http;
 pub mod process;
+pub mod rocketmq_store;
 pub mod rpc;
 pub mod telemetry;
 pub mod wait;

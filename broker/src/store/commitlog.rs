@@ -48,7 +48,8 @@ pub fn segment_file_name(base: u64) -> String {
     format!("{base:0width$}", width = SEGMENT_NAME_DIGITS)
 }
 
-fn parse_segment_name(name: &str) -> Option<u64> {
+/// The base offset a segment file name stands for, if it is one.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     (name.len() == SEGMENT_NAME_DIGITS && name.bytes().all(|b| b.is_ascii_digit()))
         .then(|| name.parse().ok())
         .flatten()
@@ -175,6 +176,24 @@ impl Segment {
         Ok(true)
     }
 
+    /// File position just past the last byte of the file that is not zero (0 when all are):
+    /// where its data ends, the preallocated zeros after it left out. Reads backwards from
+    /// the end, so only the zeros and the last non-zero chunk are read.
+    pub(crate) fn data_end(&self) -> std::io::Result<u64> {
+        let mut end = self.file.metadata()?.len();
+        let mut buf = vec![0u8; ZEROS.len()];
+        while end > 0 {
+            let n = end.min(buf.len() as u64) as usize;
+            let from = end - n as u64;
+            self.file.read_exact_at(&mut buf[..n], from)?;
+            if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+                return Ok(from + i as u64 + 1);
+            }
+            end = from;
+        }
+        Ok(0)
+    }
+
     /// Recovery found the records end at file position `len` with only zeros after it: the
     /// segment continues there, keeping the zeros as its preallocation.
     pub(crate) fn set_records_end(&self, len: u64) {
@@ -260,17 +279,19 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 impl CommitLog {
     /// Opens the segments in `dir` (creating the directory and a first empty segment if needed)
-    /// and checks that sealed segments are contiguous. Content is validated by recovery, which
-    /// also finds where the records of the last segment end.
+    /// and checks that sealed segments are contiguous. A directory holding anything but
+    /// segments, or a segment of another format (`foreign.rs`), is refused before anything is
+    /// created or changed. Content is validated by recovery, which also finds where the
+    /// records of the last segment end.
     pub fn open(dir: &Path, prealloc: Preallocation, cached_tail: u64) -> Result<Self, StoreError> {
+        super::foreign::check_commitlog_dir(dir)?;
         std::fs::create_dir_all(dir)?;
         let mut segments = BTreeMap::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let Some(base) = name.to_str().and_then(parse_segment_name) else {
-                tracing::warn!(file = ?entry.path(), "ignoring a file that is not a commit-log segment");
-                continue;
+                continue; // lost+found (anything else was refused above)
             };
             segments.insert(base, Arc::new(Segment::open(entry.path(), base, prealloc)?));
         }

@@ -13,10 +13,12 @@
 //!
 //! Files: [`record`] (on-disk format), [`commitlog`] (segments), [`kv`] (key-value layer),
 //! [`index`] (keys and dispatch), `write_queue` (who writes: leader/follower group commit),
-//! `writer` (group commit, flusher), `recovery` (open-time checks),
+//! `writer` (group commit, flusher), `recovery` (open-time checks), [`foreign`] (refusing a
+//! data dir or segment Apogee did not write),
 //! [`wakeups`] (per-queue wake-ups of long-polling readers).
 
 pub mod commitlog;
+pub mod foreign;
 pub mod index;
 pub mod kv;
 pub mod record;
@@ -296,6 +298,8 @@ impl MessageStore {
             dir: config.data_dir.clone(),
             reason,
         };
+        // Before RocksDB creates anything: a directory Apogee did not write is left as it is.
+        foreign::check_data_dir(&config.data_dir)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| data_dir(format!("cannot create it: {e}")))?;
         let kv = RocksKv::open(config.data_dir.join("index")).map_err(|e| match e {
@@ -322,7 +326,7 @@ impl MessageStore {
             prealloc,
             config.cached_tail_bytes,
         )?;
-        let recovered = recovery::recover(&log, kv.as_ref())?;
+        let recovered = recovery::recover(&log, kv.as_ref(), config.max_record_size)?;
         tracing::info!(
             log_start = log.start_offset(),
             log_end = log.end_offset(),

@@ -8,12 +8,20 @@
 //!    damage there is found at every start, not only after a crash.
 //! 3. On damage at offset `p`:
 //!    - in the last segment, when only zeros follow `p`: the preallocated tail, not damage;
-//!      the records end at `p` and appends continue there;
+//!      the records end at `p` and appends continue there (a segment still all zeros after
+//!      a roll included);
 //!    - in a sealed (non-last) segment: [`StoreError::Corrupt`]; sealed segments were synced;
 //!    - in the last segment, if a valid record follows `p` and `p` is below the flushed
 //!      checkpoint: [`StoreError::Corrupt`] (the broker must not start on a damaged log);
+//!    - a last segment that starts with zeros and holds no valid record after them holds no
+//!      Apogee record at all (a segment starting with another format's record was refused
+//!      when the log was opened, `foreign.rs`): [`StoreError::Corrupt`];
+//!    - a cut at `p` that would drop more data (up to the segment's last non-zero byte) than
+//!      could have been in flight, [`max_cut`]: [`StoreError::Corrupt`];
 //!    - otherwise it is a torn tail (an interrupted write, or unsynced pages lost with an
 //!      async flush): truncate the segment at `p`, fsync, and log a warning.
+//!
+//!    Every refusal changes nothing on disk.
 //! 4. If the index is ahead of the recovered end (its checkpoint is past it: the log tail was
 //!    lost after the index was written), delete the consume-queue, id and key entries at or
 //!    past the end and move queue heads back, so no entry points past the log.
@@ -27,6 +35,7 @@ use super::commitlog::{CommitLog, Segment};
 use super::index::{self, QueueEntry, CK_DISPATCHED, CK_FLUSHED};
 use super::kv::{prefix_end, Cf, KvBatch, KvStore};
 use super::record::{self, HEADER_LEN, MAGIC, MAGIC_V1};
+use super::write_queue::MAX_GROUP_BYTES;
 use super::writer::Heads;
 use super::StoreError;
 
@@ -56,9 +65,26 @@ fn get_u64(kv: &dyn KvStore, cf: Cf, key: &[u8]) -> Result<Option<u64>, StoreErr
     kv.get(cf, key)?.map(|v| index::u64_value(&v)).transpose()
 }
 
-pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, StoreError> {
+/// The most data a torn-tail cut may drop: what may have been unsynced at the crash (the
+/// log past the recorded flushed mark, which lags the real one but never leads it; nothing
+/// when the index has no mark, i.e. it is new or was lost) plus one write group being
+/// written (the writer stops adding requests to a group at `MAX_GROUP_BYTES`, so one record
+/// of `max_record_size` more). `data_end` is where the segment's data ends.
+pub(crate) fn max_cut(flushed_mark: Option<u64>, data_end: u64, max_record_size: usize) -> u64 {
+    let unsynced = flushed_mark.map_or(0, |m| data_end.saturating_sub(m));
+    unsynced + MAX_GROUP_BYTES as u64 + max_record_size as u64
+}
+
+/// Recovers the log and the index at open (module doc); `max_record_size` bounds the cut of
+/// a torn tail ([`max_cut`]).
+pub(crate) fn recover(
+    log: &CommitLog,
+    kv: &dyn KvStore,
+    max_record_size: usize,
+) -> Result<Recovered, StoreError> {
     let checkpoint = get_u64(kv, Cf::Checkpoint, CK_DISPATCHED)?.unwrap_or(0);
-    let flushed_mark = get_u64(kv, Cf::Checkpoint, CK_FLUSHED)?.unwrap_or(0);
+    let known_mark = get_u64(kv, Cf::Checkpoint, CK_FLUSHED)?;
+    let flushed_mark = known_mark.unwrap_or(0);
     let mut heads = load_heads(kv)?;
     let segments = log.segments();
     let last = segments
@@ -122,7 +148,8 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
                 reason: format!("{reason}, in sealed segment {}", seg.path().display()),
             });
         }
-        if let Some(q) = find_valid_record(seg, p - seg.base() + 1)? {
+        let follows = find_valid_record(seg, p - seg.base() + 1)?;
+        if let Some(q) = follows {
             if p < flushed_mark {
                 return Err(StoreError::Corrupt {
                     offset: p,
@@ -135,9 +162,49 @@ pub(crate) fn recover(log: &CommitLog, kv: &dyn KvStore) -> Result<Recovered, St
                 });
             }
         }
+        let data_end = seg.base() + seg.data_end()?;
+        let cut_by_hand = format!(
+            "Refusing to start; nothing was changed. If those bytes are not wanted, cut the \
+             file there by hand (truncate -s {} {})",
+            p - seg.base(),
+            seg.path().display()
+        );
+        if p == seg.base() && follows.is_none() && starts_with_zeros(seg)? {
+            return Err(StoreError::Corrupt {
+                offset: p,
+                reason: format!(
+                    "segment {} holds no Apogee record: it starts with zeros, yet data follows \
+                     up to file position {} and none of it is a valid record; that is not a \
+                     torn tail. {cut_by_hand}",
+                    seg.path().display(),
+                    data_end - seg.base()
+                ),
+            });
+        }
+        let dropped = data_end.saturating_sub(p);
+        let bound = max_cut(known_mark, data_end, max_record_size);
+        if dropped > bound {
+            let unsynced = match known_mark {
+                Some(m) => format!(
+                    "the {} bytes past the flushed mark at log offset {m}",
+                    data_end.saturating_sub(m)
+                ),
+                None => "nothing known unsynced (the index has no flushed mark)".to_string(),
+            };
+            return Err(StoreError::Corrupt {
+                offset: p,
+                reason: format!(
+                    "{reason}, in segment {}: cutting the log there would drop {dropped} bytes \
+                     of data (up to log offset {data_end}), more than could have been in \
+                     flight ({unsynced}, plus one write group: at most {bound} bytes); that \
+                     is damage, not a torn tail. {cut_by_hand}",
+                    seg.path().display(),
+                ),
+            });
+        }
         tracing::warn!(
             offset = p,
-            dropped_bytes = seg.end() - p,
+            dropped_bytes = dropped,
             segment = %seg.path().display(),
             "torn tail in the commit log ({reason}); truncating at the last whole record"
         );
@@ -297,6 +364,17 @@ fn scan_segment(
         pos += u64::from(size);
     }
     Ok(None)
+}
+
+/// Whether the segment file's first 8 bytes (length and magic of its first record) are there
+/// and all zero.
+fn starts_with_zeros(seg: &Segment) -> Result<bool, StoreError> {
+    let mut head = [0u8; 8];
+    if seg.len() < head.len() as u64 {
+        return Ok(false);
+    }
+    seg.read_exact_at(&mut head, 0)?;
+    Ok(head == [0u8; 8])
 }
 
 /// File position of the first whole, valid record starting at or after `from`, if any.

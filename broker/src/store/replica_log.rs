@@ -442,7 +442,11 @@ impl Writer {
             batch.delete_range(cf, b"", b"");
         }
         shared.kv.write(batch)?;
-        let recovered = super::recovery::recover(&shared.log, shared.kv.as_ref())?;
+        let recovered = super::recovery::recover(
+            &shared.log,
+            shared.kv.as_ref(),
+            shared.config.max_record_size,
+        )?;
         self.heads = recovered.heads;
         self.last_store_ts = recovered.last_store_ts;
         let end = shared.log.end_offset();

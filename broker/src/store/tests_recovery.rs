@@ -432,3 +432,270 @@ async fn a_queue_row_is_written_once_and_next_offsets_come_from_the_consume_queu
     assert_eq!(append_one(&store, msg("H", 1, 99)).await.queue_offset, 20);
     assert_eq!(append_one(&store, msg("H", 0, 100)).await.queue_offset, 20);
 }
+
+/// Opens the store at `dir` expecting a refusal; returns its message.
+fn refused(dir: &Path) -> StoreError {
+    match MessageStore::open(config(dir)) {
+        Err(e) => e,
+        Ok(_) => panic!("the store opened {}", dir.display()),
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_first_segment_is_refused_and_left_unchanged() {
+    use apogee_tests::rocketmq_store::{snapshot, write_store};
+    // A whole RocketMQ store: named as one, nothing created or changed (no index/ either).
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_store(dir.path(), "TopicTest", 5, 64 * 1024);
+    let before = snapshot(dir.path());
+    let text = refused(dir.path()).to_string();
+    for part in [
+        "this is a RocketMQ store; use `apogee config import`",
+        file.display().to_string().as_str(),
+        "0xdaa320a7",
+        "consumequeue/",
+        "checkpoint",
+        "abort",
+        "nothing was changed",
+    ] {
+        assert!(text.contains(part), "{part:?} missing: {text}");
+    }
+    assert_eq!(snapshot(dir.path()), before, "the store changed something");
+
+    // Its commit log alone: still RocketMQ's, by its magic; also where the log itself is
+    // opened (over another index).
+    for entry in ["consumequeue", "checkpoint", "abort"] {
+        let path = dir.path().join(entry);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let before = snapshot(dir.path());
+    let text = refused(dir.path()).to_string();
+    assert!(
+        text.contains("RocketMQ") && text.contains("0xdaa320a7"),
+        "{text}"
+    );
+    assert!(text.contains(&file.display().to_string()), "{text}");
+    let text = match MessageStore::open_with_kv(config(dir.path()), Arc::new(MemKv::new())) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("opened a RocketMQ commit log"),
+    };
+    assert!(text.contains("this is a RocketMQ commit log"), "{text}");
+    assert_eq!(snapshot(dir.path()), before, "the store changed something");
+
+    // Another format: the magic it read is named.
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("commitlog");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let mut bytes = b"\x7fELF\x7f\x2a\xad\x81".to_vec();
+    bytes.resize(300_000, 0x5a);
+    std::fs::write(log_dir.join(segment_file_name(0)), &bytes).unwrap();
+    let before = snapshot(dir.path());
+    let text = refused(dir.path()).to_string();
+    assert!(text.contains("magic 0x7f2aad81"), "{text}");
+    assert!(text.contains(&segment_file_name(0)), "{text}");
+    assert_eq!(snapshot(dir.path()), before, "the store changed something");
+
+    // Zeros where the first record's length and magic go, then data: no Apogee record.
+    bytes[..8].fill(0);
+    std::fs::write(log_dir.join(segment_file_name(0)), &bytes).unwrap();
+    let before = snapshot(dir.path());
+    match MessageStore::open_with_kv(config(dir.path()), Arc::new(MemKv::new())) {
+        Err(StoreError::Corrupt { offset: 0, reason }) => {
+            assert!(reason.contains("holds no Apogee record"), "{reason}");
+            assert!(reason.contains("truncate -s 0"), "{reason}");
+        }
+        Err(e) => panic!("expected Corrupt at 0, got {e}"),
+        Ok(_) => panic!("opened a segment holding no Apogee record"),
+    }
+    assert_eq!(snapshot(dir.path()), before, "the store changed something");
+}
+
+#[tokio::test]
+async fn entries_apogee_did_not_write_are_refused_by_name() {
+    use apogee_tests::rocketmq_store::snapshot;
+    let dir = tempfile::tempdir().unwrap();
+    build_log(dir.path(), 10, 64 * 1024).await;
+    // A file system's root has a lost+found: not refused, there or in commitlog/.
+    std::fs::create_dir(dir.path().join("lost+found")).unwrap();
+    std::fs::create_dir(dir.path().join("commitlog").join("lost+found")).unwrap();
+    drop(MessageStore::open(config(dir.path())).unwrap());
+    for (name, shown) in [
+        ("notes.txt", "notes.txt"),
+        ("config", "config/"),
+        ("commitlog/segment.bak", "commitlog/segment.bak"),
+        // RocketMQ's message index where RocksDB's files go.
+        (
+            "index-rocketmq/20240101120000000",
+            "index/ (holds 20240101120000000",
+        ),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), work.path());
+        match name.split_once('/') {
+            Some(("index-rocketmq", file)) => {
+                std::fs::remove_dir_all(work.path().join("index")).unwrap();
+                std::fs::create_dir(work.path().join("index")).unwrap();
+                std::fs::write(work.path().join("index").join(file), [1u8; 64]).unwrap();
+            }
+            _ if shown.ends_with('/') => std::fs::create_dir(work.path().join(name)).unwrap(),
+            _ => std::fs::write(work.path().join(name), b"x").unwrap(),
+        }
+        let before = snapshot(work.path());
+        let text = refused(work.path()).to_string();
+        assert!(text.contains(shown), "{shown:?} missing: {text}");
+        assert!(
+            text.contains("nothing of them is changed") || text.contains("nothing was changed")
+        );
+        assert_eq!(snapshot(work.path()), before, "{name}: something changed");
+    }
+}
+
+#[tokio::test]
+async fn a_segment_still_all_zeros_after_a_roll_starts() {
+    let base = tempfile::tempdir().unwrap();
+    let written = build_log(base.path(), 60, 64 * 1024).await;
+    let end = written
+        .iter()
+        .map(|w| w.at.log_offset + w.size)
+        .max()
+        .unwrap();
+    for (zeros, lose_index) in [(0, false), (16 * 1024, false), (64 * 1024, true)] {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), work.path());
+        // The roll sealed the last segment (its zeros cut off) and created the next one;
+        // nothing of the first write into it reached the disk but zeros.
+        let last = segment_files(work.path()).pop().unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(end - base_of(&last))
+            .unwrap();
+        let new = work.path().join("commitlog").join(segment_file_name(end));
+        std::fs::write(&new, vec![0u8; zeros]).unwrap();
+        if lose_index {
+            std::fs::remove_dir_all(work.path().join("index")).unwrap();
+        }
+        let store = MessageStore::open(config(work.path()))
+            .unwrap_or_else(|e| panic!("{zeros} zeros: open failed: {e}"));
+        check_holds_exactly(&store, &written, end);
+        assert_eq!(std::fs::metadata(&new).unwrap().len(), zeros as u64, "kept");
+        let next = store.queue_bounds("X", 0).unwrap().1;
+        let r = append_one(&store, msg("X", 0, 10_000)).await;
+        assert_eq!((r.log_offset, r.queue_offset), (end, next));
+    }
+}
+
+#[tokio::test]
+async fn a_torn_first_record_of_a_new_segment_is_cut() {
+    let base = tempfile::tempdir().unwrap();
+    let written = build_log(base.path(), 60, 64 * 1024).await;
+    let end = written
+        .iter()
+        .map(|w| w.at.log_offset + w.size)
+        .max()
+        .unwrap();
+    let mut record = Vec::new();
+    record::encode_into(&mut record, &msg("X", 1, 20_000), 99, 1, usize::MAX).unwrap();
+    for lose_index in [false, true] {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), work.path());
+        let last = segment_files(work.path()).pop().unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(end - base_of(&last))
+            .unwrap();
+        // The new segment's first write stopped part way: a whole header, then zeros.
+        let mut torn = record[..record.len() / 2].to_vec();
+        torn.resize(8192, 0);
+        let new = work.path().join("commitlog").join(segment_file_name(end));
+        std::fs::write(&new, &torn).unwrap();
+        if lose_index {
+            std::fs::remove_dir_all(work.path().join("index")).unwrap();
+        }
+        let store = MessageStore::open(config(work.path())).unwrap();
+        check_holds_exactly(&store, &written, end);
+        assert_eq!(std::fs::metadata(&new).unwrap().len(), 0, "cut");
+        assert_eq!(
+            append_one(&store, msg("X", 1, 10_000)).await.log_offset,
+            end
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cut_beyond_what_could_have_been_in_flight_is_refused() {
+    // 12 records of 4 MiB in one segment: the log reaches past one write group (32 MiB).
+    let base = tempfile::tempdir().unwrap();
+    let cfg = |dir: &Path| StoreConfig {
+        segment_size: 64 << 20,
+        max_record_size: 5 << 20,
+        ..config(dir)
+    };
+    let store = MessageStore::open(cfg(base.path())).unwrap();
+    let mut at = Vec::new();
+    for i in 0..12u8 {
+        let m = NewMessage {
+            body: vec![i; 4 << 20].into(),
+            ..msg("X", 0, usize::from(i))
+        };
+        at.push(append_one(&store, m).await.log_offset);
+    }
+    let end = store.log_end_offset();
+    store.shutdown();
+    drop(store);
+    let bound = recovery::max_cut(None, 0, 5 << 20);
+    assert!(
+        end - at[1] > bound,
+        "the test wants more than one group past record 1"
+    );
+    // Every record from the second on overwritten: nothing valid follows the damage. Below
+    // the flushed mark (a clean shutdown recorded it at the end) by more than a group, and
+    // with the index lost (no mark) more than a group in all.
+    for lose_index in [false, true] {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), work.path());
+        let seg = segment_files(work.path()).pop().unwrap();
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&vec![0xa5; (end - at[1]) as usize], at[1])
+            .unwrap();
+        drop(f);
+        if lose_index {
+            std::fs::remove_dir_all(work.path().join("index")).unwrap();
+        }
+        let before = std::fs::read(&seg).unwrap();
+        match MessageStore::open(cfg(work.path())) {
+            Err(StoreError::Corrupt { offset, reason }) => {
+                assert_eq!(offset, at[1], "{reason}");
+                assert!(
+                    reason.contains("more than could have been in flight"),
+                    "{reason}"
+                );
+                assert!(
+                    reason.contains(&format!("truncate -s {}", at[1])),
+                    "{reason}"
+                );
+            }
+            Err(e) => panic!("expected Corrupt, got {e}"),
+            Ok(_) => panic!("lose_index {lose_index}: cut {} bytes", end - at[1]),
+        }
+        assert!(
+            std::fs::read(&seg).unwrap() == before,
+            "the segment was changed"
+        );
+        // The same damage over the last record alone is a torn tail: cut.
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        let whole = std::fs::read(base.path().join("commitlog").join(segment_file_name(0)));
+        f.write_all_at(&whole.unwrap()[..at[11] as usize], 0)
+            .unwrap();
+        drop(f);
+        let store = MessageStore::open(cfg(work.path())).unwrap();
+        assert_eq!(store.log_end_offset(), at[11]);
+    }
+}

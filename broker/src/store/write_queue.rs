@@ -34,9 +34,10 @@ use super::record::NewMessage;
 use super::writer::{AppendReply, Command, Writer};
 use super::StoreError;
 
-/// Bounds on one group, so a burst cannot build an unbounded buffer.
+/// Bounds on one group, so a burst cannot build an unbounded buffer. Recovery cuts no more
+/// than one group's bytes past what may have been unsynced (`recovery.rs`).
 const MAX_GROUP_REQUESTS: usize = 1024;
-const MAX_GROUP_BYTES: usize = 32 << 20;
+pub(super) const MAX_GROUP_BYTES: usize = 32 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Leader {
