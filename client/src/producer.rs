@@ -3,6 +3,10 @@
 //! one same-topic batch per SendMessage request, and retries on another
 //! broker after transport failures and retryable server codes (a FIFO
 //! message is retried on its message group's queue: see `fifo_queue`).
+//! A SYNC_MASTER's "stored on the master, not replicated" answers
+//! (HA_NOT_AVAILABLE, SLAVE_PERSISTENCE_TIMEOUT) mean the message IS stored:
+//! they are never resent (a resend would store a second copy) and come back
+//! as the distinct error [`ClientError::is_stored_not_replicated`] names.
 //!
 //! A producer built with [`ProducerBuilder`] declares its topics up front
 //! (they are announced in its Telemetry settings, with every topic it later
@@ -22,6 +26,7 @@ use apogee_proto::{limits, time::duration, v2, ApogeeError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use v2::Code;
 
 /// Where a sent message was stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -302,7 +307,7 @@ impl Producer {
             attempt += 1;
             match result {
                 Ok(receipts) => return Ok(receipts),
-                Err(e) if e.is_retryable() && attempt < attempts => {
+                Err(e) if may_resend(&e) && attempt < attempts => {
                     tracing::debug!(topic, broker, attempt, error = %e, "send failed, retrying");
                     self.core.routes.invalidate(&topic);
                     if !avoid.contains(&broker) {
@@ -400,6 +405,82 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((10u64 << attempt.min(6)).min(1000))
 }
 
+/// Whether a failed send may be sent again (to another queue or broker): a retryable failure
+/// that does not say the message is stored. HA_NOT_AVAILABLE and SLAVE_PERSISTENCE_TIMEOUT
+/// answer a send a SYNC_MASTER stored without a slave's copy (docs/REPLICATION.md); resending
+/// it would store it twice.
+fn may_resend(e: &ClientError) -> bool {
+    e.is_retryable()
+        && !e.is_stored_not_replicated()
+        && !matches!(
+            e.code(),
+            Some(Code::HaNotAvailable | Code::SlavePersistenceTimeout)
+        )
+}
+
+impl ClientError {
+    /// A send was answered "stored on the master, not replicated" (a SYNC_MASTER without a
+    /// slave in sync, or whose slave did not confirm in time): the message IS stored and will
+    /// be delivered; only the slave's copy is missing. The producer never resends it; the
+    /// error (`ApogeeError::NotReplicated` or `ApogeeError::SlavePersistenceTimeout`) names the
+    /// message ids, the broker, queue and offsets.
+    pub fn is_stored_not_replicated(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Server(
+                ApogeeError::NotReplicated(_) | ApogeeError::SlavePersistenceTimeout(_)
+            )
+        )
+    }
+}
+
+/// The distinct error of a send answered HA_NOT_AVAILABLE or SLAVE_PERSISTENCE_TIMEOUT
+/// (stored, not replicated), naming where each message is stored; `None` for other answers.
+fn stored_not_replicated(
+    resp: &v2::SendMessageResponse,
+    ids: &[String],
+    queue_id: i32,
+    broker: &str,
+) -> Option<ClientError> {
+    let status = resp.status.as_ref()?;
+    let code = Code::try_from(status.code).ok()?;
+    let timed_out = match code {
+        Code::HaNotAvailable => false,
+        Code::SlavePersistenceTimeout => true,
+        _ => return None,
+    };
+    // The server's text is the error's own display ("stored on the master, ...: reason").
+    let reason = [
+        ApogeeError::NotReplicated(String::new()).to_string(),
+        ApogeeError::SlavePersistenceTimeout(String::new()).to_string(),
+    ]
+    .iter()
+    .find_map(|prefix| status.message.strip_prefix(prefix.as_str()))
+    .unwrap_or(&status.message)
+    .to_string();
+    let stored: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let entry = resp.entries.get(i);
+            let id = entry
+                .map(|e| e.message_id.as_str())
+                .filter(|m| !m.is_empty())
+                .unwrap_or(id);
+            match entry {
+                Some(e) => format!("message {id} (queue {queue_id}, offset {})", e.offset),
+                None => format!("message {id} (queue {queue_id})"),
+            }
+        })
+        .collect();
+    let detail = format!("{} on broker {broker}: {reason}", stored.join(", "));
+    Some(ClientError::Server(if timed_out {
+        ApogeeError::SlavePersistenceTimeout(detail)
+    } else {
+        ApogeeError::NotReplicated(detail)
+    }))
+}
+
 /// Checks a batch locally; returns its topic.
 pub(crate) fn check_batch(messages: &[Message], max_body: usize) -> Result<String> {
     let first = messages
@@ -451,6 +532,9 @@ pub(crate) fn receipts(
     queue_id: i32,
     broker: &str,
 ) -> Result<Vec<(SendReceipt, String)>> {
+    if let Some(e) = stored_not_replicated(&resp, ids, queue_id, broker) {
+        return Err(e);
+    }
     ClientError::check(resp.status.as_ref())?;
     if resp.entries.len() != ids.len() {
         return Err(ClientError::Transport(format!(
@@ -606,6 +690,59 @@ mod tests {
         assert_eq!(used.len(), 4, "groups spread over every queue: {used:?}");
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c, "the hash is FNV-1a");
         assert!(fifo_queue(&[], "g").is_none());
+    }
+
+    #[test]
+    fn stored_but_not_replicated_is_never_resent() {
+        for (error, timed_out) in [
+            (
+                ApogeeError::NotReplicated("no slave is in sync".into()),
+                false,
+            ),
+            (
+                ApogeeError::SlavePersistenceTimeout("no slave confirmed it".into()),
+                true,
+            ),
+        ] {
+            let status = error.to_status();
+            let resp = v2::SendMessageResponse {
+                status: Some(status.clone()),
+                entries: vec![entry("A", 7, status)],
+            };
+            let e = receipts(resp, &["A".to_string()], 2, "rg").unwrap_err();
+            assert!(e.is_stored_not_replicated(), "{e:?}");
+            assert!(!may_resend(&e), "{e:?}");
+            assert_eq!(
+                matches!(
+                    e,
+                    ClientError::Server(ApogeeError::SlavePersistenceTimeout(_))
+                ),
+                timed_out
+            );
+            let text = e.to_string();
+            assert!(
+                text.starts_with("stored on the master")
+                    && text.contains("message A (queue 2, offset 7) on broker rg"),
+                "{text}"
+            );
+            assert_eq!(text.matches("stored on the master").count(), 1, "{text}");
+        }
+        // The code alone, however it was decoded, is never resent either.
+        let decoded = ClientError::check(Some(&ApogeeError::NotReplicated("x".into()).to_status()))
+            .unwrap_err();
+        assert!(
+            decoded.is_retryable(),
+            "HA_NOT_AVAILABLE decodes as retryable"
+        );
+        assert!(!may_resend(&decoded));
+        // Failures that stored nothing still are.
+        assert!(may_resend(&ClientError::Timeout));
+        assert!(may_resend(&ClientError::Server(
+            ApogeeError::TooManyRequests("x".into())
+        )));
+        assert!(!may_resend(&ClientError::Server(
+            ApogeeError::IllegalTopic("x".into())
+        )));
     }
 
     #[test]

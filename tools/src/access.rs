@@ -62,19 +62,26 @@ pub enum UserCommand {
         name: String,
         #[command(flatten)]
         secret: SecretArgs,
+        /// The user's role: admin (every admin command, every resource) or user (what its
+        /// ACL entries allow).
         #[arg(long, value_enum, default_value_t = RoleArg::User)]
         role: RoleArg,
     },
     /// Change a user's secret key and/or role.
     Update {
+        /// The user's access key.
         name: String,
         #[command(flatten)]
         secret: SecretArgs,
+        /// The user's new role (admin or user).
         #[arg(long, value_enum)]
         role: Option<RoleArg>,
     },
     /// Delete a user and its ACL entries.
-    Delete { name: String },
+    Delete {
+        /// The user's access key.
+        name: String,
+    },
     /// List the users (never their secrets).
     List,
 }
@@ -122,6 +129,7 @@ pub enum AclCommand {
     },
     /// Remove a user's entry for a topic or group.
     Revoke {
+        /// The user's access key.
         #[arg(long)]
         user: String,
         #[command(flatten)]
@@ -129,6 +137,7 @@ pub enum AclCommand {
     },
     /// List ACL entries (all, or one user's).
     List {
+        /// Only this user's entries (its access key).
         #[arg(long)]
         user: Option<String>,
     },

@@ -1,9 +1,11 @@
-//! `apogee broker config get|set <addr>` (mqadmin's getBrokerConfig and
+//! `apogee broker config get|set <addr|name>` (mqadmin's getBrokerConfig and
 //! updateBrokerConfig): a broker's effective configuration and the allow-list
-//! of settings it can change while running, asked of the broker itself. A
-//! change is kept by the broker across restarts.
+//! of settings it can change while running, asked of the broker itself (a
+//! broker name stands for its group's master). A change is kept by the broker
+//! across restarts.
 
-use crate::broker_status::status_error;
+use crate::admin::Admin;
+use crate::broker_status::{resolve_broker, status_error};
 use crate::error::{ToolError, ToolResult};
 use crate::output::{render_list, render_one, Format, TableRow};
 use apogee_client::transport::{connect_channel, request};
@@ -17,7 +19,9 @@ pub enum ConfigCommand {
     /// The settings that can change at runtime, with their values; `--full` prints the
     /// whole effective config as TOML.
     Get {
-        #[arg(value_parser = crate::broker_status::broker_addr, value_name = "ADDR")]
+        /// The broker: its address (host:port) or its broker name (the group's master, looked
+        /// up in the NameServer's cluster list).
+        #[arg(value_parser = crate::broker_status::broker_target, value_name = "ADDR|NAME")]
         addr: String,
         /// The whole effective config (TOML; in JSON output as a string).
         #[arg(long)]
@@ -26,7 +30,9 @@ pub enum ConfigCommand {
     /// Change one runtime setting (see `get` for the keys); the broker keeps it across
     /// restarts.
     Set {
-        #[arg(value_parser = crate::broker_status::broker_addr, value_name = "ADDR")]
+        /// The broker: its address (host:port) or its broker name (the group's master, looked
+        /// up in the NameServer's cluster list).
+        #[arg(value_parser = crate::broker_status::broker_target, value_name = "ADDR|NAME")]
         addr: String,
         /// The setting's key, e.g. store.retention_hours.
         key: String,
@@ -96,11 +102,18 @@ fn client(addr: &str, config: &ClientConfig) -> ToolResult<AdminClient<Channel>>
     Ok(AdminClient::new(channel))
 }
 
-/// Runs `apogee broker config ...` with the timeout and credentials of `config`.
-pub async fn run(cmd: &ConfigCommand, config: &ClientConfig, f: Format) -> ToolResult<String> {
+/// Runs `apogee broker config ...` with the timeout and credentials of `config`; a broker
+/// given by name is looked up through `admin`.
+pub async fn run(
+    cmd: &ConfigCommand,
+    admin: &Admin,
+    config: &ClientConfig,
+    f: Format,
+) -> ToolResult<String> {
     let timeout = config.request_timeout;
     match cmd {
         ConfigCommand::Get { addr, full } => {
+            let addr = &resolve_broker(admin, addr).await?;
             let resp = client(addr, config)?
                 .get_broker_config(request(config, cluster::GetBrokerConfigRequest {}, timeout))
                 .await
@@ -110,16 +123,17 @@ pub async fn run(cmd: &ConfigCommand, config: &ClientConfig, f: Format) -> ToolR
             Ok(match (full, f) {
                 (false, _) => render_list(&rows, f),
                 (true, Format::Table) => resp.toml,
-                (true, Format::Json) => {
+                (true, Format::Json | Format::Jsonl) => {
                     let full = FullConfig {
                         config_toml: resp.toml,
                         runtime: rows,
                     };
-                    serde_json::to_string_pretty(&full).expect("serializable") + "\n"
+                    crate::output::render_value(&full, f).unwrap_or_default()
                 }
             })
         }
         ConfigCommand::Set { addr, key, value } => {
+            let addr = &resolve_broker(admin, addr).await?;
             let req = cluster::UpdateBrokerConfigRequest {
                 key: key.clone(),
                 value: value.clone(),

@@ -7,7 +7,9 @@
 use crate::admin::Admin;
 use crate::error::{ToolError, ToolResult};
 use crate::output::{render_list, Format};
-use crate::replication_view::{cluster_rows, render_status, ClusterRow, Probes, StatusView};
+use crate::replication_view::{
+    cluster_rows, render_status, ClusterRow, ProbeCause, ProbeFailure, Probes, StatusView,
+};
 use apogee_client::transport::{connect_channel, parse_host_port, request};
 use apogee_client::ClientConfig;
 use apogee_proto::cluster::{self, admin_client::AdminClient, BrokerStatus};
@@ -22,8 +24,9 @@ pub enum BrokerCommand {
     /// One broker in detail: role, log offsets, topics and groups, and its replication
     /// state (a master's slaves, a slave's link to its master). Asks the broker directly.
     Status {
-        /// The broker's address (host:port, as `apogee cluster list` shows it).
-        #[arg(value_parser = broker_addr, value_name = "ADDR")]
+        /// The broker: its address (host:port, as `apogee cluster list` shows it) or its
+        /// broker name (the group's master, looked up in the NameServer's cluster list).
+        #[arg(value_parser = broker_target, value_name = "ADDR|NAME")]
         addr: String,
     },
     /// A broker's effective config and the settings it can change while running.
@@ -36,6 +39,66 @@ pub(crate) fn broker_addr(s: &str) -> Result<String, String> {
     parse_host_port(s)
         .map(|_| s.trim().to_string())
         .map_err(|e| e.to_string())
+}
+
+/// A broker given as `host:port` or as a broker name (a bad one is a usage error, exit 2).
+pub(crate) fn broker_target(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.contains(':') {
+        return broker_addr(s);
+    }
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} is neither host:port nor a broker name (a name has no spaces)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// The address of the broker `target` names: `host:port` as given, or a broker name's master
+/// (broker id 0) as the NameServer's cluster list registers it.
+pub async fn resolve_broker(admin: &Admin, target: &str) -> ToolResult<String> {
+    if parse_host_port(target).is_ok() {
+        return Ok(target.to_string());
+    }
+    let info = admin.get_cluster_info().await?;
+    master_of(&info, target).map_err(ToolError::Usage)
+}
+
+/// The registered master endpoint of broker group `name`, or what is registered instead.
+fn master_of(info: &cluster::GetClusterInfoResponse, name: &str) -> Result<String, String> {
+    let groups: Vec<&cluster::BrokerGroup> = info
+        .groups
+        .iter()
+        .filter(|g| g.broker_name == name)
+        .collect();
+    if groups.is_empty() {
+        let mut names: Vec<&str> = info.groups.iter().map(|g| g.broker_name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        return Err(format!(
+            "no broker named {name} is registered (registered: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
+    let members = groups.iter().flat_map(|g| g.members.iter());
+    if let Some(master) = members
+        .clone()
+        .find(|m| m.broker_id == 0 && !m.endpoint.is_empty())
+    {
+        return Ok(master.endpoint.clone());
+    }
+    let others: Vec<String> = members
+        .map(|m| format!("id {} at {}", m.broker_id, m.endpoint))
+        .collect();
+    Err(format!(
+        "broker group {name} has no master registered; give a member's address ({})",
+        others.join(", ")
+    ))
 }
 
 /// What a failed GetBrokerStatus call means, naming the broker.
@@ -59,18 +122,24 @@ pub async fn fetch_status(
     addr: &str,
     config: &ClientConfig,
     timeout: Duration,
-) -> Result<BrokerStatus, String> {
-    let channel = connect_channel(addr, timeout, config.tls.as_ref()).map_err(|e| e.to_string())?;
+) -> Result<BrokerStatus, ProbeFailure> {
+    let channel = connect_channel(addr, timeout, config.tls.as_ref())
+        .map_err(|e| ProbeFailure::from(e.to_string().as_str()))?;
     let mut client = AdminClient::new(channel);
     let call =
         client.get_broker_status(request(config, cluster::GetBrokerStatusRequest {}, timeout));
     match tokio::time::timeout(timeout, call).await {
-        Err(_) => Err(format!("broker {addr} did not answer in time")),
-        Ok(Err(status)) => Err(status_error(addr, &status)),
-        Ok(Ok(resp)) => resp
-            .into_inner()
-            .status
-            .ok_or_else(|| format!("broker {addr} answered without a status")),
+        Err(_) => Err(format!("broker {addr} did not answer in time")
+            .as_str()
+            .into()),
+        Ok(Err(status)) => Err(ProbeFailure {
+            cause: ProbeCause::of(status.code()),
+            message: status_error(addr, &status),
+        }),
+        Ok(Ok(resp)) => resp.into_inner().status.ok_or_else(|| ProbeFailure {
+            cause: ProbeCause::Failed,
+            message: format!("broker {addr} answered without a status"),
+        }),
     }
 }
 
@@ -110,17 +179,24 @@ pub async fn cluster_list(admin: &Admin, timeout: Duration, f: Format) -> ToolRe
     Ok(render_list(&rows, f))
 }
 
-/// Runs `apogee broker ...` with the timeout and credentials of `config`.
-pub async fn run(cmd: &BrokerCommand, config: &ClientConfig, f: Format) -> ToolResult<String> {
+/// Runs `apogee broker ...` with the timeout and credentials of `config`; a broker given by
+/// name is looked up through `admin`.
+pub async fn run(
+    cmd: &BrokerCommand,
+    admin: &Admin,
+    config: &ClientConfig,
+    f: Format,
+) -> ToolResult<String> {
     let timeout = config.request_timeout;
     match cmd {
         BrokerCommand::Status { addr } => {
-            let status = fetch_status(addr, config, timeout)
+            let addr = resolve_broker(admin, addr).await?;
+            let status = fetch_status(&addr, config, timeout)
                 .await
-                .map_err(ToolError::Server)?;
+                .map_err(|e| ToolError::Server(e.message))?;
             Ok(render_status(&StatusView::new(&status, now_ms()), f))
         }
-        BrokerCommand::Config(cmd) => crate::broker_config::run(cmd, config, f).await,
+        BrokerCommand::Config(cmd) => crate::broker_config::run(cmd, admin, config, f).await,
     }
 }
 
@@ -160,7 +236,53 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(e.contains("127.0.0.1:1"), "{e}");
+        assert!(e.message.contains("127.0.0.1:1"), "{e}");
+        assert_eq!(e.cause, ProbeCause::Unreachable);
+    }
+
+    #[test]
+    fn a_refused_status_is_forbidden_not_unreachable() {
+        assert_eq!(
+            ProbeCause::of(tonic::Code::PermissionDenied),
+            ProbeCause::Forbidden
+        );
+        assert_eq!(
+            ProbeCause::of(tonic::Code::Unauthenticated),
+            ProbeCause::Unauthorized
+        );
+        assert_eq!(
+            ProbeCause::of(tonic::Code::Unavailable),
+            ProbeCause::Unreachable
+        );
+    }
+
+    #[test]
+    fn broker_names_resolve_to_their_master() {
+        let member = |id: i64, endpoint: &str| cluster::BrokerMember {
+            broker_id: id,
+            endpoint: endpoint.into(),
+            ..Default::default()
+        };
+        let group = |name: &str, members| cluster::BrokerGroup {
+            cluster_name: "c".into(),
+            broker_name: name.into(),
+            members,
+        };
+        let info = cluster::GetClusterInfoResponse {
+            groups: vec![
+                group("broker-a", vec![member(1, "h:2"), member(0, "h:1")]),
+                group("broker-b", vec![member(1, "h:4")]),
+            ],
+        };
+        assert_eq!(master_of(&info, "broker-a").unwrap(), "h:1");
+        let e = master_of(&info, "broker-b").unwrap_err();
+        assert!(e.contains("no master") && e.contains("id 1 at h:4"), "{e}");
+        let e = master_of(&info, "broker-x").unwrap_err();
+        assert!(e.contains("registered: broker-a, broker-b"), "{e}");
+        assert_eq!(broker_target("broker-a").unwrap(), "broker-a");
+        assert_eq!(broker_target(" h:10911 ").unwrap(), "h:10911");
+        assert!(broker_target("h:0").is_err());
+        assert!(broker_target("two words").is_err());
     }
 
     #[tokio::test]

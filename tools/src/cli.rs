@@ -16,29 +16,38 @@ use serde::Serialize;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
+/// The heading of the global options in every command's help, listed after the command's own.
+pub const GLOBAL_OPTIONS: &str = "Global options";
+
+/// The exit code of `send` when a message was stored on a SYNC_MASTER but not replicated.
+pub use crate::error::EXIT_STORED_NOT_REPLICATED;
+
 /// Apogee admin CLI: topics, cluster and brokers, transactions, scheduled messages, send,
 /// consume and benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "apogee", version, about, propagate_version = true)]
 pub struct Cli {
-    /// NameServer address (host:port; several separated by ';').
+    /// NameServer address (host:port; several separated by ';' or ',', tried in order).
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL_OPTIONS,
         env = "APOGEE_NAMESERVER",
         default_value = "127.0.0.1:9876",
         value_name = "ADDR"
     )]
     pub nameserver: String,
 
-    /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    /// Output format: an aligned table, JSON (lists as one array), or JSON lines (one object
+    /// per line).
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table,
+          help_heading = GLOBAL_OPTIONS)]
     pub output: Format,
 
-    /// Per-request timeout in seconds.
-    #[arg(long, global = true, default_value_t = 5, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
+    /// Per-request timeout (e.g. 5s, 1500ms; a bare number is seconds).
+    #[arg(long, global = true, default_value = "5s", value_name = "DURATION",
+          value_parser = crate::duration::parse_positive, help_heading = GLOBAL_OPTIONS)]
+    pub timeout: Duration,
 
     #[command(flatten)]
     pub credentials: crate::credentials::CredentialArgs,
@@ -97,6 +106,7 @@ pub enum Command {
     Config(crate::config_import::ConfigCommand),
     /// Print a shell completion script (e.g. `apogee completions bash > /etc/bash_completion.d/apogee`).
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -106,6 +116,7 @@ pub enum Command {
 pub enum TopicCommand {
     /// Create a topic on every broker group (or the given ones).
     Create {
+        /// The topic's name.
         name: String,
         /// Queues per broker group.
         #[arg(long, default_value_t = 8, value_parser = queue_count)]
@@ -116,10 +127,15 @@ pub enum TopicCommand {
         /// Message type the topic accepts (repeatable; default normal).
         #[arg(long = "type", value_enum, value_name = "TYPE")]
         types: Vec<TopicType>,
+        /// When the topic exists, change its queue count instead of failing (mqadmin's
+        /// updateTopic, which creates or updates; its other settings are kept).
+        #[arg(long)]
+        update_if_exists: bool,
     },
     /// Change a topic's queue count or permission.
     #[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
     Update {
+        /// The topic's name.
         name: String,
         /// New queue count per broker group.
         #[arg(long, value_parser = queue_count, group = "change")]
@@ -135,11 +151,20 @@ pub enum TopicCommand {
         system: bool,
     },
     /// Show the broker groups hosting a topic.
-    Route { name: String },
+    Route {
+        /// The topic's name.
+        name: String,
+    },
     /// Per queue on every broker group: first and next offset, messages, last store time.
-    Status { name: String },
+    Status {
+        /// The topic's name.
+        name: String,
+    },
     /// Delete a topic from every broker group.
-    Delete { name: String },
+    Delete {
+        /// The topic's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +237,7 @@ pub enum ClusterCommand {
 #[command(group = clap::ArgGroup::new("when").multiple(false))]
 #[command(group = clap::ArgGroup::new("payload").required(true).multiple(false))]
 pub struct SendArgs {
+    /// The topic to send to.
     #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Message body (UTF-8 text).
@@ -226,6 +252,7 @@ pub struct SendArgs {
     /// How many copies to send.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub count: u32,
+    /// Message tag (what `consume --tag` filters on).
     #[arg(long)]
     pub tag: Option<String>,
     /// Message key (repeatable).
@@ -235,8 +262,10 @@ pub struct SendArgs {
     /// leave it open (printing its transaction id).
     #[arg(long, value_enum, value_name = "END")]
     pub transaction: Option<TxnEnd>,
-    /// Deliver this long after the send (e.g. 30s, 5m, 2h, 1500ms, 1d).
-    #[arg(long, value_parser = schedule::parse_delay, group = "when",
+    /// Deliver this long after the send (e.g. 30s, 5m, 2h, 1500ms, 1d; a bare number is
+    /// seconds).
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_duration,
+          group = "when",
           conflicts_with = "transaction")]
     pub delay: Option<Duration>,
     /// Deliver at this time (RFC 3339, e.g. 2026-11-22T09:00:00Z).
@@ -281,6 +310,7 @@ impl SendArgs {
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
+    /// The topic to receive from.
     #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Consumer group.
@@ -289,12 +319,21 @@ pub struct ConsumeArgs {
     /// Stop after this many messages.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max: u32,
-    /// Stop after this many seconds without a new message.
-    #[arg(long, default_value_t = 5, value_name = "SECS")]
-    pub wait: u64,
-    /// Seconds a received message stays hidden from other consumers.
-    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = invisible_secs)]
-    pub invisible: u64,
+    /// Stop after this long without a new message (e.g. 5s, 2m; a bare number is seconds).
+    #[arg(long, default_value = "5s", value_name = "DURATION",
+          value_parser = crate::duration::parse_duration)]
+    pub wait: Duration,
+    /// How long a received message stays hidden from other consumers (1s to 12h; a bare
+    /// number is seconds). With --nack, when it comes back.
+    #[arg(long, default_value = "30s", value_name = "DURATION",
+          value_parser = crate::bench::args::invisible)]
+    pub invisible: Duration,
+    /// Print the messages and do not acknowledge them, as a consumer whose processing failed:
+    /// each comes back after --invisible with its delivery attempt raised, and once the
+    /// group's max attempts are used up it goes to the dead-letter topic %DLQ%<group>
+    /// (`apogee dlq list --group <group>`).
+    #[arg(long)]
+    pub nack: bool,
     /// Only messages with these tags (`TagA || TagB`); the default takes all.
     #[arg(long, value_name = "EXPR", conflicts_with = "sql")]
     pub tag: Option<String>,
@@ -350,18 +389,9 @@ fn queue_count(s: &str) -> Result<i32, String> {
     ranged(s, 1, limits::MAX_QUEUES_PER_TOPIC)
 }
 
-fn invisible_secs(s: &str) -> Result<u64, String> {
-    ranged(
-        s,
-        limits::MIN_INVISIBLE_MS as u64 / 1000,
-        limits::MAX_INVISIBLE_MS as u64 / 1000,
-    )
-}
-
 impl Cli {
     fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new(&self.nameserver)
-            .with_request_timeout(Duration::from_secs(self.timeout));
+        let mut config = ClientConfig::new(&self.nameserver).with_request_timeout(self.timeout);
         config.tls = self.tls.resolve().ok().flatten();
         match self.credentials() {
             Some(c) => config.with_credentials(c),
@@ -384,7 +414,45 @@ impl Cli {
     }
 
     fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout)
+        self.timeout
+    }
+}
+
+/// What `topic create` adds when the topic exists.
+const UPDATE_IF_EXISTS_HINT: &str = "to change it, `apogee topic update`, or `apogee topic \
+                                     create --update-if-exists` to create or update";
+/// What `topic update` adds when the topic does not exist.
+const CREATE_HINT: &str = "create it with `apogee topic create`, or `apogee topic create \
+                           --update-if-exists` to create or update";
+
+/// A server error whose text contains `needle`, with `hint` appended; others unchanged.
+fn with_hint(e: ToolError, needle: &str, hint: &str) -> ToolError {
+    match e {
+        ToolError::Server(text) if text.contains(needle) => {
+            ToolError::Server(format!("{text} ({hint})"))
+        }
+        other => other,
+    }
+}
+
+/// `topic create --update-if-exists`, as mqadmin's updateTopic: creates the topic when no
+/// broker group hosts it, else sets its queue count where it exists (keeping its permission
+/// and message types).
+async fn create_or_update_topic(
+    admin: &Admin,
+    name: &str,
+    queues: i32,
+    brokers: &[String],
+    types: &[TopicType],
+) -> ToolResult<crate::admin::TopicInfo> {
+    match admin.topic_route(name).await {
+        Ok(_) => admin.update_topic(name, Some(queues), None).await,
+        Err(ToolError::Server(text)) if text.starts_with("topic not found") => {
+            admin
+                .create_topic(name, queues, brokers.to_vec(), types)
+                .await
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -420,15 +488,25 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                     queues,
                     brokers,
                     types,
-                } => render_one(
+                    update_if_exists,
+                } => {
+                    let created = if *update_if_exists {
+                        create_or_update_topic(&admin, name, *queues, brokers, types).await
+                    } else {
+                        admin
+                            .create_topic(name, *queues, brokers.clone(), types)
+                            .await
+                            .map_err(|e| with_hint(e, "already exists", UPDATE_IF_EXISTS_HINT))
+                    };
+                    render_one(&created?, f)
+                }
+                TopicCommand::Update { name, queues, perm } => render_one(
                     &admin
-                        .create_topic(name, *queues, brokers.clone(), types)
-                        .await?,
+                        .update_topic(name, *queues, *perm)
+                        .await
+                        .map_err(|e| with_hint(e, "topic not found", CREATE_HINT))?,
                     f,
                 ),
-                TopicCommand::Update { name, queues, perm } => {
-                    render_one(&admin.update_topic(name, *queues, *perm).await?, f)
-                }
                 TopicCommand::List { system } => render_list(&admin.list_topics(*system).await?, f),
                 TopicCommand::Route { name } => render_list(&admin.topic_route(name).await?, f),
                 TopicCommand::Status { name } => render_list(&admin.topic_status(name).await?, f),
@@ -438,7 +516,9 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         Command::Cluster(ClusterCommand::List) => {
             crate::broker_status::cluster_list(&cli.admin()?, cli.request_timeout(), f).await?
         }
-        Command::Broker(cmd) => crate::broker_status::run(cmd, &cli.client_config(), f).await?,
+        Command::Broker(cmd) => {
+            crate::broker_status::run(cmd, &cli.admin()?, &cli.client_config(), f).await?
+        }
         Command::Txn(cmd) => {
             let admin = cli.admin()?;
             match cmd {
@@ -517,8 +597,9 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                 topic: a.topic.clone(),
                 group: a.group.clone(),
                 max: a.max,
-                wait: Duration::from_secs(a.wait),
-                invisible: Duration::from_secs(a.invisible),
+                wait: a.wait,
+                invisible: a.invisible,
+                nack: a.nack,
                 filter: match (&a.sql, &a.tag) {
                     (Some(sql), _) => FilterExpression::sql92(sql.clone()),
                     (None, Some(tag)) => FilterExpression::tag(tag.clone()),
@@ -541,8 +622,13 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         Command::Bench(cmd) => bench::run_command(cli.client_config(), cmd, f).await?,
         Command::Config(cmd) => return crate::config_import::run(cmd, f, out),
         Command::Completions { shell } => {
+            // Generated into memory: clap_complete panics when its writer fails (a reader
+            // that went away); the write below reports it as an error instead.
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut command, "apogee", out);
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "apogee", &mut script);
+            out.write_all(&script)?;
+            out.flush()?;
             return Ok(());
         }
     };
@@ -567,6 +653,8 @@ where
             return 1;
         }
     };
+    let plain_text = cli.tls.resolve().ok().flatten().is_none();
+    let nameservers = ClientConfig::new(&cli.nameserver).nameservers;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match runtime.block_on(run(cli, &mut out)) {
@@ -574,7 +662,16 @@ where
         Err(ToolError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
             let _ = out.flush();
-            eprintln!("error: {e}");
+            let text = e.to_string();
+            let explained = plain_text
+                .then(|| {
+                    runtime.block_on(crate::tls_args::explain_plain_text_to_tls(
+                        &text,
+                        &nameservers,
+                    ))
+                })
+                .flatten();
+            eprintln!("error: {}", explained.unwrap_or(text));
             e.exit_code()
         }
     }
@@ -611,7 +708,7 @@ pub fn runtime_for(command: &Command) -> tokio::runtime::Builder {
 /// RocketMQ mqadmin command names and the Apogee commands they stand for. They are
 /// accepted in place of the command (hidden from the help); the flags are Apogee's.
 pub const MQADMIN_ALIASES: [(&str, &[&str]); 20] = [
-    ("updateTopic", &["topic", "create"]),
+    ("updateTopic", &["topic", "create", "--update-if-exists"]),
     ("deleteTopic", &["topic", "delete"]),
     ("topicList", &["topic", "list"]),
     ("topicRoute", &["topic", "route"]),

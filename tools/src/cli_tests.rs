@@ -14,13 +14,14 @@ fn topic_create_defaults_and_repeats() {
     ])
     .unwrap();
     assert_eq!(cli.output, Format::Table);
-    assert_eq!(cli.timeout, 5);
+    assert_eq!(cli.timeout, Duration::from_secs(5));
     match cli.command {
         Command::Topic(TopicCommand::Create {
             name,
             queues,
             brokers,
             types,
+            update_if_exists: false,
         }) => {
             assert_eq!(name, "T");
             assert_eq!(queues, 8);
@@ -89,7 +90,10 @@ fn send_and_consume_defaults() {
     let cli = parse(&["consume", "--topic", "T", "--group", "G"]).unwrap();
     match cli.command {
         Command::Consume(a) => {
-            assert_eq!((a.max, a.wait, a.invisible), (32, 5, 30));
+            assert_eq!(
+                (a.max, a.wait, a.invisible, a.nack),
+                (32, Duration::from_secs(5), Duration::from_secs(30), false)
+            );
             assert_eq!((a.tag, a.sql), (None, None));
         }
         other => panic!("unexpected {other:?}"),
@@ -430,9 +434,195 @@ async fn broker_status_takes_a_broker_address() {
     let e = run(cli, &mut Vec::new()).await.unwrap_err();
     assert_eq!(e.exit_code(), 1);
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
-    // The address is required and must be host:port.
-    for args in [&["broker", "status"][..], &["broker", "status", "nohost"]] {
+    // The broker is required: host:port or a broker name.
+    for args in [
+        &["broker", "status"][..],
+        &["broker", "status", "h:0"],
+        &["broker", "config", "get", "two words"],
+    ] {
         assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+    }
+    let cli = parse(&["broker", "config", "get", "broker-a"]).unwrap();
+    let Command::Broker(crate::broker_status::BrokerCommand::Config(
+        crate::broker_config::ConfigCommand::Get { addr, .. },
+    )) = &cli.command
+    else {
+        panic!("not broker config get: {:?}", cli.command)
+    };
+    assert_eq!(addr, "broker-a");
+}
+
+#[test]
+fn every_duration_flag_takes_units_and_bare_seconds() {
+    let cli = parse(&[
+        "--timeout",
+        "1500ms",
+        "consume",
+        "--topic",
+        "T",
+        "--group",
+        "G",
+        "--wait",
+        "2s",
+        "--invisible",
+        "2m",
+        "--nack",
+    ])
+    .unwrap();
+    assert_eq!(cli.timeout, Duration::from_millis(1500));
+    let Command::Consume(a) = cli.command else {
+        panic!("not consume")
+    };
+    assert_eq!(
+        (a.wait, a.invisible, a.nack),
+        (Duration::from_secs(2), Duration::from_secs(120), true)
+    );
+    let cli = parse(&[
+        "--timeout",
+        "7",
+        "send",
+        "--topic",
+        "T",
+        "--body",
+        "b",
+        "--delay",
+        "30",
+    ])
+    .unwrap();
+    assert_eq!(cli.timeout, Duration::from_secs(7));
+    let Command::Send(a) = cli.command else {
+        panic!("not send")
+    };
+    assert_eq!(a.delay, Some(Duration::from_secs(30)));
+    let bench = parse(&[
+        "bench",
+        "consume",
+        "--topic",
+        "T",
+        "--group",
+        "G",
+        "--wait",
+        "3",
+        "--invisible",
+        "1m",
+        "--idle",
+        "500ms",
+    ])
+    .unwrap();
+    let Command::Bench(BenchCommand::Consume(b)) = bench.command else {
+        panic!("not bench consume")
+    };
+    assert_eq!(
+        (b.wait, b.invisible, b.idle),
+        (
+            Duration::from_secs(3),
+            Duration::from_secs(60),
+            Duration::from_millis(500)
+        )
+    );
+    for bad in [
+        &["--timeout", "0", "topic", "list"][..],
+        &[
+            "consume",
+            "--topic",
+            "T",
+            "--group",
+            "G",
+            "--invisible",
+            "500ms",
+        ],
+        &["consume", "--topic", "T", "--group", "G", "--wait", "2w"],
+    ] {
+        assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+    }
+}
+
+#[test]
+fn update_if_exists_is_mqadmins_update_topic() {
+    let cli = parse(&["topic", "create", "T", "--update-if-exists"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::Topic(TopicCommand::Create {
+            update_if_exists: true,
+            ..
+        })
+    ));
+    assert_eq!(
+        expanded(&["apogee", "updateTopic", "T", "--queues", "4"]),
+        [
+            "apogee",
+            "topic",
+            "create",
+            "--update-if-exists",
+            "T",
+            "--queues",
+            "4"
+        ]
+    );
+}
+
+/// Every argument of every command, with the command's path.
+fn all_arguments() -> Vec<(String, clap::Arg)> {
+    fn walk(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Arg)>) {
+        for arg in cmd.get_arguments() {
+            out.push((path.clone(), arg.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    let mut out = Vec::new();
+    walk(&command, "apogee".into(), &mut out);
+    out
+}
+
+#[test]
+fn every_argument_of_every_command_has_a_description() {
+    let missing: Vec<String> = all_arguments()
+        .into_iter()
+        .filter(|(_, arg)| !matches!(arg.get_id().as_str(), "help" | "version"))
+        .filter(|(_, arg)| {
+            arg.get_help()
+                .is_none_or(|h| h.to_string().trim().is_empty())
+        })
+        .map(|(path, arg)| format!("{path}: {}", arg.get_id()))
+        .collect();
+    assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+}
+
+#[test]
+fn help_lists_a_commands_own_options_before_the_global_ones() {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    for path in [
+        &["topic", "create"][..],
+        &["consume"],
+        &["send"],
+        &["group", "list"],
+    ] {
+        let mut cmd = command.clone();
+        for name in path {
+            cmd = cmd.find_subcommand(name).unwrap().clone();
+        }
+        let help = cmd.render_long_help().to_string();
+        let own = help.find("Options:").expect("an Options section");
+        let global = help
+            .find(&format!("{GLOBAL_OPTIONS}:"))
+            .unwrap_or_else(|| panic!("{path:?}: no global section:\n{help}"));
+        let nameserver = help.find("--nameserver").unwrap();
+        assert!(own < global && global < nameserver, "{path:?}:\n{help}");
+        let first_own = cmd
+            .get_arguments()
+            .find(|a| a.get_long().is_some() && !a.is_global_set() && a.get_id() != "help")
+            .and_then(|a| a.get_long())
+            .unwrap();
+        let at = help.find(&format!("--{first_own}")).unwrap();
+        assert!(
+            at < global,
+            "{path:?}: --{first_own} after the global options:\n{help}"
+        );
     }
 }
 

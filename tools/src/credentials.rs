@@ -9,6 +9,7 @@ use std::path::Path;
 
 /// The global credential flags.
 #[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = crate::cli::GLOBAL_OPTIONS)]
 pub struct CredentialArgs {
     /// Access key to sign requests with (needs --secret-key).
     #[arg(

@@ -1,13 +1,21 @@
 //! The tool's error type and how each kind maps to an exit code: 1 for
-//! server, transport and input-file errors, 2 for usage errors.
+//! server, transport and input-file errors, 2 for usage errors, 3 when a send
+//! was stored on a SYNC_MASTER but not replicated (do not resend it), 130 when
+//! interrupted (SIGINT).
 
 use apogee_client::ClientError;
+
+/// Exit code of a send stored on the master but not replicated: the message is stored and
+/// will be delivered, so a script must not send it again.
+pub const EXIT_STORED_NOT_REPLICATED: u8 = 3;
+/// Exit code after Ctrl-C (SIGINT), as shells report a process that SIGINT ended.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// What a command can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
     /// From the client library (servers, transport, local validation).
-    #[error("{0}")]
+    #[error("{}", client_text(.0))]
     Client(#[from] ClientError),
     /// A cluster-protocol call failed; the text is already user-facing.
     #[error("{0}")]
@@ -21,6 +29,22 @@ pub enum ToolError {
     /// Writing the output failed.
     #[error("output: {0}")]
     Io(#[from] std::io::Error),
+    /// Stopped by Ctrl-C (SIGINT); what was printed is complete (a JSON array is closed).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A client error as the CLI says it: a send stored but not replicated says what that means.
+fn client_text(e: &ClientError) -> String {
+    if e.is_stored_not_replicated() {
+        format!(
+            "{e}. The message is stored on the master and will be delivered; only the copy \
+             on a slave is missing. Do not send it again: that would store a second copy \
+             (exit code {EXIT_STORED_NOT_REPLICATED})"
+        )
+    } else {
+        e.to_string()
+    }
 }
 
 impl ToolError {
@@ -28,6 +52,8 @@ impl ToolError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ToolError::Usage(_) => 2,
+            ToolError::Client(e) if e.is_stored_not_replicated() => EXIT_STORED_NOT_REPLICATED,
+            ToolError::Interrupted => EXIT_INTERRUPTED,
             _ => 1,
         }
     }
@@ -80,5 +106,27 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("b:10911 does not serve this operation: is it a broker?"));
+    }
+
+    #[test]
+    fn stored_but_not_replicated_has_its_own_exit_code_and_says_do_not_resend() {
+        let e = ToolError::Client(ClientError::Server(
+            apogee_proto::ApogeeError::NotReplicated(
+                "message M (queue 0, offset 3) on broker rg: no slave is in sync".into(),
+            ),
+        ));
+        assert_eq!(e.exit_code(), EXIT_STORED_NOT_REPLICATED);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("stored on the master, not replicated: message M")
+                && text.contains("will be delivered")
+                && text.contains("Do not send it again"),
+            "{text}"
+        );
+        let plain = ToolError::Client(ClientError::Server(apogee_proto::ApogeeError::Unavailable(
+            "x".into(),
+        )));
+        assert_eq!(plain.exit_code(), 1);
+        assert_eq!(ToolError::Interrupted.exit_code(), 130);
     }
 }

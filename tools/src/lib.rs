@@ -19,7 +19,9 @@
 //! - [`config_import`]: `config import`, a RocketMQ broker.conf into broker TOML.
 //! - [`output`]: tables and JSON; [`views`]: the admin result rows.
 //! - [`credentials`]: the global credential flags every request is signed with.
-//! - [`tls_args`]: the global TLS flags every connection uses.
+//! - [`tls_args`]: the global TLS flags every connection uses (and the hint when a
+//!   plain-text run meets a TLS server).
+//! - [`duration`]: the one parser of every duration flag.
 //! - [`cli`]: the clap definitions and the command dispatcher.
 
 pub mod access;
@@ -32,6 +34,7 @@ pub mod clients;
 pub mod config_import;
 pub mod credentials;
 pub mod dlq;
+pub mod duration;
 pub mod error;
 pub mod group;
 pub mod message_query;

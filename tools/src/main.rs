@@ -1,5 +1,7 @@
 //! The `apogee` binary: parses arguments, runs the command, prints
-//! `error: ...` on failure and exits 1 (2 for usage errors, from clap).
+//! `error: ...` on failure and exits 1 (2 for usage errors, from clap; 3 for a
+//! send stored on the master but not replicated; 130 after Ctrl-C: see
+//! `apogee_tools::error`).
 
 /// mimalloc: the glibc allocator was a sixth of the CPU profile of the send path
 /// (docs/PERFORMANCE.md).

@@ -15,7 +15,6 @@ use apogee_proto::limits;
 use apogee_proto::v2::MessageType;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use tonic::transport::Channel;
 
 /// Characters of a body shown in a table cell.
 const TABLE_BODY_CHARS: usize = 48;
@@ -30,6 +29,7 @@ pub struct GetArgs {
 /// `apogee message find`.
 #[derive(Debug, clap::Args)]
 pub struct FindArgs {
+    /// The topic to search.
     #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Message key.
@@ -43,6 +43,7 @@ pub struct FindArgs {
 /// `apogee message print`.
 #[derive(Debug, clap::Args)]
 pub struct PrintArgs {
+    /// The topic to read.
     #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Queue id (queue ids are per broker group).
@@ -89,6 +90,12 @@ pub(crate) fn dash(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// User properties as one table cell: `k=v` pairs joined by commas, `-` for none.
+pub(crate) fn properties_cell(properties: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    dash(&one_line(&pairs.join(",")))
 }
 
 /// A body cut to fit a table cell, on one line.
@@ -181,6 +188,7 @@ impl TableRow for MessageRow {
             "BROKER",
             "TAG",
             "KEYS",
+            "PROPERTIES",
             "STORED",
             "ATTEMPTS",
             "BODY",
@@ -200,6 +208,7 @@ impl TableRow for MessageRow {
             self.broker.clone(),
             dash(self.tag.as_deref().unwrap_or("")),
             dash(&self.keys.join(",")),
+            properties_cell(&self.properties),
             self.store_time.clone(),
             dash(&attempts.join(",")),
             short_body(&self.body),
@@ -237,7 +246,7 @@ pub fn empty_queue_note(topic: &str, queue: u32, bounds: &[cluster::QueueBounds]
 
 impl Admin {
     /// The Admin client, allowed answers as large as a broker may send (bodies included).
-    pub(crate) fn big_admin(&self) -> AdminClient<Channel> {
+    pub(crate) fn big_admin(&self) -> AdminClient<crate::admin::NameServerChannel> {
         self.admin
             .clone()
             .max_decoding_message_size(limits::MAX_GRPC_MESSAGE_BYTES)
@@ -413,11 +422,13 @@ mod tests {
         assert_eq!(v[0]["keys"][1], "k2");
         assert_eq!(v[0]["body"], "hello\nworld");
         assert_eq!(v[0]["body_format"], "utf8");
+        assert_eq!(r.cells().len(), MessageRow::headers().len());
         let table = render_list(&[r], Format::Table);
         let line = table.lines().nth(1).unwrap();
         assert!(line.contains("k1,k2") && line.contains("G=2"), "{table}");
+        assert!(line.contains("a=1"), "user properties shown: {table}");
         assert!(line.ends_with("hello\\nworld"), "{table}");
-        assert_eq!(MessageRow::headers().len(), 10);
+        assert_eq!(MessageRow::headers().len(), 11);
     }
 
     #[test]

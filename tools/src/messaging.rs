@@ -5,9 +5,18 @@
 //!
 //! `consume` prints each batch before it acknowledges it, so it never acks
 //! a message it did not print; messages beyond `--max` are left unacked and
-//! come back after their invisible duration.
+//! come back after their invisible duration. With `--nack` it acknowledges
+//! nothing: every message comes back after its invisible duration with its
+//! delivery attempt raised, until the group's max attempts send it to
+//! `%DLQ%<group>`. Ctrl-C (SIGINT) ends it with the output complete (a JSON
+//! array closed).
+//!
+//! `send` checks the body against the limit the brokers announce in their
+//! Telemetry Settings (`publishing.max_body_size`, from the broker setting
+//! `max_body_bytes`), not a limit of its own.
 
 use crate::error::{ToolError, ToolResult};
+use crate::group::created_note;
 use crate::output::{one_line, Format, StreamWriter, TableRow};
 use apogee_client::{
     ClientConfig, FilterExpression, Message, Producer, ReceivedMessage, SendReceipt,
@@ -173,12 +182,41 @@ where
     (rows, None)
 }
 
+/// The broker setting that bounds a body, as `send` names it.
+pub const BODY_LIMIT_SETTING: &str = "max_body_bytes";
+
+/// A producer for `spec`'s topic, connected to the topic's brokers so that it knows the
+/// cluster's body limit (their Settings' `publishing.max_body_size`); refuses a body above it.
+pub(crate) async fn producer_for(config: ClientConfig, spec: &SendSpec) -> ToolResult<Producer> {
+    let producer = Producer::builder(config)
+        .topic(&spec.topic)
+        .connect()
+        .await?;
+    if let Err(e) = check_body_size(spec.body.len(), producer.max_body_size()) {
+        producer.shutdown().await;
+        return Err(e);
+    }
+    Ok(producer)
+}
+
+/// A body of `size` bytes against the cluster's limit; the error names the setting.
+pub fn check_body_size(size: usize, limit: usize) -> ToolResult<()> {
+    if size <= limit {
+        return Ok(());
+    }
+    Err(ToolError::Input(format!(
+        "the message body of {size} bytes exceeds the cluster's limit of {limit} bytes (the \
+         brokers' `{BODY_LIMIT_SETTING}` setting, announced to clients as \
+         publishing.max_body_size)"
+    )))
+}
+
 /// Sends `count` copies of the message; returns the receipts of the sends
 /// that succeeded (in order, up to the first failure) and that failure.
 pub async fn send(config: ClientConfig, spec: &SendSpec) -> (Vec<SendRow>, Option<ToolError>) {
-    let producer = match Producer::connect(config).await {
+    let producer = match producer_for(config, spec).await {
         Ok(p) => p,
-        Err(e) => return (Vec::new(), Some(e.into())),
+        Err(e) => return (Vec::new(), Some(e)),
     };
     let message = build_message(spec);
     let out = send_each(spec.count, || {
@@ -200,9 +238,9 @@ pub async fn send_transactional(
     spec: &SendSpec,
     end: TxnEnd,
 ) -> (Vec<TxnSendRow>, Option<ToolError>) {
-    let producer = match Producer::builder(config).topic(&spec.topic).connect().await {
+    let producer = match producer_for(config, spec).await {
         Ok(p) => p,
-        Err(e) => return (Vec::new(), Some(e.into())),
+        Err(e) => return (Vec::new(), Some(e)),
     };
     let message = build_message(spec);
     let out = send_each(spec.count, || {
@@ -343,16 +381,7 @@ impl TableRow for ConsumedRow {
             } else {
                 one_line(&self.keys.join(","))
             },
-            if self.properties.is_empty() {
-                "-".to_string()
-            } else {
-                let p: Vec<String> = self
-                    .properties
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                one_line(&p.join(","))
-            },
+            crate::message_query::properties_cell(&self.properties),
             // A preview: a large or binary body must not flood the terminal (JSON has it whole).
             crate::message_query::short_body(&self.body),
         ]
@@ -370,6 +399,8 @@ pub struct ConsumeSpec {
     pub max: u32,
     pub wait: Duration,
     pub invisible: Duration,
+    /// Acknowledge nothing: every message comes back after `invisible`.
+    pub nack: bool,
     /// Tag expression or SQL92 filter, evaluated on the broker.
     pub filter: FilterExpression,
     /// How bodies are printed.
@@ -378,24 +409,40 @@ pub struct ConsumeSpec {
     pub out_dir: Option<std::path::PathBuf>,
 }
 
-/// Receives, prints and then acks up to `max` messages; stops after
-/// `wait` with nothing new. Returns how many were printed.
+/// Receives, prints and then acks (with `nack`: leaves) up to `max` messages; stops after
+/// `wait` with nothing new, or at Ctrl-C (SIGINT, [`ToolError::Interrupted`]) with what was
+/// printed complete. Returns how many were printed.
 pub async fn consume<W: Write>(
     config: ClientConfig,
     spec: &ConsumeSpec,
     out: W,
     format: Format,
 ) -> ToolResult<usize> {
-    let consumer = SimpleConsumer::connect(
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut writer =
+        StreamWriter::new(out, format, ConsumedRow::headers(), CONSUME_WIDTHS.to_vec());
+    let connect = SimpleConsumer::connect(
         config,
         spec.group.clone(),
         vec![(spec.topic.clone(), spec.filter.clone())],
-    )
-    .await?;
-    let mut writer =
-        StreamWriter::new(out, format, ConsumedRow::headers(), CONSUME_WIDTHS.to_vec());
-    let outcome = consume_loop(&consumer, spec, &mut writer).await;
+    );
+    let consumer = tokio::select! {
+        c = connect => c?,
+        _ = &mut interrupted => {
+            writer.finish()?;
+            return Err(ToolError::Interrupted);
+        }
+    };
+    let outcome = tokio::select! {
+        r = consume_loop(&consumer, spec, &mut writer) => r,
+        _ = &mut interrupted => Err(ToolError::Interrupted),
+    };
     let printed = writer.finish()?;
+    if matches!(outcome, Err(ToolError::Interrupted)) {
+        // Interrupted: no goodbye to the servers (the process ends; they time the client out).
+        return Err(ToolError::Interrupted);
+    }
     consumer.shutdown().await;
     outcome.map(|()| printed)
 }
@@ -415,6 +462,9 @@ async fn consume_loop<W: Write>(
         let messages = consumer
             .receive(&spec.topic, batch, spec.invisible, left)
             .await?;
+        if let Some(note) = created_note(&spec.group, &consumer.take_groups_created()) {
+            eprintln!("{note}");
+        }
         if messages.is_empty() {
             if last_new.elapsed() >= spec.wait {
                 break;
@@ -440,6 +490,9 @@ async fn consume_loop<W: Write>(
             writer.item(&row)?;
         }
         printed += take as u32;
+        if spec.nack {
+            continue;
+        }
         for (m, res) in shown.iter().zip(consumer.ack_many(shown).await) {
             if let Err(e) = res {
                 ack_failures.push(format!("{}: {e}", m.message_id));
@@ -558,6 +611,19 @@ mod tests {
         let v = serde_json::to_value(&row).unwrap();
         assert_eq!(v["body"], "line1\nline2");
         assert!(v["tag"].is_null());
+    }
+
+    #[test]
+    fn bodies_above_the_cluster_limit_name_the_setting() {
+        assert!(check_body_size(1024, 1024).is_ok());
+        let e = check_body_size(2_000_000, 1_048_576).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("2000000 bytes")
+                && text.contains("limit of 1048576 bytes")
+                && text.contains("`max_body_bytes`"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Output rendering for every command: plain aligned tables (a small
-//! printer of our own) or JSON via serde_json. A result type is a
+//! printer of our own), JSON or JSON lines via serde_json. A result type is a
 //! `serde::Serialize` struct that also implements [`TableRow`]; lists render
-//! as JSON arrays, single results as JSON objects, and both as tables with
-//! one row per item.
+//! as JSON arrays (JSON lines: one compact object per line), single results
+//! as JSON objects (JSON lines: one line), and both as tables with one row
+//! per item.
 
 use serde::Serialize;
 use std::io::Write;
@@ -10,8 +11,19 @@ use std::io::Write;
 /// How results are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Aligned columns with a header line.
     Table,
+    /// Indented JSON: a list is one array.
     Json,
+    /// JSON lines: one compact object per line, for line-oriented tools.
+    Jsonl,
+}
+
+impl Format {
+    /// A JSON form (`json` or `jsonl`).
+    pub fn is_json(self) -> bool {
+        self != Format::Table
+    }
 }
 
 /// A result that can be shown as a table row.
@@ -112,15 +124,31 @@ pub fn render_list<T: TableRow + Serialize>(items: &[T], format: Format) -> Stri
             t.render()
         }
         Format::Json => json(&items),
+        Format::Jsonl => items.iter().map(json_line).collect(),
     }
 }
 
 /// One result: a one-row table, or a JSON object.
 pub fn render_one<T: TableRow + Serialize>(item: &T, format: Format) -> String {
+    render_value(item, format)
+        .unwrap_or_else(|| render_list(std::slice::from_ref(item), Format::Table))
+}
+
+/// One result in a JSON form (indented, or on one line for `jsonl`); `None` for a table,
+/// which the caller lays out.
+pub fn render_value<T: Serialize + ?Sized>(value: &T, format: Format) -> Option<String> {
     match format {
-        Format::Table => render_list(std::slice::from_ref(item), Format::Table),
-        Format::Json => json(item),
+        Format::Table => None,
+        Format::Json => Some(json(value)),
+        Format::Jsonl => Some(json_line(value)),
     }
+}
+
+/// A value as one line of JSON.
+fn json_line<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut s = serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    s
 }
 
 fn json<T: Serialize + ?Sized>(value: &T) -> String {
@@ -131,7 +159,8 @@ fn json<T: Serialize + ?Sized>(value: &T) -> String {
 }
 
 /// Prints results as they arrive (for `consume`): a table with fixed
-/// minimum column widths, or a JSON array with one object per line.
+/// minimum column widths, a JSON array with one object per line, or JSON
+/// lines.
 pub struct StreamWriter<W: Write> {
     out: W,
     format: Format,
@@ -164,6 +193,7 @@ impl<W: Write> StreamWriter<W> {
                         .write_all(format_line(&h, &self.widths).as_bytes())?;
                 }
                 Format::Json => self.out.write_all(b"[")?,
+                Format::Jsonl => {}
             }
         }
         Ok(())
@@ -183,6 +213,7 @@ impl<W: Write> StreamWriter<W> {
                 self.out.write_all(sep.as_bytes())?;
                 self.out.write_all(obj.as_bytes())?;
             }
+            Format::Jsonl => self.out.write_all(json_line(item).as_bytes())?,
         }
         self.count += 1;
         self.out.flush()
@@ -270,6 +301,30 @@ mod tests {
         assert_eq!(w.finish().unwrap(), 0);
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert!(v.as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn json_lines_are_one_compact_object_per_line() {
+        let text = render_list(&rows(), Format::Jsonl);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(second["name"], "longer");
+        assert_eq!(render_list::<Row>(&[], Format::Jsonl), "");
+        assert_eq!(
+            render_one(&rows()[0], Format::Jsonl),
+            "{\"name\":\"a\",\"n\":10}\n"
+        );
+        let mut buf = Vec::new();
+        let mut w = StreamWriter::new(&mut buf, Format::Jsonl, Row::headers(), vec![]);
+        for r in rows() {
+            w.item(&r).unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), 2);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"name\":\"a\",\"n\":10}\n{\"name\":\"longer\",\"n\":2}\n"
+        );
     }
 
     #[test]

@@ -15,7 +15,66 @@ use std::collections::HashMap;
 pub type MemberKey = (String, String, i64);
 
 /// What each member answered to GetBrokerStatus: its status, or why there is none.
-pub type Probes = HashMap<MemberKey, Result<BrokerStatus, String>>;
+pub type Probes = HashMap<MemberKey, Result<BrokerStatus, ProbeFailure>>;
+
+/// Why a member gave no status, in a word for the table.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeCause {
+    /// No connection, or no answer in time.
+    Unreachable,
+    /// It answered: the caller's credentials may not ask (not an admin).
+    Forbidden,
+    /// It answered: the credentials are missing or wrong.
+    Unauthorized,
+    /// It answered with another error.
+    Failed,
+}
+
+impl ProbeCause {
+    /// The cause a failed call's gRPC status code stands for.
+    pub fn of(code: tonic::Code) -> Self {
+        use tonic::Code;
+        match code {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Self::Unreachable,
+            Code::PermissionDenied => Self::Forbidden,
+            Code::Unauthenticated => Self::Unauthorized,
+            _ => Self::Failed,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Forbidden => "forbidden",
+            Self::Unauthorized => "unauthorized",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A member's failed GetBrokerStatus: the cause and the message naming the broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeFailure {
+    pub cause: ProbeCause,
+    pub message: String,
+}
+
+impl std::fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A message without a status code: the broker could not be reached.
+impl From<&str> for ProbeFailure {
+    fn from(message: &str) -> Self {
+        ProbeFailure {
+            cause: ProbeCause::Unreachable,
+            message: message.to_string(),
+        }
+    }
+}
 
 /// "0B", "512B", "1.5KiB", "12.0MiB", "3.2GiB": a byte count for tables.
 pub fn format_bytes(n: i64) -> String {
@@ -206,10 +265,7 @@ fn fields(pairs: &[(&str, String)]) -> String {
 /// `apogee broker status`: the broker's fields, then a master's slaves (as a table); or one
 /// JSON object.
 pub fn render_status(s: &StatusView, f: Format) -> String {
-    if f == Format::Json {
-        let mut text =
-            serde_json::to_string_pretty(s).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-        text.push('\n');
+    if let Some(text) = crate::output::render_value(s, f) {
         return text;
     }
     let started = match (s.started_at_ms, s.uptime_ms) {
@@ -274,6 +330,8 @@ pub struct ClusterRow {
     pub member: BrokerRow,
     /// It answered GetBrokerStatus.
     pub reachable: bool,
+    /// Why it gave no status: unreachable, forbidden, unauthorized or failed.
+    pub cause: Option<ProbeCause>,
     /// Why it did not answer.
     pub error: Option<String>,
     pub log_end_offset: Option<i64>,
@@ -294,8 +352,9 @@ impl TableRow for ClusterRow {
     }
     fn cells(&self) -> Vec<String> {
         let mut c = self.member.cells();
-        c.push(match self.log_end_offset {
-            Some(end) if self.reachable => end.to_string(),
+        c.push(match (self.log_end_offset, self.cause) {
+            (Some(end), _) if self.reachable => end.to_string(),
+            (_, Some(cause)) => cause.word().into(),
             _ => "unreachable".into(),
         });
         c.push(or_dash(self.lag_bytes.map(format_bytes)));
@@ -364,8 +423,13 @@ pub fn cluster_rows(
             };
             ClusterRow {
                 reachable: own.is_some(),
+                cause: match probe {
+                    Some(Err(e)) => Some(e.cause),
+                    Some(Ok(_)) => None,
+                    None => Some(ProbeCause::Unreachable),
+                },
                 error: match probe {
-                    Some(Err(e)) => Some(e.clone()),
+                    Some(Err(e)) => Some(e.message.clone()),
                     Some(Ok(_)) => None,
                     None => Some("not asked: no endpoint registered".into()),
                 },

@@ -135,14 +135,14 @@ pub async fn run(admin: &Admin, args: &ResetOffsetArgs, f: Format) -> ToolResult
     let resp = admin.reset_offset(args).await?;
     let rows = rows(&resp);
     Ok(match f {
-        Format::Json => {
+        Format::Json | Format::Jsonl => {
             let result = ResetResult {
                 group: &args.group,
                 topic: &args.topic,
                 executed: resp.executed,
                 queues: &rows,
             };
-            serde_json::to_string_pretty(&result).expect("serializable") + "\n"
+            crate::output::render_value(&result, f).unwrap_or_default()
         }
         Format::Table => {
             let mut out = render_list(&rows, f);

@@ -5,12 +5,14 @@
 
 use crate::admin::Admin;
 use crate::error::{ToolError, ToolResult};
-use crate::messaging::{build_message, send_each, SendSpec};
+use crate::message_query::rfc3339;
+use crate::messaging::{build_message, producer_for, send_each, SendSpec};
 use crate::output::TableRow;
 use crate::views::format_ago;
-use apogee_client::{ClientConfig, Producer};
+use apogee_client::{ClientConfig, ClientError, Producer};
 use apogee_proto::cluster;
 use apogee_proto::time::now_ms;
+use apogee_proto::v2::Code;
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,32 +25,6 @@ pub enum Delivery {
     At(SystemTime),
     /// After one of the 18 classic delay levels.
     Level(u32),
-}
-
-/// Parses a delay: a number with a unit `ms`, `s`, `m`, `h` or `d` ("30s", "1500ms", "2h").
-pub fn parse_delay(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} needs a unit: ms, s, m, h or d (e.g. 30s)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number followed by a unit"))?;
-    let ms_per = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?}: use ms, s, m, h or d"
-            ))
-        }
-    };
-    n.checked_mul(ms_per)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// Parses an RFC 3339 time ("2026-11-22T09:00:00Z", "2026-11-22T10:00:00+01:00").
@@ -67,13 +43,6 @@ pub fn parse_level(s: &str) -> Result<u32, String> {
     apogee_proto::delay_level::delay_of(level)
         .map(|_| level)
         .ok_or_else(|| "delay levels run from 1 (1s) to 18 (2h)".to_string())
-}
-
-/// Unix ms as RFC 3339 (UTC, milliseconds).
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| ms.to_string())
 }
 
 /// One scheduled send.
@@ -109,9 +78,9 @@ pub async fn send_scheduled(
     spec: &SendSpec,
     delivery: Delivery,
 ) -> (Vec<ScheduledSendRow>, Option<ToolError>) {
-    let producer = match Producer::connect(config).await {
+    let producer = match producer_for(config, spec).await {
         Ok(p) => p,
-        Err(e) => return (Vec::new(), Some(e.into())),
+        Err(e) => return (Vec::new(), Some(e)),
     };
     let base = build_message(spec);
     let out = send_each(spec.count, || {
@@ -128,7 +97,10 @@ pub async fn send_scheduled(
                 .delivery_timestamp
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_millis() as i64);
-            let r = producer.send(message).await?;
+            let r = producer
+                .send(message)
+                .await
+                .map_err(|e| refused_delivery_time(e, at_ms, now_ms()))?;
             Ok(ScheduledSendRow {
                 message_id: r.message_id,
                 recall_handle: r.recall_handle,
@@ -141,6 +113,35 @@ pub async fn send_scheduled(
     .await;
     producer.shutdown().await;
     out
+}
+
+/// A delivery time the broker refused (ILLEGAL_DELIVERY_TIME), told with dates instead of
+/// epoch milliseconds: the time asked for, the broker's limit (`schedule.max_delay_ms`, read
+/// from its answer "... more than N ms from now ...") and the latest time it allows. Other
+/// errors pass unchanged.
+pub fn refused_delivery_time(e: ClientError, at_ms: i64, now: i64) -> ToolError {
+    if e.code() != Some(Code::IllegalDeliveryTime) {
+        return e.into();
+    }
+    let text = e.to_string();
+    let limit_ms = text
+        .split_once("more than ")
+        .and_then(|(_, rest)| rest.split_once(" ms"))
+        .and_then(|(n, _)| n.trim().parse::<u64>().ok());
+    let asked = format!(
+        "delivery time {} (in {})",
+        rfc3339(at_ms),
+        crate::duration::display(Duration::from_millis((at_ms - now).max(0) as u64))
+    );
+    ToolError::Server(match limit_ms {
+        Some(limit) => format!(
+            "{asked} is past the limit: at most {} ahead (the broker's schedule.max_delay_ms \
+             = {limit}), so no later than {}",
+            crate::duration::display(Duration::from_millis(limit)),
+            rfc3339(now.saturating_add(limit as i64))
+        ),
+        None => format!("{asked} refused: {text}"),
+    })
 }
 
 /// A recalled message.
@@ -348,13 +349,6 @@ mod tests {
 
     #[test]
     fn delays_times_and_levels_parse() {
-        assert_eq!(parse_delay("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_delay("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_delay("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_delay("1d"), Ok(Duration::from_secs(86400)));
-        assert!(parse_delay("30").is_err());
-        assert!(parse_delay("s").is_err());
-        assert!(parse_delay("3w").is_err());
         let t = parse_time("2026-11-22T10:00:00+01:00").unwrap();
         assert_eq!(
             rfc3339(t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64),
@@ -364,6 +358,26 @@ mod tests {
         assert_eq!(parse_level("18"), Ok(18));
         assert!(parse_level("0").is_err());
         assert!(parse_level("19").is_err());
+    }
+
+    #[test]
+    fn a_refused_delivery_time_is_shown_as_dates_and_the_limit() {
+        let now = 1_800_000_000_000;
+        let at = now + 30 * 86_400_000;
+        let server = ClientError::Server(apogee_proto::ApogeeError::IllegalDeliveryTime(format!(
+            "delivery time {at} ms is more than 604800000 ms from now (the broker's \
+             schedule.max_delay_ms)"
+        )));
+        let text = refused_delivery_time(server, at, now).to_string();
+        assert_eq!(
+            text,
+            "delivery time 2027-02-14T08:00:00.000Z (in 30d) is past the limit: at most 7d \
+             ahead (the broker's schedule.max_delay_ms = 604800000), so no later than \
+             2027-01-22T08:00:00.000Z"
+        );
+        assert!(!text.contains(&at.to_string()), "{text}");
+        let other = refused_delivery_time(ClientError::Timeout, at, now);
+        assert_eq!(other.to_string(), "request timed out");
     }
 
     #[test]

@@ -2,12 +2,23 @@
 //! `--tls-key`, or `APOGEE_TLS*` in the environment): every connection the CLI makes, to
 //! NameServers and brokers alike, uses them.
 
+use apogee_client::transport::parse_host_port;
 use apogee_client::ClientTls;
 use clap::Args;
 use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What a plain-text call to a TLS server fails with: the server's TLS alert, read as an
+/// HTTP/2 frame, is "h2 protocol error: ... frame with invalid size".
+const GARBLED_H2: [&str; 2] = ["h2 protocol error", "frame with invalid size"];
+
+/// How long [`speaks_tls`] waits for a server's first bytes.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How the CLI talks TLS.
 #[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = crate::cli::GLOBAL_OPTIONS)]
 pub struct TlsArgs {
     /// Connect over TLS (the system's root certificates unless --tls-ca-file is given).
     #[arg(long, global = true, env = "APOGEE_TLS")]
@@ -50,6 +61,62 @@ impl TlsArgs {
             _ => Err("--tls-cert and --tls-key go together".into()),
         }
     }
+}
+
+/// Whether the server at `addr` speaks TLS: it answers the HTTP/2 preface with a TLS record
+/// (an alert: content type 21, version 3.x) where an HTTP/2 server sends frames.
+pub async fn speaks_tls(addr: &str) -> bool {
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head == [0x15, 0x03])
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Some(true))
+    )
+}
+
+/// For the error `text` of a plain-text run: when it is an HTTP/2 protocol error and a server
+/// it names (or, naming none, one of `nameservers`) speaks TLS, the error to print instead:
+/// what was being done, then "the server speaks TLS: use --tls".
+pub async fn explain_plain_text_to_tls(text: &str, nameservers: &[String]) -> Option<String> {
+    let at = GARBLED_H2.iter().filter_map(|m| text.find(m)).min()?;
+    let named: Vec<String> = text
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| matches!(c, ':' | ',' | '(' | ')' | ';')))
+        .filter(|w| parse_host_port(w).is_ok())
+        .map(str::to_string)
+        .collect();
+    let candidates = if named.is_empty() {
+        nameservers
+    } else {
+        &named[..]
+    };
+    for addr in candidates {
+        if speaks_tls(addr).await {
+            let doing = text[..at].trim_end_matches(|c: char| c == ':' || c.is_whitespace());
+            let doing = doing
+                .strip_suffix("transport error")
+                .unwrap_or(doing)
+                .trim_end_matches(|c: char| c == ':' || c.is_whitespace());
+            let advice = format!(
+                "the server at {addr} speaks TLS: use --tls (with --tls-ca-file FILE when its \
+                 certificate is from a private CA)"
+            );
+            return Some(if doing.is_empty() {
+                advice
+            } else {
+                format!("{doing}: {advice}")
+            });
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use super::produce::BenchSpec;
 use super::produce::STAMP_LEN;
 use crate::cli::ranged;
 use crate::cli::{group_name, topic_name};
+use crate::duration::{parse_duration, parse_positive, parse_within};
 use crate::error::{ToolError, ToolResult};
-use crate::schedule::parse_delay;
 use apogee_proto::limits;
 use clap::{Args, Subcommand};
 use std::time::Duration;
@@ -64,8 +64,8 @@ pub struct BenchProduceArgs {
     /// Messages per request.
     #[arg(long, default_value_t = 1, value_parser = batch_size)]
     pub batch: u32,
-    /// Run time: seconds, or a number with a unit (ms, s, m, h). Default 10 s unless --count
-    /// is given; with both, whichever comes first ends the run.
+    /// Run time (e.g. 30s, 2m; a bare number is seconds). Default 10 s unless --count is
+    /// given; with both, whichever comes first ends the run.
     #[arg(long, value_name = "DURATION", value_parser = run_time)]
     pub duration: Option<Duration>,
     /// Stop after this many messages (e.g. to preload a backlog).
@@ -77,10 +77,10 @@ pub struct BenchProduceArgs {
     pub transaction: bool,
     /// Send scheduled (DELAY) messages due this long after each send (e.g. 20s, 2h); the topic
     /// must accept DELAY messages.
-    #[arg(long, value_name = "DURATION", value_parser = parse_delay)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub delay: Option<Duration>,
     /// Spread the due times uniformly over [delay, delay + spread).
-    #[arg(long, value_name = "DURATION", value_parser = parse_delay, requires = "delay")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "delay")]
     pub delay_spread: Option<Duration>,
     /// Send FIFO messages spread round-robin over N message groups (g0 .. gN-1); the topic
     /// must accept FIFO messages. Each request carries one message group.
@@ -140,23 +140,24 @@ pub struct BenchConsumeArgs {
     /// Messages asked for per receive.
     #[arg(long, default_value_t = 32, value_parser = receive_batch)]
     pub batch: u32,
-    /// Run time: seconds, or a number with a unit (ms, s, m, h). Default 10 s unless --count
-    /// is given; with both, whichever comes first ends the run.
+    /// Run time (e.g. 30s, 2m; a bare number is seconds). Default 10 s unless --count is
+    /// given; with both, whichever comes first ends the run.
     #[arg(long, value_name = "DURATION", value_parser = run_time)]
     pub duration: Option<Duration>,
     /// Stop once this many messages were received and acknowledged.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
-    /// Seconds a received message stays hidden from other consumers.
-    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = invisible_secs)]
-    pub invisible: u64,
-    /// Long-polling time of each receive, in seconds.
-    #[arg(long, default_value_t = 5, value_name = "SECS", value_parser = long_poll_secs)]
-    pub wait: u64,
-    /// With --count only: stop after this many seconds without a new message.
-    #[arg(long, default_value_t = 10, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub idle: u64,
+    /// How long a received message stays hidden from other consumers (1s to 12h; a bare
+    /// number is seconds).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = invisible)]
+    pub invisible: Duration,
+    /// Long-polling time of each receive (1s to 30s; a bare number is seconds).
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = long_poll)]
+    pub wait: Duration,
+    /// With --count only: stop after this long without a new message (a bare number is
+    /// seconds).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_positive)]
+    pub idle: Duration,
     #[command(flatten)]
     pub common: BenchCommon,
 }
@@ -221,10 +222,9 @@ impl BenchConsumeArgs {
             batch: self.batch,
             duration: run_limit(self.duration, self.count),
             count: self.count,
-            invisible: Duration::from_secs(self.invisible),
-            wait: Duration::from_secs(self.wait),
-            idle: (self.duration.is_none() && self.count.is_some())
-                .then(|| Duration::from_secs(self.idle)),
+            invisible: self.invisible,
+            wait: self.wait,
+            idle: (self.duration.is_none() && self.count.is_some()).then_some(self.idle),
             stamp: None,
         }
     }
@@ -252,28 +252,26 @@ fn receive_batch(s: &str) -> Result<u32, String> {
     ranged(s, 1, limits::MAX_RECEIVE_BATCH as u32)
 }
 
-fn invisible_secs(s: &str) -> Result<u64, String> {
-    ranged(
+/// An invisible duration within the protocol's bounds (shared with `apogee consume`).
+pub(crate) fn invisible(s: &str) -> Result<Duration, String> {
+    parse_within(
         s,
-        limits::MIN_INVISIBLE_MS as u64 / 1000,
-        limits::MAX_INVISIBLE_MS as u64 / 1000,
+        Duration::from_millis(limits::MIN_INVISIBLE_MS as u64),
+        Duration::from_millis(limits::MAX_INVISIBLE_MS as u64),
     )
 }
 
-fn long_poll_secs(s: &str) -> Result<u64, String> {
-    ranged(s, 1, limits::MAX_LONG_POLLING_MS as u64 / 1000)
+fn long_poll(s: &str) -> Result<Duration, String> {
+    parse_within(
+        s,
+        Duration::from_secs(1),
+        Duration::from_millis(limits::MAX_LONG_POLLING_MS as u64),
+    )
 }
 
 /// A run time: whole seconds ("10") or a number with a unit ("1500ms", "30s", "2m"); not zero.
 pub fn run_time(s: &str) -> Result<Duration, String> {
-    let d = match s.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => parse_delay(s)?,
-    };
-    if d.is_zero() {
-        return Err("the run time must be more than zero".into());
-    }
-    Ok(d)
+    parse_positive(s).map_err(|e| format!("the run time {e}"))
 }
 
 #[cfg(test)]
@@ -362,7 +360,12 @@ mod tests {
         assert!(produce(&["--delay", "1s", "--transaction"]).is_err());
         assert!(produce(&["--message-groups", "2", "--transaction"]).is_err());
         assert!(produce(&["--message-groups", "0"]).is_err());
-        assert!(produce(&["--delay", "20"]).is_err());
+        let bare = produce(&["--delay", "20"]).unwrap().spec().unwrap();
+        assert_eq!(
+            bare.delay,
+            Some(Duration::from_secs(20)),
+            "a bare number is seconds"
+        );
         assert!(produce(&["--rate", "0"]).is_err());
     }
 
