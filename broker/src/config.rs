@@ -42,6 +42,9 @@ pub struct BrokerConfig {
     pub log_level: Option<String>,
     /// Log lines as text or as JSON objects.
     pub log_format: apogee_nameserver::logging::LogFormat,
+    /// NameServer addresses (`host:port`): a list, or one string with `;` or `,` between
+    /// them (RocketMQ's `namesrvAddr`); each is checked by [`BrokerConfig::validate`].
+    #[serde(deserialize_with = "address_list")]
     pub nameservers: Vec<String>,
     pub data_dir: PathBuf,
     pub auto_create_topics: bool,
@@ -245,6 +248,26 @@ impl Default for BrokerConfig {
     }
 }
 
+/// `nameservers` as a list of strings or one string, each split at `;` and `,` (so
+/// `APOGEE_BROKER_NAMESERVERS='a:9876;b:9876'` and `nameservers = ["a:9876;b:9876"]` are
+/// two NameServers, as they are to the CLI and the client).
+fn address_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let entries = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    Ok(entries
+        .iter()
+        .flat_map(|e| apogee_proto::names::split_address_list(e))
+        .collect())
+}
+
 /// A configuration that parses but cannot work.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid broker config: {0}")]
@@ -285,6 +308,11 @@ impl BrokerConfig {
         self.tls.validate().or_else(bad)?;
         if self.nameservers.is_empty() {
             return bad("at least one nameserver is required".into());
+        }
+        for ns in &self.nameservers {
+            if let Err(e) = apogee_proto::names::parse_host_port(ns) {
+                return bad(format!("nameservers: {e}"));
+            }
         }
         if !(1..=apogee_proto::limits::MAX_QUEUES_PER_TOPIC).contains(&self.default_queue_count) {
             return bad("default_queue_count must be within 1..=1024".into());
@@ -398,6 +426,45 @@ mod tests {
             ..slave_id_as_master
         };
         assert!(slave.validate().is_ok());
+    }
+
+    #[test]
+    fn nameserver_lists_split_at_semicolons_and_commas() {
+        let want = vec!["a:9876".to_string(), "b:9876".into(), "c:9876".into()];
+        for text in [
+            "nameservers = \"a:9876;b:9876,c:9876\"",
+            "nameservers = [\"a:9876;b:9876\", \"c:9876\"]",
+            "nameservers = [\"a:9876\", \"b:9876\", \"c:9876\"]",
+        ] {
+            let c: BrokerConfig = toml::from_str(text).unwrap();
+            assert_eq!(c.nameservers, want, "{text}");
+            c.validate().unwrap();
+        }
+        let err = toml::from_str::<BrokerConfig>("nameservers = 5").unwrap_err();
+        assert!(err.to_string().contains("nameservers"), "{err}");
+    }
+
+    #[test]
+    fn bad_nameserver_addresses_are_named() {
+        for (list, bad) in [
+            ("a:9876;b", "\"b\""),
+            ("a:9876;b:99999", "\"b:99999\""),
+            ("a:0", "\"a:0\""),
+            ("a:port", "\"a:port\""),
+        ] {
+            let c = BrokerConfig {
+                nameservers: apogee_proto::names::split_address_list(list),
+                ..BrokerConfig::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("nameservers") && err.contains(bad),
+                "{list}: {err}"
+            );
+        }
+        let none: BrokerConfig = toml::from_str("nameservers = \" ; \"").unwrap();
+        let err = none.validate().unwrap_err().to_string();
+        assert!(err.contains("at least one nameserver"), "{err}");
     }
 
     #[test]

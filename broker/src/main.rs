@@ -36,7 +36,8 @@ struct Args {
     /// Address to listen on (overrides `listen`).
     #[arg(long)]
     listen: Option<String>,
-    /// NameServer address; repeat for several (overrides `nameservers`).
+    /// NameServer address (host:port); repeat for several, or separate them by ';' or ','
+    /// (overrides `nameservers`).
     #[arg(long = "nameserver")]
     nameservers: Vec<String>,
     /// Broker group name (overrides `broker_name`).
@@ -63,7 +64,11 @@ fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
         config.listen = l.clone();
     }
     if !args.nameservers.is_empty() {
-        config.nameservers = args.nameservers.clone();
+        config.nameservers = args
+            .nameservers
+            .iter()
+            .flat_map(|list| apogee_proto::names::split_address_list(list))
+            .collect();
     }
     if let Some(n) = &args.broker_name {
         config.broker_name = n.clone();

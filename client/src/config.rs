@@ -55,13 +55,7 @@ impl ClientConfig {
 
     /// Replaces the NameServer list (`host:port`, separated by `;` or `,`).
     pub fn with_nameservers(mut self, nameservers: impl AsRef<str>) -> Self {
-        self.nameservers = nameservers
-            .as_ref()
-            .split([';', ','])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
+        self.nameservers = apogee_proto::names::split_address_list(nameservers.as_ref());
         self
     }
 

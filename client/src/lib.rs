@@ -42,6 +42,7 @@ mod telemetry;
 pub mod transaction;
 pub mod transport;
 
+pub use access_point::{FailoverChannel, Unreachable};
 pub use apogee_proto::tls::ClientTls;
 pub use config::ClientConfig;
 pub use consumer::SimpleConsumer;

@@ -27,17 +27,8 @@ pub type MessagingClient = v2::messaging_service_client::MessagingServiceClient<
 
 /// Splits `host:port` (IPv6 hosts in brackets) and checks the port.
 pub fn parse_host_port(addr: &str) -> Result<(String, u16)> {
-    let bad = || ClientError::Config(format!("invalid address {addr:?}, expected host:port"));
-    let (host, port) = addr.trim().rsplit_once(':').ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(bad());
-    }
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    if port == 0 {
-        return Err(bad());
-    }
-    Ok((host.to_string(), port))
+    apogee_proto::names::parse_host_port(addr)
+        .map_err(|e| ClientError::Config(format!("invalid address: {e}")))
 }
 
 /// The protocol's `Endpoints` for a `host:port` address.
@@ -76,6 +67,16 @@ pub fn connect_channel(
     connect_timeout: Duration,
     tls: Option<&ClientTls>,
 ) -> Result<Channel> {
+    Ok(endpoint(addr, connect_timeout, tls)?.connect_lazy())
+}
+
+/// The endpoint of `host:port` every channel of the client is made from (timeouts,
+/// keepalive, TLS with `tls`).
+pub(crate) fn endpoint(
+    addr: &str,
+    connect_timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<tonic::transport::Endpoint> {
     let (host, port) = parse_host_port(addr)?;
     let host_port = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -90,7 +91,7 @@ pub fn connect_channel(
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
         .http2_adaptive_window(true);
-    Ok(endpoint.connect_lazy())
+    Ok(endpoint)
 }
 
 /// The metadata headers one request carries.

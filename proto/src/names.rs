@@ -1,4 +1,5 @@
-//! Well-known names: default ports, internal (system) topics and the topics
+//! Well-known names: default ports, how a list of NameServer addresses is
+//! written ([`parse_address_list`]), internal (system) topics and the topics
 //! derived from a consumer group. Clients may never write a system topic.
 
 /// Default NameServer gRPC port (RocketMQ's).
@@ -9,6 +10,67 @@ pub const DEFAULT_BROKER_PORT: u16 = 10911;
 pub const DEFAULT_NAMESERVER_HTTP_PORT: u16 = 5556;
 /// Default port of the broker's HTTP operations endpoint (RocketMQ's Prometheus exporter port).
 pub const DEFAULT_BROKER_HTTP_PORT: u16 = 5557;
+
+/// Splits a list of addresses written with `;` (RocketMQ's `namesrvAddr`) or `,` between
+/// them, in any mix: each entry trimmed, empty ones dropped. The entries are not checked
+/// (see [`parse_host_port`] and [`parse_address_list`]).
+pub fn split_address_list(list: &str) -> Vec<String> {
+    list.split([';', ','])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks one `host:port` address (an IPv6 host in brackets, `[::1]:9876`) and returns
+/// its host (without brackets) and port. The port must be within 1..=65535; the error
+/// says what is wrong, not which setting it came from.
+pub fn parse_host_port(addr: &str) -> Result<(String, u16), String> {
+    let addr = addr.trim();
+    if addr.contains("://") {
+        return Err(format!("{addr:?} is not host:port (leave out the scheme)"));
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("{addr:?} is not host:port (no port)"));
+    };
+    let host = match host.strip_prefix('[') {
+        Some(h) => h
+            .strip_suffix(']')
+            .ok_or_else(|| format!("{addr:?} is not host:port (unclosed '[')"))?,
+        None if host.contains(':') => {
+            return Err(format!(
+                "{addr:?} is not host:port (write an IPv6 host in brackets: [::1]:9876)"
+            ))
+        }
+        None => host,
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(format!("{addr:?} is not host:port (bad host {host:?})"));
+    }
+    match port.parse::<u32>() {
+        Ok(p @ 1..=65535) => Ok((host.to_string(), p as u16)),
+        Ok(p) => Err(format!("{addr:?}: port {p} is not within 1..=65535")),
+        Err(_) => Err(format!(
+            "{addr:?} is not host:port (port {port:?} is not a number)"
+        )),
+    }
+}
+
+/// A list of `host:port` addresses separated by `;` or `,` ([`split_address_list`]), each
+/// checked ([`parse_host_port`]); the error names the first bad entry. An empty list is an
+/// error too.
+pub fn parse_address_list(list: &str) -> Result<Vec<String>, String> {
+    let addrs = split_address_list(list);
+    if addrs.is_empty() {
+        return Err(format!(
+            "{list:?} holds no address (expected host:port, several separated by ';' or ',')"
+        ));
+    }
+    for a in &addrs {
+        parse_host_port(a)?;
+    }
+    Ok(addrs)
+}
 
 /// Where transactional half messages wait for their outcome.
 pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
@@ -57,5 +119,51 @@ mod tests {
         assert!(is_system_topic(&dlq_topic("g")));
         assert!(!is_system_topic("orders"));
         assert!(!is_system_topic("RMQ_orders"));
+    }
+
+    #[test]
+    fn address_lists_take_semicolons_commas_and_blanks() {
+        let want = vec!["a:1".to_string(), "b:2".into(), "c:3".into()];
+        for list in [
+            "a:1;b:2;c:3",
+            "a:1,b:2,c:3",
+            " a:1 ; b:2, c:3 ;",
+            ";;a:1,,b:2;,c:3",
+        ] {
+            assert_eq!(split_address_list(list), want, "{list:?}");
+            assert_eq!(parse_address_list(list).unwrap(), want, "{list:?}");
+        }
+        assert!(split_address_list(" ; , ").is_empty());
+        assert!(parse_address_list(" ; ")
+            .unwrap_err()
+            .contains("holds no address"));
+    }
+
+    #[test]
+    fn host_port_checks_name_the_bad_entry() {
+        assert_eq!(parse_host_port("ns1:9876"), Ok(("ns1".into(), 9876)));
+        assert_eq!(parse_host_port(" 10.0.0.1:1 "), Ok(("10.0.0.1".into(), 1)));
+        assert_eq!(parse_host_port("[::1]:65535"), Ok(("::1".into(), 65535)));
+        for (bad, says) in [
+            ("ns1", "no port"),
+            ("ns1:", "is not a number"),
+            ("ns1:port", "is not a number"),
+            ("ns1:0", "port 0 is not within 1..=65535"),
+            ("ns1:65536", "port 65536 is not within 1..=65535"),
+            ("ns1:-1", "is not a number"),
+            (":9876", "bad host"),
+            ("::1:9876", "IPv6 host in brackets"),
+            ("[::1:9876", "unclosed"),
+            ("ns 1:9876", "bad host"),
+            ("http://ns1:9876", "leave out the scheme"),
+        ] {
+            let e = parse_host_port(bad).unwrap_err();
+            assert!(
+                e.contains(&format!("{bad:?}")) && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse_address_list("a:1;b:99999;c").unwrap_err();
+        assert!(e.contains("\"b:99999\"") && e.contains("65535"), "{e}");
     }
 }

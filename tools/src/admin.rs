@@ -6,13 +6,16 @@
 use crate::error::{ToolError, ToolResult};
 use crate::views::info;
 pub use crate::views::*;
-use apogee_client::transport::{connect_channel, request};
-use apogee_client::ClientConfig;
+use apogee_client::transport::request;
+use apogee_client::{ClientConfig, FailoverChannel, Unreachable};
 use apogee_proto::cluster::{self, admin_client::AdminClient, registry_client::RegistryClient};
 use apogee_proto::v2::{MessageType, Permission};
 use apogee_proto::{limits, names, time::now_ms};
 use std::time::Duration;
-use tonic::transport::Channel;
+
+/// The channel every admin call goes through: to the first NameServer of `--nameserver`
+/// that accepts a connection ([`FailoverChannel`]).
+pub type NameServerChannel = FailoverChannel;
 
 /// Queue permission as the CLI spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -64,34 +67,35 @@ pub(crate) fn check_topic_name(name: &str) -> ToolResult<()> {
     limits::validate_topic(name).map_err(|e| ToolError::Usage(e.to_string()))
 }
 
-/// A connection to one NameServer's Registry and Admin services.
+/// A connection to the Registry and Admin services of a NameServer: the first of the
+/// given ones that accepts a connection. One that cannot be reached is skipped; an answer,
+/// whatever its status, is the answer.
 pub struct Admin {
-    nameserver: String,
+    channel: NameServerChannel,
     pub(crate) config: ClientConfig,
-    registry: RegistryClient<Channel>,
-    pub(crate) admin: AdminClient<Channel>,
+    registry: RegistryClient<NameServerChannel>,
+    pub(crate) admin: AdminClient<NameServerChannel>,
 }
 
 impl Admin {
-    /// Prepares a connection to `nameserver` (`host:port`); it is made on
-    /// the first call.
+    /// Prepares a connection to `nameservers` (`host:port`, several separated by `;` or
+    /// `,`, tried in that order); it is made on the first call.
     pub fn connect(
-        nameserver: &str,
+        nameservers: &str,
         timeout: Duration,
         tls: Option<apogee_client::ClientTls>,
     ) -> ToolResult<Admin> {
-        let mut config = ClientConfig::new(nameserver).with_request_timeout(timeout);
+        let mut config = ClientConfig::new(nameservers).with_request_timeout(timeout);
         config.tls = tls;
-        let first = config
-            .nameservers
-            .first()
-            .cloned()
-            .ok_or_else(|| ToolError::Usage("no nameserver address given".into()))?;
-        let channel = connect_channel(&first, timeout, config.tls.as_ref())?;
+        if config.nameservers.is_empty() {
+            return Err(ToolError::Usage("no nameserver address given".into()));
+        }
+        let channel = FailoverChannel::new(&config.nameservers, timeout, config.tls.as_ref())
+            .map_err(|e| ToolError::Usage(format!("--nameserver: {e}")))?;
         Ok(Admin {
-            nameserver: first,
             registry: RegistryClient::new(channel.clone()),
-            admin: AdminClient::new(channel),
+            admin: AdminClient::new(channel.clone()),
+            channel,
             config,
         })
     }
@@ -109,9 +113,14 @@ impl Admin {
         request(&self.config, message, self.config.request_timeout)
     }
 
+    /// Maps a failed call's status to the CLI's error, naming the NameServer that answered
+    /// (or, when none could be reached, each one and why).
     pub(crate) fn err(&self, topic: Option<&str>) -> impl Fn(tonic::Status) -> ToolError + '_ {
         let topic = topic.map(str::to_string);
-        move |s| ToolError::from_status(s, &self.nameserver, topic.as_deref())
+        move |s| match Unreachable::of(&s) {
+            Some(unreachable) => ToolError::Server(unreachable.to_string()),
+            None => ToolError::from_status(s, &self.channel.current(), topic.as_deref()),
+        }
     }
 
     /// Creates a topic on the given broker groups (all when empty).

@@ -24,6 +24,9 @@
 //! - [`cluster_trust`]: the cluster secret: a broker without it cannot register, a fake
 //!   slave cannot open the replication stream.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
+//! - [`cli_nameservers`]: NameServer lists with `;` or `,`: admin commands go on through the
+//!   next NameServer when the first cannot be reached; a broker takes such a list from the
+//!   environment; `--check-config` names a bad address.
 //! - [`config_import`]: `apogee config import` turns a RocketMQ broker.conf into a
 //!   TOML `apogee-broker --check-config` accepts; bad values exit 1 naming key and line.
 //! - [`consumer_groups`]: retries with the group's backoff, FIFO message groups,
@@ -58,6 +61,7 @@ mod auth;
 mod bad_input;
 mod bench;
 mod cli;
+mod cli_nameservers;
 mod cluster_trust;
 mod config_import;
 mod consumer_groups;
