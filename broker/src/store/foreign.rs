@@ -80,8 +80,8 @@ struct ForeignSegment {
 impl ForeignSegment {
     fn describe(&self) -> String {
         format!(
-            "{} starts with magic {} where an Apogee segment has its first record's magic \
-             ({MAGIC:#010x} \"APG2\" or {MAGIC_V1:#010x} \"APG1\") and is not all zeros",
+            "{} starts with magic {} (an Apogee segment starts with zeros or with a record of \
+             magic {MAGIC:#010x} \"APG2\" or {MAGIC_V1:#010x} \"APG1\")",
             self.path.display(),
             describe_magic(self.magic)
         )
@@ -97,13 +97,26 @@ struct CommitLogFindings {
     foreign: Option<ForeignSegment>,
 }
 
-fn entry_names(dir: &Path) -> std::io::Result<Vec<(String, bool)>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let is_dir = entry.file_type()?.is_dir();
-        names.push((entry.file_name().to_string_lossy().into_owned(), is_dir));
+/// An error reading `path` while checking, naming it.
+fn unreadable(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::DataDir {
+        dir: path.to_path_buf(),
+        reason: format!("cannot be read to check what it holds: {e}"),
     }
+}
+
+/// The names of the entries of `dir`, sorted, each with whether it is a directory.
+fn entry_names(dir: &Path) -> Result<Vec<(String, bool)>, StoreError> {
+    let list = || -> std::io::Result<Vec<(String, bool)>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let is_dir = entry.file_type()?.is_dir();
+            names.push((entry.file_name().to_string_lossy().into_owned(), is_dir));
+        }
+        Ok(names)
+    };
+    let mut names = list().map_err(|e| unreadable(dir, e))?;
     names.sort();
     Ok(names)
 }
@@ -116,7 +129,7 @@ fn shown(name: &str, is_dir: bool) -> String {
     }
 }
 
-fn examine_commitlog(dir: &Path) -> std::io::Result<CommitLogFindings> {
+fn examine_commitlog(dir: &Path) -> Result<CommitLogFindings, StoreError> {
     let mut found = CommitLogFindings::default();
     for (name, is_dir) in entry_names(dir)? {
         if name == LOST_FOUND && is_dir {
@@ -128,7 +141,8 @@ fn examine_commitlog(dir: &Path) -> std::io::Result<CommitLogFindings> {
         }
         if found.foreign.is_none() {
             let path = dir.join(&name);
-            if let Some(magic) = foreign_magic(&File::open(&path)?)? {
+            let magic = File::open(&path).and_then(|f| foreign_magic(&f));
+            if let Some(magic) = magic.map_err(|e| unreadable(&path, e))? {
                 found.foreign = Some(ForeignSegment { path, magic });
             }
         }
