@@ -8,13 +8,22 @@
 //! default (see `deploy/broker.toml`). Every other RocketMQ key is reported as
 //! ignored with the reason, and a value Apogee cannot take is an error naming the
 //! key and its line.
+//!
+//! A broker with ACLs on (`aclEnable`, or RocketMQ 5's `authenticationEnabled` /
+//! `authorizationEnabled`) becomes one with `security.authentication` on, never an open one.
+//! RocketMQ kept its accounts in `plain_acl.yml`, not broker.conf: read from `--acl-file`
+//! or beside the input ([`plain_acl`]), they become the `apogee user` / `apogee acl`
+//! commands of the steps printed with the config ([`Imported::steps`]).
 
 use crate::error::{ToolError, ToolResult};
 use crate::output::{Format, Table};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+#[path = "plain_acl.rs"]
+pub mod plain_acl;
 
 /// `apogee config ...`.
 #[derive(Debug, Subcommand)]
@@ -32,6 +41,32 @@ pub struct ImportArgs {
     /// Write the TOML to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// RocketMQ's ACL accounts (plain_acl.yml), read when the input has ACLs on (default:
+    /// plain_acl.yml beside BROKER_CONF, when there is one).
+    #[arg(long, value_name = "FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// Where the imported config expects its secret files (cluster.secret, admin.secret)
+    /// when the input has ACLs on.
+    #[arg(long, value_name = "DIR", default_value = "/etc/apogee")]
+    pub secrets_dir: String,
+}
+
+/// What an import takes besides broker.conf itself.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// plain_acl.yml's text and its name, when one was found.
+    pub acl_file: Option<(String, String)>,
+    /// The directory the secret files are named in.
+    pub secrets_dir: String,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            acl_file: None,
+            secrets_dir: "/etc/apogee".into(),
+        }
+    }
 }
 
 /// One `key = value` entry of a properties file.
@@ -59,6 +94,9 @@ pub struct Imported {
     pub mapped: Vec<String>,
     /// The RocketMQ keys left out, in file order.
     pub ignored: Vec<Ignored>,
+    /// What the operator must do before the broker starts (shell commands, and `#` notes),
+    /// also in the TOML's header; empty when nothing is needed.
+    pub steps: Vec<String>,
 }
 
 /// A value Apogee cannot take.
@@ -90,6 +128,8 @@ struct BrokerToml {
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    advertise: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     nameservers: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<String>,
@@ -100,15 +140,35 @@ struct BrokerToml {
     #[serde(skip_serializing_if = "StoreToml::is_empty")]
     store: StoreToml,
     #[serde(skip_serializing_if = "Option::is_none")]
+    consume: Option<ConsumeToml>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     security: Option<SecurityToml>,
 }
 
-/// A RocketMQ broker listens on every address and, without ACLs, takes anyone: the imported
-/// config says so explicitly (Apogee refuses that unless told).
 #[derive(Debug, Serialize)]
-struct SecurityToml {
-    allow_anonymous: bool,
+struct ConsumeToml {
+    auto_create_groups: bool,
 }
+
+/// A RocketMQ broker listens on every address. Without ACLs it takes anyone, and the imported
+/// config says so explicitly (Apogee refuses that unless told); with ACLs on, authentication
+/// is on.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum SecurityToml {
+    Anonymous {
+        allow_anonymous: bool,
+    },
+    Authenticated {
+        authentication: bool,
+        cluster_secret_file: String,
+        admin_access_key: String,
+        admin_secret_file: String,
+    },
+}
+
+/// The bootstrap admin's access key when plain_acl.yml names no admin account.
+const DEFAULT_ADMIN: &str = "admin";
 
 #[derive(Debug, Default, Serialize)]
 struct StoreToml {
@@ -219,13 +279,25 @@ fn unescape(s: &str) -> String {
 }
 
 /// Converts broker.conf text into Apogee's broker TOML; `source` names the file in the
-/// header.
+/// header. No plain_acl.yml; secret files named in /etc/apogee.
 pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
+    import_with(text, source, &ImportOptions::default())
+}
+
+/// [`import`] with plain_acl.yml and where the secret files go ([`ImportOptions`]).
+pub fn import_with(
+    text: &str,
+    source: &str,
+    opts: &ImportOptions,
+) -> Result<Imported, ImportError> {
     let mut cfg = BrokerToml::default();
     let mut mapped: Vec<String> = Vec::new();
     let mut ignored: Vec<Ignored> = Vec::new();
     // Line of brokerId / brokerRole, for the consistency check.
     let (mut id_line, mut role_line) = (None, None);
+    let (mut listen_port, mut broker_ip) = (None, None);
+    // The ACL switches (aclEnable ...) as last set, in file order.
+    let mut acl_switches: Vec<(String, bool)> = Vec::new();
     for p in parse_properties(text) {
         let v = p.value.trim();
         let bad = |message: String| ImportError {
@@ -269,13 +341,28 @@ pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
                     .filter(|p| *p > 0)
                     .ok_or_else(|| bad("expected a port number 1..=65535".into()))?;
                 cfg.listen = Some(format!("0.0.0.0:{port}"));
-                cfg.security = Some(SecurityToml {
-                    allow_anonymous: true,
-                });
+                listen_port = Some(port);
+            }
+            "brokerIP1" => {
+                let ip = v
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| bad("expected an IP address (clients dial it)".into()))?;
+                broker_ip = Some(ip);
+            }
+            "aclEnable" | "authenticationEnabled" | "authorizationEnabled" => {
+                let on = parse_bool(v).map_err(bad)?;
+                acl_switches.retain(|(k, _)| *k != p.key);
+                acl_switches.push((p.key.clone(), on));
+            }
+            "autoCreateSubscriptionGroup" => {
+                cfg.consume = Some(ConsumeToml {
+                    auto_create_groups: parse_bool(v).map_err(bad)?,
+                })
             }
             "namesrvAddr" => cfg.nameservers = Some(nameservers(v).map_err(bad)?),
             "storePathRootDir" => cfg.data_dir = Some(non_empty(v).map_err(bad)?),
-            "mappedFileSizeCommitLog" => {
+            // RocketMQ 4 spelled it with one p; both are read.
+            "mappedFileSizeCommitLog" | "mapedFileSizeCommitLog" => {
                 let n = v
                     .parse::<u64>()
                     .ok()
@@ -308,13 +395,7 @@ pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
                     .ok_or_else(|| bad(format!("expected a size in bytes within 1..={max}")))?;
                 cfg.max_body_bytes = Some(n);
             }
-            "autoCreateTopicEnable" => {
-                cfg.auto_create_topics = Some(match v.to_ascii_lowercase().as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(bad("expected true or false".into())),
-                })
-            }
+            "autoCreateTopicEnable" => cfg.auto_create_topics = Some(parse_bool(v).map_err(bad)?),
             key => {
                 let reason = match key {
                     "deleteWhen" => NO_DELETE_HOUR,
@@ -332,6 +413,46 @@ pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
         mapped.push(p.key);
     }
     check_role_and_id(&cfg, id_line, role_line)?;
+    if let Some(ip) = broker_ip {
+        // RocketMQ publishes brokerIP1 with listenPort (10911 unless set) and listens on
+        // every address.
+        let port = listen_port.unwrap_or(apogee_proto::names::DEFAULT_BROKER_PORT);
+        cfg.advertise = Some(std::net::SocketAddr::new(ip, port).to_string());
+        if cfg.listen.is_none() {
+            let any = if ip.is_ipv6() { "[::]" } else { "0.0.0.0" };
+            cfg.listen = Some(format!("{any}:{port}"));
+        }
+    }
+    let acl_key = acl_switches
+        .iter()
+        .find(|(_, on)| *on)
+        .map(|(k, _)| k.as_str());
+    let mut steps = Vec::new();
+    if let Some(acl_key) = acl_key {
+        let acl = read_acl_file(opts, source);
+        let admin = acl
+            .as_ref()
+            .ok()
+            .and_then(|f| f.accounts.iter().find(|a| a.admin))
+            .map(|a| a.access_key.clone());
+        let secret_path = |name: &str| {
+            Path::new(&opts.secrets_dir)
+                .join(name)
+                .display()
+                .to_string()
+        };
+        cfg.security = Some(SecurityToml::Authenticated {
+            authentication: true,
+            cluster_secret_file: secret_path("cluster.secret"),
+            admin_access_key: admin.clone().unwrap_or_else(|| DEFAULT_ADMIN.into()),
+            admin_secret_file: secret_path("admin.secret"),
+        });
+        steps = authentication_steps(acl_key, &acl, admin.as_deref(), &secret_path);
+    } else if cfg.listen.is_some() {
+        cfg.security = Some(SecurityToml::Anonymous {
+            allow_anonymous: true,
+        });
+    }
     let body = toml::to_string(&cfg).map_err(|e| ImportError {
         line: 0,
         key: String::new(),
@@ -345,11 +466,21 @@ pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
         header.push_str(&format!("# Mapped keys: {}.\n", mapped.join(", ")));
         header.push_str("# Every other key has its default (see deploy/broker.toml).\n");
     }
-    if cfg.security.is_some() {
-        header.push_str(
-            "# listenPort: listens on every address and, like a RocketMQ broker without ACLs,\n\
-             # takes anyone (security.allow_anonymous); see docs/SECURITY.md before exposing it.\n",
-        );
+    match (&cfg.security, acl_key) {
+        (Some(SecurityToml::Anonymous { .. }), _) => header.push_str(
+            "# Listens on every address and, like a RocketMQ broker without ACLs, takes\n\
+             # anyone (security.allow_anonymous); see docs/SECURITY.md before exposing it.\n",
+        ),
+        (_, Some(key)) => {
+            header.push_str(&format!(
+                "# {key}: authentication is on (security.authentication). Before the broker starts:\n"
+            ));
+            for step in &steps {
+                let indent = if step.starts_with('#') { "" } else { "#   " };
+                header.push_str(&format!("{indent}{step}\n"));
+            }
+        }
+        _ => {}
     }
     if !ignored.is_empty() {
         let keys: Vec<&str> = ignored.iter().map(|i| i.key.as_str()).collect();
@@ -359,7 +490,89 @@ pub fn import(text: &str, source: &str) -> Result<Imported, ImportError> {
         toml: format!("{header}\n{body}"),
         mapped,
         ignored,
+        steps,
     })
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+/// plain_acl.yml's accounts, or why there are none to read (no file, or one that could not
+/// be read).
+fn read_acl_file(opts: &ImportOptions, source: &str) -> Result<plain_acl::AclFile, String> {
+    let Some((text, name)) = &opts.acl_file else {
+        return Err(format!(
+            "no plain_acl.yml was found beside {source} (give it with --acl-file)"
+        ));
+    };
+    plain_acl::parse(text).map_err(|e| format!("{name} could not be read ({e})"))
+}
+
+/// What an operator does before a broker imported with ACLs on starts: the two secret
+/// files, the NameServers' settings, the users and ACL entries.
+fn authentication_steps(
+    acl_key: &str,
+    acl: &Result<plain_acl::AclFile, String>,
+    admin: Option<&str>,
+    secret_path: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let cluster = plain_acl::shell_word(&secret_path("cluster.secret"));
+    let admin_file = plain_acl::shell_word(&secret_path("admin.secret"));
+    let mut steps = vec![
+        "# 1. The cluster secret: the same file on every NameServer and broker.".to_string(),
+        format!("head -c 32 /dev/urandom | base64 > {cluster}"),
+    ];
+    match admin {
+        Some(ak) => steps.push(format!(
+            "# 2. The bootstrap admin is plain_acl.yml's admin {ak}: put its secretKey in \
+             {admin_file} (only the service user may read it)."
+        )),
+        None => steps.extend([
+            format!("# 2. The bootstrap admin ({DEFAULT_ADMIN}) and its secret key:"),
+            format!("head -c 24 /dev/urandom | base64 > {admin_file}"),
+        ]),
+    }
+    steps.push(
+        "# 3. Every NameServer gets the same [security] section (docs/SECURITY.md, \
+         \"Authentication\")."
+            .to_string(),
+    );
+    let admin_ak = admin.unwrap_or(DEFAULT_ADMIN);
+    match acl {
+        Ok(file) => {
+            steps.push(format!(
+                "# 4. Then the accounts of plain_acl.yml, as the admin (--access-key {admin_ak} \
+                 --secret-key ...), each user's secretKey in its .secret file:"
+            ));
+            steps.extend(plain_acl::commands(file, admin));
+            if file.global_address_list || file.accounts.iter().any(|a| a.address_list) {
+                steps.push(
+                    "# plain_acl.yml's address allow-lists (globalWhiteRemoteAddresses, \
+                     whiteRemoteAddress) have no Apogee equivalent: let only those addresses \
+                     reach the ports (a firewall)."
+                        .to_string(),
+                );
+            }
+        }
+        Err(why) => steps.extend([
+            format!(
+                "# 4. RocketMQ kept its ACL accounts ({acl_key}) in plain_acl.yml: {why}. \
+                 Recreate each account as the admin ({admin_ak}):"
+            ),
+            "#   apogee user create <accessKey> --secret-file <file> [--role admin]".to_string(),
+            "#   apogee acl grant --user <accessKey> --topic <name|prefix*|'*'> \
+             --actions pub|sub|pub,sub [--deny]"
+                .to_string(),
+            "#   apogee acl grant --user <accessKey> --group <name|prefix*|'*'> --actions sub"
+                .to_string(),
+        ]),
+    }
+    steps
 }
 
 fn non_empty(v: &str) -> Result<String, String> {
@@ -372,24 +585,7 @@ fn non_empty(v: &str) -> Result<String, String> {
 
 /// `a:9876;b:9876` into a list of host:port addresses.
 fn nameservers(v: &str) -> Result<Vec<String>, String> {
-    let addrs: Vec<String> = v
-        .split(';')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(str::to_string)
-        .collect();
-    if addrs.is_empty() {
-        return Err("expected host:port addresses separated by ';'".into());
-    }
-    for a in &addrs {
-        let valid = a
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !valid {
-            return Err(format!("{a:?} is not a host:port address"));
-        }
-    }
-    Ok(addrs)
+    apogee_proto::names::parse_address_list(v)
 }
 
 /// A slave needs brokerId > 0 and a master brokerId 0 (RocketMQ's rule too).
@@ -431,14 +627,18 @@ pub fn run<W: Write>(cmd: &ConfigCommand, f: Format, out: &mut W) -> ToolResult<
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    let imported =
-        import(&text, &source).map_err(|e| ToolError::Input(format!("{}: {e}", path.display())))?;
+    let opts = ImportOptions {
+        acl_file: acl_file(args)?,
+        secrets_dir: args.secrets_dir.clone(),
+    };
+    let imported = import_with(&text, &source, &opts)
+        .map_err(|e| ToolError::Input(format!("{}: {e}", path.display())))?;
     if let Some(dest) = &args.out {
         std::fs::write(dest, &imported.toml)
             .map_err(|e| ToolError::Input(format!("cannot write {}: {e}", dest.display())))?;
     }
     match f {
-        Format::Json => {
+        Format::Json | Format::Jsonl => {
             let json = serde_json::to_string_pretty(&imported)
                 .map_err(|e| ToolError::Input(e.to_string()))?;
             writeln!(out, "{json}")?;
@@ -454,7 +654,25 @@ pub fn run<W: Write>(cmd: &ConfigCommand, f: Format, out: &mut W) -> ToolResult<
     Ok(())
 }
 
-/// What the table form prints on stderr: the ignored keys and where the TOML went.
+/// plain_acl.yml's text and path: `--acl-file` (which must be readable), else the one
+/// beside the input, if any.
+fn acl_file(args: &ImportArgs) -> ToolResult<Option<(String, String)>> {
+    let read = |p: &Path| std::fs::read_to_string(p).map(|t| (t, p.display().to_string()));
+    if let Some(p) = &args.acl_file {
+        return read(p)
+            .map(Some)
+            .map_err(|e| ToolError::Input(format!("cannot read {}: {e}", p.display())));
+    }
+    let beside = args
+        .file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("plain_acl.yml");
+    Ok(read(&beside).ok())
+}
+
+/// What the table form prints on stderr: the ignored keys, the steps before the broker
+/// starts and where the TOML went.
 fn summary(imported: &Imported, dest: Option<&PathBuf>) -> String {
     let mut s = String::new();
     if !imported.ignored.is_empty() {
@@ -463,6 +681,13 @@ fn summary(imported: &Imported, dest: Option<&PathBuf>) -> String {
             table.push(vec![i.key.clone(), i.reason.clone()]);
         }
         s.push_str(&table.render());
+    }
+    if !imported.steps.is_empty() {
+        s.push_str("\nACLs were on: authentication is on. Before the broker starts:\n");
+        for step in &imported.steps {
+            s.push_str(step);
+            s.push('\n');
+        }
     }
     if let Some(dest) = dest {
         s.push_str(&format!(
@@ -476,223 +701,5 @@ fn summary(imported: &Imported, dest: Option<&PathBuf>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SAMPLE: &str = "\
-# RocketMQ broker config
-! another comment style
-brokerClusterName = ProdCluster
-brokerName=broker-x
-brokerId : 0
-brokerRole=SYNC_MASTER
-flushDiskType = SYNC_FLUSH
-listenPort=30911
-namesrvAddr=ns1:9876; ns2:9876
-storePathRootDir=/data/rocketmq/store
-mappedFileSizeCommitLog=1048576
-maxMessageSize=1048576
-autoCreateTopicEnable=true
-deleteWhen=04
-fileReservedTime=48
-diskMaxUsedSpaceRatio=88
-sendMessageThreadPoolNums=16
-";
-
-    fn toml_of(text: &str) -> toml::Table {
-        let imported = import(text, "broker.conf").unwrap();
-        toml::from_str(&imported.toml).unwrap()
-    }
-
-    fn err_of(text: &str) -> ImportError {
-        import(text, "broker.conf").unwrap_err()
-    }
-
-    #[test]
-    fn properties_separators_comments_and_whitespace() {
-        let props =
-            parse_properties("# c\n  ! c2\n\na=1\n b : 2 \nc 3\nd=x=y\ne:\nf = a:b\n\tg\t=\tv\n");
-        let kv: Vec<(usize, &str, &str)> = props
-            .iter()
-            .map(|p| (p.line, p.key.as_str(), p.value.as_str()))
-            .collect();
-        assert_eq!(
-            kv,
-            vec![
-                (4, "a", "1"),
-                (5, "b", "2 "),
-                (6, "c", "3"),
-                (7, "d", "x=y"),
-                (8, "e", ""),
-                (9, "f", "a:b"),
-                (10, "g", "v"),
-            ]
-        );
-    }
-
-    #[test]
-    fn properties_continuations_and_escapes() {
-        let props = parse_properties("a=one\\\n    two\nb\\:c=d\\te\\u0041\nc=x\\\\\n");
-        let kv: Vec<(&str, &str)> = props
-            .iter()
-            .map(|p| (p.key.as_str(), p.value.as_str()))
-            .collect();
-        assert_eq!(kv, vec![("a", "onetwo"), ("b:c", "d\teA"), ("c", "x\\")]);
-        assert_eq!(props[1].line, 3);
-    }
-
-    #[test]
-    fn every_mapped_key_lands_in_its_apogee_key() {
-        let t = toml_of(SAMPLE);
-        assert_eq!(t["cluster_name"].as_str(), Some("ProdCluster"));
-        assert_eq!(t["broker_name"].as_str(), Some("broker-x"));
-        assert_eq!(t["broker_id"].as_integer(), Some(0));
-        assert_eq!(t["role"].as_str(), Some("sync_master"));
-        assert_eq!(t["listen"].as_str(), Some("0.0.0.0:30911"));
-        assert_eq!(t["security"]["allow_anonymous"].as_bool(), Some(true));
-        let ns: Vec<&str> = t["nameservers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        assert_eq!(ns, vec!["ns1:9876", "ns2:9876"]);
-        assert_eq!(t["data_dir"].as_str(), Some("/data/rocketmq/store"));
-        assert_eq!(t["max_body_bytes"].as_integer(), Some(1048576));
-        assert_eq!(t["auto_create_topics"].as_bool(), Some(true));
-        let store = t["store"].as_table().unwrap();
-        assert_eq!(store["flush"].as_str(), Some("sync"));
-        assert_eq!(store["segment_bytes"].as_integer(), Some(1048576));
-        assert_eq!(store["retention_hours"].as_integer(), Some(48));
-        assert_eq!(store["disk_clean_ratio"].as_float(), Some(0.88));
-        assert_eq!(store.len(), 4, "only mapped keys: {store:?}");
-        // The mapped keys, and the security section listenPort brings.
-        assert_eq!(t.len(), 11, "only mapped keys: {t:?}");
-    }
-
-    #[test]
-    fn header_names_the_source_and_mapped_keys() {
-        let imported = import(SAMPLE, "broker.conf").unwrap();
-        let header: Vec<&str> = imported
-            .toml
-            .lines()
-            .take_while(|l| l.starts_with('#'))
-            .collect();
-        assert!(header[0].contains("apogee config import") && header[0].contains("broker.conf"));
-        assert!(
-            header[1].contains("brokerClusterName") && header[1].contains("autoCreateTopicEnable")
-        );
-        assert_eq!(imported.mapped.len(), 13);
-        assert_eq!(imported.mapped[0], "brokerClusterName");
-    }
-
-    #[test]
-    fn other_roles_and_flush_types() {
-        let t = toml_of("brokerRole=ASYNC_MASTER\nflushDiskType=ASYNC_FLUSH\n");
-        assert_eq!(t["role"].as_str(), Some("async_master"));
-        assert_eq!(t["store"]["flush"].as_str(), Some("async"));
-        let t = toml_of("brokerRole=SLAVE\nbrokerId=2\nautoCreateTopicEnable=false\n");
-        assert_eq!(t["role"].as_str(), Some("slave"));
-        assert_eq!(t["broker_id"].as_integer(), Some(2));
-        assert_eq!(t["auto_create_topics"].as_bool(), Some(false));
-    }
-
-    #[test]
-    fn unknown_keys_are_ignored_with_reasons_and_retention_keys_mapped() {
-        let imported = import(SAMPLE, "broker.conf").unwrap();
-        let reasons: Vec<(&str, &str)> = imported
-            .ignored
-            .iter()
-            .map(|i| (i.key.as_str(), i.reason.as_str()))
-            .collect();
-        assert_eq!(
-            reasons,
-            vec![
-                ("deleteWhen", NO_DELETE_HOUR),
-                ("sendMessageThreadPoolNums", NO_EQUIVALENT),
-            ]
-        );
-        let t: toml::Table = toml::from_str(&imported.toml).unwrap();
-        assert_eq!(t["store"]["retention_hours"].as_integer(), Some(48));
-        assert_eq!(t["store"]["disk_clean_ratio"].as_float(), Some(0.88));
-        assert!(!imported.toml.contains("sendMessageThreadPoolNums = "));
-        assert!(t.get("sendMessageThreadPoolNums").is_none());
-    }
-
-    #[test]
-    fn empty_input_gives_an_all_default_config() {
-        let imported = import("# nothing\n", "b.conf").unwrap();
-        assert!(imported.mapped.is_empty() && imported.ignored.is_empty());
-        assert!(toml_of("").is_empty());
-    }
-
-    #[test]
-    fn repeated_keys_take_the_last_value() {
-        let imported = import("brokerName=a\nbrokerName=b\nx=1\nx=2\n", "b.conf").unwrap();
-        assert_eq!(imported.mapped, vec!["brokerName"]);
-        assert_eq!(imported.ignored.len(), 1);
-        assert_eq!(
-            toml_of("brokerName=a\nbrokerName=b\n")["broker_name"].as_str(),
-            Some("b")
-        );
-    }
-
-    #[test]
-    fn invalid_values_name_the_key_and_line() {
-        let e = err_of("brokerName=a\nbrokerRole=FOO\n");
-        assert_eq!(
-            (e.line, e.key.as_str(), e.value.as_str()),
-            (2, "brokerRole", "FOO")
-        );
-        assert!(
-            e.to_string().starts_with("line 2: brokerRole = \"FOO\""),
-            "{e}"
-        );
-        let cases = [
-            ("listenPort=abc", "listenPort"),
-            ("listenPort=0", "listenPort"),
-            ("listenPort=70000", "listenPort"),
-            ("brokerId=-1", "brokerId"),
-            ("brokerId=x", "brokerId"),
-            ("flushDiskType=SOMETIMES", "flushDiskType"),
-            ("autoCreateTopicEnable=yes", "autoCreateTopicEnable"),
-            ("mappedFileSizeCommitLog=1024", "mappedFileSizeCommitLog"),
-            ("maxMessageSize=0", "maxMessageSize"),
-            ("maxMessageSize=big", "maxMessageSize"),
-            ("namesrvAddr=;", "namesrvAddr"),
-            ("namesrvAddr=ns1", "namesrvAddr"),
-            ("namesrvAddr=ns1:9876;ns2:port", "namesrvAddr"),
-            ("brokerName=", "brokerName"),
-        ];
-        for (text, key) in cases {
-            let e = err_of(text);
-            assert_eq!((e.line, e.key.as_str()), (1, key), "{text}: {e}");
-        }
-    }
-
-    #[test]
-    fn role_and_broker_id_must_agree() {
-        let e = err_of("brokerRole=SLAVE\n");
-        assert_eq!((e.line, e.key.as_str()), (1, "brokerRole"));
-        let e = err_of("brokerRole=SYNC_MASTER\nbrokerId=3\n");
-        assert_eq!((e.line, e.key.as_str()), (2, "brokerId"));
-        let e = err_of("brokerId=1\n");
-        assert_eq!((e.line, e.key.as_str()), (1, "brokerId"));
-        assert!(e.message.contains("slave brokerId > 0"), "{e}");
-    }
-
-    #[test]
-    fn table_summary_lists_ignored_keys() {
-        let imported = import(SAMPLE, "broker.conf").unwrap();
-        let s = summary(&imported, Some(&PathBuf::from("out.toml")));
-        assert!(s.starts_with("IGNORED KEY"), "{s}");
-        assert!(
-            s.contains("sendMessageThreadPoolNums  no Apogee equivalent\n"),
-            "{s}"
-        );
-        assert!(
-            s.ends_with("wrote out.toml: 13 keys mapped, 2 ignored\n"),
-            "{s}"
-        );
-    }
-}
+#[path = "config_import_tests.rs"]
+mod tests;

@@ -28,7 +28,8 @@
 //!   next NameServer when the first cannot be reached; a broker takes such a list from the
 //!   environment; `--check-config` names a bad address.
 //! - [`config_import`]: `apogee config import` turns a RocketMQ broker.conf into a
-//!   TOML `apogee-broker --check-config` accepts; bad values exit 1 naming key and line.
+//!   TOML `apogee-broker --check-config` accepts; bad values exit 1 naming key and line;
+//!   ACLs on give authentication on and the steps (secret files, plain_acl.yml's users).
 //! - [`consumer_groups`]: retries with the group's backoff, FIFO message groups,
 //!   auto-renew receives, forwarding to the dead-letter queue, body encoding and digest.
 //! - [`dead_letters`]: a message never acked ends in `%DLQ%<group>` with its id and
