@@ -99,6 +99,26 @@ impl Default for ReplicationSection {
     }
 }
 
+/// Where a consumer group created on first use starts reading (`consume.auto_create_start`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoCreateStart {
+    /// At the first message still stored in each queue (RocketMQ's default).
+    Earliest,
+    /// At the messages stored after the group was created.
+    Latest,
+}
+
+impl AutoCreateStart {
+    /// As the config file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoCreateStart::Earliest => "earliest",
+            AutoCreateStart::Latest => "latest",
+        }
+    }
+}
+
 /// Consumer groups and deliveries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,6 +126,9 @@ pub struct ConsumeSection {
     /// A group nobody created is created with the defaults on first use; false refuses
     /// its receives with CONSUMER_GROUP_NOT_FOUND.
     pub auto_create_groups: bool,
+    /// Where a group created on first use starts reading: every message still stored, or
+    /// only the messages stored after it was created.
+    pub auto_create_start: AutoCreateStart,
     /// Receives with `auto_renew` (push consumers) keep their messages invisible until
     /// acknowledged or nacked, but no longer than this; then they are delivered again.
     pub max_auto_renew_ms: u64,
@@ -118,6 +141,7 @@ impl Default for ConsumeSection {
     fn default() -> Self {
         ConsumeSection {
             auto_create_groups: true,
+            auto_create_start: AutoCreateStart::Earliest,
             max_auto_renew_ms: 30 * 60 * 1000,
             auto_renew_period_ms: 30_000,
         }
@@ -412,6 +436,20 @@ mod tests {
         assert!(err.to_string().contains("brokr_name"), "{err}");
         let err = toml::from_str::<BrokerConfig>("[store]\nflsh = \"sync\"").unwrap_err();
         assert!(err.to_string().contains("flsh"), "{err}");
+    }
+
+    #[test]
+    fn auto_create_start_is_earliest_or_latest() {
+        let latest: BrokerConfig =
+            toml::from_str("[consume]\nauto_create_start = \"latest\"").unwrap();
+        assert_eq!(latest.consume.auto_create_start, AutoCreateStart::Latest);
+        let err = toml::from_str::<BrokerConfig>("[consume]\nauto_create_start = \"lastest\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lastest") && err.contains("earliest") && err.contains("latest"),
+            "{err}"
+        );
     }
 
     #[test]

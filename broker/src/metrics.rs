@@ -308,7 +308,9 @@ impl BrokerMetrics {
         g.clients.refresh(&broker.sessions);
     }
 
-    /// Lag, lag latency, in flight and ready per (topic, group).
+    /// Lag, lag latency, in flight and ready per (topic, group): every queue of every topic
+    /// the group consumes here, also the ones it never received from
+    /// (`crate::consume::lag`).
     fn refresh_consumers(&self, broker: &Broker) {
         let g = &self.gauges;
         let now = apogee_proto::time::now_ms();
@@ -319,27 +321,33 @@ impl BrokerMetrics {
             oldest_ms: Option<i64>,
         }
         let mut sums: HashMap<(String, String), Sums> = HashMap::new();
-        for (group, p) in broker.consume.all_progress() {
-            let Ok((_, next)) = broker.store.queue_bounds(&p.topic, p.queue_id) else {
-                continue;
-            };
-            let lag = next.saturating_sub(p.consumer_offset);
-            let oldest = if lag > 0 {
-                broker
-                    .store
-                    .queue_entries(&p.topic, p.queue_id, p.consumer_offset, 1)
-                    .ok()
-                    .and_then(|e| e.first().map(|e| e.store_timestamp_ms))
-            } else {
-                None
-            };
-            let s = sums.entry((p.topic, group)).or_default();
-            s.lag += lag;
-            s.inflight += p.inflight as u64;
-            s.oldest_ms = match (s.oldest_ms, oldest) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+        let lags = match crate::consume::lag::all_lags(broker) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("reading consumer lag for the metrics: {e}");
+                Vec::new()
+            }
+        };
+        for (group, queues) in lags {
+            for q in queues {
+                let lag = q.lag();
+                let oldest = if lag > 0 {
+                    broker
+                        .store
+                        .queue_entries(&q.topic, q.queue_id, q.consumer_offset, 1)
+                        .ok()
+                        .and_then(|e| e.first().map(|e| e.store_timestamp_ms))
+                } else {
+                    None
+                };
+                let s = sums.entry((q.topic, group.clone())).or_default();
+                s.lag += lag;
+                s.inflight += q.inflight as u64;
+                s.oldest_ms = match (s.oldest_ms, oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
         }
         for v in [&g.lag_messages, &g.lag_latency, &g.inflight, &g.ready] {
             v.reset();

@@ -191,6 +191,7 @@ pub async fn serve(
         store.kv(),
         config.consume.auto_create_groups,
     )?);
+    groups.set_auto_create_start(config.consume.auto_create_start);
     let consume = Arc::new(ConsumeEngine::open(store.clone())?);
     let cluster_secret = config
         .security

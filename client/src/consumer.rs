@@ -7,6 +7,10 @@
 //! caller is willing to wait, it long-polls every group concurrently with the
 //! same batch size and returns everything that arrived, which can be more
 //! than `max_messages` (up to `max_messages` per broker group).
+//!
+//! A broker that creates the consumer's group on its first receive there says so
+//! (`apogee_proto::group::GROUP_CREATED_HEADER`); [`SimpleConsumer::take_groups_created`]
+//! hands those notices out, so a tool can tell a user that a group name was new.
 
 use crate::core::Core;
 use crate::message::{FilterExpression, ReceivedMessage};
@@ -21,6 +25,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A broker group that created the consumer's group on a receive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupCreated {
+    pub broker_name: String,
+    /// Where the new group starts reading there: `earliest` or `latest`.
+    pub start: String,
+}
+
 /// Receives and acknowledges messages of a consumer group.
 #[derive(Clone)]
 pub struct SimpleConsumer {
@@ -28,6 +40,7 @@ pub struct SimpleConsumer {
     group: String,
     filters: Arc<HashMap<String, FilterExpression>>,
     next: Arc<AtomicUsize>,
+    created: Arc<parking_lot::Mutex<Vec<GroupCreated>>>,
 }
 
 impl SimpleConsumer {
@@ -83,6 +96,7 @@ impl SimpleConsumer {
             group,
             filters: Arc::new(subscriptions.into_iter().collect()),
             next: Arc::new(AtomicUsize::new(rand::random::<u16>() as usize)),
+            created: Arc::default(),
         })
     }
 
@@ -94,6 +108,12 @@ impl SimpleConsumer {
     /// The configuration in use.
     pub fn config(&self) -> &ClientConfig {
         &self.core.config
+    }
+
+    /// The broker groups that created this consumer's group on a receive since the last
+    /// call (the group did not exist there).
+    pub fn take_groups_created(&self) -> Vec<GroupCreated> {
+        std::mem::take(&mut *self.created.lock())
     }
 
     /// Receives up to `max_messages` (1 to 64) messages of a subscribed
@@ -234,7 +254,18 @@ impl SimpleConsumer {
         };
         let req = request(&self.core.config, msg, deadline);
         let read = async {
-            let mut stream = client.receive_message(req).await?.into_inner();
+            let response = client.receive_message(req).await?;
+            let created = response
+                .metadata()
+                .get(apogee_proto::group::GROUP_CREATED_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if let Some(start) = created {
+                self.created.lock().push(GroupCreated {
+                    broker_name: target.broker_name.clone(),
+                    start: start.to_string(),
+                });
+            }
+            let mut stream = response.into_inner();
             let mut status = None;
             while let Some(item) = stream.message().await? {
                 match item.content {

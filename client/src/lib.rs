@@ -45,7 +45,7 @@ pub mod transport;
 pub use access_point::{FailoverChannel, Unreachable};
 pub use apogee_proto::tls::ClientTls;
 pub use config::ClientConfig;
-pub use consumer::SimpleConsumer;
+pub use consumer::{GroupCreated, SimpleConsumer};
 pub use error::{ClientError, Result};
 pub use message::{FilterExpression, FilterKind, Message, MessageBuilder, ReceivedMessage};
 pub use producer::{Producer, ProducerBuilder, SendReceipt};

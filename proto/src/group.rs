@@ -15,6 +15,10 @@ pub const MAX_DELIVERY_ATTEMPTS: u32 = 1000;
 pub const MAX_CUSTOM_STEPS: usize = 64;
 /// Default delivery attempts before a message is dead-lettered.
 pub const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 16;
+/// Response header of the ReceiveMessage that created its consumer group on first use:
+/// where the new group starts reading, `earliest` or `latest` (the broker's
+/// `consume.auto_create_start`). Clients that do not know it ignore it.
+pub const GROUP_CREATED_HEADER: &str = "apogee-group-created";
 
 /// The backoff before the redelivery that follows a failed attempt.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,10 +6,10 @@
 //! in flight and when the group last consumed, and the group's live clients.
 
 use crate::admin::Admin;
+use crate::duration::parse_duration;
 use crate::error::{ToolError, ToolResult};
 use crate::message_query::rfc3339;
 use crate::output::{render_list, Format, Table, TableRow};
-use crate::schedule::parse_delay;
 use apogee_proto::cluster;
 use apogee_proto::group::{GroupConfig, RetryPolicy, MAX_DELIVERY_ATTEMPTS};
 use apogee_proto::group_convert::{retry_from_proto, retry_to_proto};
@@ -21,23 +21,35 @@ pub enum GroupCommand {
     /// Create a consumer group on every broker group (unset settings take the defaults:
     /// 16 attempts, RocketMQ's 1s 5s 10s 30s 1m ... 2h backoff, not FIFO).
     Create {
+        /// The group's name.
         name: String,
         #[command(flatten)]
         settings: GroupSettings,
+        /// When the group exists (a consumer's first receive creates it), change the
+        /// settings given instead of failing, as `group update` does.
+        #[arg(long)]
+        update_if_exists: bool,
     },
     /// Change a group's settings, keeping the ones not given.
     Update {
+        /// The group's name.
         name: String,
         #[command(flatten)]
         settings: GroupSettings,
     },
     /// Delete a group: its config, offsets and in-flight deliveries.
-    Delete { name: String },
+    Delete {
+        /// The group's name.
+        name: String,
+    },
     /// List every consumer group.
     List,
     /// A group's settings, its progress per queue (offsets, lag, in flight, last consume
     /// time) and its connected clients.
-    Describe { name: String },
+    Describe {
+        /// The group's name.
+        name: String,
+    },
     /// Move the group's offsets on a topic to the earliest or latest message or to a time;
     /// prints the per-queue plan, and applies it with --execute.
     ResetOffset(crate::reset_offset::ResetOffsetArgs),
@@ -57,8 +69,9 @@ pub struct GroupSettings {
     /// (e.g. 1s,5s,30s,2m).
     #[arg(long, value_name = "STEPS", value_parser = parse_custom)]
     pub retry_custom: Option<RetryPolicy>,
-    /// Hand out the messages of one message group one at a time, in order.
-    #[arg(long, value_name = "true|false")]
+    /// Hand out the messages of one message group one at a time, in order (`--fifo` alone
+    /// is `--fifo true`).
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
     pub fifo: Option<bool>,
 }
 
@@ -86,7 +99,7 @@ fn max_attempts(s: &str) -> Result<u32, String> {
 }
 
 fn ms_of(s: &str) -> Result<u64, String> {
-    Ok(parse_delay(s.trim())?.as_millis() as u64)
+    Ok(parse_duration(s.trim())?.as_millis() as u64)
 }
 
 /// `INITIAL,MAX[,MULTIPLIER]`.
@@ -420,6 +433,28 @@ pub fn render_description(d: &GroupDescription, f: Format) -> String {
     out
 }
 
+/// What `apogee consume` says when its receives created the group: a mistyped group
+/// name is new, and (starting at the earliest offset) replays the whole topic.
+pub fn created_note(group: &str, created: &[apogee_client::GroupCreated]) -> Option<String> {
+    let mut by_start: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for c in created {
+        by_start
+            .entry(c.start.as_str())
+            .or_default()
+            .push(&c.broker_name);
+    }
+    let parts: Vec<String> = by_start
+        .into_iter()
+        .map(|(start, brokers)| {
+            format!(
+                "created on {}, starting at the {start} offset",
+                brokers.join(", ")
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| format!("group {group} did not exist: {}", parts.join("; ")))
+}
+
 fn check_name(name: &str) -> ToolResult<()> {
     limits::validate_group(name).map_err(|e| ToolError::Usage(e.to_string()))
 }
@@ -472,20 +507,59 @@ impl Admin {
     }
 }
 
+/// Applies the settings given to an existing group on every broker group.
+async fn update(admin: &Admin, name: &str, settings: &GroupSettings) -> ToolResult<GroupRow> {
+    let current = admin
+        .group_listings()
+        .await?
+        .into_iter()
+        .find_map(|g| g.config.filter(|c| c.name == name))
+        .ok_or_else(|| ToolError::Server(format!("consumer group not found: {name}")))?;
+    let group = changed_config(&current, settings)?;
+    let resp = admin
+        .admin
+        .clone()
+        .update_group(admin.req(cluster::UpdateGroupRequest { group: Some(group) }))
+        .await
+        .map_err(admin.err(None))?
+        .into_inner();
+    Ok(group_row(
+        &resp.group.unwrap_or_default(),
+        resp.broker_names,
+    ))
+}
+
 /// Runs a `group` command; returns what to print.
 pub async fn run(admin: &Admin, cmd: &GroupCommand, f: Format) -> ToolResult<String> {
     match cmd {
         GroupCommand::ResetOffset(args) => crate::reset_offset::run(admin, args, f).await,
-        GroupCommand::Create { name, settings } => {
+        GroupCommand::Create {
+            name,
+            settings,
+            update_if_exists,
+        } => {
             check_name(name)?;
             let group = new_config(name, settings)?;
-            let resp = admin
+            let created = admin
                 .admin
                 .clone()
                 .create_group(admin.req(cluster::CreateGroupRequest { group: Some(group) }))
-                .await
-                .map_err(admin.err(None))?
-                .into_inner();
+                .await;
+            let resp = match created {
+                Ok(r) => r.into_inner(),
+                Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                    if !*update_if_exists {
+                        return Err(ToolError::Server(format!(
+                            "consumer group {name} already exists (a consumer's first receive \
+                             creates it); change it with `apogee group update {name}`, or add \
+                             --update-if-exists"
+                        )));
+                    }
+                    let row = update(admin, name, settings).await?;
+                    return Ok(crate::output::render_one(&row, f));
+                }
+                Err(s) => return Err(admin.err(None)(s)),
+            };
             let row = group_row(&resp.group.unwrap_or_default(), resp.broker_names);
             Ok(crate::output::render_one(&row, f))
         }
@@ -496,21 +570,7 @@ pub async fn run(admin: &Admin, cmd: &GroupCommand, f: Format) -> ToolResult<Str
                     "nothing to change: give --max-attempts, --retry-exponential, --retry-custom or --fifo".into(),
                 ));
             }
-            let current = admin
-                .group_listings()
-                .await?
-                .into_iter()
-                .find_map(|g| g.config.filter(|c| &c.name == name))
-                .ok_or_else(|| ToolError::Server(format!("consumer group not found: {name}")))?;
-            let group = changed_config(&current, settings)?;
-            let resp = admin
-                .admin
-                .clone()
-                .update_group(admin.req(cluster::UpdateGroupRequest { group: Some(group) }))
-                .await
-                .map_err(admin.err(None))?
-                .into_inner();
-            let row = group_row(&resp.group.unwrap_or_default(), resp.broker_names);
+            let row = update(admin, name, settings).await?;
             Ok(crate::output::render_one(&row, f))
         }
         GroupCommand::Delete { name } => {
@@ -547,6 +607,7 @@ pub async fn run(admin: &Admin, cmd: &GroupCommand, f: Format) -> ToolResult<Str
                 .clone()
                 .describe_group(admin.req(cluster::DescribeGroupRequest {
                     group: name.clone(),
+                    ..Default::default()
                 }))
                 .await
                 .map_err(admin.err(None))?
@@ -559,6 +620,65 @@ pub async fn run(admin: &Admin, cmd: &GroupCommand, f: Format) -> ToolResult<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(subcommand)]
+        command: GroupCommand,
+    }
+
+    fn parse(args: &[&str]) -> GroupCommand {
+        Args::try_parse_from(std::iter::once("group").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn fifo_alone_means_true_and_takes_a_value_too() {
+        let fifo_of = |args: &[&str]| match parse(args) {
+            GroupCommand::Create { settings, .. } | GroupCommand::Update { settings, .. } => {
+                settings.fifo
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fifo_of(&["create", "g", "--fifo"]), Some(true));
+        assert_eq!(
+            fifo_of(&["create", "g", "--fifo", "--max-attempts", "3"]),
+            Some(true)
+        );
+        assert_eq!(fifo_of(&["create", "g", "--fifo", "true"]), Some(true));
+        assert_eq!(fifo_of(&["update", "g", "--fifo", "false"]), Some(false));
+        assert_eq!(fifo_of(&["update", "g", "--fifo=false"]), Some(false));
+        assert_eq!(fifo_of(&["create", "g"]), None);
+        match parse(&["create", "g", "--update-if-exists"]) {
+            GroupCommand::Create {
+                update_if_exists, ..
+            } => assert!(update_if_exists),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_created_group_is_told_with_where_it_starts() {
+        let created = |broker: &str, start: &str| apogee_client::GroupCreated {
+            broker_name: broker.into(),
+            start: start.into(),
+        };
+        assert_eq!(created_note("billing", &[]), None);
+        assert_eq!(
+            created_note("billling", &[created("broker-a", "earliest")]).unwrap(),
+            "group billling did not exist: created on broker-a, starting at the earliest offset"
+        );
+        assert_eq!(
+            created_note(
+                "g",
+                &[created("broker-a", "latest"), created("broker-b", "latest")]
+            )
+            .unwrap(),
+            "group g did not exist: created on broker-a, broker-b, starting at the latest offset"
+        );
+    }
 
     #[test]
     fn retry_flags_parse_durations() {
@@ -586,7 +706,11 @@ mod tests {
             RetryPolicy::Custom(vec![1_000, 5_000, 120_000])
         );
         assert!(parse_custom("1s,,2s").is_err());
-        assert!(parse_custom("5").is_err(), "a unit is required");
+        assert_eq!(
+            parse_custom("5").unwrap(),
+            RetryPolicy::Custom(vec![5_000]),
+            "a bare number is seconds"
+        );
         assert!(max_attempts("0").is_err());
         assert_eq!(max_attempts("16"), Ok(16));
     }

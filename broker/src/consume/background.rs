@@ -30,7 +30,7 @@ pub fn spawn(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) -> tokio::tas
             let expired = broker.consume.expired_deliveries(now_ms(), |group| {
                 broker
                     .groups
-                    .resolve(group)
+                    .get(group)
                     .map(|g| g.max_delivery_attempts)
                     .unwrap_or(DEFAULT_MAX_DELIVERY_ATTEMPTS)
             });

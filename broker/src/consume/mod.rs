@@ -17,6 +17,8 @@
 //! - `reload`: re-reading queues and the receipt secret from the index (a slave following
 //!   its master's replicated state, a master adopting a slave's handback).
 //! - [`reset`]: moving a group's position in a queue (reset-offset).
+//! - [`lag`]: how far behind a group is in every queue of the topics it consumes,
+//!   including the queues it never received from (counted from where it would start).
 //! - [`receipt`]: signed receipt handles naming one delivery.
 //! - [`filter`]: tag and SQL92 filters.
 
@@ -25,6 +27,7 @@ pub mod clients;
 pub mod dead_letter;
 pub mod filter;
 pub mod keys;
+pub mod lag;
 mod queue;
 pub mod receipt;
 mod reload;
@@ -33,9 +36,12 @@ pub mod state;
 
 pub use filter::MessageFilter;
 pub use receipt::{Receipt, ReceiptSigner};
+pub use lag::QueueLag;
 pub use state::{ConsumeEngine, Delivery, Expired, PopRequest, QueueProgress};
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_groups;
+#[cfg(test)]
+mod tests_lag;

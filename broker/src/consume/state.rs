@@ -48,6 +48,10 @@ pub struct PopRequest<'a> {
     pub attempt_id: Option<&'a str>,
     /// The receiving client (`x-mq-client-id`), owner of auto-renew deliveries.
     pub client_id: &'a str,
+    /// Where the group starts in a queue it never consumed from: at the first message
+    /// stored at or after this time, or (None) at the first message still stored
+    /// (`crate::groups::GroupTable::start_after_ms`).
+    pub start_after_ms: Option<i64>,
 }
 
 /// One message handed to a consumer.
@@ -229,7 +233,13 @@ impl ConsumeEngine {
                 .store
                 .queue_bounds(req.topic, queue_id)
                 .map_err(internal)?;
-            let queue = self.queue(&key, min);
+            let queue = match self.existing(&key) {
+                Some(q) => q,
+                None => {
+                    let start = self.start_offset(req.topic, queue_id, min, req.start_after_ms)?;
+                    self.queue(&key, start)
+                }
+            };
             let mut state = queue.lock();
             let mut batch = KvBatch::new();
             let before = (state.pop_offset, state.inflight.len(), state.waiting_count);

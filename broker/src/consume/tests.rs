@@ -72,6 +72,7 @@ fn pr<'a>(
         renew_until_ms: None,
         attempt_id: None,
         client_id: "test-client",
+        start_after_ms: None,
     }
 }
 

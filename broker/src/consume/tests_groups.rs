@@ -58,6 +58,7 @@ fn pop(
                 renew_until_ms: None,
                 attempt_id: None,
                 client_id: "test-client",
+                start_after_ms: None,
             },
             now_ms,
         )
@@ -83,6 +84,7 @@ fn auto_renew_pop(
         renew_until_ms: Some(renew_until_ms),
         attempt_id: None,
         client_id: client,
+        start_after_ms: None,
     };
     engine.pop(&req, now_ms).unwrap()
 }
@@ -234,6 +236,7 @@ async fn a_repeated_attempt_id_gets_the_same_deliveries_without_a_new_attempt() 
         renew_until_ms: None,
         attempt_id: Some(id),
         client_id: "test-client",
+        start_after_ms: None,
     };
     let first = engine.pop(&req("x"), 0).unwrap();
     let again = engine.pop(&req("x"), 5).unwrap();

@@ -3,7 +3,9 @@
 //! ([`crate::groups`]), and describe a group's progress here: per queue the
 //! broker offset, the committed (consumer) offset, the lag, what is in flight
 //! and when the group last consumed, plus the group's clients with a live
-//! Telemetry session to this broker.
+//! Telemetry session to this broker. The queues are every queue of every topic
+//! the group consumes here or the request names ([`crate::consume::lag`]),
+//! also the ones it never received from.
 
 use crate::server::Broker;
 use apogee_proto::cluster::{
@@ -91,45 +93,48 @@ pub fn describe(
     req: DescribeGroupRequest,
 ) -> Result<DescribeGroupResponse, ApogeeError> {
     limits::validate_group(&req.group)?;
+    for topic in &req.topics {
+        limits::validate_topic(topic)?;
+    }
     let config = broker.groups.get(&req.group);
-    let progress = broker.consume.group_progress(&req.group);
-    if config.is_none() && progress.is_empty() {
-        return Err(ApogeeError::ConsumerGroupNotFound(req.group));
-    }
     let name = &broker.config.broker_name;
-    let mut queues = Vec::with_capacity(progress.len());
-    for p in progress {
-        let (_, next) = broker
-            .store
-            .queue_bounds(&p.topic, p.queue_id)
-            .map_err(|e| ApogeeError::Internal(format!("queue {}/{}: {e}", p.topic, p.queue_id)))?;
-        queues.push(GroupQueueProgress {
-            broker_offset: next,
-            lag: next.saturating_sub(p.consumer_offset),
-            consumer_offset: p.consumer_offset,
-            pop_offset: p.pop_offset,
-            inflight: p.inflight as u64,
-            last_consume_ms: p.last_consume_ms.unwrap_or(0),
-            broker_name: name.clone(),
-            topic: p.topic,
-            queue_id: p.queue_id,
-        });
-    }
-    queues.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
-    let clients = broker
+    let clients: Vec<_> = broker
         .sessions
         .clients_of_group(&req.group)
         .iter()
         .map(|s| s.to_group_client(name))
         .collect();
+    let lags = crate::consume::lag::group_lag(broker, &req.group, &req.topics)?;
+    let unknown = config.is_none() && broker.consume.group_progress(&req.group).is_empty();
+    // A group known nowhere here is described only where it has clients or the caller
+    // names topics it consumes elsewhere (then its messages wait here too).
+    if unknown && clients.is_empty() && (req.topics.is_empty() || lags.is_empty()) {
+        return Err(ApogeeError::ConsumerGroupNotFound(req.group));
+    }
+    let queues = lags
+        .into_iter()
+        .map(|q| GroupQueueProgress {
+            broker_offset: q.next_offset,
+            lag: q.lag(),
+            consumer_offset: q.consumer_offset,
+            pop_offset: q.pop_offset,
+            inflight: q.inflight as u64,
+            last_consume_ms: q.last_consume_ms.unwrap_or(0),
+            broker_name: name.clone(),
+            topic: q.topic,
+            queue_id: q.queue_id,
+        })
+        .collect();
     Ok(DescribeGroupResponse {
         config: Some(match config {
             Some(c) => c.as_ref().into(),
-            // Progress without a config: consumed before configs existed.
+            // Not created here yet (or progress from before configs existed): the defaults
+            // a receive would create it with.
             None => (&GroupConfig::with_defaults(&req.group)).into(),
         }),
         queues,
         clients,
-        broker_names: me(broker),
+        // Listed where the group exists.
+        broker_names: if unknown { Vec::new() } else { me(broker) },
     })
 }

@@ -91,11 +91,11 @@ impl MessagingServer {
         MessagingServer { broker }
     }
 
-    /// Consumers' Settings replies carry their group's config (created on first use, or
-    /// refused, as `consume.auto_create_groups` says).
+    /// Consumers' Settings replies carry their group's config (the defaults for a group
+    /// its first receive will create, or refused, as `consume.auto_create_groups` says).
     fn group_lookup(&self) -> apogee_proto::telemetry::GroupLookup {
         let broker = self.broker.clone();
-        Arc::new(move |group| broker.groups.resolve(group).map(Some))
+        Arc::new(move |group| broker.groups.lookup(group))
     }
 
     /// Notes that the request's client is alive; returns its id.
@@ -122,10 +122,11 @@ impl MessagingService for MessagingServer {
         req: Request<v2::HeartbeatRequest>,
     ) -> Result<Response<v2::HeartbeatResponse>, Status> {
         self.seen(&req);
-        // A consumer's heartbeat names its group: an unknown one is created or refused.
+        // A consumer's heartbeat names its group: an unknown one is refused unless its
+        // first receive will create it.
         let group = req.get_ref().group.as_ref().map(|g| g.name.as_str());
         let status = match group.filter(|g| !g.is_empty()) {
-            Some(g) => match self.broker.groups.resolve(g) {
+            Some(g) => match self.broker.groups.lookup(g) {
                 Ok(_) => ok_status(),
                 Err(e) => e.to_status(),
             },
@@ -174,14 +175,26 @@ impl MessagingService for MessagingServer {
                 content: Some(v2::receive_message_response::Content::Status(e.to_status())),
             }])));
         }
+        let mut created_group = None;
         let responses =
             match receive::plan_receive(&self.broker, req.get_ref(), client, deadline_ms(&req)) {
-                Ok(plan) => receive::receive(&self.broker, plan).await,
+                Ok(plan) => {
+                    created_group = plan.created_group;
+                    receive::receive(&self.broker, plan).await
+                }
                 Err(e) => vec![v2::ReceiveMessageResponse {
                     content: Some(v2::receive_message_response::Content::Status(e.to_status())),
                 }],
             };
-        Ok(Response::new(stream_of(responses)))
+        let mut response = Response::new(stream_of(responses));
+        if let Some(start) = created_group {
+            // Tells the client that this receive created its group, and where it starts.
+            response.metadata_mut().insert(
+                apogee_proto::group::GROUP_CREATED_HEADER,
+                tonic::metadata::MetadataValue::from_static(start.as_str()),
+            );
+        }
+        Ok(response)
     }
 
     async fn ack_message(

@@ -30,6 +30,10 @@ pub struct ReceivePlan {
     /// The receiving client (`x-mq-client-id`).
     pub client_id: String,
     pub long_polling_ms: i64,
+    /// Where the group starts in queues it never consumed from (`PopRequest::start_after_ms`).
+    pub group_start_after_ms: Option<i64>,
+    /// Set when this receive created the group: where it starts.
+    pub created_group: Option<crate::config::AutoCreateStart>,
 }
 
 /// Default batch when the client leaves it 0.
@@ -66,7 +70,6 @@ pub fn plan_receive(
             topic_res.name
         )));
     }
-    let group_config = broker.groups.resolve(&group)?;
     let filter = MessageFilter::from_expression(req.filter_expression.as_ref())?;
     let batch = if req.batch_size == 0 {
         DEFAULT_RECEIVE_BATCH
@@ -108,9 +111,16 @@ pub fn plan_receive(
         0
     };
     let queues = (0..count).map(|i| (first + i) % count).collect();
+    // Last, so a request refused for another reason creates no group.
+    let receiving =
+        broker
+            .groups
+            .resolve_for_receive(&group, &topic_res.name, &client_id, now_ms())?;
     Ok(ReceivePlan {
         group,
-        group_config,
+        group_config: receiving.config,
+        group_start_after_ms: receiving.start_after_ms,
+        created_group: receiving.created,
         topic: topic_res.name,
         namespace: topic_res.resource_namespace,
         queues,
@@ -185,6 +195,7 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
             renew_until_ms: plan.auto_renew_ms.map(|ms| now + ms),
             attempt_id: plan.attempt_id.as_deref(),
             client_id: &plan.client_id,
+            start_after_ms: plan.group_start_after_ms,
         };
         let popped = broker.consume.pop(&request, now);
         match popped {

@@ -142,6 +142,7 @@ mod tests {
             renew_until_ms: None,
             attempt_id: None,
             client_id: "c",
+            start_after_ms: None,
         };
         s.t.consume.pop(&req, 1_000).unwrap()
     }

@@ -101,7 +101,7 @@ impl AccessAdmin<'_> {
         let state = self.book.snapshot();
         if state.user(&access_key).is_some() {
             return Err(Status::already_exists(format!(
-                "user {access_key} exists; change it with UpdateUser"
+                "user {access_key} exists; change it with `apogee user update {access_key}`"
             )));
         }
         let previous = state

@@ -3,9 +3,12 @@
 //! [`super::brokers`]), then applied to the broker table so `ListGroups`
 //! (answered from the configs brokers register) shows them at once.
 //! `DescribeGroup` asks every master for the group's progress there and adds
-//! the group's clients whose Telemetry session is open with this NameServer.
+//! the group's clients whose Telemetry session is open with this NameServer;
+//! a broker group that holds a topic the group consumes elsewhere but did not
+//! describe it (the group never received there) is asked again for those
+//! topics, so the messages waiting there count in the lag.
 
-use super::brokers::{each_master, BrokerChannels};
+use super::brokers::{call_each, each_master, BrokerChannels};
 use crate::registry::{GroupKey, Registry};
 use apogee_proto::cluster::{
     self, CreateGroupRequest, CreateGroupResponse, DeleteGroupRequest, DeleteGroupResponse,
@@ -15,7 +18,7 @@ use apogee_proto::cluster::{
 use apogee_proto::group::GroupConfig;
 use apogee_proto::telemetry::Sessions;
 use apogee_proto::{limits, ApogeeError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tonic::{Code, Status};
 
 /// What a client's session with this NameServer is listed as.
@@ -87,7 +90,7 @@ pub async fn create(
     let config = checked(req.group.as_ref())?;
     if registry.group(&config.name).is_some() {
         return Err(Status::already_exists(format!(
-            "consumer group {} already exists; change it with UpdateGroup",
+            "consumer group {0} already exists; change it with `apogee group update {0}`",
             config.name
         )));
     }
@@ -214,7 +217,73 @@ pub async fn describe(
     if found.is_empty() {
         return Err(ApogeeError::ConsumerGroupNotFound(req.group).into());
     }
-    Ok(merge(found.into_iter().map(|(_, r)| r).collect(), local))
+    let mut by_group: BTreeMap<GroupKey, DescribeGroupResponse> = found.into_iter().collect();
+    let consumed: BTreeSet<String> = by_group
+        .values()
+        .flat_map(|r| {
+            let clients = r.clients.iter().flat_map(|c| c.topics.iter());
+            r.queues.iter().map(|q| &q.topic).chain(clients)
+        })
+        .chain(local.iter().flat_map(|c| c.topics.iter()))
+        .chain(&req.topics)
+        .cloned()
+        .collect();
+    let lacking = lacking_topics(registry, &by_group, &consumed);
+    if !lacking.is_empty() {
+        let again = DescribeGroupRequest {
+            group: req.group.clone(),
+            topics: consumed.into_iter().collect(),
+        };
+        let answers = call_each(lacking, channels, |mut c| {
+            let r = again.clone();
+            async move { c.describe_group(r).await }
+        })
+        .await;
+        let (more, error) = outcome(&what, answers, Some(Code::NotFound));
+        if let Some(e) = error {
+            return Err(e);
+        }
+        for (key, mut answer) in more {
+            match by_group.get_mut(&key) {
+                Some(known) => known.queues = answer.queues,
+                None => {
+                    // It does not hold the group: its queues only.
+                    answer.config = None;
+                    answer.broker_names.clear();
+                    by_group.insert(key, answer);
+                }
+            }
+        }
+    }
+    Ok(merge(by_group.into_values().collect(), local))
+}
+
+/// The live masters of broker groups that hold one of the `consumed` topics but did not
+/// describe it (they answered without it, or did not know the group).
+fn lacking_topics(
+    registry: &Registry,
+    described: &BTreeMap<GroupKey, DescribeGroupResponse>,
+    consumed: &BTreeSet<String>,
+) -> Vec<(GroupKey, String)> {
+    let topics = registry.topics();
+    registry
+        .admin_targets("")
+        .into_iter()
+        .filter_map(|t| Some((t.master_endpoint?, t.group)))
+        .filter(|(_, key)| {
+            let answered: BTreeSet<&String> = described
+                .get(key)
+                .map(|r| r.queues.iter().map(|q| &q.topic).collect())
+                .unwrap_or_default();
+            consumed.iter().any(|topic| {
+                !answered.contains(topic)
+                    && topics
+                        .get(topic)
+                        .is_some_and(|l| l.broker_names.contains(&key.broker_name))
+            })
+        })
+        .map(|(endpoint, key)| (key, endpoint))
+        .collect()
 }
 
 /// One description from the brokers' (each for its own queues and clients)

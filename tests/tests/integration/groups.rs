@@ -1,5 +1,6 @@
 //! Consumer groups as configured objects: `apogee group create|update|list|describe|delete`
-//! through the NameServer (tables and JSON), the lag and in-flight count a known workload
+//! through the NameServer (tables and JSON; creating an existing group names `apogee group
+//! update` or updates it with `--update-if-exists`), the lag and in-flight count a known workload
 //! leaves, brokers that refuse unknown groups when `consume.auto_create_groups` is off, and
 //! the Settings reply a consumer gets over raw Telemetry carrying its group's config.
 
@@ -76,6 +77,27 @@ async fn groups_are_created_updated_listed_and_deleted_through_the_nameserver() 
     let again = cluster.cli(&["group", "create", "audit-g"]);
     assert_eq!(again.code, 1, "{again}");
     assert!(again.stderr.contains("already exists"), "{again}");
+    // The hint names the command, not the RPC.
+    assert!(
+        again.stderr.contains("apogee group update audit-g")
+            && !again.stderr.contains("UpdateGroup"),
+        "{again}"
+    );
+    // Or create it again, changing the settings given (a bare --fifo is --fifo true).
+    let out = cluster
+        .cli(&[
+            "-o",
+            "json",
+            "group",
+            "create",
+            "audit-g",
+            "--update-if-exists",
+            "--fifo",
+        ])
+        .success();
+    let recreated = out.json();
+    assert_eq!(recreated["fifo"], true, "{out}");
+    assert_eq!(recreated["max_delivery_attempts"], 16, "{out}");
 
     // list: both groups on both broker groups.
     let groups = wait_until(WAIT, "both groups listed", || async {

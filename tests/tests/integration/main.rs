@@ -32,6 +32,10 @@
 //!   ACLs on give authentication on and the steps (secret files, plain_acl.yml's users).
 //! - [`consumer_groups`]: retries with the group's backoff, FIFO message groups,
 //!   auto-renew receives, forwarding to the dead-letter queue, body encoding and digest.
+//! - [`consumer_lag`]: lag counts every queue of every topic a group consumes, on every
+//!   broker group, also the ones it never received from (describe and `/metrics`); where a
+//!   group its first receive creates starts (`consume.auto_create_start`), and what
+//!   `apogee consume` says about it.
 //! - [`dead_letters`]: a message never acked ends in `%DLQ%<group>` with its id and
 //!   properties, is read there, listed and resent by `apogee dlq`, and resent only once.
 //! - [`deploy_kit`]: `deploy/local-cluster.sh` start, serve and stop; the systemd units;
@@ -66,6 +70,7 @@ mod cli_nameservers;
 mod cluster_trust;
 mod config_import;
 mod consumer_groups;
+mod consumer_lag;
 mod dead_letters;
 mod delivery;
 mod deploy_kit;
