@@ -181,6 +181,7 @@ impl BrokerMetrics {
             ),
             clients: ClientGauges::new(&r).expect("valid metric"),
         };
+        apogee_proto::ops::register_process_metrics(&r).expect("valid metric");
         Arc::new(BrokerMetrics {
             rpc_latency: apogee_proto::ops::rpc_latency(&r).expect("valid metric"),
             messages_in: counter(

@@ -43,6 +43,7 @@ impl NameServerMetrics {
             "Topics hosted by the live brokers registered here.",
         )?;
         registry.register(Box::new(topics.clone()))?;
+        apogee_proto::ops::register_process_metrics(&registry)?;
         Ok(NameServerMetrics {
             rpc_latency: apogee_proto::ops::rpc_latency(&registry)?,
             clients: ClientGauges::new(&registry)?,

@@ -197,6 +197,15 @@ pub const RPC_LATENCY_BUCKETS_MS: [f64; 13] = [
     0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0, 1000.0, 3000.0, 10000.0,
 ];
 
+/// Prometheus' standard process metrics of this process (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`,
+/// `process_max_fds`, `process_threads`, `process_start_time_seconds`), from the
+/// `prometheus` crate's collector, which reads them from /proc at each scrape.
+pub fn register_process_metrics(registry: &Registry) -> prometheus::Result<()> {
+    let collector = prometheus::process_collector::ProcessCollector::for_self();
+    registry.register(Box::new(collector))
+}
+
 /// `rocketmq_rpc_latency{protocol_type, request_code, response_code}` (ms): the
 /// time from a request's arrival to its response headers, by gRPC method and
 /// gRPC status. Streams (Telemetry) are not timed: they last as long as the client.

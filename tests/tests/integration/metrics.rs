@@ -248,3 +248,74 @@ async fn health_is_up_at_once_and_ready_once_registered_until_shutdown() {
     })
     .await;
 }
+
+/// `/proc/<pid>/status` field `key` (the first number on its line).
+fn proc_status(pid: u32, key: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_metrics_describe_the_serving_process() {
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    let pid = cluster.broker("broker-a").pid();
+    let http = cluster.broker_http_addr("broker-a").to_string();
+    let before = scrape(&http).await;
+    let cpu_before = value(&before, "process_cpu_seconds_total", &[]).expect("process CPU");
+    cluster.create_topic("process-t", 4).await;
+    rpc::send_numbered(cluster.broker_addr("broker-a"), "process-t", 500).await;
+
+    let s = scrape(&http).await;
+    // The figures are the broker's own (read from its /proc entries), not the test's.
+    let rss = value(&s, "process_resident_memory_bytes", &[]).expect("resident memory");
+    let vm_rss = proc_status(pid, "VmRSS") * 1024.0;
+    assert!(
+        rss > vm_rss / 2.0 && rss < vm_rss * 2.0,
+        "resident {rss} bytes, /proc says {vm_rss}"
+    );
+    let threads = value(&s, "process_threads", &[]).expect("threads");
+    let proc_threads = proc_status(pid, "Threads");
+    assert!(
+        (threads - proc_threads).abs() <= 4.0,
+        "{threads} threads, /proc says {proc_threads}"
+    );
+    let fds = value(&s, "process_open_fds", &[]).expect("open fds");
+    let proc_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as f64;
+    assert!(
+        (fds - proc_fds).abs() <= 16.0,
+        "{fds} open fds, /proc says {proc_fds}"
+    );
+    assert!(value(&s, "process_max_fds", &[]).expect("max fds") >= fds);
+    let cpu = value(&s, "process_cpu_seconds_total", &[]).expect("process CPU");
+    assert!(cpu >= cpu_before, "CPU went from {cpu_before} to {cpu}");
+    assert!(value(&s, "process_start_time_seconds", &[]).expect("start time") > 1.7e9);
+
+    // The NameServer's endpoint has the same set (an idle one may have used no CPU second yet).
+    let ns = scrape(&cluster.nameserver_http_addr(0).to_string()).await;
+    assert!(value(
+        &ns,
+        "process_cpu_seconds_total",
+        &[("node_type", "nameserver")]
+    )
+    .is_some());
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_threads",
+    ] {
+        assert!(
+            value(&ns, name, &[("node_type", "nameserver")]).is_some_and(|v| v > 0.0),
+            "the NameServer has no {name}"
+        );
+    }
+}
