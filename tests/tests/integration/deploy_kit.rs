@@ -385,3 +385,44 @@ fn compose_file_and_helm_chart_are_valid_where_the_tools_exist() {
         println!("SKIPPED: helm not installed");
     }
 }
+
+/// Release binaries (what `cargo build --release`, the Dockerfile and the systemd guide
+/// install) carry neither debug info nor a symbol table; the `profiling` profile is the same
+/// build with symbols and line tables for `perf`.
+#[test]
+fn release_binaries_ship_stripped_and_the_profiling_profile_keeps_symbols() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
+    let manifest: toml::Table = manifest.parse().expect("Cargo.toml parses");
+    let profile = |name: &str| {
+        manifest["profile"]
+            .get(name)
+            .and_then(toml::Value::as_table)
+            .unwrap_or_else(|| panic!("no [profile.{name}]"))
+            .clone()
+    };
+    let release = profile("release");
+    let strip = release.get("strip").map(toml::Value::to_string);
+    assert!(
+        matches!(strip.as_deref(), Some("true") | Some("\"symbols\"")),
+        "[profile.release] strip = {strip:?}"
+    );
+    let no_debug = |p: &toml::Table| {
+        p.get("debug").is_none_or(|d| {
+            d.as_integer() == Some(0) || d.as_bool() == Some(false) || d.as_str() == Some("none")
+        })
+    };
+    assert!(no_debug(&release), "[profile.release] keeps debug info");
+    let profiling = profile("profiling");
+    assert_eq!(
+        profiling.get("inherits").and_then(toml::Value::as_str),
+        Some("release")
+    );
+    assert!(
+        !no_debug(&profiling),
+        "[profile.profiling] has no debug info"
+    );
+    assert_eq!(
+        profiling.get("strip").and_then(toml::Value::as_bool),
+        Some(false)
+    );
+}
