@@ -146,7 +146,11 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     if args.check_config {
-        println!("config OK\n\n{}", toml::to_string_pretty(&config)?);
+        // A reader that closes early (`| head -1`) ends the output, not in a panic.
+        apogee_proto::stdout::print(&format!(
+            "config OK\n\n{}\n",
+            toml::to_string_pretty(&config)?
+        ))?;
         return Ok(());
     }
     if let Err(e) = apogee_nameserver::logging::init(config.log_level.as_deref(), config.log_format)

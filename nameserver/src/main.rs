@@ -47,9 +47,14 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        println!("config OK");
-        print!("{}", config.to_toml());
-        return ExitCode::SUCCESS;
+        // A reader that closes early (`| head -1`) ends the output, not in a panic.
+        return match apogee_proto::stdout::print(&format!("config OK\n{}", config.to_toml())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: writing the config: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
 
     if let Err(e) = apogee_nameserver::logging::init(config.log_level.as_deref(), config.log_format)

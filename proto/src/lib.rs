@@ -16,6 +16,7 @@
 //!   shares (topic and group names, body sizes, system topics).
 //! - [`message_id`]: RocketMQ-style 17-byte message ids.
 //! - [`time`]: conversions between protobuf time types and Rust ones.
+//! - [`stdout`]: printing the servers' `--check-config` output, a closed pipe included.
 //! - [`routed_id`] and [`txn_id`]: ids that name the broker group holding their subject.
 //! - [`delay_level`]: the 18 classic delay levels.
 //! - `ops` (feature `ops`, for the servers): the HTTP endpoint with Prometheus
@@ -62,6 +63,7 @@ pub mod ops;
 pub mod routed_id;
 pub mod serve;
 pub mod settings;
+pub mod stdout;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

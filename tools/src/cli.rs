@@ -663,7 +663,16 @@ where
         Err(e) => {
             let _ = out.flush();
             let text = e.to_string();
-            let explained = plain_text
+            // A connection-level failure in plain text may be a TLS server: probe it.
+            let probe = plain_text
+                && !matches!(
+                    e,
+                    ToolError::Usage(_)
+                        | ToolError::Input(_)
+                        | ToolError::Io(_)
+                        | ToolError::Interrupted
+                );
+            let explained = probe
                 .then(|| {
                     runtime.block_on(crate::tls_args::explain_plain_text_to_tls(
                         &text,

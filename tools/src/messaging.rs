@@ -206,7 +206,7 @@ pub fn check_body_size(size: usize, limit: usize) -> ToolResult<()> {
     }
     Err(ToolError::Input(format!(
         "the message body of {size} bytes exceeds the cluster's limit of {limit} bytes (the \
-         brokers' `{BODY_LIMIT_SETTING}` setting, announced to clients as \
+         `{BODY_LIMIT_SETTING}` setting of the brokers and NameServers, announced to clients as \
          publishing.max_body_size)"
     )))
 }

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// What a plain-text call to a TLS server fails with: the server's TLS alert, read as an
-/// HTTP/2 frame, is "h2 protocol error: ... frame with invalid size".
+/// What a plain-text call to a TLS server may fail with: the server's TLS alert, read as an
+/// HTTP/2 frame, is "h2 protocol error: ... frame with invalid size" (a connection still
+/// being made says "operation was canceled").
 const GARBLED_H2: [&str; 2] = ["h2 protocol error", "frame with invalid size"];
 
 /// How long [`speaks_tls`] waits for a server's first bytes.
@@ -82,11 +83,10 @@ pub async fn speaks_tls(addr: &str) -> bool {
     )
 }
 
-/// For the error `text` of a plain-text run: when it is an HTTP/2 protocol error and a server
-/// it names (or, naming none, one of `nameservers`) speaks TLS, the error to print instead:
-/// what was being done, then "the server speaks TLS: use --tls".
+/// For the error `text` of a call made in plain text: when a server it names (or, naming none,
+/// one of `nameservers`) speaks TLS, the error to print instead: what was being done, then
+/// "the server speaks TLS: use --tls".
 pub async fn explain_plain_text_to_tls(text: &str, nameservers: &[String]) -> Option<String> {
-    let at = GARBLED_H2.iter().filter_map(|m| text.find(m)).min()?;
     let named: Vec<String> = text
         .split_whitespace()
         .map(|w| w.trim_matches(|c: char| matches!(c, ':' | ',' | '(' | ')' | ';')))
@@ -99,22 +99,29 @@ pub async fn explain_plain_text_to_tls(text: &str, nameservers: &[String]) -> Op
         &named[..]
     };
     for addr in candidates {
-        if speaks_tls(addr).await {
-            let doing = text[..at].trim_end_matches(|c: char| c == ':' || c.is_whitespace());
-            let doing = doing
-                .strip_suffix("transport error")
-                .unwrap_or(doing)
-                .trim_end_matches(|c: char| c == ':' || c.is_whitespace());
-            let advice = format!(
-                "the server at {addr} speaks TLS: use --tls (with --tls-ca-file FILE when its \
-                 certificate is from a private CA)"
-            );
-            return Some(if doing.is_empty() {
-                advice
-            } else {
-                format!("{doing}: {advice}")
-            });
+        if !speaks_tls(addr).await {
+            continue;
         }
+        let advice = format!(
+            "the server at {addr} speaks TLS: use --tls (with --tls-ca-file FILE when its \
+             certificate is from a private CA)"
+        );
+        // What was being done: the text before the garbled protocol error, if any.
+        let doing = GARBLED_H2
+            .iter()
+            .filter_map(|m| text.find(m))
+            .min()
+            .map(|at| {
+                let head = text[..at].trim_end_matches(|c: char| c == ':' || c.is_whitespace());
+                head.strip_suffix("transport error")
+                    .unwrap_or(head)
+                    .trim_end_matches(|c: char| c == ':' || c.is_whitespace())
+            });
+        return Some(match doing {
+            Some(doing) if !doing.is_empty() => format!("{doing}: {advice}"),
+            Some(_) => advice,
+            None => format!("{advice} (in plain text: {text})"),
+        });
     }
     None
 }
