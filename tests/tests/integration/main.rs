@@ -8,6 +8,8 @@
 //! - [`durability`]: SIGKILL with sync flush loses nothing acknowledged; a
 //!   torn commit-log tail is cut back to the last whole record; damage before
 //!   the flushed end stops the broker with a clear error.
+//! - [`foreign_store`]: a RocketMQ store as the data dir is refused, named as
+//!   one, and left byte for byte as it was.
 //! - [`acl`]: authorization: users and ACL entries (allow, deny, prefixes) enforced on a
 //!   master, its slave and the NameServer; kept across broker and NameServer restarts.
 //! - [`auth`]: authentication: the official client, apogee-client and the CLI with
@@ -76,6 +78,7 @@ mod delivery;
 mod deploy_kit;
 mod durability;
 mod filters;
+mod foreign_store;
 mod groups;
 mod lifecycle;
 mod metrics;
