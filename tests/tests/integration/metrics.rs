@@ -301,7 +301,7 @@ async fn process_metrics_describe_the_serving_process() {
     assert!(value(&s, "process_start_time_seconds", &[]).expect("start time") > 1.7e9);
 
     // The NameServer's endpoint has the same set (an idle one may have used no CPU second yet).
-    let ns = scrape(&cluster.nameserver_http_addr(0).to_string()).await;
+    let ns = scrape(cluster.nameserver_http_addr(0)).await;
     assert!(value(
         &ns,
         "process_cpu_seconds_total",
