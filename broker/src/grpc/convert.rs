@@ -44,6 +44,36 @@ pub fn into_new_message(m: v2::Message, queue_id: u32, born_host_fallback: &str)
     }
 }
 
+/// 5000-01-01T00:00:00Z in Unix seconds: a delivery timestamp whose `seconds` is later than
+/// this may hold milliseconds (see [`delivery_time_ms`]).
+const LATEST_DELIVERY_SECONDS: i64 = 95_617_584_000;
+
+/// The delivery time (Unix ms) a message's `delivery_timestamp` names. A `seconds` value too
+/// large to be seconds (later than year 5000) is read as milliseconds, its `nanos` ignored,
+/// when that reading is a valid delivery time: within `max_delay_ms` (`schedule.max_delay_ms`)
+/// of `now_ms`, ahead or behind. The official Python client (rocketmq-python-client 5.1.2)
+/// puts its millisecond delivery time there. Any other value is read as a timestamp, so a
+/// real out-of-range time stays out of range and is refused with ILLEGAL_DELIVERY_TIME.
+pub fn delivery_time_ms(
+    ts: &prost_types::Timestamp,
+    now_ms: i64,
+    max_delay_ms: i64,
+    message_id: &str,
+) -> i64 {
+    let as_timestamp = timestamp_ms(ts);
+    if ts.seconds <= LATEST_DELIVERY_SECONDS
+        || ts.seconds.abs_diff(now_ms) > max_delay_ms.unsigned_abs()
+    {
+        return as_timestamp;
+    }
+    tracing::debug!(
+        message_id,
+        seconds = ts.seconds,
+        "delivery timestamp's seconds is past year 5000: read as milliseconds"
+    );
+    ts.seconds
+}
+
 /// The value of `internal::BODY_ENCODING` for a gzip-compressed body.
 const GZIP: &str = "gzip";
 
@@ -112,4 +142,58 @@ pub fn delivery_to_v2(d: &Delivery, namespace: &str, store_host: &str) -> v2::Me
         ));
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apogee_proto::time::timestamp;
+
+    const NOW: i64 = 1_795_612_000_000;
+    const WEEK: i64 = 7 * 24 * 3600 * 1000;
+
+    fn seconds(seconds: i64) -> prost_types::Timestamp {
+        prost_types::Timestamp { seconds, nanos: 0 }
+    }
+
+    fn read(ts: prost_types::Timestamp) -> i64 {
+        delivery_time_ms(&ts, NOW, WEEK, "id")
+    }
+
+    #[test]
+    fn a_timestamp_is_read_as_seconds_and_nanos() {
+        assert_eq!(read(timestamp(NOW + 41_208)), NOW + 41_208);
+        let last_second = prost_types::Timestamp {
+            seconds: LATEST_DELIVERY_SECONDS,
+            nanos: 500_000_000,
+        };
+        assert_eq!(read(last_second), LATEST_DELIVERY_SECONDS * 1000 + 500);
+    }
+
+    #[test]
+    fn milliseconds_in_the_seconds_field_within_the_limit_are_read_as_milliseconds() {
+        // What rocketmq-python-client 5.1.2 sends for a delivery time in milliseconds.
+        assert_eq!(read(seconds(NOW + 41_208)), NOW + 41_208);
+        assert_eq!(read(seconds(NOW + WEEK)), NOW + WEEK);
+        // A past time within the limit too (it is delivered at once).
+        assert_eq!(read(seconds(NOW - WEEK)), NOW - WEEK);
+    }
+
+    #[test]
+    fn seconds_past_year_5000_that_are_no_valid_time_in_milliseconds_stay_out_of_range() {
+        for s in [
+            NOW + WEEK + 1,
+            NOW - WEEK - 1,
+            LATEST_DELIVERY_SECONDS + 1,
+            i64::MAX,
+        ] {
+            assert_eq!(read(seconds(s)), s.saturating_mul(1000), "seconds {s}");
+        }
+    }
+
+    #[test]
+    fn year_5000_is_the_boundary() {
+        // 1970-01-01 to 5000-01-01: 3030 years, 735 of them leap years.
+        assert_eq!(LATEST_DELIVERY_SECONDS, (3030 * 365 + 735) * 86_400);
+    }
 }

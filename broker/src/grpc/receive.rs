@@ -6,7 +6,7 @@ use crate::consume::{MessageFilter, PopRequest};
 use crate::server::Broker;
 use apogee_proto::error::ok_status;
 use apogee_proto::group::GroupConfig;
-use apogee_proto::time::{duration_ms, now_ms};
+use apogee_proto::time::{duration_ms, now_ms, timestamp};
 use apogee_proto::v2::{self, receive_message_response::Content, Permission};
 use apogee_proto::{limits, ApogeeError};
 use std::sync::Arc;
@@ -205,18 +205,17 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
                 broker
                     .metrics
                     .delivered(&plan.topic, &plan.group_config.name, d.len(), bytes);
-                let mut out: Vec<_> = d
-                    .iter()
-                    .map(|d| v2::ReceiveMessageResponse {
-                        content: Some(Content::Message(delivery_to_v2(
-                            d,
-                            &plan.namespace,
-                            &store_host,
-                        ))),
-                    })
+                let messages = d.iter().map(|d| v2::ReceiveMessageResponse {
+                    content: Some(Content::Message(delivery_to_v2(
+                        d,
+                        &plan.namespace,
+                        &store_host,
+                    ))),
+                });
+                return std::iter::once(hand_out_time_response(now))
+                    .chain(messages)
+                    .chain(std::iter::once(status_response(ok_status())))
                     .collect();
-                out.push(status_response(ok_status()));
-                return out;
             }
             Ok(_) => {}
         }
@@ -240,6 +239,16 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
             _ = broker.wait_for_append(&watch, wait) => {}
             _ = changed => {}
         }
+    }
+}
+
+/// The `delivery_timestamp` entry of a stream that carries messages: when they were handed
+/// out. RocketMQ's proxy sends one on every receive stream; the official Python client
+/// (5.1.2) reads it for every batch and handles nothing without it. It goes first, so the
+/// stream still ends with its one status; the clients read the entries in any order.
+fn hand_out_time_response(handed_out_ms: i64) -> v2::ReceiveMessageResponse {
+    v2::ReceiveMessageResponse {
+        content: Some(Content::DeliveryTimestamp(timestamp(handed_out_ms))),
     }
 }
 

@@ -2,9 +2,10 @@
 //! the commit log in one batch. A request with one bad message is refused as
 //! a whole with that message's status; nothing of it is stored.
 
-use super::convert::into_new_message;
+use super::convert::{delivery_time_ms, into_new_message};
 use crate::server::Broker;
 use apogee_proto::error::ok_status;
+use apogee_proto::time::now_ms;
 use apogee_proto::v2::{self, Encoding, MessageType, Permission};
 use apogee_proto::{limits, message_id, names, ApogeeError};
 
@@ -12,6 +13,9 @@ use apogee_proto::{limits, message_id, names, ApogeeError};
 struct Checked {
     queue_id: u32,
     message_type: MessageType,
+    /// The delivery time (Unix ms) its delivery timestamp names, as
+    /// [`delivery_time_ms`] reads it.
+    delivery_ms: Option<i64>,
 }
 
 /// Checks one message (reading it, copying nothing); returns its queue and stored type.
@@ -146,9 +150,14 @@ fn validate(broker: &Broker, m: &v2::Message) -> Result<Checked, ApogeeError> {
             config.queue_count
         )));
     }
+    let delivery_ms = sp.delivery_timestamp.as_ref().map(|ts| {
+        let max_delay_ms = i64::try_from(broker.config.schedule.max_delay_ms).unwrap_or(i64::MAX);
+        delivery_time_ms(ts, now_ms(), max_delay_ms, &sp.message_id)
+    });
     Ok(Checked {
         queue_id: queue_id as u32,
         message_type: effective_type,
+        delivery_ms,
     })
 }
 
@@ -287,6 +296,7 @@ pub async fn send_message(
         .map(|(m, c)| {
             let mut record = into_new_message(m, c.queue_id, peer);
             record.message_type = c.message_type as u8;
+            record.delivery_timestamp_ms = c.delivery_ms;
             record
         })
         .collect();

@@ -21,6 +21,9 @@
 //! - [`lifecycle`]: SIGTERM under load: nothing acknowledged lost, out of the routes at once.
 //! - [`metrics`]: `/metrics` after a known workload; `/healthz` and `/readyz`.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
+//! - [`official_python`]: RocketMQ's official Python client: the receive stream's hand-out
+//!   time it needs, its PushConsumer and delayed send (skipped without python3 and the
+//!   package, except under CI).
 //! - [`operations`]: `group reset-offset`, `clients list`, `broker config get|set`,
 //!   mqadmin's command names.
 //! - [`cluster_trust`]: the cluster secret: a broker without it cannot register, a fake
@@ -84,6 +87,7 @@ mod lifecycle;
 mod metrics;
 mod nameserver_loss;
 mod official_client;
+mod official_python;
 mod official_roundtrip;
 mod operations;
 mod push_consumer;

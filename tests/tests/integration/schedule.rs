@@ -1,7 +1,8 @@
 //! Scheduled delivery with real processes: DELAY messages are delivered once, not before their
 //! time and at most a second after it (also across a SIGKILL of the broker); limits; recall
 //! through the broker and the NameServer; the official client's delay send; the CLI's
-//! scheduled send, list and recall.
+//! scheduled send, list and recall; a delivery time in milliseconds in the timestamp's
+//! seconds field (as the official Python client sends it).
 
 use apogee_proto::time::now_ms;
 use apogee_proto::v2::{self, Code};
@@ -432,4 +433,60 @@ async fn official_client_delay_message_arrives_after_its_time() {
         .shutdown()
         .await
         .expect("shutdown");
+}
+
+/// A DELAY message whose delivery timestamp's `seconds` holds `value` (and no nanos), as
+/// rocketmq-python-client 5.1.2 sends its millisecond delivery time.
+fn seconds_field(body: &str, value: i64) -> v2::Message {
+    let mut m = delay_message(TOPIC_MS_IN_SECONDS, 0, body, 0);
+    if let Some(sp) = m.system_properties.as_mut() {
+        sp.delivery_timestamp = Some(prost_types::Timestamp {
+            seconds: value,
+            nanos: 0,
+        });
+    }
+    m
+}
+
+const TOPIC_MS_IN_SECONDS: &str = "ms-in-seconds";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milliseconds_in_the_seconds_field_are_read_as_milliseconds() {
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    delay_topic(&cluster, TOPIC_MS_IN_SECONDS).await;
+    let mut broker = rpc::messaging(&cluster.broker("broker-a").addr);
+
+    // Out of range however it is read: refused, nothing stored.
+    const EIGHT_DAYS_MS: i64 = 8 * 24 * 3600 * 1000;
+    let now = now_ms();
+    for (what, value) in [
+        ("8 days ahead in milliseconds", now + EIGHT_DAYS_MS),
+        ("8 days ahead in seconds", (now + EIGHT_DAYS_MS) / 1000),
+        (
+            "year 6000 in seconds (1974 in milliseconds)",
+            127_174_000_000,
+        ),
+        ("the largest seconds", i64::MAX),
+    ] {
+        let r = rpc::send(&mut broker, vec![seconds_field("refused", value)]).await;
+        assert_eq!(
+            code(r.status.as_ref()),
+            Code::IllegalDeliveryTime as i32,
+            "{what}: {}: {r:?}",
+            code_name(code(r.status.as_ref()))
+        );
+    }
+
+    // A delivery time 3 s ahead, in milliseconds: accepted, delivered once, not before it.
+    let due = now_ms() + 3_000;
+    let m = seconds_field("python", due);
+    let id = id_of(&m);
+    let r = rpc::send(&mut broker, vec![m]).await;
+    assert_eq!(code(r.status.as_ref()), Code::Ok as i32, "{r:?}");
+    assert!(!r.entries[0].recall_handle.is_empty(), "{r:?}");
+    let arrivals = receive_all(&broker, TOPIC_MS_IN_SECONDS, 1, Duration::from_secs(20)).await;
+    check_once_not_early(&BTreeMap::from([(id, due)]), &arrivals);
 }

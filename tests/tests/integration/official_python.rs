@@ -1,0 +1,266 @@
+//! What RocketMQ's official Python client (rocketmq-python-client 5.1.2) relies on: at the
+//! protocol level, the `delivery_timestamp` entry of a ReceiveMessage stream that carries
+//! messages (the hand-out time; its PushConsumer handles nothing without it); and the client
+//! itself, running `tests/python/push_consumer_and_delay.py`: its PushConsumer handles and
+//! acks a batch, and its delayed message (milliseconds in the timestamp's seconds field)
+//! arrives not before its time.
+//!
+//! The client test needs python3 with the package (`pip install -r
+//! tests/python/requirements.txt`): without them it prints SKIPPED, except under CI
+//! (`CI=true`), where it fails.
+
+use apogee_proto::time::{now_ms, timestamp_ms};
+use apogee_proto::v2::{self, receive_message_response::Content};
+use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// The client version the script is written against (tests/python/requirements.txt).
+const CLIENT_VERSION: &str = "5.1.2";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_stream_carries_the_hand_out_time() {
+    const TOPIC: &str = "hand-out";
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    cluster.create_topic(TOPIC, 1).await;
+    let addr = cluster.broker("broker-a").addr.clone();
+    rpc::send_numbered(&addr, TOPIC, 5).await;
+
+    let mut client = rpc::messaging(&addr);
+    let request = rpc::receive_request(
+        "hand-out-g",
+        TOPIC,
+        16,
+        Some(apogee_proto::time::duration(Duration::from_secs(30))),
+        Duration::from_secs(5),
+    );
+    let before = now_ms();
+    let mut stream = client
+        .receive_message(request)
+        .await
+        .expect("ReceiveMessage transport error")
+        .into_inner();
+    let mut entries = Vec::new();
+    while let Some(item) = stream.message().await.expect("ReceiveMessage stream") {
+        entries.push(item.content.expect("an entry with no content"));
+    }
+    let after = now_ms();
+
+    let stamps: Vec<i64> = entries
+        .iter()
+        .filter_map(|c| match c {
+            Content::DeliveryTimestamp(t) => Some(timestamp_ms(t)),
+            _ => None,
+        })
+        .collect();
+    let messages = entries
+        .iter()
+        .filter(|c| matches!(c, Content::Message(_)))
+        .count();
+    assert_eq!(messages, 5, "{entries:?}");
+    assert_eq!(stamps.len(), 1, "one delivery_timestamp entry: {entries:?}");
+    assert!(
+        (before..=after).contains(&stamps[0]),
+        "hand-out time {} outside the call ({before}..={after})",
+        stamps[0]
+    );
+    // The stream still ends with its one status, OK.
+    match entries.last() {
+        Some(Content::Status(s)) => assert_eq!(s.code, v2::Code::Ok as i32, "{s:?}"),
+        other => panic!("the stream ends with {other:?}, not its status"),
+    }
+}
+
+/// Why the official Python client cannot run here, or None when it can.
+fn python_client_missing() -> Option<String> {
+    let probe = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.metadata as m, rocketmq; \
+             print(m.version('rocketmq-python-client'))",
+        ])
+        .output();
+    match probe {
+        Err(e) => Some(format!("python3 cannot be run ({e})")),
+        Ok(out) if !out.status.success() => Some(format!(
+            "python3 cannot import rocketmq-python-client: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(out) => {
+            let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (version != CLIENT_VERSION).then(|| {
+                format!("rocketmq-python-client {version} is installed, not {CLIENT_VERSION}")
+            })
+        }
+    }
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/push_consumer_and_delay.py")
+}
+
+/// Runs the script until it reports; returns its report and the still running script.
+async fn run_script(cluster: &Cluster, args: &[&str]) -> (Value, tokio::process::Child) {
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script())
+        .args(["--endpoint", cluster.ns_addr()])
+        .args(args)
+        // The client writes its log under $HOME/logs.
+        .env("HOME", cluster.dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting python3");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), stdout.next_line()).await;
+    let line = match line {
+        Ok(Ok(Some(line))) => line,
+        other => {
+            let _ = child.start_kill();
+            let out = child.wait_with_output().await.expect("the script's output");
+            panic!(
+                "the script reported nothing ({other:?}); stderr:\n{}\nclient log:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                client_log(cluster)
+            );
+        }
+    };
+    let report = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("the script printed no JSON ({e}): {line}"));
+    (report, child)
+}
+
+/// The end of the Python client's own log.
+fn client_log(cluster: &Cluster) -> String {
+    let path = cluster
+        .dir()
+        .join("logs/rocketmq_python/rocketmq_client.log");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_push_consumer_handles_a_batch_and_a_delayed_message() {
+    if let Some(why) = python_client_missing() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run the official Python client: {why}"
+        );
+        println!("SKIPPED: {why} (pip install -r tests/python/requirements.txt)");
+        return;
+    }
+    const TOPIC: &str = "py-orders";
+    const DELAY_TOPIC: &str = "py-reminders";
+    const GROUP: &str = "py-group";
+    const COUNT: usize = 40;
+    const DELAY_MS: i64 = 4_000;
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    cluster.create_topic(TOPIC, 4).await;
+    cluster
+        .create_typed_topic(DELAY_TOPIC, 2, &[v2::MessageType::Delay])
+        .await;
+    // Created before the sends, so it starts at the first message wherever new groups start.
+    cluster.cli(&["group", "create", GROUP]).success();
+
+    let count = COUNT.to_string();
+    let delay = DELAY_MS.to_string();
+    let (report, mut child) = run_script(
+        &cluster,
+        &[
+            "--topic",
+            TOPIC,
+            "--delay-topic",
+            DELAY_TOPIC,
+            "--group",
+            GROUP,
+            "--count",
+            &count,
+            "--delay-ms",
+            &delay,
+            "--timeout",
+            "40",
+        ],
+    )
+    .await;
+
+    let received = report["received"].as_array().expect("received");
+    let ids = |v: &Value| -> BTreeSet<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|x| x.as_str().expect("an id").to_string())
+            .collect()
+    };
+    let sent = ids(&report["sent"]);
+    let delayed_id = report["delayed"]["id"].as_str().expect("delayed id");
+    let due_ms = report["delayed"]["due_ms"].as_i64().expect("due");
+    let got: BTreeSet<String> = received
+        .iter()
+        .filter(|m| m["topic"] == TOPIC)
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent.len(), COUNT, "{report}");
+    assert_eq!(
+        got, sent,
+        "the PushConsumer handled every message: {report}"
+    );
+    assert!(ids(&report["duplicates"]).is_empty(), "{report}");
+    for m in received {
+        assert_eq!(m["attempt"], 1, "{m}");
+        // The client saw the stream's hand-out time, before its listener ran.
+        let transport = m["transport_ms"].as_i64().unwrap_or(0);
+        assert!(
+            transport > 0 && transport <= m["at_ms"].as_i64().unwrap(),
+            "{m}"
+        );
+    }
+    let delayed = received
+        .iter()
+        .find(|m| m["id"] == delayed_id)
+        .unwrap_or_else(|| panic!("the delayed message did not arrive: {report}"));
+    assert_eq!(delayed["topic"], DELAY_TOPIC);
+    assert_eq!(delayed["delivery_ms"], due_ms, "{delayed}");
+    assert!(
+        delayed["at_ms"].as_i64().unwrap() >= due_ms,
+        "the delayed message arrived before its time {due_ms}: {delayed}"
+    );
+
+    // Every message acknowledged: nothing left to consume, nothing in flight.
+    wait_until(Duration::from_secs(15), "the client's acks", || async {
+        let out = cluster.cli(&["-o", "json", "group", "describe", GROUP]);
+        let d = out.json();
+        if out.code == 0 && d["lag"] == 0 && d["inflight"] == 0 {
+            Ok(())
+        } else {
+            Err(out.to_string())
+        }
+    })
+    .await;
+
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.shutdown().await.expect("closing the script's stdin");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the script ends when its stdin closes")
+        .expect("the script's output");
+    assert!(
+        out.status.success(),
+        "{}; stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
