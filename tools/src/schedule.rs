@@ -131,7 +131,10 @@ pub fn refused_delivery_time(e: ClientError, at_ms: i64, now: i64) -> ToolError 
     let asked = format!(
         "delivery time {} (in {})",
         rfc3339(at_ms),
-        crate::duration::display(Duration::from_millis((at_ms - now).max(0) as u64))
+        // To the second: the send took a few milliseconds of the delay asked for.
+        crate::duration::display(Duration::from_secs(
+            ((at_ms - now).max(0) as u64 + 500) / 1000
+        ))
     );
     ToolError::Server(match limit_ms {
         Some(limit) => format!(
