@@ -90,8 +90,12 @@ fn python_client_missing() -> Option<String> {
     match probe {
         Err(e) => Some(format!("python3 cannot be run ({e})")),
         Ok(out) if !out.status.success() => Some(format!(
-            "python3 cannot import rocketmq-python-client: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "python3 cannot import rocketmq-python-client ({})",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("no error printed")
+                .trim()
         )),
         Ok(out) => {
             let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
