@@ -279,9 +279,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 impl CommitLog {
     /// Opens the segments in `dir` (creating the directory and a first empty segment if needed)
-    /// and checks that sealed segments are contiguous. A directory holding anything but
-    /// segments, or a segment of another format (`foreign.rs`), is refused before anything is
-    /// created or changed. Content is validated by recovery, which also finds where the
+    /// and checks that sealed segments are contiguous. A segment of another format
+    /// (`foreign.rs`) is refused before anything is created or changed; files that are not
+    /// segments are ignored. Content is validated by recovery, which also finds where the
     /// records of the last segment end.
     pub fn open(dir: &Path, prealloc: Preallocation, cached_tail: u64) -> Result<Self, StoreError> {
         super::foreign::check_commitlog_dir(dir)?;
@@ -291,7 +291,8 @@ impl CommitLog {
             let entry = entry?;
             let name = entry.file_name();
             let Some(base) = name.to_str().and_then(parse_segment_name) else {
-                continue; // lost+found (anything else was refused above)
+                tracing::warn!(file = ?entry.path(), "ignoring a file that is not a commit-log segment");
+                continue;
             };
             segments.insert(base, Arc::new(Segment::open(entry.path(), base, prealloc)?));
         }

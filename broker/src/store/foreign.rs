@@ -1,8 +1,9 @@
 //! Refusing what Apogee did not write, before anything on disk is created or changed.
 //!
 //! A data dir holds only what the store writes there: `commitlog/` (segment files named by
-//! their 20-digit base offset) and `index/` (RocksDB), plus `lost+found` when the directory
-//! is a file system's root. Anything else means the directory belongs to something else,
+//! their 20-digit base offset; other files there are ignored with a warning and never
+//! changed) and `index/` (RocksDB), plus `lost+found` when the directory is a file system's
+//! root. Anything else means the directory belongs to something else,
 //! most often a RocketMQ store: `apogee config import` maps RocketMQ's `storePathRootDir`
 //! to `data_dir`, and RocketMQ keeps its commit log in a `commitlog/` directory with the
 //! same file names as Apogee's. Opening such a directory would create RocksDB's files in
@@ -39,7 +40,7 @@ const ROCKETMQ_ENTRIES: [&str; 3] = ["consumequeue", "checkpoint", "abort"];
 /// What the store writes in a data dir.
 const COMMITLOG_DIR: &str = "commitlog";
 const INDEX_DIR: &str = "index";
-/// A file system's root has one; a data dir or commit-log dir may be a mount point.
+/// A file system's root has one, and a data dir may be a mount point.
 const LOST_FOUND: &str = "lost+found";
 
 /// Whether `magic` is one of RocketMQ's message magic numbers.
@@ -88,15 +89,6 @@ impl ForeignSegment {
     }
 }
 
-/// What the commit-log directory holds that Apogee did not write.
-#[derive(Default)]
-struct CommitLogFindings {
-    /// Entries that are not segment files.
-    unknown: Vec<String>,
-    /// The first segment found whose first record is not Apogee's.
-    foreign: Option<ForeignSegment>,
-}
-
 /// An error reading `path` while checking, naming it.
 fn unreadable(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::DataDir {
@@ -129,58 +121,44 @@ fn shown(name: &str, is_dir: bool) -> String {
     }
 }
 
-fn examine_commitlog(dir: &Path) -> Result<CommitLogFindings, StoreError> {
-    let mut found = CommitLogFindings::default();
+/// The first segment file (by name) in the commit-log directory `dir` whose first record is
+/// not Apogee's. Entries that are not segment files are not read here: the commit log
+/// ignores them, with a warning, and never changes them.
+fn foreign_segment(dir: &Path) -> Result<Option<ForeignSegment>, StoreError> {
     for (name, is_dir) in entry_names(dir)? {
-        if name == LOST_FOUND && is_dir {
-            continue;
-        }
         if is_dir || super::commitlog::parse_segment_name(&name).is_none() {
-            found.unknown.push(shown(&name, is_dir));
             continue;
         }
-        if found.foreign.is_none() {
-            let path = dir.join(&name);
-            let magic = File::open(&path).and_then(|f| foreign_magic(&f));
-            if let Some(magic) = magic.map_err(|e| unreadable(&path, e))? {
-                found.foreign = Some(ForeignSegment { path, magic });
-            }
+        let path = dir.join(&name);
+        let magic = File::open(&path).and_then(|f| foreign_magic(&f));
+        if let Some(magic) = magic.map_err(|e| unreadable(&path, e))? {
+            return Ok(Some(ForeignSegment { path, magic }));
         }
     }
-    Ok(found)
+    Ok(None)
 }
 
-/// Checks the commit-log directory `dir` (when it exists) before it is opened: every entry
-/// must be a segment file (or `lost+found`) and no segment may start with another format's
-/// record. Reads only.
+/// Checks the commit-log directory `dir` (when it exists) before it is opened: no segment
+/// may start with another format's record. Reads only.
 pub(crate) fn check_commitlog_dir(dir: &Path) -> Result<(), StoreError> {
-    if !dir.exists() {
+    if !dir.is_dir() {
         return Ok(());
     }
-    let found = examine_commitlog(dir)?;
-    let refuse = |reason: String| StoreError::DataDir {
-        dir: dir.to_path_buf(),
-        reason,
+    let Some(seg) = foreign_segment(dir)? else {
+        return Ok(());
     };
-    if let Some(seg) = &found.foreign {
-        let rocketmq = if is_rocketmq_magic(seg.magic) {
-            "; this is a RocketMQ commit log"
-        } else {
-            ""
-        };
-        return Err(refuse(format!(
+    let rocketmq = if is_rocketmq_magic(seg.magic) {
+        "; this is a RocketMQ commit log"
+    } else {
+        ""
+    };
+    Err(StoreError::DataDir {
+        dir: dir.to_path_buf(),
+        reason: format!(
             "not an Apogee commit log: {}{rocketmq}. Refusing to start; nothing was changed",
             seg.describe()
-        )));
-    }
-    if !found.unknown.is_empty() {
-        return Err(refuse(format!(
-            "holds entries that are not commit-log segments (20-digit file names): {}. \
-             Refusing to start; nothing was changed",
-            found.unknown.join(", ")
-        )));
-    }
-    Ok(())
+        ),
+    })
 }
 
 /// Whether `name` is a file RocksDB writes in its directory.
@@ -208,11 +186,11 @@ pub(crate) fn check_data_dir(data_dir: &Path) -> Result<(), StoreError> {
     };
     let mut unknown = Vec::new();
     let mut rocketmq_entries = Vec::new();
-    let mut commitlog = CommitLogFindings::default();
+    let mut foreign = None;
     for (name, is_dir) in entry_names(data_dir)? {
         match name.as_str() {
             COMMITLOG_DIR if is_dir => {
-                commitlog = examine_commitlog(&data_dir.join(COMMITLOG_DIR))?;
+                foreign = foreign_segment(&data_dir.join(COMMITLOG_DIR))?;
             }
             INDEX_DIR if is_dir => {
                 let files = entry_names(&data_dir.join(INDEX_DIR))?;
@@ -232,17 +210,15 @@ pub(crate) fn check_data_dir(data_dir: &Path) -> Result<(), StoreError> {
             }
         }
     }
-    unknown.extend(commitlog.unknown.iter().map(|n| format!("commitlog/{n}")));
-    let rocketmq_segment = commitlog
-        .foreign
+    let rocketmq_segment = foreign
         .as_ref()
-        .is_some_and(|s| is_rocketmq_magic(s.magic));
+        .is_some_and(|s: &ForeignSegment| is_rocketmq_magic(s.magic));
     if !rocketmq_entries.is_empty() || rocketmq_segment {
         let mut evidence = Vec::new();
         if !rocketmq_entries.is_empty() {
             evidence.push(format!("it holds {}", rocketmq_entries.join(", ")));
         }
-        if let Some(seg) = &commitlog.foreign {
+        if let Some(seg) = &foreign {
             evidence.push(seg.describe());
         }
         return Err(refuse(format!(
@@ -253,7 +229,7 @@ pub(crate) fn check_data_dir(data_dir: &Path) -> Result<(), StoreError> {
             evidence.join("; ")
         )));
     }
-    if let Some(seg) = &commitlog.foreign {
+    if let Some(seg) = &foreign {
         return Err(refuse(format!(
             "not an Apogee commit log: {}. Refusing to start; nothing was changed",
             seg.describe()

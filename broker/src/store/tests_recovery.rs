@@ -519,14 +519,17 @@ async fn entries_apogee_did_not_write_are_refused_by_name() {
     use apogee_tests::rocketmq_store::snapshot;
     let dir = tempfile::tempdir().unwrap();
     build_log(dir.path(), 10, 64 * 1024).await;
-    // A file system's root has a lost+found: not refused, there or in commitlog/.
+    // A file system's root has a lost+found: not refused, there or in commitlog/. Other
+    // files in commitlog/ (something else on the same file system) are left alone.
     std::fs::create_dir(dir.path().join("lost+found")).unwrap();
     std::fs::create_dir(dir.path().join("commitlog").join("lost+found")).unwrap();
+    let filler = dir.path().join("commitlog").join("filler");
+    std::fs::write(&filler, [7u8; 4096]).unwrap();
     drop(MessageStore::open(config(dir.path())).unwrap());
+    assert_eq!(std::fs::read(&filler).unwrap(), [7u8; 4096]);
     for (name, shown) in [
         ("notes.txt", "notes.txt"),
         ("config", "config/"),
-        ("commitlog/segment.bak", "commitlog/segment.bak"),
         // RocketMQ's message index where RocksDB's files go.
         (
             "index-rocketmq/20240101120000000",
