@@ -96,7 +96,8 @@ pub enum Command {
     Clients(crate::clients::ClientsCommand),
     /// Send messages (now, or scheduled with --delay, --deliver-at or --delay-level).
     Send(SendArgs),
-    /// Receive, print and acknowledge messages.
+    /// Receive, print and acknowledge messages (with --nack: leave them unacknowledged, to be
+    /// delivered again and finally dead-lettered).
     Consume(ConsumeArgs),
     /// Load generators.
     #[command(subcommand)]
