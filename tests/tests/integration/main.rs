@@ -29,6 +29,9 @@
 //! - [`cluster_trust`]: the cluster secret: a broker without it cannot register, a fake
 //!   slave cannot open the replication stream.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
+//! - [`cli_edges`]: the CLI's edges: stored-not-replicated sends, `--nack`, the cluster's body
+//!   limit, the TLS hint, Ctrl-C and closed pipes, durations, brokers by name.
+//! - [`readme_tour`]: the README's tour run line by line, as written, on a fresh standalone.
 //! - [`cli_nameservers`]: NameServer lists with `;` or `,`: admin commands go on through the
 //!   next NameServer when the first cannot be reached; a broker takes such a list from the
 //!   environment; `--check-config` names a bad address.
@@ -71,6 +74,7 @@ mod auth;
 mod bad_input;
 mod bench;
 mod cli;
+mod cli_edges;
 mod cli_nameservers;
 mod cluster_trust;
 mod config_import;
@@ -93,6 +97,7 @@ mod operations;
 mod push_consumer;
 mod query;
 mod quotas;
+mod readme_tour;
 mod replication;
 mod schedule;
 mod startup;
