@@ -404,12 +404,9 @@ pub fn description(resp: cluster::DescribeGroupResponse) -> GroupDescription {
 }
 
 /// The description as text: the group's settings, its queues with a total line, its clients;
-/// or one JSON object.
+/// or one JSON object (on one line with `-o jsonl`).
 pub fn render_description(d: &GroupDescription, f: Format) -> String {
-    if f == Format::Json {
-        let mut text =
-            serde_json::to_string_pretty(d).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-        text.push('\n');
+    if let Some(text) = crate::output::render_value(d, f) {
         return text;
     }
     let mut out = render_list(std::slice::from_ref(&d.group), f);
@@ -793,6 +790,9 @@ mod tests {
         );
         assert_eq!(v["group"], "g");
         assert_eq!(v["queues"][0]["last_consume_ms"], serde_json::Value::Null);
+        let line = render_description(&d, Format::Jsonl);
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&line).unwrap(), v);
         let text = render_description(&d, Format::Table);
         assert!(text.contains("TOTAL"), "{text}");
         assert!(text.contains("no connected clients"), "{text}");

@@ -35,8 +35,8 @@ pub mod reset;
 pub mod state;
 
 pub use filter::MessageFilter;
-pub use receipt::{Receipt, ReceiptSigner};
 pub use lag::QueueLag;
+pub use receipt::{Receipt, ReceiptSigner};
 pub use state::{ConsumeEngine, Delivery, Expired, PopRequest, QueueProgress};
 
 #[cfg(test)]
