@@ -7,7 +7,8 @@ use apogee_proto::v2::{FilterExpression, FilterType};
 use apogee_proto::ApogeeError;
 use std::sync::Arc;
 
-fn message(topic: &str, queue_id: u32, tag: Option<&str>, body: &str) -> NewMessage {
+/// A normal message (shared with the other consume test modules).
+pub(super) fn message(topic: &str, queue_id: u32, tag: Option<&str>, body: &str) -> NewMessage {
     NewMessage {
         topic: topic.into(),
         queue_id,

@@ -10,22 +10,7 @@ use std::sync::Arc;
 const QUEUES: u32 = 8;
 
 fn message(queue_id: u32, body: &str) -> NewMessage {
-    NewMessage {
-        topic: "t".into(),
-        queue_id,
-        message_id: apogee_proto::message_id::new_message_id(),
-        tag: None,
-        keys: vec![],
-        message_group: None,
-        message_type: 1,
-        born_timestamp_ms: 0,
-        born_host: "127.0.0.1".into(),
-        delivery_timestamp_ms: None,
-        reconsume_times: 0,
-        properties: vec![],
-        internal: vec![],
-        body: body.as_bytes().to_vec().into(),
-    }
+    super::tests::message("t", queue_id, None, body)
 }
 
 /// `n` messages spread over the 8 queues unevenly (queue i gets i + 1 of every 36).
