@@ -435,15 +435,12 @@ async fn official_client_delay_message_arrives_after_its_time() {
         .expect("shutdown");
 }
 
-/// A DELAY message whose delivery timestamp's `seconds` holds `value` (and no nanos), as
-/// rocketmq-python-client 5.1.2 sends its millisecond delivery time.
-fn seconds_field(body: &str, value: i64) -> v2::Message {
+/// A DELAY message whose delivery timestamp is (`seconds`, `nanos`): rocketmq-python-client
+/// 5.1.2 puts its millisecond delivery time in `seconds`, with no nanos.
+fn with_delivery_timestamp(body: &str, seconds: i64, nanos: i32) -> v2::Message {
     let mut m = delay_message(TOPIC_MS_IN_SECONDS, 0, body, 0);
     if let Some(sp) = m.system_properties.as_mut() {
-        sp.delivery_timestamp = Some(prost_types::Timestamp {
-            seconds: value,
-            nanos: 0,
-        });
+        sp.delivery_timestamp = Some(prost_types::Timestamp { seconds, nanos });
     }
     m
 }
@@ -462,16 +459,16 @@ async fn milliseconds_in_the_seconds_field_are_read_as_milliseconds() {
     // Out of range however it is read: refused, nothing stored.
     const EIGHT_DAYS_MS: i64 = 8 * 24 * 3600 * 1000;
     let now = now_ms();
-    for (what, value) in [
-        ("8 days ahead in milliseconds", now + EIGHT_DAYS_MS),
-        ("8 days ahead in seconds", (now + EIGHT_DAYS_MS) / 1000),
-        (
-            "year 6000 in seconds (1974 in milliseconds)",
-            127_174_000_000,
-        ),
-        ("the largest seconds", i64::MAX),
+    for (what, seconds, nanos) in [
+        ("8 days ahead in milliseconds", now + EIGHT_DAYS_MS, 0),
+        ("8 days ahead in seconds", (now + EIGHT_DAYS_MS) / 1000, 0),
+        ("year 6000 in seconds (1974 in ms)", 127_174_000_000, 0),
+        ("the largest seconds", i64::MAX, 0),
+        // Saturating, not wrapped around into the past.
+        ("the largest seconds and nanos", i64::MAX, 999_000_000),
     ] {
-        let r = rpc::send(&mut broker, vec![seconds_field("refused", value)]).await;
+        let m = with_delivery_timestamp("refused", seconds, nanos);
+        let r = rpc::send(&mut broker, vec![m]).await;
         assert_eq!(
             code(r.status.as_ref()),
             Code::IllegalDeliveryTime as i32,
@@ -482,7 +479,7 @@ async fn milliseconds_in_the_seconds_field_are_read_as_milliseconds() {
 
     // A delivery time 3 s ahead, in milliseconds: accepted, delivered once, not before it.
     let due = now_ms() + 3_000;
-    let m = seconds_field("python", due);
+    let m = with_delivery_timestamp("python", due, 0);
     let id = id_of(&m);
     let r = rpc::send(&mut broker, vec![m]).await;
     assert_eq!(code(r.status.as_ref()), Code::Ok as i32, "{r:?}");
