@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages Apogee's build needs on Debian/Ubuntu, when
 # they are missing: a C++ compiler and clang/libclang (RocksDB is built from
-# source by the rocksdb crate). protoc is not needed: the build brings its own.
+# source by the rocksdb crate), and curl for the README's tour. protoc is not needed: the build brings its own.
 set -euo pipefail
 
 missing=()
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+# curl: the README's tour (and its test, readme_tour) reads /metrics and /readyz with it.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "dev-setup: installing ${missing[*]}" >&2
