@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Apogee's build needs on Debian/Ubuntu, when
 # they are missing: a C++ compiler and clang/libclang (RocksDB is built from
-# source by the rocksdb crate), and curl for the README's tour. protoc is not needed: the build brings its own.
+# source by the rocksdb crate), and curl for the README's tour. protoc is not
+# needed: the build brings its own.
 set -euo pipefail
 
 missing=()
