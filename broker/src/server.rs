@@ -22,6 +22,7 @@ use apogee_proto::cluster::replication_server::ReplicationServer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use apogee_proto::net::Listener;
 use apogee_proto::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
+use apogee_proto::rpc_span::RpcSpanLayer;
 use apogee_proto::settings::ServerLimits;
 use apogee_proto::telemetry::Sessions;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
@@ -312,10 +313,11 @@ pub async fn serve(
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .prepare();
-    // Outermost first: metrics see every call, then the client-certificate check, then auth.
+    // Outermost first: metrics see every call, then the client-certificate check, then auth,
+    // then the span of the call (it names the identity auth admitted the call as).
     let service = RpcMetricsLayer::new(metrics.rpc_latency.clone()).layer(
         apogee_proto::cluster_mtls::ClientCertLayer::new(config.tls.cluster_mtls)
-            .layer(auth.layer(routes)),
+            .layer(auth.layer(RpcSpanLayer.layer(routes))),
     );
     let listener = listener
         .with_connection_cap(config.limits.max_connections_per_address)

@@ -33,6 +33,7 @@ use apogee_proto::cluster_mtls::ClientCertLayer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use apogee_proto::net::Listener;
 use apogee_proto::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
+use apogee_proto::rpc_span::RpcSpanLayer;
 use apogee_proto::settings::ServerLimits;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
 use registry::Registry;
@@ -154,9 +155,11 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .prepare();
-    // Outermost first: metrics see every call, then the client-certificate check, then auth.
-    let service = RpcMetricsLayer::new(metrics.rpc_latency.clone())
-        .layer(ClientCertLayer::new(config.tls.cluster_mtls).layer(auth.layer(routes)));
+    // Outermost first: metrics see every call, then the client-certificate check, then auth,
+    // then the span of the call (it names the identity auth admitted the call as).
+    let service = RpcMetricsLayer::new(metrics.rpc_latency.clone()).layer(
+        ClientCertLayer::new(config.tls.cluster_mtls).layer(auth.layer(RpcSpanLayer.layer(routes))),
+    );
     let listener = listener
         .with_connection_cap(config.max_connections_per_address)
         .with_tls(server_tls);

@@ -20,7 +20,8 @@
 //! - [`routed_id`] and [`txn_id`]: ids that name the broker group holding their subject.
 //! - [`delay_level`]: the 18 classic delay levels.
 //! - `ops` (feature `ops`, for the servers): the HTTP endpoint with Prometheus
-//!   metrics, liveness and readiness, and the layer timing gRPC calls.
+//!   metrics, liveness and readiness, and the layer timing gRPC calls; `rpc_span` (feature
+//!   `ops`): the layer opening a `tracing` span per gRPC call (method, peer, client, identity).
 //! - [`group`]: consumer-group configuration (delivery attempts, backoff, FIFO);
 //!   [`group_convert`]: its wire form.
 
@@ -61,6 +62,8 @@ pub mod net;
 #[cfg(feature = "ops")]
 pub mod ops;
 pub mod routed_id;
+#[cfg(feature = "ops")]
+pub mod rpc_span;
 pub mod serve;
 pub mod settings;
 pub mod stdout;
