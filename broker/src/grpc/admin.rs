@@ -9,6 +9,7 @@ use crate::server::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
 use apogee_proto::cluster::{self, admin_server::Admin};
+use apogee_proto::rpc_span::caller;
 use apogee_proto::{limits, names, ApogeeError};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -56,8 +57,10 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::CreateTopicRequest>,
     ) -> Result<Response<cluster::CreateTopicResponse>, Status> {
-        let config = self.checked(req.into_inner().topic)?;
-        tracing::info!(topic = %config.name, queues = config.queue_count, "creating topic");
+        let (_, extensions, req) = req.into_parts();
+        let config = self.checked(req.topic)?;
+        let by = caller(&extensions);
+        tracing::info!(topic = %config.name, queues = config.queue_count, by, "creating topic");
         self.broker.topics.create(config)?;
         Ok(Response::new(cluster::CreateTopicResponse {
             broker_names: self.me(),
@@ -68,8 +71,10 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::UpdateTopicRequest>,
     ) -> Result<Response<cluster::UpdateTopicResponse>, Status> {
-        let config = self.checked(req.into_inner().topic)?;
-        tracing::info!(topic = %config.name, queues = config.queue_count, "updating topic");
+        let (_, extensions, req) = req.into_parts();
+        let config = self.checked(req.topic)?;
+        let by = caller(&extensions);
+        tracing::info!(topic = %config.name, queues = config.queue_count, by, "updating topic");
         self.broker.topics.update(config)?;
         Ok(Response::new(cluster::UpdateTopicResponse {
             broker_names: self.me(),
@@ -80,11 +85,12 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::DeleteTopicRequest>,
     ) -> Result<Response<cluster::DeleteTopicResponse>, Status> {
-        let topic = req.into_inner().topic;
+        let (_, extensions, req) = req.into_parts();
+        let topic = req.topic;
         if names::is_system_topic(&topic) {
             return Err(ApogeeError::Forbidden(format!("{topic} is a system topic")).into());
         }
-        tracing::info!(topic = %topic, "deleting topic");
+        tracing::info!(topic = %topic, by = caller(&extensions), "deleting topic");
         self.broker.topics.delete(&topic)?;
         self.broker.consume.forget_topic(&topic)?;
         let store = self.broker.store.clone();
@@ -173,8 +179,13 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::ResolveTransactionRequest>,
     ) -> Result<Response<cluster::ResolveTransactionResponse>, Status> {
-        let req = req.into_inner();
-        tracing::info!(txn = %req.transaction_id, commit = req.commit, "operator resolves a transaction");
+        let (_, extensions, req) = req.into_parts();
+        tracing::info!(
+            txn = %req.transaction_id,
+            commit = req.commit,
+            by = caller(&extensions),
+            "operator resolves a transaction"
+        );
         let transaction = self
             .broker
             .txns
@@ -247,7 +258,8 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::ResendDeadLettersRequest>,
     ) -> Result<Response<cluster::ResendDeadLettersResponse>, Status> {
-        let r = admin_messages::resend_dead_letters(&self.broker, req.into_inner()).await?;
+        let (_, extensions, req) = req.into_parts();
+        let r = admin_messages::resend_dead_letters(&self.broker, req, caller(&extensions)).await?;
         Ok(Response::new(r))
     }
 
@@ -255,9 +267,11 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::CreateGroupRequest>,
     ) -> Result<Response<cluster::CreateGroupResponse>, Status> {
+        let (_, extensions, req) = req.into_parts();
         Ok(Response::new(admin_groups::create(
             &self.broker,
-            req.into_inner(),
+            req,
+            caller(&extensions),
         )?))
     }
 
@@ -265,9 +279,11 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::UpdateGroupRequest>,
     ) -> Result<Response<cluster::UpdateGroupResponse>, Status> {
+        let (_, extensions, req) = req.into_parts();
         Ok(Response::new(admin_groups::update(
             &self.broker,
-            req.into_inner(),
+            req,
+            caller(&extensions),
         )?))
     }
 
@@ -275,9 +291,11 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::DeleteGroupRequest>,
     ) -> Result<Response<cluster::DeleteGroupResponse>, Status> {
+        let (_, extensions, req) = req.into_parts();
         Ok(Response::new(admin_groups::delete(
             &self.broker,
-            req.into_inner(),
+            req,
+            caller(&extensions),
         )?))
     }
 
@@ -302,7 +320,8 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::ResetGroupOffsetRequest>,
     ) -> Result<Response<cluster::ResetGroupOffsetResponse>, Status> {
-        let r = admin_ops::reset_offset(&self.broker, req.into_inner())?;
+        let (_, extensions, req) = req.into_parts();
+        let r = admin_ops::reset_offset(&self.broker, req, caller(&extensions))?;
         Ok(Response::new(r))
     }
 
@@ -324,8 +343,13 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::UpdateBrokerConfigRequest>,
     ) -> Result<Response<cluster::UpdateBrokerConfigResponse>, Status> {
-        let req = req.into_inner();
-        tracing::info!(key = %req.key, value = %req.value, "operator changes a runtime setting");
+        let (_, extensions, req) = req.into_parts();
+        tracing::info!(
+            key = %req.key,
+            value = %req.value,
+            by = caller(&extensions),
+            "operator changes a runtime setting"
+        );
         Ok(Response::new(admin_ops::update_config(&self.broker, req)?))
     }
 
@@ -385,9 +409,11 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::ApplyAccessRequest>,
     ) -> Result<Response<cluster::ApplyAccessResponse>, Status> {
+        let (_, extensions, req) = req.into_parts();
         Ok(Response::new(admin_access::apply(
             &self.broker,
-            req.into_inner(),
+            req,
+            caller(&extensions),
         )?))
     }
 }

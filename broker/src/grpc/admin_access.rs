@@ -11,7 +11,12 @@ use apogee_proto::cluster::{
 use apogee_proto::ApogeeError;
 use tonic::Status;
 
-pub fn apply(broker: &Broker, req: ApplyAccessRequest) -> Result<ApplyAccessResponse, Status> {
+/// Merges what a NameServer sends; `by` is who sent it (for the log).
+pub fn apply(
+    broker: &Broker,
+    req: ApplyAccessRequest,
+    by: &str,
+) -> Result<ApplyAccessResponse, Status> {
     if broker.config.role == crate::config::Role::Slave {
         return Err(ApogeeError::PreconditionFailed(
             "a slave takes users and ACL entries from its master".into(),
@@ -21,7 +26,7 @@ pub fn apply(broker: &Broker, req: ApplyAccessRequest) -> Result<ApplyAccessResp
     let users = req.users.len();
     let acls = req.acls.len();
     let changed = broker.access.apply(req.users, req.acls)?;
-    tracing::info!(users, acls, changed, "applied users and ACL entries");
+    tracing::info!(users, acls, changed, by, "applied users and ACL entries");
     Ok(ApplyAccessResponse {})
 }
 

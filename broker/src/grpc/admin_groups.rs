@@ -26,12 +26,14 @@ fn checked(group: Option<&cluster::GroupConfig>) -> Result<GroupConfig, ApogeeEr
     GroupConfig::try_from(wire)
 }
 
+/// Creates a group; `by` is who asked (for the log).
 pub fn create(
     broker: &Broker,
     req: CreateGroupRequest,
+    by: &str,
 ) -> Result<CreateGroupResponse, ApogeeError> {
     let config = checked(req.group.as_ref())?;
-    tracing::info!(group = %config.name, "creating consumer group");
+    tracing::info!(group = %config.name, by, "creating consumer group");
     let created = broker.groups.create(config)?;
     Ok(CreateGroupResponse {
         group: Some(created.as_ref().into()),
@@ -39,12 +41,14 @@ pub fn create(
     })
 }
 
+/// Changes a group's config; `by` is who asked (for the log).
 pub fn update(
     broker: &Broker,
     req: UpdateGroupRequest,
+    by: &str,
 ) -> Result<UpdateGroupResponse, ApogeeError> {
     let config = checked(req.group.as_ref())?;
-    tracing::info!(group = %config.name, "updating consumer group");
+    tracing::info!(group = %config.name, by, "updating consumer group");
     let updated = broker.groups.update(config)?;
     Ok(UpdateGroupResponse {
         group: Some(updated.as_ref().into()),
@@ -52,10 +56,12 @@ pub fn update(
     })
 }
 
-/// Deletes the group's config and its progress (offsets, in-flight deliveries).
+/// Deletes the group's config and its progress (offsets, in-flight deliveries); `by` is who
+/// asked (for the log).
 pub fn delete(
     broker: &Broker,
     req: DeleteGroupRequest,
+    by: &str,
 ) -> Result<DeleteGroupResponse, ApogeeError> {
     limits::validate_group(&req.group)?;
     let had_progress = !broker.consume.group_progress(&req.group).is_empty();
@@ -67,7 +73,7 @@ pub fn delete(
     if !had_config && !had_progress {
         return Err(ApogeeError::ConsumerGroupNotFound(req.group));
     }
-    tracing::info!(group = %req.group, "deleting consumer group");
+    tracing::info!(group = %req.group, by, "deleting consumer group");
     broker.consume.forget_group(&req.group)?;
     Ok(DeleteGroupResponse {
         broker_names: me(broker),

@@ -184,10 +184,12 @@ pub async fn list_dead_letters(
     })
 }
 
-/// Writes the group's dead letters (all, or those with one id) back to their topics.
+/// Writes the group's dead letters (all, or those with one id) back to their topics; `by` is
+/// who asked (for the log).
 pub async fn resend_dead_letters(
     broker: &Arc<Broker>,
     req: cluster::ResendDeadLettersRequest,
+    by: &str,
 ) -> Result<cluster::ResendDeadLettersResponse, ApogeeError> {
     limits::validate_group(&req.group)?;
     if broker.config.role == crate::config::Role::Slave {
@@ -197,7 +199,7 @@ pub async fn resend_dead_letters(
         )));
     }
     let id = Some(req.message_id.as_str()).filter(|s| !s.is_empty());
-    tracing::info!(group = %req.group, id = ?id, "operator resends dead letters");
+    tracing::info!(group = %req.group, id = ?id, by, "operator resends dead letters");
     let done = dead_letters::resend(&broker.store, &broker.topics, &req.group, id).await?;
     let results = done
         .iter()

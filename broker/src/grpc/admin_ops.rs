@@ -11,9 +11,12 @@ use apogee_proto::cluster::{
 };
 use apogee_proto::{limits, ApogeeError};
 
+/// Plans (or, with `execute`, makes) the move of a group's offsets; `by` is who asked (for
+/// the log).
 pub fn reset_offset(
     broker: &Broker,
     req: ResetGroupOffsetRequest,
+    by: &str,
 ) -> Result<ResetGroupOffsetResponse, ApogeeError> {
     limits::validate_group(&req.group)?;
     limits::validate_topic(&req.topic)?;
@@ -58,7 +61,7 @@ pub fn reset_offset(
                 .reset_queue(&req.group, &req.topic, q.queue_id, q.new_offset)?;
         }
         tracing::info!(
-            group = %req.group, topic = %req.topic, ?to,
+            group = %req.group, topic = %req.topic, ?to, by,
             "reset the group's offsets on {} queues", queues.len()
         );
     }

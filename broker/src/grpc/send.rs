@@ -343,7 +343,12 @@ pub async fn send_message(
             // Too large, storage full, a failed store: one mapping (`StoreError` -> protocol).
             let e = ApogeeError::from(e);
             if matches!(e, ApogeeError::Internal(_)) {
-                tracing::error!("append failed: {e}");
+                tracing::error!(
+                    topic = %counted.topic,
+                    client_id,
+                    messages = ids.len(),
+                    "append failed: {e}"
+                );
             }
             return refuse_all(ids, &e);
         }
