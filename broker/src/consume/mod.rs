@@ -16,6 +16,7 @@
 //! - [`clients`]: which clients are alive (auto-renew deliveries follow them).
 //! - `reload`: re-reading queues and the receipt secret from the index (a slave following
 //!   its master's replicated state, a master adopting a slave's handback).
+//! - [`long_poll`]: the wait of ReceiveMessage and PullMessage for something to hand out.
 //! - [`reset`]: moving a group's position in a queue (reset-offset).
 //! - [`lag`]: how far behind a group is in every queue of the topics it consumes,
 //!   including the queues it never received from (counted from where it would start).
@@ -28,6 +29,7 @@ pub mod dead_letter;
 pub mod filter;
 pub mod keys;
 pub mod lag;
+pub mod long_poll;
 mod queue;
 pub mod receipt;
 mod reload;
