@@ -1,24 +1,24 @@
-//! `apogee.cluster.v1.Admin` on the NameServer: validates a topic operation,
-//! picks the broker groups it concerns, fans it out to each group's master
-//! (which serves the same Admin service and applies it locally), then updates
-//! the broker table so routes reflect the change at once. ListTopics is
-//! answered from the table; transactions are routed by [`transactions`], scheduled messages
+//! `apogee.cluster.v1.Admin` on the NameServer. Topic changes and status are
+//! [`admin_topics`]' (fanned out to the groups' masters, which serve the same
+//! Admin service and apply them locally, then recorded in the broker table so
+//! routes reflect them at once); ListTopics is answered from the table; transactions are routed by [`transactions`], scheduled messages
 //! by [`schedule`], message query and dead letters by [`admin_messages`], consumer groups by
 //! [`admin_groups`], users and ACL entries by [`admin_access`]. GetBrokerStatus is refused: brokers answer it themselves.
 
+use super::admin_topics::TopicChange;
 use super::brokers::BrokerChannels;
-use super::{admin_access, admin_groups, admin_messages, admin_ops, schedule, transactions};
+use super::{
+    admin_access, admin_groups, admin_messages, admin_ops, admin_topics, schedule, transactions,
+};
 use crate::access::AccessBook;
-use crate::registry::{AdminTarget, GroupKey, Registry};
-use apogee_proto::auth::cluster_calls::SignedChannel;
+use crate::registry::Registry;
 use apogee_proto::cluster as cl;
-use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::cluster::admin_server::Admin;
 use apogee_proto::cluster::{
     CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
     ListScheduledRequest, ListScheduledResponse, ListTopicsRequest, ListTopicsResponse,
     ListTransactionsRequest, ListTransactionsResponse, ResolveTransactionRequest,
-    ResolveTransactionResponse, TopicConfig, TopicSummary, UpdateTopicRequest, UpdateTopicResponse,
+    ResolveTransactionResponse, TopicSummary, UpdateTopicRequest, UpdateTopicResponse,
 };
 use apogee_proto::cluster::{
     FindMessagesRequest, FindMessagesResponse, GetMessageRequest, GetMessageResponse,
@@ -26,18 +26,11 @@ use apogee_proto::cluster::{
     ResendDeadLettersRequest, ResendDeadLettersResponse,
 };
 use apogee_proto::telemetry::Sessions;
-use apogee_proto::{limits, names, ApogeeError};
-use std::future::Future;
+use apogee_proto::{names, ApogeeError};
 use std::sync::Arc;
-use std::time::Duration;
 use tonic::{Request, Response, Status};
 
-/// Queue count of a topic created without one (RocketMQ's default).
-pub const DEFAULT_QUEUE_COUNT: i32 = 8;
-/// How long the NameServer waits to connect to a broker during a fan-out.
-const FANOUT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one broker may take to apply a fanned-out operation.
-const FANOUT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+pub use admin_topics::DEFAULT_QUEUE_COUNT;
 
 /// The Admin gRPC service of the NameServer.
 #[derive(Clone)]
@@ -81,216 +74,19 @@ impl AdminService {
         self
     }
 
+    async fn change_topic(
+        &self,
+        change: TopicChange,
+        broker_names: &[String],
+    ) -> Result<Vec<String>, Status> {
+        admin_topics::change(&self.registry, &self.channels, change, broker_names).await
+    }
+
     /// Lists the clients of `sessions` in group descriptions.
     pub fn with_sessions(mut self, sessions: Arc<Sessions>) -> Self {
         self.sessions = sessions;
         self
     }
-}
-
-/// A broker group's master to send an operation to.
-#[derive(Clone, Debug)]
-struct Target {
-    group: GroupKey,
-    endpoint: String,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Create,
-    Update,
-    Delete,
-}
-
-impl Op {
-    fn name(self) -> &'static str {
-        match self {
-            Op::Create => "CreateTopic",
-            Op::Update => "UpdateTopic",
-            Op::Delete => "DeleteTopic",
-        }
-    }
-}
-
-fn check_user_topic(name: &str) -> Result<(), Status> {
-    limits::validate_topic(name)?;
-    if names::is_system_topic(name) {
-        return Err(ApogeeError::Forbidden(format!(
-            "{name} is a system topic; only brokers manage it"
-        ))
-        .into());
-    }
-    Ok(())
-}
-
-/// Validates a topic config and fills in the defaults (8 queues, READ_WRITE,
-/// NORMAL messages).
-pub(crate) fn normalize_topic(topic: Option<TopicConfig>) -> Result<TopicConfig, Status> {
-    let t = topic.ok_or_else(|| Status::invalid_argument("topic is required"))?;
-    check_user_topic(&t.name)?;
-    limits::normalize_topic(t, DEFAULT_QUEUE_COUNT)
-        .map_err(|e| Status::invalid_argument(e.to_string()))
-}
-
-/// The broker groups an operation goes to. `requested` are broker names
-/// (empty: every eligible group).
-fn select_targets(
-    all: Vec<AdminTarget>,
-    requested: &[String],
-    topic: &str,
-    op: Op,
-) -> Result<Vec<Target>, Status> {
-    let must_host = op != Op::Create;
-    let mut chosen: Vec<AdminTarget> = Vec::new();
-    if requested.is_empty() {
-        chosen = all
-            .into_iter()
-            .filter(|t| !must_host || t.hosts_topic)
-            .collect();
-        if chosen.is_empty() && must_host {
-            return Err(ApogeeError::TopicNotFound(topic.to_string()).into());
-        }
-        let skipped: Vec<String> = chosen
-            .iter()
-            .filter(|t| t.master_endpoint.is_none())
-            .map(|t| t.group.to_string())
-            .collect();
-        chosen.retain(|t| t.master_endpoint.is_some());
-        if chosen.is_empty() {
-            return Err(Status::unavailable(if skipped.is_empty() {
-                "no broker group is registered".to_string()
-            } else {
-                format!("no live master in broker group(s) {}", skipped.join(", "))
-            }));
-        }
-        if !skipped.is_empty() {
-            tracing::warn!(topic, skipped = %skipped.join(", "), "{}: skipping broker groups without a live master", op.name());
-        }
-    } else {
-        for name in requested {
-            let groups: Vec<&AdminTarget> = all
-                .iter()
-                .filter(|t| &t.group.broker_name == name)
-                .collect();
-            if groups.is_empty() {
-                return Err(Status::not_found(format!(
-                    "broker group {name} is not registered"
-                )));
-            }
-            for g in groups {
-                if must_host && !g.hosts_topic {
-                    return Err(Status::not_found(format!(
-                        "topic {topic} does not exist on broker group {name}"
-                    )));
-                }
-                if g.master_endpoint.is_none() {
-                    return Err(Status::unavailable(format!(
-                        "broker group {} has no live master",
-                        g.group
-                    )));
-                }
-                if !chosen.iter().any(|c| c.group == g.group) {
-                    chosen.push(g.clone());
-                }
-            }
-        }
-    }
-    if op == Op::Create {
-        if let Some(t) = chosen.iter().find(|t| t.hosts_topic) {
-            return Err(Status::already_exists(format!(
-                "topic {topic} already exists on broker group {}",
-                t.group.broker_name
-            )));
-        }
-    }
-    Ok(chosen
-        .into_iter()
-        .filter_map(|t| {
-            t.master_endpoint.map(|endpoint| Target {
-                group: t.group,
-                endpoint,
-            })
-        })
-        .collect())
-}
-
-async fn connect(
-    channels: &BrokerChannels,
-    endpoint: &str,
-) -> Result<AdminClient<SignedChannel>, Status> {
-    let channel = channels
-        .endpoint(endpoint)?
-        .connect_timeout(FANOUT_CONNECT_TIMEOUT)
-        .timeout(FANOUT_REQUEST_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| Status::unavailable(format!("cannot connect to {endpoint}: {e}")))?;
-    Ok(AdminClient::new(channels.signer().wrap(channel))
-        .max_decoding_message_size(limits::MAX_GRPC_MESSAGE_BYTES))
-}
-
-/// Sends the operation to every target's master concurrently. Returns the
-/// groups that applied it and the ones that failed, with their errors.
-async fn fan_out<F, Fut>(
-    channels: &BrokerChannels,
-    targets: Vec<Target>,
-    call: F,
-) -> (Vec<GroupKey>, Vec<(Target, Status)>)
-where
-    F: Fn(AdminClient<SignedChannel>) -> Fut,
-    Fut: Future<Output = Result<(), Status>>,
-{
-    let calls = targets.into_iter().map(|target| {
-        let call = &call;
-        async move {
-            let result = match connect(channels, &target.endpoint).await {
-                Ok(client) => call(client).await,
-                Err(e) => Err(e),
-            };
-            (target, result)
-        }
-    });
-    let mut applied = Vec::new();
-    let mut failed = Vec::new();
-    for (target, result) in futures::future::join_all(calls).await {
-        match result {
-            Ok(()) => applied.push(target.group),
-            Err(e) => failed.push((target, e)),
-        }
-    }
-    (applied, failed)
-}
-
-/// Turns a fan-out outcome into the broker names, or one error naming every
-/// failed group (and the ones that did apply it).
-fn outcome(
-    op: Op,
-    topic: &str,
-    applied: &[GroupKey],
-    failed: Vec<(Target, Status)>,
-) -> Result<Vec<String>, Status> {
-    let mut names: Vec<String> = applied.iter().map(|g| g.broker_name.clone()).collect();
-    names.sort();
-    names.dedup();
-    if failed.is_empty() {
-        tracing::info!(topic, brokers = %names.join(","), "{} applied", op.name());
-        return Ok(names);
-    }
-    let code = failed[0].1.code();
-    let details: Vec<String> = failed
-        .iter()
-        .map(|(t, e)| format!("{} ({}): {}", t.group.broker_name, t.endpoint, e.message()))
-        .collect();
-    let mut message = format!(
-        "{} of topic {topic} failed on {}",
-        op.name(),
-        details.join("; ")
-    );
-    if !names.is_empty() {
-        message.push_str(&format!("; applied on {}", names.join(", ")));
-    }
-    tracing::warn!(topic, "{message}");
-    Err(Status::new(code, message))
 }
 
 /// A NameServer keeps no broker's log or replication state: GetBrokerStatus is for brokers.
@@ -316,25 +112,8 @@ impl Admin for AdminService {
         request: Request<CreateTopicRequest>,
     ) -> Result<Response<CreateTopicResponse>, Status> {
         let req = request.into_inner();
-        let topic = normalize_topic(req.topic)?;
-        let targets = select_targets(
-            self.registry.admin_targets(&topic.name),
-            &req.broker_names,
-            &topic.name,
-            Op::Create,
-        )?;
-        let (applied, failed) = fan_out(&self.channels, targets, |mut client| {
-            let request = CreateTopicRequest {
-                topic: Some(topic.clone()),
-                broker_names: Vec::new(),
-            };
-            async move { client.create_topic(request).await.map(|_| ()) }
-        })
-        .await;
-        for group in &applied {
-            self.registry.upsert_topic(group, &topic);
-        }
-        let broker_names = outcome(Op::Create, &topic.name, &applied, failed)?;
+        let change = TopicChange::create(req.topic)?;
+        let broker_names = self.change_topic(change, &req.broker_names).await?;
         Ok(Response::new(CreateTopicResponse { broker_names }))
     }
 
@@ -343,25 +122,8 @@ impl Admin for AdminService {
         request: Request<UpdateTopicRequest>,
     ) -> Result<Response<UpdateTopicResponse>, Status> {
         let req = request.into_inner();
-        let topic = normalize_topic(req.topic)?;
-        let targets = select_targets(
-            self.registry.admin_targets(&topic.name),
-            &req.broker_names,
-            &topic.name,
-            Op::Update,
-        )?;
-        let (applied, failed) = fan_out(&self.channels, targets, |mut client| {
-            let request = UpdateTopicRequest {
-                topic: Some(topic.clone()),
-                broker_names: Vec::new(),
-            };
-            async move { client.update_topic(request).await.map(|_| ()) }
-        })
-        .await;
-        for group in &applied {
-            self.registry.upsert_topic(group, &topic);
-        }
-        let broker_names = outcome(Op::Update, &topic.name, &applied, failed)?;
+        let change = TopicChange::update(req.topic)?;
+        let broker_names = self.change_topic(change, &req.broker_names).await?;
         Ok(Response::new(UpdateTopicResponse { broker_names }))
     }
 
@@ -370,25 +132,8 @@ impl Admin for AdminService {
         request: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
         let req = request.into_inner();
-        check_user_topic(&req.topic)?;
-        let targets = select_targets(
-            self.registry.admin_targets(&req.topic),
-            &req.broker_names,
-            &req.topic,
-            Op::Delete,
-        )?;
-        let (applied, failed) = fan_out(&self.channels, targets, |mut client| {
-            let request = DeleteTopicRequest {
-                topic: req.topic.clone(),
-                broker_names: Vec::new(),
-            };
-            async move { client.delete_topic(request).await.map(|_| ()) }
-        })
-        .await;
-        for group in &applied {
-            self.registry.remove_topic(group, &req.topic);
-        }
-        let broker_names = outcome(Op::Delete, &req.topic, &applied, failed)?;
+        let change = TopicChange::delete(req.topic)?;
+        let broker_names = self.change_topic(change, &req.broker_names).await?;
         Ok(Response::new(DeleteTopicResponse { broker_names }))
     }
 
@@ -517,7 +262,7 @@ impl Admin for AdminService {
         &self,
         request: Request<cl::TopicStatusRequest>,
     ) -> Result<Response<cl::TopicStatusResponse>, Status> {
-        let r = super::admin_topics::status(&self.registry, &self.channels, request.into_inner());
+        let r = admin_topics::status(&self.registry, &self.channels, request.into_inner());
         Ok(Response::new(r.await?))
     }
 
@@ -634,15 +379,7 @@ impl Admin for AdminService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apogee_proto::v2::{MessageType, Permission};
-
-    fn target(name: &str, master: bool, hosts: bool) -> AdminTarget {
-        AdminTarget {
-            group: GroupKey::new("c", name),
-            master_endpoint: master.then(|| format!("{name}:10911")),
-            hosts_topic: hosts,
-        }
-    }
+    use std::time::Duration;
 
     #[tokio::test]
     async fn broker_status_points_at_the_brokers() {
@@ -659,97 +396,156 @@ mod tests {
         );
     }
 
-    #[test]
-    fn topic_defaults_are_filled_in() {
-        let t = normalize_topic(Some(TopicConfig {
-            name: "orders".into(),
+    /// A registry with a master of each group `(name, endpoint)`.
+    fn registry_of(masters: &[(&str, &str)]) -> Arc<Registry> {
+        use apogee_proto::cluster::{BrokerRole, RegisterBrokerRequest};
+        let registry = Arc::new(Registry::new(Duration::from_secs(120)));
+        for (name, endpoint) in masters {
+            registry
+                .register(&RegisterBrokerRequest {
+                    cluster_name: "c".into(),
+                    broker_name: name.to_string(),
+                    broker_id: 0,
+                    endpoint: endpoint.to_string(),
+                    role: BrokerRole::AsyncMaster as i32,
+                    data_version: 1,
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        registry
+    }
+
+    /// A gRPC server on loopback with no service (every call: UNIMPLEMENTED).
+    async fn serviceless_broker() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let router =
+            tonic::transport::Server::builder().add_routes(tonic::service::Routes::default());
+        tokio::spawn(router.serve_with_incoming(incoming));
+        addr
+    }
+
+    async fn dead_broker() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().to_string()
+    }
+
+    fn topic(name: &str) -> Option<cl::TopicConfig> {
+        Some(cl::TopicConfig {
+            name: name.into(),
             ..Default::default()
-        }))
-        .unwrap();
-        assert_eq!(t.queue_count, 8);
-        assert_eq!(t.permission, Permission::ReadWrite as i32);
-        assert_eq!(t.message_types, vec![MessageType::Normal as i32]);
+        })
     }
 
-    #[test]
-    fn bad_topics_are_refused() {
-        let cfg = |name: &str, queues: i32| {
-            Some(TopicConfig {
-                name: name.into(),
-                queue_count: queues,
-                ..Default::default()
-            })
-        };
-        assert_eq!(
-            normalize_topic(None).unwrap_err().code(),
-            tonic::Code::InvalidArgument
+    #[tokio::test]
+    async fn a_failed_topic_change_names_each_group_and_records_nothing() {
+        let (bare, dead) = (serviceless_broker().await, dead_broker().await);
+        let registry = registry_of(&[("b1", &bare), ("b2", &dead)]);
+        let service = AdminService::new(registry.clone());
+        let err = service
+            .create_topic(Request::new(CreateTopicRequest {
+                topic: topic("t"),
+                broker_names: vec![],
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        let text = err.message();
+        assert!(
+            text.starts_with("CreateTopic of topic t failed on b1: "),
+            "{text}"
         );
-        assert_eq!(
-            normalize_topic(cfg("bad name", 1)).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            normalize_topic(cfg("%RETRY%g", 1)).unwrap_err().code(),
-            tonic::Code::PermissionDenied
-        );
-        assert_eq!(
-            normalize_topic(cfg("TBW102", 1)).unwrap_err().code(),
-            tonic::Code::PermissionDenied
-        );
-        assert_eq!(
-            normalize_topic(cfg("t", 1025)).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            normalize_topic(cfg("t", -1)).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
+        assert!(text.contains(&format!("(at {bare}); b2: ")), "{text}");
+        assert!(!text.contains("applied on"), "{text}");
+        assert!(!registry.topics().contains_key("t"));
+
+        // Only b1 asked: its own status.
+        let err = service
+            .create_topic(Request::new(CreateTopicRequest {
+                topic: topic("t"),
+                broker_names: vec!["b1".into()],
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+        // Nothing hosts t: update and delete are refused before any broker is asked.
+        let err = service
+            .update_topic(Request::new(UpdateTopicRequest {
+                topic: topic("t"),
+                broker_names: vec![],
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+        let err = service
+            .delete_topic(Request::new(DeleteTopicRequest {
+                topic: "t".into(),
+                broker_names: vec![],
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     }
 
-    #[test]
-    fn create_targets_every_group_with_a_live_master() {
-        let all = vec![
-            target("b1", true, false),
-            target("b2", false, false),
-            target("b3", true, false),
-        ];
-        let t = select_targets(all, &[], "t", Op::Create).unwrap();
-        let names: Vec<_> = t.iter().map(|t| t.group.broker_name.as_str()).collect();
-        assert_eq!(names, ["b1", "b3"]);
-    }
-
-    #[test]
-    fn create_fails_without_masters_or_when_the_topic_exists() {
-        let err =
-            select_targets(vec![target("b1", false, false)], &[], "t", Op::Create).unwrap_err();
+    #[tokio::test]
+    async fn calls_without_a_master_answer_as_before() {
+        let service = AdminService::new(registry_of(&[]));
+        let err = service
+            .create_topic(Request::new(CreateTopicRequest {
+                topic: topic("t"),
+                broker_names: vec![],
+            }))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
-        let err = select_targets(vec![], &[], "t", Op::Create).unwrap_err();
+        assert_eq!(err.message(), "no broker group is registered");
+        let group = Some(cl::GroupConfig {
+            name: "g".into(),
+            ..Default::default()
+        });
+        let err = service
+            .create_group(Request::new(cl::CreateGroupRequest { group }))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
-        let err = select_targets(vec![target("b1", true, true)], &[], "t", Op::Create).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::AlreadyExists);
+        assert_eq!(err.message(), "no broker group has a live master");
+        let err = service
+            .delete_group(Request::new(cl::DeleteGroupRequest { group: "g".into() }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+        let listed = service
+            .list_transactions(Request::new(ListTransactionsRequest::default()))
+            .await
+            .unwrap();
+        assert!(listed.into_inner().transactions.is_empty());
+        let err = service
+            .grant(Request::new(cl::GrantRequest { entry: None }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
     }
 
-    #[test]
-    fn named_targets_must_exist_and_have_a_master() {
-        let all = || vec![target("b1", true, false), target("b2", false, false)];
-        let t = select_targets(all(), &["b1".into()], "t", Op::Create).unwrap();
-        assert_eq!(t.len(), 1);
-        let err = select_targets(all(), &["nope".into()], "t", Op::Create).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::NotFound);
-        let err = select_targets(all(), &["b2".into()], "t", Op::Create).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::Unavailable);
-    }
-
-    #[test]
-    fn update_and_delete_need_an_existing_topic() {
-        let all = || vec![target("b1", true, true), target("b2", true, false)];
-        let t = select_targets(all(), &[], "t", Op::Delete).unwrap();
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[0].group.broker_name, "b1");
-        let err =
-            select_targets(vec![target("b2", true, false)], &[], "t", Op::Update).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::NotFound);
-        let err = select_targets(all(), &["b2".into()], "t", Op::Update).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::NotFound);
+    #[tokio::test]
+    async fn a_failed_group_change_names_the_group_that_failed() {
+        let dead = dead_broker().await;
+        let service = AdminService::new(registry_of(&[("b1", &dead)]));
+        let group = Some(cl::GroupConfig {
+            name: "g".into(),
+            ..Default::default()
+        });
+        let err = service
+            .create_group(Request::new(cl::CreateGroupRequest { group }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        let text = err.message();
+        assert!(
+            text.starts_with("CreateGroup of g failed on b1: "),
+            "{text}"
+        );
+        assert!(text.ends_with(&format!("(at {dead})")), "{text}");
     }
 }

@@ -4,8 +4,8 @@
 //! into this NameServer's [`AccessBook`] so its guard follows at once. Failures name each
 //! broker group that did not apply it. Listings never return secrets.
 
-use super::admin_groups::outcome;
-use super::brokers::{each_master, BrokerChannels};
+use super::brokers::BrokerChannels;
+use super::fan_out::{broker_names, every_master, fan_out};
 use crate::access::AccessBook;
 use crate::registry::Registry;
 use apogee_proto::auth::acl::{
@@ -63,7 +63,8 @@ impl AccessAdmin<'_> {
             users: users.clone(),
             acls: acls.clone(),
         };
-        let answers = each_master(self.registry, self.channels, |mut c| {
+        let targets = every_master(self.registry);
+        let answers = fan_out(self.channels, targets, what, |mut c| {
             let r = request.clone();
             async move { c.apply_access(r).await }
         })
@@ -71,18 +72,16 @@ impl AccessAdmin<'_> {
         if answers.is_empty() {
             return Err(Status::unavailable("no broker group has a live master"));
         }
-        let (applied, error) = outcome(what, answers, None);
+        let (applied, error) = answers.applied();
         if !applied.is_empty() {
             self.book.merge(users, acls);
         }
         if let Some(e) = error {
             return Err(e);
         }
-        let mut broker_names: Vec<String> =
-            applied.into_iter().map(|(k, _)| k.broker_name).collect();
-        broker_names.dedup();
-        tracing::info!(brokers = %broker_names.join(","), "{what} applied");
-        Ok(AccessChangeResponse { broker_names })
+        Ok(AccessChangeResponse {
+            broker_names: broker_names(&applied),
+        })
     }
 
     pub async fn create_user(

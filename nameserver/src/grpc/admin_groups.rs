@@ -8,7 +8,8 @@
 //! describe it (the group never received there) is asked again for those
 //! topics, so the messages waiting there count in the lag.
 
-use super::brokers::{call_each, each_master, BrokerChannels};
+use super::brokers::BrokerChannels;
+use super::fan_out::{broker_names, every_master, fan_out, Target};
 use crate::registry::{GroupKey, Registry};
 use apogee_proto::cluster::{
     self, CreateGroupRequest, CreateGroupResponse, DeleteGroupRequest, DeleteGroupResponse,
@@ -31,53 +32,6 @@ fn checked(group: Option<&cluster::GroupConfig>) -> Result<cluster::GroupConfig,
     Ok((&config).into())
 }
 
-/// Splits a fan-out's answers into the broker groups that applied it and one
-/// error naming every failure (and where it did apply), if any failed.
-/// Answers `tolerated` (NOT_FOUND for a delete) count as neither.
-pub(super) fn outcome<T>(
-    what: &str,
-    answers: Vec<(GroupKey, Result<T, Status>)>,
-    tolerated: Option<Code>,
-) -> (Vec<(GroupKey, T)>, Option<Status>) {
-    let mut applied = Vec::new();
-    let mut failed: Vec<(GroupKey, Status)> = Vec::new();
-    for (key, answer) in answers {
-        match answer {
-            Ok(r) => applied.push((key, r)),
-            Err(e) if Some(e.code()) == tolerated => {}
-            Err(e) => failed.push((key, e)),
-        }
-    }
-    applied.sort_by(|a, b| a.0.cmp(&b.0));
-    let Some((_, first)) = failed.first() else {
-        return (applied, None);
-    };
-    let code = first.code();
-    let mut message = format!(
-        "{what} failed on {}",
-        failed
-            .iter()
-            .map(|(k, e)| format!("{}: {}", k.broker_name, e.message()))
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    if !applied.is_empty() {
-        let names: Vec<&str> = applied
-            .iter()
-            .map(|(k, _)| k.broker_name.as_str())
-            .collect();
-        message.push_str(&format!("; applied on {}", names.join(", ")));
-    }
-    tracing::warn!("{message}");
-    (applied, Some(Status::new(code, message)))
-}
-
-fn broker_names(applied: &[(GroupKey, impl Sized)]) -> Vec<String> {
-    let mut names: Vec<String> = applied.iter().map(|(k, _)| k.broker_name.clone()).collect();
-    names.dedup();
-    names
-}
-
 fn no_master() -> Status {
     Status::unavailable("no broker group has a live master")
 }
@@ -94,7 +48,8 @@ pub async fn create(
             config.name
         )));
     }
-    let answers = each_master(registry, channels, |mut c| {
+    let what = format!("CreateGroup of {}", config.name);
+    let answers = fan_out(channels, every_master(registry), what, |mut c| {
         let r = CreateGroupRequest {
             group: Some(config.clone()),
         };
@@ -104,8 +59,7 @@ pub async fn create(
     if answers.is_empty() {
         return Err(no_master());
     }
-    let what = format!("CreateGroup of {}", config.name);
-    let (applied, error) = outcome(&what, answers, None);
+    let (applied, error) = answers.applied();
     for (key, _) in &applied {
         registry.upsert_group(key, &config);
     }
@@ -128,7 +82,8 @@ pub async fn update(
         return Err(ApogeeError::ConsumerGroupNotFound(config.name).into());
     }
     // Every master gets the config, also one that does not hold the group yet.
-    let answers = each_master(registry, channels, |mut c| {
+    let what = format!("UpdateGroup of {}", config.name);
+    let answers = fan_out(channels, every_master(registry), what, |mut c| {
         let r = UpdateGroupRequest {
             group: Some(config.clone()),
         };
@@ -138,8 +93,7 @@ pub async fn update(
     if answers.is_empty() {
         return Err(no_master());
     }
-    let what = format!("UpdateGroup of {}", config.name);
-    let (applied, error) = outcome(&what, answers, None);
+    let (applied, error) = answers.applied();
     for (key, _) in &applied {
         registry.upsert_group(key, &config);
     }
@@ -158,13 +112,13 @@ pub async fn delete(
     req: DeleteGroupRequest,
 ) -> Result<DeleteGroupResponse, Status> {
     limits::validate_group(&req.group)?;
-    let answers = each_master(registry, channels, |mut c| {
+    let what = format!("DeleteGroup of {}", req.group);
+    let answers = fan_out(channels, every_master(registry), what, |mut c| {
         let r = req.clone();
         async move { c.delete_group(r).await }
     })
     .await;
-    let what = format!("DeleteGroup of {}", req.group);
-    let (applied, error) = outcome(&what, answers, Some(Code::NotFound));
+    let (applied, error) = answers.tolerating(Code::NotFound).applied();
     for (key, _) in &applied {
         registry.remove_group(key, &req.group);
     }
@@ -199,16 +153,14 @@ pub async fn describe(
     req: DescribeGroupRequest,
 ) -> Result<DescribeGroupResponse, Status> {
     limits::validate_group(&req.group)?;
-    let answers = each_master(registry, channels, |mut c| {
+    let what = format!("DescribeGroup of {}", req.group);
+    let found = fan_out(channels, every_master(registry), what.as_str(), |mut c| {
         let r = req.clone();
         async move { c.describe_group(r).await }
     })
-    .await;
-    let what = format!("DescribeGroup of {}", req.group);
-    let (found, error) = outcome(&what, answers, Some(Code::NotFound));
-    if let Some(e) = error {
-        return Err(e);
-    }
+    .await
+    .tolerating(Code::NotFound)
+    .answers()?;
     let local: Vec<GroupClient> = sessions
         .clients_of_group(&req.group)
         .iter()
@@ -234,15 +186,13 @@ pub async fn describe(
             group: req.group.clone(),
             topics: consumed.into_iter().collect(),
         };
-        let answers = call_each(lacking, channels, |mut c| {
+        let more = fan_out(channels, lacking, what, |mut c| {
             let r = again.clone();
             async move { c.describe_group(r).await }
         })
-        .await;
-        let (more, error) = outcome(&what, answers, Some(Code::NotFound));
-        if let Some(e) = error {
-            return Err(e);
-        }
+        .await
+        .tolerating(Code::NotFound)
+        .answers()?;
         for (key, mut answer) in more {
             match by_group.get_mut(&key) {
                 Some(known) => known.queues = answer.queues,
@@ -264,7 +214,7 @@ fn lacking_topics(
     registry: &Registry,
     described: &BTreeMap<GroupKey, DescribeGroupResponse>,
     consumed: &BTreeSet<String>,
-) -> Vec<(GroupKey, String)> {
+) -> Vec<Target> {
     let topics = registry.topics();
     registry
         .admin_targets("")
@@ -282,7 +232,7 @@ fn lacking_topics(
                         .is_some_and(|l| l.broker_names.contains(&key.broker_name))
             })
         })
-        .map(|(endpoint, key)| (key, endpoint))
+        .map(|(endpoint, key)| Target::new(key, endpoint))
         .collect()
 }
 
@@ -337,33 +287,6 @@ fn add_client(clients: &mut BTreeMap<String, GroupClient>, c: GroupClient) {
 mod tests {
     use super::*;
     use apogee_proto::cluster::GroupQueueProgress;
-
-    fn key(name: &str) -> GroupKey {
-        GroupKey::new("c", name)
-    }
-
-    #[test]
-    fn outcomes_name_failures_and_tolerate_not_found() {
-        let answers = vec![
-            (key("b2"), Ok(2)),
-            (key("b1"), Ok(1)),
-            (key("b3"), Err(Status::not_found("no such group"))),
-        ];
-        let (applied, error) = outcome("x", answers, Some(Code::NotFound));
-        assert!(error.is_none());
-        assert_eq!(broker_names(&applied), ["b1", "b2"]);
-
-        let answers = vec![
-            (key("b1"), Ok(1)),
-            (key("b2"), Err(Status::unavailable("down"))),
-        ];
-        let (applied, error) = outcome("CreateGroup of g", answers, None);
-        let e = error.unwrap();
-        assert_eq!(e.code(), Code::Unavailable);
-        assert!(e.message().contains("b2: down"), "{}", e.message());
-        assert!(e.message().contains("applied on b1"), "{}", e.message());
-        assert_eq!(applied.len(), 1);
-    }
 
     #[test]
     fn descriptions_merge_queues_and_clients() {

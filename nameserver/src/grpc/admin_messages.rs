@@ -4,21 +4,19 @@
 //! name one group, since queue ids are per group); a consumer group's dead letters may be on
 //! any group, so listing and resending ask every master.
 
-use super::brokers::{ask_every_master, call_each, BrokerChannels};
+use super::brokers::BrokerChannels;
+use super::fan_out::{every_master, fan_out, Target};
 use crate::registry::Registry;
-use apogee_proto::auth::cluster_calls::SignedChannel;
-use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::cluster::{
     FindMessagesRequest, FindMessagesResponse, GetMessageRequest, GetMessageResponse,
     ListDeadLettersRequest, ListDeadLettersResponse, MessageView, ReadQueueRequest,
     ReadQueueResponse, ResendDeadLettersRequest, ResendDeadLettersResponse,
 };
 use apogee_proto::{names, ApogeeError};
-use std::future::Future;
 use tonic::Status;
 
-/// (broker name, master endpoint) of the groups a call goes to.
-type Targets = Vec<(String, String)>;
+/// The masters of the groups a call goes to.
+type Targets = Vec<Target>;
 
 /// The live masters of the groups hosting `topic` (only the group `only` when given). A
 /// system topic (e.g. a dead-letter topic) that no group reports is asked of every master.
@@ -38,7 +36,7 @@ fn hosting(registry: &Registry, topic: &str, only: Option<&str>) -> Result<Targe
         let endpoint = t.master_endpoint.clone().ok_or_else(|| {
             ApogeeError::Unavailable(format!("broker group {name} has no live master"))
         })?;
-        return Ok(vec![(name.to_string(), endpoint)]);
+        return Ok(vec![Target::new(t.group.clone(), endpoint)]);
     }
     let hosts: Vec<_> = all.iter().filter(|t| t.hosts_topic).collect();
     let chosen = if hosts.is_empty() {
@@ -63,50 +61,8 @@ fn hosting(registry: &Registry, topic: &str, only: Option<&str>) -> Result<Targe
     }
     Ok(chosen
         .into_iter()
-        .filter_map(|t| {
-            t.master_endpoint
-                .clone()
-                .map(|e| (t.group.broker_name.clone(), e))
-        })
+        .filter_map(|t| Some(Target::new(t.group.clone(), t.master_endpoint.clone()?)))
         .collect())
-}
-
-/// Calls `call` on each target's Admin service at once; fails naming every group that could
-/// not answer (`what` says what was asked), so a partial answer is never taken for the whole.
-async fn ask<T, F, Fut>(
-    targets: Targets,
-    channels: &BrokerChannels,
-    what: &str,
-    call: F,
-) -> Result<Vec<T>, Status>
-where
-    F: Fn(AdminClient<SignedChannel>) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-{
-    let asked = targets.len();
-    let mut all = Vec::new();
-    let mut failed: Vec<(String, Status)> = Vec::new();
-    for (name, result) in call_each(targets, channels, call).await {
-        match result {
-            Ok(r) => all.push(r),
-            Err(e) => failed.push((name, e)),
-        }
-    }
-    match failed.as_slice() {
-        [] => Ok(all),
-        // One group asked and it refused: its own status (e.g. a bad queue id).
-        [(name, e)] if asked == 1 => Err(Status::new(e.code(), format!("{name}: {}", e.message()))),
-        _ => {
-            let text: Vec<String> = failed
-                .iter()
-                .map(|(n, e)| format!("{n}: {}", e.message()))
-                .collect();
-            Err(Status::unavailable(format!(
-                "could not {what} on {}",
-                text.join("; ")
-            )))
-        }
-    }
 }
 
 fn sort_views(views: &mut [MessageView]) {
@@ -128,12 +84,15 @@ pub async fn get_message(
     if req.message_id.trim().is_empty() {
         return Err(ApogeeError::BadRequest("a message id is required".into()).into());
     }
-    let answers = ask_every_master(registry, channels, "look the message up", |mut c| {
+    let what = format!("GetMessage of {}", req.message_id);
+    let answers = fan_out(channels, every_master(registry), what, |mut c| {
         let req = req.clone();
         async move { c.get_message(req).await }
     })
-    .await?;
-    let mut messages: Vec<MessageView> = answers.into_iter().flat_map(|a| a.messages).collect();
+    .await
+    .answers()?;
+    let mut messages: Vec<MessageView> =
+        answers.into_iter().flat_map(|(_, a)| a.messages).collect();
     if messages.is_empty() {
         return Err(ApogeeError::MessageNotFound(format!(
             "no broker group stores a message with id {}",
@@ -152,12 +111,15 @@ pub async fn find_messages(
     req: FindMessagesRequest,
 ) -> Result<FindMessagesResponse, Status> {
     let targets = hosting(registry, &req.topic, None)?;
-    let answers = ask(targets, channels, "search the key", |mut c| {
+    let what = format!("FindMessages of key {} on {}", req.key, req.topic);
+    let answers = fan_out(channels, targets, what, |mut c| {
         let req = req.clone();
         async move { c.find_messages(req).await }
     })
-    .await?;
-    let mut messages: Vec<MessageView> = answers.into_iter().flat_map(|a| a.messages).collect();
+    .await
+    .answers()?;
+    let mut messages: Vec<MessageView> =
+        answers.into_iter().flat_map(|(_, a)| a.messages).collect();
     sort_views(&mut messages);
     Ok(FindMessagesResponse { messages })
 }
@@ -170,16 +132,18 @@ pub async fn read_queue(
 ) -> Result<ReadQueueResponse, Status> {
     let only = Some(req.broker_name.as_str()).filter(|b| !b.is_empty());
     let targets = hosting(registry, &req.topic, only)?;
-    let answers = ask(targets, channels, "read the queue", |mut c| {
+    let what = format!("ReadQueue of {} queue {}", req.topic, req.queue_id);
+    let answers = fan_out(channels, targets, what, |mut c| {
         let req = ReadQueueRequest {
             broker_name: String::new(),
             ..req.clone()
         };
         async move { c.read_queue(req).await }
     })
-    .await?;
+    .await
+    .answers()?;
     let mut merged = ReadQueueResponse::default();
-    for a in answers {
+    for (_, a) in answers {
         merged.messages.extend(a.messages);
         merged.bounds.extend(a.bounds);
     }
@@ -198,12 +162,17 @@ pub async fn list_dead_letters(
     channels: &BrokerChannels,
     req: ListDeadLettersRequest,
 ) -> Result<ListDeadLettersResponse, Status> {
-    let answers = ask_every_master(registry, channels, "list the dead letters", |mut c| {
+    let what = format!("ListDeadLetters of {}", req.group);
+    let answers = fan_out(channels, every_master(registry), what, |mut c| {
         let req = req.clone();
         async move { c.list_dead_letters(req).await }
     })
-    .await?;
-    let mut dead_letters: Vec<_> = answers.into_iter().flat_map(|a| a.dead_letters).collect();
+    .await
+    .answers()?;
+    let mut dead_letters: Vec<_> = answers
+        .into_iter()
+        .flat_map(|(_, a)| a.dead_letters)
+        .collect();
     let key = |d: &apogee_proto::cluster::DeadLetter| {
         d.message
             .as_ref()
@@ -222,12 +191,14 @@ pub async fn resend_dead_letters(
     channels: &BrokerChannels,
     req: ResendDeadLettersRequest,
 ) -> Result<ResendDeadLettersResponse, Status> {
-    let answers = ask_every_master(registry, channels, "resend the dead letters", |mut c| {
+    let what = format!("ResendDeadLetters of {}", req.group);
+    let answers = fan_out(channels, every_master(registry), what, |mut c| {
         let req = req.clone();
         async move { c.resend_dead_letters(req).await }
     })
-    .await?;
-    let results: Vec<_> = answers.into_iter().flat_map(|a| a.results).collect();
+    .await
+    .answers()?;
+    let results: Vec<_> = answers.into_iter().flat_map(|(_, a)| a.results).collect();
     if results.is_empty() && !req.message_id.is_empty() {
         return Err(ApogeeError::MessageNotFound(format!(
             "consumer group {} has no dead letter with id {}",
@@ -278,7 +249,7 @@ mod tests {
     }
 
     fn names_of(t: &Targets) -> Vec<&str> {
-        t.iter().map(|(n, _)| n.as_str()).collect()
+        t.iter().map(|t| t.group.broker_name.as_str()).collect()
     }
 
     #[test]
@@ -289,7 +260,11 @@ mod tests {
         register(&reg, "b3", 0, &["t"]);
         assert_eq!(names_of(&hosting(&reg, "t", None).unwrap()), ["b1", "b3"]);
         let only = hosting(&reg, "t", Some("b3")).unwrap();
-        assert_eq!(only, [("b3".to_string(), "b3-0:10911".to_string())]);
+        let only: Vec<_> = only
+            .iter()
+            .map(|t| (t.group.broker_name.as_str(), t.endpoint.as_str()))
+            .collect();
+        assert_eq!(only, [("b3", "b3-0:10911")]);
         assert!(matches!(
             hosting(&reg, "t", Some("b2")),
             Err(ApogeeError::TopicNotFound(_))

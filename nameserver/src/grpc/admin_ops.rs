@@ -4,8 +4,9 @@
 //! from every master's sessions and this NameServer's own. A broker's config
 //! is asked of the broker itself.
 
-use super::admin_groups::{outcome, union_into, HERE};
-use super::brokers::{each_master, BrokerChannels};
+use super::admin_groups::{union_into, HERE};
+use super::brokers::BrokerChannels;
+use super::fan_out::{every_master, fan_out};
 use crate::registry::Registry;
 use apogee_proto::cluster::{
     ConnectedClient, ListClientsRequest, ListClientsResponse, ResetGroupOffsetRequest,
@@ -23,16 +24,14 @@ pub async fn reset_offset(
 ) -> Result<ResetGroupOffsetResponse, Status> {
     limits::validate_group(&req.group)?;
     limits::validate_topic(&req.topic)?;
-    let answers = each_master(registry, channels, |mut c| {
+    let what = format!("ResetGroupOffset of {} on {}", req.group, req.topic);
+    let found = fan_out(channels, every_master(registry), what, |mut c| {
         let r = req.clone();
         async move { c.reset_group_offset(r).await }
     })
-    .await;
-    let what = format!("ResetGroupOffset of {} on {}", req.group, req.topic);
-    let (found, error) = outcome(&what, answers, Some(Code::NotFound));
-    if let Some(e) = error {
-        return Err(e);
-    }
+    .await
+    .tolerating(Code::NotFound)
+    .answers()?;
     if found.is_empty() {
         return Err(ApogeeError::TopicNotFound(req.topic).into());
     }
@@ -49,14 +48,14 @@ pub async fn list_clients(
     channels: &BrokerChannels,
     sessions: &Sessions,
 ) -> Result<ListClientsResponse, Status> {
-    let answers = each_master(registry, channels, |mut c| async move {
-        c.list_clients(ListClientsRequest {}).await
-    })
-    .await;
-    let (found, error) = outcome("ListClients", answers, None);
-    if let Some(e) = error {
-        return Err(e);
-    }
+    let found = fan_out(
+        channels,
+        every_master(registry),
+        "ListClients",
+        |mut c| async move { c.list_clients(ListClientsRequest {}).await },
+    )
+    .await
+    .answers()?;
     let mut clients: BTreeMap<String, ConnectedClient> = BTreeMap::new();
     let local = sessions.list();
     let all = found

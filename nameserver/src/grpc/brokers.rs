@@ -1,9 +1,9 @@
 //! Calls from a NameServer to brokers, shared by everything it routes or fans out without
-//! keeping state: reusable channels, the live master of a group named by a routed id
-//! (`apogee_proto::routed_id`: transaction ids, recall handles), and "ask every master, merge
-//! the answers".
+//! keeping state: reusable channels, each call on them bounded by one timeout, and the live
+//! master of a group named by a routed id (`apogee_proto::routed_id`: transaction ids, recall
+//! handles). Calls to several brokers at once go through [`super::fan_out`].
 
-use crate::registry::{GroupKey, Registry};
+use crate::registry::Registry;
 use apogee_proto::auth::cluster_calls::{ClusterSigner, SignedChannel};
 use apogee_proto::cluster::admin_client::AdminClient;
 use apogee_proto::tls::{self, ClientTls};
@@ -16,12 +16,12 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
-/// How long a forwarded call may take.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one call to a broker may take (a forwarded call, or one broker's part of a
+/// fan-out), connecting included.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Channels to brokers, reused across forwarded calls (a channel reconnects by itself).
-#[derive(Default)]
+/// Channels to brokers, reused across calls (a channel reconnects by itself).
 pub struct BrokerChannels {
     by_endpoint: Mutex<HashMap<String, Channel>>,
     /// Signs every call with the cluster proof (brokers checking credentials admit it).
@@ -29,6 +29,19 @@ pub struct BrokerChannels {
     /// TLS to the brokers (`tls.ca_file`, and this server's certificate with
     /// `tls.cluster_mtls`); none: plain text.
     tls: Option<ClientTls>,
+    /// How long one call may take ([`CALL_TIMEOUT`]).
+    call_timeout: Duration,
+}
+
+impl Default for BrokerChannels {
+    fn default() -> Self {
+        BrokerChannels {
+            by_endpoint: Mutex::default(),
+            signer: ClusterSigner::default(),
+            tls: None,
+            call_timeout: CALL_TIMEOUT,
+        }
+    }
 }
 
 impl BrokerChannels {
@@ -51,6 +64,29 @@ impl BrokerChannels {
             .map_err(|e| ApogeeError::Internal(format!("bad broker endpoint: {e}")))
     }
 
+    /// Bounds every call to `timeout` instead of [`CALL_TIMEOUT`].
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How long one call may take.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
+    }
+
+    /// `call` to the broker at `endpoint`, failing with DEADLINE_EXCEEDED past the call
+    /// timeout. Every call a NameServer makes to a broker is bounded so.
+    pub async fn bounded<T>(
+        &self,
+        endpoint: &str,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        super::fan_out::bounded(endpoint, self.call_timeout, call).await
+    }
+
+    /// The cached channel to a broker (connected on first use; its calls are not bounded by
+    /// the channel: use [`Self::bounded`]).
     pub fn channel(&self, broker_endpoint: &str) -> Result<Channel, ApogeeError> {
         if let Some(c) = self.by_endpoint.lock().get(broker_endpoint) {
             return Ok(c.clone());
@@ -58,7 +94,6 @@ impl BrokerChannels {
         let channel = self
             .endpoint(broker_endpoint)?
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(FORWARD_TIMEOUT)
             .tcp_nodelay(true)
             .connect_lazy();
         self.by_endpoint
@@ -101,78 +136,4 @@ pub fn master_of(registry: &Registry, broker: &str, what: &str) -> Result<String
                 "broker group {broker}, which holds {what}, has no live master"
             ))
         })
-}
-
-/// Calls `call` on every live master's Admin service at once; returns each broker group with
-/// its answer.
-pub async fn each_master<T, F, Fut>(
-    registry: &Registry,
-    channels: &BrokerChannels,
-    call: F,
-) -> Vec<(GroupKey, Result<T, Status>)>
-where
-    F: Fn(AdminClient<SignedChannel>) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-{
-    let masters: Vec<(GroupKey, String)> = registry
-        .admin_targets("")
-        .into_iter()
-        .filter_map(|t| t.master_endpoint.map(|e| (t.group, e)))
-        .collect();
-    call_each(masters, channels, call).await
-}
-
-/// Calls `call` on the Admin service of each `(name, endpoint)` at once; returns each name
-/// with its answer.
-pub async fn call_each<K, T, F, Fut>(
-    targets: Vec<(K, String)>,
-    channels: &BrokerChannels,
-    call: F,
-) -> Vec<(K, Result<T, Status>)>
-where
-    F: Fn(AdminClient<SignedChannel>) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-{
-    let calls = targets.into_iter().map(|(name, endpoint)| {
-        let client = channels.admin(&endpoint);
-        let call = &call;
-        async move {
-            let result = match client {
-                Ok(client) => call(client).await.map(tonic::Response::into_inner),
-                Err(e) => Err(e.into()),
-            };
-            (name, result)
-        }
-    });
-    futures::future::join_all(calls).await
-}
-
-/// Calls `call` on every live master's Admin service at once and collects the answers. Fails
-/// naming the groups that could not answer (`what` says what was asked), so an operator never
-/// mistakes a partial answer for the whole.
-pub async fn ask_every_master<T, F, Fut>(
-    registry: &Registry,
-    channels: &BrokerChannels,
-    what: &str,
-    call: F,
-) -> Result<Vec<T>, Status>
-where
-    F: Fn(AdminClient<SignedChannel>) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-{
-    let mut all = Vec::new();
-    let mut failed = Vec::new();
-    for (name, result) in each_master(registry, channels, call).await {
-        match result {
-            Ok(r) => all.push(r),
-            Err(e) => failed.push(format!("{}: {}", name.broker_name, e.message())),
-        }
-    }
-    if !failed.is_empty() {
-        return Err(Status::unavailable(format!(
-            "could not {what} of {}",
-            failed.join("; ")
-        )));
-    }
-    Ok(all)
 }

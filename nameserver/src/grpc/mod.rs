@@ -15,6 +15,7 @@ pub mod admin_messages;
 pub mod admin_ops;
 pub mod admin_topics;
 pub mod brokers;
+pub mod fan_out;
 pub mod registry;
 pub mod route;
 pub mod schedule;

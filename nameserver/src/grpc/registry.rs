@@ -74,14 +74,18 @@ impl RegistryService {
         }
         let broker = format!("{}-{}", req.broker_name, req.broker_id);
         let client = channels.admin(&req.endpoint);
+        let (endpoint, channels) = (req.endpoint.clone(), channels.clone());
         tokio::spawn(async move {
             let (n_users, n_acls) = (users.len(), acls.len());
             let sent = match client {
-                Ok(mut c) => c
-                    .apply_access(ApplyAccessRequest { users, acls })
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.message().to_string()),
+                Ok(mut c) => {
+                    let call = c.apply_access(ApplyAccessRequest { users, acls });
+                    channels
+                        .bounded(&endpoint, call)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.message().to_string())
+                }
                 Err(e) => Err(e.to_string()),
             };
             match sent {

@@ -3,7 +3,8 @@
 //! sent to the access point (where official clients send it) is forwarded to that group's live
 //! master. Listing asks every group's master and merges the answers.
 
-use super::brokers::{ask_every_master, master_of, BrokerChannels};
+use super::brokers::{master_of, BrokerChannels};
+use super::fan_out::{every_master, fan_out};
 use crate::registry::Registry;
 use apogee_proto::cluster::{ListScheduledRequest, ListScheduledResponse};
 use apogee_proto::v2::{RecallMessageRequest, RecallMessageResponse};
@@ -24,9 +25,9 @@ pub async fn forward_recall(
     })?;
     let master = master_of(registry, broker, "the scheduled message")?;
     tracing::debug!(handle = %req.recall_handle, broker = %master, "forwarding RecallMessage");
+    let mut client = channels.messaging(&master)?;
     channels
-        .messaging(&master)?
-        .recall_message(req)
+        .bounded(&master, client.recall_message(req))
         .await
         .map(tonic::Response::into_inner)
         .map_err(|e| ApogeeError::Unavailable(format!("broker {master}: {}", e.message())))
@@ -38,18 +39,19 @@ pub async fn list(
     channels: &BrokerChannels,
     req: ListScheduledRequest,
 ) -> Result<ListScheduledResponse, Status> {
-    let answers = ask_every_master(
-        registry,
+    let answers = fan_out(
         channels,
-        "list the scheduled messages",
+        every_master(registry),
+        "ListScheduled",
         |mut c| {
             let req = req.clone();
             async move { c.list_scheduled(req).await }
         },
     )
-    .await?;
+    .await
+    .answers()?;
     let mut merged = ListScheduledResponse::default();
-    for a in answers {
+    for (_, a) in answers {
         merged.messages.extend(a.messages);
         merged.stats.extend(a.stats);
     }

@@ -4,7 +4,8 @@
 //! the Rust client go there) is forwarded to that group's live master, and so is an operator's
 //! resolve. Listing asks every group's master and merges the answers.
 
-use super::brokers::{ask_every_master, master_of, BrokerChannels};
+use super::brokers::{master_of, BrokerChannels};
+use super::fan_out::{every_master, fan_out};
 use crate::registry::Registry;
 use apogee_proto::cluster::{
     ListTransactionsRequest, ResolveTransactionRequest, ResolveTransactionResponse, TransactionInfo,
@@ -32,9 +33,9 @@ pub async fn forward_end(
 ) -> Result<EndTransactionResponse, ApogeeError> {
     let master = master_for(registry, &req.transaction_id)?;
     tracing::debug!(txn = %req.transaction_id, broker = %master, "forwarding EndTransaction");
+    let mut client = channels.messaging(&master)?;
     channels
-        .messaging(&master)?
-        .end_transaction(req)
+        .bounded(&master, client.end_transaction(req))
         .await
         .map(tonic::Response::into_inner)
         .map_err(|e| ApogeeError::Unavailable(format!("broker {master}: {}", e.message())))
@@ -47,11 +48,9 @@ pub async fn resolve(
     req: ResolveTransactionRequest,
 ) -> Result<ResolveTransactionResponse, Status> {
     let master = master_for(registry, &req.transaction_id)?;
-    Ok(channels
-        .admin(&master)?
-        .resolve_transaction(req)
-        .await?
-        .into_inner())
+    let mut client = channels.admin(&master)?;
+    let answer = channels.bounded(&master, client.resolve_transaction(req));
+    Ok(answer.await?.into_inner())
 }
 
 /// Every live master's transactions, merged (oldest first). Fails naming the groups that could
@@ -61,12 +60,21 @@ pub async fn list(
     channels: &BrokerChannels,
     req: ListTransactionsRequest,
 ) -> Result<Vec<TransactionInfo>, Status> {
-    let answers = ask_every_master(registry, channels, "list the transactions", |mut c| {
-        let req = req.clone();
-        async move { c.list_transactions(req).await }
-    })
-    .await?;
-    let mut all: Vec<TransactionInfo> = answers.into_iter().flat_map(|r| r.transactions).collect();
+    let answers = fan_out(
+        channels,
+        every_master(registry),
+        "ListTransactions",
+        |mut c| {
+            let req = req.clone();
+            async move { c.list_transactions(req).await }
+        },
+    )
+    .await
+    .answers()?;
+    let mut all: Vec<TransactionInfo> = answers
+        .into_iter()
+        .flat_map(|(_, r)| r.transactions)
+        .collect();
     all.sort_by(|a, b| {
         (a.store_timestamp_ms, &a.transaction_id).cmp(&(b.store_timestamp_ms, &b.transaction_id))
     });
