@@ -147,16 +147,20 @@ impl replication_server::Replication for ReplicationService {
         check_hello(&self.broker, &hello)?;
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
         let broker = self.broker.clone();
+        // A child of the call's rpc span (peer, identity); the session number is known once
+        // the slave is registered.
         let span = tracing::info_span!(
             "replication",
             slave = hello.broker_id,
-            endpoint = %hello.endpoint
+            endpoint = %hello.endpoint,
+            session = tracing::field::Empty
         );
         tokio::spawn(
             async move {
                 let rep = broker.replication.clone();
                 let id = hello.broker_id;
                 let session = rep.slave_connected(id, &hello.endpoint);
+                tracing::Span::current().record("session", session);
                 tracing::info!(slave_log_end = hello.log_end_offset, "slave connected");
                 let mut streamers = Streamers::default();
                 let result =

@@ -85,6 +85,13 @@ pub(crate) fn recover(
     let checkpoint = get_u64(kv, Cf::Checkpoint, CK_DISPATCHED)?.unwrap_or(0);
     let known_mark = get_u64(kv, Cf::Checkpoint, CK_FLUSHED)?;
     let flushed_mark = known_mark.unwrap_or(0);
+    let _recovery = tracing::info_span!(
+        "recovery",
+        dir = %log.dir().display(),
+        checkpoint,
+        flushed = flushed_mark
+    )
+    .entered();
     let mut heads = load_heads(kv)?;
     let segments = log.segments();
     let last = segments

@@ -22,7 +22,8 @@
 //! [`StoreError::StorageFull`], and the next group tries again. Any other I/O or index failure
 //! poisons the store: the writer answers this and every later append with an error, because
 //! the state of a file after a failed fdatasync cannot be trusted; a restart recovers from the
-//! log.
+//! log. The log lines of a failed group carry a `writer_group` span (its log offset,
+//! requests, messages and topics), made only then.
 //!
 //! Under [`FlushMode::Async`](super::FlushMode::Async) a flusher thread fdatasyncs the last segment every
 //! `async_flush_interval` and records the flushed offset.
@@ -212,6 +213,7 @@ impl Writer {
                 }
             }
             Err(StoreError::Io(e)) if retention::is_out_of_space(&e) => {
+                let _group = group_span(start, &reqs).entered();
                 // Nothing of the group was indexed or answered: cut the log back to where the
                 // group began, refuse its requests, and let the next group try again.
                 let reason = format!(
@@ -239,6 +241,7 @@ impl Writer {
                 }
             }
             Err(e) => {
+                let _group = group_span(start, &reqs).entered();
                 let reason = format!("append failed, the store accepts no more writes: {e}");
                 tracing::error!("{reason}");
                 self.shared.set_failed(reason.clone());
@@ -381,6 +384,44 @@ impl Writer {
     }
 }
 
+/// Topics a failed group's span names at most (then how many more).
+const GROUP_SPAN_TOPICS: usize = 8;
+
+/// The span of a failed group's log lines: where in the log it began, its requests, messages
+/// and topics. Made only when there is something to log, so a group that succeeds pays
+/// nothing for it; it has no parent, because the group holds other clients' sends than the
+/// one whose task may be leading the write queue (and whose request span is current).
+fn group_span(start: u64, reqs: &[Request]) -> tracing::Span {
+    let messages: usize = reqs.iter().map(|r| r.msgs.len()).sum();
+    let topics = group_topics(
+        reqs.iter()
+            .flat_map(|r| r.msgs.iter().map(|m| m.topic.as_str())),
+    );
+    tracing::info_span!(
+        parent: None,
+        "writer_group",
+        log_offset = start,
+        requests = reqs.len(),
+        messages,
+        topics = %topics
+    )
+}
+
+/// The distinct topics of a group, sorted, the first [`GROUP_SPAN_TOPICS`] by name and the
+/// rest counted.
+fn group_topics<'a>(topics: impl Iterator<Item = &'a str>) -> String {
+    let mut topics: Vec<&str> = topics.collect();
+    topics.sort_unstable();
+    topics.dedup();
+    let more = topics.len().saturating_sub(GROUP_SPAN_TOPICS);
+    topics.truncate(GROUP_SPAN_TOPICS);
+    let named = topics.join(",");
+    match more {
+        0 => named,
+        more => format!("{named} and {more} more"),
+    }
+}
+
 /// The async flusher: fdatasyncs every interval until `stop` fires or is dropped.
 pub(crate) fn run_flusher(shared: Arc<Shared>, stop: Receiver<()>) {
     let interval = shared.config.async_flush_interval;
@@ -411,4 +452,19 @@ pub(crate) fn flush_once(shared: &Shared) -> Result<(), StoreError> {
         shared.kv.write(batch)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_groups_span_names_its_topics_once_and_counts_the_rest() {
+        assert_eq!(group_topics(["b", "a", "b"].into_iter()), "a,b");
+        let many: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            group_topics(many.iter().map(String::as_str)),
+            "t0,t1,t2,t3,t4,t5,t6,t7 and 2 more"
+        );
+    }
 }
