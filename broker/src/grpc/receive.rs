@@ -2,6 +2,7 @@
 //! the consumer side of the v2 protocol over the consume engine.
 
 use super::convert::delivery_to_v2;
+use crate::consume::long_poll::{Attempt, LongPoll, Polled};
 use crate::consume::{MessageFilter, PopRequest};
 use crate::server::Broker;
 use apogee_proto::error::ok_status;
@@ -155,8 +156,8 @@ pub fn long_polling_ms(
     Ok(granted)
 }
 
-/// Pops for a plan, waiting up to its long-polling time for messages to
-/// arrive or for in-flight ones to become visible again. Returns the whole
+/// Pops for a plan, waiting up to its long-polling time (`consume::long_poll`) for messages
+/// to arrive or for in-flight ones to become visible again. Returns the whole
 /// stream of responses: the messages, then exactly one status.
 pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessageResponse> {
     let _place = match broker.quotas.long_poll() {
@@ -177,69 +178,70 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
             )];
         }
     }
-    // Register interest before looking, so an append to a queue of the plan
-    // (or an ack that frees a FIFO message group) in between wakes us.
-    let watch = broker.store.watch_queues(&plan.topic, &plan.queues);
-    loop {
-        let changed = broker.consume.changed().notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let now = now_ms();
-        let request = PopRequest {
-            group: &plan.group_config,
-            topic: &plan.topic,
-            queue_ids: &plan.queues,
-            filter: &plan.filter,
-            max: plan.batch,
-            invisible_ms: plan.invisible_ms,
-            renew_until_ms: plan.auto_renew_ms.map(|ms| now + ms),
-            attempt_id: plan.attempt_id.as_deref(),
-            client_id: &plan.client_id,
-            start_after_ms: plan.group_start_after_ms,
-        };
-        let popped = broker.consume.pop(&request, now);
-        match popped {
-            Err(e) => return vec![status_response(e.to_status())],
-            Ok(d) if !d.is_empty() => {
-                let bytes = d.iter().map(|d| d.message.msg.body.len()).sum();
-                broker
-                    .metrics
-                    .delivered(&plan.topic, &plan.group_config.name, d.len(), bytes);
-                let messages = d.iter().map(|d| v2::ReceiveMessageResponse {
-                    content: Some(Content::Message(delivery_to_v2(
-                        d,
-                        &plan.namespace,
-                        &store_host,
-                    ))),
-                });
-                return std::iter::once(hand_out_time_response(now))
-                    .chain(messages)
-                    .chain(std::iter::once(status_response(ok_status())))
-                    .collect();
+    // The watch is made before the first look, so an append to a queue of the plan in between
+    // wakes the poll; acks and nacks wake it too (one may free a FIFO message group).
+    let poll = LongPoll::new(
+        deadline,
+        broker.store.watch_queues(&plan.topic, &plan.queues),
+        broker.closing(),
+    )
+    .woken_by(broker.consume.changed());
+    let polled = poll
+        .run(|| {
+            let now = now_ms();
+            let request = PopRequest {
+                group: &plan.group_config,
+                topic: &plan.topic,
+                queue_ids: &plan.queues,
+                filter: &plan.filter,
+                max: plan.batch,
+                invisible_ms: plan.invisible_ms,
+                renew_until_ms: plan.auto_renew_ms.map(|ms| now + ms),
+                attempt_id: plan.attempt_id.as_deref(),
+                client_id: &plan.client_id,
+                start_after_ms: plan.group_start_after_ms,
+            };
+            match broker.consume.pop(&request, now) {
+                Ok(d) if d.is_empty() => Attempt::Nothing {
+                    empty: (),
+                    // Look again when a redelivery comes due.
+                    look_again_in: broker
+                        .consume
+                        .next_redelivery_ms(&plan.group_config, &plan.topic)
+                        .map(|at| Duration::from_millis((at - now).max(1) as u64)),
+                },
+                popped => Attempt::Done(popped.map(|d| (d, now))),
             }
-            Ok(_) => {}
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() || broker.shutting_down() {
+        })
+        .await;
+    let (deliveries, handed_out_ms) = match polled {
+        Polled::Done(Ok(found)) => found,
+        Polled::Done(Err(e)) => return vec![status_response(e.to_status())],
+        Polled::DeadlinePassed(()) => {
             return vec![status_response(
                 ApogeeError::MessageNotFound("no new message within the long-polling time".into())
                     .to_status(),
-            )];
+            )]
         }
-        // Wake for an append to one of the plan's queues, an ack or nack, a
-        // redelivery coming due, the deadline or a shutdown.
-        let mut wait = left;
-        if let Some(at) = broker
-            .consume
-            .next_redelivery_ms(&plan.group_config, &plan.topic)
-        {
-            wait = wait.min(Duration::from_millis((at - now).max(1) as u64));
-        }
-        tokio::select! {
-            _ = broker.wait_for_append(&watch, wait) => {}
-            _ = changed => {}
-        }
-    }
+    };
+    let bytes = deliveries.iter().map(|d| d.message.msg.body.len()).sum();
+    broker.metrics.delivered(
+        &plan.topic,
+        &plan.group_config.name,
+        deliveries.len(),
+        bytes,
+    );
+    let messages = deliveries.iter().map(|d| v2::ReceiveMessageResponse {
+        content: Some(Content::Message(delivery_to_v2(
+            d,
+            &plan.namespace,
+            &store_host,
+        ))),
+    });
+    std::iter::once(hand_out_time_response(handed_out_ms))
+        .chain(messages)
+        .chain(std::iter::once(status_response(ok_status())))
+        .collect()
 }
 
 /// The `delivery_timestamp` entry of a stream that carries messages: when they were handed
