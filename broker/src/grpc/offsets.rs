@@ -3,6 +3,7 @@
 //! queue) and QueryOffset (beginning, end or by timestamp).
 
 use super::convert::to_v2_message;
+use crate::consume::long_poll::{Attempt, LongPoll, Polled};
 use crate::consume::{keys::consumer_offset_key, MessageFilter};
 use crate::server::Broker;
 use crate::store::{Cf, KvBatch};
@@ -82,53 +83,46 @@ pub async fn pull(
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait as u64);
     let store_host = broker.config.advertised_endpoint();
-    // Watch the queue before looking, so an append in between wakes the wait.
-    let watch = broker.store.watch_queues(&topic, &[queue]);
-    loop {
-        let (min, next) = match broker.store.queue_bounds(&topic, queue) {
-            Ok(b) => b,
-            Err(e) => return vec![status(ApogeeError::from(e).to_status())],
-        };
-        let offset = req.offset as u64;
-        if offset > next {
-            return vec![status(
-                ApogeeError::IllegalOffset(format!(
+    let offset = req.offset as u64;
+    let group = req.group.as_ref().map_or("", |g| g.name.as_str());
+    // The watch is made before the first look, so an append in between wakes the poll.
+    let poll = LongPoll::new(
+        deadline,
+        broker.store.watch_queues(&topic, &[queue]),
+        broker.closing(),
+    );
+    let polled = poll
+        .run(|| {
+            let (min, next) = match broker.store.queue_bounds(&topic, queue) {
+                Ok(b) => b,
+                Err(e) => return Attempt::Done(Err(ApogeeError::from(e))),
+            };
+            if offset > next {
+                return Attempt::Done(Err(ApogeeError::IllegalOffset(format!(
                     "offset {offset} is beyond the queue end {next}"
-                ))
-                .to_status(),
-            )];
-        }
-        let from = offset.max(min);
-        if from < next {
-            let messages =
-                match broker
+                ))));
+            }
+            let from = offset.max(min);
+            if from >= next {
+                // Nothing yet: a pull that ends now tells the client where to pull next.
+                return Attempt::Nothing {
+                    empty: from,
+                    look_again_in: None,
+                };
+            }
+            Attempt::Done(
+                broker
                     .store
                     .read_queue(&topic, queue, from, batch, limits::MAX_BATCH_BYTES)
-                {
-                    Ok(m) => m,
-                    Err(e) => return vec![status(ApogeeError::from(e).to_status())],
-                };
-            let next_offset = messages.last().map(|m| m.queue_offset + 1).unwrap_or(from);
-            let matching: Vec<_> = messages.iter().filter(|m| filter.matches(&m.msg)).collect();
-            let group = req.group.as_ref().map_or("", |g| g.name.as_str());
-            let bytes = matching.iter().map(|m| m.msg.body.len()).sum();
-            broker
-                .metrics
-                .delivered(&topic, group, matching.len(), bytes);
-            let mut out: Vec<_> = matching
-                .into_iter()
-                .map(|m| v2::PullMessageResponse {
-                    content: Some(Content::Message(to_v2_message(m, &namespace, &store_host))),
-                })
-                .collect();
-            out.push(v2::PullMessageResponse {
-                content: Some(Content::NextOffset(next_offset as i64)),
-            });
-            out.push(status(ok_status()));
-            return out;
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() || broker.shutting_down() {
+                    .map(|messages| (messages, from))
+                    .map_err(ApogeeError::from),
+            )
+        })
+        .await;
+    let (messages, from) = match polled {
+        Polled::Done(Ok(read)) => read,
+        Polled::Done(Err(e)) => return vec![status(e.to_status())],
+        Polled::DeadlinePassed(from) => {
             return vec![
                 v2::PullMessageResponse {
                     content: Some(Content::NextOffset(from as i64)),
@@ -137,10 +131,26 @@ pub async fn pull(
                     ApogeeError::MessageNotFound("no message at or after the offset".into())
                         .to_status(),
                 ),
-            ];
+            ]
         }
-        broker.wait_for_append(&watch, left).await;
-    }
+    };
+    let next_offset = messages.last().map(|m| m.queue_offset + 1).unwrap_or(from);
+    let matching: Vec<_> = messages.iter().filter(|m| filter.matches(&m.msg)).collect();
+    let bytes = matching.iter().map(|m| m.msg.body.len()).sum();
+    broker
+        .metrics
+        .delivered(&topic, group, matching.len(), bytes);
+    let mut out: Vec<_> = matching
+        .into_iter()
+        .map(|m| v2::PullMessageResponse {
+            content: Some(Content::Message(to_v2_message(m, &namespace, &store_host))),
+        })
+        .collect();
+    out.push(v2::PullMessageResponse {
+        content: Some(Content::NextOffset(next_offset as i64)),
+    });
+    out.push(status(ok_status()));
+    out
 }
 
 pub fn update_offset(broker: &Broker, req: v2::UpdateOffsetRequest) -> v2::UpdateOffsetResponse {
