@@ -28,6 +28,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
+use tracing::Instrument;
 
 /// The sending half of a Telemetry stream.
 pub type Outbound = mpsc::Sender<Result<TelemetryCommand, Status>>;
@@ -338,7 +339,7 @@ pub fn serve_session(
 ) -> ReceiverStream<Result<TelemetryCommand, Status>> {
     let (tx, rx) = mpsc::channel(64);
     let serial = sessions.next_serial();
-    tokio::spawn(async move {
+    let session = async move {
         tracing::debug!(client = %client_id, "telemetry stream opened");
         loop {
             let command = tokio::select! {
@@ -376,7 +377,9 @@ pub fn serve_session(
         }
         sessions.remove(&client_id, serial);
         tracing::debug!(client = %client_id, "telemetry stream closed");
-    });
+    };
+    // The session logs in the span of the call that opened it (`rpc_span`), when there is one.
+    tokio::spawn(session.in_current_span());
     ReceiverStream::new(rx)
 }
 
