@@ -1,11 +1,12 @@
 //! The NameServer's gRPC services: [`registry`] (brokers register and
-//! heartbeat), [`admin`] (topic administration fanned out to brokers) and
+//! heartbeat), [`admin`] (administration passed on to brokers) and
 //! [`access_point`] (the RocketMQ 5 clients' MessagingService subset), plus
 //! [`route`], which turns the broker table into protocol queues, and
 //! [`transactions`] and [`schedule`], which route transaction and scheduled-message calls to
-//! the broker holding them (over [`brokers`]); [`admin_messages`] answers message queries and
-//! dead-letter operations by asking the brokers, [`admin_groups`] fans consumer-group
-//! operations out to them.
+//! the broker holding them (over [`brokers`]); [`admin_topics`] changes topics,
+//! [`admin_messages`] answers message queries and dead-letter operations by asking the
+//! brokers, [`admin_groups`] fans consumer-group operations out to them. Every call to
+//! several brokers goes through [`fan_out`].
 
 pub mod access_point;
 pub mod admin;
