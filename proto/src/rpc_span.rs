@@ -140,6 +140,8 @@ mod tests {
     use tracing_subscriber::registry::LookupSpan;
 
     type Fields = BTreeMap<String, String>;
+    /// An event's message and the spans it was logged in (name and fields, outermost first).
+    type Logged = (String, Vec<(String, Fields)>);
 
     #[derive(Default)]
     struct FieldText(Fields);
@@ -157,7 +159,7 @@ mod tests {
     /// What the capturing layer saw: per event, its message and the fields of the spans it
     /// was logged in (outermost first).
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<(String, Vec<(String, Fields)>)>>>);
+    struct Captured(Arc<Mutex<Vec<Logged>>>);
 
     impl<S> tracing_subscriber::Layer<S> for Captured
     where
@@ -219,7 +221,7 @@ mod tests {
     }
 
     /// Calls `request` through the layer; what the handler logged.
-    fn logs_of(request: http::Request<()>) -> Vec<(String, Vec<(String, Fields)>)> {
+    fn logs_of(request: http::Request<()>) -> Vec<Logged> {
         let captured = Captured::default();
         let subscriber = tracing_subscriber::registry().with(captured.clone());
         tracing::subscriber::with_default(subscriber, || {
