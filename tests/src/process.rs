@@ -272,6 +272,10 @@ impl Drop for ManagedProcess {
 /// blocks from 20000..30000, above this range.
 pub const TEST_PORTS: std::ops::Range<u16> = 10_000..20_000;
 
+/// The standalone's fixed ports (NameServer, broker and their HTTP endpoints), which the
+/// README tour's test binds: never handed out, so no other test's server can take them.
+pub const STANDALONE_PORTS: [u16; 4] = [9876, 10911, 5556, 5557];
+
 /// The next port [`free_port`] tries, as an offset into [`TEST_PORTS`].
 static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
 
@@ -291,6 +295,9 @@ pub fn free_port() -> u16 {
     for _ in 0..span {
         let offset = NEXT_PORT.fetch_add(1, Ordering::Relaxed) % span;
         let port = TEST_PORTS.start + offset as u16;
+        if STANDALONE_PORTS.contains(&port) {
+            continue;
+        }
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -337,6 +344,7 @@ mod tests {
         assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
         for p in ports {
             assert!(p < first_ephemeral, "{p} is in the ephemeral range");
+            assert!(!STANDALONE_PORTS.contains(&p), "{p} is a standalone port");
             assert!(TEST_PORTS.contains(&p));
             std::net::TcpListener::bind(("127.0.0.1", p)).expect("binding a handed-out port");
         }

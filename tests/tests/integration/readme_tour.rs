@@ -10,7 +10,7 @@
 //! the test does not know fails the test. The standalone's ports are fixed by the README:
 //! when something else holds them the test says so and skips, and fails under CI.
 
-use apogee_tests::process::ManagedProcess;
+use apogee_tests::process::{ManagedProcess, STANDALONE_PORTS};
 use apogee_tests::{bins, cli, http, wait_until};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 
 /// The heading of the tour in README.md; its first `sh` block is the tour.
 const TOUR_HEADING: &str = "## A five-minute tour";
-/// The standalone's NameServer, broker, and their HTTP endpoints (README command 1).
-const STANDALONE_PORTS: [u16; 4] = [9876, 10911, 5556, 5557];
 /// The longest a tour line may run (the benchmarks run for 10 s each).
 const LINE_TIMEOUT: Duration = Duration::from_secs(120);
 
