@@ -322,7 +322,7 @@ impl BrokerMetrics {
             oldest_ms: Option<i64>,
         }
         let mut sums: HashMap<(String, String), Sums> = HashMap::new();
-        let lags = match crate::consume::lag::all_lags(broker) {
+        let lags = match broker.lag_sources().all_lags() {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!("reading consumer lag for the metrics: {e}");

@@ -81,14 +81,13 @@ impl Broker {
         *self.shutdown.borrow()
     }
 
-    /// Waits until entries reach a queue of `watch` (made with
-    /// `store.watch_queues` before the caller looked), at most `max`, and not
-    /// past the start of a shutdown.
-    pub async fn wait_for_append(&self, watch: &crate::store::QueueWatch<'_>, max: Duration) {
-        let mut closing = self.shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::timeout(max, watch.appended()) => {}
-            _ = closing.wait_for(|c| *c) => {}
+    /// What a consumer group's lag is read from.
+    pub fn lag_sources(&self) -> crate::consume::lag::LagSources<'_> {
+        crate::consume::lag::LagSources {
+            consume: &self.consume,
+            topics: &self.topics,
+            groups: &self.groups,
+            sessions: &self.sessions,
         }
     }
 

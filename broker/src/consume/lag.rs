@@ -10,7 +10,9 @@
 //! latest (`consume.auto_create_start`), the first message stored after it was created.
 
 use super::state::{internal, ConsumeEngine, QueueProgress};
-use crate::server::Broker;
+use crate::groups::GroupTable;
+use crate::topics::TopicTable;
+use apogee_proto::telemetry::Sessions;
 use apogee_proto::time::now_ms;
 use apogee_proto::ApogeeError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -115,67 +117,78 @@ impl ConsumeEngine {
     }
 }
 
-/// The topics of `named` this broker holds, with their queue counts.
-fn held<'a>(broker: &Broker, named: impl IntoIterator<Item = &'a String>) -> ConsumedTopics {
-    named
-        .into_iter()
-        .filter_map(|t| {
-            let config = broker.topics.get(t)?;
-            Some((t.clone(), config.queue_count.max(0) as u32))
-        })
-        .collect()
+/// What a group's lag is read from: the consume engine (progress, queue bounds), the topics
+/// held here, the groups' start points and the live clients' subscriptions.
+pub struct LagSources<'a> {
+    pub consume: &'a ConsumeEngine,
+    pub topics: &'a TopicTable,
+    pub groups: &'a GroupTable,
+    pub sessions: &'a Sessions,
 }
 
-/// Every queue of `group` on this broker (see the module doc); `extra_topics` are consumed
-/// topics the caller knows of besides the ones this broker does.
-pub fn group_lag(
-    broker: &Broker,
-    group: &str,
-    extra_topics: &[String],
-) -> Result<Vec<QueueLag>, ApogeeError> {
-    let progress = broker.consume.group_progress(group);
-    let subscribed: Vec<String> = broker
-        .sessions
-        .clients_of_group(group)
-        .into_iter()
-        .flat_map(|s| s.topics)
-        .collect();
-    let named = progress
-        .iter()
-        .map(|p| &p.topic)
-        .chain(&subscribed)
-        .chain(extra_topics);
-    let topics = held(broker, named);
-    let start = broker.groups.start_after_ms(group, now_ms());
-    broker.consume.lag_of(progress, &topics, start)
-}
+impl LagSources<'_> {
+    /// The topics of `named` this broker holds, with their queue counts.
+    fn held<'n>(&self, named: impl IntoIterator<Item = &'n String>) -> ConsumedTopics {
+        named
+            .into_iter()
+            .filter_map(|t| {
+                let config = self.topics.get(t)?;
+                Some((t.clone(), config.queue_count.max(0) as u32))
+            })
+            .collect()
+    }
 
-/// The lag of every group that consumes on this broker (it has progress here or live
-/// clients), by group; for the metrics.
-pub fn all_lags(broker: &Broker) -> Result<Vec<(String, Vec<QueueLag>)>, ApogeeError> {
-    let mut progress: HashMap<String, Vec<QueueProgress>> = HashMap::new();
-    for (group, p) in broker.consume.all_progress() {
-        progress.entry(group).or_default().push(p);
-    }
-    let mut subscribed: HashMap<String, Vec<String>> = HashMap::new();
-    for s in broker.sessions.list() {
-        if let Some(group) = s.group {
-            subscribed.entry(group).or_default().extend(s.topics);
-        }
-    }
-    let groups: BTreeSet<String> = progress.keys().chain(subscribed.keys()).cloned().collect();
-    let now = now_ms();
-    let mut out = Vec::with_capacity(groups.len());
-    for group in groups {
-        let progress = progress.remove(&group).unwrap_or_default();
+    /// Every queue of `group` on this broker (see the module doc); `extra_topics` are
+    /// consumed topics the caller knows of besides the ones this broker does.
+    pub fn group_lag(
+        &self,
+        group: &str,
+        extra_topics: &[String],
+    ) -> Result<Vec<QueueLag>, ApogeeError> {
+        let progress = self.consume.group_progress(group);
+        let subscribed: Vec<String> = self
+            .sessions
+            .clients_of_group(group)
+            .into_iter()
+            .flat_map(|s| s.topics)
+            .collect();
         let named = progress
             .iter()
             .map(|p| &p.topic)
-            .chain(subscribed.get(&group).into_iter().flatten());
-        let topics = held(broker, named);
-        let start = broker.groups.start_after_ms(&group, now);
-        let lags = broker.consume.lag_of(progress, &topics, start)?;
-        out.push((group, lags));
+            .chain(&subscribed)
+            .chain(extra_topics);
+        let topics = self.held(named);
+        let start = self.groups.start_after_ms(group, now_ms());
+        self.consume.lag_of(progress, &topics, start)
     }
-    Ok(out)
+
+    /// The lag of every group that consumes on this broker (it has progress here or live
+    /// clients), by group; for the metrics.
+    pub fn all_lags(&self) -> Result<Vec<(String, Vec<QueueLag>)>, ApogeeError> {
+        let mut progress: HashMap<String, Vec<QueueProgress>> = HashMap::new();
+        for (group, p) in self.consume.all_progress() {
+            progress.entry(group).or_default().push(p);
+        }
+        let mut subscribed: HashMap<String, Vec<String>> = HashMap::new();
+        for s in self.sessions.list() {
+            if let Some(group) = s.group {
+                subscribed.entry(group).or_default().extend(s.topics);
+            }
+        }
+        let groups: BTreeSet<String> = progress.keys().chain(subscribed.keys()).cloned().collect();
+        let now = now_ms();
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            let progress = progress.remove(&group).unwrap_or_default();
+            let named = progress
+                .iter()
+                .map(|p| &p.topic)
+                .chain(subscribed.get(&group).into_iter().flatten());
+            let topics = self.held(named);
+            let start = self.groups.start_after_ms(&group, now);
+            let lags = self.consume.lag_of(progress, &topics, start)?;
+            out.push((group, lags));
+        }
+        Ok(out)
+    }
 }

@@ -110,7 +110,7 @@ pub fn describe(
         .iter()
         .map(|s| s.to_group_client(name))
         .collect();
-    let lags = crate::consume::lag::group_lag(broker, &req.group, &req.topics)?;
+    let lags = broker.lag_sources().group_lag(&req.group, &req.topics)?;
     let unknown = config.is_none() && broker.consume.group_progress(&req.group).is_empty();
     // A group known nowhere here is described only where it has clients or the caller
     // names topics it consumes elsewhere (then its messages wait here too).
