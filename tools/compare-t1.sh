@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Compares T1 (unary sends of 1 KiB, 4 connections x 16 in flight, ASYNC flush) of two builds,
+# alternated in one run, each run as a ratio to the null gRPC server of grpc-ceiling measured
+# right before it. Prints one line per run and the median ratio of each build.
+#
+# usage: tools/compare-t1.sh BEFORE_BIN_DIR AFTER_BIN_DIR [PAIRS=3]
+#   each dir holds apogee and apogee-broker (`cargo build --release --bins`)
+#   GRPC_CEILING  the ceiling script (default ../shared/tools/grpc-ceiling/run.sh)
+#   SECS          seconds per run (default 10)
+# The broker uses the standalone ports (9876, 10911, 5557): nothing else may hold them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+before=$1
+after=$2
+pairs=${3:-3}
+ceiling=${GRPC_CEILING:-../shared/tools/grpc-ceiling/run.sh}
+secs=${SECS:-10}
+out=$(mktemp -d)
+broker_pid=""
+stop_broker() {
+  if [ -n "$broker_pid" ]; then
+    kill "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+    broker_pid=""
+  fi
+}
+trap stop_broker EXIT
+
+# run NAME BIN_DIR: prints "<msgs_per_sec> <ceiling rps>"
+run() {
+  local name=$1 bin=$2 c
+  c=$("$ceiling" 4 16 "$secs" 1024 | sed -n 's/.*rps=\([0-9]*\).*/\1/p')
+  rm -rf "$out/data"
+  "$bin/apogee-broker" --standalone --data-dir "$out/data" >>"$out/$name.log" 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 600); do
+    curl -fs -o /dev/null http://127.0.0.1:5557/readyz && break
+    sleep 0.05
+  done
+  "$bin/apogee" topic create bench --queues 8 >/dev/null
+  "$bin/apogee" -o json bench produce --broker-pid "$broker_pid" --topic bench \
+    --connections 4 --inflight 16 --size 1024 --duration "$secs" >"$out/$name.json"
+  stop_broker
+  local rate
+  rate=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["msgs_per_sec"]))' "$out/$name.json")
+  echo "$rate $c"
+}
+
+results=()
+for p in $(seq "$pairs"); do
+  for side in before after; do
+    dir=$before
+    [ "$side" = after ] && dir=$after
+    read -r rate c < <(run "$side-$p" "$dir")
+    ratio=$(python3 -c "print(f'{$rate / $c:.3f}')")
+    echo "pair $p $side: T1 $rate msg/s, ceiling $c rps, ratio $ratio"
+    results+=("$side $ratio")
+  done
+done
+printf '%s\n' "${results[@]}" | python3 -c '
+import statistics, sys
+r = {}
+for line in sys.stdin:
+    side, v = line.split()
+    r.setdefault(side, []).append(float(v))
+b, a = statistics.median(r["before"]), statistics.median(r["after"])
+print(f"median ratio before {b:.3f}, after {a:.3f}: after/before {a / b:.3f}")'
+echo "reports in $out"
