@@ -17,6 +17,8 @@
 //! - [`certs`]: a test CA with server and client certificates, for TLS clusters.
 //! - [`telemetry`]: a raw producer session that answers transaction check-backs.
 //! - [`wait`]: `wait_until`, the one polling helper.
+//! - [`checker`]: judges a run with faults: lost, unexpected and duplicated messages, FIFO
+//!   order, and the time from each fault to the first write and read after it.
 //! - [`commitlog`]: an independent reader of the commit-log record framing,
 //!   to compute which records survive a cut.
 //! - [`rocketmq_store`]: a small store in RocketMQ's layout and format, for
@@ -25,6 +27,7 @@
 pub mod access;
 pub mod bins;
 pub mod certs;
+pub mod checker;
 pub mod cli;
 pub mod cluster;
 pub mod commitlog;

@@ -1,0 +1,667 @@
+//! A checker for runs with faults, in the style of OpenMessaging Chaos' QueueChecker.
+//!
+//! Producers and consumers record into one [`Checker`] while a run goes on: every send
+//! attempt (message key, message group, the broker group that stored it, when, and its
+//! outcome: [`Outcome::Acknowledged`], [`Outcome::Failed`] or [`Outcome::Unknown`] when the
+//! client cannot tell whether it was stored), every received message (key, message group,
+//! broker group, when, which consumer), and the faults the test injected (kind, member,
+//! the broker group it hits, when). Times are offsets from the checker's creation, so a
+//! test can also write a synthetic timeline.
+//!
+//! After the run, [`Checker::report`] judges the history:
+//! - **lost**: acknowledged and never received;
+//! - **unexpected**: received but never sent (no send attempt has its key);
+//! - **duplicated**: keys received more than once (at-least-once allows it; counted);
+//! - **order violations**: per message group (FIFO), a message received for the first time
+//!   after a message of the same group that was acknowledged later;
+//! - **per fault**, the time from the fault to the first acknowledged send and to the first
+//!   received message after it, of the fault's broker group when it names one (a received
+//!   message's group is the one its consumer saw, else the one its send was stored on).
+//!
+//! [`Summary`] aggregates the reports of many rounds per fault kind (median and worst).
+
+mod summary;
+
+pub use summary::Summary;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How a send attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The broker answered OK: the message must be received.
+    Acknowledged,
+    /// The broker (or the client) said it was not stored.
+    Failed,
+    /// Stored or not, nobody can tell (a timeout, a broken connection, stored on a master
+    /// without its slave's copy): it may be received, it need not.
+    Unknown,
+}
+
+/// One send attempt.
+#[derive(Clone, Debug)]
+pub struct SendEvent {
+    /// The message's key (unique per message in a run).
+    pub key: String,
+    /// Its message group (FIFO), if any.
+    pub message_group: Option<String>,
+    /// The broker group that stored it, when the client says.
+    pub broker_group: Option<String>,
+    /// Which producer sent it.
+    pub producer: String,
+    /// When the outcome was known.
+    pub at: Duration,
+    pub outcome: Outcome,
+}
+
+/// One message handed to a consumer.
+#[derive(Clone, Debug)]
+pub struct ReceiveEvent {
+    pub key: String,
+    pub message_group: Option<String>,
+    /// The broker group it came from, when the client says.
+    pub broker_group: Option<String>,
+    /// Which consumer received it.
+    pub consumer: String,
+    pub at: Duration,
+}
+
+/// One injected fault.
+#[derive(Clone, Debug)]
+pub struct FaultEvent {
+    /// What was done: `kill`, `pause`, `links-down`, ...
+    pub kind: String,
+    /// To which member (a process name).
+    pub member: String,
+    /// The broker group it hits, if it hits one.
+    pub broker_group: Option<String>,
+    pub at: Duration,
+}
+
+#[derive(Default)]
+struct History {
+    sends: Vec<SendEvent>,
+    receives: Vec<ReceiveEvent>,
+    faults: Vec<FaultEvent>,
+}
+
+/// The shared record of a run; share it as an `Arc<Checker>`.
+pub struct Checker {
+    start: Instant,
+    history: Mutex<History>,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Checker::new()
+    }
+}
+
+impl Checker {
+    /// An empty history whose clock starts now.
+    pub fn new() -> Checker {
+        Checker {
+            start: Instant::now(),
+            history: Mutex::new(History::default()),
+        }
+    }
+
+    /// The time since the checker was made, the clock every event is recorded on.
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn record_send(&self, event: SendEvent) {
+        self.history().sends.push(event);
+    }
+
+    pub fn record_receive(&self, event: ReceiveEvent) {
+        self.history().receives.push(event);
+    }
+
+    pub fn record_fault_event(&self, event: FaultEvent) {
+        self.history().faults.push(event);
+    }
+
+    /// Records a fault of `kind` on `member` (of `broker_group`, if it hits one) now.
+    pub fn record_fault(&self, kind: &str, member: &str, broker_group: Option<&str>) {
+        let at = self.now();
+        self.record_fault_event(FaultEvent {
+            kind: kind.to_string(),
+            member: member.to_string(),
+            broker_group: broker_group.map(str::to_string),
+            at,
+        });
+    }
+
+    /// Acknowledged sends so far (of `broker_group` when given) whose outcome came at or
+    /// after `since`.
+    pub fn acknowledged_since(&self, since: Duration, broker_group: Option<&str>) -> usize {
+        self.history()
+            .sends
+            .iter()
+            .filter(|s| {
+                s.outcome == Outcome::Acknowledged
+                    && s.at >= since
+                    && (broker_group.is_none() || s.broker_group.as_deref() == broker_group)
+            })
+            .count()
+    }
+
+    /// Sends so far (of `producer`) whose outcome came at or after `since` and was not an
+    /// acknowledgement.
+    pub fn unacknowledged_since(&self, since: Duration, producer: &str) -> Vec<SendEvent> {
+        self.history()
+            .sends
+            .iter()
+            .filter(|s| {
+                s.producer == producer && s.at >= since && s.outcome != Outcome::Acknowledged
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// How many acknowledged messages have not been received yet.
+    pub fn missing(&self) -> usize {
+        self.report().lost.len()
+    }
+
+    /// Judges the history so far.
+    pub fn report(&self) -> Report {
+        Report::of(&self.history())
+    }
+}
+
+/// A message received for the first time after one of its group that was sent after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderViolation {
+    pub message_group: String,
+    /// The message received out of order.
+    pub key: String,
+    /// The later-sent message of the group that was received before it.
+    pub after: String,
+}
+
+/// How long after one fault writes and reads went on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultRecovery {
+    pub kind: String,
+    pub member: String,
+    pub broker_group: Option<String>,
+    pub at: Duration,
+    /// To the first acknowledged send after the fault (of its broker group); `None`: none.
+    pub to_write: Option<Duration>,
+    /// To the first received message after the fault (of its broker group); `None`: none.
+    pub to_read: Option<Duration>,
+}
+
+/// What a history shows.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Send attempts.
+    pub attempted: usize,
+    pub acknowledged: usize,
+    pub failed: usize,
+    pub unknown: usize,
+    /// Messages handed to consumers, redeliveries included.
+    pub receipts: usize,
+    /// Distinct keys received.
+    pub received: usize,
+    /// Acknowledged and never received, sorted.
+    pub lost: Vec<String>,
+    /// Received but never sent, sorted.
+    pub unexpected: Vec<String>,
+    /// Keys received more than once.
+    pub duplicated: usize,
+    /// Receipts beyond the first of each key.
+    pub redeliveries: usize,
+    /// Keys whose send failed or is unknown but that were received.
+    pub unacknowledged_received: usize,
+    pub order_violations: Vec<OrderViolation>,
+    pub faults: Vec<FaultRecovery>,
+}
+
+impl Report {
+    fn of(history: &History) -> Report {
+        let mut report = Report {
+            attempted: history.sends.len(),
+            receipts: history.receives.len(),
+            ..Report::default()
+        };
+        // The best outcome per key: a key acknowledged once counts as acknowledged.
+        let mut sends: HashMap<&str, &SendEvent> = HashMap::new();
+        for s in &history.sends {
+            match s.outcome {
+                Outcome::Acknowledged => report.acknowledged += 1,
+                Outcome::Failed => report.failed += 1,
+                Outcome::Unknown => report.unknown += 1,
+            }
+            let better = sends.get(s.key.as_str()).is_none_or(|prev| {
+                prev.outcome != Outcome::Acknowledged && s.outcome == Outcome::Acknowledged
+            });
+            if better {
+                sends.insert(&s.key, s);
+            }
+        }
+        let mut receipts: HashMap<&str, usize> = HashMap::new();
+        for r in &history.receives {
+            *receipts.entry(&r.key).or_default() += 1;
+        }
+        report.received = receipts.len();
+        for (key, &n) in &receipts {
+            if n > 1 {
+                report.duplicated += 1;
+                report.redeliveries += n - 1;
+            }
+            match sends.get(key) {
+                None => report.unexpected.push(key.to_string()),
+                Some(s) if s.outcome != Outcome::Acknowledged => {
+                    report.unacknowledged_received += 1
+                }
+                Some(_) => {}
+            }
+        }
+        report.lost = sends
+            .values()
+            .filter(|s| {
+                s.outcome == Outcome::Acknowledged && !receipts.contains_key(s.key.as_str())
+            })
+            .map(|s| s.key.clone())
+            .collect();
+        report.lost.sort();
+        report.unexpected.sort();
+        report.order_violations = order_violations(history, &sends);
+        report.faults = history
+            .faults
+            .iter()
+            .map(|f| recovery(history, &sends, f))
+            .collect();
+        report
+    }
+}
+
+/// Per message group: acknowledged sends in the order they were acknowledged, then each
+/// key's first receipt in time order; a receipt of a key sent before the latest one
+/// already received is a violation.
+fn order_violations(history: &History, sends: &HashMap<&str, &SendEvent>) -> Vec<OrderViolation> {
+    let mut acked: Vec<&SendEvent> = sends
+        .values()
+        .filter(|s| s.outcome == Outcome::Acknowledged && s.message_group.is_some())
+        .copied()
+        .collect();
+    acked.sort_by_key(|s| s.at);
+    let mut position: HashMap<&str, usize> = HashMap::new();
+    let mut counters: HashMap<&str, usize> = HashMap::new();
+    for s in &acked {
+        let group = s.message_group.as_deref().unwrap_or_default();
+        let n = counters.entry(group).or_default();
+        position.insert(&s.key, *n);
+        *n += 1;
+    }
+    let mut receives: Vec<&ReceiveEvent> = history.receives.iter().collect();
+    receives.sort_by_key(|r| r.at);
+    // Per group: the highest position received so far and its key.
+    let mut highest: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut violations = Vec::new();
+    for r in receives {
+        if !seen.insert(&r.key) {
+            continue;
+        }
+        let (Some(&pos), Some(send)) = (position.get(r.key.as_str()), sends.get(r.key.as_str()))
+        else {
+            continue;
+        };
+        let group = send.message_group.as_deref().unwrap_or_default();
+        match highest.get(group) {
+            Some(&(top, top_key)) if pos < top => violations.push(OrderViolation {
+                message_group: group.to_string(),
+                key: r.key.clone(),
+                after: top_key.to_string(),
+            }),
+            _ => {
+                highest.insert(group, (pos, &r.key));
+            }
+        }
+    }
+    violations
+}
+
+/// The times from `fault` to the first acknowledged send and first receipt after it.
+fn recovery(
+    history: &History,
+    sends: &HashMap<&str, &SendEvent>,
+    fault: &FaultEvent,
+) -> FaultRecovery {
+    let group = fault.broker_group.as_deref();
+    let in_group = |g: Option<&str>| group.is_none() || g == group;
+    let to_write = history
+        .sends
+        .iter()
+        .filter(|s| {
+            s.outcome == Outcome::Acknowledged
+                && s.at >= fault.at
+                && in_group(s.broker_group.as_deref())
+        })
+        .map(|s| s.at - fault.at)
+        .min();
+    let to_read = history
+        .receives
+        .iter()
+        .filter(|r| {
+            let g = r.broker_group.as_deref().or_else(|| {
+                sends
+                    .get(r.key.as_str())
+                    .and_then(|s| s.broker_group.as_deref())
+            });
+            r.at >= fault.at && in_group(g)
+        })
+        .map(|r| r.at - fault.at)
+        .min();
+    FaultRecovery {
+        kind: fault.kind.clone(),
+        member: fault.member.clone(),
+        broker_group: fault.broker_group.clone(),
+        at: fault.at,
+        to_write,
+        to_read,
+    }
+}
+
+/// At most this many keys of a list are printed.
+const SHOWN_KEYS: usize = 8;
+
+/// `keys`, the first [`SHOWN_KEYS`] of them and how many more.
+fn some_keys(keys: &[String]) -> String {
+    let shown = keys[..keys.len().min(SHOWN_KEYS)].join(", ");
+    if keys.len() > SHOWN_KEYS {
+        format!("{shown}, ... ({} more)", keys.len() - SHOWN_KEYS)
+    } else {
+        shown
+    }
+}
+
+/// A duration in seconds with milliseconds, or `never`.
+pub(crate) fn seconds(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "never".to_string(),
+        |d| format!("{:.3} s", d.as_secs_f64()),
+    )
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "sends: {} attempted, {} acknowledged, {} failed, {} unknown",
+            self.attempted, self.acknowledged, self.failed, self.unknown
+        )?;
+        writeln!(
+            f,
+            "receipts: {} ({} distinct keys, {} duplicated, {} redeliveries, {} of unacknowledged sends)",
+            self.receipts,
+            self.received,
+            self.duplicated,
+            self.redeliveries,
+            self.unacknowledged_received
+        )?;
+        writeln!(f, "lost: {}", self.lost.len())?;
+        if !self.lost.is_empty() {
+            writeln!(f, "  {}", some_keys(&self.lost))?;
+        }
+        writeln!(f, "unexpected: {}", self.unexpected.len())?;
+        if !self.unexpected.is_empty() {
+            writeln!(f, "  {}", some_keys(&self.unexpected))?;
+        }
+        writeln!(f, "order violations: {}", self.order_violations.len())?;
+        for v in self.order_violations.iter().take(SHOWN_KEYS) {
+            writeln!(
+                f,
+                "  group {}: {} after {}",
+                v.message_group, v.key, v.after
+            )?;
+        }
+        for r in &self.faults {
+            writeln!(
+                f,
+                "fault {} on {}{} at {}: first write after {}, first read after {}",
+                r.kind,
+                r.member,
+                r.broker_group
+                    .as_deref()
+                    .map(|g| format!(" (group {g})"))
+                    .unwrap_or_default(),
+                seconds(Some(r.at)),
+                seconds(r.to_write),
+                seconds(r.to_read)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn send(c: &Checker, key: &str, group: Option<&str>, at: u64, outcome: Outcome) {
+        c.record_send(SendEvent {
+            key: key.into(),
+            message_group: None,
+            broker_group: group.map(str::to_string),
+            producer: "p".into(),
+            at: ms(at),
+            outcome,
+        });
+    }
+
+    fn fifo_send(c: &Checker, key: &str, message_group: &str, at: u64) {
+        c.record_send(SendEvent {
+            key: key.into(),
+            message_group: Some(message_group.into()),
+            broker_group: Some("a".into()),
+            producer: "p".into(),
+            at: ms(at),
+            outcome: Outcome::Acknowledged,
+        });
+    }
+
+    fn receive(c: &Checker, key: &str, group: Option<&str>, at: u64) {
+        c.record_receive(ReceiveEvent {
+            key: key.into(),
+            message_group: None,
+            broker_group: group.map(str::to_string),
+            consumer: "c".into(),
+            at: ms(at),
+        });
+    }
+
+    #[test]
+    fn a_clean_run_reports_nothing_wrong() {
+        let c = Checker::new();
+        for i in 0..10 {
+            send(&c, &format!("k{i}"), Some("a"), i, Outcome::Acknowledged);
+            receive(&c, &format!("k{i}"), Some("a"), 100 + i);
+        }
+        let r = c.report();
+        assert_eq!(
+            (r.attempted, r.acknowledged, r.received, r.receipts),
+            (10, 10, 10, 10)
+        );
+        assert!(r.lost.is_empty() && r.unexpected.is_empty());
+        assert_eq!((r.duplicated, r.redeliveries), (0, 0));
+        assert!(r.order_violations.is_empty());
+        assert_eq!(c.missing(), 0);
+    }
+
+    #[test]
+    fn a_planted_loss_is_reported_and_unacknowledged_sends_are_not_lost() {
+        let c = Checker::new();
+        send(&c, "kept", Some("a"), 1, Outcome::Acknowledged);
+        send(&c, "dropped", Some("a"), 2, Outcome::Acknowledged);
+        send(&c, "failed", Some("a"), 3, Outcome::Failed);
+        send(&c, "maybe", Some("a"), 4, Outcome::Unknown);
+        send(&c, "maybe-too", Some("a"), 5, Outcome::Unknown);
+        receive(&c, "kept", None, 10);
+        receive(&c, "maybe-too", None, 11);
+        let r = c.report();
+        assert_eq!(r.lost, vec!["dropped".to_string()]);
+        assert_eq!((r.acknowledged, r.failed, r.unknown), (2, 1, 2));
+        assert_eq!(r.unacknowledged_received, 1);
+        assert!(r.unexpected.is_empty());
+        assert!(r.to_string().contains("lost: 1\n  dropped\n"), "{r}");
+    }
+
+    #[test]
+    fn a_retried_key_acknowledged_once_counts_as_acknowledged() {
+        let c = Checker::new();
+        send(&c, "k", Some("a"), 1, Outcome::Unknown);
+        send(&c, "k", Some("b"), 2, Outcome::Acknowledged);
+        assert_eq!(c.report().lost, vec!["k".to_string()]);
+        receive(&c, "k", None, 3);
+        let r = c.report();
+        assert!(r.lost.is_empty());
+        assert_eq!(r.unacknowledged_received, 0);
+    }
+
+    #[test]
+    fn a_planted_duplicate_is_counted() {
+        let c = Checker::new();
+        send(&c, "once", None, 1, Outcome::Acknowledged);
+        send(&c, "twice", None, 2, Outcome::Acknowledged);
+        send(&c, "thrice", None, 3, Outcome::Acknowledged);
+        receive(&c, "once", None, 10);
+        for at in [11, 12] {
+            receive(&c, "twice", None, at);
+        }
+        for at in [13, 14, 15] {
+            receive(&c, "thrice", None, at);
+        }
+        let r = c.report();
+        assert_eq!(
+            (r.duplicated, r.redeliveries, r.received, r.receipts),
+            (2, 3, 3, 6)
+        );
+        assert!(r.lost.is_empty());
+    }
+
+    #[test]
+    fn a_message_never_sent_is_unexpected() {
+        let c = Checker::new();
+        send(&c, "k1", None, 1, Outcome::Acknowledged);
+        receive(&c, "k1", None, 2);
+        receive(&c, "ghost", None, 3);
+        let r = c.report();
+        assert_eq!(r.unexpected, vec!["ghost".to_string()]);
+        assert!(r.to_string().contains("unexpected: 1\n  ghost\n"), "{r}");
+    }
+
+    #[test]
+    fn fifo_order_violations_are_found_per_message_group() {
+        let c = Checker::new();
+        for (i, key) in ["g1-0", "g1-1", "g1-2"].iter().enumerate() {
+            fifo_send(&c, key, "g1", i as u64);
+        }
+        for (i, key) in ["g2-0", "g2-1"].iter().enumerate() {
+            fifo_send(&c, key, "g2", 10 + i as u64);
+        }
+        // g1: 0, 2, 1 (1 is out of order); g2: in order, interleaved with g1; a
+        // redelivery of g1-0 afterwards is not a violation.
+        for (at, key) in [
+            (20, "g1-0"),
+            (21, "g2-0"),
+            (22, "g1-2"),
+            (23, "g2-1"),
+            (24, "g1-1"),
+            (25, "g1-0"),
+        ] {
+            c.record_receive(ReceiveEvent {
+                key: key.into(),
+                message_group: None,
+                broker_group: None,
+                consumer: "c".into(),
+                at: ms(at),
+            });
+        }
+        let r = c.report();
+        assert_eq!(
+            r.order_violations,
+            vec![OrderViolation {
+                message_group: "g1".into(),
+                key: "g1-1".into(),
+                after: "g1-2".into(),
+            }]
+        );
+        assert_eq!(r.duplicated, 1);
+    }
+
+    #[test]
+    fn fault_to_recovery_times_follow_the_affected_group() {
+        let c = Checker::new();
+        // Group a's master dies at 1000 ms; group b goes on; a is read again (from its
+        // slave) at 3500 ms and written again at 6000 ms.
+        send(&c, "a-before", Some("a"), 900, Outcome::Acknowledged);
+        send(&c, "b-1", Some("b"), 1100, Outcome::Acknowledged);
+        send(&c, "a-failed", Some("a"), 1500, Outcome::Failed);
+        receive(&c, "b-1", Some("b"), 1200);
+        // A receipt without its broker group takes its send's.
+        receive(&c, "a-before", None, 3500);
+        send(&c, "a-after", Some("a"), 6000, Outcome::Acknowledged);
+        for (kind, group) in [
+            ("kill", Some("a")),
+            ("links-down", None),
+            ("pause", Some("c")),
+        ] {
+            c.record_fault_event(FaultEvent {
+                kind: kind.into(),
+                member: "m".into(),
+                broker_group: group.map(str::to_string),
+                at: ms(1000),
+            });
+        }
+        let r = c.report();
+        let times: Vec<_> = r.faults.iter().map(|f| (f.to_write, f.to_read)).collect();
+        assert_eq!(
+            times,
+            vec![
+                (Some(ms(5000)), Some(ms(2500))),
+                (Some(ms(100)), Some(ms(200))),
+                (None, None),
+            ]
+        );
+        let text = r.to_string();
+        assert!(
+            text.contains("fault kill on m (group a) at 1.000 s: first write after 5.000 s, first read after 2.500 s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("first write after never, first read after never"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn acknowledged_since_counts_a_window_of_one_group() {
+        let c = Checker::new();
+        send(&c, "a1", Some("a"), 5, Outcome::Acknowledged);
+        send(&c, "b1", Some("b"), 5, Outcome::Acknowledged);
+        send(&c, "b2", Some("b"), 20, Outcome::Acknowledged);
+        send(&c, "b3", Some("b"), 21, Outcome::Failed);
+        assert_eq!(c.acknowledged_since(ms(10), Some("b")), 1);
+        assert_eq!(c.acknowledged_since(ms(0), None), 3);
+        let not_acked = c.unacknowledged_since(ms(0), "p");
+        assert_eq!(not_acked.len(), 1);
+        assert_eq!(not_acked[0].key, "b3");
+    }
+}

@@ -1,0 +1,167 @@
+//! Figures of many rounds of one scenario each, per scenario: acknowledged, lost and
+//! duplicated messages, and the median and worst time from the round's fault to the first
+//! read and the first write of the affected group ("never" counts as the worst of all).
+
+use super::{seconds, Report};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Rounds per scenario.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    scenarios: BTreeMap<String, Rounds>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Rounds {
+    acknowledged: Vec<usize>,
+    lost: Vec<usize>,
+    duplicated: Vec<usize>,
+    to_read: Vec<Option<Duration>>,
+    to_write: Vec<Option<Duration>>,
+}
+
+/// Median and worst of `times`, `None` standing for "never" (later than any time).
+fn median_and_worst(times: &[Option<Duration>]) -> (Option<Duration>, Option<Duration>) {
+    let mut sorted = times.to_vec();
+    // None sorts first in Option's order; "never" must sort last.
+    sorted.sort_by_key(|t| (t.is_none(), *t));
+    let median = sorted
+        .get(sorted.len().saturating_sub(1) / 2)
+        .copied()
+        .flatten();
+    let worst = sorted.last().copied().flatten();
+    (median, worst)
+}
+
+impl Summary {
+    pub fn new() -> Summary {
+        Summary::default()
+    }
+
+    /// Adds one round of `scenario`: its counts, and the times of its first fault.
+    pub fn add(&mut self, scenario: &str, report: &Report) {
+        let rounds = self.scenarios.entry(scenario.to_string()).or_default();
+        rounds.acknowledged.push(report.acknowledged);
+        rounds.lost.push(report.lost.len());
+        rounds.duplicated.push(report.duplicated);
+        let first = report.faults.first();
+        rounds.to_read.push(first.and_then(|f| f.to_read));
+        rounds.to_write.push(first.and_then(|f| f.to_write));
+    }
+
+    /// Rounds of `scenario` so far.
+    pub fn rounds(&self, scenario: &str) -> usize {
+        self.scenarios.get(scenario).map_or(0, |r| r.lost.len())
+    }
+
+    /// Median and worst time to the first read after the fault of `scenario`.
+    pub fn to_read(&self, scenario: &str) -> (Option<Duration>, Option<Duration>) {
+        median_and_worst(
+            &self
+                .scenarios
+                .get(scenario)
+                .map(|r| r.to_read.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Median and worst time to the first write after the fault of `scenario`.
+    pub fn to_write(&self, scenario: &str) -> (Option<Duration>, Option<Duration>) {
+        median_and_worst(
+            &self
+                .scenarios
+                .get(scenario)
+                .map(|r| r.to_write.clone())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<16} {:>6} {:>12} {:>6} {:>10}  {:<26} {:<26}",
+            "scenario",
+            "rounds",
+            "acknowledged",
+            "lost",
+            "duplicated",
+            "to read: median / worst",
+            "to write: median / worst"
+        )?;
+        for (name, r) in &self.scenarios {
+            let sum = |v: &[usize]| v.iter().sum::<usize>();
+            let (read_median, read_worst) = median_and_worst(&r.to_read);
+            let (write_median, write_worst) = median_and_worst(&r.to_write);
+            writeln!(
+                f,
+                "{:<16} {:>6} {:>12} {:>6} {:>10}  {:<26} {:<26}",
+                name,
+                r.lost.len(),
+                sum(&r.acknowledged),
+                sum(&r.lost),
+                sum(&r.duplicated),
+                format!("{} / {}", seconds(read_median), seconds(read_worst)),
+                format!("{} / {}", seconds(write_median), seconds(write_worst)),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::FaultRecovery;
+
+    fn round(
+        acknowledged: usize,
+        lost: usize,
+        read_ms: Option<u64>,
+        write_ms: Option<u64>,
+    ) -> Report {
+        Report {
+            acknowledged,
+            lost: (0..lost).map(|i| format!("k{i}")).collect(),
+            duplicated: 1,
+            faults: vec![FaultRecovery {
+                kind: "kill".into(),
+                member: "a-0".into(),
+                broker_group: Some("a".into()),
+                at: Duration::ZERO,
+                to_read: read_ms.map(Duration::from_millis),
+                to_write: write_ms.map(Duration::from_millis),
+            }],
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn medians_and_worsts_count_never_as_the_longest() {
+        let mut s = Summary::new();
+        s.add("kill", &round(100, 0, Some(3000), Some(500)));
+        s.add("kill", &round(120, 2, Some(1000), None));
+        s.add("kill", &round(90, 0, Some(2000), Some(700)));
+        s.add("pause", &round(50, 0, Some(4000), Some(4000)));
+        assert_eq!(s.rounds("kill"), 3);
+        let secs = |ms: u64| Some(Duration::from_millis(ms));
+        assert_eq!(s.to_read("kill"), (secs(2000), secs(3000)));
+        assert_eq!(s.to_write("kill"), (secs(700), None));
+        assert_eq!(s.to_read("pause"), (secs(4000), secs(4000)));
+        assert_eq!(s.to_read("absent"), (None, None));
+        let text = s.to_string();
+        let kill = text
+            .lines()
+            .find(|l| l.starts_with("kill"))
+            .expect("a kill line");
+        let fields: Vec<&str> = kill.split_whitespace().collect();
+        assert_eq!(&fields[..5], ["kill", "3", "310", "2", "3"], "{text}");
+        assert!(
+            kill.contains("2.000 s / 3.000 s") && kill.contains("0.700 s / never"),
+            "{text}"
+        );
+    }
+}
