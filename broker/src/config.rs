@@ -41,7 +41,7 @@ pub struct BrokerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
     /// Log lines as text or as JSON objects.
-    pub log_format: apogee_nameserver::logging::LogFormat,
+    pub log_format: apogee_server::logging::LogFormat,
     /// NameServer addresses (`host:port`): a list, or one string with `;` or `,` between
     /// them (RocketMQ's `namesrvAddr`); each is checked by [`BrokerConfig::validate`].
     #[serde(deserialize_with = "address_list")]
@@ -58,8 +58,8 @@ pub struct BrokerConfig {
     pub consume: ConsumeSection,
     pub replication: ReplicationSection,
     pub limits: crate::quotas::LimitsSection,
-    pub security: apogee_nameserver::config::SecuritySection,
-    pub tls: apogee_nameserver::tls_config::TlsSection,
+    pub security: apogee_server::security::SecuritySection,
+    pub tls: apogee_server::tls_config::TlsSection,
 }
 
 /// Master/slave replication of the commit log and the consume state.
@@ -249,7 +249,7 @@ impl Default for BrokerConfig {
                 apogee_proto::names::DEFAULT_BROKER_HTTP_PORT
             ),
             log_level: None,
-            log_format: apogee_nameserver::logging::LogFormat::Text,
+            log_format: apogee_server::logging::LogFormat::Text,
             nameservers: vec![format!(
                 "127.0.0.1:{}",
                 apogee_proto::names::DEFAULT_NAMESERVER_PORT

@@ -4,7 +4,9 @@
 //!   index (consume queues, ids, keys, offsets, configs), with recovery.
 //! - [`topics`]: the topics this broker group hosts; [`groups`]: its consumer groups.
 //! - [`consume`]: consumer groups' progress (pop / ack / invisible time).
+//! - [`produce`]: the producer side: a send's validation, admission, routing and append.
 //! - [`txn`]: transactional (half) messages; [`schedule`]: scheduled delivery.
+//! - [`v2_message`]: stored messages as the v2 messages clients receive.
 //! - [`dead_letters`]: a group's dead-letter topic, read and resent by operators.
 //! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
 //! - [`metrics`]: the Prometheus metrics and readiness of the operations endpoint.
@@ -12,7 +14,8 @@
 //! - [`registration`]: registration with the NameServers.
 //! - [`replication`]: master/slave replication of the log and the consume state.
 //! - [`runtime_config`]: the allow-list of settings changed while running.
-//! - [`server`]: wiring it together; [`config`]: the configuration.
+//! - [`services`]: the composition root, [`Broker`], and the one function building its
+//!   services; [`server`]: the steps of running a broker; [`config`]: the configuration.
 
 pub mod access;
 pub mod config;
@@ -21,15 +24,19 @@ pub mod dead_letters;
 pub mod groups;
 pub mod grpc;
 pub mod metrics;
+pub mod produce;
 pub mod quotas;
 pub mod registration;
 pub mod replication;
 pub mod runtime_config;
 pub mod schedule;
 pub mod server;
+pub mod services;
 pub mod store;
 pub mod topics;
 pub mod txn;
+pub mod v2_message;
 
 pub use config::BrokerConfig;
-pub use server::{serve, Broker, BrokerError};
+pub use server::serve;
+pub use services::{Broker, BrokerError};

@@ -47,7 +47,7 @@ struct Args {
 
 fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
     let mut config: BrokerConfig =
-        apogee_nameserver::config_file::load(args.config.as_deref(), "BROKER")
+        apogee_server::config_file::load(args.config.as_deref(), "BROKER")
             .context("loading broker config")?;
     if args.standalone {
         config.listen = format!("127.0.0.1:{DEFAULT_BROKER_PORT}");
@@ -84,11 +84,11 @@ fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
 }
 
 /// Binds an HTTP operations endpoint ("" = none), naming the setting when it cannot.
-async fn bind_ops(addr: &str) -> anyhow::Result<Option<apogee_proto::ops::OpsListener>> {
+async fn bind_ops(addr: &str) -> anyhow::Result<Option<apogee_server::ops::OpsListener>> {
     if addr.is_empty() {
         return Ok(None);
     }
-    let listener = apogee_proto::ops::OpsListener::bind(addr)
+    let listener = apogee_server::ops::OpsListener::bind(addr)
         .await
         .with_context(|| format!("binding the HTTP endpoint to {addr} (http_listen)"))?;
     Ok(Some(listener))
@@ -147,14 +147,13 @@ async fn run() -> anyhow::Result<()> {
     };
     if args.check_config {
         // A reader that closes early (`| head -1`) ends the output, not in a panic.
-        apogee_proto::stdout::print(&format!(
+        apogee_server::stdout::print(&format!(
             "config OK\n\n{}\n",
             toml::to_string_pretty(&config)?
         ))?;
         return Ok(());
     }
-    if let Err(e) = apogee_nameserver::logging::init(config.log_level.as_deref(), config.log_format)
-    {
+    if let Err(e) = apogee_server::logging::init(config.log_level.as_deref(), config.log_format) {
         eprintln!("config error: {e}");
         std::process::exit(2);
     }
@@ -172,7 +171,7 @@ async fn run() -> anyhow::Result<()> {
             tls: config.tls.clone(),
             ..NameServerConfig::default()
         };
-        let listener = apogee_proto::net::Listener::bind(&ns_config.listen)
+        let listener = apogee_server::net::Listener::bind(&ns_config.listen)
             .await
             .with_context(|| format!("binding the nameserver to {}", ns_config.listen))?;
         let ops = bind_ops(&ns_config.http_listen).await?;
@@ -191,7 +190,7 @@ async fn run() -> anyhow::Result<()> {
             },
         )));
     }
-    let listener = apogee_proto::net::Listener::bind(&config.listen)
+    let listener = apogee_server::net::Listener::bind(&config.listen)
         .await
         .with_context(|| format!("binding the broker to {}", config.listen))?;
     let ops = bind_ops(&config.http_listen).await?;

@@ -1,5 +1,5 @@
 //! The broker's Prometheus metrics, served on `/metrics` of its operations
-//! endpoint (`apogee_proto::ops`). RocketMQ 5's names and labels where it has
+//! endpoint (`apogee_server::ops`). RocketMQ 5's names and labels where it has
 //! them (so its dashboards and alerts work), `apogee_*` where it has none.
 //!
 //! Counters are bumped where things happen (send, receive, pull, dead
@@ -10,8 +10,8 @@
 
 use crate::server::Broker;
 use crate::store::DiskSpace;
-use apogee_proto::ops::{ClientGauges, OpsSource};
 use apogee_proto::v2;
+use apogee_server::ops::{ClientGauges, OpsSource};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -36,7 +36,7 @@ pub const MAX_HALF_SCAN: usize = 10_000;
 pub struct BrokerMetrics {
     registry: Registry,
     scraping: parking_lot::Mutex<()>,
-    /// `rocketmq_rpc_latency`, fed by `apogee_proto::ops::RpcMetricsLayer`.
+    /// `rocketmq_rpc_latency`, fed by `apogee_server::ops::RpcMetricsLayer`.
     pub rpc_latency: HistogramVec,
     messages_in: IntCounterVec,
     throughput_in: IntCounterVec,
@@ -181,9 +181,9 @@ impl BrokerMetrics {
             ),
             clients: ClientGauges::new(&r).expect("valid metric"),
         };
-        apogee_proto::ops::register_process_metrics(&r).expect("valid metric");
+        apogee_server::ops::register_process_metrics(&r).expect("valid metric");
         Arc::new(BrokerMetrics {
-            rpc_latency: apogee_proto::ops::rpc_latency(&r).expect("valid metric"),
+            rpc_latency: apogee_server::ops::rpc_latency(&r).expect("valid metric"),
             messages_in: counter(
                 &r,
                 "rocketmq_messages_in_total",

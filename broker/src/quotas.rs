@@ -3,7 +3,7 @@
 //! producers back off on) and a cap on the long polls (receives and pulls
 //! waiting for messages) held at once. Every limit is off at 0. (The cap on
 //! connections per client address is applied where connections are
-//! accepted, `apogee_proto::net`.)
+//! accepted, `apogee_server::net`.)
 //!
 //! Buckets live in maps split into shards by key, each behind its own lock,
 //! so senders do not all queue on one lock; a map prunes buckets idle for a

@@ -1,141 +1,34 @@
-//! Assembles a broker: opens the store (recovering it), loads topics and
-//! consume state, and serves the v2 MessagingService, the Admin service and
-//! gRPC health on one listener while keeping its NameServer registration
-//! fresh. Shutdown ends long polls, unregisters, stops the server and
-//! flushes the store.
+//! Runs a broker: validates the config and loads TLS, opens the store (recovering it),
+//! builds the services (`crate::services`), registers with the NameServers, starts the
+//! background tasks and serves the v2 MessagingService, the Admin and Replication services
+//! and gRPC health on one listener. Shutdown ends long polls, unregisters, stops the server
+//! and flushes the store, in that order. Each step is one function below.
 
-use crate::config::{BrokerConfig, FlushPolicy, Role};
-use crate::consume::ConsumeEngine;
-use crate::groups::GroupTable;
+use crate::config::{BrokerConfig, Role};
 use crate::grpc::{admin::AdminServer, MessagingServer};
-use crate::metrics::{BrokerMetrics, BrokerOps};
-use crate::registration::NameServerLink;
+use crate::metrics::BrokerOps;
 use crate::replication::journal::JournaledKv;
-use crate::replication::state::StateTargets;
-use crate::replication::{Replication, ReplicationService};
-use crate::schedule::Schedule;
-use crate::store::{FlushMode, MessageStore, RetentionPolicy, StoreConfig, StoreError};
-use crate::topics::TopicTable;
-use crate::txn::Transactions;
+use crate::replication::ReplicationService;
+use crate::services::{store_config, BrokerError, Foundation};
+use crate::store::{MessageStore, StoreError};
+use apogee_server::auth::guard::AuthLayer;
 use apogee_proto::cluster::admin_server::AdminServer as AdminService;
 use apogee_proto::cluster::replication_server::ReplicationServer;
+use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
-use apogee_proto::net::Listener;
-use apogee_proto::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
-use apogee_proto::rpc_span::RpcSpanLayer;
-use apogee_proto::settings::ServerLimits;
-use apogee_proto::telemetry::Sessions;
+use apogee_server::net::Listener;
+use apogee_server::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
+use apogee_server::rpc_span::RpcSpanLayer;
+use apogee_server::tls::ServerTls;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
 use apogee_proto::ApogeeError;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tower_layer::Layer;
 
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error(transparent)]
-    Config(#[from] crate::config::InvalidConfig),
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Setup(#[from] ApogeeError),
-    #[error("blocking task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
-    /// A NameServer refused the registration at start (another live process has this broker id).
-    #[error(transparent)]
-    Registration(#[from] crate::registration::RegistrationRefused),
-}
-
-/// Everything a request handler needs.
-pub struct Broker {
-    pub config: BrokerConfig,
-    pub store: Arc<MessageStore>,
-    pub topics: Arc<TopicTable>,
-    /// Consumer groups' configs.
-    pub groups: Arc<GroupTable>,
-    /// Users and ACL entries (the guard's directory follows them).
-    pub access: Arc<crate::access::AccessTable>,
-    pub consume: Arc<ConsumeEngine>,
-    pub limits: ServerLimits,
-    pub nameservers: Arc<NameServerLink>,
-    /// Live Telemetry sessions (check-backs are pushed through them).
-    pub sessions: Arc<Sessions>,
-    pub txns: Arc<Transactions>,
-    pub schedule: Arc<Schedule>,
-    /// The index database with its journal of replicated writes.
-    pub journal: Arc<JournaledKv>,
-    pub replication: Arc<Replication>,
-    /// Unix ms when this broker started.
-    pub started_at_ms: i64,
-    pub metrics: Arc<BrokerMetrics>,
-    /// Send rates and the cap on waiting receives.
-    pub quotas: crate::quotas::Quotas,
-    shutdown: watch::Receiver<bool>,
-}
-
-impl Broker {
-    /// Whether the broker is shutting down (long polls return at once).
-    pub fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-
-    /// What a consumer group's lag is read from.
-    pub fn lag_sources(&self) -> crate::consume::lag::LagSources<'_> {
-        crate::consume::lag::LagSources {
-            consume: &self.consume,
-            topics: &self.topics,
-            groups: &self.groups,
-            sessions: &self.sessions,
-        }
-    }
-
-    /// What replicated state is applied to (on a slave) or adopted into (a handback).
-    pub fn state_targets(&self) -> StateTargets {
-        StateTargets {
-            journal: self.journal.clone(),
-            consume: self.consume.clone(),
-            topics: self.topics.clone(),
-            groups: self.groups.clone(),
-            access: self.access.clone(),
-        }
-    }
-
-    /// Turns true when the broker starts shutting down (ends Telemetry streams).
-    pub fn closing(&self) -> watch::Receiver<bool> {
-        self.shutdown.clone()
-    }
-}
-
-fn store_config(config: &BrokerConfig) -> StoreConfig {
-    StoreConfig {
-        data_dir: config.data_dir.clone(),
-        segment_size: config.store.segment_bytes,
-        preallocate_bytes: config.store.preallocate_bytes,
-        cached_tail_bytes: config.store.cached_tail_bytes,
-        flush_mode: match config.store.flush {
-            FlushPolicy::Sync => FlushMode::Sync,
-            FlushPolicy::Async => FlushMode::Async,
-        },
-        async_flush_interval: Duration::from_millis(config.store.async_flush_interval_ms),
-        // Room for the record header, properties and keys around the body,
-        // within one segment (tests use tiny segments).
-        max_record_size: (config.max_body_bytes
-            + 2 * apogee_proto::limits::MAX_PROPERTIES_BYTES
-            + 4096)
-            .min(config.store.segment_bytes as usize),
-        replica: config.role == Role::Slave,
-        sync_replicas: config.role == Role::SyncMaster,
-        replica_timeout: Duration::from_millis(config.replication.sync_timeout_ms),
-        retention: RetentionPolicy {
-            max_age: Duration::from_secs(config.store.retention_hours.saturating_mul(3600)),
-            clean_ratio: config.store.disk_clean_ratio,
-            refuse_ratio: config.store.disk_refuse_ratio,
-            check_interval: Duration::from_millis(config.store.retention_check_ms),
-        },
-    }
-}
+/// Where `Broker` was before it moved to [`crate::services`] (for the handlers not moved yet).
+pub use crate::services::Broker;
 
 /// Runs a broker on `listener` until `shutdown` completes, with its
 /// operations endpoint (metrics, health) on `ops` when given: that one serves
@@ -146,32 +39,93 @@ pub async fn serve(
     ops: Option<OpsListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
+    let server_tls = validate_and_load_tls(&config)?;
+    let ops = start_ops(ops, &server_tls);
+    let tls_reloader = spawn_tls_reloader(&config, &server_tls);
+    let (cluster_secret, auth) = security(&config)?;
+    let foundation = open_store(&config, cluster_secret, auth.directory()).await?;
+    let broker = Broker::build(config.clone(), foundation)?;
+    broker
+        .nameservers
+        .register_at_start(&broker.topics, &broker.groups)
+        .await?;
+    ops.slot.set(Arc::new(BrokerOps(broker.clone())));
+    let health_service = serving_health().await;
+    let tasks = start_background_tasks(&broker);
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ApogeeError::Internal(e.to_string()))?;
+    log_listening(&config, addr, &ops.addr);
+    let service = layer_stack(&broker, auth, routes(&broker, health_service));
+    let listener = listener
+        .with_connection_cap(config.limits.max_connections_per_address)
+        .with_tls(server_tls);
+    accept_until_shutdown(&broker, service, listener, shutdown).await;
+    shut_down(&broker, tasks, tls_reloader, ops.server).await;
+    Ok(())
+}
+
+/// Validates the config and loads the server's TLS identity (None: plain text).
+fn validate_and_load_tls(config: &BrokerConfig) -> Result<Option<Arc<ServerTls>>, BrokerError> {
     config.validate()?;
-    let server_tls = config
+    config
         .tls
         .server_tls()
-        .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))?;
+        .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))
+}
+
+/// The operations endpoint, serving `/healthz` until [`OpsSlot::set`] gives it the rest.
+struct Ops {
+    server: OpsServer,
+    slot: OpsSlot,
+    /// Where it listens, for the start log line ("off" without one).
+    addr: String,
+}
+
+fn start_ops(ops: Option<OpsListener>, server_tls: &Option<Arc<ServerTls>>) -> Ops {
     let scheme = if server_tls.is_some() {
         "https"
     } else {
         "http"
     };
-    let ops_addr = ops
+    let addr = ops
         .as_ref()
         .and_then(|o| o.local_addr().ok())
         .map_or_else(|| "off".to_string(), |a| format!("{scheme}://{a}"));
-    let ops_slot = OpsSlot::default();
-    let ops_server = OpsServer::start(
-        ops.map(|o| o.with_tls(server_tls.clone())),
-        ops_slot.clone(),
-    );
-    let tls_reloader = server_tls
+    let slot = OpsSlot::default();
+    let server = OpsServer::start(ops.map(|o| o.with_tls(server_tls.clone())), slot.clone());
+    Ops { server, slot, addr }
+}
+
+/// Reloads the certificate and key when their files change.
+fn spawn_tls_reloader(
+    config: &BrokerConfig,
+    server_tls: &Option<Arc<ServerTls>>,
+) -> Option<JoinHandle<()>> {
+    server_tls
         .as_ref()
-        .map(|tls| tls.spawn_reloader(config.tls.reload_interval()));
-    let metrics = BrokerMetrics::new(&config);
-    let store_cfg = store_config(&config);
-    let started_at_ms = apogee_proto::time::now_ms();
-    let store = tokio::task::spawn_blocking(move || {
+        .map(|tls| tls.spawn_reloader(config.tls.reload_interval()))
+}
+
+/// The cluster secret and the auth guard the config asks for.
+fn security(config: &BrokerConfig) -> Result<(Option<ClusterSecret>, AuthLayer), BrokerError> {
+    let invalid = |e| BrokerError::Config(crate::config::InvalidConfig(e));
+    let cluster_secret = config.security.cluster_secret().map_err(invalid)?;
+    let auth = config
+        .security
+        .auth_layer(cluster_secret.clone())
+        .map_err(invalid)?;
+    Ok((cluster_secret, auth))
+}
+
+/// Opens the store (recovering it) with its index behind the replication journal.
+async fn open_store(
+    config: &BrokerConfig,
+    cluster_secret: Option<ClusterSecret>,
+    directory: Option<apogee_proto::auth::Directory>,
+) -> Result<Foundation, BrokerError> {
+    let store_cfg = store_config(config);
+    let (store, journal) = tokio::task::spawn_blocking(move || {
         let mut journal = None;
         let store = MessageStore::open_wrapped(store_cfg, |kv| {
             let j = Arc::new(JournaledKv::new(kv));
@@ -181,106 +135,65 @@ pub async fn serve(
         Ok::<_, StoreError>((store, journal.expect("the store wraps its index")))
     })
     .await??;
-    let (store, journal) = store;
-    let topics = Arc::new(TopicTable::load(store.kv())?);
-    topics.set_auto_create(config.auto_create_topics);
-    if let (Some(found), false) = (store.index_rebuild(), config.role == Role::Slave) {
-        topics.restore_from_log(found)?;
-    }
-    let groups = Arc::new(GroupTable::load(
-        store.kv(),
-        config.consume.auto_create_groups,
-    )?);
-    groups.set_auto_create_start(config.consume.auto_create_start);
-    let consume = Arc::new(ConsumeEngine::open(store.clone())?);
-    let cluster_secret = config
-        .security
-        .cluster_secret()
-        .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))?;
-    let auth = config
-        .security
-        .auth_layer(cluster_secret.clone())
-        .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))?;
-    let access = Arc::new(crate::access::AccessTable::load(
-        store.kv(),
-        cluster_secret
-            .as_ref()
-            .map(apogee_proto::auth::acl::SecretSeal::new),
-        auth.directory(),
-    )?);
-    let nameservers =
-        Arc::new(NameServerLink::new(&config, cluster_secret.clone())?.with_access(access.clone()));
-    nameservers.register_at_start(&topics, &groups).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let limits = ServerLimits {
-        max_body_bytes: config.max_body_bytes,
-        ..ServerLimits::default()
-    };
-    let sessions = Sessions::with_cap(config.limits.max_sessions_per_address);
-    let txns = Transactions::new(
-        store.clone(),
-        topics.clone(),
-        sessions.clone(),
-        Some(nameservers.clone()),
-        config.transaction.clone(),
-        config.broker_name.clone(),
-    );
-    // Slaves hold copies: only the master checks transactions back.
-    let checker = (config.role != Role::Slave).then(|| {
-        txns.clone()
-            .spawn_checker(config.advertised_endpoint(), stop_rx.clone())
-    });
-    let schedule = Schedule::new(
-        store.clone(),
-        topics.clone(),
-        config.schedule.clone(),
-        config.broker_name.clone(),
-        crate::schedule::wall_clock(),
-    );
-    // Slaves hold copies: only the master publishes what comes due.
-    let delivery =
-        (config.role != Role::Slave).then(|| schedule.clone().spawn_delivery(stop_rx.clone()));
-    // A slave counts its master as away until it is connected: what it serves is handed back.
-    journal.set_master_away(config.role == Role::Slave);
-    let replication = Replication::new(&config, store.clone(), cluster_secret);
-    let broker = Arc::new(Broker {
-        config: config.clone(),
-        store: store.clone(),
-        topics: topics.clone(),
-        groups: groups.clone(),
-        access,
-        consume,
-        limits,
-        nameservers: nameservers.clone(),
-        sessions,
-        txns,
-        schedule,
-        journal: journal.clone(),
-        replication: replication.clone(),
-        started_at_ms,
-        metrics: metrics.clone(),
-        quotas: crate::quotas::Quotas::new(&config.limits),
-        shutdown: stop_rx.clone(),
-    });
-    crate::runtime_config::restore(&broker)?;
-    metrics.register_transactions(&broker.txns.outcomes);
-    ops_slot.set(Arc::new(BrokerOps(broker.clone())));
+    Ok(Foundation {
+        store,
+        journal,
+        cluster_secret,
+        directory,
+    })
+}
 
+/// gRPC health, reporting the messaging service as serving.
+async fn serving_health(
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<MessagingServiceServer<MessagingServer>>()
         .await;
-    let registration =
-        tokio::spawn(nameservers.run(topics.clone(), groups.clone(), stop_rx.clone()));
-    // Renewals and dead letters: the master's work (a slave's state follows it).
-    let consume_task = (config.role != Role::Slave)
-        .then(|| crate::consume::background::spawn(broker.clone(), stop_rx.clone()));
+    health_service
+}
 
-    let replicating = replication.spawn(broker.clone(), stop_rx.clone());
+/// The background tasks, each ending when the broker starts shutting down.
+struct BackgroundTasks {
+    registration: JoinHandle<()>,
+    replicating: JoinHandle<()>,
+    /// The master's: transaction check-backs, scheduled delivery, renewals and dead letters.
+    others: Vec<JoinHandle<()>>,
+}
 
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ApogeeError::Internal(e.to_string()))?;
+fn start_background_tasks(broker: &Arc<Broker>) -> BackgroundTasks {
+    let config = &broker.config;
+    let stop = broker.closing();
+    let mut others = Vec::new();
+    // Slaves hold copies: only the master checks transactions back, publishes what comes
+    // due, renews and dead-letters (a slave's state follows its master).
+    if config.role != Role::Slave {
+        others.push(
+            broker
+                .txns
+                .clone()
+                .spawn_checker(config.advertised_endpoint(), stop.clone()),
+        );
+        others.push(broker.schedule.clone().spawn_delivery(stop.clone()));
+        others.push(crate::consume::background::spawn(
+            broker.clone(),
+            stop.clone(),
+        ));
+    }
+    let registration = tokio::spawn(broker.nameservers.clone().run(
+        broker.topics.clone(),
+        broker.groups.clone(),
+        stop.clone(),
+    ));
+    let replicating = broker.replication.spawn(broker.clone(), stop);
+    BackgroundTasks {
+        registration,
+        replicating,
+        others,
+    }
+}
+
+fn log_listening(config: &BrokerConfig, addr: std::net::SocketAddr, ops_addr: &str) {
     tracing::info!(
         "broker {} {} (cluster {}, id {}, {:?}) listening on {addr} (gRPC), advertised as {}; \
          metrics and health on {ops_addr}; data in {}; nameservers {}",
@@ -293,12 +206,20 @@ pub async fn serve(
         config.data_dir.display(),
         config.nameservers.join(", ")
     );
-    let mut stop_wait = stop_rx.clone();
-    let routes = tonic::service::Routes::new(health_service)
+}
+
+/// Health, MessagingService, Admin and Replication on one router.
+fn routes(
+    broker: &Arc<Broker>,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> tonic::service::Routes {
+    tonic::service::Routes::new(health_service)
         .add_service(
             MessagingServiceServer::new(MessagingServer::new(broker.clone()))
                 .max_decoding_message_size(apogee_proto::limits::max_request_bytes(
-                    config.max_body_bytes,
+                    broker.config.max_body_bytes,
                 ))
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
@@ -311,35 +232,66 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .prepare();
-    // Outermost first: metrics see every call, then the client-certificate check, then auth,
-    // then the span of the call (it names the identity auth admitted the call as).
-    let service = RpcMetricsLayer::new(metrics.rpc_latency.clone()).layer(
-        apogee_proto::cluster_mtls::ClientCertLayer::new(config.tls.cluster_mtls)
+        .prepare()
+}
+
+/// The routes inside their layers.
+type Layered = apogee_server::ops::RpcMetrics<
+    apogee_server::cluster_mtls::ClientCertCheck<
+        apogee_server::auth::guard::AuthService<
+            apogee_server::rpc_span::RpcSpan<tonic::service::Routes>,
+        >,
+    >,
+>;
+
+/// The layers around the routes. Outermost first: metrics see every call, then the
+/// client-certificate check, then auth, then the span of the call (it names the identity
+/// auth admitted the call as).
+fn layer_stack(broker: &Broker, auth: AuthLayer, routes: tonic::service::Routes) -> Layered {
+    RpcMetricsLayer::new(broker.metrics.rpc_latency.clone()).layer(
+        apogee_server::cluster_mtls::ClientCertLayer::new(broker.config.tls.cluster_mtls)
             .layer(auth.layer(RpcSpanLayer.layer(routes))),
-    );
-    let listener = listener
-        .with_connection_cap(config.limits.max_connections_per_address)
-        .with_tls(server_tls);
-    apogee_proto::serve::serve(service, listener, async move {
+    )
+}
+
+/// Accepts connections until `shutdown` completes or the broker starts shutting down
+/// otherwise; then tells every service to stop and waits for the open calls.
+async fn accept_until_shutdown(
+    broker: &Arc<Broker>,
+    service: Layered,
+    listener: Listener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut stop_wait = broker.closing();
+    let stopping = broker.clone();
+    apogee_server::serve::serve(service, listener, async move {
         tokio::select! {
             _ = shutdown => {}
             _ = stop_wait.changed() => {}
         }
         tracing::info!("broker shutting down");
-        let _ = stop_tx.send(true);
+        stopping.begin_shutdown();
     })
     .await;
+}
+
+/// After the listener closed: the TLS reloader, the background tasks (registration ends
+/// with unregistering), the store's flush, then the operations endpoint.
+async fn shut_down(
+    broker: &Broker,
+    tasks: BackgroundTasks,
+    tls_reloader: Option<JoinHandle<()>>,
+    ops_server: OpsServer,
+) {
     if let Some(task) = tls_reloader {
         task.abort();
     }
-    let _ = registration.await;
-    let _ = replicating.await;
-    for task in [checker, delivery, consume_task].into_iter().flatten() {
+    let _ = tasks.registration.await;
+    let _ = tasks.replicating.await;
+    for task in tasks.others {
         let _ = task.await;
     }
-    store.shutdown();
+    broker.store.shutdown();
     ops_server.stop().await;
     tracing::info!("broker stopped");
-    Ok(())
 }

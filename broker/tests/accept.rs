@@ -3,8 +3,8 @@
 //! client's delayed ACK). Checked on the sockets the running broker accepted.
 
 use apogee_broker::config::BrokerConfig;
-use apogee_proto::net::Listener;
 use apogee_proto::v2::{self, messaging_service_client::MessagingServiceClient};
+use apogee_server::net::Listener;
 use std::time::Duration;
 
 #[tokio::test]
@@ -12,7 +12,7 @@ async fn broker_accepted_connections_have_nodelay_and_keepalive() {
     let dir = tempfile::tempdir().unwrap();
     let listener = Listener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (hook, seen_rx) = apogee_proto::net::reporting_hook();
+    let (hook, seen_rx) = apogee_server::net::reporting_hook();
     let listener = listener.with_accept_hook(hook);
     let config = BrokerConfig {
         data_dir: dir.path().to_path_buf(),

@@ -1,9 +1,14 @@
-//! The NameServer's configuration: its keys, defaults and validation. Loading
-//! (TOML file + `APOGEE_NAMESERVER_*` environment overrides) is done by the
-//! shared [`crate::config_file`] loader. Every key is documented in
+//! The NameServer's configuration: its keys, defaults and validation (what both servers
+//! share is validated by [`apogee_server::shared_config`]). Loading (TOML file +
+//! `APOGEE_NAMESERVER_*` environment overrides) is done by the shared
+//! [`apogee_server::config_file`] loader. Every key is documented in
 //! `deploy/nameserver.toml`.
 
-use crate::config_file::{self, ConfigError};
+use apogee_server::config_file::{self, ConfigError};
+use apogee_server::logging::LogFormat;
+use apogee_server::security::SecuritySection;
+use apogee_server::shared_config::SharedSettings;
+use apogee_server::tls_config::TlsSection;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
@@ -33,83 +38,9 @@ pub struct NameServerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
     /// Log lines as text or as JSON objects.
-    pub log_format: crate::logging::LogFormat,
+    pub log_format: LogFormat,
     pub security: SecuritySection,
-    pub tls: crate::tls_config::TlsSection,
-}
-
-/// The `[security]` section every server has.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SecuritySection {
-    /// Serve non-loopback addresses without authentication. Off: a server that would be
-    /// reachable from other hosts refuses to start.
-    pub allow_anonymous: bool,
-    /// A file holding the cluster's shared secret ("": none). With it, a NameServer takes
-    /// registrations and a master opens replication streams only from brokers proving it,
-    /// and a broker proves it on its own registrations and replication.
-    pub cluster_secret_file: String,
-    /// Check the credentials of every call (`MQv2-HMAC-SHA1`, what the official clients send
-    /// when given an access key); see [`crate::auth`].
-    pub authentication: bool,
-    /// The bootstrap admin's access key (required with `authentication`).
-    pub admin_access_key: String,
-    /// A file holding the bootstrap admin's secret key (required with `authentication`).
-    pub admin_secret_file: String,
-    /// How far a request's `x-mq-date-time` may be from this server's clock.
-    pub auth_max_skew_secs: u64,
-}
-
-impl Default for SecuritySection {
-    fn default() -> Self {
-        SecuritySection {
-            allow_anonymous: false,
-            cluster_secret_file: String::new(),
-            authentication: false,
-            admin_access_key: String::new(),
-            admin_secret_file: String::new(),
-            auth_max_skew_secs: 900,
-        }
-    }
-}
-
-impl SecuritySection {
-    /// The cluster secret, when a file is configured; errors name the file.
-    pub fn cluster_secret(
-        &self,
-    ) -> Result<Option<apogee_proto::cluster_auth::ClusterSecret>, String> {
-        if self.cluster_secret_file.is_empty() {
-            return Ok(None);
-        }
-        apogee_proto::cluster_auth::ClusterSecret::from_file(std::path::Path::new(
-            &self.cluster_secret_file,
-        ))
-        .map(Some)
-    }
-
-    /// Refuses a listen address reachable from other hosts unless anonymous access is
-    /// allowed; `key` names the setting and `env` the variable that allows it.
-    pub fn check_exposure(&self, key: &str, addr: &str, env: &str) -> Result<(), String> {
-        if self.allow_anonymous || self.authentication || addr.is_empty() || is_loopback(addr) {
-            return Ok(());
-        }
-        Err(format!(
-            "{key} = {addr:?} is reachable from other hosts, and this server checks no \
-             credentials: anyone who can reach it could send, read and delete messages and \
-             change topics. Turn on `security.authentication` (see docs/SECURITY.md), listen on \
-             127.0.0.1, or accept this with `security.allow_anonymous = true` (or {env}=true)"
-        ))
-    }
-}
-
-/// Whether a host:port listens on loopback only.
-pub fn is_loopback(addr: &str) -> bool {
-    match addr.parse::<std::net::SocketAddr>() {
-        Ok(a) => a.ip().is_loopback(),
-        Err(_) => addr
-            .rsplit_once(':')
-            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
-    }
+    pub tls: TlsSection,
 }
 
 impl Default for NameServerConfig {
@@ -126,7 +57,7 @@ impl Default for NameServerConfig {
             max_connections_per_address: 1024,
             max_sessions_per_address: 1024,
             log_level: None,
-            log_format: crate::logging::LogFormat::Text,
+            log_format: LogFormat::Text,
             security: SecuritySection::default(),
             tls: Default::default(),
         }
@@ -145,28 +76,7 @@ impl NameServerConfig {
     /// Checks ranges and formats that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        match self.listen.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-            _ => return invalid(format!("listen = {:?} is not host:port", self.listen)),
-        }
-        if !self.http_listen.is_empty() && self.http_listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return invalid(format!(
-                "http_listen = {:?} is not ip:port (or \"\" for no HTTP endpoint)",
-                self.http_listen
-            ));
-        }
-        for (key, addr) in [("listen", &self.listen), ("http_listen", &self.http_listen)] {
-            self.security
-                .check_exposure(key, addr, "APOGEE_NAMESERVER_SECURITY__ALLOW_ANONYMOUS")
-                .or_else(invalid)?;
-        }
-        self.security
-            .cluster_secret()
-            .map(|_| ())
-            .or_else(invalid)?;
-        self.security.check_authentication().or_else(invalid)?;
-        self.tls.validate().or_else(invalid)?;
+        self.shared().validate().or_else(invalid)?;
         if self.broker_expiry_secs == 0 {
             return invalid("broker_expiry_secs must be at least 1".into());
         }
@@ -180,12 +90,19 @@ impl NameServerConfig {
                 self.max_body_bytes
             ));
         }
-        if let Some(level) = &self.log_level {
-            if level.trim().is_empty() {
-                return invalid("log_level must not be empty when set".into());
-            }
-        }
         Ok(())
+    }
+
+    /// The settings both servers have, for their one validation.
+    pub fn shared(&self) -> SharedSettings<'_> {
+        SharedSettings {
+            env_prefix: ENV_PREFIX,
+            listen: &self.listen,
+            http_listen: &self.http_listen,
+            log_level: self.log_level.as_deref(),
+            security: &self.security,
+            tls: &self.tls,
+        }
     }
 
     /// [`Self::broker_expiry_secs`] as a duration.
@@ -207,6 +124,7 @@ impl NameServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use apogee_server::security::is_loopback;
 
     const DEPLOY_DEFAULTS: &str = include_str!("../../deploy/nameserver.toml");
 

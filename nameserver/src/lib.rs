@@ -1,41 +1,35 @@
 //! apogee-nameserver: the NameServer as a library, so the `apogee-nameserver`
 //! binary and the broker's `--standalone` mode run the same code.
 //!
-//! - [`auth`]: client authentication as configured in `[security]` (both servers).
-//! - [`config`]: the NameServer's config; [`config_file`]: the TOML + env
-//!   loader every Apogee process uses; [`tls_config`]: the `[tls]` section both servers have.
+//! - [`config`]: the NameServer's config (loaded and, where both servers share settings,
+//!   validated by apogee-server).
 //! - [`registry`]: the broker table (membership, expiry, routes).
 //! - [`grpc`]: the Registry, Admin and client access-point services.
 //! - [`metrics`]: its Prometheus metrics and readiness (the HTTP endpoint).
-//! - [`logging`]: the log set-up every server binary shares (text or JSON).
 //! - [`serve`]: runs all of it on a listener until a shutdown future fires.
 //!
 //! No global state: no global tracing subscriber, no statics.
 
 pub mod access;
-pub mod auth;
 pub mod config;
-pub mod config_file;
 pub mod endpoint;
 mod expiry;
 pub mod grpc;
-pub mod logging;
 pub mod metrics;
 pub mod registry;
-pub mod tls_config;
 
+pub use apogee_server::config_file::ConfigError;
 pub use config::NameServerConfig;
-pub use config_file::ConfigError;
 
 use apogee_proto::cluster::admin_server::AdminServer;
 use apogee_proto::cluster::registry_server::RegistryServer;
-use apogee_proto::cluster_mtls::ClientCertLayer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
-use apogee_proto::net::Listener;
-use apogee_proto::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
-use apogee_proto::rpc_span::RpcSpanLayer;
-use apogee_proto::settings::ServerLimits;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
+use apogee_server::cluster_mtls::ClientCertLayer;
+use apogee_server::net::Listener;
+use apogee_server::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
+use apogee_server::rpc_span::RpcSpanLayer;
+use apogee_server::settings::ServerLimits;
 use registry::Registry;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,7 +69,7 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
         ..ServerLimits::default()
     };
-    let sessions = apogee_proto::telemetry::Sessions::with_cap(config.max_sessions_per_address);
+    let sessions = apogee_server::telemetry::Sessions::with_cap(config.max_sessions_per_address);
     let server_tls = config.tls.server_tls().map_err(ConfigError::Invalid)?;
     let broker_tls = config.tls.client_tls().map_err(ConfigError::Invalid)?;
     let broker_channels = Arc::new(grpc::BrokerChannels::new(
@@ -163,7 +157,7 @@ pub async fn serve(
     let listener = listener
         .with_connection_cap(config.max_connections_per_address)
         .with_tls(server_tls);
-    apogee_proto::serve::serve(service, listener, signal).await;
+    apogee_server::serve::serve(service, listener, signal).await;
     expiry_task.abort();
     if let Some(task) = tls_reloader {
         task.abort();

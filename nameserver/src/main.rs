@@ -28,7 +28,7 @@ struct Args {
     check_config: bool,
 }
 
-fn load_config(args: &Args) -> Result<NameServerConfig, apogee_nameserver::ConfigError> {
+fn load_config(args: &Args) -> Result<NameServerConfig, apogee_server::config_file::ConfigError> {
     let mut config = NameServerConfig::load(args.config.as_deref())?;
     if let Some(listen) = &args.listen {
         config.listen = listen.clone();
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     };
     if args.check_config {
         // A reader that closes early (`| head -1`) ends the output, not in a panic.
-        return match apogee_proto::stdout::print(&format!("config OK\n{}", config.to_toml())) {
+        return match apogee_server::stdout::print(&format!("config OK\n{}", config.to_toml())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: writing the config: {e}");
@@ -57,8 +57,7 @@ fn main() -> ExitCode {
         };
     }
 
-    if let Err(e) = apogee_nameserver::logging::init(config.log_level.as_deref(), config.log_format)
-    {
+    if let Err(e) = apogee_server::logging::init(config.log_level.as_deref(), config.log_format) {
         eprintln!("config error: {e}");
         return ExitCode::from(2);
     }
@@ -75,14 +74,14 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run(config: NameServerConfig) -> anyhow::Result<()> {
-    let listener = apogee_proto::net::Listener::bind(&config.listen)
+    let listener = apogee_server::net::Listener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("listener address")?;
     let ops = match config.http_listen.as_str() {
         "" => None,
         http => Some(
-            apogee_proto::ops::OpsListener::bind(http)
+            apogee_server::ops::OpsListener::bind(http)
                 .await
                 .with_context(|| format!("cannot listen on {http} (http_listen)"))?,
         ),

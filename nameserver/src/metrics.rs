@@ -1,5 +1,5 @@
 //! The NameServer's Prometheus metrics and readiness, served on its
-//! operations endpoint (`apogee_proto::ops`): gRPC latency per method, the
+//! operations endpoint (`apogee_server::ops`): gRPC latency per method, the
 //! live brokers by cluster and role, the topics they host, and the clients
 //! with a Telemetry session here. Gauges are read from the registry at each
 //! scrape. Every series carries `node_type="nameserver"` and `node_id` (the
@@ -7,8 +7,8 @@
 
 use crate::registry::Registry as BrokerRegistry;
 use apogee_proto::cluster::BrokerRole;
-use apogee_proto::ops::{ClientGauges, OpsSource};
-use apogee_proto::telemetry::Sessions;
+use apogee_server::ops::{ClientGauges, OpsSource};
+use apogee_server::telemetry::Sessions;
 use prometheus::{HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,9 +43,9 @@ impl NameServerMetrics {
             "Topics hosted by the live brokers registered here.",
         )?;
         registry.register(Box::new(topics.clone()))?;
-        apogee_proto::ops::register_process_metrics(&registry)?;
+        apogee_server::ops::register_process_metrics(&registry)?;
         Ok(NameServerMetrics {
-            rpc_latency: apogee_proto::ops::rpc_latency(&registry)?,
+            rpc_latency: apogee_server::ops::rpc_latency(&registry)?,
             clients: ClientGauges::new(&registry)?,
             brokers,
             topics,

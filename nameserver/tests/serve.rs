@@ -107,11 +107,11 @@ fn resource(name: &str) -> Option<v2::Resource> {
 
 #[tokio::test]
 async fn accepted_connections_have_nodelay_and_keepalive() {
-    let listener = apogee_proto::net::Listener::bind("127.0.0.1:0")
+    let listener = apogee_server::net::Listener::bind("127.0.0.1:0")
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let (hook, seen_rx) = apogee_proto::net::reporting_hook();
+    let (hook, seen_rx) = apogee_server::net::reporting_hook();
     let listener = listener.with_accept_hook(hook);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(NameServerConfig::default(), listener, None, async {

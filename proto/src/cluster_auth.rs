@@ -112,7 +112,10 @@ pub fn check<T>(
     };
     let proof = request.metadata().get(HEADER).and_then(|v| v.to_str().ok());
     secret.verify(proof, crate::time::now_ms()).map_err(|why| {
-        let peer = crate::telemetry::peer_address(request);
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         tracing::warn!(%peer, "refused {what}: {why}");
         tonic::Status::unauthenticated(format!("{what} refused: {why}"))
     })

@@ -1,4 +1,5 @@
-//! apogee-proto: the one crate that owns Apogee's wire protocols.
+//! apogee-proto: the one crate that owns Apogee's wire protocols (what both ends of a
+//! connection need; what only servers run is apogee-server's).
 //!
 //! - [`v2`]: the RocketMQ 5 client protocol (`apache.rocketmq.v2`), generated
 //!   from our own .proto files under `proto/apache/rocketmq/v2/`.
@@ -6,22 +7,16 @@
 //!   registry, admin and replication.
 //! - [`error`]: the internal error type and its single mapping to the
 //!   protocol's `Code` and to `tonic::Status`.
-//! - [`cluster_auth`]: the shared-secret proof brokers and slaves give NameServers and masters;
-//!   [`cluster_mtls`]: the same calls refused without a verified client certificate.
-//! - [`tls`]: certificates and keys from PEM files, the servers' reloadable TLS, outbound
-//!   channels with or without TLS; [`net`]: accepting connections (TLS handshakes included).
-//! - [`auth`]: client authentication (the `MQv2-HMAC-SHA1` signature, the known access keys,
-//!   and, with feature `ops`, the guard both servers put in front of their services).
+//! - [`cluster_auth`]: the shared-secret proof brokers and slaves give NameServers and masters.
+//! - [`tls`]: certificates and keys from PEM files, outbound channels with or without TLS.
+//! - [`auth`]: client authentication (the `MQv2-HMAC-SHA1` signature, the known access keys
+//!   and the ACL model).
 //! - [`limits`] and [`names`]: the limits and naming rules every process
 //!   shares (topic and group names, body sizes, system topics).
 //! - [`message_id`]: RocketMQ-style 17-byte message ids.
 //! - [`time`]: conversions between protobuf time types and Rust ones.
-//! - [`stdout`]: printing the servers' `--check-config` output, a closed pipe included.
 //! - [`routed_id`] and [`txn_id`]: ids that name the broker group holding their subject.
 //! - [`delay_level`]: the 18 classic delay levels.
-//! - `ops` (feature `ops`, for the servers): the HTTP endpoint with Prometheus
-//!   metrics, liveness and readiness, and the layer timing gRPC calls; `rpc_span` (feature
-//!   `ops`): the layer opening a `tracing` span per gRPC call (method, peer, client, identity).
 //! - [`group`]: consumer-group configuration (delivery attempts, backoff, FIFO);
 //!   [`group_convert`]: its wire form.
 
@@ -50,7 +45,6 @@ pub use generated::apogee::cluster::v1 as cluster;
 
 pub mod auth;
 pub mod cluster_auth;
-pub mod cluster_mtls;
 pub mod delay_level;
 pub mod error;
 pub mod group;
@@ -58,16 +52,7 @@ pub mod group_convert;
 pub mod limits;
 pub mod message_id;
 pub mod names;
-pub mod net;
-#[cfg(feature = "ops")]
-pub mod ops;
 pub mod routed_id;
-#[cfg(feature = "ops")]
-pub mod rpc_span;
-pub mod serve;
-pub mod settings;
-pub mod stdout;
-pub mod telemetry;
 pub mod time;
 pub mod tls;
 pub mod txn_id;

@@ -12,9 +12,9 @@
 use super::state::{internal, ConsumeEngine, QueueProgress};
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
-use apogee_proto::telemetry::Sessions;
 use apogee_proto::time::now_ms;
 use apogee_proto::ApogeeError;
+use apogee_server::telemetry::Sessions;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One queue of a group's lag.

@@ -9,8 +9,8 @@ use crate::server::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
 use apogee_proto::cluster::{self, admin_server::Admin};
-use apogee_proto::rpc_span::caller;
 use apogee_proto::{limits, names, ApogeeError};
+use apogee_server::rpc_span::caller;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 

@@ -4,7 +4,7 @@
 //!   (send in [`send`], pop-style consumption in [`receive`], offset-based
 //!   consumption in [`offsets`], EndTransaction in [`end_transaction`],
 //!   RecallMessage in `crate::schedule`;
-//!   Telemetry is the shared session of `apogee_proto::telemetry`).
+//!   Telemetry is the shared session of `apogee_server::telemetry`).
 //! - [`admin::AdminServer`]: the typed `apogee.cluster.v1.Admin` operations
 //!   applied to this broker (message query and dead letters in [`admin_messages`],
 //!   consumer groups in [`admin_groups`], GetBrokerStatus in [`admin_status`], users and
@@ -26,11 +26,11 @@ pub mod receive;
 pub mod send;
 
 use crate::server::Broker;
-use apogee_proto::auth::guarded::check;
 use apogee_proto::error::ok_status;
 use apogee_proto::time::now_ms;
 use apogee_proto::v2::{self, messaging_service_server::MessagingService};
 use apogee_proto::ApogeeError;
+use apogee_server::auth::guarded::check;
 use futures::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -93,14 +93,14 @@ impl MessagingServer {
 
     /// Consumers' Settings replies carry their group's config (the defaults for a group
     /// its first receive will create, or refused, as `consume.auto_create_groups` says).
-    fn group_lookup(&self) -> apogee_proto::telemetry::GroupLookup {
+    fn group_lookup(&self) -> apogee_server::telemetry::GroupLookup {
         let broker = self.broker.clone();
         Arc::new(move |group| broker.groups.lookup(group))
     }
 
     /// Notes that the request's client is alive; returns its id.
     fn seen<T>(&self, req: &Request<T>) -> String {
-        let client = apogee_proto::telemetry::client_id(req);
+        let client = apogee_server::telemetry::client_id(req);
         self.broker.consume.clients().seen(&client, now_ms());
         client
     }
@@ -145,7 +145,7 @@ impl MessagingService for MessagingServer {
             refuse!(SendMessageResponse, e);
         }
         let peer = peer_host(&req);
-        let client = apogee_proto::telemetry::client_id(&req);
+        let client = apogee_server::telemetry::client_id(&req);
         Ok(Response::new(
             send::send_message(&self.broker, req.into_inner(), &peer, &client).await,
         ))
@@ -298,10 +298,10 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<Streaming<v2::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        let client = apogee_proto::telemetry::client_id(&req);
-        let address = apogee_proto::telemetry::peer_address(&req);
+        let client = apogee_server::telemetry::client_id(&req);
+        let address = apogee_server::telemetry::peer_address(&req);
         Ok(Response::new(Box::pin(
-            apogee_proto::telemetry::serve_session(
+            apogee_server::telemetry::serve_session(
                 client,
                 address,
                 req.into_inner(),
@@ -318,7 +318,7 @@ impl MessagingService for MessagingServer {
         req: Request<v2::NotifyClientTerminationRequest>,
     ) -> Result<Response<v2::NotifyClientTerminationResponse>, Status> {
         // Its auto-renew deliveries are not renewed any more: they come back.
-        let client = apogee_proto::telemetry::client_id(&req);
+        let client = apogee_server::telemetry::client_id(&req);
         self.broker.consume.clients().gone(&client, now_ms());
         Ok(Response::new(v2::NotifyClientTerminationResponse {
             status: Some(ok_status()),

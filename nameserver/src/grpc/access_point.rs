@@ -14,13 +14,13 @@ use super::brokers::BrokerChannels;
 use super::route;
 use super::{schedule, transactions};
 use crate::registry::Registry;
-use apogee_proto::auth::guarded::check;
 use apogee_proto::error::ok_status;
-use apogee_proto::settings::ServerLimits;
-use apogee_proto::telemetry::{client_id, serve_session, Sessions};
 use apogee_proto::v2::messaging_service_server::MessagingService;
 use apogee_proto::v2::{self, *};
 use apogee_proto::{limits, ApogeeError};
+use apogee_server::auth::guarded::check;
+use apogee_server::settings::ServerLimits;
+use apogee_server::telemetry::{client_id, serve_session, Sessions};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
@@ -56,7 +56,7 @@ impl AccessPoint {
 
     /// Consumers' Settings replies carry their group's config as the brokers registered it
     /// (the defaults for a group no broker holds yet).
-    fn group_lookup(&self) -> apogee_proto::telemetry::GroupLookup {
+    fn group_lookup(&self) -> apogee_server::telemetry::GroupLookup {
         let registry = self.registry.clone();
         Arc::new(move |group| {
             Ok(registry
@@ -265,7 +265,7 @@ impl MessagingService for AccessPoint {
         request: Request<Streaming<TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
         let client = client_id(&request);
-        let address = apogee_proto::telemetry::peer_address(&request);
+        let address = apogee_server::telemetry::peer_address(&request);
         Ok(Response::new(serve_session(
             client,
             address,

@@ -25,8 +25,8 @@ use apogee_proto::cluster::{
     ListDeadLettersRequest, ListDeadLettersResponse, ReadQueueRequest, ReadQueueResponse,
     ResendDeadLettersRequest, ResendDeadLettersResponse,
 };
-use apogee_proto::telemetry::Sessions;
 use apogee_proto::{names, ApogeeError};
+use apogee_server::telemetry::Sessions;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 

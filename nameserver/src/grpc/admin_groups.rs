@@ -17,8 +17,8 @@ use apogee_proto::cluster::{
     UpdateGroupRequest, UpdateGroupResponse,
 };
 use apogee_proto::group::GroupConfig;
-use apogee_proto::telemetry::Sessions;
 use apogee_proto::{limits, ApogeeError};
+use apogee_server::telemetry::Sessions;
 use std::collections::{BTreeMap, BTreeSet};
 use tonic::{Code, Status};
 

@@ -12,8 +12,8 @@ use apogee_proto::cluster::{
     ConnectedClient, ListClientsRequest, ListClientsResponse, ResetGroupOffsetRequest,
     ResetGroupOffsetResponse,
 };
-use apogee_proto::telemetry::Sessions;
 use apogee_proto::{limits, ApogeeError};
+use apogee_server::telemetry::Sessions;
 use std::collections::BTreeMap;
 use tonic::{Code, Status};
 

@@ -19,9 +19,9 @@ use apogee_proto::cluster::{
     TopicConfig, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use apogee_proto::cluster_auth::{self, ClusterSecret};
-use apogee_proto::telemetry::Sessions;
 use apogee_proto::v2::{telemetry_command::Command, RecoverOrphanedTransactionCommand};
 use apogee_proto::{limits, ApogeeError};
+use apogee_server::telemetry::Sessions;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 

@@ -7,16 +7,13 @@
 //!   and the ACL entries of its users ([`acl`]: the model, merging, sealing secrets).
 //! - [`cluster_calls`]: channels whose calls carry the cluster proof (a NameServer's calls to
 //!   brokers).
-//! - `guard` (feature `ops`, servers only): the tower layer in front of every gRPC service
-//!   of a server that admits a call (user credentials or a cluster proof) or refuses it.
+//! - The guard in front of every gRPC service of a server, which admits a call (user
+//!   credentials or a cluster proof) or refuses it, is apogee-server's (`auth::guard`).
 //!
 //! What a call was admitted as travels to the handlers as an [`Identity`] request extension.
 
 pub mod acl;
 pub mod cluster_calls;
-#[cfg(feature = "ops")]
-pub mod guard;
-pub mod guarded;
 pub mod signature;
 
 pub use signature::Credentials;

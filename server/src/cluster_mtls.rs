@@ -1,5 +1,5 @@
 //! Mutual TLS as cluster trust (`tls.cluster_mtls`), the other form of the shared secret in
-//! [`crate::cluster_auth`]: the calls only cluster members make (a broker's registration,
+//! [`apogee_proto::cluster_auth`]: the calls only cluster members make (a broker's registration,
 //! heartbeat, unregistration and check-back relay on a NameServer; a slave's replication
 //! stream on a master) are taken only over a connection whose client presented a
 //! certificate the server verified against `tls.client_ca_file`. Every other call (the
@@ -10,7 +10,7 @@
 //! gRPC path ([`cluster_only`]); a refused call gets UNAUTHENTICATED and is logged with the
 //! peer's address.
 
-use crate::cluster::{registry_server, replication_server};
+use apogee_proto::cluster::{registry_server, replication_server};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};

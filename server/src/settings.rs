@@ -13,9 +13,9 @@
 //! gets the group's own form (a customized list is never empty: Go panics on
 //! an empty one).
 
-use crate::group::{GroupConfig, RetryPolicy as GroupRetry, MAX_CUSTOM_STEPS};
-use crate::time::duration;
-use crate::v2::{
+use apogee_proto::group::{GroupConfig, RetryPolicy as GroupRetry, MAX_CUSTOM_STEPS};
+use apogee_proto::time::duration;
+use apogee_proto::v2::{
     self, retry_policy, settings::PubSub, CustomizedBackoff, ExponentialBackoff, Language,
     RetryPolicy,
 };
@@ -37,10 +37,12 @@ pub struct ServerLimits {
 impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
-            max_body_bytes: crate::limits::DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: apogee_proto::limits::DEFAULT_MAX_BODY_BYTES,
             producer_max_attempts: 3,
             consumer_max_attempts: 16,
-            max_long_polling: Duration::from_millis(crate::limits::MAX_LONG_POLLING_MS as u64),
+            max_long_polling: Duration::from_millis(
+                apogee_proto::limits::MAX_LONG_POLLING_MS as u64,
+            ),
         }
     }
 }
@@ -154,12 +156,12 @@ pub fn settings_reply(
         }
         Some(PubSub::Subscription(s)) => {
             if s.receive_batch_size.is_none() {
-                s.receive_batch_size = Some(crate::limits::MAX_RECEIVE_BATCH.min(32));
+                s.receive_batch_size = Some(apogee_proto::limits::MAX_RECEIVE_BATCH.min(32));
             }
             let requested = s
                 .long_polling_timeout
                 .as_ref()
-                .map(crate::time::duration_ms)
+                .map(apogee_proto::time::duration_ms)
                 .unwrap_or(limits.max_long_polling.as_millis() as i64);
             let granted = requested.clamp(0, limits.max_long_polling.as_millis() as i64);
             s.long_polling_timeout = Some(duration(Duration::from_millis(granted as u64)));
@@ -227,8 +229,8 @@ mod tests {
             panic!("subscription expected")
         };
         assert_eq!(
-            crate::time::duration_ms(s.long_polling_timeout.as_ref().unwrap()),
-            crate::limits::MAX_LONG_POLLING_MS
+            apogee_proto::time::duration_ms(s.long_polling_timeout.as_ref().unwrap()),
+            apogee_proto::limits::MAX_LONG_POLLING_MS
         );
     }
 
@@ -278,7 +280,7 @@ mod tests {
     fn customized_ms(s: &retry_policy::Strategy) -> Vec<i64> {
         match s {
             retry_policy::Strategy::CustomizedBackoff(c) => {
-                c.next.iter().map(crate::time::duration_ms).collect()
+                c.next.iter().map(apogee_proto::time::duration_ms).collect()
             }
             other => panic!("customized backoff expected, got {other:?}"),
         }
@@ -287,8 +289,8 @@ mod tests {
     fn exponential_ms(s: &retry_policy::Strategy) -> (i64, i64, f32) {
         match s {
             retry_policy::Strategy::ExponentialBackoff(e) => (
-                crate::time::duration_ms(e.initial.as_ref().unwrap()),
-                crate::time::duration_ms(e.max.as_ref().unwrap()),
+                apogee_proto::time::duration_ms(e.initial.as_ref().unwrap()),
+                apogee_proto::time::duration_ms(e.max.as_ref().unwrap()),
                 e.multiplier,
             ),
             other => panic!("exponential backoff expected, got {other:?}"),

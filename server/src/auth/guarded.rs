@@ -6,9 +6,9 @@
 //! topic). Subscribing: ReceiveMessage, AckMessage, ChangeInvisibleDuration, PullMessage,
 //! ForwardMessageToDeadLetterQueue and the offset RPCs, on the topic and on the group.
 
-use super::acl::{authorize, Action, ResourceKind};
-use crate::error::ApogeeError;
-use crate::v2;
+use apogee_proto::auth::acl::{authorize, Action, ResourceKind};
+use apogee_proto::error::ApogeeError;
+use apogee_proto::v2;
 
 /// A messaging request that needs permission.
 pub trait Guarded {
@@ -21,7 +21,11 @@ pub trait Guarded {
 pub fn check<T: Guarded>(request: &tonic::Request<T>) -> Result<(), ApogeeError> {
     // Without authentication no call carries an identity: the send path then pays nothing,
     // not even the list of resources.
-    if request.extensions().get::<super::Identity>().is_none() {
+    if request
+        .extensions()
+        .get::<apogee_proto::auth::Identity>()
+        .is_none()
+    {
         return Ok(());
     }
     authorize(request, &request.get_ref().resources(), T::ACTION)
@@ -111,9 +115,9 @@ impl Guarded for v2::QueryOffsetRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::acl::AclSet;
-    use crate::auth::{Identity, Role};
-    use crate::cluster::{AclEntry, AclResourceKind};
+    use apogee_proto::auth::acl::AclSet;
+    use apogee_proto::auth::{Identity, Role};
+    use apogee_proto::cluster::{AclEntry, AclResourceKind};
     use std::sync::Arc;
 
     fn resource(name: &str) -> Option<v2::Resource> {

@@ -17,7 +17,7 @@
 //! the same fields. The span borrows its fields from the request while it is created and
 //! adds no allocation of its own; with a filter that leaves INFO out it is not created at all.
 
-use crate::auth::Identity;
+use apogee_proto::auth::Identity;
 use std::fmt;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
@@ -131,7 +131,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
+    use apogee_proto::auth::Role;
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
     use tower_layer::Layer as _;

@@ -132,7 +132,7 @@ where
     let shared = Arc::new(ConnectionWakeups::default());
     let mut builder = hyper::server::conn::http2::Builder::new(StreamSpawner(shared.clone()));
     builder.timer(hyper_util::rt::TokioTimer::new());
-    builder.max_frame_size(crate::limits::HTTP2_MAX_FRAME_BYTES);
+    builder.max_frame_size(apogee_proto::limits::HTTP2_MAX_FRAME_BYTES);
     let mut conn = pin!(builder.serve_connection(hyper_util::rt::TokioIo::new(io), service));
     let mut stopping = pin!(stop.changed());
     let mut stop_seen = false;
@@ -404,7 +404,7 @@ mod tests {
         server.abort();
         // SETTINGS_MAX_FRAME_SIZE (0x5), raised from HTTP/2's 16 KiB.
         assert!(
-            settings.contains(&(0x5, crate::limits::HTTP2_MAX_FRAME_BYTES)),
+            settings.contains(&(0x5, apogee_proto::limits::HTTP2_MAX_FRAME_BYTES)),
             "{settings:?}"
         );
     }

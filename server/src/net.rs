@@ -17,7 +17,7 @@
 //! it is accepted (a client cannot exhaust the server's file descriptors).
 //!
 //! With TLS ([`Listener::with_tls`]) every accepted connection does its handshake in a
-//! task of its own ([`TlsIncoming`]), bounded by [`crate::tls::HANDSHAKE_TIMEOUT`], so a
+//! task of its own ([`TlsIncoming`]), bounded by [`apogee_proto::tls::HANDSHAKE_TIMEOUT`], so a
 //! slow or broken client never holds up the others; a connection is handed to the server
 //! once its handshake is done, still counted against its address's cap.
 //! [`crate::serve::serve`] serves on a listener, with TLS or without.
@@ -325,7 +325,7 @@ async fn handshake(
     conn: Accepted,
 ) -> Option<TlsStream<Accepted>> {
     let peer = conn.stream().peer_addr().ok();
-    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
+    match tokio::time::timeout(apogee_proto::tls::HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             tracing::debug!(?peer, "TLS handshake failed: {e}");

@@ -1,13 +1,88 @@
-//! Client authentication as both servers configure it: checks the `[security]` keys of
-//! authentication and builds, once per server, the guard that checks every call
-//! (`apogee_proto::auth::guard`). The broker uses the same functions.
+//! The `[security]` section both servers have: whether a listener reachable from other hosts
+//! may serve without credentials, the cluster secret, client authentication (the bootstrap
+//! admin, the allowed clock skew), their checks, and the guard built from them
+//! ([`crate::auth::guard`]).
 
-use crate::config::SecuritySection;
-use apogee_proto::auth::guard::AuthLayer;
+use crate::auth::guard::AuthLayer;
 use apogee_proto::auth::{secret_from_file, Credentials, Directory};
 use apogee_proto::cluster_auth::ClusterSecret;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
+
+/// The `[security]` section every server has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Serve non-loopback addresses without authentication. Off: a server that would be
+    /// reachable from other hosts refuses to start.
+    pub allow_anonymous: bool,
+    /// A file holding the cluster's shared secret ("": none). With it, a NameServer takes
+    /// registrations and a master opens replication streams only from brokers proving it,
+    /// and a broker proves it on its own registrations and replication.
+    pub cluster_secret_file: String,
+    /// Check the credentials of every call (`MQv2-HMAC-SHA1`, what the official clients send
+    /// when given an access key); see [`crate::auth`].
+    pub authentication: bool,
+    /// The bootstrap admin's access key (required with `authentication`).
+    pub admin_access_key: String,
+    /// A file holding the bootstrap admin's secret key (required with `authentication`).
+    pub admin_secret_file: String,
+    /// How far a request's `x-mq-date-time` may be from this server's clock.
+    pub auth_max_skew_secs: u64,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        SecuritySection {
+            allow_anonymous: false,
+            cluster_secret_file: String::new(),
+            authentication: false,
+            admin_access_key: String::new(),
+            admin_secret_file: String::new(),
+            auth_max_skew_secs: 900,
+        }
+    }
+}
+
+impl SecuritySection {
+    /// The cluster secret, when a file is configured; errors name the file.
+    pub fn cluster_secret(
+        &self,
+    ) -> Result<Option<apogee_proto::cluster_auth::ClusterSecret>, String> {
+        if self.cluster_secret_file.is_empty() {
+            return Ok(None);
+        }
+        apogee_proto::cluster_auth::ClusterSecret::from_file(std::path::Path::new(
+            &self.cluster_secret_file,
+        ))
+        .map(Some)
+    }
+
+    /// Refuses a listen address reachable from other hosts unless anonymous access is
+    /// allowed; `key` names the setting and `env` the variable that allows it.
+    pub fn check_exposure(&self, key: &str, addr: &str, env: &str) -> Result<(), String> {
+        if self.allow_anonymous || self.authentication || addr.is_empty() || is_loopback(addr) {
+            return Ok(());
+        }
+        Err(format!(
+            "{key} = {addr:?} is reachable from other hosts, and this server checks no \
+             credentials: anyone who can reach it could send, read and delete messages and \
+             change topics. Turn on `security.authentication` (see docs/SECURITY.md), listen on \
+             127.0.0.1, or accept this with `security.allow_anonymous = true` (or {env}=true)"
+        ))
+    }
+}
+
+/// Whether a host:port listens on loopback only.
+pub fn is_loopback(addr: &str) -> bool {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => addr
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
+}
 
 /// The longest clock skew accepted (a day: time-zone offsets of clients that write local
 /// time with a `Z` fit).

@@ -3,9 +3,10 @@
 //! it connects to other servers, mutual TLS for cluster-internal calls, and how often the
 //! files are checked for a new pair. Validation loads every file, so a bad one stops the
 //! start (and `--check-config`) naming it. The files become the running TLS in
-//! [`apogee_proto::tls`].
+//! [`crate::tls`].
 
-use apogee_proto::tls::{ClientTls, ServerTls, ServerTlsFiles};
+use crate::tls::{ServerTls, ServerTlsFiles};
+use apogee_proto::tls::ClientTls;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

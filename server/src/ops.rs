@@ -256,7 +256,7 @@ impl ClientGauges {
 
     /// Counts the live sessions again.
     pub fn refresh(&self, sessions: &crate::telemetry::Sessions) {
-        use crate::v2::{ClientType, Language};
+        use apogee_proto::v2::{ClientType, Language};
         self.producers.reset();
         self.consumers.reset();
         for s in sessions.list() {

@@ -16,11 +16,13 @@
 //! A consumer's Settings reply carries its group's config, found through the
 //! server's [`GroupLookup`].
 
-use crate::error::ok_status;
-use crate::group::GroupConfig;
 use crate::settings::{language_of, settings_reply, ServerLimits};
-use crate::v2::{self, settings::PubSub, telemetry_command::Command, ClientType, TelemetryCommand};
-use crate::ApogeeError;
+use apogee_proto::error::ok_status;
+use apogee_proto::group::GroupConfig;
+use apogee_proto::v2::{
+    self, settings::PubSub, telemetry_command::Command, ClientType, TelemetryCommand,
+};
+use apogee_proto::ApogeeError;
 use parking_lot::RwLock;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,8 +54,8 @@ pub struct SessionInfo {
 
 impl SessionInfo {
     /// As the clients list shows it; `at` names the server its session is open with.
-    pub fn to_connected_client(&self, at: &str) -> crate::cluster::ConnectedClient {
-        crate::cluster::ConnectedClient {
+    pub fn to_connected_client(&self, at: &str) -> apogee_proto::cluster::ConnectedClient {
+        apogee_proto::cluster::ConnectedClient {
             client_id: self.client_id.clone(),
             kind: match self.kind {
                 ClientType::Producer => "producer",
@@ -76,8 +78,8 @@ impl SessionInfo {
     }
 
     /// As a group description lists the client; `at` names the server its session is open with.
-    pub fn to_group_client(&self, at: &str) -> crate::cluster::GroupClient {
-        crate::cluster::GroupClient {
+    pub fn to_group_client(&self, at: &str) -> apogee_proto::cluster::GroupClient {
+        apogee_proto::cluster::GroupClient {
             client_id: self.client_id.clone(),
             language: match self.language {
                 v2::Language::Unspecified => String::new(),

@@ -3,7 +3,7 @@
 //! stream is checked when it opens).
 //!
 //! A call is admitted with a valid cluster proof (`x-apogee-cluster-auth`: another server of
-//! the cluster; see [`crate::cluster_auth`]) or valid user credentials (the `MQv2-HMAC-SHA1`
+//! the cluster; see [`apogee_proto::cluster_auth`]) or valid user credentials (the `MQv2-HMAC-SHA1`
 //! authorization header over `x-mq-date-time`, see [`super::signature`]); the Admin services
 //! also need the admin role. gRPC health is open (probes carry no credentials). An admitted
 //! call carries its [`Identity`] and the ACL entries of the moment (`Arc<acl::AclSet>`) as
@@ -14,11 +14,11 @@
 //! with the v2 status UNAUTHORIZED (or FORBIDDEN) in the body, every other call the gRPC
 //! status UNAUTHENTICATED (or PERMISSION_DENIED), both made by [`ApogeeError`]'s one mapping.
 
-use super::signature::{self, SignatureError};
-use super::{Directory, Identity};
-use crate::cluster_auth::{self, ClusterSecret};
-use crate::error::ApogeeError;
-use crate::v2;
+use apogee_proto::auth::signature::{self, SignatureError};
+use apogee_proto::auth::{Directory, Identity};
+use apogee_proto::cluster_auth::{self, ClusterSecret};
+use apogee_proto::error::ApogeeError;
+use apogee_proto::v2;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -152,7 +152,7 @@ impl Policy {
                 unauthorized("a cluster proof, but this server has no cluster secret".into())
             })?;
             secret
-                .verify(proof.to_str().ok(), crate::time::now_ms())
+                .verify(proof.to_str().ok(), apogee_proto::time::now_ms())
                 .map_err(unauthorized)?;
             return Ok(Identity::Cluster);
         }
@@ -169,7 +169,7 @@ impl Policy {
             &authorization,
             &secret,
             date_time,
-            crate::time::now_ms(),
+            apogee_proto::time::now_ms(),
             self.max_skew,
         )?;
         let identity = Identity::User {
@@ -227,7 +227,7 @@ async fn refuse(
     }
     let codec = tonic_prost::ProstCodec::<StatusOnly, ()>::default();
     tonic::server::Grpc::new(codec)
-        .max_decoding_message_size(crate::limits::MAX_GRPC_MESSAGE_BYTES)
+        .max_decoding_message_size(apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES)
         .unary(Refused(error.to_status()), request)
         .await
 }
@@ -291,7 +291,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Credentials, Role};
+    use apogee_proto::auth::{Credentials, Role};
 
     fn policy() -> Policy {
         let admin = Credentials::new("root", "root-secret").unwrap();
@@ -342,12 +342,12 @@ mod tests {
 
         let mut proof = HeaderMap::new();
         let secret = ClusterSecret::new(b"0123456789abcdef-secret").unwrap();
-        let value = secret.proof(crate::time::now_ms()).parse().unwrap();
+        let value = secret.proof(apogee_proto::time::now_ms()).parse().unwrap();
         proof.insert(cluster_auth::HEADER, value);
         let admin_rpc = Rpc::of("/apogee.cluster.v1.Admin/CreateTopic");
         assert_eq!(p.admit(&proof, &admin_rpc).ok(), Some(Identity::Cluster));
         let other = ClusterSecret::new(b"another-secret-of-16").unwrap();
-        let forged = other.proof(crate::time::now_ms()).parse().unwrap();
+        let forged = other.proof(apogee_proto::time::now_ms()).parse().unwrap();
         proof.insert(cluster_auth::HEADER, forged);
         assert!(p.admit(&proof, &admin_rpc).is_err());
     }
@@ -355,7 +355,7 @@ mod tests {
     #[test]
     fn a_non_admin_user_is_forbidden_the_admin_service() {
         let p = policy();
-        let mut grants = crate::auth::acl::Grants::default();
+        let mut grants = apogee_proto::auth::acl::Grants::default();
         grants
             .accounts
             .insert("app".into(), (b"app-secret"[..].into(), Role::User));
