@@ -291,7 +291,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use apogee_proto::auth::acl::{AccessState, SecretSeal};
     use apogee_proto::auth::{Credentials, Role};
+    use apogee_proto::cluster::{AccessRole, AccessUser};
 
     fn policy() -> Policy {
         let admin = Credentials::new("root", "root-secret").unwrap();
@@ -355,11 +357,17 @@ mod tests {
     #[test]
     fn a_non_admin_user_is_forbidden_the_admin_service() {
         let p = policy();
-        let mut grants = apogee_proto::auth::acl::Grants::default();
-        grants
-            .accounts
-            .insert("app".into(), (b"app-secret"[..].into(), Role::User));
-        p.directory.replace(grants);
+        // A user as the servers keep one: its secret sealed, its role on the wire.
+        let seal = SecretSeal::new(&ClusterSecret::new(b"0123456789abcdef-seal").unwrap());
+        let mut state = AccessState::default();
+        state.merge_user(AccessUser {
+            access_key: "app".into(),
+            sealed_secret: seal.seal("app", "app-secret"),
+            role: AccessRole::User as i32,
+            updated_ms: 1,
+            deleted: false,
+        });
+        p.directory.replace(state.grants(&seal));
         let app = Credentials::new("app", "app-secret").unwrap();
         let send = Rpc::of("/apache.rocketmq.v2.MessagingService/SendMessage");
         assert!(p.admit(&signed(&app), &send).is_ok());
