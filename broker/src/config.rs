@@ -2,8 +2,12 @@
 //! key with its default), `APOGEE_BROKER_...` environment overrides, and the
 //! command-line flags `main.rs` applies on top. Unknown keys are rejected.
 
+use apogee_server::shared_config::SharedSettings;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+/// Environment prefix of broker overrides (`APOGEE_BROKER_<KEY>`).
+pub const ENV_PREFIX: &str = "BROKER";
 
 /// What this broker process is in its broker group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,24 +316,7 @@ impl BrokerConfig {
                 "broker_id 0 is the master; slaves need broker_id > 0 and role = \"slave\"".into(),
             );
         }
-        if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return bad(format!("listen {:?} is not an ip:port", self.listen));
-        }
-        if !self.http_listen.is_empty() && self.http_listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return bad(format!(
-                "http_listen {:?} is not an ip:port (or \"\" for no HTTP endpoint)",
-                self.http_listen
-            ));
-        }
-        for (key, addr) in [("listen", &self.listen), ("http_listen", &self.http_listen)] {
-            self.security
-                .check_exposure(key, addr, "APOGEE_BROKER_SECURITY__ALLOW_ANONYMOUS")
-                .or_else(bad)?;
-        }
-        self.security.cluster_secret().map(|_| ()).or_else(bad)?;
-        self.security.check_authentication().or_else(bad)?;
-        self.tls.validate().or_else(bad)?;
+        self.shared().validate().or_else(bad)?;
         if self.nameservers.is_empty() {
             return bad("at least one nameserver is required".into());
         }
@@ -404,6 +391,19 @@ impl BrokerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The settings both servers have, for their one validation
+    /// ([`apogee_server::shared_config`]).
+    pub fn shared(&self) -> SharedSettings<'_> {
+        SharedSettings {
+            env_prefix: ENV_PREFIX,
+            listen: &self.listen,
+            http_listen: &self.http_listen,
+            log_level: self.log_level.as_deref(),
+            security: &self.security,
+            tls: &self.tls,
+        }
     }
 
     /// The endpoint clients and NameServers should use to reach this broker.
@@ -534,6 +534,40 @@ mod tests {
             let mut allowed = open.clone();
             allowed.security.allow_anonymous = true;
             assert!(allowed.validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn listen_is_host_colon_port_as_on_the_nameserver() {
+        // What the broker accepted before (ip:port) and what the NameServer accepts (a host
+        // name) are both taken; what is no address is refused naming the setting.
+        for ok in [
+            "127.0.0.1:10911",
+            "127.0.0.1:0",
+            "localhost:10911",
+            "[::1]:10911",
+        ] {
+            let c = BrokerConfig {
+                listen: ok.into(),
+                ..BrokerConfig::default()
+            };
+            c.validate().unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let named = BrokerConfig {
+            listen: "localhost:10911".into(),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(named.advertised_endpoint(), "localhost:10911");
+        for bad in ["nowhere", ":10911", "localhost:port"] {
+            let c = BrokerConfig {
+                listen: bad.into(),
+                ..BrokerConfig::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("listen = ") && err.contains("host:port"),
+                "{err}"
+            );
         }
     }
 }

@@ -47,7 +47,7 @@ struct Args {
 
 fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
     let mut config: BrokerConfig =
-        apogee_server::config_file::load(args.config.as_deref(), "BROKER")
+        apogee_server::config_file::load(args.config.as_deref(), apogee_broker::config::ENV_PREFIX)
             .context("loading broker config")?;
     if args.standalone {
         config.listen = format!("127.0.0.1:{DEFAULT_BROKER_PORT}");
