@@ -10,6 +10,7 @@
 
 use crate::server::Broker;
 use crate::store::DiskSpace;
+use crate::txn::TxnOutcomes;
 use apogee_proto::v2;
 use apogee_server::ops::{ClientGauges, OpsSource};
 use prometheus::{
@@ -379,41 +380,6 @@ impl BrokerMetrics {
             let v = if parked { &g.parked } else { &g.half_messages };
             v.with_label_values(&[&t.topic]).inc();
         }
-    }
-}
-
-/// Transactions committed and rolled back, by topic (`rocketmq_commit_messages_total`,
-/// `rocketmq_rollback_messages_total`): counted by `crate::txn` where an outcome is
-/// recorded, exposed once [`BrokerMetrics::register_transactions`] is called.
-pub struct TxnOutcomes {
-    commits: IntCounterVec,
-    rollbacks: IntCounterVec,
-}
-
-impl Default for TxnOutcomes {
-    fn default() -> Self {
-        let vec = |name: &str, help: &str| {
-            IntCounterVec::new(Opts::new(name, help), &["topic"]).expect("valid metric")
-        };
-        TxnOutcomes {
-            commits: vec("rocketmq_commit_messages_total", "Transactions committed."),
-            rollbacks: vec(
-                "rocketmq_rollback_messages_total",
-                "Transactions rolled back.",
-            ),
-        }
-    }
-}
-
-impl TxnOutcomes {
-    /// A transaction of `topic` committed (true) or rolled back (false).
-    pub fn ended(&self, topic: &str, committed: bool) {
-        let c = if committed {
-            &self.commits
-        } else {
-            &self.rollbacks
-        };
-        c.with_label_values(&[topic]).inc();
     }
 }
 

@@ -15,9 +15,9 @@
 //! The producer answers with EndTransaction (source SERVER_CHECK), served as any other.
 
 use super::{op_record, ResolvedBy, Transactions};
-use crate::grpc::convert::to_v2_message;
 use crate::store::record::internal;
 use crate::store::txn_index::{self, op};
+use crate::v2_message::to_v2_message;
 use apogee_proto::v2::{telemetry_command::Command, RecoverOrphanedTransactionCommand};
 use apogee_proto::ApogeeError;
 use std::sync::Arc;

@@ -20,6 +20,9 @@
 //! PRECONDITION_FAILED. The check-back loop is in [`checker`].
 
 pub mod checker;
+mod outcomes;
+
+pub use outcomes::TxnOutcomes;
 
 use crate::config::TransactionSection;
 use crate::registration::NameServerLink;
@@ -90,7 +93,7 @@ pub struct Transactions {
     broker_name: String,
     locks: Vec<tokio::sync::Mutex<()>>,
     /// Commits and rollbacks by topic, for the metrics.
-    pub outcomes: crate::metrics::TxnOutcomes,
+    pub outcomes: TxnOutcomes,
     /// `transaction.max_checks`, changeable at runtime.
     max_checks: AtomicU32,
 }

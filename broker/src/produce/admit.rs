@@ -1,0 +1,70 @@
+//! Admission of a valid message to its topic on this broker: the topic exists (or is
+//! created, when `auto_create_topics` is on), is writable here, accepts the message's type,
+//! and has the queue it names; a FIFO message names its group.
+//!
+//! (The send quotas and the slave refusal are checked for the request as a whole, in
+//! [`Producer::send`](super::Producer::send).)
+
+use super::validate::Valid;
+use super::Outgoing;
+use crate::topics::TopicTable;
+use apogee_proto::v2::{MessageType, Permission};
+use apogee_proto::ApogeeError;
+
+/// Where an admitted message goes and what it is stored as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    pub queue_id: u32,
+    /// Its type as stored (an UNSPECIFIED type is NORMAL).
+    pub message_type: MessageType,
+    /// Its delivery time (Unix ms), when it has one.
+    pub delivery_ms: Option<i64>,
+}
+
+/// Admits `m` (already [`Valid`] as `valid`) to its topic in `topics`, which creates a
+/// missing topic with `default_queue_count` queues when it auto-creates topics.
+pub fn to_topic(
+    topics: &TopicTable,
+    default_queue_count: i32,
+    m: &Outgoing,
+    valid: Valid,
+) -> Result<Admitted, ApogeeError> {
+    let topic = m.topic.as_str();
+    let config = topics.for_send(topic, topics.auto_creates(), default_queue_count)?;
+    if config.permission == Permission::Read as i32 || config.permission == Permission::None as i32
+    {
+        return Err(ApogeeError::Forbidden(format!(
+            "topic {topic} is not writable on this broker"
+        )));
+    }
+    let message_type = if valid.message_type == MessageType::Unspecified {
+        MessageType::Normal
+    } else {
+        valid.message_type
+    };
+    if !config.message_types.contains(&(message_type as i32)) {
+        return Err(ApogeeError::MessageTypeConflict(format!(
+            "topic {topic} does not accept {} messages",
+            message_type.as_str_name()
+        )));
+    }
+    if valid.message_type == MessageType::Fifo
+        && m.message_group.as_deref().unwrap_or("").is_empty()
+    {
+        return Err(ApogeeError::IllegalMessageGroup(
+            "FIFO messages need a message group".into(),
+        ));
+    }
+    let queue_id = m.queue_id;
+    if queue_id < 0 || queue_id >= config.queue_count {
+        return Err(ApogeeError::BadRequest(format!(
+            "queue {queue_id} does not exist; topic {topic} has {} queues on this broker",
+            config.queue_count
+        )));
+    }
+    Ok(Admitted {
+        queue_id: queue_id as u32,
+        message_type,
+        delivery_ms: valid.delivery_ms,
+    })
+}

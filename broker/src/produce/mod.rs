@@ -1,0 +1,202 @@
+//! The producer side of the broker: what happens to the messages of one send, from the
+//! request to the receipts. [`Producer`] owns it and is built from exactly what it reads
+//! (the store, the topic table, the transactions, the schedule, the send quotas, the
+//! Telemetry sessions and [`ProducerConfig`]), so it is tested over an in-memory store
+//! without a running broker.
+//!
+//! A send goes through four steps, each in its own file:
+//!
+//! 1. **validation** (`validate.rs`): the request's size and each message on its own, pure
+//!    functions over [`SendLimits`];
+//! 2. **admission** (`admit.rs`, and the slave refusal and the send quotas here): the topic
+//!    exists (or is auto-created), is writable, accepts the type and has the queue;
+//! 3. **routing** (`route.rs`): a TRANSACTION message to the half topic, a DELAY message to
+//!    the schedule, any other to its topic and queue;
+//! 4. **the append**: one batch; "stored but not replicated" is a result, not a failure.
+//!
+//! A request with one bad message is refused as a whole with that message's error; nothing
+//! of it is stored. The answers are domain values ([`Sent`], [`ApogeeError`]); the
+//! transport (`grpc::send`) decodes requests into [`Outgoing`] and encodes the answers.
+
+mod admit;
+mod route;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_validate;
+
+pub use validate::SendLimits;
+
+use crate::config::{BrokerConfig, Role};
+use crate::quotas::Quotas;
+use crate::schedule::Schedule;
+use crate::store::MessageStore;
+use crate::topics::TopicTable;
+use crate::txn::Transactions;
+use apogee_proto::v2::MessageType;
+use apogee_proto::ApogeeError;
+use apogee_server::telemetry::Sessions;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One message as a producer sent it, nothing checked yet. Numbers the protocol defines
+/// (type, encoding) are kept as sent, so an unknown one is refused by validation with the
+/// number in the error.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outgoing {
+    pub topic: String,
+    /// False when the request carried no system properties for it (refused: BAD_REQUEST).
+    pub has_system_properties: bool,
+    pub message_id: String,
+    pub tag: Option<String>,
+    pub keys: Vec<String>,
+    pub message_group: Option<String>,
+    /// The `apache.rocketmq.v2.MessageType` number.
+    pub message_type: i32,
+    /// The `apache.rocketmq.v2.Encoding` number of the body.
+    pub body_encoding: i32,
+    pub delivery_timestamp: Option<prost_types::Timestamp>,
+    /// The queue of its topic it names.
+    pub queue_id: i32,
+    /// When the producer made it (Unix ms); the time it is stored when not given.
+    pub born_timestamp_ms: Option<i64>,
+    /// The producer's host as it says; the peer address when empty.
+    pub born_host: String,
+    /// A TRANSACTION message's first check-back delay (its orphaned-transaction recovery
+    /// duration), when it names one (else `transaction.check_delay_ms`).
+    pub first_check: Option<Duration>,
+    /// User properties, sorted by key.
+    pub properties: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+/// Who sends: the client id (for quotas, check-backs, logs) and the peer's address (the
+/// born host of a message that names none).
+#[derive(Clone, Copy, Debug)]
+pub struct Sender<'a> {
+    pub client_id: &'a str,
+    pub peer: &'a str,
+}
+
+/// Where one stored message is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Its offset in its queue (the half or schedule topic's queue for a transactional or
+    /// delayed message).
+    pub queue_offset: u64,
+    /// A DELAY message's recall handle.
+    pub recall_handle: Option<String>,
+}
+
+/// A stored request: a receipt per message, in request order.
+#[derive(Debug)]
+pub struct Sent {
+    pub receipts: Vec<Receipt>,
+    /// A TRANSACTION message's transaction id.
+    pub transaction_id: Option<String>,
+    /// Stored here but not confirmed by a slave (SYNC_MASTER): what the client is told.
+    pub not_replicated: Option<ApogeeError>,
+}
+
+/// What a producer service is configured with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerConfig {
+    pub limits: SendLimits,
+    /// Queues of a topic a send creates (`default_queue_count`).
+    pub default_queue_count: i32,
+    /// A slave takes no sends; its name and id say so in the refusal.
+    pub role: Role,
+    pub broker_name: String,
+    pub broker_id: i64,
+}
+
+impl ProducerConfig {
+    /// The producer's part of a broker's config.
+    pub fn of(config: &BrokerConfig) -> ProducerConfig {
+        ProducerConfig {
+            limits: SendLimits::of(config),
+            default_queue_count: config.default_queue_count,
+            role: config.role,
+            broker_name: config.broker_name.clone(),
+            broker_id: config.broker_id,
+        }
+    }
+}
+
+/// The producer-side service of one broker.
+pub struct Producer {
+    config: ProducerConfig,
+    store: Arc<MessageStore>,
+    topics: Arc<TopicTable>,
+    txns: Arc<Transactions>,
+    schedule: Arc<Schedule>,
+    quotas: Arc<Quotas>,
+    /// A producer that sends to a topic is a candidate for its check-backs.
+    sessions: Arc<Sessions>,
+}
+
+impl Producer {
+    pub fn new(
+        config: ProducerConfig,
+        store: Arc<MessageStore>,
+        topics: Arc<TopicTable>,
+        txns: Arc<Transactions>,
+        schedule: Arc<Schedule>,
+        quotas: Arc<Quotas>,
+        sessions: Arc<Sessions>,
+    ) -> Producer {
+        Producer {
+            config,
+            store,
+            topics,
+            txns,
+            schedule,
+            quotas,
+            sessions,
+        }
+    }
+
+    /// Stores the messages of one send request from `sender`: all of them, or none and the
+    /// error of the first that is refused. A TRANSACTION message (which must be sent alone)
+    /// is stored as a half message and answered with its transaction id; a DELAY message
+    /// waits in the schedule and is answered with its recall handle.
+    pub async fn send(
+        &self,
+        messages: Vec<Outgoing>,
+        sender: &Sender<'_>,
+    ) -> Result<Sent, ApogeeError> {
+        if self.config.role == Role::Slave {
+            return Err(ApogeeError::Forbidden(format!(
+                "broker {} id {} is a slave and takes no sends; send to the master (broker id \
+                 0) of its group",
+                self.config.broker_name, self.config.broker_id
+            )));
+        }
+        validate::request(&messages)?;
+        let topic = messages[0].topic.as_str();
+        self.quotas
+            .admit_send(sender.client_id, topic, messages.len())?;
+        let now_ms = apogee_proto::time::now_ms();
+        let admitted = messages
+            .iter()
+            .map(|m| {
+                let valid = validate::message(&self.config.limits, m, now_ms)?;
+                admit::to_topic(&self.topics, self.config.default_queue_count, m, valid)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if admitted.len() > 1
+            && admitted
+                .iter()
+                .any(|a| a.message_type == MessageType::Transaction)
+        {
+            return Err(ApogeeError::BadRequest(
+                "a transactional message must be sent alone, not in a batch".into(),
+            ));
+        }
+        self.sessions.note_sent_topic(sender.client_id, topic);
+        self.route_and_append(messages, &admitted, sender).await
+    }
+}

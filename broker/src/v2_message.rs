@@ -1,0 +1,68 @@
+//! Stored messages as `apache.rocketmq.v2` messages: what a consumer receives, what a
+//! transaction check-back pushes to a producer, what an offset pull returns. Used by the
+//! transport (`grpc`) and by the domain services that talk v2 on their own (`txn`'s
+//! check-back), so neither imports the other for it.
+//!
+//! The producer's direction (a v2 message into a record) is `crate::produce`'s.
+
+use crate::store::record::internal;
+use crate::store::{NewMessage, StoredMessage};
+use apogee_proto::time::timestamp;
+use apogee_proto::v2::{self, DigestType, Encoding};
+use md5::{Digest as _, Md5};
+
+/// The value of `internal::BODY_ENCODING` for a gzip-compressed body.
+pub const GZIP: &str = "gzip";
+
+/// The body's encoding as the producer declared it.
+pub fn body_encoding(m: &NewMessage) -> Encoding {
+    let gzip = m
+        .internal
+        .iter()
+        .any(|(k, v)| k == internal::BODY_ENCODING && v == GZIP);
+    if gzip {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
+}
+
+/// MD5 of the body (as stored, so compressed if it was sent compressed), in
+/// upper-case hex: the one digest text every official client reads alike
+/// (their CRC32 texts differ: padded, unpadded, decimal).
+fn body_digest(s: &StoredMessage) -> v2::Digest {
+    v2::Digest {
+        r#type: DigestType::Md5 as i32,
+        checksum: hex::encode_upper(Md5::digest(&s.msg.body)),
+    }
+}
+
+/// A stored message as clients receive it (without delivery fields).
+pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2::Message {
+    let m = &s.msg;
+    v2::Message {
+        topic: Some(v2::Resource {
+            resource_namespace: namespace.to_string(),
+            name: m.topic.clone(),
+        }),
+        user_properties: m.properties.iter().cloned().collect(),
+        system_properties: Some(v2::SystemProperties {
+            tag: m.tag.clone(),
+            keys: m.keys.clone(),
+            message_id: m.message_id.clone(),
+            body_digest: Some(body_digest(s)),
+            body_encoding: body_encoding(m) as i32,
+            message_type: i32::from(m.message_type),
+            born_timestamp: Some(timestamp(m.born_timestamp_ms)),
+            born_host: m.born_host.clone(),
+            store_timestamp: Some(timestamp(s.store_timestamp_ms)),
+            store_host: store_host.to_string(),
+            delivery_timestamp: m.delivery_timestamp_ms.map(timestamp),
+            queue_id: m.queue_id as i32,
+            queue_offset: Some(s.queue_offset as i64),
+            message_group: m.message_group.clone(),
+            ..Default::default()
+        }),
+        body: m.body.clone(),
+    }
+}
