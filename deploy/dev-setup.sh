@@ -11,6 +11,9 @@ command -v clang >/dev/null 2>&1 || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 # curl: the README's tour (and its test, readme_tour) reads /metrics and /readyz with it.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# nft: the fault tests (tests/src/netns) cut a member off from some peers with nftables
+# rules in its network namespace (under CI they fail rather than skip without it).
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "dev-setup: installing ${missing[*]}" >&2

@@ -46,7 +46,9 @@ mod nameservers;
 mod spec;
 mod topics;
 
+pub(crate) use nameservers::NameServer;
 pub use spec::{Broker, BrokerSpec};
+pub(crate) use topics::wait_route;
 
 use crate::bins;
 use crate::certs::TestCerts;
@@ -56,7 +58,6 @@ use apogee_client::ClientTls;
 use apogee_proto::cluster::GetClusterInfoRequest;
 use apogee_proto::time::now_ms;
 use apogee_proto::v2;
-use nameservers::NameServer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -231,7 +232,7 @@ impl TlsEnv {
     }
 }
 
-async fn wait_for_port(p: &mut ManagedProcess, addr: &str) {
+pub(crate) async fn wait_for_port(p: &mut ManagedProcess, addr: &str) {
     let sock: SocketAddr = addr.parse().expect("ip:port");
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
@@ -251,6 +252,67 @@ async fn wait_for_port(p: &mut ManagedProcess, addr: &str) {
             p.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until `broker` serves (its port accepts connections and it answers a Heartbeat;
+/// the port is bound before the store opens) and is registered with every NameServer of
+/// `nameservers` since `since_ms`, failing early with its log if it exits.
+pub(crate) async fn wait_broker_ready(
+    broker: &mut Broker,
+    nameservers: &[String],
+    tls: Option<&ClientTls>,
+    since_ms: i64,
+) {
+    let name = broker.name.clone();
+    let addr = broker.addr.clone();
+    let group = broker.broker_name.clone();
+    wait_for_port(&mut broker.process, &addr).await;
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut client = rpc::messaging_with(&addr, tls);
+    loop {
+        broker.process.assert_running();
+        let req = v2::HeartbeatRequest {
+            group: None,
+            client_type: v2::ClientType::Producer as i32,
+        };
+        let r =
+            tokio::time::timeout(Duration::from_secs(5), client.heartbeat(rpc::signed(req))).await;
+        if matches!(&r, Ok(Ok(resp)) if rpc::code(resp.get_ref().status.as_ref()) == v2::Code::Ok as i32)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {name} never answered a Heartbeat: {r:?}\n{}",
+            broker.process.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for ns in nameservers {
+        let mut registry = rpc::registry_with(ns, tls);
+        loop {
+            broker.process.assert_running();
+            let info = tokio::time::timeout(
+                Duration::from_secs(5),
+                registry.get_cluster_info(rpc::signed(GetClusterInfoRequest {})),
+            )
+            .await;
+            let registered = matches!(&info, Ok(Ok(info)) if info.get_ref().groups.iter().any(|g| {
+                g.broker_name == group
+                    && g.members
+                        .iter()
+                        .any(|m| m.endpoint == addr && m.last_seen_ms >= since_ms)
+            }));
+            if registered {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker {name} never registered with the nameserver {ns}: {info:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -422,59 +484,7 @@ impl Cluster {
     async fn wait_broker(&mut self, name: &str, since_ms: i64) {
         let nameservers = self.live_ns_addrs();
         let tls = self.client_tls();
-        let broker = self.broker_mut(name);
-        let addr = broker.addr.clone();
-        let group = broker.broker_name.clone();
-        wait_for_port(&mut broker.process, &addr).await;
-        let deadline = Instant::now() + START_TIMEOUT;
-        // Serving: a Heartbeat is answered (the port is bound before the store opens).
-        let mut client = rpc::messaging_with(&addr, tls.as_ref());
-        loop {
-            broker.process.assert_running();
-            let req = v2::HeartbeatRequest {
-                group: None,
-                client_type: v2::ClientType::Producer as i32,
-            };
-            let r =
-                tokio::time::timeout(Duration::from_secs(5), client.heartbeat(rpc::signed(req)))
-                    .await;
-            if matches!(&r, Ok(Ok(resp)) if rpc::code(resp.get_ref().status.as_ref()) == v2::Code::Ok as i32)
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker {name} never answered a Heartbeat: {r:?}\n{}",
-                broker.process.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // Registered with every running NameServer since this start.
-        for ns in nameservers {
-            let mut registry = rpc::registry_with(&ns, tls.as_ref());
-            loop {
-                broker.process.assert_running();
-                let info = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    registry.get_cluster_info(rpc::signed(GetClusterInfoRequest {})),
-                )
-                .await;
-                let registered = matches!(&info, Ok(Ok(info)) if info.get_ref().groups.iter().any(|g| {
-                    g.broker_name == group
-                        && g.members
-                            .iter()
-                            .any(|m| m.endpoint == addr && m.last_seen_ms >= since_ms)
-                }));
-                if registered {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "broker {name} never registered with the nameserver {ns}: {info:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        wait_broker_ready(self.broker_mut(name), &nameservers, tls.as_ref(), since_ms).await;
     }
 
     /// SIGKILLs a broker (no shutdown, no unregister).

@@ -17,6 +17,11 @@
 //! - [`certs`]: a test CA with server and client certificates, for TLS clusters.
 //! - [`telemetry`]: a raw producer session that answers transaction check-backs.
 //! - [`wait`]: `wait_until`, the one polling helper.
+//! - [`netns`]: the fault harness: servers in Linux network namespaces on a virtual
+//!   network, with faults (SIGKILL, SIGSTOP, links down, partial cuts, NameServers
+//!   restarted, a full disk).
+//! - [`workload`]: producers and consumers of apogee-client and the official crate
+//!   recording every send and receipt into a [`checker::Checker`].
 //! - [`checker`]: judges a run with faults: lost, unexpected and duplicated messages, FIFO
 //!   order, and the time from each fault to the first write and read after it.
 //! - [`commitlog`]: an independent reader of the commit-log record framing,
@@ -32,11 +37,13 @@ pub mod cli;
 pub mod cluster;
 pub mod commitlog;
 pub mod http;
+pub mod netns;
 pub mod process;
 pub mod rocketmq_store;
 pub mod rpc;
 pub mod telemetry;
 pub mod wait;
+pub mod workload;
 
 pub use cli::CliOutput;
 pub use cluster::{Broker, BrokerSpec, Cluster, ClusterBuilder};

@@ -87,7 +87,7 @@ impl Cluster {
 }
 
 /// Waits until `ns` routes `topic` to every group of `created` with `queues` queues.
-async fn wait_route(
+pub(crate) async fn wait_route(
     ns: &str,
     tls: Option<&apogee_client::ClientTls>,
     topic: &str,

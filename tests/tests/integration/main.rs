@@ -8,6 +8,8 @@
 //! - [`durability`]: SIGKILL with sync flush loses nothing acknowledged; a
 //!   torn commit-log tail is cut back to the last whole record; damage before
 //!   the flushed end stops the broker with a clear error.
+//! - [`faults`]: servers in network namespaces under faults (SIGKILL, links down, cuts),
+//!   judged by the checker: planted losses found, nothing acknowledged lost.
 //! - [`foreign_store`]: a RocketMQ store as the data dir is refused, named as
 //!   one, and left byte for byte as it was.
 //! - [`acl`]: authorization: users and ACL entries (allow, deny, prefixes) enforced on a
@@ -84,6 +86,7 @@ mod dead_letters;
 mod delivery;
 mod deploy_kit;
 mod durability;
+mod faults;
 mod filters;
 mod foreign_store;
 mod groups;
