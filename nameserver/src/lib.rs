@@ -25,16 +25,14 @@ use apogee_proto::cluster::admin_server::AdminServer;
 use apogee_proto::cluster::registry_server::RegistryServer;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
-use apogee_server::cluster_mtls::ClientCertLayer;
+use apogee_server::bootstrap::{layer_stack, Bootstrap};
 use apogee_server::net::Listener;
-use apogee_server::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
-use apogee_server::rpc_span::RpcSpanLayer;
+use apogee_server::ops::OpsListener;
 use apogee_server::settings::ServerLimits;
 use registry::Registry;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tower_layer::Layer;
 
 /// Why the NameServer could not run.
 #[derive(Debug, thiserror::Error)]
@@ -89,44 +87,29 @@ pub async fn serve(
         auth.directory(),
     ));
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
+    let bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
+    bootstrap
         .set_serving::<RegistryServer<grpc::RegistryService>>()
         .await;
-    health_reporter
+    bootstrap
         .set_serving::<AdminServer<grpc::AdminService>>()
         .await;
-    health_reporter
+    bootstrap
         .set_serving::<MessagingServiceServer<grpc::AccessPoint>>()
         .await;
 
     let expiry_task = expiry::spawn(registry.clone(), config.expiry_scan_interval());
 
     let closing = Arc::new(AtomicBool::new(false));
-    let ops_slot = OpsSlot::default();
-    ops_slot.set(Arc::new(metrics::NameServerOps {
+    bootstrap.ops_slot().set(Arc::new(metrics::NameServerOps {
         metrics: metrics.clone(),
         registry: registry.clone(),
         sessions: sessions.clone(),
         closing: closing.clone(),
     }));
-    let ops_server = OpsServer::start(ops.map(|o| o.with_tls(server_tls.clone())), ops_slot);
-    let tls_reloader = server_tls
-        .as_ref()
-        .map(|tls| tls.spawn_reloader(config.tls.reload_interval()));
 
-    let closer = access_point.clone();
-    let signal = async move {
-        shutdown.await;
-        closing.store(true, Ordering::Relaxed);
-        tracing::info!("nameserver shutting down");
-        health_reporter
-            .set_not_serving::<MessagingServiceServer<grpc::AccessPoint>>()
-            .await;
-        closer.close_streams();
-    };
-
-    let routes = tonic::service::Routes::new(health_service)
+    let routes = bootstrap
+        .routes()
         .add_service(
             RegistryServer::new(
                 grpc::RegistryService::new(registry.clone(), sessions.clone())
@@ -145,23 +128,32 @@ pub async fn serve(
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
-            MessagingServiceServer::new(access_point)
+            MessagingServiceServer::new(access_point.clone())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .prepare();
-    // Outermost first: metrics see every call, then the client-certificate check, then auth,
-    // then the span of the call (it names the identity auth admitted the call as).
-    let service = RpcMetricsLayer::new(metrics.rpc_latency.clone()).layer(
-        ClientCertLayer::new(config.tls.cluster_mtls).layer(auth.layer(RpcSpanLayer.layer(routes))),
+    let service = layer_stack(
+        metrics.rpc_latency.clone(),
+        config.tls.cluster_mtls,
+        &auth,
+        routes,
     );
     let listener = listener
         .with_connection_cap(config.max_connections_per_address)
         .with_tls(server_tls);
-    apogee_server::serve::serve(service, listener, signal).await;
-    expiry_task.abort();
-    if let Some(task) = tls_reloader {
-        task.abort();
-    }
-    ops_server.stop().await;
+    bootstrap
+        .serve(
+            service,
+            listener,
+            shutdown,
+            move || {
+                closing.store(true, Ordering::Relaxed);
+                tracing::info!("nameserver shutting down");
+                // Telemetry streams end so that clients reconnect elsewhere.
+                access_point.close_streams();
+            },
+            async move { expiry_task.abort() },
+        )
+        .await;
     Ok(())
 }

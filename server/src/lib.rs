@@ -13,9 +13,12 @@
 //!   them); [`settings`]: the settings a server hands its clients.
 //! - [`config_file`]: the TOML + environment loader; [`shared_config`]: the settings both
 //!   servers' configs have, validated one way; [`logging`]: the log set-up.
+//! - [`bootstrap`]: the start and the stop both servers share (operations endpoint, TLS
+//!   reloader, health, the layer stack, serving, one shutdown order: NOT_SERVING first).
 //! - [`stdout`]: printing the servers' `--check-config` output, a closed pipe included.
 
 pub mod auth;
+pub mod bootstrap;
 pub mod cluster_mtls;
 pub mod config_file;
 pub mod logging;
