@@ -8,8 +8,15 @@
 //! scrapes. Every series carries the constant labels `cluster`, `node_type`
 //! ("broker"), `node_id` (the broker group) and `broker_id`.
 
-use crate::server::Broker;
-use crate::store::DiskSpace;
+use crate::consume::lag::LagSources;
+use crate::consume::ConsumeEngine;
+use crate::groups::GroupTable;
+use crate::registration::NameServerLink;
+use crate::replication::Replication;
+use crate::schedule::Schedule;
+use crate::store::{DiskSpace, MessageStore};
+use crate::topics::TopicTable;
+use crate::txn::Transactions;
 use crate::txn::TxnOutcomes;
 use apogee_proto::v2;
 use apogee_server::ops::{ClientGauges, OpsSource};
@@ -17,7 +24,9 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Buckets of `rocketmq_message_size` (bytes), as RocketMQ reports it: 1 KiB,
 /// 4 KiB, 512 KiB, 1, 2 and 4 MiB.
@@ -277,43 +286,43 @@ impl BrokerMetrics {
         registered(&self.registry, outcomes.rollbacks.clone());
     }
 
-    /// Reads every gauge from the broker's state.
-    fn refresh(&self, broker: &Broker) {
+    /// Reads every gauge from the src's state.
+    fn refresh(&self, src: &Sources) {
         let g = &self.gauges;
-        g.topics.set(broker.topics.list().len() as i64);
-        g.groups.set(broker.groups.list().len() as i64);
-        self.refresh_consumers(broker);
-        self.refresh_transactions(broker);
+        g.topics.set(src.topics.list().len() as i64);
+        g.groups.set(src.groups.list().len() as i64);
+        self.refresh_consumers(src);
+        self.refresh_transactions(src);
         g.scheduled
-            .set(broker.schedule.stats().waiting.min(i64::MAX as u64) as i64);
-        let store = &broker.store;
+            .set(src.schedule.stats().waiting.min(i64::MAX as u64) as i64);
+        let store = &src.store;
         let end = store.log_end_offset();
         g.storage_size
             .set(end.saturating_sub(store.log_start_offset()) as i64);
         g.flush_behind
             .set(end.saturating_sub(store.flushed_offset()) as i64);
-        if let Ok(disk) = DiskSpace::of(&broker.config.data_dir) {
+        if let Ok(disk) = DiskSpace::of(&src.data_dir) {
             g.disk_free.set(disk.available.min(i64::MAX as u64) as i64);
             g.disk_used_ratio.set(disk.used_ratio());
         }
         g.replication_lag.reset();
-        for s in broker.replication.slaves() {
+        for s in src.replication.slaves() {
             g.replication_lag
                 .with_label_values(&[&format!("slave-{}", s.broker_id)])
                 .set(s.lag_bytes);
         }
-        if let Some(link) = broker.replication.master_link() {
+        if let Some(link) = src.replication.master_link() {
             g.replication_lag
                 .with_label_values(&["master"])
                 .set(link.master_end_offset.saturating_sub(end) as i64);
         }
-        g.clients.refresh(&broker.sessions);
+        g.clients.refresh(&src.sessions);
     }
 
     /// Lag, lag latency, in flight and ready per (topic, group): every queue of every topic
     /// the group consumes here, also the ones it never received from
     /// (`crate::consume::lag`).
-    fn refresh_consumers(&self, broker: &Broker) {
+    fn refresh_consumers(&self, src: &Sources) {
         let g = &self.gauges;
         let now = apogee_proto::time::now_ms();
         #[derive(Default)]
@@ -323,7 +332,7 @@ impl BrokerMetrics {
             oldest_ms: Option<i64>,
         }
         let mut sums: HashMap<(String, String), Sums> = HashMap::new();
-        let lags = match broker.lag_sources().all_lags() {
+        let lags = match src.lag_sources().all_lags() {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!("reading consumer lag for the metrics: {e}");
@@ -334,8 +343,7 @@ impl BrokerMetrics {
             for q in queues {
                 let lag = q.lag();
                 let oldest = if lag > 0 {
-                    broker
-                        .store
+                    src.store
                         .queue_entries(&q.topic, q.queue_id, q.consumer_offset, 1)
                         .ok()
                         .and_then(|e| e.first().map(|e| e.store_timestamp_ms))
@@ -368,11 +376,11 @@ impl BrokerMetrics {
     }
 
     /// Pending and parked transactions per topic (at most [`MAX_HALF_SCAN`] looked at).
-    fn refresh_transactions(&self, broker: &Broker) {
+    fn refresh_transactions(&self, src: &Sources) {
         let g = &self.gauges;
         g.half_messages.reset();
         g.parked.reset();
-        let Ok(open) = broker.txns.list(true, "", MAX_HALF_SCAN) else {
+        let Ok(open) = src.txns.list(true, "", MAX_HALF_SCAN) else {
             return;
         };
         for t in open {
@@ -393,8 +401,40 @@ fn message_type_label(t: v2::MessageType) -> &'static str {
     }
 }
 
+/// What the gauges and the readiness are read from: the pieces they count.
+pub struct Sources {
+    pub metrics: Arc<BrokerMetrics>,
+    pub store: Arc<MessageStore>,
+    /// The commit log's directory (free space of its file system).
+    pub data_dir: PathBuf,
+    pub topics: Arc<TopicTable>,
+    pub groups: Arc<GroupTable>,
+    pub consume: Arc<ConsumeEngine>,
+    /// Connected clients (and who may consume what, for lag).
+    pub sessions: Arc<apogee_server::telemetry::Sessions>,
+    pub schedule: Arc<Schedule>,
+    pub txns: Arc<Transactions>,
+    pub replication: Arc<Replication>,
+    pub nameservers: Arc<NameServerLink>,
+    /// The configured NameServers, named when not registered with any.
+    pub nameserver_addrs: Vec<String>,
+    /// Turns true when the broker starts shutting down.
+    pub closing: watch::Receiver<bool>,
+}
+
+impl Sources {
+    fn lag_sources(&self) -> LagSources<'_> {
+        LagSources {
+            consume: &self.consume,
+            topics: &self.topics,
+            groups: &self.groups,
+            sessions: &self.sessions,
+        }
+    }
+}
+
 /// The broker as its operations endpoint sees it.
-pub struct BrokerOps(pub Arc<Broker>);
+pub struct BrokerOps(pub Sources);
 
 impl OpsSource for BrokerOps {
     fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
@@ -405,17 +445,17 @@ impl OpsSource for BrokerOps {
         metrics.registry.gather()
     }
 
-    /// Ready: the store is recovered (it is, once there is a `Broker`), the broker is
+    /// Ready: the store is recovered (it is, once there are services), the broker is
     /// registered with at least one NameServer, and it is not shutting down.
     fn readiness(&self) -> Result<(), String> {
-        let broker = &self.0;
-        if broker.shutting_down() {
+        let src = &self.0;
+        if *src.closing.borrow() {
             return Err("shutting down".into());
         }
-        if !broker.nameservers.registered_anywhere() {
+        if !src.nameservers.registered_anywhere() {
             return Err(format!(
                 "not registered with any NameServer yet ({})",
-                broker.config.nameservers.join(", ")
+                src.nameserver_addrs.join(", ")
             ));
         }
         Ok(())

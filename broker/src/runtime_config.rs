@@ -10,8 +10,10 @@
 //! settings are overridden.
 
 use crate::config::BrokerConfig;
-use crate::server::Broker;
-use crate::store::{Cf, KvBatch, KvStore, RetentionPolicy};
+use crate::groups::GroupTable;
+use crate::store::{Cf, KvBatch, KvStore, MessageStore, RetentionPolicy};
+use crate::topics::TopicTable;
+use crate::txn::Transactions;
 use apogee_proto::cluster::RuntimeSetting;
 use apogee_proto::ApogeeError;
 use std::collections::BTreeMap;
@@ -20,6 +22,16 @@ use std::time::Duration;
 const KEY: &[u8] = b"runtime_config";
 /// The first byte of the stored value: the layout that follows.
 const VALUE_V1: u8 = 1;
+
+/// The owners of the runtime settings, and the config file they override.
+pub struct Owners<'a> {
+    pub config: &'a BrokerConfig,
+    /// Retention; its index keeps the overrides.
+    pub store: &'a MessageStore,
+    pub topics: &'a TopicTable,
+    pub groups: &'a GroupTable,
+    pub txns: &'a Transactions,
+}
 
 /// Every runtime setting: key and what it does.
 pub const SETTINGS: [(&str, &str); 6] = [
@@ -74,15 +86,15 @@ fn parse_positive(key: &str, value: &str) -> Result<u64, ApogeeError> {
 }
 
 /// The current value of `key`, as the config file writes it.
-pub fn current(broker: &Broker, key: &str) -> Result<String, ApogeeError> {
-    let retention = broker.store.retention();
+pub fn current(owners: &Owners<'_>, key: &str) -> Result<String, ApogeeError> {
+    let retention = owners.store.retention();
     Ok(match key {
-        "auto_create_topics" => broker.topics.auto_creates().to_string(),
-        "consume.auto_create_groups" => broker.groups.auto_creates().to_string(),
+        "auto_create_topics" => owners.topics.auto_creates().to_string(),
+        "consume.auto_create_groups" => owners.groups.auto_creates().to_string(),
         "store.retention_hours" => (retention.max_age.as_secs() / 3600).to_string(),
         "store.disk_clean_ratio" => retention.clean_ratio.to_string(),
         "store.disk_refuse_ratio" => retention.refuse_ratio.to_string(),
-        "transaction.max_checks" => broker.txns.max_checks().to_string(),
+        "transaction.max_checks" => owners.txns.max_checks().to_string(),
         _ => return Err(unknown(key)),
     })
 }
@@ -96,18 +108,18 @@ fn unknown(key: &str) -> ApogeeError {
 }
 
 /// Validates `value` for `key` and applies it to its owner (not kept).
-fn apply(broker: &Broker, key: &str, value: &str) -> Result<(), ApogeeError> {
+fn apply(owners: &Owners<'_>, key: &str, value: &str) -> Result<(), ApogeeError> {
     let retention = |change: &dyn Fn(&mut RetentionPolicy)| {
-        let mut policy = broker.store.retention();
+        let mut policy = owners.store.retention();
         change(&mut policy);
-        broker
+        owners
             .store
             .set_retention(policy)
             .map_err(|e| bad(key, value, &e.to_string()))
     };
     match key {
-        "auto_create_topics" => broker.topics.set_auto_create(parse_bool(key, value)?),
-        "consume.auto_create_groups" => broker.groups.set_auto_create(parse_bool(key, value)?),
+        "auto_create_topics" => owners.topics.set_auto_create(parse_bool(key, value)?),
+        "consume.auto_create_groups" => owners.groups.set_auto_create(parse_bool(key, value)?),
         "store.retention_hours" => {
             let hours = parse_positive(key, value)?;
             let age = Duration::from_secs(hours.saturating_mul(3600));
@@ -124,7 +136,7 @@ fn apply(broker: &Broker, key: &str, value: &str) -> Result<(), ApogeeError> {
         "transaction.max_checks" => {
             let n = parse_positive(key, value)?;
             let n = u32::try_from(n).map_err(|_| bad(key, value, "too large"))?;
-            broker.txns.set_max_checks(n);
+            owners.txns.set_max_checks(n);
         }
         _ => return Err(unknown(key)),
     }
@@ -159,9 +171,9 @@ fn save(kv: &dyn KvStore, overrides: &BTreeMap<String, String>) -> Result<(), Ap
 
 /// At start: applies the kept overrides over the config file, logging each. One that no
 /// longer applies (a setting removed, a value now invalid) is logged and skipped.
-pub fn restore(broker: &Broker) -> Result<(), ApogeeError> {
-    for (key, value) in load(broker.store.kv().as_ref())? {
-        match apply(broker, &key, &value) {
+pub fn restore(owners: &Owners<'_>) -> Result<(), ApogeeError> {
+    for (key, value) in load(owners.store.kv().as_ref())? {
+        match apply(owners, &key, &value) {
             Ok(()) => tracing::info!("runtime setting {key} = {value} (changed at runtime)"),
             Err(e) => tracing::warn!("ignoring the kept runtime setting {key}: {e}"),
         }
@@ -171,19 +183,19 @@ pub fn restore(broker: &Broker) -> Result<(), ApogeeError> {
 
 /// Changes one setting and keeps it; returns it with its previous value.
 pub fn update(
-    broker: &Broker,
+    owners: &Owners<'_>,
     key: &str,
     value: &str,
 ) -> Result<(RuntimeSetting, String), ApogeeError> {
-    let previous = current(broker, key)?;
+    let previous = current(owners, key)?;
     let value = value.trim();
-    apply(broker, key, value)?;
-    let kv = broker.store.kv();
+    apply(owners, key, value)?;
+    let kv = owners.store.kv();
     let mut overrides = load(kv.as_ref())?;
-    overrides.insert(key.to_string(), current(broker, key)?);
+    overrides.insert(key.to_string(), current(owners, key)?);
     save(kv.as_ref(), &overrides)?;
     tracing::info!("runtime setting {key} changed from {previous} to {value}");
-    let setting = settings(broker)?
+    let setting = settings(owners)?
         .into_iter()
         .find(|s| s.key == key)
         .expect("an applied key is listed");
@@ -191,14 +203,14 @@ pub fn update(
 }
 
 /// Every runtime setting with its current value.
-pub fn settings(broker: &Broker) -> Result<Vec<RuntimeSetting>, ApogeeError> {
-    let overrides = load(broker.store.kv().as_ref())?;
+pub fn settings(owners: &Owners<'_>) -> Result<Vec<RuntimeSetting>, ApogeeError> {
+    let overrides = load(owners.store.kv().as_ref())?;
     SETTINGS
         .iter()
         .map(|(key, description)| {
             Ok(RuntimeSetting {
                 key: key.to_string(),
-                value: current(broker, key)?,
+                value: current(owners, key)?,
                 description: description.to_string(),
                 overridden: overrides.contains_key(*key),
             })
@@ -207,14 +219,14 @@ pub fn settings(broker: &Broker) -> Result<Vec<RuntimeSetting>, ApogeeError> {
 }
 
 /// The configuration in force: the file's, with the runtime settings' current values.
-pub fn effective(broker: &Broker) -> BrokerConfig {
-    let mut c = broker.config.clone();
-    let retention = broker.store.retention();
-    c.auto_create_topics = broker.topics.auto_creates();
-    c.consume.auto_create_groups = broker.groups.auto_creates();
+pub fn effective(owners: &Owners<'_>) -> BrokerConfig {
+    let mut c = owners.config.clone();
+    let retention = owners.store.retention();
+    c.auto_create_topics = owners.topics.auto_creates();
+    c.consume.auto_create_groups = owners.groups.auto_creates();
     c.store.retention_hours = retention.max_age.as_secs() / 3600;
     c.store.disk_clean_ratio = retention.clean_ratio;
     c.store.disk_refuse_ratio = retention.refuse_ratio;
-    c.transaction.max_checks = broker.txns.max_checks();
+    c.transaction.max_checks = owners.txns.max_checks();
     c
 }

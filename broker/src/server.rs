@@ -8,27 +8,23 @@ use crate::config::{BrokerConfig, Role};
 use crate::grpc::{admin::AdminServer, MessagingServer};
 use crate::metrics::BrokerOps;
 use crate::replication::journal::JournaledKv;
-use crate::replication::ReplicationService;
-use crate::services::{store_config, BrokerError, Foundation};
+use crate::replication::{Replication, ReplicationService};
+use crate::services::{store_config, Broker, BrokerError, Foundation};
 use crate::store::{MessageStore, StoreError};
-use apogee_server::auth::guard::AuthLayer;
 use apogee_proto::cluster::admin_server::AdminServer as AdminService;
 use apogee_proto::cluster::replication_server::ReplicationServer;
 use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::limits::MAX_GRPC_MESSAGE_BYTES;
-use apogee_server::net::Listener;
-use apogee_server::ops::{OpsListener, OpsServer, OpsSlot, RpcMetricsLayer};
-use apogee_server::rpc_span::RpcSpanLayer;
-use apogee_server::tls::ServerTls;
 use apogee_proto::v2::messaging_service_server::MessagingServiceServer;
 use apogee_proto::ApogeeError;
+use apogee_server::auth::guard::AuthLayer;
+use apogee_server::bootstrap::{layer_stack, Bootstrap, Layered};
+use apogee_server::net::Listener;
+use apogee_server::ops::OpsListener;
+use apogee_server::tls::ServerTls;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
-use tower_layer::Layer;
-
-/// Where `Broker` was before it moved to [`crate::services`] (for the handlers not moved yet).
-pub use crate::services::Broker;
 
 /// Runs a broker on `listener` until `shutdown` completes, with its
 /// operations endpoint (metrics, health) on `ops` when given: that one serves
@@ -40,8 +36,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     let server_tls = validate_and_load_tls(&config)?;
-    let ops = start_ops(ops, &server_tls);
-    let tls_reloader = spawn_tls_reloader(&config, &server_tls);
+    let bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
     let (cluster_secret, auth) = security(&config)?;
     let foundation = open_store(&config, cluster_secret, auth.directory()).await?;
     let broker = Broker::build(config.clone(), foundation)?;
@@ -49,19 +44,28 @@ pub async fn serve(
         .nameservers
         .register_at_start(&broker.topics, &broker.groups)
         .await?;
-    ops.slot.set(Arc::new(BrokerOps(broker.clone())));
-    let health_service = serving_health().await;
+    bootstrap
+        .ops_slot()
+        .set(Arc::new(BrokerOps(broker.metric_sources())));
+    bootstrap
+        .set_serving::<MessagingServiceServer<MessagingServer>>()
+        .await;
     let tasks = start_background_tasks(&broker);
     let addr = listener
         .local_addr()
         .map_err(|e| ApogeeError::Internal(e.to_string()))?;
-    log_listening(&config, addr, &ops.addr);
-    let service = layer_stack(&broker, auth, routes(&broker, health_service));
+    log_listening(&config, addr, bootstrap.ops_addr());
+    let service = layer_stack(
+        broker.metrics.rpc_latency.clone(),
+        config.tls.cluster_mtls,
+        &auth,
+        routes(&broker, bootstrap.routes()),
+    );
     let listener = listener
         .with_connection_cap(config.limits.max_connections_per_address)
         .with_tls(server_tls);
-    accept_until_shutdown(&broker, service, listener, shutdown).await;
-    shut_down(&broker, tasks, tls_reloader, ops.server).await;
+    serve_until_shutdown(bootstrap, &broker, service, listener, shutdown, tasks).await;
+    tracing::info!("broker stopped");
     Ok(())
 }
 
@@ -72,39 +76,6 @@ fn validate_and_load_tls(config: &BrokerConfig) -> Result<Option<Arc<ServerTls>>
         .tls
         .server_tls()
         .map_err(|e| BrokerError::Config(crate::config::InvalidConfig(e)))
-}
-
-/// The operations endpoint, serving `/healthz` until [`OpsSlot::set`] gives it the rest.
-struct Ops {
-    server: OpsServer,
-    slot: OpsSlot,
-    /// Where it listens, for the start log line ("off" without one).
-    addr: String,
-}
-
-fn start_ops(ops: Option<OpsListener>, server_tls: &Option<Arc<ServerTls>>) -> Ops {
-    let scheme = if server_tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let addr = ops
-        .as_ref()
-        .and_then(|o| o.local_addr().ok())
-        .map_or_else(|| "off".to_string(), |a| format!("{scheme}://{a}"));
-    let slot = OpsSlot::default();
-    let server = OpsServer::start(ops.map(|o| o.with_tls(server_tls.clone())), slot.clone());
-    Ops { server, slot, addr }
-}
-
-/// Reloads the certificate and key when their files change.
-fn spawn_tls_reloader(
-    config: &BrokerConfig,
-    server_tls: &Option<Arc<ServerTls>>,
-) -> Option<JoinHandle<()>> {
-    server_tls
-        .as_ref()
-        .map(|tls| tls.spawn_reloader(config.tls.reload_interval()))
 }
 
 /// The cluster secret and the auth guard the config asks for.
@@ -143,16 +114,6 @@ async fn open_store(
     })
 }
 
-/// gRPC health, reporting the messaging service as serving.
-async fn serving_health(
-) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<MessagingServiceServer<MessagingServer>>()
-        .await;
-    health_service
-}
-
 /// The background tasks, each ending when the broker starts shutting down.
 struct BackgroundTasks {
     registration: JoinHandle<()>,
@@ -176,7 +137,7 @@ fn start_background_tasks(broker: &Arc<Broker>) -> BackgroundTasks {
         );
         others.push(broker.schedule.clone().spawn_delivery(stop.clone()));
         others.push(crate::consume::background::spawn(
-            broker.clone(),
+            broker.consume_background(),
             stop.clone(),
         ));
     }
@@ -185,7 +146,7 @@ fn start_background_tasks(broker: &Arc<Broker>) -> BackgroundTasks {
         broker.groups.clone(),
         stop.clone(),
     ));
-    let replicating = broker.replication.spawn(broker.clone(), stop);
+    let replicating = Replication::spawn(broker.replication_context(), stop);
     BackgroundTasks {
         registration,
         replicating,
@@ -208,14 +169,9 @@ fn log_listening(config: &BrokerConfig, addr: std::net::SocketAddr, ops_addr: &s
     );
 }
 
-/// Health, MessagingService, Admin and Replication on one router.
-fn routes(
-    broker: &Arc<Broker>,
-    health_service: tonic_health::pb::health_server::HealthServer<
-        impl tonic_health::pb::health_server::Health,
-    >,
-) -> tonic::service::Routes {
-    tonic::service::Routes::new(health_service)
+/// MessagingService, Admin and Replication added to `routes` (the bootstrap's, with health).
+fn routes(broker: &Arc<Broker>, routes: tonic::service::Routes) -> tonic::service::Routes {
+    routes
         .add_service(
             MessagingServiceServer::new(MessagingServer::new(broker.clone()))
                 .max_decoding_message_size(apogee_proto::limits::max_request_bytes(
@@ -228,70 +184,48 @@ fn routes(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
-            ReplicationServer::new(ReplicationService::new(broker.clone()))
+            ReplicationServer::new(ReplicationService::new(broker.replication_context()))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .prepare()
 }
 
-/// The routes inside their layers.
-type Layered = apogee_server::ops::RpcMetrics<
-    apogee_server::cluster_mtls::ClientCertCheck<
-        apogee_server::auth::guard::AuthService<
-            apogee_server::rpc_span::RpcSpan<tonic::service::Routes>,
-        >,
-    >,
->;
-
-/// The layers around the routes. Outermost first: metrics see every call, then the
-/// client-certificate check, then auth, then the span of the call (it names the identity
-/// auth admitted the call as).
-fn layer_stack(broker: &Broker, auth: AuthLayer, routes: tonic::service::Routes) -> Layered {
-    RpcMetricsLayer::new(broker.metrics.rpc_latency.clone()).layer(
-        apogee_server::cluster_mtls::ClientCertLayer::new(broker.config.tls.cluster_mtls)
-            .layer(auth.layer(RpcSpanLayer.layer(routes))),
-    )
-}
-
-/// Accepts connections until `shutdown` completes or the broker starts shutting down
-/// otherwise; then tells every service to stop and waits for the open calls.
-async fn accept_until_shutdown(
+/// Serves until `shutdown` completes or the broker starts shutting down otherwise, then
+/// stops in the bootstrap's order: health NOT_SERVING, every service told to stop (long
+/// polls end), the drain of the open calls, then [`shut_down`].
+async fn serve_until_shutdown(
+    bootstrap: Bootstrap,
     broker: &Arc<Broker>,
     service: Layered,
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    tasks: BackgroundTasks,
 ) {
     let mut stop_wait = broker.closing();
     let stopping = broker.clone();
-    apogee_server::serve::serve(service, listener, async move {
+    let signal = async move {
         tokio::select! {
             _ = shutdown => {}
             _ = stop_wait.changed() => {}
         }
+    };
+    let on_stop = move || {
         tracing::info!("broker shutting down");
         stopping.begin_shutdown();
-    })
-    .await;
+    };
+    bootstrap
+        .serve(service, listener, signal, on_stop, shut_down(broker, tasks))
+        .await;
 }
 
-/// After the listener closed: the TLS reloader, the background tasks (registration ends
-/// with unregistering), the store's flush, then the operations endpoint.
-async fn shut_down(
-    broker: &Broker,
-    tasks: BackgroundTasks,
-    tls_reloader: Option<JoinHandle<()>>,
-    ops_server: OpsServer,
-) {
-    if let Some(task) = tls_reloader {
-        task.abort();
-    }
+/// After the drain: the background tasks (registration ends with unregistering), then the
+/// store's flush.
+async fn shut_down(broker: &Broker, tasks: BackgroundTasks) {
     let _ = tasks.registration.await;
     let _ = tasks.replicating.await;
     for task in tasks.others {
         let _ = task.await;
     }
     broker.store.shutdown();
-    ops_server.stop().await;
-    tracing::info!("broker stopped");
 }

@@ -218,7 +218,7 @@ impl Broker {
             metrics,
             shutdown: watch::channel(false).0,
         });
-        crate::runtime_config::restore(&broker)?;
+        crate::runtime_config::restore(&broker.runtime_owners())?;
         Ok(broker)
     }
 
@@ -236,6 +236,59 @@ impl Broker {
     /// Starts the shutdown: everything watching [`closing`](Self::closing) ends.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// What the consume engine's background task (renewals, dead letters) works on.
+    pub fn consume_background(&self) -> crate::consume::background::Background {
+        let metrics = self.metrics.clone();
+        crate::consume::background::Background {
+            consume: self.consume.clone(),
+            groups: self.groups.clone(),
+            store: self.store.clone(),
+            topics: self.topics.clone(),
+            auto_renew_period_ms: self.config.consume.auto_renew_period_ms,
+            dead_lettered: Box::new(move |topic, group| metrics.dead_lettered(topic, group)),
+        }
+    }
+
+    /// What the runtime settings change.
+    pub fn runtime_owners(&self) -> crate::runtime_config::Owners<'_> {
+        crate::runtime_config::Owners {
+            config: &self.config,
+            store: &self.store,
+            topics: &self.topics,
+            groups: &self.groups,
+            txns: &self.txns,
+        }
+    }
+
+    /// What the metrics' gauges and the readiness are read from.
+    pub fn metric_sources(&self) -> crate::metrics::Sources {
+        crate::metrics::Sources {
+            metrics: self.metrics.clone(),
+            store: self.store.clone(),
+            data_dir: self.config.data_dir.clone(),
+            topics: self.topics.clone(),
+            groups: self.groups.clone(),
+            consume: self.consume.clone(),
+            sessions: self.sessions.clone(),
+            schedule: self.schedule.clone(),
+            txns: self.txns.clone(),
+            replication: self.replication.clone(),
+            nameservers: self.nameservers.clone(),
+            nameserver_addrs: self.config.nameservers.clone(),
+            closing: self.closing(),
+        }
+    }
+
+    /// What replication's loop and gRPC service work on.
+    pub fn replication_context(&self) -> crate::replication::ReplicationContext {
+        crate::replication::ReplicationContext {
+            replication: self.replication.clone(),
+            config: Arc::new(self.config.clone()),
+            store: self.store.clone(),
+            targets: self.state_targets(),
+        }
     }
 
     /// What a consumer group's lag is read from.

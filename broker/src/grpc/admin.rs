@@ -5,12 +5,12 @@
 //! [`admin_status`].
 
 use super::{admin_access, admin_groups, admin_messages, admin_ops, admin_status};
-use crate::server::Broker;
+use crate::services::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
 use apogee_proto::cluster::{self, admin_server::Admin};
-use apogee_proto::{limits, names, ApogeeError};
 use apogee_server::rpc_span::caller;
+use apogee_proto::{limits, names, ApogeeError};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 

@@ -3,7 +3,7 @@
 //! by replication), and the listings answer from it. Creating, changing and deleting users
 //! and entries is a NameServer's: it stamps each change and sends it to every master.
 
-use crate::server::Broker;
+use crate::services::Broker;
 use apogee_proto::cluster::{
     AccessRole, ApplyAccessRequest, ApplyAccessResponse, ListAclsRequest, ListAclsResponse,
     ListUsersResponse, UserSummary,

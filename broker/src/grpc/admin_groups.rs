@@ -7,7 +7,7 @@
 //! the group consumes here or the request names ([`crate::consume::lag`]),
 //! also the ones it never received from.
 
-use crate::server::Broker;
+use crate::services::Broker;
 use apogee_proto::cluster::{
     self, CreateGroupRequest, CreateGroupResponse, DeleteGroupRequest, DeleteGroupResponse,
     DescribeGroupRequest, DescribeGroupResponse, GroupQueueProgress, GroupSummary,

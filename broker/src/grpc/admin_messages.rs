@@ -4,7 +4,7 @@
 //! answer covers this broker group only; the NameServer fans out and merges.
 
 use crate::dead_letters::{self, blocking, DeadLetter, Outcome};
-use crate::server::Broker;
+use crate::services::Broker;
 use crate::store::{record::internal, StoredMessage};
 use apogee_proto::cluster::{self, ResendOutcome};
 use apogee_proto::{limits, names, ApogeeError};

@@ -3,7 +3,7 @@
 //! execute), the clients with a Telemetry session to this broker, and its
 //! effective config with the runtime settings ([`crate::runtime_config`]).
 
-use crate::server::Broker;
+use crate::services::Broker;
 use apogee_proto::cluster::{
     reset_group_offset_request::To, GetBrokerConfigResponse, ListClientsResponse, QueueReset,
     ResetGroupOffsetRequest, ResetGroupOffsetResponse, UpdateBrokerConfigRequest,
@@ -89,12 +89,12 @@ pub fn list_clients(broker: &Broker) -> ListClientsResponse {
 }
 
 pub fn get_config(broker: &Broker) -> Result<GetBrokerConfigResponse, ApogeeError> {
-    let effective = crate::runtime_config::effective(broker);
+    let effective = crate::runtime_config::effective(&broker.runtime_owners());
     let toml = toml::to_string_pretty(&effective)
         .map_err(|e| ApogeeError::Internal(format!("rendering the config: {e}")))?;
     Ok(GetBrokerConfigResponse {
         toml,
-        runtime: crate::runtime_config::settings(broker)?,
+        runtime: crate::runtime_config::settings(&broker.runtime_owners())?,
     })
 }
 
@@ -102,7 +102,8 @@ pub fn update_config(
     broker: &Broker,
     req: UpdateBrokerConfigRequest,
 ) -> Result<UpdateBrokerConfigResponse, ApogeeError> {
-    let (setting, previous) = crate::runtime_config::update(broker, &req.key, &req.value)?;
+    let (setting, previous) =
+        crate::runtime_config::update(&broker.runtime_owners(), &req.key, &req.value)?;
     Ok(UpdateBrokerConfigResponse {
         setting: Some(setting),
         previous,

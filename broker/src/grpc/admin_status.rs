@@ -4,7 +4,7 @@
 //! slaves, or a slave's link to its master (both kept by `crate::replication`).
 
 use crate::config::{BrokerConfig, Role};
-use crate::server::Broker;
+use crate::services::Broker;
 use apogee_proto::cluster::{BrokerRole, BrokerStatus, SlaveStatus};
 
 /// The commit log's offsets as the status shows them.

@@ -1,7 +1,7 @@
 //! EndTransaction: a producer's (or a check-back answer's) commit or rollback of a half
 //! message this broker holds. The work is `crate::txn`; this maps the request onto it.
 
-use crate::server::Broker;
+use crate::services::Broker;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
 use apogee_proto::v2::{self, TransactionResolution, TransactionSource};
 use apogee_proto::ApogeeError;

@@ -25,12 +25,12 @@ pub mod offsets;
 pub mod receive;
 pub mod send;
 
-use crate::server::Broker;
+use crate::services::Broker;
+use apogee_server::auth::guarded::check;
 use apogee_proto::error::ok_status;
 use apogee_proto::time::now_ms;
 use apogee_proto::v2::{self, messaging_service_server::MessagingService};
 use apogee_proto::ApogeeError;
-use apogee_server::auth::guarded::check;
 use futures::Stream;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 use super::convert::to_v2_message;
 use crate::consume::long_poll::{Attempt, LongPoll, Polled};
 use crate::consume::{keys::consumer_offset_key, MessageFilter};
-use crate::server::Broker;
+use crate::services::Broker;
 use crate::store::{Cf, KvBatch};
 use apogee_proto::error::ok_status;
 use apogee_proto::time::timestamp_ms;

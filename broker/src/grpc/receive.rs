@@ -4,7 +4,7 @@
 use super::convert::delivery_to_v2;
 use crate::consume::long_poll::{Attempt, LongPoll, Polled};
 use crate::consume::{MessageFilter, PopRequest};
-use crate::server::Broker;
+use crate::services::Broker;
 use apogee_proto::error::ok_status;
 use apogee_proto::group::GroupConfig;
 use apogee_proto::time::{duration_ms, now_ms, timestamp};

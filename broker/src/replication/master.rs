@@ -28,8 +28,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::state;
+use super::ReplicationContext;
 use crate::config::Role;
-use crate::server::Broker;
 use crate::store::{MessageStore, RecordMark};
 
 /// Messages buffered towards one slave (each at most `replication.chunk_bytes` of log).
@@ -43,12 +43,12 @@ type Outbound = mpsc::Sender<Result<MasterMessage, Status>>;
 
 /// The `Replication` gRPC service of a broker.
 pub struct ReplicationService {
-    broker: Arc<Broker>,
+    ctx: ReplicationContext,
 }
 
 impl ReplicationService {
-    pub fn new(broker: Arc<Broker>) -> Self {
-        ReplicationService { broker }
+    pub fn new(ctx: ReplicationContext) -> Self {
+        ReplicationService { ctx }
     }
 }
 
@@ -95,8 +95,8 @@ async fn last_record_matches(
     }
 }
 
-fn check_hello(broker: &Broker, hello: &SlaveHello) -> Result<(), ApogeeError> {
-    let cfg = &broker.config;
+fn check_hello(ctx: &ReplicationContext, hello: &SlaveHello) -> Result<(), ApogeeError> {
+    let cfg = &ctx.config;
     if cfg.role == Role::Slave {
         return Err(ApogeeError::PreconditionFailed(format!(
             "broker {} id {} is a slave; replicate from the group's master (broker id 0)",
@@ -128,7 +128,7 @@ impl replication_server::Replication for ReplicationService {
         request: Request<Streaming<SlaveMessage>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
         apogee_proto::cluster_auth::check(
-            self.broker.replication.secret.as_ref(),
+            self.ctx.replication.secret.as_ref(),
             &request,
             "replication stream",
         )?;
@@ -144,9 +144,9 @@ impl replication_server::Replication for ReplicationService {
                 .into())
             }
         };
-        check_hello(&self.broker, &hello)?;
+        check_hello(&self.ctx, &hello)?;
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
-        let broker = self.broker.clone();
+        let ctx = self.ctx.clone();
         // A child of the call's rpc span (peer, identity); the session number is known once
         // the slave is registered.
         let span = tracing::info_span!(
@@ -157,14 +157,13 @@ impl replication_server::Replication for ReplicationService {
         );
         tokio::spawn(
             async move {
-                let rep = broker.replication.clone();
+                let rep = ctx.replication.clone();
                 let id = hello.broker_id;
                 let session = rep.slave_connected(id, &hello.endpoint);
                 tracing::Span::current().record("session", session);
                 tracing::info!(slave_log_end = hello.log_end_offset, "slave connected");
                 let mut streamers = Streamers::default();
-                let result =
-                    serve(&broker, hello, session, &mut inbound, &tx, &mut streamers).await;
+                let result = serve(&ctx, hello, session, &mut inbound, &tx, &mut streamers).await;
                 streamers.stop();
                 rep.slave_disconnected(id, session);
                 match result {
@@ -200,19 +199,19 @@ async fn send(tx: &Outbound, kind: master_message::Kind) -> Result<(), ApogeeErr
 }
 
 async fn serve(
-    broker: &Arc<Broker>,
+    ctx: &ReplicationContext,
     hello: SlaveHello,
     session: u64,
     inbound: &mut Streaming<SlaveMessage>,
     tx: &Outbound,
     streamers: &mut Streamers,
 ) -> Result<(), ApogeeError> {
-    let store = &broker.store;
-    let rep = &broker.replication;
+    let store = &ctx.store;
+    let rep = &ctx.replication;
     let handback_applied = if hello.handback.is_empty() {
         0
     } else {
-        let n = state::adopt_handback(&broker.state_targets(), &hello.handback)?;
+        let n = state::adopt_handback(&ctx.targets, &hello.handback)?;
         tracing::info!(
             rows = n,
             "adopted the consume state the slave served while we were away"
@@ -275,10 +274,10 @@ async fn serve(
                 let from = check_start(store, s.offset).await?;
                 tracing::info!(from, "streaming the log to the slave");
                 streamers.0.push(tokio::spawn(
-                    stream_log(broker.clone(), from, tx.clone()).in_current_span(),
+                    stream_log(ctx.clone(), from, tx.clone()).in_current_span(),
                 ));
                 streamers.0.push(tokio::spawn(
-                    stream_state(broker.clone(), tx.clone()).in_current_span(),
+                    stream_state(ctx.clone(), tx.clone()).in_current_span(),
                 ));
             }
             Some(slave_message::Kind::Report(r)) => {
@@ -319,9 +318,9 @@ async fn check_start(store: &Arc<MessageStore>, offset: i64) -> Result<u64, Apog
 }
 
 /// Streams whole records from `offset` for as long as the slave listens.
-async fn stream_log(broker: Arc<Broker>, mut offset: u64, tx: Outbound) {
-    let store = broker.store.clone();
-    let chunk = broker.config.replication.chunk_bytes;
+async fn stream_log(ctx: ReplicationContext, mut offset: u64, tx: Outbound) {
+    let store = ctx.store.clone();
+    let chunk = ctx.config.replication.chunk_bytes;
     let mut end = store.log_end_watch();
     loop {
         end.borrow_and_update();
@@ -369,8 +368,8 @@ async fn stream_log(broker: Arc<Broker>, mut offset: u64, tx: Outbound) {
 
 /// Streams the replicated state: a snapshot, then every change; a new snapshot when the
 /// slave fell so far behind that changes were dropped.
-async fn stream_state(broker: Arc<Broker>, tx: Outbound) {
-    let journal = broker.journal.clone();
+async fn stream_state(ctx: ReplicationContext, tx: Outbound) {
+    let journal = ctx.targets.journal.clone();
     loop {
         let mut changes = journal.subscribe();
         let j = journal.clone();

@@ -30,7 +30,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{BrokerConfig, ReplicationSection, Role};
-use crate::server::Broker;
 use crate::store::{Cf, KvBatch, MessageStore};
 
 pub use master::ReplicationService;
@@ -41,6 +40,17 @@ const HAD_SLAVES_KEY: &[u8] = b"local.had_slaves";
 const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 /// Log-end samples kept for the lag-in-time of slaves.
 const LOG_TIME_SAMPLES: usize = 8192;
+
+/// What replication works on: its state ([`Replication`]), the broker's config, the store
+/// and what replicated state is applied to or adopted into (the journal among them). A
+/// slave's loop and the master's gRPC service are built from it.
+#[derive(Clone)]
+pub struct ReplicationContext {
+    pub replication: Arc<Replication>,
+    pub config: Arc<BrokerConfig>,
+    pub store: Arc<MessageStore>,
+    pub targets: state::StateTargets,
+}
 
 /// A slave's link to its master, as the slave sees it.
 #[derive(Clone, Debug, Default)]
@@ -122,14 +132,12 @@ impl Replication {
 
     /// Starts the background work of this role: a master's in-sync evaluation, a slave's
     /// replication loop.
-    pub fn spawn(
-        self: &Arc<Self>,
-        broker: Arc<Broker>,
-        stop: watch::Receiver<bool>,
-    ) -> JoinHandle<()> {
-        match self.role {
-            Role::Slave => tokio::spawn(slave::run(broker, stop)),
-            Role::AsyncMaster | Role::SyncMaster => tokio::spawn(self.clone().refresh_loop(stop)),
+    pub fn spawn(ctx: ReplicationContext, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        match ctx.replication.role {
+            Role::Slave => tokio::spawn(slave::run(ctx, stop)),
+            Role::AsyncMaster | Role::SyncMaster => {
+                tokio::spawn(ctx.replication.clone().refresh_loop(stop))
+            }
         }
     }
 

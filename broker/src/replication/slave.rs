@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 use super::master::{from_wire, to_wire};
 use super::state;
-use crate::server::Broker;
+use super::ReplicationContext;
 use crate::store::{MessageStore, RecordMark};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
@@ -43,23 +43,23 @@ fn err(e: impl std::fmt::Display) -> ApogeeError {
 }
 
 /// The replication loop of a slave, until shutdown.
-pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let rep = broker.replication.clone();
-    let pause = Duration::from_millis(broker.config.replication.reconnect_ms);
+pub(super) async fn run(ctx: ReplicationContext, mut stop: watch::Receiver<bool>) {
+    let rep = ctx.replication.clone();
+    let pause = Duration::from_millis(ctx.config.replication.reconnect_ms);
     let mut last_error = String::new();
     loop {
         let attempt = async {
-            let master = find_master(&broker).await?;
+            let master = find_master(&ctx).await?;
             rep.update_link(|l| l.endpoint = master.clone());
             let span = tracing::info_span!("replication", master = %master);
-            session(&broker, &master).instrument(span).await
+            session(&ctx, &master).instrument(span).await
         };
         let result = tokio::select! {
             r = attempt => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         rep.update_link(|l| l.connected = false);
-        broker.journal.set_master_away(true);
+        ctx.targets.journal.set_master_away(true);
         if let Err(e) = result {
             let text = e.to_string();
             if text != last_error {
@@ -75,8 +75,8 @@ pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 }
 
 /// The master's endpoint: configured, or the live broker id 0 of our group per the NameServers.
-async fn find_master(broker: &Broker) -> Result<String, ApogeeError> {
-    let cfg = &broker.config;
+async fn find_master(ctx: &ReplicationContext) -> Result<String, ApogeeError> {
+    let cfg = &ctx.config;
     if !cfg.replication.master.is_empty() {
         return Ok(cfg.replication.master.clone());
     }
@@ -94,7 +94,7 @@ async fn find_master(broker: &Broker) -> Result<String, ApogeeError> {
             continue;
         };
         let mut request = tonic::Request::new(GetClusterInfoRequest {});
-        if let Some(secret) = &broker.replication.secret {
+        if let Some(secret) = &ctx.replication.secret {
             secret.sign(&mut request);
         }
         let Ok(info) = RegistryClient::new(channel).get_cluster_info(request).await else {
@@ -143,9 +143,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApogeeError::from)
 }
 
-async fn session(broker: &Arc<Broker>, master: &str) -> Result<(), ApogeeError> {
-    let cfg = &broker.config;
-    let store = broker.store.clone();
+async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeError> {
+    let cfg = &ctx.config;
+    let store = ctx.store.clone();
     let tls = cfg.tls.client_tls().map_err(err)?;
     let channel = apogee_proto::tls::endpoint(master, tls.as_ref())
         .map_err(err)?
@@ -155,7 +155,7 @@ async fn session(broker: &Arc<Broker>, master: &str) -> Result<(), ApogeeError> 
         .await
         .map_err(|e| err(format!("cannot reach the master at {master}: {e}")))?;
     let handback = {
-        let j = broker.journal.clone();
+        let j = ctx.targets.journal.clone();
         blocking(move || j.take_handback()).await?
     };
     let hello = SlaveHello {
@@ -172,7 +172,7 @@ async fn session(broker: &Arc<Broker>, master: &str) -> Result<(), ApogeeError> 
     let (tx, rx) = mpsc::channel::<SlaveMessage>(64);
     send(&tx, slave_message::Kind::Hello(hello)).await?;
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    if let Some(secret) = &broker.replication.secret {
+    if let Some(secret) = &ctx.replication.secret {
         secret.sign(&mut request);
     }
     let mut inbound = ReplicationClient::new(channel)
@@ -185,14 +185,14 @@ async fn session(broker: &Arc<Broker>, master: &str) -> Result<(), ApogeeError> 
         _ => return Err(err("the master did not answer Hello with Welcome")),
     };
     if handed_back {
-        let j = broker.journal.clone();
+        let j = ctx.targets.journal.clone();
         blocking(move || j.clear_handback()).await?;
         tracing::info!(
             rows = welcome.handback_applied,
             "handed the consume state served while the master was away back to it"
         );
     }
-    broker.journal.set_master_away(false);
+    ctx.targets.journal.set_master_away(false);
     let master_start = welcome.log_start_offset.max(0) as u64;
     if !welcome.last_record_matches {
         let prefix = common_prefix(&store, &tx, &mut inbound).await?;
@@ -226,7 +226,7 @@ async fn session(broker: &Arc<Broker>, master: &str) -> Result<(), ApogeeError> 
         }),
     )
     .await?;
-    broker.replication.update_link(|l| {
+    ctx.replication.update_link(|l| {
         l.connected = true;
         l.master_end_offset = welcome.log_end_offset.max(0) as u64;
         l.last_contact_ms = now_ms();
@@ -236,18 +236,18 @@ async fn session(broker: &Arc<Broker>, master: &str) -> Result<(), ApogeeError> 
         master_log_end = welcome.log_end_offset,
         "replicating from the master"
     );
-    apply_stream(broker, &tx, &mut inbound).await
+    apply_stream(ctx, &tx, &mut inbound).await
 }
 
 /// Applies chunks and state until the stream breaks.
 async fn apply_stream(
-    broker: &Arc<Broker>,
+    ctx: &ReplicationContext,
     tx: &SlaveTx,
     inbound: &mut Streaming<MasterMessage>,
 ) -> Result<(), ApogeeError> {
-    let store = &broker.store;
-    let rep = &broker.replication;
-    let targets = broker.state_targets();
+    let store = &ctx.store;
+    let rep = &ctx.replication;
+    let targets = ctx.targets.clone();
     let mut report_tick = tokio::time::interval(REPORT_INTERVAL);
     loop {
         let kind = tokio::select! {
