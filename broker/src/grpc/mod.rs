@@ -372,6 +372,9 @@ impl MessagingService for MessagingServer {
 }
 
 #[cfg(test)]
+mod tests_messaging;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
