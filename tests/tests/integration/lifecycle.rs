@@ -1,6 +1,6 @@
 //! Graceful shutdown: a broker SIGTERMed while it takes sends finishes what it accepted,
 //! loses no acknowledged message, unregisters (it is gone from the routes the moment the
-//! process is gone) and exits 0.
+//! process is gone) and exits 0; its gRPC health turns NOT_SERVING before it closes.
 
 use apogee_proto::cluster::GetRouteRequest;
 use apogee_proto::v2;
@@ -133,4 +133,45 @@ async fn json_logs_are_one_object_per_line_with_the_start_up_facts() {
         assert!(message.contains(fact), "{fact} missing: {message}");
     }
     assert!(started["timestamp"].is_string(), "{started}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_reports_not_serving_on_health_before_the_broker_closes() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let mut cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    let mut health = HealthClient::new(rpc::channel(cluster.broker_addr("broker-a")));
+    let mut watches = Vec::new();
+    for service in ["", "apache.rocketmq.v2.MessagingService"] {
+        let mut stream = health
+            .watch(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("Watch")
+            .into_inner();
+        let first = stream.message().await.unwrap().expect("a first status");
+        assert_eq!(first.status(), ServingStatus::Serving, "{service:?}");
+        // Each watch ends (and so lets the drain finish) once it has seen NOT_SERVING.
+        watches.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Ok(Some(update)) = stream.message().await {
+                seen.push(update.status());
+                if update.status() == ServingStatus::NotServing {
+                    break;
+                }
+            }
+            (service, seen)
+        }));
+    }
+
+    let status = cluster.terminate_broker("broker-a");
+    assert!(status.success(), "exit status {status} after SIGTERM");
+    for watch in watches {
+        let (service, seen) = watch.await.unwrap();
+        assert_eq!(seen, [ServingStatus::NotServing], "{service:?}");
+    }
 }
