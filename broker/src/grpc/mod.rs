@@ -372,6 +372,8 @@ impl MessagingService for MessagingServer {
 }
 
 #[cfg(test)]
+mod tests_admin;
+#[cfg(test)]
 mod tests_messaging;
 
 #[cfg(test)]
