@@ -34,7 +34,7 @@ const CUT_TABLE: &str = "apogee_cut";
 static NETWORKS: AtomicU32 = AtomicU32::new(0);
 
 /// Path of a system tool (`ip`, `nft`) in the usual sbin and bin directories.
-pub(crate) fn tool(name: &str) -> Option<PathBuf> {
+pub fn tool(name: &str) -> Option<PathBuf> {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
         .map(|d| PathBuf::from(d).join(name))
@@ -42,7 +42,7 @@ pub(crate) fn tool(name: &str) -> Option<PathBuf> {
 }
 
 /// Runs a system tool; its stdout, or an error with the command line and its stderr.
-pub(crate) fn run(name: &str, args: &[&str]) -> Result<String, String> {
+pub fn run(name: &str, args: &[&str]) -> Result<String, String> {
     let path = tool(name).ok_or_else(|| format!("`{name}` is not installed"))?;
     let out = Command::new(&path)
         .args(args)

@@ -19,7 +19,7 @@
 use apogee_proto::cluster::{BrokerStatus, GetBrokerStatusRequest, GetClusterInfoRequest};
 use apogee_proto::v2::Code;
 use apogee_tests::checker::{Checker, Outcome, Report, Summary};
-use apogee_tests::netns::{self, NetCluster, Network};
+use apogee_tests::netns::{self, network, NetCluster, Network};
 use apogee_tests::workload::Workload;
 use apogee_tests::{rpc, wait_until, BrokerSpec};
 use std::sync::Arc;
@@ -128,21 +128,14 @@ async fn registered(ns: &str, group: &str, addr: &str) -> Result<bool, String> {
 }
 
 fn link_exists(name: &str) -> bool {
-    std::process::Command::new("ip")
-        .args(["link", "show", name])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    network::run("ip", &["link", "show", name]).is_ok()
 }
 
 fn netns_exists(name: &str) -> bool {
-    std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(name))
-        })
+    network::run("ip", &["netns", "list"]).is_ok_and(|list| {
+        list.lines()
+            .any(|l| l.split_whitespace().next() == Some(name))
+    })
 }
 
 #[test]
