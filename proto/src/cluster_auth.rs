@@ -6,7 +6,8 @@
 //! HMAC-SHA256 of the unix ms with the secret>`. A server that has a secret
 //! refuses a call without a valid proof, or with a time more than
 //! [`MAX_SKEW`] from its own clock, with UNAUTHENTICATED and logs it with the
-//! peer's address. The secret itself never travels and is never logged.
+//! peer's address (apogee-server's `cluster_proof`). The secret itself never travels and is
+//! never logged.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -98,27 +99,6 @@ impl ClusterSecret {
         }
         Ok(())
     }
-}
-
-/// On a server: `Ok` when no secret is set or the request proves it; else UNAUTHENTICATED,
-/// logged with the peer and `what` the caller tried.
-pub fn check<T>(
-    secret: Option<&ClusterSecret>,
-    request: &tonic::Request<T>,
-    what: &str,
-) -> Result<(), tonic::Status> {
-    let Some(secret) = secret else {
-        return Ok(());
-    };
-    let proof = request.metadata().get(HEADER).and_then(|v| v.to_str().ok());
-    secret.verify(proof, crate::time::now_ms()).map_err(|why| {
-        let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        tracing::warn!(%peer, "refused {what}: {why}");
-        tonic::Status::unauthenticated(format!("{what} refused: {why}"))
-    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //!   layer timing gRPC calls; [`rpc_span`]: the layer opening a `tracing` span per gRPC call.
 //! - [`auth`]: the guard in front of every service and the handlers' ACL check;
 //!   [`security`]: the `[security]` section; [`cluster_mtls`]: cluster-internal calls refused
-//!   without a verified client certificate.
+//!   without a verified client certificate; [`cluster_proof`]: or without the cluster proof.
 //! - [`telemetry`]: the Telemetry session registry (connected clients, settings pushed to
 //!   them); [`settings`]: the settings a server hands its clients.
 //! - [`config_file`]: the TOML + environment loader; [`shared_config`]: the settings both
@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod cluster_mtls;
+pub mod cluster_proof;
 pub mod config_file;
 pub mod logging;
 pub mod net;

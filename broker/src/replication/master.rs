@@ -127,7 +127,7 @@ impl replication_server::Replication for ReplicationService {
         &self,
         request: Request<Streaming<SlaveMessage>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
-        apogee_proto::cluster_auth::check(
+        apogee_server::cluster_proof::check(
             self.ctx.replication.secret.as_ref(),
             &request,
             "replication stream",

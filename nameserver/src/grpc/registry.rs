@@ -18,9 +18,10 @@ use apogee_proto::cluster::{
     RegisterBrokerRequest, RegisterBrokerResponse, RelayCheckBackRequest, RelayCheckBackResponse,
     TopicConfig, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
-use apogee_proto::cluster_auth::{self, ClusterSecret};
+use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::v2::{telemetry_command::Command, RecoverOrphanedTransactionCommand};
 use apogee_proto::{limits, ApogeeError};
+use apogee_server::cluster_proof;
 use apogee_server::telemetry::Sessions;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -181,7 +182,7 @@ impl RegistryRpc for RegistryService {
         &self,
         request: Request<RegisterBrokerRequest>,
     ) -> Result<Response<RegisterBrokerResponse>, Status> {
-        cluster_auth::check(self.secret.as_ref(), &request, "broker registration")?;
+        cluster_proof::check(self.secret.as_ref(), &request, "broker registration")?;
         let req = request.into_inner();
         validate_register(&req)?;
         let registered = self.registry.register(&req).inspect_err(|e| {
@@ -224,7 +225,7 @@ impl RegistryRpc for RegistryService {
         &self,
         request: Request<BrokerHeartbeatRequest>,
     ) -> Result<Response<BrokerHeartbeatResponse>, Status> {
-        cluster_auth::check(self.secret.as_ref(), &request, "broker heartbeat")?;
+        cluster_proof::check(self.secret.as_ref(), &request, "broker heartbeat")?;
         let req = request.into_inner();
         validate_identity(&req.cluster_name, &req.broker_name, req.broker_id)?;
         let register_required = self.registry.heartbeat(
@@ -248,7 +249,7 @@ impl RegistryRpc for RegistryService {
         &self,
         request: Request<UnregisterBrokerRequest>,
     ) -> Result<Response<UnregisterBrokerResponse>, Status> {
-        cluster_auth::check(self.secret.as_ref(), &request, "broker unregistration")?;
+        cluster_proof::check(self.secret.as_ref(), &request, "broker unregistration")?;
         let req = request.into_inner();
         validate_identity(&req.cluster_name, &req.broker_name, req.broker_id)?;
         if self
@@ -296,7 +297,7 @@ impl RegistryRpc for RegistryService {
         &self,
         request: Request<RelayCheckBackRequest>,
     ) -> Result<Response<RelayCheckBackResponse>, Status> {
-        cluster_auth::check(self.secret.as_ref(), &request, "check-back relay")?;
+        cluster_proof::check(self.secret.as_ref(), &request, "check-back relay")?;
         let req = request.into_inner();
         limits::validate_topic(&req.topic)?;
         let command =
