@@ -41,8 +41,8 @@ pub async fn serve(
     let foundation = open_store(&config, cluster_secret, auth.directory()).await?;
     let broker = Broker::build(config.clone(), foundation)?;
     broker
-        .nameservers
-        .register_at_start(&broker.topics, &broker.groups)
+        .nameservers()
+        .register_at_start(&broker.topics(), &broker.groups())
         .await?;
     bootstrap
         .ops_slot()
@@ -56,7 +56,7 @@ pub async fn serve(
         .map_err(|e| ApogeeError::Internal(e.to_string()))?;
     log_listening(&config, addr, bootstrap.ops_addr());
     let service = layer_stack(
-        broker.metrics.rpc_latency.clone(),
+        broker.metrics().rpc_latency.clone(),
         config.tls.cluster_mtls,
         &auth,
         routes(&broker, bootstrap.routes()),
@@ -123,7 +123,7 @@ struct BackgroundTasks {
 }
 
 fn start_background_tasks(broker: &Arc<Broker>) -> BackgroundTasks {
-    let config = &broker.config;
+    let config = &broker.config();
     let stop = broker.closing();
     let mut others = Vec::new();
     // Slaves hold copies: only the master checks transactions back, publishes what comes
@@ -131,19 +131,19 @@ fn start_background_tasks(broker: &Arc<Broker>) -> BackgroundTasks {
     if config.role != Role::Slave {
         others.push(
             broker
-                .txns
+                .txns()
                 .clone()
                 .spawn_checker(config.advertised_endpoint(), stop.clone()),
         );
-        others.push(broker.schedule.clone().spawn_delivery(stop.clone()));
+        others.push(broker.schedule().clone().spawn_delivery(stop.clone()));
         others.push(crate::consume::background::spawn(
             broker.consume_background(),
             stop.clone(),
         ));
     }
-    let registration = tokio::spawn(broker.nameservers.clone().run(
-        broker.topics.clone(),
-        broker.groups.clone(),
+    let registration = tokio::spawn(broker.nameservers().clone().run(
+        broker.topics().clone(),
+        broker.groups().clone(),
         stop.clone(),
     ));
     let replicating = Replication::spawn(broker.replication_context(), stop);
@@ -175,7 +175,7 @@ fn routes(broker: &Arc<Broker>, routes: tonic::service::Routes) -> tonic::servic
         .add_service(
             MessagingServiceServer::new(MessagingServer::new(broker.clone()))
                 .max_decoding_message_size(apogee_proto::limits::max_request_bytes(
-                    broker.config.max_body_bytes,
+                    broker.config().max_body_bytes,
                 ))
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
@@ -227,5 +227,5 @@ async fn shut_down(broker: &Broker, tasks: BackgroundTasks) {
     for task in tasks.others {
         let _ = task.await;
     }
-    broker.store.shutdown();
+    broker.store().shutdown();
 }

@@ -104,29 +104,32 @@ pub fn store_config(config: &BrokerConfig) -> StoreConfig {
 
 /// One broker's services.
 pub struct Broker {
-    pub config: BrokerConfig,
-    pub store: Arc<MessageStore>,
-    pub topics: Arc<TopicTable>,
+    config: BrokerConfig,
+    store: Arc<MessageStore>,
+    topics: Arc<TopicTable>,
     /// Consumer groups' configs.
-    pub groups: Arc<GroupTable>,
+    groups: Arc<GroupTable>,
     /// Users and ACL entries (the guard's directory follows them).
-    pub access: Arc<AccessTable>,
-    pub consume: Arc<ConsumeEngine>,
-    pub limits: ServerLimits,
-    pub nameservers: Arc<NameServerLink>,
+    access: Arc<AccessTable>,
+    consume: Arc<ConsumeEngine>,
+    limits: ServerLimits,
+    nameservers: Arc<NameServerLink>,
     /// Live Telemetry sessions (check-backs are pushed through them).
-    pub sessions: Arc<Sessions>,
-    pub txns: Arc<Transactions>,
-    pub schedule: Arc<Schedule>,
+    sessions: Arc<Sessions>,
+    txns: Arc<Transactions>,
+    schedule: Arc<Schedule>,
     /// The index database with its journal of replicated writes.
-    pub journal: Arc<JournaledKv>,
-    pub replication: Arc<Replication>,
+    journal: Arc<JournaledKv>,
+    replication: Arc<Replication>,
     /// Unix ms when this broker started.
-    pub started_at_ms: i64,
+    started_at_ms: i64,
+    /// (Public while `grpc/send.rs` reads it as a field; [`metrics`](Self::metrics) is the
+    /// accessor.)
     pub metrics: Arc<BrokerMetrics>,
     /// Send rates and the cap on waiting receives.
-    pub quotas: Arc<Quotas>,
-    /// Validation, admission, routing and append of sends.
+    quotas: Arc<Quotas>,
+    /// Validation, admission, routing and append of sends. (Public while `grpc/send.rs`
+    /// reads it as a field; [`producer`](Self::producer) is the accessor.)
     pub producer: Producer,
     shutdown: watch::Sender<bool>,
 }
@@ -220,6 +223,91 @@ impl Broker {
         });
         crate::runtime_config::restore(&broker.runtime_owners())?;
         Ok(broker)
+    }
+
+    /// The configuration the broker was built from.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The commit log and its index.
+    pub fn store(&self) -> &Arc<MessageStore> {
+        &self.store
+    }
+
+    /// The topics this broker hosts.
+    pub fn topics(&self) -> &Arc<TopicTable> {
+        &self.topics
+    }
+
+    /// Consumer groups' configs.
+    pub fn groups(&self) -> &Arc<GroupTable> {
+        &self.groups
+    }
+
+    /// Users and ACL entries.
+    pub fn access(&self) -> &Arc<AccessTable> {
+        &self.access
+    }
+
+    /// Consumer groups' progress: pops, acks, invisible times.
+    pub fn consume(&self) -> &Arc<ConsumeEngine> {
+        &self.consume
+    }
+
+    /// Limits the Telemetry sessions announce.
+    pub fn limits(&self) -> &ServerLimits {
+        &self.limits
+    }
+
+    /// The link to the NameServers: registration, routes.
+    pub fn nameservers(&self) -> &Arc<NameServerLink> {
+        &self.nameservers
+    }
+
+    /// Live Telemetry sessions.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// Transactional (half) messages.
+    pub fn txns(&self) -> &Arc<Transactions> {
+        &self.txns
+    }
+
+    /// Scheduled (delayed) messages.
+    pub fn schedule(&self) -> &Arc<Schedule> {
+        &self.schedule
+    }
+
+    /// The index with its journal of replicated writes.
+    pub fn journal(&self) -> &Arc<JournaledKv> {
+        &self.journal
+    }
+
+    /// Master/slave replication state.
+    pub fn replication(&self) -> &Arc<Replication> {
+        &self.replication
+    }
+
+    /// Unix ms when this broker started.
+    pub fn started_at_ms(&self) -> i64 {
+        self.started_at_ms
+    }
+
+    /// The Prometheus metrics.
+    pub fn metrics(&self) -> &Arc<BrokerMetrics> {
+        &self.metrics
+    }
+
+    /// Send rates and the cap on waiting receives.
+    pub fn quotas(&self) -> &Arc<Quotas> {
+        &self.quotas
+    }
+
+    /// Validation, admission, routing and append of sends.
+    pub fn producer(&self) -> &Producer {
+        &self.producer
     }
 
     /// Whether the broker is shutting down (long polls return at once).

@@ -9,8 +9,8 @@ use crate::services::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
 use apogee_proto::cluster::{self, admin_server::Admin};
-use apogee_server::rpc_span::caller;
 use apogee_proto::{limits, names, ApogeeError};
+use apogee_server::rpc_span::caller;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -34,11 +34,11 @@ impl AdminServer {
                 topic.name
             )));
         }
-        normalize(topic, self.broker.config.default_queue_count)
+        normalize(topic, self.broker.config().default_queue_count)
     }
 
     fn me(&self) -> Vec<String> {
-        vec![self.broker.config.broker_name.clone()]
+        vec![self.broker.config().broker_name.clone()]
     }
 }
 
@@ -61,7 +61,7 @@ impl Admin for AdminServer {
         let config = self.checked(req.topic)?;
         let by = caller(&extensions);
         tracing::info!(topic = %config.name, queues = config.queue_count, by, "creating topic");
-        self.broker.topics.create(config)?;
+        self.broker.topics().create(config)?;
         Ok(Response::new(cluster::CreateTopicResponse {
             broker_names: self.me(),
         }))
@@ -75,7 +75,7 @@ impl Admin for AdminServer {
         let config = self.checked(req.topic)?;
         let by = caller(&extensions);
         tracing::info!(topic = %config.name, queues = config.queue_count, by, "updating topic");
-        self.broker.topics.update(config)?;
+        self.broker.topics().update(config)?;
         Ok(Response::new(cluster::UpdateTopicResponse {
             broker_names: self.me(),
         }))
@@ -91,9 +91,9 @@ impl Admin for AdminServer {
             return Err(ApogeeError::Forbidden(format!("{topic} is a system topic")).into());
         }
         tracing::info!(topic = %topic, by = caller(&extensions), "deleting topic");
-        self.broker.topics.delete(&topic)?;
-        self.broker.consume.forget_topic(&topic)?;
-        let store = self.broker.store.clone();
+        self.broker.topics().delete(&topic)?;
+        self.broker.consume().forget_topic(&topic)?;
+        let store = self.broker.store().clone();
         let name = topic.clone();
         tokio::task::spawn_blocking(move || store.purge_topic(&name))
             .await
@@ -111,7 +111,7 @@ impl Admin for AdminServer {
         let include_system = req.into_inner().include_system;
         let topics = self
             .broker
-            .topics
+            .topics()
             .list()
             .into_iter()
             .filter(|t| include_system || !names::is_system_topic(&t.name))
@@ -131,10 +131,10 @@ impl Admin for AdminServer {
         limits::validate_topic(&topic)?;
         let config = self
             .broker
-            .topics
+            .topics()
             .get(&topic)
             .ok_or_else(|| ApogeeError::TopicNotFound(topic.clone()))?;
-        let store = &self.broker.store;
+        let store = &self.broker.store();
         let mut queues = Vec::with_capacity(config.queue_count.max(0) as usize);
         for queue_id in 0..config.queue_count.max(0) as u32 {
             let (min, max) = store
@@ -149,7 +149,7 @@ impl Admin for AdminServer {
                 _ => 0,
             };
             queues.push(cluster::QueueStatus {
-                broker_name: self.broker.config.broker_name.clone(),
+                broker_name: self.broker.config().broker_name.clone(),
                 queue_id,
                 min_offset: min,
                 max_offset: max,
@@ -164,7 +164,7 @@ impl Admin for AdminServer {
         req: Request<cluster::ListTransactionsRequest>,
     ) -> Result<Response<cluster::ListTransactionsResponse>, Status> {
         let req = req.into_inner();
-        let txns = self.broker.txns.clone();
+        let txns = self.broker.txns().clone();
         let transactions = tokio::task::spawn_blocking(move || {
             txns.list(req.unresolved_only, &req.topic, req.limit as usize)
         })
@@ -188,7 +188,7 @@ impl Admin for AdminServer {
         );
         let transaction = self
             .broker
-            .txns
+            .txns()
             .end(EndRequest {
                 transaction_id: &req.transaction_id,
                 topic: "",
@@ -211,14 +211,14 @@ impl Admin for AdminServer {
         req: Request<cluster::ListScheduledRequest>,
     ) -> Result<Response<cluster::ListScheduledResponse>, Status> {
         let req = req.into_inner();
-        let schedule = self.broker.schedule.clone();
+        let schedule = self.broker.schedule().clone();
         let messages =
             tokio::task::spawn_blocking(move || schedule.list(&req.topic, req.limit as usize))
                 .await
                 .map_err(|e| ApogeeError::Internal(e.to_string()))??;
         Ok(Response::new(cluster::ListScheduledResponse {
             messages,
-            stats: vec![self.broker.schedule.stats()],
+            stats: vec![self.broker.schedule().stats()],
         }))
     }
 

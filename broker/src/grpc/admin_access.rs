@@ -17,7 +17,7 @@ pub fn apply(
     req: ApplyAccessRequest,
     by: &str,
 ) -> Result<ApplyAccessResponse, Status> {
-    if broker.config.role == crate::config::Role::Slave {
+    if broker.config().role == crate::config::Role::Slave {
         return Err(ApogeeError::PreconditionFailed(
             "a slave takes users and ACL entries from its master".into(),
         )
@@ -25,14 +25,14 @@ pub fn apply(
     }
     let users = req.users.len();
     let acls = req.acls.len();
-    let changed = broker.access.apply(req.users, req.acls)?;
+    let changed = broker.access().apply(req.users, req.acls)?;
     tracing::info!(users, acls, changed, by, "applied users and ACL entries");
     Ok(ApplyAccessResponse {})
 }
 
 /// The live users (never their secrets).
 pub fn list_users(broker: &Broker) -> ListUsersResponse {
-    let state = broker.access.snapshot();
+    let state = broker.access().snapshot();
     ListUsersResponse {
         users: state
             .users()
@@ -47,7 +47,7 @@ pub fn list_users(broker: &Broker) -> ListUsersResponse {
 }
 
 pub fn list_acls(broker: &Broker, req: &ListAclsRequest) -> ListAclsResponse {
-    let state = broker.access.snapshot();
+    let state = broker.access().snapshot();
     ListAclsResponse {
         entries: state
             .acls()

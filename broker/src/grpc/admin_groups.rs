@@ -17,7 +17,7 @@ use apogee_proto::group::GroupConfig;
 use apogee_proto::{limits, ApogeeError};
 
 fn me(broker: &Broker) -> Vec<String> {
-    vec![broker.config.broker_name.clone()]
+    vec![broker.config().broker_name.clone()]
 }
 
 /// The config a request carries, validated (defaults filled in).
@@ -34,7 +34,7 @@ pub fn create(
 ) -> Result<CreateGroupResponse, ApogeeError> {
     let config = checked(req.group.as_ref())?;
     tracing::info!(group = %config.name, by, "creating consumer group");
-    let created = broker.groups.create(config)?;
+    let created = broker.groups().create(config)?;
     Ok(CreateGroupResponse {
         group: Some(created.as_ref().into()),
         broker_names: me(broker),
@@ -49,7 +49,7 @@ pub fn update(
 ) -> Result<UpdateGroupResponse, ApogeeError> {
     let config = checked(req.group.as_ref())?;
     tracing::info!(group = %config.name, by, "updating consumer group");
-    let updated = broker.groups.update(config)?;
+    let updated = broker.groups().update(config)?;
     Ok(UpdateGroupResponse {
         group: Some(updated.as_ref().into()),
         broker_names: me(broker),
@@ -64,8 +64,8 @@ pub fn delete(
     by: &str,
 ) -> Result<DeleteGroupResponse, ApogeeError> {
     limits::validate_group(&req.group)?;
-    let had_progress = !broker.consume.group_progress(&req.group).is_empty();
-    let had_config = match broker.groups.delete(&req.group) {
+    let had_progress = !broker.consume().group_progress(&req.group).is_empty();
+    let had_config = match broker.groups().delete(&req.group) {
         Ok(()) => true,
         Err(ApogeeError::ConsumerGroupNotFound(_)) => false,
         Err(e) => return Err(e),
@@ -74,7 +74,7 @@ pub fn delete(
         return Err(ApogeeError::ConsumerGroupNotFound(req.group));
     }
     tracing::info!(group = %req.group, by, "deleting consumer group");
-    broker.consume.forget_group(&req.group)?;
+    broker.consume().forget_group(&req.group)?;
     Ok(DeleteGroupResponse {
         broker_names: me(broker),
     })
@@ -83,7 +83,7 @@ pub fn delete(
 pub fn list(broker: &Broker) -> ListGroupsResponse {
     ListGroupsResponse {
         groups: broker
-            .groups
+            .groups()
             .list()
             .iter()
             .map(|g| GroupSummary {
@@ -102,16 +102,16 @@ pub fn describe(
     for topic in &req.topics {
         limits::validate_topic(topic)?;
     }
-    let config = broker.groups.get(&req.group);
-    let name = &broker.config.broker_name;
+    let config = broker.groups().get(&req.group);
+    let name = &broker.config().broker_name;
     let clients: Vec<_> = broker
-        .sessions
+        .sessions()
         .clients_of_group(&req.group)
         .iter()
         .map(|s| s.to_group_client(name))
         .collect();
     let lags = broker.lag_sources().group_lag(&req.group, &req.topics)?;
-    let unknown = config.is_none() && broker.consume.group_progress(&req.group).is_empty();
+    let unknown = config.is_none() && broker.consume().group_progress(&req.group).is_empty();
     // A group known nowhere here is described only where it has clients or the caller
     // names topics it consumes elsewhere (then its messages wait here too).
     if unknown && clients.is_empty() && (req.topics.is_empty() || lags.is_empty()) {

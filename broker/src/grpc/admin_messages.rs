@@ -34,7 +34,7 @@ fn bounded(asked: u32, default: usize, max: usize) -> usize {
 pub fn view(broker: &Broker, m: &StoredMessage) -> cluster::MessageView {
     let msg = &m.msg;
     let delivery_attempts = broker
-        .consume
+        .consume()
         .attempts_of(&msg.topic, msg.queue_id, m.queue_offset)
         .into_iter()
         .map(|(group, attempts)| cluster::GroupAttempts { group, attempts })
@@ -52,7 +52,7 @@ pub fn view(broker: &Broker, m: &StoredMessage) -> cluster::MessageView {
         store_timestamp_ms: m.store_timestamp_ms,
         born_timestamp_ms: msg.born_timestamp_ms,
         delivery_attempts,
-        broker_name: broker.config.broker_name.clone(),
+        broker_name: broker.config().broker_name.clone(),
         message_group: msg.message_group.clone().unwrap_or_default(),
         message_type: i32::from(msg.message_type),
         body_encoding: msg
@@ -81,7 +81,7 @@ pub async fn get_message(
     req: cluster::GetMessageRequest,
 ) -> Result<cluster::GetMessageResponse, ApogeeError> {
     required("a message id", &req.message_id)?;
-    let store = broker.store.clone();
+    let store = broker.store().clone();
     let records = blocking(move || {
         store
             .lookup_all_by_id(&req.message_id, MAX_ID_RECORDS)
@@ -101,7 +101,7 @@ pub async fn find_messages(
     required("a topic", &req.topic)?;
     required("a key", &req.key)?;
     let limit = bounded(req.limit, DEFAULT_FIND_LIMIT, MAX_FIND_LIMIT);
-    let store = broker.store.clone();
+    let store = broker.store().clone();
     let records = blocking(move || {
         store
             .lookup_by_key(&req.topic, &req.key, limit)
@@ -121,7 +121,7 @@ pub async fn read_queue(
 ) -> Result<cluster::ReadQueueResponse, ApogeeError> {
     required("a topic", &req.topic)?;
     let count = bounded(req.count, DEFAULT_READ_COUNT, MAX_READ_COUNT);
-    let config = broker.topics.get(&req.topic);
+    let config = broker.topics().get(&req.topic);
     if config.is_none() && !names::is_system_topic(&req.topic) {
         return Err(ApogeeError::TopicNotFound(req.topic));
     }
@@ -131,11 +131,11 @@ pub async fn read_queue(
                 "topic {} has queues 0..{} on broker group {}",
                 req.topic,
                 c.queue_count - 1,
-                broker.config.broker_name
+                broker.config().broker_name
             )));
         }
     }
-    let store = broker.store.clone();
+    let store = broker.store().clone();
     let (records, (min, next)) = blocking(move || {
         let bounds = store
             .queue_bounds(&req.topic, req.queue_id)
@@ -150,7 +150,7 @@ pub async fn read_queue(
     Ok(cluster::ReadQueueResponse {
         messages: views(broker, &records),
         bounds: vec![cluster::QueueBounds {
-            broker_name: broker.config.broker_name.clone(),
+            broker_name: broker.config().broker_name.clone(),
             min_offset: min,
             next_offset: next,
         }],
@@ -176,7 +176,7 @@ pub async fn list_dead_letters(
 ) -> Result<cluster::ListDeadLettersResponse, ApogeeError> {
     limits::validate_group(&req.group)?;
     let limit = bounded(req.limit, DEFAULT_DLQ_LIMIT, usize::MAX);
-    let store = broker.store.clone();
+    let store = broker.store().clone();
     let group = req.group.clone();
     let list = blocking(move || dead_letters::list(&store, &group, limit)).await?;
     Ok(cluster::ListDeadLettersResponse {
@@ -192,15 +192,15 @@ pub async fn resend_dead_letters(
     by: &str,
 ) -> Result<cluster::ResendDeadLettersResponse, ApogeeError> {
     limits::validate_group(&req.group)?;
-    if broker.config.role == crate::config::Role::Slave {
+    if broker.config().role == crate::config::Role::Slave {
         return Err(ApogeeError::Forbidden(format!(
             "broker {} is a slave; resend dead letters through its master",
-            broker.config.broker_name
+            broker.config().broker_name
         )));
     }
     let id = Some(req.message_id.as_str()).filter(|s| !s.is_empty());
     tracing::info!(group = %req.group, id = ?id, by, "operator resends dead letters");
-    let done = dead_letters::resend(&broker.store, &broker.topics, &req.group, id).await?;
+    let done = dead_letters::resend(&broker.store(), &broker.topics(), &req.group, id).await?;
     let results = done
         .iter()
         .map(|(d, outcome)| {

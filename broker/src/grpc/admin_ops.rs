@@ -24,30 +24,30 @@ pub fn reset_offset(
         ApogeeError::BadRequest("say where to: earliest, latest or a time".into())
     })?;
     let topic = broker
-        .topics
+        .topics()
         .get(&req.topic)
         .ok_or_else(|| ApogeeError::TopicNotFound(req.topic.clone()))?;
     let store_err = |e: crate::store::StoreError| ApogeeError::Internal(e.to_string());
     let mut queues = Vec::with_capacity(topic.queue_count.max(0) as usize);
     for queue_id in 0..topic.queue_count.max(0) as u32 {
         let (min, next) = broker
-            .store
+            .store()
             .queue_bounds(&req.topic, queue_id)
             .map_err(store_err)?;
         let new_offset = match to {
             To::Earliest(_) => min,
             To::Latest(_) => next,
             To::TimestampMs(ts) => broker
-                .store
+                .store()
                 .queue_offset_for_time(&req.topic, queue_id, ts)
                 .map_err(store_err)?
                 .clamp(min, next),
         };
         let before = broker
-            .consume
+            .consume()
             .position(&req.group, &req.topic, queue_id, min);
         queues.push(QueueReset {
-            broker_name: broker.config.broker_name.clone(),
+            broker_name: broker.config().broker_name.clone(),
             queue_id,
             current_offset: before.committed,
             new_offset,
@@ -57,7 +57,7 @@ pub fn reset_offset(
     if req.execute {
         for q in &queues {
             broker
-                .consume
+                .consume()
                 .reset_queue(&req.group, &req.topic, q.queue_id, q.new_offset)?;
         }
         tracing::info!(
@@ -72,7 +72,7 @@ pub fn reset_offset(
 }
 
 pub fn list_clients(broker: &Broker) -> ListClientsResponse {
-    let c = &broker.config;
+    let c = &broker.config();
     let at = if c.broker_id == 0 {
         c.broker_name.clone()
     } else {
@@ -80,7 +80,7 @@ pub fn list_clients(broker: &Broker) -> ListClientsResponse {
     };
     ListClientsResponse {
         clients: broker
-            .sessions
+            .sessions()
             .list()
             .iter()
             .map(|s| s.to_connected_client(&at))

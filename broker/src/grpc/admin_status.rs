@@ -91,26 +91,26 @@ pub fn set_replication(
 
 /// This broker's status now.
 pub fn broker_status(broker: &Broker) -> BrokerStatus {
-    let store = &broker.store;
+    let store = &broker.store();
     let log = LogOffsets {
         start: store.log_start_offset(),
         end: store.log_end_offset(),
         flushed: store.flushed_offset(),
     };
-    let started_at_ms = broker.started_at_ms;
-    let slaves = broker.replication.slaves();
-    let link = broker.replication.master_link().map(|l| LinkView {
+    let started_at_ms = broker.started_at_ms();
+    let slaves = broker.replication().slaves();
+    let link = broker.replication().master_link().map(|l| LinkView {
         endpoint: l.endpoint,
         connected: l.connected,
         master_end_offset: l.master_end_offset,
         last_contact_ms: l.last_contact_ms,
     });
     let mut status = base_status(
-        &broker.config,
+        &broker.config(),
         started_at_ms,
         log,
-        broker.topics.list().len(),
-        broker.groups.list().len(),
+        broker.topics().list().len(),
+        broker.groups().list().len(),
     );
     set_replication(&mut status, slaves, link);
     status

@@ -29,7 +29,7 @@ pub async fn end(broker: &Broker, req: v2::EndTransactionRequest) -> Result<(), 
         _ => ResolvedBy::Producer,
     };
     broker
-        .txns
+        .txns()
         .end(EndRequest {
             transaction_id: &req.transaction_id,
             topic: req.topic.as_ref().map_or("", |t| t.name.as_str()),

@@ -23,7 +23,7 @@ fn queue_of(broker: &Broker, mq: Option<&v2::MessageQueue>) -> Result<(String, u
         .unwrap_or_default();
     limits::validate_topic(&topic)?;
     let config = broker
-        .topics
+        .topics()
         .get(&topic)
         .ok_or_else(|| ApogeeError::TopicNotFound(topic.clone()))?;
     if mq.id < 0 || mq.id >= config.queue_count {
@@ -77,23 +77,23 @@ pub async fn pull(
         .and_then(|m| m.topic.as_ref())
         .map(|t| t.resource_namespace.clone())
         .unwrap_or_default();
-    let _place = match broker.quotas.long_poll() {
+    let _place = match broker.quotas().long_poll() {
         Ok(p) => p,
         Err(e) => return vec![status(e.to_status())],
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait as u64);
-    let store_host = broker.config.advertised_endpoint();
+    let store_host = broker.config().advertised_endpoint();
     let offset = req.offset as u64;
     let group = req.group.as_ref().map_or("", |g| g.name.as_str());
     // The watch is made before the first look, so an append in between wakes the poll.
     let poll = LongPoll::new(
         deadline,
-        broker.store.watch_queues(&topic, &[queue]),
+        broker.store().watch_queues(&topic, &[queue]),
         broker.closing(),
     );
     let polled = poll
         .run(|| {
-            let (min, next) = match broker.store.queue_bounds(&topic, queue) {
+            let (min, next) = match broker.store().queue_bounds(&topic, queue) {
                 Ok(b) => b,
                 Err(e) => return Attempt::Done(Err(ApogeeError::from(e))),
             };
@@ -112,7 +112,7 @@ pub async fn pull(
             }
             Attempt::Done(
                 broker
-                    .store
+                    .store()
                     .read_queue(&topic, queue, from, batch, limits::MAX_BATCH_BYTES)
                     .map(|messages| (messages, from))
                     .map_err(ApogeeError::from),
@@ -138,7 +138,7 @@ pub async fn pull(
     let matching: Vec<_> = messages.iter().filter(|m| filter.matches(&m.msg)).collect();
     let bytes = matching.iter().map(|m| m.msg.body.len()).sum();
     broker
-        .metrics
+        .metrics()
         .delivered(&topic, group, matching.len(), bytes);
     let mut out: Vec<_> = matching
         .into_iter()
@@ -158,7 +158,7 @@ pub fn update_offset(broker: &Broker, req: v2::UpdateOffsetRequest) -> v2::Updat
         let group = group_of(req.group.as_ref())?;
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
         let (_, next) = broker
-            .store
+            .store()
             .queue_bounds(&topic, queue)
             .map_err(ApogeeError::from)?;
         if req.offset < 0 || req.offset as u64 > next {
@@ -173,7 +173,7 @@ pub fn update_offset(broker: &Broker, req: v2::UpdateOffsetRequest) -> v2::Updat
             consumer_offset_key(&group, &topic, queue),
             (req.offset as u64).to_be_bytes(),
         );
-        broker.store.kv().write(b).map_err(ApogeeError::from)
+        broker.store().kv().write(b).map_err(ApogeeError::from)
     })();
     v2::UpdateOffsetResponse {
         status: Some(
@@ -189,7 +189,7 @@ pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetRe
         let group = group_of(req.group.as_ref())?;
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
         let stored = broker
-            .store
+            .store()
             .kv()
             .get(
                 Cf::ConsumerOffset,
@@ -199,7 +199,7 @@ pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetRe
         // An offset behind the oldest stored message (retention deleted what it pointed
         // at) has moved up to it.
         let (min, _) = broker
-            .store
+            .store()
             .queue_bounds(&topic, queue)
             .map_err(ApogeeError::from)?;
         stored
@@ -227,7 +227,7 @@ pub fn query_offset(broker: &Broker, req: v2::QueryOffsetRequest) -> v2::QueryOf
     let result = (|| {
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
         let (min, next) = broker
-            .store
+            .store()
             .queue_bounds(&topic, queue)
             .map_err(ApogeeError::from)?;
         match QueryOffsetPolicy::try_from(req.query_offset_policy)
@@ -240,7 +240,7 @@ pub fn query_offset(broker: &Broker, req: v2::QueryOffsetRequest) -> v2::QueryOf
                     ApogeeError::BadRequest("timestamp policy needs a timestamp".into())
                 })?;
                 broker
-                    .store
+                    .store()
                     .queue_offset_for_time(&topic, queue, ts)
                     .map_err(ApogeeError::from)
             }

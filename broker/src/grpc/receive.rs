@@ -61,7 +61,7 @@ pub fn plan_receive(
     let topic_res = mq.topic.clone().unwrap_or_default();
     limits::validate_topic(&topic_res.name)?;
     let config = broker
-        .topics
+        .topics()
         .get(&topic_res.name)
         .ok_or_else(|| ApogeeError::TopicNotFound(topic_res.name.clone()))?;
     if config.permission == Permission::Write as i32 || config.permission == Permission::None as i32
@@ -87,10 +87,10 @@ pub fn plan_receive(
     // they answer (`auto_renew`) and send no invisible duration.
     let auto_renew_ms = req
         .auto_renew
-        .then_some(broker.config.consume.max_auto_renew_ms as i64);
+        .then_some(broker.config().consume.max_auto_renew_ms as i64);
     let invisible_ms = match (req.invisible_duration.as_ref(), auto_renew_ms) {
         (Some(d), _) => duration_ms(d),
-        (None, Some(_)) => broker.config.consume.auto_renew_period_ms as i64,
+        (None, Some(_)) => broker.config().consume.auto_renew_period_ms as i64,
         (None, None) => {
             return Err(ApogeeError::IllegalInvisibleTime(
                 "invisible_duration is required unless auto_renew is set".into(),
@@ -115,7 +115,7 @@ pub fn plan_receive(
     // Last, so a request refused for another reason creates no group.
     let receiving =
         broker
-            .groups
+            .groups()
             .resolve_for_receive(&group, &topic_res.name, &client_id, now_ms())?;
     Ok(ReceivePlan {
         group,
@@ -160,16 +160,16 @@ pub fn long_polling_ms(
 /// to arrive or for in-flight ones to become visible again. Returns the whole
 /// stream of responses: the messages, then exactly one status.
 pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessageResponse> {
-    let _place = match broker.quotas.long_poll() {
+    let _place = match broker.quotas().long_poll() {
         Ok(p) => p,
         Err(e) => return vec![status_response(e.to_status())],
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(plan.long_polling_ms as u64);
-    let store_host = broker.config.advertised_endpoint();
+    let store_host = broker.config().advertised_endpoint();
     // A restarted master first takes back what a slave served while it was away.
-    if broker.replication.handback_pending() {
+    if broker.replication().handback_pending() {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if !broker.replication.wait_handback(left).await {
+        if !broker.replication().wait_handback(left).await {
             return vec![status_response(
                 ApogeeError::MessageNotFound(
                     "this master is waiting for its slave's consume state after a restart".into(),
@@ -182,10 +182,10 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
     // wakes the poll; acks and nacks wake it too (one may free a FIFO message group).
     let poll = LongPoll::new(
         deadline,
-        broker.store.watch_queues(&plan.topic, &plan.queues),
+        broker.store().watch_queues(&plan.topic, &plan.queues),
         broker.closing(),
     )
-    .woken_by(broker.consume.changed());
+    .woken_by(broker.consume().changed());
     let polled = poll
         .run(|| {
             let now = now_ms();
@@ -201,12 +201,12 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
                 client_id: &plan.client_id,
                 start_after_ms: plan.group_start_after_ms,
             };
-            match broker.consume.pop(&request, now) {
+            match broker.consume().pop(&request, now) {
                 Ok(d) if d.is_empty() => Attempt::Nothing {
                     empty: (),
                     // Look again when a redelivery comes due.
                     look_again_in: broker
-                        .consume
+                        .consume()
                         .next_redelivery_ms(&plan.group_config, &plan.topic)
                         .map(|at| Duration::from_millis((at - now).max(1) as u64)),
                 },
@@ -225,7 +225,7 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
         }
     };
     let bytes = deliveries.iter().map(|d| d.message.msg.body.len()).sum();
-    broker.metrics.delivered(
+    broker.metrics().delivered(
         &plan.topic,
         &plan.group_config.name,
         deliveries.len(),
@@ -306,7 +306,7 @@ pub fn ack(broker: &Broker, req: v2::AckMessageRequest) -> v2::AckMessageRespons
             message_id: e.message_id.clone(),
             receipt_handle: e.receipt_handle.clone(),
             status: Some(
-                match broker.consume.ack(&group, &topic, &e.receipt_handle) {
+                match broker.consume().ack(&group, &topic, &e.receipt_handle) {
                     Ok(()) => ok_status(),
                     Err(err) => err.to_status(),
                 },
@@ -353,7 +353,7 @@ pub fn change_invisible(
             )));
         }
         broker
-            .consume
+            .consume()
             .change_invisible(&group, &topic, &req.receipt_handle, ms, now_ms())
     })();
     match result {
@@ -379,26 +379,26 @@ pub async fn forward_to_dead_letter(
     let result = async {
         let (group, topic) = group_and_topic(req.group.as_ref(), req.topic.as_ref())?;
         match broker
-            .consume
+            .consume()
             .expired_by_handle(&group, &topic, &req.receipt_handle)
         {
             Ok(e) => {
                 let moved = crate::consume::dead_letter::dead_letter(
-                    &broker.store,
-                    &broker.topics,
-                    &broker.consume,
+                    &broker.store(),
+                    &broker.topics(),
+                    &broker.consume(),
                     &e,
                 )
                 .await?;
                 if moved {
-                    broker.metrics.dead_lettered(&e.key.topic, &e.key.group);
+                    broker.metrics().dead_lettered(&e.key.topic, &e.key.group);
                 }
                 Ok(())
             }
             Err(ApogeeError::InvalidReceiptHandle(why)) => {
                 let dlq = apogee_proto::names::dlq_topic(&group);
                 let stored = broker
-                    .store
+                    .store()
                     .lookup_all_by_id(&req.message_id, 64)
                     .map_err(|e| ApogeeError::Internal(e.to_string()))?
                     .iter()

@@ -26,7 +26,7 @@ async fn a_topic_is_created_updated_and_deleted_through_the_admin_service() {
         .expect("created")
         .into_inner();
     assert_eq!(created.broker_names, ["broker-a"]);
-    assert_eq!(t.broker.topics.get("payments").unwrap().queue_count, 4);
+    assert_eq!(t.broker.topics().get("payments").unwrap().queue_count, 4);
 
     admin
         .update_topic(Request::new(cluster::UpdateTopicRequest {
@@ -35,7 +35,7 @@ async fn a_topic_is_created_updated_and_deleted_through_the_admin_service() {
         }))
         .await
         .expect("updated");
-    assert_eq!(t.broker.topics.get("payments").unwrap().queue_count, 6);
+    assert_eq!(t.broker.topics().get("payments").unwrap().queue_count, 6);
 
     // Deleting a topic drops its messages too.
     t.send("m-0").await;
@@ -46,8 +46,8 @@ async fn a_topic_is_created_updated_and_deleted_through_the_admin_service() {
         }))
         .await
         .expect("deleted");
-    assert!(t.broker.topics.get(TOPIC).is_none());
-    assert_eq!(t.broker.store.queue_bounds(TOPIC, 0).unwrap().1, 0);
+    assert!(t.broker.topics().get(TOPIC).is_none());
+    assert_eq!(t.broker.store().queue_bounds(TOPIC, 0).unwrap().1, 0);
 }
 
 #[tokio::test]
@@ -110,7 +110,7 @@ async fn a_group_is_created_and_a_bad_one_is_refused() {
     assert_eq!(created.broker_names, ["broker-a"]);
     assert_eq!(
         t.broker
-            .groups
+            .groups()
             .get("billing")
             .unwrap()
             .max_delivery_attempts,
@@ -124,7 +124,7 @@ async fn a_group_is_created_and_a_bad_one_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
-    assert!(t.broker.groups.get("auditing").is_none());
+    assert!(t.broker.groups().get("auditing").is_none());
 }
 
 #[tokio::test]
@@ -151,7 +151,7 @@ async fn an_offset_reset_is_planned_then_executed_and_refused_for_an_unknown_top
         (0, 3)
     );
     // A plan moves nothing.
-    assert_eq!(t.broker.consume.position(GROUP, TOPIC, 0, 0).committed, 0);
+    assert_eq!(t.broker.consume().position(GROUP, TOPIC, 0, 0).committed, 0);
 
     let done = admin
         .reset_group_offset(Request::new(reset(true, TOPIC, Some(To::Latest(true)))))
@@ -159,7 +159,7 @@ async fn an_offset_reset_is_planned_then_executed_and_refused_for_an_unknown_top
         .expect("executed")
         .into_inner();
     assert!(done.executed);
-    assert_eq!(t.broker.consume.position(GROUP, TOPIC, 0, 0).committed, 3);
+    assert_eq!(t.broker.consume().position(GROUP, TOPIC, 0, 0).committed, 3);
 
     let unknown = admin
         .reset_group_offset(Request::new(reset(
@@ -190,7 +190,7 @@ async fn a_runtime_setting_is_applied_and_an_unknown_key_refused() {
         .expect("applied")
         .into_inner();
     assert_eq!(changed.setting.unwrap().value, "7");
-    assert_eq!(t.broker.txns.max_checks(), 7);
+    assert_eq!(t.broker.txns().max_checks(), 7);
 
     let unknown = admin
         .update_broker_config(Request::new(cluster::UpdateBrokerConfigRequest {
@@ -219,6 +219,6 @@ async fn the_broker_status_shows_its_name_log_and_tables() {
     assert!(status.log_end_offset > 0);
     assert_eq!(
         status.log_end_offset,
-        t.broker.store.log_end_offset() as i64
+        t.broker.store().log_end_offset() as i64
     );
 }

@@ -36,11 +36,11 @@ pub(super) fn test_broker() -> TestBroker {
     let base = Foundation::in_memory(&config).expect("store");
     let broker = Broker::build(config, base).expect("services");
     broker
-        .topics
+        .topics()
         .create(topic_config(TOPIC, 1))
         .expect("topic created");
     broker
-        .groups
+        .groups()
         .create(GroupConfig::with_defaults(GROUP))
         .expect("group created");
     TestBroker {
@@ -213,7 +213,7 @@ async fn a_sent_message_is_received_and_an_ack_removes_it() {
     let props = messages[0].system_properties.clone().unwrap();
     assert_eq!(props.message_id, "m-1");
     assert_eq!(messages[0].body.as_ref(), b"body of m-1");
-    let position = t.broker.consume.position(GROUP, TOPIC, 0, 0);
+    let position = t.broker.consume().position(GROUP, TOPIC, 0, 0);
     assert_eq!((position.committed, position.inflight), (0, 1));
 
     let ack = t
@@ -231,7 +231,7 @@ async fn a_sent_message_is_received_and_an_ack_removes_it() {
         .unwrap()
         .into_inner();
     assert_eq!(code(ack.status.as_ref()), Code::Ok, "{ack:?}");
-    let position = t.broker.consume.position(GROUP, TOPIC, 0, 0);
+    let position = t.broker.consume().position(GROUP, TOPIC, 0, 0);
     assert_eq!((position.committed, position.inflight), (1, 0));
     // Nothing is left to receive.
     let (messages, status) = received(&t.receive(TOPIC, Duration::ZERO).await);
@@ -257,7 +257,7 @@ async fn a_message_sent_during_the_long_poll_wakes_the_receive() {
     };
     // The receive waits (it holds the one long-poll place) before the send. On this
     // one-thread runtime it runs until it waits, so holding the place means waiting.
-    while t.broker.quotas.long_poll().is_ok() {
+    while t.broker.quotas().long_poll().is_ok() {
         tokio::task::yield_now().await;
     }
     t.send("m-late").await;
