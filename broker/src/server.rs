@@ -42,7 +42,7 @@ pub async fn serve(
     let broker = Broker::build(config.clone(), foundation)?;
     broker
         .nameservers()
-        .register_at_start(&broker.topics(), &broker.groups())
+        .register_at_start(broker.topics(), broker.groups())
         .await?;
     bootstrap
         .ops_slot()
@@ -123,7 +123,7 @@ struct BackgroundTasks {
 }
 
 fn start_background_tasks(broker: &Arc<Broker>) -> BackgroundTasks {
-    let config = &broker.config();
+    let config = broker.config();
     let stop = broker.closing();
     let mut others = Vec::new();
     // Slaves hold copies: only the master checks transactions back, publishes what comes

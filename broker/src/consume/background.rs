@@ -17,6 +17,9 @@ use tokio::sync::watch;
 /// expired delivery wakes it at once).
 const TICK: Duration = Duration::from_millis(500);
 
+/// Told of each message dead-lettered: (topic, group).
+pub type DeadLettered = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 /// What the task works on.
 pub struct Background {
     pub consume: Arc<ConsumeEngine>,
@@ -28,7 +31,7 @@ pub struct Background {
     /// `consume.auto_renew_period_ms`.
     pub auto_renew_period_ms: u64,
     /// Told of each message dead-lettered: (topic, group).
-    pub dead_lettered: Box<dyn Fn(&str, &str) + Send + Sync>,
+    pub dead_lettered: DeadLettered,
 }
 
 /// Runs until `stop` turns true.

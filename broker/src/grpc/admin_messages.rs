@@ -200,7 +200,7 @@ pub async fn resend_dead_letters(
     }
     let id = Some(req.message_id.as_str()).filter(|s| !s.is_empty());
     tracing::info!(group = %req.group, id = ?id, by, "operator resends dead letters");
-    let done = dead_letters::resend(&broker.store(), &broker.topics(), &req.group, id).await?;
+    let done = dead_letters::resend(broker.store(), broker.topics(), &req.group, id).await?;
     let results = done
         .iter()
         .map(|(d, outcome)| {

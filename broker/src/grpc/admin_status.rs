@@ -91,7 +91,7 @@ pub fn set_replication(
 
 /// This broker's status now.
 pub fn broker_status(broker: &Broker) -> BrokerStatus {
-    let store = &broker.store();
+    let store = broker.store();
     let log = LogOffsets {
         start: store.log_start_offset(),
         end: store.log_end_offset(),
@@ -106,7 +106,7 @@ pub fn broker_status(broker: &Broker) -> BrokerStatus {
         last_contact_ms: l.last_contact_ms,
     });
     let mut status = base_status(
-        &broker.config(),
+        broker.config(),
         started_at_ms,
         log,
         broker.topics().list().len(),

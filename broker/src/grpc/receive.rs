@@ -384,9 +384,9 @@ pub async fn forward_to_dead_letter(
         {
             Ok(e) => {
                 let moved = crate::consume::dead_letter::dead_letter(
-                    &broker.store(),
-                    &broker.topics(),
-                    &broker.consume(),
+                    broker.store(),
+                    broker.topics(),
+                    broker.consume(),
                     &e,
                 )
                 .await?;
