@@ -95,7 +95,7 @@ async fn last_record_matches(
     }
 }
 
-fn check_hello(ctx: &ReplicationContext, hello: &SlaveHello) -> Result<(), ApogeeError> {
+pub(super) fn check_hello(ctx: &ReplicationContext, hello: &SlaveHello) -> Result<(), ApogeeError> {
     let cfg = &ctx.config;
     if cfg.role == Role::Slave {
         return Err(ApogeeError::PreconditionFailed(format!(

@@ -1,4 +1,5 @@
-//! Unit tests of the master's view of its slaves: in-sync rules, lag, the handback gate.
+//! Unit tests of the master's view of its slaves (in-sync rules, lag, the handback gate) and of
+//! the master's check of a slave's Hello, on a replication context from `Broker::build`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,4 +145,72 @@ async fn a_master_that_had_slaves_waits_for_a_handback_after_a_restart() {
         ..config(1 << 20)
     };
     assert!(!Replication::new(&slave, store, None).handback_pending());
+}
+
+/// The replication context of a broker of `broker-a` in cluster `c1` with `role`, from
+/// `Broker::build` over the in-memory index.
+fn context(dir: &std::path::Path, role: Role) -> ReplicationContext {
+    let mut config = BrokerConfig {
+        cluster_name: "c1".into(),
+        broker_name: "broker-a".into(),
+        broker_id: if role == Role::Slave { 1 } else { 0 },
+        role,
+        data_dir: dir.to_path_buf(),
+        ..BrokerConfig::default()
+    };
+    config.store.segment_bytes = 1 << 20;
+    config.store.preallocate_bytes = 0;
+    let base = crate::services::Foundation::in_memory(&config).expect("store");
+    crate::services::Broker::build(config, base)
+        .expect("services")
+        .replication_context()
+}
+
+fn hello(cluster: &str, group: &str, broker_id: i64) -> apogee_proto::cluster::SlaveHello {
+    apogee_proto::cluster::SlaveHello {
+        cluster_name: cluster.into(),
+        broker_name: group.into(),
+        broker_id,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_master_takes_a_slave_of_its_own_group_and_refuses_others() {
+    use apogee_proto::ApogeeError;
+    let dir = tempfile::tempdir().unwrap();
+    let master = context(dir.path(), Role::SyncMaster);
+    assert!(master::check_hello(&master, &hello("c1", "broker-a", 1)).is_ok());
+    assert!(matches!(
+        master::check_hello(&master, &hello("c1", "broker-b", 1)),
+        Err(ApogeeError::Forbidden(_))
+    ));
+    assert!(matches!(
+        master::check_hello(&master, &hello("c2", "broker-a", 1)),
+        Err(ApogeeError::Forbidden(_))
+    ));
+    assert!(matches!(
+        master::check_hello(&master, &hello("c1", "broker-a", 0)),
+        Err(ApogeeError::BadRequest(_))
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let slave = context(dir.path(), Role::Slave);
+    let refused = master::check_hello(&slave, &hello("c1", "broker-a", 2)).unwrap_err();
+    assert!(
+        matches!(&refused, ApogeeError::PreconditionFailed(m) if m.contains("is a slave")),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_slave_built_by_the_services_counts_its_master_away_until_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let slave = context(dir.path(), Role::Slave);
+    assert!(slave.targets.journal.master_away());
+    assert!(slave.replication.master_link().is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let master = context(dir.path(), Role::AsyncMaster);
+    assert!(!master.targets.journal.master_away());
+    assert!(master.replication.master_link().is_none());
 }
