@@ -123,14 +123,11 @@ pub struct Broker {
     replication: Arc<Replication>,
     /// Unix ms when this broker started.
     started_at_ms: i64,
-    /// (Public while `grpc/send.rs` reads it as a field; [`metrics`](Self::metrics) is the
-    /// accessor.)
-    pub metrics: Arc<BrokerMetrics>,
+    metrics: Arc<BrokerMetrics>,
     /// Send rates and the cap on waiting receives.
     quotas: Arc<Quotas>,
-    /// Validation, admission, routing and append of sends. (Public while `grpc/send.rs`
-    /// reads it as a field; [`producer`](Self::producer) is the accessor.)
-    pub producer: Producer,
+    /// Validation, admission, routing and append of sends.
+    producer: Producer,
     shutdown: watch::Sender<bool>,
 }
 

@@ -64,7 +64,7 @@ impl Counted {
 
     fn record(self, broker: &Broker) {
         broker
-            .metrics
+            .metrics()
             .stored(&self.topic, self.message_type, self.sizes);
     }
 }
@@ -121,7 +121,7 @@ pub async fn send_message(
     let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
     let counted = Counted::of(&messages);
     let sender = Sender { client_id, peer };
-    match broker.producer.send(messages, &sender).await {
+    match broker.producer().send(messages, &sender).await {
         Ok(sent) => {
             counted.record(broker);
             stored(ids, sent)
