@@ -16,27 +16,18 @@ pairs=${3:-3}
 ceiling=${GRPC_CEILING:-../shared/tools/grpc-ceiling/run.sh}
 secs=${SECS:-10}
 out=$(mktemp -d)
-broker_pid=""
-stop_broker() {
-  if [ -n "$broker_pid" ]; then
-    kill "$broker_pid" 2>/dev/null || true
-    wait "$broker_pid" 2>/dev/null || true
-    broker_pid=""
-  fi
-}
+# shellcheck source=tools/standalone.sh
+. tools/standalone.sh
 trap stop_broker EXIT
 
 # run NAME BIN_DIR: prints "<msgs_per_sec> <ceiling rps>"
 run() {
-  local name=$1 bin=$2 c
+  local name=$1 c
+  bin=$2
   c=$("$ceiling" 4 16 "$secs" 1024 | sed -n 's/.*rps=\([0-9]*\).*/\1/p')
   rm -rf "$out/data"
-  "$bin/apogee-broker" --standalone --data-dir "$out/data" >>"$out/$name.log" 2>&1 &
-  broker_pid=$!
-  for _ in $(seq 600); do
-    curl -fs -o /dev/null http://127.0.0.1:5557/readyz && break
-    sleep 0.05
-  done
+  broker_log="$out/$name.log"
+  start_broker "$out/data"
   "$bin/apogee" topic create bench --queues 8 >/dev/null
   "$bin/apogee" -o json bench produce --broker-pid "$broker_pid" --topic bench \
     --connections 4 --inflight 16 --size 1024 --duration "$secs" >"$out/$name.json"

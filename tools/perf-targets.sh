@@ -21,35 +21,10 @@ preload=${PRELOAD:-10000000}
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 apogee() { "$bin/apogee" "$@"; }
-broker_pid=""
-
-stop_broker() {
-  if [ -n "$broker_pid" ]; then
-    kill "$broker_pid" 2>/dev/null || true
-    wait "$broker_pid" 2>/dev/null || true
-    broker_pid=""
-  fi
-}
+broker_log="$out/broker.log"
+# shellcheck source=tools/standalone.sh
+. tools/standalone.sh
 trap stop_broker EXIT
-
-# start_broker DATA_DIR [VAR=VALUE ...]: a standalone broker, ready when /readyz answers 200.
-start_broker() {
-  local dir=$1
-  shift
-  local t0
-  t0=$(date +%s%N)
-  env "$@" "$bin/apogee-broker" --standalone --data-dir "$dir" >>"$out/broker.log" 2>&1 &
-  broker_pid=$!
-  for _ in $(seq 600); do
-    if curl -fs -o /dev/null http://127.0.0.1:5557/readyz; then
-      ready_secs=$(python3 -c "print(f'{($(date +%s%N) - $t0) / 1e9:.2f}')")
-      return
-    fi
-    sleep 0.05
-  done
-  echo "the broker did not become ready; see $out/broker.log" >&2
-  exit 1
-}
 
 # field FILE KEY: one value of a JSON report (nested keys with dots).
 field() {
