@@ -83,7 +83,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<16} {:>6} {:>12} {:>6} {:>10}  {:<26} {:<26}",
+            "{:<20} {:>6} {:>12} {:>6} {:>10}  {:<26} {:<26}",
             "scenario",
             "rounds",
             "acknowledged",
@@ -98,7 +98,7 @@ impl fmt::Display for Summary {
             let (write_median, write_worst) = median_and_worst(&r.to_write);
             writeln!(
                 f,
-                "{:<16} {:>6} {:>12} {:>6} {:>10}  {:<26} {:<26}",
+                "{:<20} {:>6} {:>12} {:>6} {:>10}  {:<26} {:<26}",
                 name,
                 r.lost.len(),
                 sum(&r.acknowledged),
