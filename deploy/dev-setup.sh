@@ -14,6 +14,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # nft: the fault tests (tests/src/netns) cut a member off from some peers with nftables
 # rules in its network namespace (under CI they fail rather than skip without it).
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+# ip: the same tests make their namespaces, veths and bridge with it.
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "dev-setup: installing ${missing[*]}" >&2
