@@ -48,7 +48,7 @@ mod topics;
 
 pub(crate) use nameservers::NameServer;
 pub use spec::{Broker, BrokerSpec};
-pub(crate) use topics::wait_route;
+pub(crate) use topics::{create_and_wait, TopicSpec};
 
 use crate::bins;
 use crate::certs::TestCerts;

@@ -39,31 +39,14 @@ impl Cluster {
         types: &[v2::MessageType],
         brokers: &[&str],
     ) -> Vec<String> {
-        let req = CreateTopicRequest {
-            topic: Some(TopicConfig {
-                name: topic.into(),
-                queue_count: queues,
-                permission: 0,
-                message_types: types.iter().map(|&t| t as i32).collect(),
-            }),
-            broker_names: brokers.iter().map(|b| b.to_string()).collect(),
+        let spec = TopicSpec {
+            topic,
+            queues,
+            types,
+            brokers,
         };
         let tls = self.client_tls();
-        let created = rpc::admin_with(self.admin_ns(), tls.as_ref())
-            .create_topic(rpc::signed(req))
-            .await
-            .unwrap_or_else(|e| panic!("CreateTopic {topic}: {e}"))
-            .into_inner()
-            .broker_names;
-        assert!(
-            !created.is_empty(),
-            "CreateTopic {topic} placed it on no broker group"
-        );
-        // The other NameServers learn it when the brokers register their new topic.
-        for ns in self.live_ns_addrs() {
-            wait_route(&ns, tls.as_ref(), topic, queues, &created).await;
-        }
-        created
+        create_and_wait(self.admin_ns(), &self.live_ns_addrs(), tls.as_ref(), spec).await
     }
 
     /// Runs the `apogee` CLI against this cluster's (first running) NameServer.
@@ -84,6 +67,55 @@ impl Cluster {
         full.extend_from_slice(args);
         cli::run(&full)
     }
+}
+
+/// A topic to create: its name, queues, accepted types (empty: NORMAL) and broker groups
+/// (empty: every group).
+pub(crate) struct TopicSpec<'a> {
+    pub topic: &'a str,
+    pub queues: i32,
+    pub types: &'a [v2::MessageType],
+    pub brokers: &'a [&'a str],
+}
+
+/// Creates `spec` through the Admin service of NameServer `admin_ns`, then waits until every
+/// NameServer of `live_ns` routes it (the others learn it when the brokers register their new
+/// topic); the broker groups it was placed on.
+pub(crate) async fn create_and_wait(
+    admin_ns: &str,
+    live_ns: &[String],
+    tls: Option<&apogee_client::ClientTls>,
+    spec: TopicSpec<'_>,
+) -> Vec<String> {
+    let TopicSpec {
+        topic,
+        queues,
+        types,
+        brokers,
+    } = spec;
+    let req = CreateTopicRequest {
+        topic: Some(TopicConfig {
+            name: topic.into(),
+            queue_count: queues,
+            permission: 0,
+            message_types: types.iter().map(|&t| t as i32).collect(),
+        }),
+        broker_names: brokers.iter().map(|b| b.to_string()).collect(),
+    };
+    let created = rpc::admin_with(admin_ns, tls)
+        .create_topic(rpc::signed(req))
+        .await
+        .unwrap_or_else(|e| panic!("CreateTopic {topic}: {e}"))
+        .into_inner()
+        .broker_names;
+    assert!(
+        !created.is_empty(),
+        "CreateTopic {topic} placed it on no broker group"
+    );
+    for ns in live_ns {
+        wait_route(ns, tls, topic, queues, &created).await;
+    }
+    created
 }
 
 /// Waits until `ns` routes `topic` to every group of `created` with `queues` queues.

@@ -10,11 +10,9 @@
 use super::disk::SmallDisk;
 use super::network::Network;
 use crate::bins;
-use crate::cluster::{wait_broker_ready, wait_route, NameServer};
+use crate::cluster::{create_and_wait, wait_broker_ready, NameServer, TopicSpec};
 use crate::process::ManagedProcess;
-use crate::rpc;
 use crate::{Broker, BrokerSpec};
-use apogee_proto::cluster::{CreateTopicRequest, TopicConfig};
 use apogee_proto::time::now_ms;
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -376,32 +374,14 @@ impl NetCluster {
     /// Creates a topic on `groups` (every group when empty) through the first running
     /// NameServer and waits until every running NameServer routes it.
     pub async fn create_topic_on(&self, topic: &str, queues: i32, groups: &[&str]) {
-        let ns = self
-            .live_ns_addrs()
-            .into_iter()
-            .next()
-            .expect("every NameServer is down");
-        let req = CreateTopicRequest {
-            topic: Some(TopicConfig {
-                name: topic.into(),
-                queue_count: queues,
-                permission: 0,
-                message_types: Vec::new(),
-            }),
-            broker_names: groups.iter().map(|g| g.to_string()).collect(),
+        let live = self.live_ns_addrs();
+        let admin_ns = live.first().expect("every NameServer is down");
+        let spec = TopicSpec {
+            topic,
+            queues,
+            types: &[],
+            brokers: groups,
         };
-        let created = rpc::admin(&ns)
-            .create_topic(rpc::signed(req))
-            .await
-            .unwrap_or_else(|e| panic!("CreateTopic {topic}: {e}"))
-            .into_inner()
-            .broker_names;
-        assert!(
-            !created.is_empty(),
-            "CreateTopic {topic} placed it on no broker group"
-        );
-        for ns in self.live_ns_addrs() {
-            wait_route(&ns, None, topic, queues, &created).await;
-        }
+        create_and_wait(admin_ns, &live, None, spec).await;
     }
 }
