@@ -277,11 +277,6 @@ impl Broker {
         &self.schedule
     }
 
-    /// The index with its journal of replicated writes.
-    pub fn journal(&self) -> &Arc<JournaledKv> {
-        &self.journal
-    }
-
     /// Master/slave replication state.
     pub fn replication(&self) -> &Arc<Replication> {
         &self.replication
@@ -305,11 +300,6 @@ impl Broker {
     /// Validation, admission, routing and append of sends.
     pub fn producer(&self) -> &Producer {
         &self.producer
-    }
-
-    /// Whether the broker is shutting down (long polls return at once).
-    pub fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
     }
 
     /// Turns true when the broker starts shutting down (ends long polls, Telemetry streams
@@ -387,7 +377,7 @@ impl Broker {
     }
 
     /// What replicated state is applied to (on a slave) or adopted into (a handback).
-    pub fn state_targets(&self) -> StateTargets {
+    fn state_targets(&self) -> StateTargets {
         StateTargets {
             journal: self.journal.clone(),
             consume: self.consume.clone(),

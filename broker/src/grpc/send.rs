@@ -126,6 +126,16 @@ pub async fn send_message(
             counted.record(broker);
             stored(ids, sent)
         }
-        Err(e) => refuse_all(ids, &e),
+        Err(e) => {
+            if matches!(e, ApogeeError::Internal(_)) {
+                tracing::error!(
+                    topic = counted.topic,
+                    client_id,
+                    messages = ids.len(),
+                    "send failed: {e}"
+                );
+            }
+            refuse_all(ids, &e)
+        }
     }
 }

@@ -56,10 +56,6 @@ impl Producer {
         sender: &Sender<'_>,
     ) -> Result<Sent, ApogeeError> {
         let first_check: Option<Duration> = messages.first().and_then(|m| m.first_check);
-        let topic = messages
-            .first()
-            .map(|m| m.topic.clone())
-            .unwrap_or_default();
         let mut records: Vec<NewMessage> = messages
             .into_iter()
             .zip(admitted)
@@ -88,7 +84,6 @@ impl Producer {
                 *handle = Some(self.schedule.to_waiting(record));
             }
         }
-        let count = records.len();
         let (results, not_replicated) = match self.store.append(records).await {
             Ok(results) => (results, None),
             Err(mut e) => {
@@ -98,17 +93,9 @@ impl Producer {
                     (std::mem::take(results), Some(ApogeeError::from(e)))
                 } else {
                     // Too large, storage full, a failed store: one mapping
-                    // (`StoreError` -> protocol).
-                    let e = ApogeeError::from(e);
-                    if matches!(e, ApogeeError::Internal(_)) {
-                        tracing::error!(
-                            topic,
-                            client_id = sender.client_id,
-                            messages = count,
-                            "append failed: {e}"
-                        );
-                    }
-                    return Err(e);
+                    // (`StoreError` -> protocol); the transport logs a failed store with the
+                    // request's topic and client.
+                    return Err(ApogeeError::from(e));
                 }
             }
         };
