@@ -1,6 +1,6 @@
 //! Broker endpoints: validating the `host:port` strings brokers register and
-//! turning them into the RocketMQ protocol's `Endpoints` (address scheme plus
-//! one host/port address) that clients dial.
+//! turning them into the RocketMQ protocol's `Endpoints` (one address scheme plus
+//! host/port addresses) that clients dial.
 
 use apogee_proto::v2::{Address, AddressScheme, Endpoints};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -79,6 +79,33 @@ pub fn to_endpoints(endpoint: &str) -> Option<Endpoints> {
     parse(endpoint).ok().map(|hp| hp.to_endpoints())
 }
 
+/// One `Endpoints` for several members: `first`'s address, then each of `others` in order
+/// that has the same address scheme (the message carries one scheme). A domain name carries
+/// a single address (the protocol's `dns:host:port` target names one host, and the Python
+/// client refuses several), so there only `first` is listed. Endpoints that do not parse
+/// are left out; `None` when `first` does not parse.
+pub fn to_endpoints_list<'a>(
+    first: &str,
+    others: impl IntoIterator<Item = &'a str>,
+) -> Option<Endpoints> {
+    let head = parse(first).ok()?;
+    let mut endpoints = head.to_endpoints();
+    if head.scheme == AddressScheme::DomainName {
+        return Some(endpoints);
+    }
+    for other in others {
+        let Ok(hp) = parse(other) else { continue };
+        let address = Address {
+            host: hp.host,
+            port: i32::from(hp.port),
+        };
+        if hp.scheme == head.scheme && !endpoints.addresses.contains(&address) {
+            endpoints.addresses.push(address);
+        }
+    }
+    Some(endpoints)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +124,40 @@ mod tests {
         let e = dns.to_endpoints();
         assert_eq!(e.addresses[0].host, "broker-0.apogee.svc");
         assert_eq!(e.addresses[0].port, 10911);
+    }
+
+    #[test]
+    fn a_list_keeps_the_first_then_others_of_its_scheme() {
+        let e = to_endpoints_list(
+            "10.0.0.2:10912",
+            [
+                "10.0.0.1:10911",
+                "[::1]:10913",
+                "host:1",
+                "10.0.0.2:10912",
+                "bad",
+            ],
+        )
+        .unwrap();
+        assert_eq!(e.scheme, AddressScheme::IPv4 as i32);
+        let hosts: Vec<(&str, i32)> = e
+            .addresses
+            .iter()
+            .map(|a| (a.host.as_str(), a.port))
+            .collect();
+        assert_eq!(hosts, [("10.0.0.2", 10912), ("10.0.0.1", 10911)]);
+
+        let v6 = to_endpoints_list("[::1]:1", ["[::2]:2", "10.0.0.1:3"]).unwrap();
+        assert_eq!(v6.scheme, AddressScheme::IPv6 as i32);
+        assert_eq!(v6.addresses.len(), 2);
+        assert_eq!(v6.addresses[1].host, "::2");
+
+        let dns = to_endpoints_list("b-0.svc:1", ["b-1.svc:1", "b-2.svc:1"]).unwrap();
+        assert_eq!(dns.scheme, AddressScheme::DomainName as i32);
+        assert_eq!(dns.addresses.len(), 1, "a domain name carries one address");
+        assert_eq!(dns.addresses[0].host, "b-0.svc");
+
+        assert!(to_endpoints_list("nope", ["10.0.0.1:1"]).is_none());
     }
 
     #[test]

@@ -1,11 +1,23 @@
 //! Builds the RocketMQ protocol's view of a route from the broker table's
 //! placements: the message queues QueryRoute returns and the assignments
 //! QueryAssignment returns. Pure functions, no I/O.
+//!
+//! Each group is presented as one broker with id 0, whatever the role of the member that
+//! serves it: the official clients use only queues of broker id 0 (the Python client's
+//! `is_master_broker()`, the Java and Go publishing balancers), as RocketMQ's proxy presents
+//! itself. Its `Endpoints` list the serving member's address first, then every other live
+//! member's (see [`endpoint::to_endpoints_list`] for which fit): a client whose first
+//! address stops answering reaches the group through another member, and a slave passes what
+//! it cannot serve to its master (docs/REPLICATION.md, "Reads from slaves and the master's
+//! return").
 
 use crate::endpoint;
 use crate::registry::Placement;
 use apogee_proto::cluster::{BrokerMember, TopicConfig};
 use apogee_proto::v2::{Assignment, Broker, MessageQueue, MessageType, Permission, Resource};
+
+/// The broker id every group is presented with (the protocol's master id).
+const PRESENTED_BROKER_ID: i32 = 0;
 
 /// The permission a topic config grants (unspecified means READ_WRITE).
 fn permission(config: &TopicConfig) -> Permission {
@@ -40,11 +52,18 @@ fn serving(p: &Placement) -> Option<(&BrokerMember, Permission)> {
     readable(perm).then_some((slave, Permission::Read))
 }
 
-fn broker(p: &Placement, m: &BrokerMember) -> Option<Broker> {
+/// The broker clients see for a group served by `serving`: the group's name, id 0, the
+/// serving member's address first and then the other live members' (lowest id first).
+fn broker(p: &Placement, serving: &BrokerMember) -> Option<Broker> {
+    let others = p
+        .members
+        .iter()
+        .filter(|m| m.broker_id != serving.broker_id)
+        .map(|m| m.endpoint.as_str());
     Some(Broker {
         name: p.group.broker_name.clone(),
-        id: i32::try_from(m.broker_id).ok()?,
-        endpoints: Some(endpoint::to_endpoints(&m.endpoint)?),
+        id: PRESENTED_BROKER_ID,
+        endpoints: Some(endpoint::to_endpoints_list(&serving.endpoint, others)?),
     })
 }
 
@@ -201,7 +220,7 @@ mod tests {
         assert_eq!(qs.len(), 2);
         assert!(qs.iter().all(|q| q.permission == Permission::Read as i32));
         let b = qs[0].broker.as_ref().unwrap();
-        assert_eq!(b.id, 1);
+        assert_eq!(b.id, 0, "the serving slave is presented as broker id 0");
         assert_eq!(
             b.endpoints.as_ref().unwrap().scheme,
             AddressScheme::IPv6 as i32
@@ -236,6 +255,83 @@ mod tests {
         assert_eq!(q0.broker.as_ref().unwrap().id, 0);
         let q1 = a[1].message_queue.as_ref().unwrap();
         assert_eq!(q1.broker.as_ref().unwrap().name, "b3");
+        assert_eq!(q1.broker.as_ref().unwrap().id, 0);
         assert_eq!(q1.permission, Permission::Read as i32);
+    }
+
+    fn addresses(q: &MessageQueue) -> Vec<String> {
+        let b = q.broker.as_ref().unwrap();
+        b.endpoints
+            .as_ref()
+            .unwrap()
+            .addresses
+            .iter()
+            .map(|a| format!("{}:{}", a.host, a.port))
+            .collect()
+    }
+
+    #[test]
+    fn a_group_lists_the_serving_member_first_then_every_other_live_one() {
+        let ps = vec![placement(
+            "b1",
+            1,
+            Permission::ReadWrite,
+            vec![
+                member(0, "10.0.0.1:10911"),
+                member(1, "10.0.0.2:10911"),
+                member(2, "10.0.0.3:10911"),
+            ],
+        )];
+        let qs = message_queues(&ps, &topic());
+        assert_eq!(qs[0].broker.as_ref().unwrap().id, 0);
+        assert_eq!(qs[0].permission, Permission::ReadWrite as i32);
+        assert_eq!(
+            addresses(&qs[0]),
+            ["10.0.0.1:10911", "10.0.0.2:10911", "10.0.0.3:10911"]
+        );
+        let a = assignments(&ps, &topic());
+        assert_eq!(
+            addresses(a[0].message_queue.as_ref().unwrap()),
+            addresses(&qs[0])
+        );
+
+        // Master gone: the first slave serves, read-only, and comes first.
+        let ps = vec![placement(
+            "b1",
+            1,
+            Permission::ReadWrite,
+            vec![member(1, "10.0.0.2:10911"), member(2, "10.0.0.3:10911")],
+        )];
+        let qs = message_queues(&ps, &topic());
+        assert_eq!(qs[0].broker.as_ref().unwrap().id, 0);
+        assert_eq!(qs[0].permission, Permission::Read as i32);
+        assert_eq!(addresses(&qs[0]), ["10.0.0.2:10911", "10.0.0.3:10911"]);
+    }
+
+    #[test]
+    fn members_of_another_address_scheme_are_left_out() {
+        let ps = vec![placement(
+            "b1",
+            1,
+            Permission::ReadWrite,
+            vec![
+                member(0, "10.0.0.1:10911"),
+                member(1, "[::1]:10911"),
+                member(2, "slave-2.svc:10911"),
+                member(3, "10.0.0.4:10911"),
+            ],
+        )];
+        let qs = message_queues(&ps, &topic());
+        assert_eq!(addresses(&qs[0]), ["10.0.0.1:10911", "10.0.0.4:10911"]);
+
+        // A domain name carries one address: only the serving member's.
+        let ps = vec![placement(
+            "b1",
+            1,
+            Permission::ReadWrite,
+            vec![member(0, "master.svc:10911"), member(1, "slave.svc:10911")],
+        )];
+        let qs = message_queues(&ps, &topic());
+        assert_eq!(addresses(&qs[0]), ["master.svc:10911"]);
     }
 }
