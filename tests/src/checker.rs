@@ -155,6 +155,30 @@ impl Checker {
             .count()
     }
 
+    /// The time from `since` to the first acknowledged send after it, of `broker_group`
+    /// and by `producer` when given (`None`: none yet).
+    pub fn first_write_after(
+        &self,
+        since: Duration,
+        broker_group: Option<&str>,
+        producer: Option<&str>,
+    ) -> Option<Duration> {
+        first_write(&self.history(), since, broker_group, producer)
+    }
+
+    /// The time from `since` to the first message received after it, of `broker_group`
+    /// and by `consumer` when given (`None`: none yet).
+    pub fn first_read_after(
+        &self,
+        since: Duration,
+        broker_group: Option<&str>,
+        consumer: Option<&str>,
+    ) -> Option<Duration> {
+        let history = self.history();
+        let sends = best_sends(&history.sends);
+        first_read(&history, &sends, since, broker_group, consumer)
+    }
+
     /// Every send attempt so far, in the order they were recorded.
     pub fn sends(&self) -> Vec<SendEvent> {
         self.history().sends.clone()
@@ -227,21 +251,14 @@ impl Report {
             receipts: history.receives.len(),
             ..Report::default()
         };
-        // The best outcome per key: a key acknowledged once counts as acknowledged.
-        let mut sends: HashMap<&str, &SendEvent> = HashMap::new();
         for s in &history.sends {
             match s.outcome {
                 Outcome::Acknowledged => report.acknowledged += 1,
                 Outcome::Failed => report.failed += 1,
                 Outcome::Unknown => report.unknown += 1,
             }
-            let better = sends.get(s.key.as_str()).is_none_or(|prev| {
-                prev.outcome != Outcome::Acknowledged && s.outcome == Outcome::Acknowledged
-            });
-            if better {
-                sends.insert(&s.key, s);
-            }
         }
+        let sends = best_sends(&history.sends);
         let mut receipts: HashMap<&str, usize> = HashMap::new();
         for r in &history.receives {
             *receipts.entry(&r.key).or_default() += 1;
@@ -277,6 +294,20 @@ impl Report {
             .collect();
         report
     }
+}
+
+/// The best outcome per key: a key acknowledged once counts as acknowledged.
+fn best_sends(all: &[SendEvent]) -> HashMap<&str, &SendEvent> {
+    let mut sends: HashMap<&str, &SendEvent> = HashMap::new();
+    for s in all {
+        let better = sends.get(s.key.as_str()).is_none_or(|prev| {
+            prev.outcome != Outcome::Acknowledged && s.outcome == Outcome::Acknowledged
+        });
+        if better {
+            sends.insert(&s.key, s);
+        }
+    }
+    sends
 }
 
 /// Per message group: acknowledged sends in the order they were acknowledged, then each
@@ -326,25 +357,37 @@ fn order_violations(history: &History, sends: &HashMap<&str, &SendEvent>) -> Vec
     violations
 }
 
-/// The times from `fault` to the first acknowledged send and first receipt after it.
-fn recovery(
+/// The time from `since` to the first acknowledged send after it, of `group` and by
+/// `producer` when given.
+fn first_write(
     history: &History,
-    sends: &HashMap<&str, &SendEvent>,
-    fault: &FaultEvent,
-) -> FaultRecovery {
-    let group = fault.broker_group.as_deref();
-    let in_group = |g: Option<&str>| group.is_none() || g == group;
-    let to_write = history
+    since: Duration,
+    group: Option<&str>,
+    producer: Option<&str>,
+) -> Option<Duration> {
+    history
         .sends
         .iter()
         .filter(|s| {
             s.outcome == Outcome::Acknowledged
-                && s.at >= fault.at
-                && in_group(s.broker_group.as_deref())
+                && s.at >= since
+                && (group.is_none() || s.broker_group.as_deref() == group)
+                && (producer.is_none() || Some(s.producer.as_str()) == producer)
         })
-        .map(|s| s.at - fault.at)
-        .min();
-    let to_read = history
+        .map(|s| s.at - since)
+        .min()
+}
+
+/// The time from `since` to the first message received after it, of `group` (the one its
+/// consumer saw, else the one its send was stored on) and by `consumer` when given.
+fn first_read(
+    history: &History,
+    sends: &HashMap<&str, &SendEvent>,
+    since: Duration,
+    group: Option<&str>,
+    consumer: Option<&str>,
+) -> Option<Duration> {
+    history
         .receives
         .iter()
         .filter(|r| {
@@ -353,17 +396,28 @@ fn recovery(
                     .get(r.key.as_str())
                     .and_then(|s| s.broker_group.as_deref())
             });
-            r.at >= fault.at && in_group(g)
+            r.at >= since
+                && (group.is_none() || g == group)
+                && (consumer.is_none() || Some(r.consumer.as_str()) == consumer)
         })
-        .map(|r| r.at - fault.at)
-        .min();
+        .map(|r| r.at - since)
+        .min()
+}
+
+/// The times from `fault` to the first acknowledged send and first receipt after it.
+fn recovery(
+    history: &History,
+    sends: &HashMap<&str, &SendEvent>,
+    fault: &FaultEvent,
+) -> FaultRecovery {
+    let group = fault.broker_group.as_deref();
     FaultRecovery {
         kind: fault.kind.clone(),
         member: fault.member.clone(),
         broker_group: fault.broker_group.clone(),
         at: fault.at,
-        to_write,
-        to_read,
+        to_write: first_write(history, fault.at, group, None),
+        to_read: first_read(history, sends, fault.at, group, None),
     }
 }
 
@@ -641,6 +695,36 @@ mod tests {
             text.contains("first write after never, first read after never"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn first_read_and_write_after_a_time_are_per_client_and_group() {
+        let c = Checker::new();
+        send(&c, "a1", Some("a"), 100, Outcome::Acknowledged);
+        send(&c, "b1", Some("b"), 150, Outcome::Acknowledged);
+        send(&c, "a2", Some("a"), 400, Outcome::Failed);
+        send(&c, "a3", Some("a"), 700, Outcome::Acknowledged);
+        receive(&c, "b1", Some("b"), 300);
+        // Consumer "other" reads a's message without knowing its group: its send's.
+        c.record_receive(ReceiveEvent {
+            key: "a1".into(),
+            message_group: None,
+            broker_group: None,
+            consumer: "other".into(),
+            at: ms(900),
+        });
+        receive(&c, "a3", Some("a"), 1200);
+        assert_eq!(c.first_write_after(ms(200), Some("a"), None), Some(ms(500)));
+        assert_eq!(c.first_write_after(ms(200), Some("b"), None), None);
+        assert_eq!(c.first_write_after(ms(0), None, Some("p")), Some(ms(100)));
+        assert_eq!(c.first_write_after(ms(0), None, Some("q")), None);
+        assert_eq!(c.first_read_after(ms(200), Some("a"), None), Some(ms(700)));
+        assert_eq!(
+            c.first_read_after(ms(200), Some("a"), Some("c")),
+            Some(ms(1000))
+        );
+        assert_eq!(c.first_read_after(ms(200), Some("b"), Some("other")), None);
+        assert_eq!(c.first_read_after(ms(1300), None, None), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A load that feeds a [`Checker`] from real clients: producers of apogee-client and of
 //! RocketMQ's official Rust crate (`rocketmq` 5.0.0) sending keyed messages at a bounded
-//! rate, and consumers of both receiving and acking, every send attempt and every received
+//! rate (apogee-client's also FIFO messages in message groups), and consumers of both receiving and acking, every send attempt and every received
 //! message recorded.
 //!
 //! A message's key and body are `<producer>-<n>`. A producer sends one message at a time
@@ -30,6 +30,10 @@ const BACKOFF: Duration = Duration::from_millis(200);
 
 /// Messages per receive.
 const BATCH: u32 = 16;
+
+/// A drain gives up when no missing message arrived for this long: longer than a
+/// message's invisible time and a restarted master's wait for its slave's handback.
+pub const STALLED: Duration = Duration::from_secs(30);
 
 /// Producer and consumer tasks recording into one checker.
 pub struct Workload {
@@ -131,6 +135,32 @@ impl Workload {
 
     /// An apogee-client producer `name` sending to `topic`.
     pub fn apogee_producer(&mut self, name: &str, config: ClientConfig, topic: &str, rate: u32) {
+        self.spawn_apogee_producer(name, config, topic, rate, 0);
+    }
+
+    /// An apogee-client producer `name` sending FIFO messages to `topic` (a FIFO topic),
+    /// message `n` in message group `<name>-g<n % message_groups>`, so the checker can judge
+    /// the order per group.
+    pub fn apogee_fifo_producer(
+        &mut self,
+        name: &str,
+        config: ClientConfig,
+        topic: &str,
+        message_groups: usize,
+        rate: u32,
+    ) {
+        self.spawn_apogee_producer(name, config, topic, rate, message_groups.max(1));
+    }
+
+    /// An apogee-client producer; with `message_groups` > 0 its messages are FIFO.
+    fn spawn_apogee_producer(
+        &mut self,
+        name: &str,
+        config: ClientConfig,
+        topic: &str,
+        rate: u32,
+        message_groups: usize,
+    ) {
         let (name, topic) = (name.to_string(), topic.to_string());
         let (checker, producing) = (self.checker.clone(), self.producing.clone());
         self.producers.push(tokio::spawn(async move {
@@ -150,16 +180,21 @@ impl Workload {
             while producing.load(Ordering::SeqCst) {
                 tick.tick().await;
                 let key = format!("{name}-{n}");
+                let message_group =
+                    (message_groups > 0).then(|| format!("{name}-g{}", n % message_groups as u64));
                 n += 1;
-                let message = Message::builder(&topic, key.clone()).key(&key).build();
-                let result = producer.send(message).await;
+                let mut message = Message::builder(&topic, key.clone()).key(&key);
+                if let Some(g) = &message_group {
+                    message = message.message_group(g);
+                }
+                let result = producer.send(message.build()).await;
                 let (outcome, broker_group) = match &result {
                     Ok(receipt) => (Outcome::Acknowledged, Some(receipt.broker_name.clone())),
                     Err(e) => (apogee_outcome(e), None),
                 };
                 checker.record_send(SendEvent {
                     key,
-                    message_group: None,
+                    message_group,
                     broker_group,
                     producer: name.clone(),
                     at: checker.now(),
@@ -342,12 +377,20 @@ impl Workload {
     }
 
     /// After [`Workload::stop_producers`]: lets the consumers run until at most
-    /// `allowed_missing` acknowledged messages were not received yet, or `timeout` passed,
-    /// then stops them. Returns how many are missing.
+    /// `allowed_missing` acknowledged messages were not received yet, `timeout` passed, or
+    /// nothing missing was received for [`STALLED`], then stops them. Returns how many are
+    /// missing.
     pub async fn drain(&mut self, allowed_missing: usize, timeout: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.checker.missing() > allowed_missing && tokio::time::Instant::now() < deadline {
+        let now = tokio::time::Instant::now;
+        let deadline = now() + timeout;
+        let (mut missing, mut progress_at) = (self.checker.missing(), now());
+        while missing > allowed_missing && now() < deadline && progress_at.elapsed() < STALLED {
             tokio::time::sleep(Duration::from_millis(200)).await;
+            let still = self.checker.missing();
+            if still < missing {
+                progress_at = now();
+            }
+            missing = still;
         }
         self.consuming.store(false, Ordering::SeqCst);
         for c in self.consumers.drain(..) {

@@ -1,6 +1,7 @@
 //! Figures of many rounds of one scenario each, per scenario: acknowledged, lost and
-//! duplicated messages, and the median and worst time from the round's fault to the first
-//! read and the first write of the affected group ("never" counts as the worst of all).
+//! duplicated messages, FIFO order violations, and the median and worst time from the
+//! round's fault to the first read and the first write of the affected group ("never"
+//! counts as the worst of all).
 
 use super::{seconds, Report};
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ struct Rounds {
     acknowledged: Vec<usize>,
     lost: Vec<usize>,
     duplicated: Vec<usize>,
+    order_violations: Vec<usize>,
     to_read: Vec<Option<Duration>>,
     to_write: Vec<Option<Duration>>,
 }
@@ -46,6 +48,7 @@ impl Summary {
         rounds.acknowledged.push(report.acknowledged);
         rounds.lost.push(report.lost.len());
         rounds.duplicated.push(report.duplicated);
+        rounds.order_violations.push(report.order_violations.len());
         let first = report.faults.first();
         rounds.to_read.push(first.and_then(|f| f.to_read));
         rounds.to_write.push(first.and_then(|f| f.to_write));
@@ -83,12 +86,13 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<20} {:>6} {:>12} {:>6} {:>10}  {:<26} {:<26}",
+            "{:<20} {:>6} {:>12} {:>6} {:>10} {:>16}  {:<26} {:<26}",
             "scenario",
             "rounds",
             "acknowledged",
             "lost",
             "duplicated",
+            "order violations",
             "to read: median / worst",
             "to write: median / worst"
         )?;
@@ -98,12 +102,13 @@ impl fmt::Display for Summary {
             let (write_median, write_worst) = median_and_worst(&r.to_write);
             writeln!(
                 f,
-                "{:<20} {:>6} {:>12} {:>6} {:>10}  {:<26} {:<26}",
+                "{:<20} {:>6} {:>12} {:>6} {:>10} {:>16}  {:<26} {:<26}",
                 name,
                 r.lost.len(),
                 sum(&r.acknowledged),
                 sum(&r.lost),
                 sum(&r.duplicated),
+                sum(&r.order_violations),
                 format!("{} / {}", seconds(read_median), seconds(read_worst)),
                 format!("{} / {}", seconds(write_median), seconds(write_worst)),
             )?;
@@ -143,7 +148,13 @@ mod tests {
     fn medians_and_worsts_count_never_as_the_longest() {
         let mut s = Summary::new();
         s.add("kill", &round(100, 0, Some(3000), Some(500)));
-        s.add("kill", &round(120, 2, Some(1000), None));
+        let mut out_of_order = round(120, 2, Some(1000), None);
+        out_of_order.order_violations = vec![crate::checker::OrderViolation {
+            message_group: "g".into(),
+            key: "k1".into(),
+            after: "k2".into(),
+        }];
+        s.add("kill", &out_of_order);
         s.add("kill", &round(90, 0, Some(2000), Some(700)));
         s.add("pause", &round(50, 0, Some(4000), Some(4000)));
         assert_eq!(s.rounds("kill"), 3);
@@ -158,7 +169,7 @@ mod tests {
             .find(|l| l.starts_with("kill"))
             .expect("a kill line");
         let fields: Vec<&str> = kill.split_whitespace().collect();
-        assert_eq!(&fields[..5], ["kill", "3", "310", "2", "3"], "{text}");
+        assert_eq!(&fields[..6], ["kill", "3", "310", "2", "3", "1"], "{text}");
         assert!(
             kill.contains("2.000 s / 3.000 s") && kill.contains("0.700 s / never"),
             "{text}"

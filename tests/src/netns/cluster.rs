@@ -13,7 +13,9 @@ use crate::bins;
 use crate::cluster::{create_and_wait, wait_broker_ready, NameServer, TopicSpec};
 use crate::process::ManagedProcess;
 use crate::{Broker, BrokerSpec};
+use apogee_proto::cluster::{CreateGroupRequest, GroupConfig};
 use apogee_proto::time::now_ms;
+use apogee_proto::v2::MessageType;
 use std::path::PathBuf;
 use tempfile::TempDir;
 
@@ -374,12 +376,48 @@ impl NetCluster {
     /// Creates a topic on `groups` (every group when empty) through the first running
     /// NameServer and waits until every running NameServer routes it.
     pub async fn create_topic_on(&self, topic: &str, queues: i32, groups: &[&str]) {
+        self.create_topic_of(topic, queues, &[], groups).await;
+    }
+
+    /// Creates a FIFO topic on every group and FIFO consumer group `consumer_group`, through
+    /// the first running NameServer, and waits until every running NameServer routes the
+    /// topic.
+    pub async fn create_fifo_topic(&self, topic: &str, queues: i32, consumer_group: &str) {
+        let live = self.live_ns_addrs();
+        let admin_ns = live.first().expect("every NameServer is down");
+        let group = GroupConfig {
+            name: consumer_group.into(),
+            fifo: true,
+            ..GroupConfig::default()
+        };
+        let created = crate::rpc::admin(admin_ns)
+            .create_group(crate::rpc::signed(CreateGroupRequest {
+                group: Some(group),
+            }))
+            .await
+            .unwrap_or_else(|e| panic!("CreateGroup {consumer_group}: {e}"))
+            .into_inner();
+        assert!(
+            !created.broker_names.is_empty(),
+            "CreateGroup {consumer_group} placed it on no broker group"
+        );
+        self.create_topic_of(topic, queues, &[MessageType::Fifo], &[])
+            .await;
+    }
+
+    async fn create_topic_of(
+        &self,
+        topic: &str,
+        queues: i32,
+        types: &[MessageType],
+        groups: &[&str],
+    ) {
         let live = self.live_ns_addrs();
         let admin_ns = live.first().expect("every NameServer is down");
         let spec = TopicSpec {
             topic,
             queues,
-            types: &[],
+            types,
             brokers: groups,
         };
         create_and_wait(admin_ns, &live, None, spec).await;
