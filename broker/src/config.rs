@@ -5,9 +5,14 @@
 use apogee_server::shared_config::SharedSettings;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Environment prefix of broker overrides (`APOGEE_BROKER_<KEY>`).
 pub const ENV_PREFIX: &str = "BROKER";
+
+/// Default `heartbeat_interval_ms`: with the NameServers' default of 2 missed beats, a
+/// hung broker leaves the routes within 2 s.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
 
 /// What this broker process is in its broker group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +60,12 @@ pub struct BrokerConfig {
     pub default_queue_count: i32,
     pub max_body_bytes: usize,
     pub register_interval_secs: u64,
-    pub heartbeat_interval_secs: u64,
+    /// Milliseconds between beats on the broker's session with each NameServer.
+    pub heartbeat_interval_ms: u64,
+    /// Deprecated (seconds): the key of earlier releases, still read so their config files
+    /// start; when set it is the interval (see [`BrokerConfig::heartbeat_interval`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_secs: Option<u64>,
     pub store: StoreSection,
     pub transaction: TransactionSection,
     pub schedule: ScheduleSection,
@@ -263,7 +273,8 @@ impl Default for BrokerConfig {
             default_queue_count: 8,
             max_body_bytes: apogee_proto::limits::DEFAULT_MAX_BODY_BYTES,
             register_interval_secs: 30,
-            heartbeat_interval_secs: 10,
+            heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
+            heartbeat_interval_secs: None,
             store: StoreSection::default(),
             transaction: TransactionSection::default(),
             schedule: ScheduleSection::default(),
@@ -349,9 +360,10 @@ impl BrokerConfig {
         if self.store.segment_bytes < 65536 {
             return bad("store.segment_bytes must be at least 65536".into());
         }
-        if self.register_interval_secs == 0 || self.heartbeat_interval_secs == 0 {
-            return bad("register and heartbeat intervals must be > 0".into());
+        if self.register_interval_secs == 0 {
+            return bad("register_interval_secs must be > 0".into());
         }
+        self.validate_heartbeat().or_else(bad)?;
         let t = &self.transaction;
         if t.check_interval_ms == 0 || t.scan_interval_ms == 0 {
             return bad(
@@ -406,6 +418,53 @@ impl BrokerConfig {
         }
     }
 
+    /// The interval between session beats: `heartbeat_interval_ms`, or the deprecated
+    /// `heartbeat_interval_secs` when a config file of an earlier release sets it.
+    pub fn heartbeat_interval(&self) -> Duration {
+        match self.heartbeat_interval_secs {
+            Some(secs) => Duration::from_secs(secs),
+            None => Duration::from_millis(self.heartbeat_interval_ms),
+        }
+    }
+
+    /// The warning to log when the deprecated `heartbeat_interval_secs` is set.
+    pub fn heartbeat_deprecation(&self) -> Option<String> {
+        self.heartbeat_interval_secs.map(|secs| {
+            format!(
+                "heartbeat_interval_secs is deprecated: replace heartbeat_interval_secs = {secs} \
+                 with heartbeat_interval_ms = {}",
+                secs.saturating_mul(1000)
+            )
+        })
+    }
+
+    fn validate_heartbeat(&self) -> Result<(), String> {
+        use apogee_proto::limits::{MAX_HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_INTERVAL_MS};
+        if self.heartbeat_interval_secs.is_some()
+            && self.heartbeat_interval_ms != DEFAULT_HEARTBEAT_INTERVAL_MS
+        {
+            return Err(
+                "heartbeat_interval_secs (deprecated) and heartbeat_interval_ms are \
+                 both set: keep only heartbeat_interval_ms"
+                    .into(),
+            );
+        }
+        let ms = self.heartbeat_interval().as_millis();
+        if !(u128::from(MIN_HEARTBEAT_INTERVAL_MS)..=u128::from(MAX_HEARTBEAT_INTERVAL_MS))
+            .contains(&ms)
+        {
+            let key = match self.heartbeat_interval_secs {
+                Some(s) => format!("heartbeat_interval_secs = {s}"),
+                None => format!("heartbeat_interval_ms = {ms}"),
+            };
+            return Err(format!(
+                "{key}: the heartbeat interval must be within \
+                 {MIN_HEARTBEAT_INTERVAL_MS}..={MAX_HEARTBEAT_INTERVAL_MS} ms"
+            ));
+        }
+        Ok(())
+    }
+
     /// The endpoint clients and NameServers should use to reach this broker.
     pub fn advertised_endpoint(&self) -> String {
         if !self.advertise.is_empty() {
@@ -428,6 +487,55 @@ mod tests {
         let parsed: BrokerConfig = toml::from_str(text).expect("deploy/broker.toml parses");
         parsed.validate().expect("valid");
         assert_eq!(parsed, BrokerConfig::default());
+    }
+
+    #[test]
+    fn the_deprecated_heartbeat_key_in_seconds_is_still_read() {
+        let old: BrokerConfig = toml::from_str("heartbeat_interval_secs = 3").unwrap();
+        old.validate().unwrap();
+        assert_eq!(old.heartbeat_interval(), Duration::from_secs(3));
+        let warning = old.heartbeat_deprecation().expect("a deprecation warning");
+        assert!(
+            warning.contains("heartbeat_interval_ms = 3000"),
+            "{warning}"
+        );
+
+        let new: BrokerConfig = toml::from_str("heartbeat_interval_ms = 250").unwrap();
+        assert_eq!(new.heartbeat_interval(), Duration::from_millis(250));
+        assert!(new.heartbeat_deprecation().is_none());
+        assert_eq!(
+            BrokerConfig::default().heartbeat_interval(),
+            Duration::from_secs(1)
+        );
+
+        let both: BrokerConfig =
+            toml::from_str("heartbeat_interval_secs = 3\nheartbeat_interval_ms = 250").unwrap();
+        let err = both.validate().unwrap_err().to_string();
+        assert!(err.contains("keep only heartbeat_interval_ms"), "{err}");
+    }
+
+    #[test]
+    fn the_heartbeat_interval_is_bounded() {
+        for (text, ok) in [
+            ("heartbeat_interval_ms = 0", false),
+            ("heartbeat_interval_ms = 9", false),
+            ("heartbeat_interval_ms = 10", true),
+            ("heartbeat_interval_ms = 60000", true),
+            ("heartbeat_interval_ms = 60001", false),
+            ("heartbeat_interval_secs = 0", false),
+            ("heartbeat_interval_secs = 60", true),
+            ("heartbeat_interval_secs = 61", false),
+        ] {
+            let c: BrokerConfig = toml::from_str(text).unwrap();
+            match c.validate() {
+                Ok(()) => assert!(ok, "{text} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{text} refused: {e}");
+                    let key = text.split(' ').next().unwrap();
+                    assert!(e.to_string().contains(key), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

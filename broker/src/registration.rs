@@ -1,17 +1,20 @@
 //! The broker's link to its NameServers: it registers (with its topics, its
-//! consumer groups and data version) with every configured NameServer, sends
-//! light heartbeats in between, registers again at once when its topics or
-//! groups change or a NameServer asks (a restarted one knows nothing, so its
-//! first heartbeat answer asks), and unregisters on shutdown. Every NameServer
-//! is talked to at the same time, so a dead one delays none of the others.
+//! consumer groups and data version) with every configured NameServer, keeps a
+//! session (`Registry.BrokerSession`, a stream) open with each and beats on it every
+//! `heartbeat_interval_ms` (a beat is the data version only), registers again at once
+//! when its topics or groups change or a NameServer asks (a restarted one knows
+//! nothing, so it asks when the session reconnects), and unregisters on shutdown. A
+//! NameServer drops the broker when its session closes or misses beats; a broken
+//! session is opened again after a short backoff (200 ms doubling to 1 s), and the
+//! NameServer then asks for a registration. Every NameServer is talked to at the same
+//! time, so a dead one delays none of the others.
 //!
 //! At start, before serving, the broker registers once with every NameServer it
 //! can reach: one that refuses because another live process holds this broker
 //! id stops the start ([`RegistrationRefused`]); unreachable ones do not (the
-//! loop keeps trying them). A refusal later on is logged, and that NameServer
-//! gets full registrations instead of heartbeats until it accepts one (a
-//! heartbeat carries no endpoint, so it would keep the other process's entry
-//! alive).
+//! loop keeps trying them). A refusal later on is logged; that NameServer refuses this
+//! broker's session too until the other process is gone, and then asks for a
+//! registration.
 //!
 //! It also forwards the route queries clients send to the broker (QueryRoute,
 //! QueryAssignment) to a NameServer, and relays transaction check-backs through
@@ -21,7 +24,7 @@ use crate::access::AccessTable;
 use crate::config::{BrokerConfig, Role};
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
-use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole};
+use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole, SessionBeat};
 use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::tls::ClientTls;
 use apogee_proto::v2::{self, messaging_service_client::MessagingServiceClient};
@@ -30,10 +33,20 @@ use futures::future::join_all;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The first and the longest pause before a broken session is opened again.
+const SESSION_RETRY_FIRST: Duration = Duration::from_millis(200);
+const SESSION_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// A session whose NameServer answered nothing for this many beat intervals (and at least
+/// [`RPC_TIMEOUT`]) is taken as broken and opened again.
+const UNANSWERED_BEATS: u32 = 3;
 
 /// A NameServer refused to register this broker: another live process holds its
 /// broker id (the NameServer's reason names both endpoints).
@@ -75,6 +88,16 @@ pub struct NameServerLink {
     /// The data version of the last registration sent: when the tables' version moves past
     /// it, the broker registers again.
     sent_version: AtomicI64,
+    /// Drawn at start: names this process in its registrations and sessions.
+    instance_id: u64,
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// After the NameServer answered (the next attempt starts at the first backoff).
+    Answered,
+    /// Without an answer (the backoff grows).
+    Unanswered,
 }
 
 /// A channel to a NameServer, over TLS with `tls`.
@@ -109,6 +132,7 @@ impl NameServerLink {
             secret,
             access: None,
             sent_version: AtomicI64::new(-1),
+            instance_id: rand::random::<u64>().max(1),
         })
     }
 
@@ -164,6 +188,7 @@ impl NameServerLink {
                 .collect(),
             users: access.all_users().cloned().collect(),
             acls: access.all_acls().cloned().collect(),
+            instance_id: self.instance_id,
         }
     }
 
@@ -275,41 +300,6 @@ impl NameServerLink {
         Err(refusal)
     }
 
-    /// One heartbeat, or a full registration when the NameServer asks for one or
-    /// refused the last.
-    async fn heartbeat_one(&self, ns: &NameServer, topics: &TopicTable, groups: &GroupTable) {
-        if ns.refused.load(Ordering::Relaxed) {
-            self.register_one(ns, topics, groups).await;
-            return;
-        }
-        let req = cluster::BrokerHeartbeatRequest {
-            cluster_name: self.config.cluster_name.clone(),
-            broker_name: self.config.broker_name.clone(),
-            broker_id: self.config.broker_id,
-            data_version: self.data_version(topics, groups),
-        };
-        let mut client = RegistryClient::new(ns.channel.clone());
-        match client.broker_heartbeat(self.signed(req)).await {
-            Ok(r) => {
-                self.reached(ns);
-                if r.get_ref().register_required {
-                    tracing::debug!(nameserver = %ns.addr, "the nameserver asks for a registration");
-                    self.register_one(ns, topics, groups).await;
-                }
-            }
-            Err(status) => self.failed(ns, "heartbeat", &status),
-        }
-    }
-
-    async fn heartbeat_all(&self, topics: &TopicTable, groups: &GroupTable) {
-        join_all(
-            self.nameservers
-                .iter()
-                .map(|ns| self.heartbeat_one(ns, topics, groups)),
-        )
-        .await;
-    }
-
     async fn unregister_one(&self, ns: &NameServer) {
         let req = cluster::UnregisterBrokerRequest {
             cluster_name: self.config.cluster_name.clone(),
@@ -333,23 +323,27 @@ impl NameServerLink {
         join_all(registered.map(|ns| self.unregister_one(ns))).await;
     }
 
-    /// Keeps the registration fresh until `shutdown` turns true, then unregisters.
+    /// Keeps the registration fresh and a session open with every NameServer until
+    /// `shutdown` turns true, then unregisters (and only then ends the sessions, so that
+    /// the NameServers do not take the shutdown for a failure).
     pub async fn run(
         self: Arc<Self>,
         topics: Arc<TopicTable>,
         groups: Arc<GroupTable>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        if let Some(warning) = self.config.heartbeat_deprecation() {
+            tracing::warn!("{warning}");
+        }
+        let sessions: Vec<_> = (0..self.nameservers.len())
+            .map(|i| tokio::spawn(self.clone().keep_session(i, topics.clone(), groups.clone())))
+            .collect();
         let mut register =
             tokio::time::interval(Duration::from_secs(self.config.register_interval_secs));
-        let mut heartbeat =
-            tokio::time::interval(Duration::from_secs(self.config.heartbeat_interval_secs));
         // A slow round is not made up for with a burst of them.
         register.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The start registered already: the first rounds come one interval later.
+        // The start registered already: the first round comes one interval later.
         register.tick().await;
-        heartbeat.tick().await;
         loop {
             // Armed before the version is compared, so a change made while a registration
             // is on its way wakes the next round instead of waiting for a heartbeat.
@@ -366,7 +360,6 @@ impl NameServerLink {
             }
             tokio::select! {
                 _ = register.tick() => self.register_all(&topics, &groups).await,
-                _ = heartbeat.tick() => self.heartbeat_all(&topics, &groups).await,
                 _ = changed => {}
                 _ = groups_changed => {}
                 _ = access_changed => {}
@@ -374,6 +367,126 @@ impl NameServerLink {
             }
         }
         self.unregister_all().await;
+        for session in sessions {
+            session.abort();
+        }
+    }
+
+    /// Keeps this broker's session with NameServer `index` open, opening it again after a
+    /// backoff whenever it breaks; runs until aborted.
+    async fn keep_session(
+        self: Arc<Self>,
+        index: usize,
+        topics: Arc<TopicTable>,
+        groups: Arc<GroupTable>,
+    ) {
+        let ns = &self.nameservers[index];
+        let mut retry = SESSION_RETRY_FIRST;
+        loop {
+            if let SessionEnd::Answered = self.session(ns, &topics, &groups).await {
+                retry = SESSION_RETRY_FIRST;
+            }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(SESSION_RETRY_MAX);
+        }
+    }
+
+    /// One session with `ns`: opens it, beats every interval and registers whenever the
+    /// NameServer asks (beside the beats, so a long registration delays none), until the
+    /// stream ends, fails or goes unanswered.
+    async fn session(
+        &self,
+        ns: &NameServer,
+        topics: &TopicTable,
+        groups: &GroupTable,
+    ) -> SessionEnd {
+        let interval = self.config.heartbeat_interval();
+        let (beats, outgoing) = mpsc::channel(4);
+        let open = SessionBeat {
+            open: Some(cluster::SessionOpen {
+                cluster_name: self.config.cluster_name.clone(),
+                broker_name: self.config.broker_name.clone(),
+                broker_id: self.config.broker_id,
+                endpoint: self.config.advertised_endpoint(),
+                instance_id: self.instance_id,
+                heartbeat_interval_ms: interval.as_millis() as u64,
+            }),
+            data_version: self.data_version(topics, groups),
+        };
+        if beats.try_send(open).is_err() {
+            return SessionEnd::Unanswered;
+        }
+        let mut client = RegistryClient::new(ns.channel.clone());
+        let call = client.broker_session(self.signed(ReceiverStream::new(outgoing)));
+        let mut answers = match call.await {
+            Ok(answers) => answers.into_inner(),
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                self.reached(ns);
+                tracing::debug!(nameserver = %ns.addr, "session refused: {}", status.message());
+                return SessionEnd::Unanswered;
+            }
+            Err(status) => {
+                self.failed(ns, "session", &status);
+                return SessionEnd::Unanswered;
+            }
+        };
+        let register_wanted = Notify::new();
+        let registering = async {
+            loop {
+                register_wanted.notified().await;
+                self.register_one(ns, topics, groups).await;
+            }
+        };
+        let silence_allowed = (interval * UNANSWERED_BEATS).max(RPC_TIMEOUT);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await; // The opening message was the first beat.
+        let mut answered = SessionEnd::Unanswered;
+        let beating = async {
+            let mut last_answer = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        let beat = SessionBeat { open: None, data_version: self.data_version(topics, groups) };
+                        // A full queue is a NameServer not reading: the silence check ends it.
+                        let _ = beats.try_send(beat);
+                    }
+                    answer = tokio::time::timeout_at(last_answer + silence_allowed, answers.message()) => {
+                        match answer {
+                            Ok(Ok(Some(a))) => {
+                                last_answer = Instant::now();
+                                answered = SessionEnd::Answered;
+                                self.reached(ns);
+                                if a.register_required {
+                                    tracing::debug!(nameserver = %ns.addr, "the nameserver asks for a registration");
+                                    register_wanted.notify_one();
+                                }
+                            }
+                            Ok(Ok(None)) => {
+                                tracing::info!(nameserver = %ns.addr, "the nameserver ended the session; opening another");
+                                return;
+                            }
+                            Ok(Err(status)) => {
+                                self.failed(ns, "session", &status);
+                                return;
+                            }
+                            Err(_) => {
+                                let status = tonic::Status::deadline_exceeded(format!(
+                                    "no answer for {} ms", silence_allowed.as_millis()
+                                ));
+                                self.failed(ns, "session", &status);
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = beating => {}
+            _ = registering => {}
+        }
+        answered
     }
 
     /// Asks the NameServers in turn until `accept` takes an answer; returns it, or the last

@@ -41,6 +41,13 @@ impl Registry for HeldRegistry {
     ) -> Result<Response<cluster::BrokerHeartbeatResponse>, Status> {
         Ok(Response::new(Default::default()))
     }
+    type BrokerSessionStream = tokio_stream::Empty<Result<cluster::SessionAnswer, Status>>;
+    async fn broker_session(
+        &self,
+        _: Request<tonic::Streaming<cluster::SessionBeat>>,
+    ) -> Result<Response<Self::BrokerSessionStream>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
     async fn unregister_broker(
         &self,
         _: Request<cluster::UnregisterBrokerRequest>,
@@ -102,7 +109,7 @@ async fn a_topic_created_while_a_registration_is_on_its_way_is_registered_next()
     let config = BrokerConfig {
         nameservers: vec![addr.to_string()],
         register_interval_secs: 3600,
-        heartbeat_interval_secs: 3600,
+        heartbeat_interval_ms: 60_000,
         ..Default::default()
     };
     let kv = Arc::new(MemKv::new());

@@ -16,6 +16,11 @@ use std::time::Duration;
 /// Environment prefix of NameServer overrides (`APOGEE_NAMESERVER_<KEY>`).
 pub const ENV_PREFIX: &str = "NAMESERVER";
 
+/// Most beat intervals a session may miss: more would keep a hung broker routed for long.
+pub const MAX_MISSED_HEARTBEATS: u32 = 10;
+/// Longest expiry window for brokers without a session (one day).
+pub const MAX_EXPIRY_SECS: u64 = 86_400;
+
 /// Everything a NameServer process can be configured with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,8 +29,12 @@ pub struct NameServerConfig {
     pub listen: String,
     /// host:port of the HTTP operations endpoint (metrics, health); empty = none.
     pub http_listen: String,
-    /// A broker that sent no register or heartbeat for this long is dropped.
+    /// A broker of an earlier release (unary heartbeats, no session) that sent no register
+    /// or heartbeat for this long is dropped.
     pub broker_expiry_secs: u64,
+    /// A broker with a session is dropped after this many of its announced beat
+    /// intervals without a beat (and at once when its session closes).
+    pub broker_missed_heartbeats: u32,
     /// How often the expiry scan runs.
     pub expiry_scan_interval_secs: u64,
     /// Largest message body, told to producers in the Telemetry settings.
@@ -52,6 +61,7 @@ impl Default for NameServerConfig {
                 apogee_proto::names::DEFAULT_NAMESERVER_HTTP_PORT
             ),
             broker_expiry_secs: 120,
+            broker_missed_heartbeats: crate::registry::DEFAULT_MISSED_HEARTBEATS,
             expiry_scan_interval_secs: 5,
             max_body_bytes: apogee_proto::limits::DEFAULT_MAX_BODY_BYTES,
             max_connections_per_address: 1024,
@@ -79,6 +89,18 @@ impl NameServerConfig {
         self.shared().validate().or_else(invalid)?;
         if self.broker_expiry_secs == 0 {
             return invalid("broker_expiry_secs must be at least 1".into());
+        }
+        if self.broker_expiry_secs > MAX_EXPIRY_SECS {
+            return invalid(format!(
+                "broker_expiry_secs = {} must be at most {MAX_EXPIRY_SECS}",
+                self.broker_expiry_secs
+            ));
+        }
+        if !(1..=MAX_MISSED_HEARTBEATS).contains(&self.broker_missed_heartbeats) {
+            return invalid(format!(
+                "broker_missed_heartbeats = {} must be between 1 and {MAX_MISSED_HEARTBEATS}",
+                self.broker_missed_heartbeats
+            ));
         }
         if self.expiry_scan_interval_secs == 0 {
             return invalid("expiry_scan_interval_secs must be at least 1".into());
@@ -133,6 +155,7 @@ mod tests {
         let c = NameServerConfig::default();
         assert_eq!(c.listen, "127.0.0.1:9876");
         assert_eq!(c.broker_expiry_secs, 120);
+        assert_eq!(c.broker_missed_heartbeats, 2);
         assert_eq!(c.expiry_scan_interval_secs, 5);
         assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
         assert!(c.validate().is_ok());
@@ -145,6 +168,10 @@ mod tests {
         let defaults = NameServerConfig::default();
         assert_eq!(parsed.listen, defaults.listen);
         assert_eq!(parsed.broker_expiry_secs, defaults.broker_expiry_secs);
+        assert_eq!(
+            parsed.broker_missed_heartbeats,
+            defaults.broker_missed_heartbeats
+        );
         assert_eq!(
             parsed.expiry_scan_interval_secs,
             defaults.expiry_scan_interval_secs
@@ -213,6 +240,44 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.broker_expiry_secs, 30);
+    }
+
+    #[test]
+    fn missed_heartbeats_are_bounded_and_set_from_the_environment() {
+        let c: NameServerConfig = config_file::load_with_env(
+            None,
+            ENV_PREFIX,
+            [(
+                "APOGEE_NAMESERVER_BROKER_MISSED_HEARTBEATS".to_string(),
+                "3".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.broker_missed_heartbeats, 3);
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_MISSED_HEARTBEATS, true),
+            (11, false),
+        ] {
+            let c = NameServerConfig {
+                broker_missed_heartbeats: n,
+                ..Default::default()
+            };
+            match c.validate() {
+                Ok(()) => assert!(ok, "{n} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{n} refused: {e}");
+                    assert!(e.to_string().contains("broker_missed_heartbeats"), "{e}");
+                }
+            }
+        }
+        let too_long = NameServerConfig {
+            broker_expiry_secs: MAX_EXPIRY_SECS + 1,
+            ..Default::default()
+        };
+        let err = too_long.validate().unwrap_err().to_string();
+        assert!(err.contains("broker_expiry_secs"), "{err}");
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub async fn serve(
         .security
         .cluster_secret()
         .map_err(ConfigError::Invalid)?;
-    let registry = Arc::new(Registry::new(config.broker_expiry()));
+    let registry = Arc::new(
+        Registry::new(config.broker_expiry())
+            .with_missed_heartbeats(config.broker_missed_heartbeats),
+    );
     let limits = ServerLimits {
         max_body_bytes: config.max_body_bytes,
         ..ServerLimits::default()
@@ -98,7 +101,11 @@ pub async fn serve(
         .set_serving::<MessagingServiceServer<grpc::AccessPoint>>()
         .await;
 
-    let expiry_task = expiry::spawn(registry.clone(), config.expiry_scan_interval());
+    let expiry_task = expiry::spawn(
+        registry.clone(),
+        config.expiry_scan_interval(),
+        metrics.liveness.clone(),
+    );
 
     let closing = Arc::new(AtomicBool::new(false));
     bootstrap.ops_slot().set(Arc::new(metrics::NameServerOps {
@@ -108,15 +115,15 @@ pub async fn serve(
         closing: closing.clone(),
     }));
 
+    let registry_service = grpc::RegistryService::new(registry.clone(), sessions.clone())
+        .with_cluster_secret(cluster_secret.clone())
+        .with_access(access.clone(), broker_channels.clone())
+        .with_counters(metrics.liveness.clone());
     let routes = bootstrap
         .routes()
         .add_service(
-            RegistryServer::new(
-                grpc::RegistryService::new(registry.clone(), sessions.clone())
-                    .with_cluster_secret(cluster_secret.clone())
-                    .with_access(access.clone(), broker_channels.clone()),
-            )
-            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            RegistryServer::new(registry_service.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
             AdminServer::new(
@@ -149,8 +156,10 @@ pub async fn serve(
             move || {
                 closing.store(true, Ordering::Relaxed);
                 tracing::info!("nameserver shutting down");
-                // Telemetry streams end so that clients reconnect elsewhere.
+                // Telemetry streams end so that clients reconnect elsewhere, broker
+                // sessions so that brokers reconnect when it is back.
                 access_point.close_streams();
+                registry_service.close_sessions();
             },
             async move { expiry_task.abort() },
         )

@@ -9,7 +9,7 @@ use crate::registry::Registry as BrokerRegistry;
 use apogee_proto::cluster::BrokerRole;
 use apogee_server::ops::{ClientGauges, OpsSource};
 use apogee_server::telemetry::Sessions;
-use prometheus::{HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +20,65 @@ pub struct NameServerMetrics {
     brokers: IntGaugeVec,
     topics: IntGauge,
     clients: ClientGauges,
+    /// What brokers' registrations and session beats cost, and why brokers were dropped.
+    pub liveness: LivenessCounters,
     scraping: parking_lot::Mutex<()>,
+}
+
+/// Registrations and session beats received (count and encoded bytes), and members dropped
+/// by reason, so an operator sees what keeping brokers live costs (a beat stays a few bytes
+/// whatever the number of topics; a registration carries them all).
+#[derive(Clone)]
+pub struct LivenessCounters {
+    pub registrations: IntCounter,
+    pub registration_bytes: IntCounter,
+    pub beats: IntCounter,
+    pub beat_bytes: IntCounter,
+    /// Members dropped: `session_closed`, `missed_beats` or `expired`.
+    pub dropped: IntCounterVec,
+}
+
+impl LivenessCounters {
+    /// Counters not registered anywhere (for services built without metrics).
+    pub fn unregistered() -> LivenessCounters {
+        Self::build().expect("valid metric names")
+    }
+
+    fn build() -> prometheus::Result<LivenessCounters> {
+        Ok(LivenessCounters {
+            registrations: IntCounter::new(
+                "apogee_nameserver_registrations_total",
+                "RegisterBroker calls received.",
+            )?,
+            registration_bytes: IntCounter::new(
+                "apogee_nameserver_registration_bytes_total",
+                "Encoded bytes of the RegisterBroker requests received.",
+            )?,
+            beats: IntCounter::new(
+                "apogee_nameserver_session_beats_total",
+                "Beats received on brokers' sessions (the opening message included).",
+            )?,
+            beat_bytes: IntCounter::new(
+                "apogee_nameserver_session_beat_bytes_total",
+                "Encoded bytes of the session beats received.",
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "apogee_nameserver_brokers_dropped_total",
+                    "Brokers dropped from the table, by reason.",
+                ),
+                &["reason"],
+            )?,
+        })
+    }
+
+    fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.registrations.clone()))?;
+        registry.register(Box::new(self.registration_bytes.clone()))?;
+        registry.register(Box::new(self.beats.clone()))?;
+        registry.register(Box::new(self.beat_bytes.clone()))?;
+        registry.register(Box::new(self.dropped.clone()))
+    }
 }
 
 impl NameServerMetrics {
@@ -44,7 +102,10 @@ impl NameServerMetrics {
         )?;
         registry.register(Box::new(topics.clone()))?;
         apogee_server::ops::register_process_metrics(&registry)?;
+        let liveness = LivenessCounters::build()?;
+        liveness.register(&registry)?;
         Ok(NameServerMetrics {
+            liveness,
             rpc_latency: apogee_server::ops::rpc_latency(&registry)?,
             clients: ClientGauges::new(&registry)?,
             brokers,

@@ -24,6 +24,11 @@ pub const MAX_TAG_LEN: usize = 255;
 pub const MAX_KEY_LEN: usize = 255;
 /// Most queues a topic may have on one broker group.
 pub const MAX_QUEUES_PER_TOPIC: i32 = 1024;
+/// Shortest and longest beat interval a broker may announce on its NameServer session
+/// (`heartbeat_interval_ms`): shorter floods the NameServers, longer leaves a hung broker
+/// in the routes for minutes.
+pub const MIN_HEARTBEAT_INTERVAL_MS: u64 = 10;
+pub const MAX_HEARTBEAT_INTERVAL_MS: u64 = 60_000;
 /// Shortest and longest invisible duration a consumer may ask for.
 pub const MIN_INVISIBLE_MS: i64 = 1_000;
 pub const MAX_INVISIBLE_MS: i64 = 12 * 3600 * 1000;

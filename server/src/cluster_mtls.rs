@@ -25,7 +25,11 @@ pub fn cluster_only(path: &str) -> bool {
     (service == registry_server::SERVICE_NAME
         && matches!(
             method,
-            "RegisterBroker" | "BrokerHeartbeat" | "UnregisterBroker" | "RelayCheckBack"
+            "RegisterBroker"
+                | "BrokerHeartbeat"
+                | "BrokerSession"
+                | "UnregisterBroker"
+                | "RelayCheckBack"
         ))
         || (service == replication_server::SERVICE_NAME && method == "Replicate")
 }
@@ -123,6 +127,7 @@ mod tests {
         for path in [
             "/apogee.cluster.v1.Registry/RegisterBroker",
             "/apogee.cluster.v1.Registry/BrokerHeartbeat",
+            "/apogee.cluster.v1.Registry/BrokerSession",
             "/apogee.cluster.v1.Registry/UnregisterBroker",
             "/apogee.cluster.v1.Registry/RelayCheckBack",
             "/apogee.cluster.v1.Replication/Replicate",

@@ -1,5 +1,5 @@
 //! The NameServer's gRPC services: [`registry`] (brokers register and
-//! heartbeat), [`admin`] (administration passed on to brokers) and
+//! keep a [`broker_session`]), [`admin`] (administration passed on to brokers) and
 //! [`access_point`] (the RocketMQ 5 clients' MessagingService subset), plus
 //! [`route`], which turns the broker table into protocol queues, and
 //! [`transactions`] and [`schedule`], which route transaction and scheduled-message calls to
@@ -15,6 +15,7 @@ pub mod admin_groups;
 pub mod admin_messages;
 pub mod admin_ops;
 pub mod admin_topics;
+pub mod broker_session;
 pub mod brokers;
 pub mod fan_out;
 pub mod registry;

@@ -1,5 +1,6 @@
 //! `apogee.cluster.v1.Registry` over the broker table: brokers register,
-//! heartbeat and unregister here; tools read routes and cluster info. Input is
+//! keep their liveness session ([`super::broker_session`]; the unary heartbeat is kept
+//! for brokers of earlier releases) and unregister here; tools read routes and cluster info. Input is
 //! validated here (names, ids, endpoints, topic and group configs) so the table only
 //! ever holds well-formed entries; a broker id held by another live endpoint is refused
 //! (ALREADY_EXISTS). Brokers also relay transaction check-backs
@@ -7,24 +8,28 @@
 //! carry the brokers' users and ACL entries, merged into the [`AccessBook`]; a master lacking
 //! some of what the book knows is sent them.
 
+use super::broker_session::{self, SessionHost, SessionStream};
 use super::brokers::BrokerChannels;
 use crate::access::AccessBook;
 use crate::endpoint;
+use crate::metrics::LivenessCounters;
 use crate::registry::Registry;
 use apogee_proto::cluster::registry_server::Registry as RegistryRpc;
 use apogee_proto::cluster::{
     ApplyAccessRequest, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRole,
     GetClusterInfoRequest, GetClusterInfoResponse, GetRouteRequest, GetRouteResponse,
     RegisterBrokerRequest, RegisterBrokerResponse, RelayCheckBackRequest, RelayCheckBackResponse,
-    TopicConfig, UnregisterBrokerRequest, UnregisterBrokerResponse,
+    SessionBeat, TopicConfig, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::v2::{telemetry_command::Command, RecoverOrphanedTransactionCommand};
 use apogee_proto::{limits, ApogeeError};
 use apogee_server::cluster_proof;
 use apogee_server::telemetry::Sessions;
+use prost::Message as _;
 use std::sync::Arc;
-use tonic::{Request, Response, Status};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
 
 /// The Registry gRPC service.
 #[derive(Clone)]
@@ -39,6 +44,10 @@ pub struct RegistryService {
     access: Arc<AccessBook>,
     /// Sends a master the users and entries it lacks (none: it is not sent them).
     channels: Option<Arc<BrokerChannels>>,
+    /// Registrations and beats received, brokers dropped.
+    counters: LivenessCounters,
+    /// Set on shutdown: every broker session ends.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl RegistryService {
@@ -49,7 +58,20 @@ impl RegistryService {
             secret: None,
             access: Arc::default(),
             channels: None,
+            counters: LivenessCounters::unregistered(),
+            closing: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Counts registrations and beats (and drops) in `counters`.
+    pub fn with_counters(mut self, counters: LivenessCounters) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    /// Ends every broker session (the NameServer is shutting down; brokers reconnect).
+    pub fn close_sessions(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Merges the users and ACL entries of every registration into `access`, and sends a
@@ -184,6 +206,10 @@ impl RegistryRpc for RegistryService {
     ) -> Result<Response<RegisterBrokerResponse>, Status> {
         cluster_proof::check(self.secret.as_ref(), &request, "broker registration")?;
         let req = request.into_inner();
+        self.counters.registrations.inc();
+        self.counters
+            .registration_bytes
+            .inc_by(req.encoded_len() as u64);
         validate_register(&req)?;
         let registered = self.registry.register(&req).inspect_err(|e| {
             tracing::warn!(
@@ -243,6 +269,22 @@ impl RegistryRpc for RegistryService {
             );
         }
         Ok(Response::new(BrokerHeartbeatResponse { register_required }))
+    }
+
+    type BrokerSessionStream = SessionStream;
+
+    async fn broker_session(
+        &self,
+        request: Request<Streaming<SessionBeat>>,
+    ) -> Result<Response<Self::BrokerSessionStream>, Status> {
+        cluster_proof::check(self.secret.as_ref(), &request, "broker session")?;
+        let host = SessionHost {
+            registry: self.registry.clone(),
+            counters: self.counters.clone(),
+            closing: self.closing.subscribe(),
+        };
+        let answers = broker_session::open(host, request.into_inner()).await?;
+        Ok(Response::new(answers))
     }
 
     async fn unregister_broker(

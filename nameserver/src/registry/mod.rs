@@ -1,7 +1,9 @@
 //! The broker table: which broker groups exist, which members (master id 0,
 //! slaves id > 0) each has, where they listen, which topics they host and when
 //! they were last heard from. This module owns membership (register,
-//! heartbeat, unregister, expiry; one live process per broker id); [`query`] owns the read side (routes,
+//! heartbeat, unregister, expiry; one live process per broker id); [`sessions`] the
+//! brokers' liveness sessions (a member bound to its process's session is dropped when the
+//! session ends or misses beats); [`query`] owns the read side (routes,
 //! cluster info, topic lists) and the topic changes applied after an admin
 //! fan-out; [`groups`] the consumer-group configs brokers register.
 //!
@@ -11,16 +13,25 @@
 mod groups;
 mod query;
 #[cfg(test)]
+mod session_tests;
+mod sessions;
+#[cfg(test)]
 mod tests;
 
 pub use groups::GroupListing;
 pub use query::{AdminTarget, Placement, TopicListing};
+pub use sessions::{BeatAnswer, SessionMember, SessionOpened};
 
 use apogee_proto::cluster::{BrokerRole, GroupConfig, RegisterBrokerRequest, TopicConfig};
 use apogee_proto::ApogeeError;
-use parking_lot::RwLock;
-use std::collections::BTreeMap;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
+
+/// How many announced beat intervals a session may miss before its member is dropped,
+/// unless the NameServer's config says otherwise (`broker_missed_heartbeats`).
+pub const DEFAULT_MISSED_HEARTBEATS: u32 = 2;
 
 /// A broker group's identity: its cluster and its broker name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +66,13 @@ struct Member {
     data_version: i64,
     last_seen: Instant,
     last_seen_ms: i64,
+    /// The process's `instance_id` (0: a broker without sessions).
+    instance: u64,
+    /// The session of the same process this member is bound to: its end drops the member.
+    session: Option<u64>,
+    /// Silence after which the member is not live: the missed beats of its session's
+    /// interval when bound to one, else the expiry window.
+    silence_limit: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -73,7 +91,7 @@ pub struct Registered {
     pub is_new: bool,
 }
 
-/// A member dropped by the expiry scan.
+/// A member dropped by the expiry scan or by its session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expired {
     pub group: GroupKey,
@@ -81,22 +99,43 @@ pub struct Expired {
     pub endpoint: String,
     /// How long the member had been silent.
     pub silent_for: Duration,
+    /// The silence it was allowed: the expiry window, or its session's missed beats.
+    pub silence_limit: Duration,
+    /// The session it was bound to (ended with it).
+    pub session: Option<u64>,
 }
+
+/// A member's identity: its group and broker id.
+pub(crate) type MemberKey = (GroupKey, i64);
 
 /// The NameServer's broker table.
 #[derive(Debug)]
 pub struct Registry {
     groups: RwLock<BTreeMap<GroupKey, Group>>,
+    /// The current session of each member identity (locked after `groups` when both are).
+    sessions: Mutex<HashMap<MemberKey, sessions::Lease>>,
+    next_session: AtomicU64,
     expiry: Duration,
+    missed_heartbeats: u32,
 }
 
 impl Registry {
-    /// An empty table whose members expire after `expiry` of silence.
+    /// An empty table whose members expire after `expiry` of silence (members bound to a
+    /// session: after [`DEFAULT_MISSED_HEARTBEATS`] of its intervals).
     pub fn new(expiry: Duration) -> Self {
         Registry {
             groups: RwLock::new(BTreeMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
             expiry,
+            missed_heartbeats: DEFAULT_MISSED_HEARTBEATS,
         }
+    }
+
+    /// Drops a member bound to a session after `n` of its announced intervals without a beat.
+    pub fn with_missed_heartbeats(mut self, n: u32) -> Self {
+        self.missed_heartbeats = n.max(1);
+        self
     }
 
     /// The expiry window.
@@ -122,7 +161,7 @@ impl Registry {
     ) -> Result<Registered, ApogeeError> {
         let key = GroupKey::new(&req.cluster_name, &req.broker_name);
         let role = effective_role(req.broker_id, req.role);
-        let member = Member {
+        let mut member = Member {
             endpoint: req.endpoint.clone(),
             role,
             topics: req
@@ -138,6 +177,9 @@ impl Registry {
             data_version: req.data_version,
             last_seen: now,
             last_seen_ms: apogee_proto::time::now_ms(),
+            instance: req.instance_id,
+            session: None,
+            silence_limit: self.expiry,
         };
         let mut groups = self.groups.write();
         let holder = groups
@@ -154,6 +196,7 @@ impl Registry {
                 req.endpoint
             )));
         }
+        self.bind_session(&key, req.broker_id, &mut member);
         let group = groups.entry(key).or_default();
         let previous = group.members.insert(req.broker_id, member);
         let is_new = previous.is_none_or(|p| p.endpoint != req.endpoint);
@@ -220,6 +263,7 @@ impl Registry {
             return false;
         };
         let removed = group.members.remove(&broker_id).is_some();
+        self.sessions.lock().remove(&(key.clone(), broker_id));
         if group.members.is_empty() {
             groups.remove(&key);
         }
@@ -243,17 +287,20 @@ impl Registry {
                         broker_id: *id,
                         endpoint: m.endpoint.clone(),
                         silent_for: now.saturating_duration_since(m.last_seen),
+                        silence_limit: m.silence_limit,
+                        session: m.session,
                     });
                 }
                 live
             });
             !group.members.is_empty()
         });
+        self.end_leases(&expired);
         expired
     }
 
     fn is_live(&self, m: &Member, now: Instant) -> bool {
-        now.saturating_duration_since(m.last_seen) <= self.expiry
+        now.saturating_duration_since(m.last_seen) <= m.silence_limit
     }
 }
 

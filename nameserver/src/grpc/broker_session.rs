@@ -1,0 +1,252 @@
+//! `Registry.BrokerSession` on the NameServer: a broker's liveness stream. The first
+//! message names the member and its beat interval; every later one is a beat (the data
+//! version only). Each is answered "register required" when the table does not know the
+//! member from this process or knows another data version. The member bound to the
+//! session (`registry::sessions`) is dropped, with a WARN naming it and why, when the
+//! stream ends or errors (the broker's connection closed, as a killed process's is), or
+//! when `broker_missed_heartbeats` announced intervals pass without a beat (a hung
+//! process, a cut link); the stream is then ended with DEADLINE_EXCEEDED. A session
+//! replaced by a newer one of the same member ends with ABORTED and drops nothing.
+
+use super::registry::validate_identity;
+use crate::endpoint;
+use crate::metrics::LivenessCounters;
+use crate::registry::{BeatAnswer, Expired, GroupKey, Registry, SessionMember};
+use apogee_proto::cluster::{SessionAnswer, SessionBeat};
+use apogee_proto::limits::{MAX_HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_INTERVAL_MS};
+use prost::Message as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+/// The answers of one session, as the RPC returns them.
+pub type SessionStream = ReceiverStream<Result<SessionAnswer, Status>>;
+
+/// Longest wait for a session's opening message.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers not yet read by the broker; a broker that reads none misses its beats anyway.
+const ANSWER_BUFFER: usize = 8;
+
+/// What a session needs of the NameServer.
+#[derive(Clone)]
+pub struct SessionHost {
+    pub registry: Arc<Registry>,
+    pub counters: LivenessCounters,
+    /// Turns true when the NameServer shuts down: every session ends.
+    pub closing: watch::Receiver<bool>,
+}
+
+/// One open session.
+struct Session {
+    group: GroupKey,
+    broker_id: i64,
+    endpoint: String,
+    id: u64,
+    interval: Duration,
+}
+
+/// Why a session's loop ended.
+enum Ending {
+    /// The stream ended or failed: the broker's side is gone.
+    Closed(String),
+    /// No beat within the allowed silence.
+    MissedBeats(Duration),
+    /// Replaced by a newer session of the member, or its member was dropped.
+    Replaced,
+    /// A later message tried to open the session again.
+    Reopened,
+    ShuttingDown,
+}
+
+/// Reads and checks the opening message, opens the session and starts serving it.
+pub async fn open(
+    host: SessionHost,
+    mut inbound: Streaming<SessionBeat>,
+) -> Result<SessionStream, Status> {
+    let first = tokio::time::timeout(OPEN_TIMEOUT, inbound.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no opening message within {} s",
+                OPEN_TIMEOUT.as_secs()
+            ))
+        })??
+        .ok_or_else(|| Status::invalid_argument("the session ended before its opening message"))?;
+    host.counters.beats.inc();
+    host.counters.beat_bytes.inc_by(first.encoded_len() as u64);
+    let open = first.open.as_ref().ok_or_else(|| {
+        Status::invalid_argument("the first message of a broker session must carry `open`")
+    })?;
+    validate_identity(&open.cluster_name, &open.broker_name, open.broker_id)?;
+    endpoint::parse(&open.endpoint).map_err(Status::invalid_argument)?;
+    if open.instance_id == 0 {
+        return Err(Status::invalid_argument(
+            "instance_id must be the non-zero number the broker registers with",
+        ));
+    }
+    let interval_ms = open.heartbeat_interval_ms;
+    if !(MIN_HEARTBEAT_INTERVAL_MS..=MAX_HEARTBEAT_INTERVAL_MS).contains(&interval_ms) {
+        return Err(Status::invalid_argument(format!(
+            "heartbeat_interval_ms {interval_ms} must be within \
+             {MIN_HEARTBEAT_INTERVAL_MS}..={MAX_HEARTBEAT_INTERVAL_MS}"
+        )));
+    }
+    let group = GroupKey::new(&open.cluster_name, &open.broker_name);
+    let interval = Duration::from_millis(interval_ms);
+    let who = SessionMember {
+        group: &group,
+        broker_id: open.broker_id,
+        endpoint: &open.endpoint,
+        instance: open.instance_id,
+        interval,
+    };
+    let opened = host
+        .registry
+        .open_session(who, first.data_version)
+        .inspect_err(|e| {
+            tracing::warn!(broker = %group, broker_id = open.broker_id, endpoint = %open.endpoint,
+                "session refused: {e}")
+        })?;
+    let session = Session {
+        group: group.clone(),
+        broker_id: open.broker_id,
+        endpoint: open.endpoint.clone(),
+        id: opened.id,
+        interval,
+    };
+    tracing::debug!(broker = %group, broker_id = session.broker_id, session = session.id,
+        interval_ms, "broker session opened");
+    let (answers, rx) = mpsc::channel(ANSWER_BUFFER);
+    let first_answer = SessionAnswer {
+        register_required: opened.register_required,
+    };
+    answers
+        .try_send(Ok(first_answer))
+        .map_err(|_| Status::internal("session answer buffer unavailable"))?;
+    tokio::spawn(serve(host, session, inbound, answers));
+    Ok(ReceiverStream::new(rx))
+}
+
+/// Answers beats until the session ends, then drops its member as the ending says.
+async fn serve(
+    mut host: SessionHost,
+    session: Session,
+    mut inbound: Streaming<SessionBeat>,
+    answers: mpsc::Sender<Result<SessionAnswer, Status>>,
+) {
+    let limit = host.registry.session_silence_limit(session.interval);
+    let ending = loop {
+        let deadline = Instant::now() + limit;
+        tokio::select! {
+            _ = host.closing.wait_for(|c| *c) => break Ending::ShuttingDown,
+            _ = answers.closed() => break Ending::Closed("the broker stopped reading its answers".into()),
+            next = tokio::time::timeout_at(deadline, inbound.message()) => {
+                let beat = match next {
+                    Err(_) => break Ending::MissedBeats(limit),
+                    Ok(Ok(Some(beat))) => beat,
+                    Ok(Ok(None)) => break Ending::Closed("its session stream ended".into()),
+                    Ok(Err(status)) => break Ending::Closed(format!(
+                        "its session stream failed: {}", status.message()
+                    )),
+                };
+                host.counters.beats.inc();
+                host.counters.beat_bytes.inc_by(beat.encoded_len() as u64);
+                if beat.open.is_some() {
+                    break Ending::Reopened;
+                }
+                let answer = host.registry.beat(
+                    &session.group,
+                    session.broker_id,
+                    session.id,
+                    beat.data_version,
+                );
+                let BeatAnswer::Live { register_required } = answer else {
+                    break Ending::Replaced;
+                };
+                // A full buffer is a broker not reading: it is asked again at its next beat.
+                if let Err(mpsc::error::TrySendError::Closed(_)) =
+                    answers.try_send(Ok(SessionAnswer { register_required }))
+                {
+                    break Ending::Closed("the broker stopped reading its answers".into());
+                }
+            }
+        }
+    };
+    finish(&host, &session, ending, &answers);
+}
+
+/// Drops the member when the ending says so (logging it) and ends the stream.
+fn finish(
+    host: &SessionHost,
+    session: &Session,
+    ending: Ending,
+    answers: &mpsc::Sender<Result<SessionAnswer, Status>>,
+) {
+    let (reason, why, status) = match ending {
+        Ending::ShuttingDown => {
+            let _ = answers.try_send(Err(Status::unavailable("the nameserver is shutting down")));
+            return;
+        }
+        Ending::Replaced => {
+            let _ = answers.try_send(Err(Status::aborted(
+                "this session was replaced by a newer one of the same broker, or the broker \
+                 was dropped; open a new session",
+            )));
+            return;
+        }
+        Ending::Closed(why) => ("session_closed", why, None),
+        Ending::MissedBeats(limit) => (
+            "missed_beats",
+            format!(
+                "no beat for {} ms ({} intervals of {} ms)",
+                limit.as_millis(),
+                host.registry.missed_heartbeats(),
+                session.interval.as_millis()
+            ),
+            Some(Status::deadline_exceeded(format!(
+                "no beat within {} ms: dropped from the routes; open a new session and \
+                 register again",
+                limit.as_millis()
+            ))),
+        ),
+        Ending::Reopened => (
+            "session_closed",
+            "it sent a second opening message".into(),
+            Some(Status::invalid_argument(
+                "only the first message of a session carries `open`",
+            )),
+        ),
+    };
+    let dropped = host
+        .registry
+        .end_session(&session.group, session.broker_id, session.id);
+    if let Some(dropped) = &dropped {
+        host.counters.dropped.with_label_values(&[reason]).inc();
+        log_dropped(dropped, &why);
+    } else {
+        tracing::debug!(broker = %session.group, broker_id = session.broker_id,
+            endpoint = %session.endpoint, session = session.id, "broker session ended: {why}");
+    }
+    if let Some(status) = status {
+        let _ = answers.try_send(Err(status));
+    }
+}
+
+/// The WARN of a member dropped from the routes.
+pub(crate) fn log_dropped(e: &Expired, why: &str) {
+    tracing::warn!(
+        cluster = %e.group.cluster,
+        broker_name = %e.group.broker_name,
+        broker_id = e.broker_id,
+        endpoint = %e.endpoint,
+        silent_ms = e.silent_for.as_millis() as u64,
+        "broker {} id {} at {} dropped from routes: {why}",
+        e.group,
+        e.broker_id,
+        e.endpoint
+    );
+}
