@@ -20,6 +20,9 @@
 //! - [`nameserver_loss`]: with every NameServer down for 30 s clients keep
 //!   producing and consuming and brokers register again when they return; one of
 //!   two down goes unnoticed; a broker id held by a live broker is refused at start.
+//! - [`liveness`]: a master killed or stopped leaves the routes within 3 s (and a stopped one
+//!   comes back after SIGCONT); a restarted NameServer knows the brokers again within 3 s;
+//!   a beat stays a few bytes with 10,000 topics.
 //! - [`lifecycle`]: SIGTERM under load: nothing acknowledged lost, out of the routes at once.
 //! - [`metrics`]: `/metrics` after a known workload; `/healthz` and `/readyz`.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
@@ -91,6 +94,7 @@ mod filters;
 mod foreign_store;
 mod groups;
 mod lifecycle;
+mod liveness;
 mod metrics;
 mod nameserver_loss;
 mod official_client;
