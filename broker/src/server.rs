@@ -5,7 +5,7 @@
 //! and flushes the store, in that order. Each step is one function below.
 
 use crate::config::{BrokerConfig, Role};
-use crate::grpc::{admin::AdminServer, MessagingServer};
+use crate::grpc::{admin::AdminServer, forward::SlaveForwarding, MessagingServer};
 use crate::metrics::BrokerOps;
 use crate::replication::journal::JournaledKv;
 use crate::replication::{Replication, ReplicationService};
@@ -170,15 +170,25 @@ fn log_listening(config: &BrokerConfig, addr: std::net::SocketAddr, ops_addr: &s
 }
 
 /// MessagingService, Admin and Replication added to `routes` (the bootstrap's, with health).
+/// A slave's MessagingService is behind its pass-through to the master (`grpc::forward`).
 fn routes(broker: &Arc<Broker>, routes: tonic::service::Routes) -> tonic::service::Routes {
+    let config = broker.config();
+    let messaging = MessagingServiceServer::new(MessagingServer::new(broker.clone()))
+        .max_decoding_message_size(apogee_proto::limits::max_request_bytes(
+            config.max_body_bytes,
+        ))
+        .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+    let routes = if config.role == Role::Slave {
+        routes.add_service(SlaveForwarding::new(
+            messaging,
+            broker.replication().clone(),
+            &config.broker_name,
+            &config.advertised_endpoint(),
+        ))
+    } else {
+        routes.add_service(messaging)
+    };
     routes
-        .add_service(
-            MessagingServiceServer::new(MessagingServer::new(broker.clone()))
-                .max_decoding_message_size(apogee_proto::limits::max_request_bytes(
-                    broker.config().max_body_bytes,
-                ))
-                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
-        )
         .add_service(
             AdminService::new(AdminServer::new(broker.clone()))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),

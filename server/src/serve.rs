@@ -290,7 +290,7 @@ where
 
 /// A `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u, n); `None` when
 /// it is not one (the call then runs without a deadline, as with no header).
-fn grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
+pub fn grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?;
     let unit = text.chars().last()?;
     let digits = &text[..text.len() - unit.len_utf8()];

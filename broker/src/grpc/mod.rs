@@ -4,7 +4,8 @@
 //!   (send in [`send`], pop-style consumption in [`receive`], offset-based
 //!   consumption in [`offsets`], EndTransaction in [`end_transaction`],
 //!   RecallMessage in `crate::schedule`;
-//!   Telemetry is the shared session of `apogee_server::telemetry`).
+//!   Telemetry is the shared session of `apogee_server::telemetry`); on a slave it sits
+//!   behind [`forward::SlaveForwarding`], which passes what only the master can answer to it.
 //! - [`admin::AdminServer`]: the typed `apogee.cluster.v1.Admin` operations
 //!   applied to this broker (message query and dead letters in [`admin_messages`],
 //!   consumer groups in [`admin_groups`], GetBrokerStatus in [`admin_status`], users and
@@ -21,6 +22,7 @@ pub mod admin_ops;
 pub mod admin_status;
 pub mod convert;
 pub mod end_transaction;
+pub mod forward;
 pub mod offsets;
 pub mod receive;
 pub mod send;

@@ -101,6 +101,23 @@ pub struct Sent {
     pub not_replicated: Option<ApogeeError>,
 }
 
+/// What a slave answers a write (a send, an end of transaction, a recall, a dead letter) it
+/// cannot pass to its master `master` ("" when not known): HA_NOT_AVAILABLE, which the
+/// official producers retry (docs/REPLICATION.md, "Reads from slaves and the master's
+/// return"). A slave stores nothing of its own: its log is a copy of the master's.
+pub fn slave_refusal(broker_name: &str, broker_id: i64, master: &str) -> ApogeeError {
+    let master = if master.is_empty() {
+        "its master".to_string()
+    } else {
+        format!("its master {master}")
+    };
+    ApogeeError::Unavailable(format!(
+        "broker {broker_name} id {broker_id} is a slave and {master} is not reachable; a slave \
+         stores no writes of its own: retry on another broker group, or here once the master \
+         is back"
+    ))
+}
+
 /// What a producer service is configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerConfig {
@@ -169,11 +186,11 @@ impl Producer {
         sender: &Sender<'_>,
     ) -> Result<Sent, ApogeeError> {
         if self.config.role == Role::Slave {
-            return Err(ApogeeError::Forbidden(format!(
-                "broker {} id {} is a slave and takes no sends; send to the master (broker id \
-                 0) of its group",
-                self.config.broker_name, self.config.broker_id
-            )));
+            return Err(slave_refusal(
+                &self.config.broker_name,
+                self.config.broker_id,
+                "",
+            ));
         }
         validate::request(&messages)?;
         let topic = messages[0].topic.as_str();

@@ -296,12 +296,12 @@ async fn a_send_over_the_client_quota_is_refused_and_not_stored() {
 }
 
 #[tokio::test]
-async fn a_slave_takes_no_sends() {
+async fn a_slave_takes_no_sends_and_says_so_with_a_retriable_code() {
     let f = fixture_with(Role::Slave, LimitsSection::default());
     assert_refused(
         f.send(vec![normal("A")]).await,
-        Code::Forbidden,
-        "broker broker-a id 0 is a slave and takes no sends",
+        Code::HaNotAvailable,
+        "broker broker-a id 0 is a slave and its master is not reachable",
     );
 }
 

@@ -9,7 +9,8 @@
 //! - the master's table of slaves: offsets each slave reported written and synced, whether it
 //!   is in sync, its lag in bytes and in time. Every report moves the store's replicated
 //!   offset and in-sync flag, which SYNC_MASTER sends wait on (`store/replica_log.rs`);
-//! - a slave's view of its master link (for status and the handback);
+//! - a slave's view of its master link (for status and the handback), and while it is up a
+//!   channel to the master for the calls the slave forwards (`crate::grpc::forward`);
 //! - the handback gate: a restarted master that has had slaves holds receives back until a
 //!   slave has handed back the consume state it served while the master was away, or
 //!   `replication.handback_wait_ms` passed.
@@ -64,6 +65,15 @@ pub struct MasterLink {
     pub last_contact_ms: i64,
 }
 
+/// A slave's way to its master while the replication link is up: the master's endpoint and
+/// a channel to it with the link's TLS settings (its own connection, beside the replication
+/// stream's).
+#[derive(Clone, Debug)]
+pub struct MasterChannel {
+    pub endpoint: String,
+    pub channel: tonic::transport::Channel,
+}
+
 /// One slave as the master tracks it.
 #[derive(Clone, Debug)]
 struct SlaveEntry {
@@ -89,6 +99,8 @@ pub struct Replication {
     /// (log end, unix ms when the master's log reached it), oldest first.
     log_times: Mutex<VecDeque<(u64, i64)>>,
     link: Mutex<MasterLink>,
+    /// Slave: the channel to the master while the link is up (None while the master is away).
+    master_channel: Mutex<Option<MasterChannel>>,
     /// True while receives must wait for a slave's handback.
     gate_closed: watch::Sender<bool>,
     gate_deadline: tokio::time::Instant,
@@ -125,6 +137,7 @@ impl Replication {
                 endpoint: config.replication.master.clone(),
                 ..MasterLink::default()
             }),
+            master_channel: Mutex::new(None),
             gate_closed,
             gate_deadline: tokio::time::Instant::now() + wait,
         })
@@ -325,6 +338,16 @@ impl Replication {
 
     fn update_link(&self, f: impl FnOnce(&mut MasterLink)) {
         f(&mut self.link.lock());
+    }
+
+    /// Slave: the channel to its master while the replication link is up; None on a master
+    /// and while the master is away.
+    pub fn master_channel(&self) -> Option<MasterChannel> {
+        self.master_channel.lock().clone()
+    }
+
+    pub(crate) fn set_master_channel(&self, channel: Option<MasterChannel>) {
+        *self.master_channel.lock() = channel;
     }
 
     pub fn role(&self) -> Role {

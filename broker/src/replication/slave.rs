@@ -58,6 +58,7 @@ pub(super) async fn run(ctx: ReplicationContext, mut stop: watch::Receiver<bool>
             r = attempt => r,
             _ = stop.wait_for(|s| *s) => break,
         };
+        rep.set_master_channel(None);
         rep.update_link(|l| l.connected = false);
         ctx.targets.journal.set_master_away(true);
         if let Err(e) = result {
@@ -147,13 +148,16 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
     let cfg = &ctx.config;
     let store = ctx.store.clone();
     let tls = cfg.tls.client_tls().map_err(err)?;
-    let channel = apogee_proto::tls::endpoint(master, tls.as_ref())
+    let endpoint = apogee_proto::tls::endpoint(master, tls.as_ref())
         .map_err(err)?
         .connect_timeout(RPC_TIMEOUT)
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    let channel = endpoint
         .connect()
         .await
         .map_err(|e| err(format!("cannot reach the master at {master}: {e}")))?;
+    // The calls this slave forwards go on their own connection, made when first needed.
+    let forwarding = endpoint.connect_lazy();
     let handback = {
         let j = ctx.targets.journal.clone();
         blocking(move || j.take_handback()).await?
@@ -226,6 +230,11 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
         }),
     )
     .await?;
+    ctx.replication
+        .set_master_channel(Some(super::MasterChannel {
+            endpoint: master.to_string(),
+            channel: forwarding,
+        }));
     ctx.replication.update_link(|l| {
         l.connected = true;
         l.master_end_offset = welcome.log_end_offset.max(0) as u64;

@@ -217,7 +217,10 @@ impl tower_service::Service<tonic::Request<()>> for Refused {
     }
 }
 
-async fn refuse(
+/// Answers `request` with `error`: in the v2 response body (`status_in_body`, every unary
+/// MessagingService call), otherwise as the gRPC status. Also the answer of other layers
+/// that refuse a call before its service sees it.
+pub async fn refuse(
     request: Request<Body>,
     status_in_body: bool,
     error: ApogeeError,
