@@ -66,6 +66,10 @@
 //! - [`replication`]: SYNC and ASYNC masters with slaves killed (SIGKILL) and paused
 //!   (SIGSTOP), masters killed mid-load, acks on a slave while its master is down, and a
 //!   slave with records its master never wrote.
+//! - [`slave_serving`]: routes present a group as broker id 0 with every member's address,
+//!   the serving one first; a slave passes sends, receives and acks to its master (stored
+//!   and delivered once, also for the official crate spreading calls over both), serves
+//!   reads and refuses writes with HA_NOT_AVAILABLE while the master is away.
 //! - [`schedule`]: delayed messages delivered once on time (also across
 //!   SIGKILL), limits, recall, the official client's delay send.
 //! - [`startup`]: start-up failures end in one clear line (a data dir in use).
@@ -107,6 +111,7 @@ mod quotas;
 mod readme_tour;
 mod replication;
 mod schedule;
+mod slave_serving;
 mod startup;
 mod store_limits;
 mod tls;
