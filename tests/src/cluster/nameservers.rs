@@ -174,3 +174,21 @@ impl Cluster {
         ns.down = false;
     }
 }
+
+impl Cluster {
+    /// Starts one more NameServer (plain text, without the cluster's security settings)
+    /// and waits until it answers; returns its address. The brokers running now do not
+    /// know it (they keep the NameServers they started with); brokers started later are
+    /// given it.
+    pub async fn add_nameserver(&mut self) -> String {
+        assert!(
+            self.tls.certs.is_none() && !self.authenticates(),
+            "add_nameserver serves plain clusters only"
+        );
+        let mut ns = NameServer::spawn(self.root.path(), self.nameservers.len(), &[], None);
+        ns.wait_ready().await;
+        let addr = ns.addr.clone();
+        self.nameservers.push(ns);
+        addr
+    }
+}
