@@ -1,5 +1,6 @@
 //! The registration loop against a fake NameServer that holds registrations open, so a
-//! change can land while one is on its way.
+//! change can land while one is on its way; and the session: beats of the data version
+//! only, a registration sent when asked, a broken session opened again.
 
 use super::NameServerLink;
 use crate::config::BrokerConfig;
@@ -7,16 +8,45 @@ use crate::groups::GroupTable;
 use crate::store::MemKv;
 use crate::topics::TopicTable;
 use apogee_proto::cluster::registry_server::{Registry, RegistryServer};
-use apogee_proto::cluster::{self, TopicConfig};
+use apogee_proto::cluster::{self, SessionAnswer, SessionBeat, TopicConfig};
+use prost::Message as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 
+/// What the fake NameServer saw of a session.
+#[derive(Debug, PartialEq)]
+enum SessionEvent {
+    /// A session opened, by this process, with this interval.
+    Opened { instance: u64, interval_ms: u64 },
+    /// A beat, with its encoded size.
+    Beat { bytes: usize },
+}
+
 /// Records each registration's topic names, then waits for a permit before answering.
+/// Sessions: the first opening is answered "register required" when `ask_at_first_open`
+/// is set, the rest "no"; a session is ended with an error after `beats_per_session`
+/// beats.
 struct HeldRegistry {
     seen: mpsc::UnboundedSender<Vec<String>>,
     answers: Arc<Semaphore>,
+    sessions: mpsc::UnboundedSender<SessionEvent>,
+    beats_per_session: usize,
+    ask_at_first_open: std::sync::atomic::AtomicBool,
+}
+
+impl HeldRegistry {
+    fn new(seen: mpsc::UnboundedSender<Vec<String>>, answers: Arc<Semaphore>) -> Self {
+        HeldRegistry {
+            seen,
+            answers,
+            sessions: mpsc::unbounded_channel().0,
+            beats_per_session: usize::MAX,
+            ask_at_first_open: Default::default(),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -41,12 +71,40 @@ impl Registry for HeldRegistry {
     ) -> Result<Response<cluster::BrokerHeartbeatResponse>, Status> {
         Ok(Response::new(Default::default()))
     }
-    type BrokerSessionStream = tokio_stream::Empty<Result<cluster::SessionAnswer, Status>>;
+    type BrokerSessionStream = UnboundedReceiverStream<Result<SessionAnswer, Status>>;
     async fn broker_session(
         &self,
-        _: Request<tonic::Streaming<cluster::SessionBeat>>,
+        req: Request<tonic::Streaming<SessionBeat>>,
     ) -> Result<Response<Self::BrokerSessionStream>, Status> {
-        Err(Status::unimplemented("not in this test"))
+        let mut beats = req.into_inner();
+        let open = beats.message().await?.and_then(|b| b.open).expect("open");
+        let _ = self.sessions.send(SessionEvent::Opened {
+            instance: open.instance_id,
+            interval_ms: open.heartbeat_interval_ms,
+        });
+        let first = self
+            .ask_at_first_open
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        let (answers, rx) = mpsc::unbounded_channel();
+        let _ = answers.send(Ok(SessionAnswer {
+            register_required: first,
+        }));
+        let (events, limit) = (self.sessions.clone(), self.beats_per_session);
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok(Some(beat)) = beats.message().await {
+                let _ = events.send(SessionEvent::Beat {
+                    bytes: beat.encoded_len(),
+                });
+                n += 1;
+                if n == limit {
+                    let _ = answers.send(Err(Status::unavailable("ended by the test")));
+                    return;
+                }
+                let _ = answers.send(Ok(SessionAnswer::default()));
+            }
+        });
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
     }
     async fn unregister_broker(
         &self,
@@ -95,21 +153,15 @@ async fn a_topic_created_while_a_registration_is_on_its_way_is_registered_next()
     let answers = Arc::new(Semaphore::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let registry = HeldRegistry {
-        seen: seen_tx,
-        answers: answers.clone(),
-    };
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(RegistryServer::new(registry))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let registry = HeldRegistry::new(seen_tx, answers.clone());
+    serve(listener, registry);
 
     // Periodic rounds far away: only changes make this broker register.
     let config = BrokerConfig {
         nameservers: vec![addr.to_string()],
         register_interval_secs: 3600,
         heartbeat_interval_ms: 60_000,
+        heartbeat_interval_secs: None,
         ..Default::default()
     };
     let kv = Arc::new(MemKv::new());
@@ -125,6 +177,90 @@ async fn a_topic_created_while_a_registration_is_on_its_way_is_registered_next()
     topics.create(topic("second")).unwrap();
     answers.add_permits(100);
     assert_eq!(next(&mut seen).await, ["first", "second"]);
+
+    stop.send(true).unwrap();
+    run.await.unwrap();
+}
+
+fn serve(listener: tokio::net::TcpListener, registry: HeldRegistry) {
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(RegistryServer::new(registry))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+}
+
+async fn next_event(events: &mut mpsc::UnboundedReceiver<SessionEvent>) -> SessionEvent {
+    tokio::time::timeout(Duration::from_secs(20), events.recv())
+        .await
+        .expect("no session event came")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_session_beats_tiny_registers_when_asked_and_is_opened_again_when_broken() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = HeldRegistry {
+        sessions: events_tx,
+        beats_per_session: 3,
+        ask_at_first_open: true.into(),
+        ..HeldRegistry::new(seen_tx, Arc::new(Semaphore::new(1000)))
+    };
+    serve(listener, registry);
+
+    let config = BrokerConfig {
+        nameservers: vec![addr.to_string()],
+        register_interval_secs: 3600,
+        heartbeat_interval_ms: 20,
+        ..Default::default()
+    };
+    let kv = Arc::new(MemKv::new());
+    let topics = Arc::new(TopicTable::load(kv.clone()).unwrap());
+    let groups = Arc::new(GroupTable::load(kv, false).unwrap());
+    for n in 0..200 {
+        topics.create(topic(&format!("topic-{n:03}"))).unwrap();
+    }
+    let link = Arc::new(NameServerLink::new(&config, None).unwrap());
+    link.register_at_start(&topics, &groups).await.unwrap();
+    assert_eq!(next(&mut seen).await.len(), 200);
+    let (stop, stopped) = watch::channel(false);
+    let run = tokio::spawn(link.run(topics, groups, stopped));
+
+    let SessionEvent::Opened {
+        instance,
+        interval_ms,
+    } = next_event(&mut events).await
+    else {
+        panic!("the session must open first")
+    };
+    assert_ne!(instance, 0);
+    assert_eq!(interval_ms, 20);
+    // Asked at the opening: the full registration again, with all 200 topics.
+    assert_eq!(next(&mut seen).await.len(), 200);
+    for _ in 0..3 {
+        let SessionEvent::Beat { bytes } = next_event(&mut events).await else {
+            panic!("beats until the fake ends the session")
+        };
+        assert!(
+            bytes <= 12,
+            "a beat of {bytes} bytes carries more than the version"
+        );
+    }
+    // Ended by the NameServer: the same process opens another.
+    assert_eq!(
+        next_event(&mut events).await,
+        SessionEvent::Opened {
+            instance,
+            interval_ms: 20
+        }
+    );
+    assert!(
+        seen.try_recv().is_err(),
+        "no registration was asked for again"
+    );
 
     stop.send(true).unwrap();
     run.await.unwrap();
