@@ -12,7 +12,7 @@ use super::registry::validate_identity;
 use crate::endpoint;
 use crate::metrics::LivenessCounters;
 use crate::registry::{BeatAnswer, Expired, GroupKey, Registry, SessionMember};
-use apogee_proto::cluster::{SessionAnswer, SessionBeat};
+use apogee_proto::cluster::{SessionAnswer, SessionBeat, SessionOpen};
 use apogee_proto::limits::{MAX_HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_INTERVAL_MS};
 use prost::Message as _;
 use std::sync::Arc;
@@ -78,23 +78,8 @@ pub async fn open(
         .ok_or_else(|| Status::invalid_argument("the session ended before its opening message"))?;
     host.counters.beats.inc();
     host.counters.beat_bytes.inc_by(first.encoded_len() as u64);
-    let open = first.open.as_ref().ok_or_else(|| {
-        Status::invalid_argument("the first message of a broker session must carry `open`")
-    })?;
-    validate_identity(&open.cluster_name, &open.broker_name, open.broker_id)?;
-    endpoint::parse(&open.endpoint).map_err(Status::invalid_argument)?;
-    if open.instance_id == 0 {
-        return Err(Status::invalid_argument(
-            "instance_id must be the non-zero number the broker registers with",
-        ));
-    }
+    let open = validate_open(&first)?;
     let interval_ms = open.heartbeat_interval_ms;
-    if !(MIN_HEARTBEAT_INTERVAL_MS..=MAX_HEARTBEAT_INTERVAL_MS).contains(&interval_ms) {
-        return Err(Status::invalid_argument(format!(
-            "heartbeat_interval_ms {interval_ms} must be within \
-             {MIN_HEARTBEAT_INTERVAL_MS}..={MAX_HEARTBEAT_INTERVAL_MS}"
-        )));
-    }
     let group = GroupKey::new(&open.cluster_name, &open.broker_name);
     let interval = Duration::from_millis(interval_ms);
     let who = SessionMember {
@@ -129,6 +114,29 @@ pub async fn open(
         .map_err(|_| Status::internal("session answer buffer unavailable"))?;
     tokio::spawn(serve(host, session, inbound, answers));
     Ok(ReceiverStream::new(rx))
+}
+
+/// Checks a session's opening message: it names a well-formed member (as a registration
+/// does), its process (a non-zero `instance_id`) and an interval within the limits.
+fn validate_open(first: &SessionBeat) -> Result<&SessionOpen, Status> {
+    let open = first.open.as_ref().ok_or_else(|| {
+        Status::invalid_argument("the first message of a broker session must carry `open`")
+    })?;
+    validate_identity(&open.cluster_name, &open.broker_name, open.broker_id)?;
+    endpoint::parse(&open.endpoint).map_err(Status::invalid_argument)?;
+    if open.instance_id == 0 {
+        return Err(Status::invalid_argument(
+            "instance_id must be the non-zero number the broker registers with",
+        ));
+    }
+    let interval_ms = open.heartbeat_interval_ms;
+    if !(MIN_HEARTBEAT_INTERVAL_MS..=MAX_HEARTBEAT_INTERVAL_MS).contains(&interval_ms) {
+        return Err(Status::invalid_argument(format!(
+            "heartbeat_interval_ms {interval_ms} must be within \
+             {MIN_HEARTBEAT_INTERVAL_MS}..={MAX_HEARTBEAT_INTERVAL_MS}"
+        )));
+    }
+    Ok(open)
 }
 
 /// Answers beats until the session ends, then drops its member as the ending says.
@@ -249,4 +257,70 @@ pub(crate) fn log_dropped(e: &Expired, why: &str) {
         e.broker_id,
         e.endpoint
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opening() -> SessionBeat {
+        SessionBeat {
+            open: Some(SessionOpen {
+                cluster_name: "c".into(),
+                broker_name: "b".into(),
+                broker_id: 0,
+                endpoint: "127.0.0.1:10911".into(),
+                instance_id: 7,
+                heartbeat_interval_ms: 1000,
+            }),
+            data_version: 1,
+        }
+    }
+
+    #[test]
+    fn an_opening_message_is_checked_field_by_field() {
+        assert!(validate_open(&opening()).is_ok());
+        let bounds = [MIN_HEARTBEAT_INTERVAL_MS, MAX_HEARTBEAT_INTERVAL_MS];
+        for ms in bounds {
+            let mut b = opening();
+            b.open.as_mut().unwrap().heartbeat_interval_ms = ms;
+            assert!(validate_open(&b).is_ok(), "{ms} ms");
+        }
+        let cases: [(fn(&mut SessionBeat), &str); 8] = [
+            (|b| b.open = None, "must carry `open`"),
+            (
+                |b| b.open.as_mut().unwrap().cluster_name.clear(),
+                "cluster_name",
+            ),
+            (
+                |b| b.open.as_mut().unwrap().broker_name = "a b".into(),
+                "broker_name",
+            ),
+            (|b| b.open.as_mut().unwrap().broker_id = -1, "broker_id"),
+            (
+                |b| b.open.as_mut().unwrap().endpoint = "nowhere".into(),
+                "nowhere",
+            ),
+            (|b| b.open.as_mut().unwrap().instance_id = 0, "instance_id"),
+            (
+                |b| b.open.as_mut().unwrap().heartbeat_interval_ms = MIN_HEARTBEAT_INTERVAL_MS - 1,
+                "heartbeat_interval_ms 9 ",
+            ),
+            (
+                |b| b.open.as_mut().unwrap().heartbeat_interval_ms = MAX_HEARTBEAT_INTERVAL_MS + 1,
+                "heartbeat_interval_ms 60001 ",
+            ),
+        ];
+        for (i, (mutate, named)) in cases.iter().enumerate() {
+            let mut b = opening();
+            mutate(&mut b);
+            let err = validate_open(&b).unwrap_err();
+            assert_eq!(
+                err.code(),
+                tonic::Code::InvalidArgument,
+                "case {i}: {err:?}"
+            );
+            assert!(err.message().contains(named), "case {i}: {}", err.message());
+        }
+    }
 }
