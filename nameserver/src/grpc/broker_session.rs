@@ -286,7 +286,9 @@ mod tests {
             b.open.as_mut().unwrap().heartbeat_interval_ms = ms;
             assert!(validate_open(&b).is_ok(), "{ms} ms");
         }
-        let cases: [(fn(&mut SessionBeat), &str); 8] = [
+        /// A change to a valid opening, and what the refusal must name.
+        type Case = (fn(&mut SessionBeat), &'static str);
+        let cases: [Case; 8] = [
             (|b| b.open = None, "must carry `open`"),
             (
                 |b| b.open.as_mut().unwrap().cluster_name.clear(),
