@@ -64,9 +64,13 @@ pub async fn serve(
     let listener = listener
         .with_connection_cap(config.limits.max_connections_per_address)
         .with_tls(server_tls);
-    serve_until_shutdown(bootstrap, &broker, service, listener, shutdown, tasks).await;
+    let failure =
+        serve_until_shutdown(bootstrap, &broker, service, listener, shutdown, tasks).await;
     tracing::info!("broker stopped");
-    Ok(())
+    match failure {
+        Some(reason) => Err(BrokerError::Store(StoreError::Failed(reason))),
+        None => Ok(()),
+    }
 }
 
 /// Validates the config and loads the server's TLS identity (None: plain text).
@@ -194,16 +198,25 @@ fn routes(broker: &Arc<Broker>, routes: tonic::service::Routes) -> tonic::servic
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
-            ReplicationServer::new(ReplicationService::new(broker.replication_context()))
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            ReplicationServer::new(
+                ReplicationService::new(broker.replication_context()).ending_on(broker.closing()),
+            )
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .prepare()
 }
 
-/// Serves until `shutdown` completes or the broker starts shutting down otherwise, then
-/// stops in the bootstrap's order: health NOT_SERVING, every service told to stop (long
-/// polls end), the drain of the open calls, then [`shut_down`].
+/// Serves until `shutdown` completes, the broker starts shutting down otherwise, or its
+/// store fails, then stops in the bootstrap's order: health NOT_SERVING, every service told
+/// to stop (long polls end), the drain of the open calls, then [`shut_down`] (which
+/// unregisters). Returns the store's failure when that was the cause.
+///
+/// A failed store takes no more writes and its index may refuse the consume-state writes
+/// reads need, so a broker that stayed up would stay in the routes and fail every call sent
+/// to it. Stopping takes it out of the routes at once (clients go to the slave, the other
+/// groups), and the exit status tells its supervisor to start it again, which recovers from
+/// the log; Kafka stops a broker whose last log directory failed for the same reason.
 async fn serve_until_shutdown(
     bootstrap: Bootstrap,
     broker: &Arc<Broker>,
@@ -211,13 +224,22 @@ async fn serve_until_shutdown(
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     tasks: BackgroundTasks,
-) {
+) -> Option<String> {
     let mut stop_wait = broker.closing();
     let stopping = broker.clone();
+    let store = broker.store().clone();
+    let failure = Arc::new(parking_lot::Mutex::new(None));
+    let failed = failure.clone();
     let signal = async move {
         tokio::select! {
             _ = shutdown => {}
             _ = stop_wait.changed() => {}
+            reason = store.failed() => {
+                tracing::error!(
+                    "the store failed, the broker stops (a restart recovers from the log): {reason}"
+                );
+                *failed.lock() = Some(reason);
+            }
         }
     };
     let on_stop = move || {
@@ -227,6 +249,8 @@ async fn serve_until_shutdown(
     bootstrap
         .serve(service, listener, signal, on_stop, shut_down(broker, tasks))
         .await;
+    let reason = failure.lock().take();
+    reason
 }
 
 /// After the drain: the background tasks (registration ends with unregistering), then the

@@ -44,12 +44,31 @@ type Outbound = mpsc::Sender<Result<MasterMessage, Status>>;
 /// The `Replication` gRPC service of a broker.
 pub struct ReplicationService {
     ctx: ReplicationContext,
+    /// Turns true when the broker shuts down: every session ends then (a slave's stream is
+    /// never closed by the slave, so the drain of open calls would wait for it forever).
+    closing: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl ReplicationService {
     pub fn new(ctx: ReplicationContext) -> Self {
-        ReplicationService { ctx }
+        ReplicationService { ctx, closing: None }
     }
+
+    /// Ends every session when `closing` turns true.
+    pub fn ending_on(mut self, closing: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.closing = Some(closing);
+        self
+    }
+}
+
+/// Waits until `closing` turns true (never without one).
+async fn closed(closing: Option<tokio::sync::watch::Receiver<bool>>) {
+    if let Some(mut c) = closing {
+        if c.wait_for(|closing| *closing).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 pub(super) fn to_wire(m: RecordMark) -> WireMark {
@@ -147,6 +166,7 @@ impl replication_server::Replication for ReplicationService {
         check_hello(&self.ctx, &hello)?;
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
         let ctx = self.ctx.clone();
+        let closing = self.closing.clone();
         // A child of the call's rpc span (peer, identity); the session number is known once
         // the slave is registered.
         let span = tracing::info_span!(
@@ -163,7 +183,12 @@ impl replication_server::Replication for ReplicationService {
                 tracing::Span::current().record("session", session);
                 tracing::info!(slave_log_end = hello.log_end_offset, "slave connected");
                 let mut streamers = Streamers::default();
-                let result = serve(&ctx, hello, session, &mut inbound, &tx, &mut streamers).await;
+                let result = tokio::select! {
+                    r = serve(&ctx, hello, session, &mut inbound, &tx, &mut streamers) => r,
+                    _ = closed(closing) => Err(ApogeeError::Unavailable(
+                        "the master is shutting down".into(),
+                    )),
+                };
                 streamers.stop();
                 rep.slave_disconnected(id, session);
                 match result {

@@ -18,6 +18,7 @@
 //! [`wakeups`] (per-queue wake-ups of long-polling readers).
 
 pub mod commitlog;
+mod fail_stop;
 pub mod foreign;
 pub mod index;
 pub mod kv;
@@ -242,7 +243,8 @@ pub(crate) struct Shared {
     pub(crate) replicas: replica_log::ReplicaWaits,
     /// The log end, for the replication streamers.
     pub(crate) end_watch: tokio::sync::watch::Sender<u64>,
-    failure: Mutex<Option<String>>,
+    /// Why the store stopped accepting writes, once it did (see [`MessageStore::failed`]).
+    failure: fail_stop::Failure,
     /// Why appends are refused for lack of space, while they are ([`retention`]).
     storage_full: Mutex<Option<String>>,
     /// The retention policy in force: `config.retention` at open, changed at runtime by
@@ -258,10 +260,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn failure(&self) -> Option<String> {
-        self.failure.lock().clone()
+        self.failure.get()
     }
+    /// Records the first failure (later ones keep it) and wakes [`MessageStore::failed`].
     pub(crate) fn set_failed(&self, reason: String) {
-        self.failure.lock().get_or_insert(reason);
+        self.failure.set(reason);
     }
     pub(crate) fn storage_full(&self) -> Option<String> {
         self.storage_full.lock().clone()
@@ -326,6 +329,8 @@ impl MessageStore {
             prealloc,
             config.cached_tail_bytes,
         )?;
+        let failure = fail_stop::Failure::new();
+        let kv = fail_stop::FailStopKv::wrap(kv, failure.clone());
         let recovered = recovery::recover(&log, kv.as_ref(), config.max_record_size)?;
         tracing::info!(
             log_start = log.start_offset(),
@@ -345,7 +350,7 @@ impl MessageStore {
             flush_waits: syncer::FlushWaits::default(),
             replicas: replica_log::ReplicaWaits::default(),
             end_watch: tokio::sync::watch::channel(end).0,
-            failure: Mutex::new(None),
+            failure,
             storage_full: Mutex::new(None),
             index_epoch: Mutex::new(0),
         });
@@ -667,6 +672,13 @@ impl MessageStore {
     }
 
     /// The shared index database, for other subsystems' column families.
+    /// Waits until the store stops accepting writes (a failed write or fdatasync: the
+    /// state of the files cannot be trusted until a restart recovers from the log) and
+    /// returns why. Pending for as long as the store is sound.
+    pub async fn failed(&self) -> String {
+        self.shared.failure.wait().await
+    }
+
     pub fn kv(&self) -> Arc<dyn KvStore> {
         self.shared.kv.clone()
     }

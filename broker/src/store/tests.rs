@@ -751,3 +751,97 @@ async fn sync_flush_group_commit_takes_far_fewer_fdatasyncs_than_sends() {
     );
     assert_eq!(store.flushed_offset(), store.log_end_offset());
 }
+
+/// An index whose writes fail once `broken` is set (a disk that filled under RocksDB).
+struct BreakableKv {
+    inner: Arc<dyn KvStore>,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KvStore for BreakableKv {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(cf, key)
+    }
+    fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Index("No space left on device".into()));
+        }
+        self.inner.write(batch)
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        self.inner.scan(cf, from, to, limit)
+    }
+    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<KvPair>, StoreError> {
+        self.inner.last_in(cf, from, to)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test]
+async fn a_failed_index_write_stops_writes_and_wakes_whoever_waits_for_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kv = Arc::new(BreakableKv {
+        inner: Arc::new(MemKv::default()),
+        broken: broken.clone(),
+    });
+    let store = MessageStore::open_with_kv(config(dir.path()), kv).unwrap();
+    append_one(&store, msg("T", 0, 1)).await;
+    let watcher = {
+        let store = store.clone();
+        tokio::spawn(async move { store.failed().await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!watcher.is_finished(), "a sound store has not failed");
+
+    broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let first = store.append(vec![msg("T", 0, 2)]).await;
+    assert!(matches!(first, Err(StoreError::Failed(_))), "{first:?}");
+    let reason = tokio::time::timeout(Duration::from_secs(5), watcher)
+        .await
+        .expect("the watcher is woken")
+        .unwrap();
+    assert!(reason.contains("No space left on device"), "{reason}");
+    // Later appends are refused with the same first reason, also once the index works again.
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let later = store.append(vec![msg("T", 0, 3)]).await;
+    assert!(
+        matches!(&later, Err(StoreError::Failed(r)) if *r == reason),
+        "{later:?}"
+    );
+    // And a new waiter learns it at once.
+    assert_eq!(store.failed().await, reason);
+    store.shutdown();
+}
+
+#[tokio::test]
+async fn a_failed_write_of_consume_state_to_the_index_fails_the_store_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kv = Arc::new(BreakableKv {
+        inner: Arc::new(MemKv::default()),
+        broken: broken.clone(),
+    });
+    let store = MessageStore::open_with_kv(config(dir.path()), kv).unwrap();
+    broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Consume state goes to the index straight, not through the writer.
+    let mut batch = KvBatch::new();
+    batch.put(Cf::ConsumeState, b"k", b"v");
+    assert!(store.kv().write(batch).is_err());
+    let reason = tokio::time::timeout(Duration::from_secs(5), store.failed())
+        .await
+        .expect("the store failed");
+    assert!(reason.contains("an index write failed"), "{reason}");
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let refused = store.append(vec![msg("T", 0, 1)]).await;
+    assert!(matches!(refused, Err(StoreError::Failed(_))), "{refused:?}");
+    store.shutdown();
+}

@@ -20,9 +20,9 @@
 //! once and takes no part in the group. A write that fails for lack of space (ENOSPC, EDQUOT)
 //! is undone: the log is cut back to where the group began, its requests are refused with
 //! [`StoreError::StorageFull`], and the next group tries again. Any other I/O or index failure
-//! poisons the store: the writer answers this and every later append with an error, because
-//! the state of a file after a failed fdatasync cannot be trusted; a restart recovers from the
-//! log. The log lines of a failed group carry a `writer_group` span (its log offset,
+//! fails the store (`fail_stop.rs`): the writer answers this and every later append with an
+//! error, because the state of a file after a failed fdatasync cannot be trusted and RocksDB
+//! takes no write after a failed one; the broker stops, and a restart recovers from the log. The log lines of a failed group carry a `writer_group` span (its log offset,
 //! requests, messages and topics), made only then.
 //!
 //! Under [`FlushMode::Async`](super::FlushMode::Async) a flusher thread fdatasyncs the last segment every

@@ -17,6 +17,7 @@ use apogee_proto::cluster::{CreateGroupRequest, GroupConfig};
 use apogee_proto::time::now_ms;
 use apogee_proto::v2::MessageType;
 use std::path::PathBuf;
+use std::time::Duration;
 use tempfile::TempDir;
 
 const NAMESERVER_PORT: u16 = 9876;
@@ -362,6 +363,16 @@ impl NetCluster {
     /// Frees broker `name`'s small disk again.
     pub fn free_disk(&self, name: &str) {
         self.disk(name).free();
+    }
+
+    /// Waits up to `timeout` for member `name` to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, name: &str, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.process_mut(name).wait_exit(timeout)
+    }
+
+    /// Whether member `name`'s process is running.
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.process_mut(name).is_running()
     }
 
     /// Empties a killed broker's data dir: everything it stored is gone behind the

@@ -175,3 +175,40 @@ async fn sigterm_reports_not_serving_on_health_before_the_broker_closes() {
         assert_eq!(seen, [ServingStatus::NotServing], "{service:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_with_a_connected_slave_stops_on_sigterm() {
+    let mut cluster = Cluster::builder()
+        .broker(BrokerSpec::member("lg", 0).role("sync_master"))
+        .broker(
+            BrokerSpec::member("lg", 1)
+                .role("slave")
+                .env("REPLICATION__RECONNECT_MS", "200"),
+        )
+        .start()
+        .await;
+    let master = cluster.broker("lg-0").addr.clone();
+    // The slave's replication stream is open: the master counts it in sync.
+    wait_until(Duration::from_secs(60), "the slave in sync", || async {
+        let status = rpc::admin(&master)
+            .get_broker_status(apogee_proto::cluster::GetBrokerStatusRequest {})
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .status
+            .ok_or("no status")?;
+        status
+            .slaves
+            .iter()
+            .any(|s| s.in_sync)
+            .then_some(())
+            .ok_or(format!("slaves: {:?}", status.slaves))
+    })
+    .await;
+
+    // The drain ends the slave's stream instead of waiting for the slave to close it.
+    let status = cluster.terminate_broker("lg-0");
+    assert!(status.success(), "exit status {status} after SIGTERM");
+    let log = cluster.broker_log("lg-0");
+    assert!(log.contains("broker stopped"), "{log}");
+}
