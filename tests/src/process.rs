@@ -62,6 +62,12 @@ impl ManagedProcess {
     ///
     /// [`kill`]: ManagedProcess::kill
     pub fn start(&mut self) {
+        // One that exited by itself (a broker whose store failed) may start again.
+        if let Some(c) = self.child.as_mut() {
+            if matches!(c.try_wait(), Ok(Some(_))) {
+                self.child = None;
+            }
+        }
         assert!(self.child.is_none(), "{} is already running", self.label);
         self.starts += 1;
         let mut file = OpenOptions::new()

@@ -32,8 +32,10 @@ use super::ReplicationContext;
 use crate::store::{MessageStore, RecordMark};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
-/// A master silent this long (it heartbeats every second) is taken as gone.
-const MASTER_SILENCE: Duration = Duration::from_secs(10);
+/// A master silent this long (it heartbeats every second) is taken as gone: the slave then
+/// serves reads itself instead of forwarding them to a master that hangs. About as soon as
+/// the NameServers drop a hung master from the routes (2 missed 1 s heartbeats by default).
+const MASTER_SILENCE: Duration = Duration::from_secs(3);
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 type SlaveTx = mpsc::Sender<SlaveMessage>;
