@@ -426,3 +426,51 @@ async fn a_call_the_paused_master_does_not_answer_ends_unavailable_naming_it() {
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(status.message().contains(&master), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_master_killed_the_official_crates_next_send_goes_to_the_other_group() {
+    let mut cluster = Cluster::builder()
+        .broker(member(0, "async_master"))
+        .broker(member(1, "slave"))
+        .broker(BrokerSpec::member("og", 0).role("async_master"))
+        .start()
+        .await;
+    cluster.create_topic(TOPIC, QUEUES).await;
+    let slave = cluster.broker("sg-1").addr.clone();
+    wait_link(&slave, true).await;
+    let producer = official_producer(&cluster).await;
+    // The crate opens its session with each group on its first send there, and panics when
+    // that fails (client.rs unwraps it): it meets both groups before the kill.
+    for n in 0..(2 * QUEUES) {
+        producer
+            .send(official_message(format!("before-{n}")))
+            .await
+            .unwrap_or_else(|e| panic!("official send {n}: {e:?}"));
+    }
+    cluster.kill_broker("sg-0");
+    wait_link(&slave, false).await;
+
+    // The crate keeps its route (both groups, sg at its dead master and its slave) and does
+    // not retry; an application that sends again on a failure gets the next queue, and every
+    // message is stored within a few tries.
+    let (mut stored, mut errors) = (0, Vec::new());
+    for n in 0..20 {
+        for _attempt in 0..8 {
+            match producer.send(official_message(format!("after-{n}"))).await {
+                Ok(_) => {
+                    stored += 1;
+                    break;
+                }
+                Err(e) => errors.push(format!("{e}")),
+            }
+        }
+    }
+    assert_eq!(stored, 20, "{errors:#?}");
+    assert!(!errors.is_empty(), "no send went to sg");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("HA_NOT_AVAILABLE") || e.contains("onnect")),
+        "{errors:#?}"
+    );
+}
