@@ -23,7 +23,7 @@ use apogee_proto::time::now_ms;
 use apogee_proto::ApogeeError;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
+use tonic::{Status, Streaming};
 use tracing::Instrument;
 
 use super::master::{from_wire, to_wire};
@@ -124,16 +124,28 @@ async fn find_master(ctx: &ReplicationContext) -> Result<String, ApogeeError> {
 async fn next(inbound: &mut Streaming<MasterMessage>) -> Result<master_message::Kind, ApogeeError> {
     match tokio::time::timeout(MASTER_SILENCE, inbound.message()).await {
         Err(_) => Err(err("the master went silent")),
-        Ok(Err(status)) => Err(ApogeeError::from(status)),
-        Ok(Ok(None)) => Err(err("the master closed the stream")),
-        Ok(Ok(Some(MasterMessage { kind: Some(k) }))) => Ok(k),
-        Ok(Ok(Some(_))) => Err(err("an empty message from the master")),
+        Ok(m) => received(m),
     }
 }
 
+/// What one read of the master's stream brought.
+fn received(
+    message: Result<Option<MasterMessage>, Status>,
+) -> Result<master_message::Kind, ApogeeError> {
+    match message {
+        Err(status) => Err(ApogeeError::from(status)),
+        Ok(None) => Err(err("the master closed the stream")),
+        Ok(Some(MasterMessage { kind: Some(k) })) => Ok(k),
+        Ok(Some(_)) => Err(err("an empty message from the master")),
+    }
+}
+
+/// Queues a message to the master; a master that takes none for [`MASTER_SILENCE`] (its
+/// stream's window full) is taken as gone.
 async fn send(tx: &SlaveTx, kind: slave_message::Kind) -> Result<(), ApogeeError> {
-    tx.send(SlaveMessage { kind: Some(kind) })
-        .await
+    let sent = tokio::time::timeout(MASTER_SILENCE, tx.send(SlaveMessage { kind: Some(kind) }));
+    sent.await
+        .map_err(|_| err("the master stopped reading the stream"))?
         .map_err(|_| err("the stream to the master closed"))
 }
 
@@ -260,14 +272,21 @@ async fn apply_stream(
     let rep = &ctx.replication;
     let targets = ctx.targets.clone();
     let mut report_tick = tokio::time::interval(REPORT_INTERVAL);
+    // One deadline for the whole stream, moved by every message: a read started afresh at
+    // each report tick would never see a silence longer than the tick.
+    let mut silent = std::pin::pin!(tokio::time::sleep(MASTER_SILENCE));
     loop {
         let kind = tokio::select! {
-            k = next(inbound) => k?,
+            m = inbound.message() => received(m)?,
+            _ = &mut silent => return Err(err("the master went silent")),
             _ = report_tick.tick() => {
                 report(tx, store.log_end_offset(), store.flushed_offset()).await?;
                 continue;
             }
         };
+        silent
+            .as_mut()
+            .reset(tokio::time::Instant::now() + MASTER_SILENCE);
         let now = now_ms();
         match kind {
             master_message::Kind::Chunk(c) => {

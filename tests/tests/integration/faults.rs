@@ -8,8 +8,9 @@
 //! - A SYNC_MASTER killed under load loses no acknowledged message, and consumers of both
 //!   clients read its group from the slave within 3 s of the kill (the NameServer drops a
 //!   broker whose session closed at once; routes present the slave).
-//! - A master SIGSTOPped: the NameServer drops it within 3 s (missed heartbeats), sends to
-//!   the other group go on being acknowledged, and it is routed again after SIGCONT.
+//! - A master SIGSTOPped: the NameServer drops it within 3 s (missed heartbeats), its group
+//!   is read from the slave while it hangs, sends to the other group go on being
+//!   acknowledged, and it is routed again after SIGCONT.
 //! - Every NameServer restarted: each routes every broker group again within 3 s of
 //!   answering again.
 //! - A master's links down: sends to the other group go on being acknowledged.
@@ -126,15 +127,20 @@ fn full_load(cluster: &NetCluster, checker: &Arc<Checker>) -> Workload {
     load
 }
 
-/// Waits until `consumer` received a message of broker group `group` sent after `since`,
-/// and returns how long after `since` the first one came.
-async fn first_read(checker: &Checker, since: Duration, group: &str, consumer: &str) -> Duration {
+/// Waits until `consumer` (any consumer: `None`) received a message of broker group `group`
+/// after `since`, and returns how long after `since` the first one came.
+async fn first_read(
+    checker: &Checker,
+    since: Duration,
+    group: &str,
+    consumer: Option<&str>,
+) -> Duration {
     wait_until(
         Duration::from_secs(60),
-        &format!("{consumer} to read group {group}"),
+        &format!("{} to read group {group}", consumer.unwrap_or("a consumer")),
         || async {
             checker
-                .first_read_after(since, Some(group), Some(consumer))
+                .first_read_after(since, Some(group), consumer)
                 .ok_or_else(|| "nothing read yet".to_string())
         },
     )
@@ -298,8 +304,8 @@ async fn sync_master_killed_under_load_loses_no_acknowledged_message() {
     // The group's unread messages are read from the slave by both clients: apogee-client
     // through the routes it fetches again, the official crate through the slave's address
     // in the route it stored before the kill.
-    let apogee = first_read(&checker, killed_at, "fa", "c-apogee").await;
-    let official = first_read(&checker, killed_at, "fa", "c-official").await;
+    let apogee = first_read(&checker, killed_at, "fa", Some("c-apogee")).await;
+    let official = first_read(&checker, killed_at, "fa", Some("c-official")).await;
     eprintln!("after the kill, fa read by apogee-client in {apogee:?}, by the official crate in {official:?}");
     assert!(
         apogee <= NOTICED,
@@ -453,7 +459,7 @@ async fn a_paused_master_leaves_the_routes_within_3_s_and_the_other_group_is_una
         return;
     }
     const ONLY_B: &str = "only-b";
-    let mut cluster = two_groups("async_master", false).await;
+    let mut cluster = two_groups("async_master", true).await;
     cluster.create_topic_on(ONLY_B, QUEUES, &["fb"]).await;
     let (ns, fa) = (
         cluster.ns_addrs()[0].clone(),
@@ -478,6 +484,10 @@ async fn a_paused_master_leaves_the_routes_within_3_s_and_the_other_group_is_una
         "the paused master left the routes {:?} after the SIGSTOP",
         dropped_at - paused_at
     );
+    // While it hangs its group is read from the slave, which stops forwarding to a master
+    // silent for 3 s.
+    let read = first_read(&checker, paused_at, "fa", None).await;
+    eprintln!("the paused master's group was read {read:?} after the SIGSTOP");
     // While it hangs, the producer of fb's topic keeps being answered.
     wait_until(
         Duration::from_secs(60),
@@ -613,7 +623,7 @@ async fn a_master_whose_disk_fills_stops_its_slave_serves_and_nothing_acknowledg
         dropped_at - filled_at
     );
     // Its group is read from the slave meanwhile.
-    let read = first_read(&checker, dropped_at, "fa", "c-apogee").await;
+    let read = first_read(&checker, dropped_at, "fa", Some("c-apogee")).await;
     assert!(
         read <= NOTICED,
         "fa read {read:?} after the master left the routes"
