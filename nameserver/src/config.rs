@@ -21,6 +21,19 @@ pub const MAX_MISSED_HEARTBEATS: u32 = 10;
 /// Longest expiry window for brokers without a session (one day).
 pub const MAX_EXPIRY_SECS: u64 = 86_400;
 
+/// Which members' addresses a route's `Endpoints` list per broker group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteAddresses {
+    /// Every live member's for Rust clients, the serving member's for the others.
+    #[default]
+    Auto,
+    /// Every live member's, for every client.
+    All,
+    /// The serving member's alone.
+    Serving,
+}
+
 /// Everything a NameServer process can be configured with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -39,6 +52,10 @@ pub struct NameServerConfig {
     pub expiry_scan_interval_secs: u64,
     /// Largest message body, told to producers in the Telemetry settings.
     pub max_body_bytes: usize,
+    /// Which members' addresses a route lists per broker group: `auto` (every live member's
+    /// for Rust clients, which never fetch a route again; the serving member's for the
+    /// others), `all` or `serving` (see `grpc::route::member_addresses`).
+    pub route_addresses: RouteAddresses,
     /// Connections one client IP address may hold open at once (0: no limit).
     pub max_connections_per_address: usize,
     /// Telemetry sessions (clients) from one IP address (0: no limit).
@@ -64,6 +81,7 @@ impl Default for NameServerConfig {
             broker_missed_heartbeats: crate::registry::DEFAULT_MISSED_HEARTBEATS,
             expiry_scan_interval_secs: 5,
             max_body_bytes: apogee_proto::limits::DEFAULT_MAX_BODY_BYTES,
+            route_addresses: RouteAddresses::Auto,
             max_connections_per_address: 1024,
             max_sessions_per_address: 1024,
             log_level: None,
@@ -240,6 +258,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.broker_expiry_secs, 30);
+    }
+
+    #[test]
+    fn route_addresses_are_auto_by_default_and_set_by_name() {
+        assert_eq!(
+            NameServerConfig::default().route_addresses,
+            RouteAddresses::Auto
+        );
+        for (value, expected) in [
+            ("all", Some(RouteAddresses::All)),
+            ("serving", Some(RouteAddresses::Serving)),
+            ("auto", Some(RouteAddresses::Auto)),
+            ("every", None),
+        ] {
+            let c: Result<NameServerConfig, _> = config_file::load_with_env(
+                None,
+                ENV_PREFIX,
+                [(
+                    "APOGEE_NAMESERVER_ROUTE_ADDRESSES".to_string(),
+                    value.to_string(),
+                )],
+            );
+            assert_eq!(c.ok().map(|c| c.route_addresses), expected, "{value}");
+        }
     }
 
     #[test]

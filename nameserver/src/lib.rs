@@ -78,7 +78,8 @@ pub async fn serve(
         broker_tls,
     ));
     let access_point = grpc::AccessPoint::new(registry.clone(), limits, sessions.clone())
-        .with_broker_channels(broker_channels.clone());
+        .with_broker_channels(broker_channels.clone())
+        .with_route_addresses(config.route_addresses);
     let auth = config
         .security
         .auth_layer(cluster_secret.clone())

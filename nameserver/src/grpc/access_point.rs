@@ -13,6 +13,7 @@
 use super::brokers::BrokerChannels;
 use super::route;
 use super::{schedule, transactions};
+use crate::config::RouteAddresses;
 use crate::registry::Registry;
 use apogee_proto::error::ok_status;
 use apogee_proto::v2::messaging_service_server::MessagingService;
@@ -34,6 +35,7 @@ pub struct AccessPoint {
     sessions: Arc<Sessions>,
     channels: Arc<BrokerChannels>,
     closing: Arc<watch::Sender<bool>>,
+    route_addresses: RouteAddresses,
 }
 
 impl AccessPoint {
@@ -44,7 +46,23 @@ impl AccessPoint {
             sessions,
             channels: Arc::default(),
             closing: Arc::new(watch::Sender::new(false)),
+            route_addresses: RouteAddresses::default(),
         }
+    }
+
+    /// Routes list the members' addresses `policy` says (see [`route::member_addresses`]).
+    pub fn with_route_addresses(mut self, policy: RouteAddresses) -> Self {
+        self.route_addresses = policy;
+        self
+    }
+
+    /// The addresses to list for the client that sent `request`.
+    fn member_addresses<T>(&self, request: &Request<T>) -> route::MemberAddresses {
+        let language = request
+            .metadata()
+            .get("x-mq-language")
+            .and_then(|v| v.to_str().ok());
+        route::member_addresses(self.route_addresses, language)
     }
 
     /// Calls brokers (forwarded calls) through `channels` (the server's one set: signed with the
@@ -97,6 +115,7 @@ impl MessagingService for AccessPoint {
         &self,
         request: Request<QueryRouteRequest>,
     ) -> Result<Response<QueryRouteResponse>, Status> {
+        let addresses = self.member_addresses(&request);
         let topic = match requested_topic(request.into_inner().topic) {
             Ok(t) => t,
             Err(status) => {
@@ -106,7 +125,8 @@ impl MessagingService for AccessPoint {
                 }))
             }
         };
-        let message_queues = route::message_queues(&self.registry.route(&topic.name), &topic);
+        let message_queues =
+            route::message_queues(&self.registry.route(&topic.name), &topic, addresses);
         let status = if message_queues.is_empty() {
             ApogeeError::TopicNotFound(topic.name.clone()).to_status()
         } else {
@@ -142,6 +162,7 @@ impl MessagingService for AccessPoint {
         &self,
         request: Request<QueryAssignmentRequest>,
     ) -> Result<Response<QueryAssignmentResponse>, Status> {
+        let addresses = self.member_addresses(&request);
         let topic = match requested_topic(request.into_inner().topic) {
             Ok(t) => t,
             Err(status) => {
@@ -151,7 +172,7 @@ impl MessagingService for AccessPoint {
                 }))
             }
         };
-        let assignments = route::assignments(&self.registry.route(&topic.name), &topic);
+        let assignments = route::assignments(&self.registry.route(&topic.name), &topic, addresses);
         let status = if assignments.is_empty() {
             ApogeeError::TopicNotFound(topic.name.clone()).to_status()
         } else {

@@ -5,12 +5,13 @@
 //! Each group is presented as one broker with id 0, whatever the role of the member that
 //! serves it: the official clients use only queues of broker id 0 (the Python client's
 //! `is_master_broker()`, the Java and Go publishing balancers), as RocketMQ's proxy presents
-//! itself. Its `Endpoints` list the serving member's address first, then every other live
-//! member's (see [`endpoint::to_endpoints_list`] for which fit): a client whose first
-//! address stops answering reaches the group through another member, and a slave passes what
-//! it cannot serve to its master (docs/REPLICATION.md, "Reads from slaves and the master's
-//! return").
+//! itself. Its `Endpoints` list the serving member's address first, then, for the clients
+//! [`MemberAddresses::All`] is given to, every other live member's (see
+//! [`endpoint::to_endpoints_list`] for which fit): a client whose first address stops
+//! answering reaches the group through another member, and a slave passes what it cannot
+//! serve to its master (docs/REPLICATION.md, "Reads from slaves and the master's return").
 
+use crate::config::RouteAddresses;
 use crate::endpoint;
 use crate::registry::Placement;
 use apogee_proto::cluster::{BrokerMember, TopicConfig};
@@ -18,6 +19,33 @@ use apogee_proto::v2::{Assignment, Broker, MessageQueue, MessageType, Permission
 
 /// The broker id every group is presented with (the protocol's master id).
 const PRESENTED_BROKER_ID: i32 = 0;
+
+/// Which members' addresses a group's `Endpoints` list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberAddresses {
+    /// The serving member's alone.
+    Serving,
+    /// The serving member's first, then every other live member's.
+    All,
+}
+
+/// The addresses to give a client of `language` (its `x-mq-language` header) under the
+/// NameServer's `policy`. `auto` lists every member only for Rust clients: the official Rust
+/// crate 5.0.0 fetches a route once and never again, so only a list reaches a slave after
+/// its master died. The other official clients fetch routes every 30 s and follow the
+/// change; a list would cost them (Go shuffles the addresses and Python sorts them, sending
+/// part of their calls through a slave, one more hop) or break them (Node 1.0.8 dials the
+/// list as one host name and fails).
+pub fn member_addresses(policy: RouteAddresses, language: Option<&str>) -> MemberAddresses {
+    match policy {
+        RouteAddresses::All => MemberAddresses::All,
+        RouteAddresses::Serving => MemberAddresses::Serving,
+        RouteAddresses::Auto if language.is_some_and(|l| l.eq_ignore_ascii_case("RUST")) => {
+            MemberAddresses::All
+        }
+        RouteAddresses::Auto => MemberAddresses::Serving,
+    }
+}
 
 /// The permission a topic config grants (unspecified means READ_WRITE).
 fn permission(config: &TopicConfig) -> Permission {
@@ -53,12 +81,13 @@ fn serving(p: &Placement) -> Option<(&BrokerMember, Permission)> {
 }
 
 /// The broker clients see for a group served by `serving`: the group's name, id 0, the
-/// serving member's address first and then the other live members' (lowest id first).
-fn broker(p: &Placement, serving: &BrokerMember) -> Option<Broker> {
+/// serving member's address first and then, with [`MemberAddresses::All`], the other live
+/// members' (lowest id first).
+fn broker(p: &Placement, serving: &BrokerMember, addresses: MemberAddresses) -> Option<Broker> {
     let others = p
         .members
         .iter()
-        .filter(|m| m.broker_id != serving.broker_id)
+        .filter(|m| addresses == MemberAddresses::All && m.broker_id != serving.broker_id)
         .map(|m| m.endpoint.as_str());
     Some(Broker {
         name: p.group.broker_name.clone(),
@@ -68,13 +97,17 @@ fn broker(p: &Placement, serving: &BrokerMember) -> Option<Broker> {
 }
 
 /// Every queue of the topic: ids `0..queue_count` on each broker group.
-pub fn message_queues(placements: &[Placement], topic: &Resource) -> Vec<MessageQueue> {
+pub fn message_queues(
+    placements: &[Placement],
+    topic: &Resource,
+    addresses: MemberAddresses,
+) -> Vec<MessageQueue> {
     let mut out = Vec::new();
     for p in placements {
         let Some((member, perm)) = serving(p) else {
             continue;
         };
-        let Some(broker) = broker(p, member) else {
+        let Some(broker) = broker(p, member, addresses) else {
             continue;
         };
         let types = message_types(&p.config);
@@ -93,7 +126,11 @@ pub fn message_queues(placements: &[Placement], topic: &Resource) -> Vec<Message
 
 /// One assignment per broker group with a readable member; queue id -1
 /// means "any queue of that broker".
-pub fn assignments(placements: &[Placement], topic: &Resource) -> Vec<Assignment> {
+pub fn assignments(
+    placements: &[Placement],
+    topic: &Resource,
+    addresses: MemberAddresses,
+) -> Vec<Assignment> {
     placements
         .iter()
         .filter_map(|p| {
@@ -106,7 +143,7 @@ pub fn assignments(placements: &[Placement], topic: &Resource) -> Vec<Assignment
                     topic: Some(topic.clone()),
                     id: -1,
                     permission: perm as i32,
-                    broker: Some(broker(p, member)?),
+                    broker: Some(broker(p, member, addresses)?),
                     accept_message_types: message_types(&p.config),
                 }),
             })
@@ -175,7 +212,7 @@ mod tests {
                 vec![member(0, "broker-2:10911")],
             ),
         ];
-        let qs = message_queues(&ps, &topic());
+        let qs = message_queues(&ps, &topic(), MemberAddresses::All);
         assert_eq!(qs.len(), 5);
         let ids: Vec<(String, i32)> = qs
             .iter()
@@ -216,7 +253,7 @@ mod tests {
             Permission::ReadWrite,
             vec![member(1, "[::1]:10912")],
         )];
-        let qs = message_queues(&ps, &topic());
+        let qs = message_queues(&ps, &topic(), MemberAddresses::All);
         assert_eq!(qs.len(), 2);
         assert!(qs.iter().all(|q| q.permission == Permission::Read as i32));
         let b = qs[0].broker.as_ref().unwrap();
@@ -232,7 +269,7 @@ mod tests {
             Permission::Write,
             vec![member(1, "h:1")],
         )];
-        assert!(message_queues(&write_only, &topic()).is_empty());
+        assert!(message_queues(&write_only, &topic(), MemberAddresses::All).is_empty());
     }
 
     #[test]
@@ -247,7 +284,7 @@ mod tests {
             placement("b2", 4, Permission::Write, vec![member(0, "h2:1")]),
             placement("b3", 4, Permission::ReadWrite, vec![member(2, "h3s:1")]),
         ];
-        let a = assignments(&ps, &topic());
+        let a = assignments(&ps, &topic(), MemberAddresses::All);
         assert_eq!(a.len(), 2);
         let q0 = a[0].message_queue.as_ref().unwrap();
         assert_eq!(q0.id, -1);
@@ -282,14 +319,14 @@ mod tests {
                 member(2, "10.0.0.3:10911"),
             ],
         )];
-        let qs = message_queues(&ps, &topic());
+        let qs = message_queues(&ps, &topic(), MemberAddresses::All);
         assert_eq!(qs[0].broker.as_ref().unwrap().id, 0);
         assert_eq!(qs[0].permission, Permission::ReadWrite as i32);
         assert_eq!(
             addresses(&qs[0]),
             ["10.0.0.1:10911", "10.0.0.2:10911", "10.0.0.3:10911"]
         );
-        let a = assignments(&ps, &topic());
+        let a = assignments(&ps, &topic(), MemberAddresses::All);
         assert_eq!(
             addresses(a[0].message_queue.as_ref().unwrap()),
             addresses(&qs[0])
@@ -302,7 +339,7 @@ mod tests {
             Permission::ReadWrite,
             vec![member(1, "10.0.0.2:10911"), member(2, "10.0.0.3:10911")],
         )];
-        let qs = message_queues(&ps, &topic());
+        let qs = message_queues(&ps, &topic(), MemberAddresses::All);
         assert_eq!(qs[0].broker.as_ref().unwrap().id, 0);
         assert_eq!(qs[0].permission, Permission::Read as i32);
         assert_eq!(addresses(&qs[0]), ["10.0.0.2:10911", "10.0.0.3:10911"]);
@@ -321,7 +358,7 @@ mod tests {
                 member(3, "10.0.0.4:10911"),
             ],
         )];
-        let qs = message_queues(&ps, &topic());
+        let qs = message_queues(&ps, &topic(), MemberAddresses::All);
         assert_eq!(addresses(&qs[0]), ["10.0.0.1:10911", "10.0.0.4:10911"]);
 
         // A domain name carries one address: only the serving member's.
@@ -331,7 +368,41 @@ mod tests {
             Permission::ReadWrite,
             vec![member(0, "master.svc:10911"), member(1, "slave.svc:10911")],
         )];
-        let qs = message_queues(&ps, &topic());
+        let qs = message_queues(&ps, &topic(), MemberAddresses::All);
         assert_eq!(addresses(&qs[0]), ["master.svc:10911"]);
+    }
+
+    #[test]
+    fn the_serving_member_alone_when_asked_and_every_member_only_for_rust_clients_by_default() {
+        let ps = vec![placement(
+            "b1",
+            1,
+            Permission::ReadWrite,
+            vec![member(0, "10.0.0.1:10911"), member(1, "10.0.0.2:10911")],
+        )];
+        let qs = message_queues(&ps, &topic(), MemberAddresses::Serving);
+        assert_eq!(addresses(&qs[0]), ["10.0.0.1:10911"]);
+        let a = assignments(&ps, &topic(), MemberAddresses::Serving);
+        assert_eq!(
+            addresses(a[0].message_queue.as_ref().unwrap()),
+            ["10.0.0.1:10911"]
+        );
+
+        use RouteAddresses::{All, Auto, Serving};
+        for (policy, language, expected) in [
+            (Auto, Some("RUST"), MemberAddresses::All),
+            (Auto, Some("rust"), MemberAddresses::All),
+            (Auto, Some("JAVA"), MemberAddresses::Serving),
+            (Auto, Some("NODE_JS"), MemberAddresses::Serving),
+            (Auto, None, MemberAddresses::Serving),
+            (All, Some("NODE_JS"), MemberAddresses::All),
+            (Serving, Some("RUST"), MemberAddresses::Serving),
+        ] {
+            assert_eq!(
+                member_addresses(policy, language),
+                expected,
+                "{policy:?} for {language:?}"
+            );
+        }
     }
 }

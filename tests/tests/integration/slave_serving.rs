@@ -94,13 +94,19 @@ async fn calls(http_addr: &str, method: &str) -> f64 {
 }
 
 /// (broker id, addresses) of the route's queues of `topic`, as the NameServer answers.
-async fn route(cluster: &Cluster) -> Vec<(i32, i32, Vec<String>)> {
+/// The route's queues as a client of `language` (its `x-mq-language`) is told them: (broker
+/// id, permission, addresses).
+async fn route_for(cluster: &Cluster, language: &str) -> Vec<(i32, i32, Vec<String>)> {
     let mut ns = rpc::messaging(cluster.ns_addr());
+    let mut request = tonic::Request::new(v2::QueryRouteRequest {
+        topic: rpc::resource(TOPIC),
+        endpoints: None,
+    });
+    request
+        .metadata_mut()
+        .insert("x-mq-language", language.parse().expect("ASCII"));
     let r = ns
-        .query_route(v2::QueryRouteRequest {
-            topic: rpc::resource(TOPIC),
-            endpoints: None,
-        })
+        .query_route(request)
         .await
         .expect("QueryRoute")
         .into_inner();
@@ -121,6 +127,11 @@ async fn route(cluster: &Cluster) -> Vec<(i32, i32, Vec<String>)> {
             (b.id, q.permission, addresses)
         })
         .collect()
+}
+
+/// The route as a Rust client sees it (every member's address, by default).
+async fn route(cluster: &Cluster) -> Vec<(i32, i32, Vec<String>)> {
+    route_for(cluster, "RUST").await
 }
 
 fn official_option(cluster: &Cluster) -> ClientOption {
@@ -201,6 +212,13 @@ async fn the_route_shows_id_0_with_every_member_serving_one_first() {
         assert_eq!(*id, 0);
         assert_eq!(*permission, v2::Permission::ReadWrite as i32);
         assert_eq!(addresses, &[master.clone(), slave.clone()]);
+    }
+    // The clients that fetch routes again (Java, Go, Python, Node) get the serving member
+    // alone by default (`route_addresses = "auto"`).
+    for language in ["JAVA", "GOLANG", "PYTHON", "NODE_JS"] {
+        for (id, _, addresses) in route_for(&cluster, language).await {
+            assert_eq!((id, addresses), (0, vec![master.clone()]), "{language}");
+        }
     }
 
     cluster.kill_broker("sg-0");
