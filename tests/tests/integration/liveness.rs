@@ -288,6 +288,13 @@ async fn beats_stay_small_with_10000_topics_and_bring_no_registration() {
     );
     // The registrations did carry the topics (what a beat must not do).
     let per_registration = before[1] / before[0].max(1);
+    eprintln!(
+        "with {TOPICS} topics: {beats} beats took {beat_bytes} bytes ({:.1} a beat); {} \
+         registrations took {} bytes ({per_registration} each on average)",
+        beat_bytes as f64 / beats.max(1) as f64,
+        before[0],
+        before[1]
+    );
     assert!(
         before[1] >= (TOPICS as u64) * 10,
         "registrations took {} bytes in all ({per_registration} each)",
