@@ -189,6 +189,22 @@ impl Checker {
         self.report().lost.len()
     }
 
+    /// How many acknowledged messages stored on `broker_group` have not been received yet
+    /// (what a consumer of that group can still read).
+    pub fn unread(&self, broker_group: &str) -> usize {
+        let history = self.history();
+        let received: std::collections::HashSet<&str> =
+            history.receives.iter().map(|r| r.key.as_str()).collect();
+        best_sends(&history.sends)
+            .values()
+            .filter(|s| {
+                s.outcome == Outcome::Acknowledged
+                    && s.broker_group.as_deref() == Some(broker_group)
+                    && !received.contains(s.key.as_str())
+            })
+            .count()
+    }
+
     /// Judges the history so far.
     pub fn report(&self) -> Report {
         Report::of(&self.history())
@@ -725,6 +741,19 @@ mod tests {
         );
         assert_eq!(c.first_read_after(ms(200), Some("b"), Some("other")), None);
         assert_eq!(c.first_read_after(ms(1300), None, None), None);
+    }
+
+    #[test]
+    fn unread_counts_the_acknowledged_messages_of_a_group_not_received_yet() {
+        let c = Checker::new();
+        send(&c, "a1", Some("a"), 1, Outcome::Acknowledged);
+        send(&c, "a2", Some("a"), 2, Outcome::Acknowledged);
+        send(&c, "a3", Some("a"), 3, Outcome::Failed);
+        send(&c, "b1", Some("b"), 4, Outcome::Acknowledged);
+        receive(&c, "a1", Some("a"), 5);
+        assert_eq!(c.unread("a"), 1);
+        assert_eq!(c.unread("b"), 1);
+        assert_eq!(c.unread("c"), 0);
     }
 
     #[test]

@@ -169,6 +169,18 @@ async fn wait_listed(
     .await
 }
 
+/// Waits until at least `n` acknowledged messages of broker group `group` wait unread, so a
+/// fault of that group finds something for its consumers to read elsewhere.
+async fn wait_unread(checker: &Checker, group: &str, n: usize) {
+    wait_until(Duration::from_secs(60), "unread messages", || async {
+        let unread = checker.unread(group);
+        (unread >= n)
+            .then_some(())
+            .ok_or(format!("{unread} unread on {group}"))
+    })
+    .await
+}
+
 /// Waits until `checker` saw `n` acknowledged sends to broker group `group`.
 async fn wait_acknowledged(checker: &Checker, group: &str, n: usize) {
     wait_until(
@@ -298,6 +310,7 @@ async fn sync_master_killed_under_load_loses_no_acknowledged_message() {
     let checker = Arc::new(Checker::new());
     let mut load = full_load(&cluster, &checker);
     wait_acknowledged(&checker, "fa", 100).await;
+    wait_unread(&checker, "fa", 20).await;
     cluster.kill("fa-0");
     checker.record_fault("kill", "fa-0", Some("fa"));
     let killed_at = checker.now();
@@ -470,6 +483,7 @@ async fn a_paused_master_leaves_the_routes_within_3_s_and_the_other_group_is_una
     load.apogee_producer("p-only-b", cluster.client_config(), ONLY_B, RATE / 2);
     load.apogee_consumer("c-only-b", cluster.client_config(), GROUP, ONLY_B);
     wait_acknowledged(&checker, "fa", 50).await;
+    wait_unread(&checker, "fa", 20).await;
 
     cluster.pause("fa-0");
     checker.record_fault("pause", "fa-0", Some("fa"));
@@ -606,6 +620,7 @@ async fn a_master_whose_disk_fills_stops_its_slave_serves_and_nothing_acknowledg
     load.apogee_consumer("c-apogee", cluster.client_config(), GROUP, TOPIC);
     load.apogee_producer("p-apogee", cluster.client_config(), TOPIC, RATE);
     wait_acknowledged(&checker, "fa", 100).await;
+    wait_unread(&checker, "fa", 20).await;
 
     cluster.fill_disk("fa-0");
     checker.record_fault("disk-full", "fa-0", Some("fa"));
