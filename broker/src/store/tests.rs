@@ -752,20 +752,18 @@ async fn sync_flush_group_commit_takes_far_fewer_fdatasyncs_than_sends() {
     assert_eq!(store.flushed_offset(), store.log_end_offset());
 }
 
-/// An index whose writes fail once `broken` is set (a disk that filled under RocksDB).
-struct BreakableKv {
-    inner: Arc<dyn KvStore>,
-    broken: Arc<std::sync::atomic::AtomicBool>,
+/// An index that runs `before_write` before each write and fails the write when it does.
+pub(super) struct HookedKv<F> {
+    pub inner: Arc<dyn KvStore>,
+    pub before_write: F,
 }
 
-impl KvStore for BreakableKv {
+impl<F: Fn() -> Result<(), StoreError> + Send + Sync> KvStore for HookedKv<F> {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(cf, key)
     }
     fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
-        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::Index("No space left on device".into()));
-        }
+        (self.before_write)()?;
         self.inner.write(batch)
     }
     fn scan(
@@ -785,14 +783,24 @@ impl KvStore for BreakableKv {
     }
 }
 
+/// An index whose writes fail while `broken` is set (a disk that filled under RocksDB).
+fn breakable_kv(broken: Arc<std::sync::atomic::AtomicBool>) -> Arc<dyn KvStore> {
+    Arc::new(HookedKv {
+        inner: Arc::new(MemKv::default()),
+        before_write: move || {
+            if broken.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Index("No space left on device".into()));
+            }
+            Ok(())
+        },
+    })
+}
+
 #[tokio::test]
 async fn a_failed_index_write_stops_writes_and_wakes_whoever_waits_for_the_failure() {
     let dir = tempfile::tempdir().unwrap();
     let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let kv = Arc::new(BreakableKv {
-        inner: Arc::new(MemKv::default()),
-        broken: broken.clone(),
-    });
+    let kv = breakable_kv(broken.clone());
     let store = MessageStore::open_with_kv(config(dir.path()), kv).unwrap();
     append_one(&store, msg("T", 0, 1)).await;
     let watcher = {
@@ -826,10 +834,7 @@ async fn a_failed_index_write_stops_writes_and_wakes_whoever_waits_for_the_failu
 async fn a_failed_write_of_consume_state_to_the_index_fails_the_store_too() {
     let dir = tempfile::tempdir().unwrap();
     let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let kv = Arc::new(BreakableKv {
-        inner: Arc::new(MemKv::default()),
-        broken: broken.clone(),
-    });
+    let kv = breakable_kv(broken.clone());
     let store = MessageStore::open_with_kv(config(dir.path()), kv).unwrap();
     broken.store(true, std::sync::atomic::Ordering::SeqCst);
     // Consume state goes to the index straight, not through the writer.

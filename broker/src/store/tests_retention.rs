@@ -5,9 +5,8 @@
 use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, SystemTime};
 
-use super::kv::{Cf, KvBatch, KvPair, KvStore};
 use super::retention::prune_below;
-use super::tests::{append_one, config, msg};
+use super::tests::{append_one, config, msg, HookedKv};
 use super::writer::Command;
 use super::*;
 
@@ -126,42 +125,6 @@ async fn a_queue_whose_every_entry_expires_keeps_its_next_offset() {
     assert_eq!(append_one(&store, msg("E", 0, 9)).await.queue_offset, 3);
 }
 
-/// The store's index, holding its first write until the test lets it go.
-struct FirstWriteWaits {
-    inner: Arc<dyn KvStore>,
-    reached: mpsc::SyncSender<()>,
-    resume: parking_lot::Mutex<mpsc::Receiver<()>>,
-    once: Once,
-}
-
-impl KvStore for FirstWriteWaits {
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(cf, key)
-    }
-    fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
-        self.once.call_once(|| {
-            self.reached.send(()).unwrap();
-            self.resume.lock().recv().unwrap();
-        });
-        self.inner.write(batch)
-    }
-    fn scan(
-        &self,
-        cf: Cf,
-        from: &[u8],
-        to: &[u8],
-        limit: usize,
-    ) -> Result<Vec<KvPair>, StoreError> {
-        self.inner.scan(cf, from, to, limit)
-    }
-    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<KvPair>, StoreError> {
-        self.inner.last_in(cf, from, to)
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_purged_and_refilled_while_retention_prunes_it_keeps_its_new_messages() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,11 +137,17 @@ async fn a_topic_purged_and_refilled_while_retention_prunes_it_keeps_its_new_mes
     let upto = store.segment_bases()[1];
     let (reached, at_write) = mpsc::sync_channel(0);
     let (resume, resumed) = mpsc::sync_channel(0);
-    let kv = FirstWriteWaits {
+    // The store's index, holding its first write until the test lets it go.
+    let (once, resumed) = (Once::new(), parking_lot::Mutex::new(resumed));
+    let kv = HookedKv {
         inner: store.shared.kv.clone(),
-        reached,
-        resume: parking_lot::Mutex::new(resumed),
-        once: Once::new(),
+        before_write: move || {
+            once.call_once(|| {
+                reached.send(()).unwrap();
+                resumed.lock().recv().unwrap();
+            });
+            Ok(())
+        },
     };
     let shared = store.shared.clone();
     let pruner = std::thread::spawn(move || prune_below(&kv, upto, &shared.index_epoch, 0));
