@@ -203,6 +203,42 @@ async fn wait_acknowledged(checker: &Checker, group: &str, n: usize) {
     .await
 }
 
+/// Waits until `producer` made `n` send attempts after `since`.
+async fn wait_sends(checker: &Checker, producer: &str, since: Duration, n: usize) {
+    wait_until(
+        Duration::from_secs(60),
+        &format!("{n} sends of {producer}"),
+        || async {
+            let sent = checker
+                .sends()
+                .iter()
+                .filter(|s| s.producer == producer && s.at >= since)
+                .count();
+            (sent >= n).then_some(()).ok_or(format!("{sent} sends"))
+        },
+    )
+    .await
+}
+
+/// Asserts that every send `producer` made between `from` and `to` was acknowledged.
+fn assert_all_acknowledged(checker: &Checker, producer: &str, from: Duration, to: Duration) {
+    let sends: Vec<_> = checker
+        .sends()
+        .into_iter()
+        .filter(|s| s.producer == producer && s.at >= from && s.at <= to)
+        .collect();
+    let not_acked: Vec<_> = sends
+        .iter()
+        .filter(|s| s.outcome != Outcome::Acknowledged)
+        .collect();
+    assert!(
+        not_acked.is_empty(),
+        "{} of {} sends of {producer} were not acknowledged: {not_acked:?}",
+        not_acked.len(),
+        sends.len()
+    );
+}
+
 /// Whether NameServer `ns` lists broker `name` (by its address) in group `group`.
 async fn registered(ns: &str, group: &str, addr: &str) -> Result<bool, String> {
     let info = rpc::registry(ns)
@@ -376,19 +412,7 @@ async fn sends_to_the_other_group_are_acknowledged_while_a_master_is_cut_off() {
     checker.record_fault("links-down", "fa-0", Some("fa"));
     let cut_at = checker.now();
     // While fa's master is unreachable, the producer of fb's topic keeps being answered.
-    wait_until(
-        Duration::from_secs(60),
-        "sends to fb during the cut",
-        || async {
-            let n = checker
-                .sends()
-                .iter()
-                .filter(|s| s.producer == "p-only-b" && s.at >= cut_at)
-                .count();
-            (n >= 100).then_some(()).ok_or(format!("{n} sends"))
-        },
-    )
-    .await;
+    wait_sends(&checker, "p-only-b", cut_at, 100).await;
     let healed_at = checker.now();
     cluster.links_up("fa-0");
     checker.record_fault("links-up", "fa-0", Some("fa"));
@@ -403,21 +427,7 @@ async fn sends_to_the_other_group_are_acknowledged_while_a_master_is_cut_off() {
 
     let report = checker.report();
     eprintln!("a master's links down and up:\n{report}");
-    let during_cut: Vec<_> = checker
-        .sends()
-        .into_iter()
-        .filter(|s| s.producer == "p-only-b" && s.at >= cut_at && s.at <= healed_at)
-        .collect();
-    let not_acked: Vec<_> = during_cut
-        .iter()
-        .filter(|s| s.outcome != Outcome::Acknowledged)
-        .collect();
-    assert!(
-        not_acked.is_empty(),
-        "{} of {} sends to fb during the cut were not acknowledged: {not_acked:?}",
-        not_acked.len(),
-        during_cut.len()
-    );
+    assert_all_acknowledged(&checker, "p-only-b", cut_at, healed_at);
     assert_eq!(missing, 0, "{report}");
     assert!(
         report.lost.is_empty() && report.unexpected.is_empty(),
@@ -510,19 +520,7 @@ async fn a_paused_master_leaves_the_routes_within_3_s_and_the_other_group_is_una
     let read = first_read(&checker, paused_at, "fa", None).await;
     eprintln!("the paused master's group was read {read:?} after the SIGSTOP");
     // While it hangs, the producer of fb's topic keeps being answered.
-    wait_until(
-        Duration::from_secs(60),
-        "sends to fb while fa hangs",
-        || async {
-            let n = checker
-                .sends()
-                .iter()
-                .filter(|s| s.producer == "p-only-b" && s.at >= paused_at)
-                .count();
-            (n >= 100).then_some(()).ok_or(format!("{n} sends"))
-        },
-    )
-    .await;
+    wait_sends(&checker, "p-only-b", paused_at, 100).await;
     let resumed_at = checker.now();
     cluster.resume("fa-0");
     checker.record_fault("resume", "fa-0", Some("fa"));
@@ -536,16 +534,7 @@ async fn a_paused_master_leaves_the_routes_within_3_s_and_the_other_group_is_una
 
     let report = checker.report();
     eprintln!("a master paused and resumed:\n{report}");
-    let not_acked: Vec<_> = checker
-        .sends()
-        .into_iter()
-        .filter(|s| s.producer == "p-only-b" && s.at >= paused_at && s.at <= resumed_at)
-        .filter(|s| s.outcome != Outcome::Acknowledged)
-        .collect();
-    assert!(
-        not_acked.is_empty(),
-        "sends to fb while fa hung were not acknowledged: {not_acked:?}"
-    );
+    assert_all_acknowledged(&checker, "p-only-b", paused_at, resumed_at);
     assert_eq!(missing, 0, "{report}");
     assert!(
         report.lost.is_empty() && report.unexpected.is_empty(),

@@ -96,6 +96,19 @@ async fn two_groups() -> Cluster {
     cluster
 }
 
+/// Waits (within 3 s of `fault`) until the broker at `gone_addr` left the routes while the
+/// one at `stays` is still routed, and checks that the NameServer logged the drop.
+async fn wait_dropped(cluster: &Cluster, fault: Instant, gone_addr: &str, stays: &str, what: &str) {
+    let ns = cluster.ns_addr().to_string();
+    wait_until(left_since(fault), what, || gone(&ns, gone_addr)).await;
+    known(&ns, &[stays.to_string()]).await.unwrap();
+    let log = cluster.nameserver_log(0);
+    assert!(
+        log.contains(&format!("at {gone_addr} dropped from routes")),
+        "the NameServer names the dropped broker:\n{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_leaves_the_routes_within_3_s() {
     let mut cluster = two_groups().await;
@@ -109,18 +122,14 @@ async fn a_killed_master_leaves_the_routes_within_3_s() {
 
     cluster.kill_broker("live-a");
     let fault = Instant::now();
-    wait_until(
-        left_since(fault),
+    wait_dropped(
+        &cluster,
+        fault,
+        &a,
+        &b,
         "the killed master to leave the routes",
-        || gone(&ns, &a),
     )
     .await;
-    known(&ns, std::slice::from_ref(&b)).await.unwrap();
-    let log = cluster.nameserver_log(0);
-    assert!(
-        log.contains(&format!("at {a} dropped from routes")),
-        "the NameServer names the dropped broker:\n{log}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -135,18 +144,14 @@ async fn a_stopped_master_leaves_the_routes_within_3_s_and_returns_after_sigcont
 
     cluster.pause_broker("live-a");
     let fault = Instant::now();
-    wait_until(
-        left_since(fault),
+    wait_dropped(
+        &cluster,
+        fault,
+        &a,
+        &b,
         "the stopped master to leave the routes",
-        || gone(&ns, &a),
     )
     .await;
-    known(&ns, std::slice::from_ref(&b)).await.unwrap();
-    let log = cluster.nameserver_log(0);
-    assert!(
-        log.contains(&format!("at {a} dropped from routes")),
-        "the NameServer names the dropped broker:\n{log}"
-    );
 
     cluster.resume_broker("live-a");
     wait_until(BACK, "the resumed master to be routed again", || {
