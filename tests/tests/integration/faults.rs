@@ -220,6 +220,19 @@ async fn wait_sends(checker: &Checker, producer: &str, since: Duration, n: usize
     .await
 }
 
+/// Stops the producers, drains, prints the checker's report under `what` and asserts that
+/// every acknowledged message was received and nothing unsent was; returns the report.
+async fn finish_without_loss(load: &mut Workload, checker: &Checker, what: &str) -> Report {
+    load.stop_producers().await;
+    let missing = load.drain(0, DRAIN).await;
+    let report = checker.report();
+    eprintln!("{what}:\n{report}");
+    assert_eq!(missing, 0, "{report}");
+    assert!(report.lost.is_empty(), "{report}");
+    assert!(report.unexpected.is_empty(), "{report}");
+    report
+}
+
 /// Asserts that every send `producer` made between `from` and `to` was acknowledged.
 fn assert_all_acknowledged(checker: &Checker, producer: &str, from: Duration, to: Duration) {
     let sends: Vec<_> = checker
@@ -381,14 +394,7 @@ async fn sync_master_killed_under_load_loses_no_acknowledged_message() {
         },
     )
     .await;
-    load.stop_producers().await;
-    let missing = load.drain(0, DRAIN).await;
-
-    let report = checker.report();
-    eprintln!("SYNC_MASTER killed under load:\n{report}");
-    assert_eq!(missing, 0, "{report}");
-    assert!(report.lost.is_empty(), "{report}");
-    assert!(report.unexpected.is_empty(), "{report}");
+    let report = finish_without_loss(&mut load, &checker, "SYNC_MASTER killed under load").await;
     assert!(report.acknowledged >= 300, "{report}");
 }
 
@@ -422,17 +428,8 @@ async fn sends_to_the_other_group_are_acknowledged_while_a_master_is_cut_off() {
         checker.acknowledged_since(Duration::ZERO, Some("fa")) + 20,
     )
     .await;
-    load.stop_producers().await;
-    let missing = load.drain(0, DRAIN).await;
-
-    let report = checker.report();
-    eprintln!("a master's links down and up:\n{report}");
+    finish_without_loss(&mut load, &checker, "a master's links down and up").await;
     assert_all_acknowledged(&checker, "p-only-b", cut_at, healed_at);
-    assert_eq!(missing, 0, "{report}");
-    assert!(
-        report.lost.is_empty() && report.unexpected.is_empty(),
-        "{report}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -529,17 +526,8 @@ async fn a_paused_master_leaves_the_routes_within_3_s_and_the_other_group_is_una
         "the resumed master was routed again {:?} after the SIGCONT",
         listed_at - resumed_at
     );
-    load.stop_producers().await;
-    let missing = load.drain(0, DRAIN).await;
-
-    let report = checker.report();
-    eprintln!("a master paused and resumed:\n{report}");
+    finish_without_loss(&mut load, &checker, "a master paused and resumed").await;
     assert_all_acknowledged(&checker, "p-only-b", paused_at, resumed_at);
-    assert_eq!(missing, 0, "{report}");
-    assert!(
-        report.lost.is_empty() && report.unexpected.is_empty(),
-        "{report}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -649,15 +637,7 @@ async fn a_master_whose_disk_fills_stops_its_slave_serves_and_nothing_acknowledg
         checker.acknowledged_since(Duration::ZERO, Some("fa")) + 20,
     )
     .await;
-    load.stop_producers().await;
-    let missing = load.drain(0, DRAIN).await;
-    let report = checker.report();
-    eprintln!("a master's disk filled:\n{report}");
-    assert_eq!(missing, 0, "{report}");
-    assert!(
-        report.lost.is_empty() && report.unexpected.is_empty(),
-        "{report}"
-    );
+    finish_without_loss(&mut load, &checker, "a master's disk filled").await;
 }
 
 /// An environment knob: its value parsed, or `default`.

@@ -109,14 +109,19 @@ async fn wait_dropped(cluster: &Cluster, fault: Instant, gone_addr: &str, stays:
     );
 }
 
+/// The NameServer's address and the two brokers' of [`two_groups`].
+fn addresses(cluster: &Cluster) -> (String, String, String) {
+    (
+        cluster.ns_addr().to_string(),
+        cluster.broker_addr("live-a").to_string(),
+        cluster.broker_addr("live-b").to_string(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_leaves_the_routes_within_3_s() {
     let mut cluster = two_groups().await;
-    let ns = cluster.ns_addr().to_string();
-    let (a, b) = (
-        cluster.broker_addr("live-a").to_string(),
-        cluster.broker_addr("live-b").to_string(),
-    );
+    let (ns, a, b) = addresses(&cluster);
     let both = [a.clone(), b.clone()];
     known(&ns, &both).await.unwrap();
 
@@ -135,11 +140,7 @@ async fn a_killed_master_leaves_the_routes_within_3_s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_master_leaves_the_routes_within_3_s_and_returns_after_sigcont() {
     let mut cluster = two_groups().await;
-    let ns = cluster.ns_addr().to_string();
-    let (a, b) = (
-        cluster.broker_addr("live-a").to_string(),
-        cluster.broker_addr("live-b").to_string(),
-    );
+    let (ns, a, b) = addresses(&cluster);
     let both = [a.clone(), b.clone()];
 
     cluster.pause_broker("live-a");
@@ -163,11 +164,7 @@ async fn a_stopped_master_leaves_the_routes_within_3_s_and_returns_after_sigcont
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_nameserver_knows_the_brokers_again_within_3_s_of_its_return() {
     let mut cluster = two_groups().await;
-    let ns = cluster.ns_addr().to_string();
-    let (a, b) = (
-        cluster.broker_addr("live-a").to_string(),
-        cluster.broker_addr("live-b").to_string(),
-    );
+    let (ns, a, b) = addresses(&cluster);
     let both = [a.clone(), b.clone()];
     cluster.kill_nameserver(0);
     // Long enough for the brokers' reconnection backoff to reach its longest pause.
