@@ -37,6 +37,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_fail_stop;
+#[cfg(test)]
 mod tests_page_cache;
 #[cfg(test)]
 mod tests_recovery;

@@ -6,7 +6,8 @@ use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, SystemTime};
 
 use super::retention::prune_below;
-use super::tests::{append_one, config, msg, HookedKv};
+use super::tests::{append_one, config, msg};
+use super::tests_fail_stop::HookedKv;
 use super::writer::Command;
 use super::*;
 
