@@ -29,6 +29,7 @@ use crate::replication::{MasterChannel, Replication};
 use apogee_server::auth::guard::refuse;
 use apogee_server::serve::grpc_timeout;
 use bytes::Bytes;
+use futures::future::Either;
 use http_body::Frame;
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -165,13 +166,15 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = ResponseFuture;
+    /// A call answered here (every call on a master) runs the service's own future, with no
+    /// allocation added to the send and receive path.
+    type Future = Either<S::Future, ResponseFuture>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> ResponseFuture {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let handling = if request.headers().contains_key(FORWARDED_BY_HEADER)
             || self.replication.role() != Role::Slave
         {
@@ -180,14 +183,14 @@ where
             handling(request.uri().path())
         };
         if handling == Handling::Local {
-            return Box::pin(self.inner.call(request));
+            return Either::Left(self.inner.call(request));
         }
         match self.replication.master_channel() {
             Some(master) => {
                 request
                     .headers_mut()
                     .insert(FORWARDED_BY_HEADER, self.forwarded_by.clone());
-                Box::pin(forward(master, request))
+                Either::Right(Box::pin(forward(master, request)))
             }
             None if handling == Handling::ForwardElseRefuse => {
                 let master = self
@@ -196,9 +199,11 @@ where
                     .map(|l| l.endpoint)
                     .unwrap_or_default();
                 let error = slave_refusal(&self.broker_name, self.replication.broker_id(), &master);
-                Box::pin(async move { Ok(refuse(request, true, error).await) })
+                Either::Right(Box::pin(
+                    async move { Ok(refuse(request, true, error).await) },
+                ))
             }
-            None => Box::pin(self.inner.call(request)),
+            None => Either::Left(self.inner.call(request)),
         }
     }
 }
