@@ -254,7 +254,7 @@ pub(crate) fn test_store_with_orders(
     message_type: apogee_proto::v2::MessageType,
 ) -> (Arc<crate::store::MessageStore>, Arc<TopicTable>) {
     let store =
-        crate::store::MessageStore::open(crate::store::StoreConfig::new(dir)).expect("store");
+        crate::store::MessageStore::open(crate::store::StoreConfig::for_tests(dir)).expect("store");
     let topics = Arc::new(TopicTable::load(store.kv()).expect("topics"));
     if topics.get("orders").is_none() {
         let orders = normalize(

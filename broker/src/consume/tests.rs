@@ -28,7 +28,7 @@ pub(super) fn message(topic: &str, queue_id: u32, tag: Option<&str>, body: &str)
 }
 
 async fn store_with(dir: &std::path::Path, msgs: Vec<NewMessage>) -> Arc<MessageStore> {
-    let store = MessageStore::open(StoreConfig::new(dir)).unwrap();
+    let store = MessageStore::open(StoreConfig::for_tests(dir)).unwrap();
     store.append(msgs).await.unwrap();
     store
 }
@@ -161,7 +161,7 @@ async fn acked_progress_and_inflight_survive_reopen() {
     store.shutdown();
     drop(store);
 
-    let store = MessageStore::open(StoreConfig::new(dir.path())).unwrap();
+    let store = MessageStore::open(StoreConfig::for_tests(dir.path())).unwrap();
     let engine = ConsumeEngine::open(store).unwrap();
     // The in-flight delivery's handle still works after the restart.
     engine.ack("g", "t", &handle).unwrap();

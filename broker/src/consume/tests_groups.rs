@@ -32,7 +32,7 @@ async fn engine_with(
     dir: &std::path::Path,
     msgs: Vec<NewMessage>,
 ) -> (Arc<MessageStore>, ConsumeEngine) {
-    let store = MessageStore::open(StoreConfig::new(dir)).unwrap();
+    let store = MessageStore::open(StoreConfig::for_tests(dir)).unwrap();
     store.append(msgs).await.unwrap();
     let engine = ConsumeEngine::open(store.clone()).unwrap();
     (store, engine)
@@ -291,7 +291,7 @@ async fn fifo_waiting_messages_and_progress_survive_a_reopen() {
     store.shutdown();
     drop(store);
 
-    let store = MessageStore::open(StoreConfig::new(dir.path())).unwrap();
+    let store = MessageStore::open(StoreConfig::for_tests(dir.path())).unwrap();
     let engine = ConsumeEngine::open(store).unwrap();
     assert!(
         pop(&engine, &g, 32, 10_000, 1).is_empty(),

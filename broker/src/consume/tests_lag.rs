@@ -51,7 +51,7 @@ fn pop_one(engine: &ConsumeEngine, group: &GroupConfig, start_after_ms: Option<i
 }
 
 async fn engine_with(dir: &std::path::Path, n: usize) -> (Arc<MessageStore>, ConsumeEngine) {
-    let store = MessageStore::open(StoreConfig::new(dir)).unwrap();
+    let store = MessageStore::open(StoreConfig::for_tests(dir)).unwrap();
     store.append(spread(n)).await.unwrap();
     let engine = ConsumeEngine::open(store.clone()).unwrap();
     (store, engine)

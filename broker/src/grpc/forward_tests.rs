@@ -117,8 +117,8 @@ impl Service<Request<Body>> for Local {
 }
 
 fn slave(dir: &std::path::Path) -> Arc<Replication> {
-    let store =
-        MessageStore::open_with_kv(StoreConfig::new(dir), Arc::new(MemKv::new())).expect("store");
+    let store = MessageStore::open_with_kv(StoreConfig::for_tests(dir), Arc::new(MemKv::new()))
+        .expect("store");
     let config = BrokerConfig {
         role: Role::Slave,
         broker_id: 1,

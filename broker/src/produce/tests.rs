@@ -52,7 +52,7 @@ fn fixture_with(role: Role, limits: LimitsSection) -> Fixture {
     let cfg = StoreConfig {
         segment_size: 1 << 20,
         max_record_size: 64 * 1024,
-        ..StoreConfig::new(dir.path())
+        ..StoreConfig::for_tests(dir.path())
     };
     let store = MessageStore::open_with_kv(cfg, Arc::new(MemKv::new())).expect("store");
     let topics = Arc::new(TopicTable::load(store.kv()).expect("topics"));

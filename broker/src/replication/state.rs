@@ -116,8 +116,8 @@ mod tests {
     async fn side() -> Side {
         let dir = tempfile::tempdir().unwrap();
         let journal = Arc::new(JournaledKv::new(Arc::new(MemKv::new())));
-        let store =
-            MessageStore::open_with_kv(StoreConfig::new(dir.path()), journal.clone()).unwrap();
+        let store = MessageStore::open_with_kv(StoreConfig::for_tests(dir.path()), journal.clone())
+            .unwrap();
         store.append((0..5).map(message).collect()).await.unwrap();
         let t = StateTargets {
             topics: Arc::new(TopicTable::load(store.kv()).unwrap()),

@@ -11,7 +11,7 @@ fn store(dir: &std::path::Path) -> Arc<MessageStore> {
     let cfg = StoreConfig {
         segment_size: 1 << 20,
         max_record_size: 64 * 1024,
-        ..StoreConfig::new(dir)
+        ..StoreConfig::for_tests(dir)
     };
     MessageStore::open_with_kv(cfg, Arc::new(MemKv::new())).expect("store")
 }

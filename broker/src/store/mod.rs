@@ -199,6 +199,17 @@ impl StoreConfig {
         }
     }
 
+    /// [`new`](Self::new) for unit tests: the disk ratios are 1.0, so the machine's disk
+    /// (often nearly full of build output) never refuses a test's sends or deletes its
+    /// segments. The retention tests set their own policy or inject the disk's figures.
+    #[cfg(test)]
+    pub(crate) fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self::new(data_dir);
+        config.retention.clean_ratio = 1.0;
+        config.retention.refuse_ratio = 1.0;
+        config
+    }
+
     fn validate(&self) -> Result<(), StoreError> {
         if self.max_record_size < record::MIN_RECORD_LEN {
             return Err(StoreError::Config(format!(

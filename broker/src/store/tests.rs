@@ -37,7 +37,7 @@ pub(super) fn config(dir: &Path) -> StoreConfig {
     StoreConfig {
         segment_size: 64 * 1024,
         max_record_size: 32 * 1024,
-        ..StoreConfig::new(dir)
+        ..StoreConfig::for_tests(dir)
     }
 }
 

@@ -62,7 +62,7 @@ async fn cached_share_per_mib(cached_tail: u64) -> Option<Vec<f64>> {
         max_record_size: 128 << 10,
         cached_tail_bytes: cached_tail,
         flush_mode: FlushMode::Sync,
-        ..StoreConfig::new(dir.path())
+        ..StoreConfig::for_tests(dir.path())
     })
     .unwrap();
     for n in 0..192 {

@@ -198,7 +198,12 @@ async fn readme_tour_runs_as_written_on_a_fresh_standalone() {
                 .display()
                 .to_string(),
         ],
-        vec![],
+        // The README's defaults, except that the machine's disk (full of build output on
+        // CI) never refuses the tour's sends or deletes its segments.
+        vec![
+            ("APOGEE_BROKER_STORE__DISK_CLEAN_RATIO".into(), "1.0".into()),
+            ("APOGEE_BROKER_STORE__DISK_REFUSE_RATIO".into(), "1.0".into()),
+        ],
         tour.dir.path().join("standalone.log"),
     );
     broker.wait_for_port(
