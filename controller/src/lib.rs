@@ -3,3 +3,5 @@
 //! in-sync replica set.
 
 pub mod state;
+pub mod store;
+pub mod types;

@@ -131,6 +131,8 @@ pub enum CommandResult {
     },
     /// The member is gone; the in-sync epoch after its removal.
     Removed { in_sync_epoch: u64 },
+    /// A Raft entry of openraft's own (blank or membership): no command, nothing changed.
+    RaftEntry,
     /// Nothing changed, because of this.
     Refused(Refusal),
 }
