@@ -5,6 +5,8 @@
 //!   from our own .proto files under `proto/apache/rocketmq/v2/`.
 //! - [`cluster`]: Apogee's cluster-internal protocol (`apogee.cluster.v1`):
 //!   registry, admin and replication.
+//! - [`controller`]: the controllers' Raft messages (`apogee.controller.v1`, opaque payloads
+//!   apogee-controller encodes).
 //! - [`error`]: the internal error type and its single mapping to the
 //!   protocol's `Code` and to `tonic::Status`.
 //! - [`cluster_auth`]: the shared-secret proof brokers and slaves give NameServers and masters.
@@ -37,11 +39,17 @@ pub mod generated {
                 tonic::include_proto!("apogee.cluster.v1");
             }
         }
+        pub mod controller {
+            pub mod v1 {
+                tonic::include_proto!("apogee.controller.v1");
+            }
+        }
     }
 }
 
 pub use generated::apache::rocketmq::v2;
 pub use generated::apogee::cluster::v1 as cluster;
+pub use generated::apogee::controller::v1 as controller;
 
 pub mod auth;
 pub mod cluster_auth;

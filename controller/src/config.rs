@@ -1,0 +1,224 @@
+//! A controller's settings: its id, every voter's address, where it keeps its Raft data, and
+//! the Raft timings, with their validation.
+
+use crate::types::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The most voters a controller group may have (a Raft group of more only slows commits).
+pub const MAX_VOTERS: usize = 7;
+
+/// One controller's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// This controller's id; a key of `peers`.
+    pub node_id: NodeId,
+    /// Every voter's id and gRPC address (host:port), this one's included. The group is formed
+    /// with exactly these voters the first time the controllers start on empty data dirs.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Where the Raft log, vote and snapshots are kept (created when absent).
+    pub data_dir: PathBuf,
+    /// How often the leader sends heartbeats to the others.
+    pub heartbeat_interval_ms: u64,
+    /// A follower that has heard no leader for a random time in [min, max] stands for
+    /// election.
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            node_id: 1,
+            peers: BTreeMap::new(),
+            data_dir: PathBuf::from("controller"),
+            heartbeat_interval_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// A single voter (the `--standalone` controller): this node alone, at `address`.
+    pub fn single(node_id: NodeId, address: &str, data_dir: PathBuf) -> Self {
+        ControllerConfig {
+            node_id,
+            peers: BTreeMap::from([(node_id, address.to_string())]),
+            data_dir,
+            ..ControllerConfig::default()
+        }
+    }
+
+    /// Checks every setting; the error names the one that is wrong and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.peers.is_empty() {
+            return Err("controller.peers is empty: name every voter, this one included".into());
+        }
+        if self.peers.len() > MAX_VOTERS {
+            return Err(format!(
+                "controller.peers has {} voters; at most {MAX_VOTERS}",
+                self.peers.len()
+            ));
+        }
+        if !self.peers.contains_key(&self.node_id) {
+            return Err(format!(
+                "controller.node_id {} is not one of controller.peers ({:?})",
+                self.node_id,
+                self.peers.keys().collect::<Vec<_>>()
+            ));
+        }
+        for (id, address) in &self.peers {
+            apogee_proto::names::parse_host_port(address)
+                .map_err(|e| format!("controller.peers: voter {id}: {e}"))?;
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err("controller.data_dir is empty".into());
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return Err("controller.heartbeat_interval_ms must be above 0".into());
+        }
+        if self.election_timeout_min_ms <= self.heartbeat_interval_ms {
+            return Err(format!(
+                "controller.election_timeout_min_ms ({}) must be above the heartbeat interval ({})",
+                self.election_timeout_min_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(format!(
+                "controller.election_timeout_max_ms ({}) must be above election_timeout_min_ms ({})",
+                self.election_timeout_max_ms, self.election_timeout_min_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// This controller's own address.
+    pub fn own_address(&self) -> Option<&str> {
+        self.peers.get(&self.node_id).map(String::as_str)
+    }
+
+    pub(crate) fn raft_config(&self) -> Result<openraft::Config, String> {
+        openraft::Config {
+            cluster_name: "apogee-controller".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| format!("controller Raft settings: {e}"))
+    }
+
+    /// The heartbeat interval as a duration.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> ControllerConfig {
+        ControllerConfig {
+            node_id: 2,
+            peers: (1..=3)
+                .map(|i| (i, format!("127.0.0.1:{}", 9000 + i)))
+                .collect(),
+            data_dir: PathBuf::from("data"),
+            ..ControllerConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_valid_config_passes_and_single_is_valid() {
+        assert_eq!(three().validate(), Ok(()));
+        let single = ControllerConfig::single(1, "127.0.0.1:9876", PathBuf::from("d"));
+        assert_eq!(single.validate(), Ok(()));
+        assert_eq!(single.own_address(), Some("127.0.0.1:9876"));
+        assert!(three().raft_config().is_ok());
+    }
+
+    #[test]
+    fn each_bad_setting_is_refused_by_name() {
+        let cases: Vec<(ControllerConfig, &str)> = vec![
+            (
+                ControllerConfig {
+                    peers: BTreeMap::new(),
+                    ..three()
+                },
+                "peers is empty",
+            ),
+            (
+                ControllerConfig {
+                    node_id: 9,
+                    ..three()
+                },
+                "node_id 9 is not one of",
+            ),
+            (
+                ControllerConfig {
+                    peers: (1..=8).map(|i| (i, format!("h:{i}"))).collect(),
+                    node_id: 1,
+                    ..three()
+                },
+                "at most 7",
+            ),
+            (
+                ControllerConfig {
+                    peers: BTreeMap::from([(2, "no-port".to_string())]),
+                    ..three()
+                },
+                "voter 2",
+            ),
+            (
+                ControllerConfig {
+                    data_dir: PathBuf::new(),
+                    ..three()
+                },
+                "data_dir is empty",
+            ),
+            (
+                ControllerConfig {
+                    heartbeat_interval_ms: 0,
+                    ..three()
+                },
+                "heartbeat_interval_ms",
+            ),
+            (
+                ControllerConfig {
+                    election_timeout_min_ms: 250,
+                    ..three()
+                },
+                "election_timeout_min_ms (250)",
+            ),
+            (
+                ControllerConfig {
+                    election_timeout_max_ms: 1000,
+                    ..three()
+                },
+                "election_timeout_max_ms (1000)",
+            ),
+        ];
+        for (config, expected) in cases {
+            let error = config.validate().expect_err(expected);
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn seven_voters_are_allowed() {
+        let config = ControllerConfig {
+            peers: (1..=7).map(|i| (i, format!("h:{i}"))).collect(),
+            ..three()
+        };
+        assert_eq!(config.validate(), Ok(()));
+    }
+}

@@ -1,0 +1,193 @@
+//! The Raft network over gRPC, the client side: openraft's messages to another controller as
+//! JSON in `apogee.controller.v1.Raft` calls, over one lazily connected channel per peer.
+//!
+//! A peer that cannot be reached (connection refused, reset, DNS) is `Unreachable`, so
+//! openraft backs off; a call that ran past openraft's time-to-live is a `Timeout`; an answer
+//! the peer's Raft gave (a higher vote, say) comes back as a `RemoteError`.
+
+use crate::types::{NodeId, TypeConfig};
+use apogee_proto::controller::raft_client::RaftClient;
+use apogee_proto::controller::RaftPayload;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// The longest a connection attempt to a peer may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The most bytes one Raft message may have (a snapshot chunk, a batch of entries).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Makes a [`Connection`] per peer.
+#[derive(Clone)]
+pub struct Network {
+    /// This controller's id (named in timeouts).
+    pub own_id: NodeId,
+}
+
+/// One peer: its id and the channel to its address.
+pub struct Connection {
+    own_id: NodeId,
+    target: NodeId,
+    address: String,
+    client: Option<RaftClient<Channel>>,
+}
+
+/// A lazily connecting channel to a controller at `address` (host:port).
+pub(crate) fn channel(address: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+pub(crate) fn raft_client(channel: Channel) -> RaftClient<Channel> {
+    RaftClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        // A bad address fails every call as unreachable (below), with the address named.
+        let client = channel(&node.addr).ok().map(raft_client);
+        Connection {
+            own_id: self.own_id,
+            target,
+            address: node.addr.clone(),
+            client,
+        }
+    }
+}
+
+/// Which call of the Raft service.
+#[derive(Clone, Copy)]
+enum Call {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+/// Why a call did not get the peer's Raft answer.
+enum Failure {
+    Unreachable(std::io::Error),
+    Timeout,
+    Network(std::io::Error),
+}
+
+impl Connection {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        call: Call,
+        request: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, Failure> {
+        let Some(client) = self.client.as_mut() else {
+            return Err(Failure::Unreachable(std::io::Error::other(format!(
+                "controller {} has an invalid address {:?}",
+                self.target, self.address
+            ))));
+        };
+        let json = serde_json::to_vec(request).map_err(|e| Failure::Network(e.into()))?;
+        let mut request = tonic::Request::new(RaftPayload { json });
+        request.set_timeout(ttl);
+        let answer = match call {
+            Call::AppendEntries => client.append_entries(request).await,
+            Call::Vote => client.vote(request).await,
+            Call::InstallSnapshot => client.install_snapshot(request).await,
+        };
+        match answer {
+            Ok(answer) => serde_json::from_slice(&answer.into_inner().json)
+                .map_err(|e| Failure::Network(e.into())),
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => Err(Failure::Timeout),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                Err(Failure::Unreachable(std::io::Error::other(format!(
+                    "controller {} at {}: {status}",
+                    self.target, self.address
+                ))))
+            }
+            Err(status) => Err(Failure::Network(std::io::Error::other(format!(
+                "controller {} at {}: {status}",
+                self.target, self.address
+            )))),
+        }
+    }
+
+    /// One call and its answer as openraft wants them.
+    async fn rpc<Req, Resp, E>(
+        &mut self,
+        call: Call,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let ttl = option.hard_ttl();
+        match self
+            .call::<Req, Result<Resp, RaftError<NodeId, E>>>(call, request, ttl)
+            .await
+        {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(raft_error)) => Err(RPCError::RemoteError(RemoteError::new(
+                self.target,
+                raft_error,
+            ))),
+            Err(Failure::Unreachable(e)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(Failure::Network(e)) => Err(RPCError::Network(NetworkError::new(&e))),
+            Err(Failure::Timeout) => Err(RPCError::Timeout(Timeout {
+                action: match call {
+                    Call::AppendEntries => openraft::network::RPCTypes::AppendEntries,
+                    Call::Vote => openraft::network::RPCTypes::Vote,
+                    Call::InstallSnapshot => openraft::network::RPCTypes::InstallSnapshot,
+                },
+                id: self.own_id,
+                target: self.target,
+                timeout: ttl,
+            })),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc(Call::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.rpc(Call::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc(Call::Vote, &rpc, &option).await
+    }
+}
