@@ -38,5 +38,5 @@ pub mod txn;
 pub mod v2_message;
 
 pub use config::BrokerConfig;
-pub use server::serve;
+pub use server::{serve, serve_with, StartOptions};
 pub use services::{Broker, BrokerError};

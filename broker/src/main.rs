@@ -43,6 +43,19 @@ struct Args {
     /// Broker group name (overrides `broker_name`).
     #[arg(long)]
     broker_name: Option<String>,
+    /// Drop the derived index state (consume queues, queue heads, message id and key
+    /// lookups, transaction and schedule state) and rebuild it from the commit log before
+    /// serving, as Kafka rebuilds a log's index files at start when they are missing.
+    /// Consumer offsets, consume state, topic and group configs, users and ACLs are kept.
+    /// /healthz answers during the rebuild, /readyz says 503 with its progress; a kill
+    /// during it makes the next start rebuild again. The same rebuild runs by itself when
+    /// the index format on disk is older than this binary's.
+    #[arg(long)]
+    rebuild_index: bool,
+    /// With --rebuild-index: exit once the rebuild is done instead of serving (an offline
+    /// repair, like `tikv-ctl`'s); the exit status says whether it succeeded.
+    #[arg(long, requires = "rebuild_index")]
+    exit_after_rebuild: bool,
 }
 
 fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
@@ -195,9 +208,19 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("binding the broker to {}", config.listen))?;
     let ops = bind_ops(&config.http_listen).await?;
     let mut rx = stop_rx.clone();
-    let mut broker = tokio::spawn(apogee_broker::serve(config, listener, ops, async move {
-        let _ = rx.changed().await;
-    }));
+    let start = apogee_broker::StartOptions {
+        rebuild_index: args.rebuild_index,
+        exit_after_open: args.exit_after_rebuild,
+    };
+    let mut broker = tokio::spawn(apogee_broker::serve_with(
+        config,
+        start,
+        listener,
+        ops,
+        async move {
+            let _ = rx.changed().await;
+        },
+    ));
     // Run until a signal, or until the broker stops by itself (a failure).
     let result = tokio::select! {
         _ = shutdown_signal() => {

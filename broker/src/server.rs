@@ -10,7 +10,7 @@ use crate::metrics::BrokerOps;
 use crate::replication::journal::JournaledKv;
 use crate::replication::{Replication, ReplicationService};
 use crate::services::{store_config, Broker, BrokerError, Foundation};
-use crate::store::{MessageStore, StoreError};
+use crate::store::{MessageStore, OpenOptions, RebuildProgress, StoreError};
 use apogee_proto::cluster::admin_server::AdminServer as AdminService;
 use apogee_proto::cluster::replication_server::ReplicationServer;
 use apogee_proto::cluster_auth::ClusterSecret;
@@ -20,17 +20,38 @@ use apogee_proto::ApogeeError;
 use apogee_server::auth::guard::AuthLayer;
 use apogee_server::bootstrap::{layer_stack, Bootstrap, Layered};
 use apogee_server::net::Listener;
-use apogee_server::ops::OpsListener;
+use apogee_server::ops::{OpsListener, OpsSource};
 use apogee_server::tls::ServerTls;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
+/// How this start treats the store, from the command line (`apogee-broker --help`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StartOptions {
+    /// Drop the derived index state and rebuild it from the commit log at open.
+    pub rebuild_index: bool,
+    /// Stop once the store is open (after a rebuild, if any), serving nothing.
+    pub exit_after_open: bool,
+}
+
 /// Runs a broker on `listener` until `shutdown` completes, with its
 /// operations endpoint (metrics, health) on `ops` when given: that one serves
-/// `/healthz` from the start, and `/readyz` and `/metrics` once the store is open.
+/// `/healthz` from the start, `/readyz` (503 "starting", or the progress of an index
+/// rebuild, until then) and `/metrics` once the store is open.
 pub async fn serve(
     config: BrokerConfig,
+    listener: Listener,
+    ops: Option<OpsListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BrokerError> {
+    serve_with(config, StartOptions::default(), listener, ops, shutdown).await
+}
+
+/// [`serve`] with `start`'s options.
+pub async fn serve_with(
+    config: BrokerConfig,
+    start: StartOptions,
     listener: Listener,
     ops: Option<OpsListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -38,7 +59,19 @@ pub async fn serve(
     let server_tls = validate_and_load_tls(&config)?;
     let bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
     let (cluster_secret, auth) = security(&config)?;
-    let foundation = open_store(&config, cluster_secret, auth.directory()).await?;
+    let options = OpenOptions {
+        rebuild_index: start.rebuild_index,
+        progress: RebuildProgress::new(),
+    };
+    bootstrap
+        .ops_slot()
+        .set(Arc::new(Opening(options.progress.clone())));
+    let foundation = open_store(&config, options, cluster_secret, auth.directory()).await?;
+    if start.exit_after_open {
+        tracing::info!("the store is open; exiting as asked (--exit-after-rebuild)");
+        foundation.store.shutdown();
+        return Ok(());
+    }
     let broker = Broker::build(config.clone(), foundation)?;
     broker
         .nameservers()
@@ -93,16 +126,30 @@ fn security(config: &BrokerConfig) -> Result<(Option<ClusterSecret>, AuthLayer),
     Ok((cluster_secret, auth))
 }
 
+/// What the operations endpoint reports while the store opens: not ready, "starting", or how
+/// far a rebuild of the index is.
+struct Opening(RebuildProgress);
+
+impl OpsSource for Opening {
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        Vec::new()
+    }
+    fn readiness(&self) -> Result<(), String> {
+        Err(self.0.status().unwrap_or_else(|| "starting".into()))
+    }
+}
+
 /// Opens the store (recovering it) with its index behind the replication journal.
 async fn open_store(
     config: &BrokerConfig,
+    options: OpenOptions,
     cluster_secret: Option<ClusterSecret>,
     directory: Option<apogee_proto::auth::Directory>,
 ) -> Result<Foundation, BrokerError> {
     let store_cfg = store_config(config);
     let (store, journal) = tokio::task::spawn_blocking(move || {
         let mut journal = None;
-        let store = MessageStore::open_wrapped(store_cfg, |kv| {
+        let store = MessageStore::open_wrapped_with(store_cfg, options, |kv| {
             let j = Arc::new(JournaledKv::new(kv));
             journal = Some(j.clone());
             j

@@ -144,7 +144,8 @@ impl Broker {
         let started_at_ms = apogee_proto::time::now_ms();
         let topics = Arc::new(TopicTable::load(store.kv())?);
         topics.set_auto_create(config.auto_create_topics);
-        if let (Some(found), false) = (store.index_rebuild(), config.role == Role::Slave) {
+        let lost = store.index_rebuild().filter(|r| r.topic_configs_lost);
+        if let (Some(found), false) = (lost, config.role == Role::Slave) {
             topics.restore_from_log(found)?;
         }
         let groups = Arc::new(GroupTable::load(

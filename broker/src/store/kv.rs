@@ -69,6 +69,24 @@ impl Cf {
 }
 
 impl Cf {
+    /// The column families derived from the commit log: dropped and rebuilt from it when the
+    /// index format changes (`format.rs`), on `--rebuild-index`, and on a slave's cut-back.
+    /// The rest are primary state, which exists nowhere else.
+    pub const DERIVED: [Cf; 7] = [
+        Cf::ConsumeQueue,
+        Cf::QueueHead,
+        Cf::MessageId,
+        Cf::MessageKey,
+        Cf::Checkpoint,
+        Cf::Transaction,
+        Cf::Schedule,
+    ];
+
+    /// Whether this column family is derived from the commit log ([`Cf::DERIVED`]).
+    pub fn is_derived(self) -> bool {
+        Cf::DERIVED.contains(&self)
+    }
+
     /// The column family with this on-disk name.
     pub fn from_name(name: &str) -> Option<Cf> {
         Cf::ALL.into_iter().find(|cf| cf.name() == name)
@@ -240,6 +258,22 @@ pub trait KvStore: Send + Sync {
     /// Makes everything written so far durable (at shutdown: the real engine also writes its
     /// memtables out, so the next open replays no log).
     fn flush(&self) -> Result<(), StoreError>;
+    /// Empties the column families `cfs` and applies `then`, in one atomic write: a crash
+    /// leaves either everything as it was or the tables empty with `then` applied.
+    fn clear(&self, cfs: &[Cf], then: KvBatch) -> Result<(), StoreError> {
+        let mut batch = KvBatch::with_capacity(cfs.len() + then.len(), 0);
+        for &cf in cfs {
+            batch.delete_range(cf, b"", b"");
+        }
+        for op in then.ops() {
+            match op {
+                KvOp::Put(cf, k, v) => batch.put(cf, k, v),
+                KvOp::Delete(cf, k) => batch.delete(cf, k),
+                KvOp::DeleteRange(cf, from, to) => batch.delete_range(cf, from, to),
+            }
+        }
+        self.write(batch)
+    }
 }
 
 fn rocks_err(e: rocksdb::Error) -> StoreError {

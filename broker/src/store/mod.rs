@@ -13,13 +13,15 @@
 //!
 //! Files: [`record`] (on-disk format), [`commitlog`] (segments), [`kv`] (key-value layer),
 //! [`index`] (keys and dispatch), `write_queue` (who writes: leader/follower group commit),
-//! `writer` (group commit, flusher), `recovery` (open-time checks), [`foreign`] (refusing a
+//! `writer` (group commit, flusher), `recovery` (open-time checks), [`format`] (the index
+//! format version and the rebuild of the derived state), [`foreign`] (refusing a
 //! data dir or segment Apogee did not write),
 //! [`wakeups`] (per-queue wake-ups of long-polling readers).
 
 pub mod commitlog;
 mod fail_stop;
 pub mod foreign;
+pub mod format;
 pub mod index;
 pub mod kv;
 pub mod record;
@@ -41,6 +43,8 @@ mod tests_fail_stop;
 #[cfg(test)]
 mod tests_page_cache;
 #[cfg(test)]
+mod tests_rebuild;
+#[cfg(test)]
 mod tests_recovery;
 #[cfg(test)]
 mod tests_replica;
@@ -59,6 +63,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 pub use commitlog::{segment_file_name, CommitLog, SEGMENT_NAME_DIGITS};
+pub use format::{RebuildCause, RebuildProgress};
 pub use index::{tag_hash, QueueEntry};
 pub use kv::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
 pub use record::{NewMessage, StoredMessage};
@@ -113,6 +118,13 @@ pub enum StoreError {
         timed_out: bool,
         reason: String,
     },
+    /// The index was written by a newer Apogee (`format.rs`): nothing was written to it.
+    #[error(
+        "the index has format version {found}, newer than this binary's {supported}: it was \
+         written by a newer Apogee; run that version (or newer) on this data directory. \
+         Nothing was changed"
+    )]
+    IndexFormatNewer { found: u32, supported: u32 },
 }
 
 /// The one mapping of store errors to what a client or operator sees.
@@ -284,6 +296,16 @@ impl Shared {
     }
 }
 
+/// How an open treats the derived state (`format.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Drop and rebuild the derived state from the log even when its format is current
+    /// (`apogee-broker --rebuild-index`).
+    pub rebuild_index: bool,
+    /// Where a rebuild at this open reports how far it is (`/readyz`).
+    pub progress: RebuildProgress,
+}
+
 /// The commit log, its index and the writer. Cheap reads from any thread; appends are
 /// funnelled through the write queue.
 pub struct MessageStore {
@@ -303,10 +325,27 @@ impl MessageStore {
         Self::open_wrapped(config, |kv| kv)
     }
 
+    /// Like [`open`](Self::open) with `options`.
+    pub fn open_with(
+        config: StoreConfig,
+        options: OpenOptions,
+    ) -> Result<Arc<MessageStore>, StoreError> {
+        Self::open_wrapped_with(config, options, |kv| kv)
+    }
+
     /// Like [`open`](Self::open), with the RocksDB index passed through `wrap` first (the
     /// store and every user of [`kv`](Self::kv) see the wrapped one).
     pub fn open_wrapped(
         config: StoreConfig,
+        wrap: impl FnOnce(Arc<dyn KvStore>) -> Arc<dyn KvStore>,
+    ) -> Result<Arc<MessageStore>, StoreError> {
+        Self::open_wrapped_with(config, OpenOptions::default(), wrap)
+    }
+
+    /// Like [`open_wrapped`](Self::open_wrapped) with `options`.
+    pub fn open_wrapped_with(
+        config: StoreConfig,
+        options: OpenOptions,
         wrap: impl FnOnce(Arc<dyn KvStore>) -> Arc<dyn KvStore>,
     ) -> Result<Arc<MessageStore>, StoreError> {
         config.validate()?;
@@ -324,7 +363,7 @@ impl MessageStore {
             }
             other => other,
         })?;
-        Self::open_with_kv(config, wrap(Arc::new(kv)))
+        Self::open_with_kv_options(config, wrap(Arc::new(kv)), options)
     }
 
     /// Like [`open`](Self::open) over a given index database (e.g. [`MemKv`] in tests).
@@ -332,7 +371,19 @@ impl MessageStore {
         config: StoreConfig,
         kv: Arc<dyn KvStore>,
     ) -> Result<Arc<MessageStore>, StoreError> {
+        Self::open_with_kv_options(config, kv, OpenOptions::default())
+    }
+
+    /// Like [`open_with_kv`](Self::open_with_kv) with `options`.
+    pub fn open_with_kv_options(
+        config: StoreConfig,
+        kv: Arc<dyn KvStore>,
+        options: OpenOptions,
+    ) -> Result<Arc<MessageStore>, StoreError> {
         config.validate()?;
+        // Before the log is opened or anything written: an index of a newer format is not ours
+        // to touch.
+        format::refuse_newer(kv.as_ref())?;
         let prealloc = commitlog::Preallocation {
             ahead: config.preallocate_bytes,
             limit: config.segment_size,
@@ -344,7 +395,8 @@ impl MessageStore {
         )?;
         let failure = fail_stop::Failure::new();
         let kv = fail_stop::FailStopKv::wrap(kv, failure.clone());
-        let recovered = recovery::recover(&log, kv.as_ref(), config.max_record_size)?;
+        let rebuilding = Self::prepare_rebuild(&log, kv.as_ref(), &options)?;
+        let recovered = recovery::recover(&log, kv.as_ref(), config.max_record_size, rebuilding)?;
         tracing::info!(
             log_start = log.start_offset(),
             log_end = log.end_offset(),
@@ -431,6 +483,26 @@ impl MessageStore {
         }))
     }
 
+    /// Decides whether this open rebuilds the derived state (`format.rs`) and, when it does,
+    /// empties the derived tables for recovery to refill.
+    fn prepare_rebuild(
+        log: &CommitLog,
+        kv: &dyn KvStore,
+        options: &OpenOptions,
+    ) -> Result<Option<recovery::Rebuilding>, StoreError> {
+        let has_records = log.end_offset() > log.start_offset();
+        let Some(plan) = format::plan(kv, has_records, options.rebuild_index)? else {
+            return Ok(None);
+        };
+        let topic_configs_lost = has_records && format::topic_configs_lost(kv)?;
+        format::drop_derived(kv, format::Carry::Marks { found: plan.found })?;
+        Ok(Some(recovery::Rebuilding {
+            cause: plan.cause,
+            progress: options.progress.clone(),
+            topic_configs_lost,
+        }))
+    }
+
     /// Appends a batch (all messages of one send request); its records are contiguous in the
     /// log. Returns once the records are written, fdatasync'ed under [`FlushMode::Sync`], and
     /// indexed. Dropping the future does not cancel the append. When no other write is under
@@ -471,7 +543,7 @@ impl MessageStore {
         }
     }
 
-    /// What this open rebuilt, when it found an empty index beside a non-empty log.
+    /// What this open's rebuild of the derived state found in the log, when it rebuilt.
     pub fn index_rebuild(&self) -> Option<&IndexRebuild> {
         self.rebuilt.as_ref()
     }

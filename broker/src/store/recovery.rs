@@ -26,12 +26,17 @@
 //!    lost after the index was written), delete the consume-queue, id and key entries at or
 //!    past the end and move queue heads back, so no entry points past the log.
 //! 5. Record `dispatched = flushed = end` after syncing the last segment.
+//!
+//! A rebuild of the derived state ([`Rebuilding`], decided and prepared by `format.rs`) is the
+//! same pass over emptied derived tables: the dispatched mark is gone, so step 2 re-dispatches
+//! the whole log, reporting progress; the index format is recorded once it is complete.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use super::commitlog::{CommitLog, Segment};
+use super::format::{self, ProgressLog, RebuildCause, RebuildProgress};
 use super::index::{self, QueueEntry, CK_DISPATCHED, CK_FLUSHED};
 use super::kv::{prefix_end, Cf, KvBatch, KvStore};
 use super::record::{self, HEADER_LEN, MAGIC, MAGIC_V1};
@@ -48,17 +53,28 @@ const PRUNE_PAGE: usize = 10_000;
 pub(crate) struct Recovered {
     pub heads: Heads,
     pub last_store_ts: i64,
-    /// Set when the index was empty (lost or deleted) and was rebuilt from a non-empty log.
+    /// Set when the derived state was rebuilt from the log.
     pub rebuilt: Option<IndexRebuild>,
 }
 
+/// A rebuild of the derived state this recovery does (its tables were emptied before).
+pub(crate) struct Rebuilding {
+    pub cause: RebuildCause,
+    pub progress: RebuildProgress,
+    /// The topic configs are gone too (the whole index database was lost).
+    pub topic_configs_lost: bool,
+}
+
 /// What a rebuild of the whole index found in the log: enough for the broker to recreate the
-/// topics (their configs lived only in the index).
+/// topics when their configs were lost with the index ([`IndexRebuild::topic_configs_lost`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IndexRebuild {
     pub records: u64,
     /// Per topic: the highest queue id holding records and the message types seen.
     pub topics: std::collections::BTreeMap<String, (u32, std::collections::BTreeSet<u8>)>,
+    /// The topic configs were gone (a lost or deleted index database), not only the derived
+    /// state: the broker recreates the topics found in the log.
+    pub topic_configs_lost: bool,
 }
 
 fn get_u64(kv: &dyn KvStore, cf: Cf, key: &[u8]) -> Result<Option<u64>, StoreError> {
@@ -76,11 +92,12 @@ pub(crate) fn max_cut(flushed_mark: Option<u64>, data_end: u64, max_record_size:
 }
 
 /// Recovers the log and the index at open (module doc); `max_record_size` bounds the cut of
-/// a torn tail ([`max_cut`]).
+/// a torn tail ([`max_cut`]); `rebuilding` when the derived tables were emptied for a rebuild.
 pub(crate) fn recover(
     log: &CommitLog,
     kv: &dyn KvStore,
     max_record_size: usize,
+    rebuilding: Option<Rebuilding>,
 ) -> Result<Recovered, StoreError> {
     let checkpoint = get_u64(kv, Cf::Checkpoint, CK_DISPATCHED)?.unwrap_or(0);
     let known_mark = get_u64(kv, Cf::Checkpoint, CK_FLUSHED)?;
@@ -102,18 +119,21 @@ pub(crate) fn recover(
             reason: "the commit log has no segment".into(),
         })?;
     let scan_from = checkpoint.max(log.start_offset()).min(last.base());
-    let from_scratch = checkpoint == 0 && heads.is_empty() && log.end_offset() > log.start_offset();
-    if from_scratch {
+    let topic_configs_lost = rebuilding.as_ref().is_some_and(|r| r.topic_configs_lost);
+    if topic_configs_lost {
         tracing::warn!(
             log_start = log.start_offset(),
             log_end = log.end_offset(),
             segments = segments.len(),
-            "the index is empty but the commit log is not (index directory lost or deleted): \
-             rebuilding it from the log. Queue offsets come back as they were; consumer \
-             offsets, in-flight and retry state, topic and group configs, and pending \
-             transaction and schedule state lived only in the index and are LOST"
+            "the index database is empty but the commit log is not (index directory lost or \
+             deleted): rebuilding it from the log. Queue offsets come back as they were; \
+             consumer offsets, in-flight and retry state, topic and group configs lived only \
+             in the index and are LOST"
         );
     }
+    let progress = rebuilding
+        .as_ref()
+        .map(|r| ProgressLog::begin(r.progress.clone(), &r.cause, scan_from, log.end_offset()));
     let mut state = Scan {
         kv,
         checkpoint,
@@ -121,25 +141,18 @@ pub(crate) fn recover(
         queued: 0,
         heads: &mut heads,
         last_ts: 0,
-        rebuild: from_scratch.then(IndexRebuild::default),
+        rebuild: rebuilding.as_ref().map(|_| IndexRebuild {
+            topic_configs_lost,
+            ..IndexRebuild::default()
+        }),
+        progress,
     };
     let mut redispatched = 0u64;
-    let total = segments.len();
-    for (i, seg) in segments
+    for seg in segments
         .iter()
-        .enumerate()
-        .filter(|(_, s)| s.end() > scan_from || Arc::ptr_eq(s, &last))
+        .filter(|s| s.end() > scan_from || Arc::ptr_eq(s, &last))
     {
         let is_last = Arc::ptr_eq(seg, &last);
-        if from_scratch {
-            tracing::info!(
-                segment = i + 1,
-                of = total,
-                base = seg.base(),
-                records_so_far = redispatched,
-                "rebuilding the index from the commit log"
-            );
-        }
         let start = scan_from.saturating_sub(seg.base());
         let Some((p, reason)) = scan_segment(seg, start, &mut state, &mut redispatched)? else {
             continue;
@@ -218,6 +231,7 @@ pub(crate) fn recover(
         log.truncate_last(p)?;
     }
     state.commit()?;
+    let progress = state.progress.take();
     let last_ts = state.last_ts;
     let rebuilt = state.rebuild.take().map(|mut r| {
         r.records = redispatched;
@@ -242,12 +256,10 @@ pub(crate) fn recover(
     index::put_checkpoint(&mut batch, end);
     index::put_flushed(&mut batch, end);
     kv.write(batch)?;
-    if let Some(r) = &rebuilt {
-        tracing::info!(
-            records = r.records,
-            topics = r.topics.len(),
-            "index rebuilt from the commit log"
-        );
+    if let Some(progress) = progress {
+        // Only now: a rebuild cut short leaves its marker, and the next open starts it again.
+        format::mark_complete(kv)?;
+        progress.end(redispatched);
     }
     Ok(Recovered {
         heads,
@@ -288,6 +300,7 @@ struct Scan<'a> {
     heads: &'a mut Heads,
     last_ts: i64,
     rebuild: Option<IndexRebuild>,
+    progress: Option<ProgressLog>,
 }
 
 impl Scan<'_> {
@@ -314,6 +327,9 @@ impl Scan<'_> {
             index::put_checkpoint(&mut batch, self.checkpoint);
             self.kv.write(batch)?;
             self.queued = 0;
+            if let Some(p) = &mut self.progress {
+                p.at(self.checkpoint);
+            }
         }
         Ok(())
     }

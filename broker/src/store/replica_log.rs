@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use super::index;
-use super::kv::{Cf, KvBatch};
+use super::kv::KvBatch;
 use super::record::{self, HEADER_LEN};
 use super::writer::{AppendReply, Command, Writer};
 use super::{AppendResult, FlushMode, MessageStore, StoreError};
@@ -47,17 +47,6 @@ pub struct ReplicaAppend {
     pub written: u64,
     pub flushed: u64,
 }
-
-/// Index tables derived from the log (rebuilt after a truncation). The others are replicated.
-const DERIVED: [Cf; 7] = [
-    Cf::ConsumeQueue,
-    Cf::QueueHead,
-    Cf::MessageId,
-    Cf::MessageKey,
-    Cf::Transaction,
-    Cf::Schedule,
-    Cf::Checkpoint,
-];
 
 struct Waiting {
     results: Vec<AppendResult>,
@@ -437,15 +426,16 @@ impl Writer {
         *epoch += 1;
         let before = shared.log.end_offset();
         shared.log.cut_back(to)?;
-        let mut batch = KvBatch::new();
-        for cf in DERIVED {
-            batch.delete_range(cf, b"", b"");
-        }
-        shared.kv.write(batch)?;
+        super::format::drop_derived(shared.kv.as_ref(), super::format::Carry::Nothing)?;
         let recovered = super::recovery::recover(
             &shared.log,
             shared.kv.as_ref(),
             shared.config.max_record_size,
+            Some(super::recovery::Rebuilding {
+                cause: super::format::RebuildCause::CutBack,
+                progress: super::format::RebuildProgress::new(),
+                topic_configs_lost: false,
+            }),
         )?;
         self.heads = recovered.heads;
         self.last_store_ts = recovered.last_store_ts;
