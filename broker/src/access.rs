@@ -1,9 +1,9 @@
 //! The users and ACL entries this broker group keeps (issue 12 authorization), persisted in
 //! the index database's `meta` space so slaves get them through state replication:
-//! `access/user/<access key>` and `access/acl/<access key>\0<kind>\0<pattern>`, each value a
-//! version byte, then the `cluster.v1.AccessUser` / `cluster.v1.AclEntry` protobuf (a user's
-//! secret only sealed, see `apogee_proto::auth::acl::SecretSeal`), and the table's data
-//! version at `access/data_version`. Deletions stay as tombstones so a merge elsewhere (the
+//! [`MetaKey::AccessUser`] and [`MetaKey::AccessAcl`] rows (keys in `crate::store::keys`), each
+//! value a version byte, then the `cluster.v1.AccessUser` / `cluster.v1.AclEntry` protobuf (a
+//! user's secret only sealed, see `apogee_proto::auth::acl::SecretSeal`), and the table's data
+//! version at [`MetaKey::AccessDataVersion`]. Deletions stay as tombstones so a merge elsewhere (the
 //! NameServer's) cannot bring a deleted user back.
 //!
 //! Changes arrive from a NameServer (Admin `ApplyAccess`) and are merged newest change
@@ -11,7 +11,8 @@
 //! learn the table from registrations) and updates the guard's directory, so the broker
 //! checks calls against its own table.
 
-use crate::store::{prefix_end, Cf, KvBatch, KvStore};
+use crate::store::keys::{self, MetaKey};
+use crate::store::{Cf, KvBatch, KvStore};
 use apogee_proto::auth::acl::{AccessState, SecretSeal};
 use apogee_proto::auth::Directory;
 use apogee_proto::cluster::{AccessUser, AclEntry};
@@ -21,9 +22,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-const USER_PREFIX: &[u8] = b"access/user/";
-const ACL_PREFIX: &[u8] = b"access/acl/";
-const DATA_VERSION_KEY: &[u8] = b"access/data_version";
+const DATA_VERSION_KEY: &[u8] = MetaKey::AccessDataVersion.key();
 /// The first byte of every value: the layout that follows.
 const VALUE_V1: u8 = 1;
 
@@ -39,17 +38,11 @@ pub struct AccessTable {
 }
 
 fn user_key(u: &AccessUser) -> Vec<u8> {
-    [USER_PREFIX, u.access_key.as_bytes()].concat()
+    keys::user_key(&u.access_key)
 }
 
 fn acl_key(e: &AclEntry) -> Vec<u8> {
-    let mut key = ACL_PREFIX.to_vec();
-    key.extend(e.access_key.as_bytes());
-    key.push(0);
-    key.extend(e.kind.to_string().as_bytes());
-    key.push(0);
-    key.extend(e.pattern.as_bytes());
-    key
+    keys::acl_key(&e.access_key, e.kind, &e.pattern)
 }
 
 fn encode(message: &impl prost::Message) -> Vec<u8> {
@@ -78,14 +71,16 @@ fn internal(e: crate::store::StoreError) -> ApogeeError {
 
 fn read_state(kv: &dyn KvStore) -> Result<(AccessState, i64), ApogeeError> {
     let mut state = AccessState::default();
+    let (from, to) = MetaKey::AccessUser.range();
     for (key, value) in kv
-        .scan(Cf::Meta, USER_PREFIX, &prefix_end(USER_PREFIX), usize::MAX)
+        .scan(Cf::Meta, &from, &to, usize::MAX)
         .map_err(internal)?
     {
         state.merge_user(decode(&key, &value)?);
     }
+    let (from, to) = MetaKey::AccessAcl.range();
     for (key, value) in kv
-        .scan(Cf::Meta, ACL_PREFIX, &prefix_end(ACL_PREFIX), usize::MAX)
+        .scan(Cf::Meta, &from, &to, usize::MAX)
         .map_err(internal)?
     {
         state.merge_acl(decode(&key, &value)?);
@@ -158,6 +153,16 @@ impl AccessTable {
                  sealed with it)"
                     .into(),
             ));
+        }
+        let names = users
+            .iter()
+            .map(|u| keys::check_access_names(&u.access_key, None))
+            .chain(
+                acls.iter()
+                    .map(|e| keys::check_access_names(&e.access_key, Some(&e.pattern))),
+            );
+        for checked in names {
+            checked.map_err(ApogeeError::BadRequest)?;
         }
         let mut state = self.state.write();
         let mut next = state.clone();
@@ -245,11 +250,17 @@ mod tests {
         assert_eq!((&secret[..], role), (&b"app-secret-1234"[..], Role::User));
 
         // Every stored value starts with the version byte, none holds the secret.
+        let users = MetaKey::AccessUser.range();
         let rows = kv
-            .scan(Cf::Meta, b"access/", b"access0", usize::MAX)
+            .scan(
+                Cf::Meta,
+                &users.0,
+                &MetaKey::AccessAcl.range().1,
+                usize::MAX,
+            )
             .unwrap();
-        assert_eq!(rows.len(), 3);
-        for (key, value) in rows.iter().filter(|(k, _)| k != DATA_VERSION_KEY) {
+        assert_eq!(rows.len(), 2, "the user and the ACL entry");
+        for (key, value) in &rows {
             assert_eq!(value[0], VALUE_V1, "{key:?}");
             assert!(!value.windows(15).any(|w| w == b"app-secret-1234"));
         }

@@ -16,6 +16,7 @@
 //! that did.
 
 use crate::config::AutoCreateStart;
+use crate::store::keys::{config_key, MetaKey};
 use crate::store::{Cf, KvBatch, KvStore};
 use apogee_proto::cluster;
 use apogee_proto::group::GroupConfig;
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-const DATA_VERSION_KEY: &[u8] = b"groups/data_version";
+const DATA_VERSION_KEY: &[u8] = MetaKey::GroupsDataVersion.key();
 /// The first byte of every value: the layout that follows. Version 1: the protobuf.
 const VALUE_V1: u8 = 1;
 /// Version 2: the creation time (ms since the epoch, big-endian i64), then the protobuf.
@@ -271,8 +272,8 @@ impl GroupTable {
         let version = self.data_version.fetch_add(1, Ordering::SeqCst) + 1;
         let mut batch = KvBatch::new();
         match entry {
-            Some(e) => batch.put(Cf::GroupConfig, name.as_bytes(), encode(e)),
-            None => batch.delete(Cf::GroupConfig, name.as_bytes()),
+            Some(e) => batch.put(Cf::GroupConfig, config_key(name), encode(e)),
+            None => batch.delete(Cf::GroupConfig, config_key(name)),
         }
         batch.put(Cf::Meta, DATA_VERSION_KEY, version.to_be_bytes());
         self.kv
@@ -364,9 +365,9 @@ mod tests {
         t.set_auto_create_start(AutoCreateStart::Latest);
         receive(&t, "g3", 2_000).unwrap();
         assert_eq!(t.data_version(), 3);
-        let raw = kv.get(Cf::GroupConfig, b"g1").unwrap().unwrap();
+        let raw = kv.get(Cf::GroupConfig, &config_key("g1")).unwrap().unwrap();
         assert_eq!(raw[0], VALUE_V1);
-        let raw = kv.get(Cf::GroupConfig, b"g3").unwrap().unwrap();
+        let raw = kv.get(Cf::GroupConfig, &config_key("g3")).unwrap().unwrap();
         assert_eq!(raw[0], VALUE_V2);
 
         let again = GroupTable::load(kv, false).unwrap();

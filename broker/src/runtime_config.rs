@@ -4,13 +4,14 @@
 //! that takes a path, an address or a command is on it, and no key outside it
 //! can be set.
 //!
-//! A change is kept in the index (`Meta/runtime_config`, a version byte then
+//! A change is kept in the index (`meta` [`MetaKey::RuntimeConfig`], a version byte then
 //! JSON of key -> value) and applied again at every start, over the config
 //! file, with a log line naming each; `apogee broker config get` shows which
 //! settings are overridden.
 
 use crate::config::BrokerConfig;
 use crate::groups::GroupTable;
+use crate::store::keys::MetaKey;
 use crate::store::{Cf, KvBatch, KvStore, MessageStore, RetentionPolicy};
 use crate::topics::TopicTable;
 use crate::txn::Transactions;
@@ -19,7 +20,7 @@ use apogee_proto::ApogeeError;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const KEY: &[u8] = b"runtime_config";
+const KEY: &[u8] = MetaKey::RuntimeConfig.key();
 /// The first byte of the stored value: the layout that follows.
 const VALUE_V1: u8 = 1;
 

@@ -3,6 +3,7 @@
 //! broker reports to the NameServers. Any change wakes the registration task
 //! so NameServers learn it at once.
 
+use crate::store::keys::{config_key, MetaKey};
 use crate::store::{Cf, KvBatch, KvStore};
 use apogee_proto::cluster::TopicConfig;
 use apogee_proto::{names, ApogeeError};
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-const DATA_VERSION_KEY: &[u8] = b"topics/data_version";
+const DATA_VERSION_KEY: &[u8] = MetaKey::TopicsDataVersion.key();
 
 pub struct TopicTable {
     kv: Arc<dyn KvStore>,
@@ -100,8 +101,8 @@ impl TopicTable {
         let version = self.data_version.fetch_add(1, Ordering::SeqCst) + 1;
         let mut batch = KvBatch::new();
         match config {
-            Some(c) => batch.put(Cf::TopicConfig, name.as_bytes(), c.encode_to_vec()),
-            None => batch.delete(Cf::TopicConfig, name.as_bytes()),
+            Some(c) => batch.put(Cf::TopicConfig, config_key(name), c.encode_to_vec()),
+            None => batch.delete(Cf::TopicConfig, config_key(name)),
         }
         batch.put(Cf::Meta, DATA_VERSION_KEY, version.to_be_bytes());
         self.kv

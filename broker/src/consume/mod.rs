@@ -7,8 +7,8 @@
 //!   until acked or until its invisible time and the group's backoff are
 //!   over, when it is delivered again with its attempt raised. FIFO groups
 //!   get one message per message group at a time, in queue order. Persisted
-//!   in the index database ([`keys`]), so progress and in-flight deliveries
-//!   survive restarts.
+//!   in the index database ([`values`]; the keys are `crate::store::keys`'s),
+//!   so progress and in-flight deliveries survive restarts.
 //! - `queue`: one queue's state and its part of a pop (retries, FIFO turns).
 //! - [`dead_letter`]: deliveries past the group's attempts go to `%DLQ%<group>`.
 //! - [`background`]: the task that renews auto-renew deliveries and
@@ -27,7 +27,6 @@ pub mod background;
 pub mod clients;
 pub mod dead_letter;
 pub mod filter;
-pub mod keys;
 pub mod lag;
 pub mod long_poll;
 mod queue;
@@ -35,6 +34,7 @@ pub mod receipt;
 mod reload;
 pub mod reset;
 pub mod state;
+pub mod values;
 
 pub use filter::MessageFilter;
 pub use lag::QueueLag;

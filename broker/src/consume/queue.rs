@@ -2,8 +2,9 @@
 //! in flight, FIFO messages waiting per message group, owners of auto-renew
 //! deliveries) and its part of a pop ([`QueuePop`]), run under the queue's lock.
 
-use super::keys::{message_group_hash, Inflight, QueueKey};
 use super::state::{internal, ConsumeEngine, Delivery, PopRequest};
+use super::values::{message_group_hash, Inflight};
+use crate::store::keys::QueueKey;
 use crate::store::{Cf, KvBatch, StoredMessage};
 use apogee_proto::ApogeeError;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

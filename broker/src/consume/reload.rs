@@ -7,11 +7,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use apogee_proto::ApogeeError;
 
-use super::keys::{Inflight, QueueKey};
 use super::queue::QueueState;
 use super::receipt::ReceiptSigner;
 use super::state::{internal, ConsumeEngine, SECRET_KEY};
-use crate::store::{prefix_end, Cf, KvStore};
+use super::values::Inflight;
+use crate::store::keys::{tag, ConsumeRow, QueueKey};
+use crate::store::{Cf, KvStore};
 
 impl ConsumeEngine {
     /// Re-reads the given queues from the index (pop offset, in-flight and waiting entries)
@@ -85,9 +86,7 @@ fn replace_state(state: &mut QueueState, mut fresh: QueueState) {
 
 /// One queue's rows; `None` when it has none.
 fn read_queue(kv: &dyn KvStore, key: &QueueKey) -> Result<Option<QueueState>, ApogeeError> {
-    let mut rows = vec![b'i'];
-    rows.extend(key.prefix());
-    let end = prefix_end(&rows);
+    let (rows, end) = key.tagged_range(tag::INFLIGHT);
     let pop = kv.get(Cf::ConsumeState, &key.pop_key()).map_err(internal)?;
     let mut found = load_rows(kv, &rows, &end)?;
     let state = found.remove(key);
@@ -119,21 +118,15 @@ pub(super) fn load_rows(
         .scan(Cf::ConsumeState, from, to, usize::MAX)
         .map_err(internal)?
     {
-        let Some((&kind, rest)) = key.split_first() else {
-            continue;
-        };
-        let Some((qk, tail)) = QueueKey::parse(rest) else {
+        let Some((qk, row)) = QueueKey::decode_state_key(&key) else {
             tracing::warn!("skipping unreadable consume-state key {key:?}");
             continue;
         };
         let state = queues.entry(qk).or_default();
-        match kind {
-            b'p' => decode_pop(state, &value),
-            b'i' => {
-                let (Ok(off), Some(inf)) = (
-                    tail.try_into().map(u64::from_be_bytes),
-                    Inflight::decode(&value),
-                ) else {
+        match row {
+            ConsumeRow::Pop => decode_pop(state, &value),
+            ConsumeRow::Inflight(off) => {
+                let Some(inf) = Inflight::decode(&value) else {
                     tracing::warn!("skipping unreadable in-flight entry {key:?}");
                     continue;
                 };
@@ -143,7 +136,6 @@ pub(super) fn load_rows(
                     state.inflight.insert(off, inf);
                 }
             }
-            _ => {}
         }
     }
     Ok(queues)

@@ -4,8 +4,8 @@
 //! waiting FIFO deliveries on the queue are dropped; their receipt handles no
 //! longer match anything.
 
-use super::keys::QueueKey;
 use super::state::{internal, ConsumeEngine};
+use crate::store::keys::QueueKey;
 use crate::store::{Cf, KvBatch};
 use apogee_proto::ApogeeError;
 

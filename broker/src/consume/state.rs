@@ -14,10 +14,11 @@
 
 use super::clients::Clients;
 use super::filter::MessageFilter;
-use super::keys::{Inflight, QueueKey};
 use super::queue::{QueuePop, QueueState};
 use super::receipt::{Receipt, ReceiptSigner};
 use super::reload::load_rows;
+use super::values::Inflight;
+use crate::store::keys::{MetaKey, QueueKey};
 use crate::store::{Cf, KvBatch, KvStore, MessageStore, StoreError, StoredMessage};
 use apogee_proto::group::GroupConfig;
 use apogee_proto::ApogeeError;
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-pub(super) const SECRET_KEY: &[u8] = b"consume/receipt_secret";
+pub(super) const SECRET_KEY: &[u8] = MetaKey::ReceiptSecret.key();
 /// How long a receive's `attempt_id` is remembered.
 const ATTEMPT_ID_TTL_MS: i64 = 5 * 60 * 1000;
 /// Most remembered attempt ids (the oldest are dropped first).

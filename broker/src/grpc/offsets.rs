@@ -4,8 +4,9 @@
 
 use super::convert::to_v2_message;
 use crate::consume::long_poll::{Attempt, LongPoll, Polled};
-use crate::consume::{keys::consumer_offset_key, MessageFilter};
+use crate::consume::MessageFilter;
 use crate::services::Broker;
+use crate::store::keys::consumer_offset_key;
 use crate::store::{Cf, KvBatch};
 use apogee_proto::error::ok_status;
 use apogee_proto::time::timestamp_ms;

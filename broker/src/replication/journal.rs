@@ -2,8 +2,9 @@
 //!
 //! Some state is not derived from the log and must travel beside it so a slave can serve
 //! consumers where its master left off: consumer offsets, consume state (pop offsets,
-//! in-flight and waiting entries), topic and group configs, and the `meta` keys that are not
-//! `local.` (the receipt secret, data versions); see [`crate::store::kv::replicated`].
+//! in-flight and waiting entries), topic and group configs, and the `meta` keys the registry
+//! marks replicated (the receipt secret, data versions, users and ACLs, runtime config); see
+//! [`crate::store::kv::replicated`] and [`crate::store::keys::MetaKey`].
 //! [`JournaledKv`] wraps the broker's index database: every write goes to it unchanged, and
 //! the part of a batch on replicated keys is published, after the write, to the master's
 //! replication sessions. Callers serialise the writes of one key under their own locks, so
@@ -11,7 +12,7 @@
 //!
 //! On a slave, [`JournaledKv::apply`] writes the master's state without publishing it. While
 //! the slave's master is away, the wrapper notes which consume queues the broker changed
-//! itself (persisted as `local.handback.*` keys in `meta`, so a restart keeps them): the
+//! itself (persisted as [`MetaKey::Handback`] markers in `meta`, so a restart keeps them): the
 //! handback that a returning master adopts ([`JournaledKv::take_handback`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,17 +23,18 @@ use apogee_proto::cluster::{state_op::Kind, StateOp};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-use crate::consume::keys::QueueKey;
-use crate::store::kv::{replicated, LOCAL_META_PREFIX};
+use crate::store::keys::{
+    decode_handback_key, handback_key, meta_range_touches_local, meta_replicated_part,
+    meta_replicated_range, tag, MetaKey, QueueKey, MARKER,
+};
+use crate::store::kv::replicated;
 use crate::store::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, StoreError};
 
 /// State batches buffered per session before a slow slave needs a new snapshot.
 const JOURNAL_CAPACITY: usize = 4096;
-/// `meta` keys marking the consume queues to hand back (followed by the queue prefix).
-const HANDBACK_PREFIX: &[u8] = b"local.handback.";
 /// Rows read per scan while paging through a table.
 const SCAN_PAGE: usize = 4096;
-/// Tables that hold replicated rows (`meta` only outside `local.`).
+/// Tables that hold replicated rows (`meta` only its replicated part).
 const REPLICATED_TABLES: [Cf; 5] = [
     Cf::ConsumerOffset,
     Cf::ConsumeState,
@@ -56,47 +58,31 @@ pub struct ApplyEffects {
 
 /// The consume queue a consume-state or consumer-offset key belongs to.
 fn queue_of(cf: Cf, key: &[u8]) -> Option<QueueKey> {
-    let rest = match cf {
-        Cf::ConsumeState => key.get(1..)?,
-        Cf::ConsumerOffset => key,
+    match cf {
+        Cf::ConsumeState => QueueKey::of_row(true, key),
+        Cf::ConsumerOffset => QueueKey::of_row(false, key),
+        _ => None,
+    }
+}
+
+/// The one queue whose rows `[from, to)` of `cf` stay within, if they do. A range starts
+/// at a whole key (a queue's rows of one tag) or at a prefix of one (its in-flight rows).
+fn queue_of_range(cf: Cf, from: &[u8], to: &[u8]) -> Option<QueueKey> {
+    let (q, end) = match cf {
+        Cf::ConsumeState => {
+            let (&tag, rest) = from.split_first()?;
+            let (q, _) = QueueKey::parse(rest)?;
+            let (_, end) = q.tagged_range(tag);
+            (q, end)
+        }
+        Cf::ConsumerOffset => {
+            let (q, _) = QueueKey::parse(from)?;
+            let end = prefix_end(&q.prefix());
+            (q, end)
+        }
         _ => return None,
     };
-    QueueKey::parse(rest).map(|(q, _)| q)
-}
-
-/// The one queue whose rows `[from, to)` of `cf` stay within, if they do.
-fn queue_of_range(cf: Cf, from: &[u8], to: &[u8]) -> Option<QueueKey> {
-    let q = queue_of(cf, from)?;
-    let mut rows = match cf {
-        Cf::ConsumeState => vec![from[0]],
-        _ => Vec::new(),
-    };
-    rows.extend(q.prefix());
-    (!to.is_empty() && to <= prefix_end(&rows).as_slice()).then_some(q)
-}
-
-/// Whether `[from, to)` of `meta` reaches into this broker's own `local.` keys.
-fn touches_local(from: &[u8], to: &[u8]) -> bool {
-    from < prefix_end(LOCAL_META_PREFIX).as_slice() && (to.is_empty() || to > LOCAL_META_PREFIX)
-}
-
-/// The parts of `[from, to)` of `meta` outside the `local.` keys.
-fn meta_ranges_outside_local(from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let local_end = prefix_end(LOCAL_META_PREFIX);
-    let mut parts = Vec::new();
-    let below_to = if to.is_empty() || to > LOCAL_META_PREFIX {
-        LOCAL_META_PREFIX
-    } else {
-        to
-    };
-    if from < below_to {
-        parts.push((from.to_vec(), below_to.to_vec()));
-    }
-    let above_from = from.max(local_end.as_slice());
-    if to.is_empty() || above_from < to {
-        parts.push((above_from.to_vec(), to.to_vec()));
-    }
-    parts
+    (!to.is_empty() && to <= end.as_slice()).then_some(q)
 }
 
 fn op(kind: Kind, cf: Cf, key: &[u8], value: &[u8], end: &[u8]) -> StateOp {
@@ -159,18 +145,19 @@ impl JournaledKv {
         let mut out: Vec<Vec<StateOp>> = Vec::new();
         let mut cur = Vec::new();
         for cf in REPLICATED_TABLES {
-            let ranges = match cf {
-                Cf::Meta => meta_ranges_outside_local(b"", b""),
-                _ => vec![(Vec::new(), Vec::new())],
+            let (from, to) = match cf {
+                Cf::Meta => meta_replicated_range(),
+                _ => (Vec::new(), Vec::new()),
             };
-            for (from, to) in ranges {
-                self.for_each_row(cf, &from, &to, |k, v| {
+            self.for_each_row(cf, &from, &to, |k, v| {
+                // A key of an unregistered kind (a newer version's) is not shipped.
+                if replicated(cf, &k) {
                     cur.push(op(Kind::Put, cf, &k, &v, &[]));
                     if cur.len() >= max {
                         out.push(std::mem::take(&mut cur));
                     }
-                })?;
-            }
+                }
+            })?;
         }
         if !cur.is_empty() {
             out.push(cur);
@@ -207,14 +194,11 @@ impl JournaledKv {
     pub fn clear_replicated(&self) -> Result<(), StoreError> {
         let mut batch = KvBatch::new();
         for cf in REPLICATED_TABLES {
-            match cf {
-                Cf::Meta => {
-                    for (from, to) in meta_ranges_outside_local(b"", b"") {
-                        batch.delete_range(cf, from, to);
-                    }
-                }
-                _ => batch.delete_range(cf, b"", b""),
-            }
+            let (from, to) = match cf {
+                Cf::Meta => meta_replicated_range(),
+                _ => (Vec::new(), Vec::new()),
+            };
+            batch.delete_range(cf, from, to);
         }
         self.inner.write(batch)
     }
@@ -256,14 +240,9 @@ impl JournaledKv {
         // Held while reading: the rows handed back are those of the changes up to `taken`.
         let mut h = self.handback.lock();
         if !h.loaded {
-            let marks = self.inner.scan(
-                Cf::Meta,
-                HANDBACK_PREFIX,
-                &prefix_end(HANDBACK_PREFIX),
-                usize::MAX,
-            )?;
-            for (k, _) in marks {
-                if let Some((q, _)) = QueueKey::parse(&k[HANDBACK_PREFIX.len()..]) {
+            let (from, to) = MetaKey::Handback.range();
+            for (k, _) in self.inner.scan(Cf::Meta, &from, &to, usize::MAX)? {
+                if let Some(q) = decode_handback_key(&k) {
                     h.touched.entry(q).or_insert(0);
                 }
             }
@@ -281,9 +260,7 @@ impl JournaledKv {
     fn queue_rows(&self, q: &QueueKey, ops: &mut Vec<StateOp>) -> Result<(), StoreError> {
         let prefix = q.prefix();
         let pop = q.pop_key();
-        let mut inflight = vec![b'i'];
-        inflight.extend(&prefix);
-        let inflight_end = prefix_end(&inflight);
+        let (inflight, inflight_end) = q.tagged_range(tag::INFLIGHT);
         ops.push(op(Kind::Delete, Cf::ConsumeState, &pop, &[], &[]));
         ops.push(op(
             Kind::DeleteRange,
@@ -349,17 +326,11 @@ impl JournaledKv {
             h.seq += 1;
             let seq = h.seq;
             if h.touched.insert(q.clone(), seq).is_none() {
-                batch.put(Cf::Meta, handback_key(&q), [1u8]);
+                batch.put(Cf::Meta, handback_key(&q), MARKER);
             }
         }
         self.inner.write(batch)
     }
-}
-
-fn handback_key(q: &QueueKey) -> Vec<u8> {
-    let mut k = HANDBACK_PREFIX.to_vec();
-    k.extend(q.prefix());
-    k
 }
 
 /// A batch of replicated ops and what it changes; refuses ops that do not replicate.
@@ -369,7 +340,9 @@ fn to_batch(ops: &[StateOp]) -> Result<(KvBatch, ApplyEffects), StoreError> {
     let mut fx = ApplyEffects::default();
     for o in ops {
         let cf = Cf::from_name(&o.table).ok_or_else(|| refused(o, "no such table"))?;
-        if !replicated(cf, &o.key) {
+        // A `meta` range is checked against the registry's local range below.
+        let range_on_meta = cf == Cf::Meta && o.kind == Kind::DeleteRange as i32;
+        if !range_on_meta && !replicated(cf, &o.key) {
             return Err(refused(o, "the table or key does not replicate"));
         }
         match Kind::try_from(o.kind) {
@@ -382,7 +355,7 @@ fn to_batch(ops: &[StateOp]) -> Result<(KvBatch, ApplyEffects), StoreError> {
                 queues.extend(queue_of(cf, &o.key));
             }
             Ok(Kind::DeleteRange) => {
-                if cf == Cf::Meta && touches_local(&o.key, &o.end) {
+                if cf == Cf::Meta && meta_range_touches_local(&o.end) {
                     return Err(refused(o, "the range covers local meta keys"));
                 }
                 batch.delete_range(cf, &o.key, &o.end);
@@ -408,7 +381,7 @@ fn to_batch(ops: &[StateOp]) -> Result<(KvBatch, ApplyEffects), StoreError> {
     Ok((batch, fx))
 }
 
-/// The replicated part of `batch`, as ops (`meta` range deletes without the `local.` keys).
+/// The replicated part of `batch`, as ops (`meta` range deletes without the local keys).
 fn replicated_ops(batch: &KvBatch) -> Vec<StateOp> {
     let mut ops = Vec::new();
     for o in batch.ops() {
@@ -416,7 +389,7 @@ fn replicated_ops(batch: &KvBatch) -> Vec<StateOp> {
             KvOp::Put(cf, k, v) if replicated(cf, k) => ops.push(op(Kind::Put, cf, k, v, &[])),
             KvOp::Delete(cf, k) if replicated(cf, k) => ops.push(op(Kind::Delete, cf, k, &[], &[])),
             KvOp::DeleteRange(Cf::Meta, from, to) => {
-                for (f, t) in meta_ranges_outside_local(from, to) {
+                if let Some((f, t)) = meta_replicated_part(from, to) {
                     ops.push(op(Kind::DeleteRange, Cf::Meta, &f, &[], &t));
                 }
             }

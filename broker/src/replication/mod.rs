@@ -31,12 +31,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{BrokerConfig, ReplicationSection, Role};
+use crate::store::keys::{MetaKey, MARKER};
 use crate::store::{Cf, KvBatch, MessageStore};
 
 pub use master::ReplicationService;
 
 /// Meta key (never replicated: `local.` prefix) set once a slave has connected to this master.
-const HAD_SLAVES_KEY: &[u8] = b"local.had_slaves";
+const HAD_SLAVES_KEY: &[u8] = MetaKey::HadSlaves.key();
 /// How often the master re-evaluates which slaves are in sync.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 /// Log-end samples kept for the lag-in-time of slaves.
@@ -201,7 +202,7 @@ impl Replication {
         entry.last_progress_ms = now;
         drop(slaves);
         let mut b = KvBatch::new();
-        b.put(Cf::Meta, HAD_SLAVES_KEY, [1u8]);
+        b.put(Cf::Meta, HAD_SLAVES_KEY, MARKER);
         if let Err(e) = self.store.kv().write(b) {
             tracing::warn!(error = %e, "could not note that this master has slaves");
         }

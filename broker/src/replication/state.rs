@@ -282,7 +282,7 @@ mod tests {
             .journal
             .get(
                 crate::store::Cf::ConsumerOffset,
-                &crate::consume::keys::consumer_offset_key("g", "t", 0),
+                &crate::store::keys::consumer_offset_key("g", "t", 0),
             )
             .unwrap();
         assert_eq!(offset, Some(3u64.to_be_bytes().to_vec()));

@@ -1,7 +1,14 @@
 //! Unit tests of the journal: what is published, snapshots, apply, the handback.
 
 use super::*;
+use crate::store::keys::LOCAL_TAGS_FROM;
 use crate::store::MemKv;
+
+const SECRET: &[u8] = MetaKey::ReceiptSecret.key();
+const TOPICS_VERSION: &[u8] = MetaKey::TopicsDataVersion.key();
+const GROUPS_VERSION: &[u8] = MetaKey::GroupsDataVersion.key();
+const LOCAL: &[u8] = MetaKey::HadSlaves.key();
+const LOCAL_TOO: &[u8] = MetaKey::DataFormat.key();
 
 fn journal() -> (Arc<MemKv>, JournaledKv) {
     let inner = Arc::new(MemKv::new());
@@ -29,8 +36,8 @@ fn only_replicated_rows_are_published_in_write_order() {
     let mut b = KvBatch::new();
     b.put(Cf::ConsumeQueue, b"derived", b"x");
     b.put(Cf::ConsumeState, q.pop_key(), 5u64.to_be_bytes());
-    b.put(Cf::Meta, b"local.mine", b"x");
-    b.put(Cf::Meta, b"consume/receipt_secret", b"s");
+    b.put(Cf::Meta, LOCAL, b"x");
+    b.put(Cf::Meta, SECRET, b"s");
     b.delete(Cf::TopicConfig, b"old");
     b.put(Cf::MessageId, b"id", b"x");
     j.write(b).unwrap();
@@ -47,7 +54,7 @@ fn only_replicated_rows_are_published_in_write_order() {
         *first,
         vec![
             put(Cf::ConsumeState, &q.pop_key(), &5u64.to_be_bytes()),
-            put(Cf::Meta, b"consume/receipt_secret", b"s"),
+            put(Cf::Meta, SECRET, b"s"),
             op(Kind::Delete, Cf::TopicConfig, b"old", &[], &[]),
         ]
     );
@@ -70,15 +77,18 @@ fn a_meta_range_delete_is_published_without_the_local_keys() {
     let (_, j) = journal();
     let mut rx = j.subscribe();
     let mut b = KvBatch::new();
-    b.delete_range(Cf::Meta, b"a", b"z");
-    b.delete_range(Cf::Meta, b"local.a", b"local.b");
+    b.delete_range(Cf::Meta, [0x02], [0x90]);
+    b.delete_range(Cf::Meta, LOCAL, LOCAL_TOO);
     j.write(b).unwrap();
     assert_eq!(
         *rx.try_recv().unwrap(),
-        vec![
-            op(Kind::DeleteRange, Cf::Meta, b"a", &[], b"local."),
-            op(Kind::DeleteRange, Cf::Meta, b"local/", &[], b"z"),
-        ]
+        vec![op(
+            Kind::DeleteRange,
+            Cf::Meta,
+            &[0x02],
+            &[],
+            &[LOCAL_TAGS_FROM]
+        )]
     );
 }
 
@@ -92,9 +102,10 @@ fn a_snapshot_applied_elsewhere_reproduces_the_replicated_rows_only() {
     b.put(Cf::ConsumerOffset, q.prefix(), 7u64.to_be_bytes());
     b.put(Cf::TopicConfig, b"t", b"topic");
     b.put(Cf::GroupConfig, b"g", b"group");
-    b.put(Cf::Meta, b"consume/receipt_secret", [4u8; 32]);
-    b.put(Cf::Meta, b"topics/data_version", 2i64.to_be_bytes());
-    b.put(Cf::Meta, b"local.had_slaves", [1u8]);
+    b.put(Cf::Meta, SECRET, [4u8; 32]);
+    b.put(Cf::Meta, TOPICS_VERSION, 2i64.to_be_bytes());
+    b.put(Cf::Meta, LOCAL, [1u8]);
+    b.put(Cf::Meta, [0x7f], b"a newer version's kind: not shipped");
     b.put(Cf::ConsumeQueue, b"master derived", b"x");
     master.write(b).unwrap();
 
@@ -102,8 +113,8 @@ fn a_snapshot_applied_elsewhere_reproduces_the_replicated_rows_only() {
     let mut b = KvBatch::new();
     b.put(Cf::ConsumeState, b"pstale", b"x");
     b.put(Cf::TopicConfig, b"gone", b"x");
-    b.put(Cf::Meta, b"groups/data_version", 1i64.to_be_bytes());
-    b.put(Cf::Meta, b"local.own", b"mine");
+    b.put(Cf::Meta, GROUPS_VERSION, 1i64.to_be_bytes());
+    b.put(Cf::Meta, LOCAL_TOO, b"mine");
     b.put(Cf::ConsumeQueue, b"slave derived", b"y");
     b.put(Cf::Checkpoint, b"c", b"z");
     slave_kv.write(b).unwrap();
@@ -137,11 +148,7 @@ fn a_snapshot_applied_elsewhere_reproduces_the_replicated_rows_only() {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    let expected: Vec<&[u8]> = vec![
-        b"consume/receipt_secret",
-        b"local.own",
-        b"topics/data_version",
-    ];
+    let expected: Vec<&[u8]> = vec![SECRET, TOPICS_VERSION, LOCAL_TOO];
     assert_eq!(meta, expected);
     assert_eq!(
         all_rows(slave_kv.as_ref(), Cf::ConsumeQueue),
@@ -158,8 +165,8 @@ fn clear_replicated_keeps_local_meta_and_derived_rows() {
     for cf in REPLICATED_TABLES {
         b.put(cf, b"k", b"v");
     }
-    b.put(Cf::Meta, b"local.k", b"v");
-    b.put(Cf::Meta, b"zzz", b"v");
+    b.put(Cf::Meta, LOCAL, b"v");
+    b.put(Cf::Meta, GROUPS_VERSION, b"v");
     b.put(Cf::QueueHead, b"k", b"v");
     j.write(b).unwrap();
     j.clear_replicated().unwrap();
@@ -173,7 +180,7 @@ fn clear_replicated_keeps_local_meta_and_derived_rows() {
     }
     assert_eq!(
         all_rows(kv.as_ref(), Cf::Meta),
-        vec![(b"local.k".to_vec(), b"v".to_vec())]
+        vec![(LOCAL.to_vec(), b"v".to_vec())]
     );
     assert_eq!(all_rows(kv.as_ref(), Cf::QueueHead).len(), 1);
 }
@@ -184,8 +191,9 @@ fn apply_refuses_what_does_not_replicate_and_then_applies_nothing() {
     let good = put(Cf::TopicConfig, b"t", b"v");
     let refused = [
         put(Cf::ConsumeQueue, b"k", b"v"),
-        put(Cf::Meta, b"local.k", b"v"),
-        op(Kind::DeleteRange, Cf::Meta, b"a", &[], b"z"),
+        put(Cf::Meta, LOCAL, b"v"),
+        put(Cf::Meta, &[0x7f], b"an unregistered kind"),
+        op(Kind::DeleteRange, Cf::Meta, &[0x01], &[], &[0x90]),
         op(Kind::DeleteRange, Cf::Meta, b"", &[], b""),
         StateOp {
             table: "no_such_table".into(),
@@ -202,7 +210,7 @@ fn apply_refuses_what_does_not_replicate_and_then_applies_nothing() {
         assert!(all_rows(kv.as_ref(), Cf::TopicConfig).is_empty());
     }
     let fx = j
-        .apply(&[good, op(Kind::DeleteRange, Cf::Meta, b"a", &[], b"b")])
+        .apply(&[good, op(Kind::DeleteRange, Cf::Meta, &[0x02], &[], &[0x03])])
         .unwrap();
     assert!(fx.topics && fx.meta && !fx.groups && fx.queues.is_empty());
 }
@@ -212,8 +220,7 @@ fn apply_names_the_queues_touched_and_wide_range_deletes() {
     let (_, j) = journal();
     let q1 = QueueKey::new("g", "t", 1);
     let q2 = QueueKey::new("g", "t", 2);
-    let mut inflight = vec![b'i'];
-    inflight.extend(q2.prefix());
+    let (inflight, inflight_end) = q2.tagged_range(tag::INFLIGHT);
     let fx = j
         .apply(&[
             put(Cf::ConsumeState, &q2.inflight_key(4), &[0u8; 37]),
@@ -223,7 +230,7 @@ fn apply_names_the_queues_touched_and_wide_range_deletes() {
                 Cf::ConsumeState,
                 &inflight,
                 &[],
-                &prefix_end(&inflight),
+                &inflight_end,
             ),
             put(Cf::GroupConfig, b"g", b"v"),
         ])
@@ -231,13 +238,14 @@ fn apply_names_the_queues_touched_and_wide_range_deletes() {
     assert_eq!(fx.queues, vec![q1.clone(), q2]);
     assert!(!fx.all_queues && fx.groups && !fx.topics && !fx.meta);
     // A range over a whole group is more than one queue.
+    let group = crate::store::keys::config_key("g");
     let fx = j
         .apply(&[op(
             Kind::DeleteRange,
             Cf::ConsumerOffset,
-            b"g\0",
+            &group,
             &[],
-            b"g\x01",
+            &prefix_end(&group),
         )])
         .unwrap();
     assert!(fx.all_queues);
@@ -267,8 +275,7 @@ fn a_slave_hands_back_the_queues_it_changed_while_its_master_was_away() {
     b.put(Cf::QueueHead, b"derived", b"x");
     j.write(b).unwrap();
 
-    let mut inflight = vec![b'i'];
-    inflight.extend(q2.prefix());
+    let (inflight, inflight_end) = q2.tagged_range(tag::INFLIGHT);
     let expected = vec![
         op(Kind::Delete, Cf::ConsumeState, &q2.pop_key(), &[], &[]),
         op(
@@ -276,7 +283,7 @@ fn a_slave_hands_back_the_queues_it_changed_while_its_master_was_away() {
             Cf::ConsumeState,
             &inflight,
             &[],
-            &prefix_end(&inflight),
+            &inflight_end,
         ),
         op(Kind::Delete, Cf::ConsumerOffset, &q2.prefix(), &[], &[]),
         put(Cf::ConsumeState, &q2.pop_key(), &8u64.to_be_bytes()),
@@ -310,8 +317,6 @@ fn a_slave_hands_back_the_queues_it_changed_while_its_master_was_away() {
     b.put(Cf::ConsumeState, q1.pop_key(), 3u64.to_be_bytes());
     j.write(b).unwrap();
     assert!(j.take_handback().unwrap().is_empty());
-    assert!(kv
-        .scan(Cf::Meta, HANDBACK_PREFIX, &prefix_end(HANDBACK_PREFIX), 10)
-        .unwrap()
-        .is_empty());
+    let (from, to) = MetaKey::Handback.range();
+    assert!(kv.scan(Cf::Meta, &from, &to, 10).unwrap().is_empty());
 }

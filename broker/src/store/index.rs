@@ -1,20 +1,10 @@
-//! Index key encodings and the dispatch batch.
+//! The index entries of a record, and the dispatch batch.
 //!
 //! The index is derived from the commit log: the writer (and recovery) turns each record into
 //! entries of one [`KvBatch`], together with the checkpoint "dispatched up to log offset X".
-//! Integers are big-endian fixed-width so keys sort numerically; strings are prefixed by
-//! their length as u16, so a topic is never a prefix of another topic's keys.
-//!
-//! | column family | key | value |
-//! |---|---|---|
-//! | `ConsumeQueue` | topic, queue id u32, queue offset u64 | log offset u64, size u32, tag hash u64, store ts i64 |
-//! | `QueueHead` | topic, queue id u32 | next queue offset u64, a floor (see below) |
-//! | `MessageId` | message id, log offset u64 | size u32 |
-//! | `MessageKey` | topic, key, log offset u64 | size u32 |
-//! | `Checkpoint` | `store.dispatched` | log offset u64 up to which the index is complete |
-//! | `Checkpoint` | `store.flushed` | log offset u64 known durable (may lag) |
-//! | `Transaction` | see [`super::txn_index`] | |
-//! | `Schedule` | see [`super::schedule_index`] | |
+//! The keys are [`super::keys`]'s (its module doc has every column family's key and value
+//! layout); this module owns the values of `ConsumeQueue`, `QueueHead`, `MessageId`,
+//! `MessageKey` and `Checkpoint`.
 //!
 //! A queue's `QueueHead` row is written with its first record and whenever entries are
 //! removed (retention, recovery's pruning), not with every group: its next offset is the
@@ -26,14 +16,14 @@
 //! A message id may occur more than once (a resend keeps its id), hence the log offset in the
 //! `MessageId` key; lookups take the newest entry whose record really carries that id.
 
+use super::keys::{write_cq_key, write_id_key, write_msg_key, write_queue_key};
+// recovery.rs (the rebuild work's) takes these from here.
+pub(crate) use super::keys::{
+    decode_queue_key, queue_key, trailing_u64, CK_DISPATCHED, CK_FLUSHED,
+};
 use super::kv::{prefix_end, Cf, KvBatch, KvStore};
 use super::record::NewMessage;
 use super::StoreError;
-
-/// Checkpoint key: the index holds every record below this log offset.
-pub(crate) const CK_DISPATCHED: &[u8] = b"store.dispatched";
-/// Checkpoint key: the log was fdatasync'ed at least up to this offset (recorded lazily).
-pub(crate) const CK_FLUSHED: &[u8] = b"store.flushed";
 
 /// One consume-queue entry: where a queue's message sits in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,77 +44,6 @@ pub fn tag_hash(tag: &str) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-fn put_str16(k: &mut Vec<u8>, s: &str) {
-    // Strings come from records, whose format already limits them to u16 lengths.
-    let len = s.len().min(u16::MAX as usize);
-    k.extend_from_slice(&(len as u16).to_be_bytes());
-    k.extend_from_slice(&s.as_bytes()[..len]);
-}
-
-/// Prefix of every key of `topic` in `ConsumeQueue`, `QueueHead` and `MessageKey`.
-pub fn topic_prefix(topic: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + topic.len() + 12);
-    put_str16(&mut k, topic);
-    k
-}
-
-fn write_queue_key(k: &mut Vec<u8>, topic: &str, queue_id: u32) {
-    put_str16(k, topic);
-    k.extend_from_slice(&queue_id.to_be_bytes());
-}
-
-/// Key of a queue in `QueueHead`, and prefix of its `ConsumeQueue` entries.
-pub fn queue_key(topic: &str, queue_id: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + topic.len() + 12);
-    write_queue_key(&mut k, topic, queue_id);
-    k
-}
-
-fn write_cq_key(k: &mut Vec<u8>, topic: &str, queue_id: u32, queue_offset: u64) {
-    write_queue_key(k, topic, queue_id);
-    k.extend_from_slice(&queue_offset.to_be_bytes());
-}
-
-/// Key of one `ConsumeQueue` entry.
-pub fn cq_key(topic: &str, queue_id: u32, queue_offset: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + topic.len() + 12);
-    write_cq_key(&mut k, topic, queue_id, queue_offset);
-    k
-}
-
-/// Prefix of a message id's entries in `MessageId`.
-pub fn id_prefix(message_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + message_id.len() + 8);
-    put_str16(&mut k, message_id);
-    k
-}
-
-fn write_key_prefix(k: &mut Vec<u8>, topic: &str, key: &str) {
-    put_str16(k, topic);
-    put_str16(k, key);
-}
-
-/// Prefix of a (topic, key)'s entries in `MessageKey`.
-pub fn key_prefix(topic: &str, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(4 + topic.len() + key.len() + 8);
-    write_key_prefix(&mut k, topic, key);
-    k
-}
-
-/// The big-endian u64 that ends `key` (queue offset or log offset).
-pub(crate) fn trailing_u64(key: &[u8]) -> Option<u64> {
-    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
-    Some(u64::from_be_bytes(tail))
-}
-
-/// Decodes the (topic, queue id) of a `QueueHead` key.
-pub(crate) fn decode_queue_key(key: &[u8]) -> Option<(String, u32)> {
-    let len = u16::from_be_bytes(key.get(..2)?.try_into().ok()?) as usize;
-    let topic = std::str::from_utf8(key.get(2..2 + len)?).ok()?.to_string();
-    let qid: [u8; 4] = key.get(2 + len..)?.try_into().ok()?;
-    Some((topic, u32::from_be_bytes(qid)))
 }
 
 /// The next offset of the queue whose `QueueHead` key is `queue` and whose row says `floor`:
@@ -201,14 +120,10 @@ pub fn dispatch(
         &entry.value(),
     );
     let size_v = size.to_be_bytes();
-    let log_offset_be = log_offset.to_be_bytes();
     if !msg.message_id.is_empty() {
         batch.put_built(
             Cf::MessageId,
-            |k| {
-                put_str16(k, &msg.message_id);
-                k.extend_from_slice(&log_offset_be);
-            },
+            |k| write_id_key(k, &msg.message_id, log_offset),
             &size_v,
         );
     }
@@ -218,10 +133,7 @@ pub fn dispatch(
         }
         batch.put_built(
             Cf::MessageKey,
-            |k| {
-                write_key_prefix(k, &msg.topic, key);
-                k.extend_from_slice(&log_offset_be);
-            },
+            |k| write_msg_key(k, &msg.topic, key, log_offset),
             &size_v,
         );
     }

@@ -93,16 +93,13 @@ impl Cf {
     }
 }
 
-/// `meta` keys starting with this belong to this broker alone: they never replicate.
-pub const LOCAL_META_PREFIX: &[u8] = b"local.";
-
 /// Whether a row of `cf` at `key` travels to slaves on the replication stream: the state that
 /// is not derived from the log (consumer offsets, consume state, topic and group configs) and
-/// the `meta` keys outside [`LOCAL_META_PREFIX`] (the receipt secret, data versions).
+/// the `meta` keys the registry marks replicated ([`super::keys::MetaKey`]).
 pub fn replicated(cf: Cf, key: &[u8]) -> bool {
     match cf {
         Cf::ConsumerOffset | Cf::ConsumeState | Cf::TopicConfig | Cf::GroupConfig => true,
-        Cf::Meta => !key.starts_with(LOCAL_META_PREFIX),
+        Cf::Meta => super::keys::MetaKey::replicates(key),
         Cf::ConsumeQueue
         | Cf::QueueHead
         | Cf::MessageId

@@ -23,6 +23,7 @@ mod fail_stop;
 pub mod foreign;
 pub mod format;
 pub mod index;
+pub mod keys;
 pub mod kv;
 pub mod record;
 mod recovery;
@@ -611,8 +612,8 @@ impl MessageStore {
         from_offset: u64,
         max_count: usize,
     ) -> Result<Vec<QueueEntry>, StoreError> {
-        let prefix = index::queue_key(topic, queue_id);
-        let from = index::cq_key(topic, queue_id, from_offset);
+        let prefix = keys::queue_key(topic, queue_id);
+        let from = keys::cq_key(topic, queue_id, from_offset);
         let rows = self
             .shared
             .kv
@@ -638,7 +639,7 @@ impl MessageStore {
 
     /// (min offset still readable, next offset to be assigned); (0, 0) for an unknown queue.
     pub fn queue_bounds(&self, topic: &str, queue_id: u32) -> Result<(u64, u64), StoreError> {
-        let key = index::queue_key(topic, queue_id);
+        let key = keys::queue_key(topic, queue_id);
         let Some(row) = self.shared.kv.get(C::QueueHead, &key)? else {
             return Ok((0, 0));
         };
@@ -648,7 +649,7 @@ impl MessageStore {
             .kv
             .scan(C::ConsumeQueue, &key, &prefix_end(&key), 1)?;
         let min = match first.first() {
-            Some((k, _)) => index::trailing_u64(k).unwrap_or(next).min(next),
+            Some((k, _)) => keys::trailing_u64(k).unwrap_or(next).min(next),
             None => next,
         };
         Ok((min, next))
@@ -664,7 +665,7 @@ impl MessageStore {
         let (mut lo, mut hi) = self.queue_bounds(topic, queue_id)?;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let key = index::cq_key(topic, queue_id, mid);
+            let key = keys::cq_key(topic, queue_id, mid);
             let Some(v) = self.shared.kv.get(C::ConsumeQueue, &key)? else {
                 return Err(StoreError::Index(format!(
                     "consume queue {topic}/{queue_id} has no entry {mid}"
@@ -692,7 +693,7 @@ impl MessageStore {
                 break;
             }
             let (Some(off), Ok(size)) =
-                (index::trailing_u64(&k), <[u8; 4]>::try_from(v.as_slice()))
+                (keys::trailing_u64(&k), <[u8; 4]>::try_from(v.as_slice()))
             else {
                 return Err(StoreError::Index(format!(
                     "malformed lookup entry {k:02x?}"
@@ -719,7 +720,7 @@ impl MessageStore {
         message_id: &str,
         max: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let p = index::id_prefix(message_id);
+        let p = keys::id_prefix(message_id);
         let rows = self
             .shared
             .kv
@@ -738,7 +739,7 @@ impl MessageStore {
         key: &str,
         max: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let p = index::key_prefix(topic, key);
+        let p = keys::key_prefix(topic, key);
         let rows = self.shared.kv.scan(
             C::MessageKey,
             &p,

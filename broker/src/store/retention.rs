@@ -272,7 +272,7 @@ pub(super) fn prune_below(
             end.extend_from_slice(&cut.to_be_bytes());
             let present = kv.scan(Cf::ConsumeQueue, &first, &end, 1)?;
             if let Some((k, _)) = present.first() {
-                let low = index::trailing_u64(k).unwrap_or(cut);
+                let low = super::keys::trailing_u64(k).unwrap_or(cut);
                 pruned.queue_entries += cut.saturating_sub(low);
                 let mut batch = KvBatch::new();
                 batch.delete_range(Cf::ConsumeQueue, &first, &end);
@@ -300,7 +300,7 @@ pub(super) fn prune_below(
             let page = kv.scan(cf, &from, &[], PAGE)?;
             let mut batch = KvBatch::new();
             for (k, _) in &page {
-                if index::trailing_u64(k).is_some_and(|off| off < upto) {
+                if super::keys::trailing_u64(k).is_some_and(|off| off < upto) {
                     batch.delete(cf, k);
                     pruned.lookups += 1;
                 }

@@ -6,19 +6,17 @@
 //! scheduled message carries its id (the recall handle) and its due time, so the due entry can
 //! be deleted without a read.
 //!
-//! | key | value (first byte: version 1) |
-//! |---|---|
-//! | `m` + id | waiting message: log offset u64, size u32, due ts i64, store ts i64 |
-//! | `o` + id | outcome: u8 (1 delivered, 2 recalled, 3 dropped), at ts i64 |
-//! | `d` + due ts u64 + id | real topic (UTF-8): the due index, earliest first |
+//! Rows: a waiting message (`m`), its outcome (`o`) and the due index (`d`, earliest
+//! first); keys and value layouts are in [`super::keys`], values are encoded here.
 //!
 //! A `d` entry exists exactly while its message waits: the delivery (the message published in
 //! its real topic, carrying the id) and the recall and drop records delete it. So scanning `d`
 //! up to now costs the number due, and listing waiting messages is a scan of `d`.
 
+use super::keys::{be_at, decode_due_key, due_from, due_key, id_row, tag};
 use super::kv::{prefix_end, Cf, KvBatch, KvStore};
 use super::record::{internal, NewMessage};
-use super::txn_index::{be, due_key, int_prop, key};
+use super::txn_index::int_prop;
 use super::StoreError;
 use apogee_proto::names;
 
@@ -66,7 +64,7 @@ pub struct DueEntry {
 fn put_outcome(batch: &mut KvBatch, msg: &NewMessage, id: &str, outcome: Outcome, at_ms: i64) {
     let mut v = vec![VERSION, outcome as u8];
     v.extend_from_slice(&at_ms.to_be_bytes());
-    batch.put(Cf::Schedule, key(b'o', id), v);
+    batch.put(Cf::Schedule, id_row(tag::OUTCOME, id), v);
     batch.delete(
         Cf::Schedule,
         due_key(int_prop(msg, internal::SCHED_DUE), id),
@@ -97,7 +95,7 @@ pub(crate) fn dispatch(
             v.extend_from_slice(&size.to_be_bytes());
             v.extend_from_slice(&due_ms.to_be_bytes());
             v.extend_from_slice(&store_timestamp_ms.to_be_bytes());
-            batch.put(Cf::Schedule, key(b'm', id), v);
+            batch.put(Cf::Schedule, id_row(tag::WAITING, id), v);
             let topic = msg.internal(internal::SCHED_TOPIC).unwrap_or_default();
             batch.put(Cf::Schedule, due_key(due_ms, id), topic.as_bytes());
         }
@@ -113,20 +111,20 @@ fn bad(what: &str, id: &str) -> StoreError {
 
 /// The facts of scheduled message `id`, or None when no waiting message has that id.
 pub fn load(kv: &dyn KvStore, id: &str) -> Result<Option<Facts>, StoreError> {
-    let Some(m) = kv.get(Cf::Schedule, &key(b'm', id))? else {
+    let Some(m) = kv.get(Cf::Schedule, &id_row(tag::WAITING, id))? else {
         return Ok(None);
     };
     let waiting = (|| {
         (m.first() == Some(&VERSION)).then_some(())?;
         Some(Waiting {
-            log_offset: u64::from_be_bytes(be(&m, 1)?),
-            size: u32::from_be_bytes(be(&m, 9)?),
-            due_ms: i64::from_be_bytes(be(&m, 13)?),
-            store_timestamp_ms: i64::from_be_bytes(be(&m, 21)?),
+            log_offset: u64::from_be_bytes(be_at(&m, 1)?),
+            size: u32::from_be_bytes(be_at(&m, 9)?),
+            due_ms: i64::from_be_bytes(be_at(&m, 13)?),
+            store_timestamp_ms: i64::from_be_bytes(be_at(&m, 21)?),
         })
     })()
     .ok_or_else(|| bad("message", id))?;
-    let outcome = match kv.get(Cf::Schedule, &key(b'o', id))? {
+    let outcome = match kv.get(Cf::Schedule, &id_row(tag::OUTCOME, id))? {
         None => None,
         Some(o) => Some(
             (|| {
@@ -136,7 +134,7 @@ pub fn load(kv: &dyn KvStore, id: &str) -> Result<Option<Facts>, StoreError> {
                     (&VERSION, 3) => Outcome::Dropped,
                     _ => return None,
                 };
-                Some((kind, i64::from_be_bytes(be(&o, 2)?)))
+                Some((kind, i64::from_be_bytes(be_at(&o, 2)?)))
             })()
             .ok_or_else(|| bad("outcome", id))?,
         ),
@@ -145,9 +143,10 @@ pub fn load(kv: &dyn KvStore, id: &str) -> Result<Option<Facts>, StoreError> {
 }
 
 fn decode_due(k: &[u8], v: &[u8]) -> Option<DueEntry> {
+    let (due_ms, id) = decode_due_key(k)?;
     Some(DueEntry {
-        due_ms: u64::from_be_bytes(be(k, 1)?) as i64,
-        id: String::from_utf8(k.get(9..)?.to_vec()).ok()?,
+        due_ms,
+        id,
         topic: String::from_utf8(v.to_vec()).ok()?,
     })
 }
@@ -161,10 +160,10 @@ pub fn waiting(
     topic: &str,
     max: usize,
 ) -> Result<Vec<DueEntry>, StoreError> {
-    let mut from = due_key(from_ms, "");
+    let mut from = due_from(from_ms);
     let to = match to_ms {
-        Some(t) => due_key(t, ""),
-        None => prefix_end(b"d"),
+        Some(t) => due_from(t),
+        None => prefix_end(&[tag::DUE]),
     };
     let mut out = Vec::new();
     // Without a topic filter every row counts: read no more than asked for.
@@ -207,8 +206,7 @@ pub fn next_due(kv: &dyn KvStore, from_ms: i64) -> Result<Option<i64>, StoreErro
 
 /// How many messages wait (a scan of the due index).
 pub fn count_waiting(kv: &dyn KvStore) -> Result<u64, StoreError> {
-    let mut from = vec![b'd'];
-    let to = prefix_end(b"d");
+    let (mut from, to) = super::keys::due_range();
     let mut n = 0u64;
     loop {
         let rows = kv.scan(Cf::Schedule, &from, &to, 4096)?;

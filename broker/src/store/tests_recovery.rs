@@ -393,7 +393,7 @@ async fn index_behind_the_log_is_completed() {
         for w in &written[25..] {
             b.delete(
                 Cf::ConsumeQueue,
-                index::cq_key("X", w.msg.queue_id, w.at.queue_offset),
+                crate::store::keys::cq_key("X", w.msg.queue_id, w.at.queue_offset),
             );
         }
         for q in 0..3u32 {

@@ -6,17 +6,14 @@
 //! rebuilt by recovery like every other index entry, and nothing here is read while
 //! dispatching (a group may hold a half message and records about it).
 //!
-//! | key | value (first byte: version 1) |
-//! |---|---|
-//! | `h` + txn id | half message: log offset u64, size u32, store ts i64 |
-//! | `o` + txn id | outcome: u8 (1 committed, 2 rolled back, 3 parked), at ts i64 |
-//! | `n` + txn id | checks: count u32, next check due ts i64 |
-//! | `d` + due ts u64 + txn id | (empty) the check-back schedule |
+//! Rows: a half message (`h`), its outcome (`o`), its check-backs (`n`) and the check-back
+//! schedule (`d`); keys and value layouts are in [`super::keys`], values are encoded here.
 //!
 //! A `d` entry is stale once its transaction has an outcome or a later `n`; readers skip
 //! and delete such entries.
 
-use super::kv::{Cf, KvBatch, KvStore};
+use super::keys::{be_at, decode_due_key, decode_id_row, due_from, due_key, id_row, tag};
+use super::kv::{prefix_end, Cf, KvBatch, KvStore};
 use super::record::{internal, NewMessage};
 use super::StoreError;
 use apogee_proto::names;
@@ -61,33 +58,18 @@ pub mod op {
     pub const PARK: &str = "park";
 }
 
-pub(super) fn key(kind: u8, id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + id.len());
-    k.push(kind);
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
-pub(super) fn due_key(due_ms: i64, id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + id.len());
-    k.push(b'd');
-    k.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
 fn put_checks(batch: &mut KvBatch, id: &str, checks: Checks) {
     let mut v = vec![VERSION];
     v.extend_from_slice(&checks.count.to_be_bytes());
     v.extend_from_slice(&checks.next_due_ms.to_be_bytes());
-    batch.put(Cf::Transaction, key(b'n', id), v);
+    batch.put(Cf::Transaction, id_row(tag::CHECKS, id), v);
     batch.put(Cf::Transaction, due_key(checks.next_due_ms, id), b"");
 }
 
 fn put_outcome(batch: &mut KvBatch, id: &str, outcome: Outcome, at_ms: i64) {
     let mut v = vec![VERSION, outcome as u8];
     v.extend_from_slice(&at_ms.to_be_bytes());
-    batch.put(Cf::Transaction, key(b'o', id), v);
+    batch.put(Cf::Transaction, id_row(tag::OUTCOME, id), v);
 }
 
 pub(super) fn int_prop(msg: &NewMessage, name: &str) -> i64 {
@@ -111,7 +93,7 @@ pub(crate) fn dispatch(
             v.extend_from_slice(&log_offset.to_be_bytes());
             v.extend_from_slice(&size.to_be_bytes());
             v.extend_from_slice(&store_timestamp_ms.to_be_bytes());
-            batch.put(Cf::Transaction, key(b'h', id), v);
+            batch.put(Cf::Transaction, id_row(tag::HALF, id), v);
             let next_due_ms = int_prop(msg, internal::CHECK_AT);
             put_checks(
                 batch,
@@ -143,13 +125,9 @@ fn bad(what: &str, id: &str) -> StoreError {
     StoreError::Index(format!("malformed transaction {what} entry for {id}"))
 }
 
-pub(super) fn be<const N: usize>(v: &[u8], at: usize) -> Option<[u8; N]> {
-    v.get(at..at + N)?.try_into().ok()
-}
-
 /// The facts of transaction `id`, or None when no half message has that id.
 pub fn load(kv: &dyn KvStore, id: &str) -> Result<Option<TxnFacts>, StoreError> {
-    let Some(h) = kv.get(Cf::Transaction, &key(b'h', id))? else {
+    let Some(h) = kv.get(Cf::Transaction, &id_row(tag::HALF, id))? else {
         return Ok(None);
     };
     if h.first() != Some(&VERSION) {
@@ -157,13 +135,13 @@ pub fn load(kv: &dyn KvStore, id: &str) -> Result<Option<TxnFacts>, StoreError> 
     }
     let half = (|| {
         Some(HalfRef {
-            log_offset: u64::from_be_bytes(be(&h, 1)?),
-            size: u32::from_be_bytes(be(&h, 9)?),
-            store_timestamp_ms: i64::from_be_bytes(be(&h, 13)?),
+            log_offset: u64::from_be_bytes(be_at(&h, 1)?),
+            size: u32::from_be_bytes(be_at(&h, 9)?),
+            store_timestamp_ms: i64::from_be_bytes(be_at(&h, 13)?),
         })
     })()
     .ok_or_else(|| bad("half", id))?;
-    let outcome = match kv.get(Cf::Transaction, &key(b'o', id))? {
+    let outcome = match kv.get(Cf::Transaction, &id_row(tag::OUTCOME, id))? {
         None => None,
         Some(o) => {
             let parsed = (|| {
@@ -173,20 +151,20 @@ pub fn load(kv: &dyn KvStore, id: &str) -> Result<Option<TxnFacts>, StoreError> 
                     (&VERSION, 3) => Outcome::Parked,
                     _ => return None,
                 };
-                Some((kind, i64::from_be_bytes(be(&o, 2)?)))
+                Some((kind, i64::from_be_bytes(be_at(&o, 2)?)))
             })();
             Some(parsed.ok_or_else(|| bad("outcome", id))?)
         }
     };
-    let checks = match kv.get(Cf::Transaction, &key(b'n', id))? {
+    let checks = match kv.get(Cf::Transaction, &id_row(tag::CHECKS, id))? {
         None => Checks {
             count: 0,
             next_due_ms: 0,
         },
         Some(n) if n.first() == Some(&VERSION) => (|| {
             Some(Checks {
-                count: u32::from_be_bytes(be(&n, 1)?),
-                next_due_ms: i64::from_be_bytes(be(&n, 5)?),
+                count: u32::from_be_bytes(be_at(&n, 1)?),
+                next_due_ms: i64::from_be_bytes(be_at(&n, 5)?),
             })
         })()
         .ok_or_else(|| bad("checks", id))?,
@@ -203,18 +181,16 @@ pub fn load(kv: &dyn KvStore, id: &str) -> Result<Option<TxnFacts>, StoreError> 
 /// (due ts, txn id). Stale schedule entries (resolved, or superseded by a later check) are
 /// deleted on the way and not returned.
 pub fn due(kv: &dyn KvStore, now_ms: i64, max: usize) -> Result<Vec<(i64, String)>, StoreError> {
-    let from = [b'd'];
-    let to = due_key(now_ms.saturating_add(1), "");
+    let from = [tag::DUE];
+    let to = due_from(now_ms.saturating_add(1));
     let rows = kv.scan(Cf::Transaction, &from, &to, max)?;
     let mut out = Vec::new();
     let mut stale = KvBatch::new();
     for (k, _) in rows {
-        let (Some(ts), Some(id)) = (be::<8>(&k, 1), k.get(9..)) else {
+        let Some((due_ms, id)) = decode_due_key(&k) else {
             stale.delete(Cf::Transaction, k);
             continue;
         };
-        let due_ms = u64::from_be_bytes(ts) as i64;
-        let id = String::from_utf8_lossy(id).into_owned();
         match load(kv, &id)? {
             Some(f) if f.outcome.is_none() && f.checks.next_due_ms.max(0) == due_ms => {
                 out.push((due_ms, id));
@@ -233,15 +209,15 @@ pub fn due(kv: &dyn KvStore, now_ms: i64, max: usize) -> Result<Vec<(i64, String
 pub fn ids(kv: &dyn KvStore, after: Option<&str>, max: usize) -> Result<Vec<String>, StoreError> {
     let from = match after {
         Some(a) => {
-            let mut k = key(b'h', a);
+            let mut k = id_row(tag::HALF, a);
             k.push(0);
             k
         }
-        None => vec![b'h'],
+        None => vec![tag::HALF],
     };
-    let rows = kv.scan(Cf::Transaction, &from, &[b'h' + 1], max)?;
+    let rows = kv.scan(Cf::Transaction, &from, &prefix_end(&[tag::HALF]), max)?;
     Ok(rows
         .into_iter()
-        .map(|(k, _)| String::from_utf8_lossy(&k[1..]).into_owned())
+        .filter_map(|(k, _)| decode_id_row(&k).map(|(_, id)| id))
         .collect())
 }

@@ -345,7 +345,7 @@ impl Writer {
     }
 
     fn purge(&mut self, topic: &str) -> Result<(), StoreError> {
-        let from = index::topic_prefix(topic);
+        let from = super::keys::topic_prefix(topic);
         let to = prefix_end(&from);
         let mut batch = KvBatch::new();
         for cf in [Cf::ConsumeQueue, Cf::QueueHead, Cf::MessageKey] {

@@ -1,75 +1,39 @@
-//! The persisted forms of consume state, in the index database:
+//! The persisted values of consume state (the keys are `crate::store::keys`'s, whose module
+//! doc has every layout):
 //!
-//! - `ConsumeState`: `p` group 0 topic 0 queue(be32) -> next queue offset to
-//!   scan (be64);
-//! - `ConsumeState`: `i` group 0 topic 0 queue(be32) offset(be64) -> one
-//!   [`Inflight`] entry: a delivery in flight, or (FIFO groups) a message
-//!   waiting for its message group's turn;
-//! - `ConsumerOffset`: group 0 topic 0 queue(be32) -> the committed offset
-//!   (everything below it is acknowledged), which offset queries and lag read.
+//! - `ConsumeState` `p` rows: the next queue offset to scan ([`encode_offset`]);
+//! - `ConsumeState` `i` rows: one [`Inflight`] entry: a delivery in flight, or (FIFO groups)
+//!   a message waiting for its message group's turn;
+//! - `ConsumerOffset`: the committed offset (everything below it is acknowledged), which
+//!   offset queries and lag read ([`encode_offset`]);
+//! - `meta` [`MetaKey::ReceiptSecret`](crate::store::keys::MetaKey): the receipt-signing
+//!   secret ([`encode_secret`]).
 
-/// One (consumer group, topic, queue).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueKey {
-    pub group: String,
-    pub topic: String,
-    pub queue_id: u32,
+use crate::store::keys::{self, V1};
+
+/// A pop or committed offset's value.
+pub fn encode_offset(offset: u64) -> [u8; 9] {
+    keys::encode_u64(offset)
 }
 
-impl QueueKey {
-    pub fn new(group: &str, topic: &str, queue_id: u32) -> QueueKey {
-        QueueKey {
-            group: group.to_string(),
-            topic: topic.to_string(),
-            queue_id,
-        }
-    }
-
-    /// `group 0 topic 0 queue(be32)`: also the consumer-offset key.
-    pub fn prefix(&self) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.group.len() + self.topic.len() + 6);
-        k.extend_from_slice(self.group.as_bytes());
-        k.push(0);
-        k.extend_from_slice(self.topic.as_bytes());
-        k.push(0);
-        k.extend_from_slice(&self.queue_id.to_be_bytes());
-        k
-    }
-
-    pub fn pop_key(&self) -> Vec<u8> {
-        let mut k = vec![b'p'];
-        k.extend(self.prefix());
-        k
-    }
-
-    pub fn inflight_key(&self, offset: u64) -> Vec<u8> {
-        let mut k = vec![b'i'];
-        k.extend(self.prefix());
-        k.extend_from_slice(&offset.to_be_bytes());
-        k
-    }
-
-    /// Parses `group 0 topic 0 queue(be32)` and returns the rest.
-    pub fn parse(bytes: &[u8]) -> Option<(QueueKey, &[u8])> {
-        let g = bytes.iter().position(|b| *b == 0)?;
-        let rest = &bytes[g + 1..];
-        let t = rest.iter().position(|b| *b == 0)?;
-        let q = rest.get(t + 1..t + 5)?;
-        Some((
-            QueueKey {
-                group: String::from_utf8(bytes[..g].to_vec()).ok()?,
-                topic: String::from_utf8(rest[..t].to_vec()).ok()?,
-                queue_id: u32::from_be_bytes(q.try_into().ok()?),
-            },
-            &rest[t + 5..],
-        ))
-    }
+/// Reads an [`encode_offset`] value.
+pub fn decode_offset(v: &[u8]) -> Option<u64> {
+    keys::decode_u64(v)
 }
 
-/// Key of a consumer offset in `Cf::ConsumerOffset` (shared with the
-/// offset RPCs so both read and write the same entries).
-pub fn consumer_offset_key(group: &str, topic: &str, queue_id: u32) -> Vec<u8> {
-    QueueKey::new(group, topic, queue_id).prefix()
+/// The receipt secret's value: v1, then its 32 bytes.
+pub fn encode_secret(secret: &[u8; 32]) -> [u8; 33] {
+    let mut v = [V1; 33];
+    v[1..].copy_from_slice(secret);
+    v
+}
+
+/// Reads an [`encode_secret`] value.
+pub fn decode_secret(v: &[u8]) -> Option<[u8; 32]> {
+    match v.split_first() {
+        Some((&V1, s)) => s.try_into().ok(),
+        _ => None,
+    }
 }
 
 /// Version byte of the current [`Inflight`] encoding.
@@ -184,12 +148,15 @@ mod tests {
     }
 
     #[test]
-    fn queue_keys_parse_back() {
-        let k = QueueKey::new("g", "t", 7);
-        let mut key = k.prefix();
-        key.extend_from_slice(&5u64.to_be_bytes());
-        let (parsed, rest) = QueueKey::parse(&key).unwrap();
-        assert_eq!(parsed, k);
-        assert_eq!(rest, 5u64.to_be_bytes());
+    fn offsets_and_secrets_round_trip_with_their_version() {
+        let v = encode_offset(u64::MAX - 3);
+        assert_eq!(v[0], V1);
+        assert_eq!(decode_offset(&v), Some(u64::MAX - 3));
+        // The unversioned 8-byte form is the upgrade's to read, not this.
+        assert_eq!(decode_offset(&7u64.to_be_bytes()), None);
+        let secret = [9u8; 32];
+        let v = encode_secret(&secret);
+        assert_eq!(decode_secret(&v), Some(secret));
+        assert_eq!(decode_secret(&secret), None);
     }
 }
