@@ -363,7 +363,9 @@ impl Cluster {
         self.broker(name).log()
     }
 
-    fn broker_mut(&mut self, name: &str) -> &mut Broker {
+    /// The broker named `name`, to change how its process starts next
+    /// ([`ManagedProcess::args_mut`]).
+    pub fn broker_mut(&mut self, name: &str) -> &mut Broker {
         self.brokers
             .iter_mut()
             .find(|b| b.name == name)

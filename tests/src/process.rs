@@ -58,6 +58,11 @@ impl ManagedProcess {
         &self.log
     }
 
+    /// The command line's arguments, for the next [`start`](ManagedProcess::start).
+    pub fn args_mut(&mut self) -> &mut Vec<String> {
+        &mut self.args
+    }
+
     /// Starts the process again with the same command line (after [`kill`]).
     ///
     /// [`kill`]: ManagedProcess::kill

@@ -55,6 +55,8 @@
 //!   the compose file and Helm chart where docker and helm are installed.
 //! - [`filters`]: SQL92 property filters select exactly their messages per
 //!   group (receive and pull), tag filters alongside, malformed ones refused.
+//! - [`index_rebuild`]: `apogee-broker --rebuild-index`: `/readyz` shows the rebuild, a
+//!   SIGKILL midway makes the next start rebuild again, nothing lost.
 //! - [`groups`]: `apogee group create|update|list|describe|delete` through the
 //!   NameServer, the lag a known workload leaves, refusing unknown groups without
 //!   auto-creation, and the group's config in consumers' Settings replies.
@@ -97,6 +99,7 @@ mod faults;
 mod filters;
 mod foreign_store;
 mod groups;
+mod index_rebuild;
 mod lifecycle;
 mod liveness;
 mod metrics;
