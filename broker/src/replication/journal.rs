@@ -35,13 +35,7 @@ const JOURNAL_CAPACITY: usize = 4096;
 /// Rows read per scan while paging through a table.
 const SCAN_PAGE: usize = 4096;
 /// Tables that hold replicated rows (`meta` only its replicated part).
-const REPLICATED_TABLES: [Cf; 5] = [
-    Cf::ConsumerOffset,
-    Cf::ConsumeState,
-    Cf::TopicConfig,
-    Cf::GroupConfig,
-    Cf::Meta,
-];
+const REPLICATED_TABLES: [Cf; 5] = Cf::PRIMARY;
 
 /// What an applied batch of replicated ops changed, for the in-memory tables to follow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -30,7 +30,8 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::index::{self, CK_FLUSHED};
+use super::index;
+use super::keys::{CK_FLUSHED, CK_INDEX_FORMAT, CK_INDEX_REBUILDING};
 use super::kv::{Cf, KvBatch, KvStore};
 use super::StoreError;
 
@@ -38,11 +39,6 @@ use super::StoreError;
 /// of a derived key or value layout (and teach [`queue_floors`] the old one's queue heads).
 /// Format 0 is every directory written before the version existed.
 pub(crate) const INDEX_FORMAT_VERSION: u32 = 1;
-
-/// `Checkpoint` key: the index format of the complete derived tables (u32).
-pub(crate) const CK_INDEX_FORMAT: &[u8] = b"store.index_format";
-/// `Checkpoint` key: a rebuild into this index format (u32) began and has not finished.
-pub(crate) const CK_INDEX_REBUILDING: &[u8] = b"store.index_rebuilding";
 
 /// Why this open rebuilds the derived state.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,6 +30,8 @@
 //! | `message_key` | derived | name topic, name key, log offset u64 | v1, size u32 |
 //! | `checkpoint` | derived | `store.dispatched` | v1, log offset u64 below which the index is complete |
 //! | `checkpoint` | derived | `store.flushed` | v1, log offset u64 known durable (may lag) |
+//! | `checkpoint` | derived | `store.index_format` | index format u32 of the complete derived tables (no version byte: it is the version) |
+//! | `checkpoint` | derived | `store.index_rebuilding` | index format u32 of a rebuild under way (its marker) |
 //! | `transaction` | derived | `h`, name txn id | v1, log offset u64, size u32, store ts i64 |
 //! | `transaction` | derived | `o`, name txn id | v1, outcome u8 (1 committed, 2 rolled back, 3 parked), at ts i64 |
 //! | `transaction` | derived | `n`, name txn id | v1, check count u32, next check due ts i64 |
@@ -232,6 +234,10 @@ pub fn decode_msg_key(k: &[u8]) -> Option<(String, String, u64)> {
 pub const CK_DISPATCHED: &[u8] = b"store.dispatched";
 /// `checkpoint` key: the log was fdatasync'ed at least up to this offset (recorded lazily).
 pub const CK_FLUSHED: &[u8] = b"store.flushed";
+/// `checkpoint` key: the index format of the complete derived tables, u32 (`super::format`).
+pub const CK_INDEX_FORMAT: &[u8] = b"store.index_format";
+/// `checkpoint` key: a rebuild into this index format (u32) began and has not finished.
+pub const CK_INDEX_REBUILDING: &[u8] = b"store.index_rebuilding";
 
 // ---- transaction, schedule --------------------------------------------------------------
 

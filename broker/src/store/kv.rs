@@ -82,6 +82,16 @@ impl Cf {
         Cf::Schedule,
     ];
 
+    /// The column families of primary state: kept by a rebuild, replicated to slaves (`meta`
+    /// only its replicated keys), migrated by `upgrade.rs`. Every other one is derived.
+    pub const PRIMARY: [Cf; 5] = [
+        Cf::ConsumerOffset,
+        Cf::ConsumeState,
+        Cf::TopicConfig,
+        Cf::GroupConfig,
+        Cf::Meta,
+    ];
+
     /// Whether this column family is derived from the commit log ([`Cf::DERIVED`]).
     pub fn is_derived(self) -> bool {
         Cf::DERIVED.contains(&self)
@@ -98,15 +108,8 @@ impl Cf {
 /// the `meta` keys the registry marks replicated ([`super::keys::MetaKey`]).
 pub fn replicated(cf: Cf, key: &[u8]) -> bool {
     match cf {
-        Cf::ConsumerOffset | Cf::ConsumeState | Cf::TopicConfig | Cf::GroupConfig => true,
         Cf::Meta => super::keys::MetaKey::replicates(key),
-        Cf::ConsumeQueue
-        | Cf::QueueHead
-        | Cf::MessageId
-        | Cf::MessageKey
-        | Cf::Checkpoint
-        | Cf::Transaction
-        | Cf::Schedule => false,
+        other => !other.is_derived(),
     }
 }
 

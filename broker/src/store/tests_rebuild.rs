@@ -11,7 +11,8 @@ use apogee_proto::cluster::{AccessRole, AccessUser, AclEntry, AclResourceKind, T
 use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::group::GroupConfig;
 
-use super::format::{self, Carry, CK_INDEX_FORMAT, CK_INDEX_REBUILDING, INDEX_FORMAT_VERSION};
+use super::format::{self, Carry, INDEX_FORMAT_VERSION};
+use super::keys::{CK_INDEX_FORMAT, CK_INDEX_REBUILDING};
 use super::*;
 use crate::access::AccessTable;
 use crate::consume::{ConsumeEngine, MessageFilter, PopRequest};
@@ -387,6 +388,9 @@ fn every_column_family_is_derived_or_primary_as_documented() {
             "schedule"
         ]
     );
+    for cf in Cf::ALL {
+        assert_ne!(cf.is_derived(), Cf::PRIMARY.contains(&cf), "{}", cf.name());
+    }
 }
 
 /// Each commit-log file's name and bytes.
