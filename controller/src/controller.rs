@@ -7,7 +7,7 @@ use crate::config::ControllerConfig;
 use crate::network::{channel, raft_client, Network};
 use crate::service::{write_here, RaftService};
 use crate::state::{Command, CommandResult, ControllerState};
-use crate::store::{self, machine::StateMachine};
+use crate::store::{self, machine::StateReader};
 use crate::types::{NodeId, Raft};
 use apogee_proto::controller::raft_server::RaftServer;
 use apogee_proto::controller::RaftPayload;
@@ -16,7 +16,8 @@ use openraft::{BasicNode, LogId, ServerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 /// Why a controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +92,13 @@ pub struct Controller {
 struct Inner {
     node_id: NodeId,
     raft: Raft,
-    machine: StateMachine,
+    machine: StateReader,
+    /// The storage, to see it closed at shutdown.
+    database: Weak<rocksdb::DB>,
 }
+
+/// The longest [`Controller::shutdown`] waits for openraft's tasks to let go of the storage.
+pub const STORAGE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Controller {
     /// Opens the storage in `config.data_dir`, starts the Raft node and, on storage that has
@@ -108,10 +114,11 @@ impl Controller {
             ))
         })?;
         let (log, machine) = store::open(&config.data_dir)?;
+        let (reader, database) = (machine.reader(), machine.database());
         let network = Network {
             own_id: config.node_id,
         };
-        let raft = Raft::new(config.node_id, raft_config, network, log, machine.clone())
+        let raft = Raft::new(config.node_id, raft_config, network, log, machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let voters: BTreeMap<NodeId, BasicNode> = config
@@ -132,7 +139,8 @@ impl Controller {
             inner: Arc::new(Inner {
                 node_id: config.node_id,
                 raft,
-                machine,
+                machine: reader,
+                database,
             }),
         })
     }
@@ -187,14 +195,24 @@ impl Controller {
         }
     }
 
-    /// Stops the Raft node (it answers no more calls; its storage is closed with the last
-    /// handle).
+    /// Stops the Raft node (it answers no more calls) and waits, at most
+    /// [`STORAGE_CLOSE_TIMEOUT`], until its storage is closed, so the data dir can be opened
+    /// again at once (openraft's state machine task ends just after the node).
     pub async fn shutdown(&self) {
+        let node = self.inner.node_id;
         if let Err(e) = self.inner.raft.shutdown().await {
-            tracing::warn!(
-                node = self.inner.node_id,
-                "controller Raft stopped with an error: {e}"
-            );
+            tracing::warn!(node, "controller Raft stopped with an error: {e}");
+        }
+        let deadline = tokio::time::Instant::now() + STORAGE_CLOSE_TIMEOUT;
+        while self.inner.database.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    node,
+                    "controller storage still open {STORAGE_CLOSE_TIMEOUT:?} after its Raft stopped"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

@@ -37,6 +37,19 @@ pub struct StateMachine {
     built: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Reads the state machine's applied state (shares it, not the database).
+#[derive(Clone)]
+pub struct StateReader {
+    applied: Arc<RwLock<Applied>>,
+}
+
+impl StateReader {
+    /// The state as applied so far on this controller.
+    pub fn read<T>(&self, f: impl FnOnce(&Applied) -> T) -> T {
+        f(&self.applied.read())
+    }
+}
+
 type Meta = SnapshotMeta<NodeId, BasicNode>;
 
 fn snapshot_read_error(e: impl std::error::Error + 'static) -> StorageError {
@@ -65,6 +78,18 @@ impl StateMachine {
     /// The state as applied so far on this controller (not a linearizable read by itself).
     pub fn read<T>(&self, f: impl FnOnce(&Applied) -> T) -> T {
         f(&self.applied.read())
+    }
+
+    /// A reader of the applied state that does not hold the database open.
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            applied: self.applied.clone(),
+        }
+    }
+
+    /// The database, not held open.
+    pub(crate) fn database(&self) -> std::sync::Weak<DB> {
+        Arc::downgrade(&self.db)
     }
 
     fn stored_snapshot(&self) -> Result<Option<(Meta, Vec<u8>)>, std::io::Error> {
