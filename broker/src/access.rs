@@ -85,11 +85,8 @@ fn read_state(kv: &dyn KvStore) -> Result<(AccessState, i64), ApogeeError> {
     {
         state.merge_acl(decode(&key, &value)?);
     }
-    let version = kv
-        .get(Cf::Meta, DATA_VERSION_KEY)
-        .map_err(internal)?
-        .and_then(|v| v.try_into().ok().map(i64::from_be_bytes))
-        .unwrap_or(0);
+    let version =
+        crate::topics::decode_data_version(kv.get(Cf::Meta, DATA_VERSION_KEY).map_err(internal)?)?;
     Ok((state, version))
 }
 
@@ -184,7 +181,11 @@ impl AccessTable {
             return Ok(0);
         }
         let version = self.data_version.load(Ordering::SeqCst) + 1;
-        batch.put(Cf::Meta, DATA_VERSION_KEY, version.to_be_bytes());
+        batch.put(
+            Cf::Meta,
+            DATA_VERSION_KEY,
+            crate::topics::encode_data_version(version),
+        );
         self.kv
             .write(batch)
             .map_err(|e| ApogeeError::Internal(format!("persisting users and ACLs: {e}")))?;

@@ -116,11 +116,9 @@ impl GroupTable {
             let entry = decode(&key, &value)?;
             groups.insert(entry.config.name.clone(), entry);
         }
-        let version = kv
-            .get(Cf::Meta, DATA_VERSION_KEY)
-            .map_err(internal)?
-            .and_then(|v| v.try_into().ok().map(i64::from_be_bytes))
-            .unwrap_or(0);
+        let version = crate::topics::decode_data_version(
+            kv.get(Cf::Meta, DATA_VERSION_KEY).map_err(internal)?,
+        )?;
         Ok(GroupTable {
             kv,
             auto_create: AtomicBool::new(auto_create),
@@ -275,7 +273,11 @@ impl GroupTable {
             Some(e) => batch.put(Cf::GroupConfig, config_key(name), encode(e)),
             None => batch.delete(Cf::GroupConfig, config_key(name)),
         }
-        batch.put(Cf::Meta, DATA_VERSION_KEY, version.to_be_bytes());
+        batch.put(
+            Cf::Meta,
+            DATA_VERSION_KEY,
+            crate::topics::encode_data_version(version),
+        );
         self.kv
             .write(batch)
             .map_err(|e| ApogeeError::Internal(format!("persisting group {name}: {e}")))?;

@@ -1,9 +1,10 @@
 //! The topics this broker group hosts: their configs, persisted in the
-//! index database (column family `TopicConfig`), and the data version the
+//! index database (column family `TopicConfig`, one value per topic: a version
+//! byte, then the `cluster.v1.TopicConfig` protobuf), and the data version the
 //! broker reports to the NameServers. Any change wakes the registration task
 //! so NameServers learn it at once.
 
-use crate::store::keys::{config_key, MetaKey};
+use crate::store::keys::{self, config_key, MetaKey};
 use crate::store::{Cf, KvBatch, KvStore};
 use apogee_proto::cluster::TopicConfig;
 use apogee_proto::{names, ApogeeError};
@@ -28,6 +29,46 @@ pub struct TopicTable {
 
 pub use apogee_proto::limits::normalize_topic as normalize;
 
+/// The first byte of every value: the layout that follows. Version 1: the protobuf.
+const VALUE_V1: u8 = 1;
+
+/// A `TopicConfig` value around the protobuf bytes of a config.
+pub(crate) fn encode_config_bytes(proto: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + proto.len());
+    v.push(VALUE_V1);
+    v.extend_from_slice(proto);
+    v
+}
+
+fn decode_config(key: &[u8], value: &[u8]) -> Result<TopicConfig, ApogeeError> {
+    let bad = |why: String| {
+        ApogeeError::Internal(format!(
+            "topic config {}: {why}",
+            String::from_utf8_lossy(key)
+        ))
+    };
+    match value.split_first() {
+        Some((&VALUE_V1, proto)) => TopicConfig::decode(proto).map_err(|e| bad(e.to_string())),
+        Some((v, _)) => Err(bad(format!("unknown value version {v}"))),
+        None => Err(bad("empty value".into())),
+    }
+}
+
+/// A data version's value (topics, groups, access).
+pub(crate) fn encode_data_version(version: i64) -> [u8; 9] {
+    keys::encode_u64(version.max(0) as u64)
+}
+
+/// Reads a data version's value; 0 when there is none.
+pub(crate) fn decode_data_version(value: Option<Vec<u8>>) -> Result<i64, ApogeeError> {
+    match value {
+        None => Ok(0),
+        Some(v) => keys::decode_u64(&v)
+            .map(|n| n as i64)
+            .ok_or_else(|| ApogeeError::Internal(format!("unreadable data version {v:02x?}"))),
+    }
+}
+
 impl TopicTable {
     /// Loads the persisted topics.
     pub fn load(kv: Arc<dyn KvStore>) -> Result<Self, ApogeeError> {
@@ -37,15 +78,10 @@ impl TopicTable {
             .scan(Cf::TopicConfig, b"", &[0xff], usize::MAX)
             .map_err(internal)?
         {
-            let config = TopicConfig::decode(value.as_slice())
-                .map_err(|e| ApogeeError::Internal(format!("topic config {key:?}: {e}")))?;
+            let config = decode_config(&key, &value)?;
             topics.insert(config.name.clone(), Arc::new(config));
         }
-        let version = kv
-            .get(Cf::Meta, DATA_VERSION_KEY)
-            .map_err(internal)?
-            .and_then(|v| v.try_into().ok().map(i64::from_be_bytes))
-            .unwrap_or(0);
+        let version = decode_data_version(kv.get(Cf::Meta, DATA_VERSION_KEY).map_err(internal)?)?;
         Ok(TopicTable {
             kv,
             topics: RwLock::new(topics),
@@ -101,10 +137,14 @@ impl TopicTable {
         let version = self.data_version.fetch_add(1, Ordering::SeqCst) + 1;
         let mut batch = KvBatch::new();
         match config {
-            Some(c) => batch.put(Cf::TopicConfig, config_key(name), c.encode_to_vec()),
+            Some(c) => batch.put(
+                Cf::TopicConfig,
+                config_key(name),
+                encode_config_bytes(&c.encode_to_vec()),
+            ),
             None => batch.delete(Cf::TopicConfig, config_key(name)),
         }
-        batch.put(Cf::Meta, DATA_VERSION_KEY, version.to_be_bytes());
+        batch.put(Cf::Meta, DATA_VERSION_KEY, encode_data_version(version));
         self.kv
             .write(batch)
             .map_err(|e| ApogeeError::Internal(format!("persisting topic {name}: {e}")))?;

@@ -10,7 +10,7 @@ use apogee_proto::ApogeeError;
 use super::queue::QueueState;
 use super::receipt::ReceiptSigner;
 use super::state::{internal, ConsumeEngine, SECRET_KEY};
-use super::values::Inflight;
+use super::values::{decode_offset, decode_secret, Inflight};
 use crate::store::keys::{tag, ConsumeRow, QueueKey};
 use crate::store::{Cf, KvStore};
 
@@ -42,7 +42,7 @@ impl ConsumeEngine {
     /// Takes the receipt secret stored in the index (a slave takes its master's).
     pub fn reload_secret(&self) -> Result<(), ApogeeError> {
         let stored = self.kv.get(Cf::Meta, SECRET_KEY).map_err(internal)?;
-        if let Some(secret) = stored.and_then(|s| <[u8; 32]>::try_from(s.as_slice()).ok()) {
+        if let Some(secret) = stored.as_deref().and_then(decode_secret) {
             *self.signer.write() = ReceiptSigner::new(secret);
         }
         Ok(())
@@ -101,8 +101,9 @@ fn read_queue(kv: &dyn KvStore, key: &QueueKey) -> Result<Option<QueueState>, Ap
 }
 
 fn decode_pop(state: &mut QueueState, value: &[u8]) {
-    if let Ok(v) = value.try_into() {
-        state.pop_offset = u64::from_be_bytes(v);
+    match decode_offset(value) {
+        Some(offset) => state.pop_offset = offset,
+        None => tracing::warn!("skipping an unreadable pop offset ({} bytes)", value.len()),
     }
 }
 

@@ -17,7 +17,7 @@ use super::filter::MessageFilter;
 use super::queue::{QueuePop, QueueState};
 use super::receipt::{Receipt, ReceiptSigner};
 use super::reload::load_rows;
-use super::values::Inflight;
+use super::values::{decode_secret, encode_offset, encode_secret, Inflight};
 use crate::store::keys::{MetaKey, QueueKey};
 use crate::store::{Cf, KvBatch, KvStore, MessageStore, StoreError, StoredMessage};
 use apogee_proto::group::GroupConfig;
@@ -118,12 +118,13 @@ impl ConsumeEngine {
     /// Loads the persisted consume state and the receipt-signing secret.
     pub fn open(store: Arc<MessageStore>) -> Result<Self, ApogeeError> {
         let kv = store.kv();
-        let secret = match kv.get(Cf::Meta, SECRET_KEY).map_err(internal)? {
-            Some(s) if s.len() == 32 => s.try_into().expect("32 bytes"),
-            _ => {
+        let stored = kv.get(Cf::Meta, SECRET_KEY).map_err(internal)?;
+        let secret = match stored.as_deref().and_then(decode_secret) {
+            Some(s) => s,
+            None => {
                 let s: [u8; 32] = rand::random();
                 let mut b = KvBatch::new();
-                b.put(Cf::Meta, SECRET_KEY, s);
+                b.put(Cf::Meta, SECRET_KEY, encode_secret(&s));
                 kv.write(b).map_err(internal)?;
                 s
             }
@@ -205,12 +206,12 @@ impl ConsumeEngine {
         batch.put(
             Cf::ConsumeState,
             key.pop_key(),
-            state.pop_offset.to_be_bytes(),
+            encode_offset(state.pop_offset),
         );
         batch.put(
             Cf::ConsumerOffset,
             key.prefix(),
-            state.committed().to_be_bytes(),
+            encode_offset(state.committed()),
         );
     }
 

@@ -4,6 +4,7 @@
 
 use super::convert::to_v2_message;
 use crate::consume::long_poll::{Attempt, LongPoll, Polled};
+use crate::consume::values::{decode_offset, encode_offset};
 use crate::consume::MessageFilter;
 use crate::services::Broker;
 use crate::store::keys::consumer_offset_key;
@@ -172,7 +173,7 @@ pub fn update_offset(broker: &Broker, req: v2::UpdateOffsetRequest) -> v2::Updat
         b.put(
             Cf::ConsumerOffset,
             consumer_offset_key(&group, &topic, queue),
-            (req.offset as u64).to_be_bytes(),
+            encode_offset(req.offset as u64),
         );
         broker.store().kv().write(b).map_err(ApogeeError::from)
     })();
@@ -204,7 +205,7 @@ pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetRe
             .queue_bounds(&topic, queue)
             .map_err(ApogeeError::from)?;
         stored
-            .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+            .and_then(|v| decode_offset(&v))
             .map(|o| o.max(min))
             .ok_or_else(|| {
                 ApogeeError::OffsetNotFound(format!(

@@ -285,6 +285,9 @@ mod tests {
                 &crate::store::keys::consumer_offset_key("g", "t", 0),
             )
             .unwrap();
-        assert_eq!(offset, Some(3u64.to_be_bytes().to_vec()));
+        assert_eq!(
+            offset,
+            Some(crate::consume::values::encode_offset(3).to_vec())
+        );
     }
 }

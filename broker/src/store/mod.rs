@@ -30,6 +30,7 @@ mod recovery;
 pub use recovery::IndexRebuild;
 mod replica_log;
 pub mod retention;
+mod upgrade;
 pub mod schedule_index;
 mod syncer;
 pub mod txn_index;
@@ -126,6 +127,13 @@ pub enum StoreError {
          Nothing was changed"
     )]
     IndexFormatNewer { found: u32, supported: u32 },
+    /// The primary state was written by a newer Apogee (`upgrade.rs`): nothing was written.
+    #[error(
+        "the index's primary state has data format {found}, newer than this binary's \
+         {supported}: it was written by a newer Apogee; run that version (or newer) on this \
+         data directory. Nothing was changed"
+    )]
+    DataFormatNewer { found: u32, supported: u32 },
 }
 
 /// The one mapping of store errors to what a client or operator sees.
@@ -364,6 +372,9 @@ impl MessageStore {
             }
             other => other,
         })?;
+        // Before anything reads or writes the index, and on the bare database: the upgrade
+        // of the primary state is this member's own, never published to slaves (`upgrade.rs`).
+        upgrade::run(&kv)?;
         Self::open_with_kv_options(config, wrap(Arc::new(kv)), options)
     }
 
