@@ -137,6 +137,9 @@ impl OpsSource for Opening {
     fn readiness(&self) -> Result<(), String> {
         Err(self.0.status().unwrap_or_else(|| "starting".into()))
     }
+    fn has_metrics(&self) -> bool {
+        false
+    }
 }
 
 /// Opens the store (recovering it) with its index behind the replication journal.

@@ -34,6 +34,11 @@ pub trait OpsSource: Send + Sync + 'static {
     fn gather(&self) -> Vec<prometheus::proto::MetricFamily>;
     /// `Ok` when the server is ready for traffic, else why not.
     fn readiness(&self) -> Result<(), String>;
+    /// Whether `/metrics` serves [`gather`](Self::gather) (else 503 "starting", as before
+    /// any source: a source that only reports readiness while the server starts).
+    fn has_metrics(&self) -> bool {
+        true
+    }
 }
 
 /// Where a server plugs its [`OpsSource`] in once it has one; until then
@@ -167,7 +172,7 @@ impl OpsServer {
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 async fn metrics(State(slot): State<OpsSlot>) -> Response {
-    let Some(source) = slot.get() else {
+    let Some(source) = slot.get().filter(|s| s.has_metrics()) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     };
     // Gauges read live state (locks, RocksDB reads): off the async threads.

@@ -360,8 +360,7 @@ impl ProgressLog {
             cause = %cause,
             log_bytes = total,
             "rebuilding the derived index (consume queues, queue heads, id and key lookups, \
-             transaction and schedule state) from the commit log; the broker is not ready \
-             until it is done"
+             transaction and schedule state) from the commit log"
         );
         let now = Instant::now();
         Self {
