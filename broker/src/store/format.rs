@@ -231,8 +231,17 @@ pub(crate) fn drop_derived(kv: &dyn KvStore, carry: Carry) -> Result<(), StoreEr
         for (topic, queue_id, next) in queue_floors(kv, found)? {
             index::put_head(&mut then, &topic, queue_id, next);
         }
-        if let Some(flushed) = kv.get(Cf::Checkpoint, CK_FLUSHED)? {
-            then.put(Cf::Checkpoint, CK_FLUSHED, flushed);
+        // Read in the found format, written in the current one (index format 0 had no
+        // version byte on it). Only a hint (it lets recovery cut a longer torn tail): an
+        // unreadable one is dropped.
+        if let Some(v) = kv.get(Cf::Checkpoint, CK_FLUSHED)? {
+            let flushed = match found {
+                0 => v0::u64_value(&v),
+                _ => index::u64_value(&v).ok(),
+            };
+            if let Some(flushed) = flushed {
+                index::put_flushed(&mut then, flushed);
+            }
         }
     }
     then.put(
@@ -263,28 +272,32 @@ pub(crate) fn queue_floors(
     kv: &dyn KvStore,
     found: u32,
 ) -> Result<Vec<(String, u32, u64)>, StoreError> {
+    if found != 0 && found != INDEX_FORMAT_VERSION {
+        return Err(StoreError::Index(format!(
+            "no reader for the queue heads of index format {found}"
+        )));
+    }
     let mut out = Vec::new();
+    let mut unreadable = 0u64;
     let mut from = Vec::new();
     loop {
         let page = kv.scan(Cf::QueueHead, &from, &[], PAGE)?;
         for (k, v) in &page {
-            let malformed = || StoreError::Index(format!("malformed queue head {k:02x?}"));
-            let (topic, queue_id, next) = match found {
-                0 => {
-                    let (topic, queue_id) = v0::decode_queue_key(k).ok_or_else(malformed)?;
-                    let floor = v0::u64_value(v).ok_or_else(malformed)?;
-                    (topic, queue_id, v0::next_offset(kv, k, floor)?)
-                }
-                INDEX_FORMAT_VERSION => {
-                    let (topic, queue_id) = index::decode_queue_key(k).ok_or_else(malformed)?;
-                    let floor = index::u64_value(v)?;
-                    (topic, queue_id, index::next_offset(kv, k, floor)?)
-                }
-                other => {
-                    return Err(StoreError::Index(format!(
-                        "no reader for the queue heads of index format {other}"
-                    )))
-                }
+            let head = if found == 0 {
+                v0::decode_queue_key(k).zip(v0::u64_value(v))
+            } else {
+                index::decode_queue_key(k).zip(index::u64_value(v).ok())
+            };
+            // A rebuild may be what repairs damaged derived state: a head it cannot read
+            // costs only its floor (the queue's records in the log still give its offsets).
+            let Some(((topic, queue_id), floor)) = head else {
+                unreadable += 1;
+                continue;
+            };
+            let next = if found == 0 {
+                v0::next_offset(kv, k, floor)?
+            } else {
+                index::next_offset(kv, k, floor)?
             };
             out.push((topic, queue_id, next));
         }
@@ -295,6 +308,14 @@ pub(crate) fn queue_floors(
             }
             _ => break,
         }
+    }
+    if unreadable > 0 {
+        tracing::warn!(
+            unreadable,
+            format = found,
+            "queue heads unreadable in their index format were dropped: a queue whose records \
+             are all gone from the log restarts at 0"
+        );
     }
     Ok(out)
 }
