@@ -67,6 +67,67 @@ pub struct NameServerConfig {
     pub log_format: LogFormat,
     pub security: SecuritySection,
     pub tls: TlsSection,
+    /// The embedded controller of automatic failover (off by default).
+    pub controller: ControllerSection,
+}
+
+/// `[controller]`: this NameServer as a voter of the controllers' Raft group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControllerSection {
+    pub enabled: bool,
+    /// This NameServer's id among the voters.
+    pub node_id: u64,
+    /// Every voter as "id=host:port" (the NameServers' gRPC addresses, this one's included);
+    /// empty: this NameServer alone, a single voter at its listen address.
+    pub peers: Vec<String>,
+    /// Where the Raft log, vote and snapshots are kept.
+    pub data_dir: String,
+}
+
+impl Default for ControllerSection {
+    fn default() -> Self {
+        ControllerSection {
+            enabled: false,
+            node_id: 1,
+            peers: Vec::new(),
+            data_dir: "controller-data".into(),
+        }
+    }
+}
+
+impl ControllerSection {
+    /// The controller's settings, with `own_address` (the address this NameServer's gRPC
+    /// listener has) as the single voter when `peers` is empty.
+    pub fn controller_config(
+        &self,
+        own_address: &str,
+    ) -> Result<apogee_controller::ControllerConfig, String> {
+        let mut peers = std::collections::BTreeMap::new();
+        for entry in &self.peers {
+            let (id, address) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("controller.peers: {entry:?} is not id=host:port"))?;
+            let id: u64 = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("controller.peers: {entry:?}: the id is not a number"))?;
+            if peers.insert(id, address.trim().to_string()).is_some() {
+                return Err(format!("controller.peers: voter {id} is named twice"));
+            }
+        }
+        if peers.is_empty() {
+            peers.insert(self.node_id, own_address.to_string());
+        }
+        let config = apogee_controller::ControllerConfig {
+            node_id: self.node_id,
+            peers,
+            data_dir: self.data_dir.clone().into(),
+            ..apogee_controller::ControllerConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 impl Default for NameServerConfig {
@@ -88,6 +149,7 @@ impl Default for NameServerConfig {
             log_format: LogFormat::Text,
             security: SecuritySection::default(),
             tls: Default::default(),
+            controller: ControllerSection::default(),
         }
     }
 }
@@ -130,7 +192,21 @@ impl NameServerConfig {
                 self.max_body_bytes
             ));
         }
+        self.validate_controller().or_else(invalid)?;
         Ok(())
+    }
+
+    fn validate_controller(&self) -> Result<(), String> {
+        if !self.controller.enabled {
+            return Ok(());
+        }
+        if self.tls.enabled() || !self.security.cluster_secret_file.is_empty() {
+            return Err("controller.enabled does not work with [tls] or \
+                 security.cluster_secret_file yet: the controllers' Raft calls are plain text \
+                 and carry no cluster proof"
+                .into());
+        }
+        self.controller.controller_config(&self.listen).map(|_| ())
     }
 
     /// The settings both servers have, for their one validation.
@@ -220,6 +296,60 @@ mod tests {
         assert!(allowed.validate().is_ok());
         assert!(is_loopback("127.0.0.1:1") && is_loopback("[::1]:1") && is_loopback("localhost:1"));
         assert!(!is_loopback("10.0.0.1:1") && !is_loopback("ns1:9876"));
+    }
+
+    #[test]
+    fn controller_is_off_by_default_and_a_single_voter_without_peers() {
+        let c = NameServerConfig::default();
+        assert!(!c.controller.enabled);
+        let single = c.controller.controller_config("127.0.0.1:9876").unwrap();
+        assert_eq!(single.peers.len(), 1);
+        assert_eq!(single.own_address(), Some("127.0.0.1:9876"));
+    }
+
+    #[test]
+    fn controller_peers_are_parsed_and_bad_ones_refused() {
+        let section = ControllerSection {
+            enabled: true,
+            node_id: 2,
+            peers: vec![
+                "1=ns1:9876".into(),
+                " 2 = ns2:9876".into(),
+                "3=ns3:9876".into(),
+            ],
+            data_dir: "d".into(),
+        };
+        let config = section.controller_config("ignored:1").unwrap();
+        assert_eq!(config.own_address(), Some("ns2:9876"));
+        assert_eq!(config.peers.len(), 3);
+        for (peers, expected) in [
+            (vec!["ns1:9876"], "is not id=host:port"),
+            (vec!["x=ns1:9876"], "the id is not a number"),
+            (vec!["1=a:1", "1=b:2"], "voter 1 is named twice"),
+            (vec!["1=a:1", "3=b:2"], "node_id 2 is not one of"),
+        ] {
+            let section = ControllerSection {
+                peers: peers.into_iter().map(String::from).collect(),
+                ..section.clone()
+            };
+            let error = section.controller_config("x:1").unwrap_err();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn controller_is_refused_with_tls_or_a_cluster_secret_for_now() {
+        let mut c = NameServerConfig::default();
+        c.controller.enabled = true;
+        assert!(c.validate().is_ok());
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "a-cluster-secret-of-32-bytes-abc").unwrap();
+        c.security.cluster_secret_file = secret.path().display().to_string();
+        let error = c.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("controller.enabled does not work"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - [`registry`]: the broker table (membership, expiry, routes).
 //! - [`grpc`]: the Registry, Admin and client access-point services.
 //! - [`metrics`]: its Prometheus metrics and readiness (the HTTP endpoint).
-//! - [`serve`]: runs all of it on a listener until a shutdown future fires.
+//! - [`serve`]: runs all of it on a listener until a shutdown future fires, with the
+//!   controller of automatic failover (apogee-controller) embedded when
+//!   `controller.enabled`.
 //!
 //! No global state: no global tracing subscriber, no statics.
 
@@ -41,6 +43,8 @@ pub enum NameServerError {
     Config(#[from] ConfigError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("controller: {0}")]
+    Controller(#[from] apogee_controller::StartError),
 }
 
 /// Serves the NameServer on `listener` (and its operations endpoint on `ops`
@@ -91,6 +95,24 @@ pub async fn serve(
         auth.directory(),
     ));
 
+    // The embedded controller (`controller.enabled`): a voter served on this listener, a
+    // single voter at the listener's address when no peers are named.
+    let controller = if config.controller.enabled {
+        let controller_config = config
+            .controller
+            .controller_config(&node_id)
+            .map_err(ConfigError::Invalid)?;
+        tracing::info!(
+            node = controller_config.node_id,
+            peers = ?controller_config.peers,
+            data_dir = %controller_config.data_dir.display(),
+            "starting the embedded controller"
+        );
+        Some(apogee_controller::Controller::start(controller_config).await?)
+    } else {
+        None
+    };
+
     let bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
     bootstrap
         .set_serving::<RegistryServer<grpc::RegistryService>>()
@@ -138,8 +160,12 @@ pub async fn serve(
         .add_service(
             MessagingServiceServer::new(access_point.clone())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
-        )
-        .prepare();
+        );
+    let routes = match &controller {
+        Some(controller) => routes.add_service(controller.grpc_service()),
+        None => routes,
+    }
+    .prepare();
     let service = layer_stack(
         metrics.rpc_latency.clone(),
         config.tls.cluster_mtls,
@@ -162,7 +188,12 @@ pub async fn serve(
                 access_point.close_streams();
                 registry_service.close_sessions();
             },
-            async move { expiry_task.abort() },
+            async move {
+                expiry_task.abort();
+                if let Some(controller) = controller {
+                    controller.shutdown().await;
+                }
+            },
         )
         .await;
     Ok(())
