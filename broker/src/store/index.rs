@@ -16,7 +16,7 @@
 //! A message id may occur more than once (a resend keeps its id), hence the log offset in the
 //! `MessageId` key; lookups take the newest entry whose record really carries that id.
 
-use super::keys::{write_cq_key, write_id_key, write_msg_key, write_queue_key};
+use super::keys::{self, write_cq_key, write_id_key, write_msg_key, write_queue_key, V1};
 // recovery.rs (the rebuild work's) takes these from here.
 pub(crate) use super::keys::{
     decode_queue_key, queue_key, trailing_u64, CK_DISPATCHED, CK_FLUSHED,
@@ -57,19 +57,43 @@ pub(crate) fn next_offset(kv: &dyn KvStore, queue: &[u8], floor: u64) -> Result<
 }
 
 pub(crate) fn u64_value(v: &[u8]) -> Result<u64, StoreError> {
-    let a: [u8; 8] = v.try_into().map_err(|_| {
-        StoreError::Index(format!("expected an 8-byte value, found {} bytes", v.len()))
-    })?;
-    Ok(u64::from_be_bytes(a))
+    keys::decode_u64(v).ok_or_else(|| {
+        StoreError::Index(format!(
+            "expected a version-1 u64 value (9 bytes), found {v:02x?}"
+        ))
+    })
 }
 
+/// A queue head's value (v1, next offset u64).
+pub(crate) fn head_value(next_offset: u64) -> [u8; 9] {
+    keys::encode_u64(next_offset)
+}
+
+/// A `MessageId` or `MessageKey` value: v1, the record's size u32.
+fn size_value(size: u32) -> [u8; 5] {
+    let mut v = [V1; 5];
+    v[1..].copy_from_slice(&size.to_be_bytes());
+    v
+}
+
+/// Reads a [`size_value`].
+pub(crate) fn decode_size_value(v: &[u8]) -> Option<u32> {
+    match v.split_first() {
+        Some((&V1, n)) => Some(u32::from_be_bytes(n.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// Length of a `ConsumeQueue` value: v1 and four fields.
+const ENTRY_LEN: usize = 1 + 8 + 4 + 8 + 8;
+
 impl QueueEntry {
-    fn value(&self) -> [u8; 28] {
-        let mut v = [0u8; 28];
-        v[..8].copy_from_slice(&self.log_offset.to_be_bytes());
-        v[8..12].copy_from_slice(&self.size.to_be_bytes());
-        v[12..20].copy_from_slice(&self.tag_hash.to_be_bytes());
-        v[20..].copy_from_slice(&self.store_timestamp_ms.to_be_bytes());
+    fn value(&self) -> [u8; ENTRY_LEN] {
+        let mut v = [V1; ENTRY_LEN];
+        v[1..9].copy_from_slice(&self.log_offset.to_be_bytes());
+        v[9..13].copy_from_slice(&self.size.to_be_bytes());
+        v[13..21].copy_from_slice(&self.tag_hash.to_be_bytes());
+        v[21..].copy_from_slice(&self.store_timestamp_ms.to_be_bytes());
         v
     }
 
@@ -82,16 +106,16 @@ impl QueueEntry {
             ))
         };
         let queue_offset = trailing_u64(key).ok_or_else(bad)?;
-        if v.len() != 28 {
+        if v.len() != ENTRY_LEN || v[0] != V1 {
             return Err(bad());
         }
-        let be8 = |r: std::ops::Range<usize>| -> [u8; 8] { v[r].try_into().unwrap_or([0; 8]) };
+        let be8 = |at: usize| -> [u8; 8] { keys::be_at(v, at).unwrap_or([0; 8]) };
         Ok(QueueEntry {
             queue_offset,
-            log_offset: u64::from_be_bytes(be8(0..8)),
-            size: u32::from_be_bytes([v[8], v[9], v[10], v[11]]),
-            tag_hash: u64::from_be_bytes(be8(12..20)),
-            store_timestamp_ms: i64::from_be_bytes(be8(20..28)),
+            log_offset: u64::from_be_bytes(be8(1)),
+            size: u32::from_be_bytes(keys::be_at(v, 9).unwrap_or([0; 4])),
+            tag_hash: u64::from_be_bytes(be8(13)),
+            store_timestamp_ms: i64::from_be_bytes(be8(21)),
         })
     }
 }
@@ -119,7 +143,7 @@ pub fn dispatch(
         |k| write_cq_key(k, &msg.topic, msg.queue_id, queue_offset),
         &entry.value(),
     );
-    let size_v = size.to_be_bytes();
+    let size_v = size_value(size);
     if !msg.message_id.is_empty() {
         batch.put_built(
             Cf::MessageId,
@@ -173,14 +197,18 @@ pub(crate) fn put_head(batch: &mut KvBatch, topic: &str, queue_id: u32, next_off
     batch.put_built(
         Cf::QueueHead,
         |k| write_queue_key(k, topic, queue_id),
-        &next_offset.to_be_bytes(),
+        &head_value(next_offset),
     );
 }
 
 pub(crate) fn put_checkpoint(batch: &mut KvBatch, dispatched_to: u64) {
-    batch.put(Cf::Checkpoint, CK_DISPATCHED, dispatched_to.to_be_bytes());
+    batch.put(
+        Cf::Checkpoint,
+        CK_DISPATCHED,
+        keys::encode_u64(dispatched_to),
+    );
 }
 
 pub(crate) fn put_flushed(batch: &mut KvBatch, flushed_to: u64) {
-    batch.put(Cf::Checkpoint, CK_FLUSHED, flushed_to.to_be_bytes());
+    batch.put(Cf::Checkpoint, CK_FLUSHED, keys::encode_u64(flushed_to));
 }

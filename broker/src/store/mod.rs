@@ -30,10 +30,10 @@ mod recovery;
 pub use recovery::IndexRebuild;
 mod replica_log;
 pub mod retention;
-mod upgrade;
 pub mod schedule_index;
 mod syncer;
 pub mod txn_index;
+mod upgrade;
 pub mod wakeups;
 mod write_queue;
 mod writer;
@@ -703,14 +703,13 @@ impl MessageStore {
             if out.len() >= max {
                 break;
             }
-            let (Some(off), Ok(size)) =
-                (keys::trailing_u64(&k), <[u8; 4]>::try_from(v.as_slice()))
+            let (Some(off), Some(size)) = (keys::trailing_u64(&k), index::decode_size_value(&v))
             else {
                 return Err(StoreError::Index(format!(
                     "malformed lookup entry {k:02x?}"
                 )));
             };
-            match self.read_at(off, u32::from_be_bytes(size)) {
+            match self.read_at(off, size) {
                 Ok(m) if matches(&m) => out.push(m),
                 Ok(_) | Err(StoreError::OffsetOutOfRange { .. }) => {}
                 Err(e) => return Err(e),

@@ -278,7 +278,7 @@ pub(super) fn prune_below(
                 batch.delete_range(Cf::ConsumeQueue, &first, &end);
                 if kept.is_none() && next > floor {
                     // Every entry goes: the row alone keeps the queue's next offset.
-                    batch.put(Cf::QueueHead, queue, next.to_be_bytes());
+                    batch.put(Cf::QueueHead, queue, index::head_value(next));
                 }
                 kv.write(batch)?;
             }

@@ -97,7 +97,10 @@ pub(crate) fn dispatch(
             v.extend_from_slice(&store_timestamp_ms.to_be_bytes());
             batch.put(Cf::Schedule, id_row(tag::WAITING, id), v);
             let topic = msg.internal(internal::SCHED_TOPIC).unwrap_or_default();
-            batch.put(Cf::Schedule, due_key(due_ms, id), topic.as_bytes());
+            let mut due = Vec::with_capacity(1 + topic.len());
+            due.push(VERSION);
+            due.extend_from_slice(topic.as_bytes());
+            batch.put(Cf::Schedule, due_key(due_ms, id), due);
         }
         Some(op::RECALL) => put_outcome(batch, msg, id, Outcome::Recalled, store_timestamp_ms),
         Some(op::DROP) => put_outcome(batch, msg, id, Outcome::Dropped, store_timestamp_ms),
@@ -144,10 +147,11 @@ pub fn load(kv: &dyn KvStore, id: &str) -> Result<Option<Facts>, StoreError> {
 
 fn decode_due(k: &[u8], v: &[u8]) -> Option<DueEntry> {
     let (due_ms, id) = decode_due_key(k)?;
+    let topic = v.strip_prefix(&[VERSION])?;
     Some(DueEntry {
         due_ms,
         id,
-        topic: String::from_utf8(v.to_vec()).ok()?,
+        topic: String::from_utf8(topic.to_vec()).ok()?,
     })
 }
 

@@ -108,7 +108,7 @@ fn check_holds_exactly(store: &MessageStore, written: &[Written], end: u64) {
     for cf in [Cf::ConsumeQueue, Cf::MessageId, Cf::MessageKey] {
         for (k, v) in kv.scan(cf, b"", &[], usize::MAX).unwrap() {
             let off = if cf == Cf::ConsumeQueue {
-                index::u64_value(&v[..8]).unwrap()
+                QueueEntry::decode(&k, &v).unwrap().log_offset
             } else {
                 index::trailing_u64(&k).unwrap()
             };

@@ -63,7 +63,7 @@ fn put_checks(batch: &mut KvBatch, id: &str, checks: Checks) {
     v.extend_from_slice(&checks.count.to_be_bytes());
     v.extend_from_slice(&checks.next_due_ms.to_be_bytes());
     batch.put(Cf::Transaction, id_row(tag::CHECKS, id), v);
-    batch.put(Cf::Transaction, due_key(checks.next_due_ms, id), b"");
+    batch.put(Cf::Transaction, due_key(checks.next_due_ms, id), [VERSION]);
 }
 
 fn put_outcome(batch: &mut KvBatch, id: &str, outcome: Outcome, at_ms: i64) {
