@@ -380,8 +380,8 @@ impl ProgressLog {
         tracing::warn!(
             cause = %cause,
             log_bytes = total,
-            "rebuilding the derived index (consume queues, queue heads, id and key lookups, \
-             transaction and schedule state) from the commit log"
+            "rebuilding the index from the commit log (its derived state: consume queues, \
+             queue heads, id and key lookups, transaction and schedule state)"
         );
         let now = Instant::now();
         Self {
