@@ -46,7 +46,9 @@
 //! | `group_config` | primary | name group | v1, `cluster.v1.GroupConfig` protobuf; or v2, created at ts i64, the protobuf |
 //! | `meta` | see [`MetaKey`] | tag byte, then per kind | per kind, in [`MetaKey`] |
 //!
-//! The rebuild work keeps its index-format row in `checkpoint` too (see `super::format`).
+//! The two index-format rows are `super::format`'s: their u32 is itself the version of the
+//! derived layouts above, so they carry no version byte of their own.
+//!
 //! Values of the current layouts are encoded and decoded by their owners: `super::index`
 //! (consume queue, queue head, message id and key, checkpoints), `super::txn_index`,
 //! `super::schedule_index`, `crate::consume::values` (consumer offsets, consume state,

@@ -118,7 +118,7 @@ fn write_v0(index: &Path) {
 
 fn primary_rows(kv: &dyn KvStore) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
     let mut rows = all_rows(kv);
-    rows.retain(|(cf, _, _)| PRIMARY.contains(cf));
+    rows.retain(|(cf, _, _)| Cf::PRIMARY.contains(cf));
     rows
 }
 
@@ -211,7 +211,7 @@ fn the_upgrade_runs_once() {
         drop(store);
     }
     let kv = RocksKv::open(&index).unwrap();
-    after_first.retain(|(cf, _, _)| PRIMARY.contains(cf));
+    after_first.retain(|(cf, _, _)| Cf::PRIMARY.contains(cf));
     assert_eq!(primary_rows(&kv), after_first);
 }
 

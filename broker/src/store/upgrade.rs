@@ -47,15 +47,6 @@ use crate::consume::values::{encode_offset, encode_secret, Inflight};
 /// The data-format version this binary writes and reads.
 pub(crate) const DATA_FORMAT_VERSION: u32 = 1;
 
-/// The column families holding primary state.
-const PRIMARY: [Cf; 5] = [
-    Cf::ConsumerOffset,
-    Cf::ConsumeState,
-    Cf::TopicConfig,
-    Cf::GroupConfig,
-    Cf::Meta,
-];
-
 /// What [`run`] found and did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Upgrade {
@@ -110,7 +101,7 @@ pub(crate) fn run(kv: &dyn KvStore) -> Result<Upgrade, StoreError> {
     }
     let mut batch = KvBatch::new();
     let mut rows = 0;
-    for cf in PRIMARY {
+    for cf in Cf::PRIMARY {
         for (key, value) in kv.scan(cf, b"", b"", usize::MAX)? {
             if rewrite(cf, &key, &value, &mut batch)? {
                 rows += 1;
