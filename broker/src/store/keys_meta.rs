@@ -18,6 +18,7 @@
 //! | [`MetaKey::RuntimeConfig`] | 0x05 | replicated | – | v1, JSON object of setting -> value |
 //! | [`MetaKey::AccessUser`] | 0x06 | replicated | name access key | v1, `cluster.v1.AccessUser` protobuf (secret sealed) |
 //! | [`MetaKey::AccessAcl`] | 0x07 | replicated | name access key, resource kind i32, name pattern | v1, `cluster.v1.AclEntry` protobuf |
+//! | [`MetaKey::TopicPurged`] | 0x08 | replicated | name topic | v1, log offset u64: the topic's records below it were deleted with the topic |
 //! | [`MetaKey::HadSlaves`] | 0x80 | local | – | v1 (a marker) |
 //! | [`MetaKey::Handback`] | 0x81 | local | queue key ([`super::QueueKey`]) | v1 (a marker) |
 //! | [`MetaKey::DataFormat`] | 0x82 | local | – | v1, data-format version u32 ([`crate::store::upgrade`]) |
@@ -48,6 +49,9 @@ pub enum MetaKey {
     AccessUser,
     /// Family: one key per ACL entry.
     AccessAcl,
+    /// Family: a deleted topic's records below a log offset, which a rebuild of the index
+    /// from the log skips (they stay in the log until retention deletes their segments).
+    TopicPurged,
     /// This broker had slaves (a master restarted without one waits for them).
     HadSlaves,
     /// Family: a consume queue a slave changed while its master was away.
@@ -57,7 +61,7 @@ pub enum MetaKey {
 }
 
 impl MetaKey {
-    pub const ALL: [MetaKey; 10] = [
+    pub const ALL: [MetaKey; 11] = [
         MetaKey::ReceiptSecret,
         MetaKey::TopicsDataVersion,
         MetaKey::GroupsDataVersion,
@@ -65,6 +69,7 @@ impl MetaKey {
         MetaKey::RuntimeConfig,
         MetaKey::AccessUser,
         MetaKey::AccessAcl,
+        MetaKey::TopicPurged,
         MetaKey::HadSlaves,
         MetaKey::Handback,
         MetaKey::DataFormat,
@@ -80,6 +85,7 @@ impl MetaKey {
             MetaKey::RuntimeConfig => &[0x05],
             MetaKey::AccessUser => &[0x06],
             MetaKey::AccessAcl => &[0x07],
+            MetaKey::TopicPurged => &[0x08],
             MetaKey::HadSlaves => &[0x80],
             MetaKey::Handback => &[0x81],
             MetaKey::DataFormat => &[0x82],
@@ -99,7 +105,8 @@ impl MetaKey {
             | MetaKey::AccessDataVersion
             | MetaKey::RuntimeConfig
             | MetaKey::AccessUser
-            | MetaKey::AccessAcl => MetaClass::Replicated,
+            | MetaKey::AccessAcl
+            | MetaKey::TopicPurged => MetaClass::Replicated,
             MetaKey::HadSlaves | MetaKey::Handback | MetaKey::DataFormat => MetaClass::Local,
         }
     }
@@ -108,7 +115,7 @@ impl MetaKey {
     pub const fn is_family(self) -> bool {
         matches!(
             self,
-            MetaKey::AccessUser | MetaKey::AccessAcl | MetaKey::Handback
+            MetaKey::AccessUser | MetaKey::AccessAcl | MetaKey::TopicPurged | MetaKey::Handback
         )
     }
 
@@ -151,6 +158,20 @@ pub fn meta_replicated_part(from: &[u8], to: &[u8]) -> Option<(Vec<u8>, Vec<u8>)
 /// Whether `[from, to)` of `meta` reaches into the local keys.
 pub fn meta_range_touches_local(to: &[u8]) -> bool {
     to.is_empty() || to > &[LOCAL_TAGS_FROM][..]
+}
+
+/// A deleted topic's purge mark's `meta` key.
+pub fn topic_purged_key(topic: &str) -> Vec<u8> {
+    let mut k = MetaKey::TopicPurged.key().to_vec();
+    put_name(&mut k, topic);
+    k
+}
+
+/// The topic of a purge mark's `meta` key.
+pub fn decode_topic_purged_key(k: &[u8]) -> Option<String> {
+    let rest = k.strip_prefix(MetaKey::TopicPurged.key())?;
+    let (topic, rest) = super::read_name(rest)?;
+    rest.is_empty().then(|| topic.to_string())
 }
 
 /// A user's `meta` key.

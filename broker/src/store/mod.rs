@@ -807,7 +807,9 @@ impl MessageStore {
 
     /// Deletes the topic's consume queues, queue heads and key entries (topic delete); the topic
     /// then restarts at queue offset 0. Message-id entries stay (they are global and checked on
-    /// lookup). Serialized with appends on the writer thread; blocks until done.
+    /// lookup). A purge mark (the log end, in `meta`, replicated) goes in the same batch, so a
+    /// rebuild of the index from the log does not index the topic's older records again.
+    /// Serialized with appends on the writer thread; blocks until done.
     pub fn purge_topic(&self, topic: &str) -> Result<(), StoreError> {
         self.refuse_on_replica()?;
         let (reply, rx) = mpsc::sync_channel(1);

@@ -31,6 +31,7 @@
 //! same pass over emptied derived tables: the dispatched mark is gone, so step 2 re-dispatches
 //! the whole log, reporting progress; the index format is recorded once it is complete.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use super::commitlog::{CommitLog, Segment};
 use super::format::{self, ProgressLog, RebuildCause, RebuildProgress};
 use super::index::{self, QueueEntry, CK_DISPATCHED, CK_FLUSHED};
+use super::keys::{self, MetaKey};
 use super::kv::{prefix_end, Cf, KvBatch, KvStore};
 use super::record::{self, HEADER_LEN, MAGIC, MAGIC_V1};
 use super::write_queue::MAX_GROUP_BYTES;
@@ -110,6 +112,7 @@ pub(crate) fn recover(
     )
     .entered();
     let mut heads = load_heads(kv)?;
+    let purged = load_purge_marks(kv)?;
     let segments = log.segments();
     let last = segments
         .last()
@@ -140,6 +143,7 @@ pub(crate) fn recover(
         batch: KvBatch::new(),
         queued: 0,
         heads: &mut heads,
+        purged,
         last_ts: 0,
         rebuild: rebuilding.as_ref().map(|_| IndexRebuild {
             topic_configs_lost,
@@ -268,6 +272,30 @@ pub(crate) fn recover(
     })
 }
 
+/// Every deleted topic's purge mark: the log offset below which its records stay unindexed.
+fn load_purge_marks(kv: &dyn KvStore) -> Result<HashMap<String, u64>, StoreError> {
+    let (mut from, to) = MetaKey::TopicPurged.range();
+    let mut marks = HashMap::new();
+    loop {
+        let page = kv.scan(Cf::Meta, &from, &to, PRUNE_PAGE)?;
+        for (k, v) in &page {
+            let (Some(topic), Some(below)) =
+                (keys::decode_topic_purged_key(k), keys::decode_u64(v))
+            else {
+                return Err(StoreError::Index(format!("malformed purge mark {k:02x?}")));
+            };
+            marks.insert(topic, below);
+        }
+        match page.last() {
+            Some((last, _)) if page.len() == PRUNE_PAGE => {
+                from = last.clone();
+                from.push(0);
+            }
+            _ => return Ok(marks),
+        }
+    }
+}
+
 fn load_heads(kv: &dyn KvStore) -> Result<Heads, StoreError> {
     let mut heads = Heads::new();
     let mut from = Vec::new();
@@ -298,6 +326,8 @@ struct Scan<'a> {
     batch: KvBatch,
     queued: usize,
     heads: &'a mut Heads,
+    /// Deleted topics: their records below the log offset are not indexed again.
+    purged: HashMap<String, u64>,
     last_ts: i64,
     rebuild: Option<IndexRebuild>,
     progress: Option<ProgressLog>,
@@ -307,6 +337,16 @@ impl Scan<'_> {
     /// Re-dispatches a valid record the index lacks (one at or past the checkpoint).
     fn redispatch(&mut self, m: &record::StoredMessage) -> Result<(), StoreError> {
         self.last_ts = self.last_ts.max(m.store_timestamp_ms);
+        let deleted = self
+            .purged
+            .get(&m.msg.topic)
+            .is_some_and(|&below| m.log_offset < below);
+        if deleted {
+            // A record of a topic deleted since: the purge removed its entries, and a topic
+            // created again under the name starts its queues afresh.
+            self.checkpoint = m.log_offset + u64::from(m.record_size);
+            return Ok(());
+        }
         index::dispatch_stored(&mut self.batch, self.heads, m);
         if let Some(r) = &mut self.rebuild {
             let (max_qid, types) = r.topics.entry(m.msg.topic.clone()).or_default();

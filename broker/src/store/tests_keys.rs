@@ -145,6 +145,9 @@ fn config_and_access_keys_round_trip() {
         assert_eq!(decode_acl_key(&acl), Some(decoded));
         let (from, to) = MetaKey::AccessAcl.range();
         assert!(from <= acl && acl < to);
+        let purged = topic_purged_key(name);
+        assert_eq!(MetaKey::of(&purged), Some(MetaKey::TopicPurged));
+        assert_eq!(decode_topic_purged_key(&purged), Some(name.to_string()));
     }
 }
 
@@ -159,6 +162,7 @@ fn every_meta_key_has_a_replicate_or_local_decision_and_its_tag_follows_it() {
         (MetaKey::RuntimeConfig, Replicated),
         (MetaKey::AccessUser, Replicated),
         (MetaKey::AccessAcl, Replicated),
+        (MetaKey::TopicPurged, Replicated),
         (MetaKey::HadSlaves, Local),
         (MetaKey::Handback, Local),
         (MetaKey::DataFormat, Local),

@@ -354,6 +354,42 @@ async fn a_rebuild_cut_short_is_started_again_at_the_next_open() {
     assert_eq!(served(&store), served_before);
 }
 
+#[tokio::test]
+async fn a_deleted_topic_stays_deleted_across_a_rebuild_and_its_new_namesake_keeps_its_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let new_ids = {
+        let store = open(dir.path(), false).unwrap();
+        for i in 0..5 {
+            store.append(vec![message("gone", 0, i)]).await.unwrap();
+        }
+        store.append(vec![message("kept", 0, 0)]).await.unwrap();
+        store.purge_topic("gone").unwrap();
+        // Created again under the same name: its queue starts at offset 0 again.
+        let mut ids = Vec::new();
+        for i in 100..102 {
+            let r = store.append(vec![message("gone", 0, i)]).await.unwrap();
+            assert_eq!(r[0].queue_offset, (i - 100) as u64);
+            ids.push(format!("gone-{i:06}"));
+        }
+        ids
+    };
+    let store = open(dir.path(), true).unwrap();
+    assert!(store.index_rebuild().is_some());
+    assert_eq!(store.queue_bounds("gone", 0).unwrap(), (0, 2));
+    let got: Vec<(u64, String)> = store
+        .read_queue("gone", 0, 0, usize::MAX, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.queue_offset, m.msg.message_id))
+        .collect();
+    assert_eq!(got, vec![(0, new_ids[0].clone()), (1, new_ids[1].clone())]);
+    // The old records' key entries are not back either; the other topic is untouched.
+    // (old records 0..5 had key0..key4; the new ones key0 and key1.)
+    assert!(store.lookup_by_key("gone", "key2", 10).unwrap().is_empty());
+    assert_eq!(store.lookup_by_key("gone", "key1", 10).unwrap().len(), 1);
+    assert_eq!(store.queue_bounds("kept", 0).unwrap(), (0, 1));
+}
+
 #[test]
 fn rebuild_progress_reads_as_bytes_done_of_the_total() {
     let progress = RebuildProgress::new();

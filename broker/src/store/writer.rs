@@ -351,6 +351,13 @@ impl Writer {
         for cf in [Cf::ConsumeQueue, Cf::QueueHead, Cf::MessageKey] {
             batch.delete_range(cf, &from, &to);
         }
+        // The records stay in the log: the mark (primary state, replicated) keeps a rebuild
+        // of the index from the log from bringing them back under a topic of the same name.
+        batch.put(
+            Cf::Meta,
+            &super::keys::topic_purged_key(topic),
+            &super::keys::encode_u64(self.shared.log.end_offset()),
+        );
         let _rewriting = self.shared.index_epoch.lock();
         self.shared.kv.write(batch)?;
         self.heads.remove(topic);
