@@ -355,8 +355,8 @@ impl Writer {
         // of the index from the log from bringing them back under a topic of the same name.
         batch.put(
             Cf::Meta,
-            &super::keys::topic_purged_key(topic),
-            &super::keys::encode_u64(self.shared.log.end_offset()),
+            super::keys::topic_purged_key(topic),
+            super::keys::encode_u64(self.shared.log.end_offset()),
         );
         let _rewriting = self.shared.index_epoch.lock();
         self.shared.kv.write(batch)?;
