@@ -30,7 +30,7 @@ use tracing::Instrument;
 use super::state;
 use super::ReplicationContext;
 use crate::config::Role;
-use crate::store::{MessageStore, RecordMark};
+use crate::store::{MessageStore, RecordMark, DATA_FORMAT_VERSION};
 
 /// Messages buffered towards one slave (each at most `replication.chunk_bytes` of log).
 const OUTBOUND_BUFFER: usize = 16;
@@ -132,6 +132,14 @@ pub(super) fn check_hello(ctx: &ReplicationContext, hello: &SlaveHello) -> Resul
         return Err(ApogeeError::BadRequest(format!(
             "a slave needs a broker id > 0, not {}",
             hello.broker_id
+        )));
+    }
+    if hello.data_format != DATA_FORMAT_VERSION {
+        // Its replicated rows (and its handback) would be in another layout than ours.
+        return Err(ApogeeError::PreconditionFailed(format!(
+            "the slave's data format is {} and this master's {DATA_FORMAT_VERSION} (0: a broker \
+             older than the versions); run one Apogee version on every member of a broker group",
+            hello.data_format
         )));
     }
     Ok(())
@@ -259,6 +267,7 @@ async fn serve(
             log_end_offset: store.log_end_offset() as i64,
             last_record_matches: matches,
             handback_applied: handback_applied as u64,
+            data_format: DATA_FORMAT_VERSION,
         }),
     )
     .await?;

@@ -29,7 +29,7 @@ use tracing::Instrument;
 use super::master::{from_wire, to_wire};
 use super::state;
 use super::ReplicationContext;
-use crate::store::{MessageStore, RecordMark};
+use crate::store::{MessageStore, RecordMark, DATA_FORMAT_VERSION};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 /// A master silent this long (it heartbeats every second) is taken as gone: the slave then
@@ -185,6 +185,7 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
         log_end_offset: store.log_end_offset() as i64,
         last_record: store.last_record().map(to_wire),
         handback,
+        data_format: DATA_FORMAT_VERSION,
     };
     let handed_back = !hello.handback.is_empty();
     let (tx, rx) = mpsc::channel::<SlaveMessage>(64);
@@ -202,6 +203,13 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
         master_message::Kind::Welcome(w) => w,
         _ => return Err(err("the master did not answer Hello with Welcome")),
     };
+    if welcome.data_format != DATA_FORMAT_VERSION {
+        return Err(err(format!(
+            "the master's data format is {} and ours {DATA_FORMAT_VERSION} (0: a broker older \
+             than the versions); run one Apogee version on every member of a broker group",
+            welcome.data_format
+        )));
+    }
     if handed_back {
         let j = ctx.targets.journal.clone();
         blocking(move || j.clear_handback()).await?;

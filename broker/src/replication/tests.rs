@@ -171,6 +171,7 @@ fn hello(cluster: &str, group: &str, broker_id: i64) -> apogee_proto::cluster::S
         cluster_name: cluster.into(),
         broker_name: group.into(),
         broker_id,
+        data_format: crate::store::DATA_FORMAT_VERSION,
         ..Default::default()
     }
 }
@@ -193,6 +194,18 @@ async fn a_master_takes_a_slave_of_its_own_group_and_refuses_others() {
         master::check_hello(&master, &hello("c1", "broker-a", 0)),
         Err(ApogeeError::BadRequest(_))
     ));
+    // A slave of another data format (0: one older than the versions) is refused, by name.
+    for other in [0, crate::store::DATA_FORMAT_VERSION + 1] {
+        let hello = apogee_proto::cluster::SlaveHello {
+            data_format: other,
+            ..hello("c1", "broker-a", 1)
+        };
+        let refused = master::check_hello(&master, &hello).unwrap_err();
+        assert!(
+            matches!(&refused, ApogeeError::PreconditionFailed(m) if m.contains("data format")),
+            "{refused}"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let slave = context(dir.path(), Role::Slave);

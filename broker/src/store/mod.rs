@@ -34,6 +34,7 @@ pub mod schedule_index;
 mod syncer;
 pub mod txn_index;
 mod upgrade;
+pub(crate) use upgrade::DATA_FORMAT_VERSION;
 pub mod wakeups;
 mod write_queue;
 mod writer;
