@@ -4,7 +4,7 @@
 //! of its own; a server that embeds it adds [`Controller::grpc_service`] to its router instead.
 
 use crate::config::ControllerConfig;
-use crate::network::{channel, raft_client, Network};
+use crate::network::{raft_client, Network, PeerTrust};
 use crate::service::{write_here, RaftService};
 use crate::state::{Command, CommandResult, ControllerState};
 use crate::store::{self, machine::StateReader};
@@ -95,6 +95,8 @@ struct Inner {
     machine: StateReader,
     /// The storage, to see it closed at shutdown.
     database: Weak<rocksdb::DB>,
+    /// What calls to the other controllers carry and what this one's service asks.
+    trust: PeerTrust,
 }
 
 /// The longest [`Controller::shutdown`] waits for openraft's tasks to let go of the storage.
@@ -103,8 +105,12 @@ pub const STORAGE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 impl Controller {
     /// Opens the storage in `config.data_dir`, starts the Raft node and, on storage that has
     /// never been part of a group, forms the group of `config.peers` (every voter does the
-    /// same with the same voters, which openraft allows).
-    pub async fn start(config: ControllerConfig) -> Result<Controller, StartError> {
+    /// same with the same voters, which openraft allows). Its calls to the others, and what
+    /// its service asks of theirs, follow `trust`.
+    pub async fn start(
+        config: ControllerConfig,
+        trust: PeerTrust,
+    ) -> Result<Controller, StartError> {
         config.validate().map_err(StartError::Config)?;
         let raft_config = Arc::new(config.raft_config().map_err(StartError::Config)?);
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -117,6 +123,7 @@ impl Controller {
         let (reader, database) = (machine.reader(), machine.database());
         let network = Network {
             own_id: config.node_id,
+            trust: trust.clone(),
         };
         let raft = Raft::new(config.node_id, raft_config, network, log, machine)
             .await
@@ -141,13 +148,14 @@ impl Controller {
                 raft,
                 machine: reader,
                 database,
+                trust,
             }),
         })
     }
 
     /// The controller's gRPC service, for a server's router.
     pub fn grpc_service(&self) -> RaftServer<RaftService> {
-        RaftService::new(self.inner.raft.clone()).into_server()
+        RaftService::new(self.inner.raft.clone(), self.inner.trust.secret.clone()).into_server()
     }
 
     /// Applies `command` through the Raft group and returns its result: here when this
@@ -157,7 +165,9 @@ impl Controller {
             Err(WriteError::NotLeader {
                 leader: Some(leader),
                 address: Some(address),
-            }) if leader != self.inner.node_id => forward(leader, &address, &command).await,
+            }) if leader != self.inner.node_id => {
+                forward(leader, &address, &command, &self.inner.trust).await
+            }
             other => other,
         }
     }
@@ -222,6 +232,7 @@ async fn forward(
     leader: NodeId,
     address: &str,
     command: &Command,
+    trust: &PeerTrust,
 ) -> Result<CommandResult, WriteError> {
     let unreachable = |reason: String| WriteError::Unreachable {
         leader,
@@ -229,9 +240,11 @@ async fn forward(
         reason,
     };
     let json = serde_json::to_vec(command).map_err(|e| unreachable(e.to_string()))?;
-    let mut client = raft_client(channel(address).map_err(|e| unreachable(e.to_string()))?);
+    let mut client = raft_client(trust.channel(address).map_err(unreachable)?);
+    let mut request = tonic::Request::new(RaftPayload { json });
+    trust.sign(&mut request);
     let answer = client
-        .write(RaftPayload { json })
+        .write(request)
         .await
         .map_err(|status| unreachable(status.to_string()))?;
     serde_json::from_slice::<Result<CommandResult, WriteError>>(&answer.into_inner().json)

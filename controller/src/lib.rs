@@ -63,4 +63,5 @@ pub mod types;
 
 pub use config::ControllerConfig;
 pub use controller::{serve, Controller, ControllerMetrics, ReadError, StartError, WriteError};
+pub use network::PeerTrust;
 pub use state::{Command, CommandResult, ControllerState, MemberId, Refusal};

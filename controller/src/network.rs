@@ -4,10 +4,17 @@
 //! A peer that cannot be reached (connection refused, reset, DNS) is `Unreachable`, so
 //! openraft backs off; a call that ran past openraft's time-to-live is a `Timeout`; an answer
 //! the peer's Raft gave (a higher vote, say) comes back as a `RemoteError`.
+//!
+//! [`PeerTrust`]: what the calls carry, the same as a broker's calls to a NameServer: the
+//! cluster proof (`security.cluster_secret_file`) on every call, and TLS verified against
+//! `tls.ca_file` (this server's certificate presented with `tls.cluster_mtls`) when the
+//! server has `[tls]`.
 
 use crate::types::{NodeId, TypeConfig};
+use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::controller::raft_client::RaftClient;
 use apogee_proto::controller::RaftPayload;
+use apogee_proto::tls::ClientTls;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -20,7 +27,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// The longest a connection attempt to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,11 +35,46 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The most bytes one Raft message may have (a snapshot chunk, a batch of entries).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// What a controller's calls to the others carry, and what its service asks of theirs.
+#[derive(Clone, Debug, Default)]
+pub struct PeerTrust {
+    /// The cluster secret: every call carries its proof, and the service refuses a call
+    /// without a valid one (UNAUTHENTICATED, as a NameServer refuses such a broker).
+    pub secret: Option<ClusterSecret>,
+    /// TLS of the calls (`https`, the peer's certificate verified); none: plain text.
+    pub tls: Option<ClientTls>,
+}
+
+impl PeerTrust {
+    /// Plain text, no proof: a server without `[tls]` or a cluster secret.
+    pub fn plain() -> PeerTrust {
+        PeerTrust::default()
+    }
+
+    /// A lazily connecting channel to a controller at `address` (host:port), over TLS when
+    /// this trust has it.
+    pub(crate) fn channel(&self, address: &str) -> Result<Channel, String> {
+        Ok(apogee_proto::tls::endpoint(address, self.tls.as_ref())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy())
+    }
+
+    /// Adds the cluster proof, if there is a secret, to an outgoing call.
+    pub(crate) fn sign<T>(&self, request: &mut tonic::Request<T>) {
+        if let Some(secret) = &self.secret {
+            secret.sign(request);
+        }
+    }
+}
+
 /// Makes a [`Connection`] per peer.
 #[derive(Clone)]
 pub struct Network {
     /// This controller's id (named in timeouts).
     pub own_id: NodeId,
+    /// What the calls carry.
+    pub trust: PeerTrust,
 }
 
 /// One peer: its id and the channel to its address.
@@ -41,14 +83,7 @@ pub struct Connection {
     target: NodeId,
     address: String,
     client: Option<RaftClient<Channel>>,
-}
-
-/// A lazily connecting channel to a controller at `address` (host:port).
-pub(crate) fn channel(address: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect_lazy())
+    trust: PeerTrust,
 }
 
 pub(crate) fn raft_client(channel: Channel) -> RaftClient<Channel> {
@@ -62,12 +97,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
         // A bad address fails every call as unreachable (below), with the address named.
-        let client = channel(&node.addr).ok().map(raft_client);
+        let client = self.trust.channel(&node.addr).ok().map(raft_client);
         Connection {
             own_id: self.own_id,
             target,
             address: node.addr.clone(),
             client,
+            trust: self.trust.clone(),
         }
     }
 }
@@ -103,6 +139,7 @@ impl Connection {
         let json = serde_json::to_vec(request).map_err(|e| Failure::Network(e.into()))?;
         let mut request = tonic::Request::new(RaftPayload { json });
         request.set_timeout(ttl);
+        self.trust.sign(&mut request);
         let answer = match call {
             Call::AppendEntries => client.append_entries(request).await,
             Call::Vote => client.vote(request).await,

@@ -1,12 +1,18 @@
 //! The Raft network over gRPC, the server side: `apogee.controller.v1.Raft` handing each
 //! decoded openraft message to the local Raft, and the `Write` a follower passes on to the
 //! leader (applied here only if this controller leads; never passed on again).
+//!
+//! With a cluster secret every call must carry the cluster proof: one without a valid proof
+//! is refused UNAUTHENTICATED by apogee-server's `cluster_proof` check, the one a NameServer
+//! applies to a broker's registration, and logged with the caller's address.
 
 use crate::controller::WriteError;
 use crate::state::{Command, CommandResult};
 use crate::types::{Raft, TypeConfig};
+use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::controller::raft_server::{self, RaftServer};
 use apogee_proto::controller::RaftPayload;
+use apogee_server::cluster_proof;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
@@ -17,11 +23,19 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
+    /// The cluster secret whose proof every call must carry (none: no proof asked).
+    secret: Option<ClusterSecret>,
 }
 
 impl RaftService {
-    pub(crate) fn new(raft: Raft) -> Self {
-        RaftService { raft }
+    pub(crate) fn new(raft: Raft, secret: Option<ClusterSecret>) -> Self {
+        RaftService { raft, secret }
+    }
+
+    /// The call's payload, once the caller has proven it is a member of the cluster.
+    fn admit<T: DeserializeOwned>(&self, request: Request<RaftPayload>) -> Result<T, Status> {
+        cluster_proof::check(self.secret.as_ref(), &request, "controller Raft call")?;
+        decode(request)
     }
 
     /// The service, ready to be added to a tonic router.
@@ -63,12 +77,12 @@ impl raft_server::Raft for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(request)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = self.admit(request)?;
         encode(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc: VoteRequest<u64> = decode(request)?;
+        let rpc: VoteRequest<u64> = self.admit(request)?;
         encode(&self.raft.vote(rpc).await)
     }
 
@@ -76,12 +90,12 @@ impl raft_server::Raft for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode(request)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = self.admit(request)?;
         encode(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn write(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let command: Command = decode(request)?;
+        let command: Command = self.admit(request)?;
         encode(&write_here(&self.raft, command).await)
     }
 }

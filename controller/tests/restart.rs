@@ -1,7 +1,7 @@
 //! A single-voter controller (the `--standalone` shape) keeps its state across a restart on
 //! the same data dir: the log and vote on disk bring back what was committed.
 
-use apogee_controller::{serve, Command, CommandResult, Controller, ControllerConfig};
+use apogee_controller::{serve, Command, CommandResult, Controller, ControllerConfig, PeerTrust};
 use apogee_tests::wait_until;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -17,7 +17,9 @@ async fn start_single(dir: &TempDir) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let config = ControllerConfig::single(1, &address, dir.path().join("controller"));
-    let controller = Controller::start(config).await.expect("start");
+    let controller = Controller::start(config, PeerTrust::plain())
+        .await
+        .expect("start");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(controller.clone(), listener, async {
         let _ = stopped.await;

@@ -2,7 +2,9 @@
 //! elected, commands are applied on all three (written through a follower too), the leader
 //! is shut down, a new leader is elected and the state is kept.
 
-use apogee_controller::{serve, Command, CommandResult, Controller, ControllerConfig, WriteError};
+use apogee_controller::{
+    serve, Command, CommandResult, Controller, ControllerConfig, PeerTrust, WriteError,
+};
 use apogee_tests::wait_until;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -39,7 +41,9 @@ async fn start_three() -> BTreeMap<u64, Running> {
             data_dir: dir.path().join("controller"),
             ..ControllerConfig::default()
         };
-        let controller = Controller::start(config).await.expect("start a controller");
+        let controller = Controller::start(config, PeerTrust::plain())
+            .await
+            .expect("start a controller");
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(controller.clone(), listener, async {
             let _ = stopped.await;
@@ -227,7 +231,7 @@ async fn a_write_to_a_lone_follower_names_no_reachable_leader() {
         data_dir: dir.path().to_path_buf(),
         ..ControllerConfig::default()
     };
-    let controller = Controller::start(config).await.unwrap();
+    let controller = Controller::start(config, PeerTrust::plain()).await.unwrap();
     let result = controller.write(register(1)).await;
     assert_eq!(
         result,

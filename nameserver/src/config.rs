@@ -200,12 +200,6 @@ impl NameServerConfig {
         if !self.controller.enabled {
             return Ok(());
         }
-        if self.tls.enabled() || !self.security.cluster_secret_file.is_empty() {
-            return Err("controller.enabled does not work with [tls] or \
-                 security.cluster_secret_file yet: the controllers' Raft calls are plain text \
-                 and carry no cluster proof"
-                .into());
-        }
         self.controller.controller_config(&self.listen).map(|_| ())
     }
 
@@ -335,21 +329,6 @@ mod tests {
             let error = section.controller_config("x:1").unwrap_err();
             assert!(error.contains(expected), "{error}");
         }
-    }
-
-    #[test]
-    fn controller_is_refused_with_tls_or_a_cluster_secret_for_now() {
-        let mut c = NameServerConfig::default();
-        c.controller.enabled = true;
-        assert!(c.validate().is_ok());
-        let secret = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(secret.path(), "a-cluster-secret-of-32-bytes-abc").unwrap();
-        c.security.cluster_secret_file = secret.path().display().to_string();
-        let error = c.validate().unwrap_err().to_string();
-        assert!(
-            error.contains("controller.enabled does not work"),
-            "{error}"
-        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub async fn serve(
     let broker_tls = config.tls.client_tls().map_err(ConfigError::Invalid)?;
     let broker_channels = Arc::new(grpc::BrokerChannels::new(
         cluster_secret.clone(),
-        broker_tls,
+        broker_tls.clone(),
     ));
     let access_point = grpc::AccessPoint::new(registry.clone(), limits, sessions.clone())
         .with_broker_channels(broker_channels.clone())
@@ -108,7 +108,13 @@ pub async fn serve(
             data_dir = %controller_config.data_dir.display(),
             "starting the embedded controller"
         );
-        Some(apogee_controller::Controller::start(controller_config).await?)
+        // The Raft calls carry what a broker's calls to a NameServer carry: the cluster
+        // proof, over TLS when the server has it.
+        let trust = apogee_controller::PeerTrust {
+            secret: cluster_secret.clone(),
+            tls: broker_tls,
+        };
+        Some(apogee_controller::Controller::start(controller_config, trust).await?)
     } else {
         None
     };

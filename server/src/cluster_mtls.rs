@@ -1,7 +1,7 @@
 //! Mutual TLS as cluster trust (`tls.cluster_mtls`), the other form of the shared secret in
 //! [`apogee_proto::cluster_auth`]: the calls only cluster members make (a broker's registration,
 //! heartbeat, unregistration and check-back relay on a NameServer; a slave's replication
-//! stream on a master) are taken only over a connection whose client presented a
+//! stream on a master; every call of the controllers' Raft service) are taken only over a connection whose client presented a
 //! certificate the server verified against `tls.client_ca_file`. Every other call (the
 //! clients' MessagingService, Admin, route and cluster queries) stays open to clients
 //! without a certificate.
@@ -11,6 +11,7 @@
 //! peer's address.
 
 use apogee_proto::cluster::{registry_server, replication_server};
+use apogee_proto::controller::raft_server;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -32,6 +33,7 @@ pub fn cluster_only(path: &str) -> bool {
                 | "RelayCheckBack"
         ))
         || (service == replication_server::SERVICE_NAME && method == "Replicate")
+        || service == raft_server::SERVICE_NAME
 }
 
 /// Refuses cluster-only calls without a verified client certificate, when `required`.
@@ -131,6 +133,8 @@ mod tests {
             "/apogee.cluster.v1.Registry/UnregisterBroker",
             "/apogee.cluster.v1.Registry/RelayCheckBack",
             "/apogee.cluster.v1.Replication/Replicate",
+            "/apogee.controller.v1.Raft/Vote",
+            "/apogee.controller.v1.Raft/Write",
         ] {
             assert!(cluster_only(path), "{path}");
         }
