@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{bail, Context};
 use apogee_broker::config::BrokerConfig;
+use apogee_nameserver::config::ControllerSection;
 use apogee_nameserver::NameServerConfig;
 use apogee_proto::names::{DEFAULT_BROKER_PORT, DEFAULT_NAMESERVER_PORT};
 use clap::Parser;
@@ -182,6 +183,18 @@ async fn run() -> anyhow::Result<()> {
             security: config.security.clone(),
             // The broker's TLS too: it connects to this NameServer with it.
             tls: config.tls.clone(),
+            // The controller of automatic failover as a single voter, its Raft data in
+            // <data dir>/controller beside the broker's <data dir>/broker (the store refuses
+            // entries it did not write in its own dir).
+            controller: ControllerSection {
+                enabled: true,
+                data_dir: config
+                    .data_dir
+                    .with_file_name("controller")
+                    .display()
+                    .to_string(),
+                ..ControllerSection::default()
+            },
             ..NameServerConfig::default()
         };
         let listener = apogee_server::net::Listener::bind(&ns_config.listen)
