@@ -27,6 +27,10 @@ pub struct ControllerConfig {
     /// election.
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// Whether an election may choose a member outside the in-sync set when no in-sync member
+    /// is alive (`allow_unclean` of the `Elect` the leader issues): it may lose messages the
+    /// old master acknowledged. Off by default.
+    pub unclean_election: bool,
 }
 
 impl Default for ControllerConfig {
@@ -38,6 +42,7 @@ impl Default for ControllerConfig {
             heartbeat_interval_ms: 250,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
+            unclean_election: false,
         }
     }
 }

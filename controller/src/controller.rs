@@ -97,6 +97,8 @@ struct Inner {
     database: Weak<rocksdb::DB>,
     /// What calls to the other controllers carry and what this one's service asks.
     trust: PeerTrust,
+    /// `controller.unclean_election`, for the `Elect` commands this controller issues.
+    unclean_election: bool,
 }
 
 /// The longest [`Controller::shutdown`] waits for openraft's tasks to let go of the storage.
@@ -119,6 +121,14 @@ impl Controller {
                 config.data_dir.display()
             ))
         })?;
+        if config.unclean_election {
+            tracing::warn!(
+                node = config.node_id,
+                "controller.unclean_election is ON: when no in-sync member of a broker group is \
+                 alive, a member outside the in-sync set may become master and messages the old \
+                 master acknowledged may be lost"
+            );
+        }
         let (log, machine) = store::open(&config.data_dir)?;
         let (reader, database) = (machine.reader(), machine.database());
         let network = Network {
@@ -149,8 +159,16 @@ impl Controller {
                 machine: reader,
                 database,
                 trust,
+                unclean_election: config.unclean_election,
             }),
         })
+    }
+
+    /// Whether the `Elect` commands this controller issues allow an unclean election
+    /// (`controller.unclean_election`; nothing issues `Elect` yet: the failure detector that
+    /// will reads it here).
+    pub fn unclean_election(&self) -> bool {
+        self.inner.unclean_election
     }
 
     /// The controller's gRPC service, for a server's router.

@@ -83,6 +83,9 @@ pub struct ControllerSection {
     pub peers: Vec<String>,
     /// Where the Raft log, vote and snapshots are kept.
     pub data_dir: String,
+    /// Whether a member outside the in-sync set may become master when no in-sync member is
+    /// alive (messages the old master acknowledged may be lost). Off by default.
+    pub unclean_election: bool,
 }
 
 impl Default for ControllerSection {
@@ -92,6 +95,7 @@ impl Default for ControllerSection {
             node_id: 1,
             peers: Vec::new(),
             data_dir: "controller-data".into(),
+            unclean_election: false,
         }
     }
 }
@@ -123,6 +127,7 @@ impl ControllerSection {
             node_id: self.node_id,
             peers,
             data_dir: self.data_dir.clone().into(),
+            unclean_election: self.unclean_election,
             ..apogee_controller::ControllerConfig::default()
         };
         config.validate()?;
@@ -312,6 +317,7 @@ mod tests {
                 "3=ns3:9876".into(),
             ],
             data_dir: "d".into(),
+            unclean_election: false,
         };
         let config = section.controller_config("ignored:1").unwrap();
         assert_eq!(config.own_address(), Some("ns2:9876"));
@@ -329,6 +335,15 @@ mod tests {
             let error = section.controller_config("x:1").unwrap_err();
             assert!(error.contains(expected), "{error}");
         }
+    }
+
+    #[test]
+    fn unclean_election_is_off_by_default_and_carried_into_the_controller() {
+        let mut section = ControllerSection::default();
+        assert!(!section.unclean_election);
+        assert!(!section.controller_config("x:1").unwrap().unclean_election);
+        section.unclean_election = true;
+        assert!(section.controller_config("x:1").unwrap().unclean_election);
     }
 
     #[test]
