@@ -16,7 +16,7 @@ use openraft::{BasicNode, LogId, ServerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a controller could not start.
@@ -93,8 +93,8 @@ struct Inner {
     node_id: NodeId,
     raft: Raft,
     machine: StateReader,
-    /// The storage, to see it closed at shutdown.
-    database: Weak<rocksdb::DB>,
+    /// True once the storage is closed, which shutdown waits for.
+    database_closed: tokio::sync::watch::Receiver<bool>,
     /// What calls to the other controllers carry and what this one's service asks.
     trust: PeerTrust,
     /// `controller.unclean_election`, for the `Elect` commands this controller issues.
@@ -130,7 +130,7 @@ impl Controller {
             );
         }
         let (log, machine) = store::open(&config.data_dir)?;
-        let (reader, database) = (machine.reader(), machine.database());
+        let (reader, database_closed) = (machine.reader(), machine.database_closed());
         let network = Network {
             own_id: config.node_id,
             trust: trust.clone(),
@@ -157,7 +157,7 @@ impl Controller {
                 node_id: config.node_id,
                 raft,
                 machine: reader,
-                database,
+                database_closed,
                 trust,
                 unclean_election: config.unclean_election,
             }),
@@ -231,16 +231,13 @@ impl Controller {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(node, "controller Raft stopped with an error: {e}");
         }
-        let deadline = tokio::time::Instant::now() + STORAGE_CLOSE_TIMEOUT;
-        while self.inner.database.strong_count() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    node,
-                    "controller storage still open {STORAGE_CLOSE_TIMEOUT:?} after its Raft stopped"
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut closed = self.inner.database_closed.clone();
+        let wait = tokio::time::timeout(STORAGE_CLOSE_TIMEOUT, closed.wait_for(|closed| *closed));
+        if !matches!(wait.await, Ok(Ok(_))) {
+            tracing::warn!(
+                node,
+                "controller storage still open {STORAGE_CLOSE_TIMEOUT:?} after its Raft stopped"
+            );
         }
     }
 }

@@ -5,7 +5,7 @@ use super::{blocking, CF_LOG, CF_META};
 use crate::types::{NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageIOError, Vote};
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
@@ -19,7 +19,7 @@ const KEY_LAST_PURGED: &[u8] = b"last_purged";
 /// The log store; clones share the database (a clone is the log reader openraft asks for).
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<DB>,
+    db: Arc<super::Database>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -49,7 +49,7 @@ fn write_error(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>) -> Self {
+    pub(crate) fn new(db: Arc<super::Database>) -> Self {
         LogStore { db }
     }
 

@@ -11,7 +11,7 @@ use openraft::{
     StorageIOError, StoredMembership,
 };
 use parking_lot::RwLock;
-use rocksdb::{WriteBatch, WriteOptions, DB};
+use rocksdb::{WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub struct Applied {
 /// reads are clones).
 #[derive(Clone)]
 pub struct StateMachine {
-    db: Arc<DB>,
+    db: Arc<super::Database>,
     applied: Arc<RwLock<Applied>>,
     /// Snapshots built by this process, for unique snapshot ids.
     built: Arc<std::sync::atomic::AtomicU64>,
@@ -62,7 +62,7 @@ fn snapshot_write_error(e: impl std::error::Error + 'static) -> StorageError {
 
 impl StateMachine {
     /// Loads the current snapshot, if any, as the state.
-    pub(crate) fn open(db: Arc<DB>) -> Result<Self, OpenError> {
+    pub(crate) fn open(db: Arc<super::Database>) -> Result<Self, OpenError> {
         let machine = StateMachine {
             db,
             applied: Arc::default(),
@@ -87,9 +87,9 @@ impl StateMachine {
         }
     }
 
-    /// The database, not held open.
-    pub(crate) fn database(&self) -> std::sync::Weak<DB> {
-        Arc::downgrade(&self.db)
+    /// Becomes true once the database is closed (every handle dropped).
+    pub(crate) fn database_closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.db.closed()
     }
 
     fn stored_snapshot(&self) -> Result<Option<(Meta, Vec<u8>)>, std::io::Error> {

@@ -20,8 +20,44 @@ pub mod log;
 pub mod machine;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The controller's RocksDB, shared by its log store and state machine. When the last handle
+/// goes, it closes the database and only then says so ([`Database::closed`]): RocksDB
+/// releases the directory's LOCK at the end of its close, so a controller started again on
+/// the same directory in the same process (a NameServer restarted in place) waits for that,
+/// not just for the last handle's drop to begin.
+pub struct Database {
+    db: Option<DB>,
+    closed: watch::Sender<bool>,
+}
+
+impl Database {
+    /// Becomes true once the database is closed.
+    pub(crate) fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+}
+
+impl Deref for Database {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        self.db
+            .as_ref()
+            .expect("the database is open until dropped")
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        self.closed.send_replace(true);
+    }
+}
 
 pub(crate) const CF_LOG: &str = "raft_log";
 pub(crate) const CF_META: &str = "raft_meta";
@@ -36,7 +72,10 @@ pub fn open(dir: &Path) -> Result<(log::LogStore, machine::StateMachine), OpenEr
     let families = [CF_LOG, CF_META, CF_SNAPSHOT]
         .into_iter()
         .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-    let db = Arc::new(DB::open_cf_descriptors(&options, dir, families)?);
+    let db = Arc::new(Database {
+        db: Some(DB::open_cf_descriptors(&options, dir, families)?),
+        closed: watch::channel(false).0,
+    });
     let machine = machine::StateMachine::open(db.clone())?;
     Ok((log::LogStore::new(db), machine))
 }
