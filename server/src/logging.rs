@@ -17,13 +17,20 @@ pub enum LogFormat {
 }
 
 /// The filter: `RUST_LOG` first, then `level`, then "info". A bad filter is an error
-/// naming where it came from.
+/// naming where it came from. Unless the setting names it, the Raft library of the embedded
+/// controller logs warnings and errors only (at info it logs every election step and
+/// membership detail); the controller's own lines say what an operator needs.
 pub fn filter(level: Option<&str>) -> Result<EnvFilter, String> {
     if let Ok(env) = std::env::var("RUST_LOG") {
         return EnvFilter::try_new(&env).map_err(|e| format!("RUST_LOG={env:?}: {e}"));
     }
     let level = level.unwrap_or("info");
-    EnvFilter::try_new(level).map_err(|e| format!("log_level {level:?}: {e}"))
+    let directives = if level.contains("openraft") {
+        level.to_string()
+    } else {
+        format!("{level},openraft=warn")
+    };
+    EnvFilter::try_new(&directives).map_err(|e| format!("log_level {level:?}: {e}"))
 }
 
 /// Installs the global subscriber for a server process.
@@ -52,6 +59,20 @@ mod tests {
         assert!(err.starts_with("log_level \"apogee=[\""), "{err}");
         assert!(filter(Some("debug")).is_ok());
         assert!(filter(None).is_ok());
+    }
+
+    #[test]
+    fn the_raft_library_logs_warnings_only_unless_the_setting_names_it() {
+        if std::env::var("RUST_LOG").is_ok() {
+            return; // RUST_LOG wins over the setting; nothing to check here.
+        }
+        let quiet = filter(Some("info")).unwrap().to_string();
+        assert!(quiet.contains("openraft=warn"), "{quiet}");
+        let chosen = filter(Some("info,openraft=debug")).unwrap().to_string();
+        assert!(
+            chosen.contains("openraft=debug") && !chosen.contains("openraft=warn"),
+            "{chosen}"
+        );
     }
 
     #[test]
