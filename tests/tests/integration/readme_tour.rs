@@ -202,7 +202,10 @@ async fn readme_tour_runs_as_written_on_a_fresh_standalone() {
         // CI) never refuses the tour's sends or deletes its segments.
         vec![
             ("APOGEE_BROKER_STORE__DISK_CLEAN_RATIO".into(), "1.0".into()),
-            ("APOGEE_BROKER_STORE__DISK_REFUSE_RATIO".into(), "1.0".into()),
+            (
+                "APOGEE_BROKER_STORE__DISK_REFUSE_RATIO".into(),
+                "1.0".into(),
+            ),
         ],
         tour.dir.path().join("standalone.log"),
     );
