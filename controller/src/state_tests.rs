@@ -215,55 +215,53 @@ fn no_election_while_the_master_is_alive() {
 
 #[test]
 fn election_chooses_by_epoch_then_log_end_then_priority_then_id() {
-    // Epoch beats log end.
-    let mut state = group_of_three();
-    let result = elect(
-        &mut state,
-        &[2, 3],
-        vec![report(2, 1, 900), report(3, 2, 100)],
-        false,
-    );
-    assert!(
-        matches!(result, CommandResult::Elected { master: 3, .. }),
-        "{result:?}"
-    );
-    // Same epoch: log end decides.
-    let mut state = group_of_three();
-    let result = elect(
-        &mut state,
-        &[2, 3],
-        vec![report(2, 1, 900), report(3, 1, 100)],
-        false,
-    );
-    assert!(
-        matches!(result, CommandResult::Elected { master: 2, .. }),
-        "{result:?}"
-    );
-    // Same epoch and log end: the lower priority value wins.
-    let mut state = group_of_three();
-    register(&mut state, 3, 1);
-    let result = elect(
-        &mut state,
-        &[2, 3],
-        vec![report(2, 1, 900), report(3, 1, 900)],
-        false,
-    );
-    assert!(
-        matches!(result, CommandResult::Elected { master: 3, .. }),
-        "{result:?}"
-    );
-    // All equal: the lower member id wins.
-    let mut state = group_of_three();
-    let result = elect(
-        &mut state,
-        &[3, 2],
-        vec![report(2, 1, 900), report(3, 1, 900)],
-        false,
-    );
-    assert!(
-        matches!(result, CommandResult::Elected { master: 2, .. }),
-        "{result:?}"
-    );
+    // (what decides, member 3's priority if re-registered, alive, (member, epoch, log end)
+    // reports, the member elected)
+    let cases = [
+        (
+            "epoch beats log end",
+            None,
+            [2, 3],
+            [(2, 1, 900), (3, 2, 100)],
+            3,
+        ),
+        (
+            "same epoch: log end",
+            None,
+            [2, 3],
+            [(2, 1, 900), (3, 1, 100)],
+            2,
+        ),
+        (
+            "then the lower priority value",
+            Some(1),
+            [2, 3],
+            [(2, 1, 900), (3, 1, 900)],
+            3,
+        ),
+        (
+            "all equal: the lower member id",
+            None,
+            [3, 2],
+            [(2, 1, 900), (3, 1, 900)],
+            2,
+        ),
+    ];
+    for (what, priority_of_3, alive, reports, expected) in cases {
+        let mut state = group_of_three();
+        if let Some(priority) = priority_of_3 {
+            register(&mut state, 3, priority);
+        }
+        let reports = reports
+            .iter()
+            .map(|&(member, epoch, log_end)| report(member, epoch, log_end))
+            .collect();
+        let result = elect(&mut state, &alive, reports, false);
+        assert!(
+            matches!(result, CommandResult::Elected { master, .. } if master == expected),
+            "{what}: {result:?}"
+        );
+    }
 }
 
 #[test]
