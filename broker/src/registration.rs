@@ -189,6 +189,7 @@ impl NameServerLink {
             users: access.all_users().cloned().collect(),
             acls: access.all_acls().cloned().collect(),
             instance_id: self.instance_id,
+            ..cluster::RegisterBrokerRequest::default()
         }
     }
 
@@ -410,8 +411,10 @@ impl NameServerLink {
                 endpoint: self.config.advertised_endpoint(),
                 instance_id: self.instance_id,
                 heartbeat_interval_ms: interval.as_millis() as u64,
+                ..cluster::SessionOpen::default()
             }),
             data_version: self.data_version(topics, groups),
+            ..SessionBeat::default()
         };
         if beats.try_send(open).is_err() {
             return SessionEnd::Unanswered;
@@ -447,7 +450,7 @@ impl NameServerLink {
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {
-                        let beat = SessionBeat { open: None, data_version: self.data_version(topics, groups) };
+                        let beat = SessionBeat { data_version: self.data_version(topics, groups), ..SessionBeat::default() };
                         // A full queue is a NameServer not reading: the silence check ends it.
                         let _ = beats.try_send(beat);
                     }

@@ -88,6 +88,7 @@ impl Registry for HeldRegistry {
         let (answers, rx) = mpsc::unbounded_channel();
         let _ = answers.send(Ok(SessionAnswer {
             register_required: first,
+            ..SessionAnswer::default()
         }));
         let (events, limit) = (self.sessions.clone(), self.beats_per_session);
         tokio::spawn(async move {

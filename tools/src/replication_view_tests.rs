@@ -14,6 +14,7 @@ fn member(id: i64, endpoint: &str, role: BrokerRole) -> BrokerMember {
         last_seen_ms: NOW - 2_000,
         data_version: 4,
         topic_count: 3,
+        ..BrokerMember::default()
     }
 }
 

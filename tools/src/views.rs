@@ -263,6 +263,7 @@ mod tests {
             last_seen_ms: seen,
             data_version: 3,
             topic_count: 2,
+            ..cluster::BrokerMember::default()
         }
     }
 

@@ -186,6 +186,7 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
         last_record: store.last_record().map(to_wire),
         handback,
         data_format: DATA_FORMAT_VERSION,
+        ..SlaveHello::default()
     };
     let handed_back = !hello.handback.is_empty();
     let (tx, rx) = mpsc::channel::<SlaveMessage>(64);

@@ -108,6 +108,7 @@ pub async fn open(
     let (answers, rx) = mpsc::channel(ANSWER_BUFFER);
     let first_answer = SessionAnswer {
         register_required: opened.register_required,
+        ..SessionAnswer::default()
     };
     answers
         .try_send(Ok(first_answer))
@@ -177,7 +178,7 @@ async fn serve(
                 };
                 // A full buffer is a broker not reading: it is asked again at its next beat.
                 if let Err(mpsc::error::TrySendError::Closed(_)) =
-                    answers.try_send(Ok(SessionAnswer { register_required }))
+                    answers.try_send(Ok(SessionAnswer { register_required, ..SessionAnswer::default() }))
                 {
                     break Ending::Closed("the broker stopped reading its answers".into());
                 }
@@ -272,8 +273,10 @@ mod tests {
                 endpoint: "127.0.0.1:10911".into(),
                 instance_id: 7,
                 heartbeat_interval_ms: 1000,
+                ..SessionOpen::default()
             }),
             data_version: 1,
+            ..SessionBeat::default()
         }
     }
 

@@ -73,6 +73,7 @@ fn member_proto(id: i64, m: &Member) -> BrokerMember {
         last_seen_ms: m.last_seen_ms,
         data_version: m.data_version,
         topic_count: m.topics.len().min(i32::MAX as usize) as i32,
+        ..BrokerMember::default()
     }
 }
 
