@@ -71,6 +71,7 @@ pub struct BrokerConfig {
     pub schedule: ScheduleSection,
     pub consume: ConsumeSection,
     pub replication: ReplicationSection,
+    pub failover: FailoverSection,
     pub limits: crate::quotas::LimitsSection,
     pub security: apogee_server::security::SecuritySection,
     pub tls: apogee_server::tls_config::TlsSection,
@@ -109,6 +110,38 @@ impl Default for ReplicationSection {
             chunk_bytes: 1 << 20,
             handback_wait_ms: 10_000,
             reconnect_ms: 1_000,
+        }
+    }
+}
+
+/// Automatic failover: the broker group's roles decided by the NameServers' controller.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverSection {
+    /// Controller mode (RocketMQ's `enableControllerMode`): `broker_id` is this member's id
+    /// for life (>= 1), `role` is not read, and the role and master epoch come from the
+    /// controller embedded in the NameServers (`[controller] enabled` there). The broker
+    /// starts fenced: it takes no write and hands out nothing until the controller names
+    /// the group's master.
+    pub controller_mode: bool,
+    /// Election priority among in-sync members with the same epoch and log end: lower is
+    /// preferred (RocketMQ's `brokerElectPriority`).
+    pub election_priority: u32,
+    /// Sends are refused before they are appended while the controller's in-sync set has
+    /// fewer members than this, the master included (RocketMQ's `minInSyncReplicas`). A
+    /// send is acknowledged once every member of the in-sync set has it.
+    pub min_in_sync_replicas: u32,
+}
+
+/// Most members a broker group may have (`failover.min_in_sync_replicas` cannot exceed it).
+pub const MAX_GROUP_MEMBERS: u32 = 16;
+
+impl Default for FailoverSection {
+    fn default() -> Self {
+        FailoverSection {
+            controller_mode: false,
+            election_priority: 255,
+            min_in_sync_replicas: 1,
         }
     }
 }
@@ -280,6 +313,7 @@ impl Default for BrokerConfig {
             schedule: ScheduleSection::default(),
             consume: ConsumeSection::default(),
             replication: ReplicationSection::default(),
+            failover: FailoverSection::default(),
             limits: crate::quotas::LimitsSection::default(),
             security: Default::default(),
             tls: Default::default(),
@@ -322,7 +356,8 @@ impl BrokerConfig {
         if self.broker_id < 0 {
             return bad("broker_id must be >= 0".into());
         }
-        if (self.broker_id == 0) == (self.role == Role::Slave) {
+        self.validate_failover().or_else(bad)?;
+        if !self.failover.controller_mode && (self.broker_id == 0) == (self.role == Role::Slave) {
             return bad(
                 "broker_id 0 is the master; slaves need broker_id > 0 and role = \"slave\"".into(),
             );
@@ -436,6 +471,38 @@ impl BrokerConfig {
                 secs.saturating_mul(1000)
             )
         })
+    }
+
+    fn validate_failover(&self) -> Result<(), String> {
+        let f = &self.failover;
+        if !(1..=MAX_GROUP_MEMBERS).contains(&f.min_in_sync_replicas) {
+            return Err(format!(
+                "failover.min_in_sync_replicas must be within 1..={MAX_GROUP_MEMBERS}"
+            ));
+        }
+        if !f.controller_mode {
+            return Ok(());
+        }
+        if self.broker_id < 1 {
+            return Err(format!(
+                "failover.controller_mode: broker_id is the member's id for life and must be \
+                 >= 1 (the controller decides which member is the master; got {})",
+                self.broker_id
+            ));
+        }
+        if !self.replication.master.is_empty() {
+            return Err(format!(
+                "failover.controller_mode: replication.master ({:?}) must be empty (the \
+                 controller names the master)",
+                self.replication.master
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the role comes from the controller (`failover.controller_mode`).
+    pub fn controller_mode(&self) -> bool {
+        self.failover.controller_mode
     }
 
     fn validate_heartbeat(&self) -> Result<(), String> {
@@ -557,6 +624,40 @@ mod tests {
         assert!(
             err.contains("lastest") && err.contains("earliest") && err.contains("latest"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn controller_mode_takes_member_ids_from_one_and_no_configured_master() {
+        let member = |text: &str| -> Result<(), String> {
+            let c: BrokerConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+            c.validate().map_err(|e| e.to_string())
+        };
+        let on = "[failover]\ncontroller_mode = true\n";
+        // The role no longer says master or slave: any member id >= 1, any role key.
+        member(&format!("broker_id = 1\n{on}")).unwrap();
+        member(&format!("broker_id = 2\nrole = \"async_master\"\n{on}")).unwrap();
+        let zero = member(&format!("broker_id = 0\n{on}")).unwrap_err();
+        assert!(zero.contains("must be >= 1"), "{zero}");
+        let pinned = member(&format!(
+            "broker_id = 2\n[replication]\nmaster = \"127.0.0.1:1\"\n{on}"
+        ))
+        .unwrap_err();
+        assert!(pinned.contains("replication.master"), "{pinned}");
+        for (min, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_GROUP_MEMBERS, true),
+            (17, false),
+        ] {
+            let result = member(&format!("[failover]\nmin_in_sync_replicas = {min}"));
+            assert_eq!(result.is_ok(), ok, "min_in_sync_replicas {min}: {result:?}");
+        }
+        let defaults = FailoverSection::default();
+        assert!(!defaults.controller_mode);
+        assert_eq!(
+            (defaults.election_priority, defaults.min_in_sync_replicas),
+            (255, 1)
         );
     }
 
