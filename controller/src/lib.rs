@@ -16,11 +16,11 @@
 //!
 //! # What is not
 //!
-//! Liveness: which members the leader hears from is the leader's own knowledge (heartbeats,
-//! a later step). It enters the log only inside an `Elect` command (the members found alive
-//! and their fresh log reports), so a decision is replicated with the facts it was made on
-//! and replaying the log decides alike. Nothing of the brokers' data, routes or topics is
-//! here: the NameServers keep those as before.
+//! Liveness: which members the leader hears from is the leader's own knowledge (the beats of
+//! the brokers' sessions with its NameServer, see "Failover"). It enters the log only inside
+//! an `Elect` command (the members found alive and their fresh log reports), so a decision
+//! is replicated with the facts it was made on and replaying the log decides alike. Nothing
+//! of the brokers' data, routes or topics is here: the NameServers keep those as before.
 //!
 //! # The election rule
 //!
@@ -44,9 +44,38 @@
 //! leads. Members (later steps) refuse anything carrying an older master epoch, and record
 //! each epoch's start offset in their log to reconcile by epoch when they rejoin.
 //!
+//! # Failover
+//!
+//! [`failover`], leader-local. A broker in controller mode beats on its session with every
+//! NameServer, each beat carrying its member report; the NameServer passes it to its
+//! controller ([`Controller::on_beat`]), and only the leader acts and answers with the
+//! group's assignment (master, epochs, committed in-sync set). Liveness: a member is alive
+//! while it beat within `member_timeout_ms` and its session is open. A beat registers a
+//! member the state does not know (or knows at another address or priority), and the
+//! master's measured in-sync set, when it differs and is based on the current epochs, is
+//! committed with `ChangeInSync`.
+//!
+//! Leases: the member that is the master in the state gets `lease_ms` in its answer, and
+//! holds it until the instant it sent the answered beat + `lease_ms`. The leader grants it
+//! only after confirming with a quorum that it still leads, after the beat arrived
+//! (`ensure_linearizable`), and only when no election of the group started meanwhile.
+//!
+//! The election timing rule: a master that is not alive is replaced (an `Elect` with the
+//! alive members and their reports, by a background task every 200 ms) only once
+//! `lease_ms + lease_margin_ms` passed since the leader's last grant to it AND since the
+//! leader became leader. Why it is safe: a lease counts from the beat's sending, which comes
+//! before the grant; the grant follows a quorum's confirmation, so no other leader existed
+//! then; a new leader, which does not know its predecessor's grants, waits a full lease +
+//! margin. So when a replacement is elected every lease of the old master has run out, and
+//! two masters never hold a lease at once. A group without a master has no lease
+//! outstanding: its first election comes at once. An election refused for want of an
+//! in-sync candidate leaves the group without a serving master (logged at WARN once per
+//! epoch) until an in-sync member is back, or unclean election is on.
+//!
 //! # Modules
 //!
 //! - [`state`]: the state machine and its rules.
+//! - [`failover`]: the leader's liveness table, leases and elections.
 //! - [`store`]: RocksDB storage of the Raft log, vote and snapshots.
 //! - [`network`] and [`service`]: the Raft messages over gRPC (`apogee.controller.v1.Raft`).
 //! - [`controller`]: the [`Controller`] handle (start, write, linearizable read, metrics)
@@ -55,6 +84,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod failover;
 pub mod network;
 pub mod service;
 pub mod state;

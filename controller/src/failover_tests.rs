@@ -1,0 +1,471 @@
+//! The failover rules with time passed in: registration and in-sync proposals from beats,
+//! leases only to the master and only on a valid ticket, and the election timing.
+
+use super::*;
+use crate::state::{Command, CommandResult, ControllerState, Refusal};
+
+const GROUP: &str = "broker-a";
+const LEASE: Duration = Duration::from_millis(2000);
+const MARGIN: Duration = Duration::from_millis(500);
+const TIMEOUT: Duration = Duration::from_millis(2000);
+
+fn timings() -> FailoverTimings {
+    FailoverTimings {
+        lease: LEASE,
+        lease_margin: MARGIN,
+        member_timeout: TIMEOUT,
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn address(member: MemberId) -> String {
+    format!("127.0.0.1:{}", 10_000 + member)
+}
+
+fn beat(member: MemberId, report: MemberReport) -> MemberBeat {
+    MemberBeat {
+        group: GROUP.into(),
+        member,
+        address: address(member),
+        report,
+    }
+}
+
+fn slave_report(master_epoch: u64, log_end: u64) -> MemberReport {
+    MemberReport {
+        master_epoch,
+        last_log_epoch: master_epoch,
+        log_end,
+        priority: 0,
+        ..MemberReport::default()
+    }
+}
+
+fn master_report(master_epoch: u64, in_sync_epoch: u64, in_sync: &[MemberId]) -> MemberReport {
+    MemberReport {
+        is_master: true,
+        in_sync: in_sync.to_vec(),
+        in_sync_epoch,
+        ..slave_report(master_epoch, 100)
+    }
+}
+
+/// Applies `commands` to `state`, returning the results.
+fn apply(state: &mut ControllerState, commands: &[Command]) -> Vec<CommandResult> {
+    commands.iter().map(|c| state.apply(c)).collect()
+}
+
+/// A state with members 1 and 2 registered and 1 master of epoch 1 with both in sync, and
+/// a failover table leading since `t0` that heard both at `t0`.
+fn group_with_master(t0: Instant) -> (ControllerState, Failover) {
+    let mut state = ControllerState::default();
+    let mut failover = Failover::new(timings());
+    failover.observe_leadership(Some(1), t0);
+    for member in [1, 2] {
+        let commands = failover.on_beat(&state, &beat(member, slave_report(0, 0)), t0);
+        apply(&mut state, &commands);
+    }
+    apply(
+        &mut state,
+        &[
+            Command::Elect {
+                group: GROUP.into(),
+                alive: BTreeSet::from([1]),
+                reports: vec![],
+                allow_unclean: false,
+            },
+            Command::ChangeInSync {
+                group: GROUP.into(),
+                master: 1,
+                master_epoch: 1,
+                in_sync_epoch: 1,
+                in_sync: BTreeSet::from([1, 2]),
+            },
+        ],
+    );
+    (state, failover)
+}
+
+#[test]
+fn first_beat_registers_and_a_known_member_is_not_registered_again() {
+    let t0 = Instant::now();
+    let mut state = ControllerState::default();
+    let mut failover = Failover::new(timings());
+    let commands = failover.on_beat(&state, &beat(1, slave_report(0, 0)), t0);
+    assert_eq!(
+        commands,
+        vec![Command::Register {
+            group: GROUP.into(),
+            member: 1,
+            address: address(1),
+            priority: 0,
+        }]
+    );
+    apply(&mut state, &commands);
+    assert_eq!(
+        failover.on_beat(&state, &beat(1, slave_report(0, 0)), t0 + ms(1000)),
+        vec![]
+    );
+}
+
+#[test]
+fn an_address_or_priority_change_registers_again() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    let mut moved = beat(2, slave_report(1, 0));
+    moved.address = "127.0.0.1:20000".into();
+    assert_eq!(
+        failover.on_beat(&state, &moved, t0),
+        vec![Command::Register {
+            group: GROUP.into(),
+            member: 2,
+            address: "127.0.0.1:20000".into(),
+            priority: 0,
+        }]
+    );
+    let mut reprioritized = beat(2, slave_report(1, 0));
+    reprioritized.report.priority = 3;
+    assert!(matches!(
+        failover.on_beat(&state, &reprioritized, t0).as_slice(),
+        [Command::Register { priority: 3, .. }]
+    ));
+}
+
+#[test]
+fn in_sync_changes_are_proposed_only_by_the_master_on_the_current_epochs() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    // The state: master 1 of epoch 1, in sync {1, 2} of in-sync epoch 2.
+    let shrink = master_report(1, 2, &[1]);
+    assert_eq!(
+        failover.on_beat(&state, &beat(1, shrink.clone()), t0),
+        vec![Command::ChangeInSync {
+            group: GROUP.into(),
+            master: 1,
+            master_epoch: 1,
+            in_sync_epoch: 2,
+            in_sync: BTreeSet::from([1]),
+        }]
+    );
+    let cases: [(MemberId, MemberReport, &str); 6] = [
+        (1, master_report(1, 2, &[1, 2]), "the committed set"),
+        (2, master_report(1, 2, &[2]), "not the state's master"),
+        (
+            1,
+            MemberReport {
+                is_master: false,
+                ..shrink.clone()
+            },
+            "not acting as master",
+        ),
+        (1, master_report(0, 2, &[1]), "an older master epoch"),
+        (1, master_report(1, 1, &[1]), "an older in-sync epoch"),
+        (1, master_report(1, 2, &[2]), "a set without the master"),
+    ];
+    for (member, report, case) in cases {
+        assert_eq!(
+            failover.on_beat(&state, &beat(member, report), t0),
+            vec![],
+            "{case}"
+        );
+    }
+    // Members the group does not hold are left out of a proposal.
+    assert!(matches!(
+        failover.on_beat(&state, &beat(1, master_report(1, 2, &[1, 9])), t0).as_slice(),
+        [Command::ChangeInSync { in_sync, .. }] if *in_sync == BTreeSet::from([1])
+    ));
+}
+
+#[test]
+fn a_lease_goes_only_to_the_master_and_is_recorded() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    let ticket = failover.grant_ticket(GROUP, t0);
+    let to_master = failover.assignment(&state, GROUP, 1, ticket, 7, t0);
+    assert_eq!(
+        to_master,
+        Assignment {
+            master_member: 1,
+            master_endpoint: address(1),
+            master_epoch: 1,
+            in_sync: vec![1, 2],
+            in_sync_epoch: 2,
+            lease_ms: 2000,
+            controller_leader: 7,
+        }
+    );
+    let to_slave = failover.assignment(&state, GROUP, 2, ticket, 7, t0);
+    assert_eq!(to_slave.lease_ms, 0);
+    assert_eq!(to_slave.master_member, 1);
+    let status = failover.status(&state, t0 + ms(300));
+    assert_eq!(status.groups[0].last_grant_age, Some(ms(300)));
+    // A node that does not lead grants nothing.
+    failover.observe_leadership(None, t0);
+    let ticket = failover.grant_ticket(GROUP, t0);
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 1, ticket, 7, t0)
+            .lease_ms,
+        0
+    );
+}
+
+#[test]
+fn no_lease_on_a_ticket_an_election_overtook() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    let ticket = failover.grant_ticket(GROUP, t0);
+    // The master goes silent and, a lease + margin later, an election starts before the
+    // answer built on the older ticket is made.
+    let later = t0 + LEASE + MARGIN;
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), later);
+    assert!(failover.election_for(&state, GROUP, later, false).is_some());
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 1, ticket, 7, later)
+            .lease_ms,
+        0
+    );
+    // Nor on a ticket taken while it is in flight.
+    let during = failover.grant_ticket(GROUP, later);
+    failover.election_written(GROUP, None, later);
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 1, during, 7, later)
+            .lease_ms,
+        0
+    );
+    // Its outcome is unknown: no lease for a lease + margin, then again.
+    let blocked = failover.grant_ticket(GROUP, later + ms(100));
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 1, blocked, 7, later)
+            .lease_ms,
+        0
+    );
+    let after = later + LEASE + MARGIN;
+    let ticket = failover.grant_ticket(GROUP, after);
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 1, ticket, 7, after)
+            .lease_ms,
+        2000
+    );
+}
+
+#[test]
+fn no_election_while_the_master_is_alive() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    let mut now = t0;
+    for _ in 0..10 {
+        now += ms(1000);
+        failover.on_beat(&state, &beat(1, master_report(1, 2, &[1, 2])), now);
+        failover.on_beat(&state, &beat(2, slave_report(1, 100)), now);
+        assert_eq!(failover.elections(&state, now, false), vec![]);
+    }
+}
+
+#[test]
+fn no_election_before_a_lease_and_margin_after_the_last_grant() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    // Leading for long enough; the last grant to the master at t0 + 5 s.
+    let granted = t0 + ms(5000);
+    failover.on_beat(&state, &beat(1, master_report(1, 2, &[1, 2])), granted);
+    let ticket = failover.grant_ticket(GROUP, granted);
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 1, ticket, 7, granted)
+            .lease_ms,
+        2000
+    );
+    let mut now = granted;
+    // The master is not alive after the member timeout; member 2 beats on.
+    while now < granted + LEASE + MARGIN - ms(100) {
+        now += ms(100);
+        failover.on_beat(&state, &beat(2, slave_report(1, 100)), now);
+        assert_eq!(failover.elections(&state, now, false), vec![], "{now:?}");
+    }
+    now = granted + LEASE + MARGIN;
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), now);
+    assert_eq!(failover.elections(&state, now, false).len(), 1);
+}
+
+#[test]
+fn no_election_before_a_lease_and_margin_after_becoming_leader() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    // A new term at t0 + 10 s: no grant of its own to the master, whose session ended.
+    let elected = t0 + ms(10_000);
+    failover.observe_leadership(Some(2), elected);
+    failover.member_gone(GROUP, 1);
+    let just_before = elected + LEASE + MARGIN - ms(1);
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), just_before);
+    assert_eq!(failover.elections(&state, just_before, false), vec![]);
+    let at = elected + LEASE + MARGIN;
+    assert_eq!(
+        failover.elections(&state, at, false),
+        vec![Command::Elect {
+            group: GROUP.into(),
+            alive: BTreeSet::from([2]),
+            reports: vec![crate::state::MemberReport {
+                member: 2,
+                last_epoch: 1,
+                log_end: 100,
+            }],
+            allow_unclean: false,
+        }]
+    );
+}
+
+#[test]
+fn losing_leadership_forgets_the_grants_and_stops_elections() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    let ticket = failover.grant_ticket(GROUP, t0);
+    failover.assignment(&state, GROUP, 1, ticket, 7, t0);
+    failover.observe_leadership(None, t0 + ms(10));
+    let late = t0 + ms(60_000);
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), late);
+    assert_eq!(failover.elections(&state, late, false), vec![]);
+    assert!(!failover.status(&state, late).leading);
+    assert_eq!(failover.status(&state, late).groups[0].last_grant_age, None);
+}
+
+#[test]
+fn a_dead_master_is_replaced_by_an_alive_member_and_the_election_recorded() {
+    let t0 = Instant::now();
+    let (mut state, mut failover) = group_with_master(t0);
+    let now = t0 + ms(5000);
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), now);
+    let commands = failover.elections(&state, now, false);
+    assert!(matches!(
+        commands.as_slice(),
+        [Command::Elect { alive, .. }] if *alive == BTreeSet::from([2])
+    ));
+    // In flight: not asked again.
+    assert_eq!(failover.elections(&state, now + ms(200), false), vec![]);
+    let results = apply(&mut state, &commands);
+    failover.election_written(GROUP, Some(&results[0]), now + ms(10));
+    let status = failover.status(&state, now + ms(1010));
+    let group = &status.groups[0];
+    assert_eq!((group.master, group.master_epoch), (Some(2), 2));
+    let (ago, record) = group.last_election.clone().expect("recorded");
+    assert_eq!(ago, ms(1000));
+    assert_eq!(
+        (record.old_master, record.master, record.unclean),
+        (Some(1), 2, false)
+    );
+}
+
+#[test]
+fn a_new_group_elects_its_first_master_at_once() {
+    let t0 = Instant::now();
+    let mut state = ControllerState::default();
+    let mut failover = Failover::new(timings());
+    failover.observe_leadership(Some(1), t0);
+    let commands = failover.on_beat(&state, &beat(1, slave_report(0, 0)), t0);
+    apply(&mut state, &commands);
+    let elections = failover.elections(&state, t0, false);
+    assert!(matches!(
+        elections.as_slice(),
+        [Command::Elect { alive, .. }] if *alive == BTreeSet::from([1])
+    ));
+    assert!(matches!(
+        apply(&mut state, &elections)[0],
+        CommandResult::Elected {
+            master: 1,
+            master_epoch: 1,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_refused_election_is_not_asked_again_on_the_same_facts() {
+    let t0 = Instant::now();
+    let (mut state, mut failover) = group_with_master(t0);
+    // Member 3 joins, out of sync; 1 and 2 die.
+    let commands = failover.on_beat(&state, &beat(3, slave_report(1, 10)), t0);
+    apply(&mut state, &commands);
+    let mut now = t0 + ms(5000);
+    failover.on_beat(&state, &beat(3, slave_report(1, 10)), now);
+    let first = failover.elections(&state, now, false);
+    assert_eq!(first.len(), 1);
+    let results = apply(&mut state, &first);
+    assert!(matches!(
+        results[0],
+        CommandResult::Refused(Refusal::NoInSyncCandidate { .. })
+    ));
+    failover.election_written(GROUP, Some(&results[0]), now);
+    for _ in 0..20 {
+        now += ms(200);
+        failover.on_beat(&state, &beat(3, slave_report(1, 10)), now);
+        assert_eq!(failover.elections(&state, now, false), vec![]);
+    }
+    // New facts: member 2, in sync, is back; the election is asked for again.
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), now);
+    let again = failover.elections(&state, now, false);
+    assert!(matches!(
+        again.as_slice(),
+        [Command::Elect { alive, .. }] if *alive == BTreeSet::from([2, 3])
+    ));
+}
+
+#[test]
+fn a_member_whose_session_ended_is_not_alive_until_it_beats_again() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), t0);
+    assert_eq!(
+        failover.status(&state, t0).groups[0].alive,
+        BTreeSet::from([1, 2])
+    );
+    failover.member_gone(GROUP, 2);
+    assert_eq!(
+        failover.status(&state, t0).groups[0].alive,
+        BTreeSet::from([1])
+    );
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), t0 + ms(10));
+    assert_eq!(
+        failover.status(&state, t0 + ms(10)).groups[0].alive,
+        BTreeSet::from([1, 2])
+    );
+    // Silence for the member timeout ends it too.
+    assert_eq!(
+        failover.status(&state, t0 + TIMEOUT + ms(10)).groups[0].alive,
+        BTreeSet::new()
+    );
+}
+
+#[test]
+fn the_table_holds_at_most_the_group_limit_of_members() {
+    let t0 = Instant::now();
+    let state = ControllerState::default();
+    let mut failover = Failover::new(timings());
+    for member in 1..=MAX_MEMBERS_PER_GROUP as u64 {
+        assert_eq!(
+            failover
+                .on_beat(&state, &beat(member, slave_report(0, 0)), t0)
+                .len(),
+            1
+        );
+    }
+    let extra = MAX_MEMBERS_PER_GROUP as u64 + 1;
+    assert_eq!(
+        failover.on_beat(&state, &beat(extra, slave_report(0, 0)), t0),
+        vec![]
+    );
+    // Once the others are silent (and the state holds none of them), there is room.
+    let later = t0 + TIMEOUT;
+    assert_eq!(
+        failover
+            .on_beat(&state, &beat(extra, slave_report(0, 0)), later)
+            .len(),
+        1
+    );
+}
