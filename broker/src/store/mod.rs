@@ -15,11 +15,13 @@
 //! [`index`] (keys and dispatch), `write_queue` (who writes: leader/follower group commit),
 //! `writer` (group commit, flusher), `recovery` (open-time checks), [`format`] (the index
 //! format version and the rebuild of the derived state), [`foreign`] (refusing a
-//! data dir or segment Apogee did not write),
+//! data dir or segment Apogee did not write), [`epochs`] (the master epochs this member's log
+//! holds, for automatic failover),
 //! [`wakeups`] (per-queue wake-ups of long-polling readers).
 
 pub mod commitlog;
 mod config;
+pub mod epochs;
 mod fail_stop;
 pub mod foreign;
 pub mod format;
@@ -58,6 +60,7 @@ mod tests_retention;
 mod tests_write_queue;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -70,6 +73,7 @@ pub use config::{
     FlushMode, StoreConfig, DEFAULT_ASYNC_FLUSH_INTERVAL, DEFAULT_CACHED_TAIL_BYTES,
     DEFAULT_MAX_RECORD_SIZE, DEFAULT_PREALLOCATE_BYTES, DEFAULT_SEGMENT_SIZE,
 };
+pub use epochs::{EpochFile, EpochStart};
 pub use format::{RebuildCause, RebuildProgress};
 pub use index::{tag_hash, QueueEntry};
 pub use kv::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
@@ -180,6 +184,13 @@ pub(crate) struct Shared {
     pub(crate) flush_waits: syncer::FlushWaits,
     /// SYNC_MASTER appends waiting for a slave.
     pub(crate) replicas: replica_log::ReplicaWaits,
+    /// A slave's copy (`append` refused): `config.replica` at open, then the broker's role.
+    replica: AtomicBool,
+    /// Appends wait for slaves (`replica_log.rs`): `config.sync_replicas` at open, then the
+    /// broker's role and the ack rule.
+    sync_replicas: AtomicBool,
+    /// Which master epoch wrote which part of the log (`epochs.rs`).
+    pub(crate) epochs: EpochFile,
     /// The log end, for the replication streamers.
     pub(crate) end_watch: tokio::sync::watch::Sender<u64>,
     /// Why the store stopped accepting writes, once it did (see [`MessageStore::failed`]).
@@ -208,6 +219,10 @@ impl Shared {
     pub(crate) fn storage_full(&self) -> Option<String> {
         self.storage_full.lock().clone()
     }
+    /// Whether appends wait for slaves now.
+    pub(crate) fn sync_replicas(&self) -> bool {
+        self.sync_replicas.load(Ordering::SeqCst)
+    }
 }
 
 /// How an open treats the derived state (`format.rs`).
@@ -227,7 +242,9 @@ pub struct MessageStore {
     writes: Arc<WriteQueue>,
     writer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
-    replica_timer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    /// The thread expiring slave waits: started at open with `sync_replicas`, else when a
+    /// broker becomes a SYNC master while running; the flag says the store shut down.
+    replica_timer: Mutex<(bool, Option<(mpsc::Sender<()>, JoinHandle<()>)>)>,
     syncer: Mutex<Option<JoinHandle<()>>>,
     rebuilt: Option<IndexRebuild>,
     retention: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
@@ -323,7 +340,11 @@ impl MessageStore {
         let flush_mode = config.flush_mode;
         let sync_replicas = config.sync_replicas;
         let end = log.end_offset();
+        let epochs = EpochFile::open(&config.data_dir)?;
         let shared = Arc::new(Shared {
+            replica: AtomicBool::new(config.replica),
+            sync_replicas: AtomicBool::new(config.sync_replicas),
+            epochs,
             retention: Mutex::new(config.retention.clone()),
             config,
             log,
@@ -371,12 +392,7 @@ impl MessageStore {
             None
         };
         let replica_timer = if sync_replicas {
-            let (stop_tx, stop_rx) = mpsc::channel();
-            let s = shared.clone();
-            let handle = std::thread::Builder::new()
-                .name("apogee-store-replica-timer".into())
-                .spawn(move || replica_log::run_replica_timer(s, stop_rx))?;
-            Some((stop_tx, handle))
+            Some(replica_log::spawn_replica_timer(shared.clone())?)
         } else {
             None
         };
@@ -395,7 +411,7 @@ impl MessageStore {
             writes,
             writer: Mutex::new(Some(writer)),
             flusher: Mutex::new(flusher),
-            replica_timer: Mutex::new(replica_timer),
+            replica_timer: Mutex::new((false, replica_timer)),
             syncer: Mutex::new(syncer),
         }))
     }
@@ -466,7 +482,7 @@ impl MessageStore {
     }
 
     fn refuse_on_replica(&self) -> Result<(), StoreError> {
-        if self.shared.config.replica {
+        if self.is_replica() {
             return Err(StoreError::Replica(
                 "its log only takes its master's records".into(),
             ));
@@ -750,7 +766,12 @@ impl MessageStore {
             let _ = handle.join();
         }
         // After the writer: it registers no more waits, and the timer answers the rest.
-        if let Some((stop, handle)) = self.replica_timer.lock().take() {
+        let timer = {
+            let mut timer = self.replica_timer.lock();
+            timer.0 = true;
+            timer.1.take()
+        };
+        if let Some((stop, handle)) = timer {
             drop(stop);
             let _ = handle.join();
         }

@@ -13,7 +13,8 @@
 //! rebuilds the derived index from what remains.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -23,7 +24,7 @@ use super::index;
 use super::kv::KvBatch;
 use super::record::{self, HEADER_LEN};
 use super::writer::{AppendReply, Command, Writer};
-use super::{AppendResult, FlushMode, MessageStore, StoreError};
+use super::{AppendResult, EpochFile, FlushMode, MessageStore, StoreError};
 
 /// Whole records of one segment, as the master streams them.
 #[derive(Clone, Debug)]
@@ -112,6 +113,37 @@ impl ReplicaWaits {
         self.state.lock().in_sync = in_sync;
     }
 
+    /// Sets the replicated offset to `offset` even below where it was (the ack rule of
+    /// controller mode: the slowest member of the committed in-sync set), answering the
+    /// requests it covers.
+    fn set_replicated_exact(&self, offset: u64) {
+        let done = {
+            let mut st = self.state.lock();
+            st.replicated = offset;
+            let rest = st.waiting.split_off(&offset.saturating_add(1));
+            std::mem::replace(&mut st.waiting, rest)
+        };
+        for w in done.into_values().flatten() {
+            let _ = w.reply.send(Ok(w.results));
+        }
+    }
+
+    /// Answers every waiting request: OK, or "not replicated" with `refusal`.
+    fn answer_all(&self, refusal: Option<&str>) {
+        let all = std::mem::take(&mut self.state.lock().waiting);
+        for w in all.into_values().flatten() {
+            let answer = match refusal {
+                None => Ok(w.results),
+                Some(reason) => Err(StoreError::NotReplicated {
+                    results: w.results,
+                    timed_out: false,
+                    reason: reason.to_string(),
+                }),
+            };
+            let _ = w.reply.send(answer);
+        }
+    }
+
     /// Answers the requests whose wait ran out; with `all`, every one still waiting.
     fn expire(&self, timeout: Duration, all: bool) {
         let now = Instant::now();
@@ -137,8 +169,19 @@ impl ReplicaWaits {
     }
 }
 
+/// Starts the thread of [`run_replica_timer`]; returns its stop and handle.
+pub(crate) fn spawn_replica_timer(
+    shared: Arc<super::Shared>,
+) -> std::io::Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
+    let (stop_tx, stop_rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("apogee-store-replica-timer".into())
+        .spawn(move || run_replica_timer(shared, stop_rx))?;
+    Ok((stop_tx, handle))
+}
+
 /// Expires SYNC_MASTER waits until `stop` fires or is dropped; then answers the rest.
-pub(crate) fn run_replica_timer(shared: std::sync::Arc<super::Shared>, stop: mpsc::Receiver<()>) {
+fn run_replica_timer(shared: Arc<super::Shared>, stop: mpsc::Receiver<()>) {
     let timeout = shared.config.replica_timeout;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(20)) {
         shared.replicas.expire(timeout, false);
@@ -155,6 +198,65 @@ impl MessageStore {
     /// Master: whether a slave is in sync; when none is, SYNC_MASTER sends do not wait.
     pub fn set_replica_in_sync(&self, in_sync: bool) {
         self.shared.replicas.set_in_sync(in_sync);
+    }
+
+    /// Master in controller mode: the slowest member of the committed in-sync set has written
+    /// everything below `offset` (may move back when the set grows; u64::MAX: no member
+    /// but the master).
+    pub fn set_replicated_exact(&self, offset: u64) {
+        self.shared.replicas.set_replicated_exact(offset);
+    }
+
+    /// Whether this store is a slave's copy (appends refused).
+    pub fn is_replica(&self) -> bool {
+        self.shared.replica.load(Ordering::SeqCst)
+    }
+
+    /// Makes this store a slave's copy (appends refused; the requests waiting for slaves are
+    /// answered "not replicated": this broker is no longer the master) or a master's.
+    pub fn set_replica(&self, replica: bool) {
+        if !self.shared.replica.swap(replica, Ordering::SeqCst) && replica {
+            self.shared
+                .replicas
+                .answer_all(Some("this broker stopped being the master"));
+        }
+    }
+
+    /// Whether appends wait for slaves ([`set_replicated`](Self::set_replicated)).
+    pub fn sync_replicas(&self) -> bool {
+        self.shared.sync_replicas()
+    }
+
+    /// Makes appends wait for slaves (starting the thread that expires the waits, when this
+    /// store has none yet) or not (the requests waiting are answered OK: no slave is needed
+    /// any more).
+    pub fn set_sync_replicas(&self, on: bool) -> Result<(), StoreError> {
+        if on {
+            let mut timer = self.replica_timer.lock();
+            if !timer.0 && timer.1.is_none() {
+                timer.1 = Some(spawn_replica_timer(self.shared.clone())?);
+            }
+        }
+        if self.shared.sync_replicas.swap(on, Ordering::SeqCst) && !on {
+            self.shared.replicas.answer_all(None);
+        }
+        Ok(())
+    }
+
+    /// Which master epoch wrote which part of the log.
+    pub fn epochs(&self) -> &EpochFile {
+        &self.shared.epochs
+    }
+
+    /// fdatasyncs the log to its end now (whatever the flush mode); returns the flushed offset.
+    pub async fn sync_log(&self) -> Result<u64, StoreError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            shared.log.sync_to_end()?;
+            Ok(shared.log.flushed_offset())
+        })
+        .await
+        .map_err(|e| StoreError::Index(format!("the log sync task failed: {e}")))?
     }
 
     /// Changes whenever the log end advances (or is cut back).

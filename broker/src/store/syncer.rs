@@ -49,7 +49,7 @@ impl FlushWaits {
 fn answer(shared: &Shared, flushed: u64) {
     let cfg = &shared.config;
     for (end, (results, reply)) in shared.flush_waits.take_up_to(flushed) {
-        if cfg.sync_replicas {
+        if shared.sync_replicas() {
             shared
                 .replicas
                 .register(end, results, reply, cfg.replica_timeout);

@@ -260,3 +260,74 @@ async fn sync_master_appends_wait_for_a_slave_or_say_not_replicated() {
     store.set_replica_in_sync(false);
     assert!(store.append_internal(vec![msg("T", 0, 3)]).await.is_ok());
 }
+
+#[tokio::test]
+async fn the_role_flags_change_at_runtime_with_the_timer_started_when_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), |c| {
+        c.replica_timeout = Duration::from_millis(200)
+    });
+    assert!(!store.is_replica() && !store.sync_replicas());
+    store.append(vec![msg("T", 0, 0)]).await.unwrap();
+
+    // A slave's copy from now on: appends refused, nothing stored.
+    store.set_replica(true);
+    let end = store.log_end_offset();
+    let r = store.append(vec![msg("T", 0, 1)]).await;
+    assert!(matches!(r, Err(StoreError::Replica(_))), "{r:?}");
+    assert_eq!(store.log_end_offset(), end);
+
+    // A SYNC master again: a wait for a silent slave times out on the timer started now.
+    store.set_replica(false);
+    store.set_sync_replicas(true).unwrap();
+    store.set_replica_in_sync(true);
+    let r = store.append(vec![msg("T", 0, 2)]).await;
+    assert!(
+        matches!(
+            r,
+            Err(StoreError::NotReplicated {
+                timed_out: true,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+
+    // The exact replicated offset may move back; a demotion refuses what waits.
+    store.set_replicated_exact(u64::MAX);
+    store.append(vec![msg("T", 0, 3)]).await.unwrap();
+    store.set_replicated_exact(store.log_end_offset());
+    let before = store.log_end_offset();
+    let s2 = store.clone();
+    let pending = tokio::spawn(async move { s2.append(vec![msg("T", 0, 4)]).await });
+    wait_until(Duration::from_secs(5), "the send to be written", || async {
+        match store.log_end_offset() {
+            end if end > before => Ok(()),
+            end => Err(format!("log end {end}")),
+        }
+    })
+    .await;
+    store.set_replica(true);
+    let r = pending.await.unwrap();
+    assert!(
+        matches!(r, Err(StoreError::NotReplicated { timed_out: false, ref reason, .. }) if reason.contains("stopped being the master")),
+        "{r:?}"
+    );
+
+    // No slave needed any more: what waits is answered OK.
+    store.set_replica(false);
+    store.set_replicated_exact(store.log_end_offset());
+    let s3 = store.clone();
+    let before = store.log_end_offset();
+    let pending = tokio::spawn(async move { s3.append(vec![msg("T", 0, 5)]).await });
+    wait_until(Duration::from_secs(5), "the send to be written", || async {
+        match store.log_end_offset() {
+            end if end > before => Ok(()),
+            end => Err(format!("log end {end}")),
+        }
+    })
+    .await;
+    store.set_sync_replicas(false).unwrap();
+    assert!(pending.await.unwrap().is_ok());
+    assert_eq!(store.sync_log().await.unwrap(), store.log_end_offset());
+}

@@ -198,7 +198,7 @@ impl Writer {
                     if self.kick.is_some() {
                         // SYNC flush: answered by the sync thread (`syncer.rs`).
                         self.shared.flush_waits.register(end, res, req.reply);
-                    } else if cfg.sync_replicas {
+                    } else if self.shared.sync_replicas() {
                         // SYNC_MASTER: answered once a slave has the bytes (`replica_log.rs`).
                         self.shared
                             .replicas
