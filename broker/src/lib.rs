@@ -10,6 +10,7 @@
 //! - [`dead_letters`]: a group's dead-letter topic, read and resent by operators.
 //! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
 //! - [`metrics`]: the Prometheus metrics and readiness of the operations endpoint.
+//! - [`membership`]: the broker's role (master, slave, fenced), master epoch and lease.
 //! - [`quotas`]: send rates per client and topic, the cap on waiting receives.
 //! - [`registration`]: registration with the NameServers.
 //! - [`replication`]: master/slave replication of the log and the consume state.
@@ -23,6 +24,7 @@ pub mod consume;
 pub mod dead_letters;
 pub mod groups;
 pub mod grpc;
+pub mod membership;
 pub mod metrics;
 pub mod produce;
 pub mod quotas;

@@ -1,0 +1,427 @@
+//! The broker's place in its group as running state: master, slave or fenced, of which
+//! master epoch, with which committed in-sync set, and (in controller mode) the master's
+//! lease (automatic failover, docs/REPLICATION.md).
+//!
+//! Two modes:
+//! - **static** (no controller): the role is the configured one, fixed for the process's
+//!   life, the epoch 0 and the lease always valid: the broker behaves as it always did.
+//! - **controller** (`failover.controller_mode`): the broker starts [`MemberRole::Fenced`]
+//!   (no writes, no hand-outs) and its role comes only from the controller's assignments,
+//!   passed to [`Membership::assign`] by the NameServer sessions (`registration.rs`). An
+//!   assignment of an older master epoch than the one held is ignored; a newer one naming
+//!   this member makes it the master, naming another one a slave of that member's endpoint;
+//!   one of the same epoch updates the committed in-sync set. The master holds a lease
+//!   ([`Membership::renew_lease`]) until the instant it sent the answered beat plus the
+//!   lease the controller granted; every send answer, hand-out and ack needs it valid
+//!   ([`Membership::check_serving`]).
+//!
+//! This module holds the state only. The broker's role supervisor (`services.rs`) watches
+//! [`Membership::role_watch`] and runs the transitions (promotion, demotion) and the tasks of
+//! each role; replication reads the epoch and the committed set, and tells the master's
+//! measure of its slaves here ([`Membership::set_measured_in_sync`]) for the reports.
+//!
+//! The lease is measured on CLOCK_BOOTTIME ([`BootInstant`]), which keeps counting while the
+//! machine is suspended: a master that slept through its lease must find it expired when it
+//! wakes, and the monotonic clock of `std::time::Instant` stops during a suspend on Linux.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apogee_proto::cluster::{Assignment, MemberReport};
+use apogee_proto::ApogeeError;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::config::Role;
+use crate::store::MessageStore;
+
+/// A point in time on CLOCK_BOOTTIME (Linux; CLOCK_MONOTONIC elsewhere): it counts the time
+/// the machine was suspended too, so a lease does not outlive a suspend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BootInstant(Duration);
+
+impl BootInstant {
+    /// Now.
+    pub fn now() -> BootInstant {
+        #[cfg(target_os = "linux")]
+        const CLOCK: libc::clockid_t = libc::CLOCK_BOOTTIME;
+        #[cfg(not(target_os = "linux"))]
+        const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec to write to; the clock id is a constant the
+        // platform defines. clock_gettime cannot fail for it.
+        let rc = unsafe { libc::clock_gettime(CLOCK, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime of the boot clock failed");
+        BootInstant(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+
+    /// This instant moved `by` later.
+    pub fn later_by(self, by: Duration) -> BootInstant {
+        BootInstant(self.0.saturating_add(by))
+    }
+
+    /// This instant moved `by` earlier (no earlier than the clock's zero).
+    pub fn earlier_by(self, by: Duration) -> BootInstant {
+        BootInstant(self.0.saturating_sub(by))
+    }
+
+    /// How long from `earlier` to this instant (zero when `earlier` is later).
+    pub fn saturating_duration_since(self, earlier: BootInstant) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+/// What this broker is in its group now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberRole {
+    /// Takes the writes; `sync`: a send is acknowledged once slaves have it (SYNC_MASTER;
+    /// always in controller mode, where "slaves" is the committed in-sync set).
+    Master { sync: bool },
+    /// Copies the master at `master_endpoint` (static mode: "", the master is configured or
+    /// looked up in the NameServers).
+    Slave { master_endpoint: String },
+    /// Controller mode, no assignment yet (or one naming no usable master): takes no write
+    /// and hands nothing out.
+    Fenced,
+}
+
+/// The role with the epoch and the committed in-sync set it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleView {
+    pub role: MemberRole,
+    /// The master epoch of the assignment followed (0: static mode, or none yet).
+    pub master_epoch: u64,
+    /// The committed in-sync set (member ids, the master among them); empty in static mode.
+    pub in_sync: BTreeSet<u64>,
+    pub in_sync_epoch: u64,
+}
+
+impl RoleView {
+    pub fn is_master(&self) -> bool {
+        matches!(self.role, MemberRole::Master { .. })
+    }
+}
+
+/// Where the role comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipMode {
+    /// The configured role, fixed.
+    Static,
+    /// The controller's assignments.
+    Controller,
+}
+
+/// The role, epoch, in-sync set and lease of one broker (module doc).
+pub struct Membership {
+    mode: MembershipMode,
+    member_id: u64,
+    priority: u32,
+    min_in_sync_replicas: u32,
+    store: Arc<MessageStore>,
+    view: watch::Sender<RoleView>,
+    /// Controller mode, master: the lease runs until then.
+    lease_until: Mutex<Option<BootInstant>>,
+    /// Master: the members its last measure found in sync (itself among them).
+    measured: Mutex<BTreeSet<u64>>,
+    /// Bumped whenever the role view or the measured set changes.
+    changes: watch::Sender<u64>,
+}
+
+impl Membership {
+    /// Static mode: `role` for good, epoch 0, the lease always valid.
+    pub fn fixed(role: Role, member_id: u64, store: Arc<MessageStore>) -> Arc<Membership> {
+        let role = match role {
+            Role::SyncMaster => MemberRole::Master { sync: true },
+            Role::AsyncMaster => MemberRole::Master { sync: false },
+            Role::Slave => MemberRole::Slave {
+                master_endpoint: String::new(),
+            },
+        };
+        Self::new(MembershipMode::Static, role, member_id, 0, 1, store)
+    }
+
+    /// Controller mode: fenced until an assignment; `priority` is reported for elections and
+    /// sends are refused while the committed in-sync set has fewer than
+    /// `min_in_sync_replicas` members (the master included).
+    pub fn controlled(
+        member_id: u64,
+        priority: u32,
+        min_in_sync_replicas: u32,
+        store: Arc<MessageStore>,
+    ) -> Arc<Membership> {
+        Self::new(
+            MembershipMode::Controller,
+            MemberRole::Fenced,
+            member_id,
+            priority,
+            min_in_sync_replicas.max(1),
+            store,
+        )
+    }
+
+    fn new(
+        mode: MembershipMode,
+        role: MemberRole,
+        member_id: u64,
+        priority: u32,
+        min_in_sync_replicas: u32,
+        store: Arc<MessageStore>,
+    ) -> Arc<Membership> {
+        let view = RoleView {
+            role,
+            master_epoch: 0,
+            in_sync: BTreeSet::new(),
+            in_sync_epoch: 0,
+        };
+        Arc::new(Membership {
+            mode,
+            member_id,
+            priority,
+            min_in_sync_replicas,
+            store,
+            view: watch::channel(view).0,
+            lease_until: Mutex::new(None),
+            measured: Mutex::new(BTreeSet::new()),
+            changes: watch::channel(0).0,
+        })
+    }
+
+    pub fn mode(&self) -> MembershipMode {
+        self.mode
+    }
+
+    /// Whether the role comes from the controller.
+    pub fn controlled_mode(&self) -> bool {
+        self.mode == MembershipMode::Controller
+    }
+
+    /// This member's id (its broker id).
+    pub fn member_id(&self) -> u64 {
+        self.member_id
+    }
+
+    /// The role view now.
+    pub fn role_view(&self) -> RoleView {
+        self.view.borrow().clone()
+    }
+
+    /// Changes with every new role view (the role supervisor and replication watch it).
+    pub fn role_watch(&self) -> watch::Receiver<RoleView> {
+        self.view.subscribe()
+    }
+
+    /// Changes whenever the role view or the master's measured in-sync set changes: a beat
+    /// carrying the new report is due at once.
+    pub fn changed(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub fn is_master(&self) -> bool {
+        self.view.borrow().is_master()
+    }
+
+    /// The master epoch followed.
+    pub fn master_epoch(&self) -> u64 {
+        self.view.borrow().master_epoch
+    }
+
+    /// The role in the configuration's terms (a fenced member counts as a slave: it takes no
+    /// writes).
+    pub fn role(&self) -> Role {
+        match self.view.borrow().role {
+            MemberRole::Master { sync: true } => Role::SyncMaster,
+            MemberRole::Master { sync: false } => Role::AsyncMaster,
+            MemberRole::Slave { .. } | MemberRole::Fenced => Role::Slave,
+        }
+    }
+
+    /// Takes the controller's assignment for this member's group (module doc). `my_endpoint`
+    /// is this broker's advertised endpoint: an assignment naming another member at it
+    /// cannot be followed (the member would copy itself) and fences this one.
+    pub fn assign(&self, a: &Assignment, my_endpoint: &str) {
+        if self.mode == MembershipMode::Static {
+            tracing::debug!("an assignment from the controller, ignored: not in controller mode");
+            return;
+        }
+        let current = self.role_view();
+        if a.master_epoch < current.master_epoch {
+            tracing::debug!(
+                held = current.master_epoch,
+                assigned = a.master_epoch,
+                "ignoring an assignment of an older master epoch"
+            );
+            return;
+        }
+        let role = if a.master_member == 0 {
+            MemberRole::Fenced
+        } else if a.master_member == self.member_id {
+            MemberRole::Master { sync: true }
+        } else if a.master_endpoint.is_empty() || a.master_endpoint == my_endpoint {
+            tracing::warn!(
+                master = a.master_member,
+                endpoint = %a.master_endpoint,
+                "the assigned master cannot be followed from here (no endpoint, or this \
+                 broker's own); staying fenced"
+            );
+            MemberRole::Fenced
+        } else {
+            MemberRole::Slave {
+                master_endpoint: a.master_endpoint.clone(),
+            }
+        };
+        let newer = a.master_epoch > current.master_epoch;
+        let (in_sync, in_sync_epoch) = if newer || a.in_sync_epoch >= current.in_sync_epoch {
+            (a.in_sync.iter().copied().collect(), a.in_sync_epoch)
+        } else {
+            (current.in_sync.clone(), current.in_sync_epoch)
+        };
+        let next = RoleView {
+            role,
+            master_epoch: a.master_epoch,
+            in_sync,
+            in_sync_epoch,
+        };
+        if next == current {
+            return;
+        }
+        if next.role != current.role || newer {
+            *self.lease_until.lock() = None;
+            tracing::info!(
+                epoch = next.master_epoch,
+                from = ?current.role,
+                to = ?next.role,
+                "the controller assigns this broker a new role"
+            );
+        }
+        self.view.send_replace(next);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// The master's lease runs until `beat_sent` (when the beat the controller answered was
+    /// sent) plus `lease_ms`; it never moves back. Only the master of the epoch held takes
+    /// one: call it after [`assign`](Self::assign) of the same answer.
+    pub fn renew_lease(&self, beat_sent: BootInstant, lease_ms: u64) {
+        if self.mode == MembershipMode::Static || lease_ms == 0 || !self.is_master() {
+            return;
+        }
+        let until = beat_sent.later_by(Duration::from_millis(lease_ms));
+        let mut lease = self.lease_until.lock();
+        if lease.is_none_or(|l| l < until) {
+            *lease = Some(until);
+        }
+    }
+
+    /// Whether this broker may answer as the master now: always in static mode; in
+    /// controller mode only the master whose lease runs.
+    pub fn lease_valid(&self) -> bool {
+        match self.mode {
+            MembershipMode::Static => true,
+            MembershipMode::Controller => {
+                self.is_master()
+                    && self
+                        .lease_until
+                        .lock()
+                        .is_some_and(|until| BootInstant::now() < until)
+            }
+        }
+    }
+
+    /// Why this broker may not answer as the master now (controller mode: not the master, or
+    /// its lease ran out); Ok in static mode. For sends' answers, hand-outs and acks.
+    pub fn check_serving(&self) -> Result<(), ApogeeError> {
+        if self.lease_valid() {
+            return Ok(());
+        }
+        let view = self.role_view();
+        Err(ApogeeError::Unavailable(match view.role {
+            MemberRole::Master { .. } => format!(
+                "member {} is the master of epoch {} but holds no valid lease from the \
+                 controller (it may be cut off from it, and another member may be elected): \
+                 retry",
+                self.member_id, view.master_epoch
+            ),
+            MemberRole::Slave { master_endpoint } => format!(
+                "member {} is a slave of {master_endpoint} (epoch {}) and holds no master \
+                 lease: send to the group's master",
+                self.member_id, view.master_epoch
+            ),
+            MemberRole::Fenced => format!(
+                "member {} is fenced: the controller has not named it the group's master, so \
+                 it holds no master lease",
+                self.member_id
+            ),
+        }))
+    }
+
+    /// Before a send is appended (controller mode): the master with a valid lease, and a
+    /// committed in-sync set of at least `min_in_sync_replicas` members. Ok in static mode.
+    pub fn check_writable(&self) -> Result<(), ApogeeError> {
+        if self.mode == MembershipMode::Static {
+            return Ok(());
+        }
+        self.check_serving()?;
+        let view = self.role_view();
+        let mut members = view.in_sync.clone();
+        members.insert(self.member_id);
+        if (members.len() as u32) < self.min_in_sync_replicas {
+            return Err(ApogeeError::Unavailable(format!(
+                "not stored: the committed in-sync set {members:?} (epoch {}) has fewer than \
+                 failover.min_in_sync_replicas = {} members",
+                view.in_sync_epoch, self.min_in_sync_replicas
+            )));
+        }
+        Ok(())
+    }
+
+    /// Controller mode, master: the committed in-sync members a send waits for (the set
+    /// without the master). Empty otherwise.
+    pub fn committed_slaves(&self) -> BTreeSet<u64> {
+        if self.mode == MembershipMode::Static {
+            return BTreeSet::new();
+        }
+        let mut set = self.view.borrow().in_sync.clone();
+        set.remove(&self.member_id);
+        set
+    }
+
+    /// Master: the members its measure finds in sync now (`replication`'s refresh); the
+    /// report proposes them. A change wakes [`changed`](Self::changed).
+    pub fn set_measured_in_sync(&self, mut members: BTreeSet<u64>) {
+        members.insert(self.member_id);
+        let mut measured = self.measured.lock();
+        if *measured != members {
+            *measured = members;
+            drop(measured);
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// What this member tells the controller on every beat.
+    pub fn report(&self) -> MemberReport {
+        let view = self.role_view();
+        let is_master = view.is_master();
+        MemberReport {
+            master_epoch: view.master_epoch,
+            last_log_epoch: self.store.epochs().last_epoch(),
+            log_end: self.store.log_end_offset(),
+            priority: self.priority,
+            is_master,
+            in_sync: if is_master {
+                let mut set = self.measured.lock().clone();
+                set.insert(self.member_id);
+                set.into_iter().collect()
+            } else {
+                Vec::new()
+            },
+            in_sync_epoch: if is_master { view.in_sync_epoch } else { 0 },
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod tests;
