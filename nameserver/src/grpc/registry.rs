@@ -157,6 +157,12 @@ pub(crate) fn validate_identity(
     Ok(())
 }
 
+/// Checks a controller-mode member id (a registration's or a session's `broker_id`): member
+/// ids start at 1.
+pub(crate) fn validate_member_id(broker_id: i64) -> Result<(), Status> {
+    crate::registry::check_member_id(broker_id).map_err(Status::from)
+}
+
 fn validate_topic_config(t: &TopicConfig) -> Result<(), Status> {
     limits::validate_topic(&t.name)?;
     if !(1..=limits::MAX_QUEUES_PER_TOPIC).contains(&t.queue_count) {
@@ -175,7 +181,12 @@ fn validate_register(req: &RegisterBrokerRequest) -> Result<(), Status> {
     endpoint::parse(&req.endpoint).map_err(Status::invalid_argument)?;
     let role = BrokerRole::try_from(req.role)
         .map_err(|_| Status::invalid_argument(format!("unknown broker role {}", req.role)))?;
+    if req.controller_mode {
+        // The id is the member's for life and the role the controller's: any pairing.
+        validate_member_id(req.broker_id)?;
+    }
     match (req.broker_id, role) {
+        _ if req.controller_mode => {}
         (0, BrokerRole::Slave) => {
             return Err(Status::invalid_argument(
                 "broker_id 0 is the master; a SLAVE needs an id > 0",
@@ -402,5 +413,25 @@ mod tests {
                 "case {i}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn controller_mode_takes_any_role_under_a_member_id_from_one() {
+        let controller = |id: i64, role: BrokerRole| RegisterBrokerRequest {
+            broker_id: id,
+            role: role as i32,
+            controller_mode: true,
+            master_epoch: 3,
+            ..req()
+        };
+        assert!(validate_register(&controller(2, BrokerRole::SyncMaster)).is_ok());
+        assert!(validate_register(&controller(1, BrokerRole::Slave)).is_ok());
+        let err = validate_register(&controller(0, BrokerRole::SyncMaster)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("member ids start at 1"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! The broker table: which broker groups exist, which members (master id 0,
 //! slaves id > 0) each has, where they listen, which topics they host and when
 //! they were last heard from. This module owns membership (register,
-//! heartbeat, unregister, expiry; one live process per broker id); [`sessions`] the
+//! heartbeat, unregister, expiry; one live process per broker id, or per member id in
+//! controller mode); [`epochs`] the rules of controller mode (identity apart from role:
+//! the master is the live member registered as master with the newest epoch, presented
+//! as broker id 0); [`sessions`] the
 //! brokers' liveness sessions (a member bound to its process's session is dropped when the
 //! session ends or misses beats); [`query`] owns the read side (routes,
 //! cluster info, topic lists) and the topic changes applied after an admin
@@ -10,6 +13,9 @@
 //! Thread-safe behind a `parking_lot::RwLock`; no I/O, no async. Time is
 //! passed in (`*_at` methods) so expiry is testable without sleeping.
 
+#[cfg(test)]
+mod epoch_tests;
+mod epochs;
 mod groups;
 mod query;
 #[cfg(test)]
@@ -18,6 +24,7 @@ mod sessions;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use epochs::check_member_id;
 pub use groups::GroupListing;
 pub use query::{AdminTarget, Placement, TopicListing};
 pub use sessions::{BeatAnswer, SessionMember, SessionOpened};
@@ -59,7 +66,15 @@ impl std::fmt::Display for GroupKey {
 #[derive(Clone, Debug)]
 struct Member {
     endpoint: String,
+    /// The role recorded: as registered, except a master registration of an older epoch
+    /// than the group's newest, recorded as a slave (controller mode).
     role: BrokerRole,
+    /// Registered in controller mode: its key in the group is its member id for life.
+    controller_mode: bool,
+    /// The master epoch it registered with (controller mode; 0 otherwise).
+    master_epoch: u64,
+    /// The stale master epoch a WARN was logged for (once per epoch).
+    stale_warned: Option<u64>,
     topics: BTreeMap<String, TopicConfig>,
     /// Consumer-group configs, by name.
     groups: BTreeMap<String, GroupConfig>,
@@ -77,6 +92,7 @@ struct Member {
 
 #[derive(Clone, Debug, Default)]
 struct Group {
+    /// By broker id (static mode) or member id (controller mode).
     members: BTreeMap<i64, Member>,
 }
 
@@ -115,6 +131,10 @@ pub struct Registry {
     /// The current session of each member identity (locked after `groups` when both are).
     sessions: Mutex<HashMap<MemberKey, sessions::Lease>>,
     next_session: AtomicU64,
+    /// Controller mode: the highest master epoch registered for each group (kept when the
+    /// group empties, so a restarted old master never passes for the newest; one entry per
+    /// group name ever registered in controller mode). Locked after `groups`.
+    master_epochs: Mutex<HashMap<GroupKey, u64>>,
     expiry: Duration,
     missed_heartbeats: u32,
 }
@@ -127,6 +147,7 @@ impl Registry {
             groups: RwLock::new(BTreeMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            master_epochs: Mutex::new(HashMap::new()),
             expiry,
             missed_heartbeats: DEFAULT_MISSED_HEARTBEATS,
         }
@@ -150,6 +171,11 @@ impl Registry {
     /// from another endpoint, the registration is refused with
     /// [`ApogeeError::AlreadyExists`] naming both endpoints. The same endpoint
     /// registering again is that broker (restarted or refreshing): accepted.
+    ///
+    /// In controller mode (`controller_mode`), `broker_id` is the member id (>= 1, else
+    /// [`ApogeeError::BadRequest`]) and the role and master epoch are the controller's: see
+    /// [`epochs`] for how a master of an older epoch is recorded. A group takes members of
+    /// one mode only while any of them is live ([`ApogeeError::PreconditionFailed`]).
     pub fn register(&self, req: &RegisterBrokerRequest) -> Result<Registered, ApogeeError> {
         self.register_at(req, Instant::now())
     }
@@ -160,10 +186,20 @@ impl Registry {
         now: Instant,
     ) -> Result<Registered, ApogeeError> {
         let key = GroupKey::new(&req.cluster_name, &req.broker_name);
-        let role = effective_role(req.broker_id, req.role);
+        if req.controller_mode {
+            epochs::check_member_id(req.broker_id)?;
+        }
+        let role = effective_role(req.broker_id, req.role, req.controller_mode);
         let mut member = Member {
             endpoint: req.endpoint.clone(),
             role,
+            controller_mode: req.controller_mode,
+            master_epoch: if req.controller_mode {
+                req.master_epoch
+            } else {
+                0
+            },
+            stale_warned: None,
             topics: req
                 .topics
                 .iter()
@@ -196,18 +232,22 @@ impl Registry {
                 req.endpoint
             )));
         }
+        if let Some(group) = groups.get(&key) {
+            self.check_one_mode(&key, group, req, now)?;
+        }
         self.bind_session(&key, req.broker_id, &mut member);
-        let group = groups.entry(key).or_default();
+        let group = groups.entry(key.clone()).or_default();
+        if req.controller_mode {
+            let previous = group.members.get(&req.broker_id);
+            member.stale_warned = previous.and_then(|p| p.stale_warned);
+            self.record_epoch(&key, group, req.broker_id, &mut member);
+        }
         let previous = group.members.insert(req.broker_id, member);
         let is_new = previous.is_none_or(|p| p.endpoint != req.endpoint);
-        let master_endpoint = if req.broker_id == 0 {
-            None
-        } else {
-            group
-                .members
-                .get(&0)
-                .filter(|m| self.is_live(m, now))
-                .map(|m| m.endpoint.clone())
+        let master = self.master_key(group, now);
+        let master_endpoint = match master {
+            Some(id) if id != req.broker_id => group.members.get(&id).map(|m| m.endpoint.clone()),
+            _ => None,
         };
         Ok(Registered {
             master_endpoint,
@@ -304,10 +344,11 @@ impl Registry {
     }
 }
 
-/// The role to record: the one declared, or the one implied by the id.
-fn effective_role(broker_id: i64, declared: i32) -> BrokerRole {
+/// The role declared: as sent, or the one implied by the id (a member in controller mode
+/// that names none is a slave).
+fn effective_role(broker_id: i64, declared: i32, controller_mode: bool) -> BrokerRole {
     match BrokerRole::try_from(declared).unwrap_or(BrokerRole::Unspecified) {
-        BrokerRole::Unspecified if broker_id == 0 => BrokerRole::AsyncMaster,
+        BrokerRole::Unspecified if broker_id == 0 && !controller_mode => BrokerRole::AsyncMaster,
         BrokerRole::Unspecified => BrokerRole::Slave,
         r => r,
     }

@@ -1,9 +1,12 @@
 //! The read side of the broker table (routes, cluster info, topic lists,
 //! admin target lookup) and the topic changes applied to it right after a
 //! successful admin fan-out. Queries only ever show live members (heard from
-//! within the expiry window), even before the expiry scan drops the others.
+//! within the expiry window), even before the expiry scan drops the others, and
+//! present each group's master as broker id 0 (in controller mode the others keep
+//! their member id, see [`super::epochs`]).
 
-use super::{GroupKey, Member, Registry};
+use super::epochs::presented_id;
+use super::{Group, GroupKey, Member, Registry};
 use apogee_proto::cluster::{BrokerGroup, BrokerMember, TopicConfig};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -14,7 +17,7 @@ pub struct Placement {
     pub group: GroupKey,
     /// The topic's config on this group (the master's when it has one).
     pub config: TopicConfig,
-    /// The group's live members, lowest broker id (the master, 0) first.
+    /// The group's live members, lowest presented broker id (the master, 0) first.
     pub members: Vec<BrokerMember>,
 }
 
@@ -65,19 +68,49 @@ pub struct AdminTarget {
     pub hosts_topic: bool,
 }
 
-fn member_proto(id: i64, m: &Member) -> BrokerMember {
-    BrokerMember {
-        broker_id: id,
-        endpoint: m.endpoint.clone(),
-        role: m.role as i32,
-        last_seen_ms: m.last_seen_ms,
-        data_version: m.data_version,
-        topic_count: m.topics.len().min(i32::MAX as usize) as i32,
-        ..BrokerMember::default()
+/// A live member as queries present it.
+struct Presented<'a> {
+    /// The broker id clients see: 0 for the master, else the member's key.
+    broker_id: i64,
+    /// Its key in the group: its broker id (static mode) or member id (controller mode).
+    key: i64,
+    member: &'a Member,
+}
+
+impl Presented<'_> {
+    fn to_proto(&self) -> BrokerMember {
+        let m = self.member;
+        BrokerMember {
+            broker_id: self.broker_id,
+            endpoint: m.endpoint.clone(),
+            role: m.role as i32,
+            last_seen_ms: m.last_seen_ms,
+            data_version: m.data_version,
+            topic_count: m.topics.len().min(i32::MAX as usize) as i32,
+            member_id: self.key,
+            master_epoch: m.master_epoch,
+        }
     }
 }
 
 impl Registry {
+    /// A group's live members as presented, the master (0) first, then by broker id.
+    fn presented<'a>(&self, group: &'a Group, now: Instant) -> Vec<Presented<'a>> {
+        let master = self.master_key(group, now);
+        let mut live: Vec<Presented<'a>> = group
+            .members
+            .iter()
+            .filter(|(_, m)| self.is_live(m, now))
+            .map(|(key, member)| Presented {
+                broker_id: presented_id(*key, master),
+                key: *key,
+                member,
+            })
+            .collect();
+        live.sort_by_key(|p| p.broker_id);
+        live
+    }
+
     /// Where `topic` lives: one placement per broker group with a live
     /// member hosting it, ordered by cluster and broker name.
     pub fn route(&self, topic: &str) -> Vec<Placement> {
@@ -88,19 +121,15 @@ impl Registry {
         let groups = self.groups.read();
         let mut out = Vec::new();
         for (key, group) in groups.iter() {
-            let live: Vec<(&i64, &Member)> = group
-                .members
-                .iter()
-                .filter(|(_, m)| self.is_live(m, now))
-                .collect();
-            // BTreeMap order: the master (id 0) comes first when present.
-            let Some(config) = live.iter().find_map(|(_, m)| m.topics.get(topic)) else {
+            // The master (0) comes first when present.
+            let live = self.presented(group, now);
+            let Some(config) = live.iter().find_map(|p| p.member.topics.get(topic)) else {
                 continue;
             };
             out.push(Placement {
                 group: key.clone(),
                 config: config.clone(),
-                members: live.iter().map(|(id, m)| member_proto(**id, m)).collect(),
+                members: live.iter().map(Presented::to_proto).collect(),
             });
         }
         out
@@ -108,16 +137,18 @@ impl Registry {
 
     /// Every broker group with its live members.
     pub fn cluster_info(&self) -> Vec<BrokerGroup> {
-        let now = Instant::now();
+        self.cluster_info_at(Instant::now())
+    }
+
+    pub(crate) fn cluster_info_at(&self, now: Instant) -> Vec<BrokerGroup> {
         let groups = self.groups.read();
         groups
             .iter()
             .filter_map(|(key, group)| {
-                let members: Vec<BrokerMember> = group
-                    .members
+                let members: Vec<BrokerMember> = self
+                    .presented(group, now)
                     .iter()
-                    .filter(|(_, m)| self.is_live(m, now))
-                    .map(|(id, m)| member_proto(*id, m))
+                    .map(Presented::to_proto)
                     .collect();
                 (!members.is_empty()).then(|| BrokerGroup {
                     cluster_name: key.cluster.clone(),
@@ -142,9 +173,9 @@ impl Registry {
         let groups = self.groups.read();
         let mut out: BTreeMap<String, Listing<C>> = BTreeMap::new();
         for (key, group) in groups.iter() {
-            // BTreeMap order: the master (id 0) first.
-            for m in group.members.values().filter(|m| self.is_live(m, now)) {
-                for (name, config) in of(m) {
+            // The master (0) first.
+            for p in self.presented(group, now) {
+                for (name, config) in of(p.member) {
                     let listing = out.entry(name.clone()).or_insert_with(|| Listing {
                         config: config.clone(),
                         broker_names: Vec::new(),
@@ -164,7 +195,10 @@ impl Registry {
     /// Every broker group with at least one live member, with its live master
     /// (if any) and whether it hosts `topic`.
     pub fn admin_targets(&self, topic: &str) -> Vec<AdminTarget> {
-        let now = Instant::now();
+        self.admin_targets_at(topic, Instant::now())
+    }
+
+    pub(crate) fn admin_targets_at(&self, topic: &str, now: Instant) -> Vec<AdminTarget> {
         let groups = self.groups.read();
         groups
             .iter()
@@ -172,11 +206,11 @@ impl Registry {
                 let mut any_live = false;
                 let mut hosts_topic = false;
                 let mut master_endpoint = None;
-                for (id, m) in group.members.iter().filter(|(_, m)| self.is_live(m, now)) {
+                for p in self.presented(group, now) {
                     any_live = true;
-                    hosts_topic |= m.topics.contains_key(topic);
-                    if *id == 0 {
-                        master_endpoint = Some(m.endpoint.clone());
+                    hosts_topic |= p.member.topics.contains_key(topic);
+                    if p.broker_id == 0 {
+                        master_endpoint = Some(p.member.endpoint.clone());
                     }
                 }
                 any_live.then(|| AdminTarget {
