@@ -22,6 +22,7 @@ pub mod access;
 pub mod config;
 pub mod consume;
 pub mod dead_letters;
+pub mod failover_link;
 pub mod groups;
 pub mod grpc;
 pub mod membership;

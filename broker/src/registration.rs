@@ -22,6 +22,7 @@
 
 use crate::access::AccessTable;
 use crate::config::{BrokerConfig, Role};
+use crate::failover_link::{take_answer, BeatClock, ControllerMember};
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
 use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole, SessionBeat};
@@ -90,6 +91,9 @@ pub struct NameServerLink {
     sent_version: AtomicI64,
     /// Drawn at start: names this process in its registrations and sessions.
     instance_id: u64,
+    /// Controller mode: the member's state, reported on every beat and assigned from the
+    /// answers (`failover_link`).
+    member: Option<Arc<dyn ControllerMember>>,
 }
 
 /// How a session ended.
@@ -133,6 +137,7 @@ impl NameServerLink {
             access: None,
             sent_version: AtomicI64::new(-1),
             instance_id: rand::random::<u64>().max(1),
+            member: None,
         })
     }
 
@@ -142,9 +147,41 @@ impl NameServerLink {
         self
     }
 
+    /// Controller mode: reports `member` on every beat and follows the assignments the
+    /// controller leader answers with; registrations name the role and epoch it holds.
+    pub fn with_member(mut self, member: Arc<dyn ControllerMember>) -> Self {
+        self.member = Some(member);
+        self
+    }
+
+    /// What a NameServer compares to know it holds the latest registration: the topics',
+    /// groups' and access tables' versions, and in controller mode the role held (a new
+    /// epoch or role is registered at once, so routes follow a failover).
     fn data_version(&self, topics: &TopicTable, groups: &GroupTable) -> i64 {
         let access = self.access.as_ref().map_or(0, |a| a.data_version());
-        data_version(topics, groups).saturating_add(access)
+        let role = self.member.as_ref().map_or(0, |m| {
+            let (role, epoch) = m.registered_role();
+            (epoch as i64).saturating_mul(4) + role as i64
+        });
+        data_version(topics, groups)
+            .saturating_add(access)
+            .saturating_add(role)
+    }
+
+    /// The role and master epoch to register with: the controller's in controller mode, else
+    /// the configured role (epoch 0).
+    fn registered_role(&self) -> (BrokerRole, u64) {
+        match &self.member {
+            Some(member) => member.registered_role(),
+            None => (
+                match self.config.role {
+                    Role::AsyncMaster => BrokerRole::AsyncMaster,
+                    Role::SyncMaster => BrokerRole::SyncMaster,
+                    Role::Slave => BrokerRole::Slave,
+                },
+                0,
+            ),
+        }
     }
 
     /// A request to a NameServer, with the cluster proof when there is a secret.
@@ -169,16 +206,13 @@ impl NameServerLink {
             .as_ref()
             .map(|a| a.snapshot())
             .unwrap_or_default();
+        let (role, master_epoch) = self.registered_role();
         cluster::RegisterBrokerRequest {
             cluster_name: self.config.cluster_name.clone(),
             broker_name: self.config.broker_name.clone(),
             broker_id: self.config.broker_id,
             endpoint: self.config.advertised_endpoint(),
-            role: match self.config.role {
-                Role::AsyncMaster => BrokerRole::AsyncMaster,
-                Role::SyncMaster => BrokerRole::SyncMaster,
-                Role::Slave => BrokerRole::Slave,
-            } as i32,
+            role: role as i32,
             topics: topics.list(),
             data_version,
             groups: groups
@@ -189,7 +223,8 @@ impl NameServerLink {
             users: access.all_users().cloned().collect(),
             acls: access.all_acls().cloned().collect(),
             instance_id: self.instance_id,
-            ..cluster::RegisterBrokerRequest::default()
+            controller_mode: self.member.is_some(),
+            master_epoch,
         }
     }
 
@@ -345,6 +380,7 @@ impl NameServerLink {
         register.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The start registered already: the first round comes one interval later.
         register.tick().await;
+        let mut role_changes = self.member.as_ref().map(|m| m.changes());
         loop {
             // Armed before the version is compared, so a change made while a registration
             // is on its way wakes the next round instead of waiting for a heartbeat.
@@ -356,6 +392,7 @@ impl NameServerLink {
                     None => std::future::pending().await,
                 }
             };
+            let member_changed = marked_changed(role_changes.as_mut());
             if self.data_version(&topics, &groups) != self.sent_version.load(Ordering::SeqCst) {
                 self.register_all(&topics, &groups).await;
             }
@@ -364,6 +401,7 @@ impl NameServerLink {
                 _ = changed => {}
                 _ = groups_changed => {}
                 _ = access_changed => {}
+                _ = member_changed => {}
                 _ = shutdown.changed() => break,
             }
         }
@@ -403,19 +441,17 @@ impl NameServerLink {
     ) -> SessionEnd {
         let interval = self.config.heartbeat_interval();
         let (beats, outgoing) = mpsc::channel(4);
-        let open = SessionBeat {
-            open: Some(cluster::SessionOpen {
-                cluster_name: self.config.cluster_name.clone(),
-                broker_name: self.config.broker_name.clone(),
-                broker_id: self.config.broker_id,
-                endpoint: self.config.advertised_endpoint(),
-                instance_id: self.instance_id,
-                heartbeat_interval_ms: interval.as_millis() as u64,
-                ..cluster::SessionOpen::default()
-            }),
-            data_version: self.data_version(topics, groups),
-            ..SessionBeat::default()
+        let mut clock = BeatClock::default();
+        let open = cluster::SessionOpen {
+            cluster_name: self.config.cluster_name.clone(),
+            broker_name: self.config.broker_name.clone(),
+            broker_id: self.config.broker_id,
+            endpoint: self.config.advertised_endpoint(),
+            instance_id: self.instance_id,
+            heartbeat_interval_ms: interval.as_millis() as u64,
+            controller_mode: self.member.is_some(),
         };
+        let open = self.beat(&mut clock, Some(open), topics, groups);
         if beats.try_send(open).is_err() {
             return SessionEnd::Unanswered;
         }
@@ -445,14 +481,18 @@ impl NameServerLink {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // The opening message was the first beat.
         let mut answered = SessionEnd::Unanswered;
+        let mut member_changes = self.member.as_ref().map(|m| m.changes());
         let beating = async {
             let mut last_answer = Instant::now();
             loop {
+                let member_changed = marked_changed(member_changes.as_mut());
                 tokio::select! {
                     _ = ticker.tick() => {
-                        let beat = SessionBeat { data_version: self.data_version(topics, groups), ..SessionBeat::default() };
                         // A full queue is a NameServer not reading: the silence check ends it.
-                        let _ = beats.try_send(beat);
+                        let _ = beats.try_send(self.beat(&mut clock, None, topics, groups));
+                    }
+                    _ = member_changed => {
+                        let _ = beats.try_send(self.beat(&mut clock, None, topics, groups));
                     }
                     answer = tokio::time::timeout_at(last_answer + silence_allowed, answers.message()) => {
                         match answer {
@@ -460,6 +500,9 @@ impl NameServerLink {
                                 last_answer = Instant::now();
                                 answered = SessionEnd::Answered;
                                 self.reached(ns);
+                                if let Some(member) = &self.member {
+                                    take_answer(member.as_ref(), &mut clock, &a);
+                                }
                                 if a.register_required {
                                     tracing::debug!(nameserver = %ns.addr, "the nameserver asks for a registration");
                                     register_wanted.notify_one();
@@ -490,6 +533,24 @@ impl NameServerLink {
             _ = registering => {}
         }
         answered
+    }
+
+    /// A beat of a session (its opening one with `open`): the data version, and in
+    /// controller mode the member's report, numbered by `clock`.
+    fn beat(
+        &self,
+        clock: &mut BeatClock,
+        open: Option<cluster::SessionOpen>,
+        topics: &TopicTable,
+        groups: &GroupTable,
+    ) -> SessionBeat {
+        let member = self.member.as_ref().map(|m| m.report());
+        SessionBeat {
+            open,
+            data_version: self.data_version(topics, groups),
+            member,
+            seq: clock.sent(Instant::now()),
+        }
     }
 
     /// Asks the NameServers in turn until `accept` takes an answer; returns it, or the last
@@ -588,6 +649,19 @@ impl NameServerLink {
 /// counters are persisted and only grow).
 fn data_version(topics: &TopicTable, groups: &GroupTable) -> i64 {
     topics.data_version().saturating_add(groups.data_version())
+}
+
+/// Completes when `changes` (if any) is marked changed; never when there is none or its
+/// sender is gone.
+async fn marked_changed(changes: Option<&mut watch::Receiver<u64>>) {
+    match changes {
+        Some(changes) => {
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The status to answer when no NameServer gave an answer.
