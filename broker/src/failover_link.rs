@@ -9,10 +9,14 @@
 //! ([`BeatClock`]) and hands what an answer says to the member's state
 //! ([`ControllerMember`], implemented by the broker's membership service).
 
+use crate::membership::{BootInstant, MemberRole, Membership};
 use apogee_proto::cluster::{Assignment, BrokerRole, MemberReport, SessionAnswer};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tokio::sync::watch;
-use tokio::time::Instant;
+
+/// The clock beats are timed with: the lease's (it counts time suspended).
+type Instant = BootInstant;
 
 /// Beats remembered for their send instants. Answers come back in order, one per beat; a
 /// NameServer further behind than this is taken as not answering (the session's silence
@@ -32,6 +36,51 @@ pub trait ControllerMember: Send + Sync + 'static {
     /// Marked changed whenever the report or the role changes: a beat (and, for a role
     /// change, a registration) goes out at once instead of at the next tick.
     fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// The broker's [`Membership`] as the sessions see it; `endpoint` is the broker's advertised
+/// endpoint (an assignment naming another member there cannot be followed).
+pub fn controller_member(
+    membership: Arc<Membership>,
+    endpoint: String,
+) -> Arc<dyn ControllerMember> {
+    Arc::new(MembershipLink {
+        membership,
+        endpoint,
+    })
+}
+
+struct MembershipLink {
+    membership: Arc<Membership>,
+    endpoint: String,
+}
+
+impl ControllerMember for MembershipLink {
+    fn report(&self) -> MemberReport {
+        self.membership.report()
+    }
+
+    fn assign(&self, assignment: &Assignment) {
+        self.membership.assign(assignment, &self.endpoint);
+    }
+
+    fn renew_lease(&self, beat_sent: Instant, lease_ms: u64) {
+        self.membership.renew_lease(beat_sent, lease_ms);
+    }
+
+    fn registered_role(&self) -> (BrokerRole, u64) {
+        let view = self.membership.role_view();
+        let role = match view.role {
+            MemberRole::Master { sync: true } => BrokerRole::SyncMaster,
+            MemberRole::Master { sync: false } => BrokerRole::AsyncMaster,
+            MemberRole::Slave { .. } | MemberRole::Fenced => BrokerRole::Slave,
+        };
+        (role, view.master_epoch)
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.membership.changed()
+    }
 }
 
 /// The send instants of the beats of one session not answered yet, by sequence number.
@@ -128,14 +177,12 @@ mod tests {
     fn a_lease_counts_from_the_sending_of_the_beat_it_answers() {
         let t0 = Instant::now();
         let mut clock = BeatClock::default();
-        let (first, second) = (clock.sent(t0), clock.sent(t0 + Duration::from_secs(1)));
+        let t1 = t0.later_by(Duration::from_secs(1));
+        let (first, second) = (clock.sent(t0), clock.sent(t1));
         assert_eq!((first, second), (1, 2));
         let member = Recorded::default();
         take_answer(&member, &mut clock, &answer(second, 3, 2000));
-        assert_eq!(
-            *member.leases.lock(),
-            vec![(t0 + Duration::from_secs(1), 2000)]
-        );
+        assert_eq!(*member.leases.lock(), vec![(t1, 2000)]);
         // The answer to beat 2 forgot beat 1: a late answer to it grants nothing.
         take_answer(&member, &mut clock, &answer(first, 3, 2000));
         assert_eq!(member.leases.lock().len(), 1);

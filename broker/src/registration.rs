@@ -549,7 +549,7 @@ impl NameServerLink {
             open,
             data_version: self.data_version(topics, groups),
             member,
-            seq: clock.sent(Instant::now()),
+            seq: clock.sent(crate::membership::BootInstant::now()),
         }
     }
 

@@ -73,6 +73,7 @@ pub struct ClusterBuilder {
     brokers: Vec<BrokerSpec>,
     tls: TlsSetup,
     authentication: bool,
+    controller: bool,
 }
 
 /// Whether the servers serve TLS, and check client certificates on cluster calls.
@@ -91,6 +92,7 @@ impl Default for ClusterBuilder {
             brokers: Vec::new(),
             tls: TlsSetup::Off,
             authentication: false,
+            controller: false,
         }
     }
 }
@@ -135,6 +137,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Every NameServer runs the embedded controller (`[controller] enabled`), the
+    /// NameServers its voters (node ids 1..=n), each with its Raft data in
+    /// `<cluster dir>/controller-<i>`. Brokers made with [`BrokerSpec::controlled`] take
+    /// their roles from it.
+    pub fn controller(mut self) -> Self {
+        self.controller = true;
+        self
+    }
+
     /// Starts the NameServers, then every broker in order, and waits until all are up.
     pub async fn start(self) -> Cluster {
         let root = tempfile::Builder::new()
@@ -162,8 +173,34 @@ impl ClusterBuilder {
         let mut ns_env = tls.env("NAMESERVER");
         ns_env.extend(prefixed("NAMESERVER"));
         ns_env.extend(self.nameserver_env);
-        let mut nameservers: Vec<NameServer> = (0..self.nameservers)
-            .map(|i| NameServer::spawn(root.path(), i, &ns_env, tls.client()))
+        let addrs: Vec<String> = (0..self.nameservers)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let voters = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| format!("{}={addr}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nameservers: Vec<NameServer> = addrs
+            .into_iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let mut env = ns_env.clone();
+                if self.controller {
+                    let dir = root.path().join(format!("controller-{i}"));
+                    env.extend(
+                        [
+                            ("ENABLED", "true".to_string()),
+                            ("NODE_ID", (i + 1).to_string()),
+                            ("PEERS", voters.clone()),
+                            ("DATA_DIR", dir.display().to_string()),
+                        ]
+                        .map(|(k, v)| (format!("APOGEE_NAMESERVER_CONTROLLER__{k}"), v)),
+                    );
+                }
+                NameServer::spawn_at(root.path(), i, addr, &env, tls.client())
+            })
             .collect();
         for ns in &mut nameservers {
             ns.wait_ready().await;

@@ -7,6 +7,7 @@
 //! file may go on in zeros after its last record (preallocation); a sealed
 //! segment ends with its last record.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: u32 = 0x4150_4732;
@@ -113,6 +114,41 @@ pub fn segments(data_dir: &Path) -> Vec<(u64, PathBuf)> {
         .collect();
     out.sort();
     out
+}
+
+/// Every segment of the slave equals the master's segment of the same name (the last one
+/// may be a prefix), so the slave's log is a byte-identical prefix of the master's.
+pub fn assert_log_prefix(master_dir: &Path, slave_dir: &Path) {
+    let master = segments(master_dir);
+    let slave = segments(slave_dir);
+    assert!(!slave.is_empty(), "the slave has no segment");
+    for (i, (base, path)) in slave.iter().enumerate() {
+        let (mbase, mpath) = master
+            .get(i)
+            .unwrap_or_else(|| panic!("the master has no segment #{i} (slave's base {base})"));
+        assert_eq!(base, mbase, "segment #{i} starts elsewhere on the slave");
+        let (s, m) = (std::fs::read(path).unwrap(), std::fs::read(mpath).unwrap());
+        let last = i + 1 == slave.len();
+        if last {
+            // Records only: zeros may follow them in either file (preallocation).
+            let (s, m) = (&s[..records_len(&s)], &m[..records_len(&m)]);
+            assert!(
+                s.len() <= m.len() && s[..] == m[..s.len()],
+                "the slave's last segment {base} is not a prefix of the master's"
+            );
+        } else {
+            assert!(s == m, "segment {base} differs between master and slave");
+        }
+    }
+}
+
+/// Message ids in a broker's commit log.
+pub fn logged_ids(data_dir: &Path) -> HashSet<String> {
+    segments(data_dir)
+        .into_iter()
+        .flat_map(|(_, path)| parse_segment(&std::fs::read(path).unwrap()))
+        .map(|r| r.message_id)
+        .collect()
 }
 
 /// Copies a directory tree (files and directories only).

@@ -31,7 +31,18 @@ impl NameServer {
         env: &[(String, String)],
         tls: Option<apogee_client::ClientTls>,
     ) -> NameServer {
-        let addr = format!("127.0.0.1:{}", free_port());
+        Self::spawn_at(dir, i, format!("127.0.0.1:{}", free_port()), env, tls)
+    }
+
+    /// [`NameServer::spawn`] on `addr` (chosen beforehand: the controller's voters name
+    /// each other).
+    pub(crate) fn spawn_at(
+        dir: &Path,
+        i: usize,
+        addr: String,
+        env: &[(String, String)],
+        tls: Option<apogee_client::ClientTls>,
+    ) -> NameServer {
         let (label, log) = if i == 0 {
             ("nameserver".to_string(), dir.join("nameserver.log"))
         } else {

@@ -52,6 +52,14 @@ impl BrokerSpec {
         }
     }
 
+    /// Member `id` (>= 1, for life) of broker group `group` in controller mode
+    /// (`failover.controller_mode`): its role comes from the controller of a cluster built
+    /// with [`crate::ClusterBuilder::controller`]. Named `<group>-<id>`.
+    pub fn controlled(group: &str, id: i64) -> Self {
+        assert!(id >= 1, "member ids start at 1");
+        BrokerSpec::member(group, id).env("FAILOVER__CONTROLLER_MODE", "true")
+    }
+
     /// Sets the role: `async_master`, `sync_master` or `slave`.
     pub fn role(mut self, role: &str) -> Self {
         self.role = Some(role.to_string());

@@ -95,6 +95,7 @@ mod dead_letters;
 mod delivery;
 mod deploy_kit;
 mod durability;
+mod failover;
 mod faults;
 mod filters;
 mod foreign_store;

@@ -4,10 +4,9 @@
 
 use apogee_proto::cluster::{BrokerStatus, GetBrokerStatusRequest};
 use apogee_proto::v2::{self, Code};
-use apogee_tests::commitlog;
+use apogee_tests::commitlog::{self, assert_log_prefix, logged_ids};
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,44 +58,6 @@ async fn wait_caught_up(master: &str, slave: &str) -> u64 {
         }
     })
     .await
-}
-
-/// Every segment of the slave equals the master's segment of the same name (the last one
-/// may be a prefix), so the slave's log is a byte-identical prefix of the master's.
-fn assert_log_prefix(master_dir: &Path, slave_dir: &Path) {
-    let master = commitlog::segments(master_dir);
-    let slave = commitlog::segments(slave_dir);
-    assert!(!slave.is_empty(), "the slave has no segment");
-    for (i, (base, path)) in slave.iter().enumerate() {
-        let (mbase, mpath) = master
-            .get(i)
-            .unwrap_or_else(|| panic!("the master has no segment #{i} (slave's base {base})"));
-        assert_eq!(base, mbase, "segment #{i} starts elsewhere on the slave");
-        let (s, m) = (std::fs::read(path).unwrap(), std::fs::read(mpath).unwrap());
-        let last = i + 1 == slave.len();
-        if last {
-            // Records only: zeros may follow them in either file (preallocation).
-            let (s, m) = (
-                &s[..commitlog::records_len(&s)],
-                &m[..commitlog::records_len(&m)],
-            );
-            assert!(
-                s.len() <= m.len() && s[..] == m[..s.len()],
-                "the slave's last segment {base} is not a prefix of the master's"
-            );
-        } else {
-            assert!(s == m, "segment {base} differs between master and slave");
-        }
-    }
-}
-
-/// Message ids in a broker's commit log.
-fn logged_ids(data_dir: &Path) -> HashSet<String> {
-    commitlog::segments(data_dir)
-        .into_iter()
-        .flat_map(|(_, path)| commitlog::parse_segment(&std::fs::read(path).unwrap()))
-        .map(|r| r.message_id)
-        .collect()
 }
 
 /// Outcome counts of a load run.
