@@ -143,3 +143,266 @@ fn the_report_carries_the_epoch_log_and_the_masters_measure() {
     m.set_measured_in_sync(BTreeSet::from([1, 2]));
     assert!(!changes.has_changed().unwrap(), "the same set again");
 }
+
+// ---- the broker's transitions, driven by assignments ----------------------------------------
+
+mod broker {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::produce::{Outgoing, Sender, Sent};
+    use crate::services::{Broker, Foundation};
+    use apogee_proto::cluster::TopicConfig;
+    use apogee_proto::v2::{Encoding, MessageType};
+    use apogee_tests::wait_until;
+
+    const MY_ENDPOINT: &str = "10.0.0.1:8081";
+
+    struct Member {
+        _dir: tempfile::TempDir,
+        broker: Arc<Broker>,
+        roles: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Member {
+        fn drop(&mut self) {
+            self.broker.begin_shutdown();
+            self.roles.abort();
+        }
+    }
+
+    /// Member 1 of a controller-mode group, its role supervisor running.
+    fn member(min_in_sync_replicas: u32) -> Member {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig {
+            broker_name: "broker-a".into(),
+            broker_id: 1,
+            data_dir: dir.path().to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        config.store.segment_bytes = 1 << 20;
+        config.store.preallocate_bytes = 0;
+        config.failover.controller_mode = true;
+        config.failover.min_in_sync_replicas = min_in_sync_replicas;
+        config.replication.sync_timeout_ms = 30_000;
+        let base = Foundation::in_memory(&config).unwrap();
+        let broker = Broker::build(config, base).unwrap();
+        broker
+            .topics()
+            .create(TopicConfig {
+                name: "orders".into(),
+                queue_count: 1,
+                message_types: vec![MessageType::Normal as i32],
+                ..TopicConfig::default()
+            })
+            .unwrap();
+        let roles = broker.spawn_roles();
+        Member {
+            _dir: dir,
+            broker,
+            roles,
+        }
+    }
+
+    fn order(id: &str) -> Outgoing {
+        Outgoing {
+            topic: "orders".into(),
+            has_system_properties: true,
+            message_id: id.into(),
+            message_type: MessageType::Normal as i32,
+            body_encoding: Encoding::Identity as i32,
+            body: bytes::Bytes::from_static(b"body"),
+            ..Outgoing::default()
+        }
+    }
+
+    async fn send(broker: &Broker, id: &str) -> Result<Sent, ApogeeError> {
+        let sender = Sender {
+            client_id: "producer-1",
+            peer: "10.0.0.7",
+        };
+        broker.producer().send(vec![order(id)], &sender).await
+    }
+
+    /// Assigns `a` and waits until the store follows (writable for this member as master,
+    /// a copy otherwise).
+    async fn assign_and_wait(m: &Member, a: &Assignment) {
+        m.broker.membership().assign(a, MY_ENDPOINT);
+        if a.master_member == 1 {
+            m.broker
+                .membership()
+                .renew_lease(BootInstant::now(), 60_000);
+        }
+        let store = m.broker.store().clone();
+        let writable = a.master_member == 1;
+        wait_until(
+            Duration::from_secs(10),
+            "the store to follow the role",
+            || {
+                let store = store.clone();
+                async move {
+                    match store.is_replica() {
+                        r if r != writable => Ok(()),
+                        r => Err(format!("replica: {r}")),
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_controlled_broker_starts_fenced_and_refuses_sends_and_acks() {
+        let m = member(1);
+        assert!(m.broker.store().is_replica());
+        let e = send(&m.broker, "A").await.unwrap_err().to_string();
+        assert!(e.contains("fenced"), "{e}");
+        let e = m.broker.consume().ack("g", "orders", "bogus").unwrap_err();
+        assert!(e.to_string().contains("lease"), "{e}");
+        assert_eq!(m.broker.store().log_end_offset(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_master_takes_sends_while_its_lease_runs_and_a_slave_takes_none() {
+        let m = member(1);
+        let membership = m.broker.membership().clone();
+        membership.assign(&assignment(1, 1, &[1], 1), MY_ENDPOINT);
+        // The promotion happens, but without a lease nothing is taken.
+        let store = m.broker.store().clone();
+        wait_until(Duration::from_secs(10), "the promotion", || {
+            let store = store.clone();
+            async move {
+                (!store.is_replica())
+                    .then_some(())
+                    .ok_or_else(|| "a copy still".to_string())
+            }
+        })
+        .await;
+        let e = send(&m.broker, "A").await.unwrap_err().to_string();
+        assert!(e.contains("no valid lease"), "{e}");
+        assert_eq!(store.log_end_offset(), 0, "refused before the append");
+
+        membership.renew_lease(BootInstant::now(), 60_000);
+        send(&m.broker, "B").await.unwrap();
+        let e = m.broker.consume().ack("g", "orders", "bogus").unwrap_err();
+        assert!(
+            !e.to_string().contains("lease"),
+            "the lease lets acks through: {e}"
+        );
+
+        // A lease about to run out: once it has, sends are refused again.
+        let short = member(1);
+        let ms = short.broker.membership().clone();
+        ms.assign(&assignment(1, 1, &[1], 1), MY_ENDPOINT);
+        ms.renew_lease(BootInstant::now(), 200);
+        wait_until(Duration::from_secs(10), "the lease to run out", || {
+            let ms = ms.clone();
+            async move {
+                (!ms.lease_valid())
+                    .then_some(())
+                    .ok_or_else(|| "still valid".to_string())
+            }
+        })
+        .await;
+        let e = send(&short.broker, "C").await.unwrap_err().to_string();
+        assert!(e.contains("no valid lease"), "{e}");
+
+        // Demoted by a newer epoch naming another member: no sends, the store a copy.
+        assign_and_wait(&m, &assignment(2, 2, &[2, 1], 1)).await;
+        let e = send(&m.broker, "D").await.unwrap_err().to_string();
+        assert!(e.contains("slave of 10.0.0.2:8081"), "{e}");
+        assert_eq!(m.broker.replication().role(), Role::Slave);
+    }
+
+    #[tokio::test]
+    async fn each_promotion_records_its_epoch_and_start_offset() {
+        let m = member(1);
+        assign_and_wait(&m, &assignment(1, 1, &[1], 1)).await;
+        let epochs = || m.broker.store().epochs().entries();
+        assert_eq!(
+            epochs(),
+            vec![crate::store::EpochStart {
+                epoch: 1,
+                start_offset: 0
+            }]
+        );
+        send(&m.broker, "A").await.unwrap();
+        send(&m.broker, "B").await.unwrap();
+        let end = m.broker.store().log_end_offset();
+        assign_and_wait(&m, &assignment(2, 2, &[2], 1)).await;
+        // An older epoch is ignored: still the slave of epoch 2.
+        m.broker
+            .membership()
+            .assign(&assignment(1, 1, &[1], 1), MY_ENDPOINT);
+        assert_eq!(m.broker.membership().master_epoch(), 2);
+        assign_and_wait(&m, &assignment(1, 3, &[1], 1)).await;
+        let starts: Vec<(u64, u64)> = epochs().iter().map(|e| (e.epoch, e.start_offset)).collect();
+        assert_eq!(starts, vec![(1, 0), (3, end)]);
+        assert_eq!(m.broker.membership().report().last_log_epoch, 3);
+        send(&m.broker, "C").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_send_waits_for_every_committed_in_sync_member() {
+        let m = member(1);
+        // The master alone in the committed set: acknowledged on its own write.
+        assign_and_wait(&m, &assignment(1, 1, &[1], 1)).await;
+        send(&m.broker, "A").await.unwrap();
+
+        // Member 2 committed in sync: a send waits for its report.
+        let rep = m.broker.replication().clone();
+        let session = rep.slave_connected(2, "10.0.0.2:8081");
+        let end = m.broker.store().log_end_offset();
+        rep.slave_report(2, session, end, end);
+        m.broker
+            .membership()
+            .assign(&assignment(1, 1, &[1, 2], 2), MY_ENDPOINT);
+        let store = m.broker.store().clone();
+        wait_until(
+            Duration::from_secs(10),
+            "sends to wait for member 2",
+            || {
+                let store = store.clone();
+                async move {
+                    store
+                        .sync_replicas()
+                        .then_some(())
+                        .ok_or_else(|| "not yet".to_string())
+                }
+            },
+        )
+        .await;
+        let broker = m.broker.clone();
+        let pending = tokio::spawn(async move { send(&broker, "B").await });
+        wait_until(Duration::from_secs(10), "the send to be written", || {
+            let store = store.clone();
+            async move {
+                (store.log_end_offset() > end)
+                    .then_some(())
+                    .ok_or_else(|| "not written".to_string())
+            }
+        })
+        .await;
+        assert!(
+            !pending.is_finished(),
+            "acknowledged before member 2 had it"
+        );
+        let written = store.log_end_offset();
+        rep.slave_report(2, session, written, written);
+        let sent = pending.await.unwrap().unwrap();
+        assert!(sent.not_replicated.is_none(), "{sent:?}");
+        assert_eq!(
+            m.broker.membership().report().in_sync,
+            vec![1, 2],
+            "the measure proposes member 2"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_few_committed_in_sync_members_refuse_before_the_append() {
+        let m = member(2);
+        assign_and_wait(&m, &assignment(1, 1, &[1], 1)).await;
+        let e = send(&m.broker, "A").await.unwrap_err().to_string();
+        assert!(e.contains("min_in_sync_replicas = 2"), "{e}");
+        assert_eq!(m.broker.store().log_end_offset(), 0);
+    }
+}

@@ -8,7 +8,7 @@ use crate::config::{BrokerConfig, Role};
 use crate::grpc::{admin::AdminServer, forward::SlaveForwarding, MessagingServer};
 use crate::metrics::BrokerOps;
 use crate::replication::journal::JournaledKv;
-use crate::replication::{Replication, ReplicationService};
+use crate::replication::ReplicationService;
 use crate::services::{store_config, Broker, BrokerError, Foundation};
 use crate::store::{MessageStore, OpenOptions, RebuildProgress, StoreError};
 use apogee_proto::cluster::admin_server::AdminServer as AdminService;
@@ -171,40 +171,21 @@ async fn open_store(
 /// The background tasks, each ending when the broker starts shutting down.
 struct BackgroundTasks {
     registration: JoinHandle<()>,
-    replicating: JoinHandle<()>,
-    /// The master's: transaction check-backs, scheduled delivery, renewals and dead letters.
-    others: Vec<JoinHandle<()>>,
+    /// The role supervisor and its role's tasks (`Broker::spawn_roles`): a master's
+    /// check-backs, scheduled delivery, renewals and dead letters and in-sync refresh, a
+    /// slave's replication loop.
+    roles: JoinHandle<()>,
 }
 
 fn start_background_tasks(broker: &Arc<Broker>) -> BackgroundTasks {
-    let config = broker.config();
-    let stop = broker.closing();
-    let mut others = Vec::new();
-    // Slaves hold copies: only the master checks transactions back, publishes what comes
-    // due, renews and dead-letters (a slave's state follows its master).
-    if config.role != Role::Slave {
-        others.push(
-            broker
-                .txns()
-                .clone()
-                .spawn_checker(config.advertised_endpoint(), stop.clone()),
-        );
-        others.push(broker.schedule().clone().spawn_delivery(stop.clone()));
-        others.push(crate::consume::background::spawn(
-            broker.consume_background(),
-            stop.clone(),
-        ));
-    }
     let registration = tokio::spawn(broker.nameservers().clone().run(
         broker.topics().clone(),
         broker.groups().clone(),
-        stop.clone(),
+        broker.closing(),
     ));
-    let replicating = Replication::spawn(broker.replication_context(), stop);
     BackgroundTasks {
         registration,
-        replicating,
-        others,
+        roles: broker.spawn_roles(),
     }
 }
 
@@ -224,7 +205,9 @@ fn log_listening(config: &BrokerConfig, addr: std::net::SocketAddr, ops_addr: &s
 }
 
 /// MessagingService, Admin and Replication added to `routes` (the bootstrap's, with health).
-/// A slave's MessagingService is behind its pass-through to the master (`grpc::forward`).
+/// A slave's MessagingService is behind its pass-through to the master (`grpc::forward`),
+/// and so is every controller-mode broker's: the pass-through decides per call from the role
+/// then (a promoted broker serves directly, a demoted one passes calls on).
 fn routes(broker: &Arc<Broker>, routes: tonic::service::Routes) -> tonic::service::Routes {
     let config = broker.config();
     let messaging = MessagingServiceServer::new(MessagingServer::new(broker.clone()))
@@ -232,7 +215,7 @@ fn routes(broker: &Arc<Broker>, routes: tonic::service::Routes) -> tonic::servic
             config.max_body_bytes,
         ))
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-    let routes = if config.role == Role::Slave {
+    let routes = if config.role == Role::Slave || config.controller_mode() {
         routes.add_service(SlaveForwarding::new(
             messaging,
             broker.replication().clone(),
@@ -307,9 +290,6 @@ async fn serve_until_shutdown(
 /// store's flush.
 async fn shut_down(broker: &Broker, tasks: BackgroundTasks) {
     let _ = tasks.registration.await;
-    let _ = tasks.replicating.await;
-    for task in tasks.others {
-        let _ = task.await;
-    }
+    let _ = tasks.roles.await;
     broker.store().shutdown();
 }

@@ -6,11 +6,17 @@
 //!
 //! Handlers reach the services through the accessors; nothing here imports a handler,
 //! `server`, or anything that imports this module back.
+//!
+//! [`Broker::spawn_roles`] is the role supervisor: it runs the tasks of the broker's role
+//! (a master's check-backs, scheduled delivery, consume background and in-sync refresh; a
+//! slave's replication loop) and, in controller mode, the transitions between roles when
+//! the [`Membership`] changes (promotion, demotion; see `promote` and `demote`).
 
 use crate::access::AccessTable;
 use crate::config::{BrokerConfig, FlushPolicy, Role};
 use crate::consume::ConsumeEngine;
 use crate::groups::GroupTable;
+use crate::membership::{MemberRole, Membership, RoleView};
 use crate::metrics::BrokerMetrics;
 use crate::produce::{Producer, ProducerConfig};
 use crate::quotas::Quotas;
@@ -30,6 +36,7 @@ use apogee_server::telemetry::Sessions;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Why a broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +97,9 @@ pub fn store_config(config: &BrokerConfig) -> StoreConfig {
             + 2 * apogee_proto::limits::MAX_PROPERTIES_BYTES
             + 4096)
             .min(config.store.segment_bytes as usize),
-        replica: config.role == Role::Slave,
-        sync_replicas: config.role == Role::SyncMaster,
+        // Controller mode starts fenced: a copy until the controller names it the master.
+        replica: config.controller_mode() || config.role == Role::Slave,
+        sync_replicas: !config.controller_mode() && config.role == Role::SyncMaster,
         replica_timeout: Duration::from_millis(config.replication.sync_timeout_ms),
         retention: RetentionPolicy {
             max_age: Duration::from_secs(config.store.retention_hours.saturating_mul(3600)),
@@ -121,6 +129,8 @@ pub struct Broker {
     /// The index database with its journal of replicated writes.
     journal: Arc<JournaledKv>,
     replication: Arc<Replication>,
+    /// The role (master, slave, fenced), master epoch and lease.
+    membership: Arc<Membership>,
     /// Unix ms when this broker started.
     started_at_ms: i64,
     metrics: Arc<BrokerMetrics>,
@@ -142,10 +152,12 @@ impl Broker {
             directory,
         } = base;
         let started_at_ms = apogee_proto::time::now_ms();
+        let membership = membership_of(&config, &store);
+        let slave_at_start = matches!(membership.role_view().role, MemberRole::Slave { .. });
         let topics = Arc::new(TopicTable::load(store.kv())?);
         topics.set_auto_create(config.auto_create_topics);
         let lost = store.index_rebuild().filter(|r| r.topic_configs_lost);
-        if let (Some(found), false) = (lost, config.role == Role::Slave) {
+        if let (Some(found), false) = (lost, slave_at_start) {
             topics.restore_from_log(found)?;
         }
         let groups = Arc::new(GroupTable::load(
@@ -154,6 +166,10 @@ impl Broker {
         )?);
         groups.set_auto_create_start(config.consume.auto_create_start);
         let consume = Arc::new(ConsumeEngine::open(store.clone())?);
+        if membership.controlled_mode() {
+            let m = membership.clone();
+            consume.set_serving_gate(Arc::new(move || m.check_serving()));
+        }
         let access = Arc::new(AccessTable::load(
             store.kv(),
             cluster_secret
@@ -185,8 +201,13 @@ impl Broker {
             crate::schedule::wall_clock(),
         );
         // A slave counts its master as away until it is connected: what it serves is handed back.
-        journal.set_master_away(config.role == Role::Slave);
-        let replication = Replication::new(&config, store.clone(), cluster_secret);
+        journal.set_master_away(!membership.is_master());
+        let replication = Replication::with_membership(
+            &config,
+            store.clone(),
+            cluster_secret,
+            membership.clone(),
+        );
         let metrics = BrokerMetrics::new(&config);
         metrics.register_transactions(&txns.outcomes);
         let quotas = Arc::new(Quotas::new(&config.limits));
@@ -198,8 +219,10 @@ impl Broker {
             schedule.clone(),
             quotas.clone(),
             sessions.clone(),
-        );
+        )
+        .with_membership(membership.clone());
         let broker = Arc::new(Broker {
+            membership,
             quotas,
             producer,
             config,
@@ -281,6 +304,12 @@ impl Broker {
     /// Master/slave replication state.
     pub fn replication(&self) -> &Arc<Replication> {
         &self.replication
+    }
+
+    /// The role (master, slave, fenced), master epoch and lease; the NameServer sessions
+    /// pass the controller's assignments to it.
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
     }
 
     /// Unix ms when this broker started.
@@ -386,5 +415,175 @@ impl Broker {
             groups: self.groups.clone(),
             access: self.access.clone(),
         }
+    }
+}
+
+/// The broker's membership: the controller's (fenced until assigned) in controller mode,
+/// else the configured role for good.
+fn membership_of(config: &BrokerConfig, store: &Arc<MessageStore>) -> Arc<Membership> {
+    let member_id = config.broker_id.max(0) as u64;
+    if config.controller_mode() {
+        Membership::controlled(
+            member_id,
+            config.failover.election_priority,
+            config.failover.min_in_sync_replicas,
+            store.clone(),
+        )
+    } else {
+        Membership::fixed(config.role, member_id, store.clone())
+    }
+}
+
+/// Whether going from `a` to `b` changes which tasks run (another role, another master,
+/// another epoch); a new committed in-sync set alone does not.
+fn role_changed(a: &RoleView, b: &RoleView) -> bool {
+    a.role != b.role || a.master_epoch != b.master_epoch
+}
+
+impl Broker {
+    /// Starts the role supervisor (module doc): it runs the current role's tasks, and on a
+    /// role change stops them, waits for them to end, makes the transition and starts the
+    /// new role's; it ends, with the tasks, when the broker shuts down. In static mode the
+    /// role never changes: it runs one role's tasks, as the broker always did.
+    pub fn spawn_roles(self: &Arc<Self>) -> JoinHandle<()> {
+        tokio::spawn(self.clone().supervise_roles())
+    }
+
+    async fn supervise_roles(self: Arc<Self>) {
+        let mut closing = self.closing();
+        let mut roles = self.membership.role_watch();
+        let mut before: Option<RoleView> = None;
+        loop {
+            let view = roles.borrow_and_update().clone();
+            let ready = self.enter(before.as_ref(), &view).await;
+            let (stop, stopped) = watch::channel(false);
+            let tasks = if ready {
+                self.start_role_tasks(&view.role, stopped)
+            } else {
+                Vec::new()
+            };
+            let shutting_down = loop {
+                tokio::select! {
+                    _ = closing.wait_for(|c| *c) => break true,
+                    changed = roles.changed() => {
+                        if changed.is_err() {
+                            break true;
+                        }
+                        if role_changed(&view, &roles.borrow()) {
+                            break false;
+                        }
+                    }
+                }
+            };
+            stop.send_replace(true);
+            for task in tasks {
+                let _ = task.await;
+            }
+            if shutting_down {
+                return;
+            }
+            before = Some(view);
+        }
+    }
+
+    /// The tasks of `role`, each ending when `stop` turns true.
+    fn start_role_tasks(
+        &self,
+        role: &MemberRole,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        let mut tasks = vec![Replication::spawn_for(
+            self.replication_context(),
+            role,
+            stop.clone(),
+        )];
+        // Slaves hold copies: only the master checks transactions back, publishes what comes
+        // due, renews and dead-letters (a slave's state follows its master).
+        if let MemberRole::Master { .. } = role {
+            tasks.push(
+                self.txns
+                    .clone()
+                    .spawn_checker(self.config.advertised_endpoint(), stop.clone()),
+            );
+            tasks.push(self.schedule.clone().spawn_delivery(stop.clone()));
+            tasks.push(crate::consume::background::spawn(
+                self.consume_background(),
+                stop,
+            ));
+        }
+        tasks
+    }
+
+    /// Makes the transition from `before` (None: the start) to `now`, with the previous
+    /// role's tasks ended; returns whether `now`'s tasks may start (false: a promotion
+    /// failed, and the broker stays a copy that takes no writes).
+    async fn enter(&self, before: Option<&RoleView>, now: &RoleView) -> bool {
+        if !self.membership.controlled_mode() {
+            return true;
+        }
+        let was_master = before.is_some_and(|b| b.is_master());
+        match &now.role {
+            MemberRole::Master { .. } => {
+                let same_epoch =
+                    before.is_some_and(|b| b.is_master() && b.master_epoch == now.master_epoch);
+                if same_epoch {
+                    return true;
+                }
+                match self.promote(now.master_epoch).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(
+                            epoch = now.master_epoch,
+                            "could not become the master; taking no writes: {e}"
+                        );
+                        false
+                    }
+                }
+            }
+            MemberRole::Slave { .. } | MemberRole::Fenced => {
+                if was_master {
+                    self.demote(now);
+                }
+                true
+            }
+        }
+    }
+
+    /// Slave (or fenced) to master of `epoch`, the slave loop ended: what was received is
+    /// synced (it was written and indexed as it came), the epoch's start offset is recorded
+    /// in the epoch file, sends wait per the ack rule, the store takes writes, the handback
+    /// gate opens and the master's state is this broker's own.
+    async fn promote(&self, epoch: u64) -> Result<(), BrokerError> {
+        self.store.sync_log().await?;
+        let start = self.store.log_end_offset();
+        let (store, journal) = (self.store.clone(), self.journal.clone());
+        tokio::task::spawn_blocking(move || {
+            store.epochs().append(epoch, start)?;
+            journal.clear_handback()
+        })
+        .await??;
+        self.journal.set_master_away(false);
+        self.replication.became_master();
+        self.replication.refresh_now();
+        self.store.set_replica(false);
+        tracing::warn!("promoted to master of epoch {epoch} at offset {start}");
+        Ok(())
+    }
+
+    /// Master to slave (or fenced), the master's tasks ended: the store takes no more sends
+    /// (those waiting for slaves are answered "not replicated"), slaves' reports no longer
+    /// count, and what this broker serves from now on is handed back to its master.
+    fn demote(&self, now: &RoleView) {
+        self.store.set_replica(true);
+        if let Err(e) = self.store.set_sync_replicas(false) {
+            tracing::error!(error = %e, "cannot stop sends waiting for slaves");
+        }
+        self.replication.became_slave();
+        self.journal.set_master_away(true);
+        tracing::warn!(
+            epoch = now.master_epoch,
+            role = ?now.role,
+            "no longer the master: this broker takes no writes and follows the assigned master"
+        );
     }
 }

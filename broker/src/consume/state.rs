@@ -108,7 +108,13 @@ pub struct ConsumeEngine {
     /// Woken when a pop passes over deliveries that used up their attempts.
     pub(super) expired: Notify,
     clients: Clients,
+    /// Whether this broker may hand out and take acks now (controller mode: the master with
+    /// a valid lease); None: always.
+    serving_gate: RwLock<Option<ServingGate>>,
 }
+
+/// Says whether deliveries may be handed out and acked now, or why not.
+pub type ServingGate = Arc<dyn Fn() -> Result<(), ApogeeError> + Send + Sync>;
 
 pub(super) fn internal(e: StoreError) -> ApogeeError {
     ApogeeError::Internal(e.to_string())
@@ -144,7 +150,21 @@ impl ConsumeEngine {
             changed: Notify::new(),
             expired: Notify::new(),
             clients: Clients::default(),
+            serving_gate: RwLock::new(None),
         })
+    }
+
+    /// Pops, acks and invisible-time changes are refused with `gate`'s error while it
+    /// refuses (the lease of controller mode).
+    pub fn set_serving_gate(&self, gate: ServingGate) {
+        *self.serving_gate.write() = Some(gate);
+    }
+
+    fn check_gate(&self) -> Result<(), ApogeeError> {
+        match &*self.serving_gate.read() {
+            Some(gate) => gate(),
+            None => Ok(()),
+        }
     }
 
     /// Woken by acks, nacks and dead letters.
@@ -220,6 +240,7 @@ impl ConsumeEngine {
     /// new messages matching the filter. A repeated `attempt_id` gets the
     /// deliveries of the first receive back, without a new attempt.
     pub fn pop(&self, req: &PopRequest<'_>, now_ms: i64) -> Result<Vec<Delivery>, ApogeeError> {
+        self.check_gate()?;
         if let Some(id) = req.attempt_id {
             if let Some(again) = self.repeat(req, id, now_ms)? {
                 return Ok(again);
@@ -396,6 +417,7 @@ impl ConsumeEngine {
 
     /// Acknowledges one delivery.
     pub fn ack(&self, group: &str, topic: &str, handle: &str) -> Result<(), ApogeeError> {
+        self.check_gate()?;
         let (key, r, queue) = self.resolve(group, topic, handle)?;
         let mut state = queue.lock();
         match state.inflight.get(&r.queue_offset) {
@@ -423,6 +445,7 @@ impl ConsumeEngine {
         invisible_ms: i64,
         now_ms: i64,
     ) -> Result<String, ApogeeError> {
+        self.check_gate()?;
         let (key, r, queue) = self.resolve(group, topic, handle)?;
         let mut state = queue.lock();
         let f = match state.inflight.get_mut(&r.queue_offset) {

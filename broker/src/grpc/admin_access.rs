@@ -17,7 +17,7 @@ pub fn apply(
     req: ApplyAccessRequest,
     by: &str,
 ) -> Result<ApplyAccessResponse, Status> {
-    if broker.config().role == crate::config::Role::Slave {
+    if !broker.membership().is_master() {
         return Err(ApogeeError::PreconditionFailed(
             "a slave takes users and ACL entries from its master".into(),
         )

@@ -192,7 +192,7 @@ pub async fn resend_dead_letters(
     by: &str,
 ) -> Result<cluster::ResendDeadLettersResponse, ApogeeError> {
     limits::validate_group(&req.group)?;
-    if broker.config().role == crate::config::Role::Slave {
+    if !broker.membership().is_master() {
         return Err(ApogeeError::Forbidden(format!(
             "broker {} is a slave; resend dead letters through its master",
             broker.config().broker_name

@@ -112,6 +112,8 @@ pub fn broker_status(broker: &Broker) -> BrokerStatus {
         broker.topics().list().len(),
         broker.groups().list().len(),
     );
+    // The role now (it changes at runtime in controller mode).
+    status.role = broker_role(broker.membership().role()) as i32;
     set_replication(&mut status, slaves, link);
     status
 }

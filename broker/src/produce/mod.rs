@@ -8,7 +8,9 @@
 //!
 //! 1. **validation** (`validate.rs`): the request's size and each message on its own, pure
 //!    functions over [`SendLimits`];
-//! 2. **admission** (`admit.rs`, and the slave refusal and the send quotas here): the topic
+//! 2. **admission** (`admit.rs`, and here: the refusal on anything but the master, in
+//!    controller mode also without a valid lease or with too few committed in-sync members
+//!    ([`Membership::check_writable`]), and the send quotas): the topic
 //!    exists (or is auto-created), is writable, accepts the type and has the queue;
 //! 3. **routing** (`route.rs`): a TRANSACTION message to the half topic, a DELAY message to
 //!    the schedule, any other to its topic and queue;
@@ -30,6 +32,7 @@ mod tests_validate;
 pub use validate::SendLimits;
 
 use crate::config::{BrokerConfig, Role};
+use crate::membership::Membership;
 use crate::quotas::Quotas;
 use crate::schedule::Schedule;
 use crate::store::MessageStore;
@@ -153,6 +156,9 @@ pub struct Producer {
     quotas: Arc<Quotas>,
     /// A producer that sends to a topic is a candidate for its check-backs.
     sessions: Arc<Sessions>,
+    /// The role now: only the master takes sends (in controller mode: with a valid lease and
+    /// enough committed in-sync members).
+    membership: Arc<Membership>,
 }
 
 impl Producer {
@@ -165,7 +171,10 @@ impl Producer {
         quotas: Arc<Quotas>,
         sessions: Arc<Sessions>,
     ) -> Producer {
+        let membership =
+            Membership::fixed(config.role, config.broker_id.max(0) as u64, store.clone());
         Producer {
+            membership,
             config,
             store,
             topics,
@@ -174,6 +183,13 @@ impl Producer {
             quotas,
             sessions,
         }
+    }
+
+    /// The same producer, with the role `membership` holds (which may change at runtime)
+    /// instead of the configured one.
+    pub fn with_membership(mut self, membership: Arc<Membership>) -> Producer {
+        self.membership = membership;
+        self
     }
 
     /// Stores the messages of one send request from `sender`: all of them, or none and the
@@ -185,13 +201,17 @@ impl Producer {
         messages: Vec<Outgoing>,
         sender: &Sender<'_>,
     ) -> Result<Sent, ApogeeError> {
-        if self.config.role == Role::Slave {
+        if !self.membership.is_master() {
+            if self.membership.controlled_mode() {
+                self.membership.check_serving()?;
+            }
             return Err(slave_refusal(
                 &self.config.broker_name,
                 self.config.broker_id,
                 "",
             ));
         }
+        self.membership.check_writable()?;
         validate::request(&messages)?;
         let topic = messages[0].topic.as_str();
         self.quotas
@@ -214,6 +234,13 @@ impl Producer {
             ));
         }
         self.sessions.note_sent_topic(sender.client_id, topic);
-        self.route_and_append(messages, &admitted, sender).await
+        let sent = self.route_and_append(messages, &admitted, sender).await?;
+        // Fencing: the answer, after any wait for slaves, needs the lease still valid.
+        self.membership.check_serving().map_err(|e| {
+            ApogeeError::Unavailable(format!(
+                "the send was written on this broker but is not acknowledged: {e}"
+            ))
+        })?;
+        Ok(sent)
     }
 }

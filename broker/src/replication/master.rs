@@ -29,7 +29,6 @@ use tracing::Instrument;
 
 use super::state;
 use super::ReplicationContext;
-use crate::config::Role;
 use crate::store::{MessageStore, RecordMark, DATA_FORMAT_VERSION};
 
 /// Messages buffered towards one slave (each at most `replication.chunk_bytes` of log).
@@ -69,6 +68,14 @@ async fn closed(closing: Option<tokio::sync::watch::Receiver<bool>>) {
         }
     }
     std::future::pending().await
+}
+
+/// Waits until this broker stops being the master (never in static mode).
+async fn no_longer_master(rep: &super::Replication) {
+    let mut roles = rep.membership().role_watch();
+    if roles.wait_for(|v| !v.is_master()).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 pub(super) fn to_wire(m: RecordMark) -> WireMark {
@@ -116,10 +123,25 @@ async fn last_record_matches(
 
 pub(super) fn check_hello(ctx: &ReplicationContext, hello: &SlaveHello) -> Result<(), ApogeeError> {
     let cfg = &ctx.config;
-    if cfg.role == Role::Slave {
+    let membership = ctx.replication.membership();
+    if !membership.is_master() {
         return Err(ApogeeError::PreconditionFailed(format!(
-            "broker {} id {} is a slave; replicate from the group's master (broker id 0)",
-            cfg.broker_name, cfg.broker_id
+            "broker {} id {} is a slave; replicate from the group's master{}",
+            cfg.broker_name,
+            cfg.broker_id,
+            if membership.controlled_mode() {
+                ""
+            } else {
+                " (broker id 0)"
+            }
+        )));
+    }
+    let epoch = membership.master_epoch();
+    if membership.controlled_mode() && hello.master_epoch != epoch {
+        return Err(ApogeeError::PreconditionFailed(format!(
+            "this is the master of epoch {epoch}, and the slave follows the master of epoch {}: \
+             a member follows only the master of the epoch the controller assigned it",
+            hello.master_epoch
         )));
     }
     if hello.cluster_name != cfg.cluster_name || hello.broker_name != cfg.broker_name {
@@ -195,6 +217,9 @@ impl replication_server::Replication for ReplicationService {
                     r = serve(&ctx, hello, session, &mut inbound, &tx, &mut streamers) => r,
                     _ = closed(closing) => Err(ApogeeError::Unavailable(
                         "the master is shutting down".into(),
+                    )),
+                    _ = no_longer_master(&rep) => Err(ApogeeError::PreconditionFailed(
+                        "this broker is no longer the master of its group".into(),
                     )),
                 };
                 streamers.stop();

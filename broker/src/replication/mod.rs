@@ -14,13 +14,19 @@
 //! - the handback gate: a restarted master that has had slaves holds receives back until a
 //!   slave has handed back the consume state it served while the master was away, or
 //!   `replication.handback_wait_ms` passed.
+//!
+//! The role is the broker's [`Membership`]'s, read when it matters (it changes at runtime in
+//! controller mode). There the master's refresh also applies the ack rule: a send waits for
+//! every member of the controller's committed in-sync set but the master (the replicated
+//! offset is the slowest one's written offset; the master alone: no wait), and it tells the
+//! membership which slaves it measures in sync (its proposal to the controller).
 
 pub mod journal;
 mod master;
 mod slave;
 pub mod state;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +37,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{BrokerConfig, ReplicationSection, Role};
+use crate::membership::{MemberRole, Membership};
 use crate::store::keys::{MetaKey, MARKER};
 use crate::store::{Cf, KvBatch, MessageStore};
 
@@ -91,7 +98,8 @@ struct SlaveEntry {
 
 /// Replication state of one broker (master or slave).
 pub struct Replication {
-    role: Role,
+    /// The broker's role, epoch and committed in-sync set.
+    membership: Arc<Membership>,
     config: ReplicationSection,
     broker_id: i64,
     store: Arc<MessageStore>,
@@ -110,12 +118,24 @@ pub struct Replication {
 }
 
 impl Replication {
+    /// The replication state of a broker whose role is `config.role` for good (static mode).
     pub fn new(
         config: &BrokerConfig,
         store: Arc<MessageStore>,
         secret: Option<apogee_proto::cluster_auth::ClusterSecret>,
     ) -> Arc<Self> {
-        let had_slaves = config.role != Role::Slave
+        let membership = Membership::fixed(config.role, config.broker_id as u64, store.clone());
+        Self::with_membership(config, store, secret, membership)
+    }
+
+    /// The replication state of a broker whose role `membership` holds.
+    pub fn with_membership(
+        config: &BrokerConfig,
+        store: Arc<MessageStore>,
+        secret: Option<apogee_proto::cluster_auth::ClusterSecret>,
+        membership: Arc<Membership>,
+    ) -> Arc<Self> {
+        let had_slaves = membership.is_master()
             && matches!(store.kv().get(Cf::Meta, HAD_SLAVES_KEY), Ok(Some(_)));
         let wait = Duration::from_millis(config.replication.handback_wait_ms);
         if had_slaves && !wait.is_zero() {
@@ -126,7 +146,7 @@ impl Replication {
         }
         let (gate_closed, _) = watch::channel(had_slaves && !wait.is_zero());
         Arc::new(Replication {
-            role: config.role,
+            membership,
             config: config.replication.clone(),
             broker_id: config.broker_id,
             store,
@@ -144,23 +164,37 @@ impl Replication {
         })
     }
 
-    /// Starts the background work of this role: a master's in-sync evaluation, a slave's
-    /// replication loop.
+    /// Starts the background work of the current role: a master's in-sync evaluation, a
+    /// slave's replication loop (a fenced member has none), until `stop` turns true.
     pub fn spawn(ctx: ReplicationContext, stop: watch::Receiver<bool>) -> JoinHandle<()> {
-        match ctx.replication.role {
-            Role::Slave => tokio::spawn(slave::run(ctx, stop)),
-            Role::AsyncMaster | Role::SyncMaster => {
-                tokio::spawn(ctx.replication.clone().refresh_loop(stop))
-            }
+        let role = ctx.replication.membership.role_view().role;
+        Self::spawn_for(ctx, &role, stop)
+    }
+
+    /// [`spawn`](Self::spawn) for `role`.
+    pub fn spawn_for(
+        ctx: ReplicationContext,
+        role: &MemberRole,
+        mut stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        match role {
+            MemberRole::Slave { .. } => tokio::spawn(slave::run(ctx, stop)),
+            MemberRole::Master { .. } => tokio::spawn(ctx.replication.clone().refresh_loop(stop)),
+            MemberRole::Fenced => tokio::spawn(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }),
         }
     }
 
     async fn refresh_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(REFRESH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A new committed in-sync set applies at once (controller mode).
+        let mut roles = self.membership.role_watch();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = roles.changed() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
             self.note_log_end(now_ms());
@@ -178,7 +212,7 @@ impl Replication {
     // ---- master side ------------------------------------------------------------------
 
     /// A slave opened a session; returns the session id its later calls carry.
-    fn slave_connected(&self, broker_id: i64, endpoint: &str) -> u64 {
+    pub(crate) fn slave_connected(&self, broker_id: i64, endpoint: &str) -> u64 {
         let session = {
             let mut n = self.next_session.lock();
             *n += 1;
@@ -210,7 +244,7 @@ impl Replication {
     }
 
     /// A slave's report of how far it has written and synced.
-    fn slave_report(&self, broker_id: i64, session: u64, written: u64, synced: u64) {
+    pub(crate) fn slave_report(&self, broker_id: i64, session: u64, written: u64, synced: u64) {
         let now = now_ms();
         {
             let mut slaves = self.slaves.lock();
@@ -255,6 +289,12 @@ impl Replication {
 
     /// Re-evaluates the slaves and moves the store's replicated offset and in-sync flag.
     fn refresh(&self, now: i64) {
+        if self.membership.controlled_mode() {
+            if self.membership.is_master() {
+                self.apply_ack_rule(now);
+            }
+            return;
+        }
         let end = self.store.log_end_offset();
         let mut replicated = 0u64;
         let mut any_in_sync = false;
@@ -270,6 +310,68 @@ impl Replication {
         }
         self.store.set_replicated(replicated);
         self.store.set_replica_in_sync(any_in_sync);
+    }
+
+    /// Controller mode, master: sends wait for every committed in-sync member but this one
+    /// (the slowest one's written offset; none: no wait), and the slaves measured in sync
+    /// now are the proposal the reports carry.
+    fn apply_ack_rule(&self, now: i64) {
+        let end = self.store.log_end_offset();
+        let waited_for = self.membership.committed_slaves();
+        let mut measured = BTreeSet::new();
+        let slowest = {
+            let mut slaves = self.slaves.lock();
+            for (id, e) in slaves.iter_mut() {
+                if e.connected && e.written >= end {
+                    e.last_progress_ms = now;
+                }
+                if self.in_sync(e, end, now) {
+                    measured.insert(*id as u64);
+                }
+            }
+            waited_for
+                .iter()
+                .map(|id| slaves.get(&(*id as i64)).map_or(0, |e| e.written))
+                .min()
+        };
+        self.membership.set_measured_in_sync(measured);
+        match slowest {
+            None => {
+                if let Err(e) = self.store.set_sync_replicas(false) {
+                    tracing::error!(error = %e, "cannot change how sends wait for slaves");
+                }
+                self.store.set_replicated_exact(u64::MAX);
+            }
+            Some(written) => {
+                self.store.set_replica_in_sync(true);
+                self.store.set_replicated_exact(written);
+                if let Err(e) = self.store.set_sync_replicas(true) {
+                    tracing::error!(error = %e, "cannot make sends wait for the in-sync set");
+                }
+            }
+        }
+    }
+
+    /// Applies the ack rule now (a promotion, before the store takes writes).
+    pub(crate) fn refresh_now(&self) {
+        self.note_log_end(now_ms());
+        self.refresh(now_ms());
+    }
+
+    /// This broker became the master: no master link, no handback to wait for (it is the
+    /// consume state's owner now).
+    pub(crate) fn became_master(&self) {
+        self.set_master_channel(None);
+        self.update_link(|l| l.connected = false);
+        self.open_gate();
+    }
+
+    /// This broker stopped being the master: its slaves' sessions end (`master.rs`), and
+    /// what they reported no longer counts.
+    pub(crate) fn became_slave(&self) {
+        for e in self.slaves.lock().values_mut() {
+            e.connected = false;
+        }
     }
 
     fn note_log_end(&self, now: i64) {
@@ -334,7 +436,7 @@ impl Replication {
 
     /// Slave: its link to the master (None on a master).
     pub fn master_link(&self) -> Option<MasterLink> {
-        (self.role == Role::Slave).then(|| self.link.lock().clone())
+        (!self.membership.is_master()).then(|| self.link.lock().clone())
     }
 
     fn update_link(&self, f: impl FnOnce(&mut MasterLink)) {
@@ -351,8 +453,14 @@ impl Replication {
         *self.master_channel.lock() = channel;
     }
 
+    /// The role now, in the configuration's terms (a fenced member counts as a slave).
     pub fn role(&self) -> Role {
-        self.role
+        self.membership.role()
+    }
+
+    /// The broker's role, epoch and committed in-sync set.
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
     }
 
     pub fn broker_id(&self) -> i64 {

@@ -1,8 +1,9 @@
 //! The slave's side: find the master, agree on a common log, then apply what it streams.
 //!
-//! Each attempt: look up the master (configured, or the group's broker id 0 in the
-//! NameServers' cluster info), open `Replicate`, send Hello with our log end, its last record
-//! and the handback (consume state we changed while the master was away). If the master does
+//! Each attempt: look up the master (in controller mode the one the controller assigned;
+//! else configured, or the group's broker id 0 in the NameServers' cluster info), open
+//! `Replicate`, send Hello with our log end, its last record, the master epoch we follow (a
+//! master of another epoch refuses us: so we never follow an older one) and the handback (consume state we changed while the master was away). If the master does
 //! not hold our last record, binary-search the common prefix with probes (first over segment
 //! starts, then over the records of one segment), truncate to it (logged as a warning) and
 //! rebuild the derived index. Then Start at our log end and apply chunks (byte for byte,
@@ -77,9 +78,21 @@ pub(super) async fn run(ctx: ReplicationContext, mut stop: watch::Receiver<bool>
     }
 }
 
-/// The master's endpoint: configured, or the live broker id 0 of our group per the NameServers.
+/// The master's endpoint: in controller mode the assigned one; else configured, or the live
+/// broker id 0 of our group per the NameServers.
 async fn find_master(ctx: &ReplicationContext) -> Result<String, ApogeeError> {
     let cfg = &ctx.config;
+    let membership = ctx.replication.membership();
+    if membership.controlled_mode() {
+        let view = membership.role_view();
+        return match view.role {
+            crate::membership::MemberRole::Slave { master_endpoint } => Ok(master_endpoint),
+            _ => Err(ApogeeError::Unavailable(format!(
+                "the controller assigns this member no master to follow (epoch {})",
+                view.master_epoch
+            ))),
+        };
+    }
     if !cfg.replication.master.is_empty() {
         return Ok(cfg.replication.master.clone());
     }
@@ -186,7 +199,7 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
         last_record: store.last_record().map(to_wire),
         handback,
         data_format: DATA_FORMAT_VERSION,
-        ..SlaveHello::default()
+        master_epoch: ctx.replication.membership().master_epoch(),
     };
     let handed_back = !hello.handback.is_empty();
     let (tx, rx) = mpsc::channel::<SlaveMessage>(64);

@@ -235,6 +235,9 @@ pub struct OpenOptions {
     pub progress: RebuildProgress,
 }
 
+/// A background thread's stop signal (dropped to stop it) and handle.
+type StopAndJoin = (mpsc::Sender<()>, JoinHandle<()>);
+
 /// The commit log, its index and the writer. Cheap reads from any thread; appends are
 /// funnelled through the write queue.
 pub struct MessageStore {
@@ -244,7 +247,7 @@ pub struct MessageStore {
     flusher: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     /// The thread expiring slave waits: started at open with `sync_replicas`, else when a
     /// broker becomes a SYNC master while running; the flag says the store shut down.
-    replica_timer: Mutex<(bool, Option<(mpsc::Sender<()>, JoinHandle<()>)>)>,
+    replica_timer: Mutex<(bool, Option<StopAndJoin>)>,
     syncer: Mutex<Option<JoinHandle<()>>>,
     rebuilt: Option<IndexRebuild>,
     retention: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
