@@ -159,7 +159,8 @@ pub async fn serve(
                 grpc::AdminService::new(registry.clone())
                     .with_sessions(sessions)
                     .with_broker_channels(broker_channels)
-                    .with_access(access),
+                    .with_access(access)
+                    .with_controller(controller.clone()),
             )
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )

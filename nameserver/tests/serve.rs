@@ -537,6 +537,18 @@ impl Admin for FakeBroker {
     ) -> Result<Response<apogee_proto::cluster::ApplyAccessResponse>, Status> {
         Err(Status::unimplemented("fake broker"))
     }
+    async fn controller_status(
+        &self,
+        _r: Request<apogee_proto::cluster::ControllerStatusRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ControllerStatusResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
+    async fn elect_master(
+        &self,
+        _r: Request<apogee_proto::cluster::ElectMasterRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ElectMasterResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
 }
 
 #[tokio::test]

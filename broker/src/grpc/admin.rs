@@ -416,4 +416,22 @@ impl Admin for AdminServer {
             caller(&extensions),
         )?))
     }
+
+    async fn controller_status(
+        &self,
+        _req: Request<cluster::ControllerStatusRequest>,
+    ) -> Result<Response<cluster::ControllerStatusResponse>, Status> {
+        Err(Status::unimplemented(
+            "the controller runs in the NameServers: ask one (apogee controller status)",
+        ))
+    }
+
+    async fn elect_master(
+        &self,
+        _req: Request<cluster::ElectMasterRequest>,
+    ) -> Result<Response<cluster::ElectMasterResponse>, Status> {
+        Err(Status::unimplemented(
+            "a master is elected by the controller in the NameServers: ask one (apogee broker elect)",
+        ))
+    }
 }

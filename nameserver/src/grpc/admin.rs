@@ -3,12 +3,14 @@
 //! Admin service and apply them locally, then recorded in the broker table so
 //! routes reflect them at once); ListTopics is answered from the table; transactions are routed by [`transactions`], scheduled messages
 //! by [`schedule`], message query and dead letters by [`admin_messages`], consumer groups by
-//! [`admin_groups`], users and ACL entries by [`admin_access`]. GetBrokerStatus is refused: brokers answer it themselves.
+//! [`admin_groups`], users and ACL entries by [`admin_access`], the embedded controller's
+//! status and planned elections by [`admin_controller`]. GetBrokerStatus is refused: brokers answer it themselves.
 
 use super::admin_topics::TopicChange;
 use super::brokers::BrokerChannels;
 use super::{
-    admin_access, admin_groups, admin_messages, admin_ops, admin_topics, schedule, transactions,
+    admin_access, admin_controller, admin_groups, admin_messages, admin_ops, admin_topics,
+    schedule, transactions,
 };
 use crate::access::AccessBook;
 use crate::registry::Registry;
@@ -41,6 +43,8 @@ pub struct AdminService {
     sessions: Arc<Sessions>,
     /// Users and ACL entries (changed through the brokers, see [`admin_access`]).
     access: Arc<AccessBook>,
+    /// The embedded controller of automatic failover, when `[controller] enabled`.
+    controller: Option<apogee_controller::Controller>,
 }
 
 impl AdminService {
@@ -50,6 +54,21 @@ impl AdminService {
             channels: Arc::default(),
             sessions: Sessions::new(),
             access: Arc::default(),
+            controller: None,
+        }
+    }
+
+    /// Answers ControllerStatus and ElectMaster with `controller` (none: FAILED_PRECONDITION).
+    pub fn with_controller(mut self, controller: Option<apogee_controller::Controller>) -> Self {
+        self.controller = controller;
+        self
+    }
+
+    fn controller_admin(&self) -> admin_controller::ControllerAdmin<'_> {
+        admin_controller::ControllerAdmin {
+            controller: self.controller.as_ref(),
+            registry: &self.registry,
+            channels: &self.channels,
         }
     }
 
@@ -373,6 +392,22 @@ impl Admin for AdminService {
         Err(Status::unimplemented(
             "brokers take ApplyAccess; change users on a NameServer with CreateUser, Grant, ...",
         ))
+    }
+
+    async fn controller_status(
+        &self,
+        request: Request<cl::ControllerStatusRequest>,
+    ) -> Result<Response<cl::ControllerStatusResponse>, Status> {
+        let r = self.controller_admin().status(request.into_inner()).await;
+        Ok(Response::new(r?))
+    }
+
+    async fn elect_master(
+        &self,
+        request: Request<cl::ElectMasterRequest>,
+    ) -> Result<Response<cl::ElectMasterResponse>, Status> {
+        let r = self.controller_admin().elect(request.into_inner()).await;
+        Ok(Response::new(r?))
     }
 }
 

@@ -5,12 +5,14 @@
 //! [`transactions`] and [`schedule`], which route transaction and scheduled-message calls to
 //! the broker holding them (over [`brokers`]); [`admin_topics`] changes topics,
 //! [`admin_messages`] answers message queries and dead-letter operations by asking the
-//! brokers, [`admin_groups`] fans consumer-group operations out to them. Every call to
+//! brokers, [`admin_groups`] fans consumer-group operations out to them, [`admin_controller`]
+//! answers the embedded controller's status and planned elections. Every call to
 //! several brokers goes through [`fan_out`].
 
 pub mod access_point;
 pub mod admin;
 pub mod admin_access;
+pub mod admin_controller;
 pub mod admin_groups;
 pub mod admin_messages;
 pub mod admin_ops;
