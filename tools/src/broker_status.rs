@@ -6,9 +6,10 @@
 
 use crate::admin::Admin;
 use crate::error::{ToolError, ToolResult};
-use crate::output::{render_list, Format};
+use crate::output::Format;
 use crate::replication_view::{
-    cluster_rows, render_status, ClusterRow, ProbeCause, ProbeFailure, Probes, StatusView,
+    cluster_rows, render_cluster_rows, render_status, ClusterRow, ProbeCause, ProbeFailure, Probes,
+    StatusView,
 };
 use apogee_client::transport::{connect_channel, parse_host_port, request};
 use apogee_client::ClientConfig;
@@ -32,6 +33,31 @@ pub enum BrokerCommand {
     /// A broker's effective config and the settings it can change while running.
     #[command(subcommand)]
     Config(crate::broker_config::ConfigCommand),
+    /// A planned switch of a broker group's master (controller mode): to the member named,
+    /// which must be in sync, or to the best in-sync member other than the current master.
+    /// Asks the NameServers' controller.
+    Elect {
+        /// The broker group's name.
+        #[arg(value_parser = broker_group_name, value_name = "BROKER-NAME")]
+        broker: String,
+        /// The member id to make master (member ids start at 1).
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+        member: Option<u64>,
+    },
+}
+
+/// A broker group's name (a bad one is a usage error, exit 2).
+pub(crate) fn broker_group_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+    {
+        return Err(format!(
+            "{s:?} is not a broker name (no spaces, no ':'; `apogee cluster list` shows them)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// A `host:port` (a bad one is a usage error, exit 2).
@@ -176,7 +202,7 @@ pub async fn cluster_list(admin: &Admin, timeout: Duration, f: Format) -> ToolRe
     let rows = admin
         .cluster_list(timeout.min(MEMBER_STATUS_TIMEOUT))
         .await?;
-    Ok(render_list(&rows, f))
+    Ok(render_cluster_rows(&rows, f))
 }
 
 /// Runs `apogee broker ...` with the timeout and credentials of `config`; a broker given by
@@ -197,6 +223,9 @@ pub async fn run(
             Ok(render_status(&StatusView::new(&status, now_ms()), f))
         }
         BrokerCommand::Config(cmd) => crate::broker_config::run(cmd, admin, config, f).await,
+        BrokerCommand::Elect { broker, member } => {
+            crate::controller::elect(admin, broker, *member, f).await
+        }
     }
 }
 

@@ -67,9 +67,13 @@ pub enum Command {
     /// Inspect the cluster's brokers.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Ask one broker directly (its role, log and replication state).
+    /// Ask one broker directly (its role, log and replication state), or elect a group's
+    /// master (controller mode).
     #[command(subcommand)]
     Broker(crate::broker_status::BrokerCommand),
+    /// The controller of automatic failover in the NameServers.
+    #[command(subcommand)]
+    Controller(crate::controller::ControllerCommand),
     /// List, commit and roll back transactions (half messages).
     #[command(subcommand)]
     Txn(TxnCommand),
@@ -520,6 +524,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         Command::Broker(cmd) => {
             crate::broker_status::run(cmd, &cli.admin()?, &cli.client_config(), f).await?
         }
+        Command::Controller(cmd) => crate::controller::run(&cli.admin()?, cmd, f).await?,
         Command::Txn(cmd) => {
             let admin = cli.admin()?;
             match cmd {

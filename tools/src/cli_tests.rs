@@ -697,3 +697,31 @@ fn mqadmin_names_stand_for_apogee_commands_only_where_the_command_goes() {
         );
     }
 }
+
+#[test]
+fn controller_status_and_broker_elect_parse() {
+    let cli = parse(&["controller", "status", "-o", "json"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::Controller(crate::controller::ControllerCommand::Status)
+    ));
+    use crate::broker_status::BrokerCommand::Elect;
+    let cli = parse(&["broker", "elect", "broker-a", "--member", "3"]).unwrap();
+    let Command::Broker(Elect { broker, member }) = &cli.command else {
+        panic!("not broker elect: {:?}", cli.command)
+    };
+    assert_eq!((broker.as_str(), *member), ("broker-a", Some(3)));
+    let cli = parse(&["broker", "elect", "broker-a"]).unwrap();
+    assert!(matches!(
+        &cli.command,
+        Command::Broker(Elect { member: None, .. })
+    ));
+    for bad in [
+        &["broker", "elect", "broker-a", "--member", "0"][..],
+        &["broker", "elect", "h:10911"],
+        &["broker", "elect"],
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+    }
+}

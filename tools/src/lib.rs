@@ -5,6 +5,8 @@
 //! - [`broker_status`]: `broker status` and the replication columns of `cluster list`,
 //!   asked of the brokers; [`replication_view`]: their rows.
 //! - [`broker_config`]: `broker config get|set`, asked of a broker.
+//! - [`controller`]: `controller status` and `broker elect`, asked of the NameServers'
+//!   controller of automatic failover.
 //! - [`clients`]: `clients list`, the connected producers and consumers.
 //! - [`reset_offset`]: `group reset-offset` (a dry-run plan unless `--execute`).
 //! - [`txn`]: listing and resolving transactions (`apogee txn ...`).
@@ -32,6 +34,7 @@ pub mod broker_status;
 pub mod cli;
 pub mod clients;
 pub mod config_import;
+pub mod controller;
 pub mod credentials;
 pub mod dlq;
 pub mod duration;

@@ -5,7 +5,7 @@
 //! slaves or a slave's link to its master).
 
 use crate::message_query::rfc3339;
-use crate::output::{render_list, Format, TableRow};
+use crate::output::{render_list, Format, Table, TableRow};
 use crate::views::{broker_rows, format_ago, role_name, BrokerRow};
 use apogee_proto::cluster::{self, BrokerStatus, SlaveStatus};
 use serde::Serialize;
@@ -362,6 +362,34 @@ impl TableRow for ClusterRow {
         c.push(or_dash(self.in_sync.map(yes_no)));
         c
     }
+}
+
+/// `apogee cluster list` as a table or JSON. When a member runs in controller mode the
+/// table adds, after ID, each member's own id (MEMBER) and the master epoch it registered
+/// with (EPOCH); a static cluster's table is unchanged. JSON always has `member_id` and
+/// `master_epoch`.
+pub fn render_cluster_rows(rows: &[ClusterRow], f: Format) -> String {
+    if f.is_json() || !rows.iter().any(|r| r.member.is_controller_mode()) {
+        return render_list(rows, f);
+    }
+    const AFTER_ID: usize = 3;
+    let mut headers = ClusterRow::headers();
+    headers.splice(AFTER_ID..AFTER_ID, ["MEMBER", "EPOCH"]);
+    let mut table = Table::new(headers);
+    for row in rows {
+        let mut cells = row.cells();
+        let epoch = if row.member.master_epoch > 0 {
+            row.member.master_epoch.to_string()
+        } else {
+            "-".into()
+        };
+        cells.splice(
+            AFTER_ID..AFTER_ID,
+            [row.member.member_id.to_string(), epoch],
+        );
+        table.push(cells);
+    }
+    table.render()
 }
 
 /// Lag, lag time, in-sync state and their source of the slave `id`: from its master's

@@ -288,3 +288,63 @@ fn byte_counts_are_short() {
     assert_eq!(format_bytes(12 << 20), "12.0MiB");
     assert_eq!(format_bytes(3 << 40), "3.0TiB");
 }
+
+/// broker-b in controller mode: member 2 the master (presented as 0, epoch 5), member 1 a
+/// slave following epoch 5, member 3 an old master of epoch 4 recorded as a slave.
+fn controller_info() -> GetClusterInfoResponse {
+    let controller_member = |id: i64, member_id: i64, role: BrokerRole, epoch: u64| BrokerMember {
+        member_id,
+        master_epoch: epoch,
+        endpoint: format!("b:{member_id}"),
+        ..member(id, "", role)
+    };
+    GetClusterInfoResponse {
+        groups: vec![BrokerGroup {
+            cluster_name: "c1".into(),
+            broker_name: "broker-b".into(),
+            members: vec![
+                controller_member(0, 2, BrokerRole::SyncMaster, 5),
+                controller_member(1, 1, BrokerRole::Slave, 5),
+                controller_member(3, 3, BrokerRole::Slave, 4),
+            ],
+        }],
+    }
+}
+
+#[test]
+fn cluster_list_shows_member_ids_and_epochs_in_controller_mode_only() {
+    let rows = cluster_rows(&controller_info(), &Probes::new(), NOW);
+    assert_eq!(
+        render_cluster_rows(&rows, Format::Table),
+        "CLUSTER  BROKER    ID  MEMBER  EPOCH  ROLE         ENDPOINT  TOPICS  LAST SEEN  VERSION  \
+         LOG END      LAG  LAG TIME  IN SYNC\n\
+         c1       broker-b  0   2       5      sync-master  b:2       3       2.0s ago   4        \
+         unreachable  -    -         -\n\
+         c1       broker-b  1   1       5      slave        b:1       3       2.0s ago   4        \
+         unreachable  -    -         -\n\
+         c1       broker-b  3   3       4      slave        b:3       3       2.0s ago   4        \
+         unreachable  -    -         -\n"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&render_cluster_rows(&rows, Format::Json)).unwrap();
+    assert_eq!(
+        (v[0]["id"].as_i64(), v[0]["member_id"].as_i64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(v[2]["master_epoch"], 4);
+
+    // A static cluster's table is the one it always was; its JSON says member id = id.
+    let rows = cluster_rows(&info(), &Probes::new(), NOW);
+    assert_eq!(
+        render_cluster_rows(&rows, Format::Table),
+        render_list(&rows, Format::Table)
+    );
+    assert!(render_list(&rows, Format::Table).starts_with("CLUSTER  BROKER    ID  ROLE "));
+    let v: serde_json::Value =
+        serde_json::from_str(&render_cluster_rows(&rows, Format::Json)).unwrap();
+    assert_eq!(
+        (v[1]["id"].as_i64(), v[1]["member_id"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(v[1]["master_epoch"], 0);
+}

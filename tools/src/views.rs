@@ -143,7 +143,12 @@ impl TableRow for RouteRow {
 pub struct BrokerRow {
     pub cluster: String,
     pub broker: String,
+    /// The broker id clients see (a group's master is 0).
     pub id: i64,
+    /// The member's own id: its broker id, or in controller mode its member id for life.
+    pub member_id: i64,
+    /// The master epoch it registered with (controller mode; 0 otherwise).
+    pub master_epoch: u64,
     pub role: String,
     pub endpoint: String,
     pub topics: i32,
@@ -151,6 +156,14 @@ pub struct BrokerRow {
     pub last_seen_ago_ms: i64,
     /// The broker's data version (bumped when its topic set changes).
     pub version: i64,
+}
+
+impl BrokerRow {
+    /// Registered in controller mode: its member id is not its presented id, or it names a
+    /// master epoch.
+    pub fn is_controller_mode(&self) -> bool {
+        self.member_id != self.id || self.master_epoch > 0
+    }
 }
 
 impl TableRow for BrokerRow {
@@ -226,6 +239,13 @@ pub fn broker_rows(resp: &cluster::GetClusterInfoResponse, now: i64) -> Vec<Brok
                 cluster: g.cluster_name.clone(),
                 broker: g.broker_name.clone(),
                 id: m.broker_id,
+                // NameServers of earlier releases send no member id (0: never a member id).
+                member_id: if m.member_id == 0 {
+                    m.broker_id
+                } else {
+                    m.member_id
+                },
+                master_epoch: m.master_epoch,
                 role: role_name(m.role),
                 endpoint: m.endpoint.clone(),
                 topics: m.topic_count,
