@@ -177,9 +177,15 @@ impl Broker {
                 .map(apogee_proto::auth::acl::SecretSeal::new),
             directory,
         )?);
-        let nameservers = Arc::new(
-            NameServerLink::new(&config, cluster_secret.clone())?.with_access(access.clone()),
-        );
+        let mut link =
+            NameServerLink::new(&config, cluster_secret.clone())?.with_access(access.clone());
+        if membership.controlled_mode() {
+            link = link.with_member(crate::failover_link::controller_member(
+                membership.clone(),
+                config.advertised_endpoint(),
+            ));
+        }
+        let nameservers = Arc::new(link);
         let limits = ServerLimits {
             max_body_bytes: config.max_body_bytes,
             ..ServerLimits::default()
