@@ -1,5 +1,6 @@
-//! A controller's settings: its id, every voter's address, where it keeps its Raft data, and
-//! the Raft timings, with their validation.
+//! A controller's settings: its id, every voter's address, where it keeps its Raft data, the
+//! Raft timings and the failover timings (lease, margin, member timeout), with their
+//! validation.
 
 use crate::types::NodeId;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,14 @@ pub struct ControllerConfig {
     /// is alive (`allow_unclean` of the `Elect` the leader issues): it may lose messages the
     /// old master acknowledged. Off by default.
     pub unclean_election: bool,
+    /// The lease the leader grants a broker group's master, counted by the master from the
+    /// sending of the beat it answers.
+    pub lease_ms: u64,
+    /// Waited past a lease (after the last grant to a master that is no longer alive, and
+    /// after becoming leader) before a replacement is elected.
+    pub lease_margin_ms: u64,
+    /// A member that has not beat for this long is not alive.
+    pub member_timeout_ms: u64,
 }
 
 impl Default for ControllerConfig {
@@ -43,6 +52,9 @@ impl Default for ControllerConfig {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             unclean_election: false,
+            lease_ms: 2000,
+            lease_margin_ms: 500,
+            member_timeout_ms: 2000,
         }
     }
 }
@@ -98,7 +110,31 @@ impl ControllerConfig {
                 self.election_timeout_max_ms, self.election_timeout_min_ms
             ));
         }
+        for (name, value) in [
+            ("lease_ms", self.lease_ms),
+            ("lease_margin_ms", self.lease_margin_ms),
+            ("member_timeout_ms", self.member_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("controller.{name} must be above 0"));
+            }
+        }
+        if self.lease_margin_ms >= self.lease_ms {
+            return Err(format!(
+                "controller.lease_margin_ms ({}) must be below lease_ms ({})",
+                self.lease_margin_ms, self.lease_ms
+            ));
+        }
         Ok(())
+    }
+
+    /// The failover timings.
+    pub fn failover_timings(&self) -> crate::failover::FailoverTimings {
+        crate::failover::FailoverTimings {
+            lease: Duration::from_millis(self.lease_ms),
+            lease_margin: Duration::from_millis(self.lease_margin_ms),
+            member_timeout: Duration::from_millis(self.member_timeout_ms),
+        }
     }
 
     /// This controller's own address.
@@ -146,6 +182,15 @@ mod tests {
         assert_eq!(single.validate(), Ok(()));
         assert_eq!(single.own_address(), Some("127.0.0.1:9876"));
         assert!(three().raft_config().is_ok());
+        let timings = ControllerConfig::default().failover_timings();
+        assert_eq!(
+            (timings.lease, timings.lease_margin, timings.member_timeout),
+            (
+                Duration::from_millis(2000),
+                Duration::from_millis(500),
+                Duration::from_millis(2000)
+            )
+        );
     }
 
     #[test]
@@ -207,6 +252,35 @@ mod tests {
                     ..three()
                 },
                 "election_timeout_max_ms (1000)",
+            ),
+            (
+                ControllerConfig {
+                    lease_ms: 0,
+                    ..three()
+                },
+                "lease_ms must be above 0",
+            ),
+            (
+                ControllerConfig {
+                    lease_margin_ms: 0,
+                    ..three()
+                },
+                "lease_margin_ms must be above 0",
+            ),
+            (
+                ControllerConfig {
+                    member_timeout_ms: 0,
+                    ..three()
+                },
+                "member_timeout_ms must be above 0",
+            ),
+            (
+                ControllerConfig {
+                    lease_ms: 500,
+                    lease_margin_ms: 500,
+                    ..three()
+                },
+                "lease_margin_ms (500) must be below lease_ms (500)",
             ),
         ];
         for (config, expected) in cases {

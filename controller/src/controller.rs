@@ -1,14 +1,19 @@
 //! The [`Controller`] handle: starts one controller (its storage, its Raft, its peers), writes
 //! commands (applied here when it leads, else passed once to the leader), reads the state
-//! linearizably, and reports its Raft metrics. [`serve`] runs its gRPC service on a listener
+//! linearizably, and reports its Raft metrics. Failover ([`crate::failover`]): it takes the
+//! members' beats ([`Controller::on_beat`], answered with the group's assignment only when
+//! it leads) and their sessions' ends, and a background task started with it elects
+//! replacements of dead masters every [`ELECTION_TICK`] while it leads. [`serve`] runs its gRPC service on a listener
 //! of its own; a server that embeds it adds [`Controller::grpc_service`] to its router instead.
 
 use crate::config::ControllerConfig;
+use crate::failover::{Failover, FailoverStatus, MemberBeat};
 use crate::network::{raft_client, Network, PeerTrust};
 use crate::service::{write_here, RaftService};
-use crate::state::{Command, CommandResult, ControllerState};
+use crate::state::{Command, CommandResult, ControllerState, MemberId, Refusal};
 use crate::store::{self, machine::StateReader};
 use crate::types::{NodeId, Raft};
+use apogee_proto::cluster::Assignment;
 use apogee_proto::controller::raft_server::RaftServer;
 use apogee_proto::controller::RaftPayload;
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
@@ -16,8 +21,8 @@ use openraft::{BasicNode, LogId, ServerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 /// Why a controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +56,9 @@ pub enum WriteError {
     /// The Raft group failed the write (shut down, a fatal storage error).
     #[error("controller Raft: {0}")]
     Raft(String),
+    /// A planned election was asked while an election of the group is under way.
+    #[error("an election of broker group {0} is under way; ask again when it is done")]
+    ElectionInFlight(String),
 }
 
 fn leader_text(leader: &Option<NodeId>, address: &Option<String>) -> String {
@@ -99,7 +107,15 @@ struct Inner {
     trust: PeerTrust,
     /// `controller.unclean_election`, for the `Elect` commands this controller issues.
     unclean_election: bool,
+    /// The leader-local failover table (locked before the state machine's, never across an
+    /// await).
+    failover: parking_lot::Mutex<Failover>,
+    /// Set at shutdown (or dropped with the last handle): the election task stops.
+    stop_elections: tokio::sync::watch::Sender<bool>,
 }
+
+/// How often the leader looks for groups to elect a master of.
+pub const ELECTION_TICK: Duration = Duration::from_millis(200);
 
 /// The longest [`Controller::shutdown`] waits for openraft's tasks to let go of the storage.
 pub const STORAGE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -152,7 +168,8 @@ impl Controller {
             }
             Err(e) => return Err(StartError::Raft(e.to_string())),
         }
-        Ok(Controller {
+        let (stop_elections, stop) = tokio::sync::watch::channel(false);
+        let controller = Controller {
             inner: Arc::new(Inner {
                 node_id: config.node_id,
                 raft,
@@ -160,13 +177,16 @@ impl Controller {
                 database_closed,
                 trust,
                 unclean_election: config.unclean_election,
+                failover: parking_lot::Mutex::new(Failover::new(config.failover_timings())),
+                stop_elections,
             }),
-        })
+        };
+        spawn_election_task(Arc::downgrade(&controller.inner), stop);
+        Ok(controller)
     }
 
     /// Whether the `Elect` commands this controller issues allow an unclean election
-    /// (`controller.unclean_election`; nothing issues `Elect` yet: the failure detector that
-    /// will reads it here).
+    /// (`controller.unclean_election`).
     pub fn unclean_election(&self) -> bool {
         self.inner.unclean_election
     }
@@ -223,11 +243,245 @@ impl Controller {
         }
     }
 
+    /// The Raft term this controller leads in, if it leads.
+    fn leading_term(&self) -> Option<u64> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.state == ServerState::Leader).then_some(metrics.current_term)
+    }
+
+    /// Confirms with a quorum that this controller still leads, with every committed write
+    /// applied here (openraft's read index).
+    async fn confirm_leadership(&self) -> Result<(), ReadError> {
+        match self.inner.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                Err(ReadError::NotLeader {
+                    leader: forward.leader_id,
+                    address: forward.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(ReadError::Raft(e.to_string())),
+        }
+    }
+
+    /// A member's beat (controller mode). Recorded as liveness on every controller; only the
+    /// leader acts on it (nothing is passed on: `None` from a follower). The leader writes
+    /// what the beat calls for (a registration, the master's in-sync set, a new group's
+    /// first election), then confirms with a quorum that it still leads, after the beat
+    /// arrived, and only then answers with the group's assignment read from the confirmed
+    /// state: with a lease when the member is the master there (see [`crate::failover`]).
+    /// `None` too when the leadership could not be confirmed.
+    pub async fn on_beat(&self, beat: MemberBeat) -> Option<Assignment> {
+        let arrived = Instant::now();
+        let leading = self.leading_term();
+        let commands = {
+            let mut failover = self.inner.failover.lock();
+            failover.observe_leadership(leading, arrived);
+            self.inner
+                .machine
+                .read(|applied| failover.on_beat(&applied.state, &beat, arrived))
+        };
+        leading?;
+        for command in commands {
+            match write_here(&self.inner.raft, command.clone()).await {
+                Ok(CommandResult::Refused(refusal)) => log_beat_refusal(&beat, &refusal),
+                Ok(_) => {}
+                Err(WriteError::NotLeader { .. }) => return None,
+                Err(e) => {
+                    tracing::warn!(group = %beat.group, member = beat.member,
+                        "controller write for a member's beat failed: {e}");
+                    return None;
+                }
+            }
+        }
+        // A new group's first election comes at once; replacements of a master are the
+        // election task's.
+        let without_master = self.inner.machine.read(|applied| {
+            applied
+                .state
+                .group(&beat.group)
+                .is_some_and(|g| g.master.is_none())
+        });
+        if without_master {
+            self.run_elections(Some(&beat.group)).await;
+        }
+        let ticket = self
+            .inner
+            .failover
+            .lock()
+            .grant_ticket(&beat.group, Instant::now());
+        self.confirm_leadership().await.ok()?;
+        let now = Instant::now();
+        let mut failover = self.inner.failover.lock();
+        failover.observe_leadership(self.leading_term(), now);
+        Some(self.inner.machine.read(|applied| {
+            failover.assignment(
+                &applied.state,
+                &beat.group,
+                beat.member,
+                ticket,
+                self.inner.node_id,
+                now,
+            )
+        }))
+    }
+
+    /// The member's session with this NameServer ended: it is not alive here until it beats
+    /// again.
+    pub fn member_gone(&self, group: &str, member: MemberId) {
+        self.inner.failover.lock().member_gone(group, member);
+    }
+
+    /// What failover knows, per broker group: the committed assignment as applied here, the
+    /// members alive, the last election this node made and the age of its last lease grant
+    /// to the master (the figures are this node's: a follower's table has no grants and no
+    /// elections).
+    pub fn failover_status(&self) -> FailoverStatus {
+        let now = Instant::now();
+        let leading = self.leading_term();
+        let mut failover = self.inner.failover.lock();
+        failover.observe_leadership(leading, now);
+        self.inner
+            .machine
+            .read(|applied| failover.status(&applied.state, now))
+    }
+
+    /// A planned election (an operator's switch of `group`'s master to `member`, which must
+    /// be in sync), made safely on the leader: leases to the group's master stop at once, the
+    /// `ElectNamed` is written only once every lease the master may hold has run out (up to
+    /// `lease_ms + lease_margin_ms`; the group has no serving master meanwhile), and its
+    /// outcome is logged like an election. Not passed on: a controller that does not lead
+    /// answers [`WriteError::NotLeader`] naming the leader, whose NameServer must be asked.
+    pub async fn elect_named(
+        &self,
+        group: &str,
+        member: MemberId,
+    ) -> Result<CommandResult, WriteError> {
+        let not_leader = || {
+            let metrics = self.inner.raft.metrics().borrow().clone();
+            WriteError::NotLeader {
+                leader: metrics.current_leader,
+                address: metrics.current_leader.and_then(|id| {
+                    metrics
+                        .membership_config
+                        .membership()
+                        .get_node(&id)
+                        .map(|n| n.addr.clone())
+                }),
+            }
+        };
+        let begun = {
+            let mut failover = self.inner.failover.lock();
+            failover.observe_leadership(self.leading_term(), Instant::now());
+            self.inner
+                .machine
+                .read(|applied| failover.begin_planned_election(&applied.state, group))
+        };
+        if begun.is_none() {
+            if self.leading_term().is_none() {
+                return Err(not_leader());
+            }
+            // Not leading is handled above: the group is unknown, or an election is in flight.
+            let known = self
+                .inner
+                .machine
+                .read(|applied| applied.state.group(group).is_some());
+            return if known {
+                Err(WriteError::ElectionInFlight(group.to_string()))
+            } else {
+                Ok(CommandResult::Refused(Refusal::UnknownGroup(
+                    group.to_string(),
+                )))
+            };
+        }
+        let mut pending = PendingElection {
+            inner: &self.inner,
+            group,
+            reported: false,
+        };
+        loop {
+            let now = Instant::now();
+            let ready = {
+                let mut failover = self.inner.failover.lock();
+                failover.observe_leadership(self.leading_term(), now);
+                self.inner
+                    .machine
+                    .read(|applied| failover.planned_election_ready_at(&applied.state, group, now))
+            };
+            match ready {
+                None => return Err(not_leader()),
+                Some(ready) if ready <= now => break,
+                Some(ready) => tokio::time::sleep_until(ready.into()).await,
+            }
+        }
+        let result = write_here(
+            &self.inner.raft,
+            Command::ElectNamed {
+                group: group.to_string(),
+                member,
+            },
+        )
+        .await;
+        pending.reported = true;
+        self.inner
+            .failover
+            .lock()
+            .election_written(group, result.as_ref().ok(), Instant::now());
+        result
+    }
+
+    /// Writes the elections due now (of `only` that group, else of every group), when this
+    /// controller leads.
+    async fn run_elections(&self, only: Option<&str>) {
+        let now = Instant::now();
+        let leading = self.leading_term();
+        let commands = {
+            let mut failover = self.inner.failover.lock();
+            failover.observe_leadership(leading, now);
+            if leading.is_none() {
+                return;
+            }
+            let unclean = self.inner.unclean_election;
+            self.inner.machine.read(|applied| match only {
+                Some(group) => failover
+                    .election_for(&applied.state, group, now, unclean)
+                    .into_iter()
+                    .collect(),
+                None => failover.elections(&applied.state, now, unclean),
+            })
+        };
+        for command in commands {
+            self.write_election(command).await;
+        }
+    }
+
+    /// Writes one election and reports its outcome to the failover table, also when this
+    /// future is dropped half-way (the outcome is then unknown).
+    async fn write_election(&self, command: Command) {
+        let group = command.group().to_string();
+        let mut pending = PendingElection {
+            inner: &self.inner,
+            group: &group,
+            reported: false,
+        };
+        let result = write_here(&self.inner.raft, command).await;
+        pending.reported = true;
+        if let Err(e) = &result {
+            tracing::warn!(group, "writing an election failed: {e}");
+        }
+        self.inner
+            .failover
+            .lock()
+            .election_written(&group, result.as_ref().ok(), Instant::now());
+    }
+
     /// Stops the Raft node (it answers no more calls) and waits, at most
     /// [`STORAGE_CLOSE_TIMEOUT`], until its storage is closed, so the data dir can be opened
     /// again at once (openraft's state machine task ends just after the node).
     pub async fn shutdown(&self) {
         let node = self.inner.node_id;
+        self.inner.stop_elections.send_replace(true);
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(node, "controller Raft stopped with an error: {e}");
         }
@@ -239,6 +493,56 @@ impl Controller {
                 "controller storage still open {STORAGE_CLOSE_TIMEOUT:?} after its Raft stopped"
             );
         }
+    }
+}
+
+/// An election being written; reports an unknown outcome if dropped before the write's
+/// result is known.
+struct PendingElection<'a> {
+    inner: &'a Inner,
+    group: &'a str,
+    reported: bool,
+}
+
+impl Drop for PendingElection<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.inner
+                .failover
+                .lock()
+                .election_written(self.group, None, Instant::now());
+        }
+    }
+}
+
+/// Every [`ELECTION_TICK`], while the controller leads, writes the elections due. Ends at
+/// shutdown or when the last handle is dropped.
+fn spawn_election_task(inner: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ELECTION_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => break,
+                _ = tick.tick() => {}
+            }
+            let Some(inner) = inner.upgrade() else { break };
+            Controller { inner }.run_elections(None).await;
+        }
+    });
+}
+
+/// Logs a refused registration or in-sync change a beat called for: WARN for what the
+/// member's configuration must fix, DEBUG for a race with a change of epochs.
+fn log_beat_refusal(beat: &MemberBeat, refusal: &Refusal) {
+    match refusal {
+        Refusal::InvalidGroup(_)
+        | Refusal::InvalidAddress { .. }
+        | Refusal::TooManyMembers
+        | Refusal::TooManyGroups => tracing::warn!(group = %beat.group, member = beat.member,
+            address = %beat.address, "the controller refused a member: {refusal}"),
+        _ => tracing::debug!(group = %beat.group, member = beat.member,
+            "a beat's controller write was refused: {refusal}"),
     }
 }
 

@@ -421,6 +421,50 @@ impl Failover {
         })
     }
 
+    /// Starts a planned election of `group` (an operator's switch to a named member): from
+    /// now no lease is granted in the group until its outcome is reported with
+    /// [`Failover::election_written`]. `None` when this node does not lead or an election
+    /// of the group is in flight.
+    pub fn begin_planned_election(&mut self, state: &ControllerState, group: &str) -> Option<()> {
+        self.leader?;
+        let group_state = state.group(group)?;
+        let table = self.groups.entry(group.to_string()).or_default();
+        if table.pending.is_some() {
+            return None;
+        }
+        table.generation += 1;
+        table.pending = Some(PendingElection {
+            facts: ElectionFacts {
+                master_epoch: group_state.master_epoch,
+                in_sync_epoch: group_state.in_sync_epoch,
+                alive: BTreeSet::new(),
+                allow_unclean: false,
+            },
+            old_master: group_state.master,
+        });
+        Some(())
+    }
+
+    /// When a planned election of `group` may be written: once every lease its master
+    /// (in `state`) may hold has run out, a lease + margin after the last grant to it and
+    /// after this node became leader. `None` when this node does not lead.
+    pub fn planned_election_ready_at(
+        &self,
+        state: &ControllerState,
+        group: &str,
+        now: Instant,
+    ) -> Option<Instant> {
+        let leader = self.leader?;
+        let wait = self.timings.election_wait();
+        let master = state.group(group).and_then(|g| g.master);
+        let last_grant = master.and_then(|m| self.groups.get(group)?.grants.get(&m).copied());
+        let mut ready = now.max(leader.since + wait);
+        if let Some(grant) = last_grant {
+            ready = ready.max(grant + wait);
+        }
+        Some(ready)
+    }
+
     /// The outcome of an election [`Failover::election_for`] returned: its result, or
     /// `None` when the write failed (it may still commit: no lease is granted in the group
     /// for a lease + margin, and it is asked again at the next tick). Logs an election at

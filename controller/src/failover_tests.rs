@@ -469,3 +469,49 @@ fn the_table_holds_at_most_the_group_limit_of_members() {
         1
     );
 }
+
+#[test]
+fn a_planned_election_stops_grants_and_waits_out_the_masters_lease() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    let granted = t0 + ms(5000);
+    let ticket = failover.grant_ticket(GROUP, granted);
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 1, ticket, 7, granted)
+            .lease_ms,
+        2000
+    );
+    assert_eq!(failover.begin_planned_election(&state, GROUP), Some(()));
+    // In flight: neither a second one nor an election of the failure detector.
+    assert_eq!(failover.begin_planned_election(&state, GROUP), None);
+    assert_eq!(
+        failover.election_for(&state, GROUP, granted + ms(60_000), false),
+        None
+    );
+    // No lease to the master from now on, on an older ticket or a new one.
+    let during = failover.grant_ticket(GROUP, granted);
+    for ticket in [ticket, during] {
+        assert_eq!(
+            failover
+                .assignment(&state, GROUP, 1, ticket, 7, granted)
+                .lease_ms,
+            0
+        );
+    }
+    assert_eq!(
+        failover.planned_election_ready_at(&state, GROUP, granted),
+        Some(granted + LEASE + MARGIN)
+    );
+    // A new leader waits a lease + margin from its start as well.
+    failover.observe_leadership(Some(2), granted + ms(100));
+    assert_eq!(
+        failover.planned_election_ready_at(&state, GROUP, granted + ms(100)),
+        Some(granted + ms(100) + LEASE + MARGIN)
+    );
+    failover.observe_leadership(None, granted + ms(200));
+    assert_eq!(
+        failover.planned_election_ready_at(&state, GROUP, granted),
+        None
+    );
+}

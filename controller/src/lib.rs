@@ -70,7 +70,9 @@
 //! two masters never hold a lease at once. A group without a master has no lease
 //! outstanding: its first election comes at once. An election refused for want of an
 //! in-sync candidate leaves the group without a serving master (logged at WARN once per
-//! epoch) until an in-sync member is back, or unclean election is on.
+//! epoch) until an in-sync member is back, or unclean election is on. A planned switch
+//! ([`Controller::elect_named`], on the leader) stops the master's leases at once and is
+//! written only once the last one has run out.
 //!
 //! # Modules
 //!
@@ -78,8 +80,9 @@
 //! - [`failover`]: the leader's liveness table, leases and elections.
 //! - [`store`]: RocksDB storage of the Raft log, vote and snapshots.
 //! - [`network`] and [`service`]: the Raft messages over gRPC (`apogee.controller.v1.Raft`).
-//! - [`controller`]: the [`Controller`] handle (start, write, linearizable read, metrics)
-//!   and [`serve`] for a controller on a listener of its own.
+//! - [`controller`]: the [`Controller`] handle (start, write, linearizable read, metrics,
+//!   the members' beats and the election task) and [`serve`] for a controller on a
+//!   listener of its own.
 //! - [`config`]: its settings; [`types`]: the openraft type configuration.
 
 pub mod config;
