@@ -91,6 +91,7 @@ mod cluster_trust;
 mod config_import;
 mod consumer_groups;
 mod consumer_lag;
+mod controller_cli;
 mod dead_letters;
 mod delivery;
 mod deploy_kit;
