@@ -330,6 +330,22 @@ impl Membership {
         }
     }
 
+    /// Controller mode: how long the master's lease still runs (zero when it ran out or
+    /// this broker is not the master). None in static mode, where there is no lease.
+    pub fn lease_remaining(&self) -> Option<Duration> {
+        match self.mode {
+            MembershipMode::Static => None,
+            MembershipMode::Controller => Some(
+                self.lease_until
+                    .lock()
+                    .filter(|_| self.is_master())
+                    .map_or(Duration::ZERO, |until| {
+                        until.saturating_duration_since(BootInstant::now())
+                    }),
+            ),
+        }
+    }
+
     /// Why this broker may not answer as the master now (controller mode: not the master, or
     /// its lease ran out); Ok in static mode. For sends' answers, hand-outs and acks.
     pub fn check_serving(&self) -> Result<(), ApogeeError> {

@@ -28,6 +28,7 @@ fn static_mode_is_the_configured_role_for_good_with_a_lease_always_valid() {
     let m = Membership::fixed(Role::SyncMaster, 0, store(dir.path()));
     assert_eq!(m.role_view().role, MemberRole::Master { sync: true });
     assert!(m.lease_valid());
+    assert_eq!(m.lease_remaining(), None, "static mode has no lease");
     assert!(m.check_writable().is_ok() && m.check_serving().is_ok());
     m.assign(&assignment(2, 5, &[2], 1), ME);
     assert_eq!(m.role(), Role::SyncMaster);
@@ -53,8 +54,20 @@ fn a_controlled_member_is_fenced_until_assigned_and_follows_newer_epochs_only() 
     assert!(changes.has_changed().unwrap());
     changes.mark_unchanged();
     assert!(!m.lease_valid(), "no lease before a renewal");
+    assert_eq!(m.lease_remaining(), Some(Duration::ZERO));
     m.renew_lease(BootInstant::now(), 2_000);
     assert!(m.lease_valid());
+    let left = m.lease_remaining().unwrap();
+    assert!(
+        left > Duration::ZERO && left <= Duration::from_millis(2_000),
+        "{left:?}"
+    );
+    // A lease counted from a beat sent long ago has already run out.
+    let stale = Membership::controlled(1, 3, 1, store(&dir.path().join("b")));
+    stale.assign(&assignment(1, 2, &[1], 1), ME);
+    stale.renew_lease(BootInstant::now().earlier_by(Duration::from_secs(3)), 2_000);
+    assert!(!stale.lease_valid());
+    assert_eq!(stale.lease_remaining(), Some(Duration::ZERO));
 
     // An older epoch changes nothing; a newer one naming another member demotes.
     m.assign(&assignment(2, 1, &[2], 1), ME);

@@ -73,7 +73,60 @@ struct Gauges {
     disk_used_ratio: prometheus::Gauge,
     flush_behind: IntGauge,
     replication_lag: IntGaugeVec,
+    failover: FailoverGauges,
     clients: ClientGauges,
+}
+
+/// The broker's role as the controller assigned it (controller mode; static brokers report
+/// their configured role with epoch 0 and no lease).
+struct FailoverGauges {
+    master_epoch: IntGauge,
+    is_master: IntGauge,
+    in_sync_members: IntGauge,
+    lease_remaining_ms: IntGauge,
+}
+
+impl FailoverGauges {
+    fn new(r: &Registry) -> FailoverGauges {
+        FailoverGauges {
+            master_epoch: gauge(
+                r,
+                "apogee_failover_master_epoch",
+                "The master epoch of the controller's assignment this broker follows (0: static \
+                 mode or none yet).",
+            ),
+            is_master: gauge(
+                r,
+                "apogee_failover_is_master",
+                "1 while this broker is its group's master, else 0.",
+            ),
+            in_sync_members: gauge(
+                r,
+                "apogee_failover_in_sync_members",
+                "Members in the controller's in-sync set of this broker's group, the master \
+                 among them (0 in static mode).",
+            ),
+            lease_remaining_ms: gauge(
+                r,
+                "apogee_failover_lease_remaining_ms",
+                "Controller mode, master: how long its lease still runs (0: ran out, it \
+                 serves nothing as master); -1 in static mode.",
+            ),
+        }
+    }
+
+    fn refresh(&self, membership: &crate::membership::Membership) {
+        let view = membership.role_view();
+        self.master_epoch
+            .set(view.master_epoch.min(i64::MAX as u64) as i64);
+        self.is_master.set(i64::from(view.is_master()));
+        self.in_sync_members.set(view.in_sync.len() as i64);
+        self.lease_remaining_ms.set(
+            membership
+                .lease_remaining()
+                .map_or(-1, |d| d.as_millis().min(i64::MAX as u128) as i64),
+        );
+    }
 }
 
 /// Registers `metric` and hands it back (metric names are constants: a clash is a bug).
@@ -189,6 +242,7 @@ impl BrokerMetrics {
                 "A master: bytes each slave is behind. A slave: bytes behind its master.",
                 &["peer"],
             ),
+            failover: FailoverGauges::new(&r),
             clients: ClientGauges::new(&r).expect("valid metric"),
         };
         apogee_server::ops::register_process_metrics(&r).expect("valid metric");
@@ -316,6 +370,7 @@ impl BrokerMetrics {
                 .with_label_values(&["master"])
                 .set(link.master_end_offset.saturating_sub(end) as i64);
         }
+        g.failover.refresh(src.replication.membership());
         g.clients.refresh(&src.sessions);
     }
 
