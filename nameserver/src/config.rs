@@ -86,16 +86,26 @@ pub struct ControllerSection {
     /// Whether a member outside the in-sync set may become master when no in-sync member is
     /// alive (messages the old master acknowledged may be lost). Off by default.
     pub unclean_election: bool,
+    /// The lease granted to a broker group's master (ms).
+    pub lease_ms: u64,
+    /// Waited past a lease before a master that is not alive is replaced (ms).
+    pub lease_margin_ms: u64,
+    /// A member without a beat for this long is not alive (ms).
+    pub member_timeout_ms: u64,
 }
 
 impl Default for ControllerSection {
     fn default() -> Self {
+        let defaults = apogee_controller::ControllerConfig::default();
         ControllerSection {
             enabled: false,
             node_id: 1,
             peers: Vec::new(),
             data_dir: "controller-data".into(),
             unclean_election: false,
+            lease_ms: defaults.lease_ms,
+            lease_margin_ms: defaults.lease_margin_ms,
+            member_timeout_ms: defaults.member_timeout_ms,
         }
     }
 }
@@ -128,6 +138,9 @@ impl ControllerSection {
             peers,
             data_dir: self.data_dir.clone().into(),
             unclean_election: self.unclean_election,
+            lease_ms: self.lease_ms,
+            lease_margin_ms: self.lease_margin_ms,
+            member_timeout_ms: self.member_timeout_ms,
             ..apogee_controller::ControllerConfig::default()
         };
         config.validate()?;
@@ -317,7 +330,7 @@ mod tests {
                 "3=ns3:9876".into(),
             ],
             data_dir: "d".into(),
-            unclean_election: false,
+            ..ControllerSection::default()
         };
         let config = section.controller_config("ignored:1").unwrap();
         assert_eq!(config.own_address(), Some("ns2:9876"));
@@ -335,6 +348,41 @@ mod tests {
             let error = section.controller_config("x:1").unwrap_err();
             assert!(error.contains(expected), "{error}");
         }
+    }
+
+    #[test]
+    fn failover_timings_are_carried_into_the_controller_and_checked() {
+        let defaults = ControllerSection::default();
+        let config = defaults.controller_config("x:1").unwrap();
+        assert_eq!(
+            (
+                config.lease_ms,
+                config.lease_margin_ms,
+                config.member_timeout_ms
+            ),
+            (2000, 500, 2000)
+        );
+        let section = ControllerSection {
+            lease_ms: 300,
+            lease_margin_ms: 100,
+            member_timeout_ms: 400,
+            ..defaults.clone()
+        };
+        let config = section.controller_config("x:1").unwrap();
+        assert_eq!(
+            (
+                config.lease_ms,
+                config.lease_margin_ms,
+                config.member_timeout_ms
+            ),
+            (300, 100, 400)
+        );
+        let section = ControllerSection {
+            lease_margin_ms: 2000,
+            ..defaults
+        };
+        let error = section.controller_config("x:1").unwrap_err();
+        assert!(error.contains("lease_margin_ms (2000)"), "{error}");
     }
 
     #[test]

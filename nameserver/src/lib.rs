@@ -147,7 +147,8 @@ pub async fn serve(
     let registry_service = grpc::RegistryService::new(registry.clone(), sessions.clone())
         .with_cluster_secret(cluster_secret.clone())
         .with_access(access.clone(), broker_channels.clone())
-        .with_counters(metrics.liveness.clone());
+        .with_counters(metrics.liveness.clone())
+        .with_controller(controller.clone());
     let routes = bootstrap
         .routes()
         .add_service(

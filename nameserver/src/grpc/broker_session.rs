@@ -7,12 +7,30 @@
 //! when `broker_missed_heartbeats` announced intervals pass without a beat (a hung
 //! process, a cut link); the stream is then ended with DEADLINE_EXCEEDED. A session
 //! replaced by a newer one of the same member ends with ABORTED and drops nothing.
+//!
+//! Every answer carries the `seq` of the beat it answers. Controller mode (the opening's
+//! `controller_mode`, with an embedded controller): the broker id is the member's id for
+//! life and must be 1 or more; every beat carrying a member report (the opening one too) is
+//! passed to the controller ([`apogee_controller::Controller::on_beat`], the group being
+//! the broker name), and the answer carries the assignment when that controller leads. The
+//! session's end tells the controller the member is gone from here (unless a newer session
+//! of the member replaced it).
+//!
+//! Beats are answered in order, one at a time, and the controller's part is bounded by
+//! [`CONTROLLER_ANSWER_TIMEOUT`] (or the beat interval when shorter): a slow Raft write
+//! answers that beat without an assignment (the broker keeps its lease until it runs out)
+//! and never stalls the session. The silence limit counts from the end of each beat's
+//! handling, so time spent waiting for the controller is not counted as the broker's
+//! silence (the beats sent meanwhile wait in the stream); a controller call still running
+//! at the next beat is not doubled: that beat is answered without one.
 
 use super::registry::validate_identity;
 use crate::endpoint;
 use crate::metrics::LivenessCounters;
 use crate::registry::{BeatAnswer, Expired, GroupKey, Registry, SessionMember};
-use apogee_proto::cluster::{SessionAnswer, SessionBeat, SessionOpen};
+use apogee_controller::failover::MemberBeat;
+use apogee_controller::Controller;
+use apogee_proto::cluster::{Assignment, SessionAnswer, SessionBeat, SessionOpen};
 use apogee_proto::limits::{MAX_HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_INTERVAL_MS};
 use prost::Message as _;
 use std::sync::Arc;
@@ -31,6 +49,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answers not yet read by the broker; a broker that reads none misses its beats anyway.
 const ANSWER_BUFFER: usize = 8;
 
+/// The longest a beat's answer waits for the controller (the beat interval when shorter).
+pub const CONTROLLER_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What a session needs of the NameServer.
 #[derive(Clone)]
 pub struct SessionHost {
@@ -38,6 +59,8 @@ pub struct SessionHost {
     pub counters: LivenessCounters,
     /// Turns true when the NameServer shuts down: every session ends.
     pub closing: watch::Receiver<bool>,
+    /// The embedded controller (`controller.enabled`), for sessions in controller mode.
+    pub controller: Option<Controller>,
 }
 
 /// One open session.
@@ -47,6 +70,8 @@ struct Session {
     endpoint: String,
     id: u64,
     interval: Duration,
+    /// The opening said controller mode and a controller is embedded: beats go to it.
+    controller_mode: bool,
 }
 
 /// Why a session's loop ended.
@@ -102,18 +127,23 @@ pub async fn open(
         endpoint: open.endpoint.clone(),
         id: opened.id,
         interval,
+        controller_mode: open.controller_mode && host.controller.is_some(),
     };
     tracing::debug!(broker = %group, broker_id = session.broker_id, session = session.id,
         interval_ms, "broker session opened");
     let (answers, rx) = mpsc::channel(ANSWER_BUFFER);
     let first_answer = SessionAnswer {
         register_required: opened.register_required,
+        seq: first.seq,
         ..SessionAnswer::default()
     };
-    answers
-        .try_send(Ok(first_answer))
-        .map_err(|_| Status::internal("session answer buffer unavailable"))?;
-    tokio::spawn(serve(host, session, inbound, answers));
+    tokio::spawn(serve(
+        host,
+        session,
+        (first, first_answer),
+        inbound,
+        answers,
+    ));
     Ok(ReceiverStream::new(rx))
 }
 
@@ -124,6 +154,13 @@ fn validate_open(first: &SessionBeat) -> Result<&SessionOpen, Status> {
         Status::invalid_argument("the first message of a broker session must carry `open`")
     })?;
     validate_identity(&open.cluster_name, &open.broker_name, open.broker_id)?;
+    if open.controller_mode && open.broker_id < 1 {
+        return Err(Status::invalid_argument(format!(
+            "broker_id {}: in controller mode the broker id is the member's id for life and \
+             must be 1 or more",
+            open.broker_id
+        )));
+    }
     endpoint::parse(&open.endpoint).map_err(Status::invalid_argument)?;
     if open.instance_id == 0 {
         return Err(Status::invalid_argument(
@@ -140,52 +177,123 @@ fn validate_open(first: &SessionBeat) -> Result<&SessionOpen, Status> {
     Ok(open)
 }
 
-/// Answers beats until the session ends, then drops its member as the ending says.
+/// Answers the opening and then every beat until the session ends, then drops its member
+/// as the ending says.
 async fn serve(
     mut host: SessionHost,
     session: Session,
+    (first, mut first_answer): (SessionBeat, SessionAnswer),
     mut inbound: Streaming<SessionBeat>,
     answers: mpsc::Sender<Result<SessionAnswer, Status>>,
 ) {
     let limit = host.registry.session_silence_limit(session.interval);
+    // The controller this session's beats go to (controller mode only).
+    let controller = host.controller.clone().filter(|_| session.controller_mode);
+    let mut controller_call = None;
+    first_answer.assignment =
+        assignment(controller.as_ref(), &session, &first, &mut controller_call).await;
+    // The buffer is new: the first answer always fits.
+    let _ = answers.try_send(Ok(first_answer));
     let ending = loop {
         let deadline = Instant::now() + limit;
-        tokio::select! {
+        let next = tokio::select! {
             _ = host.closing.wait_for(|c| *c) => break Ending::ShuttingDown,
             _ = answers.closed() => break Ending::Closed("the broker stopped reading its answers".into()),
-            next = tokio::time::timeout_at(deadline, inbound.message()) => {
-                let beat = match next {
-                    Err(_) => break Ending::MissedBeats(limit),
-                    Ok(Ok(Some(beat))) => beat,
-                    Ok(Ok(None)) => break Ending::Closed("its session stream ended".into()),
-                    Ok(Err(status)) => break Ending::Closed(format!(
-                        "its session stream failed: {}", status.message()
-                    )),
-                };
-                host.counters.beats.inc();
-                host.counters.beat_bytes.inc_by(beat.encoded_len() as u64);
-                if beat.open.is_some() {
-                    break Ending::Reopened;
-                }
-                let answer = host.registry.beat(
-                    &session.group,
-                    session.broker_id,
-                    session.id,
-                    beat.data_version,
-                );
-                let BeatAnswer::Live { register_required } = answer else {
-                    break Ending::Replaced;
-                };
-                // A full buffer is a broker not reading: it is asked again at its next beat.
-                if let Err(mpsc::error::TrySendError::Closed(_)) =
-                    answers.try_send(Ok(SessionAnswer { register_required, ..SessionAnswer::default() }))
-                {
-                    break Ending::Closed("the broker stopped reading its answers".into());
-                }
+            next = tokio::time::timeout_at(deadline, inbound.message()) => next,
+        };
+        let beat = match next {
+            Err(_) => break Ending::MissedBeats(limit),
+            Ok(Ok(Some(beat))) => beat,
+            Ok(Ok(None)) => break Ending::Closed("its session stream ended".into()),
+            Ok(Err(status)) => {
+                break Ending::Closed(format!("its session stream failed: {}", status.message()))
             }
+        };
+        host.counters.beats.inc();
+        host.counters.beat_bytes.inc_by(beat.encoded_len() as u64);
+        if beat.open.is_some() {
+            break Ending::Reopened;
+        }
+        let answer = host.registry.beat(
+            &session.group,
+            session.broker_id,
+            session.id,
+            beat.data_version,
+        );
+        let BeatAnswer::Live { register_required } = answer else {
+            break Ending::Replaced;
+        };
+        let assignment =
+            assignment(controller.as_ref(), &session, &beat, &mut controller_call).await;
+        let answer = SessionAnswer {
+            register_required,
+            assignment,
+            seq: beat.seq,
+        };
+        // A full buffer is a broker not reading: it is asked again at its next beat.
+        if let Err(mpsc::error::TrySendError::Closed(_)) = answers.try_send(Ok(answer)) {
+            break Ending::Closed("the broker stopped reading its answers".into());
         }
     };
+    // A replaced session's member beats on a newer session: it is not gone.
+    let replaced = matches!(ending, Ending::Replaced);
+    if let Some(controller) = &controller {
+        if !replaced {
+            controller.member_gone(&session.group.broker_name, session.broker_id as u64);
+        }
+    }
     finish(&host, &session, ending, &answers);
+}
+
+/// A controller call of a session, still running after its beat was answered.
+type ControllerCall = tokio::task::JoinHandle<Option<Assignment>>;
+
+/// The controller's assignment answering `beat` (controller mode, a beat with a member
+/// report, a leading controller answering within the bound; else none). The call runs in a
+/// task of its own, so one that overruns the bound still completes its writes; while it
+/// runs, later beats of the session are answered without asking again.
+async fn assignment(
+    controller: Option<&Controller>,
+    session: &Session,
+    beat: &SessionBeat,
+    running: &mut Option<ControllerCall>,
+) -> Option<Assignment> {
+    let controller = controller?;
+    let report = beat.member.clone()?;
+    if running.as_ref().is_some_and(|call| !call.is_finished()) {
+        tracing::debug!(broker = %session.group, broker_id = session.broker_id,
+            "the controller is still busy with an earlier beat: answered without an assignment");
+        return None;
+    }
+    let member_beat = MemberBeat {
+        group: session.group.broker_name.clone(),
+        member: session.broker_id as u64,
+        address: session.endpoint.clone(),
+        report,
+    };
+    let controller = controller.clone();
+    let call = running.insert(tokio::spawn(async move {
+        controller.on_beat(member_beat).await
+    }));
+    let bound = CONTROLLER_ANSWER_TIMEOUT.min(session.interval);
+    match tokio::time::timeout(bound, call).await {
+        Ok(Ok(assignment)) => {
+            *running = None;
+            assignment
+        }
+        Ok(Err(e)) => {
+            *running = None;
+            tracing::warn!(broker = %session.group, broker_id = session.broker_id,
+                "the controller's answer to a beat failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(broker = %session.group, broker_id = session.broker_id,
+                bound_ms = bound.as_millis() as u64,
+                "the controller did not answer a beat in time: answered without an assignment");
+            None
+        }
+    }
 }
 
 /// Drops the member when the ending says so (logging it) and ends the stream.
@@ -291,7 +399,7 @@ mod tests {
         }
         /// A change to a valid opening, and what the refusal must name.
         type Case = (fn(&mut SessionBeat), &'static str);
-        let cases: [Case; 8] = [
+        let cases: [Case; 9] = [
             (|b| b.open = None, "must carry `open`"),
             (
                 |b| b.open.as_mut().unwrap().cluster_name.clear(),
@@ -302,6 +410,10 @@ mod tests {
                 "broker_name",
             ),
             (|b| b.open.as_mut().unwrap().broker_id = -1, "broker_id"),
+            (
+                |b| b.open.as_mut().unwrap().controller_mode = true,
+                "in controller mode the broker id is the member's id for life and must be 1",
+            ),
             (
                 |b| b.open.as_mut().unwrap().endpoint = "nowhere".into(),
                 "nowhere",

@@ -48,6 +48,8 @@ pub struct RegistryService {
     counters: LivenessCounters,
     /// Set on shutdown: every broker session ends.
     closing: Arc<watch::Sender<bool>>,
+    /// The embedded controller: sessions in controller mode pass their beats to it.
+    controller: Option<apogee_controller::Controller>,
 }
 
 impl RegistryService {
@@ -60,7 +62,14 @@ impl RegistryService {
             channels: None,
             counters: LivenessCounters::unregistered(),
             closing: Arc::new(watch::channel(false).0),
+            controller: None,
         }
+    }
+
+    /// Passes the beats of sessions in controller mode to `controller`.
+    pub fn with_controller(mut self, controller: Option<apogee_controller::Controller>) -> Self {
+        self.controller = controller;
+        self
     }
 
     /// Counts registrations and beats (and drops) in `counters`.
@@ -293,6 +302,7 @@ impl RegistryRpc for RegistryService {
             registry: self.registry.clone(),
             counters: self.counters.clone(),
             closing: self.closing.subscribe(),
+            controller: self.controller.clone(),
         };
         let answers = broker_session::open(host, request.into_inner()).await?;
         Ok(Response::new(answers))
