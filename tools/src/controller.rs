@@ -248,6 +248,7 @@ impl Admin {
             .elect_master(self.req(cluster::ElectMasterRequest {
                 broker_name: broker.to_string(),
                 member: member.unwrap_or(0),
+                here_only: false,
             }))
             .await
             .map_err(self.err(None))?

@@ -6,17 +6,22 @@
 //!   leader confirms it (a linearizable read). A follower asks the leader's NameServer (its
 //!   Raft address is its gRPC listener) once, with `here_only`; when the leader cannot be
 //!   asked, the answer is this node's applied state, marked `stale` with the reason.
-//! - ElectMaster: a planned switch (`Command::ElectNamed`). Without a member named, the
-//!   candidate is the best in-sync member other than the current master that this
-//!   NameServer hears from, chosen by the controller's own election order: the group's
-//!   state is run through `Command::Elect` on a copy, with those members as the alive ones
-//!   (nothing of the order is repeated here). A refusal by the rules is
-//!   FAILED_PRECONDITION with its reason.
+//! - ElectMaster: a planned switch through `Controller::elect_named` on the leader (it stops
+//!   the master's leases and waits them out before it writes `ElectNamed`); a follower passes
+//!   the call to the leader's NameServer once. Without a member named, the candidate is the
+//!   best in-sync member other than the current master that this NameServer hears from,
+//!   chosen by the controller's own election order: the group's confirmed state is run
+//!   through `Command::Elect` on a copy, with those members as the alive ones (nothing of the
+//!   order is repeated here). A named member is checked the same way (`ElectNamed` on a
+//!   copy) before any lease is stopped, so a refused switch costs the master nothing. A
+//!   refusal by the rules is FAILED_PRECONDITION with its reason.
 
 use super::brokers::BrokerChannels;
 use crate::registry::Registry;
 use apogee_controller::state::{GroupState, Member};
-use apogee_controller::{Command, CommandResult, Controller, ControllerState, ReadError};
+use apogee_controller::{
+    Command, CommandResult, Controller, ControllerState, ReadError, WriteError,
+};
 use apogee_proto::cluster::{
     ControllerGroupStatus, ControllerMemberStatus, ControllerStatusRequest,
     ControllerStatusResponse, ElectMasterRequest, ElectMasterResponse,
@@ -114,63 +119,75 @@ impl ControllerAdmin<'_> {
         if req.broker_name.is_empty() {
             return Err(Status::invalid_argument("broker_name is required"));
         }
+        let group = self.confirmed_group(&req.broker_name).await?;
         let member = match req.member {
-            0 => self.best_candidate(&req.broker_name).await?,
-            named => named,
+            0 => choose_other_than_master(&group, &self.live_members(&req.broker_name))
+                .map_err(Status::failed_precondition)?,
+            named => {
+                check_named(&group, named).map_err(Status::failed_precondition)?;
+                named
+            }
         };
         tracing::info!(broker = %req.broker_name, member, named = req.member != 0,
             "planned election asked by an operator");
-        let command = Command::ElectNamed {
-            group: req.broker_name.clone(),
-            member,
+        let refused = |why: String| {
+            Status::failed_precondition(format!(
+                "election of member {member} of {} refused: {why}",
+                req.broker_name
+            ))
         };
-        match controller.write(command).await {
+        match controller.elect_named(&req.broker_name, member).await {
             Ok(CommandResult::Elected {
                 master,
                 master_epoch,
                 in_sync_epoch,
                 ..
-            }) => {
-                tracing::info!(broker = %req.broker_name, master, master_epoch,
-                    "planned election: new master");
-                Ok(ElectMasterResponse {
-                    master,
-                    master_epoch,
-                    in_sync_epoch,
-                })
-            }
-            Ok(CommandResult::Refused(refusal)) => Err(Status::failed_precondition(format!(
-                "election of member {member} of {} refused: {refusal}",
-                req.broker_name
-            ))),
+            }) => Ok(ElectMasterResponse {
+                master,
+                master_epoch,
+                in_sync_epoch,
+            }),
+            Ok(CommandResult::Refused(refusal)) => Err(refused(refusal.to_string())),
             Ok(other) => Err(Status::internal(format!(
                 "the controller answered an election with {other:?}"
             ))),
+            Err(WriteError::NotLeader {
+                leader: Some(leader),
+                address: Some(address),
+            }) if !req.here_only && leader != controller.metrics().node_id => {
+                let forwarded = ElectMasterRequest {
+                    broker_name: req.broker_name.clone(),
+                    member,
+                    here_only: true,
+                };
+                let mut client = self.channels.admin(&address)?;
+                let call = client.elect_master(forwarded);
+                let answer = self.channels.bounded(&address, call).await?;
+                Ok(answer.into_inner())
+            }
+            Err(e @ WriteError::ElectionInFlight(_)) => Err(refused(e.to_string())),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
 
-    /// The member a planned election without a name goes to.
-    async fn best_candidate(&self, broker_name: &str) -> Result<u64, Status> {
+    /// `broker_name`'s state as the leader confirms it.
+    async fn confirmed_group(&self, broker_name: &str) -> Result<ControllerGroupStatus, Status> {
         let status = self.status(ControllerStatusRequest::default()).await?;
         if status.stale {
             return Err(Status::unavailable(format!(
-                "the controller's state could not be confirmed ({}); name the member with \
-                 --member to elect it anyway",
+                "the controller's state could not be confirmed: {}",
                 status.stale_reason
             )));
         }
-        let group = status
+        status
             .groups
-            .iter()
+            .into_iter()
             .find(|g| g.broker_name == broker_name)
             .ok_or_else(|| {
                 Status::failed_precondition(format!(
                     "the controller knows no broker group {broker_name}"
                 ))
-            })?;
-        let heard = self.live_members(broker_name);
-        choose_other_than_master(group, &heard).map_err(Status::failed_precondition)
+            })
     }
 
     /// The member ids of `broker_name`'s controller-mode members this NameServer hears from.
@@ -220,6 +237,22 @@ pub(crate) fn choose_other_than_master(
         CommandResult::Elected { master, .. } => Ok(master),
         CommandResult::Refused(refusal) => Err(refusal.to_string()),
         other => Err(format!("unexpected election result {other:?}")),
+    }
+}
+
+/// Checks a planned election of `member` against `group`'s state by the controller's own
+/// rules (`ElectNamed` applied to a copy), before any lease is stopped for it.
+pub(crate) fn check_named(group: &ControllerGroupStatus, member: u64) -> Result<(), String> {
+    let mut copy = ControllerState::default();
+    copy.groups
+        .insert(group.broker_name.clone(), group_state(group));
+    let trial = Command::ElectNamed {
+        group: group.broker_name.clone(),
+        member,
+    };
+    match copy.apply(&trial) {
+        CommandResult::Refused(refusal) => Err(refusal.to_string()),
+        _ => Ok(()),
     }
 }
 

@@ -60,6 +60,17 @@ fn the_unnamed_candidate_follows_the_election_order_among_in_sync_members_heard_
     );
 }
 
+#[test]
+fn a_named_member_is_checked_by_the_controller_rules_before_any_lease_stops() {
+    assert_eq!(check_named(&group(), 3), Ok(()));
+    let err = check_named(&group(), 4).unwrap_err();
+    assert!(err.contains("not in sync"), "{err}");
+    let err = check_named(&group(), 1).unwrap_err();
+    assert!(err.contains("master already"), "{err}");
+    let err = check_named(&group(), 9).unwrap_err();
+    assert!(err.contains("not in the group"), "{err}");
+}
+
 #[tokio::test]
 async fn without_a_controller_both_calls_are_failed_precondition() {
     let registry = Registry::new(Duration::from_secs(120));
@@ -76,6 +87,7 @@ async fn without_a_controller_both_calls_are_failed_precondition() {
         .elect(ElectMasterRequest {
             broker_name: "b".into(),
             member: 2,
+            here_only: false,
         })
         .await
         .unwrap_err();
@@ -172,6 +184,7 @@ async fn status_and_planned_elections_over_a_single_voter() {
         .elect(ElectMasterRequest {
             broker_name: "broker-a".into(),
             member: 0,
+            here_only: false,
         })
         .await
         .unwrap();
@@ -182,6 +195,7 @@ async fn status_and_planned_elections_over_a_single_voter() {
         .elect(ElectMasterRequest {
             broker_name: "broker-a".into(),
             member: 1,
+            here_only: false,
         })
         .await
         .unwrap_err();
@@ -192,6 +206,7 @@ async fn status_and_planned_elections_over_a_single_voter() {
         .elect(ElectMasterRequest {
             broker_name: "broker-a".into(),
             member: 0,
+            here_only: false,
         })
         .await
         .unwrap_err();
@@ -200,6 +215,7 @@ async fn status_and_planned_elections_over_a_single_voter() {
         .elect(ElectMasterRequest {
             broker_name: "broker-x".into(),
             member: 0,
+            here_only: false,
         })
         .await
         .unwrap_err();
@@ -207,5 +223,6 @@ async fn status_and_planned_elections_over_a_single_voter() {
         err.message().contains("no broker group broker-x"),
         "{err:?}"
     );
+    assert_eq!(err.code(), Code::FailedPrecondition);
     controller.shutdown().await;
 }

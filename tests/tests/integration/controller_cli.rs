@@ -41,7 +41,7 @@ async fn a_single_voter_reports_itself_as_the_leader_and_refuses_an_unknown_elec
     let refused = cluster.cli(&["broker", "elect", "nowhere", "--member", "2"]);
     assert_eq!(refused.code, 1, "{refused}");
     assert!(
-        refused.stderr.contains("unknown broker group nowhere"),
+        refused.stderr.contains("knows no broker group nowhere"),
         "{refused}"
     );
 }
