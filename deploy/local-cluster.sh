@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# A local Apogee cluster on loopback: two NameServers and two broker groups
-# (broker-a and broker-b), each a master (broker id 0, async_master) and a slave
-# (broker id 1, slave). The slaves find their masters through the NameServers.
+# A local Apogee cluster on loopback with automatic failover: three NameServers running the
+# controller (a Raft group of node ids 1..3; it keeps working with one of them down) and two
+# broker groups (broker-a and broker-b) of two members each (member ids 1 and 2) in controller
+# mode: the controller decides which member of a group is its master, and elects the other
+# when the master dies.
 #
-#   deploy/local-cluster.sh start    start the six processes, wait until each serves, print addresses
+#   deploy/local-cluster.sh start    start the seven processes, wait until each serves, print
+#                                    addresses and (with the apogee CLI) each group's master
 #   deploy/local-cluster.sh status   each process running or stopped (exit 0 all run, 3 otherwise)
-#   deploy/local-cluster.sh stop     SIGTERM (slaves, then masters, then NameServers), SIGKILL
+#   deploy/local-cluster.sh stop     SIGTERM (the members, then the NameServers), SIGKILL
 #                                    after 20 s; exit 0, also when nothing runs
 #
 # Settings (environment):
 #   APOGEE_CLUSTER_DIR        data, logs and pid files, one folder per process
-#                             (default ./local-cluster); stop keeps the data, remove the
+#                             (default ./local-cluster; a NameServer keeps its Raft data in
+#                             its folder's controller/); stop keeps the data, remove the
 #                             folder to start afresh
-#   APOGEE_CLUSTER_BASE_PORT  first port (default 20000): gRPC of the NameServers base+0 and
-#                             base+1, of broker-a master and slave base+10 and base+11, of
-#                             broker-b base+20 and base+21; each process's HTTP endpoint
-#                             (/metrics, /healthz, /readyz) its gRPC port + 100
+#   APOGEE_CLUSTER_BASE_PORT  first port (default 20000): gRPC of the NameServers base+0,
+#                             base+1 and base+2, of broker-a's members 1 and 2 base+10 and
+#                             base+11, of broker-b's base+20 and base+21; each process's HTTP
+#                             endpoint (/metrics, /healthz, /readyz) its gRPC port + 100
 #   APOGEE_BIN_DIR            the folder holding apogee-nameserver and apogee-broker
 #                             (default: target/release, then target/debug of this repository,
-#                             then PATH)
+#                             then PATH); the apogee CLI beside them, when there, tells which
+#                             member the controller made master
 # Other APOGEE_NAMESERVER_* and APOGEE_BROKER_* variables reach every process as usual.
 set -euo pipefail
 
@@ -39,16 +44,20 @@ if ! [[ "$base" =~ ^[0-9]+$ ]] || ((base < 1024 || base + 21 + http_offset > 655
   die "APOGEE_CLUSTER_BASE_PORT=$base: want a number from 1024 to $((65535 - 21 - http_offset))"
 fi
 
-# name, kind, gRPC port, broker group, broker id
+# name, kind, gRPC port, then a NameServer's controller node id, or a broker's group and
+# member id (its broker_id in controller mode, for life)
 processes=(
-  "nameserver-0 nameserver $((base + 0))"
-  "nameserver-1 nameserver $((base + 1))"
-  "broker-a-0 broker $((base + 10)) broker-a 0"
-  "broker-a-1 broker $((base + 11)) broker-a 1"
-  "broker-b-0 broker $((base + 20)) broker-b 0"
-  "broker-b-1 broker $((base + 21)) broker-b 1"
+  "nameserver-0 nameserver $((base + 0)) 1"
+  "nameserver-1 nameserver $((base + 1)) 2"
+  "nameserver-2 nameserver $((base + 2)) 3"
+  "broker-a-1 broker $((base + 10)) broker-a 1"
+  "broker-a-2 broker $((base + 11)) broker-a 2"
+  "broker-b-1 broker $((base + 20)) broker-b 1"
+  "broker-b-2 broker $((base + 21)) broker-b 2"
 )
-nameservers="127.0.0.1:$((base + 0));127.0.0.1:$((base + 1))"
+nameservers="127.0.0.1:$((base + 0));127.0.0.1:$((base + 1));127.0.0.1:$((base + 2))"
+# The controller's voters, the NameServers: "node id=gRPC address", comma-separated.
+voters="1=127.0.0.1:$((base + 0)),2=127.0.0.1:$((base + 1)),3=127.0.0.1:$((base + 2))"
 
 # An absolute path, so what is printed works from anywhere.
 absolute_dir() {
@@ -57,7 +66,7 @@ absolute_dir() {
   fi
 }
 
-# The folder holding both server binaries.
+# The folder holding both server binaries; cli_bin is the apogee CLI beside them, or empty.
 find_bins() {
   local d b
   if [ -n "${APOGEE_BIN_DIR:-}" ]; then
@@ -66,19 +75,33 @@ find_bins() {
     done
     nameserver_bin="$APOGEE_BIN_DIR/apogee-nameserver"
     broker_bin="$APOGEE_BIN_DIR/apogee-broker"
-    return
+  else
+    nameserver_bin=""
+    for d in "$root/target/release" "$root/target/debug"; do
+      if [ -x "$d/apogee-nameserver" ] && [ -x "$d/apogee-broker" ]; then
+        nameserver_bin="$d/apogee-nameserver"
+        broker_bin="$d/apogee-broker"
+        break
+      fi
+    done
+    if [ -z "$nameserver_bin" ] &&
+      ! { nameserver_bin="$(command -v apogee-nameserver)" && broker_bin="$(command -v apogee-broker)"; }; then
+      die "apogee-nameserver and apogee-broker not found in APOGEE_BIN_DIR (unset), $root/target/release, $root/target/debug or PATH: build them with cargo build --release --bins"
+    fi
   fi
-  for d in "$root/target/release" "$root/target/debug"; do
-    if [ -x "$d/apogee-nameserver" ] && [ -x "$d/apogee-broker" ]; then
-      nameserver_bin="$d/apogee-nameserver"
-      broker_bin="$d/apogee-broker"
-      return
+  cli_bin="$(dirname "$nameserver_bin")/apogee"
+  [ -x "$cli_bin" ] || cli_bin=""
+}
+
+# An earlier version of this script ran static roles (folders broker-a-0 and broker-b-0, a
+# master of broker id 0); its stores are not members of a controller-run group.
+refuse_static_layout() {
+  local old
+  for old in broker-a-0 broker-b-0; do
+    if [ -d "$dir/$old" ]; then
+      die "$dir holds a cluster of static roles (its $old folder): stop it with the script that started it and remove $dir, or choose another APOGEE_CLUSTER_DIR"
     fi
   done
-  if nameserver_bin="$(command -v apogee-nameserver)" && broker_bin="$(command -v apogee-broker)"; then
-    return
-  fi
-  die "apogee-nameserver and apogee-broker not found in APOGEE_BIN_DIR (unset), $root/target/release, $root/target/debug or PATH: build them with cargo build --release --bins"
 }
 
 # Whether a process runs: it exists and is not a zombie (exited, not yet reaped).
@@ -150,7 +173,7 @@ wait_for() {
 
 # Starts one process in the background unless it runs; sets launched to 1 if it started it.
 start_one() {
-  local name="$1" kind="$2" port="$3" group="${4:-}" id="${5:-}"
+  local name="$1" kind="$2" port="$3" group_or_node="$4" id="${5:-}"
   local http=$((port + http_offset)) pdir="$dir/$1" pid p
   launched=0
   if pid="$(pid_of "$name")"; then
@@ -165,38 +188,88 @@ start_one() {
   mkdir -p "$pdir"
   echo "--- $(date '+%Y-%m-%d %H:%M:%S') local-cluster.sh start ---" >>"$pdir/log"
   if [ "$kind" = nameserver ]; then
+    # A voter of the controller's Raft group; the group forms once two of the three run.
     APOGEE_NAMESERVER_HTTP_LISTEN="127.0.0.1:$http" \
+      APOGEE_NAMESERVER_CONTROLLER__ENABLED=true \
+      APOGEE_NAMESERVER_CONTROLLER__NODE_ID="$group_or_node" \
+      APOGEE_NAMESERVER_CONTROLLER__PEERS="$voters" \
+      APOGEE_NAMESERVER_CONTROLLER__DATA_DIR="$pdir/controller" \
       nohup "$nameserver_bin" --listen "127.0.0.1:$port" >>"$pdir/log" 2>&1 </dev/null &
   else
-    local role=async_master
-    [ "$id" = 0 ] || role=slave
+    # A member in controller mode: broker_id is its member id; it starts fenced (no write)
+    # until the controller names its group's master.
     APOGEE_BROKER_CLUSTER_NAME="$cluster_name" \
       APOGEE_BROKER_BROKER_ID="$id" \
-      APOGEE_BROKER_ROLE="$role" \
+      APOGEE_BROKER_FAILOVER__CONTROLLER_MODE=true \
       APOGEE_BROKER_HTTP_LISTEN="127.0.0.1:$http" \
       nohup "$broker_bin" --listen "127.0.0.1:$port" \
       --nameserver "127.0.0.1:$((base + 0))" --nameserver "127.0.0.1:$((base + 1))" \
-      --data-dir "$pdir/data" --broker-name "$group" >>"$pdir/log" 2>&1 </dev/null &
+      --nameserver "127.0.0.1:$((base + 2))" \
+      --data-dir "$pdir/data" --broker-name "$group_or_node" >>"$pdir/log" 2>&1 </dev/null &
   fi
   echo $! >"$pdir/pid"
   launched=1
 }
 
 describe() {
-  local name="$1" kind="$2" port="$3" group="${4:-}" id="${5:-}"
+  local name="$1" kind="$2" port="$3" group_or_node="$4" id="${5:-}"
   case "$kind" in
-    nameserver) echo "NameServer" ;;
-    *) if [ "$id" = 0 ]; then echo "master of $group"; else echo "slave of $group"; fi ;;
+    nameserver) echo "NameServer, controller node $group_or_node" ;;
+    *) echo "member $id of $group_or_node" ;;
   esac
+}
+
+# Prints each line of $1 indented by two spaces.
+indent() {
+  local line
+  while IFS= read -r line; do
+    echo "  $line"
+  done <<<"$1"
+}
+
+# Prints the masters the controller chose ("broker-a member 1 127.0.0.1:20010" a line) as
+# `apogee controller status` tells (its member table marks the master); fails when the CLI
+# cannot ask.
+masters() {
+  "$cli_bin" --nameserver "$nameservers" --timeout 3s controller status 2>/dev/null |
+    awk '$3 == "master" { print $1, "member", $2, $4 }'
+}
+
+# Waits (up to start_timeout seconds) until the controller has made a master of every group,
+# then prints each; without the CLI, says how to ask.
+show_masters() {
+  local groups="broker-a broker-b" found i g missing
+  if [ -z "$cli_bin" ]; then
+    echo "Which member of each group is master the controller decides: ask it with"
+    echo "  apogee --nameserver '$nameservers' controller status"
+    return
+  fi
+  for ((i = 0; i < start_timeout * 2; i++)); do
+    found="$(masters || true)"
+    missing=""
+    for g in $groups; do
+      grep -q "^$g " <<<"$found" || missing="$missing $g"
+    done
+    [ -z "$missing" ] && break
+    sleep 0.5
+  done
+  echo "Masters, as the controller chose them (ask again with: $cli_bin --nameserver '$nameservers' controller status):"
+  if [ -n "$found" ]; then
+    indent "$found"
+  fi
+  for g in $missing; do
+    echo "  $g: no master yet after $start_timeout s (see the logs in $dir)"
+  done
 }
 
 start() {
   find_bins
   mkdir -p "$dir"
   absolute_dir
+  refuse_static_layout
   local p started=0
-  # In order, each waited for before the next: the NameServers before the brokers, a
-  # master before its slave.
+  # In order, each waited for until it listens before the next: the NameServers before the
+  # members.
   for p in "${processes[@]}"; do
     # shellcheck disable=SC2086 # the fields are meant to split
     set -- $p
@@ -208,7 +281,8 @@ start() {
         die "$1 did not start; $0 stop stops the others"
     fi
   done
-  # Ready: a NameServer serves; a broker has recovered its store and is registered.
+  # Ready: a NameServer serves; a member has recovered its store and is registered (also
+  # while fenced, before the controller assigns its role).
   for p in "${processes[@]}"; do
     # shellcheck disable=SC2086
     set -- $p
@@ -227,6 +301,7 @@ start() {
     printf '  %-13s gRPC 127.0.0.1:%-6s HTTP 127.0.0.1:%-6s pid %-8s %s\n' \
       "$1" "$3" "$(($3 + http_offset))" "$(pid_of "$1" || echo '?')" "$(describe $p)"
   done
+  show_masters
   echo "NameServers: $nameservers"
   echo "Each HTTP address serves /metrics (Prometheus), /healthz and /readyz."
   echo "Point the apogee CLI and clients at the NameServers:"
@@ -268,10 +343,10 @@ stop_tier() {
 stop() {
   absolute_dir
   stopped=0
-  # Brokers unregister from the NameServers as they stop, so those stop last.
-  stop_tier broker-a-1 broker-b-1
-  stop_tier broker-a-0 broker-b-0
-  stop_tier nameserver-0 nameserver-1
+  # Members unregister from the NameServers as they stop, so those stop last. The members
+  # stop together: none is left for the controller to make master.
+  stop_tier broker-a-1 broker-a-2 broker-b-1 broker-b-2
+  stop_tier nameserver-0 nameserver-1 nameserver-2
   if [ "$stopped" = 0 ]; then
     echo "nothing runs (pid files in $dir)"
   fi
@@ -292,6 +367,13 @@ status() {
       code=3
     fi
   done
+  # With everything running and the CLI at hand: the controller's choice of masters.
+  local found
+  if [ "$code" = 0 ] && found="$(find_bins 2>/dev/null && [ -n "$cli_bin" ] && masters)" &&
+    [ -n "$found" ]; then
+    echo "masters, as the controller chose them:"
+    indent "$found"
+  fi
   return "$code"
 }
 
@@ -299,7 +381,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  -h | --help | help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h | --help | help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     echo "usage: $0 start|stop|status" >&2
     exit 2

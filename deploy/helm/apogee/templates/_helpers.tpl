@@ -22,20 +22,93 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{/* The Service of one NameServer: apogee.nameserverName (list $ 0). */}}
+{{/* The NameServers' StatefulSet (its pods are <this>-0, <this>-1, ...). */}}
 {{- define "apogee.nameserverName" -}}
-{{- printf "%s-nameserver-%d" (include "apogee.fullname" (index . 0)) (int (index . 1)) -}}
+{{- printf "%s-nameserver" (include "apogee.fullname" .) -}}
 {{- end -}}
 
-{{/* The NameServers' addresses, comma-separated: one stable Service name per NameServer
+{{/* The headless Service giving each NameServer pod its stable DNS name. */}}
+{{- define "apogee.nameserverPeers" -}}
+{{- printf "%s-nameserver-peers" (include "apogee.fullname" .) -}}
+{{- end -}}
+
+{{/* The gRPC address of NameServer pod i: apogee.nameserverAddress (list $ i). */}}
+{{- define "apogee.nameserverAddress" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s-%d.%s.%s.svc.%s:9876" (include "apogee.nameserverName" $root) (int (index . 1)) (include "apogee.nameserverPeers" $root) $root.Release.Namespace $root.Values.clusterDomain -}}
+{{- end -}}
+
+{{/* The number of NameServers, checked: 1 to 7 (the controller's most voters). */}}
+{{- define "apogee.nameserverReplicas" -}}
+{{- $n := int .Values.nameserver.replicas -}}
+{{- if or (lt $n 1) (gt $n 7) -}}
+{{- fail (printf "nameserver.replicas is %d: from 1 to 7 (the controller's voters; 3 keep working with one down)" $n) -}}
+{{- end -}}
+{{- $n -}}
+{{- end -}}
+
+{{/* The NameServers' addresses, comma-separated: one stable pod DNS name per NameServer
      (a broker registers with every NameServer). */}}
 {{- define "apogee.nameservers" -}}
 {{- $root := . -}}
 {{- $list := list -}}
-{{- range $i := until (int .Values.nameserver.replicas) -}}
-{{- $list = append $list (printf "%s.%s.svc.%s:9876" (include "apogee.nameserverName" (list $root $i)) $root.Release.Namespace $root.Values.clusterDomain) -}}
+{{- range $i := until (int (include "apogee.nameserverReplicas" $root)) -}}
+{{- $list = append $list (include "apogee.nameserverAddress" (list $root $i)) -}}
 {{- end -}}
 {{- join "," $list -}}
+{{- end -}}
+
+{{/* The controller's voters, comma-separated "node id=address": NameServer pod i is node
+     i + 1. */}}
+{{- define "apogee.controllerPeers" -}}
+{{- $root := . -}}
+{{- $list := list -}}
+{{- range $i := until (int (include "apogee.nameserverReplicas" $root)) -}}
+{{- $list = append $list (printf "%d=%s" (add $i 1) (include "apogee.nameserverAddress" (list $root $i))) -}}
+{{- end -}}
+{{- join "," $list -}}
+{{- end -}}
+
+{{/* A pod's scheduling: nodeSelector, tolerations and the anti-affinity among the pods
+     the labels select: apogee.scheduling (list $ .Values.broker <extra selector labels>).
+     The component's own nodeSelector and tolerations win over the top-level ones. */}}
+{{- define "apogee.scheduling" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $labels := index . 2 -}}
+{{- with ($component.nodeSelector | default $root.Values.nodeSelector) }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with ($component.tolerations | default $root.Values.tolerations) }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" $labels) }}
+{{- $spread := $component.antiAffinity | default "required" }}
+{{- if eq $spread "required" }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      {{- toYaml (list $term) | nindent 6 }}
+{{- else if eq $spread "preferred" }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      {{- toYaml (list (dict "weight" 100 "podAffinityTerm" $term)) | nindent 6 }}
+{{- else if ne $spread "none" }}
+{{- fail (printf "antiAffinity is %q: required, preferred or none" $spread) }}
+{{- end }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+{{- if kindIs "string" . }}
+  - name: {{ . | quote }}
+{{- else }}
+  - {{ toYaml . | nindent 4 | trim }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* The security settings of a server, as environment variables: apogee.securityEnv (list $
