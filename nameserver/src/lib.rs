@@ -142,6 +142,7 @@ pub async fn serve(
         registry: registry.clone(),
         sessions: sessions.clone(),
         closing: closing.clone(),
+        controller: controller.clone(),
     }));
 
     let registry_service = grpc::RegistryService::new(registry.clone(), sessions.clone())

@@ -20,6 +20,7 @@ pub struct NameServerMetrics {
     brokers: IntGaugeVec,
     topics: IntGauge,
     clients: ClientGauges,
+    controller: ControllerGauges,
     /// What brokers' registrations and session beats cost, and why brokers were dropped.
     pub liveness: LivenessCounters,
     scraping: parking_lot::Mutex<()>,
@@ -81,6 +82,99 @@ impl LivenessCounters {
     }
 }
 
+/// The embedded controller as this NameServer sees it (absent series without one).
+struct ControllerGauges {
+    is_leader: IntGauge,
+    term: IntGauge,
+    last_applied: IntGauge,
+    /// Per broker group (leader only: a follower's view may lag).
+    master_epoch: IntGaugeVec,
+    in_sync_members: IntGaugeVec,
+    alive_members: IntGaugeVec,
+    without_master: IntGauge,
+}
+
+impl ControllerGauges {
+    fn new(registry: &Registry) -> prometheus::Result<ControllerGauges> {
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let per_group = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["broker_name"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        Ok(ControllerGauges {
+            is_leader: gauge(
+                "apogee_controller_is_leader",
+                "1 while this NameServer's controller leads the Raft group, else 0.",
+            )?,
+            term: gauge("apogee_controller_term", "The controller's Raft term.")?,
+            last_applied: gauge(
+                "apogee_controller_last_applied_index",
+                "The index of the last Raft log entry this controller applied.",
+            )?,
+            master_epoch: per_group(
+                "apogee_controller_master_epoch",
+                "Leader only: a broker group's master epoch (it rises by one with every new \
+                 master, so its increase counts failovers).",
+            )?,
+            in_sync_members: per_group(
+                "apogee_controller_in_sync_members",
+                "Leader only: members in a broker group's in-sync set, the master among them.",
+            )?,
+            alive_members: per_group(
+                "apogee_controller_alive_members",
+                "Leader only: members of a broker group the leader hears from.",
+            )?,
+            without_master: gauge(
+                "apogee_controller_groups_without_master",
+                "Leader only: broker groups with no master (none elected yet, or no in-sync \
+                 member alive): they take no writes.",
+            )?,
+        })
+    }
+
+    fn refresh(&self, controller: &apogee_controller::Controller) {
+        let raft = controller.metrics();
+        self.is_leader.set(i64::from(raft.is_leader));
+        self.term.set(raft.term.min(i64::MAX as u64) as i64);
+        self.last_applied.set(
+            raft.last_applied
+                .map_or(0, |id| id.index.min(i64::MAX as u64) as i64),
+        );
+        for g in [
+            &self.master_epoch,
+            &self.in_sync_members,
+            &self.alive_members,
+        ] {
+            g.reset();
+        }
+        let status = controller.failover_status();
+        if !status.leading {
+            self.without_master.set(0);
+            return;
+        }
+        let mut without_master = 0;
+        for group in &status.groups {
+            let name = [group.group.as_str()];
+            self.master_epoch
+                .with_label_values(&name)
+                .set(group.master_epoch.min(i64::MAX as u64) as i64);
+            self.in_sync_members
+                .with_label_values(&name)
+                .set(group.in_sync.len() as i64);
+            self.alive_members
+                .with_label_values(&name)
+                .set(group.alive.len() as i64);
+            without_master += i64::from(group.master.is_none());
+        }
+        self.without_master.set(without_master);
+    }
+}
+
 impl NameServerMetrics {
     pub fn new(node_id: &str) -> prometheus::Result<NameServerMetrics> {
         let labels = HashMap::from([
@@ -104,12 +198,14 @@ impl NameServerMetrics {
         apogee_server::ops::register_process_metrics(&registry)?;
         let liveness = LivenessCounters::build()?;
         liveness.register(&registry)?;
+        let controller = ControllerGauges::new(&registry)?;
         Ok(NameServerMetrics {
             liveness,
             rpc_latency: apogee_server::ops::rpc_latency(&registry)?,
             clients: ClientGauges::new(&registry)?,
             brokers,
             topics,
+            controller,
             registry,
             scraping: parking_lot::Mutex::new(()),
         })
@@ -123,6 +219,8 @@ pub struct NameServerOps {
     pub sessions: Arc<Sessions>,
     /// Set when the NameServer starts shutting down (it is then not ready).
     pub closing: Arc<AtomicBool>,
+    /// The embedded controller, when `controller.enabled`.
+    pub controller: Option<apogee_controller::Controller>,
 }
 
 fn role_label(role: i32) -> &'static str {
@@ -148,6 +246,9 @@ impl OpsSource for NameServerOps {
         }
         m.topics.set(self.registry.topics().len() as i64);
         m.clients.refresh(&self.sessions);
+        if let Some(controller) = &self.controller {
+            m.controller.refresh(controller);
+        }
         m.registry.gather()
     }
 

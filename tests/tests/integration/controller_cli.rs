@@ -29,6 +29,22 @@ async fn a_single_voter_reports_itself_as_the_leader_and_refuses_an_unknown_elec
     assert_eq!(status["stale"], false, "{status}");
     assert_eq!(status["groups"], serde_json::json!([]), "{status}");
 
+    // Its metrics say the same.
+    let (code, metrics) =
+        apogee_tests::http::get(cluster.nameserver_http_addr(0), "/metrics").await;
+    assert_eq!(code, 200, "{metrics}");
+    for line in [
+        "apogee_controller_is_leader{",
+        "apogee_controller_groups_without_master{",
+    ] {
+        assert!(metrics.contains(line), "no {line} in {metrics}");
+    }
+    let leader = metrics
+        .lines()
+        .find(|l| l.starts_with("apogee_controller_is_leader{"))
+        .unwrap();
+    assert!(leader.ends_with(" 1"), "{leader}");
+
     let table = cluster.cli(&["controller", "status"]).success();
     assert!(table.stdout.contains("role          leader\n"), "{table}");
     assert!(
