@@ -16,6 +16,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 # ip: the same tests make their namespaces, veths and bridge with it.
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
+# docker-compose: the deploy kit's test checks the compose layout with `docker-compose config`
+# (no daemon needed).
+command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "dev-setup: installing ${missing[*]}" >&2
