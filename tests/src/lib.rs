@@ -24,6 +24,8 @@
 //!   recording every send and receipt into a [`checker::Checker`].
 //! - [`checker`]: judges a run with faults: lost, unexpected and duplicated messages, FIFO
 //!   order, and the time from each fault to the first write and read after it.
+//! - [`failover`]: automatic failover: controlled members, the controller's view of a group
+//!   and of each NameServer's node, the routed master, a sender keeping what was acknowledged.
 //! - [`commitlog`]: an independent reader of the commit-log record framing,
 //!   to compute which records survive a cut.
 //! - [`rocketmq_store`]: a small store in RocketMQ's layout and format, for
@@ -36,6 +38,7 @@ pub mod checker;
 pub mod cli;
 pub mod cluster;
 pub mod commitlog;
+pub mod failover;
 pub mod http;
 pub mod netns;
 pub mod process;

@@ -97,6 +97,7 @@ mod delivery;
 mod deploy_kit;
 mod durability;
 mod failover;
+mod failover_ops;
 mod faults;
 mod filters;
 mod foreign_store;

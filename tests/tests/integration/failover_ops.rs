@@ -1,0 +1,408 @@
+//! Automatic failover in operation (controller mode), beyond the killed master of
+//! [`super::failover`]:
+//!
+//! - a planned switch with `apogee broker elect` under load: the other in-sync member leads
+//!   the next epoch, the old master follows it, nothing acknowledged is lost; electing the
+//!   master itself is refused;
+//! - the controller's Raft leader SIGKILLed under load: another NameServer leads and keeps
+//!   granting the master's lease, so sends go on and no broker election happens; the
+//!   NameServer comes back and follows the same leader;
+//! - a committed transaction and a scheduled message across the SIGKILL of the master: the
+//!   new master serves the first and publishes the second when it comes due.
+
+use apogee_proto::time::{self, now_ms};
+use apogee_proto::v2::{self, Code, MessageType, TransactionResolution};
+use apogee_tests::commitlog::{assert_log_prefix, logged_ids};
+use apogee_tests::failover::{
+    assert_all_logged, controller_group, controller_status, member, member_name, send_message,
+    send_one, wait_for_full_in_sync_set, wait_routed_master, Load, OnFailure,
+};
+use apogee_tests::rpc::{self, delay_message, delivery_ms, id_of};
+use apogee_tests::{wait_until, Cluster};
+use std::time::{Duration, Instant};
+
+const GROUP: &str = "fo";
+const TOPIC: &str = "failover";
+const QUEUES: i32 = 4;
+
+/// The controller's defaults: a lease of 2 s, and a margin of 0.5 s before a new leader
+/// elects anything. An acknowledgement this long after the old leader died was covered by
+/// a lease the new leader granted.
+const LEASE_AND_MARGIN: Duration = Duration::from_millis(2500);
+
+/// A controller cluster (`nameservers` NameServers) with a group of two controlled members,
+/// a master elected with both in sync, and the topic [`TOPIC`]; the master's and the other
+/// member's process names.
+async fn group_of_two(nameservers: usize) -> (Cluster, String, String) {
+    let cluster = Cluster::builder()
+        .nameservers(nameservers)
+        .controller()
+        .broker(member(GROUP, 1))
+        .broker(member(GROUP, 2))
+        .start()
+        .await;
+    let (master, other) = wait_for_full_in_sync_set(&cluster, GROUP, 0).await;
+    cluster.create_topic(TOPIC, QUEUES).await;
+    (cluster, master, other)
+}
+
+/// Waits until the old master's commit log holds exactly the new master's ids and is a
+/// record-for-record prefix of it (what the old master wrote past the switch is cut back).
+async fn wait_caught_up(cluster: &Cluster, master: &str, follower: &str) {
+    let (master_dir, follower_dir) = (
+        cluster.broker(master).data_dir.clone(),
+        cluster.broker(follower).data_dir.clone(),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the old master to hold the new master's log",
+        || async {
+            let (m, f) = (logged_ids(&master_dir), logged_ids(&follower_dir));
+            (m == f).then_some(()).ok_or(format!(
+                "{} ids on the master, {} on the follower",
+                m.len(),
+                f.len()
+            ))
+        },
+    )
+    .await;
+    assert_log_prefix(&master_dir, &follower_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_planned_switch_moves_the_master_under_load_and_loses_nothing() {
+    let (cluster, old, new) = group_of_two(1).await;
+    let before = controller_group(&cluster, GROUP).await.unwrap();
+    let (old_addr, new_addr) = (
+        cluster.broker(&old).addr.clone(),
+        cluster.broker(&new).addr.clone(),
+    );
+
+    // Electing the master itself is refused, and changes nothing.
+    let master_id = before.master.to_string();
+    let refused = cluster.cli(&["broker", "elect", GROUP, "--member", &master_id]);
+    assert_ne!(refused.code, 0, "electing the master must fail:\n{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("member {master_id} is the master already")),
+        "the refusal names the reason:\n{refused}"
+    );
+    let unchanged = controller_group(&cluster, GROUP).await.unwrap();
+    assert_eq!(
+        (unchanged.master, unchanged.master_epoch),
+        (before.master, before.master_epoch),
+        "a refused election changes nothing"
+    );
+
+    // The switch, while a sender runs against the old master.
+    let started = Instant::now();
+    let load = Load::start(&old_addr, TOPIC, QUEUES, 2, "switch", OnFailure::Retry);
+    load.wait_acked_after(
+        started,
+        100,
+        Duration::from_secs(30),
+        "sends before the switch",
+    )
+    .await;
+    let elected = cluster
+        .cli(&["-o", "json", "broker", "elect", GROUP])
+        .success();
+    let switched_at = Instant::now();
+    let answer = elected.json();
+    let new_id = if before.master == 1 { 2 } else { 1 };
+    assert_eq!(
+        (answer["master"].as_u64(), answer["master_epoch"].as_u64()),
+        (Some(new_id), Some(before.master_epoch + 1)),
+        "the other in-sync member leads the next epoch: {answer}"
+    );
+    let (master_now, follower) =
+        wait_for_full_in_sync_set(&cluster, GROUP, before.master_epoch).await;
+    assert_eq!(
+        (master_now.as_str(), follower.as_str()),
+        (new.as_str(), old.as_str()),
+        "the old master follows the new one and is in sync again"
+    );
+    wait_routed_master(&cluster, GROUP, &new_addr).await;
+    // The sender to the old address goes on: the old master passes sends to the new one.
+    load.wait_acked_after(
+        switched_at,
+        50,
+        Duration::from_secs(20),
+        "sends through the old master after the switch",
+    )
+    .await;
+    let gap = load.longest_gap();
+    let (mut acked, failures) = load.stop().await;
+    for n in 0..50 {
+        let sent = send_one(&new_addr, TOPIC, n % QUEUES, format!("after-{n}")).await;
+        acked.push(sent.expect("a send to the new master"));
+    }
+
+    let group = controller_group(&cluster, GROUP).await.unwrap();
+    assert_eq!(
+        (member_name(GROUP, group.master), group.master_epoch),
+        (new.clone(), before.master_epoch + 1),
+        "no further election"
+    );
+    assert_all_logged(&acked, &cluster.broker(&new).data_dir, "the new master");
+    wait_caught_up(&cluster, &new, &old).await;
+    eprintln!(
+        "planned switch: {} acknowledged, 0 lost; {} sends failed during the switch (e.g. \
+         {:?}), acknowledgements paused at most {} ms",
+        acked.len(),
+        failures.len(),
+        failures.first(),
+        gap.as_millis()
+    );
+}
+
+/// The index (in start order) of the NameServer whose controller leads, once the
+/// NameServers at `live` agree on a leader among them.
+async fn agreed_leader(cluster: &Cluster, live: &[usize]) -> usize {
+    let addrs = cluster.ns_addrs();
+    wait_until(
+        Duration::from_secs(20),
+        "the controllers to agree on a leader",
+        || async {
+            let mut seen = Vec::new();
+            for &i in live {
+                let s = controller_status(&addrs[i], true).await?;
+                seen.push((i, s.node_id, s.leader_id, s.is_leader));
+            }
+            let leader = seen[0].2.ok_or(format!("no leader known: {seen:?}"))?;
+            let leading: Vec<usize> = seen
+                .iter()
+                .filter(|(_, node, _, is_leader)| *is_leader && *node == leader)
+                .map(|(i, ..)| *i)
+                .collect();
+            let agree = seen.iter().all(|s| s.2 == Some(leader));
+            match leading.as_slice() {
+                [i] if agree => Ok(*i),
+                _ => Err(format!("(index, node, leader, is_leader): {seen:?}")),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controller_leader_lost_under_load_elects_no_new_master() {
+    let (mut cluster, master, _) = group_of_two(3).await;
+    let before = controller_group(&cluster, GROUP).await.unwrap();
+    let leader = agreed_leader(&cluster, &[0, 1, 2]).await;
+    assert_eq!(
+        controller_status(&cluster.ns_addrs()[leader], true)
+            .await
+            .unwrap()
+            .node_id,
+        leader as u64 + 1,
+        "node ids are 1..=3 in NameServer order"
+    );
+
+    let started = Instant::now();
+    let load = Load::start(
+        cluster.broker_addr(&master),
+        TOPIC,
+        QUEUES,
+        2,
+        "steady",
+        OnFailure::Retry,
+    );
+    load.wait_acked_after(
+        started,
+        100,
+        Duration::from_secs(30),
+        "sends before the kill",
+    )
+    .await;
+    cluster.kill_nameserver(leader);
+    let killed_at = Instant::now();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = agreed_leader(&cluster, &survivors).await;
+    let leader_known = Instant::now();
+    // Past the old leader's last possible lease, acknowledgements need the new leader's;
+    // and a new leader that wrongly replaced a live master would have done so a lease +
+    // margin after it began to lead.
+    load.wait_acked_after(
+        leader_known + LEASE_AND_MARGIN,
+        100,
+        Duration::from_secs(30),
+        "sends under a lease from the new controller leader",
+    )
+    .await;
+    let after = controller_group(&cluster, GROUP).await.unwrap();
+    assert_eq!(
+        (after.master, after.master_epoch),
+        (before.master, before.master_epoch),
+        "the master keeps its place: no election"
+    );
+
+    // The NameServer comes back, follows the leader the others follow and holds the group's
+    // state.
+    cluster.restart_nameserver(leader).await;
+    let leader_after = agreed_leader(&cluster, &[0, 1, 2]).await;
+    let returned = &cluster.ns_addrs()[leader];
+    wait_until(
+        Duration::from_secs(20),
+        "the returned NameServer to follow the leader with the group's state",
+        || async {
+            let s = controller_status(returned, true).await?;
+            let group = s.groups.iter().find(|g| g.broker_name == GROUP);
+            let state = group.map(|g| (g.master, g.master_epoch));
+            (s.leader_id == Some(leader_after as u64 + 1)
+                && state == Some((before.master, before.master_epoch)))
+            .then_some(())
+            .ok_or(format!("leader {:?}, group {state:?}", s.leader_id))
+        },
+    )
+    .await;
+    let gap = load.longest_gap();
+    let (acked, failures) = load.stop().await;
+    assert_all_logged(&acked, &cluster.broker(&master).data_dir, "the master");
+    eprintln!(
+        "controller leader lost: NameServer {leader} killed, {new_leader} leads (known {} ms \
+         after the kill); {} sends \
+         acknowledged, {} failed (e.g. {:?}), acknowledgements paused at most {} ms",
+        (leader_known - killed_at).as_millis(),
+        acked.len(),
+        failures.len(),
+        failures.first(),
+        gap.as_millis()
+    );
+}
+
+const PAYMENTS: &str = "payments";
+const REMINDERS: &str = "reminders";
+
+/// Receives (and acks) from `topic` for `group` on the broker at `addr` until the message
+/// `id` comes (at most `timeout`); it, and when it was received (ms).
+async fn receive_id(
+    addr: &str,
+    group: &str,
+    topic: &str,
+    id: &str,
+    timeout: Duration,
+) -> (v2::Message, i64) {
+    let client = rpc::messaging(addr);
+    wait_until(timeout, &format!("{id} from {topic}"), || {
+        let mut client = client.clone();
+        async move {
+            let invisible = Some(time::duration(Duration::from_secs(60)));
+            let req = rpc::receive_request(group, topic, 16, invisible, Duration::from_secs(1));
+            let answer = client.receive_message(req).await;
+            let (messages, status) = match answer {
+                Ok(_) => rpc::receive_contents(answer).await,
+                Err(e) => return Err(format!("receive: {e}")),
+            };
+            let at = now_ms();
+            let entries: Vec<(String, String)> = messages
+                .iter()
+                .map(|m| (id_of(m), rpc::handle_of(m)))
+                .collect();
+            if !entries.is_empty() {
+                let acked = rpc::ack(&mut client, group, topic, &entries).await;
+                assert_eq!(
+                    rpc::code(acked.status.as_ref()),
+                    Code::Ok as i32,
+                    "{acked:?}"
+                );
+            }
+            let ids: Vec<&String> = entries.iter().map(|(id, _)| id).collect();
+            match messages.into_iter().find(|m| id_of(m) == id) {
+                Some(m) => Ok((m, at)),
+                None => Err(format!("received {ids:?}; status {status:?}")),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_committed_transaction_and_a_scheduled_message_survive_the_masters_death() {
+    let (mut cluster, old, new) = group_of_two(1).await;
+    cluster
+        .create_typed_topic(
+            PAYMENTS,
+            QUEUES,
+            &[MessageType::Normal, MessageType::Transaction],
+        )
+        .await;
+    cluster
+        .create_typed_topic(REMINDERS, QUEUES, &[MessageType::Delay])
+        .await;
+    let new_addr = cluster.broker(&new).addr.clone();
+    let mut client = rpc::messaging(&cluster.broker(&old).addr);
+
+    // A transaction committed on the first master.
+    let committed = rpc::send_half(&mut client, rpc::txn_message(PAYMENTS, 1, "charge 42")).await;
+    let ended = rpc::end_transaction(
+        &mut client,
+        PAYMENTS,
+        &committed,
+        TransactionResolution::Commit,
+    )
+    .await;
+    assert_eq!(ended, Code::Ok as i32, "commit: {}", rpc::code_name(ended));
+    // A message due about 5 s after the master dies.
+    let due_ms = now_ms() + 5_000;
+    let scheduled = delay_message(REMINDERS, 2, "remind", due_ms);
+    let scheduled_id = send_message(cluster.broker_addr(&old), scheduled)
+        .await
+        .expect("the scheduled send");
+
+    cluster.kill_broker(&old);
+    wait_until(
+        Duration::from_secs(30),
+        "writes on the survivor",
+        || async { send_one(&new_addr, PAYMENTS, 0, "after".into()).await },
+    )
+    .await;
+    let elected_ms = now_ms();
+    let (m, _) = receive_id(
+        &new_addr,
+        "billing",
+        PAYMENTS,
+        &committed.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(&m.body[..], b"charge 42");
+
+    let (m, received_ms) = receive_id(
+        &new_addr,
+        "reminding",
+        REMINDERS,
+        &scheduled_id,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(delivery_ms(&m), due_ms, "the delivery time is kept");
+    let stored_ms = m
+        .system_properties
+        .as_ref()
+        .and_then(|s| s.store_timestamp.as_ref())
+        .map_or(0, time::timestamp_ms);
+    assert!(
+        stored_ms >= due_ms && received_ms >= due_ms,
+        "published at {stored_ms}, received at {received_ms}: before its time {due_ms}"
+    );
+    // Delivered once: nothing more comes.
+    let mut client = rpc::messaging(&new_addr);
+    let (more, _) = rpc::receive(
+        &mut client,
+        "reminding",
+        REMINDERS,
+        16,
+        None,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(more.is_empty(), "delivered again: {more:?}");
+    eprintln!(
+        "transaction and schedule across failover: the survivor took writes {} ms before the \
+         scheduled message's time, and it was received {} ms after it",
+        due_ms - elected_ms,
+        received_ms - due_ms
+    );
+}
