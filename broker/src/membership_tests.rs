@@ -327,6 +327,63 @@ mod broker {
     }
 
     #[tokio::test]
+    async fn scheduled_deliveries_wait_while_the_masters_lease_has_run_out() {
+        let m = member(1);
+        m.broker
+            .topics()
+            .create(TopicConfig {
+                name: "later".into(),
+                queue_count: 1,
+                message_types: vec![MessageType::Delay as i32],
+                ..TopicConfig::default()
+            })
+            .unwrap();
+        let membership = m.broker.membership().clone();
+        membership.assign(&assignment(1, 1, &[1], 1), MY_ENDPOINT);
+        let store = m.broker.store().clone();
+        wait_until(Duration::from_secs(10), "the promotion", || {
+            let replica = store.is_replica();
+            async move { (!replica).then_some(()).ok_or("a copy still".to_string()) }
+        })
+        .await;
+        // A lease that ends before the message is due.
+        membership.renew_lease(BootInstant::now(), 300);
+        let due_ms = apogee_proto::time::now_ms() + 600;
+        let scheduled = Outgoing {
+            topic: "later".into(),
+            message_type: MessageType::Delay as i32,
+            delivery_timestamp: Some(apogee_proto::time::timestamp(due_ms)),
+            ..order("S")
+        };
+        let sender = Sender {
+            client_id: "producer-1",
+            peer: "10.0.0.7",
+        };
+        m.broker
+            .producer()
+            .send(vec![scheduled], &sender)
+            .await
+            .unwrap();
+        // Past its due time, and past a pass of the loop, with no lease: not delivered.
+        let scan = Duration::from_millis(m.broker.config().schedule.scan_interval_ms);
+        tokio::time::sleep(Duration::from_millis(600) + 2 * scan).await;
+        assert!(!membership.lease_valid());
+        assert_eq!(m.broker.schedule().stats().delivered, 0);
+
+        membership.renew_lease(BootInstant::now(), 60_000);
+        let schedule = m.broker.schedule().clone();
+        wait_until(Duration::from_secs(10), "the delivery", || {
+            let delivered = schedule.stats().delivered;
+            async move {
+                (delivered == 1)
+                    .then_some(())
+                    .ok_or(format!("{delivered} delivered"))
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn each_promotion_records_its_epoch_and_start_offset() {
         let m = member(1);
         assign_and_wait(&m, &assignment(1, 1, &[1], 1)).await;

@@ -505,15 +505,23 @@ impl Broker {
         )];
         // Slaves hold copies: only the master checks transactions back, publishes what comes
         // due, renews and dead-letters (a slave's state follows its master).
+        // In controller mode they act only while the master's lease runs.
         if let MemberRole::Master { .. } = role {
+            let membership = self.membership.clone();
+            let gate: crate::consume::ServingGate = Arc::new(move || membership.check_serving());
+            tasks.push(self.txns.clone().spawn_checker(
+                self.config.advertised_endpoint(),
+                gate.clone(),
+                stop.clone(),
+            ));
             tasks.push(
-                self.txns
+                self.schedule
                     .clone()
-                    .spawn_checker(self.config.advertised_endpoint(), stop.clone()),
+                    .spawn_delivery(gate.clone(), stop.clone()),
             );
-            tasks.push(self.schedule.clone().spawn_delivery(stop.clone()));
             tasks.push(crate::consume::background::spawn(
                 self.consume_background(),
+                gate,
                 stop,
             ));
         }

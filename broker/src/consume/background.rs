@@ -35,7 +35,11 @@ pub struct Background {
 }
 
 /// Runs until `stop` turns true.
-pub fn spawn(work: Background, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    work: Background,
+    gate: super::ServingGate,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let period = work.auto_renew_period_ms as i64;
         loop {
@@ -43,6 +47,10 @@ pub fn spawn(work: Background, mut stop: watch::Receiver<bool>) -> tokio::task::
                 _ = tokio::time::sleep(TICK) => {}
                 _ = work.consume.expired().notified() => {}
                 _ = stop.wait_for(|s| *s) => return,
+            }
+            if let Err(why) = gate() {
+                tracing::debug!("renewals and dead letters wait: {why}");
+                continue;
             }
             if let Err(e) = work.consume.renew(now_ms(), period) {
                 tracing::warn!("renewing auto-renew deliveries: {e}");

@@ -39,7 +39,7 @@ pub mod values;
 pub use filter::MessageFilter;
 pub use lag::QueueLag;
 pub use receipt::{Receipt, ReceiptSigner};
-pub use state::{ConsumeEngine, Delivery, Expired, PopRequest, QueueProgress};
+pub use state::{ConsumeEngine, Delivery, Expired, PopRequest, QueueProgress, ServingGate};
 
 #[cfg(test)]
 mod tests;

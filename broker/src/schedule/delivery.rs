@@ -12,6 +12,7 @@
 //! the jump.
 
 use super::{op_record, Schedule};
+use crate::consume::ServingGate;
 use crate::store::record::internal;
 use crate::store::schedule_index::{self, op, DueEntry};
 use crate::store::NewMessage;
@@ -25,21 +26,21 @@ use tokio::sync::watch;
 const MAX_PER_PASS: usize = 1024;
 
 impl Schedule {
-    /// Runs the delivery loop until `closing` turns true.
+    /// Runs the delivery loop until `closing` turns true, delivering only while `gate`
+    /// allows (controller mode: while this master's lease runs).
     pub fn spawn_delivery(
         self: Arc<Self>,
+        gate: ServingGate,
         mut closing: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.clone().count_waiting());
         tokio::spawn(async move {
             loop {
-                let sleep = match self.deliver_due().await {
-                    Ok(n) if n >= MAX_PER_PASS => Duration::ZERO,
-                    Ok(_) => self.until_next_due(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "scheduled delivery pass failed");
-                        Duration::from_millis(self.config.scan_interval_ms)
-                    }
+                let sleep = if let Err(why) = gate() {
+                    tracing::debug!("scheduled deliveries wait: {why}");
+                    Duration::from_millis(self.config.scan_interval_ms)
+                } else {
+                    self.deliver_pass().await
                 };
                 tokio::select! {
                     _ = tokio::time::sleep(sleep) => {}
@@ -48,6 +49,18 @@ impl Schedule {
                 }
             }
         })
+    }
+
+    /// One delivery pass; how long to sleep after it.
+    async fn deliver_pass(&self) -> Duration {
+        match self.deliver_due().await {
+            Ok(n) if n >= MAX_PER_PASS => Duration::ZERO,
+            Ok(_) => self.until_next_due(),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled delivery pass failed");
+                Duration::from_millis(self.config.scan_interval_ms)
+            }
+        }
     }
 
     /// Counts the waiting messages in the background (neither start-up nor the first

@@ -28,10 +28,12 @@ use tokio::sync::watch;
 const MAX_PER_SCAN: usize = 1024;
 
 impl Transactions {
-    /// Runs the check-back loop until `closing` turns true.
+    /// Runs the check-back loop until `closing` turns true, checking back only while `gate`
+    /// allows (controller mode: while this master's lease runs).
     pub fn spawn_checker(
         self: Arc<Self>,
         store_host: String,
+        gate: crate::consume::ServingGate,
         mut closing: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -40,6 +42,10 @@ impl Transactions {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = closing.wait_for(|c| *c) => break,
+                }
+                if let Err(why) = gate() {
+                    tracing::debug!("transaction check-backs wait: {why}");
+                    continue;
                 }
                 if let Err(e) = self.check_due(&store_host).await {
                     tracing::warn!(error = %e, "transaction check-back scan failed");
