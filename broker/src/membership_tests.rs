@@ -271,6 +271,16 @@ mod broker {
         assert!(e.contains("fenced"), "{e}");
         let e = m.broker.consume().ack("g", "orders", "bogus").unwrap_err();
         assert!(e.to_string().contains("lease"), "{e}");
+        // Ending a transaction is refused before the transaction is even looked up.
+        let end = crate::txn::EndRequest {
+            transaction_id: "no-such-transaction",
+            topic: "",
+            message_id: "",
+            resolution: crate::txn::Resolution::Commit,
+            by: crate::txn::ResolvedBy::Producer,
+        };
+        let e = m.broker.txns().end(end).await.unwrap_err().to_string();
+        assert!(e.contains("fenced"), "{e}");
         assert_eq!(m.broker.store().log_end_offset(), 0);
     }
 

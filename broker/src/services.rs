@@ -199,6 +199,10 @@ impl Broker {
             config.transaction.clone(),
             config.broker_name.clone(),
         );
+        if membership.controlled_mode() {
+            let m = membership.clone();
+            txns.set_serving_gate(Arc::new(move || m.check_serving()));
+        }
         let schedule = Schedule::new(
             store.clone(),
             topics.clone(),

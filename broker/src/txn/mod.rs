@@ -96,6 +96,9 @@ pub struct Transactions {
     pub outcomes: TxnOutcomes,
     /// `transaction.max_checks`, changeable at runtime.
     max_checks: AtomicU32,
+    /// Controller mode: whether this broker may answer as the master now (its lease); an
+    /// ending is then also acknowledged only once the in-sync set holds its record.
+    serving_gate: parking_lot::RwLock<Option<crate::consume::ServingGate>>,
 }
 
 impl Transactions {
@@ -119,7 +122,22 @@ impl Transactions {
             outcomes: Default::default(),
             max_checks: AtomicU32::new(config.max_checks),
             config,
+            serving_gate: parking_lot::RwLock::new(None),
         })
+    }
+
+    /// Controller mode: endings are refused with `gate`'s error while it refuses (before the
+    /// record is appended and again before the answer), and an ending whose record the
+    /// in-sync set does not hold yet is answered with the not-replicated status instead of OK.
+    pub fn set_serving_gate(&self, gate: crate::consume::ServingGate) {
+        *self.serving_gate.write() = Some(gate);
+    }
+
+    fn check_gate(&self) -> Result<(), ApogeeError> {
+        match &*self.serving_gate.read() {
+            Some(gate) => gate(),
+            None => Ok(()),
+        }
     }
 
     /// Check-backs made before a half message is parked.
@@ -186,6 +204,7 @@ impl Transactions {
     #[tracing::instrument(skip_all, fields(txn = req.transaction_id, by = req.by.as_str()))]
     pub async fn end(&self, req: EndRequest<'_>) -> Result<TransactionInfo, ApogeeError> {
         let id = req.transaction_id;
+        self.check_gate()?;
         let _serial = self.lock_for(id).lock().await;
         // Read under the lock: another request may be ending it at the same time.
         let (mut facts, half) = self.facts(id)?;
@@ -228,10 +247,14 @@ impl Transactions {
             ),
         };
         if let Some(record) = record {
-            self.store
-                .append_internal(vec![record])
-                .await
-                .map_err(ApogeeError::from)?;
+            let strict = self.serving_gate.read().is_some();
+            let appended = if strict {
+                self.store.append(vec![record]).await
+            } else {
+                self.store.append_internal(vec![record]).await
+            };
+            appended.map_err(ApogeeError::from)?;
+            self.check_gate()?;
             tracing::debug!(resolution = ?req.resolution, "transaction ended");
             let committed = matches!(outcome, Some((Outcome::Committed, _)));
             self.outcomes.ended(real_topic, committed);
