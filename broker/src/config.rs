@@ -23,6 +23,17 @@ pub enum Role {
     Slave,
 }
 
+impl From<Role> for apogee_proto::cluster::BrokerRole {
+    /// The role as registrations and status name it.
+    fn from(role: Role) -> Self {
+        match role {
+            Role::AsyncMaster => Self::AsyncMaster,
+            Role::SyncMaster => Self::SyncMaster,
+            Role::Slave => Self::Slave,
+        }
+    }
+}
+
 /// When a send is acknowledged relative to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

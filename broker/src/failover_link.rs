@@ -9,7 +9,8 @@
 //! ([`BeatClock`]) and hands what an answer says to the member's state
 //! ([`ControllerMember`], implemented by the broker's membership service).
 
-use crate::membership::{BootInstant, MemberRole, Membership};
+use crate::config::Role;
+use crate::membership::{BootInstant, Membership};
 use apogee_proto::cluster::{Assignment, BrokerRole, MemberReport, SessionAnswer};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -70,12 +71,7 @@ impl ControllerMember for MembershipLink {
 
     fn registered_role(&self) -> (BrokerRole, u64) {
         let view = self.membership.role_view();
-        let role = match view.role {
-            MemberRole::Master { sync: true } => BrokerRole::SyncMaster,
-            MemberRole::Master { sync: false } => BrokerRole::AsyncMaster,
-            MemberRole::Slave { .. } | MemberRole::Fenced => BrokerRole::Slave,
-        };
-        (role, view.master_epoch)
+        (Role::from(&view.role).into(), view.master_epoch)
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

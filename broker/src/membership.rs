@@ -89,6 +89,17 @@ pub enum MemberRole {
     Fenced,
 }
 
+impl From<&MemberRole> for Role {
+    /// In the configuration's terms: a fenced member counts as a slave (it takes no writes).
+    fn from(role: &MemberRole) -> Role {
+        match role {
+            MemberRole::Master { sync: true } => Role::SyncMaster,
+            MemberRole::Master { sync: false } => Role::AsyncMaster,
+            MemberRole::Slave { .. } | MemberRole::Fenced => Role::Slave,
+        }
+    }
+}
+
 /// The role with the epoch and the committed in-sync set it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleView {
@@ -232,11 +243,7 @@ impl Membership {
     /// The role in the configuration's terms (a fenced member counts as a slave: it takes no
     /// writes).
     pub fn role(&self) -> Role {
-        match self.view.borrow().role {
-            MemberRole::Master { sync: true } => Role::SyncMaster,
-            MemberRole::Master { sync: false } => Role::AsyncMaster,
-            MemberRole::Slave { .. } | MemberRole::Fenced => Role::Slave,
-        }
+        Role::from(&self.view.borrow().role)
     }
 
     /// Takes the controller's assignment for this member's group (module doc). `my_endpoint`

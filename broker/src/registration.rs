@@ -21,7 +21,7 @@
 //! the NameServers.
 
 use crate::access::AccessTable;
-use crate::config::{BrokerConfig, Role};
+use crate::config::BrokerConfig;
 use crate::failover_link::{take_answer, BeatClock, ControllerMember};
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
@@ -173,14 +173,7 @@ impl NameServerLink {
     fn registered_role(&self) -> (BrokerRole, u64) {
         match &self.member {
             Some(member) => member.registered_role(),
-            None => (
-                match self.config.role {
-                    Role::AsyncMaster => BrokerRole::AsyncMaster,
-                    Role::SyncMaster => BrokerRole::SyncMaster,
-                    Role::Slave => BrokerRole::Slave,
-                },
-                0,
-            ),
+            None => (self.config.role.into(), 0),
         }
     }
 

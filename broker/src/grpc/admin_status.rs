@@ -3,7 +3,7 @@
 //! many topics and consumer groups it holds, and its replication state: a master's table of
 //! slaves, or a slave's link to its master (both kept by `crate::replication`).
 
-use crate::config::{BrokerConfig, Role};
+use crate::config::BrokerConfig;
 use crate::services::Broker;
 use apogee_proto::cluster::{BrokerRole, BrokerStatus, SlaveStatus};
 
@@ -28,15 +28,6 @@ pub struct LinkView {
     pub last_contact_ms: i64,
 }
 
-/// The protocol's name for a configured role.
-pub fn broker_role(role: Role) -> BrokerRole {
-    match role {
-        Role::AsyncMaster => BrokerRole::AsyncMaster,
-        Role::SyncMaster => BrokerRole::SyncMaster,
-        Role::Slave => BrokerRole::Slave,
-    }
-}
-
 fn clamp_i64(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
 }
@@ -57,7 +48,7 @@ pub fn base_status(
         cluster_name: config.cluster_name.clone(),
         broker_name: config.broker_name.clone(),
         broker_id: config.broker_id,
-        role: broker_role(config.role) as i32,
+        role: BrokerRole::from(config.role) as i32,
         endpoint: config.advertised_endpoint(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at_ms,
@@ -113,7 +104,7 @@ pub fn broker_status(broker: &Broker) -> BrokerStatus {
         broker.groups().list().len(),
     );
     // The role now (it changes at runtime in controller mode).
-    status.role = broker_role(broker.membership().role()) as i32;
+    status.role = BrokerRole::from(broker.membership().role()) as i32;
     set_replication(&mut status, slaves, link);
     status
 }
@@ -121,6 +112,7 @@ pub fn broker_status(broker: &Broker) -> BrokerStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Role;
 
     fn config(role: Role, id: i64) -> BrokerConfig {
         BrokerConfig {
