@@ -197,10 +197,12 @@ start_one() {
       nohup "$nameserver_bin" --listen "127.0.0.1:$port" >>"$pdir/log" 2>&1 </dev/null &
   else
     # A member in controller mode: broker_id is its member id; it starts fenced (no write)
-    # until the controller names its group's master.
+    # until the controller names its group's master. It beats every 500 ms, four lease
+    # renewals per 2 s lease, so a busy machine's late answer does not end the master's lease.
     APOGEE_BROKER_CLUSTER_NAME="$cluster_name" \
       APOGEE_BROKER_BROKER_ID="$id" \
       APOGEE_BROKER_FAILOVER__CONTROLLER_MODE=true \
+      APOGEE_BROKER_HEARTBEAT_INTERVAL_MS="${APOGEE_BROKER_HEARTBEAT_INTERVAL_MS:-500}" \
       APOGEE_BROKER_HTTP_LISTEN="127.0.0.1:$http" \
       nohup "$broker_bin" --listen "127.0.0.1:$port" \
       --nameserver "127.0.0.1:$((base + 0))" --nameserver "127.0.0.1:$((base + 1))" \
