@@ -229,8 +229,8 @@ impl Broker {
             schedule.clone(),
             quotas.clone(),
             sessions.clone(),
-        )
-        .with_membership(membership.clone());
+            membership.clone(),
+        );
         let broker = Arc::new(Broker {
             membership,
             quotas,

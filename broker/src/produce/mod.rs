@@ -170,9 +170,8 @@ impl Producer {
         schedule: Arc<Schedule>,
         quotas: Arc<Quotas>,
         sessions: Arc<Sessions>,
+        membership: Arc<Membership>,
     ) -> Producer {
-        let membership =
-            Membership::fixed(config.role, config.broker_id.max(0) as u64, store.clone());
         Producer {
             membership,
             config,
@@ -183,13 +182,6 @@ impl Producer {
             quotas,
             sessions,
         }
-    }
-
-    /// The same producer, with the role `membership` holds (which may change at runtime)
-    /// instead of the configured one.
-    pub fn with_membership(mut self, membership: Arc<Membership>) -> Producer {
-        self.membership = membership;
-        self
     }
 
     /// Stores the messages of one send request from `sender`: all of them, or none and the

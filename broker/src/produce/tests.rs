@@ -101,6 +101,7 @@ fn fixture_with(role: Role, limits: LimitsSection) -> Fixture {
         schedule.clone(),
         Arc::new(Quotas::new(&limits)),
         sessions,
+        Membership::fixed(role, 0, store.clone()),
     );
     Fixture {
         _dir: dir,

@@ -258,6 +258,19 @@ impl Transactions {
             tracing::debug!(resolution = ?req.resolution, "transaction ended");
             let committed = matches!(outcome, Some((Outcome::Committed, _)));
             self.outcomes.ended(real_topic, committed);
+        } else if matches!(
+            (current, req.resolution),
+            (Some(Outcome::Committed), Resolution::Commit)
+                | (Some(Outcome::RolledBack), Resolution::Rollback)
+        ) && self.serving_gate.read().is_some()
+        {
+            // A retry of an ending already written (its first answer may have been "not
+            // replicated"): OK only once the in-sync members hold it, as for the first.
+            self.store
+                .wait_replicated_to_end()
+                .await
+                .map_err(ApogeeError::from)?;
+            self.check_gate()?;
         }
         facts.outcome = outcome;
         Ok(self.info(id, &facts, &half))

@@ -319,3 +319,29 @@ async fn outcomes_and_check_counts_survive_a_reopen() {
     assert_eq!(state(&pending).checks, 1);
     assert_eq!(f.published().len(), 1);
 }
+
+#[tokio::test]
+async fn a_retried_ending_is_answered_ok_only_once_the_in_sync_members_hold_it() {
+    let f = fixture(TransactionSection::default());
+    let txn = f.half("MSG-1").await;
+    // Controller mode: appends wait for the in-sync members, answers are lease-gated.
+    f.txns.set_serving_gate(Arc::new(|| Ok(())));
+    f.store.set_sync_replicas(true).unwrap();
+    f.store.set_replica_in_sync(true);
+    f.store.set_replicated_exact(u64::MAX);
+    f.end(&txn, Resolution::Commit).await.unwrap();
+    // The members stop confirming: a retry of the same commit finds it already written, and
+    // says what a fresh append would say now.
+    f.store.set_replica_in_sync(false);
+    f.store.set_replicated_exact(0);
+    let retry = f.end(&txn, Resolution::Commit).await;
+    assert!(
+        matches!(retry, Err(ApogeeError::NotReplicated(_))),
+        "{retry:?}"
+    );
+    f.store.set_replica_in_sync(true);
+    f.store.set_replicated_exact(u64::MAX);
+    let info = f.end(&txn, Resolution::Commit).await.unwrap();
+    assert_eq!(info.state, TransactionState::Committed as i32);
+    assert_eq!(f.published().len(), 1, "the commit was published once");
+}
