@@ -40,6 +40,9 @@ pub struct SendReceipt {
     /// For a scheduled (delayed) message: what [`Producer::recall`] takes to cancel it before
     /// its time; empty otherwise.
     pub recall_handle: String,
+    /// The endpoint of the broker that answered (a slave that forwarded the send to its
+    /// master answers for it).
+    pub endpoint: String,
 }
 
 /// One stored message of a request: its receipt, its transaction id (empty
@@ -364,7 +367,10 @@ impl Producer {
         Ok(receipts
             .into_iter()
             .map(|(receipt, transaction_id)| Stored {
-                receipt,
+                receipt: SendReceipt {
+                    endpoint: addr.clone(),
+                    ..receipt
+                },
                 transaction_id,
                 endpoint: addr.clone(),
             })
@@ -560,6 +566,7 @@ pub(crate) fn receipts(
                 offset: entry.offset,
                 broker_name: broker.to_string(),
                 recall_handle: entry.recall_handle,
+                endpoint: String::new(),
             };
             Ok((receipt, entry.transaction_id))
         })

@@ -1,7 +1,8 @@
 //! A load that feeds a [`Checker`] from real clients: producers of apogee-client and of
 //! RocketMQ's official Rust crate (`rocketmq` 5.0.0) sending keyed messages at a bounded
 //! rate (apogee-client's also FIFO messages in message groups), and consumers of both receiving and acking, every send attempt and every received
-//! message recorded.
+//! message recorded (apogee-client's with the endpoint of the broker that answered; the
+//! official crate does not say).
 //!
 //! A message's key and body are `<producer>-<n>`. A producer sends one message at a time
 //! (at most `rate` a second); a failed send is recorded and the producer goes on with the
@@ -188,9 +189,13 @@ impl Workload {
                     message = message.message_group(g);
                 }
                 let result = producer.send(message.build()).await;
-                let (outcome, broker_group) = match &result {
-                    Ok(receipt) => (Outcome::Acknowledged, Some(receipt.broker_name.clone())),
-                    Err(e) => (apogee_outcome(e), None),
+                let (outcome, broker_group, served_by) = match &result {
+                    Ok(receipt) => (
+                        Outcome::Acknowledged,
+                        Some(receipt.broker_name.clone()),
+                        Some(receipt.endpoint.clone()),
+                    ),
+                    Err(e) => (apogee_outcome(e), None, None),
                 };
                 checker.record_send(SendEvent {
                     key,
@@ -199,6 +204,7 @@ impl Workload {
                     producer: name.clone(),
                     at: checker.now(),
                     outcome,
+                    served_by,
                 });
             }
             producer.shutdown().await;
@@ -250,6 +256,7 @@ impl Workload {
                     producer: name.clone(),
                     at: checker.now(),
                     outcome,
+                    served_by: None,
                 });
             }
             let _ = producer.shutdown().await;
@@ -297,6 +304,7 @@ impl Workload {
                         broker_group: Some(m.broker_name.clone()),
                         consumer: name.clone(),
                         at: checker.now(),
+                        served_by: Some(m.endpoint.clone()),
                     });
                     let _ = consumer.ack(&m).await;
                 }
@@ -359,6 +367,7 @@ impl Workload {
                         broker_group: None,
                         consumer: name.clone(),
                         at: checker.now(),
+                        served_by: None,
                     });
                     let _ = consumer.ack(&m).await;
                 }

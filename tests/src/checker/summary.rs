@@ -1,7 +1,7 @@
 //! Figures of many rounds of one scenario each, per scenario: acknowledged, lost and
-//! duplicated messages, FIFO order violations, and the median and worst time from the
-//! round's fault to the first read and the first write of the affected group ("never"
-//! counts as the worst of all).
+//! duplicated messages, FIFO order violations, lease violations, and the median, p99
+//! (nearest rank) and worst time from the round's fault to the first read and the first
+//! write of the affected group ("never" counts as the worst of all).
 
 use super::{seconds, Report};
 use std::collections::BTreeMap;
@@ -20,21 +20,47 @@ struct Rounds {
     lost: Vec<usize>,
     duplicated: Vec<usize>,
     order_violations: Vec<usize>,
+    lease_violations: Vec<usize>,
     to_read: Vec<Option<Duration>>,
     to_write: Vec<Option<Duration>>,
 }
 
-/// Median and worst of `times`, `None` standing for "never" (later than any time).
-fn median_and_worst(times: &[Option<Duration>]) -> (Option<Duration>, Option<Duration>) {
+/// Median, p99 and worst of some times (`None` standing for "never", later than any time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spread {
+    pub median: Option<Duration>,
+    pub p99: Option<Duration>,
+    pub worst: Option<Duration>,
+}
+
+/// The [`Spread`] of `times`; the percentiles by nearest rank (of 20 rounds the p99 is the
+/// worst).
+fn spread(times: &[Option<Duration>]) -> Spread {
     let mut sorted = times.to_vec();
     // None sorts first in Option's order; "never" must sort last.
     sorted.sort_by_key(|t| (t.is_none(), *t));
-    let median = sorted
-        .get(sorted.len().saturating_sub(1) / 2)
-        .copied()
-        .flatten();
-    let worst = sorted.last().copied().flatten();
-    (median, worst)
+    let rank = |p: f64| {
+        let n = sorted.len();
+        let at = ((p * n as f64).ceil() as usize).clamp(1, n.max(1)) - 1;
+        sorted.get(at).copied().flatten()
+    };
+    Spread {
+        median: rank(0.5),
+        p99: rank(0.99),
+        worst: sorted.last().copied().flatten(),
+    }
+}
+
+impl fmt::Display for Spread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} / {} / {}",
+            seconds(self.median),
+            seconds(self.p99),
+            seconds(self.worst)
+        )
+    }
 }
 
 impl Summary {
@@ -49,6 +75,7 @@ impl Summary {
         rounds.lost.push(report.lost.len());
         rounds.duplicated.push(report.duplicated);
         rounds.order_violations.push(report.order_violations.len());
+        rounds.lease_violations.push(report.lease_violations.len());
         let first = report.faults.first();
         rounds.to_read.push(first.and_then(|f| f.to_read));
         rounds.to_write.push(first.and_then(|f| f.to_write));
@@ -59,9 +86,9 @@ impl Summary {
         self.scenarios.get(scenario).map_or(0, |r| r.lost.len())
     }
 
-    /// Median and worst time to the first read after the fault of `scenario`.
-    pub fn to_read(&self, scenario: &str) -> (Option<Duration>, Option<Duration>) {
-        median_and_worst(
+    /// The times to the first read after the fault of `scenario`.
+    pub fn to_read(&self, scenario: &str) -> Spread {
+        spread(
             &self
                 .scenarios
                 .get(scenario)
@@ -70,9 +97,9 @@ impl Summary {
         )
     }
 
-    /// Median and worst time to the first write after the fault of `scenario`.
-    pub fn to_write(&self, scenario: &str) -> (Option<Duration>, Option<Duration>) {
-        median_and_worst(
+    /// The times to the first write after the fault of `scenario`.
+    pub fn to_write(&self, scenario: &str) -> Spread {
+        spread(
             &self
                 .scenarios
                 .get(scenario)
@@ -86,31 +113,31 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<20} {:>6} {:>12} {:>6} {:>10} {:>16}  {:<26} {:<26}",
+            "{:<30} {:>6} {:>12} {:>6} {:>10} {:>16} {:>16}  {:<36} {:<36}",
             "scenario",
             "rounds",
             "acknowledged",
             "lost",
             "duplicated",
             "order violations",
-            "to read: median / worst",
-            "to write: median / worst"
+            "lease violations",
+            "to read: median / p99 / worst",
+            "to write: median / p99 / worst"
         )?;
         for (name, r) in &self.scenarios {
             let sum = |v: &[usize]| v.iter().sum::<usize>();
-            let (read_median, read_worst) = median_and_worst(&r.to_read);
-            let (write_median, write_worst) = median_and_worst(&r.to_write);
             writeln!(
                 f,
-                "{:<20} {:>6} {:>12} {:>6} {:>10} {:>16}  {:<26} {:<26}",
+                "{:<30} {:>6} {:>12} {:>6} {:>10} {:>16} {:>16}  {:<36} {:<36}",
                 name,
                 r.lost.len(),
                 sum(&r.acknowledged),
                 sum(&r.lost),
                 sum(&r.duplicated),
                 sum(&r.order_violations),
-                format!("{} / {}", seconds(read_median), seconds(read_worst)),
-                format!("{} / {}", seconds(write_median), seconds(write_worst)),
+                sum(&r.lease_violations),
+                spread(&r.to_read).to_string(),
+                spread(&r.to_write).to_string(),
             )?;
         }
         Ok(())
@@ -159,20 +186,49 @@ mod tests {
         s.add("pause", &round(50, 0, Some(4000), Some(4000)));
         assert_eq!(s.rounds("kill"), 3);
         let secs = |ms: u64| Some(Duration::from_millis(ms));
-        assert_eq!(s.to_read("kill"), (secs(2000), secs(3000)));
-        assert_eq!(s.to_write("kill"), (secs(700), None));
-        assert_eq!(s.to_read("pause"), (secs(4000), secs(4000)));
-        assert_eq!(s.to_read("absent"), (None, None));
+        let spread = |median, p99, worst| Spread { median, p99, worst };
+        assert_eq!(
+            s.to_read("kill"),
+            spread(secs(2000), secs(3000), secs(3000))
+        );
+        assert_eq!(s.to_write("kill"), spread(secs(700), None, None));
+        assert_eq!(
+            s.to_read("pause"),
+            spread(secs(4000), secs(4000), secs(4000))
+        );
+        assert_eq!(s.to_read("absent"), spread(None, None, None));
         let text = s.to_string();
         let kill = text
             .lines()
             .find(|l| l.starts_with("kill"))
             .expect("a kill line");
         let fields: Vec<&str> = kill.split_whitespace().collect();
-        assert_eq!(&fields[..6], ["kill", "3", "310", "2", "3", "1"], "{text}");
-        assert!(
-            kill.contains("2.000 s / 3.000 s") && kill.contains("0.700 s / never"),
+        assert_eq!(
+            &fields[..7],
+            ["kill", "3", "310", "2", "3", "1", "0"],
             "{text}"
+        );
+        assert!(
+            kill.contains("2.000 s / 3.000 s / 3.000 s")
+                && kill.contains("0.700 s / never / never"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_p99_of_many_rounds_is_below_the_worst() {
+        let mut s = Summary::new();
+        for ms in 1..=200 {
+            s.add("kill", &round(1, 0, Some(ms * 10), Some(ms)));
+        }
+        let secs = |ms: u64| Some(Duration::from_millis(ms));
+        assert_eq!(
+            s.to_write("kill"),
+            Spread {
+                median: secs(100),
+                p99: secs(198),
+                worst: secs(200)
+            }
         );
     }
 }
