@@ -139,9 +139,27 @@ pub struct FailoverSection {
     /// preferred (RocketMQ's `brokerElectPriority`).
     pub election_priority: u32,
     /// Sends are refused before they are appended while the controller's in-sync set has
-    /// fewer members than this, the master included (RocketMQ's `minInSyncReplicas`). A
-    /// send is acknowledged once every member of the in-sync set has it.
+    /// fewer members than this, the master included (RocketMQ's `minInSyncReplicas`). With
+    /// `ack = "min_in_sync"` it is also how many members must have a send to acknowledge it.
     pub min_in_sync_replicas: u32,
+    /// Which members must have a send before it is acknowledged (controller mode).
+    pub ack: AckMode,
+}
+
+/// When a master in controller mode acknowledges a send (`failover.ack`; RocketMQ's
+/// `allAckInSyncStateSet` true or false).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// Every member of the controller's committed in-sync set has it: an elected member
+    /// (always one of that set) holds every acknowledged send.
+    #[default]
+    AllInSync,
+    /// At least `min_in_sync_replicas` members of the committed in-sync set, the master
+    /// included, have it. A stalled member does not hold acks back until the set shrinks,
+    /// but an acknowledged send is lost when the members that have it die with the master
+    /// and an in-sync member without it is elected.
+    MinInSync,
 }
 
 /// Most members a broker group may have (`failover.min_in_sync_replicas` cannot exceed it).
@@ -153,6 +171,7 @@ impl Default for FailoverSection {
             controller_mode: false,
             election_priority: 255,
             min_in_sync_replicas: 1,
+            ack: AckMode::AllInSync,
         }
     }
 }
@@ -492,6 +511,14 @@ impl BrokerConfig {
             ));
         }
         if !f.controller_mode {
+            if f.ack == AckMode::MinInSync {
+                return Err(
+                    "failover.ack = \"min_in_sync\" applies to controller mode only: set \
+                     failover.controller_mode = true, or choose the acknowledgement with \
+                     `role` (sync_master, async_master)"
+                        .to_string(),
+                );
+            }
             return Ok(());
         }
         if self.broker_id < 1 {
@@ -669,6 +696,34 @@ mod tests {
         assert_eq!(
             (defaults.election_priority, defaults.min_in_sync_replicas),
             (255, 1)
+        );
+    }
+
+    #[test]
+    fn ack_mode_defaults_to_all_in_sync_and_min_in_sync_needs_controller_mode() {
+        let member = |text: &str| -> Result<BrokerConfig, String> {
+            let c: BrokerConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+            c.validate().map_err(|e| e.to_string())?;
+            Ok(c)
+        };
+        assert_eq!(FailoverSection::default().ack, AckMode::AllInSync);
+        let on = "broker_id = 1\n[failover]\ncontroller_mode = true\n";
+        let quorum = member(&format!(
+            "{on}ack = \"min_in_sync\"\nmin_in_sync_replicas = 2\n"
+        ))
+        .unwrap();
+        assert_eq!(quorum.failover.ack, AckMode::MinInSync);
+        let all = member(&format!("{on}ack = \"all_in_sync\"\n")).unwrap();
+        assert_eq!(all.failover.ack, AckMode::AllInSync);
+        let unknown = member(&format!("{on}ack = \"majority\"\n")).unwrap_err();
+        assert!(
+            unknown.contains("all_in_sync") && unknown.contains("min_in_sync"),
+            "{unknown}"
+        );
+        let static_mode = member("[failover]\nack = \"min_in_sync\"\n").unwrap_err();
+        assert!(
+            static_mode.contains("controller mode only"),
+            "{static_mode}"
         );
     }
 

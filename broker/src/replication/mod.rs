@@ -16,11 +16,14 @@
 //!   `replication.handback_wait_ms` passed.
 //!
 //! The role is the broker's [`Membership`]'s, read when it matters (it changes at runtime in
-//! controller mode). There the master's refresh also applies the ack rule: a send waits for
-//! every member of the controller's committed in-sync set but the master (the replicated
-//! offset is the slowest one's written offset; the master alone: no wait), and it tells the
-//! membership which slaves it measures in sync (its proposal to the controller).
+//! controller mode). There the master's refresh also applies the ack rule ([`ack`],
+//! `failover.ack`): by default a send waits for every member of the controller's committed
+//! in-sync set but the master (the replicated offset is the slowest one's written offset; the
+//! master alone: no wait), with `min_in_sync` for the fastest `min_in_sync_replicas` - 1 of
+//! them; and it tells the membership which slaves it measures in sync (its proposal to the
+//! controller).
 
+mod ack;
 pub mod journal;
 mod master;
 mod slave;
@@ -36,7 +39,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{BrokerConfig, ReplicationSection, Role};
+use crate::config::{AckMode, BrokerConfig, ReplicationSection, Role};
 use crate::membership::{MemberRole, Membership};
 use crate::store::keys::{MetaKey, MARKER};
 use crate::store::{Cf, KvBatch, MessageStore};
@@ -101,6 +104,9 @@ pub struct Replication {
     /// The broker's role, epoch and committed in-sync set.
     membership: Arc<Membership>,
     config: ReplicationSection,
+    /// Controller mode: which committed in-sync members a send waits for (`failover.ack`).
+    ack: AckMode,
+    min_in_sync_replicas: u32,
     broker_id: i64,
     store: Arc<MessageStore>,
     slaves: Mutex<BTreeMap<i64, SlaveEntry>>,
@@ -148,6 +154,8 @@ impl Replication {
         Arc::new(Replication {
             membership,
             config: config.replication.clone(),
+            ack: config.failover.ack,
+            min_in_sync_replicas: config.failover.min_in_sync_replicas,
             broker_id: config.broker_id,
             store,
             slaves: Mutex::new(BTreeMap::new()),
@@ -312,14 +320,14 @@ impl Replication {
         self.store.set_replica_in_sync(any_in_sync);
     }
 
-    /// Controller mode, master: sends wait for every committed in-sync member but this one
-    /// (the slowest one's written offset; none: no wait), and the slaves measured in sync
-    /// now are the proposal the reports carry.
+    /// Controller mode, master: sends wait for the committed in-sync members but this one
+    /// that the ack rule names ([`ack::ack_target`]; none: no wait), and the slaves measured
+    /// in sync now are the proposal the reports carry.
     fn apply_ack_rule(&self, now: i64) {
         let end = self.store.log_end_offset();
         let waited_for = self.membership.committed_slaves();
         let mut measured = BTreeSet::new();
-        let slowest = {
+        let target = {
             let mut slaves = self.slaves.lock();
             for (id, e) in slaves.iter_mut() {
                 if e.connected && e.written >= end {
@@ -329,20 +337,21 @@ impl Replication {
                     measured.insert(*id as u64);
                 }
             }
-            waited_for
+            let written: Vec<u64> = waited_for
                 .iter()
                 .map(|id| slaves.get(&(*id as i64)).map_or(0, |e| e.written))
-                .min()
+                .collect();
+            ack::ack_target(self.ack, self.min_in_sync_replicas, &written)
         };
         self.membership.set_measured_in_sync(measured);
-        match slowest {
-            None => {
+        match target {
+            ack::AckTarget::MasterAlone => {
                 if let Err(e) = self.store.set_sync_replicas(false) {
                     tracing::error!(error = %e, "cannot change how sends wait for slaves");
                 }
                 self.store.set_replicated_exact(u64::MAX);
             }
-            Some(written) => {
+            ack::AckTarget::Replicated(written) => {
                 self.store.set_replica_in_sync(true);
                 self.store.set_replicated_exact(written);
                 if let Err(e) = self.store.set_sync_replicas(true) {

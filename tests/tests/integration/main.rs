@@ -26,6 +26,8 @@
 //! - [`lifecycle`]: SIGTERM under load: nothing acknowledged lost, out of the routes at once.
 //! - [`metrics`]: `/metrics` after a known workload; `/healthz` and `/readyz`.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
+//! - [`failover_ack`]: `[failover] ack`: `min_in_sync` acknowledges past a stopped slave,
+//!   `all_in_sync` waits until the controller dropped it from the in-sync set.
 //! - [`official_python`]: RocketMQ's official Python client: the receive stream's hand-out
 //!   time it needs, its PushConsumer and delayed send (skipped without python3 and the
 //!   package, except under CI).
@@ -97,6 +99,7 @@ mod delivery;
 mod deploy_kit;
 mod durability;
 mod failover;
+mod failover_ack;
 mod failover_ops;
 mod faults;
 mod filters;
