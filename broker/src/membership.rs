@@ -380,6 +380,33 @@ impl Membership {
         }))
     }
 
+    /// Ready for traffic, for an orchestrator's readiness probe (`/readyz`). Static mode:
+    /// always. Controller mode: the master holding a lease, or a slave in the committed
+    /// in-sync set: so a rolling update that waits for each restarted member to be ready
+    /// before stopping the next never takes down the last in-sync copy of the log.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.mode == MembershipMode::Static || self.lease_valid() {
+            return Ok(());
+        }
+        let view = self.role_view();
+        match view.role {
+            MemberRole::Slave { .. } if view.in_sync.contains(&self.member_id) => Ok(()),
+            MemberRole::Slave { master_endpoint } => Err(format!(
+                "member {} copies the master at {master_endpoint} (epoch {}) and is not yet \
+                 in the committed in-sync set {:?}",
+                self.member_id, view.master_epoch, view.in_sync
+            )),
+            MemberRole::Master { .. } => Err(format!(
+                "member {} is the master of epoch {} but holds no lease from the controller",
+                self.member_id, view.master_epoch
+            )),
+            MemberRole::Fenced => Err(format!(
+                "member {} waits for an assignment from the controller",
+                self.member_id
+            )),
+        }
+    }
+
     /// Before a send is appended (controller mode): the master with a valid lease, and a
     /// committed in-sync set of at least `min_in_sync_replicas` members. Ok in static mode.
     pub fn check_writable(&self) -> Result<(), ApogeeError> {

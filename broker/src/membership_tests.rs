@@ -120,6 +120,30 @@ fn the_lease_runs_from_the_beat_sent_and_never_moves_back() {
 }
 
 #[test]
+fn ready_only_as_the_leased_master_or_a_committed_in_sync_slave() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = Membership::fixed(Role::Slave, 1, store(dir.path()));
+    assert_eq!(fixed.readiness(), Ok(()), "static mode: always");
+    let m = Membership::controlled(1, 0, 1, store(&dir.path().join("c")));
+    let why = m.readiness().unwrap_err();
+    assert!(why.contains("waits for an assignment"), "{why}");
+    m.assign(&assignment(1, 1, &[1], 1), ME);
+    let why = m.readiness().unwrap_err();
+    assert!(why.contains("no lease"), "{why}");
+    m.renew_lease(BootInstant::now(), 60_000);
+    assert_eq!(m.readiness(), Ok(()));
+    // Demoted: a copy outside the committed set is not ready until the set takes it in.
+    m.assign(&assignment(2, 2, &[2], 1), ME);
+    let why = m.readiness().unwrap_err();
+    assert!(
+        why.contains("not yet in the committed in-sync set {2}"),
+        "{why}"
+    );
+    m.assign(&assignment(2, 2, &[2, 1], 2), ME);
+    assert_eq!(m.readiness(), Ok(()));
+}
+
+#[test]
 fn min_in_sync_replicas_counts_the_committed_set_with_the_master() {
     let dir = tempfile::tempdir().unwrap();
     let m = Membership::controlled(1, 0, 2, store(dir.path()));

@@ -501,7 +501,9 @@ impl OpsSource for BrokerOps {
     }
 
     /// Ready: the store is recovered (it is, once there are services), the broker is
-    /// registered with at least one NameServer, and it is not shutting down.
+    /// registered with at least one NameServer, it is not shutting down, and in controller
+    /// mode it is the leased master or in the committed in-sync set
+    /// ([`Membership::readiness`](crate::membership::Membership::readiness)).
     fn readiness(&self) -> Result<(), String> {
         let src = &self.0;
         if *src.closing.borrow() {
@@ -513,6 +515,6 @@ impl OpsSource for BrokerOps {
                 src.nameserver_addrs.join(", ")
             ));
         }
-        Ok(())
+        src.replication.membership().readiness()
     }
 }

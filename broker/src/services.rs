@@ -18,7 +18,7 @@ use crate::consume::ConsumeEngine;
 use crate::groups::GroupTable;
 use crate::membership::{MemberRole, Membership, RoleView};
 use crate::metrics::BrokerMetrics;
-use crate::produce::{Producer, ProducerConfig};
+use crate::produce::{Producer, ProducerConfig, ProducerParts};
 use crate::quotas::Quotas;
 use crate::registration::NameServerLink;
 use crate::replication::journal::JournaledKv;
@@ -223,13 +223,15 @@ impl Broker {
         let quotas = Arc::new(Quotas::new(&config.limits));
         let producer = Producer::new(
             ProducerConfig::of(&config),
-            store.clone(),
-            topics.clone(),
-            txns.clone(),
-            schedule.clone(),
-            quotas.clone(),
-            sessions.clone(),
-            membership.clone(),
+            ProducerParts {
+                store: store.clone(),
+                topics: topics.clone(),
+                txns: txns.clone(),
+                schedule: schedule.clone(),
+                quotas: quotas.clone(),
+                sessions: sessions.clone(),
+                membership: membership.clone(),
+            },
         );
         let broker = Arc::new(Broker {
             membership,

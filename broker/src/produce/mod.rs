@@ -161,17 +161,28 @@ pub struct Producer {
     membership: Arc<Membership>,
 }
 
+/// What a [`Producer`] works on, besides its configuration.
+pub struct ProducerParts {
+    pub store: Arc<MessageStore>,
+    pub topics: Arc<TopicTable>,
+    pub txns: Arc<Transactions>,
+    pub schedule: Arc<Schedule>,
+    pub quotas: Arc<Quotas>,
+    pub sessions: Arc<Sessions>,
+    pub membership: Arc<Membership>,
+}
+
 impl Producer {
-    pub fn new(
-        config: ProducerConfig,
-        store: Arc<MessageStore>,
-        topics: Arc<TopicTable>,
-        txns: Arc<Transactions>,
-        schedule: Arc<Schedule>,
-        quotas: Arc<Quotas>,
-        sessions: Arc<Sessions>,
-        membership: Arc<Membership>,
-    ) -> Producer {
+    pub fn new(config: ProducerConfig, parts: ProducerParts) -> Producer {
+        let ProducerParts {
+            store,
+            topics,
+            txns,
+            schedule,
+            quotas,
+            sessions,
+            membership,
+        } = parts;
         Producer {
             membership,
             config,

@@ -95,13 +95,15 @@ fn fixture_with(role: Role, limits: LimitsSection) -> Fixture {
     };
     let producer = Producer::new(
         ProducerConfig::of(&config),
-        store.clone(),
-        topics.clone(),
-        txns.clone(),
-        schedule.clone(),
-        Arc::new(Quotas::new(&limits)),
-        sessions,
-        Membership::fixed(role, 0, store.clone()),
+        ProducerParts {
+            store: store.clone(),
+            topics: topics.clone(),
+            txns: txns.clone(),
+            schedule: schedule.clone(),
+            quotas: Arc::new(Quotas::new(&limits)),
+            sessions,
+            membership: Membership::fixed(role, 0, store.clone()),
+        },
     );
     Fixture {
         _dir: dir,

@@ -331,8 +331,13 @@ async fn local_cluster_script_runs_the_controller_serves_each_group_and_stops_cl
     for (name, offset) in PROCESSES {
         let addr = format!("127.0.0.1:{}", lc.base + offset + HTTP_OFFSET);
         assert!(out.contains(&addr), "{name}'s {addr} not printed: {out}");
-        let (code, body) = http::get(&addr, "/readyz").await;
-        assert_eq!(code, 200, "{name} /readyz: {body}");
+        // A slave is ready once the controller counts it in its group's in-sync set: soon
+        // after the start, not necessarily by the time the script returns.
+        wait_until(Duration::from_secs(30), &format!("{name} /readyz"), || async {
+            let (code, body) = http::get(&addr, "/readyz").await;
+            (code == 200).then_some(()).ok_or(body)
+        })
+        .await;
         let (code, _) = http::get(&addr, "/metrics").await;
         assert_eq!(code, 200, "{name} /metrics");
     }
