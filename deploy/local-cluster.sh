@@ -283,8 +283,8 @@ start() {
         die "$1 did not start; $0 stop stops the others"
     fi
   done
-  # Ready: a NameServer serves; a member has recovered its store and is registered (also
-  # while fenced, before the controller assigns its role).
+  # Ready: a NameServer serves; a member has recovered its store, is registered, and is its
+  # group's leased master or in the group's in-sync set (the controller decides both).
   for p in "${processes[@]}"; do
     # shellcheck disable=SC2086
     set -- $p
