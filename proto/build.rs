@@ -54,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "apogee/cluster/v1/admin.proto",
                 "apogee/cluster/v1/replication.proto",
                 "apogee/controller/v1/raft.proto",
+                "apogee/controller/v1/authority.proto",
             ]),
             &includes,
         )?;

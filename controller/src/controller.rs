@@ -7,6 +7,7 @@
 //! of its own; a server that embeds it adds [`Controller::grpc_service`] to its router instead.
 
 use crate::config::ControllerConfig;
+use crate::control_service::ControlService;
 use crate::failover::{Failover, FailoverStatus, MemberBeat};
 use crate::network::{raft_client, Network, PeerTrust};
 use crate::service::{write_here, RaftService};
@@ -14,6 +15,7 @@ use crate::state::{Command, CommandResult, ControllerState, MemberId, Refusal};
 use crate::store::{self, machine::StateReader};
 use crate::types::{NodeId, Raft};
 use apogee_proto::cluster::Assignment;
+use apogee_proto::controller::controller_service_server::ControllerServiceServer;
 use apogee_proto::controller::raft_server::RaftServer;
 use apogee_proto::controller::RaftPayload;
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
@@ -79,6 +81,9 @@ pub enum ReadError {
     },
     #[error("controller Raft: {0}")]
     Raft(String),
+    /// The leader did not confirm its state in the time given.
+    #[error("the leader did not confirm its state within {} ms", .0.as_millis())]
+    Timeout(Duration),
 }
 
 /// A controller's Raft figures.
@@ -196,6 +201,12 @@ impl Controller {
         RaftService::new(self.inner.raft.clone(), self.inner.trust.secret.clone()).into_server()
     }
 
+    /// The service a NameServer calls on a controller run as its own process
+    /// (`apogee.controller.v1.ControllerService`), for that process's router.
+    pub fn control_service(&self) -> ControllerServiceServer<ControlService> {
+        ControlService::new(self.clone(), self.inner.trust.secret.clone()).into_server()
+    }
+
     /// Applies `command` through the Raft group and returns its result: here when this
     /// controller leads, else passed once to the leader it knows of.
     pub async fn write(&self, command: Command) -> Result<CommandResult, WriteError> {
@@ -241,6 +252,25 @@ impl Controller {
             last_applied: metrics.last_applied,
             is_leader: metrics.state == ServerState::Leader,
         }
+    }
+
+    /// The leader this controller knows of, and its address (its listener), if known.
+    pub fn leader_hint(&self) -> (Option<NodeId>, Option<String>) {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let address = metrics.current_leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        });
+        (metrics.current_leader, address)
+    }
+
+    /// Whether this controller leads now (as its Raft metrics say; a lease is granted only
+    /// after a quorum confirms it).
+    pub fn is_leader(&self) -> bool {
+        self.leading_term().is_some()
     }
 
     /// The Raft term this controller leads in, if it leads.
@@ -359,17 +389,8 @@ impl Controller {
         member: MemberId,
     ) -> Result<CommandResult, WriteError> {
         let not_leader = || {
-            let metrics = self.inner.raft.metrics().borrow().clone();
-            WriteError::NotLeader {
-                leader: metrics.current_leader,
-                address: metrics.current_leader.and_then(|id| {
-                    metrics
-                        .membership_config
-                        .membership()
-                        .get_node(&id)
-                        .map(|n| n.addr.clone())
-                }),
-            }
+            let (leader, address) = self.leader_hint();
+            WriteError::NotLeader { leader, address }
         };
         let begun = {
             let mut failover = self.inner.failover.lock();
@@ -579,6 +600,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(controller.grpc_service())
+        .add_service(controller.control_service())
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown,

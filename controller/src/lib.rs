@@ -83,18 +83,26 @@
 //! - [`controller`]: the [`Controller`] handle (start, write, linearizable read, metrics,
 //!   the members' beats and the election task) and [`serve`] for a controller on a
 //!   listener of its own.
+//! - [`authority`]: [`FailoverAuthority`], what a NameServer asks of the controller,
+//!   embedded (the [`Controller`] handle) or run as its own process ([`remote`]: the gRPC
+//!   client finding the leader; [`control_service`]: the service it calls).
 //! - [`config`]: its settings; [`types`]: the openraft type configuration.
 
+pub mod authority;
 pub mod config;
+pub mod control_service;
 pub mod controller;
 pub mod failover;
 pub mod network;
+pub mod remote;
 pub mod service;
 pub mod state;
 pub mod store;
 pub mod types;
 
+pub use authority::{ControllerReport, FailoverAuthority, SharedAuthority};
 pub use config::ControllerConfig;
 pub use controller::{serve, Controller, ControllerMetrics, ReadError, StartError, WriteError};
 pub use network::PeerTrust;
+pub use remote::RemoteController;
 pub use state::{Command, CommandResult, ControllerState, MemberId, Refusal};

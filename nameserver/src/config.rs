@@ -71,11 +71,17 @@ pub struct NameServerConfig {
     pub controller: ControllerSection,
 }
 
-/// `[controller]`: this NameServer as a voter of the controllers' Raft group.
+/// `[controller]`: this NameServer as a voter of the controllers' Raft group (`enabled`), or
+/// a client of controllers run as their own processes (`endpoints`). The `apogee-controller`
+/// process takes the same section for its own settings (`enabled` and `endpoints` aside).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControllerSection {
+    /// Run the controller embedded in this NameServer, as a voter.
     pub enabled: bool,
+    /// The `apogee-controller` processes to use instead (host:port each, any of the group's
+    /// voters; the leader is found among them). Not with `enabled`.
+    pub endpoints: Vec<String>,
     /// This NameServer's id among the voters.
     pub node_id: u64,
     /// Every voter as "id=host:port" (the NameServers' gRPC addresses, this one's included);
@@ -99,6 +105,7 @@ impl Default for ControllerSection {
         let defaults = apogee_controller::ControllerConfig::default();
         ControllerSection {
             enabled: false,
+            endpoints: Vec::new(),
             node_id: 1,
             peers: Vec::new(),
             data_dir: "controller-data".into(),
@@ -111,6 +118,45 @@ impl Default for ControllerSection {
 }
 
 impl ControllerSection {
+    /// The remote controllers' endpoints, checked: none when `endpoints` is empty; refused
+    /// with `enabled`, or when one is not host:port, named twice, or more than
+    /// [`apogee_controller::config::MAX_VOTERS`] are named.
+    pub fn remote_endpoints(&self) -> Result<Option<Vec<String>>, String> {
+        if self.endpoints.is_empty() {
+            return Ok(None);
+        }
+        if self.enabled {
+            return Err(
+                "controller.enabled and controller.endpoints exclude each other: \
+                 enabled runs the controller inside this NameServer, endpoints uses \
+                 apogee-controller processes; set one"
+                    .into(),
+            );
+        }
+        let max = apogee_controller::config::MAX_VOTERS;
+        if self.endpoints.len() > max {
+            return Err(format!(
+                "controller.endpoints names {} controllers; at most {max}",
+                self.endpoints.len()
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for endpoint in &self.endpoints {
+            let endpoint = endpoint.trim();
+            apogee_proto::names::parse_host_port(endpoint)
+                .map_err(|e| format!("controller.endpoints: {endpoint:?}: {e}"))?;
+            if !seen.insert(endpoint) {
+                return Err(format!("controller.endpoints: {endpoint} is named twice"));
+            }
+        }
+        Ok(Some(
+            self.endpoints
+                .iter()
+                .map(|e| e.trim().to_string())
+                .collect(),
+        ))
+    }
+
     /// The controller's settings, with `own_address` (the address this NameServer's gRPC
     /// listener has) as the single voter when `peers` is empty.
     pub fn controller_config(
@@ -215,6 +261,7 @@ impl NameServerConfig {
     }
 
     fn validate_controller(&self) -> Result<(), String> {
+        self.controller.remote_endpoints()?;
         if !self.controller.enabled {
             return Ok(());
         }
@@ -523,6 +570,50 @@ mod tests {
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn remote_controller_endpoints_are_checked_and_exclude_the_embedded_one() {
+        let remote = |endpoints: &[&str]| NameServerConfig {
+            controller: ControllerSection {
+                endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+                ..ControllerSection::default()
+            },
+            ..NameServerConfig::default()
+        };
+        assert_eq!(
+            NameServerConfig::default().controller.remote_endpoints(),
+            Ok(None)
+        );
+        let good = remote(&["c1:9870", " c2:9870", "10.0.0.3:9870"]);
+        assert!(good.validate().is_ok());
+        assert_eq!(
+            good.controller.remote_endpoints().unwrap().unwrap(),
+            ["c1:9870", "c2:9870", "10.0.0.3:9870"]
+        );
+        let both = NameServerConfig {
+            controller: ControllerSection {
+                enabled: true,
+                ..good.controller.clone()
+            },
+            ..good.clone()
+        };
+        let error = both.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("controller.enabled and controller.endpoints exclude each other"),
+            "{error}"
+        );
+        for (endpoints, expected) in [
+            (&["c1"][..], "controller.endpoints: \"c1\""),
+            (&["c1:1", "c1:1"][..], "c1:1 is named twice"),
+            (
+                &["a:1", "b:1", "c:1", "d:1", "e:1", "f:1", "g:1", "h:1"][..],
+                "at most 7",
+            ),
+        ] {
+            let error = remote(endpoints).validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{endpoints:?}: {error}");
         }
     }
 }

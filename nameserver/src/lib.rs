@@ -8,12 +8,17 @@
 //! - [`metrics`]: its Prometheus metrics and readiness (the HTTP endpoint).
 //! - [`serve`]: runs all of it on a listener until a shutdown future fires, with the
 //!   controller of automatic failover (apogee-controller) embedded when
-//!   `controller.enabled`.
+//!   `controller.enabled`, or reached at `controller.endpoints` when it runs as its own
+//!   process.
+//! - [`controller_process`]: that process (the `apogee-controller` binary): its config
+//!   (the `[controller]` section above, with a listener, TLS and the cluster secret) and
+//!   its server.
 //!
 //! No global state: no global tracing subscriber, no statics.
 
 pub mod access;
 pub mod config;
+pub mod controller_process;
 pub mod endpoint;
 mod expiry;
 pub mod grpc;
@@ -95,8 +100,18 @@ pub async fn serve(
         auth.directory(),
     ));
 
-    // The embedded controller (`controller.enabled`): a voter served on this listener, a
-    // single voter at the listener's address when no peers are named.
+    // The controller of automatic failover. Its calls carry what a broker's calls to a
+    // NameServer carry: the cluster proof, over TLS when the server has it.
+    let trust = apogee_controller::PeerTrust {
+        secret: cluster_secret.clone(),
+        tls: broker_tls,
+    };
+    let remote_endpoints = config
+        .controller
+        .remote_endpoints()
+        .map_err(ConfigError::Invalid)?;
+    // Embedded (`controller.enabled`): a voter served on this listener, a single voter at
+    // the listener's address when no peers are named.
     let controller = if config.controller.enabled {
         let controller_config = config
             .controller
@@ -108,16 +123,23 @@ pub async fn serve(
             data_dir = %controller_config.data_dir.display(),
             "starting the embedded controller"
         );
-        // The Raft calls carry what a broker's calls to a NameServer carry: the cluster
-        // proof, over TLS when the server has it.
-        let trust = apogee_controller::PeerTrust {
-            secret: cluster_secret.clone(),
-            tls: broker_tls,
-        };
-        Some(apogee_controller::Controller::start(controller_config, trust).await?)
+        Some(apogee_controller::Controller::start(controller_config, trust.clone()).await?)
     } else {
         None
     };
+    // Remote (`controller.endpoints`): apogee-controller processes, the leader found among
+    // them on each call.
+    let authority: Option<apogee_controller::SharedAuthority> =
+        match (&controller, remote_endpoints) {
+            (Some(embedded), _) => Some(Arc::new(embedded.clone())),
+            (None, Some(endpoints)) => {
+                tracing::info!(?endpoints, "using the controllers at these endpoints");
+                Some(Arc::new(apogee_controller::RemoteController::new(
+                    endpoints, trust,
+                )))
+            }
+            (None, None) => None,
+        };
 
     let bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
     bootstrap
@@ -149,7 +171,7 @@ pub async fn serve(
         .with_cluster_secret(cluster_secret.clone())
         .with_access(access.clone(), broker_channels.clone())
         .with_counters(metrics.liveness.clone())
-        .with_controller(controller.clone());
+        .with_controller(authority.clone());
     let routes = bootstrap
         .routes()
         .add_service(
@@ -162,7 +184,7 @@ pub async fn serve(
                     .with_sessions(sessions)
                     .with_broker_channels(broker_channels)
                     .with_access(access)
-                    .with_controller(controller.clone()),
+                    .with_controller(authority),
             )
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )

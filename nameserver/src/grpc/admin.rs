@@ -43,8 +43,9 @@ pub struct AdminService {
     sessions: Arc<Sessions>,
     /// Users and ACL entries (changed through the brokers, see [`admin_access`]).
     access: Arc<AccessBook>,
-    /// The embedded controller of automatic failover, when `[controller] enabled`.
-    controller: Option<apogee_controller::Controller>,
+    /// The controller of automatic failover, embedded (`[controller] enabled`) or remote
+    /// (`[controller] endpoints`).
+    controller: Option<apogee_controller::SharedAuthority>,
 }
 
 impl AdminService {
@@ -59,14 +60,17 @@ impl AdminService {
     }
 
     /// Answers ControllerStatus and ElectMaster with `controller` (none: FAILED_PRECONDITION).
-    pub fn with_controller(mut self, controller: Option<apogee_controller::Controller>) -> Self {
+    pub fn with_controller(
+        mut self,
+        controller: Option<apogee_controller::SharedAuthority>,
+    ) -> Self {
         self.controller = controller;
         self
     }
 
     fn controller_admin(&self) -> admin_controller::ControllerAdmin<'_> {
         admin_controller::ControllerAdmin {
-            controller: self.controller.as_ref(),
+            controller: self.controller.as_deref(),
             registry: &self.registry,
             channels: &self.channels,
         }

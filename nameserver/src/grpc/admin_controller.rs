@@ -1,14 +1,17 @@
 //! The controller operations of the NameServer's Admin service, answered by the controller
-//! of automatic failover embedded in it (`[controller] enabled`; FAILED_PRECONDITION when it
-//! is off):
+//! of automatic failover, embedded in it (`[controller] enabled`) or run as its own process
+//! (`[controller] endpoints`), through [`FailoverAuthority`] (FAILED_PRECONDITION when there
+//! is none):
 //!
-//! - ControllerStatus: this node's Raft figures, and every broker group's state as the
-//!   leader confirms it (a linearizable read). A follower asks the leader's NameServer (its
-//!   Raft address is its gRPC listener) once, with `here_only`; when the leader cannot be
-//!   asked, the answer is this node's applied state, marked `stale` with the reason.
+//! - ControllerStatus: the Raft figures of the controller that answered (this node's when
+//!   embedded, the remote leader's otherwise), and every broker group's state as the leader
+//!   confirms it (a linearizable read). An embedded follower asks the leader's NameServer
+//!   (its Raft address is its gRPC listener) once, with `here_only` (a remote controller's
+//!   client finds the leader itself); when the leader cannot be asked, the answer is the
+//!   applied state of the controller that answered, marked `stale` with the reason.
 //! - ElectMaster: a planned switch through `Controller::elect_named` on the leader (it stops
-//!   the master's leases and waits them out before it writes `ElectNamed`); a follower passes
-//!   the call to the leader's NameServer once. Without a member named, the candidate is the
+//!   the master's leases and waits them out before it writes `ElectNamed`); an embedded
+//!   follower passes the call to the leader's NameServer once. Without a member named, the candidate is the
 //!   best in-sync member other than the current master that this NameServer hears from,
 //!   chosen by the controller's own election order: the group's confirmed state is run
 //!   through `Command::Elect` on a copy, with those members as the alive ones (nothing of the
@@ -20,7 +23,7 @@ use super::brokers::BrokerChannels;
 use crate::registry::Registry;
 use apogee_controller::state::{GroupState, Member};
 use apogee_controller::{
-    Command, CommandResult, Controller, ControllerState, ReadError, WriteError,
+    Command, CommandResult, ControllerState, FailoverAuthority, ReadError, WriteError,
 };
 use apogee_proto::cluster::{
     ControllerGroupStatus, ControllerMemberStatus, ControllerStatusRequest,
@@ -36,7 +39,7 @@ pub const STATE_READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the controller operations need of the NameServer.
 pub struct ControllerAdmin<'a> {
-    pub controller: Option<&'a Controller>,
+    pub controller: Option<&'a dyn FailoverAuthority>,
     pub registry: &'a Registry,
     /// Signed channels, to ask the leader's NameServer.
     pub channels: &'a BrokerChannels,
@@ -45,12 +48,12 @@ pub struct ControllerAdmin<'a> {
 fn controller_off() -> Status {
     Status::failed_precondition(
         "the controller of automatic failover is off on this NameServer ([controller] enabled \
-         = false)",
+         = false and no endpoints)",
     )
 }
 
 impl ControllerAdmin<'_> {
-    fn controller(&self) -> Result<&Controller, Status> {
+    fn controller(&self) -> Result<&dyn FailoverAuthority, Status> {
         self.controller.ok_or_else(controller_off)
     }
 
@@ -60,30 +63,25 @@ impl ControllerAdmin<'_> {
         req: ControllerStatusRequest,
     ) -> Result<ControllerStatusResponse, Status> {
         let controller = self.controller()?;
-        let metrics = controller.metrics();
+        let report = controller.report(STATE_READ_TIMEOUT).await;
         let mut out = ControllerStatusResponse {
-            node_id: metrics.node_id,
-            leader_id: metrics.leader,
-            term: metrics.term,
-            last_applied_index: metrics.last_applied.map(|l| l.index),
-            last_applied_term: metrics.last_applied.map_or(0, |l| l.leader_id.term),
-            is_leader: metrics.is_leader,
+            node_id: report.node_id,
+            leader_id: report.leader,
+            term: report.term,
+            last_applied_index: report.last_applied_index,
+            last_applied_term: report.last_applied_term,
+            is_leader: report.is_leader,
             ..Default::default()
         };
-        let read = tokio::time::timeout(STATE_READ_TIMEOUT, controller.read_state()).await;
-        let failure = match read {
-            Ok(Ok(state)) => {
-                out.groups = groups_of(&state);
+        let failure = match report.read_error {
+            None => {
+                out.groups = groups_of(&report.state);
                 return Ok(out);
             }
-            Err(_) => format!(
-                "the leader did not confirm its state within {} s",
-                STATE_READ_TIMEOUT.as_secs()
-            ),
-            Ok(Err(ReadError::NotLeader {
+            Some(ReadError::NotLeader {
                 leader: Some(leader),
                 address: Some(address),
-            })) if !req.here_only && leader != metrics.node_id => {
+            }) if !req.here_only && controller.embedded().is_some() && leader != report.node_id => {
                 match self.ask_leader(&address).await {
                     Ok(answer) => {
                         out.groups = answer.groups;
@@ -97,9 +95,9 @@ impl ControllerAdmin<'_> {
                     ),
                 }
             }
-            Ok(Err(e)) => e.to_string(),
+            Some(e) => e.to_string(),
         };
-        out.groups = groups_of(&controller.local_state());
+        out.groups = groups_of(&report.state);
         out.stale = true;
         out.stale_reason = failure;
         Ok(out)
@@ -154,7 +152,11 @@ impl ControllerAdmin<'_> {
             Err(WriteError::NotLeader {
                 leader: Some(leader),
                 address: Some(address),
-            }) if !req.here_only && leader != controller.metrics().node_id => {
+            }) if !req.here_only
+                && controller
+                    .embedded()
+                    .is_some_and(|embedded| leader != embedded.metrics().node_id) =>
+            {
                 let forwarded = ElectMasterRequest {
                     broker_name: req.broker_name.clone(),
                     member,

@@ -2,7 +2,7 @@
 //! the answers without a controller, and both RPCs over a real single-voter controller.
 
 use super::*;
-use apogee_controller::{ControllerConfig, PeerTrust};
+use apogee_controller::{Controller, ControllerConfig, PeerTrust};
 use apogee_proto::cluster::{BrokerRole, RegisterBrokerRequest};
 use apogee_tests::wait_until;
 use std::sync::Arc;

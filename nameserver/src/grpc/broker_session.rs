@@ -9,10 +9,11 @@
 //! replaced by a newer one of the same member ends with ABORTED and drops nothing.
 //!
 //! Every answer carries the `seq` of the beat it answers. Controller mode (the opening's
-//! `controller_mode`, with an embedded controller): the broker id is the member's id for
-//! life and must be 1 or more; every beat carrying a member report (the opening one too) is
-//! passed to the controller ([`apogee_controller::Controller::on_beat`], the group being
-//! the broker name), and the answer carries the assignment when that controller leads. The
+//! `controller_mode`, with a controller, embedded or remote): the broker id is the member's
+//! id for life and must be 1 or more; every beat carrying a member report (the opening one
+//! too) is passed to the controller ([`apogee_controller::FailoverAuthority::on_beat`], the
+//! group being the broker name), and the answer carries the assignment when the leader
+//! answers (an embedded controller that does not lead answers none). The
 //! session's end tells the controller the member is gone from here (unless a newer session
 //! of the member replaced it).
 //!
@@ -29,7 +30,7 @@ use crate::endpoint;
 use crate::metrics::LivenessCounters;
 use crate::registry::{BeatAnswer, Expired, GroupKey, Registry, SessionMember};
 use apogee_controller::failover::MemberBeat;
-use apogee_controller::Controller;
+use apogee_controller::SharedAuthority;
 use apogee_proto::cluster::{Assignment, SessionAnswer, SessionBeat, SessionOpen};
 use apogee_proto::limits::{MAX_HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_INTERVAL_MS};
 use prost::Message as _;
@@ -59,8 +60,9 @@ pub struct SessionHost {
     pub counters: LivenessCounters,
     /// Turns true when the NameServer shuts down: every session ends.
     pub closing: watch::Receiver<bool>,
-    /// The embedded controller (`controller.enabled`), for sessions in controller mode.
-    pub controller: Option<Controller>,
+    /// The controller, embedded (`controller.enabled`) or remote (`controller.endpoints`),
+    /// for sessions in controller mode.
+    pub controller: Option<SharedAuthority>,
 }
 
 /// One open session.
@@ -237,10 +239,10 @@ async fn serve(
     };
     // A replaced session's member beats on a newer session: it is not gone.
     let replaced = matches!(ending, Ending::Replaced);
-    if let Some(controller) = &controller {
-        if !replaced {
-            controller.member_gone(&session.group.broker_name, session.broker_id as u64);
-        }
+    // Told in a task of its own: a remote controller's answer never holds up the ending.
+    if let Some(controller) = controller.filter(|_| !replaced) {
+        let (group, member) = (session.group.broker_name.clone(), session.broker_id as u64);
+        tokio::spawn(async move { controller.member_gone(&group, member).await });
     }
     finish(&host, &session, ending, &answers);
 }
@@ -253,7 +255,7 @@ type ControllerCall = tokio::task::JoinHandle<Option<Assignment>>;
 /// task of its own, so one that overruns the bound still completes its writes; while it
 /// runs, later beats of the session are answered without asking again.
 async fn assignment(
-    controller: Option<&Controller>,
+    controller: Option<&SharedAuthority>,
     session: &Session,
     beat: &SessionBeat,
     running: &mut Option<ControllerCall>,

@@ -48,8 +48,9 @@ pub struct RegistryService {
     counters: LivenessCounters,
     /// Set on shutdown: every broker session ends.
     closing: Arc<watch::Sender<bool>>,
-    /// The embedded controller: sessions in controller mode pass their beats to it.
-    controller: Option<apogee_controller::Controller>,
+    /// The controller (embedded or remote): sessions in controller mode pass their beats to
+    /// it.
+    controller: Option<apogee_controller::SharedAuthority>,
 }
 
 impl RegistryService {
@@ -67,7 +68,10 @@ impl RegistryService {
     }
 
     /// Passes the beats of sessions in controller mode to `controller`.
-    pub fn with_controller(mut self, controller: Option<apogee_controller::Controller>) -> Self {
+    pub fn with_controller(
+        mut self,
+        controller: Option<apogee_controller::SharedAuthority>,
+    ) -> Self {
         self.controller = controller;
         self
     }
