@@ -26,6 +26,8 @@
 //! - [`lifecycle`]: SIGTERM under load: nothing acknowledged lost, out of the routes at once.
 //! - [`metrics`]: `/metrics` after a known workload; `/healthz` and `/readyz`.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
+//! - [`official_client_failover`]: the `rocketmq` crate's producer and simple consumer go on
+//!   across a master's SIGKILL in controller mode, the same objects, nothing acknowledged lost.
 //! - [`failover_ack`]: `[failover] ack`: `min_in_sync` acknowledges past a stopped slave,
 //!   `all_in_sync` waits until the controller dropped it from the in-sync set.
 //! - [`official_python`]: RocketMQ's official Python client: the receive stream's hand-out
@@ -111,6 +113,7 @@ mod liveness;
 mod metrics;
 mod nameserver_loss;
 mod official_client;
+mod official_client_failover;
 mod official_python;
 mod official_roundtrip;
 mod operations;
