@@ -22,7 +22,7 @@
 
 use crate::access::AccessTable;
 use crate::config::BrokerConfig;
-use crate::failover_link::{take_answer, BeatClock, ControllerMember};
+use crate::failover_link::{beat_period, take_answer, BeatClock, ControllerMember};
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
 use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole, SessionBeat};
@@ -495,6 +495,21 @@ impl NameServerLink {
                                 self.reached(ns);
                                 if let Some(member) = &self.member {
                                     take_answer(member.as_ref(), &mut clock, &a);
+                                    if let Some(lease_ms) = a.assignment.as_ref().map(|x| x.lease_ms) {
+                                        let period = beat_period(interval, lease_ms);
+                                        if period != ticker.period() {
+                                            tracing::info!(
+                                                nameserver = %ns.addr,
+                                                beat_ms = period.as_millis() as u64,
+                                                lease_ms,
+                                                "beating at this interval ({} beats per lease, at most the configured {} ms)",
+                                                crate::failover_link::BEATS_PER_LEASE,
+                                                interval.as_millis()
+                                            );
+                                            ticker = tokio::time::interval_at(Instant::now() + period, period);
+                                            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                                        }
+                                    }
                                 }
                                 if a.register_required {
                                     tracing::debug!(nameserver = %ns.addr, "the nameserver asks for a registration");
