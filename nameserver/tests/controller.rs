@@ -5,7 +5,9 @@
 //! without the cluster proof is refused as a broker's registration without it is.
 
 use apogee_controller::{Command, CommandResult, WriteError};
-use apogee_nameserver::{serve, NameServerConfig};
+mod common;
+
+use apogee_nameserver::NameServerConfig;
 use apogee_proto::cluster::registry_client::RegistryClient;
 use apogee_proto::cluster::RegisterBrokerRequest;
 use apogee_proto::cluster_auth::ClusterSecret;
@@ -13,12 +15,10 @@ use apogee_proto::controller::raft_client::RaftClient;
 use apogee_proto::controller::RaftPayload;
 use apogee_tests::certs::TestCerts;
 use apogee_tests::wait_until;
+use common::{serve_on, Running};
 use std::path::Path;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-type Running = (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>);
 
 async fn start(data_dir: &Path) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -26,19 +26,6 @@ async fn start(data_dir: &Path) -> Running {
     config.controller.enabled = true;
     config.controller.data_dir = data_dir.display().to_string();
     serve_on(listener, config)
-}
-
-fn serve_on(listener: TcpListener, config: NameServerConfig) -> Running {
-    let address = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        serve(config, listener.into(), None, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("the nameserver runs");
-    });
-    (address, stop, task)
 }
 
 /// Writes `command` through the NameServer's port until the controller leads (a write made

@@ -4,13 +4,16 @@
 //! alone gets a lease); when the master's session ends, the other member is elected once the
 //! lease and margin passed. An opening in controller mode with broker id 0 is refused.
 
-use apogee_nameserver::{serve, NameServerConfig};
+mod common;
+
+use apogee_nameserver::NameServerConfig;
 use apogee_proto::cluster::registry_client::RegistryClient;
 use apogee_proto::cluster::{Assignment, MemberReport, SessionAnswer, SessionBeat, SessionOpen};
 use apogee_tests::wait_until;
+use common::serve_on;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
@@ -122,21 +125,13 @@ impl Session {
 async fn controller_mode_sessions_get_assignments_and_a_dead_master_is_replaced() {
     let dir = tempfile::TempDir::new().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
     let mut config = NameServerConfig::default();
     config.controller.enabled = true;
     config.controller.data_dir = dir.path().join("controller").display().to_string();
     config.controller.lease_ms = 300;
     config.controller.lease_margin_ms = 100;
     config.controller.member_timeout_ms = 300;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        serve(config, listener.into(), None, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("the nameserver runs");
-    });
+    let (address, stop, task) = serve_on(listener, config);
     let address = wait_until(Duration::from_secs(10), "the nameserver", || async {
         RegistryClient::connect(format!("http://{address}"))
             .await
