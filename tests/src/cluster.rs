@@ -42,10 +42,12 @@
 //! calls (they always are: servers without authentication ignore the header), and
 //! [`Cluster::client_config`] and [`Cluster::cli`] carry the admin's credentials.
 
+mod controllers;
 mod nameservers;
 mod spec;
 mod topics;
 
+pub use controllers::CONTROLLER_BIN;
 pub(crate) use nameservers::NameServer;
 pub use spec::{Broker, BrokerSpec};
 pub(crate) use topics::{create_and_wait, TopicSpec};
@@ -74,6 +76,8 @@ pub struct ClusterBuilder {
     tls: TlsSetup,
     authentication: bool,
     controller: bool,
+    /// Controllers run as their own processes (0: none).
+    controller_processes: usize,
 }
 
 /// Whether the servers serve TLS, and check client certificates on cluster calls.
@@ -93,6 +97,7 @@ impl Default for ClusterBuilder {
             tls: TlsSetup::Off,
             authentication: false,
             controller: false,
+            controller_processes: 0,
         }
     }
 }
@@ -146,6 +151,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Runs `n` controllers as their own processes (`apogee-controller`, voters 1..=n, see
+    /// [`controllers`]) and gives every NameServer their addresses (`[controller]
+    /// endpoints`) instead of an embedded controller. Not with [`ClusterBuilder::controller`].
+    pub fn controller_processes(mut self, n: usize) -> Self {
+        assert!(n >= 1, "a controller group needs at least one voter");
+        self.controller_processes = n;
+        self
+    }
+
     /// Starts the NameServers, then every broker in order, and waits until all are up.
     pub async fn start(self) -> Cluster {
         let root = tempfile::Builder::new()
@@ -170,8 +184,28 @@ impl ClusterBuilder {
                 .iter()
                 .map(move |(k, v)| (format!("APOGEE_{server}_{k}"), v.clone()))
         };
+        assert!(
+            !(self.controller && self.controller_processes > 0),
+            "the controller is embedded or run as its own processes, not both"
+        );
+        let controller_addrs = controllers::controller_addresses(self.controller_processes);
+        let mut controllers = Vec::new();
+        let secret_file = root.path().join("cluster.secret");
+        for i in 0..self.controller_processes {
+            let secret = self.authentication.then_some(secret_file.as_path());
+            controllers.push(
+                controllers::spawn_controller(root.path(), i, &controller_addrs, &tls, secret)
+                    .await,
+            );
+        }
         let mut ns_env = tls.env("NAMESERVER");
         ns_env.extend(prefixed("NAMESERVER"));
+        if !controller_addrs.is_empty() {
+            ns_env.push((
+                "APOGEE_NAMESERVER_CONTROLLER__ENDPOINTS".into(),
+                format!("{controller_addrs:?}"),
+            ));
+        }
         ns_env.extend(self.nameserver_env);
         let addrs: Vec<String> = (0..self.nameservers)
             .map(|_| format!("127.0.0.1:{}", free_port()))
@@ -209,6 +243,7 @@ impl ClusterBuilder {
         let mut cluster = Cluster {
             brokers: Vec::new(),
             nameservers,
+            controllers,
             removed: Vec::new(),
             started: 0,
             tls,
@@ -227,6 +262,8 @@ pub struct Cluster {
     // Field order is drop order: processes die before their directory goes.
     brokers: Vec<Broker>,
     nameservers: Vec<NameServer>,
+    /// Controllers run as their own processes (node id = index + 1).
+    controllers: Vec<controllers::ControllerProcess>,
     /// (broker name, broker id, address) of removed brokers.
     removed: Vec<(String, i64, String)>,
     started: u32,

@@ -10,6 +10,10 @@
 //!   the flushed end stops the broker with a clear error.
 //! - [`faults`]: servers in network namespaces under faults (SIGKILL, links down, cuts),
 //!   judged by the checker: planted losses found, nothing acknowledged lost.
+//! - [`controller_process`]: the controller as its own processes (three `apogee-controller`
+//!   voters, two NameServers naming them in `[controller] endpoints`): a killed master is
+//!   replaced, a killed controller leader costs the group neither its master nor its writes,
+//!   `apogee controller status` shows the remote controller's state.
 //! - [`foreign_store`]: a RocketMQ store as the data dir is refused, named as
 //!   one, and left byte for byte as it was.
 //! - [`acl`]: authorization: users and ACL entries (allow, deny, prefixes) enforced on a
@@ -96,6 +100,7 @@ mod config_import;
 mod consumer_groups;
 mod consumer_lag;
 mod controller_cli;
+mod controller_process;
 mod dead_letters;
 mod delivery;
 mod deploy_kit;
