@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Runs fault scenarios under load, ROUNDS rounds of each on a fresh cluster in Linux network
 # namespaces (the ignored test faults::fault_rounds), and prints per scenario: acknowledged,
-# lost and duplicated messages, and the time from the fault to the first read and the first
-# write of the affected broker group (median and worst; "never": not within the run).
+# lost and duplicated messages, FIFO order and lease violations, and the time from the fault
+# to the first read and the first write of the affected broker group (median, p99 and worst;
+# "never": not within the run).
 #
 # usage: tools/fault-runs.sh [ROUNDS=20]
-#   FAULT_SCENARIOS   comma-separated, default all: kill, pause, links-down,
-#                     cut-from-nameserver, nameservers-restart, disk-full
+#   FAULT_SCENARIOS   comma-separated, default all.
+#                     Static roles (a SYNC_MASTER with a slave, a second group): kill, pause,
+#                     links-down, cut-from-nameserver, nameservers-restart, disk-full.
+#                     Automatic failover (three NameServers running the controller, a group
+#                     of controlled members): master-kill, master-pause, master-isolated,
+#                     master-cut-from-controller, controller-leader-kill,
+#                     slave-kill-during-failover (a group of three),
+#                     nameservers-restart-controller; the negative controls, which lose
+#                     acknowledged messages on purpose (the checker must report it):
+#                     unclean-lagging (controller.unclean_election = true, a lagging slave
+#                     elected), async (an ASYNC_MASTER whose cut-off slave is promoted)
 #   FAULT_HOLD_SECS   how long each fault lasts before it is healed (default 5)
 #   FAULT_AFTER_SECS  load after healing, before the consumers drain (default 5)
 #   FAULT_PARALLEL    scenarios run at once, each in its own test process and network
@@ -21,7 +31,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-20}
 parallel=${FAULT_PARALLEL:-1}
-scenarios=${FAULT_SCENARIOS:-kill,pause,links-down,cut-from-nameserver,nameservers-restart,disk-full}
+static_scenarios=kill,pause,links-down,cut-from-nameserver,nameservers-restart,disk-full
+failover_scenarios=master-kill,master-pause,master-isolated,master-cut-from-controller,controller-leader-kill,slave-kill-during-failover,nameservers-restart-controller,unclean-lagging,async
+scenarios=${FAULT_SCENARIOS:-$static_scenarios,$failover_scenarios}
+for s in ${scenarios//,/ }; do
+  case ",$static_scenarios,$failover_scenarios," in
+  *",$s,"*) ;;
+  *)
+    echo "fault-runs: unknown scenario $s; known: $static_scenarios,$failover_scenarios" >&2
+    exit 2
+    ;;
+  esac
+done
 out=$(mktemp -d)
 cargo build --bins
 cargo test -p apogee-tests --test integration --no-run
@@ -37,7 +58,7 @@ done
 status=0
 for p in "${pids[@]}"; do wait "$p" || status=$?; done
 for s in ${scenarios//,/ }; do
-  grep -E '^(== |sends:|receipts:|lost:|order violations:|fault )' "$out/$s.log" || true
+  grep -E '^(== |sends:|receipts:|lost:|order violations:|lease violations:|fault )' "$out/$s.log" || true
 done
 echo
 first=1

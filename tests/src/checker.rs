@@ -418,7 +418,8 @@ fn order_violations(history: &History, sends: &HashMap<&str, &SendEvent>) -> Vec
 }
 
 /// The time from `since` to the first acknowledged send after it, of `group` and by
-/// `producer` when given.
+/// `producer` when given; what an isolated master served while isolated does not count
+/// (the group has not recovered while only the master cut off from it answers).
 fn first_write(
     history: &History,
     since: Duration,
@@ -433,13 +434,15 @@ fn first_write(
                 && s.at >= since
                 && (group.is_none() || s.broker_group.as_deref() == group)
                 && (producer.is_none() || Some(s.producer.as_str()) == producer)
+                && !lease::served_while_isolated(&history.isolations, s.served_by.as_deref(), s.at)
         })
         .map(|s| s.at - since)
         .min()
 }
 
 /// The time from `since` to the first message received after it, of `group` (the one its
-/// consumer saw, else the one its send was stored on) and by `consumer` when given.
+/// consumer saw, else the one its send was stored on) and by `consumer` when given; what an
+/// isolated master handed out while isolated does not count.
 fn first_read(
     history: &History,
     sends: &HashMap<&str, &SendEvent>,
@@ -459,6 +462,7 @@ fn first_read(
             r.at >= since
                 && (group.is_none() || g == group)
                 && (consumer.is_none() || Some(r.consumer.as_str()) == consumer)
+                && !lease::served_while_isolated(&history.isolations, r.served_by.as_deref(), r.at)
         })
         .map(|r| r.at - since)
         .min()

@@ -8,6 +8,8 @@
 //!   faults as methods: SIGKILL, SIGSTOP/SIGCONT, links down, partial cuts, every NameServer
 //!   restarted, a full disk (a tmpfs data dir, [`disk`]), a data dir wiped behind a killed
 //!   broker's back.
+//! - [`controlled`]: the cluster in controller mode (the NameServers the controller's Raft
+//!   voters, members whose roles it decides): the controller's view of a group, its leader.
 //!
 //! Namespaces need root (CAP_NET_ADMIN and CAP_SYS_ADMIN), `ip` (iproute2), `nft`
 //! (nftables) and `mount`. A test calls [`available`] first: where they are missing it
@@ -15,10 +17,12 @@
 //! failure and [`available`] panics with the reason.
 
 pub mod cluster;
+pub mod controlled;
 pub mod disk;
 pub mod network;
 
 pub use cluster::{NetCluster, NetClusterBuilder};
+pub use controlled::controlled_member;
 pub use network::Network;
 
 use std::sync::OnceLock;

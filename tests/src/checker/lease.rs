@@ -96,6 +96,20 @@ impl Isolation {
     }
 }
 
+/// Whether an event at `at` was served by the endpoint of a master of `isolations` while it
+/// was isolated (lease or not).
+pub(super) fn served_while_isolated(
+    isolations: &[Isolation],
+    endpoint: Option<&str>,
+    at: Duration,
+) -> bool {
+    isolations.iter().any(|i| {
+        endpoint == Some(i.endpoint.as_str())
+            && at >= i.at
+            && i.healed.is_none_or(|healed| at < healed)
+    })
+}
+
 /// Every acknowledgement and receipt of `history` that one of `isolations` forbids, in time
 /// order.
 pub(super) fn violations(isolations: &[Isolation], history: &History) -> Vec<LeaseViolation> {
@@ -206,6 +220,30 @@ mod tests {
             text.contains("a-1 (198.18.0.5:10911) acknowledged after-lease"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn what_the_isolated_master_served_does_not_count_as_its_group_recovering() {
+        let c = Checker::new();
+        c.history().isolations.push(Isolation {
+            member: "a-1".into(),
+            endpoint: "old".into(),
+            at: ms(1_000),
+            lease_ended: ms(4_000),
+            healed: None,
+        });
+        c.record_fault_event(crate::checker::FaultEvent {
+            kind: "master-cut-from-controller".into(),
+            member: "a-1".into(),
+            broker_group: Some("a".into()),
+            at: ms(1_000),
+        });
+        ack(&c, "on-the-old", Some("old"), 1_500);
+        hand_out(&c, "from-the-old", Some("old"), 1_600);
+        ack(&c, "on-the-new", Some("new"), 4_000);
+        hand_out(&c, "from-the-new", Some("new"), 4_500);
+        let f = &c.report().faults[0];
+        assert_eq!((f.to_write, f.to_read), (Some(ms(3_000)), Some(ms(3_500))));
     }
 
     #[test]

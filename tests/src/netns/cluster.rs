@@ -35,6 +35,7 @@ pub struct NetClusterBuilder {
     nameserver_env: Vec<(String, String)>,
     brokers: Vec<BrokerSpec>,
     small_disks: Vec<(String, u64)>,
+    controller: bool,
 }
 
 impl NetClusterBuilder {
@@ -49,6 +50,15 @@ impl NetClusterBuilder {
     pub fn nameserver_env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.nameserver_env
             .push((format!("APOGEE_NAMESERVER_{key}"), value.into()));
+        self
+    }
+
+    /// Every NameServer runs the embedded controller (`[controller] enabled`), the
+    /// NameServers its Raft voters (node ids 1..=n in start order, Raft data in
+    /// `<cluster dir>/controller-<i>`, kept across restarts). Brokers made with
+    /// [`BrokerSpec::controlled`] take their roles from it.
+    pub fn controller(mut self) -> Self {
+        self.controller = true;
         self
     }
 
@@ -79,8 +89,29 @@ impl NetClusterBuilder {
             network: Network::create(),
             root,
         };
-        for i in 0..self.nameservers.max(1) {
-            cluster.spawn_nameserver(i, &self.nameserver_env);
+        let count = self.nameservers.max(1);
+        // Every NameServer's address first: the controller's voters know each other's.
+        let voters: Vec<String> = (0..count)
+            .map(|i| {
+                let ip = cluster.network.add_member(&format!("ns-{i}")).ip;
+                format!("{}={ip}:{NAMESERVER_PORT}", i + 1)
+            })
+            .collect();
+        for i in 0..count {
+            let mut env = self.nameserver_env.clone();
+            if self.controller {
+                let dir = cluster.root.path().join(format!("controller-{i}"));
+                env.extend(
+                    [
+                        ("ENABLED", "true".to_string()),
+                        ("NODE_ID", (i + 1).to_string()),
+                        ("PEERS", voters.join(",")),
+                        ("DATA_DIR", dir.display().to_string()),
+                    ]
+                    .map(|(k, v)| (format!("APOGEE_NAMESERVER_CONTROLLER__{k}"), v)),
+                );
+            }
+            cluster.spawn_nameserver(i, &env);
         }
         for ns in &mut cluster.nameservers {
             ns.wait_ready().await;
@@ -125,7 +156,7 @@ impl NetCluster {
 
     fn spawn_nameserver(&mut self, i: usize, env: &[(String, String)]) {
         let name = format!("ns-{i}");
-        let ip = self.network.add_member(&name).ip;
+        let ip = self.network.member(&name).ip;
         let addr = format!("{ip}:{NAMESERVER_PORT}");
         let http_addr = format!("{ip}:{NAMESERVER_HTTP_PORT}");
         let mut env = env.to_vec();
@@ -250,7 +281,13 @@ impl NetCluster {
         self.nameservers.iter().map(|n| n.addr.clone()).collect()
     }
 
-    fn live_ns_addrs(&self) -> Vec<String> {
+    /// Whether NameServer `ns-<i>` was killed and not started again.
+    pub fn nameserver_down(&self, i: usize) -> bool {
+        self.nameservers[i].down
+    }
+
+    /// The `ip:port` of every NameServer running.
+    pub fn live_ns_addrs(&self) -> Vec<String> {
         self.nameservers
             .iter()
             .filter(|n| !n.down)
@@ -261,6 +298,18 @@ impl NetCluster {
     /// An apogee-client configuration with every NameServer.
     pub fn client_config(&self) -> apogee_client::ClientConfig {
         apogee_client::ClientConfig::new(self.ns_addrs().join(","))
+    }
+
+    /// The process names of every member of the network (NameServers and brokers) but
+    /// `name`: whom [`NetCluster::cut_off`] cuts `name` off from to isolate it from the
+    /// cluster while clients (the test process) still reach it.
+    pub fn everyone_but(&self, name: &str) -> Vec<String> {
+        self.network
+            .members()
+            .iter()
+            .map(|m| m.name.clone())
+            .filter(|m| m != name)
+            .collect()
     }
 
     /// The process of member `name` (a broker, or a NameServer `ns-<i>`).

@@ -22,7 +22,8 @@
 //!   order per group (reported; a group whose queues leave the routes moves its messages
 //!   to other queues, which RocketMQ's FIFO does not promise to order).
 //! - `fault_rounds` (ignored; `tools/fault-runs.sh` runs it): rounds of each fault kind
-//!   under load, and the figures per kind.
+//!   under load, and the figures per kind; the failover scenarios (controller mode) and
+//!   their tests are in `faults_failover`.
 //!
 //! Every test skips with a printed reason where namespaces cannot be made, and fails
 //! instead under CI.
@@ -36,22 +37,22 @@ use apogee_tests::{rpc, wait_until, BrokerSpec};
 use std::sync::Arc;
 use std::time::Duration;
 
-const TOPIC: &str = "faults";
-const QUEUES: i32 = 4;
+pub(crate) const TOPIC: &str = "faults";
+pub(crate) const QUEUES: i32 = 4;
 /// The consumer group every consumer of a run shares.
-const GROUP: &str = "fault-checkers";
+pub(crate) const GROUP: &str = "fault-checkers";
 /// A FIFO topic and the FIFO consumer group that reads it.
-const FIFO_TOPIC: &str = "faults-fifo";
-const FIFO_GROUP: &str = "fault-fifo-checkers";
+pub(crate) const FIFO_TOPIC: &str = "faults-fifo";
+pub(crate) const FIFO_GROUP: &str = "fault-fifo-checkers";
 /// Message groups of the FIFO producer.
 const MESSAGE_GROUPS: usize = 4;
 /// Within this long of a fault, the NameServer's routes show it (the default heartbeat
 /// interval and missed-heartbeat count notice a hung broker in 2 s).
 const NOTICED: Duration = Duration::from_secs(3);
 /// Sends a second per producer.
-const RATE: u32 = 100;
+pub(crate) const RATE: u32 = 100;
 /// How long consumers may take to receive every acknowledged message after the load.
-const DRAIN: Duration = Duration::from_secs(90);
+pub(crate) const DRAIN: Duration = Duration::from_secs(90);
 
 /// A member of `group` (default heartbeats) that finds its master quickly.
 fn member(group: &str, id: i64, role: &str) -> BrokerSpec {
@@ -109,7 +110,7 @@ async fn wait_in_sync(master: &str) {
 /// [`FIFO_TOPIC`]; the consumers take half of what the producers send while they run (a
 /// quarter of [`RATE`] each), so a backlog builds in every group also when a loaded machine
 /// slows the producers down.
-fn full_load(cluster: &NetCluster, checker: &Arc<Checker>) -> Workload {
+pub(crate) fn full_load(cluster: &NetCluster, checker: &Arc<Checker>) -> Workload {
     let mut load = Workload::new(checker.clone());
     load.throttle_consumers(RATE / 4);
     let access_url = cluster.ns_addrs()[0].clone();
@@ -189,7 +190,7 @@ async fn wait_unread(checker: &Checker, group: &str, n: usize) {
 }
 
 /// Waits until `checker` saw `n` acknowledged sends to broker group `group`.
-async fn wait_acknowledged(checker: &Checker, group: &str, n: usize) {
+pub(crate) async fn wait_acknowledged(checker: &Checker, group: &str, n: usize) {
     wait_until(
         Duration::from_secs(60),
         "sends to be acknowledged",
@@ -222,7 +223,11 @@ async fn wait_sends(checker: &Checker, producer: &str, since: Duration, n: usize
 
 /// Stops the producers, drains, prints the checker's report under `what` and asserts that
 /// every acknowledged message was received and nothing unsent was; returns the report.
-async fn finish_without_loss(load: &mut Workload, checker: &Checker, what: &str) -> Report {
+pub(crate) async fn finish_without_loss(
+    load: &mut Workload,
+    checker: &Checker,
+    what: &str,
+) -> Report {
     load.stop_producers().await;
     let missing = load.drain(0, DRAIN).await;
     let report = checker.report();
@@ -641,7 +646,7 @@ async fn a_master_whose_disk_fills_stops_its_slave_serves_and_nothing_acknowledg
 }
 
 /// An environment knob: its value parsed, or `default`.
-fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+pub(crate) fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -721,9 +726,20 @@ async fn round(scenario: &str, hold: Duration, after: Duration) -> Report {
     report
 }
 
+/// The scenarios of static roles [`round`] runs.
+const STATIC_SCENARIOS: &[&str] = &[
+    "kill",
+    "pause",
+    "links-down",
+    "cut-from-nameserver",
+    "nameservers-restart",
+    "disk-full",
+];
+
 /// Rounds of fault scenarios under load; prints each round's report and the figures per
-/// scenario. Knobs: `FAULT_ROUNDS` (20), `FAULT_SCENARIOS` (comma-separated: kill, pause,
-/// links-down, cut-from-nameserver, nameservers-restart, disk-full; default all),
+/// scenario. Knobs: `FAULT_ROUNDS` (20), `FAULT_SCENARIOS` (comma-separated: those of
+/// static roles, kill, pause, links-down, cut-from-nameserver, nameservers-restart,
+/// disk-full, and the failover ones of `faults_failover::SCENARIOS`; default all),
 /// `FAULT_HOLD_SECS` (how long the fault lasts, 5), `FAULT_AFTER_SECS` (load after it
 /// healed, 5) and `FAULT_SUMMARY_FILE` (where the figures are also written).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -733,10 +749,12 @@ async fn fault_rounds() {
         return;
     }
     let rounds: usize = knob("FAULT_ROUNDS", 20);
-    let scenarios: String = knob(
-        "FAULT_SCENARIOS",
-        "kill,pause,links-down,cut-from-nameserver,nameservers-restart,disk-full".to_string(),
-    );
+    let all: Vec<&str> = STATIC_SCENARIOS
+        .iter()
+        .chain(crate::faults_failover::SCENARIOS)
+        .copied()
+        .collect();
+    let scenarios: String = knob("FAULT_SCENARIOS", all.join(","));
     let hold = Duration::from_secs(knob("FAULT_HOLD_SECS", 5));
     let after = Duration::from_secs(knob("FAULT_AFTER_SECS", 5));
     let mut summary = Summary::new();
@@ -745,8 +763,17 @@ async fn fault_rounds() {
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
+        assert!(
+            all.contains(&scenario),
+            "unknown scenario {scenario}; known: {}",
+            all.join(", ")
+        );
         for n in 1..=rounds {
-            let report = round(scenario, hold, after).await;
+            let report = if STATIC_SCENARIOS.contains(&scenario) {
+                round(scenario, hold, after).await
+            } else {
+                crate::faults_failover::round(scenario, hold, after).await
+            };
             eprintln!("== {scenario}, round {n} of {rounds}\n{report}");
             summary.add(scenario, &report);
         }

@@ -10,6 +10,9 @@
 //!   the flushed end stops the broker with a clear error.
 //! - [`faults`]: servers in network namespaces under faults (SIGKILL, links down, cuts),
 //!   judged by the checker: planted losses found, nothing acknowledged lost.
+//! - [`faults_failover`]: automatic failover under faults in network namespaces: an
+//!   isolated master serves nothing after its lease, a killed master is replaced, and the
+//!   checker reports the loss of an unclean election (the negative control).
 //! - [`controller_process`]: the controller as its own processes (three `apogee-controller`
 //!   voters, two NameServers naming them in `[controller] endpoints`): a killed master is
 //!   replaced, a killed controller leader costs the group neither its master nor its writes,
@@ -109,6 +112,7 @@ mod failover;
 mod failover_ack;
 mod failover_ops;
 mod faults;
+mod faults_failover;
 mod filters;
 mod foreign_store;
 mod groups;
