@@ -217,7 +217,7 @@ impl SimpleConsumer {
 
     fn note_failure(&self, topic: &str, target: &BrokerTarget, e: &ClientError) {
         tracing::debug!(topic, broker = %target.broker_name, error = %e, "receive failed");
-        if e.is_retryable() {
+        if e.may_mean_stale_route() {
             self.core.routes.invalidate(topic);
         }
     }

@@ -45,6 +45,15 @@ impl ClientError {
         }
     }
 
+    /// Whether the route that led to this failure may be out of date, so the next call
+    /// should fetch it again: a retryable failure (a member that cannot be reached, a slave
+    /// whose master is away, a master without a lease after a failover) or FORBIDDEN (among
+    /// others the answer of a member whose store became a slave's copy: not the master any
+    /// more). Costs one route query per such failure.
+    pub fn may_mean_stale_route(&self) -> bool {
+        self.is_retryable() || self.code() == Some(v2::Code::Forbidden)
+    }
+
     /// Turns a `v2` status into `Ok(())` or a server error.
     pub fn check(status: Option<&v2::Status>) -> Result<()> {
         match status {
@@ -119,6 +128,22 @@ mod tests {
         assert!(!ClientError::Server(ApogeeError::IllegalTopic("x".into())).is_retryable());
         assert!(!ClientError::Server(ApogeeError::MessageBodyEmpty).is_retryable());
         assert!(!ClientError::Config("x".into()).is_retryable());
+    }
+
+    #[test]
+    fn failures_that_may_come_from_a_stale_route_refresh_it() {
+        let server = |e: ApogeeError| ClientError::Server(e);
+        assert!(ClientError::Transport("connection refused".into()).may_mean_stale_route());
+        assert!(ClientError::Timeout.may_mean_stale_route());
+        // A slave whose master is away, a master without its lease (HA_NOT_AVAILABLE).
+        assert!(server(ApogeeError::Unavailable("no lease".into())).may_mean_stale_route());
+        // A demoted master's store refuses appends: FORBIDDEN, not retryable, but the route
+        // that named it the master is out of date.
+        let copy = server(ApogeeError::Forbidden("the store is a replica".into()));
+        assert!(!copy.is_retryable() && copy.may_mean_stale_route());
+        assert!(!server(ApogeeError::IllegalTopic("x".into())).may_mean_stale_route());
+        assert!(!server(ApogeeError::MessageBodyEmpty).may_mean_stale_route());
+        assert!(!ClientError::Config("x".into()).may_mean_stale_route());
     }
 
     #[test]

@@ -300,11 +300,18 @@ impl Producer {
         loop {
             let route = self.core.route(&topic).await?;
             let writable = route.writable_queues();
-            let queue = match &message_group {
+            let Some(queue) = (match &message_group {
                 Some(group) => fifo_queue(writable, group),
                 None => select_queue(writable, start + attempt as usize, &avoid),
-            }
-            .ok_or_else(|| ClientError::NoRoute(format!("topic {topic} has no writable queue")))?;
+            }) else {
+                // A group without a master is presented read-only (by a slave) until the
+                // controller elects one, seconds later: the next send fetches the route again
+                // instead of keeping this one for the route's lifetime.
+                self.core.routes.invalidate(&topic);
+                return Err(ClientError::NoRoute(format!(
+                    "topic {topic} has no writable queue"
+                )));
+            };
             let broker = broker_name(queue).to_string();
             let result = self.send_to(queue, &messages, &ids, &born_host, kind).await;
             attempt += 1;
@@ -319,7 +326,7 @@ impl Producer {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(e) => {
-                    if e.is_retryable() {
+                    if e.may_mean_stale_route() {
                         self.core.routes.invalidate(&topic);
                     }
                     return Err(e);

@@ -33,6 +33,8 @@
 //! - [`lifecycle`]: SIGTERM under load: nothing acknowledged lost, out of the routes at once.
 //! - [`metrics`]: `/metrics` after a known workload; `/healthz` and `/readyz`.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
+//! - [`client_failover`]: apogee-client's producer and simple consumer follow a master's
+//!   SIGKILL in controller mode (the route fetched again after a failed call), nothing lost.
 //! - [`official_client_failover`]: the `rocketmq` crate's producer and simple consumer go on
 //!   across a master's SIGKILL in controller mode, the same objects, nothing acknowledged lost.
 //! - [`failover_ack`]: `[failover] ack`: `min_in_sync` acknowledges past a stopped slave,
@@ -98,6 +100,7 @@ mod bench;
 mod cli;
 mod cli_edges;
 mod cli_nameservers;
+mod client_failover;
 mod cluster_trust;
 mod config_import;
 mod consumer_groups;
