@@ -197,6 +197,17 @@ impl JournaledKv {
         self.inner.write(batch)
     }
 
+    /// Slave in controller mode, after its log was cut back: drops every consumer offset and
+    /// consume-state row (they may point into what was cut) until its master's snapshot
+    /// brings the master's.
+    pub fn clear_consume_progress(&self) -> Result<(), StoreError> {
+        let mut batch = KvBatch::new();
+        for cf in [Cf::ConsumeState, Cf::ConsumerOffset] {
+            batch.delete_range(cf, Vec::new(), Vec::new());
+        }
+        self.inner.write(batch)
+    }
+
     /// Slave: applies its master's ops in one batch, neither published nor noted for a
     /// handback. Ops on tables (or `meta` keys) that do not replicate are refused, and then
     /// nothing is applied.

@@ -1,10 +1,15 @@
 //! The master's side of a replication session.
 //!
 //! 1. The slave's Hello names its broker group and id (checked against ours) and its log end
-//!    with the record that ends there. The handback it carries (consume state it served while
-//!    we were away) is adopted first. We answer Welcome: our log bounds and whether its last
-//!    record is one we wrote (same offset, size and CRC).
-//! 2. Probes: the slave looks for the longest common prefix after a mismatch.
+//!    with the record that ends there. In static mode the handback it carries (consume state
+//!    it served while we were away) is adopted first; in controller mode a handback is
+//!    ignored (the master never takes a returning member's changes: the member takes our
+//!    snapshot instead). We answer Welcome: our log bounds and whether its last record is
+//!    one we wrote (same offset, size and CRC); in controller mode also our epoch file and,
+//!    when the Hello carried the slave's, the point its log stops agreeing with ours by epoch
+//!    ([`divergence_point`]).
+//! 2. Probes: the slave checks the record below the epoch point, or looks for the longest
+//!    common prefix after a mismatch without one.
 //! 3. Start: the slave's log ends at a record boundary of ours; two streamers begin: the log
 //!    (whole records from that offset, waiting on the store's log end when caught up, with a
 //!    heartbeat every second) and the replicated state (a snapshot, then every change).
@@ -16,8 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apogee_proto::cluster::{
-    master_message, replication_server, slave_message, LogChunk, MasterHeartbeat, MasterMessage,
-    ProbeResult, RecordMark as WireMark, SlaveHello, SlaveMessage, StateBatch, Welcome,
+    master_message, replication_server, slave_message, EpochEntry, LogChunk, MasterHeartbeat,
+    MasterMessage, ProbeResult, RecordMark as WireMark, SlaveHello, SlaveMessage, StateBatch,
+    Welcome,
 };
 use apogee_proto::time::now_ms;
 use apogee_proto::ApogeeError;
@@ -29,7 +35,8 @@ use tracing::Instrument;
 
 use super::state;
 use super::ReplicationContext;
-use crate::store::{MessageStore, RecordMark, DATA_FORMAT_VERSION};
+use crate::store::epochs::divergence_point;
+use crate::store::{EpochStart, MessageStore, RecordMark, DATA_FORMAT_VERSION};
 
 /// Messages buffered towards one slave (each at most `replication.chunk_bytes` of log).
 const OUTBOUND_BUFFER: usize = 16;
@@ -118,6 +125,48 @@ async fn last_record_matches(
             && slave_end <= end
             && mark.offset + u64::from(mark.size) == slave_end
             && holds(store, mark).await?),
+    }
+}
+
+pub(super) fn epochs_to_wire(entries: &[EpochStart]) -> Vec<EpochEntry> {
+    entries
+        .iter()
+        .map(|e| EpochEntry {
+            epoch: e.epoch,
+            start_offset: e.start_offset as i64,
+        })
+        .collect()
+}
+
+pub(super) fn epochs_from_wire(entries: &[EpochEntry]) -> Vec<EpochStart> {
+    entries
+        .iter()
+        .map(|e| EpochStart {
+            epoch: e.epoch,
+            start_offset: e.start_offset.max(0) as u64,
+        })
+        .collect()
+}
+
+/// Controller mode: where the slave's log stops agreeing with ours by epoch; -1 when the
+/// Hello carried no epochs or the histories cannot tell (the slave probes then).
+fn epoch_point(store: &MessageStore, hello: &SlaveHello) -> i64 {
+    if hello.epochs.is_empty() {
+        return -1;
+    }
+    let slave_end = hello.log_end_offset.max(0) as u64;
+    let ours = store.epochs().entries();
+    let theirs = epochs_from_wire(&hello.epochs);
+    match divergence_point(&ours, store.log_end_offset(), &theirs, slave_end) {
+        Some(point) => point as i64,
+        None => {
+            tracing::warn!(
+                master_epochs = ?ours,
+                slave_epochs = ?theirs,
+                "the slave's epoch history shares no epoch with ours; it probes for the common prefix"
+            );
+            -1
+        }
     }
 }
 
@@ -266,7 +315,15 @@ async fn serve(
 ) -> Result<(), ApogeeError> {
     let store = &ctx.store;
     let rep = &ctx.replication;
+    let controlled = rep.membership().controlled_mode();
     let handback_applied = if hello.handback.is_empty() {
+        0
+    } else if controlled {
+        tracing::warn!(
+            rows = hello.handback.len(),
+            "ignored the slave's handback: in controller mode a member's changes made while \
+             it was away are replaced by our snapshot"
+        );
         0
     } else {
         let n = state::adopt_handback(&ctx.targets, &hello.handback)?;
@@ -293,6 +350,16 @@ async fn serve(
             last_record_matches: matches,
             handback_applied: handback_applied as u64,
             data_format: DATA_FORMAT_VERSION,
+            epoch_truncate_to: if controlled {
+                epoch_point(store, &hello)
+            } else {
+                -1
+            },
+            epochs: if controlled {
+                epochs_to_wire(&store.epochs().entries())
+            } else {
+                Vec::new()
+            },
         }),
     )
     .await?;

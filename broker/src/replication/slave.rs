@@ -3,14 +3,29 @@
 //! Each attempt: look up the master (in controller mode the one the controller assigned;
 //! else configured, or the group's broker id 0 in the NameServers' cluster info), open
 //! `Replicate`, send Hello with our log end, its last record, the master epoch we follow (a
-//! master of another epoch refuses us: so we never follow an older one) and the handback (consume state we changed while the master was away). If the master does
-//! not hold our last record, binary-search the common prefix with probes (first over segment
-//! starts, then over the records of one segment), truncate to it (logged as a warning) and
-//! rebuild the derived index. Then Start at our log end and apply chunks (byte for byte,
-//! indexed by recovery's dispatch) and state batches, reporting written and synced offsets
-//! after every chunk and every second. Any failure ends the attempt; the next one starts after
-//! `replication.reconnect_ms`. While not connected, the master counts as away: consume
-//! changes made here are kept for the handback.
+//! master of another epoch refuses us: so we never follow an older one), and in static mode
+//! the handback (consume state we changed while the master was away).
+//!
+//! Agreeing on the log. In controller mode the Hello also carries our epoch file, and the
+//! master answers with its own and the point where our log stops agreeing with its log by
+//! epoch (`store::epochs::divergence_point`). That point is checked by one probe (the
+//! master must hold our record just below it); a failed check is logged as an error and,
+//! like a master without a point for us (no shared epoch, or we have no epoch file), leads
+//! to today's search. Otherwise (static mode) we search only when the master does not hold
+//! our last record: binary-search the common prefix with probes (first over segment
+//! starts, then over the records of one segment). The cut is logged as a warning with the
+//! bytes, records and message ids dropped (up to [`MAX_IDS_LOGGED`], then "and N more");
+//! the store drops the epoch entries beyond it and rebuilds the derived index. In
+//! controller mode our consumer offsets and consume state are then dropped until the
+//! master's snapshot replaces every replicated table (no handback there: the master never
+//! takes a returning member's changes), and our epoch file becomes the master's entries
+//! that our log reaches, extended as it reaches more.
+//!
+//! Then Start at our log end and apply chunks (byte for byte, indexed by recovery's
+//! dispatch) and state batches, reporting written and synced offsets after every chunk and
+//! every second. Any failure ends the attempt; the next one starts after
+//! `replication.reconnect_ms`. While not connected, the master counts as away: in static
+//! mode consume changes made here are kept for the handback.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +42,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::master::{from_wire, to_wire};
+use super::master::{epochs_from_wire, epochs_to_wire, from_wire, to_wire};
 use super::state;
 use super::ReplicationContext;
-use crate::store::{MessageStore, RecordMark, DATA_FORMAT_VERSION};
+use crate::store::{EpochStart, MessageStore, RecordMark, DATA_FORMAT_VERSION};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 /// A master silent this long (it heartbeats every second) is taken as gone: the slave then
@@ -38,6 +53,8 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 /// the NameServers drop a hung master from the routes (2 missed 1 s heartbeats by default).
 const MASTER_SILENCE: Duration = Duration::from_secs(3);
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Message ids named in the warning of a truncation; past it, "and N more".
+const MAX_IDS_LOGGED: usize = 1000;
 
 type SlaveTx = mpsc::Sender<SlaveMessage>;
 
@@ -185,9 +202,19 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
         .map_err(|e| err(format!("cannot reach the master at {master}: {e}")))?;
     // The calls this slave forwards go on their own connection, made when first needed.
     let forwarding = endpoint.connect_lazy();
-    let handback = {
+    let controlled = ctx.replication.membership().controlled_mode();
+    // Controller mode has no handback: the new master never takes a returning member's
+    // changes; its snapshot replaces them.
+    let handback = if controlled {
+        Vec::new()
+    } else {
         let j = ctx.targets.journal.clone();
         blocking(move || j.take_handback()).await?
+    };
+    let our_epochs = if controlled {
+        store.epochs().entries()
+    } else {
+        Vec::new()
     };
     let hello = SlaveHello {
         cluster_name: cfg.cluster_name.clone(),
@@ -200,6 +227,7 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
         handback,
         data_format: DATA_FORMAT_VERSION,
         master_epoch: ctx.replication.membership().master_epoch(),
+        epochs: epochs_to_wire(&our_epochs),
     };
     let handed_back = !hello.handback.is_empty();
     let (tx, rx) = mpsc::channel::<SlaveMessage>(64);
@@ -234,25 +262,31 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
     }
     ctx.targets.journal.set_master_away(false);
     let master_start = welcome.log_start_offset.max(0) as u64;
-    if !welcome.last_record_matches {
-        let prefix = common_prefix(&store, &tx, &mut inbound).await?;
-        let end = store.log_end_offset();
-        let to = if prefix == 0 && store.last_record().is_some() {
-            master_start
-        } else {
-            prefix.max(master_start)
-        };
-        tracing::warn!(
-            our_log_end = end,
-            common_prefix = prefix,
-            truncate_to = to,
-            dropped_bytes = end.saturating_sub(to),
-            "our log holds records the master never wrote; truncating to the common prefix"
-        );
-        store
-            .truncate_replica(to)
-            .await
-            .map_err(ApogeeError::from)?;
+    let by_epoch = (controlled && !our_epochs.is_empty() && welcome.epoch_truncate_to >= 0)
+        .then_some(welcome.epoch_truncate_to as u64);
+    let cut = reconcile(
+        &store,
+        &tx,
+        &mut inbound,
+        by_epoch,
+        welcome.last_record_matches,
+    )
+    .await?;
+    if let Some((to, found_by)) = cut {
+        let to = to.max(master_start);
+        truncate(&store, to, found_by).await?;
+        if controlled {
+            // Until the master's snapshot arrives, no consume row may point into what was cut.
+            let t = ctx.targets.clone();
+            tokio::task::spawn_blocking(move || state::forget_consume_progress(&t))
+                .await
+                .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+        }
+    }
+    let master_epochs = epochs_from_wire(&welcome.epochs);
+    if controlled {
+        let (s, m) = (store.clone(), master_epochs.clone());
+        blocking(move || s.epochs().follow(&m, s.log_end_offset())).await?;
     }
     let from = if store.last_record().is_none() {
         master_start
@@ -281,15 +315,110 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
         master_log_end = welcome.log_end_offset,
         "replicating from the master"
     );
-    apply_stream(ctx, &tx, &mut inbound).await
+    let pending: Vec<EpochStart> = if controlled {
+        master_epochs
+    } else {
+        Vec::new()
+    };
+    apply_stream(ctx, &tx, &mut inbound, pending).await
 }
 
-/// Applies chunks and state until the stream breaks.
+/// Where to cut our log, and how that point was found: by epoch (checked by probing the
+/// record below it; a disagreement is logged as an error and the common prefix probed for
+/// instead), or by probing when the master did not give one and our last record is not its.
+async fn reconcile(
+    store: &Arc<MessageStore>,
+    tx: &SlaveTx,
+    inbound: &mut Streaming<MasterMessage>,
+    by_epoch: Option<u64>,
+    last_record_matches: bool,
+) -> Result<Option<(u64, &'static str)>, ApogeeError> {
+    let end = store.log_end_offset();
+    if store.last_record().is_none() {
+        return Ok(None);
+    }
+    if let Some(point) = by_epoch {
+        if epoch_point_holds(store, tx, inbound, point, last_record_matches).await? {
+            return Ok((point < end).then_some((point, "epoch")));
+        }
+        tracing::error!(
+            epoch_point = point,
+            our_log_end = end,
+            "the epoch history disagreed with the log: the master does not hold our record \
+             below the epoch point; finding the common prefix by probing instead"
+        );
+    } else if last_record_matches {
+        return Ok(None);
+    }
+    let prefix = common_prefix(store, tx, inbound).await?;
+    Ok((prefix < end || !last_record_matches).then_some((prefix, "probe")))
+}
+
+/// Whether the master holds our record that ends at the epoch point (our last record when
+/// the point is our log end; nothing to check at our log start).
+async fn epoch_point_holds(
+    store: &Arc<MessageStore>,
+    tx: &SlaveTx,
+    inbound: &mut Streaming<MasterMessage>,
+    point: u64,
+    last_record_matches: bool,
+) -> Result<bool, ApogeeError> {
+    if point == store.log_end_offset() {
+        return Ok(last_record_matches);
+    }
+    if point <= store.log_start_offset() {
+        return Ok(true);
+    }
+    let s = store.clone();
+    let below = blocking(move || {
+        let Some(base) = s.segment_bases().into_iter().rev().find(|b| *b < point) else {
+            return Ok(None);
+        };
+        let marks = s.segment_records(base)?;
+        Ok(marks
+            .into_iter()
+            .find(|m| m.offset + u64::from(m.size) == point))
+    })
+    .await?;
+    match below {
+        Some(mark) => probe(tx, inbound, mark).await,
+        None => Ok(false),
+    }
+}
+
+/// Cuts our log back to `to`, first logging what goes: bytes, records and message ids.
+async fn truncate(store: &Arc<MessageStore>, to: u64, found_by: &str) -> Result<(), ApogeeError> {
+    let end = store.log_end_offset();
+    let s = store.clone();
+    let dropped = blocking(move || s.records_beyond(to, MAX_IDS_LOGGED)).await?;
+    tracing::warn!(
+        our_log_end = end,
+        truncate_to = to,
+        found_by,
+        dropped_bytes = dropped.bytes,
+        dropped_records = dropped.records,
+        dropped_ids = %dropped.ids_text(),
+        "our log holds records the master never wrote; truncating them"
+    );
+    store
+        .truncate_replica(to)
+        .await
+        .map_err(ApogeeError::from)?;
+    Ok(())
+}
+
+/// Applies chunks and state until the stream breaks; in controller mode also records each
+/// of the master's epochs in our epoch file once our log reaches its start.
 async fn apply_stream(
     ctx: &ReplicationContext,
     tx: &SlaveTx,
     inbound: &mut Streaming<MasterMessage>,
+    master_epochs: Vec<EpochStart>,
 ) -> Result<(), ApogeeError> {
+    // Controller mode: the master's epochs our log has not reached yet.
+    let mut epochs_ahead = master_epochs
+        .last()
+        .is_some_and(|e| e.start_offset > ctx.store.log_end_offset());
     let store = &ctx.store;
     let rep = &ctx.replication;
     let targets = ctx.targets.clone();
@@ -321,6 +450,17 @@ async fn apply_stream(
                     l.master_end_offset = c.master_end_offset.max(0) as u64;
                     l.last_contact_ms = now;
                 });
+                if epochs_ahead
+                    && master_epochs
+                        .iter()
+                        .any(|e| e.start_offset > offset && e.start_offset <= done.written)
+                {
+                    let (s, m) = (store.clone(), master_epochs.clone());
+                    blocking(move || s.epochs().follow(&m, done.written)).await?;
+                    epochs_ahead = master_epochs
+                        .last()
+                        .is_some_and(|e| e.start_offset > done.written);
+                }
                 report(tx, done.written, done.flushed).await?;
             }
             master_message::Kind::State(batch) => {

@@ -71,6 +71,16 @@ fn follow(t: &StateTargets, fx: &ApplyEffects) -> Result<(), ApogeeError> {
     Ok(())
 }
 
+/// Slave in controller mode whose log was cut back: drops every consumer offset and
+/// consume-state row, so none points past the cut or at a record number a different message
+/// will take, until the master's snapshot (sent as streaming starts) brings the master's.
+pub fn forget_consume_progress(t: &StateTargets) -> Result<(), ApogeeError> {
+    t.journal
+        .clear_consume_progress()
+        .map_err(ApogeeError::from)?;
+    t.consume.reload_all()
+}
+
 /// Master: adopts the consume state a slave served while this master was away (published
 /// to the journal like any write, so other slaves follow); returns the number of ops applied.
 pub fn adopt_handback(t: &StateTargets, ops: &[StateOp]) -> Result<usize, ApogeeError> {
@@ -90,6 +100,7 @@ mod tests {
     /// One broker: a store over a journaled in-memory index, and its tables.
     struct Side {
         _dir: tempfile::TempDir,
+        store: Arc<MessageStore>,
         t: StateTargets,
     }
 
@@ -123,10 +134,14 @@ mod tests {
             topics: Arc::new(TopicTable::load(store.kv()).unwrap()),
             groups: Arc::new(GroupTable::load(store.kv(), true).unwrap()),
             access: Arc::new(AccessTable::load(store.kv(), None, None).unwrap()),
-            consume: Arc::new(ConsumeEngine::open(store).unwrap()),
+            consume: Arc::new(ConsumeEngine::open(store.clone()).unwrap()),
             journal,
         };
-        Side { _dir: dir, t }
+        Side {
+            _dir: dir,
+            store,
+            t,
+        }
     }
 
     fn pop(s: &Side, max: usize) -> Vec<Delivery> {
@@ -289,5 +304,56 @@ mod tests {
             offset,
             Some(crate::consume::values::encode_offset(3).to_vec())
         );
+    }
+
+    #[tokio::test]
+    async fn after_a_truncation_no_consume_row_points_past_it_and_the_masters_replace_them() {
+        let (master, old) = (side().await, side().await);
+        let common = old.store.log_end_offset();
+        // The old master went on alone: 3 messages, all consumed and acked there.
+        old.store
+            .append((100..103).map(message).collect())
+            .await
+            .unwrap();
+        for d in pop(&old, 8) {
+            old.t.consume.ack("g", "t", &d.receipt_handle).unwrap();
+        }
+        assert_eq!(progress(&old), Some((8, 8, 0)));
+        // The new master wrote 2 others; a consumer took 2 of the common ones there.
+        master
+            .store
+            .append((200..202).map(message).collect())
+            .await
+            .unwrap();
+        pop(&master, 2);
+
+        // The returning member cuts its log back to the common prefix.
+        old.store.truncate_replica(common).await.unwrap();
+        assert_eq!(old.store.queue_bounds("t", 0).unwrap(), (0, 5));
+        assert_eq!(progress(&old), Some((8, 8, 0)), "rows past the cut");
+        forget_consume_progress(&old.t).unwrap();
+        assert_eq!(progress(&old), None, "no row points past the cut");
+
+        // It catches up and takes the new master's snapshot.
+        let mut at = common;
+        while let Some(s) = master.store.read_records(at, 4096).unwrap() {
+            at += s.bytes.len() as u64;
+            old.store
+                .append_replicated(s.offset, s.segment_base, s.bytes)
+                .await
+                .unwrap();
+        }
+        copy_snapshot(&master, &old);
+        assert_eq!(progress(&old), Some((0, 2, 2)));
+        assert_eq!(progress(&old), progress(&master));
+        // Queue offsets 5 and 6 are the new master's messages, never consumed on it.
+        assert!(old.store.lookup_by_id("ID100").unwrap().is_none());
+        assert!(old.store.lookup_by_id("ID200").unwrap().is_some());
+        let next = pop(&old, 5);
+        let ids: Vec<&str> = next
+            .iter()
+            .map(|d| d.message.msg.message_id.as_str())
+            .collect();
+        assert_eq!(ids, ["ID2", "ID3", "ID4", "ID200", "ID201"]);
     }
 }

@@ -12,6 +12,12 @@
 //! over `epochs`, then the directory fsync'ed, so a crash leaves the old file or the new one,
 //! never a mix; a leftover `epochs.tmp` is removed at open. A file of a newer version is
 //! refused, naming both versions, and nothing is written.
+//!
+//! A slave in controller mode keeps the file too: it holds its master's entries that its log
+//! reaches ([`EpochFile::follow`]), so a slave promoted later has the true history of what it
+//! holds. A cut of the log drops the entries that start beyond the cut
+//! ([`EpochFile::drop_after`]). [`divergence_point`] is where a rejoining member's log stops
+//! agreeing with its master's, from the two histories alone.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -99,13 +105,48 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<EpochStart>, String> {
             start_offset: u64::from_be_bytes(r[8..].try_into().expect("8 bytes")),
         })
         .collect();
-    let ordered = entries
-        .windows(2)
-        .all(|w| w[0].epoch < w[1].epoch && w[0].start_offset <= w[1].start_offset);
-    if !ordered {
+    if !ordered(&entries) {
         return Err("its epochs do not increase".into());
     }
     Ok(entries)
+}
+
+/// Epochs strictly increase and start offsets never decrease.
+fn ordered(entries: &[EpochStart]) -> bool {
+    entries
+        .windows(2)
+        .all(|w| w[0].epoch < w[1].epoch && w[0].start_offset <= w[1].start_offset)
+}
+
+/// Where a member's log (`member`, `member_end`) stops agreeing with its master's (`master`,
+/// `master_end`), by their epoch histories: the end of the last epoch both hold, i.e. where
+/// the next epoch of either starts (or the master's log end for its own current epoch),
+/// capped at the member's log end. The member truncates its log to this point.
+///
+/// None when the histories cannot tell: the member has records but no epochs (a data dir
+/// older than the file), the master has none, they share no epoch, or they disagree on
+/// where a shared epoch starts. The member then finds the common prefix by probing records.
+pub fn divergence_point(
+    master: &[EpochStart],
+    master_end: u64,
+    member: &[EpochStart],
+    member_end: u64,
+) -> Option<u64> {
+    if member_end == 0 {
+        return Some(0);
+    }
+    let (mi, si) = member.iter().enumerate().rev().find_map(|(si, e)| {
+        master
+            .iter()
+            .position(|m| m.epoch == e.epoch)
+            .map(|mi| (mi, si))
+    })?;
+    if master[mi].start_offset != member[si].start_offset {
+        return None;
+    }
+    let master_next = master.get(mi + 1).map_or(master_end, |e| e.start_offset);
+    let member_next = member.get(si + 1).map_or(member_end, |e| e.start_offset);
+    Some(master_next.min(member_next).min(member_end))
 }
 
 impl EpochFile {
@@ -167,6 +208,50 @@ impl EpochFile {
         });
         if next.len() > MAX_EPOCHS {
             next.drain(..next.len() - MAX_EPOCHS);
+        }
+        self.write(&encode(&next))
+            .map_err(|e| bad(&self.dir, format!("cannot be written: {e}")))?;
+        *entries = next;
+        Ok(true)
+    }
+
+    /// Slave in controller mode: makes the file its master's entries that start at or below
+    /// `log_end` (the history of what this log holds). Returns whether it wrote.
+    pub fn follow(&self, master: &[EpochStart], log_end: u64) -> Result<bool, StoreError> {
+        let next: Vec<EpochStart> = master
+            .iter()
+            .copied()
+            .filter(|e| e.start_offset <= log_end)
+            .collect();
+        self.replace(next)
+    }
+
+    /// After the log was cut back to `log_end`: drops the entries of epochs that start
+    /// beyond it (none of their records remain). Returns the entries dropped.
+    pub fn drop_after(&self, log_end: u64) -> Result<Vec<EpochStart>, StoreError> {
+        let current = self.entries();
+        let (keep, dropped): (Vec<_>, Vec<_>) =
+            current.into_iter().partition(|e| e.start_offset <= log_end);
+        if !dropped.is_empty() {
+            self.replace(keep)?;
+        }
+        Ok(dropped)
+    }
+
+    /// Replaces every entry with `next` (checked for order; at most [`MAX_EPOCHS`], the
+    /// newest kept), durably. Returns whether anything changed.
+    fn replace(&self, mut next: Vec<EpochStart>) -> Result<bool, StoreError> {
+        if !ordered(&next) {
+            return Err(StoreError::Replica(format!(
+                "the epochs {next:?} do not increase; {EPOCH_FILE} is left as it is"
+            )));
+        }
+        if next.len() > MAX_EPOCHS {
+            next.drain(..next.len() - MAX_EPOCHS);
+        }
+        let mut entries = self.entries.lock();
+        if *entries == next {
+            return Ok(false);
         }
         self.write(&encode(&next))
             .map_err(|e| bad(&self.dir, format!("cannot be written: {e}")))?;
@@ -249,6 +334,78 @@ mod tests {
         let err = EpochFile::open(dir.path()).err().unwrap().to_string();
         assert!(err.contains("newer Apogee"), "{err}");
         assert_eq!(std::fs::read(dir.path().join(EPOCH_FILE)).unwrap(), newer);
+    }
+
+    #[test]
+    fn the_divergence_point_is_the_end_of_the_last_shared_epoch() {
+        let master = [start(1, 0), start(2, 100), start(4, 150)];
+        // Shared prefix: the member followed epoch 4 and holds part of it.
+        assert_eq!(divergence_point(&master, 400, &master, 300), Some(300));
+        // ... or all of it, as far as the master has written.
+        assert_eq!(divergence_point(&master, 400, &master, 400), Some(400));
+        // Diverged at the last shared epoch: the member (master of 2) wrote on after 150,
+        // where the master of 4 took over.
+        let old_master = [start(1, 0), start(2, 100)];
+        assert_eq!(divergence_point(&master, 400, &old_master, 260), Some(150));
+        // The member is ahead in an epoch the master never had (3 from 200).
+        let ahead = [start(1, 0), start(2, 100), start(3, 200)];
+        assert_eq!(divergence_point(&master, 400, &ahead, 300), Some(150));
+        let master_without_4 = [start(1, 0), start(2, 100)];
+        assert_eq!(
+            divergence_point(&master_without_4, 180, &ahead, 300),
+            Some(180),
+            "the master's log end ends its own epoch 2"
+        );
+        assert_eq!(
+            divergence_point(&master_without_4, 500, &ahead, 300),
+            Some(200),
+            "the member's epoch 3 starts where its epoch 2 ends"
+        );
+        // The member's log is shorter than the shared epoch on the master.
+        assert_eq!(divergence_point(&master, 400, &old_master, 120), Some(120));
+    }
+
+    #[test]
+    fn without_a_shared_history_the_point_is_unknown_and_empty_logs_agree() {
+        let master = [start(1, 0), start(2, 100)];
+        // A member with records but no epoch file (a data dir older than it): probe.
+        assert_eq!(divergence_point(&master, 200, &[], 50), None);
+        // A master without epochs, or no epoch in common.
+        assert_eq!(divergence_point(&[], 200, &master, 50), None);
+        assert_eq!(divergence_point(&master, 200, &[start(3, 0)], 50), None);
+        // The same epoch started at different offsets: the histories disagree.
+        assert_eq!(divergence_point(&master, 200, &[start(2, 90)], 150), None);
+        // Empty logs.
+        assert_eq!(divergence_point(&master, 200, &[], 0), Some(0));
+        assert_eq!(divergence_point(&[], 0, &[], 0), Some(0));
+        assert_eq!(
+            divergence_point(&[start(1, 0)], 0, &[start(1, 0)], 0),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn a_slave_follows_its_masters_entries_its_log_reaches_and_a_cut_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = EpochFile::open(dir.path()).unwrap();
+        file.append(3, 500).unwrap();
+        let master = [start(1, 0), start(2, 100), start(4, 700)];
+        assert!(file.follow(&master, 600).unwrap());
+        assert_eq!(file.entries(), vec![start(1, 0), start(2, 100)]);
+        assert!(!file.follow(&master, 650).unwrap(), "nothing new reached");
+        assert!(file.follow(&master, 700).unwrap());
+        assert_eq!(
+            EpochFile::open(dir.path()).unwrap().entries(),
+            master.to_vec()
+        );
+        assert_eq!(file.drop_after(650).unwrap(), vec![start(4, 700)]);
+        assert_eq!(file.drop_after(650).unwrap(), vec![]);
+        assert_eq!(
+            EpochFile::open(dir.path()).unwrap().entries(),
+            vec![start(1, 0), start(2, 100)]
+        );
+        assert!(file.follow(&[start(2, 0), start(1, 10)], 100).is_err());
+        assert_eq!(file.entries(), vec![start(1, 0), start(2, 100)]);
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //!
 //! Slave side: [`MessageStore::append_replicated`] writes the master's bytes as they are (same
 //! offsets, same segment rolls) after checking every record, and indexes them with recovery's
-//! dispatch; [`MessageStore::truncate_replica`] cuts the log back to a common prefix and
-//! rebuilds the derived index from what remains.
+//! dispatch; [`MessageStore::truncate_replica`] cuts the log back to a common prefix,
+//! drops the epoch-file entries that start beyond it and rebuilds the derived index from
+//! what remains. [`MessageStore::records_beyond`] says what a cut would drop (bytes,
+//! records, message ids), for the warning that names them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -40,6 +42,27 @@ pub struct RecordMark {
     pub offset: u64,
     pub size: u32,
     pub crc: u32,
+}
+
+/// What a cut of the log back to an offset drops ([`MessageStore::records_beyond`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DroppedRecords {
+    pub bytes: u64,
+    pub records: u64,
+    /// The message ids of the first records dropped, at most the cap asked for.
+    pub message_ids: Vec<String>,
+}
+
+impl DroppedRecords {
+    /// The ids for a log line: all of them, then "and N more" past the cap.
+    pub fn ids_text(&self) -> String {
+        let mut text = self.message_ids.join(", ");
+        let more = self.records.saturating_sub(self.message_ids.len() as u64);
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text
+    }
 }
 
 /// Where a replicated append left the slave's log.
@@ -423,6 +446,40 @@ impl MessageStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// What cutting the log back to `to` would drop: its bytes, records and the message ids
+    /// of the first `max_ids` of them (a record that does not decode is counted under its
+    /// offset).
+    pub fn records_beyond(&self, to: u64, max_ids: usize) -> Result<DroppedRecords, StoreError> {
+        let log = &self.shared.log;
+        let end = log.end_offset();
+        let mut out = DroppedRecords {
+            bytes: end.saturating_sub(to),
+            ..DroppedRecords::default()
+        };
+        let bases = self.segment_bases();
+        for (i, &base) in bases.iter().enumerate() {
+            if bases.get(i + 1).is_some_and(|&next| next <= to) {
+                continue;
+            }
+            for mark in self.segment_records(base)? {
+                if mark.offset < to {
+                    continue;
+                }
+                out.records += 1;
+                if out.message_ids.len() < max_ids {
+                    let id = match log.read(mark.offset, mark.size) {
+                        Ok(bytes) => record::decode(&bytes, mark.offset)
+                            .map(|m| m.msg.message_id)
+                            .unwrap_or_else(|_| format!("<record at {}>", mark.offset)),
+                        Err(_) => format!("<record at {}>", mark.offset),
+                    };
+                    out.message_ids.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Slave: cuts the log back to `to` and rebuilds the derived index; returns the new end.
     pub async fn truncate_replica(&self, to: u64) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
@@ -542,6 +599,14 @@ impl Writer {
         self.heads = recovered.heads;
         self.last_store_ts = recovered.last_store_ts;
         let end = shared.log.end_offset();
+        let epochs = shared.epochs.drop_after(end)?;
+        if !epochs.is_empty() {
+            tracing::warn!(
+                log_end = end,
+                dropped_epochs = ?epochs,
+                "dropped the epochs that started beyond the cut from the epoch file"
+            );
+        }
         shared.end_watch.send_replace(end);
         tracing::warn!(
             from = before,

@@ -331,3 +331,72 @@ async fn the_role_flags_change_at_runtime_with_the_timer_started_when_needed() {
     assert!(pending.await.unwrap().is_ok());
     assert_eq!(store.sync_log().await.unwrap(), store.log_end_offset());
 }
+
+#[tokio::test]
+async fn a_truncation_drops_exactly_the_records_and_the_epochs_beyond_the_point() {
+    let (md, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(md.path(), |_| {});
+    let replica = open(rd.path(), |c| c.replica = true);
+    fill(&master, 0, 120).await;
+    replicate(&master, &replica).await;
+    let point = replica.log_end_offset();
+    // What the replica holds beyond the point (spanning a segment roll), with epochs of it.
+    let od = tempfile::tempdir().unwrap();
+    let other = open(od.path(), |_| {});
+    fill(&other, 0, 120).await;
+    fill(&other, 900, 200).await;
+    let mut at = point;
+    while let Some(s) = other.read_records(at, 4096).unwrap() {
+        at += s.bytes.len() as u64;
+        replica
+            .append_replicated(s.offset, s.segment_base, s.bytes)
+            .await
+            .unwrap();
+    }
+    assert!(replica.segment_bases().len() > master.segment_bases().len());
+    let epochs = replica.epochs();
+    epochs.append(1, 0).unwrap();
+    epochs.append(2, point).unwrap();
+    epochs.append(3, point + 1).unwrap();
+
+    let dropped = replica.records_beyond(point, 150).unwrap();
+    let expected: Vec<String> = (900..1050)
+        .map(|i| msg("T", (i % 3) as u32, i).message_id)
+        .collect();
+    assert_eq!(dropped.records, 200);
+    assert_eq!(dropped.bytes, replica.log_end_offset() - point);
+    assert_eq!(dropped.message_ids, expected);
+    assert!(
+        dropped.ids_text().ends_with("ID-T-2-001049 and 50 more"),
+        "{}",
+        dropped.ids_text()
+    );
+    assert_eq!(
+        replica
+            .records_beyond(replica.log_end_offset(), 10)
+            .unwrap(),
+        DroppedRecords::default()
+    );
+
+    assert_eq!(replica.truncate_replica(point).await.unwrap(), point);
+    assert_eq!(replica.log_end_offset(), point);
+    assert_eq!(replica.segment_bases(), master.segment_bases());
+    assert_eq!(replica.last_record(), master.last_record());
+    assert!(replica.lookup_by_id("ID-T-0-000900").unwrap().is_none());
+    assert!(replica.lookup_by_id("ID-T-2-000119").unwrap().is_some());
+    let kept: Vec<(u64, u64)> = epochs
+        .entries()
+        .iter()
+        .map(|e| (e.epoch, e.start_offset))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![(1, 0), (2, point)],
+        "the epoch that started beyond the cut is gone"
+    );
+    assert_eq!(
+        EpochFile::open(rd.path()).unwrap().entries(),
+        epochs.entries(),
+        "on disk too"
+    );
+}
