@@ -114,6 +114,7 @@ mod durability;
 mod failover;
 mod failover_ack;
 mod failover_ops;
+mod failover_rejoin;
 mod faults;
 mod faults_failover;
 mod filters;
