@@ -5,7 +5,7 @@
 # to the first read and the first write of the affected broker group (median, p99 and worst;
 # "never": not within the run).
 #
-# usage: tools/fault-runs.sh [ROUNDS=20]
+# usage: tools/fault-runs.sh [ROUNDS]   (default FAULT_ROUNDS, else 20)
 #   FAULT_SCENARIOS   comma-separated, default all.
 #                     Static roles (a SYNC_MASTER with a slave, a second group): kill, pause,
 #                     links-down, cut-from-nameserver, nameservers-restart, disk-full.
@@ -29,7 +29,7 @@
 # file named at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-20}
+rounds=${1:-${FAULT_ROUNDS:-20}}
 parallel=${FAULT_PARALLEL:-1}
 static_scenarios=kill,pause,links-down,cut-from-nameserver,nameservers-restart,disk-full
 failover_scenarios=master-kill,master-pause,master-isolated,master-cut-from-controller,controller-leader-kill,slave-kill-during-failover,nameservers-restart-controller,unclean-lagging,async
