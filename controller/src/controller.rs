@@ -81,6 +81,9 @@ pub enum ReadError {
     },
     #[error("controller Raft: {0}")]
     Raft(String),
+    /// A remote controller's answer (its own reason, as text), or why none answered.
+    #[error("{0}")]
+    Remote(String),
     /// The leader did not confirm its state in the time given.
     #[error("the leader did not confirm its state within {} ms", .0.as_millis())]
     Timeout(Duration),

@@ -231,7 +231,7 @@ impl FailoverAuthority for RemoteController {
             last_applied_term: 0,
             is_leader: false,
             state: ControllerState::default(),
-            read_error: Some(ReadError::Raft(reason)),
+            read_error: Some(ReadError::Remote(reason)),
         };
         let answer = match answer {
             Ok(answer) => answer,
@@ -262,7 +262,7 @@ impl FailoverAuthority for RemoteController {
             // A follower's NotLeader is not passed on with an address: the leader was asked
             // already, and it is a controller's address, not a NameServer's.
             read_error: (!answer.read_error.is_empty())
-                .then_some(ReadError::Raft(answer.read_error)),
+                .then_some(ReadError::Remote(answer.read_error)),
         }
     }
 
