@@ -19,7 +19,7 @@ fn spec(group: &str, id: i64, ack: &str, sync_timeout_ms: u64) -> BrokerSpec {
     member(group, id)
         .env("FAILOVER__ACK", ack)
         .env("FAILOVER__MIN_IN_SYNC_REPLICAS", "2")
-        .env("REPLICATION__SYNC_TIMEOUT_MS", &sync_timeout_ms.to_string())
+        .env("REPLICATION__SYNC_TIMEOUT_MS", sync_timeout_ms.to_string())
 }
 
 /// Waits until `group` has a master with all three members in its committed in-sync set.
@@ -59,7 +59,10 @@ async fn min_in_sync_acknowledges_past_a_stopped_slave_where_all_in_sync_waits()
     let quorum = wait_all_three(&cluster, QUORUM).await;
     let all = wait_all_three(&cluster, ALL).await;
     cluster.create_topic(TOPIC, 4).await;
-    let quorum_master = cluster.broker(&member_name(QUORUM, quorum.master)).addr.clone();
+    let quorum_master = cluster
+        .broker(&member_name(QUORUM, quorum.master))
+        .addr
+        .clone();
     let all_master = cluster.broker(&member_name(ALL, all.master)).addr.clone();
     for (addr, group) in [(&quorum_master, QUORUM), (&all_master, ALL)] {
         wait_until(

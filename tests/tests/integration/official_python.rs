@@ -79,7 +79,7 @@ async fn receive_stream_carries_the_hand_out_time() {
 }
 
 /// Why the official Python client cannot run here, or None when it can.
-fn python_client_missing() -> Option<String> {
+pub(crate) fn python_client_missing() -> Option<String> {
     let probe = std::process::Command::new("python3")
         .args([
             "-c",
