@@ -398,7 +398,7 @@ async fn truncate(store: &Arc<MessageStore>, to: u64, found_by: &str) -> Result<
         dropped_bytes = dropped.bytes,
         dropped_records = dropped.records,
         dropped_ids = %dropped.ids_text(),
-        "our log holds records the master never wrote; truncating them"
+        "our log holds records the master never wrote; truncating to the common prefix"
     );
     store
         .truncate_replica(to)

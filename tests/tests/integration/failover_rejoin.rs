@@ -37,7 +37,7 @@ fn patient_member(id: i64) -> BrokerSpec {
 fn dropped_ids(log: &str) -> Vec<String> {
     let line = log
         .lines()
-        .find(|l| l.contains("truncating them"))
+        .find(|l| l.contains("truncating to the common prefix"))
         .unwrap_or_else(|| panic!("no truncation warning in the log:\n{log}"));
     assert!(line.contains("WARN"), "{line}");
     let ids = line
