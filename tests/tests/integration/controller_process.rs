@@ -8,7 +8,8 @@
 //! - `apogee controller status` against a NameServer shows the remote leader's state; the
 //!   controller leader's process is SIGKILLed: another controller leads, and writes to the
 //!   master are still acknowledged after the new leader's election window (a lease and its
-//!   margin) has passed, with the master and its epoch unchanged.
+//!   margin) has passed, with the master and its epoch unchanged; then `apogee broker elect`
+//!   through a NameServer switches the master by the new leader.
 
 use apogee_tests::failover::{
     assert_all_logged, controller_group, member, send_one, wait_for_full_in_sync_set,
@@ -159,4 +160,17 @@ async fn a_killed_controller_leader_costs_the_group_neither_its_master_nor_its_w
     let (acked, _) = load.stop().await;
     let dir = cluster.broker(&master).data_dir.clone();
     assert_all_logged(&acked, &dir, "the master");
+
+    // A planned switch through a NameServer goes to the new remote leader.
+    wait_for_full_in_sync_set(&cluster, GROUP, epoch - 1).await;
+    let elected = cluster
+        .cli(&["-o", "json", "broker", "elect", GROUP])
+        .success();
+    let answer = elected.json();
+    let other = if master == format!("{GROUP}-1") { 2 } else { 1 };
+    assert_eq!(
+        (answer["master"].as_u64(), answer["master_epoch"].as_u64()),
+        (Some(other), Some(epoch + 1)),
+        "the other member leads the next epoch: {answer}"
+    );
 }
