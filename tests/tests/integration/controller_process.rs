@@ -10,6 +10,8 @@
 //!   master are still acknowledged after the new leader's election window (a lease and its
 //!   margin) has passed, with the master and its epoch unchanged; then `apogee broker elect`
 //!   through a NameServer switches the master by the new leader.
+//! - With TLS and a cluster secret the controllers and the NameServers take the cluster's
+//!   certificates and secret, and a member is elected through them.
 
 use apogee_tests::failover::{
     assert_all_logged, controller_group, member, send_one, wait_for_full_in_sync_set,
@@ -173,4 +175,35 @@ async fn a_killed_controller_leader_costs_the_group_neither_its_master_nor_its_w
         (Some(other), Some(epoch + 1)),
         "the other member leads the next epoch: {answer}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_processes_take_the_clusters_tls_and_secret() {
+    let cluster = Cluster::builder()
+        .tls()
+        .authentication()
+        .controller_processes(3)
+        .broker(member(GROUP, 1))
+        .start()
+        .await;
+    let status = wait_until(
+        Duration::from_secs(30),
+        "member 1 elected over TLS with the cluster proof",
+        || async {
+            let out = cluster.cli(&["-o", "json", "controller", "status"]);
+            if out.code != 0 {
+                return Err(out.to_string());
+            }
+            let json = out.json();
+            let master = json["groups"]
+                .as_array()
+                .and_then(|groups| groups.iter().find(|g| g["broker"] == GROUP))
+                .map(|g| g["master"].clone());
+            (json["stale"] == false && master == Some(1.into()))
+                .then_some(json.clone())
+                .ok_or(out.to_string())
+        },
+    )
+    .await;
+    assert_eq!(status["is_leader"], true, "{status}");
 }
