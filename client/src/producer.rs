@@ -419,16 +419,28 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Whether a failed send may be sent again (to another queue or broker): a retryable failure
-/// that does not say the message is stored. HA_NOT_AVAILABLE and SLAVE_PERSISTENCE_TIMEOUT
-/// answer a send a SYNC_MASTER stored without a slave's copy (docs/REPLICATION.md); resending
-/// it would store it twice.
+/// that does not say the message is stored. A SYNC_MASTER answers a send it stored without a
+/// slave's copy HA_NOT_AVAILABLE or SLAVE_PERSISTENCE_TIMEOUT with the text of
+/// [`ApogeeError::NotReplicated`] (docs/REPLICATION.md); resending it would store it twice.
+/// HA_NOT_AVAILABLE with any other text is a refusal that stored nothing (a slave whose
+/// master is away, a fenced member, a master without its lease during a failover): resent.
 fn may_resend(e: &ClientError) -> bool {
     e.is_retryable()
         && !e.is_stored_not_replicated()
-        && !matches!(
-            e.code(),
-            Some(Code::HaNotAvailable | Code::SlavePersistenceTimeout)
-        )
+        && match e {
+            ClientError::Server(ApogeeError::Unavailable(text)) => !says_stored(text),
+            _ => e.code() != Some(Code::SlavePersistenceTimeout),
+        }
+}
+
+/// Whether a server's text is that of a "stored on the master, not replicated" answer.
+fn says_stored(text: &str) -> bool {
+    [
+        ApogeeError::NotReplicated(String::new()).to_string(),
+        ApogeeError::SlavePersistenceTimeout(String::new()).to_string(),
+    ]
+    .iter()
+    .any(|prefix| text.starts_with(prefix.as_str()))
 }
 
 impl ClientError {
@@ -458,6 +470,8 @@ fn stored_not_replicated(
     let status = resp.status.as_ref()?;
     let code = Code::try_from(status.code).ok()?;
     let timed_out = match code {
+        // A refusal that stored nothing (not the master now) says so in its own words.
+        Code::HaNotAvailable if !says_stored(&status.message) => return None,
         Code::HaNotAvailable => false,
         Code::SlavePersistenceTimeout => true,
         _ => return None,
@@ -749,8 +763,26 @@ mod tests {
             "HA_NOT_AVAILABLE decodes as retryable"
         );
         assert!(!may_resend(&decoded));
-        // Failures that stored nothing still are.
+        // Failures that stored nothing still are: among them HA_NOT_AVAILABLE refusals of a
+        // member that is not the master now (a slave, a master without its lease).
         assert!(may_resend(&ClientError::Timeout));
+        for refusal in [
+            "broker broker-a id 1 is a slave and its master is not reachable".to_string(),
+            "member 1 is the master of epoch 2 but holds no valid lease from the controller"
+                .to_string(),
+        ] {
+            let status = ApogeeError::Unavailable(refusal.clone()).to_status();
+            assert_eq!(status.code, Code::HaNotAvailable as i32);
+            let resp = v2::SendMessageResponse {
+                status: Some(status.clone()),
+                entries: vec![entry("A", 0, status.clone())],
+            };
+            let e = receipts(resp, &["A".to_string()], 2, "rg").unwrap_err();
+            assert!(!e.is_stored_not_replicated(), "{e:?}");
+            assert!(may_resend(&e), "{refusal}: {e:?}");
+            let decoded = ClientError::check(Some(&status)).unwrap_err();
+            assert!(may_resend(&decoded), "{refusal}: {decoded:?}");
+        }
         assert!(may_resend(&ClientError::Server(
             ApogeeError::TooManyRequests("x".into())
         )));
