@@ -210,7 +210,11 @@ impl Broker {
             config.broker_name.clone(),
             crate::schedule::wall_clock(),
         );
-        // A slave counts its master as away until it is connected: what it serves is handed back.
+        // A slave counts its master as away until it is connected: what it serves is handed back
+        // (static mode; in controller mode a rejoining member takes the master's snapshot).
+        if membership.controlled_mode() {
+            journal.keep_no_handback();
+        }
         journal.set_master_away(!membership.is_master());
         let replication = Replication::with_membership(
             &config,

@@ -115,6 +115,9 @@ pub struct JournaledKv {
     changes: broadcast::Sender<Arc<Vec<StateOp>>>,
     /// A slave whose master is away notes the queues it changes.
     away: AtomicBool,
+    /// Static mode: a returning master takes a handback. Controller mode: never (a rejoining
+    /// member takes the master's snapshot instead), so nothing is noted.
+    keeps_handback: AtomicBool,
     handback: Mutex<Handback>,
 }
 
@@ -124,6 +127,7 @@ impl JournaledKv {
             inner,
             changes: broadcast::channel(JOURNAL_CAPACITY).0,
             away: AtomicBool::new(false),
+            keeps_handback: AtomicBool::new(true),
             handback: Mutex::new(Handback::default()),
         }
     }
@@ -231,9 +235,15 @@ impl JournaledKv {
         self.away.store(away, Ordering::SeqCst);
     }
 
+    /// Controller mode: no handback is ever taken or given, so none is noted (whatever
+    /// [`set_master_away`](Self::set_master_away) says).
+    pub fn keep_no_handback(&self) {
+        self.keeps_handback.store(false, Ordering::SeqCst);
+    }
+
     /// Whether consume changes are noted for a handback.
     pub fn master_away(&self) -> bool {
-        self.away.load(Ordering::SeqCst)
+        self.away.load(Ordering::SeqCst) && self.keeps_handback.load(Ordering::SeqCst)
     }
 
     /// Slave: the state of every consume queue it changed while its master was away (this
@@ -414,7 +424,7 @@ impl KvStore for JournaledKv {
 
     fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
         let listening = self.changes.receiver_count() > 0;
-        let away = self.away.load(Ordering::Relaxed);
+        let away = self.master_away();
         if !listening && !away {
             return self.inner.write(batch);
         }

@@ -320,3 +320,16 @@ fn a_slave_hands_back_the_queues_it_changed_while_its_master_was_away() {
     let (from, to) = MetaKey::Handback.range();
     assert!(kv.scan(Cf::Meta, &from, &to, 10).unwrap().is_empty());
 }
+
+#[test]
+fn a_journal_that_keeps_no_handback_notes_nothing_while_the_master_is_away() {
+    let (_kv, j) = journal();
+    j.keep_no_handback();
+    j.set_master_away(true);
+    assert!(!j.master_away());
+    let q = QueueKey::new("g", "t", 1);
+    let mut b = KvBatch::new();
+    b.put(Cf::ConsumeState, q.pop_key(), 8u64.to_be_bytes());
+    j.write(b).unwrap();
+    assert!(j.take_handback().unwrap().is_empty());
+}
