@@ -108,21 +108,6 @@ async fn bind_ops(addr: &str) -> anyhow::Result<Option<apogee_server::ops::OpsLi
     Ok(Some(listener))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
 /// Errors end in one line on stderr (no backtrace): exit 2 for a bad config, 1 otherwise.
 fn main() -> std::process::ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -236,7 +221,7 @@ async fn run() -> anyhow::Result<()> {
     ));
     // Run until a signal, or until the broker stops by itself (a failure).
     let result = tokio::select! {
-        _ = shutdown_signal() => {
+        _ = apogee_server::process::shutdown_signal() => {
             let _ = stop_tx.send(true);
             broker.await?
         }

@@ -125,16 +125,9 @@ impl ControllerProcessConfig {
     }
 }
 
-/// Why the controller process could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ControllerProcessError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("controller: {0}")]
-    Controller(#[from] apogee_controller::StartError),
-}
+/// Why the controller process could not run: the NameServer's reasons (a config, metrics
+/// or controller start error).
+pub type ControllerProcessError = crate::NameServerError;
 
 /// Runs the controller on `listener` until `shutdown` completes, then stops it (its Raft
 /// and its storage). The config's `listen` is not used: the caller binds.

@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context;
 use apogee_nameserver::NameServerConfig;
+use apogee_server::process;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,29 +48,12 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        // A reader that closes early (`| head -1`) ends the output, not in a panic.
-        return match apogee_server::stdout::print(&format!("config OK\n{}", config.to_toml())) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: writing the config: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return process::print_checked_config(&config.to_toml());
     }
-
-    if let Err(e) = apogee_server::logging::init(config.log_level.as_deref(), config.log_format) {
-        eprintln!("config error: {e}");
-        return ExitCode::from(2);
+    if let Err(code) = process::init_logging(config.log_level.as_deref(), config.log_format) {
+        return code;
     }
-
-    match run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    process::exit_code(run(config))
 }
 
 #[tokio::main]
@@ -97,35 +81,7 @@ async fn run(config: NameServerConfig) -> anyhow::Result<()> {
         "nameserver {} listening on {addr} (gRPC); metrics and health on {http}",
         env!("CARGO_PKG_VERSION")
     );
-    apogee_nameserver::serve(config, listener, ops, shutdown_signal()).await?;
+    apogee_nameserver::serve(config, listener, ops, process::shutdown_signal()).await?;
     tracing::info!("nameserver stopped");
     Ok(())
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("received SIGINT"),
-        _ = term => tracing::info!("received SIGTERM"),
-    }
 }

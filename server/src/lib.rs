@@ -25,6 +25,7 @@ pub mod config_file;
 pub mod logging;
 pub mod net;
 pub mod ops;
+pub mod process;
 pub mod rpc_span;
 pub mod security;
 pub mod serve;

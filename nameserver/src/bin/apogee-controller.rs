@@ -5,6 +5,7 @@
 
 use anyhow::Context;
 use apogee_nameserver::controller_process::{self, ControllerProcessConfig};
+use apogee_server::process;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,26 +46,12 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        return match apogee_server::stdout::print(&format!("config OK\n{}", config.to_toml())) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: writing the config: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return process::print_checked_config(&config.to_toml());
     }
-    if let Err(e) = apogee_server::logging::init(config.log_level.as_deref(), config.log_format) {
-        eprintln!("config error: {e}");
-        return ExitCode::from(2);
+    if let Err(code) = process::init_logging(config.log_level.as_deref(), config.log_format) {
+        return code;
     }
-    match run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    process::exit_code(run(config))
 }
 
 #[tokio::main]
@@ -77,32 +64,7 @@ async fn run(config: ControllerProcessConfig) -> anyhow::Result<()> {
         "controller {} listening on {addr} (gRPC)",
         env!("CARGO_PKG_VERSION")
     );
-    controller_process::serve(config, listener, shutdown_signal()).await?;
+    controller_process::serve(config, listener, process::shutdown_signal()).await?;
     tracing::info!("controller stopped");
     Ok(())
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
