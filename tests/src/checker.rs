@@ -272,6 +272,11 @@ pub struct FaultRecovery {
     pub to_write: Option<Duration>,
     /// To the first received message after the fault (of its broker group); `None`: none.
     pub to_read: Option<Duration>,
+    /// The longest time without an acknowledged send (of its broker group) from the fault to
+    /// the last acknowledged send of the run: where service went on for a while after the
+    /// fault (a lease still running) the first write says little, this says how long writes
+    /// stopped; `None`: no send was acknowledged after the fault.
+    pub write_pause: Option<Duration>,
 }
 
 /// What a history shows.
@@ -468,6 +473,35 @@ fn first_read(
         .min()
 }
 
+/// The longest time from `since` without an acknowledged send of `group`, up to the last
+/// acknowledged send (what an isolated master served while isolated does not count).
+fn longest_write_pause(
+    history: &History,
+    since: Duration,
+    group: Option<&str>,
+) -> Option<Duration> {
+    let mut acked: Vec<Duration> = history
+        .sends
+        .iter()
+        .filter(|s| {
+            s.outcome == Outcome::Acknowledged
+                && s.at >= since
+                && (group.is_none() || s.broker_group.as_deref() == group)
+                && !lease::served_while_isolated(&history.isolations, s.served_by.as_deref(), s.at)
+        })
+        .map(|s| s.at)
+        .collect();
+    acked.sort();
+    let mut previous = since;
+    let mut longest = None;
+    for at in acked {
+        let pause = at - previous;
+        longest = Some(longest.map_or(pause, |l: Duration| l.max(pause)));
+        previous = at;
+    }
+    longest
+}
+
 /// The times from `fault` to the first acknowledged send and first receipt after it.
 fn recovery(
     history: &History,
@@ -482,6 +516,7 @@ fn recovery(
         at: fault.at,
         to_write: first_write(history, fault.at, group, None),
         to_read: first_read(history, sends, fault.at, group, None),
+        write_pause: longest_write_pause(history, fault.at, group),
     }
 }
 
@@ -545,7 +580,8 @@ impl fmt::Display for Report {
         for r in &self.faults {
             writeln!(
                 f,
-                "fault {} on {}{} at {}: first write after {}, first read after {}",
+                "fault {} on {}{} at {}: first write after {}, first read after {}, \
+                 writes paused at most {}",
                 r.kind,
                 r.member,
                 r.broker_group
@@ -554,7 +590,8 @@ impl fmt::Display for Report {
                     .unwrap_or_default(),
                 seconds(Some(r.at)),
                 seconds(r.to_write),
-                seconds(r.to_read)
+                seconds(r.to_read),
+                seconds(r.write_pause)
             )?;
         }
         Ok(())

@@ -1,7 +1,8 @@
 //! Figures of many rounds of one scenario each, per scenario: acknowledged, lost and
 //! duplicated messages, FIFO order violations, lease violations, and the median, p99
 //! (nearest rank) and worst time from the round's fault to the first read and the first
-//! write of the affected group ("never" counts as the worst of all).
+//! write of the affected group and of the longest pause in its acknowledged writes ("never"
+//! counts as the worst of all).
 
 use super::{seconds, Report};
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ struct Rounds {
     lease_violations: Vec<usize>,
     to_read: Vec<Option<Duration>>,
     to_write: Vec<Option<Duration>>,
+    write_pause: Vec<Option<Duration>>,
 }
 
 /// Median, p99 and worst of some times (`None` standing for "never", later than any time).
@@ -79,6 +81,7 @@ impl Summary {
         let first = report.faults.first();
         rounds.to_read.push(first.and_then(|f| f.to_read));
         rounds.to_write.push(first.and_then(|f| f.to_write));
+        rounds.write_pause.push(first.and_then(|f| f.write_pause));
     }
 
     /// Rounds of `scenario` so far.
@@ -113,7 +116,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<30} {:>6} {:>12} {:>6} {:>10} {:>16} {:>16}  {:<36} {:<36}",
+            "{:<30} {:>6} {:>12} {:>6} {:>10} {:>16} {:>16}  {:<36} {:<36} {:<36}",
             "scenario",
             "rounds",
             "acknowledged",
@@ -122,13 +125,14 @@ impl fmt::Display for Summary {
             "order violations",
             "lease violations",
             "to read: median / p99 / worst",
-            "to write: median / p99 / worst"
+            "to write: median / p99 / worst",
+            "write pause: median / p99 / worst"
         )?;
         for (name, r) in &self.scenarios {
             let sum = |v: &[usize]| v.iter().sum::<usize>();
             writeln!(
                 f,
-                "{:<30} {:>6} {:>12} {:>6} {:>10} {:>16} {:>16}  {:<36} {:<36}",
+                "{:<30} {:>6} {:>12} {:>6} {:>10} {:>16} {:>16}  {:<36} {:<36} {:<36}",
                 name,
                 r.lost.len(),
                 sum(&r.acknowledged),
@@ -138,6 +142,7 @@ impl fmt::Display for Summary {
                 sum(&r.lease_violations),
                 spread(&r.to_read).to_string(),
                 spread(&r.to_write).to_string(),
+                spread(&r.write_pause).to_string(),
             )?;
         }
         Ok(())
@@ -166,6 +171,7 @@ mod tests {
                 at: Duration::ZERO,
                 to_read: read_ms.map(Duration::from_millis),
                 to_write: write_ms.map(Duration::from_millis),
+                write_pause: write_ms.map(Duration::from_millis),
             }],
             ..Report::default()
         }

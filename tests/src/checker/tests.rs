@@ -266,3 +266,39 @@ fn acknowledged_since_counts_a_window_of_one_group() {
         .collect();
     assert_eq!(failed, vec!["b3".to_string()]);
 }
+
+#[test]
+fn the_longest_write_pause_counts_from_the_fault_to_the_last_acknowledged_send() {
+    let c = Checker::new();
+    // The old master's lease runs on for a while (acks at 1100 and 1900 ms), then writes
+    // stop until the new master takes them at 4900 ms and go on.
+    send(&c, "a-0", Some("a"), 900, Outcome::Acknowledged);
+    for (key, at) in [("a-1", 1100), ("a-2", 1900), ("a-3", 4900), ("a-4", 5000)] {
+        send(&c, key, Some("a"), at, Outcome::Acknowledged);
+    }
+    send(&c, "a-failed", Some("a"), 3000, Outcome::Failed);
+    send(&c, "b-1", Some("b"), 3000, Outcome::Acknowledged);
+    for (kind, group, at) in [("cut", Some("a"), 1000), ("late", Some("a"), 6000)] {
+        c.record_fault_event(FaultEvent {
+            kind: kind.into(),
+            member: "m".into(),
+            broker_group: group.map(str::to_string),
+            at: ms(at),
+        });
+    }
+    let r = c.report();
+    let pauses: Vec<_> = r
+        .faults
+        .iter()
+        .map(|f| (f.to_write, f.write_pause))
+        .collect();
+    assert_eq!(
+        pauses,
+        vec![(Some(ms(100)), Some(ms(3000))), (None, None)],
+        "the first write says 0.1 s; writes stopped for 3 s"
+    );
+    assert!(
+        r.to_string().contains("writes paused at most 3.000 s"),
+        "{r}"
+    );
+}
