@@ -136,6 +136,9 @@ pub struct Membership {
     view: watch::Sender<RoleView>,
     /// Controller mode, master: the lease runs until then.
     lease_until: Mutex<Option<BootInstant>>,
+    /// Controller mode, master: Unix ms when an assignment made this broker master (0: not
+    /// the master).
+    master_since_ms: std::sync::atomic::AtomicI64,
     /// Master: the members its last measure found in sync (itself among them).
     measured: Mutex<BTreeSet<u64>>,
     /// Bumped whenever the role view or the measured set changes.
@@ -196,6 +199,7 @@ impl Membership {
             store,
             view: watch::channel(view).0,
             lease_until: Mutex::new(None),
+            master_since_ms: std::sync::atomic::AtomicI64::new(0),
             measured: Mutex::new(BTreeSet::new()),
             changes: watch::channel(0).0,
         })
@@ -233,6 +237,15 @@ impl Membership {
 
     pub fn is_master(&self) -> bool {
         self.view.borrow().is_master()
+    }
+
+    /// Controller mode, the master: Unix ms when an assignment made this broker master (the
+    /// group's last failover or planned switch). None otherwise.
+    pub fn master_since_ms(&self) -> Option<i64> {
+        let since = self
+            .master_since_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        (since > 0 && self.is_master()).then_some(since)
     }
 
     /// The master epoch followed.
@@ -297,6 +310,13 @@ impl Membership {
         }
         if next.role != current.role || newer {
             *self.lease_until.lock() = None;
+            let since = if next.is_master() {
+                apogee_proto::time::now_ms()
+            } else {
+                0
+            };
+            self.master_since_ms
+                .store(since, std::sync::atomic::Ordering::SeqCst);
             tracing::info!(
                 epoch = next.master_epoch,
                 from = ?current.role,

@@ -132,6 +132,9 @@ fn ready_only_as_the_leased_master_or_a_committed_in_sync_slave() {
     assert!(why.contains("no lease"), "{why}");
     m.renew_lease(BootInstant::now(), 60_000);
     assert_eq!(m.readiness(), Ok(()));
+    let since = m.master_since_ms().expect("the master says since when");
+    assert!(since > 0 && since <= apogee_proto::time::now_ms());
+    assert_eq!(fixed.master_since_ms(), None, "static mode has no takeover");
     // Demoted: a copy outside the committed set is not ready until the set takes it in.
     m.assign(&assignment(2, 2, &[2], 1), ME);
     let why = m.readiness().unwrap_err();
@@ -141,6 +144,7 @@ fn ready_only_as_the_leased_master_or_a_committed_in_sync_slave() {
     );
     m.assign(&assignment(2, 2, &[2, 1], 2), ME);
     assert_eq!(m.readiness(), Ok(()));
+    assert_eq!(m.master_since_ms(), None, "a slave is master since never");
 }
 
 #[test]

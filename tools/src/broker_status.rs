@@ -202,7 +202,16 @@ pub async fn cluster_list(admin: &Admin, timeout: Duration, f: Format) -> ToolRe
     let rows = admin
         .cluster_list(timeout.min(MEMBER_STATUS_TIMEOUT))
         .await?;
-    Ok(render_cluster_rows(&rows, f))
+    let mut out = render_cluster_rows(&rows, f);
+    if !f.is_json() && rows.iter().any(|r| r.member.is_controller_mode()) {
+        let controller = admin.controller_status().await.map_err(|e| e.to_string());
+        out.push_str(&crate::controller::cluster_footer(
+            controller.as_ref().map_err(String::as_str),
+            &rows,
+            now_ms(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Runs `apogee broker ...` with the timeout and credentials of `config`; a broker given by

@@ -285,3 +285,53 @@ pub async fn elect(
 #[cfg(test)]
 #[path = "controller_tests.rs"]
 mod tests;
+
+/// What `apogee cluster list` adds below its table in controller mode: the controller's
+/// leader and term, and per broker group its master, epoch, in-sync set and when the master
+/// took over (its last failover or planned switch, from the master's own status in `rows`).
+pub fn cluster_footer(
+    controller: Result<&ControllerStatusView, &str>,
+    rows: &[crate::replication_view::ClusterRow],
+    now: i64,
+) -> String {
+    let status = match controller {
+        Ok(s) => s,
+        Err(why) => return format!("\ncontroller: not answering ({why})\n"),
+    };
+    let mut out = match status.leader_id {
+        Some(leader) => format!("\ncontroller: leader node {leader}, term {}", status.term),
+        None => format!("\ncontroller: no leader known (term {})", status.term),
+    };
+    if let Some(why) = &status.stale_reason {
+        out.push_str(&format!(" (state not confirmed by the leader: {why})"));
+    }
+    out.push('\n');
+    for g in &status.groups {
+        let in_sync: Vec<String> = g.in_sync.iter().map(u64::to_string).collect();
+        let Some(master) = g.master else {
+            out.push_str(&format!(
+                "  {}: no master (epoch {})\n",
+                g.broker, g.master_epoch
+            ));
+            continue;
+        };
+        let since = rows
+            .iter()
+            .filter(|r| r.member.broker == g.broker && r.member.member_id == master as i64)
+            .find_map(|r| r.status.as_ref().and_then(|s| s.master_since_ms));
+        let since = since.map_or_else(String::new, |t| {
+            format!(
+                "; master since {} ({} ago)",
+                crate::message_query::rfc3339(t),
+                crate::views::format_ago((now - t).max(0))
+            )
+        });
+        out.push_str(&format!(
+            "  {}: master member {master}, epoch {}, in sync {}{since}\n",
+            g.broker,
+            g.master_epoch,
+            in_sync.join(",")
+        ));
+    }
+    out
+}

@@ -208,6 +208,9 @@ pub struct StatusView {
     pub slaves: Vec<SlaveView>,
     /// A slave: its link to the master.
     pub master: Option<MasterLinkView>,
+    /// Controller mode, the master: Unix ms when the controller made it master (its group's
+    /// last failover or planned switch); null otherwise.
+    pub master_since_ms: Option<i64>,
 }
 
 fn is_slave_role(role: i32) -> bool {
@@ -242,6 +245,7 @@ impl StatusView {
                 last_contact_ms: contact,
                 last_contact_ago_ms: contact.map(|t| (now - t).max(0)),
             }),
+            master_since_ms: (s.master_since_ms > 0).then_some(s.master_since_ms),
         }
     }
 
@@ -287,6 +291,19 @@ pub fn render_status(s: &StatusView, f: Format) -> String {
         ("groups", s.groups.to_string()),
         ("nameservers", s.nameservers.join(",")),
     ];
+    if let Some(t) = s.master_since_ms {
+        let ago = s
+            .started_at_ms
+            .zip(s.uptime_ms)
+            .map(|(start, up)| start + up - t);
+        pairs.push((
+            "master since",
+            match ago {
+                Some(ago) => format!("{} ({} ago)", rfc3339(t), format_ago(ago.max(0))),
+                None => rfc3339(t),
+            },
+        ));
+    }
     if let Some(m) = &s.master {
         pairs.extend([
             ("master", m.endpoint.clone().unwrap_or_else(|| "-".into())),

@@ -348,3 +348,63 @@ fn cluster_list_shows_member_ids_and_epochs_in_controller_mode_only() {
     );
     assert_eq!(v[1]["master_epoch"], 0);
 }
+
+#[test]
+fn cluster_list_in_controller_mode_ends_with_the_leader_and_each_masters_takeover() {
+    let mut probes = Probes::new();
+    probes.insert(
+        ("c1".into(), "broker-b".into(), 0),
+        Ok(BrokerStatus {
+            broker_name: "broker-b".into(),
+            broker_id: 0,
+            started_at_ms: NOW - 60_000,
+            master_since_ms: NOW - 60_000,
+            ..master_status(vec![])
+        }),
+    );
+    let rows = cluster_rows(&controller_info(), &probes, NOW);
+    let takeover = NOW - 60_000;
+    assert_eq!(
+        row_of(&rows, 0).status.as_ref().unwrap().master_since_ms,
+        Some(takeover)
+    );
+    let controller = crate::controller::ControllerStatusView::new(
+        &apogee_proto::cluster::ControllerStatusResponse {
+            node_id: 1,
+            leader_id: Some(3),
+            term: 7,
+            groups: vec![
+                apogee_proto::cluster::ControllerGroupStatus {
+                    broker_name: "broker-b".into(),
+                    master: 2,
+                    master_epoch: 5,
+                    in_sync: vec![1, 2],
+                    ..Default::default()
+                },
+                apogee_proto::cluster::ControllerGroupStatus {
+                    broker_name: "broker-c".into(),
+                    master_epoch: 2,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        },
+    );
+    let footer = crate::controller::cluster_footer(Ok(&controller), &rows, NOW);
+    assert_eq!(
+        footer,
+        format!(
+            "\ncontroller: leader node 3, term 7\n  broker-b: master member 2, epoch 5, in sync \
+             1,2; master since {} (1m0s ago)\n  broker-c: no master (epoch 2)\n",
+            crate::message_query::rfc3339(takeover)
+        )
+    );
+    assert_eq!(
+        crate::controller::cluster_footer(Err("unreachable"), &rows, NOW),
+        "\ncontroller: not answering (unreachable)\n"
+    );
+}
+
+fn row_of(rows: &[ClusterRow], id: i64) -> &ClusterRow {
+    rows.iter().find(|r| r.member.id == id).unwrap()
+}

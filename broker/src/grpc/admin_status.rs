@@ -105,6 +105,7 @@ pub fn broker_status(broker: &Broker) -> BrokerStatus {
     );
     // The role now (it changes at runtime in controller mode).
     status.role = BrokerRole::from(broker.membership().role()) as i32;
+    status.master_since_ms = broker.membership().master_since_ms().unwrap_or(0);
     set_replication(&mut status, slaves, link);
     status
 }

@@ -147,6 +147,17 @@ async fn a_planned_switch_moves_the_master_under_load_and_loses_nothing() {
     );
     assert_all_logged(&acked, &cluster.broker(&new).data_dir, "the new master");
     wait_caught_up(&cluster, &new, &old).await;
+    // `cluster list` ends with the controller's leader and when the new master took over.
+    let listed = cluster.cli(&["cluster", "list"]).success();
+    let line = format!(
+        "{GROUP}: master member {new_id}, epoch {}, in sync ",
+        before.master_epoch + 1
+    );
+    assert!(
+        listed.stdout.contains("controller: leader node ") && listed.stdout.contains(&line),
+        "{listed}"
+    );
+    assert!(listed.stdout.contains("; master since "), "{listed}");
     eprintln!(
         "planned switch: {} acknowledged, 0 lost; {} sends failed during the switch (e.g. \
          {:?}), acknowledgements paused at most {} ms",
