@@ -333,10 +333,14 @@ async fn local_cluster_script_runs_the_controller_serves_each_group_and_stops_cl
         assert!(out.contains(&addr), "{name}'s {addr} not printed: {out}");
         // A slave is ready once the controller counts it in its group's in-sync set: soon
         // after the start, not necessarily by the time the script returns.
-        wait_until(Duration::from_secs(30), &format!("{name} /readyz"), || async {
-            let (code, body) = http::get(&addr, "/readyz").await;
-            (code == 200).then_some(()).ok_or(body)
-        })
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{name} /readyz"),
+            || async {
+                let (code, body) = http::get(&addr, "/readyz").await;
+                (code == 200).then_some(()).ok_or(body)
+            },
+        )
         .await;
         let (code, _) = http::get(&addr, "/metrics").await;
         assert_eq!(code, 200, "{name} /metrics");
