@@ -52,7 +52,9 @@ async fn a_killed_master_is_replaced_by_the_remote_controller() {
         cluster.broker(&new).addr.clone(),
     );
 
-    let load = Load::start(&old_addr, TOPIC, QUEUES, 2, "before", OnFailure::Stop);
+    // Retry: a send refused while a lease renewal is late (a loaded machine) is not what
+    // this test is about; only what was acknowledged counts.
+    let load = Load::start(&old_addr, TOPIC, QUEUES, 2, "before", OnFailure::Retry);
     load.wait_acked_after(
         Instant::now() - Duration::from_secs(60),
         100,
