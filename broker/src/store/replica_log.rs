@@ -213,6 +213,22 @@ fn run_replica_timer(shared: Arc<super::Shared>, stop: mpsc::Receiver<()>) {
 }
 
 impl MessageStore {
+    /// Waits until the members the ack rule counts hold the log up to where it ends now: the
+    /// answer about a record appended earlier (a retried EndTransaction finds its record
+    /// already written) may then say what a fresh append would. At once when appends do not
+    /// wait for slaves; "not replicated" after `replica_timeout`, as for an append.
+    pub async fn wait_replicated_to_end(&self) -> Result<(), StoreError> {
+        if !self.shared.sync_replicas() {
+            return Ok(());
+        }
+        let end = self.log_end_offset();
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .replicas
+            .register(end, Vec::new(), reply, self.shared.config.replica_timeout);
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
     /// Master: slaves have written everything below `offset` (monotonic).
     pub fn set_replicated(&self, offset: u64) {
         self.shared.replicas.set_replicated(offset);
