@@ -352,6 +352,8 @@ mod tests {
                 multiplier: 2.0,
             },
             fifo: true,
+            lite: None,
+            priority_off: false,
         }
     }
 

@@ -95,6 +95,7 @@ fn topic(name: &str, queues: i32) -> TopicConfig {
         queue_count: queues,
         permission: Permission::ReadWrite as i32,
         message_types: vec![v2::MessageType::Normal as i32],
+        lite_expire_after_secs: 0,
     }
 }
 

@@ -15,6 +15,15 @@ pub enum ApogeeError {
     IllegalTopic(String),
     #[error("illegal consumer group: {0}")]
     IllegalConsumerGroup(String),
+    /// A lite topic name that is empty, too long or has characters outside `[a-zA-Z0-9_-]`.
+    #[error("illegal lite topic: {0}")]
+    IllegalLiteTopic(String),
+    /// A send that would create a lite topic beyond the broker's lite-topic quota.
+    #[error("lite topic quota exceeded: {0}")]
+    LiteTopicQuotaExceeded(String),
+    /// A subscription sync that would give a client more lite topics than its quota.
+    #[error("lite subscription quota exceeded: {0}")]
+    LiteSubscriptionQuotaExceeded(String),
     #[error("illegal message tag: {0}")]
     IllegalTag(String),
     #[error("illegal message key: {0}")]
@@ -101,6 +110,9 @@ impl ApogeeError {
             BadRequest(_) => Code::BadRequest,
             IllegalTopic(_) => Code::IllegalTopic,
             IllegalConsumerGroup(_) => Code::IllegalConsumerGroup,
+            IllegalLiteTopic(_) => Code::IllegalLiteTopic,
+            LiteTopicQuotaExceeded(_) => Code::LiteTopicQuotaExceeded,
+            LiteSubscriptionQuotaExceeded(_) => Code::LiteSubscriptionQuotaExceeded,
             IllegalTag(_) => Code::IllegalMessageTag,
             IllegalKey(_) => Code::IllegalMessageKey,
             IllegalMessageGroup(_) => Code::IllegalMessageGroup,
@@ -157,6 +169,9 @@ impl ApogeeError {
             Code::Ok | Code::MultipleResults => return None,
             Code::IllegalTopic => IllegalTopic(m),
             Code::IllegalConsumerGroup => IllegalConsumerGroup(m),
+            Code::IllegalLiteTopic => IllegalLiteTopic(m),
+            Code::LiteTopicQuotaExceeded => LiteTopicQuotaExceeded(m),
+            Code::LiteSubscriptionQuotaExceeded => LiteSubscriptionQuotaExceeded(m),
             Code::IllegalMessageTag => IllegalTag(m),
             Code::IllegalMessageKey => IllegalKey(m),
             Code::IllegalMessageGroup => IllegalMessageGroup(m),
@@ -231,7 +246,10 @@ impl From<ApogeeError> for tonic::Status {
             AlreadyExists(_) => tonic::Status::already_exists(msg),
             PreconditionFailed(_) => tonic::Status::failed_precondition(msg),
             NotImplemented(_) | Unsupported(_) => tonic::Status::unimplemented(msg),
-            TooManyRequests(_) | StorageFull(_) => tonic::Status::resource_exhausted(msg),
+            TooManyRequests(_)
+            | StorageFull(_)
+            | LiteTopicQuotaExceeded(_)
+            | LiteSubscriptionQuotaExceeded(_) => tonic::Status::resource_exhausted(msg),
             RequestTimeout(_) | MasterPersistenceTimeout(_) | SlavePersistenceTimeout(_) => {
                 tonic::Status::deadline_exceeded(msg)
             }

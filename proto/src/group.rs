@@ -114,6 +114,22 @@ pub struct GroupConfig {
     pub retry: RetryPolicy,
     /// Messages of one message group are handed out one at a time, in order.
     pub fifo: bool,
+    /// Set for a lite consumer group: the LITE parent topic it is bound to and how its
+    /// clients share lite topics.
+    pub lite: Option<LiteBinding>,
+    /// Receives ignore message priority (a PRIORITY topic's queues in plain rotation).
+    pub priority_off: bool,
+}
+
+/// What binds a lite consumer group to its parent topic (`apogee group create --lite-bind`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiteBinding {
+    /// The LITE parent topic.
+    pub bind_topic: String,
+    /// One client per lite topic: a new subscriber evicts the old one.
+    pub exclusive: bool,
+    /// Most lite topics one client may subscribe; 0: the broker's default.
+    pub subscription_quota: u32,
 }
 
 impl GroupConfig {
@@ -124,12 +140,17 @@ impl GroupConfig {
             max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
             retry: RetryPolicy::default(),
             fifo: false,
+            lite: None,
+            priority_off: false,
         }
     }
 
     /// Checks the name and every bound.
     pub fn validate(&self) -> Result<(), ApogeeError> {
         crate::limits::validate_group(&self.name)?;
+        if let Some(lite) = &self.lite {
+            crate::limits::validate_topic(&lite.bind_topic)?;
+        }
         if !(1..=MAX_DELIVERY_ATTEMPTS).contains(&self.max_delivery_attempts) {
             return Err(ApogeeError::BadRequest(format!(
                 "max delivery attempts {} is outside 1..={MAX_DELIVERY_ATTEMPTS}",

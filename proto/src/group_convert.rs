@@ -7,7 +7,7 @@
 //! read from the wire is validated.
 
 use crate::cluster;
-use crate::group::{GroupConfig, RetryPolicy, DEFAULT_MAX_DELIVERY_ATTEMPTS};
+use crate::group::{GroupConfig, LiteBinding, RetryPolicy, DEFAULT_MAX_DELIVERY_ATTEMPTS};
 use crate::ApogeeError;
 
 impl From<&GroupConfig> for cluster::GroupConfig {
@@ -17,6 +17,17 @@ impl From<&GroupConfig> for cluster::GroupConfig {
             max_delivery_attempts: g.max_delivery_attempts,
             retry: Some(retry_to_proto(&g.retry)),
             fifo: g.fifo,
+            lite_bind_topic: g
+                .lite
+                .as_ref()
+                .map(|l| l.bind_topic.clone())
+                .unwrap_or_default(),
+            lite_mode: match &g.lite {
+                Some(l) if l.exclusive => cluster::LiteMode::Exclusive as i32,
+                _ => cluster::LiteMode::Shared as i32,
+            },
+            lite_subscription_quota: g.lite.as_ref().map_or(0, |l| l.subscription_quota),
+            priority_off: g.priority_off,
         }
     }
 }
@@ -34,6 +45,12 @@ impl TryFrom<&cluster::GroupConfig> for GroupConfig {
             },
             retry: p.retry.as_ref().map(retry_from_proto).unwrap_or_default(),
             fifo: p.fifo,
+            lite: (!p.lite_bind_topic.is_empty()).then(|| LiteBinding {
+                bind_topic: p.lite_bind_topic.clone(),
+                exclusive: p.lite_mode == cluster::LiteMode::Exclusive as i32,
+                subscription_quota: p.lite_subscription_quota,
+            }),
+            priority_off: p.priority_off,
         };
         g.validate()?;
         Ok(g)
@@ -92,10 +109,24 @@ mod tests {
                 max_delivery_attempts: 5,
                 retry,
                 fifo: true,
+                lite: None,
+                priority_off: false,
             };
             let wire = cluster::GroupConfig::from(&g);
             assert_eq!(GroupConfig::try_from(&wire).unwrap(), g);
         }
+        let lite = GroupConfig {
+            lite: Some(LiteBinding {
+                bind_topic: "agents".into(),
+                exclusive: true,
+                subscription_quota: 500,
+            }),
+            priority_off: true,
+            ..GroupConfig::with_defaults("agents-g")
+        };
+        let wire = cluster::GroupConfig::from(&lite);
+        assert_eq!(wire.lite_mode, cluster::LiteMode::Exclusive as i32);
+        assert_eq!(GroupConfig::try_from(&wire).unwrap(), lite);
     }
 
     #[test]

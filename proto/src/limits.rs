@@ -81,6 +81,35 @@ pub fn validate_topic(name: &str) -> Result<(), ApogeeError> {
     Ok(())
 }
 
+/// Default longest lite topic name (RocketMQ's `maxLiteTopicSize`), told to clients in
+/// Settings (`subscription.max_lite_topic_size`).
+pub const DEFAULT_MAX_LITE_TOPIC_LEN: usize = 64;
+
+/// A lite topic name is non-empty, at most `max_len` bytes, and only `[a-zA-Z0-9_-]` (no
+/// `%`, so it can end a lite queue's name unambiguously: `crate::names::lite_queue_topic`).
+pub fn validate_lite_topic(name: &str, max_len: usize) -> Result<(), ApogeeError> {
+    if name.is_empty() {
+        return Err(ApogeeError::IllegalLiteTopic(
+            "lite topic name is empty".into(),
+        ));
+    }
+    if name.len() > max_len {
+        return Err(ApogeeError::IllegalLiteTopic(format!(
+            "lite topic name has {} characters, the limit is {max_len}",
+            name.len()
+        )));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ApogeeError::IllegalLiteTopic(format!(
+            "lite topic name {name:?} may only contain letters, digits, '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
 /// A group name follows the topic character rule and has at most 120 characters.
 pub fn validate_group(name: &str) -> Result<(), ApogeeError> {
     if name.is_empty() {
@@ -286,5 +315,16 @@ mod tests {
         assert!(validate_key("order-1").is_ok());
         assert!(validate_key("").is_err());
         assert!(validate_key(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn lite_topic_names_follow_rocketmq_rule() {
+        for ok in ["a", "session-1", "A_b-9", &"x".repeat(64)] {
+            validate_lite_topic(ok, DEFAULT_MAX_LITE_TOPIC_LEN).unwrap();
+        }
+        for bad in ["", "a%b", "a b", "a.b", "ü", &"x".repeat(65)] {
+            let e = validate_lite_topic(bad, DEFAULT_MAX_LITE_TOPIC_LEN).unwrap_err();
+            assert_eq!(e.code(), crate::v2::Code::IllegalLiteTopic, "{bad:?}");
+        }
     }
 }

@@ -83,8 +83,12 @@ pub const RETRY_PREFIX: &str = "%RETRY%";
 /// Prefix of a consumer group's dead-letter topic.
 pub const DLQ_PREFIX: &str = "%DLQ%";
 
+/// Prefix of a lite topic's queue: `%LITE%<parent>%<lite topic>` (see [`lite_queue_topic`]).
+pub const LITE_PREFIX: &str = "%LITE%";
+
 /// Prefixes that mark a topic as internal.
-const SYSTEM_PREFIXES: [&str; 5] = [
+const SYSTEM_PREFIXES: [&str; 6] = [
+    LITE_PREFIX,
     "RMQ_SYS_",
     "rmq_sys_",
     RETRY_PREFIX,
@@ -107,9 +111,40 @@ pub fn dlq_topic(group: &str) -> String {
     format!("{DLQ_PREFIX}{group}")
 }
 
+/// The name under which the broker stores and indexes the messages of lite topic `lite` of
+/// the LITE parent topic `parent`: one queue (id 0) of its own, never in a route, a
+/// registration or a topic list. Lite names have no `%` (`crate::limits::validate_lite_topic`),
+/// so the last `%` splits the name again ([`split_lite_queue_topic`]).
+pub fn lite_queue_topic(parent: &str, lite: &str) -> String {
+    format!("{LITE_PREFIX}{parent}%{lite}")
+}
+
+/// The (parent topic, lite topic) a lite queue's name stands for; `None` for any other topic.
+pub fn split_lite_queue_topic(topic: &str) -> Option<(&str, &str)> {
+    topic.strip_prefix(LITE_PREFIX)?.rsplit_once('%')
+}
+
+/// The prefix every lite queue of `parent` starts with (to list them).
+pub fn lite_queue_prefix(parent: &str) -> String {
+    format!("{LITE_PREFIX}{parent}%")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lite_queue_names_split_back() {
+        let q = lite_queue_topic("agents", "session-1");
+        assert_eq!(q, "%LITE%agents%session-1");
+        assert_eq!(split_lite_queue_topic(&q), Some(("agents", "session-1")));
+        assert!(q.starts_with(&lite_queue_prefix("agents")));
+        assert!(is_system_topic(&q));
+        // A parent may hold '%' (the topic rule allows it); the lite name may not.
+        let q = lite_queue_topic("a%b", "c");
+        assert_eq!(split_lite_queue_topic(&q), Some(("a%b", "c")));
+        assert_eq!(split_lite_queue_topic("orders"), None);
+    }
 
     #[test]
     fn system_topics_are_recognised() {

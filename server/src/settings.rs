@@ -252,6 +252,8 @@ mod tests {
             max_delivery_attempts: 4,
             retry,
             fifo: true,
+            lite: None,
+            priority_off: false,
         }
     }
 

@@ -155,6 +155,7 @@ impl Admin {
             queue_count: queues,
             permission: Permission::ReadWrite as i32,
             message_types,
+            lite_expire_after_secs: 0,
         };
         let resp = self
             .admin

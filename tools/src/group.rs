@@ -465,6 +465,8 @@ fn new_config(name: &str, s: &GroupSettings) -> ToolResult<cluster::GroupConfig>
             .unwrap_or(apogee_proto::group::DEFAULT_MAX_DELIVERY_ATTEMPTS),
         retry: s.retry().cloned().unwrap_or_default(),
         fifo: s.fifo.unwrap_or(false),
+        lite: None,
+        priority_off: false,
     };
     config
         .validate()

@@ -309,6 +309,7 @@ mod tests {
                     queue_count: 8,
                     permission: Permission::ReadWrite as i32,
                     message_types: vec![],
+                    lite_expire_after_secs: 0,
                 }),
             }],
         };

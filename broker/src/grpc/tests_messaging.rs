@@ -56,6 +56,7 @@ pub(super) fn topic_config(name: &str, queue_count: i32) -> TopicConfig {
         queue_count,
         permission: v2::Permission::ReadWrite as i32,
         message_types: vec![v2::MessageType::Normal as i32],
+        lite_expire_after_secs: 0,
     }
 }
 

@@ -38,6 +38,7 @@ fn topic(
             queue_count,
             permission: permission as i32,
             message_types: types.iter().map(|t| *t as i32).collect(),
+            lite_expire_after_secs: 0,
         },
         8,
     )

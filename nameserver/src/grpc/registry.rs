@@ -397,6 +397,7 @@ mod tests {
                 queue_count: 4,
                 permission: 0,
                 message_types: vec![],
+                lite_expire_after_secs: 0,
             }],
             data_version: 1,
             groups: vec![],

@@ -184,6 +184,7 @@ mod tests {
                 queue_count: queues,
                 permission: perm as i32,
                 message_types: vec![],
+                lite_expire_after_secs: 0,
             },
             members,
         }

@@ -24,6 +24,7 @@ fn member(id: i64, role: BrokerRole, epoch: u64) -> RegisterBrokerRequest {
             queue_count: 4,
             permission: Permission::ReadWrite as i32,
             message_types: vec![],
+            lite_expire_after_secs: 0,
         }],
         data_version: 1,
         controller_mode: true,

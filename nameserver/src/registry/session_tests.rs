@@ -25,6 +25,7 @@ fn registration(instance: u64, endpoint: &str, version: i64) -> RegisterBrokerRe
             queue_count: 4,
             permission: Permission::ReadWrite as i32,
             message_types: vec![],
+            lite_expire_after_secs: 0,
         }],
         data_version: version,
         instance_id: instance,

@@ -11,6 +11,7 @@ fn topic(name: &str, queues: i32) -> TopicConfig {
         queue_count: queues,
         permission: Permission::ReadWrite as i32,
         message_types: vec![MessageType::Normal as i32],
+        lite_expire_after_secs: 0,
     }
 }
 

@@ -99,6 +99,7 @@ pub(crate) async fn create_and_wait(
             queue_count: queues,
             permission: 0,
             message_types: types.iter().map(|&t| t as i32).collect(),
+            lite_expire_after_secs: 0,
         }),
         broker_names: brokers.iter().map(|b| b.to_string()).collect(),
     };
