@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod failover;
+mod lite;
 pub use failover::{AckMode, FailoverSection, MAX_GROUP_MEMBERS};
+pub use lite::LiteSection;
 
 /// Environment prefix of broker overrides (`APOGEE_BROKER_<KEY>`).
 pub const ENV_PREFIX: &str = "BROKER";
@@ -86,6 +88,7 @@ pub struct BrokerConfig {
     pub consume: ConsumeSection,
     pub replication: ReplicationSection,
     pub failover: FailoverSection,
+    pub lite: LiteSection,
     pub limits: crate::quotas::LimitsSection,
     pub security: apogee_server::security::SecuritySection,
     pub tls: apogee_server::tls_config::TlsSection,
@@ -296,6 +299,7 @@ impl Default for BrokerConfig {
             consume: ConsumeSection::default(),
             replication: ReplicationSection::default(),
             failover: FailoverSection::default(),
+            lite: LiteSection::default(),
             limits: crate::quotas::LimitsSection::default(),
             security: Default::default(),
             tls: Default::default(),
@@ -339,6 +343,7 @@ impl BrokerConfig {
             return bad("broker_id must be >= 0".into());
         }
         self.validate_failover().or_else(bad)?;
+        self.lite.validate().or_else(bad)?;
         if !self.failover.controller_mode && (self.broker_id == 0) == (self.role == Role::Slave) {
             return bad(
                 "broker_id 0 is the master; slaves need broker_id > 0 and role = \"slave\"".into(),
