@@ -19,6 +19,11 @@ pub struct Message {
     pub message_group: Option<String>,
     /// Earliest delivery time: makes it a delayed message.
     pub delivery_timestamp: Option<SystemTime>,
+    /// The lite topic under a LITE parent topic: makes it a lite message.
+    pub lite_topic: Option<String>,
+    /// The priority on a PRIORITY topic (higher is served first by default): makes it a
+    /// priority message.
+    pub priority: Option<u32>,
 }
 
 impl Message {
@@ -39,7 +44,11 @@ impl Message {
 
     /// The protocol message type implied by the message's fields.
     pub fn message_type(&self) -> v2::MessageType {
-        if self.message_group.is_some() {
+        if self.lite_topic.is_some() {
+            v2::MessageType::Lite
+        } else if self.priority.is_some() {
+            v2::MessageType::Priority
+        } else if self.message_group.is_some() {
             v2::MessageType::Fifo
         } else if self.delivery_timestamp.is_some() {
             v2::MessageType::Delay
@@ -104,6 +113,36 @@ impl Message {
                 ));
             }
         }
+        self.validate_lite_and_priority()
+    }
+
+    /// A lite topic and a priority each make their own message type: neither goes with the
+    /// other, with a message group or with a delivery time.
+    fn validate_lite_and_priority(&self) -> Result<(), ApogeeError> {
+        let kinds = [
+            ("a lite topic", self.lite_topic.is_some()),
+            ("a priority", self.priority.is_some()),
+            ("a message group", self.message_group.is_some()),
+            ("a delivery time", self.delivery_timestamp.is_some()),
+        ];
+        let set: Vec<&str> = kinds.iter().filter(|k| k.1).map(|k| k.0).collect();
+        if set.len() > 1 && (self.lite_topic.is_some() || self.priority.is_some()) {
+            return Err(ApogeeError::MessageTypeConflict(format!(
+                "a message cannot have both {} and {}",
+                set[0], set[1]
+            )));
+        }
+        if let Some(lite) = &self.lite_topic {
+            limits::validate_lite_topic(lite, limits::DEFAULT_MAX_LITE_TOPIC_LEN)?;
+        }
+        if let Some(p) = self.priority {
+            if p > i32::MAX as u32 {
+                return Err(ApogeeError::IllegalProperty(format!(
+                    "priority {p} is above the largest the protocol carries ({})",
+                    i32::MAX
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -136,6 +175,8 @@ impl Message {
                     .map(|t| time::timestamp(system_time_ms(t))),
                 queue_id,
                 message_group: self.message_group.clone(),
+                lite_topic: self.lite_topic.clone(),
+                priority: self.priority.map(|p| p as i32),
                 ..Default::default()
             }),
             body: self.body.clone(),
@@ -190,6 +231,22 @@ impl MessageBuilder {
     /// means at once. The broker refuses times beyond its maximum delay (7 days by default).
     pub fn deliver_at(mut self, at: SystemTime) -> Self {
         self.0.delivery_timestamp = Some(at);
+        self
+    }
+
+    /// Sends the message to lite topic `lite` under the message's (LITE parent) topic: type
+    /// LITE, `system_properties.lite_topic`. Names follow RocketMQ's rule (`[a-zA-Z0-9_-]`,
+    /// at most 64 characters by default).
+    pub fn lite_topic(mut self, lite: &str) -> Self {
+        self.0.lite_topic = Some(lite.to_string());
+        self
+    }
+
+    /// Gives the message a priority on a PRIORITY topic: type PRIORITY,
+    /// `system_properties.priority`. The broker stores priority `p` in queue
+    /// `min(p, queues - 1)` and a receive serves the highest queue with a message first.
+    pub fn priority(mut self, priority: u32) -> Self {
+        self.0.priority = Some(priority);
         self
     }
 
@@ -273,6 +330,10 @@ pub struct ReceivedMessage {
     pub keys: Vec<String>,
     pub properties: HashMap<String, String>,
     pub message_group: Option<String>,
+    /// The lite topic of a message from a LITE parent topic.
+    pub lite_topic: Option<String>,
+    /// The priority of a message from a PRIORITY topic.
+    pub priority: Option<i32>,
     pub queue_id: i32,
     pub queue_offset: i64,
     pub delivery_attempt: i32,
@@ -299,6 +360,8 @@ impl ReceivedMessage {
             keys: sp.keys,
             properties: m.user_properties,
             message_group: sp.message_group,
+            lite_topic: sp.lite_topic,
+            priority: sp.priority,
             queue_id: sp.queue_id,
             queue_offset: sp.queue_offset.unwrap_or(-1),
             delivery_attempt: sp.delivery_attempt.unwrap_or(1),
@@ -346,6 +409,40 @@ mod tests {
             .deliver_after(Duration::from_secs(5))
             .build();
         assert_eq!(delayed.message_type(), v2::MessageType::Delay);
+        let lite = Message::builder("T", "x").lite_topic("session-1").build();
+        assert_eq!(lite.message_type(), v2::MessageType::Lite);
+        assert!(lite.validate(1024).is_ok());
+        let prio = Message::builder("T", "x").priority(7).build();
+        assert_eq!(prio.message_type(), v2::MessageType::Priority);
+        assert!(prio.validate(1024).is_ok());
+        let sp = prio.to_v2("", "ID", 0, "h", 0).system_properties.unwrap();
+        assert_eq!(
+            (sp.priority, sp.message_type),
+            (Some(7), v2::MessageType::Priority as i32)
+        );
+        let sp = lite.to_v2("", "ID", 0, "h", 0).system_properties.unwrap();
+        assert_eq!(
+            (sp.lite_topic.as_deref(), sp.message_type),
+            (Some("session-1"), v2::MessageType::Lite as i32)
+        );
+    }
+
+    #[test]
+    fn lite_and_priority_go_with_no_other_type() {
+        let code = |m: Message| m.validate(1024).unwrap_err().code() as i32;
+        let b = || Message::builder("T", "1");
+        assert_eq!(code(b().priority(1).message_group("g").build()), 40014);
+        assert_eq!(code(b().priority(1).lite_topic("l").build()), 40014);
+        assert_eq!(
+            code(
+                b().lite_topic("l")
+                    .deliver_after(Duration::from_secs(1))
+                    .build()
+            ),
+            40014
+        );
+        assert_eq!(code(b().lite_topic("bad name").build()), 40020);
+        assert_eq!(code(b().priority(u32::MAX).build()), 40007);
     }
 
     #[test]

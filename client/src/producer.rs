@@ -534,6 +534,11 @@ pub(crate) fn check_batch(messages: &[Message], max_body: usize) -> Result<Strin
                 "a batch must have one message group (or none)".into(),
             ));
         }
+        if m.message_type() != first.message_type() || m.lite_topic != first.lite_topic {
+            return Err(ClientError::Config(
+                "a batch must have one message type (and one lite topic, or none)".into(),
+            ));
+        }
         m.validate(max_body)?;
         total += m.body.len()
             + m.properties
