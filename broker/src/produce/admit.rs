@@ -55,7 +55,13 @@ pub fn to_topic(
             "FIFO messages need a message group".into(),
         ));
     }
-    let queue_id = m.queue_id;
+    // A PRIORITY message goes to its priority's queue, whatever queue the client named.
+    let queue_id = match m.priority {
+        Some(p) if message_type == MessageType::Priority => {
+            super::priority::queue_of(p, config.queue_count)
+        }
+        _ => m.queue_id,
+    };
     if queue_id < 0 || queue_id >= config.queue_count {
         return Err(ApogeeError::BadRequest(format!(
             "queue {queue_id} does not exist; topic {topic} has {} queues on this broker",

@@ -21,6 +21,7 @@
 //! transport (`grpc::send`) decodes requests into [`Outgoing`] and encodes the answers.
 
 mod admit;
+pub mod priority;
 mod route;
 pub mod validate;
 
@@ -57,6 +58,8 @@ pub struct Outgoing {
     pub tag: Option<String>,
     pub keys: Vec<String>,
     pub message_group: Option<String>,
+    /// A PRIORITY message's priority (`system_properties.priority`).
+    pub priority: Option<i32>,
     /// The `apache.rocketmq.v2.MessageType` number.
     pub message_type: i32,
     /// The `apache.rocketmq.v2.Encoding` number of the body.

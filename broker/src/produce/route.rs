@@ -41,7 +41,10 @@ fn into_record(m: Outgoing, admitted: &Admitted, peer: &str) -> NewMessage {
         internal: match Encoding::try_from(m.body_encoding) {
             Ok(Encoding::Gzip) => vec![(internal::BODY_ENCODING.to_string(), GZIP.to_string())],
             _ => Vec::new(),
-        },
+        }
+        .into_iter()
+        .chain(m.priority.map(super::priority::record_property))
+        .collect(),
         body: m.body,
     }
 }

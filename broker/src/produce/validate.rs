@@ -90,6 +90,7 @@ pub fn message(limits: &SendLimits, m: &Outgoing, now_ms: i64) -> Result<Valid, 
     limits::validate_body(m.body.len(), limits.max_body_bytes)?;
     properties(m)?;
     let message_type = message_type(m)?;
+    super::priority::check(m, message_type)?;
     Ok(Valid {
         message_type,
         delivery_ms: m

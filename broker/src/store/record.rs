@@ -81,6 +81,8 @@ pub mod internal {
     pub const DLQ_RESENT_AT: &str = "dlq.resent_at";
     /// The body's encoding as the producer declared it (`gzip`); absent means identity.
     pub const BODY_ENCODING: &str = "body.encoding";
+    /// A PRIORITY message's priority (`crate::produce::priority`).
+    pub const PRIORITY: &str = "priority";
 }
 /// Length, magic and CRC: what must be read to know a record's size.
 pub const HEADER_LEN: usize = 12;
