@@ -9,8 +9,10 @@ use std::time::Duration;
 
 mod failover;
 mod lite;
+mod priority;
 pub use failover::{AckMode, FailoverSection, MAX_GROUP_MEMBERS};
 pub use lite::LiteSection;
+pub use priority::{PriorityOrder, PrioritySection};
 
 /// Environment prefix of broker overrides (`APOGEE_BROKER_<KEY>`).
 pub const ENV_PREFIX: &str = "BROKER";
@@ -89,6 +91,7 @@ pub struct BrokerConfig {
     pub replication: ReplicationSection,
     pub failover: FailoverSection,
     pub lite: LiteSection,
+    pub priority: PrioritySection,
     pub limits: crate::quotas::LimitsSection,
     pub security: apogee_server::security::SecuritySection,
     pub tls: apogee_server::tls_config::TlsSection,
@@ -300,6 +303,7 @@ impl Default for BrokerConfig {
             replication: ReplicationSection::default(),
             failover: FailoverSection::default(),
             lite: LiteSection::default(),
+            priority: PrioritySection::default(),
             limits: crate::quotas::LimitsSection::default(),
             security: Default::default(),
             tls: Default::default(),

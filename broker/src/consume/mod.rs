@@ -29,6 +29,7 @@ pub mod dead_letter;
 pub mod filter;
 pub mod lag;
 pub mod long_poll;
+pub mod priority;
 mod queue;
 pub mod receipt;
 mod reload;

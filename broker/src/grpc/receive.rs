@@ -117,6 +117,13 @@ pub fn plan_receive(
         broker
             .groups()
             .resolve_for_receive(&group, &topic_res.name, &client_id, now_ms())?;
+    // A PRIORITY topic is served from its highest priority queue down (`consume::priority`).
+    let queues = crate::consume::priority::receive_order(
+        &config,
+        &receiving.config,
+        broker.config().priority.order,
+        queues,
+    );
     Ok(ReceivePlan {
         group,
         group_config: receiving.config,
