@@ -128,6 +128,7 @@ pub async fn change(
     let topic = change.topic();
     let op = change.op();
     let targets = select_targets(registry.admin_targets(topic), requested, topic, op)?;
+    check_lite_on_one_group(&change, &targets)?;
     let what = format!("{} of topic {topic}", op.name());
     let answers = fan_out(channels, targets, what, |broker| {
         let change = change.clone();
@@ -142,6 +143,33 @@ pub async fn change(
         Some(e) => Err(e),
         None => Ok(broker_names(&applied)),
     }
+}
+
+/// A LITE topic lives on exactly one broker group: its lite topics, subscriptions and lite
+/// consumers are all on one broker (the official lite consumers read the first readable
+/// queue of the route). A create or update that would put one on several groups is refused,
+/// naming them.
+fn check_lite_on_one_group(change: &TopicChange, targets: &[Target]) -> Result<(), Status> {
+    let config = match change {
+        TopicChange::Create(t) | TopicChange::Update(t) => t,
+        TopicChange::Delete(_) => return Ok(()),
+    };
+    let lite = apogee_proto::v2::MessageType::Lite as i32;
+    if targets.len() <= 1 || !config.message_types.contains(&lite) {
+        return Ok(());
+    }
+    let mut groups: Vec<&str> = targets
+        .iter()
+        .map(|t| t.group.broker_name.as_str())
+        .collect();
+    groups.dedup();
+    Err(Status::invalid_argument(format!(
+        "a LITE topic lives on exactly one broker group, and topic {} would be on {} ({}): \
+         pick one with --broker",
+        config.name,
+        groups.len(),
+        groups.join(", ")
+    )))
 }
 
 fn check_user_topic(name: &str) -> Result<(), Status> {
@@ -356,6 +384,37 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::NotFound);
         let err = select_targets(all(), &["b2".into()], "t", Op::Create).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
+    }
+
+    #[test]
+    fn a_lite_topic_goes_to_one_broker_group_only() {
+        let lite = |name: &str| {
+            TopicChange::create(Some(TopicConfig {
+                name: name.into(),
+                message_types: vec![apogee_proto::v2::MessageType::Lite as i32],
+                ..Default::default()
+            }))
+            .unwrap()
+        };
+        let two = select_targets(
+            vec![target("b1", true, false), target("b2", true, false)],
+            &[],
+            "chat",
+            Op::Create,
+        )
+        .unwrap();
+        let err = check_lite_on_one_group(&lite("chat"), &two).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        for says in ["b1, b2", "--broker", "exactly one broker group"] {
+            assert!(err.message().contains(says), "{}", err.message());
+        }
+        check_lite_on_one_group(&lite("chat"), &two[..1]).unwrap();
+        let normal = TopicChange::create(Some(TopicConfig {
+            name: "orders".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        check_lite_on_one_group(&normal, &two).unwrap();
     }
 
     #[test]
