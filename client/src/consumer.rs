@@ -91,6 +91,17 @@ impl SimpleConsumer {
                 subscriptions: declared,
             }
         };
+        SimpleConsumer::with_role(config, group, subscriptions, role)
+    }
+
+    /// Creates the consumer declaring itself as `role` (the lite consumers are built on
+    /// this one too); the arguments are checked by the callers.
+    pub(crate) fn with_role(
+        config: ClientConfig,
+        group: String,
+        subscriptions: Vec<(String, FilterExpression)>,
+        role: Role,
+    ) -> Result<SimpleConsumer> {
         Ok(SimpleConsumer {
             core: Core::start(config, role, None)?,
             group,
@@ -339,7 +350,7 @@ impl SimpleConsumer {
                 .map(|m| v2::AckMessageEntry {
                     message_id: m.message_id.clone(),
                     receipt_handle: m.receipt_handle.clone(),
-                    lite_topic: None,
+                    lite_topic: m.lite_topic.clone(),
                 })
                 .collect(),
         };
@@ -372,7 +383,7 @@ impl SimpleConsumer {
             receipt_handle: message.receipt_handle.clone(),
             invisible_duration: Some(duration(invisible_duration)),
             message_id: message.message_id.clone(),
-            lite_topic: None,
+            lite_topic: message.lite_topic.clone(),
             suspend: None,
         };
         let resp = self

@@ -239,9 +239,9 @@ impl Core {
 
     fn group(&self) -> Option<v2::Resource> {
         match &self.role {
-            Role::SimpleConsumer { group, .. } | Role::PushConsumer { group, .. } => {
-                Some(self.resource(group))
-            }
+            Role::SimpleConsumer { group, .. }
+            | Role::PushConsumer { group, .. }
+            | Role::LiteConsumer { group, .. } => Some(self.resource(group)),
             Role::Producer => None,
         }
     }

@@ -14,6 +14,8 @@
 //!   listener with bounded concurrency; acks on success, nacks with the
 //!   group's backoff on failure, renews invisibility for slow handlers,
 //!   keeps message-group order in FIFO mode, and shuts down gracefully.
+//! - [`LiteSimpleConsumer`] and [`LitePushConsumer`]: consumers of lite topics under one
+//!   LITE parent topic, subscribed one by one (see [`lite_consumer`]).
 //! - [`ClientConfig`] and [`ClientError`]: configuration and errors; [`ClientTls`]: TLS to
 //!   the servers (`ClientConfig::with_tls`).
 //! - [`transport`]: channels, request metadata and address helpers, also
@@ -34,6 +36,7 @@ mod consumer;
 mod core;
 pub mod end_on_data;
 pub mod error;
+pub mod lite_consumer;
 mod message;
 mod producer;
 mod push_consumer;
@@ -47,9 +50,13 @@ pub use apogee_proto::tls::ClientTls;
 pub use config::ClientConfig;
 pub use consumer::{GroupCreated, SimpleConsumer};
 pub use error::{ClientError, Result};
+pub use lite_consumer::{LiteOffset, LiteSimpleConsumer, LiteSimpleConsumerBuilder};
 pub use message::{FilterExpression, FilterKind, Message, MessageBuilder, ReceivedMessage};
 pub use producer::{Producer, ProducerBuilder, SendReceipt};
-pub use push_consumer::{BackoffPolicy, ConsumeResult, PushConsumer, PushConsumerBuilder};
+pub use push_consumer::{
+    BackoffPolicy, ConsumeResult, LitePushConsumer, LitePushConsumerBuilder, PushConsumer,
+    PushConsumerBuilder,
+};
 pub use transaction::{
     Transaction, TransactionCheck, TransactionChecker, TransactionReceipt, TransactionResolution,
 };

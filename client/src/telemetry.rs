@@ -37,6 +37,13 @@ pub(crate) enum Role {
         group: String,
         subscriptions: Vec<(String, v2::FilterExpression)>,
     },
+    /// A lite consumer of `group`, bound to one LITE parent topic (`push`: a
+    /// LITE_PUSH_CONSUMER, else a LITE_SIMPLE_CONSUMER).
+    LiteConsumer {
+        group: String,
+        bind_topic: String,
+        push: bool,
+    },
 }
 
 impl Role {
@@ -45,6 +52,8 @@ impl Role {
             Role::Producer => v2::ClientType::Producer,
             Role::SimpleConsumer { .. } => v2::ClientType::SimpleConsumer,
             Role::PushConsumer { .. } => v2::ClientType::PushConsumer,
+            Role::LiteConsumer { push: true, .. } => v2::ClientType::LitePushConsumer,
+            Role::LiteConsumer { push: false, .. } => v2::ClientType::LiteSimpleConsumer,
         }
     }
 }
@@ -84,6 +93,24 @@ pub(crate) fn build_settings(
                     expression: Some(f.clone()),
                 })
                 .collect(),
+            fifo: Some(false),
+            receive_batch_size: None,
+            long_polling_timeout: Some(duration(Duration::from_millis(
+                apogee_proto::limits::MAX_LONG_POLLING_MS as u64,
+            ))),
+            ..Default::default()
+        }),
+        Role::LiteConsumer {
+            group, bind_topic, ..
+        } => PubSub::Subscription(v2::Subscription {
+            group: Some(resource(config, group)),
+            subscriptions: vec![v2::SubscriptionEntry {
+                topic: Some(resource(config, bind_topic)),
+                expression: Some(v2::FilterExpression {
+                    r#type: v2::FilterType::Tag as i32,
+                    expression: "*".into(),
+                }),
+            }],
             fifo: Some(false),
             receive_batch_size: None,
             long_polling_timeout: Some(duration(Duration::from_millis(
@@ -180,7 +207,13 @@ pub(crate) struct Sessions {
     /// retry policy and FIFO flag from it).
     pub(crate) server_settings: Arc<Mutex<Option<v2::Settings>>>,
     checker: Option<Arc<dyn TransactionChecker>>,
+    /// Where a server's NotifyUnsubscribeLiteCommand goes (a lite consumer sets it).
+    pub(crate) lite_unsubscribed: LiteUnsubscribed,
 }
+
+/// The handler of NotifyUnsubscribeLiteCommand: called with the lite topic a server took
+/// away from this client.
+pub(crate) type LiteUnsubscribed = Arc<std::sync::OnceLock<Arc<dyn Fn(String) + Send + Sync>>>;
 
 impl Sessions {
     pub(crate) fn new(checker: Option<Arc<dyn TransactionChecker>>) -> Self {
@@ -189,6 +222,7 @@ impl Sessions {
             body_limit: Arc::new(BodyLimit::default()),
             server_settings: Arc::new(Mutex::new(None)),
             checker,
+            lite_unsubscribed: Arc::default(),
         }
     }
 
@@ -293,13 +327,20 @@ impl Sessions {
         let slots = self.slots.clone();
         let limit = self.body_limit.clone();
         let learned = self.server_settings.clone();
+        let lite = self.lite_unsubscribed.clone();
         let key = addr.to_string();
         let me = slot.clone();
         let task = tokio::spawn(async move {
             loop {
                 match stream.message().await {
                     Ok(Some(cmd)) => {
-                        handle_command(cmd, &tx, &limit, &learned, responder.as_ref()).await
+                        let ctx = Handlers {
+                            limit: &limit,
+                            learned: &learned,
+                            responder: responder.as_ref(),
+                            lite: &lite,
+                        };
+                        handle_command(cmd, &tx, ctx).await
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -346,18 +387,40 @@ impl Drop for Sessions {
     }
 }
 
+/// What a session's commands are handed to.
+struct Handlers<'a> {
+    limit: &'a BodyLimit,
+    learned: &'a Mutex<Option<v2::Settings>>,
+    responder: Option<&'a CheckResponder>,
+    lite: &'a LiteUnsubscribed,
+}
+
 /// Answers one server command.
 async fn handle_command(
     cmd: v2::TelemetryCommand,
     tx: &mpsc::Sender<v2::TelemetryCommand>,
-    limit: &BodyLimit,
-    learned: &Mutex<Option<v2::Settings>>,
-    responder: Option<&CheckResponder>,
+    ctx: Handlers<'_>,
 ) {
+    let Handlers {
+        limit,
+        learned,
+        responder,
+        lite,
+    } = ctx;
     let reply = match cmd.command {
         Some(Command::Settings(s)) => {
             limit.learn(&s);
             *learned.lock() = Some(s);
+            None
+        }
+        Some(Command::NotifyUnsubscribeLiteCommand(c)) => {
+            match lite.get() {
+                Some(handler) => handler(c.lite_topic),
+                None => tracing::debug!(
+                    lite_topic = %c.lite_topic,
+                    "lite unsubscribe notice for a client that is not a lite consumer"
+                ),
+            }
             None
         }
         Some(Command::PrintThreadStackTraceCommand(c)) => Some(v2::TelemetryCommand {
@@ -467,8 +530,63 @@ mod tests {
             status: None,
             command: Some(Command::Settings(pushed.clone())),
         };
-        handle_command(cmd, &tx, &BodyLimit::default(), &learned, None).await;
+        let lite = LiteUnsubscribed::default();
+        let ctx = Handlers {
+            limit: &BodyLimit::default(),
+            learned: &learned,
+            responder: None,
+            lite: &lite,
+        };
+        handle_command(cmd, &tx, ctx).await;
         assert_eq!(learned.lock().as_ref(), Some(&pushed));
+    }
+
+    #[tokio::test]
+    async fn lite_unsubscribe_notices_reach_the_lite_consumers_handler() {
+        let (tx, _rx) = mpsc::channel(1);
+        let learned = Mutex::new(None);
+        let lite = LiteUnsubscribed::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let _ = lite.set(Arc::new(move |name: String| sink.lock().push(name)));
+        let notice = |name: &str| v2::TelemetryCommand {
+            status: None,
+            command: Some(Command::NotifyUnsubscribeLiteCommand(
+                v2::NotifyUnsubscribeLiteCommand {
+                    lite_topic: name.into(),
+                },
+            )),
+        };
+        for name in ["a", "b"] {
+            let ctx = Handlers {
+                limit: &BodyLimit::default(),
+                learned: &learned,
+                responder: None,
+                lite: &lite,
+            };
+            handle_command(notice(name), &tx, ctx).await;
+        }
+        assert_eq!(*seen.lock(), vec!["a".to_string(), "b".to_string()]);
+        let role = Role::LiteConsumer {
+            group: "G".into(),
+            bind_topic: "P".into(),
+            push: false,
+        };
+        let s = build_settings(&ClientConfig::default(), &role, &[]);
+        assert_eq!(
+            s.client_type,
+            Some(v2::ClientType::LiteSimpleConsumer as i32)
+        );
+        let Some(PubSub::Subscription(sub)) = s.pub_sub else {
+            panic!("subscription expected")
+        };
+        assert_eq!(sub.subscriptions[0].topic.as_ref().unwrap().name, "P");
+        let push = Role::LiteConsumer {
+            group: "G".into(),
+            bind_topic: "P".into(),
+            push: true,
+        };
+        assert_eq!(push.client_type(), v2::ClientType::LitePushConsumer);
     }
 
     #[test]

@@ -31,11 +31,13 @@
 //!   (NotifyClientTermination).
 
 mod fifo;
+mod lite;
 mod poller;
 mod settings;
 mod slots;
 mod worker;
 
+pub use lite::{LitePushConsumer, LitePushConsumerBuilder};
 pub use settings::BackoffPolicy;
 
 use crate::consumer::SimpleConsumer;
@@ -135,10 +137,26 @@ impl PushConsumerBuilder {
 
     /// Checks the configuration, fetches the subscribed topics' routes
     /// (which brings the servers' Settings), and starts receiving.
-    pub async fn start(self) -> Result<PushConsumer> {
-        let listener = self
-            .listener
-            .ok_or_else(|| ClientError::Config("a push consumer needs a listener".into()))?;
+    pub async fn start(mut self) -> Result<PushConsumer> {
+        self.check()?;
+        let topics: Vec<String> = self.subscriptions.iter().map(|(t, _)| t.clone()).collect();
+        let subscriptions = std::mem::take(&mut self.subscriptions);
+        let consumer = SimpleConsumer::connect_as(
+            self.config.clone(),
+            self.group.clone(),
+            subscriptions,
+            true,
+        )?;
+        self.launch(consumer, topics).await
+    }
+
+    /// Checks the builder: a listener, a concurrency, an invisible time within bounds.
+    fn check(&self) -> Result<()> {
+        if self.listener.is_none() {
+            return Err(ClientError::Config(
+                "a push consumer needs a listener".into(),
+            ));
+        }
         if self.concurrency == 0 {
             return Err(ClientError::Config("concurrency must be at least 1".into()));
         }
@@ -153,9 +171,14 @@ impl PushConsumerBuilder {
             ))
             .into());
         }
-        let topics: Vec<String> = self.subscriptions.iter().map(|(t, _)| t.clone()).collect();
-        let consumer =
-            SimpleConsumer::connect_as(self.config, self.group, self.subscriptions, true)?;
+        Ok(())
+    }
+
+    /// Starts receiving `topics` with `consumer` (the lite push consumer brings its own).
+    async fn launch(self, consumer: SimpleConsumer, topics: Vec<String>) -> Result<PushConsumer> {
+        let listener = self
+            .listener
+            .ok_or_else(|| ClientError::Config("a push consumer needs a listener".into()))?;
         for topic in &topics {
             if let Err(e) = consumer.core().route(topic).await {
                 consumer.shutdown().await;
@@ -242,6 +265,13 @@ impl PushConsumer {
     /// the session. Messages never handed to the listener come back to the
     /// group after their invisible duration.
     pub async fn shutdown(self) {
+        self.drain().await;
+        self.shared.consumer.clone().shutdown().await;
+    }
+
+    /// Stops receiving and waits (up to the shutdown timeout) for the running handlers;
+    /// the session stays open.
+    async fn drain(&self) {
         self.shared.stop.send_replace(true);
         let pollers: Vec<JoinHandle<()>> = std::mem::take(&mut *self.pollers.lock());
         for p in pollers {
@@ -259,7 +289,6 @@ impl PushConsumer {
                 h.abort();
             }
         }
-        self.shared.consumer.clone().shutdown().await;
     }
 }
 
@@ -307,8 +336,10 @@ impl Shared {
     /// Hands a received message, holding `slot`, to its own task (after
     /// taking its FIFO turn, in receive order).
     fn dispatch(self: &Arc<Self>, message: ReceivedMessage, slot: Slot) {
-        let turn = match (&message.message_group, self.fifo) {
-            (Some(g), true) => Some(self.order.enqueue(format!("{}\u{1}{g}", message.topic))),
+        // A lite topic is one ordered queue: its messages take turns like a message group's.
+        let turn = match (&message.lite_topic, &message.message_group, self.fifo) {
+            (Some(l), _, _) => Some(self.order.enqueue(format!("{}\u{2}{l}", message.topic))),
+            (None, Some(g), true) => Some(self.order.enqueue(format!("{}\u{1}{g}", message.topic))),
             _ => None,
         };
         let mut tasks = self.tasks.lock();

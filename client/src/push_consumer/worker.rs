@@ -162,7 +162,7 @@ async fn forward_to_dlq(shared: &Shared, lease: &mut Lease, attempt: u32, max: u
             message_id: m.message_id.clone(),
             delivery_attempt: attempt as i32,
             max_delivery_attempts: max as i32,
-            lite_topic: None,
+            lite_topic: m.lite_topic.clone(),
         };
         let res = core
             .call(
