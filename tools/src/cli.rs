@@ -132,6 +132,10 @@ pub enum TopicCommand {
         /// Message type the topic accepts (repeatable; default normal).
         #[arg(long = "type", value_enum, value_name = "TYPE")]
         types: Vec<TopicType>,
+        /// A lite topic (under a `--type lite` parent) with no new message for this long
+        /// expires: its messages, offsets and subscriptions go (default: never).
+        #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_positive)]
+        lite_expire: Option<Duration>,
         /// When the topic exists, change its queue count instead of failing (mqadmin's
         /// updateTopic, which creates or updates; its other settings are kept).
         #[arg(long)]
@@ -282,6 +286,13 @@ pub struct SendArgs {
     #[arg(long, value_name = "N", value_parser = schedule::parse_level, group = "when",
           conflicts_with = "transaction")]
     pub delay_level: Option<u32>,
+    /// Send PRIORITY messages of this priority (to a `--type priority` topic; higher is
+    /// received first).
+    #[arg(long, value_name = "N", conflicts_with_all = ["transaction", "when", "lite_topic"])]
+    pub priority: Option<u32>,
+    /// Send LITE messages to this lite topic under --topic (a `--type lite` parent).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["transaction", "when"])]
+    pub lite_topic: Option<String>,
 }
 
 impl SendArgs {
@@ -353,6 +364,15 @@ pub struct ConsumeArgs {
     /// Also write each whole body, as received, to DIR/<message id>.body.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<std::path::PathBuf>,
+    /// Consume this lite topic of the LITE parent --topic, as a lite consumer of --group
+    /// (a group bound to the parent: `group create --lite-bind`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tag", "sql"],
+          value_parser = crate::lite_consume::lite_topic_name)]
+    pub lite_topic: Option<String>,
+    /// With --lite-topic: where a subscription new to the broker starts (default: the
+    /// broker's).
+    #[arg(long, value_enum, requires = "lite_topic")]
+    pub lite_offset: Option<crate::lite_consume::LiteStart>,
 }
 
 /// `KEY=VALUE` of `--property` (the key non-empty; the value may contain `=`).
@@ -449,12 +469,13 @@ async fn create_or_update_topic(
     queues: i32,
     brokers: &[String],
     types: &[TopicType],
+    lite_expire: Option<Duration>,
 ) -> ToolResult<crate::admin::TopicInfo> {
     match admin.topic_route(name).await {
         Ok(_) => admin.update_topic(name, Some(queues), None).await,
         Err(ToolError::Server(text)) if text.starts_with("topic not found") => {
             admin
-                .create_topic(name, queues, brokers.to_vec(), types)
+                .create_topic(name, queues, brokers.to_vec(), types, lite_expire)
                 .await
         }
         Err(e) => Err(e),
@@ -493,13 +514,15 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                     queues,
                     brokers,
                     types,
+                    lite_expire,
                     update_if_exists,
                 } => {
                     let created = if *update_if_exists {
-                        create_or_update_topic(&admin, name, *queues, brokers, types).await
+                        create_or_update_topic(&admin, name, *queues, brokers, types, *lite_expire)
+                            .await
                     } else {
                         admin
-                            .create_topic(name, *queues, brokers.clone(), types)
+                            .create_topic(name, *queues, brokers.clone(), types, *lite_expire)
                             .await
                             .map_err(|e| with_hint(e, "already exists", UPDATE_IF_EXISTS_HINT))
                     };
@@ -579,6 +602,8 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                 count: a.count,
                 tag: a.tag.clone(),
                 keys: a.keys.clone(),
+                priority: a.priority,
+                lite_topic: a.lite_topic.clone(),
             };
             let config = cli.client_config();
             return match a.transaction {
@@ -622,7 +647,20 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                     )));
                 }
             }
-            messaging::consume(cli.client_config(), &spec, &mut *out, f).await?;
+            match &a.lite_topic {
+                Some(lite) => {
+                    crate::lite_consume::consume(
+                        cli.client_config(),
+                        &spec,
+                        lite,
+                        a.lite_offset,
+                        &mut *out,
+                        f,
+                    )
+                    .await?
+                }
+                None => messaging::consume(cli.client_config(), &spec, &mut *out, f).await?,
+            };
             return Ok(());
         }
         Command::Bench(cmd) => bench::run_command(cli.client_config(), cmd, f).await?,

@@ -16,7 +16,7 @@
 //! - [`access`]: users and ACL entries (`user create|update|delete|list`,
 //!   `acl grant|revoke|list`).
 //! - [`messaging`]: `send` (plain and transactional) and `consume` over the
-//!   client library.
+//!   client library; [`lite_consume`]: `consume --lite-topic`.
 //! - [`bench`]: `apogee bench produce` and `bench consume` load generators.
 //! - [`config_import`]: `config import`, a RocketMQ broker.conf into broker TOML.
 //! - [`output`]: tables and JSON; [`views`]: the admin result rows.
@@ -40,6 +40,7 @@ pub mod dlq;
 pub mod duration;
 pub mod error;
 pub mod group;
+pub mod lite_consume;
 pub mod message_query;
 pub mod messaging;
 pub mod output;

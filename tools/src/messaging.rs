@@ -67,6 +67,10 @@ pub struct SendSpec {
     pub count: u32,
     pub tag: Option<String>,
     pub keys: Vec<String>,
+    /// A priority (type PRIORITY).
+    pub priority: Option<u32>,
+    /// A lite topic under the (LITE parent) topic (type LITE).
+    pub lite_topic: Option<String>,
 }
 
 impl From<SendReceipt> for SendRow {
@@ -157,6 +161,12 @@ pub(crate) fn build_message(spec: &SendSpec) -> Message {
     }
     for (k, v) in &spec.properties {
         builder = builder.property(k.clone(), v.clone());
+    }
+    if let Some(p) = spec.priority {
+        builder = builder.priority(p);
+    }
+    if let Some(lite) = &spec.lite_topic {
+        builder = builder.lite_topic(lite);
     }
     builder.build()
 }
@@ -389,7 +399,7 @@ impl TableRow for ConsumedRow {
 }
 
 /// Minimum column widths of the streamed consume table.
-const CONSUME_WIDTHS: [usize; 8] = [34, 8, 5, 8, 7, 8, 8, 10];
+pub(crate) const CONSUME_WIDTHS: [usize; 8] = [34, 8, 5, 8, 7, 8, 8, 10];
 
 /// What `consume` asks for.
 #[derive(Clone, Debug)]

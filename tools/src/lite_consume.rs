@@ -1,0 +1,217 @@
+//! `apogee consume --topic PARENT --lite-topic X --group G`: a lite simple consumer of the
+//! LITE parent topic subscribes to lite topic X (from where `--lite-offset` says, for a
+//! subscription new to the broker), then receives, prints and acks as `consume` does (the
+//! same `--max`, `--wait`, `--invisible`, `--nack`, body and output flags), and drops its
+//! subscription when it ends (COMPLETE_REMOVE). A notice that the broker ended the
+//! subscription (an exclusive group's lite topic taken by another client, or the lite topic
+//! expired) is printed to stderr and ends the run.
+
+use crate::error::{ToolError, ToolResult};
+use crate::messaging::{ConsumeSpec, ConsumedRow, CONSUME_WIDTHS};
+use crate::output::{Format, StreamWriter, TableRow};
+use apogee_client::{ClientConfig, LiteOffset, LiteSimpleConsumer};
+use clap::ValueEnum;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Messages asked for per receive.
+const RECEIVE_BATCH: u32 = 32;
+/// Shortest time between two empty receives.
+const EMPTY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Where a new lite subscription starts (`--lite-offset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LiteStart {
+    /// The group's committed position, else the broker's default.
+    Last,
+    /// The first message still stored.
+    Min,
+    /// Only messages sent from now on.
+    Max,
+}
+
+impl LiteStart {
+    pub fn offset(self) -> LiteOffset {
+        match self {
+            LiteStart::Last => LiteOffset::Last,
+            LiteStart::Min => LiteOffset::Min,
+            LiteStart::Max => LiteOffset::Max,
+        }
+    }
+}
+
+/// A lite topic name as RocketMQ's rule has it (a bad one is a usage error before any call;
+/// a broker configured with a shorter limit still refuses a longer one).
+pub fn lite_topic_name(s: &str) -> Result<String, String> {
+    apogee_proto::limits::validate_lite_topic(s, apogee_proto::limits::DEFAULT_MAX_LITE_TOPIC_LEN)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Subscribes `lite_topic` under `spec.topic` and consumes it; returns how many messages
+/// were printed.
+pub async fn consume<W: Write>(
+    config: ClientConfig,
+    spec: &ConsumeSpec,
+    lite_topic: &str,
+    start: Option<LiteStart>,
+    out: W,
+    format: Format,
+) -> ToolResult<usize> {
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut writer =
+        StreamWriter::new(out, format, ConsumedRow::headers(), CONSUME_WIDTHS.to_vec());
+    let connect = async {
+        let consumer =
+            LiteSimpleConsumer::connect(config, spec.group.clone(), spec.topic.clone()).await?;
+        let subscribed = match start {
+            Some(s) => consumer.subscribe_lite_from(lite_topic, s.offset()).await,
+            None => consumer.subscribe_lite(lite_topic).await,
+        };
+        match subscribed {
+            Ok(()) => Ok(consumer),
+            Err(e) => {
+                consumer.shutdown().await;
+                Err(e)
+            }
+        }
+    };
+    let consumer = tokio::select! {
+        c = connect => c?,
+        _ = &mut interrupted => {
+            writer.finish()?;
+            return Err(ToolError::Interrupted);
+        }
+    };
+    let outcome = tokio::select! {
+        r = consume_loop(&consumer, spec, &mut writer) => r,
+        _ = &mut interrupted => Err(ToolError::Interrupted),
+    };
+    let printed = writer.finish()?;
+    if matches!(outcome, Err(ToolError::Interrupted)) {
+        return Err(ToolError::Interrupted);
+    }
+    consumer.shutdown().await;
+    outcome.map(|()| printed)
+}
+
+async fn consume_loop<W: Write>(
+    consumer: &LiteSimpleConsumer,
+    spec: &ConsumeSpec,
+    writer: &mut StreamWriter<W>,
+) -> ToolResult<()> {
+    let mut printed: u32 = 0;
+    let mut ack_failures: Vec<String> = Vec::new();
+    let mut last_new = Instant::now();
+    while printed < spec.max {
+        if let Some(gone) = consumer.take_unsubscribed().first() {
+            eprintln!("the broker ended the subscription to lite topic {gone}");
+            return Ok(());
+        }
+        let left = spec.wait.saturating_sub(last_new.elapsed());
+        let batch = (spec.max - printed).min(RECEIVE_BATCH);
+        let asked = Instant::now();
+        let messages = consumer.receive(batch, spec.invisible, left).await?;
+        if messages.is_empty() {
+            if last_new.elapsed() >= spec.wait {
+                break;
+            }
+            let pause = EMPTY_PAUSE.saturating_sub(asked.elapsed());
+            tokio::time::sleep(pause.min(spec.wait.saturating_sub(last_new.elapsed()))).await;
+            continue;
+        }
+        last_new = Instant::now();
+        let take = messages.len().min((spec.max - printed) as usize);
+        let shown = &messages[..take];
+        for m in shown {
+            let mut row = ConsumedRow::new(m, spec.body_format);
+            if let Some(dir) = &spec.out_dir {
+                let path = dir.join(format!("{}.body", m.message_id));
+                std::fs::write(&path, &m.body).map_err(|e| {
+                    ToolError::Input(format!("writing the body to {}: {e}", path.display()))
+                })?;
+                row.body_file = Some(path.display().to_string());
+            }
+            writer.item(&row)?;
+        }
+        printed += take as u32;
+        if spec.nack {
+            continue;
+        }
+        for (m, res) in shown.iter().zip(consumer.ack_many(shown).await) {
+            if let Err(e) = res {
+                ack_failures.push(format!("{}: {e}", m.message_id));
+            }
+        }
+    }
+    match ack_failures.first() {
+        None => Ok(()),
+        Some(first) => Err(ToolError::Server(format!(
+            "{} of {printed} printed messages could not be acknowledged and will be delivered again (first: {first})",
+            ack_failures.len()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("apogee").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn consume_takes_a_lite_topic_and_where_it_starts() {
+        let base = [
+            "consume",
+            "--topic",
+            "P",
+            "--group",
+            "G",
+            "--lite-topic",
+            "s-1",
+        ];
+        let cli = parse(&base).unwrap();
+        let Command::Consume(a) = cli.command else {
+            panic!("consume expected")
+        };
+        assert_eq!(
+            (a.lite_topic.as_deref(), a.lite_offset),
+            (Some("s-1"), None)
+        );
+        let mut with = base.to_vec();
+        with.extend(["--lite-offset", "min"]);
+        let Command::Consume(a) = parse(&with).unwrap().command else {
+            panic!("consume expected")
+        };
+        assert_eq!(a.lite_offset.map(LiteStart::offset), Some(LiteOffset::Min));
+        // A bad name, a filter with a lite topic, and a start without one are usage errors.
+        let bad = [
+            "consume",
+            "--topic",
+            "P",
+            "--group",
+            "G",
+            "--lite-topic",
+            "a%b",
+        ];
+        assert!(parse(&bad).is_err());
+        let mut tagged = base.to_vec();
+        tagged.extend(["--tag", "A"]);
+        assert!(parse(&tagged).is_err());
+        assert!(parse(&[
+            "consume",
+            "--topic",
+            "P",
+            "--group",
+            "G",
+            "--lite-offset",
+            "max"
+        ])
+        .is_err());
+    }
+}
