@@ -23,8 +23,9 @@ pub struct LiteSection {
     pub expiry_scan_interval_secs: u64,
 }
 
-/// Upper bound of `lite.max_topic_len` (a lite queue's name must stay a short key).
-pub const MAX_LITE_TOPIC_LEN_LIMIT: usize = 255;
+/// Upper bound of `lite.max_topic_len` (a lite queue's name must stay a short key; the
+/// store's listing of lite queues looks for names up to this length).
+pub const MAX_LITE_TOPIC_LEN_LIMIT: usize = crate::store::lite::MAX_LITE_NAME_LEN;
 
 impl Default for LiteSection {
     fn default() -> Self {

@@ -169,11 +169,12 @@ pub fn dispatch(
 
 /// Dispatches one stored record (read back from the log: recovery, or a slave's replicated
 /// bytes) and moves its queue head when the record is past it. The one copy of this logic.
+/// True when the record's queue is new (its head row goes into `batch`).
 pub(crate) fn dispatch_stored(
     batch: &mut KvBatch,
     heads: &mut super::writer::Heads,
     m: &super::record::StoredMessage,
-) {
+) -> bool {
     dispatch(
         batch,
         &m.msg,
@@ -184,11 +185,15 @@ pub(crate) fn dispatch_stored(
     );
     let queues = heads.entry(m.msg.topic.clone()).or_default();
     match queues.get_mut(&m.msg.queue_id) {
-        Some(head) => *head = (*head).max(m.queue_offset + 1),
+        Some(head) => {
+            *head = (*head).max(m.queue_offset + 1);
+            false
+        }
         None => {
             // A queue's first record writes its row (see the module doc).
             queues.insert(m.msg.queue_id, m.queue_offset + 1);
             put_head(batch, &m.msg.topic, m.msg.queue_id, m.queue_offset + 1);
+            true
         }
     }
 }

@@ -183,6 +183,20 @@ pub fn decode_cq_key(key: &[u8]) -> Option<(String, u32, u64)> {
         .then(|| (topic.to_string(), queue_id, offset))
 }
 
+/// The `queue_head` rows of the lite queues of one parent whose lite names are `lite_len`
+/// bytes long: every lite queue name `prefix<lite>` of that length shares the length and
+/// the prefix (`apogee_proto::names::lite_queue_prefix`). Names are length-prefixed, so the
+/// lite queues of a parent sort by lite name length first, then by name: one range per
+/// length. `[from, to)`.
+pub fn lite_heads_of_len(lite_prefix: &str, lite_len: usize) -> (Vec<u8>, Vec<u8>) {
+    let total = (lite_prefix.len() + lite_len).min(MAX_NAME_LEN);
+    let mut from = Vec::with_capacity(2 + lite_prefix.len());
+    from.extend_from_slice(&(total as u16).to_be_bytes());
+    from.extend_from_slice(lite_prefix.as_bytes());
+    let to = prefix_end(&from);
+    (from, to)
+}
+
 /// Prefix of a message id's entries in `message_id`.
 pub fn id_prefix(message_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + message_id.len() + 8);

@@ -28,6 +28,7 @@ pub mod format;
 pub mod index;
 pub mod keys;
 pub mod kv;
+pub mod lite;
 pub mod record;
 mod recovery;
 pub use recovery::IndexRebuild;
@@ -46,6 +47,8 @@ mod writer;
 mod tests;
 #[cfg(test)]
 mod tests_fail_stop;
+#[cfg(test)]
+mod tests_lite;
 #[cfg(test)]
 mod tests_page_cache;
 #[cfg(test)]
@@ -76,6 +79,7 @@ pub use config::{
 pub use epochs::{EpochFile, EpochStart};
 pub use format::{RebuildCause, RebuildProgress};
 pub use index::{tag_hash, QueueEntry};
+pub use lite::LiteQueueInfo;
 pub use kv::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
 pub use record::{NewMessage, StoredMessage};
 pub use replica_log::{DroppedRecords, LogSlice, RecordMark, ReplicaAppend};
@@ -206,6 +210,8 @@ pub(crate) struct Shared {
     /// past the next offset it read. The value counts the cut-backs (each rebuilds the whole
     /// index), so a retention pass that began before one can tell and start again.
     pub(crate) index_epoch: Mutex<u64>,
+    /// Lite queues per parent and in all (`lite.rs`), kept by the writer.
+    pub(crate) lite: lite::LiteCounts,
 }
 
 impl Shared {
@@ -359,6 +365,7 @@ impl MessageStore {
             failure,
             storage_full: Mutex::new(None),
             index_epoch: Mutex::new(0),
+            lite: lite::LiteCounts::default(),
         });
         let (kick, syncer) = if flush_mode == FlushMode::Sync {
             let (kick, kicks) = mpsc::channel();
@@ -689,6 +696,11 @@ impl MessageStore {
     /// one of them are readable. Make it before reading the queues so no append is missed.
     pub fn watch_queues(&self, topic: &str, queue_ids: &[u32]) -> QueueWatch<'_> {
         self.shared.wakeups.watch(topic, queue_ids)
+    }
+
+    /// The wake-up registry of this store's appends (long-lived listeners register here).
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.shared.wakeups
     }
 
     /// The shared index database, for other subsystems' column families.

@@ -347,7 +347,8 @@ impl Scan<'_> {
             self.checkpoint = m.log_offset + u64::from(m.record_size);
             return Ok(());
         }
-        index::dispatch_stored(&mut self.batch, self.heads, m);
+        // New queues are counted from the heads once recovery is done (`lite.rs`).
+        let _ = index::dispatch_stored(&mut self.batch, self.heads, m);
         if let Some(r) = &mut self.rebuild {
             let (max_qid, types) = r.topics.entry(m.msg.topic.clone()).or_default();
             *max_qid = (*max_qid).max(m.msg.queue_id);

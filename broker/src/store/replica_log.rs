@@ -572,8 +572,11 @@ impl Writer {
             index::put_flushed(&mut batch, new_end);
         }
         let mut touched: Vec<(String, u32)> = Vec::new();
+        let mut new_queues: Vec<&str> = Vec::new();
         for m in &msgs {
-            index::dispatch_stored(&mut batch, &mut self.heads, m);
+            if index::dispatch_stored(&mut batch, &mut self.heads, m) {
+                new_queues.push(&m.msg.topic);
+            }
             self.last_store_ts = self.last_store_ts.max(m.store_timestamp_ms);
             if !touched
                 .iter()
@@ -584,6 +587,9 @@ impl Writer {
         }
         index::put_checkpoint(&mut batch, new_end);
         shared.kv.write(batch)?;
+        for topic in new_queues {
+            shared.lite.queue_created(topic);
+        }
         shared
             .wakeups
             .notify(touched.iter().map(|(t, q)| (t.as_str(), *q)));
@@ -613,6 +619,7 @@ impl Writer {
             }),
         )?;
         self.heads = recovered.heads;
+        shared.lite.reset(&self.heads);
         self.last_store_ts = recovered.last_store_ts;
         let end = shared.log.end_offset();
         let epochs = shared.epochs.drop_after(end)?;

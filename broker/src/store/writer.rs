@@ -106,6 +106,7 @@ impl Writer {
         last_store_ts: i64,
         kick: Option<std::sync::mpsc::Sender<()>>,
     ) -> Self {
+        shared.lite.reset(&heads);
         Writer {
             shared,
             heads,
@@ -286,6 +287,7 @@ impl Writer {
         let records: usize = reqs.iter().map(|r| r.msgs.len()).sum();
         let mut batch = KvBatch::with_capacity(2 * records + 8, 100 * records + 64);
         let mut new_heads = Heads::new();
+        let mut new_lite_queues: Vec<&str> = Vec::new();
         let mut all = Vec::with_capacity(reqs.len());
         for req in reqs {
             let mut results = Vec::with_capacity(req.msgs.len());
@@ -315,6 +317,9 @@ impl Writer {
                 if new_queue {
                     // Later records move the queue's next offset by their entries alone.
                     index::put_head(&mut batch, &msg.topic, msg.queue_id, queue_offset + 1);
+                    if msg.topic.starts_with(apogee_proto::names::LITE_PREFIX) {
+                        new_lite_queues.push(&msg.topic);
+                    }
                 }
                 results.push(AppendResult {
                     queue_offset,
@@ -332,6 +337,9 @@ impl Writer {
         // group records the latest one, so the sync thread writes nothing to the index.
         index::put_flushed(&mut batch, log.flushed_offset());
         shared.kv.write(batch)?;
+        for topic in new_lite_queues {
+            shared.lite.queue_created(topic);
+        }
         let touched = new_heads
             .iter()
             .flat_map(|(t, qs)| qs.keys().map(move |&q| (t.as_str(), q)));
@@ -360,8 +368,14 @@ impl Writer {
         );
         let _rewriting = self.shared.index_epoch.lock();
         self.shared.kv.write(batch)?;
-        self.heads.remove(topic);
-        tracing::info!(topic, "purged the topic's consume queues and key index");
+        let had_queue = self.heads.remove(topic).is_some();
+        self.shared.lite.topic_purged(topic, had_queue);
+        if apogee_proto::names::split_lite_queue_topic(topic).is_some() {
+            // Lite topics expire by the thousand: not one info line each.
+            tracing::debug!(topic, "purged the lite queue");
+        } else {
+            tracing::info!(topic, "purged the topic's consume queues and key index");
+        }
         Ok(())
     }
 
