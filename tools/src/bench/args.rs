@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Consume(BenchConsumeArgs),
     /// Produce at a set rate while a group receives: send-to-receive latency.
     E2e(BenchE2eArgs),
+    /// Create many lite topics under a LITE parent, then drain some with one lite consumer.
+    Lite(super::lite::BenchLiteArgs),
 }
 
 impl BenchCommand {
@@ -35,6 +37,7 @@ impl BenchCommand {
             BenchCommand::E2e(a) => {
                 u64::from(a.connections) * u64::from(a.inflight) + u64::from(a.consumers)
             }
+            BenchCommand::Lite(a) => u64::from(a.connections) * u64::from(a.inflight),
         }
     }
 }

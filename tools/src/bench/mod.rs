@@ -6,6 +6,8 @@
 //! - [`consume`]: C simple consumers receive and ack; reports throughput, redeliveries and
 //!   the lateness of scheduled messages.
 //! - [`e2e`]: producers at a set rate and a consuming group at once; send-to-receive latency.
+//! - [`lite`]: N lite topics of M messages under a LITE parent, then one lite consumer of K
+//!   of them drains them (beside a plain drain of as many).
 //! - [`samples`]: latency / lateness samples and their percentiles.
 //! - [`broker_usage`]: `--broker-pid`, the broker's CPU seconds and memory over a run.
 //!
@@ -15,6 +17,7 @@ pub mod args;
 pub mod broker_usage;
 pub mod consume;
 pub mod e2e;
+pub mod lite;
 pub mod produce;
 pub mod samples;
 
@@ -116,6 +119,24 @@ pub async fn run_command(
                 eprintln!(
                     "warning: {} requests failed; first error: {e}",
                     report.errors
+                );
+            }
+            Ok(render_one(&report, f))
+        }
+        BenchCommand::Lite(a) => {
+            let (mut report, broker) = measured(a.common.broker_pid, "messages", |done| {
+                lite::run(config, a, done)
+            })
+            .await?;
+            report.broker = broker;
+            if let Some(e) = report
+                .send_first_error
+                .as_ref()
+                .or(report.drain_first_error.as_ref())
+            {
+                eprintln!(
+                    "warning: {} sends and {} receives or acks failed; first error: {e}",
+                    report.send_errors, report.drain_errors
                 );
             }
             Ok(render_one(&report, f))
