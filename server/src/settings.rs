@@ -32,7 +32,16 @@ pub struct ServerLimits {
     pub consumer_max_attempts: i32,
     /// Longest long-polling wait the server grants.
     pub max_long_polling: Duration,
+    /// Most lite topics one lite consumer may subscribe when its group sets no quota
+    /// (`subscription.lite_subscription_quota` of every consumer's reply).
+    pub lite_subscription_quota: u32,
+    /// Longest lite topic name (`subscription.max_lite_topic_size`).
+    pub max_lite_topic_len: usize,
 }
+
+/// The default per-client lite subscription quota (a broker's `lite.subscription_quota`;
+/// what a NameServer tells consumers whose group sets none).
+pub const DEFAULT_LITE_SUBSCRIPTION_QUOTA: u32 = 1_000;
 
 impl Default for ServerLimits {
     fn default() -> Self {
@@ -43,6 +52,8 @@ impl Default for ServerLimits {
             max_long_polling: Duration::from_millis(
                 apogee_proto::limits::MAX_LONG_POLLING_MS as u64,
             ),
+            lite_subscription_quota: DEFAULT_LITE_SUBSCRIPTION_QUOTA,
+            max_lite_topic_len: apogee_proto::limits::DEFAULT_MAX_LITE_TOPIC_LEN,
         }
     }
 }
@@ -177,6 +188,14 @@ pub fn settings_reply(
                 }
             };
             s.fifo = Some(group.fifo);
+            // Always present: the official Python client takes an absent quota for 0 and
+            // then refuses every lite subscription.
+            let quota = match group.lite.as_ref().map(|l| l.subscription_quota) {
+                Some(q) if q > 0 => q,
+                _ => limits.lite_subscription_quota,
+            };
+            s.lite_subscription_quota = Some(quota.min(i32::MAX as u32) as i32);
+            s.max_lite_topic_size = Some(limits.max_lite_topic_len.min(i32::MAX as usize) as i32);
             reply.backoff_policy = Some(consumer_backoff(group, language_of(client)));
         }
         None => {
@@ -213,6 +232,31 @@ mod tests {
             policy.strategy,
             Some(retry_policy::Strategy::ExponentialBackoff(_))
         ));
+    }
+
+    #[test]
+    fn consumers_always_get_the_lite_limits_and_a_groups_own_quota() {
+        let limits = ServerLimits {
+            lite_subscription_quota: 7,
+            max_lite_topic_len: 40,
+            ..ServerLimits::default()
+        };
+        let lite = |quota| GroupConfig {
+            lite: Some(apogee_proto::group::LiteBinding {
+                bind_topic: "parent".into(),
+                exclusive: false,
+                subscription_quota: quota,
+            }),
+            ..GroupConfig::with_defaults("g")
+        };
+        for (group, want) in [(None, 7), (Some(lite(0)), 7), (Some(lite(3)), 3)] {
+            let reply = settings_reply(&consumer(Language::Python), &limits, group.as_ref());
+            let Some(PubSub::Subscription(s)) = reply.pub_sub else {
+                panic!("subscription expected")
+            };
+            assert_eq!(s.lite_subscription_quota, Some(want));
+            assert_eq!(s.max_lite_topic_size, Some(40));
+        }
     }
 
     #[test]

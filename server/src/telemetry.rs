@@ -214,6 +214,11 @@ impl Sessions {
         }
     }
 
+    /// Whether `client_id` has a live session here.
+    pub fn contains(&self, client_id: &str) -> bool {
+        self.by_client.read().contains_key(client_id)
+    }
+
     /// Records that `client_id` sent to `topic` (a producer that sends to a
     /// topic is a candidate for its check-backs, declared or not).
     pub fn note_sent_topic(&self, client_id: &str, topic: &str) {

@@ -3,7 +3,8 @@
 //! works. Serves QueryRoute, QueryAssignment, Heartbeat, Telemetry (settings
 //! exchange) and NotifyClientTermination from the broker table, forwards
 //! EndTransaction and RecallMessage to the broker holding the transaction or
-//! scheduled message (after checking the caller's PUB permission on the topic: the broker sees
+//! scheduled message, and SyncLiteSubscription to the master hosting the lite consumer's
+//! bind topic (after checking the caller's permission on the topic: the broker sees
 //! the NameServer's cluster proof, not the caller); every other
 //! message-level RPC answers NOT_IMPLEMENTED pointing at the brokers.
 //!
@@ -12,7 +13,7 @@
 
 use super::brokers::BrokerChannels;
 use super::route;
-use super::{schedule, transactions};
+use super::{lite, schedule, transactions};
 use crate::config::RouteAddresses;
 use crate::registry::Registry;
 use apogee_proto::error::ok_status;
@@ -340,10 +341,26 @@ impl MessagingService for AccessPoint {
 
     async fn sync_lite_subscription(
         &self,
-        _request: Request<SyncLiteSubscriptionRequest>,
+        request: Request<SyncLiteSubscriptionRequest>,
     ) -> Result<Response<SyncLiteSubscriptionResponse>, Status> {
-        Ok(Response::new(SyncLiteSubscriptionResponse {
-            status: Some(broker_only("SyncLiteSubscription")),
-        }))
+        // Forwarded with the cluster proof: the caller's permission is checked here.
+        if let Err(e) = check(&request) {
+            return Ok(Response::new(SyncLiteSubscriptionResponse {
+                status: Some(e.to_status()),
+            }));
+        }
+        let client = client_id(&request);
+        let forwarded = lite::forward_sync(
+            &self.registry,
+            &self.channels,
+            request.into_inner(),
+            &client,
+        )
+        .await;
+        Ok(Response::new(forwarded.unwrap_or_else(|e| {
+            SyncLiteSubscriptionResponse {
+                status: Some(e.to_status()),
+            }
+        })))
     }
 }

@@ -3,7 +3,8 @@
 //! [`access_point`] (the RocketMQ 5 clients' MessagingService subset), plus
 //! [`route`], which turns the broker table into protocol queues, and
 //! [`transactions`] and [`schedule`], which route transaction and scheduled-message calls to
-//! the broker holding them (over [`brokers`]); [`admin_topics`] changes topics,
+//! the broker holding them (over [`brokers`]), and [`lite`], which forwards lite
+//! subscriptions to the master hosting their parent topic; [`admin_topics`] changes topics,
 //! [`admin_messages`] answers message queries and dead-letter operations by asking the
 //! brokers, [`admin_groups`] fans consumer-group operations out to them, [`admin_controller`]
 //! answers the embedded controller's status and planned elections. Every call to
@@ -20,6 +21,7 @@ pub mod admin_topics;
 pub mod broker_session;
 pub mod brokers;
 pub mod fan_out;
+pub mod lite;
 pub mod registry;
 pub mod route;
 pub mod schedule;

@@ -95,7 +95,8 @@ publishes_topic!(v2::EndTransactionRequest, v2::RecallMessageRequest);
 subscribes_topic!(
     v2::AckMessageRequest,
     v2::ChangeInvisibleDurationRequest,
-    v2::ForwardMessageToDeadLetterQueueRequest
+    v2::ForwardMessageToDeadLetterQueueRequest,
+    v2::SyncLiteSubscriptionRequest
 );
 subscribes_queue!(
     v2::ReceiveMessageRequest,
