@@ -42,6 +42,11 @@ pub enum TopicType {
     Fifo,
     Delay,
     Transaction,
+    /// The parent of lite topics (LITE messages with a lite topic); one broker group only.
+    Lite,
+    /// PRIORITY messages: priority p goes to queue min(p, queues - 1), the highest served
+    /// first.
+    Priority,
     /// Normal, delay and transaction messages.
     Mixed,
 }
@@ -54,6 +59,8 @@ impl TopicType {
             TopicType::Fifo => &[MessageType::Fifo],
             TopicType::Delay => &[MessageType::Delay],
             TopicType::Transaction => &[MessageType::Transaction],
+            TopicType::Lite => &[MessageType::Lite],
+            TopicType::Priority => &[MessageType::Priority],
             TopicType::Mixed => &[
                 MessageType::Normal,
                 MessageType::Delay,
@@ -123,13 +130,15 @@ impl Admin {
         }
     }
 
-    /// Creates a topic on the given broker groups (all when empty).
+    /// Creates a topic on the given broker groups (all when empty); a LITE topic's lite
+    /// topics expire after `lite_expire` without a new message (None: never).
     pub async fn create_topic(
         &self,
         name: &str,
         queues: i32,
         brokers: Vec<String>,
         types: &[TopicType],
+        lite_expire: Option<Duration>,
     ) -> ToolResult<TopicInfo> {
         check_topic_name(name)?;
         if names::is_system_topic(name) {
@@ -150,12 +159,18 @@ impl Admin {
             .collect();
         message_types.sort_unstable();
         message_types.dedup();
+        let lite = message_types.contains(&(MessageType::Lite as i32));
+        if lite_expire.is_some() && !lite {
+            return Err(ToolError::Usage(
+                "--lite-expire applies to a lite topic: add --type lite".into(),
+            ));
+        }
         let topic = cluster::TopicConfig {
             name: name.to_string(),
             queue_count: queues,
             permission: Permission::ReadWrite as i32,
             message_types,
-            lite_expire_after_secs: 0,
+            lite_expire_after_secs: lite_expire.map_or(0, |d| d.as_secs().max(1)),
         };
         let resp = self
             .admin

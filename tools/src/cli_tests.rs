@@ -21,12 +21,90 @@ fn topic_create_defaults_and_repeats() {
             queues,
             brokers,
             types,
+            lite_expire: None,
             update_if_exists: false,
         }) => {
             assert_eq!(name, "T");
             assert_eq!(queues, 8);
             assert_eq!(brokers, vec!["b1", "b2"]);
             assert_eq!(types, vec![TopicType::Fifo]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn lite_and_priority_flags_parse() {
+    let cli = parse(&[
+        "topic",
+        "create",
+        "chat",
+        "--type",
+        "lite",
+        "--lite-expire",
+        "10m",
+        "--broker",
+        "b1",
+    ])
+    .unwrap();
+    match cli.command {
+        Command::Topic(TopicCommand::Create {
+            types, lite_expire, ..
+        }) => {
+            assert_eq!(types, vec![TopicType::Lite]);
+            assert_eq!(lite_expire, Some(Duration::from_secs(600)));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        TopicType::Priority.to_proto(),
+        &[apogee_proto::v2::MessageType::Priority]
+    );
+    let cli = parse(&["send", "--topic", "T", "--body", "b", "--priority", "7"]).unwrap();
+    match cli.command {
+        Command::Send(a) => assert_eq!((a.priority, a.lite_topic), (Some(7), None)),
+        other => panic!("unexpected {other:?}"),
+    }
+    let cli = parse(&["send", "--topic", "T", "--body", "b", "--lite-topic", "s-1"]).unwrap();
+    match cli.command {
+        Command::Send(a) => assert_eq!(a.lite_topic.as_deref(), Some("s-1")),
+        other => panic!("unexpected {other:?}"),
+    }
+    for conflicting in [
+        &["--priority", "1", "--lite-topic", "x"][..],
+        &["--priority", "1", "--delay", "5s"][..],
+        &["--lite-topic", "x", "--transaction", "commit"][..],
+    ] {
+        let mut args = vec!["send", "--topic", "T", "--body", "b"];
+        args.extend_from_slice(conflicting);
+        assert_eq!(
+            parse(&args).unwrap_err().kind(),
+            ErrorKind::ArgumentConflict,
+            "{conflicting:?}"
+        );
+    }
+    let cli = parse(&[
+        "group",
+        "create",
+        "g",
+        "--lite-bind",
+        "chat",
+        "--lite-mode",
+        "exclusive",
+        "--lite-quota",
+        "50",
+        "--priority-off",
+    ])
+    .unwrap();
+    match cli.command {
+        Command::Group(crate::group::GroupCommand::Create { settings, .. }) => {
+            assert_eq!(settings.lite_bind.as_deref(), Some("chat"));
+            assert_eq!(
+                settings.lite_mode,
+                Some(crate::group::LiteModeArg::Exclusive)
+            );
+            assert_eq!(settings.lite_quota, Some(50));
+            assert_eq!(settings.priority_off, Some(true));
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -69,7 +147,7 @@ fn update_needs_a_change_and_valid_values() {
     assert!(parse(&["topic", "update", "T", "--perm", "x"]).is_err());
     assert!(parse(&["topic", "update", "T", "--queues", "0"]).is_err());
     assert!(parse(&["topic", "create", "T", "--queues", "2000"]).is_err());
-    assert!(parse(&["topic", "create", "T", "--type", "lite"]).is_err());
+    assert!(parse(&["topic", "create", "T", "--type", "sideways"]).is_err());
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::error::{ToolError, ToolResult};
 use crate::message_query::rfc3339;
 use crate::output::{render_list, Format, Table, TableRow};
 use apogee_proto::cluster;
-use apogee_proto::group::{GroupConfig, RetryPolicy, MAX_DELIVERY_ATTEMPTS};
+use apogee_proto::group::{GroupConfig, LiteBinding, RetryPolicy, MAX_DELIVERY_ATTEMPTS};
 use apogee_proto::group_convert::{retry_from_proto, retry_to_proto};
 use apogee_proto::limits;
 use serde::Serialize;
@@ -73,6 +73,28 @@ pub struct GroupSettings {
     /// is `--fifo true`).
     #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
     pub fifo: Option<bool>,
+    /// Make it a lite consumer group bound to the LITE parent topic TOPIC (its clients
+    /// subscribe lite topics under it).
+    #[arg(long, value_name = "TOPIC")]
+    pub lite_bind: Option<String>,
+    /// How a lite group's clients share a lite topic: `shared` (default) or `exclusive` (a
+    /// new subscriber evicts the old one).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub lite_mode: Option<LiteModeArg>,
+    /// Most lite topics one client of a lite group may subscribe (0: the broker's default).
+    #[arg(long, value_name = "N")]
+    pub lite_quota: Option<u32>,
+    /// Ignore message priority on PRIORITY topics: queues in plain rotation (`--priority-off`
+    /// alone is `--priority-off true`).
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub priority_off: Option<bool>,
+}
+
+/// A lite group's mode, as the CLI spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LiteModeArg {
+    Shared,
+    Exclusive,
 }
 
 impl GroupSettings {
@@ -81,6 +103,45 @@ impl GroupSettings {
             && self.retry_exponential.is_none()
             && self.retry_custom.is_none()
             && self.fifo.is_none()
+            && self.lite_bind.is_none()
+            && self.lite_mode.is_none()
+            && self.lite_quota.is_none()
+            && self.priority_off.is_none()
+    }
+
+    /// `lite` with the lite flags given applied (a lite mode or quota needs a binding, given
+    /// now or already there).
+    fn lite_binding(&self, lite: Option<LiteBinding>) -> ToolResult<Option<LiteBinding>> {
+        let mut lite = match (&self.lite_bind, lite) {
+            (Some(topic), Some(l)) => Some(LiteBinding {
+                bind_topic: topic.clone(),
+                ..l
+            }),
+            (Some(topic), None) => Some(LiteBinding {
+                bind_topic: topic.clone(),
+                exclusive: false,
+                subscription_quota: 0,
+            }),
+            (None, l) => l,
+        };
+        match lite.as_mut() {
+            Some(l) => {
+                if let Some(mode) = self.lite_mode {
+                    l.exclusive = mode == LiteModeArg::Exclusive;
+                }
+                if let Some(q) = self.lite_quota {
+                    l.subscription_quota = q;
+                }
+            }
+            None if self.lite_mode.is_some() || self.lite_quota.is_some() => {
+                return Err(ToolError::Usage(
+                    "--lite-mode and --lite-quota apply to a lite group: give --lite-bind TOPIC"
+                        .into(),
+                ))
+            }
+            None => {}
+        }
+        Ok(lite)
     }
 
     fn retry(&self) -> Option<&RetryPolicy> {
@@ -227,13 +288,45 @@ pub struct GroupRow {
     pub max_delivery_attempts: u32,
     pub retry: RetryView,
     pub fifo: bool,
+    /// A lite group's binding; null for any other group.
+    pub lite: Option<LiteView>,
+    /// Receives ignore message priority.
+    pub priority_off: bool,
     /// Broker groups holding the group.
     pub brokers: Vec<String>,
 }
 
+/// A lite group's binding as JSON shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LiteView {
+    pub bind_topic: String,
+    /// `shared` or `exclusive`.
+    pub mode: String,
+    /// 0: the broker's default.
+    pub subscription_quota: u32,
+}
+
+impl LiteView {
+    /// "chat shared", "chat exclusive quota 100".
+    fn cell(&self) -> String {
+        match self.subscription_quota {
+            0 => format!("{} {}", self.bind_topic, self.mode),
+            q => format!("{} {} quota {q}", self.bind_topic, self.mode),
+        }
+    }
+}
+
 impl TableRow for GroupRow {
     fn headers() -> Vec<&'static str> {
-        vec!["GROUP", "MAX ATTEMPTS", "RETRY", "FIFO", "BROKERS"]
+        vec![
+            "GROUP",
+            "MAX ATTEMPTS",
+            "RETRY",
+            "FIFO",
+            "LITE",
+            "PRIORITY OFF",
+            "BROKERS",
+        ]
     }
     fn cells(&self) -> Vec<String> {
         vec![
@@ -241,6 +334,10 @@ impl TableRow for GroupRow {
             self.max_delivery_attempts.to_string(),
             self.retry.cell(),
             self.fifo.to_string(),
+            self.lite
+                .as_ref()
+                .map_or_else(|| "-".into(), LiteView::cell),
+            self.priority_off.to_string(),
             self.brokers.join(","),
         ]
     }
@@ -261,6 +358,16 @@ pub fn group_row(wire: &cluster::GroupConfig, brokers: Vec<String>) -> GroupRow 
         },
         retry: (&retry).into(),
         fifo: wire.fifo,
+        lite: (!wire.lite_bind_topic.is_empty()).then(|| LiteView {
+            bind_topic: wire.lite_bind_topic.clone(),
+            mode: if wire.lite_mode == cluster::LiteMode::Exclusive as i32 {
+                "exclusive".into()
+            } else {
+                "shared".into()
+            },
+            subscription_quota: wire.lite_subscription_quota,
+        }),
+        priority_off: wire.priority_off,
         brokers,
     }
 }
@@ -465,8 +572,8 @@ fn new_config(name: &str, s: &GroupSettings) -> ToolResult<cluster::GroupConfig>
             .unwrap_or(apogee_proto::group::DEFAULT_MAX_DELIVERY_ATTEMPTS),
         retry: s.retry().cloned().unwrap_or_default(),
         fifo: s.fifo.unwrap_or(false),
-        lite: None,
-        priority_off: false,
+        lite: s.lite_binding(None)?,
+        priority_off: s.priority_off.unwrap_or(false),
     };
     config
         .validate()
@@ -489,7 +596,14 @@ fn changed_config(
     if let Some(fifo) = s.fifo {
         wire.fifo = fifo;
     }
-    let config = GroupConfig::try_from(&wire).map_err(|e| ToolError::Usage(e.to_string()))?;
+    let mut config = GroupConfig::try_from(&wire).map_err(|e| ToolError::Usage(e.to_string()))?;
+    config.lite = s.lite_binding(config.lite.take())?;
+    if let Some(off) = s.priority_off {
+        config.priority_off = off;
+    }
+    config
+        .validate()
+        .map_err(|e| ToolError::Usage(e.to_string()))?;
     Ok((&config).into())
 }
 
@@ -747,6 +861,67 @@ mod tests {
     }
 
     #[test]
+    fn lite_and_priority_flags_set_and_keep_the_binding() {
+        let lite = new_config(
+            "g",
+            &GroupSettings {
+                lite_bind: Some("chat".into()),
+                lite_mode: Some(LiteModeArg::Exclusive),
+                lite_quota: Some(100),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(lite.lite_bind_topic, "chat");
+        assert_eq!(lite.lite_mode, cluster::LiteMode::Exclusive as i32);
+        assert_eq!(lite.lite_subscription_quota, 100);
+        assert!(!lite.priority_off);
+        let row = group_row(&lite, vec![]);
+        assert_eq!(
+            row.lite.as_ref().map(LiteView::cell).as_deref(),
+            Some("chat exclusive quota 100")
+        );
+        // An update of the mode alone keeps the topic and the quota.
+        let shared = changed_config(
+            &lite,
+            &GroupSettings {
+                lite_mode: Some(LiteModeArg::Shared),
+                priority_off: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                shared.lite_bind_topic.as_str(),
+                shared.lite_mode,
+                shared.lite_subscription_quota
+            ),
+            ("chat", cluster::LiteMode::Shared as i32, 100)
+        );
+        assert!(shared.priority_off);
+        // A mode without a binding is a usage error.
+        let plain = new_config("p", &GroupSettings::default()).unwrap();
+        let err = changed_config(
+            &plain,
+            &GroupSettings {
+                lite_quota: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--lite-bind"), "{err}");
+        assert!(new_config(
+            "q",
+            &GroupSettings {
+                lite_bind: Some("bad topic".into()),
+                ..Default::default()
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
     fn rows_render_as_table_and_json() {
         let row = group_row(
             &cluster::GroupConfig {
@@ -757,8 +932,8 @@ mod tests {
         );
         assert_eq!(
             render_list(std::slice::from_ref(&row), Format::Table),
-            "GROUP  MAX ATTEMPTS  RETRY                                   FIFO   BROKERS\n\
-             g      16            custom 1s,5s,10s,30s,...,2h (18 steps)  false  b1\n"
+            "GROUP  MAX ATTEMPTS  RETRY                                   FIFO   LITE  PRIORITY OFF  BROKERS\n\
+             g      16            custom 1s,5s,10s,30s,...,2h (18 steps)  false  -     false         b1\n"
         );
         let v: serde_json::Value =
             serde_json::from_str(&crate::output::render_one(&row, Format::Json)).unwrap();
