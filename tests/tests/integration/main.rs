@@ -30,6 +30,8 @@
 //! - [`liveness`]: a master killed or stopped leaves the routes within 3 s (and a stopped one
 //!   comes back after SIGCONT); a restarted NameServer knows the brokers again within 3 s;
 //!   a beat stays a few bytes with 10,000 topics.
+//! - [`lite`]: lite topics: shared and exclusive lite consumers, partial and complete syncs,
+//!   offset options, the lite limits, expiry, subscriptions back after a broker restart.
 //! - [`lifecycle`]: SIGTERM under load: nothing acknowledged lost, out of the routes at once.
 //! - [`metrics`]: `/metrics` after a known workload; `/healthz` and `/readyz`.
 //! - [`official_client`]: the `rocketmq` crate works through the NameServer.
@@ -122,6 +124,7 @@ mod foreign_store;
 mod groups;
 mod index_rebuild;
 mod lifecycle;
+mod lite;
 mod liveness;
 mod metrics;
 mod nameserver_loss;
