@@ -120,6 +120,8 @@ pub struct Broker {
     /// Users and ACL entries (the guard's directory follows them).
     access: Arc<AccessTable>,
     consume: Arc<ConsumeEngine>,
+    /// Lite subscriptions and their clients' ready sets.
+    lite: Arc<crate::consume::lite::LiteRegistry>,
     limits: ServerLimits,
     nameservers: Arc<NameServerLink>,
     /// Live Telemetry sessions (check-backs are pushed through them).
@@ -188,9 +190,31 @@ impl Broker {
         let nameservers = Arc::new(link);
         let limits = ServerLimits {
             max_body_bytes: config.max_body_bytes,
+            lite_subscription_quota: config.lite.subscription_quota,
+            max_lite_topic_len: config.lite.max_topic_len,
             ..ServerLimits::default()
         };
         let sessions = Sessions::with_cap(config.limits.max_sessions_per_address);
+        let lite = Arc::new(crate::consume::lite::LiteRegistry::new(
+            store.clone(),
+            consume.clone(),
+            (config.lite.subscription_idle_secs as i64).saturating_mul(1000),
+        ));
+        {
+            let s = sessions.clone();
+            lite.set_notifier(Arc::new(move |client, lite_topic| {
+                s.push(
+                    client,
+                    apogee_proto::v2::telemetry_command::Command::NotifyUnsubscribeLiteCommand(
+                        apogee_proto::v2::NotifyUnsubscribeLiteCommand {
+                            lite_topic: lite_topic.to_string(),
+                        },
+                    ),
+                )
+            }));
+            let s = sessions.clone();
+            lite.set_session_check(Arc::new(move |client| s.contains(client)));
+        }
         let txns = Transactions::new(
             store.clone(),
             topics.clone(),
@@ -247,6 +271,7 @@ impl Broker {
             groups,
             access,
             consume,
+            lite,
             limits,
             nameservers,
             sessions,
@@ -290,6 +315,11 @@ impl Broker {
     /// Consumer groups' progress: pops, acks, invisible times.
     pub fn consume(&self) -> &Arc<ConsumeEngine> {
         &self.consume
+    }
+
+    /// Lite subscriptions (RIP-83 lite topics).
+    pub fn lite(&self) -> &Arc<crate::consume::lite::LiteRegistry> {
+        &self.lite
     }
 
     /// Limits the Telemetry sessions announce.

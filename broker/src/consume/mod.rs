@@ -22,12 +22,14 @@
 //!   including the queues it never received from (counted from where it would start).
 //! - [`receipt`]: signed receipt handles naming one delivery.
 //! - [`filter`]: tag and SQL92 filters.
+//! - [`lite`]: lite topics' subscriptions and per-client ready sets (RIP-83).
 
 pub mod background;
 pub mod clients;
 pub mod dead_letter;
 pub mod filter;
 pub mod lag;
+pub mod lite;
 pub mod long_poll;
 pub mod priority;
 mod queue;

@@ -1,12 +1,18 @@
 //! One queue of one group: its state ([`QueueState`]: pop offset, deliveries
 //! in flight, FIFO messages waiting per message group, owners of auto-renew
 //! deliveries) and its part of a pop ([`QueuePop`]), run under the queue's lock.
+//!
+//! A lite queue (`%LITE%<parent>%<lite>`, RIP-83 lite topics) is consumed as one message
+//! group, whatever message groups its messages carry: one delivery in flight at a time, the
+//! next handed out when it is acknowledged or dead-lettered, so it is strictly ordered and
+//! held by one consumer at a time. It keeps no waiting entries: the scan simply stops at the
+//! pop offset while something is in flight.
 
 use super::state::{internal, ConsumeEngine, Delivery, PopRequest};
 use super::values::{message_group_hash, Inflight};
 use crate::store::keys::QueueKey;
 use crate::store::{Cf, KvBatch, StoredMessage};
-use apogee_proto::ApogeeError;
+use apogee_proto::{names, ApogeeError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -97,11 +103,13 @@ impl QueuePop<'_, '_> {
         self.now_ms + self.req.invisible_ms + backoff
     }
 
-    /// Hands out `f` (attempt raised) and records it.
-    /// Hands out `f` (attempt raised) and records it in `state`.
+    /// Hands out `f` (attempt raised, unless its last delivery was suspended) and records
+    /// it in `state`.
     fn hand_out(&mut self, state: &mut QueueState, message: StoredMessage, mut f: Inflight) {
         let offset = message.queue_offset;
-        f.attempt += 1;
+        if !f.is_suspended() || f.attempt == 0 {
+            f.attempt += 1;
+        }
         f.nonce = rand::random();
         f.visible_at_ms = self.next_visible(f.attempt);
         f.renew_until_ms = self.req.renew_until_ms.unwrap_or(0);
@@ -135,7 +143,7 @@ impl QueuePop<'_, '_> {
                 return Ok(());
             }
             let f = state.inflight[&offset];
-            if f.attempt >= max_attempts {
+            if f.attempt >= max_attempts && !f.is_suspended() {
                 self.engine.expired.notify_one();
                 continue;
             }
@@ -195,6 +203,9 @@ impl QueuePop<'_, '_> {
         state: &mut QueueState,
         next: u64,
     ) -> Result<(), ApogeeError> {
+        if names::split_lite_queue_topic(self.req.topic).is_some() {
+            return self.next_of_lite_queue(state, next);
+        }
         let fifo = self.req.group.fifo;
         // Message groups with one in flight or waiting: new ones queue behind.
         let mut busy: HashSet<u64> = if fifo {
@@ -249,6 +260,38 @@ impl QueuePop<'_, '_> {
                     continue;
                 }
                 self.hand_out(state, message, f);
+            }
+        }
+        Ok(())
+    }
+
+    /// A lite queue's next message, only when nothing of it is in flight (the whole queue is
+    /// one message group).
+    fn next_of_lite_queue(&mut self, state: &mut QueueState, next: u64) -> Result<(), ApogeeError> {
+        while self.room() && state.inflight.is_empty() && state.pop_offset < next {
+            let entries = self
+                .engine
+                .store
+                .queue_entries(self.req.topic, self.key.queue_id, state.pop_offset, 8)
+                .map_err(internal)?;
+            if entries.is_empty() {
+                break;
+            }
+            for e in entries {
+                state.pop_offset = e.queue_offset + 1;
+                if !self.req.filter.may_match_hash(e.tag_hash) {
+                    continue;
+                }
+                let message = self
+                    .engine
+                    .store
+                    .read_at(e.log_offset, e.size)
+                    .map_err(internal)?;
+                if !self.req.filter.matches(&message.msg) {
+                    continue;
+                }
+                self.hand_out(state, message, Inflight::not_handed_out(0));
+                break;
             }
         }
         Ok(())

@@ -17,7 +17,7 @@ use super::filter::MessageFilter;
 use super::queue::{QueuePop, QueueState};
 use super::receipt::{Receipt, ReceiptSigner};
 use super::reload::load_rows;
-use super::values::{decode_secret, encode_offset, encode_secret, Inflight};
+use super::values::{decode_secret, encode_offset, encode_secret, Inflight, SUSPENDED};
 use crate::store::keys::{MetaKey, QueueKey};
 use crate::store::{Cf, KvBatch, KvStore, MessageStore, StoreError, StoredMessage};
 use apogee_proto::group::GroupConfig;
@@ -445,6 +445,20 @@ impl ConsumeEngine {
         invisible_ms: i64,
         now_ms: i64,
     ) -> Result<String, ApogeeError> {
+        self.change_invisible_with(group, topic, handle, invisible_ms, now_ms, false)
+    }
+
+    /// [`change_invisible`](Self::change_invisible); with `suspend` the next delivery of
+    /// the message does not count an attempt (the consumer put it off, it did not fail).
+    pub fn change_invisible_with(
+        &self,
+        group: &str,
+        topic: &str,
+        handle: &str,
+        invisible_ms: i64,
+        now_ms: i64,
+        suspend: bool,
+    ) -> Result<String, ApogeeError> {
         self.check_gate()?;
         let (key, r, queue) = self.resolve(group, topic, handle)?;
         let mut state = queue.lock();
@@ -453,7 +467,7 @@ impl ConsumeEngine {
             _ => return Err(stale()),
         };
         f.visible_at_ms = now_ms + invisible_ms;
-        f.renew_until_ms = 0;
+        f.renew_until_ms = if suspend { SUSPENDED } else { 0 };
         f.nonce = rand::random();
         let offset = r.queue_offset;
         let mut batch = KvBatch::new();
@@ -502,7 +516,7 @@ impl ConsumeEngine {
             let max = max_attempts(&key.group);
             let state = queue.lock();
             for (off, f) in &state.inflight {
-                if f.visible_at_ms <= now_ms && f.attempt >= max {
+                if f.visible_at_ms <= now_ms && f.attempt >= max && !f.is_suspended() {
                     out.push(Expired {
                         key: key.clone(),
                         queue_offset: *off,
@@ -588,7 +602,7 @@ impl ConsumeEngine {
                 q.lock()
                     .inflight
                     .values()
-                    .filter(|f| f.attempt < group.max_delivery_attempts)
+                    .filter(|f| f.attempt < group.max_delivery_attempts || f.is_suspended())
                     .map(|f| f.visible_at_ms)
                     .min()
             })

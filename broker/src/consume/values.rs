@@ -42,6 +42,9 @@ const INFLIGHT_V2: u8 = 2;
 const INFLIGHT_V1_LEN: usize = 20;
 const INFLIGHT_V2_LEN: usize = 1 + 8 + 4 + 8 + 8 + 8;
 
+/// [`Inflight::renew_until_ms`] of a suspended delivery (see [`Inflight::is_suspended`]).
+pub const SUSPENDED: i64 = -1;
+
 /// One message of a queue that a group has not acknowledged yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inflight {
@@ -74,6 +77,13 @@ impl Inflight {
 
     pub fn is_waiting(&self) -> bool {
         self.attempt == 0
+    }
+
+    /// Whether the consumer suspended this delivery (ChangeInvisibleDuration with
+    /// `suspend`): its next hand-out does not count an attempt. Kept in `renew_until_ms`
+    /// as [`SUSPENDED`] (a suspended delivery is never renewed), so the encoding is unchanged.
+    pub fn is_suspended(&self) -> bool {
+        self.renew_until_ms == SUSPENDED
     }
 
     pub fn encode(&self) -> [u8; INFLIGHT_V2_LEN] {

@@ -23,15 +23,16 @@ pub mod admin_status;
 pub mod convert;
 pub mod end_transaction;
 pub mod forward;
+pub mod lite;
 pub mod offsets;
 pub mod receive;
+pub mod receive_lite;
 pub mod send;
 
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
 use apogee_proto::time::now_ms;
 use apogee_proto::v2::{self, messaging_service_server::MessagingService};
-use apogee_proto::ApogeeError;
 use apogee_server::auth::guarded::check;
 use futures::Stream;
 use std::pin::Pin;
@@ -78,10 +79,6 @@ macro_rules! refuse {
         };
         return Ok(Response::new(response));
     }};
-}
-
-fn not_implemented(what: &str) -> v2::Status {
-    ApogeeError::NotImplemented(format!("{what} is not supported by this broker yet")).to_status()
 }
 
 pub struct MessagingServer {
@@ -325,6 +322,7 @@ impl MessagingService for MessagingServer {
         // Its auto-renew deliveries are not renewed any more: they come back.
         let client = apogee_server::telemetry::client_id(&req);
         self.broker.consume().clients().gone(&client, now_ms());
+        self.broker.lite().client_gone(&client);
         Ok(Response::new(v2::NotifyClientTerminationResponse {
             status: Some(ok_status()),
         }))
@@ -372,16 +370,26 @@ impl MessagingService for MessagingServer {
 
     async fn sync_lite_subscription(
         &self,
-        _req: Request<v2::SyncLiteSubscriptionRequest>,
+        req: Request<v2::SyncLiteSubscriptionRequest>,
     ) -> Result<Response<v2::SyncLiteSubscriptionResponse>, Status> {
+        let client = self.seen(&req);
+        if let Err(e) = check(&req) {
+            refuse!(SyncLiteSubscriptionResponse, e);
+        }
+        let status = match lite::sync(&self.broker, req.get_ref(), &client) {
+            Ok(()) => ok_status(),
+            Err(e) => e.to_status(),
+        };
         Ok(Response::new(v2::SyncLiteSubscriptionResponse {
-            status: Some(not_implemented("SyncLiteSubscription (lite topics)")),
+            status: Some(status),
         }))
     }
 }
 
 #[cfg(test)]
 mod tests_admin;
+#[cfg(test)]
+mod tests_lite;
 #[cfg(test)]
 mod tests_messaging;
 

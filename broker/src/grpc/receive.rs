@@ -35,6 +35,9 @@ pub struct ReceivePlan {
     pub group_start_after_ms: Option<i64>,
     /// Set when this receive created the group: where it starts.
     pub created_group: Option<crate::config::AutoCreateStart>,
+    /// A lite group's receive on its LITE parent: pops the client's ready lite queues
+    /// (`super::receive_lite`).
+    pub lite: bool,
 }
 
 /// Default batch when the client leaves it 0.
@@ -112,7 +115,12 @@ pub fn plan_receive(
         0
     };
     let queues = (0..count).map(|i| (first + i) % count).collect();
-    // Last, so a request refused for another reason creates no group.
+    // Last, so a request refused for another reason creates no group. A receive on a LITE
+    // parent needs (or creates) a lite group bound to it.
+    let lite = super::lite::is_lite_parent(broker, &topic_res.name);
+    if lite {
+        super::lite::lite_group(broker, &group, &topic_res.name, &client_id)?;
+    }
     let receiving =
         broker
             .groups()
@@ -139,6 +147,7 @@ pub fn plan_receive(
         attempt_id: req.attempt_id.clone().filter(|a| !a.is_empty()),
         client_id,
         long_polling_ms,
+        lite,
     })
 }
 
@@ -173,6 +182,10 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(plan.long_polling_ms as u64);
     let store_host = broker.config().advertised_endpoint();
+    if plan.lite {
+        let (polled, plan) = super::receive_lite::receive(broker, plan, deadline).await;
+        return answer(broker, &plan, polled, &store_host);
+    }
     // A restarted master first takes back what a slave served while it was away.
     if broker.replication().handback_pending() {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -221,6 +234,16 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
             }
         })
         .await;
+    answer(broker, &plan, polled, &store_host)
+}
+
+/// What a receive answers: its deliveries (after their hand-out time) and one status.
+fn answer(
+    broker: &Broker,
+    plan: &ReceivePlan,
+    polled: Polled<Result<(Vec<crate::consume::Delivery>, i64), ApogeeError>, ()>,
+    store_host: &str,
+) -> Vec<v2::ReceiveMessageResponse> {
     let (deliveries, handed_out_ms) = match polled {
         Polled::Done(Ok(found)) => found,
         Polled::Done(Err(e)) => return vec![status_response(e.to_status())],
@@ -242,7 +265,7 @@ pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessa
         content: Some(Content::Message(delivery_to_v2(
             d,
             &plan.namespace,
-            &store_host,
+            store_host,
         ))),
     });
     std::iter::once(hand_out_time_response(handed_out_ms))
@@ -276,6 +299,30 @@ fn group_and_topic(
     let topic = topic.map(|t| t.name.clone()).unwrap_or_default();
     limits::validate_topic(&topic)?;
     Ok((group, topic))
+}
+
+/// The topic whose queue holds the message: a lite message's lite queue (`lite_topic` under
+/// the parent `topic`), else `topic`.
+fn queue_topic(broker: &Broker, topic: &str, lite: Option<&str>) -> Result<String, ApogeeError> {
+    match lite.filter(|l| !l.is_empty()) {
+        Some(l) => {
+            limits::validate_lite_topic(l, broker.config().lite.max_topic_len)?;
+            Ok(apogee_proto::names::lite_queue_topic(topic, l))
+        }
+        None => Ok(topic.to_string()),
+    }
+}
+
+/// After an ack, a nack or a dead letter of a lite message: its lite queue may hand out its
+/// next message (or this one again at `due_ms`).
+fn lite_queue_moved(broker: &Broker, group: &str, queue: &str, due_ms: Option<i64>) {
+    if apogee_proto::names::split_lite_queue_topic(queue).is_none() {
+        return;
+    }
+    match due_ms {
+        Some(at) => broker.lite().due_at(group, queue, at),
+        None => broker.lite().mark_ready(group, queue),
+    }
 }
 
 pub fn ack(broker: &Broker, req: v2::AckMessageRequest) -> v2::AckMessageResponse {
@@ -313,7 +360,11 @@ pub fn ack(broker: &Broker, req: v2::AckMessageRequest) -> v2::AckMessageRespons
             message_id: e.message_id.clone(),
             receipt_handle: e.receipt_handle.clone(),
             status: Some(
-                match broker.consume().ack(&group, &topic, &e.receipt_handle) {
+                match queue_topic(broker, &topic, e.lite_topic.as_deref()).and_then(|queue| {
+                    broker.consume().ack(&group, &queue, &e.receipt_handle)?;
+                    lite_queue_moved(broker, &group, &queue, None);
+                    Ok(())
+                }) {
                     Ok(()) => ok_status(),
                     Err(err) => err.to_status(),
                 },
@@ -359,9 +410,18 @@ pub fn change_invisible(
                 "{ms} ms is out of range"
             )));
         }
-        broker
-            .consume()
-            .change_invisible(&group, &topic, &req.receipt_handle, ms, now_ms())
+        let queue = queue_topic(broker, &topic, req.lite_topic.as_deref())?;
+        let now = now_ms();
+        let handle = broker.consume().change_invisible_with(
+            &group,
+            &queue,
+            &req.receipt_handle,
+            ms,
+            now,
+            req.suspend.unwrap_or(false),
+        )?;
+        lite_queue_moved(broker, &group, &queue, Some(now + ms));
+        Ok(handle)
     })();
     match result {
         Ok(handle) => v2::ChangeInvisibleDurationResponse {
@@ -385,6 +445,7 @@ pub async fn forward_to_dead_letter(
 ) -> v2::ForwardMessageToDeadLetterQueueResponse {
     let result = async {
         let (group, topic) = group_and_topic(req.group.as_ref(), req.topic.as_ref())?;
+        let topic = queue_topic(broker, &topic, req.lite_topic.as_deref())?;
         match broker
             .consume()
             .expired_by_handle(&group, &topic, &req.receipt_handle)
@@ -400,6 +461,7 @@ pub async fn forward_to_dead_letter(
                 if moved {
                     broker.metrics().dead_lettered(&e.key.topic, &e.key.group);
                 }
+                lite_queue_moved(broker, &group, &topic, None);
                 Ok(())
             }
             Err(ApogeeError::InvalidReceiptHandle(why)) => {

@@ -14,6 +14,13 @@
 //! one lookup per distinct queue of the batch. The lock also orders the two sides: a reader
 //! registers before it reads the index and the writer looks after the index write, so either
 //! the writer finds the watch or the reader sees the entries.
+//!
+//! Besides the short-lived watches of one request, a queue can carry long-lived
+//! [`AppendListener`]s ([`listen`](Wakeups::listen)): the lite subscriptions register one per
+//! (consumer group, lite queue) they subscribe, which marks that lite queue ready for each of its
+//! subscribers and wakes them (`crate::consume::lite`). They are bounded by the subscriptions,
+//! removed with them ([`unlisten`](Wakeups::unlisten)), and called under the registry's lock, so
+//! a listener only takes its own small locks and never calls back into the registry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +28,30 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// topic -> queue id -> the watches of that queue.
-type Watchers = HashMap<String, HashMap<u32, Vec<Arc<Notify>>>>;
+/// Told of every batch that appended entries to a queue it listens to.
+pub trait AppendListener: Send + Sync {
+    /// Entries were appended to (`topic`, `queue_id`) and are readable.
+    fn appended(&self, topic: &str, queue_id: u32);
+}
+
+/// One registration of a queue: a request's watch or a long-lived listener.
+enum Waker {
+    Watch(Arc<Notify>),
+    Listener(Arc<dyn AppendListener>),
+}
+
+impl Waker {
+    fn is_watch(&self, notify: &Arc<Notify>) -> bool {
+        matches!(self, Waker::Watch(n) if Arc::ptr_eq(n, notify))
+    }
+
+    fn is_listener(&self, listener: &Arc<dyn AppendListener>) -> bool {
+        matches!(self, Waker::Listener(l) if Arc::ptr_eq(l, listener))
+    }
+}
+
+/// topic -> queue id -> the registrations of that queue.
+type Watchers = HashMap<String, HashMap<u32, Vec<Waker>>>;
 
 /// The registry of watched queues (one per store).
 #[derive(Default)]
@@ -49,7 +78,10 @@ impl Wakeups {
                 None => map.entry(topic.to_string()).or_default(),
             };
             for &q in &queues {
-                per_topic.entry(q).or_default().push(notify.clone());
+                per_topic
+                    .entry(q)
+                    .or_default()
+                    .push(Waker::Watch(notify.clone()));
             }
         }
         QueueWatch {
@@ -67,7 +99,10 @@ impl Wakeups {
         for (topic, queue_id) in queues {
             if let Some(watches) = map.get(topic).and_then(|q| q.get(&queue_id)) {
                 for w in watches {
-                    w.notify_one();
+                    match w {
+                        Waker::Watch(n) => n.notify_one(),
+                        Waker::Listener(l) => l.appended(topic, queue_id),
+                    }
                 }
             }
         }
@@ -78,14 +113,37 @@ impl Wakeups {
         self.watchers.lock().values().map(HashMap::len).sum()
     }
 
+    /// Registers `listener` for appends to (`topic`, `queue_id`) until
+    /// [`unlisten`](Self::unlisten) removes it.
+    pub fn listen(&self, topic: &str, queue_id: u32, listener: Arc<dyn AppendListener>) {
+        let mut map = self.watchers.lock();
+        let per_topic = match map.get_mut(topic) {
+            Some(q) => q,
+            None => map.entry(topic.to_string()).or_default(),
+        };
+        per_topic
+            .entry(queue_id)
+            .or_default()
+            .push(Waker::Listener(listener));
+    }
+
+    /// Removes a listener registered with [`listen`](Self::listen) (the same `Arc`).
+    pub fn unlisten(&self, topic: &str, queue_id: u32, listener: &Arc<dyn AppendListener>) {
+        self.remove(topic, &[queue_id], |w| w.is_listener(listener));
+    }
+
     fn unwatch(&self, topic: &str, queues: &[u32], notify: &Arc<Notify>) {
+        self.remove(topic, queues, |w| w.is_watch(notify));
+    }
+
+    fn remove(&self, topic: &str, queues: &[u32], which: impl Fn(&Waker) -> bool) {
         let mut map = self.watchers.lock();
         let Some(per_topic) = map.get_mut(topic) else {
             return;
         };
         for q in queues {
             if let Some(watches) = per_topic.get_mut(q) {
-                watches.retain(|w| !Arc::ptr_eq(w, notify));
+                watches.retain(|w| !which(w));
                 if watches.is_empty() {
                     per_topic.remove(q);
                 }
@@ -190,5 +248,32 @@ mod tests {
         assert!(w.watchers.lock().is_empty());
         // Nobody watches: a notify is a no-op.
         w.notify([("T", 1)]);
+    }
+
+    #[derive(Default)]
+    struct Counting(parking_lot::Mutex<Vec<(String, u32)>>);
+
+    impl AppendListener for Counting {
+        fn appended(&self, topic: &str, queue_id: u32) {
+            self.0.lock().push((topic.to_string(), queue_id));
+        }
+    }
+
+    #[test]
+    fn listeners_hear_appends_to_their_queue_until_removed() {
+        let w = Wakeups::new();
+        let counting = Arc::new(Counting::default());
+        let listener: Arc<dyn AppendListener> = counting.clone();
+        w.listen("L", 0, listener.clone());
+        let watch = w.watch("L", &[0]);
+        w.notify([("L", 1), ("M", 0), ("L", 0)]);
+        assert_eq!(*counting.0.lock(), vec![("L".to_string(), 0)]);
+        assert!(watch.appended().now_or_never().is_some());
+        drop(watch);
+        assert_eq!(w.watched_queues(), 1, "the listener keeps its queue");
+        w.unlisten("L", 0, &listener);
+        assert_eq!(w.watched_queues(), 0);
+        w.notify([("L", 0)]);
+        assert_eq!(counting.0.lock().len(), 1);
     }
 }
