@@ -77,6 +77,8 @@
 //!   auto-creation, and the group's config in consumers' Settings replies.
 //! - [`push_consumer`]: the Rust push consumer: concurrency, graceful shutdown,
 //!   retries with rising attempts, invisibility renewal, FIFO order.
+//! - [`priority`]: priority messages: a backlog of priorities 0-9 received highest first and
+//!   in send order within one (10 queues; 8 queues where 7-9 share the top), refusals.
 //! - [`query`]: `apogee message get|find|print` by id, key and queue range, with the
 //!   delivery attempts of groups holding a message; clear errors for unknown ones.
 //! - [`quotas`]: a client over its send quota gets TOO_MANY_REQUESTS, another does not.
@@ -133,6 +135,7 @@ mod official_client_failover;
 mod official_python;
 mod official_roundtrip;
 mod operations;
+mod priority;
 mod push_consumer;
 mod query;
 mod quotas;
