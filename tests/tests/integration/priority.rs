@@ -10,6 +10,9 @@
 //!   on a NORMAL message, PRIORITY without a priority, PRIORITY with a message group, PRIORITY
 //!   to a topic that does not accept it (MESSAGE_PROPERTY_CONFLICT_WITH_TYPE); apogee-client
 //!   refuses a priority with a message group before sending.
+//! - RocketMQ's official Python client (`tests/python/priority.py`) sends priorities 0-9 and
+//!   its SimpleConsumer receives them highest first, each with its priority (skipped without
+//!   python3 and the package, except under CI).
 
 use apogee_client::{FilterExpression, Message, Producer, SimpleConsumer};
 use apogee_proto::v2::{self, Code, MessageType};
@@ -251,4 +254,61 @@ async fn negative_and_mixed_type_priority_sends_are_refused() {
         "{err}"
     );
     producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_client_sends_priorities_received_highest_first() {
+    if let Some(why) = crate::official_python::python_client_missing() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run the official Python client: {why}"
+        );
+        println!("SKIPPED: {why} (pip install -r tests/python/requirements.txt)");
+        return;
+    }
+    const TOPIC: &str = "py-urgent";
+    const ROUNDS: usize = 10;
+    let cluster = cluster_with(TOPIC, 10).await;
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/priority.py");
+    let run = tokio::process::Command::new("python3")
+        .arg(script)
+        .args(["--endpoint", cluster.ns_addr(), "--topic", TOPIC])
+        .args(["--group", "py-by-priority", "--rounds", &ROUNDS.to_string()])
+        .args(["--timeout", "40"])
+        // The client writes its log under $HOME/logs.
+        .env("HOME", cluster.dir())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(55), run)
+        .await
+        .expect("the script ran over 55 s")
+        .expect("starting python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON report; stdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(report["error"].is_null(), "{report}\nstderr:\n{stderr}");
+    assert_eq!(report["sent"], 10 * ROUNDS, "{report}");
+    let got: Vec<(u32, usize, Option<i32>, i32)> = report["received"]
+        .as_array()
+        .expect("received")
+        .iter()
+        .map(|m| {
+            let body = m["body"].as_str().unwrap_or_default();
+            let (p, n) = body[1..].split_once('-').expect("body p<p>-<n>");
+            let delivered = m["priority"].as_i64().map(|p| p as i32);
+            (p.parse().unwrap(), n.parse().unwrap(), delivered, 0)
+        })
+        .collect();
+    let levels: Vec<u32> = got.iter().map(|m| m.0).collect();
+    let want: Vec<u32> = (0..10).rev().flat_map(|p| [p; ROUNDS]).collect();
+    assert_eq!(levels, want, "highest priority first: {report}");
+    assert_fifo_within_each_priority(&got);
+    assert!(
+        got.iter().all(|m| m.2 == Some(m.0 as i32)),
+        "the Python client reads each message's priority: {report}"
+    );
 }
