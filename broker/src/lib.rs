@@ -25,6 +25,7 @@ pub mod dead_letters;
 pub mod failover_link;
 pub mod groups;
 pub mod grpc;
+pub mod lite_topics;
 pub mod membership;
 pub mod metrics;
 pub mod produce;

@@ -7,6 +7,10 @@
 //! scraped ([`BrokerOps`]), so they are never stale and cost nothing between
 //! scrapes. Every series carries the constant labels `cluster`, `node_type`
 //! ("broker"), `node_id` (the broker group) and `broker_id`.
+//!
+//! Lite topics (`%LITE%<parent>%<lite>` queues) never get a label of their own: every
+//! per-topic series names their parent topic ([`topic_label`]), and their number is
+//! `apogee_lite_topics{parent}` (one series per LITE parent, from the store's counts).
 
 use crate::consume::lag::LagSources;
 use crate::consume::ConsumeEngine;
@@ -75,6 +79,9 @@ struct Gauges {
     replication_lag: IntGaugeVec,
     failover: FailoverGauges,
     clients: ClientGauges,
+    lite_topics: IntGaugeVec,
+    lite_created: prometheus::IntCounter,
+    lite_expired: prometheus::IntCounter,
 }
 
 /// The broker's role as the controller assigned it (controller mode; static brokers report
@@ -244,6 +251,28 @@ impl BrokerMetrics {
             ),
             failover: FailoverGauges::new(&r),
             clients: ClientGauges::new(&r).expect("valid metric"),
+            lite_topics: gauge_vec(
+                &r,
+                "apogee_lite_topics",
+                "Lite topics on this broker, per LITE parent topic.",
+                &["parent"],
+            ),
+            lite_created: registered(
+                &r,
+                prometheus::IntCounter::new(
+                    "apogee_lite_topics_created_total",
+                    "Lite topics created (first message stored) since the broker started.",
+                )
+                .expect("valid metric"),
+            ),
+            lite_expired: registered(
+                &r,
+                prometheus::IntCounter::new(
+                    "apogee_lite_topics_expired_total",
+                    "Lite topics dropped by expiry since the broker started.",
+                )
+                .expect("valid metric"),
+            ),
         };
         apogee_server::ops::register_process_metrics(&r).expect("valid metric");
         Arc::new(BrokerMetrics {
@@ -303,7 +332,7 @@ impl BrokerMetrics {
         message_type: v2::MessageType,
         body_sizes: impl IntoIterator<Item = usize>,
     ) {
-        let labels = [topic, message_type_label(message_type)];
+        let labels = [topic_label(topic), message_type_label(message_type)];
         let sizes = self.message_size.with_label_values(&labels);
         let (mut count, mut total) = (0u64, 0u64);
         for s in body_sizes {
@@ -320,7 +349,7 @@ impl BrokerMetrics {
         if count == 0 {
             return;
         }
-        let labels = [topic, group];
+        let labels = [topic_label(topic), group];
         self.messages_out
             .with_label_values(&labels)
             .inc_by(count as u64);
@@ -331,7 +360,9 @@ impl BrokerMetrics {
 
     /// A message of `topic` dead-lettered for `group`.
     pub fn dead_lettered(&self, topic: &str, group: &str) {
-        self.dead_lettered.with_label_values(&[topic, group]).inc();
+        self.dead_lettered
+            .with_label_values(&[topic_label(topic), group])
+            .inc();
     }
 
     /// Exposes the transaction outcome counters `crate::txn` keeps.
@@ -343,6 +374,15 @@ impl BrokerMetrics {
     /// Reads every gauge from the src's state.
     fn refresh(&self, src: &Sources) {
         let g = &self.gauges;
+        g.lite_topics.reset();
+        for (parent, n) in src.store.lite_queue_counts() {
+            g.lite_topics
+                .with_label_values(&[&parent])
+                .set(n.min(i64::MAX as u64) as i64);
+        }
+        let catch_up = |c: &prometheus::IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
+        catch_up(&g.lite_created, src.store.lite_queues_created());
+        catch_up(&g.lite_expired, src.store.lite_queues_removed());
         g.topics.set(src.topics.list().len() as i64);
         g.groups.set(src.groups.list().len() as i64);
         self.refresh_consumers(src);
@@ -405,7 +445,8 @@ impl BrokerMetrics {
                 } else {
                     None
                 };
-                let s = sums.entry((q.topic, group.clone())).or_default();
+                let topic = topic_label(&q.topic).to_string();
+                let s = sums.entry((topic, group.clone())).or_default();
                 s.lag += lag;
                 s.inflight += q.inflight as u64;
                 s.oldest_ms = match (s.oldest_ms, oldest) {
@@ -454,6 +495,11 @@ fn message_type_label(t: v2::MessageType) -> &'static str {
         v2::MessageType::Transaction => "transaction",
         _ => "normal",
     }
+}
+
+/// The `topic` label of a per-topic series: a lite queue's parent topic, else the topic.
+pub fn topic_label(topic: &str) -> &str {
+    apogee_proto::names::split_lite_queue_topic(topic).map_or(topic, |(parent, _)| parent)
 }
 
 /// What the gauges and the readiness are read from: the pieces they count.

@@ -122,6 +122,8 @@ pub struct Broker {
     consume: Arc<ConsumeEngine>,
     /// Lite subscriptions and their clients' ready sets.
     lite: Arc<crate::consume::lite::LiteRegistry>,
+    /// Expiry of lite topics (the master's role task `crate::lite_topics`).
+    lite_expiry: Arc<crate::lite_topics::LiteExpiry>,
     limits: ServerLimits,
     nameservers: Arc<NameServerLink>,
     /// Live Telemetry sessions (check-backs are pushed through them).
@@ -215,6 +217,9 @@ impl Broker {
             let s = sessions.clone();
             lite.set_session_check(Arc::new(move |client| s.contains(client)));
         }
+        let lite_expiry =
+            crate::lite_topics::LiteExpiry::new(store.clone(), topics.clone(), consume.clone());
+        lite_expiry.set_listener(lite.clone());
         let txns = Transactions::new(
             store.clone(),
             topics.clone(),
@@ -271,6 +276,7 @@ impl Broker {
             groups,
             access,
             consume,
+            lite_expiry,
             lite,
             limits,
             nameservers,
@@ -320,6 +326,11 @@ impl Broker {
     /// Lite subscriptions (RIP-83 lite topics).
     pub fn lite(&self) -> &Arc<crate::consume::lite::LiteRegistry> {
         &self.lite
+    }
+
+    /// Expiry of lite topics (its listener is the lite registry).
+    pub fn lite_expiry(&self) -> &Arc<crate::lite_topics::LiteExpiry> {
+        &self.lite_expiry
     }
 
     /// Limits the Telemetry sessions announce.
@@ -559,6 +570,11 @@ impl Broker {
                     .clone()
                     .spawn_delivery(gate.clone(), stop.clone()),
             );
+            tasks.push(self.lite_expiry.clone().spawn(
+                Duration::from_secs(self.config.lite.expiry_scan_interval_secs),
+                gate.clone(),
+                stop.clone(),
+            ));
             tasks.push(crate::consume::background::spawn(
                 self.consume_background(),
                 gate,

@@ -37,13 +37,32 @@ fn body_digest(s: &StoredMessage) -> v2::Digest {
     }
 }
 
-/// A stored message as clients receive it (without delivery fields).
+/// A stored message as clients receive it (without delivery fields). A lite topic's message
+/// (a record of the lite queue `%LITE%<parent>%<lite>`) shows its parent topic, its lite
+/// topic (`system_properties.lite_topic`) and type LITE; its dead-letter copy keeps type
+/// LITE and shows the lite topic it came from.
 pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2::Message {
     let m = &s.msg;
+    let (topic, lite_topic) = match apogee_proto::names::split_lite_queue_topic(&m.topic) {
+        Some((parent, lite)) => (parent.to_string(), Some(lite.to_string())),
+        None => {
+            let dead_lite = m
+                .internal(internal::DLQ_TOPIC)
+                .and_then(apogee_proto::names::split_lite_queue_topic)
+                .map(|(_, lite)| lite.to_string());
+            (m.topic.clone(), dead_lite)
+        }
+    };
+    let lite_queue = m.topic.starts_with(apogee_proto::names::LITE_PREFIX);
+    let message_type = if lite_queue {
+        v2::MessageType::Lite as i32
+    } else {
+        i32::from(m.message_type)
+    };
     v2::Message {
         topic: Some(v2::Resource {
             resource_namespace: namespace.to_string(),
-            name: m.topic.clone(),
+            name: topic,
         }),
         user_properties: m.properties.iter().cloned().collect(),
         system_properties: Some(v2::SystemProperties {
@@ -52,7 +71,7 @@ pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2
             message_id: m.message_id.clone(),
             body_digest: Some(body_digest(s)),
             body_encoding: body_encoding(m) as i32,
-            message_type: i32::from(m.message_type),
+            message_type,
             born_timestamp: Some(timestamp(m.born_timestamp_ms)),
             born_host: m.born_host.clone(),
             store_timestamp: Some(timestamp(s.store_timestamp_ms)),
@@ -62,6 +81,7 @@ pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2
             queue_offset: Some(s.queue_offset as i64),
             message_group: m.message_group.clone(),
             priority: crate::produce::priority::of_record(m),
+            lite_topic,
             ..Default::default()
         }),
         body: m.body.clone(),

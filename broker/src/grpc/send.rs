@@ -25,6 +25,7 @@ fn decode(m: v2::Message) -> Outgoing {
         tag: sp.tag,
         keys: sp.keys,
         message_group: sp.message_group,
+        lite_topic: sp.lite_topic,
         priority: sp.priority,
         message_type: sp.message_type,
         body_encoding: sp.body_encoding,

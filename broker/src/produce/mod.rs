@@ -21,12 +21,15 @@
 //! transport (`grpc::send`) decodes requests into [`Outgoing`] and encodes the answers.
 
 mod admit;
+pub mod lite;
 pub mod priority;
 mod route;
 pub mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lite;
 #[cfg(test)]
 mod tests_validate;
 
@@ -58,6 +61,8 @@ pub struct Outgoing {
     pub tag: Option<String>,
     pub keys: Vec<String>,
     pub message_group: Option<String>,
+    /// A LITE message's lite topic (`system_properties.lite_topic`).
+    pub lite_topic: Option<String>,
     /// A PRIORITY message's priority (`system_properties.priority`).
     pub priority: Option<i32>,
     /// The `apache.rocketmq.v2.MessageType` number.
@@ -134,6 +139,8 @@ pub struct ProducerConfig {
     pub role: Role,
     pub broker_name: String,
     pub broker_id: i64,
+    /// Lite topics' name length and per-broker quota.
+    pub lite: lite::LiteLimits,
 }
 
 impl ProducerConfig {
@@ -145,6 +152,7 @@ impl ProducerConfig {
             role: config.role,
             broker_name: config.broker_name.clone(),
             broker_id: config.broker_id,
+            lite: lite::LiteLimits::of(config),
         }
     }
 }
@@ -162,6 +170,8 @@ pub struct Producer {
     /// The role now: only the master takes sends (in controller mode: with a valid lease and
     /// enough committed in-sync members).
     membership: Arc<Membership>,
+    /// Lite-topic creations of sends under way (the lite-topic quota).
+    lite_quota: lite::LiteQuota,
 }
 
 /// What a [`Producer`] works on, besides its configuration.
@@ -187,6 +197,7 @@ impl Producer {
             membership,
         } = parts;
         Producer {
+            lite_quota: lite::LiteQuota::default(),
             membership,
             config,
             store,
@@ -219,14 +230,21 @@ impl Producer {
         }
         self.membership.check_writable()?;
         validate::request(&messages)?;
+        let mut messages = messages;
         let topic = messages[0].topic.as_str();
         self.quotas
             .admit_send(sender.client_id, topic, messages.len())?;
         let now_ms = apogee_proto::time::now_ms();
-        let admitted = messages
+        let mut lite_topics: Vec<Option<String>> = Vec::with_capacity(messages.len());
+        let mut admitted = messages
             .iter()
             .map(|m| {
-                let valid = validate::message(&self.config.limits, m, now_ms)?;
+                let mut valid = validate::message(&self.config.limits, m, now_ms)?;
+                let lite = lite::check(&self.config.lite, m, valid.message_type)?;
+                if lite.is_some() {
+                    valid.message_type = MessageType::Lite;
+                }
+                lite_topics.push(lite.map(str::to_string));
                 admit::to_topic(&self.topics, self.config.default_queue_count, m, valid)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -239,7 +257,23 @@ impl Producer {
                 "a transactional message must be sent alone, not in a batch".into(),
             ));
         }
+        let lite_queues: std::collections::BTreeSet<(&str, &str)> = messages
+            .iter()
+            .zip(&lite_topics)
+            .filter_map(|(m, l)| Some((m.topic.as_str(), l.as_deref()?)))
+            .collect();
+        let _creating = if lite_queues.is_empty() {
+            None
+        } else {
+            Some(self.lite_quota.reserve(
+                &self.store,
+                &lite_queues,
+                self.config.lite.max_lite_topics,
+            )?)
+        };
+        drop(lite_queues);
         self.sessions.note_sent_topic(sender.client_id, topic);
+        lite::route(&mut messages, &mut admitted, &lite_topics);
         let sent = self.route_and_append(messages, &admitted, sender).await?;
         // Fencing: the answer, after any wait for slaves, needs the lease still valid.
         self.membership.check_serving().map_err(|e| {

@@ -55,6 +55,7 @@ pub(crate) struct LiteCounts {
     per_parent: Mutex<HashMap<String, u64>>,
     total: AtomicU64,
     created: AtomicU64,
+    removed: AtomicU64,
 }
 
 impl LiteCounts {
@@ -101,6 +102,7 @@ impl LiteCounts {
                 per_parent.remove(parent);
             }
         }
+        self.removed.fetch_add(1, Ordering::Relaxed);
         let _ = self
             .total
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -132,6 +134,11 @@ impl MessageStore {
     /// Lite queues created (first record stored) since the store opened.
     pub fn lite_queues_created(&self) -> u64 {
         self.shared.lite.created.load(Ordering::Relaxed)
+    }
+
+    /// Lite queues purged (expired) since the store opened.
+    pub fn lite_queues_removed(&self) -> u64 {
+        self.shared.lite.removed.load(Ordering::Relaxed)
     }
 
     /// Whether lite topic `lite` of `parent` exists (has a queue head): one point read.
@@ -172,6 +179,34 @@ impl MessageStore {
             }
         }
         Ok(out)
+    }
+
+    /// Expires lite topic `lite` of `parent` unless a message was stored in it at or after
+    /// `idle_before_ms` (Unix ms): its consume-queue entries, key entries and queue head go,
+    /// as in a topic purge, and a later send creates it anew from offset 0. Decided and done
+    /// on the writer, between appends, so a message stored meanwhile keeps it. Answers
+    /// whether it was dropped. The records stay in the log until their segment ages out,
+    /// unreachable; unlike a topic's purge no purge mark is kept (lite topics come and go by
+    /// the million), so a rebuild of the index from the log brings an expired lite topic
+    /// back until the next expiry scan drops it again.
+    pub fn expire_lite_queue(
+        &self,
+        parent: &str,
+        lite: &str,
+        idle_before_ms: i64,
+    ) -> Result<bool, StoreError> {
+        if self.is_replica() {
+            return Err(StoreError::Replica(
+                "only the master expires lite topics".into(),
+            ));
+        }
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.send_command(super::writer::Command::PurgeIdleLite {
+            topic: names::lite_queue_topic(parent, lite),
+            idle_before_ms,
+            reply,
+        })?;
+        rx.recv().map_err(|_| StoreError::Closed)?
     }
 
     /// One lite queue of `parent`, when it exists.

@@ -79,8 +79,8 @@ pub use config::{
 pub use epochs::{EpochFile, EpochStart};
 pub use format::{RebuildCause, RebuildProgress};
 pub use index::{tag_hash, QueueEntry};
-pub use lite::LiteQueueInfo;
 pub use kv::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
+pub use lite::LiteQueueInfo;
 pub use record::{NewMessage, StoredMessage};
 pub use replica_log::{DroppedRecords, LogSlice, RecordMark, ReplicaAppend};
 pub use retention::{DiskSpace, RetentionPass, RetentionPolicy};

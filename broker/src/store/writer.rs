@@ -56,6 +56,13 @@ pub(crate) enum Command {
         topic: String,
         reply: SyncSender<Result<(), StoreError>>,
     },
+    /// Expiry of a lite queue (`lite.rs`): purge it unless it got a record stored at or
+    /// after `idle_before_ms`; answers whether it was purged.
+    PurgeIdleLite {
+        topic: String,
+        idle_before_ms: i64,
+        reply: SyncSender<Result<bool, StoreError>>,
+    },
     /// A slave writing its master's bytes (`replica_log.rs`).
     AppendReplicated {
         offset: u64,
@@ -127,6 +134,13 @@ impl Writer {
     pub(crate) fn run_command(&mut self, cmd: Command) {
         match cmd {
             Command::Append { msgs, reply } => self.append_group(vec![(msgs, reply)]),
+            Command::PurgeIdleLite {
+                topic,
+                idle_before_ms,
+                reply,
+            } => {
+                let _ = reply.send(self.purge_idle_lite(&topic, idle_before_ms));
+            }
             Command::PurgeTopic { topic, reply } => {
                 let _ = reply.send(self.purge(&topic));
             }
@@ -352,6 +366,23 @@ impl Writer {
         Ok(all)
     }
 
+    /// A lite queue's purge when its last record is older than `idle_before_ms` (or gone);
+    /// run here, between groups, so no append slips between the look and the purge.
+    fn purge_idle_lite(&mut self, topic: &str, idle_before_ms: i64) -> Result<bool, StoreError> {
+        let queue = super::keys::queue_key(topic, 0);
+        let kv = self.shared.kv.as_ref();
+        if kv.get(Cf::QueueHead, &queue)?.is_none() {
+            return Ok(false);
+        }
+        if let Some((k, v)) = kv.last_in(Cf::ConsumeQueue, &queue, &prefix_end(&queue))? {
+            if index::QueueEntry::decode(&k, &v)?.store_timestamp_ms >= idle_before_ms {
+                return Ok(false);
+            }
+        }
+        self.purge(topic)?;
+        Ok(true)
+    }
+
     fn purge(&mut self, topic: &str) -> Result<(), StoreError> {
         let from = super::keys::topic_prefix(topic);
         let to = prefix_end(&from);
@@ -361,11 +392,16 @@ impl Writer {
         }
         // The records stay in the log: the mark (primary state, replicated) keeps a rebuild
         // of the index from the log from bringing them back under a topic of the same name.
-        batch.put(
-            Cf::Meta,
-            super::keys::topic_purged_key(topic),
-            super::keys::encode_u64(self.shared.log.end_offset()),
-        );
+        // Lite queues get none: they expire by the million and marks are never dropped; a
+        // rebuild indexes an expired lite queue's records again until the next expiry scan
+        // (their store times are as old as before) drops it again (`lite.rs`).
+        if apogee_proto::names::split_lite_queue_topic(topic).is_none() {
+            batch.put(
+                Cf::Meta,
+                super::keys::topic_purged_key(topic),
+                super::keys::encode_u64(self.shared.log.end_offset()),
+            );
+        }
         let _rewriting = self.shared.index_epoch.lock();
         self.shared.kv.write(batch)?;
         let had_queue = self.heads.remove(topic).is_some();
