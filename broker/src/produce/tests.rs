@@ -422,3 +422,62 @@ async fn one_bad_message_refuses_the_whole_request() {
     );
     assert!(f.log_is_empty(), "nothing of a refused request is stored");
 }
+
+#[tokio::test]
+async fn a_priority_message_goes_to_its_priority_queue_and_bad_ones_are_refused() {
+    let f = fixture();
+    f.topics
+        .create(topic(
+            "urgent",
+            4,
+            Permission::ReadWrite,
+            &[MessageType::Priority],
+        ))
+        .expect("topic created");
+    let prio = |id: &str, p: Option<i32>| Outgoing {
+        priority: p,
+        queue_id: 0,
+        ..message("urgent", id, MessageType::Priority)
+    };
+    // Priority p to queue min(p, 3), whatever queue the message names.
+    let mut named = prio("P9", Some(9));
+    named.queue_id = 1;
+    f.send(vec![prio("P0", Some(0)), prio("P2", Some(2)), named])
+        .await
+        .unwrap();
+    assert_eq!(f.readable("urgent", 0), vec!["P0"]);
+    assert_eq!(f.readable("urgent", 2), vec!["P2"]);
+    assert_eq!(f.readable("urgent", 3), vec!["P9"]);
+    assert!(f.readable("urgent", 1).is_empty());
+    let stored = f.store.read_queue("urgent", 3, 0, 1, usize::MAX).unwrap();
+    assert_eq!(priority::of_record(&stored[0].msg), Some(9));
+
+    let end = f.store.log_end_offset();
+    assert_refused(
+        f.send(vec![prio("N", Some(-1))]).await,
+        Code::IllegalMessagePropertyKey,
+        "negative",
+    );
+    assert_refused(
+        f.send(vec![prio("U", None)]).await,
+        Code::MessagePropertyConflictWithType,
+        "needs system_properties.priority",
+    );
+    let mut on_normal = normal("O");
+    on_normal.priority = Some(1);
+    assert_refused(
+        f.send(vec![on_normal]).await,
+        Code::MessagePropertyConflictWithType,
+        "only PRIORITY messages",
+    );
+    assert_refused(
+        f.send(vec![Outgoing {
+            priority: Some(1),
+            ..message("orders", "T", MessageType::Priority)
+        }])
+        .await,
+        Code::MessagePropertyConflictWithType,
+        "does not accept PRIORITY",
+    );
+    assert_eq!(f.store.log_end_offset(), end, "nothing refused is stored");
+}
