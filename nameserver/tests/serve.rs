@@ -387,6 +387,18 @@ impl Admin for FakeBroker {
     ) -> Result<Response<apogee_proto::cluster::ListScheduledResponse>, Status> {
         Ok(Response::new(Default::default()))
     }
+    async fn list_lite_topics(
+        &self,
+        _r: Request<apogee_proto::cluster::ListLiteTopicsRequest>,
+    ) -> Result<Response<apogee_proto::cluster::ListLiteTopicsResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+    async fn describe_lite_topic(
+        &self,
+        _r: Request<apogee_proto::cluster::DescribeLiteTopicRequest>,
+    ) -> Result<Response<apogee_proto::cluster::DescribeLiteTopicResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
     // Message query and dead letters are covered by the integration tests with real brokers.
     async fn get_message(
         &self,

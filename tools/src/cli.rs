@@ -89,6 +89,9 @@ pub enum Command {
     /// Inspect scheduled (delayed) messages.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// A LITE parent's lite topics: list them (backlog, subscribers), describe one.
+    #[command(subcommand)]
+    Lite(crate::lite::LiteCommand),
     /// Create, update, list and delete users (access keys with a secret and a role).
     #[command(subcommand)]
     User(crate::access::UserCommand),
@@ -583,6 +586,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         Command::Dlq(cmd) => return crate::dlq::run(&cli.admin()?, cmd, f, out).await,
         Command::Group(cmd) => crate::group::run(&cli.admin()?, cmd, f).await?,
         Command::Clients(cmd) => crate::clients::run(&cli.admin()?, cmd, f).await?,
+        Command::Lite(cmd) => crate::lite::run(&cli.admin()?, cmd, f).await?,
         Command::User(cmd) => crate::access::run_user(&cli.admin()?, cmd, f).await?,
         Command::Acl(cmd) => crate::access::run_acl(&cli.admin()?, cmd, f).await?,
         Command::Schedule(ScheduleCommand::List { topic, limit }) => render_list(

@@ -1,10 +1,10 @@
 //! `apogee.cluster.v1.Admin` on a broker: topic operations applied to this
 //! broker group (the NameServer fans cluster-wide requests out to here), and
 //! the listing and operator resolution of this broker's transactions, and the listing of its
-//! scheduled messages. GetBrokerStatus (this broker's log and replication state) is built in
+//! scheduled messages; the lite topics of a LITE parent in [`admin_lite`]. GetBrokerStatus (this broker's log and replication state) is built in
 //! [`admin_status`].
 
-use super::{admin_access, admin_groups, admin_messages, admin_ops, admin_status};
+use super::{admin_access, admin_groups, admin_lite, admin_messages, admin_ops, admin_status};
 use crate::services::Broker;
 use crate::topics::normalize;
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
@@ -204,6 +204,26 @@ impl Admin for AdminServer {
         Ok(Response::new(cluster::ResolveTransactionResponse {
             transaction: Some(transaction),
         }))
+    }
+
+    async fn list_lite_topics(
+        &self,
+        req: Request<cluster::ListLiteTopicsRequest>,
+    ) -> Result<Response<cluster::ListLiteTopicsResponse>, Status> {
+        Ok(Response::new(admin_lite::list(
+            &self.broker,
+            req.get_ref(),
+        )?))
+    }
+
+    async fn describe_lite_topic(
+        &self,
+        req: Request<cluster::DescribeLiteTopicRequest>,
+    ) -> Result<Response<cluster::DescribeLiteTopicResponse>, Status> {
+        Ok(Response::new(admin_lite::describe(
+            &self.broker,
+            req.get_ref(),
+        )?))
     }
 
     async fn list_scheduled(

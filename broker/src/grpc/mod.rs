@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod admin_access;
 pub mod admin_groups;
+pub mod admin_lite;
 pub mod admin_messages;
 pub mod admin_ops;
 pub mod admin_status;

@@ -357,3 +357,65 @@ async fn syncs_are_refused_for_bad_names_quota_and_groups() {
         .into_inner();
     assert_eq!(response.status.unwrap().code, Code::BadRequest as i32);
 }
+
+#[tokio::test]
+async fn lite_topics_are_listed_and_described_with_backlog_and_subscribers() {
+    let t = lite_broker();
+    sync(
+        &t,
+        "c1",
+        LiteSubscriptionAction::PartialAdd,
+        &["x", "yy"],
+        None,
+    )
+    .await;
+    send(&t, "x", "x-0").await;
+    send(&t, "x", "x-1").await;
+    send(&t, "yy", "yy-0").await;
+    let got = receive(&t, "c1", 1, 0).await;
+    assert_eq!(got.len(), 1);
+    let list = |group: &str, after: &str, limit| {
+        admin_lite::list(
+            &t.broker,
+            &apogee_proto::cluster::ListLiteTopicsRequest {
+                parent: PARENT.into(),
+                group: group.into(),
+                after: after.into(),
+                limit,
+            },
+        )
+        .unwrap()
+    };
+    let all = list("", "", 0);
+    let rows: Vec<(&str, u64, u32)> = all
+        .lite_topics
+        .iter()
+        .map(|l| (l.lite_topic.as_str(), l.backlog, l.subscribers))
+        .collect();
+    assert_eq!(rows, [("x", 2, 1), ("yy", 1, 1)]);
+    assert!(all.next_after.is_empty());
+    // Paged: one at a time.
+    let first = list(LITE_GROUP, "", 1);
+    assert_eq!(first.lite_topics[0].lite_topic, "x");
+    assert_eq!(first.next_after, "x");
+    let second = list(LITE_GROUP, "x", 1);
+    assert_eq!(second.lite_topics[0].lite_topic, "yy");
+    // Described: the group's position, lag and the delivery in flight.
+    let d = admin_lite::describe(
+        &t.broker,
+        &apogee_proto::cluster::DescribeLiteTopicRequest {
+            parent: PARENT.into(),
+            lite_topic: "x".into(),
+            group: String::new(),
+        },
+    )
+    .unwrap();
+    assert_eq!(d.lite_topic.unwrap().next_offset, 2);
+    assert_eq!(d.groups.len(), 1);
+    let g = &d.groups[0];
+    assert_eq!(
+        (g.group.as_str(), g.committed_offset, g.lag, g.inflight),
+        (LITE_GROUP, 0, 2, 1)
+    );
+    assert_eq!(g.subscribers, ["c1"]);
+}

@@ -9,7 +9,7 @@
 use super::admin_topics::TopicChange;
 use super::brokers::BrokerChannels;
 use super::{
-    admin_access, admin_controller, admin_groups, admin_messages, admin_ops, admin_topics,
+    admin_access, admin_controller, admin_groups, admin_messages, admin_ops, admin_topics, lite,
     schedule, transactions,
 };
 use crate::access::AccessBook;
@@ -194,6 +194,22 @@ impl Admin for AdminService {
         Ok(Response::new(
             transactions::resolve(&self.registry, &self.channels, request.into_inner()).await?,
         ))
+    }
+
+    async fn list_lite_topics(
+        &self,
+        request: Request<cl::ListLiteTopicsRequest>,
+    ) -> Result<Response<cl::ListLiteTopicsResponse>, Status> {
+        let r = lite::list(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
+    }
+
+    async fn describe_lite_topic(
+        &self,
+        request: Request<cl::DescribeLiteTopicRequest>,
+    ) -> Result<Response<cl::DescribeLiteTopicResponse>, Status> {
+        let r = lite::describe(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
     }
 
     async fn list_scheduled(
