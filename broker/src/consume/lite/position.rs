@@ -4,8 +4,9 @@
 //! A subscription's `offset_option` (RocketMQ's `OffsetOption`) sets the group's position in
 //! each lite topic of a PARTIAL_ADD; without one (or with LAST) a position the group already
 //! has is kept. A group without a position in a lite topic starts at the subscription: at
-//! the messages stored after it (RocketMQ initialises a lite queue at its max offset too), or,
-//! for a lite topic that has no message yet, at its first message.
+//! the messages stored after it (RocketMQ initialises a lite queue at its max offset too; for
+//! a lite topic with no message yet, that is its first message). The position is persisted at
+//! once, so a resync after a restart resumes there.
 
 use super::StartOffset;
 use crate::consume::state::{internal, ConsumeEngine};
@@ -26,8 +27,8 @@ impl ConsumeEngine {
         let current = self.existing(&key).map(|q| q.lock().committed());
         let target = match (start, current) {
             (None | Some(StartOffset::Last), Some(_)) => return Ok(()),
-            // Nothing stored yet: its first message is the group's first.
-            (None | Some(StartOffset::Last), None) if next == 0 => return Ok(()),
+            // Kept (persisted) also for a lite topic with nothing stored yet, so a client's
+            // resync after a broker restart does not skip what came in between.
             (None | Some(StartOffset::Last), None) => next,
             (Some(StartOffset::Min), _) => min,
             (Some(StartOffset::Max), _) => next,
@@ -40,9 +41,6 @@ impl ConsumeEngine {
                 .clamp(min, next),
         };
         if current == Some(target) {
-            return Ok(());
-        }
-        if current.is_none() && target == min && next == min {
             return Ok(());
         }
         self.reset_queue(group, queue, 0, target)
