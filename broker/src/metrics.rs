@@ -9,10 +9,14 @@
 //! ("broker"), `node_id` (the broker group) and `broker_id`.
 //!
 //! Lite topics (`%LITE%<parent>%<lite>` queues) never get a label of their own: every
-//! per-topic series names their parent topic ([`topic_label`]), and their number is
-//! `apogee_lite_topics{parent}` (one series per LITE parent, from the store's counts).
+//! per-topic series names their parent topic ([`topic_label`]), and the lite series
+//! (`lite`: lite topics per parent, subscriptions and subscribers per group, lite lag per
+//! parent and group, creations, expirations, evictions) are labelled by parent and group only.
+
+mod lite;
 
 use crate::consume::lag::LagSources;
+use crate::consume::lite::LiteRegistry;
 use crate::consume::ConsumeEngine;
 use crate::groups::GroupTable;
 use crate::registration::NameServerLink;
@@ -79,9 +83,7 @@ struct Gauges {
     replication_lag: IntGaugeVec,
     failover: FailoverGauges,
     clients: ClientGauges,
-    lite_topics: IntGaugeVec,
-    lite_created: prometheus::IntCounter,
-    lite_expired: prometheus::IntCounter,
+    lite: lite::LiteGauges,
 }
 
 /// The broker's role as the controller assigned it (controller mode; static brokers report
@@ -251,28 +253,7 @@ impl BrokerMetrics {
             ),
             failover: FailoverGauges::new(&r),
             clients: ClientGauges::new(&r).expect("valid metric"),
-            lite_topics: gauge_vec(
-                &r,
-                "apogee_lite_topics",
-                "Lite topics on this broker, per LITE parent topic.",
-                &["parent"],
-            ),
-            lite_created: registered(
-                &r,
-                prometheus::IntCounter::new(
-                    "apogee_lite_topics_created_total",
-                    "Lite topics created (first message stored) since the broker started.",
-                )
-                .expect("valid metric"),
-            ),
-            lite_expired: registered(
-                &r,
-                prometheus::IntCounter::new(
-                    "apogee_lite_topics_expired_total",
-                    "Lite topics dropped by expiry since the broker started.",
-                )
-                .expect("valid metric"),
-            ),
+            lite: lite::LiteGauges::new(&r),
         };
         apogee_server::ops::register_process_metrics(&r).expect("valid metric");
         Arc::new(BrokerMetrics {
@@ -374,15 +355,12 @@ impl BrokerMetrics {
     /// Reads every gauge from the src's state.
     fn refresh(&self, src: &Sources) {
         let g = &self.gauges;
-        g.lite_topics.reset();
-        for (parent, n) in src.store.lite_queue_counts() {
-            g.lite_topics
-                .with_label_values(&[&parent])
-                .set(n.min(i64::MAX as u64) as i64);
-        }
-        let catch_up = |c: &prometheus::IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
-        catch_up(&g.lite_created, src.store.lite_queues_created());
-        catch_up(&g.lite_expired, src.store.lite_queues_removed());
+        g.lite.refresh(&lite::LiteSources {
+            store: &src.store,
+            consume: &src.consume,
+            groups: &src.groups,
+            lite: &src.lite,
+        });
         g.topics.set(src.topics.list().len() as i64);
         g.groups.set(src.groups.list().len() as i64);
         self.refresh_consumers(src);
@@ -511,6 +489,8 @@ pub struct Sources {
     pub topics: Arc<TopicTable>,
     pub groups: Arc<GroupTable>,
     pub consume: Arc<ConsumeEngine>,
+    /// Who subscribes which lite topics (the lite subscription, subscriber and lag series).
+    pub lite: Arc<LiteRegistry>,
     /// Connected clients (and who may consume what, for lag).
     pub sessions: Arc<apogee_server::telemetry::Sessions>,
     pub schedule: Arc<Schedule>,

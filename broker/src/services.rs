@@ -433,6 +433,7 @@ impl Broker {
             topics: self.topics.clone(),
             groups: self.groups.clone(),
             consume: self.consume.clone(),
+            lite: self.lite.clone(),
             sessions: self.sessions.clone(),
             schedule: self.schedule.clone(),
             txns: self.txns.clone(),
