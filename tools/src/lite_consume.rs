@@ -7,7 +7,9 @@
 //! expired) is printed to stderr and ends the run.
 
 use crate::error::{ToolError, ToolResult};
-use crate::messaging::{ConsumeSpec, ConsumedRow, CONSUME_WIDTHS};
+use crate::messaging::{
+    ack_outcome, note_ack_failures, print_consumed, ConsumeSpec, ConsumedRow, CONSUME_WIDTHS,
+};
 use crate::output::{Format, StreamWriter, TableRow};
 use apogee_client::{ClientConfig, LiteOffset, LiteSimpleConsumer};
 use clap::ValueEnum;
@@ -124,34 +126,14 @@ async fn consume_loop<W: Write>(
         last_new = Instant::now();
         let take = messages.len().min((spec.max - printed) as usize);
         let shown = &messages[..take];
-        for m in shown {
-            let mut row = ConsumedRow::new(m, spec.body_format);
-            if let Some(dir) = &spec.out_dir {
-                let path = dir.join(format!("{}.body", m.message_id));
-                std::fs::write(&path, &m.body).map_err(|e| {
-                    ToolError::Input(format!("writing the body to {}: {e}", path.display()))
-                })?;
-                row.body_file = Some(path.display().to_string());
-            }
-            writer.item(&row)?;
-        }
+        print_consumed(writer, shown, spec)?;
         printed += take as u32;
         if spec.nack {
             continue;
         }
-        for (m, res) in shown.iter().zip(consumer.ack_many(shown).await) {
-            if let Err(e) = res {
-                ack_failures.push(format!("{}: {e}", m.message_id));
-            }
-        }
+        note_ack_failures(shown, consumer.ack_many(shown).await, &mut ack_failures);
     }
-    match ack_failures.first() {
-        None => Ok(()),
-        Some(first) => Err(ToolError::Server(format!(
-            "{} of {printed} printed messages could not be acknowledged and will be delivered again (first: {first})",
-            ack_failures.len()
-        ))),
-    }
+    ack_outcome(&ack_failures, printed)
 }
 
 #[cfg(test)]

@@ -488,32 +488,56 @@ async fn consume_loop<W: Write>(
         last_new = Instant::now();
         let take = messages.len().min((spec.max - printed) as usize);
         let shown = &messages[..take];
-        for m in shown {
-            let mut row = ConsumedRow::new(m, spec.body_format);
-            if let Some(dir) = &spec.out_dir {
-                let path = dir.join(format!("{}.body", m.message_id));
-                std::fs::write(&path, &m.body).map_err(|e| {
-                    ToolError::Input(format!("writing the body to {}: {e}", path.display()))
-                })?;
-                row.body_file = Some(path.display().to_string());
-            }
-            writer.item(&row)?;
-        }
+        print_consumed(writer, shown, spec)?;
         printed += take as u32;
         if spec.nack {
             continue;
         }
-        for (m, res) in shown.iter().zip(consumer.ack_many(shown).await) {
-            if let Err(e) = res {
-                ack_failures.push(format!("{}: {e}", m.message_id));
-            }
+        note_ack_failures(shown, consumer.ack_many(shown).await, &mut ack_failures);
+    }
+    ack_outcome(&ack_failures, printed)
+}
+
+/// Prints received messages (and writes their bodies to `--out-dir`).
+pub(crate) fn print_consumed<W: Write>(
+    writer: &mut StreamWriter<W>,
+    shown: &[ReceivedMessage],
+    spec: &ConsumeSpec,
+) -> ToolResult<()> {
+    for m in shown {
+        let mut row = ConsumedRow::new(m, spec.body_format);
+        if let Some(dir) = &spec.out_dir {
+            let path = dir.join(format!("{}.body", m.message_id));
+            std::fs::write(&path, &m.body).map_err(|e| {
+                ToolError::Input(format!("writing the body to {}: {e}", path.display()))
+            })?;
+            row.body_file = Some(path.display().to_string());
+        }
+        writer.item(&row)?;
+    }
+    Ok(())
+}
+
+/// Keeps the acknowledgements that failed, with their message ids.
+pub(crate) fn note_ack_failures(
+    shown: &[ReceivedMessage],
+    results: Vec<apogee_client::Result<()>>,
+    failures: &mut Vec<String>,
+) {
+    for (m, res) in shown.iter().zip(results) {
+        if let Err(e) = res {
+            failures.push(format!("{}: {e}", m.message_id));
         }
     }
-    match ack_failures.first() {
+}
+
+/// A consume run's end: an error when some printed message could not be acknowledged.
+pub(crate) fn ack_outcome(failures: &[String], printed: u32) -> ToolResult<()> {
+    match failures.first() {
         None => Ok(()),
         Some(first) => Err(ToolError::Server(format!(
             "{} of {printed} printed messages could not be acknowledged and will be delivered again (first: {first})",
-            ack_failures.len()
+            failures.len()
         ))),
     }
 }
