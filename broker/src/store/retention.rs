@@ -18,6 +18,24 @@
 //! holds [`Shared::index_epoch`], the lock a topic purge and a slave's cut-back take, and a pass
 //! during which a cut-back rebuilt the index deletes nothing (the next pass starts again).
 //!
+//! **Cost with many queues.** A broker with lite topics holds one queue per lite topic, up to
+//! a million. The queue walk (step 3) only runs in a pass that has segments to delete (a pass
+//! with none due reads no queue at all), and within it a queue costs one read, its first
+//! consume-queue entry: a queue with no entry, or whose first entry lies at or past the cut
+//! (`upto`, the start of the oldest remaining segment), has nothing below the cut (log offsets
+//! grow with queue offsets) and is skipped without the lock. Only a queue with an entry below
+//! the cut takes the lock and the full step (its head, its end, the first kept entry, the
+//! delete), so the rest of the work is proportional to what goes. Every queue with an entry
+//! below the cut is still visited, so once a pass completes no index entry points into a
+//! deleted segment.
+//!
+//! **Stopping.** The queue walk and the lookup walks go by pages of [`PAGE`] rows, yield the
+//! thread between pages, and ask the pass's stop check before each page: the retention
+//! thread's stop (sent or dropped by [`MessageStore::shutdown`], before it waits for the
+//! thread) ends a pass within one page, so a store close never waits for a full pass. A pass
+//! stopped part way deletes no segment; what it pruned points below the cut, into segments the
+//! next pass deletes (it prunes again from the first queue, skipping those already done).
+//!
 //! [`MessageStore::enforce_retention`] is one pass with the clock and the disk figures passed
 //! in; the thread passes the real ones, tests inject theirs.
 
@@ -33,8 +51,8 @@ use super::write_queue::WriteQueue;
 use super::writer::Command;
 use super::{MessageStore, Shared, StoreError};
 
-/// Entries read per page while pruning.
-const PAGE: usize = 10_000;
+/// Rows read per page while pruning (queue heads, lookups); the stop check runs between pages.
+pub(super) const PAGE: usize = 10_000;
 
 /// When segments go and when sends are refused.
 #[derive(Clone, Debug)]
@@ -150,7 +168,7 @@ impl MessageStore {
         now: SystemTime,
         disk: DiskSpace,
     ) -> Result<RetentionPass, StoreError> {
-        enforce(&self.shared, &self.writes, now, disk)
+        enforce(&self.shared, &self.writes, now, disk, &|| false)
     }
 }
 
@@ -159,6 +177,7 @@ fn enforce(
     writes: &WriteQueue,
     now: SystemTime,
     disk: DiskSpace,
+    stop: &dyn Fn() -> bool,
 ) -> Result<RetentionPass, StoreError> {
     let policy = shared.retention.lock().clone();
     let ratio = disk.used_ratio();
@@ -203,13 +222,23 @@ fn enforce(
         });
     }
     let epoch = *shared.index_epoch.lock();
-    let Some(pruned) = prune_below(shared.kv.as_ref(), upto, &shared.index_epoch, epoch)? else {
-        tracing::info!("the index was rebuilt during the retention pass; the next pass redoes it");
-        return Ok(RetentionPass {
-            deleted: Vec::new(),
-            log_start: shared.log.start_offset(),
-            refusing,
-        });
+    let kv = shared.kv.as_ref();
+    let pruned = match prune_below(kv, upto, &shared.index_epoch, epoch, PAGE, stop)? {
+        Prune::Done(pruned) => pruned,
+        stopped_or_rebuilt => {
+            if stopped_or_rebuilt == Prune::Rebuilt {
+                tracing::info!(
+                    "the index was rebuilt during the retention pass; the next pass redoes it"
+                );
+            } else {
+                tracing::info!("retention pass stopped before its end; it deleted nothing");
+            }
+            return Ok(RetentionPass {
+                deleted: Vec::new(),
+                log_start: shared.log.start_offset(),
+                refusing,
+            });
+        }
     };
     let (reply, rx) = mpsc::sync_channel(1);
     writes.submit(Command::DeleteSegments { upto, epoch, reply })?;
@@ -233,30 +262,54 @@ fn enforce(
     })
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Pruned {
-    queue_entries: u64,
-    lookups: u64,
+    pub(super) queue_entries: u64,
+    pub(super) lookups: u64,
+    /// Queues that had entries below the cut (the others cost one read each).
+    pub(super) queues: u64,
+}
+
+/// How a prune ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Prune {
+    /// Every entry below the cut is gone.
+    Done(Pruned),
+    /// A cut-back rebuilt the index since the pass's epoch: delete nothing.
+    Rebuilt,
+    /// The stop check said stop between two pages: delete nothing.
+    Stopped,
 }
 
 /// Removes index entries pointing below log offset `upto`, each queue's under `rewrites` (see
 /// [`Shared::index_epoch`]), so that a topic purged and re-created meanwhile never loses its new
-/// entries to a cut computed before. `None` when a cut-back rebuilt the index since `epoch`.
+/// entries to a cut computed before. Reads `page` rows at a time and asks `stop` before each
+/// page. A queue whose first entry is at or past `upto` costs one read.
 pub(super) fn prune_below(
     kv: &dyn KvStore,
     upto: u64,
     rewrites: &Mutex<u64>,
     epoch: u64,
-) -> Result<Option<Pruned>, StoreError> {
+    page: usize,
+    stop: &dyn Fn() -> bool,
+) -> Result<Prune, StoreError> {
+    let page = page.max(1);
     let mut pruned = Pruned::default();
     // Consume queues: log offsets grow with queue offsets, so each queue loses a prefix.
     let mut from = Vec::new();
     loop {
-        let heads = kv.scan(Cf::QueueHead, &from, &[], PAGE)?;
+        if stop() {
+            return Ok(Prune::Stopped);
+        }
+        let heads = kv.scan(Cf::QueueHead, &from, &[], page)?;
         for (queue, _) in &heads {
+            if !has_entry_below(kv, queue, upto)? {
+                continue;
+            }
+            pruned.queues += 1;
             let rewriting = rewrites.lock();
             if *rewriting != epoch {
-                return Ok(None);
+                return Ok(Prune::Rebuilt);
             }
             // Read again under the lock: the queue may have been purged since the scan.
             let Some(row) = kv.get(Cf::QueueHead, queue)? else {
@@ -284,9 +337,10 @@ pub(super) fn prune_below(
             }
         }
         match heads.last() {
-            Some((k, _)) if heads.len() == PAGE => {
+            Some((k, _)) if heads.len() == page => {
                 from = k.clone();
                 from.push(0);
+                std::thread::yield_now();
             }
             _ => break,
         }
@@ -297,9 +351,12 @@ pub(super) fn prune_below(
     for cf in [Cf::MessageId, Cf::MessageKey] {
         let mut from = Vec::new();
         loop {
-            let page = kv.scan(cf, &from, &[], PAGE)?;
+            if stop() {
+                return Ok(Prune::Stopped);
+            }
+            let rows = kv.scan(cf, &from, &[], page)?;
             let mut batch = KvBatch::new();
-            for (k, _) in &page {
+            for (k, _) in &rows {
                 if super::keys::trailing_u64(k).is_some_and(|off| off < upto) {
                     batch.delete(cf, k);
                     pruned.lookups += 1;
@@ -308,16 +365,27 @@ pub(super) fn prune_below(
             if !batch.is_empty() {
                 kv.write(batch)?;
             }
-            match page.last() {
-                Some((k, _)) if page.len() == PAGE => {
+            match rows.last() {
+                Some((k, _)) if rows.len() == page => {
                     from = k.clone();
                     from.push(0);
+                    std::thread::yield_now();
                 }
                 _ => break,
             }
         }
     }
-    Ok(Some(pruned))
+    Ok(Prune::Done(pruned))
+}
+
+/// Whether `queue`'s first consume-queue entry points below `upto` (one read). Without the
+/// lock: a queue skipped here has nothing to prune, and one that has is read again under it.
+fn has_entry_below(kv: &dyn KvStore, queue: &[u8], upto: u64) -> Result<bool, StoreError> {
+    let first = kv.scan(Cf::ConsumeQueue, queue, &prefix_end(queue), 1)?;
+    match first.first() {
+        Some((k, v)) => Ok(QueueEntry::decode(k, v)?.log_offset < upto),
+        None => Ok(false),
+    }
 }
 
 /// The first queue offset of `queue` whose record lies at or past `upto`.
@@ -350,10 +418,21 @@ pub(crate) fn run_retention(
 ) {
     let interval = shared.config.retention.check_interval;
     let mut last_error: Option<String> = None;
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+    // Set once the stop was sent or dropped (the store shutting down): no pass after it.
+    let stopped = std::cell::Cell::new(false);
+    let stopping = || {
+        if !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+            stopped.set(true);
+        }
+        stopped.get()
+    };
+    while !stopped.get() {
+        if let Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) = stop.recv_timeout(interval) {
+            break;
+        }
         let result = DiskSpace::of(shared.log.dir())
             .map_err(StoreError::from)
-            .and_then(|disk| enforce(&shared, &writes, SystemTime::now(), disk));
+            .and_then(|disk| enforce(&shared, &writes, SystemTime::now(), disk, &stopping));
         match result {
             Ok(_) => last_error = None,
             Err(e) => {

@@ -1,11 +1,12 @@
 //! Retention: deletion by age and by disk ratio with an injected clock and disk figures, the
-//! refusal of sends above the refuse ratio, and the flushed offset across the cut-back that
-//! follows a write which met a full disk.
+//! refusal of sends above the refuse ratio, the flushed offset across the cut-back that
+//! follows a write which met a full disk, and the cost of a pass over many queues (a stop
+//! between pages, no queue read when nothing is due, one read for a queue with nothing to cut).
 
 use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, SystemTime};
 
-use super::retention::prune_below;
+use super::retention::{prune_below, Prune, PAGE};
 use super::tests::{append_one, config, msg};
 use super::tests_fail_stop::HookedKv;
 use super::writer::Command;
@@ -163,7 +164,8 @@ async fn a_topic_purged_and_refilled_while_retention_prunes_it_keeps_its_new_mes
         },
     };
     let shared = store.shared.clone();
-    let pruner = std::thread::spawn(move || prune_below(&kv, upto, &shared.index_epoch, 0));
+    let pruner =
+        std::thread::spawn(move || prune_below(&kv, upto, &shared.index_epoch, 0, PAGE, &|| false));
     at_write.recv().unwrap();
 
     // The topic is deleted and re-created, and two messages sent to it, while P's step waits.
@@ -182,7 +184,7 @@ async fn a_topic_purged_and_refilled_while_retention_prunes_it_keeps_its_new_mes
         "the purge waits for the queue step under way"
     );
     resume.send(()).unwrap();
-    assert!(pruner.join().unwrap().unwrap().is_some());
+    assert!(matches!(pruner.join().unwrap().unwrap(), Prune::Done(_)));
     assert_eq!(refill.await.unwrap(), (0, 1));
 
     let ids = |store: &MessageStore| -> Vec<String> {
@@ -210,9 +212,10 @@ async fn a_pass_overtaken_by_an_index_rebuild_deletes_nothing() {
     // A cut-back moved the epoch past the one this pass read.
     *store.shared.index_epoch.lock() += 1;
     let kv = store.shared.kv.as_ref();
-    assert!(prune_below(kv, bases[1], &store.shared.index_epoch, 0)
-        .unwrap()
-        .is_none());
+    assert_eq!(
+        prune_below(kv, bases[1], &store.shared.index_epoch, 0, PAGE, &|| false).unwrap(),
+        Prune::Rebuilt
+    );
     let (reply, rx) = mpsc::sync_channel(1);
     store
         .writes
@@ -228,6 +231,138 @@ async fn a_pass_overtaken_by_an_index_rebuild_deletes_nothing() {
     let pass = store.enforce_retention(now, ROOMY).unwrap();
     assert_eq!(pass.deleted.len(), 1);
     assert_eq!(store.segment_bases(), bases[1..]);
+}
+
+/// An index counting the reads of queue heads and consume-queue entries.
+struct CountingKv {
+    inner: Arc<dyn KvStore>,
+    head_gets: std::sync::atomic::AtomicU64,
+    entry_reads: std::sync::atomic::AtomicU64,
+}
+
+impl CountingKv {
+    fn new() -> Arc<CountingKv> {
+        Arc::new(CountingKv {
+            inner: Arc::new(MemKv::default()),
+            head_gets: Default::default(),
+            entry_reads: Default::default(),
+        })
+    }
+    fn count(&self, cf: Cf, get: bool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        match cf {
+            Cf::QueueHead if get => self.head_gets.fetch_add(1, SeqCst),
+            Cf::ConsumeQueue => self.entry_reads.fetch_add(1, SeqCst),
+            _ => 0,
+        };
+    }
+    /// (queue-head gets, consume-queue reads) since the last call.
+    fn take(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (
+            self.head_gets.swap(0, SeqCst),
+            self.entry_reads.swap(0, SeqCst),
+        )
+    }
+}
+
+impl KvStore for CountingKv {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.count(cf, true);
+        self.inner.get(cf, key)
+    }
+    fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
+        self.inner.write(batch)
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        self.count(cf, false);
+        self.inner.scan(cf, from, to, limit)
+    }
+    fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<KvPair>, StoreError> {
+        self.count(cf, false);
+        self.inner.last_in(cf, from, to)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test]
+async fn a_pass_over_many_queues_stops_between_pages_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(default_ratios(dir.path())).unwrap();
+    for n in 0..50 {
+        append_one(&store, msg(&format!("L{n:02}"), 0, n)).await;
+    }
+    // Every entry lies below the cut; pages of 5 queues; the stop says stop at its third ask.
+    let upto = store.shared.log.end_offset();
+    let asked = std::sync::atomic::AtomicU32::new(0);
+    let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= 3;
+    let kv = store.shared.kv.as_ref();
+    let outcome = prune_below(kv, upto, &store.shared.index_epoch, 0, 5, &stop).unwrap();
+    assert_eq!(outcome, Prune::Stopped);
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // Two pages were pruned (each queue keeps its next offset), the other 40 queues untouched.
+    let bounds: Vec<_> = (0..50)
+        .map(|n| store.queue_bounds(&format!("L{n:02}"), 0).unwrap())
+        .collect();
+    assert_eq!(bounds.iter().filter(|b| **b == (1, 1)).count(), 10);
+    assert_eq!(bounds.iter().filter(|b| **b == (0, 1)).count(), 40);
+}
+
+#[tokio::test]
+async fn a_pass_with_no_segment_due_reads_no_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = CountingKv::new();
+    let store = MessageStore::open_with_kv(default_ratios(dir.path()), kv.clone()).unwrap();
+    for n in 0..20 {
+        append_one(&store, msg(&format!("L{n:02}"), 0, n)).await;
+    }
+    fill(&store, 3).await;
+    let now = SystemTime::now();
+    set_segment_ages(&store, now, &[HOUR, HOUR, HOUR]);
+    kv.take();
+    let pass = store.enforce_retention(now, ROOMY).unwrap();
+    assert!(pass.deleted.is_empty());
+    assert_eq!(kv.take(), (0, 0), "no queue head or entry was read");
+}
+
+#[tokio::test]
+async fn a_queue_with_nothing_below_the_cut_costs_one_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = CountingKv::new();
+    let store = MessageStore::open_with_kv(default_ratios(dir.path()), kv.clone()).unwrap();
+    append_one(&store, msg("Old", 0, 0)).await;
+    fill(&store, 3).await; // R queues 0 and 1, from the first segment on
+    for n in 0..20 {
+        append_one(&store, msg(&format!("New{n:02}"), 0, n)).await;
+    }
+    let upto = store.segment_bases()[1];
+    kv.take();
+    let kv_ref: &dyn KvStore = kv.as_ref();
+    let outcome = prune_below(kv_ref, upto, &store.shared.index_epoch, 0, PAGE, &|| false);
+    let Prune::Done(pruned) = outcome.unwrap() else {
+        panic!("the prune did not complete");
+    };
+    // Old/0, R/0 and R/1 have entries below the cut; the 20 new queues none.
+    assert_eq!(pruned.queues, 3);
+    let (head_gets, entry_reads) = kv.take();
+    assert_eq!(
+        head_gets, 3,
+        "only queues with something to cut read their head"
+    );
+    // One first-entry read per queue (23), and for each of the 3 cut queues its end, its
+    // first kept entry and the start of the range deleted.
+    assert_eq!(entry_reads, 23 + 3 * 3);
+    assert_eq!(store.queue_bounds("New07", 0).unwrap(), (0, 1));
+    assert_eq!(store.queue_bounds("Old", 0).unwrap(), (1, 1));
+    assert!(store.queue_entries("R", 0, 0, 1).unwrap()[0].log_offset >= upto);
 }
 
 #[tokio::test]
