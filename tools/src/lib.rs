@@ -40,6 +40,7 @@ pub mod dlq;
 pub mod duration;
 pub mod error;
 pub mod group;
+pub mod group_views;
 pub mod lite;
 pub mod lite_consume;
 pub mod message_query;
