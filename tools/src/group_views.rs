@@ -105,7 +105,7 @@ pub struct LiteView {
 
 impl LiteView {
     /// "chat shared", "chat exclusive quota 100".
-    fn cell(&self) -> String {
+    pub fn cell(&self) -> String {
         match self.subscription_quota {
             0 => format!("{} {}", self.bind_topic, self.mode),
             q => format!("{} {} quota {q}", self.bind_topic, self.mode),
