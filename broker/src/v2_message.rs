@@ -80,7 +80,7 @@ pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2
             queue_id: m.queue_id as i32,
             queue_offset: Some(s.queue_offset as i64),
             message_group: m.message_group.clone(),
-            priority: crate::produce::priority::of_record(m),
+            priority: m.priority(),
             lite_topic,
             ..Default::default()
         }),

@@ -59,11 +59,6 @@ pub fn record_property(priority: i32) -> (String, String) {
     (internal::PRIORITY.to_string(), priority.to_string())
 }
 
-/// The priority a stored record carries, if any.
-pub fn of_record(m: &crate::store::NewMessage) -> Option<i32> {
-    m.internal(internal::PRIORITY).and_then(|p| p.parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,8 +116,8 @@ mod tests {
     #[test]
     fn the_priority_is_kept_in_the_record() {
         let plain = crate::store::NewMessage::op_record("t", Vec::new());
-        assert_eq!(of_record(&plain), None);
+        assert_eq!(plain.priority(), None);
         let m = crate::store::NewMessage::op_record("t", vec![record_property(7)]);
-        assert_eq!(of_record(&m), Some(7));
+        assert_eq!(m.priority(), Some(7));
     }
 }

@@ -450,7 +450,7 @@ async fn a_priority_message_goes_to_its_priority_queue_and_bad_ones_are_refused(
     assert_eq!(f.readable("urgent", 3), vec!["P9"]);
     assert!(f.readable("urgent", 1).is_empty());
     let stored = f.store.read_queue("urgent", 3, 0, 1, usize::MAX).unwrap();
-    assert_eq!(priority::of_record(&stored[0].msg), Some(9));
+    assert_eq!(stored[0].msg.priority(), Some(9));
 
     let end = f.store.log_end_offset();
     assert_refused(

@@ -149,6 +149,12 @@ impl NewMessage {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The priority a PRIORITY message was stored with ([`internal::PRIORITY`]).
+    pub fn priority(&self) -> Option<i32> {
+        self.internal(internal::PRIORITY)
+            .and_then(|p| p.parse().ok())
+    }
 }
 
 /// A message read back: everything in [`NewMessage`] plus what the store assigned.
