@@ -11,7 +11,7 @@
 use super::state::{internal, ConsumeEngine, Delivery, PopRequest};
 use super::values::{message_group_hash, Inflight};
 use crate::store::keys::QueueKey;
-use crate::store::{Cf, KvBatch, StoredMessage};
+use crate::store::{Cf, KvBatch, QueueEntry, StoredMessage};
 use apogee_proto::{names, ApogeeError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -105,6 +105,20 @@ impl QueuePop<'_, '_> {
 
     /// Hands out `f` (attempt raised, unless its last delivery was suspended) and records
     /// it in `state`.
+    /// The record of entry `e` when the request's filter takes it (the tag hash first, before
+    /// any read; then the record).
+    fn read_matching(&self, e: &QueueEntry) -> Result<Option<StoredMessage>, ApogeeError> {
+        if !self.req.filter.may_match_hash(e.tag_hash) {
+            return Ok(None);
+        }
+        let message = self
+            .engine
+            .store
+            .read_at(e.log_offset, e.size)
+            .map_err(internal)?;
+        Ok(self.req.filter.matches(&message.msg).then_some(message))
+    }
+
     fn hand_out(&mut self, state: &mut QueueState, message: StoredMessage, mut f: Inflight) {
         let offset = message.queue_offset;
         if !f.is_suspended() || f.attempt == 0 {
@@ -233,17 +247,9 @@ impl QueuePop<'_, '_> {
                     break;
                 }
                 state.pop_offset = e.queue_offset + 1;
-                if !self.req.filter.may_match_hash(e.tag_hash) {
+                let Some(message) = self.read_matching(&e)? else {
                     continue;
-                }
-                let message = self
-                    .engine
-                    .store
-                    .read_at(e.log_offset, e.size)
-                    .map_err(internal)?;
-                if !self.req.filter.matches(&message.msg) {
-                    continue;
-                }
+                };
                 let group = match (&message.msg.message_group, fifo) {
                     (Some(g), true) => message_group_hash(g),
                     _ => 0,
@@ -279,17 +285,9 @@ impl QueuePop<'_, '_> {
             }
             for e in entries {
                 state.pop_offset = e.queue_offset + 1;
-                if !self.req.filter.may_match_hash(e.tag_hash) {
+                let Some(message) = self.read_matching(&e)? else {
                     continue;
-                }
-                let message = self
-                    .engine
-                    .store
-                    .read_at(e.log_offset, e.size)
-                    .map_err(internal)?;
-                if !self.req.filter.matches(&message.msg) {
-                    continue;
-                }
+                };
                 self.hand_out(state, message, Inflight::not_handed_out(0));
                 break;
             }
