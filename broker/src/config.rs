@@ -92,6 +92,8 @@ pub struct BrokerConfig {
     pub failover: FailoverSection,
     pub lite: LiteSection,
     pub priority: PrioritySection,
+    /// RocketMQ 4.x remoting clients (`apogee_server::remoting`).
+    pub remoting: apogee_server::remoting::RemotingSection,
     pub limits: crate::quotas::LimitsSection,
     pub security: apogee_server::security::SecuritySection,
     pub tls: apogee_server::tls_config::TlsSection,
@@ -304,6 +306,7 @@ impl Default for BrokerConfig {
             failover: FailoverSection::default(),
             lite: LiteSection::default(),
             priority: PrioritySection::default(),
+            remoting: Default::default(),
             limits: crate::quotas::LimitsSection::default(),
             security: Default::default(),
             tls: Default::default(),

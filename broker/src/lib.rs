@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod produce;
 pub mod quotas;
 pub mod registration;
+pub mod remoting;
 pub mod replication;
 pub mod runtime_config;
 pub mod schedule;

@@ -57,7 +57,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     let server_tls = validate_and_load_tls(&config)?;
-    let bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
+    let mut bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
     let (cluster_secret, auth) = security(&config)?;
     let options = OpenOptions {
         rebuild_index: start.rebuild_index,
@@ -83,6 +83,11 @@ pub async fn serve_with(
     bootstrap
         .set_serving::<MessagingServiceServer<MessagingServer>>()
         .await;
+    bootstrap.set_remoting(
+        Arc::new(crate::remoting::BrokerRemoting::new(broker.clone())),
+        config.remoting.clone(),
+        &auth,
+    );
     let tasks = start_background_tasks(&broker);
     let addr = listener
         .local_addr()

@@ -67,6 +67,8 @@ pub struct NameServerConfig {
     pub log_format: LogFormat,
     pub security: SecuritySection,
     pub tls: TlsSection,
+    /// RocketMQ 4.x remoting clients (`apogee_server::remoting`).
+    pub remoting: apogee_server::remoting::RemotingSection,
     /// The embedded controller of automatic failover (off by default).
     pub controller: ControllerSection,
 }
@@ -213,6 +215,7 @@ impl Default for NameServerConfig {
             log_format: LogFormat::Text,
             security: SecuritySection::default(),
             tls: Default::default(),
+            remoting: Default::default(),
             controller: ControllerSection::default(),
         }
     }

@@ -15,6 +15,7 @@
 //!   and the ACL model).
 //! - [`limits`] and [`names`]: the limits and naming rules every process
 //!   shares (topic and group names, body sizes, system topics).
+//! - [`remoting`]: the RocketMQ remoting protocol of 4.x clients (frames, codes, messages).
 //! - [`message_id`]: RocketMQ-style 17-byte message ids.
 //! - [`time`]: conversions between protobuf time types and Rust ones.
 //! - [`routed_id`] and [`txn_id`]: ids that name the broker group holding their subject.
@@ -60,6 +61,7 @@ pub mod group_convert;
 pub mod limits;
 pub mod message_id;
 pub mod names;
+pub mod remoting;
 pub mod routed_id;
 pub mod time;
 pub mod tls;

@@ -18,6 +18,7 @@ use crate::auth::guard::{AuthLayer, AuthService};
 use crate::cluster_mtls::{ClientCertCheck, ClientCertLayer};
 use crate::net::Listener;
 use crate::ops::{OpsListener, OpsServer, OpsSlot, RpcMetrics, RpcMetricsLayer};
+use crate::remoting::{RemotingSection, RemotingService};
 use crate::rpc_span::{RpcSpan, RpcSpanLayer};
 use crate::tls::ServerTls;
 use parking_lot::Mutex;
@@ -57,6 +58,9 @@ pub struct Bootstrap {
     health: HealthReporter,
     /// The services marked serving: each reports NOT_SERVING at the stop.
     serving: Mutex<Vec<&'static str>>,
+    /// What answers remoting clients, its settings and the auth its requests pass (none:
+    /// gRPC only).
+    remoting: Option<(Arc<dyn RemotingService>, RemotingSection, AuthLayer)>,
 }
 
 impl Bootstrap {
@@ -81,7 +85,20 @@ impl Bootstrap {
             tls_reloader: tls.map(|tls| tls.spawn_reloader(reload_interval)),
             health: HealthReporter::new(),
             serving: Mutex::new(Vec::new()),
+            remoting: None,
         }
+    }
+
+    /// Serves remoting clients with `service` as `section` says (when it is enabled): on
+    /// the gRPC listener, or on a listener of its own; each request checked by `auth` (the
+    /// same users and ACLs as gRPC calls, RocketMQ's ACL signature).
+    pub fn set_remoting(
+        &mut self,
+        service: Arc<dyn RemotingService>,
+        section: RemotingSection,
+        auth: &AuthLayer,
+    ) {
+        self.remoting = section.enabled.then(|| (service, section, auth.clone()));
     }
 
     /// Where the operations endpoint takes the server's metrics and readiness from.

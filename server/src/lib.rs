@@ -9,6 +9,8 @@
 //! - [`auth`]: the guard in front of every service and the handlers' ACL check;
 //!   [`security`]: the `[security]` section; [`cluster_mtls`]: cluster-internal calls refused
 //!   without a verified client certificate; [`cluster_proof`]: or without the cluster proof.
+//! - [`remoting`]: the RocketMQ remoting protocol (4.x clients) on the gRPC listener or its
+//!   own: the service trait handlers implement, the connection they push requests on.
 //! - [`telemetry`]: the Telemetry session registry (connected clients, settings pushed to
 //!   them); [`settings`]: the settings a server hands its clients.
 //! - [`config_file`]: the TOML + environment loader; [`shared_config`]: the settings both
@@ -26,6 +28,7 @@ pub mod logging;
 pub mod net;
 pub mod ops;
 pub mod process;
+pub mod remoting;
 pub mod rpc_span;
 pub mod security;
 pub mod serve;

@@ -1,0 +1,58 @@
+//! The broker's answers to RocketMQ remoting clients (4.x producers and consumers, and the
+//! 5.x remoting clients): transport only, as `grpc/` is for gRPC. Each request's handler
+//! reads the request's extension fields (and body), calls one domain service (the producer,
+//! the consume engine, the transactions, the schedule, the store's queries) and encodes the
+//! answer; nothing here keeps state of its own but the remoting clients' table
+//! ([`clients`]: who is connected, their producer and consumer groups, for check-backs,
+//! rebalance notices and the clients list).
+//!
+//! A message sent by one protocol is received by the other, and a group's offsets are the
+//! same whichever protocol commits them: both transports call the same services.
+
+pub mod args;
+
+use crate::services::Broker;
+use apogee_proto::remoting::codes::response;
+use apogee_proto::remoting::RemotingCommand;
+use apogee_server::remoting::{Caller, RemotingConnection, RemotingFuture, RemotingService};
+use std::sync::Arc;
+
+/// The broker's [`RemotingService`].
+pub struct BrokerRemoting {
+    broker: Arc<Broker>,
+}
+
+impl BrokerRemoting {
+    pub fn new(broker: Arc<Broker>) -> BrokerRemoting {
+        BrokerRemoting { broker }
+    }
+}
+
+impl RemotingService for BrokerRemoting {
+    fn call(
+        &self,
+        conn: &Arc<RemotingConnection>,
+        caller: Caller,
+        request: RemotingCommand,
+    ) -> RemotingFuture {
+        let broker = self.broker.clone();
+        let conn = conn.clone();
+        Box::pin(async move { Some(dispatch(&broker, &conn, &caller, request).await) })
+    }
+}
+
+/// One request to its handler.
+async fn dispatch(
+    _broker: &Arc<Broker>,
+    _conn: &Arc<RemotingConnection>,
+    _caller: &Caller,
+    request: RemotingCommand,
+) -> RemotingCommand {
+    match request.code {
+        code => RemotingCommand::error(
+            &request,
+            response::REQUEST_CODE_NOT_SUPPORTED,
+            format!("request code {code} is not supported by Apogee (docs/COMPATIBILITY.md)"),
+        ),
+    }
+}

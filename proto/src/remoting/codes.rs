@@ -1,0 +1,142 @@
+//! Request and response codes of the remoting protocol, with RocketMQ's numbers (its
+//! `RequestCode` and `ResponseCode`): only those Apogee serves, sends or answers with.
+
+/// Request codes.
+pub mod request {
+    pub const SEND_MESSAGE: i32 = 10;
+    pub const PULL_MESSAGE: i32 = 11;
+    pub const QUERY_MESSAGE: i32 = 12;
+    pub const QUERY_CONSUMER_OFFSET: i32 = 14;
+    pub const UPDATE_CONSUMER_OFFSET: i32 = 15;
+    pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
+    pub const GET_ALL_TOPIC_CONFIG: i32 = 21;
+    pub const SEARCH_OFFSET_BY_TIMESTAMP: i32 = 29;
+    pub const GET_MAX_OFFSET: i32 = 30;
+    pub const GET_MIN_OFFSET: i32 = 31;
+    pub const GET_EARLIEST_MSG_STORETIME: i32 = 32;
+    pub const VIEW_MESSAGE_BY_ID: i32 = 33;
+    pub const HEART_BEAT: i32 = 34;
+    pub const UNREGISTER_CLIENT: i32 = 35;
+    pub const CONSUMER_SEND_MSG_BACK: i32 = 36;
+    pub const END_TRANSACTION: i32 = 37;
+    pub const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
+    /// Broker to producer: ask a transaction's outcome.
+    pub const CHECK_TRANSACTION_STATE: i32 = 39;
+    /// Broker to consumer: the group's members changed, rebalance now.
+    pub const NOTIFY_CONSUMER_IDS_CHANGED: i32 = 40;
+    pub const LOCK_BATCH_MQ: i32 = 41;
+    pub const UNLOCK_BATCH_MQ: i32 = 42;
+    pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
+    pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
+    pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
+    pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
+    pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
+    pub const SEND_MESSAGE_V2: i32 = 310;
+    pub const SEND_BATCH_MESSAGE: i32 = 320;
+    pub const GET_KV_CONFIG: i32 = 101;
+    pub const QUERY_ASSIGNMENT: i32 = 400;
+    pub const POP_MESSAGE: i32 = 200_050;
+    pub const ACK_MESSAGE: i32 = 200_051;
+    pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200_053;
+}
+
+/// Response codes.
+pub mod response {
+    pub const SUCCESS: i32 = 0;
+    pub const SYSTEM_ERROR: i32 = 1;
+    pub const SYSTEM_BUSY: i32 = 2;
+    pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
+    pub const TRANSACTION_FAILED: i32 = 4;
+    pub const FLUSH_DISK_TIMEOUT: i32 = 10;
+    pub const SLAVE_NOT_AVAILABLE: i32 = 11;
+    pub const FLUSH_SLAVE_TIMEOUT: i32 = 12;
+    pub const MESSAGE_ILLEGAL: i32 = 13;
+    pub const SERVICE_NOT_AVAILABLE: i32 = 14;
+    pub const VERSION_NOT_SUPPORTED: i32 = 15;
+    pub const NO_PERMISSION: i32 = 16;
+    pub const TOPIC_NOT_EXIST: i32 = 17;
+    pub const PULL_NOT_FOUND: i32 = 19;
+    pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
+    pub const PULL_OFFSET_MOVED: i32 = 21;
+    pub const QUERY_NOT_FOUND: i32 = 22;
+    pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
+    pub const SUBSCRIPTION_NOT_EXIST: i32 = 24;
+    pub const SUBSCRIPTION_NOT_LATEST: i32 = 25;
+    pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
+    pub const INVALID_PARAMETER: i32 = 29;
+    pub const TRANSACTION_SHOULD_COMMIT: i32 = 200;
+    pub const TRANSACTION_SHOULD_ROLLBACK: i32 = 201;
+    pub const TRANSACTION_STATE_UNKNOW: i32 = 202;
+    pub const CONSUMER_NOT_ONLINE: i32 = 206;
+    pub const NO_MESSAGE: i32 = 208;
+    pub const POLLING_FULL: i32 = 209;
+    pub const POLLING_TIMEOUT: i32 = 210;
+    pub const FLOW_CONTROL: i32 = 215;
+}
+
+/// The sender's language as the header names it (JSON: the name; binary header: the number).
+pub const LANGUAGES: &[(&str, u8)] = &[
+    ("JAVA", 0),
+    ("CPP", 1),
+    ("DOTNET", 2),
+    ("PYTHON", 3),
+    ("DELPHI", 4),
+    ("ERLANG", 5),
+    ("RUBY", 6),
+    ("OTHER", 7),
+    ("HTTP", 8),
+    ("GO", 9),
+    ("PHP", 10),
+    ("OMS", 11),
+    ("RUST", 12),
+    ("NODE_JS", 13),
+];
+
+/// Apogee's own version number in responses (RocketMQ's `MQVersion` of 4.9.x: the clients
+/// read it only for features newer than that).
+pub const SERVER_VERSION: i32 = 401;
+
+/// The response code a remoting client reads for `error` (the request's own handler may
+/// pick a more specific one: PULL_NOT_FOUND, QUERY_NOT_FOUND).
+pub fn response_code_of(error: &crate::ApogeeError) -> i32 {
+    use crate::ApogeeError as E;
+    match error {
+        E::TopicNotFound(_) => response::TOPIC_NOT_EXIST,
+        E::ConsumerGroupNotFound(_) => response::SUBSCRIPTION_GROUP_NOT_EXIST,
+        E::MessageNotFound(_) | E::OffsetNotFound(_) => response::QUERY_NOT_FOUND,
+        E::Unauthorized(_) | E::Forbidden(_) => response::NO_PERMISSION,
+        E::IllegalFilterExpression(_) => response::SUBSCRIPTION_PARSE_FAILED,
+        E::IllegalTopic(_)
+        | E::IllegalTag(_)
+        | E::IllegalKey(_)
+        | E::IllegalMessageGroup(_)
+        | E::IllegalProperty(_)
+        | E::IllegalMessageId(_)
+        | E::IllegalLiteTopic(_)
+        | E::IllegalDeliveryTime(_)
+        | E::MessageTypeConflict(_)
+        | E::MessagePropertiesTooLarge(_)
+        | E::PayloadTooLarge(_)
+        | E::MessageBodyEmpty
+        | E::MessageBodyTooLarge { .. } => response::MESSAGE_ILLEGAL,
+        E::BadRequest(_)
+        | E::ClientIdRequired
+        | E::IllegalConsumerGroup(_)
+        | E::IllegalInvisibleTime(_)
+        | E::IllegalPollingTime(_)
+        | E::IllegalOffset(_)
+        | E::InvalidTransactionId(_)
+        | E::InvalidReceiptHandle(_)
+        | E::PreconditionFailed(_) => response::INVALID_PARAMETER,
+        E::TooManyRequests(_)
+        | E::LiteTopicQuotaExceeded(_)
+        | E::LiteSubscriptionQuotaExceeded(_) => response::SYSTEM_BUSY,
+        E::NotImplemented(_) | E::Unsupported(_) => response::REQUEST_CODE_NOT_SUPPORTED,
+        E::MasterPersistenceTimeout(_) => response::FLUSH_DISK_TIMEOUT,
+        E::SlavePersistenceTimeout(_) | E::NotReplicated(_) => response::FLUSH_SLAVE_TIMEOUT,
+        E::Unavailable(_) => response::SERVICE_NOT_AVAILABLE,
+        E::AlreadyExists(_) | E::RequestTimeout(_) | E::StorageFull(_) | E::Internal(_) => {
+            response::SYSTEM_ERROR
+        }
+    }
+}
