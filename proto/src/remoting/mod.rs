@@ -17,5 +17,6 @@
 
 pub mod codes;
 pub mod command;
+pub mod message;
 
 pub use command::{RemotingCommand, Serialization};
