@@ -17,6 +17,7 @@
 
 pub mod codes;
 pub mod command;
+pub mod frame;
 pub mod message;
 
 pub use command::{RemotingCommand, Serialization};
