@@ -4,6 +4,7 @@
 use crate::admin::{Admin, Perm, TopicType};
 use crate::bench;
 pub use crate::bench::{BenchCommand, BenchConsumeArgs, BenchProduceArgs};
+use crate::config_import::ConfigCommand;
 use crate::error::{ToolError, ToolResult};
 use crate::message_query;
 use crate::messaging::{self, ConsumeSpec, SendSpec, TxnEnd};
@@ -668,7 +669,13 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
             return Ok(());
         }
         Command::Bench(cmd) => bench::run_command(cli.client_config(), cmd, f).await?,
-        Command::Config(cmd) => return crate::config_import::run(cmd, f, out),
+        Command::Config(ConfigCommand::Import(args)) => {
+            return crate::config_import::run(args, f, out)
+        }
+        Command::Config(ConfigCommand::ImportState(args)) => {
+            let admin = if args.apply { Some(cli.admin()?) } else { None };
+            return crate::rocketmq_state::run(args, admin.as_ref(), f, out).await;
+        }
         Command::Completions { shell } => {
             // Generated into memory: clap_complete panics when its writer fails (a reader
             // that went away); the write below reports it as an error instead.

@@ -31,6 +31,10 @@ pub enum ConfigCommand {
     /// Convert a RocketMQ broker.conf into an Apogee broker TOML (printed, or written with
     /// --out); keys without an Apogee equivalent are listed on stderr.
     Import(ImportArgs),
+    /// Move a RocketMQ broker's state (topics.json, subscriptionGroup.json,
+    /// consumerOffset.json, plain_acl.yml of its store's config/ directory) to this cluster:
+    /// the plan first; --apply makes it through the admin API.
+    ImportState(crate::rocketmq_state::ImportStateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -618,8 +622,7 @@ fn check_role_and_id(
 
 /// Runs `apogee config import`: the TOML to stdout or `--out`, ignored keys to stderr
 /// (or everything as JSON with `-o json`).
-pub fn run<W: Write>(cmd: &ConfigCommand, f: Format, out: &mut W) -> ToolResult<()> {
-    let ConfigCommand::Import(args) = cmd;
+pub fn run<W: Write>(args: &ImportArgs, f: Format, out: &mut W) -> ToolResult<()> {
     let path = &args.file;
     let text = std::fs::read_to_string(path)
         .map_err(|e| ToolError::Input(format!("cannot read {}: {e}", path.display())))?;

@@ -18,7 +18,9 @@
 //! - [`messaging`]: `send` (plain and transactional) and `consume` over the
 //!   client library; [`lite_consume`]: `consume --lite-topic`.
 //! - [`bench`]: `apogee bench produce` and `bench consume` load generators.
-//! - [`config_import`]: `config import`, a RocketMQ broker.conf into broker TOML.
+//! - [`config_import`]: `config import`, a RocketMQ broker.conf into broker TOML;
+//!   [`rocketmq_state`]: `config import-state`, a RocketMQ broker's topics, groups, offsets and
+//!   accounts onto a running cluster (a plan, then `--apply`).
 //! - [`output`]: tables and JSON; [`views`]: the admin result rows.
 //! - [`credentials`]: the global credential flags every request is signed with.
 //! - [`tls_args`]: the global TLS flags every connection uses (and the hint when a
@@ -48,6 +50,7 @@ pub mod messaging;
 pub mod output;
 pub mod replication_view;
 pub mod reset_offset;
+pub mod rocketmq_state;
 pub mod schedule;
 pub mod tls_args;
 pub mod topic_status;

@@ -74,7 +74,7 @@ impl Perm {
     }
 }
 
-/// One account of plain_acl.yml (its secret key is never kept).
+/// One account of plain_acl.yml.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Account {
     pub access_key: String,
@@ -85,6 +85,23 @@ pub struct Account {
     pub groups: Vec<(String, Perm)>,
     /// Whether it names a `whiteRemoteAddress` (an address allow-list).
     pub address_list: bool,
+    /// Its `secretKey`: kept only to recreate the user with it (`import-state --apply`, so
+    /// applications keep signing with their keys), never printed.
+    pub secret_key: SecretKey,
+}
+
+/// A secret key that never shows in output or logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretKey(pub String);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<none>"
+        } else {
+            "<secret>"
+        })
+    }
 }
 
 /// What plain_acl.yml holds.
@@ -216,7 +233,7 @@ fn account_key(
         "whiteRemoteAddress" => account.address_list = true,
         "topicPerms" | "groupPerms" if value.is_empty() => *list_key = key.to_string(),
         "topicPerms" | "groupPerms" => return Err(format!("{key}: expected a `- ` list")),
-        // secretKey is not kept: the operator puts it in the user's secret file.
+        "secretKey" => account.secret_key = SecretKey(value),
         _ => {}
     }
     Ok(())
@@ -243,38 +260,62 @@ fn resource_perm(account: Option<&mut Account>, list_key: &str, entry: &str) -> 
     Ok(())
 }
 
-/// The shell commands (and `#` notes) that recreate `file`'s accounts; `bootstrap` is the
-/// account that became the config's bootstrap admin (it exists already).
-pub fn commands(file: &AclFile, bootstrap: Option<&str>) -> Vec<String> {
+/// What recreating one account takes, in order: [`commands`] prints these as shell commands,
+/// `apogee config import-state --apply` makes the same changes through the admin API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AclStep {
+    /// `apogee user create` (the secret is the account's own, from the file).
+    User { access_key: String, admin: bool },
+    /// `apogee acl grant`.
+    Grant(Grant),
+    /// Something the operator should know (a `#` line).
+    Note(String),
+}
+
+/// One ACL entry to grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub user: String,
+    /// A topic entry, or else a consumer group's.
+    pub topic: bool,
+    /// A name, or `*`.
+    pub pattern: String,
+    pub perm: Perm,
+    pub deny: bool,
+}
+
+/// The steps that recreate `file`'s accounts; `bootstrap` is the account that became the
+/// config's bootstrap admin (it exists already).
+pub fn steps(file: &AclFile, bootstrap: Option<&str>) -> Vec<AclStep> {
     let mut out = Vec::new();
     for a in &file.accounts {
         let ak = &a.access_key;
         if Some(ak.as_str()) == bootstrap {
-            out.push(format!("# {ak}: the bootstrap admin of the config"));
+            out.push(AclStep::Note(format!(
+                "{ak}: the bootstrap admin of the config"
+            )));
             continue;
         }
-        let role = if a.admin { " --role admin" } else { "" };
-        out.push(format!(
-            "apogee user create {} --secret-file {}{role}",
-            shell_word(ak),
-            shell_word(&format!("{ak}.secret"))
-        ));
+        out.push(AclStep::User {
+            access_key: ak.clone(),
+            admin: a.admin,
+        });
         if a.admin {
             continue;
         }
-        for (flag, default, own) in [
-            ("--topic", a.default_topic, &a.topics),
-            ("--group", a.default_group, &a.groups),
+        for (topic, default, own) in [
+            (true, a.default_topic, &a.topics),
+            (false, a.default_group, &a.groups),
         ] {
             let default = default.unwrap_or(DENY);
-            let grant = |res: &str, perm: Perm, deny: bool| {
-                format!(
-                    "apogee acl grant --user {} {flag} {} --actions {}{}",
-                    shell_word(ak),
-                    shell_word(res),
-                    perm.actions(),
-                    if deny { " --deny" } else { "" }
-                )
+            let grant = |pattern: &str, perm: Perm, deny: bool| {
+                AclStep::Grant(Grant {
+                    user: ak.clone(),
+                    topic,
+                    pattern: pattern.to_string(),
+                    perm,
+                    deny,
+                })
             };
             if !default.is_empty() {
                 out.push(grant("*", default, false));
@@ -288,17 +329,43 @@ pub fn commands(file: &AclFile, bootstrap: Option<&str>) -> Vec<String> {
                     (true, false) => out.push(grant(name, taken, true)),
                     (false, false) => {
                         out.push(grant(name, *perm, false));
-                        out.push(format!(
-                            "# {ak} could not {} {name} in RocketMQ; Apogee allows it through \
+                        let flag = if topic { "--topic" } else { "--group" };
+                        out.push(AclStep::Note(format!(
+                            "{ak} could not {} {name} in RocketMQ; Apogee allows it through \
                              the `*` entry (one entry per {flag} name): narrow that entry",
                             taken.actions()
-                        ));
+                        )));
                     }
                 }
             }
         }
     }
     out
+}
+
+/// The shell commands (and `#` notes) that recreate `file`'s accounts; `bootstrap` is the
+/// account that became the config's bootstrap admin (it exists already).
+pub fn commands(file: &AclFile, bootstrap: Option<&str>) -> Vec<String> {
+    steps(file, bootstrap)
+        .into_iter()
+        .map(|step| match step {
+            AclStep::User { access_key, admin } => format!(
+                "apogee user create {} --secret-file {}{}",
+                shell_word(&access_key),
+                shell_word(&format!("{access_key}.secret")),
+                if admin { " --role admin" } else { "" }
+            ),
+            AclStep::Grant(g) => format!(
+                "apogee acl grant --user {} {} {} --actions {}{}",
+                shell_word(&g.user),
+                if g.topic { "--topic" } else { "--group" },
+                shell_word(&g.pattern),
+                g.perm.actions(),
+                if g.deny { " --deny" } else { "" }
+            ),
+            AclStep::Note(note) => format!("# {note}"),
+        })
+        .collect()
 }
 
 fn both() -> Perm {

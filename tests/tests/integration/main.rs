@@ -70,6 +70,8 @@
 //!   the compose file and Helm chart where docker and helm are installed.
 //! - [`filters`]: SQL92 property filters select exactly their messages per
 //!   group (receive and pull), tag filters alongside, malformed ones refused.
+//! - [`import_state`]: `apogee config import-state` of a RocketMQ broker's config/ files: the
+//!   plan, then topics, groups, positions, users (with their secrets) and ACL entries applied.
 //! - [`index_rebuild`]: `apogee-broker --rebuild-index`: `/readyz` shows the rebuild, a
 //!   SIGKILL midway makes the next start rebuild again, nothing lost.
 //! - [`groups`]: `apogee group create|update|list|describe|delete` through the
@@ -124,6 +126,7 @@ mod faults_failover;
 mod filters;
 mod foreign_store;
 mod groups;
+mod import_state;
 mod index_rebuild;
 mod lifecycle;
 mod lite;
