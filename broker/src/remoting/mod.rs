@@ -10,6 +10,10 @@
 //! same whichever protocol commits them: both transports call the same services.
 
 pub mod args;
+pub mod convert;
+pub mod query;
+pub mod send;
+pub mod txn;
 
 use crate::services::Broker;
 use apogee_proto::remoting::codes::response;
@@ -43,12 +47,19 @@ impl RemotingService for BrokerRemoting {
 
 /// One request to its handler.
 async fn dispatch(
-    _broker: &Arc<Broker>,
-    _conn: &Arc<RemotingConnection>,
-    _caller: &Caller,
+    broker: &Arc<Broker>,
+    conn: &Arc<RemotingConnection>,
+    caller: &Caller,
     request: RemotingCommand,
 ) -> RemotingCommand {
+    use apogee_proto::remoting::codes::request as code;
     match request.code {
+        code::SEND_MESSAGE | code::SEND_MESSAGE_V2 | code::SEND_BATCH_MESSAGE => {
+            send::send_message(broker, conn, caller, request).await
+        }
+        code::END_TRANSACTION => txn::end_transaction(broker, caller, &request).await,
+        code::VIEW_MESSAGE_BY_ID => query::view_message_by_id(broker, conn, caller, &request),
+        code::QUERY_MESSAGE => query::query_message(broker, conn, caller, &request),
         code => RemotingCommand::error(
             &request,
             response::REQUEST_CODE_NOT_SUPPORTED,
