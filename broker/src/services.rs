@@ -142,6 +142,8 @@ pub struct Broker {
     quotas: Arc<Quotas>,
     /// Validation, admission, routing and append of sends.
     producer: Producer,
+    /// The RocketMQ remoting clients connected and their groups.
+    remoting_clients: Arc<crate::remoting::clients::RemotingClients>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -287,6 +289,7 @@ impl Broker {
             replication,
             started_at_ms,
             metrics,
+            remoting_clients: Arc::new(crate::remoting::clients::RemotingClients::new()),
             shutdown: watch::channel(false).0,
         });
         crate::runtime_config::restore(&broker.runtime_owners())?;
@@ -387,6 +390,11 @@ impl Broker {
     /// Validation, admission, routing and append of sends.
     pub fn producer(&self) -> &Producer {
         &self.producer
+    }
+
+    /// The RocketMQ remoting clients connected and their groups.
+    pub fn remoting_clients(&self) -> &Arc<crate::remoting::clients::RemotingClients> {
+        &self.remoting_clients
     }
 
     /// Turns true when the broker starts shutting down (ends long polls, Telemetry streams

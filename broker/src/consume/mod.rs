@@ -17,6 +17,8 @@
 //! - `reload`: re-reading queues and the receipt secret from the index (a slave following
 //!   its master's replicated state, a master adopting a slave's handback).
 //! - [`long_poll`]: the wait of ReceiveMessage and PullMessage for something to hand out.
+//! - [`pull`]: reading a queue from a consumer's own offset (gRPC PullMessage, remoting
+//!   PULL_MESSAGE); [`offsets`]: the offsets such consumers commit, a queue's bounds by time.
 //! - [`reset`]: moving a group's position in a queue (reset-offset).
 //! - [`lag`]: how far behind a group is in every queue of the topics it consumes,
 //!   including the queues it never received from (counted from where it would start).
@@ -31,7 +33,9 @@ pub mod filter;
 pub mod lag;
 pub mod lite;
 pub mod long_poll;
+pub mod offsets;
 pub mod priority;
+pub mod pull;
 mod queue;
 pub mod receipt;
 mod reload;

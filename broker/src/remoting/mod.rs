@@ -10,10 +10,8 @@
 //! same whichever protocol commits them: both transports call the same services.
 
 pub mod args;
-pub mod convert;
-pub mod query;
-pub mod send;
-pub mod txn;
+pub mod clients;
+pub mod offsets;
 
 use crate::services::Broker;
 use apogee_proto::remoting::codes::response;
@@ -43,6 +41,10 @@ impl RemotingService for BrokerRemoting {
         let conn = conn.clone();
         Box::pin(async move { Some(dispatch(&broker, &conn, &caller, request).await) })
     }
+
+    fn closed(&self, conn: &Arc<RemotingConnection>) {
+        clients::connection_closed(&self.broker, conn);
+    }
 }
 
 /// One request to its handler.
@@ -54,12 +56,19 @@ async fn dispatch(
 ) -> RemotingCommand {
     use apogee_proto::remoting::codes::request as code;
     match request.code {
-        code::SEND_MESSAGE | code::SEND_MESSAGE_V2 | code::SEND_BATCH_MESSAGE => {
-            send::send_message(broker, conn, caller, request).await
+        code::HEART_BEAT => clients::heartbeat(broker, conn, caller, &request),
+        code::UNREGISTER_CLIENT => clients::unregister_client(broker, conn, &request),
+        code::GET_CONSUMER_LIST_BY_GROUP => {
+            clients::consumer_list_by_group(broker, caller, &request)
         }
-        code::END_TRANSACTION => txn::end_transaction(broker, caller, &request).await,
-        code::VIEW_MESSAGE_BY_ID => query::view_message_by_id(broker, conn, caller, &request),
-        code::QUERY_MESSAGE => query::query_message(broker, conn, caller, &request),
+        code::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(broker, caller, &request),
+        code::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(broker, caller, &request),
+        code::GET_MIN_OFFSET => offsets::min_offset(broker, caller, &request),
+        code::GET_MAX_OFFSET => offsets::max_offset(broker, caller, &request),
+        code::SEARCH_OFFSET_BY_TIMESTAMP => {
+            offsets::search_offset_by_timestamp(broker, caller, &request)
+        }
+        code::GET_EARLIEST_MSG_STORETIME => offsets::earliest_store_time(broker, caller, &request),
         code => RemotingCommand::error(
             &request,
             response::REQUEST_CODE_NOT_SUPPORTED,

@@ -1,0 +1,110 @@
+//! Offset-based consumption's stored state and queue lookups, one function each, shared by
+//! both transports: a consumer group's committed offset per queue (gRPC UpdateOffset and
+//! GetOffset, remoting's UPDATE_CONSUMER_OFFSET, QUERY_CONSUMER_OFFSET and a pull's commit
+//! bit), a queue checked against its topic, and a queue's offsets by position or time
+//! (gRPC QueryOffset, remoting's GET_MIN_OFFSET, GET_MAX_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP
+//! and GET_EARLIEST_MSG_STORETIME).
+
+use crate::consume::values::{decode_offset, encode_offset};
+use crate::store::keys::consumer_offset_key;
+use crate::store::{Cf, KvBatch, MessageStore};
+use crate::topics::TopicTable;
+use apogee_proto::{limits, ApogeeError};
+
+/// `queue_id` of `topic` as a queue number, the topic existing and having that queue.
+pub fn checked_queue(topics: &TopicTable, topic: &str, queue_id: i64) -> Result<u32, ApogeeError> {
+    limits::validate_topic(topic)?;
+    let config = topics
+        .get(topic)
+        .ok_or_else(|| ApogeeError::TopicNotFound(topic.to_string()))?;
+    if queue_id < 0 || queue_id >= config.queue_count as i64 {
+        return Err(ApogeeError::BadRequest(format!(
+            "queue {queue_id} does not exist; topic {topic} has {} queues",
+            config.queue_count
+        )));
+    }
+    Ok(queue_id as u32)
+}
+
+/// The oldest stored offset of a queue and the offset its next message will get.
+pub fn queue_bounds(
+    store: &MessageStore,
+    topic: &str,
+    queue: u32,
+) -> Result<(u64, u64), ApogeeError> {
+    store.queue_bounds(topic, queue).map_err(ApogeeError::from)
+}
+
+/// The offset `group` committed for a queue, raised to the oldest stored message (retention
+/// deleted what it pointed at); `None` when it never committed one.
+pub fn committed_offset(
+    store: &MessageStore,
+    group: &str,
+    topic: &str,
+    queue: u32,
+) -> Result<Option<u64>, ApogeeError> {
+    let stored = store
+        .kv()
+        .get(
+            Cf::ConsumerOffset,
+            &consumer_offset_key(group, topic, queue),
+        )
+        .map_err(ApogeeError::from)?;
+    let Some(offset) = stored.and_then(|v| decode_offset(&v)) else {
+        return Ok(None);
+    };
+    let (min, _) = queue_bounds(store, topic, queue)?;
+    Ok(Some(offset.max(min)))
+}
+
+/// Stores `offset` as `group`'s offset for a queue (0 up to the queue's end).
+pub fn commit_offset(
+    store: &MessageStore,
+    group: &str,
+    topic: &str,
+    queue: u32,
+    offset: i64,
+) -> Result<(), ApogeeError> {
+    let (_, next) = queue_bounds(store, topic, queue)?;
+    if offset < 0 || offset as u64 > next {
+        return Err(ApogeeError::IllegalOffset(format!(
+            "offset {offset} is outside 0..={next}"
+        )));
+    }
+    let mut b = KvBatch::new();
+    b.put(
+        Cf::ConsumerOffset,
+        consumer_offset_key(group, topic, queue),
+        encode_offset(offset as u64),
+    );
+    store.kv().write(b).map_err(ApogeeError::from)
+}
+
+/// The first offset of a queue whose store time is at or after `ts_ms` (the queue's end
+/// when there is none).
+pub fn offset_for_time(
+    store: &MessageStore,
+    topic: &str,
+    queue: u32,
+    ts_ms: i64,
+) -> Result<u64, ApogeeError> {
+    store
+        .queue_offset_for_time(topic, queue, ts_ms)
+        .map_err(ApogeeError::from)
+}
+
+/// The store time (unix ms) of a queue's oldest stored message; `None` for an empty queue.
+pub fn earliest_store_time(
+    store: &MessageStore,
+    topic: &str,
+    queue: u32,
+) -> Result<Option<i64>, ApogeeError> {
+    let (min, next) = queue_bounds(store, topic, queue)?;
+    if min >= next {
+        return Ok(None);
+    }
+    let entries = store
+        .queue_entries(topic, queue, min, 1)
+        .map_err(ApogeeError::from)?;
+    Ok(entries.first().map(|e| e.store_timestamp_ms))
+}
