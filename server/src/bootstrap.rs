@@ -7,6 +7,10 @@
 //! [`layer_stack`] (RPC metrics, then the client-certificate check, then auth, then the rpc
 //! span, then the routes).
 //!
+//! Remoting ([`Bootstrap::set_remoting`]): served beside gRPC on the server's listener, or
+//! on `remoting.listen` alone (bound by [`Bootstrap::bind_remoting`], or by `serve`), and on
+//! the gRPC port minus 2 with `remoting.vip_channel` (a port it cannot bind is a warning).
+//!
 //! Stop ([`Bootstrap::serve`]), when the shutdown future completes: health reports
 //! NOT_SERVING first (the overall status and every service marked serving), so load balancers
 //! and clients watching health move away before anything closes; then the server's own
@@ -18,12 +22,15 @@ use crate::auth::guard::{AuthLayer, AuthService};
 use crate::cluster_mtls::{ClientCertCheck, ClientCertLayer};
 use crate::net::Listener;
 use crate::ops::{OpsListener, OpsServer, OpsSlot, RpcMetrics, RpcMetricsLayer};
-use crate::remoting::{RemotingSection, RemotingService};
+use crate::remoting::{RemotingAuth, RemotingSection, RemotingServer, RemotingService};
 use crate::rpc_span::{RpcSpan, RpcSpanLayer};
+use crate::serve::Serving;
 use crate::tls::ServerTls;
+use apogee_proto::remoting::frame::FrameLimits;
 use parking_lot::Mutex;
 use prometheus::HistogramVec;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::server::NamedService;
@@ -61,6 +68,8 @@ pub struct Bootstrap {
     /// What answers remoting clients, its settings and the auth its requests pass (none:
     /// gRPC only).
     remoting: Option<(Arc<dyn RemotingService>, RemotingSection, AuthLayer)>,
+    /// Remoting's own listener (`remoting.listen`), once bound.
+    remoting_listener: Option<Listener>,
 }
 
 impl Bootstrap {
@@ -86,6 +95,7 @@ impl Bootstrap {
             health: HealthReporter::new(),
             serving: Mutex::new(Vec::new()),
             remoting: None,
+            remoting_listener: None,
         }
     }
 
@@ -99,6 +109,75 @@ impl Bootstrap {
         auth: &AuthLayer,
     ) {
         self.remoting = section.enabled.then(|| (service, section, auth.clone()));
+    }
+
+    /// Binds remoting's own listener when `remoting.listen` names one, and returns its
+    /// address (`None`: remoting shares the gRPC listener, or is off). A server calls this
+    /// before [`Bootstrap::serve`] to fail its start on a port it cannot have; `serve`
+    /// binds it itself otherwise (and logs an error when it cannot).
+    pub async fn bind_remoting(&mut self) -> std::io::Result<Option<SocketAddr>> {
+        if let Some(bound) = &self.remoting_listener {
+            return bound.local_addr().map(Some);
+        }
+        let Some((_, section, _)) = &self.remoting else {
+            return Ok(None);
+        };
+        if section.listen.is_empty() {
+            return Ok(None);
+        }
+        let listener = Listener::bind(&section.listen).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("remoting.listen {}: {e}", section.listen))
+        })?;
+        let addr = listener.local_addr()?;
+        self.remoting_listener = Some(listener);
+        Ok(Some(addr))
+    }
+
+    /// The listeners `serve` serves, `listener` first, and what answers remoting on them.
+    async fn listeners(
+        &mut self,
+        listener: Listener,
+    ) -> (Vec<(Listener, Serving)>, Option<Arc<RemotingServer>>) {
+        let Some((service, section, auth)) = self.remoting.clone() else {
+            return (vec![(listener, Serving::Grpc)], None);
+        };
+        let remoting = Arc::new(RemotingServer::new(
+            service,
+            RemotingAuth::new(&auth),
+            FrameLimits::with_max_frame(section.max_frame_bytes),
+        ));
+        let (cap, tls) = (listener.connection_cap(), listener.tls());
+        let like_grpc = |l: Listener| l.with_connection_cap(cap).with_tls(tls.clone());
+        let vip = section
+            .vip_channel
+            .then(|| listener.local_addr().ok())
+            .flatten()
+            .filter(|addr| addr.port() > 2)
+            .map(|addr| SocketAddr::new(addr.ip(), addr.port() - 2));
+        let mut listeners = Vec::new();
+        if section.listen.is_empty() {
+            listeners.push((listener, Serving::GrpcAndRemoting));
+        } else {
+            listeners.push((listener, Serving::Grpc));
+            match self.bind_remoting().await {
+                Ok(_) => {
+                    let own = self.remoting_listener.take().expect("bound");
+                    tracing::info!(addr = ?own.local_addr().ok(), "remoting listening");
+                    listeners.push((like_grpc(own), Serving::Remoting));
+                }
+                Err(e) => tracing::error!("remoting is not served: {e}"),
+            }
+        }
+        if let Some(vip) = vip {
+            match Listener::bind(&vip.to_string()).await {
+                Ok(l) => {
+                    tracing::info!(%vip, "remoting VIP channel listening");
+                    listeners.push((like_grpc(l), Serving::Remoting));
+                }
+                Err(e) => tracing::warn!(%vip, "the remoting VIP channel is not served: {e}"),
+            }
+        }
+        (listeners, Some(remoting))
     }
 
     /// Where the operations endpoint takes the server's metrics and readiness from.
@@ -139,19 +218,20 @@ impl Bootstrap {
     /// open calls, stop the TLS reloader, `teardown` (the server's own), and last the
     /// operations endpoint. Returns what `teardown` returns.
     pub async fn serve<T>(
-        self,
+        mut self,
         service: Layered,
         listener: Listener,
         shutdown: impl Future<Output = ()> + Send,
         on_stop: impl FnOnce() + Send,
         teardown: impl Future<Output = T>,
     ) -> T {
+        let (listeners, remoting) = self.listeners(listener).await;
         let signal = async {
             shutdown.await;
             self.report_not_serving().await;
             on_stop();
         };
-        crate::serve::serve(service, listener, signal).await;
+        crate::serve::serve_listeners(service, listeners, remoting, signal).await;
         if let Some(task) = &self.tls_reloader {
             task.abort();
         }

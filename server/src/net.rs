@@ -81,8 +81,13 @@ impl Listener {
         self
     }
 
+    /// The cap of [`Listener::with_connection_cap`] (0: none).
+    pub fn connection_cap(&self) -> usize {
+        self.cap
+    }
+
     /// The TLS it serves, if any.
-    pub(crate) fn tls(&self) -> Option<Arc<ServerTls>> {
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
         self.tls.clone()
     }
 

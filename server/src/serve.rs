@@ -19,6 +19,13 @@
 //! the service answered as gRPC statuses. On `signal` the listener is closed, every
 //! connection is told to finish (HTTP/2 GOAWAY: streams in flight complete, no new ones
 //! start), and [`serve`] returns when all are closed.
+//!
+//! [`serve_listeners`] also serves the RocketMQ remoting protocol ([`crate::remoting`]) on
+//! the listeners that say so ([`Serving`]). On a listener shared with gRPC, a connection's
+//! protocol is told by its first bytes: the HTTP/2 preface (`PRI `) is gRPC, replayed to
+//! the code above by a small rewind wrapper (no copy, no task of its own), anything else is
+//! a remoting frame; under TLS, a handshake that agreed on ALPN `h2` is gRPC without a look,
+//! one without ALPN (remoting clients send none) is told by its decrypted first bytes.
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::task::AtomicWaker;
@@ -34,8 +41,10 @@ use tonic::codegen::http;
 use tonic::service::RecoverError;
 use tonic::transport::server::Connected;
 
-use crate::net::Listener;
+use crate::net::{Accepted, Listener};
+use crate::remoting::RemotingServer;
 use crate::tls::Protocol;
+use std::net::SocketAddr;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -43,6 +52,21 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Rounds of polling a connection and its streams in one run of its task before it makes
 /// way for other tasks (it is scheduled again at once if it still has work).
 const ROUNDS_PER_RUN: usize = 32;
+
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// gRPC only.
+    Grpc,
+    /// gRPC and remoting, told apart by a connection's first bytes (or its ALPN).
+    GrpcAndRemoting,
+    /// Remoting only (a listener of remoting's own, the VIP channel).
+    Remoting,
+}
+
+/// The first bytes of an HTTP/2 connection (of its preface); as a remoting frame length
+/// they would be over any frame cap.
+const HTTP2_PREFACE_START: &[u8; 4] = b"PRI ";
 
 /// Serves `service` on `listener` (TLS when it has it) until `signal` completes, then
 /// closes every connection gracefully and returns once they are all closed.
@@ -57,20 +81,82 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    serve_listeners(service, vec![(listener, Serving::Grpc)], None, signal).await
+}
+
+/// Serves each listener as it says (`remoting` answers the remoting connections) until
+/// `signal` completes; then every listener stops accepting, every connection is told to
+/// finish (gRPC: GOAWAY; remoting: no further request is read, the calls in flight get at
+/// most [`crate::remoting::connection::DRAIN_TIMEOUT`]), and this returns once all are closed.
+pub async fn serve_listeners<S, B>(
+    service: S,
+    listeners: Vec<(Listener, Serving)>,
+    remoting: Option<Arc<RemotingServer>>,
+    signal: impl Future<Output = ()>,
+) where
+    S: tower_service::Service<http::Request<tonic::body::Body>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let service = RecoverError::new(Deadline(service));
-    match listener.tls() {
-        None => accept_loop(service, listener.incoming(), signal).await,
-        Some(tls) => {
-            let incoming = listener.incoming().tls(tls, Protocol::Grpc);
-            accept_loop(service, incoming, signal).await
+    let (stop_tx, stop_rx) = watch::channel(());
+    let (halt_tx, halt_rx) = watch::channel(());
+    {
+        let loops = futures::future::join_all(listeners.into_iter().map(|(listener, serving)| {
+            let remoting = match serving {
+                Serving::Grpc => None,
+                _ => remoting.clone(),
+            };
+            let ctx = AcceptContext {
+                serving,
+                remoting,
+                stop: stop_rx.clone(),
+            };
+            let halt = halt_rx.clone();
+            let service = service.clone();
+            async move {
+                match listener.tls() {
+                    None => accept_loop(service, listener.incoming(), ctx, halt).await,
+                    Some(tls) => {
+                        let incoming = listener.incoming().tls(tls, Protocol::Grpc);
+                        accept_loop(service, incoming, ctx, halt).await
+                    }
+                }
+            }
+        }));
+        let mut loops = pin!(loops);
+        tokio::select! {
+            _ = &mut loops => {}
+            _ = signal => {
+                let _ = halt_tx.send(());
+                loops.await;
+            }
         }
     }
+    // The listening sockets are closed (the loops are done) before the drain, so a new
+    // client is refused at once instead of waiting on a server that has stopped.
+    let _ = stop_tx.send(());
+    drop(stop_rx);
+    stop_tx.closed().await;
+}
+
+/// What each connection of one listener is served with.
+struct AcceptContext {
+    serving: Serving,
+    remoting: Option<Arc<RemotingServer>>,
+    stop: watch::Receiver<()>,
 }
 
 async fn accept_loop<S, B, IO>(
     service: S,
     incoming: impl tokio_stream::Stream<Item = std::io::Result<IO>>,
-    signal: impl Future<Output = ()>,
+    ctx: AcceptContext,
+    mut halt: watch::Receiver<()>,
 ) where
     S: tower_service::Service<
             http::Request<tonic::body::Body>,
@@ -82,36 +168,181 @@ async fn accept_loop<S, B, IO>(
     S::Future: Send + 'static,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
-    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + ConnectionFacts + Unpin + Send + 'static,
 {
-    let (stop_tx, stop_rx) = watch::channel(());
-    {
-        // Dropped when the loop ends: the listening socket closes before the drain, so a
-        // new client is refused at once instead of waiting on a server that has stopped.
-        let mut incoming = pin!(incoming);
-        let mut signal = pin!(signal);
-        loop {
-            let io = tokio::select! {
-                _ = &mut signal => break,
-                io = incoming.next() => match io {
-                    Some(Ok(io)) => io,
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "accepting a connection");
-                        continue;
-                    }
-                    None => break,
-                },
-            };
-            let service = PeerService {
-                info: io.connect_info(),
-                inner: service.clone(),
-            };
-            tokio::spawn(serve_connection(io, service, stop_rx.clone()));
+    let mut incoming = pin!(incoming);
+    let mut halted = pin!(halt.changed());
+    loop {
+        let io = tokio::select! {
+            _ = &mut halted => break,
+            io = incoming.next() => match io {
+                Some(Ok(io)) => io,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "accepting a connection");
+                    continue;
+                }
+                None => break,
+            },
+        };
+        let stop = ctx.stop.clone();
+        match (ctx.serving, &ctx.remoting) {
+            (Serving::Remoting, Some(remoting)) => {
+                let Some((peer, local)) = io.addresses() else {
+                    continue;
+                };
+                tokio::spawn(remoting.clone().serve(io, &[], peer, local, stop));
+            }
+            (Serving::GrpcAndRemoting, Some(remoting)) => {
+                let service = PeerService {
+                    info: io.connect_info(),
+                    inner: service.clone(),
+                };
+                tokio::spawn(serve_either(io, service, remoting.clone(), stop));
+            }
+            _ => {
+                let service = PeerService {
+                    info: io.connect_info(),
+                    inner: service.clone(),
+                };
+                tokio::spawn(serve_connection(io, service, stop));
+            }
         }
     }
-    let _ = stop_tx.send(());
-    drop(stop_rx);
-    stop_tx.closed().await;
+}
+
+/// What the accept path needs of a connection beyond its bytes.
+pub trait ConnectionFacts {
+    /// (peer, local) addresses.
+    fn addresses(&self) -> Option<(SocketAddr, SocketAddr)>;
+    /// The TLS handshake agreed on HTTP/2 (ALPN `h2`): gRPC without looking further.
+    fn negotiated_h2(&self) -> bool;
+}
+
+impl ConnectionFacts for Accepted {
+    fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        Some((
+            self.stream().peer_addr().ok()?,
+            self.stream().local_addr().ok()?,
+        ))
+    }
+
+    fn negotiated_h2(&self) -> bool {
+        false
+    }
+}
+
+impl ConnectionFacts for tokio_rustls::server::TlsStream<Accepted> {
+    fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.get_ref().0.addresses()
+    }
+
+    fn negotiated_h2(&self) -> bool {
+        self.get_ref().1.alpn_protocol() == Some(b"h2")
+    }
+}
+
+/// Serves a connection of a listener with both protocols: gRPC when its TLS handshake
+/// agreed on `h2` or its first bytes are HTTP/2's preface (replayed to the gRPC code),
+/// remoting otherwise.
+async fn serve_either<IO, S, B>(
+    mut io: IO,
+    service: S,
+    remoting: Arc<RemotingServer>,
+    mut stop: watch::Receiver<()>,
+) where
+    IO: AsyncRead + AsyncWrite + ConnectionFacts + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = BoxError,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use tokio::io::AsyncReadExt;
+    let mut first = [0u8; 4];
+    let mut read = 0;
+    if !io.negotiated_h2() {
+        // Until the bytes read differ from the preface's, or 4 of them match it.
+        while read < first.len() && first[..read] == HTTP2_PREFACE_START[..read] {
+            tokio::select! {
+                n = io.read(&mut first[read..]) => match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => read += n,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+        if first[..read] != HTTP2_PREFACE_START[..read] {
+            let Some((peer, local)) = io.addresses() else {
+                return;
+            };
+            return remoting.serve(io, &first[..read], peer, local, stop).await;
+        }
+    }
+    let io = Rewind {
+        first,
+        replayed: 4 - read,
+        inner: io,
+    };
+    serve_connection(io, service, stop).await
+}
+
+/// A connection whose first bytes, read to tell the protocol, are read again first.
+struct Rewind<IO> {
+    first: [u8; 4],
+    /// How much of `first` has been read again (4: all of it, or nothing to replay).
+    replayed: usize,
+    inner: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.replayed < this.first.len() {
+            let n = (this.first.len() - this.replayed).min(buf.remaining());
+            buf.put_slice(&this.first[this.replayed..this.replayed + n]);
+            this.replayed += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Serves one connection and its streams until the peer closes it (or, after `stop`

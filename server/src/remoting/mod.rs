@@ -232,3 +232,10 @@ impl std::fmt::Debug for RemotingConnection {
             .finish()
     }
 }
+
+// The transport: RocketMQ's ACL signature and the connection's reader and writer.
+pub mod auth;
+pub mod connection;
+
+pub use auth::RemotingAuth;
+pub use connection::RemotingServer;
