@@ -163,9 +163,11 @@ impl NameServerLink {
             let (role, epoch) = m.registered_role();
             (epoch as i64).saturating_mul(4) + role as i64
         });
+        // Turning topic creation on send on or off (runtime config) is a change too.
         data_version(topics, groups)
             .saturating_add(access)
             .saturating_add(role)
+            .saturating_add(topics.auto_creates() as i64)
     }
 
     /// The role and master epoch to register with: the controller's in controller mode, else
@@ -218,6 +220,12 @@ impl NameServerLink {
             instance_id: self.instance_id,
             controller_mode: self.member.is_some(),
             master_epoch,
+            remoting_endpoint: remoting_endpoint(&self.config),
+            auto_create_queue_count: if topics.auto_creates() {
+                self.config.default_queue_count
+            } else {
+                0
+            },
         }
     }
 
@@ -657,6 +665,23 @@ impl NameServerLink {
 /// counters are persisted and only grow).
 fn data_version(topics: &TopicTable, groups: &GroupTable) -> i64 {
     topics.data_version().saturating_add(groups.data_version())
+}
+
+/// The remoting listener clients dial when remoting has one of its own (`[remoting] listen`):
+/// the advertised host with that listener's port; "" when remoting shares the gRPC listener.
+fn remoting_endpoint(config: &BrokerConfig) -> String {
+    let remoting = &config.remoting;
+    if !remoting.enabled || remoting.listen.is_empty() {
+        return String::new();
+    }
+    let advertised = config.advertised_endpoint();
+    match (
+        advertised.rsplit_once(':'),
+        remoting.listen.rsplit_once(':'),
+    ) {
+        (Some((host, _)), Some((_, port))) => format!("{host}:{port}"),
+        _ => String::new(),
+    }
 }
 
 /// Completes when `changes` (if any) is marked changed; never when there is none or its

@@ -266,3 +266,41 @@ async fn the_session_beats_tiny_registers_when_asked_and_is_opened_again_when_br
     stop.send(true).unwrap();
     run.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_registration_names_the_remoting_listener_and_the_queues_of_topics_created_on_send() {
+    let kv = Arc::new(MemKv::new());
+    let topics = TopicTable::load(kv.clone()).unwrap();
+    let groups = GroupTable::load(kv, false).unwrap();
+    let mut config = BrokerConfig {
+        listen: "0.0.0.0:10911".into(),
+        advertise: "broker-a.example:10911".into(),
+        default_queue_count: 6,
+        ..Default::default()
+    };
+    // Remoting on the gRPC listener, no topic creation on send.
+    let sent = NameServerLink::new(&config, None)
+        .unwrap()
+        .registration(&topics, &groups);
+    assert_eq!(sent.remoting_endpoint, "");
+    assert_eq!(sent.auto_create_queue_count, 0);
+
+    // Its own listener: the advertised host with that port; creation on send: its queues.
+    config.remoting.listen = "0.0.0.0:10921".into();
+    topics.set_auto_create(true);
+    let link = NameServerLink::new(&config, None).unwrap();
+    let before = link.data_version(&topics, &groups);
+    let sent = link.registration(&topics, &groups);
+    assert_eq!(sent.remoting_endpoint, "broker-a.example:10921");
+    assert_eq!(sent.auto_create_queue_count, 6);
+    // Turning creation off is a change the NameServers are told of.
+    topics.set_auto_create(false);
+    assert_ne!(link.data_version(&topics, &groups), before);
+
+    // A disabled remoting section registers no listener.
+    config.remoting.enabled = false;
+    let sent = NameServerLink::new(&config, None)
+        .unwrap()
+        .registration(&topics, &groups);
+    assert_eq!(sent.remoting_endpoint, "");
+}

@@ -6,6 +6,8 @@
 //! - [`registry`]: the broker table (membership, expiry, routes).
 //! - [`grpc`]: the Registry, Admin and client access-point services.
 //! - [`metrics`]: its Prometheus metrics and readiness (the HTTP endpoint).
+//! - [`remoting`]: the answers to RocketMQ 4.x remoting clients (routes, cluster info,
+//!   topic lists), served beside gRPC.
 //! - [`serve`]: runs all of it on a listener until a shutdown future fires, with the
 //!   controller of automatic failover (apogee-controller) embedded when
 //!   `controller.enabled`, or reached at `controller.endpoints` when it runs as its own
@@ -24,6 +26,7 @@ mod expiry;
 pub mod grpc;
 pub mod metrics;
 pub mod registry;
+pub mod remoting;
 
 pub use apogee_server::config_file::ConfigError;
 pub use config::NameServerConfig;
@@ -141,7 +144,7 @@ pub async fn serve(
             (None, None) => None,
         };
 
-    let bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
+    let mut bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
     bootstrap
         .set_serving::<RegistryServer<grpc::RegistryService>>()
         .await;
@@ -151,6 +154,16 @@ pub async fn serve(
     bootstrap
         .set_serving::<MessagingServiceServer<grpc::AccessPoint>>()
         .await;
+
+    // The VIP channel is a broker's (its port minus 2): never on a NameServer.
+    bootstrap.set_remoting(
+        Arc::new(remoting::NameServerRemoting::new(registry.clone())),
+        apogee_server::remoting::RemotingSection {
+            vip_channel: false,
+            ..config.remoting.clone()
+        },
+        &auth,
+    );
 
     let expiry_task = expiry::spawn(
         registry.clone(),

@@ -106,6 +106,9 @@ pub struct Receipt {
 #[derive(Debug)]
 pub struct Sent {
     pub receipts: Vec<Receipt>,
+    /// Each stored record's commit-log offset, in request order (a remoting send answers
+    /// with the offset message id made of it).
+    pub log_offsets: Vec<u64>,
     /// A TRANSACTION message's transaction id.
     pub transaction_id: Option<String>,
     /// Stored here but not confirmed by a slave (SYNC_MASTER): what the client is told.

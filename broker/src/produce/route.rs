@@ -105,6 +105,7 @@ impl Producer {
         // The records are stored (and indexed) even when not replicated: they will be delivered.
         self.schedule.stored(due);
         Ok(Sent {
+            log_offsets: results.iter().map(|r| r.log_offset).collect(),
             receipts: results
                 .into_iter()
                 .zip(recall_handles)

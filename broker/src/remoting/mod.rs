@@ -11,7 +11,12 @@
 
 pub mod args;
 pub mod clients;
+pub mod convert;
 pub mod offsets;
+pub mod pull;
+pub mod query;
+pub mod send;
+pub mod txn;
 
 use crate::services::Broker;
 use apogee_proto::remoting::codes::response;
@@ -61,6 +66,7 @@ async fn dispatch(
         code::GET_CONSUMER_LIST_BY_GROUP => {
             clients::consumer_list_by_group(broker, caller, &request)
         }
+        code::PULL_MESSAGE => pull::pull_message(broker, conn, caller, &request).await,
         code::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(broker, caller, &request),
         code::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(broker, caller, &request),
         code::GET_MIN_OFFSET => offsets::min_offset(broker, caller, &request),
@@ -69,6 +75,12 @@ async fn dispatch(
             offsets::search_offset_by_timestamp(broker, caller, &request)
         }
         code::GET_EARLIEST_MSG_STORETIME => offsets::earliest_store_time(broker, caller, &request),
+        code::SEND_MESSAGE | code::SEND_MESSAGE_V2 | code::SEND_BATCH_MESSAGE => {
+            send::send_message(broker, conn, caller, request).await
+        }
+        code::END_TRANSACTION => txn::end_transaction(broker, caller, &request).await,
+        code::VIEW_MESSAGE_BY_ID => query::view_message_by_id(broker, conn, caller, &request),
+        code::QUERY_MESSAGE => query::query_message(broker, conn, caller, &request),
         code => RemotingCommand::error(
             &request,
             response::REQUEST_CODE_NOT_SUPPORTED,

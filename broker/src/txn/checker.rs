@@ -9,7 +9,8 @@
 //!   would be published) on the Telemetry stream of a live producer of the topic, preferring
 //!   the one that sent it; when none is connected here, the NameServers are asked to push it
 //!   to a producer connected to them (some clients keep Telemetry open only with their access
-//!   point). Writing first means a crash can lose a check but never send more
+//!   point); a message with a producer group (`PGROUP`, sent by a remoting producer) goes
+//!   first to a remoting producer of that group (`producers`). Writing first means a crash can lose a check but never send more
 //!   than `max_checks`. Unknown answers, no live producer and silence all count as a check.
 //!
 //! The producer answers with EndTransaction (source SERVER_CHECK), served as any other.
@@ -23,6 +24,10 @@ use apogee_proto::ApogeeError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// The property naming a message's producer group (RocketMQ's `PGROUP`), set by remoting
+/// producers on a transaction's half message.
+const PRODUCER_GROUP_PROPERTY: &str = apogee_proto::remoting::message::property::PGROUP;
 
 /// Most transactions checked per scan (the rest wait for the next scan).
 const MAX_PER_SCAN: usize = 1024;
@@ -125,6 +130,24 @@ impl Transactions {
         let mut reached = self
             .sessions()
             .push_to_producer_of(topic, producer, command);
+        // A producer of another protocol (remoting): by the producer group the message names.
+        let group = published
+            .msg
+            .properties
+            .iter()
+            .find(|(k, _)| k == PRODUCER_GROUP_PROPERTY)
+            .map(|(_, v)| v.as_str());
+        if let (None, Some(group)) = (&reached, group) {
+            let producers = self.producer_check_back.read().clone();
+            if let Some(producers) = producers {
+                reached = producers.check_back(&super::producers::CheckBack {
+                    transaction_id: id,
+                    message: &published,
+                    producer_group: group,
+                    preferred_producer: producer,
+                });
+            }
+        }
         // Some clients keep Telemetry open only with their access point (a NameServer).
         if let (None, Some(nameservers)) = (&reached, &self.relay) {
             let req = apogee_proto::cluster::RelayCheckBackRequest {

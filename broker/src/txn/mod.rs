@@ -21,6 +21,7 @@
 
 pub mod checker;
 mod outcomes;
+pub mod producers;
 
 pub use outcomes::TxnOutcomes;
 
@@ -99,6 +100,8 @@ pub struct Transactions {
     /// Controller mode: whether this broker may answer as the master now (its lease); an
     /// ending is then also acknowledged only once the in-sync set holds its record.
     serving_gate: parking_lot::RwLock<Option<crate::consume::ServingGate>>,
+    /// Asks producers the Telemetry sessions do not know (remoting producer groups).
+    producer_check_back: parking_lot::RwLock<Option<Arc<dyn producers::ProducerCheckBack>>>,
 }
 
 impl Transactions {
@@ -123,7 +126,24 @@ impl Transactions {
             max_checks: AtomicU32::new(config.max_checks),
             config,
             serving_gate: parking_lot::RwLock::new(None),
+            producer_check_back: parking_lot::RwLock::new(None),
         })
+    }
+
+    /// Check-backs no Telemetry producer takes go to `producers` (the remoting producers
+    /// of the message's producer group) before the NameServers' relay.
+    pub fn set_producer_check_back(&self, producers: Arc<dyn producers::ProducerCheckBack>) {
+        *self.producer_check_back.write() = Some(producers);
+    }
+
+    /// The real topic of transaction `id` (what an ending is authorized against).
+    pub fn topic_of(&self, id: &str) -> Result<String, ApogeeError> {
+        let (_, half) = self.facts(id)?;
+        Ok(half
+            .msg
+            .internal(internal::REAL_TOPIC)
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// Controller mode: endings are refused with `gate`'s error while it refuses (before the

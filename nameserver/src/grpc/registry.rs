@@ -192,6 +192,9 @@ fn validate_topic_config(t: &TopicConfig) -> Result<(), Status> {
 fn validate_register(req: &RegisterBrokerRequest) -> Result<(), Status> {
     validate_identity(&req.cluster_name, &req.broker_name, req.broker_id)?;
     endpoint::parse(&req.endpoint).map_err(Status::invalid_argument)?;
+    if !req.remoting_endpoint.is_empty() {
+        endpoint::parse(&req.remoting_endpoint).map_err(Status::invalid_argument)?;
+    }
     let role = BrokerRole::try_from(req.role)
         .map_err(|_| Status::invalid_argument(format!("unknown broker role {}", req.role)))?;
     if req.controller_mode {
@@ -408,8 +411,9 @@ mod tests {
     #[test]
     fn register_validation() {
         assert!(validate_register(&req()).is_ok());
-        let cases: [fn(&mut RegisterBrokerRequest); 8] = [
+        let cases: [fn(&mut RegisterBrokerRequest); 9] = [
             |r| r.cluster_name.clear(),
+            |r| r.remoting_endpoint = "127.0.0.1".into(),
             |r| r.broker_name = "a b".into(),
             |r| r.broker_id = -1,
             |r| r.endpoint = "nowhere".into(),

@@ -66,6 +66,10 @@ impl std::fmt::Display for GroupKey {
 #[derive(Clone, Debug)]
 struct Member {
     endpoint: String,
+    /// Its remoting listener when it has one of its own ("" when remoting shares `endpoint`).
+    remoting_endpoint: String,
+    /// The queue count of topics it creates on send; 0: it creates none.
+    auto_create_queue_count: i32,
     /// The role recorded: as registered, except a master registration of an older epoch
     /// than the group's newest, recorded as a slave (controller mode).
     role: BrokerRole,
@@ -192,6 +196,8 @@ impl Registry {
         let role = effective_role(req.broker_id, req.role, req.controller_mode);
         let mut member = Member {
             endpoint: req.endpoint.clone(),
+            remoting_endpoint: req.remoting_endpoint.clone(),
+            auto_create_queue_count: req.auto_create_queue_count.max(0),
             role,
             controller_mode: req.controller_mode,
             master_epoch: if req.controller_mode {

@@ -89,6 +89,8 @@ impl Presented<'_> {
             topic_count: m.topics.len().min(i32::MAX as usize) as i32,
             member_id: self.key,
             master_epoch: m.master_epoch,
+            remoting_endpoint: m.remoting_endpoint.clone(),
+            auto_create_queue_count: m.auto_create_queue_count,
         }
     }
 }

@@ -12,7 +12,8 @@
 //!   shorter layout.
 //! - [`offset_message_id`] / [`parse_offset_message_id`]: the "offset message id" (the store
 //!   host and the commit-log offset in hexadecimal).
-//! - [`inflate`] / [`deflate`]: the zlib body of a message whose sys flag says compressed.
+//! - [`inflate`] / [`deflate`]: the zlib body of a message whose sys flag says compressed;
+//!   [`gunzip`]: a gzip body (gRPC's encoding) for a remoting consumer.
 //!
 //! All integers are big-endian. The layout of a stored message:
 //!
@@ -120,14 +121,14 @@ pub mod property {
     pub const CLUSTER: &str = "CLUSTER";
 
     /// Properties the broker or the client set and the sender does not own: they are not kept
-    /// as user properties.
+    /// as user properties. [`PGROUP`] and [`SHARDING_KEY`] are not among them: a message keeps
+    /// them (the producer group is who a transaction's check-back asks).
     pub const SYSTEM: &[&str] = &[
         TAGS,
         KEYS,
         UNIQ_KEY,
         DELAY,
         TRAN_MSG,
-        PGROUP,
         RETRY_TOPIC,
         ORIGIN_MESSAGE_ID,
         RECONSUME_TIME,
@@ -145,7 +146,6 @@ pub mod property {
         MSG_REGION,
         TRACE_ON,
         WAIT,
-        SHARDING_KEY,
         CONSUME_START_TIME,
         TRAN_PREPARED_QUEUE_OFFSET,
         CLUSTER,
@@ -627,6 +627,20 @@ pub fn inflate(
     }
     let mut out = Vec::new();
     flate2::read::ZlibDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| MessageCodecError::BadCompression(e.to_string()))?;
+    if out.len() > limit {
+        return Err(MessageCodecError::InflatedTooLarge(limit));
+    }
+    Ok(out)
+}
+
+/// A gzip body (a gRPC producer's `Encoding::GZIP`) inflated, at most `limit` bytes: what a
+/// remoting consumer, which knows only zlib, is given.
+pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, MessageCodecError> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| MessageCodecError::BadCompression(e.to_string()))?;

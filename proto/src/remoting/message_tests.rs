@@ -246,3 +246,20 @@ fn the_body_crc_is_rocketmq_crc32_without_its_top_bit() {
     // CRC-32("123456789") = 0xCBF43926.
     assert_eq!(body_crc(b"123456789"), 0x4BF4_3926);
 }
+
+#[test]
+fn a_gzip_body_inflates_within_its_limit() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&[7u8; 3000]).unwrap();
+    let packed = gz.finish().unwrap();
+    assert_eq!(gunzip(&packed, 3000).unwrap(), vec![7u8; 3000]);
+    assert_eq!(
+        gunzip(&packed, 2999),
+        Err(MessageCodecError::InflatedTooLarge(2999))
+    );
+    assert!(matches!(
+        gunzip(&deflate(b"zlib, not gzip"), 100),
+        Err(MessageCodecError::BadCompression(_))
+    ));
+}

@@ -1,0 +1,307 @@
+//! SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE: a remoting producer's send decoded
+//! into the producer service's input ([`Outgoing`]) and stored with ONE call of
+//! `Producer::send`, the gRPC send's own path (validation, admission, auto-create, routing).
+//!
+//! The message's RocketMQ properties become Apogee's fields: `UNIQ_KEY` the message id (one is
+//! made when absent), `TAGS` the tag, `KEYS` (space separated) the keys, a delay level,
+//! `__STARTDELIVERTIME` or a `TIMER_*` property the delivery time (a DELAY message),
+//! `TRAN_MSG` a TRANSACTION message (its first check-back after
+//! `CHECK_IMMUNITY_TIME_IN_SECONDS` when given); the other properties are user properties.
+//! A zlib body (sys flag compressed) is stored inflated.
+//!
+//! The answer: SUCCESS (FLUSH_SLAVE_TIMEOUT when stored but not replicated) with `msgId`
+//! the offset message id (this broker's address the client reached and the record's
+//! commit-log offset; comma separated for a batch, as RocketMQ), `queueId`, `queueOffset`,
+//! `transactionId` (what END_TRANSACTION and a check-back name), `MSG_REGION` and
+//! `TRACE_ON`; or the error's response code.
+
+use super::args::{self, BadArgument};
+use crate::produce::{Outgoing, Sender};
+use crate::services::Broker;
+use apogee_proto::auth::acl::{Action, ResourceKind};
+use apogee_proto::message_id;
+use apogee_proto::remoting::codes::{request as req, response, response_code_of};
+use apogee_proto::remoting::message::{
+    self, decode_batch, offset_message_id, property, sys_flag, Properties,
+};
+use apogee_proto::remoting::RemotingCommand;
+use apogee_proto::v2::{Encoding, MessageType};
+use apogee_proto::ApogeeError;
+use apogee_server::remoting::{Caller, RemotingConnection};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// RocketMQ's default delay levels (`messageDelayLevel`), level 1 first.
+pub const DELAY_LEVELS_MS: [i64; 18] = [
+    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000, 420_000,
+    480_000, 540_000, 600_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,
+];
+
+/// The region a send's answer names (RocketMQ's default `regionId`).
+pub const REGION: &str = "DefaultRegion";
+
+/// A send request's header, whichever of its two spellings it came in.
+#[derive(Debug, Default, PartialEq)]
+pub struct SendHeader {
+    pub producer_group: String,
+    pub topic: String,
+    pub queue_id: i32,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub flag: i32,
+    pub properties: Properties,
+    pub reconsume_times: i32,
+    pub batch: bool,
+}
+
+impl SendHeader {
+    /// The header of `request`: SEND_MESSAGE_V2 names its fields `a` to `n`
+    /// (RocketMQ's `SendMessageRequestHeaderV2`), the others by their names.
+    pub fn read(request: &RemotingCommand) -> Result<SendHeader, BadArgument> {
+        let v2 = request.code == req::SEND_MESSAGE_V2;
+        let name = |long: &'static str, short: &'static str| if v2 { short } else { long };
+        Ok(SendHeader {
+            producer_group: args::string(request, name("producerGroup", "a"))?.to_string(),
+            topic: args::string(request, name("topic", "b"))?.to_string(),
+            queue_id: args::required(request, name("queueId", "e"))?,
+            sys_flag: args::optional(request, name("sysFlag", "f"))?.unwrap_or(0),
+            born_timestamp: args::optional(request, name("bornTimestamp", "g"))?.unwrap_or(0),
+            flag: args::optional(request, name("flag", "h"))?.unwrap_or(0),
+            properties: message::properties_from_str(
+                request.ext(name("properties", "i")).unwrap_or(""),
+            ),
+            reconsume_times: args::optional(request, name("reconsumeTimes", "j"))?.unwrap_or(0),
+            batch: request.code == req::SEND_BATCH_MESSAGE
+                || args::optional(request, name("batch", "m"))?.unwrap_or(false),
+        })
+    }
+}
+
+fn parse_ms(properties: &Properties, name: &str) -> Result<Option<i64>, ApogeeError> {
+    match properties.get(name) {
+        None => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|_| {
+            ApogeeError::IllegalDeliveryTime(format!("property {name} = {v:?} is not a number"))
+        }),
+    }
+}
+
+/// The delivery time (ms since the epoch) the properties ask for, counted from `now_ms`.
+pub fn delivery_time_ms(properties: &Properties, now_ms: i64) -> Result<Option<i64>, ApogeeError> {
+    if let Some(at) = parse_ms(properties, property::START_DELIVER_TIME)? {
+        return Ok(Some(at));
+    }
+    if let Some(at) = parse_ms(properties, property::TIMER_DELIVER_MS)? {
+        return Ok(Some(at));
+    }
+    if let Some(secs) = parse_ms(properties, property::TIMER_DELAY_SEC)? {
+        return Ok(Some(now_ms.saturating_add(secs.saturating_mul(1000))));
+    }
+    if let Some(ms) = parse_ms(properties, property::TIMER_DELAY_MS)? {
+        return Ok(Some(now_ms.saturating_add(ms)));
+    }
+    match parse_ms(properties, property::DELAY)? {
+        // As RocketMQ: a level above the last is the last; 0 or less is no delay.
+        Some(level) if level > 0 => {
+            let index = (level as usize).min(DELAY_LEVELS_MS.len()) - 1;
+            Ok(Some(now_ms + DELAY_LEVELS_MS[index]))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One message of a send as the producer service takes it.
+pub fn outgoing(
+    topic: &str,
+    queue_id: i32,
+    born_timestamp: i64,
+    born_host: &str,
+    mut properties: Properties,
+    body: Bytes,
+    now_ms: i64,
+) -> Result<Outgoing, ApogeeError> {
+    let message_id = properties
+        .get(property::UNIQ_KEY)
+        .filter(|id| !id.is_empty())
+        .cloned()
+        .unwrap_or_else(message_id::new_message_id);
+    let delivery = delivery_time_ms(&properties, now_ms)?;
+    let transaction = properties
+        .get(property::TRAN_MSG)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let first_check = parse_ms(&properties, property::CHECK_IMMUNITY_TIME_IN_SECONDS)
+        .ok()
+        .flatten()
+        .filter(|&secs| secs > 0)
+        .map(|secs| Duration::from_secs(secs as u64));
+    let message_type = match (transaction, delivery) {
+        (true, _) => MessageType::Transaction,
+        (false, Some(_)) => MessageType::Delay,
+        (false, None) => MessageType::Normal,
+    };
+    let tag = properties.remove(property::TAGS).filter(|t| !t.is_empty());
+    let keys = properties
+        .remove(property::KEYS)
+        .map(|k| k.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let user: Vec<(String, String)> = properties
+        .into_iter()
+        .filter(|(name, _)| !property::is_system(name))
+        .collect();
+    Ok(Outgoing {
+        topic: topic.to_string(),
+        has_system_properties: true,
+        message_id,
+        tag,
+        keys,
+        message_group: None,
+        lite_topic: None,
+        priority: None,
+        message_type: message_type as i32,
+        body_encoding: Encoding::Identity as i32,
+        delivery_timestamp: delivery.map(|ms| prost_types::Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+        }),
+        queue_id,
+        born_timestamp_ms: (born_timestamp > 0).then_some(born_timestamp),
+        born_host: born_host.to_string(),
+        first_check: if transaction { first_check } else { None },
+        properties: user,
+        body,
+    })
+}
+
+/// The messages of a send request.
+fn messages(
+    header: &SendHeader,
+    body: Bytes,
+    born_host: &str,
+    max_body_bytes: usize,
+) -> Result<Vec<Outgoing>, ApogeeError> {
+    let now_ms = apogee_proto::time::now_ms();
+    if header.batch {
+        let entries = decode_batch(body)
+            .map_err(|e| ApogeeError::BadRequest(format!("the batch body: {e}")))?;
+        return entries
+            .into_iter()
+            .map(|e| {
+                outgoing(
+                    &header.topic,
+                    header.queue_id,
+                    header.born_timestamp,
+                    born_host,
+                    e.properties,
+                    e.body,
+                    now_ms,
+                )
+            })
+            .collect();
+    }
+    let body = if header.sys_flag & sys_flag::COMPRESSED != 0 {
+        match message::inflate(&body, header.sys_flag, max_body_bytes) {
+            Ok(inflated) => Bytes::from(inflated),
+            Err(message::MessageCodecError::InflatedTooLarge(_)) => {
+                return Err(ApogeeError::MessageBodyTooLarge {
+                    size: max_body_bytes + 1,
+                    limit: max_body_bytes,
+                })
+            }
+            Err(e) => return Err(ApogeeError::BadRequest(format!("the compressed body: {e}"))),
+        }
+    } else {
+        body
+    };
+    Ok(vec![outgoing(
+        &header.topic,
+        header.queue_id,
+        header.born_timestamp,
+        born_host,
+        header.properties.clone(),
+        body,
+        now_ms,
+    )?])
+}
+
+/// Answers SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE.
+pub async fn send_message(
+    broker: &Broker,
+    conn: &RemotingConnection,
+    caller: &Caller,
+    request: RemotingCommand,
+) -> RemotingCommand {
+    let header = match SendHeader::read(&request) {
+        Ok(h) => h,
+        Err(bad) => return bad.answer(&request),
+    };
+    if let Err(e) = caller.authorize(&[(ResourceKind::Topic, &header.topic)], Action::Pub) {
+        return RemotingCommand::error(&request, response_code_of(&e), e.to_string());
+    }
+    let peer = conn.peer().to_string();
+    let body = request.body.clone();
+    let messages = match messages(&header, body, &peer, broker.config().max_body_bytes) {
+        Ok(m) => m,
+        Err(e) => return RemotingCommand::error(&request, response_code_of(&e), e.to_string()),
+    };
+    let client_id = client_id(&header.producer_group, conn.peer());
+    let sender = Sender {
+        client_id: &client_id,
+        peer: &peer,
+    };
+    match broker.producer().send(messages, &sender).await {
+        Ok(sent) => {
+            let code = match &sent.not_replicated {
+                Some(e) => response_code_of(e),
+                None => response::SUCCESS,
+            };
+            let store_host = store_host(conn);
+            let ids: Vec<String> = sent
+                .log_offsets
+                .iter()
+                .map(|&off| offset_message_id(store_host, off as i64))
+                .collect();
+            let mut answer = RemotingCommand::response_to(
+                &request,
+                code,
+                sent.not_replicated.as_ref().map(ToString::to_string),
+            )
+            .with_ext("msgId", ids.join(","))
+            .with_ext("queueId", header.queue_id)
+            .with_ext(
+                "queueOffset",
+                sent.receipts.first().map_or(0, |r| r.queue_offset),
+            )
+            .with_ext(property::MSG_REGION, REGION)
+            .with_ext(property::TRACE_ON, "true");
+            if let Some(id) = &sent.transaction_id {
+                answer = answer.with_ext("transactionId", id);
+            }
+            if let Some(handle) = sent.receipts.first().and_then(|r| r.recall_handle.clone()) {
+                answer = answer.with_ext("recallHandle", handle);
+            }
+            answer
+        }
+        Err(e) => {
+            if matches!(e, ApogeeError::Internal(_)) {
+                tracing::error!(topic = header.topic, client_id, "remoting send failed: {e}");
+            }
+            RemotingCommand::error(&request, response_code_of(&e), e.to_string())
+        }
+    }
+}
+
+/// The client id a remoting producer's sends are made under (quotas, a half message's
+/// producer): its producer group at its address.
+pub fn client_id(producer_group: &str, peer: SocketAddr) -> String {
+    format!("{producer_group}@{peer}")
+}
+
+/// The store host of messages a client reads over `conn`: the broker's address it reached.
+pub fn store_host(conn: &RemotingConnection) -> SocketAddr {
+    conn.local()
+}
+
+#[cfg(test)]
+#[path = "send_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,188 @@
+//! Transactions of remoting producers: END_TRANSACTION resolved through the broker's
+//! transactions service, and the check-back pushed to a remoting producer of the message's
+//! producer group ([`RemotingCheckBacks`], the transactions' [`ProducerCheckBack`]).
+//!
+//! Which transaction an ending names: its `transactionId` when it is one of this broker's
+//! (the send's answer carries Apogee's transaction id, and both RocketMQ's Java client and
+//! the Rust port send it back, after a send and after a check-back alike); otherwise the
+//! half message at its `commitLogOffset` (the offset message id of the send's answer).
+
+use super::args::{self, BadArgument};
+use super::convert::{message_at, to_message_ext};
+use super::send::client_id;
+use crate::services::Broker;
+use crate::store::record::internal;
+use crate::txn::producers::{CheckBack, ProducerCheckBack};
+use crate::txn::{EndRequest, Resolution, ResolvedBy};
+use apogee_proto::auth::acl::{Action, ResourceKind};
+use apogee_proto::remoting::codes::{request as req, response, response_code_of};
+use apogee_proto::remoting::message::{offset_message_id, property, sys_flag};
+use apogee_proto::remoting::RemotingCommand;
+use apogee_proto::{names, txn_id, ApogeeError};
+use apogee_server::remoting::{Caller, RemotingConnection};
+use bytes::BytesMut;
+use std::sync::Arc;
+
+/// `commitOrRollback` of a commit (RocketMQ's TRANSACTION_COMMIT_TYPE).
+pub const COMMIT: i32 = sys_flag::TRANSACTION_COMMIT;
+/// `commitOrRollback` of a rollback (TRANSACTION_ROLLBACK_TYPE).
+pub const ROLLBACK: i32 = sys_flag::TRANSACTION_ROLLBACK;
+/// `commitOrRollback` of "unknown" (TRANSACTION_NOT_TYPE).
+pub const UNKNOWN: i32 = sys_flag::TRANSACTION_NOT_TYPE;
+
+/// The resolution a `commitOrRollback` value asks for.
+pub fn resolution_of(value: i32) -> Option<Resolution> {
+    match value {
+        COMMIT => Some(Resolution::Commit),
+        ROLLBACK => Some(Resolution::Rollback),
+        UNKNOWN => Some(Resolution::Unknown),
+        _ => None,
+    }
+}
+
+/// The transaction an END_TRANSACTION names (see the module doc).
+fn transaction_of(broker: &Broker, request: &RemotingCommand) -> Result<String, ApogeeError> {
+    let named = request.ext("transactionId").filter(|id| !id.is_empty());
+    if let Some(id) = named {
+        if txn_id::broker_of(id) == Some(broker.config().broker_name.as_str()) {
+            return Ok(id.to_string());
+        }
+    }
+    let offset: Option<i64> = args::optional(request, "commitLogOffset")
+        .map_err(|BadArgument(why)| ApogeeError::BadRequest(why))?;
+    if let Some(offset) = offset.filter(|&o| o >= 0) {
+        if let Some(half) = message_at(broker.store(), offset as u64)? {
+            if half.msg.topic == names::HALF_TOPIC {
+                if let Some(id) = half.msg.internal(internal::TXN_ID) {
+                    return Ok(id.to_string());
+                }
+            }
+        }
+    }
+    Err(ApogeeError::InvalidTransactionId(format!(
+        "neither the transaction id {:?} nor the commit-log offset {offset:?} names a \
+         transaction of broker {}",
+        named.unwrap_or(""),
+        broker.config().broker_name
+    )))
+}
+
+/// Answers END_TRANSACTION (RocketMQ clients send it oneway: the answer is for the others).
+pub async fn end_transaction(
+    broker: &Broker,
+    caller: &Caller,
+    request: &RemotingCommand,
+) -> RemotingCommand {
+    let value: i32 = match args::required(request, "commitOrRollback") {
+        Ok(v) => v,
+        Err(bad) => return bad.answer(request),
+    };
+    let Some(resolution) = resolution_of(value) else {
+        return RemotingCommand::error(
+            request,
+            response::INVALID_PARAMETER,
+            format!("commitOrRollback {value} is none of 0, 8 and 12"),
+        );
+    };
+    let from_check = matches!(
+        args::optional::<bool>(request, "fromTransactionCheck"),
+        Ok(Some(true))
+    );
+    let result = async {
+        let id = transaction_of(broker, request)?;
+        let topic = broker.txns().topic_of(&id)?;
+        caller.authorize(&[(ResourceKind::Topic, &topic)], Action::Pub)?;
+        broker
+            .txns()
+            .end(EndRequest {
+                transaction_id: &id,
+                topic: "",
+                message_id: "",
+                resolution,
+                by: if from_check {
+                    ResolvedBy::CheckBack
+                } else {
+                    ResolvedBy::Producer
+                },
+            })
+            .await
+    }
+    .await;
+    match result {
+        Ok(_) => RemotingCommand::success(request),
+        Err(e) => {
+            tracing::debug!(error = %e, "remoting end of transaction refused");
+            RemotingCommand::error(request, response_code_of(&e), e.to_string())
+        }
+    }
+}
+
+/// The check-back of `check` as CHECK_TRANSACTION_STATE to a client reached over `conn`:
+/// the half message as it would be published, in the stored-message layout.
+pub fn check_request(check: &CheckBack<'_>, conn: &RemotingConnection) -> RemotingCommand {
+    let store_host = conn.local();
+    let stored = check.message;
+    let mut ext = to_message_ext(stored, store_host);
+    ext.sys_flag |= sys_flag::TRANSACTION_PREPARED;
+    ext.properties
+        .insert(property::TRAN_MSG.into(), "true".into());
+    ext.properties
+        .insert(property::TRANSACTION_ID.into(), check.transaction_id.into());
+    ext.properties.insert(
+        property::TRAN_PREPARED_QUEUE_OFFSET.into(),
+        stored.queue_offset.to_string(),
+    );
+    let mut body = BytesMut::new();
+    if let Err(e) = ext.encode(&mut body) {
+        tracing::warn!(error = %e, "a check-back's message does not encode");
+    }
+    let log_offset = stored.log_offset as i64;
+    RemotingCommand::request(req::CHECK_TRANSACTION_STATE)
+        .with_ext("tranStateTableOffset", stored.queue_offset)
+        .with_ext("commitLogOffset", log_offset)
+        .with_ext("msgId", &stored.msg.message_id)
+        .with_ext("transactionId", check.transaction_id)
+        .with_ext("offsetMsgId", offset_message_id(store_host, log_offset))
+        .with_ext("topic", &stored.msg.topic)
+        .with_body(body.freeze())
+}
+
+/// The live connections of a producer group's remoting clients, most recently heard from
+/// first (the remoting clients' table answers it).
+pub type ProducersOf = dyn Fn(&str) -> Vec<Arc<RemotingConnection>> + Send + Sync;
+
+/// The transactions' check-backs to remoting producers, by producer group.
+pub struct RemotingCheckBacks {
+    producers_of: Box<ProducersOf>,
+}
+
+impl RemotingCheckBacks {
+    pub fn new(
+        producers_of: impl Fn(&str) -> Vec<Arc<RemotingConnection>> + Send + Sync + 'static,
+    ) -> RemotingCheckBacks {
+        RemotingCheckBacks {
+            producers_of: Box::new(producers_of),
+        }
+    }
+}
+
+impl ProducerCheckBack for RemotingCheckBacks {
+    fn check_back(&self, check: &CheckBack<'_>) -> Option<String> {
+        let mut producers = (self.producers_of)(check.producer_group);
+        // The connection that sent the half message first (its client id is group@peer).
+        producers.sort_by_key(|conn| {
+            client_id(check.producer_group, conn.peer()) != check.preferred_producer
+        });
+        for conn in producers {
+            match conn.send_oneway(check_request(check, &conn)) {
+                Ok(()) => return Some(client_id(check.producer_group, conn.peer())),
+                Err(e) => tracing::debug!(error = %e, "check-back not pushed"),
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+#[path = "txn_tests.rs"]
+mod tests;
