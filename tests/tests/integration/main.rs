@@ -84,6 +84,14 @@
 //! - [`query`]: `apogee message get|find|print` by id, key and queue range, with the
 //!   delivery attempts of groups holding a message; clear errors for unknown ones.
 //! - [`quotas`]: a client over its send quota gets TOO_MANY_REQUESTS, another does not.
+//! - [`remoting_frames`]: remoting frames by hand on the broker's and NameServer's gRPC
+//!   port: unknown codes answered REQUEST_CODE_NOT_SUPPORTED in the request's serialization;
+//!   a malformed or oversize frame closes only its connection, nothing acknowledged is lost.
+//! - [`remoting_client`], [`remoting_groups`], [`remoting_txn`]: RocketMQ's Rust remoting
+//!   client (`rocketmq-client-rust`): sync, batch, ordered and delayed sends, push, orderly
+//!   and broadcast consumers, a group rebalancing when a member stops, retries and dead
+//!   letters, transactions with check-backs, messages crossing to and from gRPC clients
+//!   (helpers in [`remoting_support`]).
 //! - [`replication`]: SYNC and ASYNC masters with slaves killed (SIGKILL) and paused
 //!   (SIGSTOP), masters killed mid-load, acks on a slave while its master is down, and a
 //!   slave with records its master never wrote.
@@ -143,6 +151,11 @@ mod push_consumer;
 mod query;
 mod quotas;
 mod readme_tour;
+mod remoting_client;
+mod remoting_frames;
+mod remoting_groups;
+mod remoting_support;
+mod remoting_txn;
 mod replication;
 mod schedule;
 mod slave_serving;
