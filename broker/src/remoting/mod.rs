@@ -31,6 +31,14 @@ pub struct BrokerRemoting {
 
 impl BrokerRemoting {
     pub fn new(broker: Arc<Broker>) -> BrokerRemoting {
+        // Check-backs no gRPC producer takes go to the remoting producers of the message's
+        // producer group.
+        let clients = broker.remoting_clients().clone();
+        broker
+            .txns()
+            .set_producer_check_back(Arc::new(txn::RemotingCheckBacks::new(move |group| {
+                clients.producers_of(group)
+            })));
         BrokerRemoting { broker }
     }
 }
