@@ -27,6 +27,11 @@ pub(crate) struct TestRemote {
 }
 
 pub(crate) fn test_remote() -> TestRemote {
+    test_remote_with(|_| {})
+}
+
+/// [`test_remote`] with its config adjusted by `adjust`.
+pub(crate) fn test_remote_with(adjust: impl FnOnce(&mut BrokerConfig)) -> TestRemote {
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig {
         broker_name: "broker-a".into(),
@@ -36,6 +41,7 @@ pub(crate) fn test_remote() -> TestRemote {
     config.store.segment_bytes = 1 << 20;
     config.store.preallocate_bytes = 0;
     config.max_body_bytes = 64 * 1024;
+    adjust(&mut config);
     let base = Foundation::in_memory(&config).expect("store");
     let broker = Broker::build(config, base).expect("services");
     broker

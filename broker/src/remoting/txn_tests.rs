@@ -1,7 +1,7 @@
 //! END_TRANSACTION and the check-back to a remoting producer over the in-memory broker.
 
 use super::*;
-use crate::remoting::send::tests::{send_v2, test_remote, TestRemote, TOPIC};
+use crate::remoting::send::tests::{send_v2, test_remote, test_remote_with, TestRemote, TOPIC};
 use apogee_proto::remoting::message::{parse_offset_message_id, MessageExt};
 
 /// Sends a half message of group `producers`; returns the send's answer.
@@ -162,4 +162,44 @@ async fn a_due_check_back_is_pushed_to_a_remoting_producer_of_the_group() {
         ..check
     };
     assert_eq!(producers().check_back(&other), None);
+}
+
+#[tokio::test]
+async fn the_checker_asks_a_remoting_producer_of_the_half_messages_group() {
+    let mut t = test_remote_with(|c| c.transaction.check_delay_ms = 0);
+    let conn = t.conn.clone();
+    t.broker
+        .txns()
+        .set_producer_check_back(Arc::new(RemotingCheckBacks::new(move |group| {
+            if group == "producers" {
+                vec![conn.clone()]
+            } else {
+                Vec::new()
+            }
+        })));
+    let answer = send_half(&t, "TXN4").await;
+    let checked = t.broker.txns().check_due("10.0.0.1:10911").await.unwrap();
+    assert_eq!(checked, 1);
+    let pushed = t.pushed.recv().await.expect("a check-back frame");
+    assert_eq!(pushed.code, req::CHECK_TRANSACTION_STATE);
+    assert_eq!(pushed.ext("transactionId"), answer.ext("transactionId"));
+    assert_eq!(pushed.ext("offsetMsgId"), answer.ext("msgId"));
+    let body = MessageExt::decode_all(pushed.body.clone()).unwrap();
+    assert_eq!(body[0].topic, TOPIC);
+    assert_eq!(body[0].properties["UNIQ_KEY"], "TXN4");
+
+    // A half message without a producer group (a gRPC producer's) is not pushed here.
+    let no_group = t
+        .call(send_v2(
+            &[("UNIQ_KEY", "TXN5"), ("TRAN_MSG", "true")],
+            0,
+            "h",
+        ))
+        .await;
+    assert_eq!(no_group.code, response::SUCCESS);
+    assert_eq!(
+        t.broker.txns().check_due("10.0.0.1:10911").await.unwrap(),
+        1
+    );
+    assert!(t.pushed.try_recv().is_err());
 }
