@@ -79,6 +79,13 @@ impl RemotingService for Echo {
 
 /// A server with gRPC health and `service` on one loopback port; stops when dropped.
 async fn start(service: Arc<Echo>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    start_with_tls(service, None).await
+}
+
+async fn start_with_tls(
+    service: Arc<Echo>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let mut bootstrap = Bootstrap::start(None, None, Duration::from_secs(30));
     let section = RemotingSection {
         enabled: true,
@@ -94,7 +101,7 @@ async fn start(service: Arc<Echo>) -> (SocketAddr, tokio::sync::oneshot::Sender<
         &AuthLayer::off(),
         bootstrap.routes(),
     );
-    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap().with_tls(tls);
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(bootstrap.serve(
@@ -309,4 +316,62 @@ async fn calls_in_flight_per_connection_are_capped() {
     // The third waiting call and the echo started only once places were free.
     assert_eq!(*echo.log.lock(), vec!["2", "2", "release", "2", "1"]);
     assert!(!answered.contains(&3), "{answered:?}");
+}
+
+#[tokio::test]
+async fn under_tls_alpn_h2_is_grpc_and_a_client_without_alpn_is_remoting() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let files = crate::tls::ServerTlsFiles {
+        cert_file: dir.path().join("server.pem"),
+        key_file: dir.path().join("server.key"),
+        client_ca_file: None,
+    };
+    std::fs::write(&files.cert_file, made.cert.pem()).unwrap();
+    std::fs::write(&files.key_file, made.key_pair.serialize_pem()).unwrap();
+    let tls = crate::tls::ServerTls::load(files).unwrap();
+    let (addr, _stop) = start_with_tls(Echo::new(), Some(tls)).await;
+
+    // gRPC: tonic offers ALPN h2.
+    let client_tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(made.cert.pem()))
+        .domain_name("127.0.0.1");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(client_tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status, 1, "SERVING");
+
+    // Remoting: a TLS client that offers no ALPN at all.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(apogee_proto::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    assert!(config.alpn_protocols.is_empty());
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    let mut out = BytesMut::new();
+    frame::encode(&request(ECHO, 3).with_body(&b"sealed"[..]), &mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    let answer = loop {
+        if let Some(answer) = frame::decode(&mut buf, &FrameLimits::default()).unwrap() {
+            break answer;
+        }
+        assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "closed");
+    };
+    assert_eq!((answer.opaque, &answer.body[..]), (3, &b"sealed"[..]));
 }
