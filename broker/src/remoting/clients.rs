@@ -359,7 +359,7 @@ impl RemotingClients {
             .map(|e| (e.client.last_heartbeat_ms, e.conn.clone()))
             .collect();
         // The most recently heard from first.
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         found.into_iter().map(|(_, c)| c).collect()
     }
 

@@ -63,20 +63,21 @@ macro_rules! or_refuse {
     };
 }
 
-/// A queue's checked arguments, after the caller's right to read it as `group`.
+/// A queue's checked arguments, after the caller's right to read it as `group` (the
+/// refusal's answer otherwise).
 fn readable_queue<'r>(
     broker: &Broker,
     caller: &Caller,
     request: &'r RemotingCommand,
     group: Option<&str>,
-) -> Result<(&'r str, u32), RemotingCommand> {
+) -> Result<(&'r str, u32), Box<RemotingCommand>> {
     let (topic, queue) = match queue_of(broker, request) {
         Ok(Ok(q)) => q,
-        Ok(Err(e)) => return Err(refused(request, &e)),
-        Err(e) => return Err(e.answer(request)),
+        Ok(Err(e)) => return Err(Box::new(refused(request, &e))),
+        Err(e) => return Err(Box::new(e.answer(request))),
     };
     if let Err(e) = authorize_sub(caller, group, topic) {
-        return Err(refused(request, &e));
+        return Err(Box::new(refused(request, &e)));
     }
     Ok((topic, queue))
 }
@@ -95,7 +96,7 @@ pub fn query_consumer_offset(
     let group = arg!(request, args::string(request, "consumerGroup"));
     let (topic, queue) = match readable_queue(broker, caller, request, Some(group)) {
         Ok(q) => q,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     match or_refuse!(
         request,
@@ -121,7 +122,7 @@ pub fn update_consumer_offset(
     or_refuse!(request, apogee_proto::limits::validate_group(group));
     let (topic, queue) = match readable_queue(broker, caller, request, Some(group)) {
         Ok(q) => q,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     or_refuse!(
         request,
@@ -134,7 +135,7 @@ pub fn update_consumer_offset(
 pub fn min_offset(broker: &Broker, caller: &Caller, request: &RemotingCommand) -> RemotingCommand {
     let (topic, queue) = match readable_queue(broker, caller, request, None) {
         Ok(q) => q,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let (min, _) = or_refuse!(request, offsets::queue_bounds(broker.store(), topic, queue));
     with_offset(request, min)
@@ -144,7 +145,7 @@ pub fn min_offset(broker: &Broker, caller: &Caller, request: &RemotingCommand) -
 pub fn max_offset(broker: &Broker, caller: &Caller, request: &RemotingCommand) -> RemotingCommand {
     let (topic, queue) = match readable_queue(broker, caller, request, None) {
         Ok(q) => q,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let (_, end) = or_refuse!(request, offsets::queue_bounds(broker.store(), topic, queue));
     with_offset(request, end)
@@ -160,7 +161,7 @@ pub fn search_offset_by_timestamp(
     let timestamp: i64 = arg!(request, args::required(request, "timestamp"));
     let (topic, queue) = match readable_queue(broker, caller, request, None) {
         Ok(q) => q,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let offset = or_refuse!(
         request,
@@ -178,7 +179,7 @@ pub fn earliest_store_time(
 ) -> RemotingCommand {
     let (topic, queue) = match readable_queue(broker, caller, request, None) {
         Ok(q) => q,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let time = or_refuse!(
         request,

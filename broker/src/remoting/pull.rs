@@ -132,7 +132,7 @@ pub async fn pull_message(
     };
     let filter = match request_filter(broker, request, &a) {
         Ok(f) => f,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     if a.sys_flag & sys_flag::COMMIT_OFFSET != 0 && a.commit_offset >= 0 {
         if let Err(e) =
@@ -241,7 +241,7 @@ fn request_filter(
     broker: &Broker,
     request: &RemotingCommand,
     a: &PullArgs<'_>,
-) -> Result<MessageFilter, RemotingCommand> {
+) -> Result<MessageFilter, Box<RemotingCommand>> {
     let parsed = if a.sys_flag & sys_flag::SUBSCRIPTION != 0 {
         let expression = request.ext("subscription").unwrap_or("*");
         let kind = request.ext("expressionType").unwrap_or("TAG");
@@ -250,18 +250,18 @@ fn request_filter(
         match broker.remoting_clients().subscription(a.group, a.topic) {
             Some(s) => filter_of(&s.expression_type, &s.expression),
             None => {
-                return Err(RemotingCommand::error(
+                return Err(Box::new(RemotingCommand::error(
                     request,
                     response::SUBSCRIPTION_NOT_EXIST,
                     format!(
                         "no member of group {} declared a subscription of {} in its heartbeat",
                         a.group, a.topic
                     ),
-                ))
+                )))
             }
         }
     };
-    parsed.map_err(|e| refused(request, &e))
+    parsed.map_err(|e| Box::new(refused(request, &e)))
 }
 
 #[cfg(test)]
