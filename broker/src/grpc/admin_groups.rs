@@ -109,6 +109,7 @@ pub fn describe(
         .clients_of_group(&req.group)
         .iter()
         .map(|s| s.to_group_client(name))
+        .chain(broker.remoting_clients().group_clients(&req.group, name))
         .collect();
     let lags = broker.lag_sources().group_lag(&req.group, &req.topics)?;
     let unknown = config.is_none() && broker.consume().group_progress(&req.group).is_empty();

@@ -84,6 +84,7 @@ pub fn list_clients(broker: &Broker) -> ListClientsResponse {
             .list()
             .iter()
             .map(|s| s.to_connected_client(&at))
+            .chain(broker.remoting_clients().connected_clients(&at))
             .collect(),
     }
 }

@@ -88,6 +88,19 @@ pub struct ConsumerMembership {
     pub subscriptions: Vec<Subscription>,
 }
 
+impl ConsumerMembership {
+    /// The topics subscribed, without the group's retry topic, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        let topics: BTreeSet<String> = self
+            .subscriptions
+            .iter()
+            .filter(|s| !s.topic.starts_with(apogee_proto::names::RETRY_PREFIX))
+            .map(|s| s.topic.clone())
+            .collect();
+        topics.into_iter().collect()
+    }
+}
+
 /// One remoting client as the table knows it (the clients list and metrics read this).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemotingClient {
@@ -412,6 +425,56 @@ impl RemotingClients {
             .collect();
         all.sort_by(|a, b| a.client_id.cmp(&b.client_id).then(a.peer.cmp(&b.peer)));
         all
+    }
+
+    /// The live clients as `apogee clients list` shows them beside the gRPC sessions: a row
+    /// per consumer group (a push or pull consumer), and one for a producer of no consumer
+    /// group; `at` names this broker. The version reads `remoting/<RocketMQ version number>`.
+    pub fn connected_clients(&self, at: &str) -> Vec<apogee_proto::cluster::ConnectedClient> {
+        let mut rows = Vec::new();
+        for c in self.list() {
+            let row = |kind: &str, group: &str, topics: Vec<String>| {
+                apogee_proto::cluster::ConnectedClient {
+                    client_id: c.client_id.clone(),
+                    kind: kind.to_string(),
+                    language: c.language.clone(),
+                    version: format!("remoting/{}", c.version),
+                    address: c.peer.to_string(),
+                    group: group.to_string(),
+                    topics,
+                    connected_to: vec![at.to_string()],
+                }
+            };
+            for (group, m) in &c.consumer_groups {
+                let kind = if m.consume_type == "CONSUME_ACTIVELY" {
+                    "pull_consumer"
+                } else {
+                    "push_consumer"
+                };
+                rows.push(row(kind, group, m.topics()));
+            }
+            if c.consumer_groups.is_empty() {
+                rows.push(row("producer", "", Vec::new()));
+            }
+        }
+        rows
+    }
+
+    /// The live members of `group` as a group description lists them; `at` names this broker.
+    pub fn group_clients(&self, group: &str, at: &str) -> Vec<apogee_proto::cluster::GroupClient> {
+        self.list()
+            .into_iter()
+            .filter_map(|c| {
+                let m = c.consumer_groups.get(group)?;
+                Some(apogee_proto::cluster::GroupClient {
+                    client_id: c.client_id.clone(),
+                    language: c.language.clone(),
+                    version: format!("remoting/{}", c.version),
+                    topics: m.topics(),
+                    connected_to: vec![at.to_string()],
+                })
+            })
+            .collect()
     }
 
     /// Tells every live member of each group to rebalance (oneway

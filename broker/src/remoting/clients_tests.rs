@@ -335,3 +335,37 @@ async fn an_unknown_group_is_not_created_when_auto_creation_is_off() {
     assert!(r.broker.groups().get("strangers").is_none());
     assert!(r.broker.topics().get("%RETRY%strangers").is_none());
 }
+
+#[tokio::test]
+async fn remoting_clients_are_listed_beside_grpc_ones_and_in_their_groups() {
+    let r = remote(1);
+    let consumer = r.connect();
+    r.beat(&consumer, "c1", &[GROUP], "*");
+    let producer = r.connect();
+    let body = serde_json::json!({"clientID": "p1", "producerDataSet": [{"groupName": "senders"}]});
+    let mut request = RemotingCommand::request(code::HEART_BEAT).with_body(body.to_string());
+    request.language = "GO".into();
+    request.version = 317;
+    heartbeat(&r.broker, &producer.conn, &Caller::default(), &request);
+
+    let listed = crate::grpc::admin_ops::list_clients(&r.broker).clients;
+    let row = |id: &str| listed.iter().find(|c| c.client_id == id).unwrap().clone();
+    let c1 = row("c1");
+    assert_eq!(c1.kind, "push_consumer");
+    assert_eq!(
+        (c1.language.as_str(), c1.version.as_str()),
+        ("JAVA", "remoting/399")
+    );
+    assert_eq!(c1.group, GROUP);
+    assert_eq!(c1.topics, vec![TOPIC.to_string()]);
+    assert_eq!(c1.address, consumer.conn.peer().to_string());
+    assert_eq!(c1.connected_to, vec!["broker-a".to_string()]);
+    let p1 = row("p1");
+    assert_eq!((p1.kind.as_str(), p1.language.as_str()), ("producer", "GO"));
+    assert_eq!(listed.len(), 2);
+
+    let members = r.broker.remoting_clients().group_clients(GROUP, "broker-a");
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].client_id, "c1");
+    assert_eq!(members[0].topics, vec![TOPIC.to_string()]);
+}
