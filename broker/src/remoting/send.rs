@@ -57,9 +57,12 @@ pub struct SendHeader {
 
 impl SendHeader {
     /// The header of `request`: SEND_MESSAGE_V2 names its fields `a` to `n`
-    /// (RocketMQ's `SendMessageRequestHeaderV2`), the others by their names.
+    /// (RocketMQ's `SendMessageRequestHeaderV2`), and so does SEND_BATCH_MESSAGE as RocketMQ's
+    /// clients send it (read by its long names when it has a `topic`); SEND_MESSAGE by their
+    /// names.
     pub fn read(request: &RemotingCommand) -> Result<SendHeader, BadArgument> {
-        let v2 = request.code == req::SEND_MESSAGE_V2;
+        let v2 = request.code == req::SEND_MESSAGE_V2
+            || (request.code == req::SEND_BATCH_MESSAGE && request.ext("topic").is_none());
         let name = |long: &'static str, short: &'static str| if v2 { short } else { long };
         Ok(SendHeader {
             producer_group: args::string(request, name("producerGroup", "a"))?.to_string(),

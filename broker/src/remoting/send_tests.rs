@@ -227,6 +227,19 @@ async fn a_batch_is_stored_in_one_send_and_answered_with_every_offset_id() {
         assert_eq!(stored.msg.message_id, format!("BATCH{i}"));
         assert_eq!(stored.queue_offset, i as u64);
     }
+    // RocketMQ's clients send a batch with the V2 header (fields a..n).
+    let mut entry_body = BytesMut::new();
+    let entry = BatchEntry {
+        flag: 0,
+        body: b"m2".to_vec().into(),
+        properties: [("UNIQ_KEY".to_string(), "BATCH2".to_string())].into(),
+    };
+    encode_batch_entry(&entry, &mut entry_body).unwrap();
+    let mut v2 = send_v2(&[], 0, "").with_body(entry_body.freeze());
+    v2.code = req::SEND_BATCH_MESSAGE;
+    let answer = t.call(v2.with_ext("m", true)).await;
+    assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
+    assert_eq!(answer.ext("queueOffset"), Some("2"));
     // A batch body that is cut short stores nothing.
     let cut = RemotingCommand::request(req::SEND_BATCH_MESSAGE)
         .with_ext("producerGroup", "producers")
@@ -234,7 +247,7 @@ async fn a_batch_is_stored_in_one_send_and_answered_with_every_offset_id() {
         .with_ext("queueId", 0)
         .with_body(vec![0, 0, 0, 40, 1]);
     assert_eq!(t.call(cut).await.code, response::INVALID_PARAMETER);
-    assert_eq!(t.broker.store().queue_bounds(TOPIC, 0).unwrap(), (0, 2));
+    assert_eq!(t.broker.store().queue_bounds(TOPIC, 0).unwrap(), (0, 3));
 }
 
 #[tokio::test]
