@@ -375,3 +375,51 @@ async fn under_tls_alpn_h2_is_grpc_and_a_client_without_alpn_is_remoting() {
     };
     assert_eq!((answer.opaque, &answer.body[..]), (3, &b"sealed"[..]));
 }
+
+#[tokio::test]
+async fn with_a_listener_of_its_own_remoting_is_served_there_only() {
+    let mut bootstrap = Bootstrap::start(None, None, Duration::from_secs(30));
+    let section = RemotingSection {
+        enabled: true,
+        listen: "127.0.0.1:0".into(),
+        vip_channel: false,
+        max_frame_bytes: MAX_FRAME,
+    };
+    bootstrap.set_remoting(Echo::new(), section, &AuthLayer::off());
+    let own = bootstrap.bind_remoting().await.unwrap().expect("bound");
+    let registry = prometheus::Registry::new();
+    let grpc = layer_stack(
+        crate::ops::rpc_latency(&registry).unwrap(),
+        false,
+        &AuthLayer::off(),
+        bootstrap.routes(),
+    );
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bootstrap.serve(
+        grpc,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        || {},
+        async {},
+    ));
+    Client::connect(own).await.echo(1, b"own port").await;
+    // The gRPC port is gRPC's only: a remoting frame there is no HTTP/2 and is closed.
+    let mut on_grpc = Client::connect(grpc_addr).await;
+    on_grpc.send(&request(ECHO, 2)).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), on_grpc.tcp.read_to_end(&mut rest))
+        .await
+        .expect("the gRPC server closes the connection");
+    let mut buf = BytesMut::from(&rest[..]);
+    assert!(
+        !matches!(
+            frame::decode(&mut buf, &FrameLimits::default()),
+            Ok(Some(_))
+        ),
+        "no remoting answer on the gRPC port"
+    );
+}
