@@ -13,7 +13,8 @@ use serde_json::Value;
 const TOPICS: &str = r#"{"topicConfigTable":{
  "TBW102":{"topicName":"TBW102","readQueueNums":8,"writeQueueNums":8,"perm":7},
  "imp-orders":{"topicName":"imp-orders","readQueueNums":3,"writeQueueNums":3,"perm":6},
- "imp-audit":{"topicName":"imp-audit","readQueueNums":2,"writeQueueNums":2,"perm":4}}}"#;
+ "imp-audit":{"topicName":"imp-audit","readQueueNums":2,"writeQueueNums":2,"perm":4},
+ "imp-other":{"topicName":"imp-other","readQueueNums":1,"writeQueueNums":1,"perm":6}}}"#;
 
 const GROUPS: &str = r#"{"subscriptionGroupTable":{
  "imp-cg":{"groupName":"imp-cg","consumeMessageOrderly":true,"retryMaxTimes":4}}}"#;
@@ -86,7 +87,7 @@ async fn a_rocketmq_brokers_state_is_planned_then_applied() {
         .success()
         .json();
     let results: Vec<&Value> = applied["applied"].as_array().unwrap().iter().collect();
-    assert_eq!(results.len(), 6, "{applied:#}");
+    assert_eq!(results.len(), 8, "{applied:#}");
     for r in &results {
         assert_eq!(r["result"], "done", "{applied:#}");
     }
@@ -125,15 +126,16 @@ async fn a_rocketmq_brokers_state_is_planned_then_applied() {
     let sent = cli_as(
         cluster.ns_addr(),
         &app,
-        &["send", "imp-orders", "--body", "hello"],
+        &["send", "--topic", "imp-orders", "--body", "hello"],
     );
     assert_eq!(sent.code, 0, "{sent}");
     let refused = cli_as(
         cluster.ns_addr(),
         &app,
-        &["send", "imp-audit", "--body", "no"],
+        &["send", "--topic", "imp-other", "--body", "no"],
     );
     assert_ne!(refused.code, 0, "{refused}");
+    assert!(refused.stderr.contains("may not"), "{refused}");
 
     // Again: everything exists, nothing fails.
     let again = cluster
