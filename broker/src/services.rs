@@ -144,6 +144,8 @@ pub struct Broker {
     producer: Producer,
     /// The RocketMQ remoting clients connected and their groups.
     remoting_clients: Arc<crate::remoting::clients::RemotingClients>,
+    /// Queue locks of ordered remoting consumers, per group.
+    queue_locks: crate::remoting::lock::QueueLocks,
     shutdown: watch::Sender<bool>,
 }
 
@@ -290,6 +292,7 @@ impl Broker {
             started_at_ms,
             metrics,
             remoting_clients: Arc::new(crate::remoting::clients::RemotingClients::new()),
+            queue_locks: crate::remoting::lock::QueueLocks::new(),
             shutdown: watch::channel(false).0,
         });
         crate::runtime_config::restore(&broker.runtime_owners())?;
@@ -395,6 +398,11 @@ impl Broker {
     /// The RocketMQ remoting clients connected and their groups.
     pub fn remoting_clients(&self) -> &Arc<crate::remoting::clients::RemotingClients> {
         &self.remoting_clients
+    }
+
+    /// Queue locks of ordered remoting consumers (LOCK_BATCH_MQ, UNLOCK_BATCH_MQ).
+    pub fn queue_locks(&self) -> &crate::remoting::lock::QueueLocks {
+        &self.queue_locks
     }
 
     /// Turns true when the broker starts shutting down (ends long polls, Telemetry streams

@@ -28,24 +28,60 @@ pub async fn dead_letter(
         // Gone from the store (retention): nothing to keep.
         return engine.finish_dead_letter(e);
     };
-    let dlq = names::dlq_topic(&e.key.group);
-    topics.ensure_system_topic(&dlq, 1)?;
-    if !already_stored(store, &dlq, &message)? {
-        store
-            .append_internal(vec![copy_for(&dlq, &message, e)])
-            .await
-            .map_err(internal)?;
-        tracing::info!(
-            group = %e.key.group, topic = %e.key.topic, queue = e.key.queue_id,
-            offset = e.queue_offset, attempts = e.attempt, message_id = %message.msg.message_id,
-            "dead-lettered to {dlq}"
-        );
-    }
+    let origin = DeadLetterOrigin {
+        group: &e.key.group,
+        topic: &e.key.topic,
+        queue_id: e.key.queue_id,
+        queue_offset: e.queue_offset,
+        attempts: e.attempt,
+    };
+    store_dead_letter(store, topics, &message, &origin).await?;
     engine.finish_dead_letter(e)
 }
 
+/// Where a dead letter comes from: the group that gave up on it, the message's queue and
+/// offset, and the deliveries it had.
+#[derive(Clone, Copy, Debug)]
+pub struct DeadLetterOrigin<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    pub queue_id: u32,
+    pub queue_offset: u64,
+    pub attempts: u32,
+}
+
+/// Writes `message` to its group's dead-letter topic (created with one queue when missing)
+/// unless its copy is there already (by message id and origin). Returns whether it wrote one.
+/// Also used by remoting consumers' send-back once a message used up its reconsume times.
+pub async fn store_dead_letter(
+    store: &MessageStore,
+    topics: &TopicTable,
+    message: &StoredMessage,
+    origin: &DeadLetterOrigin<'_>,
+) -> Result<bool, ApogeeError> {
+    let dlq = names::dlq_topic(origin.group);
+    topics.ensure_system_topic(&dlq, 1)?;
+    if already_stored(store, &dlq, message)? {
+        return Ok(false);
+    }
+    store
+        .append_internal(vec![copy_for(&dlq, message, origin)])
+        .await
+        .map_err(internal)?;
+    tracing::info!(
+        group = %origin.group, topic = %origin.topic, queue = origin.queue_id,
+        offset = origin.queue_offset, attempts = origin.attempts,
+        message_id = %message.msg.message_id, "dead-lettered to {dlq}"
+    );
+    Ok(true)
+}
+
 /// The dead-letter record of `message`.
-fn copy_for(dlq: &str, message: &StoredMessage, e: &Expired) -> crate::store::NewMessage {
+fn copy_for(
+    dlq: &str,
+    message: &StoredMessage,
+    origin: &DeadLetterOrigin<'_>,
+) -> crate::store::NewMessage {
     let mut msg = message.msg.clone();
     msg.topic = dlq.to_string();
     msg.queue_id = 0;
@@ -53,11 +89,14 @@ fn copy_for(dlq: &str, message: &StoredMessage, e: &Expired) -> crate::store::Ne
     // Transaction and schedule markers would mean something to their indexes.
     msg.internal.retain(|(k, _)| k == prop::BODY_ENCODING);
     msg.internal.extend([
-        (prop::DLQ_GROUP.to_string(), e.key.group.clone()),
-        (prop::DLQ_TOPIC.to_string(), e.key.topic.clone()),
-        (prop::DLQ_QUEUE.to_string(), e.key.queue_id.to_string()),
-        (prop::DLQ_OFFSET.to_string(), e.queue_offset.to_string()),
-        (prop::DLQ_ATTEMPTS.to_string(), e.attempt.to_string()),
+        (prop::DLQ_GROUP.to_string(), origin.group.to_string()),
+        (prop::DLQ_TOPIC.to_string(), origin.topic.to_string()),
+        (prop::DLQ_QUEUE.to_string(), origin.queue_id.to_string()),
+        (
+            prop::DLQ_OFFSET.to_string(),
+            origin.queue_offset.to_string(),
+        ),
+        (prop::DLQ_ATTEMPTS.to_string(), origin.attempts.to_string()),
     ]);
     msg
 }

@@ -12,10 +12,12 @@
 pub mod args;
 pub mod clients;
 pub mod convert;
+pub mod lock;
 pub mod offsets;
 pub mod pull;
 pub mod query;
 pub mod send;
+pub mod send_back;
 pub mod txn;
 
 use crate::services::Broker;
@@ -89,6 +91,11 @@ async fn dispatch(
         code::END_TRANSACTION => txn::end_transaction(broker, caller, &request).await,
         code::VIEW_MESSAGE_BY_ID => query::view_message_by_id(broker, conn, caller, &request),
         code::QUERY_MESSAGE => query::query_message(broker, conn, caller, &request),
+        code::LOCK_BATCH_MQ => lock::lock_batch(broker, caller, &request),
+        code::UNLOCK_BATCH_MQ => lock::unlock_batch(broker, caller, &request),
+        code::CONSUMER_SEND_MSG_BACK => {
+            send_back::consumer_send_back(broker, caller, &request).await
+        }
         code => RemotingCommand::error(
             &request,
             response::REQUEST_CODE_NOT_SUPPORTED,
