@@ -32,8 +32,9 @@ pub struct RemotingSection {
     /// A listener of remoting's own (host:port), or "" to share the gRPC listener. With one,
     /// a broker registers this address as its remoting address.
     pub listen: String,
-    /// Also listen on the broker's port minus 2, the "VIP channel" older clients
-    /// (`vipChannelEnabled`, on by default before RocketMQ 4.5) send to (brokers only).
+    /// Also listen on the broker's port minus 2, the "VIP channel" (brokers only). Off by
+    /// default: RocketMQ's Java client sends there only with `vipChannelEnabled`, on by
+    /// default before 4.5.1; turn this on for such clients rather than changing them.
     pub vip_channel: bool,
     /// The largest frame accepted (RocketMQ's `frameMaxLength`, 16 MiB); a longer one
     /// closes the connection before it is buffered.
@@ -45,7 +46,7 @@ impl Default for RemotingSection {
         RemotingSection {
             enabled: true,
             listen: String::new(),
-            vip_channel: true,
+            vip_channel: false,
             max_frame_bytes: 16 * 1024 * 1024,
         }
     }
