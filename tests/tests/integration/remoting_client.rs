@@ -68,7 +68,6 @@ async fn a_sync_send_reaches_a_push_consumer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the broker reads SEND_BATCH_MESSAGE's header by long names (broker/src/remoting/send.rs SendHeader::read takes the V2 names a..n only for SEND_MESSAGE_V2); clients send it with the V2 header and get INVALID_PARAMETER: the request lacks the field producerGroup"]
 async fn a_batch_send_is_consumed_whole() {
     let topic = "remoting-batch";
     let cluster = cluster_with_topic(topic, 2).await;
