@@ -100,7 +100,6 @@ async fn a_batch_send_is_consumed_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "LOCK_BATCH_MQ (41) is answered REQUEST_CODE_NOT_SUPPORTED (no arm in broker/src/remoting/mod.rs dispatch): the orderly consumer never holds its queues and consumes nothing"]
 async fn ordered_sends_are_consumed_in_order_per_queue() {
     let topic = "remoting-ordered";
     let cluster = cluster_with_topic(topic, 4).await;
