@@ -357,6 +357,7 @@ impl BrokerConfig {
             );
         }
         self.shared().validate().or_else(bad)?;
+        self.remoting.check_body_fits(self.max_body_bytes).or_else(bad)?;
         if self.nameservers.is_empty() {
             return bad("at least one nameserver is required".into());
         }
@@ -444,6 +445,7 @@ impl BrokerConfig {
             log_level: self.log_level.as_deref(),
             security: &self.security,
             tls: &self.tls,
+            remoting: &self.remoting,
         }
     }
 

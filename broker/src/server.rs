@@ -88,6 +88,11 @@ pub async fn serve_with(
         config.remoting.clone(),
         &auth,
     );
+    // A remoting listener of its own is bound now: a port it cannot have fails the start.
+    bootstrap
+        .bind_remoting()
+        .await
+        .map_err(|e| ApogeeError::Unavailable(format!("cannot listen: {e}")))?;
     let tasks = start_background_tasks(&broker);
     let addr = listener
         .local_addr()

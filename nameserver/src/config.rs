@@ -280,6 +280,7 @@ impl NameServerConfig {
             log_level: self.log_level.as_deref(),
             security: &self.security,
             tls: &self.tls,
+            remoting: &self.remoting,
         }
     }
 

@@ -53,6 +53,8 @@ pub enum NameServerError {
     Metrics(#[from] prometheus::Error),
     #[error("controller: {0}")]
     Controller(#[from] apogee_controller::StartError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
 }
 
 /// Serves the NameServer on `listener` (and its operations endpoint on `ops`
@@ -164,6 +166,7 @@ pub async fn serve(
         },
         &auth,
     );
+    bootstrap.bind_remoting().await?;
 
     let expiry_task = expiry::spawn(
         registry.clone(),

@@ -6,6 +6,7 @@
 //! checks its own keys.
 
 use crate::config_file::env_var_prefix;
+use crate::remoting::RemotingSection;
 use crate::security::SecuritySection;
 use crate::tls_config::TlsSection;
 
@@ -43,6 +44,7 @@ pub struct SharedSettings<'a> {
     pub log_level: Option<&'a str>,
     pub security: &'a SecuritySection,
     pub tls: &'a TlsSection,
+    pub remoting: &'a RemotingSection,
 }
 
 impl SharedSettings<'_> {
@@ -55,7 +57,13 @@ impl SharedSettings<'_> {
             "{}SECURITY__ALLOW_ANONYMOUS",
             env_var_prefix(self.env_prefix)
         );
-        for (key, addr) in [("listen", self.listen), ("http_listen", self.http_listen)] {
+        self.remoting.validate()?;
+        let remoting_listen = self.remoting.listen.as_str();
+        for (key, addr) in [
+            ("listen", self.listen),
+            ("http_listen", self.http_listen),
+            ("remoting.listen", remoting_listen),
+        ] {
             self.security.check_exposure(key, addr, &allow)?;
         }
         self.security.cluster_secret()?;
@@ -85,8 +93,12 @@ mod tests {
             log_level: None,
             security,
             tls,
+            remoting: &REMOTING,
         }
     }
+
+    static REMOTING: std::sync::LazyLock<RemotingSection> =
+        std::sync::LazyLock::new(RemotingSection::default);
 
     #[test]
     fn listen_is_host_colon_port_for_both_servers() {
@@ -144,6 +156,25 @@ mod tests {
         shared("localhost:10911", "127.0.0.1:5557", &security, &tls)
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn an_exposed_remoting_listener_is_refused_like_the_grpc_one() {
+        let (security, tls) = (SecuritySection::default(), TlsSection::default());
+        let remoting = RemotingSection {
+            listen: "0.0.0.0:10912".into(),
+            ..RemotingSection::default()
+        };
+        let mut s = shared("127.0.0.1:10911", "", &security, &tls);
+        s.remoting = &remoting;
+        let err = s.validate().unwrap_err();
+        assert!(err.starts_with("remoting.listen = "), "{err}");
+        let loopback = RemotingSection {
+            listen: "127.0.0.1:10912".into(),
+            ..RemotingSection::default()
+        };
+        s.remoting = &loopback;
+        s.validate().unwrap();
     }
 
     #[test]

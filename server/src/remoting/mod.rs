@@ -52,6 +52,49 @@ impl Default for RemotingSection {
     }
 }
 
+/// The smallest `max_frame_bytes` (a broker also needs it above its `max_body_bytes`).
+pub const MIN_FRAME_BYTES: usize = 64 * 1024;
+/// The largest `max_frame_bytes`.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024 * 1024;
+
+impl RemotingSection {
+    /// Checks `listen` (host:port with a port of its own: a broker registers it for
+    /// clients, so not 0) and the frame cap; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.listen.is_empty() {
+            crate::shared_config::check_listen("remoting.listen", &self.listen)?;
+            if self.listen.ends_with(":0") {
+                return Err(format!(
+                    "remoting.listen = {:?} needs a fixed port: brokers register it for \
+                     clients",
+                    self.listen
+                ));
+            }
+        }
+        if !(MIN_FRAME_BYTES..=MAX_FRAME_BYTES).contains(&self.max_frame_bytes) {
+            return Err(format!(
+                "remoting.max_frame_bytes = {} is outside {MIN_FRAME_BYTES}..={MAX_FRAME_BYTES}",
+                self.max_frame_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RemotingSection {
+    /// A broker's check: a frame must hold its largest message (`max_body_bytes`), so such a
+    /// send is refused by the broker with its reason, not by a closed connection.
+    pub fn check_body_fits(&self, max_body_bytes: usize) -> Result<(), String> {
+        if self.enabled && self.max_frame_bytes <= max_body_bytes {
+            return Err(format!(
+                "remoting.max_frame_bytes = {} must be above max_body_bytes = {max_body_bytes}",
+                self.max_frame_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A boxed future of a remoting answer.
 pub type RemotingFuture = Pin<Box<dyn Future<Output = Option<RemotingCommand>> + Send>>;
 
@@ -222,6 +265,36 @@ impl RemotingConnection {
             mpsc::error::TrySendError::Full(_) => PushError::Backlogged(self.peer),
             mpsc::error::TrySendError::Closed(_) => PushError::Closed(self.peer),
         })
+    }
+}
+
+#[cfg(test)]
+mod section_tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_checked_and_errors_name_the_key() {
+        RemotingSection::default().validate().unwrap();
+        let with = |listen: &str, max: usize| RemotingSection {
+            listen: listen.into(),
+            max_frame_bytes: max,
+            ..RemotingSection::default()
+        };
+        with("127.0.0.1:10912", MIN_FRAME_BYTES).validate().unwrap();
+        with("", MAX_FRAME_BYTES).validate().unwrap();
+        for (bad, key) in [
+            (with("nowhere", MIN_FRAME_BYTES), "remoting.listen"),
+            (with("127.0.0.1:0", MIN_FRAME_BYTES), "fixed port"),
+            (with("", MIN_FRAME_BYTES - 1), "remoting.max_frame_bytes"),
+            (with("", MAX_FRAME_BYTES + 1), "remoting.max_frame_bytes"),
+        ] {
+            let err = bad.validate().unwrap_err();
+            assert!(err.contains(key), "{err}");
+        }
+        let small = with("", MIN_FRAME_BYTES);
+        small.check_body_fits(MIN_FRAME_BYTES - 1).unwrap();
+        let err = small.check_body_fits(MIN_FRAME_BYTES).unwrap_err();
+        assert!(err.contains("max_body_bytes"), "{err}");
     }
 }
 
