@@ -90,6 +90,18 @@ pub fn next_step(reconsume_times: u32, delay_level: i32, max_reconsume_times: u3
 }
 
 /// The value of user property `name` of `message`.
+/// The topic a message was first sent to: a retry copy's `RETRY_TOPIC`, else its own. A dead
+/// letter names it, so an operator's resend goes back there, not to the retry topic.
+pub fn origin_topic(message: &StoredMessage) -> &str {
+    let topic = message.msg.topic.as_str();
+    if topic.starts_with(names::RETRY_PREFIX) {
+        if let Some(first) = user_property(message, property::RETRY_TOPIC) {
+            return first;
+        }
+    }
+    topic
+}
+
 fn user_property<'m>(message: &'m StoredMessage, name: &str) -> Option<&'m str> {
     message
         .msg
@@ -169,7 +181,7 @@ pub async fn send_back(
         Next::DeadLetter => {
             let origin = DeadLetterOrigin {
                 group: &back.group,
-                topic: &message.msg.topic,
+                topic: origin_topic(message),
                 queue_id: message.msg.queue_id,
                 queue_offset: message.queue_offset,
                 attempts: reconsumed.saturating_add(1),

@@ -138,6 +138,8 @@ fn a_retry_of_a_retry_keeps_its_first_topic_and_id() {
         origin_message_id: Some("LATER".into()),
         max_reconsume_times: 16,
     };
+    // Its dead letter would name the first topic, not the retry topic.
+    assert_eq!(origin_topic(&stored), TOPIC);
     let copy = retry_copy(&stored, &back, 1);
     assert_eq!(copy.reconsume_times, 3);
     assert_eq!(

@@ -112,7 +112,6 @@ async fn a_group_of_two_rebalances_when_one_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the dead letter names %RETRY%<group> as its original topic: broker/src/remoting/send_back.rs send_back builds its DeadLetterOrigin from the %RETRY% copy it dead-letters (topic, queue and offset) instead of the RETRY_TOPIC the copy carries"]
 async fn a_failing_listener_is_retried_then_dead_lettered() {
     let topic = "remoting-retry";
     let group = "failing-readers";
