@@ -10,6 +10,7 @@
 //! same whichever protocol commits them: both transports call the same services.
 
 pub mod args;
+pub mod check_client;
 pub mod clients;
 pub mod convert;
 pub mod lock;
@@ -93,6 +94,7 @@ async fn dispatch(
         code::QUERY_MESSAGE => query::query_message(broker, conn, caller, &request),
         code::LOCK_BATCH_MQ => lock::lock_batch(broker, caller, &request),
         code::UNLOCK_BATCH_MQ => lock::unlock_batch(broker, caller, &request),
+        code::CHECK_CLIENT_CONFIG => check_client::check_client_config(&request),
         code::CONSUMER_SEND_MSG_BACK => {
             send_back::consumer_send_back(broker, caller, &request).await
         }
