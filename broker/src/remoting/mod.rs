@@ -15,6 +15,7 @@ pub mod clients;
 pub mod convert;
 pub mod lock;
 pub mod offsets;
+pub mod pop;
 pub mod pull;
 pub mod query;
 pub mod send;
@@ -95,6 +96,9 @@ async fn dispatch(
         code::LOCK_BATCH_MQ => lock::lock_batch(broker, caller, &request),
         code::UNLOCK_BATCH_MQ => lock::unlock_batch(broker, caller, &request),
         code::CHECK_CLIENT_CONFIG => check_client::check_client_config(&request),
+        code::POP_MESSAGE => pop::pop_message(broker, conn, caller, &request).await,
+        code::ACK_MESSAGE => pop::ack_message(broker, caller, &request),
+        code::CHANGE_MESSAGE_INVISIBLETIME => pop::change_invisible_time(broker, caller, &request),
         code::CONSUMER_SEND_MSG_BACK => {
             send_back::consumer_send_back(broker, caller, &request).await
         }
