@@ -92,6 +92,8 @@
 //!   and broadcast consumers, a group rebalancing when a member stops, retries and dead
 //!   letters, transactions with check-backs, messages crossing to and from gRPC clients
 //!   (helpers in [`remoting_support`]).
+//! - [`remoting_pop`]: the pop consumption of 5.x remoting clients by hand-written frames: a
+//!   popped message acknowledged is done, one not acknowledged comes back.
 //! - [`replication`]: SYNC and ASYNC masters with slaves killed (SIGKILL) and paused
 //!   (SIGSTOP), masters killed mid-load, acks on a slave while its master is down, and a
 //!   slave with records its master never wrote.
@@ -154,6 +156,7 @@ mod readme_tour;
 mod remoting_client;
 mod remoting_frames;
 mod remoting_groups;
+mod remoting_pop;
 mod remoting_support;
 mod remoting_txn;
 mod replication;
