@@ -390,6 +390,11 @@ impl BrokerMetrics {
         }
         g.failover.refresh(src.replication.membership());
         g.clients.refresh(&src.sessions);
+        for c in src.remoting_clients.connected() {
+            let groups = c.consumer_groups.iter().map(String::as_str);
+            g.clients
+                .add_remoting(&c.language, c.version, c.producer, groups);
+        }
     }
 
     /// Lag, lag latency, in flight and ready per (topic, group): every queue of every topic
@@ -493,6 +498,8 @@ pub struct Sources {
     pub lite: Arc<LiteRegistry>,
     /// Connected clients (and who may consume what, for lag).
     pub sessions: Arc<apogee_server::telemetry::Sessions>,
+    /// Connected remoting clients (RocketMQ 4.x), counted beside the gRPC ones.
+    pub remoting_clients: Arc<dyn RemotingClientList>,
     pub schedule: Arc<Schedule>,
     pub txns: Arc<Transactions>,
     pub replication: Arc<Replication>,
@@ -501,6 +508,21 @@ pub struct Sources {
     pub nameserver_addrs: Vec<String>,
     /// Turns true when the broker starts shutting down.
     pub closing: watch::Receiver<bool>,
+}
+
+/// One connected remoting client, as the client gauges count it.
+pub struct RemotingClientRow {
+    pub language: String,
+    pub version: i32,
+    /// A producer of at least one group.
+    pub producer: bool,
+    pub consumer_groups: Vec<String>,
+}
+
+/// Where the metrics read the connected remoting clients from (the remoting side's table;
+/// a trait so the metrics do not import the transport).
+pub trait RemotingClientList: Send + Sync {
+    fn connected(&self) -> Vec<RemotingClientRow>;
 }
 
 impl Sources {

@@ -451,6 +451,7 @@ impl Broker {
             consume: self.consume.clone(),
             lite: self.lite.clone(),
             sessions: self.sessions.clone(),
+            remoting_clients: self.remoting_clients.clone(),
             schedule: self.schedule.clone(),
             txns: self.txns.clone(),
             replication: self.replication.clone(),

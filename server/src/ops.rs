@@ -229,7 +229,8 @@ pub fn rpc_latency(registry: &Registry) -> prometheus::Result<HistogramVec> {
 
 /// `rocketmq_producer_connections{language, version}` and
 /// `rocketmq_consumer_connections{consumer_group, language, version}`: the
-/// clients with a live Telemetry session to this server, read at each scrape.
+/// clients with a live Telemetry session to this server, read at each scrape, and the
+/// remoting clients a server adds ([`ClientGauges::add_remoting`]: version `remoting/<n>`).
 pub struct ClientGauges {
     producers: prometheus::IntGaugeVec,
     consumers: prometheus::IntGaugeVec,
@@ -257,6 +258,29 @@ impl ClientGauges {
             producers,
             consumers,
         })
+    }
+
+    /// Counts a remoting client: a producer of one or more groups, and a consumer of each
+    /// of `consumer_groups`. Call after [`ClientGauges::refresh`] (which starts the count
+    /// again).
+    pub fn add_remoting<'g>(
+        &self,
+        language: &str,
+        version: i32,
+        producer: bool,
+        consumer_groups: impl IntoIterator<Item = &'g str>,
+    ) {
+        let version = format!("remoting/{version}");
+        if producer {
+            self.producers
+                .with_label_values(&[language, &version])
+                .inc();
+        }
+        for group in consumer_groups {
+            self.consumers
+                .with_label_values(&[group, language, &version])
+                .inc();
+        }
     }
 
     /// Counts the live sessions again.
@@ -384,6 +408,48 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remoting_clients_are_counted_beside_grpc_sessions() {
+        let registry = Registry::new();
+        let gauges = ClientGauges::new(&registry).unwrap();
+        gauges.refresh(&crate::telemetry::Sessions::default());
+        gauges.add_remoting("JAVA", 401, true, ["orders-g", "audit-g"]);
+        gauges.add_remoting("JAVA", 401, true, []);
+        gauges.add_remoting("GO", 399, false, ["orders-g"]);
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut text)
+            .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let value = |family: &str, labels: &[(&str, &str)]| -> i64 {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{family}{{")))
+                .find(|l| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        let java = [("language", "JAVA"), ("version", "remoting/401")];
+        assert_eq!(value("rocketmq_producer_connections", &java), 2);
+        assert_eq!(
+            value(
+                "rocketmq_consumer_connections",
+                &[("consumer_group", "orders-g"), ("language", "GO")]
+            ),
+            1
+        );
+        assert_eq!(
+            value(
+                "rocketmq_consumer_connections",
+                &[("consumer_group", "audit-g"), ("version", "remoting/401")]
+            ),
+            1
+        );
+    }
 
     #[test]
     fn methods_are_named_by_the_last_path_segment_and_streams_are_not_timed() {

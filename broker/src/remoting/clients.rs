@@ -663,3 +663,17 @@ pub fn connection_closed(broker: &Broker, conn: &Arc<RemotingConnection>) {
 #[cfg(test)]
 #[path = "clients_tests.rs"]
 pub(crate) mod tests;
+
+impl crate::metrics::RemotingClientList for RemotingClients {
+    fn connected(&self) -> Vec<crate::metrics::RemotingClientRow> {
+        self.list()
+            .into_iter()
+            .map(|c| crate::metrics::RemotingClientRow {
+                language: c.language,
+                version: c.version,
+                producer: !c.producer_groups.is_empty(),
+                consumer_groups: c.consumer_groups.into_keys().collect(),
+            })
+            .collect()
+    }
+}
