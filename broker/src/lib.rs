@@ -9,6 +9,8 @@
 //! - [`v2_message`]: stored messages as the v2 messages clients receive.
 //! - [`dead_letters`]: a group's dead-letter topic, read and resent by operators.
 //! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
+//! - [`remoting`]: the same services for RocketMQ's remoting clients (4.x);
+//!   [`remoting_state`]: the remoting clients' table and queue locks the broker holds.
 //! - [`metrics`]: the Prometheus metrics and readiness of the operations endpoint.
 //! - [`membership`]: the broker's role (master, slave, fenced), master epoch and lease.
 //! - [`quotas`]: send rates per client and topic, the cap on waiting receives.
@@ -32,6 +34,7 @@ pub mod produce;
 pub mod quotas;
 pub mod registration;
 pub mod remoting;
+pub mod remoting_state;
 pub mod replication;
 pub mod runtime_config;
 pub mod schedule;

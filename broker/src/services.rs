@@ -143,9 +143,9 @@ pub struct Broker {
     /// Validation, admission, routing and append of sends.
     producer: Producer,
     /// The RocketMQ remoting clients connected and their groups.
-    remoting_clients: Arc<crate::remoting::clients::RemotingClients>,
+    remoting_clients: Arc<crate::remoting_state::clients::RemotingClients>,
     /// Queue locks of ordered remoting consumers, per group.
-    queue_locks: crate::remoting::lock::QueueLocks,
+    queue_locks: crate::remoting_state::locks::QueueLocks,
     shutdown: watch::Sender<bool>,
 }
 
@@ -291,8 +291,8 @@ impl Broker {
             replication,
             started_at_ms,
             metrics,
-            remoting_clients: Arc::new(crate::remoting::clients::RemotingClients::new()),
-            queue_locks: crate::remoting::lock::QueueLocks::new(),
+            remoting_clients: Arc::new(crate::remoting_state::clients::RemotingClients::new()),
+            queue_locks: crate::remoting_state::locks::QueueLocks::new(),
             shutdown: watch::channel(false).0,
         });
         crate::runtime_config::restore(&broker.runtime_owners())?;
@@ -396,12 +396,12 @@ impl Broker {
     }
 
     /// The RocketMQ remoting clients connected and their groups.
-    pub fn remoting_clients(&self) -> &Arc<crate::remoting::clients::RemotingClients> {
+    pub fn remoting_clients(&self) -> &Arc<crate::remoting_state::clients::RemotingClients> {
         &self.remoting_clients
     }
 
     /// Queue locks of ordered remoting consumers (LOCK_BATCH_MQ, UNLOCK_BATCH_MQ).
-    pub fn queue_locks(&self) -> &crate::remoting::lock::QueueLocks {
+    pub fn queue_locks(&self) -> &crate::remoting_state::locks::QueueLocks {
         &self.queue_locks
     }
 
