@@ -357,7 +357,9 @@ impl BrokerConfig {
             );
         }
         self.shared().validate().or_else(bad)?;
-        self.remoting.check_body_fits(self.max_body_bytes).or_else(bad)?;
+        self.remoting
+            .check_body_fits(self.max_body_bytes)
+            .or_else(bad)?;
         if self.nameservers.is_empty() {
             return bad("at least one nameserver is required".into());
         }
