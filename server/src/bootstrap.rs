@@ -22,7 +22,9 @@ use crate::auth::guard::{AuthLayer, AuthService};
 use crate::cluster_mtls::{ClientCertCheck, ClientCertLayer};
 use crate::net::Listener;
 use crate::ops::{OpsListener, OpsServer, OpsSlot, RpcMetrics, RpcMetricsLayer};
-use crate::remoting::{RemotingAuth, RemotingSection, RemotingServer, RemotingService};
+use crate::remoting::{
+    MalformedFrames, RemotingAuth, RemotingSection, RemotingServer, RemotingService,
+};
 use crate::rpc_span::{RpcSpan, RpcSpanLayer};
 use crate::serve::Serving;
 use crate::tls::ServerTls;
@@ -70,6 +72,8 @@ pub struct Bootstrap {
     remoting: Option<(Arc<dyn RemotingService>, RemotingSection, AuthLayer)>,
     /// Remoting's own listener (`remoting.listen`), once bound.
     remoting_listener: Option<Listener>,
+    /// Remoting connections closed for a malformed frame (for the server's metrics).
+    malformed_frames: MalformedFrames,
 }
 
 impl Bootstrap {
@@ -96,6 +100,7 @@ impl Bootstrap {
             serving: Mutex::new(Vec::new()),
             remoting: None,
             remoting_listener: None,
+            malformed_frames: MalformedFrames::default(),
         }
     }
 
@@ -133,6 +138,13 @@ impl Bootstrap {
         Ok(Some(addr))
     }
 
+    /// The count of remoting connections closed for a malformed frame, from the start of
+    /// `serve` (for the server's metrics: it reads the count without a handle on the
+    /// transport).
+    pub fn remoting_malformed_frames(&self) -> MalformedFrames {
+        self.malformed_frames.clone()
+    }
+
     /// The listeners `serve` serves, `listener` first, and what answers remoting on them.
     async fn listeners(
         &mut self,
@@ -141,11 +153,14 @@ impl Bootstrap {
         let Some((service, section, auth)) = self.remoting.clone() else {
             return (vec![(listener, Serving::Grpc)], None);
         };
-        let remoting = Arc::new(RemotingServer::new(
-            service,
-            RemotingAuth::new(&auth),
-            FrameLimits::with_max_frame(section.max_frame_bytes),
-        ));
+        let remoting = Arc::new(
+            RemotingServer::new(
+                service,
+                RemotingAuth::new(&auth),
+                FrameLimits::with_max_frame(section.max_frame_bytes),
+            )
+            .with_malformed_frames(self.malformed_frames.clone()),
+        );
         let (cap, tls) = (listener.connection_cap(), listener.tls());
         let like_grpc = |l: Listener| l.with_connection_cap(cap).with_tls(tls.clone());
         let vip = section

@@ -16,6 +16,7 @@
 //! [`DRAIN_TIMEOUT`], writes their answers and closes.
 
 use super::auth::RemotingAuth;
+use super::malformed::MalformedFrames;
 use super::{RemotingConnection, RemotingService};
 use apogee_proto::remoting::codes::response;
 use apogee_proto::remoting::frame::{self, FrameLimits};
@@ -54,7 +55,7 @@ pub struct RemotingServer {
     auth: RemotingAuth,
     limits: FrameLimits,
     max_in_flight: usize,
-    malformed: AtomicU64,
+    malformed: MalformedFrames,
 }
 
 type Call = Pin<Box<dyn Future<Output = Option<RemotingCommand>> + Send>>;
@@ -81,8 +82,15 @@ impl RemotingServer {
             auth,
             limits,
             max_in_flight: MAX_IN_FLIGHT,
-            malformed: AtomicU64::new(0),
+            malformed: MalformedFrames::default(),
         }
+    }
+
+    /// Counts the connections closed for a malformed frame in `frames` (shared with the
+    /// server's metrics) instead of a count of its own.
+    pub fn with_malformed_frames(mut self, frames: MalformedFrames) -> RemotingServer {
+        self.malformed = frames;
+        self
     }
 
     /// Caps the calls in flight per connection (tests).
@@ -93,7 +101,7 @@ impl RemotingServer {
 
     /// Connections closed for a malformed frame since the start.
     pub fn malformed_frames(&self) -> u64 {
-        self.malformed.load(Ordering::Relaxed)
+        self.malformed.get()
     }
 
     /// Serves `io` (whose first bytes, already read, are `initial`) until the client closes
@@ -206,7 +214,7 @@ impl RemotingServer {
             Ok(()) => {}
             Err(Ended::Io(e)) => tracing::debug!(%peer, error = %e, "remoting connection"),
             Err(e) => {
-                self.malformed.fetch_add(1, Ordering::Relaxed);
+                self.malformed.add_one();
                 tracing::debug!(%peer, error = %e, "closing a remoting connection: bad frame");
             }
         }

@@ -307,9 +307,12 @@ impl std::fmt::Debug for RemotingConnection {
     }
 }
 
-// The transport: RocketMQ's ACL signature and the connection's reader and writer.
+// The transport: RocketMQ's ACL signature, the connection's reader and writer, and the count
+// of connections closed for a malformed frame.
 pub mod auth;
 pub mod connection;
+pub mod malformed;
 
 pub use auth::RemotingAuth;
 pub use connection::RemotingServer;
+pub use malformed::{register_malformed_frames_metric, MalformedFrames};
