@@ -31,7 +31,7 @@ use apogee_server::ops::{ClientGauges, OpsSource};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -498,7 +498,8 @@ pub struct Sources {
     pub lite: Arc<LiteRegistry>,
     /// Connected clients (and who may consume what, for lag).
     pub sessions: Arc<apogee_server::telemetry::Sessions>,
-    /// Connected remoting clients (RocketMQ 4.x), counted beside the gRPC ones.
+    /// Connected remoting clients (RocketMQ 4.x), counted beside the gRPC ones (and the
+    /// topics their consumer groups subscribe, for lag).
     pub remoting_clients: Arc<dyn RemotingClientList>,
     pub schedule: Arc<Schedule>,
     pub txns: Arc<Transactions>,
@@ -523,6 +524,9 @@ pub struct RemotingClientRow {
 /// a trait so the metrics do not import the transport).
 pub trait RemotingClientList: Send + Sync {
     fn connected(&self) -> Vec<RemotingClientRow>;
+    /// Consumer group -> the topics its live members subscribe, without retry topics (the
+    /// consumer lag counts them).
+    fn subscribed_topics(&self) -> BTreeMap<String, BTreeSet<String>>;
 }
 
 impl Sources {
@@ -532,6 +536,7 @@ impl Sources {
             topics: &self.topics,
             groups: &self.groups,
             sessions: &self.sessions,
+            remoting_subscriptions: self.remoting_clients.subscribed_topics(),
         }
     }
 }

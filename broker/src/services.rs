@@ -478,6 +478,7 @@ impl Broker {
             topics: &self.topics,
             groups: &self.groups,
             sessions: &self.sessions,
+            remoting_subscriptions: self.remoting_clients.subscribed_topics(),
         }
     }
 

@@ -1,21 +1,29 @@
 //! How far behind a consumer group is on this broker: per queue, the queue's next offset
 //! minus the group's committed offset. `apogee group describe` (through
-//! `grpc/admin_groups.rs`) and the `rocketmq_consumer_lag_messages` gauge both read it.
+//! `grpc/admin_groups.rs`) and the `rocketmq_consumer_lag_*` gauges both read it, through
+//! [`LagSources`], the one place that decides which queues count and from where.
 //!
-//! The queues counted are every queue of every topic the group consumes here: the topics
-//! it has state in (it received from them), the topics its live clients subscribe to (their
-//! Settings), and the topics a caller names (the NameServer passes the ones other broker
-//! groups reported). A queue the group never received from counts from where the group
-//! would start there: the first message still stored, or, for a group that starts at the
-//! latest (`consume.auto_create_start`), the first message stored after it was created.
+//! Where a group is in a queue: its consume engine progress when it popped there (gRPC
+//! receives, remoting pops); else the offset it committed there (gRPC UpdateOffset,
+//! remoting pull and push consumers: `crate::consume::offsets`), kept within the queue's
+//! stored offsets; else where it would start: the first message still stored, or, for a
+//! group that starts at the latest (`consume.auto_create_start`), the first message stored
+//! after it was created. A queue with both progress and a committed offset counts the
+//! progress (the engine commits its acknowledged offset there too).
+//!
+//! The queues counted are every queue of every topic held here that the group consumes: the
+//! topics it has progress or committed offsets in, the topics its live clients subscribe to
+//! (gRPC sessions' Settings, remoting members' heartbeats, without retry topics), and the
+//! topics a caller names (the NameServer passes the ones other broker groups reported).
 
+use super::offsets::committed_offsets;
 use super::state::{internal, ConsumeEngine, QueueProgress};
 use crate::groups::GroupTable;
 use crate::topics::TopicTable;
 use apogee_proto::time::now_ms;
 use apogee_proto::ApogeeError;
 use apogee_server::telemetry::Sessions;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One queue of a group's lag.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +52,9 @@ impl QueueLag {
 /// Topic name -> queue count: the topics a group consumes here.
 pub type ConsumedTopics = BTreeMap<String, u32>;
 
+/// (Topic, queue id) -> the offset a group committed there, as stored.
+pub type CommittedOffsets = BTreeMap<(String, u32), u64>;
+
 impl ConsumeEngine {
     /// Where a group starts in a queue it never consumed from, whose first stored offset is
     /// `min`: there, or with `start_after_ms` at the first message stored at or after it.
@@ -65,12 +76,14 @@ impl ConsumeEngine {
     }
 
     /// The lag of one group: `progress` is its state here ([`Self::group_progress`]),
-    /// `topics` every topic it consumes here; queues of `topics` without progress count from
-    /// where the group would start (`start_after_ms`, see [`Self::start_offset`]). Sorted by
-    /// topic and queue.
+    /// `committed` its committed offsets, `topics` every topic it consumes here. A queue of
+    /// `topics` without progress counts from its committed offset (raised to the queue's
+    /// first stored offset, lowered to its next), else from where the group would start
+    /// (`start_after_ms`, see [`Self::start_offset`]). Sorted by topic and queue.
     pub fn lag_of(
         &self,
         progress: Vec<QueueProgress>,
+        committed: &CommittedOffsets,
         topics: &ConsumedTopics,
         start_after_ms: Option<i64>,
     ) -> Result<Vec<QueueLag>, ApogeeError> {
@@ -96,11 +109,15 @@ impl ConsumeEngine {
         }
         for (topic, &count) in topics {
             for queue_id in 0..count {
-                if consumed.contains(&(topic.clone(), queue_id)) {
+                let queue = (topic.clone(), queue_id);
+                if consumed.contains(&queue) {
                     continue;
                 }
                 let (min, next) = bounds(topic, queue_id)?;
-                let start = self.start_offset(topic, queue_id, min, start_after_ms)?;
+                let start = match committed.get(&queue) {
+                    Some(&offset) => offset.max(min).min(next),
+                    None => self.start_offset(topic, queue_id, min, start_after_ms)?,
+                };
                 out.push(QueueLag {
                     topic: topic.clone(),
                     queue_id,
@@ -117,13 +134,26 @@ impl ConsumeEngine {
     }
 }
 
-/// What a group's lag is read from: the consume engine (progress, queue bounds), the topics
-/// held here, the groups' start points and the live clients' subscriptions.
+/// What a group's lag is read from: the consume engine (progress, queue bounds, the store
+/// with the committed offsets), the topics held here, the groups' start points and the live
+/// clients' subscriptions (gRPC sessions and remoting members).
 pub struct LagSources<'a> {
     pub consume: &'a ConsumeEngine,
     pub topics: &'a TopicTable,
     pub groups: &'a GroupTable,
     pub sessions: &'a Sessions,
+    /// Consumer group -> the topics its live remoting members subscribe, without retry
+    /// topics (`RemotingClients::subscribed_topics`).
+    pub remoting_subscriptions: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// What one group has on this broker, from every source.
+#[derive(Default)]
+struct GroupSources {
+    progress: Vec<QueueProgress>,
+    committed: CommittedOffsets,
+    /// The topics its live clients subscribe and the ones a caller names.
+    subscribed: BTreeSet<String>,
 }
 
 impl LagSources<'_> {
@@ -138,6 +168,67 @@ impl LagSources<'_> {
             .collect()
     }
 
+    /// What every group consuming here has from each source (only `only`'s when given):
+    /// progress, committed offsets, live gRPC and remoting subscriptions.
+    fn gather(&self, only: Option<&str>) -> Result<BTreeMap<String, GroupSources>, ApogeeError> {
+        let mut by_group: BTreeMap<String, GroupSources> = BTreeMap::new();
+        let progress = match only {
+            Some(g) => self
+                .consume
+                .group_progress(g)
+                .into_iter()
+                .map(|p| (g.to_string(), p))
+                .collect(),
+            None => self.consume.all_progress(),
+        };
+        for (group, p) in progress {
+            by_group.entry(group).or_default().progress.push(p);
+        }
+        for (q, offset) in committed_offsets(&self.consume.store, only)? {
+            let committed = &mut by_group.entry(q.group).or_default().committed;
+            committed.insert((q.topic, q.queue_id), offset);
+        }
+        let sessions = match only {
+            Some(g) => self.sessions.clients_of_group(g),
+            None => self.sessions.list(),
+        };
+        for s in sessions {
+            if let Some(group) = s.group {
+                by_group
+                    .entry(group)
+                    .or_default()
+                    .subscribed
+                    .extend(s.topics);
+            }
+        }
+        for (group, topics) in &self.remoting_subscriptions {
+            if only.is_none_or(|g| g == group) {
+                let subscribed = &mut by_group.entry(group.clone()).or_default().subscribed;
+                subscribed.extend(topics.iter().cloned());
+            }
+        }
+        Ok(by_group)
+    }
+
+    /// The lag of `group` from what it has here (the one place the sources are merged).
+    fn lag_from(
+        &self,
+        group: &str,
+        sources: GroupSources,
+        now_ms: i64,
+    ) -> Result<Vec<QueueLag>, ApogeeError> {
+        let named = sources
+            .progress
+            .iter()
+            .map(|p| &p.topic)
+            .chain(sources.committed.keys().map(|(topic, _)| topic))
+            .chain(&sources.subscribed);
+        let topics = self.held(named);
+        let start = self.groups.start_after_ms(group, now_ms);
+        self.consume
+            .lag_of(sources.progress, &sources.committed, &topics, start)
+    }
+
     /// Every queue of `group` on this broker (see the module doc); `extra_topics` are
     /// consumed topics the caller knows of besides the ones this broker does.
     pub fn group_lag(
@@ -145,50 +236,21 @@ impl LagSources<'_> {
         group: &str,
         extra_topics: &[String],
     ) -> Result<Vec<QueueLag>, ApogeeError> {
-        let progress = self.consume.group_progress(group);
-        let subscribed: Vec<String> = self
-            .sessions
-            .clients_of_group(group)
-            .into_iter()
-            .flat_map(|s| s.topics)
-            .collect();
-        let named = progress
-            .iter()
-            .map(|p| &p.topic)
-            .chain(&subscribed)
-            .chain(extra_topics);
-        let topics = self.held(named);
-        let start = self.groups.start_after_ms(group, now_ms());
-        self.consume.lag_of(progress, &topics, start)
+        let mut sources = self.gather(Some(group))?.remove(group).unwrap_or_default();
+        sources.subscribed.extend(extra_topics.iter().cloned());
+        self.lag_from(group, sources, now_ms())
     }
 
-    /// The lag of every group that consumes on this broker (it has progress here or live
-    /// clients), by group; for the metrics.
+    /// The lag of every group that consumes on this broker (it has progress or committed
+    /// offsets here, or live gRPC or remoting members), by group; for the metrics.
     pub fn all_lags(&self) -> Result<Vec<(String, Vec<QueueLag>)>, ApogeeError> {
-        let mut progress: HashMap<String, Vec<QueueProgress>> = HashMap::new();
-        for (group, p) in self.consume.all_progress() {
-            progress.entry(group).or_default().push(p);
-        }
-        let mut subscribed: HashMap<String, Vec<String>> = HashMap::new();
-        for s in self.sessions.list() {
-            if let Some(group) = s.group {
-                subscribed.entry(group).or_default().extend(s.topics);
-            }
-        }
-        let groups: BTreeSet<String> = progress.keys().chain(subscribed.keys()).cloned().collect();
         let now = now_ms();
-        let mut out = Vec::with_capacity(groups.len());
-        for group in groups {
-            let progress = progress.remove(&group).unwrap_or_default();
-            let named = progress
-                .iter()
-                .map(|p| &p.topic)
-                .chain(subscribed.get(&group).into_iter().flatten());
-            let topics = self.held(named);
-            let start = self.groups.start_after_ms(&group, now);
-            let lags = self.consume.lag_of(progress, &topics, start)?;
-            out.push((group, lags));
-        }
-        Ok(out)
+        self.gather(None)?
+            .into_iter()
+            .map(|(group, sources)| {
+                let lags = self.lag_from(&group, sources, now)?;
+                Ok((group, lags))
+            })
+            .collect()
     }
 }

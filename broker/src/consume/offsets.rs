@@ -1,13 +1,14 @@
 //! Offset-based consumption's stored state and queue lookups, one function each, shared by
 //! both transports: a consumer group's committed offset per queue (gRPC UpdateOffset and
 //! GetOffset, remoting's UPDATE_CONSUMER_OFFSET, QUERY_CONSUMER_OFFSET and a pull's commit
-//! bit), a queue checked against its topic, and a queue's offsets by position or time
-//! (gRPC QueryOffset, remoting's GET_MIN_OFFSET, GET_MAX_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP
-//! and GET_EARLIEST_MSG_STORETIME).
+//! bit), the committed offsets of a group or of every group (the lag reads them,
+//! `crate::consume::lag`), a queue checked against its topic, and a queue's offsets by
+//! position or time (gRPC QueryOffset, remoting's GET_MIN_OFFSET, GET_MAX_OFFSET,
+//! SEARCH_OFFSET_BY_TIMESTAMP and GET_EARLIEST_MSG_STORETIME).
 
 use crate::consume::values::{decode_offset, encode_offset};
-use crate::store::keys::consumer_offset_key;
-use crate::store::{Cf, KvBatch, MessageStore};
+use crate::store::keys::{consumer_offset_key, put_name, QueueKey};
+use crate::store::{prefix_end, Cf, KvBatch, MessageStore};
 use crate::topics::TopicTable;
 use apogee_proto::{limits, ApogeeError};
 
@@ -55,6 +56,38 @@ pub fn committed_offset(
     };
     let (min, _) = queue_bounds(store, topic, queue)?;
     Ok(Some(offset.max(min)))
+}
+
+/// Every offset committed by `group`, or by every group with `None`, as stored (not raised
+/// to the queue's oldest message): the queue (group, topic, queue id) and the offset, in key
+/// order. The consume engine stores its groups' acknowledged offsets here too.
+pub fn committed_offsets(
+    store: &MessageStore,
+    group: Option<&str>,
+) -> Result<Vec<(QueueKey, u64)>, ApogeeError> {
+    let (from, to) = match group {
+        Some(g) => {
+            let mut prefix = Vec::with_capacity(g.len() + 2);
+            put_name(&mut prefix, g);
+            let end = prefix_end(&prefix);
+            (prefix, end)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let rows = store
+        .kv()
+        .scan(Cf::ConsumerOffset, &from, &to, usize::MAX)
+        .map_err(ApogeeError::from)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let decoded = QueueKey::decode_offset_key(&key).zip(decode_offset(&value));
+            if decoded.is_none() {
+                tracing::warn!("skipping an unreadable committed offset (key {key:02x?})");
+            }
+            decoded
+        })
+        .collect())
 }
 
 /// Stores `offset` as `group`'s offset for a queue (0 up to the queue's end).

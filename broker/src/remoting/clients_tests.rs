@@ -369,3 +369,75 @@ async fn remoting_clients_are_listed_beside_grpc_ones_and_in_their_groups() {
     assert_eq!(members[0].client_id, "c1");
     assert_eq!(members[0].topics, vec![TOPIC.to_string()]);
 }
+
+#[tokio::test]
+async fn live_members_subscriptions_are_listed_by_group_without_retry_topics() {
+    let r = remote(2);
+    let a = r.connect();
+    let body = serde_json::json!({
+        "clientID": "a",
+        "consumerDataSet": [{"groupName": GROUP, "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING", "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet": [
+                {"topic": TOPIC, "subString": "*"},
+                {"topic": format!("%RETRY%{GROUP}"), "subString": "*"}
+            ]}]
+    });
+    let request = RemotingCommand::request(code::HEART_BEAT).with_body(body.to_string());
+    heartbeat(&r.broker, &a.conn, &Caller::default(), &request);
+    let b = r.connect();
+    r.beat(&b, "b", &[GROUP, "others"], "*");
+    let clients = r.broker.remoting_clients();
+    let topics = std::collections::BTreeSet::from([TOPIC.to_string()]);
+    assert_eq!(
+        clients.subscribed_topics(),
+        std::collections::BTreeMap::from([
+            (GROUP.to_string(), topics.clone()),
+            ("others".to_string(), topics),
+        ])
+    );
+    b.conn.close();
+    let groups: Vec<String> = clients.subscribed_topics().into_keys().collect();
+    assert_eq!(
+        groups,
+        vec![GROUP],
+        "a closed connection's groups no longer count"
+    );
+}
+
+#[tokio::test]
+async fn a_remoting_consumers_commits_and_subscriptions_are_its_lag() {
+    let r = remote(2);
+    let c = r.connect();
+    r.beat(&c, "c1", &[GROUP], "*");
+    r.store(0, "a", 5).await;
+    r.store(1, "b", 3).await;
+    let lag_of = |group: &str| {
+        r.broker
+            .lag_sources()
+            .group_lag(group, &[])
+            .unwrap()
+            .into_iter()
+            .map(|q| (q.lag(), q))
+            .map(|(lag, q)| (q.topic, q.queue_id, q.consumer_offset, lag))
+            .collect::<Vec<_>>()
+    };
+    let orders = |queue: u32, at: u64, lag: u64| (TOPIC.to_string(), queue, at, lag);
+    // Subscribed, nothing committed: from the first message (not its retry topic).
+    assert_eq!(lag_of(GROUP), vec![orders(0, 0, 5), orders(1, 0, 3)]);
+    crate::consume::offsets::commit_offset(r.broker.store(), GROUP, TOPIC, 0, 2).unwrap();
+    assert_eq!(lag_of(GROUP), vec![orders(0, 2, 3), orders(1, 0, 3)]);
+
+    // A pull consumer that commits without heartbeats counts as well, in the metrics too.
+    crate::consume::offsets::commit_offset(r.broker.store(), "pullers", TOPIC, 1, 3).unwrap();
+    assert_eq!(lag_of("pullers"), vec![orders(0, 0, 5), orders(1, 3, 0)]);
+    let groups: Vec<String> = r
+        .broker
+        .lag_sources()
+        .all_lags()
+        .unwrap()
+        .into_iter()
+        .map(|(group, _)| group)
+        .collect();
+    assert_eq!(groups, vec!["pullers".to_string(), GROUP.to_string()]);
+}

@@ -1,8 +1,9 @@
 //! The remoting clients' table: who is connected over the remoting protocol, one entry per
 //! connection (client id, language, version, producer groups, consumer groups with their
 //! subscriptions, last heartbeat), kept by the remoting handlers (`crate::remoting::clients`)
-//! and read by the check-backs, the group descriptions, `apogee clients list` and the
-//! metrics. It imports nothing of the broker's services, so the broker can hold it.
+//! and read by the check-backs, the group descriptions, `apogee clients list`, the
+//! consumer lag (the topics a group's members subscribe) and the metrics. It imports
+//! nothing of the broker's services, so the broker can hold it.
 //!
 //! A client silent for [`CLIENT_EXPIRY_MS`] (RocketMQ's channel expiry; clients beat every
 //! 30 s) no longer counts as a member. The table lives in memory only: after a restart
@@ -402,6 +403,19 @@ impl RemotingClients {
             .cloned()
     }
 
+    /// The topics the live members of each consumer group subscribe, without retry topics
+    /// (group -> topics; for the consumer lag).
+    pub fn subscribed_topics(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let now = now_ms();
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for e in self.by_connection.read().values().filter(|e| e.live(now)) {
+            for (group, m) in &e.client.consumer_groups {
+                out.entry(group.clone()).or_default().extend(m.topics());
+            }
+        }
+        out
+    }
+
     /// The live clients, sorted by client id (for `apogee clients list`, group descriptions
     /// and metrics).
     pub fn list(&self) -> Vec<RemotingClient> {
@@ -493,5 +507,9 @@ impl crate::metrics::RemotingClientList for RemotingClients {
                 consumer_groups: c.consumer_groups.into_keys().collect(),
             })
             .collect()
+    }
+
+    fn subscribed_topics(&self) -> BTreeMap<String, BTreeSet<String>> {
+        RemotingClients::subscribed_topics(self)
     }
 }
