@@ -352,6 +352,13 @@ impl BrokerMetrics {
         registered(&self.registry, outcomes.rollbacks.clone());
     }
 
+    /// Exposes `apogee_remoting_malformed_frames_total`, read from the remoting transport's
+    /// count at each scrape.
+    pub fn register_remoting_frames(&self, frames: apogee_server::remoting::MalformedFrames) {
+        apogee_server::remoting::register_malformed_frames_metric(&self.registry, frames)
+            .expect("metric names are unique");
+    }
+
     /// Reads every gauge from the src's state.
     fn refresh(&self, src: &Sources) {
         let g = &self.gauges;

@@ -88,6 +88,9 @@ pub async fn serve_with(
         config.remoting.clone(),
         &auth,
     );
+    broker
+        .metrics()
+        .register_remoting_frames(bootstrap.remoting_malformed_frames());
     // A remoting listener of its own is bound now: a port it cannot have fails the start.
     bootstrap
         .bind_remoting()

@@ -167,6 +167,7 @@ pub async fn serve(
         &auth,
     );
     bootstrap.bind_remoting().await?;
+    metrics.register_remoting_frames(bootstrap.remoting_malformed_frames())?;
 
     let expiry_task = expiry::spawn(
         registry.clone(),

@@ -212,6 +212,17 @@ impl NameServerMetrics {
     }
 }
 
+impl NameServerMetrics {
+    /// Exposes `apogee_remoting_malformed_frames_total`, read from the remoting transport's
+    /// count at each scrape.
+    pub fn register_remoting_frames(
+        &self,
+        frames: apogee_server::remoting::MalformedFrames,
+    ) -> prometheus::Result<()> {
+        apogee_server::remoting::register_malformed_frames_metric(&self.registry, frames)
+    }
+}
+
 /// The NameServer as its operations endpoint sees it.
 pub struct NameServerOps {
     pub metrics: Arc<NameServerMetrics>,
@@ -258,5 +269,39 @@ impl OpsSource for NameServerOps {
             return Err("shutting down".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apogee_server::remoting::MalformedFrames;
+    use prometheus::Encoder;
+
+    /// The sample of `apogee_remoting_malformed_frames_total`, in the text exposition.
+    fn malformed_frames_sample(metrics: &NameServerMetrics) -> Option<String> {
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&metrics.registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("apogee_remoting_malformed_frames_total{"))
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn the_remoting_malformed_frame_count_is_exported_once_registered() {
+        let metrics = NameServerMetrics::new("127.0.0.1:9876").unwrap();
+        assert_eq!(malformed_frames_sample(&metrics), None);
+        let frames = MalformedFrames::default();
+        metrics.register_remoting_frames(frames.clone()).unwrap();
+        let sample = malformed_frames_sample(&metrics).expect("exported");
+        assert!(sample.contains("node_type=\"nameserver\""), "{sample}");
+        assert!(sample.ends_with(" 0"), "{sample}");
+        frames.add_one();
+        let sample = malformed_frames_sample(&metrics).expect("exported");
+        assert!(sample.ends_with(" 1"), "{sample}");
     }
 }
