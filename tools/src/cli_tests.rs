@@ -1,6 +1,8 @@
 //! Parser and dispatch tests of the `apogee` command line.
 
 use super::*;
+use crate::messaging::TxnEnd;
+use crate::schedule::Delivery;
 use clap::error::ErrorKind;
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {

@@ -26,7 +26,8 @@
 //! - [`tls_args`]: the global TLS flags every connection uses (and the hint when a
 //!   plain-text run meets a TLS server).
 //! - [`duration`]: the one parser of every duration flag.
-//! - [`cli`]: the clap definitions and the command dispatcher.
+//! - [`cli`]: the clap definitions and the command dispatcher; [`cli_messaging`]: the
+//!   arguments of `send` and `consume`.
 
 pub mod access;
 pub mod admin;
@@ -34,6 +35,7 @@ pub mod bench;
 pub mod broker_config;
 pub mod broker_status;
 pub mod cli;
+pub mod cli_messaging;
 pub mod clients;
 pub mod config_import;
 pub mod controller;
