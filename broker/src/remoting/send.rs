@@ -9,6 +9,13 @@
 //! `CHECK_IMMUNITY_TIME_IN_SECONDS` when given); the other properties are user properties.
 //! A zlib body (sys flag compressed) is stored inflated.
 //!
+//! A send to a group's retry topic `%RETRY%<group>` is a push consumer's failed message (its
+//! fallback when CONSUMER_SEND_MSG_BACK failed): it is stored as a send-back's copy is
+//! (`send_back::store_retry`), in the retry topic after its delay level (`DELAY`) or in the
+//! dead-letter topic once its `reconsumeTimes` reach `maxReconsumeTimes`, for a caller that
+//! may consume the group on the topic its `RETRY_TOPIC` names. A batch to a retry topic and
+//! a send to any other system topic are refused.
+//!
 //! The answer: SUCCESS (FLUSH_SLAVE_TIMEOUT when stored but not replicated) with `msgId`
 //! the offset message id (this broker's address the client reached and the record's
 //! commit-log offset; comma separated for a batch, as RocketMQ), `queueId`, `queueOffset`,
@@ -16,8 +23,12 @@
 //! `TRACE_ON`; or the error's response code.
 
 use super::args::{self, BadArgument};
+use super::offsets::{authorize_sub, refused};
+use super::send_back::{store_retry, Copied, RetryDecision};
+use crate::produce::validate::{self, SendLimits};
 use crate::produce::{Outgoing, Sender};
 use crate::services::Broker;
+use crate::store::{NewMessage, StoredMessage};
 use apogee_proto::auth::acl::{Action, ResourceKind};
 use apogee_proto::message_id;
 use apogee_proto::remoting::codes::{request as req, response, response_code_of};
@@ -26,7 +37,7 @@ use apogee_proto::remoting::message::{
 };
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::v2::{Encoding, MessageType};
-use apogee_proto::ApogeeError;
+use apogee_proto::{limits, names, ApogeeError};
 use apogee_server::remoting::{Caller, RemotingConnection};
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -52,6 +63,8 @@ pub struct SendHeader {
     pub flag: i32,
     pub properties: Properties,
     pub reconsume_times: i32,
+    /// A send to a retry topic: the reconsume times before its dead letter, when given.
+    pub max_reconsume_times: Option<i32>,
     pub batch: bool,
 }
 
@@ -75,6 +88,7 @@ impl SendHeader {
                 request.ext(name("properties", "i")).unwrap_or(""),
             ),
             reconsume_times: args::optional(request, name("reconsumeTimes", "j"))?.unwrap_or(0),
+            max_reconsume_times: args::optional(request, name("maxReconsumeTimes", "l"))?,
             batch: request.code == req::SEND_BATCH_MESSAGE
                 || args::optional(request, name("batch", "m"))?.unwrap_or(false),
         })
@@ -202,29 +216,32 @@ fn messages(
             })
             .collect();
     }
-    let body = if header.sys_flag & sys_flag::COMPRESSED != 0 {
-        match message::inflate(&body, header.sys_flag, max_body_bytes) {
-            Ok(inflated) => Bytes::from(inflated),
-            Err(message::MessageCodecError::InflatedTooLarge(_)) => {
-                return Err(ApogeeError::MessageBodyTooLarge {
-                    size: max_body_bytes + 1,
-                    limit: max_body_bytes,
-                })
-            }
-            Err(e) => return Err(ApogeeError::BadRequest(format!("the compressed body: {e}"))),
-        }
-    } else {
-        body
-    };
     Ok(vec![outgoing(
         &header.topic,
         header.queue_id,
         header.born_timestamp,
         born_host,
         header.properties.clone(),
-        body,
+        inflated(header, body, max_body_bytes)?,
         now_ms,
     )?])
+}
+
+/// The body of a single message as sent: inflated when its sys flag says compressed.
+fn inflated(header: &SendHeader, body: Bytes, max_body_bytes: usize) -> Result<Bytes, ApogeeError> {
+    if header.sys_flag & sys_flag::COMPRESSED == 0 {
+        return Ok(body);
+    }
+    match message::inflate(&body, header.sys_flag, max_body_bytes) {
+        Ok(inflated) => Ok(Bytes::from(inflated)),
+        Err(message::MessageCodecError::InflatedTooLarge(_)) => {
+            Err(ApogeeError::MessageBodyTooLarge {
+                size: max_body_bytes + 1,
+                limit: max_body_bytes,
+            })
+        }
+        Err(e) => Err(ApogeeError::BadRequest(format!("the compressed body: {e}"))),
+    }
 }
 
 /// Answers SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE.
@@ -238,6 +255,9 @@ pub async fn send_message(
         Ok(h) => h,
         Err(bad) => return bad.answer(&request),
     };
+    if header.topic.starts_with(names::RETRY_PREFIX) {
+        return send_to_retry_topic(broker, conn, caller, &request, &header).await;
+    }
     if let Err(e) = caller.authorize(&[(ResourceKind::Topic, &header.topic)], Action::Pub) {
         return RemotingCommand::error(&request, response_code_of(&e), e.to_string());
     }
@@ -264,19 +284,16 @@ pub async fn send_message(
                 .iter()
                 .map(|&off| offset_message_id(store_host, off as i64))
                 .collect();
-            let mut answer = RemotingCommand::response_to(
-                &request,
-                code,
-                sent.not_replicated.as_ref().map(ToString::to_string),
-            )
-            .with_ext("msgId", ids.join(","))
-            .with_ext("queueId", header.queue_id)
-            .with_ext(
-                "queueOffset",
+            let mut answer = stored_answer(
+                RemotingCommand::response_to(
+                    &request,
+                    code,
+                    sent.not_replicated.as_ref().map(ToString::to_string),
+                ),
+                &ids.join(","),
+                header.queue_id,
                 sent.receipts.first().map_or(0, |r| r.queue_offset),
-            )
-            .with_ext(property::MSG_REGION, REGION)
-            .with_ext(property::TRACE_ON, "true");
+            );
             if let Some(id) = &sent.transaction_id {
                 answer = answer.with_ext("transactionId", id);
             }
@@ -292,6 +309,177 @@ pub async fn send_message(
             RemotingCommand::error(&request, response_code_of(&e), e.to_string())
         }
     }
+}
+
+/// `answer` with what every stored send's answer names: the message ids, the queue and the
+/// queue offset, the region and the trace switch.
+fn stored_answer(
+    answer: RemotingCommand,
+    ids: &str,
+    queue_id: i32,
+    queue_offset: u64,
+) -> RemotingCommand {
+    answer
+        .with_ext("msgId", ids)
+        .with_ext("queueId", queue_id)
+        .with_ext("queueOffset", queue_offset)
+        .with_ext(property::MSG_REGION, REGION)
+        .with_ext(property::TRACE_ON, "true")
+}
+
+/// Properties of a failed message sent to a retry topic that the retry decides instead
+/// (its delay, its type).
+const RETRY_DECIDES: [&str; 6] = [
+    property::DELAY,
+    property::TRAN_MSG,
+    property::START_DELIVER_TIME,
+    property::TIMER_DELIVER_MS,
+    property::TIMER_DELAY_SEC,
+    property::TIMER_DELAY_MS,
+];
+
+/// A send to `%RETRY%<group>`: the message a consumer of the group failed, as the message
+/// to copy (of the topic its `RETRY_TOPIC` names, counting the header's reconsume times) and
+/// what becomes of it.
+fn failed_message(
+    broker: &Broker,
+    header: &SendHeader,
+    group: &str,
+    body: Bytes,
+    peer: &str,
+) -> Result<(StoredMessage, RetryDecision), ApogeeError> {
+    let mut properties = header.properties.clone();
+    let delay_level = parse_ms(&properties, property::DELAY)?.map_or(0, |level| {
+        level.clamp(i32::MIN.into(), i32::MAX.into()) as i32
+    });
+    properties.retain(|name, _| !RETRY_DECIDES.contains(&name.as_str()));
+    let origin_message_id = properties
+        .get(property::ORIGIN_MESSAGE_ID)
+        .filter(|id| !id.is_empty())
+        .cloned();
+    let now_ms = apogee_proto::time::now_ms();
+    let max_body_bytes = broker.config().max_body_bytes;
+    let sent = outgoing(
+        first_topic(header)?,
+        0,
+        header.born_timestamp,
+        peer,
+        properties,
+        inflated(header, body, max_body_bytes)?,
+        now_ms,
+    )?;
+    validate::message(&SendLimits::of(broker.config()), &sent, now_ms)?;
+    let reconsume_times = u32::try_from(header.reconsume_times).unwrap_or(0);
+    let max = header
+        .max_reconsume_times
+        .map(|n| u32::try_from(n).unwrap_or(0));
+    let decision = RetryDecision::of_sent(
+        broker,
+        group,
+        reconsume_times,
+        delay_level,
+        max,
+        origin_message_id,
+    );
+    let message = NewMessage {
+        topic: sent.topic,
+        queue_id: 0,
+        message_id: sent.message_id,
+        tag: sent.tag,
+        keys: sent.keys,
+        message_group: None,
+        message_type: MessageType::Normal as u8,
+        born_timestamp_ms: sent.born_timestamp_ms.unwrap_or(now_ms),
+        born_host: sent.born_host,
+        delivery_timestamp_ms: None,
+        reconsume_times,
+        properties: sent.properties,
+        internal: Vec::new(),
+        body: sent.body,
+    };
+    let message = StoredMessage {
+        msg: message,
+        queue_offset: 0,
+        log_offset: 0,
+        record_size: 0,
+        store_timestamp_ms: now_ms,
+        body_crc32: 0,
+    };
+    Ok((message, decision))
+}
+
+/// The topic a message sent to a retry topic was first sent to: its `RETRY_TOPIC`, a topic
+/// of clients.
+fn first_topic(header: &SendHeader) -> Result<&str, ApogeeError> {
+    match header.properties.get(property::RETRY_TOPIC) {
+        Some(topic) if !topic.is_empty() && !names::is_system_topic(topic) => Ok(topic),
+        Some(topic) => Err(ApogeeError::BadRequest(format!(
+            "a send to {} names RETRY_TOPIC {topic:?}, not a topic of clients",
+            header.topic
+        ))),
+        None => Err(ApogeeError::BadRequest(format!(
+            "a send to {} lacks the property RETRY_TOPIC (the topic it was first sent to)",
+            header.topic
+        ))),
+    }
+}
+
+/// Answers a send to a group's retry topic: stores the retry or dead-letter copy as
+/// CONSUMER_SEND_MSG_BACK does, answered with the copy's offset message id.
+async fn send_to_retry_topic(
+    broker: &Broker,
+    conn: &RemotingConnection,
+    caller: &Caller,
+    request: &RemotingCommand,
+    header: &SendHeader,
+) -> RemotingCommand {
+    let group = &header.topic[names::RETRY_PREFIX.len()..];
+    if header.batch {
+        let e = ApogeeError::BadRequest(format!(
+            "a batch cannot be sent to the retry topic {}; send its messages one by one",
+            header.topic
+        ));
+        return refused(request, &e);
+    }
+    let checked = limits::validate_group(group)
+        .and_then(|()| first_topic(header))
+        .and_then(|topic| authorize_sub(caller, Some(group), topic));
+    if let Err(e) = checked {
+        return refused(request, &e);
+    }
+    let peer = conn.peer().to_string();
+    let (message, decision) =
+        match failed_message(broker, header, group, request.body.clone(), &peer) {
+            Ok(failed) => failed,
+            Err(e) => return refused(request, &e),
+        };
+    let (log_offset, queue_offset) = match store_retry(broker, &message, &decision).await {
+        Ok(Copied::Retry(at)) => (Some(at.log_offset), at.queue_offset),
+        Ok(Copied::DeadLetter) => dead_letter_of(broker, &message, group),
+        Err(e) => return refused(request, &e),
+    };
+    let id = log_offset.map_or_else(
+        || message.msg.message_id.clone(),
+        |off| offset_message_id(store_host(conn), off as i64),
+    );
+    stored_answer(
+        RemotingCommand::response_to(request, response::SUCCESS, None),
+        &id,
+        0,
+        queue_offset,
+    )
+}
+
+/// Where the dead-letter copy of `message` for `group` is (commit-log and queue offset).
+fn dead_letter_of(broker: &Broker, message: &StoredMessage, group: &str) -> (Option<u64>, u64) {
+    let dlq = names::dlq_topic(group);
+    let found = broker
+        .store()
+        .lookup_all_by_id(&message.msg.message_id, 64)
+        .unwrap_or_default()
+        .into_iter()
+        .rfind(|m| m.msg.topic == dlq);
+    found.map_or((None, 0), |m| (Some(m.log_offset), m.queue_offset))
 }
 
 /// The client id a remoting producer's sends are made under (quotas, a half message's

@@ -12,8 +12,12 @@
 //!   reconsume (`RECONSUME_TIME`), and names its first topic (`RETRY_TOPIC`, which the
 //!   client restores as the message's topic) and first message id (`ORIGIN_MESSAGE_ID`);
 //! - to the group's dead-letter topic `%DLQ%<group>` instead once its reconsume times
-//!   reach `maxReconsumeTimes` (16 when not given), or for a negative delay level, through
-//!   the consume engine's dead-letter writer.
+//!   reach `maxReconsumeTimes`, or for a negative delay level, through the consume engine's
+//!   dead-letter writer. Without `maxReconsumeTimes` (clients before 3.4.9), the group's own:
+//!   its deliveries less one (RocketMQ's `retryMaxTimes`), 16 for a group not created.
+//!
+//! [`store_retry`] stores either copy of a message as a [`RetryDecision`] says; a send-back
+//! and a send to the retry topic (`send.rs`, a push consumer's fallback) both call it.
 
 use super::args::{self, BadArgument};
 use super::convert::message_at;
@@ -21,15 +25,15 @@ use super::offsets::{authorize_sub, refused};
 use crate::consume::dead_letter::{store_dead_letter, DeadLetterOrigin};
 use crate::services::Broker;
 use crate::store::record::internal as prop;
-use crate::store::{NewMessage, StoredMessage};
+use crate::store::{AppendResult, NewMessage, StoredMessage};
 use apogee_proto::remoting::codes::response;
 use apogee_proto::remoting::message::property;
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::v2::MessageType;
 use apogee_proto::{delay_level, names, ApogeeError};
 
-/// Reconsume times before the dead-letter topic when the request names none (RocketMQ's
-/// default `retryMaxTimes` of a subscription group).
+/// Reconsume times before the dead-letter topic when neither the request nor a group names
+/// any (RocketMQ's default `retryMaxTimes` of a subscription group).
 pub const DEFAULT_MAX_RECONSUME_TIMES: u32 = 16;
 
 /// The highest delay level (2 h); a higher one asked for is this one.
@@ -42,7 +46,8 @@ pub struct SendBack {
     pub group: String,
     pub delay_level: i32,
     pub origin_message_id: Option<String>,
-    pub max_reconsume_times: u32,
+    /// As the request gives it; `None`: the group's (see [`max_reconsume_times`]).
+    pub max_reconsume_times: Option<u32>,
 }
 
 impl SendBack {
@@ -58,10 +63,85 @@ impl SendBack {
             origin_message_id: args::optional::<String>(request, "originMsgId")?
                 .filter(|id| !id.is_empty()),
             max_reconsume_times: args::optional::<i64>(request, "maxReconsumeTimes")?
-                .map_or(DEFAULT_MAX_RECONSUME_TIMES, |n| {
-                    n.clamp(0, u32::MAX as i64) as u32
-                }),
+                .map(|n| n.clamp(0, u32::MAX as i64) as u32),
         })
+    }
+}
+
+/// The reconsume times `back` allows: the request's, else the group's deliveries less one,
+/// else [`DEFAULT_MAX_RECONSUME_TIMES`].
+pub fn max_reconsume_times(broker: &Broker, back: &SendBack) -> u32 {
+    reconsume_limit(broker, &back.group, back.max_reconsume_times)
+}
+
+/// The reconsume times a message of `group` is allowed: `asked` when a request gives it,
+/// else the group's deliveries less one, else [`DEFAULT_MAX_RECONSUME_TIMES`].
+pub fn reconsume_limit(broker: &Broker, group: &str, asked: Option<u32>) -> u32 {
+    asked.unwrap_or_else(|| {
+        broker
+            .groups()
+            .get(group)
+            .map_or(DEFAULT_MAX_RECONSUME_TIMES, |g| {
+                g.max_delivery_attempts.saturating_sub(1)
+            })
+    })
+}
+
+/// What becomes of a message a consumer of `group` failed: where it goes ([`next_step`]'s
+/// answer) and what its copy counts and names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryDecision {
+    /// The consumer group that failed it (whose retry or dead-letter topic takes it).
+    pub group: String,
+    pub next: Next,
+    /// The reconsume times its copy carries: the deliveries that failed.
+    pub reconsume_times: u32,
+    /// Its first message id as the consumer names it; a copy that names none yet takes this,
+    /// else the message's own id.
+    pub origin_message_id: Option<String>,
+}
+
+impl RetryDecision {
+    /// What becomes of a message a consumer of `group` sent to the group's retry topic (its
+    /// fallback when a send-back failed): the header's `reconsume_times` already count the
+    /// failed delivery, and so does its copy; `delay_level` is its `DELAY`, `asked_max` the
+    /// header's `maxReconsumeTimes`.
+    pub fn of_sent(
+        broker: &Broker,
+        group: &str,
+        reconsume_times: u32,
+        delay_level: i32,
+        asked_max: Option<u32>,
+        origin_message_id: Option<String>,
+    ) -> RetryDecision {
+        RetryDecision {
+            group: group.to_string(),
+            next: next_step(
+                reconsume_times,
+                delay_level,
+                reconsume_limit(broker, group, asked_max),
+            ),
+            reconsume_times,
+            origin_message_id,
+        }
+    }
+}
+
+impl SendBack {
+    /// What becomes of `message`, the stored message at the request's offset: its copy
+    /// counts one more reconsume.
+    pub fn decide(&self, broker: &Broker, message: &StoredMessage) -> RetryDecision {
+        let reconsumed = message.msg.reconsume_times;
+        RetryDecision {
+            group: self.group.clone(),
+            next: next_step(
+                reconsumed,
+                self.delay_level,
+                max_reconsume_times(broker, self),
+            ),
+            reconsume_times: reconsumed.saturating_add(1),
+            origin_message_id: self.origin_message_id.clone(),
+        }
     }
 }
 
@@ -116,20 +196,20 @@ fn set_property(msg: &mut NewMessage, name: &str, value: String) {
     msg.properties.push((name.to_string(), value));
 }
 
-/// The retry copy of `message` for `group`, due at `due_ms` (still to be turned into its
-/// schedule record).
-pub fn retry_copy(message: &StoredMessage, back: &SendBack, due_ms: i64) -> NewMessage {
+/// The retry copy of `message` as `decision` says, due at `due_ms` (still to be turned into
+/// its schedule record).
+pub fn retry_copy(message: &StoredMessage, decision: &RetryDecision, due_ms: i64) -> NewMessage {
     let mut msg = message.msg.clone();
-    msg.topic = names::retry_topic(&back.group);
+    msg.topic = names::retry_topic(&decision.group);
     msg.queue_id = 0;
-    msg.reconsume_times = message.msg.reconsume_times.saturating_add(1);
+    msg.reconsume_times = decision.reconsume_times;
     // Transaction, schedule and dead-letter markers would mean something to their indexes.
     msg.internal.retain(|(k, _)| k == prop::BODY_ENCODING);
     if user_property(message, property::RETRY_TOPIC).is_none() {
         set_property(&mut msg, property::RETRY_TOPIC, message.msg.topic.clone());
     }
     if user_property(message, property::ORIGIN_MESSAGE_ID).is_none() {
-        let origin = back
+        let origin = decision
             .origin_message_id
             .clone()
             .unwrap_or_else(|| message.msg.message_id.clone());
@@ -164,52 +244,65 @@ pub async fn consumer_send_back(
     if let Err(e) = authorize_sub(caller, Some(&back.group), &message.msg.topic) {
         return refused(request, &e);
     }
-    match send_back(broker, &message, &back).await {
-        Ok(()) => RemotingCommand::success(request),
+    match store_retry(broker, &message, &back.decide(broker, &message)).await {
+        Ok(_) => RemotingCommand::success(request),
         Err(e) => refused(request, &e),
     }
 }
 
-/// Stores the retry or dead-letter copy of `message`.
-pub async fn send_back(
+/// Where [`store_retry`] stored a copy.
+#[derive(Clone, Copy, Debug)]
+pub enum Copied {
+    /// The retry copy's waiting record in the schedule.
+    Retry(AppendResult),
+    /// The dead-letter copy (written now, or found written before).
+    DeadLetter,
+}
+
+/// Stores the retry or dead-letter copy of `message` as `decision` says: the one place a
+/// failed message is copied, for a send-back (a stored message) and for a send to the retry
+/// topic (the message sent).
+pub async fn store_retry(
     broker: &Broker,
     message: &StoredMessage,
-    back: &SendBack,
-) -> Result<(), ApogeeError> {
-    let reconsumed = message.msg.reconsume_times;
-    match next_step(reconsumed, back.delay_level, back.max_reconsume_times) {
+    decision: &RetryDecision,
+) -> Result<Copied, ApogeeError> {
+    match decision.next {
         Next::DeadLetter => {
             let origin = DeadLetterOrigin {
-                group: &back.group,
+                group: &decision.group,
                 topic: origin_topic(message),
                 queue_id: message.msg.queue_id,
                 queue_offset: message.queue_offset,
-                attempts: reconsumed.saturating_add(1),
+                attempts: decision.reconsume_times,
             };
             store_dead_letter(broker.store(), broker.topics(), message, &origin).await?;
-            Ok(())
+            Ok(Copied::DeadLetter)
         }
         Next::Retry { level } => {
-            let retry = names::retry_topic(&back.group);
+            let retry = names::retry_topic(&decision.group);
             broker.topics().ensure_system_topic(&retry, 1)?;
             let delay = delay_level::delay_of(level).unwrap_or_default();
             let due_ms = apogee_proto::time::now_ms()
                 .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-            let mut copy = retry_copy(message, back, due_ms);
+            let mut copy = retry_copy(message, decision, due_ms);
             let schedule = broker.schedule();
             schedule.check_delivery_time(&copy)?;
             schedule.to_waiting(&mut copy);
-            broker
+            let stored = broker
                 .store()
                 .append_internal(vec![copy])
                 .await
                 .map_err(ApogeeError::from)?;
             schedule.stored([due_ms]);
             tracing::debug!(
-                group = %back.group, topic = %message.msg.topic, level,
-                reconsume_times = reconsumed + 1, "sent back to {retry}"
+                group = %decision.group, topic = %message.msg.topic, level,
+                reconsume_times = decision.reconsume_times, "sent back to {retry}"
             );
-            Ok(())
+            let at = stored.into_iter().next().ok_or_else(|| {
+                ApogeeError::Internal(format!("no record of the retry copy in {retry}"))
+            })?;
+            Ok(Copied::Retry(at))
         }
     }
 }
