@@ -226,6 +226,7 @@ impl NameServerLink {
             } else {
                 0
             },
+            serves_remoting: self.config.remoting.enabled,
         }
     }
 

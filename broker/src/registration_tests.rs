@@ -284,6 +284,7 @@ async fn the_registration_names_the_remoting_listener_and_the_queues_of_topics_c
         .registration(&topics, &groups);
     assert_eq!(sent.remoting_endpoint, "");
     assert_eq!(sent.auto_create_queue_count, 0);
+    assert!(sent.serves_remoting);
 
     // Its own listener: the advertised host with that port; creation on send: its queues.
     config.remoting.listen = "0.0.0.0:10921".into();
@@ -297,10 +298,11 @@ async fn the_registration_names_the_remoting_listener_and_the_queues_of_topics_c
     topics.set_auto_create(false);
     assert_ne!(link.data_version(&topics, &groups), before);
 
-    // A disabled remoting section registers no listener.
+    // A disabled remoting section registers no listener, and that it serves no remoting.
     config.remoting.enabled = false;
     let sent = NameServerLink::new(&config, None)
         .unwrap()
         .registration(&topics, &groups);
     assert_eq!(sent.remoting_endpoint, "");
+    assert!(!sent.serves_remoting);
 }

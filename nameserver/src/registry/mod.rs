@@ -70,6 +70,8 @@ struct Member {
     remoting_endpoint: String,
     /// The queue count of topics it creates on send; 0: it creates none.
     auto_create_queue_count: i32,
+    /// Whether it serves remoting clients (remoting routes list only those that do).
+    serves_remoting: bool,
     /// The role recorded: as registered, except a master registration of an older epoch
     /// than the group's newest, recorded as a slave (controller mode).
     role: BrokerRole,
@@ -198,6 +200,7 @@ impl Registry {
             endpoint: req.endpoint.clone(),
             remoting_endpoint: req.remoting_endpoint.clone(),
             auto_create_queue_count: req.auto_create_queue_count.max(0),
+            serves_remoting: req.serves_remoting,
             role,
             controller_mode: req.controller_mode,
             master_epoch: if req.controller_mode {

@@ -91,6 +91,7 @@ impl Presented<'_> {
             master_epoch: m.master_epoch,
             remoting_endpoint: m.remoting_endpoint.clone(),
             auto_create_queue_count: m.auto_create_queue_count,
+            serves_remoting: m.serves_remoting,
         }
     }
 }

@@ -84,7 +84,7 @@ impl NameServerRemoting {
             .registry
             .cluster_info()
             .iter()
-            .map(route::broker_data)
+            .filter_map(route::broker_data)
             .collect();
         RemotingCommand::success(request).with_body(json::cluster_info(&groups))
     }

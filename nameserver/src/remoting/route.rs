@@ -5,7 +5,8 @@
 //! (the master 0, slaves their ids) at their remoting addresses: the member's own remoting
 //! listener when it registered one, else its gRPC endpoint (remoting shares that listener).
 //! A client sends to the master only and pulls from the master, or from a slave while the
-//! group has no master.
+//! group has no master. Members that serve no remoting (`[remoting] enabled = false`) are left
+//! out, and a group none of whose live members serves it has no queues in the route.
 //!
 //! Which topics have a route: the topics brokers host and the groups' retry and dead-letter
 //! topics (a push consumer subscribes to its group's `%RETRY%` topic), never a lite topic's
@@ -19,6 +20,7 @@ use crate::registry::{Placement, Registry};
 use apogee_proto::cluster::{BrokerGroup, BrokerMember, TopicConfig};
 use apogee_proto::names;
 use apogee_proto::v2::{MessageType, Permission};
+use std::collections::BTreeMap;
 
 /// RocketMQ's default topic: the route a producer sends a topic not created yet along.
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
@@ -57,17 +59,20 @@ fn remoting_address(member: &BrokerMember) -> String {
     }
 }
 
-/// A broker group's members by broker id at their remoting addresses.
-pub fn broker_data(group: &BrokerGroup) -> BrokerData {
-    BrokerData {
+/// A broker group's members that serve remoting, by broker id at their remoting addresses;
+/// `None` when none does.
+pub fn broker_data(group: &BrokerGroup) -> Option<BrokerData> {
+    let addrs: BTreeMap<i64, String> = group
+        .members
+        .iter()
+        .filter(|m| m.serves_remoting)
+        .map(|m| (m.broker_id, remoting_address(m)))
+        .collect();
+    (!addrs.is_empty()).then(|| BrokerData {
         cluster: group.cluster_name.clone(),
         broker_name: group.broker_name.clone(),
-        addrs: group
-            .members
-            .iter()
-            .map(|m| (m.broker_id, remoting_address(m)))
-            .collect(),
-    }
+        addrs,
+    })
 }
 
 /// RocketMQ's permission bits of a topic (unspecified: read and write).
@@ -86,11 +91,11 @@ fn is_fifo(config: &TopicConfig) -> bool {
 
 /// The route of a topic hosted by `placements`.
 fn route_of(placements: &[Placement]) -> Option<TopicRouteData> {
-    if placements.is_empty() {
-        return None;
-    }
     let mut route = TopicRouteData::default();
     for p in placements {
+        let Some(brokers) = p.to_proto().group.as_ref().and_then(broker_data) else {
+            continue;
+        };
         let queues = p.config.queue_count.max(0);
         route.queue_datas.push(QueueData {
             broker_name: p.group.broker_name.clone(),
@@ -99,7 +104,10 @@ fn route_of(placements: &[Placement]) -> Option<TopicRouteData> {
             perm: perm_of(&p.config),
             topic_sys_flag: 0,
         });
-        route.broker_datas.push(broker_data(&p.to_proto().group?));
+        route.broker_datas.push(brokers);
+    }
+    if route.queue_datas.is_empty() {
+        return None;
     }
     // An ordered (FIFO) topic: producers keep to these queues.
     if placements.iter().any(|p| is_fifo(&p.config)) {
@@ -120,9 +128,12 @@ fn auto_create_route(groups: &[BrokerGroup]) -> Option<TopicRouteData> {
         let Some(master) = group.members.iter().find(|m| m.broker_id == 0) else {
             continue;
         };
-        if master.auto_create_queue_count <= 0 {
+        if master.auto_create_queue_count <= 0 || !master.serves_remoting {
             continue;
         }
+        let Some(brokers) = broker_data(group) else {
+            continue;
+        };
         route.queue_datas.push(QueueData {
             broker_name: group.broker_name.clone(),
             read_queue_nums: master.auto_create_queue_count,
@@ -131,7 +142,7 @@ fn auto_create_route(groups: &[BrokerGroup]) -> Option<TopicRouteData> {
             perm: perm::READ | perm::WRITE | perm::INHERIT,
             topic_sys_flag: 0,
         });
-        route.broker_datas.push(broker_data(group));
+        route.broker_datas.push(brokers);
     }
     (!route.queue_datas.is_empty()).then_some(route)
 }
@@ -148,6 +159,7 @@ mod tests {
         id: i64,
         remoting: &'a str,
         auto_create: i32,
+        serves: bool,
         topics: Vec<TopicConfig>,
     }
 
@@ -159,6 +171,7 @@ mod tests {
             endpoint: format!("{}-{}:10911", m.broker, m.id),
             remoting_endpoint: m.remoting.into(),
             auto_create_queue_count: m.auto_create,
+            serves_remoting: m.serves,
             role: if m.id == 0 {
                 BrokerRole::AsyncMaster
             } else {
@@ -198,6 +211,7 @@ mod tests {
                 id: 0,
                 remoting: "",
                 auto_create: 0,
+                serves: true,
                 topics: t(),
             },
         );
@@ -208,6 +222,7 @@ mod tests {
                 id: 1,
                 remoting: "",
                 auto_create: 0,
+                serves: true,
                 topics: t(),
             },
         );
@@ -218,6 +233,7 @@ mod tests {
                 id: 0,
                 remoting: "b-0:10921",
                 auto_create: 0,
+                serves: true,
                 topics: vec![TopicConfig {
                     permission: Permission::Read as i32,
                     ..topic("orders", 2)
@@ -265,6 +281,7 @@ mod tests {
                 id: 2,
                 remoting: "",
                 auto_create: 0,
+                serves: true,
                 topics: vec![topic("t", 1)],
             },
         );
@@ -286,6 +303,7 @@ mod tests {
                 id: 0,
                 remoting: "",
                 auto_create: 0,
+                serves: true,
                 topics: vec![fifo.clone()],
             },
         );
@@ -296,6 +314,7 @@ mod tests {
                 id: 0,
                 remoting: "",
                 auto_create: 0,
+                serves: true,
                 topics: vec![fifo],
             },
         );
@@ -321,6 +340,7 @@ mod tests {
                 id: 0,
                 remoting: "",
                 auto_create: 0,
+                serves: true,
                 topics,
             },
         );
@@ -343,6 +363,7 @@ mod tests {
                 id: 0,
                 remoting: "",
                 auto_create: 8,
+                serves: true,
                 topics: vec![],
             },
         );
@@ -353,6 +374,7 @@ mod tests {
                 id: 1,
                 remoting: "",
                 auto_create: 8,
+                serves: true,
                 topics: vec![],
             },
         );
@@ -363,6 +385,7 @@ mod tests {
                 id: 0,
                 remoting: "",
                 auto_create: 0,
+                serves: true,
                 topics: vec![],
             },
         );
@@ -374,6 +397,7 @@ mod tests {
                 id: 1,
                 remoting: "",
                 auto_create: 4,
+                serves: true,
                 topics: vec![],
             },
         );
@@ -392,5 +416,43 @@ mod tests {
             route.broker_datas[0].addrs,
             addrs(&[(0, "a-0:10911"), (1, "a-1:10911")])
         );
+    }
+
+    #[test]
+    fn members_that_serve_no_remoting_are_left_out_of_remoting_routes() {
+        let reg = registry();
+        let member = |broker, id, serves| Member {
+            broker,
+            id,
+            remoting: "",
+            auto_create: 8,
+            serves,
+            topics: vec![topic("orders", 4)],
+        };
+        // Group a: the master serves remoting, its slave does not. Group b serves none.
+        register(&reg, member("a", 0, true));
+        register(&reg, member("a", 1, false));
+        register(&reg, member("b", 0, false));
+        let route = topic_route(&reg, "orders").expect("a route through a");
+        assert_eq!(route.queue_datas.len(), 1);
+        assert_eq!(route.queue_datas[0].broker_name, "a");
+        assert_eq!(route.broker_datas.len(), 1);
+        assert_eq!(route.broker_datas[0].addrs, addrs(&[(0, "a-0:10911")]));
+        let auto = topic_route(&reg, AUTO_CREATE_TOPIC).expect("a creates topics");
+        assert_eq!(auto.broker_datas.len(), 1);
+        assert_eq!(auto.broker_datas[0].broker_name, "a");
+
+        // A topic only b hosts has no remoting route at all.
+        reg.register(&RegisterBrokerRequest {
+            cluster_name: "c".into(),
+            broker_name: "b".into(),
+            endpoint: "b-0:10911".into(),
+            role: BrokerRole::AsyncMaster as i32,
+            topics: vec![topic("only-b", 2)],
+            data_version: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(topic_route(&reg, "only-b").is_none());
     }
 }

@@ -15,6 +15,7 @@ fn registry() -> Arc<Registry> {
             broker_name: broker.into(),
             broker_id: id,
             endpoint: format!("127.0.0.1:{}", 10911 + id),
+            serves_remoting: true,
             role: if id == 0 {
                 BrokerRole::AsyncMaster
             } else {
