@@ -3,13 +3,15 @@
 //! request's serialization, and the connection goes on; a malformed frame (a truncated
 //! length, a header longer than its frame, an unknown serialization type, a frame over
 //! `[remoting] max_frame_bytes`) closes its own connection only: another remoting
-//! connection, a gRPC client, and a message acknowledged before are still served.
+//! connection, a gRPC client, and a message acknowledged before are still served; the
+//! broker's `/metrics` counts each such connection in
+//! `apogee_remoting_malformed_frames_total` (and the clean closes not).
 
 use crate::remoting_support::{
     assert_unknown_code_answered, closed_by_server, frame_with_header_word, OrPanic, BINARY, JSON,
 };
 use apogee_client::{FilterExpression, Message, Producer, SimpleConsumer};
-use apogee_tests::{wait_until, BrokerSpec, Cluster};
+use apogee_tests::{http, wait_until, BrokerSpec, Cluster};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -21,6 +23,23 @@ const MAX_FRAME_BYTES: u32 = 8 * 1024 * 1024;
 
 async fn connect(addr: &str) -> TcpStream {
     TcpStream::connect(addr).await.or_panic("a TCP connection")
+}
+
+/// `apogee_remoting_malformed_frames_total` on the `/metrics` of `http_addr`.
+async fn malformed_frames_metric(http_addr: &str) -> f64 {
+    let (status, body) = http::get(http_addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .or_panic("the exposition parses");
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "apogee_remoting_malformed_frames_total")
+        .unwrap_or_else(|| panic!("no apogee_remoting_malformed_frames_total in {body}"));
+    match sample.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("apogee_remoting_malformed_frames_total is {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,8 +119,12 @@ async fn a_malformed_frame_closes_only_its_own_connection() {
     // A remoting connection open through all of it.
     let mut steady = connect(&addr).await;
     assert_unknown_code_answered(&mut steady, JSON, 1).await;
+    let http_addr = cluster.broker_http_addr("b1").to_string();
+    assert_eq!(malformed_frames_metric(&http_addr).await, 0.0);
 
-    for (i, bad) in bad_frames().into_iter().enumerate() {
+    let frames = bad_frames();
+    let bad_count = frames.len();
+    for (i, bad) in frames.into_iter().enumerate() {
         let mut conn = connect(&addr).await;
         conn.write_all(&bad.bytes)
             .await
@@ -121,6 +144,13 @@ async fn a_malformed_frame_closes_only_its_own_connection() {
             .unwrap_or_else(|e| panic!("a gRPC send after {}: {e}", bad.what));
         acknowledged.insert(after.message_id);
     }
+    // The server counts a connection before it closes it; the connections closed by their
+    // clients after an answer are not counted.
+    assert_eq!(
+        malformed_frames_metric(&http_addr).await,
+        bad_count as f64,
+        "apogee_remoting_malformed_frames_total after {bad_count} bad frames"
+    );
 
     let consumer = SimpleConsumer::connect(
         cluster.client_config(),
