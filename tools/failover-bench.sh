@@ -31,14 +31,8 @@ trap stop_all EXIT
 
 apogee() { "$bin/apogee" --nameserver "$ns" "$@"; }
 
-# cpu_ticks PID...: user + system clock ticks the processes spent so far.
-cpu_ticks() {
-  local total=0 p
-  for p in "$@"; do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
+# shellcheck source=tools/standalone.sh
+. tools/standalone.sh
 
 # start MODE DIR: a NameServer and two brokers of group "bg" in MODE (static | controller).
 start() {

@@ -54,15 +54,6 @@ stop_peer() {
 }
 trap 'stop_broker; stop_peer' EXIT
 
-# CPU ticks (user + system) of the given processes so far.
-cpu_ticks() {
-  local t=0 p
-  for p in "$@"; do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
-
 # bench NAME NAMESRV SCENARIO BATCH PIDS...: PRODUCERS benchmark clients at once; writes
 # $out/NAME.json with the totals.
 bench() {

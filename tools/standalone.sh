@@ -1,5 +1,6 @@
 # Sourced by the benchmark scripts in tools/: start and stop one standalone broker (NameServer
-# and broker in one process, on the standalone ports 9876, 10911 and 5557).
+# and broker in one process, on the standalone ports 9876, 10911 and 5557), and read what CPU
+# processes spent.
 #
 # Set before calling: bin (the directory of the binaries), broker_log (where its output goes).
 # start_broker sets broker_pid and ready_secs (seconds from start to /readyz answering 200).
@@ -30,4 +31,13 @@ start_broker() {
   done
   echo "the broker did not become ready; see $broker_log" >&2
   exit 1
+}
+
+# cpu_ticks PID...: user + system clock ticks the processes spent so far.
+cpu_ticks() {
+  local total=0 p
+  for p in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
 }

@@ -36,6 +36,17 @@ fn back_request(offset: u64, level: i32, max: i32) -> RemotingCommand {
         .with_ext("maxReconsumeTimes", max)
 }
 
+/// `w` waits in the schedule for `%RETRY%readers`, due at delay level 3 (10 s) from now.
+fn assert_waits_for_the_retry_topic_at_level_3(w: &crate::store::NewMessage) {
+    assert_eq!(w.internal(prop::SCHED_TOPIC), Some("%RETRY%readers"));
+    let due: i64 = w.internal(prop::SCHED_DUE).unwrap().parse().unwrap();
+    let delay = due - apogee_proto::time::now_ms();
+    assert!(
+        (5_000..=10_000).contains(&delay),
+        "level 3 is 10 s: {delay} ms"
+    );
+}
+
 /// Every record stored with the test message's id, by topic.
 fn copies(t: &TestRemote) -> Vec<StoredMessage> {
     t.broker.store().lookup_all_by_id(ID, 16).unwrap()
@@ -125,13 +136,7 @@ async fn a_failed_message_waits_in_the_schedule_for_the_retry_topic() {
         .collect();
     assert_eq!(waiting.len(), 1);
     let w = &waiting[0].msg;
-    assert_eq!(w.internal(prop::SCHED_TOPIC), Some("%RETRY%readers"));
-    let due: i64 = w.internal(prop::SCHED_DUE).unwrap().parse().unwrap();
-    let delay = due - apogee_proto::time::now_ms();
-    assert!(
-        (5_000..=10_000).contains(&delay),
-        "level 3 is 10 s: {delay} ms"
-    );
+    assert_waits_for_the_retry_topic_at_level_3(w);
     assert_eq!(w.reconsume_times, 1);
     assert_eq!(&w.body[..], b"work");
     assert_eq!(w.tag.as_deref(), Some("TagA"));
@@ -254,13 +259,7 @@ async fn a_send_to_the_retry_topic_waits_in_the_schedule_like_a_send_back() {
     let answer = t.call(retry_send(0, 16)).await;
     let w = answered_record(&t, &answer).msg;
     assert_eq!(w.topic, names::SCHEDULE_TOPIC);
-    assert_eq!(w.internal(prop::SCHED_TOPIC), Some("%RETRY%readers"));
-    let due: i64 = w.internal(prop::SCHED_DUE).unwrap().parse().unwrap();
-    let delay = due - apogee_proto::time::now_ms();
-    assert!(
-        (5_000..=10_000).contains(&delay),
-        "level 3 is 10 s: {delay} ms"
-    );
+    assert_waits_for_the_retry_topic_at_level_3(&w);
     assert_eq!(
         t.broker.topics().get("%RETRY%readers").unwrap().queue_count,
         1
