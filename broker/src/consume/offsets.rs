@@ -7,8 +7,8 @@
 //! SEARCH_OFFSET_BY_TIMESTAMP and GET_EARLIEST_MSG_STORETIME).
 
 use crate::consume::values::{decode_offset, encode_offset};
-use crate::store::keys::{consumer_offset_key, put_name, QueueKey};
-use crate::store::{prefix_end, Cf, KvBatch, MessageStore};
+use crate::store::keys::{consumer_offset_key, group_offsets_range, QueueKey};
+use crate::store::{Cf, KvBatch, MessageStore};
 use crate::topics::TopicTable;
 use apogee_proto::{limits, ApogeeError};
 
@@ -65,15 +65,7 @@ pub fn committed_offsets(
     store: &MessageStore,
     group: Option<&str>,
 ) -> Result<Vec<(QueueKey, u64)>, ApogeeError> {
-    let (from, to) = match group {
-        Some(g) => {
-            let mut prefix = Vec::with_capacity(g.len() + 2);
-            put_name(&mut prefix, g);
-            let end = prefix_end(&prefix);
-            (prefix, end)
-        }
-        None => (Vec::new(), Vec::new()),
-    };
+    let (from, to) = group.map(group_offsets_range).unwrap_or_default();
     let rows = store
         .kv()
         .scan(Cf::ConsumerOffset, &from, &to, usize::MAX)

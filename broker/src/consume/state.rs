@@ -672,7 +672,13 @@ impl ConsumeEngine {
 
     /// Drops all consume state of a deleted group.
     pub fn forget_group(&self, group: &str) -> Result<(), ApogeeError> {
-        self.forget(|k| k.group == group)
+        self.forget(|k| k.group == group)?;
+        // Also the offsets committed in queues this engine never loaded (offset-based
+        // consumers: remoting pulls, UpdateOffset), so a group made again starts afresh.
+        let (from, to) = crate::store::keys::group_offsets_range(group);
+        let mut batch = KvBatch::new();
+        batch.delete_range(Cf::ConsumerOffset, from, to);
+        self.kv.write(batch).map_err(internal)
     }
 
     fn forget(&self, pred: impl Fn(&QueueKey) -> bool) -> Result<(), ApogeeError> {

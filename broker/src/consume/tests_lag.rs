@@ -322,3 +322,19 @@ async fn a_group_with_only_remoting_members_counts_their_topics_from_where_it_wo
     assert_eq!(lags.len(), QUEUES as usize);
     assert_eq!(total(&lags), 0, "{lags:?}");
 }
+
+#[tokio::test]
+async fn forgetting_a_group_drops_the_offsets_it_committed_in_queues_never_loaded() {
+    let b = broker_with(100).await;
+    offsets::commit_offset(&b.store, "pull", "t", 7, 10).unwrap();
+    offsets::commit_offset(&b.store, "pull", "t", 2, 4).unwrap();
+    offsets::commit_offset(&b.store, "pull-2", "t", 7, 5).unwrap();
+    b.engine.forget_group("pull").unwrap();
+    assert!(offsets::committed_offsets(&b.store, Some("pull"))
+        .unwrap()
+        .is_empty());
+    // A group whose name starts with the other's keeps its own.
+    let kept = offsets::committed_offsets(&b.store, Some("pull-2")).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].1, 5);
+}

@@ -437,6 +437,14 @@ pub fn consumer_offset_key(group: &str, topic: &str, queue_id: u32) -> Vec<u8> {
     QueueKey::new(group, topic, queue_id).prefix()
 }
 
+/// The key range `[from, to)` of every consumer offset of `group` in `consumer_offset`.
+pub fn group_offsets_range(group: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut from = Vec::with_capacity(2 + group.len());
+    put_name(&mut from, group);
+    let to = prefix_end(&from);
+    (from, to)
+}
+
 // ---- topic_config, group_config ----------------------------------------------------------
 
 /// The `topic_config` or `group_config` key of a topic or group.
