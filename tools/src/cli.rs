@@ -692,4 +692,4 @@ fn expand_mqadmin_alias(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
 
 #[cfg(test)]
 #[path = "cli_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -148,3 +148,7 @@ fn property(s: &str) -> Result<(String, String), String> {
         _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
 }
+
+#[cfg(test)]
+#[path = "cli_messaging_tests.rs"]
+mod tests;

@@ -46,7 +46,7 @@ pub struct SendBack {
     pub group: String,
     pub delay_level: i32,
     pub origin_message_id: Option<String>,
-    /// As the request gives it; `None`: the group's (see [`max_reconsume_times`]).
+    /// As the request gives it; `None`: the group's (see [`reconsume_limit`]).
     pub max_reconsume_times: Option<u32>,
 }
 
@@ -66,12 +66,22 @@ impl SendBack {
                 .map(|n| n.clamp(0, u32::MAX as i64) as u32),
         })
     }
-}
 
-/// The reconsume times `back` allows: the request's, else the group's deliveries less one,
-/// else [`DEFAULT_MAX_RECONSUME_TIMES`].
-pub fn max_reconsume_times(broker: &Broker, back: &SendBack) -> u32 {
-    reconsume_limit(broker, &back.group, back.max_reconsume_times)
+    /// What becomes of `message`, the stored message at the request's offset: its copy
+    /// counts one more reconsume.
+    pub fn decide(&self, broker: &Broker, message: &StoredMessage) -> RetryDecision {
+        let reconsumed = message.msg.reconsume_times;
+        RetryDecision {
+            group: self.group.clone(),
+            next: next_step(
+                reconsumed,
+                self.delay_level,
+                reconsume_limit(broker, &self.group, self.max_reconsume_times),
+            ),
+            reconsume_times: reconsumed.saturating_add(1),
+            origin_message_id: self.origin_message_id.clone(),
+        }
+    }
 }
 
 /// The reconsume times a message of `group` is allowed: `asked` when a request gives it,
@@ -123,24 +133,6 @@ impl RetryDecision {
             ),
             reconsume_times,
             origin_message_id,
-        }
-    }
-}
-
-impl SendBack {
-    /// What becomes of `message`, the stored message at the request's offset: its copy
-    /// counts one more reconsume.
-    pub fn decide(&self, broker: &Broker, message: &StoredMessage) -> RetryDecision {
-        let reconsumed = message.msg.reconsume_times;
-        RetryDecision {
-            group: self.group.clone(),
-            next: next_step(
-                reconsumed,
-                self.delay_level,
-                max_reconsume_times(broker, self),
-            ),
-            reconsume_times: reconsumed.saturating_add(1),
-            origin_message_id: self.origin_message_id.clone(),
         }
     }
 }

@@ -93,13 +93,6 @@ fn arguments_are_read_with_their_defaults() {
 #[tokio::test]
 async fn reconsume_times_are_the_requests_else_the_groups_else_sixteen() {
     let t = test_remote();
-    let back = |group: &str, max: Option<u32>| SendBack {
-        log_offset: 0,
-        group: group.into(),
-        delay_level: 0,
-        origin_message_id: None,
-        max_reconsume_times: max,
-    };
     t.broker
         .groups()
         .create(apogee_proto::group::GroupConfig {
@@ -107,10 +100,10 @@ async fn reconsume_times_are_the_requests_else_the_groups_else_sixteen() {
             ..apogee_proto::group::GroupConfig::with_defaults("strict")
         })
         .unwrap();
-    assert_eq!(max_reconsume_times(&t.broker, &back("strict", Some(9))), 9);
-    assert_eq!(max_reconsume_times(&t.broker, &back("strict", None)), 3);
+    assert_eq!(reconsume_limit(&t.broker, "strict", Some(9)), 9);
+    assert_eq!(reconsume_limit(&t.broker, "strict", None), 3);
     assert_eq!(
-        max_reconsume_times(&t.broker, &back("unknown", None)),
+        reconsume_limit(&t.broker, "unknown", None),
         DEFAULT_MAX_RECONSUME_TIMES
     );
 }
