@@ -126,12 +126,22 @@ for i in $(seq 0 $((brokers - 1))); do
     "$out/scale-broker-$i.log"
 done
 
+# ns_metric NAME: one counter of the NameServer's /metrics.
+ns_metric() {
+  curl -fs "http://$ns_http/metrics" |
+    awk -v m="$1" '{ name = $1; sub(/\{.*/, "", name) } name == m { printf "%.0f", $2 }'
+}
+
 # create KIND COUNT ARGS...: COUNT `apogee KIND create scale-KIND-N ARGS...`, PARALLEL at
-# once; prints the seconds they took and the CPU seconds the NameServer and the brokers spent
-# meanwhile. Failures are kept in $out/create-KIND.log.
+# once; prints the seconds they took, the CPU seconds the NameServer and the brokers spent
+# meanwhile, and the registrations (with their MiB) the NameServer received meanwhile (a
+# broker registers again, with all its topics and groups, when they change). Failures are
+# kept in $out/create-KIND.log.
 create() {
-  local kind=$1 count=$2 t0 ns0 b0
+  local kind=$1 count=$2 t0 ns0 b0 r0 rb0
   shift 2
+  r0=$(ns_metric apogee_nameserver_registrations_total)
+  rb0=$(ns_metric apogee_nameserver_registration_bytes_total)
   ns0=$(cpu_ticks "$ns_pid")
   b0=$(cpu_ticks "${broker_pids[@]}")
   t0=$(now_ns)
@@ -143,10 +153,14 @@ create() {
   fi
   python3 -c "print(f'{($(now_ns) - $t0) / 1e9:.1f}', \
     f'{($(cpu_ticks "$ns_pid") - $ns0) / $(getconf CLK_TCK):.1f}', \
-    f'{($(cpu_ticks "${broker_pids[@]}") - $b0) / $(getconf CLK_TCK):.1f}')"
+    f'{($(cpu_ticks "${broker_pids[@]}") - $b0) / $(getconf CLK_TCK):.1f}', \
+    $(ns_metric apogee_nameserver_registrations_total) - $r0, \
+    f'{($(ns_metric apogee_nameserver_registration_bytes_total) - $rb0) / 2**20:.0f}')"
 }
-read -r topic_secs topic_ns_cpu topic_broker_cpu < <(create topic "$topics" --queues "$queues")
-read -r group_secs group_ns_cpu group_broker_cpu < <(create group "$groups")
+read -r topic_secs topic_ns_cpu topic_broker_cpu topic_regs topic_reg_mib \
+  < <(create topic "$topics" --queues "$queues")
+read -r group_secs group_ns_cpu group_broker_cpu group_regs group_reg_mib \
+  < <(create group "$groups")
 listed_topics=$(apogee -o jsonl topic list | wc -l)
 listed_groups=$(apogee -o jsonl group list | grep -c '"scale-group-' || true)
 if ((listed_topics < topics || listed_groups != groups)); then
@@ -230,9 +244,10 @@ rate() { python3 -c "print(f'{$1 / $2:.0f}')"; }
 echo "$brokers broker groups, $parallel CLI invocations at once:"
 echo "  $topics topics of $queues queues created in $topic_secs s" \
   "($(rate "$topics" "$topic_secs")/s); CPU meanwhile: NameServer $topic_ns_cpu s," \
-  "brokers $topic_broker_cpu s"
+  "brokers $topic_broker_cpu s; $topic_regs registrations of $topic_reg_mib MiB"
 echo "  $groups groups created in $group_secs s ($(rate "$groups" "$group_secs")/s);" \
-  "CPU meanwhile: NameServer $group_ns_cpu s, brokers $group_broker_cpu s"
+  "CPU meanwhile: NameServer $group_ns_cpu s, brokers $group_broker_cpu s;" \
+  "$group_regs registrations of $group_reg_mib MiB"
 echo "RSS after creating: $rss_after_create; after the pages: NameServer" \
   "$(rss_mib "$ns_pid") MiB, brokers $(broker_rss) MiB"
 echo
