@@ -74,7 +74,6 @@ trap stop_all EXIT
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 now_ns() { date +%s%N; }
-ms_since() { python3 -c "print(f'{($(now_ns) - $1) / 1e6:.0f}')"; }
 
 # wait_ready NAME PID HTTP_ADDR LOG: until GET /readyz answers 200 (at most 60 s), while the
 # process runs.
