@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages Apogee's build needs on Debian/Ubuntu, when
 # they are missing: a C++ compiler and clang/libclang (RocksDB is built from
-# source by the rocksdb crate), and curl for the README's tour. protoc is not
-# needed: the build brings its own.
+# source by the rocksdb crate), curl for the README's tour, and what some integration
+# tests drive (nftables, iproute2, docker-compose, chromium). protoc is not needed: the
+# build brings its own.
 set -euo pipefail
 
 missing=()
@@ -19,6 +20,10 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missi
 # docker-compose: the deploy kit's test checks the compose layout with `docker-compose config`
 # (no daemon needed).
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
+# chromium and chromedriver: the web console's browser tests (tests/src/browser.rs) drive a
+# headless Chromium through WebDriver (under CI they fail rather than skip without them).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "dev-setup: installing ${missing[*]}" >&2

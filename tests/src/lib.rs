@@ -1,6 +1,8 @@
 //! apogee-tests: the harness the integration tests under `tests/` use to run
 //! real Apogee processes.
 //!
+//! - [`browser`]: a headless Chromium driven through WebDriver, for the web console's
+//!   browser tests (skipped without it, except under CI).
 //! - [`bins`]: finds the `apogee-nameserver`, `apogee-broker` and `apogee`
 //!   binaries next to the test executable (or in `APOGEE_BIN_DIR`).
 //! - [`process`]: one child process with its output captured to a log file,
@@ -33,6 +35,7 @@
 
 pub mod access;
 pub mod bins;
+pub mod browser;
 pub mod certs;
 pub mod checker;
 pub mod cli;

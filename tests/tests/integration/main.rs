@@ -58,6 +58,9 @@
 //! - [`config_import`]: `apogee config import` turns a RocketMQ broker.conf into a
 //!   TOML `apogee-broker --check-config` accepts; bad values exit 1 naming key and line;
 //!   ACLs on give authentication on and the steps (secret files, plain_acl.yml's users).
+//! - [`console_browser`]: the web console in a headless Chromium (WebDriver): sign-in, a
+//!   topic created, a test message sent and found by key, a group's lag, an offset reset, a
+//!   dead letter resent, the rates charts (skipped without Chromium, except under CI).
 //! - [`consumer_groups`]: retries with the group's backoff, FIFO message groups,
 //!   auto-renew receives, forwarding to the dead-letter queue, body encoding and digest.
 //! - [`consumer_lag`]: lag counts every queue of every topic a group consumes, on every
@@ -119,6 +122,7 @@ mod cli_nameservers;
 mod client_failover;
 mod cluster_trust;
 mod config_import;
+mod console_browser;
 mod consumer_groups;
 mod consumer_lag;
 mod controller_cli;
