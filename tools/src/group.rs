@@ -272,6 +272,23 @@ impl Admin {
             .into_inner();
         Ok(resp.groups)
     }
+
+    /// A group's settings, its progress per queue (with the total lag and in-flight count)
+    /// and its live clients, as `group describe` shows them.
+    pub async fn describe_group(&self, name: &str) -> ToolResult<GroupDescription> {
+        check_name(name)?;
+        let resp = self
+            .admin
+            .clone()
+            .describe_group(self.req(cluster::DescribeGroupRequest {
+                group: name.to_string(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(self.err(None))?
+            .into_inner();
+        Ok(description(resp))
+    }
 }
 
 /// Applies the settings given to an existing group on every broker group.
@@ -368,18 +385,7 @@ pub async fn run(admin: &Admin, cmd: &GroupCommand, f: Format) -> ToolResult<Str
             Ok(render_list(&rows, f))
         }
         GroupCommand::Describe { name } => {
-            check_name(name)?;
-            let resp = admin
-                .admin
-                .clone()
-                .describe_group(admin.req(cluster::DescribeGroupRequest {
-                    group: name.clone(),
-                    ..Default::default()
-                }))
-                .await
-                .map_err(admin.err(None))?
-                .into_inner();
-            Ok(render_description(&description(resp), f))
+            Ok(render_description(&admin.describe_group(name).await?, f))
         }
     }
 }
