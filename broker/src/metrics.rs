@@ -14,6 +14,7 @@
 //! parent and group, creations, expirations, evictions) are labelled by parent and group only.
 
 mod lite;
+pub mod traffic;
 
 use crate::consume::lag::LagSources;
 use crate::consume::lite::LiteRegistry;
@@ -63,6 +64,8 @@ pub struct BrokerMetrics {
     throughput_out: IntCounterVec,
     dead_lettered: IntCounterVec,
     gauges: Gauges,
+    /// Messages in and out per 10 s over the last hour, read from the counters above.
+    traffic: Arc<traffic::TrafficSampler>,
 }
 
 /// What is read from live state at each scrape.
@@ -256,14 +259,35 @@ impl BrokerMetrics {
             lite: lite::LiteGauges::new(&r),
         };
         apogee_server::ops::register_process_metrics(&r).expect("valid metric");
+        let messages_in = counter(
+            &r,
+            "rocketmq_messages_in_total",
+            "Messages sent to this broker and stored.",
+            &topic_type,
+        );
+        let messages_out = counter(
+            &r,
+            "rocketmq_messages_out_total",
+            "Messages delivered to consumers (receives and pulls; redeliveries count again).",
+            &topic_group,
+        );
+        let untracked = registered(
+            &r,
+            prometheus::IntCounter::new(
+                "apogee_traffic_untracked_samples_total",
+                "Samples of message counters with traffic left out of the traffic history \
+                 because it tracks its maximum of series already.",
+            )
+            .expect("valid metric"),
+        );
+        let traffic = Arc::new(traffic::TrafficSampler::new(
+            messages_in.clone(),
+            messages_out.clone(),
+            untracked,
+        ));
         Arc::new(BrokerMetrics {
             rpc_latency: apogee_server::ops::rpc_latency(&r).expect("valid metric"),
-            messages_in: counter(
-                &r,
-                "rocketmq_messages_in_total",
-                "Messages sent to this broker and stored.",
-                &topic_type,
-            ),
+            messages_in,
             throughput_in: counter(
                 &r,
                 "rocketmq_throughput_in_total",
@@ -282,12 +306,7 @@ impl BrokerMetrics {
                 )
                 .expect("valid metric"),
             ),
-            messages_out: counter(
-                &r,
-                "rocketmq_messages_out_total",
-                "Messages delivered to consumers (receives and pulls; redeliveries count again).",
-                &topic_group,
-            ),
+            messages_out,
             throughput_out: counter(
                 &r,
                 "rocketmq_throughput_out_total",
@@ -301,6 +320,7 @@ impl BrokerMetrics {
                 &topic_group,
             ),
             gauges,
+            traffic,
             registry: r,
             scraping: parking_lot::Mutex::new(()),
         })
@@ -337,6 +357,11 @@ impl BrokerMetrics {
         self.throughput_out
             .with_label_values(&labels)
             .inc_by(bytes as u64);
+    }
+
+    /// The traffic history, read from the message counters (`traffic`).
+    pub fn traffic(&self) -> &Arc<traffic::TrafficSampler> {
+        &self.traffic
     }
 
     /// A message of `topic` dead-lettered for `group`.

@@ -188,6 +188,8 @@ struct BackgroundTasks {
     /// check-backs, scheduled delivery, renewals and dead letters and in-sync refresh, a
     /// slave's replication loop.
     roles: JoinHandle<()>,
+    /// The traffic history's sampler (`crate::metrics::traffic`).
+    traffic: JoinHandle<()>,
 }
 
 fn start_background_tasks(broker: &Arc<Broker>) -> BackgroundTasks {
@@ -199,6 +201,7 @@ fn start_background_tasks(broker: &Arc<Broker>) -> BackgroundTasks {
     BackgroundTasks {
         registration,
         roles: broker.spawn_roles(),
+        traffic: broker.metrics().traffic().clone().spawn(broker.closing()),
     }
 }
 
@@ -304,5 +307,6 @@ async fn serve_until_shutdown(
 async fn shut_down(broker: &Broker, tasks: BackgroundTasks) {
     let _ = tasks.registration.await;
     let _ = tasks.roles.await;
+    let _ = tasks.traffic.await;
     broker.store().shutdown();
 }

@@ -562,6 +562,12 @@ impl Admin for FakeBroker {
     ) -> Result<Response<apogee_proto::cluster::ElectMasterResponse>, Status> {
         Err(Status::unimplemented("fake broker"))
     }
+    async fn traffic_history(
+        &self,
+        _r: Request<apogee_proto::cluster::TrafficHistoryRequest>,
+    ) -> Result<Response<apogee_proto::cluster::TrafficHistoryResponse>, Status> {
+        Err(Status::unimplemented("fake broker"))
+    }
 }
 
 #[tokio::test]
@@ -735,7 +741,7 @@ async fn create_topic_fans_out_to_the_master_and_updates_routes() {
     assert_eq!(sent.len(), 1);
     assert_eq!((sent[0].max_delivery_attempts, sent[0].fifo), (16, true));
     let listed = admin
-        .list_groups(apogee_proto::cluster::ListGroupsRequest {})
+        .list_groups(apogee_proto::cluster::ListGroupsRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -103,6 +103,9 @@ pub enum Command {
     /// Producers and consumers connected to the cluster.
     #[command(subcommand)]
     Clients(crate::clients::ClientsCommand),
+    /// Traffic over the last hour, from the brokers' own counters.
+    #[command(subcommand)]
+    Stats(crate::traffic::StatsCommand),
     /// Send messages (now, or scheduled with --delay, --deliver-at or --delay-level).
     Send(SendArgs),
     /// Receive, print and acknowledge messages (with --nack: leave them unacknowledged, to be
@@ -447,6 +450,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         Command::Dlq(cmd) => return crate::dlq::run(&cli.admin()?, cmd, f, out).await,
         Command::Group(cmd) => crate::group::run(&cli.admin()?, cmd, f).await?,
         Command::Clients(cmd) => crate::clients::run(&cli.admin()?, cmd, f).await?,
+        Command::Stats(cmd) => crate::traffic::run(&cli.admin()?, cmd, f).await?,
         Command::Lite(cmd) => crate::lite::run(&cli.admin()?, cmd, f).await?,
         Command::User(cmd) => crate::access::run_user(&cli.admin()?, cmd, f).await?,
         Command::Acl(cmd) => crate::access::run_acl(&cli.admin()?, cmd, f).await?,

@@ -3,12 +3,14 @@
 //! backoff, FIFO), managed through a NameServer, which applies them on every
 //! broker group's master. `describe` shows per queue the broker offset, the
 //! group's committed offset, the lag (messages not yet acknowledged), what is
-//! in flight and when the group last consumed, and the group's live clients.
+//! in flight and when the group last consumed, and the group's live clients. `list --lag`
+//! adds every group's total lag and in-flight count ([`Admin::group_lags`]), largest lag
+//! first.
 
 use crate::admin::Admin;
 use crate::duration::parse_duration;
 use crate::error::{ToolError, ToolResult};
-use crate::output::{render_list, Format};
+use crate::output::{render_list, Format, TableRow};
 use apogee_proto::cluster;
 use apogee_proto::group::{GroupConfig, LiteBinding, RetryPolicy, MAX_DELIVERY_ATTEMPTS};
 use apogee_proto::group_convert::retry_to_proto;
@@ -41,7 +43,12 @@ pub enum GroupCommand {
         name: String,
     },
     /// List every consumer group.
-    List,
+    List {
+        /// Add each group's lag (messages not acknowledged) and in-flight count over every
+        /// broker group, largest lag first.
+        #[arg(long)]
+        lag: bool,
+    },
     /// A group's settings, its progress per queue (offsets, lag, in flight, last consume
     /// time) and its connected clients.
     Describe {
@@ -261,16 +268,64 @@ fn changed_config(
     Ok((&config).into())
 }
 
+/// A group as `group list --lag` shows it: its config and how far behind it is.
+#[derive(Clone, Debug, serde::Serialize, PartialEq)]
+pub struct GroupLagRow {
+    #[serde(flatten)]
+    pub group: GroupRow,
+    /// Messages stored and not acknowledged, over every queue it consumes.
+    pub lag: u64,
+    /// Deliveries handed out and not acknowledged.
+    pub inflight: u64,
+}
+
+impl TableRow for GroupLagRow {
+    fn headers() -> Vec<&'static str> {
+        let mut h = GroupRow::headers();
+        h.insert(1, "LAG");
+        h.insert(2, "IN FLIGHT");
+        h
+    }
+    fn cells(&self) -> Vec<String> {
+        let mut c = self.group.cells();
+        c.insert(1, self.lag.to_string());
+        c.insert(2, self.inflight.to_string());
+        c
+    }
+}
+
 impl Admin {
-    async fn group_listings(&self) -> ToolResult<Vec<cluster::GroupSummary>> {
+    async fn group_listings(&self, with_lag: bool) -> ToolResult<Vec<cluster::GroupSummary>> {
         let resp = self
             .admin
             .clone()
-            .list_groups(self.req(cluster::ListGroupsRequest {}))
+            .list_groups(self.req(cluster::ListGroupsRequest { with_lag }))
             .await
             .map_err(self.err(None))?
             .into_inner();
         Ok(resp.groups)
+    }
+
+    /// Every group with its lag and in-flight count summed over every broker group (each
+    /// broker group's master computes all its groups' in one pass), largest lag first, then
+    /// by name.
+    pub async fn group_lags(&self) -> ToolResult<Vec<GroupLagRow>> {
+        let mut rows: Vec<GroupLagRow> = self
+            .group_listings(true)
+            .await?
+            .into_iter()
+            .map(|g| GroupLagRow {
+                group: group_row(&g.config.unwrap_or_default(), g.broker_names),
+                lag: g.lag,
+                inflight: g.inflight,
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.lag
+                .cmp(&a.lag)
+                .then_with(|| a.group.group.cmp(&b.group.group))
+        });
+        Ok(rows)
     }
 
     /// A group's settings, its progress per queue (with the total lag and in-flight count)
@@ -294,7 +349,7 @@ impl Admin {
 /// Applies the settings given to an existing group on every broker group.
 async fn update(admin: &Admin, name: &str, settings: &GroupSettings) -> ToolResult<GroupRow> {
     let current = admin
-        .group_listings()
+        .group_listings(false)
         .await?
         .into_iter()
         .find_map(|g| g.config.filter(|c| c.name == name))
@@ -374,9 +429,10 @@ pub async fn run(admin: &Admin, cmd: &GroupCommand, f: Format) -> ToolResult<Str
             };
             Ok(crate::output::render_one(&row, f))
         }
-        GroupCommand::List => {
+        GroupCommand::List { lag: true } => Ok(render_list(&admin.group_lags().await?, f)),
+        GroupCommand::List { lag: false } => {
             let mut rows: Vec<GroupRow> = admin
-                .group_listings()
+                .group_listings(false)
                 .await?
                 .into_iter()
                 .map(|g| group_row(&g.config.unwrap_or_default(), g.broker_names))

@@ -8,6 +8,8 @@
 //! - [`controller`]: `controller status` and `broker elect`, asked of the NameServers'
 //!   controller of automatic failover.
 //! - [`clients`]: `clients list`, the connected producers and consumers.
+//! - [`traffic`]: `stats traffic`, messages in and out per topic and group over the last
+//!   hour.
 //! - [`reset_offset`]: `group reset-offset` (a dry-run plan unless `--execute`).
 //! - [`txn`]: listing and resolving transactions (`apogee txn ...`).
 //! - [`schedule`]: scheduled sends, `message recall` and `schedule list`.
@@ -56,6 +58,7 @@ pub mod rocketmq_state;
 pub mod schedule;
 pub mod tls_args;
 pub mod topic_status;
+pub mod traffic;
 pub mod txn;
 pub mod views;
 

@@ -49,6 +49,13 @@ impl QueueLag {
     }
 }
 
+/// A group's lag and in-flight deliveries summed over every queue it consumes here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LagTotals {
+    pub lag: u64,
+    pub inflight: u64,
+}
+
 /// Topic name -> queue count: the topics a group consumes here.
 pub type ConsumedTopics = BTreeMap<String, u32>;
 
@@ -239,6 +246,22 @@ impl LagSources<'_> {
         let mut sources = self.gather(Some(group))?.remove(group).unwrap_or_default();
         sources.subscribed.extend(extra_topics.iter().cloned());
         self.lag_from(group, sources, now_ms())
+    }
+
+    /// Every group's lag summed over its queues, from one pass over all of them
+    /// ([`Self::all_lags`]): `apogee group list --lag`.
+    pub fn all_totals(&self) -> Result<BTreeMap<String, LagTotals>, ApogeeError> {
+        Ok(self
+            .all_lags()?
+            .into_iter()
+            .map(|(group, queues)| {
+                let totals = queues.iter().fold(LagTotals::default(), |t, q| LagTotals {
+                    lag: t.lag + q.lag(),
+                    inflight: t.inflight + q.inflight as u64,
+                });
+                (group, totals)
+            })
+            .collect())
     }
 
     /// The lag of every group that consumes on this broker (it has progress or committed

@@ -321,9 +321,10 @@ impl Admin for AdminServer {
 
     async fn list_groups(
         &self,
-        _req: Request<cluster::ListGroupsRequest>,
+        req: Request<cluster::ListGroupsRequest>,
     ) -> Result<Response<cluster::ListGroupsResponse>, Status> {
-        Ok(Response::new(admin_groups::list(&self.broker)))
+        let r = admin_groups::list(&self.broker, req.into_inner()).await?;
+        Ok(Response::new(r))
     }
 
     async fn describe_group(
@@ -453,5 +454,13 @@ impl Admin for AdminServer {
         Err(Status::unimplemented(
             "a master is elected by the controller in the NameServers: ask one (apogee broker elect)",
         ))
+    }
+
+    async fn traffic_history(
+        &self,
+        req: Request<cluster::TrafficHistoryRequest>,
+    ) -> Result<Response<cluster::TrafficHistoryResponse>, Status> {
+        let traffic = self.broker.metrics().traffic();
+        Ok(Response::new(traffic.history(req.get_ref())))
     }
 }

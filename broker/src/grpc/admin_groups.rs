@@ -5,16 +5,20 @@
 //! and when the group last consumed, plus the group's clients with a live
 //! Telemetry session to this broker. The queues are every queue of every topic
 //! the group consumes here or the request names ([`crate::consume::lag`]),
-//! also the ones it never received from.
+//! also the ones it never received from. The list carries, when asked, every group's lag
+//! and in-flight count summed over its queues, from one pass over all groups.
 
+use crate::consume::lag::LagTotals;
 use crate::services::Broker;
 use apogee_proto::cluster::{
     self, CreateGroupRequest, CreateGroupResponse, DeleteGroupRequest, DeleteGroupResponse,
     DescribeGroupRequest, DescribeGroupResponse, GroupQueueProgress, GroupSummary,
-    ListGroupsResponse, UpdateGroupRequest, UpdateGroupResponse,
+    ListGroupsRequest, ListGroupsResponse, UpdateGroupRequest, UpdateGroupResponse,
 };
 use apogee_proto::group::GroupConfig;
 use apogee_proto::{limits, ApogeeError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 fn me(broker: &Broker) -> Vec<String> {
     vec![broker.config().broker_name.clone()]
@@ -80,18 +84,46 @@ pub fn delete(
     })
 }
 
-pub fn list(broker: &Broker) -> ListGroupsResponse {
-    ListGroupsResponse {
-        groups: broker
-            .groups()
-            .list()
-            .iter()
-            .map(|g| GroupSummary {
-                config: Some(g.as_ref().into()),
-                broker_names: me(broker),
-            })
-            .collect(),
+/// The group configs; `with_lag`: with every group's lag here, also of the groups with
+/// progress or clients here but no config (listed with the defaults and no broker names, as
+/// `describe` shows them, so the NameServer adds up what every broker group holds).
+pub async fn list(
+    broker: &Arc<Broker>,
+    req: ListGroupsRequest,
+) -> Result<ListGroupsResponse, ApogeeError> {
+    let mut groups: Vec<GroupSummary> = broker
+        .groups()
+        .list()
+        .iter()
+        .map(|g| GroupSummary {
+            config: Some(g.as_ref().into()),
+            broker_names: me(broker),
+            ..Default::default()
+        })
+        .collect();
+    if req.with_lag {
+        let b = broker.clone();
+        let totals = tokio::task::spawn_blocking(move || b.lag_sources().all_totals())
+            .await
+            .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+        with_lags(&mut groups, totals);
     }
+    Ok(ListGroupsResponse { groups })
+}
+
+/// Sets each listed group's lag, and lists the groups `totals` has beyond them.
+fn with_lags(groups: &mut Vec<GroupSummary>, mut totals: BTreeMap<String, LagTotals>) {
+    for g in groups.iter_mut() {
+        let name = g.config.as_ref().map_or("", |c| c.name.as_str());
+        let t = totals.remove(name).unwrap_or_default();
+        (g.lag, g.inflight) = (t.lag, t.inflight);
+    }
+    groups.extend(totals.into_iter().map(|(name, t)| GroupSummary {
+        config: Some((&GroupConfig::with_defaults(&name)).into()),
+        broker_names: Vec::new(),
+        lag: t.lag,
+        inflight: t.inflight,
+    }));
 }
 
 pub fn describe(

@@ -4,13 +4,13 @@
 //! routes reflect them at once); ListTopics is answered from the table; transactions are routed by [`transactions`], scheduled messages
 //! by [`schedule`], message query and dead letters by [`admin_messages`], consumer groups by
 //! [`admin_groups`], users and ACL entries by [`admin_access`], the embedded controller's
-//! status and planned elections by [`admin_controller`]. GetBrokerStatus is refused: brokers answer it themselves.
+//! status and planned elections by [`admin_controller`], the traffic history by [`admin_traffic`]. GetBrokerStatus is refused: brokers answer it themselves.
 
 use super::admin_topics::TopicChange;
 use super::brokers::BrokerChannels;
 use super::{
-    admin_access, admin_controller, admin_groups, admin_messages, admin_ops, admin_topics, lite,
-    schedule, transactions,
+    admin_access, admin_controller, admin_groups, admin_messages, admin_ops, admin_topics,
+    admin_traffic, lite, schedule, transactions,
 };
 use crate::access::AccessBook;
 use crate::registry::Registry;
@@ -292,9 +292,10 @@ impl Admin for AdminService {
 
     async fn list_groups(
         &self,
-        _request: Request<cl::ListGroupsRequest>,
+        request: Request<cl::ListGroupsRequest>,
     ) -> Result<Response<cl::ListGroupsResponse>, Status> {
-        Ok(Response::new(admin_groups::list(&self.registry)))
+        let r = admin_groups::list(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
     }
 
     async fn topic_status(
@@ -428,6 +429,14 @@ impl Admin for AdminService {
     ) -> Result<Response<cl::ElectMasterResponse>, Status> {
         let r = self.controller_admin().elect(request.into_inner()).await;
         Ok(Response::new(r?))
+    }
+
+    async fn traffic_history(
+        &self,
+        request: Request<cl::TrafficHistoryRequest>,
+    ) -> Result<Response<cl::TrafficHistoryResponse>, Status> {
+        let r = admin_traffic::history(&self.registry, &self.channels, request.into_inner());
+        Ok(Response::new(r.await?))
     }
 }
 

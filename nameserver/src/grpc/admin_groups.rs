@@ -6,15 +6,16 @@
 //! the group's clients whose Telemetry session is open with this NameServer;
 //! a broker group that holds a topic the group consumes elsewhere but did not
 //! describe it (the group never received there) is asked again for those
-//! topics, so the messages waiting there count in the lag.
+//! topics, so the messages waiting there count in the lag. `ListGroups` with `with_lag`
+//! asks every master for all its groups' lag at once and adds them up per group.
 
 use super::brokers::BrokerChannels;
 use super::fan_out::{broker_names, every_master, fan_out, Target};
 use crate::registry::{GroupKey, Registry};
 use apogee_proto::cluster::{
     self, CreateGroupRequest, CreateGroupResponse, DeleteGroupRequest, DeleteGroupResponse,
-    DescribeGroupRequest, DescribeGroupResponse, GroupClient, GroupSummary, ListGroupsResponse,
-    UpdateGroupRequest, UpdateGroupResponse,
+    DescribeGroupRequest, DescribeGroupResponse, GroupClient, GroupSummary, ListGroupsRequest,
+    ListGroupsResponse, UpdateGroupRequest, UpdateGroupResponse,
 };
 use apogee_proto::group::GroupConfig;
 use apogee_proto::{limits, ApogeeError};
@@ -133,17 +134,48 @@ pub async fn delete(
     })
 }
 
-pub fn list(registry: &Registry) -> ListGroupsResponse {
-    ListGroupsResponse {
-        groups: registry
-            .groups()
-            .into_values()
-            .map(|l| GroupSummary {
-                config: Some(l.config),
-                broker_names: l.broker_names,
-            })
-            .collect(),
+/// The groups the brokers registered; `with_lag`: with each one's lag and in-flight count
+/// summed over every broker group's master (one call each, all at once).
+pub async fn list(
+    registry: &Registry,
+    channels: &BrokerChannels,
+    req: ListGroupsRequest,
+) -> Result<ListGroupsResponse, Status> {
+    let mut groups: Vec<GroupSummary> = registry
+        .groups()
+        .into_values()
+        .map(|l| GroupSummary {
+            config: Some(l.config),
+            broker_names: l.broker_names,
+            ..Default::default()
+        })
+        .collect();
+    if req.with_lag {
+        let answers = fan_out(channels, every_master(registry), "ListGroups", |mut c| {
+            let r = ListGroupsRequest { with_lag: true };
+            async move { c.list_groups(r).await }
+        })
+        .await
+        .answers()?;
+        let totals = lag_totals(answers.into_iter().map(|(_, a)| a));
+        for g in &mut groups {
+            let name = g.config.as_ref().map_or("", |c| c.name.as_str());
+            (g.lag, g.inflight) = totals.get(name).copied().unwrap_or_default();
+        }
     }
+    Ok(ListGroupsResponse { groups })
+}
+
+/// Per group, its (lag, in flight) summed over the brokers' answers.
+fn lag_totals(answers: impl Iterator<Item = ListGroupsResponse>) -> BTreeMap<String, (u64, u64)> {
+    let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for g in answers.flat_map(|a| a.groups) {
+        let name = g.config.map(|c| c.name).unwrap_or_default();
+        let t = totals.entry(name).or_default();
+        t.0 += g.lag;
+        t.1 += g.inflight;
+    }
+    totals
 }
 
 pub async fn describe(
@@ -287,6 +319,34 @@ fn add_client(clients: &mut BTreeMap<String, GroupClient>, c: GroupClient) {
 mod tests {
     use super::*;
     use apogee_proto::cluster::GroupQueueProgress;
+
+    #[test]
+    fn lags_add_up_per_group_over_the_brokers() {
+        let summary = |name: &str, lag, inflight| GroupSummary {
+            config: Some(cluster::GroupConfig {
+                name: name.into(),
+                ..Default::default()
+            }),
+            lag,
+            inflight,
+            ..Default::default()
+        };
+        let b1 = ListGroupsResponse {
+            groups: vec![summary("a", 5, 1), summary("b", 0, 0)],
+        };
+        let b2 = ListGroupsResponse {
+            groups: vec![summary("a", 7, 2), summary("c", 3, 3)],
+        };
+        let totals = lag_totals([b1, b2].into_iter());
+        assert_eq!(
+            totals.into_iter().collect::<Vec<_>>(),
+            [
+                ("a".to_string(), (12, 3)),
+                ("b".to_string(), (0, 0)),
+                ("c".to_string(), (3, 3))
+            ]
+        );
+    }
 
     #[test]
     fn descriptions_merge_queues_and_clients() {

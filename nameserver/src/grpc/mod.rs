@@ -7,7 +7,8 @@
 //! subscriptions to the master hosting their parent topic; [`admin_topics`] changes topics,
 //! [`admin_messages`] answers message queries and dead-letter operations by asking the
 //! brokers, [`admin_groups`] fans consumer-group operations out to them, [`admin_controller`]
-//! answers the embedded controller's status and planned elections. Every call to
+//! answers the embedded controller's status and planned elections, [`admin_traffic`] adds
+//! up the brokers' traffic histories. Every call to
 //! several brokers goes through [`fan_out`].
 
 pub mod access_point;
@@ -18,6 +19,7 @@ pub mod admin_groups;
 pub mod admin_messages;
 pub mod admin_ops;
 pub mod admin_topics;
+pub mod admin_traffic;
 pub mod broker_session;
 pub mod brokers;
 pub mod fan_out;

@@ -169,4 +169,5 @@ mod slave_serving;
 mod startup;
 mod store_limits;
 mod tls;
+mod traffic;
 mod transactions;
