@@ -71,6 +71,8 @@ pub struct NameServerConfig {
     pub remoting: apogee_server::remoting::RemotingSection,
     /// The embedded controller of automatic failover (off by default).
     pub controller: ControllerSection,
+    /// The web console (`/console`).
+    pub console: crate::console::ConsoleSection,
 }
 
 /// `[controller]`: this NameServer as a voter of the controllers' Raft group (`enabled`), or
@@ -217,6 +219,7 @@ impl Default for NameServerConfig {
             tls: Default::default(),
             remoting: Default::default(),
             controller: ControllerSection::default(),
+            console: crate::console::ConsoleSection::default(),
         }
     }
 }
@@ -260,6 +263,9 @@ impl NameServerConfig {
             ));
         }
         self.validate_controller().or_else(invalid)?;
+        self.console
+            .validate(&self.http_listen, &self.security)
+            .or_else(invalid)?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! - [`registry`]: the broker table (membership, expiry, routes).
 //! - [`grpc`]: the Registry, Admin and client access-point services.
 //! - [`metrics`]: its Prometheus metrics and readiness (the HTTP endpoint).
+//! - [`console`]: the web console (apogee-console) it serves at `/console`.
 //! - [`remoting`]: the answers to RocketMQ 4.x remoting clients (routes, cluster info,
 //!   topic lists), served beside gRPC.
 //! - [`serve`]: runs all of it on a listener until a shutdown future fires, with the
@@ -20,6 +21,7 @@
 
 pub mod access;
 pub mod config;
+pub mod console;
 pub mod controller_process;
 pub mod endpoint;
 mod expiry;
@@ -107,6 +109,7 @@ pub async fn serve(
 
     // The controller of automatic failover. Its calls carry what a broker's calls to a
     // NameServer carry: the cluster proof, over TLS when the server has it.
+    let console_tls = broker_tls.clone();
     let trust = apogee_controller::PeerTrust {
         secret: cluster_secret.clone(),
         tls: broker_tls,
@@ -146,6 +149,18 @@ pub async fn serve(
             (None, None) => None,
         };
 
+    let grpc_addr = listener.local_addr()?;
+    let (ops, console_server) = console::mount(
+        console::Mount {
+            section: &config.console,
+            grpc: grpc_addr,
+            authentication: config.security.authentication,
+            server_tls: server_tls.clone(),
+            client_tls: console_tls,
+        },
+        ops,
+    )
+    .await?;
     let mut bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
     bootstrap
         .set_serving::<RegistryServer<grpc::RegistryService>>()
@@ -238,6 +253,9 @@ pub async fn serve(
             },
             async move {
                 expiry_task.abort();
+                if let Some(console) = console_server {
+                    console.stop().await;
+                }
                 if let Some(controller) = controller {
                     controller.shutdown().await;
                 }

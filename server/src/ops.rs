@@ -8,6 +8,10 @@
 //! - `GET /readyz`: 200 once the server is ready for traffic, else 503 with
 //!   the reason (readiness).
 //!
+//! A server may mount more routes on the same listener ([`OpsListener::with_routes`]: the
+//! NameServer's web console), or serve only its own routes on a listener of their own
+//! ([`OpsListener::routes_only`]).
+//!
 //! The listener is bound before the server starts (so a port clash fails at
 //! once) and serves from the first moment; the server plugs its
 //! [`OpsSource`] into the [`OpsSlot`] when it has one. Also the gRPC request
@@ -60,6 +64,10 @@ impl OpsSlot {
 pub struct OpsListener {
     inner: TcpListener,
     tls: Option<Arc<crate::tls::ServerTls>>,
+    /// Routes served beside (or, without `ops_endpoints`, instead of) the endpoints.
+    routes: Option<Router>,
+    /// Whether `/metrics`, `/healthz` and `/readyz` are served.
+    ops_endpoints: bool,
 }
 
 impl OpsListener {
@@ -67,7 +75,29 @@ impl OpsListener {
         Ok(OpsListener {
             inner: TcpListener::bind(addr).await?,
             tls: None,
+            routes: None,
+            ops_endpoints: true,
         })
+    }
+
+    /// Also serves `routes` (paths other than the endpoints').
+    pub fn with_routes(mut self, routes: Router) -> OpsListener {
+        self.routes = Some(match self.routes.take() {
+            Some(r) => r.merge(routes),
+            None => routes,
+        });
+        self
+    }
+
+    /// Serves `routes` alone: a listener of their own, without the endpoints.
+    pub fn routes_only(mut self, routes: Router) -> OpsListener {
+        self.ops_endpoints = false;
+        self.with_routes(routes)
+    }
+
+    /// Whether it serves the endpoints (else only its routes).
+    pub fn serves_endpoints(&self) -> bool {
+        self.ops_endpoints
     }
 
     /// Serves HTTPS with `tls` (none: plain HTTP).
@@ -87,11 +117,19 @@ pub async fn serve(
     slot: OpsSlot,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(slot);
+    let mut app = Router::new();
+    if listener.ops_endpoints {
+        app = app.merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .route("/healthz", get(|| async { "ok\n" }))
+                .route("/readyz", get(readyz))
+                .with_state(slot),
+        );
+    }
+    if let Some(routes) = listener.routes {
+        app = app.merge(routes);
+    }
     match listener.tls {
         None => {
             axum::serve(listener.inner, app)

@@ -13,7 +13,8 @@
 //!   NameServers, SIGSTOP/SIGCONT brokers; create topics.
 //! - [`rpc`]: raw gRPC clients and small helpers (send, pull, receive, ack)
 //!   for tests that must talk to a server directly.
-//! - [`http`]: a plain HTTP GET for the metrics and health endpoints.
+//! - [`http`]: a plain HTTP GET for the metrics and health endpoints; [`console_http`]: a
+//!   browser-like client (cookie, Origin, CSRF token) for the web console's HTTP tests.
 //! - [`cli`]: runs the `apogee` CLI and captures its output and exit code.
 //! - [`access`]: raw messaging calls and the CLI signed as a user other than the admin.
 //! - [`certs`]: a test CA with server and client certificates, for TLS clusters.
@@ -41,6 +42,7 @@ pub mod checker;
 pub mod cli;
 pub mod cluster;
 pub mod commitlog;
+pub mod console_http;
 pub mod failover;
 pub mod http;
 pub mod netns;

@@ -305,23 +305,29 @@ pub async fn run_user(admin: &Admin, cmd: &UserCommand, f: Format) -> ToolResult
             let resp = resp.map_err(admin.err(None))?.into_inner();
             Ok(changed(format!("deleted user {name}"), resp, f))
         }
-        UserCommand::List => {
-            let resp = client
-                .list_users(admin.req(cluster::ListUsersRequest {}))
-                .await;
-            let rows: Vec<UserRow> = resp
-                .map_err(admin.err(None))?
-                .into_inner()
-                .users
-                .into_iter()
-                .map(|u| UserRow {
-                    user: u.access_key,
-                    role: role_name(u.role),
-                    bootstrap: u.bootstrap,
-                })
-                .collect();
-            Ok(render_list(&rows, f))
-        }
+        UserCommand::List => Ok(render_list(&admin.list_users().await?, f)),
+    }
+}
+
+impl Admin {
+    /// Every user (admins only may ask).
+    pub async fn list_users(&self) -> ToolResult<Vec<UserRow>> {
+        let resp = self
+            .admin
+            .clone()
+            .list_users(self.req(cluster::ListUsersRequest {}))
+            .await;
+        Ok(resp
+            .map_err(self.err(None))?
+            .into_inner()
+            .users
+            .into_iter()
+            .map(|u| UserRow {
+                user: u.access_key,
+                role: role_name(u.role),
+                bootstrap: u.bootstrap,
+            })
+            .collect())
     }
 }
 

@@ -76,7 +76,9 @@ pub(crate) fn check_topic_name(name: &str) -> ToolResult<()> {
 
 /// A connection to the Registry and Admin services of a NameServer: the first of the
 /// given ones that accepts a connection. One that cannot be reached is skipped; an answer,
-/// whatever its status, is the answer.
+/// whatever its status, is the answer. A clone shares the connection (the web console makes
+/// one per request, signed with the signed-in user's credentials).
+#[derive(Clone)]
 pub struct Admin {
     channel: NameServerChannel,
     pub(crate) config: ClientConfig,

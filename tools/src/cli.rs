@@ -320,9 +320,10 @@ const CREATE_HINT: &str = "create it with `apogee topic create`, or `apogee topi
 /// A server error whose text contains `needle`, with `hint` appended; others unchanged.
 fn with_hint(e: ToolError, needle: &str, hint: &str) -> ToolError {
     match e {
-        ToolError::Server(text) if text.contains(needle) => {
-            ToolError::Server(format!("{text} ({hint})"))
-        }
+        ToolError::Refused { code, text } if text.contains(needle) => ToolError::Refused {
+            code,
+            text: format!("{text} ({hint})"),
+        },
         other => other,
     }
 }
@@ -340,7 +341,7 @@ async fn create_or_update_topic(
 ) -> ToolResult<crate::admin::TopicInfo> {
     match admin.topic_route(name).await {
         Ok(_) => admin.update_topic(name, Some(queues), None).await,
-        Err(ToolError::Server(text)) if text.starts_with("topic not found") => {
+        Err(e) if e.refused_code() == Some(tonic::Code::NotFound) => {
             admin
                 .create_topic(name, queues, brokers.to_vec(), types, lite_expire)
                 .await

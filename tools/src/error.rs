@@ -20,6 +20,10 @@ pub enum ToolError {
     /// A cluster-protocol call failed; the text is already user-facing.
     #[error("{0}")]
     Server(String),
+    /// A cluster service refused a call with `code`; the text is already user-facing (what
+    /// the web console answers with depends on the code).
+    #[error("{text}")]
+    Refused { code: tonic::Code, text: String },
     /// The arguments are inconsistent in a way clap cannot check.
     #[error("{0}")]
     Usage(String),
@@ -63,7 +67,7 @@ impl ToolError {
     pub fn from_status(status: tonic::Status, nameserver: &str, topic: Option<&str>) -> Self {
         use tonic::Code;
         let msg = status.message();
-        ToolError::Server(match status.code() {
+        let text = match status.code() {
             Code::NotFound => match topic {
                 Some(t) => format!("topic not found: {t}"),
                 None if msg.is_empty() => "not found".to_string(),
@@ -81,7 +85,19 @@ impl ToolError {
             }
             code if msg.is_empty() => format!("request failed: {code:?}"),
             _ => msg.to_string(),
-        })
+        };
+        ToolError::Refused {
+            code: status.code(),
+            text,
+        }
+    }
+
+    /// The gRPC code a cluster service refused the call with, when it was one.
+    pub fn refused_code(&self) -> Option<tonic::Code> {
+        match self {
+            ToolError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
     }
 }
 

@@ -123,6 +123,7 @@ mod client_failover;
 mod cluster_trust;
 mod config_import;
 mod console_browser;
+mod console_core;
 mod consumer_groups;
 mod consumer_lag;
 mod controller_cli;
