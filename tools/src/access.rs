@@ -23,6 +23,17 @@ pub enum RoleArg {
 }
 
 impl RoleArg {
+    /// A role by name as a form sends it: `admin` or `user`.
+    pub fn parse(name: &str) -> ToolResult<RoleArg> {
+        match name.trim() {
+            "admin" => Ok(RoleArg::Admin),
+            "user" => Ok(RoleArg::User),
+            other => Err(ToolError::Usage(format!(
+                "unknown role {other:?}: use admin or user"
+            ))),
+        }
+    }
+
     fn to_proto(self) -> AccessRole {
         match self {
             RoleArg::Admin => AccessRole::Admin,
@@ -105,7 +116,7 @@ impl ResourceArgs {
             (None, Some(g)) => (ResourceKind::Group, g.clone()),
             (None, None) => return Err(ToolError::Usage("give --topic or --group".into())),
         };
-        validate_pattern(kind, &pattern).map_err(|e| ToolError::Usage(e.to_string()))?;
+        check_pattern(kind, &pattern)?;
         Ok((kind, pattern))
     }
 }
@@ -250,65 +261,92 @@ fn acl_row(e: &cluster::AclEntry) -> AclRow {
     }
 }
 
-fn changed(change: String, resp: cluster::AccessChangeResponse, f: Format) -> String {
-    render_one(
-        &ChangeRow {
-            change,
-            brokers: resp.broker_names,
-        },
-        f,
-    )
+fn change_row(change: String, resp: cluster::AccessChangeResponse) -> ChangeRow {
+    ChangeRow {
+        change,
+        brokers: resp.broker_names,
+    }
 }
 
 pub async fn run_user(admin: &Admin, cmd: &UserCommand, f: Format) -> ToolResult<String> {
-    let mut client = admin.admin.clone();
-    match cmd {
+    let change = match cmd {
         UserCommand::Create { name, secret, role } => {
-            check_user(name)?;
             let secret_key = secret.secret()?.ok_or_else(|| {
                 ToolError::Usage(
                     "give the user's secret with --secret-file or --user-secret".into(),
                 )
             })?;
-            let req = cluster::CreateUserRequest {
-                access_key: name.clone(),
-                secret_key,
-                role: role.to_proto() as i32,
-            };
-            let resp = client.create_user(admin.req(req)).await;
-            let resp = resp.map_err(admin.err(None))?.into_inner();
-            Ok(changed(format!("created user {name}"), resp, f))
+            admin.create_user(name, &secret_key, *role).await?
         }
         UserCommand::Update { name, secret, role } => {
-            check_user(name)?;
-            let secret_key = secret.secret()?.unwrap_or_default();
-            if secret_key.is_empty() && role.is_none() {
-                return Err(ToolError::Usage(
-                    "nothing to change: give --secret-file, --user-secret or --role".into(),
-                ));
-            }
-            let req = cluster::UpdateUserRequest {
-                access_key: name.clone(),
-                secret_key,
-                role: role.map_or(AccessRole::Unspecified, RoleArg::to_proto) as i32,
-            };
-            let resp = client.update_user(admin.req(req)).await;
-            let resp = resp.map_err(admin.err(None))?.into_inner();
-            Ok(changed(format!("updated user {name}"), resp, f))
+            admin.update_user(name, secret.secret()?, *role).await?
         }
-        UserCommand::Delete { name } => {
-            check_user(name)?;
-            let req = cluster::DeleteUserRequest {
-                access_key: name.clone(),
-            };
-            let resp = client.delete_user(admin.req(req)).await;
-            let resp = resp.map_err(admin.err(None))?.into_inner();
-            Ok(changed(format!("deleted user {name}"), resp, f))
-        }
-        UserCommand::List => Ok(render_list(&admin.list_users().await?, f)),
-    }
+        UserCommand::Delete { name } => admin.delete_user(name).await?,
+        UserCommand::List => return Ok(render_list(&admin.list_users().await?, f)),
+    };
+    Ok(render_one(&change, f))
 }
 
+pub async fn run_acl(admin: &Admin, cmd: &AclCommand, f: Format) -> ToolResult<String> {
+    let change = match cmd {
+        AclCommand::Grant {
+            user,
+            resource,
+            actions: (publish, subscribe),
+            deny,
+        } => {
+            let (kind, pattern) = resource.resolve()?;
+            let grant = AclGrant {
+                user: user.clone(),
+                kind,
+                pattern,
+                publish: *publish,
+                subscribe: *subscribe,
+                deny: *deny,
+            };
+            admin.grant(&grant).await?
+        }
+        AclCommand::Revoke { user, resource } => {
+            let (kind, pattern) = resource.resolve()?;
+            admin.revoke(user, kind, &pattern).await?
+        }
+        AclCommand::List { user } => {
+            return Ok(render_list(&admin.list_acls(user.as_deref()).await?, f))
+        }
+    };
+    Ok(render_one(&change, f))
+}
+
+/// One ACL entry to grant: a user's actions on a topic or group (an exact name or a
+/// `prefix*`), allowed or, with `deny`, refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclGrant {
+    pub user: String,
+    pub kind: ResourceKind,
+    pub pattern: String,
+    pub publish: bool,
+    pub subscribe: bool,
+    pub deny: bool,
+}
+
+/// A resource kind by name as a form sends it: `topic` or `group`.
+pub fn parse_kind(name: &str) -> ToolResult<ResourceKind> {
+    [ResourceKind::Topic, ResourceKind::Group]
+        .into_iter()
+        .find(|k| k.name() == name.trim())
+        .ok_or_else(|| {
+            ToolError::Usage(format!(
+                "unknown resource kind {name:?}: use topic or group"
+            ))
+        })
+}
+
+fn check_pattern(kind: ResourceKind, pattern: &str) -> ToolResult<()> {
+    validate_pattern(kind, pattern).map_err(|e| ToolError::Usage(e.to_string()))
+}
+
+/// The users and ACL entries of the cluster, typed (admins only may call them); the CLI's
+/// `user` and `acl` commands and the web console both go through these.
 impl Admin {
     /// Every user (admins only may ask).
     pub async fn list_users(&self) -> ToolResult<Vec<UserRow>> {
@@ -329,67 +367,124 @@ impl Admin {
             })
             .collect())
     }
-}
 
-pub async fn run_acl(admin: &Admin, cmd: &AclCommand, f: Format) -> ToolResult<String> {
-    let mut client = admin.admin.clone();
-    match cmd {
-        AclCommand::Grant {
-            user,
-            resource,
-            actions: (publish, subscribe),
-            deny,
-        } => {
-            check_user(user)?;
-            let (kind, pattern) = resource.resolve()?;
-            let entry = cluster::AclEntry {
-                access_key: user.clone(),
-                kind: kind.to_wire() as i32,
-                pattern: pattern.clone(),
-                publish: *publish,
-                subscribe: *subscribe,
-                deny: *deny,
-                ..Default::default()
-            };
-            let row = acl_row(&entry);
-            let req = cluster::GrantRequest { entry: Some(entry) };
-            let resp = client.grant(admin.req(req)).await;
-            let resp = resp.map_err(admin.err(None))?.into_inner();
-            let change = format!(
-                "{} {user} {} on {} {pattern}",
-                row.decision,
-                row.actions,
-                kind.name()
-            );
-            Ok(changed(change, resp, f))
+    /// Creates user `name` with `secret_key` and `role` on every broker group.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        secret_key: &str,
+        role: RoleArg,
+    ) -> ToolResult<ChangeRow> {
+        check_user(name)?;
+        if secret_key.is_empty() {
+            return Err(ToolError::Usage("the user's secret key is empty".into()));
         }
-        AclCommand::Revoke { user, resource } => {
-            check_user(user)?;
-            let (kind, pattern) = resource.resolve()?;
-            let req = cluster::RevokeRequest {
-                access_key: user.clone(),
-                kind: kind.to_wire() as i32,
-                pattern: pattern.clone(),
-            };
-            let resp = client.revoke(admin.req(req)).await;
-            let resp = resp.map_err(admin.err(None))?.into_inner();
-            let change = format!("revoked {user}'s entry on {} {pattern}", kind.name());
-            Ok(changed(change, resp, f))
+        let req = cluster::CreateUserRequest {
+            access_key: name.to_string(),
+            secret_key: secret_key.to_string(),
+            role: role.to_proto() as i32,
+        };
+        let resp = self.admin.clone().create_user(self.req(req)).await;
+        let resp = resp.map_err(self.err(None))?.into_inner();
+        Ok(change_row(format!("created user {name}"), resp))
+    }
+
+    /// Changes user `name`'s secret key and/or role (at least one of them).
+    pub async fn update_user(
+        &self,
+        name: &str,
+        secret_key: Option<String>,
+        role: Option<RoleArg>,
+    ) -> ToolResult<ChangeRow> {
+        check_user(name)?;
+        let secret_key = secret_key.unwrap_or_default();
+        if secret_key.is_empty() && role.is_none() {
+            return Err(ToolError::Usage(
+                "nothing to change: give --secret-file, --user-secret or --role".into(),
+            ));
         }
-        AclCommand::List { user } => {
-            let req = cluster::ListAclsRequest {
-                access_key: user.clone().unwrap_or_default(),
-            };
-            let resp = client.list_acls(admin.req(req)).await;
-            let rows: Vec<AclRow> = resp
-                .map_err(admin.err(None))?
-                .into_inner()
-                .entries
-                .iter()
-                .map(acl_row)
-                .collect();
-            Ok(render_list(&rows, f))
-        }
+        let req = cluster::UpdateUserRequest {
+            access_key: name.to_string(),
+            secret_key,
+            role: role.map_or(AccessRole::Unspecified, RoleArg::to_proto) as i32,
+        };
+        let resp = self.admin.clone().update_user(self.req(req)).await;
+        let resp = resp.map_err(self.err(None))?.into_inner();
+        Ok(change_row(format!("updated user {name}"), resp))
+    }
+
+    /// Deletes user `name` and its ACL entries.
+    pub async fn delete_user(&self, name: &str) -> ToolResult<ChangeRow> {
+        check_user(name)?;
+        let req = cluster::DeleteUserRequest {
+            access_key: name.to_string(),
+        };
+        let resp = self.admin.clone().delete_user(self.req(req)).await;
+        let resp = resp.map_err(self.err(None))?.into_inner();
+        Ok(change_row(format!("deleted user {name}"), resp))
+    }
+
+    /// Every ACL entry, or only `user`'s.
+    pub async fn list_acls(&self, user: Option<&str>) -> ToolResult<Vec<AclRow>> {
+        let req = cluster::ListAclsRequest {
+            access_key: user.unwrap_or_default().to_string(),
+        };
+        let resp = self.admin.clone().list_acls(self.req(req)).await;
+        Ok(resp
+            .map_err(self.err(None))?
+            .into_inner()
+            .entries
+            .iter()
+            .map(acl_row)
+            .collect())
+    }
+
+    /// Grants an entry; it replaces the user's entry for the same resource.
+    pub async fn grant(&self, grant: &AclGrant) -> ToolResult<ChangeRow> {
+        check_user(&grant.user)?;
+        check_pattern(grant.kind, &grant.pattern)?;
+        let entry = cluster::AclEntry {
+            access_key: grant.user.clone(),
+            kind: grant.kind.to_wire() as i32,
+            pattern: grant.pattern.clone(),
+            publish: grant.publish,
+            subscribe: grant.subscribe,
+            deny: grant.deny,
+            ..Default::default()
+        };
+        let row = acl_row(&entry);
+        let req = cluster::GrantRequest { entry: Some(entry) };
+        let resp = self.admin.clone().grant(self.req(req)).await;
+        let resp = resp.map_err(self.err(None))?.into_inner();
+        let change = format!(
+            "{} {} {} on {} {}",
+            row.decision,
+            grant.user,
+            row.actions,
+            grant.kind.name(),
+            grant.pattern
+        );
+        Ok(change_row(change, resp))
+    }
+
+    /// Removes `user`'s entry for the `kind` resource `pattern`.
+    pub async fn revoke(
+        &self,
+        user: &str,
+        kind: ResourceKind,
+        pattern: &str,
+    ) -> ToolResult<ChangeRow> {
+        check_user(user)?;
+        check_pattern(kind, pattern)?;
+        let req = cluster::RevokeRequest {
+            access_key: user.to_string(),
+            kind: kind.to_wire() as i32,
+            pattern: pattern.to_string(),
+        };
+        let resp = self.admin.clone().revoke(self.req(req)).await;
+        let resp = resp.map_err(self.err(None))?.into_inner();
+        let change = format!("revoked {user}'s entry on {} {pattern}", kind.name());
+        Ok(change_row(change, resp))
     }
 }
 
@@ -464,6 +559,16 @@ mod tests {
         ])
         .is_err());
         assert!(Cli::try_parse_from(["apogee", "acl", "revoke", "--user", "app"]).is_err());
+    }
+
+    #[test]
+    fn roles_and_kinds_parse_by_name() {
+        assert_eq!(RoleArg::parse("admin").unwrap(), RoleArg::Admin);
+        assert_eq!(RoleArg::parse(" user ").unwrap(), RoleArg::User);
+        assert!(matches!(RoleArg::parse("root"), Err(ToolError::Usage(_))));
+        assert_eq!(parse_kind("topic").unwrap(), ResourceKind::Topic);
+        assert_eq!(parse_kind("group").unwrap(), ResourceKind::Group);
+        assert!(matches!(parse_kind("queue"), Err(ToolError::Usage(_))));
     }
 
     #[test]

@@ -151,7 +151,10 @@ impl Admin {
             .await
             .map_err(|s| {
                 if s.code() == tonic::Code::NotFound && s.message().is_empty() {
-                    ToolError::Server(format!("transaction not found: {id}"))
+                    ToolError::Refused {
+                        code: tonic::Code::NotFound,
+                        text: format!("transaction not found: {id}"),
+                    }
                 } else {
                     self.err(None)(s)
                 }

@@ -2,9 +2,13 @@
 //! table of rows built from the CLI's own row types ([`TableRow`]: the same headers and
 //! cells `apogee ... list` prints).
 
+pub mod access;
 pub mod cluster;
 pub mod login;
 pub mod rates;
+pub mod row_actions;
+pub mod scheduled;
+pub mod transactions;
 
 use crate::Console;
 use apogee_tools::output::TableRow;
@@ -20,6 +24,9 @@ pub fn routes() -> Router<Arc<Console>> {
         .merge(login::routes())
         .merge(cluster::routes())
         .merge(rates::routes())
+        .merge(transactions::routes())
+        .merge(scheduled::routes())
+        .merge(access::routes())
 }
 
 /// One cell: text, optionally a link, optionally a class (`lag`, `num`).
