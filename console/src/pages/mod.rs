@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod cluster;
+pub mod groups;
 pub mod login;
 pub mod rates;
 pub mod row_actions;
@@ -27,6 +28,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .merge(transactions::routes())
         .merge(scheduled::routes())
         .merge(access::routes())
+        .merge(groups::routes())
 }
 
 /// One cell: text, optionally a link, optionally a class (`lag`, `num`).
