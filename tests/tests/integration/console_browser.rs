@@ -355,5 +355,9 @@ async fn the_rates_page_charts_a_topic() {
     rpc::send_numbered(cluster.broker_addr(BROKER), "web-rates", 20).await;
     browser.goto("/console/rates?topic=web-rates").await;
     browser.wait_for("svg.chart").await;
+    // The topic's own series is charted (its sends, counted by the broker).
+    browser
+        .wait_for_text("figure.chart figcaption", "web-rates")
+        .await;
     browser.page_screenshot("rates").await;
 }
