@@ -26,6 +26,11 @@ pub enum Perm {
 }
 
 impl Perm {
+    /// The permission named as the CLI spells it (`rw`, `r`, `w`; any case).
+    pub fn parse(name: &str) -> Option<Perm> {
+        <Perm as clap::ValueEnum>::from_str(name.trim(), true).ok()
+    }
+
     pub fn to_proto(self) -> Permission {
         match self {
             Perm::Rw => Permission::ReadWrite,
@@ -52,6 +57,20 @@ pub enum TopicType {
 }
 
 impl TopicType {
+    /// The type named as the CLI spells it (`normal`, `fifo` ...; any case).
+    pub fn parse(name: &str) -> Option<TopicType> {
+        <TopicType as clap::ValueEnum>::from_str(name.trim(), true).ok()
+    }
+
+    /// Every type's name, upper case (what a form offers), in declaration order.
+    pub fn names() -> Vec<String> {
+        <TopicType as clap::ValueEnum>::value_variants()
+            .iter()
+            .filter_map(clap::ValueEnum::to_possible_value)
+            .map(|v| v.get_name().to_ascii_uppercase())
+            .collect()
+    }
+
     /// The protocol message types this name stands for.
     pub fn to_proto(self) -> &'static [MessageType] {
         match self {
@@ -314,5 +333,26 @@ mod tests {
             ]
         );
         assert_eq!(TopicType::Fifo.to_proto(), &[MessageType::Fifo]);
+    }
+
+    #[test]
+    fn types_and_permissions_parse_from_their_names_in_any_case() {
+        assert_eq!(TopicType::parse("FIFO"), Some(TopicType::Fifo));
+        assert_eq!(TopicType::parse(" mixed "), Some(TopicType::Mixed));
+        assert_eq!(TopicType::parse("fifo2"), None);
+        assert_eq!(
+            TopicType::names(),
+            [
+                "NORMAL",
+                "FIFO",
+                "DELAY",
+                "TRANSACTION",
+                "LITE",
+                "PRIORITY",
+                "MIXED"
+            ]
+        );
+        assert_eq!(Perm::parse("RW"), Some(Perm::Rw));
+        assert_eq!(Perm::parse("x"), None);
     }
 }

@@ -6,9 +6,11 @@ pub mod access;
 pub mod cluster;
 pub mod groups;
 pub mod login;
+pub mod messages;
 pub mod rates;
 pub mod row_actions;
 pub mod scheduled;
+pub mod topics;
 pub mod transactions;
 
 use crate::Console;
@@ -24,6 +26,8 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/", get(|| async { Redirect::to("/console/cluster") }))
         .merge(login::routes())
         .merge(cluster::routes())
+        .merge(topics::routes())
+        .merge(messages::routes())
         .merge(rates::routes())
         .merge(transactions::routes())
         .merge(scheduled::routes())

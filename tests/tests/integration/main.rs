@@ -61,6 +61,12 @@
 //! - [`console_browser`]: the web console in a headless Chromium (WebDriver): sign-in, a
 //!   topic created, a test message sent and found by key, a group's lag, an offset reset, a
 //!   dead letter resent, the rates charts (skipped without Chromium, except under CI).
+//! - [`console_messages`]: the console's messages pages over HTTP: found by id, key and
+//!   offset; a message's properties, its body as text or as hex cut at 64 KiB, the groups
+//!   holding it in flight; a plain user refused.
+//! - [`console_topics`]: the console's topics pages over HTTP: the list filtered and paged
+//!   on the server, a topic created, sent a test message, updated, deleted after typing its
+//!   name; refused without the CSRF token, and to a user who is not an admin.
 //! - [`consumer_groups`]: retries with the group's backoff, FIFO message groups,
 //!   auto-renew receives, forwarding to the dead-letter queue, body encoding and digest.
 //! - [`consumer_lag`]: lag counts every queue of every topic a group consumes, on every
@@ -124,6 +130,8 @@ mod cluster_trust;
 mod config_import;
 mod console_browser;
 mod console_core;
+mod console_messages;
+mod console_topics;
 mod consumer_groups;
 mod consumer_lag;
 mod controller_cli;
