@@ -122,9 +122,11 @@ impl FromRequestParts<Arc<Console>> for Visitor {
         parts: &mut Parts,
         console: &Arc<Console>,
     ) -> Result<Self, Self::Rejection> {
-        let session = parts.extensions.get::<Session>().cloned().ok_or_else(|| {
-            (StatusCode::INTERNAL_SERVER_ERROR, "no session").into_response()
-        })?;
+        let session = parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(|| (StatusCode::INTERNAL_SERVER_ERROR, "no session").into_response())?;
         Ok(Visitor {
             console: console.clone(),
             session,
@@ -182,7 +184,10 @@ pub fn encode(value: &str) -> String {
 pub fn render(template: &impl Template) -> Result<Html<String>, Failure> {
     template.render().map(Html).map_err(|e| {
         tracing::error!("console: a template failed to render: {e}");
-        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render")
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the page failed to render",
+        )
     })
 }
 
@@ -287,10 +292,19 @@ mod tests {
 
     #[test]
     fn grpc_codes_become_the_http_statuses_that_say_the_same() {
-        assert_eq!(http_status(tonic::Code::PermissionDenied), StatusCode::FORBIDDEN);
+        assert_eq!(
+            http_status(tonic::Code::PermissionDenied),
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(http_status(tonic::Code::NotFound), StatusCode::NOT_FOUND);
-        assert_eq!(http_status(tonic::Code::InvalidArgument), StatusCode::BAD_REQUEST);
-        assert_eq!(http_status(tonic::Code::Unavailable), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            http_status(tonic::Code::InvalidArgument),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            http_status(tonic::Code::Unavailable),
+            StatusCode::BAD_GATEWAY
+        );
         let refused = ToolError::from_status(tonic::Status::permission_denied("no"), "ns", None);
         assert_eq!(Failure::from(refused).status, StatusCode::FORBIDDEN);
         assert_eq!(
@@ -301,6 +315,9 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_encoded() {
-        assert_eq!(encode("/console/topics?filter=a b&x=1"), "/console/topics%3Ffilter%3Da%20b%26x%3D1");
+        assert_eq!(
+            encode("/console/topics?filter=a b&x=1"),
+            "/console/topics%3Ffilter%3Da%20b%26x%3D1"
+        );
     }
 }

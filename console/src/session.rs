@@ -226,10 +226,17 @@ mod tests {
         let signed = s.sign_in(&a.id, user("alice")).unwrap();
         let anonymous = s.begin().unwrap();
         let newer = s.begin().unwrap();
-        assert!(s.get(&anonymous.id).is_none(), "the anonymous one made room");
+        assert!(
+            s.get(&anonymous.id).is_none(),
+            "the anonymous one made room"
+        );
         assert!(s.get(&signed.id).is_some() && s.get(&newer.id).is_some());
         let bob = s.sign_in(&newer.id, user("bob")).unwrap();
-        assert_eq!(s.begin().unwrap_err(), Full, "two live signed-in sessions: full");
+        assert_eq!(
+            s.begin().unwrap_err(),
+            Full,
+            "two live signed-in sessions: full"
+        );
         s.age(&bob.id, LIFETIME);
         assert!(s.begin().is_ok(), "an expired session makes room");
     }

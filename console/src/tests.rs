@@ -35,7 +35,10 @@ async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::Head
 }
 
 fn get(path: &str) -> Request<Body> {
-    Request::get(path).header(header::HOST, HOST).body(Body::empty()).unwrap()
+    Request::get(path)
+        .header(header::HOST, HOST)
+        .body(Body::empty())
+        .unwrap()
 }
 
 /// The session cookie and CSRF token a first GET of `path` hands out.
@@ -74,7 +77,9 @@ async fn a_host_not_allowed_is_refused_before_anything_else() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("allowed_hosts"), "{body}");
     assert!(headers.get(header::SET_COOKIE).is_none());
-    let no_host = Request::get("/console/cluster").body(Body::empty()).unwrap();
+    let no_host = Request::get("/console/cluster")
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(send(&app, no_host).await.0, StatusCode::BAD_REQUEST);
     let by_name = Request::get("/console/static/console.css")
         .header(header::HOST, "localhost:5556")
@@ -115,7 +120,12 @@ async fn with_authentication_a_page_sends_to_sign_in_and_a_post_is_refused() {
     );
     let (cookie, csrf) = session(&app, "/console/login").await;
     let form = format!("csrf={csrf}&name=T&queues=4&type=NORMAL");
-    let req = post("/console/topics", &cookie, Some("http://127.0.0.1:5556"), &form);
+    let req = post(
+        "/console/topics",
+        &cookie,
+        Some("http://127.0.0.1:5556"),
+        &form,
+    );
     let (status, _, body) = send(&app, req).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
@@ -126,7 +136,11 @@ async fn a_post_needs_this_consoles_origin_and_its_sessions_csrf_token() {
     let (cookie, csrf) = session(&app, "/console/login?next=/console/cluster").await;
     let form = |token: &str| format!("csrf={token}&access_key=a&secret_key=b");
     // No Origin, another site's, and a look-alike.
-    for origin in [None, Some("http://evil.example"), Some("http://127.0.0.1:5556.evil")] {
+    for origin in [
+        None,
+        Some("http://evil.example"),
+        Some("http://127.0.0.1:5556.evil"),
+    ] {
         let req = post("/console/login", &cookie, origin, &form(&csrf));
         let (status, _, body) = send(&app, req).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{origin:?}: {body}");
@@ -139,11 +153,20 @@ async fn a_post_needs_this_consoles_origin_and_its_sessions_csrf_token() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{token:?}");
         assert!(body.contains("CSRF"), "{body}");
     }
-    let no_session = post("/console/login", "apogee_console=forged", origin, &form(&csrf));
+    let no_session = post(
+        "/console/login",
+        "apogee_console=forged",
+        origin,
+        &form(&csrf),
+    );
     assert_eq!(send(&app, no_session).await.0, StatusCode::FORBIDDEN);
     let ok = post("/console/login", &cookie, origin, &form(&csrf));
     let (status, headers, _) = send(&app, ok).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "authentication off: nothing to sign in to");
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "authentication off: nothing to sign in to"
+    );
     assert_eq!(headers[header::LOCATION], "/console/cluster");
 }
 
@@ -155,7 +178,12 @@ async fn a_form_larger_than_the_limit_is_refused() {
         "csrf={csrf}&body={}",
         "x".repeat(crate::guard::MAX_FORM_BYTES)
     );
-    let req = post("/console/login", &cookie, Some("http://127.0.0.1:5556"), &big);
+    let req = post(
+        "/console/login",
+        &cookie,
+        Some("http://127.0.0.1:5556"),
+        &big,
+    );
     assert_eq!(send(&app, req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 }
 

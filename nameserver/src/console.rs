@@ -45,14 +45,16 @@ impl ConsoleSection {
             return Ok(());
         }
         if self.listen.is_empty() && http_listen.is_empty() {
-            return Err("console.enabled needs a listener: set http_listen or console.listen \
+            return Err(
+                "console.enabled needs a listener: set http_listen or console.listen \
                         (or console.enabled = false)"
-                .into());
+                    .into(),
+            );
         }
         if !self.listen.is_empty() {
-            self.listen.parse::<SocketAddr>().map_err(|e| {
-                format!("console.listen = {:?} is not host:port: {e}", self.listen)
-            })?;
+            self.listen
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("console.listen = {:?} is not host:port: {e}", self.listen))?;
             security.check_exposure(
                 "console.listen",
                 &self.listen,
@@ -133,7 +135,11 @@ pub async fn mount(
     } else {
         Some(OpsListener::bind(&m.section.listen).await?)
     };
-    let Some(at) = own.as_ref().or(ops.as_ref()).and_then(|l| l.local_addr().ok()) else {
+    let Some(at) = own
+        .as_ref()
+        .or(ops.as_ref())
+        .and_then(|l| l.local_addr().ok())
+    else {
         return Ok((ops, None));
     };
     let settings = apogee_console::ConsoleSettings {
@@ -148,12 +154,19 @@ pub async fn mount(
     let routes = apogee_console::router(console);
     tracing::info!(
         "web console on {}://{at}/console",
-        if m.server_tls.is_some() { "https" } else { "http" }
+        if m.server_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     );
     match own {
         Some(listener) => {
             let listener = listener.with_tls(m.server_tls).routes_only(routes);
-            Ok((ops, Some(OpsServer::start(Some(listener), OpsSlot::default()))))
+            Ok((
+                ops,
+                Some(OpsServer::start(Some(listener), OpsSlot::default())),
+            ))
         }
         None => Ok((ops.map(|o| o.with_routes(routes)), None)),
     }
@@ -168,14 +181,22 @@ mod tests {
         let hosts = allowed_hosts("127.0.0.1:5556".parse().unwrap(), &["ops.example".into()]);
         assert_eq!(
             hosts,
-            ["127.0.0.1:5556", "[::1]:5556", "localhost:5556", "ops.example"]
+            [
+                "127.0.0.1:5556",
+                "[::1]:5556",
+                "localhost:5556",
+                "ops.example"
+            ]
         );
         let any = allowed_hosts("0.0.0.0:80".parse().unwrap(), &[]);
         assert!(any.contains(&"localhost:80".to_string()));
         assert!(!any.iter().any(|h| h.starts_with("0.0.0.0")));
         let one = allowed_hosts("198.18.0.5:80".parse().unwrap(), &[]);
         assert_eq!(one, ["198.18.0.5:80"]);
-        assert_eq!(local_address("0.0.0.0:9876".parse().unwrap()), "127.0.0.1:9876");
+        assert_eq!(
+            local_address("0.0.0.0:9876".parse().unwrap()),
+            "127.0.0.1:9876"
+        );
     }
 
     #[test]
@@ -183,7 +204,10 @@ mod tests {
         let security = SecuritySection::default();
         let on = ConsoleSection::default();
         assert!(on.validate("127.0.0.1:5556", &security).is_ok());
-        assert!(on.validate("", &security).unwrap_err().contains("needs a listener"));
+        assert!(on
+            .validate("", &security)
+            .unwrap_err()
+            .contains("needs a listener"));
         let off = ConsoleSection {
             enabled: false,
             ..ConsoleSection::default()

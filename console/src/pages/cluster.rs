@@ -45,7 +45,10 @@ async fn show(page: Page) -> PageResult {
         None
     };
     let brokers = Table::of("brokers", &rows, "No broker has registered.", |r| {
-        Some(("broker", format!("{}/{}", r.member.broker, r.member.member_id)))
+        Some((
+            "broker",
+            format!("{}/{}", r.member.broker, r.member.member_id),
+        ))
     });
     let chrome = page.chrome("cluster");
     let html = render(&ClusterPage {
@@ -61,7 +64,11 @@ async fn show(page: Page) -> PageResult {
 fn nameservers(this: &str, rows: &[ClusterRow]) -> Table {
     let mut table = Table::new(
         "nameservers",
-        vec!["NAMESERVER".into(), "BROKERS REGISTERED".into(), "NOTE".into()],
+        vec![
+            "NAMESERVER".into(),
+            "BROKERS REGISTERED".into(),
+            "NOTE".into(),
+        ],
         "",
     );
     let mut all: BTreeSet<&str> = BTreeSet::from([this]);
@@ -73,9 +80,17 @@ fn nameservers(this: &str, rows: &[ClusterRow]) -> Table {
     for ns in all {
         let count = rows
             .iter()
-            .filter(|r| r.status.as_ref().is_some_and(|s| s.nameservers.iter().any(|n| n == ns)))
+            .filter(|r| {
+                r.status
+                    .as_ref()
+                    .is_some_and(|s| s.nameservers.iter().any(|n| n == ns))
+            })
             .count();
-        let note = if ns == this { "this console's NameServer" } else { "" };
+        let note = if ns == this {
+            "this console's NameServer"
+        } else {
+            ""
+        };
         table.rows.push(Row {
             key: Some(("nameserver", ns.to_string())),
             cells: vec![

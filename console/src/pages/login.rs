@@ -96,7 +96,10 @@ async fn sign_in(v: Visitor, Form(f): Form<SignInForm>) -> PageResult {
         } else {
             failure.message
         };
-        tracing::info!(access_key = credentials.access_key(), "console: sign-in refused");
+        tracing::info!(
+            access_key = credentials.access_key(),
+            "console: sign-in refused"
+        );
         return refuse(failure.status, why);
     }
     let is_admin = admin.list_users().await.is_ok();
@@ -131,9 +134,15 @@ mod tests {
 
     #[test]
     fn after_signing_in_only_console_paths_are_followed() {
-        assert_eq!(next_path(Some("/console/topics?page=2")), "/console/topics?page=2");
+        assert_eq!(
+            next_path(Some("/console/topics?page=2")),
+            "/console/topics?page=2"
+        );
         assert_eq!(next_path(Some("https://evil.example/")), "/console/cluster");
-        assert_eq!(next_path(Some("//evil.example/console")), "/console/cluster");
+        assert_eq!(
+            next_path(Some("//evil.example/console")),
+            "/console/cluster"
+        );
         assert_eq!(next_path(None), "/console/cluster");
     }
 }

@@ -47,7 +47,10 @@ async fn signing_in_checks_the_secret_and_a_plain_user_is_refused_admin_pages() 
     let mut c = ConsoleClient::new(&addr);
     let answer = c.get("/console/cluster").await.expect(303);
     assert_eq!(answer.location(), "/console/login?next=/console/cluster");
-    let login = c.get("/console/login?next=/console/cluster").await.expect(200);
+    let login = c
+        .get("/console/login?next=/console/cluster")
+        .await
+        .expect(200);
     assert!(login.body.contains("id=\"login\""));
     assert!(!login.body.contains("id=\"auth-off\""));
 
@@ -55,14 +58,24 @@ async fn signing_in_checks_the_secret_and_a_plain_user_is_refused_admin_pages() 
     let wrong = c
         .post(
             "/console/login",
-            &[("access_key", rpc::ADMIN_ACCESS_KEY), ("secret_key", "not-it")],
+            &[
+                ("access_key", rpc::ADMIN_ACCESS_KEY),
+                ("secret_key", "not-it"),
+            ],
         )
         .await
         .expect(401);
-    assert!(wrong.body.contains("wrong access key or secret key"), "{}", wrong.body);
-    c.post("/console/login", &[("access_key", "nobody"), ("secret_key", "x")])
-        .await
-        .expect(401);
+    assert!(
+        wrong.body.contains("wrong access key or secret key"),
+        "{}",
+        wrong.body
+    );
+    c.post(
+        "/console/login",
+        &[("access_key", "nobody"), ("secret_key", "x")],
+    )
+    .await
+    .expect(401);
     // Without the CSRF token, or from another origin, even the right secret is refused.
     let good = form(&[
         ("access_key", rpc::ADMIN_ACCESS_KEY),
@@ -71,7 +84,9 @@ async fn signing_in_checks_the_secret_and_a_plain_user_is_refused_admin_pages() 
     c.post_raw("/console/login", &good, true).await.expect(403);
     let token = c.csrf().unwrap().to_string();
     let with_token = format!("csrf={token}&{good}");
-    c.post_raw("/console/login", &with_token, false).await.expect(403);
+    c.post_raw("/console/login", &with_token, false)
+        .await
+        .expect(403);
 
     // The admin signs in: a new session cookie, the cluster page, the admin section offered.
     let signed = c
@@ -86,10 +101,16 @@ async fn signing_in_checks_the_secret_and_a_plain_user_is_refused_admin_pages() 
         .await
         .expect(303);
     assert_eq!(signed.location(), "/console/cluster");
-    let cookie = signed.header("set-cookie").expect("a new session on sign-in");
+    let cookie = signed
+        .header("set-cookie")
+        .expect("a new session on sign-in");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let page = c.get("/console/cluster").await.expect(200);
-    assert!(page.body.contains("data-broker=\"console-auth/0\""), "{}", page.body);
+    assert!(
+        page.body.contains("data-broker=\"console-auth/0\""),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains(rpc::ADMIN_ACCESS_KEY));
     assert!(page.body.contains("href=\"/console/access\""));
     c.post("/console/logout", &[]).await.expect(303);
@@ -113,12 +134,22 @@ async fn signing_in_checks_the_secret_and_a_plain_user_is_refused_admin_pages() 
     u.get("/console/login").await.expect(200);
     u.post(
         "/console/login",
-        &[("access_key", "console-user"), ("secret_key", user.secret_key())],
+        &[
+            ("access_key", "console-user"),
+            ("secret_key", user.secret_key()),
+        ],
     )
     .await
     .expect(303);
     let page = u.get("/console/cluster").await;
-    assert!(!page.body.contains("href=\"/console/access\""), "{}", page.body);
+    assert!(
+        !page.body.contains("href=\"/console/access\""),
+        "{}",
+        page.body
+    );
     let cli = apogee_tests::access::cli_as(cluster.ns_addr(), &user, &["topic", "list"]);
-    assert_ne!(cli.code, 0, "the CLI refuses the plain user the topic list too");
+    assert_ne!(
+        cli.code, 0,
+        "the CLI refuses the plain user the topic list too"
+    );
 }
