@@ -135,7 +135,7 @@ impl Outcome {
         let done = done?;
         let verb = verbs.iter().find(|v| **v == done)?;
         Some(Outcome {
-            verb: *verb,
+            verb,
             what: what.unwrap_or_default().to_string(),
         })
     }
