@@ -47,10 +47,10 @@ async fn session(app: &Router, path: &str) -> (String, String) {
     let cookie = headers[header::SET_COOKIE].to_str().unwrap();
     let id = cookie.split(';').next().unwrap().to_string();
     let csrf = body
-        .split("name=\"csrf\" value=\"")
+        .split("name=\"csrf-token\" content=\"")
         .nth(1)
         .and_then(|s| s.split('"').next())
-        .expect("a form with a CSRF token")
+        .expect("a page with its CSRF token")
         .to_string();
     (id, csrf)
 }
@@ -133,7 +133,7 @@ async fn with_authentication_a_page_sends_to_sign_in_and_a_post_is_refused() {
 #[tokio::test]
 async fn a_post_needs_this_consoles_origin_and_its_sessions_csrf_token() {
     let app = console(false);
-    let (cookie, csrf) = session(&app, "/console/login?next=/console/cluster").await;
+    let (cookie, csrf) = session(&app, "/console/cluster").await;
     let form = |token: &str| format!("csrf={token}&access_key=a&secret_key=b");
     // No Origin, another site's, and a look-alike.
     for origin in [
@@ -173,7 +173,7 @@ async fn a_post_needs_this_consoles_origin_and_its_sessions_csrf_token() {
 #[tokio::test]
 async fn a_form_larger_than_the_limit_is_refused() {
     let app = console(false);
-    let (cookie, csrf) = session(&app, "/console/login").await;
+    let (cookie, csrf) = session(&app, "/console/cluster").await;
     let big = format!(
         "csrf={csrf}&body={}",
         "x".repeat(crate::guard::MAX_FORM_BYTES)

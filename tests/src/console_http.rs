@@ -154,7 +154,8 @@ impl ConsoleClient {
         })
     }
 
-    /// Keeps a new session cookie and the CSRF token of a page.
+    /// Keeps a new session cookie and the CSRF token of a page (every page names it in its
+    /// `csrf-token` meta element).
     fn learn(&mut self, answer: &Answer) {
         for (name, value) in &answer.headers {
             if name == "set-cookie" {
@@ -165,9 +166,10 @@ impl ConsoleClient {
         }
         if let Some(token) = answer
             .body
-            .split("name=\"csrf\" value=\"")
+            .split("name=\"csrf-token\" content=\"")
             .nth(1)
             .and_then(|s| s.split('"').next())
+            .filter(|t| !t.is_empty())
         {
             self.csrf = Some(token.to_string());
         }

@@ -124,6 +124,27 @@ pub fn confirm_page(
 /// (the query's `done`) and what it was done to (`what`). An unknown verb says nothing, so a
 /// link cannot make a page claim something it did not do.
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// The query of a list page that resolves rows one at a time: an optional topic filter and the
+/// outcome a finished action redirected back with.
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    pub topic: Option<String>,
+    pub done: Option<String>,
+    pub what: Option<String>,
+}
+
+impl ListQuery {
+    /// The topic filter, trimmed ("" for none).
+    pub fn topic(&self) -> &str {
+        self.topic.as_deref().map(str::trim).unwrap_or_default()
+    }
+
+    /// The outcome to show, when it is one of `verbs`.
+    pub fn outcome(&self, verbs: &[&'static str]) -> Option<Outcome> {
+        Outcome::of(self.done.as_deref(), self.what.as_deref(), verbs)
+    }
+}
+
 pub struct Outcome {
     pub verb: &'static str,
     pub what: String,

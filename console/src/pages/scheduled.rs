@@ -5,7 +5,9 @@
 //! of the client library, signed as the page's user) and comes back to the list saying so.
 
 use crate::page::{encode, render, Chrome, Failure, Page, PageResult};
-use crate::pages::row_actions::{confirm_page, confirmed, ActionTable, Outcome, RowForm};
+use crate::pages::row_actions::{
+    confirm_page, confirmed, ActionTable, ListQuery, Outcome, RowForm,
+};
 use crate::pages::Table;
 use crate::Console;
 use apogee_tools::schedule;
@@ -40,15 +42,8 @@ struct ScheduledPage<'a> {
     outcome: Option<Outcome>,
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    topic: Option<String>,
-    done: Option<String>,
-    what: Option<String>,
-}
-
 async fn show(page: Page, Query(q): Query<ListQuery>) -> PageResult {
-    let topic = q.topic.as_deref().map(str::trim).unwrap_or_default();
+    let topic = q.topic();
     let admin = page.admin();
     let rows = admin
         .list_scheduled(Some(topic).filter(|t| !t.is_empty()), None)
@@ -80,7 +75,7 @@ async fn show(page: Page, Query(q): Query<ListQuery>) -> PageResult {
         stats: Table::of("schedule-stats", &stats, "No broker group answered.", |s| {
             Some(("broker", s.broker.clone()))
         }),
-        outcome: Outcome::of(q.done.as_deref(), q.what.as_deref(), VERBS),
+        outcome: q.outcome(VERBS),
     })?;
     Ok(html.into_response())
 }

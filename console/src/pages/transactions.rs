@@ -6,7 +6,7 @@
 
 use crate::page::{encode, render, Chrome, Page, PageResult};
 use crate::pages::row_actions::{
-    confirm_page, confirmed, path_segment, ActionTable, Outcome, RowForm,
+    confirm_page, confirmed, path_segment, ActionTable, ListQuery, Outcome, RowForm,
 };
 use crate::pages::Table;
 use crate::Console;
@@ -40,15 +40,8 @@ struct TransactionsPage<'a> {
     outcome: Option<Outcome>,
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    topic: Option<String>,
-    done: Option<String>,
-    what: Option<String>,
-}
-
 async fn show(page: Page, Query(q): Query<ListQuery>) -> PageResult {
-    let topic = q.topic.as_deref().map(str::trim).unwrap_or_default();
+    let topic = q.topic();
     let rows = page
         .admin()
         .list_transactions(true, Some(topic).filter(|t| !t.is_empty()), None)
@@ -70,7 +63,7 @@ async fn show(page: Page, Query(q): Query<ListQuery>) -> PageResult {
         chrome: &chrome,
         topic,
         actions,
-        outcome: Outcome::of(q.done.as_deref(), q.what.as_deref(), VERBS),
+        outcome: q.outcome(VERBS),
     })?;
     Ok(html.into_response())
 }

@@ -61,6 +61,12 @@
 //! - [`console_browser`]: the web console in a headless Chromium (WebDriver): sign-in, a
 //!   topic created, a test message sent and found by key, a group's lag, an offset reset, a
 //!   dead letter resent, the rates charts (skipped without Chromium, except under CI).
+//! - [`console_core`]: the web console's cluster page and sign-in over HTTP: a wrong secret
+//!   refused, the CSRF token and Origin required, a plain user not offered the admin pages.
+//! - [`console_groups`]: the console's consumer groups pages over HTTP: sorted by lag, a
+//!   group's queues and clients, an offset reset planned then executed, dead letters resent.
+//! - [`console_ops`]: the console's transactions, scheduled and users and ACLs pages over
+//!   HTTP: commit, roll back, recall, users and grants, each confirmed first; a plain user refused.
 //! - [`console_messages`]: the console's messages pages over HTTP: found by id, key and
 //!   offset; a message's properties, its body as text or as hex cut at 64 KiB, the groups
 //!   holding it in flight; a plain user refused.
@@ -130,7 +136,9 @@ mod cluster_trust;
 mod config_import;
 mod console_browser;
 mod console_core;
+mod console_groups;
 mod console_messages;
+mod console_ops;
 mod console_topics;
 mod consumer_groups;
 mod consumer_lag;
