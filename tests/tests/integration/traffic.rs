@@ -11,7 +11,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The row of `rows` (a JSON array) for which `matches` holds, if any.
-fn row<'a>(rows: &'a Value, matches: impl Fn(&Value) -> bool) -> Option<&'a Value> {
+fn row(rows: &Value, matches: impl Fn(&Value) -> bool) -> Option<&Value> {
     rows.as_array().unwrap().iter().find(|r| matches(r))
 }
 
