@@ -146,11 +146,13 @@ impl FromRequestParts<Arc<Console>> for Page {
         let visitor = Visitor::from_request_parts(parts, console).await?;
         if console.settings().authentication && visitor.session.user.is_none() {
             if parts.method == Method::GET || parts.method == Method::HEAD {
-                let next = parts
-                    .uri
-                    .path_and_query()
-                    .map_or(crate::BASE, |p| p.as_str());
-                let to = format!("{}/login?next={}", crate::BASE, encode(next));
+                // Inside the console's router the path has lost its `/console` prefix.
+                let next = format!(
+                    "{}{}",
+                    crate::BASE,
+                    parts.uri.path_and_query().map_or("", |p| p.as_str())
+                );
+                let to = format!("{}/login?next={}", crate::BASE, encode(&next));
                 return Err(Redirect::to(&to).into_response());
             }
             return Err(Failure::new(

@@ -120,10 +120,6 @@ pub fn confirm_page(
     Ok(html.into_response())
 }
 
-/// What an action did, as the page it redirects to says it: one of a fixed set of verbs
-/// (the query's `done`) and what it was done to (`what`). An unknown verb says nothing, so a
-/// link cannot make a page claim something it did not do.
-#[derive(Clone, Debug, PartialEq, Eq)]
 /// The query of a list page that resolves rows one at a time: an optional topic filter and the
 /// outcome a finished action redirected back with.
 #[derive(serde::Deserialize)]
@@ -145,6 +141,10 @@ impl ListQuery {
     }
 }
 
+/// What an action did, as the page it redirects to says it: one of a fixed set of verbs
+/// (the query's `done`) and what it was done to (`what`). An unknown verb says nothing, so a
+/// link cannot make a page claim something it did not do.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub verb: &'static str,
     pub what: String,
