@@ -43,6 +43,7 @@
 //! [`Cluster::client_config`] and [`Cluster::cli`] carry the admin's credentials.
 
 mod controllers;
+mod groups;
 mod nameservers;
 mod spec;
 mod topics;

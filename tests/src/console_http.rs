@@ -28,13 +28,24 @@ impl Answer {
             .unwrap_or_else(|| panic!("no Location in {} {:?}", self.status, self.headers))
     }
 
-    /// The text of the first element with `id="<id>"` (tags stripped, entities as sent).
+    /// The text of the first element with `id="<id>"`, as a browser shows it: tags
+    /// stripped, character references decoded.
     pub fn text_of(&self, id: &str) -> Option<String> {
         let at = self.body.find(&format!("id=\"{id}\""))?;
         let open_end = at + self.body[at..].find('>')? + 1;
         let rest = &self.body[open_end..];
         let close = rest.find("</")?;
-        Some(strip_tags(&rest[..close]).trim().to_string())
+        Some(decode_references(strip_tags(&rest[..close]).trim()))
+    }
+
+    /// Whether the page links to `href` (compared after decoding character references, so
+    /// `&` may be written `&amp;` or `&#38;`).
+    pub fn links_to(&self, href: &str) -> bool {
+        self.body
+            .split("href=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .any(|h| decode_references(h) == href)
     }
 
     /// Asserts the status, showing the body when it differs.
@@ -46,6 +57,48 @@ impl Answer {
         );
         self
     }
+}
+
+/// `s` with HTML's character references decoded: the named ones a template escapes with
+/// (`&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;`) and numeric ones (`&#38;`, `&#x26;`); anything
+/// else is kept as written.
+pub fn decode_references(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').and_then(|end| {
+            let name = &rest[1..end];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => match name.strip_prefix('#') {
+                    Some(hex) if hex.starts_with(['x', 'X']) => u32::from_str_radix(&hex[1..], 16)
+                        .ok()
+                        .and_then(char::from_u32),
+                    Some(dec) => dec.parse().ok().and_then(char::from_u32),
+                    None => None,
+                },
+            }?;
+            Some((c, end + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn strip_tags(s: &str) -> String {
@@ -219,4 +272,23 @@ fn parse(raw: &[u8]) -> Option<Answer> {
         headers,
         body: body.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_references;
+
+    #[test]
+    fn character_references_decode_as_a_browser_shows_them() {
+        assert_eq!(
+            decode_references("a &lt;b&gt; &amp;&#38;&#x26; &quot;c&quot;"),
+            "a <b> &&& \"c\""
+        );
+        assert_eq!(decode_references("?topic=t&#38;id=1"), "?topic=t&id=1");
+        // Not a reference: kept as written.
+        assert_eq!(
+            decode_references("a & b &nope; &#xZZ; &"),
+            "a & b &nope; &#xZZ; &"
+        );
+    }
 }

@@ -474,6 +474,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                 keys: a.keys.clone(),
                 priority: a.priority,
                 lite_topic: a.lite_topic.clone(),
+                message_group: a.message_group.clone(),
             };
             let config = cli.client_config();
             return match a.transaction {

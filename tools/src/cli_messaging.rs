@@ -59,6 +59,11 @@ pub struct SendArgs {
     /// Send LITE messages to this lite topic under --topic (a `--type lite` parent).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["transaction", "when"])]
     pub lite_topic: Option<String>,
+    /// Send FIFO messages in this message group (to a `--type fifo` topic; a group's
+    /// messages are received in order).
+    #[arg(long, value_name = "NAME",
+          conflicts_with_all = ["transaction", "when", "priority", "lite_topic"])]
+    pub message_group: Option<String>,
 }
 
 impl SendArgs {

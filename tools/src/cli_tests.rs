@@ -73,10 +73,26 @@ fn lite_and_priority_flags_parse() {
         Command::Send(a) => assert_eq!(a.lite_topic.as_deref(), Some("s-1")),
         other => panic!("unexpected {other:?}"),
     }
+    let cli = parse(&[
+        "send",
+        "--topic",
+        "T",
+        "--body",
+        "b",
+        "--message-group",
+        "g",
+    ])
+    .unwrap();
+    match cli.command {
+        Command::Send(a) => assert_eq!(a.message_group.as_deref(), Some("g")),
+        other => panic!("unexpected {other:?}"),
+    }
     for conflicting in [
         &["--priority", "1", "--lite-topic", "x"][..],
         &["--priority", "1", "--delay", "5s"][..],
         &["--lite-topic", "x", "--transaction", "commit"][..],
+        &["--message-group", "g", "--priority", "1"][..],
+        &["--message-group", "g", "--delay", "5s"][..],
     ] {
         let mut args = vec!["send", "--topic", "T", "--body", "b"];
         args.extend_from_slice(conflicting);

@@ -71,6 +71,8 @@ pub struct SendSpec {
     pub priority: Option<u32>,
     /// A lite topic under the (LITE parent) topic (type LITE).
     pub lite_topic: Option<String>,
+    /// The message group (type FIFO): messages of one group are received in order.
+    pub message_group: Option<String>,
 }
 
 impl From<SendReceipt> for SendRow {
@@ -167,6 +169,9 @@ pub(crate) fn build_message(spec: &SendSpec) -> Message {
     }
     if let Some(lite) = &spec.lite_topic {
         builder = builder.lite_topic(lite);
+    }
+    if let Some(group) = &spec.message_group {
+        builder = builder.message_group(group.clone());
     }
     builder.build()
 }

@@ -258,35 +258,72 @@ struct SendForm {
     tag: String,
     #[serde(default)]
     keys: String,
+    /// The message group, for a FIFO topic.
+    #[serde(default)]
+    message_group: String,
+    /// The priority, for a PRIORITY topic.
+    #[serde(default)]
+    priority: String,
+    /// The lite topic, under a LITE parent topic.
+    #[serde(default)]
+    lite_topic: String,
+}
+
+/// A field left empty is none.
+fn typed(field: &str) -> Option<String> {
+    let field = field.trim();
+    (!field.is_empty()).then(|| field.to_string())
 }
 
 impl SendForm {
-    /// One message to `topic` with the form's body, tag (none when empty) and keys
-    /// (separated by commas or spaces).
-    fn spec(&self, topic: &str) -> SendSpec {
-        let tag = self.tag.trim();
-        SendSpec {
+    /// One message to `topic` with the form's body, tag (none when empty), keys (separated
+    /// by commas or spaces) and the message group, priority or lite topic its topic's type
+    /// asks for (at most one of them).
+    fn spec(&self, topic: &str) -> Result<SendSpec, Failure> {
+        let priority = typed(&self.priority)
+            .map(|p| {
+                p.parse::<u32>().map_err(|_| {
+                    Failure::bad_request(format!("priority: {p:?} is not a number of 0 or more"))
+                })
+            })
+            .transpose()?;
+        let message_group = typed(&self.message_group);
+        let lite_topic = typed(&self.lite_topic);
+        let kinds = [
+            priority.is_some(),
+            message_group.is_some(),
+            lite_topic.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() > 1 {
+            return Err(Failure::bad_request(
+                "give at most one of message group (FIFO), priority (PRIORITY) and lite topic \
+                 (LITE)",
+            ));
+        }
+        Ok(SendSpec {
             topic: topic.to_string(),
             body: self.body.clone().into_bytes(),
             properties: Vec::new(),
             count: 1,
-            tag: (!tag.is_empty()).then(|| tag.to_string()),
+            tag: typed(&self.tag),
             keys: self
                 .keys
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|k| !k.is_empty())
                 .map(str::to_string)
                 .collect(),
-            priority: None,
-            lite_topic: None,
-        }
+            priority,
+            lite_topic,
+            message_group,
+        })
     }
 }
 
 /// Sends one test message through the client library, as `apogee send` does, signed as
 /// the page's user; the page then shows its id.
 async fn send_test(page: Page, Path(name): Path<String>, Form(f): Form<SendForm>) -> PageResult {
-    let (mut rows, error) = messaging::send(page.client_config(), &f.spec(&name)).await;
+    let spec = f.spec(&name).map_err(|e| page.fail("topics", e))?;
+    let (mut rows, error) = messaging::send(page.client_config(), &spec).await;
     if let Some(e) = error {
         return Err(page.fail("topics", e));
     }
@@ -436,15 +473,43 @@ mod tests {
             body: "hi".into(),
             tag: " ".into(),
             keys: "k1, k2  k3".into(),
+            ..SendForm::default()
         };
-        let spec = form.spec("T");
+        let spec = form.spec("T").unwrap();
         assert_eq!(spec.tag, None);
         assert_eq!(spec.keys, ["k1", "k2", "k3"]);
         assert_eq!((spec.body.as_slice(), spec.count), (&b"hi"[..], 1));
+        assert_eq!(
+            (spec.priority, spec.lite_topic, spec.message_group),
+            (None, None, None)
+        );
         let tagged = SendForm {
             tag: "web".into(),
             ..form
         };
-        assert_eq!(tagged.spec("T").tag.as_deref(), Some("web"));
+        assert_eq!(tagged.spec("T").unwrap().tag.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn a_test_message_takes_one_of_group_priority_and_lite_topic() {
+        let with = |group: &str, priority: &str, lite: &str| SendForm {
+            message_group: group.into(),
+            priority: priority.into(),
+            lite_topic: lite.into(),
+            ..SendForm::default()
+        };
+        let fifo = with(" g-1 ", "", "").spec("T").unwrap();
+        assert_eq!(fifo.message_group.as_deref(), Some("g-1"));
+        assert_eq!(with("", "7", "").spec("T").unwrap().priority, Some(7));
+        let lite = with("", "", "s-1").spec("T").unwrap();
+        assert_eq!(lite.lite_topic.as_deref(), Some("s-1"));
+        for bad in [
+            with("", "-1", ""),
+            with("", "high", ""),
+            with("g", "1", ""),
+            with("g", "", "s"),
+        ] {
+            assert_eq!(bad.spec("T").unwrap_err().status, StatusCode::BAD_REQUEST);
+        }
     }
 }

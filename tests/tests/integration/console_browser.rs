@@ -15,7 +15,6 @@ use apogee_proto::v2::messaging_service_client::MessagingServiceClient;
 use apogee_proto::{time, v2};
 use apogee_tests::browser::{self, Browser};
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
-use serde_json::Value;
 use std::time::Duration;
 use tonic::transport::Channel;
 
@@ -35,38 +34,6 @@ async fn console(test: &str, authentication: bool) -> Option<(Cluster, Browser)>
     let cluster = builder.start().await;
     let browser = Browser::start(test, cluster.nameserver_http_addr(0)).await?;
     Some((cluster, browser))
-}
-
-/// `apogee -o json <args>`, which must succeed.
-fn cli_json(cluster: &Cluster, args: &[&str]) -> Value {
-    cluster
-        .cli(&[&["-o", "json"], args].concat())
-        .success()
-        .json()
-}
-
-/// The group's total lag as `apogee group describe` reports it.
-fn described_lag(cluster: &Cluster, group: &str) -> u64 {
-    let d = cli_json(cluster, &["group", "describe", group]);
-    d["lag"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no lag in {d:#}"))
-}
-
-/// Receives `count` messages of `topic` for `group` and acknowledges them.
-async fn consume(cluster: &Cluster, group: &str, topic: &str, count: usize) {
-    let addr = cluster.broker_addr(BROKER);
-    let got = rpc::receive_exactly(addr, group, topic, count).await;
-    let entries: Vec<(String, String)> = got
-        .iter()
-        .map(|m| (rpc::id_of(m), rpc::handle_of(m)))
-        .collect();
-    let acked = rpc::ack(&mut rpc::messaging(addr), group, topic, &entries).await;
-    assert_eq!(
-        rpc::code(acked.status.as_ref()),
-        v2::Code::Ok as i32,
-        "{acked:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +109,7 @@ async fn a_topic_created_in_the_console_exists_with_its_queues() {
     browser.page_screenshot("topic").await;
 
     // The cluster has it, as created: FIFO, three queues.
-    let listed = cli_json(&cluster, &["topic", "list"]);
+    let listed = cluster.cli_json(&["topic", "list"]);
     let topic = listed
         .as_array()
         .and_then(|topics| topics.iter().find(|t| t["topic"] == "web-orders"))
@@ -176,7 +143,7 @@ async fn a_test_message_sent_in_the_console_is_found_by_its_key() {
     assert!(!id.is_empty(), "no message id shown");
 
     // Stored as sent, apart from the console.
-    let records = cli_json(&cluster, &["message", "get", &id]);
+    let records = cluster.cli_json(&["message", "get", &id]);
     let record = records
         .as_array()
         .and_then(|r| r.iter().find(|r| r["topic"] == "web-keys"))
@@ -205,7 +172,9 @@ async fn a_test_message_sent_in_the_console_is_found_by_its_key() {
 async fn group_with_lag(cluster: &Cluster, group: &str, topic: &str, sent: usize, consumed: usize) {
     cluster.create_topic(topic, 1).await;
     rpc::send_numbered(cluster.broker_addr(BROKER), topic, sent).await;
-    consume(cluster, group, topic, consumed).await;
+    cluster
+        .consume_and_ack(BROKER, group, topic, consumed)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,9 +196,9 @@ async fn a_groups_lag_falls_after_a_consume() {
     browser.wait_for("table#group-queues").await;
     browser.page_screenshot("group").await;
 
-    consume(&cluster, GROUP, TOPIC, 5).await;
+    cluster.consume_and_ack(BROKER, GROUP, TOPIC, 5).await;
     browser.wait_for_text_on(&page, "#group-lag", "0").await;
-    assert_eq!(described_lag(&cluster, GROUP), 0);
+    assert_eq!(cluster.group_lag(GROUP), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,12 +219,12 @@ async fn an_offset_reset_is_planned_then_executed() {
     browser.click("button#reset-plan").await;
     browser.wait_for("table#reset-plan").await;
     // The dry run changed nothing.
-    assert_eq!(described_lag(&cluster, GROUP), 0);
+    assert_eq!(cluster.group_lag(GROUP), 0);
 
     browser.click("button#reset-execute-submit").await;
     browser.wait_for("p.notice").await;
     browser.wait_for_text_on(&page, "#group-lag", "4").await;
-    assert_eq!(described_lag(&cluster, GROUP), 4);
+    assert_eq!(cluster.group_lag(GROUP), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,7 +275,7 @@ async fn a_dead_letter_is_resent_to_its_group() {
         let client = client.clone();
         async {
             receive(client).await;
-            let listed = cli_json(&cluster, &["dlq", "list", "--group", GROUP]);
+            let listed = cluster.cli_json(&["dlq", "list", "--group", GROUP]);
             match listed.as_array() {
                 Some(l) if !l.is_empty() => Ok(()),
                 _ => Err(listed.to_string()),

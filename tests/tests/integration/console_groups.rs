@@ -23,33 +23,6 @@ async fn cluster(authentication: bool) -> Cluster {
     builder.start().await
 }
 
-/// The group's total lag as `apogee group describe` reports it.
-fn described_lag(cluster: &Cluster, group: &str) -> u64 {
-    let d = cluster
-        .cli(&["-o", "json", "group", "describe", group])
-        .success()
-        .json();
-    d["lag"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no lag in {d:#}"))
-}
-
-/// Receives `count` messages of `topic` for `group` and acknowledges them.
-async fn consume(cluster: &Cluster, group: &str, topic: &str, count: usize) {
-    let addr = cluster.broker_addr(BROKER);
-    let got = rpc::receive_exactly(addr, group, topic, count).await;
-    let entries: Vec<(String, String)> = got
-        .iter()
-        .map(|m| (rpc::id_of(m), rpc::handle_of(m)))
-        .collect();
-    let acked = rpc::ack(&mut rpc::messaging(addr), group, topic, &entries).await;
-    assert_eq!(
-        rpc::code(acked.status.as_ref()),
-        v2::Code::Ok as i32,
-        "{acked:?}"
-    );
-}
-
 /// The `<tr>` whose `data-<attr>` is `value`, as HTML.
 fn row<'a>(page: &'a Answer, attr: &str, value: &str) -> Option<&'a str> {
     let at = page.body.find(&format!("<tr data-{attr}=\"{value}\""))?;
@@ -70,8 +43,12 @@ async fn groups_list_by_lag_and_a_group_shows_its_queues_and_clients() {
     let addr = cluster.broker_addr(BROKER).to_string();
     cluster.create_topic("cg-orders", 1).await;
     rpc::send_numbered(&addr, "cg-orders", 6).await;
-    consume(&cluster, "cg-behind", "cg-orders", 1).await;
-    consume(&cluster, "cg-done", "cg-orders", 6).await;
+    cluster
+        .consume_and_ack(BROKER, "cg-behind", "cg-orders", 1)
+        .await;
+    cluster
+        .consume_and_ack(BROKER, "cg-done", "cg-orders", 6)
+        .await;
     let _client = RawSession::consumer(
         &addr,
         "cg-client-1",
@@ -138,8 +115,10 @@ async fn an_offset_reset_is_planned_before_it_is_executed() {
     let addr = cluster.broker_addr(BROKER).to_string();
     cluster.create_topic("cg-reset", 1).await;
     rpc::send_numbered(&addr, "cg-reset", 4).await;
-    consume(&cluster, "cg-reset-g", "cg-reset", 4).await;
-    assert_eq!(described_lag(&cluster, "cg-reset-g"), 0);
+    cluster
+        .consume_and_ack(BROKER, "cg-reset-g", "cg-reset", 4)
+        .await;
+    assert_eq!(cluster.group_lag("cg-reset-g"), 0);
 
     let mut console = ConsoleClient::new(cluster.nameserver_http_addr(0));
     console.get("/console/groups/cg-reset-g").await.expect(200);
@@ -166,7 +145,7 @@ async fn an_offset_reset_is_planned_before_it_is_executed() {
         "a dry run applies nothing"
     );
     assert_eq!(
-        described_lag(&cluster, "cg-reset-g"),
+        cluster.group_lag("cg-reset-g"),
         0,
         "the dry run changed nothing"
     );
@@ -182,7 +161,7 @@ async fn an_offset_reset_is_planned_before_it_is_executed() {
         "{}",
         applied.body
     );
-    assert_eq!(described_lag(&cluster, "cg-reset-g"), 4);
+    assert_eq!(cluster.group_lag("cg-reset-g"), 4);
     let group = console.get("/console/groups/cg-reset-g").await.expect(200);
     assert_eq!(group.text_of("group-lag").as_deref(), Some("4"));
 }
