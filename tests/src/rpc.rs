@@ -341,6 +341,26 @@ pub async fn ack(
         .into_inner()
 }
 
+/// Acknowledges every one of `messages` (received for `group`) on the broker at `addr`;
+/// panics unless the broker answers OK.
+pub async fn ack_all(addr: &str, group: &str, topic: &str, messages: &[v2::Message]) {
+    let entries: Vec<(String, String)> =
+        messages.iter().map(|m| (id_of(m), handle_of(m))).collect();
+    let acked = ack(&mut messaging(addr), group, topic, &entries).await;
+    assert_eq!(
+        code(acked.status.as_ref()),
+        v2::Code::Ok as i32,
+        "{acked:?}"
+    );
+}
+
+/// Receives exactly `count` messages of `topic` for `group` on the broker at `addr` and
+/// acknowledges them.
+pub async fn consume_and_ack(addr: &str, group: &str, topic: &str, count: usize) {
+    let got = receive_exactly(addr, group, topic, count).await;
+    ack_all(addr, group, topic, &got).await;
+}
+
 /// A TRANSACTION message with a fresh id for `queue_id` of `topic`.
 pub fn txn_message(topic: &str, queue_id: i32, body: impl Into<Vec<u8>>) -> v2::Message {
     let mut m = message(topic, queue_id, body);

@@ -29,18 +29,7 @@ impl Cluster {
     /// Receives exactly `count` messages of `topic` for `group` from broker `broker` and
     /// acknowledges them; panics when the broker refuses the acknowledgement.
     pub async fn consume_and_ack(&self, broker: &str, group: &str, topic: &str, count: usize) {
-        let addr = self.broker_addr(broker);
-        let got = rpc::receive_exactly(addr, group, topic, count).await;
-        let entries: Vec<(String, String)> = got
-            .iter()
-            .map(|m| (rpc::id_of(m), rpc::handle_of(m)))
-            .collect();
-        let acked = rpc::ack(&mut rpc::messaging(addr), group, topic, &entries).await;
-        assert_eq!(
-            rpc::code(acked.status.as_ref()),
-            v2::Code::Ok as i32,
-            "{acked:?}"
-        );
+        rpc::consume_and_ack(self.broker_addr(broker), group, topic, count).await;
     }
 
     /// Creates `group` giving up after one delivery, sends one message to `topic` on broker

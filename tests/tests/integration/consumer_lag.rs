@@ -106,19 +106,6 @@ async fn receive_one(addr: &str, group: &str, topic: &str) -> Vec<v2::Message> {
     messages
 }
 
-async fn ack_all(addr: &str, group: &str, topic: &str, messages: &[v2::Message]) {
-    let entries: Vec<(String, String)> = messages
-        .iter()
-        .map(|m| (rpc::id_of(m), rpc::handle_of(m)))
-        .collect();
-    let acked = rpc::ack(&mut rpc::messaging(addr), group, topic, &entries).await;
-    assert_eq!(
-        rpc::code(acked.status.as_ref()),
-        v2::Code::Ok as i32,
-        "{acked:?}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_group_lags_by_every_message_of_every_queue() {
     let cluster = Cluster::builder()
@@ -150,7 +137,7 @@ async fn a_new_group_lags_by_every_message_of_every_queue() {
     let got = receive_one(&addr, "lag-8-g", "lag-8").await;
     let d = wait_lag(&cluster, "lag-8-g", n, 1).await;
     assert_eq!(d["queues"].as_array().unwrap().len(), 8, "{d:#}");
-    ack_all(&addr, "lag-8-g", "lag-8", &got).await;
+    rpc::ack_all(&addr, "lag-8-g", "lag-8", &got).await;
     wait_lag(&cluster, "lag-8-g", n - 1, 0).await;
     wait_lag_metric(&http_addr, "lag-8", "lag-8-g", (n - 1) as f64).await;
 
@@ -175,7 +162,7 @@ async fn lag_counts_the_messages_on_a_broker_group_the_group_never_received_from
 
     // The group receives and acknowledges everything on broker-a only.
     let got = rpc::receive_exactly(&a, "two-g", "lag-two", 5).await;
-    ack_all(&a, "two-g", "lag-two", &got).await;
+    rpc::ack_all(&a, "two-g", "lag-two", &got).await;
 
     let d = wait_lag(&cluster, "two-g", 20, 0).await;
     let on_b: u64 = d["queues"]

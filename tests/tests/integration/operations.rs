@@ -23,17 +23,6 @@ async fn receivable(addr: &str, group: &str, topic: &str) -> usize {
     messages.len()
 }
 
-/// Receives and acknowledges `count` messages of `group`.
-async fn consume_and_ack(addr: &str, group: &str, topic: &str, count: usize) {
-    let got = rpc::receive_exactly(addr, group, topic, count).await;
-    let entries: Vec<(String, String)> = got
-        .iter()
-        .map(|m| (rpc::id_of(m), rpc::handle_of(m)))
-        .collect();
-    let acked = rpc::ack(&mut rpc::messaging(addr), group, topic, &entries).await;
-    assert_eq!(rpc::code(acked.status.as_ref()), v2::Code::Ok as i32);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_offset_prints_a_plan_and_applies_it_only_with_execute() {
     let cluster = Cluster::builder()
@@ -43,7 +32,7 @@ async fn reset_offset_prints_a_plan_and_applies_it_only_with_execute() {
     let addr = cluster.broker_addr("broker-a").to_string();
     cluster.create_topic("reset-t", 2).await;
     rpc::send_numbered(&addr, "reset-t", 20).await;
-    consume_and_ack(&addr, "reset-g", "reset-t", 20).await;
+    rpc::consume_and_ack(&addr, "reset-g", "reset-t", 20).await;
     assert_eq!(receivable(&addr, "reset-g", "reset-t").await, 0);
 
     // The plan: queue 0 from 20 back to 0; queue 1 (empty) stays at 0. Nothing changes.
@@ -68,7 +57,7 @@ async fn reset_offset_prints_a_plan_and_applies_it_only_with_execute() {
     assert_eq!(applied["executed"], true, "{out}");
     assert_eq!(applied["queues"].as_array().map(Vec::len), Some(2), "{out}");
     assert_eq!(applied["queues"][0]["new_offset"], 0, "{out}");
-    consume_and_ack(&addr, "reset-g", "reset-t", 20).await;
+    rpc::consume_and_ack(&addr, "reset-g", "reset-t", 20).await;
 
     // To the end, with 5 new messages in flight: they are dropped and nothing is left.
     rpc::send_numbered(&addr, "reset-t", 5).await;
