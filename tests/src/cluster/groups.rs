@@ -33,8 +33,9 @@ impl Cluster {
     }
 
     /// Creates `group` giving up after one delivery, sends one message to `topic` on broker
-    /// `broker` and receives it without acknowledging it until the broker moves it to the
-    /// group's dead-letter topic (listed by `apogee topic list --system`); its message id.
+    /// `broker` and receives it without acknowledging it until the broker has moved it to the
+    /// group's dead-letter topic: `apogee dlq list` lists it and `apogee topic list --system`
+    /// lists `%DLQ%<group>`. Its message id.
     pub async fn dead_letter_one(&self, broker: &str, group: &str, topic: &str) -> String {
         self.cli(&["group", "create", group, "--max-attempts", "1"])
             .success();
@@ -49,24 +50,51 @@ impl Cluster {
         );
         let dlq = apogee_proto::names::dlq_topic(group);
         wait_until(DEAD_LETTER_WAIT, "the message dead-lettered", || async {
-            rpc::receive(
-                &mut rpc::messaging(addr),
-                group,
-                topic,
-                1,
-                Some(time::duration(Duration::from_secs(1))),
-                Duration::from_secs(1),
-            )
-            .await;
-            let listed = self.cli_json(&["topic", "list", "--system"]);
-            let topics = listed.as_array().cloned().unwrap_or_default();
-            if topics.iter().any(|t| t["topic"] == dlq.as_str()) {
-                Ok(())
+            receive_briefly(addr, group, topic).await;
+            let letters = self.cli_json(&["dlq", "list", "--group", group]);
+            let topics = self.cli_json(&["topic", "list", "--system"]);
+            let listed = |list: &Value, field: &str, value: &str| {
+                list.as_array()
+                    .is_some_and(|rows| rows.iter().any(|r| r[field] == value))
+            };
+            if !listed(&letters, "message_id", &id) {
+                Err(format!("{id} not in dlq list yet: {letters}"))
+            } else if !listed(&topics, "topic", &dlq) {
+                Err(format!("{dlq} not in topic list --system yet"))
             } else {
-                Err(format!("{dlq} not listed yet"))
+                Ok(())
             }
         })
         .await;
         id
     }
+
+    /// Waits until `group` receives message `id` of `topic` from broker `broker` again (each
+    /// receive leaves what it got invisible for 1 s, unacknowledged).
+    pub async fn wait_received(&self, broker: &str, group: &str, topic: &str, id: &str) {
+        let addr = self.broker_addr(broker);
+        wait_until(DEAD_LETTER_WAIT, "the message received", || async {
+            let got = receive_briefly(addr, group, topic).await;
+            if got.iter().any(|m| rpc::id_of(m) == id) {
+                Ok(())
+            } else {
+                Err(format!("{} others", got.len()))
+            }
+        })
+        .await;
+    }
+}
+
+/// Up to 4 messages of `topic` for `group`, each invisible for 1 s, waiting at most 1 s.
+async fn receive_briefly(addr: &str, group: &str, topic: &str) -> Vec<v2::Message> {
+    let (got, _) = rpc::receive(
+        &mut rpc::messaging(addr),
+        group,
+        topic,
+        4,
+        Some(time::duration(Duration::from_secs(1))),
+        Duration::from_secs(1),
+    )
+    .await;
+    got
 }

@@ -11,12 +11,9 @@
 //! With `APOGEE_CONSOLE_SCREENSHOTS=docs/console` the tests save the main pages' screenshots
 //! (cluster, topics, topic, messages, groups, group, rates) for docs/CONSOLE.md.
 
-use apogee_proto::v2::messaging_service_client::MessagingServiceClient;
-use apogee_proto::{time, v2};
 use apogee_tests::browser::{self, Browser};
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
 use std::time::Duration;
-use tonic::transport::Channel;
 
 const BROKER: &str = "broker-a";
 const WAIT: Duration = Duration::from_secs(20);
@@ -235,54 +232,7 @@ async fn a_dead_letter_is_resent_to_its_group() {
     const GROUP: &str = "web-dlq-g";
     const TOPIC: &str = "web-dlq";
     cluster.create_topic(TOPIC, 1).await;
-    cluster
-        .cli(&[
-            "group",
-            "create",
-            GROUP,
-            "--max-attempts",
-            "2",
-            "--retry-custom",
-            "1s",
-        ])
-        .success();
-    let addr = cluster.broker_addr(BROKER).to_string();
-    let mut client = rpc::messaging(&addr);
-    let message = rpc::message(TOPIC, 0, "never acknowledged");
-    let id = rpc::id_of(&message);
-    let sent = rpc::send(&mut client, vec![message]).await;
-    assert_eq!(
-        rpc::code(sent.status.as_ref()),
-        v2::Code::Ok as i32,
-        "{sent:?}"
-    );
-
-    // Received and never acknowledged until the group gives up on it.
-    let receive = |client: MessagingServiceClient<Channel>| async move {
-        let mut client = client;
-        let (got, _) = rpc::receive(
-            &mut client,
-            GROUP,
-            TOPIC,
-            4,
-            Some(time::duration(Duration::from_secs(1))),
-            Duration::from_secs(1),
-        )
-        .await;
-        got
-    };
-    wait_until(Duration::from_secs(30), "the message dead-lettered", || {
-        let client = client.clone();
-        async {
-            receive(client).await;
-            let listed = cluster.cli_json(&["dlq", "list", "--group", GROUP]);
-            match listed.as_array() {
-                Some(l) if !l.is_empty() => Ok(()),
-                _ => Err(listed.to_string()),
-            }
-        }
-    })
-    .await;
+    let id = cluster.dead_letter_one(BROKER, GROUP, TOPIC).await;
 
     let row = format!("table#dead-letters tr[data-message-id=\"{id}\"]");
     browser
@@ -294,18 +244,7 @@ async fn a_dead_letter_is_resent_to_its_group() {
     browser.wait_for("p.notice").await;
 
     // The group gets it again.
-    wait_until(WAIT, "the resent message", || {
-        let client = client.clone();
-        async {
-            let got = receive(client).await;
-            if got.iter().any(|m| rpc::id_of(m) == id) {
-                Ok(())
-            } else {
-                Err(format!("{} others", got.len()))
-            }
-        }
-    })
-    .await;
+    cluster.wait_received(BROKER, GROUP, TOPIC, &id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 //! admins.
 
 use apogee_proto::auth::Credentials;
-use apogee_proto::{time, v2};
+use apogee_proto::v2;
 use apogee_tests::console_http::{Answer, ConsoleClient};
 use apogee_tests::telemetry::RawSession;
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
@@ -172,54 +172,11 @@ async fn dead_letters_are_listed_and_resent_once() {
     const TOPIC: &str = "cg-dlq";
     let cluster = cluster(false).await;
     cluster.create_topic(TOPIC, 1).await;
-    cluster
-        .cli(&[
-            "group",
-            "create",
-            GROUP,
-            "--max-attempts",
-            "2",
-            "--retry-custom",
-            "1s",
-        ])
-        .success();
-    let addr = cluster.broker_addr(BROKER).to_string();
-    let message = rpc::message(TOPIC, 0, "never acknowledged");
-    let id = rpc::id_of(&message);
-    let sent = rpc::send(&mut rpc::messaging(&addr), vec![message]).await;
-    assert_eq!(
-        rpc::code(sent.status.as_ref()),
-        v2::Code::Ok as i32,
-        "{sent:?}"
-    );
-    let receive = || async {
-        let (got, _) = rpc::receive(
-            &mut rpc::messaging(&addr),
-            GROUP,
-            TOPIC,
-            4,
-            Some(time::duration(Duration::from_secs(1))),
-            Duration::from_secs(1),
-        )
-        .await;
-        got
-    };
+    let id = cluster.dead_letter_one(BROKER, GROUP, TOPIC).await;
 
-    // Received and never acknowledged until the group gives up on it.
     let mut console = ConsoleClient::new(cluster.nameserver_http_addr(0));
     let page = format!("/console/groups/{GROUP}/dead-letters");
-    let listed = wait_until(WAIT, "the message dead-lettered", || async {
-        receive().await;
-        let listed = ConsoleClient::new(cluster.nameserver_http_addr(0))
-            .get(&page)
-            .await
-            .expect(200);
-        match row(&listed, "message-id", &id) {
-            Some(_) => Ok(listed),
-            None => Err("not listed yet".to_string()),
-        }
-    })
-    .await;
+    let listed = console.get(&page).await.expect(200);
     let listed_row = row(&listed, "message-id", &id).unwrap();
     assert!(listed_row.contains(TOPIC), "{listed_row}");
     assert!(listed_row.contains("<form class=\"resend"), "{listed_row}");
@@ -247,15 +204,7 @@ async fn dead_letters_are_listed_and_resent_once() {
     );
 
     // The group gets it again.
-    wait_until(WAIT, "the resent message", || async {
-        let got = receive().await;
-        if got.iter().any(|m| rpc::id_of(m) == id) {
-            Ok(())
-        } else {
-            Err(format!("{} others", got.len()))
-        }
-    })
-    .await;
+    cluster.wait_received(BROKER, GROUP, TOPIC, &id).await;
 }
 
 /// A console client signed in as `user`.
