@@ -1,6 +1,7 @@
 //! Client configuration: where the NameServers are, how long a request may
 //! take, how often a send is attempted, the namespace and the client id that
-//! identifies this process to the servers (`x-mq-client-id`), and TLS.
+//! identifies this process to the servers (`x-mq-client-id`), TLS, and the
+//! transport a producer's sends take ([`SendTransport`]).
 
 use std::time::Duration;
 
@@ -27,6 +28,34 @@ pub struct ClientConfig {
     /// TLS to every server (the CA trusted, the client certificate presented, if any);
     /// `None`: plain text.
     pub tls: Option<apogee_proto::tls::ClientTls>,
+    /// What a producer's sends travel over (everything else is gRPC).
+    pub send_transport: SendTransport,
+}
+
+/// The transport a [`crate::Producer`] sends messages over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SendTransport {
+    /// The RocketMQ 5 gRPC protocol, as every other call.
+    #[default]
+    Grpc,
+    /// RocketMQ's remoting frames over plain TCP (the protocol of RocketMQ 4.x clients,
+    /// which every Apogee server also serves): a lighter path per message than HTTP/2.
+    /// Routes for these sends come from the NameServers over remoting too. FIFO, lite and
+    /// priority messages, which remoting cannot express, and transactions still go over
+    /// gRPC. Not with TLS (this client's remoting connections are plain TCP).
+    Remoting,
+}
+
+impl std::str::FromStr for SendTransport {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "grpc" => Ok(SendTransport::Grpc),
+            "remoting" => Ok(SendTransport::Remoting),
+            other => Err(format!("unknown transport {other:?} (grpc or remoting)")),
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -42,6 +71,7 @@ impl Default for ClientConfig {
             client_id: generate_client_id(),
             credentials: None,
             tls: None,
+            send_transport: SendTransport::Grpc,
         }
     }
 }
@@ -97,6 +127,12 @@ impl ClientConfig {
         self
     }
 
+    /// Sends over `transport` ([`SendTransport`]).
+    pub fn with_send_transport(mut self, transport: SendTransport) -> Self {
+        self.send_transport = transport;
+        self
+    }
+
     /// Checks the configuration before any connection is made.
     pub fn validate(&self) -> Result<(), crate::ClientError> {
         use crate::ClientError::Config;
@@ -114,6 +150,11 @@ impl ClientConfig {
         }
         if self.client_id.is_empty() || !self.client_id.is_ascii() {
             return Err(Config("client id must be non-empty ASCII".into()));
+        }
+        if self.send_transport == SendTransport::Remoting && self.tls.is_some() {
+            return Err(Config(
+                "sends over remoting are plain TCP: use the gRPC transport with TLS".into(),
+            ));
         }
         Ok(())
     }

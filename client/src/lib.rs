@@ -40,6 +40,7 @@ pub mod lite_consumer;
 mod message;
 mod producer;
 mod push_consumer;
+mod remoting;
 pub mod route;
 mod telemetry;
 pub mod transaction;
@@ -47,7 +48,7 @@ pub mod transport;
 
 pub use access_point::{FailoverChannel, Unreachable};
 pub use apogee_proto::tls::ClientTls;
-pub use config::ClientConfig;
+pub use config::{ClientConfig, SendTransport};
 pub use consumer::{GroupCreated, SimpleConsumer};
 pub use error::{ClientError, Result};
 pub use lite_consumer::{LiteOffset, LiteSimpleConsumer, LiteSimpleConsumerBuilder};

@@ -8,13 +8,19 @@
 //! they are never resent (a resend would store a second copy) and come back
 //! as the distinct error [`ClientError::is_stored_not_replicated`] names.
 //!
+//! With [`SendTransport::Remoting`](crate::config::SendTransport) a producer sends the
+//! messages remoting carries over RocketMQ's remoting frames instead ([`crate::remoting`]),
+//! with the same queue choice and resend rules; everything else stays on gRPC.
+//!
 //! A producer built with [`ProducerBuilder`] declares its topics up front
 //! (they are announced in its Telemetry settings, with every topic it later
 //! sends to) and may carry a [`TransactionChecker`] that answers the
 //! brokers' transaction check-backs; see [`crate::transaction`].
 
+use crate::config::SendTransport;
 use crate::core::Core;
 use crate::message::Message;
+use crate::remoting::RemotingSends;
 use crate::route::{broker_name, queue_endpoint, select_queue};
 use crate::telemetry::Role;
 use crate::transaction::{
@@ -99,6 +105,8 @@ impl ProducerBuilder {
         for topic in &self.topics {
             limits::validate_topic(topic)?;
         }
+        let remoting = (self.config.send_transport == SendTransport::Remoting)
+            .then(|| Arc::new(RemotingSends::new(&self.config)));
         let core = Core::start(self.config, Role::Producer, self.checker)?;
         for topic in &self.topics {
             core.note_topic(topic);
@@ -109,6 +117,7 @@ impl ProducerBuilder {
         Ok(Producer {
             core,
             next: Arc::new(AtomicUsize::new(rand::random::<u16>() as usize)),
+            remoting,
         })
     }
 }
@@ -118,6 +127,8 @@ impl ProducerBuilder {
 pub struct Producer {
     core: Arc<Core>,
     next: Arc<AtomicUsize>,
+    /// Sends over remoting ([`SendTransport::Remoting`]).
+    remoting: Option<Arc<RemotingSends>>,
 }
 
 impl Producer {
@@ -283,6 +294,14 @@ impl Producer {
 
     /// Sends messages of one topic as one request to one queue.
     pub async fn send_batch(&self, messages: Vec<Message>) -> Result<Vec<SendReceipt>> {
+        if let Some(remoting) = &self.remoting {
+            if messages.iter().all(crate::remoting::carries) {
+                let topic = check_batch(&messages, self.max_body_size())?;
+                self.core.note_topic(&topic);
+                let ids = new_message_ids(messages.len());
+                return remoting.send(&messages, &ids).await;
+            }
+        }
         let stored = self.send_kind(messages, SendKind::default()).await?;
         Ok(stored.into_iter().map(|s| s.receipt).collect())
     }
@@ -386,6 +405,9 @@ impl Producer {
 
     /// Notifies the servers and closes the telemetry streams.
     pub async fn shutdown(self) {
+        if let Some(remoting) = &self.remoting {
+            remoting.close();
+        }
         self.core.shutdown().await;
     }
 }
@@ -414,7 +436,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((10u64 << attempt.min(6)).min(1000))
 }
 
@@ -424,7 +446,7 @@ fn backoff(attempt: u32) -> Duration {
 /// [`ApogeeError::NotReplicated`] (docs/REPLICATION.md); resending it would store it twice.
 /// HA_NOT_AVAILABLE with any other text is a refusal that stored nothing (a slave whose
 /// master is away, a fenced member, a master without its lease during a failover): resent.
-fn may_resend(e: &ClientError) -> bool {
+pub(crate) fn may_resend(e: &ClientError) -> bool {
     e.is_retryable()
         && !e.is_stored_not_replicated()
         && match e {

@@ -12,7 +12,8 @@
 //! These are reads: they need the caller authenticated (by the transport) and nothing more,
 //! as gRPC's QueryRoute. The bodies are RocketMQ's JSON ([`json`]).
 
-pub mod json;
+/// The JSON bodies (shared with apogee-client, which reads routes back).
+pub use apogee_proto::remoting::route as json;
 pub mod route;
 
 use crate::registry::Registry;

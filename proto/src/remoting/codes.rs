@@ -141,3 +141,60 @@ pub fn response_code_of(error: &crate::ApogeeError) -> i32 {
         }
     }
 }
+
+/// The error a remoting client reads from a response's `code` and `remark` (`None` for
+/// SUCCESS): the inverse of [`response_code_of`] for the codes a send, a route lookup or an
+/// admin request answers with. FLUSH_SLAVE_TIMEOUT is "stored on the master, not
+/// replicated" ([`crate::ApogeeError::NotReplicated`]), never a reason to resend.
+pub fn error_of(code: i32, remark: &str) -> Option<crate::ApogeeError> {
+    use crate::ApogeeError as E;
+    let text = remark.to_string();
+    Some(match code {
+        response::SUCCESS => return None,
+        response::TOPIC_NOT_EXIST => E::TopicNotFound(text),
+        response::SUBSCRIPTION_GROUP_NOT_EXIST => E::ConsumerGroupNotFound(text),
+        response::QUERY_NOT_FOUND => E::MessageNotFound(text),
+        response::NO_PERMISSION => E::Forbidden(text),
+        response::SUBSCRIPTION_PARSE_FAILED => E::IllegalFilterExpression(text),
+        response::MESSAGE_ILLEGAL | response::INVALID_PARAMETER => E::BadRequest(text),
+        response::SYSTEM_BUSY | response::FLOW_CONTROL => E::TooManyRequests(text),
+        response::REQUEST_CODE_NOT_SUPPORTED | response::VERSION_NOT_SUPPORTED => {
+            E::Unsupported(text)
+        }
+        response::FLUSH_DISK_TIMEOUT => E::MasterPersistenceTimeout(text),
+        response::FLUSH_SLAVE_TIMEOUT => E::NotReplicated(text),
+        response::SERVICE_NOT_AVAILABLE | response::SLAVE_NOT_AVAILABLE => E::Unavailable(text),
+        other => E::Internal(format!("remoting response code {other}: {remark}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ApogeeError as E;
+
+    #[test]
+    fn a_response_code_reads_back_as_the_error_that_answers_with_it() {
+        let errors = [
+            E::TopicNotFound("t".into()),
+            E::ConsumerGroupNotFound("g".into()),
+            E::Forbidden("f".into()),
+            E::BadRequest("b".into()),
+            E::TooManyRequests("busy".into()),
+            E::Unsupported("u".into()),
+            E::MasterPersistenceTimeout("m".into()),
+            E::NotReplicated("n".into()),
+            E::Unavailable("a".into()),
+            E::IllegalFilterExpression("x".into()),
+            E::MessageNotFound("q".into()),
+        ];
+        for error in errors {
+            let code = response_code_of(&error);
+            let read = error_of(code, "why").expect("an error code");
+            assert_eq!(response_code_of(&read), code, "{error:?} read as {read:?}");
+        }
+        assert!(error_of(response::SUCCESS, "").is_none());
+        let unknown = error_of(9_999, "what").unwrap();
+        assert!(unknown.to_string().contains("9999"), "{unknown}");
+    }
+}

@@ -14,10 +14,14 @@
 //! - `frame`: the frame and header codecs with their size limits.
 //! - `message`: RocketMQ's message encodings (the stored-message layout pull responses and
 //!   batches carry, the properties string).
+//! - [`signature`]: RocketMQ's ACL signature on a request.
+//! - [`route`]: a topic's route as the NameServer answers GET_ROUTEINFO_BY_TOPIC.
 
 pub mod codes;
 pub mod command;
 pub mod frame;
 pub mod message;
+pub mod route;
+pub mod signature;
 
 pub use command::{RemotingCommand, Serialization};

@@ -12,18 +12,11 @@
 use super::Caller;
 use crate::auth::guard::AuthLayer;
 use apogee_proto::auth::{Directory, Identity};
+use apogee_proto::remoting::signature::{content_mac, UNIQUE_KEY_QUERY};
+pub use apogee_proto::remoting::signature::{sign, ACCESS_KEY, SIGNATURE};
 use apogee_proto::remoting::RemotingCommand;
 use base64::Engine;
-use hmac::{Hmac, Mac};
-
-/// The extension field naming the signer.
-pub const ACCESS_KEY: &str = "AccessKey";
-/// The extension field carrying the signature.
-pub const SIGNATURE: &str = "Signature";
-/// The query-by-unique-key flag, which RocketMQ's broker leaves out of the signed content.
-const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
-
-type HmacSha1 = Hmac<sha1::Sha1>;
+use hmac::Mac;
 
 /// What remoting requests are checked against (a server's users, when authentication is on).
 #[derive(Clone, Default)]
@@ -80,28 +73,6 @@ impl RemotingAuth {
     }
 }
 
-/// The HMAC of `request`'s signed content: the extension fields' values but `Signature`'s
-/// (and `_UNIQUE_KEY_QUERY`'s with `skip_unique`), by key, then the body.
-fn content_mac(secret: &[u8], request: &RemotingCommand, skip_unique: bool) -> HmacSha1 {
-    let mut mac = HmacSha1::new_from_slice(secret).expect("HMAC takes a key of any length");
-    // `ext_fields` is sorted by key (byte order, as Java's TreeMap of Strings for ASCII).
-    for (key, value) in &request.ext_fields {
-        if key == SIGNATURE || (skip_unique && key == UNIQUE_KEY_QUERY) {
-            continue;
-        }
-        mac.update(value.as_bytes());
-    }
-    mac.update(&request.body);
-    mac
-}
-
-/// The signature a client with `secret` puts on `request` (its other fields, `AccessKey`
-/// included, already set).
-pub fn sign(secret: &str, request: &RemotingCommand) -> String {
-    let mac = content_mac(secret.as_bytes(), request, false);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,21 +85,6 @@ mod tests {
             .with_ext(ACCESS_KEY, "ak")
             .with_ext("SecurityToken", "token")
             .with_body(&b"body"[..])
-    }
-
-    #[test]
-    fn the_signature_is_rocketmqs() {
-        // The vector of RocketMQ's Rust client (its ACL hook test): sorted values
-        // "ak" "token" "first" "last", then the body, under the secret "secret".
-        assert_eq!(sign("secret", &request()), "wuJkFDNRMKY6aFXTDwT/vg0UC8M=");
-        // Its signer's vector: HMAC-SHA1 of "alicetopic-a".
-        let plain = RemotingCommand::request(10)
-            .with_ext("a", "alice")
-            .with_ext("b", "topic-a");
-        assert_eq!(sign("secret", &plain), "3yomro7y0WqWcbV+9tQa4av5w3Q=");
-        // An old signature is not part of what is signed.
-        let resigned = request().with_ext(SIGNATURE, "stale");
-        assert_eq!(sign("secret", &resigned), "wuJkFDNRMKY6aFXTDwT/vg0UC8M=");
     }
 
     fn directory() -> Directory {

@@ -107,6 +107,9 @@
 //!   and broadcast consumers, a group rebalancing when a member stops, retries and dead
 //!   letters, transactions with check-backs, messages crossing to and from gRPC clients
 //!   (helpers in [`remoting_support`]).
+//! - [`remoting_producer`]: apogee-client's producer over remoting frames: stored and
+//!   consumed as sent, signed with credentials, dialling again after a broker restart, and
+//!   `apogee bench produce --transport remoting`.
 //! - [`remoting_pop`]: the pop consumption of 5.x remoting clients by hand-written frames: a
 //!   popped message acknowledged is done, one not acknowledged comes back.
 //! - [`replication`]: SYNC and ASYNC masters with slaves killed (SIGKILL) and paused
@@ -178,6 +181,7 @@ mod remoting_client;
 mod remoting_frames;
 mod remoting_groups;
 mod remoting_pop;
+mod remoting_producer;
 mod remoting_support;
 mod remoting_txn;
 mod replication;

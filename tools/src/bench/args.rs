@@ -9,6 +9,7 @@ use crate::cli::ranged;
 use crate::cli::{group_name, topic_name};
 use crate::duration::{parse_duration, parse_positive, parse_within};
 use crate::error::{ToolError, ToolResult};
+use apogee_client::SendTransport;
 use apogee_proto::limits;
 use clap::{Args, Subcommand};
 use std::time::Duration;
@@ -99,6 +100,12 @@ pub struct BenchProduceArgs {
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub topics: u32,
+    /// What the sends travel over: `grpc`, or `remoting` (RocketMQ's remoting frames on
+    /// plain TCP, the lighter path; routes from the NameServer over remoting too; not for
+    /// transactions or FIFO messages, and not with --tls).
+    #[arg(long, default_value = "grpc", value_name = "grpc|remoting",
+          conflicts_with_all = ["transaction", "message_groups"])]
+    pub transport: SendTransport,
     #[command(flatten)]
     pub common: BenchCommon,
 }

@@ -80,6 +80,7 @@ pub async fn run_command(
     match cmd {
         BenchCommand::Produce(a) => {
             let spec = a.spec()?;
+            let config = config.with_send_transport(a.transport);
             let (mut report, broker) = measured(a.common.broker_pid, "sent", |sent| {
                 produce::run_counted(config, &spec, sent)
             })

@@ -126,6 +126,8 @@ pub struct BenchReport {
     pub rate: Option<u32>,
     /// With `--broker-pid`: the broker's CPU time over the run and its memory at the end.
     pub broker: Option<super::broker_usage::BrokerUsage>,
+    /// What the sends travelled over (`grpc`, `remoting`).
+    pub transport: String,
 }
 
 impl TableRow for BenchReport {
@@ -311,6 +313,7 @@ pub async fn run_counted(
     sent: Arc<AtomicU64>,
 ) -> ToolResult<BenchReport> {
     check(spec)?;
+    let transport = format!("{:?}", config.send_transport).to_lowercase();
     let budget = Arc::new(Budget::new(spec.count));
     let ops = Arc::new(AtomicU64::new(0));
     let per_op = spec.per_op();
@@ -407,6 +410,7 @@ pub async fn run_counted(
     }
     let mut r = report(spec, total, elapsed);
     r.warmup_messages = warmup_messages;
+    r.transport = transport;
     Ok(r)
 }
 
@@ -434,6 +438,7 @@ fn report(spec: &BenchSpec, mut total: TaskStats, elapsed: Duration) -> BenchRep
         size: spec.size,
         batch: spec.batch,
         transaction: spec.transaction,
+        transport: String::new(),
         count: spec.count,
         delay_ms: spec.delay.map(|d| d.as_millis() as u64),
         delay_spread_ms: spec.delay_spread.as_millis() as u64,

@@ -1,9 +1,12 @@
-//! The JSON bodies of the NameServer's remoting answers, written as RocketMQ's NameServer
-//! writes them (fastjson): fields in name order, `null` fields left out, and the keys of a
-//! map with integer keys written unquoted (`"brokerAddrs":{0:"host:port"}`), the form every
-//! RocketMQ client parses (the Java clients through fastjson, the Rust port's client by
-//! quoting such keys before it decodes). Written by hand for that last reason: no JSON
-//! library writes an unquoted key.
+//! The JSON bodies of the NameServer's remoting answers (a topic's route, the cluster, topic
+//! lists), written as RocketMQ's NameServer writes them (fastjson): fields in name order,
+//! `null` fields left out, and the keys of a map with integer keys written unquoted
+//! (`"brokerAddrs":{0:"host:port"}`), the form every RocketMQ client parses (the Java
+//! clients through fastjson, the Rust port's client by quoting such keys before it decodes).
+//! Written by hand for that last reason: no JSON library writes an unquoted key.
+//!
+//! A route is also read back ([`TopicRouteData::from_json`], apogee-client's remoting
+//! producer): the unquoted keys are quoted, then serde_json decodes it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -118,6 +121,137 @@ impl TopicRouteData {
     }
 }
 
+/// Why a route's JSON was not read.
+#[derive(Debug, thiserror::Error)]
+#[error("a route that is not RocketMQ's TopicRouteData: {0}")]
+pub struct RouteJsonError(String);
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueueDataJson {
+    broker_name: String,
+    #[serde(default)]
+    read_queue_nums: i32,
+    #[serde(default)]
+    write_queue_nums: i32,
+    #[serde(default)]
+    perm: i32,
+    #[serde(default)]
+    topic_sys_flag: i32,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BrokerDataJson {
+    #[serde(default)]
+    cluster: String,
+    broker_name: String,
+    #[serde(default)]
+    broker_addrs: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicRouteJson {
+    #[serde(default)]
+    queue_datas: Vec<QueueDataJson>,
+    #[serde(default)]
+    broker_datas: Vec<BrokerDataJson>,
+    #[serde(default)]
+    order_topic_conf: Option<String>,
+}
+
+/// `text` with every unquoted object key (an integer, as fastjson writes map keys) quoted:
+/// outside strings, digits (and a leading `-`) right after `{` or `,` become a string.
+fn quote_bare_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut key_may_start = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if key_may_start && (c.is_ascii_digit() || c == '-') {
+            out.push('"');
+            out.push(c);
+            while let Some(&d) = chars.peek() {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                out.push(d);
+                chars.next();
+            }
+            out.push('"');
+            key_may_start = false;
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' | ',' => key_may_start = true,
+            c if c.is_whitespace() => {}
+            _ => key_may_start = false,
+        }
+        if c == '"' {
+            key_may_start = false;
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl TopicRouteData {
+    /// Reads a GET_ROUTEINFO_BY_TOPIC answer's body (unquoted broker ids accepted).
+    pub fn from_json(body: &[u8]) -> Result<TopicRouteData, RouteJsonError> {
+        let text = std::str::from_utf8(body).map_err(|e| RouteJsonError(e.to_string()))?;
+        let json: TopicRouteJson = serde_json::from_str(&quote_bare_keys(text))
+            .map_err(|e| RouteJsonError(e.to_string()))?;
+        let broker_datas = json
+            .broker_datas
+            .into_iter()
+            .map(|b| {
+                let addrs = b
+                    .broker_addrs
+                    .into_iter()
+                    .map(|(id, addr)| {
+                        id.parse::<i64>()
+                            .map(|id| (id, addr))
+                            .map_err(|_| RouteJsonError(format!("broker id {id:?}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(BrokerData {
+                    cluster: b.cluster,
+                    broker_name: b.broker_name,
+                    addrs,
+                })
+            })
+            .collect::<Result<_, RouteJsonError>>()?;
+        Ok(TopicRouteData {
+            queue_datas: json
+                .queue_datas
+                .into_iter()
+                .map(|q| QueueData {
+                    broker_name: q.broker_name,
+                    read_queue_nums: q.read_queue_nums,
+                    write_queue_nums: q.write_queue_nums,
+                    perm: q.perm,
+                    topic_sys_flag: q.topic_sys_flag,
+                })
+                .collect(),
+            broker_datas,
+            order_topic_conf: json.order_topic_conf,
+        })
+    }
+}
+
 /// The body of a GET_BROKER_CLUSTER_INFO answer (RocketMQ's `ClusterInfo`): every broker
 /// group by name, and each cluster's broker names.
 pub fn cluster_info(groups: &[BrokerData]) -> String {
@@ -204,6 +338,60 @@ mod tests {
         assert!(ordered.to_json().contains(
             ",\"filterServerTable\":{},\"orderTopicConf\":\"broker-a:4\",\"queueDatas\""
         ));
+    }
+
+    #[test]
+    fn a_route_reads_back_as_written() {
+        let route = TopicRouteData {
+            queue_datas: vec![QueueData {
+                broker_name: "broker-{a},1:\\\"x\"".into(),
+                read_queue_nums: 8,
+                write_queue_nums: 4,
+                perm: perm::WRITE,
+                topic_sys_flag: 0,
+            }],
+            broker_datas: vec![
+                broker(
+                    "broker-{a},1:\\\"x\"",
+                    &[(0, "10.0.0.1:10911"), (12, "[::1]:10911")],
+                ),
+                broker("broker-b", &[]),
+            ],
+            order_topic_conf: Some("broker-b:2".into()),
+        };
+        assert_eq!(
+            TopicRouteData::from_json(route.to_json().as_bytes()).unwrap(),
+            route
+        );
+        // With whitespace, quoted keys and negative ids, as other writers may send it.
+        let spaced = "{ \"brokerDatas\" : [ { \"brokerAddrs\" : { 0 : \"a:1\", \"-1\": \"b:2\" },\
+                      \"brokerName\": \"g\" } ], \"queueDatas\": [] }";
+        let read = TopicRouteData::from_json(spaced.as_bytes()).unwrap();
+        assert_eq!(
+            read.broker_datas[0].addrs.get(&0).map(String::as_str),
+            Some("a:1")
+        );
+        assert_eq!(
+            read.broker_datas[0].addrs.get(&-1).map(String::as_str),
+            Some("b:2")
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_route_is_an_error() {
+        for bad in [
+            "",
+            "\"a string\"",
+            "{\"queueDatas\":3}",
+            "{\"brokerDatas\":[{\"brokerAddrs\":{x:\"a\"}}]}",
+            "\u{0}",
+        ] {
+            assert!(
+                TopicRouteData::from_json(bad.as_bytes()).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(TopicRouteData::from_json(&[0xff, 0xfe]).is_err());
     }
 
     #[test]
