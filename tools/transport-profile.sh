@@ -14,6 +14,7 @@
 #                   `cargo build --profile profiling --bins`)
 #   SECS            seconds of load per measurement (default 10)
 #   FREQ            perf's sampling frequency (default 999)
+#   TRANSPORT       what the sends travel over: grpc (default) or remoting
 # Needs perf (Debian's linux-perf) and root or perf_event_paranoid <= 1. The broker uses the
 # standalone ports (9876, 10911, 5557): nothing else may hold them.
 set -euo pipefail
@@ -21,6 +22,7 @@ cd "$(dirname "$0")/.."
 bin=${APOGEE_BIN_DIR:-target/profiling}
 secs=${SECS:-10}
 freq=${FREQ:-999}
+transport=${TRANSPORT:-grpc}
 out=${1:-$(mktemp -d)}
 mkdir -p "$out"
 broker_log="$out/broker.log"
@@ -37,7 +39,7 @@ command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)
 # bench SECS REPORT: T1's load for SECS seconds; the report's JSON in REPORT.
 bench() {
   "$bin/apogee" -o json bench produce --broker-pid "$broker_pid" --topic bench \
-    --connections 4 --inflight 16 --size 1024 --duration "$1" >"$2"
+    --transport "$transport" --connections 4 --inflight 16 --size 1024 --duration "$1" >"$2"
 }
 
 start_broker "$out/data"
