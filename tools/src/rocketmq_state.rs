@@ -25,6 +25,7 @@ use crate::admin::{Admin, Perm, TopicType};
 use crate::config_import::plain_acl::{self, AclStep};
 use crate::error::{ToolError, ToolResult};
 use crate::output::{Format, Table};
+use apogee_proto::remoting::route::quote_integer_keys;
 use apogee_proto::{cluster, delay_level, group::GroupConfig, group::RetryPolicy, limits, names};
 use serde::Serialize;
 use serde_json::Value;
@@ -298,54 +299,6 @@ fn acl_steps(text: &str, plan: &mut Plan) -> Result<(), StateError> {
 /// Reads RocketMQ's JSON (fastjson writes integer map keys unquoted: `{0:12}`).
 pub fn parse_json(file: &'static str, text: &str) -> Result<Value, StateError> {
     serde_json::from_str(&quote_integer_keys(text)).map_err(|e| bad(file, e.to_string()))
-}
-
-/// `text` with every unquoted integer object key quoted (outside strings).
-pub fn quote_integer_keys(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut chars = text.char_indices().peekable();
-    let (mut in_string, mut escaped) = (false, false);
-    // Whether the last character outside a string opened an object or ended a member.
-    let mut key_may_start = false;
-    while let Some((i, c)) = chars.next() {
-        if in_string {
-            out.push(c);
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        if key_may_start && (c.is_ascii_digit() || c == '-') {
-            let rest = &text[i..];
-            let len = rest
-                .find(|ch: char| !(ch.is_ascii_digit() || ch == '-'))
-                .unwrap_or(rest.len());
-            if rest[len..].trim_start().starts_with(':') {
-                out.push('"');
-                out.push_str(&rest[..len]);
-                out.push('"');
-                for _ in 1..len {
-                    chars.next();
-                }
-                key_may_start = false;
-                continue;
-            }
-        }
-        match c {
-            '"' => in_string = true,
-            '{' | ',' => key_may_start = true,
-            c if c.is_whitespace() => {}
-            _ => key_may_start = false,
-        }
-        if c == '"' {
-            key_may_start = false;
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn table<'a>(

@@ -304,9 +304,7 @@ async fn batches_to_a_retry_topic_and_sends_to_other_system_topics_are_refused()
     assert_ne!(answer.code, response::SUCCESS);
     assert!(answer.remark.unwrap().contains("batch"));
     let mut no_first_topic = retry_send(0, 16);
-    no_first_topic
-        .ext_fields
-        .insert("i".into(), "UNIQ_KEY\u{1}X".into());
+    no_first_topic.ext_fields.insert("i", "UNIQ_KEY\u{1}X");
     let answer = t.call(no_first_topic).await;
     assert_ne!(answer.code, response::SUCCESS);
     assert!(answer.remark.unwrap().contains("RETRY_TOPIC"));

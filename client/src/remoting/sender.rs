@@ -133,20 +133,18 @@ pub fn send_request(
         code::SEND_MESSAGE_V2
     });
     request.serialization = Serialization::Binary;
-    let mut set = |name: &str, value: String| {
-        request.ext_fields.insert(name.to_string(), value);
-    };
-    set("a", PRODUCER_GROUP.into());
-    set("b", topic.into());
-    set("c", "TBW102".into());
-    set("d", "4".into());
-    set("e", queue_id.to_string());
-    set("f", "0".into());
-    set("g", born.to_string());
-    set("h", "0".into());
-    set("j", "0".into());
-    set("k", "false".into());
-    set("m", batch.to_string());
+    let fields = &mut request.ext_fields;
+    fields.insert("a", PRODUCER_GROUP);
+    fields.insert("b", topic);
+    fields.insert("c", "TBW102");
+    fields.insert("d", "4");
+    fields.insert_display("e", queue_id);
+    fields.insert("f", "0");
+    fields.insert_display("g", born);
+    fields.insert("h", "0");
+    fields.insert("j", "0");
+    fields.insert("k", "false");
+    fields.insert("m", if batch { "true" } else { "false" });
     if batch {
         let mut body = BytesMut::new();
         for (m, id) in messages.iter().zip(ids) {
@@ -158,13 +156,11 @@ pub fn send_request(
             encode_batch_entry(&entry, &mut body)
                 .map_err(|e| ClientError::Config(format!("a batch entry: {e}")))?;
         }
-        request.ext_fields.insert("i".into(), String::new());
+        request.ext_fields.insert("i", "");
         request.body = body.freeze();
     } else {
         let props = properties_of(&messages[0], &ids[0])?;
-        request
-            .ext_fields
-            .insert("i".into(), properties_to_string(&props));
+        request.ext_fields.insert("i", properties_to_string(&props));
         request.body = messages[0].body.clone();
     }
     Ok(request)

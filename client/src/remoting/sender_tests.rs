@@ -2,7 +2,6 @@ use super::*;
 use apogee_proto::remoting::codes::response;
 use apogee_proto::remoting::message::{decode_batch, properties_from_str};
 use apogee_proto::remoting::route::{BrokerData, QueueData};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn group(name: &str, perm: i32, queues: i32) -> QueueData {
@@ -132,10 +131,7 @@ fn answer(code: i32, fields: &[(&str, &str)], remark: Option<&str>) -> RemotingC
     RemotingCommand {
         code,
         remark: remark.map(str::to_string),
-        ext_fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+        ext_fields: fields.iter().copied().collect(),
         ..RemotingCommand::default()
     }
 }

@@ -1,8 +1,8 @@
 //! One remoting frame, decoded: [`RemotingCommand`].
 
 use super::codes;
+use super::ExtFields;
 use bytes::Bytes;
-use std::collections::BTreeMap;
 
 /// How a frame's header is encoded (the top byte of the frame's second int32).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct RemotingCommand {
     /// A response's message (an error's reason).
     pub remark: Option<String>,
     /// The request's (or response's) named arguments, sorted by name.
-    pub ext_fields: BTreeMap<String, String>,
+    pub ext_fields: ExtFields,
     /// The serialization the header was read in (a response is written in its request's).
     pub serialization: Serialization,
     pub body: Bytes,
@@ -66,7 +66,7 @@ impl RemotingCommand {
             opaque: request.opaque,
             flag: FLAG_RESPONSE,
             remark,
-            ext_fields: BTreeMap::new(),
+            ext_fields: ExtFields::new(),
             serialization: request.serialization,
             body: Bytes::new(),
         }
@@ -92,12 +92,12 @@ impl RemotingCommand {
 
     /// An extension field by name.
     pub fn ext(&self, name: &str) -> Option<&str> {
-        self.ext_fields.get(name).map(String::as_str)
+        self.ext_fields.get(name)
     }
 
     /// Sets an extension field (builder style).
-    pub fn with_ext(mut self, name: &str, value: impl ToString) -> Self {
-        self.ext_fields.insert(name.to_string(), value.to_string());
+    pub fn with_ext(mut self, name: &str, value: impl std::fmt::Display) -> Self {
+        self.ext_fields.insert_display(name, value);
         self
     }
 

@@ -21,6 +21,7 @@
 
 use super::codes;
 use super::command::{RemotingCommand, Serialization};
+use super::ExtFields;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -238,8 +239,8 @@ struct JsonHeaderIn {
 #[derive(Serialize)]
 struct JsonHeaderOut<'a> {
     code: i32,
-    #[serde(rename = "extFields", skip_serializing_if = "BTreeMap::is_empty")]
-    ext_fields: &'a BTreeMap<String, String>,
+    #[serde(rename = "extFields", skip_serializing_if = "ExtFields::is_empty")]
+    ext_fields: &'a ExtFields,
     flag: i32,
     language: &'a str,
     opaque: i32,
@@ -376,9 +377,9 @@ fn take<'a>(header: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], Fra
     Ok(taken)
 }
 
-fn take_string(header: &mut &[u8], n: usize, what: &str) -> Result<String, FrameError> {
+fn take_str<'a>(header: &mut &'a [u8], n: usize, what: &str) -> Result<&'a str, FrameError> {
     let bytes = take(header, n, what)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| malformed(format!("{what} is not UTF-8")))
+    std::str::from_utf8(bytes).map_err(|_| malformed(format!("{what} is not UTF-8")))
 }
 
 fn decode_binary_header(header: Bytes) -> Result<RemotingCommand, FrameError> {
@@ -391,7 +392,7 @@ fn decode_binary_header(header: Bytes) -> Result<RemotingCommand, FrameError> {
     let flag = i32::from_be_bytes([fixed[9], fixed[10], fixed[11], fixed[12]]);
     let remark_len = i32::from_be_bytes(take(&mut h, 4, "the remark length")?.try_into().unwrap());
     let remark = if remark_len > 0 {
-        Some(take_string(&mut h, remark_len as usize, "the remark")?)
+        Some(take_str(&mut h, remark_len as usize, "the remark")?.to_string())
     } else {
         None
     };
@@ -400,16 +401,18 @@ fn decode_binary_header(header: Bytes) -> Result<RemotingCommand, FrameError> {
             .try_into()
             .unwrap(),
     );
-    let mut ext_fields = BTreeMap::new();
+    let mut ext_fields = ExtFields::new();
     if ext_len > 0 {
         let mut fields = take(&mut h, ext_len as usize, "the extension fields")?;
+        // Names and values are at most the section's bytes; a send has about a dozen.
+        ext_fields = ExtFields::with_capacity(16, fields.len());
         while !fields.is_empty() {
             let key_len = u16::from_be_bytes(
                 take(&mut fields, 2, "an extension key's length")?
                     .try_into()
                     .unwrap(),
             );
-            let key = take_string(&mut fields, key_len as usize, "an extension key")?;
+            let key = take_str(&mut fields, key_len as usize, "an extension key")?;
             let value_len = i32::from_be_bytes(
                 take(&mut fields, 4, "an extension value's length")?
                     .try_into()
@@ -420,7 +423,7 @@ fn decode_binary_header(header: Bytes) -> Result<RemotingCommand, FrameError> {
                     "extension value of {key:?} has negative length {value_len}"
                 )));
             }
-            let value = take_string(&mut fields, value_len as usize, "an extension value")?;
+            let value = take_str(&mut fields, value_len as usize, "an extension value")?;
             ext_fields.insert(key, value);
         }
     }
@@ -459,7 +462,7 @@ fn encode_binary_header(command: &RemotingCommand, buf: &mut BytesMut) {
     }
     let length_at = buf.len();
     buf.put_i32(0);
-    for (key, value) in &command.ext_fields {
+    for (key, value) in command.ext_fields.iter() {
         if key.is_empty() {
             continue;
         }

@@ -9,7 +9,7 @@
 //! string extension fields (a request's arguments). A response is encoded in the
 //! serialization of its request.
 //!
-//! - [`command`]: [`RemotingCommand`], one decoded frame.
+//! - [`command`]: [`RemotingCommand`], one decoded frame, with its [`ExtFields`].
 //! - [`codes`]: the request and response codes Apogee serves or answers with.
 //! - `frame`: the frame and header codecs with their size limits.
 //! - `message`: RocketMQ's message encodings (the stored-message layout pull responses and
@@ -19,9 +19,11 @@
 
 pub mod codes;
 pub mod command;
+mod ext_fields;
 pub mod frame;
 pub mod message;
 pub mod route;
 pub mod signature;
 
 pub use command::{RemotingCommand, Serialization};
+pub use ext_fields::ExtFields;

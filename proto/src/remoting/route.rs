@@ -6,7 +6,8 @@
 //! Written by hand for that last reason: no JSON library writes an unquoted key.
 //!
 //! A route is also read back ([`TopicRouteData::from_json`], apogee-client's remoting
-//! producer): the unquoted keys are quoted, then serde_json decodes it.
+//! producer): the unquoted keys are quoted ([`quote_integer_keys`], also what `apogee config
+//! import-state` reads RocketMQ's own files with), then serde_json decodes it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -161,15 +162,15 @@ struct TopicRouteJson {
     order_topic_conf: Option<String>,
 }
 
-/// `text` with every unquoted object key (an integer, as fastjson writes map keys) quoted:
-/// outside strings, digits (and a leading `-`) right after `{` or `,` become a string.
-fn quote_bare_keys(text: &str) -> String {
+/// `text` with every unquoted integer object key quoted (outside strings): fastjson writes
+/// integer map keys bare (`{0:12}`), which no JSON parser reads.
+pub fn quote_integer_keys(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut chars = text.char_indices().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    // Whether the last character outside a string opened an object or ended a member.
     let mut key_may_start = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
+    while let Some((i, c)) = chars.next() {
         if in_string {
             out.push(c);
             match (escaped, c) {
@@ -181,18 +182,20 @@ fn quote_bare_keys(text: &str) -> String {
             continue;
         }
         if key_may_start && (c.is_ascii_digit() || c == '-') {
-            out.push('"');
-            out.push(c);
-            while let Some(&d) = chars.peek() {
-                if !d.is_ascii_digit() {
-                    break;
+            let rest = &text[i..];
+            let len = rest
+                .find(|ch: char| !(ch.is_ascii_digit() || ch == '-'))
+                .unwrap_or(rest.len());
+            if rest[len..].trim_start().starts_with(':') {
+                out.push('"');
+                out.push_str(&rest[..len]);
+                out.push('"');
+                for _ in 1..len {
+                    chars.next();
                 }
-                out.push(d);
-                chars.next();
+                key_may_start = false;
+                continue;
             }
-            out.push('"');
-            key_may_start = false;
-            continue;
         }
         match c {
             '"' => in_string = true,
@@ -212,7 +215,7 @@ impl TopicRouteData {
     /// Reads a GET_ROUTEINFO_BY_TOPIC answer's body (unquoted broker ids accepted).
     pub fn from_json(body: &[u8]) -> Result<TopicRouteData, RouteJsonError> {
         let text = std::str::from_utf8(body).map_err(|e| RouteJsonError(e.to_string()))?;
-        let json: TopicRouteJson = serde_json::from_str(&quote_bare_keys(text))
+        let json: TopicRouteJson = serde_json::from_str(&quote_integer_keys(text))
             .map_err(|e| RouteJsonError(e.to_string()))?;
         let broker_datas = json
             .broker_datas
@@ -374,6 +377,19 @@ mod tests {
         assert_eq!(
             read.broker_datas[0].addrs.get(&-1).map(String::as_str),
             Some("b:2")
+        );
+    }
+
+    #[test]
+    fn integer_keys_are_quoted_outside_strings_only() {
+        assert_eq!(
+            quote_integer_keys(r#"{0:1, "a{1:2}":{ 12 :"x,3:"}, -1:4}"#),
+            r#"{"0":1, "a{1:2}":{ "12" :"x,3:"}, "-1":4}"#
+        );
+        // Values and already quoted keys are left alone.
+        assert_eq!(
+            quote_integer_keys(r#"{"0":[1,2],"b":3}"#),
+            r#"{"0":[1,2],"b":3}"#
         );
     }
 

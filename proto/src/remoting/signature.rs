@@ -21,8 +21,8 @@ pub type HmacSha1 = Hmac<sha1::Sha1>;
 /// (and `_UNIQUE_KEY_QUERY`'s with `skip_unique`), by key, then the body.
 pub fn content_mac(secret: &[u8], request: &RemotingCommand, skip_unique: bool) -> HmacSha1 {
     let mut mac = HmacSha1::new_from_slice(secret).expect("HMAC takes a key of any length");
-    // `ext_fields` is sorted by key (byte order, as Java's TreeMap of Strings for ASCII).
-    for (key, value) in &request.ext_fields {
+    // `ext_fields` is in name order (byte order, as Java's TreeMap of Strings for ASCII).
+    for (key, value) in request.ext_fields.iter() {
         if key == SIGNATURE || (skip_unique && key == UNIQUE_KEY_QUERY) {
             continue;
         }
@@ -42,11 +42,9 @@ pub fn sign(secret: &str, request: &RemotingCommand) -> String {
 
 /// Signs `request` as `access_key` with `secret`: sets `AccessKey`, then `Signature`.
 pub fn sign_request(request: &mut RemotingCommand, access_key: &str, secret: &str) {
-    request
-        .ext_fields
-        .insert(ACCESS_KEY.to_string(), access_key.to_string());
+    request.ext_fields.insert(ACCESS_KEY, access_key);
     let signature = sign(secret, request);
-    request.ext_fields.insert(SIGNATURE.to_string(), signature);
+    request.ext_fields.insert(SIGNATURE, signature);
 }
 
 #[cfg(test)]

@@ -14,6 +14,20 @@ use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// One broker group of one broker, and `topics` (name, `topic create` options) created on it.
+async fn cluster_with(topics: &[(&str, &[&str])]) -> Cluster {
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    for (name, options) in topics {
+        let mut args = vec!["topic", "create", name];
+        args.extend_from_slice(options);
+        cluster.cli(&args).success();
+    }
+    cluster
+}
+
 async fn remoting_producer(cluster: &Cluster) -> Producer {
     let config = cluster
         .client_config()
@@ -54,19 +68,12 @@ async fn receive_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_over_remoting_are_stored_and_consumed_as_sent() {
-    let cluster = Cluster::builder()
-        .broker(BrokerSpec::new("broker-a"))
-        .start()
-        .await;
-    cluster
-        .cli(&["topic", "create", "orders", "--queues", "2"])
-        .success();
-    cluster
-        .cli(&["topic", "create", "orders-fifo", "--type", "fifo"])
-        .success();
-    cluster
-        .cli(&["topic", "create", "orders-later", "--type", "delay"])
-        .success();
+    let cluster = cluster_with(&[
+        ("orders", &["--queues", "2"]),
+        ("orders-fifo", &["--type", "fifo"]),
+        ("orders-later", &["--type", "delay"]),
+    ])
+    .await;
     let producer = remoting_producer(&cluster).await;
 
     let one = Message::builder("orders", "first")
@@ -211,13 +218,7 @@ async fn a_remoting_send_is_signed_and_a_wrong_secret_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_producer_dials_again_after_the_broker_restarts() {
-    let mut cluster = Cluster::builder()
-        .broker(BrokerSpec::new("broker-a"))
-        .start()
-        .await;
-    cluster
-        .cli(&["topic", "create", "again", "--queues", "1"])
-        .success();
+    let mut cluster = cluster_with(&[("again", &["--queues", "1"])]).await;
     let producer = remoting_producer(&cluster).await;
     producer
         .send(Message::new("again", "before"))
@@ -241,13 +242,7 @@ async fn the_producer_dials_again_after_the_broker_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_produce_runs_over_remoting() {
-    let cluster = Cluster::builder()
-        .broker(BrokerSpec::new("broker-a"))
-        .start()
-        .await;
-    cluster
-        .cli(&["topic", "create", "bench", "--queues", "4"])
-        .success();
+    let cluster = cluster_with(&[("bench", &["--queues", "4"])]).await;
     let out = cluster
         .cli(&[
             "-o",
