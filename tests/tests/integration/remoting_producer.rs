@@ -35,6 +35,14 @@ async fn remoting_producer(cluster: &Cluster) -> Producer {
     Producer::connect(config).await.expect("a producer")
 }
 
+/// A simple consumer of `group` subscribed to all of `topic` (over gRPC).
+async fn consumer(cluster: &Cluster, group: &str, topic: &str) -> SimpleConsumer {
+    let subscriptions = vec![(topic.to_string(), FilterExpression::default())];
+    SimpleConsumer::connect(cluster.client_config(), group, subscriptions)
+        .await
+        .expect("a consumer")
+}
+
 /// Receives (and acks) until `count` messages of `topic` came, by message id.
 async fn receive_all(
     cluster: &Cluster,
@@ -42,10 +50,7 @@ async fn receive_all(
     topic: &str,
     count: usize,
 ) -> HashMap<String, ReceivedMessage> {
-    let subscriptions = vec![(topic.to_string(), FilterExpression::default())];
-    let consumer = SimpleConsumer::connect(cluster.client_config(), group, subscriptions)
-        .await
-        .expect("a consumer");
+    let consumer = consumer(cluster, group, topic).await;
     let mut got = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while got.len() < count {
@@ -197,13 +202,7 @@ async fn a_remoting_send_is_signed_and_a_wrong_secret_stores_nothing() {
     assert_eq!(got.len(), 1);
     assert!(got.contains_key(&stored.message_id));
     // Nothing more arrives: the forged send stored nothing.
-    let consumer = SimpleConsumer::connect(
-        cluster.client_config(),
-        "readers",
-        vec![("signed".to_string(), FilterExpression::default())],
-    )
-    .await
-    .unwrap();
+    let consumer = consumer(&cluster, "readers", "signed").await;
     let more = consumer
         .receive(
             "signed",
