@@ -128,13 +128,24 @@ pub fn select_queue<'a>(
     start: usize,
     avoid: &[String],
 ) -> Option<&'a v2::MessageQueue> {
+    select_avoiding(queues, start, avoid, broker_name)
+}
+
+/// [`select_queue`] over queues of any kind, `broker` naming each one's broker group (the
+/// remoting producer's queues as well as the protocol's).
+pub(crate) fn select_avoiding<'a, Q>(
+    queues: &'a [Q],
+    start: usize,
+    avoid: &[String],
+    broker: impl Fn(&Q) -> &str,
+) -> Option<&'a Q> {
     if queues.is_empty() {
         return None;
     }
     let n = queues.len();
     (0..n)
         .map(|i| &queues[(start + i) % n])
-        .find(|q| !avoid.iter().any(|a| a == broker_name(q)))
+        .find(|q| !avoid.iter().any(|a| a == broker(q)))
         .or_else(|| Some(&queues[start % n]))
 }
 

@@ -18,7 +18,7 @@
 use super::link::Links;
 use crate::message::Message;
 use crate::producer::{backoff, may_resend, SendReceipt};
-use crate::route::ROUTE_TTL;
+use crate::route::{select_avoiding, ROUTE_TTL};
 use crate::{ClientConfig, ClientError, Result};
 use apogee_proto::auth::Credentials;
 use apogee_proto::remoting::codes::{error_of, request as code};
@@ -332,16 +332,9 @@ impl RemotingSends {
     }
 }
 
-/// The `n`th queue round-robin, skipping broker groups in `avoid` while others are left.
+/// The `n`th queue round-robin, or the next one of a broker group not in `avoid`.
 fn pick<'a>(queues: &'a [SendQueue], n: usize, avoid: &[String]) -> Option<&'a SendQueue> {
-    let preferred: Vec<&SendQueue> = queues
-        .iter()
-        .filter(|q| !avoid.contains(&q.broker_name))
-        .collect();
-    if preferred.is_empty() {
-        return queues.get(n % queues.len().max(1));
-    }
-    Some(preferred[n % preferred.len()])
+    select_avoiding(queues, n, avoid, |q| q.broker_name.as_str())
 }
 
 #[cfg(test)]
