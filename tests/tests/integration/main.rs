@@ -160,6 +160,7 @@ mod faults_failover;
 mod filters;
 mod foreign_store;
 mod groups;
+mod grpc_edges;
 mod import_state;
 mod index_rebuild;
 mod lifecycle;
