@@ -66,10 +66,16 @@ pub struct Foundation {
 
 impl Foundation {
     /// A store over the in-memory index in `config.data_dir`, no secret, no users (for
-    /// unit tests: only the commit log's files are on disk).
+    /// unit tests: only the commit log's files are on disk). It takes no decision from how
+    /// full the host's disk is (it refuses sends and deletes segments only at 100 %): a
+    /// unit test's outcome must not depend on the machine it runs on (a CI disk at 90 %
+    /// once refused the sends of an unrelated test).
     pub fn in_memory(config: &BrokerConfig) -> Result<Foundation, BrokerError> {
         let journal = Arc::new(JournaledKv::new(Arc::new(crate::store::MemKv::new())));
-        let store = MessageStore::open_with_kv(store_config(config), journal.clone())?;
+        let mut settings = store_config(config);
+        settings.retention.refuse_ratio = 1.0;
+        settings.retention.clean_ratio = 1.0;
+        let store = MessageStore::open_with_kv(settings, journal.clone())?;
         Ok(Foundation {
             store,
             journal,
