@@ -14,7 +14,10 @@
 #                   `cargo build --profile profiling --bins`)
 #   SECS            seconds of load per measurement (default 10)
 #   FREQ            perf's sampling frequency (default 999)
-#   TRANSPORT       what the sends travel over: grpc (default) or remoting
+#   TRANSPORT       what the sends travel over: grpc (default) or remoting; or `null`: the
+#                   same measurements of the null tonic server of grpc-ceiling (GRPC_CEILING,
+#                   default ../shared/tools/grpc-ceiling/run.sh) under its own client at 4 x 16,
+#                   1 KiB: what a call costs a server on hyper and h2 that does nothing
 # Needs perf (Debian's linux-perf) and root or perf_event_paranoid <= 1. The broker uses the
 # standalone ports (9876, 10911, 5557): nothing else may hold them.
 set -euo pipefail
@@ -30,36 +33,55 @@ broker_log="$out/broker.log"
 . tools/standalone.sh
 trap stop_broker EXIT
 
-if [ ! -x "$bin/apogee-broker" ]; then
-  echo "no apogee-broker in $bin: cargo build --profile profiling --bins" >&2
-  exit 1
-fi
 command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
 
-# bench SECS REPORT: T1's load for SECS seconds; the report's JSON in REPORT.
-bench() {
-  "$bin/apogee" -o json bench produce --broker-pid "$broker_pid" --topic bench \
-    --transport "$transport" --connections 4 --inflight 16 --size 1024 --duration "$1" >"$2"
-}
-
-start_broker "$out/data"
-"$bin/apogee" topic create bench --queues 8 >/dev/null
+if [ "$transport" = null ]; then
+  ceiling_dir=$(dirname "${GRPC_CEILING:-../shared/tools/grpc-ceiling/run.sh}")
+  ceiling_bin=${GRPC_CEILING_TARGET:-${TMPDIR:-/tmp}/grpc-ceiling-target}/release
+  CARGO_TARGET_DIR=$(dirname "$ceiling_bin") cargo build --quiet --release \
+    --manifest-path "$ceiling_dir/Cargo.toml"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$ceiling_bin/server" "127.0.0.1:$port" >>"$broker_log" 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  # bench SECS REPORT: the ceiling client's calls for SECS seconds, as a report with the
+  # fields read below. The client warms up for 2 s first: perf starts after it.
+  settle=2
+  bench() {
+    "$ceiling_bin/client" "http://127.0.0.1:$port" 4 16 "$1" 1024 | python3 -c '
+import json, re, sys
+rps = int(re.search(r"rps=(\d+)", sys.stdin.read()).group(1))
+print(json.dumps({"messages": rps * int(sys.argv[1]), "msgs_per_sec": rps}))' "$1" >"$2"
+  }
+else
+  if [ ! -x "$bin/apogee-broker" ]; then
+    echo "no apogee-broker in $bin: cargo build --profile profiling --bins" >&2
+    exit 1
+  fi
+  # bench SECS REPORT: T1's load for SECS seconds; the report's JSON in REPORT.
+  bench() {
+    "$bin/apogee" -o json bench produce --broker-pid "$broker_pid" --topic bench \
+      --transport "$transport" --connections 4 --inflight 16 --size 1024 --duration "$1" >"$2"
+  }
+  start_broker "$out/data"
+  "$bin/apogee" topic create bench --queues 8 >/dev/null
+fi
 bench 3 "$out/warmup.json"
 
 # 1. Counts per message.
-perf stat -x, -o "$out/stat.csv" \
+(sleep "${settle:-0}"; exec perf stat -x, -o "$out/stat.csv" \
   -e task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter \
   -e syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_readv \
   -e syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev \
   -e syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex \
-  -p "$broker_pid" -- sleep "$secs" &
+  -p "$broker_pid" -- sleep "$secs") &
 stat_pid=$!
 bench "$secs" "$out/stat-run.json"
 wait "$stat_pid"
 
 # 2. Samples with call graphs.
-perf record -q -F "$freq" --call-graph dwarf,16384 -o "$out/perf.data" \
-  -p "$broker_pid" -- sleep "$secs" 2>/dev/null &
+(sleep "${settle:-0}"; exec perf record -q -F "$freq" --call-graph dwarf,16384 -o "$out/perf.data" \
+  -p "$broker_pid" -- sleep "$secs" 2>/dev/null) &
 record_pid=$!
 bench "$secs" "$out/record-run.json"
 wait "$record_pid"
