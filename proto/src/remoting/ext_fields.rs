@@ -46,9 +46,19 @@ impl ExtFields {
         &self.text[span.value as usize..span.end as usize]
     }
 
+    /// Where `name` is (Ok) or would go (Err). Fields written in name order (as Apogee and
+    /// its client write them) are appended after one comparison with the last.
     fn find(&self, name: &str) -> Result<usize, usize> {
+        let name = name.as_bytes();
+        match self.spans.last() {
+            None => return Err(0),
+            Some(last) if compare(self.name_of(last).as_bytes(), name).is_lt() => {
+                return Err(self.spans.len());
+            }
+            _ => {}
+        }
         self.spans
-            .binary_search_by(|span| self.name_of(span).cmp(name))
+            .binary_search_by(|span| compare(self.name_of(span).as_bytes(), name))
     }
 
     /// The value of `name`.
@@ -115,6 +125,18 @@ impl ExtFields {
             .iter()
             .map(|span| (self.name_of(span), self.value_of(span)))
     }
+}
+
+/// Byte order of two names, compared in place: names are a few bytes long, where a call to
+/// `memcmp` per comparison (what `str`'s order makes) cost more than the comparison itself
+/// (about a tenth of the broker's CPU per remoting send in a profile).
+fn compare(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 impl PartialEq for ExtFields {
@@ -210,5 +232,27 @@ mod tests {
         let f: ExtFields = [("ключ", "значение\u{1}\u{2}"), ("k", "v")].into();
         assert_eq!(f.get("ключ"), Some("значение\u{1}\u{2}"));
         assert_eq!(f.iter().next(), Some(("k", "v")));
+    }
+
+    #[test]
+    fn the_order_is_strs_byte_order_whatever_order_the_names_come_in() {
+        let names = ["", "a", "ab", "abc", "b", "ba", "z", "\u{7f}", "é", "ключ"];
+        let mut sorted = names.to_vec();
+        sorted.sort();
+        for start in 0..names.len() {
+            let mut f = ExtFields::new();
+            for name in names.iter().cycle().skip(start).take(names.len()) {
+                f.insert(name, name);
+            }
+            // The name inserted last, set again.
+            let last = names[(start + names.len() - 1) % names.len()];
+            f.insert(last, "again");
+            assert_eq!(f.iter().map(|(n, _)| n).collect::<Vec<_>>(), sorted);
+            assert_eq!(f.get(last), Some("again"));
+            for name in names.iter().filter(|n| **n != last) {
+                assert_eq!(f.get(name), Some(*name));
+            }
+            assert_eq!(f.get("aa"), None);
+        }
     }
 }
