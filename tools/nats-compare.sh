@@ -20,7 +20,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${APOGEE_BIN_DIR:-target/release}
-ceiling=${GRPC_CEILING:-../shared/tools/grpc-ceiling/run.sh}
 secs=${SECS:-10}
 work=$(mktemp -d)
 rows="$work/rows.tsv"
@@ -89,19 +88,11 @@ PY
 # --- the null tonic server ----------------------------------------------------------------
 # Started here (not by the ceiling script) so that its CPU can be read: utime + stime from
 # /proc/PID/stat after the client's 2 s warm-up and at its end, over the calls it counted.
-ceiling_dir=$(dirname "$ceiling")
-export GRPC_CEILING_TARGET=${GRPC_CEILING_TARGET:-${TMPDIR:-/tmp}/grpc-ceiling-target}
-CARGO_TARGET_DIR=$GRPC_CEILING_TARGET cargo build --quiet --release \
-  --manifest-path "$ceiling_dir/Cargo.toml"
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 ticks_per_sec=$(getconf CLK_TCK)
 for shape in "4 16" "1 1"; do
   read -r conns inflight <<<"$shape"
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$GRPC_CEILING_TARGET/release/server" "127.0.0.1:$port" &
-  null_pid=$!
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-  "$GRPC_CEILING_TARGET/release/client" "http://127.0.0.1:$port" "$conns" "$inflight" "$secs" 1024 \
+  start_null_server
+  "$ceiling_bin/client" "http://127.0.0.1:$null_port" "$conns" "$inflight" "$secs" 1024 \
     >"$work/null-${conns}x$inflight.txt" &
   client_pid=$!
   sleep 2
@@ -142,7 +133,7 @@ apogee_runs() {
 # nats_runs FLUSH [CONFIG_FILE]: both shapes on one new nats-server with JetStream.
 nats_runs() {
   local flush=$1 config=${2:-} port shape conns inflight report
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   rm -rf "$work/nats-data"
   nats-server -a 127.0.0.1 -p "$port" -js -sd "$work/nats-data" ${config:+-c "$config"} \
     >"$work/nats-$flush.log" 2>&1 &

@@ -41,3 +41,27 @@ cpu_ticks() {
   done
   echo "$total"
 }
+
+# free_port: a free loopback TCP port.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_null_server: the null tonic server of grpc-ceiling (GRPC_CEILING: its run.sh, default
+# ../shared/tools/grpc-ceiling/run.sh), built into GRPC_CEILING_TARGET, on a free loopback
+# port, its output in broker_log. Sets ceiling_bin (where its server and client are),
+# null_port and null_pid.
+start_null_server() {
+  ceiling_bin=${GRPC_CEILING_TARGET:-${TMPDIR:-/tmp}/grpc-ceiling-target}/release
+  CARGO_TARGET_DIR=$(dirname "$ceiling_bin") cargo build --quiet --release \
+    --manifest-path "$(dirname "${GRPC_CEILING:-../shared/tools/grpc-ceiling/run.sh}")/Cargo.toml"
+  null_port=$(free_port)
+  "$ceiling_bin/server" "127.0.0.1:$null_port" >>"$broker_log" 2>&1 &
+  null_pid=$!
+  for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$null_port") 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "the null tonic server did not listen; see $broker_log" >&2
+  exit 1
+}

@@ -36,19 +36,13 @@ trap stop_broker EXIT
 command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
 
 if [ "$transport" = null ]; then
-  ceiling_dir=$(dirname "${GRPC_CEILING:-../shared/tools/grpc-ceiling/run.sh}")
-  ceiling_bin=${GRPC_CEILING_TARGET:-${TMPDIR:-/tmp}/grpc-ceiling-target}/release
-  CARGO_TARGET_DIR=$(dirname "$ceiling_bin") cargo build --quiet --release \
-    --manifest-path "$ceiling_dir/Cargo.toml"
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$ceiling_bin/server" "127.0.0.1:$port" >>"$broker_log" 2>&1 &
-  broker_pid=$!
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  start_null_server
+  broker_pid=$null_pid
   # bench SECS REPORT: the ceiling client's calls for SECS seconds, as a report with the
   # fields read below. The client warms up for 2 s first: perf starts after it.
   settle=2
   bench() {
-    "$ceiling_bin/client" "http://127.0.0.1:$port" 4 16 "$1" 1024 | python3 -c '
+    "$ceiling_bin/client" "http://127.0.0.1:$null_port" 4 16 "$1" 1024 | python3 -c '
 import json, re, sys
 rps = int(re.search(r"rps=(\d+)", sys.stdin.read()).group(1))
 print(json.dumps({"messages": rps * int(sys.argv[1]), "msgs_per_sec": rps}))' "$1" >"$2"
