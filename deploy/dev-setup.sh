@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages Apogee's build needs on Debian/Ubuntu, when
 # they are missing: a C++ compiler and clang/libclang (RocksDB is built from
-# source by the rocksdb crate), curl for the README's tour, and what some integration
-# tests drive (nftables, iproute2, docker-compose, chromium). protoc is not needed: the
-# build brings its own.
+# source by the rocksdb crate), curl for the README's tour, what some integration
+# tests drive (nftables, iproute2, docker-compose, chromium), and the mold linker where
+# Debian has it. protoc is not needed: the build brings its own.
 set -euo pipefail
 
 missing=()
@@ -24,6 +24,12 @@ command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2
 # headless Chromium through WebDriver (under CI they fail rather than skip without them).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# mold: a faster linker for the many test binaries; `.ci/run` uses it when it is there (a
+# developer can too: RUSTFLAGS="-C link-arg=-fuse-ld=mold"), nothing requires it. Skipped
+# where the distribution has no package of it.
+if ! command -v mold >/dev/null 2>&1 && apt-cache show mold >/dev/null 2>&1; then
+  missing+=(mold)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "dev-setup: installing ${missing[*]}" >&2

@@ -4,7 +4,7 @@
 //! alone gets a lease); when the master's session ends, the other member is elected once the
 //! lease and margin passed. An opening in controller mode with broker id 0 is refused.
 
-mod common;
+use crate::common;
 
 use apogee_nameserver::NameServerConfig;
 use apogee_proto::cluster::registry_client::RegistryClient;

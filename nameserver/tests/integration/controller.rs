@@ -5,7 +5,7 @@
 //! without the cluster proof is refused as a broker's registration without it is.
 
 use apogee_controller::{Command, CommandResult, WriteError};
-mod common;
+use crate::common;
 
 use apogee_nameserver::NameServerConfig;
 use apogee_proto::cluster::registry_client::RegistryClient;

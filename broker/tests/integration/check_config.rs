@@ -1,9 +1,6 @@
 //! `apogee-broker --check-config` run as a process: the shipped default
 //! config passes, unknown keys (in the file or the environment) are refused
 //! with exit status 2 and the key's name, and environment overrides apply.
-//!
-//! Living in the broker package also makes `cargo test --workspace` build
-//! the `apogee-broker` binary that the integration tests in `tests/` start.
 
 use std::process::Command;
 
