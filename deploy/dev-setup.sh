@@ -27,14 +27,20 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # mold: a faster linker for the many test binaries; `.ci/run` uses it when it is there (a
 # developer can too: RUSTFLAGS="-C link-arg=-fuse-ld=mold"), nothing requires it. Skipped
 # where the distribution has no package of it.
-if ! command -v mold >/dev/null 2>&1 && apt-cache show mold >/dev/null 2>&1; then
-  missing+=(mold)
-fi
+optional=()
+command -v mold >/dev/null 2>&1 || optional+=(mold)
 
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "dev-setup: installing ${missing[*]}" >&2
+if [ ${#missing[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "dev-setup: installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ ${#optional[@]} -gt 0 ]; then
+    echo "dev-setup: installing ${optional[*]} (optional)" >&2
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${optional[@]}" >/dev/null ||
+      echo "dev-setup: ${optional[*]} not installed; the build works without" >&2
+  fi
 fi
