@@ -4,8 +4,8 @@
 //! dir. Three NameServers with TLS and a cluster secret form a controller group; a Raft call
 //! without the cluster proof is refused as a broker's registration without it is.
 
-use apogee_controller::{Command, CommandResult, WriteError};
 use crate::common;
+use apogee_controller::{Command, CommandResult, WriteError};
 
 use apogee_nameserver::NameServerConfig;
 use apogee_proto::cluster::registry_client::RegistryClient;
