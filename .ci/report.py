@@ -133,7 +133,7 @@ def main():
         say()
         say(f"== slowest of {len(units)} compiled units (wall time; build scripts' runs include their C/C++) ==")
         for unit in sorted(units, key=lambda u: -u["duration"])[:SLOWEST_UNITS]:
-            what = unit.get("target", "").strip() or unit.get("mode", "")
+            what = unit.get("target", "").strip() or "lib"
             say(f"{unit['name'] + ' ' + unit['version']:<36} {what:<28} {unit['duration']:>8.1f} s")
 
     binaries, _ = read_test_binaries(folder, read_executables(folder))

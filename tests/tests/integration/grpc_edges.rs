@@ -351,17 +351,18 @@ async fn receive_all(addr: &str, group: &str, expected: &BTreeSet<String>) -> BT
 /// Streams of the rapid-reset burst.
 const BURST: usize = 200;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rapid_reset_burst_ends_its_connection_and_others_are_served() {
-    let (_cluster, addr) = broker().await;
-    let (client, connection) = connect(&addr, h2::client::Builder::new()).await;
-    // Streams opened and reset at once, as fast as the client can write them: more than
-    // h2's limit of 20 reset before the server took them up, fewer than would still be in
-    // flight when the server closes (writing then fails with a broken pipe, not the reason).
+/// Bursts tried on fresh connections until one ends with the server's reason.
+const BURST_TRIES: usize = 5;
+
+/// One rapid-reset burst on a new connection: streams opened and reset at once, as fast as
+/// the client can write them, more than h2's limit of 20 reset before the server took them
+/// up. Returns every error the client saw once the connection ended (it must end).
+async fn rapid_reset_burst(addr: &str) -> Vec<h2::Error> {
+    let (client, connection) = connect(addr, h2::client::Builder::new()).await;
     let mut errors = Vec::new();
     for _ in 0..BURST {
         let sent = match client.clone().ready().await {
-            Ok(mut ready) => ready.send_request(grpc_request(&addr, SEND, None), false),
+            Ok(mut ready) => ready.send_request(grpc_request(addr, SEND, None), false),
             Err(e) => Err(e),
         };
         match sent {
@@ -377,13 +378,29 @@ async fn a_rapid_reset_burst_ends_its_connection_and_others_are_served() {
         .expect("the attacking connection ends")
         .expect("its task");
     errors.extend(ended.err());
-    assert!(
+    errors
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapid_reset_burst_ends_its_connection_and_others_are_served() {
+    let (_cluster, addr) = broker().await;
+    // Every burst's connection must end. The server's GOAWAY reaches the client only when
+    // the client was not still writing as the server closed (writing then fails with a broken
+    // pipe first, and that is all h2 reports): a burst that saw only that is tried again on
+    // a fresh connection, and one of them must show the reason.
+    let calmed = |errors: &Vec<h2::Error>| {
         errors
             .iter()
-            .any(|e| e.is_go_away() && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)),
-        "the connection ends with GOAWAY ENHANCE_YOUR_CALM: {errors:?}"
+            .any(|e| e.is_go_away() && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM))
+    };
+    let mut seen = Vec::new();
+    while seen.len() < BURST_TRIES && !seen.last().is_some_and(calmed) {
+        seen.push(rapid_reset_burst(&addr).await);
+    }
+    assert!(
+        seen.last().is_some_and(calmed),
+        "a connection ends with GOAWAY ENHANCE_YOUR_CALM: {seen:?}"
     );
-    drop(client);
 
     // Other clients are served, and nothing of the burst was stored.
     let id = send_one(&addr, "after the burst").await;
