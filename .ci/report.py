@@ -128,9 +128,12 @@ def main():
         say(f"{name:<28} {end - start:>8.1f} s  {minutes(end - start):>6}")
     say(f"{'whole run':<28} {total:>8.1f} s  {minutes(total):>6}  (exit status {status})")
 
-    units = read_units(folder)
-    if units:
-        say()
+    # A unit found fresh is listed with no time.
+    units = [unit for unit in read_units(folder) if unit["duration"] > 0]
+    say()
+    if not units:
+        say("== nothing compiled: every unit was fresh ==")
+    else:
         say(f"== slowest of {len(units)} compiled units (wall time; build scripts' runs include their C/C++) ==")
         for unit in sorted(units, key=lambda u: -u["duration"])[:SLOWEST_UNITS]:
             what = unit.get("target", "").strip() or "lib"
