@@ -70,8 +70,10 @@ def read_executables(folder):
             package = re.sub(r"@.*$", "", message["package_id"].rsplit("#", 1)[-1])
             target = message["target"]
             kind = target["kind"][0]
-            label = package if kind == "lib" and target["name"] == package.replace("-", "_") else None
-            names[message["executable"]] = label and f"{package} (lib)" or f"{package}: {target['name']} ({kind})"
+            if kind == "lib" and target["name"] == package.replace("-", "_"):
+                names[message["executable"]] = f"{package} (lib)"
+            else:
+                names[message["executable"]] = f"{package}: {target['name']} ({kind})"
     return names
 
 
@@ -86,7 +88,7 @@ def read_test_binaries(folder, executables):
     """Each test binary in the order it ran: label, wall seconds, passed, failed, ignored."""
     path = os.path.join(folder, "tests.log")
     if not os.path.exists(path):
-        return [], None
+        return []
     binaries = []
     current = None
     last_time = None
@@ -115,7 +117,7 @@ def read_test_binaries(folder, executables):
     if current:
         current["end"] = last_time
         binaries.append(current)
-    return binaries, last_time
+    return binaries
 
 
 def main():
@@ -139,7 +141,7 @@ def main():
             what = unit.get("target", "").strip() or "lib"
             say(f"{unit['name'] + ' ' + unit['version']:<36} {what:<28} {unit['duration']:>8.1f} s")
 
-    binaries, _ = read_test_binaries(folder, read_executables(folder))
+    binaries = read_test_binaries(folder, read_executables(folder))
     if binaries:
         say()
         say("== test binaries, slowest first (wall time: start, tests, doc-tests' compile) ==")
