@@ -6,10 +6,12 @@ use apogee_server::shared_config::SharedSettings;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+mod coherence;
 mod failover;
 mod heartbeat;
 mod lite;
 mod priority;
+pub use coherence::disk_ratios;
 pub use failover::{AckMode, FailoverSection, MAX_GROUP_MEMBERS};
 pub use lite::LiteSection;
 pub use priority::{PriorityOrder, PrioritySection};
@@ -384,6 +386,7 @@ impl BrokerConfig {
                 self.store.disk_clean_ratio, self.store.disk_refuse_ratio
             ));
         }
+        self.check_pairs().or_else(bad)?;
         if self.store.retention_hours == 0 || self.store.retention_check_ms == 0 {
             return bad(
                 "store.retention_hours and store.retention_check_ms must be positive".into(),

@@ -5,8 +5,14 @@
 //! broker group in turn (rotating the starting group) without long polling
 //! and returns the first non-empty answer; when every group is empty and the
 //! caller is willing to wait, it long-polls every group concurrently with the
-//! same batch size and returns everything that arrived, which can be more
-//! than `max_messages` (up to `max_messages` per broker group).
+//! same batch size and returns as soon as one group answers with messages,
+//! together with the answers of any other group that arrived by then (which
+//! can be more than `max_messages`, up to `max_messages` per broker group).
+//! The polls still waiting are cancelled: a broker stops a cancelled long poll
+//! without handing anything out (one cancelled in the instant it hands
+//! messages out leaves them invisible until their invisible duration ends,
+//! then they are delivered again), so a message on one group is never kept
+//! waiting for another group's long poll to run out.
 //!
 //! A broker that creates the consumer's group on its first receive there says so
 //! (`apogee_proto::group::GROUP_CREATED_HEADER`); [`SimpleConsumer::take_groups_created`]
@@ -20,6 +26,7 @@ use crate::transport::request;
 use crate::{ClientConfig, ClientError, Result};
 use apogee_proto::v2::receive_message_response::Content;
 use apogee_proto::{limits, time::duration, v2, ApogeeError};
+use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -171,17 +178,37 @@ impl SimpleConsumer {
         }
         if !wait.is_zero() {
             errors.clear();
-            let polls = targets.iter().map(|t| self.receive_from(t, &ask, wait));
+            let mut polls: futures::stream::FuturesUnordered<_> = targets
+                .iter()
+                .map(|t| {
+                    self.receive_from(t, &ask, wait)
+                        .map(move |answer| (t, answer))
+                })
+                .collect();
             let mut all = Vec::new();
-            for (target, (messages, err)) in
-                targets.iter().zip(futures::future::join_all(polls).await)
-            {
-                all.extend(messages);
-                if let Some(e) = err {
-                    self.note_failure(topic, target, &e);
-                    errors.push(e);
+            // The first group to answer with messages ends the wait; polls that have
+            // answered too by then are taken as well, the others are cancelled.
+            while let Some((target, (messages, err))) = polls.next().await {
+                let mut answer = Some((target, messages, err));
+                while let Some((target, messages, err)) = answer.take() {
+                    all.extend(messages);
+                    if let Some(e) = err {
+                        self.note_failure(topic, target, &e);
+                        errors.push(e);
+                    }
+                    if !all.is_empty() {
+                        answer = polls
+                            .next()
+                            .now_or_never()
+                            .flatten()
+                            .map(|(t, (m, e))| (t, m, e));
+                    }
+                }
+                if !all.is_empty() {
+                    break;
                 }
             }
+            drop(polls);
             if !all.is_empty() {
                 return Ok(all);
             }

@@ -1,7 +1,7 @@
 //! Running the `apogee` CLI as a process and capturing what it printed.
 
 use crate::bins;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long one CLI invocation may take before it is killed.
@@ -53,9 +53,23 @@ impl std::fmt::Display for CliOutput {
 /// Runs `apogee <args>`, with output captured through temporary files (no
 /// pipe can fill up) and a timeout.
 pub fn run(args: &[&str]) -> CliOutput {
+    spawn(args).wait(CLI_TIMEOUT)
+}
+
+/// An `apogee` process left running (`consume --wait 1h`, `bench consume`), its output going
+/// to temporary files that can be read while it runs; killed on drop.
+pub struct CliProcess {
+    args: Vec<String>,
+    child: Child,
+    out: tempfile::NamedTempFile,
+    err: tempfile::NamedTempFile,
+}
+
+/// Starts `apogee <args>` without waiting for it.
+pub fn spawn(args: &[&str]) -> CliProcess {
     let out = tempfile::NamedTempFile::new().expect("temp file");
     let err = tempfile::NamedTempFile::new().expect("temp file");
-    let mut child = Command::new(bins::bin(bins::CLI))
+    let child = Command::new(bins::bin(bins::CLI))
         .args(args)
         .stdin(Stdio::null())
         .stdout(out.reopen().expect("reopen"))
@@ -63,25 +77,60 @@ pub fn run(args: &[&str]) -> CliOutput {
         .env("NO_COLOR", "1")
         .spawn()
         .expect("starting the apogee CLI");
-    let deadline = Instant::now() + CLI_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the CLI") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let read = |f: &tempfile::NamedTempFile| {
-        String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned()
-    };
-    CliOutput {
+    CliProcess {
         args: args.iter().map(|s| s.to_string()).collect(),
-        code: status.and_then(|s| s.code()).unwrap_or(-1),
-        stdout: read(&out),
-        stderr: read(&err),
+        child,
+        out,
+        err,
     }
+}
+
+impl CliProcess {
+    /// What it printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        read_lossy(&self.out)
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("waiting for the CLI")
+            .is_some()
+    }
+
+    /// Waits until it exits, killing it after `limit` (exit code -1 then).
+    pub fn wait(mut self, limit: Duration) -> CliOutput {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the CLI") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        CliOutput {
+            args: std::mem::take(&mut self.args),
+            code: status.and_then(|s| s.code()).unwrap_or(-1),
+            stdout: read_lossy(&self.out),
+            stderr: read_lossy(&self.err),
+        }
+    }
+}
+
+impl Drop for CliProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read_lossy(f: &tempfile::NamedTempFile) -> String {
+    String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned()
 }

@@ -57,6 +57,10 @@ pub struct Cli {
     #[command(flatten)]
     pub tls: crate::tls_args::TlsArgs,
 
+    /// The cluster an mqadmin command named with `-c` (checked against the NameServers').
+    #[arg(long = "mqadmin-cluster", hide = true, value_name = "NAME")]
+    pub mqadmin_cluster: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -134,8 +138,9 @@ pub enum TopicCommand {
         /// Queues per broker group.
         #[arg(long, default_value_t = 8, value_parser = queue_count)]
         queues: i32,
-        /// Broker group to create the topic on (repeatable; default all).
-        #[arg(long = "broker", value_name = "NAME")]
+        /// Broker group to create the topic on, by name or by a member's address
+        /// (repeatable; default all).
+        #[arg(long = "broker", value_name = "NAME|ADDR")]
         brokers: Vec<String>,
         /// Message type the topic accepts (repeatable; default normal).
         #[arg(long = "type", value_enum, value_name = "TYPE")]
@@ -373,6 +378,9 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
     cli.credentials.resolve().map_err(ToolError::Usage)?;
     cli.tls.resolve().map_err(ToolError::Usage)?;
     let f = cli.output;
+    if let Some(cluster) = &cli.mqadmin_cluster {
+        crate::mqadmin::check_cluster(&cli.admin()?, cluster).await?;
+    }
     let text = match &cli.command {
         Command::Topic(cmd) => {
             let admin = cli.admin()?;
@@ -385,6 +393,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                     lite_expire,
                     update_if_exists,
                 } => {
+                    let brokers = &crate::mqadmin::broker_groups(&admin, brokers).await?;
                     let created = if *update_if_exists {
                         create_or_update_topic(&admin, name, *queues, brokers, types, *lite_expire)
                             .await
@@ -566,7 +575,15 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    let cli = Cli::parse_from(expand_mqadmin_alias(args));
+    let args = match expand_mqadmin_alias(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&command().get_matches_from(args))
+        .unwrap_or_else(|e| e.exit());
     let runtime = match runtime_for(&cli.command).build() {
         Ok(r) => r,
         Err(e) => {
@@ -635,65 +652,57 @@ pub fn runtime_for(command: &Command) -> tokio::runtime::Builder {
     builder
 }
 
-/// RocketMQ mqadmin command names and the Apogee commands they stand for. They are
-/// accepted in place of the command (hidden from the help); the flags are Apogee's.
-pub const MQADMIN_ALIASES: [(&str, &[&str]); 20] = [
-    ("updateTopic", &["topic", "create", "--update-if-exists"]),
-    ("deleteTopic", &["topic", "delete"]),
-    ("topicList", &["topic", "list"]),
-    ("topicRoute", &["topic", "route"]),
-    ("topicStatus", &["topic", "status"]),
-    ("clusterList", &["cluster", "list"]),
-    ("brokerStatus", &["broker", "status"]),
-    ("getBrokerConfig", &["broker", "config", "get"]),
-    ("updateBrokerConfig", &["broker", "config", "set"]),
-    ("updateSubGroup", &["group", "create"]),
-    ("deleteSubGroup", &["group", "delete"]),
-    ("consumerProgress", &["group", "describe"]),
-    ("resetOffsetByTime", &["group", "reset-offset"]),
-    ("consumerConnection", &["clients", "list"]),
-    ("producerConnection", &["clients", "list"]),
-    ("queryMsgById", &["message", "get"]),
-    ("queryMsgByKey", &["message", "find"]),
-    ("queryMsgByOffset", &["message", "print"]),
-    ("sendMessage", &["send"]),
-    ("consumeMessage", &["consume"]),
-];
+/// The command line as parsed: [`Cli`]'s command with the global options shown once, in
+/// `apogee --help` (a subcommand's help lists its own options and points there).
+pub fn command() -> clap::Command {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    let globals: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    hide_globals_below(&mut command, &globals);
+    command
+}
 
-/// Replaces an mqadmin command name standing where the command goes (the first argument
-/// that is not an option or an option's value) with the Apogee command.
-fn expand_mqadmin_alias(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+/// What every subcommand's help says instead of repeating the global options.
+pub const GLOBAL_OPTIONS_NOTE: &str =
+    "Global options (--nameserver, -o, --timeout, credentials, TLS): see `apogee --help`.";
+
+fn hide_globals_below(command: &mut clap::Command, globals: &[clap::Id]) {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        let sub = command
+            .find_subcommand_mut(&name)
+            .expect("a listed subcommand");
+        let mut taken = std::mem::take(sub);
+        for id in globals {
+            if taken.get_arguments().any(|a| a.get_id() == id) {
+                taken = taken.mut_arg(id, |a| a.hide(true));
+            }
+        }
+        let note = match taken.get_after_help() {
+            Some(h) => format!("{h}\n\n{GLOBAL_OPTIONS_NOTE}"),
+            None => GLOBAL_OPTIONS_NOTE.to_string(),
+        };
+        taken = taken.after_help(note);
+        hide_globals_below(&mut taken, globals);
+        *sub = taken;
+    }
+}
+
+/// The arguments with an mqadmin command name and its options rewritten (see [`crate::mqadmin`]).
+fn expand_mqadmin_alias(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>, String> {
     let command = <Cli as clap::CommandFactory>::command();
     let commands: Vec<String> = command
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect();
-    let mut out = Vec::with_capacity(args.len() + 2);
-    let mut args = args.into_iter();
-    out.extend(args.next());
-    let mut expanded = false;
-    while let Some(arg) = args.next() {
-        let text = arg.to_string_lossy().into_owned();
-        if expanded || text == "--" {
-            out.push(arg);
-            continue;
-        }
-        if let Some((_, with)) = MQADMIN_ALIASES.iter().find(|(name, _)| *name == text) {
-            out.extend(with.iter().map(std::ffi::OsString::from));
-            expanded = true;
-            continue;
-        }
-        // An Apogee command name: no alias follows.
-        expanded = commands.contains(&text);
-        // A global option taking a value in the next argument.
-        let takes_value = ["--nameserver", "-o", "--output", "--timeout"].contains(&text.as_str())
-            || crate::tls_args::VALUE_FLAGS.contains(&text.as_str());
-        out.push(arg);
-        if takes_value {
-            out.extend(args.next());
-        }
-    }
-    out
+    crate::mqadmin::expand(args, &commands)
 }
 
 #[cfg(test)]

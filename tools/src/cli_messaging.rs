@@ -111,14 +111,17 @@ pub struct ConsumeArgs {
           value_parser = crate::duration::parse_duration)]
     pub wait: Duration,
     /// How long a received message stays hidden from other consumers (1s to 12h; a bare
-    /// number is seconds). With --nack, when it comes back.
+    /// number is seconds). With --nack: when it comes back, plus the group's retry backoff
+    /// for that attempt; after the group's last attempt, when it goes to the dead-letter
+    /// topic.
     #[arg(long, default_value = "30s", value_name = "DURATION",
           value_parser = crate::bench::args::invisible)]
     pub invisible: Duration,
     /// Print the messages and do not acknowledge them, as a consumer whose processing failed:
-    /// each comes back after --invisible with its delivery attempt raised, and once the
-    /// group's max attempts are used up it goes to the dead-letter topic %DLQ%<group>
-    /// (`apogee dlq list --group <group>`).
+    /// each comes back after --invisible plus the group's retry backoff for that attempt
+    /// (RETRY in `apogee group describe`) with its delivery attempt raised; after the
+    /// group's last attempt it goes to the dead-letter topic %DLQ%<group> as soon as
+    /// --invisible ends (`apogee dlq list --group <group>`).
     #[arg(long)]
     pub nack: bool,
     /// Only messages with these tags (`TagA || TagB`); the default takes all.

@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 #[path = "plain_acl.rs"]
 pub mod plain_acl;
 
+#[path = "config_import_moves.rs"]
+mod moves;
+
 /// `apogee config ...`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -49,6 +52,10 @@ pub struct ImportArgs {
     /// plain_acl.yml beside BROKER_CONF, when there is one).
     #[arg(long, value_name = "FILE")]
     pub acl_file: Option<PathBuf>,
+    /// Also write the NameServers' TOML (its listener and the [security] section every
+    /// NameServer needs with this broker) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub nameserver_out: Option<PathBuf>,
     /// Where the imported config expects its secret files (cluster.secret, admin.secret)
     /// when the input has ACLs on.
     #[arg(long, value_name = "DIR", default_value = "/etc/apogee")]
@@ -98,9 +105,14 @@ pub struct Imported {
     pub mapped: Vec<String>,
     /// The RocketMQ keys left out, in file order.
     pub ignored: Vec<Ignored>,
-    /// What the operator must do before the broker starts (shell commands, and `#` notes),
-    /// also in the TOML's header; empty when nothing is needed.
+    /// What the operator must do (shell commands, and `#` notes), also in the TOML's header;
+    /// empty when nothing is needed.
     pub steps: Vec<String>,
+    /// ACLs were on: the config turns authentication on.
+    pub authentication: bool,
+    /// The NameServers' TOML to go with the broker's: the same [security] section, and a
+    /// listener on every address when the broker listens on every address.
+    pub nameserver_toml: String,
 }
 
 /// A value Apogee cannot take.
@@ -184,6 +196,8 @@ struct StoreToml {
     retention_hours: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     disk_clean_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disk_refuse_ratio: Option<f64>,
 }
 
 impl StoreToml {
@@ -192,6 +206,7 @@ impl StoreToml {
             && self.segment_bytes.is_none()
             && self.retention_hours.is_none()
             && self.disk_clean_ratio.is_none()
+            && self.disk_refuse_ratio.is_none()
     }
 }
 
@@ -302,6 +317,8 @@ pub fn import_with(
     let (mut listen_port, mut broker_ip) = (None, None);
     // The ACL switches (aclEnable ...) as last set, in file order.
     let mut acl_switches: Vec<(String, bool)> = Vec::new();
+    // RocketMQ's store directory (storePathRootDir), which Apogee does not open.
+    let mut rocketmq_store: Option<String> = None;
     for p in parse_properties(text) {
         let v = p.value.trim();
         let bad = |message: String| ImportError {
@@ -364,7 +381,11 @@ pub fn import_with(
                 })
             }
             "namesrvAddr" => cfg.nameservers = Some(nameservers(v).map_err(bad)?),
-            "storePathRootDir" => cfg.data_dir = Some(non_empty(v).map_err(bad)?),
+            "storePathRootDir" => {
+                let store = non_empty(v).map_err(bad)?;
+                cfg.data_dir = Some(moves::fresh_data_dir(&store));
+                rocketmq_store = Some(store);
+            }
             // RocketMQ 4 spelled it with one p; both are read.
             "mappedFileSizeCommitLog" | "mapedFileSizeCommitLog" => {
                 let n = v
@@ -388,7 +409,12 @@ pub fn import_with(
                     .ok()
                     .filter(|n| (1..=100).contains(n))
                     .ok_or_else(|| bad("expected a percentage within 1..=100".into()))?;
-                cfg.store.disk_clean_ratio = Some(f64::from(pct) / 100.0);
+                let clean = f64::from(pct) / 100.0;
+                cfg.store.disk_clean_ratio = Some(clean);
+                // Sends are refused at or above disk_refuse_ratio (0.90): never below the
+                // cleaning point (`--check-config` refuses that).
+                cfg.store.disk_refuse_ratio =
+                    (clean > moves::DEFAULT_REFUSE_RATIO).then_some(clean);
             }
             "maxMessageSize" => {
                 let max = apogee_proto::limits::MAX_BATCH_BYTES as u64;
@@ -470,31 +496,43 @@ pub fn import_with(
         header.push_str(&format!("# Mapped keys: {}.\n", mapped.join(", ")));
         header.push_str("# Every other key has its default (see deploy/broker.toml).\n");
     }
+    if let Some(store) = &rocketmq_store {
+        steps.extend(moves::store_steps(store));
+    }
     match (&cfg.security, acl_key) {
         (Some(SecurityToml::Anonymous { .. }), _) => header.push_str(
             "# Listens on every address and, like a RocketMQ broker without ACLs, takes\n\
              # anyone (security.allow_anonymous); see docs/SECURITY.md before exposing it.\n",
         ),
-        (_, Some(key)) => {
-            header.push_str(&format!(
-                "# {key}: authentication is on (security.authentication). Before the broker starts:\n"
-            ));
-            for step in &steps {
-                let indent = if step.starts_with('#') { "" } else { "#   " };
-                header.push_str(&format!("{indent}{step}\n"));
-            }
-        }
+        (_, Some(key)) => header.push_str(&format!(
+            "# {key}: authentication is on (security.authentication).\n"
+        )),
         _ => {}
+    }
+    if !steps.is_empty() {
+        header.push_str("# Steps:\n");
+        for step in &steps {
+            let indent = if step.starts_with('#') { "" } else { "#   " };
+            header.push_str(&format!("{indent}{step}\n"));
+        }
     }
     if !ignored.is_empty() {
         let keys: Vec<&str> = ignored.iter().map(|i| i.key.as_str()).collect();
         header.push_str(&format!("# Ignored keys: {}.\n", keys.join(", ")));
     }
+    let nameserver_toml = moves::nameserver_toml(
+        source,
+        cfg.listen.is_some(),
+        cfg.nameservers.as_deref().unwrap_or_default(),
+        cfg.security.as_ref(),
+    )?;
     Ok(Imported {
         toml: format!("{header}\n{body}"),
         mapped,
         ignored,
         steps,
+        authentication: acl_key.is_some(),
+        nameserver_toml,
     })
 }
 
@@ -541,11 +579,11 @@ fn authentication_steps(
             format!("head -c 24 /dev/urandom | base64 > {admin_file}"),
         ]),
     }
-    steps.push(
-        "# 3. Every NameServer gets the same [security] section (docs/SECURITY.md, \
-         \"Authentication\")."
-            .to_string(),
-    );
+    steps.push(format!(
+        "# 3. Every NameServer gets the same [security] section: the NameServer config \
+             `--nameserver-out FILE` writes ({}; docs/SECURITY.md, \"Authentication\").",
+        moves::NAMESERVER_JSON_KEY
+    ));
     let admin_ak = admin.unwrap_or(DEFAULT_ADMIN);
     match acl {
         Ok(file) => {
@@ -636,9 +674,15 @@ pub fn run<W: Write>(args: &ImportArgs, f: Format, out: &mut W) -> ToolResult<()
     };
     let imported = import_with(&text, &source, &opts)
         .map_err(|e| ToolError::Input(format!("{}: {e}", path.display())))?;
+    let write = |dest: &PathBuf, text: &str| {
+        std::fs::write(dest, text)
+            .map_err(|e| ToolError::Input(format!("cannot write {}: {e}", dest.display())))
+    };
     if let Some(dest) = &args.out {
-        std::fs::write(dest, &imported.toml)
-            .map_err(|e| ToolError::Input(format!("cannot write {}: {e}", dest.display())))?;
+        write(dest, &imported.toml)?;
+    }
+    if let Some(dest) = &args.nameserver_out {
+        write(dest, &imported.nameserver_toml)?;
     }
     match f {
         Format::Json | Format::Jsonl => {
@@ -651,6 +695,9 @@ pub fn run<W: Write>(args: &ImportArgs, f: Format, out: &mut W) -> ToolResult<()
                 out.write_all(imported.toml.as_bytes())?;
             }
             eprint!("{}", summary(&imported, args.out.as_ref()));
+            if let Some(dest) = &args.nameserver_out {
+                eprintln!("wrote {}: the NameServers' config", dest.display());
+            }
         }
     }
     out.flush()?;
@@ -685,8 +732,11 @@ fn summary(imported: &Imported, dest: Option<&PathBuf>) -> String {
         }
         s.push_str(&table.render());
     }
+    if imported.authentication {
+        s.push_str("\nACLs were on: authentication is on.\n");
+    }
     if !imported.steps.is_empty() {
-        s.push_str("\nACLs were on: authentication is on. Before the broker starts:\n");
+        s.push_str("\nSteps:\n");
         for step in &imported.steps {
             s.push_str(step);
             s.push('\n');

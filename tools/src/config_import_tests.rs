@@ -81,7 +81,7 @@ fn every_mapped_key_lands_in_its_apogee_key() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(ns, vec!["ns1:9876", "ns2:9876"]);
-    assert_eq!(t["data_dir"].as_str(), Some("/data/rocketmq/store"));
+    assert_eq!(t["data_dir"].as_str(), Some("/data/rocketmq/store-apogee"));
     assert_eq!(t["max_body_bytes"].as_integer(), Some(1048576));
     assert_eq!(t["auto_create_topics"].as_bool(), Some(true));
     let store = t["store"].as_table().unwrap();
@@ -373,4 +373,57 @@ fn table_summary_lists_ignored_keys() {
         s.ends_with("wrote out.toml: 13 keys mapped, 2 ignored\n"),
         "{s}"
     );
+}
+
+#[test]
+fn rocketmq_store_becomes_a_fresh_data_dir_and_the_step_that_moves_its_state() {
+    let imported = import(SAMPLE, "broker.conf").unwrap();
+    assert!(
+        imported
+            .steps
+            .contains(&"apogee config import-state /data/rocketmq/store/config".to_string()),
+        "{:#?}",
+        imported.steps
+    );
+    assert!(
+        imported
+            .steps
+            .iter()
+            .any(|s| s.contains("/data/rocketmq/store-apogee") && s.contains("does not open")),
+        "{:#?}",
+        imported.steps
+    );
+    // In the TOML's header too.
+    assert!(imported
+        .toml
+        .contains("#   apogee config import-state /data/rocketmq/store/config"));
+    // Without storePathRootDir: no data step.
+    let plain = import("brokerName=b\n", "broker.conf").unwrap();
+    assert!(plain.steps.is_empty(), "{:#?}", plain.steps);
+}
+
+#[test]
+fn a_cleaning_point_above_the_refusal_point_raises_the_refusal_point() {
+    let t = toml_of("diskMaxUsedSpaceRatio=95\n");
+    assert_eq!(t["store"]["disk_clean_ratio"].as_float(), Some(0.95));
+    assert_eq!(t["store"]["disk_refuse_ratio"].as_float(), Some(0.95));
+    let t = toml_of("diskMaxUsedSpaceRatio=80\n");
+    assert!(t["store"].get("disk_refuse_ratio").is_none());
+}
+
+#[test]
+fn the_nameservers_config_goes_with_the_broker() {
+    let imported = import(SAMPLE, "broker.conf").unwrap();
+    let ns: toml::Table = toml::from_str(&imported.nameserver_toml).unwrap();
+    // The broker listens everywhere: so do the NameServers, at namesrvAddr's port, and
+    // they take anyone as the broker does.
+    assert_eq!(ns["listen"].as_str(), Some("0.0.0.0:9876"));
+    assert_eq!(ns["security"]["allow_anonymous"].as_bool(), Some(true));
+    assert!(imported
+        .nameserver_toml
+        .starts_with("# The NameServers' config"));
+    let quiet = import("brokerName=b\n", "broker.conf").unwrap();
+    assert!(quiet
+        .nameserver_toml
+        .contains("Nothing differs from the defaults"));
 }

@@ -29,7 +29,8 @@
 //!   plain-text run meets a TLS server).
 //! - [`duration`]: the one parser of every duration flag.
 //! - [`cli`]: the clap definitions and the command dispatcher; [`cli_messaging`]: the
-//!   arguments of `send` and `consume`.
+//!   arguments of `send` and `consume`; [`mqadmin`]: mqadmin's command names and short
+//!   options, rewritten into Apogee's.
 
 pub mod access;
 pub mod admin;
@@ -51,6 +52,7 @@ pub mod lite;
 pub mod lite_consume;
 pub mod message_query;
 pub mod messaging;
+pub mod mqadmin;
 pub mod output;
 pub mod replication_view;
 pub mod reset_offset;

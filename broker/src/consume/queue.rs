@@ -94,10 +94,14 @@ impl QueuePop<'_, '_> {
     }
 
     /// Where a delivery made now becomes visible again: after the invisible
-    /// time plus, unless the broker renews it, the group's backoff.
+    /// time plus, unless the broker renews it, the group's backoff. The group's
+    /// last attempt has no backoff: no retry follows it, so it goes to the
+    /// dead-letter topic as soon as its invisible time is over.
     fn next_visible(&self, attempt: u32) -> i64 {
+        let last = attempt >= self.req.group.max_delivery_attempts;
         let backoff = match self.req.renew_until_ms {
             Some(_) => 0,
+            None if last => 0,
             None => self.req.group.retry.backoff_ms(attempt) as i64,
         };
         self.now_ms + self.req.invisible_ms + backoff

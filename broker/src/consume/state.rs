@@ -7,7 +7,8 @@
 //!
 //! A delivery not acknowledged within its invisible time comes back after
 //! the group's backoff for that attempt, with the attempt raised; one that
-//! used up the group's delivery attempts is left to the dead-letter task
+//! used up the group's delivery attempts (its last attempt has no backoff) is
+//! left to the dead-letter task
 //! ([`super::dead_letter`]). For a FIFO group, a message whose message group
 //! already has a delivery in flight waits (an entry with attempt 0) until that
 //! one is acknowledged or dead-lettered.

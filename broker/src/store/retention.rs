@@ -88,6 +88,8 @@ impl RetentionPolicy {
                 self.clean_ratio, self.refuse_ratio
             )));
         }
+        crate::config::disk_ratios(self.clean_ratio, self.refuse_ratio)
+            .map_err(StoreError::Config)?;
         if self.max_age.is_zero() || self.check_interval.is_zero() {
             return Err(StoreError::Config(
                 "retention age and check interval must be positive".into(),

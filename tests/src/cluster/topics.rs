@@ -51,21 +51,51 @@ impl Cluster {
 
     /// Runs the `apogee` CLI against this cluster's (first running) NameServer.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        let mut full = vec!["--nameserver", self.admin_ns()];
-        let ca_file = self.certs().map(|c| c.ca_file.display().to_string());
-        if let Some(ca) = &ca_file {
-            full.extend(["--tls", "--tls-ca-file", ca.as_str()]);
-        }
-        if self.authenticates() {
+        cli::run(
+            &self
+                .cli_args(args)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Starts the `apogee` CLI against this cluster without waiting for it (a consumer left
+    /// running).
+    pub fn cli_spawn(&self, args: &[&str]) -> cli::CliProcess {
+        cli::spawn(
+            &self
+                .cli_args(args)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// `args` after the flags that point the CLI at this cluster (NameServer, TLS, the
+    /// admin's credentials).
+    fn cli_args(&self, args: &[&str]) -> Vec<String> {
+        let mut full = vec!["--nameserver".to_string(), self.admin_ns().to_string()];
+        if let Some(certs) = self.certs() {
             full.extend([
-                "--access-key",
-                rpc::ADMIN_ACCESS_KEY,
-                "--secret-key",
-                rpc::ADMIN_SECRET_KEY,
+                "--tls".to_string(),
+                "--tls-ca-file".to_string(),
+                certs.ca_file.display().to_string(),
             ]);
         }
-        full.extend_from_slice(args);
-        cli::run(&full)
+        if self.authenticates() {
+            full.extend(
+                [
+                    "--access-key",
+                    rpc::ADMIN_ACCESS_KEY,
+                    "--secret-key",
+                    rpc::ADMIN_SECRET_KEY,
+                ]
+                .map(String::from),
+            );
+        }
+        full.extend(args.iter().map(|s| s.to_string()));
+        full
     }
 }
 

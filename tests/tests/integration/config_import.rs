@@ -3,7 +3,9 @@
 //! it, `-o json` lists mapped and ignored keys, and a bad value exits 1 naming the
 //! key and line. A broker.conf with ACLs on gives a config with authentication on (never
 //! `allow_anonymous`), the steps to make its secret files and recreate plain_acl.yml's
-//! accounts, and `--check-config` accepts it once those files exist.
+//! accounts, and `--check-config` accepts it once those files exist, as a NameServer accepts
+//! the NameServers' config written beside it. RocketMQ's store directory is not taken as the
+//! data directory: a fresh one beside it, and the step that moves the store's state.
 
 use apogee_tests::bins;
 use apogee_tests::cli::run;
@@ -37,10 +39,15 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 /// `apogee-broker --check-config --config <file>`, free of environment overrides.
 fn check_config(file: &str) -> std::process::Output {
-    let mut c = Command::new(bins::bin(bins::BROKER));
+    check_config_of(bins::BROKER, file)
+}
+
+/// `<server> --check-config --config <file>`, free of environment overrides.
+fn check_config_of(server: &str, file: &str) -> std::process::Output {
+    let mut c = Command::new(bins::bin(server));
     c.env_remove("RUST_LOG");
     for (k, _) in std::env::vars() {
-        if k.starts_with("APOGEE_BROKER_") {
+        if k.starts_with("APOGEE_") {
             c.env_remove(k);
         }
     }
@@ -63,7 +70,8 @@ fn imported_broker_conf_passes_check_config() {
         "role = \"sync_master\"",
         "listen = \"0.0.0.0:30911\"",
         "advertise = \"10.0.0.1:30911\"",
-        "data_dir = \"./imported-store\"",
+        // RocketMQ's store is not opened: a fresh directory beside it.
+        "data_dir = \"./imported-store-apogee\"",
         "auto_create_topics = true",
         "max_body_bytes = 2097152",
         "[store]",
@@ -82,6 +90,13 @@ fn imported_broker_conf_passes_check_config() {
         "deleteWhen not listed:\n{out}"
     );
     assert!(out.stderr.contains("not at a set hour"), "{out}");
+    // How the store's state moves.
+    assert!(
+        out.stderr
+            .contains("apogee config import-state ./imported-store/config")
+            && toml.contains("#   apogee config import-state ./imported-store/config"),
+        "{out}"
+    );
 
     let file = write(dir.path(), "broker.toml", toml);
     let checked = check_config(&file);
@@ -200,6 +215,7 @@ fn acls_on_give_authentication_and_the_steps_to_set_it_up() {
     // plain_acl.yml beside broker.conf is read without being named.
     write(dir.path(), "plain_acl.yml", PLAIN_ACL);
     let dest = dir.path().join("broker.toml");
+    let ns_dest = dir.path().join("nameserver.toml");
     let out = run(&[
         "-o",
         "json",
@@ -210,6 +226,8 @@ fn acls_on_give_authentication_and_the_steps_to_set_it_up() {
         secrets.to_str().unwrap(),
         "--out",
         dest.to_str().unwrap(),
+        "--nameserver-out",
+        ns_dest.to_str().unwrap(),
     ])
     .success();
     let json = out.json();
@@ -267,6 +285,27 @@ fn acls_on_give_authentication_and_the_steps_to_set_it_up() {
         String::from_utf8_lossy(&checked.stderr)
     );
     assert!(stdout.contains("authentication = true"), "{stdout}");
+    // The NameServers' config the steps name carries the same [security] section, and a
+    // NameServer accepts it.
+    let ns_toml = std::fs::read_to_string(&ns_dest).unwrap();
+    assert_eq!(json["nameserver_toml"].as_str(), Some(ns_toml.as_str()));
+    assert!(
+        ns_toml.lines().any(|l| l == "authentication = true")
+            && ns_toml.contains(&format!("cluster_secret_file = \"{cluster_secret}\""))
+            && ns_toml.contains("admin_access_key = \"rocketmq2\""),
+        "{ns_toml}"
+    );
+    let checked = check_config_of(bins::NAMESERVER, ns_dest.to_str().unwrap());
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        steps.iter().any(|s| s.contains("--nameserver-out")),
+        "{steps:#?}"
+    );
 
     // The table form prints the steps on stderr, and the TOML's header carries them.
     let out = run(&[

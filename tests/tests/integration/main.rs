@@ -49,9 +49,13 @@
 //! - [`cluster_trust`]: the cluster secret: a broker without it cannot register, a fake
 //!   slave cannot open the replication stream.
 //! - [`cli`]: the admin CLI's tables, JSON and exit codes.
+//! - [`cli_consume`]: `apogee consume` over two broker groups returns once `--max` arrived;
+//!   the CLI's and `bench consume`'s consumers are listed by `clients list` and `group describe`.
 //! - [`cli_edges`]: the CLI's edges: stored-not-replicated sends, `--nack`, the cluster's body
 //!   limit, the TLS hint, Ctrl-C and closed pipes, durations, brokers by name.
 //! - [`readme_tour`]: the README's tour run line by line, as written, on a fresh standalone.
+//! - [`cli_mqadmin`]: mqadmin's command lines with their short options against a cluster; a
+//!   `-c` naming an unknown cluster, an option Apogee has no meaning for, refused.
 //! - [`cli_nameservers`]: NameServer lists with `;` or `,`: admin commands go on through the
 //!   next NameServer when the first cannot be reached; a broker takes such a list from the
 //!   environment; `--check-config` names a bad address.
@@ -132,7 +136,9 @@ mod auth;
 mod bad_input;
 mod bench;
 mod cli;
+mod cli_consume;
 mod cli_edges;
+mod cli_mqadmin;
 mod cli_nameservers;
 mod client_failover;
 mod cluster_trust;

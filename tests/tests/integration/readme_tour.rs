@@ -1,6 +1,7 @@
 //! The README's five-minute tour, run as a new user runs it: README command 1 (a standalone
 //! broker on its default ports, 9876, 10911, 5556 and 5557) and then every line of the tour's
-//! code block, top to bottom, in bash, each of which must exit 0. The block is read from
+//! code block, top to bottom, in bash, each of which must exit 0 (and the dead-letter steps
+//! print what the tour says they do: [`TOUR_OUTPUTS`]). The block is read from
 //! README.md at test time, so an edit that breaks the tour breaks this test.
 //!
 //! What differs from a person at a terminal: the `alias apogee=...` line is not run (the
@@ -79,6 +80,36 @@ impl Tour {
         };
         (code, std::fs::read_to_string(&out).unwrap_or_default())
     }
+}
+
+/// What the tour's dead-letter steps must print (beyond exiting 0): the message the group
+/// gave up on is not delivered a third time, it is listed among the dead letters right away,
+/// and it is resent. (line prefix, text the output must contain, text it must not contain)
+const TOUR_OUTPUTS: [(&str, &str, &str); 3] = [
+    (
+        "apogee consume --topic jobs --group workers --max 1 --wait 3s",
+        "",
+        "flaky",
+    ),
+    ("apogee dlq list --group workers", "job-1", ""),
+    ("apogee dlq resend --group workers", "resent", ""),
+];
+
+/// Checks a tour line's output against [`TOUR_OUTPUTS`]; returns how many entries applied.
+fn check_output(command: &str, output: &str) -> usize {
+    let mut applied = 0;
+    for (prefix, contains, lacks) in TOUR_OUTPUTS {
+        if !command.starts_with(prefix) {
+            continue;
+        }
+        applied += 1;
+        assert!(
+            output.contains(contains) && (lacks.is_empty() || !output.contains(lacks)),
+            "tour line {command:?}: expected its output to contain {contains:?} and not \
+             {lacks:?}:\n{output}"
+        );
+    }
+    applied
 }
 
 /// The value for a placeholder of the tour, asked of the CLI as JSON.
@@ -226,6 +257,7 @@ async fn readme_tour_runs_as_written_on_a_fresh_standalone() {
     .await;
 
     let mut ran = 0;
+    let mut checked = 0;
     for (number, line) in lines.iter().enumerate() {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("alias apogee=") {
@@ -240,8 +272,14 @@ async fn readme_tour_runs_as_written_on_a_fresh_standalone() {
             "tour line {} failed: {command}\n--- its output ---\n{output}",
             number + 1
         );
+        checked += check_output(&command, &output);
         ran += 1;
     }
+    assert_eq!(
+        checked,
+        TOUR_OUTPUTS.len(),
+        "the tour's dead-letter lines changed: update TOUR_OUTPUTS"
+    );
     assert!(
         ran >= 30,
         "only {ran} tour lines ran: is the block cut short?"
