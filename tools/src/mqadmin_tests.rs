@@ -93,7 +93,10 @@ fn letters_apogee_cannot_honour_are_refused_naming_them() {
         (&["updateTopic", "-t", "a", "-u", "true"], "updateTopic -u"),
         (&["updateTopic", "-t", "a", "-a", "+x=1"], "+message.type"),
         (&["updateTopic", "-t"], "updateTopic -t: needs a value"),
-        (&["updateTopic", "-c", "C"], "argument 1 missing"),
+        (
+            &["updateBrokerConfig", "-b", "h:1", "-v", "v"],
+            "argument 2 missing",
+        ),
         (&["updateSubGroup", "-g", "g", "-d", "true"], "broadcast"),
         (&["deleteSubGroup", "-g", "g", "-r", "false"], "offsets too"),
         (&["brokerStatus", "-c", "C"], "name it with -b"),

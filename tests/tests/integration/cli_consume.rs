@@ -99,14 +99,18 @@ async fn consume_over_two_broker_groups_returns_once_max_arrived_and_is_listed_m
     assert_eq!(got.as_array().map(Vec::len), Some(1), "{out}");
     assert_eq!(got[0]["body"], "late", "{out}");
     // The client said goodbye: no longer listed.
-    wait_until(Duration::from_secs(30), "the consumer gone from clients list", || async {
-        let left = cluster.cli_json(&["clients", "list", "--group", "two-g"]);
-        if left == serde_json::json!([]) {
-            Ok(())
-        } else {
-            Err(left.to_string())
-        }
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the consumer gone from clients list",
+        || async {
+            let left = cluster.cli_json(&["clients", "list", "--group", "two-g"]);
+            if left == serde_json::json!([]) {
+                Ok(())
+            } else {
+                Err(left.to_string())
+            }
+        },
+    )
     .await;
 }
 
