@@ -110,9 +110,7 @@ impl DeadLetter {
             (internal::DLQ_RESENT_AT.to_string(), now.to_string()),
             (RESENT_FROM.to_string(), self.record.log_offset.to_string()),
         ];
-        if let Some(enc) = m.internal(internal::BODY_ENCODING) {
-            internal_props.push((internal::BODY_ENCODING.to_string(), enc.to_string()));
-        }
+        internal_props.extend(m.carried_internal());
         NewMessage {
             topic: self.original_topic.clone(),
             queue_id,

@@ -7,6 +7,7 @@
 
 use crate::store::record::internal;
 use crate::store::{NewMessage, StoredMessage};
+use apogee_proto::remoting::message::property;
 use apogee_proto::time::timestamp;
 use apogee_proto::v2::{self, DigestType, Encoding};
 use md5::{Digest as _, Md5};
@@ -37,10 +38,24 @@ fn body_digest(s: &StoredMessage) -> v2::Digest {
     }
 }
 
+/// The user properties a v2 client reads of `m` (see [`to_v2_message`]).
+fn user_properties(m: &NewMessage) -> std::collections::HashMap<String, String> {
+    let mut properties: std::collections::HashMap<String, String> =
+        m.properties.iter().cloned().collect();
+    if let Some(group) = &m.message_group {
+        properties.insert(property::SHARDING_KEY.to_string(), group.clone());
+    }
+    properties
+}
+
 /// A stored message as clients receive it (without delivery fields). A lite topic's message
 /// (a record of the lite queue `%LITE%<parent>%<lite>`) shows its parent topic, its lite
 /// topic (`system_properties.lite_topic`) and type LITE; its dead-letter copy keeps type
 /// LITE and shows the lite topic it came from.
+///
+/// The user properties are as RocketMQ's proxy shows them: the producer's, a transaction's
+/// `__transactionId__` (stored with the half message, `crate::txn`) and a message group's
+/// `__SHARDINGKEY` (the group, also in `system_properties.message_group`).
 pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2::Message {
     let m = &s.msg;
     let (topic, lite_topic) = match apogee_proto::names::split_lite_queue_topic(&m.topic) {
@@ -64,7 +79,7 @@ pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2
             resource_namespace: namespace.to_string(),
             name: topic,
         }),
-        user_properties: m.properties.iter().cloned().collect(),
+        user_properties: user_properties(m),
         system_properties: Some(v2::SystemProperties {
             tag: m.tag.clone(),
             keys: m.keys.clone(),

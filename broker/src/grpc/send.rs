@@ -2,7 +2,8 @@
 //! ([`Outgoing`] messages), calls `crate::produce::Producer::send` once and encodes its
 //! answer: a result entry per message, all with the request's status. A refused request
 //! gets that status on every entry; a request stored but not replicated gets the store's
-//! status for it on every entry, with the offsets.
+//! status for it on every entry, with the offsets. A stored message's entry names its
+//! transaction id as RocketMQ's does: a TRANSACTION message's own, any other's message id.
 
 use crate::produce::{Outgoing, Sender, Sent};
 use crate::services::Broker;
@@ -40,6 +41,7 @@ fn decode(m: v2::Message) -> Outgoing {
             .filter(|&ms| ms > 0)
             .map(|ms| Duration::from_millis(ms as u64)),
         properties,
+        flag: 0,
         body: m.body,
     }
 }
@@ -95,7 +97,9 @@ fn stored(ids: Vec<String>, sent: Sent) -> v2::SendMessageResponse {
         .not_replicated
         .as_ref()
         .map_or_else(ok_status, ApogeeError::to_status);
-    let transaction_id = sent.transaction_id.unwrap_or_default();
+    // As RocketMQ's broker, every stored message's receipt names a transaction id: a
+    // TRANSACTION message's own (what EndTransaction names), else the message id.
+    let transaction_id = sent.transaction_id;
     v2::SendMessageResponse {
         status: Some(status.clone()),
         entries: ids
@@ -103,8 +107,8 @@ fn stored(ids: Vec<String>, sent: Sent) -> v2::SendMessageResponse {
             .zip(sent.receipts)
             .map(|(message_id, r)| v2::SendResultEntry {
                 status: Some(status.clone()),
+                transaction_id: transaction_id.clone().unwrap_or_else(|| message_id.clone()),
                 message_id,
-                transaction_id: transaction_id.clone(),
                 offset: r.queue_offset as i64,
                 recall_handle: r.recall_handle.unwrap_or_default(),
             })
