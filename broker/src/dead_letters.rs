@@ -338,6 +338,7 @@ mod tests {
             properties: vec![("amount".into(), "42".into())],
             internal: vec![
                 (internal::BODY_ENCODING.into(), "gzip".into()),
+                (internal::FLAG.into(), "5".into()),
                 (internal::DLQ_GROUP.into(), "g".into()),
                 (internal::DLQ_TOPIC.into(), topic.into()),
                 (internal::DLQ_QUEUE.into(), queue.to_string()),
@@ -401,6 +402,7 @@ mod tests {
         assert_eq!(m.properties, [("amount".to_string(), "42".to_string())]);
         assert_eq!(&m.body[..], b"order 7");
         assert_eq!(m.internal(internal::BODY_ENCODING), Some("gzip"));
+        assert_eq!(m.flag(), 5);
         assert_eq!(
             m.internal(internal::DLQ_RESENT_AT),
             Some(&*r.at_ms.to_string())

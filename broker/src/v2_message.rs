@@ -102,3 +102,51 @@ pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2
         body: m.body.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn stored(message_group: Option<&str>, properties: &[(&str, &str)]) -> StoredMessage {
+        StoredMessage {
+            msg: NewMessage {
+                topic: "orders".into(),
+                queue_id: 0,
+                message_id: "M1".into(),
+                tag: None,
+                keys: Vec::new(),
+                message_group: message_group.map(str::to_string),
+                message_type: v2::MessageType::Fifo as u8,
+                born_timestamp_ms: 1,
+                born_host: String::new(),
+                delivery_timestamp_ms: None,
+                reconsume_times: 0,
+                properties: properties
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                internal: Vec::new(),
+                body: Bytes::from_static(b"body"),
+            },
+            queue_offset: 0,
+            log_offset: 0,
+            record_size: 0,
+            store_timestamp_ms: 2,
+            body_crc32: 0,
+        }
+    }
+
+    #[test]
+    fn a_message_group_is_also_the_sharding_key_property_as_rocketmqs_proxy_shows_it() {
+        let m = to_v2_message(&stored(Some("g1"), &[("color", "blue")]), "", "b:1");
+        assert_eq!(m.user_properties["__SHARDINGKEY"], "g1");
+        assert_eq!(m.user_properties["color"], "blue");
+        let sp = m.system_properties.unwrap();
+        assert_eq!(sp.message_group.as_deref(), Some("g1"));
+        // Without a group, no sharding key; a transaction's stored id shows as it is.
+        let m = to_v2_message(&stored(None, &[("__transactionId__", "T1")]), "", "b:1");
+        assert!(!m.user_properties.contains_key("__SHARDINGKEY"));
+        assert_eq!(m.user_properties["__transactionId__"], "T1");
+    }
+}

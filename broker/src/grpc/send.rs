@@ -145,3 +145,38 @@ pub async fn send_message(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::produce::Receipt;
+
+    fn sent(transaction_id: Option<&str>, count: u64) -> Sent {
+        Sent {
+            receipts: (0..count)
+                .map(|queue_offset| Receipt {
+                    queue_offset,
+                    recall_handle: None,
+                })
+                .collect(),
+            log_offsets: (0..count).collect(),
+            transaction_id: transaction_id.map(str::to_string),
+            not_replicated: None,
+        }
+    }
+
+    #[test]
+    fn a_receipt_names_the_message_id_as_transaction_id_unless_it_is_a_transactions() {
+        let answer = stored(vec!["M1".into(), "M2".into()], sent(None, 2));
+        let ids: Vec<(&str, &str)> = answer
+            .entries
+            .iter()
+            .map(|e| (e.message_id.as_str(), e.transaction_id.as_str()))
+            .collect();
+        assert_eq!(ids, [("M1", "M1"), ("M2", "M2")]);
+        // A transaction's own id, which EndTransaction names, stays.
+        let answer = stored(vec!["M3".into()], sent(Some("broker-a:T1"), 1));
+        assert_eq!(answer.entries[0].message_id, "M3");
+        assert_eq!(answer.entries[0].transaction_id, "broker-a:T1");
+    }
+}
