@@ -1,13 +1,19 @@
 //! The cluster page: every broker process with its role, epoch, log end, replication lag,
 //! in-sync state and last heartbeat (`apogee cluster list`, each member asked with the
 //! user's credentials), the controller's state when a member runs in controller mode
-//! (`apogee controller status`), and the NameServers the brokers register with.
+//! (`apogee controller status`'s groups and members as tables), and the NameServers the
+//! brokers register with. A user who is not an admin sees the brokers as the NameServer knows
+//! them (`apogee cluster info`) and a sentence saying what else needs an admin.
 
 use crate::page::{render, Chrome, Page, PageResult};
+use crate::pages::user_scope::{self, Subject, UserScope};
 use crate::pages::{Cell, Row, Table};
 use crate::Console;
 use apogee_tools::broker_status::MEMBER_STATUS_TIMEOUT;
+use apogee_tools::controller::{master_since, ControllerMemberView, ControllerStatusView};
+use apogee_tools::message_query::rfc3339;
 use apogee_tools::replication_view::ClusterRow;
+use apogee_tools::views::{format_ago, BrokerRow};
 use askama::Template;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -24,11 +30,30 @@ pub fn routes() -> Router<Arc<Console>> {
 struct ClusterPage<'a> {
     chrome: &'a Chrome,
     brokers: Table,
-    controller: Option<String>,
-    nameservers: Table,
+    /// Controller mode: the controller's state, or why it could not be read.
+    controller: Option<Result<ControllerSection, String>>,
+    /// None for a user who is not an admin (the brokers' answers name them).
+    nameservers: Option<Table>,
+    /// A user who is not an admin: what they see here and why.
+    user_scope: Option<UserScope>,
+}
+
+/// The controller's state as `apogee controller status` prints it: a line for the node,
+/// then its broker groups and their members as tables.
+pub struct ControllerSection {
+    pub summary: String,
+    /// The CLI's groups (master, master epoch, in-sync set and epoch), and when each master
+    /// took over.
+    pub groups: Table,
+    /// The CLI's members: member id, role, address, priority, last epoch, log end, in sync.
+    pub members: Table,
 }
 
 async fn show(page: Page) -> PageResult {
+    let user_scope = user_scope::scope(&page, Subject::Cluster).await;
+    if user_scope.is_some() {
+        return show_registered(&page, user_scope).await;
+    }
     let admin = page.admin();
     let rows = admin
         .cluster_list(MEMBER_STATUS_TIMEOUT)
@@ -36,28 +61,113 @@ async fn show(page: Page) -> PageResult {
         .map_err(|e| page.fail("cluster", e))?;
     let controller = if rows.iter().any(|r| r.member.is_controller_mode()) {
         let status = admin.controller_status().await.map_err(|e| e.to_string());
-        Some(apogee_tools::controller::cluster_footer(
-            status.as_ref().map_err(String::as_str),
-            &rows,
-            apogee_proto::time::now_ms(),
-        ))
+        Some(status.map(|s| controller_section(&s, &rows, apogee_proto::time::now_ms())))
     } else {
         None
     };
     let brokers = Table::of("brokers", &rows, "No broker has registered.", |r| {
-        Some((
-            "broker",
-            format!("{}/{}", r.member.broker, r.member.member_id),
-        ))
+        Some(("broker", broker_key(&r.member)))
     });
     let chrome = page.chrome("cluster");
     let html = render(&ClusterPage {
         chrome: &chrome,
         brokers,
         controller,
-        nameservers: nameservers(page.console().settings().nameserver.as_str(), &rows),
+        nameservers: Some(nameservers(
+            page.console().settings().nameserver.as_str(),
+            &rows,
+        )),
+        user_scope: None,
     })?;
     Ok(html.into_response())
+}
+
+/// The page of a user who is not an admin: the brokers as the NameServer knows them (its
+/// registry answers any user), without asking the brokers or the controller.
+async fn show_registered(page: &Page, user_scope: Option<UserScope>) -> PageResult {
+    let rows = page
+        .admin()
+        .cluster_info()
+        .await
+        .map_err(|e| page.fail("cluster", e))?;
+    let brokers = Table::of("brokers", &rows, "No broker has registered.", |r| {
+        Some(("broker", broker_key(r)))
+    });
+    let chrome = page.chrome("cluster");
+    Ok(render(&ClusterPage {
+        chrome: &chrome,
+        brokers,
+        controller: None,
+        nameservers: None,
+        user_scope,
+    })?
+    .into_response())
+}
+
+/// A broker row's `data-broker`: group and member id.
+fn broker_key(member: &BrokerRow) -> String {
+    format!("{}/{}", member.broker, member.member_id)
+}
+
+/// The controller's state in tables; `rows` (the brokers' answers) say when each master
+/// took over.
+pub fn controller_section(
+    status: &ControllerStatusView,
+    rows: &[ClusterRow],
+    now: i64,
+) -> ControllerSection {
+    let mut summary = match status.leader_id {
+        Some(leader) => format!(
+            "Node {} of the controller; leader node {leader}, term {}.",
+            status.node_id, status.term
+        ),
+        None => format!(
+            "Node {} of the controller; no leader known (term {}).",
+            status.node_id, status.term
+        ),
+    };
+    summary.push_str(
+        match (status.stale, &status.stale_reason) {
+            (false, _) => " The state below is confirmed by the leader.".to_string(),
+            (true, Some(why)) => {
+                format!(" The state below is this node's own, not confirmed by the leader: {why}.")
+            }
+            (true, None) => {
+                " The state below is this node's own, not confirmed by the leader.".to_string()
+            }
+        }
+        .as_str(),
+    );
+    let mut groups = Table::of(
+        "controller-groups",
+        &status.groups,
+        "No broker group in the controller yet.",
+        |g| Some(("broker", g.broker.clone())),
+    );
+    groups.headers.push("MASTER SINCE".into());
+    for (row, g) in groups.rows.iter_mut().zip(&status.groups) {
+        let since = master_since(g, rows).map_or_else(
+            || "-".to_string(),
+            |t| format!("{} ({} ago)", rfc3339(t), format_ago((now - t).max(0))),
+        );
+        row.cells.push(Cell::from(since));
+    }
+    let members: Vec<ControllerMemberView> = status
+        .groups
+        .iter()
+        .flat_map(|g| g.members.iter().cloned())
+        .collect();
+    let members = Table::of(
+        "controller-members",
+        &members,
+        "No member in the controller yet.",
+        |m| Some(("member", format!("{}/{}", m.broker, m.member_id))),
+    );
+    ControllerSection {
+        summary,
+        groups,
+        members,
+    }
 }
 
 /// This NameServer and every NameServer a reachable broker says it registers with.
