@@ -487,7 +487,7 @@ mod tests {
                 .iter()
                 .flat_map(|mf| mf.get_metric().to_vec())
                 .map(|m| {
-                    let labels = m.get_label().iter().map(|l| l.get_value().to_string());
+                    let labels = m.get_label().iter().map(|l| l.value().to_string());
                     (labels.collect(), m.get_counter().get_value())
                 })
                 .collect()

@@ -212,3 +212,62 @@ fn nameservers(this: &str, rows: &[ClusterRow]) -> Table {
     }
     table
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apogee_tools::controller::ControllerGroupView;
+
+    fn member(id: u64, master: bool) -> ControllerMemberView {
+        ControllerMemberView {
+            broker: "b".into(),
+            member_id: id,
+            address: format!("h:{id}"),
+            priority: 0,
+            last_epoch: 3,
+            log_end: 100,
+            is_master: master,
+            in_sync: true,
+        }
+    }
+
+    #[test]
+    fn the_controller_shows_its_groups_and_members_in_the_clis_columns() {
+        let status = ControllerStatusView {
+            node_id: 1,
+            leader_id: Some(1),
+            is_leader: true,
+            term: 2,
+            last_applied_index: Some(9),
+            last_applied_term: 2,
+            stale: false,
+            stale_reason: None,
+            groups: vec![ControllerGroupView {
+                broker: "b".into(),
+                master: Some(2),
+                master_epoch: 3,
+                in_sync: vec![1, 2],
+                in_sync_epoch: 4,
+                members: vec![member(1, false), member(2, true)],
+            }],
+        };
+        let c = controller_section(&status, &[], 0);
+        assert!(c.summary.contains("leader node 1, term 2"), "{}", c.summary);
+        assert_eq!(
+            c.groups.headers.last().map(String::as_str),
+            Some("MASTER SINCE")
+        );
+        assert_eq!(c.groups.rows[0].cells[1].text, "2");
+        assert_eq!(c.groups.rows[0].cells[2].text, "3");
+        assert!(c.members.headers.iter().any(|h| h == "LAST EPOCH"));
+        let keys: Vec<_> = c.members.rows.iter().map(|r| r.key.clone()).collect();
+        assert_eq!(
+            keys,
+            [
+                Some(("member", "b/1".into())),
+                Some(("member", "b/2".into()))
+            ]
+        );
+        assert_eq!(c.members.rows[1].cells[2].text, "master");
+    }
+}

@@ -262,7 +262,11 @@ async fn with_authentication_only_an_admin_operates_groups() {
     let mut user = signed_in(&cluster, &app).await;
     let list = user.get("/console/groups").await.expect(200);
     assert!(row(&list, "group", "cg-auth-g").is_none(), "{}", list.body);
-    assert!(list.body.contains("id=\"user-scope-note\""), "{}", list.body);
+    assert!(
+        list.body.contains("id=\"user-scope-note\""),
+        "{}",
+        list.body
+    );
     for page in [
         "/console/groups/cg-auth-g",
         "/console/groups/cg-auth-g/dead-letters",

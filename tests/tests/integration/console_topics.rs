@@ -301,7 +301,11 @@ async fn with_authentication_only_an_admin_manages_topics() {
     let mut plain = signed_in(&cluster, user.access_key(), user.secret_key()).await;
     // The list answers what their entries grant (none) and says so, without a create form.
     let list = plain.get("/console/topics").await.expect(200);
-    assert!(list.body.contains("id=\"user-scope-note\""), "{}", list.body);
+    assert!(
+        list.body.contains("id=\"user-scope-note\""),
+        "{}",
+        list.body
+    );
     assert!(!list.body.contains("id=\"create-topic\""), "{}", list.body);
     plain
         .post("/console/topics", &[("name", "auth-t"), ("queues", "2")])
