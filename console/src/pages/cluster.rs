@@ -31,7 +31,7 @@ struct ClusterPage<'a> {
     chrome: &'a Chrome,
     brokers: Table,
     /// Controller mode: the controller's state, or why it could not be read.
-    controller: Option<Result<ControllerSection, String>>,
+    controller: Option<ControllerSection>,
     /// None for a user who is not an admin (the brokers' answers name them).
     nameservers: Option<Table>,
     /// A user who is not an admin: what they see here and why.
@@ -39,8 +39,10 @@ struct ClusterPage<'a> {
 }
 
 /// The controller's state as `apogee controller status` prints it: a line for the node,
-/// then its broker groups and their members as tables.
+/// then its broker groups and their members as tables; or why it could not be read.
 pub struct ControllerSection {
+    /// Why the controller's state could not be read (the tables are then empty).
+    pub error: Option<String>,
     pub summary: String,
     /// The CLI's groups (master, master epoch, in-sync set and epoch), and when each master
     /// took over.
@@ -60,8 +62,10 @@ async fn show(page: Page) -> PageResult {
         .await
         .map_err(|e| page.fail("cluster", e))?;
     let controller = if rows.iter().any(|r| r.member.is_controller_mode()) {
-        let status = admin.controller_status().await.map_err(|e| e.to_string());
-        Some(status.map(|s| controller_section(&s, &rows, apogee_proto::time::now_ms())))
+        Some(match admin.controller_status().await {
+            Ok(status) => controller_section(&status, &rows, apogee_proto::time::now_ms()),
+            Err(e) => ControllerSection::failed(e.to_string()),
+        })
     } else {
         None
     };
@@ -164,9 +168,23 @@ pub fn controller_section(
         |m| Some(("member", format!("{}/{}", m.broker, m.member_id))),
     );
     ControllerSection {
+        error: None,
         summary,
         groups,
         members,
+    }
+}
+
+impl ControllerSection {
+    /// The section when the controller's state could not be read, saying why.
+    fn failed(why: String) -> ControllerSection {
+        let empty = |id| Table::new(id, Vec::new(), "");
+        ControllerSection {
+            error: Some(why),
+            summary: String::new(),
+            groups: empty("controller-groups"),
+            members: empty("controller-members"),
+        }
     }
 }
 
