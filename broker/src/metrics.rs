@@ -12,6 +12,9 @@
 //! per-topic series names their parent topic ([`topic_label`]), and the lite series
 //! (`lite`: lite topics per parent, subscriptions and subscribers per group, lite lag per
 //! parent and group, creations, expirations, evictions) are labelled by parent and group only.
+//!
+//! A labelled family with no series yet shows one at 0 with empty labels
+//! (`apogee_server::ops::zero_until_first`), so dashboards read 0 on a fresh broker.
 
 mod lite;
 pub mod traffic;
@@ -427,6 +430,41 @@ impl BrokerMetrics {
             g.clients
                 .add_remoting(&c.language, c.version, c.producer, groups);
         }
+        self.zero_until_first(src);
+    }
+
+    /// Every labelled family at 0 until its first series (`apogee_server::ops::
+    /// zero_until_first`): a broker that has seen no message, client, slave, dead letter or
+    /// transaction yet still exposes every series a dashboard queries.
+    fn zero_until_first(&self, src: &Sources) {
+        use apogee_server::ops::zero_until_first;
+        let g = &self.gauges;
+        let outcomes = &src.txns.outcomes;
+        for counters in [
+            &self.messages_in,
+            &self.throughput_in,
+            &self.messages_out,
+            &self.throughput_out,
+            &self.dead_lettered,
+            &outcomes.commits,
+            &outcomes.rollbacks,
+        ] {
+            zero_until_first(counters);
+        }
+        for gauges in [
+            &g.lag_messages,
+            &g.lag_latency,
+            &g.inflight,
+            &g.ready,
+            &g.half_messages,
+            &g.parked,
+            &g.replication_lag,
+        ] {
+            zero_until_first(gauges);
+        }
+        zero_until_first(&self.rpc_latency);
+        zero_until_first(&self.message_size);
+        g.clients.zero_until_first();
     }
 
     /// Lag, lag latency, in flight and ready per (topic, group): every queue of every topic
