@@ -313,6 +313,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_group_first_used_on_the_slave_comes_back_with_its_offsets_not_as_new() {
+        let (master, slave) = (side().await, side().await);
+        copy_snapshot(&master, &slave);
+        // The master goes away; a new group receives on the slave (created there).
+        slave.t.journal.set_master_away(true);
+        let created = slave
+            .t
+            .groups
+            .resolve_for_receive("g", "t", "c", 0)
+            .unwrap();
+        assert!(created.created.is_some());
+        assert_eq!(pop(&slave, 2).len(), 2);
+
+        // It returns and adopts the handback: the group is one it knows, offsets and all.
+        let handback = slave.t.journal.take_handback().unwrap();
+        adopt_handback(&master.t, &handback).unwrap();
+        assert_eq!(progress(&master), progress(&slave));
+        let again = master
+            .t
+            .groups
+            .resolve_for_receive("g", "t", "c", 0)
+            .unwrap();
+        assert_eq!(again.created, None, "the master created the group again");
+        assert_eq!(again.config, created.config);
+    }
+
+    #[tokio::test]
     async fn after_a_truncation_no_consume_row_points_past_it_and_the_masters_replace_them() {
         let (master, old) = (side().await, side().await);
         let common = old.store.log_end_offset();

@@ -100,6 +100,8 @@
 //!   in send order within one (10 queues; 8 queues where 7-9 share the top), refusals.
 //! - [`query`]: `apogee message get|find|print` by id, key and queue range, with the
 //!   delivery attempts of groups holding a message; clear errors for unknown ones.
+//! - [`quiet_logs`]: no alarming line without cause: a controller restarted on its data, a
+//!   broker stopped gracefully, one NameServer of three lost (one warning, no Raft errors).
 //! - [`quotas`]: a client over its send quota gets TOO_MANY_REQUESTS, another does not.
 //! - [`remoting_frames`]: remoting frames by hand on the broker's and NameServer's gRPC
 //!   port: unknown codes answered REQUEST_CODE_NOT_SUPPORTED in the request's serialization;
@@ -179,6 +181,7 @@ mod operations;
 mod priority;
 mod push_consumer;
 mod query;
+mod quiet_logs;
 mod quotas;
 mod readme_tour;
 mod remoting_client;
