@@ -502,9 +502,10 @@ mod tests {
         );
         family.with_label_values(&["orders", "g"]).inc();
         zero_until_first(&family);
+        // Prometheus keeps a series' labels sorted by name: group, then topic.
         assert_eq!(
             samples(&family),
-            vec![(vec!["orders".to_string(), "g".to_string()], 1.0)]
+            vec![(vec!["g".to_string(), "orders".to_string()], 1.0)]
         );
     }
 
