@@ -271,8 +271,8 @@ fn a_slave_status_shows_its_master_link() {
     assert!(text.contains("\nlag                  2.0KiB\n"), "{text}");
     assert!(text.contains("\nlast master contact  1.0s ago\n"), "{text}");
     assert!(text.contains("\nstarted              -\n"), "{text}");
-    // Nothing is left blank (and no line ends in spaces).
-    assert!(text.contains("\nversion              -\n"), "{text}");
+    // The build version the status reports; nothing is left blank (and no line ends in spaces).
+    assert!(text.contains("\nversion              0.1.0\n"), "{text}");
     assert!(text.lines().all(|l| !l.ends_with(' ')), "{text}");
     assert!(!text.contains("SLAVE"), "{text}");
 
