@@ -110,9 +110,7 @@ impl DeadLetter {
             (internal::DLQ_RESENT_AT.to_string(), now.to_string()),
             (RESENT_FROM.to_string(), self.record.log_offset.to_string()),
         ];
-        if let Some(enc) = m.internal(internal::BODY_ENCODING) {
-            internal_props.push((internal::BODY_ENCODING.to_string(), enc.to_string()));
-        }
+        internal_props.extend(m.carried_internal());
         NewMessage {
             topic: self.original_topic.clone(),
             queue_id,
@@ -340,6 +338,7 @@ mod tests {
             properties: vec![("amount".into(), "42".into())],
             internal: vec![
                 (internal::BODY_ENCODING.into(), "gzip".into()),
+                (internal::FLAG.into(), "5".into()),
                 (internal::DLQ_GROUP.into(), "g".into()),
                 (internal::DLQ_TOPIC.into(), topic.into()),
                 (internal::DLQ_QUEUE.into(), queue.to_string()),
@@ -403,6 +402,7 @@ mod tests {
         assert_eq!(m.properties, [("amount".to_string(), "42".to_string())]);
         assert_eq!(&m.body[..], b"order 7");
         assert_eq!(m.internal(internal::BODY_ENCODING), Some("gzip"));
+        assert_eq!(m.flag(), 5);
         assert_eq!(
             m.internal(internal::DLQ_RESENT_AT),
             Some(&*r.at_ms.to_string())

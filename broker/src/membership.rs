@@ -12,8 +12,10 @@
 //!   this member makes it the master, naming another one a slave of that member's endpoint;
 //!   one of the same epoch updates the committed in-sync set. The master holds a lease
 //!   ([`Membership::renew_lease`]) until the instant it sent the answered beat plus the
-//!   lease the controller granted; every send answer, hand-out and ack needs it valid
-//!   ([`Membership::check_serving`]).
+//!   lease the controller granted; every send answer needs it valid
+//!   ([`Membership::check_serving`]), and so do hand-outs and acks, except on a slave of the
+//!   committed in-sync set cut off from its master, which serves them from its copy
+//!   ([`Membership::check_consumable`]).
 //!
 //! This module holds the state only. The broker's role supervisor (`services.rs`) watches
 //! [`Membership::role_watch`] and runs the transitions (promotion, demotion) and the tasks of
@@ -398,6 +400,29 @@ impl Membership {
                 self.member_id
             ),
         }))
+    }
+
+    /// Why this broker may not serve consumers now (hand-outs, acks, invisible-time changes)
+    /// from its own consume state; Ok in static mode. In controller mode: the master while
+    /// its lease runs, and a slave of the committed in-sync set while it has no link to its
+    /// master (`master_linked` false: the master died, hung or is cut off from it), from its
+    /// copy, as a static slave does while its master is away. Such a copy holds only what
+    /// the master gave it: every record of it is on whichever in-sync member the
+    /// controller elects (the candidate with the longest log, this one included while it is
+    /// alive), so what it hands out stays delivered. With the link up, consumers are the
+    /// master's (gRPC calls are passed on to it before they get here).
+    pub fn check_consumable(&self, master_linked: bool) -> Result<(), ApogeeError> {
+        if self.lease_valid() {
+            return Ok(());
+        }
+        let view = self.role_view();
+        if matches!(view.role, MemberRole::Slave { .. })
+            && !master_linked
+            && view.in_sync.contains(&self.member_id)
+        {
+            return Ok(());
+        }
+        self.check_serving()
     }
 
     /// Ready for traffic, for an orchestrator's readiness probe (`/readyz`). Static mode:

@@ -148,6 +148,30 @@ fn ready_only_as_the_leased_master_or_a_committed_in_sync_slave() {
 }
 
 #[test]
+fn an_in_sync_slave_serves_consumers_from_its_copy_only_while_unlinked() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = Membership::fixed(Role::Slave, 1, store(dir.path()));
+    assert!(fixed.check_consumable(false).is_ok(), "static mode: always");
+    let m = Membership::controlled(1, 0, 1, store(&dir.path().join("c")));
+    let e = m.check_consumable(false).unwrap_err().to_string();
+    assert!(e.contains("fenced"), "a fenced member serves nothing: {e}");
+    // A slave outside the committed set may miss what the master acknowledged.
+    m.assign(&assignment(2, 1, &[2], 1), ME);
+    let e = m.check_consumable(false).unwrap_err().to_string();
+    assert!(e.contains("slave of 10.0.0.2:8081"), "{e}");
+    m.assign(&assignment(2, 1, &[2, 1], 2), ME);
+    assert!(m.check_consumable(false).is_ok(), "in the set, unlinked");
+    assert!(
+        m.check_consumable(true).is_err(),
+        "linked: consumers are the master's"
+    );
+    assert!(m.check_serving().is_err(), "writes still need the lease");
+    // An old master whose lease ran out serves nothing, linked or not.
+    m.assign(&assignment(1, 2, &[1, 2], 3), ME);
+    assert!(m.check_consumable(false).is_err());
+}
+
+#[test]
 fn min_in_sync_replicas_counts_the_committed_set_with_the_master() {
     let dir = tempfile::tempdir().unwrap();
     let m = Membership::controlled(1, 0, 2, store(dir.path()));

@@ -6,12 +6,19 @@
 //! letters, transaction outcomes); gauges are read from live state when
 //! scraped ([`BrokerOps`]), so they are never stale and cost nothing between
 //! scrapes. Every series carries the constant labels `cluster`, `node_type`
-//! ("broker"), `node_id` (the broker group) and `broker_id`.
+//! ("broker"), `node_id` (the broker group), `broker_id` (RocketMQ's label) and `member`:
+//! both the member's own id (its configured `broker_id`), which stays with the process
+//! through a failover, so a series never changes identity when the role does. The role is
+//! a gauge (`apogee_failover_is_master`, with the master epoch beside it), and the build
+//! runs as `apogee_build_info{version}` = 1 (docs/REPLICATION.md, "Identifiers").
 //!
 //! Lite topics (`%LITE%<parent>%<lite>` queues) never get a label of their own: every
 //! per-topic series names their parent topic ([`topic_label`]), and the lite series
 //! (`lite`: lite topics per parent, subscriptions and subscribers per group, lite lag per
 //! parent and group, creations, expirations, evictions) are labelled by parent and group only.
+//!
+//! A labelled family with no series yet shows one at 0 with empty labels
+//! (`apogee_server::ops::zero_until_first`), so dashboards read 0 on a fresh broker.
 
 mod lite;
 pub mod traffic;
@@ -173,8 +180,17 @@ impl BrokerMetrics {
             ("node_type".to_string(), "broker".to_string()),
             ("node_id".to_string(), config.broker_name.clone()),
             ("broker_id".to_string(), config.broker_id.to_string()),
+            ("member".to_string(), config.broker_id.to_string()),
         ]);
         let r = Registry::new_custom(None, Some(labels)).expect("valid constant labels");
+        gauge_vec(
+            &r,
+            "apogee_build_info",
+            "1, labelled with the Apogee version this broker runs.",
+            &["version"],
+        )
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
         let topic_type = ["topic", "message_type"];
         let topic_group = ["topic", "consumer_group"];
         let gauges = Gauges {
@@ -427,6 +443,41 @@ impl BrokerMetrics {
             g.clients
                 .add_remoting(&c.language, c.version, c.producer, groups);
         }
+        self.zero_until_first(src);
+    }
+
+    /// Every labelled family at 0 until its first series (`apogee_server::ops::
+    /// zero_until_first`): a broker that has seen no message, client, slave, dead letter or
+    /// transaction yet still exposes every series a dashboard queries.
+    fn zero_until_first(&self, src: &Sources) {
+        use apogee_server::ops::zero_until_first;
+        let g = &self.gauges;
+        let outcomes = &src.txns.outcomes;
+        for counters in [
+            &self.messages_in,
+            &self.throughput_in,
+            &self.messages_out,
+            &self.throughput_out,
+            &self.dead_lettered,
+            &outcomes.commits,
+            &outcomes.rollbacks,
+        ] {
+            zero_until_first(counters);
+        }
+        for gauges in [
+            &g.lag_messages,
+            &g.lag_latency,
+            &g.inflight,
+            &g.ready,
+            &g.half_messages,
+            &g.parked,
+            &g.replication_lag,
+        ] {
+            zero_until_first(gauges);
+        }
+        zero_until_first(&self.rpc_latency);
+        zero_until_first(&self.message_size);
+        g.clients.zero_until_first();
     }
 
     /// Lag, lag latency, in flight and ready per (topic, group): every queue of every topic
@@ -601,5 +652,45 @@ impl OpsSource for BrokerOps {
             ));
         }
         src.replication.membership().readiness()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of `name` on `metric`, if it has that label.
+    fn label<'a>(metric: &'a prometheus::proto::Metric, name: &str) -> Option<&'a str> {
+        metric
+            .get_label()
+            .iter()
+            .find(|l| l.name() == name)
+            .map(|l| l.value())
+    }
+
+    #[test]
+    fn every_series_names_the_member_and_the_build_is_a_series_of_its_own() {
+        // Member 2 of a controller-mode group: its series say 2 whatever its role.
+        let config = crate::config::BrokerConfig {
+            broker_id: 2,
+            ..Default::default()
+        };
+        let metrics = BrokerMetrics::new(&config);
+        let families = metrics.registry.gather();
+        assert!(!families.is_empty());
+        for family in &families {
+            for m in family.get_metric() {
+                assert_eq!(label(m, "member"), Some("2"), "{}", family.name());
+                assert_eq!(label(m, "broker_id"), Some("2"), "{}", family.name());
+                assert_eq!(label(m, "role"), None, "{}", family.name());
+            }
+        }
+        let build = families
+            .iter()
+            .find(|f| f.name() == "apogee_build_info")
+            .expect("apogee_build_info is exported from the start");
+        let m = &build.get_metric()[0];
+        assert_eq!(label(m, "version"), Some(env!("CARGO_PKG_VERSION")));
+        assert_eq!(m.get_gauge().get_value(), 1.0);
     }
 }

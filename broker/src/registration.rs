@@ -94,6 +94,9 @@ pub struct NameServerLink {
     /// Controller mode: the member's state, reported on every beat and assigned from the
     /// answers (`failover_link`).
     member: Option<Arc<dyn ControllerMember>>,
+    /// The broker is stopping and unregisters: the NameServers end its sessions then, which
+    /// is no failure to warn about.
+    unregistering: AtomicBool,
 }
 
 /// How a session ended.
@@ -137,6 +140,7 @@ impl NameServerLink {
             access: None,
             sent_version: AtomicI64::new(-1),
             instance_id: rand::random::<u64>().max(1),
+            unregistering: AtomicBool::new(false),
             member: None,
         })
     }
@@ -270,9 +274,12 @@ impl NameServerLink {
         }
     }
 
-    /// Logs a failed call: a warning when a NameServer starts failing, then quietly.
+    /// Logs a failed call: a warning when a NameServer starts failing, then quietly; quietly
+    /// too once the broker unregisters (a NameServer ends the session of a broker it drops).
     fn failed(&self, ns: &NameServer, what: &str, status: &tonic::Status) {
-        if ns.failing.swap(true, Ordering::Relaxed) {
+        if self.unregistering.load(Ordering::SeqCst) {
+            tracing::debug!(nameserver = %ns.addr, "{what} ended as the broker stops: {}", status.message());
+        } else if ns.failing.swap(true, Ordering::Relaxed) {
             tracing::debug!(nameserver = %ns.addr, "{what} failed: {}", status.message());
         } else {
             tracing::warn!(nameserver = %ns.addr, "{what} failed: {}", status.message());
@@ -407,6 +414,7 @@ impl NameServerLink {
                 _ = shutdown.changed() => break,
             }
         }
+        self.unregistering.store(true, Ordering::SeqCst);
         self.unregister_all().await;
         for session in sessions {
             session.abort();

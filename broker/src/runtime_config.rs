@@ -4,8 +4,12 @@
 //! that takes a path, an address or a command is on it, and no key outside it
 //! can be set.
 //!
-//! A change is kept in the index (`meta` [`MetaKey::RuntimeConfig`], a version byte then
-//! JSON of key -> value) and applied again at every start, over the config
+//! They are the broker group's, not one member's: they are set on the master
+//! (a slave refuses, naming its master), which keeps them in the index (`meta`
+//! [`MetaKey::RuntimeConfig`], a version byte then JSON of key -> value), a row
+//! that replicates. A slave runs with what its master keeps ([`follow`], after
+//! each replicated change and snapshot), so a member elected master already runs
+//! with them, and every member applies its copy again at start, over its config
 //! file, with a log line naming each; `apogee broker config get` shows which
 //! settings are overridden.
 
@@ -18,6 +22,7 @@ use crate::txn::Transactions;
 use apogee_proto::cluster::RuntimeSetting;
 use apogee_proto::ApogeeError;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 const KEY: &[u8] = MetaKey::RuntimeConfig.key();
@@ -33,6 +38,10 @@ pub struct Owners<'a> {
     pub groups: &'a GroupTable,
     pub txns: &'a Transactions,
 }
+
+/// [`follow`] as replication calls it after applying replicated state
+/// (`replication::state`), owning what it changes; it logs what it cannot do.
+pub type Follower = Arc<dyn Fn() + Send + Sync>;
 
 /// Every runtime setting: key and what it does.
 pub const SETTINGS: [(&str, &str); 6] = [
@@ -86,18 +95,22 @@ fn parse_positive(key: &str, value: &str) -> Result<u64, ApogeeError> {
     }
 }
 
-/// The current value of `key`, as the config file writes it.
-pub fn current(owners: &Owners<'_>, key: &str) -> Result<String, ApogeeError> {
-    let retention = owners.store.retention();
+/// The value of `key` in `config`, as the config file writes it.
+fn value_in(config: &BrokerConfig, key: &str) -> Result<String, ApogeeError> {
     Ok(match key {
-        "auto_create_topics" => owners.topics.auto_creates().to_string(),
-        "consume.auto_create_groups" => owners.groups.auto_creates().to_string(),
-        "store.retention_hours" => (retention.max_age.as_secs() / 3600).to_string(),
-        "store.disk_clean_ratio" => retention.clean_ratio.to_string(),
-        "store.disk_refuse_ratio" => retention.refuse_ratio.to_string(),
-        "transaction.max_checks" => owners.txns.max_checks().to_string(),
+        "auto_create_topics" => config.auto_create_topics.to_string(),
+        "consume.auto_create_groups" => config.consume.auto_create_groups.to_string(),
+        "store.retention_hours" => config.store.retention_hours.to_string(),
+        "store.disk_clean_ratio" => config.store.disk_clean_ratio.to_string(),
+        "store.disk_refuse_ratio" => config.store.disk_refuse_ratio.to_string(),
+        "transaction.max_checks" => config.transaction.max_checks.to_string(),
         _ => return Err(unknown(key)),
     })
+}
+
+/// The current value of `key`, as the config file writes it.
+pub fn current(owners: &Owners<'_>, key: &str) -> Result<String, ApogeeError> {
+    value_in(&effective(owners), key)
 }
 
 fn unknown(key: &str) -> ApogeeError {
@@ -108,32 +121,24 @@ fn unknown(key: &str) -> ApogeeError {
     ))
 }
 
-/// Validates `value` for `key` and applies it to its owner (not kept).
-fn apply(owners: &Owners<'_>, key: &str, value: &str) -> Result<(), ApogeeError> {
-    let retention = |change: &dyn Fn(&mut RetentionPolicy)| {
-        let mut policy = owners.store.retention();
-        change(&mut policy);
-        owners
-            .store
-            .set_retention(policy)
-            .map_err(|e| bad(key, value, &e.to_string()))
-    };
+/// Validates `value` for `key` and applies it to its owner (not kept); a retention
+/// setting goes into `policy`, which the caller gives the store (the three together, so a
+/// pair of ratios is checked as a pair).
+fn apply(
+    owners: &Owners<'_>,
+    policy: &mut RetentionPolicy,
+    key: &str,
+    value: &str,
+) -> Result<(), ApogeeError> {
     match key {
         "auto_create_topics" => owners.topics.set_auto_create(parse_bool(key, value)?),
         "consume.auto_create_groups" => owners.groups.set_auto_create(parse_bool(key, value)?),
         "store.retention_hours" => {
             let hours = parse_positive(key, value)?;
-            let age = Duration::from_secs(hours.saturating_mul(3600));
-            retention(&|p| p.max_age = age)?;
+            policy.max_age = Duration::from_secs(hours.saturating_mul(3600));
         }
-        "store.disk_clean_ratio" => {
-            let r = parse_ratio(key, value)?;
-            retention(&|p| p.clean_ratio = r)?;
-        }
-        "store.disk_refuse_ratio" => {
-            let r = parse_ratio(key, value)?;
-            retention(&|p| p.refuse_ratio = r)?;
-        }
+        "store.disk_clean_ratio" => policy.clean_ratio = parse_ratio(key, value)?,
+        "store.disk_refuse_ratio" => policy.refuse_ratio = parse_ratio(key, value)?,
         "transaction.max_checks" => {
             let n = parse_positive(key, value)?;
             let n = u32::try_from(n).map_err(|_| bad(key, value, "too large"))?;
@@ -142,6 +147,22 @@ fn apply(owners: &Owners<'_>, key: &str, value: &str) -> Result<(), ApogeeError>
         _ => return Err(unknown(key)),
     }
     Ok(())
+}
+
+/// Applies every setting of `values` (key -> value), the retention ones as one policy,
+/// logging each with `source`; one refused (a setting removed, a value now invalid) is
+/// logged and skipped.
+fn apply_all(owners: &Owners<'_>, values: &BTreeMap<String, String>, source: &str) {
+    let mut policy = owners.store.retention();
+    for (key, value) in values {
+        match apply(owners, &mut policy, key, value) {
+            Ok(()) => tracing::info!("runtime setting {key} = {value} ({source})"),
+            Err(e) => tracing::warn!("ignoring the runtime setting {key} ({source}): {e}"),
+        }
+    }
+    if let Err(e) = owners.store.set_retention(policy) {
+        tracing::warn!("ignoring the runtime retention settings ({source}): {e}");
+    }
 }
 
 /// The overrides kept in the index.
@@ -173,16 +194,38 @@ fn save(kv: &dyn KvStore, overrides: &BTreeMap<String, String>) -> Result<(), Ap
 /// At start: applies the kept overrides over the config file, logging each. One that no
 /// longer applies (a setting removed, a value now invalid) is logged and skipped.
 pub fn restore(owners: &Owners<'_>) -> Result<(), ApogeeError> {
-    for (key, value) in load(owners.store.kv().as_ref())? {
-        match apply(owners, &key, &value) {
-            Ok(()) => tracing::info!("runtime setting {key} = {value} (changed at runtime)"),
-            Err(e) => tracing::warn!("ignoring the kept runtime setting {key}: {e}"),
+    apply_all(
+        owners,
+        &load(owners.store.kv().as_ref())?,
+        "changed at runtime",
+    );
+    Ok(())
+}
+
+/// A slave, after replicated state was applied: runs with the group's settings as its
+/// master keeps them, whose row it now holds: each override, and the config file's value
+/// for a setting the master does not override. Only what differs is applied (and logged).
+pub fn follow(owners: &Owners<'_>) -> Result<(), ApogeeError> {
+    let overrides = load(owners.store.kv().as_ref())?;
+    let running = effective(owners);
+    let mut changes = BTreeMap::new();
+    for (key, _) in SETTINGS {
+        let wanted = match overrides.get(key) {
+            Some(value) => value.clone(),
+            None => value_in(owners.config, key)?,
+        };
+        if value_in(&running, key)? != wanted {
+            changes.insert(key.to_string(), wanted);
         }
+    }
+    if !changes.is_empty() {
+        apply_all(owners, &changes, "the group's, kept by its master");
     }
     Ok(())
 }
 
-/// Changes one setting and keeps it; returns it with its previous value.
+/// Changes one setting and keeps it; returns it with its previous value. Only the master
+/// changes the group's settings (see the module doc; the caller refuses a slave).
 pub fn update(
     owners: &Owners<'_>,
     key: &str,
@@ -190,7 +233,12 @@ pub fn update(
 ) -> Result<(RuntimeSetting, String), ApogeeError> {
     let previous = current(owners, key)?;
     let value = value.trim();
-    apply(owners, key, value)?;
+    let mut policy = owners.store.retention();
+    apply(owners, &mut policy, key, value)?;
+    owners
+        .store
+        .set_retention(policy)
+        .map_err(|e| bad(key, value, &e.to_string()))?;
     let kv = owners.store.kv();
     let mut overrides = load(kv.as_ref())?;
     overrides.insert(key.to_string(), current(owners, key)?);

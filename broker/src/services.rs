@@ -180,10 +180,6 @@ impl Broker {
         )?);
         groups.set_auto_create_start(config.consume.auto_create_start);
         let consume = Arc::new(ConsumeEngine::open(store.clone())?);
-        if membership.controlled_mode() {
-            let m = membership.clone();
-            consume.set_serving_gate(Arc::new(move || m.check_serving()));
-        }
         let access = Arc::new(AccessTable::load(
             store.kv(),
             cluster_secret
@@ -261,6 +257,14 @@ impl Broker {
             cluster_secret,
             membership.clone(),
         );
+        if membership.controlled_mode() {
+            // The leased master, or an in-sync slave cut off from its master (module doc of
+            // `membership`): the replication link tells the second.
+            let (m, r) = (membership.clone(), replication.clone());
+            consume.set_serving_gate(Arc::new(move || {
+                m.check_consumable(r.master_channel().is_some())
+            }));
+        }
         let metrics = BrokerMetrics::new(&config);
         metrics.register_transactions(&txns.outcomes);
         let quotas = Arc::new(Quotas::new(&config.limits));
@@ -496,7 +500,31 @@ impl Broker {
             topics: self.topics.clone(),
             groups: self.groups.clone(),
             access: self.access.clone(),
+            runtime: self.runtime_follower(),
         }
+    }
+
+    /// [`crate::runtime_config::follow`] over this broker's settings, for replication.
+    fn runtime_follower(&self) -> crate::runtime_config::Follower {
+        let config = self.config.clone();
+        let (store, topics, groups, txns) = (
+            self.store.clone(),
+            self.topics.clone(),
+            self.groups.clone(),
+            self.txns.clone(),
+        );
+        Arc::new(move || {
+            let owners = crate::runtime_config::Owners {
+                config: &config,
+                store: &store,
+                topics: &topics,
+                groups: &groups,
+                txns: &txns,
+            };
+            if let Err(e) = crate::runtime_config::follow(&owners) {
+                tracing::warn!("cannot apply the group's runtime settings: {e}");
+            }
+        })
     }
 }
 

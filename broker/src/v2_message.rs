@@ -7,6 +7,7 @@
 
 use crate::store::record::internal;
 use crate::store::{NewMessage, StoredMessage};
+use apogee_proto::remoting::message::property;
 use apogee_proto::time::timestamp;
 use apogee_proto::v2::{self, DigestType, Encoding};
 use md5::{Digest as _, Md5};
@@ -37,10 +38,24 @@ fn body_digest(s: &StoredMessage) -> v2::Digest {
     }
 }
 
+/// The user properties a v2 client reads of `m` (see [`to_v2_message`]).
+fn user_properties(m: &NewMessage) -> std::collections::HashMap<String, String> {
+    let mut properties: std::collections::HashMap<String, String> =
+        m.properties.iter().cloned().collect();
+    if let Some(group) = &m.message_group {
+        properties.insert(property::SHARDING_KEY.to_string(), group.clone());
+    }
+    properties
+}
+
 /// A stored message as clients receive it (without delivery fields). A lite topic's message
 /// (a record of the lite queue `%LITE%<parent>%<lite>`) shows its parent topic, its lite
 /// topic (`system_properties.lite_topic`) and type LITE; its dead-letter copy keeps type
 /// LITE and shows the lite topic it came from.
+///
+/// The user properties are as RocketMQ's proxy shows them: the producer's, a transaction's
+/// `__transactionId__` (stored with the half message, `crate::txn`) and a message group's
+/// `__SHARDINGKEY` (the group, also in `system_properties.message_group`).
 pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2::Message {
     let m = &s.msg;
     let (topic, lite_topic) = match apogee_proto::names::split_lite_queue_topic(&m.topic) {
@@ -64,7 +79,7 @@ pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2
             resource_namespace: namespace.to_string(),
             name: topic,
         }),
-        user_properties: m.properties.iter().cloned().collect(),
+        user_properties: user_properties(m),
         system_properties: Some(v2::SystemProperties {
             tag: m.tag.clone(),
             keys: m.keys.clone(),
@@ -85,5 +100,53 @@ pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2
             ..Default::default()
         }),
         body: m.body.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn stored(message_group: Option<&str>, properties: &[(&str, &str)]) -> StoredMessage {
+        StoredMessage {
+            msg: NewMessage {
+                topic: "orders".into(),
+                queue_id: 0,
+                message_id: "M1".into(),
+                tag: None,
+                keys: Vec::new(),
+                message_group: message_group.map(str::to_string),
+                message_type: v2::MessageType::Fifo as u8,
+                born_timestamp_ms: 1,
+                born_host: String::new(),
+                delivery_timestamp_ms: None,
+                reconsume_times: 0,
+                properties: properties
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                internal: Vec::new(),
+                body: Bytes::from_static(b"body"),
+            },
+            queue_offset: 0,
+            log_offset: 0,
+            record_size: 0,
+            store_timestamp_ms: 2,
+            body_crc32: 0,
+        }
+    }
+
+    #[test]
+    fn a_message_group_is_also_the_sharding_key_property_as_rocketmqs_proxy_shows_it() {
+        let m = to_v2_message(&stored(Some("g1"), &[("color", "blue")]), "", "b:1");
+        assert_eq!(m.user_properties["__SHARDINGKEY"], "g1");
+        assert_eq!(m.user_properties["color"], "blue");
+        let sp = m.system_properties.unwrap();
+        assert_eq!(sp.message_group.as_deref(), Some("g1"));
+        // Without a group, no sharding key; a transaction's stored id shows as it is.
+        let m = to_v2_message(&stored(None, &[("__transactionId__", "T1")]), "", "b:1");
+        assert!(!m.user_properties.contains_key("__SHARDINGKEY"));
+        assert_eq!(m.user_properties["__transactionId__"], "T1");
     }
 }

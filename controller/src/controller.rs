@@ -158,6 +158,7 @@ impl Controller {
         let network = Network {
             own_id: config.node_id,
             trust: trust.clone(),
+            health: Default::default(),
         };
         let raft = Raft::new(config.node_id, raft_config, network, log, machine)
             .await
@@ -167,14 +168,25 @@ impl Controller {
             .iter()
             .map(|(id, address)| (*id, BasicNode::new(address)))
             .collect();
-        match raft.initialize(voters).await {
-            Ok(()) => {
-                tracing::info!(node = config.node_id, peers = ?config.peers, "controller group formed")
+        // Asked first: openraft logs an ERROR ("Can not initialize") when `initialize` is
+        // called on storage that already holds the group, which is every restart.
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if initialized {
+            tracing::info!(node = config.node_id, "controller rejoins its group");
+        } else {
+            match raft.initialize(voters).await {
+                Ok(()) => {
+                    tracing::info!(node = config.node_id, peers = ?config.peers, "controller group formed")
+                }
+                // Another voter's first entries reached this one between the two calls.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                    tracing::info!(node = config.node_id, "controller rejoins its group")
+                }
+                Err(e) => return Err(StartError::Raft(e.to_string())),
             }
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
-                tracing::info!(node = config.node_id, "controller rejoins its group")
-            }
-            Err(e) => return Err(StartError::Raft(e.to_string())),
         }
         let (stop_elections, stop) = tokio::sync::watch::channel(false);
         let controller = Controller {

@@ -5,6 +5,12 @@
 //! openraft backs off; a call that ran past openraft's time-to-live is a `Timeout`; an answer
 //! the peer's Raft gave (a higher vote, say) comes back as a `RemoteError`.
 //!
+//! A lost peer is logged here, once: a warning when calls to it start failing, naming the
+//! failure, and a line when it answers again ([`PeerHealth`]). openraft logs every failed call
+//! itself at ERROR (each replication attempt and each leadership check of a lease), which
+//! the servers' log filter drops (`apogee_server::logging`): an expected peer loss is one
+//! warning, not dozens of errors a second.
+//!
 //! [`PeerTrust`]: what the calls carry, the same as a broker's calls to a NameServer: the
 //! cluster proof (`security.cluster_secret_file`) on every call, and TLS verified against
 //! `tls.ca_file` (this server's certificate presented with `tls.cluster_mtls`) when the
@@ -26,7 +32,9 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 /// The longest a connection attempt to a peer may take.
@@ -75,6 +83,58 @@ pub struct Network {
     pub own_id: NodeId,
     /// What the calls carry.
     pub trust: PeerTrust,
+    /// Which peers answer, shared by every connection openraft makes.
+    pub health: Arc<PeerHealth>,
+}
+
+/// Which peers fail their calls, to log a peer's loss and its return once each.
+#[derive(Default)]
+pub struct PeerHealth {
+    /// Peers whose last call failed, with when they started failing.
+    failing: parking_lot::Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl PeerHealth {
+    /// A call to `peer` got its Raft's answer: logged when the peer had been failing.
+    fn answered(&self, peer: NodeId, address: &str) {
+        let since = self.failing.lock().remove(&peer);
+        if let Some(since) = since {
+            tracing::info!(
+                peer,
+                address,
+                failing_ms = since.elapsed().as_millis() as u64,
+                "controller peer answers again"
+            );
+        }
+    }
+
+    /// A call to `peer` failed: a warning when it is the first failure since it answered.
+    fn failed(&self, peer: NodeId, address: &str, error: &dyn std::fmt::Display) {
+        let first = {
+            let mut failing = self.failing.lock();
+            match failing.entry(peer) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Instant::now());
+                    true
+                }
+            }
+        };
+        if first {
+            tracing::warn!(
+                peer,
+                address,
+                %error,
+                "controller peer does not answer; the group goes on while a majority does \
+                 (logged once, until it answers again)"
+            );
+        }
+    }
+
+    /// Whether calls to `peer` are failing.
+    pub fn is_failing(&self, peer: NodeId) -> bool {
+        self.failing.lock().contains_key(&peer)
+    }
 }
 
 /// One peer: its id and the channel to its address.
@@ -84,6 +144,7 @@ pub struct Connection {
     address: String,
     client: Option<RaftClient<Channel>>,
     trust: PeerTrust,
+    health: Arc<PeerHealth>,
 }
 
 pub(crate) fn raft_client(channel: Channel) -> RaftClient<Channel> {
@@ -104,6 +165,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             address: node.addr.clone(),
             client,
             trust: self.trust.clone(),
+            health: self.health.clone(),
         }
     }
 }
@@ -121,6 +183,15 @@ enum Failure {
     Unreachable(std::io::Error),
     Timeout,
     Network(std::io::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Unreachable(e) | Failure::Network(e) => e.fmt(f),
+            Failure::Timeout => f.write_str("no answer within the call's time to live"),
+        }
+    }
 }
 
 impl Connection {
@@ -175,10 +246,14 @@ impl Connection {
         E: std::error::Error + DeserializeOwned,
     {
         let ttl = option.hard_ttl();
-        match self
+        let outcome = self
             .call::<Req, Result<Resp, RaftError<NodeId, E>>>(call, request, ttl)
-            .await
-        {
+            .await;
+        match &outcome {
+            Ok(_) => self.health.answered(self.target, &self.address),
+            Err(failure) => self.health.failed(self.target, &self.address, failure),
+        }
+        match outcome {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(raft_error)) => Err(RPCError::RemoteError(RemoteError::new(
                 self.target,

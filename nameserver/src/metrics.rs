@@ -257,6 +257,10 @@ impl OpsSource for NameServerOps {
         }
         m.topics.set(self.registry.topics().len() as i64);
         m.clients.refresh(&self.sessions);
+        // A NameServer with no broker or client yet still shows these families, at 0.
+        apogee_server::ops::zero_until_first(&m.brokers);
+        apogee_server::ops::zero_until_first(&m.rpc_latency);
+        m.clients.zero_until_first();
         if let Some(controller) = &self.controller {
             m.controller.refresh(controller);
         }

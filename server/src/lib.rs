@@ -18,9 +18,12 @@
 //! - [`bootstrap`]: the start and the stop both servers share (operations endpoint, TLS
 //!   reloader, health, the layer stack, serving, one shutdown order: NOT_SERVING first).
 //! - [`stdout`]: printing the servers' `--check-config` output, a closed pipe included.
+//! - [`client_defects`]: requests a known defect of an official client garbles, put right
+//!   where they arrive.
 
 pub mod auth;
 pub mod bootstrap;
+pub mod client_defects;
 pub mod cluster_mtls;
 pub mod cluster_proof;
 pub mod config_file;

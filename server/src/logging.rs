@@ -1,8 +1,16 @@
 //! Logging set-up shared by every Apogee server binary: the level from
 //! `RUST_LOG` when set, else from the config's `log_level` (default "info");
 //! plain text (colours only on a terminal) or one JSON object per line.
+//!
+//! The Raft library's line for each failed call to a peer is left out ([`RaftPeerCalls`]):
+//! with a peer down it logs one at ERROR for every replication attempt and every lease's
+//! leadership check (about 7 a second), where the controller's network logs the peer's loss
+//! once, as a warning, and its return (`apogee_controller::network`).
 
 use serde::{Deserialize, Serialize};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -35,15 +43,79 @@ pub fn filter(level: Option<&str>) -> Result<EnvFilter, String> {
 
 /// Installs the global subscriber for a server process.
 pub fn init(level: Option<&str>, format: LogFormat) -> Result<(), String> {
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = filter(level)?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .finish()
+            .with(RaftPeerCalls)
             .init(),
-        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .finish()
+            .with(RaftPeerCalls)
+            .init(),
     }
     Ok(())
+}
+
+/// openraft's messages about one failed call to a peer (openraft 0.9: replication, the
+/// leadership check of a read or lease, a vote request). Its other errors (storage, a fatal
+/// stop of its core) are kept.
+const RAFT_PEER_CALL_MESSAGES: [&str; 5] = [
+    "RPCError",
+    "error replication to target=",
+    "timeout while confirming leadership for read request",
+    "while requesting vote",
+    "timeout",
+];
+
+/// Leaves out openraft's line for each failed call to a peer (see the module's docs).
+pub struct RaftPeerCalls;
+
+impl RaftPeerCalls {
+    /// Whether `event` is one of openraft's lines about a failed call to a peer.
+    pub fn is_peer_call_failure(event: &Event<'_>) -> bool {
+        let meta = event.metadata();
+        if !meta.target().starts_with("openraft") || *meta.level() > Level::WARN {
+            return false;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let text = message.0.as_str();
+        RAFT_PEER_CALL_MESSAGES.iter().any(|m| match *m {
+            // Its warning (one per failed replication attempt) names the target after the
+            // prefix; at ERROR the same words report a storage error, which stays.
+            "error replication to target=" => *meta.level() == Level::WARN && text.starts_with(m),
+            _ => *meta.level() == Level::ERROR && text == *m,
+        })
+    }
+}
+
+impl<S: Subscriber> Layer<S> for RaftPeerCalls {
+    fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
+        !Self::is_peer_call_failure(event)
+    }
+}
+
+/// An event's `message` field as text.
+struct Message(String);
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -265,6 +265,26 @@ pub fn rpc_latency(registry: &Registry) -> prometheus::Result<HistogramVec> {
     Ok(h)
 }
 
+/// Keeps a labelled metric visible before its first real series, so a dashboard shows 0 and
+/// not "No data" on a server that has seen nothing yet: while `family` has no series, it
+/// gets one with every label empty, at 0 (Prometheus treats an empty label as absent: the
+/// sample reads as the family's total, none so far); once another series exists, that one
+/// goes. Called at each scrape, after the scrape-time gauges are filled.
+pub fn zero_until_first<P: prometheus::core::MetricVecBuilder>(
+    family: &prometheus::core::MetricVec<P>,
+) {
+    use prometheus::core::Collector;
+    let labels = family.desc().first().map_or(0, |d| d.variable_labels.len());
+    let empty = vec![""; labels];
+    let series: usize = family.collect().iter().map(|f| f.get_metric().len()).sum();
+    match series {
+        0 => drop(family.with_label_values(&empty)),
+        1 => {}
+        // Absent already when the first real series came before any scrape.
+        _ => drop(family.remove_label_values(&empty)),
+    }
+}
+
 /// `rocketmq_producer_connections{language, version}` and
 /// `rocketmq_consumer_connections{consumer_group, language, version}`: the
 /// clients with a live Telemetry session to this server, read at each scrape, and the
@@ -319,6 +339,13 @@ impl ClientGauges {
                 .with_label_values(&[group, language, &version])
                 .inc();
         }
+    }
+
+    /// Both families at 0 while no client is connected ([`zero_until_first`]); call after
+    /// the count (and [`ClientGauges::add_remoting`]).
+    pub fn zero_until_first(&self) {
+        zero_until_first(&self.producers);
+        zero_until_first(&self.consumers);
     }
 
     /// Counts the live sessions again.
@@ -446,6 +473,41 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_family_shows_zero_until_its_first_series_then_only_its_own() {
+        let family = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("t_total", "t"),
+            &["topic", "group"],
+        )
+        .unwrap();
+        let samples = |f: &prometheus::IntCounterVec| -> Vec<(Vec<String>, f64)> {
+            use prometheus::core::Collector;
+            f.collect()
+                .iter()
+                .flat_map(|mf| mf.get_metric().to_vec())
+                .map(|m| {
+                    let labels = m.get_label().iter().map(|l| l.value().to_string());
+                    (labels.collect(), m.get_counter().get_value())
+                })
+                .collect()
+        };
+        zero_until_first(&family);
+        assert_eq!(samples(&family), vec![(vec![String::new(); 2], 0.0)]);
+        zero_until_first(&family);
+        assert_eq!(
+            samples(&family).len(),
+            1,
+            "one placeholder, however many scrapes"
+        );
+        family.with_label_values(&["orders", "g"]).inc();
+        zero_until_first(&family);
+        // Prometheus keeps a series' labels sorted by name: group, then topic.
+        assert_eq!(
+            samples(&family),
+            vec![(vec!["g".to_string(), "orders".to_string()], 1.0)]
+        );
+    }
 
     #[test]
     fn remoting_clients_are_counted_beside_grpc_sessions() {

@@ -48,21 +48,18 @@ def main():
     try:
         manager = consumer._LiteSimpleConsumer__subscription_manager
         # The client's startup does not wait for the Settings a lite simple consumer gets on its
-        # telemetry stream (client.py waits only for other client types), and subscribe_lite
-        # refuses every name while the quota is still 0: wait for the Settings first.
+        # telemetry stream (Client.__init_routes in rocketmq/v5/client/client.py waits only
+        # for other client types), and subscribe_lite refuses every name while the quota is
+        # still 0: an application waits for the Settings first (the reply cannot come before
+        # the client asks, so the server cannot spare it this).
         settings_by = time.time() + 10
         while manager.lite_subscription_quota <= 0:
             if time.time() > settings_by:
                 raise TimeoutError("no Settings with a lite subscription quota within 10 s")
             time.sleep(0.05)
+        # Each sends its name's characters as lite topics (client 5.1.2); Apogee joins them.
         for name in names:
             consumer.subscribe_lite(name)
-        # Client 5.1.2's subscribe_lite puts the name itself into the request's repeated
-        # lite_topic_set (`extend(lite_topic)` on a str), which sends its characters ("s", "-",
-        # "0") as lite topics; its periodic complete sync (every 30 s) sends the names it
-        # recorded. Send that complete sync now (COMPLETE_ADD of the recorded names), as the
-        # client would 30 s later: the broker then holds exactly the names subscribed.
-        consumer.subscribe_lite_all()
         result["quota"] = manager.lite_subscription_quota
         result["max_len"] = manager.max_lite_topic_size
         result["subscribed"] = sorted(manager.lite_topics)

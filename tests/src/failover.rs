@@ -11,6 +11,7 @@ use crate::{wait_until, BrokerSpec, Cluster};
 use apogee_proto::cluster::{
     ControllerGroupStatus, ControllerStatusRequest, ControllerStatusResponse, GetClusterInfoRequest,
 };
+use apogee_proto::time::{self, now_ms};
 use apogee_proto::v2::{self, Code};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -163,6 +164,49 @@ pub async fn send_message(addr: &str, message: v2::Message) -> Result<String, St
             status.map_or("", |s| s.message.as_str())
         ))
     }
+}
+
+/// Receives (and acks) from `topic` for `group` on the broker at `addr` until the message
+/// `id` comes (at most `timeout`); it, and when it was received (ms).
+pub async fn receive_id(
+    addr: &str,
+    group: &str,
+    topic: &str,
+    id: &str,
+    timeout: Duration,
+) -> (v2::Message, i64) {
+    let client = rpc::messaging(addr);
+    wait_until(timeout, &format!("{id} from {topic}"), || {
+        let mut client = client.clone();
+        async move {
+            let invisible = Some(time::duration(Duration::from_secs(60)));
+            let req = rpc::receive_request(group, topic, 16, invisible, Duration::from_secs(1));
+            let answer = client.receive_message(req).await;
+            let (messages, status) = match answer {
+                Ok(_) => rpc::receive_contents(answer).await,
+                Err(e) => return Err(format!("receive: {e}")),
+            };
+            let at = now_ms();
+            let entries: Vec<(String, String)> = messages
+                .iter()
+                .map(|m| (rpc::id_of(m), rpc::handle_of(m)))
+                .collect();
+            if !entries.is_empty() {
+                let acked = rpc::ack(&mut client, group, topic, &entries).await;
+                assert_eq!(
+                    rpc::code(acked.status.as_ref()),
+                    Code::Ok as i32,
+                    "{acked:?}"
+                );
+            }
+            let ids: Vec<&String> = entries.iter().map(|(id, _)| id).collect();
+            match messages.into_iter().find(|m| rpc::id_of(m) == id) {
+                Some(m) => Ok((m, at)),
+                None => Err(format!("received {ids:?}; status {status:?}")),
+            }
+        }
+    })
+    .await
 }
 
 /// What a sender of [`Load`] does after a failed send.

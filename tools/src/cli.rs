@@ -252,6 +252,12 @@ pub enum ScheduleCommand {
 pub enum ClusterCommand {
     /// List every registered broker with its log end, replication lag and in-sync state
     /// (each broker is asked; one that does not answer shows as unreachable).
+    ///
+    /// MEMBER is the broker's own id (its broker_id; in controller mode its member id for
+    /// life, whatever its role), ROLE what it is now, EPOCH the master epoch it registered
+    /// with ("-" in static mode), VERSION the Apogee build it runs, DATA VERSION the counter
+    /// of its topics, groups and ACLs. JSON adds `id`: the broker id clients see (a group's
+    /// master is 0).
     List,
 }
 

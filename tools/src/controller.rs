@@ -286,6 +286,18 @@ pub async fn elect(
 #[path = "controller_tests.rs"]
 mod tests;
 
+/// When `group`'s master took over (its last failover or planned switch), from the master's
+/// own status among `rows`; None without a master or its answer.
+pub fn master_since(
+    group: &ControllerGroupView,
+    rows: &[crate::replication_view::ClusterRow],
+) -> Option<i64> {
+    let master = group.master?;
+    rows.iter()
+        .filter(|r| r.member.broker == group.broker && r.member.member_id == master as i64)
+        .find_map(|r| r.status.as_ref().and_then(|s| s.master_since_ms))
+}
+
 /// What `apogee cluster list` adds below its table in controller mode: the controller's
 /// leader and term, and per broker group its master, epoch, in-sync set and when the master
 /// took over (its last failover or planned switch, from the master's own status in `rows`).
@@ -315,11 +327,7 @@ pub fn cluster_footer(
             ));
             continue;
         };
-        let since = rows
-            .iter()
-            .filter(|r| r.member.broker == g.broker && r.member.member_id == master as i64)
-            .find_map(|r| r.status.as_ref().and_then(|s| s.master_since_ms));
-        let since = since.map_or_else(String::new, |t| {
+        let since = master_since(g, rows).map_or_else(String::new, |t| {
             format!(
                 "; master since {} ({} ago)",
                 crate::message_query::rfc3339(t),

@@ -5,7 +5,7 @@
 //! slaves or a slave's link to its master).
 
 use crate::message_query::rfc3339;
-use crate::output::{render_list, Format, Table, TableRow};
+use crate::output::{render_list, Format, TableRow};
 use crate::views::{broker_rows, format_ago, role_name, BrokerRow};
 use apogee_proto::cluster::{self, BrokerStatus, SlaveStatus};
 use serde::Serialize;
@@ -345,6 +345,8 @@ pub struct ClusterRow {
     /// What the NameServer knows of it.
     #[serde(flatten)]
     pub member: BrokerRow,
+    /// The build version it runs (from its status; none when it did not answer).
+    pub version: Option<String>,
     /// It answered GetBrokerStatus.
     pub reachable: bool,
     /// Why it gave no status: unreachable, forbidden, unauthorized or failed.
@@ -361,14 +363,23 @@ pub struct ClusterRow {
     pub status: Option<StatusView>,
 }
 
+/// Where `cluster list` puts the build version among the registered member's columns: just
+/// before the data version, so the two are read as two things.
+const BUILD_VERSION_AT: usize = 8;
+
 impl TableRow for ClusterRow {
     fn headers() -> Vec<&'static str> {
         let mut h = BrokerRow::headers();
+        h.insert(BUILD_VERSION_AT, "VERSION");
         h.extend(["LOG END", "LAG", "LAG TIME", "IN SYNC"]);
         h
     }
     fn cells(&self) -> Vec<String> {
         let mut c = self.member.cells();
+        c.insert(
+            BUILD_VERSION_AT,
+            self.version.clone().unwrap_or_else(|| "-".into()),
+        );
         c.push(match (self.log_end_offset, self.cause) {
             (Some(end), _) if self.reachable => end.to_string(),
             (_, Some(cause)) => cause.word().into(),
@@ -381,32 +392,14 @@ impl TableRow for ClusterRow {
     }
 }
 
-/// `apogee cluster list` as a table or JSON. When a member runs in controller mode the
-/// table adds, after ID, each member's own id (MEMBER) and the master epoch it registered
-/// with (EPOCH); a static cluster's table is unchanged. JSON always has `member_id` and
-/// `master_epoch`.
+/// `apogee cluster list` as a table or JSON. One story in both modes: MEMBER is the member's
+/// own id (its `broker_id`; in controller mode its member id for life, whatever its role),
+/// ROLE what it registered as, EPOCH the master epoch it registered with ("-" in static
+/// mode), VERSION the Apogee build it runs, DATA VERSION the counter of its topics, groups
+/// and ACLs the NameServers compare. JSON also has `id`, the broker id clients see (a
+/// group's master is 0, as RocketMQ presents it).
 pub fn render_cluster_rows(rows: &[ClusterRow], f: Format) -> String {
-    if f.is_json() || !rows.iter().any(|r| r.member.is_controller_mode()) {
-        return render_list(rows, f);
-    }
-    const AFTER_ID: usize = 3;
-    let mut headers = ClusterRow::headers();
-    headers.splice(AFTER_ID..AFTER_ID, ["MEMBER", "EPOCH"]);
-    let mut table = Table::new(headers);
-    for row in rows {
-        let mut cells = row.cells();
-        let epoch = if row.member.master_epoch > 0 {
-            row.member.master_epoch.to_string()
-        } else {
-            "-".into()
-        };
-        cells.splice(
-            AFTER_ID..AFTER_ID,
-            [row.member.member_id.to_string(), epoch],
-        );
-        table.push(cells);
-    }
-    table.render()
+    render_list(rows, f)
 }
 
 /// Lag, lag time, in-sync state and their source of the slave `id`: from its master's
@@ -467,6 +460,7 @@ pub fn cluster_rows(
                 slave_lag(member.id, answered(&member.cluster, &member.broker, 0), own)
             };
             ClusterRow {
+                version: own.map(|s| s.version.clone()).filter(|v| !v.is_empty()),
                 reachable: own.is_some(),
                 cause: match probe {
                     Some(Err(e)) => Some(e.cause),

@@ -77,6 +77,7 @@ fn slave_status(id: i64, log_end: i64, lag_bytes: i64, connected: bool) -> Broke
         broker_id: id,
         role: BrokerRole::Slave as i32,
         endpoint: format!("a:{id}"),
+        version: "0.1.0".into(),
         log_end_offset: log_end,
         master_endpoint: "a:0".into(),
         master_connected: connected,
@@ -150,14 +151,14 @@ fn an_unreachable_member_is_a_row_not_a_failure() {
 
     assert_eq!(
         render_list(&rows, Format::Table),
-        "CLUSTER  BROKER    ID  ROLE         ENDPOINT  TOPICS  LAST SEEN  VERSION  LOG END      LAG    \
-         LAG TIME  IN SYNC\n\
-         c1       broker-a  0   sync-master  a:0       3       2.0s ago   4        unreachable  -      \
-         -         -\n\
-         c1       broker-a  1   slave        a:1       3       2.0s ago   4        9000         1000B  \
-         -         no\n\
-         c1       broker-a  2   slave        a:2       3       2.0s ago   4        unreachable  -      \
-         -         -\n"
+        "CLUSTER  BROKER    MEMBER  ROLE         EPOCH  ENDPOINT  TOPICS  LAST SEEN  VERSION  \
+         DATA VERSION  LOG END      LAG    LAG TIME  IN SYNC\n\
+         c1       broker-a  0       sync-master  -      a:0       3       2.0s ago   -        \
+         4             unreachable  -      -         -\n\
+         c1       broker-a  1       slave        -      a:1       3       2.0s ago   0.1.0    \
+         4             9000         1000B  -         no\n\
+         c1       broker-a  2       slave        -      a:2       3       2.0s ago   -        \
+         4             unreachable  -      -         -\n"
     );
 }
 
@@ -211,7 +212,10 @@ fn cluster_list_json_keeps_the_member_fields_and_adds_the_status() {
     // The fields `cluster list` always had.
     assert_eq!(v[0]["endpoint"], "a:0");
     assert_eq!(v[0]["role"], "sync-master");
-    assert_eq!(v[0]["version"], 4);
+    assert_eq!(v[0]["data_version"], 4);
+    // The build it runs, from its own answer (none from a member that did not answer).
+    assert_eq!(v[0]["version"], "0.1.0");
+    assert!(v[1]["version"].is_null());
     assert_eq!(v[0]["last_seen_ago_ms"], 2_000);
     // And the broker's own answer.
     assert_eq!(v[0]["reachable"], true);
@@ -267,8 +271,8 @@ fn a_slave_status_shows_its_master_link() {
     assert!(text.contains("\nlag                  2.0KiB\n"), "{text}");
     assert!(text.contains("\nlast master contact  1.0s ago\n"), "{text}");
     assert!(text.contains("\nstarted              -\n"), "{text}");
-    // Nothing is left blank (and no line ends in spaces).
-    assert!(text.contains("\nversion              -\n"), "{text}");
+    // The build version the status reports; nothing is left blank (and no line ends in spaces).
+    assert!(text.contains("\nversion              0.1.0\n"), "{text}");
     assert!(text.lines().all(|l| !l.ends_with(' ')), "{text}");
     assert!(!text.contains("SLAVE"), "{text}");
 
@@ -312,18 +316,27 @@ fn controller_info() -> GetClusterInfoResponse {
 }
 
 #[test]
-fn cluster_list_shows_member_ids_and_epochs_in_controller_mode_only() {
-    let rows = cluster_rows(&controller_info(), &Probes::new(), NOW);
+fn cluster_list_shows_member_role_epoch_and_both_versions_in_either_mode() {
+    let mut probes = Probes::new();
+    probes.insert(
+        ("c1".into(), "broker-b".into(), 0),
+        Ok(BrokerStatus {
+            version: "0.1.0".into(),
+            ..Default::default()
+        }),
+    );
+    let rows = cluster_rows(&controller_info(), &probes, NOW);
+    // Member 2 is the master: MEMBER says 2 (not the 0 clients see), ROLE says master.
     assert_eq!(
         render_cluster_rows(&rows, Format::Table),
-        "CLUSTER  BROKER    ID  MEMBER  EPOCH  ROLE         ENDPOINT  TOPICS  LAST SEEN  VERSION  \
-         LOG END      LAG  LAG TIME  IN SYNC\n\
-         c1       broker-b  0   2       5      sync-master  b:2       3       2.0s ago   4        \
-         unreachable  -    -         -\n\
-         c1       broker-b  1   1       5      slave        b:1       3       2.0s ago   4        \
-         unreachable  -    -         -\n\
-         c1       broker-b  3   3       4      slave        b:3       3       2.0s ago   4        \
-         unreachable  -    -         -\n"
+        "CLUSTER  BROKER    MEMBER  ROLE         EPOCH  ENDPOINT  TOPICS  LAST SEEN  VERSION  \
+         DATA VERSION  LOG END      LAG  LAG TIME  IN SYNC\n\
+         c1       broker-b  2       sync-master  5      b:2       3       2.0s ago   0.1.0    \
+         4             0            -    -         -\n\
+         c1       broker-b  1       slave        5      b:1       3       2.0s ago   -        \
+         4             unreachable  -    -         no\n\
+         c1       broker-b  3       slave        4      b:3       3       2.0s ago   -        \
+         4             unreachable  -    -         no\n"
     );
     let v: serde_json::Value =
         serde_json::from_str(&render_cluster_rows(&rows, Format::Json)).unwrap();
@@ -331,15 +344,21 @@ fn cluster_list_shows_member_ids_and_epochs_in_controller_mode_only() {
         (v[0]["id"].as_i64(), v[0]["member_id"].as_i64()),
         (Some(0), Some(2))
     );
+    assert_eq!(v[0]["version"], "0.1.0");
+    assert_eq!(v[0]["data_version"], 4);
     assert_eq!(v[2]["master_epoch"], 4);
 
-    // A static cluster's table is the one it always was; its JSON says member id = id.
+    // A static cluster: the same columns, member id = broker id, no epoch.
     let rows = cluster_rows(&info(), &Probes::new(), NOW);
-    assert_eq!(
-        render_cluster_rows(&rows, Format::Table),
-        render_list(&rows, Format::Table)
+    let table = render_cluster_rows(&rows, Format::Table);
+    assert!(
+        table.starts_with("CLUSTER  BROKER    MEMBER  ROLE         EPOCH  ENDPOINT"),
+        "{table}"
     );
-    assert!(render_list(&rows, Format::Table).starts_with("CLUSTER  BROKER    ID  ROLE "));
+    assert!(
+        table.contains("\nc1       broker-a  1       slave        -      a:1"),
+        "{table}"
+    );
     let v: serde_json::Value =
         serde_json::from_str(&render_cluster_rows(&rows, Format::Json)).unwrap();
     assert_eq!(

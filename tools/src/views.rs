@@ -154,8 +154,9 @@ pub struct BrokerRow {
     pub topics: i32,
     pub last_seen_ms: i64,
     pub last_seen_ago_ms: i64,
-    /// The broker's data version (bumped when its topic set changes).
-    pub version: i64,
+    /// The broker's data version (bumped when its topics, groups or ACLs change); not the
+    /// build version, which only the broker itself tells (`cluster list`'s VERSION).
+    pub data_version: i64,
 }
 
 impl BrokerRow {
@@ -166,29 +167,37 @@ impl BrokerRow {
     }
 }
 
+/// A member as the NameServer registered it: its own id (MEMBER), its role, the master epoch
+/// it registered with (EPOCH: controller mode; "-" in static mode).
 impl TableRow for BrokerRow {
     fn headers() -> Vec<&'static str> {
         vec![
             "CLUSTER",
             "BROKER",
-            "ID",
+            "MEMBER",
             "ROLE",
+            "EPOCH",
             "ENDPOINT",
             "TOPICS",
             "LAST SEEN",
-            "VERSION",
+            "DATA VERSION",
         ]
     }
     fn cells(&self) -> Vec<String> {
         vec![
             self.cluster.clone(),
             self.broker.clone(),
-            self.id.to_string(),
+            self.member_id.to_string(),
             self.role.clone(),
+            if self.master_epoch > 0 {
+                self.master_epoch.to_string()
+            } else {
+                "-".into()
+            },
             self.endpoint.clone(),
             self.topics.to_string(),
             format!("{} ago", format_ago(self.last_seen_ago_ms)),
-            self.version.to_string(),
+            self.data_version.to_string(),
         ]
     }
 }
@@ -251,7 +260,7 @@ pub fn broker_rows(resp: &cluster::GetClusterInfoResponse, now: i64) -> Vec<Brok
                 topics: m.topic_count,
                 last_seen_ms: m.last_seen_ms,
                 last_seen_ago_ms: (now - m.last_seen_ms).max(0),
-                version: m.data_version,
+                data_version: m.data_version,
             })
         })
         .collect();
@@ -337,7 +346,8 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&render_list(&rows, Format::Json)).unwrap();
         assert_eq!(json[1]["endpoint"], "h:2");
-        assert_eq!(json[1]["version"], 3);
+        assert_eq!(json[1]["data_version"], 3);
+        assert_eq!(json[1]["member_id"], 1);
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn copy_for(
     msg.queue_id = 0;
     msg.delivery_timestamp_ms = None;
     // Transaction and schedule markers would mean something to their indexes.
-    msg.internal.retain(|(k, _)| k == prop::BODY_ENCODING);
+    msg.internal.retain(prop::is_carried);
     msg.internal.extend([
         (prop::DLQ_GROUP.to_string(), origin.group.to_string()),
         (prop::DLQ_TOPIC.to_string(), origin.topic.to_string()),

@@ -110,7 +110,7 @@ pub struct ConsumeEngine {
     pub(super) expired: Notify,
     clients: Clients,
     /// Whether this broker may hand out and take acks now (controller mode: the master with
-    /// a valid lease); None: always.
+    /// a valid lease, or an in-sync slave cut off from its master); None: always.
     serving_gate: RwLock<Option<ServingGate>>,
 }
 
@@ -156,7 +156,7 @@ impl ConsumeEngine {
     }
 
     /// Pops, acks and invisible-time changes are refused with `gate`'s error while it
-    /// refuses (the lease of controller mode).
+    /// refuses (controller mode: `Membership::check_consumable`).
     pub fn set_serving_gate(&self, gate: ServingGate) {
         *self.serving_gate.write() = Some(gate);
     }

@@ -99,10 +99,30 @@ pub fn get_config(broker: &Broker) -> Result<GetBrokerConfigResponse, ApogeeErro
     })
 }
 
+/// Changes one runtime setting of the group; only its master does (a slave runs with what
+/// its master keeps, [`crate::runtime_config`]), so a slave refuses, naming its master.
 pub fn update_config(
     broker: &Broker,
     req: UpdateBrokerConfigRequest,
 ) -> Result<UpdateBrokerConfigResponse, ApogeeError> {
+    if !broker.membership().is_master() {
+        let name = &broker.config().broker_name;
+        let master = broker
+            .replication()
+            .master_link()
+            .map(|l| l.endpoint)
+            .filter(|e| !e.is_empty())
+            .map_or_else(
+                || "its master".to_string(),
+                |e| format!("its master at {e}"),
+            );
+        return Err(ApogeeError::PreconditionFailed(format!(
+            "member {} of broker group {name} is not the master: runtime settings are the \
+             group's, set on {master} (`apogee broker config set {name} ...`), which keeps \
+             them and passes them to every member",
+            broker.config().broker_id
+        )));
+    }
     let (setting, previous) =
         crate::runtime_config::update(&broker.runtime_owners(), &req.key, &req.value)?;
     Ok(UpdateBrokerConfigResponse {

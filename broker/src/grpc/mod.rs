@@ -371,8 +371,9 @@ impl MessagingService for MessagingServer {
 
     async fn sync_lite_subscription(
         &self,
-        req: Request<v2::SyncLiteSubscriptionRequest>,
+        mut req: Request<v2::SyncLiteSubscriptionRequest>,
     ) -> Result<Response<v2::SyncLiteSubscriptionResponse>, Status> {
+        apogee_server::client_defects::repair_lite_sync(&mut req);
         let client = self.seen(&req);
         if let Err(e) = check(&req) {
             refuse!(SyncLiteSubscriptionResponse, e);

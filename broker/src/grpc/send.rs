@@ -2,7 +2,8 @@
 //! ([`Outgoing`] messages), calls `crate::produce::Producer::send` once and encodes its
 //! answer: a result entry per message, all with the request's status. A refused request
 //! gets that status on every entry; a request stored but not replicated gets the store's
-//! status for it on every entry, with the offsets.
+//! status for it on every entry, with the offsets. A stored message's entry names its
+//! transaction id as RocketMQ's does: a TRANSACTION message's own, any other's message id.
 
 use crate::produce::{Outgoing, Sender, Sent};
 use crate::services::Broker;
@@ -40,6 +41,7 @@ fn decode(m: v2::Message) -> Outgoing {
             .filter(|&ms| ms > 0)
             .map(|ms| Duration::from_millis(ms as u64)),
         properties,
+        flag: 0,
         body: m.body,
     }
 }
@@ -95,7 +97,9 @@ fn stored(ids: Vec<String>, sent: Sent) -> v2::SendMessageResponse {
         .not_replicated
         .as_ref()
         .map_or_else(ok_status, ApogeeError::to_status);
-    let transaction_id = sent.transaction_id.unwrap_or_default();
+    // As RocketMQ's broker, every stored message's receipt names a transaction id: a
+    // TRANSACTION message's own (what EndTransaction names), else the message id.
+    let transaction_id = sent.transaction_id;
     v2::SendMessageResponse {
         status: Some(status.clone()),
         entries: ids
@@ -103,8 +107,8 @@ fn stored(ids: Vec<String>, sent: Sent) -> v2::SendMessageResponse {
             .zip(sent.receipts)
             .map(|(message_id, r)| v2::SendResultEntry {
                 status: Some(status.clone()),
+                transaction_id: transaction_id.clone().unwrap_or_else(|| message_id.clone()),
                 message_id,
-                transaction_id: transaction_id.clone(),
                 offset: r.queue_offset as i64,
                 recall_handle: r.recall_handle.unwrap_or_default(),
             })
@@ -139,5 +143,40 @@ pub async fn send_message(
             }
             refuse_all(ids, &e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::produce::Receipt;
+
+    fn sent(transaction_id: Option<&str>, count: u64) -> Sent {
+        Sent {
+            receipts: (0..count)
+                .map(|queue_offset| Receipt {
+                    queue_offset,
+                    recall_handle: None,
+                })
+                .collect(),
+            log_offsets: (0..count).collect(),
+            transaction_id: transaction_id.map(str::to_string),
+            not_replicated: None,
+        }
+    }
+
+    #[test]
+    fn a_receipt_names_the_message_id_as_transaction_id_unless_it_is_a_transactions() {
+        let answer = stored(vec!["M1".into(), "M2".into()], sent(None, 2));
+        let ids: Vec<(&str, &str)> = answer
+            .entries
+            .iter()
+            .map(|e| (e.message_id.as_str(), e.transaction_id.as_str()))
+            .collect();
+        assert_eq!(ids, [("M1", "M1"), ("M2", "M2")]);
+        // A transaction's own id, which EndTransaction names, stays.
+        let answer = stored(vec!["M3".into()], sent(Some("broker-a:T1"), 1));
+        assert_eq!(answer.entries[0].message_id, "M3");
+        assert_eq!(answer.entries[0].transaction_id, "broker-a:T1");
     }
 }

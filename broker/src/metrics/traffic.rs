@@ -257,6 +257,10 @@ fn add_totals(totals: &mut Totals, counters: &IntCounterVec, direction: Directio
                     Direction::Out => label("consumer_group").to_string(),
                 },
             };
+            // The placeholder of a family with no series yet (`zero_until_first`): no topic.
+            if key.topic.is_empty() {
+                continue;
+            }
             let value = metric.get_counter().get_value() as u64;
             *totals.entry(key).or_default() += value;
         }

@@ -81,6 +81,10 @@ pub struct Outgoing {
     pub first_check: Option<Duration>,
     /// User properties, sorted by key.
     pub properties: Vec<(String, String)>,
+    /// A remoting producer's `flag` (RocketMQ's `Message.flag`, opaque to the broker): kept
+    /// with the message and read back by remoting consumers; 0 from a gRPC producer (the v2
+    /// protocol has no such field).
+    pub flag: i32,
     pub body: Bytes,
 }
 

@@ -44,6 +44,7 @@ fn into_record(m: Outgoing, admitted: &Admitted, peer: &str) -> NewMessage {
         }
         .into_iter()
         .chain(m.priority.map(super::priority::record_property))
+        .chain(internal::flag_property(m.flag))
         .collect(),
         body: m.body,
     }

@@ -5,7 +5,8 @@
 //! sees the same whichever protocol sent the message: the Apogee message id is the
 //! `UNIQ_KEY` (a remoting producer's `UNIQ_KEY` becomes the message id when it is sent), the
 //! tag is `TAGS`, the keys are `KEYS` (space separated), a message group is the sharding key,
-//! user properties are properties, and the reconsume count is the record's.
+//! user properties are properties, the reconsume count is the record's, and the flag is the
+//! one a remoting producer set (0 for a gRPC producer's message).
 
 use crate::store::record::{self, StoredMessage};
 use crate::store::{MessageStore, StoreError};
@@ -82,7 +83,7 @@ pub fn to_message_ext(stored: &StoredMessage, store_host: SocketAddr) -> Message
         queue_offset: stored.queue_offset as i64,
         commit_log_offset: stored.log_offset as i64,
         sys_flag: 0,
-        flag: 0,
+        flag: msg.flag(),
         born_timestamp: msg.born_timestamp_ms,
         born_host: host_of(&msg.born_host),
         store_timestamp: stored.store_timestamp_ms,

@@ -19,8 +19,12 @@
 //! The answer: SUCCESS (FLUSH_SLAVE_TIMEOUT when stored but not replicated) with `msgId`
 //! the offset message id (this broker's address the client reached and the record's
 //! commit-log offset; comma separated for a batch, as RocketMQ), `queueId`, `queueOffset`,
-//! `transactionId` (what END_TRANSACTION and a check-back name), `MSG_REGION` and
+//! `transactionId` (a transaction's: what END_TRANSACTION and a check-back name; for any
+//! other single message its message id, as RocketMQ's broker answers), `MSG_REGION` and
 //! `TRACE_ON`; or the error's response code.
+//!
+//! The producer's `flag` (each batch entry's own) is kept with the message
+//! (`record::internal::FLAG`) and read back by remoting consumers.
 
 use super::args::{self, BadArgument};
 use super::offsets::{authorize_sub, refused};
@@ -28,12 +32,13 @@ use super::send_back::{store_retry, Copied, RetryDecision};
 use crate::produce::validate::{self, SendLimits};
 use crate::produce::{Outgoing, Sender};
 use crate::services::Broker;
+use crate::store::record::internal;
 use crate::store::{NewMessage, StoredMessage};
 use apogee_proto::auth::acl::{Action, ResourceKind};
 use apogee_proto::message_id;
 use apogee_proto::remoting::codes::{request as req, response, response_code_of};
 use apogee_proto::remoting::message::{
-    self, decode_batch, offset_message_id, property, sys_flag, Properties,
+    self, decode_batch, offset_message_id, property, sys_flag, BatchEntry, Properties,
 };
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::v2::{Encoding, MessageType};
@@ -128,16 +133,21 @@ pub fn delivery_time_ms(properties: &Properties, now_ms: i64) -> Result<Option<i
     }
 }
 
-/// One message of a send as the producer service takes it.
+/// One message of a send (its properties, flag and body, in a batch entry's form) as the
+/// producer service takes it.
 pub fn outgoing(
     topic: &str,
     queue_id: i32,
     born_timestamp: i64,
     born_host: &str,
-    mut properties: Properties,
-    body: Bytes,
+    message: BatchEntry,
     now_ms: i64,
 ) -> Result<Outgoing, ApogeeError> {
+    let BatchEntry {
+        flag,
+        body,
+        mut properties,
+    } = message;
     let message_id = properties
         .get(property::UNIQ_KEY)
         .filter(|id| !id.is_empty())
@@ -186,6 +196,7 @@ pub fn outgoing(
         born_host: born_host.to_string(),
         first_check: if transaction { first_check } else { None },
         properties: user,
+        flag,
         body,
     })
 }
@@ -209,8 +220,7 @@ fn messages(
                     header.queue_id,
                     header.born_timestamp,
                     born_host,
-                    e.properties,
-                    e.body,
+                    e,
                     now_ms,
                 )
             })
@@ -221,8 +231,11 @@ fn messages(
         header.queue_id,
         header.born_timestamp,
         born_host,
-        header.properties.clone(),
-        inflated(header, body, max_body_bytes)?,
+        BatchEntry {
+            flag: header.flag,
+            body: inflated(header, body, max_body_bytes)?,
+            properties: header.properties.clone(),
+        },
         now_ms,
     )?])
 }
@@ -267,6 +280,11 @@ pub async fn send_message(
         Ok(m) => m,
         Err(e) => return RemotingCommand::error(&request, response_code_of(&e), e.to_string()),
     };
+    // A single message's id: its receipt's transaction id unless it is a transaction's (as
+    // RocketMQ's broker; a batch's answer names none).
+    let single_id = (!header.batch)
+        .then(|| messages.first().map(|m| m.message_id.clone()))
+        .flatten();
     let client_id = client_id(&header.producer_group, conn.peer());
     let sender = Sender {
         client_id: &client_id,
@@ -294,7 +312,7 @@ pub async fn send_message(
                 header.queue_id,
                 sent.receipts.first().map_or(0, |r| r.queue_offset),
             );
-            if let Some(id) = &sent.transaction_id {
+            if let Some(id) = sent.transaction_id.or(single_id) {
                 answer = answer.with_ext("transactionId", id);
             }
             if let Some(handle) = sent.receipts.first().and_then(|r| r.recall_handle.clone()) {
@@ -364,8 +382,11 @@ fn failed_message(
         0,
         header.born_timestamp,
         peer,
-        properties,
-        inflated(header, body, max_body_bytes)?,
+        BatchEntry {
+            flag: header.flag,
+            body: inflated(header, body, max_body_bytes)?,
+            properties,
+        },
         now_ms,
     )?;
     validate::message(&SendLimits::of(broker.config()), &sent, now_ms)?;
@@ -394,7 +415,7 @@ fn failed_message(
         delivery_timestamp_ms: None,
         reconsume_times,
         properties: sent.properties,
-        internal: Vec::new(),
+        internal: internal::flag_property(sent.flag).into_iter().collect(),
         body: sent.body,
     };
     let message = StoredMessage {

@@ -196,7 +196,7 @@ pub fn retry_copy(message: &StoredMessage, decision: &RetryDecision, due_ms: i64
     msg.queue_id = 0;
     msg.reconsume_times = decision.reconsume_times;
     // Transaction, schedule and dead-letter markers would mean something to their indexes.
-    msg.internal.retain(|(k, _)| k == prop::BODY_ENCODING);
+    msg.internal.retain(prop::is_carried);
     if user_property(message, property::RETRY_TOPIC).is_none() {
         set_property(&mut msg, property::RETRY_TOPIC, message.msg.topic.clone());
     }

@@ -145,7 +145,14 @@ async fn a_failed_message_waits_in_the_schedule_for_the_retry_topic() {
 
 #[tokio::test]
 async fn a_retry_of_a_retry_keeps_its_first_topic_and_id() {
-    let mut first = NewMessage::op_record("%RETRY%readers", vec![]);
+    // Its flag is the message's; its schedule marker was its wait's.
+    let mut first = NewMessage::op_record(
+        "%RETRY%readers",
+        vec![
+            (prop::FLAG.into(), "3".into()),
+            (prop::SCHED_ID.into(), "an earlier wait".into()),
+        ],
+    );
     first.message_id = ID.into();
     first.reconsume_times = 2;
     first.properties = vec![
@@ -174,6 +181,8 @@ async fn a_retry_of_a_retry_keeps_its_first_topic_and_id() {
     assert_eq!(decision.next, Next::Retry { level: 5 });
     let copy = retry_copy(&stored, &decision, 1);
     assert_eq!(copy.reconsume_times, 3);
+    assert_eq!(copy.flag(), 3);
+    assert_eq!(copy.internal(prop::SCHED_ID), None);
     assert_eq!(
         copy.properties,
         vec![
@@ -233,6 +242,7 @@ fn retry_send(reconsume_times: i32, max: i32) -> RemotingCommand {
         "work",
     )
     .with_ext("b", "%RETRY%readers")
+    .with_ext("h", 11)
     .with_ext("j", reconsume_times)
     .with_ext("l", max)
 }
@@ -258,6 +268,7 @@ async fn a_send_to_the_retry_topic_waits_in_the_schedule_like_a_send_back() {
         1
     );
     assert_eq!(w.message_id, ID);
+    assert_eq!(w.flag(), 11, "the producer's flag is the message's");
     assert_eq!(&w.body[..], b"work");
     assert_eq!(w.tag.as_deref(), Some("TagA"));
     assert_eq!(w.reconsume_times, 0);
@@ -283,6 +294,7 @@ async fn a_send_to_the_retry_topic_out_of_reconsume_times_is_a_dead_letter_of_it
     assert_eq!(dead.internal(prop::DLQ_TOPIC), Some(TOPIC));
     assert_eq!(dead.internal(prop::DLQ_ATTEMPTS), Some("3"));
     assert_eq!(dead.message_id, ID);
+    assert_eq!(dead.flag(), 11);
     assert_eq!(&dead.body[..], b"work");
     assert!(t.broker.topics().get("%RETRY%readers").is_none());
     // The group's own limit (16 for a group not created) when the header names none.

@@ -122,7 +122,11 @@ async fn a_v2_send_is_stored_with_its_properties_and_answered_with_its_offset_id
     assert_eq!(answer.ext("queueOffset"), Some("0"));
     assert_eq!(answer.ext("MSG_REGION"), Some(REGION));
     assert_eq!(answer.ext("TRACE_ON"), Some("true"));
-    assert_eq!(answer.ext("transactionId"), None);
+    // As RocketMQ's broker: a single message's transaction id is its message id.
+    assert_eq!(
+        answer.ext("transactionId"),
+        Some("0A0000070000AAAA0000000000000001")
+    );
     let (host, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
     assert_eq!(host, t.conn.local());
 
@@ -198,7 +202,7 @@ async fn a_batch_is_stored_in_one_send_and_answered_with_every_offset_id() {
     let mut body = BytesMut::new();
     for (i, tag) in ["A", "B"].iter().enumerate() {
         let entry = BatchEntry {
-            flag: 0,
+            flag: i as i32 * 5,
             body: format!("m{i}").into_bytes().into(),
             properties: [
                 ("UNIQ_KEY".to_string(), format!("BATCH{i}")),
@@ -217,6 +221,8 @@ async fn a_batch_is_stored_in_one_send_and_answered_with_every_offset_id() {
     let answer = t.call(request).await;
     assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
     assert_eq!(answer.ext("queueOffset"), Some("0"));
+    // A batch's answer names no transaction id (RocketMQ's batch has no UNIQ_KEY of its own).
+    assert_eq!(answer.ext("transactionId"), None);
     let ids: Vec<&str> = answer.ext("msgId").unwrap().split(',').collect();
     assert_eq!(ids.len(), 2);
     for (i, id) in ids.iter().enumerate() {
@@ -226,6 +232,8 @@ async fn a_batch_is_stored_in_one_send_and_answered_with_every_offset_id() {
             .unwrap();
         assert_eq!(stored.msg.message_id, format!("BATCH{i}"));
         assert_eq!(stored.queue_offset, i as u64);
+        // Each entry's own flag, as a remoting consumer reads it.
+        assert_eq!(to_message_ext(&stored, t.conn.local()).flag, i as i32 * 5);
     }
     // RocketMQ's clients send a batch with the V2 header (fields a..n).
     let mut entry_body = BytesMut::new();
@@ -333,4 +341,48 @@ fn both_header_spellings_read_the_same() {
     assert_eq!(header.queue_id, 1);
     assert_eq!(header.properties["TAGS"], "T");
     assert!(!header.batch);
+}
+
+#[tokio::test]
+async fn a_producers_flag_is_kept_and_read_back_by_remoting_consumers() {
+    let t = test_remote();
+    let flagged = |flag: i32, properties: &[(&str, &str)]| {
+        send_v2(properties, 0, "flagged").with_ext("h", flag)
+    };
+    let answer = t.call(flagged(-42, &[("UNIQ_KEY", "FLAGGED")])).await;
+    assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
+    let (_, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
+    let stored = crate::remoting::convert::message_at(t.broker.store(), offset as u64)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.msg.flag(), -42);
+    assert_eq!(to_message_ext(&stored, t.conn.local()).flag, -42);
+    // Not a property either protocol's consumer sees.
+    assert!(
+        stored.msg.properties.is_empty(),
+        "{:?}",
+        stored.msg.properties
+    );
+    // A flag of 0 stores nothing; a transaction's half message keeps its flag.
+    let answer = t.call(send_v2(&[("UNIQ_KEY", "PLAIN")], 0, "plain")).await;
+    let (_, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
+    let plain = crate::remoting::convert::message_at(t.broker.store(), offset as u64)
+        .unwrap()
+        .unwrap();
+    assert!(plain.msg.internal.is_empty(), "{:?}", plain.msg.internal);
+    assert_eq!(to_message_ext(&plain, t.conn.local()).flag, 0);
+    let answer = t
+        .call(flagged(9, &[("UNIQ_KEY", "HALF"), ("TRAN_MSG", "true")]))
+        .await;
+    assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
+    let (_, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
+    let half = crate::remoting::convert::message_at(t.broker.store(), offset as u64)
+        .unwrap()
+        .unwrap();
+    assert_eq!(half.msg.flag(), 9);
+    // A transaction's answer names its own transaction id (what END_TRANSACTION names).
+    assert_eq!(
+        answer.ext("transactionId"),
+        half.msg.internal(internal::TXN_ID)
+    );
 }

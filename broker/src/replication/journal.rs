@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::store::keys::{
-    decode_handback_key, handback_key, meta_range_touches_local, meta_replicated_part,
+    config_key, decode_handback_key, handback_key, meta_range_touches_local, meta_replicated_part,
     meta_replicated_range, tag, MetaKey, QueueKey, MARKER,
 };
 use crate::store::kv::replicated;
@@ -248,9 +248,12 @@ impl JournaledKv {
 
     /// Slave: the state of every consume queue it changed while its master was away (this
     /// run or an earlier one): per queue, the deletes of all its rows (pop offset, in-flight
-    /// and waiting entries, consumer offset) followed by PUTs of its current rows. Empty
-    /// when there is nothing to hand back. Call [`clear_handback`](Self::clear_handback) once
-    /// the master took it; changes noted after this call stay for the next handback.
+    /// and waiting entries, consumer offset) followed by PUTs of its current rows; then the
+    /// config of each group of those queues, so a group first used here while the master
+    /// was away is one the master knows with its offsets (not one it creates again as new).
+    /// Empty when there is nothing to hand back. Call
+    /// [`clear_handback`](Self::clear_handback) once the master took it; changes noted after
+    /// this call stay for the next handback.
     pub fn take_handback(&self) -> Result<Vec<StateOp>, StoreError> {
         // Held while reading: the rows handed back are those of the changes up to `taken`.
         let mut h = self.handback.lock();
@@ -267,6 +270,13 @@ impl JournaledKv {
         let mut ops = Vec::new();
         for q in h.touched.keys() {
             self.queue_rows(q, &mut ops)?;
+        }
+        let groups: BTreeSet<&str> = h.touched.keys().map(|q| q.group.as_str()).collect();
+        for group in groups {
+            let key = config_key(group);
+            if let Some(v) = self.inner.get(Cf::GroupConfig, &key)? {
+                ops.push(op(Kind::Put, Cf::GroupConfig, &key, &v, &[]));
+            }
         }
         Ok(ops)
     }

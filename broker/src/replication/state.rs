@@ -2,9 +2,10 @@
 //!
 //! A slave applies the master's state batches to its index database through the journal
 //! (`journal.rs`), then makes the in-memory tables follow: the consume queues a batch touched
-//! are re-read under their own locks, topic and group tables when their configs changed, and
-//! everything (the receipt secret included) at the end of a snapshot. A master adopting a
-//! slave's handback does the same for the queues handed back.
+//! are re-read under their own locks, topic and group tables when their configs changed, the
+//! runtime settings when `meta` did, and everything (the receipt secret included) at the end
+//! of a snapshot. A master adopting a slave's handback does the same for the queues handed
+//! back.
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub struct StateTargets {
     pub topics: Arc<TopicTable>,
     pub groups: Arc<GroupTable>,
     pub access: Arc<AccessTable>,
+    /// Makes the runtime settings follow the replicated row the master keeps them in.
+    pub runtime: crate::runtime_config::Follower,
 }
 
 /// Slave: applies one batch from the master. The first batch of a snapshot first drops every
@@ -39,6 +42,7 @@ pub fn apply_batch(t: &StateTargets, batch: &StateBatch) -> Result<(), ApogeeErr
         t.topics.reload()?;
         t.groups.reload()?;
         t.access.reload()?;
+        (t.runtime)();
         tracing::info!("applied the master's state snapshot");
         return Ok(());
     }
@@ -64,9 +68,10 @@ fn follow(t: &StateTargets, fx: &ApplyEffects) -> Result<(), ApogeeError> {
     if fx.groups || fx.meta {
         t.groups.reload()?;
     }
-    // Users and ACL entries live in `meta` too.
+    // Users and ACL entries live in `meta` too, and so do the runtime settings.
     if fx.meta {
         t.access.reload()?;
+        (t.runtime)();
     }
     Ok(())
 }
@@ -136,6 +141,7 @@ mod tests {
             access: Arc::new(AccessTable::load(store.kv(), None, None).unwrap()),
             consume: Arc::new(ConsumeEngine::open(store.clone()).unwrap()),
             journal,
+            runtime: Arc::new(|| {}),
         };
         Side {
             _dir: dir,
@@ -304,6 +310,33 @@ mod tests {
             offset,
             Some(crate::consume::values::encode_offset(3).to_vec())
         );
+    }
+
+    #[tokio::test]
+    async fn a_group_first_used_on_the_slave_comes_back_with_its_offsets_not_as_new() {
+        let (master, slave) = (side().await, side().await);
+        copy_snapshot(&master, &slave);
+        // The master goes away; a new group receives on the slave (created there).
+        slave.t.journal.set_master_away(true);
+        let created = slave
+            .t
+            .groups
+            .resolve_for_receive("g", "t", "c", 0)
+            .unwrap();
+        assert!(created.created.is_some());
+        assert_eq!(pop(&slave, 2).len(), 2);
+
+        // It returns and adopts the handback: the group is one it knows, offsets and all.
+        let handback = slave.t.journal.take_handback().unwrap();
+        adopt_handback(&master.t, &handback).unwrap();
+        assert_eq!(progress(&master), progress(&slave));
+        let again = master
+            .t
+            .groups
+            .resolve_for_receive("g", "t", "c", 0)
+            .unwrap();
+        assert_eq!(again.created, None, "the master created the group again");
+        assert_eq!(again.config, created.config);
     }
 
     #[tokio::test]

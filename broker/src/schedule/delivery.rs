@@ -178,10 +178,11 @@ impl Schedule {
         msg.topic = entry.topic.clone();
         // The topic may have been recreated with fewer queues since.
         msg.queue_id = queue % config.queue_count.max(1) as u32;
-        msg.internal = vec![
+        msg.internal.retain(internal::is_carried);
+        msg.internal.extend([
             (internal::SCHED_ID.into(), entry.id.clone()),
             (internal::SCHED_DUE.into(), entry.due_ms.to_string()),
-        ];
+        ]);
         msg
     }
 }

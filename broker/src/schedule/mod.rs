@@ -142,12 +142,13 @@ impl Schedule {
     pub fn to_waiting(&self, msg: &mut NewMessage) -> String {
         let due_ms = msg.delivery_timestamp_ms.unwrap_or(0).max(0);
         let id = routed_id::new_recall_handle(&self.broker_name);
-        msg.internal = vec![
+        msg.internal.retain(internal::is_carried);
+        msg.internal.extend([
             (internal::SCHED_ID.into(), id.clone()),
             (internal::SCHED_TOPIC.into(), std::mem::take(&mut msg.topic)),
             (internal::SCHED_QUEUE.into(), msg.queue_id.to_string()),
             (internal::SCHED_DUE.into(), due_ms.to_string()),
-        ];
+        ]);
         msg.topic = names::SCHEDULE_TOPIC.to_string();
         msg.queue_id = 0;
         id

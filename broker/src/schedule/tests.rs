@@ -52,7 +52,8 @@ fn message(id: &str, due_ms: i64) -> NewMessage {
         delivery_timestamp_ms: Some(due_ms),
         reconsume_times: 0,
         properties: vec![("amount".into(), "42".into())],
-        internal: vec![],
+        // A remoting producer's flag: a fact of the message its publication keeps.
+        internal: vec![(internal::FLAG.into(), "7".into())],
         body: b"cancel order 1 if unpaid".to_vec().into(),
     }
 }
@@ -147,6 +148,7 @@ async fn a_message_is_published_once_at_its_time_as_sent() {
     );
     assert_eq!(m.delivery_timestamp_ms, Some(T + 5_000));
     assert_eq!(m.internal(internal::SCHED_ID), Some(handle.as_str()));
+    assert_eq!(m.flag(), 7);
     assert_eq!(f.schedule.deliver_due().await.unwrap(), 0);
     let stats = f.schedule.stats();
     assert_eq!((stats.delivered, stats.waiting), (1, 0));

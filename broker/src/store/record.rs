@@ -32,6 +32,12 @@
 //! clients never see, e.g. the real topic of a half message or the transaction a commit ends
 //! (keys in [`internal`]). A version 1 record reads as one with none. Writers write version 2.
 //!
+//! Some internal properties are facts of the message itself rather than markers of a broker
+//! index ([`internal::CARRIED`]: the body's encoding, a remoting producer's `flag`): every
+//! copy of a message keeps them (its half, waiting, published, retry and dead-letter
+//! records). A fact added this way needs no new format version: a record without it reads
+//! as the message without it (a `flag` of 0).
+//!
 //! The fields must consume exactly `total_len` bytes. A record never spans two segments.
 //! The smallest possible record is [`MIN_RECORD_LEN`] bytes.
 
@@ -83,6 +89,22 @@ pub mod internal {
     pub const BODY_ENCODING: &str = "body.encoding";
     /// A PRIORITY message's priority (`crate::produce::priority`).
     pub const PRIORITY: &str = "priority";
+    /// The `flag` a remoting producer set (RocketMQ's `Message.flag`, an i32 opaque to the
+    /// broker), in decimal; absent when 0 (a gRPC producer's message has none).
+    pub const FLAG: &str = "msg.flag";
+
+    /// The keys that are facts of the message, kept by every copy of it (see the module doc).
+    pub const CARRIED: [&str; 2] = [BODY_ENCODING, FLAG];
+
+    /// Whether the internal property `pair` is one of [`CARRIED`].
+    pub fn is_carried(pair: &(String, String)) -> bool {
+        CARRIED.contains(&pair.0.as_str())
+    }
+
+    /// The internal property of a remoting producer's `flag`; none for 0.
+    pub fn flag_property(flag: i32) -> Option<(String, String)> {
+        (flag != 0).then(|| (FLAG.to_string(), flag.to_string()))
+    }
 }
 /// Length, magic and CRC: what must be read to know a record's size.
 pub const HEADER_LEN: usize = 12;
@@ -148,6 +170,21 @@ impl NewMessage {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The internal properties every copy of this message keeps ([`internal::CARRIED`]).
+    pub fn carried_internal(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.internal
+            .iter()
+            .filter(|pair| internal::is_carried(pair))
+            .cloned()
+    }
+
+    /// The `flag` a remoting producer set ([`internal::FLAG`]); 0 when it set none.
+    pub fn flag(&self) -> i32 {
+        self.internal(internal::FLAG)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0)
     }
 
     /// The priority a PRIORITY message was stored with ([`internal::PRIORITY`]).

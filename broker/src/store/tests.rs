@@ -109,6 +109,32 @@ fn version_1_records_still_decode_with_no_internal_properties() {
     let back = record::decode(&v1, 77).unwrap();
     assert_eq!(back.msg, m);
     assert_eq!((back.queue_offset, back.store_timestamp_ms), (9, 1234));
+    // A record from before flags were kept reads as a message whose flag is 0.
+    assert_eq!(back.msg.flag(), 0);
+}
+
+#[test]
+fn a_remoting_flag_is_an_internal_property_every_copy_keeps() {
+    assert_eq!(record::internal::flag_property(0), None);
+    let m = NewMessage {
+        internal: [
+            record::internal::flag_property(i32::MIN),
+            Some((record::internal::TXN_ID.into(), "T1".into())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        ..msg("Flagged", 1, 1)
+    };
+    let mut buf = Vec::new();
+    record::encode_into(&mut buf, &m, 0, 1, usize::MAX).unwrap();
+    let back = record::decode(&buf, 0).unwrap().msg;
+    assert_eq!(back.flag(), i32::MIN);
+    // The flag is the message's, the transaction marker is not.
+    assert_eq!(
+        back.carried_internal().collect::<Vec<_>>(),
+        vec![(record::internal::FLAG.to_string(), i32::MIN.to_string())]
+    );
 }
 
 #[test]

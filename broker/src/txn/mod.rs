@@ -6,7 +6,8 @@
 //! - **half message**: a TRANSACTION send is stored in [`names::HALF_TOPIC`] (queue chosen by
 //!   transaction id over `transaction.half_queues` queues) with internal properties naming
 //!   its real topic and queue, the producer and when the first check-back is due. Consumers
-//!   cannot read system topics.
+//!   cannot read system topics. As RocketMQ's, it carries its transaction id as the property
+//!   `__transactionId__`, which the published message and its copies keep.
 //! - **commit**: ONE record, the message published in its real topic with its original id,
 //!   keys, tag and properties, carrying the transaction id; dispatching it records the outcome
 //!   in the same index batch. Publication and outcome are one record, so a crash can never
@@ -32,6 +33,7 @@ use crate::store::txn_index::{self, op, Outcome, TxnFacts};
 use crate::store::{MessageStore, NewMessage, StoredMessage};
 use crate::topics::TopicTable;
 use apogee_proto::cluster::{TransactionInfo, TransactionState};
+use apogee_proto::remoting::message::property;
 use apogee_proto::{names, txn_id, ApogeeError};
 use apogee_server::telemetry::Sessions;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -188,13 +190,20 @@ impl Transactions {
         let id = txn_id::new_transaction_id(&self.broker_name);
         let delay = first_check.unwrap_or(Duration::from_millis(self.config.check_delay_ms));
         let check_at = apogee_proto::time::now_ms() + delay.as_millis() as i64;
-        msg.internal = vec![
+        msg.internal.retain(internal::is_carried);
+        msg.internal.extend([
             (internal::TXN_ID.into(), id.clone()),
             (internal::REAL_TOPIC.into(), std::mem::take(&mut msg.topic)),
             (internal::REAL_QUEUE.into(), msg.queue_id.to_string()),
             (internal::PRODUCER.into(), producer.to_string()),
             (internal::CHECK_AT.into(), check_at.to_string()),
-        ];
+        ]);
+        // As RocketMQ's half message: the transaction id among the properties, which the
+        // published message and its copies keep (the id EndTransaction names).
+        msg.properties
+            .retain(|(k, _)| k != property::TRANSACTION_ID);
+        msg.properties
+            .push((property::TRANSACTION_ID.into(), id.clone()));
         msg.topic = names::HALF_TOPIC.to_string();
         msg.queue_id = (store_index_hash(&id) % u64::from(self.config.half_queues)) as u32;
         (msg, id)
@@ -320,10 +329,11 @@ impl Transactions {
         msg.topic = topic;
         // The topic may have been recreated with fewer queues since.
         msg.queue_id = queue % config.queue_count.max(1) as u32;
-        msg.internal = vec![
+        msg.internal.retain(internal::is_carried);
+        msg.internal.extend([
             (internal::TXN_ID.into(), id.to_string()),
             (internal::TXN_BY.into(), by.as_str().into()),
-        ];
+        ]);
         Ok(msg)
     }
 

@@ -56,7 +56,11 @@ fn message(id: &str) -> NewMessage {
 
 impl Fixture {
     async fn half(&self, id: &str) -> String {
-        let (half, txn) = self.txns.half_record(message(id), "producer-1", None);
+        self.half_of(message(id)).await
+    }
+
+    async fn half_of(&self, message: NewMessage) -> String {
+        let (half, txn) = self.txns.half_record(message, "producer-1", None);
         self.store.append(vec![half]).await.unwrap();
         txn
     }
@@ -83,7 +87,17 @@ impl Fixture {
 #[tokio::test]
 async fn a_half_message_is_invisible_until_commit_then_published_once_as_sent() {
     let f = fixture(TransactionSection::default());
-    let txn = f.half("MSG-1").await;
+    // What the message itself carries (its body's encoding, a remoting producer's flag).
+    let carried = vec![
+        (internal::BODY_ENCODING.to_string(), "gzip".to_string()),
+        (internal::FLAG.to_string(), "7".to_string()),
+    ];
+    let txn = f
+        .half_of(NewMessage {
+            internal: carried.clone(),
+            ..message("MSG-1")
+        })
+        .await;
     assert_eq!(txn_id::broker_of(&txn), Some("broker-a"));
     assert!(
         f.published().is_empty(),
@@ -97,17 +111,22 @@ async fn a_half_message_is_invisible_until_commit_then_published_once_as_sent() 
     assert_eq!(published.len(), 1);
     let m = &published[0].msg;
     let sent = message("MSG-1");
+    // As RocketMQ's: the transaction id among the properties.
+    let mut properties = sent.properties.clone();
+    properties.push(("__transactionId__".into(), txn.clone()));
     assert_eq!(
         (&m.message_id, &m.tag, &m.keys, &m.properties, &m.body),
         (
             &sent.message_id,
             &sent.tag,
             &sent.keys,
-            &sent.properties,
+            &properties,
             &sent.body
         )
     );
     assert_eq!(m.internal(internal::TXN_ID), Some(txn.as_str()));
+    assert_eq!(m.carried_internal().collect::<Vec<_>>(), carried);
+    assert_eq!(m.flag(), 7);
     // The opposite outcome is refused.
     let err = f.end(&txn, Resolution::Rollback).await.unwrap_err();
     assert!(matches!(err, ApogeeError::PreconditionFailed(_)), "{err}");

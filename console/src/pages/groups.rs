@@ -5,13 +5,17 @@
 //! and the group's dead letters, resent one by one or all at once (`apogee dlq list|resend`).
 
 use crate::page::{encode, render, Chrome, Failure, Page, PageResult};
+use crate::pages::messages::ShownBody;
+use crate::pages::user_scope::{self, Subject, UserScope};
 use crate::pages::Table;
 use crate::Console;
 use apogee_tools::dlq::{DeadLetterRow, ResendRow};
 use apogee_tools::group::{GroupDescription, GroupLagRow};
+use apogee_tools::message_query::rfc3339;
 use apogee_tools::reset_offset::{self, ResetOffsetArgs};
 use askama::Template;
 use axum::extract::{Form, Path, Query};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
@@ -33,6 +37,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/groups/{group}/reset", post(reset))
         .route("/groups/{group}/dead-letters", get(dead_letters))
         .route("/groups/{group}/dead-letters/resend", post(resend))
+        .route("/groups/{group}/dead-letters/view", get(dead_letter))
 }
 
 /// The console path of a group's page.
@@ -120,6 +125,8 @@ struct GroupsPage<'a> {
     pages: usize,
     prev: Option<String>,
     next: Option<String>,
+    /// A user who is not an admin: what they see here and why.
+    user_scope: Option<UserScope>,
 }
 
 async fn list(page: Page, Query(q): Query<ListQuery>) -> PageResult {
@@ -141,10 +148,15 @@ async fn list(page: Page, Query(q): Query<ListQuery>) -> PageResult {
     } else {
         "No group name holds that text."
     };
+    let user_scope = user_scope::scope(&page, Subject::Groups).await;
     let groups = Table::of("groups", &paged.rows, empty, |r| {
         Some(("group", r.group.group.clone()))
-    })
-    .link_column("GROUP", group_href);
+    });
+    // A group's page needs an admin: a user who is not one gets the names without links.
+    let groups = match user_scope {
+        None => groups.link_column("GROUP", group_href),
+        Some(_) => groups,
+    };
     let groups = numeric_columns(class_column(groups, "LAG", "lag"), &["IN FLIGHT"]);
     let chrome = page.chrome(SECTION);
     Ok(render(&GroupsPage {
@@ -157,6 +169,7 @@ async fn list(page: Page, Query(q): Query<ListQuery>) -> PageResult {
         pages: paged.pages,
         prev: paged.prev,
         next: paged.next,
+        user_scope,
     })?
     .into_response())
 }
@@ -345,7 +358,12 @@ async fn dead_letters_page(page: &Page, group: &str, resent: Option<&[ResendRow]
         "The group has no dead letters.",
         |r| Some(("message-id", r.message_id.clone())),
     );
-    let dead_letters = numeric_columns(dead_letters, &["ATTEMPTS"]);
+    let mut dead_letters = numeric_columns(dead_letters, &["ATTEMPTS"]);
+    for (row, letter) in dead_letters.rows.iter_mut().zip(&rows) {
+        if let Some(cell) = row.cells.first_mut() {
+            cell.href = Some(dead_letter_href(group, &letter.message_id));
+        }
+    }
     let results = resent.map(|r| {
         Table::of("resend-results", r, "", |r| {
             Some(("message-id", r.message_id.clone()))
@@ -367,6 +385,99 @@ async fn dead_letters_page(page: &Page, group: &str, resent: Option<&[ResendRow]
 
 async fn dead_letters(page: Page, Path(group): Path<String>) -> PageResult {
     dead_letters_page(&page, &group, None).await
+}
+
+/// The console path of one dead letter's page.
+fn dead_letter_href(group: &str, id: &str) -> String {
+    format!("{}/dead-letters/view?id={}", group_href(group), encode(id))
+}
+
+#[derive(Deserialize)]
+struct DeadLetterQuery {
+    id: String,
+}
+
+#[derive(Template)]
+#[template(path = "group_dead_letter.html")]
+struct DeadLetterPage<'a> {
+    chrome: &'a Chrome,
+    group: &'a str,
+    href: String,
+    id: &'a str,
+    properties: Vec<(String, String)>,
+    body: ShownBody,
+}
+
+/// One dead letter of the list: where it came from, its properties and its body.
+async fn dead_letter(
+    page: Page,
+    Path(group): Path<String>,
+    Query(q): Query<DeadLetterQuery>,
+) -> PageResult {
+    let id = q.id.trim();
+    let rows = page
+        .admin()
+        .list_dead_letters(&group, Some(DEAD_LETTERS_SHOWN), true)
+        .await
+        .map_err(|e| page.fail(SECTION, e))?;
+    let Some(letter) = rows.iter().find(|r| r.message_id == id) else {
+        let why = format!(
+            "group {group} has no dead letter {id} among the {DEAD_LETTERS_SHOWN} per broker \
+             group listed"
+        );
+        return Err(page.fail(SECTION, Failure::new(StatusCode::NOT_FOUND, why)));
+    };
+    let chrome = page.chrome(SECTION);
+    Ok(render(&DeadLetterPage {
+        chrome: &chrome,
+        group: &group,
+        href: group_href(&group),
+        id,
+        properties: dead_letter_properties(letter),
+        body: dead_letter_body(letter),
+    })?
+    .into_response())
+}
+
+/// Where a dead letter came from and what it carries, for its page.
+fn dead_letter_properties(d: &DeadLetterRow) -> Vec<(String, String)> {
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let mut all: Vec<(String, String)> = [
+        ("Message id", d.message_id.clone()),
+        ("Original topic", d.original_topic.clone()),
+        ("Original queue", d.original_queue_id.to_string()),
+        ("Original queue offset", d.original_queue_offset.to_string()),
+        ("Delivery attempts", d.attempts.to_string()),
+        ("Dead-lettered", d.store_time.clone()),
+        ("Tag", or_dash(d.tag.as_deref().unwrap_or(""))),
+        ("Keys", or_dash(&d.keys.join(", "))),
+        ("Broker", d.broker.clone()),
+        ("Dead-letter queue offset", d.dlq_offset.to_string()),
+        ("Resent", d.resent_at_ms.map_or("never".into(), rfc3339)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    all.extend(
+        d.properties
+            .iter()
+            .map(|(k, v)| (format!("Property {k}"), v.clone())),
+    );
+    all
+}
+
+/// A dead letter's body as its page shows it (listed with its body: text or hex).
+fn dead_letter_body(d: &DeadLetterRow) -> ShownBody {
+    let body = d.body.as_deref().unwrap_or("");
+    let hex = d.body_format.as_deref() == Some("hex");
+    let size = if hex { body.len() / 2 } else { body.len() };
+    ShownBody::new(body, hex, size, "apogee dlq list --show-body -o json")
 }
 
 async fn resend(page: Page, Path(group): Path<String>, Form(form): Form<ResendForm>) -> PageResult {

@@ -182,38 +182,56 @@ struct ViewQuery {
     id: String,
 }
 
-/// A body as the page shows it.
+/// A body as a page shows it (`templates/body.html`: a message's, a dead letter's).
 #[derive(Debug, PartialEq)]
-struct ShownBody {
-    text: String,
-    hex: bool,
+pub struct ShownBody {
+    pub text: String,
+    pub hex: bool,
     /// What was cut, when the body is larger than [`BODY_SHOWN_BYTES`].
-    cut: Option<String>,
+    pub cut: Option<String>,
+    /// The limit ([`BODY_SHOWN_BYTES`]), as the page states it.
+    pub limit: String,
 }
 
-/// The row's body (text, or hex when it is not UTF-8: `message_query::body_text`), at most
-/// [`BODY_SHOWN_BYTES`] of it.
-fn shown_body(row: &MessageRow) -> ShownBody {
-    let hex = row.body_format == "hex";
-    let shown_bytes = row.body_size.min(BODY_SHOWN_BYTES);
-    let text = if hex {
-        row.body[..(2 * shown_bytes).min(row.body.len())].to_string()
-    } else {
-        let mut end = shown_bytes.min(row.body.len());
-        while !row.body.is_char_boundary(end) {
-            end -= 1;
+impl ShownBody {
+    /// `body` as `message_query::body_text` gives it (text, or hex when `hex`: the body was
+    /// not UTF-8) of a body of `size` bytes, at most [`BODY_SHOWN_BYTES`] of it; `whole` says
+    /// where to get all of it.
+    pub fn new(body: &str, hex: bool, size: usize, whole: &str) -> ShownBody {
+        let shown_bytes = size.min(BODY_SHOWN_BYTES);
+        let text = if hex {
+            body[..(2 * shown_bytes).min(body.len())].to_string()
+        } else {
+            let mut end = shown_bytes.min(body.len());
+            while !body.is_char_boundary(end) {
+                end -= 1;
+            }
+            body[..end].to_string()
+        };
+        let shown = if hex { text.len() / 2 } else { text.len() };
+        let cut = (shown < size).then(|| {
+            format!(
+                "Showing the first {shown} of {size} bytes: {} bytes not shown ({whole} prints it all).",
+                size - shown
+            )
+        });
+        ShownBody {
+            text,
+            hex,
+            cut,
+            limit: format!("{} KiB", BODY_SHOWN_BYTES / 1024),
         }
-        row.body[..end].to_string()
-    };
-    let shown = if hex { text.len() / 2 } else { text.len() };
-    let cut = (shown < row.body_size).then(|| {
-        format!(
-            "Showing the first {shown} of {} bytes: {} bytes not shown (apogee message get -o json prints it all).",
-            row.body_size,
-            row.body_size - shown
-        )
-    });
-    ShownBody { text, hex, cut }
+    }
+}
+
+/// The row's body, at most [`BODY_SHOWN_BYTES`] of it.
+fn shown_body(row: &MessageRow) -> ShownBody {
+    ShownBody::new(
+        &row.body,
+        row.body_format == "hex",
+        row.body_size,
+        "apogee message get -o json",
+    )
 }
 
 /// Every attribute of the message, then its user properties.
@@ -383,7 +401,8 @@ mod tests {
             ShownBody {
                 text: "héllo <b>".into(),
                 hex: false,
-                cut: None
+                cut: None,
+                limit: "64 KiB".into(),
             }
         );
     }

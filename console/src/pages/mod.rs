@@ -12,6 +12,7 @@ pub mod row_actions;
 pub mod scheduled;
 pub mod topics;
 pub mod transactions;
+pub mod user_scope;
 
 use crate::Console;
 use apogee_tools::output::TableRow;

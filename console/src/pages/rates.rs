@@ -1,7 +1,8 @@
 //! The rates page: messages in per topic and out per topic and consumer group over the last
 //! hour, drawn from the brokers' own counters (`apogee stats traffic`: the NameServer sums
 //! every live broker's 10-second buckets). A table of every series (the CLI's rows) and a
-//! chart of the busiest [`MAX_CHARTS`] series, inline SVG drawn here; the page's script
+//! chart of the busiest [`MAX_CHARTS`] series, inline SVG drawn here with a rate axis (0 to the
+//! peak, messages per second) and a time axis (when buckets ended, UTC); the page's script
 //! refreshes the part below the filter every [`REFRESH_SECS`] from `?fragment=1`.
 
 use crate::page::{encode, render, Chrome, Page, PageResult};
@@ -20,8 +21,13 @@ use std::sync::Arc;
 pub const MAX_CHARTS: usize = 12;
 /// How often the page's script reloads the charts.
 pub const REFRESH_SECS: u32 = 10;
+/// The plot's size (the series' coordinates), inside the axes' margins.
 const CHART_WIDTH: f64 = 720.0;
 const CHART_HEIGHT: f64 = 120.0;
+/// Labels along the time axis (the oldest bucket, the newest and evenly between).
+const TIME_TICKS: usize = 7;
+/// Labels along the rate axis (0, half the peak, the peak).
+const RATE_TICKS: usize = 3;
 
 pub fn routes() -> Router<Arc<Console>> {
     Router::new().route("/rates", get(show))
@@ -45,6 +51,16 @@ pub struct Chart {
     /// Highest rate drawn (the top of the chart), messages per second.
     pub max_rate: String,
     pub last_minute: String,
+    /// The rate axis: 0 at the bottom up to the peak (y positions).
+    pub rate_ticks: Vec<Tick>,
+    /// The time axis: when buckets ended, UTC `HH:MM` (x positions).
+    pub time_ticks: Vec<Tick>,
+}
+
+/// A labelled mark on an axis, at `at` in the plot's coordinates.
+pub struct Tick {
+    pub at: String,
+    pub label: String,
 }
 
 #[derive(Template)]
@@ -135,15 +151,32 @@ pub fn chart(history: &TrafficHistory, s: &TrafficSeries) -> Chart {
     let max = rates.iter().copied().fold(0.0, f64::max);
     let top = if max > 0.0 { max } else { 1.0 };
     let step = CHART_WIDTH / (rates.len().max(2) - 1) as f64;
+    let y_of = |rate: f64| CHART_HEIGHT - rate / top * (CHART_HEIGHT - 10.0);
     let points = rates
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let y = CHART_HEIGHT - r / top * (CHART_HEIGHT - 10.0);
-            format!("{:.1},{:.1}", i as f64 * step, y)
-        })
+        .map(|(i, r)| format!("{:.1},{:.1}", i as f64 * step, y_of(*r)))
         .collect::<Vec<_>>()
         .join(" ");
+    let rate_ticks = (0..RATE_TICKS)
+        .map(|k| {
+            let rate = top * k as f64 / (RATE_TICKS - 1) as f64;
+            Tick {
+                at: format!("{:.1}", y_of(rate)),
+                label: format!("{}/s", short_rate(rate)),
+            }
+        })
+        .collect();
+    let last = rates.len().saturating_sub(1);
+    let bucket_ms = i64::from(history.bucket_secs.max(1)) * 1000;
+    let mut time_ticks: Vec<Tick> = (0..TIME_TICKS)
+        .map(|k| k * last / (TIME_TICKS - 1))
+        .map(|i| Tick {
+            at: format!("{:.1}", i as f64 * step),
+            label: utc_clock(history.newest_end_ms - (last - i) as i64 * bucket_ms),
+        })
+        .collect();
+    time_ticks.dedup_by(|a, b| a.at == b.at);
     let title = match (&s.direction, &s.group) {
         (Direction::Out, Some(g)) => format!("{} → {g} (out)", s.topic),
         _ => format!("{} (in)", s.topic),
@@ -153,7 +186,24 @@ pub fn chart(history: &TrafficHistory, s: &TrafficSeries) -> Chart {
         points,
         max_rate: format!("{max:.1}/s"),
         last_minute: format!("{:.2}/s", history.rate(s, 60)),
+        rate_ticks,
+        time_ticks,
     }
+}
+
+/// A rate for an axis label: whole numbers bare, else one decimal.
+fn short_rate(rate: f64) -> String {
+    if rate.fract() == 0.0 {
+        format!("{rate:.0}")
+    } else {
+        format!("{rate:.1}")
+    }
+}
+
+/// `HH:MM` in UTC of Unix ms `ms`.
+fn utc_clock(ms: i64) -> String {
+    let minute_of_day = ms.div_euclid(60_000).rem_euclid(24 * 60);
+    format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
 }
 
 #[cfg(test)]
@@ -185,6 +235,38 @@ mod tests {
         let idle = history(vec![0, 0]);
         let c = chart(&idle, &idle.series[0]);
         assert_eq!(c.points, "0.0,120.0 720.0,120.0");
+    }
+
+    #[test]
+    fn a_chart_labels_its_rate_axis_from_zero_to_the_peak_and_its_time_axis_in_utc() {
+        // 361 buckets of 10 s, the newest ending at 12:00:00 UTC: an hour from 11:00.
+        let mut h = history(vec![0; 361]);
+        h.newest_end_ms = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000 + 12 * 3_600_000;
+        h.series[0].counts[100] = 40;
+        let c = chart(&h, &h.series[0]);
+        let rates: Vec<(&str, &str)> = c
+            .rate_ticks
+            .iter()
+            .map(|t| (t.at.as_str(), t.label.as_str()))
+            .collect();
+        assert_eq!(rates, [("120.0", "0/s"), ("65.0", "2/s"), ("10.0", "4/s")]);
+        let times: Vec<(&str, &str)> = c
+            .time_ticks
+            .iter()
+            .map(|t| (t.at.as_str(), t.label.as_str()))
+            .collect();
+        assert_eq!(
+            times,
+            [
+                ("0.0", "11:00"),
+                ("120.0", "11:10"),
+                ("240.0", "11:20"),
+                ("360.0", "11:30"),
+                ("480.0", "11:40"),
+                ("600.0", "11:50"),
+                ("720.0", "12:00"),
+            ]
+        );
     }
 
     #[test]

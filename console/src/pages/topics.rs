@@ -6,6 +6,7 @@
 //! as the signed-in user).
 
 use crate::page::{encode, render, Chrome, Failure, Page, PageResult};
+use crate::pages::user_scope::{self, Subject, UserScope};
 use crate::pages::Table;
 use crate::Console;
 use apogee_tools::admin::{Perm, TopicInfo, TopicType};
@@ -113,6 +114,8 @@ struct TopicsPage<'a> {
     next: Option<String>,
     types: Vec<String>,
     default_queues: i32,
+    /// A user who is not an admin: what they see here and why.
+    user_scope: Option<UserScope>,
 }
 
 async fn list(page: Page, Query(q): Query<ListQuery>) -> PageResult {
@@ -124,10 +127,15 @@ async fn list(page: Page, Query(q): Query<ListQuery>) -> PageResult {
         .await
         .map_err(|e| page.fail("topics", e))?;
     let shown = listing(all, &q.filter, wanted);
+    let user_scope = user_scope::scope(&page, Subject::Topics).await;
     let topics = Table::of("topics", &shown.rows, "No topic matches.", |t| {
         Some(("topic", t.topic.clone()))
-    })
-    .link_column("TOPIC", topic_href);
+    });
+    // A topic's page needs an admin: a user who is not one gets the names without links.
+    let topics = match user_scope {
+        None => topics.link_column("TOPIC", topic_href),
+        Some(_) => topics,
+    };
     let chrome = page.chrome("topics");
     let filter = q.filter.trim();
     let html = render(&TopicsPage {
@@ -142,6 +150,7 @@ async fn list(page: Page, Query(q): Query<ListQuery>) -> PageResult {
         next: (shown.page + 1 < shown.pages).then(|| list_href(filter, system, shown.page + 1)),
         types: TopicType::names(),
         default_queues: DEFAULT_QUEUES,
+        user_scope,
     })?;
     Ok(html.into_response())
 }

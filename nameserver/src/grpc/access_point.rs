@@ -341,8 +341,10 @@ impl MessagingService for AccessPoint {
 
     async fn sync_lite_subscription(
         &self,
-        request: Request<SyncLiteSubscriptionRequest>,
+        mut request: Request<SyncLiteSubscriptionRequest>,
     ) -> Result<Response<SyncLiteSubscriptionResponse>, Status> {
+        // Before the forward, which does not pass the client's language on.
+        apogee_server::client_defects::repair_lite_sync(&mut request);
         // Forwarded with the cluster proof: the caller's permission is checked here.
         if let Err(e) = check(&request) {
             return Ok(Response::new(SyncLiteSubscriptionResponse {

@@ -5,6 +5,8 @@
 //! by [`schedule`], message query and dead letters by [`admin_messages`], consumer groups by
 //! [`admin_groups`], users and ACL entries by [`admin_access`], the embedded controller's
 //! status and planned elections by [`admin_controller`], the traffic history by [`admin_traffic`]. GetBrokerStatus is refused: brokers answer it themselves.
+//! ListTopics, ListGroups and ListAcls answer a user who is not an admin (the guard lets them
+//! call these) only the topics and groups their ACL entries grant and their own entries.
 
 use super::admin_topics::TopicChange;
 use super::brokers::BrokerChannels;
@@ -14,6 +16,7 @@ use super::{
 };
 use crate::access::AccessBook;
 use crate::registry::Registry;
+use apogee_proto::auth::acl::{ListingScope, ResourceKind as Kind};
 use apogee_proto::cluster as cl;
 use apogee_proto::cluster::admin_server::Admin;
 use apogee_proto::cluster::{
@@ -164,12 +167,14 @@ impl Admin for AdminService {
         &self,
         request: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
+        let scope = ListingScope::of(&request);
         let include_system = request.into_inner().include_system;
         let topics = self
             .registry
             .topics()
             .into_iter()
             .filter(|(name, _)| include_system || !names::is_system_topic(name))
+            .filter(|(name, _)| scope.as_ref().is_none_or(|s| s.shows(Kind::Topic, name)))
             .map(|(_, listing)| TopicSummary {
                 config: Some(listing.config),
                 broker_names: listing.broker_names,
@@ -294,8 +299,16 @@ impl Admin for AdminService {
         &self,
         request: Request<cl::ListGroupsRequest>,
     ) -> Result<Response<cl::ListGroupsResponse>, Status> {
+        let scope = ListingScope::of(&request);
         let r = admin_groups::list(&self.registry, &self.channels, request.into_inner());
-        Ok(Response::new(r.await?))
+        let mut listed = r.await?;
+        if let Some(scope) = scope {
+            listed.groups.retain(|g| {
+                let name = g.config.as_ref().map_or("", |c| c.name.as_str());
+                scope.shows(Kind::Group, name)
+            });
+        }
+        Ok(Response::new(listed))
     }
 
     async fn topic_status(
@@ -401,9 +414,12 @@ impl Admin for AdminService {
         &self,
         request: Request<cl::ListAclsRequest>,
     ) -> Result<Response<cl::ListAclsResponse>, Status> {
-        Ok(Response::new(
-            self.access_admin().list_acls(request.get_ref()),
-        ))
+        let mut req = request.get_ref().clone();
+        // A user who is not an admin lists their own entries, whoever they name.
+        if let Some(scope) = ListingScope::of(&request) {
+            req.access_key = scope.access_key().to_string();
+        }
+        Ok(Response::new(self.access_admin().list_acls(&req)))
     }
 
     async fn apply_access(

@@ -14,6 +14,8 @@
 //!   between servers only sealed.
 //! - [`authorize`] is what a handler calls with its request: no [`Identity`] (authentication
 //!   off) admits everything as before.
+//! - [`ListingScope`]: what a listing shows a user who is not an admin (the topics and groups
+//!   their entries grant, their own entries).
 
 use super::{Identity, Role};
 use crate::cluster::{AccessRole, AccessUser, AclEntry, AclResourceKind};
@@ -267,6 +269,55 @@ pub fn authorize<T>(
         }
     }
     Ok(())
+}
+
+/// Whom a listing (the NameServer's ListTopics, ListGroups, ListAcls) is for: a user who is
+/// not an admin sees only the topics and groups an ACL entry of theirs lets them publish to or
+/// subscribe to (deny entries applied as [`AclSet::permits`] applies them), and only their own
+/// entries.
+pub struct ListingScope {
+    identity: Identity,
+    access_key: String,
+    acls: Arc<AclSet>,
+}
+
+impl ListingScope {
+    /// The scope of `request`'s caller; None when they see everything (authentication off,
+    /// the cluster, an admin).
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<ListingScope> {
+        let identity = request.extensions().get::<Identity>()?;
+        let access_key = match identity {
+            Identity::User {
+                access_key,
+                role: Role::User,
+            } => access_key.clone(),
+            _ => return None,
+        };
+        let acls = request
+            .extensions()
+            .get::<Arc<AclSet>>()
+            .cloned()
+            .unwrap_or_default();
+        Some(ListingScope {
+            identity: identity.clone(),
+            access_key,
+            acls,
+        })
+    }
+
+    /// Whether the user may publish to or subscribe to the resource.
+    pub fn shows(&self, kind: ResourceKind, name: &str) -> bool {
+        [Action::Pub, Action::Sub].into_iter().any(|action| {
+            self.acls
+                .permits(&self.identity, kind, name, action)
+                .is_ok()
+        })
+    }
+
+    /// The user's access key (whose entries they may list).
+    pub fn access_key(&self) -> &str {
+        &self.access_key
+    }
 }
 
 /// Seals and opens users' secret keys with a key derived from the cluster secret.

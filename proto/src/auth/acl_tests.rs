@@ -188,3 +188,46 @@ fn requests_without_identity_are_allowed_and_users_are_checked() {
     assert!(authorize(&request, &both, Action::Sub).is_err());
     assert!(authorize(&request, &[(ResourceKind::Topic, "t")], Action::Pub).is_err());
 }
+
+#[test]
+fn a_listing_shows_a_user_what_their_entries_grant_and_everything_to_others() {
+    use ResourceKind::*;
+    let mut deny = entry("app", Topic, "orders-secret", true, true);
+    deny.deny = true;
+    let set = Arc::new(AclSet::of(&[
+        entry("app", Topic, "orders*", false, true),
+        entry("app", Group, "billing", false, true),
+        deny,
+    ]));
+    let request = |identity: Option<Identity>| {
+        let mut r = tonic::Request::new(());
+        if let Some(identity) = identity {
+            r.extensions_mut().insert(identity);
+        }
+        r.extensions_mut().insert(set.clone());
+        r
+    };
+    let scope = ListingScope::of(&request(Some(user("app")))).expect("a user's scope");
+    assert_eq!(scope.access_key(), "app");
+    assert!(scope.shows(Topic, "orders-eu"));
+    assert!(
+        !scope.shows(Topic, "orders-secret"),
+        "a deny entry hides it"
+    );
+    assert!(!scope.shows(Topic, "payments"));
+    assert!(scope.shows(Group, "billing"));
+    assert!(
+        !scope.shows(Group, "orders-eu"),
+        "a topic entry grants no group"
+    );
+    let admin = Identity::User {
+        access_key: "root".into(),
+        role: Role::Admin,
+    };
+    assert!(ListingScope::of(&request(Some(admin))).is_none());
+    assert!(ListingScope::of(&request(Some(Identity::Cluster))).is_none());
+    assert!(
+        ListingScope::of(&request(None)).is_none(),
+        "authentication off"
+    );
+}

@@ -5,7 +5,10 @@
 //! A call is admitted with a valid cluster proof (`x-apogee-cluster-auth`: another server of
 //! the cluster; see [`apogee_proto::cluster_auth`]) or valid user credentials (the `MQv2-HMAC-SHA1`
 //! authorization header over `x-mq-date-time`, see [`super::signature`]); the Admin services
-//! also need the admin role. gRPC health is open (probes carry no credentials). An admitted
+//! also need the admin role, except, where the server opts in ([`AuthLayer::with_user_listings`],
+//! the NameServer), the listings [`USER_LISTINGS`], which any user may call and which answer a
+//! user who is not an admin only what their ACL entries grant
+//! ([`apogee_proto::auth::acl::ListingScope`]). gRPC health is open (probes carry no credentials). An admitted
 //! call carries its [`Identity`] and the ACL entries of the moment (`Arc<acl::AclSet>`) as
 //! request extensions, for [`super::acl::authorize`].
 //!
@@ -27,11 +30,17 @@ use std::time::Duration;
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderMap, Request, Response};
 
+/// The Admin methods any user may call on a server that opts in: their answers are filtered
+/// to what the caller's ACL entries grant.
+pub const USER_LISTINGS: &[&str] = &["ListTopics", "ListGroups", "ListAcls"];
+
 /// What the guard checks calls against.
 struct Policy {
     directory: Directory,
     cluster: Option<ClusterSecret>,
     max_skew: Duration,
+    /// Whether [`USER_LISTINGS`] are open to users who are not admins.
+    user_listings: bool,
 }
 
 /// The layer; [`AuthLayer::off`] admits everything untouched.
@@ -59,7 +68,23 @@ impl AuthLayer {
                 directory,
                 cluster,
                 max_skew,
+                user_listings: false,
             })),
+        }
+    }
+
+    /// Opens [`USER_LISTINGS`] to every user: the server's handlers answer a user who is not
+    /// an admin only what their ACL entries grant (the NameServer's do).
+    pub fn with_user_listings(self) -> AuthLayer {
+        AuthLayer {
+            policy: self.policy.map(|p| {
+                Arc::new(Policy {
+                    directory: p.directory.clone(),
+                    cluster: p.cluster.clone(),
+                    max_skew: p.max_skew,
+                    user_listings: true,
+                })
+            }),
         }
     }
 }
@@ -94,6 +119,8 @@ struct Rpc<'a> {
     open: bool,
     /// The Admin services need the admin role.
     admin: bool,
+    /// One of [`USER_LISTINGS`].
+    listing: bool,
     /// A unary v2 call: refused with a v2 status in its response body.
     status_in_body: bool,
 }
@@ -109,6 +136,7 @@ impl<'a> Rpc<'a> {
             path,
             open: service == "grpc.health.v1.Health",
             admin: service == "apogee.cluster.v1.Admin",
+            listing: service == "apogee.cluster.v1.Admin" && USER_LISTINGS.contains(&method),
             status_in_body: messaging
                 && !matches!(method, "Telemetry" | "ReceiveMessage" | "PullMessage"),
         }
@@ -176,7 +204,8 @@ impl Policy {
             access_key: authorization.access_key.clone(),
             role,
         };
-        if rpc.admin && !identity.is_admin() {
+        let open_listing = rpc.listing && self.user_listings;
+        if rpc.admin && !open_listing && !identity.is_admin() {
             return Err(Refusal {
                 error: ApogeeError::Forbidden(format!(
                     "access key {} is not an admin, and the Admin service needs one",
@@ -304,6 +333,7 @@ mod tests {
             directory: Directory::with_admin(&admin),
             cluster: Some(ClusterSecret::new(b"0123456789abcdef-secret").unwrap()),
             max_skew: Duration::from_secs(900),
+            user_listings: false,
         }
     }
 
@@ -377,5 +407,18 @@ mod tests {
         let admin_rpc = Rpc::of("/apogee.cluster.v1.Admin/CreateTopic");
         let refusal = p.admit(&signed(&app), &admin_rpc).err().unwrap();
         assert_eq!(refusal.error.code(), v2::Code::Forbidden);
+
+        // The listings too, unless the server opts in; then only they.
+        let listing = Rpc::of("/apogee.cluster.v1.Admin/ListTopics");
+        assert!(p.admit(&signed(&app), &listing).is_err());
+        let open = Policy {
+            user_listings: true,
+            ..p
+        };
+        assert!(open.admit(&signed(&app), &listing).is_ok());
+        assert!(open
+            .admit(&signed(&app), &Rpc::of("/apogee.cluster.v1.Admin/ListAcls"))
+            .is_ok());
+        assert!(open.admit(&signed(&app), &admin_rpc).is_err());
     }
 }

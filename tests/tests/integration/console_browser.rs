@@ -3,14 +3,18 @@
 //! operations listener, following the pages' contract (their URLs, element ids and form
 //! fields): signing in (authentication on), creating a topic, sending a test message and
 //! finding it by key, a group's lag falling after a consume, an offset reset after its dry
-//! run, a dead letter resent, the rates charts. What the console did is checked apart from it
-//! too (the CLI, raw gRPC receives).
+//! run, a dead letter's body shown and the letter resent, the rates charts and their axes, the
+//! controller's members and epochs in tables, and what a user who is not an admin sees (the
+//! topics and groups their ACL entries grant, and a sentence on the rest). What the console
+//! did is checked apart from it too (the CLI, raw gRPC receives).
 //!
 //! Skipped without Chromium and chromedriver (`deploy/dev-setup.sh` installs them), except
 //! under CI. A failing test saves a screenshot to `target/console-screenshots/<test>.png`.
 //! With `APOGEE_CONSOLE_SCREENSHOTS=docs/console` the tests save the main pages' screenshots
 //! (cluster, topics, topic, messages, groups, group, rates) for docs/CONSOLE.md.
 
+use super::console_topics::create_plain_user;
+use apogee_proto::auth::Credentials;
 use apogee_tests::browser::{self, Browser};
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
 use std::time::Duration;
@@ -225,7 +229,7 @@ async fn an_offset_reset_is_planned_then_executed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_is_resent_to_its_group() {
+async fn a_dead_letters_body_is_shown_and_it_is_resent_to_its_group() {
     let Some((cluster, browser)) = console("resend_dead_letter", false).await else {
         return;
     };
@@ -234,10 +238,19 @@ async fn a_dead_letter_is_resent_to_its_group() {
     cluster.create_topic(TOPIC, 1).await;
     let id = cluster.dead_letter_one(BROKER, GROUP, TOPIC).await;
 
+    // From the list, its page: where it came from and its body, with the limit stated.
     let row = format!("table#dead-letters tr[data-message-id=\"{id}\"]");
-    browser
-        .goto(&format!("/console/groups/{GROUP}/dead-letters"))
-        .await;
+    let list = format!("/console/groups/{GROUP}/dead-letters");
+    browser.goto(&list).await;
+    browser.click(&format!("{row} td a")).await;
+    browser.wait_for("dl#properties").await;
+    assert_eq!(browser.text("pre#body").await, "never acknowledged");
+    let limit = browser.text("#body-limit").await;
+    assert!(limit.contains("64 KiB"), "{limit}");
+    let properties = browser.text("dl#properties").await;
+    assert!(properties.contains(TOPIC), "{properties}");
+
+    browser.goto(&list).await;
     browser
         .click(&format!("{row} form.resend button.resend-submit"))
         .await;
@@ -261,4 +274,158 @@ async fn the_rates_page_charts_a_topic() {
         .wait_for_text("figure.chart figcaption", "web-rates")
         .await;
     browser.page_screenshot("rates").await;
+
+    // Its axes: messages per second from 0 up to the peak, and the time in UTC.
+    let chart = "figure.chart:first-of-type svg";
+    let rates = texts(&browser, &format!("{chart} text.rate-tick")).await;
+    assert!(rates.len() >= 2, "{rates:?}");
+    assert_eq!(rates[0], "0/s", "{rates:?}");
+    assert!(rates.iter().all(|r| r.ends_with("/s")), "{rates:?}");
+    let times = texts(&browser, &format!("{chart} text.time-tick")).await;
+    assert!(times.len() >= 2, "{times:?}");
+    let clock = |t: &str| {
+        let (h, m) = t.split_once(':').unwrap_or(("", ""));
+        h.len() == 2
+            && m.len() == 2
+            && h.parse::<u8>().is_ok_and(|h| h < 24)
+            && m.parse::<u8>().is_ok_and(|m| m < 60)
+    };
+    assert!(times.iter().all(|t| clock(t)), "{times:?}");
+    let titles = texts(&browser, &format!("{chart} text.axis-title")).await;
+    assert!(titles.iter().any(|t| t.contains("UTC")), "{titles:?}");
+}
+
+/// The text of every element matching `css` now.
+async fn texts(browser: &Browser, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for element in browser.all(css).await {
+        out.push(element.text().await.expect("an element's text"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_page_shows_the_controllers_members_and_epochs_in_tables() {
+    if !browser::available() {
+        return;
+    }
+    const GROUP: &str = "web-ctl";
+    let cluster = Cluster::builder()
+        .controller()
+        .broker(apogee_tests::failover::member(GROUP, 1))
+        .start()
+        .await;
+    wait_until(WAIT, "the controller to elect a master", || async {
+        match apogee_tests::failover::controller_group(&cluster, GROUP).await {
+            Ok(g) if g.master != 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let Some(browser) = Browser::start("controller", cluster.nameserver_http_addr(0)).await else {
+        return;
+    };
+    let member = format!("table#controller-members tr[data-member=\"{GROUP}/1\"]");
+    browser
+        .wait_for_text_on(
+            "/console/cluster",
+            &format!("{member} td:nth-child(3)"),
+            "master",
+        )
+        .await;
+    let headers = texts(&browser, "table#controller-members th").await;
+    for column in ["BROKER", "MEMBER", "ROLE", "LAST EPOCH", "IN SYNC"] {
+        assert!(
+            headers.iter().any(|h| h == column),
+            "{column} in {headers:?}"
+        );
+    }
+    let headers = texts(&browser, "table#controller-groups th").await;
+    for column in ["MASTER", "MASTER EPOCH", "IN-SYNC EPOCH"] {
+        assert!(
+            headers.iter().any(|h| h == column),
+            "{column} in {headers:?}"
+        );
+    }
+    let group = format!("table#controller-groups tr[data-broker=\"{GROUP}\"] td:nth-child(2)");
+    assert_eq!(browser.text(&group).await, "1", "member 1 is the master");
+    let summary = browser.text("#controller-summary").await;
+    assert!(summary.contains("leader node 1"), "{summary}");
+    assert!(
+        browser.all("pre#controller").await.is_empty(),
+        "the controller's state is a table, not preformatted text"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_is_not_an_admin_sees_what_their_acl_entries_grant() {
+    let Some((cluster, browser)) = console("not_an_admin", true).await else {
+        return;
+    };
+    const USER: &str = "web-app";
+    let user = Credentials::new(USER, "web-app-secret").unwrap();
+    create_plain_user(&cluster, &user);
+    for topic in ["web-app-orders", "web-other"] {
+        cluster.create_topic(topic, 1).await;
+    }
+    for group in ["web-app-g", "web-other-g"] {
+        cluster.cli(&["group", "create", group]).success();
+    }
+    for grant in [
+        &["--topic", "web-app-*", "--actions", "pub,sub"][..],
+        &["--group", "web-app-g", "--actions", "sub"][..],
+    ] {
+        let mut args = vec!["acl", "grant", "--user", USER];
+        args.extend_from_slice(grant);
+        cluster.cli(&args).success();
+    }
+
+    browser.goto("/console/login").await;
+    browser.fill("form#login", "access_key", USER).await;
+    browser
+        .fill("form#login", "secret_key", user.secret_key())
+        .await;
+    browser.click("button#sign-in").await;
+    browser.wait_for_path("/console/cluster").await;
+
+    // The cluster page: the brokers the NameServer knows, no refusal in a cell, a sentence.
+    browser
+        .wait_for(&format!("table#brokers tr[data-broker=\"{BROKER}/0\"]"))
+        .await;
+    let brokers = browser.text("table#brokers").await.to_lowercase();
+    assert!(!brokers.contains("forbidden"), "{brokers}");
+    let note = browser.text("#user-scope-note").await;
+    assert!(
+        note.contains("not an admin") && note.contains("needs an admin"),
+        "{note}"
+    );
+
+    // Topics: the ones the prefix entry grants, not the others, and the entry itself.
+    let granted = "tr[data-topic=\"web-app-orders\"]";
+    browser
+        .wait_for_text_on(
+            "/console/topics",
+            &format!("{granted} td"),
+            "web-app-orders",
+        )
+        .await;
+    assert!(browser.all("tr[data-topic=\"web-other\"]").await.is_empty());
+    let note = browser.text("#user-scope-note").await;
+    assert!(note.contains("only the topics your ACL entries"), "{note}");
+    browser
+        .wait_for("table#my-acls tr[data-resource=\"web-app-*\"]")
+        .await;
+    assert!(browser.all("form#create-topic").await.is_empty());
+
+    // Consumer groups: likewise.
+    let granted = "tr[data-group=\"web-app-g\"]";
+    browser
+        .wait_for_text_on("/console/groups", &format!("{granted} td"), "web-app-g")
+        .await;
+    assert!(browser
+        .all("tr[data-group=\"web-other-g\"]")
+        .await
+        .is_empty());
+    let note = browser.text("#user-scope-note").await;
+    assert!(note.contains("only the consumer groups"), "{note}");
 }

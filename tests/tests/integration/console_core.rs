@@ -1,7 +1,8 @@
 //! The web console's core over HTTP against real servers: the cluster page lists the
 //! brokers; with authentication on, a page sends to the sign-in page, a wrong secret is
 //! refused, the admin signs in and out, and a plain user signs in but is refused what only
-//! admins may do (the Admin service), exactly as the CLI is; with it off, every page says so
+//! admins may do (the Admin service), exactly as the CLI is, and listed only what their
+//! entries grant; with it off, every page says so
 //! and a console turned off is not served.
 
 use apogee_proto::auth::Credentials;
@@ -147,9 +148,14 @@ async fn signing_in_checks_the_secret_and_a_plain_user_is_refused_admin_pages() 
         "{}",
         page.body
     );
-    let cli = apogee_tests::access::cli_as(cluster.ns_addr(), &user, &["topic", "list"]);
-    assert_ne!(
-        cli.code, 0,
-        "the CLI refuses the plain user the topic list too"
+    let cli = apogee_tests::access::cli_as(cluster.ns_addr(), &user, &["topic", "create", "t"]);
+    assert_ne!(cli.code, 0, "the CLI refuses the plain user a change too");
+    // Listings answer them what their entries grant: nothing without entries.
+    let cli = apogee_tests::access::cli_as(
+        cluster.ns_addr(),
+        &user,
+        &["-o", "json", "topic", "list", "--system"],
     );
+    assert_eq!(cli.code, 0, "{cli}");
+    assert_eq!(cli.json(), serde_json::json!([]), "{cli}");
 }

@@ -2,8 +2,8 @@
 //! list sorted by lag (largest first) and filtered, a group's lag, queues, settings and
 //! connected gRPC clients, an offset reset planned by a dry run and then executed, dead
 //! letters listed and resent; a POST without the CSRF token refused, and with authentication
-//! on a signed-in user who is not an admin refused (403) what the Admin service keeps for
-//! admins.
+//! on a signed-in user who is not an admin shown the groups their entries grant (none) and
+//! refused (403) what the Admin service keeps for admins.
 
 use apogee_proto::auth::Credentials;
 use apogee_proto::v2;
@@ -256,11 +256,18 @@ async fn with_authentication_only_an_admin_operates_groups() {
     let list = admin.get("/console/groups").await.expect(200);
     assert!(row(&list, "group", "cg-auth-g").is_some(), "{}", list.body);
 
-    // The Admin service is for admins: the pages answer 403 with the reason, inside the
+    // The list answers a user what their entries grant (none here) and says so; the rest of
+    // the Admin service is for admins: the pages answer 403 with the reason, inside the
     // chrome (whose sign-out form hands out the signed-in session's CSRF token).
     let mut user = signed_in(&cluster, &app).await;
+    let list = user.get("/console/groups").await.expect(200);
+    assert!(row(&list, "group", "cg-auth-g").is_none(), "{}", list.body);
+    assert!(
+        list.body.contains("id=\"user-scope-note\""),
+        "{}",
+        list.body
+    );
     for page in [
-        "/console/groups",
         "/console/groups/cg-auth-g",
         "/console/groups/cg-auth-g/dead-letters",
     ] {

@@ -3,8 +3,8 @@
 //! system topics hidden unless asked for, a topic created, its route and queues, a test
 //! message sent (found again with the CLI), its queues and permission changed, its deletion
 //! refused without the typed name and done with it; a POST without the CSRF token refused;
-//! with authentication on, a user who is not an admin refused the list and a create (403)
-//! where the admin may.
+//! with authentication on, a user who is not an admin shown the topics their entries grant
+//! (none) with a sentence saying so, and refused a create (403) where the admin may.
 
 use apogee_proto::auth::Credentials;
 use apogee_tests::console_http::{form, ConsoleClient};
@@ -299,7 +299,14 @@ async fn with_authentication_only_an_admin_manages_topics() {
         .expect(401);
 
     let mut plain = signed_in(&cluster, user.access_key(), user.secret_key()).await;
-    plain.get("/console/topics").await.expect(403);
+    // The list answers what their entries grant (none) and says so, without a create form.
+    let list = plain.get("/console/topics").await.expect(200);
+    assert!(
+        list.body.contains("id=\"user-scope-note\""),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains("id=\"create-topic\""), "{}", list.body);
     plain
         .post("/console/topics", &[("name", "auth-t"), ("queues", "2")])
         .await

@@ -1,14 +1,15 @@
 //! Automatic failover (controller mode): a NameServer running the controller, a broker group
 //! of two members whose roles it decides. The master is SIGKILLed under load: the other
 //! member is elected, takes writes, and holds every acknowledged message; the old master
-//! comes back as a slave of the new one, its log cut back to the new master's.
+//! comes back as a slave of the new one, its log cut back to the new master's. And until a
+//! new master is elected, the in-sync slave serves consumers from its copy (not sends).
 
 use apogee_tests::commitlog::{assert_log_prefix, logged_ids};
 use apogee_tests::failover::{
-    assert_all_logged, controller_group, member, send_one, wait_for_full_in_sync_set,
-    wait_routed_master, Load, OnFailure,
+    assert_all_logged, controller_group, member, member_name, receive_id, send_one,
+    wait_for_full_in_sync_set, wait_routed_master, Load, OnFailure,
 };
-use apogee_tests::{wait_until, Cluster};
+use apogee_tests::{rpc, wait_until, Cluster};
 use std::time::{Duration, Instant};
 
 const GROUP: &str = "fo";
@@ -97,5 +98,83 @@ async fn a_killed_master_is_replaced_without_losing_an_acknowledged_message() {
         "failover: {} acknowledged, 0 lost; writes resumed {} ms after the SIGKILL",
         acked.len(),
         resumed.as_millis()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_sync_slave_serves_consumers_while_no_master_is_elected() {
+    let mut cluster = Cluster::builder()
+        .controller()
+        .broker(member(GROUP, 1))
+        .broker(member(GROUP, 2))
+        .start()
+        .await;
+    let (master, slave) = wait_for_full_in_sync_set(&cluster, GROUP, 0).await;
+    let first_epoch = controller_group(&cluster, GROUP)
+        .await
+        .unwrap()
+        .master_epoch;
+    cluster.create_topic(TOPIC, QUEUES).await;
+    let slave_addr = cluster.broker(&slave).addr.clone();
+    // Acknowledged only once every member of the in-sync set, the slave too, holds it.
+    let stored = send_one(&cluster.broker(&master).addr, TOPIC, 0, "stored".into())
+        .await
+        .expect("a send to the master");
+
+    // The slave knows it is in the committed in-sync set (ready) before the controller goes.
+    let slave_http = cluster.broker_http_addr(&slave).to_string();
+    wait_until(Duration::from_secs(30), "the slave to be ready", || async {
+        let (code, body) = apogee_tests::http::get(&slave_http, "/readyz").await;
+        (code == 200).then_some(()).ok_or(format!("{code}: {body}"))
+    })
+    .await;
+    // The controller (the only NameServer) down first: no election can end the window.
+    cluster.kill_nameserver(0);
+    cluster.kill_broker(&master);
+    // Served from the slave's copy and acknowledged there (the first tries may still be
+    // passed to the dead master, until the slave notices its link is gone).
+    receive_id(
+        &slave_addr,
+        "reader",
+        TOPIC,
+        &stored,
+        Duration::from_secs(30),
+    )
+    .await;
+    let refused = send_one(&slave_addr, TOPIC, 0, "refused".into()).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.starts_with("HA_NOT_AVAILABLE")),
+        "a slave stores no send: {refused:?}"
+    );
+
+    // The controller back: the slave is elected and keeps what was acknowledged on it.
+    cluster.restart_nameserver(0).await;
+    let after = wait_until(
+        Duration::from_secs(30),
+        "writes on the survivor",
+        || async { send_one(&slave_addr, TOPIC, 1, "after".into()).await },
+    )
+    .await;
+    let group = controller_group(&cluster, GROUP).await.unwrap();
+    assert_eq!(
+        (member_name(GROUP, group.master), group.master_epoch),
+        (slave.clone(), first_epoch + 1),
+        "the slave is master of the next epoch"
+    );
+    let delivered: Vec<String> = rpc::drain(
+        &mut rpc::messaging(&slave_addr),
+        "reader",
+        TOPIC,
+        Duration::from_secs(1),
+    )
+    .await
+    .iter()
+    .map(rpc::id_of)
+    .collect();
+    assert!(
+        delivered.contains(&after) && !delivered.contains(&stored),
+        "the message acknowledged on the slave is not delivered again: {delivered:?}"
     );
 }

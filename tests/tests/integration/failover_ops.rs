@@ -8,16 +8,19 @@
 //!   granting the master's lease, so sends go on and no broker election happens; the
 //!   NameServer comes back and follows the same leader;
 //! - a committed transaction and a scheduled message across the SIGKILL of the master: the
-//!   new master serves the first and publishes the second when it comes due.
+//!   new master serves the first and publishes the second when it comes due;
+//! - a runtime setting (`apogee broker config set <group>`) is the group's: every member
+//!   runs with it, a member elected master keeps it, a change on the new master reaches the
+//!   old one, and a restart keeps it; a slave refuses a change, naming its master.
 
 use apogee_proto::time::{self, now_ms};
-use apogee_proto::v2::{self, Code, MessageType, TransactionResolution};
+use apogee_proto::v2::{Code, MessageType, TransactionResolution};
 use apogee_tests::commitlog::{assert_log_prefix, logged_ids};
 use apogee_tests::failover::{
-    assert_all_logged, controller_group, controller_status, member, member_name, send_message,
-    send_one, wait_for_full_in_sync_set, wait_routed_master, Load, OnFailure,
+    assert_all_logged, controller_group, controller_status, member, member_name, receive_id,
+    send_message, send_one, wait_for_full_in_sync_set, wait_routed_master, Load, OnFailure,
 };
-use apogee_tests::rpc::{self, delay_message, delivery_ms, id_of};
+use apogee_tests::rpc::{self, delay_message, delivery_ms};
 use apogee_tests::{wait_until, Cluster};
 use std::time::{Duration, Instant};
 
@@ -286,49 +289,6 @@ async fn the_controller_leader_lost_under_load_elects_no_new_master() {
 const PAYMENTS: &str = "payments";
 const REMINDERS: &str = "reminders";
 
-/// Receives (and acks) from `topic` for `group` on the broker at `addr` until the message
-/// `id` comes (at most `timeout`); it, and when it was received (ms).
-async fn receive_id(
-    addr: &str,
-    group: &str,
-    topic: &str,
-    id: &str,
-    timeout: Duration,
-) -> (v2::Message, i64) {
-    let client = rpc::messaging(addr);
-    wait_until(timeout, &format!("{id} from {topic}"), || {
-        let mut client = client.clone();
-        async move {
-            let invisible = Some(time::duration(Duration::from_secs(60)));
-            let req = rpc::receive_request(group, topic, 16, invisible, Duration::from_secs(1));
-            let answer = client.receive_message(req).await;
-            let (messages, status) = match answer {
-                Ok(_) => rpc::receive_contents(answer).await,
-                Err(e) => return Err(format!("receive: {e}")),
-            };
-            let at = now_ms();
-            let entries: Vec<(String, String)> = messages
-                .iter()
-                .map(|m| (id_of(m), rpc::handle_of(m)))
-                .collect();
-            if !entries.is_empty() {
-                let acked = rpc::ack(&mut client, group, topic, &entries).await;
-                assert_eq!(
-                    rpc::code(acked.status.as_ref()),
-                    Code::Ok as i32,
-                    "{acked:?}"
-                );
-            }
-            let ids: Vec<&String> = entries.iter().map(|(id, _)| id).collect();
-            match messages.into_iter().find(|m| id_of(m) == id) {
-                Some(m) => Ok((m, at)),
-                None => Err(format!("received {ids:?}; status {status:?}")),
-            }
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_committed_transaction_and_a_scheduled_message_survive_the_masters_death() {
     let (mut cluster, old, new) = group_of_two(1).await;
@@ -416,4 +376,98 @@ async fn a_committed_transaction_and_a_scheduled_message_survive_the_masters_dea
         due_ms - elected_ms,
         received_ms - due_ms
     );
+}
+
+/// The value of runtime setting `key` the broker at `addr` reports (`broker config get`).
+fn runtime_setting(cluster: &Cluster, addr: &str, key: &str) -> String {
+    let out = cluster
+        .cli(&["-o", "json", "broker", "config", "get", addr])
+        .success();
+    let all = out.json();
+    all.as_array()
+        .and_then(|a| a.iter().find(|s| s["key"] == key))
+        .and_then(|s| s["value"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("{key} not listed: {out}"))
+}
+
+/// Waits (at most 10 s) until the broker at `addr` runs with `key` = `value`.
+async fn wait_runtime_setting(cluster: &Cluster, addr: &str, key: &str, value: &str) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{addr} to run with {key} = {value}"),
+        || async {
+            let now = runtime_setting(cluster, addr, key);
+            (now == value).then_some(()).ok_or(format!("{key} = {now}"))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runtime_setting_is_the_groups_across_an_election_and_a_restart() {
+    const KEY: &str = "store.retention_hours";
+    let (mut cluster, old, new) = group_of_two(1).await;
+    let (old_addr, new_addr) = (
+        cluster.broker(&old).addr.clone(),
+        cluster.broker(&new).addr.clone(),
+    );
+    assert_eq!(runtime_setting(&cluster, &new_addr, KEY), "72");
+
+    // Set through the group's name, on its master; every member runs with it.
+    let set = cluster
+        .cli(&["-o", "json", "broker", "config", "set", GROUP, KEY, "48"])
+        .success();
+    assert_eq!(set.json()["value"], "48", "{set}");
+    let mut members: Vec<(String, String)> = set.json()["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{set}"))
+        .iter()
+        .map(|m| (m["address"].as_str(), m["value"].as_str()))
+        .map(|(a, v)| (a.unwrap_or("").to_string(), v.unwrap_or("").to_string()))
+        .collect();
+    members.sort();
+    let mut expected: Vec<(String, String)> = [&old_addr, &new_addr]
+        .iter()
+        .map(|a| (a.to_string(), "48".to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        members, expected,
+        "the CLI shows every member running with it"
+    );
+    for addr in [&old_addr, &new_addr] {
+        wait_runtime_setting(&cluster, addr, KEY, "48").await;
+    }
+    // A slave takes the group's settings from its master and says where to set them.
+    let refused = cluster.cli(&["broker", "config", "set", &new_addr, KEY, "24"]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(
+        refused.stderr.contains("is not the master") && refused.stderr.contains(&old_addr),
+        "{refused}"
+    );
+
+    // The slave elected: it runs with the group's setting from its first moment as master.
+    let before = controller_group(&cluster, GROUP).await.unwrap();
+    let new_id = if before.master == 1 { "2" } else { "1" };
+    cluster
+        .cli(&["broker", "elect", GROUP, "--member", new_id])
+        .success();
+    let (master_now, _) = wait_for_full_in_sync_set(&cluster, GROUP, before.master_epoch).await;
+    assert_eq!(master_now, new, "the elected member leads");
+    wait_routed_master(&cluster, GROUP, &new_addr).await;
+    assert_eq!(runtime_setting(&cluster, &new_addr, KEY), "48");
+
+    // A change on the new master reaches the old one, now its slave; a restart keeps it.
+    cluster
+        .cli(&["broker", "config", "set", GROUP, KEY, "24"])
+        .success();
+    wait_runtime_setting(&cluster, &old_addr, KEY, "24").await;
+    cluster.kill_broker(&old);
+    cluster.restart_broker(&old).await;
+    assert_eq!(runtime_setting(&cluster, &old_addr, KEY), "24");
+    assert_eq!(runtime_setting(&cluster, &new_addr, KEY), "24");
+    let full = cluster
+        .cli(&["broker", "config", "get", &old_addr, "--full"])
+        .success();
+    assert!(full.stdout.contains("retention_hours = 24"), "{full}");
 }

@@ -34,7 +34,9 @@
 //!   offset options, the lite limits, expiry, subscriptions back after a broker restart.
 //! - [`lifecycle`]: SIGTERM under load: nothing acknowledged lost, out of the routes at once.
 //! - [`metrics`]: `/metrics` after a known workload; `/healthz` and `/readyz`.
-//! - [`official_client`]: the `rocketmq` crate works through the NameServer.
+//! - [`official_client`]: the `rocketmq` crate works through the NameServer; its receipts
+//!   and delivered properties are RocketMQ's (transaction id, `__transactionId__`,
+//!   `__SHARDINGKEY`).
 //! - [`client_failover`]: apogee-client's producer and simple consumer follow a master's
 //!   SIGKILL in controller mode (the route fetched again after a failed call), nothing lost.
 //! - [`official_client_failover`]: the `rocketmq` crate's producer and simple consumer go on
@@ -102,6 +104,8 @@
 //!   in send order within one (10 queues; 8 queues where 7-9 share the top), refusals.
 //! - [`query`]: `apogee message get|find|print` by id, key and queue range, with the
 //!   delivery attempts of groups holding a message; clear errors for unknown ones.
+//! - [`quiet_logs`]: no alarming line without cause: a controller restarted on its data, a
+//!   broker stopped gracefully, one NameServer of three lost (one warning, no Raft errors).
 //! - [`quotas`]: a client over its send quota gets TOO_MANY_REQUESTS, another does not.
 //! - [`remoting_frames`]: remoting frames by hand on the broker's and NameServer's gRPC
 //!   port: unknown codes answered REQUEST_CODE_NOT_SUPPORTED in the request's serialization;
@@ -115,7 +119,8 @@
 //!   consumed as sent, signed with credentials, dialling again after a broker restart, and
 //!   `apogee bench produce --transport remoting`.
 //! - [`remoting_pop`]: the pop consumption of 5.x remoting clients by hand-written frames: a
-//!   popped message acknowledged is done, one not acknowledged comes back.
+//!   popped message acknowledged is done, one not acknowledged comes back; a remoting
+//!   producer's `flag` is read back by pop and pull consumers.
 //! - [`replication`]: SYNC and ASYNC masters with slaves killed (SIGKILL) and paused
 //!   (SIGSTOP), masters killed mid-load, acks on a slave while its master is down, and a
 //!   slave with records its master never wrote.
@@ -182,6 +187,7 @@ mod operations;
 mod priority;
 mod push_consumer;
 mod query;
+mod quiet_logs;
 mod quotas;
 mod readme_tour;
 mod remoting_client;

@@ -1,14 +1,17 @@
 //! RocketMQ's official Rust client (`rocketmq` 5.0.0), configured with the
 //! NameServer as its access point, sends, receives and acks through Apogee.
 //! Options are the client's defaults (as in its examples) apart from the
-//! address, TLS off and the topics to prefetch.
+//! address, TLS off and the topics to prefetch. Receipts and delivered messages are as
+//! RocketMQ's proxy gives them: a receipt's transaction id is the message id (a
+//! transaction's own id for a transactional send), a transaction's message carries
+//! `__transactionId__` and a FIFO message `__SHARDINGKEY` among its properties.
 
 use apogee_tests::{BrokerSpec, Cluster};
 use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
 use rocketmq::model::common::{FilterExpression, FilterType};
 use rocketmq::model::message::MessageBuilder;
 use rocketmq::{Producer, SimpleConsumer};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 const TOPIC: &str = "official";
@@ -53,6 +56,8 @@ async fn official_rocketmq_client_sends_and_receives_through_nameserver() {
             !receipt.message_id().is_empty(),
             "send receipt without message id"
         );
+        // As RocketMQ's broker: every send's receipt names the message id as transaction id.
+        assert_eq!(receipt.transaction_id(), receipt.message_id());
         assert!(
             sent.insert(receipt.message_id().to_string()),
             "duplicate message id {}",
@@ -168,7 +173,8 @@ async fn official_transactional_producer_commits_rolls_back_and_answers_check_ba
         .await
         .expect("half send");
     let committed_id = committed.message_id().to_string();
-    assert!(!committed.transaction_id().is_empty());
+    let committed_txn = committed.transaction_id().to_string();
+    assert!(!committed_txn.is_empty());
     committed.commit().await.expect("commit");
     let rolled_back = producer
         .send_transaction_message(message("rolled back"))
@@ -192,7 +198,9 @@ async fn official_transactional_producer_commits_rolls_back_and_answers_check_ba
         SimpleConsumer::new(consumer_option, client_option(&cluster)).expect("official consumer");
     consumer.start().await.expect("official consumer start");
     let filter = FilterExpression::new(FilterType::Tag, "*");
-    let mut received = BTreeSet::new();
+    // Each delivered message with its `__transactionId__` property (RocketMQ's proxy shows
+    // it among the user properties): the transaction id its producer was given.
+    let mut received = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while received.len() < 2 && Instant::now() < deadline {
         for m in consumer
@@ -201,13 +209,20 @@ async fn official_transactional_producer_commits_rolls_back_and_answers_check_ba
             .unwrap_or_else(|e| panic!("official receive: {e:?}"))
         {
             consumer.ack(&m).await.expect("ack");
+            let txn = m.properties().get("__transactionId__").cloned();
             assert!(
-                received.insert(m.message_id().to_string()),
+                received.insert(m.message_id().to_string(), txn).is_none(),
                 "received twice"
             );
         }
     }
-    assert_eq!(received, BTreeSet::from([committed_id, open_id]));
+    assert_eq!(
+        received,
+        BTreeMap::from([
+            (committed_id, Some(committed_txn)),
+            (open_id, Some(open_txn.clone())),
+        ])
+    );
     assert!(
         checked.lock().unwrap().contains(&open_txn),
         "the open transaction was decided by the checker"
@@ -278,6 +293,13 @@ async fn official_fifo_producer_and_simple_consumer_keep_message_group_order() {
             assert!(
                 groups_in_batch.insert(group.clone()),
                 "two messages of {group} handed out at once"
+            );
+            // RocketMQ's proxy also shows the group as the `__SHARDINGKEY` property.
+            assert_eq!(
+                m.properties().get("__SHARDINGKEY"),
+                Some(&group),
+                "{:?}",
+                m.properties()
             );
             let body = String::from_utf8(m.body().to_vec()).unwrap();
             let (g, seq) = body.split_once(':').unwrap();

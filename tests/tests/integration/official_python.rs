@@ -3,7 +3,9 @@
 //! messages (the hand-out time; its PushConsumer handles nothing without it); and the client
 //! itself, running `tests/python/push_consumer_and_delay.py`: its PushConsumer handles and
 //! acks a batch, and its delayed message (milliseconds in the timestamp's seconds field)
-//! arrives not before its time.
+//! arrives not before its time; and `tests/python/lite_push_consumer.py`: its LitePushConsumer,
+//! subscribed with `subscribe_lite` alone, handles every message of each lite topic once and
+//! in order.
 //!
 //! The client test needs python3 with the package (`pip install -r
 //! tests/python/requirements.txt`): without them it prints SKIPPED, except under CI
@@ -13,7 +15,7 @@ use apogee_proto::time::{now_ms, timestamp_ms};
 use apogee_proto::v2::{self, receive_message_response::Content};
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -106,14 +108,32 @@ pub(crate) fn python_client_missing() -> Option<String> {
     }
 }
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/push_consumer_and_delay.py")
+/// Whether the official Python client can run here; prints why it is skipped when not (and
+/// fails under CI, which must run it).
+fn python_client_usable() -> bool {
+    let Some(why) = python_client_missing() else {
+        return true;
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI must run the official Python client: {why}"
+    );
+    println!("SKIPPED: {why} (pip install -r tests/python/requirements.txt)");
+    false
 }
 
-/// Runs the script until it reports; returns its report and the still running script.
-async fn run_script(cluster: &Cluster, args: &[&str]) -> (Value, tokio::process::Child) {
+/// Runs `tests/python/<script>` until it reports; returns its report and the still running
+/// script (it runs until its standard input closes).
+async fn run_script(
+    cluster: &Cluster,
+    script: &str,
+    args: &[&str],
+) -> (Value, tokio::process::Child) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
     let mut child = tokio::process::Command::new("python3")
-        .arg(script())
+        .arg(path)
         .args(["--endpoint", cluster.ns_addr()])
         .args(args)
         // The client writes its log under $HOME/logs.
@@ -155,12 +175,7 @@ fn client_log(cluster: &Cluster) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_push_consumer_handles_a_batch_and_a_delayed_message() {
-    if let Some(why) = python_client_missing() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must run the official Python client: {why}"
-        );
-        println!("SKIPPED: {why} (pip install -r tests/python/requirements.txt)");
+    if !python_client_usable() {
         return;
     }
     const TOPIC: &str = "py-orders";
@@ -181,8 +196,9 @@ async fn python_push_consumer_handles_a_batch_and_a_delayed_message() {
 
     let count = COUNT.to_string();
     let delay = DELAY_MS.to_string();
-    let (report, mut child) = run_script(
+    let (report, child) = run_script(
         &cluster,
+        "push_consumer_and_delay.py",
         &[
             "--topic",
             TOPIC,
@@ -254,6 +270,11 @@ async fn python_push_consumer_handles_a_batch_and_a_delayed_message() {
     })
     .await;
 
+    finish_script(child).await;
+}
+
+/// Closes the script's standard input and checks that it then ends cleanly.
+async fn finish_script(mut child: tokio::process::Child) {
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.shutdown().await.expect("closing the script's stdin");
     drop(stdin);
@@ -267,4 +288,71 @@ async fn python_push_consumer_handles_a_batch_and_a_delayed_message() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_lite_push_consumer_handles_each_lite_topic_in_order() {
+    if !python_client_usable() {
+        return;
+    }
+    const PARENT: &str = "py-chats";
+    const GROUP: &str = "py-chats-g";
+    const LITE_TOPICS: usize = 3;
+    const PER_TOPIC: usize = 10;
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    // Made with the CLI, as an operator does.
+    cluster
+        .cli(&["topic", "create", PARENT, "--type", "lite"])
+        .success();
+    cluster
+        .cli(&["group", "create", GROUP, "--lite-bind", PARENT])
+        .success();
+
+    let (report, child) = run_script(
+        &cluster,
+        "lite_push_consumer.py",
+        &[
+            "--topic",
+            PARENT,
+            "--group",
+            GROUP,
+            "--lite-topics",
+            &LITE_TOPICS.to_string(),
+            "--count",
+            &PER_TOPIC.to_string(),
+            "--timeout",
+            "40",
+        ],
+    )
+    .await;
+    assert!(
+        report["error"].is_null(),
+        "{report}\nclient log:\n{}",
+        client_log(&cluster)
+    );
+    let mut per_topic: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in report["received"].as_array().expect("received") {
+        assert_eq!(m["attempt"], 1, "{m}");
+        per_topic
+            .entry(m["lite_topic"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .push(m["body"].as_str().unwrap_or_default().to_string());
+    }
+    let expected: BTreeMap<String, Vec<String>> = (0..LITE_TOPICS)
+        .map(|i| {
+            let lite = format!("p-{i}");
+            let bodies = (0..PER_TOPIC).map(|seq| format!("{lite}-{seq}")).collect();
+            (lite, bodies)
+        })
+        .collect();
+    assert_eq!(
+        per_topic,
+        expected,
+        "every message of each lite topic handled once, in order\nclient log:\n{}",
+        client_log(&cluster)
+    );
+    finish_script(child).await;
 }

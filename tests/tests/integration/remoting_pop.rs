@@ -3,12 +3,18 @@
 //! QUERY_ASSIGNMENT answers the pop mode, which Apogee does not serve, so it never pops
 //! against Apogee by itself. A message sent over gRPC is popped, acknowledged by the extra
 //! info of its `POP_CK` property and not popped again; one not acknowledged is popped again
-//! after its invisible time, as a reconsume.
+//! after its invisible time, as a reconsume. A remoting producer's `flag` is read back as
+//! sent by a pop and by a pulling (push) consumer.
 
-use crate::remoting_support::{read_reply, request_frame, OrPanic, Reply, JSON};
+use crate::remoting_support::{
+    producer, push_consumer, read_reply, record_concurrently, request_frame, OrPanic, Reply, JSON,
+};
 use apogee_client::{Message, Producer};
 use apogee_proto::remoting::message::MessageExt;
 use apogee_tests::{BrokerSpec, Cluster};
+use rocketmq_client_rust::SendStatus;
+use rocketmq_model::common::message::message_single::Message as RemotingMessage;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -122,4 +128,50 @@ async fn a_popped_message_acked_is_done_and_one_not_acked_comes_back() {
     );
     let empty = pop(&mut conn, 5, topic, 30_000, 200).await;
     assert_eq!(empty.code, PULL_NOT_FOUND, "{empty:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remoting_producers_flag_is_read_back_by_pop_and_pull_consumers() {
+    const FLAG: i32 = 0x5A5;
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("b1"))
+        .start()
+        .await;
+    let topic = "flagged";
+    cluster.create_topic(topic, 1).await;
+    let mut remoting = producer(&cluster, "flag-producers").await;
+    let message = RemotingMessage::builder()
+        .topic(topic)
+        .tags("flagged")
+        .body_slice(b"with a flag")
+        .flag_bits(FLAG)
+        .build_unchecked();
+    let sent = remoting
+        .send(message)
+        .await
+        .or_panic("a remoting send")
+        .expect("a send result");
+    assert_eq!(sent.send_status, SendStatus::SendOk, "{sent:?}");
+
+    let mut conn = TcpStream::connect(cluster.broker_addr("b1"))
+        .await
+        .or_panic("a remoting connection");
+    let popped = popped(&pop(&mut conn, 1, topic, 30_000, 5_000).await);
+    assert_eq!(&popped.body[..], b"with a flag");
+    assert_eq!(popped.flag, FLAG, "the popped message's flag");
+
+    let mut consumer = push_consumer(&cluster, "flag-readers").build();
+    consumer.subscribe(topic, "*").await.or_panic("subscribe");
+    let record = record_concurrently(&mut consumer);
+    consumer.start().await.or_panic("push consumer start");
+    record
+        .wait_for(
+            &["with a flag".to_string()],
+            Duration::from_secs(30),
+            "the pulled message",
+        )
+        .await;
+    assert_eq!(record.all()[0].flag, FLAG, "the pulled message's flag");
+    consumer.shutdown().await;
+    remoting.shutdown().await;
 }

@@ -270,6 +270,8 @@ pub struct Consumed {
     pub queue_id: i32,
     pub queue_offset: i64,
     pub reconsume_times: i32,
+    /// The producer's `flag`.
+    pub flag: i32,
 }
 
 impl Consumed {
@@ -290,6 +292,7 @@ impl Consumed {
             queue_id: m.queue_id(),
             queue_offset: m.queue_offset(),
             reconsume_times: m.reconsume_times(),
+            flag: m.flag(),
         }
     }
 }
