@@ -588,7 +588,7 @@ where
             return 2;
         }
     };
-    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&command().get_matches_from(args))
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&parse(args))
         .unwrap_or_else(|e| e.exit());
     let runtime = match runtime_for(&cli.command).build() {
         Ok(r) => r,
@@ -670,6 +670,29 @@ pub fn command() -> clap::Command {
         .collect();
     hide_globals_below(&mut command, &globals);
     command
+}
+
+/// Parses the arguments, exiting on a usage error or after printing help. Help comes from
+/// [`command`], whose subcommands name the global options once instead of listing them; the
+/// arguments are parsed by the command as declared, so the global options behave the same
+/// before and after a subcommand.
+fn parse(args: Vec<std::ffi::OsString>) -> clap::ArgMatches {
+    use clap::error::ErrorKind;
+    match <Cli as clap::CommandFactory>::command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            match command().try_get_matches_from(&args) {
+                Err(help) => help.exit(),
+                Ok(_) => e.exit(),
+            }
+        }
+        Err(e) => e.exit(),
+    }
 }
 
 /// What every subcommand's help says instead of repeating the global options.

@@ -653,20 +653,6 @@ fn global_options_are_listed_once_in_apogee_help_and_not_in_each_command() {
             assert!(help.contains(&format!("--{own}")), "{path:?}:\n{help}");
         }
     }
-    // The global options still work after a command, as before.
-    let m = command
-        .try_get_matches_from_mut([
-            "apogee",
-            "topic",
-            "list",
-            "-o",
-            "json",
-            "--nameserver",
-            "h:1",
-        ])
-        .unwrap();
-    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
-    assert_eq!((cli.nameserver.as_str(), cli.output), ("h:1", Format::Json));
 }
 
 #[tokio::test]
