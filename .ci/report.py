@@ -9,7 +9,8 @@ Reads what `.ci/run` left in its output folder:
 - tests.log: the test run's output, each line stamped with the time it arrived.
 
 Prints three tables, each line starting with `ci:`: the phases, the slowest compiled units,
-and each test binary's wall time with its counts, then the whole run's test counts.
+and each test binary's wall time with its counts, then the whole run's test counts; last, for
+each failed test, the lines of its panic (so a report cut short above still says why).
 """
 
 import json
@@ -18,6 +19,9 @@ import re
 import sys
 
 SLOWEST_UNITS = 12
+# Lines of a failed test's panic message shown at the end.
+PANIC_LINES = 12
+PANICKED = re.compile(r"^thread '([^']+)' \(\d+\) panicked at (.*)$|^thread '([^']+)' panicked at (.*)$")
 
 
 def say(line=""):
@@ -120,6 +124,31 @@ def read_test_binaries(folder, executables):
     return binaries
 
 
+def read_panics(folder):
+    """(test name, where, message lines) of each panic in the test output, first per test."""
+    path = os.path.join(folder, "tests.log")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [raw.rstrip("\n").partition("\t")[2] for raw in f]
+    panics, seen = [], set()
+    for i, line in enumerate(lines):
+        m = PANICKED.match(line)
+        if not m:
+            continue
+        name, where = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        if name in seen or name == "main":
+            continue
+        seen.add(name)
+        message = []
+        for follow in lines[i + 1 : i + 1 + PANIC_LINES]:
+            if follow.startswith(("note: run with", "stack backtrace:", "---- ")):
+                break
+            message.append(follow)
+        panics.append((name, where, message))
+    return panics
+
+
 def main():
     folder, status = sys.argv[1], int(sys.argv[2])
     phases = read_phases(folder)
@@ -157,6 +186,15 @@ def main():
         say(
             f"tests: {len(binaries)} binaries, {totals[0]} passed, {totals[1]} failed, {totals[2]} ignored"
         )
+
+    panics = read_panics(folder)
+    if panics:
+        say()
+        say("== why the failed tests failed (their panics) ==")
+        for name, where, message in panics:
+            say(f"{name}: panicked at {where}")
+            for line in message:
+                say(f"    {line[:300]}")
 
 
 if __name__ == "__main__":
