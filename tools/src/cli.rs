@@ -588,8 +588,8 @@ where
             return 2;
         }
     };
-    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&parse(args))
-        .unwrap_or_else(|e| e.exit());
+    let cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&parse(args)).unwrap_or_else(|e| e.exit());
     let runtime = match runtime_for(&cli.command).build() {
         Ok(r) => r,
         Err(e) => {

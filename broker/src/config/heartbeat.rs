@@ -89,11 +89,23 @@ mod tests {
             ("heartbeat_interval_ms = 0", false),
             ("heartbeat_interval_ms = 9", false),
             ("heartbeat_interval_ms = 10", true),
-            ("heartbeat_interval_ms = 60000\nregister_interval_secs = 60", true),
-            ("heartbeat_interval_ms = 60001", false),
+            (
+                "heartbeat_interval_ms = 60000\nregister_interval_secs = 60",
+                true,
+            ),
+            (
+                "heartbeat_interval_ms = 60001\nregister_interval_secs = 120",
+                false,
+            ),
             ("heartbeat_interval_secs = 0", false),
-            ("heartbeat_interval_secs = 60\nregister_interval_secs = 60", true),
-            ("heartbeat_interval_secs = 61", false),
+            (
+                "heartbeat_interval_secs = 60\nregister_interval_secs = 60",
+                true,
+            ),
+            (
+                "heartbeat_interval_secs = 61\nregister_interval_secs = 120",
+                false,
+            ),
         ] {
             let c: BrokerConfig = toml::from_str(text).unwrap();
             match c.validate() {

@@ -155,7 +155,32 @@ fn json_form_and_out_file() {
     ] {
         assert!(mapped.contains(&key), "{key}: {json}");
     }
-    assert_eq!(json["steps"].as_array().map(Vec::len), Some(0), "{json}");
+    // RocketMQ's store is not Apogee's data dir: the steps name a fresh one and how the
+    // store's state moves (`config import-state`).
+    let steps: Vec<&str> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        steps[0].contains("data_dir is the fresh directory ./imported-store-apogee"),
+        "{json}"
+    );
+    assert!(
+        steps.contains(&"apogee config import-state ./imported-store/config"),
+        "{json}"
+    );
+    assert!(
+        written.contains("data_dir = \"./imported-store-apogee\""),
+        "{written}"
+    );
+    assert!(
+        json["nameserver_toml"]
+            .as_str()
+            .is_some_and(|t| t.contains("[security]")),
+        "{json}"
+    );
     assert!(check_config(dest.to_str().unwrap()).status.success());
 }
 
