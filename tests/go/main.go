@@ -15,9 +15,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/rlog"
+	rmq "github.com/apache/rocketmq-clients/golang/v5"
 )
 
 // A topic a scenario needs: its queues and the message types it accepts.
@@ -87,7 +91,7 @@ func main() {
 		}
 		chosen = append(chosen, s)
 	}
-	quietClientLogs()
+	setUpClientLogs()
 	if !report(chosen, runAll(chosen, env{namesrv: *namesrv, endpoint: *endpoint})) {
 		os.Exit(1)
 	}
@@ -156,4 +160,21 @@ func report(chosen []scenario, results []error) bool {
 		}
 	}
 	return ok
+}
+
+// The 5.x client's log root (its default is $user.home/logs/rocketmqlogs, / when that
+// variable is unset).
+const grpcLogRoot = "rocketmq.client.logRoot"
+
+// Sends the v2 client's log to standard error, warnings and worse only (unless
+// ROCKETMQ_GO_LOG_LEVEL says otherwise), and the 5.x client's to its file under
+// $rocketmq.client.logRoot, by default in the temporary directory.
+func setUpClientLogs() {
+	if os.Getenv("ROCKETMQ_GO_LOG_LEVEL") == "" {
+		rlog.SetLogLevel("warn")
+	}
+	if os.Getenv(grpcLogRoot) == "" {
+		os.Setenv(grpcLogRoot, filepath.Join(os.TempDir(), "rocketmq-go-clients"))
+		rmq.ResetLogger()
+	}
 }

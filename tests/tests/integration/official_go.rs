@@ -146,14 +146,14 @@ async fn official_go_clients_pass_their_scenarios() {
         create_resources(&grpc, &program)
     );
 
+    let grpc_logs = grpc.dir().join("go-client-logs");
     let out = tokio::time::timeout(
         Duration::from_secs(180),
         tokio::process::Command::new(&program)
             .args(["-namesrv", remoting.ns_addr(), "-endpoint", grpc.ns_addr()])
             .args(SCENARIOS)
             // The 5.x client logs under rocketmq.client.logRoot.
-            .env("rocketmq.client.logRoot", grpc.dir().join("go-client-logs"))
-            .env("HOME", grpc.dir())
+            .env("rocketmq.client.logRoot", &grpc_logs)
             .kill_on_drop(true)
             .output(),
     )
@@ -161,10 +161,13 @@ async fn official_go_clients_pass_their_scenarios() {
     .expect("the Go scenarios ended within 180 s")
     .expect("running go-clients");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let grpc_log = std::fs::read_to_string(grpc_logs.join("rocketmq_client_go.log"));
     let shown = format!(
-        "{}\nstdout:\n{stdout}\nstderr (end):\n{}",
+        "{}\nstdout:\n{stdout}\nstderr (end):\n{}\nthe 5.x client's log (end):\n{}",
         out.status,
-        tail(&String::from_utf8_lossy(&out.stderr), 40)
+        tail(&String::from_utf8_lossy(&out.stderr), 40),
+        tail(&grpc_log.unwrap_or_default(), 40)
     );
     for scenario in SCENARIOS {
         assert!(
