@@ -1,3 +1,5 @@
+// What a consumer received, and waits for it.
+
 package main
 
 import (
