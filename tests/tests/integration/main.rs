@@ -43,6 +43,10 @@
 //!   across a master's SIGKILL in controller mode, the same objects, nothing acknowledged lost.
 //! - [`failover_ack`]: `[failover] ack`: `min_in_sync` acknowledges past a stopped slave,
 //!   `all_in_sync` waits until the controller dropped it from the in-sync set.
+//! - [`official_go`]: RocketMQ's official Go clients, unchanged: rocketmq-client-go/v2's
+//!   sends, push consumer, transactions and delay levels over remoting; the 5.x Go client's
+//!   producer, SimpleConsumer, FIFO and transactions over gRPC (skipped without Go, except
+//!   under CI).
 //! - [`official_python`]: RocketMQ's official Python client: the receive stream's hand-out
 //!   time it needs, its PushConsumer and delayed send (skipped without python3 and the
 //!   package, except under CI).
@@ -181,6 +185,7 @@ mod metrics;
 mod nameserver_loss;
 mod official_client;
 mod official_client_failover;
+mod official_go;
 mod official_python;
 mod official_roundtrip;
 mod operations;
