@@ -106,6 +106,39 @@ pub async fn wait_for_full_in_sync_set(
     (member_name(group, g.master), member_name(group, other))
 }
 
+/// A group of two under one controller: both members in the in-sync set and `topic` created.
+pub struct StartedGroup {
+    pub cluster: Cluster,
+    /// The process names of the first master and of the other member.
+    pub master: String,
+    pub slave: String,
+    /// The first master's epoch.
+    pub first_epoch: u64,
+}
+
+/// Starts a controller (one NameServer) and members 1 and 2 of `group`, waits until both are
+/// in the in-sync set, and creates `topic` with `queues` queues.
+pub async fn start_group_of_two(group: &str, topic: &str, queues: i32) -> StartedGroup {
+    let cluster = Cluster::builder()
+        .controller()
+        .broker(member(group, 1))
+        .broker(member(group, 2))
+        .start()
+        .await;
+    let (master, slave) = wait_for_full_in_sync_set(&cluster, group, 0).await;
+    let first_epoch = controller_group(&cluster, group)
+        .await
+        .unwrap()
+        .master_epoch;
+    cluster.create_topic(topic, queues).await;
+    StartedGroup {
+        cluster,
+        master,
+        slave,
+        first_epoch,
+    }
+}
+
 /// The endpoint the first running NameServer presents as `group`'s master (broker id 0).
 pub async fn routed_master(cluster: &Cluster, group: &str) -> Option<String> {
     let info = rpc::registry(cluster.admin_ns())

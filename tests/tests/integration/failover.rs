@@ -6,10 +6,10 @@
 
 use apogee_tests::commitlog::{assert_log_prefix, logged_ids};
 use apogee_tests::failover::{
-    assert_all_logged, controller_group, member, member_name, receive_id, send_one,
-    wait_for_full_in_sync_set, wait_routed_master, Load, OnFailure,
+    assert_all_logged, controller_group, member_name, receive_id, send_one, start_group_of_two,
+    wait_for_full_in_sync_set, wait_routed_master, Load, OnFailure, StartedGroup,
 };
-use apogee_tests::{rpc, wait_until, Cluster};
+use apogee_tests::{rpc, wait_until};
 use std::time::{Duration, Instant};
 
 const GROUP: &str = "fo";
@@ -18,18 +18,12 @@ const QUEUES: i32 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_is_replaced_without_losing_an_acknowledged_message() {
-    let mut cluster = Cluster::builder()
-        .controller()
-        .broker(member(GROUP, 1))
-        .broker(member(GROUP, 2))
-        .start()
-        .await;
-    let (old, new) = wait_for_full_in_sync_set(&cluster, GROUP, 0).await;
-    let first_epoch = controller_group(&cluster, GROUP)
-        .await
-        .unwrap()
-        .master_epoch;
-    cluster.create_topic(TOPIC, QUEUES).await;
+    let StartedGroup {
+        mut cluster,
+        master: old,
+        slave: new,
+        first_epoch,
+    } = start_group_of_two(GROUP, TOPIC, QUEUES).await;
     let old_addr = cluster.broker(&old).addr.clone();
     let new_addr = cluster.broker(&new).addr.clone();
 
@@ -103,18 +97,12 @@ async fn a_killed_master_is_replaced_without_losing_an_acknowledged_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_in_sync_slave_serves_consumers_while_no_master_is_elected() {
-    let mut cluster = Cluster::builder()
-        .controller()
-        .broker(member(GROUP, 1))
-        .broker(member(GROUP, 2))
-        .start()
-        .await;
-    let (master, slave) = wait_for_full_in_sync_set(&cluster, GROUP, 0).await;
-    let first_epoch = controller_group(&cluster, GROUP)
-        .await
-        .unwrap()
-        .master_epoch;
-    cluster.create_topic(TOPIC, QUEUES).await;
+    let StartedGroup {
+        mut cluster,
+        master,
+        slave,
+        first_epoch,
+    } = start_group_of_two(GROUP, TOPIC, QUEUES).await;
     let slave_addr = cluster.broker(&slave).addr.clone();
     // Acknowledged only once every member of the in-sync set, the slave too, holds it.
     let stored = send_one(&cluster.broker(&master).addr, TOPIC, 0, "stored".into())
