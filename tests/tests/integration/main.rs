@@ -43,6 +43,10 @@
 //!   across a master's SIGKILL in controller mode, the same objects, nothing acknowledged lost.
 //! - [`failover_ack`]: `[failover] ack`: `min_in_sync` acknowledges past a stopped slave,
 //!   `all_in_sync` waits until the controller dropped it from the in-sync set.
+//! - [`official_java`]: RocketMQ's official Java clients, 5.x over gRPC and 4.x over remoting:
+//!   sends of every kind, FIFO, delay, transactions with check-back, push, pull and orderly
+//!   consumers, retries to the dead-letter queue, in one JVM (skipped without java and mvn,
+//!   except under CI).
 //! - [`official_python`]: RocketMQ's official Python client: the receive stream's hand-out
 //!   time it needs, its PushConsumer and delayed send (skipped without python3 and the
 //!   package, except under CI).
@@ -175,6 +179,7 @@ mod metrics;
 mod nameserver_loss;
 mod official_client;
 mod official_client_failover;
+mod official_java;
 mod official_python;
 mod official_roundtrip;
 mod operations;
