@@ -6,7 +6,8 @@
 //! - 5.x gRPC client (`grpc-*`): normal sends received and acked by a SimpleConsumer (tags,
 //!   keys, properties), FIFO order per message group, a delivery timestamp, transactions ended
 //!   by commit, rollback and the broker's check-back, a PushConsumer with a retry, a recalled
-//!   delay message.
+//!   delay message, a backlog of priorities received highest first, a LitePushConsumer's lite
+//!   topics.
 //! - 4.x remoting client (`remoting-*`): sync, async and oneway sends; orderly sends through a
 //!   MessageQueueSelector consumed by a MessageListenerOrderly; clustering and broadcasting
 //!   push consumers; DefaultLitePullConsumer; TransactionMQProducer with check-back; a delay
@@ -28,6 +29,8 @@ struct JavaScenario {
     name: &'static str,
     /// The message type its topic accepts.
     topic_type: MessageType,
+    /// Its topic's queues.
+    queues: i32,
     /// Options of `apogee group create` for its group.
     group_options: &'static [&'static str],
     /// Whether it also uses the group `j-NAME-g2`.
@@ -38,6 +41,7 @@ const fn scenario(name: &'static str, topic_type: MessageType) -> JavaScenario {
     JavaScenario {
         name,
         topic_type,
+        queues: 4,
         group_options: &[],
         second_group: false,
     }
@@ -58,6 +62,16 @@ const SCENARIOS: &[JavaScenario] = &[
         ..scenario("grpc-push", MessageType::Normal)
     },
     scenario("grpc-recall", MessageType::Delay),
+    JavaScenario {
+        // One queue per priority.
+        queues: 10,
+        ..scenario("grpc-priority", MessageType::Priority)
+    },
+    JavaScenario {
+        queues: 1,
+        group_options: &["--lite-bind", "j-grpc-lite"],
+        ..scenario("grpc-lite", MessageType::Lite)
+    },
     scenario("remoting-send", MessageType::Normal),
     scenario("remoting-orderly", MessageType::Normal),
     scenario("remoting-clustering", MessageType::Normal),
@@ -148,7 +162,9 @@ async fn java_clients_pass_every_scenario() {
         .await;
     for s in SCENARIOS {
         let topic = format!("j-{}", s.name);
-        cluster.create_typed_topic(&topic, 4, &[s.topic_type]).await;
+        cluster
+            .create_typed_topic(&topic, s.queues, &[s.topic_type])
+            .await;
         let group = format!("{topic}-g");
         let mut args = vec!["group", "create", group.as_str()];
         args.extend(s.group_options);

@@ -5,6 +5,7 @@ import static org.apogee.compat.Scenario.checkEqual;
 import static org.apogee.compat.Scenario.utf8;
 import static org.apogee.compat.Scenario.waitUntil;
 
+import java.io.Closeable;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -15,6 +16,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Consumer;
@@ -23,6 +25,7 @@ import org.apache.rocketmq.client.apis.ClientConfiguration;
 import org.apache.rocketmq.client.apis.ClientServiceProvider;
 import org.apache.rocketmq.client.apis.consumer.ConsumeResult;
 import org.apache.rocketmq.client.apis.consumer.FilterExpression;
+import org.apache.rocketmq.client.apis.consumer.LitePushConsumer;
 import org.apache.rocketmq.client.apis.consumer.PushConsumer;
 import org.apache.rocketmq.client.apis.consumer.SimpleConsumer;
 import org.apache.rocketmq.client.apis.message.Message;
@@ -38,7 +41,8 @@ import org.apache.rocketmq.client.apis.producer.TransactionResolution;
  * Scenarios of the 5.x gRPC client ({@code org.apache.rocketmq:rocketmq-client-java}), names
  * starting {@code grpc-}: normal sends received and acked by a SimpleConsumer, FIFO order per
  * message group, a delivery timestamp, transactions settled by commit, rollback and the
- * broker's check-back, a PushConsumer, and a recalled delay message.
+ * broker's check-back, a PushConsumer, a recalled delay message, a backlog of priorities, and
+ * a LitePushConsumer's lite topics.
  */
 final class GrpcScenarios {
     private static final ClientServiceProvider PROVIDER = ClientServiceProvider.loadService();
@@ -55,6 +59,8 @@ final class GrpcScenarios {
         all.put("grpc-transaction", GrpcScenarios::transaction);
         all.put("grpc-push", GrpcScenarios::push);
         all.put("grpc-recall", GrpcScenarios::recall);
+        all.put("grpc-priority", GrpcScenarios::priority);
+        all.put("grpc-lite", GrpcScenarios::lite);
     }
 
     private static ClientConfiguration config(Scenario s) {
@@ -280,12 +286,12 @@ final class GrpcScenarios {
             Thread.sleep(500);
             checkEqual(expected, new HashMap<>(attempts), "delivery attempts per message");
         } finally {
-            // Closing waits for the consumer's long poll to end (up to 30 s): not for the result.
             closeInBackground(consumer);
         }
     }
 
-    private static void closeInBackground(PushConsumer consumer) {
+    /** Closes a push consumer without waiting: closing waits out its long poll (up to 30 s). */
+    private static void closeInBackground(Closeable consumer) {
         Thread closer = new Thread(() -> {
             try {
                 consumer.close();
@@ -309,6 +315,73 @@ final class GrpcScenarios {
             List<Received> got = receiveUntil(consumer, Duration.ofSeconds(30), list -> !list.isEmpty());
             receiveNothing(consumer, Duration.ofSeconds(2));
             checkEqual(List.of("kept"), bodies(got), "delivered");
+        }
+    }
+
+    /**
+     * A backlog of priorities 0-9 on a PRIORITY topic (10 queues) is received highest first, in
+     * send order within a priority, each message with its priority.
+     */
+    static void priority(Scenario s) throws Exception {
+        final int rounds = 3;
+        try (Producer producer = producer(s)) {
+            for (int round = 0; round < rounds; round++) {
+                for (int p = 0; p < 10; p++) {
+                    producer.send(message(s, p + "-" + round).setPriority(p).build());
+                }
+            }
+        }
+        try (SimpleConsumer consumer = simpleConsumer(s)) {
+            List<Received> got = receiveUntil(consumer, Duration.ofSeconds(30), list -> list.size() >= rounds * 10);
+            List<String> expected = new ArrayList<>();
+            for (int p = 9; p >= 0; p--) {
+                for (int round = 0; round < rounds; round++) {
+                    expected.add(p + "-" + round);
+                }
+            }
+            checkEqual(expected, bodies(got), "highest priority first, in send order within one");
+            for (Received r : got) {
+                int p = Integer.parseInt(r.body().substring(0, 1));
+                checkEqual(p, r.view().getPriority().orElse(-1), "priority of " + r.body());
+            }
+        }
+    }
+
+    /**
+     * A LitePushConsumer bound to a LITE parent subscribes three lite topics and handles each
+     * one's messages once, in send order.
+     */
+    static void lite(Scenario s) throws Exception {
+        final int perTopic = 10;
+        Map<String, List<String>> handled = new ConcurrentHashMap<>();
+        LitePushConsumer consumer = PROVIDER.newLitePushConsumerBuilder()
+            .setClientConfiguration(config(s))
+            .bindTopic(s.topic())
+            .setConsumerGroup(s.group())
+            .setMessageListener(view -> {
+                handled.computeIfAbsent(view.getLiteTopic().orElse("(none)"),
+                    k -> Collections.synchronizedList(new ArrayList<>())).add(body(view));
+                return ConsumeResult.SUCCESS;
+            })
+            .build();
+        Map<String, List<String>> expected = new TreeMap<>();
+        try (Producer producer = producer(s)) {
+            for (int t = 0; t < 3; t++) {
+                consumer.subscribeLite("chat-" + t);
+            }
+            for (int seq = 0; seq < perTopic; seq++) {
+                for (int t = 0; t < 3; t++) {
+                    String lite = "chat-" + t;
+                    producer.send(message(s, lite + "-" + seq).setLiteTopic(lite).build());
+                    expected.computeIfAbsent(lite, k -> new ArrayList<>()).add(lite + "-" + seq);
+                }
+            }
+            waitUntil(Duration.ofSeconds(40), "every lite topic's messages",
+                () -> handled.values().stream().mapToInt(List::size).sum() >= 3 * perTopic, () -> handled);
+            Thread.sleep(300);
+            checkEqual(expected, new TreeMap<>(handled), "each lite topic's messages once, in order");
+        } finally {
+            closeInBackground(consumer);
         }
     }
 }
