@@ -55,6 +55,7 @@ final class RemotingScenarios {
         all.put("remoting-transaction", RemotingScenarios::transaction);
         all.put("remoting-delay", RemotingScenarios::delayLevel);
         all.put("remoting-retry-dlq", RemotingScenarios::retryThenDeadLetter);
+        all.put("remoting-trace", RemotingScenarios::trace);
     }
 
     /** A started producer of the scenario's producer group. */
@@ -431,6 +432,41 @@ final class RemotingScenarios {
             checkEqual(List.of("never handled"), dead, "the dead-letter queue");
             Thread.sleep(500);
             checkEqual(List.of(0, 1, 2), new ArrayList<>(reconsumeTimes), "reconsume times of the deliveries");
+        } finally {
+            consumer.shutdown();
+            producer.shutdown();
+        }
+    }
+
+    /**
+     * Message trace on: a producer and a push consumer created with {@code enableMsgTrace} write
+     * their trace records (Pub, SubBefore, SubAfter) of the message to {@code RMQ_SYS_TRACE_TOPIC}.
+     */
+    static void trace(Scenario s) throws Exception {
+        DefaultMQProducer producer = new DefaultMQProducer(s.group() + "-producers", true, null);
+        producer.setNamesrvAddr(s.endpoint());
+        producer.setInstanceName(s.instance("producer"));
+        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(s.group(), true, null);
+        consumer.setNamesrvAddr(s.endpoint());
+        consumer.setInstanceName(s.instance("consumer"));
+        consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+        consumer.subscribe(s.topic(), "*");
+        List<String> got = recordConcurrently(consumer);
+        try {
+            producer.start();
+            consumer.start();
+            SendResult sent = producer.send(message(s, "traced"));
+            expectExactly(got, List.of("traced"), "the traced consumer");
+            String id = sent.getMsgId();
+            List<String> records = new ArrayList<>();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (!(records.stream().anyMatch(r -> r.startsWith("Pub") && r.contains(id))
+                && records.stream().anyMatch(r -> r.startsWith("SubAfter") && r.contains(id)))) {
+                check(System.nanoTime() < deadline, "no Pub and SubAfter trace of %s: %s", id, records);
+                for (String body : pollAll(s, "RMQ_SYS_TRACE_TOPIC", s.group2(), "trace-reader", 1)) {
+                    records.addAll(List.of(body.split("\u0002")));
+                }
+            }
         } finally {
             consumer.shutdown();
             producer.shutdown();
