@@ -22,7 +22,9 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Consumer;
 import java.util.function.Predicate;
 import org.apache.rocketmq.client.apis.ClientConfiguration;
+import org.apache.rocketmq.client.apis.ClientConfigurationBuilder;
 import org.apache.rocketmq.client.apis.ClientServiceProvider;
+import org.apache.rocketmq.client.apis.StaticSessionCredentialsProvider;
 import org.apache.rocketmq.client.apis.consumer.ConsumeResult;
 import org.apache.rocketmq.client.apis.consumer.FilterExpression;
 import org.apache.rocketmq.client.apis.consumer.LitePushConsumer;
@@ -42,7 +44,8 @@ import org.apache.rocketmq.client.apis.producer.TransactionResolution;
  * starting {@code grpc-}: normal sends received and acked by a SimpleConsumer, FIFO order per
  * message group, a delivery timestamp, transactions settled by commit, rollback and the
  * broker's check-back, a PushConsumer, a recalled delay message, a backlog of priorities, and
- * a LitePushConsumer's lite topics.
+ * a LitePushConsumer's lite topics; against a cluster with authentication, signed calls served
+ * and a wrong secret refused.
  */
 final class GrpcScenarios {
     private static final ClientServiceProvider PROVIDER = ClientServiceProvider.loadService();
@@ -61,14 +64,23 @@ final class GrpcScenarios {
         all.put("grpc-recall", GrpcScenarios::recall);
         all.put("grpc-priority", GrpcScenarios::priority);
         all.put("grpc-lite", GrpcScenarios::lite);
+        all.put("grpc-auth", GrpcScenarios::auth);
     }
 
     private static ClientConfiguration config(Scenario s) {
-        return ClientConfiguration.newBuilder()
+        return config(s, s.secretKey());
+    }
+
+    /** The client's configuration, signing with the scenario's access key and {@code secret}. */
+    private static ClientConfiguration config(Scenario s, String secret) {
+        ClientConfigurationBuilder builder = ClientConfiguration.newBuilder()
             .setEndpoints(s.endpoint())
             .enableSsl(false)
-            .setRequestTimeout(Duration.ofSeconds(5))
-            .build();
+            .setRequestTimeout(Duration.ofSeconds(5));
+        if (s.accessKey() != null) {
+            builder.setCredentialProvider(new StaticSessionCredentialsProvider(s.accessKey(), secret));
+        }
+        return builder.build();
     }
 
     private static Producer producer(Scenario s) throws Exception {
@@ -382,6 +394,35 @@ final class GrpcScenarios {
             checkEqual(expected, new TreeMap<>(handled), "each lite topic's messages once, in order");
         } finally {
             closeInBackground(consumer);
+        }
+    }
+
+    /**
+     * Authentication on: a producer and a SimpleConsumer signing with the given credentials send
+     * and receive; a producer with the same access key and a wrong secret cannot send.
+     */
+    static void auth(Scenario s) throws Exception {
+        check(s.accessKey() != null && s.secretKey() != null, "grpc-auth needs --access-key and --secret-key");
+        try (Producer producer = producer(s); SimpleConsumer consumer = simpleConsumer(s)) {
+            for (int i = 0; i < 5; i++) {
+                producer.send(message(s, "signed-" + i).build());
+            }
+            String refused = null;
+            try (Producer impostor = PROVIDER.newProducerBuilder()
+                .setClientConfiguration(config(s, s.secretKey() + "-wrong"))
+                .setTopics(s.topic())
+                .setMaxAttempts(1)
+                .build()) {
+                impostor.send(message(s, "unsigned").build());
+            } catch (Exception e) {
+                refused = e.toString();
+            }
+            check(refused != null, "a producer with a wrong secret sent a message");
+            List<Received> got = receiveUntil(consumer, Duration.ofSeconds(30), list -> list.size() >= 5);
+            receiveNothing(consumer, Duration.ofSeconds(2));
+            checkEqual(Set.of("signed-0", "signed-1", "signed-2", "signed-3", "signed-4"),
+                Set.copyOf(bodies(got)), "messages received");
+            checkEqual(5, got.size(), "messages received (no duplicates)");
         }
     }
 }

@@ -15,7 +15,7 @@ import java.util.concurrent.TimeoutException;
  * per scenario, {@code PASS name in N ms} or {@code FAIL name: reason}; exits 1 when any failed.
  *
  * <p>Usage: {@code java -jar apogee-java-scenarios.jar --endpoint HOST:PORT [--parallel N]
- * [--timeout-secs S] SCENARIO...}. The endpoint is the NameServer's address: the 5.x client's
+ * [--timeout-secs S] [--access-key K --secret-key S] SCENARIO...}. The endpoint is the NameServer's address: the 5.x client's
  * gRPC endpoint and the 4.x client's {@code namesrvAddr} (one port serves both protocols).
  * Scenario {@code NAME} uses the topic {@code j-NAME} and the consumer group {@code j-NAME-g},
  * which the caller creates beforehand (see {@link Scenario}).
@@ -37,12 +37,16 @@ public final class Main {
         // get its queues within a second here (a client setting, as an application may set).
         System.setProperty("rocketmq.client.rebalance.waitInterval", "1000");
         String endpoint = null;
+        String accessKey = null;
+        String secretKey = null;
         int parallel = 4;
         long timeoutSecs = 90;
         List<String> names = new ArrayList<>();
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--endpoint" -> endpoint = args[++i];
+                case "--access-key" -> accessKey = args[++i];
+                case "--secret-key" -> secretKey = args[++i];
                 case "--parallel" -> parallel = Integer.parseInt(args[++i]);
                 case "--timeout-secs" -> timeoutSecs = Long.parseLong(args[++i]);
                 case "--list" -> {
@@ -54,7 +58,8 @@ public final class Main {
         }
         Map<String, Scenario.Body> all = registry();
         if (endpoint == null || names.isEmpty()) {
-            System.err.println("usage: --endpoint HOST:PORT [--parallel N] [--timeout-secs S] SCENARIO...; "
+            System.err.println("usage: --endpoint HOST:PORT [--parallel N] [--timeout-secs S] "
+                + "[--access-key K --secret-key S] SCENARIO...; "
                 + "scenarios: " + all.keySet());
             System.exit(2);
         }
@@ -66,7 +71,7 @@ public final class Main {
         Map<String, Future<String>> running = new LinkedHashMap<>();
         for (String name : names) {
             Scenario.Body body = all.get(name);
-            Scenario scenario = new Scenario(name, endpoint);
+            Scenario scenario = new Scenario(name, endpoint, accessKey, secretKey);
             running.put(name, pool.submit(() -> run(scenario, body)));
         }
         int failed = 0;

@@ -7,9 +7,10 @@ import java.util.function.Supplier;
 
 /**
  * One scenario's names and the checks scenarios share. Scenario {@code NAME} works on the topic
- * {@code j-NAME} and the consumer group {@code j-NAME-g}; both exist before it runs.
+ * {@code j-NAME} and the consumer group {@code j-NAME-g}; both exist before it runs. With an
+ * access key and secret (both null without), the 5.x client's scenarios sign their calls.
  */
-public record Scenario(String name, String endpoint) {
+public record Scenario(String name, String endpoint, String accessKey, String secretKey) {
 
     /** A scenario's code: returns when everything it checks held, throws otherwise. */
     @FunctionalInterface
