@@ -55,6 +55,9 @@ java_pom="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/java/pom.xml"
 java_stamp="$HOME/.m2/repository/.apogee-java-scenarios-$(sha256sum "$java_pom" | cut -c1-16)"
 if [ ! -e "$java_stamp" ]; then
   echo "dev-setup: resolving the Java scenarios' dependencies (tests/java)" >&2
-  mvn -q -B -f "$java_pom" package >/dev/null
+  if ! maven_out=$(mvn -q -B -f "$java_pom" package 2>&1); then
+    echo "$maven_out" >&2
+    exit 1
+  fi
   touch "$java_stamp"
 fi
