@@ -24,6 +24,10 @@ command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2
 # headless Chromium through WebDriver (under CI they fail rather than skip without them).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# java and mvn: the official Java clients' test (official_java) builds tests/java with Maven
+# (under CI it fails rather than skips without them).
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 # mold: a faster linker for the many test binaries; `.ci/run` uses it when it is there (a
 # developer can too: RUSTFLAGS="-C link-arg=-fuse-ld=mold"), nothing requires it. Skipped
 # where the distribution has no package of it.
@@ -54,4 +58,17 @@ if command -v go >/dev/null 2>&1; then
     go build -mod=readonly -buildvcs=false -o /dev/null .)
 else
   echo "dev-setup: go not found; the official Go clients' test (official_go) needs it" >&2
+fi
+
+# The Java clients' test builds tests/java offline: its dependencies and Maven's plugins are
+# resolved into Maven's own repository (~/.m2) once per version of its pom.xml.
+java_pom="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/java/pom.xml"
+java_stamp="$HOME/.m2/repository/.apogee-java-scenarios-$(sha256sum "$java_pom" | cut -c1-16)"
+if [ ! -e "$java_stamp" ]; then
+  echo "dev-setup: resolving the Java scenarios' dependencies (tests/java)" >&2
+  if ! maven_out=$(mvn -q -B -f "$java_pom" package 2>&1); then
+    echo "$maven_out" >&2
+    exit 1
+  fi
+  touch "$java_stamp"
 fi

@@ -78,7 +78,9 @@ async fn dispatch(
         code::GET_CONSUMER_LIST_BY_GROUP => {
             clients::consumer_list_by_group(broker, caller, &request)
         }
-        code::PULL_MESSAGE => pull::pull_message(broker, conn, caller, &request).await,
+        code::PULL_MESSAGE | code::LITE_PULL_MESSAGE => {
+            pull::pull_message(broker, conn, caller, &request).await
+        }
         code::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(broker, caller, &request),
         code::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(broker, caller, &request),
         code::GET_MIN_OFFSET => offsets::min_offset(broker, caller, &request),

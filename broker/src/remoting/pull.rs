@@ -1,6 +1,7 @@
 //! PULL_MESSAGE: a remoting consumer reads a queue from the offset it keeps (push
 //! consumers, whose client library pulls, and pull consumers alike), through the same
-//! domain pull as gRPC's PullMessage (`crate::consume::pull`).
+//! domain pull as gRPC's PullMessage (`crate::consume::pull`). LITE_PULL_MESSAGE (the Java
+//! client's DefaultLitePullConsumer) is the same request under another code, served alike.
 //!
 //! The request's `sysFlag` bits: 1 commit (store `commitOffset` as the group's offset
 //! first), 2 suspend (hold the request up to `suspendTimeoutMillis`, capped at

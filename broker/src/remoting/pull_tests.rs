@@ -60,6 +60,20 @@ async fn a_pull_answers_the_messages_from_its_offset_with_the_queue_bounds() {
 }
 
 #[tokio::test]
+async fn lite_pull_message_is_served_as_a_pull() {
+    let r = remote(2);
+    r.store(0, "a", 3).await;
+    let mut request = pull_request(TOPIC, 0, 1, SUB);
+    request.code = code::LITE_PULL_MESSAGE;
+    let c = r.connect();
+    let answer = crate::remoting::dispatch(&r.broker, &c.conn, &Caller::default(), request).await;
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let offsets: Vec<i64> = messages(&answer).iter().map(|m| m.queue_offset).collect();
+    assert_eq!(offsets, vec![1, 2]);
+    assert_eq!(ext(&answer, "nextBeginOffset"), 3);
+}
+
+#[tokio::test]
 async fn nothing_new_is_pull_not_found_at_once_or_after_the_suspend_time() {
     let r = remote(1);
     r.store(0, "a", 2).await;

@@ -34,6 +34,9 @@ pub mod request {
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
+    /// PULL_MESSAGE's header under another code: the Java client's DefaultLitePullConsumer
+    /// (`enableStreamRequestType`) pulls with it.
+    pub const LITE_PULL_MESSAGE: i32 = 361;
     pub const GET_KV_CONFIG: i32 = 101;
     pub const QUERY_ASSIGNMENT: i32 = 400;
     pub const POP_MESSAGE: i32 = 200_050;

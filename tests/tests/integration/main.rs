@@ -47,6 +47,10 @@
 //!   sends, push consumer, transactions and delay levels over remoting; the 5.x Go client's
 //!   producer, SimpleConsumer, FIFO and transactions over gRPC (skipped without Go, except
 //!   under CI).
+//! - [`official_java`]: RocketMQ's official Java clients, 5.x over gRPC and 4.x over remoting:
+//!   sends of every kind, FIFO, delay, transactions with check-back, push, pull and orderly
+//!   consumers, retries to the dead-letter queue, in one JVM (skipped without java and mvn,
+//!   except under CI).
 //! - [`official_python`]: RocketMQ's official Python client: the receive stream's hand-out
 //!   time it needs, its PushConsumer and delayed send (skipped without python3 and the
 //!   package, except under CI).
@@ -186,6 +190,7 @@ mod nameserver_loss;
 mod official_client;
 mod official_client_failover;
 mod official_go;
+mod official_java;
 mod official_python;
 mod official_roundtrip;
 mod operations;

@@ -1,0 +1,280 @@
+//! RocketMQ's official Java clients, unchanged, against one Apogee cluster: the scenarios of
+//! `tests/java` (a Maven project depending on `org.apache.rocketmq:rocketmq-client-java`, the
+//! 5.x gRPC client, and `org.apache.rocketmq:rocketmq-client`, the 4.x-style remoting client),
+//! run in one JVM that prints `PASS name` or `FAIL name: reason` for each.
+//!
+//! - 5.x gRPC client (`grpc-*`): normal sends received and acked by a SimpleConsumer (tags,
+//!   keys, properties), FIFO order per message group, a delivery timestamp, transactions ended
+//!   by commit, rollback and the broker's check-back, a PushConsumer with a retry, a recalled
+//!   delay message, a backlog of priorities received highest first, a LitePushConsumer's lite
+//!   topics.
+//! - 4.x remoting client (`remoting-*`): sync, async and oneway sends; orderly sends through a
+//!   MessageQueueSelector consumed by a MessageListenerOrderly; clustering and broadcasting
+//!   push consumers; DefaultLitePullConsumer; TransactionMQProducer with check-back; a delay
+//!   level; RECONSUME_LATER up to maxReconsumeTimes, then the message in `%DLQ%<group>`.
+//!
+//! With authentication on, the 5.x client signing with the cluster's credentials (`grpc-auth`)
+//! sends and receives, and with a wrong secret cannot send.
+//!
+//! Scenario `NAME` works on the topic `j-NAME` and the group `j-NAME-g` (and `j-NAME-g2`),
+//! made here first. The project is built with Maven, offline when `deploy/dev-setup.sh` has
+//! resolved its dependencies. Without java and mvn the test prints SKIPPED, except under CI
+//! (`CI=true`), where it fails.
+
+use apogee_proto::v2::MessageType;
+use apogee_tests::{rpc, BrokerSpec, Cluster};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// One scenario of the Java program and what it needs made first.
+struct JavaScenario {
+    name: &'static str,
+    /// The message type its topic accepts.
+    topic_type: MessageType,
+    /// Its topic's queues.
+    queues: i32,
+    /// Options of `apogee group create` for its group.
+    group_options: &'static [&'static str],
+    /// Whether it also uses the group `j-NAME-g2`.
+    second_group: bool,
+}
+
+const fn scenario(name: &'static str, topic_type: MessageType) -> JavaScenario {
+    JavaScenario {
+        name,
+        topic_type,
+        queues: 4,
+        group_options: &[],
+        second_group: false,
+    }
+}
+
+/// Every scenario CI runs against a cluster without authentication, in the order the program
+/// reports them. Left out: `remoting-trace` (message trace; docs/COMPATIBILITY.md, "Java
+/// clients", says why it fails).
+const SCENARIOS: &[JavaScenario] = &[
+    scenario("grpc-normal", MessageType::Normal),
+    JavaScenario {
+        group_options: &["--fifo"],
+        ..scenario("grpc-fifo", MessageType::Fifo)
+    },
+    scenario("grpc-delay", MessageType::Delay),
+    scenario("grpc-transaction", MessageType::Transaction),
+    JavaScenario {
+        // The failed message's second delivery a second later.
+        group_options: &["--retry-custom", "1s"],
+        ..scenario("grpc-push", MessageType::Normal)
+    },
+    scenario("grpc-recall", MessageType::Delay),
+    JavaScenario {
+        // One queue per priority.
+        queues: 10,
+        ..scenario("grpc-priority", MessageType::Priority)
+    },
+    JavaScenario {
+        queues: 1,
+        group_options: &["--lite-bind", "j-grpc-lite"],
+        ..scenario("grpc-lite", MessageType::Lite)
+    },
+    scenario("remoting-send", MessageType::Normal),
+    scenario("remoting-orderly", MessageType::Normal),
+    scenario("remoting-clustering", MessageType::Normal),
+    scenario("remoting-broadcast", MessageType::Normal),
+    scenario("remoting-lite-pull", MessageType::Normal),
+    scenario("remoting-transaction", MessageType::Transaction),
+    scenario("remoting-delay", MessageType::Delay),
+    JavaScenario {
+        second_group: true,
+        ..scenario("remoting-retry-dlq", MessageType::Normal)
+    },
+];
+
+/// The Maven project.
+fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("java")
+}
+
+/// Why the Java clients cannot run here, or None when java and mvn can.
+fn java_missing() -> Option<String> {
+    for (tool, arg) in [("java", "-version"), ("mvn", "-v")] {
+        match Command::new(tool).arg(arg).output() {
+            Err(e) => return Some(format!("{tool} cannot be run ({e})")),
+            Ok(out) if !out.status.success() => {
+                return Some(format!("`{tool} {arg}` failed ({})", out.status))
+            }
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
+/// Builds the runnable jar with Maven, offline first (dependencies resolved by
+/// `deploy/dev-setup.sh`), then online outside CI; returns its path.
+fn build_jar(project: &Path) -> PathBuf {
+    let maven = |offline: bool| {
+        let mut cmd = Command::new("mvn");
+        cmd.args(["-q", "-B", "-f"]).arg(project.join("pom.xml"));
+        if offline {
+            cmd.arg("-o");
+        }
+        cmd.args(["package"]).output().expect("running mvn")
+    };
+    let mut out = maven(true);
+    if !out.status.success() && std::env::var("CI").as_deref() != Ok("true") {
+        out = maven(false);
+    }
+    assert!(
+        out.status.success(),
+        "the Java scenarios did not build (deploy/dev-setup.sh resolves their dependencies): \
+         {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    project.join("target/apogee-java-scenarios.jar")
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether the Java clients can run here; prints why they are skipped when not (and fails
+/// under CI, which must run them).
+fn java_usable() -> bool {
+    let Some(why) = java_missing() else {
+        return true;
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI must run the official Java clients: {why}"
+    );
+    println!("SKIPPED: {why} (install a JDK 17 and Maven; deploy/dev-setup.sh)");
+    false
+}
+
+/// The runnable jar, built once for every test of this module.
+async fn jar() -> PathBuf {
+    static JAR: OnceLock<PathBuf> = OnceLock::new();
+    tokio::task::spawn_blocking(|| JAR.get_or_init(|| build_jar(&project_dir())).clone())
+        .await
+        .expect("the Maven build")
+}
+
+/// Makes the scenarios' topics and groups, runs them in one JVM with `extra_args`, and
+/// checks that each passed; returns the program's report.
+async fn run_scenarios(
+    cluster: &Cluster,
+    scenarios: &[JavaScenario],
+    extra_args: &[&str],
+) -> String {
+    let jar = jar().await;
+    for s in scenarios {
+        let topic = format!("j-{}", s.name);
+        cluster
+            .create_typed_topic(&topic, s.queues, &[s.topic_type])
+            .await;
+        let group = format!("{topic}-g");
+        let mut args = vec!["group", "create", group.as_str()];
+        args.extend(s.group_options);
+        cluster.cli(&args).success();
+        if s.second_group {
+            cluster
+                .cli(&["group", "create", &format!("{topic}-g2")])
+                .success();
+        }
+    }
+
+    let names: Vec<&str> = scenarios.iter().map(|s| s.name).collect();
+    let run = tokio::process::Command::new("java")
+        // The clients log under the home directory (~/logs) and a broadcasting consumer keeps
+        // its offsets there (~/.rocketmq_offsets): the cluster's directory.
+        .arg(format!("-Duser.home={}", cluster.dir().display()))
+        .arg("-jar")
+        .arg(&jar)
+        .args(["--endpoint", cluster.ns_addr(), "--parallel", "4"])
+        .args(["--timeout-secs", "150"])
+        .args(extra_args)
+        .args(&names)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(200), run)
+        .await
+        .expect("the Java scenarios ran past their own timeout")
+        .expect("running java");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = || {
+        let client_log = |path: &str| {
+            tail(
+                &std::fs::read_to_string(cluster.dir().join(path)).unwrap_or_default(),
+                30,
+            )
+        };
+        format!(
+            "{stdout}\nstderr (end):\n{}\nthe 5.x client's log (end):\n{}\nthe 4.x client's log (end):\n{}",
+            tail(&String::from_utf8_lossy(&out.stderr), 40),
+            client_log("logs/rocketmq/rocketmq-client.log"),
+            client_log("logs/rocketmqlogs/rocketmq_client.log"),
+        )
+    };
+    for name in &names {
+        let passed = stdout
+            .lines()
+            .any(|l| l.strip_prefix("PASS ").and_then(|r| r.split(' ').next()) == Some(name));
+        assert!(passed, "scenario {name} did not pass:\n{}", report());
+    }
+    assert!(out.status.success(), "{}: {}", out.status, report());
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_clients_pass_every_scenario() {
+    if !java_usable() {
+        return;
+    }
+    let cluster = Cluster::builder()
+        .broker(
+            BrokerSpec::new("broker-a")
+                // Unknown transactions checked back within a second or two.
+                .env("TRANSACTION__CHECK_DELAY_MS", "1000")
+                .env("TRANSACTION__CHECK_INTERVAL_MS", "1000")
+                .env("TRANSACTION__SCAN_INTERVAL_MS", "100"),
+        )
+        .start()
+        .await;
+    let started = Instant::now();
+    let report = run_scenarios(&cluster, SCENARIOS, &[]).await;
+    println!(
+        "{} Java scenarios passed in {:.1} s:\n{report}",
+        SCENARIOS.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_client_signs_its_calls_where_authentication_is_on() {
+    if !java_usable() {
+        return;
+    }
+    let cluster = Cluster::builder()
+        .authentication()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    let auth = [scenario("grpc-auth", MessageType::Normal)];
+    let report = run_scenarios(
+        &cluster,
+        &auth,
+        &[
+            "--access-key",
+            rpc::ADMIN_ACCESS_KEY,
+            "--secret-key",
+            rpc::ADMIN_SECRET_KEY,
+        ],
+    )
+    .await;
+    println!("{report}");
+}
