@@ -20,7 +20,10 @@
 #             TRANSACTION; this broker refuses MIXED) sets the attribute message.type that the
 #             proxy checks gRPC sends against; without it the topic's type is unspecified
 #   group     creates (or updates) consumer group NAME (updateSubGroup); `fifo` makes it
-#             consume orderly, as a 5.x FIFO consumer needs (groups are auto-created otherwise)
+#             consume orderly, as a 5.x FIFO consumer needs. The proxy refuses a gRPC
+#             consumer's Settings for a group that does not exist ("group not found", and every
+#             receive then fails with "settings" is null): create each 5.x consumer's group
+#             first. Remoting consumers' groups are created on their first heartbeat.
 #   mqadmin   runs the tools' MQAdminStartup against this NameServer, e.g.
 #             tools/rocketmq-beside.sh mqadmin clusterList
 # environment:
