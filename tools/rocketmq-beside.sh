@@ -118,7 +118,7 @@ java_bg() {
   shift 3
   mkdir -p "$home/$name"
   setsid java -server "-Xms$heap" "-Xmx$heap" -XX:+UseG1GC -XX:MaxDirectMemorySize=1g \
-    -Drocketmq-beside-$name=1 "-Duser.home=$home/$name" "-Drocketmq.home.dir=$home/$name" \
+    "-Drocketmq-beside-$name=1" "-Duser.home=$home/$name" "-Drocketmq.home.dir=$home/$name" \
     -Drocketmq.client.logUseSlf4j=true -cp "$lib/*" "$main" "$@" \
     </dev/null >>"$home/$name.out" 2>&1 &
   echo $! >"$home/$name.pid"
