@@ -86,15 +86,11 @@ pub fn browser_missing() -> Option<String> {
 /// or chromedriver is missing; under CI (`CI=true`) that fails instead. (Tests call it before
 /// starting their servers.)
 pub fn available() -> bool {
-    let Some(why) = browser_missing() else {
-        return true;
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI must run the console's browser tests: {why}"
-    );
-    println!("SKIPPED: {why} (deploy/dev-setup.sh installs it)");
-    false
+    crate::prerequisite::present(
+        "the console's browser tests",
+        browser_missing(),
+        "deploy/dev-setup.sh installs it",
+    )
 }
 
 /// A headless Chromium session on one console, with chromedriver and the profile it owns.

@@ -46,6 +46,7 @@ pub mod console_http;
 pub mod failover;
 pub mod http;
 pub mod netns;
+pub mod prerequisite;
 pub mod process;
 pub mod rocketmq_store;
 pub mod rpc;

@@ -53,15 +53,11 @@ fn go_missing() -> Option<String> {
 /// Whether Go can run here; prints why the test is skipped when not (and fails under CI,
 /// which must run it).
 fn go_usable() -> bool {
-    let Some(why) = go_missing() else {
-        return true;
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI must run the official Go clients: {why}"
-    );
-    println!("SKIPPED: {why} (install Go, then run deploy/dev-setup.sh)");
-    false
+    apogee_tests::prerequisite::present(
+        "the official Go clients",
+        go_missing(),
+        "install Go, then run deploy/dev-setup.sh",
+    )
 }
 
 /// Builds the scenario program into `dir`; its path.

@@ -145,15 +145,11 @@ fn tail(text: &str, n: usize) -> String {
 /// Whether the Java clients can run here; prints why they are skipped when not (and fails
 /// under CI, which must run them).
 fn java_usable() -> bool {
-    let Some(why) = java_missing() else {
-        return true;
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI must run the official Java clients: {why}"
-    );
-    println!("SKIPPED: {why} (install a JDK 17 and Maven; deploy/dev-setup.sh)");
-    false
+    apogee_tests::prerequisite::present(
+        "the official Java clients",
+        java_missing(),
+        "install a JDK 17 and Maven; deploy/dev-setup.sh",
+    )
 }
 
 /// The runnable jar, built once for every test of this module.

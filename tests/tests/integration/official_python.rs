@@ -110,16 +110,12 @@ pub(crate) fn python_client_missing() -> Option<String> {
 
 /// Whether the official Python client can run here; prints why it is skipped when not (and
 /// fails under CI, which must run it).
-fn python_client_usable() -> bool {
-    let Some(why) = python_client_missing() else {
-        return true;
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI must run the official Python client: {why}"
-    );
-    println!("SKIPPED: {why} (pip install -r tests/python/requirements.txt)");
-    false
+pub(crate) fn python_client_usable() -> bool {
+    apogee_tests::prerequisite::present(
+        "the official Python client",
+        python_client_missing(),
+        "pip install -r tests/python/requirements.txt",
+    )
 }
 
 /// Runs `tests/python/<script>` until it reports; returns its report and the still running
