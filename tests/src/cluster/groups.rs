@@ -26,6 +26,21 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no lag in {d:#}"))
     }
 
+    /// Waits (at most 15 s) until `group` has acknowledged everything: no lag, nothing in
+    /// flight, as `apogee group describe` reports it.
+    pub async fn wait_group_drained(&self, group: &str) {
+        wait_until(Duration::from_secs(15), "the group's acks", || async {
+            let out = self.cli(&["-o", "json", "group", "describe", group]);
+            let d = out.json();
+            if out.code == 0 && d["lag"] == 0 && d["inflight"] == 0 {
+                Ok(())
+            } else {
+                Err(out.to_string())
+            }
+        })
+        .await
+    }
+
     /// Receives exactly `count` messages of `topic` for `group` from broker `broker` and
     /// acknowledges them; panics when the broker refuses the acknowledgement.
     pub async fn consume_and_ack(&self, broker: &str, group: &str, topic: &str, count: usize) {

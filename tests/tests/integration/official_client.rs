@@ -138,12 +138,7 @@ async fn official_transactional_producer_commits_rolls_back_and_answers_check_ba
     use std::sync::{Arc, Mutex};
     const TXN_TOPIC: &str = "official-txn";
     let cluster = Cluster::builder()
-        .broker(
-            BrokerSpec::new("broker-a")
-                .env("TRANSACTION__CHECK_DELAY_MS", "1000")
-                .env("TRANSACTION__CHECK_INTERVAL_MS", "1000")
-                .env("TRANSACTION__SCAN_INTERVAL_MS", "100"),
-        )
+        .broker(BrokerSpec::new("broker-a").fast_check_backs())
         .start()
         .await;
     cluster

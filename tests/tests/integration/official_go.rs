@@ -15,7 +15,7 @@
 //! Without `go` the test prints SKIPPED, except under CI (`CI=true`), where it fails.
 
 use apogee_proto::v2::MessageType;
-use apogee_tests::{wait_until, BrokerSpec, Cluster};
+use apogee_tests::{BrokerSpec, Cluster};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -124,10 +124,7 @@ async fn official_go_clients_pass_their_scenarios() {
         return;
     }
     // Check-backs within a second or two, not RocketMQ's default minute.
-    let remoting_broker = BrokerSpec::new("go-remoting")
-        .env("TRANSACTION__CHECK_DELAY_MS", "1000")
-        .env("TRANSACTION__CHECK_INTERVAL_MS", "1000")
-        .env("TRANSACTION__SCAN_INTERVAL_MS", "100");
+    let remoting_broker = BrokerSpec::new("go-remoting").fast_check_backs();
     let (remoting, grpc) = tokio::join!(
         Cluster::builder().broker(remoting_broker).start(),
         Cluster::builder()
@@ -174,16 +171,7 @@ async fn official_go_clients_pass_their_scenarios() {
 
     // The SimpleConsumers acked everything they received: nothing left, nothing in flight.
     for group in ACKED_GROUPS {
-        wait_until(Duration::from_secs(15), "the Go client's acks", || async {
-            let out = grpc.cli(&["-o", "json", "group", "describe", group]);
-            let d = out.json();
-            if out.code == 0 && d["lag"] == 0 && d["inflight"] == 0 {
-                Ok(())
-            } else {
-                Err(out.to_string())
-            }
-        })
-        .await;
+        grpc.wait_group_drained(group).await;
     }
 }
 

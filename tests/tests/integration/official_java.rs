@@ -233,11 +233,8 @@ async fn java_clients_pass_every_scenario() {
     }
     let cluster = Cluster::builder()
         .broker(
-            BrokerSpec::new("broker-a")
-                // Unknown transactions checked back within a second or two.
-                .env("TRANSACTION__CHECK_DELAY_MS", "1000")
-                .env("TRANSACTION__CHECK_INTERVAL_MS", "1000")
-                .env("TRANSACTION__SCAN_INTERVAL_MS", "100"),
+            // Unknown transactions checked back within a second or two.
+            BrokerSpec::new("broker-a").fast_check_backs(),
         )
         .start()
         .await;

@@ -13,7 +13,7 @@
 
 use apogee_proto::time::{now_ms, timestamp_ms};
 use apogee_proto::v2::{self, receive_message_response::Content};
-use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
+use apogee_tests::{rpc, BrokerSpec, Cluster};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -255,16 +255,7 @@ async fn python_push_consumer_handles_a_batch_and_a_delayed_message() {
     );
 
     // Every message acknowledged: nothing left to consume, nothing in flight.
-    wait_until(Duration::from_secs(15), "the client's acks", || async {
-        let out = cluster.cli(&["-o", "json", "group", "describe", GROUP]);
-        let d = out.json();
-        if out.code == 0 && d["lag"] == 0 && d["inflight"] == 0 {
-            Ok(())
-        } else {
-            Err(out.to_string())
-        }
-    })
-    .await;
+    cluster.wait_group_drained(GROUP).await;
 
     finish_script(child).await;
 }

@@ -62,12 +62,7 @@ impl TransactionListener for ByBody {
 async fn transactions_commit_roll_back_and_are_settled_by_check_backs() {
     let topic = "remoting-txn";
     let cluster = Cluster::builder()
-        .broker(
-            BrokerSpec::new("b1")
-                .env("TRANSACTION__CHECK_DELAY_MS", "1000")
-                .env("TRANSACTION__CHECK_INTERVAL_MS", "1000")
-                .env("TRANSACTION__SCAN_INTERVAL_MS", "100"),
-        )
+        .broker(BrokerSpec::new("b1").fast_check_backs())
         .start()
         .await;
     cluster
