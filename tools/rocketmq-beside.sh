@@ -7,7 +7,7 @@
 # into the cache directory, once; later runs reuse them. Nothing of RocketMQ is committed.
 #
 # usage: tools/rocketmq-beside.sh start|stop|status|env|mqadmin ARGS...
-#        tools/rocketmq-beside.sh topic NAME [QUEUES [TYPE]] | group NAME [fifo]
+#        tools/rocketmq-beside.sh topic NAME [QUEUES [TYPE]] | group NAME [fifo] | master-pid
 #   start     NameServer, then broker+proxy; waits until the gRPC port answers and the broker is
 #             registered, and prints seconds from start to ready and each JVM's resident memory
 #   stop      stops both (SIGTERM, then SIGKILL after 30 s)
@@ -36,6 +36,12 @@
 #                   standalone ports (9876, 10911, 5557) and 8081 are not used
 #   AUTO_CREATE_TOPIC  the broker's autoCreateTopicEnable (default false, as in production: create
 #                   topics with `topic`)
+#   RMQ_CONTROLLER  1: controller mode (automatic failover) instead: the NameServer runs the
+#                   controller (enableControllerInNamesrv, one DLedger peer on port BASE+1878),
+#                   and two brokers of group rmq-beside-a (BrokerStartup, no proxy; the second
+#                   on BASE+2921, HA BASE+2922) in enableControllerMode with
+#                   allAckInSyncStateSet, both started as brokerId -1 for the controller to
+#                   elect one; `master-pid` prints the elected master's pid
 #   NAMESRV_HEAP, BROKER_HEAP  JVM heaps (default 512m and 1g, -Xms = -Xmx; sized for a 2-core,
 #                   24 GiB machine; the broker's direct memory is capped at 1g too)
 # RocketMQ's version: 5.5.1, except for the modules Maven Central does not have at 5.5.1 (as
@@ -52,6 +58,8 @@ broker_port=$((base + 2911))
 ha_port=$((base + 2912))
 grpc_port=$((base + 81))
 proxy_remoting_port=$((base + 80))
+controller_port=$((base + 1878))
+controller_mode=${RMQ_CONTROLLER:-}
 auto_create=${AUTO_CREATE_TOPIC:-false}
 namesrv_heap=${NAMESRV_HEAP:-512m}
 broker_heap=${BROKER_HEAP:-1g}
@@ -144,35 +152,64 @@ admin() {
 
 broker_registered() { admin clusterList 2>/dev/null | grep -q "$broker_name"; }
 
-start() {
-  resolve
-  mkdir -p "$home"
-  if [ -n "$(pid_of namesrv)$(pid_of broker)" ]; then
-    echo "already running (tools/rocketmq-beside.sh status)" >&2
-    exit 1
-  fi
-  local p
-  for p in $namesrv_port $broker_port $((broker_port - 2)) $ha_port $grpc_port $proxy_remoting_port; do
-    if port_open "$p"; then echo "port $p is taken" >&2; exit 1; fi
-  done
-  cat >"$home/namesrv.properties" <<EOF
-listenPort=$namesrv_port
-EOF
-  cat >"$home/broker.conf" <<EOF
+# broker_conf NAME PORT: a broker's config file at $home/NAME.conf, listening on PORT (HA PORT+1).
+broker_conf() {
+  local name=$1 port=$2
+  {
+    cat <<EOF
 brokerClusterName=$cluster
 brokerName=$broker_name
-brokerId=0
-brokerRole=ASYNC_MASTER
-flushDiskType=ASYNC_FLUSH
 namesrvAddr=127.0.0.1:$namesrv_port
 brokerIP1=127.0.0.1
-listenPort=$broker_port
-haListenPort=$ha_port
-storePathRootDir=$home/broker/store
-storePathCommitLog=$home/broker/store/commitlog
+listenPort=$port
+haListenPort=$((port + 1))
+flushDiskType=ASYNC_FLUSH
+storePathRootDir=$home/$name/store
+storePathCommitLog=$home/$name/store/commitlog
 autoCreateTopicEnable=$auto_create
 autoCreateSubscriptionGroup=true
 EOF
+    if [ -n "$controller_mode" ]; then
+      cat <<EOF
+brokerId=-1
+brokerRole=SLAVE
+enableControllerMode=true
+controllerAddr=127.0.0.1:$controller_port
+allAckInSyncStateSet=true
+EOF
+    else
+      printf 'brokerId=0\nbrokerRole=ASYNC_MASTER\n'
+    fi
+  } >"$home/$name.conf"
+}
+
+start() {
+  resolve
+  mkdir -p "$home"
+  if [ -n "$(pid_of namesrv)$(pid_of broker)$(pid_of broker2)" ]; then
+    echo "already running (tools/rocketmq-beside.sh status)" >&2
+    exit 1
+  fi
+  local p ports=("$namesrv_port" "$broker_port" $((broker_port - 2)) "$ha_port")
+  if [ -n "$controller_mode" ]; then
+    ports+=("$controller_port" $((broker_port + 10)) $((broker_port + 8)) $((ha_port + 10)))
+  else
+    ports+=("$grpc_port" "$proxy_remoting_port")
+  fi
+  for p in "${ports[@]}"; do
+    if port_open "$p"; then echo "port $p is taken" >&2; exit 1; fi
+  done
+  echo "listenPort=$namesrv_port" >"$home/namesrv.properties"
+  if [ -n "$controller_mode" ]; then
+    cat >>"$home/namesrv.properties" <<EOF
+enableControllerInNamesrv=true
+controllerDLegerGroup=rmq-beside
+controllerDLegerPeers=n0-127.0.0.1:$controller_port
+controllerDLegerSelfId=n0
+controllerStorePath=$home/namesrv/controller
+EOF
+  fi
+  broker_conf broker "$broker_port"
   cat >"$home/proxy.json" <<EOF
 {
   "rocketMQClusterName": "$cluster",
@@ -188,6 +225,20 @@ EOF
   wait_for NameServer 60 port_open "$namesrv_port"
   ns_secs=$(since "$t0")
   t1=$(now)
+  if [ -n "$controller_mode" ]; then
+    broker_conf broker2 $((broker_port + 10))
+    java_bg broker "$broker_heap" org.apache.rocketmq.broker.BrokerStartup -c "$home/broker.conf"
+    java_bg broker2 "$broker_heap" org.apache.rocketmq.broker.BrokerStartup -c "$home/broker2.conf"
+    wait_for "broker" 120 port_open "$broker_port"
+    wait_for "broker2" 120 port_open $((broker_port + 10))
+    wait_for "an elected master" 120 master_registered
+    echo "NameServer and controller ready in ${ns_secs}s (port open); a master in clusterList" \
+      "$(since "$t1")s after the brokers' start"
+    echo "resident: namesrv $(rss_mib "$(pid_of namesrv)") MiB, brokers" \
+      "$(rss_mib "$(pid_of broker)") and $(rss_mib "$(pid_of broker2)") MiB"
+    print_env
+    return
+  fi
   java_bg broker "$broker_heap" org.apache.rocketmq.proxy.ProxyStartup -pm local \
     -bc "$home/broker.conf" -pc "$home/proxy.json"
   wait_for "broker+proxy (gRPC port)" 120 port_open "$grpc_port"
@@ -201,9 +252,24 @@ EOF
   print_env
 }
 
+# master_addr: the address of the group's master (BID 0) in clusterList, or nothing.
+master_addr() {
+  admin clusterList 2>/dev/null | awk -v b="$broker_name" '$2 == b && $3 == 0 {print $4}'
+}
+master_registered() { [ -n "$(master_addr)" ]; }
+
+# master_pid: the pid of the broker JVM that is the group's master now.
+master_pid() {
+  case $(master_addr) in
+    *:"$broker_port") pid_of broker ;;
+    *:$((broker_port + 10))) pid_of broker2 ;;
+    *) echo "no master in clusterList" >&2; return 1 ;;
+  esac
+}
+
 stop() {
   local name p i
-  for name in broker namesrv; do
+  for name in broker2 broker namesrv; do
     p=$(pid_of $name)
     [ -n "$p" ] || continue
     kill "$p"
@@ -219,8 +285,9 @@ stop() {
 
 status() {
   local name p rc=0
-  for name in namesrv broker; do
+  for name in namesrv broker broker2; do
     p=$(pid_of $name)
+    [ "$name" = broker2 ] && [ -z "$p" ] && continue
     if [ -n "$p" ]; then
       echo "$name: running, pid $p, resident $(rss_mib "$p") MiB"
     else
@@ -239,6 +306,8 @@ PROXY_REMOTING=127.0.0.1:$proxy_remoting_port
 BROKER=127.0.0.1:$broker_port
 CLUSTER=$cluster
 RMQ_VERSION=$version
+NAMESRV_PID=$(pid_of namesrv)
+BROKER_PID=$(pid_of broker)
 EOF
 }
 
@@ -264,6 +333,7 @@ case $cmd in
     admin updateSubGroup -c "$cluster" -g "$1" -o "$orderly"
     ;;
   mqadmin) resolve; admin "$@" ;;
+  master-pid) resolve; master_pid ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2

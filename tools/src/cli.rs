@@ -672,27 +672,49 @@ pub fn command() -> clap::Command {
     command
 }
 
-/// Parses the arguments, exiting on a usage error or after printing help. Help comes from
-/// [`command`], whose subcommands name the global options once instead of listing them; the
-/// arguments are parsed by the command as declared, so the global options behave the same
-/// before and after a subcommand.
+/// Parses the arguments, exiting on a usage error or after printing help. The arguments are
+/// parsed by the command as declared, so the global options behave the same before and after
+/// a subcommand; help is rendered by [`help_for`].
 fn parse(args: Vec<std::ffi::OsString>) -> clap::ArgMatches {
     use clap::error::ErrorKind;
     match <Cli as clap::CommandFactory>::command().try_get_matches_from(&args) {
         Ok(m) => m,
-        Err(e)
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) =>
-        {
-            match command().try_get_matches_from(&args) {
-                Err(help) => help.exit(),
-                Ok(_) => e.exit(),
-            }
+        Err(e) if e.kind() == ErrorKind::DisplayHelp => {
+            print!("{}", help_for(&args));
+            std::process::exit(0);
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("{}", help_for(&args));
+            std::process::exit(2);
         }
         Err(e) => e.exit(),
     }
+}
+
+/// The help `args` ask for (`apogee topic create --help`, `apogee help topic create`,
+/// `apogee topic`), rendered by [`command`], whose subcommands name the global options once
+/// instead of listing them: the command named by the words of `args`, in its long form unless
+/// `-h` asked for the short one. Only rendered: [`command`] hides the global options after
+/// clap built it, which leaves it unfit to parse with.
+pub(crate) fn help_for(args: &[std::ffi::OsString]) -> String {
+    let mut command = command();
+    let words: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut named = &mut command;
+    for word in &words {
+        if word != "help" && named.find_subcommand(word).is_some() {
+            named = named.find_subcommand_mut(word).expect("found above");
+        }
+    }
+    let help = if words.iter().any(|w| w == "-h") {
+        named.render_help()
+    } else {
+        named.render_long_help()
+    };
+    help.to_string()
 }
 
 /// What every subcommand's help says instead of repeating the global options.

@@ -625,18 +625,26 @@ fn global_options_are_listed_once_in_apogee_help_and_not_in_each_command() {
             "apogee --help lacks {flag}:\n{top}"
         );
     }
-    for path in [
-        &["topic", "create"][..],
-        &["consume"],
-        &["send"],
-        &["group", "list"],
-        &["broker", "config", "set"],
+    // Each way of asking for a command's help, as typed.
+    for (path, asked) in [
+        (&["topic", "create"][..], &["topic", "create", "--help"][..]),
+        (&["consume"], &["consume", "-h"]),
+        (&["send"], &["help", "send"]),
+        (&["group", "list"], &["--nameserver", "127.0.0.1:1", "group", "list", "--help"]),
+        (&["broker", "config", "set"], &["broker", "config", "set", "--help"]),
+        (&["topic"], &["topic"]),
     ] {
         let mut cmd = command.clone();
         for name in path {
             cmd = cmd.find_subcommand(name).unwrap().clone();
         }
-        let help = cmd.render_long_help().to_string();
+        let argv: Vec<std::ffi::OsString> = std::iter::once("apogee")
+            .chain(asked.iter().copied())
+            .map(Into::into)
+            .collect();
+        let help = super::help_for(&argv);
+        let usage = format!("Usage: apogee {}", path.join(" "));
+        assert!(help.contains(&usage), "{asked:?} lacks {usage:?}:\n{help}");
         assert!(
             !help.contains("--nameserver <ADDR>")
                 && !help.contains("--tls-ca-file")

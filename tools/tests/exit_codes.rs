@@ -1,5 +1,5 @@
 //! The `apogee` binary's exit codes, run as a process: usage errors exit 2,
-//! an unreachable NameServer exits 1 with `error:` on stderr.
+//! an unreachable NameServer exits 1 with `error:` on stderr, help exits 0.
 //!
 //! Living in the tools package also makes `cargo test --workspace` build the
 //! `apogee` binary that the integration tests in `tests/` run.
@@ -16,6 +16,30 @@ fn apogee() -> Command {
 fn unknown_subcommand_is_a_usage_error() {
     let out = apogee().arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_commands_help_exits_0_with_its_usage() {
+    for (asked, usage) in [
+        (&["topic", "--help"][..], "Usage: apogee topic <COMMAND>"),
+        (&["topic", "create", "-h"], "Usage: apogee topic create"),
+        (&["help", "broker", "status"], "Usage: apogee broker status"),
+        (&["-o", "json", "group", "list", "--help"], "Usage: apogee group list"),
+    ] {
+        let out = apogee().args(asked).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{asked:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(usage), "{asked:?} lacks {usage:?}: {stdout}");
+    }
+    // A command without its subcommand: the help on stderr, a usage error.
+    let out = apogee().arg("topic").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: apogee topic <COMMAND>"));
 }
 
 #[test]
