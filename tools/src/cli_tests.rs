@@ -630,8 +630,14 @@ fn global_options_are_listed_once_in_apogee_help_and_not_in_each_command() {
         (&["topic", "create"][..], &["topic", "create", "--help"][..]),
         (&["consume"], &["consume", "-h"]),
         (&["send"], &["help", "send"]),
-        (&["group", "list"], &["--nameserver", "127.0.0.1:1", "group", "list", "--help"]),
-        (&["broker", "config", "set"], &["broker", "config", "set", "--help"]),
+        (
+            &["group", "list"],
+            &["--nameserver", "127.0.0.1:1", "group", "list", "--help"],
+        ),
+        (
+            &["broker", "config", "set"],
+            &["broker", "config", "set", "--help"],
+        ),
         (&["topic"], &["topic"]),
     ] {
         let mut cmd = command.clone();

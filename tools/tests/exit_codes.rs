@@ -24,7 +24,10 @@ fn a_commands_help_exits_0_with_its_usage() {
         (&["topic", "--help"][..], "Usage: apogee topic <COMMAND>"),
         (&["topic", "create", "-h"], "Usage: apogee topic create"),
         (&["help", "broker", "status"], "Usage: apogee broker status"),
-        (&["-o", "json", "group", "list", "--help"], "Usage: apogee group list"),
+        (
+            &["-o", "json", "group", "list", "--help"],
+            "Usage: apogee group list",
+        ),
     ] {
         let out = apogee().args(asked).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -34,7 +37,10 @@ fn a_commands_help_exits_0_with_its_usage() {
             "{asked:?}: {stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(stdout.contains(usage), "{asked:?} lacks {usage:?}: {stdout}");
+        assert!(
+            stdout.contains(usage),
+            "{asked:?} lacks {usage:?}: {stdout}"
+        );
     }
     // A command without its subcommand: the help on stderr, a usage error.
     let out = apogee().arg("topic").output().unwrap();
