@@ -36,6 +36,10 @@
 #                   standalone ports (9876, 10911, 5557) and 8081 are not used
 #   AUTO_CREATE_TOPIC  the broker's autoCreateTopicEnable (default false, as in production: create
 #                   topics with `topic`)
+#   RMQ_BROKER_CONF more broker.conf lines (KEY=VALUE, one a line), appended to the generated
+#                   ones at start, e.g. quick transaction check-backs for the client scenarios
+#                   (tools/clients-beside.sh): transactionTimeOut=1000 and
+#                   transactionCheckInterval=1000
 #   NAMESRV_HEAP, BROKER_HEAP  JVM heaps (default 512m and 1g, -Xms = -Xmx; sized for a 2-core,
 #                   24 GiB machine; the broker's direct memory is capped at 1g too)
 # RocketMQ's version: 5.5.1, except for the modules Maven Central does not have at 5.5.1 (as
@@ -172,6 +176,7 @@ storePathRootDir=$home/broker/store
 storePathCommitLog=$home/broker/store/commitlog
 autoCreateTopicEnable=$auto_create
 autoCreateSubscriptionGroup=true
+${RMQ_BROKER_CONF:-}
 EOF
   cat >"$home/proxy.json" <<EOF
 {
