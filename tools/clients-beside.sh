@@ -16,10 +16,13 @@
 # NameServer and broker with TLS on (a throw-away CA and certificate made with openssl), as in
 # the CI test official_go; everything else runs against the plain-text pair, whose NameServer
 # port serves both the 5.x clients' gRPC and the 4.x clients' remoting.
-# Apache RocketMQ: tools/rocketmq-beside.sh with a store of its own under this run's directory
+# Apache RocketMQ: tools/rocketmq-beside.sh (its topics and groups made by its `apply`) with a store of its own under this run's directory
 # (empty each run) and broker.conf additions of the same intent: check-backs after 1 s, every
-# second (transactionTimeOut, transactionCheckInterval), and the trace topic
-# RMQ_SYS_TRACE_TOPIC made at start (traceTopicEnable), as message trace needs. The Java 5.x
+# second (transactionTimeOut, transactionCheckInterval), with the ends of transactions written
+# every 100 ms (transactionOpBatchInterval; its default 3 s, under the default 6 s timeout, would
+# be longer than that 1 s, and ended transactions would be checked back); the trace topic
+# RMQ_SYS_TRACE_TOPIC made at start (traceTopicEnable), as message trace needs; recall on
+# (recallMessageEnable, off by default; Apogee has it on). The Java 5.x
 # client talks to its proxy's gRPC port, the 4.x clients to its NameServer; it is stopped at the
 # end (its JVMs hold about 1.5 GB).
 #
@@ -230,33 +233,37 @@ run_apogee() {
 # --- Apache RocketMQ ----------------------------------------------------------------------------
 rocketmq() { RMQ_HOME=$run_dir/rocketmq "$here/rocketmq-beside.sh" "$@"; }
 
+# The resources as tools/rocketmq-beside.sh apply reads them, one a line on standard output.
 rocketmq_topic() { # NAME QUEUES TYPE[,TYPE]: several types leave it unspecified (no MIXED)
-  local type=()
-  [[ $3 == *,* ]] || type=("$3")
-  rocketmq topic "$1" "$2" "${type[@]}" >/dev/null
+  local type=$3
+  [[ $type == *,* ]] && type=
+  echo "topic $1 $2 $type"
 }
 
 rocketmq_group() { # NAME [fifo|retry-1s|lite=PARENT]...
-  local name=$1 opts=() kind
+  local line="group $1" kind
   shift
   for kind in "$@"; do
     case $kind in
-      fifo) opts+=(-o true) ;;
-      retry-1s) opts+=(-p '{"type":"CUSTOMIZED","customizedRetryPolicy":{"next":[1000]}}') ;;
-      lite=*) opts+=(--attributes "+lite.bind.topic=${kind#lite=}") ;;
+      retry-1s) line+=" retry=1000" ;;
+      *) line+=" $kind" ;;
     esac
   done
-  rocketmq mqadmin updateSubGroup -c "$(rocketmq env | sed -n 's/^CLUSTER=//p')" -g "$name" "${opts[@]}" >/dev/null
+  echo "$line"
 }
 
 run_rocketmq() {
   echo "Apache RocketMQ: starting it (tools/rocketmq-beside.sh, store in $run_dir/rocketmq)" >&2
-  RMQ_BROKER_CONF=$'transactionTimeOut=1000\ntransactionCheckInterval=1000\ntraceTopicEnable=true' \
+  RMQ_BROKER_CONF=$(printf '%s\n' transactionTimeOut=1000 transactionCheckInterval=1000 \
+    transactionOpBatchInterval=100 traceTopicEnable=true recallMessageEnable=true) \
     rocketmq start >&2
   trap 'rocketmq stop >&2' EXIT
-  echo "Apache RocketMQ: making the topics and groups (one mqadmin JVM each)" >&2
-  resources rocketmq_topic rocketmq_group
-XX
+  echo "Apache RocketMQ: making the topics and groups" >&2
+  resources rocketmq_topic rocketmq_group | rocketmq apply >"$run_dir/rocketmq-apply.out"
+  local grpc namesrv
+  grpc=$(rocketmq env | sed -n 's/^GRPC=//p')
+  namesrv=$(rocketmq env | sed -n 's/^NAMESRV=//p')
+  run_programs rocketmq "$grpc" "$namesrv" "$grpc"
   rocketmq stop >&2
   trap - EXIT
 }

@@ -7,7 +7,7 @@
 # into the cache directory, once; later runs reuse them. Nothing of RocketMQ is committed.
 #
 # usage: tools/rocketmq-beside.sh start|stop|status|env|mqadmin ARGS...
-#        tools/rocketmq-beside.sh topic NAME [QUEUES [TYPE]] | group NAME [fifo]
+#        tools/rocketmq-beside.sh topic NAME [QUEUES [TYPE]] | group NAME [fifo] | apply < RESOURCES
 #   start     NameServer, then broker+proxy; waits until the gRPC port answers and the broker is
 #             registered, and prints seconds from start to ready and each JVM's resident memory
 #   stop      stops both (SIGTERM, then SIGKILL after 30 s)
@@ -24,6 +24,10 @@
 #             consumer's Settings for a group that does not exist ("group not found", and every
 #             receive then fails with "settings" is null): create each 5.x consumer's group
 #             first. Remoting consumers' groups are created on their first heartbeat.
+#   apply     creates or updates many topics and groups in one JVM (mqadmin costs one JVM
+#             start each), one a line from standard input: `topic NAME QUEUES [TYPE]` or
+#             `group NAME [fifo] [retry=MS[,MS...]] [lite=PARENT]` (tools/rocketmq-beside-admin.java
+#             says more)
 #   mqadmin   runs the tools' MQAdminStartup against this NameServer, e.g.
 #             tools/rocketmq-beside.sh mqadmin clusterList
 # environment:
@@ -269,6 +273,12 @@ case $cmd in
     admin updateSubGroup -c "$cluster" -g "$1" -o "$orderly"
     ;;
   mqadmin) resolve; admin "$@" ;;
+  apply)
+    resolve
+    mkdir -p "$home/tools"
+    java -Xms128m -Xmx256m "-Duser.home=$home/tools" -cp "$lib/*" \
+      "$(dirname "$0")/rocketmq-beside-admin.java" "127.0.0.1:$namesrv_port" "127.0.0.1:$broker_port"
+    ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2
