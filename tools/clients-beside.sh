@@ -26,9 +26,9 @@
 # client talks to its proxy's gRPC port, the 4.x clients to its NameServer; it is stopped at the
 # end (its JVMs hold about 1.5 GB).
 #
-# Not run: grpc-auth, which needs authentication on (Apogee's CI test
-# java_client_signs_its_calls_where_authentication_is_on runs it; Apache RocketMQ would need its
-# ACL configuration); it is listed in the table as not run.
+# grpc-auth (the 5.x client signing its calls) runs against a third Apogee NameServer and broker
+# with authentication on, as the administrator (credentials made up for the run); not against
+# Apache RocketMQ, which would need its ACL 2.0 set up in broker and proxy (a row "not run").
 #
 # environment: APOGEE_BIN_DIR; CLIENTS_BESIDE_DIR (this run's directory: logs, stores, each
 # program's full output; default a new temporary directory, kept); JAVA_PARALLEL (scenarios at
@@ -151,29 +151,45 @@ make_certs() { # DIR: ca.pem, server.pem and server.key (for 127.0.0.1) in DIR
     -days 2 -extfile "$d/ext" -out "$d/server.pem" 2>/dev/null
 }
 
-# start_apogee NAME [tls]: a NameServer and a broker; sets ns_addr and cli (the CLI's flags).
+# The administrator's credentials of the Apogee with authentication on (made up each run).
+admin_key=clients-beside-admin
+admin_secret=clients-beside-$RANDOM$RANDOM
+
+# start_apogee NAME [tls|auth]: a NameServer and a broker, with TLS or authentication on;
+# sets ns_addr and cli (the CLI's flags).
 start_apogee() {
-  local name=$1 tls=${2:-} dir=$run_dir/apogee-$1
+  local name=$1 mode=${2:-} dir=$run_dir/apogee-$1
   mkdir -p "$dir"
-  local ns_port broker_port broker_http tls_env=()
+  local ns_port broker_port broker_http server_env=()
   ns_port=$(free_port)
   broker_port=$(free_port)
   broker_http=$(free_port)
   cli=(--nameserver "127.0.0.1:$ns_port")
-  if [ -n "$tls" ]; then
+  if [ "$mode" = auth ]; then
+    printf '%s' "$admin_secret" >"$dir/admin.secret"
+    printf '%s' "cluster-$admin_secret" >"$dir/cluster.secret"
+    local server
+    for server in NAMESERVER BROKER; do
+      server_env+=("APOGEE_${server}_SECURITY__AUTHENTICATION=true"
+        "APOGEE_${server}_SECURITY__ADMIN_ACCESS_KEY=$admin_key"
+        "APOGEE_${server}_SECURITY__ADMIN_SECRET_FILE=$dir/admin.secret"
+        "APOGEE_${server}_SECURITY__CLUSTER_SECRET_FILE=$dir/cluster.secret")
+    done
+    cli+=(--access-key "$admin_key" --secret-key "$admin_secret")
+  elif [ "$mode" = tls ]; then
     make_certs "$dir/certs"
     local server
     for server in NAMESERVER BROKER; do
-      tls_env+=("APOGEE_${server}_TLS__CERT_FILE=$dir/certs/server.pem"
+      server_env+=("APOGEE_${server}_TLS__CERT_FILE=$dir/certs/server.pem"
         "APOGEE_${server}_TLS__KEY_FILE=$dir/certs/server.key"
         "APOGEE_${server}_TLS__CA_FILE=$dir/certs/ca.pem")
     done
     cli+=(--tls-ca-file "$dir/certs/ca.pem")
   fi
-  env "${tls_env[@]}" "APOGEE_NAMESERVER_HTTP_LISTEN=127.0.0.1:$(free_port)" \
+  env "${server_env[@]}" "APOGEE_NAMESERVER_HTTP_LISTEN=127.0.0.1:$(free_port)" \
     "$bin/apogee-nameserver" --listen "127.0.0.1:$ns_port" >"$dir/nameserver.log" 2>&1 &
   apogee_pids+=($!)
-  env "${tls_env[@]}" "APOGEE_BROKER_HTTP_LISTEN=127.0.0.1:$broker_http" \
+  env "${server_env[@]}" "APOGEE_BROKER_HTTP_LISTEN=127.0.0.1:$broker_http" \
     APOGEE_BROKER_TRANSACTION__CHECK_DELAY_MS=1000 APOGEE_BROKER_TRANSACTION__CHECK_INTERVAL_MS=1000 \
     APOGEE_BROKER_TRANSACTION__SCAN_INTERVAL_MS=100 \
     "$bin/apogee-broker" --listen "127.0.0.1:$broker_port" --nameserver "127.0.0.1:$ns_port" \
@@ -228,6 +244,14 @@ run_apogee() {
   cli=("${plain_cli[@]}")
   run_programs apogee "$plain" "$plain" "$tls_addr"
   stop_apogee
+  echo "Apogee: grpc-auth against a NameServer+broker with authentication on" >&2
+  start_apogee auth auth
+  apogee_topic j-grpc-auth 4 normal
+  apogee_group j-grpc-auth-g
+  timeout 200 java "-Duser.home=$run_dir/apogee-java-home" -jar "$jar" --endpoint "$ns_addr" \
+    --access-key "$admin_key" --secret-key "$admin_secret" --timeout-secs 120 grpc-auth \
+    >"$run_dir/apogee-java-auth.out" 2>"$run_dir/apogee-java-auth.err" || true
+  stop_apogee
 }
 
 # --- Apache RocketMQ ----------------------------------------------------------------------------
@@ -270,7 +294,8 @@ run_rocketmq() {
 
 # --- the table ----------------------------------------------------------------------------------
 
-# cell LABEL PROGRAM NAME: PASS, or FAIL with the reason's first 150 characters ("|" escaped).
+# cell LABEL PROGRAM NAME: PASS, or FAIL with the reason's first 150 characters ("|" escaped),
+# from $run_dir/LABEL-PROGRAM.out.
 cell() {
   local out=$run_dir/$1-$2.out line
   [ -f "$out" ] || { echo "not run"; return; }
@@ -289,7 +314,7 @@ table() {
   for n in "${java_names[@]}"; do
     echo "| java $n | $(cell apogee java "$n") | $(cell rocketmq java "$n") |"
   done
-  echo "| java grpc-auth | not run (needs authentication on) | not run (needs ACL configuration) |"
+  echo "| java grpc-auth | $(cell apogee java-auth grpc-auth) | not run (needs ACL 2.0 configuration) |"
   for n in "${go_names[@]}"; do
     echo "| go $n | $(cell apogee go "$n") | $(cell rocketmq go "$n") |"
   done
