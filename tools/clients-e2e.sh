@@ -72,7 +72,8 @@ run_rocketmq() {
   trap - EXIT
 }
 
-# cell LABEL TEST: PASS, or FAIL with the test's first failure line (or the package's end).
+# cell LABEL TEST: PASS, or FAIL with the test's first failed assertion (testify's Error,
+# expected and actual lines, which the parallel tests' output names by its Test line).
 cell() {
   local out=$run_dir/$1.out
   [ -f "$out" ] || { echo "not run"; return; }
@@ -81,10 +82,11 @@ cell() {
     return
   fi
   local why
-  why=$(awk -v t="$2" '$0 ~ "^=== (RUN|CONT) +" t "$" {on = 1; next}
-    on && /^(===|---) / {on = 0}
-    on && /(_test|utils\/[A-Za-z]+)\.go:[0-9]+:|Error:|panic|fatal/ {sub(/^[ \t]+/, ""); print; exit}' "$out")
-  echo "FAIL: ${why:-no result (the test binary ended; see $out)}" | cut -c1-160 | sed 's/|/\\|/g'
+  why=$(awk -v t="$2" '
+    /Error Trace:/ {block = ""; on = 1; next}
+    on && /(Error|expected|actual) *:/ {line = $0; sub(/^[ \t]+/, "", line); gsub(/[ \t]+/, " ", line); block = block " " line}
+    on && /Test: / {on = 0; if ($2 == t) {print block; exit}}' "$out")
+  echo "FAIL:${why:- no result (the test binary ended; see $out)}" | cut -c1-160 | sed 's/|/\\|/g'
 }
 
 trap stop_apogee EXIT
