@@ -9,22 +9,21 @@
 #
 # usage: tools/clients-beside.sh [apogee|rocketmq|both]      (default both)
 #
-# Apogee: a NameServer and one broker of APOGEE_BIN_DIR (default target/debug; build them
-# first), on free loopback ports (not the standalone ports, so a standalone broker or a
-# benchmark may run meanwhile), each with quick transaction check-backs as the CI tests'
-# brokers have. The 5.x Go client always dials TLS, so its scenarios run against a second
-# NameServer and broker with TLS on (a throw-away CA and certificate made with openssl), as in
-# the CI test official_go; everything else runs against the plain-text pair, whose NameServer
-# port serves both the 5.x clients' gRPC and the 4.x clients' remoting.
-# Apache RocketMQ: tools/rocketmq-beside.sh (its topics and groups made by its `apply`) with a store of its own under this run's directory
-# (empty each run) and broker.conf additions of the same intent: check-backs after 1 s, every
-# second (transactionTimeOut, transactionCheckInterval), with the ends of transactions written
-# every 100 ms (transactionOpBatchInterval; its default 3 s, under the default 6 s timeout, would
-# be longer than that 1 s, and ended transactions would be checked back); the trace topic
-# RMQ_SYS_TRACE_TOPIC made at start (traceTopicEnable), as message trace needs; recall on
-# (recallMessageEnable, off by default; Apogee has it on). The Java 5.x
-# client talks to its proxy's gRPC port, the 4.x clients to its NameServer; it is stopped at the
-# end (its JVMs hold about 1.5 GB).
+# Apogee: NameServer and broker processes of APOGEE_BIN_DIR (default target/debug; build them
+# first) started by tools/apogee-pair.sh on free loopback ports, with quick transaction
+# check-backs as the CI tests' brokers have. The 5.x Go client always dials TLS, so its
+# scenarios run against a second pair with TLS on, as in the CI test official_go; everything
+# else runs against the plain-text pair, whose NameServer port serves both the 5.x clients'
+# gRPC and the 4.x clients' remoting.
+# Apache RocketMQ: tools/rocketmq-beside.sh (topics and groups made by its `apply`) with a store
+# of its own under this run's directory (empty each run) and broker.conf additions: check-backs
+# after 1 s and every second (transactionTimeOut, transactionCheckInterval), with the ends of
+# transactions written every 100 ms (transactionOpBatchInterval: its default 3 s, longer than
+# that 1 s, would have ended transactions checked back; under the default 6 s timeout it is
+# not); RMQ_SYS_TRACE_TOPIC made at start (traceTopicEnable), as message trace needs; recall
+# on (recallMessageEnable, off by default; Apogee has it on). The Java 5.x client talks to its
+# proxy's gRPC port, the 4.x clients to its NameServer; it is stopped at the end (its JVMs hold
+# about 1.5 GB).
 #
 # grpc-auth (the 5.x client signing its calls) runs against a third Apogee NameServer and broker
 # with authentication on, as the administrator (credentials made up for the run); not against
