@@ -8,6 +8,7 @@
 #
 # usage: tools/rocketmq-beside.sh start|stop|status|env|mqadmin ARGS...
 #        tools/rocketmq-beside.sh topic NAME [QUEUES [TYPE]] | group NAME [fifo] | master-pid
+#        tools/rocketmq-beside.sh apply < RESOURCES
 #   start     NameServer, then broker+proxy; waits until the gRPC port answers and the broker is
 #             registered, and prints seconds from start to ready and each JVM's resident memory
 #   stop      stops both (SIGTERM, then SIGKILL after 30 s)
@@ -24,6 +25,10 @@
 #             consumer's Settings for a group that does not exist ("group not found", and every
 #             receive then fails with "settings" is null): create each 5.x consumer's group
 #             first. Remoting consumers' groups are created on their first heartbeat.
+#   apply     creates or updates many topics and groups in one JVM (mqadmin costs one JVM
+#             start each), one a line from standard input: `topic NAME QUEUES [TYPE]` or
+#             `group NAME [fifo] [retry=MS[,MS...]] [lite=PARENT]` (tools/rocketmq-beside-admin.java
+#             says more)
 #   mqadmin   runs the tools' MQAdminStartup against this NameServer, e.g.
 #             tools/rocketmq-beside.sh mqadmin clusterList
 # environment:
@@ -42,6 +47,10 @@
 #                   on BASE+2921, HA BASE+2922) in enableControllerMode with
 #                   allAckInSyncStateSet, both started as brokerId -1 for the controller to
 #                   elect one; `master-pid` prints the elected master's pid
+#   RMQ_BROKER_CONF more broker.conf lines (KEY=VALUE, one a line), appended to the generated
+#                   ones at start, e.g. quick transaction check-backs for the client scenarios
+#                   (tools/clients-beside.sh): transactionTimeOut=1000 and
+#                   transactionCheckInterval=1000
 #   NAMESRV_HEAP, BROKER_HEAP  JVM heaps (default 512m and 1g, -Xms = -Xmx; sized for a 2-core,
 #                   24 GiB machine; the broker's direct memory is capped at 1g too)
 # RocketMQ's version: 5.5.1, except for the modules Maven Central does not have at 5.5.1 (as
@@ -168,6 +177,7 @@ storePathRootDir=$home/$name/store
 storePathCommitLog=$home/$name/store/commitlog
 autoCreateTopicEnable=$auto_create
 autoCreateSubscriptionGroup=true
+${RMQ_BROKER_CONF:-}
 EOF
     if [ -n "$controller_mode" ]; then
       cat <<EOF
@@ -334,6 +344,12 @@ case $cmd in
     ;;
   mqadmin) resolve; admin "$@" ;;
   master-pid) resolve; master_pid ;;
+  apply)
+    resolve
+    mkdir -p "$home/tools"
+    java -Xms128m -Xmx256m "-Duser.home=$home/tools" -cp "$lib/*" \
+      "$(dirname "$0")/rocketmq-beside-admin.java" "127.0.0.1:$namesrv_port" "127.0.0.1:$broker_port"
+    ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2

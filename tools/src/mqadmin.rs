@@ -138,14 +138,8 @@ pub const ALIASES: [Alias; 20] = [
                 'p',
                 Refused("give the retry policy as --retry-custom or --retry-exponential"),
             ),
-            (
-                'd',
-                Refused("broadcast consumption is not an Apogee feature"),
-            ),
-            (
-                'm',
-                Refused("where a new group starts is the brokers' consume.auto_create_start"),
-            ),
+            ('d', Map(group_broadcast)),
+            ('m', Map(group_consume_from_min)),
             ('q', Refused("retry queues are not an Apogee setting")),
             (
                 'i',
@@ -378,6 +372,30 @@ fn group_consume_enable(v: &str) -> Result<Vec<String>, String> {
         Ok(Vec::new())
     } else {
         Err("Apogee has no disabled groups; stop the consumers, or delete the group".into())
+    }
+}
+
+/// updateSubGroup's `-d`: `false` (RocketMQ's default) is what every Apogee group is.
+fn group_broadcast(v: &str) -> Result<Vec<String>, String> {
+    refused_when_true(v, "broadcast consumption is not an Apogee feature")
+}
+
+/// updateSubGroup's `-m`: `false` (RocketMQ's default) leaves where a new group starts to
+/// the brokers, as Apogee always does.
+fn group_consume_from_min(v: &str) -> Result<Vec<String>, String> {
+    refused_when_true(
+        v,
+        "where a new group starts is the brokers' consume.auto_create_start",
+    )
+}
+
+/// A boolean letter whose `false` is RocketMQ's default and Apogee's only behaviour: nothing
+/// to add; `true` refused with `why`.
+fn refused_when_true(v: &str, why: &str) -> Result<Vec<String>, String> {
+    if bool_value(v)? {
+        Err(why.into())
+    } else {
+        Ok(Vec::new())
     }
 }
 

@@ -98,6 +98,10 @@ fn letters_apogee_cannot_honour_are_refused_naming_them() {
             "argument 2 missing",
         ),
         (&["updateSubGroup", "-g", "g", "-d", "true"], "broadcast"),
+        (
+            &["updateSubGroup", "-g", "g", "-m", "true"],
+            "consume.auto_create_start",
+        ),
         (&["deleteSubGroup", "-g", "g", "-r", "false"], "offsets too"),
         (&["brokerStatus", "-c", "C"], "name it with -b"),
         (
@@ -116,7 +120,7 @@ fn letters_apogee_cannot_honour_are_refused_naming_them() {
 
 #[test]
 fn every_alias_takes_its_letters() {
-    let cases: [(&[&str], &[&str]); 14] = [
+    let cases: [(&[&str], &[&str]); 15] = [
         (
             &["deleteTopic", "-t", "t", "-c", "C"],
             &["--mqadmin-cluster", "C", "topic", "delete", "t"],
@@ -140,6 +144,31 @@ fn every_alias_takes_its_letters() {
                 "g",
                 "--max-attempts",
                 "4",
+                "--fifo",
+                "true",
+            ],
+        ),
+        (
+            // RocketMQ's defaults, as Apache RocketMQ's e2e suite (its Go FIFO test) sends
+            // them: nothing to add.
+            &[
+                "updateSubGroup",
+                "-g",
+                "g",
+                "-s",
+                "true",
+                "-o",
+                "true",
+                "-m",
+                "false",
+                "-d",
+                "false",
+            ],
+            &[
+                "group",
+                "create",
+                "--update-if-exists",
+                "g",
                 "--fifo",
                 "true",
             ],

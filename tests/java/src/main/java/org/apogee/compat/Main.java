@@ -14,9 +14,12 @@ import java.util.concurrent.TimeoutException;
  * Runs scenarios of RocketMQ's official Java clients against one cluster and prints one line
  * per scenario, {@code PASS name in N ms} or {@code FAIL name: reason}; exits 1 when any failed.
  *
- * <p>Usage: {@code java -jar apogee-java-scenarios.jar --endpoint HOST:PORT [--parallel N]
- * [--timeout-secs S] [--access-key K --secret-key S] SCENARIO...}. The endpoint is the NameServer's address: the 5.x client's
- * gRPC endpoint and the 4.x client's {@code namesrvAddr} (one port serves both protocols).
+ * <p>Usage: {@code java -jar apogee-java-scenarios.jar --endpoint HOST:PORT [--grpc-endpoint HOST:PORT]
+ * [--namesrv HOST:PORT] [--parallel N] [--timeout-secs S] [--access-key K --secret-key S] SCENARIO...}.
+ * The endpoint is the NameServer's address: the 5.x client's gRPC endpoint and the 4.x client's
+ * {@code namesrvAddr} (on Apogee one port serves both protocols). Where they differ, as with
+ * Apache RocketMQ's proxy, {@code --grpc-endpoint} and {@code --namesrv} set each (either one
+ * given without {@code --endpoint} leaves the other unset).
  * Scenario {@code NAME} uses the topic {@code j-NAME} and the consumer group {@code j-NAME-g},
  * which the caller creates beforehand (see {@link Scenario}).
  */
@@ -37,6 +40,8 @@ public final class Main {
         // get its queues within a second here (a client setting, as an application may set).
         System.setProperty("rocketmq.client.rebalance.waitInterval", "1000");
         String endpoint = null;
+        String grpcEndpoint = null;
+        String namesrv = null;
         String accessKey = null;
         String secretKey = null;
         int parallel = 4;
@@ -45,6 +50,8 @@ public final class Main {
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--endpoint" -> endpoint = args[++i];
+                case "--grpc-endpoint" -> grpcEndpoint = args[++i];
+                case "--namesrv" -> namesrv = args[++i];
                 case "--access-key" -> accessKey = args[++i];
                 case "--secret-key" -> secretKey = args[++i];
                 case "--parallel" -> parallel = Integer.parseInt(args[++i]);
@@ -57,8 +64,11 @@ public final class Main {
             }
         }
         Map<String, Scenario.Body> all = registry();
-        if (endpoint == null || names.isEmpty()) {
-            System.err.println("usage: --endpoint HOST:PORT [--parallel N] [--timeout-secs S] "
+        grpcEndpoint = grpcEndpoint != null ? grpcEndpoint : endpoint;
+        namesrv = namesrv != null ? namesrv : endpoint;
+        if ((grpcEndpoint == null && namesrv == null) || names.isEmpty()) {
+            System.err.println("usage: --endpoint HOST:PORT [--grpc-endpoint HOST:PORT] [--namesrv HOST:PORT] "
+                + "[--parallel N] [--timeout-secs S] "
                 + "[--access-key K --secret-key S] SCENARIO...; "
                 + "scenarios: " + all.keySet());
             System.exit(2);
@@ -71,7 +81,7 @@ public final class Main {
         Map<String, Future<String>> running = new LinkedHashMap<>();
         for (String name : names) {
             Scenario.Body body = all.get(name);
-            Scenario scenario = new Scenario(name, endpoint, accessKey, secretKey);
+            Scenario scenario = new Scenario(name, grpcEndpoint, namesrv, accessKey, secretKey);
             running.put(name, pool.submit(() -> run(scenario, body)));
         }
         int failed = 0;

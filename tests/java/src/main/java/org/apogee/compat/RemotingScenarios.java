@@ -61,7 +61,7 @@ final class RemotingScenarios {
     /** A started producer of the scenario's producer group. */
     private static DefaultMQProducer producer(Scenario s) throws Exception {
         DefaultMQProducer producer = new DefaultMQProducer(s.group() + "-producers");
-        producer.setNamesrvAddr(s.endpoint());
+        producer.setNamesrvAddr(s.namesrv());
         producer.setInstanceName(s.instance("producer"));
         producer.start();
         return producer;
@@ -70,7 +70,7 @@ final class RemotingScenarios {
     /** A push consumer of {@code group} on the scenario's topic, from the first offset, not started. */
     private static DefaultMQPushConsumer pushConsumer(Scenario s, String group, String instance) throws Exception {
         DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(group);
-        consumer.setNamesrvAddr(s.endpoint());
+        consumer.setNamesrvAddr(s.namesrv());
         consumer.setInstanceName(s.instance(instance));
         consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
         consumer.subscribe(s.topic(), "*");
@@ -306,7 +306,7 @@ final class RemotingScenarios {
     private static List<String> pollAll(Scenario s, String topic, String group, String instance, int count)
         throws Exception {
         DefaultLitePullConsumer consumer = new DefaultLitePullConsumer(group);
-        consumer.setNamesrvAddr(s.endpoint());
+        consumer.setNamesrvAddr(s.namesrv());
         consumer.setInstanceName(s.instance(instance));
         consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
         consumer.setAutoCommit(false);
@@ -337,7 +337,7 @@ final class RemotingScenarios {
     static void transaction(Scenario s) throws Exception {
         Set<String> checked = ConcurrentHashMap.newKeySet();
         TransactionMQProducer producer = new TransactionMQProducer(s.group() + "-producers");
-        producer.setNamesrvAddr(s.endpoint());
+        producer.setNamesrvAddr(s.namesrv());
         producer.setInstanceName(s.instance("producer"));
         producer.setTransactionListener(new TransactionListener() {
             @Override
@@ -444,10 +444,10 @@ final class RemotingScenarios {
      */
     static void trace(Scenario s) throws Exception {
         DefaultMQProducer producer = new DefaultMQProducer(s.group() + "-producers", true, null);
-        producer.setNamesrvAddr(s.endpoint());
+        producer.setNamesrvAddr(s.namesrv());
         producer.setInstanceName(s.instance("producer"));
         DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(s.group(), true, null);
-        consumer.setNamesrvAddr(s.endpoint());
+        consumer.setNamesrvAddr(s.namesrv());
         consumer.setInstanceName(s.instance("consumer"));
         consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
         consumer.subscribe(s.topic(), "*");

@@ -9,8 +9,10 @@ import java.util.function.Supplier;
  * One scenario's names and the checks scenarios share. Scenario {@code NAME} works on the topic
  * {@code j-NAME} and the consumer group {@code j-NAME-g}; both exist before it runs. With an
  * access key and secret (both null without), the 5.x client's scenarios sign their calls.
+ * {@code endpoint} is the 5.x client's gRPC endpoint, {@code namesrv} the 4.x client's
+ * NameServer address (on Apogee one port serves both).
  */
-public record Scenario(String name, String endpoint, String accessKey, String secretKey) {
+public record Scenario(String name, String endpoint, String namesrv, String accessKey, String secretKey) {
 
     /** A scenario's code: returns when everything it checks held, throws otherwise. */
     @FunctionalInterface
