@@ -16,10 +16,16 @@
 //! With authentication on, the 5.x client signing with the cluster's credentials (`grpc-auth`)
 //! sends and receives, and with a wrong secret cannot send.
 //!
+//! A Spring Boot application (`tests/java-spring`, Apache's `rocketmq-spring-boot-starter`
+//! unchanged) sends with RocketMQTemplate (sync with a JSON payload and a tag, async, orderly
+//! by hash key, delayed, in transactions settled by a `@RocketMQTransactionListener` and its
+//! check-back) and receives with `@RocketMQMessageListener` beans (tag-filtered, ORDERLY), in
+//! one JVM started once (`spring-*`).
+//!
 //! Scenario `NAME` works on the topic `j-NAME` and the group `j-NAME-g` (and `j-NAME-g2`),
-//! made here first. The project is built with Maven, offline when `deploy/dev-setup.sh` has
-//! resolved its dependencies. Without java and mvn the test prints SKIPPED, except under CI
-//! (`CI=true`), where it fails.
+//! made here first. The projects are built with Maven, offline when `deploy/dev-setup.sh` has
+//! resolved their dependencies. Without java and mvn the tests print SKIPPED, except under CI
+//! (`CI=true`), where they fail.
 
 use apogee_proto::v2::MessageType;
 use apogee_tests::{rpc, BrokerSpec, Cluster};
