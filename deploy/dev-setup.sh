@@ -24,8 +24,8 @@ command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2
 # headless Chromium through WebDriver (under CI they fail rather than skip without them).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-# java and mvn: the official Java clients' test (official_java) builds tests/java with Maven
-# (under CI it fails rather than skips without them).
+# java and mvn: the official Java clients' tests (official_java) build tests/java and
+# tests/java-spring with Maven (under CI they fail rather than skip without them).
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 # mold: a faster linker for the many test binaries; `.ci/run` uses it when it is there (a
@@ -60,15 +60,18 @@ else
   echo "dev-setup: go not found; the official Go clients' test (official_go) needs it" >&2
 fi
 
-# The Java clients' test builds tests/java offline: its dependencies and Maven's plugins are
-# resolved into Maven's own repository (~/.m2) once per version of its pom.xml.
-java_pom="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/java/pom.xml"
-java_stamp="$HOME/.m2/repository/.apogee-java-scenarios-$(sha256sum "$java_pom" | cut -c1-16)"
-if [ ! -e "$java_stamp" ]; then
-  echo "dev-setup: resolving the Java scenarios' dependencies (tests/java)" >&2
-  if ! maven_out=$(mvn -q -B -f "$java_pom" package 2>&1); then
-    echo "$maven_out" >&2
-    exit 1
+# The Java clients' tests build tests/java and tests/java-spring (the Spring Boot starter's
+# application) offline: each one's dependencies and Maven's plugins are resolved into Maven's
+# own repository (~/.m2) once per version of its pom.xml.
+for java_project in java java-spring; do
+  java_pom="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/$java_project/pom.xml"
+  java_stamp="$HOME/.m2/repository/.apogee-$java_project-scenarios-$(sha256sum "$java_pom" | cut -c1-16)"
+  if [ ! -e "$java_stamp" ]; then
+    echo "dev-setup: resolving the Java scenarios' dependencies (tests/$java_project)" >&2
+    if ! maven_out=$(mvn -q -B -f "$java_pom" package 2>&1); then
+      echo "$maven_out" >&2
+      exit 1
+    fi
+    touch "$java_stamp"
   fi
-  touch "$java_stamp"
-fi
+done

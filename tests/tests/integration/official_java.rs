@@ -16,10 +16,16 @@
 //! With authentication on, the 5.x client signing with the cluster's credentials (`grpc-auth`)
 //! sends and receives, and with a wrong secret cannot send.
 //!
+//! A Spring Boot application (`tests/java-spring`, Apache's `rocketmq-spring-boot-starter`
+//! unchanged) sends with RocketMQTemplate (sync with a JSON payload and a tag, async, orderly
+//! by hash key, delayed, in transactions settled by a `@RocketMQTransactionListener` and its
+//! check-back) and receives with `@RocketMQMessageListener` beans (tag-filtered, ORDERLY), in
+//! one JVM started once (`spring-*`).
+//!
 //! Scenario `NAME` works on the topic `j-NAME` and the group `j-NAME-g` (and `j-NAME-g2`),
-//! made here first. The project is built with Maven, offline when `deploy/dev-setup.sh` has
-//! resolved its dependencies. Without java and mvn the test prints SKIPPED, except under CI
-//! (`CI=true`), where it fails.
+//! made here first. The projects are built with Maven, offline when `deploy/dev-setup.sh` has
+//! resolved their dependencies. Without java and mvn the tests print SKIPPED, except under CI
+//! (`CI=true`), where they fail.
 
 use apogee_proto::v2::MessageType;
 use apogee_tests::{rpc, BrokerSpec, Cluster};
@@ -91,11 +97,6 @@ const SCENARIOS: &[JavaScenario] = &[
     },
 ];
 
-/// The Maven project.
-fn project_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("java")
-}
-
 /// Why the Java clients cannot run here, or None when java and mvn can.
 fn java_missing() -> Option<String> {
     for (tool, arg) in [("java", "-version"), ("mvn", "-v")] {
@@ -110,9 +111,10 @@ fn java_missing() -> Option<String> {
     None
 }
 
-/// Builds the runnable jar with Maven, offline first (dependencies resolved by
-/// `deploy/dev-setup.sh`), then online outside CI; returns its path.
-fn build_jar(project: &Path) -> PathBuf {
+/// Builds the Maven project `tests/PROJECT` with Maven, offline first (dependencies resolved
+/// by `deploy/dev-setup.sh`), then online outside CI; returns the path of its runnable `jar`.
+fn build_jar(project: &str, jar: &str) -> PathBuf {
+    let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(project);
     let maven = |offline: bool| {
         let mut cmd = Command::new("mvn");
         cmd.args(["-q", "-B", "-f"]).arg(project.join("pom.xml"));
@@ -127,13 +129,13 @@ fn build_jar(project: &Path) -> PathBuf {
     }
     assert!(
         out.status.success(),
-        "the Java scenarios did not build (deploy/dev-setup.sh resolves their dependencies): \
-         {}\n{}{}",
+        "{} did not build (deploy/dev-setup.sh resolves its dependencies): {}\n{}{}",
+        project.display(),
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    project.join("target/apogee-java-scenarios.jar")
+    project.join("target").join(jar)
 }
 
 /// The last `n` lines of `text`.
@@ -152,22 +154,26 @@ fn java_usable() -> bool {
     )
 }
 
-/// The runnable jar, built once for every test of this module.
-async fn jar() -> PathBuf {
-    static JAR: OnceLock<PathBuf> = OnceLock::new();
-    tokio::task::spawn_blocking(|| JAR.get_or_init(|| build_jar(&project_dir())).clone())
+/// The runnable jar `jar` of the Maven project `tests/PROJECT`, built once into `built` for
+/// every test of this module that runs it.
+async fn jar(
+    built: &'static OnceLock<PathBuf>,
+    project: &'static str,
+    jar: &'static str,
+) -> PathBuf {
+    tokio::task::spawn_blocking(move || built.get_or_init(|| build_jar(project, jar)).clone())
         .await
         .expect("the Maven build")
 }
 
-/// Makes the scenarios' topics and groups, runs them in one JVM with `extra_args`, and
-/// checks that each passed; returns the program's report.
-async fn run_scenarios(
-    cluster: &Cluster,
-    scenarios: &[JavaScenario],
-    extra_args: &[&str],
-) -> String {
-    let jar = jar().await;
+/// The scenarios jar of `tests/java`.
+async fn scenarios_jar() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    jar(&BUILT, "java", "apogee-java-scenarios.jar").await
+}
+
+/// Makes each scenario's topic `j-NAME` and group `j-NAME-g` (and `j-NAME-g2`).
+async fn make_topics_and_groups(cluster: &Cluster, scenarios: &[JavaScenario]) {
     for s in scenarios {
         let topic = format!("j-{}", s.name);
         cluster
@@ -183,23 +189,49 @@ async fn run_scenarios(
                 .success();
         }
     }
+}
 
+/// Makes the scenarios' topics and groups, runs them in one JVM with `extra_args`, and
+/// checks that each passed; returns the program's report.
+async fn run_scenarios(
+    cluster: &Cluster,
+    scenarios: &[JavaScenario],
+    extra_args: &[&str],
+) -> String {
+    let jar = scenarios_jar().await;
+    make_topics_and_groups(cluster, scenarios).await;
     let names: Vec<&str> = scenarios.iter().map(|s| s.name).collect();
+    let mut args = vec!["--endpoint", cluster.ns_addr(), "--parallel", "4"];
+    args.extend(["--timeout-secs", "150"]);
+    args.extend(extra_args);
+    args.extend(&names);
+    run_jar(cluster, &[], &jar, &args, &names).await
+}
+
+/// Runs `jar` with `args` in one JVM (with the options `jvm_options`) and checks that it
+/// printed `PASS NAME` for each of `names` and exited with success; returns what it printed.
+/// The program must end within its own timeout (at most 150 s), its clients logging under the
+/// cluster's directory.
+async fn run_jar(
+    cluster: &Cluster,
+    jvm_options: &[&str],
+    jar: &Path,
+    args: &[&str],
+    names: &[&str],
+) -> String {
     let run = tokio::process::Command::new("java")
         // The clients log under the home directory (~/logs) and a broadcasting consumer keeps
         // its offsets there (~/.rocketmq_offsets): the cluster's directory.
         .arg(format!("-Duser.home={}", cluster.dir().display()))
+        .args(jvm_options)
         .arg("-jar")
-        .arg(&jar)
-        .args(["--endpoint", cluster.ns_addr(), "--parallel", "4"])
-        .args(["--timeout-secs", "150"])
-        .args(extra_args)
-        .args(&names)
+        .arg(jar)
+        .args(args)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(200), run)
         .await
-        .expect("the Java scenarios ran past their own timeout")
+        .expect("the Java program ran past its own timeout")
         .expect("running java");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let report = || {
@@ -216,7 +248,7 @@ async fn run_scenarios(
             client_log("logs/rocketmqlogs/rocketmq_client.log"),
         )
     };
-    for name in &names {
+    for name in names {
         let passed = stdout
             .lines()
             .any(|l| l.strip_prefix("PASS ").and_then(|r| r.split(' ').next()) == Some(name));
@@ -270,4 +302,47 @@ async fn java_client_signs_its_calls_where_authentication_is_on() {
     )
     .await;
     println!("{report}");
+}
+
+/// The Spring Boot application's scenarios (`tests/java-spring`): the topics and groups its
+/// `@RocketMQMessageListener` beans name, which must exist before it starts.
+const SPRING_SCENARIOS: &[JavaScenario] = &[
+    JavaScenario {
+        // A listener per tag.
+        second_group: true,
+        ..scenario("spring-send", MessageType::Normal)
+    },
+    scenario("spring-orderly", MessageType::Normal),
+    scenario("spring-delay", MessageType::Delay),
+    scenario("spring-transaction", MessageType::Transaction),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spring_boot_starter_application_sends_and_listens() {
+    if !java_usable() {
+        return;
+    }
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let jar = jar(&BUILT, "java-spring", "apogee-spring-scenarios.jar").await;
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a").fast_check_backs())
+        .start()
+        .await;
+    let started = Instant::now();
+    make_topics_and_groups(&cluster, SPRING_SCENARIOS).await;
+    let name_server = format!("--rocketmq.name-server={}", cluster.ns_addr());
+    let names: Vec<&str> = SPRING_SCENARIOS.iter().map(|s| s.name).collect();
+    let report = run_jar(
+        &cluster,
+        // Spring's start is mostly compiling: the quick compiler alone halves it.
+        &["-XX:TieredStopAtLevel=1"],
+        &jar,
+        &[&name_server, "--apogee.timeout-secs=90"],
+        &names,
+    )
+    .await;
+    println!(
+        "the Spring Boot application passed in {:.1} s:\n{report}",
+        started.elapsed().as_secs_f64()
+    );
 }
