@@ -391,6 +391,16 @@ pub(crate) async fn wait_broker_ready(
     }
 }
 
+/// The teardown: every process is frozen before any is killed (the fields' drop kills them
+/// in order and prints their logs when the test failed), so no log shows a member's
+/// reaction to another's kill.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        self.freeze_all();
+    }
+}
+
 impl Cluster {
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder::default()
@@ -591,6 +601,18 @@ impl Cluster {
     #[cfg(unix)]
     pub fn pause_broker(&mut self, name: &str) {
         self.broker_mut(name).process.pause();
+    }
+
+    /// SIGSTOPs every process of the cluster and marks its log, as the teardown does
+    /// before it kills any ([`ManagedProcess::freeze_for_teardown`]).
+    #[cfg(unix)]
+    pub fn freeze_all(&mut self) {
+        let brokers = self.brokers.iter_mut().map(|b| &mut b.process);
+        let nameservers = self.nameservers.iter_mut().map(|n| &mut n.process);
+        let controllers = self.controllers.iter_mut().map(|c| &mut c.process);
+        for process in brokers.chain(nameservers).chain(controllers) {
+            process.freeze_for_teardown();
+        }
     }
 
     /// SIGCONTs a broker stopped by [`Cluster::pause_broker`].

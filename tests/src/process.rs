@@ -6,6 +6,13 @@
 //! also when the test process dies (PR_SET_PDEATHSIG), so no server outlives
 //! its test. When the handle is dropped while the test
 //! is panicking, the log is printed to stderr.
+//!
+//! A group of processes is torn down by freezing every one of them first
+//! ([`ManagedProcess::freeze_for_teardown`], which marks the log), then killing
+//! them: killed one after another, a survivor would log how it saw the others
+//! die (a slave "replication from the master stopped ... error reading a body
+//! from connection" moments after its last reconnect), and a failed test's
+//! printed logs would end with that teardown noise instead of the failure.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,6 +23,10 @@ use std::time::{Duration, Instant};
 
 /// Largest tail of a log printed on failure.
 const MAX_PRINTED_LOG: usize = 64 * 1024;
+
+/// The line [`ManagedProcess::freeze_for_teardown`] ends a log with.
+pub const TEARDOWN_MARKER: &str =
+    "===== frozen by the test harness for the teardown (SIGSTOP); nothing below is the process's";
 
 /// A spawned server with its command line kept for restarts.
 pub struct ManagedProcess {
@@ -142,6 +153,23 @@ impl ManagedProcess {
     #[cfg(unix)]
     pub fn pause(&mut self) {
         self.signal(libc::SIGSTOP, "SIGSTOP");
+    }
+
+    /// SIGSTOPs a running process for the teardown and marks its log: nothing after
+    /// the marker line comes from the process. A process already stopped or gone is
+    /// only marked (when running).
+    #[cfg(unix)]
+    pub fn freeze_for_teardown(&mut self) {
+        if !self.is_running() {
+            return;
+        }
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) with a pid this handle spawned and has not reaped yet.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+        }
+        if let Ok(mut file) = OpenOptions::new().append(true).open(&self.log) {
+            let _ = writeln!(file, "{TEARDOWN_MARKER}");
+        }
     }
 
     /// SIGTERMs the process (a graceful shutdown); see [`wait_exit`] for its end.

@@ -163,11 +163,27 @@ fn received(
     message: Result<Option<MasterMessage>, Status>,
 ) -> Result<master_message::Kind, ApogeeError> {
     match message {
-        Err(status) => Err(ApogeeError::from(status)),
+        Err(status) => Err(with_causes(status)),
         Ok(None) => Err(err("the master closed the stream")),
         Ok(Some(MasterMessage { kind: Some(k) })) => Ok(k),
         Ok(Some(_)) => Err(err("an empty message from the master")),
     }
+}
+
+/// A broken stream's status as an error whose text also names the causes below it (the
+/// transport's: hyper's "error reading a body from connection" says nothing without h2's
+/// reason or the I/O error under it).
+pub(super) fn with_causes(status: Status) -> ApogeeError {
+    let mut text = status.message().to_string();
+    let mut cause = std::error::Error::source(&status);
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        cause = c.source();
+    }
+    ApogeeError::from(Status::new(status.code(), text))
 }
 
 /// Queues a message to the master; a master that takes none for [`MASTER_SILENCE`] (its

@@ -1,5 +1,6 @@
 //! Unit tests of the master's view of its slaves (in-sync rules, lag, the handback gate) and of
-//! the master's check of a slave's Hello, on a replication context from `Broker::build`.
+//! the master's check of a slave's Hello, on a replication context from `Broker::build`; how a
+//! slave words a broken stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,4 +227,42 @@ async fn a_slave_built_by_the_services_counts_its_master_away_until_connected() 
     let master = context(dir.path(), Role::AsyncMaster);
     assert!(!master.targets.journal.master_away());
     assert!(master.replication.master_link().is_none());
+}
+
+/// An error of the transport under a status, with what caused it (as hyper's body error
+/// carries h2's).
+#[derive(Debug)]
+struct Layer(&'static str, Option<Box<Layer>>);
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Layer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.1.as_deref().map(|e| e as _)
+    }
+}
+
+#[test]
+fn a_broken_stream_is_worded_with_the_causes_under_it() {
+    let broken = Layer(
+        "error reading a body from connection",
+        Some(Box::new(Layer(
+            "stream closed because of a broken pipe",
+            None,
+        ))),
+    );
+    let status = tonic::Status::from_error(Box::new(broken));
+    let text = super::slave::with_causes(status).to_string();
+    assert!(
+        text.contains(
+            "error reading a body from connection: stream closed because of a broken pipe"
+        ),
+        "{text}"
+    );
+    // A cause already in the message is not repeated.
+    assert_eq!(text.matches("error reading a body").count(), 1, "{text}");
 }
