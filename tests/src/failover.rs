@@ -116,8 +116,8 @@ pub struct StartedGroup {
     pub first_epoch: u64,
 }
 
-/// Starts a controller (one NameServer) and members 1 and 2 of `group`, waits until both are
-/// in the in-sync set, and creates `topic` with `queues` queues.
+/// Starts a controller (one NameServer) and members 1 and 2 of `group`, then
+/// [`settle_group_of_two`].
 pub async fn start_group_of_two(group: &str, topic: &str, queues: i32) -> StartedGroup {
     let cluster = Cluster::builder()
         .controller()
@@ -125,6 +125,17 @@ pub async fn start_group_of_two(group: &str, topic: &str, queues: i32) -> Starte
         .broker(member(group, 2))
         .start()
         .await;
+    settle_group_of_two(cluster, group, topic, queues).await
+}
+
+/// Waits until both members of `group` in the started `cluster` are in the in-sync set under
+/// its first master, and creates `topic` with `queues` queues.
+pub async fn settle_group_of_two(
+    cluster: Cluster,
+    group: &str,
+    topic: &str,
+    queues: i32,
+) -> StartedGroup {
     let (master, slave) = wait_for_full_in_sync_set(&cluster, group, 0).await;
     let first_epoch = controller_group(&cluster, group)
         .await

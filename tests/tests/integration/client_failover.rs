@@ -5,8 +5,8 @@
 //! new master once the controller has elected it; every acknowledged message is received.
 
 use apogee_client::{FilterExpression, Message, Producer, SimpleConsumer};
-use apogee_tests::failover::{assert_all_logged, member, wait_for_full_in_sync_set};
-use apogee_tests::{wait_until, Cluster};
+use apogee_tests::failover::{assert_all_logged, start_group_of_two, StartedGroup};
+use apogee_tests::wait_until;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,14 +39,12 @@ fn after(log: &Log, t: Instant) -> Vec<(String, Duration)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn apogee_client_follows_a_failover_without_a_restart() {
-    let mut cluster = Cluster::builder()
-        .controller()
-        .broker(member(GROUP, 1))
-        .broker(member(GROUP, 2))
-        .start()
-        .await;
-    let (old, new) = wait_for_full_in_sync_set(&cluster, GROUP, 0).await;
-    cluster.create_topic(TOPIC, 4).await;
+    let StartedGroup {
+        mut cluster,
+        master: old,
+        slave: new,
+        ..
+    } = start_group_of_two(GROUP, TOPIC, 4).await;
     let producer = Arc::new(Producer::connect(cluster.client_config()).await.unwrap());
     let subscription = vec![(TOPIC.to_string(), FilterExpression::default())];
     let consumer = Arc::new(

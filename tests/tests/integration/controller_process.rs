@@ -14,8 +14,8 @@
 //!   certificates and secret, and a member is elected through them.
 
 use apogee_tests::failover::{
-    assert_all_logged, controller_group, member, send_one, wait_for_full_in_sync_set,
-    wait_routed_master, Load, OnFailure,
+    assert_all_logged, controller_group, member, send_one, settle_group_of_two,
+    wait_for_full_in_sync_set, wait_routed_master, Load, OnFailure, StartedGroup,
 };
 use apogee_tests::{wait_until, Cluster};
 use std::time::{Duration, Instant};
@@ -40,13 +40,12 @@ async fn cluster() -> Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_is_replaced_by_the_remote_controller() {
-    let mut cluster = cluster().await;
-    let (old, new) = wait_for_full_in_sync_set(&cluster, GROUP, 0).await;
-    let first_epoch = controller_group(&cluster, GROUP)
-        .await
-        .unwrap()
-        .master_epoch;
-    cluster.create_topic(TOPIC, QUEUES).await;
+    let StartedGroup {
+        mut cluster,
+        master: old,
+        slave: new,
+        first_epoch,
+    } = settle_group_of_two(cluster().await, GROUP, TOPIC, QUEUES).await;
     let (old_addr, new_addr) = (
         cluster.broker(&old).addr.clone(),
         cluster.broker(&new).addr.clone(),

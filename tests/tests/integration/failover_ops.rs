@@ -18,7 +18,8 @@ use apogee_proto::v2::{Code, MessageType, TransactionResolution};
 use apogee_tests::commitlog::{assert_log_prefix, logged_ids};
 use apogee_tests::failover::{
     assert_all_logged, controller_group, controller_status, member, member_name, receive_id,
-    send_message, send_one, wait_for_full_in_sync_set, wait_routed_master, Load, OnFailure,
+    send_message, send_one, settle_group_of_two, wait_for_full_in_sync_set, wait_routed_master,
+    Load, OnFailure,
 };
 use apogee_tests::rpc::{self, delay_message, delivery_ms};
 use apogee_tests::{wait_until, Cluster};
@@ -44,9 +45,8 @@ async fn group_of_two(nameservers: usize) -> (Cluster, String, String) {
         .broker(member(GROUP, 2))
         .start()
         .await;
-    let (master, other) = wait_for_full_in_sync_set(&cluster, GROUP, 0).await;
-    cluster.create_topic(TOPIC, QUEUES).await;
-    (cluster, master, other)
+    let group = settle_group_of_two(cluster, GROUP, TOPIC, QUEUES).await;
+    (group.cluster, group.master, group.slave)
 }
 
 /// Waits until the old master's commit log holds exactly the new master's ids and is a

@@ -13,8 +13,8 @@
 
 use apogee_tests::commitlog::{assert_log_prefix, logged_ids};
 use apogee_tests::failover::{
-    assert_all_logged, controller_group, member, send_message, send_one, wait_for_full_in_sync_set,
-    wait_routed_master,
+    assert_all_logged, controller_group, member, send_message, send_one, settle_group_of_two,
+    wait_for_full_in_sync_set, wait_routed_master, StartedGroup,
 };
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
 use std::collections::HashSet;
@@ -53,18 +53,18 @@ fn dropped_ids(log: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_returning_master_truncates_by_epoch_what_was_never_acknowledged() {
-    let mut cluster = Cluster::builder()
+    let started = Cluster::builder()
         .controller()
         .broker(patient_member(1))
         .broker(patient_member(2))
         .start()
         .await;
-    let (old, new) = wait_for_full_in_sync_set(&cluster, GROUP, 0).await;
-    let first_epoch = controller_group(&cluster, GROUP)
-        .await
-        .unwrap()
-        .master_epoch;
-    cluster.create_topic(TOPIC, QUEUES).await;
+    let StartedGroup {
+        mut cluster,
+        master: old,
+        slave: new,
+        first_epoch,
+    } = settle_group_of_two(started, GROUP, TOPIC, QUEUES).await;
     let old_addr = cluster.broker(&old).addr.clone();
     let new_addr = cluster.broker(&new).addr.clone();
     let (old_dir, new_dir) = (

@@ -14,7 +14,8 @@
 use apogee_proto::v2;
 use apogee_tests::commitlog::logged_ids;
 use apogee_tests::failover::{
-    assert_all_logged, controller_group, member, member_name, send_one, wait_for_full_in_sync_set,
+    assert_all_logged, controller_group, member, member_name, send_one, start_group_of_two,
+    StartedGroup,
 };
 use apogee_tests::{rpc, wait_until, Cluster};
 use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
@@ -397,14 +398,12 @@ async fn official_python_producer_follows_a_failover_by_its_route_refresh() {
     }
     const PY_GROUP: &str = "pyfo";
     const PY_TOPIC: &str = "python-failover";
-    let mut cluster = Cluster::builder()
-        .controller()
-        .broker(member(PY_GROUP, 1))
-        .broker(member(PY_GROUP, 2))
-        .start()
-        .await;
-    let (old, new) = wait_for_full_in_sync_set(&cluster, PY_GROUP, 0).await;
-    cluster.create_topic(PY_TOPIC, QUEUES).await;
+    let StartedGroup {
+        mut cluster,
+        master: old,
+        slave: new,
+        ..
+    } = start_group_of_two(PY_GROUP, PY_TOPIC, QUEUES).await;
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/producer_failover.py");
     let mut child = tokio::process::Command::new("python3")
