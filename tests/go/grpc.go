@@ -72,6 +72,17 @@ func startSimpleConsumer(e env, group, topic string) (rmq.SimpleConsumer, error)
 	return c, nil
 }
 
+// A SimpleConsumer of `group` on `topic`, for as long as it takes to receive and ack `want`
+// messages (receiveAndAck).
+func consumeAll(e env, group, topic string, want int) (*received, error) {
+	c, err := startSimpleConsumer(e, group, topic)
+	if err != nil {
+		return nil, err
+	}
+	defer c.GracefulStop()
+	return receiveAndAck(c, want)
+}
+
 // Receives and acks until `want` messages arrived or the receive limit passed, recording each
 // one's body and tag in order.
 func receiveAndAck(c rmq.SimpleConsumer, want int) (*received, error) {
@@ -135,12 +146,7 @@ func normalSendSimpleConsumer(e env) error {
 			return fmt.Errorf("send %s: receipts %v", body, receipts)
 		}
 	}
-	c, err := startSimpleConsumer(e, "go5-normal-g", topic)
-	if err != nil {
-		return err
-	}
-	defer c.GracefulStop()
-	rec, err := receiveAndAck(c, len(sent))
+	rec, err := consumeAll(e, "go5-normal-g", topic, len(sent))
 	if err != nil {
 		return err
 	}
@@ -169,12 +175,7 @@ func fifoInOrder(e env) error {
 			sent[body] = "fifo"
 		}
 	}
-	c, err := startSimpleConsumer(e, "go5-fifo-g", topic)
-	if err != nil {
-		return err
-	}
-	defer c.GracefulStop()
-	rec, err := receiveAndAck(c, len(sent))
+	rec, err := consumeAll(e, "go5-fifo-g", topic, len(sent))
 	if err != nil {
 		return err
 	}
