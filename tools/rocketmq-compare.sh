@@ -42,6 +42,8 @@
 # RocketMQ its script's with RMQ_PORT_BASE=26000. Needs java and mvn (deploy/dev-setup.sh) for the client and RocketMQ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tools/standalone.sh
+. tools/standalone.sh # cpu_ticks
 bin=${APOGEE_BIN_DIR:-target/release}
 secs=${SECONDS_EACH:-20}
 warmup=${WARMUP:-3}
@@ -87,7 +89,7 @@ apogee_stop() {
   for p in "${apogee_pids[@]}"; do wait "$p" 2>/dev/null || true; done
   apogee_pids=()
 }
-rmq_pids() { echo "$(cat "$RMQ_HOME/namesrv.pid") $(cat "$RMQ_HOME/broker.pid")"; }
+rmq_pids() { (eval "$(rmq env)" && echo "$NAMESRV_PID $BROKER_PID"); }
 trap 'apogee_stop; rmq stop >/dev/null 2>&1 || true' EXIT
 
 wait_until() { # WHAT SECONDS COMMAND...
@@ -97,12 +99,6 @@ wait_until() { # WHAT SECONDS COMMAND...
     ((n-- > 0)) || { echo "$what: not within the time; see $out" >&2; exit 1; }
     sleep 0.1
   done
-}
-
-cpu_ticks() {
-  local total=0 p
-  for p in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  echo "$total"
 }
 
 # measure SYSTEM SCENARIO PIDS -- BENCH ARGS...: runs Bench, writes $out/SYSTEM-SCENARIO.json
