@@ -8,6 +8,8 @@
 //! - [`txn`]: transactional (half) messages; [`schedule`]: scheduled delivery.
 //! - [`v2_message`]: stored messages as the v2 messages clients receive.
 //! - [`dead_letters`]: a group's dead-letter topic, read and resent by operators.
+//! - [`actions`]: the broker's actions (pop, pull, ...), one per thing a client asks for,
+//!   whatever the transport; every rule of an action lives behind it.
 //! - [`grpc`]: the client protocol (`apache.rocketmq.v2`) and admin service.
 //! - [`remoting`]: the same services for RocketMQ's remoting clients (4.x);
 //!   [`remoting_state`]: the remoting clients' table and queue locks the broker holds.
@@ -21,6 +23,7 @@
 //!   services; [`server`]: the steps of running a broker; [`config`]: the configuration.
 
 pub mod access;
+pub mod actions;
 pub mod config;
 pub mod consume;
 pub mod dead_letters;

@@ -73,6 +73,7 @@ pub async fn serve_with(
         return Ok(());
     }
     let broker = Broker::build(config.clone(), foundation)?;
+    broker.finish_interrupted_topic_deletes().await?;
     broker
         .nameservers()
         .register_at_start(broker.topics(), broker.groups())

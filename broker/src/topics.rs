@@ -142,7 +142,12 @@ impl TopicTable {
                 config_key(name),
                 encode_config_bytes(&c.encode_to_vec()),
             ),
-            None => batch.delete(Cf::TopicConfig, config_key(name)),
+            // With the mark that the rest of the deletion is still to do
+            // (`crate::actions::topics`): a crash from here on is finished at the next start.
+            None => {
+                batch.delete(Cf::TopicConfig, config_key(name));
+                batch.put(Cf::Meta, keys::topic_deleting_key(name), keys::MARKER);
+            }
         }
         batch.put(Cf::Meta, DATA_VERSION_KEY, encode_data_version(version));
         self.kv
@@ -181,6 +186,9 @@ impl TopicTable {
         Ok(config)
     }
 
+    /// Deletes a topic's config, marking the topic as being deleted in the same write
+    /// ([`keys::topic_deleting_key`]); the caller purges the rest and then
+    /// [`finish_delete`](Self::finish_delete)s.
     pub fn delete(&self, name: &str) -> Result<(), ApogeeError> {
         let mut topics = self.topics.write();
         if !topics.contains_key(name) {
@@ -189,6 +197,28 @@ impl TopicTable {
         self.persist(name, None)?;
         topics.remove(name);
         Ok(())
+    }
+
+    /// The topics whose deletion is marked and not finished (a crash came in between).
+    pub fn unfinished_deletes(&self) -> Result<Vec<String>, ApogeeError> {
+        let (from, to) = MetaKey::TopicDeleting.range();
+        let rows = self
+            .kv
+            .scan(Cf::Meta, &from, &to, usize::MAX)
+            .map_err(|e| ApogeeError::Internal(format!("reading topic deletion marks: {e}")))?;
+        Ok(rows
+            .iter()
+            .filter_map(|(k, _)| keys::decode_topic_deleting_key(k))
+            .collect())
+    }
+
+    /// Removes the mark of a deletion whose purge is done.
+    pub fn finish_delete(&self, name: &str) -> Result<(), ApogeeError> {
+        let mut batch = KvBatch::new();
+        batch.delete(Cf::Meta, keys::topic_deleting_key(name));
+        self.kv
+            .write(batch)
+            .map_err(|e| ApogeeError::Internal(format!("finishing the deletion of {name}: {e}")))
     }
 
     /// A topic only the broker writes (a group's dead-letter topic), created

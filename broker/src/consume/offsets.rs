@@ -10,18 +10,24 @@ use crate::consume::values::{decode_offset, encode_offset};
 use crate::store::keys::{consumer_offset_key, group_offsets_range, QueueKey};
 use crate::store::{Cf, KvBatch, MessageStore};
 use crate::topics::TopicTable;
+use apogee_proto::cluster::TopicConfig;
 use apogee_proto::{limits, ApogeeError};
 
 /// `queue_id` of `topic` as a queue number, the topic existing and having that queue.
 pub fn checked_queue(topics: &TopicTable, topic: &str, queue_id: i64) -> Result<u32, ApogeeError> {
     limits::validate_topic(topic)?;
     let config = topics
-        .get(topic)
+        .get_shared(topic)
         .ok_or_else(|| ApogeeError::TopicNotFound(topic.to_string()))?;
+    queue_of_topic(&config, queue_id)
+}
+
+/// The queue `queue_id` of the topic `config`, refused when the topic has no such queue.
+pub fn queue_of_topic(config: &TopicConfig, queue_id: i64) -> Result<u32, ApogeeError> {
     if queue_id < 0 || queue_id >= config.queue_count as i64 {
         return Err(ApogeeError::BadRequest(format!(
-            "queue {queue_id} does not exist; topic {topic} has {} queues",
-            config.queue_count
+            "queue {queue_id} does not exist; topic {} has {} queues",
+            config.name, config.queue_count
         )));
     }
     Ok(queue_id as u32)

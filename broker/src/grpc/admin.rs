@@ -87,18 +87,8 @@ impl Admin for AdminServer {
     ) -> Result<Response<cluster::DeleteTopicResponse>, Status> {
         let (_, extensions, req) = req.into_parts();
         let topic = req.topic;
-        if names::is_system_topic(&topic) {
-            return Err(ApogeeError::Forbidden(format!("{topic} is a system topic")).into());
-        }
         tracing::info!(topic = %topic, by = caller(&extensions), "deleting topic");
-        self.broker.topics().delete(&topic)?;
-        self.broker.consume().forget_topic(&topic)?;
-        let store = self.broker.store().clone();
-        let name = topic.clone();
-        tokio::task::spawn_blocking(move || store.purge_topic(&name))
-            .await
-            .map_err(|e| ApogeeError::Internal(e.to_string()))?
-            .map_err(|e| ApogeeError::Internal(format!("purging topic {topic}: {e}")))?;
+        self.broker.delete_topic(&topic).await?;
         Ok(Response::new(cluster::DeleteTopicResponse {
             broker_names: self.me(),
         }))

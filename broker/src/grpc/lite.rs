@@ -11,75 +11,9 @@
 
 use crate::consume::lite::{StartOffset, SyncAction, SyncRequest};
 use crate::services::Broker;
-use apogee_proto::group::{GroupConfig, LiteBinding};
 use apogee_proto::time::now_ms;
-use apogee_proto::v2::{self, LiteSubscriptionAction, MessageType};
+use apogee_proto::v2::{self, LiteSubscriptionAction};
 use apogee_proto::{limits, ApogeeError};
-use std::sync::Arc;
-
-/// Whether `topic` is a LITE parent topic on this broker.
-pub fn is_lite_parent(broker: &Broker, topic: &str) -> bool {
-    broker
-        .topics()
-        .get(topic)
-        .is_some_and(|t| t.message_types.contains(&(MessageType::Lite as i32)))
-}
-
-/// The lite group `group` bound to `parent`: created (shared, the broker's quota) when it is
-/// unknown and groups are created on first use; refused when it is bound elsewhere or not lite.
-pub fn lite_group(
-    broker: &Broker,
-    group: &str,
-    parent: &str,
-    client_id: &str,
-) -> Result<Arc<GroupConfig>, ApogeeError> {
-    let config = match broker.groups().get(group) {
-        Some(g) => g,
-        None if broker.groups().auto_creates() => {
-            let config = GroupConfig {
-                lite: Some(LiteBinding {
-                    bind_topic: parent.to_string(),
-                    exclusive: false,
-                    subscription_quota: 0,
-                }),
-                ..GroupConfig::with_defaults(group)
-            };
-            match broker.groups().create(config) {
-                Ok(g) => {
-                    tracing::info!(
-                        group,
-                        topic = parent,
-                        client = client_id,
-                        "lite consumer group did not exist: created on first use, shared, bound to its topic"
-                    );
-                    g
-                }
-                Err(ApogeeError::AlreadyExists(_)) => broker
-                    .groups()
-                    .get(group)
-                    .ok_or_else(|| ApogeeError::ConsumerGroupNotFound(group.to_string()))?,
-                Err(e) => return Err(e),
-            }
-        }
-        None => {
-            return Err(ApogeeError::ConsumerGroupNotFound(format!(
-                "consumer group {group} does not exist and this broker does not create groups on first use; \
-                 create it with `apogee group create {group} --lite-bind {parent}`"
-            )))
-        }
-    };
-    match &config.lite {
-        Some(b) if b.bind_topic == parent => Ok(config),
-        Some(b) => Err(ApogeeError::BadRequest(format!(
-            "consumer group {group} is bound to lite topic parent {}, not {parent}",
-            b.bind_topic
-        ))),
-        None => Err(ApogeeError::BadRequest(format!(
-            "consumer group {group} is not a lite group; lite subscriptions need a group made with \
-             `apogee group create {group} --lite-bind {parent}`"
-        ))),
-    }
-}
 
 /// Handles one SyncLiteSubscription from `client_id`.
 pub fn sync(
@@ -94,7 +28,7 @@ pub fn sync(
     if broker.topics().get(parent).is_none() {
         return Err(ApogeeError::TopicNotFound(parent.to_string()));
     }
-    if !is_lite_parent(broker, parent) {
+    if !broker.is_lite_parent(parent) {
         return Err(ApogeeError::BadRequest(format!(
             "topic {parent} is not a LITE topic (create it with `apogee topic create {parent} --type lite`)"
         )));
@@ -115,7 +49,7 @@ pub fn sync(
     for name in &req.lite_topic_set {
         limits::validate_lite_topic(name, lite_config.max_topic_len)?;
     }
-    let group_config = lite_group(broker, group, parent, client_id)?;
+    let group_config = broker.lite_group(group, parent, client_id)?;
     let binding = group_config.lite.as_ref().expect("lite_group checks it");
     let quota = match binding.subscription_quota {
         0 => lite_config.subscription_quota,

@@ -27,7 +27,6 @@ pub mod forward;
 pub mod lite;
 pub mod offsets;
 pub mod receive;
-pub mod receive_lite;
 pub mod send;
 
 use crate::services::Broker;
@@ -178,17 +177,8 @@ impl MessagingService for MessagingServer {
                 content: Some(v2::receive_message_response::Content::Status(e.to_status())),
             }])));
         }
-        let mut created_group = None;
-        let responses =
-            match receive::plan_receive(&self.broker, req.get_ref(), client, deadline_ms(&req)) {
-                Ok(plan) => {
-                    created_group = plan.created_group;
-                    receive::receive(&self.broker, plan).await
-                }
-                Err(e) => vec![v2::ReceiveMessageResponse {
-                    content: Some(v2::receive_message_response::Content::Status(e.to_status())),
-                }],
-            };
+        let (responses, created_group) =
+            receive::receive(&self.broker, req.get_ref(), &client, deadline_ms(&req)).await;
         let mut response = Response::new(stream_of(responses));
         if let Some(start) = created_group {
             // Tells the client that this receive created its group, and where it starts.
@@ -234,9 +224,10 @@ impl MessagingService for MessagingServer {
                 content: Some(v2::pull_message_response::Content::Status(e.to_status())),
             }])));
         }
+        let client = self.seen(&req);
         let deadline = deadline_ms(&req);
         Ok(Response::new(stream_of(
-            offsets::pull(&self.broker, req.into_inner(), deadline).await,
+            offsets::pull(&self.broker, req.into_inner(), &client, deadline).await,
         )))
     }
 

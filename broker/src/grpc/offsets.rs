@@ -5,8 +5,9 @@
 //! (`crate::consume::pull`, `crate::consume::offsets`), shared with the remoting handlers.
 
 use super::convert::to_v2_message;
+use crate::actions::PullOrder;
 use crate::consume::offsets;
-use crate::consume::pull::{self, PullSpec, Pulled};
+use crate::consume::pull::Pulled;
 use crate::consume::MessageFilter;
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
@@ -33,55 +34,44 @@ fn group_of(g: Option<&v2::Resource>) -> Result<String, ApogeeError> {
     Ok(group)
 }
 
+/// PullMessage: the pull action ([`Broker::pull`]) for the request.
 pub async fn pull(
     broker: &Broker,
     req: v2::PullMessageRequest,
+    client_id: &str,
     deadline_ms: Option<i64>,
 ) -> Vec<v2::PullMessageResponse> {
     let status = |s: v2::Status| v2::PullMessageResponse {
         content: Some(Content::Status(s)),
     };
-    let plan = (|| {
-        group_of(req.group.as_ref())?;
-        let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
+    let decoded = (|| {
+        let mq = req
+            .message_queue
+            .as_ref()
+            .ok_or_else(|| ApogeeError::BadRequest("message_queue is required".into()))?;
         let filter = MessageFilter::from_expression(req.filter_expression.as_ref())?;
-        let batch = pull::batch_size(req.batch_size as i64);
         let wait = super::receive::long_polling_ms(req.long_polling_timeout.as_ref(), deadline_ms)?;
-        if req.offset < 0 {
-            return Err(ApogeeError::IllegalOffset(format!(
-                "offset {} is negative",
-                req.offset
-            )));
-        }
-        Ok((topic, queue, filter, batch, wait))
+        Ok::<_, ApogeeError>((mq, filter, wait))
     })();
-    let (topic, queue, filter, batch, wait) = match plan {
-        Ok(p) => p,
+    let (mq, filter, wait) = match decoded {
+        Ok(d) => d,
         Err(e) => return vec![status(e.to_status())],
     };
-    let namespace = req
-        .message_queue
-        .as_ref()
-        .and_then(|m| m.topic.as_ref())
-        .map(|t| t.resource_namespace.clone())
-        .unwrap_or_default();
-    let _place = match broker.quotas().long_poll() {
-        Ok(p) => p,
-        Err(e) => return vec![status(e.to_status())],
-    };
-    let store_host = broker.config().advertised_endpoint();
-    let offset = req.offset as u64;
-    let group = req.group.as_ref().map_or("", |g| g.name.as_str());
-    let spec = PullSpec {
-        topic: &topic,
-        queue,
-        offset,
-        batch,
+    let topic = mq.topic.as_ref();
+    let order = PullOrder {
+        group: req.group.as_ref().map_or("", |g| g.name.as_str()),
+        topic: topic.map_or("", |t| t.name.as_str()),
+        queue_id: mq.id as i64,
+        offset: req.offset,
+        batch: req.batch_size as i64,
         filter: &filter,
         wait: Duration::from_millis(wait as u64),
         exact_offset: false,
+        commit_offset: None,
+        client_id,
     };
-    let (matching, next_offset) = match pull::pull(broker.store(), broker.closing(), &spec).await {
+    let offset = req.offset;
+    let (matching, next_offset) = match broker.pull(&order).await.map(|p| p.pulled) {
         Ok(Pulled::Read {
             matching,
             next_offset,
@@ -107,14 +97,12 @@ pub async fn pull(
         }
         Err(e) => return vec![status(e.to_status())],
     };
-    let bytes = matching.iter().map(|m| m.msg.body.len()).sum();
-    broker
-        .metrics()
-        .delivered(&topic, group, matching.len(), bytes);
+    let namespace = topic.map_or("", |t| t.resource_namespace.as_str());
+    let store_host = broker.config().advertised_endpoint();
     let mut out: Vec<_> = matching
         .iter()
         .map(|m| v2::PullMessageResponse {
-            content: Some(Content::Message(to_v2_message(m, &namespace, &store_host))),
+            content: Some(Content::Message(to_v2_message(m, namespace, &store_host))),
         })
         .collect();
     out.push(v2::PullMessageResponse {

@@ -1,154 +1,83 @@
 //! ReceiveMessage (long polling), AckMessage and ChangeInvisibleDuration:
-//! the consumer side of the v2 protocol over the consume engine.
+//! the consumer side of the v2 protocol over the consume engine; a receive is the broker's
+//! pop action (`crate::actions`).
 
 use super::convert::delivery_to_v2;
-use crate::consume::long_poll::{Attempt, LongPoll, Polled};
-use crate::consume::{MessageFilter, PopRequest};
+use crate::actions::{PopOrder, QueueChoice};
+use crate::config::AutoCreateStart;
+use crate::consume::MessageFilter;
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
-use apogee_proto::group::GroupConfig;
 use apogee_proto::time::{duration_ms, now_ms, timestamp};
-use apogee_proto::v2::{self, receive_message_response::Content, Permission};
+use apogee_proto::v2::{self, receive_message_response::Content};
 use apogee_proto::{limits, ApogeeError};
-use std::sync::Arc;
 use std::time::Duration;
-
-/// A validated receive request.
-pub struct ReceivePlan {
-    pub group: String,
-    pub group_config: Arc<GroupConfig>,
-    pub topic: String,
-    pub namespace: String,
-    /// Queues to pop from, the requested one first.
-    pub queues: Vec<u32>,
-    pub filter: MessageFilter,
-    pub batch: usize,
-    pub invisible_ms: i64,
-    /// Auto-renew receive (push consumers): the broker renews the invisible
-    /// time until acked or nacked, at most this long.
-    pub auto_renew_ms: Option<i64>,
-    pub attempt_id: Option<String>,
-    /// The receiving client (`x-mq-client-id`).
-    pub client_id: String,
-    pub long_polling_ms: i64,
-    /// Where the group starts in queues it never consumed from (`PopRequest::start_after_ms`).
-    pub group_start_after_ms: Option<i64>,
-    /// Set when this receive created the group: where it starts.
-    pub created_group: Option<crate::config::AutoCreateStart>,
-    /// A lite group's receive on its LITE parent: pops the client's ready lite queues
-    /// (`super::receive_lite`).
-    pub lite: bool,
-}
 
 /// Default batch when the client leaves it 0.
 const DEFAULT_RECEIVE_BATCH: i32 = 32;
 
-/// Validates a receive request. `deadline_ms` is the time the client's
-/// gRPC deadline leaves (if it sent one): long polling ends well before it.
-pub fn plan_receive(
+/// ReceiveMessage: the pop action ([`Broker::pop`]) for the request. `deadline_ms` is the
+/// time the client's gRPC deadline leaves (if it sent one): long polling ends well before
+/// it. Returns the whole stream of responses (the messages, then exactly one status) and,
+/// when this receive created the group, where it starts.
+pub async fn receive(
     broker: &Broker,
     req: &v2::ReceiveMessageRequest,
-    client_id: String,
+    client_id: &str,
     deadline_ms: Option<i64>,
-) -> Result<ReceivePlan, ApogeeError> {
-    let group = req
-        .group
-        .as_ref()
-        .map(|g| g.name.clone())
-        .unwrap_or_default();
-    limits::validate_group(&group)?;
-    let mq = req
-        .message_queue
-        .as_ref()
-        .ok_or_else(|| ApogeeError::BadRequest("message_queue is required".into()))?;
-    let topic_res = mq.topic.clone().unwrap_or_default();
-    limits::validate_topic(&topic_res.name)?;
-    let config = broker
-        .topics()
-        .get(&topic_res.name)
-        .ok_or_else(|| ApogeeError::TopicNotFound(topic_res.name.clone()))?;
-    if config.permission == Permission::Write as i32 || config.permission == Permission::None as i32
-    {
-        return Err(ApogeeError::Forbidden(format!(
-            "topic {} is not readable on this broker",
-            topic_res.name
-        )));
-    }
-    let filter = MessageFilter::from_expression(req.filter_expression.as_ref())?;
-    let batch = if req.batch_size == 0 {
-        DEFAULT_RECEIVE_BATCH
-    } else {
-        req.batch_size
+) -> (Vec<v2::ReceiveMessageResponse>, Option<AutoCreateStart>) {
+    let decoded = (|| {
+        let mq = req
+            .message_queue
+            .as_ref()
+            .ok_or_else(|| ApogeeError::BadRequest("message_queue is required".into()))?;
+        let filter = MessageFilter::from_expression(req.filter_expression.as_ref())?;
+        let wait = long_polling_ms(req.long_polling_timeout.as_ref(), deadline_ms)?;
+        Ok::<_, ApogeeError>((mq, filter, wait))
+    })();
+    let (mq, filter, wait) = match decoded {
+        Ok(d) => d,
+        Err(e) => return (vec![status_response(e.to_status())], None),
     };
-    if !(1..=limits::MAX_RECEIVE_BATCH).contains(&batch) {
-        return Err(ApogeeError::BadRequest(format!(
-            "batch size {batch} is outside 1..={}",
-            limits::MAX_RECEIVE_BATCH
-        )));
-    }
-    // Push consumers ask the broker to keep their messages invisible until
-    // they answer (`auto_renew`) and send no invisible duration.
-    let auto_renew_ms = req
-        .auto_renew
-        .then_some(broker.config().consume.max_auto_renew_ms as i64);
-    let invisible_ms = match (req.invisible_duration.as_ref(), auto_renew_ms) {
-        (Some(d), _) => duration_ms(d),
-        (None, Some(_)) => broker.config().consume.auto_renew_period_ms as i64,
-        (None, None) => {
-            return Err(ApogeeError::IllegalInvisibleTime(
-                "invisible_duration is required unless auto_renew is set".into(),
-            ))
-        }
-    };
-    if !(limits::MIN_INVISIBLE_MS..=limits::MAX_INVISIBLE_MS).contains(&invisible_ms) {
-        return Err(ApogeeError::IllegalInvisibleTime(format!(
-            "{invisible_ms} ms is outside {}..={} ms",
-            limits::MIN_INVISIBLE_MS,
-            limits::MAX_INVISIBLE_MS
-        )));
-    }
-    let long_polling_ms = long_polling_ms(req.long_polling_timeout.as_ref(), deadline_ms)?;
-    let count = config.queue_count.max(0) as u32;
-    let first = if (0..config.queue_count).contains(&mq.id) {
-        mq.id as u32
-    } else {
-        0
-    };
-    let queues = (0..count).map(|i| (first + i) % count).collect();
-    // Last, so a request refused for another reason creates no group. A receive on a LITE
-    // parent needs (or creates) a lite group bound to it.
-    let lite = super::lite::is_lite_parent(broker, &topic_res.name);
-    if lite {
-        super::lite::lite_group(broker, &group, &topic_res.name, &client_id)?;
-    }
-    let receiving =
-        broker
-            .groups()
-            .resolve_for_receive(&group, &topic_res.name, &client_id, now_ms())?;
-    // A PRIORITY topic is served from its highest priority queue down (`consume::priority`).
-    let queues = crate::consume::priority::receive_order(
-        &config,
-        &receiving.config,
-        broker.config().priority.order,
-        queues,
-    );
-    Ok(ReceivePlan {
-        group,
-        group_config: receiving.config,
-        group_start_after_ms: receiving.start_after_ms,
-        created_group: receiving.created,
-        topic: topic_res.name,
-        namespace: topic_res.resource_namespace,
-        queues,
+    let topic = mq.topic.as_ref();
+    let order = PopOrder {
+        group: req.group.as_ref().map_or("", |g| g.name.as_str()),
+        topic: topic.map_or("", |t| t.name.as_str()),
+        queues: QueueChoice::StartingAt(mq.id as i64),
         filter,
-        batch: batch as usize,
-        invisible_ms,
-        auto_renew_ms,
-        attempt_id: req.attempt_id.clone().filter(|a| !a.is_empty()),
+        batch: match req.batch_size {
+            0 => DEFAULT_RECEIVE_BATCH,
+            n => n,
+        } as i64,
+        invisible_ms: req.invisible_duration.as_ref().map(duration_ms),
+        auto_renew: req.auto_renew,
+        attempt_id: req.attempt_id.as_deref().filter(|a| !a.is_empty()),
         client_id,
-        long_polling_ms,
-        lite,
-    })
+        wait: Duration::from_millis(wait as u64),
+    };
+    let popped = match broker.pop(&order).await {
+        Ok(p) => p,
+        Err(e) => return (vec![status_response(e.to_status())], None),
+    };
+    let created = popped.created_group;
+    if popped.deliveries.is_empty() {
+        let none =
+            ApogeeError::MessageNotFound("no new message within the long-polling time".into());
+        return (vec![status_response(none.to_status())], created);
+    }
+    let namespace = topic.map_or("", |t| t.resource_namespace.as_str());
+    let store_host = broker.config().advertised_endpoint();
+    let messages = popped
+        .deliveries
+        .iter()
+        .map(|d| v2::ReceiveMessageResponse {
+            content: Some(Content::Message(delivery_to_v2(d, namespace, &store_host))),
+        });
+    let responses = std::iter::once(hand_out_time_response(popped.at_ms))
+        .chain(messages)
+        .chain(std::iter::once(status_response(ok_status())))
+        .collect();
+    (responses, created)
 }
 
 /// How long a request may long-poll: what the client asked for, shortened
@@ -170,108 +99,6 @@ pub fn long_polling_ms(
         granted = granted.min((d - DEADLINE_MARGIN_MS).max(0));
     }
     Ok(granted)
-}
-
-/// Pops for a plan, waiting up to its long-polling time (`consume::long_poll`) for messages
-/// to arrive or for in-flight ones to become visible again. Returns the whole
-/// stream of responses: the messages, then exactly one status.
-pub async fn receive(broker: &Broker, plan: ReceivePlan) -> Vec<v2::ReceiveMessageResponse> {
-    let _place = match broker.quotas().long_poll() {
-        Ok(p) => p,
-        Err(e) => return vec![status_response(e.to_status())],
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(plan.long_polling_ms as u64);
-    let store_host = broker.config().advertised_endpoint();
-    if plan.lite {
-        let (polled, plan) = super::receive_lite::receive(broker, plan, deadline).await;
-        return answer(broker, &plan, polled, &store_host);
-    }
-    // A restarted master first takes back what a slave served while it was away.
-    if broker.replication().handback_pending() {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if !broker.replication().wait_handback(left).await {
-            return vec![status_response(
-                ApogeeError::MessageNotFound(
-                    "this master is waiting for its slave's consume state after a restart".into(),
-                )
-                .to_status(),
-            )];
-        }
-    }
-    // The watch is made before the first look, so an append to a queue of the plan in between
-    // wakes the poll; acks and nacks wake it too (one may free a FIFO message group).
-    let poll = LongPoll::new(
-        deadline,
-        broker.store().watch_queues(&plan.topic, &plan.queues),
-        broker.closing(),
-    )
-    .woken_by(broker.consume().changed());
-    let polled = poll
-        .run(|| {
-            let now = now_ms();
-            let request = PopRequest {
-                group: &plan.group_config,
-                topic: &plan.topic,
-                queue_ids: &plan.queues,
-                filter: &plan.filter,
-                max: plan.batch,
-                invisible_ms: plan.invisible_ms,
-                renew_until_ms: plan.auto_renew_ms.map(|ms| now + ms),
-                attempt_id: plan.attempt_id.as_deref(),
-                client_id: &plan.client_id,
-                start_after_ms: plan.group_start_after_ms,
-            };
-            match broker.consume().pop(&request, now) {
-                Ok(d) if d.is_empty() => Attempt::Nothing {
-                    empty: (),
-                    // Look again when a redelivery comes due.
-                    look_again_in: broker
-                        .consume()
-                        .next_redelivery_ms(&plan.group_config, &plan.topic)
-                        .map(|at| Duration::from_millis((at - now).max(1) as u64)),
-                },
-                popped => Attempt::Done(popped.map(|d| (d, now))),
-            }
-        })
-        .await;
-    answer(broker, &plan, polled, &store_host)
-}
-
-/// What a receive answers: its deliveries (after their hand-out time) and one status.
-fn answer(
-    broker: &Broker,
-    plan: &ReceivePlan,
-    polled: Polled<Result<(Vec<crate::consume::Delivery>, i64), ApogeeError>, ()>,
-    store_host: &str,
-) -> Vec<v2::ReceiveMessageResponse> {
-    let (deliveries, handed_out_ms) = match polled {
-        Polled::Done(Ok(found)) => found,
-        Polled::Done(Err(e)) => return vec![status_response(e.to_status())],
-        Polled::DeadlinePassed(()) => {
-            return vec![status_response(
-                ApogeeError::MessageNotFound("no new message within the long-polling time".into())
-                    .to_status(),
-            )]
-        }
-    };
-    let bytes = deliveries.iter().map(|d| d.message.msg.body.len()).sum();
-    broker.metrics().delivered(
-        &plan.topic,
-        &plan.group_config.name,
-        deliveries.len(),
-        bytes,
-    );
-    let messages = deliveries.iter().map(|d| v2::ReceiveMessageResponse {
-        content: Some(Content::Message(delivery_to_v2(
-            d,
-            &plan.namespace,
-            store_host,
-        ))),
-    });
-    std::iter::once(hand_out_time_response(handed_out_ms))
-        .chain(messages)
-        .chain(std::iter::once(status_response(ok_status())))
-        .collect()
 }
 
 /// The `delivery_timestamp` entry of a stream that carries messages: when they were handed

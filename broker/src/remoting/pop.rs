@@ -17,8 +17,8 @@
 use super::args;
 use super::offsets::{authorize_sub, refused};
 use super::pull::filter_of;
-use crate::consume::long_poll::{Attempt, LongPoll, Polled};
-use crate::consume::{offsets, Delivery, PopRequest};
+use crate::actions::{PopOrder, QueueChoice};
+use crate::consume::Delivery;
 use crate::services::Broker;
 use apogee_proto::remoting::codes::response;
 use apogee_proto::remoting::RemotingCommand;
@@ -100,30 +100,6 @@ impl<'r> PopArgs<'r> {
             order: args::optional(request, "order")?.unwrap_or(false),
         })
     }
-
-    /// The request's limits: a batch of 1..=[`limits::MAX_RECEIVE_BATCH`], an invisible time
-    /// within the engine's bounds, a poll time not negative (held at most
-    /// [`limits::MAX_LONG_POLLING_MS`]).
-    fn check(&self) -> Result<(), ApogeeError> {
-        limits::validate_group(self.group)?;
-        if !(1..=limits::MAX_RECEIVE_BATCH as i64).contains(&self.max_messages) {
-            return Err(ApogeeError::BadRequest(format!(
-                "maxMsgNums {} is outside 1..={}",
-                self.max_messages,
-                limits::MAX_RECEIVE_BATCH
-            )));
-        }
-        if !(limits::MIN_INVISIBLE_MS..=limits::MAX_INVISIBLE_MS).contains(&self.invisible_ms) {
-            return Err(invisible_out_of_range(self.invisible_ms));
-        }
-        if self.poll_ms < 0 {
-            return Err(ApogeeError::IllegalPollingTime(format!(
-                "pollTime {} ms is negative",
-                self.poll_ms
-            )));
-        }
-        Ok(())
-    }
 }
 
 fn invisible_out_of_range(ms: i64) -> ApogeeError {
@@ -134,30 +110,7 @@ fn invisible_out_of_range(ms: i64) -> ApogeeError {
     ))
 }
 
-/// The queues a pop looks at: the one asked for, or (-1) all of the topic's, from one that
-/// turns with the time so that no queue is always looked at last.
-fn queues_of(broker: &Broker, topic: &str, queue_id: i64) -> Result<Vec<u32>, ApogeeError> {
-    if queue_id >= 0 {
-        return Ok(vec![offsets::checked_queue(
-            broker.topics(),
-            topic,
-            queue_id,
-        )?]);
-    }
-    limits::validate_topic(topic)?;
-    let config = broker
-        .topics()
-        .get(topic)
-        .ok_or_else(|| ApogeeError::TopicNotFound(topic.to_string()))?;
-    let count = config.queue_count.max(0) as u32;
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let first = (now_ms().max(0) as u64 % count as u64) as u32;
-    Ok((0..count).map(|i| (first + i) % count).collect())
-}
-
-/// POP_MESSAGE.
+/// POP_MESSAGE: the pop action ([`Broker::pop`]) for the request.
 pub async fn pop_message(
     broker: &Broker,
     conn: &Arc<RemotingConnection>,
@@ -169,78 +122,54 @@ pub async fn pop_message(
         Err(e) => return e.answer(request),
     };
     let client = conn.peer().to_string();
-    let checked = (|| {
-        a.check()?;
-        let queues = queues_of(broker, a.topic, a.queue_id)?;
+    let order = (|| {
+        if a.poll_ms < 0 {
+            return Err(ApogeeError::IllegalPollingTime(format!(
+                "pollTime {} ms is negative",
+                a.poll_ms
+            )));
+        }
         authorize_sub(caller, Some(a.group), a.topic)?;
-        let filter = filter_of(a.expression_type, a.expression)?;
-        let receiving = broker
-            .groups()
-            .resolve_for_receive(a.group, a.topic, &client, now_ms())?;
-        Ok((queues, filter, receiving))
-    })();
-    let (queues, filter, receiving) = match checked {
-        Ok(c) => c,
-        Err(e) => return refused(request, &e),
-    };
-    let _place = match broker.quotas().long_poll() {
-        Ok(p) => p,
-        Err(e) => return refused(request, &e),
-    };
-    let wait = Duration::from_millis(a.poll_ms.min(limits::MAX_LONG_POLLING_MS) as u64);
-    let deadline = tokio::time::Instant::now() + wait;
-    let poll = LongPoll::new(
-        deadline,
-        broker.store().watch_queues(a.topic, &queues),
-        broker.closing(),
-    )
-    .woken_by(broker.consume().changed());
-    let polled = poll
-        .run(|| {
-            let now = now_ms();
-            let pop = PopRequest {
-                group: &receiving.config,
-                topic: a.topic,
-                queue_ids: &queues,
-                filter: &filter,
-                max: a.max_messages as usize,
-                invisible_ms: a.invisible_ms,
-                renew_until_ms: None,
-                attempt_id: None,
-                client_id: &client,
-                start_after_ms: receiving.start_after_ms,
-            };
-            match broker.consume().pop(&pop, now) {
-                Ok(d) if d.is_empty() => Attempt::Nothing {
-                    empty: now,
-                    look_again_in: broker
-                        .consume()
-                        .next_redelivery_ms(&receiving.config, a.topic)
-                        .map(|at| Duration::from_millis((at - now).max(1) as u64)),
-                },
-                popped => Attempt::Done(popped.map(|d| (d, now))),
-            }
+        Ok(PopOrder {
+            group: a.group,
+            topic: a.topic,
+            queues: match a.queue_id {
+                id if id >= 0 => QueueChoice::Only(id),
+                _ => QueueChoice::Turning,
+            },
+            filter: filter_of(a.expression_type, a.expression)?,
+            batch: a.max_messages,
+            invisible_ms: Some(a.invisible_ms),
+            auto_renew: false,
+            attempt_id: None,
+            client_id: &client,
+            wait: Duration::from_millis(a.poll_ms as u64),
         })
-        .await;
+    })();
+    let popped = match order {
+        Ok(order) => broker.pop(&order).await,
+        Err(e) => Err(e),
+    };
     let header = |code: i32, pop_time: i64, remark: Option<String>| {
         RemotingCommand::response_to(request, code, remark)
             .with_ext("popTime", pop_time)
             .with_ext("invisibleTime", a.invisible_ms)
             .with_ext("reviveQid", REVIVE_QID)
     };
-    let (deliveries, pop_time) = match polled {
-        Polled::Done(Ok(found)) => found,
-        Polled::Done(Err(e)) => return refused(request, &e),
-        Polled::DeadlinePassed(at) => {
-            return header(
-                response::PULL_NOT_FOUND,
-                at,
-                Some("no new message within the poll time".into()),
-            )
-            .with_ext("restNum", 0)
+    match popped {
+        Ok(p) if p.deliveries.is_empty() => header(
+            response::PULL_NOT_FOUND,
+            p.at_ms,
+            Some("no new message within the poll time".into()),
+        )
+        .with_ext("restNum", 0),
+        Ok(p) => answer_found(broker, conn, request, &a, &p.deliveries, p.at_ms, header),
+        // A restarted master waiting for its slave's consume state has nothing to hand out yet.
+        Err(ApogeeError::MessageNotFound(why)) => {
+            header(response::PULL_NOT_FOUND, now_ms(), Some(why)).with_ext("restNum", 0)
         }
-    };
-    answer_found(broker, conn, request, &a, &deliveries, pop_time, header)
+        Err(e) => refused(request, &e),
+    }
 }
 
 /// The answer carrying `deliveries`, popped at `pop_time`.
@@ -306,14 +235,10 @@ fn answer_found(
         start_offsets.push(format!("{kind} {queue} {first}"));
         let list: Vec<String> = offsets.iter().map(u64::to_string).collect();
         msg_offsets.push(format!("{kind} {queue} {}", list.join(",")));
-        if let Ok((_, end)) = offsets::queue_bounds(broker.store(), a.topic, *queue) {
+        if let Ok((_, end)) = broker.queue_bounds(a.topic, *queue) {
             rest += end.saturating_sub(last + 1);
         }
     }
-    let bytes = deliveries.iter().map(|d| d.message.msg.body.len()).sum();
-    broker
-        .metrics()
-        .delivered(a.topic, a.group, deliveries.len(), bytes);
     let mut answer = header(response::SUCCESS, pop_time, None)
         .with_ext("restNum", rest)
         .with_ext("startOffsetInfo", start_offsets.join(";"))

@@ -176,21 +176,22 @@ async fn a_change_of_invisible_time_answers_a_new_extra_info_and_stales_the_old(
 async fn pops_outside_the_limits_are_refused_naming_the_limit() {
     let r = remote(1);
     for (field, value, named) in [
-        ("maxMsgNums", 0i64, "maxMsgNums 0"),
+        // The limits are the pop action's, worded alike for both transports.
+        ("maxMsgNums", 0i64, "batch size 0 is outside 1..=64"),
         (
             "maxMsgNums",
             limits::MAX_RECEIVE_BATCH as i64 + 1,
-            "maxMsgNums 65",
+            "batch size 65",
         ),
         (
             "invisibleTime",
             limits::MIN_INVISIBLE_MS - 1,
-            "invisibleTime 999",
+            "invisible time 999 ms",
         ),
         (
             "invisibleTime",
             limits::MAX_INVISIBLE_MS + 1,
-            "invisibleTime 43200001",
+            "invisible time 43200001 ms",
         ),
         ("pollTime", -1, "pollTime -1"),
         ("queueId", 1, "queue 1 does not exist"),

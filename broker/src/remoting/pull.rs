@@ -19,9 +19,9 @@
 
 use super::args;
 use super::offsets::{authorize_sub, refused};
+use crate::actions::PullOrder;
 use crate::consume::filter::SqlFilter;
-use crate::consume::offsets;
-use crate::consume::pull::{self, PullSpec, Pulled};
+use crate::consume::pull::Pulled;
 use crate::consume::MessageFilter;
 use crate::services::Broker;
 use apogee_proto::remoting::codes::response;
@@ -92,7 +92,7 @@ impl<'r> PullArgs<'r> {
     }
 }
 
-/// PULL_MESSAGE.
+/// PULL_MESSAGE: the pull action ([`Broker::pull`]) for the request.
 pub async fn pull_message(
     broker: &Broker,
     conn: &Arc<RemotingConnection>,
@@ -104,72 +104,39 @@ pub async fn pull_message(
         Err(e) => return e.answer(request),
     };
     let checked = (|| {
-        apogee_proto::limits::validate_group(a.group)?;
-        let queue = offsets::checked_queue(broker.topics(), a.topic, a.queue_id)?;
         authorize_sub(caller, Some(a.group), a.topic)?;
         if a.sys_flag & sys_flag::CLASS_FILTER != 0 {
             return Err(ApogeeError::IllegalFilterExpression(
                 "class filters are not supported (TAG or SQL92)".into(),
             ));
         }
-        if a.offset < 0 {
-            return Err(ApogeeError::IllegalOffset(format!(
-                "queueOffset {} is negative",
-                a.offset
-            )));
-        }
-        let client = conn.peer().to_string();
-        broker.groups().resolve_for_receive(
-            a.group,
-            a.topic,
-            &client,
-            apogee_proto::time::now_ms(),
-        )?;
-        Ok(queue)
+        Ok(())
     })();
-    let queue = match checked {
-        Ok(q) => q,
-        Err(e) => return refused(request, &e),
-    };
+    if let Err(e) = checked {
+        return refused(request, &e);
+    }
     let filter = match request_filter(broker, request, &a) {
         Ok(f) => f,
         Err(answer) => return *answer,
     };
-    if a.sys_flag & sys_flag::COMMIT_OFFSET != 0 && a.commit_offset >= 0 {
-        if let Err(e) =
-            offsets::commit_offset(broker.store(), a.group, a.topic, queue, a.commit_offset)
-        {
-            tracing::debug!(
-                group = a.group,
-                topic = a.topic,
-                queue,
-                "a pull's commit offset not stored: {e}"
-            );
-        }
-    }
-    let wait = suspend_of(a.sys_flag, a.suspend_ms);
-    let _place = if wait.is_zero() {
-        None
-    } else {
-        match broker.quotas().long_poll() {
-            Ok(p) => Some(p),
-            Err(e) => return refused(request, &e),
-        }
-    };
-    let spec = PullSpec {
+    let client = conn.peer().to_string();
+    let order = PullOrder {
+        group: a.group,
         topic: a.topic,
-        queue,
-        offset: a.offset as u64,
-        batch: pull::batch_size(a.max_messages),
+        queue_id: a.queue_id,
+        offset: a.offset,
+        batch: a.max_messages,
         filter: &filter,
-        wait,
+        wait: suspend_of(a.sys_flag, a.suspend_ms),
         exact_offset: true,
+        commit_offset: (a.sys_flag & sys_flag::COMMIT_OFFSET != 0).then_some(a.commit_offset),
+        client_id: &client,
     };
-    let pulled = match pull::pull(broker.store(), broker.closing(), &spec).await {
-        Ok(p) => p,
+    let (queue, pulled) = match broker.pull(&order).await {
+        Ok(p) => (p.queue, p.pulled),
         Err(e) => return refused(request, &e),
     };
-    let (min, max) = match offsets::queue_bounds(broker.store(), a.topic, queue) {
+    let (min, max) = match broker.queue_bounds(a.topic, queue) {
         Ok(b) => b,
         Err(e) => return refused(request, &e),
     };
@@ -227,10 +194,6 @@ pub async fn pull_message(
                     );
                 }
             }
-            let bytes = matching.iter().map(|m| m.msg.body.len()).sum();
-            broker
-                .metrics()
-                .delivered(a.topic, a.group, matching.len(), bytes);
             answer(response::SUCCESS, next_offset, None).with_body(body.freeze())
         }
     }

@@ -1,6 +1,7 @@
 //! Unit tests of PULL_MESSAGE over a broker on the in-memory index.
 
 use super::*;
+use crate::consume::offsets;
 use crate::remoting::clients::tests::{remote, remote_with, Remote, GROUP, TOPIC};
 use apogee_proto::remoting::codes::request as code;
 use apogee_proto::remoting::message::MessageExt;

@@ -22,6 +22,7 @@
 //! | [`MetaKey::HadSlaves`] | 0x80 | local | – | v1 (a marker) |
 //! | [`MetaKey::Handback`] | 0x81 | local | queue key ([`super::QueueKey`]) | v1 (a marker) |
 //! | [`MetaKey::DataFormat`] | 0x82 | local | – | v1, data-format version u32 ([`crate::store::upgrade`]) |
+//! | [`MetaKey::TopicDeleting`] | 0x83 | local | name topic | v1 (a marker): the topic's config is deleted, its consume state and index not yet all |
 
 use super::{check_name, put_name, QueueKey};
 
@@ -58,10 +59,14 @@ pub enum MetaKey {
     Handback,
     /// The data-format version of the primary state.
     DataFormat,
+    /// Family: a topic whose deletion a start must finish (`crate::actions`): written in
+    /// one batch with the deletion of its config, removed once its consume state and index
+    /// are gone.
+    TopicDeleting,
 }
 
 impl MetaKey {
-    pub const ALL: [MetaKey; 11] = [
+    pub const ALL: [MetaKey; 12] = [
         MetaKey::ReceiptSecret,
         MetaKey::TopicsDataVersion,
         MetaKey::GroupsDataVersion,
@@ -73,6 +78,7 @@ impl MetaKey {
         MetaKey::HadSlaves,
         MetaKey::Handback,
         MetaKey::DataFormat,
+        MetaKey::TopicDeleting,
     ];
 
     /// The key of a single-row kind; the prefix of a family's keys. One byte: the tag.
@@ -89,6 +95,7 @@ impl MetaKey {
             MetaKey::HadSlaves => &[0x80],
             MetaKey::Handback => &[0x81],
             MetaKey::DataFormat => &[0x82],
+            MetaKey::TopicDeleting => &[0x83],
         }
     }
 
@@ -107,7 +114,10 @@ impl MetaKey {
             | MetaKey::AccessUser
             | MetaKey::AccessAcl
             | MetaKey::TopicPurged => MetaClass::Replicated,
-            MetaKey::HadSlaves | MetaKey::Handback | MetaKey::DataFormat => MetaClass::Local,
+            MetaKey::HadSlaves
+            | MetaKey::Handback
+            | MetaKey::DataFormat
+            | MetaKey::TopicDeleting => MetaClass::Local,
         }
     }
 
@@ -115,7 +125,11 @@ impl MetaKey {
     pub const fn is_family(self) -> bool {
         matches!(
             self,
-            MetaKey::AccessUser | MetaKey::AccessAcl | MetaKey::TopicPurged | MetaKey::Handback
+            MetaKey::AccessUser
+                | MetaKey::AccessAcl
+                | MetaKey::TopicPurged
+                | MetaKey::Handback
+                | MetaKey::TopicDeleting
         )
     }
 
@@ -170,6 +184,20 @@ pub fn topic_purged_key(topic: &str) -> Vec<u8> {
 /// The topic of a purge mark's `meta` key.
 pub fn decode_topic_purged_key(k: &[u8]) -> Option<String> {
     let rest = k.strip_prefix(MetaKey::TopicPurged.key())?;
+    let (topic, rest) = super::read_name(rest)?;
+    rest.is_empty().then(|| topic.to_string())
+}
+
+/// The `meta` key marking `topic` as being deleted.
+pub fn topic_deleting_key(topic: &str) -> Vec<u8> {
+    let mut k = MetaKey::TopicDeleting.key().to_vec();
+    put_name(&mut k, topic);
+    k
+}
+
+/// The topic of a deletion mark's `meta` key.
+pub fn decode_topic_deleting_key(k: &[u8]) -> Option<String> {
+    let rest = k.strip_prefix(MetaKey::TopicDeleting.key())?;
     let (topic, rest) = super::read_name(rest)?;
     rest.is_empty().then(|| topic.to_string())
 }

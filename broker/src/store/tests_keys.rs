@@ -148,6 +148,11 @@ fn config_and_access_keys_round_trip() {
         let purged = topic_purged_key(name);
         assert_eq!(MetaKey::of(&purged), Some(MetaKey::TopicPurged));
         assert_eq!(decode_topic_purged_key(&purged), Some(name.to_string()));
+        let deleting = topic_deleting_key(name);
+        assert_eq!(MetaKey::of(&deleting), Some(MetaKey::TopicDeleting));
+        assert!(!MetaKey::replicates(&deleting));
+        assert_eq!(decode_topic_deleting_key(&deleting), Some(name.to_string()));
+        assert_eq!(decode_topic_purged_key(&deleting), None);
     }
 }
 
@@ -166,6 +171,7 @@ fn every_meta_key_has_a_replicate_or_local_decision_and_its_tag_follows_it() {
         (MetaKey::HadSlaves, Local),
         (MetaKey::Handback, Local),
         (MetaKey::DataFormat, Local),
+        (MetaKey::TopicDeleting, Local),
     ];
     assert_eq!(
         decisions.len(),

@@ -199,6 +199,7 @@ mod push_consumer;
 mod query;
 mod quiet_logs;
 mod quotas;
+mod read_paths;
 mod readme_tour;
 mod remoting_client;
 mod remoting_frames;

@@ -1,0 +1,79 @@
+//! The broker's actions: one method of [`Broker`] per thing a client asks for, whatever the
+//! transport. The gRPC services (`crate::grpc`) and the remoting handlers (`crate::remoting`)
+//! decode a request, check the caller's identity, call one action and encode its outcome;
+//! the rules live here, once:
+//!
+//! - [`Broker::pop`] (gRPC ReceiveMessage, remoting POP_MESSAGE): the topic must be readable
+//!   on this broker, the group is resolved (created on first use where allowed), a restarted
+//!   master first takes back its slave's consume state (the handback gate), a PRIORITY topic
+//!   is served highest queue first, a LITE parent pops the client's ready lite queues, and the
+//!   wait is a long poll holding one of the broker's waiting places.
+//! - [`Broker::pull`] (gRPC PullMessage, remoting PULL_MESSAGE and LITE_PULL_MESSAGE): the
+//!   same readability and group rules, then a read of one queue from an offset, long-polled.
+//! - [`Broker::delete_topic`]: a topic's config, consume state and index, safe against a
+//!   crash at any point (`topics`).
+//! - [`Broker::readable_topic`], [`Broker::queue_bounds`]: the queries both need.
+//!
+//! An action takes an order of plain values (no protobuf, no remoting header) and answers
+//! with domain values or an [`ApogeeError`], which each transport maps to its own status.
+
+mod lite;
+mod pop;
+mod pop_lite;
+mod pull;
+mod topics;
+
+pub use pop::{PopOrder, Popped, QueueChoice};
+pub use pull::{PullOrder, PulledQueue};
+
+use crate::services::Broker;
+use apogee_proto::cluster::TopicConfig;
+use apogee_proto::v2::Permission;
+use apogee_proto::{limits, ApogeeError};
+use std::sync::Arc;
+
+impl Broker {
+    /// The config of `topic` when consumers may read it on this broker: it exists and its
+    /// permission includes reading (FORBIDDEN otherwise, NO_PERMISSION over remoting, as
+    /// RocketMQ answers a read of a write-only topic).
+    pub fn readable_topic(&self, topic: &str) -> Result<Arc<TopicConfig>, ApogeeError> {
+        limits::validate_topic(topic)?;
+        let config = self
+            .topics()
+            .get_shared(topic)
+            .ok_or_else(|| ApogeeError::TopicNotFound(topic.to_string()))?;
+        if !readable(config.permission) {
+            return Err(ApogeeError::Forbidden(format!(
+                "topic {topic} is not readable on this broker (its permission is {})",
+                permission_name(config.permission)
+            )));
+        }
+        Ok(config)
+    }
+
+    /// The oldest stored offset of a queue and the offset its next message will get.
+    pub fn queue_bounds(&self, topic: &str, queue: u32) -> Result<(u64, u64), ApogeeError> {
+        crate::consume::offsets::queue_bounds(self.store(), topic, queue)
+    }
+}
+
+/// Whether a topic's permission lets consumers read it.
+fn readable(permission: i32) -> bool {
+    matches!(
+        Permission::try_from(permission),
+        Ok(Permission::Read | Permission::ReadWrite | Permission::Unspecified)
+    )
+}
+
+fn permission_name(permission: i32) -> &'static str {
+    match Permission::try_from(permission) {
+        Ok(Permission::None) => "none",
+        Ok(Permission::Read) => "read",
+        Ok(Permission::Write) => "write",
+        Ok(Permission::ReadWrite) | Ok(Permission::Unspecified) => "read-write",
+        Err(_) => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,55 @@
+//! Topic deletion as one action that a crash at any point cannot leave half done.
+//!
+//! A topic's rows live with three owners: its config (`crate::topics`), the consume state of
+//! the groups that read it (`crate::consume`) and its index in the store (consume queues,
+//! queue heads, the key index, and the purge mark that keeps a rebuild from indexing its
+//! records again). The config's deletion is written in one batch with a deletion mark
+//! ([`crate::store::keys::topic_deleting_key`], a local `meta` row); the consume state and
+//! the index are then dropped (both idempotent) and the mark removed. A start finds the
+//! marks a crash left and finishes those deletions before the broker serves
+//! ([`Broker::finish_interrupted_topic_deletes`]).
+
+use crate::services::Broker;
+use apogee_proto::{names, ApogeeError};
+
+impl Broker {
+    /// Deletes `topic`: its config, the consume state of every group on it, its index.
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), ApogeeError> {
+        apogee_proto::limits::validate_topic(topic)?;
+        if names::is_system_topic(topic) {
+            return Err(ApogeeError::Forbidden(format!("{topic} is a system topic")));
+        }
+        self.topics().delete(topic)?;
+        self.drop_deleted_topic(topic).await
+    }
+
+    /// Finishes the topic deletions a crash interrupted (their configs are gone, their marks
+    /// still there); returns how many. A broker that starts as a slave leaves them: its
+    /// index is its master's to change, and it finishes them when it starts as a master.
+    pub async fn finish_interrupted_topic_deletes(&self) -> Result<usize, ApogeeError> {
+        if self.store().is_replica() {
+            return Ok(0);
+        }
+        let unfinished = self.topics().unfinished_deletes()?;
+        for topic in &unfinished {
+            tracing::warn!(
+                topic,
+                "finishing the deletion of a topic that a stop interrupted"
+            );
+            self.drop_deleted_topic(topic).await?;
+        }
+        Ok(unfinished.len())
+    }
+
+    /// The rest of a deletion whose config is gone: consume state, index, then the mark.
+    async fn drop_deleted_topic(&self, topic: &str) -> Result<(), ApogeeError> {
+        self.consume().forget_topic(topic)?;
+        let store = self.store().clone();
+        let name = topic.to_string();
+        tokio::task::spawn_blocking(move || store.purge_topic(&name))
+            .await
+            .map_err(|e| ApogeeError::Internal(format!("purging topic {topic}: {e}")))?
+            .map_err(|e| ApogeeError::Internal(format!("purging topic {topic}: {e}")))?;
+        self.topics().finish_delete(topic)
+    }
+}
