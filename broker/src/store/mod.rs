@@ -35,10 +35,12 @@ pub use recovery::IndexRebuild;
 mod replica_log;
 pub mod retention;
 pub mod schedule_index;
+mod segment_name;
 mod syncer;
 pub mod txn_index;
 mod upgrade;
 pub(crate) use upgrade::DATA_FORMAT_VERSION;
+pub mod values;
 pub mod wakeups;
 mod write_queue;
 mod writer;
@@ -71,20 +73,24 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-pub use commitlog::{segment_file_name, CommitLog, SEGMENT_NAME_DIGITS};
+pub use commitlog::CommitLog;
 pub use config::{
-    FlushMode, StoreConfig, DEFAULT_ASYNC_FLUSH_INTERVAL, DEFAULT_CACHED_TAIL_BYTES,
-    DEFAULT_MAX_RECORD_SIZE, DEFAULT_PREALLOCATE_BYTES, DEFAULT_SEGMENT_SIZE,
+    disk_ratios, FlushMode, RetentionPolicy, StoreConfig, DEFAULT_ASYNC_FLUSH_INTERVAL,
+    DEFAULT_CACHED_TAIL_BYTES, DEFAULT_MAX_RECORD_SIZE, DEFAULT_PREALLOCATE_BYTES,
+    DEFAULT_SEGMENT_SIZE,
 };
 pub use epochs::{EpochFile, EpochStart};
 pub use format::{RebuildCause, RebuildProgress};
 pub use index::{tag_hash, QueueEntry};
-pub use kv::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
+pub use keys::prefix_end;
+pub use kv::{Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
 pub use lite::LiteQueueInfo;
 pub use record::{NewMessage, StoredMessage};
-pub use replica_log::{DroppedRecords, LogSlice, RecordMark, ReplicaAppend};
-pub use retention::{DiskSpace, RetentionPass, RetentionPolicy};
+pub use replica_log::{DroppedRecords, LogSlice, RecordMark};
+pub use retention::{DiskSpace, RetentionPass};
+pub use segment_name::{segment_file_name, SEGMENT_NAME_DIGITS};
 pub use wakeups::{QueueWatch, Wakeups};
+pub use writer::ReplicaAppend;
 
 use kv::Cf as C;
 use write_queue::WriteQueue;
