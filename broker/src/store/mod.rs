@@ -11,7 +11,9 @@
 //!   store is idle, the writer thread drains under load) and, with [`FlushMode::Async`], the
 //!   flusher thread.
 //!
-//! Files: [`record`] (on-disk format), [`commitlog`] (segments), [`kv`] (key-value layer),
+//! Files: [`record`] (on-disk format), `segment_name` (segment file names), [`commitlog`]
+//! (segments), [`keys`] (every key encoding), [`kv`] (key-value layer), [`values`] (the
+//! primary values the upgrade rewrites), `config` (settings, retention policy),
 //! [`index`] (keys and dispatch), `write_queue` (who writes: leader/follower group commit),
 //! `writer` (group commit, flusher), `recovery` (open-time checks), [`format`] (the index
 //! format version and the rebuild of the derived state), [`foreign`] (refusing a
