@@ -117,7 +117,7 @@ pub struct ConsumeEngine {
 pub type ServingGate = Arc<dyn Fn() -> Result<(), ApogeeError> + Send + Sync>;
 
 pub(super) fn internal(e: StoreError) -> ApogeeError {
-    ApogeeError::Internal(e.to_string())
+    ApogeeError::internal(e)
 }
 
 impl ConsumeEngine {
