@@ -4,19 +4,23 @@
 usage: tools/module-graph.py [DIR...] [--deep] [--dot]
 
 Without a DIR it checks the broker's crate and the two folder modules whose files must not
-import each other in a circle either: `broker/src`, `broker/src/store` (the storage
-engine) and `broker/src/consume` (the consume engine); CI runs it so. A DIR is a crate's `src` folder (its modules are the crate's top-level modules) or a folder
-module inside one (`broker/src/store`: its modules are the files and folders in it). Each
-file under DIR belongs to the module of DIR it sits in (`grpc/send.rs` to `grpc`,
-`server.rs` to `server`; in `broker/src/store`, `writer.rs` to `writer`); the folder's root
-file (`lib.rs`, `main.rs`, `mod.rs` or the `DIR.rs` beside it) is no module of the graph.
+import each other in a circle either: `broker/src`, `broker/src/store` (the storage engine)
+and `broker/src/consume` (the consume engine); CI runs it so. A DIR is a crate's `src`
+folder (its modules are the crate's top-level modules) or a folder module inside one
+(`broker/src/store`: its modules are the files and folders in it). Each file under DIR
+belongs to the module of DIR it sits in (`grpc/send.rs` to `grpc`, `server.rs` to `server`;
+in `broker/src/store`, `writer.rs` to `writer`; a file a `#[path]` attribute declares, to
+the module declaring it); the folder's root file (`lib.rs`, `main.rs`, `mod.rs` or the
+`DIR.rs` beside it) is no module of the graph.
+
 A path in a file that names another module of DIR is an edge from the file's module to it:
-a `use` (groups expanded) or a qualified path starting at `crate::`, at `super::` (resolved
-from where the file sits), at `self::`, or (in a folder's `mod.rs`) at a child module's
-name. A path to an item the root file re-exports (`pub use writer::Writer;`, then
-`super::Writer`) is an edge to the module it comes from; one to an item the root file
-defines is none. Test code is left out: `#[cfg(test)]` inline modules and the files named
-`tests*.rs` or `*_tests.rs`; so are the separate crates under `src/bin/`.
+a `use` (groups expanded) or a qualified path starting at `crate::`, at `super::` or
+`self::` (resolved from where it sits, inline `mod x { ... }` blocks counted), or (in a
+folder's root file) at a child module's name. A path to an item the root file re-exports
+(`pub use writer::Writer;`, then `super::Writer`) is an edge to the module it comes from;
+one to an item the root file defines is none. Test code is left out: `#[cfg(test)]` inline
+modules and the files named `tests*.rs` or `*_tests.rs`; so are the separate crates under
+`src/bin/`. Method calls on a type another file's `impl` block extends are no edge.
 
 Circles are the strongly connected components of more than one module. `--deep` also checks
 every folder module under each DIR, each as its own graph. Exits 1 when any graph has a
