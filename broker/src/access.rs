@@ -66,7 +66,7 @@ fn decode<M: prost::Message + Default>(key: &[u8], value: &[u8]) -> Result<M, Ap
 }
 
 fn internal(e: crate::store::StoreError) -> ApogeeError {
-    ApogeeError::Internal(e.to_string())
+    ApogeeError::internal(e)
 }
 
 fn read_state(kv: &dyn KvStore) -> Result<(AccessState, i64), ApogeeError> {

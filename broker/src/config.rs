@@ -11,7 +11,6 @@ mod failover;
 mod heartbeat;
 mod lite;
 mod priority;
-pub use coherence::disk_ratios;
 pub use failover::{AckMode, FailoverSection, MAX_GROUP_MEMBERS};
 pub use lite::LiteSection;
 pub use priority::{PriorityOrder, PrioritySection};

@@ -75,7 +75,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApogeeError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApogeeError::Internal(e.to_string()))?
+        .map_err(ApogeeError::internal)?
 }
 
 fn parsed<T: std::str::FromStr + Default>(m: &StoredMessage, key: &str) -> T {

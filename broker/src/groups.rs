@@ -107,7 +107,7 @@ fn decode(key: &[u8], value: &[u8]) -> Result<Entry, ApogeeError> {
 impl GroupTable {
     /// Loads the persisted groups. `auto_create` is `consume.auto_create_groups`.
     pub fn load(kv: Arc<dyn KvStore>, auto_create: bool) -> Result<Self, ApogeeError> {
-        let internal = |e: crate::store::StoreError| ApogeeError::Internal(e.to_string());
+        let internal = ApogeeError::internal::<crate::store::StoreError>;
         let mut groups = BTreeMap::new();
         for (key, value) in kv
             .scan(Cf::GroupConfig, b"", &[0xff], usize::MAX)

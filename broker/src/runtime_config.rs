@@ -167,10 +167,7 @@ fn apply_all(owners: &Owners<'_>, values: &BTreeMap<String, String>, source: &st
 
 /// The overrides kept in the index.
 fn load(kv: &dyn KvStore) -> Result<BTreeMap<String, String>, ApogeeError> {
-    let Some(raw) = kv
-        .get(Cf::Meta, KEY)
-        .map_err(|e| ApogeeError::Internal(e.to_string()))?
-    else {
+    let Some(raw) = kv.get(Cf::Meta, KEY).map_err(ApogeeError::internal)? else {
         return Ok(BTreeMap::new());
     };
     match raw.split_first() {
@@ -187,8 +184,7 @@ fn save(kv: &dyn KvStore, overrides: &BTreeMap<String, String>) -> Result<(), Ap
     value.extend(serde_json::to_vec(overrides).expect("a map of strings serializes"));
     let mut batch = KvBatch::new();
     batch.put(Cf::Meta, KEY, value);
-    kv.write(batch)
-        .map_err(|e| ApogeeError::Internal(e.to_string()))
+    kv.write(batch).map_err(ApogeeError::internal)
 }
 
 /// At start: applies the kept overrides over the config file, logging each. One that no

@@ -98,9 +98,7 @@ pub async fn serve_with(
         .await
         .map_err(|e| ApogeeError::Unavailable(format!("cannot listen: {e}")))?;
     let tasks = start_background_tasks(&broker);
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ApogeeError::Internal(e.to_string()))?;
+    let addr = listener.local_addr().map_err(ApogeeError::internal)?;
     log_listening(&config, addr, bootstrap.ops_addr());
     let service = layer_stack(
         broker.metrics().rpc_latency.clone(),

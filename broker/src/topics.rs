@@ -5,6 +5,9 @@
 //! so NameServers learn it at once.
 
 use crate::store::keys::{self, config_key, MetaKey};
+use crate::store::values::{
+    encode_topic_config as encode_config_bytes, TOPIC_CONFIG_V1 as VALUE_V1,
+};
 use crate::store::{Cf, KvBatch, KvStore};
 use apogee_proto::cluster::TopicConfig;
 use apogee_proto::{names, ApogeeError};
@@ -28,17 +31,6 @@ pub struct TopicTable {
 }
 
 pub use apogee_proto::limits::normalize_topic as normalize;
-
-/// The first byte of every value: the layout that follows. Version 1: the protobuf.
-const VALUE_V1: u8 = 1;
-
-/// A `TopicConfig` value around the protobuf bytes of a config.
-pub(crate) fn encode_config_bytes(proto: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + proto.len());
-    v.push(VALUE_V1);
-    v.extend_from_slice(proto);
-    v
-}
 
 fn decode_config(key: &[u8], value: &[u8]) -> Result<TopicConfig, ApogeeError> {
     let bad = |why: String| {

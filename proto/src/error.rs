@@ -100,9 +100,54 @@ pub enum ApogeeError {
     StorageFull(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An internal error that keeps its cause (a store or I/O error) as its
+    /// [`source`](std::error::Error::source), so a log can walk the chain and code can
+    /// downcast it ([`Cause::get`]). To a client it is [`Internal`](Self::Internal) with
+    /// the cause's text: the same code and message.
+    #[error("internal error: {0}")]
+    InternalCause(#[source] Cause),
 }
 
+/// The cause an [`ApogeeError::InternalCause`] keeps: shared, so the error stays `Clone`;
+/// two are equal when their texts are.
+#[derive(Debug, Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// The error itself, to downcast to its type.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.0.as_ref()
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Transparent: the cause's own text, and its own source next in the chain.
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
 impl ApogeeError {
+    /// An internal error that keeps `cause` ([`ApogeeError::InternalCause`]): what a client
+    /// sees is `Internal(cause.to_string())`'s.
+    pub fn internal<E: std::error::Error + Send + Sync + 'static>(cause: E) -> ApogeeError {
+        ApogeeError::InternalCause(Cause(std::sync::Arc::new(cause)))
+    }
+
     /// The protocol code a RocketMQ 5 client sees for this error.
     pub fn code(&self) -> Code {
         use ApogeeError::*;
@@ -147,7 +192,7 @@ impl ApogeeError {
             Unavailable(_) | NotReplicated(_) => Code::HaNotAvailable,
             SlavePersistenceTimeout(_) => Code::SlavePersistenceTimeout,
             StorageFull(_) => Code::InternalServerError,
-            Internal(_) => Code::InternalError,
+            Internal(_) | InternalCause(_) => Code::InternalError,
         }
     }
 
@@ -220,6 +265,7 @@ impl ApogeeError {
                 | ApogeeError::Unavailable(_)
                 | ApogeeError::StorageFull(_)
                 | ApogeeError::Internal(_)
+                | ApogeeError::InternalCause(_)
         )
     }
 }
@@ -254,7 +300,7 @@ impl From<ApogeeError> for tonic::Status {
                 tonic::Status::deadline_exceeded(msg)
             }
             Unavailable(_) | NotReplicated(_) => tonic::Status::unavailable(msg),
-            Internal(_) => tonic::Status::internal(msg),
+            Internal(_) | InternalCause(_) => tonic::Status::internal(msg),
             _ => tonic::Status::invalid_argument(msg),
         }
     }
@@ -334,6 +380,47 @@ mod tests {
         assert_eq!(
             ApogeeError::SlavePersistenceTimeout(String::new()).code() as i32,
             50402
+        );
+    }
+
+    #[test]
+    fn an_internal_error_keeps_its_cause_and_answers_as_a_flattened_one() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("index write: {0}")]
+        struct IndexWrite(#[source] std::io::Error);
+        let cause = || IndexWrite(std::io::Error::other("disk gone"));
+        let kept = ApogeeError::internal(cause());
+        let flat = ApogeeError::Internal(cause().to_string());
+
+        // What a client sees: the same status, code and message on every protocol.
+        assert_eq!(kept.to_status(), flat.to_status());
+        let (g_kept, g_flat) = (
+            tonic::Status::from(kept.clone()),
+            tonic::Status::from(flat.clone()),
+        );
+        assert_eq!(
+            (g_kept.code(), g_kept.message()),
+            (g_flat.code(), g_flat.message())
+        );
+        assert_eq!(
+            crate::remoting::codes::response_code_of(&kept),
+            crate::remoting::codes::response_code_of(&flat)
+        );
+        assert_eq!(kept.is_retryable(), flat.is_retryable());
+
+        // What the log and the code get: the chain, down to the I/O error.
+        use std::error::Error;
+        assert!(flat.source().is_none());
+        let first = kept.source().expect("the cause");
+        assert_eq!(first.to_string(), "index write: disk gone");
+        let ApogeeError::InternalCause(c) = &kept else {
+            panic!("{kept:?}")
+        };
+        assert!(c.get().downcast_ref::<IndexWrite>().is_some());
+        let io = first.source().expect("the cause's cause");
+        assert_eq!(
+            io.downcast_ref::<std::io::Error>().map(|e| e.to_string()),
+            Some("disk gone".to_string())
         );
     }
 }

@@ -27,6 +27,7 @@ pub mod client_defects;
 pub mod cluster_mtls;
 pub mod cluster_proof;
 pub mod config_file;
+pub mod listen_addr;
 pub mod logging;
 pub mod net;
 pub mod ops;

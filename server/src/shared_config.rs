@@ -6,34 +6,10 @@
 //! checks its own keys.
 
 use crate::config_file::env_var_prefix;
+pub use crate::listen_addr::{check_http_listen, check_listen};
 use crate::remoting::RemotingSection;
 use crate::security::SecuritySection;
 use crate::tls_config::TlsSection;
-
-/// Checks a gRPC listen address: `host:port` with a host (name, IPv4, or IPv6 in brackets)
-/// and a port within 0..=65535.
-pub fn check_listen(key: &str, addr: &str) -> Result<(), String> {
-    match addr.rsplit_once(':') {
-        Some((host, port))
-            if !host.is_empty()
-                && !host.chars().any(char::is_whitespace)
-                && port.parse::<u16>().is_ok() =>
-        {
-            Ok(())
-        }
-        _ => Err(format!("{key} = {addr:?} is not host:port")),
-    }
-}
-
-/// Checks an HTTP operations listen address: `ip:port`, or "" for none.
-pub fn check_http_listen(key: &str, addr: &str) -> Result<(), String> {
-    if addr.is_empty() || addr.parse::<std::net::SocketAddr>().is_ok() {
-        return Ok(());
-    }
-    Err(format!(
-        "{key} = {addr:?} is not ip:port (or \"\" for no HTTP endpoint)"
-    ))
-}
 
 /// The settings of one server's config that both servers share.
 pub struct SharedSettings<'a> {

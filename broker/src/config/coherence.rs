@@ -4,10 +4,11 @@
 //! ([`BrokerConfig::check_pairs`], part of `BrokerConfig::validate`, so `--check-config`
 //! refuses them too). The error names both settings with their values.
 //!
-//! The disk ratios are also set at runtime (`apogee broker config set`): their rule,
-//! [`disk_ratios`], is the one the store's retention policy checks on every change.
+//! The disk ratios are also set at runtime (`apogee broker config set`): their rule is the
+//! store's ([`disk_ratios`]), which its retention policy checks on every change.
 
 use super::BrokerConfig;
+use crate::store::disk_ratios;
 
 /// One pair: `lower` must not be above `upper`.
 struct Pair {
@@ -28,17 +29,6 @@ impl Pair {
             self.why
         ))
     }
-}
-
-/// The rule of the two disk ratios: cleaning starts at or below the point sends are refused.
-pub fn disk_ratios(clean: f64, refuse: f64) -> Result<(), String> {
-    Pair {
-        lower: ("store.disk_clean_ratio", clean),
-        upper: ("store.disk_refuse_ratio", refuse),
-        why: "sends would be refused for a full disk before the oldest segments are deleted \
-              to make room",
-    }
-    .check()
 }
 
 impl BrokerConfig {

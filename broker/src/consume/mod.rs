@@ -7,9 +7,11 @@
 //!   until acked or until its invisible time and the group's backoff are
 //!   over, when it is delivered again with its attempt raised. FIFO groups
 //!   get one message per message group at a time, in queue order. Persisted
-//!   in the index database ([`values`]; the keys are `crate::store::keys`'s),
+//!   in the index database (the values are `crate::store::values`'s, the keys
+//!   `crate::store::keys`'s),
 //!   so progress and in-flight deliveries survive restarts.
-//! - `queue`: one queue's state and its part of a pop (retries, FIFO turns).
+//! - `queue_state`: one queue's state, and reading it from its rows in the index.
+//! - `queue`: a pop, and each queue's part of it (retries, FIFO turns).
 //! - [`dead_letter`]: deliveries past the group's attempts go to `%DLQ%<group>`.
 //! - [`background`]: the task that renews auto-renew deliveries and
 //!   dead-letters expired ones.
@@ -37,11 +39,11 @@ pub mod offsets;
 pub mod priority;
 pub mod pull;
 mod queue;
+mod queue_state;
 pub mod receipt;
 mod reload;
 pub mod reset;
 pub mod state;
-pub mod values;
 
 pub use filter::MessageFilter;
 pub use lag::QueueLag;

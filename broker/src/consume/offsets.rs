@@ -6,8 +6,8 @@
 //! position or time (gRPC QueryOffset, remoting's GET_MIN_OFFSET, GET_MAX_OFFSET,
 //! SEARCH_OFFSET_BY_TIMESTAMP and GET_EARLIEST_MSG_STORETIME).
 
-use crate::consume::values::{decode_offset, encode_offset};
 use crate::store::keys::{consumer_offset_key, group_offsets_range, QueueKey};
+use crate::store::values::{decode_offset, encode_offset};
 use crate::store::{Cf, KvBatch, MessageStore};
 use crate::topics::TopicTable;
 use apogee_proto::cluster::TopicConfig;

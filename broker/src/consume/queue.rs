@@ -1,6 +1,6 @@
-//! One queue of one group: its state ([`QueueState`]: pop offset, deliveries
-//! in flight, FIFO messages waiting per message group, owners of auto-renew
-//! deliveries) and its part of a pop ([`QueuePop`]), run under the queue's lock.
+//! A pop ([`ConsumeEngine::pop`]): over the queues asked for, and each queue's part of it
+//! ([`QueuePop`]: retries, FIFO turns), run under that queue's lock on its
+//! [`QueueState`].
 //!
 //! A lite queue (`%LITE%<parent>%<lite>`, RIP-83 lite topics) is consumed as one message
 //! group, whatever message groups its messages carry: one delivery in flight at a time, the
@@ -8,75 +8,18 @@
 //! held by one consumer at a time. It keeps no waiting entries: the scan simply stops at the
 //! pop offset while something is in flight.
 
+use super::queue_state::QueueState;
 use super::state::{internal, ConsumeEngine, Delivery, PopRequest};
-use super::values::{message_group_hash, Inflight};
 use crate::store::keys::QueueKey;
+use crate::store::values::{message_group_hash, Inflight};
 use crate::store::{Cf, KvBatch, QueueEntry, StoredMessage};
 use apogee_proto::{names, ApogeeError};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Most FIFO messages one queue of a group keeps waiting for their message
 /// group's turn; past it the queue is not scanned further until some finish.
 pub const MAX_FIFO_WAITING_PER_QUEUE: usize = 4096;
-
-#[derive(Debug, Default)]
-pub(super) struct QueueState {
-    /// Next queue offset not yet looked at.
-    pub(super) pop_offset: u64,
-    /// Deliveries in flight (attempt >= 1), by queue offset.
-    pub(super) inflight: BTreeMap<u64, Inflight>,
-    /// FIFO messages waiting for their message group's turn: offsets per
-    /// message group, so a pop looks at each group once, not at every
-    /// waiting message.
-    pub(super) waiting: HashMap<u64, BTreeSet<u64>>,
-    pub(super) waiting_count: usize,
-    /// The client that received each auto-renew delivery (renewed while it is alive).
-    pub(super) owners: HashMap<u64, Arc<str>>,
-    pub(super) last_consume_ms: Option<i64>,
-}
-
-impl QueueState {
-    /// Everything below is acknowledged.
-    pub(super) fn committed(&self) -> u64 {
-        let waiting = self
-            .waiting
-            .values()
-            .filter_map(|o| o.first().copied())
-            .min();
-        [self.inflight.keys().next().copied(), waiting]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(self.pop_offset)
-    }
-
-    pub(super) fn add_waiting(&mut self, offset: u64, group: u64) {
-        if self.waiting.entry(group).or_default().insert(offset) {
-            self.waiting_count += 1;
-        }
-    }
-
-    pub(super) fn remove_waiting(&mut self, offset: u64, group: u64) {
-        if let Some(offsets) = self.waiting.get_mut(&group) {
-            if offsets.remove(&offset) {
-                self.waiting_count -= 1;
-            }
-            if offsets.is_empty() {
-                self.waiting.remove(&group);
-            }
-        }
-    }
-
-    /// Message groups with a delivery in flight.
-    pub(super) fn busy_groups(&self) -> HashSet<u64> {
-        self.inflight
-            .values()
-            .filter(|f| f.message_group != 0)
-            .map(|f| f.message_group)
-            .collect()
-    }
-}
 
 /// One queue's part of a pop, under that queue's lock.
 pub(super) struct QueuePop<'p, 'r> {
@@ -297,5 +240,74 @@ impl QueuePop<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+impl ConsumeEngine {
+    /// Hands out up to `max` messages of `topic` to the group from the given
+    /// queues, in that order: first deliveries due again (attempt + 1), then
+    /// new messages matching the filter. A repeated `attempt_id` gets the
+    /// deliveries of the first receive back, without a new attempt.
+    pub fn pop(&self, req: &PopRequest<'_>, now_ms: i64) -> Result<Vec<Delivery>, ApogeeError> {
+        self.check_gate()?;
+        if let Some(id) = req.attempt_id {
+            if let Some(again) = self.repeat(req, id, now_ms)? {
+                return Ok(again);
+            }
+        }
+        let mut out = Vec::new();
+        for &queue_id in req.queue_ids {
+            if out.len() >= req.max {
+                break;
+            }
+            let key = QueueKey::new(&req.group.name, req.topic, queue_id);
+            // A lite queue hands out one message at a time and its read of the index starts
+            // at the first entry at or after its pop offset, which passes over what
+            // retention removed: no bounds needed. Reading them (three index reads) for each
+            // message made a lite drain over many lite topics several times slower than a
+            // plain one.
+            let (min, next) = if apogee_proto::names::split_lite_queue_topic(req.topic).is_some() {
+                (0, u64::MAX)
+            } else {
+                self.store
+                    .queue_bounds(req.topic, queue_id)
+                    .map_err(internal)?
+            };
+            let queue = match self.existing(&key) {
+                Some(q) => q,
+                None => {
+                    let start = self.start_offset(req.topic, queue_id, min, req.start_after_ms)?;
+                    self.queue(&key, start)
+                }
+            };
+            let mut state = queue.lock();
+            let mut batch = KvBatch::new();
+            let before = (state.pop_offset, state.inflight.len(), state.waiting_count);
+            let mut pop = QueuePop {
+                engine: self,
+                req,
+                key: &key,
+                now_ms,
+                batch: &mut batch,
+                out: &mut out,
+            };
+            pop.due_again(&mut state)?;
+            if state.pop_offset < min {
+                state.pop_offset = min;
+            }
+            pop.new_messages(&mut state, next)?;
+            if before != (state.pop_offset, state.inflight.len(), state.waiting_count)
+                || !batch.is_empty()
+            {
+                Self::persist_queue(&mut batch, &key, &state);
+            }
+            if !batch.is_empty() {
+                self.kv.write(batch).map_err(internal)?;
+            }
+        }
+        if let (Some(id), false) = (req.attempt_id, out.is_empty()) {
+            self.remember(req, id, &out, now_ms);
+        }
+        Ok(out)
     }
 }

@@ -3,16 +3,16 @@
 //! adopting the state a slave served while it was away. A reload replaces a queue's state
 //! under the queue's own lock; a queue without rows any more is dropped.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use apogee_proto::ApogeeError;
 
-use super::queue::QueueState;
+use super::queue_state::{load_rows, read_queue, QueueState};
 use super::receipt::ReceiptSigner;
 use super::state::{internal, ConsumeEngine, SECRET_KEY};
-use super::values::{decode_offset, decode_secret, Inflight};
-use crate::store::keys::{tag, ConsumeRow, QueueKey};
-use crate::store::{Cf, KvStore};
+use crate::store::keys::QueueKey;
+use crate::store::values::decode_secret;
+use crate::store::Cf;
 
 impl ConsumeEngine {
     /// Re-reads the given queues from the index (pop offset, in-flight and waiting entries)
@@ -31,7 +31,11 @@ impl ConsumeEngine {
     pub fn reload_all(&self) -> Result<(), ApogeeError> {
         self.reload_secret()?;
         let mut keys: BTreeSet<QueueKey> = self.queues.read().keys().cloned().collect();
-        keys.extend(load_rows(self.kv.as_ref(), b"", b"")?.into_keys());
+        keys.extend(
+            load_rows(self.kv.as_ref(), b"", b"")
+                .map_err(internal)?
+                .into_keys(),
+        );
         for key in &keys {
             self.reload_queue(key)?;
         }
@@ -52,7 +56,7 @@ impl ConsumeEngine {
         let queue = self.queue(key, 0);
         {
             let mut state = queue.lock();
-            if let Some(fresh) = read_queue(self.kv.as_ref(), key)? {
+            if let Some(fresh) = read_queue(self.kv.as_ref(), key).map_err(internal)? {
                 replace_state(&mut state, fresh);
                 return Ok(());
             }
@@ -63,7 +67,9 @@ impl ConsumeEngine {
         let gone = match queues.get(key) {
             Some(q) => {
                 let _state = q.lock();
-                read_queue(self.kv.as_ref(), key)?.is_none()
+                read_queue(self.kv.as_ref(), key)
+                    .map_err(internal)?
+                    .is_none()
             }
             None => false,
         };
@@ -82,62 +88,4 @@ fn replace_state(state: &mut QueueState, mut fresh: QueueState) {
         .collect();
     fresh.last_consume_ms = state.last_consume_ms;
     *state = fresh;
-}
-
-/// One queue's rows; `None` when it has none.
-fn read_queue(kv: &dyn KvStore, key: &QueueKey) -> Result<Option<QueueState>, ApogeeError> {
-    let (rows, end) = key.tagged_range(tag::INFLIGHT);
-    let pop = kv.get(Cf::ConsumeState, &key.pop_key()).map_err(internal)?;
-    let mut found = load_rows(kv, &rows, &end)?;
-    let state = found.remove(key);
-    if pop.is_none() && state.is_none() {
-        return Ok(None);
-    }
-    let mut state = state.unwrap_or_default();
-    if let Some(v) = pop {
-        decode_pop(&mut state, &v);
-    }
-    Ok(Some(state))
-}
-
-fn decode_pop(state: &mut QueueState, value: &[u8]) {
-    match decode_offset(value) {
-        Some(offset) => state.pop_offset = offset,
-        None => tracing::warn!("skipping an unreadable pop offset ({} bytes)", value.len()),
-    }
-}
-
-/// Decodes the consume-state rows in `[from, to)` (empty `to`: no bound): pop offsets and
-/// in-flight / waiting entries, by queue.
-pub(super) fn load_rows(
-    kv: &dyn KvStore,
-    from: &[u8],
-    to: &[u8],
-) -> Result<HashMap<QueueKey, QueueState>, ApogeeError> {
-    let mut queues: HashMap<QueueKey, QueueState> = HashMap::new();
-    for (key, value) in kv
-        .scan(Cf::ConsumeState, from, to, usize::MAX)
-        .map_err(internal)?
-    {
-        let Some((qk, row)) = QueueKey::decode_state_key(&key) else {
-            tracing::warn!("skipping unreadable consume-state key {key:?}");
-            continue;
-        };
-        let state = queues.entry(qk).or_default();
-        match row {
-            ConsumeRow::Pop => decode_pop(state, &value),
-            ConsumeRow::Inflight(off) => {
-                let Some(inf) = Inflight::decode(&value) else {
-                    tracing::warn!("skipping unreadable in-flight entry {key:?}");
-                    continue;
-                };
-                if inf.is_waiting() {
-                    state.add_waiting(off, inf.message_group);
-                } else {
-                    state.inflight.insert(off, inf);
-                }
-            }
-        }
-    }
-    Ok(queues)
 }

@@ -15,11 +15,10 @@
 
 use super::clients::Clients;
 use super::filter::MessageFilter;
-use super::queue::{QueuePop, QueueState};
+use super::queue_state::{load_rows, QueueState};
 use super::receipt::{Receipt, ReceiptSigner};
-use super::reload::load_rows;
-use super::values::{decode_secret, encode_offset, encode_secret, Inflight, SUSPENDED};
 use crate::store::keys::{MetaKey, QueueKey};
+use crate::store::values::{decode_secret, encode_offset, encode_secret, Inflight, SUSPENDED};
 use crate::store::{Cf, KvBatch, KvStore, MessageStore, StoreError, StoredMessage};
 use apogee_proto::group::GroupConfig;
 use apogee_proto::ApogeeError;
@@ -118,7 +117,7 @@ pub struct ConsumeEngine {
 pub type ServingGate = Arc<dyn Fn() -> Result<(), ApogeeError> + Send + Sync>;
 
 pub(super) fn internal(e: StoreError) -> ApogeeError {
-    ApogeeError::Internal(e.to_string())
+    ApogeeError::internal(e)
 }
 
 impl ConsumeEngine {
@@ -136,7 +135,7 @@ impl ConsumeEngine {
                 s
             }
         };
-        let queues = load_rows(kv.as_ref(), b"", &[0xff])?;
+        let queues = load_rows(kv.as_ref(), b"", &[0xff]).map_err(internal)?;
         Ok(ConsumeEngine {
             store,
             kv,
@@ -161,7 +160,7 @@ impl ConsumeEngine {
         *self.serving_gate.write() = Some(gate);
     }
 
-    fn check_gate(&self) -> Result<(), ApogeeError> {
+    pub(super) fn check_gate(&self) -> Result<(), ApogeeError> {
         match &*self.serving_gate.read() {
             Some(gate) => gate(),
             None => Ok(()),
@@ -236,74 +235,7 @@ impl ConsumeEngine {
         );
     }
 
-    /// Hands out up to `max` messages of `topic` to the group from the given
-    /// queues, in that order: first deliveries due again (attempt + 1), then
-    /// new messages matching the filter. A repeated `attempt_id` gets the
-    /// deliveries of the first receive back, without a new attempt.
-    pub fn pop(&self, req: &PopRequest<'_>, now_ms: i64) -> Result<Vec<Delivery>, ApogeeError> {
-        self.check_gate()?;
-        if let Some(id) = req.attempt_id {
-            if let Some(again) = self.repeat(req, id, now_ms)? {
-                return Ok(again);
-            }
-        }
-        let mut out = Vec::new();
-        for &queue_id in req.queue_ids {
-            if out.len() >= req.max {
-                break;
-            }
-            let key = QueueKey::new(&req.group.name, req.topic, queue_id);
-            // A lite queue hands out one message at a time and its read of the index starts
-            // at the first entry at or after its pop offset, which passes over what
-            // retention removed: no bounds needed. Reading them (three index reads) for each
-            // message made a lite drain over many lite topics several times slower than a
-            // plain one.
-            let (min, next) = if apogee_proto::names::split_lite_queue_topic(req.topic).is_some() {
-                (0, u64::MAX)
-            } else {
-                self.store
-                    .queue_bounds(req.topic, queue_id)
-                    .map_err(internal)?
-            };
-            let queue = match self.existing(&key) {
-                Some(q) => q,
-                None => {
-                    let start = self.start_offset(req.topic, queue_id, min, req.start_after_ms)?;
-                    self.queue(&key, start)
-                }
-            };
-            let mut state = queue.lock();
-            let mut batch = KvBatch::new();
-            let before = (state.pop_offset, state.inflight.len(), state.waiting_count);
-            let mut pop = QueuePop {
-                engine: self,
-                req,
-                key: &key,
-                now_ms,
-                batch: &mut batch,
-                out: &mut out,
-            };
-            pop.due_again(&mut state)?;
-            if state.pop_offset < min {
-                state.pop_offset = min;
-            }
-            pop.new_messages(&mut state, next)?;
-            if before != (state.pop_offset, state.inflight.len(), state.waiting_count)
-                || !batch.is_empty()
-            {
-                Self::persist_queue(&mut batch, &key, &state);
-            }
-            if !batch.is_empty() {
-                self.kv.write(batch).map_err(internal)?;
-            }
-        }
-        if let (Some(id), false) = (req.attempt_id, out.is_empty()) {
-            self.remember(req, id, &out, now_ms);
-        }
-        Ok(out)
-    }
-
-    fn remember(&self, req: &PopRequest<'_>, id: &str, out: &[Delivery], now_ms: i64) {
+    pub(super) fn remember(&self, req: &PopRequest<'_>, id: &str, out: &[Delivery], now_ms: i64) {
         let deliveries = out
             .iter()
             .filter_map(|d| {
@@ -343,7 +275,7 @@ impl ConsumeEngine {
 
     /// The deliveries of an earlier receive with the same attempt id that
     /// are still in flight with the same nonce; None if there is no such receive.
-    fn repeat(
+    pub(super) fn repeat(
         &self,
         req: &PopRequest<'_>,
         id: &str,

@@ -255,7 +255,7 @@ async fn committed_offsets_alone_count_from_the_committed_offset() {
     batch.put(
         crate::store::Cf::ConsumerOffset,
         crate::store::keys::consumer_offset_key("pull", "t", 0),
-        values::encode_offset(50),
+        crate::store::values::encode_offset(50),
     );
     b.store.kv().write(batch).unwrap();
     let lags = b.sources(&[]).group_lag("pull", &[]).unwrap();

@@ -106,7 +106,7 @@ async fn holds(store: &Arc<MessageStore>, mark: RecordMark) -> Result<bool, Apog
     let s = store.clone();
     let found = tokio::task::spawn_blocking(move || s.record_mark_at(mark.offset))
         .await
-        .map_err(|e| ApogeeError::Internal(e.to_string()))?
+        .map_err(ApogeeError::internal)?
         .map_err(ApogeeError::from)?;
     Ok(found == Some(mark))
 }
@@ -431,7 +431,7 @@ async fn check_start(store: &Arc<MessageStore>, offset: i64) -> Result<u64, Apog
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.record_mark_at(off))
             .await
-            .map_err(|e| ApogeeError::Internal(e.to_string()))?
+            .map_err(ApogeeError::internal)?
             .map_err(ApogeeError::from)?
             .is_some()
     };

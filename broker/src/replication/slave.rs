@@ -200,7 +200,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApogeeError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApogeeError::Internal(e.to_string()))?
+        .map_err(ApogeeError::internal)?
         .map_err(ApogeeError::from)
 }
 
@@ -296,7 +296,7 @@ async fn session(ctx: &ReplicationContext, master: &str) -> Result<(), ApogeeErr
             let t = ctx.targets.clone();
             tokio::task::spawn_blocking(move || state::forget_consume_progress(&t))
                 .await
-                .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+                .map_err(ApogeeError::internal)??;
         }
     }
     let master_epochs = epochs_from_wire(&welcome.epochs);
@@ -483,7 +483,7 @@ async fn apply_stream(
                 let t = targets.clone();
                 tokio::task::spawn_blocking(move || state::apply_batch(&t, &batch))
                     .await
-                    .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+                    .map_err(ApogeeError::internal)??;
                 rep.update_link(|l| l.last_contact_ms = now);
             }
             master_message::Kind::Heartbeat(h) => {

@@ -308,7 +308,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             offset,
-            Some(crate::consume::values::encode_offset(3).to_vec())
+            Some(crate::store::values::encode_offset(3).to_vec())
         );
     }
 

@@ -38,22 +38,8 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use super::record::{self, StoredMessage};
+use super::segment_name::{parse_segment_name, segment_file_name};
 use super::StoreError;
-
-/// Digits in a segment file name.
-pub const SEGMENT_NAME_DIGITS: usize = 20;
-
-/// File name of the segment whose first byte is at log offset `base`.
-pub fn segment_file_name(base: u64) -> String {
-    format!("{base:0width$}", width = SEGMENT_NAME_DIGITS)
-}
-
-/// The base offset a segment file name stands for, if it is one.
-pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
-    (name.len() == SEGMENT_NAME_DIGITS && name.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| name.parse().ok())
-        .flatten()
-}
 
 /// How far the last segment's file is kept zero-filled past its records (module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,7 +135,7 @@ impl Segment {
             let n = (to - pos).min(ZEROS.len() as u64) as usize;
             match self.file.write_all_at(&ZEROS[..n], pos) {
                 Ok(()) => pos += n as u64,
-                Err(e) if super::retention::is_out_of_space(&e) => {
+                Err(e) if is_out_of_space(&e) => {
                     tracing::debug!(segment = %self.path.display(), "no space to preallocate");
                     break;
                 }
@@ -648,4 +634,9 @@ impl CommitLog {
         self.set_end(at);
         Ok(())
     }
+}
+
+/// Whether an I/O error means the file system is out of space.
+pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }

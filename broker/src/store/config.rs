@@ -1,10 +1,10 @@
-//! The store's settings ([`StoreConfig`]) and their defaults.
+//! The store's settings ([`StoreConfig`], its [`RetentionPolicy`]) and their defaults.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::record;
-use super::{RetentionPolicy, StoreError};
+use super::StoreError;
 
 /// When an append is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,4 +104,63 @@ impl StoreConfig {
         }
         Ok(())
     }
+}
+
+/// When segments go and when sends are refused.
+#[derive(Clone, Debug)]
+pub struct RetentionPolicy {
+    /// Sealed segments whose last write is older than this are deleted (default 72 h).
+    pub max_age: Duration,
+    /// Above this used fraction of the disk, the oldest sealed segments are deleted whatever
+    /// their age (default 0.75).
+    pub clean_ratio: f64,
+    /// At or above this used fraction, sends are refused (default 0.90).
+    pub refuse_ratio: f64,
+    /// Time between passes (default 1 s: one `statvfs` and a directory's metadata).
+    pub check_interval: Duration,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            max_age: Duration::from_secs(72 * 3600),
+            clean_ratio: 0.75,
+            refuse_ratio: 0.90,
+            check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetentionPolicy {
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        let ok = |r: f64| r > 0.0 && r <= 1.0;
+        if !ok(self.clean_ratio) || !ok(self.refuse_ratio) {
+            return Err(StoreError::Config(format!(
+                "disk ratios must be in (0, 1]: clean {} refuse {}",
+                self.clean_ratio, self.refuse_ratio
+            )));
+        }
+        disk_ratios(self.clean_ratio, self.refuse_ratio).map_err(StoreError::Config)?;
+        if self.max_age.is_zero() || self.check_interval.is_zero() {
+            return Err(StoreError::Config(
+                "retention age and check interval must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The rule of the two disk ratios: cleaning starts at or below the point sends are refused.
+/// It names them by their keys in the broker's config, which checks them with this rule at
+/// startup (`--check-config` too) as the store does on every change at runtime.
+pub fn disk_ratios(clean: f64, refuse: f64) -> Result<(), String> {
+    if clean <= refuse {
+        return Ok(());
+    }
+    let (low_key, up_key) = ("store.disk_clean_ratio", "store.disk_refuse_ratio");
+    Err(format!(
+        "{low_key} = {clean} is above {up_key} = {refuse}: sends would be refused for a full \
+         disk before the oldest segments are deleted to make room; lower {low_key} or raise \
+         {up_key}"
+    ))
 }

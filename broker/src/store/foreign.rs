@@ -126,7 +126,7 @@ fn shown(name: &str, is_dir: bool) -> String {
 /// ignores them, with a warning, and never changes them.
 fn foreign_segment(dir: &Path) -> Result<Option<ForeignSegment>, StoreError> {
     for (name, is_dir) in entry_names(dir)? {
-        if is_dir || super::commitlog::parse_segment_name(&name).is_none() {
+        if is_dir || super::segment_name::parse_segment_name(&name).is_none() {
             continue;
         }
         let path = dir.join(&name);

@@ -323,7 +323,8 @@ pub(crate) fn queue_floors(
 /// Index format 0 (every directory written before the format existed), frozen: what a
 /// rebuild reads of it.
 mod v0 {
-    use super::super::kv::{prefix_end, Cf, KvStore};
+    use super::super::keys::prefix_end;
+    use super::super::kv::{Cf, KvStore};
     use super::super::StoreError;
 
     /// A `queue_head` key: topic as u16 length and bytes, queue id u32.

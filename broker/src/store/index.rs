@@ -16,12 +16,16 @@
 //! A message id may occur more than once (a resend keeps its id), hence the log offset in the
 //! `MessageId` key; lookups take the newest entry whose record really carries that id.
 
-use super::keys::{self, write_cq_key, write_id_key, write_msg_key, write_queue_key, V1};
+use std::collections::HashMap;
+
+use super::keys::{
+    self, prefix_end, write_cq_key, write_id_key, write_msg_key, write_queue_key, V1,
+};
 // recovery.rs (the rebuild work's) takes these from here.
 pub(crate) use super::keys::{
     decode_queue_key, queue_key, trailing_u64, CK_DISPATCHED, CK_FLUSHED,
 };
-use super::kv::{prefix_end, Cf, KvBatch, KvStore};
+use super::kv::{Cf, KvBatch, KvStore};
 use super::record::NewMessage;
 use super::StoreError;
 
@@ -167,12 +171,15 @@ pub fn dispatch(
     }
 }
 
+/// Next queue offset per topic and queue id.
+pub(crate) type Heads = HashMap<String, HashMap<u32, u64>>;
+
 /// Dispatches one stored record (read back from the log: recovery, or a slave's replicated
 /// bytes) and moves its queue head when the record is past it. The one copy of this logic.
 /// True when the record's queue is new (its head row goes into `batch`).
 pub(crate) fn dispatch_stored(
     batch: &mut KvBatch,
-    heads: &mut super::writer::Heads,
+    heads: &mut Heads,
     m: &super::record::StoredMessage,
 ) -> bool {
     dispatch(

@@ -51,13 +51,24 @@
 //!
 //! Values of the current layouts are encoded and decoded by their owners: `super::index`
 //! (consume queue, queue head, message id and key, checkpoints), `super::txn_index`,
-//! `super::schedule_index`, `crate::consume::values` (consumer offsets, consume state,
-//! the receipt secret), `crate::topics`, `crate::groups`, `crate::access`,
+//! `super::schedule_index`, `super::values` (consumer offsets, consume state, the receipt
+//! secret, the topic config's envelope), `crate::groups`, `crate::access`,
 //! `crate::runtime_config`, and this module for the shared u64 and marker layouts
 //! ([`encode_u64`], [`MARKER`]). The layouts written before data format 1 are read only by
 //! [`super::upgrade`].
 
-use super::kv::prefix_end;
+/// The smallest key greater than every key starting with `prefix` (empty = no such key,
+/// i.e. unbounded). Use it as the exclusive end of a prefix scan.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    Vec::new()
+}
 
 /// Longest name a key can hold (its length is a u16).
 pub const MAX_NAME_LEN: usize = u16::MAX as usize;

@@ -226,19 +226,6 @@ impl KvBatch {
     }
 }
 
-/// The smallest key greater than every key starting with `prefix` (empty = no such key,
-/// i.e. unbounded). Use it as the exclusive end of a prefix scan.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    Vec::new()
-}
-
 /// A key and its value.
 pub type KvPair = (Vec<u8>, Vec<u8>);
 

@@ -25,10 +25,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use apogee_proto::names;
 use parking_lot::Mutex;
 
+use super::index::Heads;
 use super::index::{self, QueueEntry};
 use super::keys;
-use super::kv::{prefix_end, Cf};
-use super::writer::Heads;
+use super::keys::prefix_end;
+use super::kv::Cf;
 use super::{MessageStore, StoreError};
 
 /// The longest lite name a listing looks for: `lite.max_topic_len`'s upper bound (a name

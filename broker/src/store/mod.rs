@@ -11,7 +11,9 @@
 //!   store is idle, the writer thread drains under load) and, with [`FlushMode::Async`], the
 //!   flusher thread.
 //!
-//! Files: [`record`] (on-disk format), [`commitlog`] (segments), [`kv`] (key-value layer),
+//! Files: [`record`] (on-disk format), `segment_name` (segment file names), [`commitlog`]
+//! (segments), [`keys`] (every key encoding), [`kv`] (key-value layer), [`values`] (the
+//! primary values the upgrade rewrites), `config` (settings, retention policy),
 //! [`index`] (keys and dispatch), `write_queue` (who writes: leader/follower group commit),
 //! `writer` (group commit, flusher), `recovery` (open-time checks), [`format`] (the index
 //! format version and the rebuild of the derived state), [`foreign`] (refusing a
@@ -35,10 +37,12 @@ pub use recovery::IndexRebuild;
 mod replica_log;
 pub mod retention;
 pub mod schedule_index;
+mod segment_name;
 mod syncer;
 pub mod txn_index;
 mod upgrade;
 pub(crate) use upgrade::DATA_FORMAT_VERSION;
+pub mod values;
 pub mod wakeups;
 mod write_queue;
 mod writer;
@@ -71,20 +75,24 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-pub use commitlog::{segment_file_name, CommitLog, SEGMENT_NAME_DIGITS};
+pub use commitlog::CommitLog;
 pub use config::{
-    FlushMode, StoreConfig, DEFAULT_ASYNC_FLUSH_INTERVAL, DEFAULT_CACHED_TAIL_BYTES,
-    DEFAULT_MAX_RECORD_SIZE, DEFAULT_PREALLOCATE_BYTES, DEFAULT_SEGMENT_SIZE,
+    disk_ratios, FlushMode, RetentionPolicy, StoreConfig, DEFAULT_ASYNC_FLUSH_INTERVAL,
+    DEFAULT_CACHED_TAIL_BYTES, DEFAULT_MAX_RECORD_SIZE, DEFAULT_PREALLOCATE_BYTES,
+    DEFAULT_SEGMENT_SIZE,
 };
 pub use epochs::{EpochFile, EpochStart};
 pub use format::{RebuildCause, RebuildProgress};
 pub use index::{tag_hash, QueueEntry};
-pub use kv::{prefix_end, Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
+pub use keys::prefix_end;
+pub use kv::{Cf, KvBatch, KvOp, KvPair, KvStore, MemKv, RocksKv};
 pub use lite::LiteQueueInfo;
 pub use record::{NewMessage, StoredMessage};
-pub use replica_log::{DroppedRecords, LogSlice, RecordMark, ReplicaAppend};
-pub use retention::{DiskSpace, RetentionPass, RetentionPolicy};
+pub use replica_log::{DroppedRecords, LogSlice, RecordMark};
+pub use retention::{DiskSpace, RetentionPass};
+pub use segment_name::{segment_file_name, SEGMENT_NAME_DIGITS};
 pub use wakeups::{QueueWatch, Wakeups};
+pub use writer::ReplicaAppend;
 
 use kv::Cf as C;
 use write_queue::WriteQueue;

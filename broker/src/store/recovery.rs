@@ -38,12 +38,11 @@ use std::sync::Arc;
 
 use super::commitlog::{CommitLog, Segment};
 use super::format::{self, ProgressLog, RebuildCause, RebuildProgress};
-use super::index::{self, QueueEntry, CK_DISPATCHED, CK_FLUSHED};
-use super::keys::{self, MetaKey};
-use super::kv::{prefix_end, Cf, KvBatch, KvStore};
+use super::index::{self, Heads, QueueEntry, CK_DISPATCHED, CK_FLUSHED};
+use super::keys::{self, prefix_end, MetaKey};
+use super::kv::{Cf, KvBatch, KvStore};
 use super::record::{self, HEADER_LEN, MAGIC, MAGIC_V1};
 use super::write_queue::MAX_GROUP_BYTES;
-use super::writer::Heads;
 use super::StoreError;
 
 /// Records per index batch while re-dispatching.

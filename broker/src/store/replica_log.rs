@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use super::index;
 use super::kv::KvBatch;
 use super::record::{self, HEADER_LEN};
-use super::writer::{AppendReply, Command, Writer};
+use super::writer::{AppendReply, Command, ReplicaAppend, Writer};
 use super::{AppendResult, EpochFile, FlushMode, MessageStore, StoreError};
 
 /// Whole records of one segment, as the master streams them.
@@ -63,13 +63,6 @@ impl DroppedRecords {
         }
         text
     }
-}
-
-/// Where a replicated append left the slave's log.
-#[derive(Clone, Copy, Debug)]
-pub struct ReplicaAppend {
-    pub written: u64,
-    pub flushed: u64,
 }
 
 struct Waiting {

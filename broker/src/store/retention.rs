@@ -41,63 +41,19 @@
 
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
 use super::index::{self, QueueEntry};
-use super::kv::{prefix_end, Cf, KvBatch, KvStore};
+use super::keys::prefix_end;
+use super::kv::{Cf, KvBatch, KvStore};
 use super::write_queue::WriteQueue;
 use super::writer::Command;
-use super::{MessageStore, Shared, StoreError};
+use super::{MessageStore, RetentionPolicy, Shared, StoreError};
 
 /// Rows read per page while pruning (queue heads, lookups); the stop check runs between pages.
 pub(super) const PAGE: usize = 10_000;
-
-/// When segments go and when sends are refused.
-#[derive(Clone, Debug)]
-pub struct RetentionPolicy {
-    /// Sealed segments whose last write is older than this are deleted (default 72 h).
-    pub max_age: Duration,
-    /// Above this used fraction of the disk, the oldest sealed segments are deleted whatever
-    /// their age (default 0.75).
-    pub clean_ratio: f64,
-    /// At or above this used fraction, sends are refused (default 0.90).
-    pub refuse_ratio: f64,
-    /// Time between passes (default 1 s: one `statvfs` and a directory's metadata).
-    pub check_interval: Duration,
-}
-
-impl Default for RetentionPolicy {
-    fn default() -> Self {
-        RetentionPolicy {
-            max_age: Duration::from_secs(72 * 3600),
-            clean_ratio: 0.75,
-            refuse_ratio: 0.90,
-            check_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-impl RetentionPolicy {
-    pub(crate) fn validate(&self) -> Result<(), StoreError> {
-        let ok = |r: f64| r > 0.0 && r <= 1.0;
-        if !ok(self.clean_ratio) || !ok(self.refuse_ratio) {
-            return Err(StoreError::Config(format!(
-                "disk ratios must be in (0, 1]: clean {} refuse {}",
-                self.clean_ratio, self.refuse_ratio
-            )));
-        }
-        crate::config::disk_ratios(self.clean_ratio, self.refuse_ratio)
-            .map_err(StoreError::Config)?;
-        if self.max_age.is_zero() || self.check_interval.is_zero() {
-            return Err(StoreError::Config(
-                "retention age and check interval must be positive".into(),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Space on the file system holding the commit log, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -461,9 +417,4 @@ impl Shared {
         }
         *full = reason;
     }
-}
-
-/// Whether an I/O error means the file system is out of space.
-pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }

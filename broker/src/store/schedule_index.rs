@@ -13,8 +13,9 @@
 //! its real topic, carrying the id) and the recall and drop records delete it. So scanning `d`
 //! up to now costs the number due, and listing waiting messages is a scan of `d`.
 
+use super::keys::prefix_end;
 use super::keys::{be_at, decode_due_key, due_from, due_key, id_row, tag};
-use super::kv::{prefix_end, Cf, KvBatch, KvStore};
+use super::kv::{Cf, KvBatch, KvStore};
 use super::record::{internal, NewMessage};
 use super::txn_index::int_prop;
 use super::StoreError;

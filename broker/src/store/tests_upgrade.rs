@@ -3,9 +3,9 @@
 
 use super::*;
 use crate::access::AccessTable;
-use crate::consume::values::{decode_offset, decode_secret};
 use crate::groups::GroupTable;
 use crate::store::keys::{self, consumer_offset_key};
+use crate::store::values::{decode_offset, decode_secret};
 use crate::store::{MessageStore, RocksKv, StoreConfig};
 use crate::topics::TopicTable;
 use apogee_proto::auth::acl::AccessState;

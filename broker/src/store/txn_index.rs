@@ -12,8 +12,9 @@
 //! A `d` entry is stale once its transaction has an outcome or a later `n`; readers skip
 //! and delete such entries.
 
+use super::keys::prefix_end;
 use super::keys::{be_at, decode_due_key, decode_id_row, due_from, due_key, id_row, tag};
-use super::kv::{prefix_end, Cf, KvBatch, KvStore};
+use super::kv::{Cf, KvBatch, KvStore};
 use super::record::{internal, NewMessage};
 use super::StoreError;
 use apogee_proto::names;

@@ -41,8 +41,8 @@ use super::keys::{
     acl_key, config_key, encode_u64, handback_key, user_key, MetaKey, QueueKey, MARKER, V1,
 };
 use super::kv::{Cf, KvBatch, KvStore};
+use super::values::{encode_offset, encode_secret, encode_topic_config, Inflight};
 use super::StoreError;
-use crate::consume::values::{encode_offset, encode_secret, Inflight};
 
 /// The data-format version this binary writes and reads.
 pub(crate) const DATA_FORMAT_VERSION: u32 = 1;
@@ -160,7 +160,7 @@ fn rewrite(cf: Cf, key: &[u8], value: &[u8], batch: &mut KvBatch) -> Result<bool
         },
         Cf::TopicConfig => {
             let name = std::str::from_utf8(key).map_err(|_| bad())?;
-            (config_key(name), crate::topics::encode_config_bytes(value))
+            (config_key(name), encode_topic_config(value))
         }
         Cf::GroupConfig => {
             // Group values were versioned already.

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::record::NewMessage;
-use super::writer::{AppendReply, Command, Writer};
+use super::writer::{AppendReply, Command, Group, Writer};
 use super::StoreError;
 
 /// Bounds on one group, so a burst cannot build an unbounded buffer. Recovery cuts no more
@@ -84,9 +84,6 @@ impl Drop for InFlight<'_> {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
-
-/// An append group: the requests' messages and where to answer each.
-pub(crate) type Group = Vec<(Vec<NewMessage>, AppendReply)>;
 
 fn approx_size(msgs: &[NewMessage]) -> usize {
     msgs.iter().map(|m| m.body.len() + 256).sum()

@@ -35,17 +35,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
-use super::index;
-use super::kv::{prefix_end, Cf, KvBatch};
+use super::commitlog::is_out_of_space;
+use super::index::{self, Heads};
+use super::keys::prefix_end;
+use super::kv::{Cf, KvBatch};
 use super::record::{self, NewMessage};
-use super::retention;
-use super::write_queue::Group;
 use super::{AppendResult, Shared, StoreError};
 
-/// Next queue offset per topic and queue id.
-pub(crate) type Heads = HashMap<String, HashMap<u32, u64>>;
+/// Where a replicated append left the slave's log.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaAppend {
+    pub written: u64,
+    pub flushed: u64,
+}
 
 pub(crate) type AppendReply = oneshot::Sender<Result<Vec<AppendResult>, StoreError>>;
+
+/// An append group: the requests' messages and where to answer each.
+pub(crate) type Group = Vec<(Vec<NewMessage>, AppendReply)>;
 
 pub(crate) enum Command {
     Append {
@@ -68,7 +75,7 @@ pub(crate) enum Command {
         offset: u64,
         segment_base: u64,
         bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<super::ReplicaAppend, StoreError>>,
+        reply: oneshot::Sender<Result<ReplicaAppend, StoreError>>,
     },
     /// Retention: delete the oldest segments ending at or below `upto` (`retention.rs`).
     /// Nothing is deleted when the index was rebuilt since the pass read `epoch` (the rebuild
@@ -227,7 +234,7 @@ impl Writer {
                     let _ = kick.send(());
                 }
             }
-            Err(StoreError::Io(e)) if retention::is_out_of_space(&e) => {
+            Err(StoreError::Io(e)) if is_out_of_space(&e) => {
                 let _group = group_span(start, &reqs).entered();
                 // Nothing of the group was indexed or answered: cut the log back to where the
                 // group began, refuse its requests, and let the next group try again.

@@ -25,7 +25,6 @@
 //! silence (the beats sent meanwhile wait in the stream); a controller call still running
 //! at the next beat is not doubled: that beat is answered without one.
 
-use super::registry::validate_identity;
 use crate::endpoint;
 use crate::metrics::LivenessCounters;
 use crate::registry::{BeatAnswer, Expired, GroupKey, Registry, SessionMember};
@@ -368,6 +367,33 @@ pub(crate) fn log_dropped(e: &Expired, why: &str) {
         e.broker_id,
         e.endpoint
     );
+}
+
+/// Checks a broker's cluster name, broker name and id.
+pub(crate) fn validate_identity(
+    cluster: &str,
+    broker_name: &str,
+    broker_id: i64,
+) -> Result<(), Status> {
+    let name_ok = |s: &str| {
+        !s.is_empty() && s.len() <= 255 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if !name_ok(cluster) {
+        return Err(Status::invalid_argument(format!(
+            "cluster_name {cluster:?} must be non-empty, without spaces"
+        )));
+    }
+    if !name_ok(broker_name) {
+        return Err(Status::invalid_argument(format!(
+            "broker_name {broker_name:?} must be non-empty, without spaces"
+        )));
+    }
+    if broker_id < 0 {
+        return Err(Status::invalid_argument(format!(
+            "broker_id {broker_id} must be 0 (master) or more (slave)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

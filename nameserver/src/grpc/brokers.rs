@@ -82,7 +82,7 @@ impl BrokerChannels {
         endpoint: &str,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        super::fan_out::bounded(endpoint, self.call_timeout, call).await
+        bounded(endpoint, self.call_timeout, call).await
     }
 
     /// The cached channel to a broker (connected on first use; its calls are not bounded by
@@ -135,5 +135,21 @@ pub fn master_of(registry: &Registry, broker: &str, what: &str) -> Result<String
             ApogeeError::Unavailable(format!(
                 "broker group {broker}, which holds {what}, has no live master"
             ))
+        })
+}
+
+/// `call` to the broker at `endpoint`, failing with DEADLINE_EXCEEDED past `timeout`.
+pub async fn bounded<T>(
+    endpoint: &str,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!(
+                "no answer from {endpoint} within {} ms",
+                timeout.as_millis()
+            )))
         })
 }

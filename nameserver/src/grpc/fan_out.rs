@@ -11,7 +11,7 @@
 //! ("applied on" only for a change some group did apply). Its status code is the code every
 //! failure shares, UNAVAILABLE when they differ.
 
-use super::brokers::BrokerChannels;
+use super::brokers::{bounded, BrokerChannels};
 use crate::registry::{GroupKey, Registry};
 use apogee_proto::auth::cluster_calls::SignedChannel;
 use apogee_proto::cluster::admin_client::AdminClient;
@@ -191,22 +191,6 @@ where
         (target, answer)
     });
     futures::future::join_all(calls).await
-}
-
-/// `call` to the broker at `endpoint`, failing with DEADLINE_EXCEEDED past `timeout`.
-pub async fn bounded<T>(
-    endpoint: &str,
-    timeout: Duration,
-    call: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    tokio::time::timeout(timeout, call)
-        .await
-        .unwrap_or_else(|_| {
-            Err(Status::deadline_exceeded(format!(
-                "no answer from {endpoint} within {} ms",
-                timeout.as_millis()
-            )))
-        })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! carry the brokers' users and ACL entries, merged into the [`AccessBook`]; a master lacking
 //! some of what the book knows is sent them.
 
-use super::broker_session::{self, SessionHost, SessionStream};
+use super::broker_session::{self, validate_identity, SessionHost, SessionStream};
 use super::brokers::BrokerChannels;
 use crate::access::AccessBook;
 use crate::endpoint;
@@ -141,33 +141,6 @@ impl RegistryService {
         self.secret = secret;
         self
     }
-}
-
-/// Checks a broker's cluster name, broker name and id.
-pub(crate) fn validate_identity(
-    cluster: &str,
-    broker_name: &str,
-    broker_id: i64,
-) -> Result<(), Status> {
-    let name_ok = |s: &str| {
-        !s.is_empty() && s.len() <= 255 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-    };
-    if !name_ok(cluster) {
-        return Err(Status::invalid_argument(format!(
-            "cluster_name {cluster:?} must be non-empty, without spaces"
-        )));
-    }
-    if !name_ok(broker_name) {
-        return Err(Status::invalid_argument(format!(
-            "broker_name {broker_name:?} must be non-empty, without spaces"
-        )));
-    }
-    if broker_id < 0 {
-        return Err(Status::invalid_argument(format!(
-            "broker_id {broker_id} must be 0 (master) or more (slave)"
-        )));
-    }
-    Ok(())
 }
 
 /// Checks a controller-mode member id (a registration's or a session's `broker_id`): member

@@ -139,9 +139,11 @@ pub fn response_code_of(error: &crate::ApogeeError) -> i32 {
         E::MasterPersistenceTimeout(_) => response::FLUSH_DISK_TIMEOUT,
         E::SlavePersistenceTimeout(_) | E::NotReplicated(_) => response::FLUSH_SLAVE_TIMEOUT,
         E::Unavailable(_) => response::SERVICE_NOT_AVAILABLE,
-        E::AlreadyExists(_) | E::RequestTimeout(_) | E::StorageFull(_) | E::Internal(_) => {
-            response::SYSTEM_ERROR
-        }
+        E::AlreadyExists(_)
+        | E::RequestTimeout(_)
+        | E::StorageFull(_)
+        | E::Internal(_)
+        | E::InternalCause(_) => response::SYSTEM_ERROR,
     }
 }
 

@@ -62,7 +62,7 @@ impl RemotingSection {
     /// clients, so not 0) and the frame cap; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
         if !self.listen.is_empty() {
-            crate::shared_config::check_listen("remoting.listen", &self.listen)?;
+            crate::listen_addr::check_listen("remoting.listen", &self.listen)?;
             if self.listen.ends_with(":0") {
                 return Err(format!(
                     "remoting.listen = {:?} needs a fixed port: brokers register it for \

@@ -1,15 +1,30 @@
-//! The persisted values of consume state (the keys are `crate::store::keys`'s, whose module
-//! doc has every layout):
+//! The value encodings of the primary state that the store's upgrade (`super::upgrade`)
+//! rewrites, so they sit in the store's layer with their keys (`super::keys`, whose module
+//! doc has every layout). The consume engine (`crate::consume`) and the topic table
+//! (`crate::topics`) read and write them through this module:
 //!
 //! - `ConsumeState` `p` rows: the next queue offset to scan ([`encode_offset`]);
 //! - `ConsumeState` `i` rows: one [`Inflight`] entry: a delivery in flight, or (FIFO groups)
 //!   a message waiting for its message group's turn;
 //! - `ConsumerOffset`: the committed offset (everything below it is acknowledged), which
 //!   offset queries and lag read ([`encode_offset`]);
-//! - `meta` [`MetaKey::ReceiptSecret`](crate::store::keys::MetaKey): the receipt-signing
-//!   secret ([`encode_secret`]).
+//! - `meta` [`MetaKey::ReceiptSecret`](super::keys::MetaKey): the receipt-signing secret
+//!   ([`encode_secret`]);
+//! - `TopicConfig`: a topic's config, [`TOPIC_CONFIG_V1`] and the protobuf
+//!   ([`encode_topic_config`]).
 
-use crate::store::keys::{self, V1};
+use super::keys::{self, V1};
+
+/// The version byte of a `TopicConfig` value whose protobuf bytes follow.
+pub(crate) const TOPIC_CONFIG_V1: u8 = 1;
+
+/// A `TopicConfig` value around the protobuf bytes of a config.
+pub(crate) fn encode_topic_config(proto: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + proto.len());
+    v.push(TOPIC_CONFIG_V1);
+    v.extend_from_slice(proto);
+    v
+}
 
 /// A pop or committed offset's value.
 pub fn encode_offset(offset: u64) -> [u8; 9] {
