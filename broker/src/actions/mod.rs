@@ -20,10 +20,12 @@
 mod lite;
 mod pop;
 mod pop_lite;
+mod pop_order;
 mod pull;
 mod topics;
 
-pub use pop::{PopOrder, Popped, QueueChoice};
+pub use pop::Popped;
+pub use pop_order::{PopOrder, QueueChoice};
 pub use pull::{PullOrder, PulledQueue};
 
 use crate::services::Broker;

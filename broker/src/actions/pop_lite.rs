@@ -5,7 +5,7 @@
 //! (appends to its lite queues, acks, its first sync) and on the next redelivery of one of
 //! its lite queues coming due.
 
-use super::pop::PopPlan;
+use super::pop_order::PopPlan;
 use crate::consume::lite::LiteClient;
 use crate::consume::long_poll::{Attempt, LongPoll, Polled};
 use crate::consume::{Delivery, PopRequest};
