@@ -12,6 +12,10 @@
 
 use std::path::PathBuf;
 
+/// The generated services compile only with the crate's `server` feature (clients need
+/// none of tonic's server).
+const SERVER_ONLY: &str = "#[cfg(feature = \"server\")]";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
 
@@ -32,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".apache.rocketmq.v2.Message.body")
         .build_server(true)
+        .server_mod_attribute(".", SERVER_ONLY)
         .build_client(true)
         .compile_protos(
             &paths(&[
@@ -45,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // pass-1 types via `crate::v2` (and not regenerating them).
     tonic_prost_build::configure()
         .build_server(true)
+        .server_mod_attribute(".", SERVER_ONLY)
         .build_client(true)
         .extern_path(".apache.rocketmq.v2", "crate::v2")
         .compile_protos(

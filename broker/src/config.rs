@@ -1,6 +1,7 @@
 //! The broker's configuration: a TOML file (see `deploy/broker.toml` for every
 //! key with its default), `APOGEE_BROKER_...` environment overrides, and the
-//! command-line flags `main.rs` applies on top. Unknown keys are rejected.
+//! command-line flags the `apogee-broker` executable (broker/cmd) applies on top.
+//! Unknown keys are rejected.
 
 use apogee_server::shared_config::SharedSettings;
 use serde::{Deserialize, Serialize};

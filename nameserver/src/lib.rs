@@ -1,5 +1,5 @@
 //! apogee-nameserver: the NameServer as a library, so the `apogee-nameserver`
-//! binary and the broker's `--standalone` mode run the same code.
+//! executable (nameserver/cmd) and the broker's `--standalone` mode run the same code.
 //!
 //! - [`config`]: the NameServer's config (loaded and, where both servers share settings,
 //!   validated by apogee-server).
@@ -16,6 +16,8 @@
 //! - [`controller_process`]: that process (the `apogee-controller` binary): its config
 //!   (the `[controller]` section above, with a listener, TLS and the cluster secret) and
 //!   its server.
+//! - [`startup`]: what the `apogee-nameserver` and `apogee-controller` executables do the
+//!   same way once their command lines are parsed.
 //!
 //! No global state: no global tracing subscriber, no statics.
 
@@ -29,6 +31,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod registry;
 pub mod remoting;
+pub mod startup;
 
 pub use apogee_server::config_file::ConfigError;
 pub use config::NameServerConfig;

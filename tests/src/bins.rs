@@ -1,9 +1,9 @@
 //! Locating the binaries under test.
 //!
 //! A test executable lives in `target/<profile>/deps/`; `cargo test --workspace`
-//! builds the binaries (the broker, nameserver and tools packages have
-//! integration tests of their own) into `target/<profile>/`, its grandparent. The
-//! `APOGEE_BIN_DIR` environment variable overrides the directory.
+//! builds the binaries (the executables' packages, broker/cmd, nameserver/cmd and
+//! tools/cmd, have integration tests of their own) into `target/<profile>/`, its
+//! grandparent. The `APOGEE_BIN_DIR` environment variable overrides the directory.
 
 use std::path::PathBuf;
 

@@ -228,7 +228,9 @@ impl AclSet {
 }
 
 /// The check a handler makes: `action` on each resource, for the caller of `request`. Without
-/// an [`Identity`] (authentication off) everything is allowed.
+/// an [`Identity`] (authentication off) everything is allowed. With the `server` feature only
+/// (the caller's address it logs is a server's to know).
+#[cfg(feature = "server")]
 pub fn authorize<T>(
     request: &tonic::Request<T>,
     resources: &[(ResourceKind, &str)],

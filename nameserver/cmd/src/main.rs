@@ -1,6 +1,6 @@
-//! The `apogee-nameserver` binary: parses the command line, loads the config,
-//! sets up logging, binds the listener and runs [`apogee_nameserver::serve`]
-//! until SIGINT or SIGTERM.
+//! The `apogee-nameserver` binary: parses the command line and runs
+//! [`apogee_nameserver::serve`] through the start-up it shares with `apogee-controller`
+//! ([`apogee_nameserver::startup::main`]) until SIGINT or SIGTERM.
 
 /// mimalloc: the glibc allocator was a sixth of the CPU profile of the send path
 /// (docs/PERFORMANCE.md).
@@ -8,7 +8,9 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context;
+use apogee_nameserver::startup::{self, CommandLine};
 use apogee_nameserver::NameServerConfig;
+use apogee_server::net::Listener;
 use apogee_server::process;
 use clap::Parser;
 use std::path::PathBuf;
@@ -29,38 +31,18 @@ struct Args {
     check_config: bool,
 }
 
-fn load_config(args: &Args) -> Result<NameServerConfig, apogee_server::config_file::ConfigError> {
-    let mut config = NameServerConfig::load(args.config.as_deref())?;
-    if let Some(listen) = &args.listen {
-        config.listen = listen.clone();
-        config.validate()?;
-    }
-    Ok(config)
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match load_config(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    let command_line = CommandLine {
+        config: args.config,
+        listen: args.listen,
+        check_config: args.check_config,
     };
-    if args.check_config {
-        return process::print_checked_config(&config.to_toml());
-    }
-    if let Err(code) = process::init_logging(config.log_level.as_deref(), config.log_format) {
-        return code;
-    }
-    process::exit_code(run(config))
+    startup::main("nameserver", command_line, serve)
 }
 
-#[tokio::main]
-async fn run(config: NameServerConfig) -> anyhow::Result<()> {
-    let listener = apogee_server::net::Listener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+/// Binds the operations endpoint beside the gRPC listener and serves until a signal.
+async fn serve(config: NameServerConfig, listener: Listener) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("listener address")?;
     let ops = match config.http_listen.as_str() {
         "" => None,
@@ -82,6 +64,5 @@ async fn run(config: NameServerConfig) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     apogee_nameserver::serve(config, listener, ops, process::shutdown_signal()).await?;
-    tracing::info!("nameserver stopped");
     Ok(())
 }

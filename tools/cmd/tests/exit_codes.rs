@@ -1,7 +1,7 @@
 //! The `apogee` binary's exit codes, run as a process: usage errors exit 2,
 //! an unreachable NameServer exits 1 with `error:` on stderr, help exits 0.
 //!
-//! Living in the tools package also makes `cargo test --workspace` build the
+//! Living in the executable's package also makes `cargo test --workspace` build the
 //! `apogee` binary that the integration tests in `tests/` run.
 
 use std::process::Command;

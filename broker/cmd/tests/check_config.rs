@@ -1,6 +1,9 @@
 //! `apogee-broker --check-config` run as a process: the shipped default
 //! config passes, unknown keys (in the file or the environment) are refused
 //! with exit status 2 and the key's name, and environment overrides apply.
+//!
+//! Living in the executable's package also makes `cargo test --workspace` build the
+//! `apogee-broker` binary that the integration tests in `tests/` start.
 
 use std::process::Command;
 
@@ -16,7 +19,7 @@ fn broker() -> Command {
 }
 
 fn deploy_config() -> String {
-    format!("{}/../deploy/broker.toml", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../../deploy/broker.toml", env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]
