@@ -10,6 +10,10 @@
 //!   wait is a long poll holding one of the broker's waiting places.
 //! - [`Broker::pull`] (gRPC PullMessage, remoting PULL_MESSAGE and LITE_PULL_MESSAGE): the
 //!   same readability and group rules, then a read of one queue from an offset, long-polled.
+//! - [`Broker::ack`], [`Broker::change_invisible`], [`Broker::dead_letter`] (AckMessage,
+//!   ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue; ACK_MESSAGE,
+//!   CHANGE_MESSAGE_INVISIBLETIME): a consumer's answer to a delivery, named by its receipt
+//!   handle (and a lite message's lite topic).
 //! - [`Broker::delete_topic`]: a topic's config, consume state and index, safe against a
 //!   crash at any point (`topics`).
 //! - [`Broker::readable_topic`], [`Broker::queue_bounds`]: the queries both need.
@@ -17,6 +21,7 @@
 //! An action takes an order of plain values (no protobuf, no remoting header) and answers
 //! with domain values or an [`ApogeeError`], which each transport maps to its own status.
 
+mod answer;
 mod lite;
 mod pop;
 mod pop_lite;
@@ -24,6 +29,7 @@ mod pop_order;
 mod pull;
 mod topics;
 
+pub use answer::Answered;
 pub use pop::Popped;
 pub use pop_order::{PopOrder, QueueChoice};
 pub use pull::{PullOrder, PulledQueue};

@@ -3,12 +3,12 @@
 //! pop action (`crate::actions`).
 
 use super::convert::delivery_to_v2;
-use crate::actions::{PopOrder, QueueChoice};
+use crate::actions::{Answered, PopOrder, QueueChoice};
 use crate::config::AutoCreateStart;
 use crate::consume::MessageFilter;
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
-use apogee_proto::time::{duration_ms, now_ms, timestamp};
+use apogee_proto::time::{duration_ms, timestamp};
 use apogee_proto::v2::{self, receive_message_response::Content};
 use apogee_proto::{limits, ApogeeError};
 use std::time::Duration;
@@ -117,62 +117,23 @@ fn status_response(status: v2::Status) -> v2::ReceiveMessageResponse {
     }
 }
 
-fn group_and_topic(
-    group: Option<&v2::Resource>,
-    topic: Option<&v2::Resource>,
-) -> Result<(String, String), ApogeeError> {
-    let group = group.map(|g| g.name.clone()).unwrap_or_default();
-    limits::validate_group(&group)?;
-    let topic = topic.map(|t| t.name.clone()).unwrap_or_default();
-    limits::validate_topic(&topic)?;
-    Ok((group, topic))
-}
-
-/// The topic whose queue holds the message: a lite message's lite queue (`lite_topic` under
-/// the parent `topic`), else `topic`.
-fn queue_topic(broker: &Broker, topic: &str, lite: Option<&str>) -> Result<String, ApogeeError> {
-    match lite.filter(|l| !l.is_empty()) {
-        Some(l) => {
-            limits::validate_lite_topic(l, broker.config().lite.max_topic_len)?;
-            Ok(apogee_proto::names::lite_queue_topic(topic, l))
-        }
-        None => Ok(topic.to_string()),
+/// The delivery a request answers, named by its group, topic, lite topic and handle.
+fn answered<'r>(
+    group: Option<&'r v2::Resource>,
+    topic: Option<&'r v2::Resource>,
+    lite_topic: Option<&'r str>,
+    receipt_handle: &'r str,
+) -> Answered<'r> {
+    Answered {
+        group: group.map_or("", |g| g.name.as_str()),
+        topic: topic.map_or("", |t| t.name.as_str()),
+        lite_topic,
+        receipt_handle,
     }
 }
 
-/// After an ack, a nack or a dead letter of a lite message: its lite queue may hand out its
-/// next message (or this one again at `due_ms`).
-fn lite_queue_moved(broker: &Broker, group: &str, queue: &str, due_ms: Option<i64>) {
-    if apogee_proto::names::split_lite_queue_topic(queue).is_none() {
-        return;
-    }
-    match due_ms {
-        Some(at) => broker.lite().due_at(group, queue, at),
-        None => broker.lite().mark_ready(group, queue),
-    }
-}
-
+/// AckMessage: the ack action ([`Broker::ack`]) for each entry.
 pub fn ack(broker: &Broker, req: v2::AckMessageRequest) -> v2::AckMessageResponse {
-    let entries_of = |status: &v2::Status| {
-        req.entries
-            .iter()
-            .map(|e| v2::AckMessageResultEntry {
-                message_id: e.message_id.clone(),
-                receipt_handle: e.receipt_handle.clone(),
-                status: Some(status.clone()),
-            })
-            .collect::<Vec<_>>()
-    };
-    let (group, topic) = match group_and_topic(req.group.as_ref(), req.topic.as_ref()) {
-        Ok(gt) => gt,
-        Err(e) => {
-            let s = e.to_status();
-            return v2::AckMessageResponse {
-                status: Some(s.clone()),
-                entries: entries_of(&s),
-            };
-        }
-    };
     if req.entries.is_empty() {
         let s = ApogeeError::BadRequest("no entries to acknowledge".into()).to_status();
         return v2::AckMessageResponse {
@@ -183,19 +144,21 @@ pub fn ack(broker: &Broker, req: v2::AckMessageRequest) -> v2::AckMessageRespons
     let entries: Vec<v2::AckMessageResultEntry> = req
         .entries
         .iter()
-        .map(|e| v2::AckMessageResultEntry {
-            message_id: e.message_id.clone(),
-            receipt_handle: e.receipt_handle.clone(),
-            status: Some(
-                match queue_topic(broker, &topic, e.lite_topic.as_deref()).and_then(|queue| {
-                    broker.consume().ack(&group, &queue, &e.receipt_handle)?;
-                    lite_queue_moved(broker, &group, &queue, None);
-                    Ok(())
-                }) {
+        .map(|e| {
+            let delivery = answered(
+                req.group.as_ref(),
+                req.topic.as_ref(),
+                e.lite_topic.as_deref(),
+                &e.receipt_handle,
+            );
+            v2::AckMessageResultEntry {
+                message_id: e.message_id.clone(),
+                receipt_handle: e.receipt_handle.clone(),
+                status: Some(match broker.ack(&delivery) {
                     Ok(()) => ok_status(),
                     Err(err) => err.to_status(),
-                },
-            ),
+                }),
+            }
         })
         .collect();
     v2::AckMessageResponse {
@@ -219,37 +182,23 @@ fn overall<'a>(mut statuses: impl Iterator<Item = &'a v2::Status>) -> v2::Status
     }
 }
 
+/// ChangeInvisibleDuration: the action [`Broker::change_invisible`].
 pub fn change_invisible(
     broker: &Broker,
     req: v2::ChangeInvisibleDurationRequest,
 ) -> v2::ChangeInvisibleDurationResponse {
-    let result = (|| {
-        let (group, topic) = group_and_topic(req.group.as_ref(), req.topic.as_ref())?;
-        let ms = req
-            .invisible_duration
-            .as_ref()
-            .map(duration_ms)
-            .ok_or_else(|| {
-                ApogeeError::IllegalInvisibleTime("invisible_duration is required".into())
-            })?;
-        if !(limits::MIN_INVISIBLE_MS..=limits::MAX_INVISIBLE_MS).contains(&ms) {
-            return Err(ApogeeError::IllegalInvisibleTime(format!(
-                "{ms} ms is out of range"
-            )));
-        }
-        let queue = queue_topic(broker, &topic, req.lite_topic.as_deref())?;
-        let now = now_ms();
-        let handle = broker.consume().change_invisible_with(
-            &group,
-            &queue,
-            &req.receipt_handle,
-            ms,
-            now,
-            req.suspend.unwrap_or(false),
-        )?;
-        lite_queue_moved(broker, &group, &queue, Some(now + ms));
-        Ok(handle)
-    })();
+    let delivery = answered(
+        req.group.as_ref(),
+        req.topic.as_ref(),
+        req.lite_topic.as_deref(),
+        &req.receipt_handle,
+    );
+    let result = req
+        .invisible_duration
+        .as_ref()
+        .map(duration_ms)
+        .ok_or_else(|| ApogeeError::IllegalInvisibleTime("invisible_duration is required".into()))
+        .and_then(|ms| broker.change_invisible(&delivery, ms, req.suspend.unwrap_or(false)));
     match result {
         Ok(handle) => v2::ChangeInvisibleDurationResponse {
             status: Some(ok_status()),
@@ -262,55 +211,19 @@ pub fn change_invisible(
     }
 }
 
-/// ForwardMessageToDeadLetterQueue: a consumer (the FIFO push consumers)
-/// gives up on a delivery. OK once the dead letter is stored, also when it
-/// was stored by an earlier call (Java's FIFO consumer repeats the call
-/// until it gets OK).
+/// ForwardMessageToDeadLetterQueue: the action [`Broker::dead_letter`].
 pub async fn forward_to_dead_letter(
     broker: &Broker,
     req: v2::ForwardMessageToDeadLetterQueueRequest,
 ) -> v2::ForwardMessageToDeadLetterQueueResponse {
-    let result = async {
-        let (group, topic) = group_and_topic(req.group.as_ref(), req.topic.as_ref())?;
-        let topic = queue_topic(broker, &topic, req.lite_topic.as_deref())?;
-        match broker
-            .consume()
-            .expired_by_handle(&group, &topic, &req.receipt_handle)
-        {
-            Ok(e) => {
-                let moved = crate::consume::dead_letter::dead_letter(
-                    broker.store(),
-                    broker.topics(),
-                    broker.consume(),
-                    &e,
-                )
-                .await?;
-                if moved {
-                    broker.metrics().dead_lettered(&e.key.topic, &e.key.group);
-                }
-                lite_queue_moved(broker, &group, &topic, None);
-                Ok(())
-            }
-            Err(ApogeeError::InvalidReceiptHandle(why)) => {
-                let dlq = apogee_proto::names::dlq_topic(&group);
-                let stored = broker
-                    .store()
-                    .lookup_all_by_id(&req.message_id, 64)
-                    .map_err(|e| ApogeeError::Internal(e.to_string()))?
-                    .iter()
-                    .any(|m| m.msg.topic == dlq);
-                if stored {
-                    Ok(())
-                } else {
-                    Err(ApogeeError::InvalidReceiptHandle(why))
-                }
-            }
-            Err(e) => Err(e),
-        }
-    }
-    .await;
+    let delivery = answered(
+        req.group.as_ref(),
+        req.topic.as_ref(),
+        req.lite_topic.as_deref(),
+        &req.receipt_handle,
+    );
     v2::ForwardMessageToDeadLetterQueueResponse {
-        status: Some(match result {
+        status: Some(match broker.dead_letter(&delivery, &req.message_id).await {
             Ok(()) => ok_status(),
             Err(e) => e.to_status(),
         }),

@@ -17,13 +17,13 @@
 use super::args;
 use super::offsets::{authorize_sub, refused};
 use super::pull::filter_of;
-use crate::actions::{PopOrder, QueueChoice};
+use crate::actions::{Answered, PopOrder, QueueChoice};
 use crate::consume::Delivery;
 use crate::services::Broker;
 use apogee_proto::remoting::codes::response;
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::time::now_ms;
-use apogee_proto::{limits, ApogeeError};
+use apogee_proto::ApogeeError;
 use apogee_server::remoting::{Caller, RemotingConnection};
 use bytes::BytesMut;
 use std::collections::BTreeMap;
@@ -100,14 +100,6 @@ impl<'r> PopArgs<'r> {
             order: args::optional(request, "order")?.unwrap_or(false),
         })
     }
-}
-
-fn invisible_out_of_range(ms: i64) -> ApogeeError {
-    ApogeeError::IllegalInvisibleTime(format!(
-        "invisibleTime {ms} ms is outside {}..={} ms",
-        limits::MIN_INVISIBLE_MS,
-        limits::MAX_INVISIBLE_MS
-    ))
 }
 
 /// POP_MESSAGE: the pop action ([`Broker::pop`]) for the request.
@@ -257,10 +249,13 @@ pub fn ack_message(broker: &Broker, caller: &Caller, request: &RemotingCommand) 
         let group = args::string(request, "consumerGroup").map_err(bad)?;
         let topic = args::string(request, "topic").map_err(bad)?;
         let extra = args::string(request, "extraInfo").map_err(bad)?;
-        limits::validate_group(group)?;
-        limits::validate_topic(topic)?;
         authorize_sub(caller, Some(group), topic)?;
-        broker.consume().ack(group, topic, handle_of(extra)?)
+        broker.ack(&Answered {
+            group,
+            topic,
+            lite_topic: None,
+            receipt_handle: handle_of(extra)?,
+        })
     })();
     match result {
         Ok(()) => RemotingCommand::success(request),
@@ -285,24 +280,19 @@ pub fn change_invisible_time(
         let queue_id: i64 = args::required(request, "queueId").map_err(bad)?;
         let offset: i64 = args::required(request, "offset").map_err(bad)?;
         let invisible_ms: i64 = args::required(request, "invisibleTime").map_err(bad)?;
-        limits::validate_group(group)?;
-        limits::validate_topic(topic)?;
-        if !(limits::MIN_INVISIBLE_MS..=limits::MAX_INVISIBLE_MS).contains(&invisible_ms) {
-            return Err(invisible_out_of_range(invisible_ms));
-        }
         if queue_id < 0 || offset < 0 {
             return Err(ApogeeError::BadRequest(format!(
                 "queueId {queue_id} and offset {offset} cannot be negative"
             )));
         }
         authorize_sub(caller, Some(group), topic)?;
-        let handle = broker.consume().change_invisible(
+        let delivery = Answered {
             group,
             topic,
-            handle_of(extra)?,
-            invisible_ms,
-            now,
-        )?;
+            lite_topic: None,
+            receipt_handle: handle_of(extra)?,
+        };
+        let handle = broker.change_invisible(&delivery, invisible_ms, false)?;
         Ok((
             extra_info(
                 topic,
