@@ -64,7 +64,7 @@ pub(crate) fn decode_data_version(value: Option<Vec<u8>>) -> Result<i64, ApogeeE
 impl TopicTable {
     /// Loads the persisted topics.
     pub fn load(kv: Arc<dyn KvStore>) -> Result<Self, ApogeeError> {
-        let internal = |e: crate::store::StoreError| ApogeeError::Internal(e.to_string());
+        let internal = ApogeeError::internal::<crate::store::StoreError>;
         let mut topics = BTreeMap::new();
         for (key, value) in kv
             .scan(Cf::TopicConfig, b"", &[0xff], usize::MAX)

@@ -159,7 +159,7 @@ impl Admin for AdminServer {
             txns.list(req.unresolved_only, &req.topic, req.limit as usize)
         })
         .await
-        .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+        .map_err(ApogeeError::internal)??;
         Ok(Response::new(cluster::ListTransactionsResponse {
             transactions,
         }))
@@ -225,7 +225,7 @@ impl Admin for AdminServer {
         let messages =
             tokio::task::spawn_blocking(move || schedule.list(&req.topic, req.limit as usize))
                 .await
-                .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+                .map_err(ApogeeError::internal)??;
         Ok(Response::new(cluster::ListScheduledResponse {
             messages,
             stats: vec![self.broker.schedule().stats()],

@@ -105,7 +105,7 @@ pub async fn list(
         let b = broker.clone();
         let totals = tokio::task::spawn_blocking(move || b.lag_sources().all_totals())
             .await
-            .map_err(|e| ApogeeError::Internal(e.to_string()))??;
+            .map_err(ApogeeError::internal)??;
         with_lags(&mut groups, totals);
     }
     Ok(ListGroupsResponse { groups })

@@ -19,7 +19,7 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
 fn internal(e: crate::store::StoreError) -> ApogeeError {
-    ApogeeError::Internal(e.to_string())
+    ApogeeError::internal(e)
 }
 
 fn checked_parent(broker: &Broker, parent: &str) -> Result<(), ApogeeError> {

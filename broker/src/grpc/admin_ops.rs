@@ -27,7 +27,7 @@ pub fn reset_offset(
         .topics()
         .get(&req.topic)
         .ok_or_else(|| ApogeeError::TopicNotFound(req.topic.clone()))?;
-    let store_err = |e: crate::store::StoreError| ApogeeError::Internal(e.to_string());
+    let store_err = ApogeeError::internal::<crate::store::StoreError>;
     let mut queues = Vec::with_capacity(topic.queue_count.max(0) as usize);
     for queue_id in 0..topic.queue_count.max(0) as u32 {
         let (min, next) = broker
