@@ -2,8 +2,8 @@
 //! the in-memory index.
 
 use super::*;
-use apogee_proto::limits;
 use crate::remoting::clients::tests::{remote, Remote, GROUP, TOPIC};
+use apogee_proto::limits;
 use apogee_proto::remoting::codes::request as code;
 use apogee_proto::remoting::message::MessageExt;
 
