@@ -8,13 +8,11 @@ use super::convert::to_v2_message;
 use crate::actions::PullOrder;
 use crate::consume::offsets;
 use crate::consume::pull::Pulled;
-use crate::consume::MessageFilter;
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
 use apogee_proto::time::timestamp_ms;
 use apogee_proto::v2::{self, pull_message_response::Content, QueryOffsetPolicy};
 use apogee_proto::{limits, ApogeeError};
-use std::time::Duration;
 
 /// Topic name and queue id of a request's queue, checked against the topic.
 fn queue_of(broker: &Broker, mq: Option<&v2::MessageQueue>) -> Result<(String, u32), ApogeeError> {
@@ -44,15 +42,12 @@ pub async fn pull(
     let status = |s: v2::Status| v2::PullMessageResponse {
         content: Some(Content::Status(s)),
     };
-    let decoded = (|| {
-        let mq = req
-            .message_queue
-            .as_ref()
-            .ok_or_else(|| ApogeeError::BadRequest("message_queue is required".into()))?;
-        let filter = MessageFilter::from_expression(req.filter_expression.as_ref())?;
-        let wait = super::receive::long_polling_ms(req.long_polling_timeout.as_ref(), deadline_ms)?;
-        Ok::<_, ApogeeError>((mq, filter, wait))
-    })();
+    let decoded = super::receive::decode_read(
+        req.message_queue.as_ref(),
+        req.filter_expression.as_ref(),
+        req.long_polling_timeout.as_ref(),
+        deadline_ms,
+    );
     let (mq, filter, wait) = match decoded {
         Ok(d) => d,
         Err(e) => return vec![status(e.to_status())],
@@ -65,7 +60,7 @@ pub async fn pull(
         offset: req.offset,
         batch: req.batch_size as i64,
         filter: &filter,
-        wait: Duration::from_millis(wait as u64),
+        wait,
         exact_offset: false,
         commit_offset: None,
         client_id,

@@ -26,15 +26,12 @@ pub async fn receive(
     client_id: &str,
     deadline_ms: Option<i64>,
 ) -> (Vec<v2::ReceiveMessageResponse>, Option<AutoCreateStart>) {
-    let decoded = (|| {
-        let mq = req
-            .message_queue
-            .as_ref()
-            .ok_or_else(|| ApogeeError::BadRequest("message_queue is required".into()))?;
-        let filter = MessageFilter::from_expression(req.filter_expression.as_ref())?;
-        let wait = long_polling_ms(req.long_polling_timeout.as_ref(), deadline_ms)?;
-        Ok::<_, ApogeeError>((mq, filter, wait))
-    })();
+    let decoded = decode_read(
+        req.message_queue.as_ref(),
+        req.filter_expression.as_ref(),
+        req.long_polling_timeout.as_ref(),
+        deadline_ms,
+    );
     let (mq, filter, wait) = match decoded {
         Ok(d) => d,
         Err(e) => return (vec![status_response(e.to_status())], None),
@@ -53,7 +50,7 @@ pub async fn receive(
         auto_renew: req.auto_renew,
         attempt_id: req.attempt_id.as_deref().filter(|a| !a.is_empty()),
         client_id,
-        wait: Duration::from_millis(wait as u64),
+        wait,
     };
     let popped = match broker.pop(&order).await {
         Ok(p) => p,
@@ -78,6 +75,19 @@ pub async fn receive(
         .chain(std::iter::once(status_response(ok_status())))
         .collect();
     (responses, created)
+}
+
+/// The queue, filter and wait of a read (ReceiveMessage, PullMessage).
+pub(super) fn decode_read<'r>(
+    queue: Option<&'r v2::MessageQueue>,
+    filter: Option<&v2::FilterExpression>,
+    long_polling: Option<&prost_types::Duration>,
+    deadline_ms: Option<i64>,
+) -> Result<(&'r v2::MessageQueue, MessageFilter, Duration), ApogeeError> {
+    let queue = queue.ok_or_else(|| ApogeeError::BadRequest("message_queue is required".into()))?;
+    let filter = MessageFilter::from_expression(filter)?;
+    let wait = long_polling_ms(long_polling, deadline_ms)?;
+    Ok((queue, filter, Duration::from_millis(wait as u64)))
 }
 
 /// How long a request may long-poll: what the client asked for, shortened
