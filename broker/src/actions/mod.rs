@@ -23,10 +23,13 @@
 
 mod answer;
 mod lite;
+mod lookup;
 mod pop;
 mod pop_lite;
 mod pop_order;
 mod pull;
+pub(crate) mod retry;
+mod send;
 mod topics;
 
 pub use answer::Answered;

@@ -1,5 +1,5 @@
 //! SendMessage on the wire: decodes the v2 request into the producer service's input
-//! ([`Outgoing`] messages), calls `crate::produce::Producer::send` once and encodes its
+//! ([`Outgoing`] messages), calls the core's `Broker::send` once and encodes its
 //! answer: a result entry per message, all with the request's status. A refused request
 //! gets that status on every entry; a request stored but not replicated gets the store's
 //! status for it on every entry, with the offsets. A stored message's entry names its
@@ -9,7 +9,7 @@ use crate::produce::{Outgoing, Sender, Sent};
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
 use apogee_proto::time::{duration_ms, timestamp_ms};
-use apogee_proto::v2::{self, MessageType};
+use apogee_proto::v2;
 use apogee_proto::ApogeeError;
 use std::time::Duration;
 
@@ -43,33 +43,6 @@ fn decode(m: v2::Message) -> Outgoing {
         properties,
         flag: 0,
         body: m.body,
-    }
-}
-
-/// What the metrics count of a stored request: its topic, its first message's declared
-/// type (a request's messages share both) and the body sizes.
-struct Counted {
-    topic: String,
-    message_type: MessageType,
-    sizes: Vec<usize>,
-}
-
-impl Counted {
-    fn of(messages: &[Outgoing]) -> Counted {
-        let first = messages.first();
-        Counted {
-            topic: first.map_or_else(String::new, |m| m.topic.clone()),
-            message_type: first
-                .and_then(|m| MessageType::try_from(m.message_type).ok())
-                .unwrap_or(MessageType::Normal),
-            sizes: messages.iter().map(|m| m.body.len()).collect(),
-        }
-    }
-
-    fn record(self, broker: &Broker) {
-        broker
-            .metrics()
-            .stored(&self.topic, self.message_type, self.sizes);
     }
 }
 
@@ -125,24 +98,10 @@ pub async fn send_message(
 ) -> v2::SendMessageResponse {
     let messages: Vec<Outgoing> = req.messages.into_iter().map(decode).collect();
     let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-    let counted = Counted::of(&messages);
     let sender = Sender { client_id, peer };
-    match broker.producer().send(messages, &sender).await {
-        Ok(sent) => {
-            counted.record(broker);
-            stored(ids, sent)
-        }
-        Err(e) => {
-            if matches!(e, ApogeeError::Internal(_)) {
-                tracing::error!(
-                    topic = counted.topic,
-                    client_id,
-                    messages = ids.len(),
-                    "send failed: {e}"
-                );
-            }
-            refuse_all(ids, &e)
-        }
+    match broker.send(messages, &sender).await {
+        Ok(sent) => stored(ids, sent),
+        Err(e) => refuse_all(ids, &e),
     }
 }
 

@@ -9,10 +9,9 @@
 //! one a remoting producer set (0 for a gRPC producer's message).
 
 use crate::store::record::{self, StoredMessage};
-use crate::store::{MessageStore, StoreError};
 use crate::v2_message::GZIP;
+use apogee_proto::limits;
 use apogee_proto::remoting::message::{self, property, MessageExt, Properties};
-use apogee_proto::{limits, ApogeeError};
 use bytes::Bytes;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -96,27 +95,6 @@ pub fn to_message_ext(stored: &StoredMessage, store_host: SocketAddr) -> Message
     }
 }
 
-/// The message whose record starts at `log_offset` (its header read first for its size);
-/// `None` when the offset is outside the log or is not the start of a record.
-pub fn message_at(
-    store: &MessageStore,
-    log_offset: u64,
-) -> Result<Option<StoredMessage>, ApogeeError> {
-    let header = match store.read_log_bytes(log_offset, record::HEADER_LEN) {
-        Ok(header) => header,
-        Err(StoreError::OffsetOutOfRange { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let Ok(size) = record::check_header(&header, u64::MAX) else {
-        return Ok(None);
-    };
-    match store.read_at(log_offset, size) {
-        Ok(stored) => Ok(Some(stored)),
-        Err(StoreError::OffsetOutOfRange { .. } | StoreError::Corrupt { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,7 +124,7 @@ mod tests {
     #[tokio::test]
     async fn a_stored_message_reads_as_message_ext_and_is_found_by_its_offset_id() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MessageStore::open_with_kv(
+        let store = crate::store::MessageStore::open_with_kv(
             crate::store::StoreConfig::for_tests(dir.path()),
             std::sync::Arc::new(crate::store::MemKv::new()),
         )
@@ -160,7 +138,7 @@ mod tests {
             .await
             .unwrap();
         let at = second[0].log_offset;
-        let stored = message_at(&store, at).unwrap().expect("the second record");
+        let stored = store.message_at(at).unwrap().expect("the second record");
         assert_eq!(stored.msg.message_id, "second");
         let host: SocketAddr = "10.0.0.9:10911".parse().unwrap();
         let ext = to_message_ext(&stored, host);
@@ -197,12 +175,12 @@ mod tests {
             }])
             .await
             .unwrap();
-        let stored = message_at(&store, zipped[0].log_offset).unwrap().unwrap();
+        let stored = store.message_at(zipped[0].log_offset).unwrap().unwrap();
         assert_eq!(&to_message_ext(&stored, host).body[..], b"packed");
         // Not the start of a record, past the end: nothing.
-        assert_eq!(message_at(&store, first[0].log_offset + 1).unwrap(), None);
+        assert_eq!(store.message_at(first[0].log_offset + 1).unwrap(), None);
         assert_eq!(
-            message_at(&store, store.log_end_offset() + 100).unwrap(),
+            store.message_at(store.log_end_offset() + 100).unwrap(),
             None
         );
     }

@@ -10,7 +10,7 @@
 //! [`MAX_QUERY_HITS`] index hits.
 
 use super::args;
-use super::convert::{message_at, to_message_ext};
+use super::convert::to_message_ext;
 use crate::services::Broker;
 use crate::store::StoredMessage;
 use apogee_proto::auth::acl::{Action, ResourceKind};
@@ -65,7 +65,7 @@ pub fn view_message_by_id(
         Err(bad) => return bad.answer(request),
     };
     let found = match u64::try_from(offset) {
-        Ok(offset) => match message_at(broker.store(), offset) {
+        Ok(offset) => match broker.message_at(offset) {
             Ok(found) => found.filter(|m| !is_internal(m)),
             Err(e) => return error(request, &e),
         },

@@ -11,7 +11,7 @@
 //!
 //! A send to a group's retry topic `%RETRY%<group>` is a push consumer's failed message (its
 //! fallback when CONSUMER_SEND_MSG_BACK failed): it is stored as a send-back's copy is
-//! (`send_back::store_retry`), in the retry topic after its delay level (`DELAY`) or in the
+//! (`Broker::send_to_retry`), in the retry topic after its delay level (`DELAY`) or in the
 //! dead-letter topic once its `reconsumeTimes` reach `maxReconsumeTimes`, for a caller that
 //! may consume the group on the topic its `RETRY_TOPIC` names. A batch to a retry topic and
 //! a send to any other system topic are refused.
@@ -28,12 +28,10 @@
 
 use super::args::{self, BadArgument};
 use super::offsets::{authorize_sub, refused};
-use super::send_back::{store_retry, Copied, RetryDecision};
-use crate::produce::validate::{self, SendLimits};
+use crate::actions::retry::{Copied, RetrySend};
 use crate::produce::{Outgoing, Sender};
 use crate::services::Broker;
 use crate::store::record::internal;
-use crate::store::{NewMessage, StoredMessage};
 use apogee_proto::auth::acl::{Action, ResourceKind};
 use apogee_proto::message_id;
 use apogee_proto::remoting::codes::{request as req, response, response_code_of};
@@ -290,7 +288,7 @@ pub async fn send_message(
         client_id: &client_id,
         peer: &peer,
     };
-    match broker.producer().send(messages, &sender).await {
+    match broker.send(messages, &sender).await {
         Ok(sent) => {
             let code = match &sent.not_replicated {
                 Some(e) => response_code_of(e),
@@ -320,12 +318,7 @@ pub async fn send_message(
             }
             answer
         }
-        Err(e) => {
-            if matches!(e, ApogeeError::Internal(_)) {
-                tracing::error!(topic = header.topic, client_id, "remoting send failed: {e}");
-            }
-            RemotingCommand::error(&request, response_code_of(&e), e.to_string())
-        }
+        Err(e) => RemotingCommand::error(&request, response_code_of(&e), e.to_string()),
     }
 }
 
@@ -358,14 +351,14 @@ const RETRY_DECIDES: [&str; 6] = [
 
 /// A send to `%RETRY%<group>`: the message a consumer of the group failed, as the message
 /// to copy (of the topic its `RETRY_TOPIC` names, counting the header's reconsume times) and
-/// what becomes of it.
+/// what it asks of its retry.
 fn failed_message(
-    broker: &Broker,
     header: &SendHeader,
     group: &str,
     body: Bytes,
     peer: &str,
-) -> Result<(StoredMessage, RetryDecision), ApogeeError> {
+    max_body_bytes: usize,
+) -> Result<RetrySend, ApogeeError> {
     let mut properties = header.properties.clone();
     let delay_level = parse_ms(&properties, property::DELAY)?.map_or(0, |level| {
         level.clamp(i32::MIN.into(), i32::MAX.into()) as i32
@@ -375,9 +368,7 @@ fn failed_message(
         .get(property::ORIGIN_MESSAGE_ID)
         .filter(|id| !id.is_empty())
         .cloned();
-    let now_ms = apogee_proto::time::now_ms();
-    let max_body_bytes = broker.config().max_body_bytes;
-    let sent = outgoing(
+    let message = outgoing(
         first_topic(header)?,
         0,
         header.born_timestamp,
@@ -387,46 +378,18 @@ fn failed_message(
             body: inflated(header, body, max_body_bytes)?,
             properties,
         },
-        now_ms,
+        apogee_proto::time::now_ms(),
     )?;
-    validate::message(&SendLimits::of(broker.config()), &sent, now_ms)?;
-    let reconsume_times = u32::try_from(header.reconsume_times).unwrap_or(0);
-    let max = header
-        .max_reconsume_times
-        .map(|n| u32::try_from(n).unwrap_or(0));
-    let decision = RetryDecision::of_sent(
-        broker,
-        group,
-        reconsume_times,
+    Ok(RetrySend {
+        group: group.to_string(),
+        message,
+        reconsume_times: u32::try_from(header.reconsume_times).unwrap_or(0),
         delay_level,
-        max,
+        max_reconsume_times: header
+            .max_reconsume_times
+            .map(|n| u32::try_from(n).unwrap_or(0)),
         origin_message_id,
-    );
-    let message = NewMessage {
-        topic: sent.topic,
-        queue_id: 0,
-        message_id: sent.message_id,
-        tag: sent.tag,
-        keys: sent.keys,
-        message_group: None,
-        message_type: MessageType::Normal as u8,
-        born_timestamp_ms: sent.born_timestamp_ms.unwrap_or(now_ms),
-        born_host: sent.born_host,
-        delivery_timestamp_ms: None,
-        reconsume_times,
-        properties: sent.properties,
-        internal: internal::flag_property(sent.flag).into_iter().collect(),
-        body: sent.body,
-    };
-    let message = StoredMessage {
-        msg: message,
-        queue_offset: 0,
-        log_offset: 0,
-        record_size: 0,
-        store_timestamp_ms: now_ms,
-        body_crc32: 0,
-    };
-    Ok((message, decision))
+    })
 }
 
 /// The topic a message sent to a retry topic was first sent to: its `RETRY_TOPIC`, a topic
@@ -469,38 +432,26 @@ async fn send_to_retry_topic(
         return refused(request, &e);
     }
     let peer = conn.peer().to_string();
-    let (message, decision) =
-        match failed_message(broker, header, group, request.body.clone(), &peer) {
-            Ok(failed) => failed,
-            Err(e) => return refused(request, &e),
-        };
-    let (log_offset, queue_offset) = match store_retry(broker, &message, &decision).await {
-        Ok(Copied::Retry(at)) => (Some(at.log_offset), at.queue_offset),
-        Ok(Copied::DeadLetter) => dead_letter_of(broker, &message, group),
+    let max_body_bytes = broker.config().max_body_bytes;
+    let failed = match failed_message(header, group, request.body.clone(), &peer, max_body_bytes) {
+        Ok(failed) => failed,
         Err(e) => return refused(request, &e),
     };
-    let id = log_offset.map_or_else(
-        || message.msg.message_id.clone(),
-        |off| offset_message_id(store_host(conn), off as i64),
-    );
+    let message_id = failed.message.message_id.clone();
+    let (log_offset, queue_offset) = match broker.send_to_retry(failed).await {
+        Ok(Copied::Retry(at)) => (Some(at.log_offset), at.queue_offset),
+        Ok(Copied::DeadLetter(at)) => (at.map(|(log, _)| log), at.map_or(0, |(_, q)| q)),
+        Err(e) => return refused(request, &e),
+    };
+    let id = log_offset.map_or(message_id, |off| {
+        offset_message_id(store_host(conn), off as i64)
+    });
     stored_answer(
         RemotingCommand::response_to(request, response::SUCCESS, None),
         &id,
         0,
         queue_offset,
     )
-}
-
-/// Where the dead-letter copy of `message` for `group` is (commit-log and queue offset).
-fn dead_letter_of(broker: &Broker, message: &StoredMessage, group: &str) -> (Option<u64>, u64) {
-    let dlq = names::dlq_topic(group);
-    let found = broker
-        .store()
-        .lookup_all_by_id(&message.msg.message_id, 64)
-        .unwrap_or_default()
-        .into_iter()
-        .rfind(|m| m.msg.topic == dlq);
-    found.map_or((None, 0), |m| (Some(m.log_offset), m.queue_offset))
 }
 
 /// The client id a remoting producer's sends are made under (quotas, a half message's

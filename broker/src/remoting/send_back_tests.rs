@@ -3,13 +3,21 @@
 //! dead-letter copy is stored at once.
 
 use super::*;
+use crate::actions::retry::{
+    next_step, origin_topic, retry_copy, Next, DEFAULT_MAX_RECONSUME_TIMES,
+};
 use crate::remoting::send::send_message;
 use crate::remoting::send::tests::{send_v2, test_remote, TestRemote, TOPIC};
+use crate::store::record::internal as prop;
+use crate::store::{NewMessage, StoredMessage};
 use apogee_proto::auth::acl::AclSet;
 use apogee_proto::auth::{Identity, Role};
 use apogee_proto::cluster::{AclEntry, AclResourceKind};
+use apogee_proto::names;
 use apogee_proto::remoting::codes::request::{CONSUMER_SEND_MSG_BACK, SEND_BATCH_MESSAGE};
+use apogee_proto::remoting::codes::response;
 use apogee_proto::remoting::message::parse_offset_message_id;
+use apogee_proto::remoting::message::property;
 use apogee_server::remoting::Caller;
 use std::sync::Arc;
 
@@ -100,10 +108,10 @@ async fn reconsume_times_are_the_requests_else_the_groups_else_sixteen() {
             ..apogee_proto::group::GroupConfig::with_defaults("strict")
         })
         .unwrap();
-    assert_eq!(reconsume_limit(&t.broker, "strict", Some(9)), 9);
-    assert_eq!(reconsume_limit(&t.broker, "strict", None), 3);
+    assert_eq!(t.broker.reconsume_limit("strict", Some(9)), 9);
+    assert_eq!(t.broker.reconsume_limit("strict", None), 3);
     assert_eq!(
-        reconsume_limit(&t.broker, "unknown", None),
+        t.broker.reconsume_limit("unknown", None),
         DEFAULT_MAX_RECONSUME_TIMES
     );
 }
@@ -251,7 +259,8 @@ fn retry_send(reconsume_times: i32, max: i32) -> RemotingCommand {
 fn answered_record(t: &TestRemote, answer: &RemotingCommand) -> StoredMessage {
     assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
     let (_, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
-    message_at(t.broker.store(), offset as u64)
+    t.broker
+        .message_at(offset as u64)
         .unwrap()
         .expect("the answer names a record")
 }

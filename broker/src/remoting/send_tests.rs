@@ -130,7 +130,9 @@ async fn a_v2_send_is_stored_with_its_properties_and_answered_with_its_offset_id
     let (host, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
     assert_eq!(host, t.conn.local());
 
-    let stored = crate::remoting::convert::message_at(t.broker.store(), offset as u64)
+    let stored = t
+        .broker
+        .message_at(offset as u64)
         .unwrap()
         .expect("the offset id names the stored message");
     assert_eq!(stored.msg.message_id, "0A0000070000AAAA0000000000000001");
@@ -171,9 +173,7 @@ async fn a_send_without_uniq_key_gets_an_id_and_a_zlib_body_is_stored_inflated()
     let answer = t.call(request).await;
     assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
     let (_, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
-    let stored = crate::remoting::convert::message_at(t.broker.store(), offset as u64)
-        .unwrap()
-        .unwrap();
+    let stored = t.broker.message_at(offset as u64).unwrap().unwrap();
     assert!(message_id::is_acceptable_message_id(&stored.msg.message_id));
     assert_eq!(stored.msg.body.len(), 10_000);
     assert_eq!(&stored.msg.body[..], body.as_bytes());
@@ -227,9 +227,7 @@ async fn a_batch_is_stored_in_one_send_and_answered_with_every_offset_id() {
     assert_eq!(ids.len(), 2);
     for (i, id) in ids.iter().enumerate() {
         let (_, offset) = parse_offset_message_id(id).unwrap();
-        let stored = crate::remoting::convert::message_at(t.broker.store(), offset as u64)
-            .unwrap()
-            .unwrap();
+        let stored = t.broker.message_at(offset as u64).unwrap().unwrap();
         assert_eq!(stored.msg.message_id, format!("BATCH{i}"));
         assert_eq!(stored.queue_offset, i as u64);
         // Each entry's own flag, as a remoting consumer reads it.
@@ -352,9 +350,7 @@ async fn a_producers_flag_is_kept_and_read_back_by_remoting_consumers() {
     let answer = t.call(flagged(-42, &[("UNIQ_KEY", "FLAGGED")])).await;
     assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
     let (_, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
-    let stored = crate::remoting::convert::message_at(t.broker.store(), offset as u64)
-        .unwrap()
-        .unwrap();
+    let stored = t.broker.message_at(offset as u64).unwrap().unwrap();
     assert_eq!(stored.msg.flag(), -42);
     assert_eq!(to_message_ext(&stored, t.conn.local()).flag, -42);
     // Not a property either protocol's consumer sees.
@@ -366,9 +362,7 @@ async fn a_producers_flag_is_kept_and_read_back_by_remoting_consumers() {
     // A flag of 0 stores nothing; a transaction's half message keeps its flag.
     let answer = t.call(send_v2(&[("UNIQ_KEY", "PLAIN")], 0, "plain")).await;
     let (_, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
-    let plain = crate::remoting::convert::message_at(t.broker.store(), offset as u64)
-        .unwrap()
-        .unwrap();
+    let plain = t.broker.message_at(offset as u64).unwrap().unwrap();
     assert!(plain.msg.internal.is_empty(), "{:?}", plain.msg.internal);
     assert_eq!(to_message_ext(&plain, t.conn.local()).flag, 0);
     let answer = t
@@ -376,9 +370,7 @@ async fn a_producers_flag_is_kept_and_read_back_by_remoting_consumers() {
         .await;
     assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
     let (_, offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
-    let half = crate::remoting::convert::message_at(t.broker.store(), offset as u64)
-        .unwrap()
-        .unwrap();
+    let half = t.broker.message_at(offset as u64).unwrap().unwrap();
     assert_eq!(half.msg.flag(), 9);
     // A transaction's answer names its own transaction id (what END_TRANSACTION names).
     assert_eq!(

@@ -8,7 +8,7 @@
 //! half message at its `commitLogOffset` (the offset message id of the send's answer).
 
 use super::args::{self, BadArgument};
-use super::convert::{message_at, to_message_ext};
+use super::convert::to_message_ext;
 use super::send::client_id;
 use crate::services::Broker;
 use crate::store::record::internal;
@@ -51,7 +51,7 @@ fn transaction_of(broker: &Broker, request: &RemotingCommand) -> Result<String, 
     let offset: Option<i64> = args::optional(request, "commitLogOffset")
         .map_err(|BadArgument(why)| ApogeeError::BadRequest(why))?;
     if let Some(offset) = offset.filter(|&o| o >= 0) {
-        if let Some(half) = message_at(broker.store(), offset as u64)? {
+        if let Some(half) = broker.message_at(offset as u64)? {
             if half.msg.topic == names::HALF_TOPIC {
                 if let Some(id) = half.msg.internal(internal::TXN_ID) {
                     return Ok(id.to_string());

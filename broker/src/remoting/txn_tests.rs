@@ -104,9 +104,7 @@ async fn a_due_check_back_is_pushed_to_a_remoting_producer_of_the_group() {
     let (_, half_offset) = parse_offset_message_id(answer.ext("msgId").unwrap()).unwrap();
 
     // The check the checker makes: the half message as it would be published.
-    let half = crate::remoting::convert::message_at(t.broker.store(), half_offset as u64)
-        .unwrap()
-        .unwrap();
+    let half = t.broker.message_at(half_offset as u64).unwrap().unwrap();
     let mut published = half.clone();
     published.msg.topic = TOPIC.into();
     published.msg.queue_id = 1;

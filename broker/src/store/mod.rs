@@ -32,6 +32,7 @@ pub mod keys;
 pub mod kv;
 pub mod lite;
 pub mod record;
+mod record_at;
 mod recovery;
 pub use recovery::IndexRebuild;
 mod replica_log;
