@@ -16,14 +16,24 @@
 //!   handle (and a lite message's lite topic).
 //! - [`Broker::delete_topic`]: a topic's config, consume state and index, safe against a
 //!   crash at any point (`topics`).
-//! - [`Broker::readable_topic`], [`Broker::queue_bounds`]: the queries both need.
+//! - [`Broker::send`] (SendMessage; SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE): one
+//!   request's messages stored through the producer service and counted.
+//! - [`Broker::send_back`], [`Broker::send_to_retry`] (CONSUMER_SEND_MSG_BACK, a send to a
+//!   retry topic): a failed message's retry or dead-letter copy (`retry`).
+//! - [`Broker::offset_at`], [`Broker::committed_offset`], [`Broker::commit_offset`] and the
+//!   other queue offsets (`offsets`).
+//! - [`Broker::client_seen`], [`Broker::client_gone`], [`Broker::join_consumer_group`],
+//!   [`Broker::recall`], [`Broker::route`] (`clients`).
+//! - [`Broker::readable_topic`], [`Broker::message_at`]: the queries both need.
 //!
 //! An action takes an order of plain values (no protobuf, no remoting header) and answers
 //! with domain values or an [`ApogeeError`], which each transport maps to its own status.
 
 mod answer;
+mod clients;
 mod lite;
 mod lookup;
+mod offsets;
 mod pop;
 mod pop_lite;
 mod pop_order;
@@ -33,6 +43,8 @@ mod send;
 mod topics;
 
 pub use answer::Answered;
+pub use lite::LiteSubscriptionChange;
+pub use offsets::QueuePosition;
 pub use pop::Popped;
 pub use pop_order::{PopOrder, QueueChoice};
 pub use pull::{PullOrder, PulledQueue};
@@ -60,11 +72,6 @@ impl Broker {
             )));
         }
         Ok(config)
-    }
-
-    /// The oldest stored offset of a queue and the offset its next message will get.
-    pub fn queue_bounds(&self, topic: &str, queue: u32) -> Result<(u64, u64), ApogeeError> {
-        crate::consume::offsets::queue_bounds(self.store(), topic, queue)
     }
 }
 

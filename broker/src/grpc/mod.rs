@@ -31,7 +31,6 @@ pub mod send;
 
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
-use apogee_proto::time::now_ms;
 use apogee_proto::v2::{self, messaging_service_server::MessagingService};
 use apogee_server::auth::guarded::check;
 use futures::Stream;
@@ -94,13 +93,13 @@ impl MessagingServer {
     /// its first receive will create, or refused, as `consume.auto_create_groups` says).
     fn group_lookup(&self) -> apogee_server::telemetry::GroupLookup {
         let broker = self.broker.clone();
-        Arc::new(move |group| broker.groups().lookup(group))
+        Arc::new(move |group| broker.consumer_group(group))
     }
 
     /// Notes that the request's client is alive; returns its id.
     fn seen<T>(&self, req: &Request<T>) -> String {
         let client = apogee_server::telemetry::client_id(req);
-        self.broker.consume().clients().seen(&client, now_ms());
+        self.broker.client_seen(&client);
         client
     }
 }
@@ -111,12 +110,7 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<v2::QueryRouteRequest>,
     ) -> Result<Response<v2::QueryRouteResponse>, Status> {
-        Ok(Response::new(
-            self.broker
-                .nameservers()
-                .query_route(req.into_inner())
-                .await,
-        ))
+        Ok(Response::new(self.broker.route(req.into_inner()).await))
     }
 
     async fn heartbeat(
@@ -128,7 +122,7 @@ impl MessagingService for MessagingServer {
         // first receive will create it.
         let group = req.get_ref().group.as_ref().map(|g| g.name.as_str());
         let status = match group.filter(|g| !g.is_empty()) {
-            Some(g) => match self.broker.groups().lookup(g) {
+            Some(g) => match self.broker.consumer_group(g) {
                 Ok(_) => ok_status(),
                 Err(e) => e.to_status(),
             },
@@ -158,10 +152,7 @@ impl MessagingService for MessagingServer {
         req: Request<v2::QueryAssignmentRequest>,
     ) -> Result<Response<v2::QueryAssignmentResponse>, Status> {
         Ok(Response::new(
-            self.broker
-                .nameservers()
-                .query_assignment(req.into_inner())
-                .await,
+            self.broker.assignment(req.into_inner()).await,
         ))
     }
 
@@ -313,8 +304,7 @@ impl MessagingService for MessagingServer {
     ) -> Result<Response<v2::NotifyClientTerminationResponse>, Status> {
         // Its auto-renew deliveries are not renewed any more: they come back.
         let client = apogee_server::telemetry::client_id(&req);
-        self.broker.consume().clients().gone(&client, now_ms());
-        self.broker.lite().client_gone(&client);
+        self.broker.client_gone(&client);
         Ok(Response::new(v2::NotifyClientTerminationResponse {
             status: Some(ok_status()),
         }))
@@ -343,11 +333,7 @@ impl MessagingService for MessagingServer {
         }
         let req = req.into_inner();
         let topic = req.topic.as_ref().map_or("", |t| t.name.as_str());
-        let recalled = self
-            .broker
-            .schedule()
-            .recall(topic, &req.recall_handle)
-            .await;
+        let recalled = self.broker.recall(topic, &req.recall_handle).await;
         Ok(Response::new(match recalled {
             Ok(message_id) => v2::RecallMessageResponse {
                 status: Some(ok_status()),

@@ -1,18 +1,17 @@
 //! Offset-based consumption: PullMessage (read a queue from an offset, with
 //! long polling), UpdateOffset / GetOffset (a group's stored offset per
-//! queue) and QueryOffset (beginning, end or by timestamp): the requests' checks and
-//! answers; the pull and the stored offsets are the consume domain's
-//! (`crate::consume::pull`, `crate::consume::offsets`), shared with the remoting handlers.
+//! queue) and QueryOffset (beginning, end or by timestamp): the requests decoded onto the
+//! core's actions ([`Broker::pull`], [`Broker::offset_at`], [`Broker::committed_offset`],
+//! [`Broker::commit_offset`]), shared with the remoting handlers, and their answers encoded.
 
 use super::convert::to_v2_message;
-use crate::actions::PullOrder;
-use crate::consume::offsets;
+use crate::actions::{PullOrder, QueuePosition};
 use crate::consume::pull::Pulled;
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
 use apogee_proto::time::timestamp_ms;
 use apogee_proto::v2::{self, pull_message_response::Content, QueryOffsetPolicy};
-use apogee_proto::{limits, ApogeeError};
+use apogee_proto::ApogeeError;
 
 /// Topic name and queue id of a request's queue, checked against the topic.
 fn queue_of(broker: &Broker, mq: Option<&v2::MessageQueue>) -> Result<(String, u32), ApogeeError> {
@@ -22,14 +21,12 @@ fn queue_of(broker: &Broker, mq: Option<&v2::MessageQueue>) -> Result<(String, u
         .as_ref()
         .map(|t| t.name.clone())
         .unwrap_or_default();
-    let queue = offsets::checked_queue(broker.topics(), &topic, mq.id as i64)?;
+    let queue = broker.checked_queue(&topic, mq.id as i64)?;
     Ok((topic, queue))
 }
 
-fn group_of(g: Option<&v2::Resource>) -> Result<String, ApogeeError> {
-    let group = g.map(|g| g.name.clone()).unwrap_or_default();
-    limits::validate_group(&group)?;
-    Ok(group)
+fn group_of(g: Option<&v2::Resource>) -> String {
+    g.map(|g| g.name.clone()).unwrap_or_default()
 }
 
 /// PullMessage: the pull action ([`Broker::pull`]) for the request.
@@ -109,9 +106,9 @@ pub async fn pull(
 
 pub fn update_offset(broker: &Broker, req: v2::UpdateOffsetRequest) -> v2::UpdateOffsetResponse {
     let result = (|| {
-        let group = group_of(req.group.as_ref())?;
+        let group = group_of(req.group.as_ref());
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
-        offsets::commit_offset(broker.store(), &group, &topic, queue, req.offset)
+        broker.commit_offset(&group, &topic, queue, req.offset)
     })();
     v2::UpdateOffsetResponse {
         status: Some(
@@ -124,13 +121,15 @@ pub fn update_offset(broker: &Broker, req: v2::UpdateOffsetRequest) -> v2::Updat
 
 pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetResponse {
     let result = (|| {
-        let group = group_of(req.group.as_ref())?;
+        let group = group_of(req.group.as_ref());
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
-        offsets::committed_offset(broker.store(), &group, &topic, queue)?.ok_or_else(|| {
-            ApogeeError::OffsetNotFound(format!(
-                "group {group} has no offset for {topic} queue {queue}"
-            ))
-        })
+        broker
+            .committed_offset(&group, &topic, queue)?
+            .ok_or_else(|| {
+                ApogeeError::OffsetNotFound(format!(
+                    "group {group} has no offset for {topic} queue {queue}"
+                ))
+            })
     })();
     match result {
         Ok(o) => v2::GetOffsetResponse {
@@ -147,19 +146,18 @@ pub fn get_offset(broker: &Broker, req: v2::GetOffsetRequest) -> v2::GetOffsetRe
 pub fn query_offset(broker: &Broker, req: v2::QueryOffsetRequest) -> v2::QueryOffsetResponse {
     let result = (|| {
         let (topic, queue) = queue_of(broker, req.message_queue.as_ref())?;
-        let (min, next) = offsets::queue_bounds(broker.store(), &topic, queue)?;
-        match QueryOffsetPolicy::try_from(req.query_offset_policy)
+        let position = match QueryOffsetPolicy::try_from(req.query_offset_policy)
             .unwrap_or(QueryOffsetPolicy::Beginning)
         {
-            QueryOffsetPolicy::Beginning => Ok(min),
-            QueryOffsetPolicy::End => Ok(next),
+            QueryOffsetPolicy::Beginning => QueuePosition::Beginning,
+            QueryOffsetPolicy::End => QueuePosition::End,
             QueryOffsetPolicy::Timestamp => {
-                let ts = req.timestamp.as_ref().map(timestamp_ms).ok_or_else(|| {
+                QueuePosition::Time(req.timestamp.as_ref().map(timestamp_ms).ok_or_else(|| {
                     ApogeeError::BadRequest("timestamp policy needs a timestamp".into())
-                })?;
-                offsets::offset_for_time(broker.store(), &topic, queue, ts)
+                })?)
             }
-        }
+        };
+        broker.offset_at(&topic, queue, position)
     })();
     match result {
         Ok(o) => v2::QueryOffsetResponse {

@@ -60,7 +60,7 @@ pub fn heartbeat(
     }
     let now = now_ms();
     for c in &beat.consumer_data_set {
-        prepare_group(broker, c, &beat.client_id, now);
+        prepare_group(broker, c, &beat.client_id);
     }
     let clients = broker.remoting_clients();
     let changed = clients.heartbeat(conn, &request.language, request.version, &beat, now);
@@ -102,28 +102,19 @@ fn check_heartbeat(beat: &Heartbeat) -> Result<(), String> {
     Ok(())
 }
 
-/// A consumer group's config (created on first use when unknown and allowed) and, for a
-/// clustering group, its retry topic.
-fn prepare_group(broker: &Broker, c: &ConsumerData, client_id: &str, now: i64) {
+/// Client `client_id` joins the consumer group of `c` (`Broker::join_consumer_group`). A
+/// group that may not be created is answered as RocketMQ does: the heartbeat succeeds; its
+/// pulls are refused.
+fn prepare_group(broker: &Broker, c: &ConsumerData, client_id: &str) {
     let topic = c
         .subscription_data_set
         .iter()
         .map(|s| s.topic.as_str())
         .find(|t| !apogee_proto::names::is_system_topic(t))
         .unwrap_or("");
-    if let Err(e) = broker
-        .groups()
-        .resolve_for_receive(&c.group_name, topic, client_id, now)
-    {
-        // Answered as RocketMQ does: the heartbeat succeeds; its pulls are refused.
+    let clustering = MessageModel::parse(&c.message_model) == MessageModel::Clustering;
+    if let Err(e) = broker.join_consumer_group(&c.group_name, topic, client_id, clustering) {
         tracing::debug!(group = %c.group_name, client = client_id, "heartbeat of an unknown group: {e}");
-        return;
-    }
-    if MessageModel::parse(&c.message_model) == MessageModel::Clustering {
-        let retry = apogee_proto::names::retry_topic(&c.group_name);
-        if let Err(e) = broker.topics().ensure_system_topic(&retry, 1) {
-            tracing::warn!(group = %c.group_name, "creating the retry topic {retry}: {e}");
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! the gRPC offset requests call, so a group's offsets are shared by both protocols.
 
 use super::args::{self, BadArgument};
-use crate::consume::offsets;
+use crate::actions::QueuePosition;
 use crate::services::Broker;
 use apogee_proto::auth::acl::{Action, ResourceKind};
 use apogee_proto::remoting::codes::{response, response_code_of};
@@ -42,7 +42,7 @@ fn queue_of<'r>(
 ) -> Result<Result<(&'r str, u32), ApogeeError>, BadArgument> {
     let topic = args::string(request, "topic")?;
     let queue_id: i64 = args::required(request, "queueId")?;
-    Ok(offsets::checked_queue(broker.topics(), topic, queue_id).map(|q| (topic, q)))
+    Ok(broker.checked_queue(topic, queue_id).map(|q| (topic, q)))
 }
 
 macro_rules! arg {
@@ -98,10 +98,7 @@ pub fn query_consumer_offset(
         Ok(q) => q,
         Err(answer) => return *answer,
     };
-    match or_refuse!(
-        request,
-        offsets::committed_offset(broker.store(), group, topic, queue)
-    ) {
+    match or_refuse!(request, broker.committed_offset(group, topic, queue)) {
         Some(offset) => with_offset(request, offset),
         None => RemotingCommand::error(
             request,
@@ -119,15 +116,11 @@ pub fn update_consumer_offset(
 ) -> RemotingCommand {
     let group = arg!(request, args::string(request, "consumerGroup"));
     let offset: i64 = arg!(request, args::required(request, "commitOffset"));
-    or_refuse!(request, apogee_proto::limits::validate_group(group));
     let (topic, queue) = match readable_queue(broker, caller, request, Some(group)) {
         Ok(q) => q,
         Err(answer) => return *answer,
     };
-    or_refuse!(
-        request,
-        offsets::commit_offset(broker.store(), group, topic, queue, offset)
-    );
+    or_refuse!(request, broker.commit_offset(group, topic, queue, offset));
     RemotingCommand::success(request)
 }
 
@@ -137,7 +130,10 @@ pub fn min_offset(broker: &Broker, caller: &Caller, request: &RemotingCommand) -
         Ok(q) => q,
         Err(answer) => return *answer,
     };
-    let (min, _) = or_refuse!(request, offsets::queue_bounds(broker.store(), topic, queue));
+    let min = or_refuse!(
+        request,
+        broker.offset_at(topic, queue, QueuePosition::Beginning)
+    );
     with_offset(request, min)
 }
 
@@ -147,7 +143,7 @@ pub fn max_offset(broker: &Broker, caller: &Caller, request: &RemotingCommand) -
         Ok(q) => q,
         Err(answer) => return *answer,
     };
-    let (_, end) = or_refuse!(request, offsets::queue_bounds(broker.store(), topic, queue));
+    let end = or_refuse!(request, broker.offset_at(topic, queue, QueuePosition::End));
     with_offset(request, end)
 }
 
@@ -163,10 +159,8 @@ pub fn search_offset_by_timestamp(
         Ok(q) => q,
         Err(answer) => return *answer,
     };
-    let offset = or_refuse!(
-        request,
-        offsets::offset_for_time(broker.store(), topic, queue, timestamp)
-    );
+    let position = QueuePosition::Time(timestamp);
+    let offset = or_refuse!(request, broker.offset_at(topic, queue, position));
     with_offset(request, offset)
 }
 
@@ -181,10 +175,7 @@ pub fn earliest_store_time(
         Ok(q) => q,
         Err(answer) => return *answer,
     };
-    let time = or_refuse!(
-        request,
-        offsets::earliest_store_time(broker.store(), topic, queue)
-    );
+    let time = or_refuse!(request, broker.earliest_store_time(topic, queue));
     RemotingCommand::success(request).with_ext("timestamp", time.unwrap_or(-1))
 }
 
@@ -222,10 +213,7 @@ mod tests {
         );
         assert_eq!(offset_of(&query_consumer_offset(&r.broker, &c, &query)), 3);
         // The same offset the gRPC GetOffset reads.
-        assert_eq!(
-            offsets::committed_offset(r.broker.store(), GROUP, TOPIC, 1).unwrap(),
-            Some(3)
-        );
+        assert_eq!(r.broker.committed_offset(GROUP, TOPIC, 1).unwrap(), Some(3));
         let other_queue =
             queue_request(code::QUERY_CONSUMER_OFFSET, 0).with_ext("consumerGroup", GROUP);
         assert_eq!(
