@@ -361,6 +361,23 @@ impl BrokerMetrics {
         self.throughput_in.with_label_values(&labels).inc_by(total);
     }
 
+    /// Messages stored in `topic` so far, over all message types (for tests).
+    #[cfg(test)]
+    pub(crate) fn stored_count(&self, topic: &str) -> u64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "rocketmq_messages_in_total")
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "topic" && l.value() == topic)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
     /// Messages delivered to `group` from `topic`.
     pub fn delivered(&self, topic: &str, group: &str, count: usize, bytes: usize) {
         if count == 0 {

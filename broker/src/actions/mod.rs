@@ -95,3 +95,5 @@ fn permission_name(permission: i32) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_send;

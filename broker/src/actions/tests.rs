@@ -16,14 +16,14 @@ use tonic::Request;
 
 /// A read path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Path {
+pub(super) enum Path {
     GrpcReceive,
     GrpcPull,
     RemotingPop,
     RemotingPull,
 }
 
-const PATHS: [Path; 4] = [
+pub(super) const PATHS: [Path; 4] = [
     Path::GrpcReceive,
     Path::GrpcPull,
     Path::RemotingPop,
@@ -32,7 +32,7 @@ const PATHS: [Path; 4] = [
 
 /// What a read came to, whatever the transport.
 #[derive(Debug, PartialEq, Eq)]
-enum Outcome {
+pub(super) enum Outcome {
     /// The bodies of the messages handed out.
     Read(Vec<String>),
     /// Nothing to hand out.
@@ -45,14 +45,14 @@ enum Outcome {
     Other(String),
 }
 
-fn resource(name: &str) -> Option<v2::Resource> {
+pub(super) fn resource(name: &str) -> Option<v2::Resource> {
     Some(v2::Resource {
         name: name.into(),
         ..Default::default()
     })
 }
 
-fn queue(topic: &str) -> Option<v2::MessageQueue> {
+pub(super) fn queue(topic: &str) -> Option<v2::MessageQueue> {
     Some(v2::MessageQueue {
         topic: resource(topic),
         id: 0,
@@ -60,7 +60,7 @@ fn queue(topic: &str) -> Option<v2::MessageQueue> {
     })
 }
 
-async fn send(grpc: &MessagingServer, id: &str) {
+pub(super) async fn send(grpc: &MessagingServer, id: &str) {
     let message = v2::Message {
         topic: resource(TOPIC),
         system_properties: Some(v2::SystemProperties {
@@ -112,7 +112,7 @@ fn of_remoting(answer: &RemotingCommand) -> Outcome {
 }
 
 /// Reads [`TOPIC`]'s queue 0 from offset 0 as `group` through `path`, without waiting.
-async fn read(r: &Remote, grpc: &MessagingServer, path: Path, group: &str) -> Outcome {
+pub(super) async fn read(r: &Remote, grpc: &MessagingServer, path: Path, group: &str) -> Outcome {
     let status_code = |s: &v2::Status| Code::try_from(s.code).expect("a known code");
     match path {
         Path::GrpcReceive => {
@@ -210,7 +210,7 @@ async fn read(r: &Remote, grpc: &MessagingServer, path: Path, group: &str) -> Ou
     }
 }
 
-fn set_permission(r: &Remote, permission: Permission) {
+pub(super) fn set_permission(r: &Remote, permission: Permission) {
     let mut config = r.broker.topics().get(TOPIC).expect("the topic");
     config.permission = permission as i32;
     r.broker
