@@ -96,4 +96,6 @@ fn permission_name(permission: i32) -> &'static str {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_answer;
+#[cfg(test)]
 mod tests_send;
