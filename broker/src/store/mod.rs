@@ -31,8 +31,8 @@ pub mod index;
 pub mod keys;
 pub mod kv;
 pub mod lite;
+mod lookup;
 pub mod record;
-mod record_at;
 mod recovery;
 pub use recovery::IndexRebuild;
 mod replica_log;
@@ -629,76 +629,6 @@ impl MessageStore {
             }
         }
         Ok(lo)
-    }
-
-    /// Reads index hits, skipping ones whose log range is gone or whose record does not match.
-    fn read_hits(
-        &self,
-        rows: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
-        max: usize,
-        matches: impl Fn(&StoredMessage) -> bool,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut out = Vec::new();
-        for (k, v) in rows {
-            if out.len() >= max {
-                break;
-            }
-            let (Some(off), Some(size)) = (keys::trailing_u64(&k), index::decode_size_value(&v))
-            else {
-                return Err(StoreError::Index(format!(
-                    "malformed lookup entry {k:02x?}"
-                )));
-            };
-            match self.read_at(off, size) {
-                Ok(m) if matches(&m) => out.push(m),
-                Ok(_) | Err(StoreError::OffsetOutOfRange { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
-    }
-
-    /// The newest stored message with this id.
-    pub fn lookup_by_id(&self, message_id: &str) -> Result<Option<StoredMessage>, StoreError> {
-        let mut all = self.lookup_all_by_id(message_id, usize::MAX)?;
-        Ok(all.pop())
-    }
-
-    /// Every stored message with this id (a resend or retry keeps the id), oldest first.
-    pub fn lookup_all_by_id(
-        &self,
-        message_id: &str,
-        max: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
-        let p = keys::id_prefix(message_id);
-        let rows = self
-            .shared
-            .kv
-            .scan(C::MessageId, &p, &prefix_end(&p), 1024)?;
-        let mut hits = self.read_hits(rows.into_iter().rev(), max, |m| {
-            m.msg.message_id == message_id
-        })?;
-        hits.reverse();
-        Ok(hits)
-    }
-
-    /// Up to `max` messages of `topic` carrying `key`, oldest first.
-    pub fn lookup_by_key(
-        &self,
-        topic: &str,
-        key: &str,
-        max: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
-        let p = keys::key_prefix(topic, key);
-        let rows = self.shared.kv.scan(
-            C::MessageKey,
-            &p,
-            &prefix_end(&p),
-            max.saturating_mul(2).max(16),
-        )?;
-        self.read_hits(rows.into_iter(), max, |m| {
-            m.msg.topic == topic && m.msg.keys.iter().any(|k| k == key)
-        })
     }
 
     /// Registers interest in `queue_ids` of `topic`: the watch wakes once entries appended to
