@@ -174,7 +174,7 @@ impl From<StoreError> for apogee_proto::ApogeeError {
             StoreError::MessageTooLarge { size, max } => A::PayloadTooLarge(format!(
                 "a record of {size} bytes exceeds the store limit of {max} bytes"
             )),
-            other => A::Internal(other.to_string()),
+            other => A::internal(other),
         }
     }
 }

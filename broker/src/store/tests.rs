@@ -777,3 +777,20 @@ async fn sync_flush_group_commit_takes_far_fewer_fdatasyncs_than_sends() {
     );
     assert_eq!(store.flushed_offset(), store.log_end_offset());
 }
+
+/// A store failure a client sees as an internal error keeps the store's error as its cause,
+/// for the log, with the same text the client is answered.
+#[test]
+fn an_internal_store_error_keeps_its_cause() {
+    let e = apogee_proto::ApogeeError::from(StoreError::Index("a torn row".into()));
+    let apogee_proto::ApogeeError::InternalCause(cause) = &e else {
+        panic!("{e:?} keeps no cause");
+    };
+    assert!(
+        cause.get().downcast_ref::<StoreError>().is_some(),
+        "{cause:?}"
+    );
+    assert!(std::error::Error::source(&e).is_some());
+    assert_eq!(e.code(), apogee_proto::v2::Code::InternalError);
+    assert!(e.to_string().contains("a torn row"), "{e}");
+}
