@@ -31,7 +31,6 @@ use super::offsets::{authorize_sub, refused};
 use crate::actions::retry::{Copied, RetrySend};
 use crate::produce::{Outgoing, Sender};
 use crate::services::Broker;
-use crate::store::record::internal;
 use apogee_proto::auth::acl::{Action, ResourceKind};
 use apogee_proto::message_id;
 use apogee_proto::remoting::codes::{request as req, response, response_code_of};

@@ -5,6 +5,7 @@ use super::*;
 use crate::config::BrokerConfig;
 use crate::remoting::convert::to_message_ext;
 use crate::services::Foundation;
+use crate::store::record::internal;
 use apogee_proto::cluster::TopicConfig;
 use apogee_proto::remoting::message::{
     deflate, encode_batch_entry, parse_offset_message_id, properties_to_string, BatchEntry,
