@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Compares T1 (unary sends of 1 KiB, 4 connections x 16 in flight, ASYNC flush) of two builds,
+# over gRPC or (TRANSPORT=remoting) remoting frames,
 # alternated in one run, each run as a ratio to the null gRPC server of grpc-ceiling measured
 # right before it. Prints one line per run and the median ratio of each build.
 #
@@ -7,6 +8,8 @@
 #   each dir holds apogee and apogee-broker (`cargo build --release --bins`)
 #   GRPC_CEILING  the ceiling script (default ../shared/tools/grpc-ceiling/run.sh)
 #   SECS          seconds per run (default 10)
+#   TRANSPORT     what the sends travel over: grpc (T1, the default) or remoting (the same
+#                 load over RocketMQ's remoting frames)
 # The broker uses the standalone ports (9876, 10911, 5557): nothing else may hold them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +18,7 @@ after=$2
 pairs=${3:-3}
 ceiling=${GRPC_CEILING:-../shared/tools/grpc-ceiling/run.sh}
 secs=${SECS:-10}
+transport=${TRANSPORT:-grpc}
 out=$(mktemp -d)
 # shellcheck source=tools/standalone.sh
 . tools/standalone.sh
@@ -30,7 +34,8 @@ run() {
   start_broker "$out/data"
   "$bin/apogee" topic create bench --queues 8 >/dev/null
   "$bin/apogee" -o json bench produce --broker-pid "$broker_pid" --topic bench \
-    --connections 4 --inflight 16 --size 1024 --duration "$secs" >"$out/$name.json"
+    --connections 4 --inflight 16 --size 1024 --duration "$secs" --transport "$transport" \
+    >"$out/$name.json"
   stop_broker
   local rate
   rate=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["msgs_per_sec"]))' "$out/$name.json")
