@@ -29,6 +29,7 @@
 //! An action takes an order of plain values (no protobuf, no remoting header) and answers
 //! with domain values or an [`ApogeeError`], which each transport maps to its own status.
 
+pub mod admin;
 mod answer;
 mod clients;
 mod lite;

@@ -2,14 +2,13 @@
 //! broker group (the NameServer fans cluster-wide requests out to here), and
 //! the listing and operator resolution of this broker's transactions, and the listing of its
 //! scheduled messages; the lite topics of a LITE parent in [`admin_lite`]. GetBrokerStatus (this broker's log and replication state) is built in
-//! [`admin_status`].
+//! [`admin_status`]. Each handler decodes, calls one of the broker's admin actions
+//! (`crate::actions::admin`) and encodes what it answers.
 
 use super::{admin_access, admin_groups, admin_lite, admin_messages, admin_ops, admin_status};
 use crate::services::Broker;
-use crate::topics::normalize;
-use crate::txn::{EndRequest, Resolution, ResolvedBy};
 use apogee_proto::cluster::{self, admin_server::Admin};
-use apogee_proto::{limits, names, ApogeeError};
+use apogee_proto::ApogeeError;
 use apogee_server::rpc_span::caller;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -23,18 +22,8 @@ impl AdminServer {
         AdminServer { broker }
     }
 
-    fn checked(
-        &self,
-        topic: Option<cluster::TopicConfig>,
-    ) -> Result<cluster::TopicConfig, ApogeeError> {
-        let topic = topic.ok_or_else(|| ApogeeError::BadRequest("topic is required".into()))?;
-        if names::is_system_topic(&topic.name) {
-            return Err(ApogeeError::Forbidden(format!(
-                "{} is a system topic",
-                topic.name
-            )));
-        }
-        normalize(topic, self.broker.config().default_queue_count)
+    fn required(topic: Option<cluster::TopicConfig>) -> Result<cluster::TopicConfig, ApogeeError> {
+        topic.ok_or_else(|| ApogeeError::BadRequest("topic is required".into()))
     }
 
     fn me(&self) -> Vec<String> {
@@ -58,10 +47,8 @@ impl Admin for AdminServer {
         req: Request<cluster::CreateTopicRequest>,
     ) -> Result<Response<cluster::CreateTopicResponse>, Status> {
         let (_, extensions, req) = req.into_parts();
-        let config = self.checked(req.topic)?;
-        let by = caller(&extensions);
-        tracing::info!(topic = %config.name, queues = config.queue_count, by, "creating topic");
-        self.broker.topics().create(config)?;
+        let config = Self::required(req.topic)?;
+        self.broker.create_topic(config, caller(&extensions))?;
         Ok(Response::new(cluster::CreateTopicResponse {
             broker_names: self.me(),
         }))
@@ -72,10 +59,8 @@ impl Admin for AdminServer {
         req: Request<cluster::UpdateTopicRequest>,
     ) -> Result<Response<cluster::UpdateTopicResponse>, Status> {
         let (_, extensions, req) = req.into_parts();
-        let config = self.checked(req.topic)?;
-        let by = caller(&extensions);
-        tracing::info!(topic = %config.name, queues = config.queue_count, by, "updating topic");
-        self.broker.topics().update(config)?;
+        let config = Self::required(req.topic)?;
+        self.broker.update_topic(config, caller(&extensions))?;
         Ok(Response::new(cluster::UpdateTopicResponse {
             broker_names: self.me(),
         }))
@@ -101,10 +86,8 @@ impl Admin for AdminServer {
         let include_system = req.into_inner().include_system;
         let topics = self
             .broker
-            .topics()
-            .list()
+            .list_topics(include_system)
             .into_iter()
-            .filter(|t| include_system || !names::is_system_topic(&t.name))
             .map(|config| cluster::TopicSummary {
                 config: Some(config),
                 broker_names: self.me(),
@@ -118,34 +101,18 @@ impl Admin for AdminServer {
         req: Request<cluster::TopicStatusRequest>,
     ) -> Result<Response<cluster::TopicStatusResponse>, Status> {
         let topic = req.into_inner().topic;
-        limits::validate_topic(&topic)?;
-        let config = self
+        let queues = self
             .broker
-            .topics()
-            .get(&topic)
-            .ok_or_else(|| ApogeeError::TopicNotFound(topic.clone()))?;
-        let store = &self.broker.store();
-        let mut queues = Vec::with_capacity(config.queue_count.max(0) as usize);
-        for queue_id in 0..config.queue_count.max(0) as u32 {
-            let (min, max) = store
-                .queue_bounds(&topic, queue_id)
-                .map_err(ApogeeError::from)?;
-            let last_store_ms = match max.checked_sub(1) {
-                Some(last) if last >= min => store
-                    .queue_entries(&topic, queue_id, last, 1)
-                    .map_err(ApogeeError::from)?
-                    .first()
-                    .map_or(0, |e| e.store_timestamp_ms),
-                _ => 0,
-            };
-            queues.push(cluster::QueueStatus {
+            .topic_queues(&topic)?
+            .into_iter()
+            .map(|q| cluster::QueueStatus {
                 broker_name: self.broker.config().broker_name.clone(),
-                queue_id,
-                min_offset: min,
-                max_offset: max,
-                last_store_ms,
-            });
-        }
+                queue_id: q.queue_id,
+                min_offset: q.min_offset,
+                max_offset: q.max_offset,
+                last_store_ms: q.last_store_ms,
+            })
+            .collect();
         Ok(Response::new(cluster::TopicStatusResponse { queues }))
     }
 
@@ -154,12 +121,10 @@ impl Admin for AdminServer {
         req: Request<cluster::ListTransactionsRequest>,
     ) -> Result<Response<cluster::ListTransactionsResponse>, Status> {
         let req = req.into_inner();
-        let txns = self.broker.txns().clone();
-        let transactions = tokio::task::spawn_blocking(move || {
-            txns.list(req.unresolved_only, &req.topic, req.limit as usize)
-        })
-        .await
-        .map_err(ApogeeError::internal)??;
+        let transactions = self
+            .broker
+            .list_transactions(req.unresolved_only, req.topic, req.limit as usize)
+            .await?;
         Ok(Response::new(cluster::ListTransactionsResponse {
             transactions,
         }))
@@ -170,26 +135,9 @@ impl Admin for AdminServer {
         req: Request<cluster::ResolveTransactionRequest>,
     ) -> Result<Response<cluster::ResolveTransactionResponse>, Status> {
         let (_, extensions, req) = req.into_parts();
-        tracing::info!(
-            txn = %req.transaction_id,
-            commit = req.commit,
-            by = caller(&extensions),
-            "operator resolves a transaction"
-        );
         let transaction = self
             .broker
-            .txns()
-            .end(EndRequest {
-                transaction_id: &req.transaction_id,
-                topic: "",
-                message_id: "",
-                resolution: if req.commit {
-                    Resolution::Commit
-                } else {
-                    Resolution::Rollback
-                },
-                by: ResolvedBy::Operator,
-            })
+            .resolve_transaction(&req.transaction_id, req.commit, caller(&extensions))
             .await?;
         Ok(Response::new(cluster::ResolveTransactionResponse {
             transaction: Some(transaction),
@@ -221,14 +169,13 @@ impl Admin for AdminServer {
         req: Request<cluster::ListScheduledRequest>,
     ) -> Result<Response<cluster::ListScheduledResponse>, Status> {
         let req = req.into_inner();
-        let schedule = self.broker.schedule().clone();
-        let messages =
-            tokio::task::spawn_blocking(move || schedule.list(&req.topic, req.limit as usize))
-                .await
-                .map_err(ApogeeError::internal)??;
+        let listing = self
+            .broker
+            .list_scheduled(req.topic, req.limit as usize)
+            .await?;
         Ok(Response::new(cluster::ListScheduledResponse {
-            messages,
-            stats: vec![self.broker.schedule().stats()],
+            messages: listing.messages,
+            stats: vec![listing.stats],
         }))
     }
 
@@ -355,13 +302,11 @@ impl Admin for AdminServer {
         req: Request<cluster::UpdateBrokerConfigRequest>,
     ) -> Result<Response<cluster::UpdateBrokerConfigResponse>, Status> {
         let (_, extensions, req) = req.into_parts();
-        tracing::info!(
-            key = %req.key,
-            value = %req.value,
-            by = caller(&extensions),
-            "operator changes a runtime setting"
-        );
-        Ok(Response::new(admin_ops::update_config(&self.broker, req)?))
+        Ok(Response::new(admin_ops::update_config(
+            &self.broker,
+            req,
+            caller(&extensions),
+        )?))
     }
 
     async fn create_user(
@@ -450,7 +395,6 @@ impl Admin for AdminServer {
         &self,
         req: Request<cluster::TrafficHistoryRequest>,
     ) -> Result<Response<cluster::TrafficHistoryResponse>, Status> {
-        let traffic = self.broker.metrics().traffic();
-        Ok(Response::new(traffic.history(req.get_ref())))
+        Ok(Response::new(self.broker.traffic_history(req.get_ref())))
     }
 }

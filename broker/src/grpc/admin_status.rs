@@ -1,32 +1,13 @@
 //! `Admin.GetBrokerStatus` on a broker: who this broker is (cluster, name, id, role,
 //! endpoint, version, start time), where its commit log starts, ends and is flushed to, how
 //! many topics and consumer groups it holds, and its replication state: a master's table of
-//! slaves, or a slave's link to its master (both kept by `crate::replication`).
+//! slaves, or a slave's link to its master. The broker reads them at one moment
+//! ([`Broker::broker_status`]); this module puts them into the wire's message.
 
+use crate::actions::admin::{LinkView, LogOffsets};
 use crate::config::BrokerConfig;
 use crate::services::Broker;
 use apogee_proto::cluster::{BrokerRole, BrokerStatus, SlaveStatus};
-
-/// The commit log's offsets as the status shows them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogOffsets {
-    pub start: u64,
-    pub end: u64,
-    pub flushed: u64,
-}
-
-/// A slave's link to its master as the status shows it (the fields of
-/// `crate::replication::MasterLink`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LinkView {
-    /// The master's endpoint ("" while not known).
-    pub endpoint: String,
-    pub connected: bool,
-    /// The master's log end as last heard.
-    pub master_end_offset: u64,
-    /// Unix ms of the last message from the master (0: never).
-    pub last_contact_ms: i64,
-}
 
 fn clamp_i64(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
@@ -82,31 +63,18 @@ pub fn set_replication(
 
 /// This broker's status now.
 pub fn broker_status(broker: &Broker) -> BrokerStatus {
-    let store = broker.store();
-    let log = LogOffsets {
-        start: store.log_start_offset(),
-        end: store.log_end_offset(),
-        flushed: store.flushed_offset(),
-    };
-    let started_at_ms = broker.started_at_ms();
-    let slaves = broker.replication().slaves();
-    let link = broker.replication().master_link().map(|l| LinkView {
-        endpoint: l.endpoint,
-        connected: l.connected,
-        master_end_offset: l.master_end_offset,
-        last_contact_ms: l.last_contact_ms,
-    });
+    let now = broker.broker_status();
     let mut status = base_status(
         broker.config(),
-        started_at_ms,
-        log,
-        broker.topics().list().len(),
-        broker.groups().list().len(),
+        now.started_at_ms,
+        now.log,
+        now.topic_count,
+        now.group_count,
     );
     // The role now (it changes at runtime in controller mode).
-    status.role = BrokerRole::from(broker.membership().role()) as i32;
-    status.master_since_ms = broker.membership().master_since_ms().unwrap_or(0);
-    set_replication(&mut status, slaves, link);
+    status.role = BrokerRole::from(now.role) as i32;
+    status.master_since_ms = now.master_since_ms;
+    set_replication(&mut status, now.slaves, now.link);
     status
 }
 
