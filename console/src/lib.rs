@@ -4,8 +4,8 @@
 //!
 //! Pages are HTML rendered on the server from askama templates (`templates/`), with our own
 //! stylesheet and a little of our own JavaScript (`static/`); nothing is built outside cargo
-//! and nothing third-party is served. Every operation goes through the admin library of the
-//! `apogee` CLI (apogee-tools) to this NameServer's gRPC listener, signed with the signed-in
+//! and nothing third-party is served. Every operation goes through the admin library the
+//! `apogee` CLI also calls (apogee-admin) to this NameServer's gRPC listener, signed with the signed-in
 //! user's credentials, so roles and ACLs apply exactly as they do to the CLI; the console
 //! has no identity of its own.
 //!
@@ -24,7 +24,7 @@ pub mod page;
 pub mod pages;
 pub mod session;
 
-use apogee_tools::admin::Admin;
+use apogee_admin::admin::Admin;
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;

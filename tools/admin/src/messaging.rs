@@ -18,6 +18,7 @@
 use crate::error::{ToolError, ToolResult};
 use crate::group::created_note;
 use crate::output::{one_line, Format, StreamWriter, TableRow};
+use crate::spelling::Spelled;
 use apogee_client::{
     ClientConfig, FilterExpression, Message, Producer, ReceivedMessage, SendReceipt,
     SimpleConsumer, TransactionReceipt,
@@ -87,12 +88,24 @@ impl From<SendReceipt> for SendRow {
 }
 
 /// How `send --transaction` ends each transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxnEnd {
     Commit,
     Rollback,
     /// Leave it open: the broker's check-back (or `apogee txn`) decides.
     Open,
+}
+
+impl Spelled for TxnEnd {
+    const SPELLINGS: &'static [(TxnEnd, &'static str, &'static str)] = &[
+        (TxnEnd::Commit, "commit", ""),
+        (TxnEnd::Rollback, "rollback", ""),
+        (
+            TxnEnd::Open,
+            "open",
+            "Leave it open: the broker's check-back (or `apogee txn`) decides",
+        ),
+    ];
 }
 
 impl TxnEnd {
@@ -317,7 +330,7 @@ pub struct ConsumedRow {
 }
 
 /// How `consume` writes bodies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BodyFormat {
     /// UTF-8 text when the body is valid UTF-8, else hex.
     #[default]
@@ -326,6 +339,22 @@ pub enum BodyFormat {
     Hex,
     /// Always base64 (standard alphabet, padded).
     Base64,
+}
+
+impl Spelled for BodyFormat {
+    const SPELLINGS: &'static [(BodyFormat, &'static str, &'static str)] = &[
+        (
+            BodyFormat::Text,
+            "text",
+            "UTF-8 text when the body is valid UTF-8, else hex",
+        ),
+        (BodyFormat::Hex, "hex", "Always lower-case hex"),
+        (
+            BodyFormat::Base64,
+            "base64",
+            "Always base64 (standard alphabet, padded)",
+        ),
+    ];
 }
 
 impl BodyFormat {
@@ -404,7 +433,7 @@ impl TableRow for ConsumedRow {
 }
 
 /// Minimum column widths of the streamed consume table.
-pub(crate) const CONSUME_WIDTHS: [usize; 8] = [34, 8, 5, 8, 7, 8, 8, 10];
+pub const CONSUME_WIDTHS: [usize; 8] = [34, 8, 5, 8, 7, 8, 8, 10];
 
 /// What `consume` asks for.
 #[derive(Clone, Debug)]
@@ -504,7 +533,7 @@ async fn consume_loop<W: Write>(
 }
 
 /// Prints received messages (and writes their bodies to `--out-dir`).
-pub(crate) fn print_consumed<W: Write>(
+pub fn print_consumed<W: Write>(
     writer: &mut StreamWriter<W>,
     shown: &[ReceivedMessage],
     spec: &ConsumeSpec,
@@ -524,7 +553,7 @@ pub(crate) fn print_consumed<W: Write>(
 }
 
 /// Keeps the acknowledgements that failed, with their message ids.
-pub(crate) fn note_ack_failures(
+pub fn note_ack_failures(
     shown: &[ReceivedMessage],
     results: Vec<apogee_client::Result<()>>,
     failures: &mut Vec<String>,
@@ -537,7 +566,7 @@ pub(crate) fn note_ack_failures(
 }
 
 /// A consume run's end: an error when some printed message could not be acknowledged.
-pub(crate) fn ack_outcome(failures: &[String], printed: u32) -> ToolResult<()> {
+pub fn ack_outcome(failures: &[String], printed: u32) -> ToolResult<()> {
     match failures.first() {
         None => Ok(()),
         Some(first) => Err(ToolError::Server(format!(
