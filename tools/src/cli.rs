@@ -6,8 +6,9 @@ use crate::bench;
 pub use crate::bench::{BenchCommand, BenchConsumeArgs, BenchProduceArgs};
 pub use crate::cli_messaging::{ConsumeArgs, SendArgs};
 use crate::config_import::ConfigCommand;
+use crate::consume::ConsumeSpec;
 use crate::error::{ToolError, ToolResult};
-use crate::messaging::{self, ConsumeSpec, SendSpec};
+use crate::messaging::{self, SendSpec};
 use crate::output::{render_list, render_one, Format, TableRow};
 use crate::schedule;
 use crate::spelled_arg::spelled;
@@ -549,7 +550,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                     )
                     .await?
                 }
-                None => messaging::consume(cli.client_config(), &spec, &mut *out, f).await?,
+                None => crate::consume::consume(cli.client_config(), &spec, &mut *out, f).await?,
             };
             return Ok(());
         }

@@ -134,8 +134,8 @@ pub struct ConsumeArgs {
     pub sql: Option<String>,
     /// How bodies are printed: text (UTF-8, or hex when not valid UTF-8), hex or base64.
     /// Tables show a preview; JSON the whole body.
-    #[arg(long, value_parser = spelled::<crate::messaging::BodyFormat>(), default_value = "text")]
-    pub body_format: crate::messaging::BodyFormat,
+    #[arg(long, value_parser = spelled::<crate::consume::BodyFormat>(), default_value = "text")]
+    pub body_format: crate::consume::BodyFormat,
     /// Also write each whole body, as received, to DIR/<message id>.body.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<std::path::PathBuf>,

@@ -9,7 +9,7 @@
 //!   `message get|find|print`; [`cli_dlq`]: `dlq list|resend`; [`cli_stats`]:
 //!   `stats traffic`.
 //! - [`broker_config`]: `broker config get|set`, asked of a broker.
-//! - [`cli_clients`]: `clients list`; [`cli_lite`]: `lite list|describe`; [`lite_consume`]:
+//! - [`consume`]: `consume`, receiving and printing; [`cli_clients`]: `clients list`; [`cli_lite`]: `lite list|describe`; [`lite_consume`]:
 //!   `consume --lite-topic`.
 //! - [`bench`]: `apogee bench produce` and `bench consume` load generators.
 //! - [`config_import`]: `config import`, a RocketMQ broker.conf into broker TOML;
@@ -40,6 +40,7 @@ pub mod cli_message;
 pub mod cli_messaging;
 pub mod cli_stats;
 pub mod config_import;
+pub mod consume;
 pub mod credentials;
 pub mod lite_consume;
 pub mod mqadmin;

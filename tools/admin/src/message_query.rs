@@ -66,13 +66,13 @@ pub(crate) fn dash(s: &str) -> String {
 }
 
 /// User properties as one table cell: `k=v` pairs joined by commas, `-` for none.
-pub(crate) fn properties_cell(properties: &BTreeMap<String, String>) -> String {
+pub fn properties_cell(properties: &BTreeMap<String, String>) -> String {
     let pairs: Vec<String> = properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
     dash(&one_line(&pairs.join(",")))
 }
 
 /// A body cut to fit a table cell, on one line.
-pub(crate) fn short_body(body: &str) -> String {
+pub fn short_body(body: &str) -> String {
     let line = one_line(body);
     if line.chars().count() <= TABLE_BODY_CHARS {
         return line;

@@ -33,7 +33,7 @@ mod tests {
     use crate::access::RoleArg;
     use crate::admin::{Perm, TopicType};
     use crate::group::LiteModeArg;
-    use crate::messaging::{BodyFormat, TxnEnd};
+    use crate::messaging::TxnEnd;
     use crate::output::Format;
 
     /// Each variant appears once, under a name that reads back as that variant.
@@ -58,7 +58,6 @@ mod tests {
         spelled_once_each::<RoleArg>();
         spelled_once_each::<LiteModeArg>();
         spelled_once_each::<TxnEnd>();
-        spelled_once_each::<BodyFormat>();
         spelled_once_each::<Format>();
     }
 
