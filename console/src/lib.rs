@@ -4,10 +4,11 @@
 //!
 //! Pages are HTML rendered on the server from askama templates (`templates/`), with our own
 //! stylesheet and a little of our own JavaScript (`static/`); nothing is built outside cargo
-//! and nothing third-party is served. Every operation goes through the admin library of the
-//! `apogee` CLI (apogee-tools) to this NameServer's gRPC listener, signed with the signed-in
-//! user's credentials, so roles and ACLs apply exactly as they do to the CLI; the console
-//! has no identity of its own.
+//! and nothing third-party is served. Every operation goes through the admin library the
+//! `apogee` CLI also calls (apogee-admin) to this NameServer's gRPC listener, signed with the
+//! signed-in user's credentials, so roles and ACLs apply exactly as they do to the CLI; the
+//! console has no identity of its own. The NameServer library does not depend on this crate:
+//! the executables hand it [`routes`].
 //!
 //! - [`guard`]: what every request passes first: the Host allow-list, the session cookie,
 //!   and for a state-changing request the Origin check and the CSRF token; the security
@@ -24,31 +25,16 @@ pub mod page;
 pub mod pages;
 pub mod session;
 
-use apogee_tools::admin::Admin;
+use apogee_admin::admin::Admin;
 use axum::Router;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Where the console is mounted.
 pub const BASE: &str = "/console";
 
-/// What a console is set up with (the NameServer derives it from its config).
-#[derive(Clone, Debug)]
-pub struct ConsoleSettings {
-    /// The gRPC address of the NameServer the console operates through (its own).
-    pub nameserver: String,
-    /// TLS towards that address, when the NameServer's listener has TLS.
-    pub nameserver_tls: Option<apogee_client::ClientTls>,
-    /// Whether the cluster checks credentials: then every page needs a signed-in user.
-    pub authentication: bool,
-    /// Whether the console is served over TLS (its cookie is `Secure`, origins `https`).
-    pub https: bool,
-    /// The names (`host` or `host:port`) a request's Host header may carry; an entry without
-    /// a port admits any port.
-    pub allowed_hosts: Vec<String>,
-    /// How long one call to the cluster may take.
-    pub call_timeout: Duration,
-}
+/// What a console is set up with: the site the NameServer describes (from its config and
+/// listeners).
+pub use apogee_server::web_console::ConsoleSite as ConsoleSettings;
 
 /// A console: its settings, its sessions and the connection its calls share.
 pub struct Console {
@@ -85,6 +71,12 @@ impl Console {
     pub fn admin_as(&self, credentials: Option<apogee_proto::auth::Credentials>) -> Admin {
         self.admin.clone().with_credentials(credentials)
     }
+}
+
+/// The routes of a new console for `settings`: what a NameServer is given to mount (an
+/// [`apogee_server::web_console::ConsoleRoutes`]).
+pub fn routes(settings: ConsoleSettings) -> Result<Router, String> {
+    Ok(router(Console::new(settings)?))
 }
 
 /// The console's routes, under [`BASE`], behind its [`guard`].

@@ -5,8 +5,8 @@
 
 use crate::session::Session;
 use crate::Console;
-use apogee_tools::admin::Admin;
-use apogee_tools::error::ToolError;
+use apogee_admin::admin::Admin;
+use apogee_admin::error::ToolError;
 use askama::Template;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -1,11 +1,14 @@
-//! The web console this NameServer serves (apogee-console): its `[console]` settings and
-//! where it is mounted: at `/console` on the operations listener (`http_listen`), or on a
-//! listener of its own (`console.listen`). The console operates the cluster through this
-//! NameServer's own gRPC listener, as the `apogee` CLI would, signed as the user signed in
-//! to it; with authentication off it needs no sign-in and says so on every page.
+//! The web console this NameServer serves: its `[console]` settings and where it is mounted:
+//! at `/console` on the operations listener (`http_listen`), or on a listener of its own
+//! (`console.listen`). The console itself (apogee-console) is not a dependency of this
+//! library: the executable passes its routes ([`ConsoleRoutes`]). The console operates the
+//! cluster through this NameServer's own gRPC listener, as the `apogee` CLI would, signed as
+//! the user signed in to it; with authentication off it needs no sign-in and says so on
+//! every page.
 
 use apogee_server::ops::{OpsListener, OpsServer, OpsSlot};
 use apogee_server::security::SecuritySection;
+use apogee_server::web_console::{ConsoleRoutes, ConsoleSite};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,6 +115,8 @@ fn local_address(addr: SocketAddr) -> String {
 /// What the NameServer needs to mount its console.
 pub struct Mount<'a> {
     pub section: &'a ConsoleSection,
+    /// The console's routes for a site (none: no console, whatever the section says).
+    pub routes: Option<ConsoleRoutes>,
     /// The NameServer's gRPC listener.
     pub grpc: SocketAddr,
     pub authentication: bool,
@@ -127,9 +132,9 @@ pub async fn mount(
     m: Mount<'_>,
     ops: Option<OpsListener>,
 ) -> std::io::Result<(Option<OpsListener>, Option<OpsServer>)> {
-    if !m.section.enabled {
+    let (true, Some(console_routes)) = (m.section.enabled, m.routes) else {
         return Ok((ops, None));
-    }
+    };
     let own = if m.section.listen.is_empty() {
         None
     } else {
@@ -142,7 +147,7 @@ pub async fn mount(
     else {
         return Ok((ops, None));
     };
-    let settings = apogee_console::ConsoleSettings {
+    let site = ConsoleSite {
         nameserver: local_address(m.grpc),
         nameserver_tls: m.client_tls,
         authentication: m.authentication,
@@ -150,8 +155,7 @@ pub async fn mount(
         allowed_hosts: allowed_hosts(at, &m.section.allowed_hosts),
         call_timeout: CALL_TIMEOUT,
     };
-    let console = apogee_console::Console::new(settings).map_err(std::io::Error::other)?;
-    let routes = apogee_console::router(console);
+    let routes = console_routes(site).map_err(std::io::Error::other)?;
     tracing::info!(
         "web console on {}://{at}/console",
         if m.server_tls.is_some() {

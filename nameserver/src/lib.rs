@@ -6,7 +6,8 @@
 //! - [`registry`]: the broker table (membership, expiry, routes).
 //! - [`grpc`]: the Registry, Admin and client access-point services.
 //! - [`metrics`]: its Prometheus metrics and readiness (the HTTP endpoint).
-//! - [`console`]: the web console (apogee-console) it serves at `/console`.
+//! - [`console`]: where it serves the web console at `/console`; the console's routes come
+//!   from the executable (apogee-console is not a dependency of this library).
 //! - [`remoting`]: the answers to RocketMQ 4.x remoting clients (routes, cluster info,
 //!   topic lists), served beside gRPC.
 //! - [`serve`]: runs all of it on a listener until a shutdown future fires, with the
@@ -44,6 +45,7 @@ use apogee_server::bootstrap::{layer_stack, Bootstrap};
 use apogee_server::net::Listener;
 use apogee_server::ops::OpsListener;
 use apogee_server::settings::ServerLimits;
+use apogee_server::web_console::ConsoleRoutes;
 use registry::Registry;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,13 +65,15 @@ pub enum NameServerError {
 }
 
 /// Serves the NameServer on `listener` (and its operations endpoint on `ops`
-/// when given) until `shutdown` completes, then shuts down gracefully (open
+/// when given, with the web console built by `console` when `[console]` enables it) until
+/// `shutdown` completes, then shuts down gracefully (open
 /// Telemetry streams are ended so clients reconnect elsewhere). The config's
 /// `listen` and `http_listen` are not used: the caller binds.
 pub async fn serve(
     config: NameServerConfig,
     listener: Listener,
     ops: Option<OpsListener>,
+    console: Option<ConsoleRoutes>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NameServerError> {
     config.validate()?;
@@ -159,6 +163,7 @@ pub async fn serve(
     let (ops, console_server) = console::mount(
         console::Mount {
             section: &config.console,
+            routes: console,
             grpc: grpc_addr,
             authentication: config.security.authentication,
             server_tls: server_tls.clone(),

@@ -18,6 +18,8 @@
 //! - [`bootstrap`]: the start and the stop both servers share (operations endpoint, TLS
 //!   reloader, health, the layer stack, serving, one shutdown order: NOT_SERVING first).
 //! - [`stdout`]: printing the servers' `--check-config` output, a closed pipe included.
+//! - [`web_console`]: what a NameServer tells the web console it serves, and the routes it
+//!   is given for it, so neither library depends on the other.
 //! - [`client_defects`]: requests a known defect of an official client garbles, put right
 //!   where they arrive.
 
@@ -42,3 +44,4 @@ pub mod stdout;
 pub mod telemetry;
 pub mod tls;
 pub mod tls_config;
+pub mod web_console;

@@ -6,11 +6,12 @@ use crate::bench;
 pub use crate::bench::{BenchCommand, BenchConsumeArgs, BenchProduceArgs};
 pub use crate::cli_messaging::{ConsumeArgs, SendArgs};
 use crate::config_import::ConfigCommand;
+use crate::consume::ConsumeSpec;
 use crate::error::{ToolError, ToolResult};
-use crate::message_query;
-use crate::messaging::{self, ConsumeSpec, SendSpec};
+use crate::messaging::{self, SendSpec};
 use crate::output::{render_list, render_one, Format, TableRow};
 use crate::schedule;
+use crate::spelled_arg::spelled;
 use apogee_client::{ClientConfig, FilterExpression};
 use apogee_proto::limits;
 use clap::{Parser, Subcommand};
@@ -42,8 +43,8 @@ pub struct Cli {
 
     /// Output format: an aligned table, JSON (lists as one array), or JSON lines (one object
     /// per line).
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table,
-          help_heading = GLOBAL_OPTIONS)]
+    #[arg(short = 'o', long, global = true, value_parser = spelled::<Format>(),
+          default_value = "table", help_heading = GLOBAL_OPTIONS)]
     pub output: Format,
 
     /// Per-request timeout (e.g. 5s, 1500ms; a bare number is seconds).
@@ -76,10 +77,10 @@ pub enum Command {
     /// Ask one broker directly (its role, log and replication state), or elect a group's
     /// master (controller mode).
     #[command(subcommand)]
-    Broker(crate::broker_status::BrokerCommand),
+    Broker(crate::cli_cluster::BrokerCommand),
     /// The controller of automatic failover in the NameServers.
     #[command(subcommand)]
-    Controller(crate::controller::ControllerCommand),
+    Controller(crate::cli_cluster::ControllerCommand),
     /// List, commit and roll back transactions (half messages).
     #[command(subcommand)]
     Txn(TxnCommand),
@@ -88,28 +89,28 @@ pub enum Command {
     Message(MessageCommand),
     /// A consumer group's dead letters: list them, resend them to their topics.
     #[command(subcommand)]
-    Dlq(crate::dlq::DlqCommand),
+    Dlq(crate::cli_dlq::DlqCommand),
     /// Create, update, list, describe (offsets, lag, clients) and delete consumer groups.
     #[command(subcommand)]
-    Group(crate::group::GroupCommand),
+    Group(crate::cli_group::GroupCommand),
     /// Inspect scheduled (delayed) messages.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
     /// A LITE parent's lite topics: list them (backlog, subscribers), describe one.
     #[command(subcommand)]
-    Lite(crate::lite::LiteCommand),
+    Lite(crate::cli_lite::LiteCommand),
     /// Create, update, list and delete users (access keys with a secret and a role).
     #[command(subcommand)]
-    User(crate::access::UserCommand),
+    User(crate::cli_access::UserCommand),
     /// Grant, revoke and list users' permissions on topics and groups.
     #[command(subcommand)]
-    Acl(crate::access::AclCommand),
+    Acl(crate::cli_access::AclCommand),
     /// Producers and consumers connected to the cluster.
     #[command(subcommand)]
-    Clients(crate::clients::ClientsCommand),
+    Clients(crate::cli_clients::ClientsCommand),
     /// Traffic over the last hour, from the brokers' own counters.
     #[command(subcommand)]
-    Stats(crate::traffic::StatsCommand),
+    Stats(crate::cli_stats::StatsCommand),
     /// Send messages (now, or scheduled with --delay, --deliver-at or --delay-level).
     Send(SendArgs),
     /// Receive, print and acknowledge messages (with --nack: leave them unacknowledged, to be
@@ -143,7 +144,7 @@ pub enum TopicCommand {
         #[arg(long = "broker", value_name = "NAME|ADDR")]
         brokers: Vec<String>,
         /// Message type the topic accepts (repeatable; default normal).
-        #[arg(long = "type", value_enum, value_name = "TYPE")]
+        #[arg(long = "type", value_parser = spelled::<TopicType>(), value_name = "TYPE")]
         types: Vec<TopicType>,
         /// A lite topic (under a `--type lite` parent) with no new message for this long
         /// expires: its messages, offsets and subscriptions go (default: never).
@@ -163,7 +164,7 @@ pub enum TopicCommand {
         #[arg(long, value_parser = queue_count, group = "change")]
         queues: Option<i32>,
         /// New permission.
-        #[arg(long, value_enum, group = "change")]
+        #[arg(long, value_parser = spelled::<Perm>(), group = "change")]
         perm: Option<Perm>,
     },
     /// List topics.
@@ -226,11 +227,11 @@ pub enum MessageCommand {
         handle: String,
     },
     /// Every stored record of a message id, from every broker group.
-    Get(crate::message_query::GetArgs),
+    Get(crate::cli_message::GetArgs),
     /// Messages of a topic carrying a key.
-    Find(crate::message_query::FindArgs),
+    Find(crate::cli_message::FindArgs),
     /// Consecutive messages of one queue from an offset.
-    Print(crate::message_query::PrintArgs),
+    Print(crate::cli_message::PrintArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -428,9 +429,11 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
             crate::broker_status::cluster_list(&cli.admin()?, cli.request_timeout(), f).await?
         }
         Command::Broker(cmd) => {
-            crate::broker_status::run(cmd, &cli.admin()?, &cli.client_config(), f).await?
+            crate::cli_cluster::run(cmd, &cli.admin()?, &cli.client_config(), f).await?
         }
-        Command::Controller(cmd) => crate::controller::run(&cli.admin()?, cmd, f).await?,
+        Command::Controller(cmd) => {
+            crate::cli_cluster::run_controller(&cli.admin()?, cmd, f).await?
+        }
         Command::Txn(cmd) => {
             let admin = cli.admin()?;
             match cmd {
@@ -456,20 +459,22 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
             &schedule::recall(cli.client_config(), topic, handle).await?,
             f,
         ),
-        Command::Message(MessageCommand::Get(a)) => message_query::get(&cli.admin()?, a, f).await?,
+        Command::Message(MessageCommand::Get(a)) => {
+            crate::cli_message::get(&cli.admin()?, a, f).await?
+        }
         Command::Message(MessageCommand::Find(a)) => {
-            message_query::find(&cli.admin()?, a, f).await?
+            crate::cli_message::find(&cli.admin()?, a, f).await?
         }
         Command::Message(MessageCommand::Print(a)) => {
-            message_query::print(&cli.admin()?, a, f).await?
+            crate::cli_message::print(&cli.admin()?, a, f).await?
         }
-        Command::Dlq(cmd) => return crate::dlq::run(&cli.admin()?, cmd, f, out).await,
-        Command::Group(cmd) => crate::group::run(&cli.admin()?, cmd, f).await?,
-        Command::Clients(cmd) => crate::clients::run(&cli.admin()?, cmd, f).await?,
-        Command::Stats(cmd) => crate::traffic::run(&cli.admin()?, cmd, f).await?,
-        Command::Lite(cmd) => crate::lite::run(&cli.admin()?, cmd, f).await?,
-        Command::User(cmd) => crate::access::run_user(&cli.admin()?, cmd, f).await?,
-        Command::Acl(cmd) => crate::access::run_acl(&cli.admin()?, cmd, f).await?,
+        Command::Dlq(cmd) => return crate::cli_dlq::run(&cli.admin()?, cmd, f, out).await,
+        Command::Group(cmd) => crate::cli_group::run(&cli.admin()?, cmd, f).await?,
+        Command::Clients(cmd) => crate::cli_clients::run(&cli.admin()?, cmd, f).await?,
+        Command::Stats(cmd) => crate::cli_stats::run(&cli.admin()?, cmd, f).await?,
+        Command::Lite(cmd) => crate::cli_lite::run(&cli.admin()?, cmd, f).await?,
+        Command::User(cmd) => crate::cli_access::run_user(&cli.admin()?, cmd, f).await?,
+        Command::Acl(cmd) => crate::cli_access::run_acl(&cli.admin()?, cmd, f).await?,
         Command::Schedule(ScheduleCommand::List { topic, limit }) => render_list(
             &cli.admin()?
                 .list_scheduled(topic.as_deref(), *limit)
@@ -545,7 +550,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
                     )
                     .await?
                 }
-                None => messaging::consume(cli.client_config(), &spec, &mut *out, f).await?,
+                None => crate::consume::consume(cli.client_config(), &spec, &mut *out, f).await?,
             };
             return Ok(());
         }

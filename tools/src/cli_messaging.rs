@@ -5,6 +5,7 @@ use crate::cli::{group_name, topic_name};
 use crate::error::{ToolError, ToolResult};
 use crate::messaging::TxnEnd;
 use crate::schedule::{self, Delivery};
+use crate::spelled_arg::spelled;
 use clap::Args;
 use std::time::{Duration, SystemTime};
 
@@ -35,7 +36,7 @@ pub struct SendArgs {
     pub keys: Vec<String>,
     /// Send each copy as a transaction and commit it, roll it back, or
     /// leave it open (printing its transaction id).
-    #[arg(long, value_enum, value_name = "END")]
+    #[arg(long, value_parser = spelled::<TxnEnd>(), value_name = "END")]
     pub transaction: Option<TxnEnd>,
     /// Deliver this long after the send (e.g. 30s, 5m, 2h, 1500ms, 1d; a bare number is
     /// seconds).
@@ -133,8 +134,8 @@ pub struct ConsumeArgs {
     pub sql: Option<String>,
     /// How bodies are printed: text (UTF-8, or hex when not valid UTF-8), hex or base64.
     /// Tables show a preview; JSON the whole body.
-    #[arg(long, value_enum, default_value_t = crate::messaging::BodyFormat::Text)]
-    pub body_format: crate::messaging::BodyFormat,
+    #[arg(long, value_parser = spelled::<crate::consume::BodyFormat>(), default_value = "text")]
+    pub body_format: crate::consume::BodyFormat,
     /// Also write each whole body, as received, to DIR/<message id>.body.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<std::path::PathBuf>,

@@ -116,7 +116,7 @@ fn lite_and_priority_flags_parse() {
     ])
     .unwrap();
     match cli.command {
-        Command::Group(crate::group::GroupCommand::Create { settings, .. }) => {
+        Command::Group(crate::cli_group::GroupCommand::Create { settings, .. }) => {
             assert_eq!(settings.lite_bind.as_deref(), Some("chat"));
             assert_eq!(
                 settings.lite_mode,
@@ -440,7 +440,7 @@ async fn unreachable_nameserver_is_a_runtime_error() {
 async fn broker_status_takes_a_broker_address() {
     let cli = parse(&["broker", "status", "127.0.0.1:1", "-o", "json"]).unwrap();
     assert_eq!(cli.output, Format::Json);
-    let Command::Broker(crate::broker_status::BrokerCommand::Status { addr }) = &cli.command else {
+    let Command::Broker(crate::cli_cluster::BrokerCommand::Status { addr }) = &cli.command else {
         panic!("not broker status: {:?}", cli.command)
     };
     assert_eq!(addr, "127.0.0.1:1");
@@ -457,7 +457,7 @@ async fn broker_status_takes_a_broker_address() {
         assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
     }
     let cli = parse(&["broker", "config", "get", "broker-a"]).unwrap();
-    let Command::Broker(crate::broker_status::BrokerCommand::Config(
+    let Command::Broker(crate::cli_cluster::BrokerCommand::Config(
         crate::broker_config::ConfigCommand::Get { addr, .. },
     )) = &cli.command
     else {
@@ -748,9 +748,9 @@ fn controller_status_and_broker_elect_parse() {
     let cli = parse(&["controller", "status", "-o", "json"]).unwrap();
     assert!(matches!(
         cli.command,
-        Command::Controller(crate::controller::ControllerCommand::Status)
+        Command::Controller(crate::cli_cluster::ControllerCommand::Status)
     ));
-    use crate::broker_status::BrokerCommand::Elect;
+    use crate::cli_cluster::BrokerCommand::Elect;
     let cli = parse(&["broker", "elect", "broker-a", "--member", "3"]).unwrap();
     let Command::Broker(Elect { broker, member }) = &cli.command else {
         panic!("not broker elect: {:?}", cli.command)

@@ -6,20 +6,16 @@
 //! subscription (an exclusive group's lite topic taken by another client, or the lite topic
 //! expired) is printed to stderr and ends the run.
 
-use crate::error::{ToolError, ToolResult};
-use crate::messaging::{
+use crate::consume::{
     ack_outcome, note_ack_failures, print_consumed, ConsumeSpec, ConsumedRow, CONSUME_WIDTHS,
+    EMPTY_PAUSE, RECEIVE_BATCH,
 };
+use crate::error::{ToolError, ToolResult};
 use crate::output::{Format, StreamWriter, TableRow};
 use apogee_client::{ClientConfig, LiteOffset, LiteSimpleConsumer};
 use clap::ValueEnum;
 use std::io::Write;
-use std::time::{Duration, Instant};
-
-/// Messages asked for per receive.
-const RECEIVE_BATCH: u32 = 32;
-/// Shortest time between two empty receives.
-const EMPTY_PAUSE: Duration = Duration::from_millis(200);
+use std::time::Instant;
 
 /// Where a new lite subscription starts (`--lite-offset`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -12,6 +12,7 @@
 
 use crate::admin::{Admin, TopicType};
 use crate::error::{ToolError, ToolResult};
+use apogee_admin::spelling::Spelled;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 
@@ -350,10 +351,7 @@ fn topic_attributes(v: &str) -> Result<Vec<String>, String> {
                 TopicType::names().join(", ")
             )
         })?;
-        let name = clap::ValueEnum::to_possible_value(&t)
-            .map(|v| v.get_name().to_string())
-            .ok_or_else(|| format!("{kind:?} is not a message type"))?;
-        out.extend(["--type".to_string(), name]);
+        out.extend(["--type".to_string(), t.name().to_string()]);
     }
     Ok(out)
 }

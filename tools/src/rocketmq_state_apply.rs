@@ -3,8 +3,8 @@
 //! object that exists already included, and one failed step does not stop the rest.
 
 use crate::admin::Admin;
-use crate::reset_offset::ResetOffsetArgs;
 use crate::rocketmq_state::{Plan, Step};
+use apogee_admin::reset_offset::{ResetOffset, ResetTo};
 use apogee_proto::auth::acl::ResourceKind;
 use apogee_proto::cluster::{self, AccessRole};
 use serde::Serialize;
@@ -59,7 +59,7 @@ fn made<T>(answer: Result<T, tonic::Status>, admin: &Admin) -> Result<Made, Stri
 }
 
 async fn make(admin: &Admin, step: &Step, brokers: &[String]) -> Result<Made, String> {
-    let mut client = admin.admin.clone();
+    let mut client = admin.admin_service();
     match step {
         Step::CreateUser {
             user,
@@ -118,16 +118,14 @@ async fn make(admin: &Admin, step: &Step, brokers: &[String]) -> Result<Made, St
             made(client.create_group(admin.req(req)).await, admin)
         }
         Step::PositionGroup { group, topic, .. } => {
-            let args = ResetOffsetArgs {
+            let reset = ResetOffset {
                 group: group.clone(),
                 topic: topic.clone(),
-                to_earliest: false,
-                to_latest: true,
-                to_time: None,
+                to: ResetTo::Latest,
                 execute: true,
             };
             admin
-                .reset_offset(&args)
+                .reset_offset(&reset)
                 .await
                 .map(|_| Made::Done)
                 .map_err(|e| e.to_string())

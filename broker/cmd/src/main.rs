@@ -196,6 +196,7 @@ async fn run() -> anyhow::Result<()> {
             ns_config,
             listener,
             ops,
+            Some(apogee_console::routes),
             async move {
                 let _ = rx.changed().await;
             },

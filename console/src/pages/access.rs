@@ -10,7 +10,7 @@ use crate::page::{render, Chrome, Failure, Page, PageResult};
 use crate::pages::row_actions::{confirm_page, confirmed, ActionTable, Outcome, RowForm};
 use crate::pages::Table;
 use crate::Console;
-use apogee_tools::access::{parse_actions, parse_kind, AclGrant, AclRow, RoleArg, UserRow};
+use apogee_admin::access::{parse_actions, parse_kind, AclGrant, AclRow, RoleArg, UserRow};
 use askama::Template;
 use axum::extract::{Form, Query};
 use axum::response::{IntoResponse, Redirect};

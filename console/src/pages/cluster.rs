@@ -9,11 +9,11 @@ use crate::page::{render, Chrome, Page, PageResult};
 use crate::pages::user_scope::{self, Subject, UserScope};
 use crate::pages::{Cell, Row, Table};
 use crate::Console;
-use apogee_tools::broker_status::MEMBER_STATUS_TIMEOUT;
-use apogee_tools::controller::{master_since, ControllerMemberView, ControllerStatusView};
-use apogee_tools::message_query::rfc3339;
-use apogee_tools::replication_view::ClusterRow;
-use apogee_tools::views::{format_ago, BrokerRow};
+use apogee_admin::broker_status::MEMBER_STATUS_TIMEOUT;
+use apogee_admin::controller::{master_since, ControllerMemberView, ControllerStatusView};
+use apogee_admin::message_query::rfc3339;
+use apogee_admin::replication_view::ClusterRow;
+use apogee_admin::views::{format_ago, BrokerRow};
 use askama::Template;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -234,7 +234,7 @@ fn nameservers(this: &str, rows: &[ClusterRow]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apogee_tools::controller::ControllerGroupView;
+    use apogee_admin::controller::ControllerGroupView;
 
     fn member(id: u64, master: bool) -> ControllerMemberView {
         ControllerMemberView {

@@ -9,10 +9,10 @@ use crate::pages::messages::ShownBody;
 use crate::pages::user_scope::{self, Subject, UserScope};
 use crate::pages::Table;
 use crate::Console;
-use apogee_tools::dlq::{DeadLetterRow, ResendRow};
-use apogee_tools::group::{GroupDescription, GroupLagRow};
-use apogee_tools::message_query::rfc3339;
-use apogee_tools::reset_offset::{self, ResetOffsetArgs};
+use apogee_admin::dlq::{DeadLetterRow, ResendRow};
+use apogee_admin::group::{GroupDescription, GroupLagRow};
+use apogee_admin::message_query::rfc3339;
+use apogee_admin::reset_offset::{self, ResetOffset, ResetTo};
 use askama::Template;
 use axum::extract::{Form, Path, Query};
 use axum::http::StatusCode;
@@ -248,37 +248,32 @@ struct ResetForm {
     execute: Option<String>,
 }
 
-/// The CLI's arguments for the reset a form asks for.
-fn reset_args(group: &str, form: &ResetForm) -> Result<ResetOffsetArgs, Failure> {
+/// The reset a form asks for.
+fn reset_args(group: &str, form: &ResetForm) -> Result<ResetOffset, Failure> {
     let topic = form.topic.trim();
     if topic.is_empty() {
         return Err(Failure::bad_request("give the topic whose offsets move"));
     }
     let when = form.timestamp.trim();
-    let mut args = ResetOffsetArgs {
-        group: group.to_string(),
-        topic: topic.to_string(),
-        to_earliest: false,
-        to_latest: false,
-        to_time: None,
-        execute: form.execute.as_deref() == Some("1"),
-    };
-    match when.to_ascii_lowercase().as_str() {
-        "earliest" => args.to_earliest = true,
-        "latest" => args.to_latest = true,
+    let to = match when.to_ascii_lowercase().as_str() {
+        "earliest" => ResetTo::Earliest,
+        "latest" => ResetTo::Latest,
         "" => {
             return Err(Failure::bad_request(
                 "give the time to move to: an RFC 3339 time, earliest or latest",
             ))
         }
-        _ => {
-            args.to_time = Some(
-                apogee_tools::schedule::parse_time(when)
-                    .map_err(|e| Failure::bad_request(format!("{e}, or earliest or latest")))?,
-            )
-        }
-    }
-    Ok(args)
+        _ => ResetTo::Time(
+            apogee_admin::schedule::parse_time(when)
+                .map_err(|e| Failure::bad_request(format!("{e}, or earliest or latest")))?,
+        ),
+    };
+    Ok(ResetOffset {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        to,
+        execute: form.execute.as_deref() == Some("1"),
+    })
 }
 
 #[derive(Template)]
@@ -594,16 +589,17 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_form_becomes_the_clis_arguments() {
+    fn a_reset_form_becomes_the_reset_it_asks_for() {
         let a = reset_args("g", &form(" orders ", "earliest", None)).unwrap();
         assert_eq!((a.group.as_str(), a.topic.as_str()), ("g", "orders"));
-        assert!(a.to_earliest && !a.to_latest && a.to_time.is_none() && !a.execute);
+        assert_eq!((a.to, a.execute), (ResetTo::Earliest, false));
         let a = reset_args("g", &form("orders", "LATEST", Some("1"))).unwrap();
-        assert!(a.to_latest && a.execute);
+        assert_eq!((a.to, a.execute), (ResetTo::Latest, true));
         let a = reset_args("g", &form("orders", "2026-11-22T09:00:00Z", None)).unwrap();
-        let ms = a
-            .to_time
-            .unwrap()
+        let ResetTo::Time(at) = a.to else {
+            panic!("{:?}", a.to)
+        };
+        let ms = at
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis();

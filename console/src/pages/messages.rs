@@ -7,8 +7,8 @@
 use crate::page::{encode, render, Chrome, Failure, Page, PageResult};
 use crate::pages::{Cell, Row, Table};
 use crate::Console;
-use apogee_tools::error::ToolError;
-use apogee_tools::message_query::{empty_queue_note, rfc3339, MessageRow, PrintArgs};
+use apogee_admin::error::ToolError;
+use apogee_admin::message_query::{empty_queue_note, rfc3339, MessageRow, QueueRead};
 use askama::Template;
 use axum::extract::Query;
 use axum::http::StatusCode;
@@ -138,7 +138,7 @@ async fn search(page: Page, Query(q): Query<SearchQuery>) -> PageResult {
             (Some(rows.map_err(fail)?), None)
         }
         Some(Search::Queue { topic, queue, from }) => {
-            let args = PrintArgs {
+            let args = QueueRead {
                 topic,
                 queue,
                 from,

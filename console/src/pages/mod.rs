@@ -15,7 +15,7 @@ pub mod transactions;
 pub mod user_scope;
 
 use crate::Console;
-use apogee_tools::output::TableRow;
+use apogee_admin::output::TableRow;
 use axum::response::Redirect;
 use axum::routing::get;
 use axum::Router;

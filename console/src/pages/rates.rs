@@ -8,7 +8,7 @@
 use crate::page::{encode, render, Chrome, Page, PageResult};
 use crate::pages::Table;
 use crate::Console;
-use apogee_tools::traffic::{Direction, TrafficHistory, TrafficSeries};
+use apogee_admin::traffic::{Direction, TrafficHistory, TrafficSeries};
 use askama::Template;
 use axum::extract::Query;
 use axum::response::IntoResponse;

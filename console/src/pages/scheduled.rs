@@ -10,7 +10,7 @@ use crate::pages::row_actions::{
 };
 use crate::pages::Table;
 use crate::Console;
-use apogee_tools::schedule;
+use apogee_admin::schedule;
 use askama::Template;
 use axum::extract::{Form, Query};
 use axum::response::{IntoResponse, Redirect};

@@ -6,7 +6,7 @@
 
 use crate::page::Page;
 use crate::pages::Table;
-use apogee_tools::access::AclRow;
+use apogee_admin::access::AclRow;
 
 /// The note and the user's entries a page shows a user who is not an admin.
 pub struct UserScope {

@@ -1,5 +1,5 @@
 //! The `apogee-nameserver` binary: parses the command line and runs
-//! [`apogee_nameserver::serve`] through the start-up it shares with `apogee-controller`
+//! [`apogee_nameserver::serve`] with the web console (apogee-console) through the start-up it shares with `apogee-controller`
 //! ([`apogee_nameserver::startup::main`]) until SIGINT or SIGTERM.
 
 /// mimalloc: the glibc allocator was a sixth of the CPU profile of the send path
@@ -63,6 +63,13 @@ async fn serve(config: NameServerConfig, listener: Listener) -> anyhow::Result<(
         "nameserver {} listening on {addr} (gRPC); metrics and health on {http}",
         env!("CARGO_PKG_VERSION")
     );
-    apogee_nameserver::serve(config, listener, ops, process::shutdown_signal()).await?;
+    apogee_nameserver::serve(
+        config,
+        listener,
+        ops,
+        Some(apogee_console::routes),
+        process::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ pub fn serve_on(listener: TcpListener, config: NameServerConfig) -> Running {
     let address = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        serve(config, listener.into(), None, async {
+        serve(config, listener.into(), None, None, async {
             let _ = stopped.await;
         })
         .await

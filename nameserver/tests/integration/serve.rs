@@ -34,6 +34,7 @@ impl Running {
             NameServerConfig::default(),
             listener.into(),
             None,
+            None,
             async {
                 let _ = rx.await;
             },
@@ -115,9 +116,15 @@ async fn accepted_connections_have_nodelay_and_keepalive() {
     let (hook, seen_rx) = apogee_server::net::reporting_hook();
     let listener = listener.with_accept_hook(hook);
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(NameServerConfig::default(), listener, None, async {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(serve(
+        NameServerConfig::default(),
+        listener,
+        None,
+        None,
+        async {
+            let _ = rx.await;
+        },
+    ));
     let mut client = MessagingServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();

@@ -5,40 +5,12 @@
 //! and not written again, so a resend that failed halfway can simply be repeated.
 
 use crate::admin::Admin;
-use crate::cli::group_name;
 use crate::error::{ToolError, ToolResult};
 use crate::message_query::{body_text, dash, rfc3339, short_body};
-use crate::output::{render_list, Format, TableRow};
+use crate::output::TableRow;
 use apogee_proto::cluster::{self, ResendOutcome};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::Write;
-
-#[derive(Debug, clap::Subcommand)]
-pub enum DlqCommand {
-    /// A group's dead letters, oldest first.
-    List {
-        /// Consumer group.
-        #[arg(long, value_parser = group_name)]
-        group: String,
-        /// Also print each body (UTF-8 text, or hex when it is not UTF-8).
-        #[arg(long)]
-        show_body: bool,
-        /// At most this many per broker group.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-        limit: Option<u32>,
-    },
-    /// Write dead letters back to their original topics (every group of the topic gets them
-    /// again); ones resent before are reported and not written twice.
-    Resend {
-        /// Consumer group.
-        #[arg(long, value_parser = group_name)]
-        group: String,
-        /// Only the dead letter(s) with this message id (default: all of the group).
-        #[arg(long)]
-        id: Option<String>,
-    },
-}
 
 /// One dead letter as `dlq list` shows it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -236,7 +208,7 @@ impl Admin {
 }
 
 /// The error for the resends that failed, if any.
-fn failures(rows: &[ResendRow]) -> Option<ToolError> {
+pub fn resend_failures(rows: &[ResendRow]) -> Option<ToolError> {
     let failed: Vec<String> = rows
         .iter()
         .filter(|r| r.outcome == "FAILED")
@@ -251,42 +223,10 @@ fn failures(rows: &[ResendRow]) -> Option<ToolError> {
     })
 }
 
-/// Runs `apogee dlq ...`, writing its rows to `out`; a resend with failures prints every row,
-/// then fails.
-pub async fn run<W: Write>(
-    admin: &Admin,
-    cmd: &DlqCommand,
-    f: Format,
-    out: &mut W,
-) -> ToolResult<()> {
-    let (text, error) = match cmd {
-        DlqCommand::List {
-            group,
-            show_body,
-            limit,
-        } => {
-            let rows = admin.list_dead_letters(group, *limit, *show_body).await?;
-            (render_list(&rows, f), None)
-        }
-        DlqCommand::Resend { group, id } => {
-            let rows = admin.resend_dead_letters(group, id.as_deref()).await?;
-            if rows.is_empty() {
-                eprintln!("consumer group {group} has no dead letters");
-            }
-            (render_list(&rows, f), failures(&rows))
-        }
-    };
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    match error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::{render_list, Format};
 
     fn dead_letter(resent_at_ms: i64) -> cluster::DeadLetter {
         cluster::DeadLetter {
@@ -308,28 +248,6 @@ mod tests {
             attempts: 3,
             resent_at_ms,
         }
-    }
-
-    #[test]
-    fn dlq_commands_parse() {
-        use crate::cli::{Cli, Command};
-        use clap::Parser;
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(std::iter::once("apogee").chain(args.iter().copied()))
-        };
-        let cli = parse(&["dlq", "list", "--group", "G", "--show-body"]).unwrap();
-        assert!(matches!(cli.command,
-            Command::Dlq(DlqCommand::List { group, show_body: true, limit: None }) if group == "G"));
-        let cli = parse(&["dlq", "resend", "--group", "G", "--id", "M1"]).unwrap();
-        assert!(matches!(cli.command,
-            Command::Dlq(DlqCommand::Resend { group, id: Some(id) }) if group == "G" && id == "M1"));
-        let cli = parse(&["dlq", "resend", "--group", "G"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Command::Dlq(DlqCommand::Resend { id: None, .. })
-        ));
-        assert!(parse(&["dlq", "list"]).is_err());
-        assert!(parse(&["dlq", "list", "--group", "G", "--limit", "0"]).is_err());
     }
 
     #[test]
@@ -383,10 +301,10 @@ mod tests {
         );
         let table = render_list(&rows, Format::Table);
         assert!(table.contains("already resent"), "{table}");
-        assert!(failures(&rows).is_none());
+        assert!(resend_failures(&rows).is_none());
         let failed = ResendRow::from(&result(ResendOutcome::ResendFailed, -1, "topic T is gone"));
         assert_eq!((failed.queue_id, failed.queue_offset), (None, None));
-        let e = failures(std::slice::from_ref(&failed)).unwrap();
+        let e = resend_failures(std::slice::from_ref(&failed)).unwrap();
         assert_eq!(e.exit_code(), 1);
         assert!(e.to_string().contains("M1: topic T is gone"), "{e}");
         assert!(render_list(&[failed], Format::Table).contains("failed: topic T is gone"));

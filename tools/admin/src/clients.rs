@@ -4,23 +4,9 @@
 
 use crate::admin::Admin;
 use crate::error::ToolResult;
-use crate::output::{render_list, Format, TableRow};
+use crate::output::TableRow;
 use apogee_proto::cluster;
 use serde::Serialize;
-
-#[derive(Debug, clap::Subcommand)]
-pub enum ClientsCommand {
-    /// Every connected producer and consumer: id, kind, address, language, version,
-    /// group or topics, and where its sessions are open.
-    List {
-        /// Only consumers of this group.
-        #[arg(long, value_parser = crate::cli::group_name)]
-        group: Option<String>,
-        /// Only clients that declared, subscribed to or sent to this topic.
-        #[arg(long, value_parser = crate::cli::topic_name)]
-        topic: Option<String>,
-    },
-}
 
 /// One connected client.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -93,21 +79,5 @@ impl Admin {
             .map_err(self.err(None))?
             .into_inner();
         Ok(resp.clients.into_iter().map(row).collect())
-    }
-}
-
-/// Runs `apogee clients ...`.
-pub async fn run(admin: &Admin, cmd: &ClientsCommand, f: Format) -> ToolResult<String> {
-    match cmd {
-        ClientsCommand::List { group, topic } => {
-            let rows: Vec<ClientRow> = admin
-                .list_clients()
-                .await?
-                .into_iter()
-                .filter(|c| group.is_none() || c.group == *group)
-                .filter(|c| topic.as_ref().is_none_or(|t| c.topics.contains(t)))
-                .collect();
-            Ok(render_list(&rows, f))
-        }
     }
 }

@@ -4,6 +4,7 @@
 //! in [`crate::txn`].
 
 use crate::error::{ToolError, ToolResult};
+use crate::spelling::Spelled;
 use crate::views::info;
 pub use crate::views::*;
 use apogee_client::transport::request;
@@ -18,17 +19,22 @@ use std::time::Duration;
 pub type NameServerChannel = FailoverChannel;
 
 /// Queue permission as the CLI spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Perm {
     Rw,
     R,
     W,
 }
 
+impl Spelled for Perm {
+    const SPELLINGS: &'static [(Perm, &'static str, &'static str)] =
+        &[(Perm::Rw, "rw", ""), (Perm::R, "r", ""), (Perm::W, "w", "")];
+}
+
 impl Perm {
     /// The permission named as the CLI spells it (`rw`, `r`, `w`; any case).
     pub fn parse(name: &str) -> Option<Perm> {
-        <Perm as clap::ValueEnum>::from_str(name.trim(), true).ok()
+        Perm::from_name(name)
     }
 
     pub fn to_proto(self) -> Permission {
@@ -41,7 +47,7 @@ impl Perm {
 }
 
 /// Message types a topic accepts, as the CLI spells them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TopicType {
     Normal,
     Fifo,
@@ -56,18 +62,42 @@ pub enum TopicType {
     Mixed,
 }
 
+impl Spelled for TopicType {
+    const SPELLINGS: &'static [(TopicType, &'static str, &'static str)] = &[
+        (TopicType::Normal, "normal", ""),
+        (TopicType::Fifo, "fifo", ""),
+        (TopicType::Delay, "delay", ""),
+        (TopicType::Transaction, "transaction", ""),
+        (
+            TopicType::Lite,
+            "lite",
+            "The parent of lite topics (LITE messages with a lite topic); one broker group only",
+        ),
+        (
+            TopicType::Priority,
+            "priority",
+            "PRIORITY messages: priority p goes to queue min(p, queues - 1), the highest served \
+             first",
+        ),
+        (
+            TopicType::Mixed,
+            "mixed",
+            "Normal, delay and transaction messages",
+        ),
+    ];
+}
+
 impl TopicType {
     /// The type named as the CLI spells it (`normal`, `fifo` ...; any case).
     pub fn parse(name: &str) -> Option<TopicType> {
-        <TopicType as clap::ValueEnum>::from_str(name.trim(), true).ok()
+        TopicType::from_name(name)
     }
 
     /// Every type's name, upper case (what a form offers), in declaration order.
     pub fn names() -> Vec<String> {
-        <TopicType as clap::ValueEnum>::value_variants()
+        TopicType::SPELLINGS
             .iter()
-            .filter_map(clap::ValueEnum::to_possible_value)
-            .map(|v| v.get_name().to_ascii_uppercase())
+            .map(|(_, name, _)| name.to_ascii_uppercase())
             .collect()
     }
 
@@ -137,13 +167,20 @@ impl Admin {
         self
     }
 
-    pub(crate) fn req<T>(&self, message: T) -> tonic::Request<T> {
+    /// The NameServer's Admin service, for a caller making a call this library does not
+    /// offer (sign it with [`Admin::req`], map its failure with [`Admin::err`]).
+    pub fn admin_service(&self) -> AdminClient<NameServerChannel> {
+        self.admin.clone()
+    }
+
+    /// `message` as a request signed with this connection's credentials.
+    pub fn req<T>(&self, message: T) -> tonic::Request<T> {
         request(&self.config, message, self.config.request_timeout)
     }
 
     /// Maps a failed call's status to the CLI's error, naming the NameServer that answered
     /// (or, when none could be reached, each one and why).
-    pub(crate) fn err(&self, topic: Option<&str>) -> impl Fn(tonic::Status) -> ToolError + '_ {
+    pub fn err(&self, topic: Option<&str>) -> impl Fn(tonic::Status) -> ToolError + '_ {
         let topic = topic.map(str::to_string);
         move |s| match Unreachable::of(&s) {
             Some(unreachable) => ToolError::Server(unreachable.to_string()),

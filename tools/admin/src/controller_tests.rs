@@ -2,6 +2,7 @@
 //! answer of `broker elect`.
 
 use super::*;
+use crate::output::render_one;
 use apogee_proto::cluster::{
     ControllerGroupStatus, ControllerMemberStatus, ControllerStatusResponse,
 };

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::io::Write;
 
 /// How results are printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns with a header line.
     Table,
@@ -17,6 +17,18 @@ pub enum Format {
     Json,
     /// JSON lines: one compact object per line, for line-oriented tools.
     Jsonl,
+}
+
+impl crate::spelling::Spelled for Format {
+    const SPELLINGS: &'static [(Format, &'static str, &'static str)] = &[
+        (Format::Table, "table", "Aligned columns with a header line"),
+        (Format::Json, "json", "Indented JSON: a list is one array"),
+        (
+            Format::Jsonl,
+            "jsonl",
+            "JSON lines: one compact object per line, for line-oriented tools",
+        ),
+    ];
 }
 
 impl Format {

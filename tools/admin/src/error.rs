@@ -24,7 +24,7 @@ pub enum ToolError {
     /// the web console answers with depends on the code).
     #[error("{text}")]
     Refused { code: tonic::Code, text: String },
-    /// The arguments are inconsistent in a way clap cannot check.
+    /// The arguments are inconsistent (beyond what argument parsing checks).
     #[error("{0}")]
     Usage(String),
     /// A local input (a file the command reads or writes) is unusable; the text names it.

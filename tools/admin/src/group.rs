@@ -10,100 +10,54 @@
 use crate::admin::Admin;
 use crate::duration::parse_duration;
 use crate::error::{ToolError, ToolResult};
-use crate::output::{render_list, Format, TableRow};
+use crate::output::TableRow;
+use crate::spelling::Spelled;
 use apogee_proto::cluster;
 use apogee_proto::group::{GroupConfig, LiteBinding, RetryPolicy, MAX_DELIVERY_ATTEMPTS};
 use apogee_proto::group_convert::retry_to_proto;
 use apogee_proto::limits;
 
-#[derive(Debug, clap::Subcommand)]
-pub enum GroupCommand {
-    /// Create a consumer group on every broker group (unset settings take the defaults:
-    /// 16 attempts, RocketMQ's 1s 5s 10s 30s 1m ... 2h backoff, not FIFO).
-    Create {
-        /// The group's name.
-        name: String,
-        #[command(flatten)]
-        settings: GroupSettings,
-        /// When the group exists (a consumer's first receive creates it), change the
-        /// settings given instead of failing, as `group update` does.
-        #[arg(long)]
-        update_if_exists: bool,
-    },
-    /// Change a group's settings, keeping the ones not given.
-    Update {
-        /// The group's name.
-        name: String,
-        #[command(flatten)]
-        settings: GroupSettings,
-    },
-    /// Delete a group: its config, offsets and in-flight deliveries.
-    Delete {
-        /// The group's name.
-        name: String,
-    },
-    /// List every consumer group.
-    List {
-        /// Add each group's lag (messages not acknowledged) and in-flight count over every
-        /// broker group, largest lag first.
-        #[arg(long)]
-        lag: bool,
-    },
-    /// A group's settings, its progress per queue (offsets, lag, in flight, last consume
-    /// time) and its connected clients.
-    Describe {
-        /// The group's name.
-        name: String,
-    },
-    /// Move the group's offsets on a topic to the earliest or latest message or to a time;
-    /// prints the per-queue plan, and applies it with --execute.
-    ResetOffset(crate::reset_offset::ResetOffsetArgs),
-}
-
-#[derive(Debug, Clone, Default, clap::Args)]
+/// A consumer group's settings as an operator gives them: `None` leaves a setting at its
+/// default (create) or as it is (update).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupSettings {
     /// Deliveries before a message goes to the group's dead-letter topic %DLQ%<group>.
-    #[arg(long, value_name = "N", value_parser = max_attempts)]
     pub max_attempts: Option<u32>,
-    /// Exponential backoff between deliveries: INITIAL,MAX[,MULTIPLIER] (e.g. 1s,5m or
-    /// 500ms,1m,1.5; the multiplier defaults to 2).
-    #[arg(long, value_name = "INITIAL,MAX[,MULT]", value_parser = parse_exponential,
-          conflicts_with = "retry_custom")]
+    /// Exponential backoff between deliveries (one of the two retry policies).
     pub retry_exponential: Option<RetryPolicy>,
-    /// Backoff before each redelivery, one step per attempt, the last repeating
-    /// (e.g. 1s,5s,30s,2m).
-    #[arg(long, value_name = "STEPS", value_parser = parse_custom)]
+    /// Backoff before each redelivery, one step per attempt, the last repeating.
     pub retry_custom: Option<RetryPolicy>,
-    /// Hand out the messages of one message group one at a time, in order (`--fifo` alone
-    /// is `--fifo true`).
-    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    /// Hand out the messages of one message group one at a time, in order.
     pub fifo: Option<bool>,
-    /// Make it a lite consumer group bound to the LITE parent topic TOPIC (its clients
-    /// subscribe lite topics under it).
-    #[arg(long, value_name = "TOPIC")]
+    /// Make it a lite consumer group bound to this LITE parent topic (its clients subscribe
+    /// lite topics under it).
     pub lite_bind: Option<String>,
-    /// How a lite group's clients share a lite topic: `shared` (default) or `exclusive` (a
-    /// new subscriber evicts the old one).
-    #[arg(long, value_enum, value_name = "MODE")]
+    /// How a lite group's clients share a lite topic: shared (default) or exclusive (a new
+    /// subscriber evicts the old one).
     pub lite_mode: Option<LiteModeArg>,
     /// Most lite topics one client of a lite group may subscribe (0: the broker's default).
-    #[arg(long, value_name = "N")]
     pub lite_quota: Option<u32>,
-    /// Ignore message priority on PRIORITY topics: queues in plain rotation (`--priority-off`
-    /// alone is `--priority-off true`).
-    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    /// Ignore message priority on PRIORITY topics: queues in plain rotation.
     pub priority_off: Option<bool>,
 }
 
 /// A lite group's mode, as the CLI spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LiteModeArg {
     Shared,
     Exclusive,
 }
 
+impl Spelled for LiteModeArg {
+    const SPELLINGS: &'static [(LiteModeArg, &'static str, &'static str)] = &[
+        (LiteModeArg::Shared, "shared", ""),
+        (LiteModeArg::Exclusive, "exclusive", ""),
+    ];
+}
+
 impl GroupSettings {
-    fn is_empty(&self) -> bool {
+    /// Whether no setting is given.
+    pub fn is_empty(&self) -> bool {
         self.max_attempts.is_none()
             && self.retry_exponential.is_none()
             && self.retry_custom.is_none()
@@ -156,7 +110,8 @@ impl GroupSettings {
     }
 }
 
-fn max_attempts(s: &str) -> Result<u32, String> {
+/// A group's maximum delivery attempts, `1..=MAX_DELIVERY_ATTEMPTS`.
+pub fn max_attempts(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if !(1..=MAX_DELIVERY_ATTEMPTS).contains(&n) {
         return Err(format!("must be between 1 and {MAX_DELIVERY_ATTEMPTS}"));
@@ -346,148 +301,115 @@ impl Admin {
     }
 }
 
-/// Applies the settings given to an existing group on every broker group.
-async fn update(admin: &Admin, name: &str, settings: &GroupSettings) -> ToolResult<GroupRow> {
-    let current = admin
-        .group_listings(false)
-        .await?
-        .into_iter()
-        .find_map(|g| g.config.filter(|c| c.name == name))
-        .ok_or_else(|| ToolError::Server(format!("consumer group not found: {name}")))?;
-    let group = changed_config(&current, settings)?;
-    let resp = admin
-        .admin
-        .clone()
-        .update_group(admin.req(cluster::UpdateGroupRequest { group: Some(group) }))
-        .await
-        .map_err(admin.err(None))?
-        .into_inner();
-    Ok(group_row(
-        &resp.group.unwrap_or_default(),
-        resp.broker_names,
-    ))
-}
-
-/// Runs a `group` command; returns what to print.
-pub async fn run(admin: &Admin, cmd: &GroupCommand, f: Format) -> ToolResult<String> {
-    match cmd {
-        GroupCommand::ResetOffset(args) => crate::reset_offset::run(admin, args, f).await,
-        GroupCommand::Create {
-            name,
-            settings,
-            update_if_exists,
-        } => {
-            check_name(name)?;
-            let group = new_config(name, settings)?;
-            let created = admin
-                .admin
-                .clone()
-                .create_group(admin.req(cluster::CreateGroupRequest { group: Some(group) }))
-                .await;
-            let resp = match created {
-                Ok(r) => r.into_inner(),
-                Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                    if !*update_if_exists {
-                        return Err(ToolError::Server(format!(
-                            "consumer group {name} already exists (a consumer's first receive \
-                             creates it); change it with `apogee group update {name}`, or add \
-                             --update-if-exists"
-                        )));
-                    }
-                    let row = update(admin, name, settings).await?;
-                    return Ok(crate::output::render_one(&row, f));
+impl Admin {
+    /// Creates a consumer group on every broker group: the settings given, the defaults for
+    /// the rest. When it exists already (a consumer's first receive creates it), changes the
+    /// settings given instead if `update_if_exists`, else fails saying how to change it.
+    pub async fn create_group(
+        &self,
+        name: &str,
+        settings: &GroupSettings,
+        update_if_exists: bool,
+    ) -> ToolResult<GroupRow> {
+        check_name(name)?;
+        let group = new_config(name, settings)?;
+        let created = self
+            .admin
+            .clone()
+            .create_group(self.req(cluster::CreateGroupRequest { group: Some(group) }))
+            .await;
+        let resp = match created {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                if !update_if_exists {
+                    return Err(ToolError::Server(format!(
+                        "consumer group {name} already exists (a consumer's first receive \
+                         creates it); change it with `apogee group update {name}`, or add \
+                         --update-if-exists"
+                    )));
                 }
-                Err(s) => return Err(admin.err(None)(s)),
-            };
-            let row = group_row(&resp.group.unwrap_or_default(), resp.broker_names);
-            Ok(crate::output::render_one(&row, f))
-        }
-        GroupCommand::Update { name, settings } => {
-            check_name(name)?;
-            if settings.is_empty() {
-                return Err(ToolError::Usage(
-                    "nothing to change: give --max-attempts, --retry-exponential, --retry-custom or --fifo".into(),
-                ));
+                return self.apply_group_settings(name, settings).await;
             }
-            let row = update(admin, name, settings).await?;
-            Ok(crate::output::render_one(&row, f))
+            Err(s) => return Err(self.err(None)(s)),
+        };
+        Ok(group_row(
+            &resp.group.unwrap_or_default(),
+            resp.broker_names,
+        ))
+    }
+
+    /// Changes the settings given of an existing group, keeping the others.
+    pub async fn update_group(&self, name: &str, settings: &GroupSettings) -> ToolResult<GroupRow> {
+        check_name(name)?;
+        if settings.is_empty() {
+            return Err(ToolError::Usage(
+                "nothing to change: give --max-attempts, --retry-exponential, --retry-custom or --fifo".into(),
+            ));
         }
-        GroupCommand::Delete { name } => {
-            check_name(name)?;
-            let resp = admin
-                .admin
-                .clone()
-                .delete_group(admin.req(cluster::DeleteGroupRequest {
-                    group: name.clone(),
-                }))
-                .await
-                .map_err(admin.err(None))?
-                .into_inner();
-            let row = GroupDeleted {
-                group: name.clone(),
-                brokers: resp.broker_names,
-            };
-            Ok(crate::output::render_one(&row, f))
-        }
-        GroupCommand::List { lag: true } => Ok(render_list(&admin.group_lags().await?, f)),
-        GroupCommand::List { lag: false } => {
-            let mut rows: Vec<GroupRow> = admin
-                .group_listings(false)
-                .await?
-                .into_iter()
-                .map(|g| group_row(&g.config.unwrap_or_default(), g.broker_names))
-                .collect();
-            rows.sort_by(|a, b| a.group.cmp(&b.group));
-            Ok(render_list(&rows, f))
-        }
-        GroupCommand::Describe { name } => {
-            Ok(render_description(&admin.describe_group(name).await?, f))
-        }
+        self.apply_group_settings(name, settings).await
+    }
+
+    /// Applies the settings given to an existing group on every broker group.
+    async fn apply_group_settings(
+        &self,
+        name: &str,
+        settings: &GroupSettings,
+    ) -> ToolResult<GroupRow> {
+        let current = self
+            .group_listings(false)
+            .await?
+            .into_iter()
+            .find_map(|g| g.config.filter(|c| c.name == name))
+            .ok_or_else(|| ToolError::Server(format!("consumer group not found: {name}")))?;
+        let group = changed_config(&current, settings)?;
+        let resp = self
+            .admin
+            .clone()
+            .update_group(self.req(cluster::UpdateGroupRequest { group: Some(group) }))
+            .await
+            .map_err(self.err(None))?
+            .into_inner();
+        Ok(group_row(
+            &resp.group.unwrap_or_default(),
+            resp.broker_names,
+        ))
+    }
+
+    /// Deletes a group: its config, offsets and in-flight deliveries, on every broker group.
+    pub async fn delete_group(&self, name: &str) -> ToolResult<GroupDeleted> {
+        check_name(name)?;
+        let resp = self
+            .admin
+            .clone()
+            .delete_group(self.req(cluster::DeleteGroupRequest {
+                group: name.to_string(),
+            }))
+            .await
+            .map_err(self.err(None))?
+            .into_inner();
+        Ok(GroupDeleted {
+            group: name.to_string(),
+            brokers: resp.broker_names,
+        })
+    }
+
+    /// Every consumer group, by name.
+    pub async fn list_groups(&self) -> ToolResult<Vec<GroupRow>> {
+        let mut rows: Vec<GroupRow> = self
+            .group_listings(false)
+            .await?
+            .into_iter()
+            .map(|g| group_row(&g.config.unwrap_or_default(), g.broker_names))
+            .collect();
+        rows.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(rows)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(clap::Parser)]
-    struct Args {
-        #[command(subcommand)]
-        command: GroupCommand,
-    }
-
-    fn parse(args: &[&str]) -> GroupCommand {
-        Args::try_parse_from(std::iter::once("group").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-            .command
-    }
-
-    #[test]
-    fn fifo_alone_means_true_and_takes_a_value_too() {
-        let fifo_of = |args: &[&str]| match parse(args) {
-            GroupCommand::Create { settings, .. } | GroupCommand::Update { settings, .. } => {
-                settings.fifo
-            }
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(fifo_of(&["create", "g", "--fifo"]), Some(true));
-        assert_eq!(
-            fifo_of(&["create", "g", "--fifo", "--max-attempts", "3"]),
-            Some(true)
-        );
-        assert_eq!(fifo_of(&["create", "g", "--fifo", "true"]), Some(true));
-        assert_eq!(fifo_of(&["update", "g", "--fifo", "false"]), Some(false));
-        assert_eq!(fifo_of(&["update", "g", "--fifo=false"]), Some(false));
-        assert_eq!(fifo_of(&["create", "g"]), None);
-        match parse(&["create", "g", "--update-if-exists"]) {
-            GroupCommand::Create {
-                update_if_exists, ..
-            } => assert!(update_if_exists),
-            other => panic!("{other:?}"),
-        }
-    }
-
+    use crate::output::{render_list, Format};
     #[test]
     fn a_created_group_is_told_with_where_it_starts() {
         let created = |broker: &str, start: &str| apogee_client::GroupCreated {

@@ -8,8 +8,7 @@ use crate::admin::Admin;
 use crate::error::{ToolError, ToolResult};
 use crate::output::Format;
 use crate::replication_view::{
-    cluster_rows, render_cluster_rows, render_status, ClusterRow, ProbeCause, ProbeFailure, Probes,
-    StatusView,
+    cluster_rows, render_cluster_rows, ClusterRow, ProbeCause, ProbeFailure, Probes,
 };
 use apogee_client::transport::{connect_channel, parse_host_port, request};
 use apogee_client::ClientConfig;
@@ -20,34 +19,8 @@ use std::time::Duration;
 /// Longest `cluster list` waits for one member's status (less when `--timeout` is shorter).
 pub const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
-#[derive(Debug, clap::Subcommand)]
-pub enum BrokerCommand {
-    /// One broker in detail: role, log offsets, topics and groups, and its replication
-    /// state (a master's slaves, a slave's link to its master). Asks the broker directly.
-    Status {
-        /// The broker: its address (host:port, as `apogee cluster list` shows it) or its
-        /// broker name (the group's master, looked up in the NameServer's cluster list).
-        #[arg(value_parser = broker_target, value_name = "ADDR|NAME")]
-        addr: String,
-    },
-    /// A broker's effective config and the settings it can change while running.
-    #[command(subcommand)]
-    Config(crate::broker_config::ConfigCommand),
-    /// A planned switch of a broker group's master (controller mode): to the member named,
-    /// which must be in sync, or to the best in-sync member other than the current master.
-    /// Asks the NameServers' controller.
-    Elect {
-        /// The broker group's name.
-        #[arg(value_parser = broker_group_name, value_name = "BROKER-NAME")]
-        broker: String,
-        /// The member id to make master (member ids start at 1).
-        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
-        member: Option<u64>,
-    },
-}
-
 /// A broker group's name (a bad one is a usage error, exit 2).
-pub(crate) fn broker_group_name(s: &str) -> Result<String, String> {
+pub fn broker_group_name(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty()
         || s.chars()
@@ -61,14 +34,14 @@ pub(crate) fn broker_group_name(s: &str) -> Result<String, String> {
 }
 
 /// A `host:port` (a bad one is a usage error, exit 2).
-pub(crate) fn broker_addr(s: &str) -> Result<String, String> {
+pub fn broker_addr(s: &str) -> Result<String, String> {
     parse_host_port(s)
         .map(|_| s.trim().to_string())
         .map_err(|e| e.to_string())
 }
 
 /// A broker given as `host:port` or as a broker name (a bad one is a usage error, exit 2).
-pub(crate) fn broker_target(s: &str) -> Result<String, String> {
+pub fn broker_target(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.contains(':') {
         return broker_addr(s);
@@ -212,30 +185,6 @@ pub async fn cluster_list(admin: &Admin, timeout: Duration, f: Format) -> ToolRe
         ));
     }
     Ok(out)
-}
-
-/// Runs `apogee broker ...` with the timeout and credentials of `config`; a broker given by
-/// name is looked up through `admin`.
-pub async fn run(
-    cmd: &BrokerCommand,
-    admin: &Admin,
-    config: &ClientConfig,
-    f: Format,
-) -> ToolResult<String> {
-    let timeout = config.request_timeout;
-    match cmd {
-        BrokerCommand::Status { addr } => {
-            let addr = resolve_broker(admin, addr).await?;
-            let status = fetch_status(&addr, config, timeout)
-                .await
-                .map_err(|e| ToolError::Server(e.message))?;
-            Ok(render_status(&StatusView::new(&status, now_ms()), f))
-        }
-        BrokerCommand::Config(cmd) => crate::broker_config::run(cmd, admin, config, f).await,
-        BrokerCommand::Elect { broker, member } => {
-            crate::controller::elect(admin, broker, *member, f).await
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,8 @@
 //! as stored, so as hex.
 
 use crate::admin::Admin;
-use crate::cli::topic_name;
 use crate::error::{ToolError, ToolResult};
-use crate::output::{one_line, render_list, Format, TableRow};
+use crate::output::{one_line, TableRow};
 use apogee_proto::cluster::{self, admin_client::AdminClient};
 use apogee_proto::limits;
 use apogee_proto::v2::MessageType;
@@ -19,44 +18,18 @@ use std::collections::BTreeMap;
 /// Characters of a body shown in a table cell.
 const TABLE_BODY_CHARS: usize = 48;
 
-/// `apogee message get`.
-#[derive(Debug, clap::Args)]
-pub struct GetArgs {
-    /// Message id (as printed by `apogee send` or a consumer).
-    pub id: String,
-}
-
-/// `apogee message find`.
-#[derive(Debug, clap::Args)]
-pub struct FindArgs {
-    /// The topic to search.
-    #[arg(long, value_parser = topic_name)]
-    pub topic: String,
-    /// Message key.
-    #[arg(long)]
-    pub key: String,
-    /// At most this many per broker group.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub limit: u32,
-}
-
-/// `apogee message print`.
-#[derive(Debug, clap::Args)]
-pub struct PrintArgs {
+/// A read of consecutive messages of one queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueRead {
     /// The topic to read.
-    #[arg(long, value_parser = topic_name)]
     pub topic: String,
     /// Queue id (queue ids are per broker group).
-    #[arg(long)]
     pub queue: u32,
-    /// First queue offset to print.
-    #[arg(long, default_value_t = 0, value_name = "OFFSET")]
+    /// First queue offset to read.
     pub from: u64,
-    /// How many messages to print.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// How many messages to read.
     pub count: u32,
-    /// Broker group to read from (default: every group hosting the topic).
-    #[arg(long, value_name = "NAME")]
+    /// Broker group to read from (none: every group hosting the topic).
     pub broker: Option<String>,
 }
 
@@ -93,13 +66,13 @@ pub(crate) fn dash(s: &str) -> String {
 }
 
 /// User properties as one table cell: `k=v` pairs joined by commas, `-` for none.
-pub(crate) fn properties_cell(properties: &BTreeMap<String, String>) -> String {
+pub fn properties_cell(properties: &BTreeMap<String, String>) -> String {
     let pairs: Vec<String> = properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
     dash(&one_line(&pairs.join(",")))
 }
 
 /// A body cut to fit a table cell, on one line.
-pub(crate) fn short_body(body: &str) -> String {
+pub fn short_body(body: &str) -> String {
     let line = one_line(body);
     if line.chars().count() <= TABLE_BODY_CHARS {
         return line;
@@ -291,7 +264,7 @@ impl Admin {
     /// Up to `count` messages of one queue from `from`, and the queue's bounds per group.
     pub async fn read_queue(
         &self,
-        a: &PrintArgs,
+        a: &QueueRead,
     ) -> ToolResult<(Vec<MessageRow>, Vec<cluster::QueueBounds>)> {
         let resp = self
             .big_admin()
@@ -309,31 +282,10 @@ impl Admin {
     }
 }
 
-/// `apogee message get`: the rendered rows.
-pub async fn get(admin: &Admin, a: &GetArgs, f: Format) -> ToolResult<String> {
-    Ok(render_list(&admin.get_message(&a.id).await?, f))
-}
-
-/// `apogee message find`: the rendered rows.
-pub async fn find(admin: &Admin, a: &FindArgs, f: Format) -> ToolResult<String> {
-    Ok(render_list(
-        &admin.find_messages(&a.topic, &a.key, a.limit).await?,
-        f,
-    ))
-}
-
-/// `apogee message print`: the rendered rows (a note on stderr when there are none).
-pub async fn print(admin: &Admin, a: &PrintArgs, f: Format) -> ToolResult<String> {
-    let (rows, bounds) = admin.read_queue(a).await?;
-    if rows.is_empty() {
-        eprintln!("{}", empty_queue_note(&a.topic, a.queue, &bounds));
-    }
-    Ok(render_list(&rows, f))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::{render_list, Format};
 
     fn view() -> cluster::MessageView {
         cluster::MessageView {
@@ -358,41 +310,6 @@ mod tests {
             message_type: MessageType::Normal as i32,
             ..Default::default()
         }
-    }
-
-    fn parse(args: &[&str]) -> Result<crate::cli::Cli, clap::Error> {
-        use clap::Parser;
-        crate::cli::Cli::try_parse_from(std::iter::once("apogee").chain(args.iter().copied()))
-    }
-
-    #[test]
-    fn message_commands_parse() {
-        use crate::cli::{Command, MessageCommand};
-        let cli = parse(&["message", "get", "M1", "-o", "json"]).unwrap();
-        assert!(matches!(cli.command, Command::Message(MessageCommand::Get(a)) if a.id == "M1"));
-        let cli = parse(&["message", "find", "--topic", "T", "--key", "k"]).unwrap();
-        assert!(matches!(cli.command,
-            Command::Message(MessageCommand::Find(a)) if a.topic == "T" && a.key == "k" && a.limit == 64));
-        let cli = parse(&["message", "print", "--topic", "T", "--queue", "2"]).unwrap();
-        match cli.command {
-            Command::Message(MessageCommand::Print(a)) => {
-                assert_eq!((a.queue, a.from, a.count, a.broker), (2, 0, 32, None))
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        let cli = parse(&[
-            "message", "print", "--topic", "T", "--queue", "0", "--from", "5", "--count", "3",
-            "--broker", "b2",
-        ])
-        .unwrap();
-        assert!(matches!(cli.command,
-            Command::Message(MessageCommand::Print(a)) if a.from == 5 && a.count == 3 && a.broker.as_deref() == Some("b2")));
-        assert!(parse(&["message", "get"]).is_err());
-        assert!(parse(&["message", "find", "--topic", "T"]).is_err());
-        assert!(parse(&["message", "print", "--topic", "T"]).is_err());
-        assert!(
-            parse(&["message", "print", "--topic", "T", "--queue", "0", "--count", "0"]).is_err()
-        );
     }
 
     #[test]

@@ -5,17 +5,9 @@
 
 use crate::admin::Admin;
 use crate::error::ToolResult;
-use crate::output::{render_list, render_one, render_value, Format, TableRow};
+use crate::output::{render_list, render_value, Format, TableRow};
 use apogee_proto::cluster;
 use serde::Serialize;
-
-#[derive(Debug, clap::Subcommand)]
-pub enum ControllerCommand {
-    /// The NameServer's controller: node, leader, term, last applied entry, and each broker
-    /// group's master, master epoch, in-sync set and members (as the leader confirms them;
-    /// marked stale when the leader could not be asked).
-    Status,
-}
 
 /// One member of a broker group in the controller's state.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -260,26 +252,6 @@ impl Admin {
             in_sync_epoch: resp.in_sync_epoch,
         })
     }
-}
-
-/// Runs `apogee controller ...`.
-pub async fn run(admin: &Admin, cmd: &ControllerCommand, f: Format) -> ToolResult<String> {
-    match cmd {
-        ControllerCommand::Status => Ok(render_controller_status(
-            &admin.controller_status().await?,
-            f,
-        )),
-    }
-}
-
-/// Runs `apogee broker elect`.
-pub async fn elect(
-    admin: &Admin,
-    broker: &str,
-    member: Option<u64>,
-    f: Format,
-) -> ToolResult<String> {
-    Ok(render_one(&admin.elect_master(broker, member).await?, f))
 }
 
 #[cfg(test)]

@@ -1,56 +1,52 @@
 //! `apogee group reset-offset` (mqadmin's resetOffsetByTime): moves a consumer
 //! group's position on a topic, on every broker group hosting it, to the
 //! earliest stored message, the end, or the first message stored at or after a
-//! time. A dry run by default: it prints the per-queue plan; `--execute`
+//! time. A dry run by default: it returns the per-queue plan; executed, it
 //! applies it. In-flight deliveries of the group on those queues are dropped.
 
 use crate::admin::{check_topic_name, Admin};
 use crate::error::{ToolError, ToolResult};
-use crate::output::{render_list, Format, TableRow};
+use crate::output::TableRow;
 use apogee_proto::cluster::{self, reset_group_offset_request::To};
 use serde::Serialize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-#[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("to").required(true).multiple(false))]
-pub struct ResetOffsetArgs {
+/// Where a reset moves the group's offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetTo {
+    /// Each queue's first stored message (everything stored is delivered again).
+    Earliest,
+    /// Each queue's end (only messages sent from now on are delivered).
+    Latest,
+    /// The first message stored at or after this time.
+    Time(SystemTime),
+}
+
+/// A reset of a consumer group's offsets on a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetOffset {
     /// The consumer group.
-    #[arg(value_parser = crate::cli::group_name)]
     pub group: String,
     /// The topic whose offsets move.
-    #[arg(long, value_parser = crate::cli::topic_name)]
     pub topic: String,
-    /// To each queue's first stored message (everything stored is delivered again).
-    #[arg(long, group = "to")]
-    pub to_earliest: bool,
-    /// To each queue's end (only messages sent from now on are delivered).
-    #[arg(long, group = "to")]
-    pub to_latest: bool,
-    /// To the first message stored at or after this time (RFC 3339, e.g.
-    /// 2026-11-22T09:00:00Z).
-    #[arg(long, value_name = "RFC3339", value_parser = crate::schedule::parse_time, group = "to")]
-    pub to_time: Option<SystemTime>,
-    /// Apply the plan (without it, only the plan is printed and nothing changes).
-    #[arg(long)]
+    pub to: ResetTo,
+    /// Apply the plan (without it, the plan is only computed and nothing changes).
     pub execute: bool,
 }
 
-impl ResetOffsetArgs {
-    fn target(&self) -> ToolResult<To> {
-        if self.to_earliest {
-            return Ok(To::Earliest(true));
+impl ResetTo {
+    fn to_proto(self) -> ToolResult<To> {
+        match self {
+            ResetTo::Earliest => Ok(To::Earliest(true)),
+            ResetTo::Latest => Ok(To::Latest(true)),
+            ResetTo::Time(at) => {
+                let ms = at
+                    .duration_since(UNIX_EPOCH)
+                    .map_err(|_| ToolError::Usage("--to-time is before 1970".into()))?
+                    .as_millis();
+                Ok(To::TimestampMs(ms.min(i64::MAX as u128) as i64))
+            }
         }
-        if self.to_latest {
-            return Ok(To::Latest(true));
-        }
-        let at = self.to_time.ok_or_else(|| {
-            ToolError::Usage("give --to-earliest, --to-latest or --to-time".into())
-        })?;
-        let ms = at
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| ToolError::Usage("--to-time is before 1970".into()))?
-            .as_millis();
-        Ok(To::TimestampMs(ms.min(i64::MAX as u128) as i64))
     }
 }
 
@@ -84,15 +80,7 @@ impl TableRow for ResetRow {
     }
 }
 
-/// The plan (or what was applied) as JSON shows it.
-#[derive(Debug, Serialize)]
-struct ResetResult<'a> {
-    group: &'a str,
-    topic: &'a str,
-    executed: bool,
-    queues: &'a [ResetRow],
-}
-
+/// The plan's rows, one per queue.
 pub fn rows(resp: &cluster::ResetGroupOffsetResponse) -> Vec<ResetRow> {
     resp.queues
         .iter()
@@ -111,49 +99,23 @@ impl Admin {
     /// Asks every broker group hosting the topic for the plan, applying it with `execute`.
     pub async fn reset_offset(
         &self,
-        args: &ResetOffsetArgs,
+        reset: &ResetOffset,
     ) -> ToolResult<cluster::ResetGroupOffsetResponse> {
-        check_topic_name(&args.topic)?;
+        check_topic_name(&reset.topic)?;
         let req = cluster::ResetGroupOffsetRequest {
-            group: args.group.clone(),
-            topic: args.topic.clone(),
-            to: Some(args.target()?),
-            execute: args.execute,
+            group: reset.group.clone(),
+            topic: reset.topic.clone(),
+            to: Some(reset.to.to_proto()?),
+            execute: reset.execute,
         };
         Ok(self
             .admin
             .clone()
             .reset_group_offset(self.req(req))
             .await
-            .map_err(self.err(Some(&args.topic)))?
+            .map_err(self.err(Some(&reset.topic)))?
             .into_inner())
     }
-}
-
-/// Runs `apogee group reset-offset`.
-pub async fn run(admin: &Admin, args: &ResetOffsetArgs, f: Format) -> ToolResult<String> {
-    let resp = admin.reset_offset(args).await?;
-    let rows = rows(&resp);
-    Ok(match f {
-        Format::Json | Format::Jsonl => {
-            let result = ResetResult {
-                group: &args.group,
-                topic: &args.topic,
-                executed: resp.executed,
-                queues: &rows,
-            };
-            crate::output::render_value(&result, f).unwrap_or_default()
-        }
-        Format::Table => {
-            let mut out = render_list(&rows, f);
-            out.push_str(if resp.executed {
-                "Applied.\n"
-            } else {
-                "Dry run: nothing changed. Run again with --execute to apply this plan.\n"
-            });
-            out
-        }
-    })
 }
 
 #[cfg(test)]
