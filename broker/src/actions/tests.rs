@@ -60,29 +60,72 @@ pub(super) fn queue(topic: &str) -> Option<v2::MessageQueue> {
     })
 }
 
-pub(super) async fn send(grpc: &MessagingServer, id: &str) {
-    let message = v2::Message {
+/// A v2 message to [`TOPIC`] whose body and message id are `id`, of `message_type`, due at
+/// `delivery` when it is a DELAY message.
+pub(super) fn v2_message(
+    id: &str,
+    message_type: v2::MessageType,
+    delivery: Option<prost_types::Timestamp>,
+) -> v2::Message {
+    v2::Message {
         topic: resource(TOPIC),
         system_properties: Some(v2::SystemProperties {
             message_id: id.into(),
-            message_type: v2::MessageType::Normal as i32,
+            message_type: message_type as i32,
             body_encoding: v2::Encoding::Identity as i32,
+            delivery_timestamp: delivery,
             ..Default::default()
         }),
         body: id.as_bytes().to_vec().into(),
         ..Default::default()
-    };
-    let answer = grpc
-        .send_message(Request::new(v2::SendMessageRequest {
-            messages: vec![message],
-        }))
-        .await
-        .expect("a v2 answer")
-        .into_inner();
+    }
+}
+
+/// SendMessage of one message: the answer.
+pub(super) async fn send_one(
+    grpc: &MessagingServer,
+    message: v2::Message,
+) -> v2::SendMessageResponse {
+    grpc.send_message(Request::new(v2::SendMessageRequest {
+        messages: vec![message],
+    }))
+    .await
+    .expect("a v2 answer")
+    .into_inner()
+}
+
+/// Sends a NORMAL message `id` to [`TOPIC`] over gRPC; it must be stored.
+pub(super) async fn send(grpc: &MessagingServer, id: &str) {
+    let answer = send_one(grpc, v2_message(id, v2::MessageType::Normal, None)).await;
     assert_eq!(
         answer.status.as_ref().map(|s| s.code),
         Some(Code::Ok as i32)
     );
+}
+
+/// ReceiveMessage of up to `batch` messages of [`TOPIC`]'s queue 0 as `group` (30 s
+/// invisible): what the answer's stream carried.
+pub(super) async fn receive(
+    grpc: &MessagingServer,
+    group: &str,
+    batch: i32,
+) -> Vec<v2::receive_message_response::Content> {
+    let request = v2::ReceiveMessageRequest {
+        group: resource(group),
+        message_queue: queue(TOPIC),
+        batch_size: batch,
+        invisible_duration: Some(apogee_proto::time::duration(
+            std::time::Duration::from_secs(30),
+        )),
+        ..Default::default()
+    };
+    grpc.receive_message(Request::new(request))
+        .await
+        .expect("a v2 answer")
+        .into_inner()
+        .map(|e| e.expect("a stream entry").content.expect("content"))
+        .collect()
+        .await
 }
 
 fn of_code(code: Code, bodies: Vec<String>) -> Outcome {
@@ -117,29 +160,13 @@ pub(super) async fn read(r: &Remote, grpc: &MessagingServer, path: Path, group: 
     match path {
         Path::GrpcReceive => {
             use v2::receive_message_response::Content;
-            let request = v2::ReceiveMessageRequest {
-                group: resource(group),
-                message_queue: queue(TOPIC),
-                batch_size: 16,
-                invisible_duration: Some(apogee_proto::time::duration(
-                    std::time::Duration::from_secs(30),
-                )),
-                ..Default::default()
-            };
-            let entries: Vec<_> = grpc
-                .receive_message(Request::new(request))
-                .await
-                .expect("a v2 answer")
-                .into_inner()
-                .collect()
-                .await;
             let (mut bodies, mut code) = (Vec::new(), None);
-            for e in entries {
-                match e.expect("a stream entry").content {
-                    Some(Content::Message(m)) => {
+            for content in receive(grpc, group, 16).await {
+                match content {
+                    Content::Message(m) => {
                         bodies.push(String::from_utf8_lossy(&m.body).into_owned())
                     }
-                    Some(Content::Status(s)) => code = Some(status_code(&s)),
+                    Content::Status(s) => code = Some(status_code(&s)),
                     _ => {}
                 }
             }

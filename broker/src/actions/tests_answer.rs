@@ -4,7 +4,7 @@
 //! the same outcome as the other ([`Broker::commit_offset`], [`Broker::committed_offset`],
 //! [`Broker::dead_letter`], [`Broker::send_back`]).
 
-use super::tests::{queue, resource, send};
+use super::tests::{queue, receive, resource, send};
 use crate::grpc::MessagingServer;
 use crate::remoting::clients::tests::{remote, Remote, GROUP, TOPIC};
 use apogee_proto::group::GroupConfig;
@@ -12,7 +12,6 @@ use apogee_proto::remoting::codes::{request as code, response};
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::v2::{self, messaging_service_server::MessagingService, Code};
 use apogee_server::remoting::Caller;
-use futures::StreamExt;
 use tonic::Request;
 
 /// What an offset request came to, whatever the transport.
@@ -134,26 +133,11 @@ async fn a_committed_offset_is_the_same_over_both_transports() {
 /// The receipt handle of the next message a gRPC receive of [`GROUP`] hands out.
 async fn received_handle(grpc: &MessagingServer) -> (String, String) {
     use v2::receive_message_response::Content;
-    let request = v2::ReceiveMessageRequest {
-        group: resource(GROUP),
-        message_queue: queue(TOPIC),
-        batch_size: 1,
-        invisible_duration: Some(apogee_proto::time::duration(
-            std::time::Duration::from_secs(30),
-        )),
-        ..Default::default()
-    };
-    let entries: Vec<_> = grpc
-        .receive_message(Request::new(request))
+    receive(grpc, GROUP, 1)
         .await
-        .expect("a v2 answer")
-        .into_inner()
-        .collect()
-        .await;
-    entries
         .into_iter()
-        .find_map(|e| match e.expect("a stream entry").content {
-            Some(Content::Message(m)) => {
+        .find_map(|content| match content {
+            Content::Message(m) => {
                 let sp = m.system_properties.expect("system properties");
                 Some((sp.message_id, sp.receipt_handle.expect("a receipt handle")))
             }

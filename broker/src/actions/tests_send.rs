@@ -4,7 +4,7 @@
 //! must come to the same outcome, because each is a thin decoding of one action
 //! ([`Broker::send`], the transactions' end, [`Broker::pop`], [`Broker::pull`]).
 
-use super::tests::{read, resource, set_permission, Outcome, Path, PATHS};
+use super::tests::{read, resource, send_one, set_permission, v2_message, Outcome, Path, PATHS};
 use crate::grpc::MessagingServer;
 use crate::remoting::clients::tests::{remote, Remote, GROUP, TOPIC};
 use apogee_proto::group::GroupConfig;
@@ -56,26 +56,7 @@ async fn send(r: &Remote, grpc: &MessagingServer, sender: Sender, kind: Kind, bo
                 Kind::Delayed(ms) => (MessageType::Delay, Some(timestamp(now_ms() + ms))),
                 Kind::Half => (MessageType::Transaction, None),
             };
-            let message = v2::Message {
-                topic: resource(TOPIC),
-                system_properties: Some(v2::SystemProperties {
-                    message_id: body.into(),
-                    message_type: message_type as i32,
-                    body_encoding: v2::Encoding::Identity as i32,
-                    delivery_timestamp,
-                    queue_id: 0,
-                    ..Default::default()
-                }),
-                body: body.as_bytes().to_vec().into(),
-                ..Default::default()
-            };
-            let answer = grpc
-                .send_message(Request::new(v2::SendMessageRequest {
-                    messages: vec![message],
-                }))
-                .await
-                .expect("a v2 answer")
-                .into_inner();
+            let answer = send_one(grpc, v2_message(body, message_type, delivery_timestamp)).await;
             let code = answer.status.as_ref().map_or(0, |s| s.code);
             match Code::try_from(code) {
                 Ok(Code::Ok) => Sent::Stored {
