@@ -77,7 +77,7 @@ pub struct BrokerConfig {
     pub nameservers: Vec<String>,
     pub data_dir: PathBuf,
     pub auto_create_topics: bool,
-    pub default_queue_count: i32,
+    pub default_queue_count: u32,
     pub max_body_bytes: usize,
     pub register_interval_secs: u64,
     /// Milliseconds between beats on the broker's session with each NameServer.
@@ -370,7 +370,9 @@ impl BrokerConfig {
                 return bad(format!("nameservers: {e}"));
             }
         }
-        if !(1..=apogee_proto::limits::MAX_QUEUES_PER_TOPIC).contains(&self.default_queue_count) {
+        if !(1..=apogee_proto::limits::MAX_QUEUES_PER_TOPIC.unsigned_abs())
+            .contains(&self.default_queue_count)
+        {
             return bad("default_queue_count must be within 1..=1024".into());
         }
         if self.max_body_bytes == 0 || self.max_body_bytes > apogee_proto::limits::MAX_BATCH_BYTES {

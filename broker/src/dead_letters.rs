@@ -221,8 +221,7 @@ fn target_queue(topics: &TopicTable, d: &DeadLetter) -> Result<u32, String> {
             d.original_topic
         ));
     };
-    let queues = u32::try_from(config.queue_count).unwrap_or(0);
-    Ok(if d.original_queue < queues {
+    Ok(if d.original_queue < config.queues {
         d.original_queue
     } else {
         0
@@ -302,7 +301,7 @@ pub async fn resend(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apogee_proto::v2::MessageType;
+    use crate::topics::MessageKind;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -313,7 +312,7 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let (store, topics) =
-            crate::topics::test_store_with_orders(dir.path(), MessageType::Normal);
+            crate::topics::test_store_with_orders(dir.path(), MessageKind::Normal);
         Fixture {
             _dir: dir,
             store,
@@ -330,7 +329,7 @@ mod tests {
             tag: Some("paid".into()),
             keys: vec!["order-7".into()],
             message_group: None,
-            message_type: MessageType::Normal as u8,
+            message_type: apogee_proto::v2::MessageType::Normal as u8,
             born_timestamp_ms: 1_000,
             born_host: "10.0.0.9".into(),
             delivery_timestamp_ms: None,

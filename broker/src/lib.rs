@@ -2,7 +2,8 @@
 //!
 //! - [`store`]: the commit log (segment files, the truth) and its RocksDB
 //!   index (consume queues, ids, keys, offsets, configs), with recovery.
-//! - [`topics`]: the topics this broker group hosts; [`groups`]: its consumer groups.
+//! - [`topics`]: the topics this broker group hosts, each a [`topic_config::TopicConfig`];
+//!   [`groups`]: its consumer groups.
 //! - [`consume`]: consumer groups' progress (pop / ack / invisible time).
 //! - [`produce`]: the producer side: a send's validation, admission, routing and append.
 //! - [`txn`]: transactional (half) messages; [`schedule`]: scheduled delivery.
@@ -44,6 +45,7 @@ pub mod schedule;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod topic_config;
 pub mod topics;
 pub mod txn;
 pub mod v2_message;

@@ -25,7 +25,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use apogee_proto::v2::MessageType;
 use apogee_proto::ApogeeError;
 use tokio::sync::watch;
 
@@ -76,12 +75,10 @@ impl LiteExpiry {
     pub fn scan_once(&self, now_ms: i64) -> Result<Vec<(String, String)>, ApogeeError> {
         let mut expired = Vec::new();
         for topic in self.topics.list() {
-            let lite = topic.message_types.contains(&(MessageType::Lite as i32));
-            if !lite || topic.lite_expire_after_secs == 0 {
+            let Some(expiry) = topic.lite_expiry.filter(|_| topic.is_lite_parent()) else {
                 continue;
-            }
-            let after_ms = i64::try_from(topic.lite_expire_after_secs.saturating_mul(1000))
-                .unwrap_or(i64::MAX);
+            };
+            let after_ms = i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX);
             let idle_before = now_ms.saturating_sub(after_ms);
             self.scan_parent(&topic.name, idle_before, &mut expired)?;
         }
@@ -171,9 +168,9 @@ impl LiteExpiryListener for crate::consume::lite::LiteRegistry {
 mod tests {
     use super::*;
     use crate::store::{MemKv, NewMessage, StoreConfig};
-    use apogee_proto::cluster::TopicConfig;
+    use crate::topics::{MessageKind, TopicConfig};
     use apogee_proto::names::lite_queue_topic;
-    use apogee_proto::v2::Permission;
+    use apogee_proto::v2::MessageType;
     use parking_lot::Mutex;
 
     #[derive(Default)]
@@ -185,18 +182,11 @@ mod tests {
         }
     }
 
-    fn topic(name: &str, types: &[MessageType], expire_secs: u64) -> TopicConfig {
-        crate::topics::normalize(
-            TopicConfig {
-                name: name.into(),
-                queue_count: 1,
-                permission: Permission::ReadWrite as i32,
-                message_types: types.iter().map(|t| *t as i32).collect(),
-                lite_expire_after_secs: expire_secs,
-            },
-            8,
-        )
-        .expect("valid topic")
+    fn topic(name: &str, kind: MessageKind, expire_secs: u64) -> TopicConfig {
+        let expiry = (expire_secs > 0).then(|| Duration::from_secs(expire_secs));
+        TopicConfig::new(name, 1)
+            .with_kinds(&[kind])
+            .with_lite_expiry(expiry)
     }
 
     fn record(topic: &str, id: &str) -> NewMessage {
@@ -226,14 +216,14 @@ mod tests {
                 .unwrap();
         let topics = Arc::new(TopicTable::load(store.kv()).unwrap());
         topics
-            .create(topic("agents", &[MessageType::Lite], 1))
+            .create(topic("agents", MessageKind::Lite, 1))
             .unwrap();
         // A LITE parent without expiry, and a NORMAL topic: never looked at.
         topics
-            .create(topic("forever", &[MessageType::Lite], 0))
+            .create(topic("forever", MessageKind::Lite, 0))
             .unwrap();
         topics
-            .create(topic("orders", &[MessageType::Normal], 0))
+            .create(topic("orders", MessageKind::Normal, 0))
             .unwrap();
         let consume = Arc::new(ConsumeEngine::open(store.clone()).unwrap());
         let expiry = LiteExpiry::new(store.clone(), topics.clone(), consume.clone());

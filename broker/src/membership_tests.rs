@@ -216,7 +216,7 @@ mod broker {
     use crate::config::BrokerConfig;
     use crate::produce::{Outgoing, Sender, Sent};
     use crate::services::{Broker, Foundation};
-    use apogee_proto::cluster::TopicConfig;
+    use crate::topics::{MessageKind, TopicConfig};
     use apogee_proto::v2::{Encoding, MessageType};
     use apogee_tests::wait_until;
 
@@ -253,12 +253,7 @@ mod broker {
         let broker = Broker::build(config, base).unwrap();
         broker
             .topics()
-            .create(TopicConfig {
-                name: "orders".into(),
-                queue_count: 1,
-                message_types: vec![MessageType::Normal as i32],
-                ..TopicConfig::default()
-            })
+            .create(TopicConfig::new("orders", 1))
             .unwrap();
         let roles = broker.spawn_roles();
         Member {
@@ -393,12 +388,7 @@ mod broker {
         let m = member(1);
         m.broker
             .topics()
-            .create(TopicConfig {
-                name: "later".into(),
-                queue_count: 1,
-                message_types: vec![MessageType::Delay as i32],
-                ..TopicConfig::default()
-            })
+            .create(TopicConfig::new("later", 1).with_kinds(&[MessageKind::Delay]))
             .unwrap();
         let membership = m.broker.membership().clone();
         membership.assign(&assignment(1, 1, &[1], 1), MY_ENDPOINT);

@@ -24,7 +24,7 @@ use crate::access::AccessTable;
 use crate::config::BrokerConfig;
 use crate::failover_link::{beat_period, take_answer, BeatClock, ControllerMember};
 use crate::groups::GroupTable;
-use crate::topics::TopicTable;
+use crate::topics::{TopicConfig, TopicTable};
 use apogee_proto::cluster::{self, registry_client::RegistryClient, BrokerRole, SessionBeat};
 use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::tls::ClientTls;
@@ -212,7 +212,7 @@ impl NameServerLink {
             broker_id: self.config.broker_id,
             endpoint: self.config.advertised_endpoint(),
             role: role as i32,
-            topics: topics.list(),
+            topics: topics.list().iter().map(TopicConfig::to_wire).collect(),
             data_version,
             groups: groups
                 .list()
@@ -226,7 +226,7 @@ impl NameServerLink {
             master_epoch,
             remoting_endpoint: remoting_endpoint(&self.config),
             auto_create_queue_count: if topics.auto_creates() {
-                self.config.default_queue_count
+                i32::try_from(self.config.default_queue_count).unwrap_or(i32::MAX)
             } else {
                 0
             },

@@ -6,9 +6,10 @@ use super::NameServerLink;
 use crate::config::BrokerConfig;
 use crate::groups::GroupTable;
 use crate::store::MemKv;
+use crate::topics::TopicConfig;
 use crate::topics::TopicTable;
 use apogee_proto::cluster::registry_server::{Registry, RegistryServer};
-use apogee_proto::cluster::{self, SessionAnswer, SessionBeat, TopicConfig};
+use apogee_proto::cluster::{self, SessionAnswer, SessionBeat};
 use prost::Message as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,11 +135,7 @@ impl Registry for HeldRegistry {
 }
 
 fn topic(name: &str) -> TopicConfig {
-    TopicConfig {
-        name: name.into(),
-        queue_count: 1,
-        ..Default::default()
-    }
+    TopicConfig::new(name, 1)
 }
 
 async fn next(seen: &mut mpsc::UnboundedReceiver<Vec<String>>) -> Vec<String> {

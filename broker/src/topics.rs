@@ -1,18 +1,13 @@
-//! The topics this broker group hosts: their configs, persisted in the
-//! index database (column family `TopicConfig`, one value per topic: a version
-//! byte, then the `cluster.v1.TopicConfig` protobuf), and the data version the
-//! broker reports to the NameServers. Any change wakes the registration task
-//! so NameServers learn it at once.
+//! The topics this broker group hosts: their configs ([`TopicConfig`]), persisted in the
+//! index database (column family `TopicConfig`, one value per topic, encoded as
+//! `crate::topic_config` describes), and the data version the broker reports to the
+//! NameServers. Any change wakes the registration task so NameServers learn it at once.
 
-use crate::store::keys::{self, config_key, MetaKey};
-use crate::store::values::{
-    encode_topic_config as encode_config_bytes, TOPIC_CONFIG_V1 as VALUE_V1,
-};
+use crate::store::keys::{self, config_key, decode_config_key, MetaKey};
 use crate::store::{Cf, KvBatch, KvStore};
-use apogee_proto::cluster::TopicConfig;
+pub use crate::topic_config::{MessageKind, MessageKinds, TopicConfig, TopicPermission};
 use apogee_proto::{names, ApogeeError};
 use parking_lot::RwLock;
-use prost::Message as _;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -30,8 +25,6 @@ pub struct TopicTable {
     auto_create: AtomicBool,
 }
 
-pub use apogee_proto::limits::normalize_topic as normalize;
-
 fn decode_config(key: &[u8], value: &[u8]) -> Result<TopicConfig, ApogeeError> {
     let bad = |why: String| {
         ApogeeError::Internal(format!(
@@ -39,11 +32,15 @@ fn decode_config(key: &[u8], value: &[u8]) -> Result<TopicConfig, ApogeeError> {
             String::from_utf8_lossy(key)
         ))
     };
-    match value.split_first() {
-        Some((&VALUE_V1, proto)) => TopicConfig::decode(proto).map_err(|e| bad(e.to_string())),
-        Some((v, _)) => Err(bad(format!("unknown value version {v}"))),
-        None => Err(bad("empty value".into())),
-    }
+    let name = decode_config_key(key).ok_or_else(|| bad("unreadable key".into()))?;
+    TopicConfig::decode(&name, value).map_err(bad)
+}
+
+/// The kind of a record's message type byte in the log (the wire's `MessageType` number).
+fn kind_in_log(message_type: u8) -> Option<MessageKind> {
+    apogee_proto::v2::MessageType::try_from(i32::from(message_type))
+        .ok()
+        .and_then(MessageKind::from_wire)
 }
 
 /// A data version's value (topics, groups, access).
@@ -129,11 +126,7 @@ impl TopicTable {
         let version = self.data_version.fetch_add(1, Ordering::SeqCst) + 1;
         let mut batch = KvBatch::new();
         match config {
-            Some(c) => batch.put(
-                Cf::TopicConfig,
-                config_key(name),
-                encode_config_bytes(&c.encode_to_vec()),
-            ),
+            Some(c) => batch.put(Cf::TopicConfig, config_key(name), c.encode()),
             // With the mark that the rest of the deletion is still to do
             // (`crate::actions::topics`): a crash from here on is finished at the next start.
             None => {
@@ -149,8 +142,9 @@ impl TopicTable {
         Ok(())
     }
 
-    /// Creates a topic; fails if it exists.
+    /// Creates a topic; fails if it exists or its config is not one a topic may have.
     pub fn create(&self, config: TopicConfig) -> Result<TopicConfig, ApogeeError> {
+        config.check()?;
         let mut topics = self.topics.write();
         if topics.contains_key(&config.name) {
             return Err(ApogeeError::AlreadyExists(format!("topic {}", config.name)));
@@ -163,14 +157,15 @@ impl TopicTable {
     /// Replaces an existing topic's config. Queues are never taken away from
     /// a topic that holds messages in them: the queue count may only grow.
     pub fn update(&self, config: TopicConfig) -> Result<TopicConfig, ApogeeError> {
+        config.check()?;
         let mut topics = self.topics.write();
         let Some(old) = topics.get(&config.name) else {
             return Err(ApogeeError::TopicNotFound(config.name));
         };
-        if config.queue_count < old.queue_count {
+        if config.queues < old.queues {
             return Err(ApogeeError::BadRequest(format!(
                 "topic {} has {} queues; shrinking to {} would strand their messages",
-                config.name, old.queue_count, config.queue_count
+                config.name, old.queues, config.queues
             )));
         }
         self.persist(&config.name, Some(&config))?;
@@ -215,22 +210,12 @@ impl TopicTable {
 
     /// A topic only the broker writes (a group's dead-letter topic), created
     /// with `queues` queues if missing; consumers read it like any topic.
-    pub fn ensure_system_topic(&self, name: &str, queues: i32) -> Result<TopicConfig, ApogeeError> {
+    pub fn ensure_system_topic(&self, name: &str, queues: u32) -> Result<TopicConfig, ApogeeError> {
         if let Some(c) = self.get(name) {
             return Ok(c);
         }
-        let config = normalize(
-            TopicConfig {
-                name: name.to_string(),
-                queue_count: queues,
-                message_types: vec![
-                    apogee_proto::v2::MessageType::Normal as i32,
-                    apogee_proto::v2::MessageType::Fifo as i32,
-                ],
-                ..Default::default()
-            },
-            queues,
-        )?;
+        let config =
+            TopicConfig::new(name, queues).with_kinds(&[MessageKind::Normal, MessageKind::Fifo]);
         self.create_or_get(config)
     }
 
@@ -247,21 +232,18 @@ impl TopicTable {
             if self.get(name).is_some() {
                 continue;
             }
-            let queues = (*max_qid as i32).saturating_add(1);
+            let queues = max_qid.saturating_add(1);
             if name.starts_with(names::DLQ_PREFIX) {
                 self.ensure_system_topic(name, queues)?;
             } else if names::is_system_topic(name) {
                 continue;
             } else {
-                let config = normalize(
-                    TopicConfig {
-                        name: name.clone(),
-                        queue_count: queues,
-                        message_types: types.iter().map(|&t| i32::from(t)).collect(),
-                        ..Default::default()
-                    },
-                    queues,
-                )?;
+                let mut config = TopicConfig::new(name.clone(), queues);
+                let kinds: Vec<MessageKind> =
+                    types.iter().filter_map(|&t| kind_in_log(t)).collect();
+                if !kinds.is_empty() {
+                    config = config.with_kinds(&kinds);
+                }
                 self.create_or_get(config)?;
             }
             restored.push(name.clone());
@@ -290,7 +272,7 @@ impl TopicTable {
         &self,
         name: &str,
         auto_create: bool,
-        default_queues: i32,
+        default_queues: u32,
     ) -> Result<Arc<TopicConfig>, ApogeeError> {
         if let Some(c) = self.get_shared(name) {
             return Ok(c);
@@ -298,14 +280,8 @@ impl TopicTable {
         if !auto_create || names::is_system_topic(name) {
             return Err(ApogeeError::TopicNotFound(name.to_string()));
         }
-        let config = normalize(
-            TopicConfig {
-                name: name.to_string(),
-                ..Default::default()
-            },
-            default_queues,
-        )?;
-        self.create_or_get(config).map(Arc::new)
+        self.create_or_get(TopicConfig::new(name, default_queues))
+            .map(Arc::new)
     }
 }
 
@@ -314,22 +290,13 @@ impl TopicTable {
 #[cfg(test)]
 pub(crate) fn test_store_with_orders(
     dir: &std::path::Path,
-    message_type: apogee_proto::v2::MessageType,
+    kind: MessageKind,
 ) -> (Arc<crate::store::MessageStore>, Arc<TopicTable>) {
     let store =
         crate::store::MessageStore::open(crate::store::StoreConfig::for_tests(dir)).expect("store");
     let topics = Arc::new(TopicTable::load(store.kv()).expect("topics"));
     if topics.get("orders").is_none() {
-        let orders = normalize(
-            TopicConfig {
-                name: "orders".into(),
-                queue_count: 4,
-                message_types: vec![message_type as i32],
-                ..Default::default()
-            },
-            8,
-        )
-        .expect("valid topic");
+        let orders = TopicConfig::new("orders", 4).with_kinds(&[kind]);
         topics.create(orders).expect("topic created");
     }
     (store, topics)
@@ -349,40 +316,26 @@ mod tests {
     #[test]
     fn topics_survive_reload_and_bump_the_data_version() {
         let (kv, t) = table();
-        let c = normalize(
-            TopicConfig {
-                name: "orders".into(),
-                ..Default::default()
-            },
-            8,
-        )
-        .unwrap();
-        t.create(c).unwrap();
+        let c = TopicConfig::new("orders", 8).with_permission(TopicPermission::Read);
+        t.create(c.clone()).unwrap();
         assert_eq!(t.data_version(), 1);
         let again = TopicTable::load(kv).unwrap();
-        assert_eq!(again.get("orders").unwrap().queue_count, 8);
+        assert_eq!(again.get("orders").unwrap(), c);
         assert_eq!(again.data_version(), 1);
     }
 
     #[test]
     fn create_twice_fails_and_queues_never_shrink() {
         let (_, t) = table();
-        let c = normalize(
-            TopicConfig {
-                name: "t".into(),
-                queue_count: 4,
-                ..Default::default()
-            },
-            8,
-        )
-        .unwrap();
+        let c = TopicConfig::new("t", 4);
         t.create(c.clone()).unwrap();
         assert!(t.create(c.clone()).is_err());
-        let smaller = TopicConfig {
-            queue_count: 2,
-            ..c
-        };
+        let smaller = TopicConfig { queues: 2, ..c };
         assert!(t.update(smaller).is_err());
+        assert!(t.create(TopicConfig::new("none", 0)).is_err());
+        assert!(t
+            .create(TopicConfig::new("none", 1).with_kinds(&[]))
+            .is_err());
     }
 
     #[test]
@@ -392,7 +345,7 @@ mod tests {
             t.for_send("x", false, 8),
             Err(ApogeeError::TopicNotFound(_))
         ));
-        assert_eq!(t.for_send("x", true, 8).unwrap().queue_count, 8);
+        assert_eq!(t.for_send("x", true, 8).unwrap().queues, 8);
         assert!(t.for_send("%RETRY%g", true, 8).is_err());
     }
 }

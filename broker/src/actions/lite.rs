@@ -14,10 +14,8 @@
 
 use crate::consume::lite::{StartOffset, SyncAction, SyncRequest};
 use crate::services::Broker;
-use apogee_proto::cluster::TopicConfig;
 use apogee_proto::group::{GroupConfig, LiteBinding};
 use apogee_proto::time::now_ms;
-use apogee_proto::v2::MessageType;
 use apogee_proto::{limits, ApogeeError};
 use std::sync::Arc;
 
@@ -34,17 +32,12 @@ pub struct LiteSubscriptionChange<'a> {
     pub start: Option<StartOffset>,
 }
 
-/// Whether `topic` is a LITE parent topic.
-pub(crate) fn is_lite_parent(topic: &TopicConfig) -> bool {
-    topic.message_types.contains(&(MessageType::Lite as i32))
-}
-
 impl Broker {
     /// Whether `topic` is a LITE parent topic on this broker.
     pub fn is_lite_parent(&self, topic: &str) -> bool {
         self.topics()
             .get_shared(topic)
-            .is_some_and(|t| is_lite_parent(&t))
+            .is_some_and(|t| t.is_lite_parent())
     }
 
     /// The lite group `group` bound to `parent`: created (shared, the broker's quota) when it

@@ -51,8 +51,7 @@ pub use pop_order::{PopOrder, QueueChoice};
 pub use pull::{PullOrder, PulledQueue};
 
 use crate::services::Broker;
-use apogee_proto::cluster::TopicConfig;
-use apogee_proto::v2::Permission;
+use crate::topics::TopicConfig;
 use apogee_proto::{limits, ApogeeError};
 use std::sync::Arc;
 
@@ -66,31 +65,13 @@ impl Broker {
             .topics()
             .get_shared(topic)
             .ok_or_else(|| ApogeeError::TopicNotFound(topic.to_string()))?;
-        if !readable(config.permission) {
+        if !config.permission.readable() {
             return Err(ApogeeError::Forbidden(format!(
                 "topic {topic} is not readable on this broker (its permission is {})",
-                permission_name(config.permission)
+                config.permission.name()
             )));
         }
         Ok(config)
-    }
-}
-
-/// Whether a topic's permission lets consumers read it.
-fn readable(permission: i32) -> bool {
-    matches!(
-        Permission::try_from(permission),
-        Ok(Permission::Read | Permission::ReadWrite | Permission::Unspecified)
-    )
-}
-
-fn permission_name(permission: i32) -> &'static str {
-    match Permission::try_from(permission) {
-        Ok(Permission::None) => "none",
-        Ok(Permission::Read) => "read",
-        Ok(Permission::Write) => "write",
-        Ok(Permission::ReadWrite) | Ok(Permission::Unspecified) => "read-write",
-        Err(_) => "unknown",
     }
 }
 

@@ -88,7 +88,7 @@ impl Broker {
                 limits::MAX_INVISIBLE_MS
             )));
         }
-        let count = topic.queue_count.max(0) as u32;
+        let count = topic.queues;
         let queues: Vec<u32> = match order.queues {
             QueueChoice::Only(id) => {
                 vec![crate::consume::offsets::queue_of_topic(&topic, id)?]
@@ -104,7 +104,7 @@ impl Broker {
             }
         };
         // A pop on a LITE parent needs (or creates) a lite group bound to it.
-        let lite = super::lite::is_lite_parent(&topic);
+        let lite = topic.is_lite_parent();
         if lite {
             self.lite_group(order.group, order.topic, order.client_id)?;
         }

@@ -5,11 +5,12 @@
 
 use crate::grpc::MessagingServer;
 use crate::remoting::clients::tests::{remote, Remote, GROUP, TOPIC};
+use crate::topics::{TopicConfig, TopicPermission};
 use apogee_proto::group::GroupConfig;
 use apogee_proto::remoting::codes::{request as code, response};
 use apogee_proto::remoting::message::MessageExt;
 use apogee_proto::remoting::RemotingCommand;
-use apogee_proto::v2::{self, messaging_service_server::MessagingService, Code, Permission};
+use apogee_proto::v2::{self, messaging_service_server::MessagingService, Code};
 use apogee_server::remoting::Caller;
 use futures::StreamExt;
 use tonic::Request;
@@ -237,9 +238,9 @@ pub(super) async fn read(r: &Remote, grpc: &MessagingServer, path: Path, group: 
     }
 }
 
-pub(super) fn set_permission(r: &Remote, permission: Permission) {
+pub(super) fn set_permission(r: &Remote, permission: TopicPermission) {
     let mut config = r.broker.topics().get(TOPIC).expect("the topic");
-    config.permission = permission as i32;
+    config.permission = permission;
     r.broker
         .topics()
         .update(config)
@@ -256,10 +257,10 @@ async fn a_topics_permission_decides_every_read_path_alike() {
     let grpc = MessagingServer::new(r.broker.clone());
     send(&grpc, "m1").await;
     let table = [
-        (Permission::Write, Outcome::Forbidden),
-        (Permission::None, Outcome::Forbidden),
-        (Permission::Read, Outcome::Read(vec!["m1".into()])),
-        (Permission::ReadWrite, Outcome::Read(vec!["m1".into()])),
+        (TopicPermission::Write, Outcome::Forbidden),
+        (TopicPermission::None, Outcome::Forbidden),
+        (TopicPermission::Read, Outcome::Read(vec!["m1".into()])),
+        (TopicPermission::ReadWrite, Outcome::Read(vec!["m1".into()])),
     ];
     for (permission, expected) in table {
         set_permission(&r, permission);
@@ -296,16 +297,7 @@ async fn a_topic_deletion_interrupted_after_its_config_is_finished_at_start() {
     assert_eq!(broker.finish_interrupted_topic_deletes().await.unwrap(), 1);
     assert!(broker.topics().unfinished_deletes().unwrap().is_empty());
     assert_eq!(broker.finish_interrupted_topic_deletes().await.unwrap(), 0);
-    broker
-        .topics()
-        .create(apogee_proto::cluster::TopicConfig {
-            name: TOPIC.into(),
-            queue_count: 1,
-            permission: Permission::ReadWrite as i32,
-            message_types: vec![v2::MessageType::Normal as i32],
-            lite_expire_after_secs: 0,
-        })
-        .unwrap();
+    broker.topics().create(TopicConfig::new(TOPIC, 1)).unwrap();
     let group = format!("{GROUP}-after");
     broker
         .groups()

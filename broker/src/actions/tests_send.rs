@@ -7,13 +7,14 @@
 use super::tests::{read, resource, send_one, set_permission, v2_message, Outcome, Path, PATHS};
 use crate::grpc::MessagingServer;
 use crate::remoting::clients::tests::{remote, Remote, GROUP, TOPIC};
+use crate::topics::{MessageKind, TopicPermission};
 use apogee_proto::group::GroupConfig;
 use apogee_proto::remoting::codes::{request as code, response};
 use apogee_proto::remoting::message::{properties_to_string, Properties};
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::time::{now_ms, timestamp};
 use apogee_proto::v2::{self, messaging_service_server::MessagingService, Code, MessageType};
-use apogee_proto::v2::{Permission, TransactionResolution, TransactionSource};
+use apogee_proto::v2::{TransactionResolution, TransactionSource};
 use apogee_server::remoting::Caller;
 use tonic::Request;
 
@@ -154,13 +155,11 @@ async fn commit(r: &Remote, grpc: &MessagingServer, sender: Sender, body: &str, 
 fn broker() -> (Remote, MessagingServer) {
     let r = remote(1);
     let mut config = r.broker.topics().get(TOPIC).expect("the topic");
-    config.message_types = [
-        MessageType::Normal,
-        MessageType::Delay,
-        MessageType::Transaction,
-    ]
-    .map(|t| t as i32)
-    .to_vec();
+    config = config.with_kinds(&[
+        MessageKind::Normal,
+        MessageKind::Delay,
+        MessageKind::Transaction,
+    ]);
     r.broker.topics().update(config).expect("types changed");
     let grpc = MessagingServer::new(r.broker.clone());
     (r, grpc)
@@ -212,10 +211,10 @@ async fn a_send_is_stored_and_counted_alike_over_both_transports() {
 async fn a_topics_permission_decides_every_send_alike() {
     let (r, grpc) = broker();
     let table = [
-        (Permission::Read, false),
-        (Permission::None, false),
-        (Permission::Write, true),
-        (Permission::ReadWrite, true),
+        (TopicPermission::Read, false),
+        (TopicPermission::None, false),
+        (TopicPermission::Write, true),
+        (TopicPermission::ReadWrite, true),
     ];
     for (permission, stores) in table {
         set_permission(&r, permission);

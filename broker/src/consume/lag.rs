@@ -170,7 +170,7 @@ impl LagSources<'_> {
             .into_iter()
             .filter_map(|t| {
                 let config = self.topics.get(t)?;
-                Some((t.clone(), config.queue_count.max(0) as u32))
+                Some((t.clone(), config.queues))
             })
             .collect()
     }

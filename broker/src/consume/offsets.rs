@@ -9,8 +9,7 @@
 use crate::store::keys::{consumer_offset_key, group_offsets_range, QueueKey};
 use crate::store::values::{decode_offset, encode_offset};
 use crate::store::{Cf, KvBatch, MessageStore};
-use crate::topics::TopicTable;
-use apogee_proto::cluster::TopicConfig;
+use crate::topics::{TopicConfig, TopicTable};
 use apogee_proto::{limits, ApogeeError};
 
 /// `queue_id` of `topic` as a queue number, the topic existing and having that queue.
@@ -24,13 +23,12 @@ pub fn checked_queue(topics: &TopicTable, topic: &str, queue_id: i64) -> Result<
 
 /// The queue `queue_id` of the topic `config`, refused when the topic has no such queue.
 pub fn queue_of_topic(config: &TopicConfig, queue_id: i64) -> Result<u32, ApogeeError> {
-    if queue_id < 0 || queue_id >= config.queue_count as i64 {
-        return Err(ApogeeError::BadRequest(format!(
+    config.queue(queue_id).ok_or_else(|| {
+        ApogeeError::BadRequest(format!(
             "queue {queue_id} does not exist; topic {} has {} queues",
-            config.name, config.queue_count
-        )));
-    }
-    Ok(queue_id as u32)
+            config.name, config.queues
+        ))
+    })
 }
 
 /// The oldest stored offset of a queue and the offset its next message will get.

@@ -17,16 +17,12 @@
 //! rotation that starts at the queue the receive named.
 
 use crate::config::PriorityOrder;
-use apogee_proto::cluster::TopicConfig;
+use crate::topics::{MessageKind, TopicConfig};
 use apogee_proto::group::GroupConfig;
-use apogee_proto::v2::MessageType;
 
 /// Whether receives of `group` on `topic` are served by priority.
 pub fn serves_by_priority(topic: &TopicConfig, group: &GroupConfig) -> bool {
-    !group.priority_off
-        && topic
-            .message_types
-            .contains(&(MessageType::Priority as i32))
+    !group.priority_off && topic.accepts(MessageKind::Priority)
 }
 
 /// The queues a receive pops, in order: by priority level (`order`) when
@@ -40,10 +36,9 @@ pub fn receive_order(
     if !serves_by_priority(topic, group) {
         return planned;
     }
-    let count = topic.queue_count.max(0) as u32;
     match order {
-        PriorityOrder::HighestFirst => (0..count).rev().collect(),
-        PriorityOrder::LowestFirst => (0..count).collect(),
+        PriorityOrder::HighestFirst => topic.queue_ids().rev().collect(),
+        PriorityOrder::LowestFirst => topic.queue_ids().collect(),
     }
 }
 
@@ -56,13 +51,8 @@ mod tests {
     use crate::store::{MessageStore, StoreConfig};
     use std::sync::Arc;
 
-    fn topic(queue_count: i32, types: &[MessageType]) -> TopicConfig {
-        TopicConfig {
-            name: "urgent".into(),
-            queue_count,
-            message_types: types.iter().map(|t| *t as i32).collect(),
-            ..Default::default()
-        }
+    fn topic(queues: u32, kinds: &[MessageKind]) -> TopicConfig {
+        TopicConfig::new("urgent", queues).with_kinds(kinds)
     }
 
     fn group(priority_off: bool) -> GroupConfig {
@@ -74,14 +64,14 @@ mod tests {
 
     /// A store holding, on `queue_count` queues, `per` messages of each priority 0-9 sent
     /// in rounds (0, 1, ..., 9, 0, 1, ...), each in its priority's queue; bodies `p<p>-<n>`.
-    async fn backlog(dir: &std::path::Path, queue_count: i32, per: usize) -> Arc<MessageStore> {
+    async fn backlog(dir: &std::path::Path, queue_count: u32, per: usize) -> Arc<MessageStore> {
         let store = MessageStore::open(StoreConfig::for_tests(dir)).unwrap();
         let mut msgs = Vec::new();
         for n in 0..per {
             for p in 0..10 {
-                let queue = queue_of(p, queue_count) as u32;
+                let queue = queue_of(p, queue_count);
                 let mut m = message("urgent", queue, None, &format!("p{p}-{n}"));
-                m.message_type = MessageType::Priority as u8;
+                m.message_type = apogee_proto::v2::MessageType::Priority as u8;
                 m.internal.push(record_property(p));
                 msgs.push(m);
             }
@@ -156,7 +146,7 @@ mod tests {
     #[test]
     fn the_order_is_by_level_only_for_priority_topics_and_groups_that_want_it() {
         let planned = vec![3, 4, 0, 1, 2];
-        let prio = topic(5, &[MessageType::Priority]);
+        let prio = topic(5, &[MessageKind::Priority]);
         let order = |t: &TopicConfig, off: bool, o: PriorityOrder| {
             receive_order(t, &group(off), o, planned.clone())
         };
@@ -169,7 +159,7 @@ mod tests {
             vec![0, 1, 2, 3, 4]
         );
         assert_eq!(order(&prio, true, PriorityOrder::HighestFirst), planned);
-        let normal = topic(5, &[MessageType::Normal]);
+        let normal = topic(5, &[MessageKind::Normal]);
         assert_eq!(order(&normal, false, PriorityOrder::HighestFirst), planned);
     }
 
@@ -177,7 +167,7 @@ mod tests {
     async fn a_backlog_of_ten_priorities_on_ten_queues_comes_out_highest_first_fifo_within_one() {
         let dir = tempfile::tempdir().unwrap();
         let engine = ConsumeEngine::open(backlog(dir.path(), 10, 20).await).unwrap();
-        let t = topic(10, &[MessageType::Priority]);
+        let t = topic(10, &[MessageKind::Priority]);
         let g = group(false);
         let queues = receive_order(&t, &g, PriorityOrder::HighestFirst, vec![0]);
         let got = drain(&engine, &g, &queues, 7);
@@ -192,7 +182,7 @@ mod tests {
     async fn on_eight_queues_priorities_seven_to_nine_share_the_top_level() {
         let dir = tempfile::tempdir().unwrap();
         let engine = ConsumeEngine::open(backlog(dir.path(), 8, 5).await).unwrap();
-        let t = topic(8, &[MessageType::Priority]);
+        let t = topic(8, &[MessageKind::Priority]);
         let g = group(false);
         let queues = receive_order(&t, &g, PriorityOrder::HighestFirst, vec![0]);
         let got = drain(&engine, &g, &queues, 4);
@@ -209,7 +199,7 @@ mod tests {
     async fn a_priority_off_group_gets_the_plain_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let engine = ConsumeEngine::open(backlog(dir.path(), 10, 3).await).unwrap();
-        let t = topic(10, &[MessageType::Priority]);
+        let t = topic(10, &[MessageKind::Priority]);
         let g = group(true);
         let planned: Vec<u32> = (0..10).collect();
         let queues = receive_order(&t, &g, PriorityOrder::HighestFirst, planned);
@@ -222,7 +212,7 @@ mod tests {
     async fn a_redelivery_keeps_its_priority() {
         let dir = tempfile::tempdir().unwrap();
         let engine = ConsumeEngine::open(backlog(dir.path(), 10, 1).await).unwrap();
-        let t = topic(10, &[MessageType::Priority]);
+        let t = topic(10, &[MessageKind::Priority]);
         let g = group(false);
         let queues = receive_order(&t, &g, PriorityOrder::HighestFirst, vec![0]);
         let filter = MessageFilter::from_expression(None).unwrap();

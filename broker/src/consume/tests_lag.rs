@@ -197,11 +197,7 @@ async fn broker_with(n: usize) -> Broker {
     let (store, engine) = engine_with(dir.path(), n).await;
     let topics = TopicTable::load(store.kv()).unwrap();
     topics
-        .create(apogee_proto::cluster::TopicConfig {
-            name: "t".into(),
-            queue_count: QUEUES as i32,
-            ..Default::default()
-        })
+        .create(crate::topics::TopicConfig::new("t", QUEUES))
         .unwrap();
     let groups = GroupTable::load(store.kv(), true).unwrap();
     Broker {

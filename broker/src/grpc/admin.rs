@@ -7,6 +7,7 @@
 
 use super::{admin_access, admin_groups, admin_lite, admin_messages, admin_ops, admin_status};
 use crate::services::Broker;
+use crate::topics::TopicConfig;
 use apogee_proto::cluster::{self, admin_server::Admin};
 use apogee_proto::ApogeeError;
 use apogee_server::rpc_span::caller;
@@ -22,8 +23,10 @@ impl AdminServer {
         AdminServer { broker }
     }
 
-    fn required(topic: Option<cluster::TopicConfig>) -> Result<cluster::TopicConfig, ApogeeError> {
-        topic.ok_or_else(|| ApogeeError::BadRequest("topic is required".into()))
+    /// The request's topic config, with this broker's defaults.
+    fn requested(&self, topic: Option<cluster::TopicConfig>) -> Result<TopicConfig, ApogeeError> {
+        let wire = topic.ok_or_else(|| ApogeeError::BadRequest("topic is required".into()))?;
+        self.broker.requested_topic(wire)
     }
 
     fn me(&self) -> Vec<String> {
@@ -47,7 +50,7 @@ impl Admin for AdminServer {
         req: Request<cluster::CreateTopicRequest>,
     ) -> Result<Response<cluster::CreateTopicResponse>, Status> {
         let (_, extensions, req) = req.into_parts();
-        let config = Self::required(req.topic)?;
+        let config = self.requested(req.topic)?;
         self.broker.create_topic(config, caller(&extensions))?;
         Ok(Response::new(cluster::CreateTopicResponse {
             broker_names: self.me(),
@@ -59,7 +62,7 @@ impl Admin for AdminServer {
         req: Request<cluster::UpdateTopicRequest>,
     ) -> Result<Response<cluster::UpdateTopicResponse>, Status> {
         let (_, extensions, req) = req.into_parts();
-        let config = Self::required(req.topic)?;
+        let config = self.requested(req.topic)?;
         self.broker.update_topic(config, caller(&extensions))?;
         Ok(Response::new(cluster::UpdateTopicResponse {
             broker_names: self.me(),
@@ -89,7 +92,7 @@ impl Admin for AdminServer {
             .list_topics(include_system)
             .into_iter()
             .map(|config| cluster::TopicSummary {
-                config: Some(config),
+                config: Some(config.to_wire()),
                 broker_names: self.me(),
             })
             .collect();

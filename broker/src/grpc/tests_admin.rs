@@ -19,23 +19,23 @@ async fn a_topic_is_created_updated_and_deleted_through_the_admin_service() {
     let admin = admin(&t);
     let created = admin
         .create_topic(Request::new(cluster::CreateTopicRequest {
-            topic: Some(topic_config("payments", 4)),
+            topic: Some(topic_config("payments", 4).to_wire()),
             ..Default::default()
         }))
         .await
         .expect("created")
         .into_inner();
     assert_eq!(created.broker_names, ["broker-a"]);
-    assert_eq!(t.broker.topics().get("payments").unwrap().queue_count, 4);
+    assert_eq!(t.broker.topics().get("payments").unwrap().queues, 4);
 
     admin
         .update_topic(Request::new(cluster::UpdateTopicRequest {
-            topic: Some(topic_config("payments", 6)),
+            topic: Some(topic_config("payments", 6).to_wire()),
             ..Default::default()
         }))
         .await
         .expect("updated");
-    assert_eq!(t.broker.topics().get("payments").unwrap().queue_count, 6);
+    assert_eq!(t.broker.topics().get("payments").unwrap().queues, 6);
 
     // Deleting a topic drops its messages too.
     t.send("m-0").await;
@@ -56,7 +56,7 @@ async fn topic_changes_are_refused_for_a_duplicate_an_unknown_or_a_system_topic(
     let admin = admin(&t);
     let duplicate = admin
         .create_topic(Request::new(cluster::CreateTopicRequest {
-            topic: Some(topic_config(TOPIC, 2)),
+            topic: Some(topic_config(TOPIC, 2).to_wire()),
             ..Default::default()
         }))
         .await
@@ -65,7 +65,7 @@ async fn topic_changes_are_refused_for_a_duplicate_an_unknown_or_a_system_topic(
 
     let unknown = admin
         .update_topic(Request::new(cluster::UpdateTopicRequest {
-            topic: Some(topic_config("no-such-topic", 2)),
+            topic: Some(topic_config("no-such-topic", 2).to_wire()),
             ..Default::default()
         }))
         .await

@@ -6,6 +6,7 @@
 use super::tests_messaging::{test_broker, topic_config, TestBroker};
 use super::*;
 use crate::store::NewMessage;
+use crate::topics::MessageKind;
 use apogee_proto::names::lite_queue_topic;
 use apogee_proto::v2::{receive_message_response::Content, Code, LiteSubscriptionAction};
 use futures::StreamExt;
@@ -31,8 +32,7 @@ fn with_client<T>(client: &str, message: T) -> Request<T> {
 
 fn lite_broker() -> TestBroker {
     let t = test_broker();
-    let mut parent = topic_config(PARENT, 1);
-    parent.message_types = vec![v2::MessageType::Lite as i32];
+    let parent = topic_config(PARENT, 1).with_kinds(&[MessageKind::Lite]);
     t.broker.topics().create(parent).expect("lite parent");
     t
 }

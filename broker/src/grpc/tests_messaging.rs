@@ -6,7 +6,7 @@
 use super::*;
 use crate::config::BrokerConfig;
 use crate::services::Foundation;
-use apogee_proto::cluster::TopicConfig;
+use crate::topics::TopicConfig;
 use apogee_proto::group::GroupConfig;
 use apogee_proto::v2::{pull_message_response, receive_message_response, Code};
 use futures::StreamExt;
@@ -50,14 +50,8 @@ pub(super) fn test_broker() -> TestBroker {
     }
 }
 
-pub(super) fn topic_config(name: &str, queue_count: i32) -> TopicConfig {
-    TopicConfig {
-        name: name.into(),
-        queue_count,
-        permission: v2::Permission::ReadWrite as i32,
-        message_types: vec![v2::MessageType::Normal as i32],
-        lite_expire_after_secs: 0,
-    }
+pub(super) fn topic_config(name: &str, queues: u32) -> TopicConfig {
+    TopicConfig::new(name, queues)
 }
 
 fn resource(name: &str) -> Option<v2::Resource> {

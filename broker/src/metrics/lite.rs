@@ -172,7 +172,7 @@ mod tests {
     use crate::metrics::BrokerOps;
     use crate::services::{Broker, Foundation};
     use crate::store::NewMessage;
-    use apogee_proto::cluster::TopicConfig;
+    use crate::topics::{MessageKind, TopicConfig};
     use apogee_proto::group::{GroupConfig, LiteBinding};
     use apogee_proto::names::lite_queue_topic;
     use apogee_proto::v2;
@@ -196,13 +196,7 @@ mod tests {
         let broker = Broker::build(config, base).expect("services");
         broker
             .topics()
-            .create(TopicConfig {
-                name: PARENT.into(),
-                queue_count: 1,
-                permission: v2::Permission::ReadWrite as i32,
-                message_types: vec![v2::MessageType::Lite as i32],
-                lite_expire_after_secs: 0,
-            })
+            .create(TopicConfig::new(PARENT, 1).with_kinds(&[MessageKind::Lite]))
             .expect("lite parent");
         for (group, exclusive) in [(SHARED, false), (EXCLUSIVE, true)] {
             broker

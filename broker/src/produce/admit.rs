@@ -7,8 +7,8 @@
 
 use super::validate::Valid;
 use super::Outgoing;
-use crate::topics::TopicTable;
-use apogee_proto::v2::{MessageType, Permission};
+use crate::topics::{MessageKind, TopicTable};
+use apogee_proto::v2::MessageType;
 use apogee_proto::ApogeeError;
 
 /// Where an admitted message goes and what it is stored as.
@@ -25,14 +25,13 @@ pub struct Admitted {
 /// missing topic with `default_queue_count` queues when it auto-creates topics.
 pub fn to_topic(
     topics: &TopicTable,
-    default_queue_count: i32,
+    default_queue_count: u32,
     m: &Outgoing,
     valid: Valid,
 ) -> Result<Admitted, ApogeeError> {
     let topic = m.topic.as_str();
     let config = topics.for_send(topic, topics.auto_creates(), default_queue_count)?;
-    if config.permission == Permission::Read as i32 || config.permission == Permission::None as i32
-    {
+    if !config.permission.writable() {
         return Err(ApogeeError::Forbidden(format!(
             "topic {topic} is not writable on this broker"
         )));
@@ -42,7 +41,7 @@ pub fn to_topic(
     } else {
         valid.message_type
     };
-    if !config.message_types.contains(&(message_type as i32)) {
+    if !MessageKind::from_wire(message_type).is_some_and(|kind| config.accepts(kind)) {
         return Err(ApogeeError::MessageTypeConflict(format!(
             "topic {topic} does not accept {} messages",
             message_type.as_str_name()
@@ -58,18 +57,17 @@ pub fn to_topic(
     // A PRIORITY message goes to its priority's queue, whatever queue the client named.
     let queue_id = match m.priority {
         Some(p) if message_type == MessageType::Priority => {
-            super::priority::queue_of(p, config.queue_count)
+            super::priority::queue_of(p, config.queues)
         }
-        _ => m.queue_id,
+        _ => config.queue(i64::from(m.queue_id)).ok_or_else(|| {
+            ApogeeError::BadRequest(format!(
+                "queue {} does not exist; topic {topic} has {} queues on this broker",
+                m.queue_id, config.queues
+            ))
+        })?,
     };
-    if queue_id < 0 || queue_id >= config.queue_count {
-        return Err(ApogeeError::BadRequest(format!(
-            "queue {queue_id} does not exist; topic {topic} has {} queues on this broker",
-            config.queue_count
-        )));
-    }
     Ok(Admitted {
-        queue_id: queue_id as u32,
+        queue_id,
         message_type,
         delivery_ms: valid.delivery_ms,
     })

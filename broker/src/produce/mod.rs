@@ -141,7 +141,7 @@ pub fn slave_refusal(broker_name: &str, broker_id: i64, master: &str) -> ApogeeE
 pub struct ProducerConfig {
     pub limits: SendLimits,
     /// Queues of a topic a send creates (`default_queue_count`).
-    pub default_queue_count: i32,
+    pub default_queue_count: u32,
     /// A slave takes no sends; its name and id say so in the refusal.
     pub role: Role,
     pub broker_name: String,

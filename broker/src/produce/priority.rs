@@ -48,10 +48,12 @@ pub fn check(m: &Outgoing, message_type: MessageType) -> Result<(), ApogeeError>
     }
 }
 
-/// The queue priority `priority` (checked: 0 or more) goes to on a topic with `queue_count`
-/// queues here: `min(priority, queue_count - 1)`.
-pub fn queue_of(priority: i32, queue_count: i32) -> i32 {
-    priority.clamp(0, (queue_count - 1).max(0))
+/// The queue priority `priority` (checked: 0 or more) goes to on a topic with `queues`
+/// queues here: `min(priority, queues - 1)`.
+pub fn queue_of(priority: i32, queues: u32) -> u32 {
+    u32::try_from(priority)
+        .unwrap_or(0)
+        .min(queues.saturating_sub(1))
 }
 
 /// The internal property that keeps a priority in its record.
@@ -78,9 +80,9 @@ mod tests {
 
     #[test]
     fn priorities_map_to_queues_and_the_top_queue_takes_the_rest() {
-        let on_ten: Vec<i32> = (0..12).map(|p| queue_of(p, 10)).collect();
+        let on_ten: Vec<u32> = (0..12).map(|p| queue_of(p, 10)).collect();
         assert_eq!(on_ten, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9]);
-        let on_eight: Vec<i32> = (0..10).map(|p| queue_of(p, 8)).collect();
+        let on_eight: Vec<u32> = (0..10).map(|p| queue_of(p, 8)).collect();
         assert_eq!(on_eight, vec![0, 1, 2, 3, 4, 5, 6, 7, 7, 7]);
         assert_eq!(queue_of(i32::MAX, 8), 7);
         assert_eq!(queue_of(5, 1), 0);

@@ -7,10 +7,11 @@ use super::*;
 use crate::config::{ScheduleSection, TransactionSection};
 use crate::quotas::LimitsSection;
 use crate::store::{MemKv, StoreConfig};
+use crate::topics::{MessageKind, TopicConfig, TopicPermission};
 use crate::txn::{EndRequest, Resolution, ResolvedBy};
-use apogee_proto::cluster::{TopicConfig, TransactionState};
+use apogee_proto::cluster::TransactionState;
 use apogee_proto::time::timestamp;
-use apogee_proto::v2::{Code, Encoding, Permission};
+use apogee_proto::v2::{Code, Encoding};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 const CLIENT: &str = "producer-1";
@@ -28,21 +29,13 @@ struct Fixture {
 
 fn topic(
     name: &str,
-    queue_count: i32,
-    permission: Permission,
-    types: &[MessageType],
+    queues: u32,
+    permission: TopicPermission,
+    kinds: &[MessageKind],
 ) -> TopicConfig {
-    crate::topics::normalize(
-        TopicConfig {
-            name: name.into(),
-            queue_count,
-            permission: permission as i32,
-            message_types: types.iter().map(|t| *t as i32).collect(),
-            lite_expire_after_secs: 0,
-        },
-        8,
-    )
-    .expect("valid topic")
+    TopicConfig::new(name, queues)
+        .with_permission(permission)
+        .with_kinds(kinds)
 }
 
 /// A producer of broker `broker-a` (of `role`, with send quotas `limits`) over a store
@@ -58,16 +51,31 @@ fn fixture_with(role: Role, limits: LimitsSection) -> Fixture {
     let store = MessageStore::open_with_kv(cfg, Arc::new(MemKv::new())).expect("store");
     let topics = Arc::new(TopicTable::load(store.kv()).expect("topics"));
     for t in [
-        topic("orders", 2, Permission::ReadWrite, &[MessageType::Normal]),
+        topic(
+            "orders",
+            2,
+            TopicPermission::ReadWrite,
+            &[MessageKind::Normal],
+        ),
         topic(
             "payments",
             1,
-            Permission::ReadWrite,
-            &[MessageType::Transaction],
+            TopicPermission::ReadWrite,
+            &[MessageKind::Transaction],
         ),
-        topic("reminders", 1, Permission::ReadWrite, &[MessageType::Delay]),
-        topic("sequenced", 1, Permission::ReadWrite, &[MessageType::Fifo]),
-        topic("archive", 1, Permission::Read, &[MessageType::Normal]),
+        topic(
+            "reminders",
+            1,
+            TopicPermission::ReadWrite,
+            &[MessageKind::Delay],
+        ),
+        topic(
+            "sequenced",
+            1,
+            TopicPermission::ReadWrite,
+            &[MessageKind::Fifo],
+        ),
+        topic("archive", 1, TopicPermission::Read, &[MessageKind::Normal]),
     ] {
         topics.create(t).expect("topic created");
     }
@@ -326,10 +334,7 @@ async fn an_unknown_topic_is_refused_unless_topics_are_auto_created() {
         .await
         .unwrap();
     let created = f.topics.get("invoices").expect("created by the send");
-    assert_eq!(
-        created.queue_count,
-        BrokerConfig::default().default_queue_count
-    );
+    assert_eq!(created.queues, BrokerConfig::default().default_queue_count);
     assert_eq!(f.readable("invoices", 0), ["A"]);
 }
 
@@ -430,8 +435,8 @@ async fn a_priority_message_goes_to_its_priority_queue_and_bad_ones_are_refused(
         .create(topic(
             "urgent",
             4,
-            Permission::ReadWrite,
-            &[MessageType::Priority],
+            TopicPermission::ReadWrite,
+            &[MessageKind::Priority],
         ))
         .expect("topic created");
     let prio = |id: &str, p: Option<i32>| Outgoing {

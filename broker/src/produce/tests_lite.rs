@@ -6,9 +6,9 @@ use super::*;
 use crate::config::{LiteSection, ScheduleSection, TransactionSection};
 use crate::quotas::LimitsSection;
 use crate::store::{MemKv, StoreConfig};
-use apogee_proto::cluster::TopicConfig;
+use crate::topics::{MessageKind, TopicConfig};
 use apogee_proto::names::lite_queue_topic;
-use apogee_proto::v2::{Code, Encoding, Permission};
+use apogee_proto::v2::{Code, Encoding};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -16,18 +16,8 @@ struct Fixture {
     producer: Producer,
 }
 
-fn topic(name: &str, types: &[MessageType]) -> TopicConfig {
-    crate::topics::normalize(
-        TopicConfig {
-            name: name.into(),
-            queue_count: 1,
-            permission: Permission::ReadWrite as i32,
-            message_types: types.iter().map(|t| *t as i32).collect(),
-            lite_expire_after_secs: 0,
-        },
-        8,
-    )
-    .expect("valid topic")
+fn topic(name: &str, kind: MessageKind) -> TopicConfig {
+    TopicConfig::new(name, 1).with_kinds(&[kind])
 }
 
 /// A producer over topics `agents` (LITE) and `orders` (NORMAL), at most `max_lite_topics`.
@@ -40,12 +30,8 @@ fn fixture(max_lite_topics: u64) -> Fixture {
     };
     let store = MessageStore::open_with_kv(cfg, Arc::new(MemKv::new())).expect("store");
     let topics = Arc::new(TopicTable::load(store.kv()).expect("topics"));
-    topics
-        .create(topic("agents", &[MessageType::Lite]))
-        .unwrap();
-    topics
-        .create(topic("orders", &[MessageType::Normal]))
-        .unwrap();
+    topics.create(topic("agents", MessageKind::Lite)).unwrap();
+    topics.create(topic("orders", MessageKind::Normal)).unwrap();
     let sessions = apogee_server::telemetry::Sessions::with_cap(0);
     let txns = Transactions::new(
         store.clone(),

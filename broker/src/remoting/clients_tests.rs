@@ -5,7 +5,7 @@
 use super::*;
 use crate::config::BrokerConfig;
 use crate::services::Foundation;
-use apogee_proto::cluster::TopicConfig;
+use crate::topics::TopicConfig;
 use apogee_proto::remoting::codes::request as code;
 use tokio::sync::mpsc;
 
@@ -38,11 +38,11 @@ impl Client {
     }
 }
 
-pub(crate) fn remote(queues: i32) -> Remote {
+pub(crate) fn remote(queues: u32) -> Remote {
     remote_with(queues, |_| {})
 }
 
-pub(crate) fn remote_with(queues: i32, adjust: impl FnOnce(&mut BrokerConfig)) -> Remote {
+pub(crate) fn remote_with(queues: u32, adjust: impl FnOnce(&mut BrokerConfig)) -> Remote {
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig {
         broker_name: "broker-a".into(),
@@ -56,13 +56,7 @@ pub(crate) fn remote_with(queues: i32, adjust: impl FnOnce(&mut BrokerConfig)) -
     let broker = Broker::build(config, base).expect("services");
     broker
         .topics()
-        .create(TopicConfig {
-            name: TOPIC.into(),
-            queue_count: queues,
-            permission: apogee_proto::v2::Permission::ReadWrite as i32,
-            message_types: vec![apogee_proto::v2::MessageType::Normal as i32],
-            lite_expire_after_secs: 0,
-        })
+        .create(TopicConfig::new(TOPIC, queues))
         .expect("topic created");
     Remote {
         _dir: dir,
@@ -178,10 +172,7 @@ async fn a_heartbeat_registers_the_client_with_its_groups_and_subscriptions() {
     // The unknown group was created on first use, with its retry topic.
     assert!(r.broker.groups().get(GROUP).is_some());
     assert_eq!(
-        r.broker
-            .topics()
-            .get("%RETRY%readers")
-            .map(|t| t.queue_count),
+        r.broker.topics().get("%RETRY%readers").map(|t| t.queues),
         Some(1)
     );
     assert_eq!(r.consumer_ids(GROUP), vec!["c1@host"]);

@@ -130,7 +130,7 @@ async fn a_failed_message_waits_in_the_schedule_for_the_retry_topic() {
         .topics()
         .get("%RETRY%readers")
         .expect("retry topic");
-    assert_eq!(retry.queue_count, 1);
+    assert_eq!(retry.queues, 1);
     let waiting: Vec<_> = copies(&t)
         .into_iter()
         .filter(|m| m.msg.topic == names::SCHEDULE_TOPIC)
@@ -272,10 +272,7 @@ async fn a_send_to_the_retry_topic_waits_in_the_schedule_like_a_send_back() {
     let w = answered_record(&t, &answer).msg;
     assert_eq!(w.topic, names::SCHEDULE_TOPIC);
     assert_waits_for_the_retry_topic_at_level_3(&w);
-    assert_eq!(
-        t.broker.topics().get("%RETRY%readers").unwrap().queue_count,
-        1
-    );
+    assert_eq!(t.broker.topics().get("%RETRY%readers").unwrap().queues, 1);
     assert_eq!(w.message_id, ID);
     assert_eq!(w.flag(), 11, "the producer's flag is the message's");
     assert_eq!(&w.body[..], b"work");

@@ -6,11 +6,10 @@ use crate::config::BrokerConfig;
 use crate::remoting::convert::to_message_ext;
 use crate::services::Foundation;
 use crate::store::record::internal;
-use apogee_proto::cluster::TopicConfig;
+use crate::topics::{MessageKind, TopicConfig};
 use apogee_proto::remoting::message::{
     deflate, encode_batch_entry, parse_offset_message_id, properties_to_string, BatchEntry,
 };
-use apogee_proto::v2;
 use bytes::BytesMut;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -47,17 +46,11 @@ pub(crate) fn test_remote_with(adjust: impl FnOnce(&mut BrokerConfig)) -> TestRe
     let broker = Broker::build(config, base).expect("services");
     broker
         .topics()
-        .create(TopicConfig {
-            name: TOPIC.into(),
-            queue_count: 2,
-            permission: v2::Permission::ReadWrite as i32,
-            message_types: vec![
-                v2::MessageType::Normal as i32,
-                v2::MessageType::Delay as i32,
-                v2::MessageType::Transaction as i32,
-            ],
-            lite_expire_after_secs: 0,
-        })
+        .create(TopicConfig::new(TOPIC, 2).with_kinds(&[
+            MessageKind::Normal,
+            MessageKind::Delay,
+            MessageKind::Transaction,
+        ]))
         .expect("topic created");
     let (tx, pushed) = mpsc::channel(16);
     let conn = Arc::new(RemotingConnection::new(

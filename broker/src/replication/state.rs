@@ -99,7 +99,7 @@ mod tests {
     use super::*;
     use crate::consume::{Delivery, MessageFilter, PopRequest};
     use crate::store::{KvStore, MemKv, MessageStore, NewMessage, StoreConfig};
-    use apogee_proto::cluster::TopicConfig;
+    use crate::topics::TopicConfig;
     use apogee_proto::group::GroupConfig;
 
     /// One broker: a store over a journaled in-memory index, and its tables.
@@ -228,11 +228,7 @@ mod tests {
         master
             .t
             .topics
-            .create(TopicConfig {
-                name: "new-topic".into(),
-                queue_count: 2,
-                ..TopicConfig::default()
-            })
+            .create(TopicConfig::new("new-topic", 2))
             .unwrap();
         forward(&mut rx, &slave);
         assert_eq!(progress(&slave), Some((0, 3, 2)));

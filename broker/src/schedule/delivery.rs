@@ -177,7 +177,7 @@ impl Schedule {
             .unwrap_or(0);
         msg.topic = entry.topic.clone();
         // The topic may have been recreated with fewer queues since.
-        msg.queue_id = queue % config.queue_count.max(1) as u32;
+        msg.queue_id = queue % config.queues.max(1);
         msg.internal.retain(internal::is_carried);
         msg.internal.extend([
             (internal::SCHED_ID.into(), entry.id.clone()),

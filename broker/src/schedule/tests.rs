@@ -16,7 +16,8 @@ struct Fixture {
 }
 
 fn fixture_in(dir: tempfile::TempDir) -> Fixture {
-    let (store, topics) = crate::topics::test_store_with_orders(dir.path(), MessageType::Delay);
+    let (store, topics) =
+        crate::topics::test_store_with_orders(dir.path(), crate::topics::MessageKind::Delay);
     let now = Arc::new(AtomicI64::new(T));
     let clock_now = now.clone();
     let schedule = Schedule::new(

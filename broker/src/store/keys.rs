@@ -42,7 +42,7 @@
 //! | `consumer_offset` | primary | name group, name topic, queue u32 ([`QueueKey`]) | v1, committed offset u64 |
 //! | `consume_state` | primary | `p`, queue key | v1, next queue offset to scan u64 |
 //! | `consume_state` | primary | `i`, queue key, queue offset u64 | v2, visible at ts i64, attempt u32, nonce u64, renew until ts i64, message group hash u64 (37 bytes) |
-//! | `topic_config` | primary | name topic | v1, `cluster.v1.TopicConfig` protobuf |
+//! | `topic_config` | primary | name topic | v2, `crate::topic_config` encoding |
 //! | `group_config` | primary | name group | v1, `cluster.v1.GroupConfig` protobuf; or v2, created at ts i64, the protobuf |
 //! | `meta` | see [`MetaKey`] | tag byte, then per kind | per kind, in [`MetaKey`] |
 //!

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::topics::TopicConfig;
 use apogee_proto::auth::acl::SecretSeal;
-use apogee_proto::cluster::{AccessRole, AccessUser, AclEntry, AclResourceKind, TopicConfig};
+use apogee_proto::cluster::{AccessRole, AccessUser, AclEntry, AclResourceKind};
 use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::group::GroupConfig;
 
@@ -73,14 +74,7 @@ async fn fill(dir: &Path) -> String {
     let store = MessageStore::open(StoreConfig::for_tests(dir)).unwrap();
     let topics = TopicTable::load(store.kv()).unwrap();
     for t in TOPICS {
-        topics
-            .create(TopicConfig {
-                name: t.into(),
-                queue_count: QUEUES as i32,
-                message_types: vec![1],
-                ..Default::default()
-            })
-            .unwrap();
+        topics.create(TopicConfig::new(t, QUEUES)).unwrap();
     }
     let groups = GroupTable::load(store.kv(), false).unwrap();
     groups

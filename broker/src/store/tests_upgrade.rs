@@ -1,5 +1,5 @@
-//! The data-format upgrade on real RocksDB directories: a version-0 directory written by hand
-//! in today's main's layouts, a fresh one, a newer one, and a second open.
+//! The data-format upgrade on real RocksDB directories: a version-0 and a version-1 directory
+//! written by hand in their layouts, a fresh one, a newer one, and a second open.
 
 use super::*;
 use crate::access::AccessTable;
@@ -7,11 +7,10 @@ use crate::groups::GroupTable;
 use crate::store::keys::{self, consumer_offset_key};
 use crate::store::values::{decode_offset, decode_secret};
 use crate::store::{MessageStore, RocksKv, StoreConfig};
-use crate::topics::TopicTable;
+use crate::topics::{MessageKind, TopicConfig, TopicPermission, TopicTable};
 use apogee_proto::auth::acl::AccessState;
 use apogee_proto::cluster::{self, AccessUser, AclEntry};
 use apogee_proto::group::GroupConfig;
-use prost::Message as _;
 use std::path::Path;
 
 fn legacy_queue(group: &str, topic: &str, queue_id: u32) -> Vec<u8> {
@@ -25,13 +24,23 @@ fn legacy_queue(group: &str, topic: &str, queue_id: u32) -> Vec<u8> {
     .concat()
 }
 
+/// A topic's config as versions 0 and 1 stored it (the wire's protobuf).
 fn topic() -> cluster::TopicConfig {
     cluster::TopicConfig {
         name: "orders".into(),
         queue_count: 8,
-        permission: 6,
-        ..Default::default()
+        permission: apogee_proto::v2::Permission::Read as i32,
+        message_types: vec![2, 6],
+        lite_expire_after_secs: 30,
     }
+}
+
+/// What [`topic`] means.
+fn topic_meant() -> TopicConfig {
+    TopicConfig::new("orders", 8)
+        .with_permission(TopicPermission::Read)
+        .with_kinds(&[MessageKind::Fifo, MessageKind::Priority])
+        .with_lite_expiry(Some(std::time::Duration::from_secs(30)))
 }
 
 fn user() -> AccessUser {
@@ -157,7 +166,7 @@ fn a_version_0_directory_is_upgraded_at_open_and_means_the_same() {
 
     // Configs, users and ACLs, read by their own tables.
     let topics = TopicTable::load(kv.clone()).unwrap();
-    assert_eq!(topics.get("orders"), Some(topic()));
+    assert_eq!(topics.get("orders"), Some(topic_meant()));
     assert_eq!(topics.data_version(), 3);
     let groups = GroupTable::load(kv.clone(), false).unwrap();
     assert_eq!(*groups.get("g1").unwrap(), GroupConfig::with_defaults("g1"));
@@ -199,7 +208,13 @@ fn the_upgrade_runs_once() {
     write_v0(&index);
     let kv = RocksKv::open(&index).unwrap();
     // 15 rows rewritten; the unknown meta key is not one of them.
-    assert_eq!(run(&kv).unwrap(), Upgrade::FromV0 { rows: 15 });
+    assert_eq!(
+        run(&kv).unwrap(),
+        Upgrade::From {
+            version: 0,
+            rows: 15
+        }
+    );
     let mut after_first = all_rows(&kv);
     assert_eq!(run(&kv).unwrap(), Upgrade::Current);
     assert_eq!(all_rows(&kv), after_first);
@@ -275,5 +290,72 @@ fn an_unreadable_version_0_row_stops_the_upgrade_before_anything_is_written() {
     let before = all_rows(&kv);
     let err = run(&kv).unwrap_err().to_string();
     assert!(err.contains("version-0 consumer_offset row"), "{err}");
+    assert_eq!(all_rows(&kv), before);
+}
+
+/// A version-1 directory: the version row says 1, topic configs are a version byte 1 and the
+/// protobuf; everything else is already in the current layouts.
+fn write_v1(index: &Path) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
+    let kv = RocksKv::open(index).unwrap();
+    let mut b = KvBatch::new();
+    b.put(Cf::Meta, MetaKey::DataFormat.key(), encode_version(1));
+    let v1_topic = [&[v1::TOPIC_CONFIG][..], &topic().encode_to_vec()].concat();
+    b.put(Cf::TopicConfig, keys::config_key("orders"), v1_topic);
+    b.put(
+        Cf::ConsumerOffset,
+        consumer_offset_key("g1", "orders", 3),
+        encode_offset(41),
+    );
+    b.put(Cf::Meta, MetaKey::TopicsDataVersion.key(), encode_u64(3));
+    kv.write(b).unwrap();
+    all_rows(&kv)
+}
+
+#[test]
+fn a_version_1_directory_gets_its_topic_configs_rewritten_and_means_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let before = write_v1(&index);
+    {
+        let kv = RocksKv::open(&index).unwrap();
+        assert_eq!(
+            run(&kv).unwrap(),
+            Upgrade::From {
+                version: 1,
+                rows: 1
+            }
+        );
+        let after = all_rows(&kv);
+        // Only the topic config's value and the version row changed.
+        let changed: Vec<_> = after.iter().filter(|r| !before.contains(r)).collect();
+        let expected_topic = topic_meant().encode().to_vec();
+        assert_eq!(changed.len(), 2, "{changed:02x?}");
+        assert!(changed.contains(&&(Cf::TopicConfig, keys::config_key("orders"), expected_topic)));
+        assert_eq!(after.len(), before.len());
+    }
+    let store = MessageStore::open(StoreConfig::for_tests(dir.path())).unwrap();
+    let topics = TopicTable::load(store.kv()).unwrap();
+    assert_eq!(topics.get("orders"), Some(topic_meant()));
+    assert_eq!(topics.data_version(), 3);
+    assert_eq!(
+        stored_version(store.kv().as_ref()).unwrap(),
+        Some(DATA_FORMAT_VERSION)
+    );
+}
+
+#[test]
+fn a_version_1_topic_config_that_is_not_one_stops_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = RocksKv::open(dir.path()).unwrap();
+    let mut b = KvBatch::new();
+    b.put(Cf::Meta, MetaKey::DataFormat.key(), encode_version(1));
+    let mut bad = topic();
+    bad.queue_count = 5000;
+    let row = [&[v1::TOPIC_CONFIG][..], &bad.encode_to_vec()].concat();
+    b.put(Cf::TopicConfig, keys::config_key("orders"), row);
+    kv.write(b).unwrap();
+    let before = all_rows(&kv);
+    let err = run(&kv).unwrap_err().to_string();
+    assert!(err.contains("version-1 topic_config row"), "{err}");
     assert_eq!(all_rows(&kv), before);
 }

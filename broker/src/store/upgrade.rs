@@ -8,6 +8,14 @@
 //! `super::keys`'s table; the directory's version is the local `meta` row
 //! [`MetaKey::DataFormat`] (v1, u32).
 //!
+//! The versions:
+//!
+//! - 0: today's main before this module (unversioned offsets, `/`-separated meta keys,
+//!   raw protobuf topic configs);
+//! - 1: `super::keys`'s layouts, topic configs as a version byte 1 and the protobuf;
+//! - 2: topic configs in their own encoding (`crate::topic_config`), so a wire change is
+//!   not a disk change. Nothing else differs from 1.
+//!
 //! [`run`] runs once per open, right after RocksDB opens and before anything else reads or
 //! writes (the index-format check and recovery come after it):
 //!
@@ -15,12 +23,13 @@
 //! - the row says more: the open is refused ([`StoreError::DataFormatNewer`], naming both
 //!   versions) and nothing is written;
 //! - no row and no primary row: a fresh directory, it gets the row;
-//! - no row but primary rows: version 0, today's main before this module. Every version-0
-//!   primary row is rewritten into the current keys and values, the old keys deleted, and
-//!   the version row put, all in ONE atomic batch: a crash leaves either version 0 untouched
-//!   (and the next start upgrades again) or version 1 complete. The readers of version 0 are
-//!   the [`v0`] module's and nothing else reads that format. A `meta` key version 0 did not
-//!   write is left where it is.
+//! - no row but primary rows: version 0; the row says 1: version 1. Every primary row of
+//!   the old version whose layout changed since is rewritten into the current keys and
+//!   values (the old key deleted), and the version row put, all in ONE atomic batch: a
+//!   crash leaves either the old version untouched (and the next start upgrades again) or
+//!   the current one complete. The readers of the old layouts are the [`v0`] and [`v1`]
+//!   modules' and nothing else reads them. A `meta` key version 0 did not write is left
+//!   where it is.
 //!
 //! The upgrade runs on the bare RocksDB, before the replication journal wraps it
 //! (`MessageStore::open_wrapped`): each member of a broker group upgrades its own copy, and
@@ -41,11 +50,14 @@ use super::keys::{
     acl_key, config_key, encode_u64, handback_key, user_key, MetaKey, QueueKey, MARKER, V1,
 };
 use super::kv::{Cf, KvBatch, KvStore};
-use super::values::{encode_offset, encode_secret, encode_topic_config, Inflight};
+use super::values::{encode_offset, encode_secret, Inflight};
 use super::StoreError;
+use crate::topic_config::TopicConfig;
+use apogee_proto::cluster;
+use prost::Message as _;
 
 /// The data-format version this binary writes and reads.
-pub(crate) const DATA_FORMAT_VERSION: u32 = 1;
+pub(crate) const DATA_FORMAT_VERSION: u32 = 2;
 
 /// What [`run`] found and did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +66,8 @@ pub(crate) enum Upgrade {
     Current,
     /// A fresh directory: the version row was written.
     Fresh,
-    /// Version 0 rewritten: this many rows.
-    FromV0 { rows: usize },
+    /// An older version's rows rewritten: this many.
+    From { version: u32, rows: usize },
 }
 
 /// The version-row value.
@@ -85,25 +97,31 @@ pub(crate) fn stored_version(kv: &dyn KvStore) -> Result<Option<u32>, StoreError
 /// database, before anything else reads or writes it.
 pub(crate) fn run(kv: &dyn KvStore) -> Result<Upgrade, StoreError> {
     match stored_version(kv)? {
-        Some(DATA_FORMAT_VERSION) => return Ok(Upgrade::Current),
-        Some(found) if found > DATA_FORMAT_VERSION => {
-            return Err(StoreError::DataFormatNewer {
-                found,
-                supported: DATA_FORMAT_VERSION,
-            })
-        }
-        Some(found) => {
-            return Err(StoreError::Index(format!(
-                "data format {found} has no upgrade to {DATA_FORMAT_VERSION}"
-            )))
-        }
-        None => {}
+        Some(DATA_FORMAT_VERSION) => Ok(Upgrade::Current),
+        Some(found) if found > DATA_FORMAT_VERSION => Err(StoreError::DataFormatNewer {
+            found,
+            supported: DATA_FORMAT_VERSION,
+        }),
+        Some(found @ 1) => upgrade_from(kv, found),
+        Some(found) => Err(StoreError::Index(format!(
+            "data format {found} has no upgrade to {DATA_FORMAT_VERSION}"
+        ))),
+        None => upgrade_from(kv, 0),
     }
+}
+
+/// Rewrites every row of `from`'s layouts that changed since (module doc), in one batch
+/// with the version row.
+fn upgrade_from(kv: &dyn KvStore, from: u32) -> Result<Upgrade, StoreError> {
     let mut batch = KvBatch::new();
     let mut rows = 0;
     for cf in Cf::PRIMARY {
         for (key, value) in kv.scan(cf, b"", b"", usize::MAX)? {
-            if rewrite(cf, &key, &value, &mut batch)? {
+            let rewritten = match from {
+                0 => rewrite_v0(cf, &key, &value, &mut batch)?,
+                _ => rewrite_v1(cf, &key, &value, &mut batch)?,
+            };
+            if rewritten {
                 rows += 1;
             }
         }
@@ -114,7 +132,7 @@ pub(crate) fn run(kv: &dyn KvStore) -> Result<Upgrade, StoreError> {
         encode_version(DATA_FORMAT_VERSION),
     );
     kv.write(batch)?;
-    if rows == 0 {
+    if rows == 0 && from == 0 {
         tracing::info!(
             version = DATA_FORMAT_VERSION,
             "fresh index: data format set"
@@ -123,25 +141,51 @@ pub(crate) fn run(kv: &dyn KvStore) -> Result<Upgrade, StoreError> {
     }
     tracing::info!(
         rows,
-        from = 0,
+        from,
         to = DATA_FORMAT_VERSION,
         "primary state upgraded to the current data format"
     );
-    Ok(Upgrade::FromV0 { rows })
+    Ok(Upgrade::From {
+        version: from,
+        rows,
+    })
 }
 
-fn malformed(cf: Cf, key: &[u8], value: &[u8]) -> StoreError {
+fn malformed(version: u32, cf: Cf, key: &[u8], value: &[u8]) -> StoreError {
     StoreError::Index(format!(
-        "version-0 {} row cannot be read: key {key:02x?}, value of {} bytes",
+        "version-{version} {} row cannot be read: key {key:02x?}, value of {} bytes",
         cf.name(),
         value.len()
     ))
 }
 
+/// A topic config's current value, from its wire form as an older version stored it.
+fn topic_config_value(key_name: &str, wire: cluster::TopicConfig) -> Option<Vec<u8>> {
+    if wire.name != key_name {
+        return None;
+    }
+    let config = TopicConfig::from_wire(wire, 1).ok()?;
+    Some(config.encode().to_vec())
+}
+
+/// Adds the rewrite of one version-1 row to `batch`; false for a row whose layout did not
+/// change (all but the topic configs).
+fn rewrite_v1(cf: Cf, key: &[u8], value: &[u8], batch: &mut KvBatch) -> Result<bool, StoreError> {
+    if cf != Cf::TopicConfig {
+        return Ok(false);
+    }
+    let bad = || malformed(1, cf, key, value);
+    let name = super::keys::decode_config_key(key).ok_or_else(bad)?;
+    let wire = v1::topic_config(value).ok_or_else(bad)?;
+    let new_value = topic_config_value(&name, wire).ok_or_else(bad)?;
+    batch.put(cf, key, new_value);
+    Ok(true)
+}
+
 /// Adds the rewrite of one version-0 row to `batch` (the old key's delete, then the new
 /// row); false for a row left as it is (a `meta` key version 0 did not write).
-fn rewrite(cf: Cf, key: &[u8], value: &[u8], batch: &mut KvBatch) -> Result<bool, StoreError> {
-    let bad = || malformed(cf, key, value);
+fn rewrite_v0(cf: Cf, key: &[u8], value: &[u8], batch: &mut KvBatch) -> Result<bool, StoreError> {
+    let bad = || malformed(0, cf, key, value);
     let (new_key, new_value): (Vec<u8>, Vec<u8>) = match cf {
         Cf::ConsumerOffset => {
             let q = v0::offset_key(key).ok_or_else(bad)?;
@@ -160,7 +204,9 @@ fn rewrite(cf: Cf, key: &[u8], value: &[u8], batch: &mut KvBatch) -> Result<bool
         },
         Cf::TopicConfig => {
             let name = std::str::from_utf8(key).map_err(|_| bad())?;
-            (config_key(name), encode_topic_config(value))
+            let wire = cluster::TopicConfig::decode(value).map_err(|_| bad())?;
+            let new_value = topic_config_value(name, wire).ok_or_else(bad)?;
+            (config_key(name), new_value)
         }
         Cf::GroupConfig => {
             // Group values were versioned already.
@@ -179,6 +225,22 @@ fn rewrite(cf: Cf, key: &[u8], value: &[u8], batch: &mut KvBatch) -> Result<bool
     batch.delete(cf, key);
     batch.put(cf, new_key, new_value);
     Ok(true)
+}
+
+/// The version-1 layouts that version 2 changed, frozen: read only here.
+pub(crate) mod v1 {
+    use super::*;
+
+    /// The version byte of a version-1 topic config, whose protobuf bytes follow.
+    pub(crate) const TOPIC_CONFIG: u8 = 1;
+
+    /// A version-1 `topic_config` value's config.
+    pub(crate) fn topic_config(value: &[u8]) -> Option<cluster::TopicConfig> {
+        match value.split_first() {
+            Some((&TOPIC_CONFIG, proto)) => cluster::TopicConfig::decode(proto).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// The version-0 layouts (today's main before data format 1), frozen: read only here.

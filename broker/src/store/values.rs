@@ -9,22 +9,11 @@
 //! - `ConsumerOffset`: the committed offset (everything below it is acknowledged), which
 //!   offset queries and lag read ([`encode_offset`]);
 //! - `meta` [`MetaKey::ReceiptSecret`](super::keys::MetaKey): the receipt-signing secret
-//!   ([`encode_secret`]);
-//! - `TopicConfig`: a topic's config, [`TOPIC_CONFIG_V1`] and the protobuf
-//!   ([`encode_topic_config`]).
+//!   ([`encode_secret`]).
+//!
+//! A `TopicConfig` value is the domain type's own encoding, `crate::topic_config`.
 
 use super::keys::{self, V1};
-
-/// The version byte of a `TopicConfig` value whose protobuf bytes follow.
-pub(crate) const TOPIC_CONFIG_V1: u8 = 1;
-
-/// A `TopicConfig` value around the protobuf bytes of a config.
-pub(crate) fn encode_topic_config(proto: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + proto.len());
-    v.push(TOPIC_CONFIG_V1);
-    v.extend_from_slice(proto);
-    v
-}
 
 /// A pop or committed offset's value.
 pub fn encode_offset(offset: u64) -> [u8; 9] {

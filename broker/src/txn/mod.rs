@@ -328,7 +328,7 @@ impl Transactions {
         let mut msg = half.msg.clone();
         msg.topic = topic;
         // The topic may have been recreated with fewer queues since.
-        msg.queue_id = queue % config.queue_count.max(1) as u32;
+        msg.queue_id = queue % config.queues.max(1);
         msg.internal.retain(internal::is_carried);
         msg.internal.extend([
             (internal::TXN_ID.into(), id.to_string()),

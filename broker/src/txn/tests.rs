@@ -13,7 +13,7 @@ struct Fixture {
 
 fn fixture_in(dir: tempfile::TempDir, config: TransactionSection) -> Fixture {
     let (store, topics) =
-        crate::topics::test_store_with_orders(dir.path(), MessageType::Transaction);
+        crate::topics::test_store_with_orders(dir.path(), crate::topics::MessageKind::Transaction);
     let sessions = Sessions::new();
     let txns = Transactions::new(
         store.clone(),

@@ -184,8 +184,8 @@ impl Broker {
             .ok_or_else(|| ApogeeError::TopicNotFound(topic.to_string()))?;
         let store_err = ApogeeError::internal::<crate::store::StoreError>;
         let store = self.store();
-        let mut queues = Vec::with_capacity(config.queue_count.max(0) as usize);
-        for queue_id in 0..config.queue_count.max(0) as u32 {
+        let mut queues = Vec::with_capacity(config.queue_ids().len());
+        for queue_id in config.queue_ids() {
             let (min, next) = store.queue_bounds(topic, queue_id).map_err(store_err)?;
             let new_offset = match to {
                 OffsetTarget::Earliest => min,

@@ -125,10 +125,10 @@ impl Broker {
             return Err(ApogeeError::TopicNotFound(topic.to_string()));
         }
         if let Some(c) = &config {
-            if i64::from(queue_id) >= i64::from(c.queue_count) {
+            if queue_id >= c.queues {
                 return Err(ApogeeError::BadRequest(format!(
                     "topic {topic} has queues 0..{} on broker group {}",
-                    c.queue_count - 1,
+                    c.queues - 1,
                     self.config().broker_name
                 )));
             }

@@ -8,15 +8,16 @@ use super::{OffsetReset, OffsetTarget};
 use crate::config::Role;
 use crate::consume::lag::LagTotals;
 use crate::remoting::clients::tests::{remote, remote_with, GROUP, TOPIC};
-use apogee_proto::cluster::TopicConfig;
+use crate::topics::{TopicConfig, TopicPermission};
+use apogee_proto::cluster;
 use apogee_proto::group::GroupConfig;
-use apogee_proto::v2::Permission;
 use apogee_proto::{names, ApogeeError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-fn topic(name: &str, queue_count: i32) -> TopicConfig {
-    TopicConfig {
+/// A topic config as an operator's request has it: `queue_count` 0 for the default.
+fn requested(name: &str, queue_count: i32) -> cluster::TopicConfig {
+    cluster::TopicConfig {
         name: name.into(),
         queue_count,
         ..Default::default()
@@ -27,17 +28,20 @@ fn topic(name: &str, queue_count: i32) -> TopicConfig {
 async fn a_topic_change_refuses_system_topics_and_fills_in_the_defaults() {
     let r = remote_with(1, |c| c.default_queue_count = 3);
     let broker = &r.broker;
-    let created = broker.create_topic(topic("payments", 0), "op").unwrap();
-    assert_eq!(created.queue_count, 3);
-    assert_eq!(created.permission, Permission::ReadWrite as i32);
-    assert_eq!(broker.topics().get("payments").unwrap().queue_count, 3);
-    let updated = broker.update_topic(topic("payments", 5), "op").unwrap();
-    assert_eq!(updated.queue_count, 5);
+    let payments = broker.requested_topic(requested("payments", 0)).unwrap();
+    let created = broker.create_topic(payments, "op").unwrap();
+    assert_eq!(created.queues, 3);
+    assert_eq!(created.permission, TopicPermission::ReadWrite);
+    assert_eq!(broker.topics().get("payments").unwrap().queues, 3);
+    let more = broker.requested_topic(requested("payments", 5)).unwrap();
+    let updated = broker.update_topic(more, "op").unwrap();
+    assert_eq!(updated.queues, 5);
+    assert!(broker.requested_topic(requested("payments", 1025)).is_err());
 
     let dlq = names::dlq_topic(GROUP);
     for refused in [
-        broker.create_topic(topic(&dlq, 1), "op"),
-        broker.update_topic(topic(&dlq, 1), "op"),
+        broker.create_topic(TopicConfig::new(&dlq, 1), "op"),
+        broker.update_topic(TopicConfig::new(&dlq, 1), "op"),
     ] {
         assert!(
             matches!(refused, Err(ApogeeError::Forbidden(_))),
@@ -47,7 +51,7 @@ async fn a_topic_change_refuses_system_topics_and_fills_in_the_defaults() {
     assert!(broker.topics().get(&dlq).is_none());
 
     // A system topic the broker made itself is listed only when asked.
-    broker.topics().create(topic(&dlq, 1)).unwrap();
+    broker.topics().create(TopicConfig::new(&dlq, 1)).unwrap();
     let names = |include_system| {
         let mut n: Vec<String> = broker
             .list_topics(include_system)

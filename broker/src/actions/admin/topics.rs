@@ -1,12 +1,11 @@
-//! Topics as an operator changes and reads them on this broker group: a create or update
-//! refuses system topics and fills in the defaults (`crate::topics::normalize`), a listing
-//! leaves system topics out unless asked, and a topic's queues show their stored bounds and
-//! when each last took a message.
+//! Topics as an operator changes and reads them on this broker group: a requested config
+//! gets this broker's defaults ([`Broker::requested_topic`]), a create or update refuses
+//! system topics, a listing leaves system topics out unless asked, and a topic's queues show
+//! their stored bounds and when each last took a message.
 
 use crate::services::Broker;
-use crate::topics::normalize;
-use apogee_proto::cluster::TopicConfig;
-use apogee_proto::{limits, names, ApogeeError};
+use crate::topics::TopicConfig;
+use apogee_proto::{cluster, limits, names, ApogeeError};
 
 /// One queue of a topic: its stored bounds and when it last took a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,18 +20,25 @@ pub struct QueueState {
 }
 
 impl Broker {
+    /// The config an operator's request (the admin protocol's) asks for: the queue count
+    /// this broker gives a topic when the request names none (`default_queue_count`),
+    /// read-write and NORMAL when unset, every value checked.
+    pub fn requested_topic(&self, wire: cluster::TopicConfig) -> Result<TopicConfig, ApogeeError> {
+        TopicConfig::from_wire(wire, self.config().default_queue_count)
+    }
+
     /// Creates a topic; `by` is who asked (for the log). Answers the config as stored.
     pub fn create_topic(&self, config: TopicConfig, by: &str) -> Result<TopicConfig, ApogeeError> {
-        let config = self.changeable_topic(config)?;
-        tracing::info!(topic = %config.name, queues = config.queue_count, by, "creating topic");
+        refuse_system_topic(&config)?;
+        tracing::info!(topic = %config.name, queues = config.queues, by, "creating topic");
         self.topics().create(config)
     }
 
     /// Changes a topic's config; `by` is who asked (for the log). Answers the config as
     /// stored.
     pub fn update_topic(&self, config: TopicConfig, by: &str) -> Result<TopicConfig, ApogeeError> {
-        let config = self.changeable_topic(config)?;
-        tracing::info!(topic = %config.name, queues = config.queue_count, by, "updating topic");
+        refuse_system_topic(&config)?;
+        tracing::info!(topic = %config.name, queues = config.queues, by, "updating topic");
         self.topics().update(config)
     }
 
@@ -53,8 +59,8 @@ impl Broker {
             .get(topic)
             .ok_or_else(|| ApogeeError::TopicNotFound(topic.to_string()))?;
         let store = self.store();
-        let mut queues = Vec::with_capacity(config.queue_count.max(0) as usize);
-        for queue_id in 0..config.queue_count.max(0) as u32 {
+        let mut queues = Vec::with_capacity(config.queue_ids().len());
+        for queue_id in config.queue_ids() {
             let (min, max) = store
                 .queue_bounds(topic, queue_id)
                 .map_err(ApogeeError::from)?;
@@ -75,15 +81,15 @@ impl Broker {
         }
         Ok(queues)
     }
+}
 
-    /// A config an operator may create or update: not a system topic, defaults filled in.
-    fn changeable_topic(&self, config: TopicConfig) -> Result<TopicConfig, ApogeeError> {
-        if names::is_system_topic(&config.name) {
-            return Err(ApogeeError::Forbidden(format!(
-                "{} is a system topic",
-                config.name
-            )));
-        }
-        normalize(config, self.config().default_queue_count)
+/// Operators do not create or change system topics; the broker owns them.
+fn refuse_system_topic(config: &TopicConfig) -> Result<(), ApogeeError> {
+    if names::is_system_topic(&config.name) {
+        return Err(ApogeeError::Forbidden(format!(
+            "{} is a system topic",
+            config.name
+        )));
     }
+    Ok(())
 }
