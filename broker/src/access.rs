@@ -188,7 +188,7 @@ impl AccessTable {
         );
         self.kv
             .write(batch)
-            .map_err(|e| ApogeeError::Internal(format!("persisting users and ACLs: {e}")))?;
+            .map_err(|e| ApogeeError::internal_in("persisting users and ACLs", e))?;
         *state = next;
         self.data_version.store(version, Ordering::SeqCst);
         drop(state);

@@ -280,7 +280,7 @@ impl GroupTable {
         );
         self.kv
             .write(batch)
-            .map_err(|e| ApogeeError::Internal(format!("persisting group {name}: {e}")))?;
+            .map_err(|e| ApogeeError::internal_in(format!("persisting group {name}"), e))?;
         self.changed.notify_waiters();
         Ok(())
     }

@@ -172,7 +172,7 @@ fn load(kv: &dyn KvStore) -> Result<BTreeMap<String, String>, ApogeeError> {
     };
     match raw.split_first() {
         Some((&VALUE_V1, json)) => serde_json::from_slice(json)
-            .map_err(|e| ApogeeError::Internal(format!("stored runtime config: {e}"))),
+            .map_err(|e| ApogeeError::internal_in("stored runtime config", e)),
         _ => Err(ApogeeError::Internal(
             "stored runtime config has an unknown version".into(),
         )),

@@ -137,7 +137,7 @@ impl TopicTable {
         batch.put(Cf::Meta, DATA_VERSION_KEY, encode_data_version(version));
         self.kv
             .write(batch)
-            .map_err(|e| ApogeeError::Internal(format!("persisting topic {name}: {e}")))?;
+            .map_err(|e| ApogeeError::internal_in(format!("persisting topic {name}"), e))?;
         self.changed.notify_waiters();
         Ok(())
     }
@@ -192,7 +192,7 @@ impl TopicTable {
         let rows = self
             .kv
             .scan(Cf::Meta, &from, &to, usize::MAX)
-            .map_err(|e| ApogeeError::Internal(format!("reading topic deletion marks: {e}")))?;
+            .map_err(|e| ApogeeError::internal_in("reading topic deletion marks", e))?;
         Ok(rows
             .iter()
             .filter_map(|(k, _)| keys::decode_topic_deleting_key(k))
@@ -205,7 +205,7 @@ impl TopicTable {
         batch.delete(Cf::Meta, keys::topic_deleting_key(name));
         self.kv
             .write(batch)
-            .map_err(|e| ApogeeError::Internal(format!("finishing the deletion of {name}: {e}")))
+            .map_err(|e| ApogeeError::internal_in(format!("finishing the deletion of {name}"), e))
     }
 
     /// A topic only the broker writes (a group's dead-letter topic), created

@@ -141,11 +141,51 @@ impl PartialEq for Cause {
 
 impl Eq for Cause {}
 
+/// What was being done when `source` failed: reads `what: source`, and keeps `source` as
+/// its [`source`](std::error::Error::source) for the log's chain and for downcasts.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct Doing<E: std::error::Error + 'static> {
+    what: String,
+    #[source]
+    source: E,
+}
+
 impl ApogeeError {
     /// An internal error that keeps `cause` ([`ApogeeError::InternalCause`]): what a client
     /// sees is `Internal(cause.to_string())`'s.
     pub fn internal<E: std::error::Error + Send + Sync + 'static>(cause: E) -> ApogeeError {
         ApogeeError::InternalCause(Cause(std::sync::Arc::new(cause)))
+    }
+
+    /// [`internal`](Self::internal), saying what was being done: a client reads
+    /// `internal error: <what>: <cause>`, and the cause stays in the chain.
+    pub fn internal_in<E: std::error::Error + Send + Sync + 'static>(
+        what: impl Into<String>,
+        cause: E,
+    ) -> ApogeeError {
+        Self::internal(Doing {
+            what: what.into(),
+            source: cause,
+        })
+    }
+
+    /// Logs an internal error (a server fault, not the client's) with every cause in its
+    /// chain, as it is answered; other errors are the client's to see and are not logged.
+    pub fn log_if_internal(&self) {
+        if !matches!(
+            self,
+            ApogeeError::Internal(_) | ApogeeError::InternalCause(_)
+        ) {
+            return;
+        }
+        let mut causes = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            causes.push(format!("{cause:?}"));
+            next = cause.source();
+        }
+        tracing::error!(error = %self, causes = ?causes, "answered with an internal error");
     }
 
     /// The protocol code a RocketMQ 5 client sees for this error.
@@ -198,6 +238,7 @@ impl ApogeeError {
 
     /// The `Status` carried in the body of a `v2` response.
     pub fn to_status(&self) -> v2::Status {
+        self.log_if_internal();
         v2::Status {
             code: self.code() as i32,
             message: self.to_string(),
@@ -281,6 +322,7 @@ pub fn ok_status() -> v2::Status {
 impl From<ApogeeError> for tonic::Status {
     fn from(e: ApogeeError) -> Self {
         use ApogeeError::*;
+        e.log_if_internal();
         let msg = e.to_string();
         match e {
             TopicNotFound(_)
@@ -422,5 +464,17 @@ mod tests {
             io.downcast_ref::<std::io::Error>().map(|e| e.to_string()),
             Some("disk gone".to_string())
         );
+    }
+
+    #[test]
+    fn an_internal_error_says_what_was_being_done_and_keeps_its_cause() {
+        use std::error::Error;
+        let io = std::io::Error::other("disk gone");
+        let e = ApogeeError::internal_in("persisting topic t", io);
+        assert_eq!(e.to_string(), "internal error: persisting topic t: disk gone");
+        assert_eq!(e.code(), Code::InternalError);
+        let doing = e.source().expect("what was being done");
+        let cause = doing.source().expect("the cause");
+        assert!(cause.downcast_ref::<std::io::Error>().is_some());
     }
 }

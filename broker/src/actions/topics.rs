@@ -48,8 +48,8 @@ impl Broker {
         let name = topic.to_string();
         tokio::task::spawn_blocking(move || store.purge_topic(&name))
             .await
-            .map_err(|e| ApogeeError::Internal(format!("purging topic {topic}: {e}")))?
-            .map_err(|e| ApogeeError::Internal(format!("purging topic {topic}: {e}")))?;
+            .map_err(|e| ApogeeError::internal_in(format!("purging topic {topic}"), e))?
+            .map_err(|e| ApogeeError::internal_in(format!("purging topic {topic}"), e))?;
         self.topics().finish_delete(topic)
     }
 }

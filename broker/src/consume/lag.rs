@@ -97,7 +97,7 @@ impl ConsumeEngine {
         let bounds = |topic: &str, queue_id: u32| {
             self.store
                 .queue_bounds(topic, queue_id)
-                .map_err(|e| ApogeeError::Internal(format!("queue {topic}/{queue_id}: {e}")))
+                .map_err(|e| ApogeeError::internal_in(format!("queue {topic}/{queue_id}"), e))
         };
         let mut out = Vec::with_capacity(progress.len());
         let mut consumed: BTreeSet<(String, u32)> = BTreeSet::new();

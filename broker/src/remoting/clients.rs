@@ -19,7 +19,7 @@
 pub use crate::remoting_state::clients::*;
 use crate::services::Broker;
 use apogee_proto::auth::acl::{Action, ResourceKind};
-use apogee_proto::remoting::codes::{response, response_code_of};
+use apogee_proto::remoting::codes::response;
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::time::now_ms;
 use apogee_server::remoting::{Caller, RemotingConnection};
@@ -55,7 +55,7 @@ pub fn heartbeat(
                 .map(|s| (ResourceKind::Topic, s.topic.as_str())),
         );
         if let Err(e) = caller.authorize(&resources, Action::Sub) {
-            return RemotingCommand::error(request, response_code_of(&e), e.to_string());
+            return RemotingCommand::refusal(request, &e);
         }
     }
     let now = now_ms();
@@ -154,7 +154,7 @@ pub fn consumer_list_by_group(
         Err(e) => return e.answer(request),
     };
     if let Err(e) = caller.authorize(&[(ResourceKind::Group, group)], Action::Sub) {
-        return RemotingCommand::error(request, response_code_of(&e), e.to_string());
+        return RemotingCommand::refusal(request, &e);
     }
     let ids: Vec<String> = broker
         .remoting_clients()

@@ -14,7 +14,7 @@
 //! answered SUCCESS. The table lives in memory only: after a restart, clients lock again
 //! within their 20 s renewal.
 
-use super::offsets::{authorize_sub, refused};
+use super::offsets::authorize_sub;
 pub use crate::remoting_state::locks::*;
 use crate::services::Broker;
 use apogee_proto::auth::acl::{Action, ResourceKind};
@@ -63,7 +63,7 @@ fn checked_body(
     }
     match allowed {
         Ok(()) => Ok(body),
-        Err(e) => Err(Box::new(refused(request, &e))),
+        Err(e) => Err(Box::new(RemotingCommand::refusal(request, &e))),
     }
 }
 

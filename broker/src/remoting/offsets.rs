@@ -8,15 +8,10 @@ use super::args::{self, BadArgument};
 use crate::actions::QueuePosition;
 use crate::services::Broker;
 use apogee_proto::auth::acl::{Action, ResourceKind};
-use apogee_proto::remoting::codes::{response, response_code_of};
+use apogee_proto::remoting::codes::response;
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::ApogeeError;
 use apogee_server::remoting::Caller;
-
-/// The answer to `request` refused for `error`.
-pub(crate) fn refused(request: &RemotingCommand, error: &ApogeeError) -> RemotingCommand {
-    RemotingCommand::error(request, response_code_of(error), error.to_string())
-}
 
 /// Whether `caller` may consume `topic` (as `group`, when one is named): a group's retry
 /// and dead-letter topics are the group's to read.
@@ -58,7 +53,7 @@ macro_rules! or_refuse {
     ($request:expr, $result:expr) => {
         match $result {
             Ok(v) => v,
-            Err(e) => return refused($request, &e),
+            Err(e) => return RemotingCommand::refusal($request, &e),
         }
     };
 }
@@ -73,11 +68,11 @@ fn readable_queue<'r>(
 ) -> Result<(&'r str, u32), Box<RemotingCommand>> {
     let (topic, queue) = match queue_of(broker, request) {
         Ok(Ok(q)) => q,
-        Ok(Err(e)) => return Err(Box::new(refused(request, &e))),
+        Ok(Err(e)) => return Err(Box::new(RemotingCommand::refusal(request, &e))),
         Err(e) => return Err(Box::new(e.answer(request))),
     };
     if let Err(e) = authorize_sub(caller, group, topic) {
-        return Err(Box::new(refused(request, &e)));
+        return Err(Box::new(RemotingCommand::refusal(request, &e)));
     }
     Ok((topic, queue))
 }

@@ -15,7 +15,7 @@
 //! with nothing), with the pop headers all the same (the clients decode them either way).
 
 use super::args;
-use super::offsets::{authorize_sub, refused};
+use super::offsets::authorize_sub;
 use super::pull::filter_of;
 use crate::actions::{Answered, PopOrder, QueueChoice};
 use crate::consume::Delivery;
@@ -160,7 +160,7 @@ pub async fn pop_message(
         Err(ApogeeError::MessageNotFound(why)) => {
             header(response::PULL_NOT_FOUND, now_ms(), Some(why)).with_ext("restNum", 0)
         }
-        Err(e) => refused(request, &e),
+        Err(e) => RemotingCommand::refusal(request, &e),
     }
 }
 
@@ -327,7 +327,7 @@ fn not_in_flight_or_refused(request: &RemotingCommand, e: &ApogeeError) -> Remot
         ApogeeError::InvalidReceiptHandle(why) => {
             RemotingCommand::error(request, response::NO_MESSAGE, why.clone())
         }
-        e => refused(request, e),
+        e => RemotingCommand::refusal(request, e),
     }
 }
 

@@ -18,7 +18,7 @@
 //! `suggestWhichBrokerId` 0 (pull from the master).
 
 use super::args;
-use super::offsets::{authorize_sub, refused};
+use super::offsets::authorize_sub;
 use crate::actions::PullOrder;
 use crate::consume::filter::SqlFilter;
 use crate::consume::pull::Pulled;
@@ -113,7 +113,7 @@ pub async fn pull_message(
         Ok(())
     })();
     if let Err(e) = checked {
-        return refused(request, &e);
+        return RemotingCommand::refusal(request, &e);
     }
     let filter = match request_filter(broker, request, &a) {
         Ok(f) => f,
@@ -134,11 +134,11 @@ pub async fn pull_message(
     };
     let (queue, pulled) = match broker.pull(&order).await {
         Ok(p) => (p.queue, p.pulled),
-        Err(e) => return refused(request, &e),
+        Err(e) => return RemotingCommand::refusal(request, &e),
     };
     let (min, max) = match broker.queue_bounds(a.topic, queue) {
         Ok(b) => b,
-        Err(e) => return refused(request, &e),
+        Err(e) => return RemotingCommand::refusal(request, &e),
     };
     let answer = |code: i32, next: u64, remark: Option<String>| {
         RemotingCommand::response_to(request, code, remark)
@@ -225,7 +225,7 @@ fn request_filter(
             }
         }
     };
-    parsed.map_err(|e| Box::new(refused(request, &e)))
+    parsed.map_err(|e| Box::new(RemotingCommand::refusal(request, &e)))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::convert::to_message_ext;
 use crate::services::Broker;
 use crate::store::StoredMessage;
 use apogee_proto::auth::acl::{Action, ResourceKind};
-use apogee_proto::remoting::codes::{response, response_code_of};
+use apogee_proto::remoting::codes::response;
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::{names, ApogeeError};
 use apogee_server::remoting::{Caller, RemotingConnection};
@@ -32,10 +32,6 @@ fn is_internal(stored: &StoredMessage) -> bool {
     topic == names::HALF_TOPIC
         || topic == names::HALF_OUTCOME_TOPIC
         || topic == names::SCHEDULE_TOPIC
-}
-
-fn error(request: &RemotingCommand, e: &ApogeeError) -> RemotingCommand {
-    RemotingCommand::error(request, response_code_of(e), e.to_string())
 }
 
 /// The answer carrying `found` in the stored-message layout.
@@ -67,7 +63,7 @@ pub fn view_message_by_id(
     let found = match u64::try_from(offset) {
         Ok(offset) => match broker.message_at(offset) {
             Ok(found) => found.filter(|m| !is_internal(m)),
-            Err(e) => return error(request, &e),
+            Err(e) => return RemotingCommand::refusal(request, &e),
         },
         Err(_) => None,
     };
@@ -79,7 +75,7 @@ pub fn view_message_by_id(
         );
     };
     if let Err(e) = caller.authorize(&[(ResourceKind::Topic, &stored.msg.topic)], Action::Sub) {
-        return error(request, &e);
+        return RemotingCommand::refusal(request, &e);
     }
     found_answer(request, conn, &[stored])
 }
@@ -106,7 +102,7 @@ pub fn query_message(
         Err(bad) => return bad.answer(request),
     };
     if let Err(e) = caller.authorize(&[(ResourceKind::Topic, &topic)], Action::Sub) {
-        return error(request, &e);
+        return RemotingCommand::refusal(request, &e);
     }
     let max = (max.max(1) as usize).min(MAX_QUERY_MESSAGES);
     let store = broker.store();
@@ -129,7 +125,7 @@ pub fn query_message(
     };
     let found: Vec<StoredMessage> = match found {
         Ok(found) => found,
-        Err(e) => return error(request, &ApogeeError::from(e)),
+        Err(e) => return RemotingCommand::refusal(request, &ApogeeError::from(e)),
     };
     if found.is_empty() {
         return RemotingCommand::error(

@@ -27,7 +27,7 @@
 //! (`record::internal::FLAG`) and read back by remoting consumers.
 
 use super::args::{self, BadArgument};
-use super::offsets::{authorize_sub, refused};
+use super::offsets::authorize_sub;
 use crate::actions::retry::{Copied, RetrySend};
 use crate::produce::{Outgoing, Sender};
 use crate::services::Broker;
@@ -269,13 +269,13 @@ pub async fn send_message(
         return send_to_retry_topic(broker, conn, caller, &request, &header).await;
     }
     if let Err(e) = caller.authorize(&[(ResourceKind::Topic, &header.topic)], Action::Pub) {
-        return RemotingCommand::error(&request, response_code_of(&e), e.to_string());
+        return RemotingCommand::refusal(&request, &e);
     }
     let peer = conn.peer().to_string();
     let body = request.body.clone();
     let messages = match messages(&header, body, &peer, broker.config().max_body_bytes) {
         Ok(m) => m,
-        Err(e) => return RemotingCommand::error(&request, response_code_of(&e), e.to_string()),
+        Err(e) => return RemotingCommand::refusal(&request, &e),
     };
     // A single message's id: its receipt's transaction id unless it is a transaction's (as
     // RocketMQ's broker; a batch's answer names none).
@@ -317,7 +317,7 @@ pub async fn send_message(
             }
             answer
         }
-        Err(e) => RemotingCommand::error(&request, response_code_of(&e), e.to_string()),
+        Err(e) => RemotingCommand::refusal(&request, &e),
     }
 }
 
@@ -422,25 +422,25 @@ async fn send_to_retry_topic(
             "a batch cannot be sent to the retry topic {}; send its messages one by one",
             header.topic
         ));
-        return refused(request, &e);
+        return RemotingCommand::refusal(request, &e);
     }
     let checked = limits::validate_group(group)
         .and_then(|()| first_topic(header))
         .and_then(|topic| authorize_sub(caller, Some(group), topic));
     if let Err(e) = checked {
-        return refused(request, &e);
+        return RemotingCommand::refusal(request, &e);
     }
     let peer = conn.peer().to_string();
     let max_body_bytes = broker.config().max_body_bytes;
     let failed = match failed_message(header, group, request.body.clone(), &peer, max_body_bytes) {
         Ok(failed) => failed,
-        Err(e) => return refused(request, &e),
+        Err(e) => return RemotingCommand::refusal(request, &e),
     };
     let message_id = failed.message.message_id.clone();
     let (log_offset, queue_offset) = match broker.send_to_retry(failed).await {
         Ok(Copied::Retry(at)) => (Some(at.log_offset), at.queue_offset),
         Ok(Copied::DeadLetter(at)) => (at.map(|(log, _)| log), at.map_or(0, |(_, q)| q)),
-        Err(e) => return refused(request, &e),
+        Err(e) => return RemotingCommand::refusal(request, &e),
     };
     let id = log_offset.map_or(message_id, |off| {
         offset_message_id(store_host(conn), off as i64)

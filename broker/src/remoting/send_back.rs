@@ -7,7 +7,7 @@
 //! `maxReconsumeTimes` (clients before 3.4.9), the group's own limit applies.
 
 use super::args::{self, BadArgument};
-use super::offsets::{authorize_sub, refused};
+use super::offsets::authorize_sub;
 pub use crate::actions::retry::SendBack;
 use crate::services::Broker;
 use apogee_proto::remoting::RemotingCommand;
@@ -43,7 +43,7 @@ pub async fn consumer_send_back(
     let authorize = |topic: &str| authorize_sub(caller, Some(&back.group), topic);
     match broker.send_back(&back, authorize).await {
         Ok(_) => RemotingCommand::success(request),
-        Err(e) => refused(request, &e),
+        Err(e) => RemotingCommand::refusal(request, &e),
     }
 }
 

@@ -77,6 +77,14 @@ impl RemotingCommand {
         Self::response_to(request, codes::response::SUCCESS, None)
     }
 
+    /// The response refusing `request` for `error`: its remoting code
+    /// ([`codes::response_code_of`]) with its text as the reason. An internal error is logged
+    /// with its causes ([`ApogeeError::log_if_internal`]).
+    pub fn refusal(request: &RemotingCommand, error: &crate::ApogeeError) -> Self {
+        error.log_if_internal();
+        Self::error(request, codes::response_code_of(error), error.to_string())
+    }
+
     /// An error response to `request`: `code` with `remark` as its reason.
     pub fn error(request: &RemotingCommand, code: i32, remark: impl Into<String>) -> Self {
         Self::response_to(request, code, Some(remark.into()))

@@ -50,7 +50,7 @@ impl Broker {
         let owners = self.runtime_owners();
         let effective = crate::runtime_config::effective(&owners);
         let toml = toml::to_string_pretty(&effective)
-            .map_err(|e| ApogeeError::Internal(format!("rendering the config: {e}")))?;
+            .map_err(|e| ApogeeError::internal_in("rendering the config", e))?;
         Ok(EffectiveConfig {
             toml,
             runtime: crate::runtime_config::settings(&owners)?,
