@@ -471,7 +471,10 @@ mod tests {
         use std::error::Error;
         let io = std::io::Error::other("disk gone");
         let e = ApogeeError::internal_in("persisting topic t", io);
-        assert_eq!(e.to_string(), "internal error: persisting topic t: disk gone");
+        assert_eq!(
+            e.to_string(),
+            "internal error: persisting topic t: disk gone"
+        );
         assert_eq!(e.code(), Code::InternalError);
         let doing = e.source().expect("what was being done");
         let cause = doing.source().expect("the cause");

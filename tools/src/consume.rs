@@ -17,9 +17,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// Messages asked for per receive.
-pub(crate) const RECEIVE_BATCH: u32 = 32;
+const RECEIVE_BATCH: u32 = 32;
 /// Shortest time between two empty receives.
-pub(crate) const EMPTY_PAUSE: Duration = Duration::from_millis(200);
+const EMPTY_PAUSE: Duration = Duration::from_millis(200);
 
 /// One consumed message.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -153,7 +153,7 @@ impl TableRow for ConsumedRow {
 }
 
 /// Minimum column widths of the streamed consume table.
-pub(crate) const CONSUME_WIDTHS: [usize; 8] = [34, 8, 5, 8, 7, 8, 8, 10];
+const CONSUME_WIDTHS: [usize; 8] = [34, 8, 5, 8, 7, 8, 8, 10];
 
 /// What `consume` asks for.
 #[derive(Clone, Debug)]
@@ -182,15 +182,72 @@ pub async fn consume<W: Write>(
     out: W,
     format: Format,
 ) -> ToolResult<usize> {
+    let connect = async {
+        let subscription = vec![(spec.topic.clone(), spec.filter.clone())];
+        let consumer = SimpleConsumer::connect(config, spec.group.clone(), subscription).await?;
+        Ok(consumer)
+    };
+    consume_with(connect, spec, out, format).await
+}
+
+/// What the receive loop needs of a consumer: [`SimpleConsumer`] here, the lite consumer in
+/// `crate::lite_consume`.
+pub(crate) trait Receiving: Sized {
+    /// Whether the run ends before the next receive (having said why on stderr).
+    fn ended(&self) -> bool;
+    /// Receives up to `batch` messages of `spec`'s topic, waiting at most `wait`.
+    async fn receive_batch(
+        &self,
+        spec: &ConsumeSpec,
+        batch: u32,
+        wait: Duration,
+    ) -> ToolResult<Vec<ReceivedMessage>>;
+    async fn ack_many(&self, shown: &[ReceivedMessage]) -> Vec<apogee_client::Result<()>>;
+    async fn shutdown(self);
+}
+
+impl Receiving for SimpleConsumer {
+    fn ended(&self) -> bool {
+        false
+    }
+
+    async fn receive_batch(
+        &self,
+        spec: &ConsumeSpec,
+        batch: u32,
+        wait: Duration,
+    ) -> ToolResult<Vec<ReceivedMessage>> {
+        let messages = self
+            .receive(&spec.topic, batch, spec.invisible, wait)
+            .await?;
+        if let Some(note) = created_note(&spec.group, &self.take_groups_created()) {
+            eprintln!("{note}");
+        }
+        Ok(messages)
+    }
+
+    async fn ack_many(&self, shown: &[ReceivedMessage]) -> Vec<apogee_client::Result<()>> {
+        SimpleConsumer::ack_many(self, shown).await
+    }
+
+    async fn shutdown(self) {
+        SimpleConsumer::shutdown(self).await
+    }
+}
+
+/// Connects with `connect`, then receives, prints and acks until `spec` says stop, or until
+/// Ctrl-C (SIGINT, [`ToolError::Interrupted`]) with what was printed complete. Returns how
+/// many were printed.
+pub(crate) async fn consume_with<R: Receiving, W: Write>(
+    connect: impl std::future::Future<Output = ToolResult<R>>,
+    spec: &ConsumeSpec,
+    out: W,
+    format: Format,
+) -> ToolResult<usize> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut writer =
         StreamWriter::new(out, format, ConsumedRow::headers(), CONSUME_WIDTHS.to_vec());
-    let connect = SimpleConsumer::connect(
-        config,
-        spec.group.clone(),
-        vec![(spec.topic.clone(), spec.filter.clone())],
-    );
     let consumer = tokio::select! {
         c = connect => c?,
         _ = &mut interrupted => {
@@ -211,24 +268,19 @@ pub async fn consume<W: Write>(
     outcome.map(|()| printed)
 }
 
-async fn consume_loop<W: Write>(
-    consumer: &SimpleConsumer,
+async fn consume_loop<R: Receiving, W: Write>(
+    consumer: &R,
     spec: &ConsumeSpec,
     writer: &mut StreamWriter<W>,
 ) -> ToolResult<()> {
     let mut printed: u32 = 0;
     let mut ack_failures: Vec<String> = Vec::new();
     let mut last_new = Instant::now();
-    while printed < spec.max {
+    while printed < spec.max && !consumer.ended() {
         let left = spec.wait.saturating_sub(last_new.elapsed());
         let batch = (spec.max - printed).min(RECEIVE_BATCH);
         let asked = Instant::now();
-        let messages = consumer
-            .receive(&spec.topic, batch, spec.invisible, left)
-            .await?;
-        if let Some(note) = created_note(&spec.group, &consumer.take_groups_created()) {
-            eprintln!("{note}");
-        }
+        let messages = consumer.receive_batch(spec, batch, left).await?;
         if messages.is_empty() {
             if last_new.elapsed() >= spec.wait {
                 break;
@@ -253,7 +305,7 @@ async fn consume_loop<W: Write>(
 }
 
 /// Prints received messages (and writes their bodies to `--out-dir`).
-pub(crate) fn print_consumed<W: Write>(
+fn print_consumed<W: Write>(
     writer: &mut StreamWriter<W>,
     shown: &[ReceivedMessage],
     spec: &ConsumeSpec,
@@ -273,7 +325,7 @@ pub(crate) fn print_consumed<W: Write>(
 }
 
 /// Keeps the acknowledgements that failed, with their message ids.
-pub(crate) fn note_ack_failures(
+fn note_ack_failures(
     shown: &[ReceivedMessage],
     results: Vec<apogee_client::Result<()>>,
     failures: &mut Vec<String>,
@@ -286,7 +338,7 @@ pub(crate) fn note_ack_failures(
 }
 
 /// A consume run's end: an error when some printed message could not be acknowledged.
-pub(crate) fn ack_outcome(failures: &[String], printed: u32) -> ToolResult<()> {
+fn ack_outcome(failures: &[String], printed: u32) -> ToolResult<()> {
     match failures.first() {
         None => Ok(()),
         Some(first) => Err(ToolError::Server(format!(

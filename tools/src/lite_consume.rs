@@ -6,16 +6,13 @@
 //! subscription (an exclusive group's lite topic taken by another client, or the lite topic
 //! expired) is printed to stderr and ends the run.
 
-use crate::consume::{
-    ack_outcome, note_ack_failures, print_consumed, ConsumeSpec, ConsumedRow, CONSUME_WIDTHS,
-    EMPTY_PAUSE, RECEIVE_BATCH,
-};
-use crate::error::{ToolError, ToolResult};
-use crate::output::{Format, StreamWriter, TableRow};
-use apogee_client::{ClientConfig, LiteOffset, LiteSimpleConsumer};
+use crate::consume::{consume_with, ConsumeSpec, Receiving};
+use crate::error::ToolResult;
+use crate::output::Format;
+use apogee_client::{ClientConfig, LiteOffset, LiteSimpleConsumer, ReceivedMessage};
 use clap::ValueEnum;
 use std::io::Write;
-use std::time::Instant;
+use std::time::Duration;
 
 /// Where a new lite subscription starts (`--lite-offset`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,10 +53,6 @@ pub async fn consume<W: Write>(
     out: W,
     format: Format,
 ) -> ToolResult<usize> {
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    let mut writer =
-        StreamWriter::new(out, format, ConsumedRow::headers(), CONSUME_WIDTHS.to_vec());
     let connect = async {
         let consumer =
             LiteSimpleConsumer::connect(config, spec.group.clone(), spec.topic.clone()).await?;
@@ -71,65 +64,38 @@ pub async fn consume<W: Write>(
             Ok(()) => Ok(consumer),
             Err(e) => {
                 consumer.shutdown().await;
-                Err(e)
+                Err(e.into())
             }
         }
     };
-    let consumer = tokio::select! {
-        c = connect => c?,
-        _ = &mut interrupted => {
-            writer.finish()?;
-            return Err(ToolError::Interrupted);
-        }
-    };
-    let outcome = tokio::select! {
-        r = consume_loop(&consumer, spec, &mut writer) => r,
-        _ = &mut interrupted => Err(ToolError::Interrupted),
-    };
-    let printed = writer.finish()?;
-    if matches!(outcome, Err(ToolError::Interrupted)) {
-        return Err(ToolError::Interrupted);
-    }
-    consumer.shutdown().await;
-    outcome.map(|()| printed)
+    consume_with(connect, spec, out, format).await
 }
 
-async fn consume_loop<W: Write>(
-    consumer: &LiteSimpleConsumer,
-    spec: &ConsumeSpec,
-    writer: &mut StreamWriter<W>,
-) -> ToolResult<()> {
-    let mut printed: u32 = 0;
-    let mut ack_failures: Vec<String> = Vec::new();
-    let mut last_new = Instant::now();
-    while printed < spec.max {
-        if let Some(gone) = consumer.take_unsubscribed().first() {
-            eprintln!("the broker ended the subscription to lite topic {gone}");
-            return Ok(());
-        }
-        let left = spec.wait.saturating_sub(last_new.elapsed());
-        let batch = (spec.max - printed).min(RECEIVE_BATCH);
-        let asked = Instant::now();
-        let messages = consumer.receive(batch, spec.invisible, left).await?;
-        if messages.is_empty() {
-            if last_new.elapsed() >= spec.wait {
-                break;
-            }
-            let pause = EMPTY_PAUSE.saturating_sub(asked.elapsed());
-            tokio::time::sleep(pause.min(spec.wait.saturating_sub(last_new.elapsed()))).await;
-            continue;
-        }
-        last_new = Instant::now();
-        let take = messages.len().min((spec.max - printed) as usize);
-        let shown = &messages[..take];
-        print_consumed(writer, shown, spec)?;
-        printed += take as u32;
-        if spec.nack {
-            continue;
-        }
-        note_ack_failures(shown, consumer.ack_many(shown).await, &mut ack_failures);
+impl Receiving for LiteSimpleConsumer {
+    fn ended(&self) -> bool {
+        let Some(gone) = self.take_unsubscribed().into_iter().next() else {
+            return false;
+        };
+        eprintln!("the broker ended the subscription to lite topic {gone}");
+        true
     }
-    ack_outcome(&ack_failures, printed)
+
+    async fn receive_batch(
+        &self,
+        spec: &ConsumeSpec,
+        batch: u32,
+        wait: Duration,
+    ) -> ToolResult<Vec<ReceivedMessage>> {
+        Ok(self.receive(batch, spec.invisible, wait).await?)
+    }
+
+    async fn ack_many(&self, shown: &[ReceivedMessage]) -> Vec<apogee_client::Result<()>> {
+        LiteSimpleConsumer::ack_many(self, shown).await
+    }
+
+    async fn shutdown(self) {
+        LiteSimpleConsumer::shutdown(self).await
+    }
 }
 
 #[cfg(test)]

@@ -10,34 +10,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::Context;
 use apogee_nameserver::startup::{self, CommandLine};
 use apogee_nameserver::NameServerConfig;
+use apogee_nameserver_cmd::ProcessArgs;
 use apogee_server::net::Listener;
 use apogee_server::process;
 use clap::Parser;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Apogee NameServer: broker registry, topic routes and the clients' access point.
 #[derive(Debug, Parser)]
 #[command(name = "apogee-nameserver", version)]
 struct Args {
-    /// TOML config file (see deploy/nameserver.toml); defaults apply without one.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// host:port to listen on; overrides the config file and APOGEE_NAMESERVER_LISTEN.
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Load and validate the config, print the effective config and exit.
-    #[arg(long)]
-    check_config: bool,
+    #[command(flatten)]
+    process: ProcessArgs,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let command_line = CommandLine {
-        config: args.config,
-        listen: args.listen,
-        check_config: args.check_config,
-    };
+    let command_line = CommandLine::from(Args::parse().process);
     startup::main("nameserver", command_line, serve)
 }
 
