@@ -18,6 +18,9 @@
 //!   crash at any point (`topics`).
 //! - [`Broker::send`] (SendMessage; SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE): one
 //!   request's messages stored through the producer service and counted.
+//! - [`Broker::end_transaction`] (EndTransaction; END_TRANSACTION): a half message's commit
+//!   or rollback, or a check-back's answer: the transaction named, the caller allowed to
+//!   publish to its topic (`transactions`).
 //! - [`Broker::send_back`], [`Broker::send_to_retry`] (CONSUMER_SEND_MSG_BACK, a send to a
 //!   retry topic): a failed message's retry or dead-letter copy (`retry`).
 //! - [`Broker::offset_at`], [`Broker::committed_offset`], [`Broker::commit_offset`] and the
@@ -42,6 +45,7 @@ mod pull;
 pub(crate) mod retry;
 mod send;
 mod topics;
+mod transactions;
 
 pub use answer::Answered;
 pub use lite::LiteSubscriptionChange;
@@ -49,6 +53,7 @@ pub use offsets::QueuePosition;
 pub use pop::Popped;
 pub use pop_order::{PopOrder, QueueChoice};
 pub use pull::{PullOrder, PulledQueue};
+pub use transactions::TransactionEnding;
 
 use crate::services::Broker;
 use crate::topics::TopicConfig;
@@ -80,4 +85,8 @@ mod tests;
 #[cfg(test)]
 mod tests_answer;
 #[cfg(test)]
+mod tests_order;
+#[cfg(test)]
 mod tests_send;
+#[cfg(test)]
+mod tests_txn;

@@ -129,7 +129,7 @@ pub(super) async fn receive(
         .await
 }
 
-fn of_code(code: Code, bodies: Vec<String>) -> Outcome {
+pub(super) fn of_code(code: Code, bodies: Vec<String>) -> Outcome {
     match code {
         Code::Ok => Outcome::Read(bodies),
         Code::MessageNotFound => Outcome::Nothing,
@@ -139,7 +139,7 @@ fn of_code(code: Code, bodies: Vec<String>) -> Outcome {
     }
 }
 
-fn of_remoting(answer: &RemotingCommand) -> Outcome {
+pub(super) fn of_remoting(answer: &RemotingCommand) -> Outcome {
     match answer.code {
         response::SUCCESS => Outcome::Read(
             MessageExt::decode_all(answer.body.clone())

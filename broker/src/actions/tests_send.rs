@@ -2,21 +2,21 @@
 //! SendMessage, remoting SEND_MESSAGE_V2) and ends transactions through both (EndTransaction,
 //! END_TRANSACTION), then reads through every read path of both; each transport's message
 //! must come to the same outcome, because each is a thin decoding of one action
-//! ([`Broker::send`], the transactions' end, [`Broker::pop`], [`Broker::pull`]).
+//! ([`Broker::send`], [`Broker::end_transaction`], [`Broker::pop`], [`Broker::pull`]).
 
-use super::tests::{read, resource, send_one, set_permission, v2_message, Outcome, Path, PATHS};
+use super::tests::{read, send_one, set_permission, v2_message, Outcome, Path, PATHS};
+use super::tests_txn::{end, Ended, Named, Transport};
 use crate::grpc::MessagingServer;
 use crate::remoting::clients::tests::{remote, Remote, GROUP, TOPIC};
 use crate::topics::{MessageKind, TopicPermission};
+use crate::txn::Resolution;
 use apogee_proto::group::GroupConfig;
 use apogee_proto::remoting::codes::{request as code, response};
 use apogee_proto::remoting::message::{properties_to_string, Properties};
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::time::{now_ms, timestamp};
-use apogee_proto::v2::{self, messaging_service_server::MessagingService, Code, MessageType};
-use apogee_proto::v2::{TransactionResolution, TransactionSource};
+use apogee_proto::v2::{Code, MessageType};
 use apogee_server::remoting::Caller;
-use tonic::Request;
 
 /// A send path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,37 +118,18 @@ async fn send(r: &Remote, grpc: &MessagingServer, sender: Sender, kind: Kind, bo
 
 /// Commits the half message `body` (its transaction `id`) through `sender`.
 async fn commit(r: &Remote, grpc: &MessagingServer, sender: Sender, body: &str, id: &str) {
-    match sender {
-        Sender::Grpc => {
-            let answer = grpc
-                .end_transaction(Request::new(v2::EndTransactionRequest {
-                    topic: resource(TOPIC),
-                    message_id: body.into(),
-                    transaction_id: id.into(),
-                    resolution: TransactionResolution::Commit as i32,
-                    source: TransactionSource::SourceClient as i32,
-                    ..Default::default()
-                }))
-                .await
-                .expect("a v2 answer")
-                .into_inner();
-            assert_eq!(answer.status.map(|s| s.code), Some(Code::Ok as i32));
-        }
-        Sender::Remoting => {
-            let request = RemotingCommand::request(code::END_TRANSACTION)
-                .with_ext("producerGroup", "producers")
-                .with_ext("tranStateTableOffset", 0)
-                .with_ext("commitLogOffset", -1)
-                .with_ext("commitOrRollback", crate::remoting::txn::COMMIT)
-                .with_ext("fromTransactionCheck", false)
-                .with_ext("msgId", body)
-                .with_ext("transactionId", id);
-            let answer =
-                crate::remoting::txn::end_transaction(&r.broker, &Caller::default(), &request)
-                    .await;
-            assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
-        }
-    }
+    let transport = match sender {
+        Sender::Grpc => Transport::Grpc,
+        Sender::Remoting => Transport::Remoting,
+    };
+    let named = Named {
+        transaction_id: id,
+        body,
+        topic: TOPIC,
+    };
+    let anyone = &Caller::default();
+    let ended = end(r, grpc, transport, anyone, named, Resolution::Commit, false).await;
+    assert_eq!(ended, Ended::Done, "{sender:?}");
 }
 
 /// A broker whose [`TOPIC`] (one queue) takes NORMAL, DELAY and TRANSACTION messages.

@@ -268,7 +268,7 @@ impl MessagingService for MessagingServer {
         if let Err(e) = check(&req) {
             refuse!(EndTransactionResponse, e);
         }
-        let status = match end_transaction::end(&self.broker, req.into_inner()).await {
+        let status = match end_transaction::end(&self.broker, &req).await {
             Ok(()) => ok_status(),
             Err(e) => e.to_status(),
         };

@@ -1,24 +1,20 @@
-//! Transactions of remoting producers: END_TRANSACTION resolved through the broker's
-//! transactions service, and the check-back pushed to a remoting producer of the message's
-//! producer group ([`RemotingCheckBacks`], the transactions' [`ProducerCheckBack`]).
-//!
-//! Which transaction an ending names: its `transactionId` when it is one of this broker's
-//! (the send's answer carries Apogee's transaction id, and both RocketMQ's Java client and
-//! the Rust port send it back, after a send and after a check-back alike); otherwise the
-//! half message at its `commitLogOffset` (the offset message id of the send's answer).
+//! Transactions of remoting producers: END_TRANSACTION decoded for the end-transaction
+//! action ([`Broker::end_transaction`], which has the rules: the transaction named by its
+//! `transactionId` or its `commitLogOffset`, the caller allowed to publish to its topic), and
+//! the check-back pushed to a remoting producer of the message's producer group
+//! ([`RemotingCheckBacks`], the transactions' [`ProducerCheckBack`]).
 
-use super::args::{self, BadArgument};
+use super::args;
 use super::convert::to_message_ext;
 use super::send::client_id;
+use crate::actions::TransactionEnding;
 use crate::services::Broker;
-use crate::store::record::internal;
 use crate::txn::producers::{CheckBack, ProducerCheckBack};
-use crate::txn::{EndRequest, Resolution, ResolvedBy};
+use crate::txn::Resolution;
 use apogee_proto::auth::acl::{Action, ResourceKind};
-use apogee_proto::remoting::codes::{request as req, response, response_code_of};
+use apogee_proto::remoting::codes::{request as req, response};
 use apogee_proto::remoting::message::{offset_message_id, property, sys_flag};
 use apogee_proto::remoting::RemotingCommand;
-use apogee_proto::{names, txn_id, ApogeeError};
 use apogee_server::remoting::{Caller, RemotingConnection};
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -40,34 +36,9 @@ pub fn resolution_of(value: i32) -> Option<Resolution> {
     }
 }
 
-/// The transaction an END_TRANSACTION names (see the module doc).
-fn transaction_of(broker: &Broker, request: &RemotingCommand) -> Result<String, ApogeeError> {
-    let named = request.ext("transactionId").filter(|id| !id.is_empty());
-    if let Some(id) = named {
-        if txn_id::broker_of(id) == Some(broker.config().broker_name.as_str()) {
-            return Ok(id.to_string());
-        }
-    }
-    let offset: Option<i64> = args::optional(request, "commitLogOffset")
-        .map_err(|BadArgument(why)| ApogeeError::BadRequest(why))?;
-    if let Some(offset) = offset.filter(|&o| o >= 0) {
-        if let Some(half) = broker.message_at(offset as u64)? {
-            if half.msg.topic == names::HALF_TOPIC {
-                if let Some(id) = half.msg.internal(internal::TXN_ID) {
-                    return Ok(id.to_string());
-                }
-            }
-        }
-    }
-    Err(ApogeeError::InvalidTransactionId(format!(
-        "neither the transaction id {:?} nor the commit-log offset {offset:?} names a \
-         transaction of broker {}",
-        named.unwrap_or(""),
-        broker.config().broker_name
-    )))
-}
-
 /// Answers END_TRANSACTION (RocketMQ clients send it oneway: the answer is for the others).
+/// Its `msgId` is not looked at: clients fill it with an id of their own, and RocketMQ's
+/// broker does not check it either.
 pub async fn end_transaction(
     broker: &Broker,
     caller: &Caller,
@@ -84,36 +55,25 @@ pub async fn end_transaction(
             format!("commitOrRollback {value} is none of 0, 8 and 12"),
         );
     };
-    let from_check = matches!(
-        args::optional::<bool>(request, "fromTransactionCheck"),
-        Ok(Some(true))
-    );
-    let result = async {
-        let id = transaction_of(broker, request)?;
-        let topic = broker.txns().topic_of(&id)?;
-        caller.authorize(&[(ResourceKind::Topic, &topic)], Action::Pub)?;
-        broker
-            .txns()
-            .end(EndRequest {
-                transaction_id: &id,
-                topic: "",
-                message_id: "",
-                resolution,
-                by: if from_check {
-                    ResolvedBy::CheckBack
-                } else {
-                    ResolvedBy::Producer
-                },
-            })
-            .await
-    }
-    .await;
-    match result {
+    let half_log_offset: Option<i64> = match args::optional(request, "commitLogOffset") {
+        Ok(offset) => offset,
+        Err(bad) => return bad.answer(request),
+    };
+    let ending = TransactionEnding {
+        transaction_id: request.ext("transactionId").unwrap_or(""),
+        half_log_offset: half_log_offset.and_then(|o| u64::try_from(o).ok()),
+        topic: "",
+        message_id: "",
+        resolution,
+        from_check: matches!(
+            args::optional::<bool>(request, "fromTransactionCheck"),
+            Ok(Some(true))
+        ),
+    };
+    let may_publish = |topic: &str| caller.authorize(&[(ResourceKind::Topic, topic)], Action::Pub);
+    match broker.end_transaction(&ending, may_publish).await {
         Ok(_) => RemotingCommand::success(request),
-        Err(e) => {
-            tracing::debug!(error = %e, "remoting end of transaction refused");
-            RemotingCommand::error(request, response_code_of(&e), e.to_string())
-        }
+        Err(e) => RemotingCommand::refusal(request, &e),
     }
 }
 

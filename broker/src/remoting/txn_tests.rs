@@ -3,6 +3,7 @@
 use super::*;
 use crate::remoting::send::tests::{send_v2, test_remote, test_remote_with, TestRemote, TOPIC};
 use apogee_proto::remoting::message::{parse_offset_message_id, MessageExt};
+use apogee_proto::txn_id;
 
 /// Sends a half message of group `producers`; returns the send's answer.
 async fn send_half(t: &TestRemote, uniq: &str) -> RemotingCommand {

@@ -155,7 +155,9 @@ impl Transactions {
         *self.serving_gate.write() = Some(gate);
     }
 
-    fn check_gate(&self) -> Result<(), ApogeeError> {
+    /// Controller mode: the serving gate's refusal while it refuses (the end-transaction
+    /// action asks it first, before it looks the transaction up).
+    pub(crate) fn check_gate(&self) -> Result<(), ApogeeError> {
         match &*self.serving_gate.read() {
             Some(gate) => gate(),
             None => Ok(()),
