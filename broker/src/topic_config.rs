@@ -292,16 +292,15 @@ impl TopicConfig {
             .message_types()
             .filter_map(MessageKind::from_wire)
             .collect();
-        let config = TopicConfig {
+        // `normalize_topic` checked the name, the queue count and every type already.
+        Ok(TopicConfig {
             queues: u32::try_from(t.queue_count).unwrap_or(0),
             permission: TopicPermission::from_wire(t.permission()),
             kinds: MessageKinds::of(&kinds),
             lite_expiry: (t.lite_expire_after_secs > 0)
                 .then(|| Duration::from_secs(t.lite_expire_after_secs)),
             name: t.name,
-        };
-        config.check()?;
-        Ok(config)
+        })
     }
 
     pub fn to_wire(&self) -> cluster::TopicConfig {

@@ -91,12 +91,13 @@ impl Broker {
             return Ok(id.to_string());
         }
         if let Some(offset) = ending.half_log_offset {
-            if let Some(half) = self.message_at(offset)? {
-                if half.msg.topic == names::HALF_TOPIC {
-                    if let Some(id) = half.msg.internal(internal::TXN_ID) {
-                        return Ok(id.to_string());
-                    }
-                }
+            let half = self.message_at(offset)?;
+            let named = half
+                .as_ref()
+                .filter(|h| h.msg.topic == names::HALF_TOPIC)
+                .and_then(|h| h.msg.internal(internal::TXN_ID));
+            if let Some(id) = named {
+                return Ok(id.to_string());
             }
         }
         Err(ApogeeError::InvalidTransactionId(
