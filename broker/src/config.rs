@@ -12,7 +12,7 @@ mod failover;
 mod heartbeat;
 mod lite;
 mod priority;
-pub use failover::{AckMode, FailoverSection, MAX_GROUP_MEMBERS};
+pub use failover::{AckMode, FailoverSection, MAX_GROUP_MEMBERS, MAX_HANDOVER_OR_DRAIN_MS};
 pub use lite::LiteSection;
 pub use priority::{PriorityOrder, PrioritySection};
 
@@ -463,6 +463,16 @@ impl BrokerConfig {
                 "failover.min_in_sync_replicas must be within 1..={MAX_GROUP_MEMBERS}"
             ));
         }
+        if !(1..=MAX_HANDOVER_OR_DRAIN_MS).contains(&f.handover_timeout_ms) {
+            return Err(format!(
+                "failover.handover_timeout_ms must be within 1..={MAX_HANDOVER_OR_DRAIN_MS}"
+            ));
+        }
+        if f.drain_ms > MAX_HANDOVER_OR_DRAIN_MS {
+            return Err(format!(
+                "failover.drain_ms must be at most {MAX_HANDOVER_OR_DRAIN_MS} (0: exit at once)"
+            ));
+        }
         if !f.controller_mode {
             if f.ack == AckMode::MinInSync {
                 return Err(
@@ -567,6 +577,17 @@ mod tests {
         ] {
             let result = member(&format!("[failover]\nmin_in_sync_replicas = {min}"));
             assert_eq!(result.is_ok(), ok, "min_in_sync_replicas {min}: {result:?}");
+        }
+        for (setting, ok) in [
+            ("handover_timeout_ms = 0", false),
+            ("handover_timeout_ms = 600000", true),
+            ("handover_timeout_ms = 600001", false),
+            ("drain_ms = 0", true),
+            ("drain_ms = 600000", true),
+            ("drain_ms = 600001", false),
+        ] {
+            let result = member(&format!("[failover]\n{setting}"));
+            assert_eq!(result.is_ok(), ok, "{setting}: {result:?}");
         }
         let defaults = FailoverSection::default();
         assert!(!defaults.controller_mode);

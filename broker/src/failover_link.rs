@@ -128,14 +128,15 @@ pub fn take_answer(member: &dyn ControllerMember, clock: &mut BeatClock, answer:
 }
 
 /// Renewals per lease a master beats for: one late or lost answer then still leaves the lease
-/// running until the next.
-pub const BEATS_PER_LEASE: u32 = 4;
+/// running until the next, and a change of controller leader (which the controller's settings
+/// keep within three quarters of the lease) is bridged by the first beat the new leader answers.
+pub const BEATS_PER_LEASE: u32 = 8;
 /// The shortest beat interval a lease makes (the controller's lease is validated to be far
 /// longer).
 const SHORTEST_BEAT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The beat interval of a session that was told `lease_ms` (0: no lease, as a slave's
-/// answers say): the configured interval, or a quarter of the lease when that is shorter, so
+/// answers say): the configured interval, or an eighth of the lease when that is shorter, so
 /// a master's lease does not run out between two beats because of the broker's settings.
 pub fn beat_period(configured: std::time::Duration, lease_ms: u64) -> std::time::Duration {
     if lease_ms == 0 {
@@ -235,10 +236,10 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_shortens_the_beat_interval_to_a_quarter_of_it() {
+    fn a_lease_shortens_the_beat_interval_to_an_eighth_of_it() {
         let second = Duration::from_secs(1);
         assert_eq!(beat_period(second, 0), second, "no lease: as configured");
-        assert_eq!(beat_period(second, 2_000), Duration::from_millis(500));
+        assert_eq!(beat_period(second, 2_000), Duration::from_millis(250));
         assert_eq!(
             beat_period(Duration::from_millis(200), 2_000),
             Duration::from_millis(200),

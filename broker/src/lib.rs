@@ -15,7 +15,8 @@
 //! - [`remoting`]: the same services for RocketMQ's remoting clients (4.x);
 //!   [`remoting_state`]: the remoting clients' table and queue locks the broker holds.
 //! - [`metrics`]: the Prometheus metrics and readiness of the operations endpoint.
-//! - [`membership`]: the broker's role (master, slave, fenced), master epoch and lease.
+//! - [`membership`]: the broker's role (master, slave, fenced), master epoch and lease;
+//!   `handover`: when a master hands its role over (SIGTERM, an operator's switch).
 //! - [`quotas`]: send rates per client and topic, the cap on waiting receives.
 //! - [`registration`]: registration with the NameServers.
 //! - [`replication`]: master/slave replication of the log and the consume state.
@@ -31,6 +32,7 @@ pub mod dead_letters;
 pub mod failover_link;
 pub mod groups;
 pub mod grpc;
+mod handover;
 pub mod lite_topics;
 pub mod membership;
 pub mod metrics;

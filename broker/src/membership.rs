@@ -17,6 +17,12 @@
 //!   committed in-sync set cut off from its master, which serves them from its copy
 //!   ([`Membership::check_consumable`]).
 //!
+//! A planned handover (SIGTERM of a master, an operator's switch) goes through three states
+//! here: [`Membership::set_handing_over`] holds sends and master calls back while the
+//! in-sync members catch up, [`Membership::step_down`] gives up the lease of the epoch for
+//! good (the next beat says so and the controller elects a successor at once), and the new
+//! assignment makes this member a slave; `replication/handover.rs` runs the procedure.
+//!
 //! This module holds the state only. The broker's role supervisor (`services.rs`) watches
 //! [`Membership::role_watch`] and runs the transitions (promotion, demotion) and the tasks of
 //! each role; replication reads the epoch and the committed set, and tells the master's
@@ -91,6 +97,17 @@ pub enum MemberRole {
     Fenced,
 }
 
+/// A send admitted past the handover gate ([`Membership::send_admitted`]), until its answer.
+pub struct SendInFlight<'a>(&'a Membership);
+
+impl Drop for SendInFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .sends_in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl From<&MemberRole> for Role {
     /// In the configuration's terms: a fenced member counts as a slave (it takes no writes).
     fn from(role: &MemberRole) -> Role {
@@ -145,6 +162,17 @@ pub struct Membership {
     measured: Mutex<BTreeSet<u64>>,
     /// Bumped whenever the role view or the measured set changes.
     changes: watch::Sender<u64>,
+    /// Controller mode: the master epoch this member stepped down from (0: none). It holds
+    /// no lease of that epoch from then on.
+    stepped_down_epoch: std::sync::atomic::AtomicU64,
+    /// True while a handover holds sends and master calls back (the watch wakes the held
+    /// ones; the flag orders itself with `sends_in_flight`).
+    handing_over: watch::Sender<bool>,
+    handing_over_flag: std::sync::atomic::AtomicBool,
+    /// Sends past the handover gate and not answered yet.
+    sends_in_flight: std::sync::atomic::AtomicUsize,
+    /// The member an operator's switch asks this master to hand over to (0: none).
+    hand_over_wanted: watch::Sender<u64>,
 }
 
 impl Membership {
@@ -204,6 +232,11 @@ impl Membership {
             master_since_ms: std::sync::atomic::AtomicI64::new(0),
             measured: Mutex::new(BTreeSet::new()),
             changes: watch::channel(0).0,
+            stepped_down_epoch: std::sync::atomic::AtomicU64::new(0),
+            handing_over: watch::channel(false).0,
+            handing_over_flag: std::sync::atomic::AtomicBool::new(false),
+            sends_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            hand_over_wanted: watch::channel(0).0,
         })
     }
 
@@ -295,6 +328,16 @@ impl Membership {
                 master_endpoint: a.master_endpoint.clone(),
             }
         };
+        let wanted = if matches!(role, MemberRole::Master { .. }) {
+            a.hand_over_to
+        } else {
+            0
+        };
+        self.hand_over_wanted.send_if_modified(|w| {
+            let changed = *w != wanted;
+            *w = wanted;
+            changed
+        });
         let newer = a.master_epoch > current.master_epoch;
         let (in_sync, in_sync_epoch) = if newer || a.in_sync_epoch >= current.in_sync_epoch {
             (a.in_sync.iter().copied().collect(), a.in_sync_epoch)
@@ -334,7 +377,11 @@ impl Membership {
     /// sent) plus `lease_ms`; it never moves back. Only the master of the epoch held takes
     /// one: call it after [`assign`](Self::assign) of the same answer.
     pub fn renew_lease(&self, beat_sent: BootInstant, lease_ms: u64) {
-        if self.mode == MembershipMode::Static || lease_ms == 0 || !self.is_master() {
+        if self.mode == MembershipMode::Static
+            || lease_ms == 0
+            || !self.is_master()
+            || self.stepped_down()
+        {
             return;
         }
         let until = beat_sent.later_by(Duration::from_millis(lease_ms));
@@ -351,6 +398,7 @@ impl Membership {
             MembershipMode::Static => true,
             MembershipMode::Controller => {
                 self.is_master()
+                    && !self.stepped_down()
                     && self
                         .lease_until
                         .lock()
@@ -383,6 +431,11 @@ impl Membership {
         }
         let view = self.role_view();
         Err(ApogeeError::Unavailable(match view.role {
+            MemberRole::Master { .. } if self.stepped_down() => format!(
+                "member {} handed its role of master (epoch {}) over and the controller is \
+                 electing its successor: retry",
+                self.member_id, view.master_epoch
+            ),
             MemberRole::Master { .. } => format!(
                 "member {} is the master of epoch {} but holds no valid lease from the \
                  controller (it may be cut off from it, and another member may be elected): \
@@ -513,7 +566,96 @@ impl Membership {
                 Vec::new()
             },
             in_sync_epoch: if is_master { view.in_sync_epoch } else { 0 },
+            stepped_down: is_master && self.stepped_down(),
         }
+    }
+
+    /// Asks for a beat now (controller mode) instead of at the next tick.
+    pub fn beat_now(&self) {
+        if self.mode == MembershipMode::Controller {
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Controller mode, the master: gives up its role of the epoch held for good (a planned
+    /// handover, once the in-sync members caught up): the lease ends now, no other of this
+    /// epoch is taken, and the next beat (sent at once) tells the controller, which elects a
+    /// successor without waiting for a lease to run out. The epoch stepped down from; None
+    /// when this member is not the master.
+    pub fn step_down(&self) -> Option<u64> {
+        if self.mode == MembershipMode::Static || !self.is_master() {
+            return None;
+        }
+        let epoch = self.master_epoch();
+        self.stepped_down_epoch
+            .store(epoch, std::sync::atomic::Ordering::SeqCst);
+        *self.lease_until.lock() = None;
+        tracing::warn!(
+            epoch,
+            "this master steps down: its role goes to another member"
+        );
+        self.changes.send_modify(|n| *n += 1);
+        Some(epoch)
+    }
+
+    /// Whether this member stepped down from the master epoch it holds.
+    pub fn stepped_down(&self) -> bool {
+        let epoch = self.master_epoch();
+        epoch > 0
+            && self
+                .stepped_down_epoch
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == epoch
+    }
+
+    /// Holds sends and master calls back (`true`) while a handover is under way, or lets
+    /// them go on (`false`).
+    pub fn set_handing_over(&self, on: bool) {
+        self.handing_over_flag
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+        self.handing_over.send_replace(on);
+    }
+
+    /// Whether a handover holds sends and master calls back now.
+    pub fn handing_over(&self) -> bool {
+        self.handing_over_flag
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A send passes the handover gate: it waits while a handover holds sends back, and
+    /// counts as in flight until the returned guard is dropped (its answer), so a handover
+    /// steps down only once every send that got past the gate was answered.
+    pub async fn send_admitted(&self) -> SendInFlight<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            // Counted first, then the flag read: a handover that sets the flag and then
+            // finds no send in flight is never joined by one that missed the flag.
+            self.sends_in_flight.fetch_add(1, SeqCst);
+            if !self.handing_over_flag.load(SeqCst) {
+                return SendInFlight(self);
+            }
+            self.sends_in_flight.fetch_sub(1, SeqCst);
+            self.handover_settled().await;
+        }
+    }
+
+    /// Sends past the handover gate and not answered yet.
+    pub fn sends_in_flight(&self) -> usize {
+        self.sends_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until no handover holds calls back (a handover is bounded by
+    /// `failover.handover_timeout_ms` and lets them go however it ends).
+    pub async fn handover_settled(&self) {
+        let mut rx = self.handing_over.subscribe();
+        let _ = rx.wait_for(|on| !*on).await;
+    }
+
+    /// The member an operator's switch asks this master to hand over to (0: none), as the
+    /// controller's last answer said.
+    pub fn hand_over_wanted(&self) -> watch::Receiver<u64> {
+        self.hand_over_wanted.subscribe()
     }
 }
 

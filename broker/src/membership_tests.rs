@@ -17,6 +17,7 @@ fn assignment(master: u64, epoch: u64, in_sync: &[u64], in_sync_epoch: u64) -> A
         in_sync_epoch,
         lease_ms: 2_000,
         controller_leader: 1,
+        hand_over_to: 0,
     }
 }
 
@@ -117,6 +118,79 @@ fn the_lease_runs_from_the_beat_sent_and_never_moves_back() {
         m.lease_valid(),
         "an older beat's answer does not shorten the lease"
     );
+}
+
+#[test]
+fn a_master_that_stepped_down_holds_no_lease_of_its_epoch_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Membership::controlled(1, 0, 1, store(dir.path()));
+    assert_eq!(
+        m.step_down(),
+        None,
+        "a fenced member has nothing to step down from"
+    );
+    m.assign(&assignment(1, 3, &[1, 2], 1), ME);
+    m.renew_lease(BootInstant::now(), 60_000);
+    assert!(m.lease_valid() && !m.report().stepped_down);
+    let mut beats = m.changed();
+    beats.borrow_and_update();
+    assert_eq!(m.step_down(), Some(3));
+    assert!(beats.has_changed().unwrap(), "a beat goes out at once");
+    assert!(!m.lease_valid(), "the lease ends now");
+    let e = m.check_serving().unwrap_err().to_string();
+    assert!(
+        e.contains("handed its role of master (epoch 3) over"),
+        "{e}"
+    );
+    m.renew_lease(BootInstant::now(), 60_000);
+    assert!(!m.lease_valid(), "no lease of the epoch is taken again");
+    let report = m.report();
+    assert!(report.is_master && report.stepped_down, "{report:?}");
+    // The successor's epoch makes it a slave; a later master epoch is a new role.
+    m.assign(&assignment(2, 4, &[2], 2), ME);
+    assert!(!m.report().stepped_down);
+    m.assign(&assignment(1, 5, &[1], 3), ME);
+    m.renew_lease(BootInstant::now(), 60_000);
+    assert!(
+        m.lease_valid(),
+        "elected again in epoch 5, it holds leases of it"
+    );
+}
+
+#[test]
+fn an_operators_switch_asks_the_master_only_to_hand_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Membership::controlled(1, 0, 1, store(dir.path()));
+    let wanted = m.hand_over_wanted();
+    let mut asked = assignment(1, 3, &[1, 2], 1);
+    asked.hand_over_to = 2;
+    m.assign(&asked, ME);
+    assert_eq!(*wanted.borrow(), 2);
+    m.assign(&assignment(1, 3, &[1, 2], 1), ME);
+    assert_eq!(*wanted.borrow(), 0, "the request ended");
+    let slave = Membership::controlled(3, 0, 1, store(dir.path()));
+    slave.assign(&asked, "10.0.0.3:8081");
+    assert_eq!(
+        *slave.hand_over_wanted().borrow(),
+        0,
+        "a slave is never asked"
+    );
+}
+
+#[tokio::test]
+async fn held_calls_go_on_when_the_handover_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Membership::controlled(1, 0, 1, store(dir.path()));
+    m.set_handing_over(true);
+    assert!(m.handing_over());
+    let waiting = {
+        let m = m.clone();
+        tokio::spawn(async move { m.handover_settled().await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiting.is_finished(), "held while the handover runs");
+    m.set_handing_over(false);
+    waiting.await.unwrap();
 }
 
 #[test]

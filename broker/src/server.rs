@@ -255,8 +255,9 @@ fn routes(broker: &Arc<Broker>, routes: tonic::service::Routes) -> tonic::servic
         .prepare()
 }
 
-/// Serves until `shutdown` completes, the broker starts shutting down otherwise, or its
-/// store fails, then stops in the bootstrap's order: health NOT_SERVING, every service told
+/// Serves until `shutdown` completes (then a controller-mode master hands its role over and
+/// drains: [`Broker::leave`]), the broker starts shutting down otherwise, or its store
+/// fails, then stops in the bootstrap's order: health NOT_SERVING, every service told
 /// to stop (long polls end), the drain of the open calls, then [`shut_down`] (which
 /// unregisters). Returns the store's failure when that was the cause.
 ///
@@ -278,9 +279,11 @@ async fn serve_until_shutdown(
     let store = broker.store().clone();
     let failure = Arc::new(parking_lot::Mutex::new(None));
     let failed = failure.clone();
+    let leaving = broker.clone();
     let signal = async move {
         tokio::select! {
-            _ = shutdown => {}
+            // A controller-mode master hands its role over and drains first.
+            _ = shutdown => leaving.leave().await,
             _ = stop_wait.changed() => {}
             reason = store.failed() => {
                 tracing::error!(

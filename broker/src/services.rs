@@ -598,7 +598,7 @@ impl Broker {
 
     /// The tasks of `role`, each ending when `stop` turns true.
     fn start_role_tasks(
-        &self,
+        self: &Arc<Self>,
         role: &MemberRole,
         stop: watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
@@ -611,6 +611,9 @@ impl Broker {
         // due, renews and dead-letters (a slave's state follows its master).
         // In controller mode they act only while the master's lease runs.
         if let MemberRole::Master { .. } = role {
+            if self.membership.controlled_mode() {
+                tasks.push(self.spawn_handover_on_request(stop.clone()));
+            }
             let membership = self.membership.clone();
             let gate: crate::consume::ServingGate = Arc::new(move || membership.check_serving());
             tasks.push(self.txns.clone().spawn_checker(

@@ -24,8 +24,9 @@ pub struct ControllerConfig {
     pub data_dir: PathBuf,
     /// How often the leader sends heartbeats to the others.
     pub heartbeat_interval_ms: u64,
-    /// A follower that has heard no leader for a random time in [min, max] stands for
-    /// election.
+    /// A follower that has heard no leader for `election_timeout_max_ms` (the Raft leader's
+    /// own lease, during which followers refuse to vote) plus a random time in [min, max]
+    /// stands for election: a dead leader is replaced within twice the max.
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
     /// Whether an election may choose a member outside the in-sync set when no in-sync member
@@ -48,9 +49,9 @@ impl Default for ControllerConfig {
             node_id: 1,
             peers: BTreeMap::new(),
             data_dir: PathBuf::from("controller"),
-            heartbeat_interval_ms: 250,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
             unclean_election: false,
             lease_ms: 2000,
             lease_margin_ms: 500,
@@ -125,6 +126,18 @@ impl ControllerConfig {
                 self.lease_margin_ms, self.lease_ms
             ));
         }
+        // A single voter has no leader to lose.
+        let leader_change = self.longest_leader_change();
+        if self.peers.len() > 1 && leader_change >= self.lease_without_two_beats() {
+            return Err(format!(
+                "controller.lease_ms ({}) is too short for the Raft timings: a dead leader is \
+                 replaced within twice election_timeout_max_ms ({} ms), and a master's lease must \
+                 outlast that plus two of its beats (a quarter of the lease), or every change of \
+                 controller leader stops writes; raise lease_ms or lower election_timeout_max_ms",
+                self.lease_ms,
+                leader_change.as_millis()
+            ));
+        }
         Ok(())
     }
 
@@ -154,6 +167,20 @@ impl ControllerConfig {
         .map_err(|e| format!("controller Raft settings: {e}"))
     }
 
+    /// The longest a group of voters goes without a leader when the leader dies: a follower
+    /// stands only once the old leader's Raft lease (`election_timeout_max_ms`) and then its
+    /// own election timeout (at most the max) passed without a heartbeat.
+    pub fn longest_leader_change(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_max_ms.saturating_mul(2))
+    }
+
+    /// What a master's lease still has to run at the worst moment a leader can die (just
+    /// before a beat's answer), less the beat that reaches the new leader: the lease less two
+    /// beats of the master (`BEATS_PER_LEASE` = 8 per lease).
+    fn lease_without_two_beats(&self) -> Duration {
+        Duration::from_millis(self.lease_ms - self.lease_ms / 4)
+    }
+
     /// The heartbeat interval as a duration.
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
@@ -180,6 +207,16 @@ mod tests {
         assert_eq!(three().validate(), Ok(()));
         let single = ControllerConfig::single(1, "127.0.0.1:9876", PathBuf::from("d"));
         assert_eq!(single.validate(), Ok(()));
+        let short_lease = ControllerConfig {
+            lease_ms: 300,
+            lease_margin_ms: 100,
+            ..single.clone()
+        };
+        assert_eq!(
+            short_lease.validate(),
+            Ok(()),
+            "a single voter changes no leader"
+        );
         assert_eq!(single.own_address(), Some("127.0.0.1:9876"));
         assert!(three().raft_config().is_ok());
         let timings = ControllerConfig::default().failover_timings();
@@ -241,17 +278,25 @@ mod tests {
             ),
             (
                 ControllerConfig {
-                    election_timeout_min_ms: 250,
+                    election_timeout_min_ms: 100,
                     ..three()
                 },
-                "election_timeout_min_ms (250)",
+                "election_timeout_min_ms (100)",
             ),
             (
                 ControllerConfig {
-                    election_timeout_max_ms: 1000,
+                    election_timeout_max_ms: 300,
                     ..three()
                 },
-                "election_timeout_max_ms (1000)",
+                "election_timeout_max_ms (300)",
+            ),
+            (
+                ControllerConfig {
+                    election_timeout_min_ms: 1000,
+                    election_timeout_max_ms: 2000,
+                    ..three()
+                },
+                "lease_ms (2000) is too short for the Raft timings",
             ),
             (
                 ControllerConfig {
@@ -276,11 +321,11 @@ mod tests {
             ),
             (
                 ControllerConfig {
-                    lease_ms: 500,
-                    lease_margin_ms: 500,
+                    lease_ms: 2000,
+                    lease_margin_ms: 2000,
                     ..three()
                 },
-                "lease_margin_ms (500) must be below lease_ms (500)",
+                "lease_margin_ms (2000) must be below lease_ms (2000)",
             ),
         ];
         for (config, expected) in cases {

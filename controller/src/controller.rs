@@ -127,6 +127,8 @@ pub const ELECTION_TICK: Duration = Duration::from_millis(200);
 
 /// The longest [`Controller::shutdown`] waits for openraft's tasks to let go of the storage.
 pub const STORAGE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a planned election looks whether the master stepped down.
+const HANDOVER_POLL: Duration = Duration::from_millis(20);
 
 impl Controller {
     /// Opens the storage in `config.data_dir`, starts the Raft node and, on storage that has
@@ -340,15 +342,18 @@ impl Controller {
                 }
             }
         }
-        // A new group's first election comes at once; replacements of a master are the
-        // election task's.
-        let without_master = self.inner.machine.read(|applied| {
-            applied
-                .state
-                .group(&beat.group)
-                .is_some_and(|g| g.master.is_none())
+        // A new group's first election comes at once, and so does the successor of a master
+        // that stepped down (this beat's answer then names it); other replacements of a
+        // master are the election task's.
+        let elect_now = self.inner.machine.read(|applied| {
+            applied.state.group(&beat.group).is_some_and(|g| {
+                g.master.is_none()
+                    || (g.master == Some(beat.member)
+                        && beat.report.stepped_down
+                        && beat.report.master_epoch == g.master_epoch)
+            })
         });
-        if without_master {
+        if elect_now {
             self.run_elections(Some(&beat.group)).await;
         }
         let ticket = self
@@ -393,10 +398,12 @@ impl Controller {
     }
 
     /// A planned election (an operator's switch of `group`'s master to `member`, which must
-    /// be in sync), made safely on the leader: leases to the group's master stop at once, the
-    /// `ElectNamed` is written only once every lease the master may hold has run out (up to
-    /// `lease_ms + lease_margin_ms`; the group has no serving master meanwhile), and its
-    /// outcome is logged like an election. Not passed on: a controller that does not lead
+    /// be in sync), made safely on the leader: leases to the group's master stop at once and
+    /// the answers to its beats ask it to hand over to `member`; the `ElectNamed` is written
+    /// as soon as the master reports it stepped down (it stopped taking sends and let
+    /// `member` catch up first), else once every lease it may hold has run out (up to
+    /// `lease_ms + lease_margin_ms`: a master that does not answer, or runs a release
+    /// without handovers); its outcome is logged like an election. Not passed on: a controller that does not lead
     /// answers [`WriteError::NotLeader`] naming the leader, whose NameServer must be asked.
     pub async fn elect_named(
         &self,
@@ -412,7 +419,7 @@ impl Controller {
             failover.observe_leadership(self.leading_term(), Instant::now());
             self.inner
                 .machine
-                .read(|applied| failover.begin_planned_election(&applied.state, group))
+                .read(|applied| failover.begin_planned_election(&applied.state, group, member))
         };
         if begun.is_none() {
             if self.leading_term().is_none() {
@@ -448,7 +455,10 @@ impl Controller {
             match ready {
                 None => return Err(not_leader()),
                 Some(ready) if ready <= now => break,
-                Some(ready) => tokio::time::sleep_until(ready.into()).await,
+                // Looked at again soon: the master's beat saying it stepped down makes it ready.
+                Some(ready) => {
+                    tokio::time::sleep_until(ready.min(now + HANDOVER_POLL).into()).await
+                }
             }
         }
         let result = write_here(

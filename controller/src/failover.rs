@@ -22,6 +22,11 @@
 //!   without a master has no lease outstanding: its first election comes at once. One
 //!   election per group is in flight at a time; one refused is not asked again while the
 //!   facts it was refused on (epochs, alive set) are unchanged.
+//! - Handovers: a master that reports it stepped down from its epoch (a planned handover:
+//!   SIGTERM, or an operator's switch) holds no lease and takes none of that epoch again, so
+//!   it is replaced at once, by another alive member: no lease is waited out. An operator's
+//!   switch ([`Failover::begin_planned_election`]) asks the master, in the answers to its
+//!   beats, to hand over to the member named, and is written as soon as it stepped down.
 //!
 //! Why the timing is safe: the broker counts its lease from the instant it SENT the beat
 //! the lease answers, which precedes the grant recorded here; the grant follows a quorum's
@@ -145,6 +150,9 @@ struct GroupTable {
     /// Raised by every election started: a ticket of an older generation grants nothing.
     generation: u64,
     pending: Option<PendingElection>,
+    /// The member a planned election under way switches to: the master is asked to hand
+    /// its role over to it.
+    hand_over_to: Option<MemberId>,
     /// An election whose outcome is unknown (the write failed) may still commit: no lease
     /// is granted until then.
     no_grant_until: Option<Instant>,
@@ -318,7 +326,15 @@ impl Failover {
             in_sync_epoch: group_state.in_sync_epoch,
             lease_ms: 0,
             controller_leader: leader,
+            hand_over_to: 0,
         };
+        if master == Some(member) {
+            assignment.hand_over_to = self
+                .groups
+                .get(group)
+                .and_then(|t| t.hand_over_to)
+                .unwrap_or(0);
+        }
         if master == Some(member) && self.grant_allowed(group, ticket) {
             if let Some(table) = self.groups.get_mut(group) {
                 table.grants.insert(member, now);
@@ -372,8 +388,14 @@ impl Failover {
         if table.pending.is_some() {
             return None;
         }
-        let alive = table.alive(group_state, now, timings.member_timeout);
-        if let Some(master) = group_state.master {
+        let mut alive = table.alive(group_state, now, timings.member_timeout);
+        let stepped_down = group_state
+            .master
+            .filter(|m| table.stepped_down(*m, group_state));
+        if let Some(master) = stepped_down {
+            // It holds no lease: replaced at once, by another member.
+            alive.remove(&master);
+        } else if let Some(master) = group_state.master {
             if alive.contains(&master) {
                 return None;
             }
@@ -425,7 +447,12 @@ impl Failover {
     /// now no lease is granted in the group until its outcome is reported with
     /// [`Failover::election_written`]. `None` when this node does not lead or an election
     /// of the group is in flight.
-    pub fn begin_planned_election(&mut self, state: &ControllerState, group: &str) -> Option<()> {
+    pub fn begin_planned_election(
+        &mut self,
+        state: &ControllerState,
+        group: &str,
+        target: MemberId,
+    ) -> Option<()> {
         self.leader?;
         let group_state = state.group(group)?;
         let table = self.groups.entry(group.to_string()).or_default();
@@ -433,6 +460,7 @@ impl Failover {
             return None;
         }
         table.generation += 1;
+        table.hand_over_to = Some(target);
         table.pending = Some(PendingElection {
             facts: ElectionFacts {
                 master_epoch: group_state.master_epoch,
@@ -445,9 +473,10 @@ impl Failover {
         Some(())
     }
 
-    /// When a planned election of `group` may be written: once every lease its master
-    /// (in `state`) may hold has run out, a lease + margin after the last grant to it and
-    /// after this node became leader. `None` when this node does not lead.
+    /// When a planned election of `group` may be written: at once when its master (in
+    /// `state`) stepped down, else once every lease it may hold has run out, a lease +
+    /// margin after the last grant to it and after this node became leader. `None` when
+    /// this node does not lead.
     pub fn planned_election_ready_at(
         &self,
         state: &ControllerState,
@@ -456,8 +485,15 @@ impl Failover {
     ) -> Option<Instant> {
         let leader = self.leader?;
         let wait = self.timings.election_wait();
-        let master = state.group(group).and_then(|g| g.master);
-        let last_grant = master.and_then(|m| self.groups.get(group)?.grants.get(&m).copied());
+        let group_state = state.group(group);
+        let master = group_state.and_then(|g| g.master);
+        let table = self.groups.get(group);
+        if let (Some(m), Some(g), Some(t)) = (master, group_state, table) {
+            if t.stepped_down(m, g) {
+                return Some(now);
+            }
+        }
+        let last_grant = master.and_then(|m| table?.grants.get(&m).copied());
         let mut ready = now.max(leader.since + wait);
         if let Some(grant) = last_grant {
             ready = ready.max(grant + wait);
@@ -477,6 +513,7 @@ impl Failover {
         let Some(pending) = table.pending.take() else {
             return;
         };
+        table.hand_over_to = None;
         let facts = pending.facts;
         match result {
             None => table.no_grant_until = Some(now + wait),
@@ -568,6 +605,14 @@ impl Liveness {
 }
 
 impl GroupTable {
+    /// Whether `master`'s last beat says it stepped down from the group's current master
+    /// epoch (it holds no lease of it and takes none again).
+    fn stepped_down(&self, master: MemberId, group: &GroupState) -> bool {
+        self.members
+            .get(&master)
+            .is_some_and(|l| l.report.stepped_down && l.report.master_epoch == group.master_epoch)
+    }
+
     /// The members of `group` that are alive.
     fn alive(&self, group: &GroupState, now: Instant, timeout: Duration) -> BTreeSet<MemberId> {
         self.members
@@ -583,6 +628,7 @@ fn in_sync_change(name: &str, group: &GroupState, beat: &MemberBeat) -> Option<C
     let report = &beat.report;
     if group.master != Some(beat.member)
         || !report.is_master
+        || report.stepped_down
         || report.master_epoch != group.master_epoch
         || report.in_sync_epoch != group.in_sync_epoch
     {

@@ -195,6 +195,7 @@ fn a_lease_goes_only_to_the_master_and_is_recorded() {
             in_sync_epoch: 2,
             lease_ms: 2000,
             controller_leader: 7,
+            hand_over_to: 0,
         }
     );
     let to_slave = failover.assignment(&state, GROUP, 2, ticket, 7, t0);
@@ -482,9 +483,9 @@ fn a_planned_election_stops_grants_and_waits_out_the_masters_lease() {
             .lease_ms,
         2000
     );
-    assert_eq!(failover.begin_planned_election(&state, GROUP), Some(()));
+    assert_eq!(failover.begin_planned_election(&state, GROUP, 2), Some(()));
     // In flight: neither a second one nor an election of the failure detector.
-    assert_eq!(failover.begin_planned_election(&state, GROUP), None);
+    assert_eq!(failover.begin_planned_election(&state, GROUP, 2), None);
     assert_eq!(
         failover.election_for(&state, GROUP, granted + ms(60_000), false),
         None
@@ -513,5 +514,99 @@ fn a_planned_election_stops_grants_and_waits_out_the_masters_lease() {
     assert_eq!(
         failover.planned_election_ready_at(&state, GROUP, granted),
         None
+    );
+}
+
+fn stepped_down(master_epoch: u64) -> MemberReport {
+    MemberReport {
+        stepped_down: true,
+        ..master_report(master_epoch, 2, &[1, 2])
+    }
+}
+
+#[test]
+fn a_planned_election_asks_the_master_to_hand_over_and_is_ready_once_it_stepped_down() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    let now = t0 + ms(5000);
+    let ticket = failover.grant_ticket(GROUP, now);
+    let before = failover.assignment(&state, GROUP, 1, ticket, 7, now);
+    assert_eq!((before.lease_ms, before.hand_over_to), (2000, 0));
+    assert_eq!(failover.begin_planned_election(&state, GROUP, 2), Some(()));
+    // The master is asked to hand over to member 2; the slave is not.
+    let ticket = failover.grant_ticket(GROUP, now);
+    let asked = failover.assignment(&state, GROUP, 1, ticket, 7, now);
+    assert_eq!((asked.lease_ms, asked.hand_over_to), (0, 2));
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 2, ticket, 7, now)
+            .hand_over_to,
+        0
+    );
+    // Until it steps down, a lease + margin after the last grant.
+    assert_eq!(
+        failover.planned_election_ready_at(&state, GROUP, now),
+        Some(now + LEASE + MARGIN)
+    );
+    // A stepped-down report of an older epoch is not this one's.
+    failover.on_beat(&state, &beat(1, stepped_down(0)), now + ms(10));
+    assert_eq!(
+        failover.planned_election_ready_at(&state, GROUP, now + ms(10)),
+        Some(now + LEASE + MARGIN)
+    );
+    failover.on_beat(&state, &beat(1, stepped_down(1)), now + ms(20));
+    assert_eq!(
+        failover.planned_election_ready_at(&state, GROUP, now + ms(20)),
+        Some(now + ms(20)),
+        "at once"
+    );
+    // Its outcome ends the request.
+    let elected = CommandResult::Elected {
+        master: 2,
+        master_epoch: 2,
+        in_sync_epoch: 3,
+        unclean: false,
+    };
+    failover.election_written(GROUP, Some(&elected), now + ms(30));
+    let ticket = failover.grant_ticket(GROUP, now + ms(30));
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 1, ticket, 7, now + ms(30))
+            .hand_over_to,
+        0
+    );
+}
+
+#[test]
+fn a_master_that_stepped_down_is_replaced_at_once_by_another_member() {
+    let t0 = Instant::now();
+    let (mut state, mut failover) = group_with_master(t0);
+    let now = t0 + ms(5000);
+    let ticket = failover.grant_ticket(GROUP, now);
+    assert_eq!(
+        failover
+            .assignment(&state, GROUP, 1, ticket, 7, now)
+            .lease_ms,
+        2000
+    );
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), now);
+    // Its beat asks for no in-sync change, however its set differs.
+    let report = MemberReport {
+        in_sync: vec![1],
+        ..stepped_down(1)
+    };
+    assert_eq!(failover.on_beat(&state, &beat(1, report), now), vec![]);
+    // Alive and just granted a lease, yet replaced now: it holds no lease of its epoch.
+    let command = failover
+        .election_for(&state, GROUP, now + ms(1), false)
+        .expect("an election at once");
+    match &command {
+        Command::Elect { alive, .. } => assert_eq!(alive, &BTreeSet::from([2])),
+        other => panic!("{other:?}"),
+    }
+    let results = apply(&mut state, &[command]);
+    assert!(
+        matches!(results[0], CommandResult::Elected { master: 2, .. }),
+        "{results:?}"
     );
 }

@@ -102,6 +102,11 @@ pub struct ControllerSection {
     pub lease_margin_ms: u64,
     /// A member without a beat for this long is not alive (ms).
     pub member_timeout_ms: u64,
+    /// How often the Raft leader sends heartbeats (ms).
+    pub heartbeat_interval_ms: u64,
+    /// The Raft election timeout range (ms).
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
 }
 
 impl Default for ControllerSection {
@@ -117,6 +122,9 @@ impl Default for ControllerSection {
             lease_ms: defaults.lease_ms,
             lease_margin_ms: defaults.lease_margin_ms,
             member_timeout_ms: defaults.member_timeout_ms,
+            heartbeat_interval_ms: defaults.heartbeat_interval_ms,
+            election_timeout_min_ms: defaults.election_timeout_min_ms,
+            election_timeout_max_ms: defaults.election_timeout_max_ms,
         }
     }
 }
@@ -191,7 +199,9 @@ impl ControllerSection {
             lease_ms: self.lease_ms,
             lease_margin_ms: self.lease_margin_ms,
             member_timeout_ms: self.member_timeout_ms,
-            ..apogee_controller::ControllerConfig::default()
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
         };
         config.validate()?;
         Ok(config)

@@ -30,13 +30,19 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Member `id` of `group` in controller mode, with beats every 500 ms, slaves reconnecting
-/// after 200 ms and 1 MiB segments; named `<group>-<id>`.
+/// after 200 ms, 1 MiB segments and a drain of [`DRAIN_MS`] after a handover at SIGTERM;
+/// named `<group>-<id>`.
 pub fn member(group: &str, id: i64) -> BrokerSpec {
     BrokerSpec::controlled(group, id)
         .env("STORE__SEGMENT_BYTES", "1048576")
         .env("HEARTBEAT_INTERVAL_MS", "500")
         .env("REPLICATION__RECONNECT_MS", "200")
+        .env("FAILOVER__DRAIN_MS", DRAIN_MS.to_string())
 }
+
+/// How long a [`member`] that handed its role over at SIGTERM keeps answering (the
+/// default's 35 s, past the clients' route refresh, would only slow the tests).
+pub const DRAIN_MS: u64 = 4_000;
 
 /// NameServer `ns`'s ControllerStatus: `here_only` answers from its own controller (its own
 /// Raft figures and its applied state when it does not lead).

@@ -1,5 +1,5 @@
-//! `[failover]`: controller mode, the election priority, the in-sync minimum and the
-//! acknowledgement mode (validated with the rest of the config in `BrokerConfig::validate`).
+//! `[failover]`: controller mode, the election priority, the in-sync minimum, the
+//! acknowledgement mode and the planned handover's timeout and drain (validated with the rest of the config in `BrokerConfig::validate`).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,20 @@ pub struct FailoverSection {
     pub min_in_sync_replicas: u32,
     /// Which members must have a send before it is acknowledged (controller mode).
     pub ack: AckMode,
+    /// A planned handover (SIGTERM of a master, `apogee broker elect`): the longest sends
+    /// are held back while the in-sync members catch up and the controller elects the
+    /// successor, before the handover gives up (ms).
+    pub handover_timeout_ms: u64,
+    /// After a master handed its role over at SIGTERM, how long it keeps answering at its
+    /// address (as a slave, passing sends and consume calls to the new master) before it
+    /// exits: longer than the clients' route refresh (30 s for the official ones), so a
+    /// client that ignores the protocol's reconnect command moves before a call fails (ms;
+    /// 0: exit at once).
+    pub drain_ms: u64,
 }
+
+/// The longest `failover.handover_timeout_ms` and `failover.drain_ms` (10 minutes).
+pub const MAX_HANDOVER_OR_DRAIN_MS: u64 = 600_000;
 
 /// When a master in controller mode acknowledges a send (`failover.ack`; RocketMQ's
 /// `allAckInSyncStateSet` true or false).
@@ -50,6 +63,8 @@ impl Default for FailoverSection {
             election_priority: 255,
             min_in_sync_replicas: 1,
             ack: AckMode::AllInSync,
+            handover_timeout_ms: 5_000,
+            drain_ms: 35_000,
         }
     }
 }

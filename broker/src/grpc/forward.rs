@@ -17,6 +17,10 @@
 //! producers retry (Java and Go on another broker, Python on the same queue, the Rust crate's
 //! next send goes to the next queue).
 //!
+//! While this broker hands its role of master over (`replication/handover.rs`), the calls a
+//! slave would forward wait (at most until the client's deadline) and are then decided by
+//! the role the handover ended in: passed to the new master, or answered here.
+//!
 //! A forwarded call the master does not answer in time (the client's `grpc-timeout`, a little
 //! earlier so the client reads the reason; [`NO_DEADLINE_LIMIT`] without one), or whose
 //! connection breaks mid-call, ends with the gRPC status UNAVAILABLE naming the master. A
@@ -161,7 +165,10 @@ type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infalli
 
 impl<S> Service<Request<Body>> for SlaveForwarding<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
@@ -174,7 +181,33 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let held = self.replication.membership().handing_over()
+            && !request.headers().contains_key(FORWARDED_BY_HEADER)
+            && handling(request.uri().path()) != Handling::Local;
+        if !held {
+            return self.route(request);
+        }
+        let mut after = self.clone();
+        let limit = answer_limit(request.headers());
+        Either::Right(Box::pin(async move {
+            let settled = after.replication.membership().handover_settled();
+            let _ = tokio::time::timeout(limit, settled).await;
+            match after.route(request) {
+                Either::Left(answer) => answer.await,
+                Either::Right(answer) => answer.await,
+            }
+        }))
+    }
+}
+
+impl<S> SlaveForwarding<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    /// Answers `request` here, or passes it to the master, by the role now.
+    fn route(&mut self, mut request: Request<Body>) -> Either<S::Future, ResponseFuture> {
         let handling = if request.headers().contains_key(FORWARDED_BY_HEADER)
             || self.replication.role() != Role::Slave
         {

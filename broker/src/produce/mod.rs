@@ -225,6 +225,10 @@ impl Producer {
         messages: Vec<Outgoing>,
         sender: &Sender<'_>,
     ) -> Result<Sent, ApogeeError> {
+        // A planned handover holds sends back until the successor is elected (a gRPC send
+        // is then passed to it by `grpc::forward`; one here is refused as a slave's), and
+        // steps down only once the sends admitted before it were answered.
+        let _in_flight = self.membership.send_admitted().await;
         if !self.membership.is_master() {
             if self.membership.controlled_mode() {
                 self.membership.check_serving()?;

@@ -13,7 +13,8 @@
 //!   channel to the master for the calls the slave forwards (`crate::grpc::forward`);
 //! - the handback gate: a restarted master that has had slaves holds receives back until a
 //!   slave has handed back the consume state it served while the master was away, or
-//!   `replication.handback_wait_ms` passed.
+//!   `replication.handback_wait_ms` passed;
+//! - a master's planned handover of its role ([`handover`]).
 //!
 //! The role is the broker's [`Membership`]'s, read when it matters (it changes at runtime in
 //! controller mode). There the master's refresh also applies the ack rule ([`ack`],
@@ -24,6 +25,7 @@
 //! controller).
 
 mod ack;
+mod handover;
 pub mod journal;
 mod master;
 mod slave;
@@ -44,6 +46,7 @@ use crate::membership::{MemberRole, Membership};
 use crate::store::keys::{MetaKey, MARKER};
 use crate::store::{Cf, KvBatch, MessageStore};
 
+pub use handover::HandedOver;
 pub use master::ReplicationService;
 
 /// Meta key (never replicated: `local.` prefix) set once a slave has connected to this master.

@@ -81,6 +81,9 @@ pub(super) async fn run(ctx: ReplicationContext, mut stop: watch::Receiver<bool>
         rep.set_master_channel(None);
         rep.update_link(|l| l.connected = false);
         ctx.targets.journal.set_master_away(true);
+        // The controller hears at once that this member lost its master, and its answer
+        // comes sooner: after a handover it names this member the new master.
+        rep.membership().beat_now();
         if let Err(e) = result {
             let text = e.to_string();
             if text != last_error {

@@ -30,6 +30,7 @@ fn report(master_epoch: u64, is_master: bool) -> MemberReport {
         is_master,
         in_sync: if is_master { vec![1, 2] } else { vec![] },
         in_sync_epoch: 1,
+        stepped_down: false,
     }
 }
 

@@ -1,12 +1,14 @@
 //! Automatic failover in operation (controller mode), beyond the killed master of
 //! [`super::failover`]:
 //!
-//! - a planned switch with `apogee broker elect` under load: the other in-sync member leads
-//!   the next epoch, the old master follows it, nothing acknowledged is lost; electing the
-//!   master itself is refused;
-//! - the controller's Raft leader SIGKILLed under load: another NameServer leads and keeps
-//!   granting the master's lease, so sends go on and no broker election happens; the
-//!   NameServer comes back and follows the same leader;
+//! - a planned switch with `apogee broker elect` under load: the master hands over (sends
+//!   wait, none fails), the other in-sync member leads the next epoch, the old master
+//!   follows it, nothing acknowledged is lost; electing the master itself is refused;
+//! - the SIGTERM of the master under load: it hands over before it stops, passes sends to
+//!   the new master during its drain, and no send fails or is lost;
+//! - the controller's Raft leader SIGKILLed under load: another NameServer leads before the
+//!   master's lease ends and keeps granting it, so no send fails and no broker election
+//!   happens; the NameServer comes back and follows the same leader;
 //! - a committed transaction and a scheduled message across the SIGKILL of the master: the
 //!   new master serves the first and publishes the second when it comes due;
 //! - a runtime setting (`apogee broker config set <group>`) is the group's: every member
@@ -169,6 +171,78 @@ async fn a_planned_switch_moves_the_master_under_load_and_loses_nothing() {
         failures.first(),
         gap.as_millis()
     );
+    assert!(
+        failures.is_empty(),
+        "the master handed over: sends waited and none failed: {failures:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_stopped_with_sigterm_hands_over_and_no_send_fails() {
+    let (mut cluster, old, new) = group_of_two(1).await;
+    let before = controller_group(&cluster, GROUP).await.unwrap();
+    let (old_addr, new_addr) = (
+        cluster.broker(&old).addr.clone(),
+        cluster.broker(&new).addr.clone(),
+    );
+    let started = Instant::now();
+    let load = Load::start(&old_addr, TOPIC, QUEUES, 2, "sigterm", OnFailure::Retry);
+    load.wait_acked_after(
+        started,
+        100,
+        Duration::from_secs(30),
+        "sends before SIGTERM",
+    )
+    .await;
+    cluster.broker_mut(&old).process().terminate();
+    let stopped_at = Instant::now();
+    let (master_now, _) = wait_for_full_in_sync_set(&cluster, GROUP, before.master_epoch).await;
+    assert_eq!(
+        master_now, new,
+        "the other in-sync member leads the next epoch"
+    );
+    let elected_in = stopped_at.elapsed();
+    // The old master still answers (its drain), passing the sends to the new master.
+    load.wait_acked_after(
+        Instant::now(),
+        50,
+        Duration::from_secs(20),
+        "sends through the draining old master",
+    )
+    .await;
+    let gap = load.longest_gap();
+    let (mut acked, failures) = load.stop().await;
+    assert!(
+        stopped_at.elapsed() < Duration::from_millis(apogee_tests::failover::DRAIN_MS),
+        "the load ended within the drain (else sends would fail when it exits)"
+    );
+    let status = cluster
+        .broker_mut(&old)
+        .process()
+        .wait_exit(Duration::from_secs(30))
+        .expect("the old master exits after its drain");
+    assert!(status.success(), "exit status {status} after SIGTERM");
+    let log = cluster.broker_log(&old);
+    assert!(log.contains("handed the master's role over"), "{log}");
+    assert!(log.contains("drain over"), "{log}");
+    for n in 0..20 {
+        let sent = send_one(&new_addr, TOPIC, n % QUEUES, format!("after-{n}")).await;
+        acked.push(sent.expect("a send to the new master"));
+    }
+    assert_all_logged(&acked, &cluster.broker(&new).data_dir, "the new master");
+    eprintln!(
+        "SIGTERM of the master: successor elected {} ms after the signal; {} acknowledged, 0 \
+         lost; {} sends failed (e.g. {:?}), acknowledgements paused at most {} ms",
+        elected_in.as_millis(),
+        acked.len(),
+        failures.len(),
+        failures.first(),
+        gap.as_millis()
+    );
+    assert!(
+        failures.is_empty(),
+        "sends waited through the handover and were passed on during the drain: {failures:?}"
+    );
 }
 
 /// The index (in start order) of the NameServer whose controller leads, once the
@@ -283,6 +357,10 @@ async fn the_controller_leader_lost_under_load_elects_no_new_master() {
         failures.len(),
         failures.first(),
         gap.as_millis()
+    );
+    assert!(
+        failures.is_empty(),
+        "the master's lease outlasts the change of controller leader: {failures:?}"
     );
 }
 
