@@ -57,7 +57,10 @@ async fn restart(cluster: &mut Cluster, name: &str) {
     let process = cluster.broker_mut(name).process();
     process.terminate();
     let exited = tokio::task::block_in_place(|| process.wait_exit(EXIT_LIMIT));
-    assert!(exited.is_some(), "{name} still runs {EXIT_LIMIT:?} after SIGTERM");
+    assert!(
+        exited.is_some(),
+        "{name} still runs {EXIT_LIMIT:?} after SIGTERM"
+    );
     cluster.restart_broker(name).await;
 }
 
@@ -73,7 +76,13 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
     // The plan, without running anything.
     let plan = cluster
         .cli(&[
-            "-o", "json", "cluster", "rolling-restart", "--dry-run", "--restart-command", "false",
+            "-o",
+            "json",
+            "cluster",
+            "rolling-restart",
+            "--dry-run",
+            "--restart-command",
+            "false",
         ])
         .success()
         .json();
@@ -88,7 +97,10 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
         vec![(slave_id, "restart"), (master_id, "switch_then_restart")],
         "{plan}"
     );
-    assert!(take_request(&scratch).is_none(), "a dry run ran the command");
+    assert!(
+        take_request(&scratch).is_none(),
+        "a dry run ran the command"
+    );
 
     let load_started = Instant::now();
     let load = Load::start(
@@ -99,8 +111,13 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
         "rolling",
         OnFailure::Retry,
     );
-    load.wait_acked_after(load_started, 100, Duration::from_secs(30), "sends before the restart")
-        .await;
+    load.wait_acked_after(
+        load_started,
+        100,
+        Duration::from_secs(30),
+        "sends before the restart",
+    )
+    .await;
 
     let command = restart_command(&scratch);
     let mut cli = cluster.cli_spawn(&[
@@ -116,11 +133,18 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
     let mut restarted = Vec::new();
     let deadline = Instant::now() + RUN_LIMIT;
     while !cli.exited() {
-        assert!(Instant::now() < deadline, "the rolling restart still runs after {RUN_LIMIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the rolling restart still runs after {RUN_LIMIT:?}"
+        );
         if let Some((member, group, endpoint)) = take_request(&scratch) {
             let name = member_name(&group, member);
             assert_eq!(group, GROUP);
-            assert_eq!(endpoint, cluster.broker_addr(&name), "the endpoint of {name}");
+            assert_eq!(
+                endpoint,
+                cluster.broker_addr(&name),
+                "the endpoint of {name}"
+            );
             restart(&mut cluster, &name).await;
             restarted.push(member);
             std::fs::write(scratch.join("answer"), "done").unwrap();
@@ -129,7 +153,11 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
     }
     let ended = Instant::now();
     let out = cli.wait(Duration::from_secs(5)).success();
-    assert_eq!(restarted, vec![slave_id, master_id], "slave first, each once:\n{out}");
+    assert_eq!(
+        restarted,
+        vec![slave_id, master_id],
+        "slave first, each once:\n{out}"
+    );
     let turns = out.json();
     let turns = turns.as_array().unwrap();
     assert_eq!(turns.len(), 2, "{out}");
@@ -138,12 +166,20 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
         (Some(master_id), Some(slave_id)),
         "the master's turn switched to the other member:\n{out}"
     );
-    assert!(out.stderr.contains("back in the in-sync set"), "progress lines:\n{out}");
+    assert!(
+        out.stderr.contains("back in the in-sync set"),
+        "progress lines:\n{out}"
+    );
 
     // Sends go on after the run; the controller has the other member as master with both
     // in sync.
-    load.wait_acked_after(ended, 50, Duration::from_secs(30), "sends after the restart")
-        .await;
+    load.wait_acked_after(
+        ended,
+        50,
+        Duration::from_secs(30),
+        "sends after the restart",
+    )
+    .await;
     let gap = load.longest_gap();
     let (acked, failures) = load.stop().await;
     let last = controller_group(&cluster, GROUP).await.unwrap();
@@ -153,14 +189,19 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
         "the other member leads, both in sync: {last:?}"
     );
     let new_master = member_name(GROUP, slave_id);
-    assert_all_logged(&acked, &cluster.broker(&new_master).data_dir, "the new master");
+    assert_all_logged(
+        &acked,
+        &cluster.broker(&new_master).data_dir,
+        "the new master",
+    );
     eprintln!(
         "rolling restart of 2 members: {} sends acknowledged, 0 lost; {} failed (e.g. {:?}); \
-         acknowledgements paused at most {} ms; turns: {}",
+         acknowledgements paused at most {} ms; turns: {}\nthe CLI's progress:\n{}",
         acked.len(),
         failures.len(),
         failures.first(),
         gap.as_millis(),
-        out.stdout.split_whitespace().collect::<String>()
+        out.stdout.split_whitespace().collect::<String>(),
+        out.stderr
     );
 }
