@@ -54,7 +54,8 @@ pub struct MemberOutcome {
     pub switch_ms: Option<u64>,
     /// How long the restart command ran (ms).
     pub restart_ms: u64,
-    /// From the command's end until the member was back in the in-sync set (ms).
+    /// From the command's end until the member was back in the in-sync set (ms; it then
+    /// stayed there for [`STEADY`] before the next turn).
     pub rejoin_ms: u64,
 }
 
@@ -233,14 +234,15 @@ impl Turn<'_> {
         self.restart(deadline).await?;
         let restart_ms = started.elapsed().as_millis() as u64;
         let ended = Instant::now();
-        self.wait_rejoined(before, deadline).await?;
-        let rejoin_ms = ended.elapsed().as_millis() as u64;
+        let rejoined = self.wait_rejoined(before, deadline).await?;
+        let rejoin_ms = rejoined.saturating_duration_since(ended).as_millis() as u64;
         say(
             progress,
             format!(
-                "    restarted in {}, back in the in-sync set {} later",
+                "    restarted in {}, back in the in-sync set {} later (held {})",
                 format_ago(restart_ms as i64),
-                format_ago(rejoin_ms as i64)
+                format_ago(rejoin_ms as i64),
+                format_ago(STEADY.as_millis() as i64)
             ),
         );
         Ok(MemberOutcome {
@@ -305,8 +307,8 @@ impl Turn<'_> {
 
     /// Waits until the member answers as a new process (its start time is not `before`),
     /// replicates from its master (unless it is the master), and the group's committed
-    /// in-sync set holds every member, steadily for [`STEADY`].
-    async fn wait_rejoined(&self, before: i64, deadline: Instant) -> ToolResult<()> {
+    /// in-sync set holds every member, steadily for [`STEADY`]. Returns when that began.
+    async fn wait_rejoined(&self, before: i64, deadline: Instant) -> ToolResult<Instant> {
         wait_steady(deadline, STEADY, || async {
             let status = fetch_status(&self.address, self.config, STATUS_TIMEOUT)
                 .await
@@ -337,6 +339,7 @@ impl Turn<'_> {
                 seconds(self.spec.timeout_per_member)
             ))
         })
+        .map(|(_, since)| since)
     }
 }
 
@@ -398,12 +401,13 @@ fn describe(g: &ControllerGroupView) -> String {
 }
 
 /// Asks `check` every [`POLL`] until it passed for `steady` without a failure in between
-/// (zero: once); the last failure when `deadline` comes first.
+/// (zero: once); its value and when that steady pass began, or the last failure when
+/// `deadline` comes first.
 async fn wait_steady<T, F, Fut>(
     deadline: Instant,
     steady: Duration,
     mut check: F,
-) -> Result<T, String>
+) -> Result<(T, Instant), String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -414,7 +418,7 @@ where
             Ok(Ok(value)) => {
                 let since = *passing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= steady {
-                    return Ok(value);
+                    return Ok((value, since));
                 }
                 format!(
                     "in sync for less than {}",

@@ -56,7 +56,7 @@ async fn the_wait_needs_a_steady_pass_and_reports_the_last_failure() {
     let calls = AtomicUsize::new(0);
     let deadline = Instant::now() + Duration::from_secs(20);
     let started = Instant::now();
-    let n = wait_steady(deadline, Duration::from_millis(400), || async {
+    let (n, since) = wait_steady(deadline, Duration::from_millis(400), || async {
         let n = calls.fetch_add(1, Ordering::SeqCst);
         if n == 1 {
             Err("dropped out".to_string())
@@ -71,6 +71,10 @@ async fn the_wait_needs_a_steady_pass_and_reports_the_last_failure() {
         "returned at call {n}: the pass after the failure was not held"
     );
     assert!(started.elapsed() >= Duration::from_millis(400 + POLL.as_millis() as u64));
+    assert!(
+        since >= started + POLL * 2 && since.elapsed() >= Duration::from_millis(400),
+        "the steady pass began at the third call"
+    );
 
     let deadline = Instant::now() + Duration::from_millis(600);
     let e = wait_steady(deadline, Duration::ZERO, || async {
