@@ -4,7 +4,8 @@
 //! answer file; the test sees the request, SIGTERMs that broker, starts it again with the
 //! harness and answers. The slave goes first, the master last after a planned switch, each
 //! once; nothing acknowledged is lost. The failed sends and the longest pause between
-//! acknowledgements are reported, not asserted.
+//! acknowledgements are reported, not asserted. A failing restart command stops the run at
+//! the first member, named.
 
 use apogee_tests::failover::{
     assert_all_logged, controller_group, member_name, start_group_of_two, Load, OnFailure,
@@ -100,6 +101,15 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
     assert!(
         take_request(&scratch).is_none(),
         "a dry run ran the command"
+    );
+    // A failing restart command stops the run at the first member, named.
+    let failed = cluster.cli(&["cluster", "rolling-restart", "--restart-command", "exit 3"]);
+    let named = format!("rolling restart stopped at {GROUP} member {slave_id} (");
+    assert!(
+        failed.code == 1
+            && failed.stderr.contains(&named)
+            && failed.stderr.contains("the restart command failed"),
+        "{failed}"
     );
 
     let load_started = Instant::now();
