@@ -49,6 +49,14 @@ impl Action {
             }
         }
     }
+
+    /// The role of the member it is done to, at the start of its turn.
+    pub fn role(self) -> &'static str {
+        match self {
+            Action::Restart => "slave",
+            Action::SwitchThenRestart => "master",
+        }
+    }
 }
 
 /// One member's turn in the plan.
@@ -202,11 +210,7 @@ pub fn plan(status: &ControllerStatusView, wanted: &[String]) -> Result<Vec<Plan
                 group: group.broker.clone(),
                 member,
                 address: address_of(group, member),
-                role: if action == Action::Restart {
-                    "slave"
-                } else {
-                    "master"
-                },
+                role: action.role(),
                 action,
             });
         }

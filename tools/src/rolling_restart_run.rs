@@ -18,7 +18,7 @@ use crate::controller::ControllerGroupView;
 use crate::error::{ToolError, ToolResult};
 use crate::output::TableRow;
 use crate::rolling_restart::{
-    address_of, chosen_groups, next_member, plan, refusal, Action, PlannedStep, RollingRestart,
+    address_of, next_member, plan, refusal, Action, PlannedStep, RollingRestart,
 };
 use apogee_client::ClientConfig;
 use serde::Serialize;
@@ -118,11 +118,8 @@ async fn run_into(
 ) -> ToolResult<()> {
     let status = admin.controller_status().await?;
     let planned = plan(&status, &spec.groups).map_err(ToolError::Server)?;
-    let groups: Vec<String> = chosen_groups(&status, &spec.groups)
-        .map_err(ToolError::Server)?
-        .iter()
-        .map(|g| g.broker.clone())
-        .collect();
+    let mut groups: Vec<String> = planned.iter().map(|step| step.group.clone()).collect();
+    groups.dedup();
     say(
         progress,
         format!(
@@ -191,10 +188,7 @@ impl Turn<'_> {
 
     async fn run(&self, progress: &mut dyn Write) -> ToolResult<MemberOutcome> {
         let deadline = Instant::now() + self.spec.timeout_per_member;
-        let role = match self.action {
-            Action::Restart => "slave",
-            Action::SwitchThenRestart => "master",
-        };
+        let role = self.action.role();
         say(
             progress,
             format!(
