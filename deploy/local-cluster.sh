@@ -9,7 +9,12 @@
 #                                    addresses and (with the apogee CLI) each group's master
 #   deploy/local-cluster.sh status   each process running or stopped (exit 0 all run, 3 otherwise)
 #   deploy/local-cluster.sh stop     SIGTERM (the members, then the NameServers), SIGKILL
-#                                    after 20 s; exit 0, also when nothing runs
+#                                    after 60 s; exit 0, also when nothing runs
+#   deploy/local-cluster.sh restart NAME
+#                                    SIGTERM one process (e.g. broker-a-2), start it again
+#                                    and wait until it is ready; the restart command of
+#                                    `apogee cluster rolling-restart --restart-command
+#                                    'deploy/local-cluster.sh restart "$APOGEE_GROUP-$APOGEE_MEMBER"'`
 #
 # Settings (environment):
 #   APOGEE_CLUSTER_DIR        data, logs and pid files, one folder per process
@@ -33,7 +38,9 @@ base="${APOGEE_CLUSTER_BASE_PORT:-20000}"
 cluster_name="LocalCluster"
 http_offset=100
 start_timeout=60 # seconds each process may take to listen, and again to get ready
-stop_timeout=20  # seconds between SIGTERM and SIGKILL
+# Seconds between SIGTERM and SIGKILL: a member that handed its role over keeps answering
+# for failover.drain_ms (35 s by default) before it stops.
+stop_timeout=60
 
 die() {
   echo "local-cluster: $*" >&2
@@ -354,6 +361,28 @@ stop() {
   fi
 }
 
+# Stops the process named $1 (SIGTERM, SIGKILL after stop_timeout), starts it again and
+# waits until it listens and is ready.
+restart() {
+  local name="${1:-}" p found=""
+  for p in "${processes[@]}"; do
+    [ "${p%% *}" = "$name" ] && found="$p"
+  done
+  [ -n "$found" ] || die "restart: no process named '$name' (one of: $(for p in "${processes[@]}"; do printf '%s ' "${p%% *}"; done))"
+  find_bins
+  absolute_dir
+  stopped=0
+  stop_tier "$name"
+  # shellcheck disable=SC2086 # the fields are meant to split
+  set -- $found
+  # shellcheck disable=SC2086
+  start_one $found
+  wait_for "$1" port_open "$3" "listened on 127.0.0.1:$3" || die "$1 did not start again"
+  wait_for "$1" ready "$(($3 + http_offset))" "ready (GET http://127.0.0.1:$(($3 + http_offset))/readyz)" ||
+    die "$1 did not get ready again"
+  echo "restarted $1 (pid $(pid_of "$1" || echo '?')), ready"
+}
+
 status() {
   absolute_dir
   local p pid code=0
@@ -383,9 +412,10 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  -h | --help | help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' ;;
+  restart) restart "${2:-}" ;;
+  -h | --help | help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|restart NAME" >&2
     exit 2
     ;;
 esac

@@ -71,7 +71,7 @@ pub enum Command {
     /// Create, update, list, inspect and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
-    /// Inspect the cluster's brokers.
+    /// Inspect the cluster's brokers, or restart them one at a time.
     #[command(subcommand)]
     Cluster(ClusterCommand),
     /// Ask one broker directly (its role, log and replication state), or elect a group's
@@ -260,6 +260,11 @@ pub enum ClusterCommand {
     /// of its topics, groups and ACLs. JSON adds `id`: the broker id clients see (a group's
     /// master is 0).
     List,
+    /// Restart every member of the broker groups (controller mode) one at a time with your
+    /// command, without an outage: per group the slaves first, then the master after a
+    /// planned switch to an in-sync member; each member must be back in the group's
+    /// in-sync set before the next goes. Refused when a group's in-sync set is not full.
+    RollingRestart(crate::cli_cluster::RollingRestartArgs),
 }
 
 /// A topic name as the servers accept it: a bad one is a usage error (exit 2) before any call.
@@ -364,7 +369,7 @@ async fn create_or_update_topic(
 
 /// Writes the rows that succeeded (unless there are none because the
 /// first operation failed), then returns the failure.
-fn write_partial<T: TableRow + Serialize, W: Write>(
+pub(crate) fn write_partial<T: TableRow + Serialize, W: Write>(
     out: &mut W,
     rows: &[T],
     error: Option<ToolError>,
@@ -427,6 +432,10 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         }
         Command::Cluster(ClusterCommand::List) => {
             crate::broker_status::cluster_list(&cli.admin()?, cli.request_timeout(), f).await?
+        }
+        Command::Cluster(ClusterCommand::RollingRestart(a)) => {
+            let (admin, config) = (cli.admin()?, cli.client_config());
+            return crate::cli_cluster::rolling_restart(a, &admin, &config, f, out).await;
         }
         Command::Broker(cmd) => {
             crate::cli_cluster::run(cmd, &cli.admin()?, &cli.client_config(), f).await?

@@ -7,7 +7,8 @@
 //! - [`cli_group`]: `group ...` (with `reset-offset`); [`cli_access`]: `user ...` and
 //!   `acl ...`; [`cli_cluster`]: `broker ...` and `controller ...`; [`cli_message`]:
 //!   `message get|find|print`; [`cli_dlq`]: `dlq list|resend`; [`cli_stats`]:
-//!   `stats traffic`.
+//!   `stats traffic`; [`rolling_restart`] and [`rolling_restart_run`]: `cluster
+//!   rolling-restart`, its plan and its run.
 //! - [`broker_config`]: `broker config get|set`, asked of a broker.
 //! - [`consume`]: `consume`, receiving and printing; [`cli_clients`]: `clients list`; [`cli_lite`]: `lite list|describe`; [`lite_consume`]:
 //!   `consume --lite-topic`.
@@ -45,6 +46,8 @@ pub mod credentials;
 pub mod lite_consume;
 pub mod mqadmin;
 pub mod rocketmq_state;
+pub mod rolling_restart;
+pub mod rolling_restart_run;
 pub mod spelled_arg;
 pub mod tls_args;
 

@@ -2,7 +2,8 @@
 //! controller of automatic failover and two broker groups of two members each in controller
 //! mode, the controller makes a master of each group, a send and a receive go through each
 //! group, and the script stops everything; a second start on the same data forms the same
-//! groups again; a folder of the earlier static layout is refused. The systemd units pass
+//! groups again, and `apogee cluster rolling-restart` restarts every member through the
+//! script's `restart`; a folder of the earlier static layout is refused. The systemd units pass
 //! `systemd-analyze verify`; the compose file and the Helm chart pass `docker compose config`
 //! and `helm lint` where those tools are installed (the test prints SKIPPED where they are
 //! not).
@@ -205,6 +206,54 @@ impl LocalCluster {
             },
         )
         .await;
+    }
+
+    /// `apogee cluster rolling-restart` with the script's `restart` as its restart command:
+    /// every member restarted once, group after group, the slave first and the master last
+    /// after a switch to the other member. Returns each group's master afterwards.
+    fn rolling_restart(&self, masters: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+        let command = format!(
+            "APOGEE_CLUSTER_DIR='{}' APOGEE_CLUSTER_BASE_PORT={} APOGEE_BIN_DIR='{}' '{}' \
+             restart \"$APOGEE_GROUP-$APOGEE_MEMBER\"",
+            self.dir.path().display(),
+            self.base,
+            bins::bin_dir().display(),
+            repo().join("deploy/local-cluster.sh").display()
+        );
+        let ns = self.nameservers();
+        let args = [
+            "--nameserver",
+            &ns,
+            "-o",
+            "json",
+            "cluster",
+            "rolling-restart",
+        ];
+        let run = [&args[..], &["--restart-command", &command]].concat();
+        let out = cli::spawn(&run).wait(Duration::from_secs(300)).success();
+        let other = |master: u64| if master == 1 { 2 } else { 1 };
+        let turns: Vec<(String, u64, Option<u64>)> = out
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["group"].as_str().unwrap().into(),
+                    t["member"].as_u64().unwrap(),
+                    t["new_master"].as_u64(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, u64, Option<u64>)> = masters
+            .iter()
+            .flat_map(|(g, &m)| [(g.clone(), other(m), None), (g.clone(), m, Some(other(m)))])
+            .collect();
+        assert_eq!(turns, want, "{out}");
+        masters
+            .iter()
+            .map(|(g, &m)| (g.clone(), other(m)))
+            .collect()
     }
 
     /// Stops the cluster and checks that nothing of it runs any more: exit 0, every process
@@ -438,6 +487,10 @@ async fn local_cluster_script_runs_the_controller_serves_each_group_and_stops_cl
         masters.keys().collect::<Vec<_>>()
     );
     lc.wait_for_listing(&again).await;
+    // A rolling restart of every member through the script: each group's other member
+    // leads afterwards, and the routes say so.
+    let switched = lc.rolling_restart(&again);
+    lc.wait_for_listing(&switched).await;
     let pids = lc.pids();
     assert_eq!(pids.len(), PROCESSES.len(), "{pids:?}");
     lc.stop_and_check(&pids);

@@ -43,6 +43,9 @@
 //!   across a master's SIGKILL in controller mode, the same objects, nothing acknowledged lost.
 //! - [`failover_ack`]: `[failover] ack`: `min_in_sync` acknowledges past a stopped slave,
 //!   `all_in_sync` waits until the controller dropped it from the in-sync set.
+//! - [`rolling_restart`]: `apogee cluster rolling-restart` with a restart command the test
+//!   serves, under a send load: the slave, then the master after a planned switch, each once,
+//!   nothing acknowledged lost.
 //! - [`official_go`]: RocketMQ's official Go clients, unchanged: rocketmq-client-go/v2's
 //!   sends, push consumer, transactions and delay levels over remoting; the 5.x Go client's
 //!   producer, SimpleConsumer, FIFO and transactions over gRPC (skipped without Go, except
@@ -209,6 +212,7 @@ mod remoting_producer;
 mod remoting_support;
 mod remoting_txn;
 mod replication;
+mod rolling_restart;
 mod schedule;
 mod slave_serving;
 mod startup;
