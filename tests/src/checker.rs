@@ -33,6 +33,7 @@ mod cost;
 mod lease;
 mod summary;
 
+pub use cost::ClientCost;
 pub use lease::{Isolation, LeaseViolation, Served, LEASE_AND_MARGIN};
 pub use summary::{Spread, Summary};
 
@@ -303,6 +304,9 @@ pub struct FaultRecovery {
     pub failed_sends: usize,
     /// Receive calls that failed within the window, of every consumer.
     pub failed_receives: usize,
+    /// Per client (producer or consumer) with a failed call or a pause: its failed calls and
+    /// longest pause within the window.
+    pub clients: BTreeMap<String, ClientCost>,
 }
 
 /// What a history shows.
@@ -523,6 +527,7 @@ fn recovery(
         read_pause: cost.read_pause,
         failed_sends: cost.failed_sends,
         failed_receives: cost.failed_receives,
+        clients: cost.clients,
     }
 }
 
@@ -604,6 +609,14 @@ impl fmt::Display for Report {
                 r.failed_sends,
                 r.failed_receives
             )?;
+            for (client, cost) in &r.clients {
+                writeln!(
+                    f,
+                    "  {client}: {} failed calls, paused at most {}",
+                    cost.failed,
+                    seconds(cost.pause)
+                )?;
+            }
         }
         Ok(())
     }

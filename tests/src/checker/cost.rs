@@ -16,8 +16,9 @@
 //! - **read pause**: the same for each consumer and the messages it received (a message's
 //!   group is the one its consumer saw, else the one its send was stored on).
 //!
-//! What an isolated master served while isolated counts as neither an acknowledgement nor a
-//! receipt (its group has not recovered while only the master cut off from it answers).
+//! Each client's failed calls and longest pause are kept too ([`ClientCost`]): which client
+//! paid. What an isolated master served while isolated counts as neither an acknowledgement
+//! nor a receipt (its group has not recovered while only the master cut off from it answers).
 
 use super::{lease, History, Outcome, SendEvent};
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +54,17 @@ pub(super) struct Cost {
     pub failed_receives: usize,
     pub write_pause: Option<Duration>,
     pub read_pause: Option<Duration>,
+    pub clients: BTreeMap<String, ClientCost>,
+}
+
+/// What one fault cost one client (a producer or a consumer) within its window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientCost {
+    /// Its calls that failed: sends not acknowledged, or receive calls.
+    pub failed: usize,
+    /// Its longest pause: without an acknowledged send (a producer) or a message (a
+    /// consumer) of the fault's group; `None`: it had none of the group.
+    pub pause: Option<Duration>,
 }
 
 /// The cost of a fault of broker group `group` (every group: `None`) within `window`.
@@ -62,16 +74,21 @@ pub(super) fn within(
     window: Window,
     group: Option<&str>,
 ) -> Cost {
-    let failed_sends = history
-        .sends
-        .iter()
-        .filter(|s| s.outcome != Outcome::Acknowledged && window.holds(s.at))
-        .count();
-    let failed_receives = history
-        .receive_failures
-        .iter()
-        .filter(|f| window.holds(f.at))
-        .count();
+    let mut clients: BTreeMap<String, ClientCost> = BTreeMap::new();
+    let mut failed = |client: &str| clients.entry(client.to_string()).or_default().failed += 1;
+    let (mut failed_sends, mut failed_receives) = (0, 0);
+    for s in &history.sends {
+        if s.outcome != Outcome::Acknowledged && window.holds(s.at) {
+            failed(&s.producer);
+            failed_sends += 1;
+        }
+    }
+    for f in &history.receive_failures {
+        if window.holds(f.at) {
+            failed(&f.consumer);
+            failed_receives += 1;
+        }
+    }
     let served = |by: Option<&str>, at| !lease::served_while_isolated(&history.isolations, by, at);
     let acknowledged = history.sends.iter().filter(|s| {
         s.outcome == Outcome::Acknowledged
@@ -86,30 +103,36 @@ pub(super) fn within(
         });
         (group.is_none() || g == group) && served(r.served_by.as_deref(), r.at)
     });
+    let write_pauses = pauses(acknowledged.map(|s| (s.producer.as_str(), s.at)), window);
+    let read_pauses = pauses(received.map(|r| (r.consumer.as_str(), r.at)), window);
+    for (client, pause) in write_pauses.iter().chain(&read_pauses) {
+        clients.entry(client.to_string()).or_default().pause = Some(*pause);
+    }
     Cost {
         failed_sends,
         failed_receives,
-        write_pause: longest_pause(acknowledged.map(|s| (s.producer.as_str(), s.at)), window),
-        read_pause: longest_pause(received.map(|r| (r.consumer.as_str(), r.at)), window),
+        write_pause: write_pauses.into_values().max(),
+        read_pause: read_pauses.into_values().max(),
+        clients,
     }
 }
 
-/// The longest time within `window` that one client went without an event, of `events`
-/// (client, when); `None` when the window is empty or no client had an event.
-pub(super) fn longest_pause<'a>(
+/// Per client of `events` (client, when), the longest time within `window` it went without
+/// an event; empty when the window is.
+fn pauses<'a>(
     events: impl Iterator<Item = (&'a str, Duration)>,
     window: Window,
-) -> Option<Duration> {
+) -> BTreeMap<&'a str, Duration> {
     if window.is_empty() {
-        return None;
+        return BTreeMap::new();
     }
     let mut per_client: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
     for (client, at) in events {
         per_client.entry(client).or_default().push(at);
     }
     per_client
-        .into_values()
-        .map(|mut times| {
+        .into_iter()
+        .map(|(client, mut times)| {
             times.sort();
             // From the last event at or before the window's start (else the start), through
             // every event within it, to its end.
@@ -129,7 +152,7 @@ pub(super) fn longest_pause<'a>(
                 longest = longest.max(at - previous);
                 previous = at;
             }
-            longest
+            (client, longest)
         })
-        .max()
+        .collect()
 }

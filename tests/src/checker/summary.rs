@@ -205,6 +205,7 @@ mod tests {
                 read_pause: read_ms.map(|ms| Duration::from_millis(2 * ms)),
                 failed_sends: acknowledged / 10,
                 failed_receives: lost,
+                clients: Default::default(),
             }],
             ..Report::default()
         }

@@ -391,12 +391,35 @@ fn a_faults_cost_is_each_clients_longest_pause_and_the_calls_failed_in_its_windo
         "only the calls within the window"
     );
     assert_eq!(r.failed_receives, 4, "{r}");
+    let cost = |failed, pause| ClientCost {
+        failed,
+        pause: Some(ms(pause)),
+    };
+    let clients: Vec<(&str, ClientCost)> = f
+        .clients
+        .iter()
+        .map(|(c, cost)| (c.as_str(), cost.clone()))
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            ("quick", cost(0, 200)),
+            ("slow", cost(2, 2150)),
+            ("stalled", cost(2, 1700)),
+            ("steady", cost(0, 100)),
+        ],
+        "which client paid"
+    );
     let text = r.to_string();
     assert!(
         text.contains("writes paused at most 1.700 s, reads paused at most 2.150 s, 2 failed sends, 2 failed receives"),
         "{text}"
     );
     assert!(text.contains("4 failed receive calls"), "{text}");
+    assert!(
+        text.contains("  stalled: 2 failed calls, paused at most 1.700 s\n"),
+        "{text}"
+    );
 }
 
 #[test]
