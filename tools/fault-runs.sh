@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs fault scenarios under load, ROUNDS rounds of each on a fresh cluster in Linux network
 # namespaces (the ignored test faults::fault_rounds), and prints per scenario: acknowledged,
-# lost and duplicated messages, FIFO order and lease violations, and the time from the fault
-# to the first read and the first write of the affected broker group (median, p99 and worst;
-# "never": not within the run).
+# lost and duplicated messages, the sends and receive calls that failed within the fault's
+# window (to the end of the load), FIFO order and lease violations, and the time from the
+# fault to the first read and the first write of the affected broker group and the longest
+# pause one producer saw in its acknowledged writes and one consumer in its messages within
+# the window (median, p99 and worst; "never": not within the run).
 #
 # usage: tools/fault-runs.sh [ROUNDS]   (default FAULT_ROUNDS, else 20)
 #   FAULT_SCENARIOS   comma-separated, default all.
@@ -12,6 +14,8 @@
 #                     Automatic failover (three NameServers running the controller, a group
 #                     of controlled members): master-kill, master-pause, master-isolated,
 #                     master-cut-from-controller, controller-leader-kill,
+#                     controller-leader-pause, controller-leader-isolated,
+#                     controller-follower-isolated, master-sigterm, planned-elect,
 #                     slave-kill-during-failover (a group of three),
 #                     nameservers-restart-controller; the negative controls, which lose
 #                     acknowledged messages on purpose (the checker must report it):
@@ -32,7 +36,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-${FAULT_ROUNDS:-20}}
 parallel=${FAULT_PARALLEL:-1}
 static_scenarios=kill,pause,links-down,cut-from-nameserver,nameservers-restart,disk-full
-failover_scenarios=master-kill,master-pause,master-isolated,master-cut-from-controller,controller-leader-kill,slave-kill-during-failover,nameservers-restart-controller,unclean-lagging,async
+failover_scenarios=master-kill,master-pause,master-isolated,master-cut-from-controller,controller-leader-kill,controller-leader-pause,controller-leader-isolated,controller-follower-isolated,master-sigterm,planned-elect,slave-kill-during-failover,nameservers-restart-controller,unclean-lagging,async
 scenarios=${FAULT_SCENARIOS:-$static_scenarios,$failover_scenarios}
 for s in ${scenarios//,/ }; do
   case ",$static_scenarios,$failover_scenarios," in

@@ -4,7 +4,8 @@
 //! attempt (message key, message group, the broker group that stored it, when, and its
 //! outcome: [`Outcome::Acknowledged`], [`Outcome::Failed`] or [`Outcome::Unknown`] when the
 //! client cannot tell whether it was stored), every received message (key, message group,
-//! broker group, when, which consumer), and the faults the test injected (kind, member,
+//! broker group, when, which consumer), every receive call that failed (which consumer,
+//! when), and the faults the test injected (kind, member,
 //! the broker group it hits, when). Times are offsets from the checker's creation, so a
 //! test can also write a synthetic timeline.
 //!
@@ -16,7 +17,10 @@
 //!   after a message of the same group that was acknowledged later;
 //! - **per fault**, the time from the fault to the first acknowledged send and to the first
 //!   received message after it, of the fault's broker group when it names one (a received
-//!   message's group is the one its consumer saw, else the one its send was stored on).
+//!   message's group is the one its consumer saw, else the one its send was stored on);
+//!   and what it cost the clients within its window (to the end of the load): the send and
+//!   receive calls they saw fail, and the longest time one producer went without an
+//!   acknowledged send and one consumer without a message (`cost`).
 //!
 //! - **lease violations**: a send acknowledged or a message handed out by a master after
 //!   the lease it held when it was cut off from the controller ended (the test records the
@@ -25,9 +29,11 @@
 //!
 //! [`Summary`] aggregates the reports of many rounds per fault kind (median, p99, worst).
 
+mod cost;
 mod lease;
 mod summary;
 
+pub use cost::ClientCost;
 pub use lease::{Isolation, LeaseViolation, Served, LEASE_AND_MARGIN};
 pub use summary::{Spread, Summary};
 
@@ -80,6 +86,15 @@ pub struct ReceiveEvent {
     pub served_by: Option<String>,
 }
 
+/// One receive call that failed (a consumer's error, not an empty answer).
+#[derive(Clone, Debug)]
+pub struct ReceiveFailure {
+    /// Which consumer called.
+    pub consumer: String,
+    /// When it saw the error.
+    pub at: Duration,
+}
+
 /// One injected fault.
 #[derive(Clone, Debug)]
 pub struct FaultEvent {
@@ -96,6 +111,7 @@ pub struct FaultEvent {
 struct History {
     sends: Vec<SendEvent>,
     receives: Vec<ReceiveEvent>,
+    receive_failures: Vec<ReceiveFailure>,
     faults: Vec<FaultEvent>,
     isolations: Vec<Isolation>,
 }
@@ -136,6 +152,10 @@ impl Checker {
 
     pub fn record_receive(&self, event: ReceiveEvent) {
         self.history().receives.push(event);
+    }
+
+    pub fn record_receive_failure(&self, failure: ReceiveFailure) {
+        self.history().receive_failures.push(failure);
     }
 
     pub fn record_fault_event(&self, event: FaultEvent) {
@@ -272,11 +292,21 @@ pub struct FaultRecovery {
     pub to_write: Option<Duration>,
     /// To the first received message after the fault (of its broker group); `None`: none.
     pub to_read: Option<Duration>,
-    /// The longest time without an acknowledged send (of its broker group) from the fault to
-    /// the last acknowledged send of the run: where service went on for a while after the
-    /// fault (a lease still running) the first write says little, this says how long writes
-    /// stopped; `None`: no send was acknowledged after the fault.
+    /// Within the fault's window (to the last send attempt of the run): the longest time one
+    /// producer went without an acknowledged send (of its broker group). Where service went
+    /// on for a while after the fault (a lease still running) the first write says little,
+    /// this says how long writes stopped; `None`: the window is empty or no producer had a
+    /// send acknowledged.
     pub write_pause: Option<Duration>,
+    /// The same for each consumer and the messages it received.
+    pub read_pause: Option<Duration>,
+    /// Sends within the window not acknowledged (failed or unknown), of every producer.
+    pub failed_sends: usize,
+    /// Receive calls that failed within the window, of every consumer.
+    pub failed_receives: usize,
+    /// Per client (producer or consumer) with a failed call or a pause: its failed calls and
+    /// longest pause within the window.
+    pub clients: BTreeMap<String, ClientCost>,
 }
 
 /// What a history shows.
@@ -289,6 +319,8 @@ pub struct Report {
     pub unknown: usize,
     /// Messages handed to consumers, redeliveries included.
     pub receipts: usize,
+    /// Receive calls that failed.
+    pub failed_receives: usize,
     /// Distinct keys received.
     pub received: usize,
     /// Acknowledged and never received, sorted.
@@ -313,6 +345,7 @@ impl Report {
         let mut report = Report {
             attempted: history.sends.len(),
             receipts: history.receives.len(),
+            failed_receives: history.receive_failures.len(),
             ..Report::default()
         };
         for s in &history.sends {
@@ -473,42 +506,16 @@ fn first_read(
         .min()
 }
 
-/// The longest time from `since` without an acknowledged send of `group`, up to the last
-/// acknowledged send (what an isolated master served while isolated does not count).
-fn longest_write_pause(
-    history: &History,
-    since: Duration,
-    group: Option<&str>,
-) -> Option<Duration> {
-    let mut acked: Vec<Duration> = history
-        .sends
-        .iter()
-        .filter(|s| {
-            s.outcome == Outcome::Acknowledged
-                && s.at >= since
-                && (group.is_none() || s.broker_group.as_deref() == group)
-                && !lease::served_while_isolated(&history.isolations, s.served_by.as_deref(), s.at)
-        })
-        .map(|s| s.at)
-        .collect();
-    acked.sort();
-    let mut previous = since;
-    let mut longest = None;
-    for at in acked {
-        let pause = at - previous;
-        longest = Some(longest.map_or(pause, |l: Duration| l.max(pause)));
-        previous = at;
-    }
-    longest
-}
-
-/// The times from `fault` to the first acknowledged send and first receipt after it.
+/// The times from `fault` to the first acknowledged send and first receipt after it, and
+/// what it cost within its window.
 fn recovery(
     history: &History,
     sends: &HashMap<&str, &SendEvent>,
     fault: &FaultEvent,
 ) -> FaultRecovery {
     let group = fault.broker_group.as_deref();
+    let window = cost::Window::from_fault(history, fault.at);
+    let cost = cost::within(history, sends, window, group);
     FaultRecovery {
         kind: fault.kind.clone(),
         member: fault.member.clone(),
@@ -516,7 +523,11 @@ fn recovery(
         at: fault.at,
         to_write: first_write(history, fault.at, group, None),
         to_read: first_read(history, sends, fault.at, group, None),
-        write_pause: longest_write_pause(history, fault.at, group),
+        write_pause: cost.write_pause,
+        read_pause: cost.read_pause,
+        failed_sends: cost.failed_sends,
+        failed_receives: cost.failed_receives,
+        clients: cost.clients,
     }
 }
 
@@ -550,12 +561,13 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "receipts: {} ({} distinct keys, {} duplicated, {} redeliveries, {} of unacknowledged sends)",
+            "receipts: {} ({} distinct keys, {} duplicated, {} redeliveries, {} of unacknowledged sends), {} failed receive calls",
             self.receipts,
             self.received,
             self.duplicated,
             self.redeliveries,
-            self.unacknowledged_received
+            self.unacknowledged_received,
+            self.failed_receives
         )?;
         writeln!(f, "lost: {}", self.lost.len())?;
         if !self.lost.is_empty() {
@@ -581,7 +593,8 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "fault {} on {}{} at {}: first write after {}, first read after {}, \
-                 writes paused at most {}",
+                 writes paused at most {}, reads paused at most {}, \
+                 {} failed sends, {} failed receives",
                 r.kind,
                 r.member,
                 r.broker_group
@@ -591,8 +604,19 @@ impl fmt::Display for Report {
                 seconds(Some(r.at)),
                 seconds(r.to_write),
                 seconds(r.to_read),
-                seconds(r.write_pause)
+                seconds(r.write_pause),
+                seconds(r.read_pause),
+                r.failed_sends,
+                r.failed_receives
             )?;
+            for (client, cost) in &r.clients {
+                writeln!(
+                    f,
+                    "  {client}: {} failed calls, paused at most {}",
+                    cost.failed,
+                    seconds(cost.pause)
+                )?;
+            }
         }
         Ok(())
     }

@@ -5,11 +5,12 @@
 //!   all deleted on drop (also when the test panics); links down and up; a member cut off
 //!   from some peers (nftables rules in its namespace).
 //! - [`cluster`]: [`NetCluster`], the processes on that network (`ip netns exec`), and the
-//!   faults as methods: SIGKILL, SIGSTOP/SIGCONT, links down, partial cuts, every NameServer
-//!   restarted, a full disk (a tmpfs data dir, [`disk`]), a data dir wiped behind a killed
-//!   broker's back.
+//!   faults as methods: SIGKILL, SIGTERM, SIGSTOP/SIGCONT, links down, partial cuts, every
+//!   NameServer restarted, a full disk (a tmpfs data dir, [`disk`]), a data dir wiped behind
+//!   a killed broker's back.
 //! - [`controlled`]: the cluster in controller mode (the NameServers the controller's Raft
-//!   voters, members whose roles it decides): the controller's view of a group, its leader.
+//!   voters, members whose roles it decides): the controller's view of a group, its leader,
+//!   the `apogee` CLI pointed at it.
 //!
 //! Namespaces need root (CAP_NET_ADMIN and CAP_SYS_ADMIN), `ip` (iproute2), `nft`
 //! (nftables) and `mount`. A test calls [`available`] first: where they are missing it

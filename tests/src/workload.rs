@@ -2,7 +2,8 @@
 //! RocketMQ's official Rust crate (`rocketmq` 5.0.0) sending keyed messages at a bounded
 //! rate (apogee-client's also FIFO messages in message groups), and consumers of both receiving and acking, every send attempt and every received
 //! message recorded (apogee-client's with the endpoint of the broker that answered; the
-//! official crate does not say).
+//! official crate does not say), and every receive call that failed (an empty answer is no
+//! failure).
 //!
 //! A message's key and body are `<producer>-<n>`. A producer sends one message at a time
 //! (at most `rate` a second); a failed send is recorded and the producer goes on with the
@@ -13,7 +14,7 @@
 //! [`Outcome::Failed`] (the official crate's errors other than a refused message or no
 //! broker are unknown: it does not say more).
 
-use crate::checker::{Checker, Outcome, ReceiveEvent, SendEvent};
+use crate::checker::{Checker, Outcome, ReceiveEvent, ReceiveFailure, SendEvent};
 use apogee_client::{ClientConfig, ClientError, FilterExpression, Message};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,6 +67,14 @@ fn official_outcome(e: &rocketmq::error::ClientError) -> Outcome {
         }
         _ => Outcome::Unknown,
     }
+}
+
+/// Records that `consumer`'s receive call failed now.
+fn record_failure(checker: &Checker, consumer: &str) {
+    checker.record_receive_failure(ReceiveFailure {
+        consumer: consumer.to_string(),
+        at: checker.now(),
+    });
 }
 
 /// The official crate's options: the access point, TLS off, short timeouts.
@@ -287,6 +296,7 @@ impl Workload {
                 let batch = match consumer.receive(&topic, BATCH, INVISIBLE, POLL).await {
                     Ok(batch) => batch,
                     Err(_) => {
+                        record_failure(&checker, &name);
                         tokio::time::sleep(BACKOFF).await;
                         continue;
                     }
@@ -350,6 +360,7 @@ impl Workload {
                 {
                     Ok(batch) => batch,
                     Err(_) => {
+                        record_failure(&checker, &name);
                         tokio::time::sleep(BACKOFF).await;
                         continue;
                     }

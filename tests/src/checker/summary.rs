@@ -1,8 +1,9 @@
 //! Figures of many rounds of one scenario each, per scenario: acknowledged, lost and
-//! duplicated messages, FIFO order violations, lease violations, and the median, p99
-//! (nearest rank) and worst time from the round's fault to the first read and the first
-//! write of the affected group and of the longest pause in its acknowledged writes ("never"
-//! counts as the worst of all).
+//! duplicated messages, the send and receive calls that failed within the fault's window,
+//! FIFO order violations, lease violations, and the median, p99 (nearest rank) and worst
+//! time from the round's fault to the first read and the first write of the affected group
+//! and of the longest pause one producer saw in its acknowledged writes and one consumer in
+//! its messages within the fault's window ("never" counts as the worst of all).
 
 use super::{seconds, Report};
 use std::collections::BTreeMap;
@@ -20,11 +21,14 @@ struct Rounds {
     acknowledged: Vec<usize>,
     lost: Vec<usize>,
     duplicated: Vec<usize>,
+    failed_sends: Vec<usize>,
+    failed_receives: Vec<usize>,
     order_violations: Vec<usize>,
     lease_violations: Vec<usize>,
     to_read: Vec<Option<Duration>>,
     to_write: Vec<Option<Duration>>,
     write_pause: Vec<Option<Duration>>,
+    read_pause: Vec<Option<Duration>>,
 }
 
 /// Median, p99 and worst of some times (`None` standing for "never", later than any time).
@@ -70,7 +74,8 @@ impl Summary {
         Summary::default()
     }
 
-    /// Adds one round of `scenario`: its counts, and the times of its first fault.
+    /// Adds one round of `scenario`: its counts, and the failed calls and times of its first
+    /// fault.
     pub fn add(&mut self, scenario: &str, report: &Report) {
         let rounds = self.scenarios.entry(scenario.to_string()).or_default();
         rounds.acknowledged.push(report.acknowledged);
@@ -79,9 +84,16 @@ impl Summary {
         rounds.order_violations.push(report.order_violations.len());
         rounds.lease_violations.push(report.lease_violations.len());
         let first = report.faults.first();
+        rounds
+            .failed_sends
+            .push(first.map_or(0, |f| f.failed_sends));
+        rounds
+            .failed_receives
+            .push(first.map_or(0, |f| f.failed_receives));
         rounds.to_read.push(first.and_then(|f| f.to_read));
         rounds.to_write.push(first.and_then(|f| f.to_write));
         rounds.write_pause.push(first.and_then(|f| f.write_pause));
+        rounds.read_pause.push(first.and_then(|f| f.read_pause));
     }
 
     /// Rounds of `scenario` so far.
@@ -89,26 +101,38 @@ impl Summary {
         self.scenarios.get(scenario).map_or(0, |r| r.lost.len())
     }
 
+    /// The spread of one kind of time of the rounds of `scenario`.
+    fn spread_of(&self, scenario: &str, times: fn(&Rounds) -> &[Option<Duration>]) -> Spread {
+        spread(self.scenarios.get(scenario).map_or(&[][..], times))
+    }
+
     /// The times to the first read after the fault of `scenario`.
     pub fn to_read(&self, scenario: &str) -> Spread {
-        spread(
-            &self
-                .scenarios
-                .get(scenario)
-                .map(|r| r.to_read.clone())
-                .unwrap_or_default(),
-        )
+        self.spread_of(scenario, |r| &r.to_read)
     }
 
     /// The times to the first write after the fault of `scenario`.
     pub fn to_write(&self, scenario: &str) -> Spread {
-        spread(
-            &self
-                .scenarios
-                .get(scenario)
-                .map(|r| r.to_write.clone())
-                .unwrap_or_default(),
-        )
+        self.spread_of(scenario, |r| &r.to_write)
+    }
+
+    /// The longest pauses of one producer's acknowledged writes in the fault's window of
+    /// `scenario`.
+    pub fn write_pause(&self, scenario: &str) -> Spread {
+        self.spread_of(scenario, |r| &r.write_pause)
+    }
+
+    /// The longest pauses of one consumer's messages in the fault's window of `scenario`.
+    pub fn read_pause(&self, scenario: &str) -> Spread {
+        self.spread_of(scenario, |r| &r.read_pause)
+    }
+
+    /// The sends and receive calls that failed within the fault's window of every round of
+    /// `scenario`.
+    pub fn failed_calls(&self, scenario: &str) -> (usize, usize) {
+        self.scenarios.get(scenario).map_or((0, 0), |r| {
+            (r.failed_sends.iter().sum(), r.failed_receives.iter().sum())
+        })
     }
 }
 
@@ -116,33 +140,39 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<30} {:>6} {:>12} {:>6} {:>10} {:>16} {:>16}  {:<36} {:<36} {:<36}",
+            "{:<30} {:>6} {:>12} {:>6} {:>10} {:>12} {:>15} {:>16} {:>16}  {:<36} {:<36} {:<36} {:<36}",
             "scenario",
             "rounds",
             "acknowledged",
             "lost",
             "duplicated",
+            "failed sends",
+            "failed receives",
             "order violations",
             "lease violations",
             "to read: median / p99 / worst",
             "to write: median / p99 / worst",
-            "write pause: median / p99 / worst"
+            "write pause: median / p99 / worst",
+            "read pause: median / p99 / worst"
         )?;
         for (name, r) in &self.scenarios {
             let sum = |v: &[usize]| v.iter().sum::<usize>();
             writeln!(
                 f,
-                "{:<30} {:>6} {:>12} {:>6} {:>10} {:>16} {:>16}  {:<36} {:<36} {:<36}",
+                "{:<30} {:>6} {:>12} {:>6} {:>10} {:>12} {:>15} {:>16} {:>16}  {:<36} {:<36} {:<36} {:<36}",
                 name,
                 r.lost.len(),
                 sum(&r.acknowledged),
                 sum(&r.lost),
                 sum(&r.duplicated),
+                sum(&r.failed_sends),
+                sum(&r.failed_receives),
                 sum(&r.order_violations),
                 sum(&r.lease_violations),
                 spread(&r.to_read).to_string(),
                 spread(&r.to_write).to_string(),
                 spread(&r.write_pause).to_string(),
+                spread(&r.read_pause).to_string(),
             )?;
         }
         Ok(())
@@ -171,7 +201,11 @@ mod tests {
                 at: Duration::ZERO,
                 to_read: read_ms.map(Duration::from_millis),
                 to_write: write_ms.map(Duration::from_millis),
-                write_pause: write_ms.map(Duration::from_millis),
+                write_pause: write_ms.map(|ms| Duration::from_millis(2 * ms)),
+                read_pause: read_ms.map(|ms| Duration::from_millis(2 * ms)),
+                failed_sends: acknowledged / 10,
+                failed_receives: lost,
+                clients: Default::default(),
             }],
             ..Report::default()
         }
@@ -210,13 +244,22 @@ mod tests {
             .expect("a kill line");
         let fields: Vec<&str> = kill.split_whitespace().collect();
         assert_eq!(
-            &fields[..7],
-            ["kill", "3", "310", "2", "3", "1", "0"],
+            &fields[..9],
+            ["kill", "3", "310", "2", "3", "31", "2", "1", "0"],
             "{text}"
+        );
+        assert_eq!(s.failed_calls("kill"), (31, 2));
+        assert_eq!(s.failed_calls("absent"), (0, 0));
+        assert_eq!(s.write_pause("kill"), spread(secs(1400), None, None));
+        assert_eq!(
+            s.read_pause("kill"),
+            spread(secs(4000), secs(6000), secs(6000))
         );
         assert!(
             kill.contains("2.000 s / 3.000 s / 3.000 s")
-                && kill.contains("0.700 s / never / never"),
+                && kill.contains("0.700 s / never / never")
+                && kill.contains("1.400 s / never / never")
+                && kill.contains("4.000 s / 6.000 s / 6.000 s"),
             "{text}"
         );
     }

@@ -268,7 +268,7 @@ fn acknowledged_since_counts_a_window_of_one_group() {
 }
 
 #[test]
-fn the_longest_write_pause_counts_from_the_fault_to_the_last_acknowledged_send() {
+fn the_longest_write_pause_of_a_group_runs_through_the_faults_window() {
     let c = Checker::new();
     // The old master's lease runs on for a while (acks at 1100 and 1900 ms), then writes
     // stop until the new master takes them at 4900 ms and go on.
@@ -295,10 +295,164 @@ fn the_longest_write_pause_counts_from_the_fault_to_the_last_acknowledged_send()
     assert_eq!(
         pauses,
         vec![(Some(ms(100)), Some(ms(3000))), (None, None)],
-        "the first write says 0.1 s; writes stopped for 3 s"
+        "the first write says 0.1 s; writes stopped for 3 s; the late fault's window is empty"
+    );
+    assert_eq!(
+        r.faults.iter().map(|f| f.failed_sends).collect::<Vec<_>>(),
+        [1, 0]
     );
     assert!(
         r.to_string().contains("writes paused at most 3.000 s"),
+        "{r}"
+    );
+}
+
+/// An acknowledged send of producer `producer` of no broker group at `at` ms.
+fn ack_of(c: &Checker, producer: &str, key: &str, at: u64) {
+    sent_by(c, producer, key, at, Outcome::Acknowledged);
+}
+
+fn sent_by(c: &Checker, producer: &str, key: &str, at: u64, outcome: Outcome) {
+    c.record_send(SendEvent {
+        key: key.into(),
+        message_group: None,
+        broker_group: None,
+        producer: producer.into(),
+        at: ms(at),
+        outcome,
+        served_by: None,
+    });
+}
+
+fn received_by(c: &Checker, consumer: &str, key: &str, at: u64) {
+    c.record_receive(ReceiveEvent {
+        key: key.into(),
+        message_group: None,
+        broker_group: None,
+        consumer: consumer.into(),
+        at: ms(at),
+        served_by: None,
+    });
+}
+
+fn receive_failed(c: &Checker, consumer: &str, at: u64) {
+    c.record_receive_failure(ReceiveFailure {
+        consumer: consumer.into(),
+        at: ms(at),
+    });
+}
+
+#[test]
+fn a_faults_cost_is_each_clients_longest_pause_and_the_calls_failed_in_its_window() {
+    let c = Checker::new();
+    // Producer "steady" is acknowledged every 100 ms from 0 to 4000 ms: its last send
+    // closes the window. Producer "stalled" is acknowledged at 900 ms, fails twice, and is
+    // acknowledged again at 2600 and 3000 ms: 1.7 s without an acknowledgement. A failure
+    // before the fault is not the fault's.
+    for at in (0..=4000).step_by(100) {
+        ack_of(&c, "steady", &format!("s{at}"), at);
+    }
+    ack_of(&c, "stalled", "t1", 500);
+    sent_by(&c, "stalled", "t2", 800, Outcome::Failed);
+    ack_of(&c, "stalled", "t3", 900);
+    sent_by(&c, "stalled", "t4", 1200, Outcome::Failed);
+    sent_by(&c, "stalled", "t5", 1500, Outcome::Unknown);
+    ack_of(&c, "stalled", "t6", 2600);
+    ack_of(&c, "stalled", "t7", 3000);
+    // Consumer "slow" gets a message at 950 ms and the next at 3100 ms (2.15 s), one at
+    // 3900 ms, and one in the drain after the window, which does not end its last pause
+    // there; "quick" gets one every 200 ms up to 3800 ms.
+    received_by(&c, "slow", "s900", 950);
+    received_by(&c, "slow", "s1000", 3100);
+    received_by(&c, "slow", "s1100", 3900);
+    received_by(&c, "slow", "s1200", 6000);
+    for at in (1000..=3800).step_by(200) {
+        received_by(&c, "quick", &format!("s{}", at - 1000), at);
+    }
+    for at in [500, 1100, 2000, 4500] {
+        receive_failed(&c, "slow", at);
+    }
+    c.record_fault_event(FaultEvent {
+        kind: "controller-leader-pause".into(),
+        member: "ns-0".into(),
+        broker_group: None,
+        at: ms(1000),
+    });
+    let r = c.report();
+    let f = &r.faults[0];
+    assert_eq!(
+        (f.write_pause, f.read_pause),
+        (Some(ms(1700)), Some(ms(2150))),
+        "the worst producer's and the worst consumer's pause, not all clients' together"
+    );
+    assert_eq!(
+        (f.failed_sends, f.failed_receives),
+        (2, 2),
+        "only the calls within the window"
+    );
+    assert_eq!(r.failed_receives, 4, "{r}");
+    let cost = |failed, pause| ClientCost {
+        failed,
+        pause: Some(ms(pause)),
+    };
+    let clients: Vec<(&str, ClientCost)> = f
+        .clients
+        .iter()
+        .map(|(c, cost)| (c.as_str(), cost.clone()))
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            ("quick", cost(0, 200)),
+            ("slow", cost(2, 2150)),
+            ("stalled", cost(2, 1700)),
+            ("steady", cost(0, 100)),
+        ],
+        "which client paid"
+    );
+    let text = r.to_string();
+    assert!(
+        text.contains("writes paused at most 1.700 s, reads paused at most 2.150 s, 2 failed sends, 2 failed receives"),
+        "{text}"
+    );
+    assert!(text.contains("4 failed receive calls"), "{text}");
+    assert!(
+        text.contains("  stalled: 2 failed calls, paused at most 1.700 s\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_pause_begun_before_the_fault_or_lasting_to_the_windows_end_counts_whole() {
+    let c = Checker::new();
+    // Acknowledged at 100 ms, then nothing until 1500 ms: the fault at 1000 ms finds a
+    // pause begun 0.9 s before it. Then nothing after 2000 ms until the last send at
+    // 4500 ms (failed): 2.5 s to the window's end.
+    ack_of(&c, "p", "k1", 100);
+    ack_of(&c, "p", "k2", 1500);
+    ack_of(&c, "p", "k3", 2000);
+    sent_by(&c, "p", "k4", 4500, Outcome::Failed);
+    received_by(&c, "c", "k1", 200);
+    for (kind, at) in [("early", 1000), ("late", 4000)] {
+        c.record_fault_event(FaultEvent {
+            kind: kind.into(),
+            member: "m".into(),
+            broker_group: None,
+            at: ms(at),
+        });
+    }
+    let r = c.report();
+    let costs: Vec<_> = r
+        .faults
+        .iter()
+        .map(|f| (f.write_pause, f.read_pause, f.failed_sends))
+        .collect();
+    assert_eq!(
+        costs,
+        [
+            (Some(ms(2500)), Some(ms(4300)), 1),
+            (Some(ms(2500)), Some(ms(4300)), 1)
+        ],
         "{r}"
     );
 }

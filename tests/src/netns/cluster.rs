@@ -367,6 +367,25 @@ impl NetCluster {
         }
     }
 
+    /// SIGTERMs member `name` (a graceful stop); [`NetCluster::wait_stopped`] waits for its
+    /// end, [`NetCluster::restart`] starts it again.
+    pub fn terminate(&mut self, name: &str) {
+        self.process_mut(name).terminate();
+    }
+
+    /// Waits up to `timeout` for member `name` to exit (without blocking the runtime's
+    /// thread); whether it did.
+    pub async fn wait_stopped(&mut self, name: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.is_running(name) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
     /// SIGSTOPs member `name` (its connections stay open and hang).
     pub fn pause(&mut self, name: &str) {
         self.process_mut(name).pause();

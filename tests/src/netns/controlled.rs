@@ -1,9 +1,11 @@
 //! A [`NetCluster`] in controller mode (built with [`super::NetClusterBuilder::controller`]):
 //! members with fast beats, the controller's view of a group and which NameServer's
 //! controller leads, asked of the NameServers still running (one of them may be killed or
-//! cut off by the fault under test).
+//! cut off by the fault under test), and the `apogee` CLI pointed at the cluster (`broker
+//! elect`).
 
 use super::NetCluster;
+use crate::cli::{self, CliOutput};
 use crate::failover::{controller_group_at, controller_status};
 use crate::{wait_until, BrokerSpec};
 use apogee_proto::cluster::ControllerGroupStatus;
@@ -86,5 +88,19 @@ impl NetCluster {
             },
         )
         .await
+    }
+
+    /// Runs `apogee <args>` (from the test process, which reaches every member) against the
+    /// first running NameServer, on a blocking thread.
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        let live = self.live_ns_addrs();
+        let ns = live.first().expect("every NameServer is down");
+        let mut full = vec!["--nameserver".to_string(), ns.clone()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        tokio::task::spawn_blocking(move || {
+            cli::run(&full.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .expect("the CLI's thread panicked")
     }
 }

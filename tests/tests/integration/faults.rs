@@ -741,7 +741,8 @@ const STATIC_SCENARIOS: &[&str] = &[
 /// static roles, kill, pause, links-down, cut-from-nameserver, nameservers-restart,
 /// disk-full, and the failover ones of `faults_failover::SCENARIOS`; default all),
 /// `FAULT_HOLD_SECS` (how long the fault lasts, 5), `FAULT_AFTER_SECS` (load after it
-/// healed, 5) and `FAULT_SUMMARY_FILE` (where the figures are also written).
+/// healed, 5) and `FAULT_SUMMARY_FILE` (where the figures are also written). Fails at the
+/// end when a failover round's controller elected other than its scenario expects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "long: run by tools/fault-runs.sh"]
 async fn fault_rounds() {
@@ -758,6 +759,7 @@ async fn fault_rounds() {
     let hold = Duration::from_secs(knob("FAULT_HOLD_SECS", 5));
     let after = Duration::from_secs(knob("FAULT_AFTER_SECS", 5));
     let mut summary = Summary::new();
+    let mut wrong_elections = Vec::new();
     for scenario in scenarios
         .split(',')
         .map(str::trim)
@@ -772,7 +774,12 @@ async fn fault_rounds() {
             let report = if STATIC_SCENARIOS.contains(&scenario) {
                 round(scenario, hold, after).await
             } else {
-                crate::faults_failover::round(scenario, hold, after).await
+                let round = crate::faults_failover::round(scenario, hold, after).await;
+                if let Err(e) = round.elections {
+                    eprintln!("-- {e}");
+                    wrong_elections.push(format!("round {n}: {e}"));
+                }
+                round.report
             };
             eprintln!("== {scenario}, round {n} of {rounds}\n{report}");
             summary.add(scenario, &report);
@@ -783,4 +790,9 @@ async fn fault_rounds() {
     if let Ok(path) = std::env::var("FAULT_SUMMARY_FILE") {
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
     }
+    assert!(
+        wrong_elections.is_empty(),
+        "elections other than expected:\n{}",
+        wrong_elections.join("\n")
+    );
 }

@@ -13,6 +13,11 @@
 //!   its master (so out of date, dropped from the in-sync set) is elected when the master
 //!   dies; the checker reports exactly messages acknowledged while the slave was cut off as
 //!   lost, so a checker that finds nothing would fail this test.
+//! - A round of each of the controller voter's and the planned handover's scenarios (a
+//!   paused or isolated controller leader, an isolated follower, a SIGTERMed master,
+//!   `apogee broker elect`; [`CI_SCENARIOS`]), short holds: nothing lost, writes and reads
+//!   go on, no election after a controller voter's fault and exactly one after a planned
+//!   stop or switch; the failed calls and the longest write and read pauses are printed.
 //! - [`round`]: one round of each failover scenario for `faults::fault_rounds` (run by
 //!   `tools/fault-runs.sh`), see [`SCENARIOS`].
 //!
@@ -24,7 +29,7 @@ use crate::faults::{
     TOPIC,
 };
 use apogee_proto::cluster::ControllerGroupStatus;
-use apogee_tests::checker::{Checker, Outcome, Report, SendEvent, LEASE_AND_MARGIN};
+use apogee_tests::checker::{Checker, Outcome, Report, SendEvent, Summary, LEASE_AND_MARGIN};
 use apogee_tests::failover::send_one;
 use apogee_tests::netns::{self, controlled_member, NetCluster};
 use apogee_tests::wait_until;
@@ -48,6 +53,15 @@ const FA: &str = "fa";
 ///   the lease rule checked;
 /// - `controller-leader-kill`: the NameServer whose controller leads SIGKILLed, restarted
 ///   after the hold (no election expected);
+/// - `controller-leader-pause`: that NameServer SIGSTOPped, SIGCONTed after the hold (no
+///   election expected);
+/// - `controller-leader-isolated`, `controller-follower-isolated`: the NameServer whose
+///   controller leads, or one whose controller follows, cut off from every other server
+///   (NameServers and brokers; clients still reach it), reconnected after the hold (no
+///   election expected);
+/// - `master-sigterm`: the master SIGTERMed (a planned stop), started again once it exited,
+///   after the hold; it rejoins as a slave (one election expected);
+/// - `planned-elect`: `apogee broker elect fa` (one election expected, nothing to heal);
 /// - `slave-kill-during-failover`: a group of three; the master SIGKILLed, one slave
 ///   SIGKILLed a second later while the election runs, both restarted after the hold;
 /// - `nameservers-restart-controller`: every NameServer SIGKILLed and started again;
@@ -63,6 +77,11 @@ pub(crate) const SCENARIOS: &[&str] = &[
     "master-isolated",
     "master-cut-from-controller",
     "controller-leader-kill",
+    "controller-leader-pause",
+    "controller-leader-isolated",
+    "controller-follower-isolated",
+    "master-sigterm",
+    "planned-elect",
     "slave-kill-during-failover",
     "nameservers-restart-controller",
     "unclean-lagging",
@@ -330,9 +349,115 @@ async fn an_unclean_election_of_a_lagging_slave_loses_acknowledged_messages_and_
     }
 }
 
+/// How long a SIGTERMed master may take to exit (its handover and drain included).
+const STOPPED: Duration = Duration::from_secs(60);
+
+/// How many times the controller elects a master of [`FA`] in `scenario` (`None`: not
+/// checked): none when a controller voter fails, one for a planned stop or switch.
+fn expected_elections(scenario: &str) -> Option<u64> {
+    match scenario {
+        "controller-leader-kill"
+        | "controller-leader-pause"
+        | "controller-leader-isolated"
+        | "controller-follower-isolated" => Some(0),
+        "master-sigterm" | "planned-elect" => Some(1),
+        _ => None,
+    }
+}
+
+/// Whether the controller elected [`FA`]'s master as often as `scenario` expects, from
+/// `before` to `after` (one election: another member leads the next epoch); if not, how.
+fn check_elections(
+    scenario: &str,
+    before: &ControllerGroupStatus,
+    after: &ControllerGroupStatus,
+) -> Result<(), String> {
+    let (master, epoch) = (before.master, before.master_epoch);
+    let another = after.master != master;
+    let as_expected = match expected_elections(scenario) {
+        None => true,
+        Some(0) => !another && after.master_epoch == epoch,
+        Some(n) => another && after.master_epoch == epoch + n,
+    };
+    if as_expected {
+        return Ok(());
+    }
+    Err(format!(
+        "{scenario}: master {master} at epoch {epoch} before, master {} at epoch {} after; \
+         {:?} election(s) of another member expected",
+        after.master,
+        after.master_epoch,
+        expected_elections(scenario)
+    ))
+}
+
+/// What one round showed.
+pub(crate) struct Round {
+    /// The checker's judgement.
+    pub report: Report,
+    /// Where the controller elected [`FA`]'s master other than the scenario expects, how.
+    pub elections: Result<(), String>,
+}
+
+/// The NameServer (`ns-<i>`) whose controller leads, or with `follower` one whose
+/// controller follows.
+async fn controller_voter(cluster: &NetCluster, follower: bool) -> String {
+    let leader = cluster.controller_leader().await;
+    let index = if follower {
+        (leader + 1) % cluster.ns_addrs().len()
+    } else {
+        leader
+    };
+    format!("ns-{index}")
+}
+
+/// The scenarios CI runs a round of each of
+/// (`controller_faults_and_planned_handovers_lose_nothing_and_elect_as_expected`).
+const CI_SCENARIOS: &[&str] = &[
+    "controller-leader-pause",
+    "controller-leader-isolated",
+    "controller-follower-isolated",
+    "master-sigterm",
+    "planned-elect",
+];
+
+/// CI's hold: longer than a master's 2 s lease, so a lease the controller fails to renew
+/// shows.
+const CI_HOLD: Duration = Duration::from_secs(3);
+
+/// CI's load after the heal.
+const CI_AFTER: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_faults_and_planned_handovers_lose_nothing_and_elect_as_expected() {
+    if !netns::available(
+        "controller_faults_and_planned_handovers_lose_nothing_and_elect_as_expected",
+    ) {
+        return;
+    }
+    let mut summary = Summary::new();
+    let mut wrong = Vec::new();
+    for scenario in CI_SCENARIOS {
+        let started = std::time::Instant::now();
+        let Round { report, elections } = round(scenario, CI_HOLD, CI_AFTER).await;
+        eprintln!("== {scenario} ({:?})\n{report}", started.elapsed());
+        if !report.lost.is_empty() || !report.unexpected.is_empty() {
+            wrong.push(format!("{scenario}: lost or unexpected messages"));
+        }
+        let fault = &report.faults[0];
+        if fault.to_write.is_none() || fault.to_read.is_none() {
+            wrong.push(format!("{scenario}: writes or reads did not go on"));
+        }
+        wrong.extend(elections.err());
+        summary.add(scenario, &report);
+    }
+    eprintln!("{summary}");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 /// What a scenario's fault left to heal.
 struct Injected {
-    /// The NameServer killed (`controller-leader-kill`).
+    /// The NameServer killed, paused or cut off (the `controller-*` scenarios).
     nameserver: Option<String>,
 }
 
@@ -363,11 +488,29 @@ async fn inject(
             cluster.cut_off(master, &[&majority[0], &majority[1]]);
             checker.record_isolation(master, &addr, LEASE_AND_MARGIN);
         }
-        "controller-leader-kill" => {
-            let ns = format!("ns-{}", cluster.controller_leader().await);
-            cluster.kill(&ns);
+        "controller-leader-kill"
+        | "controller-leader-pause"
+        | "controller-leader-isolated"
+        | "controller-follower-isolated" => {
+            let ns = controller_voter(cluster, scenario == "controller-follower-isolated").await;
+            match scenario {
+                "controller-leader-kill" => cluster.kill(&ns),
+                "controller-leader-pause" => cluster.pause(&ns),
+                _ => {
+                    let everyone = cluster.everyone_but(&ns);
+                    let peers: Vec<&str> = everyone.iter().map(String::as_str).collect();
+                    cluster.cut_off(&ns, &peers);
+                }
+            }
             checker.record_fault(scenario, &ns, None);
             injected.nameserver = Some(ns);
+            return injected;
+        }
+        "master-sigterm" => cluster.terminate(master),
+        "planned-elect" => {
+            // The switch costs from the moment it is asked for.
+            checker.record_fault(scenario, master, None);
+            cluster.cli(&["broker", "elect", FA]).await.success();
             return injected;
         }
         "slave-kill-during-failover" => {
@@ -410,9 +553,23 @@ async fn heal(
             cluster.reconnect(master);
             checker.record_isolation_healed(master);
         }
-        "controller-leader-kill" => {
-            let ns = injected.nameserver.expect("the killed NameServer");
-            cluster.restart(&ns).await;
+        "controller-leader-kill"
+        | "controller-leader-pause"
+        | "controller-leader-isolated"
+        | "controller-follower-isolated" => {
+            let ns = injected.nameserver.expect("the faulted NameServer");
+            match scenario {
+                "controller-leader-kill" => cluster.restart(&ns).await,
+                "controller-leader-pause" => cluster.resume(&ns),
+                _ => cluster.reconnect(&ns),
+            }
+        }
+        "master-sigterm" => {
+            assert!(
+                cluster.wait_stopped(master, STOPPED).await,
+                "the SIGTERMed master {master} did not exit within {STOPPED:?}"
+            );
+            cluster.restart(master).await;
         }
         "slave-kill-during-failover" => {
             cluster.restart(master).await;
@@ -428,11 +585,15 @@ async fn heal(
 
 /// One round of failover scenario `scenario` (one of [`SCENARIOS`]) on a fresh cluster:
 /// load, the fault held for `hold`, healed, the group settled again (every member in
-/// sync, for at most [`SETTLE`]), `after` more of load, then every acknowledged message
+/// sync, for at most [`SETTLE`]), `after` more of load, the elections checked where the
+/// scenario expects a number ([`expected_elections`]), then every acknowledged message
 /// drained.
-pub(crate) async fn round(scenario: &str, hold: Duration, after: Duration) -> Report {
+pub(crate) async fn round(scenario: &str, hold: Duration, after: Duration) -> Round {
     if scenario == "async" {
-        return async_round(hold, after).await;
+        return Round {
+            report: async_round(hold, after).await,
+            elections: Ok(()),
+        };
     }
     let members = if scenario == "slave-kill-during-failover" {
         3
@@ -454,13 +615,20 @@ pub(crate) async fn round(scenario: &str, hold: Duration, after: Duration) -> Re
         eprintln!("-- {scenario}: the group did not get every member in sync within {SETTLE:?}");
     }
     tokio::time::sleep(after).await;
+    let elections = match expected_elections(scenario) {
+        None => Ok(()),
+        Some(_) => tokio::time::timeout(SETTLE, cluster.wait_master(FA, 0, members as usize))
+            .await
+            .map_err(|_| format!("{scenario}: no master of {FA} with every member in sync"))
+            .and_then(|now| check_elections(scenario, &before, &now)),
+    };
     load.stop_producers().await;
     load.drain(0, DRAIN).await;
     let report = checker.report();
     if !report.lost.is_empty() || !report.lease_violations.is_empty() {
         print_log_tail(&mut cluster, &master, scenario);
     }
-    report
+    Round { report, elections }
 }
 
 /// The `async` negative control (static roles): an ASYNC_MASTER `fa-0` with a slave `fa-1`
