@@ -15,9 +15,9 @@ use std::time::Duration;
 /// Raft election, the members' registration, the slaves' catch-up).
 const SETTLED: Duration = Duration::from_secs(60);
 
-/// Member `id` (>= 1) of `group` in controller mode, named `<group>-<id>`: beats every
-/// 500 ms (four renewals per 2 s lease, so a late answer on a busy machine does not end a
-/// master's lease), slaves reconnecting after 200 ms, 1 MiB segments.
+/// Member `id` (>= 1) of `group` in controller mode, named `<group>-<id>`, as
+/// [`crate::failover::member`]: a master beats every 250 ms (eight renewals per 2 s lease),
+/// slaves reconnect after 200 ms, 1 MiB segments, a short drain after a handover.
 pub fn controlled_member(group: &str, id: i64) -> BrokerSpec {
     crate::failover::member(group, id)
 }

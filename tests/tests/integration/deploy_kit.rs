@@ -8,6 +8,7 @@
 //! and `helm lint` where those tools are installed (the test prints SKIPPED where they are
 //! not).
 
+use apogee_tests::failover::DRAIN_MS;
 use apogee_tests::{bins, cli, http, wait_until, CliOutput};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,12 +97,15 @@ impl LocalCluster {
         }
     }
 
+    /// Runs the script's `verb`; the brokers it starts drain [`DRAIN_MS`] after a handover
+    /// at SIGTERM, not the default's 35 s.
     fn run(&self, verb: &str) -> Output {
         Command::new(repo().join("deploy/local-cluster.sh"))
             .arg(verb)
             .env("APOGEE_CLUSTER_DIR", self.dir.path())
             .env("APOGEE_CLUSTER_BASE_PORT", self.base.to_string())
             .env("APOGEE_BIN_DIR", bins::bin_dir())
+            .env("APOGEE_BROKER_FAILOVER__DRAIN_MS", DRAIN_MS.to_string())
             .output()
             .expect("running deploy/local-cluster.sh")
     }
@@ -213,8 +217,8 @@ impl LocalCluster {
     /// after a switch to the other member. Returns each group's master afterwards.
     fn rolling_restart(&self, masters: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
         let command = format!(
-            "APOGEE_CLUSTER_DIR='{}' APOGEE_CLUSTER_BASE_PORT={} APOGEE_BIN_DIR='{}' '{}' \
-             restart \"$APOGEE_GROUP-$APOGEE_MEMBER\"",
+            "APOGEE_CLUSTER_DIR='{}' APOGEE_CLUSTER_BASE_PORT={} APOGEE_BIN_DIR='{}' \
+             APOGEE_BROKER_FAILOVER__DRAIN_MS={DRAIN_MS} '{}' restart \"$APOGEE_GROUP-$APOGEE_MEMBER\"",
             self.dir.path().display(),
             self.base,
             bins::bin_dir().display(),

@@ -1,7 +1,7 @@
 //! Automatic failover under faults, in Linux network namespaces (`apogee_tests::netns`),
 //! judged by the checker from what producers and consumers of apogee-client and of the
 //! official crate saw: three NameServers running the controller (its Raft voters) and a
-//! broker group `fa` of controlled members (ids 1..n, beats every 500 ms for the 2 s lease).
+//! broker group `fa` of controlled members (ids 1..n, a master beats every 250 ms for the 2 s lease).
 //!
 //! - An isolated master (cut off from every server, still reached by the clients)
 //!   acknowledges no send and hands out no message once its lease ended (the checker's lease
