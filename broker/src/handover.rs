@@ -2,10 +2,11 @@
 //! `replication/handover.rs`):
 //!
 //! - **At SIGTERM** ([`Broker::leave`]): before the broker stops, the master hands over to
-//!   the connected in-sync member the controller elects, then drains: it keeps answering at
-//!   its address for `failover.drain_ms`, as a slave that passes sends and consume calls to
-//!   the new master, so clients that learn the new master only at their next route refresh
-//!   (every 30 s for the official clients) lose no call; at the end of the drain it sends the
+//!   the connected in-sync member the controller elects, then drains: it unregisters from the
+//!   NameServers (the routes name only the new master) but keeps answering at its address
+//!   for `failover.drain_ms`, as a slave that passes sends and consume calls to the new
+//!   master, so clients that learn the new master only at their next route refresh (every
+//!   30 s for the official clients) lose no call and have left this address when it closes; at the end of the drain it sends the
 //!   protocol's ReconnectEndpointsCommand to every client with a Telemetry session here, and
 //!   stops. A slave (or a master with nobody to hand over to) stops at once, as before; its
 //!   replication session's end drops it from the master's in-sync set.
@@ -56,6 +57,9 @@ impl Broker {
         }
         let drain = Duration::from_millis(self.config().failover.drain_ms);
         if !drain.is_zero() {
+            // Out of the routes first: the clients' next refresh names only the new master,
+            // and they move on before this address closes.
+            self.nameservers().leave_routes();
             tracing::info!(
                 drain_ms = drain.as_millis() as u64,
                 "draining: answering as a slave until the clients moved to the new master"

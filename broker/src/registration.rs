@@ -97,6 +97,8 @@ pub struct NameServerLink {
     /// The broker is stopping and unregisters: the NameServers end its sessions then, which
     /// is no failure to warn about.
     unregistering: AtomicBool,
+    /// Woken by [`NameServerLink::leave_routes`]: unregister now, before the broker stops.
+    leave: Notify,
 }
 
 /// How a session ended.
@@ -141,6 +143,7 @@ impl NameServerLink {
             sent_version: AtomicI64::new(-1),
             instance_id: rand::random::<u64>().max(1),
             unregistering: AtomicBool::new(false),
+            leave: Notify::new(),
             member: None,
         })
     }
@@ -368,9 +371,18 @@ impl NameServerLink {
         join_all(registered.map(|ns| self.unregister_one(ns))).await;
     }
 
+    /// Takes this broker out of the routes while it still serves (a master that handed its
+    /// role over, draining before it stops): [`run`](Self::run) unregisters and ends its
+    /// sessions now instead of at shutdown, so the clients' next route refresh leaves this
+    /// address out before it closes.
+    pub fn leave_routes(&self) {
+        self.leave.notify_one();
+    }
+
     /// Keeps the registration fresh and a session open with every NameServer until
-    /// `shutdown` turns true, then unregisters (and only then ends the sessions, so that
-    /// the NameServers do not take the shutdown for a failure).
+    /// `shutdown` turns true or [`leave_routes`](Self::leave_routes) is called, then
+    /// unregisters (and only then ends the sessions, so that the NameServers do not take the
+    /// shutdown for a failure).
     pub async fn run(
         self: Arc<Self>,
         topics: Arc<TopicTable>,
@@ -412,6 +424,10 @@ impl NameServerLink {
                 _ = access_changed => {}
                 _ = member_changed => {}
                 _ = shutdown.changed() => break,
+                _ = self.leave.notified() => {
+                    tracing::info!("leaving the routes: unregistering from the nameservers");
+                    break;
+                }
             }
         }
         self.unregistering.store(true, Ordering::SeqCst);

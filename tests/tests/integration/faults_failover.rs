@@ -448,6 +448,13 @@ async fn controller_faults_and_planned_handovers_lose_nothing_and_elect_as_expec
         if fault.to_write.is_none() || fault.to_read.is_none() {
             wrong.push(format!("{scenario}: writes or reads did not go on"));
         }
+        // A controller's loss and a planned handover are not noticed: no send fails.
+        if fault.failed_sends > 0 {
+            wrong.push(format!(
+                "{scenario}: {} sends failed (or their outcome is unknown)",
+                fault.failed_sends
+            ));
+        }
         wrong.extend(elections.err());
         summary.add(scenario, &report);
     }
