@@ -453,7 +453,7 @@ async fn controller_faults_and_planned_handovers_lose_nothing_and_elect_as_expec
         // than the official crate's 30 s route refresh, so that producer still sends to the
         // old address when the member exits (the default drain outlasts the refresh);
         // `failover_ops` asserts that no send through the draining member fails.
-        if scenario != "master-sigterm" && fault.failed_sends > 0 {
+        if *scenario != "master-sigterm" && fault.failed_sends > 0 {
             wrong.push(format!(
                 "{scenario}: {} sends failed (or their outcome is unknown)",
                 fault.failed_sends
