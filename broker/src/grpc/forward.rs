@@ -19,7 +19,9 @@
 //!
 //! While this broker hands its role of master over (`replication/handover.rs`), the calls a
 //! slave would forward wait (at most until the client's deadline) and are then decided by
-//! the role the handover ended in: passed to the new master, or answered here.
+//! the role the handover ended in: passed to the new master, or answered here. One another
+//! member passed here while this one was the master is then passed on once more, to the new
+//! master: the only second hop, which the new master answers itself.
 //!
 //! A forwarded call the master does not answer in time (the client's `grpc-timeout`, a little
 //! earlier so the client reads the reason; [`NO_DEADLINE_LIMIT`] without one), or whose
@@ -183,7 +185,6 @@ where
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let held = self.replication.membership().handing_over()
-            && !request.headers().contains_key(FORWARDED_BY_HEADER)
             && handling(request.uri().path()) != Handling::Local;
         if !held {
             return self.route(request);
@@ -193,6 +194,12 @@ where
         Either::Right(Box::pin(async move {
             let settled = after.replication.membership().handover_settled();
             let _ = tokio::time::timeout(limit, settled).await;
+            let mut request = request;
+            if after.replication.role() == Role::Slave {
+                // Passed here by another member while this one was the master: passed on
+                // once more, to the new master, which answers it (the header set again).
+                request.headers_mut().remove(FORWARDED_BY_HEADER);
+            }
             match after.route(request) {
                 Either::Left(answer) => answer.await,
                 Either::Right(answer) => answer.await,
