@@ -41,13 +41,9 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// One member's turn as it happened.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MemberOutcome {
-    pub order: usize,
-    pub group: String,
-    pub member: u64,
-    pub address: String,
-    /// `master` or `slave`, before its turn.
-    pub role: &'static str,
-    pub action: Action,
+    /// The member and what its turn was (its role before the turn).
+    #[serde(flatten)]
+    pub step: PlannedStep,
     /// A master's turn: the member the switch made master, and how long until the
     /// controller and the routes named it (ms).
     pub new_master: Option<u64>,
@@ -76,11 +72,11 @@ impl TableRow for MemberOutcome {
     fn cells(&self) -> Vec<String> {
         let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         vec![
-            self.order.to_string(),
-            self.group.clone(),
-            self.member.to_string(),
-            self.address.clone(),
-            self.role.to_string(),
+            self.step.order.to_string(),
+            self.step.group.clone(),
+            self.step.member.to_string(),
+            self.step.address.clone(),
+            self.step.role.to_string(),
             or_dash(self.new_master.map(|m| m.to_string())),
             or_dash(self.switch_ms.map(|ms| format_ago(ms as i64))),
             format_ago(self.restart_ms as i64),
@@ -147,11 +143,14 @@ async fn run_into(
                 admin,
                 config,
                 spec,
-                order: done.len() + 1,
-                address: address_of(&group, member),
-                group: name,
-                member,
-                action,
+                step: PlannedStep {
+                    order: done.len() + 1,
+                    group: name.clone(),
+                    member,
+                    address: address_of(&group, member),
+                    role: action.role(),
+                    action,
+                },
             };
             done.push(turn.run(progress).await?);
         }
@@ -165,17 +164,16 @@ struct Turn<'a> {
     admin: &'a Admin,
     config: &'a ClientConfig,
     spec: &'a RollingRestart,
-    order: usize,
-    group: &'a str,
-    member: u64,
-    address: String,
-    action: Action,
+    step: PlannedStep,
 }
 
 impl Turn<'_> {
     /// The member as the errors and progress lines name it.
     fn label(&self) -> String {
-        format!("{} member {} ({})", self.group, self.member, self.address)
+        format!(
+            "{} member {} ({})",
+            self.step.group, self.step.member, self.step.address
+        )
     }
 
     /// An error of this turn: what went wrong, naming the member.
@@ -188,17 +186,17 @@ impl Turn<'_> {
 
     async fn run(&self, progress: &mut dyn Write) -> ToolResult<MemberOutcome> {
         let deadline = Instant::now() + self.spec.timeout_per_member;
-        let role = self.action.role();
+        let role = self.step.role;
         say(
             progress,
             format!(
                 "[{}] {}, {role}: {}",
-                self.order,
+                self.step.order,
                 self.label(),
-                self.action.describe()
+                self.step.action.describe()
             ),
         );
-        let (new_master, switch_ms) = match self.action {
+        let (new_master, switch_ms) = match self.step.action {
             Action::Restart => (None, None),
             Action::SwitchThenRestart => {
                 let started = Instant::now();
@@ -214,7 +212,7 @@ impl Turn<'_> {
                 (Some(new_master), Some(ms))
             }
         };
-        let before = fetch_status(&self.address, self.config, STATUS_TIMEOUT)
+        let before = fetch_status(&self.step.address, self.config, STATUS_TIMEOUT)
             .await
             .map_err(|e| {
                 self.failed(format!(
@@ -240,12 +238,7 @@ impl Turn<'_> {
             ),
         );
         Ok(MemberOutcome {
-            order: self.order,
-            group: self.group.to_string(),
-            member: self.member,
-            address: self.address.clone(),
-            role,
-            action: self.action,
+            step: self.step.clone(),
             new_master,
             switch_ms,
             restart_ms,
@@ -259,16 +252,16 @@ impl Turn<'_> {
     async fn switch(&self, deadline: Instant) -> ToolResult<(u64, u64)> {
         let elected = self
             .admin
-            .elect_master(self.group, None)
+            .elect_master(&self.step.group, None)
             .await
             .map_err(|e| self.failed(format!("the planned switch failed: {e}")))?;
         let new = elected.master;
         wait_steady(deadline, Duration::ZERO, || async {
-            let g = confirmed_group(self.admin, self.group).await?;
+            let g = confirmed_group(self.admin, &self.step.group).await?;
             if g.master != Some(new) || !g.in_sync.contains(&new) {
                 return Err(format!("the controller has {}", describe(&g)));
             }
-            let routed = resolve_broker(self.admin, self.group)
+            let routed = resolve_broker(self.admin, &self.step.group)
                 .await
                 .map_err(|e| e.to_string())?;
             let address = address_of(&g, new);
@@ -290,9 +283,9 @@ impl Turn<'_> {
     /// Runs the restart command for this member, within the turn's deadline.
     async fn restart(&self, deadline: Instant) -> ToolResult<()> {
         let env = [
-            ("APOGEE_GROUP", self.group.to_string()),
-            ("APOGEE_MEMBER", self.member.to_string()),
-            ("APOGEE_ENDPOINT", self.address.clone()),
+            ("APOGEE_GROUP", self.step.group.clone()),
+            ("APOGEE_MEMBER", self.step.member.to_string()),
+            ("APOGEE_ENDPOINT", self.step.address.clone()),
         ];
         run_restart_command(&self.spec.restart_command, &env, deadline)
             .await
@@ -304,7 +297,7 @@ impl Turn<'_> {
     /// in-sync set holds every member, steadily for [`STEADY`]. Returns when that began.
     async fn wait_rejoined(&self, before: i64, deadline: Instant) -> ToolResult<Instant> {
         wait_steady(deadline, STEADY, || async {
-            let status = fetch_status(&self.address, self.config, STATUS_TIMEOUT)
+            let status = fetch_status(&self.step.address, self.config, STATUS_TIMEOUT)
                 .await
                 .map_err(|e| e.message)?;
             if status.started_at_ms == before {
@@ -314,8 +307,8 @@ impl Turn<'_> {
                         .to_string(),
                 );
             }
-            let g = confirmed_group(self.admin, self.group).await?;
-            if g.master != Some(self.member) && !status.master_connected {
+            let g = confirmed_group(self.admin, &self.step.group).await?;
+            if g.master != Some(self.step.member) && !status.master_connected {
                 return Err(format!(
                     "it does not replicate from its master yet; the controller has {}",
                     describe(&g)
