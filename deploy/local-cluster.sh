@@ -38,8 +38,8 @@ base="${APOGEE_CLUSTER_BASE_PORT:-20000}"
 cluster_name="LocalCluster"
 http_offset=100
 start_timeout=60 # seconds each process may take to listen, and again to get ready
-# Seconds between SIGTERM and SIGKILL: a member that handed its role over keeps answering
-# for failover.drain_ms (35 s by default) before it stops.
+# Seconds between SIGTERM and SIGKILL: every member keeps answering for failover.drain_ms
+# (35 s by default) after leaving the routes, so `stop` and `restart` take that long.
 stop_timeout=60
 
 die() {

@@ -6,10 +6,14 @@
 //!   NameServers (the routes name only the new master) but keeps answering at its address
 //!   for `failover.drain_ms`, as a slave that passes sends and consume calls to the new
 //!   master, so clients that learn the new master only at their next route refresh (every
-//!   30 s for the official clients) lose no call and have left this address when it closes; at the end of the drain it sends the
-//!   protocol's ReconnectEndpointsCommand to every client with a Telemetry session here, and
-//!   stops. A slave (or a master with nobody to hand over to) stops at once, as before; its
-//!   replication session's end drops it from the master's in-sync set.
+//!   30 s for the official clients) lose no call and have left this address when it
+//!   closes; at the end of the drain it sends the protocol's ReconnectEndpointsCommand to
+//!   every client with a Telemetry session here, and stops. A slave drains the same way:
+//!   routes list every member's address, so clients send to slaves too, and a slave that
+//!   closed at once would fail their calls until their next refresh. Its replication goes on
+//!   through the drain (the calls it passes on need the link); its session's end at exit
+//!   drops it from the master's in-sync set. A master with nobody to hand over to stops at
+//!   once: the group has no other member to send clients to.
 //! - **At an operator's switch** ([`Broker::spawn_handover_on_request`], a master's role
 //!   task): the controller's answers to the master's beats name the member to hand over to
 //!   (`Assignment.hand_over_to`), and the master does, once per request.
@@ -21,6 +25,7 @@ use apogee_proto::v2::{telemetry_command::Command, ReconnectEndpointsCommand};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::membership::MemberRole;
 use crate::services::Broker;
 
 impl Broker {
@@ -28,13 +33,51 @@ impl Broker {
         Duration::from_millis(self.config().failover.handover_timeout_ms)
     }
 
-    /// What a controller-mode master does at SIGTERM before it stops (module doc); returns
-    /// at once for any other broker.
+    /// What a controller-mode member does at SIGTERM before it stops (module doc): a master
+    /// hands its role over, then it drains; returns at once for a static-mode or fenced
+    /// broker.
     pub async fn leave(&self) {
         let membership = self.membership();
-        if !membership.controlled_mode() || !membership.is_master() {
+        if !membership.controlled_mode() {
             return;
         }
+        match membership.role_view().role {
+            MemberRole::Master { .. } => {
+                if !self.hand_over_before_stopping().await {
+                    return;
+                }
+            }
+            MemberRole::Slave { .. } => {}
+            MemberRole::Fenced => return,
+        }
+        let drain = Duration::from_millis(self.config().failover.drain_ms);
+        if !drain.is_zero() {
+            // Out of the routes first: the clients' next refresh names only the other
+            // members, and they move on before this address closes.
+            self.nameservers().leave_routes();
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                "draining: answering as a slave until the clients moved to the other members"
+            );
+            let mut closing = self.closing();
+            tokio::select! {
+                _ = tokio::time::sleep(drain) => {}
+                _ = closing.wait_for(|c| *c) => {}
+            }
+        }
+        if membership.is_master() {
+            // Elected while draining (its master failed meanwhile): hand over once more.
+            self.hand_over_before_stopping().await;
+        }
+        let told = self.tell_clients_to_reconnect();
+        tracing::info!(
+            clients = told,
+            "drain over: told the clients to reconnect; stopping"
+        );
+    }
+
+    /// A master's handover at SIGTERM; whether it handed its role over.
+    async fn hand_over_before_stopping(&self) -> bool {
         tracing::info!("stopping: handing the master's role over before the broker stops");
         match self
             .replication()
@@ -49,32 +92,13 @@ impl Broker {
                     linked = done.linked,
                     "handed the master's role over"
                 );
+                true
             }
             Err(e) => {
                 tracing::warn!("no handover before stopping: {e}");
-                return;
+                false
             }
         }
-        let drain = Duration::from_millis(self.config().failover.drain_ms);
-        if !drain.is_zero() {
-            // Out of the routes first: the clients' next refresh names only the new master,
-            // and they move on before this address closes.
-            self.nameservers().leave_routes();
-            tracing::info!(
-                drain_ms = drain.as_millis() as u64,
-                "draining: answering as a slave until the clients moved to the new master"
-            );
-            let mut closing = self.closing();
-            tokio::select! {
-                _ = tokio::time::sleep(drain) => {}
-                _ = closing.wait_for(|c| *c) => {}
-            }
-        }
-        let told = self.tell_clients_to_reconnect();
-        tracing::info!(
-            clients = told,
-            "drain over: told the clients to reconnect; stopping"
-        );
     }
 
     /// Sends ReconnectEndpointsCommand on every Telemetry session here; how many took it.

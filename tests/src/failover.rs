@@ -160,17 +160,29 @@ pub async fn settle_group_of_two(
 
 /// The endpoint the first running NameServer presents as `group`'s master (broker id 0).
 pub async fn routed_master(cluster: &Cluster, group: &str) -> Option<String> {
+    registered_members(cluster, group)
+        .await?
+        .into_iter()
+        .find(|(id, _)| *id == 0)
+        .map(|(_, endpoint)| endpoint)
+}
+
+/// The members of `group` registered with the first running NameServer (what the routes
+/// are made of): broker id and endpoint each. `None` when the NameServer did not answer.
+pub async fn registered_members(cluster: &Cluster, group: &str) -> Option<Vec<(i64, String)>> {
     let info = rpc::registry(cluster.admin_ns())
         .get_cluster_info(rpc::signed(GetClusterInfoRequest {}))
         .await
         .ok()?
         .into_inner();
-    info.groups
-        .iter()
-        .filter(|g| g.broker_name == group)
-        .flat_map(|g| &g.members)
-        .find(|m| m.broker_id == 0)
-        .map(|m| m.endpoint.clone())
+    Some(
+        info.groups
+            .iter()
+            .filter(|g| g.broker_name == group)
+            .flat_map(|g| &g.members)
+            .map(|m| (m.broker_id, m.endpoint.clone()))
+            .collect(),
+    )
 }
 
 /// Waits (at most 10 s) until the routes name `addr` as `group`'s master.

@@ -26,9 +26,9 @@ pub struct FailoverSection {
     /// are held back while the in-sync members catch up and the controller elects the
     /// successor, before the handover gives up (ms).
     pub handover_timeout_ms: u64,
-    /// After a master handed its role over at SIGTERM, how long it keeps answering at its
-    /// address (as a slave, passing sends and consume calls to the new master) before it
-    /// exits: longer than the clients' route refresh (30 s for the official ones), so a
+    /// At SIGTERM, how long a member (a master once it handed its role over, or a slave)
+    /// keeps answering at its address after leaving the routes (as a slave, passing sends
+    /// and consume calls to the master) before it exits: longer than the clients' route refresh (30 s for the official ones), so a
     /// client that ignores the protocol's reconnect command moves before a call fails (ms;
     /// 0: exit at once).
     pub drain_ms: u64,

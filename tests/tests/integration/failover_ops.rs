@@ -6,6 +6,8 @@
 //!   follows it, nothing acknowledged is lost; electing the master itself is refused;
 //! - the SIGTERM of the master under load: it hands over before it stops, passes sends to
 //!   the new master during its drain, and no send fails or is lost;
+//! - the SIGTERM of a slave under load: it leaves the routes at once and passes the sends it
+//!   still gets to the master until its drain ends; none fails, the master stays;
 //! - the controller's Raft leader SIGKILLed under load: another NameServer leads before the
 //!   master's lease ends and keeps granting it, so no send fails and no broker election
 //!   happens; the NameServer comes back and follows the same leader;
@@ -20,8 +22,8 @@ use apogee_proto::v2::{Code, MessageType, TransactionResolution};
 use apogee_tests::commitlog::{assert_log_prefix, logged_ids};
 use apogee_tests::failover::{
     assert_all_logged, controller_group, controller_status, member, member_name, receive_id,
-    send_message, send_one, settle_group_of_two, wait_for_full_in_sync_set, wait_routed_master,
-    Load, OnFailure,
+    registered_members, send_message, send_one, settle_group_of_two, wait_for_full_in_sync_set,
+    wait_routed_master, Load, OnFailure, DRAIN_MS,
 };
 use apogee_tests::rpc::{self, delay_message, delivery_ms};
 use apogee_tests::{wait_until, Cluster};
@@ -213,7 +215,7 @@ async fn a_master_stopped_with_sigterm_hands_over_and_no_send_fails() {
     let gap = load.longest_gap();
     let (mut acked, failures) = load.stop().await;
     assert!(
-        stopped_at.elapsed() < Duration::from_millis(apogee_tests::failover::DRAIN_MS),
+        stopped_at.elapsed() < Duration::from_millis(DRAIN_MS),
         "the load ended within the drain (else sends would fail when it exits)"
     );
     let status = cluster
@@ -242,6 +244,72 @@ async fn a_master_stopped_with_sigterm_hands_over_and_no_send_fails() {
     assert!(
         failures.is_empty(),
         "sends waited through the handover and were passed on during the drain: {failures:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slave_stopped_with_sigterm_leaves_the_routes_and_no_send_through_it_fails() {
+    let (mut cluster, master, slave) = group_of_two(1).await;
+    let before = controller_group(&cluster, GROUP).await.unwrap();
+    let slave_addr = cluster.broker(&slave).addr.clone();
+    let started = Instant::now();
+    let load = Load::start(
+        &slave_addr,
+        TOPIC,
+        QUEUES,
+        2,
+        "slave-sigterm",
+        OnFailure::Retry,
+    );
+    load.wait_acked_after(
+        started,
+        100,
+        Duration::from_secs(30),
+        "sends through the slave before SIGTERM",
+    )
+    .await;
+    cluster.broker_mut(&slave).process().terminate();
+    let stopped_at = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "the slave to leave the routes",
+        || async {
+            match registered_members(&cluster, GROUP).await {
+                Some(members) if members.iter().all(|(_, e)| *e != slave_addr) => Ok(()),
+                seen => Err(format!("registered: {seen:?}")),
+            }
+        },
+    )
+    .await;
+    load.wait_acked_after(
+        Instant::now(),
+        50,
+        Duration::from_secs(20),
+        "sends through the draining slave",
+    )
+    .await;
+    let (acked, failures) = load.stop().await;
+    assert!(
+        stopped_at.elapsed() < Duration::from_millis(DRAIN_MS),
+        "the load ended within the drain (else sends would fail when it exits)"
+    );
+    let status = cluster
+        .broker_mut(&slave)
+        .process()
+        .wait_exit(Duration::from_secs(30))
+        .expect("the slave exits after its drain");
+    assert!(status.success(), "exit status {status} after SIGTERM");
+    assert!(cluster.broker_log(&slave).contains("draining"));
+    let after = controller_group(&cluster, GROUP).await.unwrap();
+    assert_eq!(
+        (after.master, after.master_epoch),
+        (before.master, before.master_epoch),
+        "a slave's SIGTERM elects nobody"
+    );
+    assert_all_logged(&acked, &cluster.broker(&master).data_dir, "the master");
+    assert!(
+        failures.is_empty(),
+        "the draining slave passed every send on: {failures:?}"
     );
 }
 
