@@ -205,26 +205,9 @@ async fn a_master_stopped_with_sigterm_hands_over_and_no_send_fails() {
     );
     let elected_in = stopped_at.elapsed();
     // The old master still answers (its drain), passing the sends to the new master.
-    load.wait_acked_after(
-        Instant::now(),
-        50,
-        Duration::from_secs(20),
-        "sends through the draining old master",
-    )
-    .await;
     let gap = load.longest_gap();
-    let (mut acked, failures) = load.stop().await;
-    assert!(
-        stopped_at.elapsed() < Duration::from_millis(DRAIN_MS),
-        "the load ended within the drain (else sends would fail when it exits)"
-    );
-    let status = cluster
-        .broker_mut(&old)
-        .process()
-        .wait_exit(Duration::from_secs(30))
-        .expect("the old master exits after its drain");
-    assert!(status.success(), "exit status {status} after SIGTERM");
-    let log = cluster.broker_log(&old);
+    let (mut acked, failures) = sends_through_the_drain(load, stopped_at).await;
+    let log = exit_after_drain(&mut cluster, &old);
     assert!(log.contains("handed the master's role over"), "{log}");
     assert!(log.contains("drain over"), "{log}");
     for n in 0..20 {
@@ -281,25 +264,9 @@ async fn a_slave_stopped_with_sigterm_leaves_the_routes_and_no_send_through_it_f
         },
     )
     .await;
-    load.wait_acked_after(
-        Instant::now(),
-        50,
-        Duration::from_secs(20),
-        "sends through the draining slave",
-    )
-    .await;
-    let (acked, failures) = load.stop().await;
-    assert!(
-        stopped_at.elapsed() < Duration::from_millis(DRAIN_MS),
-        "the load ended within the drain (else sends would fail when it exits)"
-    );
-    let status = cluster
-        .broker_mut(&slave)
-        .process()
-        .wait_exit(Duration::from_secs(30))
-        .expect("the slave exits after its drain");
-    assert!(status.success(), "exit status {status} after SIGTERM");
-    assert!(cluster.broker_log(&slave).contains("draining"));
+    let (acked, failures) = sends_through_the_drain(load, stopped_at).await;
+    let log = exit_after_drain(&mut cluster, &slave);
+    assert!(log.contains("draining"), "{log}");
     let after = controller_group(&cluster, GROUP).await.unwrap();
     assert_eq!(
         (after.master, after.master_epoch),
@@ -311,6 +278,36 @@ async fn a_slave_stopped_with_sigterm_leaves_the_routes_and_no_send_through_it_f
         failures.is_empty(),
         "the draining slave passed every send on: {failures:?}"
     );
+}
+
+/// Lets `load` go on until 50 more sends were acknowledged through a member draining since
+/// `stopped_at` (its SIGTERM), and stops it within the drain; what it acknowledged and what
+/// failed.
+async fn sends_through_the_drain(load: Load, stopped_at: Instant) -> (Vec<String>, Vec<String>) {
+    load.wait_acked_after(
+        Instant::now(),
+        50,
+        Duration::from_secs(20),
+        "sends through the draining member",
+    )
+    .await;
+    let stopped = load.stop().await;
+    assert!(
+        stopped_at.elapsed() < Duration::from_millis(DRAIN_MS),
+        "the load ended within the drain (else sends would fail when it exits)"
+    );
+    stopped
+}
+
+/// Waits for broker `name`'s clean exit after its SIGTERM and drain; its log.
+fn exit_after_drain(cluster: &mut Cluster, name: &str) -> String {
+    let status = cluster
+        .broker_mut(name)
+        .process()
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("{name} still runs 30 s after its drain began"));
+    assert!(status.success(), "exit status {status} after SIGTERM");
+    cluster.broker_log(name)
 }
 
 /// The index (in start order) of the NameServer whose controller leads, once the
