@@ -16,6 +16,7 @@
 #                     master-cut-from-controller, controller-leader-kill,
 #                     controller-leader-pause, controller-leader-isolated,
 #                     controller-follower-isolated, master-sigterm, planned-elect,
+#                     rolling-restart,
 #                     slave-kill-during-failover (a group of three),
 #                     nameservers-restart-controller; the negative controls, which lose
 #                     acknowledged messages on purpose (the checker must report it):
@@ -36,7 +37,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-${FAULT_ROUNDS:-20}}
 parallel=${FAULT_PARALLEL:-1}
 static_scenarios=kill,pause,links-down,cut-from-nameserver,nameservers-restart,disk-full
-failover_scenarios=master-kill,master-pause,master-isolated,master-cut-from-controller,controller-leader-kill,controller-leader-pause,controller-leader-isolated,controller-follower-isolated,master-sigterm,planned-elect,slave-kill-during-failover,nameservers-restart-controller,unclean-lagging,async
+failover_scenarios=master-kill,master-pause,master-isolated,master-cut-from-controller,controller-leader-kill,controller-leader-pause,controller-leader-isolated,controller-follower-isolated,master-sigterm,planned-elect,rolling-restart,slave-kill-during-failover,nameservers-restart-controller,unclean-lagging,async
 scenarios=${FAULT_SCENARIOS:-$static_scenarios,$failover_scenarios}
 for s in ${scenarios//,/ }; do
   case ",$static_scenarios,$failover_scenarios," in

@@ -48,6 +48,7 @@ pub mod http;
 pub mod netns;
 pub mod prerequisite;
 pub mod process;
+pub mod restart_requests;
 pub mod rocketmq_store;
 pub mod rpc;
 pub mod telemetry;

@@ -2,10 +2,10 @@
 //! members with fast beats, the controller's view of a group and which NameServer's
 //! controller leads, asked of the NameServers still running (one of them may be killed or
 //! cut off by the fault under test), and the `apogee` CLI pointed at the cluster (`broker
-//! elect`).
+//! elect`, `cluster rolling-restart`).
 
 use super::NetCluster;
-use crate::cli::{self, CliOutput};
+use crate::cli::{self, CliOutput, CliProcess};
 use crate::failover::{controller_group_at, controller_status};
 use crate::{wait_until, BrokerSpec};
 use apogee_proto::cluster::ControllerGroupStatus;
@@ -93,14 +93,31 @@ impl NetCluster {
     /// Runs `apogee <args>` (from the test process, which reaches every member) against the
     /// first running NameServer, on a blocking thread.
     pub async fn cli(&self, args: &[&str]) -> CliOutput {
-        let live = self.live_ns_addrs();
-        let ns = live.first().expect("every NameServer is down");
-        let mut full = vec!["--nameserver".to_string(), ns.clone()];
-        full.extend(args.iter().map(|a| a.to_string()));
+        let full = self.cli_args(args);
         tokio::task::spawn_blocking(move || {
             cli::run(&full.iter().map(String::as_str).collect::<Vec<_>>())
         })
         .await
         .expect("the CLI's thread panicked")
+    }
+
+    /// Starts `apogee <args>` as [`cli`](Self::cli) does, without waiting for it.
+    pub fn cli_spawn(&self, args: &[&str]) -> CliProcess {
+        cli::spawn(
+            &self
+                .cli_args(args)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// `args` after the flag that points the CLI at the first running NameServer.
+    fn cli_args(&self, args: &[&str]) -> Vec<String> {
+        let live = self.live_ns_addrs();
+        let ns = live.first().expect("every NameServer is down");
+        let mut full = vec!["--nameserver".to_string(), ns.clone()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        full
     }
 }

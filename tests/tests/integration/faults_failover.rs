@@ -15,7 +15,8 @@
 //!   lost, so a checker that finds nothing would fail this test.
 //! - A round of each of the controller voter's and the planned handover's scenarios (a
 //!   paused or isolated controller leader, an isolated follower, a SIGTERMed master,
-//!   `apogee broker elect`; [`CI_SCENARIOS`]), short holds: nothing lost, writes and reads
+//!   `apogee broker elect`, `apogee cluster rolling-restart`; [`CI_SCENARIOS`]), short
+//!   holds: nothing lost, writes and reads
 //!   go on, no election after a controller voter's fault and exactly one after a planned
 //!   stop or switch; the failed calls and the longest write and read pauses are printed.
 //! - [`round`]: one round of each failover scenario for `faults::fault_rounds` (run by
@@ -32,6 +33,7 @@ use apogee_proto::cluster::ControllerGroupStatus;
 use apogee_tests::checker::{Checker, Outcome, Report, SendEvent, Summary, LEASE_AND_MARGIN};
 use apogee_tests::failover::send_one;
 use apogee_tests::netns::{self, controlled_member, NetCluster};
+use apogee_tests::restart_requests::RestartRequests;
 use apogee_tests::wait_until;
 use apogee_tests::workload::Workload;
 use apogee_tests::BrokerSpec;
@@ -62,6 +64,9 @@ const FA: &str = "fa";
 /// - `master-sigterm`: the master SIGTERMed (a planned stop), started again once it exited,
 ///   after the hold; it rejoins as a slave (one election expected);
 /// - `planned-elect`: `apogee broker elect fa` (one election expected, nothing to heal);
+/// - `rolling-restart`: `apogee cluster rolling-restart` of every member, with a restart
+///   command this test serves (SIGTERM, exit after the drain, start again): the slave
+///   first, then the master after a planned switch (one election expected);
 /// - `slave-kill-during-failover`: a group of three; the master SIGKILLed, one slave
 ///   SIGKILLed a second later while the election runs, both restarted after the hold;
 /// - `nameservers-restart-controller`: every NameServer SIGKILLed and started again;
@@ -82,6 +87,7 @@ pub(crate) const SCENARIOS: &[&str] = &[
     "controller-follower-isolated",
     "master-sigterm",
     "planned-elect",
+    "rolling-restart",
     "slave-kill-during-failover",
     "nameservers-restart-controller",
     "unclean-lagging",
@@ -360,7 +366,7 @@ fn expected_elections(scenario: &str) -> Option<u64> {
         | "controller-leader-pause"
         | "controller-leader-isolated"
         | "controller-follower-isolated" => Some(0),
-        "master-sigterm" | "planned-elect" => Some(1),
+        "master-sigterm" | "planned-elect" | "rolling-restart" => Some(1),
         _ => None,
     }
 }
@@ -419,7 +425,11 @@ const CI_SCENARIOS: &[&str] = &[
     "controller-follower-isolated",
     "master-sigterm",
     "planned-elect",
+    "rolling-restart",
 ];
+
+/// The scenarios in which a member exits after its drain.
+const STOPS_A_MEMBER: &[&str] = &["master-sigterm", "rolling-restart"];
 
 /// CI's hold: longer than a master's 2 s lease, so a lease the controller fails to renew
 /// shows.
@@ -449,11 +459,12 @@ async fn controller_faults_and_planned_handovers_lose_nothing_and_elect_as_expec
             wrong.push(format!("{scenario}: writes or reads did not go on"));
         }
         // A controller's loss and a planned switch are not noticed: no send fails. Not
-        // asserted for `master-sigterm`: its drain here (`failover::DRAIN_MS`) is shorter
-        // than the official crate's 30 s route refresh, so that producer still sends to the
-        // old address when the member exits (the default drain outlasts the refresh);
-        // `failover_ops` asserts that no send through the draining member fails.
-        if *scenario != "master-sigterm" && fault.failed_sends > 0 {
+        // asserted where a member stops (`master-sigterm`, `rolling-restart`): its drain
+        // here (`failover::DRAIN_MS`) is shorter than the official crate's 30 s route
+        // refresh, so that producer still sends to the old address when the member exits
+        // (the default drain outlasts the refresh); `failover_ops` asserts that no send
+        // through a draining member fails.
+        if !STOPS_A_MEMBER.contains(scenario) && fault.failed_sends > 0 {
             wrong.push(format!(
                 "{scenario}: {} sends failed (or their outcome is unknown)",
                 fault.failed_sends
@@ -524,6 +535,11 @@ async fn inject(
             cluster.cli(&["broker", "elect", FA]).await.success();
             return injected;
         }
+        "rolling-restart" => {
+            checker.record_fault(scenario, "every member", None);
+            rolling_restart(cluster, 1 + others.len()).await;
+            return injected;
+        }
         "slave-kill-during-failover" => {
             cluster.kill(master);
             checker.record_fault(scenario, master, None);
@@ -546,6 +562,46 @@ async fn inject(
     }
     checker.record_fault(scenario, master, None);
     injected
+}
+
+/// The longest `rolling-restart`'s run may take: per member a switch, a drain, a start and
+/// a return to the in-sync set.
+const ROLLING_RESTART_LIMIT: Duration = Duration::from_secs(240);
+
+/// Runs `apogee cluster rolling-restart` over [`FA`] (`members` members) and serves its
+/// restart command: SIGTERM, the exit after the drain, a start; asserts it restarted every
+/// member once and ended well.
+async fn rolling_restart(cluster: &mut NetCluster, members: usize) {
+    let requests = RestartRequests::new(cluster.dir().join("restart-requests"));
+    let command = requests.command();
+    let mut cli = cluster.cli_spawn(&["cluster", "rolling-restart", "--restart-command", &command]);
+    let deadline = std::time::Instant::now() + ROLLING_RESTART_LIMIT;
+    let mut restarted = Vec::new();
+    while !cli.exited() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rolling restart still runs after {ROLLING_RESTART_LIMIT:?}"
+        );
+        if let Some(request) = requests.take() {
+            let name = name_of(request.member);
+            cluster.terminate(&name);
+            assert!(
+                cluster.wait_stopped(&name, STOPPED).await,
+                "{name} did not exit within {STOPPED:?} of its SIGTERM"
+            );
+            cluster.restart(&name).await;
+            restarted.push(request.member);
+            requests.answer();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = cli.wait(Duration::from_secs(5)).success();
+    restarted.sort_unstable();
+    assert_eq!(
+        restarted,
+        (1..=members as u64).collect::<Vec<_>>(),
+        "each member once:\n{out}"
+    );
 }
 
 /// Heals what [`inject`] did.

@@ -10,8 +10,8 @@
 use apogee_tests::failover::{
     assert_all_logged, controller_group, member_name, start_group_of_two, Load, OnFailure,
 };
+use apogee_tests::restart_requests::{RestartRequest, RestartRequests};
 use apogee_tests::Cluster;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const GROUP: &str = "rr";
@@ -24,33 +24,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(300);
 /// The longest a SIGTERMed broker may take to exit (a member that handed its role over may
 /// drain first).
 const EXIT_LIMIT: Duration = Duration::from_secs(90);
-
-/// The restart command: publishes `<member> <group> <endpoint>` as `dir/request` (whole, by
-/// a rename), waits for `dir/answer` and removes it.
-fn restart_command(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        "echo \"$APOGEE_MEMBER $APOGEE_GROUP $APOGEE_ENDPOINT\" > '{d}/request.tmp' && \
-         mv '{d}/request.tmp' '{d}/request' && \
-         while [ ! -e '{d}/answer' ]; do sleep 0.05; done; rm '{d}/answer'"
-    )
-}
-
-/// A request of the restart command: (member id, group, endpoint), taken (the file removed).
-fn take_request(dir: &Path) -> Option<(u64, String, String)> {
-    let path = dir.join("request");
-    let text = std::fs::read_to_string(&path).ok()?;
-    std::fs::remove_file(&path).expect("removing the request");
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    match fields.as_slice() {
-        [member, group, endpoint] => Some((
-            member.parse().expect("a member id"),
-            group.to_string(),
-            endpoint.to_string(),
-        )),
-        _ => panic!("a malformed request: {text:?}"),
-    }
-}
 
 /// SIGTERMs broker `name`, waits for its exit and starts it again (until it serves and is
 /// registered).
@@ -71,8 +44,7 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
     let mut cluster = started.cluster;
     let first = controller_group(&cluster, GROUP).await.unwrap();
     let (master_id, slave_id) = (first.master, if first.master == 1 { 2 } else { 1 });
-    let scratch: PathBuf = cluster.dir().join("restart-requests");
-    std::fs::create_dir_all(&scratch).unwrap();
+    let requests = RestartRequests::new(cluster.dir().join("restart-requests"));
 
     // The plan, without running anything.
     let plan = cluster
@@ -98,10 +70,7 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
         vec![(slave_id, "restart"), (master_id, "switch_then_restart")],
         "{plan}"
     );
-    assert!(
-        take_request(&scratch).is_none(),
-        "a dry run ran the command"
-    );
+    assert!(requests.take().is_none(), "a dry run ran the command");
     // A failing restart command stops the run at the first member, named.
     let failed = cluster.cli(&["cluster", "rolling-restart", "--restart-command", "exit 3"]);
     let named = format!("rolling restart stopped at {GROUP} member {slave_id} (");
@@ -129,7 +98,7 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
     )
     .await;
 
-    let command = restart_command(&scratch);
+    let command = requests.command();
     let mut cli = cluster.cli_spawn(&[
         "-o",
         "json",
@@ -147,7 +116,12 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
             Instant::now() < deadline,
             "the rolling restart still runs after {RUN_LIMIT:?}"
         );
-        if let Some((member, group, endpoint)) = take_request(&scratch) {
+        if let Some(RestartRequest {
+            member,
+            group,
+            endpoint,
+        }) = requests.take()
+        {
             let name = member_name(&group, member);
             assert_eq!(group, GROUP);
             assert_eq!(
@@ -157,7 +131,7 @@ async fn a_rolling_restart_restarts_each_member_once_slave_first_and_loses_nothi
             );
             restart(&mut cluster, &name).await;
             restarted.push(member);
-            std::fs::write(scratch.join("answer"), "done").unwrap();
+            requests.answer();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
