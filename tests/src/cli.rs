@@ -52,7 +52,7 @@ impl std::fmt::Display for CliOutput {
 
 /// Runs `apogee <args>`, with output captured through temporary files (no
 /// pipe can fill up) and a timeout.
-pub fn run(args: &[&str]) -> CliOutput {
+pub fn run<S: AsRef<str>>(args: &[S]) -> CliOutput {
     spawn(args).wait(CLI_TIMEOUT)
 }
 
@@ -66,11 +66,12 @@ pub struct CliProcess {
 }
 
 /// Starts `apogee <args>` without waiting for it.
-pub fn spawn(args: &[&str]) -> CliProcess {
+pub fn spawn<S: AsRef<str>>(args: &[S]) -> CliProcess {
+    let args: Vec<String> = args.iter().map(|s| s.as_ref().to_string()).collect();
     let out = tempfile::NamedTempFile::new().expect("temp file");
     let err = tempfile::NamedTempFile::new().expect("temp file");
     let child = Command::new(bins::bin(bins::CLI))
-        .args(args)
+        .args(&args)
         .stdin(Stdio::null())
         .stdout(out.reopen().expect("reopen"))
         .stderr(err.reopen().expect("reopen"))
@@ -78,7 +79,7 @@ pub fn spawn(args: &[&str]) -> CliProcess {
         .spawn()
         .expect("starting the apogee CLI");
     CliProcess {
-        args: args.iter().map(|s| s.to_string()).collect(),
+        args,
         child,
         out,
         err,

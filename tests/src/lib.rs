@@ -45,6 +45,7 @@ pub mod commitlog;
 pub mod console_http;
 pub mod failover;
 pub mod http;
+pub mod member_status;
 pub mod netns;
 pub mod prerequisite;
 pub mod process;

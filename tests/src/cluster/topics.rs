@@ -51,25 +51,13 @@ impl Cluster {
 
     /// Runs the `apogee` CLI against this cluster's (first running) NameServer.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        cli::run(
-            &self
-                .cli_args(args)
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        )
+        cli::run(&self.cli_args(args))
     }
 
     /// Starts the `apogee` CLI against this cluster without waiting for it (a consumer left
     /// running).
     pub fn cli_spawn(&self, args: &[&str]) -> cli::CliProcess {
-        cli::spawn(
-            &self
-                .cli_args(args)
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        )
+        cli::spawn(&self.cli_args(args))
     }
 
     /// `args` after the flags that point the CLI at this cluster (NameServer, TLS, the

@@ -94,22 +94,14 @@ impl NetCluster {
     /// first running NameServer, on a blocking thread.
     pub async fn cli(&self, args: &[&str]) -> CliOutput {
         let full = self.cli_args(args);
-        tokio::task::spawn_blocking(move || {
-            cli::run(&full.iter().map(String::as_str).collect::<Vec<_>>())
-        })
-        .await
-        .expect("the CLI's thread panicked")
+        tokio::task::spawn_blocking(move || cli::run(&full))
+            .await
+            .expect("the CLI's thread panicked")
     }
 
     /// Starts `apogee <args>` as [`cli`](Self::cli) does, without waiting for it.
     pub fn cli_spawn(&self, args: &[&str]) -> CliProcess {
-        cli::spawn(
-            &self
-                .cli_args(args)
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        )
+        cli::spawn(&self.cli_args(args))
     }
 
     /// `args` after the flag that points the CLI at the first running NameServer.

@@ -2,9 +2,9 @@
 //! and masters are killed (SIGKILL) or paused (SIGSTOP), reads and acknowledgements on a
 //! slave while its master is down, and a slave whose log the master never wrote.
 
-use apogee_proto::cluster::{BrokerStatus, GetBrokerStatusRequest};
 use apogee_proto::v2::{self, Code};
 use apogee_tests::commitlog::{self, assert_log_prefix, logged_ids};
+use apogee_tests::member_status::{status, wait_caught_up, wait_link};
 use apogee_tests::process::TEARDOWN_MARKER;
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
 use std::collections::HashSet;
@@ -29,36 +29,6 @@ fn member(group: &str, id: i64, role: &str) -> BrokerSpec {
 fn info(cluster: &Cluster, name: &str) -> (String, std::path::PathBuf) {
     let b = cluster.broker(name);
     (b.addr.clone(), b.data_dir.clone())
-}
-
-async fn status(addr: &str) -> Option<BrokerStatus> {
-    let r = tokio::time::timeout(
-        Duration::from_secs(3),
-        rpc::admin(addr).get_broker_status(GetBrokerStatusRequest {}),
-    )
-    .await;
-    match r {
-        Ok(Ok(r)) => r.into_inner().status,
-        _ => None,
-    }
-}
-
-/// Waits until the slave's log ends where the master's does (and the master is idle).
-async fn wait_caught_up(master: &str, slave: &str) -> u64 {
-    wait_until(Duration::from_secs(90), "the slave to catch up", || async {
-        let (m, s) = (status(master).await, status(slave).await);
-        match (&m, &s) {
-            (Some(m), Some(s)) if m.log_end_offset > 0 && m.log_end_offset == s.log_end_offset => {
-                Ok(s.log_end_offset as u64)
-            }
-            _ => Err(format!(
-                "master log end {:?}, slave log end {:?}",
-                m.map(|x| x.log_end_offset),
-                s.map(|x| x.log_end_offset)
-            )),
-        }
-    })
-    .await
 }
 
 /// Outcome counts of a load run.
@@ -390,6 +360,8 @@ async fn acks_on_the_slave_while_the_master_is_down_are_not_delivered_again() {
     }
     wait_caught_up(&master, &slave).await;
     cluster.kill_broker("rg-0");
+    // Until the slave has seen its master go, it passes receives on to it.
+    wait_link(&slave, false).await;
 
     // The group consumes everything from the slave and acknowledges it there.
     let group = "handback-group";

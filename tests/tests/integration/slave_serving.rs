@@ -4,8 +4,8 @@
 //! delivered once), answers reads itself and refuses writes with HA_NOT_AVAILABLE while the
 //! master is away, and ends a call its master does not answer with UNAVAILABLE naming it.
 
-use apogee_proto::cluster::{BrokerStatus, GetBrokerStatusRequest};
 use apogee_proto::v2::{self, Code};
+use apogee_tests::member_status::{wait_caught_up, wait_link};
 use apogee_tests::{http, rpc, wait_until, BrokerSpec, Cluster};
 use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
 use rocketmq::model::common::{FilterExpression, FilterType};
@@ -21,48 +21,6 @@ fn member(id: i64, role: &str) -> BrokerSpec {
         .role(role)
         .env("HEARTBEAT_INTERVAL_SECS", "1")
         .env("REPLICATION__RECONNECT_MS", "200")
-}
-
-async fn status(addr: &str) -> Option<BrokerStatus> {
-    let mut admin = rpc::admin(addr);
-    let call = admin.get_broker_status(GetBrokerStatusRequest {});
-    match tokio::time::timeout(Duration::from_secs(3), call).await {
-        Ok(Ok(r)) => r.into_inner().status,
-        _ => None,
-    }
-}
-
-/// Waits until the slave at `slave` is (`connected`) or is not linked to its master.
-async fn wait_link(slave: &str, connected: bool) {
-    wait_until(
-        Duration::from_secs(60),
-        "the slave's link to its master",
-        || async {
-            let s = status(slave).await.ok_or("the slave does not answer")?;
-            (s.master_connected == connected)
-                .then_some(())
-                .ok_or(format!("master_connected = {}", s.master_connected))
-        },
-    )
-    .await;
-}
-
-/// Waits until the slave's log ends where the master's does.
-async fn wait_caught_up(master: &str, slave: &str) {
-    wait_until(Duration::from_secs(60), "the slave to catch up", || async {
-        let (m, s) = (status(master).await, status(slave).await);
-        match (&m, &s) {
-            (Some(m), Some(s)) if m.log_end_offset > 0 && m.log_end_offset == s.log_end_offset => {
-                Ok(())
-            }
-            _ => Err(format!(
-                "master log end {:?}, slave log end {:?}",
-                m.map(|x| x.log_end_offset),
-                s.map(|x| x.log_end_offset)
-            )),
-        }
-    })
-    .await;
 }
 
 /// A group "sg" of an ASYNC_MASTER and its slave, the topic on it and the slave linked;
