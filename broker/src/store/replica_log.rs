@@ -558,7 +558,8 @@ impl Writer {
         seg.append(bytes)?;
         let new_end = seg.end();
         log.set_end(new_end);
-        let mut batch = KvBatch::new();
+        // Derived state with its checkpoint: no WAL, re-dispatched after a crash (`kv.rs`).
+        let mut batch = KvBatch::new().unlogged();
         if shared.config.flush_mode == FlushMode::Sync {
             seg.sync_data()?;
             log.mark_flushed(new_end);

@@ -10,7 +10,7 @@
 //!    when a record does not fit (a roll fdatasyncs the sealed segment);
 //! 2. writes the buffer;
 //! 3. writes ONE index batch (consume queue, ids, keys, the head row of a queue new to it,
-//!    checkpoint);
+//!    checkpoint), without RocksDB's WAL: the log is its log (`kv.rs`, `recovery.rs`);
 //! 4. wakes the long-polling readers of the queues that got entries, and answers the callers
 //!    or hands them to what they wait for: under [`FlushMode::Sync`](super::FlushMode::Sync) the sync thread
 //!    (`syncer.rs`: it fdatasyncs while the writer goes on with the next group), on a
@@ -306,7 +306,7 @@ impl Writer {
         // Room for the usual two entries a message (queue and id; ~100 bytes of keys and
         // values), the queue heads and the checkpoints: one allocation each, not one a key.
         let records: usize = reqs.iter().map(|r| r.msgs.len()).sum();
-        let mut batch = KvBatch::with_capacity(2 * records + 8, 100 * records + 64);
+        let mut batch = KvBatch::with_capacity(2 * records + 8, 100 * records + 64).unlogged();
         let mut new_heads = Heads::new();
         let mut new_lite_queues: Vec<&str> = Vec::new();
         let mut all = Vec::with_capacity(reqs.len());
@@ -432,7 +432,7 @@ impl Writer {
         match synced {
             Ok(()) => {
                 log.mark_flushed(end);
-                let mut batch = KvBatch::new();
+                let mut batch = KvBatch::new().unlogged();
                 index::put_flushed(&mut batch, end);
                 if let Err(e) = self.shared.kv.write(batch) {
                     tracing::warn!(error = %e, "could not record the flushed offset at shutdown");
@@ -511,7 +511,7 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, stop: Receiver<()>) {
 /// [`CommitLog::sync_to_end`]: super::commitlog::CommitLog::sync_to_end
 pub(crate) fn flush_once(shared: &Shared) -> Result<(), StoreError> {
     if let Some(end) = shared.log.sync_to_end()? {
-        let mut batch = KvBatch::new();
+        let mut batch = KvBatch::new().unlogged();
         index::put_flushed(&mut batch, end);
         shared.kv.write(batch)?;
     }
