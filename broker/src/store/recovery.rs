@@ -1,10 +1,12 @@
 //! Recovery at open: make the log self-consistent, then make the index agree with it.
 //!
 //! 1. Read the checkpoints: `dispatched` (the index is complete below it) and `flushed` (the
-//!    log was known durable below it; recorded lazily, so it may lag, never lead). Both are
-//!    written without RocksDB's WAL in the batches whose entries they cover (`kv.rs`): after a
-//!    kill -9 they are those of the last flush of the index, and the entries past them are
-//!    re-dispatched here, to the same keys and values (a record carries its queue offset).
+//!    log was known durable below it; recorded lazily, so it may lag, never lead). The first
+//!    is written without RocksDB's WAL in the batches whose entries it covers (`kv.rs`): after
+//!    a kill -9 it is that of the last flush of the index, and the entries past it are
+//!    re-dispatched here, to the same keys and values (a record carries its queue offset). The
+//!    second goes through the WAL when it moved (`index::record_flushed`), so a kill -9 does
+//!    not take it back.
 //! 2. Validate every record from the lower of the checkpoint and the last segment's base to
 //!    the end of the log: length, magic and CRC; those at or past the checkpoint are also
 //!    decoded field by field and re-dispatched. The last segment is always scanned whole, so

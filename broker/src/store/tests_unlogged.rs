@@ -199,3 +199,25 @@ async fn after_a_kill_at_any_moment_the_restart_holds_the_index_a_fresh_rebuild_
     }
     assert!(lost_something, "no kill lost an unflushed index entry");
 }
+
+/// The flushed mark is not derived from the log: a kill must not take it back to the last
+/// flush of the index, or damage below it would pass for a torn tail (`recovery.rs`).
+#[tokio::test]
+async fn a_kill_keeps_the_flushed_mark_a_sync_flushed_send_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Arc::new(MemKv::new());
+    let cfg = StoreConfig {
+        flush_mode: FlushMode::Sync,
+        ..config(dir.path())
+    };
+    let store = MessageStore::open_with_kv(cfg, kv.clone()).unwrap();
+    let mut at = Vec::new();
+    for n in 0..3 {
+        at.push(super::tests::append_one(&store, msg("S", 0, n)).await);
+    }
+    let killed = kv.after_kill();
+    let mark = killed.get(Cf::Checkpoint, keys::CK_FLUSHED).unwrap();
+    let mark = mark.map_or(0, |v| index::u64_value(&v).unwrap());
+    // The third send's group recorded the sync the second send was answered after.
+    assert!(mark >= at[2].log_offset, "flushed mark {mark} after a kill");
+}
