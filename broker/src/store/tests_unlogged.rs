@@ -200,24 +200,50 @@ async fn after_a_kill_at_any_moment_the_restart_holds_the_index_a_fresh_rebuild_
     assert!(lost_something, "no kill lost an unflushed index entry");
 }
 
+/// The flushed mark after three SYNC-flushed sends and a kill, for a store over `kv` (None:
+/// RocksDB in `dir`); `kill` makes what a kill -9 now would leave of the index.
+async fn flushed_mark_after_a_kill(
+    dir: &Path,
+    kv: Option<Arc<dyn KvStore>>,
+    kill: &dyn Fn() -> Box<dyn KvStore>,
+) -> (u64, Vec<AppendResult>) {
+    let cfg = StoreConfig {
+        flush_mode: FlushMode::Sync,
+        ..config(dir)
+    };
+    let store = match kv {
+        Some(kv) => MessageStore::open_with_kv(cfg, kv).unwrap(),
+        None => MessageStore::open(cfg).unwrap(),
+    };
+    let mut at = Vec::new();
+    for n in 0..3 {
+        at.push(super::tests::append_one(&store, msg("S", 0, n)).await);
+    }
+    let killed = kill();
+    let mark = killed.get(Cf::Checkpoint, keys::CK_FLUSHED).unwrap();
+    (mark.map_or(0, |v| index::u64_value(&v).unwrap()), at)
+}
+
 /// The flushed mark is not derived from the log: a kill must not take it back to the last
 /// flush of the index, or damage below it would pass for a torn tail (`recovery.rs`).
 #[tokio::test]
 async fn a_kill_keeps_the_flushed_mark_a_sync_flushed_send_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let kv = Arc::new(MemKv::new());
-    let cfg = StoreConfig {
-        flush_mode: FlushMode::Sync,
-        ..config(dir.path())
-    };
-    let store = MessageStore::open_with_kv(cfg, kv.clone()).unwrap();
-    let mut at = Vec::new();
-    for n in 0..3 {
-        at.push(super::tests::append_one(&store, msg("S", 0, n)).await);
+    let mem = Arc::new(MemKv::new());
+    let twin = flushed_mark_after_a_kill(dir.path(), Some(mem.clone()), &|| {
+        Box::new(mem.after_kill())
+    })
+    .await;
+    let rocks_dir = tempfile::tempdir().unwrap();
+    let index = rocks_dir.path().join("index");
+    let killed = rocks_dir.path().join("killed");
+    let rocks =
+        flushed_mark_after_a_kill(rocks_dir.path(), None, &|| killed_copy(&index, &killed)).await;
+    for (engine, (mark, at)) in [("twin", twin), ("rocksdb", rocks)] {
+        // The third send's group recorded the sync the second send was answered after.
+        assert!(
+            mark >= at[2].log_offset,
+            "{engine}: flushed mark {mark} after a kill, sends at {at:?}"
+        );
     }
-    let killed = kv.after_kill();
-    let mark = killed.get(Cf::Checkpoint, keys::CK_FLUSHED).unwrap();
-    let mark = mark.map_or(0, |v| index::u64_value(&v).unwrap());
-    // The third send's group recorded the sync the second send was answered after.
-    assert!(mark >= at[2].log_offset, "flushed mark {mark} after a kill");
 }
