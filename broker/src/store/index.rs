@@ -224,3 +224,14 @@ pub(crate) fn put_checkpoint(batch: &mut KvBatch, dispatched_to: u64) {
 pub(crate) fn put_flushed(batch: &mut KvBatch, flushed_to: u64) {
     batch.put(Cf::Checkpoint, CK_FLUSHED, keys::encode_u64(flushed_to));
 }
+
+/// Records the flushed mark through RocksDB's WAL, on its own. It is not derived from what
+/// the log holds: recovery reads it to tell damage from a torn tail, so a kill -9 must not
+/// take it back to the last flush of the index as it takes the dispatch batches. Written
+/// when it moved (by the writer with its next group, the async flusher, a slave's sync), not
+/// with every group.
+pub(crate) fn record_flushed(kv: &dyn KvStore, flushed_to: u64) -> Result<(), StoreError> {
+    let mut batch = KvBatch::new();
+    put_flushed(&mut batch, flushed_to);
+    kv.write(batch)
+}

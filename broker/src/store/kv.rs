@@ -2,16 +2,34 @@
 //!
 //! One database per broker holds every subsystem's tables, one column family per [`Cf`].
 //! Keys sort bytewise, so callers encode integers big-endian and fixed-width. A [`KvBatch`] is
-//! applied atomically. Writes go through RocksDB's WAL without a sync; [`KvStore::flush`] syncs.
-//! (The store itself never relies on the index being durable: it rebuilds it from the log.)
+//! applied atomically.
+//!
+//! Two kinds of write, by what makes them durable:
+//! - a **logged** batch (the default) goes through RocksDB's write-ahead log without a sync:
+//!   primary state, and the few derived writes that are not dispatch ([`KvStore::flush`]
+//!   syncs the log);
+//! - an **unlogged** batch ([`KvBatch::unlogged`]: derived column families only, refused
+//!   otherwise) skips RocksDB's WAL. The commit log is its log: the writer's and recovery's
+//!   dispatch batches carry the dispatched checkpoint, and RocksDB's atomic flush writes the
+//!   memtables of every column family out together, so after a kill -9 the derived families
+//!   hold exactly the unlogged batches up to the last flush (a prefix, checkpoint included),
+//!   plus the logged writes since, which RocksDB replays from its WAL. Recovery re-dispatches
+//!   the log from that checkpoint (`recovery.rs`). [`RocksKv`] asks for a background flush
+//!   after every [`UNLOGGED_FLUSH_BYTES`] unlogged, which bounds that re-dispatch.
+//!
+//! [`MemKv`], the in-memory twin, keeps the same contract: [`MemKv::after_kill`] is what a
+//! kill -9 would leave (the last flush, then the logged batches since).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use parking_lot::Mutex;
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, DB,
+    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, FlushOptions, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
 };
 
 use super::StoreError;
@@ -150,6 +168,7 @@ struct Op {
 pub struct KvBatch {
     bytes: Vec<u8>,
     ops: Vec<Op>,
+    unlogged: bool,
 }
 
 impl KvBatch {
@@ -161,7 +180,36 @@ impl KvBatch {
         Self {
             bytes: Vec::with_capacity(bytes),
             ops: Vec::with_capacity(ops),
+            unlogged: false,
         }
+    }
+    /// This batch, written without RocksDB's WAL (module doc). Only for batches of derived
+    /// column families that recovery re-creates from the log when a crash drops them: the
+    /// dispatch of records together with the dispatched checkpoint, and what recovery writes.
+    pub fn unlogged(mut self) -> Self {
+        self.unlogged = true;
+        self
+    }
+    /// Whether the batch skips RocksDB's WAL ([`unlogged`](Self::unlogged)).
+    pub fn is_unlogged(&self) -> bool {
+        self.unlogged
+    }
+    /// An unlogged batch's refusal when it touches primary state (which has no other log).
+    fn check_unlogged(&self) -> Result<(), StoreError> {
+        if !self.unlogged {
+            return Ok(());
+        }
+        match self.ops.iter().find(|op| !op.cf.is_derived()) {
+            Some(op) => Err(StoreError::Index(format!(
+                "an unlogged index write touches column family {}, which is primary state",
+                op.cf.name()
+            ))),
+            None => Ok(()),
+        }
+    }
+    /// Bytes of keys and values.
+    fn byte_len(&self) -> usize {
+        self.bytes.len()
     }
     fn push(&mut self, kind: OpKind, cf: Cf, write_key: impl FnOnce(&mut Vec<u8>), value: &[u8]) {
         let at = self.bytes.len();
@@ -242,8 +290,8 @@ pub trait KvStore: Send + Sync {
         -> Result<Vec<KvPair>, StoreError>;
     /// The entry with the greatest key in `[from, to)` (empty `to`: no upper bound).
     fn last_in(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Option<KvPair>, StoreError>;
-    /// Makes everything written so far durable (at shutdown: the real engine also writes its
-    /// memtables out, so the next open replays no log).
+    /// Makes everything written so far durable, unlogged batches included: the real engine
+    /// writes every memtable out in one atomic flush (so the next open replays no log either).
     fn flush(&self) -> Result<(), StoreError>;
     /// Empties the column families `cfs` and applies `then`, in one atomic write: a crash
     /// leaves either everything as it was or the tables empty with `then` applied.
@@ -267,17 +315,26 @@ fn rocks_err(e: rocksdb::Error) -> StoreError {
     StoreError::Index(e.into_string())
 }
 
-/// The real engine: RocksDB with one column family per [`Cf`], LZ4-compressed.
+/// The real engine: RocksDB with one column family per [`Cf`], LZ4-compressed, with atomic
+/// flush (module doc).
 pub struct RocksKv {
     db: DB,
+    /// Bytes of unlogged batches since the last flush was asked for.
+    unlogged_since_flush: AtomicU64,
 }
 
-/// Most bytes of write-ahead log RocksDB keeps: past it, the column families that still hold
-/// the oldest log's writes in their memtables are flushed, so the log can go. Without a bound
-/// RocksDB allows four times all memtables (12 column families x 2 x 64 MiB: 6 GiB), and a
-/// column family written little but often (checkpoints, queue heads) keeps every log alive
-/// until then; a start after a crash replays all of it.
+/// Most bytes of write-ahead log RocksDB keeps: past it, the memtables are flushed, so the
+/// log can go. Without a bound RocksDB allows four times all memtables (12 column families x
+/// 2 x 64 MiB: 6 GiB), and a column family written little but often keeps every log alive
+/// until then; a start after a crash replays all of it. Only primary state and the derived
+/// writes that are not dispatch go through this log.
 pub const MAX_WAL_BYTES: u64 = 256 << 20;
+
+/// Bytes of keys and values written unlogged after which [`RocksKv`] asks RocksDB for a
+/// flush (in the background: the write does not wait for it). This bounds what a kill -9 may
+/// leave to re-dispatch at the next start: about 32 MiB of index is some 300,000 records,
+/// well under a second of recovery. RocksDB also flushes when a memtable fills (64 MiB).
+pub const UNLOGGED_FLUSH_BYTES: u64 = 32 << 20;
 
 impl RocksKv {
     /// Opens or creates the database at `path` with all column families.
@@ -297,6 +354,9 @@ impl RocksKv {
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
         opts.set_max_total_wal_size(max_wal_bytes);
+        // Every flush, asked for or automatic, writes all column families' memtables out as
+        // one: the unlogged derived writes that survive a crash are a prefix (module doc).
+        opts.set_atomic_flush(true);
         // Column families this version does not know (written by a newer one) must be listed to
         // open the database; keep them.
         let mut names: Vec<String> = Cf::ALL.iter().map(|c| c.name().to_string()).collect();
@@ -313,7 +373,21 @@ impl RocksKv {
             ColumnFamilyDescriptor::new(n, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(rocks_err)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            unlogged_since_flush: AtomicU64::new(0),
+        })
+    }
+
+    /// Flushes every column family's memtables in one atomic flush; `wait` for it to end.
+    fn flush_all(&self, wait: bool) -> Result<(), StoreError> {
+        let cfs = Cf::ALL
+            .iter()
+            .map(|&cf| self.cf(cf))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut fo = FlushOptions::default();
+        fo.set_wait(wait);
+        self.db.flush_cfs_opt(&cfs, &fo).map_err(rocks_err)
     }
 
     fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
@@ -338,6 +412,7 @@ impl KvStore for RocksKv {
     }
 
     fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
+        batch.check_unlogged()?;
         let mut wb = WriteBatch::default();
         for op in batch.ops() {
             match op {
@@ -356,7 +431,22 @@ impl KvStore for RocksKv {
                 }
             }
         }
-        self.db.write(wb).map_err(rocks_err)
+        if !batch.is_unlogged() {
+            return self.db.write(wb).map_err(rocks_err);
+        }
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.write_opt(wb, &wo).map_err(rocks_err)?;
+        let bytes = batch.byte_len() as u64;
+        let since = self
+            .unlogged_since_flush
+            .fetch_add(bytes, Ordering::Relaxed)
+            + bytes;
+        if since >= UNLOGGED_FLUSH_BYTES {
+            self.unlogged_since_flush.store(0, Ordering::Relaxed);
+            self.flush_all(false)?;
+        }
+        Ok(())
     }
 
     fn scan(
@@ -405,24 +495,75 @@ impl KvStore for RocksKv {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(rocks_err)?;
-        // Memtables out to tables too: the next open then has no WAL to replay (after a
-        // large backlog that replay took seconds).
-        for cf in Cf::ALL {
-            self.db.flush_cf(self.cf(cf)?).map_err(rocks_err)?;
-        }
-        Ok(())
+        // Memtables out to tables too: the unlogged writes become durable, and the next open
+        // has no WAL to replay (after a large backlog that replay took seconds).
+        self.unlogged_since_flush.store(0, Ordering::Relaxed);
+        self.flush_all(true)
     }
 }
 
-/// In-memory [`KvStore`] for unit tests: a `BTreeMap` per [`Cf`] behind one mutex.
+/// In-memory [`KvStore`] for unit tests: a `BTreeMap` per [`Cf`] behind one mutex, with the
+/// engine's crash contract (module doc): [`flush`](KvStore::flush) takes a snapshot, and
+/// [`after_kill`](MemKv::after_kill) is that snapshot with the logged batches since replayed.
 #[derive(Default)]
 pub struct MemKv {
-    maps: Mutex<HashMap<Cf, Table>>,
+    state: Mutex<MemState>,
+}
+
+#[derive(Default)]
+struct MemState {
+    live: HashMap<Cf, Table>,
+    /// Every table at the last flush.
+    flushed: HashMap<Cf, Table>,
+    /// The logged batches since the last flush: what RocksDB's WAL would replay.
+    logged_since_flush: Vec<KvBatch>,
 }
 
 impl MemKv {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The database a kill -9 now would leave: every table as at the last flush, then the
+    /// logged batches written since, in order. Unlogged batches since the flush are gone.
+    pub fn after_kill(&self) -> MemKv {
+        let state = self.state.lock();
+        let mut tables = state.flushed.clone();
+        for batch in &state.logged_since_flush {
+            apply(&mut tables, batch);
+        }
+        MemKv {
+            state: Mutex::new(MemState {
+                live: tables.clone(),
+                flushed: tables,
+                logged_since_flush: Vec::new(),
+            }),
+        }
+    }
+}
+
+fn apply(maps: &mut HashMap<Cf, Table>, batch: &KvBatch) {
+    for op in batch.ops() {
+        match op {
+            KvOp::Put(cf, k, v) => {
+                maps.entry(cf).or_default().insert(k.to_vec(), v.to_vec());
+            }
+            KvOp::Delete(cf, k) => {
+                maps.entry(cf).or_default().remove(k);
+            }
+            KvOp::DeleteRange(cf, from, to) => {
+                if to.is_empty() || from < to {
+                    let m = maps.entry(cf).or_default();
+                    let doomed: Vec<Vec<u8>> = m
+                        .range::<[u8], _>(range_of(from, to))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in doomed {
+                        m.remove(&k);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -437,32 +578,20 @@ fn range_of<'a>(from: &'a [u8], to: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8
 
 impl KvStore for MemKv {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.maps.lock().get(&cf).and_then(|m| m.get(key).cloned()))
+        Ok(self
+            .state
+            .lock()
+            .live
+            .get(&cf)
+            .and_then(|m| m.get(key).cloned()))
     }
 
     fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
-        let mut maps = self.maps.lock();
-        for op in batch.ops() {
-            match op {
-                KvOp::Put(cf, k, v) => {
-                    maps.entry(cf).or_default().insert(k.to_vec(), v.to_vec());
-                }
-                KvOp::Delete(cf, k) => {
-                    maps.entry(cf).or_default().remove(k);
-                }
-                KvOp::DeleteRange(cf, from, to) => {
-                    if to.is_empty() || from < to {
-                        let m = maps.entry(cf).or_default();
-                        let doomed: Vec<Vec<u8>> = m
-                            .range::<[u8], _>(range_of(from, to))
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        for k in doomed {
-                            m.remove(&k);
-                        }
-                    }
-                }
-            }
+        batch.check_unlogged()?;
+        let mut state = self.state.lock();
+        apply(&mut state.live, &batch);
+        if !batch.is_unlogged() {
+            state.logged_since_flush.push(batch);
         }
         Ok(())
     }
@@ -477,8 +606,8 @@ impl KvStore for MemKv {
         if !to.is_empty() && from >= to {
             return Ok(Vec::new());
         }
-        let maps = self.maps.lock();
-        let Some(m) = maps.get(&cf) else {
+        let state = self.state.lock();
+        let Some(m) = state.live.get(&cf) else {
             return Ok(Vec::new());
         };
         Ok(m.range::<[u8], _>(range_of(from, to))
@@ -491,8 +620,8 @@ impl KvStore for MemKv {
         if !to.is_empty() && from >= to {
             return Ok(None);
         }
-        let maps = self.maps.lock();
-        let Some(m) = maps.get(&cf) else {
+        let state = self.state.lock();
+        let Some(m) = state.live.get(&cf) else {
             return Ok(None);
         };
         Ok(m.range::<[u8], _>(range_of(from, to))
@@ -501,6 +630,9 @@ impl KvStore for MemKv {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        state.flushed = state.live.clone();
+        state.logged_since_flush.clear();
         Ok(())
     }
 }

@@ -65,6 +65,8 @@ mod tests_replica;
 #[cfg(test)]
 mod tests_retention;
 #[cfg(test)]
+mod tests_unlogged;
+#[cfg(test)]
 mod tests_write_queue;
 
 use std::path::PathBuf;

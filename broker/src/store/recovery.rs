@@ -1,7 +1,12 @@
 //! Recovery at open: make the log self-consistent, then make the index agree with it.
 //!
 //! 1. Read the checkpoints: `dispatched` (the index is complete below it) and `flushed` (the
-//!    log was known durable below it; recorded lazily, so it may lag, never lead).
+//!    log was known durable below it; recorded lazily, so it may lag, never lead). The first
+//!    is written without RocksDB's WAL in the batches whose entries it covers (`kv.rs`): after
+//!    a kill -9 it is that of the last flush of the index, and the entries past it are
+//!    re-dispatched here, to the same keys and values (a record carries its queue offset). The
+//!    second goes through the WAL when it moved (`index::record_flushed`), so a kill -9 does
+//!    not take it back.
 //! 2. Validate every record from the lower of the checkpoint and the last segment's base to
 //!    the end of the log: length, magic and CRC; those at or past the checkpoint are also
 //!    decoded field by field and re-dispatched. The last segment is always scanned whole, so
@@ -25,7 +30,8 @@
 //! 4. If the index is ahead of the recovered end (its checkpoint is past it: the log tail was
 //!    lost after the index was written), delete the consume-queue, id and key entries at or
 //!    past the end and move queue heads back, so no entry points past the log.
-//! 5. Record `dispatched = flushed = end` after syncing the last segment.
+//! 5. Record `dispatched = flushed = end` after syncing the last segment; when this pass
+//!    re-dispatched or pruned anything, flush the index, so its work is durable at once.
 //!
 //! A rebuild of the derived state ([`Rebuilding`], decided and prepared by `format.rs`) is the
 //! same pass over emptied derived tables: the dispatched mark is gone, so step 2 re-dispatches
@@ -139,7 +145,7 @@ pub(crate) fn recover(
     let mut state = Scan {
         kv,
         checkpoint,
-        batch: KvBatch::new(),
+        batch: KvBatch::new().unlogged(),
         queued: 0,
         heads: &mut heads,
         purged,
@@ -255,10 +261,15 @@ pub(crate) fn recover(
     }
     last.sync_data()?;
     log.mark_flushed(end);
-    let mut batch = KvBatch::new();
+    let mut batch = KvBatch::new().unlogged();
     index::put_checkpoint(&mut batch, end);
     index::put_flushed(&mut batch, end);
     kv.write(batch)?;
+    if redispatched > 0 || checkpoint > end {
+        // What this pass wrote (unlogged) made durable at once: a crash right after the
+        // start does not leave the same work to the next one.
+        kv.flush()?;
+    }
     if let Some(progress) = progress {
         // Only now: a rebuild cut short leaves its marker, and the next open starts it again.
         format::mark_complete(kv)?;
@@ -363,7 +374,7 @@ impl Scan<'_> {
 
     fn commit(&mut self) -> Result<(), StoreError> {
         if self.queued > 0 {
-            let mut batch = std::mem::take(&mut self.batch);
+            let mut batch = std::mem::replace(&mut self.batch, KvBatch::new().unlogged());
             index::put_checkpoint(&mut batch, self.checkpoint);
             self.kv.write(batch)?;
             self.queued = 0;
@@ -475,7 +486,8 @@ fn find_valid_record(seg: &Segment, from: u64) -> Result<Option<u64>, StoreError
 
 /// Removes index entries at or past `end` and moves queue heads back accordingly.
 fn prune(kv: &dyn KvStore, end: u64, heads: &mut Heads) -> Result<(), StoreError> {
-    let mut batch = KvBatch::new();
+    let unlogged = || KvBatch::new().unlogged();
+    let mut batch = unlogged();
     let mut removed = 0usize;
     for (topic, queues) in heads.iter_mut() {
         for (&qid, head) in queues.iter_mut() {
@@ -498,7 +510,7 @@ fn prune(kv: &dyn KvStore, end: u64, heads: &mut Heads) -> Result<(), StoreError
             }
         }
     }
-    kv.write(std::mem::take(&mut batch))?;
+    kv.write(std::mem::replace(&mut batch, unlogged()))?;
     for cf in [Cf::MessageId, Cf::MessageKey] {
         let mut from = Vec::new();
         loop {
@@ -509,7 +521,7 @@ fn prune(kv: &dyn KvStore, end: u64, heads: &mut Heads) -> Result<(), StoreError
                     removed += 1;
                 }
             }
-            kv.write(std::mem::take(&mut batch))?;
+            kv.write(std::mem::replace(&mut batch, unlogged()))?;
             match page.last() {
                 Some((k, _)) if page.len() == PRUNE_PAGE => {
                     from = k.clone();

@@ -558,12 +558,13 @@ impl Writer {
         seg.append(bytes)?;
         let new_end = seg.end();
         log.set_end(new_end);
-        let mut batch = KvBatch::new();
         if shared.config.flush_mode == FlushMode::Sync {
             seg.sync_data()?;
             log.mark_flushed(new_end);
-            index::put_flushed(&mut batch, new_end);
+            index::record_flushed(shared.kv.as_ref(), new_end)?;
         }
+        // Derived state with its checkpoint: no WAL, re-dispatched after a crash (`kv.rs`).
+        let mut batch = KvBatch::new().unlogged();
         let mut touched: Vec<(String, u32)> = Vec::new();
         let mut new_queues: Vec<&str> = Vec::new();
         for m in &msgs {

@@ -118,7 +118,7 @@ async fn fill(dir: &Path) -> String {
     in_flight
 }
 
-fn rows(kv: &dyn KvStore, cf: Cf) -> Vec<KvPair> {
+pub(super) fn rows(kv: &dyn KvStore, cf: Cf) -> Vec<KvPair> {
     kv.scan(cf, b"", &[], usize::MAX).unwrap()
 }
 

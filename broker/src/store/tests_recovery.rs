@@ -37,7 +37,7 @@ async fn build_log(dir: &Path, n: usize, segment_size: u64) -> Vec<Written> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(super) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

@@ -10,7 +10,7 @@
 //!    when a record does not fit (a roll fdatasyncs the sealed segment);
 //! 2. writes the buffer;
 //! 3. writes ONE index batch (consume queue, ids, keys, the head row of a queue new to it,
-//!    checkpoint);
+//!    checkpoint), without RocksDB's WAL: the log is its log (`kv.rs`, `recovery.rs`);
 //! 4. wakes the long-polling readers of the queues that got entries, and answers the callers
 //!    or hands them to what they wait for: under [`FlushMode::Sync`](super::FlushMode::Sync) the sync thread
 //!    (`syncer.rs`: it fdatasyncs while the writer goes on with the next group), on a
@@ -105,6 +105,8 @@ pub(crate) struct Writer {
     pub(super) last_store_ts: i64,
     /// FlushMode::Sync: wakes the sync thread (`syncer.rs`) after a group.
     kick: Option<std::sync::mpsc::Sender<()>>,
+    /// The flushed mark last recorded in the index ([`index::record_flushed`]).
+    recorded_flushed: u64,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -121,11 +123,13 @@ impl Writer {
         kick: Option<std::sync::mpsc::Sender<()>>,
     ) -> Self {
         shared.lite.reset(&heads);
+        let recorded_flushed = shared.log.flushed_offset();
         Writer {
             shared,
             heads,
             last_store_ts,
             kick,
+            recorded_flushed,
         }
     }
 
@@ -306,7 +310,7 @@ impl Writer {
         // Room for the usual two entries a message (queue and id; ~100 bytes of keys and
         // values), the queue heads and the checkpoints: one allocation each, not one a key.
         let records: usize = reqs.iter().map(|r| r.msgs.len()).sum();
-        let mut batch = KvBatch::with_capacity(2 * records + 8, 100 * records + 64);
+        let mut batch = KvBatch::with_capacity(2 * records + 8, 100 * records + 64).unlogged();
         let mut new_heads = Heads::new();
         let mut new_lite_queues: Vec<&str> = Vec::new();
         let mut all = Vec::with_capacity(reqs.len());
@@ -354,10 +358,14 @@ impl Writer {
         let end = seg.end();
         log.set_end(end);
         index::put_checkpoint(&mut batch, end);
-        // The flushed mark may lag the log (recovery only needs it never to lead): each
-        // group records the latest one, so the sync thread writes nothing to the index.
-        index::put_flushed(&mut batch, log.flushed_offset());
         shared.kv.write(batch)?;
+        // The flushed mark may lag the log (recovery only needs it never to lead): the group
+        // records the latest one when it moved, so the sync thread writes nothing to the index.
+        let flushed = log.flushed_offset();
+        if flushed > self.recorded_flushed {
+            index::record_flushed(shared.kv.as_ref(), flushed)?;
+            self.recorded_flushed = flushed;
+        }
         for topic in new_lite_queues {
             shared.lite.queue_created(topic);
         }
@@ -432,9 +440,7 @@ impl Writer {
         match synced {
             Ok(()) => {
                 log.mark_flushed(end);
-                let mut batch = KvBatch::new();
-                index::put_flushed(&mut batch, end);
-                if let Err(e) = self.shared.kv.write(batch) {
+                if let Err(e) = index::record_flushed(self.shared.kv.as_ref(), end) {
                     tracing::warn!(error = %e, "could not record the flushed offset at shutdown");
                 }
             }
@@ -511,9 +517,7 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, stop: Receiver<()>) {
 /// [`CommitLog::sync_to_end`]: super::commitlog::CommitLog::sync_to_end
 pub(crate) fn flush_once(shared: &Shared) -> Result<(), StoreError> {
     if let Some(end) = shared.log.sync_to_end()? {
-        let mut batch = KvBatch::new();
-        index::put_flushed(&mut batch, end);
-        shared.kv.write(batch)?;
+        index::record_flushed(shared.kv.as_ref(), end)?;
     }
     Ok(())
 }
