@@ -263,8 +263,8 @@ pub(crate) fn recover(
     log.mark_flushed(end);
     let mut batch = KvBatch::new().unlogged();
     index::put_checkpoint(&mut batch, end);
-    index::put_flushed(&mut batch, end);
     kv.write(batch)?;
+    index::record_flushed(kv, end)?;
     if redispatched > 0 || checkpoint > end {
         // What this pass wrote (unlogged) made durable at once: a crash right after the
         // start does not leave the same work to the next one.
