@@ -127,23 +127,19 @@ pub fn take_answer(member: &dyn ControllerMember, clock: &mut BeatClock, answer:
     }
 }
 
-/// Renewals per lease a master beats for: one late or lost answer then still leaves the lease
-/// running until the next, and a change of controller leader (which the controller's settings
-/// keep within three quarters of the lease) is bridged by the first beat the new leader answers.
-pub const BEATS_PER_LEASE: u32 = 8;
-/// The shortest beat interval a lease makes (the controller's lease is validated to be far
-/// longer).
+/// The shortest beat interval the controller can ask for (it asks for an eighth of the
+/// lease, which its settings keep far longer).
 const SHORTEST_BEAT: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The beat interval of a session that was told `lease_ms` (0: no lease, as a slave's
-/// answers say): the configured interval, or an eighth of the lease when that is shorter, so
-/// a master's lease does not run out between two beats because of the broker's settings.
-pub fn beat_period(configured: std::time::Duration, lease_ms: u64) -> std::time::Duration {
-    if lease_ms == 0 {
+/// The beat interval of a session whose controller asked for a beat every `beat_ms` (0: as
+/// configured): the configured interval, or the asked one when that is shorter. The master's
+/// lease then does not run out between two beats, and an in-sync member hears of its
+/// election within one, whatever the broker's settings.
+pub fn beat_period(configured: std::time::Duration, beat_ms: u64) -> std::time::Duration {
+    if beat_ms == 0 {
         return configured;
     }
-    let per_lease = std::time::Duration::from_millis(lease_ms) / BEATS_PER_LEASE;
-    configured.min(per_lease.max(SHORTEST_BEAT))
+    configured.min(std::time::Duration::from_millis(beat_ms).max(SHORTEST_BEAT))
 }
 
 #[cfg(test)]
@@ -236,15 +232,19 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_shortens_the_beat_interval_to_an_eighth_of_it() {
+    fn the_controller_shortens_the_beat_interval_it_asks_for() {
         let second = Duration::from_secs(1);
-        assert_eq!(beat_period(second, 0), second, "no lease: as configured");
-        assert_eq!(beat_period(second, 2_000), Duration::from_millis(250));
+        assert_eq!(beat_period(second, 0), second, "not asked: as configured");
+        assert_eq!(beat_period(second, 250), Duration::from_millis(250));
         assert_eq!(
-            beat_period(Duration::from_millis(200), 2_000),
+            beat_period(Duration::from_millis(200), 250),
             Duration::from_millis(200),
             "a shorter configured interval stays"
         );
-        assert_eq!(beat_period(second, 100), Duration::from_millis(50));
+        assert_eq!(
+            beat_period(second, 10),
+            Duration::from_millis(50),
+            "bounded below"
+        );
     }
 }

@@ -41,7 +41,7 @@ use apogee_proto::ApogeeError;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::config::Role;
+use crate::config::{AckMode, FailoverSection, Role};
 use crate::store::MessageStore;
 
 /// A point in time on CLOCK_BOOTTIME (Linux; CLOCK_MONOTONIC elsewhere): it counts the time
@@ -151,6 +151,8 @@ pub struct Membership {
     member_id: u64,
     priority: u32,
     min_in_sync_replicas: u32,
+    /// Controller mode: the acknowledgement rule, reported to the controller.
+    ack: AckMode,
     store: Arc<MessageStore>,
     view: watch::Sender<RoleView>,
     /// Controller mode, master: the lease runs until then.
@@ -185,24 +187,25 @@ impl Membership {
                 master_endpoint: String::new(),
             },
         };
-        Self::new(MembershipMode::Static, role, member_id, 0, 1, store)
+        let acks = (AckMode::default(), 1);
+        Self::new(MembershipMode::Static, role, member_id, 0, acks, store)
     }
 
-    /// Controller mode: fenced until an assignment; `priority` is reported for elections and
-    /// sends are refused while the committed in-sync set has fewer than
-    /// `min_in_sync_replicas` members (the master included).
+    /// Controller mode: fenced until an assignment; the election priority is reported for
+    /// elections, and so is the acknowledgement rule (`failover.ack`); sends are refused while
+    /// the committed in-sync set has fewer than `min_in_sync_replicas` members (the master
+    /// included).
     pub fn controlled(
         member_id: u64,
-        priority: u32,
-        min_in_sync_replicas: u32,
+        failover: &FailoverSection,
         store: Arc<MessageStore>,
     ) -> Arc<Membership> {
         Self::new(
             MembershipMode::Controller,
             MemberRole::Fenced,
             member_id,
-            priority,
-            min_in_sync_replicas.max(1),
+            failover.election_priority,
+            (failover.ack, failover.min_in_sync_replicas.max(1)),
             store,
         )
     }
@@ -212,7 +215,7 @@ impl Membership {
         role: MemberRole,
         member_id: u64,
         priority: u32,
-        min_in_sync_replicas: u32,
+        (ack, min_in_sync_replicas): (AckMode, u32),
         store: Arc<MessageStore>,
     ) -> Arc<Membership> {
         let view = RoleView {
@@ -226,6 +229,7 @@ impl Membership {
             member_id,
             priority,
             min_in_sync_replicas,
+            ack,
             store,
             view: watch::channel(view).0,
             lease_until: Mutex::new(None),
@@ -567,6 +571,7 @@ impl Membership {
             },
             in_sync_epoch: if is_master { view.in_sync_epoch } else { 0 },
             stepped_down: is_master && self.stepped_down(),
+            acks_need_every_in_sync: is_master && self.ack == AckMode::AllInSync,
         }
     }
 

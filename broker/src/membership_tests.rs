@@ -18,6 +18,15 @@ fn assignment(master: u64, epoch: u64, in_sync: &[u64], in_sync_epoch: u64) -> A
         lease_ms: 2_000,
         controller_leader: 1,
         hand_over_to: 0,
+        beat_ms: 250,
+    }
+}
+
+fn failover(election_priority: u32, min_in_sync_replicas: u32) -> FailoverSection {
+    FailoverSection {
+        election_priority,
+        min_in_sync_replicas,
+        ..FailoverSection::default()
     }
 }
 
@@ -42,7 +51,7 @@ fn static_mode_is_the_configured_role_for_good_with_a_lease_always_valid() {
 #[test]
 fn a_controlled_member_is_fenced_until_assigned_and_follows_newer_epochs_only() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Membership::controlled(1, 3, 1, store(dir.path()));
+    let m = Membership::controlled(1, &failover(3, 1), store(dir.path()));
     assert_eq!(m.role_view().role, MemberRole::Fenced);
     assert!(!m.lease_valid());
     let e = m.check_writable().unwrap_err().to_string();
@@ -64,7 +73,7 @@ fn a_controlled_member_is_fenced_until_assigned_and_follows_newer_epochs_only() 
         "{left:?}"
     );
     // A lease counted from a beat sent long ago has already run out.
-    let stale = Membership::controlled(1, 3, 1, store(&dir.path().join("b")));
+    let stale = Membership::controlled(1, &failover(3, 1), store(&dir.path().join("b")));
     stale.assign(&assignment(1, 2, &[1], 1), ME);
     stale.renew_lease(BootInstant::now().earlier_by(Duration::from_secs(3)), 2_000);
     assert!(!stale.lease_valid());
@@ -102,7 +111,7 @@ fn a_controlled_member_is_fenced_until_assigned_and_follows_newer_epochs_only() 
 #[test]
 fn the_lease_runs_from_the_beat_sent_and_never_moves_back() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Membership::controlled(1, 0, 1, store(dir.path()));
+    let m = Membership::controlled(1, &failover(0, 1), store(dir.path()));
     m.assign(&assignment(1, 1, &[1], 1), ME);
     let long_ago = BootInstant::now().earlier_by(Duration::from_secs(10));
     m.renew_lease(long_ago, 2_000);
@@ -123,7 +132,7 @@ fn the_lease_runs_from_the_beat_sent_and_never_moves_back() {
 #[test]
 fn a_master_that_stepped_down_holds_no_lease_of_its_epoch_again() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Membership::controlled(1, 0, 1, store(dir.path()));
+    let m = Membership::controlled(1, &failover(0, 1), store(dir.path()));
     assert_eq!(
         m.step_down(),
         None,
@@ -160,7 +169,7 @@ fn a_master_that_stepped_down_holds_no_lease_of_its_epoch_again() {
 #[test]
 fn an_operators_switch_asks_the_master_only_to_hand_over() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Membership::controlled(1, 0, 1, store(dir.path()));
+    let m = Membership::controlled(1, &failover(0, 1), store(dir.path()));
     let wanted = m.hand_over_wanted();
     let mut asked = assignment(1, 3, &[1, 2], 1);
     asked.hand_over_to = 2;
@@ -168,7 +177,7 @@ fn an_operators_switch_asks_the_master_only_to_hand_over() {
     assert_eq!(*wanted.borrow(), 2);
     m.assign(&assignment(1, 3, &[1, 2], 1), ME);
     assert_eq!(*wanted.borrow(), 0, "the request ended");
-    let slave = Membership::controlled(3, 0, 1, store(dir.path()));
+    let slave = Membership::controlled(3, &failover(0, 1), store(dir.path()));
     slave.assign(&asked, "10.0.0.3:8081");
     assert_eq!(
         *slave.hand_over_wanted().borrow(),
@@ -180,7 +189,7 @@ fn an_operators_switch_asks_the_master_only_to_hand_over() {
 #[tokio::test]
 async fn held_calls_go_on_when_the_handover_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Membership::controlled(1, 0, 1, store(dir.path()));
+    let m = Membership::controlled(1, &failover(0, 1), store(dir.path()));
     m.set_handing_over(true);
     assert!(m.handing_over());
     let waiting = {
@@ -198,7 +207,7 @@ fn ready_only_as_the_leased_master_or_a_committed_in_sync_slave() {
     let dir = tempfile::tempdir().unwrap();
     let fixed = Membership::fixed(Role::Slave, 1, store(dir.path()));
     assert_eq!(fixed.readiness(), Ok(()), "static mode: always");
-    let m = Membership::controlled(1, 0, 1, store(&dir.path().join("c")));
+    let m = Membership::controlled(1, &failover(0, 1), store(&dir.path().join("c")));
     let why = m.readiness().unwrap_err();
     assert!(why.contains("waits for an assignment"), "{why}");
     m.assign(&assignment(1, 1, &[1], 1), ME);
@@ -226,7 +235,7 @@ fn an_in_sync_slave_serves_consumers_from_its_copy_only_while_unlinked() {
     let dir = tempfile::tempdir().unwrap();
     let fixed = Membership::fixed(Role::Slave, 1, store(dir.path()));
     assert!(fixed.check_consumable(false).is_ok(), "static mode: always");
-    let m = Membership::controlled(1, 0, 1, store(&dir.path().join("c")));
+    let m = Membership::controlled(1, &failover(0, 1), store(&dir.path().join("c")));
     let e = m.check_consumable(false).unwrap_err().to_string();
     assert!(e.contains("fenced"), "a fenced member serves nothing: {e}");
     // A slave outside the committed set may miss what the master acknowledged.
@@ -248,7 +257,7 @@ fn an_in_sync_slave_serves_consumers_from_its_copy_only_while_unlinked() {
 #[test]
 fn min_in_sync_replicas_counts_the_committed_set_with_the_master() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Membership::controlled(1, 0, 2, store(dir.path()));
+    let m = Membership::controlled(1, &failover(0, 2), store(dir.path()));
     m.assign(&assignment(1, 1, &[1], 1), ME);
     m.renew_lease(BootInstant::now(), 60_000);
     let e = m.check_writable().unwrap_err().to_string();
@@ -263,7 +272,7 @@ fn the_report_carries_the_epoch_log_and_the_masters_measure() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
     s.epochs().append(4, 0).unwrap();
-    let m = Membership::controlled(1, 7, 1, s.clone());
+    let m = Membership::controlled(1, &failover(7, 1), s.clone());
     let r = m.report();
     assert_eq!((r.master_epoch, r.last_log_epoch, r.priority), (0, 4, 7));
     assert!(!r.is_master && r.in_sync.is_empty());

@@ -528,15 +528,14 @@ impl NameServerLink {
                                 self.reached(ns);
                                 if let Some(member) = &self.member {
                                     take_answer(member.as_ref(), &mut clock, &a);
-                                    if let Some(lease_ms) = a.assignment.as_ref().map(|x| x.lease_ms) {
-                                        let period = beat_period(interval, lease_ms);
+                                    if let Some(asked_ms) = a.assignment.as_ref().map(|x| x.beat_ms) {
+                                        let period = beat_period(interval, asked_ms);
                                         if period != ticker.period() {
                                             tracing::info!(
                                                 nameserver = %ns.addr,
                                                 beat_ms = period.as_millis() as u64,
-                                                lease_ms,
-                                                "beating at this interval ({} beats per lease, at most the configured {} ms)",
-                                                crate::failover_link::BEATS_PER_LEASE,
+                                                asked_ms,
+                                                "beating at this interval (as the controller asks, at most the configured {} ms)",
                                                 interval.as_millis()
                                             );
                                             ticker = tokio::time::interval_at(Instant::now() + period, period);

@@ -533,12 +533,7 @@ impl Broker {
 fn membership_of(config: &BrokerConfig, store: &Arc<MessageStore>) -> Arc<Membership> {
     let member_id = config.broker_id.max(0) as u64;
     if config.controller_mode() {
-        Membership::controlled(
-            member_id,
-            config.failover.election_priority,
-            config.failover.min_in_sync_replicas,
-            store.clone(),
-        )
+        Membership::controlled(member_id, &config.failover, store.clone())
     } else {
         Membership::fixed(config.role, member_id, store.clone())
     }

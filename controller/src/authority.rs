@@ -9,7 +9,7 @@
 //! after the beat arrived (see [`crate::failover`]).
 
 use crate::controller::{Controller, ReadError, WriteError};
-use crate::failover::MemberBeat;
+use crate::failover::{MemberBeat, NameServerId, SessionEnd};
 use crate::state::{CommandResult, ControllerState, MemberId};
 use crate::types::NodeId;
 use apogee_proto::cluster::Assignment;
@@ -44,8 +44,8 @@ pub trait FailoverAuthority: Send + Sync {
     /// master), none otherwise.
     async fn on_beat(&self, beat: MemberBeat) -> Option<Assignment>;
 
-    /// The member's session with this NameServer ended.
-    async fn member_gone(&self, group: &str, member: MemberId);
+    /// The member's session with the NameServer `via` (this one) ended, as `end` says.
+    async fn member_gone(&self, group: &str, member: MemberId, via: NameServerId, end: SessionEnd);
 
     /// The Raft figures and the state; the leader is given `read_timeout` to confirm it.
     async fn report(&self, read_timeout: Duration) -> ControllerReport;
@@ -67,8 +67,8 @@ impl FailoverAuthority for Controller {
         Controller::on_beat(self, beat).await
     }
 
-    async fn member_gone(&self, group: &str, member: MemberId) {
-        Controller::member_gone(self, group, member)
+    async fn member_gone(&self, group: &str, member: MemberId, via: NameServerId, end: SessionEnd) {
+        Controller::member_gone(self, group, member, via, end).await
     }
 
     async fn report(&self, read_timeout: Duration) -> ControllerReport {

@@ -10,7 +10,7 @@
 
 use crate::authority::FailoverAuthority;
 use crate::controller::{Controller, WriteError};
-use crate::failover::MemberBeat;
+use crate::failover::{MemberBeat, SessionEnd};
 use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::controller::controller_service_server::{self, ControllerServiceServer};
 use apogee_proto::controller::{
@@ -78,6 +78,7 @@ impl controller_service_server::ControllerService for ControlService {
             member: req.member,
             address: req.address,
             report,
+            via: req.via,
         };
         // A follower's on_beat records the beat as liveness and answers nothing.
         let assignment = self.controller.on_beat(beat).await;
@@ -93,7 +94,14 @@ impl controller_service_server::ControllerService for ControlService {
         request: Request<MemberGoneRequest>,
     ) -> Result<Response<MemberGoneAnswer>, Status> {
         let req = self.admit(request)?;
-        self.controller.member_gone(&req.group, req.member);
+        let end = if req.closed_by_member {
+            SessionEnd::ClosedByMember
+        } else {
+            SessionEnd::Lost
+        };
+        self.controller
+            .member_gone(&req.group, req.member, req.via, end)
+            .await;
         Ok(Response::new(MemberGoneAnswer {
             not_leader: self.not_leader(),
         }))

@@ -8,7 +8,7 @@
 
 use crate::config::ControllerConfig;
 use crate::control_service::ControlService;
-use crate::failover::{Failover, FailoverStatus, MemberBeat};
+use crate::failover::{Failover, FailoverStatus, MemberBeat, NameServerId, SessionEnd};
 use crate::network::{raft_client, Network, PeerTrust};
 use crate::service::{write_here, RaftService};
 use crate::state::{Command, CommandResult, ControllerState, MemberId, Refusal};
@@ -377,10 +377,23 @@ impl Controller {
         }))
     }
 
-    /// The member's session with this NameServer ended: it is not alive here until it beats
-    /// again.
-    pub fn member_gone(&self, group: &str, member: MemberId) {
-        self.inner.failover.lock().member_gone(group, member);
+    /// The member's session with the NameServer `via` ended, as `end` says: that session
+    /// keeps it alive no more. A master whose process exited is replaced now, not at the
+    /// next election tick (see [`crate::failover`]).
+    pub async fn member_gone(
+        &self,
+        group: &str,
+        member: MemberId,
+        via: NameServerId,
+        end: SessionEnd,
+    ) {
+        self.inner
+            .failover
+            .lock()
+            .member_gone(group, member, via, end);
+        if end == SessionEnd::ClosedByMember {
+            self.run_elections(Some(group)).await;
+        }
     }
 
     /// What failover knows, per broker group: the committed assignment as applied here, the

@@ -3,9 +3,10 @@
 //! enter the Raft log as the [`Command`]s this module returns) and pure: time is passed in,
 //! so every rule is tested without a clock.
 //!
-//! - Liveness: per broker group and member, the instant of its last beat, its last
-//!   [`MemberReport`], its address, and whether its session ended ([`Failover::member_gone`]).
-//!   A member is alive when it beat within `member_timeout` and its session has not ended.
+//! - Liveness: per broker group and member, its last [`MemberReport`] and, per NameServer it
+//!   beats through, the instant of its last beat there and how that session ended
+//!   ([`Failover::member_gone`]). A member is alive while one of its sessions that beat
+//!   within `member_timeout` is open.
 //! - Beats ([`Failover::on_beat`]): a member unknown to the state, or whose address or
 //!   priority changed, is registered; the master's report of a differing in-sync set, made
 //!   on the current master epoch and in-sync epoch, is proposed as a `ChangeInSync`.
@@ -19,7 +20,8 @@
 //!   with the alive members and their last reports, but only once `lease + lease_margin`
 //!   passed since the last grant to that master AND since this node became leader (a new
 //!   leader does not know its predecessor's grants, so it waits out a full lease). A group
-//!   without a master has no lease outstanding: its first election comes at once. One
+//!   without a master has no lease outstanding: its first election comes at once. A master
+//!   whose process was seen to exit is replaced at once too (see "A master that exited"). One
 //!   election per group is in flight at a time; one refused is not asked again while the
 //!   facts it was refused on (epochs, alive set) are unchanged.
 //! - Handovers: a master that reports it stepped down from its epoch (a planned handover:
@@ -28,12 +30,30 @@
 //!   switch ([`Failover::begin_planned_election`]) asks the master, in the answers to its
 //!   beats, to hand over to the member named, and is written as soon as it stepped down.
 //!
+//! - Beat cadence: the answers ask the master and every member of the committed in-sync set
+//!   to beat [`BEATS_PER_LEASE`] times per lease: the master so that one late answer leaves its
+//!   lease running, the in-sync members so that the one elected hears of it within one beat.
+//!
 //! Why the timing is safe: the broker counts its lease from the instant it SENT the beat
 //! the lease answers, which precedes the grant recorded here; the grant follows a quorum's
 //! confirmation that this node still leads, so no other leader existed when it was made;
 //! and an election waits `lease + lease_margin` past the last grant (the margin covers
 //! clock-rate differences and the delay between the confirmation and the grant). When the
 //! replacement is elected, every lease the old master held has run out.
+//!
+//! A master that exited: when every session the master beat through within `member_timeout`
+//! was closed from the master's side (its stream ended or its connection broke, which is
+//! what the kernel does to the sockets of a process that exits or is killed), and its last
+//! report says it acknowledges a send only once every member of the committed in-sync set
+//! holds it (`acks_need_every_in_sync`), the election comes at once, among the alive
+//! members of that set. No lease is waited out because none is needed for what was
+//! acknowledged: an in-sync member holds every send the old master acknowledged, and were the
+//! old master still running (a connection reset by the network, not an exit), it could
+//! acknowledge nothing the elected member does not hold: that member stops taking its records
+//! when it hears of the election, and a smaller in-sync set needs a `ChangeInSync` on the old
+//! epoch, which the state refuses. A session that went silent, or a NameServer that stopped,
+//! proves nothing: those wait out the lease, as does a master acknowledging on fewer members
+//! (`min_in_sync`), which could acknowledge sends the elected member lacks.
 
 use crate::state::{
     Command, CommandResult, ControllerState, GroupState, MemberId, Refusal, MAX_GROUPS,
@@ -62,6 +82,29 @@ impl FailoverTimings {
     }
 }
 
+/// Beats per lease the controller asks a master, and the in-sync members that may succeed
+/// it, for (the answers' `beat_ms`): one late or lost answer then still leaves the master's
+/// lease running until the next, a change of controller leader (which the controller's
+/// settings keep within three quarters of the lease) is bridged by the first beat the new
+/// leader answers, and an elected member hears of it within an eighth of a lease.
+pub const BEATS_PER_LEASE: u32 = 8;
+
+/// Sessions remembered per member: one per NameServer it beats through.
+pub const MAX_SESSIONS_PER_MEMBER: usize = 16;
+
+/// The NameServer a beat came through: the random non-zero id of its process.
+pub type NameServerId = u64;
+
+/// How a member's session with one NameServer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The member's side closed it: its stream ended or its connection broke, as happens
+    /// to every session of a broker process that exits.
+    ClosedByMember,
+    /// It went silent, or the NameServer stopped: nothing is known of the member.
+    Lost,
+}
+
 /// One beat of a member, as the NameServer passes it on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemberBeat {
@@ -72,6 +115,8 @@ pub struct MemberBeat {
     /// Where it serves (host:port).
     pub address: String,
     pub report: MemberReport,
+    /// The NameServer it came through.
+    pub via: NameServerId,
 }
 
 /// What lets [`Failover::assignment`] grant a lease: taken before the state is read.
@@ -122,9 +167,15 @@ pub struct FailoverStatus {
 
 #[derive(Clone, Debug)]
 struct Liveness {
-    last_beat: Instant,
     report: MemberReport,
-    gone: bool,
+    /// Per NameServer the member beats through.
+    sessions: BTreeMap<NameServerId, SessionSeen>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SessionSeen {
+    last_beat: Instant,
+    ended: Option<SessionEnd>,
 }
 
 /// The facts an election was decided on: one refused is not asked again on the same facts.
@@ -246,14 +297,16 @@ impl Failover {
                 return Vec::new();
             }
         }
-        table.members.insert(
-            beat.member,
-            Liveness {
-                last_beat: now,
+        let timeout = self.timings.member_timeout;
+        let liveness = table
+            .members
+            .entry(beat.member)
+            .or_insert_with(|| Liveness {
                 report: beat.report.clone(),
-                gone: false,
-            },
-        );
+                sessions: BTreeMap::new(),
+            });
+        liveness.report = beat.report.clone();
+        liveness.beat_through(beat.via, now, timeout);
         let mut commands = Vec::new();
         let known = group_state.and_then(|g| g.members.get(&beat.member));
         if known.is_none_or(|m| m.address != beat.address || m.priority != beat.report.priority) {
@@ -270,14 +323,22 @@ impl Failover {
         commands
     }
 
-    /// The member's session ended: it is not alive until it beats again.
-    pub fn member_gone(&mut self, group: &str, member: MemberId) {
-        if let Some(liveness) = self
+    /// The member's session with the NameServer `via` ended, as `end` says: that session
+    /// keeps it alive no more (a beat through it opens it again).
+    pub fn member_gone(
+        &mut self,
+        group: &str,
+        member: MemberId,
+        via: NameServerId,
+        end: SessionEnd,
+    ) {
+        if let Some(session) = self
             .groups
             .get_mut(group)
             .and_then(|t| t.members.get_mut(&member))
+            .and_then(|l| l.sessions.get_mut(&via))
         {
-            liveness.gone = true;
+            session.ended = Some(end);
         }
     }
 
@@ -315,6 +376,7 @@ impl Failover {
             };
         };
         let master = group_state.master;
+        let beats = master == Some(member) || group_state.in_sync.contains(&member);
         let mut assignment = Assignment {
             master_member: master.unwrap_or(0),
             master_endpoint: master
@@ -327,6 +389,11 @@ impl Failover {
             lease_ms: 0,
             controller_leader: leader,
             hand_over_to: 0,
+            beat_ms: if beats {
+                (self.timings.lease / BEATS_PER_LEASE).as_millis() as u64
+            } else {
+                0
+            },
         };
         if master == Some(member) {
             assignment.hand_over_to = self
@@ -399,12 +466,29 @@ impl Failover {
             if alive.contains(&master) {
                 return None;
             }
-            let wait = timings.election_wait();
-            if now < leader.since + wait {
-                return None;
-            }
-            if table.grants.get(&master).is_some_and(|g| now < *g + wait) {
-                return None;
+            let exited = table.exited_acknowledging_on_every_in_sync(
+                master,
+                group_state,
+                now,
+                timings.member_timeout,
+            );
+            let successor = alive.iter().any(|m| group_state.in_sync.contains(m));
+            if exited && successor {
+                // It exited, and what it acknowledged is on every in-sync member: no lease
+                // is waited out (see the module doc).
+                tracing::info!(
+                    group,
+                    master,
+                    "the master's process exited: electing at once"
+                );
+            } else {
+                let wait = timings.election_wait();
+                if now < leader.since + wait {
+                    return None;
+                }
+                if table.grants.get(&master).is_some_and(|g| now < *g + wait) {
+                    return None;
+                }
             }
         }
         if alive.is_empty() {
@@ -599,8 +683,51 @@ impl Failover {
 }
 
 impl Liveness {
+    /// A beat through `via` at `now`: that session is open. Sessions silent for `timeout`
+    /// and ended are forgotten first; past [`MAX_SESSIONS_PER_MEMBER`], the stalest.
+    fn beat_through(&mut self, via: NameServerId, now: Instant, timeout: Duration) {
+        if !self.sessions.contains_key(&via) {
+            self.sessions
+                .retain(|_, s| s.ended.is_none() || s.recent(now, timeout));
+            if self.sessions.len() >= MAX_SESSIONS_PER_MEMBER {
+                let stalest = self.sessions.iter().min_by_key(|(_, s)| s.last_beat);
+                if let Some(stalest) = stalest.map(|(id, _)| *id) {
+                    self.sessions.remove(&stalest);
+                }
+            }
+        }
+        self.sessions.insert(
+            via,
+            SessionSeen {
+                last_beat: now,
+                ended: None,
+            },
+        );
+    }
+
+    /// The sessions it beat through within `timeout`.
+    fn recent(&self, now: Instant, timeout: Duration) -> impl Iterator<Item = &SessionSeen> {
+        self.sessions
+            .values()
+            .filter(move |s| s.recent(now, timeout))
+    }
+
+    /// One of its recent sessions is open.
     fn alive(&self, now: Instant, timeout: Duration) -> bool {
-        !self.gone && now.saturating_duration_since(self.last_beat) < timeout
+        self.recent(now, timeout).any(|s| s.ended.is_none())
+    }
+
+    /// Every recent session was closed from its side (and there was one): its process
+    /// exited.
+    fn exited(&self, now: Instant, timeout: Duration) -> bool {
+        let mut recent = self.recent(now, timeout).peekable();
+        recent.peek().is_some() && recent.all(|s| s.ended == Some(SessionEnd::ClosedByMember))
+    }
+}
+
+impl SessionSeen {
+    fn recent(&self, now: Instant, timeout: Duration) -> bool {
+        now.saturating_duration_since(self.last_beat) < timeout
     }
 }
 
@@ -611,6 +738,23 @@ impl GroupTable {
         self.members
             .get(&master)
             .is_some_and(|l| l.report.stepped_down && l.report.master_epoch == group.master_epoch)
+    }
+
+    /// Whether `master`, the master of `group`'s current epoch as its last report says,
+    /// exited while acknowledging only what every in-sync member holds (see the module doc).
+    fn exited_acknowledging_on_every_in_sync(
+        &self,
+        master: MemberId,
+        group: &GroupState,
+        now: Instant,
+        timeout: Duration,
+    ) -> bool {
+        self.members.get(&master).is_some_and(|l| {
+            l.report.is_master
+                && l.report.acks_need_every_in_sync
+                && l.report.master_epoch == group.master_epoch
+                && l.exited(now, timeout)
+        })
     }
 
     /// The members of `group` that are alive.

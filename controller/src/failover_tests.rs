@@ -31,8 +31,13 @@ fn beat(member: MemberId, report: MemberReport) -> MemberBeat {
         member,
         address: address(member),
         report,
+        via: NAMESERVER_A,
     }
 }
+
+/// The NameServers beats come through.
+const NAMESERVER_A: NameServerId = 0xa;
+const NAMESERVER_B: NameServerId = 0xb;
 
 fn slave_report(master_epoch: u64, log_end: u64) -> MemberReport {
     MemberReport {
@@ -196,6 +201,7 @@ fn a_lease_goes_only_to_the_master_and_is_recorded() {
             lease_ms: 2000,
             controller_leader: 7,
             hand_over_to: 0,
+            beat_ms: 250,
         }
     );
     let to_slave = failover.assignment(&state, GROUP, 2, ticket, 7, t0);
@@ -303,7 +309,7 @@ fn no_election_before_a_lease_and_margin_after_becoming_leader() {
     // A new term at t0 + 10 s: no grant of its own to the master, whose session ended.
     let elected = t0 + ms(10_000);
     failover.observe_leadership(Some(2), elected);
-    failover.member_gone(GROUP, 1);
+    failover.member_gone(GROUP, 1, NAMESERVER_A, SessionEnd::Lost);
     let just_before = elected + LEASE + MARGIN - ms(1);
     failover.on_beat(&state, &beat(2, slave_report(1, 100)), just_before);
     assert_eq!(failover.elections(&state, just_before, false), vec![]);
@@ -426,7 +432,7 @@ fn a_member_whose_session_ended_is_not_alive_until_it_beats_again() {
         failover.status(&state, t0).groups[0].alive,
         BTreeSet::from([1, 2])
     );
-    failover.member_gone(GROUP, 2);
+    failover.member_gone(GROUP, 2, NAMESERVER_A, SessionEnd::Lost);
     assert_eq!(
         failover.status(&state, t0).groups[0].alive,
         BTreeSet::from([1])
@@ -608,5 +614,141 @@ fn a_master_that_stepped_down_is_replaced_at_once_by_another_member() {
     assert!(
         matches!(results[0], CommandResult::Elected { master: 2, .. }),
         "{results:?}"
+    );
+}
+
+/// The master of `group_with_master`, beating at `at` with the acknowledgement rule
+/// `every_in_sync`, and given a lease then; member 2 beats too.
+fn master_leased(
+    state: &ControllerState,
+    failover: &mut Failover,
+    at: Instant,
+    every_in_sync: bool,
+) {
+    let report = MemberReport {
+        acks_need_every_in_sync: every_in_sync,
+        ..master_report(1, 2, &[1, 2])
+    };
+    failover.on_beat(state, &beat(1, report), at);
+    failover.on_beat(state, &beat(2, slave_report(1, 100)), at);
+    let ticket = failover.grant_ticket(GROUP, at);
+    assert_eq!(
+        failover.assignment(state, GROUP, 1, ticket, 7, at).lease_ms,
+        2000
+    );
+}
+
+fn elects(commands: &[Command], member: MemberId) -> bool {
+    matches!(commands, [Command::Elect { alive, allow_unclean: false, .. }] if *alive == BTreeSet::from([member]))
+}
+
+#[test]
+fn a_master_that_exited_acknowledging_on_every_in_sync_member_is_replaced_at_once() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    master_leased(&state, &mut failover, t0, true);
+    let killed = t0 + ms(100);
+    failover.member_gone(GROUP, 1, NAMESERVER_A, SessionEnd::ClosedByMember);
+    // Its lease runs for 1.9 s more, and no election waits for it.
+    assert!(elects(&failover.elections(&state, killed, false), 2));
+}
+
+#[test]
+fn a_master_acknowledging_on_fewer_members_waits_out_its_lease_though_it_exited() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    master_leased(&state, &mut failover, t0, false);
+    failover.member_gone(GROUP, 1, NAMESERVER_A, SessionEnd::ClosedByMember);
+    let just_before = t0 + LEASE + MARGIN - ms(1);
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), just_before);
+    assert_eq!(failover.elections(&state, just_before, false), vec![]);
+    assert!(elects(
+        &failover.elections(&state, t0 + LEASE + MARGIN, false),
+        2
+    ));
+}
+
+#[test]
+fn a_session_gone_silent_or_ended_by_its_nameserver_proves_no_exit() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    master_leased(&state, &mut failover, t0, true);
+    failover.member_gone(GROUP, 1, NAMESERVER_A, SessionEnd::Lost);
+    let later = t0 + ms(100);
+    assert_eq!(
+        failover.elections(&state, later, false),
+        vec![],
+        "a lease is running"
+    );
+    let just_before = t0 + LEASE + MARGIN - ms(1);
+    failover.on_beat(&state, &beat(2, slave_report(1, 100)), just_before);
+    assert_eq!(failover.elections(&state, just_before, false), vec![]);
+}
+
+#[test]
+fn a_master_still_beating_through_another_nameserver_is_alive_until_every_session_closed() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    master_leased(&state, &mut failover, t0, true);
+    let through_b = MemberBeat {
+        via: NAMESERVER_B,
+        ..beat(
+            1,
+            MemberReport {
+                acks_need_every_in_sync: true,
+                ..master_report(1, 2, &[1, 2])
+            },
+        )
+    };
+    failover.on_beat(&state, &through_b, t0 + ms(10));
+    // A connection to one NameServer broke: the master beats on through the other.
+    failover.member_gone(GROUP, 1, NAMESERVER_A, SessionEnd::ClosedByMember);
+    let now = t0 + ms(20);
+    assert_eq!(
+        failover.status(&state, now).groups[0].alive,
+        BTreeSet::from([1, 2])
+    );
+    assert_eq!(failover.elections(&state, now, false), vec![]);
+    // Both closed: it exited.
+    failover.member_gone(GROUP, 1, NAMESERVER_B, SessionEnd::ClosedByMember);
+    assert!(elects(&failover.elections(&state, now, false), 2));
+}
+
+#[test]
+fn a_session_silent_past_the_member_timeout_neither_keeps_a_master_alive_nor_proves_its_exit() {
+    let t0 = Instant::now();
+    let (state, mut failover) = group_with_master(t0);
+    master_leased(&state, &mut failover, t0, true);
+    // Through B long ago (a NameServer since stopped without telling), through A now.
+    let stale_b = MemberBeat {
+        via: NAMESERVER_B,
+        ..beat(1, master_report(1, 2, &[1, 2]))
+    };
+    failover.on_beat(&state, &stale_b, t0);
+    let now = t0 + TIMEOUT + ms(500);
+    master_leased(&state, &mut failover, now, true);
+    failover.member_gone(GROUP, 1, NAMESERVER_A, SessionEnd::ClosedByMember);
+    assert!(elects(&failover.elections(&state, now + ms(1), false), 2));
+}
+
+#[test]
+fn the_master_and_the_in_sync_members_are_asked_to_beat_eight_times_a_lease() {
+    let t0 = Instant::now();
+    let (mut state, mut failover) = group_with_master(t0);
+    let commands = failover.on_beat(&state, &beat(3, slave_report(1, 0)), t0);
+    apply(&mut state, &commands);
+    let asked = |failover: &mut Failover, member| {
+        let ticket = failover.grant_ticket(GROUP, t0);
+        failover
+            .assignment(&state, GROUP, member, ticket, 7, t0)
+            .beat_ms
+    };
+    let eighth = (LEASE / BEATS_PER_LEASE).as_millis() as u64;
+    assert_eq!(asked(&mut failover, 1), eighth, "the master");
+    assert_eq!(asked(&mut failover, 2), eighth, "an in-sync member");
+    assert_eq!(
+        asked(&mut failover, 3),
+        0,
+        "a member out of the in-sync set: as configured"
     );
 }

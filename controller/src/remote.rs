@@ -15,7 +15,7 @@
 
 use crate::authority::{ControllerReport, FailoverAuthority};
 use crate::controller::{ReadError, WriteError};
-use crate::failover::MemberBeat;
+use crate::failover::{MemberBeat, NameServerId, SessionEnd};
 use crate::network::PeerTrust;
 use crate::state::{CommandResult, ControllerState, MemberId};
 use apogee_proto::cluster::Assignment;
@@ -163,6 +163,7 @@ impl FailoverAuthority for RemoteController {
             member: beat.member,
             address: beat.address,
             report: Some(beat.report),
+            via: beat.via,
         };
         let answer = self
             .ask("beat", BEAT_ATTEMPT_TIMEOUT, |mut client| {
@@ -182,10 +183,12 @@ impl FailoverAuthority for RemoteController {
         }
     }
 
-    async fn member_gone(&self, group: &str, member: MemberId) {
+    async fn member_gone(&self, group: &str, member: MemberId, via: NameServerId, end: SessionEnd) {
         let request = MemberGoneRequest {
             group: group.to_string(),
             member,
+            via,
+            closed_by_member: end == SessionEnd::ClosedByMember,
         };
         let answer = self
             .ask("member gone", GONE_ATTEMPT_TIMEOUT, |mut client| {

@@ -3,7 +3,7 @@
 //! master stops beating and its session ends, the other member is elected by the background
 //! task once a lease + margin passed since the master's last grant.
 
-use apogee_controller::failover::MemberBeat;
+use apogee_controller::failover::{MemberBeat, SessionEnd};
 use apogee_controller::{CommandResult, Controller, ControllerConfig, PeerTrust};
 use apogee_proto::cluster::{Assignment, MemberReport};
 use apogee_tests::wait_until;
@@ -18,6 +18,7 @@ fn beat(member: u64, report: MemberReport) -> MemberBeat {
         member,
         address: format!("127.0.0.1:{}", 30_000 + member),
         report,
+        via: 1,
     }
 }
 
@@ -31,6 +32,9 @@ fn report(master_epoch: u64, is_master: bool) -> MemberReport {
         in_sync: if is_master { vec![1, 2] } else { vec![] },
         in_sync_epoch: 1,
         stepped_down: false,
+        // So its replacement waits out the lease even after its session ended (the
+        // failover module's unit tests cover a master acknowledging on every in-sync member).
+        acks_need_every_in_sync: false,
     }
 }
 
@@ -89,8 +93,11 @@ async fn a_silent_master_is_replaced_after_its_lease_and_margin() {
     assert_eq!(master.lease_ms, 300);
 
     // The master stops beating and its session ends; member 2 beats on until it is
-    // elected, which must not come before a lease + margin past the last grant.
-    controller.member_gone(GROUP, 1);
+    // elected, which must not come before a lease + margin past the last grant (its report
+    // does not say it acknowledges only what every in-sync member holds).
+    controller
+        .member_gone(GROUP, 1, 1, SessionEnd::ClosedByMember)
+        .await;
     let elected = wait_until(
         Duration::from_secs(10),
         "member 2 to be elected",

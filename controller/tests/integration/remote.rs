@@ -85,6 +85,7 @@ fn beat(member: u64) -> MemberBeat {
             log_end: 100,
             ..MemberReport::default()
         },
+        via: 1,
     }
 }
 

@@ -28,7 +28,7 @@
 use crate::endpoint;
 use crate::metrics::LivenessCounters;
 use crate::registry::{BeatAnswer, Expired, GroupKey, Registry, SessionMember};
-use apogee_controller::failover::MemberBeat;
+use apogee_controller::failover::{MemberBeat, NameServerId, SessionEnd};
 use apogee_controller::SharedAuthority;
 use apogee_proto::cluster::{Assignment, SessionAnswer, SessionBeat, SessionOpen};
 use apogee_proto::limits::{MAX_HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_INTERVAL_MS};
@@ -62,6 +62,8 @@ pub struct SessionHost {
     /// The controller, embedded (`controller.enabled`) or remote (`controller.endpoints`),
     /// for sessions in controller mode.
     pub controller: Option<SharedAuthority>,
+    /// This NameServer, as the controller tells a member's sessions apart.
+    pub via: NameServerId,
 }
 
 /// One open session.
@@ -191,8 +193,14 @@ async fn serve(
     // The controller this session's beats go to (controller mode only).
     let controller = host.controller.clone().filter(|_| session.controller_mode);
     let mut controller_call = None;
-    first_answer.assignment =
-        assignment(controller.as_ref(), &session, &first, &mut controller_call).await;
+    first_answer.assignment = assignment(
+        controller.as_ref(),
+        host.via,
+        &session,
+        &first,
+        &mut controller_call,
+    )
+    .await;
     // The buffer is new: the first answer always fits.
     let _ = answers.try_send(Ok(first_answer));
     let ending = loop {
@@ -224,8 +232,14 @@ async fn serve(
         let BeatAnswer::Live { register_required } = answer else {
             break Ending::Replaced;
         };
-        let assignment =
-            assignment(controller.as_ref(), &session, &beat, &mut controller_call).await;
+        let assignment = assignment(
+            controller.as_ref(),
+            host.via,
+            &session,
+            &beat,
+            &mut controller_call,
+        )
+        .await;
         let answer = SessionAnswer {
             register_required,
             assignment,
@@ -241,7 +255,13 @@ async fn serve(
     // Told in a task of its own: a remote controller's answer never holds up the ending.
     if let Some(controller) = controller.filter(|_| !replaced) {
         let (group, member) = (session.group.broker_name.clone(), session.broker_id as u64);
-        tokio::spawn(async move { controller.member_gone(&group, member).await });
+        // Only the broker's side closing the stream says anything of its process.
+        let end = match ending {
+            Ending::Closed(_) => SessionEnd::ClosedByMember,
+            _ => SessionEnd::Lost,
+        };
+        let via = host.via;
+        tokio::spawn(async move { controller.member_gone(&group, member, via, end).await });
     }
     finish(&host, &session, ending, &answers);
 }
@@ -255,6 +275,7 @@ type ControllerCall = tokio::task::JoinHandle<Option<Assignment>>;
 /// runs, later beats of the session are answered without asking again.
 async fn assignment(
     controller: Option<&SharedAuthority>,
+    via: NameServerId,
     session: &Session,
     beat: &SessionBeat,
     running: &mut Option<ControllerCall>,
@@ -271,6 +292,7 @@ async fn assignment(
         member: session.broker_id as u64,
         address: session.endpoint.clone(),
         report,
+        via,
     };
     let controller = controller.clone();
     let call = running.insert(tokio::spawn(async move {

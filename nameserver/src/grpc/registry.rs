@@ -14,6 +14,7 @@ use crate::access::AccessBook;
 use crate::endpoint;
 use crate::metrics::LivenessCounters;
 use crate::registry::Registry;
+use apogee_controller::failover::NameServerId;
 use apogee_proto::cluster::registry_server::Registry as RegistryRpc;
 use apogee_proto::cluster::{
     ApplyAccessRequest, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRole,
@@ -51,6 +52,8 @@ pub struct RegistryService {
     /// The controller (embedded or remote): sessions in controller mode pass their beats to
     /// it.
     controller: Option<apogee_controller::SharedAuthority>,
+    /// This NameServer process, as the controller tells the sessions of a member apart.
+    via: NameServerId,
 }
 
 impl RegistryService {
@@ -64,6 +67,8 @@ impl RegistryService {
             counters: LivenessCounters::unregistered(),
             closing: Arc::new(watch::channel(false).0),
             controller: None,
+            // Random per process, never 0.
+            via: uuid::Uuid::new_v4().as_u64_pair().0 | 1,
         }
     }
 
@@ -283,6 +288,7 @@ impl RegistryRpc for RegistryService {
             counters: self.counters.clone(),
             closing: self.closing.subscribe(),
             controller: self.controller.clone(),
+            via: self.via,
         };
         let answers = broker_session::open(host, request.into_inner()).await?;
         Ok(Response::new(answers))
