@@ -25,9 +25,10 @@
 # proxy's gRPC port, the 4.x clients to its NameServer; it is stopped at the end (its JVMs hold
 # about 1.5 GB).
 #
-# grpc-auth (the 5.x client signing its calls) runs against a third Apogee NameServer and broker
-# with authentication on, as the administrator (credentials made up for the run); not against
-# Apache RocketMQ, which would need its ACL 2.0 set up in broker and proxy (a row "not run").
+# grpc-auth and remoting-auth (the 5.x client, and the 4.x client's AclClientRPCHook, signing
+# their calls) run against a third Apogee NameServer and broker with authentication on, as the
+# administrator (credentials made up for the run); not against Apache RocketMQ, which would need
+# its ACL set up in broker and proxy (rows "not run").
 #
 # environment: APOGEE_BIN_DIR; CLIENTS_BESIDE_DIR (this run's directory: logs, stores, each
 # program's full output; default a new temporary directory, kept); JAVA_PARALLEL (scenarios at
@@ -164,12 +165,15 @@ run_apogee() {
   cli=("${plain_cli[@]}")
   run_programs apogee "$plain" "$plain" "$tls_addr"
   stop_apogee
-  echo "Apogee: grpc-auth against a NameServer+broker with authentication on" >&2
+  echo "Apogee: grpc-auth and remoting-auth against a NameServer+broker with authentication on" >&2
   start_apogee auth auth
-  apogee_topic j-grpc-auth 4 normal
-  apogee_group j-grpc-auth-g
+  local signed
+  for signed in grpc-auth remoting-auth; do
+    apogee_topic "j-$signed" 4 normal
+    apogee_group "j-$signed-g"
+  done
   timeout 200 java "-Duser.home=$run_dir/apogee-java-home" -jar "$jar" --endpoint "$ns_addr" \
-    --access-key "$admin_key" --secret-key "$admin_secret" --timeout-secs 120 grpc-auth \
+    --access-key "$admin_key" --secret-key "$admin_secret" --timeout-secs 120 grpc-auth remoting-auth \
     >"$run_dir/apogee-java-auth.out" 2>"$run_dir/apogee-java-auth.err" || true
   stop_apogee
 }
@@ -239,7 +243,9 @@ table() {
   for n in "${java_names[@]}"; do
     echo "| java $n | $(cell apogee java "$n") | $(cell rocketmq java "$n") |"
   done
-  echo "| java grpc-auth | $(cell apogee java-auth grpc-auth) | not run (needs ACL 2.0 configuration) |"
+  for n in grpc-auth remoting-auth; do
+    echo "| java $n | $(cell apogee java-auth "$n") | not run (needs ACL configuration) |"
+  done
   for n in "${go_names[@]}"; do
     echo "| go $n | $(cell apogee go "$n") | $(cell rocketmq go "$n") |"
   done

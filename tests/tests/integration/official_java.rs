@@ -14,7 +14,8 @@
 //!   level; RECONSUME_LATER up to maxReconsumeTimes, then the message in `%DLQ%<group>`.
 //!
 //! With authentication on, the 5.x client signing with the cluster's credentials (`grpc-auth`)
-//! sends and receives, and with a wrong secret cannot send.
+//! and the 4.x client signing with `AclClientRPCHook` (`remoting-auth`) send and receive, and
+//! with a wrong secret cannot send.
 //!
 //! A Spring Boot application (`tests/java-spring`, Apache's `rocketmq-spring-boot-starter`
 //! unchanged) sends with RocketMQTemplate (sync with a JSON payload and a tag, async, orderly
@@ -289,7 +290,10 @@ async fn java_client_signs_its_calls_where_authentication_is_on() {
         .broker(BrokerSpec::new("broker-a"))
         .start()
         .await;
-    let auth = [scenario("grpc-auth", MessageType::Normal)];
+    let auth = [
+        scenario("grpc-auth", MessageType::Normal),
+        scenario("remoting-auth", MessageType::Normal),
+    ];
     let report = run_scenarios(
         &cluster,
         &auth,

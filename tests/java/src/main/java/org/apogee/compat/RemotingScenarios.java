@@ -18,6 +18,8 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
+import org.apache.rocketmq.acl.common.AclClientRPCHook;
+import org.apache.rocketmq.acl.common.SessionCredentials;
 import org.apache.rocketmq.client.consumer.DefaultLitePullConsumer;
 import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
 import org.apache.rocketmq.client.consumer.listener.ConsumeConcurrentlyStatus;
@@ -35,6 +37,7 @@ import org.apache.rocketmq.client.producer.TransactionSendResult;
 import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.common.message.MessageExt;
+import org.apache.rocketmq.remoting.RPCHook;
 import org.apache.rocketmq.remoting.protocol.heartbeat.MessageModel;
 
 /**
@@ -56,6 +59,7 @@ final class RemotingScenarios {
         all.put("remoting-delay", RemotingScenarios::delayLevel);
         all.put("remoting-retry-dlq", RemotingScenarios::retryThenDeadLetter);
         all.put("remoting-trace", RemotingScenarios::trace);
+        all.put("remoting-auth", RemotingScenarios::auth);
     }
 
     /** A started producer of the scenario's producer group. */
@@ -470,6 +474,56 @@ final class RemotingScenarios {
         } finally {
             consumer.shutdown();
             producer.shutdown();
+        }
+    }
+
+    /** The request signer an application with ACL credentials hands its clients. */
+    private static RPCHook signer(String accessKey, String secretKey) {
+        return new AclClientRPCHook(new SessionCredentials(accessKey, secretKey));
+    }
+
+    /**
+     * Authentication on: a producer and a push consumer signing with {@code AclClientRPCHook} and
+     * the given credentials send and receive; a producer with the same access key and a wrong
+     * secret cannot send.
+     */
+    static void auth(Scenario s) throws Exception {
+        check(s.accessKey() != null && s.secretKey() != null, "remoting-auth needs --access-key and --secret-key");
+        DefaultMQProducer producer = new DefaultMQProducer(s.group() + "-producers", signer(s.accessKey(), s.secretKey()));
+        producer.setNamesrvAddr(s.namesrv());
+        producer.setInstanceName(s.instance("producer"));
+        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(s.group(), signer(s.accessKey(), s.secretKey()));
+        consumer.setNamesrvAddr(s.namesrv());
+        consumer.setInstanceName(s.instance("consumer"));
+        consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+        consumer.subscribe(s.topic(), "*");
+        List<String> got = recordConcurrently(consumer);
+        DefaultMQProducer impostor = new DefaultMQProducer(s.group() + "-impostors",
+            signer(s.accessKey(), s.secretKey() + "-wrong"));
+        impostor.setNamesrvAddr(s.namesrv());
+        impostor.setInstanceName(s.instance("impostor"));
+        impostor.setRetryTimesWhenSendFailed(0);
+        try {
+            producer.start();
+            List<String> signed = numbered("signed", 5);
+            for (String body : signed) {
+                checkEqual(SendStatus.SEND_OK, producer.send(message(s, body)).getSendStatus(), "signed send status");
+            }
+            impostor.start();
+            String refused = null;
+            try {
+                SendResult result = impostor.send(message(s, "unsigned"));
+                refused = result.getSendStatus() == SendStatus.SEND_OK ? null : result.toString();
+            } catch (Exception e) {
+                refused = e.toString();
+            }
+            check(refused != null, "a producer with a wrong secret sent a message");
+            consumer.start();
+            expectExactly(got, signed, "the signing consumer");
+        } finally {
+            producer.shutdown();
+            impostor.shutdown();
+            consumer.shutdown();
         }
     }
 }
