@@ -15,7 +15,7 @@
 #                         first successful send of a client started at the same moment
 #   failover              controller mode: a NameServer running the controller and a group of
 #                         two brokers (RocketMQ: tools/rocketmq-beside.sh with RMQ_CONTROLLER=1);
-#                         one 4.x producer sends 1 x 1 (asking for routes every second) while
+#                         one 4.x producer sends 1 x 1 (asking for routes every FAILOVER_POLL_MS) while
 #                         the master is SIGKILLed, FAILOVER_ROUNDS times on fresh data: the
 #                         time from the kill to the next acknowledged send
 #
@@ -37,6 +37,7 @@
 #   RESTART_MESSAGES  messages stored before the restart (default 10000000: about 10 GiB each)
 #   SIZE              body bytes (default 1024)
 #   FAILOVER_ROUNDS   kills of a master per system (default 3)
+#   FAILOVER_POLL_MS  the failover producer's route poll, pollNameServerInterval (default 1000)
 #   OUT               logs and reports (default a new temporary directory)
 # Ports: Apogee 23876 (NameServer), 23911 and 23921 (brokers), 23556-23559 (their HTTP);
 # RocketMQ its script's with RMQ_PORT_BASE=26000. Needs java and mvn (deploy/dev-setup.sh) for the client and RocketMQ.
@@ -54,6 +55,7 @@ out=$(realpath "${OUT:-$(mktemp -d)}")
 scenarios=("$@")
 ((${#scenarios[@]})) || scenarios=(r1x1 r4x16 rbatch g1x1 g4x16 e2e-r e2e-g restart failover)
 rounds=${FAILOVER_ROUNDS:-3}
+route_poll_ms=${FAILOVER_POLL_MS:-1000}
 for b in apogee apogee-broker apogee-nameserver; do
   [ -x "$bin/$b" ] || { echo "no $bin/$b: build with cargo build --release --bins" >&2; exit 2; }
 done
@@ -215,7 +217,7 @@ EOF
 failover_round() {
   local system=$1 round=$2 namesrv=$3 master_cmd=$4
   bench failover --client remoting --endpoint "$namesrv" --seconds 30 --size "$size" \
-    --kill-after-secs 12 --master-pid-command "$master_cmd" \
+    --kill-after-secs 12 --master-pid-command "$master_cmd" --route-poll-ms "$route_poll_ms" \
     >"$out/$system-failover-$round.raw" 2>"$out/$system-failover-$round.log" ||
     { echo "$system failover round $round failed; see $out/$system-failover-$round.log" >&2; exit 1; }
   tail -n 1 "$out/$system-failover-$round.raw" >"$out/$system-failover-$round.json"
@@ -305,15 +307,18 @@ if a and r:
     fa, fr = load("apogee", "fill"), load("rocketmq", "fill")
     print(f"restart with {int(restart_messages):,} stored (filled at {fa['msgs_per_sec']:,.0f} / {fr['msgs_per_sec']:,.0f} msg/s):"
           f" Apogee {a['restart_secs']:.1f} s, RocketMQ {r['restart_secs']:.1f} s to the first send")
-def rounds(system):
+def rounds(system, field):
     found, i = [], 1
     while (r := load(system, f"failover-{i}")) is not None:
-        found.append(r["first_write_secs"])
+        found.append(r[field])
         i += 1
     return found
-a, r = rounds("apogee"), rounds("rocketmq")
+a, r = rounds("apogee", "first_write_secs"), rounds("rocketmq", "first_write_secs")
 if a and r:
     show = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
+    median = lambda xs: sorted(xs)[len(xs) // 2]
+    fa, fr = rounds("apogee", "failed"), rounds("rocketmq", "failed")
     print(f"failover, master SIGKILLed, seconds to the next acknowledged send: Apogee {show(a)};"
-          f" RocketMQ {show(r)} (median A {sorted(a)[len(a) // 2]:.2f} s, R {sorted(r)[len(r) // 2]:.2f} s)")
+          f" RocketMQ {show(r)} (median A {median(a):.2f} s, R {median(r):.2f} s;"
+          f" failed sends, median A {median(fa)}, R {median(fr)})")
 EOF

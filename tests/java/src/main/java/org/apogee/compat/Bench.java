@@ -7,6 +7,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -45,9 +46,10 @@ import org.apache.rocketmq.common.message.MessageExt;
  *   <li>{@code failover}: one producer sending synchronously for SECONDS seconds; KILL_AFTER
  *   seconds in, the process whose pid MASTER_PID_COMMAND (a bash command) prints is
  *   SIGKILLed; reports {@code first_write_secs}, from the kill to the acknowledgement of the
- *   first send begun after it. The 4.x client asks the NameServer for routes
- *   every second here ({@code pollNameServerInterval}, 30 s by default), so the pause is the
- *   brokers' failover rather than the client's refresh period.</li>
+ *   first send begun after it. The 4.x client asks the NameServer for routes every
+ *   ROUTE_POLL_MS here ({@code pollNameServerInterval}, 30 s by default; 1,000 unless told), so
+ *   the pause is the brokers' failover rather than the client's refresh period. Prints to
+ *   standard error each distinct reason a send failed, with its count.</li>
  *   <li>{@code probe}: sends one message again and again until one succeeds (at most SECONDS);
  *   prints the milliseconds from this JVM's start to it, and the wall-clock time of it.</li>
  * </ul>
@@ -55,7 +57,7 @@ import org.apache.rocketmq.common.message.MessageExt;
  * the 5.x client to the gRPC endpoint at --endpoint), {@code --topic}, {@code --group},
  * {@code --producers}, {@code --threads}, {@code --batch}, {@code --size} (body bytes),
  * {@code --seconds}, {@code --warmup-secs}, {@code --rate}, {@code --count},
- * {@code --kill-after-secs}, {@code --master-pid-command}.
+ * {@code --kill-after-secs}, {@code --master-pid-command}, {@code --route-poll-ms}.
  *
  * <p>Prints one JSON object: {@code ok} (successful messages in the measured window),
  * {@code ok_total} (including the warm-up; what the broker processed while the caller measured
@@ -79,6 +81,7 @@ public final class Bench {
     private int rate = 1000;
     private long count = 1_000_000;
     private int killAfterSecs = 12;
+    private int routePollMs = 1_000;
     private String masterPidCommand;
 
     private Bench(String mode) {
@@ -106,6 +109,7 @@ public final class Bench {
                 case "--rate" -> bench.rate = Integer.parseInt(value);
                 case "--count" -> bench.count = Long.parseLong(value);
                 case "--kill-after-secs" -> bench.killAfterSecs = Integer.parseInt(value);
+                case "--route-poll-ms" -> bench.routePollMs = Integer.parseInt(value);
                 case "--master-pid-command" -> bench.masterPidCommand = value;
                 default -> usage();
             }
@@ -134,7 +138,7 @@ public final class Bench {
         System.err.println("usage: Bench send|e2e|fill|failover|probe --endpoint HOST:PORT [--client remoting|grpc]"
             + " [--topic T] [--group G] [--producers N] [--threads N] [--batch N (remoting)] [--size B]"
             + " [--seconds S] [--warmup-secs S] [--rate N] [--count N] [--kill-after-secs S]"
-            + " [--master-pid-command CMD (failover)]");
+            + " [--master-pid-command CMD] [--route-poll-ms MS] (failover)");
         System.exit(2);
     }
 
@@ -154,7 +158,7 @@ public final class Bench {
             producer.setMqClientApiTimeout(mode.equals("probe") ? 1_000 : 3_000);
             if (mode.equals("failover")) {
                 producer.setSendMsgTimeout(1_000);
-                producer.setPollNameServerInterval(1_000);
+                producer.setPollNameServerInterval(routePollMs);
             }
             producer.start();
             return new Sender() {
@@ -453,6 +457,7 @@ public final class Bench {
         });
         long ok = 0;
         long failed = 0;
+        Map<String, Integer> failures = new TreeMap<>();
         long firstWriteNanos = -1;
         long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
         try (Sender sender = sender("bench-failover")) {
@@ -460,10 +465,12 @@ public final class Bench {
             while (System.nanoTime() < end) {
                 long started = System.nanoTime();
                 boolean sent;
+                String reason = "not SEND_OK";
                 try {
                     sent = sender.send(bodies);
                 } catch (Exception e) {
                     sent = false;
+                    reason = e.getClass().getSimpleName() + ": " + String.valueOf(e.getMessage()).lines().findFirst().orElse("");
                 }
                 if (sent) {
                     ok++;
@@ -473,11 +480,13 @@ public final class Bench {
                     }
                 } else {
                     failed++;
+                    failures.merge(reason, 1, Integer::sum);
                     Thread.sleep(10);
                 }
             }
         }
         killer.join();
+        failures.forEach((reason, count) -> System.err.println("failed sends: " + count + " x " + reason));
         if (killed.get() == 0) {
             throw new IllegalStateException("the master was not killed");
         }
