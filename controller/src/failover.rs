@@ -3,10 +3,10 @@
 //! enter the Raft log as the [`Command`]s this module returns) and pure: time is passed in,
 //! so every rule is tested without a clock.
 //!
-//! - Liveness: per broker group and member, its last [`MemberReport`] and, per NameServer it
-//!   beats through, the instant of its last beat there and how that session ended
-//!   ([`Failover::member_gone`]). A member is alive while one of its sessions that beat
-//!   within `member_timeout` is open.
+//! - Liveness ([`crate::liveness`]): per broker group and member, its last [`MemberReport`]
+//!   and, per NameServer it beats through, the instant of its last beat there and how that
+//!   session ended ([`Failover::member_gone`]). A member is alive while one of its sessions
+//!   that beat within `member_timeout` is open.
 //! - Beats ([`Failover::on_beat`]): a member unknown to the state, or whose address or
 //!   priority changed, is registered; the master's report of a differing in-sync set, made
 //!   on the current master epoch and in-sync epoch, is proposed as a `ChangeInSync`.
@@ -55,6 +55,8 @@
 //! proves nothing: those wait out the lease, as does a master acknowledging on fewer members
 //! (`min_in_sync`), which could acknowledge sends the elected member lacks.
 
+use crate::liveness::Liveness;
+pub use crate::liveness::{NameServerId, SessionEnd, MAX_SESSIONS_PER_MEMBER};
 use crate::state::{
     Command, CommandResult, ControllerState, GroupState, MemberId, Refusal, MAX_GROUPS,
     MAX_MEMBERS_PER_GROUP,
@@ -88,22 +90,6 @@ impl FailoverTimings {
 /// settings keep within three quarters of the lease) is bridged by the first beat the new
 /// leader answers, and an elected member hears of it within an eighth of a lease.
 pub const BEATS_PER_LEASE: u32 = 8;
-
-/// Sessions remembered per member: one per NameServer it beats through.
-pub const MAX_SESSIONS_PER_MEMBER: usize = 16;
-
-/// The NameServer a beat came through: the random non-zero id of its process.
-pub type NameServerId = u64;
-
-/// How a member's session with one NameServer ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SessionEnd {
-    /// The member's side closed it: its stream ended or its connection broke, as happens
-    /// to every session of a broker process that exits.
-    ClosedByMember,
-    /// It went silent, or the NameServer stopped: nothing is known of the member.
-    Lost,
-}
 
 /// One beat of a member, as the NameServer passes it on.
 #[derive(Clone, Debug, PartialEq)]
@@ -163,19 +149,6 @@ pub struct FailoverStatus {
     /// How long ago it became leader.
     pub leading_for: Option<Duration>,
     pub groups: Vec<GroupFailoverStatus>,
-}
-
-#[derive(Clone, Debug)]
-struct Liveness {
-    report: MemberReport,
-    /// Per NameServer the member beats through.
-    sessions: BTreeMap<NameServerId, SessionSeen>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct SessionSeen {
-    last_beat: Instant,
-    ended: Option<SessionEnd>,
 }
 
 /// The facts an election was decided on: one refused is not asked again on the same facts.
@@ -301,10 +274,7 @@ impl Failover {
         let liveness = table
             .members
             .entry(beat.member)
-            .or_insert_with(|| Liveness {
-                report: beat.report.clone(),
-                sessions: BTreeMap::new(),
-            });
+            .or_insert_with(|| Liveness::new(beat.report.clone()));
         liveness.report = beat.report.clone();
         liveness.beat_through(beat.via, now, timeout);
         let mut commands = Vec::new();
@@ -332,13 +302,12 @@ impl Failover {
         via: NameServerId,
         end: SessionEnd,
     ) {
-        if let Some(session) = self
+        if let Some(liveness) = self
             .groups
             .get_mut(group)
             .and_then(|t| t.members.get_mut(&member))
-            .and_then(|l| l.sessions.get_mut(&via))
         {
-            session.ended = Some(end);
+            liveness.session_ended(via, end);
         }
     }
 
@@ -679,55 +648,6 @@ impl Failover {
             leading_for: self.leader.map(|l| now.saturating_duration_since(l.since)),
             groups,
         }
-    }
-}
-
-impl Liveness {
-    /// A beat through `via` at `now`: that session is open. Sessions silent for `timeout`
-    /// and ended are forgotten first; past [`MAX_SESSIONS_PER_MEMBER`], the stalest.
-    fn beat_through(&mut self, via: NameServerId, now: Instant, timeout: Duration) {
-        if !self.sessions.contains_key(&via) {
-            self.sessions
-                .retain(|_, s| s.ended.is_none() || s.recent(now, timeout));
-            if self.sessions.len() >= MAX_SESSIONS_PER_MEMBER {
-                let stalest = self.sessions.iter().min_by_key(|(_, s)| s.last_beat);
-                if let Some(stalest) = stalest.map(|(id, _)| *id) {
-                    self.sessions.remove(&stalest);
-                }
-            }
-        }
-        self.sessions.insert(
-            via,
-            SessionSeen {
-                last_beat: now,
-                ended: None,
-            },
-        );
-    }
-
-    /// The sessions it beat through within `timeout`.
-    fn recent(&self, now: Instant, timeout: Duration) -> impl Iterator<Item = &SessionSeen> {
-        self.sessions
-            .values()
-            .filter(move |s| s.recent(now, timeout))
-    }
-
-    /// One of its recent sessions is open.
-    fn alive(&self, now: Instant, timeout: Duration) -> bool {
-        self.recent(now, timeout).any(|s| s.ended.is_none())
-    }
-
-    /// Every recent session was closed from its side (and there was one): its process
-    /// exited.
-    fn exited(&self, now: Instant, timeout: Duration) -> bool {
-        let mut recent = self.recent(now, timeout).peekable();
-        recent.peek().is_some() && recent.all(|s| s.ended == Some(SessionEnd::ClosedByMember))
-    }
-}
-
-impl SessionSeen {
-    fn recent(&self, now: Instant, timeout: Duration) -> bool {
-        now.saturating_duration_since(self.last_beat) < timeout
     }
 }
 

@@ -93,6 +93,7 @@ pub mod config;
 pub mod control_service;
 pub mod controller;
 pub mod failover;
+pub mod liveness;
 pub mod network;
 pub mod remote;
 pub mod service;
