@@ -187,8 +187,15 @@ impl Membership {
                 master_endpoint: String::new(),
             },
         };
-        let acks = (AckMode::default(), 1);
-        Self::new(MembershipMode::Static, role, member_id, 0, acks, store)
+        Self::new(
+            MembershipMode::Static,
+            role,
+            member_id,
+            0,
+            AckMode::default(),
+            1,
+            store,
+        )
     }
 
     /// Controller mode: fenced until an assignment; the election priority is reported for
@@ -205,7 +212,8 @@ impl Membership {
             MemberRole::Fenced,
             member_id,
             failover.election_priority,
-            (failover.ack, failover.min_in_sync_replicas.max(1)),
+            failover.ack,
+            failover.min_in_sync_replicas.max(1),
             store,
         )
     }
@@ -215,7 +223,8 @@ impl Membership {
         role: MemberRole,
         member_id: u64,
         priority: u32,
-        (ack, min_in_sync_replicas): (AckMode, u32),
+        ack: AckMode,
+        min_in_sync_replicas: u32,
         store: Arc<MessageStore>,
     ) -> Arc<Membership> {
         let view = RoleView {
