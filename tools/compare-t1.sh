@@ -2,7 +2,8 @@
 # Compares T1 (unary sends of 1 KiB, 4 connections x 16 in flight, ASYNC flush) of two builds,
 # over gRPC or (TRANSPORT=remoting) remoting frames,
 # alternated in one run, each run as a ratio to the null gRPC server of grpc-ceiling measured
-# right before it. Prints one line per run and the median ratio of each build.
+# right before it, and the broker's CPU per message (the bench report's `broker.cpu_secs`).
+# Prints one line per run and the medians of each build.
 #
 # usage: tools/compare-t1.sh BEFORE_BIN_DIR AFTER_BIN_DIR [PAIRS=3]
 #   each dir holds apogee and apogee-broker (`cargo build --release --bins`)
@@ -38,7 +39,7 @@ run() {
     >"$out/$name.json"
   stop_broker
   local rate
-  rate=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["msgs_per_sec"]))' "$out/$name.json")
+  rate=$(python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); cpu = r["broker"]["cpu_secs"] * 1e6 / r["messages"]; print(round(r["msgs_per_sec"]), "%.1f" % cpu)' "$out/$name.json")
   echo "$rate $c"
 }
 
@@ -47,18 +48,21 @@ for p in $(seq "$pairs"); do
   for side in before after; do
     dir=$before
     [ "$side" = after ] && dir=$after
-    read -r rate c < <(run "$side-$p" "$dir")
+    read -r rate cpu c < <(run "$side-$p" "$dir")
     ratio=$(python3 -c "print(f'{$rate / $c:.3f}')")
-    echo "pair $p $side: T1 $rate msg/s, ceiling $c rps, ratio $ratio"
-    results+=("$side $ratio")
+    echo "pair $p $side: T1 $rate msg/s, broker CPU $cpu us/msg, ceiling $c rps, ratio $ratio"
+    results+=("$side $ratio $cpu")
   done
 done
 printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys
-r = {}
+r, cpu = {}, {}
 for line in sys.stdin:
-    side, v = line.split()
+    side, v, c = line.split()
     r.setdefault(side, []).append(float(v))
+    cpu.setdefault(side, []).append(float(c))
 b, a = statistics.median(r["before"]), statistics.median(r["after"])
-print(f"median ratio before {b:.3f}, after {a:.3f}: after/before {a / b:.3f}")'
+print(f"median ratio before {b:.3f}, after {a:.3f}: after/before {a / b:.3f}")
+cb, ca = statistics.median(cpu["before"]), statistics.median(cpu["after"])
+print(f"median broker CPU per message before {cb:.1f} us, after {ca:.1f} us: after/before {ca / cb:.3f}")'
 echo "reports in $out"

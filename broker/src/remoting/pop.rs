@@ -113,7 +113,7 @@ pub async fn pop_message(
         Ok(a) => a,
         Err(e) => return e.answer(request),
     };
-    let client = conn.peer().to_string();
+    let client = conn.peer_text();
     let order = (|| {
         if a.poll_ms < 0 {
             return Err(ApogeeError::IllegalPollingTime(format!(
@@ -134,7 +134,7 @@ pub async fn pop_message(
             invisible_ms: Some(a.invisible_ms),
             auto_renew: false,
             attempt_id: None,
-            client_id: &client,
+            client_id: client,
             wait: Duration::from_millis(a.poll_ms as u64),
         })
     })();

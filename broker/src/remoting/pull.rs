@@ -119,7 +119,7 @@ pub async fn pull_message(
         Ok(f) => f,
         Err(answer) => return *answer,
     };
-    let client = conn.peer().to_string();
+    let client = conn.peer_text();
     let order = PullOrder {
         group: a.group,
         topic: a.topic,
@@ -130,7 +130,7 @@ pub async fn pull_message(
         wait: suspend_of(a.sys_flag, a.suspend_ms),
         exact_offset: true,
         commit_offset: (a.sys_flag & sys_flag::COMMIT_OFFSET != 0).then_some(a.commit_offset),
-        client_id: &client,
+        client_id: client,
     };
     let (queue, pulled) = match broker.pull(&order).await {
         Ok(p) => (p.queue, p.pulled),

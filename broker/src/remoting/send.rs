@@ -35,7 +35,8 @@ use apogee_proto::auth::acl::{Action, ResourceKind};
 use apogee_proto::message_id;
 use apogee_proto::remoting::codes::{request as req, response, response_code_of};
 use apogee_proto::remoting::message::{
-    self, decode_batch, offset_message_id, property, sys_flag, BatchEntry, Properties,
+    self, decode_batch, offset_message_id, property, push_offset_message_id, sys_flag, BatchEntry,
+    Properties,
 };
 use apogee_proto::remoting::RemotingCommand;
 use apogee_proto::v2::{Encoding, MessageType};
@@ -145,10 +146,10 @@ pub fn outgoing(
         body,
         mut properties,
     } = message;
+    // Taken out, not copied: a system property, never kept among the user's.
     let message_id = properties
-        .get(property::UNIQ_KEY)
+        .remove(property::UNIQ_KEY)
         .filter(|id| !id.is_empty())
-        .cloned()
         .unwrap_or_else(message_id::new_message_id);
     let delivery = delivery_time_ms(&properties, now_ms)?;
     let transaction = properties
@@ -198,9 +199,10 @@ pub fn outgoing(
     })
 }
 
-/// The messages of a send request.
+/// The messages of a send request (a single message's `properties` moved in, not copied).
 fn messages(
     header: &SendHeader,
+    properties: Properties,
     body: Bytes,
     born_host: &str,
     max_body_bytes: usize,
@@ -231,7 +233,7 @@ fn messages(
         BatchEntry {
             flag: header.flag,
             body: inflated(header, body, max_body_bytes)?,
-            properties: header.properties.clone(),
+            properties,
         },
         now_ms,
     )?])
@@ -261,7 +263,7 @@ pub async fn send_message(
     caller: &Caller,
     request: RemotingCommand,
 ) -> RemotingCommand {
-    let header = match SendHeader::read(&request) {
+    let mut header = match SendHeader::read(&request) {
         Ok(h) => h,
         Err(bad) => return bad.answer(&request),
     };
@@ -271,9 +273,11 @@ pub async fn send_message(
     if let Err(e) = caller.authorize(&[(ResourceKind::Topic, &header.topic)], Action::Pub) {
         return RemotingCommand::refusal(&request, &e);
     }
-    let peer = conn.peer().to_string();
+    let peer = conn.peer_text();
     let body = request.body.clone();
-    let messages = match messages(&header, body, &peer, broker.config().max_body_bytes) {
+    let properties = std::mem::take(&mut header.properties);
+    let max_body_bytes = broker.config().max_body_bytes;
+    let messages = match messages(&header, properties, body, peer, max_body_bytes) {
         Ok(m) => m,
         Err(e) => return RemotingCommand::refusal(&request, &e),
     };
@@ -282,10 +286,10 @@ pub async fn send_message(
     let single_id = (!header.batch)
         .then(|| messages.first().map(|m| m.message_id.clone()))
         .flatten();
-    let client_id = client_id(&header.producer_group, conn.peer());
+    let client_id = client_id(&header.producer_group, peer);
     let sender = Sender {
         client_id: &client_id,
-        peer: &peer,
+        peer,
     };
     match broker.send(messages, &sender).await {
         Ok(sent) => {
@@ -294,26 +298,28 @@ pub async fn send_message(
                 None => response::SUCCESS,
             };
             let store_host = store_host(conn);
-            let ids: Vec<String> = sent
-                .log_offsets
-                .iter()
-                .map(|&off| offset_message_id(store_host, off as i64))
-                .collect();
+            let mut ids = String::with_capacity(sent.log_offsets.len() * 33);
+            for (i, &off) in sent.log_offsets.iter().enumerate() {
+                if i > 0 {
+                    ids.push(',');
+                }
+                push_offset_message_id(&mut ids, store_host, off as i64);
+            }
             let mut answer = stored_answer(
                 RemotingCommand::response_to(
                     &request,
                     code,
                     sent.not_replicated.as_ref().map(ToString::to_string),
                 ),
-                &ids.join(","),
+                &ids,
                 header.queue_id,
                 sent.receipts.first().map_or(0, |r| r.queue_offset),
             );
             if let Some(id) = sent.transaction_id.or(single_id) {
-                answer = answer.with_ext("transactionId", id);
+                answer = answer.with_ext_str("transactionId", &id);
             }
-            if let Some(handle) = sent.receipts.first().and_then(|r| r.recall_handle.clone()) {
-                answer = answer.with_ext("recallHandle", handle);
+            if let Some(handle) = sent.receipts.first().and_then(|r| r.recall_handle.as_ref()) {
+                answer = answer.with_ext_str("recallHandle", handle);
             }
             answer
         }
@@ -324,17 +330,21 @@ pub async fn send_message(
 /// `answer` with what every stored send's answer names: the message ids, the queue and the
 /// queue offset, the region and the trace switch.
 fn stored_answer(
-    answer: RemotingCommand,
+    mut answer: RemotingCommand,
     ids: &str,
     queue_id: i32,
     queue_offset: u64,
 ) -> RemotingCommand {
+    // Room for these fields, a transaction id and a recall handle at once, not grown field
+    // by field.
+    answer.ext_fields.reserve(7, 160 + ids.len());
+    // In name order, so each field is appended after one comparison.
     answer
-        .with_ext("msgId", ids)
-        .with_ext("queueId", queue_id)
-        .with_ext("queueOffset", queue_offset)
-        .with_ext(property::MSG_REGION, REGION)
-        .with_ext(property::TRACE_ON, "true")
+        .with_ext_str(property::MSG_REGION, REGION)
+        .with_ext_str(property::TRACE_ON, "true")
+        .with_ext_str("msgId", ids)
+        .with_ext_int("queueId", queue_id)
+        .with_ext_int("queueOffset", queue_offset)
 }
 
 /// Properties of a failed message sent to a retry topic that the retry decides instead
@@ -430,9 +440,9 @@ async fn send_to_retry_topic(
     if let Err(e) = checked {
         return RemotingCommand::refusal(request, &e);
     }
-    let peer = conn.peer().to_string();
+    let peer = conn.peer_text();
     let max_body_bytes = broker.config().max_body_bytes;
-    let failed = match failed_message(header, group, request.body.clone(), &peer, max_body_bytes) {
+    let failed = match failed_message(header, group, request.body.clone(), peer, max_body_bytes) {
         Ok(failed) => failed,
         Err(e) => return RemotingCommand::refusal(request, &e),
     };
@@ -455,8 +465,12 @@ async fn send_to_retry_topic(
 
 /// The client id a remoting producer's sends are made under (quotas, a half message's
 /// producer): its producer group at its address.
-pub fn client_id(producer_group: &str, peer: SocketAddr) -> String {
-    format!("{producer_group}@{peer}")
+pub fn client_id(producer_group: &str, peer: &str) -> String {
+    let mut id = String::with_capacity(producer_group.len() + 1 + peer.len());
+    id.push_str(producer_group);
+    id.push('@');
+    id.push_str(peer);
+    id
 }
 
 /// The store host of messages a client reads over `conn`: the broker's address it reached.

@@ -131,11 +131,11 @@ impl ProducerCheckBack for RemotingCheckBacks {
         let mut producers = (self.producers_of)(check.producer_group);
         // The connection that sent the half message first (its client id is group@peer).
         producers.sort_by_key(|conn| {
-            client_id(check.producer_group, conn.peer()) != check.preferred_producer
+            client_id(check.producer_group, conn.peer_text()) != check.preferred_producer
         });
         for conn in producers {
             match conn.send_oneway(check_request(check, &conn)) {
-                Ok(()) => return Some(client_id(check.producer_group, conn.peer())),
+                Ok(()) => return Some(client_id(check.producer_group, conn.peer_text())),
                 Err(e) => tracing::debug!(error = %e, "check-back not pushed"),
             }
         }

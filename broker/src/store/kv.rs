@@ -413,20 +413,33 @@ impl KvStore for RocksKv {
 
     fn write(&self, batch: KvBatch) -> Result<(), StoreError> {
         batch.check_unlogged()?;
-        let mut wb = WriteBatch::default();
+        // RocksDB's batch holds each operation's bytes with a tag and two lengths.
+        let mut wb = WriteBatch::with_capacity_bytes(batch.byte_len() + 16 * batch.ops.len() + 12);
+        // Each column family's handle looked up once per batch, not once per operation.
+        let mut handles: [Option<&ColumnFamily>; Cf::ALL.len()] = [None; Cf::ALL.len()];
+        let mut handle = |cf: Cf| -> Result<&ColumnFamily, StoreError> {
+            match handles[cf as usize] {
+                Some(h) => Ok(h),
+                None => {
+                    let h = self.cf(cf)?;
+                    handles[cf as usize] = Some(h);
+                    Ok(h)
+                }
+            }
+        };
         for op in batch.ops() {
             match op {
-                KvOp::Put(cf, k, v) => wb.put_cf(self.cf(cf)?, k, v),
-                KvOp::Delete(cf, k) => wb.delete_cf(self.cf(cf)?, k),
+                KvOp::Put(cf, k, v) => wb.put_cf(handle(cf)?, k, v),
+                KvOp::Delete(cf, k) => wb.delete_cf(handle(cf)?, k),
                 KvOp::DeleteRange(cf, from, to) => {
                     if to.is_empty() {
                         // Unbounded: RocksDB needs an end key, so end at the last existing key.
                         if let Some((last, _)) = self.last_in(cf, from, &[])? {
-                            wb.delete_range_cf(self.cf(cf)?, from, &last);
-                            wb.delete_cf(self.cf(cf)?, &last);
+                            wb.delete_range_cf(handle(cf)?, from, &last);
+                            wb.delete_cf(handle(cf)?, &last);
                         }
                     } else if from < to {
-                        wb.delete_range_cf(self.cf(cf)?, from, to);
+                        wb.delete_range_cf(handle(cf)?, from, to);
                     }
                 }
             }

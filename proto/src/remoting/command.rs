@@ -3,6 +3,7 @@
 use super::codes;
 use super::ExtFields;
 use bytes::Bytes;
+use std::borrow::Cow;
 
 /// How a frame's header is encoded (the top byte of the frame's second int32).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,8 +26,9 @@ pub const FLAG_ONEWAY: i32 = 2;
 pub struct RemotingCommand {
     /// The request code ([`codes::request`]) or the response code ([`codes::response`]).
     pub code: i32,
-    /// The sender's language by name (`JAVA`, `RUST`, `GO`, ...; [`codes::LANGUAGES`]).
-    pub language: String,
+    /// The sender's language by name (`JAVA`, `RUST`, `GO`, ...; [`codes::LANGUAGES`]):
+    /// one of those names, not a copy, for a binary header and for Apogee's own frames.
+    pub language: Cow<'static, str>,
     /// The sender's version number (RocketMQ's `MQVersion` ordinal).
     pub version: i32,
     /// Pairs a response with its request: a response carries its request's.
@@ -47,7 +49,7 @@ impl RemotingCommand {
     pub fn request(code: i32) -> RemotingCommand {
         RemotingCommand {
             code,
-            language: "RUST".into(),
+            language: Cow::Borrowed("RUST"),
             version: codes::SERVER_VERSION,
             ..RemotingCommand::default()
         }
@@ -61,7 +63,7 @@ impl RemotingCommand {
     ) -> RemotingCommand {
         RemotingCommand {
             code,
-            language: "RUST".into(),
+            language: Cow::Borrowed("RUST"),
             version: codes::SERVER_VERSION,
             opaque: request.opaque,
             flag: FLAG_RESPONSE,
@@ -106,6 +108,18 @@ impl RemotingCommand {
     /// Sets an extension field (builder style).
     pub fn with_ext(mut self, name: &str, value: impl std::fmt::Display) -> Self {
         self.ext_fields.insert_display(name, value);
+        self
+    }
+
+    /// Sets an extension field to a string (builder style), copied as it is.
+    pub fn with_ext_str(mut self, name: &str, value: &str) -> Self {
+        self.ext_fields.insert(name, value);
+        self
+    }
+
+    /// Sets an extension field to a number (builder style), written without formatting.
+    pub fn with_ext_int(mut self, name: &str, value: impl itoa::Integer) -> Self {
+        self.ext_fields.insert_int(name, value);
         self
     }
 

@@ -38,8 +38,20 @@ impl ExtFields {
         }
     }
 
+    /// Room for `fields` more fields of `bytes` more bytes of names and values.
+    pub fn reserve(&mut self, fields: usize, bytes: usize) {
+        self.text.reserve(bytes);
+        self.spans.reserve(fields);
+    }
+
     fn name_of(&self, span: &Span) -> &str {
         &self.text[span.name as usize..span.value as usize]
+    }
+
+    /// The name's bytes, for comparisons: no check of char boundaries, which the spans
+    /// were made on.
+    fn name_bytes(&self, span: &Span) -> &[u8] {
+        &self.text.as_bytes()[span.name as usize..span.value as usize]
     }
 
     fn value_of(&self, span: &Span) -> &str {
@@ -52,18 +64,22 @@ impl ExtFields {
         let name = name.as_bytes();
         match self.spans.last() {
             None => return Err(0),
-            Some(last) if compare(self.name_of(last).as_bytes(), name).is_lt() => {
+            Some(last) if compare(self.name_bytes(last), name).is_lt() => {
                 return Err(self.spans.len());
             }
             _ => {}
         }
         self.spans
-            .binary_search_by(|span| compare(self.name_of(span).as_bytes(), name))
+            .binary_search_by(|span| compare(self.name_bytes(span), name))
     }
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.find(name).ok().map(|i| self.value_of(&self.spans[i]))
+        let i = self
+            .spans
+            .binary_search_by(|span| compare(self.name_bytes(span), name.as_bytes()))
+            .ok()?;
+        Some(self.value_of(&self.spans[i]))
     }
 
     pub fn contains_key(&self, name: &str) -> bool {
@@ -75,7 +91,18 @@ impl ExtFields {
     /// # Panics
     /// When the fields' text would pass 4 GiB (a header is at most 16 MiB).
     pub fn insert(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
-        self.insert_display(name.as_ref(), value.as_ref());
+        let (name, value) = (name.as_ref(), value.as_ref());
+        // Copied as they are: a decoded header's every field comes this way, and formatting
+        // machinery per field cost more than the copy.
+        self.insert_written(name, |text| text.push_str(value));
+    }
+
+    /// Sets `name` to the decimal digits of `value`, with no formatting machinery (the
+    /// numbers of every send's answer).
+    pub fn insert_int(&mut self, name: &str, value: impl itoa::Integer) {
+        self.insert_written(name, |text| {
+            text.push_str(itoa::Buffer::new().format(value));
+        });
     }
 
     /// Sets `name` to `value` written out (a number, say) with no string in between.
@@ -84,10 +111,17 @@ impl ExtFields {
     /// As [`ExtFields::insert`].
     pub fn insert_display(&mut self, name: &str, value: impl fmt::Display) {
         use fmt::Write as _;
+        self.insert_written(name, |text| {
+            write!(text, "{value}").expect("writing to a String does not fail")
+        });
+    }
+
+    /// Sets `name` to the value `write` appends to the text.
+    fn insert_written(&mut self, name: &str, write: impl FnOnce(&mut String)) {
         let start = self.text.len();
         self.text.push_str(name);
         let value_start = self.text.len();
-        write!(self.text, "{value}").expect("writing to a String does not fail");
+        write(&mut self.text);
         let offset = |n: usize| u32::try_from(n).expect("extension fields over 4 GiB");
         let span = Span {
             name: offset(start),
@@ -203,6 +237,13 @@ mod tests {
         assert_eq!(f.get("c"), Some(""));
         f.insert_display("n", 42u64);
         assert_eq!(f.get("n"), Some("42"));
+        f.insert_int("i", -7i32);
+        f.insert_int("u", u64::MAX);
+        assert_eq!(
+            (f.get("i"), f.get("u")),
+            (Some("-7"), Some("18446744073709551615"))
+        );
+        assert!(f.remove("i") && f.remove("u"));
         assert!(f.remove("n"));
         assert_eq!(f.get("d"), None);
         assert!(f.remove("a"));

@@ -25,6 +25,7 @@ use super::ExtFields;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -328,7 +329,7 @@ fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
         serde_json::from_slice(header).map_err(|e| FrameError::MalformedJson(e.to_string()))?;
     Ok(RemotingCommand {
         code: read.code,
-        language: read.language.map_or_else(String::new, |l| l.0),
+        language: read.language.map_or(Cow::Borrowed(""), |l| Cow::Owned(l.0)),
         version: read.version,
         opaque: read.opaque,
         flag: read.flag,
@@ -435,7 +436,7 @@ fn decode_binary_header(header: Bytes) -> Result<RemotingCommand, FrameError> {
     }
     Ok(RemotingCommand {
         code: i32::from(code),
-        language: language.to_string(),
+        language: Cow::Borrowed(language),
         version: i32::from(version),
         opaque,
         flag,

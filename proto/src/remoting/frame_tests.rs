@@ -130,7 +130,7 @@ fn a_json_header_is_read_leniently() {
     // A language by number, no extension fields at all.
     let mut buf = frame(0, br#"{"code":34,"language":9,"flag":1}"#, b"xy");
     let c = decode(&mut buf, &limits()).unwrap().unwrap();
-    assert_eq!((c.language.as_str(), c.is_response()), ("GO", true));
+    assert_eq!((c.language.as_ref(), c.is_response()), ("GO", true));
     assert!(c.ext_fields.is_empty());
     assert_eq!(&c.body[..], b"xy");
 }

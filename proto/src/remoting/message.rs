@@ -591,10 +591,27 @@ pub fn encode_batch_entry(entry: &BatchEntry, out: &mut BytesMut) -> Result<(), 
 /// host's address bytes, its port as i32 and the offset as i64, in upper-case hexadecimal
 /// (32 characters for IPv4, 56 for IPv6).
 pub fn offset_message_id(store_host: SocketAddr, commit_log_offset: i64) -> String {
-    let mut bytes = BytesMut::with_capacity(28);
-    put_host(&mut bytes, &store_host);
-    bytes.put_i64(commit_log_offset);
-    hex::encode_upper(bytes)
+    let mut id = String::with_capacity(56);
+    push_offset_message_id(&mut id, store_host, commit_log_offset);
+    id
+}
+
+/// Appends the offset message id of `store_host` and `commit_log_offset` to `out` (a batch's
+/// send answer lists its messages' ids comma separated in one string).
+pub fn push_offset_message_id(out: &mut String, store_host: SocketAddr, commit_log_offset: i64) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut push = |bytes: &[u8]| {
+        for b in bytes {
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0xF)]));
+        }
+    };
+    match store_host.ip() {
+        IpAddr::V4(ip) => push(&ip.octets()),
+        IpAddr::V6(ip) => push(&ip.octets()),
+    }
+    push(&i32::from(store_host.port()).to_be_bytes());
+    push(&commit_log_offset.to_be_bytes());
 }
 
 /// The store host and commit-log offset of an offset message id.

@@ -162,6 +162,9 @@ pub enum PushError {
 pub struct RemotingConnection {
     id: u64,
     peer: SocketAddr,
+    /// `peer` written out once, for what names the client on every request (client ids,
+    /// born hosts).
+    peer_text: String,
     local: SocketAddr,
     /// Frames for the connection's writer (requests of the server's own).
     outbound: mpsc::Sender<RemotingCommand>,
@@ -182,6 +185,7 @@ impl RemotingConnection {
         RemotingConnection {
             id,
             peer,
+            peer_text: peer.to_string(),
             local,
             outbound,
             pending: Mutex::new(HashMap::new()),
@@ -198,6 +202,11 @@ impl RemotingConnection {
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The client's address as text (`host:port`).
+    pub fn peer_text(&self) -> &str {
+        &self.peer_text
     }
 
     /// The server's address the client connected to.

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The broker's instructions per message of a send workload, counted by valgrind's callgrind:
+# a figure the machine's load does not move, for before-and-after comparisons of the send path
+# on shared machines whose CPU time per message swings by a fifth from one minute to the next
+# (docs/PERFORMANCE.md, "Instructions per send").
+#
+# A standalone broker runs under callgrind. After a warm-up of 1,000 messages the counters are
+# zeroed, COUNT messages are sent with `apogee bench produce`, and the counters are dumped: the
+# figure is every instruction the broker's threads ran in that window (transport, broker,
+# store, RocksDB, allocator; not the kernel's) divided by COUNT. Callgrind runs one thread at a
+# time, so the broker's groups of concurrent sends are not those of a native run; compare
+# builds with the same shape, not shapes with each other.
+#
+# usage: tools/send-instructions.sh BIN_DIR [OUT_DIR]
+#   BIN_DIR       apogee and apogee-broker (a release or profiling build; the profiling build's
+#                 symbols make OUT_DIR/callgrind.out.* readable with callgrind_annotate)
+#   TRANSPORT     remoting (default) or grpc
+#   CONNS, INFLIGHT, BATCH   the bench's shape (default 4, 16, 1)
+#   COUNT         messages measured (default 20000)
+# Needs valgrind (Debian's package). The broker uses the standalone ports (9876, 10911, 5557).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$1
+out=${2:-$(mktemp -d)}
+transport=${TRANSPORT:-remoting}
+conns=${CONNS:-4}
+inflight=${INFLIGHT:-16}
+batch=${BATCH:-1}
+count=${COUNT:-20000}
+command -v valgrind >/dev/null || { echo "valgrind is not installed (Debian: valgrind)" >&2; exit 1; }
+mkdir -p "$out"
+rm -rf "$out/data" "$out"/callgrind.out.*
+valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" --dump-instr=no \
+  "$bin/apogee-broker" --standalone --data-dir "$out/data" >"$out/broker.log" 2>&1 &
+vg_pid=$!
+trap 'kill $vg_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1200); do
+  curl -fs -o /dev/null http://127.0.0.1:5557/readyz && break
+  sleep 0.1
+done
+bench() {
+  "$bin/apogee" -o json bench produce --topic bench --transport "$transport" \
+    --connections "$conns" --inflight "$inflight" --batch "$batch" --size 1024 --count "$1"
+}
+"$bin/apogee" topic create bench --queues 8 >/dev/null
+bench 1000 >/dev/null
+callgrind_control --zero "$vg_pid" >/dev/null
+bench "$count" >"$out/run.json"
+callgrind_control --dump "$vg_pid" >/dev/null
+kill "$vg_pid"
+wait "$vg_pid" 2>/dev/null || true
+trap - EXIT
+# The measured window is the first dump (part 1); the file without a part number holds what
+# ran after it, until the broker exited.
+python3 - "$out" "$count" <<'PY'
+import glob, sys
+out, count = sys.argv[1], int(sys.argv[2])
+parts = glob.glob(out + "/callgrind.out.*.1")
+if len(parts) != 1:
+    sys.exit("expected one dump of the measured window in " + out)
+lines = open(parts[0], errors="replace").read().splitlines()
+total = next(int(l.split()[1]) for l in lines if l.startswith("summary:"))
+print(f"{total / count:,.0f} broker instructions per message ({total:,} over {count:,}; {parts[0]})")
+PY
