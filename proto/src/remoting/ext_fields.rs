@@ -58,32 +58,32 @@ impl ExtFields {
         &self.text[span.value as usize..span.end as usize]
     }
 
-    /// Where `name` is (Ok) or would go (Err). Fields written in name order (as Apogee and
-    /// its client write them) are appended after one comparison with the last.
-    fn find(&self, name: &str) -> Result<usize, usize> {
-        let name = name.as_bytes();
-        match self.spans.last() {
-            None => return Err(0),
-            Some(last) if compare(self.name_bytes(last), name).is_lt() => {
-                return Err(self.spans.len());
-            }
-            _ => {}
-        }
+    /// Where `name` is (Ok) or would go (Err).
+    fn search(&self, name: &str) -> Result<usize, usize> {
         self.spans
-            .binary_search_by(|span| compare(self.name_bytes(span), name))
+            .binary_search_by(|span| compare(self.name_bytes(span), name.as_bytes()))
+    }
+
+    /// Where `name` is or would go, for setting it: fields written in name order (as Apogee
+    /// and its client write them) are appended after one comparison with the last.
+    fn insertion_point(&self, name: &str) -> Result<usize, usize> {
+        match self.spans.last() {
+            None => Err(0),
+            Some(last) if compare(self.name_bytes(last), name.as_bytes()).is_lt() => {
+                Err(self.spans.len())
+            }
+            _ => self.search(name),
+        }
     }
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        let i = self
-            .spans
-            .binary_search_by(|span| compare(self.name_bytes(span), name.as_bytes()))
-            .ok()?;
+        let i = self.search(name).ok()?;
         Some(self.value_of(&self.spans[i]))
     }
 
     pub fn contains_key(&self, name: &str) -> bool {
-        self.find(name).is_ok()
+        self.search(name).is_ok()
     }
 
     /// Sets `name` to `value` (replacing a value it had).
@@ -128,7 +128,7 @@ impl ExtFields {
             value: offset(value_start),
             end: offset(self.text.len()),
         };
-        match self.find(name) {
+        match self.insertion_point(name) {
             Ok(i) => self.spans[i] = span,
             Err(i) => self.spans.insert(i, span),
         }
@@ -136,7 +136,7 @@ impl ExtFields {
 
     /// Removes `name`; whether it was there.
     pub fn remove(&mut self, name: &str) -> bool {
-        match self.find(name) {
+        match self.search(name) {
             Ok(i) => {
                 self.spans.remove(i);
                 true
