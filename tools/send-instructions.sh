@@ -11,10 +11,18 @@
 # time, so the broker's groups of concurrent sends are not those of a native run; compare
 # builds with the same shape, not shapes with each other.
 #
+# With TRANSPORT=null-tonic the server under callgrind is instead grpc-ceiling's null tonic
+# server, driven by its own client at CONNS x INFLIGHT for SECS seconds, and the figure is its
+# instructions per call (the calls counted by callgrind): what tonic, hyper and h2 cost alone,
+# for the gRPC target of docs/PERFORMANCE.md. Its client sends fewer HTTP/2 headers than a
+# RocketMQ client does.
+#
 # usage: tools/send-instructions.sh BIN_DIR [OUT_DIR]
 #   BIN_DIR       apogee and apogee-broker (a release or profiling build; the profiling build's
 #                 symbols make OUT_DIR/callgrind.out.* readable with callgrind_annotate)
-#   TRANSPORT     remoting (default) or grpc
+#   TRANSPORT     remoting (default), grpc or null-tonic
+#   GRPC_CEILING  the ceiling script, for null-tonic (default ../shared/tools/grpc-ceiling/run.sh)
+#   SECS          seconds the null tonic server is measured (default 10)
 #   CONNS, INFLIGHT, BATCH   the bench's shape (default 4, 16, 1)
 #   COUNT         messages measured (default 20000)
 # Needs valgrind (Debian's package). The broker uses the standalone ports (9876, 10911, 5557).
@@ -30,6 +38,45 @@ count=${COUNT:-20000}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (Debian: valgrind)" >&2; exit 1; }
 mkdir -p "$out"
 rm -rf "$out/data" "$out"/callgrind.out.*
+if [ "$transport" = null-tonic ]; then
+  ceiling=${GRPC_CEILING:-../shared/tools/grpc-ceiling/run.sh}
+  ceiling_target=${GRPC_CEILING_TARGET:-${TMPDIR:-/tmp}/grpc-ceiling-target}
+  CARGO_TARGET_DIR=$ceiling_target cargo build --quiet --release \
+    --manifest-path "$(dirname "$ceiling")/Cargo.toml"
+  port=$((20000 + RANDOM % 20000))
+  valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" --dump-instr=no \
+    "$ceiling_target/release/server" "127.0.0.1:$port" >"$out/server.log" 2>&1 &
+  vg_pid=$!
+  trap 'kill $vg_pid 2>/dev/null || true' EXIT
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  client() { "$ceiling_target/release/client" "http://127.0.0.1:$port" "$conns" "$inflight" "$1" 1024; }
+  client 3 >/dev/null
+  callgrind_control --zero "$vg_pid" >/dev/null
+  client "${SECS:-10}" >"$out/run.txt"
+  callgrind_control --dump "$vg_pid" >/dev/null
+  kill "$vg_pid"
+  wait "$vg_pid" 2>/dev/null || true
+  trap - EXIT
+  python3 - "$out" <<'PY'
+import glob, re, sys
+out = sys.argv[1]
+parts = glob.glob(out + "/callgrind.out.*.1")
+if len(parts) != 1:
+    sys.exit("expected one dump of the measured window in " + out)
+lines = open(parts[0], errors="replace").read().splitlines()
+total = next(int(l.split()[1]) for l in lines if l.startswith("summary:"))
+# The calls of the server's handler: callgrind names a function once, with its id, then by the id
+# alone; the line after each call to it says how many.
+handler = re.compile(r"^c?fn=\((\d+)\) <[\w:]+ as [\w:]*Echo>::send::\{\{closure\}\}$")
+ids = {m.group(1) for m in map(handler.match, lines) if m}
+calls = sum(int(lines[i + 1].split()[0].split("=")[1]) for i, l in enumerate(lines)
+            if l.startswith("cfn=(") and l[5:].split(")")[0] in ids)
+if calls == 0:
+    sys.exit("no calls of the null server's handler in " + parts[0])
+print(f"{total / calls:,.0f} null tonic server instructions per call ({total:,} over {calls:,}; {parts[0]})")
+PY
+  exit 0
+fi
 valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" --dump-instr=no \
   "$bin/apogee-broker" --standalone --data-dir "$out/data" >"$out/broker.log" 2>&1 &
 vg_pid=$!
