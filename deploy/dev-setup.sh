@@ -28,6 +28,9 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # tests/java-spring with Maven (under CI they fail rather than skip without them).
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# python3 with venv: moto's S3 server for the object-store tier's tests, installed below.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # mold: a faster linker for the many test binaries; `.ci/run` uses it when it is there (a
 # developer can too: RUSTFLAGS="-C link-arg=-fuse-ld=mold"), nothing requires it. Skipped
 # where the distribution has no package of it.
@@ -58,6 +61,19 @@ if command -v go >/dev/null 2>&1; then
     go build -mod=readonly -buildvcs=false -o /dev/null .)
 else
   echo "dev-setup: go not found; the official Go clients' test (official_go) needs it" >&2
+fi
+
+# moto's S3 server: the object-store tier's tests (tests/src/s3_server.rs) run it as a real
+# S3-compatible server process (under CI they fail rather than skip without it). From PyPI
+# into a virtual environment under the user's cache, once per pinned version.
+moto_version=5.2.5
+s3_venv="${XDG_CACHE_HOME:-$HOME/.cache}/apogee-s3/venv"
+if [ ! -e "$s3_venv/.moto-$moto_version" ]; then
+  echo "dev-setup: installing moto[server]==$moto_version (the tier tests' S3 server)" >&2
+  rm -rf "$s3_venv"
+  python3 -m venv "$s3_venv"
+  "$s3_venv/bin/pip" install -q "moto[server]==$moto_version"
+  touch "$s3_venv/.moto-$moto_version"
 fi
 
 # The Java clients' tests build tests/java and tests/java-spring (the Spring Boot starter's

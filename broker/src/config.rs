@@ -12,9 +12,11 @@ mod failover;
 mod heartbeat;
 mod lite;
 mod priority;
+mod tier;
 pub use failover::{AckMode, FailoverSection, MAX_GROUP_MEMBERS, MAX_HANDOVER_OR_DRAIN_MS};
 pub use lite::LiteSection;
 pub use priority::{PriorityOrder, PrioritySection};
+pub use tier::TierSection;
 
 /// Environment prefix of broker overrides (`APOGEE_BROKER_<KEY>`).
 pub const ENV_PREFIX: &str = "BROKER";
@@ -94,6 +96,8 @@ pub struct BrokerConfig {
     pub failover: FailoverSection,
     pub lite: LiteSection,
     pub priority: PrioritySection,
+    /// The object-store tier (`crate::tier`).
+    pub tier: TierSection,
     /// RocketMQ 4.x remoting clients (`apogee_server::remoting`).
     pub remoting: apogee_server::remoting::RemotingSection,
     pub limits: crate::quotas::LimitsSection,
@@ -308,6 +312,7 @@ impl Default for BrokerConfig {
             failover: FailoverSection::default(),
             lite: LiteSection::default(),
             priority: PrioritySection::default(),
+            tier: TierSection::default(),
             remoting: Default::default(),
             limits: crate::quotas::LimitsSection::default(),
             security: Default::default(),
@@ -353,6 +358,7 @@ impl BrokerConfig {
         }
         self.validate_failover().or_else(bad)?;
         self.lite.validate().or_else(bad)?;
+        self.tier.validate().or_else(bad)?;
         if !self.failover.controller_mode && (self.broker_id == 0) == (self.role == Role::Slave) {
             return bad(
                 "broker_id 0 is the master; slaves need broker_id > 0 and role = \"slave\"".into(),

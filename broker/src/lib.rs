@@ -47,6 +47,7 @@ pub mod schedule;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod tier;
 pub mod topic_config;
 pub mod topics;
 pub mod txn;

@@ -410,6 +410,12 @@ impl BrokerMetrics {
         registered(&self.registry, outcomes.rollbacks.clone());
     }
 
+    /// Exposes the object-store tier's `apogee_tier_*` series.
+    pub fn register_tier(&self, tier: &crate::tier::Tier) {
+        tier.register_metrics(&self.registry)
+            .expect("metric names are unique");
+    }
+
     /// Exposes `apogee_remoting_malformed_frames_total`, read from the remoting transport's
     /// count at each scrape.
     pub fn register_remoting_frames(&self, frames: apogee_server::remoting::MalformedFrames) {

@@ -52,6 +52,8 @@ pub enum BrokerError {
     /// A NameServer refused the registration at start (another live process has this broker id).
     #[error(transparent)]
     Registration(#[from] crate::registration::RegistrationRefused),
+    #[error(transparent)]
+    Tier(#[from] crate::tier::TierError),
 }
 
 /// What the services are built on besides the config: the opened (recovered) store, the
@@ -152,6 +154,8 @@ pub struct Broker {
     remoting_clients: Arc<crate::remoting_state::clients::RemotingClients>,
     /// Queue locks of ordered remoting consumers, per group.
     queue_locks: crate::remoting_state::locks::QueueLocks,
+    /// The object-store tier, when `[tier]` names a bucket.
+    tier: Option<Arc<crate::tier::Tier>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -267,6 +271,18 @@ impl Broker {
         }
         let metrics = BrokerMetrics::new(&config);
         metrics.register_transactions(&txns.outcomes);
+        let tier = if config.tier.enabled() {
+            let tier = crate::tier::Tier::new(
+                &config.tier,
+                &config.cluster_name,
+                &config.broker_name,
+                store.clone(),
+            )?;
+            metrics.register_tier(&tier);
+            Some(tier)
+        } else {
+            None
+        };
         let quotas = Arc::new(Quotas::new(&config.limits));
         let producer = Producer::new(
             ProducerConfig::of(&config),
@@ -303,6 +319,7 @@ impl Broker {
             metrics,
             remoting_clients: Arc::new(crate::remoting_state::clients::RemotingClients::new()),
             queue_locks: crate::remoting_state::locks::QueueLocks::new(),
+            tier,
             shutdown: watch::channel(false).0,
         });
         crate::runtime_config::restore(&broker.runtime_owners())?;
@@ -381,6 +398,11 @@ impl Broker {
 
     /// The role (master, slave, fenced), master epoch and lease; the NameServer sessions
     /// pass the controller's assignments to it.
+    /// The object-store tier, when `[tier]` names a bucket.
+    pub fn tier(&self) -> Option<&Arc<crate::tier::Tier>> {
+        self.tier.as_ref()
+    }
+
     pub fn membership(&self) -> &Arc<Membership> {
         &self.membership
     }
@@ -605,6 +627,9 @@ impl Broker {
         // Slaves hold copies: only the master checks transactions back, publishes what comes
         // due, renews and dead-letters (a slave's state follows its master).
         // In controller mode they act only while the master's lease runs.
+        if let (Some(tier), false) = (&self.tier, matches!(role, MemberRole::Master { .. })) {
+            tasks.push(tier.spawn_follow(stop.clone()));
+        }
         if let MemberRole::Master { .. } = role {
             if self.membership.controlled_mode() {
                 tasks.push(self.spawn_handover_on_request(stop.clone()));
@@ -626,6 +651,14 @@ impl Broker {
                 gate.clone(),
                 stop.clone(),
             ));
+            if let Some(tier) = &self.tier {
+                let replication = self.replication.clone();
+                tasks.push(tier.spawn_offload(
+                    self.membership.master_epoch(),
+                    Arc::new(move || replication.in_sync_hold()),
+                    stop.clone(),
+                ));
+            }
             tasks.push(crate::consume::background::spawn(
                 self.consume_background(),
                 gate,

@@ -31,6 +31,7 @@
 //!   and of each NameServer's node, the routed master, a sender keeping what was acknowledged.
 //! - [`commitlog`]: an independent reader of the commit-log record framing,
 //!   to compute which records survive a cut.
+//! - [`s3_server`]: a real S3-compatible server (moto's) for the object-store tier's tests.
 //! - [`rocketmq_store`]: a small store in RocketMQ's layout and format, for
 //!   the tests that check Apogee refuses to open one.
 
@@ -52,6 +53,7 @@ pub mod process;
 pub mod restart_requests;
 pub mod rocketmq_store;
 pub mod rpc;
+pub mod s3_server;
 pub mod telemetry;
 pub mod wait;
 pub mod workload;

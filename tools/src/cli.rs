@@ -111,6 +111,9 @@ pub enum Command {
     /// Traffic over the last hour, from the brokers' own counters.
     #[command(subcommand)]
     Stats(crate::cli_stats::StatsCommand),
+    /// The object-store tier: where each broker's uploads of sealed segments stand.
+    #[command(subcommand)]
+    Tier(TierCommand),
     /// Send messages (now, or scheduled with --delay, --deliver-at or --delay-level).
     Send(SendArgs),
     /// Receive, print and acknowledge messages (with --nack: leave them unacknowledged, to be
@@ -247,6 +250,15 @@ pub enum ScheduleCommand {
     },
     /// Each broker group's counters: waiting, delivered, recalled, lateness.
     Stats,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TierCommand {
+    /// Per broker: sealed segments waiting on local disk (LOCAL), the one being uploaded,
+    /// the segments the manifest records (TIERED), the offload lag in bytes and seconds,
+    /// the last upload error, and the endpoint, bucket and prefix. Brokers without a tier
+    /// are left out; one that does not answer shows as unreachable.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,6 +444,9 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> ToolResult<()> {
         }
         Command::Cluster(ClusterCommand::List) => {
             crate::broker_status::cluster_list(&cli.admin()?, cli.request_timeout(), f).await?
+        }
+        Command::Tier(TierCommand::Status) => {
+            crate::tier::tier_status(&cli.admin()?, cli.request_timeout(), f).await?
         }
         Command::Cluster(ClusterCommand::RollingRestart(a)) => {
             let (admin, config) = (cli.admin()?, cli.client_config());

@@ -25,7 +25,7 @@
 
 pub use apogee_admin::{
     admin, broker_status, controller, duration, error, group, message_query, messaging, output,
-    schedule,
+    schedule, tier,
 };
 
 pub mod bench;

@@ -145,9 +145,21 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     if args.check_config {
+        // `[tier]`: the bucket is reached and its prefix read (nothing is written).
+        let tier = if config.tier.enabled() {
+            match apogee_broker::tier::check_reachable(&config.tier, &config.cluster_name).await {
+                Ok(line) => format!("{line}\n"),
+                Err(e) => {
+                    eprintln!("config error: {e}");
+                    std::process::exit(2);
+                }
+            }
+        } else {
+            String::new()
+        };
         // A reader that closes early (`| head -1`) ends the output, not in a panic.
         apogee_server::stdout::print(&format!(
-            "config OK\n\n{}\n",
+            "config OK\n{tier}\n{}\n",
             toml::to_string_pretty(&config)?
         ))?;
         return Ok(());

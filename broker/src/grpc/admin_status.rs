@@ -75,7 +75,28 @@ pub fn broker_status(broker: &Broker) -> BrokerStatus {
     status.role = BrokerRole::from(now.role) as i32;
     status.master_since_ms = now.master_since_ms;
     set_replication(&mut status, now.slaves, now.link);
+    status.tier = now.tier.map(|(t, location)| tier_status(t, location));
     status
+}
+
+/// The tier's status on the wire.
+fn tier_status(t: crate::tier::TierStatus, location: String) -> apogee_proto::cluster::TierStatus {
+    let (uploading_base, uploading_bytes) = t.uploading.unwrap_or_default();
+    let (last_error_at_ms, last_error) = t.last_error.unwrap_or_default();
+    apogee_proto::cluster::TierStatus {
+        local_segments: t.local_segments,
+        local_bytes: t.local_bytes,
+        uploading_base,
+        uploading_bytes,
+        uploading: t.uploading.is_some(),
+        tiered_segments: t.tiered_segments,
+        tiered_bytes: t.tiered_bytes,
+        lag_bytes: t.lag_bytes,
+        lag_secs: t.lag_secs,
+        last_error,
+        last_error_at_ms,
+        location,
+    }
 }
 
 #[cfg(test)]

@@ -430,6 +430,36 @@ impl Replication {
             .collect()
     }
 
+    /// The log offset below which every in-sync member has synced what this master wrote
+    /// (u64::MAX with no member to wait for): what the object-store tier may upload. In
+    /// controller mode the in-sync members are the committed set (one not connected holds
+    /// everything back); in static mode the slaves in sync now.
+    pub fn in_sync_hold(&self) -> u64 {
+        let now = now_ms();
+        let end = self.store.log_end_offset();
+        let slaves = self.slaves.lock();
+        if self.membership.controlled_mode() {
+            self.membership
+                .committed_slaves()
+                .iter()
+                .map(|id| {
+                    slaves
+                        .get(&(*id as i64))
+                        .filter(|e| e.connected)
+                        .map_or(0, |e| e.synced)
+                })
+                .min()
+                .unwrap_or(u64::MAX)
+        } else {
+            slaves
+                .values()
+                .filter(|e| self.in_sync(e, end, now))
+                .map(|e| e.synced)
+                .min()
+                .unwrap_or(u64::MAX)
+        }
+    }
+
     /// Whether receives on this master must still wait for a slave's handback.
     pub fn handback_pending(&self) -> bool {
         *self.gate_closed.borrow()

@@ -19,6 +19,7 @@
 //! | [`MetaKey::AccessUser`] | 0x06 | replicated | name access key | v1, `cluster.v1.AccessUser` protobuf (secret sealed) |
 //! | [`MetaKey::AccessAcl`] | 0x07 | replicated | name access key, resource kind i32, name pattern | v1, `cluster.v1.AclEntry` protobuf |
 //! | [`MetaKey::TopicPurged`] | 0x08 | replicated | name topic | v1, log offset u64: the topic's records below it were deleted with the topic |
+//! | [`MetaKey::TierSegment`] | 0x09 | replicated | base log offset u64 | v1, the tiered segment's record (`crate::tier::manifest`) |
 //! | [`MetaKey::HadSlaves`] | 0x80 | local | – | v1 (a marker) |
 //! | [`MetaKey::Handback`] | 0x81 | local | queue key ([`super::QueueKey`]) | v1 (a marker) |
 //! | [`MetaKey::DataFormat`] | 0x82 | local | – | v1, data-format version u32 ([`crate::store::upgrade`]) |
@@ -53,6 +54,9 @@ pub enum MetaKey {
     /// Family: a deleted topic's records below a log offset, which a rebuild of the index
     /// from the log skips (they stay in the log until retention deletes their segments).
     TopicPurged,
+    /// Family: the tier's manifest, one row per commit-log segment uploaded to the object
+    /// store, by its base log offset.
+    TierSegment,
     /// This broker had slaves (a master restarted without one waits for them).
     HadSlaves,
     /// Family: a consume queue a slave changed while its master was away.
@@ -66,7 +70,7 @@ pub enum MetaKey {
 }
 
 impl MetaKey {
-    pub const ALL: [MetaKey; 12] = [
+    pub const ALL: [MetaKey; 13] = [
         MetaKey::ReceiptSecret,
         MetaKey::TopicsDataVersion,
         MetaKey::GroupsDataVersion,
@@ -75,6 +79,7 @@ impl MetaKey {
         MetaKey::AccessUser,
         MetaKey::AccessAcl,
         MetaKey::TopicPurged,
+        MetaKey::TierSegment,
         MetaKey::HadSlaves,
         MetaKey::Handback,
         MetaKey::DataFormat,
@@ -92,6 +97,7 @@ impl MetaKey {
             MetaKey::AccessUser => &[0x06],
             MetaKey::AccessAcl => &[0x07],
             MetaKey::TopicPurged => &[0x08],
+            MetaKey::TierSegment => &[0x09],
             MetaKey::HadSlaves => &[0x80],
             MetaKey::Handback => &[0x81],
             MetaKey::DataFormat => &[0x82],
@@ -113,7 +119,8 @@ impl MetaKey {
             | MetaKey::RuntimeConfig
             | MetaKey::AccessUser
             | MetaKey::AccessAcl
-            | MetaKey::TopicPurged => MetaClass::Replicated,
+            | MetaKey::TopicPurged
+            | MetaKey::TierSegment => MetaClass::Replicated,
             MetaKey::HadSlaves
             | MetaKey::Handback
             | MetaKey::DataFormat
@@ -128,6 +135,7 @@ impl MetaKey {
             MetaKey::AccessUser
                 | MetaKey::AccessAcl
                 | MetaKey::TopicPurged
+                | MetaKey::TierSegment
                 | MetaKey::Handback
                 | MetaKey::TopicDeleting
         )
@@ -186,6 +194,19 @@ pub fn decode_topic_purged_key(k: &[u8]) -> Option<String> {
     let rest = k.strip_prefix(MetaKey::TopicPurged.key())?;
     let (topic, rest) = super::read_name(rest)?;
     rest.is_empty().then(|| topic.to_string())
+}
+
+/// A tiered segment's manifest row's `meta` key: its base log offset.
+pub fn tier_segment_key(base: u64) -> Vec<u8> {
+    let mut k = MetaKey::TierSegment.key().to_vec();
+    k.extend_from_slice(&base.to_be_bytes());
+    k
+}
+
+/// The base log offset of a manifest row's `meta` key.
+pub fn decode_tier_segment_key(k: &[u8]) -> Option<u64> {
+    let rest = k.strip_prefix(MetaKey::TierSegment.key())?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
 }
 
 /// The `meta` key marking `topic` as being deleted.

@@ -70,7 +70,7 @@ mod tests_unlogged;
 mod tests_write_queue;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -223,6 +223,10 @@ pub(crate) struct Shared {
     pub(crate) index_epoch: Mutex<u64>,
     /// Lite queues per parent and in all (`lite.rs`), kept by the writer.
     pub(crate) lite: lite::LiteCounts,
+    /// Retention deletes segments for their age only below this log offset (u64::MAX: no
+    /// hold). The object-store tier holds back what it has not uploaded yet
+    /// ([`MessageStore::hold_age_retention_from`]); the disk-space rule ignores it.
+    pub(crate) age_retention_hold: AtomicU64,
 }
 
 impl Shared {
@@ -377,6 +381,7 @@ impl MessageStore {
             storage_full: Mutex::new(None),
             index_epoch: Mutex::new(0),
             lite: lite::LiteCounts::default(),
+            age_retention_hold: AtomicU64::new(u64::MAX),
         });
         let (kick, syncer) = if flush_mode == FlushMode::Sync {
             let (kick, kicks) = mpsc::channel();
@@ -674,6 +679,27 @@ impl MessageStore {
     /// fdatasyncs of the commit log since open.
     pub fn sync_count(&self) -> u64 {
         self.shared.log.sync_count()
+    }
+
+    /// The commit log's sealed segments (every one but the last), oldest first.
+    pub fn sealed_segments(&self) -> Vec<Arc<commitlog::Segment>> {
+        let mut segments = self.shared.log.segments();
+        segments.pop();
+        segments
+    }
+
+    /// Retention deletes segments for their age only when they end at or below `offset`
+    /// (the object-store tier: what it has not uploaded stays). Disk space still frees
+    /// whatever it needs, as without a tier.
+    pub fn hold_age_retention_from(&self, offset: u64) {
+        self.shared
+            .age_retention_hold
+            .store(offset, Ordering::SeqCst);
+    }
+
+    /// The offset [`hold_age_retention_from`](Self::hold_age_retention_from) set.
+    pub fn age_retention_hold(&self) -> u64 {
+        self.shared.age_retention_hold.load(Ordering::SeqCst)
     }
 
     /// Raw log bytes from `log_offset` (at most `max`, never across a segment end), for

@@ -39,6 +39,7 @@
 //! [`MessageStore::enforce_retention`] is one pass with the clock and the disk figures passed
 //! in; the thread passes the real ones, tests inject theirs.
 
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -162,7 +163,8 @@ fn enforce(
             .unwrap_or_default();
         let disk_over = DiskSpace::ratio(disk.used.saturating_sub(freed), disk.available + freed)
             > policy.clean_ratio;
-        if age >= policy.max_age {
+        let age_may_delete = seg.end() <= shared.age_retention_hold.load(Ordering::SeqCst);
+        if age >= policy.max_age && age_may_delete {
             by_age += 1;
         } else if disk_over {
             by_disk += 1;

@@ -168,6 +168,7 @@ fn every_meta_key_has_a_replicate_or_local_decision_and_its_tag_follows_it() {
         (MetaKey::AccessUser, Replicated),
         (MetaKey::AccessAcl, Replicated),
         (MetaKey::TopicPurged, Replicated),
+        (MetaKey::TierSegment, Replicated),
         (MetaKey::HadSlaves, Local),
         (MetaKey::Handback, Local),
         (MetaKey::DataFormat, Local),

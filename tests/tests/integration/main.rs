@@ -17,6 +17,8 @@
 //!   voters, two NameServers naming them in `[controller] endpoints`): a killed master is
 //!   replaced, a killed controller leader costs the group neither its master nor its writes,
 //!   `apogee controller status` shows the remote controller's state.
+//! - [`tier`]: the object-store tier against a real S3-compatible server: sealed segments
+//!   uploaded whole and recorded, `apogee tier status`, `--check-config` on a bad bucket.
 //! - [`foreign_store`]: a RocketMQ store as the data dir is refused, named as
 //!   one, and left byte for byte as it was.
 //! - [`acl`]: authorization: users and ACL entries (allow, deny, prefixes) enforced on a
@@ -217,6 +219,7 @@ mod schedule;
 mod slave_serving;
 mod startup;
 mod store_limits;
+mod tier;
 mod tls;
 mod traffic;
 mod transactions;

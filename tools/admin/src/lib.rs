@@ -43,6 +43,7 @@ pub mod replication_view;
 pub mod reset_offset;
 pub mod schedule;
 pub mod spelling;
+pub mod tier;
 pub mod topic_status;
 pub mod traffic;
 pub mod txn;

@@ -44,6 +44,8 @@ pub struct StatusSnapshot {
     pub slaves: Vec<SlaveStatus>,
     /// A slave's link to its master.
     pub link: Option<LinkView>,
+    /// The object-store tier's uploads and where they go, when there is a tier.
+    pub tier: Option<(crate::tier::TierStatus, String)>,
 }
 
 impl Broker {
@@ -70,6 +72,7 @@ impl Broker {
                 master_end_offset: l.master_end_offset,
                 last_contact_ms: l.last_contact_ms,
             }),
+            tier: self.tier().map(|t| (t.status(), t.bucket().location())),
         }
     }
 }

@@ -1,0 +1,233 @@
+//! The object-store tier: sealed commit-log segments uploaded to S3-compatible storage.
+//!
+//! With `[tier]` set (`bucket`), the master uploads each sealed segment once it is flushed
+//! and held by every in-sync member ([`offload`]): its SHA-256 first, then its bytes (one
+//! put, or a multipart upload for a segment larger than `tier.part_bytes`, a bounded number
+//! of parts in flight, at a bounded rate), then a check of what the store holds (size and
+//! the SHA-256 recorded with the object; the server checks each part's SHA-256 as it
+//! arrives). Only then does the [`manifest`] (replicated primary state in `meta`) record
+//! it. Retention deletes a segment for its age only once it is recorded; the disk-space rule
+//! is what it was without a tier. An object store that is down or refusing never holds up a
+//! send: uploads run on their own task and are tried again with a doubling backoff, and the
+//! status says why they wait ([`TierStatus`], `apogee tier status`, `apogee_tier_*`).
+//!
+//! The bucket's layout and the claim on the prefix are [`bucket`]'s.
+
+pub mod bucket;
+pub mod manifest;
+mod offload;
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prometheus::{IntCounter, IntGauge, Opts, Registry};
+
+pub use bucket::{Bucket, PrefixState, TierError};
+pub use manifest::{Manifest, TieredSegment};
+
+use crate::config::TierSection;
+use crate::store::MessageStore;
+
+/// Where uploads stand, for `apogee tier status` and the broker's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TierStatus {
+    /// Sealed segments on local disk not uploaded yet, and their bytes.
+    pub local_segments: u64,
+    pub local_bytes: u64,
+    /// The segment being uploaded (its base offset) and its bytes; None between uploads.
+    pub uploading: Option<(u64, u64)>,
+    /// Segments the manifest records, and their bytes.
+    pub tiered_segments: u64,
+    pub tiered_bytes: u64,
+    /// Bytes sealed but not uploaded, and how long the oldest of them has waited.
+    pub lag_bytes: u64,
+    pub lag_secs: u64,
+    /// The last failure and when (Unix ms); cleared by the next upload that succeeds.
+    pub last_error: Option<(i64, String)>,
+}
+
+/// The tier's Prometheus series.
+#[derive(Clone)]
+struct TierMetrics {
+    uploaded_segments: IntCounter,
+    uploaded_bytes: IntCounter,
+    upload_failures: IntCounter,
+    tiered_bytes: IntGauge,
+    lag_bytes: IntGauge,
+    lag_seconds: IntGauge,
+}
+
+impl TierMetrics {
+    fn new() -> TierMetrics {
+        let counter = |name: &str, help: &str| {
+            IntCounter::with_opts(Opts::new(name, help)).expect("valid metric")
+        };
+        let gauge = |name: &str, help: &str| {
+            IntGauge::with_opts(Opts::new(name, help)).expect("valid metric")
+        };
+        TierMetrics {
+            uploaded_segments: counter(
+                "apogee_tier_uploaded_segments_total",
+                "Commit-log segments uploaded to the object store and verified",
+            ),
+            uploaded_bytes: counter(
+                "apogee_tier_uploaded_bytes_total",
+                "Bytes of commit-log segments uploaded to the object store and verified",
+            ),
+            upload_failures: counter(
+                "apogee_tier_upload_failures_total",
+                "Segment uploads that failed (each is tried again)",
+            ),
+            tiered_bytes: gauge(
+                "apogee_tier_tiered_bytes",
+                "Bytes of the segments the tier's manifest records",
+            ),
+            lag_bytes: gauge(
+                "apogee_tier_offload_lag_bytes",
+                "Bytes of sealed segments not uploaded yet",
+            ),
+            lag_seconds: gauge(
+                "apogee_tier_offload_lag_seconds",
+                "How long the oldest sealed segment not uploaded yet has waited",
+            ),
+        }
+    }
+
+    fn register(&self, r: &Registry) -> prometheus::Result<()> {
+        r.register(Box::new(self.uploaded_segments.clone()))?;
+        r.register(Box::new(self.uploaded_bytes.clone()))?;
+        r.register(Box::new(self.upload_failures.clone()))?;
+        r.register(Box::new(self.tiered_bytes.clone()))?;
+        r.register(Box::new(self.lag_bytes.clone()))?;
+        r.register(Box::new(self.lag_seconds.clone()))
+    }
+}
+
+/// The in-sync members' hold on the log: the offset below which every in-sync member has
+/// synced what the master wrote (u64::MAX with none to wait for).
+pub type InSyncHold = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The object-store tier of one broker.
+pub struct Tier {
+    bucket: Bucket,
+    config: TierSection,
+    cluster: String,
+    group: String,
+    store: Arc<MessageStore>,
+    manifest: Manifest,
+    status: Mutex<TierStatus>,
+    metrics: TierMetrics,
+}
+
+impl Tier {
+    /// The tier `config` names, for the broker group `group` of `cluster`, over `store`
+    /// (no request is made yet).
+    pub fn new(
+        config: &TierSection,
+        cluster: &str,
+        group: &str,
+        store: Arc<MessageStore>,
+    ) -> Result<Arc<Tier>, TierError> {
+        Tier::with_bucket(Bucket::open(config)?, config, cluster, group, store)
+    }
+
+    /// The tier over `bucket` (unit tests pass an in-memory one).
+    pub fn with_bucket(
+        bucket: Bucket,
+        config: &TierSection,
+        cluster: &str,
+        group: &str,
+        store: Arc<MessageStore>,
+    ) -> Result<Arc<Tier>, TierError> {
+        let manifest = Manifest::new(store.kv());
+        let tier = Arc::new(Tier {
+            bucket,
+            config: config.clone(),
+            cluster: cluster.to_string(),
+            group: group.to_string(),
+            store,
+            manifest,
+            status: Mutex::new(TierStatus::default()),
+            metrics: TierMetrics::new(),
+        });
+        tier.refresh_status()
+            .map_err(|e| TierError::Local(e.to_string()))?;
+        Ok(tier)
+    }
+
+    /// Exposes the `apogee_tier_*` series on `registry`.
+    pub fn register_metrics(&self, registry: &Registry) -> prometheus::Result<()> {
+        self.metrics.register(registry)
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Where uploads stand now.
+    pub fn status(&self) -> TierStatus {
+        self.status.lock().clone()
+    }
+
+    /// Recomputes the counts from the manifest and the local segments, holds age retention
+    /// back to what is recorded, and returns the manifest's segments.
+    fn refresh_status(&self) -> Result<Vec<TieredSegment>, crate::store::StoreError> {
+        let tiered = self.manifest.segments()?;
+        let sealed = self.store.sealed_segments();
+        let now = std::time::SystemTime::now();
+        let is_tiered = |base: u64| tiered.binary_search_by_key(&base, |t| t.base).is_ok();
+        let waiting: Vec<_> = sealed.iter().filter(|s| !is_tiered(s.base())).collect();
+        let lag_secs = waiting
+            .first()
+            .and_then(|s| s.modified().ok())
+            .and_then(|m| now.duration_since(m).ok())
+            .map_or(0, |d| d.as_secs());
+        // Age retention may delete a segment once it and every older one are recorded.
+        let hold = waiting.first().map_or(u64::MAX, |s| s.base());
+        self.store.hold_age_retention_from(hold);
+        let mut st = self.status.lock();
+        st.local_segments = waiting.len() as u64;
+        st.local_bytes = waiting.iter().map(|s| s.len()).sum();
+        st.lag_bytes = st.local_bytes;
+        st.lag_secs = lag_secs;
+        st.tiered_segments = tiered.len() as u64;
+        st.tiered_bytes = tiered.iter().map(|t| t.len()).sum();
+        self.metrics.tiered_bytes.set(st.tiered_bytes as i64);
+        self.metrics.lag_bytes.set(st.lag_bytes as i64);
+        self.metrics.lag_seconds.set(lag_secs as i64);
+        drop(st);
+        Ok(tiered)
+    }
+
+    fn set_error(&self, e: &TierError) {
+        self.metrics.upload_failures.inc();
+        self.status.lock().last_error =
+            Some((chrono::Utc::now().timestamp_millis(), e.to_string()));
+    }
+}
+
+/// What `--check-config` says of `[tier]`: it reaches the bucket and reads the prefix,
+/// writing nothing. An error says what is wrong (unreachable, refused credentials, no such
+/// bucket, a prefix holding what Apogee did not write or another cluster's claim).
+pub async fn check_reachable(config: &TierSection, cluster: &str) -> Result<String, TierError> {
+    let bucket = Bucket::open(config)?;
+    let state = bucket.inspect(cluster).await?;
+    Ok(match state {
+        PrefixState::Empty => format!(
+            "tier: {} reached; the prefix is empty: the master claims it for cluster {cluster:?} \
+             when it starts",
+            bucket.location()
+        ),
+        PrefixState::Claimed => format!(
+            "tier: {} reached; the prefix holds cluster {cluster:?}'s claim",
+            bucket.location()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests;
