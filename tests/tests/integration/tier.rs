@@ -25,6 +25,21 @@ fn tiered_broker(s3: &S3Server, bucket: &str, prefix: &str) -> BrokerSpec {
     spec
 }
 
+/// An S3 server with bucket `history`, and a cluster whose broker "a" tiers to it under
+/// `prod` (with `extra` settings), topic t created; None where the server cannot be had.
+async fn start_tiered(extra: &[(&str, &str)]) -> Option<(S3Server, Cluster, String)> {
+    let s3 = S3Server::start()?;
+    s3.create_bucket("history").await;
+    let mut spec = tiered_broker(&s3, "history", "prod");
+    for (k, v) in extra {
+        spec = spec.env(k, *v);
+    }
+    let cluster = Cluster::builder().broker(spec).start().await;
+    cluster.create_topic("t", 4).await;
+    let ns = cluster.ns_addr().to_string();
+    Some((s3, cluster, ns))
+}
+
 /// `apogee tier status -o json`'s row for broker "a".
 fn tier_row(ns: &str) -> serde_json::Value {
     let out = cli::run(&["--nameserver", ns, "-o", "json", "tier", "status"]).success();
@@ -104,14 +119,9 @@ async fn assert_objects_match(s3: &S3Server, bucket: &str, sealed: &[std::path::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sealed_segments_are_uploaded_whole_and_recorded() {
-    let Some(s3) = S3Server::start() else { return };
-    s3.create_bucket("history").await;
-    let cluster = Cluster::builder()
-        .broker(tiered_broker(&s3, "history", "prod"))
-        .start()
-        .await;
-    cluster.create_topic("t", 4).await;
-    let ns = cluster.ns_addr().to_string();
+    let Some((s3, cluster, ns)) = start_tiered(&[]).await else {
+        return;
+    };
     send_7_mib(&ns);
     let sealed = sealed_segments(&cluster);
     assert!(!sealed.is_empty());
@@ -149,20 +159,13 @@ async fn sealed_segments_are_uploaded_whole_and_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sends_go_on_while_the_object_store_is_down_and_uploads_catch_up() {
-    let Some(mut s3) = S3Server::start() else {
+    let extra = [
+        ("TIER__RETRY_INITIAL_MS", "200"),
+        ("TIER__RETRY_MAX_MS", "1000"),
+    ];
+    let Some((mut s3, cluster, ns)) = start_tiered(&extra).await else {
         return;
     };
-    s3.create_bucket("history").await;
-    let cluster = Cluster::builder()
-        .broker(
-            tiered_broker(&s3, "history", "prod")
-                .env("TIER__RETRY_INITIAL_MS", "200")
-                .env("TIER__RETRY_MAX_MS", "1000"),
-        )
-        .start()
-        .await;
-    cluster.create_topic("t", 4).await;
-    let ns = cluster.ns_addr().to_string();
     s3.stop();
     // Every send is acknowledged with the object store down (send_7_mib checks).
     send_7_mib(&ns);
@@ -195,15 +198,12 @@ async fn sends_go_on_while_the_object_store_is_down_and_uploads_catch_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_killed_during_an_upload_uploads_the_segment_again() {
-    let Some(s3) = S3Server::start() else { return };
-    s3.create_bucket("history").await;
-    let mut cluster = Cluster::builder()
-        // At 1 MiB/s a 6 MiB segment takes about 6 s to upload.
-        .broker(tiered_broker(&s3, "history", "prod").env("TIER__UPLOAD_BYTES_PER_SEC", "1048576"))
-        .start()
-        .await;
-    cluster.create_topic("t", 4).await;
-    let ns = cluster.ns_addr().to_string();
+    // At 1 MiB/s a 6 MiB segment takes about 6 s to upload.
+    let Some((s3, mut cluster, ns)) =
+        start_tiered(&[("TIER__UPLOAD_BYTES_PER_SEC", "1048576")]).await
+    else {
+        return;
+    };
     send_7_mib(&ns);
     let sealed = sealed_segments(&cluster);
     wait_until(Duration::from_secs(30), "an upload under way", || async {
@@ -216,10 +216,19 @@ async fn a_broker_killed_during_an_upload_uploads_the_segment_again() {
     })
     .await;
     cluster.kill_broker("a");
+    let log = cluster.broker_log("a");
+    assert!(!log.contains("segment uploaded to the tier"), "{log}");
     cluster.restart_broker("a").await;
     let row = wait_all_tiered(&ns, sealed.len()).await;
     assert_eq!(row["tiered_segments"], sealed.len(), "{row}");
     assert_objects_match(&s3, "history", &sealed).await;
+    // The killed upload was not recorded: the restarted broker uploaded the segment again.
+    let log = cluster.broker_log("a");
+    let after_restart = log.rsplit("===== start #2").next().unwrap();
+    assert!(
+        after_restart.contains("segment uploaded to the tier base=0"),
+        "{log}"
+    );
 }
 
 /// `apogee-broker --check-config` with `[tier]` from `env`: (exit code, stdout, stderr).
