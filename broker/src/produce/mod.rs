@@ -49,6 +49,10 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest a send waits for this member's promotion to master to finish (the controller has
+/// named it master; its store does not take appends yet).
+const PROMOTION_WAIT: Duration = Duration::from_secs(5);
+
 /// One message as a producer sent it, nothing checked yet. Numbers the protocol defines
 /// (type, encoding) are kept as sent, so an unknown one is refused by validation with the
 /// number in the error.
@@ -240,6 +244,16 @@ impl Producer {
             ));
         }
         self.membership.check_writable()?;
+        // A member the controller has just made master takes appends once its promotion has
+        // finished (`Broker::promote`: the slave loop ended, the log synced, the epoch
+        // recorded). A send arriving in between, such as one a handover passed on, waits
+        // for it instead of being refused as a slave's.
+        if self.store.is_replica() && !self.store.wait_takes_writes(PROMOTION_WAIT).await {
+            return Err(ApogeeError::Unavailable(format!(
+                "member {} is becoming the master and does not take sends yet: retry",
+                self.membership.member_id()
+            )));
+        }
         validate::request(&messages)?;
         let mut messages = messages;
         let topic = messages[0].topic.as_str();

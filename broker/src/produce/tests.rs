@@ -317,6 +317,31 @@ async fn a_slave_takes_no_sends_and_says_so_with_a_retriable_code() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_send_during_a_promotion_waits_for_the_store_to_take_it() {
+    let f = fixture();
+    // Named master, its store not yet taking appends (the promotion under way).
+    f.store.set_replica(true);
+    let store = f.store.clone();
+    let promotion = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        store.set_replica(false);
+    });
+    let sent = f.send(vec![normal("A")]).await.unwrap();
+    assert_eq!(sent.receipts.len(), 1);
+    assert_eq!(f.readable("orders", 0), ["A"]);
+    promotion.await.unwrap();
+    // A promotion that does not finish: refused as unavailable, nothing stored.
+    f.store.set_replica(true);
+    let refused = f.send(vec![normal("B")]).await.unwrap_err();
+    assert!(matches!(refused, ApogeeError::Unavailable(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("becoming the master"),
+        "{refused}"
+    );
+    assert_eq!(f.readable("orders", 0), ["A"]);
+}
+
 #[tokio::test]
 async fn an_unknown_topic_is_refused_unless_topics_are_auto_created() {
     let f = fixture();

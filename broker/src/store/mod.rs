@@ -201,6 +201,9 @@ pub(crate) struct Shared {
     pub(crate) replicas: replica_log::ReplicaWaits,
     /// A slave's copy (`append` refused): `config.replica` at open, then the broker's role.
     replica: AtomicBool,
+    /// Whether appends are taken (the opposite of `replica`), for sends that wait out a
+    /// promotion ([`MessageStore::wait_takes_writes`]).
+    takes_writes: tokio::sync::watch::Sender<bool>,
     /// Appends wait for slaves (`replica_log.rs`): `config.sync_replicas` at open, then the
     /// broker's role and the ack rule.
     sync_replicas: AtomicBool,
@@ -367,6 +370,7 @@ impl MessageStore {
         let epochs = EpochFile::open(&config.data_dir)?;
         let shared = Arc::new(Shared {
             replica: AtomicBool::new(config.replica),
+            takes_writes: tokio::sync::watch::channel(!config.replica).0,
             sync_replicas: AtomicBool::new(config.sync_replicas),
             epochs,
             retention: Mutex::new(config.retention.clone()),

@@ -252,6 +252,15 @@ impl MessageStore {
                 .replicas
                 .answer_all(Some("this broker stopped being the master"));
         }
+        self.shared.takes_writes.send_replace(!replica);
+    }
+
+    /// Waits at most `max` for this store to take appends (a promotion to finish); true when
+    /// it does.
+    pub async fn wait_takes_writes(&self, max: std::time::Duration) -> bool {
+        let mut rx = self.shared.takes_writes.subscribe();
+        let taken = tokio::time::timeout(max, rx.wait_for(|takes| *takes)).await;
+        matches!(taken, Ok(Ok(_)))
     }
 
     /// Whether appends wait for slaves ([`set_replicated`](Self::set_replicated)).
