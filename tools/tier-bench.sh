@@ -44,24 +44,32 @@ metric() { # NAME: its value on the broker's /metrics (0 when absent; the series
     awk -v n="$1" 'index($1, n "{") == 1 || $1 == n { v = $2 } END { printf "%.0f\n", v + 0 }'
 }
 
-run() { # LABEL [VAR=VALUE ...]: T1 with the broker's settings; prints msg/s
+run() { # LABEL [VAR=VALUE ...]: T1 on a fresh broker with those settings (left running)
   local label=$1
   shift
-  start_broker "$work/$label" APOGEE_BROKER_STORE__SEGMENT_BYTES="$segment" "$@"
+  start_broker "$work/$label/broker" APOGEE_BROKER_STORE__SEGMENT_BYTES="$segment" "$@"
   "$bin/apogee" topic create bench --queues 8 >/dev/null
   "$bin/apogee" -o json bench produce --topic bench --connections 4 --inflight 16 --size 1024 \
     --duration "$secs" >"$work/$label.json"
-  python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["msgs_per_sec"]))' \
-    "$work/$label.json"
 }
 
-plain=$(run plain)
+rate() { # LABEL: the run's msg/s
+  python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["msgs_per_sec"]))' \
+    "$work/$1.json"
+}
+
+run plain
 stop_broker
-tiered=$(run tiered APOGEE_BROKER_TIER__ENDPOINT="http://127.0.0.1:$port" \
+plain=$(rate plain)
+run tiered APOGEE_BROKER_TIER__ENDPOINT="http://127.0.0.1:$port" \
   APOGEE_BROKER_TIER__BUCKET=bench APOGEE_BROKER_TIER__PREFIX=run \
-  APOGEE_BROKER_TIER__CREDENTIALS_FILE="$work/credentials" APOGEE_BROKER_TIER__SCAN_INTERVAL_MS=100)
-# The ingest in bytes of the log (records, not only bodies), over the sends' seconds.
-ingest=$(python3 -c "print(f'{$(metric rocketmq_storage_size) / $secs / 1e6:.1f}')")
+  APOGEE_BROKER_TIER__CREDENTIALS_FILE="$work/credentials" APOGEE_BROKER_TIER__SCAN_INTERVAL_MS=100
+tiered=$(rate tiered)
+# The ingest in bytes of the log (records, not only bodies), over the sends' seconds: the log
+# end of a broker that started empty.
+log_end=$("$bin/apogee" -o json broker status 127.0.0.1:10911 |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["log_end_offset"])')
+ingest=$(python3 -c "print(f'{$log_end / $secs / 1e6:.1f}')")
 # The upload rate: from the end of the sends until the tier holds every sealed segment.
 t0=$(date +%s.%N)
 b0=$(metric apogee_tier_uploaded_bytes_total)
