@@ -38,74 +38,71 @@ count=${COUNT:-20000}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (Debian: valgrind)" >&2; exit 1; }
 mkdir -p "$out"
 rm -rf "$out/data" "$out"/callgrind.out.*
+# The server under callgrind, how to tell it is ready, the warm-up and the measured workload;
+# the count of what was measured (empty: the null server's handler calls, which callgrind
+# counts).
 if [ "$transport" = null-tonic ]; then
   ceiling=${GRPC_CEILING:-../shared/tools/grpc-ceiling/run.sh}
   ceiling_target=${GRPC_CEILING_TARGET:-${TMPDIR:-/tmp}/grpc-ceiling-target}
   CARGO_TARGET_DIR=$ceiling_target cargo build --quiet --release \
     --manifest-path "$(dirname "$ceiling")/Cargo.toml"
   port=$((20000 + RANDOM % 20000))
-  valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" --dump-instr=no \
-    "$ceiling_target/release/server" "127.0.0.1:$port" >"$out/server.log" 2>&1 &
-  vg_pid=$!
-  trap 'kill $vg_pid 2>/dev/null || true' EXIT
-  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  server=("$ceiling_target/release/server" "127.0.0.1:$port")
+  ready() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
   client() { "$ceiling_target/release/client" "http://127.0.0.1:$port" "$conns" "$inflight" "$1" 1024; }
-  client 3 >/dev/null
-  callgrind_control --zero "$vg_pid" >/dev/null
-  client "${SECS:-10}" >"$out/run.txt"
-  callgrind_control --dump "$vg_pid" >/dev/null
-  kill "$vg_pid"
-  wait "$vg_pid" 2>/dev/null || true
-  trap - EXIT
-  python3 - "$out" <<'PY'
-import glob, re, sys
-out = sys.argv[1]
-parts = glob.glob(out + "/callgrind.out.*.1")
-if len(parts) != 1:
-    sys.exit("expected one dump of the measured window in " + out)
-lines = open(parts[0], errors="replace").read().splitlines()
-total = next(int(l.split()[1]) for l in lines if l.startswith("summary:"))
-# The calls of the server's handler: callgrind names a function once, with its id, then by the id
-# alone; the line after each call to it says how many.
-handler = re.compile(r"^c?fn=\((\d+)\) <[\w:]+ as [\w:]*Echo>::send::\{\{closure\}\}$")
-ids = {m.group(1) for m in map(handler.match, lines) if m}
-calls = sum(int(lines[i + 1].split()[0].split("=")[1]) for i, l in enumerate(lines)
-            if l.startswith("cfn=(") and l[5:].split(")")[0] in ids)
-if calls == 0:
-    sys.exit("no calls of the null server's handler in " + parts[0])
-print(f"{total / calls:,.0f} null tonic server instructions per call ({total:,} over {calls:,}; {parts[0]})")
-PY
-  exit 0
+  warm_up() { client 3 >/dev/null; }
+  measured() { client "${SECS:-10}" >"$out/run.txt"; }
+  measured_count=""
+else
+  server=("$bin/apogee-broker" --standalone --data-dir "$out/data")
+  ready() { curl -fs -o /dev/null http://127.0.0.1:5557/readyz; }
+  bench() {
+    "$bin/apogee" -o json bench produce --topic bench --transport "$transport" \
+      --connections "$conns" --inflight "$inflight" --batch "$batch" --size 1024 --count "$1"
+  }
+  warm_up() {
+    "$bin/apogee" topic create bench --queues 8 >/dev/null
+    bench 1000 >/dev/null
+  }
+  measured() { bench "$count" >"$out/run.json"; }
+  measured_count=$count
 fi
 valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" --dump-instr=no \
-  "$bin/apogee-broker" --standalone --data-dir "$out/data" >"$out/broker.log" 2>&1 &
+  "${server[@]}" >"$out/server.log" 2>&1 &
 vg_pid=$!
 trap 'kill $vg_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1200); do
-  curl -fs -o /dev/null http://127.0.0.1:5557/readyz && break
+  ready && break
   sleep 0.1
 done
-bench() {
-  "$bin/apogee" -o json bench produce --topic bench --transport "$transport" \
-    --connections "$conns" --inflight "$inflight" --batch "$batch" --size 1024 --count "$1"
-}
-"$bin/apogee" topic create bench --queues 8 >/dev/null
-bench 1000 >/dev/null
+warm_up
 callgrind_control --zero "$vg_pid" >/dev/null
-bench "$count" >"$out/run.json"
+measured
 callgrind_control --dump "$vg_pid" >/dev/null
 kill "$vg_pid"
 wait "$vg_pid" 2>/dev/null || true
 trap - EXIT
 # The measured window is the first dump (part 1); the file without a part number holds what
-# ran after it, until the broker exited.
-python3 - "$out" "$count" <<'PY'
-import glob, sys
-out, count = sys.argv[1], int(sys.argv[2])
+# ran after it, until the server exited.
+python3 - "$out" "$measured_count" <<'PY'
+import glob, re, sys
+out, count = sys.argv[1], sys.argv[2]
 parts = glob.glob(out + "/callgrind.out.*.1")
 if len(parts) != 1:
     sys.exit("expected one dump of the measured window in " + out)
 lines = open(parts[0], errors="replace").read().splitlines()
 total = next(int(l.split()[1]) for l in lines if l.startswith("summary:"))
-print(f"{total / count:,.0f} broker instructions per message ({total:,} over {count:,}; {parts[0]})")
+if count:
+    count, what = int(count), "broker instructions per message"
+else:
+    # The calls of the null server's handler: callgrind names a function once, with its id,
+    # then by the id alone; the line after each call to it says how many.
+    handler = re.compile(r"^c?fn=\((\d+)\) <[\w:]+ as [\w:]*Echo>::send::\{\{closure\}\}$")
+    ids = {m.group(1) for m in map(handler.match, lines) if m}
+    count = sum(int(lines[i + 1].split()[0].split("=")[1]) for i, l in enumerate(lines)
+                if l.startswith("cfn=(") and l[5:].split(")")[0] in ids)
+    what = "null tonic server instructions per call"
+    if count == 0:
+        sys.exit("no calls of the null server's handler in " + parts[0])
+print(f"{total / count:,.0f} {what} ({total:,} over {count:,}; {parts[0]})")
 PY

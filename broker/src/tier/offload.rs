@@ -31,13 +31,14 @@ impl Tier {
             let mut claimed = false;
             loop {
                 let step = async {
-                    // The status follows the local segments even while the store is away.
-                    let t = tier.clone();
-                    tokio::task::spawn_blocking(move || t.refresh_status())
-                        .await
-                        .map_err(|e| TierError::Local(e.to_string()))?
-                        .map_err(|e| TierError::Local(e.to_string()))?;
                     if !claimed {
+                        // The status follows the local segments while the store is away
+                        // too (once claimed, `offload_next` refreshes it).
+                        let t = tier.clone();
+                        tokio::task::spawn_blocking(move || t.refresh_status())
+                            .await
+                            .map_err(|e| TierError::Local(e.to_string()))?
+                            .map_err(|e| TierError::Local(e.to_string()))?;
                         tier.bucket.claim(&tier.cluster).await?;
                         claimed = true;
                     }
