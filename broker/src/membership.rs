@@ -97,14 +97,34 @@ pub enum MemberRole {
     Fenced,
 }
 
-/// A send admitted past the handover gate ([`Membership::send_admitted`]), until its answer.
-pub struct SendInFlight<'a>(&'a Membership);
+/// A send admitted past the handover gate ([`Membership::send_admitted`],
+/// [`Membership::try_admit_send`]), until its answer: a handover steps down only once every
+/// admission was dropped. A transport that decides where a send is answered (gRPC's
+/// pass-through to the master, `grpc::forward`) admits it there and hands the admission to
+/// the producer with the send ([`crate::produce::Sender::admitted`]), so that no handover
+/// can begin between its decision and the producer's gate. A clone counts as one more.
+pub struct SendAdmission(Arc<Membership>);
 
-impl Drop for SendInFlight<'_> {
+impl Clone for SendAdmission {
+    fn clone(&self) -> SendAdmission {
+        self.0
+            .sends_in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SendAdmission(self.0.clone())
+    }
+}
+
+impl Drop for SendAdmission {
     fn drop(&mut self) {
         self.0
             .sends_in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for SendAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendAdmission")
     }
 }
 
@@ -637,20 +657,28 @@ impl Membership {
     }
 
     /// A send passes the handover gate: it waits while a handover holds sends back, and
-    /// counts as in flight until the returned guard is dropped (its answer), so a handover
-    /// steps down only once every send that got past the gate was answered.
-    pub async fn send_admitted(&self) -> SendInFlight<'_> {
-        use std::sync::atomic::Ordering::SeqCst;
+    /// counts as in flight until the returned admission is dropped (its answer), so a
+    /// handover steps down only once every send that got past the gate was answered.
+    pub async fn send_admitted(self: &Arc<Self>) -> SendAdmission {
         loop {
-            // Counted first, then the flag read: a handover that sets the flag and then
-            // finds no send in flight is never joined by one that missed the flag.
-            self.sends_in_flight.fetch_add(1, SeqCst);
-            if !self.handing_over_flag.load(SeqCst) {
-                return SendInFlight(self);
+            if let Some(admitted) = self.try_admit_send() {
+                return admitted;
             }
-            self.sends_in_flight.fetch_sub(1, SeqCst);
             self.handover_settled().await;
         }
+    }
+
+    /// A send past the handover gate now, or None while a handover holds sends back.
+    pub fn try_admit_send(self: &Arc<Self>) -> Option<SendAdmission> {
+        // Counted first, then the flag read: a handover that sets the flag and then finds
+        // no send in flight is never joined by one that missed the flag.
+        self.sends_in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let admitted = SendAdmission(self.clone());
+        (!self
+            .handing_over_flag
+            .load(std::sync::atomic::Ordering::SeqCst))
+        .then_some(admitted)
     }
 
     /// Sends past the handover gate and not answered yet.

@@ -359,10 +359,7 @@ mod broker {
     }
 
     async fn send(broker: &Broker, id: &str) -> Result<Sent, ApogeeError> {
-        let sender = Sender {
-            client_id: "producer-1",
-            peer: "10.0.0.7",
-        };
+        let sender = Sender::new("producer-1", "10.0.0.7");
         broker.producer().send(vec![order(id)], &sender).await
     }
 
@@ -490,10 +487,7 @@ mod broker {
             delivery_timestamp: Some(apogee_proto::time::timestamp(due_ms)),
             ..order("S")
         };
-        let sender = Sender {
-            client_id: "producer-1",
-            peer: "10.0.0.7",
-        };
+        let sender = Sender::new("producer-1", "10.0.0.7");
         m.broker
             .producer()
             .send(vec![scheduled], &sender)

@@ -91,11 +91,7 @@ pub enum Handling {
 ///   Telemetry (every broker answers Settings; a client's session is with the member it
 ///   opened it on), and anything else (the service answers UNIMPLEMENTED): here.
 pub fn handling(path: &str) -> Handling {
-    let Some(method) = path
-        .strip_prefix('/')
-        .and_then(|p| p.strip_prefix(SERVICE))
-        .and_then(|p| p.strip_prefix('/'))
-    else {
+    let Some(method) = method(path) else {
         return Handling::Local;
     };
     match method {
@@ -114,6 +110,13 @@ pub fn handling(path: &str) -> Handling {
         | "SyncLiteSubscription" => Handling::ForwardElseServe,
         _ => Handling::Local,
     }
+}
+
+/// The MessagingService method a gRPC `path` names (None: another service's).
+fn method(path: &str) -> Option<&str> {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(SERVICE))
+        .and_then(|p| p.strip_prefix('/'))
 }
 
 /// How long to wait for the master's answer to a call with these headers.
@@ -183,10 +186,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let held = self.replication.membership().handing_over()
             && handling(request.uri().path()) != Handling::Local;
-        if !held {
+        if !held && self.admit_send_here(&mut request) {
             return self.route(request);
         }
         let mut after = self.clone();
@@ -200,6 +203,9 @@ where
                 // once more, to the new master, which answers it (the header set again).
                 request.headers_mut().remove(FORWARDED_BY_HEADER);
             }
+            // Still answered here (the handover timed out): admitted now, or, should
+            // another handover hold sends already, by the producer's own gate.
+            after.admit_send_here(&mut request);
             match after.route(request) {
                 Either::Left(answer) => answer.await,
                 Either::Right(answer) => answer.await,
@@ -213,11 +219,32 @@ where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
     S::Future: Send + 'static,
 {
+    /// Whether `request` is answered here rather than passed to the master, by the role now.
+    fn answers_here(&self, request: &Request<Body>) -> bool {
+        request.headers().contains_key(FORWARDED_BY_HEADER)
+            || self.replication.role() != Role::Slave
+    }
+
+    /// A send this broker answers itself takes its pass of the handover gate here, carried
+    /// to the producer in the request's extensions: no handover can begin between this
+    /// decision and the producer, which would refuse the send as a slave's once the
+    /// handover ended. False while a handover holds sends back (the call waits for it).
+    fn admit_send_here(&self, request: &mut Request<Body>) -> bool {
+        if method(request.uri().path()) != Some("SendMessage") || !self.answers_here(request) {
+            return true;
+        }
+        match self.replication.membership().try_admit_send() {
+            Some(admitted) => {
+                request.extensions_mut().insert(admitted);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Answers `request` here, or passes it to the master, by the role now.
     fn route(&mut self, mut request: Request<Body>) -> Either<S::Future, ResponseFuture> {
-        let handling = if request.headers().contains_key(FORWARDED_BY_HEADER)
-            || self.replication.role() != Role::Slave
-        {
+        let handling = if self.answers_here(&request) {
             Handling::Local
         } else {
             handling(request.uri().path())

@@ -93,6 +93,7 @@ fn a_forwarded_call_gives_up_before_the_clients_deadline() {
 // ---- the service over a slave's replication state ----------------------------------------
 
 use crate::config::BrokerConfig;
+use crate::membership::SendAdmission;
 use crate::store::{MemKv, MessageStore, StoreConfig};
 use prost::Message as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -203,4 +204,74 @@ async fn a_master_that_cannot_be_reached_ends_the_call_unavailable_naming_it() {
         .insert(FORWARDED_BY_HEADER, HeaderValue::from_static("other:1"));
     service.call(again).await.unwrap();
     assert_eq!(local.0.load(Ordering::SeqCst), 1);
+}
+
+/// A master's MessagingService stand-in that keeps every request it is given (and so any
+/// pass of the handover gate a request carries) until the test drops it.
+#[derive(Clone, Default)]
+struct Keeping(Arc<parking_lot::Mutex<Vec<Request<Body>>>>);
+
+impl Keeping {
+    fn admitted(&self) -> Vec<bool> {
+        self.0
+            .lock()
+            .iter()
+            .map(|r| r.extensions().get::<SendAdmission>().is_some())
+            .collect()
+    }
+}
+
+impl Service<Request<Body>> for Keeping {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        self.0.lock().push(request);
+        std::future::ready(Ok(Response::new(Body::empty())))
+    }
+}
+
+#[tokio::test]
+async fn a_send_answered_here_passes_the_handover_gate_when_it_is_routed() {
+    use futures::FutureExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        MessageStore::open_with_kv(StoreConfig::for_tests(dir.path()), Arc::new(MemKv::new()))
+            .expect("store");
+    let config = BrokerConfig {
+        role: Role::SyncMaster,
+        broker_name: "sg".into(),
+        ..BrokerConfig::default()
+    };
+    let replication = Replication::new(&config, store, None);
+    let membership = replication.membership().clone();
+    let inner = Keeping::default();
+    let mut service = SlaveForwarding::new(inner.clone(), replication, "sg", "m:1");
+
+    // A send reaches the service holding its pass; other calls carry none.
+    service.call(unary("SendMessage")).await.unwrap();
+    service.call(unary("ReceiveMessage")).await.unwrap();
+    assert_eq!(inner.admitted(), vec![true, false]);
+    assert_eq!(
+        membership.sends_in_flight(),
+        1,
+        "a handover waits for the send routed here until its answer"
+    );
+
+    // A send arriving while a handover holds sends back waits for it to end.
+    membership.set_handing_over(true);
+    let mut held = service.call(unary("SendMessage"));
+    assert!((&mut held).now_or_never().is_none(), "held by the handover");
+    assert_eq!(inner.admitted().len(), 2);
+    membership.set_handing_over(false);
+    held.await.unwrap();
+    assert_eq!(inner.admitted(), vec![true, false, true]);
+    assert_eq!(membership.sends_in_flight(), 2);
+    inner.0.lock().clear();
+    assert_eq!(membership.sends_in_flight(), 0, "each answer ends its pass");
 }

@@ -29,6 +29,7 @@ pub mod offsets;
 pub mod receive;
 pub mod send;
 
+use crate::membership::SendAdmission;
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
 use apogee_proto::v2::{self, messaging_service_server::MessagingService};
@@ -135,15 +136,23 @@ impl MessagingService for MessagingServer {
 
     async fn send_message(
         &self,
-        req: Request<v2::SendMessageRequest>,
+        mut req: Request<v2::SendMessageRequest>,
     ) -> Result<Response<v2::SendMessageResponse>, Status> {
         if let Err(e) = check(&req) {
             refuse!(SendMessageResponse, e);
         }
         let peer = peer_host(&req);
         let client = apogee_server::telemetry::client_id(&req);
+        let admitted = req.extensions_mut().remove::<SendAdmission>();
         Ok(Response::new(
-            send::send_message(&self.broker, req.into_inner(), &peer, &client).await,
+            send::send_message(
+                &self.broker,
+                req.into_inner(),
+                &peer,
+                &client,
+                admitted.as_ref(),
+            )
+            .await,
         ))
     }
 

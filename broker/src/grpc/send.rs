@@ -5,6 +5,7 @@
 //! status for it on every entry, with the offsets. A stored message's entry names its
 //! transaction id as RocketMQ's does: a TRANSACTION message's own, any other's message id.
 
+use crate::membership::SendAdmission;
 use crate::produce::{Outgoing, Sender, Sent};
 use crate::services::Broker;
 use apogee_proto::error::ok_status;
@@ -89,16 +90,22 @@ fn stored(ids: Vec<String>, sent: Sent) -> v2::SendMessageResponse {
     }
 }
 
-/// Stores the messages of one SendMessage request through the broker's producer service.
+/// Stores the messages of one SendMessage request through the broker's producer service;
+/// `admitted`: the send's pass of the handover gate, when `grpc::forward` took it.
 pub async fn send_message(
     broker: &Broker,
     req: v2::SendMessageRequest,
     peer: &str,
     client_id: &str,
+    admitted: Option<&SendAdmission>,
 ) -> v2::SendMessageResponse {
     let messages: Vec<Outgoing> = req.messages.into_iter().map(decode).collect();
     let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-    let sender = Sender { client_id, peer };
+    let sender = Sender {
+        client_id,
+        peer,
+        admitted,
+    };
     match broker.send(messages, &sender).await {
         Ok(sent) => stored(ids, sent),
         Err(e) => refuse_all(ids, &e),

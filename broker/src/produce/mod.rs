@@ -36,7 +36,7 @@ mod tests_validate;
 pub use validate::SendLimits;
 
 use crate::config::{BrokerConfig, Role};
-use crate::membership::Membership;
+use crate::membership::{Membership, SendAdmission};
 use crate::quotas::Quotas;
 use crate::schedule::Schedule;
 use crate::store::MessageStore;
@@ -98,6 +98,20 @@ pub struct Outgoing {
 pub struct Sender<'a> {
     pub client_id: &'a str,
     pub peer: &'a str,
+    /// The send's pass of the handover gate, when its transport took it on deciding to
+    /// answer the send here (`grpc::forward`); None: the producer takes it.
+    pub admitted: Option<&'a SendAdmission>,
+}
+
+impl<'a> Sender<'a> {
+    /// A sender whose send the producer admits past the handover gate itself.
+    pub fn new(client_id: &'a str, peer: &'a str) -> Sender<'a> {
+        Sender {
+            client_id,
+            peer,
+            admitted: None,
+        }
+    }
 }
 
 /// Where one stored message is.
@@ -231,8 +245,12 @@ impl Producer {
     ) -> Result<Sent, ApogeeError> {
         // A planned handover holds sends back until the successor is elected (a gRPC send
         // is then passed to it by `grpc::forward`; one here is refused as a slave's), and
-        // steps down only once the sends admitted before it were answered.
-        let _in_flight = self.membership.send_admitted().await;
+        // steps down only once the sends admitted before it were answered. A gRPC send
+        // answered here was admitted when `grpc::forward` decided so.
+        let _in_flight = match sender.admitted {
+            Some(_) => None,
+            None => Some(self.membership.send_admitted().await),
+        };
         if !self.membership.is_master() {
             if self.membership.controlled_mode() {
                 self.membership.check_serving()?;

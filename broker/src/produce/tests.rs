@@ -18,6 +18,7 @@ const CLIENT: &str = "producer-1";
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    membership: Arc<Membership>,
     store: Arc<MessageStore>,
     topics: Arc<TopicTable>,
     txns: Arc<Transactions>,
@@ -102,6 +103,7 @@ fn fixture_with(role: Role, limits: LimitsSection) -> Fixture {
         role,
         ..BrokerConfig::default()
     };
+    let membership = Membership::fixed(role, 0, store.clone());
     let producer = Producer::new(
         ProducerConfig::of(&config),
         ProducerParts {
@@ -111,11 +113,12 @@ fn fixture_with(role: Role, limits: LimitsSection) -> Fixture {
             schedule: schedule.clone(),
             quotas: Arc::new(Quotas::new(&limits)),
             sessions,
-            membership: Membership::fixed(role, 0, store.clone()),
+            membership: membership.clone(),
         },
     );
     Fixture {
         _dir: dir,
+        membership,
         store,
         topics,
         txns,
@@ -148,10 +151,7 @@ fn normal(id: &str) -> Outgoing {
 
 impl Fixture {
     async fn send(&self, messages: Vec<Outgoing>) -> Result<Sent, ApogeeError> {
-        let sender = Sender {
-            client_id: CLIENT,
-            peer: "10.0.0.7",
-        };
+        let sender = Sender::new(CLIENT, "10.0.0.7");
         self.producer.send(messages, &sender).await
     }
 
@@ -340,6 +340,31 @@ async fn a_send_during_a_promotion_waits_for_the_store_to_take_it() {
         "{refused}"
     );
     assert_eq!(f.readable("orders", 0), ["A"]);
+}
+
+#[tokio::test]
+async fn a_send_admitted_by_its_transport_is_stored_while_a_handover_holds_new_ones() {
+    use futures::FutureExt as _;
+    let f = fixture();
+    // Admitted where gRPC decided to answer it here, then a handover begins.
+    let admitted = f.membership.try_admit_send().expect("no handover yet");
+    f.membership.set_handing_over(true);
+    assert!(f.membership.try_admit_send().is_none());
+    let sender = Sender {
+        admitted: Some(&admitted),
+        ..Sender::new(CLIENT, "10.0.0.7")
+    };
+    let sent = f.producer.send(vec![normal("A")], &sender).await.unwrap();
+    assert_eq!(sent.receipts.len(), 1);
+    // One the transport did not admit waits for the handover.
+    let mut held = Box::pin(f.send(vec![normal("B")]));
+    assert!((&mut held).now_or_never().is_none(), "held by the handover");
+    assert_eq!(f.membership.sends_in_flight(), 1, "only the admitted send");
+    drop(admitted);
+    f.membership.set_handing_over(false);
+    held.await.unwrap();
+    assert_eq!(f.readable("orders", 0), ["A", "B"]);
+    assert_eq!(f.membership.sends_in_flight(), 0);
 }
 
 #[tokio::test]

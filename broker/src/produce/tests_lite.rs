@@ -91,10 +91,7 @@ fn lite(id: &str, lite_topic: &str) -> Outgoing {
 
 impl Fixture {
     async fn send(&self, messages: Vec<Outgoing>) -> Result<Sent, ApogeeError> {
-        let sender = Sender {
-            client_id: "producer-1",
-            peer: "10.0.0.7",
-        };
+        let sender = Sender::new("producer-1", "10.0.0.7");
         self.producer.send(messages, &sender).await
     }
 }

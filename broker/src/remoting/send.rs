@@ -287,10 +287,7 @@ pub async fn send_message(
         .then(|| messages.first().map(|m| m.message_id.clone()))
         .flatten();
     let client_id = client_id(&header.producer_group, peer);
-    let sender = Sender {
-        client_id: &client_id,
-        peer,
-    };
+    let sender = Sender::new(&client_id, peer);
     match broker.send(messages, &sender).await {
         Ok(sent) => {
             let code = match &sent.not_replicated {
