@@ -16,7 +16,7 @@ mod tier;
 pub use failover::{AckMode, FailoverSection, MAX_GROUP_MEMBERS, MAX_HANDOVER_OR_DRAIN_MS};
 pub use lite::LiteSection;
 pub use priority::{PriorityOrder, PrioritySection};
-pub use tier::TierSection;
+pub use tier::{TierSection, READ_CHUNK_BYTES};
 
 /// Environment prefix of broker overrides (`APOGEE_BROKER_<KEY>`).
 pub const ENV_PREFIX: &str = "BROKER";

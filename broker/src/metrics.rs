@@ -441,7 +441,7 @@ impl BrokerMetrics {
         let store = &src.store;
         let end = store.log_end_offset();
         g.storage_size
-            .set(end.saturating_sub(store.log_start_offset()) as i64);
+            .set(end.saturating_sub(store.local_start_offset()) as i64);
         g.flush_behind
             .set(end.saturating_sub(store.flushed_offset()) as i64);
         if let Ok(disk) = DiskSpace::of(&src.data_dir) {

@@ -9,6 +9,11 @@ pub const MIN_PART_BYTES: u64 = 5 << 20;
 pub const MAX_PART_BYTES: u64 = 5 << 30;
 /// Parts of one upload in flight at most.
 pub const MAX_UPLOAD_CONCURRENCY: usize = 64;
+/// Bytes of a tiered segment fetched by one ranged GET and kept as one piece of the read
+/// cache (a read needing fewer fetches the whole piece: the read-ahead).
+pub const READ_CHUNK_BYTES: u64 = 4 << 20;
+/// The smallest read cache: four pieces (a reader's piece and the next, for two readers).
+pub const MIN_CACHE_BYTES: u64 = 4 * READ_CHUNK_BYTES;
 
 /// The object-store tier. Off unless `bucket` is set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +50,15 @@ pub struct TierSection {
     /// up to `retry_max_ms`.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// A segment the tier holds loses its local copy once it was last written longer ago
+    /// than this (unset: no age limit). Its messages stay readable, from the tier.
+    pub local_retention_ms: Option<u64>,
+    /// The local commit log is kept at or below this many bytes by dropping the local copies
+    /// of segments the tier holds, oldest first (unset: no byte limit).
+    pub local_retention_bytes: Option<u64>,
+    /// Bytes of tiered segments kept on local disk (`<data_dir>/tier-cache/`) for reads,
+    /// in pieces of READ_CHUNK_BYTES, the least recently read dropped first.
+    pub cache_bytes: u64,
 }
 
 impl Default for TierSection {
@@ -64,6 +78,9 @@ impl Default for TierSection {
             scan_interval_ms: 5000,
             retry_initial_ms: 1000,
             retry_max_ms: 60_000,
+            local_retention_ms: None,
+            local_retention_bytes: None,
+            cache_bytes: 1 << 30,
         }
     }
 }
@@ -114,6 +131,12 @@ impl TierSection {
         if self.retry_max_ms < self.retry_initial_ms {
             return Err("tier.retry_max_ms must be at least tier.retry_initial_ms".into());
         }
+        if self.cache_bytes < MIN_CACHE_BYTES {
+            return Err(format!(
+                "tier.cache_bytes must be at least {MIN_CACHE_BYTES} (four read pieces of \
+                 {READ_CHUNK_BYTES} bytes)"
+            ));
+        }
         if self.upload_bytes_per_sec != 0 && self.upload_bytes_per_sec < 1 << 20 {
             return Err(
                 "tier.upload_bytes_per_sec must be 0 (unbounded) or at least 1 MiB a second".into(),
@@ -140,7 +163,14 @@ mod tests {
         assert!(!TierSection::default().enabled());
         assert_eq!(TierSection::default().validate(), Ok(()));
         assert_eq!(on().validate(), Ok(()));
-        let cases: [(&str, TierSection); 7] = [
+        let cases: [(&str, TierSection); 8] = [
+            (
+                "tier.cache_bytes",
+                TierSection {
+                    cache_bytes: 1 << 20,
+                    ..on()
+                },
+            ),
             (
                 "tier.endpoint",
                 TierSection {

@@ -385,7 +385,7 @@ async fn epoch_point_holds(
     if point == store.log_end_offset() {
         return Ok(last_record_matches);
     }
-    if point <= store.log_start_offset() {
+    if point <= store.local_start_offset() {
         return Ok(true);
     }
     let s = store.clone();

@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use super::cold::ColdSegments;
 use super::record::{self, StoredMessage};
 use super::segment_name::{parse_segment_name, segment_file_name};
 use super::StoreError;
@@ -254,6 +255,8 @@ pub struct CommitLog {
     /// offset, and by [`discard_from`](Self::discard_from) and [`cut_back`](Self::cut_back):
     /// a sync cannot mark flushed an end that was cut back meanwhile.
     sync_lock: Mutex<()>,
+    /// Segments held elsewhere (the object-store tier), read below the first local segment.
+    cold: RwLock<Option<Arc<dyn ColdSegments>>>,
     /// Tests: runs between a sync's fdatasync and its move of the flushed offset.
     #[cfg(test)]
     pub(crate) before_mark: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
@@ -321,14 +324,56 @@ impl CommitLog {
             cached_tail,
             uncached_to: Mutex::new(0),
             sync_lock: Mutex::new(()),
+            cold: RwLock::new(None),
             #[cfg(test)]
             before_mark: Mutex::new(None),
         })
     }
 
-    /// First log offset still present.
+    /// First log offset present on local disk.
     pub fn start_offset(&self) -> u64 {
         self.segments.read().values().next().map_or(0, |s| s.base())
+    }
+
+    /// First log offset readable: the start of the cold run ending at the local start, else
+    /// the local start (`cold.rs`).
+    pub fn first_offset(&self) -> u64 {
+        let local = self.start_offset();
+        self.cold()
+            .and_then(|c| c.run_start(local))
+            .map_or(local, |start| start.min(local))
+    }
+
+    /// Reads below the first local segment go to `cold` from now on.
+    pub(crate) fn attach_cold(&self, cold: Arc<dyn ColdSegments>) {
+        *self.cold.write() = Some(cold);
+    }
+
+    pub(crate) fn cold(&self) -> Option<Arc<dyn ColdSegments>> {
+        self.cold.read().clone()
+    }
+
+    /// The held segment, as (base, end), that holds `offset` when it lies below the first
+    /// local segment (None otherwise, or when no cold store holds it).
+    fn cold_segment(&self, offset: u64) -> Option<(Arc<dyn ColdSegments>, u64, u64)> {
+        if offset >= self.start_offset() {
+            return None;
+        }
+        let cold = self.cold()?;
+        let (base, end) = cold.segment_of(offset)?;
+        Some((cold, base, end))
+    }
+
+    /// The base of the segment (local or cold) holding `offset`.
+    pub(crate) fn segment_base(&self, offset: u64) -> u64 {
+        if let Some((_, base, _)) = self.cold_segment(offset) {
+            return base;
+        }
+        self.segments
+            .read()
+            .range(..=offset)
+            .next_back()
+            .map_or(0, |(b, _)| *b)
     }
     /// Log offset just past the last written record.
     pub fn end_offset(&self) -> u64 {
@@ -455,6 +500,19 @@ impl CommitLog {
 
     /// Reads `len` bytes at `offset`; the range must lie inside one segment and below the end.
     pub fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
+        if let Some((cold, base, end)) = self.cold_segment(offset) {
+            if offset.saturating_add(u64::from(len)) > end {
+                return Err(StoreError::Corrupt {
+                    offset,
+                    reason: format!(
+                        "a read of {len} bytes runs past the end of the tiered segment at {base}"
+                    ),
+                });
+            }
+            let mut buf = vec![0u8; len as usize];
+            cold.read_exact_at(base, offset, &mut buf)?;
+            return Ok(buf);
+        }
         let seg = self.segment_for(offset)?;
         let end = offset.saturating_add(u64::from(len));
         if end > self.end_offset() {
@@ -489,6 +547,11 @@ impl CommitLog {
     pub fn read_bytes(&self, offset: u64, max: usize) -> Result<Vec<u8>, StoreError> {
         if offset == self.end_offset() {
             return Ok(Vec::new());
+        }
+        if let Some((cold, base, end)) = self.cold_segment(offset) {
+            let mut buf = vec![0u8; (end - offset).min(max as u64) as usize];
+            cold.read_exact_at(base, offset, &mut buf)?;
+            return Ok(buf);
         }
         let seg = self.segment_for(offset)?;
         let avail = seg.end().min(self.end_offset()).saturating_sub(offset);

@@ -3,7 +3,8 @@
 //! A data dir holds only what the store writes there: `commitlog/` (segment files named by
 //! their 20-digit base offset; other files there are ignored with a warning and never
 //! changed) and `index/` (RocksDB), the epoch file (`epochs`, and `epochs.tmp` while it is
-//! replaced), plus `lost+found` when the directory is a file system's root. Anything else means the directory belongs to something else,
+//! replaced), the tier's read cache (`tier-cache/`, `cold.rs`), plus `lost+found` when the
+//! directory is a file system's root. Anything else means the directory belongs to something else,
 //! most often a RocketMQ store: `apogee config import` maps RocketMQ's `storePathRootDir`
 //! to `data_dir`, and RocketMQ keeps its commit log in a `commitlog/` directory with the
 //! same file names as Apogee's. Opening such a directory would create RocksDB's files in
@@ -202,6 +203,7 @@ pub(crate) fn check_data_dir(data_dir: &Path) -> Result<(), StoreError> {
                 }
             }
             LOST_FOUND if is_dir => {}
+            super::cold::COLD_CACHE_DIR if is_dir => {}
             super::epochs::EPOCH_FILE | super::epochs::EPOCH_FILE_TMP if !is_dir => {}
             other => {
                 if ROCKETMQ_ENTRIES.contains(&other) {

@@ -21,6 +21,7 @@
 //! holds, for automatic failover),
 //! [`wakeups`] (per-queue wake-ups of long-polling readers).
 
+mod cold;
 pub mod commitlog;
 mod config;
 pub mod epochs;
@@ -78,6 +79,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+pub use cold::{ColdSegments, LocalRetention, COLD_CACHE_DIR};
 pub use commitlog::CommitLog;
 pub use config::{
     disk_ratios, FlushMode, RetentionPolicy, StoreConfig, DEFAULT_ASYNC_FLUSH_INTERVAL,
@@ -158,6 +160,10 @@ pub enum StoreError {
          data directory. Nothing was changed"
     )]
     DataFormatNewer { found: u32, supported: u32 },
+    /// A record below the local log could not be read from the cold store (the object
+    /// store is down, slow or refusing): nothing is lost, the read may be tried again.
+    #[error("reading a tiered segment failed: {0}")]
+    Cold(String),
 }
 
 /// The one mapping of store errors to what a client or operator sees.
@@ -173,6 +179,7 @@ impl From<StoreError> for apogee_proto::ApogeeError {
             } => A::SlavePersistenceTimeout(reason),
             StoreError::NotReplicated { reason, .. } => A::NotReplicated(reason),
             StoreError::StorageFull(reason) => A::StorageFull(reason),
+            StoreError::Cold(_) => A::Unavailable(e.to_string()),
             StoreError::MessageTooLarge { size, max } => A::PayloadTooLarge(format!(
                 "a record of {size} bytes exceeds the store limit of {max} bytes"
             )),
@@ -230,6 +237,8 @@ pub(crate) struct Shared {
     /// hold). The object-store tier holds back what it has not uploaded yet
     /// ([`MessageStore::hold_age_retention_from`]); the disk-space rule ignores it.
     pub(crate) age_retention_hold: AtomicU64,
+    /// When retention evicts local copies of segments a cold store holds (`cold.rs`).
+    pub(crate) local_retention: Mutex<LocalRetention>,
 }
 
 impl Shared {
@@ -386,6 +395,7 @@ impl MessageStore {
             index_epoch: Mutex::new(0),
             lite: lite::LiteCounts::default(),
             age_retention_hold: AtomicU64::new(u64::MAX),
+            local_retention: Mutex::new(LocalRetention::default()),
         });
         let (kick, syncer) = if flush_mode == FlushMode::Sync {
             let (kick, kicks) = mpsc::channel();
@@ -670,9 +680,27 @@ impl MessageStore {
         self.shared.log.end_offset()
     }
 
-    /// First log offset still present.
+    /// First log offset readable: on local disk, or in a cold store's run of segments that
+    /// ends where the local log begins (`cold.rs`).
     pub fn log_start_offset(&self) -> u64 {
+        self.shared.log.first_offset()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.shared.config.data_dir
+    }
+
+    /// First log offset on local disk.
+    pub fn local_start_offset(&self) -> u64 {
         self.shared.log.start_offset()
+    }
+
+    /// Reads below the local log go to `cold` from now on, and retention evicts the local
+    /// copies of the segments it holds by `local` (module doc of `cold.rs`).
+    pub fn attach_cold(&self, cold: Arc<dyn ColdSegments>, local: LocalRetention) {
+        *self.shared.local_retention.lock() = local;
+        self.shared.log.attach_cold(cold);
     }
 
     /// Everything below this log offset is on stable storage.

@@ -317,12 +317,7 @@ impl MessageStore {
             return Ok(None);
         }
         let bytes = log.read_bytes(offset, max_bytes.max(HEADER_LEN))?;
-        let seg_base = log
-            .segments()
-            .iter()
-            .rev()
-            .find(|s| s.base() <= offset)
-            .map_or(0, |s| s.base());
+        let seg_base = log.segment_base(offset);
         let mut cut = 0usize;
         while cut + HEADER_LEN <= bytes.len() {
             let len = u32::from_be_bytes(bytes[cut..cut + 4].try_into().expect("4 bytes")) as usize;
@@ -359,7 +354,7 @@ impl MessageStore {
     /// The mark of the whole, CRC-valid record starting exactly at `offset`, if there is one.
     pub fn record_mark_at(&self, offset: u64) -> Result<Option<RecordMark>, StoreError> {
         let log = &self.shared.log;
-        if offset < log.start_offset() || offset + HEADER_LEN as u64 > log.end_offset() {
+        if offset < log.first_offset() || offset + HEADER_LEN as u64 > log.end_offset() {
             return Ok(None);
         }
         let header = match log.read(offset, HEADER_LEN as u32) {

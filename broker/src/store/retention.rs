@@ -102,6 +102,9 @@ impl DiskSpace {
 pub struct RetentionPass {
     /// (base log offset, bytes) of each deleted segment, oldest first.
     pub deleted: Vec<(u64, u64)>,
+    /// (base log offset, bytes) of each segment whose local copy went while a cold store
+    /// holds it (`cold.rs`): its messages stay readable.
+    pub evicted: Vec<(u64, u64)>,
     /// The first log offset still stored after the pass.
     pub log_start: u64,
     /// Whether sends are being refused.
@@ -151,10 +154,12 @@ fn enforce(
             policy.clean_ratio * 100.0
         )
     }));
+    let evicted = evict_local_copies(shared, writes, now, disk, policy.clean_ratio)?;
+    let evicted_bytes: u64 = evicted.iter().map(|e| e.1).sum();
     let segments = shared.log.segments();
     let sealed = &segments[..segments.len().saturating_sub(1)];
     let mut upto = shared.log.start_offset();
-    let (mut freed, mut by_age, mut by_disk) = (0u64, 0usize, 0usize);
+    let (mut freed, mut by_age, mut by_disk) = (evicted_bytes, 0usize, 0usize);
     for seg in sealed {
         let age = seg
             .modified()
@@ -177,6 +182,7 @@ fn enforce(
     if by_age + by_disk == 0 {
         return Ok(RetentionPass {
             deleted: Vec::new(),
+            evicted,
             log_start: shared.log.start_offset(),
             refusing,
         });
@@ -195,6 +201,7 @@ fn enforce(
             }
             return Ok(RetentionPass {
                 deleted: Vec::new(),
+                evicted,
                 log_start: shared.log.start_offset(),
                 refusing,
             });
@@ -217,9 +224,67 @@ fn enforce(
     );
     Ok(RetentionPass {
         deleted,
+        evicted,
         log_start,
         refusing,
     })
+}
+
+/// Deletes the local files of the oldest sealed segments a cold store holds, while they are
+/// older than the local age, the local log is over its byte budget, or the disk is over
+/// `clean_ratio` (`cold.rs`). Their index entries stay: their messages are read from the
+/// cold store at the same offsets. The index is flushed first, so no entry of theirs is
+/// left for a crash's re-dispatch, which reads only local segments.
+fn evict_local_copies(
+    shared: &Shared,
+    writes: &WriteQueue,
+    now: SystemTime,
+    disk: DiskSpace,
+    clean_ratio: f64,
+) -> Result<Vec<(u64, u64)>, StoreError> {
+    let Some(cold) = shared.log.cold() else {
+        return Ok(Vec::new());
+    };
+    let local = *shared.local_retention.lock();
+    let segments = shared.log.segments();
+    let mut local_bytes: u64 = segments.iter().map(|s| s.len()).sum();
+    let sealed = &segments[..segments.len().saturating_sub(1)];
+    let (mut upto, mut freed) = (None, 0u64);
+    for seg in sealed {
+        if !cold.holds(seg.base(), seg.end()) {
+            break;
+        }
+        let age = seg
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
+        let too_old = local.max_age.is_some_and(|max| age >= max);
+        let too_big = local.max_bytes.is_some_and(|max| local_bytes > max);
+        let disk_over =
+            DiskSpace::ratio(disk.used.saturating_sub(freed), disk.available + freed) > clean_ratio;
+        if !(too_old || too_big || disk_over) {
+            break;
+        }
+        upto = Some(seg.end());
+        freed += seg.len();
+        local_bytes -= seg.len();
+    }
+    let Some(upto) = upto else {
+        return Ok(Vec::new());
+    };
+    shared.kv.flush()?;
+    let epoch = *shared.index_epoch.lock();
+    let (reply, rx) = mpsc::sync_channel(1);
+    writes.submit(Command::DeleteSegments { upto, epoch, reply })?;
+    let evicted = rx.recv().map_err(|_| StoreError::Closed)??;
+    tracing::info!(
+        segments = evicted.len(),
+        bytes = evicted.iter().map(|d| d.1).sum::<u64>(),
+        local_start = shared.log.start_offset(),
+        "evicted the local copies of segments the tier holds; their messages stay readable"
+    );
+    Ok(evicted)
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -464,6 +464,18 @@ impl Bucket {
         got.bytes().await.map_err(|e| self.explain(e))
     }
 
+    /// Bytes `range` of the object at `path` (one ranged GET).
+    pub async fn read_range(
+        &self,
+        path: &ObjectPath,
+        range: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes, TierError> {
+        self.store
+            .get_range(path, range)
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
     /// The names of every object under `<prefix>/<dir>`.
     pub async fn list(&self, dir: &str) -> Result<Vec<String>, TierError> {
         let path = self.object(dir);

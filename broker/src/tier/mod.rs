@@ -14,8 +14,10 @@
 //! The bucket's layout and the claim on the prefix are [`bucket`]'s.
 
 pub mod bucket;
+mod cache;
 pub mod manifest;
 mod offload;
+mod reader;
 
 use std::sync::Arc;
 
@@ -24,9 +26,10 @@ use prometheus::{IntCounter, IntGauge, Opts, Registry};
 
 pub use bucket::{Bucket, PrefixState, TierError};
 pub use manifest::{Manifest, TieredSegment};
+pub use reader::TierReader;
 
 use crate::config::TierSection;
-use crate::store::MessageStore;
+use crate::store::{LocalRetention, MessageStore};
 
 /// Where uploads stand, for `apogee tier status` and the broker's status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,6 +58,8 @@ struct TierMetrics {
     tiered_bytes: IntGauge,
     lag_bytes: IntGauge,
     lag_seconds: IntGauge,
+    reads: reader::ReadMetrics,
+    cached_bytes: IntGauge,
 }
 
 impl TierMetrics {
@@ -90,6 +95,25 @@ impl TierMetrics {
                 "apogee_tier_offload_lag_seconds",
                 "How long the oldest sealed segment not uploaded yet has waited",
             ),
+            reads: reader::ReadMetrics {
+                fetched_bytes: counter(
+                    "apogee_tier_fetched_bytes_total",
+                    "Bytes of tiered segments fetched from the object store for reads",
+                ),
+                cache_hits: counter(
+                    "apogee_tier_read_cache_hits_total",
+                    "Reads of tiered records served from the local read cache",
+                ),
+                fetch_failures: counter(
+                    "apogee_tier_fetch_failures_total",
+                    "Fetches of tiered segments for reads that failed (the read is refused \
+                     as unavailable and may be tried again)",
+                ),
+            },
+            cached_bytes: gauge(
+                "apogee_tier_read_cache_bytes",
+                "Bytes of tiered segments held in the local read cache",
+            ),
         }
     }
 
@@ -99,7 +123,11 @@ impl TierMetrics {
         r.register(Box::new(self.upload_failures.clone()))?;
         r.register(Box::new(self.tiered_bytes.clone()))?;
         r.register(Box::new(self.lag_bytes.clone()))?;
-        r.register(Box::new(self.lag_seconds.clone()))
+        r.register(Box::new(self.lag_seconds.clone()))?;
+        r.register(Box::new(self.reads.fetched_bytes.clone()))?;
+        r.register(Box::new(self.reads.cache_hits.clone()))?;
+        r.register(Box::new(self.reads.fetch_failures.clone()))?;
+        r.register(Box::new(self.cached_bytes.clone()))
     }
 }
 
@@ -115,6 +143,7 @@ pub struct Tier {
     group: String,
     store: Arc<MessageStore>,
     manifest: Manifest,
+    reader: Arc<TierReader>,
     status: Mutex<TierStatus>,
     metrics: TierMetrics,
 }
@@ -140,6 +169,30 @@ impl Tier {
         store: Arc<MessageStore>,
     ) -> Result<Arc<Tier>, TierError> {
         let manifest = Manifest::new(store.kv());
+        let metrics = TierMetrics::new();
+        let local = |e: std::io::Error| TierError::Local(e.to_string());
+        let cache =
+            cache::ReadCache::open(&store.data_dir().join(cache::CACHE_DIR), config.cache_bytes)
+                .map_err(local)?;
+        let reader = Arc::new(
+            TierReader::new(
+                bucket.clone(),
+                manifest.clone(),
+                cache,
+                metrics.reads.clone(),
+            )
+            .map_err(local)?,
+        );
+        // Reads below the local log come from the tier; retention evicts local copies.
+        store.attach_cold(
+            reader.clone(),
+            LocalRetention {
+                max_age: config
+                    .local_retention_ms
+                    .map(std::time::Duration::from_millis),
+                max_bytes: config.local_retention_bytes,
+            },
+        );
         let tier = Arc::new(Tier {
             bucket,
             config: config.clone(),
@@ -147,8 +200,9 @@ impl Tier {
             group: group.to_string(),
             store,
             manifest,
+            reader,
             status: Mutex::new(TierStatus::default()),
-            metrics: TierMetrics::new(),
+            metrics,
         });
         tier.refresh_status()
             .map_err(|e| TierError::Local(e.to_string()))?;
@@ -199,6 +253,9 @@ impl Tier {
         self.metrics.tiered_bytes.set(st.tiered_bytes as i64);
         self.metrics.lag_bytes.set(st.lag_bytes as i64);
         self.metrics.lag_seconds.set(lag_secs as i64);
+        self.metrics
+            .cached_bytes
+            .set(self.reader.cached_bytes() as i64);
         drop(st);
         Ok(tiered)
     }
@@ -231,3 +288,5 @@ pub async fn check_reachable(config: &TierSection, cluster: &str) -> Result<Stri
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reads;

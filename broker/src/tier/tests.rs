@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::store::{NewMessage, StoreConfig};
 
-fn config() -> TierSection {
+pub(super) fn config() -> TierSection {
     TierSection {
         endpoint: "memory".into(),
         bucket: "b".into(),
@@ -24,7 +24,7 @@ fn config() -> TierSection {
     }
 }
 
-fn message(n: usize) -> NewMessage {
+pub(super) fn message(n: usize) -> NewMessage {
     NewMessage {
         topic: "T".into(),
         queue_id: (n % 2) as u32,
@@ -44,7 +44,7 @@ fn message(n: usize) -> NewMessage {
 }
 
 /// A store of 64 KiB segments holding at least `segments` of them, all flushed.
-async fn store_with(dir: &std::path::Path, segments: usize) -> Arc<MessageStore> {
+pub(super) async fn store_with(dir: &std::path::Path, segments: usize) -> Arc<MessageStore> {
     let store = MessageStore::open(StoreConfig {
         segment_size: 64 * 1024,
         max_record_size: 32 * 1024,
@@ -60,12 +60,12 @@ async fn store_with(dir: &std::path::Path, segments: usize) -> Arc<MessageStore>
     store
 }
 
-fn tier_over(objects: Arc<InMemory>, store: Arc<MessageStore>, cluster: &str) -> Arc<Tier> {
+pub(super) fn tier_over(objects: Arc<InMemory>, store: Arc<MessageStore>, cluster: &str) -> Arc<Tier> {
     let bucket = Bucket::over(objects, "memory", "b", "prod");
     Tier::with_bucket(bucket, &config(), cluster, "broker-a", store).unwrap()
 }
 
-fn no_hold() -> InSyncHold {
+pub(super) fn no_hold() -> InSyncHold {
     Arc::new(|| u64::MAX)
 }
 
