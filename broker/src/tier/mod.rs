@@ -257,6 +257,7 @@ impl Tier {
             .cached_bytes
             .set(self.reader.cached_bytes() as i64);
         drop(st);
+        self.reader.set_segments(tiered.clone());
         Ok(tiered)
     }
 

@@ -91,9 +91,14 @@ impl TierReader {
     /// Reads the manifest again into memory.
     fn reload(&self) {
         match self.manifest.segments() {
-            Ok(rows) => *self.segments.write() = rows.into_iter().map(|t| (t.base, t)).collect(),
+            Ok(rows) => self.set_segments(rows),
             Err(e) => tracing::warn!(error = %e, "the tier's manifest could not be read"),
         }
+    }
+
+    /// The manifest's rows as just read.
+    pub(super) fn set_segments(&self, rows: Vec<TieredSegment>) {
+        *self.segments.write() = rows.into_iter().map(|t| (t.base, t)).collect();
     }
 
     /// The recorded segment holding `offset`, reading the manifest again on a miss.
@@ -105,11 +110,11 @@ impl TierReader {
                 .filter(|t| offset < t.end)
                 .cloned()
         };
-        if let Some(found) = look(&self.segments.read()) {
-            return Some(found);
-        }
-        self.reload();
-        look(&self.segments.read())
+        let found = look(&self.segments.read());
+        found.or_else(|| {
+            self.reload();
+            look(&self.segments.read())
+        })
     }
 
     /// Bytes of the read cache in use.
@@ -250,27 +255,24 @@ impl ColdSegments for TierReader {
             }
             start
         };
-        walk(&self.segments.read()).or_else(|| {
-            self.reload();
-            walk(&self.segments.read())
-        })
+        // No reload here (the log's start is asked often): the tier's status refresh keeps
+        // the rows current (`Tier::refresh_status`), and so does any miss below.
+        walk(&self.segments.read())
     }
 
     fn holds(&self, base: u64, end: u64) -> bool {
         let held =
             |segs: &BTreeMap<u64, TieredSegment>| segs.get(&base).is_some_and(|t| t.end == end);
-        held(&self.segments.read()) || {
+        let found = held(&self.segments.read());
+        found || {
             self.reload();
             held(&self.segments.read())
         }
     }
 
     fn read_exact_at(&self, base: u64, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
-        let segment = self
-            .segments
-            .read()
-            .get(&base)
-            .cloned()
+        let known = self.segments.read().get(&base).cloned();
+        let segment = known
             .or_else(|| self.find(base).filter(|t| t.base == base))
             .ok_or_else(|| StoreError::Cold(format!("no tiered segment starts at {base}")))?;
         let mut pos = offset - base;

@@ -60,7 +60,11 @@ pub(super) async fn store_with(dir: &std::path::Path, segments: usize) -> Arc<Me
     store
 }
 
-pub(super) fn tier_over(objects: Arc<InMemory>, store: Arc<MessageStore>, cluster: &str) -> Arc<Tier> {
+pub(super) fn tier_over(
+    objects: Arc<InMemory>,
+    store: Arc<MessageStore>,
+    cluster: &str,
+) -> Arc<Tier> {
     let bucket = Bucket::over(objects, "memory", "b", "prod");
     Tier::with_bucket(bucket, &config(), cluster, "broker-a", store).unwrap()
 }

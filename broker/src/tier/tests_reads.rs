@@ -23,7 +23,11 @@ fn roomy() -> DiskSpace {
 fn everything(store: &MessageStore) -> Vec<StoredMessage> {
     let mut all = Vec::new();
     for queue in 0..2 {
-        all.extend(store.read_queue("T", queue, 0, 100_000, usize::MAX).unwrap());
+        all.extend(
+            store
+                .read_queue("T", queue, 0, 100_000, usize::MAX)
+                .unwrap(),
+        );
     }
     all
 }
@@ -55,12 +59,23 @@ async fn evicted_segments_stay_readable_at_their_offsets_from_the_tier() {
     let pass = store.enforce_retention(SystemTime::now(), roomy()).unwrap();
     assert_eq!(pass.evicted.len(), sealed.len() - 1);
     let last = sealed.last().unwrap();
-    assert_eq!(store.local_start_offset(), last.end(), "only the open segment is local");
-    assert_eq!(store.log_start_offset(), 0, "the log starts where the tier's run does");
+    assert_eq!(
+        store.local_start_offset(),
+        last.end(),
+        "only the open segment is local"
+    );
+    assert_eq!(
+        store.log_start_offset(),
+        0,
+        "the log starts where the tier's run does"
+    );
 
     // Every message at its offsets, by queue and by id.
     assert_eq!(everything(&store), before);
-    let first = store.lookup_by_id("ID-000000").unwrap().expect("found in the tier");
+    let first = store
+        .lookup_by_id("ID-000000")
+        .unwrap()
+        .expect("found in the tier");
     assert_eq!(first, before[0]);
     // Raw bytes for a slave: from the tier's copy, within its segment.
     let raw = store.read_log_bytes(0, 1 << 30).unwrap();
@@ -69,10 +84,15 @@ async fn evicted_segments_stay_readable_at_their_offsets_from_the_tier() {
         crate::store::record::decode(&raw[..before[0].record_size as usize], 0).unwrap(),
         before[0]
     );
-    let slice = store.read_records(sealed[1].base(), 1 << 10).unwrap().unwrap();
+    let slice = store
+        .read_records(sealed[1].base(), 1 << 10)
+        .unwrap()
+        .unwrap();
     assert_eq!(slice.segment_base, sealed[1].base());
     assert!(tier.reader.cached_bytes() > 0, "the pieces read are cached");
-    let pieces = std::fs::read_dir(dir.path().join(cache::CACHE_DIR)).unwrap().count();
+    let pieces = std::fs::read_dir(dir.path().join(cache::CACHE_DIR))
+        .unwrap()
+        .count();
     assert!(pieces > 0);
 }
 

@@ -1,12 +1,14 @@
 //! The object-store tier against a real S3-compatible server (moto's, its own process):
 //! sealed segments uploaded whole (in parts) and recorded, `apogee tier status`; an object
 //! store down while sends go on (none refused, the uploads catch up when it is back); a
-//! broker killed during an upload (the segment uploaded again after the restart); and
+//! broker killed during an upload (the segment uploaded again after the restart); segments
+//! whose local copies local retention evicted, read back from the bucket at their offsets
+//! (by queue and by id, before and after a kill -9); and
 //! `--check-config` naming what is wrong with a bucket (unreachable, refused credentials, no
 //! such bucket, a prefix holding what Apogee did not write), never writing to one.
 
 use apogee_tests::s3_server::S3Server;
-use apogee_tests::{bins, cli, wait_until, BrokerSpec, Cluster};
+use apogee_tests::{bins, cli, rpc, wait_until, BrokerSpec, Cluster};
 use std::process::Command;
 use std::time::Duration;
 
@@ -229,6 +231,93 @@ async fn a_broker_killed_during_an_upload_uploads_the_segment_again() {
         after_restart.contains("segment uploaded to the tier base=0"),
         "{log}"
     );
+}
+
+/// A 4 KiB body that names message `i`.
+fn numbered_body(i: usize) -> Vec<u8> {
+    format!("{i:08}").repeat(512).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evicted_segments_are_read_back_from_the_bucket_at_their_offsets() {
+    let extra = [
+        ("TIER__LOCAL_RETENTION_BYTES", "0"),
+        ("STORE__RETENTION_CHECK_MS", "200"),
+    ];
+    let Some((_s3, mut cluster, ns)) = start_tiered(&extra).await else {
+        return;
+    };
+    let addr = cluster.broker("a").addr.clone();
+    // 14 MiB of numbered messages over the four queues: two sealed segments and more.
+    let mut client = rpc::messaging(&addr);
+    let mut sent: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); 4];
+    for chunk in 0..350 {
+        let messages: Vec<_> = (0..10)
+            .map(|j| {
+                let i = chunk * 10 + j;
+                rpc::message("t", (i % 4) as i32, numbered_body(i))
+            })
+            .collect();
+        for m in &messages {
+            let queue = m.system_properties.as_ref().unwrap().queue_id as usize;
+            sent[queue].push((rpc::id_of(m), m.body.to_vec()));
+        }
+        let answer = rpc::send(&mut client, messages).await;
+        assert_eq!(rpc::code(answer.status.as_ref()), 20000, "{answer:?}");
+    }
+    let sealed = sealed_segments(&cluster);
+    assert!(sealed.len() >= 2, "{sealed:?}");
+    wait_all_tiered(&ns, sealed.len()).await;
+    // Local retention of 0 bytes: every tiered segment loses its local copy.
+    wait_until(
+        Duration::from_secs(30),
+        "the local copies evicted",
+        || async {
+            let left = sealed_segments(&cluster);
+            left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+        },
+    )
+    .await;
+    let log = cluster.broker_log("a");
+    assert!(log.contains("evicted the local copies"), "{log}");
+
+    // Every message at its queue offset, its body whole, read from the bucket.
+    let read_back = |contents: Vec<(String, i64, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
+        for (n, (_, offset, _)) in contents.iter().enumerate() {
+            assert_eq!(*offset, n as i64, "queue offsets from 0 without a gap");
+        }
+        contents
+            .into_iter()
+            .map(|(id, _, body)| (id, body))
+            .collect()
+    };
+    for queue in 0..4 {
+        let got = read_back(rpc::queue_contents(&addr, "t", queue).await);
+        assert!(
+            got == sent[queue as usize],
+            "queue {queue}: {} read back, {} sent",
+            got.len(),
+            sent[queue as usize].len()
+        );
+    }
+    // By id: the first message, held only in the bucket.
+    let (first_id, first_body) = &sent[0][0];
+    let rows = cluster
+        .cli(&["message", "get", first_id, "-o", "json"])
+        .success()
+        .json();
+    assert_eq!(rows[0]["message_id"], first_id.as_str(), "{rows}");
+    assert_eq!(
+        rows[0]["body"].as_str().unwrap().as_bytes(),
+        &first_body[..],
+        "{rows}"
+    );
+
+    // After a kill -9 the read cache starts empty and the reads come from the bucket again.
+    cluster.kill_broker("a");
+    cluster.restart_broker("a").await;
+    let got = read_back(rpc::queue_contents(&addr, "t", 3).await);
+    assert!(got == sent[3], "queue 3 after the restart");
 }
 
 /// `apogee-broker --check-config` with `[tier]` from `env`: (exit code, stdout, stderr).
