@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::process::{free_port, ManagedProcess};
 
@@ -170,6 +170,21 @@ impl S3Server {
             Err(object_store::Error::NotFound { .. }) => None,
             Err(e) => panic!("reading {bucket}/{key}: {e}\n{}", self.process.log_tail()),
         }
+    }
+
+    /// The keys under `prefix` in `bucket`, sorted.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        let client = self.client(bucket);
+        let prefix = ObjectPath::from(prefix);
+        let metas: Vec<_> = client
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .unwrap_or_else(|e| panic!("listing {bucket}/{prefix}: {e}"));
+        let mut keys: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+        keys.sort();
+        keys
     }
 
     /// Writes `bytes` as `key` in `bucket`.

@@ -56,6 +56,10 @@ pub struct TierSection {
     /// The local commit log is kept at or below this many bytes by dropping the local copies
     /// of segments the tier holds, oldest first (unset: no byte limit).
     pub local_retention_bytes: Option<u64>,
+    /// How long the tier keeps a segment, counted from its upload (unset: the store's
+    /// `retention_hours`). Its messages end then: their index entries are pruned and the
+    /// master deletes the object.
+    pub retention_ms: Option<u64>,
     /// Bytes of tiered segments kept on local disk (`<data_dir>/tier-cache/`) for reads,
     /// in pieces of READ_CHUNK_BYTES, the least recently read dropped first.
     pub cache_bytes: u64,
@@ -80,6 +84,7 @@ impl Default for TierSection {
             retry_max_ms: 60_000,
             local_retention_ms: None,
             local_retention_bytes: None,
+            retention_ms: None,
             cache_bytes: 1 << 30,
         }
     }

@@ -257,6 +257,8 @@ pub struct CommitLog {
     sync_lock: Mutex<()>,
     /// Segments held elsewhere (the object-store tier), read below the first local segment.
     cold: RwLock<Option<Arc<dyn ColdSegments>>>,
+    /// The cold store's retention cut: nothing below it is readable (`cold.rs`).
+    cold_floor: AtomicU64,
     /// Tests: runs between a sync's fdatasync and its move of the flushed offset.
     #[cfg(test)]
     pub(crate) before_mark: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
@@ -325,6 +327,7 @@ impl CommitLog {
             uncached_to: Mutex::new(0),
             sync_lock: Mutex::new(()),
             cold: RwLock::new(None),
+            cold_floor: AtomicU64::new(0),
             #[cfg(test)]
             before_mark: Mutex::new(None),
         })
@@ -341,7 +344,16 @@ impl CommitLog {
         let local = self.start_offset();
         self.cold()
             .and_then(|c| c.run_start(local))
-            .map_or(local, |start| start.min(local))
+            .map_or(local, |start| start.max(self.cold_floor()).min(local))
+    }
+
+    /// The cold store's retention cut (0: none yet).
+    pub fn cold_floor(&self) -> u64 {
+        self.cold_floor.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_cold_floor(&self, upto: u64) {
+        self.cold_floor.fetch_max(upto, Ordering::AcqRel);
     }
 
     /// Reads below the first local segment go to `cold` from now on.

@@ -31,7 +31,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use super::index;
-use super::keys::{CK_FLUSHED, CK_INDEX_FORMAT, CK_INDEX_REBUILDING};
+use super::keys::{CK_COLD_UNINDEXED, CK_FLUSHED, CK_INDEX_FORMAT, CK_INDEX_REBUILDING};
 use super::kv::{Cf, KvBatch, KvStore};
 use super::StoreError;
 
@@ -224,8 +224,13 @@ pub(crate) enum Carry {
 }
 
 /// Empties every derived column family in one atomic write that also records the rebuild as
-/// begun and puts back what [`Carry`] says (module doc).
-pub(crate) fn drop_derived(kv: &dyn KvStore, carry: Carry) -> Result<(), StoreError> {
+/// begun and puts back what [`Carry`] says (module doc). `local_start`: where the local log
+/// begins; above 0, records a cold store may hold below it are left for it to dispatch.
+pub(crate) fn drop_derived(
+    kv: &dyn KvStore,
+    carry: Carry,
+    local_start: u64,
+) -> Result<(), StoreError> {
     let mut then = KvBatch::new();
     if let Carry::Marks { found } = carry {
         for (topic, queue_id, next) in queue_floors(kv, found)? {
@@ -249,6 +254,11 @@ pub(crate) fn drop_derived(kv: &dyn KvStore, carry: Carry) -> Result<(), StoreEr
         CK_INDEX_REBUILDING,
         INDEX_FORMAT_VERSION.to_be_bytes(),
     );
+    // Recovery re-dispatches the local log; a cold store's records below it wait for
+    // `MessageStore::dispatch_cold` (`cold.rs`).
+    if local_start > 0 {
+        then.put(Cf::Checkpoint, CK_COLD_UNINDEXED, [1u8]);
+    }
     kv.clear(&Cf::DERIVED, then)
 }
 

@@ -265,6 +265,9 @@ pub const CK_FLUSHED: &[u8] = b"store.flushed";
 pub const CK_INDEX_FORMAT: &[u8] = b"store.index_format";
 /// `checkpoint` key: a rebuild into this index format (u32) began and has not finished.
 pub const CK_INDEX_REBUILDING: &[u8] = b"store.index_rebuilding";
+/// `checkpoint` key: the derived tables were emptied and rebuilt from the local log only;
+/// the records a cold store holds below it are not indexed yet (`cold.rs`).
+pub const CK_COLD_UNINDEXED: &[u8] = b"store.cold_unindexed";
 
 // ---- transaction, schedule --------------------------------------------------------------
 

@@ -71,7 +71,7 @@ mod tests_unlogged;
 mod tests_write_queue;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -233,10 +233,6 @@ pub(crate) struct Shared {
     pub(crate) index_epoch: Mutex<u64>,
     /// Lite queues per parent and in all (`lite.rs`), kept by the writer.
     pub(crate) lite: lite::LiteCounts,
-    /// Retention deletes segments for their age only below this log offset (u64::MAX: no
-    /// hold). The object-store tier holds back what it has not uploaded yet
-    /// ([`MessageStore::hold_age_retention_from`]); the disk-space rule ignores it.
-    pub(crate) age_retention_hold: AtomicU64,
     /// When retention evicts local copies of segments a cold store holds (`cold.rs`).
     pub(crate) local_retention: Mutex<LocalRetention>,
 }
@@ -394,7 +390,6 @@ impl MessageStore {
             storage_full: Mutex::new(None),
             index_epoch: Mutex::new(0),
             lite: lite::LiteCounts::default(),
-            age_retention_hold: AtomicU64::new(u64::MAX),
             local_retention: Mutex::new(LocalRetention::default()),
         });
         let (kick, syncer) = if flush_mode == FlushMode::Sync {
@@ -468,7 +463,11 @@ impl MessageStore {
             return Ok(None);
         };
         let topic_configs_lost = has_records && format::topic_configs_lost(kv)?;
-        format::drop_derived(kv, format::Carry::Marks { found: plan.found })?;
+        format::drop_derived(
+            kv,
+            format::Carry::Marks { found: plan.found },
+            log.start_offset(),
+        )?;
         Ok(Some(recovery::Rebuilding {
             cause: plan.cause,
             progress: options.progress.clone(),
@@ -720,18 +719,10 @@ impl MessageStore {
         segments
     }
 
-    /// Retention deletes segments for their age only when they end at or below `offset`
-    /// (the object-store tier: what it has not uploaded stays). Disk space still frees
-    /// whatever it needs, as without a tier.
-    pub fn hold_age_retention_from(&self, offset: u64) {
-        self.shared
-            .age_retention_hold
-            .store(offset, Ordering::SeqCst);
-    }
-
-    /// The offset [`hold_age_retention_from`](Self::hold_age_retention_from) set.
-    pub fn age_retention_hold(&self) -> u64 {
-        self.shared.age_retention_hold.load(Ordering::SeqCst)
+    /// The cold store's retention cut (`cold.rs`): below it nothing is indexed, and the
+    /// cold store may delete what it holds there.
+    pub fn cold_floor(&self) -> u64 {
+        self.shared.log.cold_floor()
     }
 
     /// Raw log bytes from `log_offset` (at most `max`, never across a segment end), for

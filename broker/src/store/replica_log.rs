@@ -605,7 +605,11 @@ impl Writer {
         *epoch += 1;
         let before = shared.log.end_offset();
         shared.log.cut_back(to)?;
-        super::format::drop_derived(shared.kv.as_ref(), super::format::Carry::Nothing)?;
+        super::format::drop_derived(
+            shared.kv.as_ref(),
+            super::format::Carry::Nothing,
+            shared.log.start_offset(),
+        )?;
         let recovered = super::recovery::recover(
             &shared.log,
             shared.kv.as_ref(),

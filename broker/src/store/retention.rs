@@ -5,21 +5,26 @@
 //! 1. It measures the file system of the commit log (`statvfs`). At or above `refuse_ratio`
 //!    the store refuses appends with [`StoreError::StorageFull`] (reads keep working); below
 //!    it, appends are taken again without a restart.
-//! 2. It picks the oldest sealed segments (never the one being written) that are either
+//! 2. With a cold store attached (the object-store tier, `cold.rs`), it first evicts the
+//!    local copies of the oldest sealed segments that store holds, by the local retention or
+//!    the disk ratio, keeping their index entries ([`RetentionPass::evicted`]).
+//! 3. It picks the oldest sealed segments (never the one being written) that are either
 //!    older than `max_age` (by the file's modification time, the time of its last write, as
 //!    RocketMQ's `fileReservedTime`) or, oldest first, as many as it takes to bring the disk
-//!    below `clean_ratio`.
-//! 3. It prunes the index entries that point into them: consume-queue entries (queue by
+//!    below `clean_ratio`. With a cold store, age picks none: the cut starts at the end of
+//!    the held segments whose cold retention ran out ([`super::ColdSegments::expired_upto`]),
+//!    and the pass records it as the cold store's floor.
+//! 4. It prunes the index entries that point into them: consume-queue entries (queue by
 //!    queue, from the front), message-id and key lookups. A queue's first readable offset is
 //!    its first remaining entry, so receives and pulls below it start there.
-//! 4. The writer thread deletes the files (so deletion never races a roll or a cut-back).
+//! 5. The writer thread deletes the files (so deletion never races a roll or a cut-back).
 //!
 //! Pruning runs beside appends, which only add entries past a queue's end. Each queue's step
 //! holds [`Shared::index_epoch`], the lock a topic purge and a slave's cut-back take, and a pass
 //! during which a cut-back rebuilt the index deletes nothing (the next pass starts again).
 //!
 //! **Cost with many queues.** A broker with lite topics holds one queue per lite topic, up to
-//! a million. The queue walk (step 3) only runs in a pass that has segments to delete (a pass
+//! a million. The queue walk (step 4) only runs in a pass that has segments to delete (a pass
 //! with none due reads no queue at all), and within it a queue costs one read, its first
 //! consume-queue entry: a queue with no entry, or whose first entry lies at or past the cut
 //! (`upto`, the start of the oldest remaining segment), has nothing below the cut (log offsets
@@ -39,7 +44,6 @@
 //! [`MessageStore::enforce_retention`] is one pass with the clock and the disk figures passed
 //! in; the thread passes the real ones, tests inject theirs.
 
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -158,9 +162,24 @@ fn enforce(
     let evicted_bytes: u64 = evicted.iter().map(|e| e.1).sum();
     let segments = shared.log.segments();
     let sealed = &segments[..segments.len().saturating_sub(1)];
-    let mut upto = shared.log.start_offset();
+    // Everything below the cut goes: index entries, local segments, and (through the cold
+    // store's floor) tiered ones. A cold store's expired segments set it first.
+    let cold = shared.log.cold();
+    let mut upto = shared.log.first_offset();
+    let tier_expired = match cold.as_ref().and_then(|c| c.expired_upto(now)) {
+        Some(end) if end > upto => {
+            upto = end;
+            true
+        }
+        _ => false,
+    };
     let (mut freed, mut by_age, mut by_disk) = (evicted_bytes, 0usize, 0usize);
     for seg in sealed {
+        if seg.end() <= upto {
+            // A local copy of an expired tiered segment.
+            freed += seg.len();
+            continue;
+        }
         let age = seg
             .modified()
             .ok()
@@ -168,8 +187,9 @@ fn enforce(
             .unwrap_or_default();
         let disk_over = DiskSpace::ratio(disk.used.saturating_sub(freed), disk.available + freed)
             > policy.clean_ratio;
-        let age_may_delete = seg.end() <= shared.age_retention_hold.load(Ordering::SeqCst);
-        if age >= policy.max_age && age_may_delete {
+        // With a cold store, age ends only what it holds, by its own retention (above): a
+        // segment it does not hold yet waits for it.
+        if cold.is_none() && age >= policy.max_age {
             by_age += 1;
         } else if disk_over {
             by_disk += 1;
@@ -179,7 +199,7 @@ fn enforce(
         upto = seg.end();
         freed += seg.len();
     }
-    if by_age + by_disk == 0 {
+    if by_age + by_disk == 0 && !tier_expired {
         return Ok(RetentionPass {
             deleted: Vec::new(),
             evicted,
@@ -210,8 +230,13 @@ fn enforce(
     let (reply, rx) = mpsc::sync_channel(1);
     writes.submit(Command::DeleteSegments { upto, epoch, reply })?;
     let deleted = rx.recv().map_err(|_| StoreError::Closed)??;
+    if cold.is_some() {
+        shared.log.set_cold_floor(upto);
+    }
     let log_start = shared.log.start_offset();
     tracing::info!(
+        cut = upto,
+        tier_expired,
         segments = deleted.len(),
         bytes = deleted.iter().map(|d| d.1).sum::<u64>(),
         expired = by_age,

@@ -330,6 +330,7 @@ async fn a_rebuild_cut_short_is_started_again_at_the_next_open() {
             Carry::Marks {
                 found: INDEX_FORMAT_VERSION,
             },
+            0,
         )
         .unwrap();
         let mut b = KvBatch::new();

@@ -251,6 +251,11 @@ impl Bucket {
         self.object(&format!("{group}/segments/{base:020}-e{epoch:010}.log"))
     }
 
+    /// The index object of that segment (`super::index_object`).
+    pub fn index_object(&self, group: &str, base: u64, epoch: u64) -> ObjectPath {
+        self.object(&format!("{group}/segments/{base:020}-e{epoch:010}.index"))
+    }
+
     /// An object store error as the operator reads it.
     fn explain(&self, e: object_store::Error) -> TierError {
         use object_store::Error as E;
@@ -462,6 +467,35 @@ impl Bucket {
     pub async fn read(&self, path: &ObjectPath) -> Result<bytes::Bytes, TierError> {
         let got = self.store.get(path).await.map_err(|e| self.explain(e))?;
         got.bytes().await.map_err(|e| self.explain(e))
+    }
+
+    /// The bytes of `path`, or None when there is no such object.
+    pub async fn read_if_there(
+        &self,
+        path: &ObjectPath,
+    ) -> Result<Option<bytes::Bytes>, TierError> {
+        match self.store.get(path).await {
+            Ok(got) => Ok(Some(got.bytes().await.map_err(|e| self.explain(e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.explain(e)),
+        }
+    }
+
+    /// Writes a small object whole (one put, its SHA-256 checked by the server).
+    pub async fn put_whole(&self, path: &ObjectPath, bytes: bytes::Bytes) -> Result<(), TierError> {
+        self.store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.explain(e))
+    }
+
+    /// Deletes the object at `path` (one that is gone already is no error).
+    pub async fn delete(&self, path: &ObjectPath) -> Result<(), TierError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.explain(e)),
+        }
     }
 
     /// Bytes `range` of the object at `path` (one ranged GET).

@@ -87,6 +87,13 @@ impl Manifest {
 
     /// Every recorded segment, by base offset. A row of an unknown layout is skipped (a newer
     /// version wrote it) and logged.
+    /// Removes the row of the segment at `base` (its object was deleted).
+    pub fn forget(&self, base: u64) -> Result<(), StoreError> {
+        let mut batch = KvBatch::new();
+        batch.delete(Cf::Meta, tier_segment_key(base));
+        self.kv.write(batch)
+    }
+
     pub fn segments(&self) -> Result<Vec<TieredSegment>, StoreError> {
         let (mut from, to) = MetaKey::TierSegment.range();
         let mut out = Vec::new();

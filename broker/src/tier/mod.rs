@@ -11,10 +11,16 @@
 //! send: uploads run on their own task and are tried again with a doubling backoff, and the
 //! status says why they wait ([`TierStatus`], `apogee tier status`, `apogee_tier_*`).
 //!
+//! Reads: the tier is the store's cold segments ([`reader`], `store/cold.rs`): once
+//! `tier.local_retention_*` (or a full disk) evicted a recorded segment's local copy, its
+//! records are read from the bucket by ranged GETs through a read cache on local disk
+//! ([`cache`]), at the same offsets, by every read path.
+//!
 //! The bucket's layout and the claim on the prefix are [`bucket`]'s.
 
 pub mod bucket;
 mod cache;
+pub mod index_object;
 pub mod manifest;
 mod offload;
 mod reader;
@@ -55,6 +61,7 @@ struct TierMetrics {
     uploaded_segments: IntCounter,
     uploaded_bytes: IntCounter,
     upload_failures: IntCounter,
+    deleted_segments: IntCounter,
     tiered_bytes: IntGauge,
     lag_bytes: IntGauge,
     lag_seconds: IntGauge,
@@ -82,6 +89,10 @@ impl TierMetrics {
             upload_failures: counter(
                 "apogee_tier_upload_failures_total",
                 "Segment uploads that failed (each is tried again)",
+            ),
+            deleted_segments: counter(
+                "apogee_tier_deleted_segments_total",
+                "Tiered segments deleted from the object store past the tier's retention",
             ),
             tiered_bytes: gauge(
                 "apogee_tier_tiered_bytes",
@@ -121,6 +132,7 @@ impl TierMetrics {
         r.register(Box::new(self.uploaded_segments.clone()))?;
         r.register(Box::new(self.uploaded_bytes.clone()))?;
         r.register(Box::new(self.upload_failures.clone()))?;
+        r.register(Box::new(self.deleted_segments.clone()))?;
         r.register(Box::new(self.tiered_bytes.clone()))?;
         r.register(Box::new(self.lag_bytes.clone()))?;
         r.register(Box::new(self.lag_seconds.clone()))?;
@@ -180,9 +192,19 @@ impl Tier {
                 manifest.clone(),
                 cache,
                 metrics.reads.clone(),
+                config
+                    .retention_ms
+                    .map_or(store.retention().max_age, std::time::Duration::from_millis),
             )
             .map_err(local)?,
         );
+        // An index rebuilt from the local log gets the tier's records back first.
+        reader.index_cold_run(&store, group).map_err(|e| {
+            TierError::Local(format!(
+                "indexing the tier's records below the local log after the index was rebuilt: \
+                 {e}; the broker tries again at its next start"
+            ))
+        })?;
         // Reads below the local log come from the tier; retention evicts local copies.
         store.attach_cold(
             reader.clone(),
@@ -240,9 +262,6 @@ impl Tier {
             .and_then(|s| s.modified().ok())
             .and_then(|m| now.duration_since(m).ok())
             .map_or(0, |d| d.as_secs());
-        // Age retention may delete a segment once it and every older one are recorded.
-        let hold = waiting.first().map_or(u64::MAX, |s| s.base());
-        self.store.hold_age_retention_from(hold);
         let mut st = self.status.lock();
         st.local_segments = waiting.len() as u64;
         st.local_bytes = waiting.iter().map(|s| s.len()).sum();

@@ -102,6 +102,7 @@ impl Tier {
         let tiered = self
             .refresh_status()
             .map_err(|e| TierError::Local(e.to_string()))?;
+        self.delete_expired(&tiered).await?;
         let limit = self.store.flushed_offset().min(held());
         let next = self
             .store
@@ -115,10 +116,35 @@ impl Tier {
         Ok(true)
     }
 
+    /// Deletes the objects, then the manifest rows, of the segments below the store's cut
+    /// for the tier's retention (`MessageStore::cold_floor`): their messages are no longer
+    /// indexed. The master's task only; its members receive the rows' deletion with the
+    /// rest of its state. A crash between the two deletes the object again next time.
+    async fn delete_expired(&self, tiered: &[TieredSegment]) -> Result<(), TierError> {
+        let floor = self.store.cold_floor();
+        for t in tiered.iter().take_while(|t| t.end <= floor) {
+            let path = object_store::path::Path::from(t.object.as_str());
+            self.bucket.delete(&path).await?;
+            self.bucket
+                .delete(&self.bucket.index_object(&self.group, t.base, t.epoch))
+                .await?;
+            let (manifest, base) = (self.manifest.clone(), t.base);
+            tokio::task::spawn_blocking(move || manifest.forget(base))
+                .await
+                .map_err(|e| TierError::Local(e.to_string()))?
+                .map_err(|e| TierError::Local(e.to_string()))?;
+            self.metrics.deleted_segments.inc();
+            tracing::info!(base = t.base, object = %path,
+                "a tiered segment past the tier's retention was deleted");
+        }
+        Ok(())
+    }
+
     /// Hashes, uploads, verifies and records one segment.
     async fn upload(&self, segment: Arc<Segment>, epoch: u64) -> Result<(), TierError> {
         let (base, len) = (segment.base(), segment.len());
         self.status.lock().uploading = Some((base, len));
+        let segment_for_index = segment.clone();
         let result = async {
             let sha256 = hash(segment.clone()).await?;
             let sha256_hex = hex::encode(sha256);
@@ -137,6 +163,15 @@ impl Tier {
                     parts,
                     self.config.upload_concurrency,
                 )
+                .await?;
+            // What a rebuilt index needs of the segment, without its bodies.
+            let s = segment_for_index.clone();
+            let index = tokio::task::spawn_blocking(move || super::index_object::of_segment(&s))
+                .await
+                .map_err(|e| TierError::Local(e.to_string()))?
+                .map_err(|e| TierError::Local(e.to_string()))?;
+            self.bucket
+                .put_whole(&self.bucket.index_object(&self.group, base, epoch), index)
                 .await?;
             let record = TieredSegment {
                 base,

@@ -25,9 +25,10 @@ use parking_lot::{Mutex, RwLock};
 use prometheus::IntCounter;
 
 use super::cache::{read_piece, PieceKey, ReadCache};
+use super::index_object;
 use super::{Bucket, Manifest, TieredSegment};
 use crate::config::READ_CHUNK_BYTES;
-use crate::store::{ColdSegments, StoreError};
+use crate::store::{ColdSegments, MessageStore, StoreError};
 
 /// The longest a read waits for one piece.
 pub const FETCH_LIMIT: Duration = Duration::from_secs(30);
@@ -52,6 +53,8 @@ pub struct TierReader {
     fetching: Arc<Mutex<HashMap<PieceKey, Arc<tokio::sync::Mutex<()>>>>>,
     runtime: Option<tokio::runtime::Runtime>,
     metrics: ReadMetrics,
+    /// How long a segment stays in the tier after its upload.
+    retention: Duration,
 }
 
 impl Drop for TierReader {
@@ -69,6 +72,7 @@ impl TierReader {
         manifest: Manifest,
         cache: ReadCache,
         metrics: ReadMetrics,
+        retention: Duration,
     ) -> std::io::Result<TierReader> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(READ_THREADS)
@@ -83,6 +87,7 @@ impl TierReader {
             fetching: Arc::new(Mutex::new(HashMap::new())),
             runtime: Some(runtime),
             metrics,
+            retention,
         };
         reader.reload();
         Ok(reader)
@@ -115,6 +120,63 @@ impl TierReader {
             self.reload();
             look(&self.segments.read())
         })
+    }
+
+    /// After a rebuild of the store's index from its local log (`MessageStore::
+    /// cold_unindexed`), indexes the records of the tier's run below it: from each segment's
+    /// index object, or, where there is none or it is unusable, from the segment itself.
+    /// Runs before the tier is attached, so before the store serves tiered records.
+    pub(super) fn index_cold_run(
+        &self,
+        store: &MessageStore,
+        group: &str,
+    ) -> Result<(), StoreError> {
+        if !store.cold_unindexed()? {
+            return Ok(());
+        }
+        self.reload();
+        let local = store.local_start_offset();
+        let run: Vec<TieredSegment> = match self.run_start(local) {
+            Some(start) => self
+                .segments
+                .read()
+                .range(start..local)
+                .map(|(_, t)| t.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        if !run.is_empty() {
+            tracing::warn!(
+                segments = run.len(),
+                from = run[0].base,
+                to = local,
+                "the index was rebuilt from the local log: indexing the tier's records below it"
+            );
+        }
+        for t in run {
+            let path = self.bucket.index_object(group, t.base, t.epoch);
+            let bucket = self.bucket.clone();
+            let object = self
+                .wait(async move { bucket.read_if_there(&path).await })
+                .map_err(|e| StoreError::Cold(e.to_string()))?;
+            let records = match object.map(|b| index_object::decode(&b, t.base, t.end)) {
+                Some(Ok(records)) => records,
+                other => {
+                    if let Some(Err(why)) = other {
+                        tracing::warn!(
+                            base = t.base,
+                            why,
+                            "an unusable index object: reading the segment"
+                        );
+                    }
+                    index_object::scan_records(t.base, t.len(), |pos, buf| {
+                        self.read_exact_at(t.base, t.base + pos, buf)
+                    })?
+                }
+            };
+            store.dispatch_cold(&records)?;
+        }
+        store.finish_cold_dispatch()
     }
 
     /// Bytes of the read cache in use.
@@ -268,6 +330,23 @@ impl ColdSegments for TierReader {
             self.reload();
             held(&self.segments.read())
         }
+    }
+
+    fn expired_upto(&self, now: std::time::SystemTime) -> Option<u64> {
+        let now_ms = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let kept_ms = self.retention.as_millis().min(i64::MAX as u128) as i64;
+        let mut upto = None;
+        for t in self.segments.read().values() {
+            if upto.is_some_and(|end| end != t.base)
+                || t.uploaded_at_ms.saturating_add(kept_ms) > now_ms
+            {
+                break;
+            }
+            upto = Some(t.end);
+        }
+        upto
     }
 
     fn read_exact_at(&self, base: u64, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {

@@ -211,17 +211,3 @@ async fn a_prefix_claimed_by_another_cluster_is_refused() {
     stop_tx.send_replace(true);
     task.await.unwrap();
 }
-
-#[tokio::test]
-async fn age_retention_waits_for_the_upload() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), 3).await;
-    let sealed = store.sealed_segments();
-    let tier = tier_over(Arc::new(InMemory::new()), store.clone(), "c1");
-    // Nothing uploaded: age may delete nothing.
-    assert_eq!(store.age_retention_hold(), sealed[0].base());
-    assert!(tier.offload_next(1, &no_hold()).await.unwrap());
-    assert_eq!(store.age_retention_hold(), sealed[1].base());
-    while tier.offload_next(1, &no_hold()).await.unwrap() {}
-    assert_eq!(store.age_retention_hold(), u64::MAX);
-}

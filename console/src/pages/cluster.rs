@@ -2,7 +2,8 @@
 //! in-sync state and last heartbeat (`apogee cluster list`, each member asked with the
 //! user's credentials), the controller's state when a member runs in controller mode
 //! (`apogee controller status`'s groups and members as tables), and the NameServers the
-//! brokers register with. A user who is not an admin sees the brokers as the NameServer knows
+//! brokers register with, and each member's object-store tier when one has a tier (`apogee
+//! tier status`). A user who is not an admin sees the brokers as the NameServer knows
 //! them (`apogee cluster info`) and a sentence saying what else needs an admin.
 
 use crate::page::{render, Chrome, Page, PageResult};
@@ -13,6 +14,7 @@ use apogee_admin::broker_status::MEMBER_STATUS_TIMEOUT;
 use apogee_admin::controller::{master_since, ControllerMemberView, ControllerStatusView};
 use apogee_admin::message_query::rfc3339;
 use apogee_admin::replication_view::ClusterRow;
+use apogee_admin::tier::TierRow;
 use apogee_admin::views::{format_ago, BrokerRow};
 use askama::Template;
 use axum::response::IntoResponse;
@@ -34,6 +36,9 @@ struct ClusterPage<'a> {
     controller: Option<ControllerSection>,
     /// None for a user who is not an admin (the brokers' answers name them).
     nameservers: Option<Table>,
+    /// The members with an object-store tier (`apogee tier status`'s rows), from the same
+    /// answers; None when no member has one.
+    tier: Option<Table>,
     /// A user who is not an admin: what they see here and why.
     user_scope: Option<UserScope>,
 }
@@ -81,6 +86,7 @@ async fn show(page: Page) -> PageResult {
             page.console().settings().nameserver.as_str(),
             &rows,
         )),
+        tier: tier_table(&rows),
         user_scope: None,
     })?;
     Ok(html.into_response())
@@ -103,6 +109,7 @@ async fn show_registered(page: &Page, user_scope: Option<UserScope>) -> PageResu
         brokers,
         controller: None,
         nameservers: None,
+        tier: None,
         user_scope,
     })?
     .into_response())
@@ -186,6 +193,20 @@ impl ControllerSection {
             members: empty("controller-members"),
         }
     }
+}
+
+/// Each member's object-store tier, as `apogee tier status` shows it; None when no member
+/// that answered has one.
+pub fn tier_table(rows: &[ClusterRow]) -> Option<Table> {
+    let tiers: Vec<TierRow> = rows
+        .iter()
+        .filter_map(|r| r.status.as_ref()?.tier.clone())
+        .collect();
+    (!tiers.is_empty()).then(|| {
+        Table::of("tier-members", &tiers, "", |t| {
+            Some(("broker", format!("{}/{}", t.broker_name, t.broker_id)))
+        })
+    })
 }
 
 /// This NameServer and every NameServer a reachable broker says it registers with.

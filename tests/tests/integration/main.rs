@@ -220,6 +220,7 @@ mod slave_serving;
 mod startup;
 mod store_limits;
 mod tier;
+mod tier_failover;
 mod tls;
 mod traffic;
 mod transactions;

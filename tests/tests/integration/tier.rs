@@ -1,12 +1,15 @@
 //! The object-store tier against a real S3-compatible server (moto's, its own process):
-//! sealed segments uploaded whole (in parts) and recorded, `apogee tier status`; an object
+//! sealed segments uploaded whole (in parts) and recorded, `apogee tier status` and the
+//! console's cluster page; an object
 //! store down while sends go on (none refused, the uploads catch up when it is back); a
 //! broker killed during an upload (the segment uploaded again after the restart); segments
 //! whose local copies local retention evicted, read back from the bucket at their offsets
-//! (by queue and by id, before and after a kill -9); and
+//! (by queue and by id, before and after a kill -9); segments past the tier's retention
+//! leaving the queues and the bucket; and
 //! `--check-config` naming what is wrong with a bucket (unreachable, refused credentials, no
 //! such bucket, a prefix holding what Apogee did not write), never writing to one.
 
+use apogee_tests::console_http::ConsoleClient;
 use apogee_tests::s3_server::S3Server;
 use apogee_tests::{bins, cli, rpc, wait_until, BrokerSpec, Cluster};
 use std::process::Command;
@@ -116,6 +119,15 @@ async fn assert_objects_match(s3: &S3Server, bucket: &str, sealed: &[std::path::
             "{key} differs from {}",
             path.display()
         );
+        let index = key.replace(".log", ".index");
+        let index = s3
+            .read(bucket, &index)
+            .await
+            .unwrap_or_else(|| panic!("no {index}"));
+        assert!(
+            index.starts_with(b"APGI") && index.len() < held.len() / 4,
+            "{key}"
+        );
     }
 }
 
@@ -157,6 +169,17 @@ async fn sealed_segments_are_uploaded_whole_and_recorded() {
         uploaded.ends_with(&format!(" {}", sealed.len())),
         "{uploaded}"
     );
+
+    // The console's cluster page shows the member's tier, as `tier status` does.
+    let mut console = ConsoleClient::new(cluster.nameserver_http_addr(0));
+    let page = console.get("/console/cluster").await.expect(200);
+    let section = page
+        .body
+        .split("id=\"tier-members\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no tier section: {}", page.body));
+    assert!(section.contains("data-broker=\"a/0\""), "{section}");
+    assert!(section.contains("s3://history/prod"), "{section}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -318,6 +341,54 @@ async fn evicted_segments_are_read_back_from_the_bucket_at_their_offsets() {
     cluster.restart_broker("a").await;
     let got = read_back(rpc::queue_contents(&addr, "t", 3).await);
     assert!(got == sent[3], "queue 3 after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn segments_past_the_tiers_retention_leave_the_queues_and_the_bucket() {
+    let extra = [
+        ("TIER__RETENTION_MS", "2000"),
+        ("STORE__RETENTION_CHECK_MS", "200"),
+    ];
+    let Some((s3, cluster, ns)) = start_tiered(&extra).await else {
+        return;
+    };
+    let addr = cluster.broker("a").addr.clone();
+    send_7_mib(&ns);
+    let sealed = sealed_segments(&cluster);
+    assert_eq!(sealed.len(), 1, "{sealed:?}");
+    let open = cluster.broker("a").data_dir.join("commitlog");
+    // Two seconds after its upload the segment ends: its messages leave the queues, its
+    // local file goes, and the master deletes its object and its row in the manifest.
+    let keys = wait_until(Duration::from_secs(60), "the segment's end", || async {
+        let keys = s3.list("history", "prod/a/segments").await;
+        let files = std::fs::read_dir(&open).unwrap().count();
+        let row = tier_row(&ns);
+        let log = cluster.broker_log("a");
+        if keys.is_empty()
+            && files == 1
+            && row["tiered_segments"] == 0
+            && log.contains("a tiered segment past the tier's retention was deleted")
+        {
+            Ok(keys)
+        } else {
+            Err(format!("objects {keys:?}, {files} local segments, {row}"))
+        }
+    })
+    .await;
+    assert!(keys.is_empty());
+    // What the open segment holds is still served; what the deleted one held is not.
+    let mut served = 0;
+    for queue in 0..4 {
+        let contents = rpc::queue_contents(&addr, "t", queue).await;
+        if let Some((_, first, _)) = contents.first() {
+            assert!(*first > 0, "queue {queue} starts after the ended messages");
+        }
+        served += contents.len();
+    }
+    assert!(
+        served > 0 && served < 7000,
+        "{served} of 7,000 still served"
+    );
 }
 
 /// `apogee-broker --check-config` with `[tier]` from `env`: (exit code, stdout, stderr).

@@ -211,6 +211,8 @@ pub struct StatusView {
     /// Controller mode, the master: Unix ms when the controller made it master (its group's
     /// last failover or planned switch); null otherwise.
     pub master_since_ms: Option<i64>,
+    /// Its object-store tier (`apogee tier status`'s row); null without one.
+    pub tier: Option<crate::tier::TierRow>,
 }
 
 fn is_slave_role(role: i32) -> bool {
@@ -246,6 +248,10 @@ impl StatusView {
                 last_contact_ago_ms: contact.map(|t| (now - t).max(0)),
             }),
             master_since_ms: (s.master_since_ms > 0).then_some(s.master_since_ms),
+            tier: s
+                .tier
+                .clone()
+                .map(|t| crate::tier::TierRow::of(&s.broker_name, s.broker_id, s.role, t)),
         }
     }
 

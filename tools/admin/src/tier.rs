@@ -36,7 +36,7 @@ pub struct TierRow {
 }
 
 impl TierRow {
-    fn of(broker_name: &str, broker_id: i64, role: i32, t: TierStatus) -> TierRow {
+    pub fn of(broker_name: &str, broker_id: i64, role: i32, t: TierStatus) -> TierRow {
         let role = match BrokerRole::try_from(role) {
             Ok(BrokerRole::Slave) => "slave",
             Ok(_) => "master",
