@@ -18,31 +18,21 @@ cd "$(dirname "$0")/.."
 bin=${APOGEE_BIN_DIR:-target/release}
 secs=${SECS:-20}
 segment=${SEGMENT_BYTES:-67108864}
-moto=${MOTO_SERVER:-${XDG_CACHE_HOME:-$HOME/.cache}/apogee-s3/venv/bin/moto_server}
 work=$(mktemp -d)
 broker_log="$work/broker.log"
-moto_pid=""
 # shellcheck source=tools/standalone.sh
 . tools/standalone.sh
+# shellcheck source=tools/moto.sh
+. tools/moto.sh
 
 cleanup() {
   stop_broker
-  [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
+  stop_moto
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-[ -x "$moto" ] || { echo "$moto not found: run deploy/dev-setup.sh (or set MOTO_SERVER)" >&2; exit 1; }
-port=$(free_port)
-"$moto" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
-moto_pid=$!
-for _ in $(seq 100); do curl -fs -o /dev/null -X PUT "http://127.0.0.1:$port/bench" && break; sleep 0.2; done
-printf '[default]\naws_access_key_id = bench\naws_secret_access_key = bench-secret\n' >"$work/credentials"
-
-metric() { # NAME: its value on the broker's /metrics (0 when absent; the series carry labels)
-  curl -fs http://127.0.0.1:5557/metrics |
-    awk -v n="$1" 'index($1, n "{") == 1 || $1 == n { v = $2 } END { printf "%.0f\n", v + 0 }'
-}
+start_moto
 
 run() { # LABEL [VAR=VALUE ...]: T1 on a fresh broker with those settings (left running)
   local label=$1
@@ -61,9 +51,8 @@ rate() { # LABEL: the run's msg/s
 run plain
 stop_broker
 plain=$(rate plain)
-run tiered APOGEE_BROKER_TIER__ENDPOINT="http://127.0.0.1:$port" \
-  APOGEE_BROKER_TIER__BUCKET=bench APOGEE_BROKER_TIER__PREFIX=run \
-  APOGEE_BROKER_TIER__CREDENTIALS_FILE="$work/credentials" APOGEE_BROKER_TIER__SCAN_INTERVAL_MS=100
+# shellcheck disable=SC2046 # tier_env's settings, one word each
+run tiered $(tier_env)
 tiered=$(rate tiered)
 # The ingest in bytes of the log (records, not only bodies), over the sends' seconds: the log
 # end of a broker that started empty.

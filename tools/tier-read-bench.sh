@@ -25,41 +25,26 @@ mb=${MB:-256}
 rate=${RATE:-2000}
 secs=${SECS:-20}
 segment=${SEGMENT_BYTES:-67108864}
-moto=${MOTO_SERVER:-${XDG_CACHE_HOME:-$HOME/.cache}/apogee-s3/venv/bin/moto_server}
 work=$(mktemp -d)
 broker_log="$work/broker.log"
-moto_pid=""
 # shellcheck source=tools/standalone.sh
 . tools/standalone.sh
+# shellcheck source=tools/moto.sh
+. tools/moto.sh
 
 cleanup() {
   stop_broker
-  [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
+  stop_moto
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-[ -x "$moto" ] || { echo "$moto not found: run deploy/dev-setup.sh (or set MOTO_SERVER)" >&2; exit 1; }
-port=$(free_port)
-"$moto" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
-moto_pid=$!
-for _ in $(seq 100); do curl -fs -o /dev/null -X PUT "http://127.0.0.1:$port/bench" && break; sleep 0.2; done
-printf '[default]\naws_access_key_id = bench\naws_secret_access_key = bench-secret\n' >"$work/credentials"
+start_moto
 
-metric() { # NAME: its value on the broker's /metrics (0 when absent)
-  curl -fs http://127.0.0.1:5557/metrics |
-    awk -v n="$1" 'index($1, n "{") == 1 || $1 == n { v = $2 } END { printf "%.0f\n", v + 0 }'
-}
-
-field() { # FILE KEY: a number from a JSON report
-  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
-}
-
+# shellcheck disable=SC2046 # tier_env's settings, one word each
 start_broker "$work/broker" APOGEE_BROKER_STORE__SEGMENT_BYTES="$segment" \
   APOGEE_BROKER_STORE__RETENTION_CHECK_MS=500 \
-  APOGEE_BROKER_TIER__ENDPOINT="http://127.0.0.1:$port" APOGEE_BROKER_TIER__BUCKET=bench \
-  APOGEE_BROKER_TIER__PREFIX=run APOGEE_BROKER_TIER__CREDENTIALS_FILE="$work/credentials" \
-  APOGEE_BROKER_TIER__SCAN_INTERVAL_MS=100 APOGEE_BROKER_TIER__LOCAL_RETENTION_BYTES=0
+  APOGEE_BROKER_TIER__LOCAL_RETENTION_BYTES=0 $(tier_env)
 "$bin/apogee" topic create cold --queues 8 >/dev/null
 "$bin/apogee" topic create hot --queues 8 >/dev/null
 "$bin/apogee" topic create filler --queues 8 >/dev/null

@@ -147,20 +147,10 @@ mod tests {
     fn stored(n: u64, log_offset: u64) -> StoredMessage {
         StoredMessage {
             msg: NewMessage {
-                topic: "T".into(),
-                queue_id: 1,
-                message_id: format!("ID-{n}"),
-                born_timestamp_ms: 1_700_000_000_000,
-                tag: Some("tag".into()),
                 keys: vec![format!("k{n}")],
-                message_group: None,
-                message_type: 0,
-                born_host: "10.0.0.1:1".into(),
-                delivery_timestamp_ms: None,
-                reconsume_times: 0,
-                properties: Vec::new(),
-                internal: Vec::new(),
-                body: Bytes::from(vec![b'x'; 500]),
+                tag: Some("tag".into()),
+                queue_id: 1,
+                ..crate::tier::tests::message(n as usize)
             },
             queue_offset: n,
             log_offset,

@@ -5,7 +5,8 @@
 //! broker killed during an upload (the segment uploaded again after the restart); segments
 //! whose local copies local retention evicted, read back from the bucket at their offsets
 //! (by queue and by id, before and after a kill -9); segments past the tier's retention
-//! leaving the queues and the bucket; and
+//! leaving the queues and the bucket; credentials refused while the broker runs (reported,
+//! sends go on, nothing deleted); and
 //! `--check-config` naming what is wrong with a bucket (unreachable, refused credentials, no
 //! such bucket, a prefix holding what Apogee did not write), never writing to one.
 
@@ -254,6 +255,48 @@ async fn a_broker_killed_during_an_upload_uploads_the_segment_again() {
         after_restart.contains("segment uploaded to the tier base=0"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credentials_refused_while_running_are_reported_and_sends_go_on() {
+    let Some(refusing) = S3Server::start_refusing() else {
+        return;
+    };
+    let spec = tiered_broker(&refusing, "history", "prod")
+        .env("TIER__RETRY_INITIAL_MS", "200")
+        .env("TIER__RETRY_MAX_MS", "1000");
+    let cluster = Cluster::builder().broker(spec).start().await;
+    cluster.create_topic("t", 4).await;
+    let ns = cluster.ns_addr().to_string();
+    // Every send is acknowledged while the object store refuses the broker (send_7_mib checks).
+    send_7_mib(&ns);
+    let sealed = sealed_segments(&cluster);
+    let row = wait_until(
+        Duration::from_secs(30),
+        "the refusal in the status",
+        || async {
+            let row = tier_row(&ns);
+            let refused = row["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("refused the credentials"));
+            if refused && row["local_segments"] == sealed.len() {
+                Ok(row)
+            } else {
+                Err(row.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(row["tiered_segments"], 0, "{row}");
+    // Nothing was given up: the segments wait on local disk, none deleted.
+    assert_eq!(sealed_segments(&cluster), sealed);
+    let (_, metrics) = apogee_tests::http::get(cluster.broker_http_addr("a"), "/metrics").await;
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with("apogee_tier_upload_failures_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(failures >= 1.0, "{metrics}");
 }
 
 /// A 4 KiB body that names message `i`.
