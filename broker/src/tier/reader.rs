@@ -323,13 +323,12 @@ impl ColdSegments for TierReader {
     }
 
     fn holds(&self, base: u64, end: u64) -> bool {
-        let held =
-            |segs: &BTreeMap<u64, TieredSegment>| segs.get(&base).is_some_and(|t| t.end == end);
-        let found = held(&self.segments.read());
-        found || {
-            self.reload();
-            held(&self.segments.read())
-        }
+        // No reload: every retention pass asks for the oldest segment not uploaded yet, and
+        // the tier's status refresh keeps the rows current (an upload refreshes at once).
+        self.segments
+            .read()
+            .get(&base)
+            .is_some_and(|t| t.end == end)
     }
 
     fn expired_upto(&self, now: std::time::SystemTime) -> Option<u64> {
