@@ -378,14 +378,20 @@ mod tests {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("the range's first port");
-        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
-        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
-        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
-        for p in ports {
+        // Each port is bound as soon as it is handed out and held: other test binaries
+        // running at the same time draw from the same range, so a port handed out here
+        // and bound only later may have been taken by one of their servers meanwhile.
+        let mut held = Vec::new();
+        let mut distinct = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let p = free_port();
+            assert!(distinct.insert(p), "{p} was handed out twice");
             assert!(p < first_ephemeral, "{p} is in the ephemeral range");
             assert!(!STANDALONE_PORTS.contains(&p), "{p} is a standalone port");
             assert!(TEST_PORTS.contains(&p));
-            std::net::TcpListener::bind(("127.0.0.1", p)).expect("binding a handed-out port");
+            held.push(
+                std::net::TcpListener::bind(("127.0.0.1", p)).expect("binding a handed-out port"),
+            );
         }
     }
 
