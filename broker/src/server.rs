@@ -33,6 +33,8 @@ pub struct StartOptions {
     pub rebuild_index: bool,
     /// Stop once the store is open (after a rebuild, if any), serving nothing.
     pub exit_after_open: bool,
+    /// Restore the empty data dir from the tier first (`crate::tier::restore`).
+    pub restore_from_tier: bool,
 }
 
 /// Runs a broker on `listener` until `shutdown` completes, with its
@@ -59,6 +61,16 @@ pub async fn serve_with(
     let server_tls = validate_and_load_tls(&config)?;
     let mut bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
     let (cluster_secret, auth) = security(&config)?;
+    if start.restore_from_tier {
+        let report = crate::tier::restore::restore(&config).await?;
+        for line in report.lines() {
+            if line.starts_with("lost") || line.starts_with("left out") {
+                tracing::warn!("{line}");
+            } else {
+                tracing::info!("{line}");
+            }
+        }
+    }
     let options = OpenOptions {
         rebuild_index: start.rebuild_index,
         progress: RebuildProgress::new(),

@@ -57,6 +57,13 @@ struct Args {
     /// repair, like `tikv-ctl`'s); the exit status says whether it succeeded.
     #[arg(long, requires = "rebuild_index")]
     exit_after_rebuild: bool,
+    /// Restore this broker's group from its tier (`[tier]`) into an empty data dir, then
+    /// serve: every tiered message at its old queue offsets, found by id and key, and the
+    /// topics, groups, consumer offsets, users and ACLs of the newest state snapshot in the
+    /// bucket. The log says what window was lost (messages not uploaded yet, state changed
+    /// after the snapshot). Refused when the data dir is not empty (docs/TIERED.md).
+    #[arg(long, conflicts_with = "rebuild_index")]
+    restore_from_tier: bool,
 }
 
 fn load(args: &Args) -> anyhow::Result<BrokerConfig> {
@@ -222,6 +229,7 @@ async fn run() -> anyhow::Result<()> {
     let start = apogee_broker::StartOptions {
         rebuild_index: args.rebuild_index,
         exit_after_open: args.exit_after_rebuild,
+        restore_from_tier: args.restore_from_tier,
     };
     let mut broker = tokio::spawn(apogee_broker::serve_with(
         config,

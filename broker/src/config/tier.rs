@@ -14,6 +14,8 @@ pub const MAX_UPLOAD_CONCURRENCY: usize = 64;
 pub const READ_CHUNK_BYTES: u64 = 4 << 20;
 /// The smallest read cache: four pieces (a reader's piece and the next, for two readers).
 pub const MIN_CACHE_BYTES: u64 = 4 * READ_CHUNK_BYTES;
+/// The shortest interval between snapshots of the replicated state in the bucket.
+pub const MIN_STATE_SNAPSHOT_INTERVAL_MS: u64 = 1000;
 
 /// The object-store tier. Off unless `bucket` is set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +65,10 @@ pub struct TierSection {
     /// Bytes of tiered segments kept on local disk (`<data_dir>/tier-cache/`) for reads,
     /// in pieces of READ_CHUNK_BYTES, the least recently read dropped first.
     pub cache_bytes: u64,
+    /// Milliseconds between the master's snapshots of the replicated state (topic and group
+    /// configs, consumer offsets, users, ACLs) in the bucket, which `--restore-from-tier`
+    /// restores: the most a restore loses of them.
+    pub state_snapshot_interval_ms: u64,
 }
 
 impl Default for TierSection {
@@ -86,6 +92,7 @@ impl Default for TierSection {
             local_retention_bytes: None,
             retention_ms: None,
             cache_bytes: 1 << 30,
+            state_snapshot_interval_ms: 60_000,
         }
     }
 }
@@ -132,6 +139,11 @@ impl TierSection {
         }
         if self.scan_interval_ms == 0 || self.retry_initial_ms == 0 {
             return Err("tier.scan_interval_ms and tier.retry_initial_ms must be > 0".into());
+        }
+        if self.state_snapshot_interval_ms < MIN_STATE_SNAPSHOT_INTERVAL_MS {
+            return Err(format!(
+                "tier.state_snapshot_interval_ms must be at least {MIN_STATE_SNAPSHOT_INTERVAL_MS}"
+            ));
         }
         if self.retry_max_ms < self.retry_initial_ms {
             return Err("tier.retry_max_ms must be at least tier.retry_initial_ms".into());

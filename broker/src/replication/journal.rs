@@ -109,6 +109,61 @@ struct Handback {
     loaded: bool,
 }
 
+/// Every replicated row of `kv`, as PUTs, in batches of at most `max_ops_per_batch`: what a
+/// slave's snapshot and the tier's state snapshot (`crate::tier::state`) carry.
+pub fn replicated_rows(
+    kv: &dyn KvStore,
+    max_ops_per_batch: usize,
+) -> Result<Vec<Vec<StateOp>>, StoreError> {
+    let max = max_ops_per_batch.max(1);
+    let mut out: Vec<Vec<StateOp>> = Vec::new();
+    let mut cur = Vec::new();
+    for cf in REPLICATED_TABLES {
+        let (from, to) = match cf {
+            Cf::Meta => meta_replicated_range(),
+            _ => (Vec::new(), Vec::new()),
+        };
+        for_each_row(kv, cf, &from, &to, |k, v| {
+            // A key of an unregistered kind (a newer version's) is not shipped.
+            if replicated(cf, &k) {
+                cur.push(op(Kind::Put, cf, &k, &v, &[]));
+                if cur.len() >= max {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+        })?;
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// Calls `f` with every row of `cf` in `[from, to)` (empty `to`: no bound), page by page.
+fn for_each_row(
+    kv: &dyn KvStore,
+    cf: Cf,
+    from: &[u8],
+    to: &[u8],
+    mut f: impl FnMut(Vec<u8>, Vec<u8>),
+) -> Result<(), StoreError> {
+    let mut from = from.to_vec();
+    loop {
+        let page: Vec<KvPair> = kv.scan(cf, &from, to, SCAN_PAGE)?;
+        let full = page.len() == SCAN_PAGE;
+        if let Some((k, _)) = page.last() {
+            from = k.clone();
+            from.push(0);
+        }
+        for (k, v) in page {
+            f(k, v);
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
 /// The index database with its journal of replicated writes.
 pub struct JournaledKv {
     inner: Arc<dyn KvStore>,
@@ -139,53 +194,7 @@ impl JournaledKv {
 
     /// Every replicated row, as PUTs, in batches of at most `max_ops_per_batch`.
     pub fn snapshot(&self, max_ops_per_batch: usize) -> Result<Vec<Vec<StateOp>>, StoreError> {
-        let max = max_ops_per_batch.max(1);
-        let mut out: Vec<Vec<StateOp>> = Vec::new();
-        let mut cur = Vec::new();
-        for cf in REPLICATED_TABLES {
-            let (from, to) = match cf {
-                Cf::Meta => meta_replicated_range(),
-                _ => (Vec::new(), Vec::new()),
-            };
-            self.for_each_row(cf, &from, &to, |k, v| {
-                // A key of an unregistered kind (a newer version's) is not shipped.
-                if replicated(cf, &k) {
-                    cur.push(op(Kind::Put, cf, &k, &v, &[]));
-                    if cur.len() >= max {
-                        out.push(std::mem::take(&mut cur));
-                    }
-                }
-            })?;
-        }
-        if !cur.is_empty() {
-            out.push(cur);
-        }
-        Ok(out)
-    }
-
-    /// Calls `f` with every row of `cf` in `[from, to)` (empty `to`: no bound), page by page.
-    fn for_each_row(
-        &self,
-        cf: Cf,
-        from: &[u8],
-        to: &[u8],
-        mut f: impl FnMut(Vec<u8>, Vec<u8>),
-    ) -> Result<(), StoreError> {
-        let mut from = from.to_vec();
-        loop {
-            let page: Vec<KvPair> = self.inner.scan(cf, &from, to, SCAN_PAGE)?;
-            let full = page.len() == SCAN_PAGE;
-            if let Some((k, _)) = page.last() {
-                from = k.clone();
-                from.push(0);
-            }
-            for (k, v) in page {
-                f(k, v);
-            }
-            if !full {
-                return Ok(());
-            }
-        }
+        replicated_rows(self.inner.as_ref(), max_ops_per_batch)
     }
 
     /// Slave: drops every replicated row (before applying a snapshot of its master).
@@ -298,9 +307,15 @@ impl JournaledKv {
         if let Some(v) = self.inner.get(Cf::ConsumeState, &pop)? {
             ops.push(op(Kind::Put, Cf::ConsumeState, &pop, &v, &[]));
         }
-        self.for_each_row(Cf::ConsumeState, &inflight, &inflight_end, |k, v| {
-            ops.push(op(Kind::Put, Cf::ConsumeState, &k, &v, &[]));
-        })?;
+        for_each_row(
+            self.inner.as_ref(),
+            Cf::ConsumeState,
+            &inflight,
+            &inflight_end,
+            |k, v| {
+                ops.push(op(Kind::Put, Cf::ConsumeState, &k, &v, &[]));
+            },
+        )?;
         if let Some(v) = self.inner.get(Cf::ConsumerOffset, &prefix)? {
             ops.push(op(Kind::Put, Cf::ConsumerOffset, &prefix, &v, &[]));
         }

@@ -268,7 +268,25 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The commit log's directory in the data dir.
+pub const COMMITLOG_DIR: &str = "commitlog";
+
 impl CommitLog {
+    /// Creates `dir` holding one empty segment at `base`: a log that starts there.
+    pub(crate) fn create_empty(dir: &Path, base: u64) -> Result<(), StoreError> {
+        std::fs::create_dir_all(dir)?;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.join(segment_file_name(base)))?;
+        sync_dir(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
     /// Opens the segments in `dir` (creating the directory and a first empty segment if needed)
     /// and checks that sealed segments are contiguous. A segment of another format
     /// (`foreign.rs`) is refused before anything is created or changed; files that are not

@@ -355,7 +355,7 @@ impl MessageStore {
             limit: config.segment_size,
         };
         let log = CommitLog::open(
-            &config.data_dir.join("commitlog"),
+            &config.data_dir.join(commitlog::COMMITLOG_DIR),
             prealloc,
             config.cached_tail_bytes,
         )?;

@@ -48,6 +48,8 @@ pub enum TierError {
     Store(String),
     #[error("reading the segment: {0}")]
     Local(String),
+    #[error("restore from the tier: {0}")]
+    Restore(String),
 }
 
 /// The claim's content.
@@ -65,6 +67,14 @@ pub enum PrefixState {
     Empty,
     /// This cluster's claim is there.
     Claimed,
+}
+
+/// An object's size and metadata ([`Bucket::head`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub sha256_hex: Option<String>,
+    pub modified_ms: i64,
 }
 
 /// The object store behind `[tier]`, with the settings uploads follow.
@@ -256,6 +266,21 @@ impl Bucket {
         self.object(&format!("{group}/segments/{base:020}-e{epoch:010}.index"))
     }
 
+    /// The directory of `group`'s state snapshots (`super::state`).
+    pub fn state_dir(&self, group: &str) -> String {
+        format!("{group}/state")
+    }
+
+    /// The state snapshot of `group` taken at `taken_at_ms` by the master of `epoch`: names
+    /// sort by the time taken.
+    pub fn state_object(&self, group: &str, taken_at_ms: i64, epoch: u64) -> ObjectPath {
+        self.object(&format!(
+            "{}/{:020}-e{epoch:010}.state",
+            self.state_dir(group),
+            taken_at_ms.max(0)
+        ))
+    }
+
     /// An object store error as the operator reads it.
     fn explain(&self, e: object_store::Error) -> TierError {
         use object_store::Error as E;
@@ -433,6 +458,26 @@ impl Bucket {
         len: u64,
         sha256_hex: &str,
     ) -> Result<(), TierError> {
+        let head = self.head(path).await?;
+        let mismatch = |detail: String| TierError::Mismatch {
+            key: path.to_string(),
+            detail,
+        };
+        if head.size != len {
+            return Err(mismatch(format!("{} bytes, not {len}", head.size)));
+        }
+        let recorded = head.sha256_hex;
+        if recorded.as_deref() != Some(sha256_hex) {
+            return Err(mismatch(format!(
+                "SHA-256 {recorded:?}, not {sha256_hex:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// What the store says of the object at `path`: its size, the SHA-256 recorded with it
+    /// (hex) and when it was last written (Unix ms).
+    pub async fn head(&self, path: &ObjectPath) -> Result<ObjectHead, TierError> {
         let head = self
             .store
             .get_opts(
@@ -444,23 +489,14 @@ impl Bucket {
             )
             .await
             .map_err(|e| self.explain(e))?;
-        let mismatch = |detail: String| TierError::Mismatch {
-            key: path.to_string(),
-            detail,
-        };
-        if head.meta.size != len {
-            return Err(mismatch(format!("{} bytes, not {len}", head.meta.size)));
-        }
-        let recorded = head
-            .attributes
-            .get(&Attribute::Metadata(SHA256_METADATA.into()))
-            .map(|v| v.as_ref().to_string());
-        if recorded.as_deref() != Some(sha256_hex) {
-            return Err(mismatch(format!(
-                "SHA-256 {recorded:?}, not {sha256_hex:?}"
-            )));
-        }
-        Ok(())
+        Ok(ObjectHead {
+            size: head.meta.size,
+            sha256_hex: head
+                .attributes
+                .get(&Attribute::Metadata(SHA256_METADATA.into()))
+                .map(|v| v.as_ref().to_string()),
+            modified_ms: head.meta.last_modified.timestamp_millis(),
+        })
     }
 
     /// The bytes of `path` (tests and tools; reads of tiered records come with the reads).

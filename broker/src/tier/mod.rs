@@ -24,6 +24,8 @@ pub mod index_object;
 pub mod manifest;
 mod offload;
 mod reader;
+pub mod restore;
+pub mod state;
 
 use std::sync::Arc;
 
@@ -62,6 +64,7 @@ struct TierMetrics {
     uploaded_bytes: IntCounter,
     upload_failures: IntCounter,
     deleted_segments: IntCounter,
+    state_snapshots: IntCounter,
     tiered_bytes: IntGauge,
     lag_bytes: IntGauge,
     lag_seconds: IntGauge,
@@ -93,6 +96,10 @@ impl TierMetrics {
             deleted_segments: counter(
                 "apogee_tier_deleted_segments_total",
                 "Tiered segments deleted from the object store past the tier's retention",
+            ),
+            state_snapshots: counter(
+                "apogee_tier_state_snapshots_total",
+                "Snapshots of the replicated state written to the object store",
             ),
             tiered_bytes: gauge(
                 "apogee_tier_tiered_bytes",
@@ -133,6 +140,7 @@ impl TierMetrics {
         r.register(Box::new(self.uploaded_bytes.clone()))?;
         r.register(Box::new(self.upload_failures.clone()))?;
         r.register(Box::new(self.deleted_segments.clone()))?;
+        r.register(Box::new(self.state_snapshots.clone()))?;
         r.register(Box::new(self.tiered_bytes.clone()))?;
         r.register(Box::new(self.lag_bytes.clone()))?;
         r.register(Box::new(self.lag_seconds.clone()))?;
@@ -158,6 +166,8 @@ pub struct Tier {
     reader: Arc<TierReader>,
     status: Mutex<TierStatus>,
     metrics: TierMetrics,
+    /// When the master last wrote a state snapshot ([`state`]).
+    last_state_snapshot: Mutex<Option<std::time::Instant>>,
 }
 
 impl Tier {
@@ -225,6 +235,7 @@ impl Tier {
             reader,
             status: Mutex::new(TierStatus::default()),
             metrics,
+            last_state_snapshot: Mutex::new(None),
         });
         tier.refresh_status()
             .map_err(|e| TierError::Local(e.to_string()))?;
@@ -310,3 +321,5 @@ pub async fn check_reachable(config: &TierSection, cluster: &str) -> Result<Stri
 mod tests;
 #[cfg(test)]
 mod tests_reads;
+#[cfg(test)]
+mod tests_restore;

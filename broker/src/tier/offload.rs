@@ -42,6 +42,7 @@ impl Tier {
                         tier.bucket.claim(&tier.cluster).await?;
                         claimed = true;
                     }
+                    tier.snapshot_state_if_due(epoch).await?;
                     tier.offload_next(epoch, &held).await
                 };
                 let pause = tokio::select! {

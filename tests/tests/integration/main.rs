@@ -18,7 +18,9 @@
 //!   replaced, a killed controller leader costs the group neither its master nor its writes,
 //!   `apogee controller status` shows the remote controller's state.
 //! - [`tier`]: the object-store tier against a real S3-compatible server: sealed segments
-//!   uploaded whole and recorded, `apogee tier status`, `--check-config` on a bad bucket.
+//!   uploaded whole and recorded, `apogee tier status`, `--check-config` on a bad bucket;
+//!   [`tier_failover`]: the master killed during an upload; [`tier_restore`]: a group
+//!   restored from the bucket onto empty disks.
 //! - [`foreign_store`]: a RocketMQ store as the data dir is refused, named as
 //!   one, and left byte for byte as it was.
 //! - [`acl`]: authorization: users and ACL entries (allow, deny, prefixes) enforced on a
@@ -221,6 +223,7 @@ mod startup;
 mod store_limits;
 mod tier;
 mod tier_failover;
+mod tier_restore;
 mod tls;
 mod traffic;
 mod transactions;
