@@ -160,7 +160,7 @@ async fn a_group_is_restored_from_the_tier_onto_empty_disks() {
     std::fs::remove_dir_all(&data_dir).unwrap();
     cluster
         .broker_mut("a")
-        .process
+        .process()
         .args_mut()
         .push("--restore-from-tier".into());
     cluster.restart_broker("a").await;
@@ -171,7 +171,7 @@ async fn a_group_is_restored_from_the_tier_onto_empty_disks() {
 
     // Each queue holds a prefix of what was sent, at the same offsets; the open segment's
     // messages are what was lost.
-    let mut restored = vec![0usize; 4];
+    let mut restored = [0usize; 4];
     for queue in 0..4 {
         let contents = rpc::queue_contents(&addr, "t", queue).await;
         for (n, (id, offset, body)) in contents.iter().enumerate() {
@@ -187,7 +187,7 @@ async fn a_group_is_restored_from_the_tier_onto_empty_disks() {
         restored[queue as usize] = contents.len();
     }
     let total: usize = restored.iter().sum();
-    assert!(total >= 500 && total < 1000, "{total} of 1,000 restored");
+    assert!((500..1000).contains(&total), "{total} of 1,000 restored");
     let (first_id, first_body) = &sent[0][0];
     let rows = cluster
         .cli(&["message", "get", first_id, "-o", "json"])
@@ -236,10 +236,10 @@ async fn a_group_is_restored_from_the_tier_onto_empty_disks() {
     let before = std::fs::read_dir(data_dir.join("commitlog"))
         .unwrap()
         .count();
-    cluster.broker_mut("a").process.start();
+    cluster.broker_mut("a").process().start();
     let status = cluster
         .broker_mut("a")
-        .process
+        .process()
         .wait_exit(Duration::from_secs(30))
         .expect("a restore onto a used data dir exits");
     assert!(!status.success());
@@ -252,7 +252,7 @@ async fn a_group_is_restored_from_the_tier_onto_empty_disks() {
         before
     );
     // Without it, the restored broker starts as any other.
-    cluster.broker_mut("a").process.args_mut().pop();
+    cluster.broker_mut("a").process().args_mut().pop();
     cluster.restart_broker("a").await;
     let q0 = rpc::queue_contents(&addr, "t", 0).await;
     assert_eq!(q0.len(), restored[0] + 1);
