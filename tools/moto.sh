@@ -13,6 +13,9 @@ start_moto() {
   moto_port=$(free_port)
   "$moto" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
   moto_pid=$!
+  # MOTO_NICE: moto's niceness (default 0). In production the object store runs on other
+  # machines; a niced moto takes only the CPU the broker and the clients leave on this one.
+  renice -n "${MOTO_NICE:-0}" -p "$moto_pid" >/dev/null
   for _ in $(seq 100); do
     curl -fs -o /dev/null -X PUT "http://127.0.0.1:$moto_port/bench" && break
     sleep 0.2

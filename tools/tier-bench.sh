@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The object-store tier's offload beside T1, in one run on this machine: a standalone broker
-# sending 1 KiB messages at 4 connections x 16 in flight, first without a tier and then with
-# one on moto's S3 server (loopback), and, with the tier on, the upload rate: the bytes the
-# tier uploaded and verified (apogee_tier_uploaded_bytes_total) over the time from the first
-# sealed segment to the last one recorded. Issue 58's targets: uploads at least 2x the
-# ingest rate in MB/s, and sends with the tier on within 5 % of T1 without it.
+# sending 1 KiB messages at 4 connections x 16 in flight without a tier (its ingest into the
+# log in MB/s); the same broker started again with the tier on moto's S3 server (loopback),
+# uploading that log's sealed segments as a backlog (the upload rate: bytes uploaded and
+# verified, apogee_tier_uploaded_bytes_total, over the time until none waits); and T1 on a
+# fresh broker with the tier on, uploading as it goes, with the CPU per message the broker
+# spent in both T1 runs and the CPU moto took during the second. Issue 58's targets: uploads
+# at least 2x the ingest rate in MB/s, and sends with the tier on within 5 % of T1 without it.
 #
 # usage: tools/tier-bench.sh
 #   APOGEE_BIN_DIR   apogee and apogee-broker (default target/release)
@@ -49,38 +51,47 @@ rate() { # LABEL: the run's msg/s
 }
 
 run plain
+plain_cpu=$(cpu_ticks "$broker_pid")
 stop_broker
 plain=$(rate plain)
+
+# The upload rate, on a backlog: the plain run's broker started again with the tier on, its
+# sealed segments all waiting; bytes uploaded and verified over the time until none waits.
 # shellcheck disable=SC2046 # tier_env's settings, one word each
-run tiered $(tier_env)
-tiered=$(rate tiered)
-# The ingest in bytes of the log (records, not only bodies), over the sends' seconds: the log
-# end of a broker that started empty.
+start_broker "$work/plain/broker" APOGEE_BROKER_STORE__SEGMENT_BYTES="$segment" $(tier_env)
 log_end=$("$bin/apogee" -o json broker status 127.0.0.1:10911 |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["log_end_offset"])')
-ingest=$(python3 -c "print(f'{$log_end / $secs / 1e6:.1f}')")
-# The upload rate: from the end of the sends until the tier holds every sealed segment.
 t0=$(date +%s.%N)
-b0=$(metric apogee_tier_uploaded_bytes_total)
-for _ in $(seq 1200); do
-  [ "$(metric apogee_tier_offload_lag_bytes)" = 0 ] && break
+for _ in $(seq 3000); do
+  [ "$(metric apogee_tier_uploaded_segments_total)" != 0 ] &&
+    [ "$(metric apogee_tier_offload_lag_bytes)" = 0 ] && break
   sleep 0.1
 done
 t1=$(date +%s.%N)
-b1=$(metric apogee_tier_uploaded_bytes_total)
-uploaded=$(metric apogee_tier_uploaded_bytes_total)
+backlog=$(metric apogee_tier_uploaded_bytes_total)
 stop_broker
-python3 - "$plain" "$tiered" "$b0" "$b1" "$t0" "$t1" "$uploaded" "$ingest" <<'PY'
+
+# T1 with the tier on, uploading as it goes; the CPU the broker and moto spent meanwhile.
+moto_before=$(cpu_ticks "$moto_pid")
+# shellcheck disable=SC2046
+run tiered $(tier_env)
+tiered_cpu=$(cpu_ticks "$broker_pid")
+moto_after=$(cpu_ticks "$moto_pid")
+tiered=$(rate tiered)
+stop_broker
+python3 - "$plain" "$tiered" "$backlog" "$t0" "$t1" "$log_end" "$secs" "$plain_cpu" \
+  "$tiered_cpu" "$moto_before" "$moto_after" "$(getconf CLK_TCK)" <<'PY'
 import sys
-plain, tiered, b0, b1, t0, t1, uploaded, ingest = map(float, sys.argv[1:])
-print(f"T1 without a tier: {plain:,.0f} msg/s; with the tier on: {tiered:,.0f} msg/s "
-      f"({tiered / plain:.2f} of it)")
-print(f"uploaded and verified during the sends and after: {uploaded / 1e6:,.1f} MB")
-if b1 > b0 and t1 > t0:
-    print(f"catching up after the sends: {(b1 - b0) / 1e6:,.1f} MB in {t1 - t0:.1f} s = "
-          f"{(b1 - b0) / 1e6 / (t1 - t0):,.1f} MB/s, {(b1 - b0) / 1e6 / (t1 - t0) / ingest:.2f}x "
-          f"the ingest of about {ingest} MB/s")
-else:
-    print(f"the tier kept up during the sends (nothing left to upload after them); "
-          f"ingest about {ingest} MB/s")
+(plain, tiered, backlog, t0, t1, log_end, secs, plain_cpu, tiered_cpu, moto0, moto1,
+ hz) = map(float, sys.argv[1:])
+ingest = log_end / secs / 1e6
+upload = backlog / 1e6 / (t1 - t0)
+print(f"T1 without a tier: {plain:,.0f} msg/s, {ingest:.1f} MB/s into the log")
+print(f"upload of that log's sealed segments afterwards: {backlog / 1e6:,.1f} MB in "
+      f"{t1 - t0:.1f} s = {upload:.1f} MB/s, {upload / ingest:.2f}x the ingest")
+print(f"T1 with the tier on: {tiered:,.0f} msg/s ({tiered / plain:.2f} of it)")
+n_plain, n_tiered = plain * secs, tiered * secs
+print(f"broker CPU per message: {plain_cpu / hz / n_plain * 1e6:.1f} us without the tier, "
+      f"{tiered_cpu / hz / n_tiered * 1e6:.1f} us with it; moto's CPU during the tiered "
+      f"run: {(moto1 - moto0) / hz:.1f} s of {secs:.0f} s on this machine's cores")
 PY

@@ -220,3 +220,46 @@ async fn an_index_rebuilt_from_the_local_log_gets_the_tiered_records_back() {
         Some(&before[0])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetch_fetches_what_reads_then_find_in_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), 3).await;
+    let before = everything(&store);
+    let tier = tier_keeping_no_local_copy(Arc::new(InMemory::new()), store.clone());
+    tier.bucket().claim("c1").await.unwrap();
+    while tier.offload_next(1, &no_hold()).await.unwrap() {}
+    store.enforce_retention(SystemTime::now(), roomy()).unwrap();
+    let local = store.local_start_offset();
+    assert!(local > 0);
+    let cold: Vec<(u64, u32)> = before
+        .iter()
+        .filter(|m| m.log_offset < local)
+        .map(|m| (m.log_offset, m.record_size))
+        .collect();
+    let warm: Vec<(u64, u32)> = before
+        .iter()
+        .filter(|m| m.log_offset >= local)
+        .map(|m| (m.log_offset, m.record_size))
+        .collect();
+    assert!(!cold.is_empty() && !warm.is_empty());
+    // Local records need nothing fetched.
+    assert!(store.prefetch(&warm).is_none());
+
+    let fetched = || tier.metrics.reads.fetched_bytes.get();
+    let hits = || tier.metrics.reads.cache_hits.get();
+    store
+        .prefetch(&cold)
+        .expect("tiered records need fetching")
+        .await;
+    let after_prefetch = fetched();
+    assert!(after_prefetch > 0);
+    assert!(store.prefetch(&cold).is_none(), "all of it is cached now");
+    // The reads find every byte in the cache: nothing more is fetched.
+    let hits_before = hits();
+    for m in before.iter().filter(|m| m.log_offset < local) {
+        assert_eq!(&store.read_at(m.log_offset, m.record_size).unwrap(), m);
+    }
+    assert_eq!(fetched(), after_prefetch);
+    assert!(hits() > hits_before);
+}
