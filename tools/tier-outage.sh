@@ -36,7 +36,7 @@ trap cleanup EXIT
 
 start_moto
 # shellcheck disable=SC2046 # tier_env's settings, one word each
-start_broker "$work/broker" APOGEE_BROKER_STORE__SEGMENT_BYTES="$segment" \
+start_broker "$work/data" APOGEE_BROKER_STORE__SEGMENT_BYTES="$segment" \
   APOGEE_BROKER_TIER__RETRY_MAX_MS=5000 $(tier_env)
 "$bin/apogee" topic create bench --queues 8 >/dev/null
 
@@ -59,7 +59,7 @@ for _ in $(seq 3000); do
   if [ "$(metric apogee_tier_offload_lag_bytes)" = 0 ]; then caught_up=$(($(date +%s) - t0)); break; fi
   sleep 0.2
 done
-sealed=$(($(find "$work/broker/commitlog" -type f | wc -l) - 1))
+sealed=$(($(find "$work/data/broker/commitlog" -type f | wc -l) - 1))
 status=$("$bin/apogee" -o json tier status)
 stop_broker
 python3 - "$work" "$lag_during" "$failures" "${caught_up:-never}" "$sealed" "$status" <<'PY'
