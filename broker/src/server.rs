@@ -62,7 +62,7 @@ pub async fn serve_with(
     let mut bootstrap = Bootstrap::start(ops, server_tls.as_ref(), config.tls.reload_interval());
     let (cluster_secret, auth) = security(&config)?;
     if start.restore_from_tier {
-        let report = crate::tier::restore::restore(&config).await?;
+        let report = crate::tier::restore::restore(&config, store_config(&config)).await?;
         for line in report.lines() {
             if line.starts_with("lost") || line.starts_with("left out") {
                 tracing::warn!("{line}");

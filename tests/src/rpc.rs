@@ -497,6 +497,36 @@ pub async fn send_numbered(addr: &str, topic: &str, count: usize) {
     }
 }
 
+/// A 4 KiB body that names message `i`.
+pub fn numbered_body(i: usize) -> Vec<u8> {
+    format!("{i:08}").repeat(512).into_bytes()
+}
+
+/// Sends messages `from..to` with [`numbered_body`] bodies to `topic`, message `i` to queue
+/// `i % sent.len()`, in batches of 10, each acknowledged; appends each queue's (message id,
+/// body) pairs to `sent[queue]`.
+pub async fn send_numbered_spread(
+    addr: &str,
+    topic: &str,
+    from: usize,
+    to: usize,
+    sent: &mut [Vec<(String, Vec<u8>)>],
+) {
+    let mut client = messaging(addr);
+    let queues = sent.len();
+    for chunk in (from..to).collect::<Vec<_>>().chunks(10) {
+        let messages: Vec<_> = chunk
+            .iter()
+            .map(|&i| message(topic, (i % queues) as i32, numbered_body(i)))
+            .collect();
+        for (m, &i) in messages.iter().zip(chunk) {
+            sent[i % queues].push((id_of(m), m.body.to_vec()));
+        }
+        let resp = send(&mut client, messages).await;
+        assert_eq!(code(resp.status.as_ref()), v2::Code::Ok as i32, "{resp:?}");
+    }
+}
+
 /// Receives exactly `count` messages for `group` (in several receives if need be), each
 /// invisible for 300 s; panics when a receive brings nothing.
 pub async fn receive_exactly(

@@ -163,24 +163,6 @@ impl MessageStore {
         self.shared.kv.write(batch)
     }
 
-    /// Prepares the empty data dir `data_dir` for a store whose log starts at `start`
-    /// (the log's first segment, empty): what a restore from the cold store does before the
-    /// store's first open, so the records it writes follow the held ones at their offsets.
-    /// Refuses a data dir whose log already exists.
-    pub fn create_log_starting_at(
-        data_dir: &std::path::Path,
-        start: u64,
-    ) -> Result<(), StoreError> {
-        let dir = data_dir.join(super::commitlog::COMMITLOG_DIR);
-        if dir.exists() {
-            return Err(StoreError::Failed(format!(
-                "{} exists: a log starting at {start} is created only in an empty data dir",
-                dir.display()
-            )));
-        }
-        super::commitlog::CommitLog::create_empty(&dir, start)
-    }
-
     /// Ends a cold dispatch: the index is flushed (what was dispatched survives a crash),
     /// then the mark is cleared.
     pub fn finish_cold_dispatch(&self) -> Result<(), StoreError> {

@@ -268,9 +268,6 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// The commit log's directory in the data dir.
-pub const COMMITLOG_DIR: &str = "commitlog";
-
 impl CommitLog {
     /// Creates `dir` holding one empty segment at `base`: a log that starts there.
     pub(crate) fn create_empty(dir: &Path, base: u64) -> Result<(), StoreError> {

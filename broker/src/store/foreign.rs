@@ -38,8 +38,8 @@ pub const ROCKETMQ_BLANK_MAGIC: u32 = 0xcbd4_3194;
 
 /// Entries of a RocketMQ store root that Apogee never writes.
 const ROCKETMQ_ENTRIES: [&str; 3] = ["consumequeue", "checkpoint", "abort"];
-use super::commitlog::COMMITLOG_DIR;
-/// What the store writes in a data dir (beside its commit log, [`COMMITLOG_DIR`]).
+/// What the store writes in a data dir: its commit log's directory and its index's.
+pub const COMMITLOG_DIR: &str = "commitlog";
 const INDEX_DIR: &str = "index";
 /// A file system's root has one, and a data dir may be a mount point.
 const LOST_FOUND: &str = "lost+found";

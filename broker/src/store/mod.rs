@@ -355,7 +355,7 @@ impl MessageStore {
             limit: config.segment_size,
         };
         let log = CommitLog::open(
-            &config.data_dir.join(commitlog::COMMITLOG_DIR),
+            &config.data_dir.join(foreign::COMMITLOG_DIR),
             prealloc,
             config.cached_tail_bytes,
         )?;
@@ -693,6 +693,24 @@ impl MessageStore {
     /// First log offset on local disk.
     pub fn local_start_offset(&self) -> u64 {
         self.shared.log.start_offset()
+    }
+
+    /// Prepares the empty data dir `data_dir` for a store whose log starts at `start`
+    /// (the log's first segment, empty): what a restore from the cold store does before the
+    /// store's first open, so the records it writes follow the held ones at their offsets.
+    /// Refuses a data dir whose log already exists.
+    pub fn create_log_starting_at(
+        data_dir: &std::path::Path,
+        start: u64,
+    ) -> Result<(), StoreError> {
+        let dir = data_dir.join(foreign::COMMITLOG_DIR);
+        if dir.exists() {
+            return Err(StoreError::Failed(format!(
+                "{} exists: a log starting at {start} is created only in an empty data dir",
+                dir.display()
+            )));
+        }
+        CommitLog::create_empty(&dir, start)
     }
 
     /// Reads below the local log go to `cold` from now on, and retention evicts the local

@@ -35,7 +35,7 @@ use super::{index_object, Bucket, Manifest, PrefixState, Tier, TierError, Tiered
 use crate::config::{BrokerConfig, Role};
 use crate::replication::journal::JournaledKv;
 use crate::store::keys::{ConsumeRow, MetaKey, QueueKey};
-use crate::store::{values, Cf, KvBatch, MessageStore, OpenOptions};
+use crate::store::{values, Cf, KvBatch, MessageStore, OpenOptions, StoreConfig};
 
 /// State rows applied per write.
 const APPLY_BATCH: usize = 4096;
@@ -184,20 +184,24 @@ fn contiguous_run(
     (run, left_out)
 }
 
-/// Restores the data dir of `config`'s broker from its tier (module doc); the store is
-/// closed again when it returns, for the broker's start to open.
-pub async fn restore(config: &BrokerConfig) -> Result<RestoreReport, TierError> {
+/// Restores the data dir of `config`'s broker, whose store `store` configures, from its tier
+/// (module doc); the store is closed again when it returns, for the broker's start to open.
+pub async fn restore(
+    config: &BrokerConfig,
+    store: StoreConfig,
+) -> Result<RestoreReport, TierError> {
     if !config.tier.enabled() {
         return Err(TierError::Restore(
             "the broker's config has no [tier] bucket to restore from".into(),
         ));
     }
-    restore_from(config, Bucket::open(&config.tier)?).await
+    restore_from(config, store, Bucket::open(&config.tier)?).await
 }
 
 /// [`restore`] from `bucket` (unit tests pass an in-memory one).
 pub async fn restore_from(
     config: &BrokerConfig,
+    store: StoreConfig,
     bucket: Bucket,
 ) -> Result<RestoreReport, TierError> {
     let refuse = |why: String| Err(TierError::Restore(why));
@@ -325,7 +329,7 @@ pub async fn restore_from(
 
     let config = config.clone();
     let moved_back = tokio::task::spawn_blocking(move || {
-        restore_store(&config, bucket, &run, snapshot.map(|(_, s)| s))
+        restore_store(&config, store, bucket, &run, snapshot.map(|(_, s)| s))
     })
     .await
     .map_err(|e| TierError::Local(e.to_string()))??;
@@ -336,13 +340,13 @@ pub async fn restore_from(
 /// The store's part (blocking): the log, the state, the manifest, the index, the progress.
 fn restore_store(
     config: &BrokerConfig,
+    store_cfg: StoreConfig,
     bucket: Bucket,
     run: &[TieredSegment],
     snapshot: Option<TierStateSnapshot>,
 ) -> Result<Vec<String>, TierError> {
     let local = |e: crate::store::StoreError| TierError::Local(e.to_string());
     let start = run.last().map_or(0, |t| t.end);
-    let store_cfg = crate::services::store_config(config);
     if start > 0 {
         MessageStore::create_log_starting_at(&store_cfg.data_dir, start).map_err(local)?;
     }

@@ -9,20 +9,26 @@ use object_store::memory::InMemory;
 use super::*;
 use crate::config::BrokerConfig;
 use crate::store::keys::consumer_offset_key;
-use crate::store::{values, Cf, KvBatch, MessageStore, StoredMessage};
+use crate::store::{values, Cf, KvBatch, MessageStore, StoreConfig, StoredMessage};
 use crate::tier::tests::{config as tier_config, no_hold, store_with, tier_over};
 
 fn broker_config(data_dir: &std::path::Path) -> BrokerConfig {
-    let mut c = BrokerConfig {
+    BrokerConfig {
         data_dir: data_dir.to_path_buf(),
         cluster_name: "c1".into(),
         broker_name: "broker-a".into(),
         tier: tier_config(),
         ..BrokerConfig::default()
-    };
-    c.store.segment_bytes = 64 * 1024;
-    c.store.preallocate_bytes = 0;
-    c
+    }
+}
+
+/// The store of `config`'s data dir, in 64 KiB segments.
+fn store_config(config: &BrokerConfig) -> StoreConfig {
+    StoreConfig {
+        segment_size: 64 * 1024,
+        max_record_size: 32 * 1024,
+        ..StoreConfig::for_tests(&config.data_dir)
+    }
 }
 
 fn bucket(objects: &Arc<InMemory>) -> Bucket {
@@ -76,7 +82,7 @@ async fn a_restored_store_serves_the_tiered_messages_at_their_offsets_with_the_s
     assert!(expected.iter().all(|q| !q.is_empty()));
 
     let config = broker_config(&dir.path().join("new"));
-    let report = restore::restore_from(&config, bucket(&objects))
+    let report = restore::restore_from(&config, store_config(&config), bucket(&objects))
         .await
         .unwrap();
     assert_eq!(
@@ -100,7 +106,7 @@ async fn a_restored_store_serves_the_tiered_messages_at_their_offsets_with_the_s
     assert!(lines.contains("offset 1000000 ->"), "{lines}");
 
     // The restored store, opened as the broker opens it.
-    let store = MessageStore::open(crate::services::store_config(&config)).unwrap();
+    let store = MessageStore::open(store_config(&config)).unwrap();
     let tier = Tier::with_bucket(
         bucket(&objects),
         &config.tier,
@@ -141,14 +147,16 @@ async fn a_restore_is_refused_onto_a_used_data_dir_or_an_empty_prefix() {
     let used = dir.path().join("used");
     std::fs::create_dir_all(&used).unwrap();
     std::fs::write(used.join("notes.txt"), b"mine").unwrap();
-    let e = restore::restore_from(&broker_config(&used), bucket(&objects))
+    let used_config = broker_config(&used);
+    let e = restore::restore_from(&used_config, store_config(&used_config), bucket(&objects))
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("is not empty") && e.contains("notes.txt"), "{e}");
     assert_eq!(std::fs::read(used.join("notes.txt")).unwrap(), b"mine");
 
-    let e = restore::restore_from(&broker_config(&dir.path().join("new")), bucket(&objects))
+    let new_config = broker_config(&dir.path().join("new"));
+    let e = restore::restore_from(&new_config, store_config(&new_config), bucket(&objects))
         .await
         .unwrap_err()
         .to_string();

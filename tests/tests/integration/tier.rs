@@ -299,11 +299,6 @@ async fn credentials_refused_while_running_are_reported_and_sends_go_on() {
     assert!(failures >= 1.0, "{metrics}");
 }
 
-/// A 4 KiB body that names message `i`.
-fn numbered_body(i: usize) -> Vec<u8> {
-    format!("{i:08}").repeat(512).into_bytes()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn evicted_segments_are_read_back_from_the_bucket_at_their_offsets() {
     let extra = [
@@ -315,22 +310,8 @@ async fn evicted_segments_are_read_back_from_the_bucket_at_their_offsets() {
     };
     let addr = cluster.broker("a").addr.clone();
     // 14 MiB of numbered messages over the four queues: two sealed segments and more.
-    let mut client = rpc::messaging(&addr);
-    let mut sent: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); 4];
-    for chunk in 0..350 {
-        let messages: Vec<_> = (0..10)
-            .map(|j| {
-                let i = chunk * 10 + j;
-                rpc::message("t", (i % 4) as i32, numbered_body(i))
-            })
-            .collect();
-        for m in &messages {
-            let queue = m.system_properties.as_ref().unwrap().queue_id as usize;
-            sent[queue].push((rpc::id_of(m), m.body.to_vec()));
-        }
-        let answer = rpc::send(&mut client, messages).await;
-        assert_eq!(rpc::code(answer.status.as_ref()), 20000, "{answer:?}");
-    }
+    let mut sent: [Vec<(String, Vec<u8>)>; 4] = Default::default();
+    rpc::send_numbered_spread(&addr, "t", 0, 3500, &mut sent).await;
     let sealed = sealed_segments(&cluster);
     assert!(sealed.len() >= 2, "{sealed:?}");
     wait_all_tiered(&ns, sealed.len()).await;

@@ -9,29 +9,6 @@ use apogee_tests::s3_server::S3Server;
 use apogee_tests::{rpc, wait_until, BrokerSpec, Cluster};
 use std::time::Duration;
 
-/// A 4 KiB body that names message `i`.
-fn numbered_body(i: usize) -> Vec<u8> {
-    format!("{i:08}").repeat(512).into_bytes()
-}
-
-/// Sends messages `from..to` (numbered bodies) to topic t, spread over its 4 queues;
-/// each queue's (id, body) pairs are appended to `sent`.
-async fn send_numbered(addr: &str, from: usize, to: usize, sent: &mut [Vec<(String, Vec<u8>)>]) {
-    let mut client = rpc::messaging(addr);
-    for chunk in (from..to).collect::<Vec<_>>().chunks(10) {
-        let messages: Vec<_> = chunk
-            .iter()
-            .map(|&i| rpc::message("t", (i % 4) as i32, numbered_body(i)))
-            .collect();
-        for m in &messages {
-            let queue = m.system_properties.as_ref().unwrap().queue_id as usize;
-            sent[queue].push((rpc::id_of(m), m.body.to_vec()));
-        }
-        let answer = rpc::send(&mut client, messages).await;
-        assert_eq!(rpc::code(answer.status.as_ref()), 20000, "{answer:?}");
-    }
-}
-
 /// `apogee group describe <group> -o json`'s queues of topic t: queue -> (consumer offset,
 /// broker offset).
 fn offsets(cluster: &Cluster, group: &str) -> Vec<(u64, u64, u64)> {
@@ -85,12 +62,12 @@ async fn a_group_is_restored_from_the_tier_onto_empty_disks() {
 
     // 1,000 messages of 4 KiB: four sealed segments of 1 MiB and an open one. Group "mid"
     // is reset to the middle, group "late" to the end.
-    let mut sent: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); 4];
-    send_numbered(&addr, 0, 500, &mut sent).await;
+    let mut sent: [Vec<(String, Vec<u8>)>; 4] = Default::default();
+    rpc::send_numbered_spread(&addr, "t", 0, 500, &mut sent).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let middle = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    send_numbered(&addr, 500, 1000, &mut sent).await;
+    rpc::send_numbered_spread(&addr, "t", 500, 1000, &mut sent).await;
     let mid = cluster
         .cli(&[
             "-o",
@@ -223,7 +200,8 @@ async fn a_group_is_restored_from_the_tier_onto_empty_disks() {
     assert!(log.contains("moved back to what was restored"), "{log}");
 
     // New sends continue the queues.
-    send_numbered(&addr, 1000, 1004, &mut vec![Vec::new(); 4]).await;
+    let mut after: [Vec<(String, Vec<u8>)>; 4] = Default::default();
+    rpc::send_numbered_spread(&addr, "t", 1000, 1004, &mut after).await;
     let q0 = rpc::queue_contents(&addr, "t", 0).await;
     assert_eq!(
         q0.last().unwrap().1,
