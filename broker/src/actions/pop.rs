@@ -152,26 +152,6 @@ impl Broker {
             }
         }
         let order = plan.order;
-        let request = |now: i64| PopRequest {
-            group: &plan.group,
-            topic: order.topic,
-            queue_ids: &plan.queues,
-            filter: &order.filter,
-            max: order.batch as usize,
-            invisible_ms: plan.invisible_ms,
-            renew_until_ms: plan.auto_renew_ms.map(|ms| now + ms),
-            attempt_id: order.attempt_id,
-            client_id: order.client_id,
-            start_after_ms: plan.start_after_ms,
-        };
-        // Messages only in the object-store tier are fetched first, on the tier's tasks,
-        // before the pop takes any queue's lock (`ConsumeEngine::upcoming_reads`).
-        if let Some(fetched) = self
-            .store()
-            .prefetch(&self.consume().upcoming_reads(&request(now_ms())))
-        {
-            let _ = tokio::time::timeout_at(deadline, fetched).await;
-        }
         // The watch is made before the first look, so an append to a queue of the plan in
         // between wakes the poll; acks and nacks wake it too (one may free a FIFO group).
         let poll = LongPoll::new(
@@ -183,7 +163,19 @@ impl Broker {
         let polled = poll
             .run(|| {
                 let now = now_ms();
-                match self.consume().pop(&request(now), now) {
+                let request = PopRequest {
+                    group: &plan.group,
+                    topic: order.topic,
+                    queue_ids: &plan.queues,
+                    filter: &order.filter,
+                    max: order.batch as usize,
+                    invisible_ms: plan.invisible_ms,
+                    renew_until_ms: plan.auto_renew_ms.map(|ms| now + ms),
+                    attempt_id: order.attempt_id,
+                    client_id: order.client_id,
+                    start_after_ms: plan.start_after_ms,
+                };
+                match self.consume().pop(&request, now) {
                     Ok(d) if d.is_empty() => Attempt::Nothing {
                         empty: now,
                         // Look again when a redelivery comes due.

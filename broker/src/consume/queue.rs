@@ -244,38 +244,6 @@ impl QueuePop<'_, '_> {
 }
 
 impl ConsumeEngine {
-    /// The log ranges (offset, size) of the next new messages a pop of `req` would read, at
-    /// most `req.max`, from the queues' pop offsets: what the store's cold tier fetches
-    /// before the pop holds any queue's lock (`actions/pop.rs`), so a pop never waits for
-    /// the object store while other consumers of the queue wait for its lock on a broker
-    /// worker. Empty without a cold store; a queue not read yet, or being popped now, is
-    /// passed over (its pop reads what it needs itself).
-    pub fn upcoming_reads(&self, req: &PopRequest<'_>) -> Vec<(u64, u32)> {
-        if !self.store.has_cold() {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for &queue_id in req.queue_ids {
-            if out.len() >= req.max {
-                break;
-            }
-            let key = QueueKey::new(&req.group.name, req.topic, queue_id);
-            let Some(from) = self
-                .existing(&key)
-                .and_then(|q| q.try_lock().map(|s| s.pop_offset))
-            else {
-                continue;
-            };
-            if let Ok(entries) =
-                self.store
-                    .queue_entries(req.topic, queue_id, from, req.max - out.len())
-            {
-                out.extend(entries.iter().map(|e| (e.log_offset, e.size)));
-            }
-        }
-        out
-    }
-
     /// Hands out up to `max` messages of `topic` to the group from the given
     /// queues, in that order: first deliveries due again (attempt + 1), then
     /// new messages matching the filter. A repeated `attempt_id` gets the

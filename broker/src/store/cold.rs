@@ -59,15 +59,7 @@ pub trait ColdSegments: Send + Sync + 'static {
     /// The end of the oldest held segments (from the first, without a gap) whose retention
     /// ran out by `now`; None when the first has not.
     fn expired_upto(&self, now: SystemTime) -> Option<u64>;
-    /// Starts fetching what reads of `ranges` (log offset and length, each inside the held
-    /// segment `base`, as (base, offset, len)) need, on the cold store's own tasks; the future
-    /// resolves once it is here (or failed: a read then fetches again and reports why). None
-    /// when all of it is here already.
-    fn prefetch(&self, ranges: &[(u64, u64, u64)]) -> Option<ColdFetch>;
 }
-
-/// A cold store's fetch in progress ([`ColdSegments::prefetch`]).
-pub type ColdFetch = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// When retention evicts the local copy of a segment the cold store holds. Either limit
 /// may be off; the disk-space rule (`store.disk_clean_ratio`) evicts whatever it needs.
@@ -126,33 +118,6 @@ impl MessageStore {
             }
         }
         kv.write(batch)
-    }
-
-    /// Whether a cold store is attached (reads below the local log may wait for it).
-    pub fn has_cold(&self) -> bool {
-        self.shared.log.cold().is_some()
-    }
-
-    /// Has the cold store fetch what reads of `ranges` (log offset, size) below the local log
-    /// need, without blocking: a caller that must not wait while it holds a lock (a consumer
-    /// queue's) awaits this first, and its reads then find their bytes here. None when no
-    /// range lies in the cold store or all of it is here already.
-    pub fn prefetch(&self, ranges: &[(u64, u32)]) -> Option<ColdFetch> {
-        let cold = self.shared.log.cold()?;
-        let local = self.shared.log.start_offset();
-        let held: Vec<(u64, u64, u64)> = ranges
-            .iter()
-            .filter(|(offset, _)| *offset < local)
-            .filter_map(|&(offset, size)| {
-                let (base, end) = cold.segment_of(offset)?;
-                let len = u64::from(size).min(end - offset);
-                Some((base, offset, len))
-            })
-            .collect();
-        if held.is_empty() {
-            return None;
-        }
-        cold.prefetch(&held)
     }
 
     /// Marks the derived tables as lacking the cold store's records, so its owner dispatches

@@ -79,7 +79,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-pub use cold::{ColdFetch, ColdSegments, LocalRetention, COLD_CACHE_DIR};
+pub use cold::{ColdSegments, LocalRetention, COLD_CACHE_DIR};
 pub use commitlog::CommitLog;
 pub use config::{
     disk_ratios, FlushMode, RetentionPolicy, StoreConfig, DEFAULT_ASYNC_FLUSH_INTERVAL,

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 pub use crate::store::COLD_CACHE_DIR as CACHE_DIR;
 
 /// One piece: the segment's base offset and the piece's index within it.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub struct PieceKey {
     pub base: u64,
     pub index: u64,

@@ -202,18 +202,6 @@ impl TierReader {
         }
     }
 
-    /// What fetching pieces of `segment` needs.
-    fn fetch_of(&self, segment: &TieredSegment) -> Fetch {
-        Fetch {
-            bucket: self.bucket.clone(),
-            cache: self.cache.clone(),
-            fetching: self.fetching.clone(),
-            metrics: self.metrics.clone(),
-            object: ObjectPath::from(segment.object.as_str()),
-            len: segment.len(),
-        }
-    }
-
     /// The piece `index` of `segment`, from the cache or fetched (and the next one fetched
     /// in the background).
     fn piece(&self, segment: &TieredSegment, index: u64) -> Result<Arc<std::fs::File>, StoreError> {
@@ -225,7 +213,14 @@ impl TierReader {
             self.metrics.cache_hits.inc();
             return Ok(file);
         }
-        let fetch = self.fetch_of(segment);
+        let fetch = Fetch {
+            bucket: self.bucket.clone(),
+            cache: self.cache.clone(),
+            fetching: self.fetching.clone(),
+            metrics: self.metrics.clone(),
+            object: ObjectPath::from(segment.object.as_str()),
+            len: segment.len(),
+        };
         let ahead = fetch.clone();
         let file = self.wait(async move { fetch.get(key).await })?;
         let next = PieceKey {
@@ -305,44 +300,6 @@ impl Fetch {
 }
 
 impl ColdSegments for TierReader {
-    fn prefetch(&self, ranges: &[(u64, u64, u64)]) -> Option<crate::store::ColdFetch> {
-        // The pieces not cached yet, each once, in order, and the piece after the last one
-        // of each segment (read ahead, as a read does).
-        let mut wanted: std::collections::BTreeMap<PieceKey, Fetch> = Default::default();
-        let segments = self.segments.read();
-        for &(base, offset, len) in ranges {
-            let Some(segment) = segments.get(&base) else {
-                continue;
-            };
-            let first = (offset - base) / READ_CHUNK_BYTES;
-            let last = (offset - base + len.max(1) - 1) / READ_CHUNK_BYTES;
-            let ahead = (last + 1) * READ_CHUNK_BYTES < segment.len();
-            for index in first..=last + u64::from(ahead) {
-                let key = PieceKey { base, index };
-                if !wanted.contains_key(&key) && !self.cache.contains(key) {
-                    wanted.insert(key, self.fetch_of(segment));
-                }
-            }
-        }
-        drop(segments);
-        if wanted.is_empty() {
-            return None;
-        }
-        let runtime = self.runtime.as_ref()?;
-        let (done, ready) = tokio::sync::oneshot::channel::<()>();
-        runtime.spawn(async move {
-            // Failures are left to the reads, which fetch again and report them.
-            futures::future::join_all(wanted.into_iter().map(|(key, fetch)| async move {
-                let _ = fetch.get(key).await;
-            }))
-            .await;
-            let _ = done.send(());
-        });
-        Some(Box::pin(async move {
-            let _ = ready.await;
-        }))
-    }
-
     fn segment_of(&self, offset: u64) -> Option<(u64, u64)> {
         self.find(offset).map(|t| (t.base, t.end))
     }
