@@ -269,8 +269,23 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl CommitLog {
+    /// Prepares the empty data dir `data_dir` for a store whose log starts at `start` (its
+    /// first segment, empty): what a restore from the cold store does before the store's
+    /// first open (`crate::tier::restore`), so the records it writes follow the held ones at
+    /// their offsets. Refuses a data dir whose log already exists.
+    pub fn create_starting_at(data_dir: &Path, start: u64) -> Result<(), StoreError> {
+        let dir = data_dir.join(super::foreign::COMMITLOG_DIR);
+        if dir.exists() {
+            return Err(StoreError::Failed(format!(
+                "{} exists: a log starting at {start} is created only in an empty data dir",
+                dir.display()
+            )));
+        }
+        Self::create_empty(&dir, start)
+    }
+
     /// Creates `dir` holding one empty segment at `base`: a log that starts there.
-    pub(crate) fn create_empty(dir: &Path, base: u64) -> Result<(), StoreError> {
+    fn create_empty(dir: &Path, base: u64) -> Result<(), StoreError> {
         std::fs::create_dir_all(dir)?;
         OpenOptions::new()
             .read(true)

@@ -695,24 +695,6 @@ impl MessageStore {
         self.shared.log.start_offset()
     }
 
-    /// Prepares the empty data dir `data_dir` for a store whose log starts at `start`
-    /// (the log's first segment, empty): what a restore from the cold store does before the
-    /// store's first open, so the records it writes follow the held ones at their offsets.
-    /// Refuses a data dir whose log already exists.
-    pub fn create_log_starting_at(
-        data_dir: &std::path::Path,
-        start: u64,
-    ) -> Result<(), StoreError> {
-        let dir = data_dir.join(foreign::COMMITLOG_DIR);
-        if dir.exists() {
-            return Err(StoreError::Failed(format!(
-                "{} exists: a log starting at {start} is created only in an empty data dir",
-                dir.display()
-            )));
-        }
-        CommitLog::create_empty(&dir, start)
-    }
-
     /// Reads below the local log go to `cold` from now on, and retention evicts the local
     /// copies of the segments it holds by `local` (module doc of `cold.rs`).
     pub fn attach_cold(&self, cold: Arc<dyn ColdSegments>, local: LocalRetention) {

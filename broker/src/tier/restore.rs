@@ -35,7 +35,7 @@ use super::{index_object, Bucket, Manifest, PrefixState, Tier, TierError, Tiered
 use crate::config::{BrokerConfig, Role};
 use crate::replication::journal::JournaledKv;
 use crate::store::keys::{ConsumeRow, MetaKey, QueueKey};
-use crate::store::{values, Cf, KvBatch, MessageStore, OpenOptions, StoreConfig};
+use crate::store::{values, Cf, CommitLog, KvBatch, MessageStore, OpenOptions, StoreConfig};
 
 /// State rows applied per write.
 const APPLY_BATCH: usize = 4096;
@@ -348,7 +348,7 @@ fn restore_store(
     let local = |e: crate::store::StoreError| TierError::Local(e.to_string());
     let start = run.last().map_or(0, |t| t.end);
     if start > 0 {
-        MessageStore::create_log_starting_at(&store_cfg.data_dir, start).map_err(local)?;
+        CommitLog::create_starting_at(&store_cfg.data_dir, start).map_err(local)?;
     }
     let mut journal = None;
     let store = MessageStore::open_wrapped_with(store_cfg, OpenOptions::default(), |kv| {
