@@ -318,10 +318,44 @@ pub const STANDALONE_PORTS: [u16; 4] = [9876, 10911, 5556, 5557];
 /// The next port [`free_port`] tries, as an offset into [`TEST_PORTS`].
 static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
 
-/// A loopback port for a server under test: free now (a bind to it succeeded) and never
-/// handed out before by this process, so two servers of one test run never get the same
+/// Claims `port` for this process among every test process of the machine: an exclusive
+/// `flock` on a file named after the port in a shared directory, held until the process
+/// exits (the kernel drops the lock then, so a crashed run leaves no claim behind). Two
+/// test binaries run at once can thus never both hand out one port, even when their
+/// servers bind it only later.
+#[cfg(unix)]
+fn claim_across_processes(port: u16) -> bool {
+    use std::os::fd::AsRawFd;
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("apogee-test-ports");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        panic!("creating the port claim directory {}: {e}", dir.display());
+    }
+    let path = dir.join(port.to_string());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening the port claim {}: {e}", path.display()));
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if locked {
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+    }
+    locked
+}
+
+#[cfg(not(unix))]
+fn claim_across_processes(_port: u16) -> bool {
+    true
+}
+
+/// A loopback port for a server under test: free now (a bind to it succeeded), never
+/// handed out before by this process, and claimed against every other test process
+/// ([`claim_across_processes`]), so no two servers of concurrent test runs get the same
 /// port. Ports come from [`TEST_PORTS`], in turn from a start that depends on the process
-/// id, so two test binaries run at once most likely use different ports first.
+/// id, so two test binaries run at once most likely try different ports first.
 pub fn free_port() -> u16 {
     use std::sync::atomic::Ordering;
     let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
@@ -334,7 +368,7 @@ pub fn free_port() -> u16 {
     for _ in 0..span {
         let offset = NEXT_PORT.fetch_add(1, Ordering::Relaxed) % span;
         let port = TEST_PORTS.start + offset as u16;
-        if STANDALONE_PORTS.contains(&port) {
+        if STANDALONE_PORTS.contains(&port) || !claim_across_processes(port) {
             continue;
         }
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -378,9 +412,9 @@ mod tests {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("the range's first port");
-        // Each port is bound as soon as it is handed out and held: other test binaries
-        // running at the same time draw from the same range, so a port handed out here
-        // and bound only later may have been taken by one of their servers meanwhile.
+        // Each port is bound as soon as it is handed out and held, as a server would.
+        // Other test binaries running at the same time draw from the same range: the
+        // claim across processes is what keeps their servers off these ports.
         let mut held = Vec::new();
         let mut distinct = std::collections::HashSet::new();
         for _ in 0..200 {
@@ -393,6 +427,17 @@ mod tests {
                 std::net::TcpListener::bind(("127.0.0.1", p)).expect("binding a handed-out port"),
             );
         }
+    }
+
+    #[test]
+    fn a_handed_out_port_stays_claimed_against_other_processes() {
+        let port = free_port();
+        // flock locks belong to an open file description: a second open stands for another
+        // process's claim, and must be refused while this process holds the port.
+        assert!(
+            !claim_across_processes(port),
+            "{port} was claimed a second time"
+        );
     }
 
     #[tokio::test]
