@@ -13,10 +13,12 @@ mod heartbeat;
 mod lite;
 mod priority;
 mod tier;
+mod trace;
 pub use failover::{AckMode, FailoverSection, MAX_GROUP_MEMBERS, MAX_HANDOVER_OR_DRAIN_MS};
 pub use lite::LiteSection;
 pub use priority::{PriorityOrder, PrioritySection};
 pub use tier::{TierSection, READ_CHUNK_BYTES};
+pub use trace::{TraceSection, TRACE_TOPIC_QUEUES};
 
 /// Environment prefix of broker overrides (`APOGEE_BROKER_<KEY>`).
 pub const ENV_PREFIX: &str = "BROKER";
@@ -98,6 +100,8 @@ pub struct BrokerConfig {
     pub priority: PrioritySection,
     /// The object-store tier (`crate::tier`).
     pub tier: TierSection,
+    /// Message trace records of clients (`RMQ_SYS_TRACE_TOPIC`).
+    pub trace: TraceSection,
     /// RocketMQ 4.x remoting clients (`apogee_server::remoting`).
     pub remoting: apogee_server::remoting::RemotingSection,
     pub limits: crate::quotas::LimitsSection,
@@ -313,6 +317,7 @@ impl Default for BrokerConfig {
             lite: LiteSection::default(),
             priority: PrioritySection::default(),
             tier: TierSection::default(),
+            trace: TraceSection::default(),
             remoting: Default::default(),
             limits: crate::quotas::LimitsSection::default(),
             security: Default::default(),

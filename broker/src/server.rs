@@ -86,6 +86,7 @@ pub async fn serve_with(
     }
     let broker = Broker::build(config.clone(), foundation)?;
     broker.finish_interrupted_topic_deletes().await?;
+    broker.ensure_trace_topic()?;
     broker
         .nameservers()
         .register_at_start(broker.topics(), broker.groups())

@@ -721,6 +721,9 @@ impl Broker {
         self.replication.refresh_now();
         self.store.set_replica(false);
         tracing::warn!("promoted to master of epoch {epoch} at offset {start}");
+        if let Err(e) = self.ensure_trace_topic() {
+            tracing::error!(error = %e, "cannot make the message trace topic");
+        }
         Ok(())
     }
 

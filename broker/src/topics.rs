@@ -267,7 +267,9 @@ impl TopicTable {
         }
     }
 
-    /// The topic a producer writes to, created on the fly when `auto_create`.
+    /// The topic a producer writes to, created on the fly when `auto_create`. The trace
+    /// topic, whose records send validation lets through only where message trace is on
+    /// (`crate::produce::validate`), is created at its first record whatever `auto_create`.
     pub fn for_send(
         &self,
         name: &str,
@@ -276,6 +278,11 @@ impl TopicTable {
     ) -> Result<Arc<TopicConfig>, ApogeeError> {
         if let Some(c) = self.get_shared(name) {
             return Ok(c);
+        }
+        if name == names::TRACE_TOPIC {
+            return self
+                .ensure_system_topic(name, crate::config::TRACE_TOPIC_QUEUES)
+                .map(Arc::new);
         }
         if !auto_create || names::is_system_topic(name) {
             return Err(ApogeeError::TopicNotFound(name.to_string()));
@@ -339,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn auto_create_only_when_enabled_and_never_for_system_topics() {
+    fn auto_create_only_when_enabled_and_never_for_system_topics_but_the_trace_topic() {
         let (_, t) = table();
         assert!(matches!(
             t.for_send("x", false, 8),
@@ -347,5 +354,11 @@ mod tests {
         ));
         assert_eq!(t.for_send("x", true, 8).unwrap().queues, 8);
         assert!(t.for_send("%RETRY%g", true, 8).is_err());
+        let trace = t.for_send(names::TRACE_TOPIC, false, 8).unwrap();
+        assert_eq!(trace.queues, crate::config::TRACE_TOPIC_QUEUES);
+        assert!(
+            t.get(names::TRACE_TOPIC).is_some(),
+            "the trace topic was kept"
+        );
     }
 }

@@ -97,6 +97,7 @@ pub fn to_v2_message(s: &StoredMessage, namespace: &str, store_host: &str) -> v2
             message_group: m.message_group.clone(),
             priority: m.priority(),
             lite_topic,
+            trace_context: m.internal(internal::TRACE_CONTEXT).map(str::to_string),
             ..Default::default()
         }),
         body: m.body.clone(),

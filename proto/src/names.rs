@@ -78,6 +78,10 @@ pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 pub const HALF_OUTCOME_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
 /// Where delayed messages wait for their delivery time.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// Where RocketMQ clients with message trace on write their trace records, unless they name
+/// a topic of their own: a system topic clients may write only where the broker has message
+/// trace on (its `trace.enabled`).
+pub const TRACE_TOPIC: &str = "RMQ_SYS_TRACE_TOPIC";
 /// Prefix of a consumer group's retry topic.
 pub const RETRY_PREFIX: &str = "%RETRY%";
 /// Prefix of a consumer group's dead-letter topic.

@@ -46,18 +46,27 @@ enum Kind {
     Delayed(i64),
     /// A transaction's half message.
     Half,
+    /// A NORMAL message carrying [`TRACE_CONTEXT`].
+    Traced,
 }
+
+/// A W3C `traceparent`, as the official clients write a producer's trace context.
+const TRACE_CONTEXT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// Sends `body` (also its message id) of `kind` to [`TOPIC`]'s queue 0 through `sender`.
 async fn send(r: &Remote, grpc: &MessagingServer, sender: Sender, kind: Kind, body: &str) -> Sent {
     match sender {
         Sender::Grpc => {
             let (message_type, delivery_timestamp) = match kind {
-                Kind::Normal => (MessageType::Normal, None),
+                Kind::Normal | Kind::Traced => (MessageType::Normal, None),
                 Kind::Delayed(ms) => (MessageType::Delay, Some(timestamp(now_ms() + ms))),
                 Kind::Half => (MessageType::Transaction, None),
             };
-            let answer = send_one(grpc, v2_message(body, message_type, delivery_timestamp)).await;
+            let mut message = v2_message(body, message_type, delivery_timestamp);
+            if let (Kind::Traced, Some(system)) = (kind, message.system_properties.as_mut()) {
+                system.trace_context = Some(TRACE_CONTEXT.into());
+            }
+            let answer = send_one(grpc, message).await;
             let code = answer.status.as_ref().map_or(0, |s| s.code);
             match Code::try_from(code) {
                 Ok(Code::Ok) => Sent::Stored {
@@ -81,6 +90,9 @@ async fn send(r: &Remote, grpc: &MessagingServer, sender: Sender, kind: Kind, bo
                 }
                 Kind::Half => {
                     properties.insert("TRAN_MSG".into(), "true".into());
+                }
+                Kind::Traced => {
+                    properties.insert("TRACE_CONTEXT".into(), TRACE_CONTEXT.into());
                 }
             }
             let request = RemotingCommand::request(code::SEND_MESSAGE_V2)
@@ -184,6 +196,71 @@ async fn a_send_is_stored_and_counted_alike_over_both_transports() {
     assert_eq!(r.broker.metrics().stored_count(TOPIC), 2);
     let read = || Outcome::Read(vec!["by-grpc".into(), "by-remoting".into()]);
     assert_eq!(read_everywhere(&r, &grpc, "sent").await, everywhere(read));
+}
+
+/// A producer's trace context reaches the consumers of both transports whichever sent it:
+/// a v2 consumer reads it as `system_properties.trace_context`, a remoting consumer as the
+/// property `TRACE_CONTEXT` (as RocketMQ's proxy keeps it), never as a user property.
+#[tokio::test]
+async fn a_trace_context_reaches_the_consumers_of_both_transports() {
+    use apogee_proto::remoting::message::MessageExt;
+    use apogee_proto::v2::receive_message_response::Content;
+    let (r, grpc) = broker();
+    for (sender, body) in SENDERS.into_iter().zip(["by-grpc", "by-remoting"]) {
+        let sent = send(&r, &grpc, sender, Kind::Traced, body).await;
+        assert!(matches!(sent, Sent::Stored { .. }), "{sender:?}: {sent:?}");
+    }
+    send(&r, &grpc, Sender::Grpc, Kind::Normal, "untraced").await;
+    let received: Vec<(String, Option<String>, bool)> = super::tests::receive(&grpc, GROUP, 16)
+        .await
+        .into_iter()
+        .filter_map(|c| match c {
+            Content::Message(m) => Some((
+                String::from_utf8_lossy(&m.body).into_owned(),
+                m.system_properties.and_then(|p| p.trace_context),
+                m.user_properties.contains_key("TRACE_CONTEXT"),
+            )),
+            _ => None,
+        })
+        .collect();
+    let traced = Some(TRACE_CONTEXT.to_string());
+    assert_eq!(
+        received,
+        [
+            ("by-grpc".into(), traced.clone(), false),
+            ("by-remoting".into(), traced.clone(), false),
+            ("untraced".into(), None, false),
+        ]
+    );
+    let pull = RemotingCommand::request(code::PULL_MESSAGE)
+        .with_ext("consumerGroup", GROUP)
+        .with_ext("topic", TOPIC)
+        .with_ext("queueId", 0)
+        .with_ext("queueOffset", 0)
+        .with_ext("maxMsgNums", 16)
+        .with_ext("sysFlag", crate::remoting::pull::sys_flag::SUBSCRIPTION)
+        .with_ext("subscription", "*")
+        .with_ext("expressionType", "TAG");
+    let c = r.connect();
+    let answer =
+        crate::remoting::pull::pull_message(&r.broker, &c.conn, &Caller::default(), &pull).await;
+    assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
+    let pulled: Vec<(String, Option<String>)> = MessageExt::decode_all(answer.body.clone())
+        .expect("stored-message layout")
+        .into_iter()
+        .map(|m| {
+            let body = String::from_utf8_lossy(&m.body).into_owned();
+            (body, m.properties.get("TRACE_CONTEXT").cloned())
+        })
+        .collect();
+    assert_eq!(
+        pulled,
+        [
+            ("by-grpc".into(), traced.clone()),
+            ("by-remoting".into(), traced),
+            ("untraced".into(), None),
+        ]
+    );
 }
 
 /// A topic's permission decides every send alike: a read-only topic, or one with no

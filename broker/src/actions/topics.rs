@@ -8,6 +8,9 @@
 //! the index are then dropped (both idempotent) and the mark removed. A start finds the
 //! marks a crash left and finishes those deletions before the broker serves
 //! ([`Broker::finish_interrupted_topic_deletes`]).
+//!
+//! Also here: the trace topic a master makes when message trace is on
+//! ([`Broker::ensure_trace_topic`]).
 
 use crate::services::Broker;
 use apogee_proto::{names, ApogeeError};
@@ -39,6 +42,18 @@ impl Broker {
             self.drop_deleted_topic(topic).await?;
         }
         Ok(unfinished.len())
+    }
+
+    /// With message trace on (`trace.enabled`), makes the trace topic if it is missing, so
+    /// the NameServers route it before a client's first trace record asks for its route. A
+    /// master does it at start and on promotion; a slave follows its master's topics.
+    pub fn ensure_trace_topic(&self) -> Result<(), ApogeeError> {
+        if !self.config().trace.enabled || self.store().is_replica() {
+            return Ok(());
+        }
+        self.topics()
+            .ensure_system_topic(names::TRACE_TOPIC, crate::config::TRACE_TOPIC_QUEUES)
+            .map(|_| ())
     }
 
     /// The rest of a deletion whose config is gone: consume state, index, then the mark.

@@ -43,6 +43,7 @@ fn decode(m: v2::Message) -> Outgoing {
             .map(|ms| Duration::from_millis(ms as u64)),
         properties,
         flag: 0,
+        trace_context: sp.trace_context.filter(|t| !t.is_empty()),
         body: m.body,
     }
 }

@@ -89,6 +89,9 @@ pub struct Outgoing {
     /// with the message and read back by remoting consumers; 0 from a gRPC producer (the v2
     /// protocol has no such field).
     pub flag: i32,
+    /// The producer's trace context (W3C `traceparent` as the official clients write it):
+    /// kept with the message and every copy of it, handed to its consumers.
+    pub trace_context: Option<String>,
     pub body: Bytes,
 }
 

@@ -45,6 +45,10 @@ fn into_record(m: Outgoing, admitted: &Admitted, peer: &str) -> NewMessage {
         .into_iter()
         .chain(m.priority.map(super::priority::record_property))
         .chain(internal::flag_property(m.flag))
+        .chain(
+            m.trace_context
+                .map(|t| (internal::TRACE_CONTEXT.to_string(), t)),
+        )
         .collect(),
         body: m.body,
     }

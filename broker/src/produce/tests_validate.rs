@@ -7,7 +7,7 @@ use super::Outgoing;
 use crate::config::BrokerConfig;
 use apogee_proto::time::timestamp;
 use apogee_proto::v2::{Code, Encoding, MessageType};
-use apogee_proto::{limits, message_id};
+use apogee_proto::{limits, message_id, names};
 use bytes::Bytes;
 
 const NOW: i64 = 1_795_612_000_000;
@@ -185,7 +185,13 @@ fn refused_messages() -> Vec<Refused> {
             "properties, keys and tag over 16 KiB",
             with(|m| m.properties = vec![("big".into(), "v".repeat(limits::MAX_PROPERTIES_BYTES))]),
             Code::MessagePropertiesTooLarge,
-            "bytes of properties, keys and tag; the limit is 16384",
+            "bytes of properties, keys, tag and trace context; the limit is 16384",
+        ),
+        refused(
+            "a trace context that takes properties over 16 KiB",
+            with(|m| m.trace_context = Some("0".repeat(limits::MAX_PROPERTIES_BYTES))),
+            Code::MessagePropertiesTooLarge,
+            "bytes of properties, keys, tag and trace context; the limit is 16384",
         ),
         refused(
             "empty property key",
@@ -374,5 +380,36 @@ fn valid_messages_pass_with_the_type_they_are_treated_as() {
     for (case, m, want) in cases {
         let got = validate::message(&limits, &m, NOW).unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(got, want, "{case}");
+    }
+}
+
+#[test]
+fn the_trace_topic_is_the_one_system_topic_clients_write_and_only_with_trace_on() {
+    let trace = with(|m| m.topic = names::TRACE_TOPIC.into());
+    let on = limits();
+    assert!(on.trace_enabled, "trace is on by default");
+    validate::message(&on, &trace, NOW).expect("a trace record where trace is on");
+    let off = SendLimits {
+        trace_enabled: false,
+        ..on
+    };
+    let got = validate::message(&off, &trace, NOW).expect_err("a trace record where trace is off");
+    assert_eq!(got.code(), Code::Forbidden, "{got}");
+    assert!(
+        got.to_string()
+            .contains("message trace is off on this broker (trace.enabled = false)"),
+        "{got}"
+    );
+    // Trace on opens that topic only.
+    for other in [
+        "RMQ_SYS_TRANS_HALF_TOPIC",
+        "RMQ_SYS_TRACE_TOPIC2",
+        "%RETRY%g",
+    ] {
+        let got = validate::message(&on, &with(|m| m.topic = other.into()), NOW).expect_err(other);
+        assert!(
+            got.to_string().contains("is a system topic"),
+            "{other}: {got}"
+        );
     }
 }

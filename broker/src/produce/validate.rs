@@ -19,6 +19,9 @@ pub struct SendLimits {
     /// `schedule.max_delay_ms`: how far ahead a delivery time may be (also how a delivery
     /// timestamp holding milliseconds is told apart, see [`delivery_time_ms`]).
     pub max_delay_ms: i64,
+    /// `trace.enabled`: clients may write trace records to
+    /// [`names::TRACE_TOPIC`], the one system topic they may write.
+    pub trace_enabled: bool,
 }
 
 impl SendLimits {
@@ -27,6 +30,7 @@ impl SendLimits {
         SendLimits {
             max_body_bytes: config.max_body_bytes,
             max_delay_ms: i64::try_from(config.schedule.max_delay_ms).unwrap_or(i64::MAX),
+            trace_enabled: config.trace.enabled,
         }
     }
 }
@@ -70,7 +74,14 @@ pub fn request(messages: &[Outgoing]) -> Result<(), ApogeeError> {
 pub fn message(limits: &SendLimits, m: &Outgoing, now_ms: i64) -> Result<Valid, ApogeeError> {
     let topic = m.topic.as_str();
     limits::validate_topic(topic)?;
-    if names::is_system_topic(topic) {
+    if topic == names::TRACE_TOPIC {
+        if !limits.trace_enabled {
+            return Err(ApogeeError::Forbidden(format!(
+                "message trace is off on this broker (trace.enabled = false): it takes no \
+                 trace records in {topic}"
+            )));
+        }
+    } else if names::is_system_topic(topic) {
         return Err(ApogeeError::Forbidden(format!(
             "topic {topic} is a system topic; clients cannot write it"
         )));
@@ -121,10 +132,11 @@ fn properties(m: &Outgoing) -> Result<(), ApogeeError> {
         .map(|(k, v)| k.len() + v.len())
         .sum::<usize>()
         + m.keys.iter().map(String::len).sum::<usize>()
-        + m.tag.as_ref().map_or(0, String::len);
+        + m.tag.as_ref().map_or(0, String::len)
+        + m.trace_context.as_ref().map_or(0, String::len);
     if props_bytes > limits::MAX_PROPERTIES_BYTES {
         return Err(ApogeeError::MessagePropertiesTooLarge(format!(
-            "{props_bytes} bytes of properties, keys and tag; the limit is {}",
+            "{props_bytes} bytes of properties, keys, tag and trace context; the limit is {}",
             limits::MAX_PROPERTIES_BYTES
         )));
     }

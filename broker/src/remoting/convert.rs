@@ -6,7 +6,8 @@
 //! `UNIQ_KEY` (a remoting producer's `UNIQ_KEY` becomes the message id when it is sent), the
 //! tag is `TAGS`, the keys are `KEYS` (space separated), a message group is the sharding key,
 //! user properties are properties, the reconsume count is the record's, and the flag is the
-//! one a remoting producer set (0 for a gRPC producer's message).
+//! one a remoting producer set (0 for a gRPC producer's message), and a producer's trace
+//! context is `TRACE_CONTEXT`, as RocketMQ's proxy keeps a 5.x client's.
 
 use crate::store::record::{self, StoredMessage};
 use crate::v2_message::GZIP;
@@ -28,10 +29,13 @@ pub fn host_of(text: &str) -> SocketAddr {
 }
 
 /// The properties a remoting client reads of `stored`: its user properties, then its
-/// message id, tag, keys and message group under their RocketMQ names.
+/// message id, tag, keys and message group under their RocketMQ names, and the broker's
+/// region (`MSG_REGION`, which RocketMQ's broker stores on every message: a 4.x consumer with
+/// message trace on drops the trace record of a message that names none).
 pub fn properties_of(stored: &StoredMessage) -> Properties {
     let msg = &stored.msg;
     let mut properties: Properties = msg.properties.iter().cloned().collect();
+    properties.insert(property::MSG_REGION.into(), super::send::REGION.into());
     if !msg.message_id.is_empty() {
         properties.insert(property::UNIQ_KEY.into(), msg.message_id.clone());
     }
@@ -46,6 +50,9 @@ pub fn properties_of(stored: &StoredMessage) -> Properties {
     }
     if let Some(group) = &msg.message_group {
         properties.insert(property::SHARDING_KEY.into(), group.clone());
+    }
+    if let Some(context) = msg.internal(record::internal::TRACE_CONTEXT) {
+        properties.insert(property::TRACE_CONTEXT.into(), context.to_string());
     }
     if msg.reconsume_times > 0 {
         properties.insert(

@@ -166,6 +166,9 @@ pub fn outgoing(
         (false, None) => MessageType::Normal,
     };
     let tag = properties.remove(property::TAGS).filter(|t| !t.is_empty());
+    let trace_context = properties
+        .remove(property::TRACE_CONTEXT)
+        .filter(|t| !t.is_empty());
     let keys = properties
         .remove(property::KEYS)
         .map(|k| k.split_whitespace().map(str::to_string).collect())
@@ -195,6 +198,7 @@ pub fn outgoing(
         first_check: if transaction { first_check } else { None },
         properties: user,
         flag,
+        trace_context,
         body,
     })
 }
@@ -311,6 +315,7 @@ pub async fn send_message(
                 &ids,
                 header.queue_id,
                 sent.receipts.first().map_or(0, |r| r.queue_offset),
+                broker.config().trace.enabled,
             );
             if let Some(id) = sent.transaction_id.or(single_id) {
                 answer = answer.with_ext_str("transactionId", &id);
@@ -325,12 +330,14 @@ pub async fn send_message(
 }
 
 /// `answer` with what every stored send's answer names: the message ids, the queue and the
-/// queue offset, the region and the trace switch.
+/// queue offset, the region and the trace switch (`trace.enabled`: a 4.x producer sends no
+/// trace record of a message whose answer says "false").
 fn stored_answer(
     mut answer: RemotingCommand,
     ids: &str,
     queue_id: i32,
     queue_offset: u64,
+    trace_on: bool,
 ) -> RemotingCommand {
     // Room for these fields, a transaction id and a recall handle at once, not grown field
     // by field.
@@ -338,7 +345,7 @@ fn stored_answer(
     // In name order, so each field is appended after one comparison.
     answer
         .with_ext_str(property::MSG_REGION, REGION)
-        .with_ext_str(property::TRACE_ON, "true")
+        .with_ext_str(property::TRACE_ON, if trace_on { "true" } else { "false" })
         .with_ext_str("msgId", ids)
         .with_ext_int("queueId", queue_id)
         .with_ext_int("queueOffset", queue_offset)
@@ -457,6 +464,7 @@ async fn send_to_retry_topic(
         &id,
         0,
         queue_offset,
+        broker.config().trace.enabled,
     )
 }
 

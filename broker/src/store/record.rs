@@ -92,9 +92,13 @@ pub mod internal {
     /// The `flag` a remoting producer set (RocketMQ's `Message.flag`, an i32 opaque to the
     /// broker), in decimal; absent when 0 (a gRPC producer's message has none).
     pub const FLAG: &str = "msg.flag";
+    /// The producer's trace context (a 5.x client's `system_properties.trace_context`, a
+    /// remoting producer's `TRACE_CONTEXT` property), handed to every consumer of every copy.
+    pub const TRACE_CONTEXT: &str = "trace.context";
 
-    /// The keys that are facts of the message, kept by every copy of it (see the module doc).
-    pub const CARRIED: [&str; 2] = [BODY_ENCODING, FLAG];
+    /// The keys that are facts of the message, kept by every copy of it (see the module doc):
+    /// retries, dead letters, a transaction's commit, a schedule's delivery.
+    pub const CARRIED: [&str; 3] = [BODY_ENCODING, FLAG, TRACE_CONTEXT];
 
     /// Whether the internal property `pair` is one of [`CARRIED`].
     pub fn is_carried(pair: &(String, String)) -> bool {

@@ -87,10 +87,15 @@ impl Fixture {
 #[tokio::test]
 async fn a_half_message_is_invisible_until_commit_then_published_once_as_sent() {
     let f = fixture(TransactionSection::default());
-    // What the message itself carries (its body's encoding, a remoting producer's flag).
+    // What the message itself carries (its body's encoding, a remoting producer's flag, the
+    // producer's trace context).
     let carried = vec![
         (internal::BODY_ENCODING.to_string(), "gzip".to_string()),
         (internal::FLAG.to_string(), "7".to_string()),
+        (
+            internal::TRACE_CONTEXT.to_string(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+        ),
     ];
     let txn = f
         .half_of(NewMessage {

@@ -38,11 +38,13 @@ pub fn topic_route(registry: &Registry, topic: &str) -> Option<TopicRouteData> {
 }
 
 /// Whether remoting clients may have a route to `topic`: any but the internal ones, among
-/// which only retry and dead-letter topics are read by clients.
+/// which clients read only retry and dead-letter topics, and write and read only the trace
+/// topic (a broker hosts it only with message trace on).
 fn routable(topic: &str) -> bool {
     !names::is_system_topic(topic)
         || topic.starts_with(names::RETRY_PREFIX)
         || topic.starts_with(names::DLQ_PREFIX)
+        || topic == names::TRACE_TOPIC
 }
 
 /// Whether a topic is listed to remoting clients (topic lists show user topics only).
@@ -323,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_and_dead_letter_topics_are_routed_other_internal_topics_never() {
+    fn retry_dead_letter_and_trace_topics_are_routed_other_internal_topics_never() {
         let reg = registry();
         let lite = names::lite_queue_topic("parent", "x");
         let topics = vec![
@@ -332,6 +334,7 @@ mod tests {
             topic(&lite, 1),
             topic(names::HALF_TOPIC, 1),
             topic(names::SCHEDULE_TOPIC, 18),
+            topic(names::TRACE_TOPIC, 1),
         ];
         register(
             &reg,
@@ -349,7 +352,9 @@ mod tests {
         assert!(topic_route(&reg, &lite).is_none());
         assert!(topic_route(&reg, names::HALF_TOPIC).is_none());
         assert!(topic_route(&reg, names::SCHEDULE_TOPIC).is_none());
+        assert!(topic_route(&reg, names::TRACE_TOPIC).is_some());
         assert!(!listed("%RETRY%g") && !listed(&lite) && listed("orders"));
+        assert!(!listed(names::TRACE_TOPIC));
     }
 
     #[test]

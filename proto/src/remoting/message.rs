@@ -119,6 +119,9 @@ pub mod property {
     pub const TRAN_PREPARED_QUEUE_OFFSET: &str = "TRAN_PREPARED_QUEUE_OFFSET";
     /// The cluster a message was sent in.
     pub const CLUSTER: &str = "CLUSTER";
+    /// The producer's trace context (W3C `traceparent`), which RocketMQ's proxy keeps for a
+    /// 5.x client's `system_properties.trace_context`.
+    pub const TRACE_CONTEXT: &str = "TRACE_CONTEXT";
 
     /// Properties the broker or the client set and the sender does not own: they are not kept
     /// as user properties. [`PGROUP`] and [`SHARDING_KEY`] are not among them: a message keeps
@@ -149,6 +152,7 @@ pub mod property {
         CONSUME_START_TIME,
         TRAN_PREPARED_QUEUE_OFFSET,
         CLUSTER,
+        TRACE_CONTEXT,
         "TIMER_OUT_MS",
         "TIMER_ENQUEUE_MS",
         "TIMER_DEQUEUE_MS",

@@ -11,7 +11,9 @@
 //! - 4.x remoting client (`remoting-*`): sync, async and oneway sends; orderly sends through a
 //!   MessageQueueSelector consumed by a MessageListenerOrderly; clustering and broadcasting
 //!   push consumers; DefaultLitePullConsumer; TransactionMQProducer with check-back; a delay
-//!   level; RECONSUME_LATER up to maxReconsumeTimes, then the message in `%DLQ%<group>`.
+//!   level; RECONSUME_LATER up to maxReconsumeTimes, then the message in `%DLQ%<group>`;
+//!   message trace on for a producer and a push consumer, their Pub and SubAfter records
+//!   then read from `RMQ_SYS_TRACE_TOPIC`.
 //!
 //! With authentication on, the 5.x client signing with the cluster's credentials (`grpc-auth`)
 //! and the 4.x client signing with `AclClientRPCHook` (`remoting-auth`) send and receive, and
@@ -59,8 +61,7 @@ const fn scenario(name: &'static str, topic_type: MessageType) -> JavaScenario {
 }
 
 /// Every scenario CI runs against a cluster without authentication, in the order the program
-/// reports them. Left out: `remoting-trace` (message trace; docs/COMPATIBILITY.md, "Java
-/// clients", says why it fails).
+/// reports them.
 const SCENARIOS: &[JavaScenario] = &[
     scenario("grpc-normal", MessageType::Normal),
     JavaScenario {
@@ -95,6 +96,11 @@ const SCENARIOS: &[JavaScenario] = &[
     JavaScenario {
         second_group: true,
         ..scenario("remoting-retry-dlq", MessageType::Normal)
+    },
+    JavaScenario {
+        // Its trace records read from RMQ_SYS_TRACE_TOPIC by the second group.
+        second_group: true,
+        ..scenario("remoting-trace", MessageType::Normal)
     },
 ];
 
@@ -277,6 +283,30 @@ async fn java_clients_pass_every_scenario() {
         "{} Java scenarios passed in {:.1} s:\n{report}",
         SCENARIOS.len(),
         started.elapsed().as_secs_f64()
+    );
+    // The traced message's records are found by its id as a key of the trace topic, as
+    // RocketMQ's tools look a trace up.
+    let traced = report
+        .lines()
+        .find_map(|l| l.strip_prefix("TRACED "))
+        .expect("remoting-trace names the traced message");
+    let found = cluster
+        .cli(&[
+            "message",
+            "find",
+            "--topic",
+            apogee_proto::names::TRACE_TOPIC,
+            "--key",
+            traced.trim(),
+            "-o",
+            "json",
+        ])
+        .success()
+        .json();
+    let records = found.as_array().expect("a list of records");
+    assert!(
+        records.len() >= 2,
+        "the producer's and the consumer's trace records of {traced}: {found:#}"
     );
 }
 

@@ -471,6 +471,8 @@ final class RemotingScenarios {
                     records.addAll(List.of(body.split("\u0002")));
                 }
             }
+            // For the caller to look the trace up by key on the broker.
+            System.out.println("TRACED " + id);
         } finally {
             consumer.shutdown();
             producer.shutdown();
