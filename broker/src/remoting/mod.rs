@@ -20,6 +20,7 @@ pub mod pull;
 pub mod query;
 pub mod send;
 pub mod send_back;
+pub mod topic_reads;
 pub mod txn;
 
 use crate::services::Broker;
@@ -104,6 +105,8 @@ async fn dispatch(
         code::CONSUMER_SEND_MSG_BACK => {
             send_back::consumer_send_back(broker, caller, &request).await
         }
+        code::GET_TOPIC_STATS_INFO => topic_reads::topic_stats(broker, caller, &request),
+        code::GET_TOPIC_CONFIG => topic_reads::topic_config(broker, caller, &request),
         code => RemotingCommand::error(
             &request,
             response::REQUEST_CODE_NOT_SUPPORTED,

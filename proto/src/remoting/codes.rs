@@ -30,9 +30,11 @@ pub mod request {
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
+    pub const GET_TOPIC_STATS_INFO: i32 = 202;
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const SEND_MESSAGE_V2: i32 = 310;
+    pub const GET_TOPIC_CONFIG: i32 = 351;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     /// PULL_MESSAGE's header under another code: the Java client's DefaultLitePullConsumer
     /// (`enableStreamRequestType`) pulls with it.
