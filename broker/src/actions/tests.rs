@@ -215,27 +215,24 @@ pub(super) async fn read(r: &Remote, grpc: &MessagingServer, path: Path, group: 
                     .await;
             of_remoting(&answer)
         }
-        Path::RemotingPull => {
-            let request = RemotingCommand::request(code::PULL_MESSAGE)
-                .with_ext("consumerGroup", group)
-                .with_ext("topic", TOPIC)
-                .with_ext("queueId", 0)
-                .with_ext("queueOffset", 0)
-                .with_ext("maxMsgNums", 16)
-                .with_ext("sysFlag", crate::remoting::pull::sys_flag::SUBSCRIPTION)
-                .with_ext("subscription", "*")
-                .with_ext("expressionType", "TAG");
-            let c = r.connect();
-            let answer = crate::remoting::pull::pull_message(
-                &r.broker,
-                &c.conn,
-                &Caller::default(),
-                &request,
-            )
-            .await;
-            of_remoting(&answer)
-        }
+        Path::RemotingPull => of_remoting(&remoting_pull(r, group).await),
     }
+}
+
+/// PULL_MESSAGE of up to 16 messages of [`TOPIC`]'s queue 0 from offset 0 as `group`: the
+/// answer.
+pub(super) async fn remoting_pull(r: &Remote, group: &str) -> RemotingCommand {
+    let request = RemotingCommand::request(code::PULL_MESSAGE)
+        .with_ext("consumerGroup", group)
+        .with_ext("topic", TOPIC)
+        .with_ext("queueId", 0)
+        .with_ext("queueOffset", 0)
+        .with_ext("maxMsgNums", 16)
+        .with_ext("sysFlag", crate::remoting::pull::sys_flag::SUBSCRIPTION)
+        .with_ext("subscription", "*")
+        .with_ext("expressionType", "TAG");
+    let c = r.connect();
+    crate::remoting::pull::pull_message(&r.broker, &c.conn, &Caller::default(), &request).await
 }
 
 pub(super) fn set_permission(r: &Remote, permission: TopicPermission) {

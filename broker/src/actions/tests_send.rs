@@ -232,18 +232,7 @@ async fn a_trace_context_reaches_the_consumers_of_both_transports() {
             ("untraced".into(), None, false),
         ]
     );
-    let pull = RemotingCommand::request(code::PULL_MESSAGE)
-        .with_ext("consumerGroup", GROUP)
-        .with_ext("topic", TOPIC)
-        .with_ext("queueId", 0)
-        .with_ext("queueOffset", 0)
-        .with_ext("maxMsgNums", 16)
-        .with_ext("sysFlag", crate::remoting::pull::sys_flag::SUBSCRIPTION)
-        .with_ext("subscription", "*")
-        .with_ext("expressionType", "TAG");
-    let c = r.connect();
-    let answer =
-        crate::remoting::pull::pull_message(&r.broker, &c.conn, &Caller::default(), &pull).await;
+    let answer = super::tests::remoting_pull(&r, GROUP).await;
     assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
     let pulled: Vec<(String, Option<String>)> = MessageExt::decode_all(answer.body.clone())
         .expect("stored-message layout")
