@@ -77,9 +77,10 @@ if [ ! -e "$s3_venv/.moto-$moto_version" ]; then
 fi
 
 # The Java clients' tests build tests/java and tests/java-spring (the Spring Boot starter's
-# application) offline: each one's dependencies and Maven's plugins are resolved into Maven's
-# own repository (~/.m2) once per version of its pom.xml.
-for java_project in java java-spring; do
+# application), and the mqadmin tests tests/mqadmin (RocketMQ's tools), offline: each one's
+# dependencies and Maven's plugins are resolved into Maven's own repository (~/.m2) once per
+# version of its pom.xml.
+for java_project in java java-spring mqadmin; do
   java_pom="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/$java_project/pom.xml"
   java_stamp="$HOME/.m2/repository/.apogee-$java_project-scenarios-$(sha256sum "$java_pom" | cut -c1-16)"
   if [ ! -e "$java_stamp" ]; then

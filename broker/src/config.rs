@@ -104,6 +104,8 @@ pub struct BrokerConfig {
     pub trace: TraceSection,
     /// RocketMQ 4.x remoting clients (`apogee_server::remoting`).
     pub remoting: apogee_server::remoting::RemotingSection,
+    /// What clients are told of their own metrics (`apogee_server::settings`).
+    pub telemetry: apogee_server::settings::TelemetrySection,
     pub limits: crate::quotas::LimitsSection,
     pub security: apogee_server::security::SecuritySection,
     pub tls: apogee_server::tls_config::TlsSection,
@@ -319,6 +321,7 @@ impl Default for BrokerConfig {
             tier: TierSection::default(),
             trace: TraceSection::default(),
             remoting: Default::default(),
+            telemetry: Default::default(),
             limits: crate::quotas::LimitsSection::default(),
             security: Default::default(),
             tls: Default::default(),
@@ -464,6 +467,7 @@ impl BrokerConfig {
             security: &self.security,
             tls: &self.tls,
             remoting: &self.remoting,
+            telemetry: &self.telemetry,
         }
     }
 

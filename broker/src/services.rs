@@ -204,6 +204,10 @@ impl Broker {
             max_body_bytes: config.max_body_bytes,
             lite_subscription_quota: config.lite.subscription_quota,
             max_lite_topic_len: config.lite.max_topic_len,
+            client_metrics: config
+                .telemetry
+                .client_metrics()
+                .map_err(crate::config::InvalidConfig)?,
             ..ServerLimits::default()
         };
         let sessions = Sessions::with_cap(config.limits.max_sessions_per_address);

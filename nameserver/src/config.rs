@@ -69,6 +69,8 @@ pub struct NameServerConfig {
     pub tls: TlsSection,
     /// RocketMQ 4.x remoting clients (`apogee_server::remoting`).
     pub remoting: apogee_server::remoting::RemotingSection,
+    /// What clients are told of their own metrics (`apogee_server::settings`).
+    pub telemetry: apogee_server::settings::TelemetrySection,
     /// The embedded controller of automatic failover (off by default).
     pub controller: ControllerSection,
     /// The web console (`/console`).
@@ -228,6 +230,7 @@ impl Default for NameServerConfig {
             security: SecuritySection::default(),
             tls: Default::default(),
             remoting: Default::default(),
+            telemetry: Default::default(),
             controller: ControllerSection::default(),
             console: crate::console::ConsoleSection::default(),
         }
@@ -297,6 +300,7 @@ impl NameServerConfig {
             security: &self.security,
             tls: &self.tls,
             remoting: &self.remoting,
+            telemetry: &self.telemetry,
         }
     }
 

@@ -26,7 +26,6 @@ pub mod access;
 pub mod config;
 pub mod console;
 pub mod controller_process;
-pub mod endpoint;
 mod expiry;
 pub mod grpc;
 pub mod metrics;
@@ -91,6 +90,10 @@ pub async fn serve(
     );
     let limits = ServerLimits {
         max_body_bytes: config.max_body_bytes,
+        client_metrics: config
+            .telemetry
+            .client_metrics()
+            .map_err(ConfigError::Invalid)?,
         ..ServerLimits::default()
     };
     let sessions = apogee_server::telemetry::Sessions::with_cap(config.max_sessions_per_address);

@@ -29,6 +29,7 @@ pub mod client_defects;
 pub mod cluster_mtls;
 pub mod cluster_proof;
 pub mod config_file;
+pub mod endpoint;
 pub mod listen_addr;
 pub mod logging;
 pub mod net;

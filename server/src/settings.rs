@@ -37,6 +37,34 @@ pub struct ServerLimits {
     pub lite_subscription_quota: u32,
     /// Longest lite topic name (`subscription.max_lite_topic_size`).
     pub max_lite_topic_len: usize,
+    /// Where clients export their own metrics (OTLP over gRPC), told to every client in the
+    /// reply's `metric`; None tells them to export none.
+    pub client_metrics: Option<v2::Endpoints>,
+}
+
+/// `[telemetry]` of both servers' configs: what the Settings a client receives say about the
+/// client's own metrics. The official 5.x clients export their send and receive histograms
+/// (OTLP over gRPC) to the endpoint the server names, as RocketMQ's proxy tells them with its
+/// `metricCollectorMode`; Apogee names the collector itself, so clients reach it directly.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// host:port of an OpenTelemetry collector's OTLP/gRPC receiver that clients export their
+    /// metrics to; "" (the default): clients export none.
+    pub client_metrics_endpoint: String,
+}
+
+impl TelemetrySection {
+    /// The endpoint as the protocol's `Endpoints`, None when empty; an error names the key.
+    pub fn client_metrics(&self) -> Result<Option<v2::Endpoints>, String> {
+        let endpoint = self.client_metrics_endpoint.trim();
+        if endpoint.is_empty() {
+            return Ok(None);
+        }
+        crate::endpoint::parse(endpoint)
+            .map(|hp| Some(hp.to_endpoints()))
+            .map_err(|e| format!("telemetry.client_metrics_endpoint: {e}"))
+    }
 }
 
 /// The default per-client lite subscription quota (a broker's `lite.subscription_quota`;
@@ -54,6 +82,7 @@ impl Default for ServerLimits {
             ),
             lite_subscription_quota: DEFAULT_LITE_SUBSCRIPTION_QUOTA,
             max_lite_topic_len: apogee_proto::limits::DEFAULT_MAX_LITE_TOPIC_LEN,
+            client_metrics: None,
         }
     }
 }
@@ -155,6 +184,11 @@ pub fn settings_reply(
     group: Option<&GroupConfig>,
 ) -> v2::Settings {
     let mut reply = client.clone();
+    // The server decides where (and whether) clients export their metrics.
+    reply.metric = Some(v2::Metric {
+        on: limits.client_metrics.is_some(),
+        endpoints: limits.client_metrics.clone(),
+    });
     match reply.pub_sub.as_mut() {
         Some(PubSub::Publishing(p)) => {
             p.max_body_size = limits.max_body_bytes.min(i32::MAX as usize) as i32;
@@ -212,6 +246,51 @@ pub fn settings_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_export_metrics_only_where_the_server_names_a_collector() {
+        let client = v2::Settings {
+            metric: Some(v2::Metric {
+                on: true,
+                endpoints: None,
+            }),
+            ..Default::default()
+        };
+        let off = settings_reply(&client, &ServerLimits::default(), None);
+        assert_eq!(
+            off.metric,
+            Some(v2::Metric {
+                on: false,
+                endpoints: None
+            })
+        );
+
+        let section: TelemetrySection =
+            toml::from_str("client_metrics_endpoint = \"otel.example:4317\"").unwrap();
+        let limits = ServerLimits {
+            client_metrics: section.client_metrics().unwrap(),
+            ..ServerLimits::default()
+        };
+        let metric = settings_reply(&client, &limits, None).metric.unwrap();
+        assert!(metric.on);
+        let endpoints = metric.endpoints.unwrap();
+        assert_eq!(endpoints.scheme, v2::AddressScheme::DomainName as i32);
+        assert_eq!(
+            (
+                endpoints.addresses[0].host.as_str(),
+                endpoints.addresses[0].port
+            ),
+            ("otel.example", 4317)
+        );
+
+        assert_eq!(TelemetrySection::default().client_metrics(), Ok(None));
+        let bad = TelemetrySection {
+            client_metrics_endpoint: "otel.example".into(),
+        };
+        let e = bad.client_metrics().unwrap_err();
+        assert!(e.starts_with("telemetry.client_metrics_endpoint:"), "{e}");
+        assert!(toml::from_str::<TelemetrySection>("endpoint = \"x:1\"").is_err());
+    }
 
     #[test]
     fn producer_settings_get_body_limit_and_exponential_backoff() {

@@ -1,14 +1,15 @@
 //! The settings both servers' configs have, validated one way for both: `listen` (host:port,
 //! a host name or an IP address; port 0 picks a free one), `http_listen` (ip:port, or "" for
 //! no operations endpoint), whether either is reachable from other hosts without
-//! credentials ([`SecuritySection::check_exposure`]), the rest of `[security]`, `[tls]` and
-//! `log_level`. Each server's own `validate` calls [`SharedSettings::validate`] and then
-//! checks its own keys.
+//! credentials ([`SecuritySection::check_exposure`]), the rest of `[security]`, `[tls]`,
+//! `[telemetry]` and `log_level`. Each server's own `validate` calls
+//! [`SharedSettings::validate`] and then checks its own keys.
 
 use crate::config_file::env_var_prefix;
 pub use crate::listen_addr::{check_http_listen, check_listen};
 use crate::remoting::RemotingSection;
 use crate::security::SecuritySection;
+use crate::settings::TelemetrySection;
 use crate::tls_config::TlsSection;
 
 /// The settings of one server's config that both servers share.
@@ -21,6 +22,7 @@ pub struct SharedSettings<'a> {
     pub security: &'a SecuritySection,
     pub tls: &'a TlsSection,
     pub remoting: &'a RemotingSection,
+    pub telemetry: &'a TelemetrySection,
 }
 
 impl SharedSettings<'_> {
@@ -45,6 +47,7 @@ impl SharedSettings<'_> {
         self.security.cluster_secret()?;
         self.security.check_authentication()?;
         self.tls.validate()?;
+        self.telemetry.client_metrics()?;
         if self.log_level.is_some_and(|l| l.trim().is_empty()) {
             return Err("log_level must not be empty when set".into());
         }
@@ -70,11 +73,15 @@ mod tests {
             security,
             tls,
             remoting: &REMOTING,
+            telemetry: &TELEMETRY,
         }
     }
 
     static REMOTING: std::sync::LazyLock<RemotingSection> =
         std::sync::LazyLock::new(RemotingSection::default);
+    static TELEMETRY: TelemetrySection = TelemetrySection {
+        client_metrics_endpoint: String::new(),
+    };
 
     #[test]
     fn listen_is_host_colon_port_for_both_servers() {

@@ -25,13 +25,13 @@
 //! silence (the beats sent meanwhile wait in the stream); a controller call still running
 //! at the next beat is not doubled: that beat is answered without one.
 
-use crate::endpoint;
 use crate::metrics::LivenessCounters;
 use crate::registry::{BeatAnswer, Expired, GroupKey, Registry, SessionMember};
 use apogee_controller::failover::{MemberBeat, NameServerId, SessionEnd};
 use apogee_controller::SharedAuthority;
 use apogee_proto::cluster::{Assignment, SessionAnswer, SessionBeat, SessionOpen};
 use apogee_proto::limits::{MAX_HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_INTERVAL_MS};
+use apogee_server::endpoint;
 use prost::Message as _;
 use std::sync::Arc;
 use std::time::Duration;

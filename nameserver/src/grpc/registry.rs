@@ -11,7 +11,6 @@
 use super::broker_session::{self, validate_identity, SessionHost, SessionStream};
 use super::brokers::BrokerChannels;
 use crate::access::AccessBook;
-use crate::endpoint;
 use crate::metrics::LivenessCounters;
 use crate::registry::Registry;
 use apogee_controller::failover::NameServerId;
@@ -26,6 +25,7 @@ use apogee_proto::cluster_auth::ClusterSecret;
 use apogee_proto::v2::{telemetry_command::Command, RecoverOrphanedTransactionCommand};
 use apogee_proto::{limits, ApogeeError};
 use apogee_server::cluster_proof;
+use apogee_server::endpoint;
 use apogee_server::telemetry::Sessions;
 use prost::Message as _;
 use std::sync::Arc;

@@ -12,10 +12,10 @@
 //! serve to its master (docs/REPLICATION.md, "Reads from slaves and the master's return").
 
 use crate::config::RouteAddresses;
-use crate::endpoint;
 use crate::registry::Placement;
 use apogee_proto::cluster::{BrokerMember, TopicConfig};
 use apogee_proto::v2::{Assignment, Broker, MessageQueue, MessageType, Permission, Resource};
+use apogee_server::endpoint;
 
 /// The broker id every group is presented with (the protocol's master id).
 const PRESENTED_BROKER_ID: i32 = 0;

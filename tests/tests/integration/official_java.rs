@@ -30,10 +30,10 @@
 //! resolved their dependencies. Without java and mvn the tests print SKIPPED, except under CI
 //! (`CI=true`), where they fail.
 
+use super::java_tools::{self, java_usable, tail};
 use apogee_proto::v2::MessageType;
 use apogee_tests::{rpc, BrokerSpec, Cluster};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -104,79 +104,12 @@ const SCENARIOS: &[JavaScenario] = &[
     },
 ];
 
-/// Why the Java clients cannot run here, or None when java and mvn can.
-fn java_missing() -> Option<String> {
-    for (tool, arg) in [("java", "-version"), ("mvn", "-v")] {
-        match Command::new(tool).arg(arg).output() {
-            Err(e) => return Some(format!("{tool} cannot be run ({e})")),
-            Ok(out) if !out.status.success() => {
-                return Some(format!("`{tool} {arg}` failed ({})", out.status))
-            }
-            Ok(_) => {}
-        }
-    }
-    None
-}
-
-/// Builds the Maven project `tests/PROJECT` with Maven, offline first (dependencies resolved
-/// by `deploy/dev-setup.sh`), then online outside CI; returns the path of its runnable `jar`.
-fn build_jar(project: &str, jar: &str) -> PathBuf {
-    let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(project);
-    let maven = |offline: bool| {
-        let mut cmd = Command::new("mvn");
-        cmd.args(["-q", "-B", "-f"]).arg(project.join("pom.xml"));
-        if offline {
-            cmd.arg("-o");
-        }
-        cmd.args(["package"]).output().expect("running mvn")
-    };
-    let mut out = maven(true);
-    if !out.status.success() && std::env::var("CI").as_deref() != Ok("true") {
-        out = maven(false);
-    }
-    assert!(
-        out.status.success(),
-        "{} did not build (deploy/dev-setup.sh resolves its dependencies): {}\n{}{}",
-        project.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    project.join("target").join(jar)
-}
-
-/// The last `n` lines of `text`.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Whether the Java clients can run here; prints why they are skipped when not (and fails
-/// under CI, which must run them).
-fn java_usable() -> bool {
-    apogee_tests::prerequisite::present(
-        "the official Java clients",
-        java_missing(),
-        "install a JDK 17 and Maven; deploy/dev-setup.sh",
-    )
-}
-
-/// The runnable jar `jar` of the Maven project `tests/PROJECT`, built once into `built` for
-/// every test of this module that runs it.
-async fn jar(
-    built: &'static OnceLock<PathBuf>,
-    project: &'static str,
-    jar: &'static str,
-) -> PathBuf {
-    tokio::task::spawn_blocking(move || built.get_or_init(|| build_jar(project, jar)).clone())
-        .await
-        .expect("the Maven build")
-}
-
 /// The scenarios jar of `tests/java`.
 async fn scenarios_jar() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    jar(&BUILT, "java", "apogee-java-scenarios.jar").await
+    java_tools::built(&BUILT, "java")
+        .await
+        .join("apogee-java-scenarios.jar")
 }
 
 /// Makes each scenario's topic `j-NAME` and group `j-NAME-g` (and `j-NAME-g2`).
@@ -267,7 +200,7 @@ async fn run_jar(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_clients_pass_every_scenario() {
-    if !java_usable() {
+    if !java_usable("the official Java clients") {
         return;
     }
     let cluster = Cluster::builder()
@@ -308,11 +241,20 @@ async fn java_clients_pass_every_scenario() {
         records.len() >= 2,
         "the producer's and the consumer's trace records of {traced}: {found:#}"
     );
+    // And RocketMQ's own tool shows the send and the consume.
+    let shown =
+        super::official_mqadmin::mqadmin(&cluster, &["queryMsgTraceById", "-i", traced.trim()])
+            .await;
+    let starts = |kind: &str| shown.lines().any(|l| l.trim_start().starts_with(kind));
+    assert!(
+        starts("Pub") && starts("Sub"),
+        "mqadmin queryMsgTraceById:\n{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_client_signs_its_calls_where_authentication_is_on() {
-    if !java_usable() {
+    if !java_usable("the official Java clients") {
         return;
     }
     let cluster = Cluster::builder()
@@ -353,11 +295,13 @@ const SPRING_SCENARIOS: &[JavaScenario] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spring_boot_starter_application_sends_and_listens() {
-    if !java_usable() {
+    if !java_usable("the official Java clients") {
         return;
     }
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let jar = jar(&BUILT, "java-spring", "apogee-spring-scenarios.jar").await;
+    let jar = java_tools::built(&BUILT, "java-spring")
+        .await
+        .join("apogee-spring-scenarios.jar");
     let cluster = Cluster::builder()
         .broker(BrokerSpec::new("broker-a").fast_check_backs())
         .start()
