@@ -50,6 +50,19 @@ pub struct SessionInfo {
     pub version: String,
     /// The remote address (ip:port) of its Telemetry stream ("" when unknown).
     pub address: String,
+    /// A consumer's subscriptions with their filters, as its Settings declare them (what
+    /// RocketMQ's tools list of a group's connections).
+    pub subscriptions: Vec<SessionSubscription>,
+}
+
+/// One topic a consumer subscribes to over gRPC, with its filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSubscription {
+    pub topic: String,
+    /// The filter's text (`*`, `a || b`, or a SQL92 expression).
+    pub expression: String,
+    /// A SQL92 filter; otherwise a tag filter.
+    pub sql: bool,
 }
 
 impl SessionInfo {
@@ -152,6 +165,22 @@ impl Sessions {
             .client_type
             .and_then(|t| ClientType::try_from(t).ok())
             .unwrap_or(ClientType::Unspecified);
+        let subscriptions: Vec<SessionSubscription> = match &settings.pub_sub {
+            Some(PubSub::Subscription(s)) => s
+                .subscriptions
+                .iter()
+                .filter_map(|e| {
+                    let topic = e.topic.as_ref()?.name.clone();
+                    let filter = e.expression.clone().unwrap_or_default();
+                    Some(SessionSubscription {
+                        topic,
+                        expression: filter.expression,
+                        sql: filter.r#type == v2::FilterType::Sql as i32,
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let (declared, group): (BTreeSet<String>, _) = match &settings.pub_sub {
             Some(PubSub::Publishing(p)) => {
                 (p.topics.iter().map(|t| t.name.clone()).collect(), None)
@@ -200,6 +229,7 @@ impl Sessions {
                         .map(|ua| ua.version.clone())
                         .unwrap_or_default(),
                     address: address.to_string(),
+                    subscriptions,
                 },
                 outbound: outbound.clone(),
             },

@@ -13,6 +13,7 @@ pub mod args;
 pub mod check_client;
 pub mod clients;
 pub mod convert;
+pub mod group_reads;
 pub mod lock;
 pub mod offsets;
 pub mod pop;
@@ -107,6 +108,17 @@ async fn dispatch(
         }
         code::GET_TOPIC_STATS_INFO => topic_reads::topic_stats(broker, caller, &request),
         code::GET_TOPIC_CONFIG => topic_reads::topic_config(broker, caller, &request),
+        code::GET_CONSUME_STATS => group_reads::consume_stats(broker, caller, &request),
+        code::GET_CONSUMER_CONNECTION_LIST => {
+            group_reads::consumer_connections(broker, caller, &request)
+        }
+        code::GET_ALL_CONSUMER_OFFSET => {
+            group_reads::all_consumer_offsets(broker, caller, &request)
+        }
+        code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+            group_reads::all_subscription_groups(broker, caller, &request).await
+        }
+        code::GET_ALL_TOPIC_CONFIG => group_reads::all_topic_configs(broker, caller, &request),
         code => RemotingCommand::error(
             &request,
             response::REQUEST_CODE_NOT_SUPPORTED,

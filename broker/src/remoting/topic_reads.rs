@@ -52,7 +52,7 @@ pub fn topic_config(
 /// `config` as RocketMQ's `TopicConfig` JSON: read = write queues, `perm` in RocketMQ's bits
 /// (read 4, write 2), and the attribute `message.type` RocketMQ 5 checks sends against
 /// (`MIXED` for a topic that takes more than one type).
-fn config_body(config: &TopicConfig) -> String {
+pub(super) fn config_body(config: &TopicConfig) -> String {
     let perm = (if config.permission.readable() { 4 } else { 0 })
         | (if config.permission.writable() { 2 } else { 0 });
     let kinds: Vec<MessageKind> = config.kinds.iter().collect();

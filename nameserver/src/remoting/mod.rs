@@ -4,7 +4,9 @@
 //! - GET_ROUTEINFO_BY_TOPIC (`topic`): the topic's route ([`route`]), or TOPIC_NOT_EXIST.
 //! - GET_BROKER_CLUSTER_INFO: every broker group with its members, and each cluster's
 //!   broker names.
-//! - GET_ALL_TOPIC_LIST_FROM_NAMESERVER, GET_TOPICS_BY_CLUSTER (`cluster`): topic names.
+//! - GET_ALL_TOPIC_LIST_FROM_NAMESERVER, GET_TOPICS_BY_CLUSTER (`cluster`): topic names,
+//!   with the retry topic `%RETRY%<group>` of every consumer group (how RocketMQ's tools
+//!   find the groups), which [`route`] routes to the brokers holding the group.
 //! - GET_KV_CONFIG: QUERY_NOT_FOUND (Apogee keeps no KV config; clients ask it for
 //!   `ORDER_TOPIC_CONFIG` and go on without).
 //! - any other code: REQUEST_CODE_NOT_SUPPORTED, naming the code.
@@ -112,6 +114,9 @@ impl NameServerRemoting {
             })
             .map(|(name, _)| name)
             .collect();
+        let mut topics: BTreeSet<String> = topics.into_iter().collect();
+        topics.extend(route::group_retry_topics(&self.registry, brokers.as_ref()));
+        let topics: Vec<String> = topics.into_iter().collect();
         RemotingCommand::success(request).with_body(json::topic_list(&topics))
     }
 }

@@ -34,7 +34,54 @@ pub fn topic_route(registry: &Registry, topic: &str) -> Option<TopicRouteData> {
     if !routable(topic) {
         return None;
     }
-    route_of(&registry.route(topic))
+    route_of(&registry.route(topic)).or_else(|| {
+        let group = topic.strip_prefix(names::RETRY_PREFIX)?;
+        group_retry_route(registry, group)
+    })
+}
+
+/// The route of consumer group `group`'s retry topic where no broker hosts it yet (a group
+/// of gRPC consumers, or one created by an operator, has none until a message is retried):
+/// the broker groups holding the group's config, one queue each, as RocketMQ's brokers make
+/// it. RocketMQ's tools find a group's brokers along this route (`mqadmin consumerProgress`,
+/// `consumerConnection`); `None` for a group no live broker holds.
+fn group_retry_route(registry: &Registry, group: &str) -> Option<TopicRouteData> {
+    let holders = registry.groups().remove(group)?.broker_names;
+    let mut route = TopicRouteData::default();
+    for broker_group in registry.cluster_info() {
+        if !holders.contains(&broker_group.broker_name) {
+            continue;
+        }
+        let Some(brokers) = broker_data(&broker_group) else {
+            continue;
+        };
+        route.queue_datas.push(QueueData {
+            broker_name: broker_group.broker_name.clone(),
+            read_queue_nums: 1,
+            write_queue_nums: 1,
+            perm: perm::READ | perm::WRITE,
+            topic_sys_flag: 0,
+        });
+        route.broker_datas.push(brokers);
+    }
+    (!route.queue_datas.is_empty()).then_some(route)
+}
+
+/// The retry topics of the consumer groups live brokers hold (of those on `brokers` when
+/// given): RocketMQ's NameServer lists them with the topics, and its tools find the groups
+/// by them (`mqadmin consumerProgress` without a group).
+pub fn group_retry_topics(
+    registry: &Registry,
+    brokers: Option<&std::collections::BTreeSet<String>>,
+) -> Vec<String> {
+    registry
+        .groups()
+        .into_iter()
+        .filter(|(_, listing)| {
+            brokers.is_none_or(|brokers| listing.broker_names.iter().any(|b| brokers.contains(b)))
+        })
+        .map(|(name, _)| names::retry_topic(&name))
+        .collect()
 }
 
 /// Whether remoting clients may have a route to `topic`: any but the internal ones, among

@@ -186,3 +186,72 @@ async fn kv_config_is_not_found_and_other_codes_are_not_supported() {
     assert_eq!(other.code, response::REQUEST_CODE_NOT_SUPPORTED);
     assert!(other.remark.unwrap().contains("103"));
 }
+
+#[tokio::test]
+async fn a_groups_retry_topic_is_listed_and_routed_to_the_brokers_holding_the_group() {
+    let reg = Registry::new(Duration::from_secs(120));
+    let register = |cluster: &str, broker: &str, groups: &[&str]| {
+        reg.register(&RegisterBrokerRequest {
+            cluster_name: cluster.into(),
+            broker_name: broker.into(),
+            broker_id: 0,
+            endpoint: format!("{broker}:10911"),
+            serves_remoting: true,
+            role: BrokerRole::AsyncMaster as i32,
+            topics: vec![TopicConfig {
+                name: "orders".into(),
+                queue_count: 4,
+                ..Default::default()
+            }],
+            groups: groups
+                .iter()
+                .map(|g| apogee_proto::cluster::GroupConfig {
+                    name: g.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            data_version: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    };
+    // A group of gRPC consumers: no broker hosts its retry topic.
+    register("DefaultCluster", "broker-a", &["grpc-readers"]);
+    register("Other", "broker-z", &["audit-readers"]);
+    let service = NameServerRemoting::new(Arc::new(reg));
+    let route = call(
+        &service,
+        request(code::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", "%RETRY%grpc-readers"),
+    )
+    .await;
+    assert_eq!(route.code, response::SUCCESS, "{:?}", route.remark);
+    assert_eq!(
+        body(&route),
+        "{\"brokerDatas\":[{\"brokerAddrs\":{0:\"broker-a:10911\"},\
+         \"brokerName\":\"broker-a\",\"cluster\":\"DefaultCluster\",\
+         \"enableActingMaster\":false}],\"filterServerTable\":{},\
+         \"queueDatas\":[{\"brokerName\":\"broker-a\",\"perm\":6,\"readQueueNums\":1,\
+         \"topicSysFlag\":0,\"writeQueueNums\":1}]}"
+    );
+    let unknown = call(
+        &service,
+        request(code::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", "%RETRY%nobody"),
+    )
+    .await;
+    assert_eq!(unknown.code, response::TOPIC_NOT_EXIST);
+
+    let all = call(&service, request(code::GET_ALL_TOPIC_LIST_FROM_NAMESERVER)).await;
+    assert_eq!(
+        body(&all),
+        r#"{"topicList":["%RETRY%audit-readers","%RETRY%grpc-readers","orders"]}"#
+    );
+    let one = call(
+        &service,
+        request(code::GET_TOPICS_BY_CLUSTER).with_ext("cluster", "Other"),
+    )
+    .await;
+    assert_eq!(
+        body(&one),
+        r#"{"topicList":["%RETRY%audit-readers","orders"]}"#
+    );
+}

@@ -32,6 +32,9 @@ pub mod request {
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
     pub const GET_TOPIC_STATS_INFO: i32 = 202;
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
+    pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
+    pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
+    pub const GET_CONSUME_STATS: i32 = 208;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const GET_TOPIC_CONFIG: i32 = 351;

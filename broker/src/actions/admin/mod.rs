@@ -8,6 +8,10 @@
 //!   [`Broker::topic_queues`]); deletion is [`Broker::delete_topic`] of the core.
 //! - `groups`: create, update, delete, list (with lag) and describe consumer groups, and the
 //!   move of a group's offsets ([`Broker::reset_group_offset`]).
+//! - `group_reads`: a group's consume stats (progress per queue and consume rate), its
+//!   connected clients with their subscriptions, and every group's acknowledged offsets, as
+//!   RocketMQ's tools read them ([`Broker::consume_stats`], [`Broker::group_connections`],
+//!   [`Broker::all_consumer_offsets`]).
 //! - `status`: this broker's identity, log, tables and replication state
 //!   ([`Broker::broker_status`]).
 //! - `messages`: messages by id, by key and by queue, dead letters and their resend.
@@ -19,6 +23,7 @@
 //! (transactions, scheduled messages, slaves, clients, runtime settings, the traffic
 //! history) that value is passed on as it is.
 
+mod group_reads;
 mod groups;
 mod lite;
 mod messages;
@@ -26,6 +31,10 @@ mod ops;
 mod status;
 mod topics;
 
+pub use group_reads::{
+    ClientVersion, ConsumerOffsetTable, GroupConnection, GroupConnections, GroupConsumeStats,
+    GroupSubscription, QueueConsumeStats,
+};
 pub use groups::{GroupDescription, ListedGroup, OffsetReset, OffsetTarget, QueueMove};
 pub use lite::{LiteGroupState, LiteTopicPage, LiteTopicState};
 pub use messages::{DeadLetterRecord, MessageRecord, QueueRead, ResentLetter};
