@@ -22,6 +22,7 @@ impl Broker {
         if names::is_system_topic(topic) {
             return Err(ApogeeError::Forbidden(format!("{topic} is a system topic")));
         }
+        self.refuse_on_slave("a topic deletion")?;
         self.topics().delete(topic)?;
         self.drop_deleted_topic(topic).await
     }

@@ -9,6 +9,7 @@
 //! A message sent by one protocol is received by the other, and a group's offsets are the
 //! same whichever protocol commits them: both transports call the same services.
 
+pub mod admin_writes;
 pub mod args;
 pub mod check_client;
 pub mod clients;
@@ -119,6 +120,15 @@ async fn dispatch(
             group_reads::all_subscription_groups(broker, caller, &request).await
         }
         code::GET_ALL_TOPIC_CONFIG => group_reads::all_topic_configs(broker, caller, &request),
+        code::UPDATE_AND_CREATE_TOPIC => {
+            admin_writes::update_and_create_topic(broker, caller, &request)
+        }
+        code::DELETE_TOPIC_IN_BROKER => admin_writes::delete_topic(broker, caller, &request).await,
+        code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
+            admin_writes::update_and_create_group(broker, caller, &request)
+        }
+        code::DELETE_SUBSCRIPTIONGROUP => admin_writes::delete_group(broker, caller, &request),
+        code::INVOKE_BROKER_TO_RESET_OFFSET => admin_writes::reset_offset(broker, caller, &request),
         code => RemotingCommand::error(
             &request,
             response::REQUEST_CODE_NOT_SUPPORTED,

@@ -236,6 +236,26 @@ impl Registry {
         }
     }
 
+    /// Forgets `topic` on every broker group (of `cluster` only, when named), as a deletion
+    /// RocketMQ's tools send the NameServers after the brokers' asks; answers how many
+    /// groups listed it. A member that still hosts it lists it again at its next
+    /// registration.
+    pub fn forget_topic(&self, topic: &str, cluster: Option<&str>) -> usize {
+        let mut groups = self.groups.write();
+        let mut forgotten = 0;
+        for (key, g) in groups.iter_mut() {
+            if cluster.is_some_and(|c| c != key.cluster) {
+                continue;
+            }
+            let mut listed = false;
+            for m in g.members.values_mut() {
+                listed |= m.topics.remove(topic).is_some();
+            }
+            forgotten += usize::from(listed);
+        }
+        forgotten
+    }
+
     /// Records that a group no longer hosts `topic` (deleted through an admin
     /// fan-out).
     pub fn remove_topic(&self, group: &GroupKey, topic: &str) {

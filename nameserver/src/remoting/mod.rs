@@ -9,6 +9,8 @@
 //!   find the groups), which [`route`] routes to the brokers holding the group.
 //! - GET_KV_CONFIG: QUERY_NOT_FOUND (Apogee keeps no KV config; clients ask it for
 //!   `ORDER_TOPIC_CONFIG` and go on without).
+//! - DELETE_TOPIC_IN_NAMESRV (`topic`, `clusterName`): the topic forgotten ([`topic_delete`],
+//!   an admin's only).
 //! - any other code: REQUEST_CODE_NOT_SUPPORTED, naming the code.
 //!
 //! These are reads: they need the caller authenticated (by the transport) and nothing more,
@@ -17,6 +19,7 @@
 /// The JSON bodies (shared with apogee-client, which reads routes back).
 pub use apogee_proto::remoting::route as json;
 pub mod route;
+pub mod topic_delete;
 
 use crate::registry::Registry;
 use apogee_proto::remoting::codes::{request as code, response};
@@ -134,9 +137,13 @@ impl RemotingService for NameServerRemoting {
     fn call(
         &self,
         _conn: &Arc<RemotingConnection>,
-        _caller: Caller,
+        caller: Caller,
         request: RemotingCommand,
     ) -> RemotingFuture {
+        if request.code == code::DELETE_TOPIC_IN_NAMESRV {
+            let answer = topic_delete::delete_topic(&self.registry, &caller, &request);
+            return Box::pin(async move { Some(answer) });
+        }
         let answer = self.answer(&request);
         Box::pin(async move { Some(answer) })
     }

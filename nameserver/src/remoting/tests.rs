@@ -255,3 +255,46 @@ async fn a_groups_retry_topic_is_listed_and_routed_to_the_brokers_holding_the_gr
         r#"{"topicList":["%RETRY%audit-readers","orders"]}"#
     );
 }
+
+#[tokio::test]
+async fn a_deleted_topic_leaves_the_lists_for_an_admin_only() {
+    use apogee_proto::auth::{Identity, Role};
+    let service = NameServerRemoting::new(registry());
+    let delete = |topic: &str| request(code::DELETE_TOPIC_IN_NAMESRV).with_ext("topic", topic);
+    let user = Caller {
+        identity: Some(Identity::User {
+            access_key: "app".into(),
+            role: Role::User,
+        }),
+        acls: None,
+    };
+    let (tx, _rx) = mpsc::channel(1);
+    let addr = "127.0.0.1:1".parse().unwrap();
+    let conn = Arc::new(RemotingConnection::new(1, addr, addr, tx));
+    let refused = service.call(&conn, user, delete("orders")).await.unwrap();
+    assert_eq!(refused.code, response::NO_PERMISSION);
+    assert!(refused.remark.unwrap().contains("admin"));
+
+    // Of another cluster: nothing forgotten.
+    let elsewhere = call(&service, delete("orders").with_ext("clusterName", "Other")).await;
+    assert_eq!(elsewhere.code, response::SUCCESS);
+    let all = call(&service, request(code::GET_ALL_TOPIC_LIST_FROM_NAMESERVER)).await;
+    assert_eq!(body(&all), r#"{"topicList":["audit","orders"]}"#);
+
+    let deleted = call(
+        &service,
+        delete("orders").with_ext("clusterName", "DefaultCluster"),
+    )
+    .await;
+    assert_eq!(deleted.code, response::SUCCESS);
+    let all = call(&service, request(code::GET_ALL_TOPIC_LIST_FROM_NAMESERVER)).await;
+    assert_eq!(body(&all), r#"{"topicList":["audit"]}"#);
+    let route = call(
+        &service,
+        request(code::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", "orders"),
+    )
+    .await;
+    assert_eq!(route.code, response::TOPIC_NOT_EXIST);
+    let missing = call(&service, request(code::DELETE_TOPIC_IN_NAMESRV)).await;
+    assert_eq!(missing.code, response::INVALID_PARAMETER);
+}

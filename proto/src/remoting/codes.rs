@@ -47,6 +47,14 @@ pub mod request {
     pub const POP_MESSAGE: i32 = 200_050;
     pub const ACK_MESSAGE: i32 = 200_051;
     pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200_053;
+    pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
+    pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
+    pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
+    pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
+    /// A broker's push to a consumer: its group's offsets on a topic were moved (the body
+    /// names the new ones).
+    pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
+    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
 }
 
 /// Response codes.

@@ -84,7 +84,11 @@ async fn mqadmin_reads_topics_routes_and_messages() {
     let route = mqadmin(&cluster, &["topicRoute", "-t", "ops-t"]).await;
     let compact: String = route.split_whitespace().collect();
     let addr = format!("\"{}\"", cluster.broker_addr("broker-a"));
-    for part in ["\"brokerName\":\"broker-a\"", "\"readQueueNums\":2", addr.as_str()] {
+    for part in [
+        "\"brokerName\":\"broker-a\"",
+        "\"readQueueNums\":2",
+        addr.as_str(),
+    ] {
         assert!(compact.contains(part), "{part} in {route}");
     }
 

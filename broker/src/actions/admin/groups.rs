@@ -79,6 +79,7 @@ impl Broker {
         config: GroupConfig,
         by: &str,
     ) -> Result<Arc<GroupConfig>, ApogeeError> {
+        self.refuse_on_slave("a consumer group change")?;
         tracing::info!(group = %config.name, by, "creating consumer group");
         self.groups().create(config)
     }
@@ -89,6 +90,7 @@ impl Broker {
         config: GroupConfig,
         by: &str,
     ) -> Result<Arc<GroupConfig>, ApogeeError> {
+        self.refuse_on_slave("a consumer group change")?;
         tracing::info!(group = %config.name, by, "updating consumer group");
         self.groups().update(config)
     }
@@ -97,6 +99,7 @@ impl Broker {
     /// with neither here is not found. `by` is who asked (for the log).
     pub fn delete_group(&self, group: &str, by: &str) -> Result<(), ApogeeError> {
         limits::validate_group(group)?;
+        self.refuse_on_slave("a consumer group deletion")?;
         let had_progress = !self.consume().group_progress(group).is_empty();
         let had_config = match self.groups().delete(group) {
             Ok(()) => true,
@@ -204,15 +207,33 @@ impl Broker {
             });
         }
         if reset.execute {
+            self.refuse_on_slave("an offset reset")?;
             for q in &queues {
                 self.consume()
                     .reset_queue(group, topic, q.queue_id, q.new_offset)?;
             }
+            // Remoting consumers hold their position and commit it back: told of the move,
+            // they take the new offsets (gRPC consumers' positions are the broker's).
+            let moved: Vec<(u32, u64)> =
+                queues.iter().map(|q| (q.queue_id, q.new_offset)).collect();
+            let asked_ms = match to {
+                OffsetTarget::Earliest => 0,
+                OffsetTarget::Latest => -1,
+                OffsetTarget::TimestampMs(ts) => ts,
+            };
+            let told = self.remoting_clients().tell_offsets_reset(
+                group,
+                topic,
+                &self.config().broker_name,
+                asked_ms,
+                &moved,
+            );
             tracing::info!(
                 group,
                 topic,
                 ?to,
                 by,
+                told,
                 "reset the group's offsets on {} queues",
                 queues.len()
             );

@@ -16,6 +16,10 @@
 //!   ([`Broker::broker_status`]).
 //! - `messages`: messages by id, by key and by queue, dead letters and their resend.
 //! - `lite`: the lite topics of a LITE parent, listed and described.
+//! - `upserts`: topics and groups made or changed by one request, and deleted where they
+//!   are, as RocketMQ's admin requests ask ([`Broker::upsert_topic`],
+//!   [`Broker::remove_group`] ...); the slave's refusal of every such change
+//!   ([`Broker::refuse_on_slave`]).
 //! - `ops`: connected clients, the effective config and runtime settings, transactions,
 //!   scheduled messages and the traffic history.
 //!
@@ -30,6 +34,7 @@ mod messages;
 mod ops;
 mod status;
 mod topics;
+mod upserts;
 
 pub use group_reads::{
     ClientVersion, ConsumerOffsetTable, GroupConnection, GroupConnections, GroupConsumeStats,
@@ -41,6 +46,7 @@ pub use messages::{DeadLetterRecord, MessageRecord, QueueRead, ResentLetter};
 pub use ops::{EffectiveConfig, ScheduledListing};
 pub use status::{LinkView, LogOffsets, StatusSnapshot};
 pub use topics::QueueState;
+pub use upserts::{TopicUpsert, Upserted};
 
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,7 @@ impl Broker {
     /// Creates a topic; `by` is who asked (for the log). Answers the config as stored.
     pub fn create_topic(&self, config: TopicConfig, by: &str) -> Result<TopicConfig, ApogeeError> {
         refuse_system_topic(&config)?;
+        self.refuse_on_slave("a topic change")?;
         tracing::info!(topic = %config.name, queues = config.queues, by, "creating topic");
         self.topics().create(config)
     }
@@ -38,6 +39,7 @@ impl Broker {
     /// stored.
     pub fn update_topic(&self, config: TopicConfig, by: &str) -> Result<TopicConfig, ApogeeError> {
         refuse_system_topic(&config)?;
+        self.refuse_on_slave("a topic change")?;
         tracing::info!(topic = %config.name, queues = config.queues, by, "updating topic");
         self.topics().update(config)
     }
