@@ -1,8 +1,9 @@
 //! RocketMQ's own admin tool, unchanged, against Apogee: `mqadmin` (rocketmq-tools'
 //! `MQAdminStartup`, from the Maven project `tests/mqadmin`) run as an operator runs it, one
-//! JVM a command, with `-n` naming an Apogee NameServer. Each command's output is checked
-//! against what Apogee itself says (`apogee ... -o json`): the topics it lists, a topic's
-//! route and queue offsets, messages found by key and by id.
+//! JVM a command, with `-n` naming an Apogee NameServer. Each command's output, or its effect,
+//! is checked against what Apogee itself says (`apogee ... -o json`): the topics it lists, a
+//! topic's route and queue offsets, messages found by key and by id; a topic and a group made,
+//! a group's progress, its offsets moved back, both deleted.
 //!
 //! Without java and mvn the tests print SKIPPED, except under CI (`CI=true`), where they fail.
 
@@ -92,15 +93,15 @@ async fn mqadmin_reads_topics_routes_and_messages() {
         assert!(compact.contains(part), "{part} in {route}");
     }
 
-    // Each queue's offsets as `apogee topic describe` gives them.
+    // Each queue's offsets as `apogee topic status` gives them.
     let status = mqadmin(&cluster, &["topicStatus", "-t", "ops-t"]).await;
-    let described = cluster.cli_json(&["topic", "describe", "ops-t"]);
-    let queues = described["queues"].as_array().expect("queues");
+    let described = cluster.cli_json(&["topic", "status", "ops-t"]);
+    let queues = described.as_array().expect("queues");
     let listed = rows(&status, "broker-a");
     assert_eq!(listed.len(), queues.len(), "{status}\n{described}");
     let mut total = 0;
     for q in queues {
-        let id = q["queue_id"].to_string();
+        let id = q["queue"].to_string();
         let row = listed
             .iter()
             .find(|r| r[1] == id)
@@ -120,4 +121,96 @@ async fn mqadmin_reads_topics_routes_and_messages() {
     assert_eq!(found.len(), 1, "{by_key}");
     let by_id = mqadmin(&cluster, &["queryMsgById", "-t", "ops-t", "-i", found[0]]).await;
     assert!(by_id.contains("k3"), "{by_id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqadmin_makes_topics_and_groups_reads_progress_moves_offsets_and_deletes() {
+    if !java_usable("RocketMQ's mqadmin") {
+        return;
+    }
+    let cluster = Cluster::builder()
+        .broker(BrokerSpec::new("broker-a"))
+        .start()
+        .await;
+    let cluster_name = "DefaultCluster";
+    mqadmin(
+        &cluster,
+        &[
+            "updateTopic",
+            "-c",
+            cluster_name,
+            "-t",
+            "adm-t",
+            "-r",
+            "2",
+            "-w",
+            "2",
+        ],
+    )
+    .await;
+    let topic = cluster.cli_json(&["topic", "status", "adm-t"]);
+    assert_eq!(topic.as_array().map(Vec::len), Some(2), "{topic}");
+    mqadmin(
+        &cluster,
+        &[
+            "updateSubGroup",
+            "-c",
+            cluster_name,
+            "-g",
+            "adm-g",
+            "-r",
+            "3",
+        ],
+    )
+    .await;
+    let group = cluster.cli_json(&["group", "describe", "adm-g"]);
+    // Three retries: four deliveries.
+    assert_eq!(group["max_delivery_attempts"], 4, "{group}");
+
+    cluster
+        .cli(&["send", "--topic", "adm-t", "--count", "5", "--body", "m"])
+        .success();
+    let got = cluster.cli_json(&[
+        "consume", "--topic", "adm-t", "--group", "adm-g", "--max", "2", "--wait", "5s",
+    ]);
+    assert_eq!(got.as_array().map(Vec::len), Some(2), "{got}");
+
+    // The group's progress as `apogee group describe` counts it: 3 of 5 left.
+    let lag = |cluster: &Cluster| cluster.cli_json(&["group", "describe", "adm-g"])["lag"].clone();
+    assert_eq!(lag(&cluster), 3);
+    let progress = mqadmin(&cluster, &["consumerProgress", "-g", "adm-g"]).await;
+    let queues = rows(&progress, "adm-t");
+    assert_eq!(queues.len(), 2, "{progress}");
+    for q in &queues {
+        assert_eq!(q[1], "broker-a", "{progress}");
+        let (broker, consumer, diff) = (q[3], q[4], q[5]);
+        let (broker, consumer): (u64, u64) = (broker.parse().unwrap(), consumer.parse().unwrap());
+        assert_eq!(diff, (broker - consumer).to_string(), "{progress}");
+    }
+    assert!(progress.contains("Consume Diff Total: 3"), "{progress}");
+
+    // Back to the start: all five left again.
+    mqadmin(
+        &cluster,
+        &["resetOffsetByTime", "-g", "adm-g", "-t", "adm-t", "-s", "0"],
+    )
+    .await;
+    assert_eq!(lag(&cluster), 5);
+
+    mqadmin(
+        &cluster,
+        &["deleteSubGroup", "-c", cluster_name, "-g", "adm-g"],
+    )
+    .await;
+    let groups = cluster.cli_json(&["group", "list"]);
+    assert!(!groups.to_string().contains("\"adm-g\""), "{groups}");
+    mqadmin(
+        &cluster,
+        &["deleteTopic", "-c", cluster_name, "-t", "adm-t"],
+    )
+    .await;
+    let topics = cluster.cli_json(&["topic", "list"]);
+    assert!(!topics.to_string().contains("\"adm-t\""), "{topics}");
+    let listed = mqadmin(&cluster, &["topicList"]).await;
+    assert!(!listed.lines().any(|l| l.trim() == "adm-t"), "{listed}");
 }
