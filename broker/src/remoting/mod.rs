@@ -10,6 +10,7 @@
 //! same whichever protocol commits them: both transports call the same services.
 
 pub mod args;
+pub mod broker_reads;
 pub mod check_client;
 pub mod clients;
 pub mod convert;
@@ -107,6 +108,9 @@ async fn dispatch(
         }
         code::GET_TOPIC_STATS_INFO => topic_reads::topic_stats(broker, caller, &request),
         code::GET_TOPIC_CONFIG => topic_reads::topic_config(broker, caller, &request),
+        code::GET_BROKER_RUNTIME_INFO => broker_reads::runtime_info(broker, caller, &request),
+        code::GET_BROKER_CONFIG => broker_reads::broker_config(broker, caller, &request),
+        code::UPDATE_BROKER_CONFIG => broker_reads::update_broker_config(broker, caller, &request),
         code => RemotingCommand::error(
             &request,
             response::REQUEST_CODE_NOT_SUPPORTED,
