@@ -71,6 +71,24 @@ pub const SETTINGS: [(&str, &str); 6] = [
     ),
 ];
 
+/// RocketMQ's broker config names for settings above that mean the same and take the same
+/// values (RocketMQ's `mqadmin updateBrokerConfig -k autoCreateTopicEnable -v true`).
+pub const ROCKETMQ_NAMES: [(&str, &str); 4] = [
+    ("autoCreateTopicEnable", "auto_create_topics"),
+    ("autoCreateSubscriptionGroup", "consume.auto_create_groups"),
+    ("fileReservedTime", "store.retention_hours"),
+    ("transactionCheckMax", "transaction.max_checks"),
+];
+
+/// The setting `key` names: its own key, or the one a RocketMQ name of [`ROCKETMQ_NAMES`]
+/// stands for; any other key as it is (refused where it is looked up).
+pub fn setting_key(key: &str) -> &str {
+    ROCKETMQ_NAMES
+        .iter()
+        .find(|(rocketmq, _)| *rocketmq == key)
+        .map_or(key, |(_, apogee)| apogee)
+}
+
 fn bad(key: &str, value: &str, what: &str) -> ApogeeError {
     ApogeeError::BadRequest(format!("{key} = {value:?}: {what}"))
 }
@@ -115,9 +133,12 @@ pub fn current(owners: &Owners<'_>, key: &str) -> Result<String, ApogeeError> {
 
 fn unknown(key: &str) -> ApogeeError {
     let keys: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
+    let rocketmq: Vec<&str> = ROCKETMQ_NAMES.iter().map(|(k, _)| *k).collect();
     ApogeeError::BadRequest(format!(
-        "{key:?} cannot be changed at runtime; these can: {}",
-        keys.join(", ")
+        "{key:?} cannot be changed at runtime; these can: {} (RocketMQ's names {} are taken \
+         for the same settings)",
+        keys.join(", "),
+        rocketmq.join(", ")
     ))
 }
 

@@ -149,6 +149,30 @@ impl History {
         });
     }
 
+    /// Messages per second of `direction` over each window of `windows_secs` (multiples of
+    /// [`BUCKET_SECS`], at most an hour): the complete buckets before the newest one (which
+    /// is partial), every series of that direction summed. A window longer than the broker
+    /// has run counts the time before its start as empty.
+    pub fn rates(&self, direction: Direction, windows_secs: &[u32]) -> Vec<f64> {
+        windows_secs
+            .iter()
+            .map(|&secs| {
+                let buckets = (secs / BUCKET_SECS).clamp(1, BUCKET_COUNT as u32 - 1) as usize;
+                let count: u64 = self
+                    .rings
+                    .iter()
+                    .filter(|(key, _)| key.direction == direction)
+                    .map(|(_, ring)| {
+                        let complete = ring.len() - 1;
+                        ring.range(complete.saturating_sub(buckets)..complete)
+                            .sum::<u64>()
+                    })
+                    .sum();
+                count as f64 / (buckets as f64 * f64::from(BUCKET_SECS))
+            })
+            .collect()
+    }
+
     /// The series `wanted` keeps, sorted by key.
     pub fn snapshot(&self, wanted: impl Fn(&SeriesKey) -> bool) -> Snapshot {
         let mut series: Vec<(SeriesKey, Vec<u64>)> = self
@@ -175,6 +199,87 @@ pub struct TrafficSampler {
     /// `apogee_traffic_untracked_samples_total`.
     untracked: IntCounter,
     history: parking_lot::Mutex<History>,
+    /// The totals at the start of today and of yesterday (UTC); under `history`'s lock.
+    days: parking_lot::Mutex<DayMarks>,
+}
+
+/// Messages in and out, the per-second rates of the last minutes and the totals behind the
+/// daily figures (RocketMQ's `putTps`, `getTransferredTps`, `msgPutTotalTodayMorning` ...).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrafficSummary {
+    /// Messages stored per second over each of [`RATE_WINDOWS_SECS`] (every topic).
+    pub in_per_sec: Vec<f64>,
+    /// Messages delivered per second over each of [`RATE_WINDOWS_SECS`] (every topic).
+    pub out_per_sec: Vec<f64>,
+    /// Messages of clients' topics (system topics left out) stored and delivered: since
+    /// the broker started, and at the start of today and of yesterday.
+    pub in_totals: DayTotals,
+    pub out_totals: DayTotals,
+}
+
+/// The windows of [`TrafficSummary`]'s rates: 10 s, a minute, ten minutes.
+pub const RATE_WINDOWS_SECS: [u32; 3] = [10, 60, 600];
+
+/// A counter's total now and at the start of the last two days (UTC), as this process
+/// counted it: a day that began before the process started has 0 (counters start at 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DayTotals {
+    pub now: u64,
+    pub today_start: u64,
+    pub yesterday_start: u64,
+}
+
+/// The totals of clients' topics at the last sample and at the last two day starts.
+#[derive(Debug, Default)]
+struct DayMarks {
+    /// The UTC day (days since the epoch) of the last sample; None before the first.
+    day: Option<i64>,
+    /// (in, out) at the last sample.
+    last: (u64, u64),
+    today_start: (u64, u64),
+    yesterday_start: (u64, u64),
+}
+
+impl DayMarks {
+    /// Takes the totals read at `at_ms`: a sample on a later day than the last one makes the
+    /// last sample's totals (the last read before the day began) the start of the new day.
+    fn observe(&mut self, totals: (u64, u64), at_ms: i64) {
+        let day = at_ms.div_euclid(86_400_000);
+        if let Some(last_day) = self.day.filter(|&d| day > d) {
+            self.yesterday_start = if day == last_day + 1 {
+                self.today_start
+            } else {
+                self.last
+            };
+            self.today_start = self.last;
+        }
+        self.day = self.day.max(Some(day));
+        self.last = totals;
+    }
+
+    fn totals(&self) -> (DayTotals, DayTotals) {
+        let of = |pick: fn((u64, u64)) -> u64| DayTotals {
+            now: pick(self.last),
+            today_start: pick(self.today_start),
+            yesterday_start: pick(self.yesterday_start),
+        };
+        (of(|t| t.0), of(|t| t.1))
+    }
+}
+
+/// The totals of clients' topics (not system topics) in `totals`: (in, out).
+fn client_totals(totals: &Totals) -> (u64, u64) {
+    let mut sums = (0u64, 0u64);
+    for (key, &n) in totals {
+        if apogee_proto::names::is_system_topic(&key.topic) {
+            continue;
+        }
+        match key.direction {
+            Direction::In => sums.0 = sums.0.saturating_add(n),
+            Direction::Out => sums.1 = sums.1.saturating_add(n),
+        }
+    }
+    sums
 }
 
 impl TrafficSampler {
@@ -190,6 +295,7 @@ impl TrafficSampler {
             messages_out,
             untracked,
             history: parking_lot::Mutex::new(History::new(MAX_SERIES)),
+            days: parking_lot::Mutex::new(DayMarks::default()),
         }
     }
 
@@ -200,8 +306,23 @@ impl TrafficSampler {
         let mut totals = Totals::new();
         add_totals(&mut totals, &self.messages_in, Direction::In);
         add_totals(&mut totals, &self.messages_out, Direction::Out);
-        let lost = history.sample(totals, now_ms());
+        let now = now_ms();
+        self.days.lock().observe(client_totals(&totals), now);
+        let lost = history.sample(totals, now);
         self.untracked.inc_by(lost);
+    }
+
+    /// The rates and totals now (sampled first).
+    pub fn summary(&self) -> TrafficSummary {
+        self.sample_now();
+        let history = self.history.lock();
+        let (in_totals, out_totals) = self.days.lock().totals();
+        TrafficSummary {
+            in_per_sec: history.rates(Direction::In, &RATE_WINDOWS_SECS),
+            out_per_sec: history.rates(Direction::Out, &RATE_WINDOWS_SECS),
+            in_totals,
+            out_totals,
+        }
     }
 
     /// The history up to now of the series `req` asks for.
@@ -441,6 +562,73 @@ mod tests {
             group: String::new(),
         });
         assert_eq!(by_topic.series.len(), 1);
+    }
+
+    #[test]
+    fn rates_count_the_complete_buckets_of_each_window() {
+        let k = key(Direction::In, "t", "");
+        let o = key(Direction::Out, "t", "g");
+        let mut h = History::new(MAX_SERIES);
+        // 100 in the bucket 6 before the newest, 20 in the one before the newest, 7 in
+        // the newest (partial, never counted).
+        h.sample(totals(&[(&k, 100), (&o, 5)]), at(0, 0));
+        h.sample(totals(&[(&k, 120), (&o, 5)]), at(5, 0));
+        h.sample(totals(&[(&k, 127), (&o, 5)]), at(6, 0));
+        let per = |secs: u32| f64::from(secs);
+        assert_eq!(
+            h.rates(Direction::In, &[10, 60, 600]),
+            [20.0 / per(10), 120.0 / per(60), 120.0 / per(600)]
+        );
+        assert_eq!(h.rates(Direction::Out, &[10, 60]), [0.0, 5.0 / per(60)]);
+        assert_eq!(History::new(1).rates(Direction::In, &[10]), [0.0]);
+    }
+
+    #[test]
+    fn day_starts_take_the_totals_of_the_last_sample_before_them() {
+        const DAY: i64 = 86_400_000;
+        let mut d = DayMarks::default();
+        d.observe((5, 1), 10 * DAY + 1000);
+        // Within the first day: nothing marked (the day began before these counters).
+        assert_eq!(
+            d.totals().0,
+            DayTotals {
+                now: 5,
+                today_start: 0,
+                yesterday_start: 0
+            }
+        );
+        d.observe((9, 2), 11 * DAY - 10);
+        d.observe((12, 3), 11 * DAY + 10);
+        assert_eq!(
+            d.totals().0,
+            DayTotals {
+                now: 12,
+                today_start: 9,
+                yesterday_start: 0
+            }
+        );
+        assert_eq!(
+            d.totals().1,
+            DayTotals {
+                now: 3,
+                today_start: 2,
+                yesterday_start: 0
+            }
+        );
+        d.observe((20, 4), 12 * DAY + 10);
+        assert_eq!(
+            d.totals().0,
+            DayTotals {
+                now: 20,
+                today_start: 12,
+                yesterday_start: 9
+            }
+        );
+        let mut system = Totals::new();
+        system.insert(key(Direction::In, "%RETRY%g", ""), 4);
+        system.insert(key(Direction::In, "t", ""), 3);
+        system.insert(key(Direction::Out, "t", "g"), 2);
+        assert_eq!(client_totals(&system), (3, 2));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod admin_writes;
 pub mod args;
+pub mod broker_reads;
 pub mod check_client;
 pub mod clients;
 pub mod convert;
@@ -129,6 +130,9 @@ async fn dispatch(
         }
         code::DELETE_SUBSCRIPTIONGROUP => admin_writes::delete_group(broker, caller, &request),
         code::INVOKE_BROKER_TO_RESET_OFFSET => admin_writes::reset_offset(broker, caller, &request),
+        code::GET_BROKER_RUNTIME_INFO => broker_reads::runtime_info(broker, caller, &request),
+        code::GET_BROKER_CONFIG => broker_reads::broker_config(broker, caller, &request),
+        code::UPDATE_BROKER_CONFIG => broker_reads::update_broker_config(broker, caller, &request),
         code => RemotingCommand::error(
             &request,
             response::REQUEST_CODE_NOT_SUPPORTED,

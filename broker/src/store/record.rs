@@ -393,6 +393,22 @@ pub fn store_timestamp(bytes: &[u8]) -> i64 {
     i64::from_be_bytes(b)
 }
 
+/// The bytes of a record's start that hold its store timestamp (the fixed fields up to it).
+pub const STORE_TIMESTAMP_END: usize = 40;
+
+/// The store timestamp of the record whose first [`STORE_TIMESTAMP_END`] bytes (or more)
+/// are `head`: its length and magic checked, not its CRC (the rest is not read).
+pub fn store_timestamp_of_head(head: &[u8]) -> Result<i64, String> {
+    if head.len() < STORE_TIMESTAMP_END {
+        return Err(format!(
+            "only {} bytes of the record, its store timestamp ends at byte {STORE_TIMESTAMP_END}",
+            head.len()
+        ));
+    }
+    check_header(head, u64::MAX)?;
+    Ok(store_timestamp(head))
+}
+
 /// A bounds-checked reader over one record's bytes.
 struct Cursor<'a> {
     b: &'a [u8],

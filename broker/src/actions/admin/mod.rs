@@ -22,6 +22,8 @@
 //!   ([`Broker::refuse_on_slave`]).
 //! - `ops`: connected clients, the effective config and runtime settings, transactions,
 //!   scheduled messages and the traffic history.
+//! - `runtime`: this broker's running figures as monitoring tools read them
+//!   ([`Broker::runtime_figures`]).
 //!
 //! Answers are plain Rust values; where a service already answers in the wire's shape
 //! (transactions, scheduled messages, slaves, clients, runtime settings, the traffic
@@ -32,6 +34,7 @@ mod groups;
 mod lite;
 mod messages;
 mod ops;
+mod runtime;
 mod status;
 mod topics;
 mod upserts;
@@ -44,6 +47,7 @@ pub use groups::{GroupDescription, ListedGroup, OffsetReset, OffsetTarget, Queue
 pub use lite::{LiteGroupState, LiteTopicPage, LiteTopicState};
 pub use messages::{DeadLetterRecord, MessageRecord, QueueRead, ResentLetter};
 pub use ops::{EffectiveConfig, ScheduledListing};
+pub use runtime::RuntimeFigures;
 pub use status::{LinkView, LogOffsets, StatusSnapshot};
 pub use topics::QueueState;
 pub use upserts::{TopicUpsert, Upserted};

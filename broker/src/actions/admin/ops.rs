@@ -57,7 +57,8 @@ impl Broker {
         })
     }
 
-    /// Changes one runtime setting of the group; `by` is who asked (for the log). Only its
+    /// Changes one runtime setting of the group; `by` is who asked (for the log). `key` is
+    /// the setting's key or its RocketMQ name (`runtime_config::ROCKETMQ_NAMES`). Only its
     /// master does (a slave runs with what its master keeps), so a slave refuses, naming
     /// its master. Answers the setting now and its previous value.
     pub fn change_runtime_setting(
@@ -66,6 +67,7 @@ impl Broker {
         value: &str,
         by: &str,
     ) -> Result<(RuntimeSetting, String), ApogeeError> {
+        let key = crate::runtime_config::setting_key(key);
         tracing::info!(key = %key, value = %value, by, "operator changes a runtime setting");
         if !self.membership().is_master() {
             let name = &self.config().broker_name;
