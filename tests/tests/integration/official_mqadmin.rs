@@ -1,8 +1,8 @@
 //! RocketMQ's own admin tool, unchanged, against Apogee: `mqadmin` (rocketmq-tools'
 //! `MQAdminStartup`, from the Maven project `tests/mqadmin`) run as an operator runs it, one
 //! JVM a command, with `-n` naming an Apogee NameServer. Each command's output, or its effect,
-//! is checked against what Apogee itself says (`apogee ... -o json`): the topics it lists, a
-//! topic's route and queue offsets, messages found by key and by id; a topic and a group made,
+//! is checked against what Apogee itself says (`apogee ... -o json`): the cluster's brokers,
+//! one's runtime figures and config, the topics it lists, a topic's route and queue offsets, messages found by key and by id; a topic and a group made,
 //! a group's progress, its offsets moved back, both deleted.
 //!
 //! Without java and mvn the tests print SKIPPED, except under CI (`CI=true`), where they fail.
@@ -77,6 +77,29 @@ async fn mqadmin_reads_topics_routes_and_messages() {
             ])
             .success();
     }
+
+    // The broker in the cluster's list, active; its runtime figures and config read.
+    let addr = cluster.broker_addr("broker-a").to_string();
+    let listed = mqadmin(&cluster, &["clusterList"]).await;
+    let row = rows(&listed, "DefaultCluster");
+    assert!(
+        row.len() == 1 && row[0][1] == "broker-a" && row[0].contains(&addr.as_str()),
+        "{listed}"
+    );
+    assert_eq!(row[0].last(), Some(&"true"), "{listed}");
+    let status: String = mqadmin(&cluster, &["brokerStatus", "-b", &addr])
+        .await
+        .split_whitespace()
+        .collect();
+    assert!(
+        status.contains("brokerActive:true") && status.contains("msgPutTotalTodayNow:"),
+        "{status}"
+    );
+    let config: String = mqadmin(&cluster, &["getBrokerConfig", "-b", &addr])
+        .await
+        .split_whitespace()
+        .collect();
+    assert!(config.contains("brokerName=broker-a"), "{config}");
 
     let topics = mqadmin(&cluster, &["topicList"]).await;
     assert!(topics.lines().any(|l| l.trim() == "ops-t"), "{topics}");
