@@ -71,15 +71,7 @@ impl Broker {
         tracing::info!(key = %key, value = %value, by, "operator changes a runtime setting");
         if !self.membership().is_master() {
             let name = &self.config().broker_name;
-            let master = self
-                .replication()
-                .master_link()
-                .map(|l| l.endpoint)
-                .filter(|e| !e.is_empty())
-                .map_or_else(
-                    || "its master".to_string(),
-                    |e| format!("its master at {e}"),
-                );
+            let master = self.master_named();
             return Err(ApogeeError::PreconditionFailed(format!(
                 "member {} of broker group {name} is not the master: runtime settings are the \
                  group's, set on {master} (`apogee broker config set {name} ...`), which keeps \

@@ -39,21 +39,26 @@ impl Broker {
         if self.membership().is_master() {
             return Ok(());
         }
-        let master = self
-            .replication()
+        Err(ApogeeError::PreconditionFailed(format!(
+            "member {} of broker group {} is not the master: {what} is made on {}, \
+             which passes it to every member",
+            self.config().broker_id,
+            self.config().broker_name,
+            self.master_named()
+        )))
+    }
+
+    /// "its master at <endpoint>" on a member that knows its master's, else "its master":
+    /// where a slave's refusals send the operator.
+    pub(crate) fn master_named(&self) -> String {
+        self.replication()
             .master_link()
             .map(|l| l.endpoint)
             .filter(|e| !e.is_empty())
             .map_or_else(
                 || "its master".to_string(),
                 |e| format!("its master at {e}"),
-            );
-        Err(ApogeeError::PreconditionFailed(format!(
-            "member {} of broker group {} is not the master: {what} is made on {master}, \
-             which passes it to every member",
-            self.config().broker_id,
-            self.config().broker_name
-        )))
+            )
     }
 
     /// Creates the topic, or changes it to `wanted` if it exists (its lite expiry kept, and
